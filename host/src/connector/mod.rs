@@ -1,0 +1,486 @@
+//! The connector contract (DESIGN.md, "The connector contract") as host-side Rust types.
+//!
+//! A connector is plugin code for one kind of CA. Two runtimes implement [`Connector`]:
+//! `connector::wasm` (WebAssembly components) and `connector::python` (Avi-style scripts).
+//! Everything above this module (the issuance pipeline, `plugin check`, the API) talks to
+//! connectors only through this trait, so the two runtimes stay interchangeable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Arguments handed to a connector: the `args_dict` of the Avi contract.
+///
+/// Values are strings, as Avi passes them. The set of names whose values are sensitive travels
+/// with the args so every layer that logs or reports an error can redact them.
+#[derive(Clone, Default)]
+pub struct Args {
+    values: BTreeMap<String, String>,
+    sensitive: Vec<String>,
+}
+
+impl Args {
+    /// Empty args.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a non-sensitive parameter.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.values.insert(name.into(), value.into());
+    }
+
+    /// Adds a sensitive parameter: its value will be redacted from logs, output and errors.
+    pub fn insert_sensitive(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        if !self.sensitive.contains(&name) {
+            self.sensitive.push(name.clone());
+        }
+        self.values.insert(name, value.into());
+    }
+
+    /// The value of one parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// All parameters, sorted by name. Hand these to the connector, never to a log.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether the named parameter is sensitive.
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        self.sensitive.iter().any(|s| s == name)
+    }
+
+    /// The sensitive values of this call, for redaction of captured output.
+    pub fn sensitive_values(&self) -> impl Iterator<Item = &str> {
+        self.sensitive
+            .iter()
+            .filter_map(|n| self.values.get(n))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Replaces every sensitive value of these args inside `text` by `***`.
+    ///
+    /// Longer values are replaced first so a value that contains another is not half-redacted.
+    pub fn redact(&self, text: &str) -> String {
+        let mut values: Vec<&str> = self.sensitive_values().collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut out = text.to_owned();
+        for v in values {
+            out = out.replace(v, "***");
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Args {
+    /// Sensitive values never reach a Debug string (and so never a log line through `?args`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in &self.values {
+            if self.is_sensitive(k) {
+                map.entry(k, &"***");
+            } else {
+                map.entry(k, v);
+            }
+        }
+        map.finish()
+    }
+}
+
+/// What a connector says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// Connector name, e.g. `local-ca`.
+    pub name: String,
+    /// Connector version, free-form (semver recommended).
+    pub version: String,
+    /// The parameters the connector reads from its args.
+    pub parameters: Vec<ParameterSpec>,
+    /// Optional operations the connector implements, beyond `certificate_request`.
+    pub operations: Vec<Operation>,
+}
+
+/// One parameter a connector accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterSpec {
+    /// Name as it appears in args.
+    pub name: String,
+    /// Human description for operators.
+    pub description: String,
+    /// The connector refuses to work without it.
+    pub required: bool,
+    /// Must never be displayed, logged or stored in plaintext.
+    pub sensitive: bool,
+    /// Used when the parameter is absent.
+    pub default: Option<String>,
+}
+
+/// The optional operations of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Poll a pending order.
+    Poll,
+    /// Renew a certificate (the host falls back to `certificate_request` without it).
+    Renew,
+    /// Revoke a certificate.
+    Revoke,
+    /// Check credentials and reachability.
+    TestConnection,
+    /// Page through the CA's certificates.
+    ListCertificates,
+    /// Approve, decline, suspend or resume an order at the CA.
+    UpdateOrder,
+}
+
+impl Operation {
+    /// Every optional operation, in contract order.
+    pub const ALL: [Operation; 6] = [
+        Operation::Poll,
+        Operation::Renew,
+        Operation::Revoke,
+        Operation::TestConnection,
+        Operation::ListCertificates,
+        Operation::UpdateOrder,
+    ];
+
+    /// The contract's name for it (snake_case, as in Python scripts).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Poll => "poll",
+            Operation::Renew => "renew",
+            Operation::Revoke => "revoke",
+            Operation::TestConnection => "test_connection",
+            Operation::ListCertificates => "list_certificates",
+            Operation::UpdateOrder => "update_order",
+        }
+    }
+}
+
+/// A certificate request as handed to a connector.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    /// PEM-encoded PKCS#10 CSR.
+    pub csr_pem: String,
+    /// The requested common name (Avi passes it separately from the CSR).
+    pub common_name: String,
+    /// Unique per order: a connector may use it to make retries idempotent.
+    pub request_id: String,
+}
+
+/// What the CA did with a submitted request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Disposition {
+    /// Issued: leaf PEM plus chain (leaf-first order, the leaf not repeated).
+    Issued {
+        /// The leaf certificate, PEM.
+        certificate: String,
+        /// Intermediates (and optionally the root), PEM each, leaf-first order.
+        chain: Vec<String>,
+        /// The CA's handle for the order, when it has one.
+        ca_order_id: Option<String>,
+    },
+    /// Not decided yet: poll again after `retry_after_s`.
+    Pending {
+        /// The CA's handle for polling.
+        ca_order_id: String,
+        /// Seconds the CA asks us to wait.
+        retry_after_s: u32,
+    },
+    /// Permanent refusal by the CA.
+    Rejected {
+        /// The CA's reason.
+        reason: String,
+    },
+}
+
+/// A page of `list_certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatePage {
+    /// Items on this page.
+    pub items: Vec<ListedCertificate>,
+    /// Cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One certificate known to the CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedCertificate {
+    /// The CA's order handle.
+    pub ca_order_id: String,
+    /// The CA's status word for it.
+    pub status: String,
+    /// The certificate PEM, when the CA returns it.
+    pub certificate: Option<String>,
+}
+
+/// RFC 5280 CRLReason values accepted by `revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationReason {
+    /// unspecified (0)
+    Unspecified,
+    /// keyCompromise (1)
+    KeyCompromise,
+    /// cACompromise (2)
+    #[serde(rename = "cACompromise")]
+    CaCompromise,
+    /// affiliationChanged (3)
+    AffiliationChanged,
+    /// superseded (4)
+    Superseded,
+    /// cessationOfOperation (5)
+    CessationOfOperation,
+    /// certificateHold (6)
+    CertificateHold,
+    /// privilegeWithdrawn (9)
+    PrivilegeWithdrawn,
+    /// aACompromise (10)
+    #[serde(rename = "aACompromise")]
+    AaCompromise,
+}
+
+impl RevocationReason {
+    /// The RFC 5280 reason code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::CaCompromise => 2,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+            Self::CertificateHold => 6,
+            Self::PrivilegeWithdrawn => 9,
+            Self::AaCompromise => 10,
+        }
+    }
+}
+
+/// Input of `revoke`.
+#[derive(Debug, Clone)]
+pub struct RevokeRequest {
+    /// The certificate to revoke, PEM.
+    pub certificate_pem: String,
+    /// Its serial, lowercase hex.
+    pub serial: String,
+    /// RFC 5280 reason.
+    pub reason: RevocationReason,
+    /// Free-text comment for the CA.
+    pub comment: String,
+}
+
+/// Input of `renew`.
+#[derive(Debug, Clone)]
+pub struct RenewRequest {
+    /// The certificate being renewed, PEM.
+    pub prior_certificate_pem: String,
+    /// The CA's order id of the prior certificate, when known.
+    pub prior_ca_order_id: Option<String>,
+    /// The new CSR and names.
+    pub request: CertificateRequest,
+}
+
+/// Actions of `update_order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderAction {
+    /// Approve a held order.
+    Approve,
+    /// Decline a held order.
+    Decline,
+    /// Suspend an order or certificate.
+    Suspend,
+    /// Resume a suspended one.
+    Resume,
+}
+
+/// Why a connector call failed. Every message is already redacted of sensitive values.
+///
+/// The first five variants are the contract's error kinds (a connector reports them); the
+/// rest are raised by the host around the call (limits, sandbox, garbage returned).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// The CA could not be reached: retry with backoff, fail over to the next CA account.
+    #[error("connector {connector}: CA unreachable: {message}")]
+    Unreachable {
+        /// Connector name.
+        connector: String,
+        /// What the connector said.
+        message: String,
+    },
+    /// The CA refused the credentials.
+    #[error("connector {connector}: unauthorized: {message}")]
+    Unauthorized {
+        /// Connector name.
+        connector: String,
+        /// What the connector said.
+        message: String,
+    },
+    /// The CA account is configured wrongly (e.g. a missing parameter).
+    #[error("connector {connector}: misconfigured: {message}")]
+    Misconfigured {
+        /// Connector name.
+        connector: String,
+        /// What the connector said.
+        message: String,
+    },
+    /// The connector does not implement the operation.
+    #[error("connector {connector}: does not support {operation}")]
+    Unsupported {
+        /// Connector name.
+        connector: String,
+        /// Operation name.
+        operation: String,
+    },
+    /// The connector failed in some other way (its own bug, a crash, a trap, garbage output).
+    #[error("connector {connector}: {message}")]
+    Internal {
+        /// Connector name.
+        connector: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The call ran past its deadline and was stopped.
+    #[error("connector {connector}: timed out after {}s", .after.as_secs())]
+    TimedOut {
+        /// Connector name.
+        connector: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The plugin tried to use more memory than its limit allows.
+    #[error("connector {connector}: exceeded its {} MiB memory limit", .limit_bytes / (1024 * 1024))]
+    MemoryExceeded {
+        /// Connector name.
+        connector: String,
+        /// The limit in bytes.
+        limit_bytes: u64,
+    },
+}
+
+impl ConnectorError {
+    /// True when the next CA account of a profile should be tried (DESIGN.md: `unreachable`).
+    pub fn is_failover(&self) -> bool {
+        matches!(self, ConnectorError::Unreachable { .. })
+    }
+}
+
+/// Per-call limits; defaults per CA account (issue 3: 30 s, 64 MiB, 4 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call.
+    pub timeout: Duration,
+    /// Memory cap for the plugin.
+    pub memory_bytes: u64,
+    /// Cap on one outgoing HTTP response body.
+    pub http_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 * 1024 * 1024,
+            http_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The operations of DESIGN.md's connector contract, implemented by each runtime.
+///
+/// Only `certificate_request` is mandatory; the default bodies of the optional operations
+/// answer `Unsupported`, which is what a runtime reports when the plugin does not declare one.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector's name (from `describe`, or the file stem before describe ran).
+    fn name(&self) -> &str;
+
+    /// Name, version, parameter schema and supported operations.
+    async fn describe(&self) -> Result<Description, ConnectorError>;
+
+    /// Submit a CSR.
+    async fn certificate_request(
+        &self,
+        request: &CertificateRequest,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError>;
+
+    /// Poll a pending order.
+    async fn poll(&self, ca_order_id: &str, args: &Args) -> Result<Disposition, ConnectorError> {
+        let _ = (ca_order_id, args);
+        Err(self.unsupported(Operation::Poll))
+    }
+
+    /// Renew; the host falls back to `certificate_request` on `Unsupported`.
+    async fn renew(&self, request: &RenewRequest, args: &Args) -> Result<Disposition, ConnectorError> {
+        let _ = (request, args);
+        Err(self.unsupported(Operation::Renew))
+    }
+
+    /// Revoke a certificate.
+    async fn revoke(&self, request: &RevokeRequest, args: &Args) -> Result<(), ConnectorError> {
+        let _ = (request, args);
+        Err(self.unsupported(Operation::Revoke))
+    }
+
+    /// Check that the CA is reachable and the credentials work.
+    async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {
+        let _ = args;
+        Err(self.unsupported(Operation::TestConnection))
+    }
+
+    /// One page of the CA's certificates.
+    async fn list_certificates(
+        &self,
+        args: &Args,
+        cursor: Option<&str>,
+    ) -> Result<CertificatePage, ConnectorError> {
+        let _ = (args, cursor);
+        Err(self.unsupported(Operation::ListCertificates))
+    }
+
+    /// Approve, decline, suspend or resume an order.
+    async fn update_order(
+        &self,
+        ca_order_id: &str,
+        action: OrderAction,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        let _ = (ca_order_id, action, args);
+        Err(self.unsupported(Operation::UpdateOrder))
+    }
+
+    /// The `Unsupported` error for `operation` on this connector.
+    fn unsupported(&self, operation: Operation) -> ConnectorError {
+        ConnectorError::Unsupported {
+            connector: self.name().to_owned(),
+            operation: operation.as_str().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_redact_hide_sensitive_values() {
+        let mut args = Args::new();
+        args.insert("url", "https://ca.example");
+        args.insert_sensitive("token", "s3cr3t-value");
+        assert!(!format!("{args:?}").contains("s3cr3t-value"));
+        assert!(format!("{args:?}").contains("https://ca.example"));
+        assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
+    }
+}
