@@ -4,8 +4,25 @@
 //! generates keys and CSRs, hands CSRs to connector plugins (WebAssembly components or Python
 //! scripts), verifies what comes back, and keeps an encrypted inventory. See ARCHITECTURE.md.
 //!
+//! The library never reads environment variables or binds ports: `main.rs` does, and hands
+//! the results in, so tests can drive every piece with their own directories and keys.
+//!
 //! # Layout
-//! - [`connector`]: the connector contract (trait and types) shared by both plugin runtimes.
+//! - [`key`]: private keys — generation, PEM import, signing.
+//! - [`csr`]: subject/SAN rules, building CSRs, parsing and verifying uploaded CSRs.
+//! - [`cert`]: parsing certificates into the facts the inventory stores.
+//! - [`verify`]: invariant 1, checking a connector's certificate against the request.
+//! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
+//! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
+//! - [`connector`]: the connector contract shared by both plugin runtimes.
+//! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
 #![deny(missing_docs)]
 
+pub mod cert;
 pub mod connector;
+pub mod csr;
+pub mod der;
+pub mod key;
+pub mod verify;
+pub mod vault;
+pub mod x509;

@@ -1,0 +1,128 @@
+//! Certificates as the inventory sees them: parsed once into [`CertificateInfo`].
+
+use serde::{Deserialize, Serialize};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+
+use crate::csr::San;
+use crate::der::{self, Framing};
+use crate::key::KeyAlgorithm;
+use crate::x509::{general_name_to_san, spki_algorithm};
+
+/// Facts about one certificate, computed from its DER.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// Serial number, lowercase hex without separators.
+    pub serial: String,
+    /// SHA-1 over the DER, lowercase hex (what Windows and Keyfactor call the thumbprint).
+    pub sha1: String,
+    /// SHA-256 over the DER, lowercase hex.
+    pub sha256: String,
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// Issuer, RFC 4514.
+    pub issuer: String,
+    /// The subject's CN, if any.
+    pub common_name: Option<String>,
+    /// Subject alternative names.
+    pub sans: Vec<San>,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// Public key family and size.
+    pub key: KeyAlgorithm,
+    /// Whether basicConstraints says CA.
+    pub is_ca: bool,
+    /// Raw public key (SPKI bit string contents), for matching keys and CSRs.
+    #[serde(skip)]
+    pub public_key_raw: Vec<u8>,
+}
+
+/// Why bytes are not a usable certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The DER ends early.
+    #[error("the certificate is truncated")]
+    Truncated,
+    /// Bytes follow the certificate.
+    #[error("the certificate has {0} bytes of trailing garbage")]
+    TrailingGarbage(usize),
+    /// Not X.509.
+    #[error("not an X.509 certificate: {0}")]
+    Malformed(String),
+    /// A key certhost cannot describe.
+    #[error("the certificate's public key is not supported: {0}")]
+    UnsupportedKey(String),
+    /// PEM text holds no certificate.
+    #[error("no PEM CERTIFICATE block found")]
+    NoCertificate,
+    /// PEM is broken.
+    #[error("malformed PEM: {0}")]
+    Pem(String),
+}
+
+impl CertificateInfo {
+    /// Parses one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        match der::framing(der) {
+            Framing::Exact => {}
+            Framing::Truncated => return Err(CertError::Truncated),
+            Framing::TrailingData(n) => return Err(CertError::TrailingGarbage(n)),
+            Framing::NotASequence => return Err(CertError::Malformed("it does not start with a DER SEQUENCE".into())),
+        }
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
+            x509_parser::nom::Err::Incomplete(_) => CertError::Truncated,
+            other => CertError::Malformed(other.to_string()),
+        })?;
+        let key = spki_algorithm(cert.public_key()).map_err(CertError::UnsupportedKey)?;
+        let mut sans = Vec::new();
+        let mut is_ca = false;
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    sans.extend(san.general_names.iter().filter_map(general_name_to_san));
+                }
+                ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+                _ => {}
+            }
+        }
+        Ok(Self {
+            serial: hex::encode(cert.raw_serial()),
+            sha1: hex::encode(Sha1::digest(der)),
+            sha256: hex::encode(Sha256::digest(der)),
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            common_name: cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).map(str::to_owned),
+            sans,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            key,
+            is_ca,
+            public_key_raw: cert.public_key().subject_public_key.data.to_vec(),
+        })
+    }
+}
+
+/// DER of every `CERTIFICATE` block in a PEM text, in order. Other blocks are ignored.
+pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
+    Ok(blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(pem::Pem::into_contents).collect())
+}
+
+/// PEM text of one DER certificate.
+pub fn to_pem(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
+/// Whether `issuer_der` issued `child_der`: names chain and the signature verifies.
+pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
+    let (Ok((_, child)), Ok((_, issuer))) = (X509Certificate::from_der(child_der), X509Certificate::from_der(issuer_der)) else {
+        return false;
+    };
+    child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()
+}

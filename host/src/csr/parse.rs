@@ -1,0 +1,115 @@
+//! Uploaded CSRs: parse (PEM or DER), verify the self-signature, extract what policy needs.
+
+use serde::Serialize;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+
+use super::names::San;
+use crate::der::{self, Framing, PemError};
+use crate::key::KeyAlgorithm;
+use crate::x509::{general_name_to_san, spki_algorithm};
+
+/// What certhost reads from an uploaded CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParsedCsr {
+    /// DER bytes as received (after PEM decoding).
+    #[serde(skip)]
+    pub der: Vec<u8>,
+    /// Canonical PEM of the same bytes.
+    pub pem: String,
+    /// Subject in RFC 4514 form.
+    pub subject: String,
+    /// The subject's CN, if any.
+    pub common_name: Option<String>,
+    /// Requested SANs.
+    pub sans: Vec<San>,
+    /// Key family and size.
+    pub key: KeyAlgorithm,
+    /// Raw public key (SPKI bit string contents), for matching certificates to the CSR.
+    #[serde(skip)]
+    pub public_key_raw: Vec<u8>,
+}
+
+/// Why an uploaded CSR was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrParseError {
+    /// Input is empty.
+    #[error("the CSR is empty")]
+    Empty,
+    /// PEM framing is wrong.
+    #[error("the CSR PEM is not usable: {0}")]
+    Pem(#[from] PemError),
+    /// The DER ends before the structure does.
+    #[error("the CSR is truncated")]
+    Truncated,
+    /// Bytes after the DER structure.
+    #[error("the CSR has {0} bytes of trailing garbage after its DER structure")]
+    TrailingGarbage(usize),
+    /// Not a PKCS#10 structure.
+    #[error("the input is not a PKCS#10 certificate request: {0}")]
+    NotACsr(String),
+    /// The key is of a kind certhost does not accept.
+    #[error("the CSR's public key is not supported: {0} (supported: RSA 2048-8192, EC P-256, EC P-384, Ed25519)")]
+    UnsupportedKey(String),
+    /// The self-signature does not verify: the requester does not hold the key, or the CSR was altered.
+    #[error("the CSR's signature does not verify ({0})")]
+    BadSignature(String),
+}
+
+/// Parses and verifies an uploaded CSR in PEM (`CERTIFICATE REQUEST`) or DER form.
+pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(CsrParseError::Empty);
+    }
+    let der = if der::looks_like_pem(input) {
+        let text = std::str::from_utf8(input).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
+        der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
+    } else {
+        input.to_vec()
+    };
+    match der::framing(&der) {
+        Framing::Exact => {}
+        Framing::Truncated => return Err(CsrParseError::Truncated),
+        Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
+        Framing::NotASequence => return Err(CsrParseError::NotACsr("it does not start with a DER SEQUENCE".into())),
+    }
+    let (_, csr) = X509CertificationRequest::from_der(&der).map_err(|e| match e {
+        x509_parser::nom::Err::Incomplete(_) => CsrParseError::Truncated,
+        other => CsrParseError::NotACsr(other.to_string()),
+    })?;
+    let info = &csr.certification_request_info;
+    let key = spki_algorithm(&info.subject_pki).map_err(CsrParseError::UnsupportedKey)?;
+    match key {
+        KeyAlgorithm::Rsa { bits } if !(2048..=8192).contains(&bits) => {
+            return Err(CsrParseError::UnsupportedKey(format!("RSA with a {bits}-bit modulus")));
+        }
+        KeyAlgorithm::EcP521 => return Err(CsrParseError::UnsupportedKey("EC P-521".into())),
+        _ => {}
+    }
+    csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
+    let common_name = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    let mut sans = Vec::new();
+    if let Some(exts) = csr.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                sans.extend(san.general_names.iter().filter_map(general_name_to_san));
+            }
+        }
+    }
+    Ok(ParsedCsr {
+        pem: pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.clone())),
+        subject: info.subject.to_string(),
+        common_name,
+        sans,
+        key,
+        public_key_raw: info.subject_pki.subject_public_key.data.to_vec(),
+        der,
+    })
+}

@@ -1,0 +1,182 @@
+//! Invariant 3: secrets at rest (private keys, later sensitive parameters) are sealed with
+//! AES-256-GCM under one master key. The master key comes from the operator (base64 of 32
+//! bytes, e.g. `CERTHOST_MASTER_KEY`) or from a key file in the data directory, created with
+//! mode 0600 on first use.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+/// Name of the key file inside the data directory.
+pub const KEY_FILE: &str = "master.key";
+const NONCE_LEN: usize = 12;
+
+/// The AES-256-GCM master key. Never printed, wiped on drop.
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+/// Where the master key came from, for the operator's information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Given explicitly (environment or configuration).
+    Explicit,
+    /// Read from an existing key file.
+    File(PathBuf),
+    /// A new key file was created.
+    Created(PathBuf),
+}
+
+/// Master-key and sealing errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The given master key is not base64 of 32 bytes.
+    #[error("the master key must be base64 of exactly 32 bytes (generate one with: openssl rand -base64 32)")]
+    BadKeyEncoding,
+    /// The key file exists but is unusable.
+    #[error("master key file {path} is not usable: {reason}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Decryption failed: wrong master key or tampered data.
+    #[error("sealed data cannot be opened: wrong master key, or the data was altered")]
+    Open,
+    /// Sealed data too short to hold a nonce and tag.
+    #[error("sealed data is truncated")]
+    Truncated,
+}
+
+impl MasterKey {
+    /// Decodes base64 of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, VaultError> {
+        let bytes = Zeroizing::new(B64.decode(text.trim()).map_err(|_| VaultError::BadKeyEncoding)?);
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| VaultError::BadKeyEncoding)?;
+        Ok(Self(Zeroizing::new(arr)))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(k.as_mut_slice());
+        Self(k)
+    }
+
+    /// Uses `explicit` when given, else the data directory's key file, creating it (mode
+    /// 0600) when absent. A key file readable by group or others is refused.
+    pub fn load_or_create(data_dir: &Path, explicit: Option<&str>) -> Result<(Self, KeySource), VaultError> {
+        if let Some(text) = explicit {
+            return Ok((Self::from_base64(text)?, KeySource::Explicit));
+        }
+        let path = data_dir.join(KEY_FILE);
+        let file_err = |reason: String| VaultError::KeyFile { path: path.clone(), reason };
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(file_err(format!("it is readable by other users (mode {mode:o}); run chmod 600 on it")));
+                }
+                let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?);
+                let key = Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))?;
+                Ok((key, KeySource::File(path)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| file_err(e.to_string()))?;
+                let text = Zeroizing::new(B64.encode(key.0.as_slice()));
+                f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| file_err(e.to_string()))?;
+                Ok((key, KeySource::Created(path)))
+            }
+            Err(e) => Err(file_err(e.to_string())),
+        }
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.0.as_slice().into())
+    }
+
+    /// Encrypts `plaintext`, binding it to `aad` (e.g. the row it belongs to).
+    /// Output: 12-byte random nonce followed by ciphertext and tag.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        // Encryption with a 32-byte key and a 12-byte nonce cannot fail for inputs below
+        // AES-GCM's 64 GiB limit; private keys and parameters are a few KiB at most.
+        let ct = self
+            .cipher()
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced with the same `aad`.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(VaultError::Truncated);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_wrong_key_or_aad_fail() {
+        let k = MasterKey::generate();
+        let sealed = k.seal(b"secret", b"row-1");
+        assert_eq!(k.open(&sealed, b"row-1").expect("open").as_slice(), b"secret");
+        assert!(matches!(k.open(&sealed, b"row-2"), Err(VaultError::Open)));
+        assert!(matches!(MasterKey::generate().open(&sealed, b"row-1"), Err(VaultError::Open)));
+        assert!(matches!(k.open(&sealed[..10], b"row-1"), Err(VaultError::Truncated)));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (k1, src) = MasterKey::load_or_create(dir.path(), None).expect("create");
+        assert!(matches!(src, KeySource::Created(_)));
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (k2, src) = MasterKey::load_or_create(dir.path(), None).expect("reuse");
+        assert!(matches!(src, KeySource::File(_)));
+        assert_eq!(k2.open(&k1.seal(b"x", b""), b"").expect("same key").as_slice(), b"x");
+        fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = MasterKey::load_or_create(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn explicit_key_must_be_32_bytes() {
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+        assert!(MasterKey::from_base64(&B64.encode([7u8; 32])).is_ok());
+    }
+}

@@ -1,0 +1,60 @@
+//! Edge between `x509-parser` types and certhost's own: key algorithms, SANs, times.
+//!
+//! **Invariant:** only this module and the parsers built on it (`csr::parse`, `cert`)
+//! interpret x509-parser structures; everything else sees certhost types.
+
+use std::net::IpAddr;
+
+use x509_parser::extensions::GeneralName;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::csr::San;
+use crate::key::KeyAlgorithm;
+
+/// Identifies a public key's family and size from its SubjectPublicKeyInfo.
+pub fn spki_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyAlgorithm, String> {
+    let alg = spki.algorithm.algorithm.to_id_string();
+    match alg.as_str() {
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                let bits = rsa.key_size();
+                Ok(KeyAlgorithm::Rsa { bits: u32::try_from(bits).unwrap_or(u32::MAX) })
+            }
+            _ => Err("RSA public key that does not parse".into()),
+        },
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .unwrap_or_default();
+            match curve.as_str() {
+                "1.2.840.10045.3.1.7" => Ok(KeyAlgorithm::EcP256),
+                "1.3.132.0.34" => Ok(KeyAlgorithm::EcP384),
+                "1.3.132.0.35" => Ok(KeyAlgorithm::EcP521),
+                "" => Err("EC key without a named curve".into()),
+                other => Err(format!("EC key on curve {other}")),
+            }
+        }
+        "1.3.101.112" => Ok(KeyAlgorithm::Ed25519),
+        "1.2.840.10040.4.1" => Err("DSA key".into()),
+        other => Err(format!("key algorithm {other}")),
+    }
+}
+
+/// Converts the SAN kinds certhost handles; others (directoryName, otherName) are skipped.
+pub fn general_name_to_san(name: &GeneralName<'_>) -> Option<San> {
+    match name {
+        GeneralName::DNSName(d) => Some(San::Dns((*d).to_owned())),
+        GeneralName::RFC822Name(e) => Some(San::Email((*e).to_owned())),
+        GeneralName::URI(u) => Some(San::Uri((*u).to_owned())),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| San::Ip(IpAddr::from(b))),
+            16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| San::Ip(IpAddr::from(b))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
