@@ -14,6 +14,7 @@
 //! - [`verify`]: invariant 1, checking a connector's certificate against the request.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
 //! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
+//! - [`import`]: importing certificate files (bundles, directories, keys).
 //! - [`connector`]: the connector contract shared by both plugin runtimes.
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
 #![deny(missing_docs)]
@@ -22,6 +23,8 @@ pub mod cert;
 pub mod connector;
 pub mod csr;
 pub mod der;
+pub mod import;
+pub mod inventory;
 pub mod key;
 pub mod verify;
 pub mod vault;

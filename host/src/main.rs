@@ -1,1 +1,34 @@
-fn main() {}
+//! The `certhost` binary: parses arguments, reads the environment, sets up logging, and
+//! calls into the library. Exit codes: 0 ok, 1 operational error, 2 usage error.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // A panic is a bug, but the user still gets one sentence instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        eprintln!("error: internal error ({msg}); please report this as a bug");
+    }));
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    let env = cli::Env {
+        master_key: std::env::var("CERTHOST_MASTER_KEY").ok().filter(|v| !v.is_empty()),
+        actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+    };
+    match cli::run(args, &env) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", cli::sentence(&err));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `certhost import`: bring existing certificates into the inventory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use certhost::import::import_paths;
+use certhost::inventory::Inventory;
+
+/// Arguments of `import`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files or directories (walked recursively) holding PEM or DER certificates.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Private key (PKCS#8, PKCS#1 or SEC1 PEM) to store with the certificate it matches.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit 0 when nothing failed; 1 when any file was refused (the good ones are still imported).
+pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let report = import_paths(inv, &args.paths, args.key.as_deref(), &env.actor)?;
+    if args.json {
+        super::output::json(&report)?;
+    } else {
+        for i in &report.imported {
+            let key = if i.with_key { " with its private key" } else { "" };
+            println!("imported  #{:<6} {}{}  ({})", i.id, i.subject, key, i.source);
+        }
+        for d in &report.duplicates {
+            println!("duplicate #{:<6} {}  already in the inventory ({})", d.id, d.subject, d.source);
+        }
+        for f in &report.failed {
+            eprintln!("failed    {}: {}", f.source, f.reason);
+        }
+        println!(
+            "{} imported, {} duplicate, {} failed",
+            report.imported.len(),
+            report.duplicates.len(),
+            report.failed.len()
+        );
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

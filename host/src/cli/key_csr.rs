@@ -1,0 +1,105 @@
+//! `certhost key-csr`: generate a key and a CSR into a directory.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use certhost::csr::{CsrParams, San, Subject};
+use certhost::key::{HashAlg, KeyType};
+
+/// Arguments of `key-csr`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Key type: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384, ed25519.
+    #[arg(long, default_value = "ec-p256")]
+    key_type: KeyType,
+    /// Common name (CN), at most 64 characters.
+    #[arg(long)]
+    cn: String,
+    /// Subject alternative name: DNS:name, IP:address, EMAIL:address or URI:uri (repeatable).
+    #[arg(long = "san", value_name = "TYPE:VALUE")]
+    sans: Vec<San>,
+    /// Organisation (O), repeatable.
+    #[arg(long = "o", value_name = "ORG")]
+    organization: Vec<String>,
+    /// Organisational unit (OU), repeatable.
+    #[arg(long = "ou", value_name = "UNIT")]
+    organizational_unit: Vec<String>,
+    /// Locality (L).
+    #[arg(long = "l", value_name = "CITY")]
+    locality: Option<String>,
+    /// State or province (ST).
+    #[arg(long = "st", value_name = "STATE")]
+    state: Option<String>,
+    /// Two-letter country code (C).
+    #[arg(long = "c", value_name = "CC")]
+    country: Option<String>,
+    /// Email address in the subject (emailAddress).
+    #[arg(long)]
+    email: Option<String>,
+    /// Signature hash: sha256, sha384, sha512 (where the key type allows; default per key).
+    #[arg(long)]
+    hash: Option<HashAlg>,
+    /// Directory to write key.pem (mode 0600) and csr.pem into; created when missing.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let params = CsrParams {
+        subject: Subject {
+            common_name: Some(args.cn),
+            organization: args.organization,
+            organizational_unit: args.organizational_unit,
+            locality: args.locality,
+            state: args.state,
+            country: args.country,
+            email: args.email,
+        },
+        sans: args.sans,
+        key_type: args.key_type,
+        hash: args.hash,
+    };
+    params.validate()?;
+    let key_path = args.out.join("key.pem");
+    let csr_path = args.out.join("csr.pem");
+    for p in [&key_path, &csr_path] {
+        if p.exists() {
+            bail!("{} already exists; refusing to overwrite it (choose another --out)", p.display());
+        }
+    }
+    let (key, csr) = params.generate()?;
+    fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    write_new(&key_path, key.to_pem().as_bytes(), 0o600)?;
+    write_new(&csr_path, csr.pem.as_bytes(), 0o644)?;
+    if args.json {
+        super::output::json(&serde_json::json!({
+            "key": key_path,
+            "csr": csr_path,
+            "key_type": params.key_type,
+            "subject": params.subject,
+            "sans": params.sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!("wrote {} ({}, mode 0600)", key_path.display(), params.key_type);
+        println!("wrote {}", csr_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` (never overwriting) with `mode`, writes and fsyncs it.
+fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,60 @@
+//! `certhost show`: one certificate in full.
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use certhost::inventory::Inventory;
+
+use super::output::{self, CertView};
+
+/// Arguments of `show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Inventory id, or SHA-1 / SHA-256 thumbprint (hex; colons allowed).
+    #[arg(value_name = "ID|THUMBPRINT")]
+    id: String,
+    /// Print the certificate PEM (followed by its chain) instead of the summary.
+    #[arg(long, conflicts_with = "json")]
+    pem: bool,
+    /// Print JSON (including the PEM).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
+    let r = inv.find(&args.id)?.ok_or_else(|| anyhow!("no certificate with id or thumbprint {}", args.id))?;
+    let now = output::now();
+    if args.pem {
+        print!("{}{}", r.pem, r.chain_pem);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view = CertView::new(&r, now, true);
+    if args.json {
+        output::json(&view)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sans = if view.sans.is_empty() { "-".to_owned() } else { view.sans.join(", ") };
+    let chain_len = certhost::cert::pem_certificates(&r.chain_pem).map(|c| c.len()).unwrap_or(0);
+    let lines = [
+        ("ID", view.id.to_string()),
+        ("Status", view.status.to_owned()),
+        ("Subject", view.subject.to_owned()),
+        ("Issuer", view.issuer.to_owned()),
+        ("SANs", sans),
+        ("Serial", view.serial.to_owned()),
+        ("Not before", view.not_before.clone()),
+        ("Not after", format!("{} ({} days left)", view.not_after, view.days_left)),
+        ("Key", format!("{} {} bits{}", view.key_type, view.key_bits, if view.has_private_key { ", private key stored (encrypted)" } else { "" })),
+        ("SHA-1", view.sha1.to_owned()),
+        ("SHA-256", view.sha256.to_owned()),
+        ("Chain", format!("{chain_len} certificate(s)")),
+        ("Source", view.source.to_owned()),
+        ("Profile", view.profile.unwrap_or("-").to_owned()),
+        ("CA account", view.account.unwrap_or("-").to_owned()),
+        ("Predecessor", view.predecessor_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+    ];
+    for (k, v) in lines {
+        println!("{:<12} {}", format!("{k}:"), v);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,227 @@
+//! Importing existing certificates from files into the inventory.
+//!
+//! Accepts single PEM or DER certificates, bundles (a leaf followed by its chain, or several
+//! unrelated certificates), and directories walked recursively. A matching private key —
+//! given with `--key` or inside the same file — is imported with its certificate. Bad files
+//! are reported with a reason while the good ones still import; duplicates are reported, not
+//! inserted twice.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cert::{self, CertificateInfo};
+use crate::der;
+use crate::inventory::{InsertOutcome, Inventory, InventoryError, NewCertificate};
+use crate::key::{KeyError, PrivateKey};
+
+/// Files larger than this are not certificates; refusing them bounds memory.
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What an import did, file by file.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// Newly stored certificates.
+    pub imported: Vec<Imported>,
+    /// Certificates already in the inventory.
+    pub duplicates: Vec<Imported>,
+    /// Files or certificates refused, with the reason.
+    pub failed: Vec<Failed>,
+}
+
+/// One certificate handled by the import.
+#[derive(Debug, Serialize)]
+pub struct Imported {
+    /// Source file (with `#N` when the file held several certificates).
+    pub source: String,
+    /// Inventory id (the existing one for duplicates).
+    pub id: i64,
+    /// Subject of the certificate.
+    pub subject: String,
+    /// SHA-256 thumbprint.
+    pub sha256: String,
+    /// Whether its private key was stored with it.
+    pub with_key: bool,
+}
+
+/// One refusal.
+#[derive(Debug, Serialize)]
+pub struct Failed {
+    /// File (and position) concerned.
+    pub source: String,
+    /// One sentence saying what was wrong.
+    pub reason: String,
+}
+
+/// Errors that stop the whole import (per-file problems are in the report instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The `--key` file cannot be used.
+    #[error("private key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+/// A leaf with its chain and the key that came with it, before insertion.
+struct Candidate {
+    source: String,
+    der: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    public_key_raw: Vec<u8>,
+    subject: String,
+    key: Option<PrivateKey>,
+}
+
+/// Imports every certificate found under `paths`. `key_file` is offered to each leaf; it is
+/// stored with the leaves it matches and, if it matches none, those leaves are refused.
+pub fn import_paths(inv: &mut Inventory, paths: &[PathBuf], key_file: Option<&Path>, actor: &str) -> Result<ImportReport, ImportError> {
+    let given_key = match key_file {
+        Some(path) => {
+            let text = read_limited(path).map_err(|reason| ImportError::KeyFile { path: path.to_owned(), reason })?;
+            let text = String::from_utf8(text).map_err(|_| ImportError::KeyFile { path: path.to_owned(), reason: "not a PEM text file".into() })?;
+            Some(PrivateKey::from_pem(&text).map_err(|e| ImportError::KeyFile { path: path.to_owned(), reason: e.to_string() })?)
+        }
+        None => None,
+    };
+    let mut report = ImportReport::default();
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut report.failed);
+    }
+    let mut candidates = Vec::new();
+    for file in &files {
+        match read_candidates(file) {
+            Ok(found) => candidates.extend(found),
+            Err(reason) => report.failed.push(Failed { source: file.display().to_string(), reason }),
+        }
+    }
+    if let Some(key) = &given_key {
+        let any_match = candidates.iter().any(|c| c.public_key_raw == key.public_key_raw());
+        for c in &mut candidates {
+            if c.public_key_raw == key.public_key_raw() {
+                // Re-parsing our own PKCS#8 cannot fail: it was parsed a moment ago.
+                c.key = PrivateKey::from_pkcs8_der(key.pkcs8_der().to_vec()).ok();
+            }
+        }
+        if !any_match {
+            let path = key_file.map(|p| p.display().to_string()).unwrap_or_default();
+            for c in candidates.drain(..) {
+                report.failed.push(Failed {
+                    source: c.source,
+                    reason: format!("the private key in {path} does not match this certificate"),
+                });
+            }
+        }
+    }
+    for c in candidates {
+        let new = NewCertificate {
+            der: &c.der,
+            chain: &c.chain,
+            key: c.key.as_ref(),
+            source: "import",
+            profile: None,
+            account: None,
+            predecessor_id: None,
+        };
+        let sha256 = CertificateInfo::from_der(&c.der).map(|i| i.sha256).unwrap_or_default();
+        match inv.insert_certificate(&new, actor) {
+            Ok(InsertOutcome::Inserted(id)) => report.imported.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: c.key.is_some() }),
+            Ok(InsertOutcome::Duplicate(id)) => report.duplicates.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: false }),
+            Err(InventoryError::KeyMismatch) => report.failed.push(Failed { source: c.source, reason: "the private key in the file does not match the certificate".into() }),
+            Err(InventoryError::Invalid(reason)) => report.failed.push(Failed { source: c.source, reason }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(report)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, failed: &mut Vec<Failed>) {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => match fs::read_dir(path) {
+            Ok(entries) => {
+                let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                children.sort();
+                for child in children {
+                    collect_files(&child, out, failed);
+                }
+            }
+            Err(e) => failed.push(Failed { source: path.display().to_string(), reason: format!("cannot read directory: {e}") }),
+        },
+        Ok(meta) if meta.is_file() => out.push(path.to_owned()),
+        Ok(_) => failed.push(Failed { source: path.display().to_string(), reason: "not a regular file or directory".into() }),
+        Err(e) => failed.push(Failed { source: path.display().to_string(), reason: format!("cannot read: {e}") }),
+    }
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("file is {} bytes, larger than any certificate file ({} bytes at most)", meta.len(), MAX_FILE_BYTES));
+    }
+    fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// Splits one file into leaves with chains; a key in the same file goes to the leaf it matches.
+fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
+    let bytes = read_limited(path)?;
+    let name = path.display().to_string();
+    let (ders, keys) = if der::looks_like_pem(&bytes) || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        let text = String::from_utf8(bytes).map_err(|_| "PEM file is not valid text".to_string())?;
+        let blocks = pem::parse_many(&text).map_err(|e| format!("malformed PEM: {e}"))?;
+        let mut ders = Vec::new();
+        let mut keys = Vec::new();
+        for b in blocks {
+            match b.tag() {
+                "CERTIFICATE" | "TRUSTED CERTIFICATE" => ders.push(b.into_contents()),
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
+                    keys.push(PrivateKey::from_pem(&pem::encode(&b)).map_err(|e: KeyError| format!("private key in file: {e}"))?)
+                }
+                _ => {}
+            }
+        }
+        if ders.is_empty() {
+            return Err(if keys.is_empty() {
+                "no PEM CERTIFICATE block found".into()
+            } else {
+                "holds a private key but no certificate (give key files with --key)".into()
+            });
+        }
+        (ders, keys)
+    } else {
+        CertificateInfo::from_der(&bytes).map_err(|e| format!("neither PEM nor a DER certificate: {e}"))?;
+        (vec![bytes], Vec::new())
+    };
+
+    // Group: a certificate that issued the previous one extends that leaf's chain; any other
+    // certificate starts a new leaf.
+    let mut groups: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+    for der in ders {
+        let extends = groups.last().is_some_and(|(leaf, chain)| cert::issued_by(chain.last().unwrap_or(leaf), &der));
+        match groups.last_mut() {
+            Some((_, chain)) if extends => chain.push(der),
+            _ => groups.push((der, Vec::new())),
+        }
+    }
+    let many = groups.len() > 1;
+    let mut out = Vec::new();
+    let mut keys: Vec<Option<PrivateKey>> = keys.into_iter().map(Some).collect();
+    for (i, (der, chain)) in groups.into_iter().enumerate() {
+        let source = if many { format!("{name}#{}", i + 1) } else { name.clone() };
+        let info = CertificateInfo::from_der(&der).map_err(|e| if many { format!("certificate {}: {e}", i + 1) } else { e.to_string() })?;
+        let key = keys.iter_mut().find(|k| k.as_ref().is_some_and(|k| k.public_key_raw() == info.public_key_raw)).and_then(Option::take);
+        out.push(Candidate { source, der, chain, public_key_raw: info.public_key_raw, subject: info.subject, key });
+    }
+    if keys.iter().any(Option::is_some) {
+        return Err("the private key in the file matches none of its certificates".into());
+    }
+    Ok(out)
+}

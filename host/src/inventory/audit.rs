@@ -1,0 +1,103 @@
+//! Invariant 6: every state change writes an audit event, in the same transaction as the
+//! change itself. Events are append-only (triggers refuse UPDATE and DELETE) and never hold a
+//! sensitive value: callers pass already-redacted details.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{Inventory, InventoryError};
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// Sequence number.
+    pub id: i64,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Who: `cli:<user>`, later API token names.
+    pub actor: String,
+    /// What, as `object.verb` (`certificate.import`).
+    pub action: String,
+    /// Kind of object (`certificate`, `key`, `order`).
+    pub object_type: String,
+    /// Its id, when it has one.
+    pub object_id: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Structured detail (JSON), redacted.
+    pub detail: serde_json::Value,
+}
+
+/// An event to write; `at` is taken from the transaction's clock value.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    /// Who.
+    pub actor: &'a str,
+    /// What.
+    pub action: &'a str,
+    /// Kind of object.
+    pub object_type: &'a str,
+    /// Its id.
+    pub object_id: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: &'a str,
+    /// Redacted detail.
+    pub detail: serde_json::Value,
+}
+
+/// Appends one event using `conn` (a transaction, so it commits with the change it records).
+pub(crate) fn record(conn: &Connection, at: i64, event: &NewAuditEvent<'_>) -> Result<i64, InventoryError> {
+    conn.execute(
+        "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![at, event.actor, event.action, event.object_type, event.object_id, event.outcome, event.detail.to_string()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Filters for listing audit events.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this object type.
+    pub object_type: Option<String>,
+    /// Only this object id.
+    pub object_id: Option<String>,
+    /// Only actions starting with this prefix.
+    pub action_prefix: Option<String>,
+    /// At most this many, newest first (0 = no limit).
+    pub limit: u32,
+}
+
+impl Inventory {
+    /// Records an event on its own (for actions that change nothing else, e.g. a failure).
+    pub fn audit(&mut self, event: &NewAuditEvent<'_>) -> Result<i64, InventoryError> {
+        let now = self.now();
+        record(&self.conn, now, event)
+    }
+
+    /// Lists audit events, newest first.
+    pub fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, InventoryError> {
+        let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
+        let prefix = filter.action_prefix.as_ref().map(|p| format!("{}%", super::like_escape(p)));
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, actor, action, object_type, object_id, outcome, detail FROM audit_events
+             WHERE (?1 IS NULL OR object_type = ?1) AND (?2 IS NULL OR object_id = ?2)
+               AND (?3 IS NULL OR action LIKE ?3 ESCAPE '\\')
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![filter.object_type, filter.object_id, prefix, limit], |r| {
+            let detail: String = r.get(7)?;
+            Ok(AuditEvent {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                object_type: r.get(4)?,
+                object_id: r.get(5)?,
+                outcome: r.get(6)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,301 @@
+//! Certificate rows: insert (deduplicated by SHA-256 thumbprint), list with filters, find.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::audit::{self, NewAuditEvent};
+use super::{Inventory, InventoryError, keys, like_escape};
+use crate::cert::{self, CertificateInfo};
+use crate::csr::San;
+use crate::key::{KeyAlgorithm, PrivateKey};
+
+/// Lifecycle status of an inventory certificate (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertStatus {
+    /// In use.
+    Active,
+    /// Replaced by a renewal.
+    Superseded,
+    /// Revoked at the CA.
+    Revoked,
+    /// Past notAfter.
+    Expired,
+}
+
+impl CertStatus {
+    /// The word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Active => "active",
+            CertStatus::Superseded => "superseded",
+            CertStatus::Revoked => "revoked",
+            CertStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for CertStatus {
+    type Err = InventoryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(CertStatus::Active),
+            "superseded" => Ok(CertStatus::Superseded),
+            "revoked" => Ok(CertStatus::Revoked),
+            "expired" => Ok(CertStatus::Expired),
+            other => Err(InventoryError::InvalidStatus(other.to_owned())),
+        }
+    }
+}
+
+/// One inventory certificate as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateRecord {
+    /// Inventory id.
+    pub id: i64,
+    /// Status.
+    pub status: CertStatus,
+    /// Parsed facts.
+    #[serde(flatten)]
+    pub info: CertificateInfo,
+    /// Leaf PEM.
+    pub pem: String,
+    /// Chain PEM (leaf-first order, without the leaf); empty when unknown.
+    pub chain_pem: String,
+    /// How it got here: `import`, `issue`, ...
+    pub source: String,
+    /// Profile it was issued under.
+    pub profile: Option<String>,
+    /// CA account that issued it.
+    pub account: Option<String>,
+    /// Private key id, when the inventory holds the key.
+    pub key_id: Option<i64>,
+    /// The certificate this one replaced.
+    pub predecessor_id: Option<i64>,
+    /// When stored, Unix seconds.
+    pub created_at: i64,
+}
+
+/// A certificate to store.
+#[derive(Debug)]
+pub struct NewCertificate<'a> {
+    /// Leaf DER.
+    pub der: &'a [u8],
+    /// Chain DER, leaf-first order.
+    pub chain: &'a [Vec<u8>],
+    /// Its private key, when known; it must match the certificate.
+    pub key: Option<&'a PrivateKey>,
+    /// `import`, `issue`, `renew`, ...
+    pub source: &'a str,
+    /// Profile name.
+    pub profile: Option<&'a str>,
+    /// CA account name.
+    pub account: Option<&'a str>,
+    /// Predecessor id.
+    pub predecessor_id: Option<i64>,
+}
+
+/// Result of an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored under this id.
+    Inserted(i64),
+    /// Already in the inventory under this id (same SHA-256 thumbprint); nothing changed.
+    Duplicate(i64),
+}
+
+/// Filters for [`Inventory::list`]. All set filters must match.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Active certificates whose notAfter falls within this many days from now.
+    pub expiring_within_days: Option<u32>,
+    /// Only this status.
+    pub status: Option<CertStatus>,
+    /// Substring of CN or any SAN (case-insensitive).
+    pub search: Option<String>,
+    /// Substring of the issuer DN (case-insensitive).
+    pub issuer: Option<String>,
+    /// Only ids greater than this (cursor pagination).
+    pub after_id: Option<i64>,
+    /// At most this many rows (0 = no limit).
+    pub limit: u32,
+}
+
+const COLUMNS: &str = "id, status, pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans, \
+     not_before, not_after, key_algorithm, key_bits, source, profile, account, key_id, predecessor_id, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    let status: String = r.get(1)?;
+    let pem: String = r.get(2)?;
+    let sans: String = r.get(10)?;
+    let family: String = r.get(13)?;
+    let bits: u32 = r.get(14)?;
+    let key = match family.as_str() {
+        "ec-p256" => KeyAlgorithm::EcP256,
+        "ec-p384" => KeyAlgorithm::EcP384,
+        "ec-p521" => KeyAlgorithm::EcP521,
+        "ed25519" => KeyAlgorithm::Ed25519,
+        _ => KeyAlgorithm::Rsa { bits },
+    };
+    let public_key_raw = cert::pem_certificates(&pem)
+        .ok()
+        .and_then(|d| d.first().and_then(|der| CertificateInfo::from_der(der).ok()))
+        .map(|i| i.public_key_raw)
+        .unwrap_or_default();
+    Ok(CertificateRecord {
+        id: r.get(0)?,
+        status: status.parse().unwrap_or(CertStatus::Active),
+        info: CertificateInfo {
+            serial: r.get(4)?,
+            sha1: r.get(5)?,
+            sha256: r.get(6)?,
+            subject: r.get(7)?,
+            issuer: r.get(8)?,
+            common_name: r.get(9)?,
+            sans: serde_json::from_str::<Vec<String>>(&sans)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.parse::<San>().ok())
+                .collect(),
+            not_before: r.get(11)?,
+            not_after: r.get(12)?,
+            key,
+            is_ca: false,
+            public_key_raw,
+        },
+        pem,
+        chain_pem: r.get(3)?,
+        source: r.get(15)?,
+        profile: r.get(16)?,
+        account: r.get(17)?,
+        key_id: r.get(18)?,
+        predecessor_id: r.get(19)?,
+        created_at: r.get(20)?,
+    })
+}
+
+impl Inventory {
+    /// Stores a certificate (and its key, sealed) with an audit event, in one transaction.
+    /// A certificate already present (same SHA-256) is reported, not inserted twice.
+    pub fn insert_certificate(&mut self, new: &NewCertificate<'_>, actor: &str) -> Result<InsertOutcome, InventoryError> {
+        let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        if let Some(key) = new.key {
+            if key.public_key_raw() != info.public_key_raw {
+                return Err(InventoryError::KeyMismatch);
+            }
+        }
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        if let Some(id) = tx
+            .query_row("SELECT id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            return Ok(InsertOutcome::Duplicate(id));
+        }
+        let key_id = match new.key {
+            Some(key) => Some(keys::insert(&tx, &self.vault, key, now)?),
+            None => None,
+        };
+        let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
+        let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
+        let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
+        tx.execute(
+            "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
+                 not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
+                 predecessor_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            params![
+                cert::to_pem(new.der),
+                chain_pem,
+                info.serial,
+                info.sha1,
+                info.sha256,
+                info.subject,
+                info.issuer,
+                info.common_name,
+                serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+                info.not_before,
+                info.not_after,
+                info.key.family(),
+                info.key.bits(),
+                status.as_str(),
+                new.source,
+                new.profile,
+                new.account,
+                key_id,
+                new.predecessor_id,
+                now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: &format!("certificate.{}", new.source),
+                object_type: "certificate",
+                object_id: Some(id.to_string()),
+                outcome: "success",
+                detail: serde_json::json!({
+                    "subject": info.subject,
+                    "sha256": info.sha256,
+                    "with_key": key_id.is_some(),
+                    "status": status.as_str(),
+                }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(InsertOutcome::Inserted(id))
+    }
+
+    /// Lists certificates matching `filter`, ordered by id.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, InventoryError> {
+        let now = self.now();
+        let horizon = filter.expiring_within_days.map(|d| now + i64::from(d) * 86_400);
+        let search = filter.search.as_ref().map(|s| format!("%{}%", like_escape(s)));
+        let issuer = filter.issuer.as_ref().map(|s| format!("%{}%", like_escape(s)));
+        let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM certificates
+             WHERE (?1 IS NULL OR (status = 'active' AND not_after >= ?2 AND not_after <= ?1))
+               AND (?3 IS NULL OR status = ?3)
+               AND (?4 IS NULL OR common_name LIKE ?4 ESCAPE '\\' OR sans LIKE ?4 ESCAPE '\\')
+               AND (?5 IS NULL OR issuer LIKE ?5 ESCAPE '\\')
+               AND id > ?6
+             ORDER BY id LIMIT ?7"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![horizon, now, filter.status.map(CertStatus::as_str), search, issuer, filter.after_id.unwrap_or(0), limit],
+            from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Finds one certificate by inventory id, SHA-1 or SHA-256 thumbprint (hex, colons and
+    /// case ignored).
+    pub fn find(&self, id_or_thumbprint: &str) -> Result<Option<CertificateRecord>, InventoryError> {
+        let needle: String = id_or_thumbprint.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let column = match needle.len() {
+            40 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha1",
+            64 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha256",
+            _ if !needle.is_empty() && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
+            _ => return Err(InventoryError::BadLookup(id_or_thumbprint.to_owned())),
+        };
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE {column} = ?1 ORDER BY id LIMIT 1");
+        let found = if column == "id" {
+            let id: i64 = needle.parse().map_err(|_| InventoryError::BadLookup(id_or_thumbprint.to_owned()))?;
+            self.conn.query_row(&sql, [id], from_row).optional()?
+        } else {
+            self.conn.query_row(&sql, [&needle], from_row).optional()?
+        };
+        Ok(found)
+    }
+
+    /// Number of certificates stored.
+    pub fn count(&self) -> Result<u64, InventoryError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,46 @@
+//! Private keys at rest: sealed PKCS#8 (invariant 3), bound to their public key.
+//!
+//! The associated data of each sealed key is its public key's SHA-256, so a sealed blob
+//! copied onto another row does not open.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{Inventory, InventoryError};
+use crate::key::PrivateKey;
+use crate::vault::MasterKey;
+
+fn aad(public_sha256: &str) -> Vec<u8> {
+    format!("certhost/key/v1/{public_sha256}").into_bytes()
+}
+
+/// Stores `key` sealed, or returns the id of the identical key already stored.
+pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
+    let public_sha256 = hex::encode(Sha256::digest(key.public_key_raw()));
+    if let Some(id) = conn
+        .query_row("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(id);
+    }
+    let sealed = vault.seal(key.pkcs8_der(), &aad(&public_sha256));
+    let alg = key.algorithm();
+    conn.execute(
+        "INSERT INTO keys (algorithm, bits, public_sha256, sealed_pkcs8, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![alg.family(), alg.bits(), public_sha256, sealed, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl Inventory {
+    /// Decrypts a stored private key. Callers audit the access (key download is audited).
+    pub fn private_key(&self, key_id: i64) -> Result<PrivateKey, InventoryError> {
+        let (public_sha256, sealed): (String, Vec<u8>) = self
+            .conn
+            .query_row("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1", [key_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .ok_or(InventoryError::NotFound(format!("key {key_id}")))?;
+        let der = self.vault.open(&sealed, &aad(&public_sha256))?;
+        PrivateKey::from_pkcs8_der(der.to_vec()).map_err(|e| InventoryError::Corrupt(format!("key {key_id}: {e}")))
+    }
+}

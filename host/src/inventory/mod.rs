@@ -1,0 +1,151 @@
+//! The inventory: one SQLite database in the data directory holding keys (sealed),
+//! certificates, orders and audit events.
+//!
+//! WAL mode with `synchronous = FULL`: a committed change survives a crash. Migrations run at
+//! open ([`schema`]); a wrong master key is detected at open through a sealed check value,
+//! never later as garbage.
+
+mod audit;
+mod certificates;
+mod keys;
+mod schema;
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::vault::{MasterKey, VaultError};
+
+pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
+pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "certhost.db";
+const VAULT_CHECK: &[u8] = b"certhost vault check v1";
+
+/// Inventory errors, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InventoryError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory cannot be created or read.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The database was written by a newer certhost.
+    #[error("the database has schema version {found}, but this certhost supports up to {supported}; upgrade certhost instead of using this database")]
+    NewerSchema {
+        /// Version in the file.
+        found: u32,
+        /// Newest this binary knows.
+        supported: u32,
+    },
+    /// The master key does not open this database's secrets.
+    #[error("the master key does not match this data directory (was CERTHOST_MASTER_KEY changed or the key file replaced?)")]
+    WrongMasterKey,
+    /// Sealing failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// Input refused before storing.
+    #[error("{0}")]
+    Invalid(String),
+    /// A private key that is not the certificate's.
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
+    /// A lookup string that is neither an id nor a thumbprint.
+    #[error("{0:?} is neither a certificate id nor a SHA-1/SHA-256 thumbprint")]
+    BadLookup(String),
+    /// A status word that does not exist.
+    #[error("unknown status {0:?} (expected active, superseded, revoked or expired)")]
+    InvalidStatus(String),
+    /// The object does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Stored data no longer parses.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The open inventory. One per process for now (the API issue adds a connection pool).
+pub struct Inventory {
+    conn: Connection,
+    vault: MasterKey,
+    path: PathBuf,
+    clock: Option<i64>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Inventory {
+    /// Opens (creating when needed) the inventory in `data_dir`, migrating the schema and
+    /// checking the master key.
+    pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| InventoryError::DataDir { path: data_dir.to_owned(), reason: e.to_string() })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        let inv = Self { conn, vault, path, clock: None };
+        inv.check_vault()?;
+        Ok(inv)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pins "now" (Unix seconds) for tests of time-dependent queries; `None` = system clock.
+    pub fn set_clock(&mut self, now: Option<i64>) {
+        self.clock = now;
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.unwrap_or_else(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        })
+    }
+
+    /// The first open seals a known value; later opens must be able to open it.
+    fn check_vault(&self) -> Result<(), InventoryError> {
+        let stored: Option<Vec<u8>> =
+            self.conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0)).optional()?;
+        match stored {
+            Some(sealed) => match self.vault.open(&sealed, b"vault_check") {
+                Ok(plain) if plain.as_slice() == VAULT_CHECK => Ok(()),
+                _ => Err(InventoryError::WrongMasterKey),
+            },
+            None => {
+                let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
+                self.conn.execute("INSERT INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

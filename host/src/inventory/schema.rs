@@ -1,0 +1,112 @@
+//! Versioned schema migrations, applied in order at open.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A database whose version is
+//! higher than this binary knows was written by a newer certhost: it is refused, never used.
+
+use rusqlite::Connection;
+
+use super::InventoryError;
+
+/// Each entry moves the schema one version up. Append only; never edit a released entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: the words of DESIGN.md — keys, certificates, orders, audit events — plus metadata.
+    r#"
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE keys (
+        id             INTEGER PRIMARY KEY,
+        algorithm      TEXT NOT NULL,
+        bits           INTEGER NOT NULL,
+        public_sha256  TEXT NOT NULL UNIQUE,
+        sealed_pkcs8   BLOB NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE certificates (
+        id              INTEGER PRIMARY KEY,
+        pem             TEXT NOT NULL,
+        chain_pem       TEXT NOT NULL DEFAULT '',
+        serial          TEXT NOT NULL,
+        sha1            TEXT NOT NULL,
+        sha256          TEXT NOT NULL UNIQUE,
+        subject         TEXT NOT NULL,
+        issuer          TEXT NOT NULL,
+        common_name     TEXT,
+        sans            TEXT NOT NULL,
+        not_before      INTEGER NOT NULL,
+        not_after       INTEGER NOT NULL,
+        key_algorithm   TEXT NOT NULL,
+        key_bits        INTEGER NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('active','superseded','revoked','expired')),
+        source          TEXT NOT NULL,
+        profile         TEXT,
+        account         TEXT,
+        key_id          INTEGER REFERENCES keys(id),
+        predecessor_id  INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_status_not_after ON certificates(status, not_after);
+    CREATE INDEX certificates_not_after ON certificates(not_after);
+    CREATE INDEX certificates_sha1 ON certificates(sha1);
+    CREATE INDEX certificates_common_name ON certificates(common_name);
+    CREATE INDEX certificates_issuer ON certificates(issuer);
+    CREATE INDEX certificates_profile ON certificates(profile);
+    CREATE TABLE orders (
+        id              INTEGER PRIMARY KEY,
+        request_id      TEXT NOT NULL UNIQUE,
+        kind            TEXT NOT NULL CHECK (kind IN ('issue','renew','reissue')),
+        state           TEXT NOT NULL,
+        profile         TEXT,
+        account         TEXT,
+        common_name     TEXT,
+        sans            TEXT NOT NULL DEFAULT '[]',
+        csr_pem         TEXT NOT NULL,
+        params_json     TEXT NOT NULL DEFAULT '{}',
+        ca_order_id     TEXT,
+        certificate_id  INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+        key_id          INTEGER REFERENCES keys(id),
+        error           TEXT,
+        next_poll_at    INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX orders_state_next_poll ON orders(state, next_poll_at);
+    CREATE TABLE audit_events (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        actor        TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        object_type  TEXT NOT NULL,
+        object_id    TEXT,
+        outcome      TEXT NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_events_object ON audit_events(object_type, object_id);
+    CREATE INDEX audit_events_at ON audit_events(at);
+    -- Audit events are append-only: the database itself refuses edits and deletions.
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the schema up to [`CURRENT_VERSION`], one transaction per migration.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT_VERSION {
+        return Err(InventoryError::NewerSchema { found, supported: CURRENT_VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
