@@ -116,12 +116,14 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, CertError> {
 
 /// PEM text of one DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    crate::der::pem_encode("CERTIFICATE", der)
 }
 
 /// Whether `issuer_der` issued `child_der`: names chain and the signature verifies.
 pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
-    let (Ok((_, child)), Ok((_, issuer))) = (X509Certificate::from_der(child_der), X509Certificate::from_der(issuer_der)) else {
+    let (Ok((_, child)), Ok((_, issuer))) =
+        (X509Certificate::from_der(child_der), X509Certificate::from_der(issuer_der))
+    else {
         return false;
     };
     child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()

@@ -48,6 +48,13 @@ pub fn framing(der: &[u8]) -> Framing {
     }
 }
 
+/// PEM text with Unix line endings (the `pem` crate defaults to CRLF, which tools and diffs
+/// treat as noise).
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der.to_vec()), config)
+}
+
 /// Whether `input` looks like PEM text rather than DER.
 pub fn looks_like_pem(input: &[u8]) -> bool {
     let start = input.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(input.len());
@@ -85,7 +92,10 @@ pub fn single_pem_block(text: &str, labels: &[&'static str]) -> Result<Vec<u8>, 
     }
     let block = pem::parse(trimmed).map_err(|e| PemError::Malformed(e.to_string()))?;
     if !labels.contains(&block.tag()) {
-        return Err(PemError::WrongLabel { expected: labels.first().copied().unwrap_or("?"), found: block.tag().to_owned() });
+        return Err(PemError::WrongLabel {
+            expected: labels.first().copied().unwrap_or("?"),
+            found: block.tag().to_owned(),
+        });
     }
     let end_marker = format!("-----END {}-----", block.tag());
     let end = trimmed.find(&end_marker).ok_or_else(|| PemError::Malformed("missing END line".into()))?;

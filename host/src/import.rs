@@ -83,12 +83,21 @@ struct Candidate {
 
 /// Imports every certificate found under `paths`. `key_file` is offered to each leaf; it is
 /// stored with the leaves it matches and, if it matches none, those leaves are refused.
-pub fn import_paths(inv: &mut Inventory, paths: &[PathBuf], key_file: Option<&Path>, actor: &str) -> Result<ImportReport, ImportError> {
+pub fn import_paths(
+    inv: &mut Inventory,
+    paths: &[PathBuf],
+    key_file: Option<&Path>,
+    actor: &str,
+) -> Result<ImportReport, ImportError> {
     let given_key = match key_file {
         Some(path) => {
             let text = read_limited(path).map_err(|reason| ImportError::KeyFile { path: path.to_owned(), reason })?;
-            let text = String::from_utf8(text).map_err(|_| ImportError::KeyFile { path: path.to_owned(), reason: "not a PEM text file".into() })?;
-            Some(PrivateKey::from_pem(&text).map_err(|e| ImportError::KeyFile { path: path.to_owned(), reason: e.to_string() })?)
+            let text = String::from_utf8(text)
+                .map_err(|_| ImportError::KeyFile { path: path.to_owned(), reason: "not a PEM text file".into() })?;
+            Some(
+                PrivateKey::from_pem(&text)
+                    .map_err(|e| ImportError::KeyFile { path: path.to_owned(), reason: e.to_string() })?,
+            )
         }
         None => None,
     };
@@ -134,9 +143,20 @@ pub fn import_paths(inv: &mut Inventory, paths: &[PathBuf], key_file: Option<&Pa
         };
         let sha256 = CertificateInfo::from_der(&c.der).map(|i| i.sha256).unwrap_or_default();
         match inv.insert_certificate(&new, actor) {
-            Ok(InsertOutcome::Inserted(id)) => report.imported.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: c.key.is_some() }),
-            Ok(InsertOutcome::Duplicate(id)) => report.duplicates.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: false }),
-            Err(InventoryError::KeyMismatch) => report.failed.push(Failed { source: c.source, reason: "the private key in the file does not match the certificate".into() }),
+            Ok(InsertOutcome::Inserted(id)) => report.imported.push(Imported {
+                source: c.source,
+                id,
+                subject: c.subject,
+                sha256,
+                with_key: c.key.is_some(),
+            }),
+            Ok(InsertOutcome::Duplicate(id)) => {
+                report.duplicates.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: false })
+            }
+            Err(InventoryError::KeyMismatch) => report.failed.push(Failed {
+                source: c.source,
+                reason: "the private key in the file does not match the certificate".into(),
+            }),
             Err(InventoryError::Invalid(reason)) => report.failed.push(Failed { source: c.source, reason }),
             Err(e) => return Err(e.into()),
         }
@@ -154,10 +174,13 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, failed: &mut Vec<Failed>) 
                     collect_files(&child, out, failed);
                 }
             }
-            Err(e) => failed.push(Failed { source: path.display().to_string(), reason: format!("cannot read directory: {e}") }),
+            Err(e) => failed
+                .push(Failed { source: path.display().to_string(), reason: format!("cannot read directory: {e}") }),
         },
         Ok(meta) if meta.is_file() => out.push(path.to_owned()),
-        Ok(_) => failed.push(Failed { source: path.display().to_string(), reason: "not a regular file or directory".into() }),
+        Ok(_) => {
+            failed.push(Failed { source: path.display().to_string(), reason: "not a regular file or directory".into() })
+        }
         Err(e) => failed.push(Failed { source: path.display().to_string(), reason: format!("cannot read: {e}") }),
     }
 }
@@ -165,7 +188,11 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, failed: &mut Vec<Failed>) 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("file is {} bytes, larger than any certificate file ({} bytes at most)", meta.len(), MAX_FILE_BYTES));
+        return Err(format!(
+            "file is {} bytes, larger than any certificate file ({} bytes at most)",
+            meta.len(),
+            MAX_FILE_BYTES
+        ));
     }
     fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
@@ -177,14 +204,22 @@ fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
     let (ders, keys) = if der::looks_like_pem(&bytes) || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let text = String::from_utf8(bytes).map_err(|_| "PEM file is not valid text".to_string())?;
         let blocks = pem::parse_many(&text).map_err(|e| format!("malformed PEM: {e}"))?;
+        let begins = text.matches("-----BEGIN ").count();
+        if begins != blocks.len() {
+            return Err(format!(
+                "malformed PEM: {} of {begins} blocks are incomplete or corrupt (truncated file?)",
+                begins - blocks.len().min(begins)
+            ));
+        }
         let mut ders = Vec::new();
         let mut keys = Vec::new();
         for b in blocks {
             match b.tag() {
                 "CERTIFICATE" | "TRUSTED CERTIFICATE" => ders.push(b.into_contents()),
-                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
-                    keys.push(PrivateKey::from_pem(&pem::encode(&b)).map_err(|e: KeyError| format!("private key in file: {e}"))?)
-                }
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => keys.push(
+                    PrivateKey::from_pem(&der::pem_encode(b.tag(), b.contents()))
+                        .map_err(|e: KeyError| format!("private key in file: {e}"))?,
+                ),
                 _ => {}
             }
         }
@@ -216,8 +251,12 @@ fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
     let mut keys: Vec<Option<PrivateKey>> = keys.into_iter().map(Some).collect();
     for (i, (der, chain)) in groups.into_iter().enumerate() {
         let source = if many { format!("{name}#{}", i + 1) } else { name.clone() };
-        let info = CertificateInfo::from_der(&der).map_err(|e| if many { format!("certificate {}: {e}", i + 1) } else { e.to_string() })?;
-        let key = keys.iter_mut().find(|k| k.as_ref().is_some_and(|k| k.public_key_raw() == info.public_key_raw)).and_then(Option::take);
+        let info = CertificateInfo::from_der(&der)
+            .map_err(|e| if many { format!("certificate {}: {e}", i + 1) } else { e.to_string() })?;
+        let key = keys
+            .iter_mut()
+            .find(|k| k.as_ref().is_some_and(|k| k.public_key_raw() == info.public_key_raw))
+            .and_then(Option::take);
         out.push(Candidate { source, der, chain, public_key_raw: info.public_key_raw, subject: info.subject, key });
     }
     if keys.iter().any(Option::is_some) {

@@ -53,14 +53,8 @@ pub enum KeyType {
 
 impl KeyType {
     /// Every generatable key type, for help texts and tests.
-    pub const ALL: [KeyType; 6] = [
-        KeyType::Rsa2048,
-        KeyType::Rsa3072,
-        KeyType::Rsa4096,
-        KeyType::EcP256,
-        KeyType::EcP384,
-        KeyType::Ed25519,
-    ];
+    pub const ALL: [KeyType; 6] =
+        [KeyType::Rsa2048, KeyType::Rsa3072, KeyType::Rsa4096, KeyType::EcP256, KeyType::EcP384, KeyType::Ed25519];
 
     /// The name used on the command line and in profiles.
     pub fn as_str(self) -> &'static str {
@@ -275,28 +269,24 @@ impl PrivateKey {
         let rng = SystemRandom::new();
         let gen_err = |e: ring::error::Unspecified| KeyError::Generation(e.to_string());
         let pkcs8: Vec<u8> = match key_type {
-            KeyType::EcP256 => {
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-                    .map_err(gen_err)?
-                    .as_ref()
-                    .to_vec()
+            KeyType::EcP256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map_err(gen_err)?
+                .as_ref()
+                .to_vec(),
+            KeyType::EcP384 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+                .map_err(gen_err)?
+                .as_ref()
+                .to_vec(),
+            KeyType::Ed25519 => {
+                let v2 = Zeroizing::new(Ed25519KeyPair::generate_pkcs8(&rng).map_err(gen_err)?.as_ref().to_vec());
+                ed25519_v1(&v2)?
             }
-            KeyType::EcP384 => {
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
-                    .map_err(gen_err)?
-                    .as_ref()
-                    .to_vec()
-            }
-            KeyType::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng).map_err(gen_err)?.as_ref().to_vec(),
             KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
                 use rsa::pkcs8::EncodePrivateKey;
                 let bits = key_type.algorithm().bits() as usize;
                 let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
                     .map_err(|e| KeyError::Generation(e.to_string()))?;
-                key.to_pkcs8_der()
-                    .map_err(|e| KeyError::Generation(e.to_string()))?
-                    .as_bytes()
-                    .to_vec()
+                key.to_pkcs8_der().map_err(|e| KeyError::Generation(e.to_string()))?.as_bytes().to_vec()
             }
         };
         Self::from_pkcs8_der(pkcs8)
@@ -347,9 +337,9 @@ impl PrivateKey {
                 let public_key = kp.public_key().as_ref().to_vec();
                 Ok(Self { algorithm: KeyAlgorithm::Rsa { bits }, pkcs8, public_key })
             }
-            Err(e) => Err(KeyError::Unsupported(format!(
-                "not an RSA (2048-8192 bit), P-256, P-384 or Ed25519 key ({e})"
-            ))),
+            Err(e) => {
+                Err(KeyError::Unsupported(format!("not an RSA (2048-8192 bit), P-256, P-384 or Ed25519 key ({e})")))
+            }
         }
     }
 
@@ -377,7 +367,7 @@ impl PrivateKey {
 
     /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), wiped from memory on drop.
     pub fn to_pem(&self) -> Zeroizing<String> {
-        Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.to_vec())))
+        Zeroizing::new(crate::der::pem_encode("PRIVATE KEY", &self.pkcs8))
     }
 
     /// DER SubjectPublicKeyInfo of this key.
@@ -441,7 +431,11 @@ impl PrivateKey {
             }
             KeyAlgorithm::Ed25519 => {
                 if let Some(h) = hash {
-                    return Err(KeyError::HashNotAllowed { key_type: KeyType::Ed25519, hash: h, allowed: "none (Ed25519 hashes internally)".into() });
+                    return Err(KeyError::HashNotAllowed {
+                        key_type: KeyType::Ed25519,
+                        hash: h,
+                        allowed: "none (Ed25519 hashes internally)".into(),
+                    });
                 }
                 let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8)
                     .map_err(|e| KeyError::Unsupported(e.to_string()))?;
@@ -472,6 +466,35 @@ pub(crate) struct Signature {
     pub bytes: Vec<u8>,
     pub oid: &'static [u64],
     pub null_params: bool,
+}
+
+/// Rewrites ring's PKCS#8 v2 Ed25519 document (RFC 5958, with the public key) as the v1
+/// form (RFC 8410) that OpenSSL 3.0 and most tools read.
+fn ed25519_v1(v2: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let seed = yasna::parse_der(v2, |r| {
+        r.read_sequence(|r| {
+            let _version = r.next().read_u8()?;
+            r.next().read_sequence(|r| r.next().read_oid())?;
+            let inner = r.next().read_bytes()?;
+            let _public =
+                r.read_optional(|r| r.read_tagged_implicit(yasna::Tag::context(1), |r| r.read_bitvec_bytes()))?;
+            Ok(inner)
+        })
+    })
+    .map_err(|e| KeyError::Generation(format!("unexpected Ed25519 PKCS#8 layout: {e}")))?;
+    let seed = Zeroizing::new(seed);
+    Ok(wrap_pkcs8_without_params(oid::ED25519, &seed))
+}
+
+/// PKCS#8 v1 with an AlgorithmIdentifier that has no parameters (Ed25519).
+fn wrap_pkcs8_without_params(alg: &[u64], inner: &[u8]) -> Vec<u8> {
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(0);
+            w.next().write_sequence(|w| w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(alg)));
+            w.next().write_bytes(inner);
+        })
+    })
 }
 
 /// Wraps a PKCS#1 or SEC1 private key in a PKCS#8 PrivateKeyInfo.

@@ -26,6 +26,6 @@ pub mod der;
 pub mod import;
 pub mod inventory;
 pub mod key;
-pub mod verify;
 pub mod vault;
+pub mod verify;
 pub mod x509;

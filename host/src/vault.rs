@@ -89,10 +89,13 @@ impl MasterKey {
             Ok(meta) => {
                 let mode = meta.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
-                    return Err(file_err(format!("it is readable by other users (mode {mode:o}); run chmod 600 on it")));
+                    return Err(file_err(format!(
+                        "it is readable by other users (mode {mode:o}); run chmod 600 on it"
+                    )));
                 }
                 let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?);
-                let key = Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))?;
+                let key =
+                    Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))?;
                 Ok((key, KeySource::File(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -122,10 +125,7 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         // Encryption with a 32-byte key and a 12-byte nonce cannot fail for inputs below
         // AES-GCM's 64 GiB limit; private keys and parameters are a few KiB at most.
-        let ct = self
-            .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
-            .unwrap_or_default();
+        let ct = self.cipher().encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad }).unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);

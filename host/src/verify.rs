@@ -78,7 +78,11 @@ pub enum VerificationError {
 /// `certificate_pem` may carry the chain after the leaf (Avi scripts return it that way);
 /// such extra blocks are put in front of `chain_pems`. A copy of the leaf inside the chain is
 /// dropped rather than stored twice.
-pub fn verify_issued(expected: &Expected<'_>, certificate_pem: &str, chain_pems: &[String]) -> Result<VerifiedCertificate, VerificationError> {
+pub fn verify_issued(
+    expected: &Expected<'_>,
+    certificate_pem: &str,
+    chain_pems: &[String],
+) -> Result<VerifiedCertificate, VerificationError> {
     let mut blocks = cert::pem_certificates(certificate_pem).map_err(VerificationError::Unparsable)?;
     if blocks.is_empty() {
         return Err(VerificationError::NoCertificate);
@@ -87,7 +91,8 @@ pub fn verify_issued(expected: &Expected<'_>, certificate_pem: &str, chain_pems:
     let info = CertificateInfo::from_der(&der).map_err(VerificationError::Unparsable)?;
     let mut chain = blocks;
     for (i, pem) in chain_pems.iter().enumerate() {
-        let found = cert::pem_certificates(pem).map_err(|error| VerificationError::ChainUnparsable { position: i + 1, error })?;
+        let found = cert::pem_certificates(pem)
+            .map_err(|error| VerificationError::ChainUnparsable { position: i + 1, error })?;
         chain.extend(found);
     }
     chain.retain(|c| *c != der);

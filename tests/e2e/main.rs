@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `certhost` binary, real openssl, real SQLite files.
+//!
+//! One test binary (matklad's "delete cargo integration tests"): modules per area, shared
+//! helpers in `helpers.rs`.
 
+mod cli_csr;
+mod cli_inventory;
+mod helpers;
+mod library;
+mod props;

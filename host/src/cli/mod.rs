@@ -3,6 +3,7 @@
 
 mod audit;
 mod import;
+mod inspect_csr;
 mod key_csr;
 mod list;
 mod output;
@@ -35,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate a private key and a CSR from a subject and SANs.
     KeyCsr(key_csr::Args),
+    /// Parse and verify a CSR (PEM or DER) as the host does for uploads.
+    InspectCsr(inspect_csr::Args),
     /// Import existing certificates (PEM/DER files, bundles, directories) into the inventory.
     Import(import::Args),
     /// List inventory certificates.
@@ -57,6 +60,7 @@ pub struct Env {
 pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::KeyCsr(args) => key_csr::run(args),
+        Command::InspectCsr(args) => inspect_csr::run(args),
         Command::Import(args) => import::run(args, &mut open_inventory(&cli.data_dir, env)?, env),
         Command::List(args) => list::run(args, &open_inventory(&cli.data_dir, env)?),
         Command::Show(args) => show::run(args, &open_inventory(&cli.data_dir, env)?),
@@ -66,7 +70,8 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
 
 /// Opens the inventory with the master key from the environment or the key file.
 fn open_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let (key, _source) = MasterKey::load_or_create(data_dir, env.master_key.as_deref())?;
     Ok(Inventory::open(data_dir, key)?)
 }
@@ -90,6 +95,8 @@ pub fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

@@ -44,7 +44,15 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         ("Serial", view.serial.to_owned()),
         ("Not before", view.not_before.clone()),
         ("Not after", format!("{} ({} days left)", view.not_after, view.days_left)),
-        ("Key", format!("{} {} bits{}", view.key_type, view.key_bits, if view.has_private_key { ", private key stored (encrypted)" } else { "" })),
+        (
+            "Key",
+            format!(
+                "{} {} bits{}",
+                view.key_type,
+                view.key_bits,
+                if view.has_private_key { ", private key stored (encrypted)" } else { "" }
+            ),
+        ),
         ("SHA-1", view.sha1.to_owned()),
         ("SHA-256", view.sha256.to_owned()),
         ("Chain", format!("{chain_len} certificate(s)")),

@@ -59,11 +59,7 @@ impl Args {
 
     /// The sensitive values of this call, for redaction of captured output.
     pub fn sensitive_values(&self) -> impl Iterator<Item = &str> {
-        self.sensitive
-            .iter()
-            .filter_map(|n| self.values.get(n))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Replaces every sensitive value of these args inside `text` by `***`.
@@ -389,11 +385,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(30),
-            memory_bytes: 64 * 1024 * 1024,
-            http_body_bytes: 4 * 1024 * 1024,
-        }
+        Self { timeout: Duration::from_secs(30), memory_bytes: 64 * 1024 * 1024, http_body_bytes: 4 * 1024 * 1024 }
     }
 }
 
@@ -441,11 +433,7 @@ pub trait Connector: Send + Sync {
     }
 
     /// One page of the CA's certificates.
-    async fn list_certificates(
-        &self,
-        args: &Args,
-        cursor: Option<&str>,
-    ) -> Result<CertificatePage, ConnectorError> {
+    async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
         let _ = (args, cursor);
         Err(self.unsupported(Operation::ListCertificates))
     }
@@ -463,10 +451,7 @@ pub trait Connector: Send + Sync {
 
     /// The `Unsupported` error for `operation` on this connector.
     fn unsupported(&self, operation: Operation) -> ConnectorError {
-        ConnectorError::Unsupported {
-            connector: self.name().to_owned(),
-            operation: operation.as_str().to_owned(),
-        }
+        ConnectorError::Unsupported { connector: self.name().to_owned(), operation: operation.as_str().to_owned() }
     }
 }
 

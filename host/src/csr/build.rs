@@ -124,7 +124,7 @@ pub fn build(params: &CsrParams, key: &PrivateKey) -> Result<Csr, CsrError> {
             w.next().write_bitvec_bytes(&sig.bytes, sig.bytes.len() * 8);
         })
     });
-    let pem = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.clone()));
+    let pem = crate::der::pem_encode("CERTIFICATE REQUEST", &der);
     Ok(Csr { der, pem })
 }
 

@@ -12,7 +12,7 @@ pub use parse::{CsrParseError, ParsedCsr, parse_csr};
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::{HashAlg, KeyAlgorithm, KeyType};
+    use crate::key::{HashAlg, KeyType};
 
     fn params(key_type: KeyType, hash: Option<HashAlg>) -> CsrParams {
         CsrParams {

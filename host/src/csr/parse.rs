@@ -89,12 +89,7 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
         _ => {}
     }
     csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
-    let common_name = info
-        .subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_owned);
+    let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let mut sans = Vec::new();
     if let Some(exts) = csr.requested_extensions() {
         for ext in exts {
@@ -104,7 +99,7 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
         }
     }
     Ok(ParsedCsr {
-        pem: pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.clone())),
+        pem: der::pem_encode("CERTIFICATE REQUEST", &der),
         subject: info.subject.to_string(),
         common_name,
         sans,

@@ -50,7 +50,15 @@ pub(crate) fn record(conn: &Connection, at: i64, event: &NewAuditEvent<'_>) -> R
     conn.execute(
         "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![at, event.actor, event.action, event.object_type, event.object_id, event.outcome, event.detail.to_string()],
+        params![
+            at,
+            event.actor,
+            event.action,
+            event.object_type,
+            event.object_id,
+            event.outcome,
+            event.detail.to_string()
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }

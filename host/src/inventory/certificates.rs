@@ -178,7 +178,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
 impl Inventory {
     /// Stores a certificate (and its key, sealed) with an audit event, in one transaction.
     /// A certificate already present (same SHA-256) is reported, not inserted twice.
-    pub fn insert_certificate(&mut self, new: &NewCertificate<'_>, actor: &str) -> Result<InsertOutcome, InventoryError> {
+    pub fn insert_certificate(
+        &mut self,
+        new: &NewCertificate<'_>,
+        actor: &str,
+    ) -> Result<InsertOutcome, InventoryError> {
         let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         if let Some(key) = new.key {
             if key.public_key_raw() != info.public_key_raw {
@@ -268,7 +272,15 @@ impl Inventory {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
-            params![horizon, now, filter.status.map(CertStatus::as_str), search, issuer, filter.after_id.unwrap_or(0), limit],
+            params![
+                horizon,
+                now,
+                filter.status.map(CertStatus::as_str),
+                search,
+                issuer,
+                filter.after_id.unwrap_or(0),
+                limit
+            ],
             from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -277,7 +289,8 @@ impl Inventory {
     /// Finds one certificate by inventory id, SHA-1 or SHA-256 thumbprint (hex, colons and
     /// case ignored).
     pub fn find(&self, id_or_thumbprint: &str) -> Result<Option<CertificateRecord>, InventoryError> {
-        let needle: String = id_or_thumbprint.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let needle: String =
+            id_or_thumbprint.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
         let column = match needle.len() {
             40 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha1",
             64 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha256",

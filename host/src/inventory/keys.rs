@@ -17,9 +17,8 @@ fn aad(public_sha256: &str) -> Vec<u8> {
 /// Stores `key` sealed, or returns the id of the identical key already stored.
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
     let public_sha256 = hex::encode(Sha256::digest(key.public_key_raw()));
-    if let Some(id) = conn
-        .query_row("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0))
-        .optional()?
+    if let Some(id) =
+        conn.query_row("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0)).optional()?
     {
         return Ok(id);
     }
@@ -37,7 +36,9 @@ impl Inventory {
     pub fn private_key(&self, key_id: i64) -> Result<PrivateKey, InventoryError> {
         let (public_sha256, sealed): (String, Vec<u8>) = self
             .conn
-            .query_row("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1", [key_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1", [key_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?
             .ok_or(InventoryError::NotFound(format!("key {key_id}")))?;
         let der = self.vault.open(&sealed, &aad(&public_sha256))?;

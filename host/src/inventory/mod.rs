@@ -43,7 +43,9 @@ pub enum InventoryError {
         reason: String,
     },
     /// The database was written by a newer certhost.
-    #[error("the database has schema version {found}, but this certhost supports up to {supported}; upgrade certhost instead of using this database")]
+    #[error(
+        "the database has schema version {found}, but this certhost supports up to {supported}; upgrade certhost instead of using this database"
+    )]
     NewerSchema {
         /// Version in the file.
         found: u32,
@@ -51,7 +53,9 @@ pub enum InventoryError {
         supported: u32,
     },
     /// The master key does not open this database's secrets.
-    #[error("the master key does not match this data directory (was CERTHOST_MASTER_KEY changed or the key file replaced?)")]
+    #[error(
+        "the master key does not match this data directory (was CERTHOST_MASTER_KEY changed or the key file replaced?)"
+    )]
     WrongMasterKey,
     /// Sealing failed.
     #[error(transparent)]
@@ -122,9 +126,8 @@ impl Inventory {
     }
 
     fn now(&self) -> i64 {
-        self.clock.unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-        })
+        self.clock
+            .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
     }
 
     /// The first open seals a known value; later opens must be able to open it.

@@ -1,0 +1,213 @@
+//! `key-csr` and `inspect-csr` through the real binary, checked by the real openssl.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::helpers::{App, sh};
+
+#[test]
+fn every_key_type_and_hash_gives_a_csr_openssl_verifies_with_the_requested_names() {
+    let app = App::new();
+    let combos = [
+        ("rsa-2048", "sha256", "sha256WithRSAEncryption"),
+        ("rsa-3072", "sha384", "sha384WithRSAEncryption"),
+        ("rsa-4096", "sha512", "sha512WithRSAEncryption"),
+        ("ec-p256", "sha256", "ecdsa-with-SHA256"),
+        ("ec-p384", "sha384", "ecdsa-with-SHA384"),
+        ("ed25519", "", "ED25519"),
+    ];
+    for (key_type, hash, sig_alg) in combos {
+        let out = app.path(key_type);
+        let out_s = out.to_str().expect("utf8");
+        let mut args = vec![
+            "key-csr",
+            "--key-type",
+            key_type,
+            "--cn",
+            "www.example.com",
+            "--san",
+            "DNS:www.example.com",
+            "--san",
+            "DNS:*.example.com",
+            "--san",
+            "IP:192.0.2.10",
+            "--san",
+            "IP:2001:db8::10",
+            "--san",
+            "EMAIL:ops@example.com",
+            "--san",
+            "URI:spiffe://example.com/web",
+            "--o",
+            "Example Ltd",
+            "--ou",
+            "Ops",
+            "--ou",
+            "Web",
+            "--l",
+            "Zurich",
+            "--st",
+            "ZH",
+            "--c",
+            "CH",
+            "--email",
+            "pki@example.com",
+            "--out",
+            out_s,
+        ];
+        if !hash.is_empty() {
+            args.extend(["--hash", hash]);
+        }
+        app.run(&args).ok();
+        let csr = out.join("csr.pem");
+        let text = sh("openssl", &["req", "-in", csr.to_str().expect("utf8"), "-verify", "-noout", "-text"]);
+        for needle in [
+            "C = CH, ST = ZH, L = Zurich, O = Example Ltd, OU = Ops, OU = Web, CN = www.example.com, emailAddress = pki@example.com",
+            "DNS:www.example.com",
+            "DNS:*.example.com",
+            "IP Address:192.0.2.10",
+            "IP Address:2001:DB8:0:0:0:0:0:10",
+            "email:ops@example.com",
+            "URI:spiffe://example.com/web",
+            sig_alg,
+        ] {
+            assert!(text.contains(needle), "{key_type}: {needle:?} missing from:\n{text}");
+        }
+        let mode = std::fs::metadata(out.join("key.pem")).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key_type} key mode");
+        // The key openssl reads is the key the CSR is for.
+        let key_pub = sh("openssl", &["pkey", "-in", out.join("key.pem").to_str().expect("utf8"), "-pubout"]);
+        let csr_pub = sh("openssl", &["req", "-in", csr.to_str().expect("utf8"), "-pubkey", "-noout"]);
+        assert_eq!(key_pub, csr_pub, "{key_type}");
+        // And certhost's own upload check accepts what it built.
+        let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
+        assert_eq!(inspected["common_name"], "www.example.com");
+        assert_eq!(inspected["sans"].as_array().map(Vec::len), Some(6));
+    }
+}
+
+#[test]
+fn bad_subject_and_san_input_gets_one_sentence_naming_the_field() {
+    let app = App::new();
+    let out = app.path("bad");
+    let out_s = out.to_str().expect("utf8");
+    let long_cn = "a".repeat(65);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--cn", &long_cn], "CN is 65 characters long; at most 64"),
+        (vec!["--cn", "x", "--c", "USA"], "C (country) must be exactly two letters"),
+        (vec!["--cn", "x", "--san", "DNS:www.*.example.com"], "wildcard may only be the whole left-most label"),
+        (vec!["--cn", "x", "--san", "DNS:bad_name.example"], "DNS name \"bad_name.example\" is invalid"),
+        (vec!["--cn", "x", "--san", "IP:10.0.0.300"], "IP address \"10.0.0.300\" is invalid"),
+        (vec!["--cn", "x", "--email", "nobody"], "emailAddress \"nobody\" is not a valid email address"),
+        (vec!["--cn", "x", "--key-type", "ec-p256", "--hash", "sha512"], "ec-p256 cannot sign with sha512"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["key-csr", "--out", out_s];
+        args.extend(extra.iter().copied());
+        let r = app.run(&args);
+        // SANs are checked while parsing arguments (a usage error, 2); the rest when building (1).
+        let code = if extra.contains(&"--san") { 2 } else { 1 };
+        let stderr = r.fails(code);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        if code == 1 {
+            assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+        }
+        assert!(!out.join("key.pem").exists(), "nothing written for {args:?}");
+    }
+    let r = app.run(&["key-csr", "--out", out_s, "--cn", "x", "--key-type", "dsa-1024"]);
+    assert!(r.fails(2).contains("unknown key type"), "{}", r.stderr);
+}
+
+#[test]
+fn key_csr_never_overwrites_an_existing_key() {
+    let app = App::new();
+    let out = app.path("keep");
+    let out_s = out.to_str().expect("utf8");
+    app.run(&["key-csr", "--cn", "a.example", "--out", out_s]).ok();
+    let before = std::fs::read(out.join("key.pem")).expect("key");
+    let r = app.run(&["key-csr", "--cn", "b.example", "--out", out_s]);
+    assert!(r.fails(1).contains("already exists"), "{}", r.stderr);
+    assert_eq!(std::fs::read(out.join("key.pem")).expect("key"), before);
+}
+
+#[test]
+fn inspect_csr_refuses_what_the_host_must_not_accept() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let d = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+    // A good openssl CSR in DER form, with SANs.
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=ok.example",
+            "-addext",
+            "subjectAltName=DNS:ok.example,IP:192.0.2.1",
+            "-keyout",
+            &d("ok.key"),
+            "-outform",
+            "DER",
+            "-out",
+            &d("ok.der"),
+        ],
+    );
+    let ok = app.json(&["inspect-csr", &d("ok.der"), "--json"]);
+    assert_eq!(ok["sans"], serde_json::json!(["DNS:ok.example", "IP:192.0.2.1"]));
+    assert_eq!(ok["key_bits"], 2048);
+    // Unsupported keys: RSA-1024 and P-521.
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=small",
+            "-keyout",
+            &d("small.key"),
+            "-out",
+            &d("small.csr"),
+        ],
+    );
+    assert!(app.run(&["inspect-csr", &d("small.csr")]).fails(1).contains("RSA with a 1024-bit modulus"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-521",
+            "-nodes",
+            "-subj",
+            "/CN=p521",
+            "-keyout",
+            &d("p521.key"),
+            "-out",
+            &d("p521.csr"),
+        ],
+    );
+    assert!(app.run(&["inspect-csr", &d("p521.csr")]).fails(1).contains("not supported: EC P-521"));
+    // Trailing garbage, truncation, a bad signature.
+    let der = std::fs::read(d("ok.der")).expect("der");
+    let mut trailing = der.clone();
+    trailing.extend_from_slice(b"garbage");
+    std::fs::write(d("trailing.der"), &trailing).expect("write");
+    assert!(app.run(&["inspect-csr", &d("trailing.der")]).fails(1).contains("7 bytes of trailing garbage"));
+    std::fs::write(d("short.der"), &der[..der.len() - 20]).expect("write");
+    assert!(app.run(&["inspect-csr", &d("short.der")]).fails(1).contains("truncated"));
+    let mut tampered = der.clone();
+    let pos = tampered.windows(10).position(|w| w == b"ok.example").expect("cn");
+    tampered[pos] = b'O';
+    std::fs::write(d("tampered.der"), &tampered).expect("write");
+    assert!(app.run(&["inspect-csr", &d("tampered.der")]).fails(1).contains("signature does not verify"));
+    std::fs::write(d("empty.csr"), "").expect("write");
+    assert!(app.run(&["inspect-csr", &d("empty.csr")]).fails(1).contains("the CSR is empty"));
+}

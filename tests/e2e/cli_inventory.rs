@@ -1,0 +1,232 @@
+//! `import`, `list`, `show`, `audit` through the real binary on a real SQLite file.
+
+use std::fs;
+
+use crate::helpers::{App, OpensslCa, sh};
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+#[test]
+fn import_with_key_then_list_show_and_audit() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Test Root");
+    let (cert, key) = ca.issue("web.example.com", 90);
+    let r = app.run(&["import", s(&cert), "--key", s(&key)]);
+    assert!(r.ok().contains("1 imported, 0 duplicate, 0 failed"), "{}", r.stdout);
+    assert!(r.stdout.contains("with its private key"));
+
+    let list = app.json(&["list", "--json"]);
+    let item = &list[0];
+    assert_eq!(item["common_name"], "web.example.com");
+    assert_eq!(item["status"], "active");
+    assert_eq!(item["has_private_key"], true);
+    assert_eq!(item["sans"], serde_json::json!(["DNS:web.example.com"]));
+    assert!(item["days_left"].as_i64().is_some_and(|d| (88..=90).contains(&d)));
+
+    // Thumbprints agree with openssl's, and show finds the certificate by each.
+    let fp1 = sh("openssl", &["x509", "-in", s(&cert), "-noout", "-fingerprint", "-sha1"]);
+    let sha1_colons = fp1.trim().split('=').nth(1).expect("fingerprint");
+    assert_eq!(item["sha1"], sha1_colons.replace(':', "").to_lowercase());
+    for lookup in
+        [item["id"].to_string(), sha1_colons.to_owned(), item["sha256"].as_str().expect("sha256").to_uppercase()]
+    {
+        let shown = app.json(&["show", &lookup, "--json"]);
+        assert_eq!(shown["id"], item["id"], "lookup {lookup}");
+    }
+    let pem = app.run(&["show", "1", "--pem"]);
+    assert_eq!(pem.ok().trim(), fs::read_to_string(&cert).expect("cert").trim());
+    let human = app.run(&["show", "1"]);
+    assert!(human.ok().contains("Subject:") && human.stdout.contains("private key stored (encrypted)"));
+    assert!(app.run(&["show", "999"]).fails(1).contains("no certificate with id or thumbprint 999"));
+    assert!(app.run(&["show", "not-a-thumbprint"]).fails(1).contains("neither a certificate id nor"));
+
+    let audit = app.json(&["audit", "--json"]);
+    assert_eq!(audit[0]["action"], "certificate.import");
+    assert_eq!(audit[0]["object_id"], "1");
+    assert!(audit[0]["actor"].as_str().expect("actor").starts_with("cli:"));
+    assert!(app.run(&["audit"]).ok().contains("certificate.import"));
+    assert!(app.run(&["list"]).ok().contains("web.example.com"));
+}
+
+#[test]
+fn import_directory_with_bundles_der_and_bad_files_keeps_the_good_and_names_the_bad() {
+    let app = App::new();
+    let root = OpensslCa::new(&app.path("ca"), "Bundle Root");
+    let (leaf1, _) = root.issue("one.example", 30);
+    let (leaf2, _) = root.issue("two.example", 30);
+    let dir = app.path("import");
+    fs::create_dir_all(dir.join("nested/deeper")).expect("mkdir");
+    // A leaf followed by its chain: one certificate with a one-element chain.
+    let bundle =
+        format!("{}{}", fs::read_to_string(&leaf1).expect("leaf"), fs::read_to_string(&root.cert).expect("root"));
+    fs::write(dir.join("bundle.pem"), bundle).expect("write");
+    // A DER certificate, deep in the tree.
+    sh("openssl", &["x509", "-in", s(&leaf2), "-outform", "DER", "-out", s(&dir.join("nested/deeper/two.der"))]);
+    // Bad files.
+    fs::write(dir.join("garbage.pem"), "this is not a certificate\n").expect("write");
+    let leaf_text = fs::read_to_string(&leaf2).expect("leaf");
+    fs::write(dir.join("nested/truncated.pem"), &leaf_text[..leaf_text.len() / 2]).expect("write");
+
+    let r = app.run(&["import", s(&dir), "--json"]);
+    assert_eq!(r.code, 1, "a failed file makes the exit code 1: {}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(report["imported"].as_array().map(Vec::len), Some(2), "{report}");
+    let failed = report["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 2, "{report}");
+    assert!(failed.iter().any(|f| f["source"].as_str().expect("src").ends_with("garbage.pem")
+        && f["reason"].as_str().expect("r").contains("neither PEM nor a DER certificate")));
+    assert!(failed.iter().any(|f| f["source"].as_str().expect("src").ends_with("truncated.pem")
+        && f["reason"].as_str().expect("r").contains("malformed PEM")));
+
+    let one = app.json(&["list", "--search", "one.example", "--json"]);
+    let shown = app.json(&["show", &one[0]["id"].to_string(), "--json"]);
+    assert_eq!(certhost::cert::pem_certificates(shown["chain_pem"].as_str().expect("chain")).expect("pem").len(), 1);
+
+    // Importing again stores nothing twice.
+    let again: serde_json::Value = serde_json::from_str(&app.run(&["import", s(&dir), "--json"]).stdout).expect("json");
+    assert_eq!(again["imported"].as_array().map(Vec::len), Some(0));
+    assert_eq!(again["duplicates"].as_array().map(Vec::len), Some(2));
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_key_that_does_not_match_is_refused_and_nothing_is_stored() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Mismatch Root");
+    let (cert, _) = ca.issue("a.example", 30);
+    let (_, other_key) = ca.issue("b.example", 30);
+    let r = app.run(&["import", s(&cert), "--key", s(&other_key)]);
+    assert!(r.fails(1).contains("does not match this certificate"), "{}", r.stderr);
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0));
+    let bad_key = app.path("bad.key");
+    fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").expect("write");
+    assert!(app.run(&["import", s(&cert), "--key", s(&bad_key)]).fails(1).contains("private key file"));
+}
+
+#[test]
+fn private_keys_are_not_readable_in_the_database_file() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Leak Root");
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    for (i, (alg, opt)) in
+        [("rsa", "rsa_keygen_bits:2048"), ("ec", "ec_paramgen_curve:P-384"), ("ed25519", "")].iter().enumerate()
+    {
+        let key = app.path(&format!("k{i}.key"));
+        let csr = app.path(&format!("k{i}.csr"));
+        let mut args = vec![
+            "req",
+            "-new",
+            "-newkey",
+            alg,
+            "-nodes",
+            "-subj",
+            "/CN=leak.example",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+        ];
+        if !opt.is_empty() {
+            args.extend(["-pkeyopt", opt]);
+        }
+        sh("openssl", &args);
+        let cert = ca.sign(&csr, 30, &format!("k{i}.pem"));
+        app.run(&["import", s(&cert), "--key", s(&key)]).ok();
+        let der = sh("openssl", &["pkey", "-in", s(&key), "-outform", "DER"]);
+        let _ = der; // binary on stdout is lossy; read the PKCS#8 body from the PEM instead
+        let pem_text = fs::read_to_string(&key).expect("key");
+        let block = pem::parse(&pem_text).expect("pem");
+        secrets.push(block.contents().to_vec());
+        // Also the base64 body lines, in case anything stored PEM text.
+        for line in pem_text.lines().filter(|l| !l.starts_with("-----")) {
+            secrets.push(line.as_bytes().to_vec());
+        }
+    }
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(3));
+    let mut db = Vec::new();
+    for entry in fs::read_dir(app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("certhost.db")) {
+            db.extend(fs::read(path).expect("db"));
+        }
+    }
+    assert!(db.len() > 4096);
+    for secret in &secrets {
+        // Every 24-byte window of the key material is searched for, not just the whole.
+        for window in secret.chunks(24).filter(|c| c.len() == 24) {
+            assert!(!db.windows(window.len()).any(|w| w == window), "private key bytes found in the database");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_master_key_is_a_clear_error_and_loses_nothing() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Key Root");
+    let (cert, key) = ca.issue("k.example", 30);
+    app.run(&["import", s(&cert), "--key", s(&key)]).ok();
+    let other = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+    let r = app.run_with_key(&["list"], Some(other));
+    assert!(r.fails(1).contains("master key does not match this data directory"), "{}", r.stderr);
+    assert!(app.run_with_key(&["list"], Some("short")).fails(1).contains("base64 of exactly 32 bytes"));
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn without_an_environment_key_a_private_key_file_is_created_and_reused() {
+    let app = App::new();
+    app.run_with_key(&["list"], None).ok();
+    let key_file = app.data_dir().join("master.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&key_file).expect("key file").permissions().mode() & 0o777, 0o600);
+    app.run_with_key(&["list"], None).ok();
+    // The environment key is not this file's key: refused.
+    assert!(app.run(&["list"]).fails(1).contains("master key does not match"));
+}
+
+#[test]
+fn a_database_from_a_newer_certhost_is_refused_and_left_untouched() {
+    let app = App::new();
+    app.run(&["list"]).ok();
+    let db = app.data_dir().join("certhost.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+    }
+    let r = app.run(&["list"]);
+    assert!(r.fails(1).contains("schema version 99"), "{}", r.stderr);
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let v: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(v, 99);
+}
+
+#[test]
+fn list_filters_by_expiry_status_search_and_issuer() {
+    let app = App::new();
+    let ca_a = OpensslCa::new(&app.path("a"), "Alpha Root");
+    let ca_b = OpensslCa::new(&app.path("b"), "Beta Root");
+    let (soon, _) = ca_a.issue("soon.example", 10);
+    let (later, _) = ca_a.issue("later.example", 200);
+    let (beta, _) = ca_b.issue("beta.example", 20);
+    app.run(&["import", s(&soon), s(&later), s(&beta)]).ok();
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["list", "--json"];
+        a.extend_from_slice(args);
+        app.json(&a)
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["common_name"].as_str().expect("cn").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&["--expiring-within", "30"]), ["soon.example", "beta.example"]);
+    assert_eq!(names(&["--expiring-within", "5"]), Vec::<String>::new());
+    assert_eq!(names(&["--search", "LATER"]), ["later.example"]);
+    assert_eq!(names(&["--issuer", "Beta"]), ["beta.example"]);
+    assert_eq!(names(&["--status", "active", "--limit", "2"]), ["soon.example", "later.example"]);
+    assert_eq!(names(&["--status", "revoked"]), Vec::<String>::new());
+    assert_eq!(names(&["--search", "%"]), Vec::<String>::new(), "LIKE wildcards are literal");
+    assert!(app.run(&["list", "--status", "bogus"]).fails(2).contains("unknown status"));
+}

@@ -1,0 +1,205 @@
+//! Shared test helpers: a per-test data directory, running the binary, an openssl test CA.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+
+/// The `certhost` binary built by cargo for this test run.
+pub fn certhost_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_certhost")
+}
+
+/// A fresh data directory and master key for one test.
+pub struct App {
+    pub dir: tempfile::TempDir,
+    pub master_key: String,
+}
+
+/// Output of one command, as text.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts the given exit code and that stderr is one clean error line (no panic, no backtrace).
+    #[track_caller]
+    pub fn fails(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(!self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"), "panic: {}", self.stderr);
+        &self.stderr
+    }
+}
+
+impl App {
+    pub fn new() -> Self {
+        let key = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
+        Self { dir: tempfile::tempdir().expect("tempdir"), master_key: key }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `certhost ARGS` with this app's data dir and master key.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_key(args, Some(&self.master_key))
+    }
+
+    /// Runs with a given master key (`None` = use the data directory's key file).
+    pub fn run_with_key(&self, args: &[&str], key: Option<&str>) -> Run {
+        let mut cmd = Command::new(certhost_bin());
+        cmd.args(args).env("CERTHOST_DATA_DIR", self.data_dir()).env_remove("RUST_LOG");
+        match key {
+            Some(k) => cmd.env("CERTHOST_MASTER_KEY", k),
+            None => cmd.env_remove("CERTHOST_MASTER_KEY"),
+        };
+        Run::from(cmd.output().expect("run certhost"))
+    }
+
+    /// Runs and parses `--json` output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let r = self.run(args);
+        serde_json::from_str(r.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout))
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // Distinct per test; quality does not matter for a test key, only uniqueness.
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+    let mut out = [0u8; 32];
+    let digest =
+        ring::digest::digest(&ring::digest::SHA256, format!("{seed}{:?}", std::thread::current().id()).as_bytes());
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Runs a program, asserting success; returns stdout.
+#[track_caller]
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} not runnable: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A throw-away CA made with the real `openssl` command line.
+pub struct OpensslCa {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    dir: PathBuf,
+}
+
+impl OpensslCa {
+    /// Creates a P-256 root CA in `dir`.
+    pub fn new(dir: &Path, name: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "365",
+                "-subj",
+                &format!("/CN={name}/O=certhost tests"),
+                "-keyout",
+                key.to_str().expect("utf8"),
+                "-out",
+                cert.to_str().expect("utf8"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        Self { cert, key, dir: dir.to_owned() }
+    }
+
+    /// Signs `csr` for `days`, copying its SANs; returns the certificate path.
+    pub fn sign(&self, csr: &Path, days: u32, out_name: &str) -> PathBuf {
+        let out = self.dir.join(out_name);
+        let ext = self.dir.join(format!("{out_name}.ext"));
+        std::fs::write(&ext, "basicConstraints=CA:FALSE\n").expect("ext");
+        sh(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                csr.to_str().expect("utf8"),
+                "-CA",
+                self.cert.to_str().expect("utf8"),
+                "-CAkey",
+                self.key.to_str().expect("utf8"),
+                "-CAcreateserial",
+                "-days",
+                &days.to_string(),
+                "-copy_extensions",
+                "copy",
+                "-extfile",
+                ext.to_str().expect("utf8"),
+                "-out",
+                out.to_str().expect("utf8"),
+            ],
+        );
+        out
+    }
+
+    /// Makes a key (openssl, P-256) and a certificate for `cn`; returns (cert, key).
+    pub fn issue(&self, cn: &str, days: u32) -> (PathBuf, PathBuf) {
+        let key = self.dir.join(format!("{cn}.key"));
+        let csr = self.dir.join(format!("{cn}.csr"));
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-addext",
+                &format!("subjectAltName=DNS:{cn}"),
+                "-keyout",
+                key.to_str().expect("utf8"),
+                "-out",
+                csr.to_str().expect("utf8"),
+            ],
+        );
+        (self.sign(&csr, days, &format!("{cn}.pem")), key)
+    }
+}

@@ -1,0 +1,158 @@
+//! Library-level tests of the verifier (invariant 1) and the inventory's guarantees.
+
+use certhost::csr::{CsrParams, San, Subject};
+use certhost::inventory::{AuditFilter, InsertOutcome, Inventory, NewCertificate};
+use certhost::key::KeyType;
+use certhost::vault::MasterKey;
+use certhost::verify::{Expected, VerificationError, verify_issued};
+use rcgen::{BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer, KeyPair};
+use time::{Duration, OffsetDateTime};
+
+struct TestCa {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn test_ca(name: &str) -> TestCa {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    TestCa { pem: cert.pem(), issuer: Issuer::new(params, key) }
+}
+
+fn request(cn: &str, sans: Vec<San>) -> CsrParams {
+    CsrParams {
+        subject: Subject { common_name: Some(cn.into()), ..Subject::default() },
+        sans,
+        key_type: KeyType::EcP256,
+        hash: None,
+    }
+}
+
+fn sign(ca: &TestCa, csr_pem: &str, days_from: i64, days_to: i64) -> String {
+    let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).expect("csr");
+    let now = OffsetDateTime::now_utc();
+    csr.params.not_before = now + Duration::days(days_from);
+    csr.params.not_after = now + Duration::days(days_to);
+    csr.signed_by(&ca.issuer).expect("sign").pem()
+}
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[test]
+fn the_verifier_accepts_a_correct_certificate_and_refuses_each_kind_of_wrong_one() {
+    let ca = test_ca("Verifier CA");
+    let other_ca = test_ca("Other CA");
+    let sans = vec![San::Dns("app.example".into()), San::Ip("192.0.2.5".parse().expect("ip"))];
+    let req = request("app.example", sans.clone());
+    let (key, csr) = req.generate().expect("csr");
+    let expected =
+        Expected { public_key_raw: key.public_key_raw(), common_name: Some("app.example"), sans: &sans, now: now() };
+
+    let good = sign(&ca, &csr.pem, -1, 30);
+    let ok = verify_issued(&expected, &good, std::slice::from_ref(&ca.pem)).expect("valid");
+    assert_eq!(ok.chain.len(), 1);
+    // Avi style: the chain appended to the certificate text, with a duplicate of the leaf.
+    let ok = verify_issued(&expected, &format!("{good}{}", ca.pem), std::slice::from_ref(&good)).expect("valid");
+    assert_eq!(ok.chain.len(), 1, "leaf duplicate dropped");
+
+    // Another key: a certificate for a different CSR.
+    let (_, other_csr) = req.generate().expect("csr");
+    let wrong_key = sign(&ca, &other_csr.pem, -1, 30);
+    assert_eq!(verify_issued(&expected, &wrong_key, &[]).unwrap_err(), VerificationError::KeyMismatch);
+
+    // Other names: same key, fewer SANs.
+    let fewer = request("app.example", vec![San::Dns("app.example".into())]);
+    let fewer_csr = certhost::csr::build(&fewer, &key).expect("csr");
+    let missing = sign(&ca, &fewer_csr.pem, -1, 30);
+    assert_eq!(
+        verify_issued(&expected, &missing, &[]).unwrap_err(),
+        VerificationError::MissingName("IP:192.0.2.5".into())
+    );
+
+    // Expired, and not yet valid.
+    let expired = sign(&ca, &csr.pem, -30, -1);
+    assert!(matches!(verify_issued(&expected, &expired, &[]), Err(VerificationError::Expired { .. })));
+    let future = sign(&ca, &csr.pem, 2, 30);
+    assert!(matches!(verify_issued(&expected, &future, &[]), Err(VerificationError::NotYetValid { .. })));
+
+    // A chain that does not link.
+    assert_eq!(
+        verify_issued(&expected, &good, std::slice::from_ref(&other_ca.pem)).unwrap_err(),
+        VerificationError::ChainBroken { position: 0 }
+    );
+
+    // Garbage.
+    assert_eq!(verify_issued(&expected, "hello", &[]).unwrap_err(), VerificationError::NoCertificate);
+    let broken = "-----BEGIN CERTIFICATE-----\nMIIBAAA=\n-----END CERTIFICATE-----\n";
+    assert!(matches!(verify_issued(&expected, broken, &[]), Err(VerificationError::Unparsable(_))));
+}
+
+#[test]
+fn inventory_stores_keys_sealed_dedups_and_audits_in_the_same_transaction() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let ca = test_ca("Inventory CA");
+    let (key, csr) = request("inv.example", vec![San::Dns("inv.example".into())]).generate().expect("csr");
+    let pem = sign(&ca, &csr.pem, -1, 30);
+    let der = certhost::cert::pem_certificates(&pem).expect("pem").remove(0);
+    let new = NewCertificate {
+        der: &der,
+        chain: &[],
+        key: Some(&key),
+        source: "import",
+        profile: None,
+        account: None,
+        predecessor_id: None,
+    };
+    let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+        panic!("expected insert")
+    };
+    assert_eq!(inv.insert_certificate(&new, "test").expect("again"), InsertOutcome::Duplicate(id));
+    assert_eq!(inv.count().expect("count"), 1);
+
+    let record = inv.find(&id.to_string()).expect("find").expect("present");
+    let back = inv.private_key(record.key_id.expect("key id")).expect("unseal");
+    assert_eq!(back.public_key_raw(), key.public_key_raw());
+
+    // A key that is not the certificate's is refused and nothing is written.
+    let (other, _) = request("x.example", vec![]).generate().expect("csr");
+    let der2 = certhost::cert::pem_certificates(&sign(
+        &ca,
+        &certhost::csr::build(&request("y.example", vec![]), &key).expect("csr").pem,
+        -1,
+        30,
+    ))
+    .expect("pem")
+    .remove(0);
+    let bad = NewCertificate { der: &der2, key: Some(&other), ..new };
+    assert!(matches!(inv.insert_certificate(&bad, "test"), Err(certhost::inventory::InventoryError::KeyMismatch)));
+    assert_eq!(inv.count().expect("count"), 1);
+    let events = inv.audit_events(&AuditFilter::default()).expect("audit");
+    assert_eq!(events.len(), 1, "one change, one event");
+    assert_eq!(events[0].object_id.as_deref(), Some(id.to_string().as_str()));
+}
+
+#[test]
+fn audit_events_cannot_be_edited_or_deleted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    inv.audit(&certhost::inventory::NewAuditEvent {
+        actor: "test",
+        action: "test.event",
+        object_type: "test",
+        object_id: None,
+        outcome: "success",
+        detail: serde_json::json!({}),
+    })
+    .expect("audit");
+    drop(inv);
+    let conn = rusqlite::Connection::open(dir.path().join("certhost.db")).expect("open");
+    let upd = conn.execute("UPDATE audit_events SET outcome = 'x'", []).unwrap_err().to_string();
+    assert!(upd.contains("append-only"), "{upd}");
+    assert!(conn.execute("DELETE FROM audit_events", []).unwrap_err().to_string().contains("append-only"));
+}
