@@ -1,1 +1,103 @@
-fn main() {}
+//! `cargo xtask`: the two commands of the README, and the steps they share.
+//!
+//! - `cargo xtask run -- ARGS`: build everything (host and connector plugins), run `certhost ARGS`.
+//! - `cargo xtask test`: install missing system tools the tests drive (openssl, cfssl, pebble),
+//!   build the plugins, run every test.
+//! - `cargo xtask build-plugins`: build the wasm32-wasip2 connectors only.
+//!
+//! No dependencies on purpose: this must build in seconds on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Debian packages the tests use as real CA software and tools, with a binary to probe for.
+const SYSTEM_TOOLS: &[(&str, &str)] = &[("openssl", "openssl"), ("cfssl", "golang-cfssl"), ("pebble", "pebble")];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => ensure_system_tools().and_then(|_| build_plugins()).and_then(|_| test(&args[1..])),
+        Some("run") => build_plugins().and_then(|_| run(&args[1..])),
+        Some("build-plugins") => build_plugins(),
+        _ => {
+            eprintln!("usage: cargo xtask test [-- CARGO TEST ARGS] | run -- CERTHOST ARGS | build-plugins");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask/ sits in the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn status(mut cmd: Command, what: &str) -> Result<(), String> {
+    let st = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if st.success() { Ok(()) } else { Err(format!("{what} failed ({st})")) }
+}
+
+/// Installs the Debian packages whose tools are missing (root or passwordless sudo needed).
+fn ensure_system_tools() -> Result<(), String> {
+    let missing: Vec<&str> = SYSTEM_TOOLS.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} with apt-get", missing.join(" "));
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if is_root { Command::new("apt-get") } else { sudo_apt() };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    status(apt(&["update", "-qq"]), "apt-get update")?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    status(install, "apt-get install")
+}
+
+fn sudo_apt() -> Command {
+    let mut c = Command::new("sudo");
+    c.args(["-n", "apt-get"]);
+    c
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+/// Builds every connector crate under `plugins/` for wasm32-wasip2 (no-op until there are any).
+fn build_plugins() -> Result<(), String> {
+    let manifest = root().join("plugins").join("Cargo.toml");
+    if !manifest.is_file() {
+        return Ok(());
+    }
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"]).arg(&manifest);
+    status(cmd, "building the wasm connectors")
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).args(extra.iter().skip_while(|a| *a == "--"));
+    status(cmd, "cargo test")
+}
+
+fn run(extra: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--package", "certhost", "--bin", "certhost", "--"])
+        .args(extra.iter().skip_while(|a| *a == "--"));
+    status(cmd, "certhost")
+}
