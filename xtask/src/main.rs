@@ -89,10 +89,36 @@ fn build_plugins() -> Result<(), String> {
     status(cmd, "building the wasm connectors")
 }
 
+/// Runs every test, echoing cargo's output, and ends with one summary line over all test
+/// binaries ("tests: N passed, N failed"), so the last line speaks for the whole run.
 fn test(extra: &[String]) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]).args(extra.iter().skip_while(|a| *a == "--"));
-    status(cmd, "cargo test")
+    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(extra.iter().skip_while(|a| *a == "--"));
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cargo test: cannot start: {e}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(';') {
+                    let mut words = part.split_whitespace().rev();
+                    let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let st = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if st.success() { Ok(()) } else { Err(format!("cargo test failed ({st})")) }
 }
 
 fn run(extra: &[String]) -> Result<(), String> {
