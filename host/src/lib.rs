@@ -19,6 +19,7 @@
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
 #![deny(missing_docs)]
 
+pub mod account;
 pub mod cert;
 pub mod connector;
 pub mod csr;
@@ -26,6 +27,8 @@ pub mod der;
 pub mod import;
 pub mod inventory;
 pub mod key;
+pub mod param;
+pub mod profile;
 pub mod vault;
 pub mod verify;
 pub mod x509;

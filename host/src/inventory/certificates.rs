@@ -183,75 +183,11 @@ impl Inventory {
         new: &NewCertificate<'_>,
         actor: &str,
     ) -> Result<InsertOutcome, InventoryError> {
-        let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
-        if let Some(key) = new.key {
-            if key.public_key_raw() != info.public_key_raw {
-                return Err(InventoryError::KeyMismatch);
-            }
-        }
         let now = self.now();
         let tx = self.conn.transaction()?;
-        if let Some(id) = tx
-            .query_row("SELECT id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| r.get::<_, i64>(0))
-            .optional()?
-        {
-            return Ok(InsertOutcome::Duplicate(id));
-        }
-        let key_id = match new.key {
-            Some(key) => Some(keys::insert(&tx, &self.vault, key, now)?),
-            None => None,
-        };
-        let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
-        let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
-        let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
-        tx.execute(
-            "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
-                 not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
-                 predecessor_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-            params![
-                cert::to_pem(new.der),
-                chain_pem,
-                info.serial,
-                info.sha1,
-                info.sha256,
-                info.subject,
-                info.issuer,
-                info.common_name,
-                serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
-                info.not_before,
-                info.not_after,
-                info.key.family(),
-                info.key.bits(),
-                status.as_str(),
-                new.source,
-                new.profile,
-                new.account,
-                key_id,
-                new.predecessor_id,
-                now
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        audit::record(
-            &tx,
-            now,
-            &NewAuditEvent {
-                actor,
-                action: &format!("certificate.{}", new.source),
-                object_type: "certificate",
-                object_id: Some(id.to_string()),
-                outcome: "success",
-                detail: serde_json::json!({
-                    "subject": info.subject,
-                    "sha256": info.sha256,
-                    "with_key": key_id.is_some(),
-                    "status": status.as_str(),
-                }),
-            },
-        )?;
+        let outcome = insert_in(&tx, &self.vault, now, new, actor)?;
         tx.commit()?;
-        Ok(InsertOutcome::Inserted(id))
+        Ok(outcome)
     }
 
     /// Lists certificates matching `filter`, ordered by id.
@@ -311,4 +247,80 @@ impl Inventory {
     pub fn count(&self) -> Result<u64, InventoryError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
     }
+}
+
+/// Inserts inside the caller's transaction, so other changes (an order closing) commit with it.
+pub(crate) fn insert_in(
+    tx: &rusqlite::Transaction<'_>,
+    vault: &crate::vault::MasterKey,
+    now: i64,
+    new: &NewCertificate<'_>,
+    actor: &str,
+) -> Result<InsertOutcome, InventoryError> {
+    let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+    if let Some(key) = new.key {
+        if key.public_key_raw() != info.public_key_raw {
+            return Err(InventoryError::KeyMismatch);
+        }
+    }
+    if let Some(id) = tx
+        .query_row("SELECT id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| r.get::<_, i64>(0))
+        .optional()?
+    {
+        return Ok(InsertOutcome::Duplicate(id));
+    }
+    let key_id = match new.key {
+        Some(key) => Some(keys::insert(tx, vault, key, now)?),
+        None => None,
+    };
+    let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
+    let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
+    let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
+    tx.execute(
+        "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
+             not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
+             predecessor_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            cert::to_pem(new.der),
+            chain_pem,
+            info.serial,
+            info.sha1,
+            info.sha256,
+            info.subject,
+            info.issuer,
+            info.common_name,
+            serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+            info.not_before,
+            info.not_after,
+            info.key.family(),
+            info.key.bits(),
+            status.as_str(),
+            new.source,
+            new.profile,
+            new.account,
+            key_id,
+            new.predecessor_id,
+            now
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    audit::record(
+        tx,
+        now,
+        &NewAuditEvent {
+            actor,
+            action: &format!("certificate.{}", new.source),
+            object_type: "certificate",
+            object_id: Some(id.to_string()),
+            outcome: "success",
+            detail: serde_json::json!({
+                "subject": info.subject,
+                "sha256": info.sha256,
+                "with_key": key_id.is_some(),
+                "status": status.as_str(),
+            }),
+        },
+    )?;
+    Ok(InsertOutcome::Inserted(id))
 }

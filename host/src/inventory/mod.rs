@@ -5,9 +5,11 @@
 //! open ([`schema`]); a wrong master key is detected at open through a sealed check value,
 //! never later as garbage.
 
+mod accounts;
 mod audit;
 mod certificates;
 mod keys;
+mod orders;
 mod schema;
 
 use std::fs;
@@ -19,8 +21,10 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::vault::{MasterKey, VaultError};
 
+pub use accounts::{SecretOwner, Upsert};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
+pub use orders::{NewOrder, Order, OrderState};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 /// File name of the database inside the data directory.
@@ -72,6 +76,9 @@ pub enum InventoryError {
     /// A status word that does not exist.
     #[error("unknown status {0:?} (expected active, superseded, revoked or expired)")]
     InvalidStatus(String),
+    /// The object is still referenced.
+    #[error("{0}; refusing to delete it")]
+    InUse(String),
     /// The object does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -9,7 +9,8 @@ use super::InventoryError;
 
 /// Each entry moves the schema one version up. Append only; never edit a released entry.
 const MIGRATIONS: &[&str] = &[
-    // 1: the words of DESIGN.md — keys, certificates, orders, audit events — plus metadata.
+    // 1: the words of DESIGN.md — keys, certificates, orders, CA accounts, profiles, sealed
+    //    secrets, audit events — plus metadata.
     r#"
     CREATE TABLE meta (
         name  TEXT PRIMARY KEY,
@@ -56,7 +57,8 @@ const MIGRATIONS: &[&str] = &[
         id              INTEGER PRIMARY KEY,
         request_id      TEXT NOT NULL UNIQUE,
         kind            TEXT NOT NULL CHECK (kind IN ('issue','renew','reissue')),
-        state           TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN
+                            ('awaiting_approval','pending','issued','rejected','failed','needs_attention')),
         profile         TEXT,
         account         TEXT,
         common_name     TEXT,
@@ -64,8 +66,13 @@ const MIGRATIONS: &[&str] = &[
         csr_pem         TEXT NOT NULL,
         params_json     TEXT NOT NULL DEFAULT '{}',
         ca_order_id     TEXT,
+        submitted       INTEGER NOT NULL DEFAULT 0,
+        lease_until     INTEGER,
         certificate_id  INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
         key_id          INTEGER REFERENCES keys(id),
+        predecessor_id  INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+        requested_by    TEXT NOT NULL,
+        decided_by      TEXT,
         error           TEXT,
         next_poll_at    INTEGER,
         attempts        INTEGER NOT NULL DEFAULT 0,
@@ -73,6 +80,33 @@ const MIGRATIONS: &[&str] = &[
         updated_at      INTEGER NOT NULL
     );
     CREATE INDEX orders_state_next_poll ON orders(state, next_poll_at);
+    CREATE TABLE accounts (
+        name               TEXT PRIMARY KEY,
+        definition         TEXT NOT NULL,
+        status             TEXT NOT NULL CHECK (status IN ('active','inactive')),
+        origin             TEXT NOT NULL,
+        last_test_at       INTEGER,
+        last_test_ok       INTEGER,
+        last_test_message  TEXT,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL
+    );
+    CREATE TABLE profiles (
+        name        TEXT PRIMARY KEY,
+        definition  TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    -- Sensitive parameter values set with `certhost secret set`, sealed (never plaintext).
+    CREATE TABLE secrets (
+        owner_kind  TEXT NOT NULL CHECK (owner_kind IN ('account','profile')),
+        owner_name  TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        sealed      BLOB NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (owner_kind, owner_name, name)
+    );
     CREATE TABLE audit_events (
         id           INTEGER PRIMARY KEY,
         at           INTEGER NOT NULL,

@@ -1,0 +1,195 @@
+//! CA accounts: a named, configured instance of a connector (DESIGN.md).
+//!
+//! Several accounts may use one connector (environments, regions, failover). An inactive
+//! account is never called; deactivating never touches certificates already issued.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::connector::Limits;
+use crate::param::{ParamDef, ParamError, ParamMap, ParamSpec};
+
+/// Whether an account may be called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    /// Used by issuance.
+    #[default]
+    Active,
+    /// Skipped by issuance and failover; its certificates stay as they are.
+    Inactive,
+}
+
+impl AccountStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Inactive => "inactive",
+        }
+    }
+}
+
+/// A CA account definition, as written in `certhost.toml` (`[accounts.NAME]`) or created
+/// with the CLI. Holds references to secrets, never secret values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDef {
+    /// Path to the connector: a `.wasm` component or a `.py` script.
+    pub connector: PathBuf,
+    /// For operators.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Initial status (files) or current status (database).
+    #[serde(default)]
+    pub status: AccountStatus,
+    /// Connector parameters (`args_dict` entries).
+    #[serde(default, deserialize_with = "params_from_specs")]
+    pub params: ParamMap,
+    /// Outbound hosts a WASM connector may reach: `https://host:port` or `*.example.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Extra trusted CA certificates (PEM files) for the connector's outbound TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca_pems: Vec<PathBuf>,
+    /// Deadline of one connector call, seconds (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Memory cap of the plugin, MiB (default 64 for WASM, 512 for Python).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+}
+
+/// Accepts both `name = "value"` and full parameter tables.
+pub(crate) fn params_from_specs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ParamMap, D::Error> {
+    let specs: BTreeMap<String, ParamSpec> = BTreeMap::deserialize(d)?;
+    Ok(specs.into_iter().map(|(k, v)| (k, ParamDef::from(v))).collect())
+}
+
+/// Why an account definition or operation is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// Names are used in URLs and file names.
+    #[error("account name {0:?} is invalid: use 1-64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// A parameter definition breaks a rule.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The connector path has an unknown extension.
+    #[error("account {name}: connector {path} must be a .wasm component or a .py script")]
+    BadConnector {
+        /// Account.
+        name: String,
+        /// Path given.
+        path: String,
+    },
+    /// Limits out of range.
+    #[error("account {name}: {what}")]
+    BadLimit {
+        /// Account.
+        name: String,
+        /// Which limit and why.
+        what: String,
+    },
+}
+
+/// Checks a name for accounts and profiles.
+pub fn check_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.')
+}
+
+impl AccountDef {
+    /// Checks the definition of account `name`.
+    pub fn check(&self, name: &str) -> Result<(), AccountError> {
+        if !check_name(name) {
+            return Err(AccountError::BadName(name.to_owned()));
+        }
+        let owner = format!("account {name}");
+        for (pname, def) in &self.params {
+            def.check(pname, &owner)?;
+            if def.dynamic {
+                return Err(AccountError::Param(ParamError::Fixed {
+                    name: pname.clone(),
+                    owner: "an account (only profiles define dynamic parameters)".into(),
+                }));
+            }
+        }
+        match self.connector.extension().and_then(|e| e.to_str()) {
+            Some("wasm") | Some("py") => {}
+            _ => {
+                return Err(AccountError::BadConnector {
+                    name: name.to_owned(),
+                    path: self.connector.display().to_string(),
+                });
+            }
+        }
+        if let Some(t) = self.timeout_seconds {
+            if !(1..=3600).contains(&t) {
+                return Err(AccountError::BadLimit {
+                    name: name.to_owned(),
+                    what: format!("timeout_seconds {t} must be 1-3600"),
+                });
+            }
+        }
+        if let Some(m) = self.memory_mib {
+            if !(8..=8192).contains(&m) {
+                return Err(AccountError::BadLimit {
+                    name: name.to_owned(),
+                    what: format!("memory_mib {m} must be 8-8192"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The connector kind, from the file extension.
+    pub fn is_python(&self) -> bool {
+        self.connector.extension().is_some_and(|e| e == "py")
+    }
+
+    /// Call limits of this account, defaults filled per connector kind.
+    pub fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if self.is_python() {
+            limits.memory_bytes = 512 * 1024 * 1024;
+        }
+        if let Some(t) = self.timeout_seconds {
+            limits.timeout = Duration::from_secs(t);
+        }
+        if let Some(m) = self.memory_mib {
+            limits.memory_bytes = m * 1024 * 1024;
+        }
+        limits
+    }
+}
+
+/// An account as stored: definition plus state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    /// Unique name.
+    pub name: String,
+    /// Definition (status inside is the current status).
+    pub def: AccountDef,
+    /// `file` (from certhost.toml) or `cli`.
+    pub origin: String,
+    /// Last `test` result, if any.
+    pub last_test: Option<TestResult>,
+}
+
+/// Outcome of the last `account test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestResult {
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Whether `test_connection` succeeded.
+    pub ok: bool,
+    /// The (redacted) message.
+    pub message: String,
+}

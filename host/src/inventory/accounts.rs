@@ -1,0 +1,403 @@
+//! CA account and profile rows, and sealed secrets. Every change is audited in its transaction.
+
+use rusqlite::{OptionalExtension, params};
+use zeroize::Zeroizing;
+
+use super::audit::{self, NewAuditEvent};
+use super::{Inventory, InventoryError};
+use crate::account::{Account, AccountDef, AccountStatus, TestResult};
+use crate::profile::ProfileDef;
+
+/// Whose secret: an account's or a profile's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOwner {
+    /// A CA account parameter.
+    Account,
+    /// A profile parameter.
+    Profile,
+}
+
+impl SecretOwner {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretOwner::Account => "account",
+            SecretOwner::Profile => "profile",
+        }
+    }
+}
+
+/// Whether an upsert changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// New row.
+    Created,
+    /// Existing row changed.
+    Updated,
+    /// Identical definition already stored.
+    Unchanged,
+}
+
+fn secret_aad(kind: SecretOwner, owner: &str, name: &str) -> Vec<u8> {
+    format!("certhost/secret/v1/{}/{owner}/{name}", kind.as_str()).into_bytes()
+}
+
+impl Inventory {
+    /// Creates or replaces an account definition. The definition holds references, never
+    /// secret values, so it is stored as JSON as-is.
+    pub fn upsert_account(
+        &mut self,
+        name: &str,
+        def: &AccountDef,
+        origin: &str,
+        actor: &str,
+    ) -> Result<Upsert, InventoryError> {
+        let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let existing: Option<String> =
+            tx.query_row("SELECT definition FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let outcome = match existing {
+            Some(old) if old == json => return Ok(Upsert::Unchanged),
+            Some(_) => {
+                tx.execute(
+                    "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
+                    params![name, json, def.status.as_str(), origin, now],
+                )?;
+                Upsert::Updated
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO accounts (name, definition, status, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![name, json, def.status.as_str(), origin, now],
+                )?;
+                Upsert::Created
+            }
+        };
+        let action = if outcome == Upsert::Created { "account.create" } else { "account.update" };
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action,
+                object_type: "account",
+                object_id: Some(name.into()),
+                outcome: "success",
+                detail: serde_json::json!({ "origin": origin, "connector": def.connector }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// One account.
+    pub fn account(&self, name: &str) -> Result<Option<Account>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name, definition, status, origin, last_test_at, last_test_ok, last_test_message FROM accounts WHERE name = ?1",
+                [name],
+                account_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// All accounts, by name.
+    pub fn accounts(&self) -> Result<Vec<Account>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, definition, status, origin, last_test_at, last_test_ok, last_test_message FROM accounts ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], account_from_row)?;
+        rows.map(|r| r.map_err(InventoryError::from).and_then(|x| x)).collect()
+    }
+
+    /// Activates or deactivates an account. Certificates it issued are untouched.
+    pub fn set_account_status(&mut self, name: &str, status: AccountStatus, actor: &str) -> Result<(), InventoryError> {
+        let mut account = self.account(name)?.ok_or_else(|| InventoryError::NotFound(format!("account {name}")))?;
+        account.def.status = status;
+        let json = serde_json::to_string(&account.def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE accounts SET status = ?2, definition = ?3, updated_at = ?4 WHERE name = ?1",
+            params![name, status.as_str(), json, now],
+        )?;
+        let action = if status == AccountStatus::Active { "account.activate" } else { "account.deactivate" };
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action,
+                object_type: "account",
+                object_id: Some(name.into()),
+                outcome: "success",
+                detail: serde_json::json!({}),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes an account: refused while a profile or an open order uses it. Its audit stays.
+    pub fn delete_account(&mut self, name: &str, actor: &str) -> Result<(), InventoryError> {
+        if self.account(name)?.is_none() {
+            return Err(InventoryError::NotFound(format!("account {name}")));
+        }
+        let users: Vec<String> = self
+            .profiles()?
+            .into_iter()
+            .filter(|(_, def, _)| def.accounts.iter().any(|a| a == name))
+            .map(|(n, _, _)| n)
+            .collect();
+        if !users.is_empty() {
+            return Err(InventoryError::InUse(format!("account {name} is used by profile(s) {}", users.join(", "))));
+        }
+        let open: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM orders WHERE account = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
+            [name],
+            |r| r.get(0),
+        )?;
+        if open > 0 {
+            return Err(InventoryError::InUse(format!("account {name} has {open} open order(s)")));
+        }
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+        tx.execute("DELETE FROM secrets WHERE owner_kind = 'account' AND owner_name = ?1", [name])?;
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "account.delete",
+                object_type: "account",
+                object_id: Some(name.into()),
+                outcome: "success",
+                detail: serde_json::json!({}),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores the result of `account test` (message already redacted).
+    pub fn record_account_test(
+        &mut self,
+        name: &str,
+        ok: bool,
+        message: &str,
+        actor: &str,
+    ) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE accounts SET last_test_at = ?2, last_test_ok = ?3, last_test_message = ?4 WHERE name = ?1",
+            params![name, now, ok, message],
+        )?;
+        if n == 0 {
+            return Err(InventoryError::NotFound(format!("account {name}")));
+        }
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "account.test",
+                object_type: "account",
+                object_id: Some(name.into()),
+                outcome: if ok { "success" } else { "failure" },
+                detail: serde_json::json!({ "message": message }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Creates or replaces a profile definition.
+    pub fn upsert_profile(
+        &mut self,
+        name: &str,
+        def: &ProfileDef,
+        origin: &str,
+        actor: &str,
+    ) -> Result<Upsert, InventoryError> {
+        let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let existing: Option<String> =
+            tx.query_row("SELECT definition FROM profiles WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let outcome = match existing {
+            Some(old) if old == json => return Ok(Upsert::Unchanged),
+            Some(_) => {
+                tx.execute(
+                    "UPDATE profiles SET definition = ?2, origin = ?3, updated_at = ?4 WHERE name = ?1",
+                    params![name, json, origin, now],
+                )?;
+                Upsert::Updated
+            }
+            None => {
+                tx.execute("INSERT INTO profiles (name, definition, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)", params![name, json, origin, now])?;
+                Upsert::Created
+            }
+        };
+        let action = if outcome == Upsert::Created { "profile.create" } else { "profile.update" };
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action,
+                object_type: "profile",
+                object_id: Some(name.into()),
+                outcome: "success",
+                detail: serde_json::json!({ "origin": origin }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// One profile and its origin.
+    pub fn profile(&self, name: &str) -> Result<Option<(ProfileDef, String)>, InventoryError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(json, origin)| Ok((parse_def(&json, "profile", name)?, origin))).transpose()
+    }
+
+    /// All profiles: (name, definition, origin), by name.
+    pub fn profiles(&self) -> Result<Vec<(String, ProfileDef, String)>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached("SELECT name, definition, origin FROM profiles ORDER BY name")?;
+        let rows: Vec<(String, String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        rows.into_iter().map(|(n, json, o)| Ok((n.clone(), parse_def(&json, "profile", &n)?, o))).collect()
+    }
+
+    /// Deletes a profile: refused while it has open orders. Certificates keep its name.
+    pub fn delete_profile(&mut self, name: &str, actor: &str) -> Result<(), InventoryError> {
+        if self.profile(name)?.is_none() {
+            return Err(InventoryError::NotFound(format!("profile {name}")));
+        }
+        let open: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM orders WHERE profile = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
+            [name],
+            |r| r.get(0),
+        )?;
+        if open > 0 {
+            return Err(InventoryError::InUse(format!("profile {name} has {open} open order(s)")));
+        }
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM profiles WHERE name = ?1", [name])?;
+        tx.execute("DELETE FROM secrets WHERE owner_kind = 'profile' AND owner_name = ?1", [name])?;
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "profile.delete",
+                object_type: "profile",
+                object_id: Some(name.into()),
+                outcome: "success",
+                detail: serde_json::json!({}),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seals and stores a sensitive parameter value. The audit event names the parameter only.
+    pub fn set_secret(
+        &mut self,
+        kind: SecretOwner,
+        owner: &str,
+        name: &str,
+        value: &str,
+        actor: &str,
+    ) -> Result<(), InventoryError> {
+        let sealed = self.vault.seal(value.as_bytes(), &secret_aad(kind, owner, name));
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (owner_kind, owner_name, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![kind.as_str(), owner, name, sealed, now],
+        )?;
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "secret.set",
+                object_type: kind.as_str(),
+                object_id: Some(owner.into()),
+                outcome: "success",
+                detail: serde_json::json!({ "parameter": name }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A stored sensitive value, unsealed for the connector call that needs it.
+    pub fn secret(
+        &self,
+        kind: SecretOwner,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<Zeroizing<String>>, InventoryError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT sealed FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
+                params![kind.as_str(), owner, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(sealed) = sealed else { return Ok(None) };
+        let plain = self.vault.open(&sealed, &secret_aad(kind, owner, name))?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| InventoryError::Corrupt(format!("secret {name} of {} {owner} is not text", kind.as_str())))?;
+        Ok(Some(Zeroizing::new(text)))
+    }
+
+    /// Whether a sensitive value is stored (for `set: true|false` views).
+    pub fn has_secret(&self, kind: SecretOwner, owner: &str, name: &str) -> Result<bool, InventoryError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
+                params![kind.as_str(), owner, name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+fn parse_def<T: serde::de::DeserializeOwned>(json: &str, kind: &str, name: &str) -> Result<T, InventoryError> {
+    serde_json::from_str(json).map_err(|e| InventoryError::Corrupt(format!("stored {kind} {name}: {e}")))
+}
+
+fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, InventoryError>> {
+    let name: String = r.get(0)?;
+    let json: String = r.get(1)?;
+    let status: String = r.get(2)?;
+    let origin: String = r.get(3)?;
+    let at: Option<i64> = r.get(4)?;
+    let ok: Option<bool> = r.get(5)?;
+    let message: Option<String> = r.get(6)?;
+    Ok(parse_def::<AccountDef>(&json, "account", &name).map(|mut def| {
+        def.status = if status == "inactive" { AccountStatus::Inactive } else { AccountStatus::Active };
+        Account {
+            name,
+            def,
+            origin,
+            last_test: at.map(|at| TestResult { at, ok: ok.unwrap_or(false), message: message.unwrap_or_default() }),
+        }
+    }))
+}

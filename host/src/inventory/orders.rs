@@ -1,0 +1,482 @@
+//! Orders: one request to a CA. Invariant 5: the order (with its request id and sealed key)
+//! is written before the CA is called, so a crash never loses it and never re-sends it.
+//!
+//! States: `awaiting_approval` → `pending` → `issued` / `rejected` / `failed`. A `pending`
+//! order whose submission was cut off (the process died during the CA call and its lease ran
+//! out) becomes `needs_attention`: only an operator may resubmit it.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::audit::{self, NewAuditEvent};
+use super::certificates::{InsertOutcome, NewCertificate};
+use super::{Inventory, InventoryError, keys};
+use crate::csr::San;
+use crate::key::PrivateKey;
+use crate::verify::VerifiedCertificate;
+
+/// Order states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Held until another person approves.
+    AwaitingApproval,
+    /// Being submitted, or waiting at the CA.
+    Pending,
+    /// Certificate stored.
+    Issued,
+    /// The CA (or an approver) said no.
+    Rejected,
+    /// An error or a failed verification.
+    Failed,
+    /// A submission was interrupted; an operator decides (resubmit or decline).
+    NeedsAttention,
+}
+
+impl OrderState {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::AwaitingApproval => "awaiting_approval",
+            OrderState::Pending => "pending",
+            OrderState::Issued => "issued",
+            OrderState::Rejected => "rejected",
+            OrderState::Failed => "failed",
+            OrderState::NeedsAttention => "needs_attention",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "awaiting_approval" => OrderState::AwaitingApproval,
+            "issued" => OrderState::Issued,
+            "rejected" => OrderState::Rejected,
+            "failed" => OrderState::Failed,
+            "needs_attention" => OrderState::NeedsAttention,
+            _ => OrderState::Pending,
+        }
+    }
+}
+
+impl std::str::FromStr for OrderState {
+    type Err = InventoryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let state = OrderState::parse(s);
+        if state.as_str() == s { Ok(state) } else { Err(InventoryError::Invalid(format!("unknown order state {s:?}"))) }
+    }
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    /// Inventory id.
+    pub id: i64,
+    /// Unique request id handed to the connector (idempotent retries).
+    pub request_id: String,
+    /// `issue`, `renew`, `reissue`.
+    pub kind: String,
+    /// State.
+    pub state: OrderState,
+    /// Profile.
+    pub profile: Option<String>,
+    /// CA account last used.
+    pub account: Option<String>,
+    /// Requested CN.
+    pub common_name: Option<String>,
+    /// Requested SANs.
+    pub sans: Vec<String>,
+    /// The CSR sent.
+    pub csr_pem: String,
+    /// Dynamic parameters of the request, sensitive ones redacted.
+    pub params: serde_json::Value,
+    /// The CA's handle.
+    pub ca_order_id: Option<String>,
+    /// Whether the CA call returned (false while in flight or after a crash in flight).
+    pub submitted: bool,
+    /// Resulting certificate.
+    pub certificate_id: Option<i64>,
+    /// Generated key (sealed), when the host made the CSR.
+    pub key_id: Option<i64>,
+    /// Certificate being renewed.
+    pub predecessor_id: Option<i64>,
+    /// Who asked.
+    pub requested_by: String,
+    /// Who approved or declined.
+    pub decided_by: Option<String>,
+    /// Last error or rejection reason (redacted).
+    pub error: Option<String>,
+    /// Next poll, Unix seconds.
+    pub next_poll_at: Option<i64>,
+    /// Submission and poll attempts.
+    pub attempts: i64,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A new order.
+#[derive(Debug)]
+pub struct NewOrder<'a> {
+    /// `issue`, `renew`, `reissue`.
+    pub kind: &'a str,
+    /// Profile.
+    pub profile: &'a str,
+    /// Requested CN.
+    pub common_name: Option<&'a str>,
+    /// Requested SANs.
+    pub sans: &'a [San],
+    /// The CSR.
+    pub csr_pem: &'a str,
+    /// Redacted dynamic parameters.
+    pub params: serde_json::Value,
+    /// The generated key, sealed with the order so a later poll can store it.
+    pub key: Option<&'a PrivateKey>,
+    /// Certificate being renewed.
+    pub predecessor_id: Option<i64>,
+    /// Hold for approval.
+    pub awaiting_approval: bool,
+}
+
+const COLUMNS: &str = "id, request_id, kind, state, profile, account, common_name, sans, csr_pem, params_json, ca_order_id, \
+     submitted, certificate_id, key_id, predecessor_id, requested_by, decided_by, error, next_poll_at, attempts, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
+    let state: String = r.get(3)?;
+    let sans: String = r.get(7)?;
+    let params: String = r.get(9)?;
+    Ok(Order {
+        id: r.get(0)?,
+        request_id: r.get(1)?,
+        kind: r.get(2)?,
+        state: OrderState::parse(&state),
+        profile: r.get(4)?,
+        account: r.get(5)?,
+        common_name: r.get(6)?,
+        sans: serde_json::from_str(&sans).unwrap_or_default(),
+        csr_pem: r.get(8)?,
+        params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+        ca_order_id: r.get(10)?,
+        submitted: r.get(11)?,
+        certificate_id: r.get(12)?,
+        key_id: r.get(13)?,
+        predecessor_id: r.get(14)?,
+        requested_by: r.get(15)?,
+        decided_by: r.get(16)?,
+        error: r.get(17)?,
+        next_poll_at: r.get(18)?,
+        attempts: r.get(19)?,
+        created_at: r.get(20)?,
+        updated_at: r.get(21)?,
+    })
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    hex::encode(b)
+}
+
+impl Inventory {
+    /// Writes a new order (and seals its key) before anything is sent to a CA.
+    pub fn create_order(&mut self, new: &NewOrder<'_>, actor: &str) -> Result<Order, InventoryError> {
+        let now = self.now();
+        let request_id = new_request_id();
+        let state = if new.awaiting_approval { OrderState::AwaitingApproval } else { OrderState::Pending };
+        let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
+        let tx = self.conn.transaction()?;
+        let key_id = match new.key {
+            Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
+            None => None,
+        };
+        tx.execute(
+            "INSERT INTO orders (request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
+                 predecessor_id, requested_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            params![
+                request_id,
+                new.kind,
+                state.as_str(),
+                new.profile,
+                new.common_name,
+                serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+                new.csr_pem,
+                new.params.to_string(),
+                key_id,
+                new.predecessor_id,
+                actor,
+                now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit::record(
+            &tx,
+            now,
+            &event(
+                actor,
+                "order.create",
+                id,
+                "success",
+                serde_json::json!({ "profile": new.profile, "kind": new.kind, "state": state.as_str(), "common_name": new.common_name, "params": new.params }),
+            ),
+        )?;
+        tx.commit()?;
+        self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))
+    }
+
+    /// One order.
+    pub fn order(&self, id: i64) -> Result<Option<Order>, InventoryError> {
+        Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"), [id], from_row).optional()?)
+    }
+
+    /// Orders, newest first, optionally of one state.
+    pub fn orders(&self, state: Option<OrderState>, limit: u32) -> Result<Vec<Order>, InventoryError> {
+        let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![state.map(OrderState::as_str), limit], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks the start of a CA call to `account`, with a lease: if the process dies during
+    /// the call, the lease runs out and the order needs an operator, never a silent resend.
+    pub fn begin_submit(
+        &mut self,
+        id: i64,
+        account: &str,
+        lease_seconds: i64,
+        actor: &str,
+    ) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
+             WHERE id = ?1 AND state = 'pending'",
+            params![id, account, now + lease_seconds, now],
+        )?;
+        if n == 0 {
+            return Err(InventoryError::Invalid(format!("order {id} is not pending")));
+        }
+        audit::record(
+            &tx,
+            now,
+            &event(actor, "order.submit", id, "success", serde_json::json!({ "account": account })),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The CA accepted the order but has not decided: poll `ca_order_id` at `next_poll_at`.
+    pub fn record_pending(
+        &mut self,
+        id: i64,
+        ca_order_id: &str,
+        next_poll_at: i64,
+        actor: &str,
+    ) -> Result<(), InventoryError> {
+        self.transition(id, actor, "order.pending", "success", serde_json::json!({ "ca_order_id": ca_order_id }), |tx, now| {
+            tx.execute(
+                "UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1",
+                params![id, ca_order_id, next_poll_at, now],
+            )
+        })
+    }
+
+    /// A poll or submission failed transiently: keep pending, try again at `next_poll_at`.
+    pub fn record_retry(&mut self, id: i64, error: &str, next_poll_at: i64, actor: &str) -> Result<(), InventoryError> {
+        self.transition(id, actor, "order.retry", "failure", serde_json::json!({ "error": error }), |tx, now| {
+            tx.execute(
+                "UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1",
+                params![id, error, next_poll_at, now],
+            )
+        })
+    }
+
+    /// Final failure (error text already redacted).
+    pub fn record_failed(&mut self, id: i64, error: &str, actor: &str) -> Result<(), InventoryError> {
+        self.finish(id, OrderState::Failed, error, actor)
+    }
+
+    /// The CA (or an approver) refused.
+    pub fn record_rejected(&mut self, id: i64, reason: &str, actor: &str) -> Result<(), InventoryError> {
+        self.finish(id, OrderState::Rejected, reason, actor)
+    }
+
+    fn finish(&mut self, id: i64, state: OrderState, message: &str, actor: &str) -> Result<(), InventoryError> {
+        let action = format!("order.{}", state.as_str());
+        self.transition(id, actor, &action, "failure", serde_json::json!({ "reason": message }), |tx, now| {
+            tx.execute(
+                "UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1",
+                params![id, state.as_str(), message, now],
+            )
+        })
+    }
+
+    /// Stores a verified certificate for order `id`, links it, and closes the order — one
+    /// transaction, so a crash leaves either a pending order or an issued one, never both.
+    pub fn record_issued(
+        &mut self,
+        id: i64,
+        verified: &VerifiedCertificate,
+        ca_order_id: Option<&str>,
+        actor: &str,
+    ) -> Result<i64, InventoryError> {
+        let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
+        let key = match order.key_id {
+            Some(k) => Some(self.private_key(k)?),
+            None => None,
+        };
+        let source = order.kind.clone();
+        let new = NewCertificate {
+            der: &verified.der,
+            chain: &verified.chain,
+            key: key.as_ref(),
+            source: &source,
+            profile: order.profile.as_deref(),
+            account: order.account.as_deref(),
+            predecessor_id: order.predecessor_id,
+        };
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, actor)? {
+            InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
+        };
+        let n = tx.execute(
+            "UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
+                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1",
+            params![id, cert_id, ca_order_id, now],
+        )?;
+        if n == 0 {
+            return Err(InventoryError::NotFound(format!("order {id}")));
+        }
+        audit::record(
+            &tx,
+            now,
+            &event(
+                actor,
+                "order.issued",
+                id,
+                "success",
+                serde_json::json!({ "certificate_id": cert_id, "sha256": verified.info.sha256 }),
+            ),
+        )?;
+        tx.commit()?;
+        Ok(cert_id)
+    }
+
+    /// Approves a held order; the approver must not be the requester.
+    pub fn approve_order(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
+        let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
+        if order.state != OrderState::AwaitingApproval {
+            return Err(InventoryError::Invalid(format!(
+                "order {id} is {}, not awaiting approval",
+                order.state.as_str()
+            )));
+        }
+        if order.requested_by == actor {
+            return Err(InventoryError::Invalid(format!(
+                "order {id} must be approved by someone other than its requester ({actor})"
+            )));
+        }
+        self.transition(id, actor, "order.approve", "success", serde_json::json!({}), |tx, now| {
+            tx.execute(
+                "UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, actor, now],
+            )
+        })
+    }
+
+    /// Declines a held (or interrupted) order.
+    pub fn decline_order(&mut self, id: i64, reason: &str, actor: &str) -> Result<(), InventoryError> {
+        let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
+        if !matches!(order.state, OrderState::AwaitingApproval | OrderState::NeedsAttention) {
+            return Err(InventoryError::Invalid(format!(
+                "order {id} is {}; only held or interrupted orders can be declined",
+                order.state.as_str()
+            )));
+        }
+        let message = format!("declined by {actor}: {reason}");
+        self.transition(id, actor, "order.decline", "success", serde_json::json!({ "reason": reason }), |tx, now| {
+            tx.execute(
+                "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, actor, message, now],
+            )
+        })
+    }
+
+    /// An operator's explicit decision to resend an interrupted order (same request id, so an
+    /// idempotent connector will not issue twice).
+    pub fn resubmit_order(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
+        let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
+        if order.state != OrderState::NeedsAttention {
+            return Err(InventoryError::Invalid(format!(
+                "order {id} is {}; only interrupted orders can be resubmitted",
+                order.state.as_str()
+            )));
+        }
+        self.transition(id, actor, "order.resubmit", "success", serde_json::json!({}), |tx, now| {
+            tx.execute("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1", params![id, actor, now])
+        })
+    }
+
+    /// Pending orders whose submission was cut off (lease expired without an answer) become
+    /// `needs_attention`. Returns their ids.
+    pub fn mark_interrupted(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
+        let now = self.now();
+        let ids: Vec<i64> = {
+            let mut stmt = self.conn.prepare_cached("SELECT id FROM orders WHERE state = 'pending' AND submitted = 0 AND lease_until IS NOT NULL AND lease_until < ?1")?;
+            stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            self.transition(*id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
+                tx.execute(
+                    "UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )
+            })?;
+        }
+        Ok(ids)
+    }
+
+    /// Pending orders the CA has accepted and that are due for a poll.
+    pub fn due_polls(&self, limit: u32) -> Result<Vec<Order>, InventoryError> {
+        let now = self.now();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE state = 'pending' AND submitted = 1 AND ca_order_id IS NOT NULL
+               AND next_poll_at <= ?1 ORDER BY next_poll_at LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now, limit], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn transition(
+        &mut self,
+        id: i64,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+        update: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<usize>,
+    ) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        if update(&tx, now)? == 0 {
+            return Err(InventoryError::NotFound(format!("order {id}")));
+        }
+        audit::record(&tx, now, &event(actor, action, id, outcome, detail))?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn event<'a>(
+    actor: &'a str,
+    action: &'a str,
+    id: i64,
+    outcome: &'a str,
+    detail: serde_json::Value,
+) -> NewAuditEvent<'a> {
+    NewAuditEvent { actor, action, object_type: "order", object_id: Some(id.to_string()), outcome, detail }
+}

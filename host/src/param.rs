@@ -1,0 +1,332 @@
+//! Parameters: the name/value pairs a connector receives in `args_dict`.
+//!
+//! A parameter is **static** (value fixed by the CA account or profile), **dynamic** (no value
+//! in the profile; supplied with each request), and/or **sensitive** (invariant 2: the value
+//! reaches only the connector call; everywhere else it is `sensitive: true, set: bool`).
+//! A sensitive value is never written in a definition: it is a reference to an environment
+//! variable or a file, or it is set with `certhost secret set` and stored sealed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a parameter's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSource {
+    /// `{ env = "NAME" }`: read from the host's environment at call time.
+    Env {
+        /// Variable name.
+        env: String,
+    },
+    /// `{ file = "PATH" }`: read from a file at call time (trailing newline trimmed).
+    File {
+        /// File path.
+        file: PathBuf,
+    },
+    /// A literal value (refused for sensitive parameters).
+    Literal(String),
+}
+
+/// One parameter as defined by a CA account or profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamDef {
+    /// The value; `None` for dynamic parameters and for secrets set with `certhost secret set`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueSource>,
+    /// For operators.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Never displayed, logged, audited or stored in plaintext.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// Supplied with each request rather than fixed here.
+    #[serde(default)]
+    pub dynamic: bool,
+    /// A request (dynamic) or the definition (static) must provide it.
+    #[serde(default)]
+    pub required: bool,
+    /// The value must be one of these (when non-empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_values: Vec<String>,
+    /// The value must match this regular expression (anchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// A parameter as written in TOML: either a bare string or a full table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamSpec {
+    /// `name = "value"`.
+    Bare(String),
+    /// `[params.name] ...`.
+    Full(ParamDef),
+}
+
+impl From<ParamSpec> for ParamDef {
+    fn from(spec: ParamSpec) -> Self {
+        match spec {
+            ParamSpec::Bare(v) => ParamDef { value: Some(ValueSource::Literal(v)), ..ParamDef::default() },
+            ParamSpec::Full(def) => def,
+        }
+    }
+}
+
+/// Parameter errors. None of them ever contains a sensitive value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamError {
+    /// A sensitive parameter with a literal value in a definition.
+    #[error(
+        "sensitive parameter {name} of {owner} must not have a literal value; use {{ env = \"VAR\" }}, {{ file = \"PATH\" }} or `certhost secret set`"
+    )]
+    LiteralSecret {
+        /// Parameter.
+        name: String,
+        /// `account X` / `profile Y`.
+        owner: String,
+    },
+    /// A dynamic parameter with a value.
+    #[error("dynamic parameter {name} of {owner} must not have a value: each request supplies it")]
+    DynamicWithValue {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+    },
+    /// The same name defined by the account and the profile.
+    #[error("parameter {name} is defined by both {first} and {second}")]
+    Duplicate {
+        /// Parameter.
+        name: String,
+        /// First definer.
+        first: String,
+        /// Second definer.
+        second: String,
+    },
+    /// A bad regex in a definition.
+    #[error("parameter {name} of {owner} has an invalid regex: {reason}")]
+    BadRegex {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request sets a parameter that is not dynamic.
+    #[error("parameter {name} is fixed by {owner}")]
+    Fixed {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+    },
+    /// A request sets a parameter nobody defines.
+    #[error("unknown parameter {name}: profile {profile} defines no such dynamic parameter")]
+    Unknown {
+        /// Parameter.
+        name: String,
+        /// Profile.
+        profile: String,
+    },
+    /// A required parameter without a value.
+    #[error("required parameter {name} of {owner} has no value{hint}")]
+    Missing {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+        /// How to provide it.
+        hint: &'static str,
+    },
+    /// A value outside the allowed set or regex. The value is named only when not sensitive.
+    #[error("parameter {name} {shown}is not allowed: {rule}")]
+    NotAllowed {
+        /// Parameter.
+        name: String,
+        /// `"value" ` or empty for sensitive values.
+        shown: String,
+        /// The rule broken.
+        rule: String,
+    },
+    /// A referenced environment variable or file is unavailable.
+    #[error("parameter {name} of {owner}: {reason}")]
+    Unresolvable {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+        /// Why (names the variable or file, never a value).
+        reason: String,
+    },
+}
+
+impl ParamDef {
+    /// Checks a definition for rules that do not depend on a request.
+    pub fn check(&self, name: &str, owner: &str) -> Result<(), ParamError> {
+        if self.sensitive && matches!(self.value, Some(ValueSource::Literal(_))) {
+            return Err(ParamError::LiteralSecret { name: name.into(), owner: owner.into() });
+        }
+        if self.dynamic && self.value.is_some() {
+            return Err(ParamError::DynamicWithValue { name: name.into(), owner: owner.into() });
+        }
+        if let Some(re) = &self.regex {
+            anchored(re).map_err(|e| ParamError::BadRegex {
+                name: name.into(),
+                owner: owner.into(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks a concrete value against `allowed_values` and `regex`.
+    pub fn check_value(&self, name: &str, value: &str) -> Result<(), ParamError> {
+        let shown = if self.sensitive { String::new() } else { format!("value {value:?} ") };
+        if !self.allowed_values.is_empty() && !self.allowed_values.iter().any(|v| v == value) {
+            return Err(ParamError::NotAllowed {
+                name: name.into(),
+                shown,
+                rule: format!("expected one of {}", self.allowed_values.join(", ")),
+            });
+        }
+        if let Some(re) = &self.regex {
+            let ok = anchored(re).map(|r| r.is_match(value)).unwrap_or(false);
+            if !ok {
+                return Err(ParamError::NotAllowed { name: name.into(), shown, rule: format!("must match {re}") });
+            }
+        }
+        Ok(())
+    }
+
+    /// The public view of this definition: sensitive values become `set: bool`.
+    pub fn view(&self, stored_secret: bool) -> ParamView {
+        let value = match (&self.value, self.sensitive) {
+            (_, true) => None,
+            (Some(ValueSource::Literal(v)), false) => Some(v.clone()),
+            (Some(ValueSource::Env { env }), false) => Some(format!("${{{env}}}")),
+            (Some(ValueSource::File { file }), false) => Some(format!("<file {}>", file.display())),
+            (None, false) => None,
+        };
+        ParamView {
+            value,
+            set: self.value.is_some() || stored_secret,
+            description: self.description.clone(),
+            sensitive: self.sensitive,
+            dynamic: self.dynamic,
+            required: self.required,
+            allowed_values: self.allowed_values.clone(),
+            regex: self.regex.clone(),
+        }
+    }
+}
+
+/// What any interface may show about a parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParamView {
+    /// The value, only for non-sensitive parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Whether a value is available (definition, reference or stored secret).
+    pub set: bool,
+    /// Description.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Sensitive.
+    pub sensitive: bool,
+    /// Dynamic.
+    pub dynamic: bool,
+    /// Required.
+    pub required: bool,
+    /// Allowed values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_values: Vec<String>,
+    /// Regex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{re})$"))
+}
+
+/// Reads `{ env = ... }` references; injected so the library never reads the environment itself.
+pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
+
+/// Resolves a static value source. `owner` and `name` only make the error precise.
+pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>) -> Result<String, ParamError> {
+    match source {
+        ValueSource::Literal(v) => Ok(v.clone()),
+        ValueSource::Env { env: var } => env(var).ok_or_else(|| ParamError::Unresolvable {
+            name: name.into(),
+            owner: owner.into(),
+            reason: format!("environment variable {var} is not set"),
+        }),
+        ValueSource::File { file } => std::fs::read_to_string(file)
+            .map(|s| s.strip_suffix('\n').map(str::to_owned).unwrap_or(s))
+            .map_err(|e| ParamError::Unresolvable {
+                name: name.into(),
+                owner: owner.into(),
+                reason: format!("cannot read {}: {}", file.display(), e.kind()),
+            }),
+    }
+}
+
+/// Parameters keyed by name, as accounts and profiles hold them.
+pub type ParamMap = BTreeMap<String, ParamDef>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_and_full_specs_parse_from_toml() {
+        #[derive(Deserialize)]
+        struct T {
+            params: BTreeMap<String, ParamSpec>,
+        }
+        let t: T = toml::from_str(
+            r#"
+            [params]
+            url = "https://ca.example"
+            key = { sensitive = true, value = { env = "CA_KEY" } }
+            who = { dynamic = true, required = true, regex = "[a-z]+" }
+            "#,
+        )
+        .expect("toml");
+        let url: ParamDef = t.params["url"].clone().into();
+        assert_eq!(url.value, Some(ValueSource::Literal("https://ca.example".into())));
+        let key: ParamDef = t.params["key"].clone().into();
+        assert_eq!(key.value, Some(ValueSource::Env { env: "CA_KEY".into() }));
+        assert!(key.check("key", "profile p").is_ok());
+        let who: ParamDef = t.params["who"].clone().into();
+        assert!(who.check_value("who", "abc").is_ok());
+        assert!(who.check_value("who", "ABC").unwrap_err().to_string().contains("must match [a-z]+"));
+    }
+
+    #[test]
+    fn literal_secrets_and_valued_dynamics_are_refused() {
+        let secret =
+            ParamDef { sensitive: true, value: Some(ValueSource::Literal("hunter2".into())), ..ParamDef::default() };
+        let err = secret.check("token", "account a").unwrap_err().to_string();
+        assert!(err.contains("must not have a literal value") && !err.contains("hunter2"));
+        let dynamic = ParamDef { dynamic: true, value: Some(ValueSource::Literal("x".into())), ..ParamDef::default() };
+        assert!(matches!(dynamic.check("d", "profile p"), Err(ParamError::DynamicWithValue { .. })));
+    }
+
+    #[test]
+    fn sensitive_values_never_appear_in_rule_errors_or_views() {
+        let def = ParamDef { sensitive: true, allowed_values: vec!["a".into()], ..ParamDef::default() };
+        let err = def.check_value("pin", "s3cret-pin").unwrap_err().to_string();
+        assert!(!err.contains("s3cret-pin"), "{err}");
+        let env_def =
+            ParamDef { sensitive: true, value: Some(ValueSource::Env { env: "X".into() }), ..ParamDef::default() };
+        let view = env_def.view(false);
+        assert_eq!(view.value, None);
+        assert!(view.set);
+    }
+}

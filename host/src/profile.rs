@@ -1,0 +1,498 @@
+//! Profiles: named issuance templates (Avi's "certificate management profile").
+//!
+//! A profile names its CA accounts in failover order, its parameters, the key and subject
+//! templates, the policy requests must satisfy, and the renewal policy. `check_request`
+//! applies the policy and names the rule a request breaks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::{check_name, params_from_specs};
+use crate::csr::{MAX_CN, San, Subject};
+use crate::key::{HashAlg, KeyType};
+use crate::param::{ParamError, ParamMap};
+
+/// A profile definition (`profiles/NAME.toml`, or created with the CLI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDef {
+    /// For requesters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// CA accounts in failover order: on `unreachable` the next active one is tried.
+    pub accounts: Vec<String>,
+    /// Parameters: static (value here), sensitive, dynamic (value per request).
+    #[serde(default, deserialize_with = "params_from_specs")]
+    pub params: ParamMap,
+    /// Key template.
+    #[serde(default)]
+    pub key: KeyTemplate,
+    /// Subject defaults and which fields requests may override.
+    #[serde(default)]
+    pub subject: SubjectTemplate,
+    /// SAN policy.
+    #[serde(default)]
+    pub sans: SanPolicy,
+    /// CN policy.
+    #[serde(default)]
+    pub cn: CnPolicy,
+    /// Validity to request from the CA, days (connectors may ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+    /// Renewal policy.
+    #[serde(default)]
+    pub renewal: RenewalPolicy,
+    /// Orders wait in `awaiting_approval` until another person approves them.
+    #[serde(default)]
+    pub approval_required: bool,
+}
+
+/// Key type and signature hash for keys the host generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyTemplate {
+    /// Key type.
+    #[serde(rename = "type", default = "default_key_type")]
+    pub key_type: KeyType,
+    /// Signature hash (default per key type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<HashAlg>,
+}
+
+fn default_key_type() -> KeyType {
+    KeyType::EcP256
+}
+
+impl Default for KeyTemplate {
+    fn default() -> Self {
+        Self { key_type: KeyType::EcP256, hash: None }
+    }
+}
+
+/// Subject fields a request may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectField {
+    /// O
+    O,
+    /// OU
+    Ou,
+    /// L
+    L,
+    /// ST
+    St,
+    /// C
+    C,
+    /// emailAddress
+    Email,
+}
+
+/// Subject defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectTemplate {
+    /// O.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub o: Vec<String>,
+    /// OU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ou: Vec<String>,
+    /// L.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l: Option<String>,
+    /// ST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub st: Option<String>,
+    /// C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<String>,
+    /// Fields a request may override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridable: Vec<SubjectField>,
+}
+
+/// SAN types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SanType {
+    /// dNSName
+    Dns,
+    /// iPAddress
+    Ip,
+    /// rfc822Name
+    Email,
+    /// URI
+    Uri,
+}
+
+/// Which SANs a request may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanPolicy {
+    /// Allowed SAN types (default DNS and IP).
+    #[serde(default = "default_san_types")]
+    pub allowed_types: Vec<SanType>,
+    /// DNS names must end with one of these (e.g. `.example.com`); empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_suffixes: Vec<String>,
+    /// DNS names must match this (anchored) regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_regex: Option<String>,
+    /// At most this many SANs.
+    #[serde(default = "default_max_sans")]
+    pub max: usize,
+    /// Add the CN as a DNS SAN when it is a DNS name and not listed (what browsers need).
+    #[serde(default = "yes")]
+    pub include_cn: bool,
+}
+
+fn default_san_types() -> Vec<SanType> {
+    vec![SanType::Dns, SanType::Ip]
+}
+fn default_max_sans() -> usize {
+    100
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for SanPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_types: default_san_types(),
+            dns_suffixes: Vec::new(),
+            dns_regex: None,
+            max: 100,
+            include_cn: true,
+        }
+    }
+}
+
+/// CN rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnPolicy {
+    /// At most this many characters (≤ 64).
+    #[serde(default = "default_cn_len")]
+    pub max_length: usize,
+    /// The CN must match this (anchored) regex, e.g. `[a-z0-9.-]+`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
+    /// A CN is mandatory.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn default_cn_len() -> usize {
+    MAX_CN
+}
+
+impl Default for CnPolicy {
+    fn default() -> Self {
+        Self { max_length: MAX_CN, allowed: None, required: true }
+    }
+}
+
+/// When and how certificates of this profile renew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalPolicy {
+    /// Renew this many days before expiry (1–120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_days: Option<u32>,
+    /// Or renew when this percentage of the lifetime has passed (1–99; default 66).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_percent: Option<u8>,
+    /// Generate a new key on renewal.
+    #[serde(default = "yes")]
+    pub regenerate_key: bool,
+    /// Renew automatically.
+    #[serde(default = "yes")]
+    pub auto: bool,
+}
+
+impl Default for RenewalPolicy {
+    fn default() -> Self {
+        Self { before_days: None, at_percent: None, regenerate_key: true, auto: true }
+    }
+}
+
+/// A request's names and subject overrides, before policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameRequest {
+    /// Requested CN.
+    pub common_name: Option<String>,
+    /// Requested SANs.
+    pub sans: Vec<San>,
+    /// Requested subject overrides (only fields the profile allows).
+    pub subject: Subject,
+}
+
+/// Why a profile definition or a request is refused. Each names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Bad profile name.
+    #[error("profile name {0:?} is invalid: use 1-64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// A profile without accounts.
+    #[error("profile {0} names no CA account")]
+    NoAccounts(String),
+    /// A definition rule.
+    #[error("profile {profile}: {rule}")]
+    Definition {
+        /// Profile.
+        profile: String,
+        /// Rule broken.
+        rule: String,
+    },
+    /// A parameter rule.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// A request rule.
+    #[error("profile {profile} refuses the request: {rule}")]
+    Request {
+        /// Profile.
+        profile: String,
+        /// Rule broken.
+        rule: String,
+    },
+}
+
+impl ProfileDef {
+    /// Checks the definition of profile `name` on its own (accounts checked by the caller).
+    pub fn check(&self, name: &str) -> Result<(), PolicyError> {
+        if !check_name(name) {
+            return Err(PolicyError::BadName(name.to_owned()));
+        }
+        if self.accounts.is_empty() {
+            return Err(PolicyError::NoAccounts(name.to_owned()));
+        }
+        let def_err = |rule: String| PolicyError::Definition { profile: name.to_owned(), rule };
+        let owner = format!("profile {name}");
+        for (pname, def) in &self.params {
+            def.check(pname, &owner)?;
+        }
+        if self.cn.max_length == 0 || self.cn.max_length > MAX_CN {
+            return Err(def_err(format!("cn.max_length must be 1-{MAX_CN}")));
+        }
+        for re in [&self.cn.allowed, &self.sans.dns_regex].into_iter().flatten() {
+            regex::Regex::new(re).map_err(|e| def_err(format!("invalid regex {re:?}: {e}")))?;
+        }
+        if let Some(d) = self.renewal.before_days {
+            if !(1..=120).contains(&d) {
+                return Err(def_err(format!("renewal.before_days {d} must be 1-120")));
+            }
+        }
+        if let Some(p) = self.renewal.at_percent {
+            if !(1..=99).contains(&p) {
+                return Err(def_err(format!("renewal.at_percent {p} must be 1-99")));
+            }
+        }
+        if self.renewal.before_days.is_some() && self.renewal.at_percent.is_some() {
+            return Err(def_err("set renewal.before_days or renewal.at_percent, not both".into()));
+        }
+        if let Some(hash) = self.key.hash {
+            if !self.key.key_type.allowed_hashes().contains(&hash) {
+                return Err(def_err(format!("key type {} cannot sign with {hash}", self.key.key_type)));
+            }
+        }
+        let template = Subject {
+            common_name: None,
+            organization: self.subject.o.clone(),
+            organizational_unit: self.subject.ou.clone(),
+            locality: self.subject.l.clone(),
+            state: self.subject.st.clone(),
+            country: self.subject.c.clone(),
+            email: None,
+        };
+        template.validate().map_err(|e| def_err(format!("subject template: {e}")))?;
+        Ok(())
+    }
+
+    /// Applies the policy to a request: returns the subject and SANs to put in the CSR.
+    pub fn check_request(&self, name: &str, req: &NameRequest) -> Result<(Subject, Vec<San>), PolicyError> {
+        let refuse = |rule: String| PolicyError::Request { profile: name.to_owned(), rule };
+        // CN.
+        match &req.common_name {
+            None if self.cn.required => return Err(refuse("a CN is required".into())),
+            None => {}
+            Some(cn) => {
+                let len = cn.chars().count();
+                if len > self.cn.max_length {
+                    return Err(refuse(format!(
+                        "CN is {len} characters long; at most {} are allowed",
+                        self.cn.max_length
+                    )));
+                }
+                if let Some(re) = &self.cn.allowed {
+                    let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(cn)).unwrap_or(false);
+                    if !ok {
+                        return Err(refuse(format!("CN {cn:?} does not match the allowed pattern {re}")));
+                    }
+                }
+            }
+        }
+        // Subject overrides.
+        let allowed = |f: SubjectField| self.subject.overridable.contains(&f);
+        let s = &req.subject;
+        for (field, given) in [
+            (SubjectField::O, !s.organization.is_empty()),
+            (SubjectField::Ou, !s.organizational_unit.is_empty()),
+            (SubjectField::L, s.locality.is_some()),
+            (SubjectField::St, s.state.is_some()),
+            (SubjectField::C, s.country.is_some()),
+            (SubjectField::Email, s.email.is_some()),
+        ] {
+            if given && !allowed(field) {
+                return Err(refuse(format!("the subject field {} is fixed by the profile", subject_field_name(field))));
+            }
+        }
+        let subject = Subject {
+            common_name: req.common_name.clone(),
+            organization: if s.organization.is_empty() { self.subject.o.clone() } else { s.organization.clone() },
+            organizational_unit: if s.organizational_unit.is_empty() {
+                self.subject.ou.clone()
+            } else {
+                s.organizational_unit.clone()
+            },
+            locality: s.locality.clone().or_else(|| self.subject.l.clone()),
+            state: s.state.clone().or_else(|| self.subject.st.clone()),
+            country: s.country.clone().or_else(|| self.subject.c.clone()),
+            email: s.email.clone(),
+        };
+        subject.validate().map_err(|e| refuse(e.to_string()))?;
+        // SANs.
+        let mut sans = req.sans.clone();
+        if self.sans.include_cn {
+            if let Some(cn) = &req.common_name {
+                let as_dns = San::Dns(cn.clone());
+                if crate::csr::validate_dns_name(cn).is_ok()
+                    && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn)))
+                {
+                    sans.insert(0, as_dns);
+                }
+            }
+        }
+        if sans.len() > self.sans.max {
+            return Err(refuse(format!("{} SANs requested; at most {} are allowed", sans.len(), self.sans.max)));
+        }
+        for san in &sans {
+            san.validate().map_err(|e| refuse(e.to_string()))?;
+            let ty = match san {
+                San::Dns(_) => SanType::Dns,
+                San::Ip(_) => SanType::Ip,
+                San::Email(_) => SanType::Email,
+                San::Uri(_) => SanType::Uri,
+            };
+            if !self.sans.allowed_types.contains(&ty) {
+                return Err(refuse(format!("SAN {san} is of a type the profile does not allow")));
+            }
+            if let San::Dns(d) = san {
+                let lower = d.to_ascii_lowercase();
+                if !self.sans.dns_suffixes.is_empty()
+                    && !self.sans.dns_suffixes.iter().any(|suf| {
+                        let suf = suf.to_ascii_lowercase();
+                        let bare = suf.trim_start_matches('.');
+                        lower == bare || lower.ends_with(&format!(".{bare}"))
+                    })
+                {
+                    return Err(refuse(format!(
+                        "DNS name {d} is outside the allowed suffixes {}",
+                        self.sans.dns_suffixes.join(", ")
+                    )));
+                }
+                if let Some(re) = &self.sans.dns_regex {
+                    let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(d)).unwrap_or(false);
+                    if !ok {
+                        return Err(refuse(format!("DNS name {d} does not match the allowed pattern {re}")));
+                    }
+                }
+            }
+        }
+        if subject.common_name.is_none() && sans.is_empty() {
+            return Err(refuse("the request names nothing: give a CN or at least one SAN".into()));
+        }
+        Ok((subject, sans))
+    }
+}
+
+fn subject_field_name(f: SubjectField) -> &'static str {
+    match f {
+        SubjectField::O => "O",
+        SubjectField::Ou => "OU",
+        SubjectField::L => "L",
+        SubjectField::St => "ST",
+        SubjectField::C => "C",
+        SubjectField::Email => "emailAddress",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> ProfileDef {
+        toml::from_str(
+            r#"
+            accounts = ["a"]
+            [subject]
+            o = ["Example"]
+            c = "CH"
+            overridable = ["ou"]
+            [sans]
+            dns_suffixes = [".example.com"]
+            max = 3
+            "#,
+        )
+        .expect("profile")
+    }
+
+    #[test]
+    fn requests_are_checked_against_each_rule() {
+        let p = profile();
+        p.check("web").expect("valid");
+        let ok = NameRequest { common_name: Some("www.example.com".into()), ..Default::default() };
+        let (subject, sans) = p.check_request("web", &ok).expect("ok");
+        assert_eq!(subject.organization, vec!["Example".to_owned()]);
+        assert_eq!(sans, vec![San::Dns("www.example.com".into())], "CN added as SAN");
+
+        let outside = NameRequest { common_name: Some("www.evil.com".into()), ..Default::default() };
+        assert!(
+            p.check_request("web", &outside)
+                .unwrap_err()
+                .to_string()
+                .contains("outside the allowed suffixes .example.com")
+        );
+        let too_many = NameRequest {
+            common_name: Some("a.example.com".into()),
+            sans: (0..3).map(|i| San::Dns(format!("h{i}.example.com"))).collect(),
+            ..Default::default()
+        };
+        assert!(p.check_request("web", &too_many).unwrap_err().to_string().contains("4 SANs requested; at most 3"));
+        let ip = NameRequest {
+            common_name: Some("a.example.com".into()),
+            sans: vec![San::Email("x@example.com".into())],
+            ..Default::default()
+        };
+        assert!(p.check_request("web", &ip).unwrap_err().to_string().contains("type the profile does not allow"));
+        let mut fixed = ok.clone();
+        fixed.subject.organization = vec!["Other".into()];
+        assert!(p.check_request("web", &fixed).unwrap_err().to_string().contains("subject field O is fixed"));
+        let mut ou = ok.clone();
+        ou.subject.organizational_unit = vec!["Ops".into()];
+        assert_eq!(p.check_request("web", &ou).expect("ou allowed").0.organizational_unit, vec!["Ops".to_owned()]);
+        let none = NameRequest::default();
+        assert!(p.check_request("web", &none).unwrap_err().to_string().contains("a CN is required"));
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let mut p = profile();
+        p.renewal.before_days = Some(121);
+        assert!(p.check("x").unwrap_err().to_string().contains("before_days 121 must be 1-120"));
+        let mut p = profile();
+        p.accounts.clear();
+        assert!(matches!(p.check("x"), Err(PolicyError::NoAccounts(_))));
+        assert!(toml::from_str::<ProfileDef>("accounts = [\"a\"]\nbogus = 1").is_err(), "unknown fields are refused");
+    }
+}
