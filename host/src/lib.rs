@@ -21,11 +21,13 @@
 
 pub mod account;
 pub mod cert;
+pub mod config;
 pub mod connector;
 pub mod csr;
 pub mod der;
 pub mod import;
 pub mod inventory;
+pub mod issue;
 pub mod key;
 pub mod param;
 pub mod profile;

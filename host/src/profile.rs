@@ -12,7 +12,7 @@ use crate::key::{HashAlg, KeyType};
 use crate::param::{ParamError, ParamMap};
 
 /// A profile definition (`profiles/NAME.toml`, or created with the CLI).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDef {
     /// For requesters.

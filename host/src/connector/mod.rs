@@ -469,3 +469,16 @@ mod tests {
         assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
     }
 }
+
+/// Where the issuance pipeline gets a ready connector for a CA account.
+///
+/// The production source loads `.wasm` and `.py` connectors and caches them per account;
+/// keeping it behind a trait lets the pipeline stay independent of the two runtimes.
+pub trait ConnectorSource: Send + Sync {
+    /// The connector for account `name` with definition `def` (loaded once, then reused).
+    fn connector(
+        &self,
+        name: &str,
+        def: &crate::account::AccountDef,
+    ) -> Result<std::sync::Arc<dyn Connector>, ConnectorError>;
+}

@@ -1,0 +1,203 @@
+//! Configuration files: `certhost.toml` (CA accounts, where profiles live) and
+//! `profiles/*.toml` (one profile per file, named after the file).
+//!
+//! Files are loaded at start-up and on reload and synced into the database, where accounts
+//! and profiles created with the CLI live too. A file definition replaces a stored one of the
+//! same name on each load (the file is the source of truth for what it defines). Relative
+//! paths in a file are relative to that file's directory.
+//!
+//! ```toml
+//! # certhost.toml
+//! profile_dirs = ["profiles"]
+//!
+//! [accounts.local-dev]
+//! connector = "plugins/local-ca.wasm"
+//! params.validity_days = "30"
+//! params.ca_private_key = { sensitive = true, value = { file = "ca/ca.key" } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::account::{AccountDef, AccountError};
+use crate::inventory::{Inventory, InventoryError, Upsert};
+use crate::param::ValueSource;
+use crate::profile::{PolicyError, ProfileDef};
+
+/// `certhost.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Directories holding `*.toml` profiles (default `["profiles"]`).
+    #[serde(default = "default_profile_dirs")]
+    pub profile_dirs: Vec<PathBuf>,
+    /// CA accounts by name.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountDef>,
+}
+
+fn default_profile_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("profiles")]
+}
+
+/// Configuration errors: each names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("{path}: {reason}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// TOML syntax or unknown keys.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// TOML's message (line and column).
+        reason: String,
+    },
+    /// An account definition is invalid.
+    #[error("{path}: {error}")]
+    Account {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        error: AccountError,
+    },
+    /// A profile definition is invalid.
+    #[error("{path}: {error}")]
+    Profile {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        error: PolicyError,
+    },
+    /// Storing failed.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Account names created or updated.
+    pub accounts_changed: Vec<String>,
+    /// Profile names created or updated.
+    pub profiles_changed: Vec<String>,
+}
+
+/// Parses and checks `config_path` and the profile files it points to. Nothing is stored
+/// unless everything is valid, so a typo never half-applies a configuration.
+pub fn read(
+    config_path: &Path,
+) -> Result<(BTreeMap<String, AccountDef>, BTreeMap<String, (PathBuf, ProfileDef)>), ConfigError> {
+    let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
+    let mut config: ConfigFile = toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
+    for (name, def) in config.accounts.iter_mut() {
+        absolutize_account(def, &base);
+        def.check(name).map_err(|error| ConfigError::Account { path: config_path.to_owned(), error })?;
+    }
+    let mut profiles = BTreeMap::new();
+    for dir in &config.profile_dirs {
+        let dir = base.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let Some(name) = file.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ConfigError::Read { path: file.clone(), reason: e.to_string() })?;
+            let mut def: ProfileDef =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: file.clone(), reason: e.to_string() })?;
+            let pbase = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            for p in def.params.values_mut() {
+                absolutize_value(&mut p.value, &pbase);
+            }
+            def.check(&name).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
+            profiles.insert(name, (file, def));
+        }
+    }
+    Ok((config.accounts, profiles))
+}
+
+/// Reads the configuration and syncs it into the inventory (audited per change).
+pub fn load(inv: &mut Inventory, config_path: &Path, actor: &str) -> Result<LoadReport, ConfigError> {
+    let (accounts, profiles) = read(config_path)?;
+    let mut known: BTreeMap<String, AccountDef> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+    known.extend(accounts.clone());
+    for (name, (file, def)) in &profiles {
+        check_links(name, def, &known).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
+    }
+    let mut report = LoadReport::default();
+    for (name, def) in &accounts {
+        // Status is operator state: a file does not re-activate an account deactivated by hand.
+        let mut def = def.clone();
+        if let Some(existing) = inv.account(name)? {
+            def.status = existing.def.status;
+        }
+        if inv.upsert_account(name, &def, "file", actor)? != Upsert::Unchanged {
+            report.accounts_changed.push(name.clone());
+        }
+    }
+    for (name, (_, def)) in &profiles {
+        if inv.upsert_profile(name, def, "file", actor)? != Upsert::Unchanged {
+            report.profiles_changed.push(name.clone());
+        }
+    }
+    Ok(report)
+}
+
+/// Checks a profile against the accounts it names: each exists, and no parameter name is
+/// defined by both the profile and one of its accounts.
+pub fn check_links(name: &str, def: &ProfileDef, accounts: &BTreeMap<String, AccountDef>) -> Result<(), PolicyError> {
+    for account in &def.accounts {
+        let Some(adef) = accounts.get(account) else {
+            return Err(PolicyError::Definition {
+                profile: name.to_owned(),
+                rule: format!("it names CA account {account}, which does not exist"),
+            });
+        };
+        if let Some(dup) = def.params.keys().find(|p| adef.params.contains_key(*p)) {
+            return Err(PolicyError::Param(crate::param::ParamError::Duplicate {
+                name: dup.clone(),
+                first: format!("account {account}"),
+                second: format!("profile {name}"),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn absolutize(path: &mut PathBuf, base: &Path) {
+    if path.is_relative() {
+        *path = base.join(&*path);
+    }
+}
+
+fn absolutize_value(v: &mut Option<ValueSource>, base: &Path) {
+    if let Some(ValueSource::File { file }) = v {
+        absolutize(file, base);
+    }
+}
+
+fn absolutize_account(def: &mut AccountDef, base: &Path) {
+    absolutize(&mut def.connector, base);
+    for p in &mut def.extra_ca_pems {
+        absolutize(p, base);
+    }
+    for p in def.params.values_mut() {
+        absolutize_value(&mut p.value, base);
+    }
+}

@@ -1,0 +1,549 @@
+//! The issuance pipeline: a request by profile becomes a verified certificate in the inventory.
+//!
+//! 1. policy (profile rules, dynamic parameters) → 2. key + CSR, or the uploaded CSR →
+//! 3. the order is written (`pending`, or `awaiting_approval`) before any CA call →
+//! 4. the profile's active CA accounts are tried in order, failing over on `unreachable` →
+//! 5. an `issued` result is verified (invariant 1) → 6. stored with its sealed key, order
+//! closed, audited → 7. `pending` results are polled later ([`Pipeline::poll`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::account::{Account, AccountStatus};
+use crate::connector::{Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition};
+use crate::csr::{CsrError, CsrParams, CsrParseError, ParsedCsr, San, Subject, parse_csr};
+use crate::inventory::{Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
+use crate::param::{EnvLookup, ParamError, resolve};
+use crate::profile::{NameRequest, PolicyError, ProfileDef};
+use crate::verify::{Expected, VerificationError, verify_issued};
+
+/// Poll intervals asked for by connectors are clamped to this range (issue 5: 5 s – 1 h).
+pub const POLL_MIN_S: u32 = 5;
+/// Upper clamp of poll intervals.
+pub const POLL_MAX_S: u32 = 3600;
+
+/// A request for a certificate by profile.
+#[derive(Debug, Clone, Default)]
+pub struct IssueRequest {
+    /// Profile name.
+    pub profile: String,
+    /// Requested CN (ignored when a CSR is uploaded: the CSR's names count).
+    pub common_name: Option<String>,
+    /// Requested SANs.
+    pub sans: Vec<San>,
+    /// Subject overrides the profile allows.
+    pub subject: Subject,
+    /// Dynamic parameters.
+    pub params: BTreeMap<String, String>,
+    /// An uploaded CSR (PEM or DER) instead of a host-generated key.
+    pub csr: Option<Vec<u8>>,
+}
+
+/// Where an order stands after a pipeline step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Certificate stored.
+    Issued {
+        /// Order id.
+        order_id: i64,
+        /// Inventory certificate id.
+        certificate_id: i64,
+    },
+    /// Waiting at the CA; polled at `next_poll_at`.
+    Pending {
+        /// Order id.
+        order_id: i64,
+        /// Unix seconds.
+        next_poll_at: i64,
+    },
+    /// Held for approval.
+    AwaitingApproval {
+        /// Order id.
+        order_id: i64,
+    },
+}
+
+/// Why a request did not produce a certificate. Messages never contain sensitive values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// No such profile.
+    #[error("profile {0} does not exist")]
+    NoProfile(String),
+    /// The profile refuses the request.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A parameter problem.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The CSR could not be built.
+    #[error(transparent)]
+    Csr(#[from] CsrError),
+    /// The uploaded CSR is refused.
+    #[error("uploaded CSR refused: {0}")]
+    Upload(#[from] CsrParseError),
+    /// Storage failed.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// Nothing to call.
+    #[error("order {order_id}: profile {profile} has no active CA account")]
+    NoActiveAccount {
+        /// Order.
+        order_id: i64,
+        /// Profile.
+        profile: String,
+    },
+    /// The connector failed (the order is `failed`, or kept pending when retryable).
+    #[error("order {order_id} failed: {message}")]
+    Failed {
+        /// Order.
+        order_id: i64,
+        /// Redacted reason.
+        message: String,
+    },
+    /// The CA refused.
+    #[error("order {order_id} rejected by the CA: {reason}")]
+    Rejected {
+        /// Order.
+        order_id: i64,
+        /// Redacted reason.
+        reason: String,
+    },
+    /// The returned certificate failed verification; nothing was stored.
+    #[error("order {order_id} failed: {error}")]
+    Verification {
+        /// Order.
+        order_id: i64,
+        /// What was wrong.
+        error: VerificationError,
+    },
+    /// The order is not in a state this step applies to.
+    #[error("order {order_id} is {state}: {what}")]
+    WrongState {
+        /// Order.
+        order_id: i64,
+        /// Its state.
+        state: &'static str,
+        /// What was attempted.
+        what: &'static str,
+    },
+}
+
+/// Everything the pipeline needs, borrowed for one operation.
+pub struct Pipeline<'a> {
+    /// The inventory.
+    pub inventory: &'a mut Inventory,
+    /// Connector loader.
+    pub connectors: &'a dyn ConnectorSource,
+    /// Environment lookup for `{ env = ... }` references (injected by the binary).
+    pub env: EnvLookup<'a>,
+    /// Who acts, for the audit log.
+    pub actor: &'a str,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Pipeline<'_> {
+    /// Steps 1–7 for a new request.
+    pub async fn issue(&mut self, req: &IssueRequest) -> Result<IssueOutcome, IssueError> {
+        let (profile, _) =
+            self.inventory.profile(&req.profile)?.ok_or_else(|| IssueError::NoProfile(req.profile.clone()))?;
+        let dynamic = check_dynamic(&req.profile, &profile, &req.params)?;
+        let (csr_pem, key, common_name, sans) = match &req.csr {
+            Some(bytes) => {
+                let parsed = parse_csr(bytes)?;
+                let names = NameRequest {
+                    common_name: parsed.common_name.clone(),
+                    sans: parsed.sans.clone(),
+                    subject: Subject::default(),
+                };
+                let mut policy = profile.clone();
+                policy.sans.include_cn = false;
+                policy.check_request(&req.profile, &names)?;
+                (parsed.pem.clone(), None, parsed.common_name, parsed.sans)
+            }
+            None => {
+                let names = NameRequest {
+                    common_name: req.common_name.clone(),
+                    sans: req.sans.clone(),
+                    subject: req.subject.clone(),
+                };
+                let (subject, sans) = profile.check_request(&req.profile, &names)?;
+                let params =
+                    CsrParams { subject, sans: sans.clone(), key_type: profile.key.key_type, hash: profile.key.hash };
+                let (key, csr) = params.generate()?;
+                (csr.pem, Some(key), req.common_name.clone(), sans)
+            }
+        };
+        let redacted: serde_json::Map<String, serde_json::Value> = dynamic
+            .iter()
+            .map(|(k, (v, sensitive))| {
+                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
+            })
+            .collect();
+        let order = self.inventory.create_order(
+            &NewOrder {
+                kind: "issue",
+                profile: &req.profile,
+                common_name: common_name.as_deref(),
+                sans: &sans,
+                csr_pem: &csr_pem,
+                params: serde_json::Value::Object(redacted),
+                key: key.as_ref(),
+                predecessor_id: None,
+                awaiting_approval: profile.approval_required,
+            },
+            self.actor,
+        )?;
+        if order.state == OrderState::AwaitingApproval {
+            return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
+        }
+        let dynamic: BTreeMap<String, (String, bool)> = dynamic;
+        self.submit_with(&order, &profile, &dynamic).await
+    }
+
+    /// Submits an approved or resubmitted order. Dynamic parameters were recorded redacted,
+    /// so sensitive dynamic values must be supplied again (`params`).
+    pub async fn submit(
+        &mut self,
+        order_id: i64,
+        params: &BTreeMap<String, String>,
+    ) -> Result<IssueOutcome, IssueError> {
+        let order = self.load_order(order_id)?;
+        if order.state != OrderState::Pending || order.submitted {
+            return Err(IssueError::WrongState {
+                order_id,
+                state: order.state.as_str(),
+                what: "only approved or resubmitted orders are submitted",
+            });
+        }
+        let profile_name = order.profile.clone().unwrap_or_default();
+        let (profile, _) =
+            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        // Recorded non-sensitive values, overridden by what the caller gives now.
+        let mut merged: BTreeMap<String, String> = order
+            .params
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), s.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        merged.extend(params.clone());
+        let dynamic = check_dynamic(&profile_name, &profile, &merged)?;
+        self.submit_with(&order, &profile, &dynamic).await
+    }
+
+    async fn submit_with(
+        &mut self,
+        order: &Order,
+        profile: &ProfileDef,
+        dynamic: &BTreeMap<String, (String, bool)>,
+    ) -> Result<IssueOutcome, IssueError> {
+        let profile_name = order.profile.clone().unwrap_or_default();
+        let mut last_error: Option<ConnectorError> = None;
+        let mut tried = 0;
+        for account_name in &profile.accounts {
+            let Some(account) = self.inventory.account(account_name)? else { continue };
+            if account.def.status != AccountStatus::Active {
+                continue;
+            }
+            tried += 1;
+            let args = match self.args_for(&account, &profile_name, profile, dynamic) {
+                Ok(a) => a,
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    return Err(e);
+                }
+            };
+            let connector = match self.connectors.connector(&account.name, &account.def) {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = args.redact(&e.to_string());
+                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    return Err(IssueError::Failed { order_id: order.id, message: msg });
+                }
+            };
+            let limits = account.def.limits();
+            let lease = limits.timeout.as_secs() as i64 + 60;
+            self.inventory.begin_submit(order.id, &account.name, lease, self.actor)?;
+            let request = CertificateRequest {
+                csr_pem: order.csr_pem.clone(),
+                common_name: order.common_name.clone().unwrap_or_default(),
+                request_id: order.request_id.clone(),
+            };
+            let result =
+                call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args)).await;
+            match result {
+                Ok(disposition) => return self.apply(order, disposition, &args).await,
+                Err(e) if e.is_failover() => {
+                    tracing::warn!(order = order.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
+                    last_error = Some(ConnectorError::Unreachable {
+                        connector: connector.name().to_owned(),
+                        message: args.redact(&e.to_string()),
+                    });
+                }
+                Err(e) => {
+                    let msg = args.redact(&e.to_string());
+                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    return Err(IssueError::Failed { order_id: order.id, message: msg });
+                }
+            }
+        }
+        if tried == 0 {
+            self.inventory.record_failed(
+                order.id,
+                &format!("profile {profile_name} has no active CA account"),
+                self.actor,
+            )?;
+            return Err(IssueError::NoActiveAccount { order_id: order.id, profile: profile_name });
+        }
+        let msg = format!(
+            "every CA account of profile {profile_name} was unreachable (last: {})",
+            last_error.map(|e| e.to_string()).unwrap_or_default()
+        );
+        self.inventory.record_failed(order.id, &msg, self.actor)?;
+        Err(IssueError::Failed { order_id: order.id, message: msg })
+    }
+
+    /// Polls one pending order at its CA account.
+    pub async fn poll(&mut self, order_id: i64) -> Result<IssueOutcome, IssueError> {
+        let order = self.load_order(order_id)?;
+        let (Some(ca_order_id), Some(account_name)) = (order.ca_order_id.clone(), order.account.clone()) else {
+            return Err(IssueError::WrongState {
+                order_id,
+                state: order.state.as_str(),
+                what: "it has no CA order id to poll",
+            });
+        };
+        if order.state != OrderState::Pending {
+            return Err(IssueError::WrongState {
+                order_id,
+                state: order.state.as_str(),
+                what: "only pending orders are polled",
+            });
+        }
+        let account = self
+            .inventory
+            .account(&account_name)?
+            .ok_or_else(|| InventoryError::NotFound(format!("account {account_name}")))?;
+        if account.def.status != AccountStatus::Active {
+            return Err(IssueError::Failed {
+                order_id,
+                message: format!("account {account_name} is inactive; it is not called (activate it to poll)"),
+            });
+        }
+        let profile_name = order.profile.clone().unwrap_or_default();
+        let (profile, _) =
+            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let connector = self
+            .connectors
+            .connector(&account.name, &account.def)
+            .map_err(|e| IssueError::Failed { order_id, message: args.redact(&e.to_string()) })?;
+        let limits = account.def.limits();
+        match call_with_deadline(&*connector, limits.timeout, connector.poll(&ca_order_id, &args)).await {
+            Ok(d) => self.apply(&order, d, &args).await,
+            Err(e @ ConnectorError::Unsupported { .. }) => {
+                let msg = args.redact(&e.to_string());
+                self.inventory.record_failed(order_id, &msg, self.actor)?;
+                Err(IssueError::Failed { order_id, message: msg })
+            }
+            Err(e) => {
+                // Transient: exponential backoff from the minimum interval, capped at an hour.
+                let msg = args.redact(&e.to_string());
+                let shift = order.attempts.clamp(0, 10) as u32;
+                let wait = (i64::from(POLL_MIN_S) << shift).min(i64::from(POLL_MAX_S));
+                self.inventory.record_retry(order_id, &msg, unix_now() + wait, self.actor)?;
+                Err(IssueError::Failed { order_id, message: format!("{msg} (will poll again in {wait}s)") })
+            }
+        }
+    }
+
+    /// Polls every due order; returns each order's result.
+    pub async fn poll_due(&mut self) -> Result<Vec<(i64, Result<IssueOutcome, IssueError>)>, IssueError> {
+        self.inventory.mark_interrupted(self.actor)?;
+        let due = self.inventory.due_polls(100)?;
+        let mut out = Vec::new();
+        for order in due {
+            let r = self.poll(order.id).await;
+            out.push((order.id, r));
+        }
+        Ok(out)
+    }
+
+    /// Calls `test_connection` on an account and records the result.
+    pub async fn test_account(&mut self, name: &str) -> Result<(bool, String), IssueError> {
+        let account =
+            self.inventory.account(name)?.ok_or_else(|| InventoryError::NotFound(format!("account {name}")))?;
+        let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
+        let (ok, message) = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
+            Err(e) => (false, e.to_string()),
+            Ok(args) => match self.connectors.connector(&account.name, &account.def) {
+                Err(e) => (false, args.redact(&e.to_string())),
+                Ok(c) => match call_with_deadline(&*c, account.def.limits().timeout, c.test_connection(&args)).await {
+                    Ok(()) => (true, "ok".to_owned()),
+                    Err(e) => (false, args.redact(&e.to_string())),
+                },
+            },
+        };
+        self.inventory.record_account_test(name, ok, &message, self.actor)?;
+        Ok((ok, message))
+    }
+
+    async fn apply(
+        &mut self,
+        order: &Order,
+        disposition: Disposition,
+        args: &Args,
+    ) -> Result<IssueOutcome, IssueError> {
+        match disposition {
+            Disposition::Issued { certificate, chain, ca_order_id } => {
+                let csr: ParsedCsr = parse_csr(order.csr_pem.as_bytes())?;
+                let sans: Vec<San> = order.sans.iter().filter_map(|s| s.parse().ok()).collect();
+                let expected = Expected {
+                    public_key_raw: &csr.public_key_raw,
+                    common_name: order.common_name.as_deref(),
+                    sans: &sans,
+                    now: unix_now(),
+                };
+                match verify_issued(&expected, &certificate, &chain) {
+                    Ok(verified) => {
+                        let certificate_id =
+                            self.inventory.record_issued(order.id, &verified, ca_order_id.as_deref(), self.actor)?;
+                        Ok(IssueOutcome::Issued { order_id: order.id, certificate_id })
+                    }
+                    Err(error) => {
+                        self.inventory.record_failed(
+                            order.id,
+                            &format!("the returned certificate was refused: {error}"),
+                            self.actor,
+                        )?;
+                        Err(IssueError::Verification { order_id: order.id, error })
+                    }
+                }
+            }
+            Disposition::Pending { ca_order_id, retry_after_s } => {
+                let next = unix_now() + i64::from(retry_after_s.clamp(POLL_MIN_S, POLL_MAX_S));
+                self.inventory.record_pending(order.id, &ca_order_id, next, self.actor)?;
+                Ok(IssueOutcome::Pending { order_id: order.id, next_poll_at: next })
+            }
+            Disposition::Rejected { reason } => {
+                let reason = args.redact(&reason);
+                self.inventory.record_rejected(order.id, &reason, self.actor)?;
+                Err(IssueError::Rejected { order_id: order.id, reason })
+            }
+        }
+    }
+
+    fn load_order(&self, id: i64) -> Result<Order, IssueError> {
+        Ok(self.inventory.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?)
+    }
+
+    /// args = account parameters ∪ profile static parameters ∪ the request's dynamic ones.
+    fn args_for(
+        &self,
+        account: &Account,
+        profile_name: &str,
+        profile: &ProfileDef,
+        dynamic: &BTreeMap<String, (String, bool)>,
+    ) -> Result<Args, IssueError> {
+        let mut args = Args::new();
+        let sources = [
+            (SecretOwner::Account, account.name.as_str(), format!("account {}", account.name), &account.def.params),
+            (SecretOwner::Profile, profile_name, format!("profile {profile_name}"), &profile.params),
+        ];
+        let mut defined_by: BTreeMap<&str, String> = BTreeMap::new();
+        for (kind, owner_name, owner, params) in &sources {
+            for (name, def) in params.iter() {
+                if let Some(first) = defined_by.insert(name, owner.clone()) {
+                    return Err(ParamError::Duplicate { name: name.clone(), first, second: owner.clone() }.into());
+                }
+                if def.dynamic {
+                    continue;
+                }
+                let value = match &def.value {
+                    Some(src) => Some(resolve(src, name, owner, self.env)?),
+                    None if def.sensitive => self.inventory.secret(*kind, owner_name, name)?.map(|z| z.to_string()),
+                    None => None,
+                };
+                match value {
+                    Some(v) => {
+                        def.check_value(name, &v)?;
+                        if def.sensitive {
+                            args.insert_sensitive(name.clone(), v)
+                        } else {
+                            args.insert(name.clone(), v)
+                        }
+                    }
+                    None if def.required => {
+                        let hint = if def.sensitive { " (set it with `certhost secret set`)" } else { "" };
+                        return Err(ParamError::Missing { name: name.clone(), owner: owner.clone(), hint }.into());
+                    }
+                    None => {}
+                }
+            }
+        }
+        for (name, (value, sensitive)) in dynamic {
+            if *sensitive {
+                args.insert_sensitive(name.clone(), value.clone())
+            } else {
+                args.insert(name.clone(), value.clone())
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// A backstop deadline around a connector call; the runtimes enforce their own limits, this
+/// guarantees the pipeline never waits forever on one.
+async fn call_with_deadline<T>(
+    connector: &dyn Connector,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    match tokio::time::timeout(timeout + Duration::from_secs(5), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectorError::TimedOut { connector: connector.name().to_owned(), after: timeout }),
+    }
+}
+
+/// Checks a request's dynamic parameters against the profile: unknown and fixed names are
+/// refused, required ones must be present, values must satisfy the rules.
+/// Returns name → (value, sensitive).
+fn check_dynamic(
+    profile_name: &str,
+    profile: &ProfileDef,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, (String, bool)>, ParamError> {
+    let owner = format!("profile {profile_name}");
+    for name in given.keys() {
+        match profile.params.get(name) {
+            Some(def) if def.dynamic => {}
+            Some(_) => return Err(ParamError::Fixed { name: name.clone(), owner }),
+            None => return Err(ParamError::Unknown { name: name.clone(), profile: profile_name.to_owned() }),
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, def) in profile.params.iter().filter(|(_, d)| d.dynamic) {
+        match given.get(name) {
+            Some(v) => {
+                def.check_value(name, v)?;
+                out.insert(name.clone(), (v.clone(), def.sensitive));
+            }
+            None if def.required => {
+                return Err(ParamError::Missing {
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    hint: " (supply it with the request: --param NAME=VALUE)",
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
