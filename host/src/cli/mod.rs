@@ -1,12 +1,17 @@
 //! Command-line interface: one file per subcommand; this file holds the argument tree and
 //! the dispatch. Human output is a table; `--json` output is stable for scripts.
 
+mod account;
 mod audit;
 mod import;
 mod inspect_csr;
+mod issue;
 mod key_csr;
 mod list;
+mod orders;
 mod output;
+mod profile;
+mod secret;
 mod show;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +29,9 @@ pub struct Cli {
     /// Data directory holding the inventory database and the master key file.
     #[arg(long, global = true, env = "CERTHOST_DATA_DIR", default_value = "./certhost-data")]
     pub data_dir: PathBuf,
+    /// Configuration file with CA accounts and profile directories (default ./certhost.toml when present).
+    #[arg(long, global = true, env = "CERTHOST_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Log more (repeat for debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -46,6 +54,20 @@ pub enum Command {
     Show(show::Args),
     /// Show the audit log, newest first.
     Audit(audit::Args),
+    /// Request a certificate by profile.
+    Issue(issue::Args),
+    /// CA accounts: list, show, create, edit, activate, deactivate, delete, test.
+    #[command(subcommand)]
+    Account(account::Command),
+    /// Profiles: list, show, create, delete.
+    #[command(subcommand)]
+    Profile(profile::Command),
+    /// Sensitive parameter values (stored encrypted, never shown).
+    #[command(subcommand)]
+    Secret(secret::Command),
+    /// Orders: list, show, poll, approve, decline, resubmit.
+    #[command(subcommand)]
+    Orders(orders::Command),
 }
 
 /// What main.rs reads from the process environment for the commands.
@@ -58,14 +80,69 @@ pub struct Env {
 
 /// Runs one command.
 pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Cli { data_dir, config, command, .. } = cli;
+    let configured = |env: &Env| open_configured(&data_dir, config.as_deref(), env);
+    match command {
         Command::KeyCsr(args) => key_csr::run(args),
         Command::InspectCsr(args) => inspect_csr::run(args),
-        Command::Import(args) => import::run(args, &mut open_inventory(&cli.data_dir, env)?, env),
-        Command::List(args) => list::run(args, &open_inventory(&cli.data_dir, env)?),
-        Command::Show(args) => show::run(args, &open_inventory(&cli.data_dir, env)?),
-        Command::Audit(args) => audit::run(args, &open_inventory(&cli.data_dir, env)?),
+        Command::Import(args) => import::run(args, &mut open_inventory(&data_dir, env)?, env),
+        Command::List(args) => list::run(args, &open_inventory(&data_dir, env)?),
+        Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
+        Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
+        Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
+        Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
+        Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
+        Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
+        Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
     }
+}
+
+/// Opens the inventory and syncs the configuration file into it.
+fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
+    let mut inv = open_inventory(data_dir, env)?;
+    let path = match config {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from("certhost.toml")).filter(|p| p.is_file()),
+    };
+    if let Some(path) = path {
+        let report = certhost::config::load(&mut inv, &path, &env.actor)?;
+        for a in &report.accounts_changed {
+            tracing::info!(account = %a, "account loaded from {}", path.display());
+        }
+        for p in &report.profiles_changed {
+            tracing::info!(profile = %p, "profile loaded");
+        }
+    }
+    Ok(inv)
+}
+
+/// The connector registry for this process.
+fn registry() -> certhost::connector::Registry {
+    certhost::connector::Registry::new()
+}
+
+/// A single-threaded async runtime for commands that call connectors.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Reads the process environment for `{ env = ... }` parameter references. Lives in the
+/// binary: the library never reads the environment itself.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parses `k=v` arguments into a map, refusing duplicates.
+fn kv_pairs(pairs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in pairs {
+        // Never echo the argument: it may hold a sensitive value.
+        let (k, v) =
+            p.split_once('=').ok_or_else(|| anyhow::anyhow!("a --param argument is not of the form NAME=VALUE"))?;
+        anyhow::ensure!(!k.is_empty(), "a --param argument has an empty name");
+        anyhow::ensure!(out.insert(k.to_owned(), v.to_owned()).is_none(), "--param {k} is given twice");
+    }
+    Ok(out)
 }
 
 /// Opens the inventory with the master key from the environment or the key file.

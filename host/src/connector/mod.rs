@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+mod registry;
+
+pub use registry::Registry;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

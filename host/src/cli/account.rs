@@ -1,0 +1,267 @@
+//! `certhost account`: CA accounts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail};
+use certhost::account::{Account, AccountDef, AccountStatus};
+use certhost::inventory::{Inventory, SecretOwner};
+use certhost::issue::Pipeline;
+use certhost::param::{ParamDef, ValueSource};
+
+use super::output;
+
+/// Account subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List accounts with status and last test.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account (sensitive parameters as `sensitive, set`).
+    Show {
+        /// Account name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an account.
+    Create {
+        /// Account name.
+        name: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Change fields of an account.
+    Edit {
+        /// Account name.
+        name: String,
+        #[command(flatten)]
+        fields: Fields,
+        /// Remove a parameter (repeatable).
+        #[arg(long = "unset-param", value_name = "NAME")]
+        unset: Vec<String>,
+    },
+    /// Let issuance use the account.
+    Activate {
+        /// Account name.
+        name: String,
+    },
+    /// Stop issuance from calling the account (issued certificates are untouched).
+    Deactivate {
+        /// Account name.
+        name: String,
+    },
+    /// Delete an account (refused while a profile or an open order uses it).
+    Delete {
+        /// Account name.
+        name: String,
+    },
+    /// Call the connector's test_connection with the account's parameters.
+    Test {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// Fields settable on create and edit.
+#[derive(Debug, clap::Args)]
+pub struct Fields {
+    /// Connector: a .wasm component or a .py script.
+    #[arg(long)]
+    connector: Option<PathBuf>,
+    /// Description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Parameter NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Declare a sensitive parameter; set its value with `certhost secret set` (repeatable).
+    #[arg(long = "sensitive-param", value_name = "NAME")]
+    sensitive: Vec<String>,
+    /// Sensitive parameter read from an environment variable: NAME=VAR (repeatable).
+    #[arg(long = "sensitive-env", value_name = "NAME=VAR")]
+    sensitive_env: Vec<String>,
+    /// Sensitive parameter read from a file: NAME=PATH (repeatable).
+    #[arg(long = "sensitive-file", value_name = "NAME=PATH")]
+    sensitive_file: Vec<String>,
+    /// Outbound host the connector may reach (repeatable).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// Extra trusted CA PEM file (repeatable).
+    #[arg(long = "extra-ca", value_name = "FILE")]
+    extra_ca: Vec<PathBuf>,
+    /// Call deadline in seconds.
+    #[arg(long)]
+    timeout_seconds: Option<u64>,
+    /// Memory cap in MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+}
+
+impl Fields {
+    fn apply(self, def: &mut AccountDef) -> anyhow::Result<()> {
+        if let Some(c) = self.connector {
+            def.connector = std::path::absolute(&c)?;
+        }
+        if let Some(d) = self.description {
+            def.description = d;
+        }
+        for (k, v) in super::kv_pairs(&self.params)? {
+            def.params.insert(k, ParamDef { value: Some(ValueSource::Literal(v)), ..ParamDef::default() });
+        }
+        for k in self.sensitive {
+            def.params.insert(k, ParamDef { sensitive: true, required: true, ..ParamDef::default() });
+        }
+        for (k, var) in super::kv_pairs(&self.sensitive_env)? {
+            def.params.insert(
+                k,
+                ParamDef { sensitive: true, value: Some(ValueSource::Env { env: var }), ..ParamDef::default() },
+            );
+        }
+        for (k, path) in super::kv_pairs(&self.sensitive_file)? {
+            let file = std::path::absolute(PathBuf::from(path))?;
+            def.params.insert(
+                k,
+                ParamDef { sensitive: true, value: Some(ValueSource::File { file }), ..ParamDef::default() },
+            );
+        }
+        def.allowed_hosts.extend(self.allowed_hosts);
+        for p in self.extra_ca {
+            def.extra_ca_pems.push(std::path::absolute(&p)?);
+        }
+        if self.timeout_seconds.is_some() {
+            def.timeout_seconds = self.timeout_seconds;
+        }
+        if self.memory_mib.is_some() {
+            def.memory_mib = self.memory_mib;
+        }
+        Ok(())
+    }
+}
+
+/// The public view of an account: sensitive values never appear.
+pub fn view(inv: &Inventory, a: &Account) -> anyhow::Result<serde_json::Value> {
+    let mut params = serde_json::Map::new();
+    for (name, def) in &a.def.params {
+        let stored = def.sensitive && inv.has_secret(SecretOwner::Account, &a.name, name)?;
+        params.insert(name.clone(), serde_json::to_value(def.view(stored))?);
+    }
+    Ok(serde_json::json!({
+        "name": a.name,
+        "status": a.def.status.as_str(),
+        "connector": a.def.connector,
+        "description": a.def.description,
+        "params": params,
+        "allowed_hosts": a.def.allowed_hosts,
+        "extra_ca_pems": a.def.extra_ca_pems,
+        "timeout_seconds": a.def.limits().timeout.as_secs(),
+        "memory_mib": a.def.limits().memory_bytes / (1024 * 1024),
+        "origin": a.origin,
+        "last_test": a.last_test,
+    }))
+}
+
+pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::List { json } => {
+            let accounts = inv.accounts()?;
+            if json {
+                let views = accounts.iter().map(|a| view(inv, a)).collect::<anyhow::Result<Vec<_>>>()?;
+                output::json(&views)?;
+            } else if accounts.is_empty() {
+                println!("no CA accounts");
+            } else {
+                let rows: Vec<Vec<String>> = accounts
+                    .iter()
+                    .map(|a| {
+                        let test = match &a.last_test {
+                            Some(t) => format!("{} at {}", if t.ok { "ok" } else { "FAILED" }, output::rfc3339(t.at)),
+                            None => "never".into(),
+                        };
+                        vec![
+                            a.name.clone(),
+                            a.def.status.as_str().into(),
+                            a.def.connector.display().to_string(),
+                            a.origin.clone(),
+                            test,
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "STATUS", "CONNECTOR", "ORIGIN", "LAST TEST"], &rows);
+            }
+        }
+        Command::Show { name, json } => {
+            let a = inv.account(&name)?.ok_or_else(|| anyhow!("account {name} does not exist"))?;
+            let v = view(inv, &a)?;
+            if json {
+                output::json(&v)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        Command::Create { name, fields } => {
+            if inv.account(&name)?.is_some() {
+                bail!("account {name} already exists (use account edit)");
+            }
+            let connector =
+                fields.connector.clone().ok_or_else(|| anyhow!("--connector is required to create an account"))?;
+            let mut def = AccountDef {
+                connector,
+                description: String::new(),
+                status: AccountStatus::Active,
+                params: Default::default(),
+                allowed_hosts: vec![],
+                extra_ca_pems: vec![],
+                timeout_seconds: None,
+                memory_mib: None,
+            };
+            fields.apply(&mut def)?;
+            def.check(&name)?;
+            inv.upsert_account(&name, &def, "cli", &env.actor)?;
+            println!("account {name} created");
+        }
+        Command::Edit { name, fields, unset } => {
+            let mut a = inv.account(&name)?.ok_or_else(|| anyhow!("account {name} does not exist"))?;
+            fields.apply(&mut a.def)?;
+            for k in unset {
+                if a.def.params.remove(&k).is_none() {
+                    bail!("account {name} has no parameter {k}");
+                }
+            }
+            a.def.check(&name)?;
+            inv.upsert_account(&name, &a.def, &a.origin, &env.actor)?;
+            println!("account {name} updated");
+        }
+        Command::Activate { name } => {
+            inv.set_account_status(&name, AccountStatus::Active, &env.actor)?;
+            println!("account {name} is active");
+        }
+        Command::Deactivate { name } => {
+            inv.set_account_status(&name, AccountStatus::Inactive, &env.actor)?;
+            println!("account {name} is inactive: it will not be called; its certificates are unchanged");
+        }
+        Command::Delete { name } => {
+            inv.delete_account(&name, &env.actor)?;
+            println!("account {name} deleted (its audit history stays)");
+        }
+        Command::Test { name } => {
+            let registry = super::registry();
+            let (ok, message) = super::runtime()?.block_on(async {
+                let mut p =
+                    Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+                p.test_account(&name).await
+            })?;
+            if ok {
+                println!("account {name}: test_connection ok");
+            } else {
+                eprintln!("error: account {name}: test_connection failed: {message}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

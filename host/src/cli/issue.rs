@@ -1,0 +1,160 @@
+//! `certhost issue`: request a certificate by profile.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use certhost::csr::{San, Subject};
+use certhost::inventory::Inventory;
+use certhost::issue::{IssueOutcome, IssueRequest, Pipeline};
+
+use super::output;
+
+/// Arguments of `issue`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Profile to issue under.
+    #[arg(long)]
+    profile: String,
+    /// Common name.
+    #[arg(long)]
+    cn: Option<String>,
+    /// Subject alternative name: DNS:name, IP:address, EMAIL:address, URI:uri (repeatable).
+    #[arg(long = "san", value_name = "TYPE:VALUE")]
+    sans: Vec<San>,
+    /// Organisation override (when the profile allows it).
+    #[arg(long = "o", value_name = "ORG")]
+    organization: Vec<String>,
+    /// Organisational unit override (when the profile allows it).
+    #[arg(long = "ou", value_name = "UNIT")]
+    organizational_unit: Vec<String>,
+    /// Dynamic parameter NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Use this CSR (PEM or DER) instead of generating a key.
+    #[arg(long, value_name = "FILE")]
+    csr: Option<PathBuf>,
+    /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let csr = match &args.csr {
+        Some(path) => {
+            let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+            anyhow::ensure!(meta.len() <= 1024 * 1024, "{} is larger than 1 MiB; not a CSR", path.display());
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let request = IssueRequest {
+        profile: args.profile.clone(),
+        common_name: args.cn.clone(),
+        sans: args.sans.clone(),
+        subject: Subject {
+            organization: args.organization.clone(),
+            organizational_unit: args.organizational_unit.clone(),
+            ..Subject::default()
+        },
+        params: super::kv_pairs(&args.params)?,
+        csr,
+    };
+    let registry = super::registry();
+    let outcome = super::runtime()?.block_on(async {
+        let mut pipeline =
+            Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+        pipeline.issue(&request).await
+    })?;
+    report(inv, &outcome, args.out.as_deref(), args.json)
+}
+
+/// Prints an outcome (shared with `orders poll/approve/resubmit`) and writes files when asked.
+pub fn report(
+    inv: &Inventory,
+    outcome: &IssueOutcome,
+    out: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match outcome {
+        IssueOutcome::Issued { order_id, certificate_id } => {
+            let record = inv.find(&certificate_id.to_string())?.context("issued certificate not found")?;
+            if let Some(dir) = out {
+                write_files(inv, &record, dir)?;
+            }
+            if json {
+                let view = output::CertView::new(&record, output::now(), true);
+                output::json(
+                    &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
+                )?;
+            } else {
+                println!("issued certificate #{certificate_id} (order #{order_id}): {}", record.info.subject);
+                println!("  not after {}  sha256 {}", output::rfc3339(record.info.not_after), record.info.sha256);
+                if let Some(dir) = out {
+                    println!(
+                        "  wrote cert.pem, chain.pem, fullchain.pem{} to {}",
+                        if record.key_id.is_some() { ", key.pem" } else { "" },
+                        dir.display()
+                    );
+                }
+            }
+        }
+        IssueOutcome::Pending { order_id, next_poll_at } => {
+            if json {
+                output::json(
+                    &serde_json::json!({ "disposition": "pending", "order_id": order_id, "next_poll_at": output::rfc3339(*next_poll_at) }),
+                )?;
+            } else {
+                println!(
+                    "order #{order_id} is pending at the CA; next poll at {} (certhost orders poll {order_id})",
+                    output::rfc3339(*next_poll_at)
+                );
+            }
+        }
+        IssueOutcome::AwaitingApproval { order_id } => {
+            if json {
+                output::json(&serde_json::json!({ "disposition": "awaiting_approval", "order_id": order_id }))?;
+            } else {
+                println!("order #{order_id} awaits approval (certhost orders approve {order_id}, by someone else)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_files(
+    inv: &Inventory,
+    record: &certhost::inventory::CertificateRecord,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files: Vec<(&str, String, u32)> = vec![
+        ("cert.pem", record.pem.clone(), 0o644),
+        ("chain.pem", record.chain_pem.clone(), 0o644),
+        ("fullchain.pem", format!("{}{}", record.pem, record.chain_pem), 0o644),
+    ];
+    if let Some(key_id) = record.key_id {
+        files.push(("key.pem", inv.private_key(key_id)?.to_pem().to_string(), 0o600));
+    }
+    for (name, content, mode) in files {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(content.as_bytes())
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! `certhost orders`: list, show, poll, approve, decline, resubmit.
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use certhost::inventory::{Inventory, OrderState};
+use certhost::issue::Pipeline;
+
+use super::output;
+
+/// Order subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List orders, newest first.
+    List {
+        /// Only this state: awaiting_approval, pending, issued, rejected, failed, needs_attention.
+        #[arg(long)]
+        state: Option<OrderState>,
+        /// At most this many (0 = all).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one order.
+    Show {
+        /// Order id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Poll one pending order now, or every due order when no id is given.
+    Poll {
+        /// Order id.
+        id: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve an order held for approval (someone other than the requester), then submit it.
+    Approve {
+        /// Order id.
+        id: i64,
+        /// Sensitive dynamic parameters again (they are never stored): NAME=VALUE.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decline an order held for approval, or an interrupted one.
+    Decline {
+        /// Order id.
+        id: i64,
+        /// Why.
+        #[arg(long, default_value = "declined")]
+        reason: String,
+    },
+    /// Resend an interrupted order (same request id), after checking the CA did not issue it.
+    Resubmit {
+        /// Order id.
+        id: i64,
+        /// Sensitive dynamic parameters again: NAME=VALUE.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let registry = super::registry();
+    match cmd {
+        Command::List { state, limit, json } => {
+            let orders = inv.orders(state, limit)?;
+            if json {
+                output::json(&orders)?;
+            } else if orders.is_empty() {
+                println!("no orders");
+            } else {
+                let rows: Vec<Vec<String>> = orders
+                    .iter()
+                    .map(|o| {
+                        vec![
+                            o.id.to_string(),
+                            o.state.as_str().to_owned(),
+                            o.profile.clone().unwrap_or_default(),
+                            o.account.clone().unwrap_or_else(|| "-".into()),
+                            o.common_name.clone().unwrap_or_else(|| "-".into()),
+                            o.certificate_id.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                            output::rfc3339(o.updated_at),
+                            o.error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "STATE", "PROFILE", "ACCOUNT", "CN", "CERT", "UPDATED", "MESSAGE"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, json } => {
+            let o = inv.order(id)?.ok_or_else(|| anyhow!("order {id} does not exist"))?;
+            if json {
+                output::json(&o)?;
+            } else {
+                for (k, v) in [
+                    ("ID", o.id.to_string()),
+                    ("State", o.state.as_str().to_owned()),
+                    ("Kind", o.kind.clone()),
+                    ("Profile", o.profile.clone().unwrap_or_default()),
+                    ("CA account", o.account.clone().unwrap_or_else(|| "-".into())),
+                    ("CN", o.common_name.clone().unwrap_or_else(|| "-".into())),
+                    ("SANs", o.sans.join(", ")),
+                    ("Parameters", o.params.to_string()),
+                    ("Request id", o.request_id.clone()),
+                    ("CA order id", o.ca_order_id.clone().unwrap_or_else(|| "-".into())),
+                    ("Certificate", o.certificate_id.map(|c| c.to_string()).unwrap_or_else(|| "-".into())),
+                    ("Requested by", o.requested_by.clone()),
+                    ("Decided by", o.decided_by.clone().unwrap_or_else(|| "-".into())),
+                    ("Attempts", o.attempts.to_string()),
+                    ("Next poll", o.next_poll_at.map(output::rfc3339).unwrap_or_else(|| "-".into())),
+                    ("Message", o.error.clone().unwrap_or_else(|| "-".into())),
+                ] {
+                    println!("{:<13} {}", format!("{k}:"), v);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Poll { id, json } => super::runtime()?.block_on(async {
+            let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+            match id {
+                Some(id) => {
+                    let outcome = p.poll(id).await?;
+                    super::issue::report(p.inventory, &outcome, None, json)
+                }
+                None => {
+                    let results = p.poll_due().await?;
+                    let mut failed = false;
+                    for (id, r) in &results {
+                        match r {
+                            Ok(o) => println!("order #{id}: {o:?}"),
+                            Err(e) => {
+                                failed = true;
+                                println!("order #{id}: {e}");
+                            }
+                        }
+                    }
+                    if results.is_empty() {
+                        println!("no orders due for polling");
+                    }
+                    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                }
+            }
+        }),
+        Command::Approve { id, params, json } => {
+            inv.approve_order(id, &env.actor)?;
+            let params = super::kv_pairs(&params)?;
+            super::runtime()?.block_on(async {
+                let mut p =
+                    Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+                let outcome = p.submit(id, &params).await?;
+                super::issue::report(p.inventory, &outcome, None, json)
+            })
+        }
+        Command::Decline { id, reason } => {
+            inv.decline_order(id, &reason, &env.actor)?;
+            println!("order #{id} declined");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resubmit { id, params, json } => {
+            inv.resubmit_order(id, &env.actor)?;
+            let params = super::kv_pairs(&params)?;
+            super::runtime()?.block_on(async {
+                let mut p =
+                    Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+                let outcome = p.submit(id, &params).await?;
+                super::issue::report(p.inventory, &outcome, None, json)
+            })
+        }
+    }
+}

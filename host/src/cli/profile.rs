@@ -1,0 +1,114 @@
+//! `certhost profile`: issuance templates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use certhost::inventory::{Inventory, SecretOwner};
+use certhost::profile::ProfileDef;
+
+use super::output;
+
+/// Profile subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List profiles.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile (sensitive parameters as `sensitive, set`).
+    Show {
+        /// Profile name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or replace a profile from a TOML file (same format as profiles/*.toml).
+    Create {
+        /// Profile name.
+        name: String,
+        /// TOML definition.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Delete a profile (refused while it has open orders).
+    Delete {
+        /// Profile name.
+        name: String,
+    },
+}
+
+fn view(inv: &Inventory, name: &str, def: &ProfileDef, origin: &str) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(def)?;
+    let mut params = serde_json::Map::new();
+    for (pname, p) in &def.params {
+        let stored = p.sensitive && inv.has_secret(SecretOwner::Profile, name, pname)?;
+        params.insert(pname.clone(), serde_json::to_value(p.view(stored))?);
+    }
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("params".into(), serde_json::Value::Object(params));
+        obj.insert("name".into(), name.into());
+        obj.insert("origin".into(), origin.into());
+    }
+    Ok(value)
+}
+
+pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::List { json } => {
+            let profiles = inv.profiles()?;
+            if json {
+                let views = profiles.iter().map(|(n, d, o)| view(inv, n, d, o)).collect::<anyhow::Result<Vec<_>>>()?;
+                output::json(&views)?;
+            } else if profiles.is_empty() {
+                println!("no profiles");
+            } else {
+                let rows: Vec<Vec<String>> = profiles
+                    .iter()
+                    .map(|(n, d, o)| {
+                        vec![
+                            n.clone(),
+                            d.accounts.join(" → "),
+                            d.key.key_type.to_string(),
+                            if d.approval_required { "yes".into() } else { "no".into() },
+                            o.clone(),
+                            d.description.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "ACCOUNTS", "KEY", "APPROVAL", "ORIGIN", "DESCRIPTION"], &rows);
+            }
+        }
+        Command::Show { name, json } => {
+            let (def, origin) = inv.profile(&name)?.ok_or_else(|| anyhow!("profile {name} does not exist"))?;
+            let v = view(inv, &name, &def, &origin)?;
+            if json {
+                output::json(&v)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        Command::Create { name, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let def: ProfileDef = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            def.check(&name)?;
+            let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+            certhost::config::check_links(&name, &def, &accounts)?;
+            if let Some((_, origin)) = inv.profile(&name)? {
+                if origin == "file" {
+                    bail!("profile {name} comes from a profiles/ file; edit that file instead");
+                }
+            }
+            inv.upsert_profile(&name, &def, "cli", &env.actor)?;
+            println!("profile {name} saved");
+        }
+        Command::Delete { name } => {
+            inv.delete_profile(&name, &env.actor)?;
+            println!("profile {name} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
