@@ -5,6 +5,7 @@
 
 mod cli_csr;
 mod cli_inventory;
+mod cli_profiles;
 mod helpers;
 mod library;
 mod props;

@@ -1,0 +1,230 @@
+//! CA accounts, profiles, parameters and secrets through the real binary, before any CA call.
+
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::{App, certhost_bin};
+
+const SECRET: &str = "sEcReT-7f3a9c1e-unique-value";
+
+/// Writes a certhost.toml with one account and a profiles/ directory.
+fn configure(app: &App, account_extra: &str, profile: &str) -> std::path::PathBuf {
+    let dir = app.path("conf");
+    fs::create_dir_all(dir.join("profiles")).expect("mkdir");
+    fs::write(
+        dir.join("certhost.toml"),
+        format!(
+            r#"
+[accounts.acct-a]
+connector = "plugins/some.wasm"
+description = "first"
+params.base_url = "https://ca.invalid"
+params.api_token = {{ sensitive = true }}
+{account_extra}
+"#
+        ),
+    )
+    .expect("config");
+    fs::write(dir.join("profiles/web.toml"), profile).expect("profile");
+    dir.join("certhost.toml")
+}
+
+const WEB_PROFILE: &str = r#"
+description = "web servers"
+accounts = ["acct-a"]
+approval_required = true
+[params]
+requester = { dynamic = true, required = true, regex = "[a-z]+" }
+ticket_pin = { dynamic = true, sensitive = true }
+team = "platform"
+[sans]
+dns_suffixes = [".example.com"]
+"#;
+
+fn with_config(app: &App, config: &std::path::Path, args: &[&str]) -> crate::helpers::Run {
+    let mut a = vec!["--config", config.to_str().expect("utf8")];
+    a.extend_from_slice(args);
+    app.run(&a)
+}
+
+fn secret_set(app: &App, config: &std::path::Path, owner: &str, name: &str, value: &str) -> (i32, String, String) {
+    let mut child = Command::new(certhost_bin())
+        .args(["--config", config.to_str().expect("utf8"), "secret", "set", owner, name])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(format!("{value}\n").as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn accounts_and_profiles_load_from_files_and_secrets_are_write_only() {
+    let app = App::new();
+    let config = configure(&app, "", WEB_PROFILE);
+    let accounts = app.json(&["--config", config.to_str().expect("utf8"), "account", "list", "--json"]);
+    assert_eq!(accounts[0]["name"], "acct-a");
+    assert_eq!(accounts[0]["status"], "active");
+    assert_eq!(
+        accounts[0]["params"]["api_token"],
+        serde_json::json!({ "set": false, "sensitive": true, "dynamic": false, "required": false })
+    );
+    assert_eq!(accounts[0]["params"]["base_url"]["value"], "https://ca.invalid");
+
+    let (code, stdout, stderr) = secret_set(&app, &config, "acct-a", "api_token", SECRET);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("api_token set") && !stdout.contains(SECRET));
+    let shown = app.json(&["--config", config.to_str().expect("utf8"), "account", "show", "acct-a", "--json"]);
+    assert_eq!(shown["params"]["api_token"]["set"], true);
+    assert!(!shown.to_string().contains(SECRET));
+
+    // Only sensitive, defined parameters can be set this way.
+    let (code, _, stderr) = secret_set(&app, &config, "acct-a", "base_url", "x");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not sensitive"), "{stderr}");
+    let (code, _, stderr) = secret_set(&app, &config, "acct-a", "nope", "x");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("defines no parameter nope"), "{stderr}");
+
+    let profile = app.json(&["--config", config.to_str().expect("utf8"), "profile", "show", "web", "--json"]);
+    assert_eq!(profile["params"]["ticket_pin"]["sensitive"], true);
+    assert_eq!(profile["params"]["team"]["value"], "platform");
+    assert_eq!(profile["approval_required"], true);
+
+    // The secret is nowhere in plaintext: not in the database files, not in the audit.
+    let audit = with_config(&app, &config, &["audit", "--json"]);
+    assert!(audit.ok().contains("secret.set") && !audit.stdout.contains(SECRET));
+    for entry in fs::read_dir(app.data_dir()).expect("dir") {
+        let bytes = fs::read(entry.expect("entry").path()).expect("read");
+        assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "secret found in a data file");
+    }
+}
+
+#[test]
+fn bad_definitions_are_refused_naming_the_file_and_rule() {
+    let app = App::new();
+    let c = configure(&app, "params.password = { sensitive = true, value = \"hunter2-literal\" }", WEB_PROFILE);
+    let r = with_config(&app, &c, &["account", "list"]);
+    let err = r.fails(1);
+    assert!(
+        err.contains("certhost.toml")
+            && err.contains("sensitive parameter password of account acct-a must not have a literal value"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-literal"));
+
+    let app = App::new();
+    let c = configure(&app, "", "accounts = [\"missing\"]\n");
+    assert!(
+        with_config(&app, &c, &["profile", "list"])
+            .fails(1)
+            .contains("it names CA account missing, which does not exist")
+    );
+
+    let app = App::new();
+    let c = configure(&app, "", "accounts = [\"acct-a\"]\nparams.base_url = \"https://other\"\n");
+    assert!(
+        with_config(&app, &c, &["profile", "list"])
+            .fails(1)
+            .contains("parameter base_url is defined by both account acct-a and profile web")
+    );
+
+    let app = App::new();
+    let c = configure(&app, "", "accounts = [\"acct-a\"]\nunknown_key = 1\n");
+    let err = with_config(&app, &c, &["profile", "list"]).fails(1).to_owned();
+    assert!(err.contains("web.toml") && err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn dynamic_parameters_are_checked_before_anything_is_ordered() {
+    let app = App::new();
+    let config = configure(&app, "", WEB_PROFILE);
+    let issue = |extra: &[&str]| {
+        let mut a = vec!["issue", "--profile", "web", "--cn", "www.example.com"];
+        a.extend_from_slice(extra);
+        with_config(&app, &config, &a)
+    };
+    assert!(issue(&[]).fails(1).contains("required parameter requester of profile web has no value"));
+    assert!(
+        issue(&["--param", "requester=alice", "--param", "team=other"])
+            .fails(1)
+            .contains("parameter team is fixed by profile web")
+    );
+    assert!(
+        issue(&["--param", "requester=alice", "--param", "color=blue"]).fails(1).contains("unknown parameter color")
+    );
+    assert!(issue(&["--param", "requester=Alice1"]).fails(1).contains("must match [a-z]+"));
+    let r = issue(&["--param", "requester=alice", "--param", "ticket_pin=not-allowed-to-leak"]);
+    // Policy: names outside the profile's suffixes are refused before an order exists.
+    let bad = with_config(
+        &app,
+        &config,
+        &["issue", "--profile", "web", "--cn", "www.evil.org", "--param", "requester=alice"],
+    );
+    assert!(bad.fails(1).contains("outside the allowed suffixes .example.com"));
+    // A valid request on a profile that needs approval is held, without calling any CA.
+    assert!(r.ok().contains("awaits approval"), "{}", r.stdout);
+    let orders = app.json(&["--config", config.to_str().expect("utf8"), "orders", "list", "--json"]);
+    assert_eq!(orders.as_array().map(Vec::len), Some(1), "refused requests leave no order");
+    assert_eq!(orders[0]["state"], "awaiting_approval");
+    assert_eq!(orders[0]["params"], serde_json::json!({ "requester": "alice", "ticket_pin": "***" }));
+    assert!(!app.run(&["audit", "--json"]).ok().contains("not-allowed-to-leak"));
+}
+
+#[test]
+fn approval_needs_someone_else_and_decline_closes_the_order() {
+    let app = App::new();
+    let config = configure(&app, "", WEB_PROFILE);
+    with_config(&app, &config, &["issue", "--profile", "web", "--cn", "a.example.com", "--param", "requester=bob"])
+        .ok();
+    let as_user = |user: &str, args: &[&str]| {
+        let out = Command::new(certhost_bin())
+            .args(["--config", config.to_str().expect("utf8")])
+            .args(args)
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key)
+            .env("USER", user)
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let requester = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let (code, _, err) = as_user(&requester, &["orders", "approve", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("must be approved by someone other than its requester"), "{err}");
+    let (code, out, err) = as_user("carol-approver", &["orders", "decline", "1", "--reason", "not needed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("declined"));
+    let order = app.json(&["--config", config.to_str().expect("utf8"), "orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "rejected");
+    assert_eq!(order["decided_by"], "cli:carol-approver");
+    let (code, _, err) = as_user("carol-approver", &["orders", "decline", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("only held or interrupted orders can be declined"), "{err}");
+}
+
+#[test]
+fn an_account_in_use_cannot_be_deleted_and_deactivation_is_recorded() {
+    let app = App::new();
+    let config = configure(&app, "", WEB_PROFILE);
+    assert!(with_config(&app, &config, &["account", "delete", "acct-a"]).fails(1).contains("used by profile(s) web"));
+    with_config(&app, &config, &["account", "deactivate", "acct-a"]).ok();
+    // Reloading the file does not re-activate what an operator deactivated.
+    let listed = app.json(&["--config", config.to_str().expect("utf8"), "account", "list", "--json"]);
+    assert_eq!(listed[0]["status"], "inactive");
+    let audit = app.json(&["audit", "--json", "--action", "account."]);
+    assert!(audit.as_array().expect("array").iter().any(|e| e["action"] == "account.deactivate"));
+}
