@@ -14,6 +14,7 @@
 //! - [`verify`]: invariant 1, checking a connector's certificate against the request.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
 //! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
+//! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
 //! - [`import`]: importing certificate files (bundles, directories, keys).
 //! - [`connector`]: the connector contract shared by both plugin runtimes.
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
@@ -31,6 +32,7 @@ pub mod issue;
 pub mod key;
 pub mod param;
 pub mod profile;
+pub mod root_ca;
 pub mod vault;
 pub mod verify;
 pub mod x509;

@@ -211,3 +211,38 @@ fn inspect_csr_refuses_what_the_host_must_not_accept() {
     std::fs::write(d("empty.csr"), "").expect("write");
     assert!(app.run(&["inspect-csr", &d("empty.csr")]).fails(1).contains("the CSR is empty"));
 }
+
+#[test]
+fn ca_init_makes_a_root_that_openssl_can_sign_with_and_never_overwrites() {
+    let app = App::new();
+    let dir = app.path("root");
+    let d = dir.to_str().expect("utf8");
+    app.run(&["ca", "init", "--out", d, "--cn", "Lab Root"]).ok();
+    let text =
+        sh("openssl", &["x509", "-in", &format!("{d}/ca.pem"), "-noout", "-subject", "-ext", "basicConstraints"]);
+    assert!(text.contains("CN = Lab Root") && text.contains("CA:TRUE"), "{text}");
+    let mode = std::fs::metadata(dir.join("ca.key")).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The key and certificate work together: openssl signs a leaf that verifies against the root.
+    app.run(&["key-csr", "--cn", "leaf.example", "--san", "DNS:leaf.example", "--out", &format!("{d}/leaf")]).ok();
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{d}/leaf/csr.pem"),
+            "-CA",
+            &format!("{d}/ca.pem"),
+            "-CAkey",
+            &format!("{d}/ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "5",
+            "-out",
+            &format!("{d}/leaf.pem"),
+        ],
+    );
+    assert!(sh("openssl", &["verify", "-CAfile", &format!("{d}/ca.pem"), &format!("{d}/leaf.pem")]).contains("OK"));
+    assert!(app.run(&["ca", "init", "--out", d]).fails(1).contains("refusing to overwrite a CA"));
+}

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Creates `path` (never overwriting) with `mode`, writes and fsyncs it.
-fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -3,6 +3,7 @@
 
 mod account;
 mod audit;
+mod ca;
 mod import;
 mod inspect_csr;
 mod issue;
@@ -54,6 +55,9 @@ pub enum Command {
     Show(show::Args),
     /// Show the audit log, newest first.
     Audit(audit::Args),
+    /// Private root CA for the local-ca connector.
+    #[command(subcommand)]
+    Ca(ca::Command),
     /// Request a certificate by profile.
     Issue(issue::Args),
     /// CA accounts: list, show, create, edit, activate, deactivate, delete, test.
@@ -89,6 +93,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(args, &open_inventory(&data_dir, env)?),
         Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
+        Command::Ca(cmd) => ca::run(cmd),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
         Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
