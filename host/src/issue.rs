@@ -269,7 +269,8 @@ impl Pipeline<'_> {
                 }
             };
             let limits = account.def.limits();
-            let lease = limits.timeout.as_secs() as i64 + 60;
+            // The lease outlives the call and its backstop deadline (timeout + 5 s) by a margin.
+            let lease = limits.timeout.as_secs() as i64 + 15;
             self.inventory.begin_submit(order.id, &account.name, lease, self.actor)?;
             let request = CertificateRequest {
                 csr_pem: order.csr_pem.clone(),
