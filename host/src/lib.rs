@@ -8,6 +8,8 @@
 //! the results in, so tests can drive every piece with their own directories and keys.
 //!
 //! # Layout
+//! - [`api`]: the HTTP API of `certhost serve` (axum), one file per resource.
+//! - [`poller`]: background polling of pending orders in `certhost serve`.
 //! - [`key`]: private keys — generation, PEM import, signing.
 //! - [`csr`]: subject/SAN rules, building CSRs, parsing and verifying uploaded CSRs.
 //! - [`cert`]: parsing certificates into the facts the inventory stores.
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod account;
+pub mod api;
 pub mod cert;
 pub mod config;
 pub mod connector;
@@ -31,8 +34,10 @@ pub mod inventory;
 pub mod issue;
 pub mod key;
 pub mod param;
+pub mod poller;
 pub mod profile;
 pub mod root_ca;
 pub mod vault;
 pub mod verify;
+pub mod view;
 pub mod x509;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use certhost::account::{Account, AccountDef, AccountStatus};
-use certhost::inventory::{Inventory, SecretOwner};
+use certhost::account::{AccountDef, AccountStatus};
+use certhost::inventory::Inventory;
 use certhost::issue::Pipeline;
 use certhost::param::{ParamDef, ValueSource};
 
@@ -143,34 +143,15 @@ impl Fields {
     }
 }
 
-/// The public view of an account: sensitive values never appear.
-pub fn view(inv: &Inventory, a: &Account) -> anyhow::Result<serde_json::Value> {
-    let mut params = serde_json::Map::new();
-    for (name, def) in &a.def.params {
-        let stored = def.sensitive && inv.has_secret(SecretOwner::Account, &a.name, name)?;
-        params.insert(name.clone(), serde_json::to_value(def.view(stored))?);
-    }
-    Ok(serde_json::json!({
-        "name": a.name,
-        "status": a.def.status.as_str(),
-        "connector": a.def.connector,
-        "description": a.def.description,
-        "params": params,
-        "allowed_hosts": a.def.allowed_hosts,
-        "extra_ca_pems": a.def.extra_ca_pems,
-        "timeout_seconds": a.def.limits().timeout.as_secs(),
-        "memory_mib": a.def.limits().memory_bytes / (1024 * 1024),
-        "origin": a.origin,
-        "last_test": a.last_test,
-    }))
-}
-
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json } => {
             let accounts = inv.accounts()?;
             if json {
-                let views = accounts.iter().map(|a| view(inv, a)).collect::<anyhow::Result<Vec<_>>>()?;
+                let views = accounts
+                    .iter()
+                    .map(|a| Ok(certhost::view::account(inv, a)?))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 output::json(&views)?;
             } else if accounts.is_empty() {
                 println!("no CA accounts");
@@ -196,7 +177,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
         Command::Show { name, json } => {
             let a = inv.account(&name)?.ok_or_else(|| anyhow!("account {name} does not exist"))?;
-            let v = view(inv, &a)?;
+            let v = certhost::view::account(inv, &a)?;
             if json {
                 output::json(&v)?;
             } else {

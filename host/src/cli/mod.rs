@@ -13,7 +13,9 @@ mod orders;
 mod output;
 mod profile;
 mod secret;
+mod serve;
 mod show;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +57,11 @@ pub enum Command {
     Show(show::Args),
     /// Show the audit log, newest first.
     Audit(audit::Args),
+    /// Run the HTTP API and the order poller (the main job).
+    Serve(serve::Args),
+    /// API bearer tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::Command),
     /// Private root CA for the local-ca connector.
     #[command(subcommand)]
     Ca(ca::Command),
@@ -94,6 +101,8 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Serve(args) => serve::run(args, configured(env)?),
+        Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
         Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use certhost::inventory::{Inventory, SecretOwner};
+use certhost::inventory::Inventory;
 use certhost::profile::ProfileDef;
 
 use super::output;
@@ -41,27 +41,15 @@ pub enum Command {
     },
 }
 
-fn view(inv: &Inventory, name: &str, def: &ProfileDef, origin: &str) -> anyhow::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(def)?;
-    let mut params = serde_json::Map::new();
-    for (pname, p) in &def.params {
-        let stored = p.sensitive && inv.has_secret(SecretOwner::Profile, name, pname)?;
-        params.insert(pname.clone(), serde_json::to_value(p.view(stored))?);
-    }
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("params".into(), serde_json::Value::Object(params));
-        obj.insert("name".into(), name.into());
-        obj.insert("origin".into(), origin.into());
-    }
-    Ok(value)
-}
-
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json } => {
             let profiles = inv.profiles()?;
             if json {
-                let views = profiles.iter().map(|(n, d, o)| view(inv, n, d, o)).collect::<anyhow::Result<Vec<_>>>()?;
+                let views = profiles
+                    .iter()
+                    .map(|(n, d, o)| Ok(certhost::view::profile(inv, n, d, o)?))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 output::json(&views)?;
             } else if profiles.is_empty() {
                 println!("no profiles");
@@ -84,7 +72,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
         Command::Show { name, json } => {
             let (def, origin) = inv.profile(&name)?.ok_or_else(|| anyhow!("profile {name} does not exist"))?;
-            let v = view(inv, &name, &def, &origin)?;
+            let v = certhost::view::profile(inv, &name, &def, &origin)?;
             if json {
                 output::json(&v)?;
             } else {

@@ -11,6 +11,7 @@ mod certificates;
 mod keys;
 mod orders;
 mod schema;
+mod tokens;
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -26,6 +27,7 @@ pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use orders::{NewOrder, Order, OrderState};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+pub use tokens::{Role, TokenInfo};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "certhost.db";
@@ -120,6 +122,12 @@ impl Inventory {
         let inv = Self { conn, vault, path, clock: None };
         inv.check_vault()?;
         Ok(inv)
+    }
+
+    /// A cheap round trip to the database, for readiness probes.
+    pub fn ping(&self) -> Result<(), InventoryError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Path of the database file.

@@ -107,6 +107,15 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
         PRIMARY KEY (owner_kind, owner_name, name)
     );
+    -- API bearer tokens: only a SHA-256 of each token is stored.
+    CREATE TABLE tokens (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        role        TEXT NOT NULL CHECK (role IN ('admin','operator','requester','auditor')),
+        hash        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
     CREATE TABLE audit_events (
         id           INTEGER PRIMARY KEY,
         at           INTEGER NOT NULL,

@@ -1,0 +1,52 @@
+//! Bearer-token authentication and the role checks every handler asks first.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::{ApiError, AppState};
+use crate::inventory::Role;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Token name.
+    pub name: String,
+    /// Token role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// The audit actor for this caller.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+
+    /// Refuses unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role], action: &'static str) -> Result<(), ApiError> {
+        if roles.contains(&self.role) { Ok(()) } else { Err(ApiError::Forbidden { role: self.role.as_str(), action }) }
+    }
+}
+
+/// Every role may read the inventory.
+pub const READ: &[Role] = &[Role::Admin, Role::Operator, Role::Requester, Role::Auditor];
+/// Roles that may request certificates.
+pub const ISSUE: &[Role] = &[Role::Admin, Role::Operator, Role::Requester];
+/// Roles that may change orders of others (approve, decline, poll).
+pub const OPERATE: &[Role] = &[Role::Admin, Role::Operator];
+/// Administration: accounts, profiles, tokens, secrets.
+pub const ADMIN: &[Role] = &[Role::Admin];
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?.trim();
+        if token.is_empty() || token.len() > 200 {
+            return Err(ApiError::Unauthorized);
+        }
+        let inv = state.inventory.lock().await;
+        let info = inv.authenticate(token)?.ok_or(ApiError::Unauthorized)?;
+        Ok(Caller { name: info.name, role: info.role })
+    }
+}

@@ -1,0 +1,106 @@
+//! One error type for the HTTP API, rendered as RFC 9457 problem+json in one place.
+//! Client mistakes are 4xx with a detail naming what was wrong; a 5xx means a real server
+//! fault, whose cause is logged and never sent (it could name paths or internals).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::inventory::InventoryError;
+use crate::issue::IssueError;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 401: no token, an unknown one, or a revoked one.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// 403: the token's role does not allow this.
+    #[error("role {role} may not {action}")]
+    Forbidden {
+        /// The caller's role.
+        role: &'static str,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// 404.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 400: malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409: conflicts with current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: well-formed but refused (policy, parameters, verification, CA refusal).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 502: the CA or its connector failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// 500: a server fault; the cause is logged, not sent.
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+        });
+        let mut resp = (status, body.to_string()).into_response();
+        resp.headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::NotFound(what) => ApiError::NotFound(what),
+            InventoryError::InUse(_) => ApiError::Conflict(e.to_string()),
+            InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
+            InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Inventory(inner) => inner.into(),
+            IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
+            IssueError::WrongState { .. } => ApiError::Conflict(e.to_string()),
+            IssueError::Failed { .. } => ApiError::Upstream(e.to_string()),
+            other => ApiError::Unprocessable(other.to_string()),
+        }
+    }
+}

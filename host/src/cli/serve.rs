@@ -1,0 +1,68 @@
+//! `certhost serve`: the HTTP API and the order poller until SIGTERM or ctrl-c.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use certhost::api::{self, AppState};
+use certhost::inventory::Inventory;
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8443", env = "CERTHOST_LISTEN")]
+    listen: SocketAddr,
+    /// Seconds between order-poller rounds.
+    #[arg(long, default_value_t = 5)]
+    poll_interval: u64,
+}
+
+pub fn run(args: Args, inv: Inventory) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            inventory: Arc::new(tokio::sync::Mutex::new(inv)),
+            connectors: Arc::new(super::registry()),
+            env: Arc::new(super::env_lookup),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let poller = tokio::spawn(certhost::poller::run(
+            state.inventory.clone(),
+            state.connectors.clone(),
+            state.env.clone(),
+            Duration::from_secs(args.poll_interval.max(1)),
+            stop_rx,
+        ));
+        println!("certhost listening on http://{addr}");
+        tracing::info!(%addr, "listening");
+        api::serve(listener, state, shutdown_signal()).await?;
+        // The server drained; tell the poller, then wait for its round to end.
+        let _ = stop_tx.send(true);
+        let _ = poller.await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

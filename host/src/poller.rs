@@ -1,0 +1,48 @@
+//! The order poller inside `certhost serve`: marks interrupted submissions for attention and
+//! polls pending orders when they are due. Durable by construction — what is due is read from
+//! the database each round, so a restart forgets nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, watch};
+
+use crate::connector::ConnectorSource;
+use crate::inventory::Inventory;
+use crate::issue::Pipeline;
+
+/// Polls due orders every `interval` until `shutdown` turns true.
+pub async fn run(
+    inventory: Arc<Mutex<Inventory>>,
+    connectors: Arc<dyn ConnectorSource>,
+    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        {
+            let mut inv = inventory.lock().await;
+            let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: "poller" };
+            match p.poll_due().await {
+                Ok(results) => {
+                    for (order, result) in results {
+                        match result {
+                            Ok(outcome) => tracing::info!(order, ?outcome, "polled order"),
+                            Err(e) => tracing::warn!(order, error = %e, "poll failed"),
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "poller round failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                // A closed channel also means the server is going away.
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}

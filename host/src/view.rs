@@ -1,0 +1,142 @@
+//! The public JSON shapes of certificates, accounts and profiles, shared by the CLI's
+//! `--json` output and the HTTP API. Field names are a contract: add, never rename.
+//! Sensitive parameters appear only as `sensitive: true, set: bool`.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::account::Account;
+use crate::inventory::{CertificateRecord, Inventory, InventoryError, SecretOwner};
+use crate::profile::ProfileDef;
+
+/// RFC 3339 UTC timestamp for Unix seconds.
+pub fn rfc3339(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
+}
+
+/// Whole days from `now` until `t` (negative when past).
+pub fn days_until(t: i64, now: i64) -> i64 {
+    (t - now).div_euclid(86_400)
+}
+
+/// A certificate.
+#[derive(Debug, Serialize)]
+pub struct CertView<'a> {
+    /// Inventory id.
+    pub id: i64,
+    /// Status.
+    pub status: &'static str,
+    /// CN.
+    pub common_name: Option<&'a str>,
+    /// Subject DN.
+    pub subject: &'a str,
+    /// Issuer DN.
+    pub issuer: &'a str,
+    /// Serial, hex.
+    pub serial: &'a str,
+    /// SHA-1 thumbprint.
+    pub sha1: &'a str,
+    /// SHA-256 thumbprint.
+    pub sha256: &'a str,
+    /// SANs as `TYPE:value`.
+    pub sans: Vec<String>,
+    /// RFC 3339.
+    pub not_before: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Days until notAfter.
+    pub days_left: i64,
+    /// Key family.
+    pub key_type: String,
+    /// Key size.
+    pub key_bits: u32,
+    /// The inventory holds its private key (encrypted).
+    pub has_private_key: bool,
+    /// `import`, `issue`, ...
+    pub source: &'a str,
+    /// Profile.
+    pub profile: Option<&'a str>,
+    /// CA account.
+    pub account: Option<&'a str>,
+    /// Predecessor id.
+    pub predecessor_id: Option<i64>,
+    /// Leaf PEM (detail views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pem: Option<&'a str>,
+    /// Chain PEM (detail views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_pem: Option<&'a str>,
+}
+
+impl<'a> CertView<'a> {
+    /// The view of `r`; `with_pem` adds the PEM texts.
+    pub fn new(r: &'a CertificateRecord, now: i64, with_pem: bool) -> Self {
+        Self {
+            id: r.id,
+            status: r.status.as_str(),
+            common_name: r.info.common_name.as_deref(),
+            subject: &r.info.subject,
+            issuer: &r.info.issuer,
+            serial: &r.info.serial,
+            sha1: &r.info.sha1,
+            sha256: &r.info.sha256,
+            sans: r.info.sans.iter().map(ToString::to_string).collect(),
+            not_before: rfc3339(r.info.not_before),
+            not_after: rfc3339(r.info.not_after),
+            days_left: days_until(r.info.not_after, now),
+            key_type: r.info.key.family().to_owned(),
+            key_bits: r.info.key.bits(),
+            has_private_key: r.key_id.is_some(),
+            source: &r.source,
+            profile: r.profile.as_deref(),
+            account: r.account.as_deref(),
+            predecessor_id: r.predecessor_id,
+            pem: with_pem.then_some(r.pem.as_str()),
+            chain_pem: with_pem.then_some(r.chain_pem.as_str()),
+        }
+    }
+}
+
+/// An account, sensitive values replaced by `set` flags.
+pub fn account(inv: &Inventory, a: &Account) -> Result<serde_json::Value, InventoryError> {
+    let mut params = serde_json::Map::new();
+    for (name, def) in &a.def.params {
+        let stored = def.sensitive && inv.has_secret(SecretOwner::Account, &a.name, name)?;
+        params.insert(name.clone(), serde_json::to_value(def.view(stored)).unwrap_or_default());
+    }
+    Ok(serde_json::json!({
+        "name": a.name,
+        "status": a.def.status.as_str(),
+        "connector": a.def.connector,
+        "description": a.def.description,
+        "params": params,
+        "allowed_hosts": a.def.allowed_hosts,
+        "extra_ca_pems": a.def.extra_ca_pems,
+        "timeout_seconds": a.def.limits().timeout.as_secs(),
+        "memory_mib": a.def.limits().memory_bytes / (1024 * 1024),
+        "origin": a.origin,
+        "last_test": a.last_test,
+    }))
+}
+
+/// A profile, sensitive values replaced by `set` flags.
+pub fn profile(
+    inv: &Inventory,
+    name: &str,
+    def: &ProfileDef,
+    origin: &str,
+) -> Result<serde_json::Value, InventoryError> {
+    let mut value = serde_json::to_value(def).unwrap_or_default();
+    let mut params = serde_json::Map::new();
+    for (pname, p) in &def.params {
+        let stored = p.sensitive && inv.has_secret(SecretOwner::Profile, name, pname)?;
+        params.insert(pname.clone(), serde_json::to_value(p.view(stored)).unwrap_or_default());
+    }
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("params".into(), serde_json::Value::Object(params));
+        obj.insert("name".into(), name.into());
+        obj.insert("origin".into(), origin.into());
+    }
+    Ok(value)
+}
