@@ -203,3 +203,63 @@ impl OpensslCa {
         (self.sign(&csr, days, &format!("{cn}.pem")), key)
     }
 }
+
+/// A running `certhost serve` on 127.0.0.1:0 with its own data directory; killed on drop.
+pub struct Server {
+    pub app: App,
+    pub base: String,
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts the real binary with `config` (if any) and waits until it listens.
+    pub fn start(app: App, config: Option<&Path>) -> Self {
+        use std::io::BufRead;
+        let log = app.path("serve.log");
+        let mut cmd = Command::new(certhost_bin());
+        if let Some(c) = config {
+            cmd.args(["--config", c.to_str().expect("utf8")]);
+        }
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--poll-interval", "1"])
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let mut child = cmd.spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("first line");
+        let addr = line.trim().rsplit("http://").next().expect("address").to_owned();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "unexpected first line {line:?}; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Self { app, base: format!("http://{addr}"), child, log }
+    }
+
+    /// Creates a token with the CLI (same data directory) and returns it.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let r = self.app.run(&["token", "create", "--name", name, "--role", role]);
+        r.ok().trim().to_owned()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("client")
+}

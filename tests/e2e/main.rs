@@ -3,6 +3,7 @@
 //! One test binary (matklad's "delete cargo integration tests"): modules per area, shared
 //! helpers in `helpers.rs`.
 
+mod api;
 mod cli_csr;
 mod cli_inventory;
 mod cli_profiles;

@@ -131,7 +131,7 @@ async fn issue(
     body: Result<Json<IssueBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "request certificates")?;
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body?;
     let sans = body
         .sans
         .iter()

@@ -1,0 +1,139 @@
+//! The HTTP API through the real server on port 0, driven over real HTTP.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{App, OpensslCa, Server, http};
+
+fn problem(resp: reqwest::blocking::Response, status: StatusCode) -> serde_json::Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = resp.json().expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+#[test]
+fn probes_auth_and_errors_speak_problem_json() {
+    let server = Server::start(App::new(), None);
+    let c = http();
+    assert_eq!(c.get(format!("{}/healthz", server.base)).send().expect("healthz").status(), StatusCode::OK);
+    let ready: serde_json::Value =
+        c.get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
+    assert_eq!(ready["database"], "ok");
+
+    let url = format!("{}/v1/certificates", server.base);
+    problem(c.get(&url).send().expect("no token"), StatusCode::UNAUTHORIZED);
+    problem(c.get(&url).bearer_auth("cht_not-a-real-token").send().expect("bad token"), StatusCode::UNAUTHORIZED);
+
+    let auditor = server.token("audit-bot", "auditor");
+    assert_eq!(c.get(&url).bearer_auth(&auditor).send().expect("list").status(), StatusCode::OK);
+    let body = problem(
+        c.post(&url).bearer_auth(&auditor).json(&serde_json::json!({"profile": "x", "cn": "a"})).send().expect("post"),
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(body["detail"], "role auditor may not request certificates");
+
+    // A revoked token is refused at once.
+    server.app.run(&["token", "revoke", "audit-bot"]).ok();
+    problem(c.get(&url).bearer_auth(&auditor).send().expect("revoked"), StatusCode::UNAUTHORIZED);
+
+    let admin = server.token("root", "admin");
+    problem(c.get(format!("{url}?bogus=1")).bearer_auth(&admin).send().expect("bad query"), StatusCode::BAD_REQUEST);
+    problem(
+        c.post(&url)
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .expect("bad json"),
+        StatusCode::BAD_REQUEST,
+    );
+    let missing = problem(
+        c.post(&url)
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"profile": "nope", "cn": "a.example"}))
+            .send()
+            .expect("no profile"),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(missing["detail"], "profile nope not found");
+    problem(c.get(format!("{}/v1/nothing-here", server.base)).send().expect("404"), StatusCode::NOT_FOUND);
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let resp =
+        c.post(&url).bearer_auth(&admin).header("content-type", "application/json").body(big).send().expect("big");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Still serving after all of that.
+    assert_eq!(c.get(format!("{}/healthz", server.base)).send().expect("healthz").status(), StatusCode::OK);
+}
+
+#[test]
+fn inventory_reads_paginate_and_download_pem() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "API Root");
+    let mut certs = Vec::new();
+    for i in 0..3 {
+        let (cert, _) = ca.issue(&format!("host{i}.example"), 30);
+        certs.push(cert);
+    }
+    let paths: Vec<&str> = certs.iter().map(|p| p.to_str().expect("utf8")).collect();
+    let mut args = vec!["import"];
+    args.extend(paths);
+    app.run(&args).ok();
+    let server = Server::start(app, None);
+    let token = server.token("reader", "auditor");
+    let c = http();
+    let page1: serde_json::Value = c
+        .get(format!("{}/v1/certificates?limit=2", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("page")
+        .json()
+        .expect("json");
+    assert_eq!(page1["items"].as_array().map(Vec::len), Some(2));
+    let cursor = page1["next_cursor"].as_i64().expect("cursor");
+    let page2: serde_json::Value = c
+        .get(format!("{}/v1/certificates?limit=2&cursor={cursor}", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("page")
+        .json()
+        .expect("json");
+    assert_eq!(page2["items"].as_array().map(Vec::len), Some(1));
+    assert!(page2["next_cursor"].is_null());
+    let sha256 = page1["items"][0]["sha256"].as_str().expect("sha").to_owned();
+    let one: serde_json::Value = c
+        .get(format!("{}/v1/certificates/{sha256}", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(one["common_name"], "host0.example");
+    let pem = c
+        .get(format!("{}/v1/certificates/{sha256}/pem", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("pem")
+        .text()
+        .expect("text");
+    assert_eq!(pem.trim(), std::fs::read_to_string(&certs[0]).expect("cert").trim());
+    let audit: serde_json::Value = c
+        .get(format!("{}/v1/audit?action=certificate.", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("audit")
+        .json()
+        .expect("json");
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = Server::start(App::new(), None);
+    let pid = server.child.id();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+    let exit = server.child.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0), "log: {}", server.log());
+}
