@@ -244,7 +244,7 @@ impl Pipeline<'_> {
         dynamic: &BTreeMap<String, (String, bool)>,
     ) -> Result<IssueOutcome, IssueError> {
         let profile_name = order.profile.clone().unwrap_or_default();
-        let mut last_error: Option<ConnectorError> = None;
+        let mut last_error: Option<String> = None;
         let mut tried = 0;
         for account_name in &profile.accounts {
             let Some(account) = self.inventory.account(account_name)? else { continue };
@@ -260,7 +260,7 @@ impl Pipeline<'_> {
                     return Err(e);
                 }
             };
-            let connector = match self.connectors.connector(&account.name, &account.def) {
+            let connector = match self.connectors.connector(&account.name, &account.def).await {
                 Ok(c) => c,
                 Err(e) => {
                     let msg = args.redact(&e.to_string());
@@ -283,10 +283,7 @@ impl Pipeline<'_> {
                 Ok(disposition) => return self.apply(order, disposition, &args).await,
                 Err(e) if e.is_failover() => {
                     tracing::warn!(order = order.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
-                    last_error = Some(ConnectorError::Unreachable {
-                        connector: connector.name().to_owned(),
-                        message: args.redact(&e.to_string()),
-                    });
+                    last_error = Some(args.redact(&e.to_string()));
                 }
                 Err(e) => {
                     let msg = args.redact(&e.to_string());
@@ -305,7 +302,7 @@ impl Pipeline<'_> {
         }
         let msg = format!(
             "every CA account of profile {profile_name} was unreachable (last: {})",
-            last_error.map(|e| e.to_string()).unwrap_or_default()
+            last_error.unwrap_or_default()
         );
         self.inventory.record_failed(order.id, &msg, self.actor)?;
         Err(IssueError::Failed { order_id: order.id, message: msg })
@@ -345,6 +342,7 @@ impl Pipeline<'_> {
         let connector = self
             .connectors
             .connector(&account.name, &account.def)
+            .await
             .map_err(|e| IssueError::Failed { order_id, message: args.redact(&e.to_string()) })?;
         let limits = account.def.limits();
         match call_with_deadline(&*connector, limits.timeout, connector.poll(&ca_order_id, &args)).await {
@@ -384,7 +382,7 @@ impl Pipeline<'_> {
         let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
         let (ok, message) = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
             Err(e) => (false, e.to_string()),
-            Ok(args) => match self.connectors.connector(&account.name, &account.def) {
+            Ok(args) => match self.connectors.connector(&account.name, &account.def).await {
                 Err(e) => (false, args.redact(&e.to_string())),
                 Ok(c) => match call_with_deadline(&*c, account.def.limits().timeout, c.test_connection(&args)).await {
                     Ok(()) => (true, "ok".to_owned()),
@@ -509,7 +507,7 @@ async fn call_with_deadline<T>(
 ) -> Result<T, ConnectorError> {
     match tokio::time::timeout(timeout + Duration::from_secs(5), fut).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectorError::TimedOut { connector: connector.name().to_owned(), after: timeout }),
+        Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),
     }
 }
 

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A Python worker is this binary re-executed; it must not parse the normal CLI.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(certhost::connector::python::WORKER_SUBCOMMAND) {
+        let memory = argv.get(3).and_then(|m| m.parse().ok()).unwrap_or(512 * 1024 * 1024);
+        return certhost::connector::python::worker_main(memory);
+    }
     // A panic is a bug, but the user still gets one sentence instead of a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

@@ -132,7 +132,9 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
 
 /// The connector registry for this process.
 fn registry() -> certhost::connector::Registry {
-    certhost::connector::Registry::new()
+    // Script connectors run in worker processes of this very binary.
+    let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
+    certhost::connector::Registry::new(exe)
 }
 
 /// A single-threaded async runtime for commands that call connectors.
@@ -188,6 +190,10 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod python;
 mod registry;
 
 pub use registry::Registry;
@@ -306,13 +307,17 @@ pub enum OrderAction {
 
 /// Why a connector call failed. Every message is already redacted of sensitive values.
 ///
+/// `connector` is the label the runtime gives the plugin — `connector local-ca` for a
+/// component, `script cfssl` for a Python script — so messages read
+/// `script cfssl: timed out after 30s`.
+///
 /// The first five variants are the contract's error kinds (a connector reports them); the
 /// rest are raised by the host around the call (limits, sandbox, garbage returned).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectorError {
     /// The CA could not be reached: retry with backoff, fail over to the next CA account.
-    #[error("connector {connector}: CA unreachable: {message}")]
+    #[error("{connector}: CA unreachable: {message}")]
     Unreachable {
         /// Connector name.
         connector: String,
@@ -320,7 +325,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// The CA refused the credentials.
-    #[error("connector {connector}: unauthorized: {message}")]
+    #[error("{connector}: unauthorized: {message}")]
     Unauthorized {
         /// Connector name.
         connector: String,
@@ -328,7 +333,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// The CA account is configured wrongly (e.g. a missing parameter).
-    #[error("connector {connector}: misconfigured: {message}")]
+    #[error("{connector}: misconfigured: {message}")]
     Misconfigured {
         /// Connector name.
         connector: String,
@@ -336,7 +341,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// The connector does not implement the operation.
-    #[error("connector {connector}: does not support {operation}")]
+    #[error("{connector}: does not support {operation}")]
     Unsupported {
         /// Connector name.
         connector: String,
@@ -344,7 +349,7 @@ pub enum ConnectorError {
         operation: String,
     },
     /// The connector failed in some other way (its own bug, a crash, a trap, garbage output).
-    #[error("connector {connector}: {message}")]
+    #[error("{connector}: {message}")]
     Internal {
         /// Connector name.
         connector: String,
@@ -352,7 +357,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// The call ran past its deadline and was stopped.
-    #[error("connector {connector}: timed out after {}s", .after.as_secs())]
+    #[error("{connector}: timed out after {}s", .after.as_secs())]
     TimedOut {
         /// Connector name.
         connector: String,
@@ -360,7 +365,7 @@ pub enum ConnectorError {
         after: Duration,
     },
     /// The plugin tried to use more memory than its limit allows.
-    #[error("connector {connector}: exceeded its {} MiB memory limit", .limit_bytes / (1024 * 1024))]
+    #[error("{connector}: exceeded its {} MiB memory limit", .limit_bytes / (1024 * 1024))]
     MemoryExceeded {
         /// Connector name.
         connector: String,
@@ -401,6 +406,11 @@ impl Default for Limits {
 pub trait Connector: Send + Sync {
     /// The connector's name (from `describe`, or the file stem before describe ran).
     fn name(&self) -> &str;
+
+    /// How errors and logs name this plugin: `connector NAME` or `script NAME`.
+    fn label(&self) -> String {
+        format!("connector {}", self.name())
+    }
 
     /// Name, version, parameter schema and supported operations.
     async fn describe(&self) -> Result<Description, ConnectorError>;
@@ -478,9 +488,11 @@ mod tests {
 ///
 /// The production source loads `.wasm` and `.py` connectors and caches them per account;
 /// keeping it behind a trait lets the pipeline stay independent of the two runtimes.
+#[async_trait]
 pub trait ConnectorSource: Send + Sync {
     /// The connector for account `name` with definition `def` (loaded once, then reused).
-    fn connector(
+    /// Loading checks the plugin: a script that does not import is refused here.
+    async fn connector(
         &self,
         name: &str,
         def: &crate::account::AccountDef,

@@ -1,42 +1,55 @@
 //! The production [`ConnectorSource`]: loads each CA account's connector once, by file
-//! extension, and hands out the shared instance afterwards.
+//! extension, and hands out the shared instance afterwards (one Python worker, one compiled
+//! component per account). A changed account definition loads a fresh connector.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use super::python::PythonConnector;
 use super::{Connector, ConnectorError, ConnectorSource};
 use crate::account::AccountDef;
 
-/// Loaded connectors keyed by account name, reloaded when the account's definition changes.
-#[derive(Default)]
+type Loaded = HashMap<String, (AccountDef, Arc<dyn Connector>)>;
+
+/// Loaded connectors keyed by account name.
 pub struct Registry {
-    loaded: Mutex<HashMap<String, (AccountDef, Arc<dyn Connector>)>>,
+    /// The `certhost` executable, re-run as `certhost __python-worker` for script connectors.
+    worker_exe: PathBuf,
+    loaded: Mutex<Loaded>,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
+    /// A registry whose Python workers run `worker_exe` (the `certhost` binary).
+    pub fn new(worker_exe: PathBuf) -> Self {
+        Self { worker_exe, loaded: Mutex::new(HashMap::new()) }
     }
 
-    fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let kind = def.connector.extension().and_then(|e| e.to_str()).unwrap_or("");
-        Err(ConnectorError::Misconfigured {
-            connector: def.connector.display().to_string(),
-            message: format!("account {name}: no runtime for .{kind} connectors in this build"),
-        })
+    async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
+        match def.connector.extension().and_then(|e| e.to_str()) {
+            Some("py") => Ok(Arc::new(PythonConnector::load(&def.connector, &self.worker_exe, def.limits()).await?)),
+            other => Err(ConnectorError::Misconfigured {
+                connector: format!("account {name}"),
+                message: format!(
+                    "no runtime for {} connectors in this build",
+                    other.map(|e| format!(".{e}")).unwrap_or_else(|| "extension-less".into())
+                ),
+            }),
+        }
     }
 }
 
+#[async_trait]
 impl ConnectorSource for Registry {
-    fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((cached_def, c)) = loaded.get(name) {
-            if cached_def == def {
-                return Ok(Arc::clone(c));
-            }
+    async fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some((_, c)) = loaded.get(name).filter(|(d, _)| d == def) {
+            return Ok(Arc::clone(c));
         }
-        let c = self.load(name, def)?;
+        let c = self.load(name, def).await?;
         loaded.insert(name.to_owned(), (def.clone(), Arc::clone(&c)));
         Ok(c)
     }

@@ -1,0 +1,131 @@
+# certhost's side of a Python script connector, run inside the worker process.
+# The worker (Rust, pyo3) loads the script with `load`, then calls `call` once per request;
+# both return JSON text. Everything a script prints is captured per call; SystemExit and any
+# other exception become data, never the end of the worker.
+import io
+import json
+import sys
+import time
+import traceback
+import types
+
+_state = {"module": None, "request_id": None}
+
+# The host module scripts may import: `import certhost`.
+certhost = types.ModuleType("certhost")
+certhost.__doc__ = "Host services for certhost script connectors: log, cache_get, cache_set, request_id."
+_logs = []
+_cache = {}
+
+
+def _log(level, message):
+    _logs.append([str(level), str(message)])
+
+
+def _cache_get(key):
+    entry = _cache.get(str(key))
+    if entry is None:
+        return None
+    value, expires = entry
+    if expires is not None and expires < time.monotonic():
+        del _cache[str(key)]
+        return None
+    return value
+
+
+def _cache_set(key, value, ttl=None):
+    expires = None if ttl is None else time.monotonic() + float(ttl)
+    _cache[str(key)] = (str(value), expires)
+
+
+certhost.log = _log
+certhost.cache_get = _cache_get
+certhost.cache_set = _cache_set
+certhost.request_id = lambda: _state["request_id"]
+sys.modules["certhost"] = certhost
+
+OPTIONAL = ["poll", "renew", "revoke", "test_connection", "list_certificates", "update_order"]
+
+
+def _describe(module):
+    params = []
+    for p in getattr(module, "PARAMETERS", []) or []:
+        if isinstance(p, str):
+            params.append({"name": p})
+        elif isinstance(p, dict) and "name" in p:
+            params.append({k: (v if isinstance(v, (bool, type(None))) else str(v)) for k, v in p.items()})
+    ops = [name for name in OPTIONAL if callable(getattr(module, name, None))]
+    return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
+
+
+def load(path):
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        code = compile(source, path, "exec")
+        module = types.ModuleType("connector_script")
+        module.__file__ = path
+        exec(code, module.__dict__)
+        if not callable(getattr(module, "certificate_request", None)):
+            return json.dumps({"kind": "error", "message": "the script defines no certificate_request(csr, common_name, args_dict) function"})
+        _state["module"] = module
+        return json.dumps({"kind": "ok", "value": _describe(module)})
+    except SyntaxError as e:
+        return json.dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
+    except BaseException as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        line = next((f.lineno for f in reversed(tb) if f.filename == path), None)
+        where = f" (line {line})" if line else ""
+        return json.dumps({"kind": "error", "message": f"{type(e).__name__}: {e}{where}", "stderr": err.getvalue()})
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _plain(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)[:200]
+
+
+def call(function, argv_json, request_id):
+    module = _state["module"]
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        return json.dumps({"kind": "unsupported"})
+    argv = json.loads(argv_json)
+    _state["request_id"] = request_id
+    del _logs[:]
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        result = fn(*argv)
+        reply = {"kind": "ok", "type": type(result).__name__, "value": _plain(result)}
+    except SystemExit as e:
+        code = e.code
+        if code is None or isinstance(code, int):
+            reply = {"kind": "exit", "code": code or 0}
+        else:
+            err.write(str(code))
+            reply = {"kind": "exit", "code": 1}
+    except BaseException as e:
+        reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__, "message": str(e)[:2000],
+                 "mro": [c.__name__ for c in type(e).__mro__]}
+    finally:
+        sys.stdout, sys.stderr = saved
+    reply["stdout"] = out.getvalue()[-65536:]
+    reply["stderr"] = err.getvalue()[-65536:]
+    reply["logs"] = list(_logs)
+    return json.dumps(reply)

@@ -1,0 +1,458 @@
+//! Python script connectors: the VMware Avi contract `certificate_request(csr, common_name,
+//! args_dict)` plus certhost's optional operations, run in worker processes.
+//!
+//! Layers: `protocol` (frames), `worker` (the child: pyo3 + `bootstrap.py`), `process`
+//! (spawn/kill one worker), and this file: [`PythonConnector`], one worker per CA account,
+//! started lazily, reused, and replaced after a crash, a kill or a timeout.
+//!
+//! Optional functions and their Python signatures (see `plugin-sdk/python/certhost.pyi`):
+//! `poll(order_id, args_dict)`, `renew(prior_certificate, ca_order_id, csr, common_name,
+//! args_dict)`, `revoke(certificate, serial, reason, comment, args_dict)`,
+//! `test_connection(args_dict)`, `list_certificates(args_dict, cursor)`,
+//! `update_order(order_id, action, args_dict)`.
+
+mod process;
+mod protocol;
+mod worker;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use process::WORKER_SUBCOMMAND;
+pub use worker::main as worker_main;
+
+use self::process::WorkerProcess;
+use self::protocol::Request;
+use super::{
+    Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
+    ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevokeRequest,
+};
+
+/// A loaded script connector for one CA account.
+pub struct PythonConnector {
+    name: String,
+    path: PathBuf,
+    worker_exe: PathBuf,
+    limits: Limits,
+    description: Description,
+    worker: tokio::sync::Mutex<Option<WorkerProcess>>,
+}
+
+/// What `bootstrap.py` answers.
+#[derive(Debug, Default, Deserialize)]
+struct Reply {
+    kind: String,
+    #[serde(default, rename = "type")]
+    value_type: Option<String>,
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    mro: Vec<String>,
+    #[serde(default)]
+    stdout: String,
+    #[serde(default)]
+    stderr: String,
+    #[serde(default)]
+    logs: Vec<(String, String)>,
+}
+
+/// Exception classes that mean "the CA could not be reached": fail over, retry later.
+const UNREACHABLE: &[&str] = &[
+    "ConnectionError",
+    "ConnectTimeout",
+    "Timeout",
+    "TimeoutError",
+    "NewConnectionError",
+    "MaxRetryError",
+    "gaierror",
+];
+
+impl PythonConnector {
+    /// Starts a worker for `path`, imports the script and reads its description. A script
+    /// that does not import, or defines no `certificate_request`, is refused here with the
+    /// Python error and line number.
+    pub async fn load(path: &Path, worker_exe: &Path, limits: Limits) -> Result<Self, ConnectorError> {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_owned();
+        let label = format!("script {name}");
+        if !path.is_file() {
+            return Err(ConnectorError::Misconfigured {
+                connector: label,
+                message: format!("{} does not exist", path.display()),
+            });
+        }
+        let mut me = Self {
+            name: name.clone(),
+            path: path.to_owned(),
+            worker_exe: worker_exe.to_owned(),
+            limits,
+            description: Description {
+                name: name.clone(),
+                version: "0".into(),
+                parameters: vec![],
+                operations: vec![],
+            },
+            worker: tokio::sync::Mutex::new(None),
+        };
+        let (worker, described) = me.start().await?;
+        me.description = described;
+        *me.worker.get_mut() = Some(worker);
+        Ok(me)
+    }
+
+    fn err_label(&self) -> String {
+        format!("script {}", self.name)
+    }
+
+    /// Spawns a worker and loads the script into it.
+    async fn start(&self) -> Result<(WorkerProcess, Description), ConnectorError> {
+        let label = self.err_label();
+        let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
+            ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
+        })?;
+        let req = Request::Load { path: self.path.display().to_string() };
+        let bytes = match tokio::time::timeout(self.limits.timeout, worker.request(&req)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                let how = worker.ended().await;
+                let tail = worker.stderr_tail();
+                return Err(ConnectorError::Internal {
+                    connector: label,
+                    message: format!("the worker {how} while importing the script{}", suffix(&tail)),
+                });
+            }
+            Err(_) => {
+                worker.kill().await;
+                return Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout });
+            }
+        };
+        let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
+            connector: label.clone(),
+            message: format!("bad reply from the worker: {e}"),
+        })?;
+        if reply.kind != "ok" {
+            worker.kill().await;
+            let message = format!(
+                "cannot load {}: {}{}",
+                self.path.display(),
+                reply.message.unwrap_or_default(),
+                suffix(reply.stderr.trim())
+            );
+            return Err(ConnectorError::Misconfigured { connector: label, message });
+        }
+        Ok((worker, describe_from(&self.name, &reply.value)))
+    }
+
+    /// Calls `function` in the account's worker under the call's deadline.
+    async fn invoke(
+        &self,
+        function: &str,
+        argv: Vec<Value>,
+        args: &Args,
+        request_id: Option<&str>,
+    ) -> Result<Reply, ConnectorError> {
+        let label = self.err_label();
+        let mut guard = self.worker.lock().await;
+        let mut worker = match guard.take() {
+            Some(w) => w,
+            None => self.start().await?.0,
+        };
+        let sensitive: Vec<String> = args.sensitive_values().map(str::to_owned).collect();
+        worker.set_sensitive(sensitive);
+        let req = Request::Call { function: function.to_owned(), argv, request_id: request_id.map(str::to_owned) };
+        let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
+        let bytes = match result {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a fresh one.
+                let how = worker.ended().await;
+                let tail = args.redact(&worker.stderr_tail());
+                return Err(ConnectorError::Internal {
+                    connector: label,
+                    message: format!("the script's worker {how}{}", suffix(&tail)),
+                });
+            }
+            Err(_) => {
+                worker.kill().await;
+                return Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout });
+            }
+        };
+        *guard = Some(worker);
+        drop(guard);
+        let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
+            connector: label.clone(),
+            message: format!("bad reply from the worker: {e}"),
+        })?;
+        self.log_output(&reply, args);
+        match reply.kind.as_str() {
+            "ok" => Ok(reply),
+            "unsupported" => Err(ConnectorError::Unsupported { connector: label, operation: function.to_owned() }),
+            "exit" => {
+                let code = reply.code.unwrap_or(1);
+                let stderr = args.redact(reply.stderr.trim());
+                if code == 0 && matches!(function, "test_connection" | "revoke") {
+                    return Ok(Reply { kind: "ok".into(), value: Value::Null, ..Reply::default() });
+                }
+                Err(ConnectorError::Internal {
+                    connector: label,
+                    message: format!("exited with code {code}{}", suffix(&stderr)),
+                })
+            }
+            "exception" => {
+                let ty = reply.mro.first().cloned().unwrap_or_else(|| "Exception".into());
+                let detail = args.redact(&format!(
+                    "raised {ty}: {}{}",
+                    reply.message.unwrap_or_default(),
+                    suffix(reply.stderr.trim())
+                ));
+                if reply.mro.iter().any(|c| c == "MemoryError") {
+                    return Err(ConnectorError::MemoryExceeded {
+                        connector: label,
+                        limit_bytes: self.limits.memory_bytes,
+                    });
+                }
+                if reply.mro.iter().any(|c| UNREACHABLE.contains(&c.as_str())) {
+                    return Err(ConnectorError::Unreachable { connector: label, message: detail });
+                }
+                Err(ConnectorError::Internal { connector: label, message: detail })
+            }
+            _ => Err(ConnectorError::Internal {
+                connector: label,
+                message: args.redact(&reply.message.unwrap_or_else(|| "the worker failed".into())),
+            }),
+        }
+    }
+
+    /// Logs what the script printed and logged during the call, redacted.
+    fn log_output(&self, reply: &Reply, args: &Args) {
+        let label = self.err_label();
+        for line in reply.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %label, "stdout: {}", args.redact(line));
+        }
+        for line in reply.stderr.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::warn!(plugin = %label, "stderr: {}", args.redact(line));
+        }
+        for (level, msg) in &reply.logs {
+            let msg = args.redact(msg);
+            match level.to_ascii_lowercase().as_str() {
+                "error" => tracing::error!(plugin = %label, "{msg}"),
+                "warn" | "warning" => tracing::warn!(plugin = %label, "{msg}"),
+                "debug" => tracing::debug!(plugin = %label, "{msg}"),
+                _ => tracing::info!(plugin = %label, "{msg}"),
+            }
+        }
+    }
+
+    /// Maps a returned value to a disposition.
+    fn disposition(&self, reply: &Reply, args: &Args) -> Result<Disposition, ConnectorError> {
+        let label = self.err_label();
+        let bad = |what: String| ConnectorError::Internal { connector: label.clone(), message: args.redact(&what) };
+        match &reply.value {
+            Value::String(text) if reply.value_type.as_deref() == Some("str") => {
+                if text.contains("-----BEGIN CERTIFICATE-----") {
+                    Ok(Disposition::Issued { certificate: text.clone(), chain: vec![], ca_order_id: None })
+                } else {
+                    Err(bad("returned a string that is not a PEM certificate".into()))
+                }
+            }
+            Value::Object(map) => {
+                let s = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
+                match s("status").as_deref() {
+                    Some("issued") => {
+                        let certificate = s("certificate")
+                            .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
+                            .ok_or_else(|| bad("returned status issued without a PEM certificate".into()))?;
+                        let chain = match map.get("chain") {
+                            Some(Value::String(c)) => vec![c.clone()],
+                            Some(Value::Array(items)) => {
+                                items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                            }
+                            _ => vec![],
+                        };
+                        Ok(Disposition::Issued { certificate, chain, ca_order_id: s("order_id") })
+                    }
+                    Some("pending") => {
+                        let ca_order_id = s("order_id")
+                            .or_else(|| map.get("order_id").filter(|v| v.is_number()).map(|v| v.to_string()))
+                            .ok_or_else(|| bad("returned status pending without an order_id".into()))?;
+                        let retry_after_s = map
+                            .get("retry_after")
+                            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                            .unwrap_or(60);
+                        Ok(Disposition::Pending {
+                            ca_order_id,
+                            retry_after_s: u32::try_from(retry_after_s).unwrap_or(u32::MAX),
+                        })
+                    }
+                    Some("rejected") => Ok(Disposition::Rejected {
+                        reason: args.redact(&s("reason").unwrap_or_else(|| "no reason given".into())),
+                    }),
+                    Some(other) => {
+                        Err(bad(format!("returned an unknown status {other:?} (expected issued, pending or rejected)")))
+                    }
+                    None => Err(bad("returned a dict without a status".into())),
+                }
+            }
+            Value::Null => Err(bad("returned None instead of a certificate".into())),
+            _ => Err(bad(format!(
+                "returned a {} instead of a certificate (a PEM string or a status dict)",
+                reply.value_type.clone().unwrap_or_else(|| "value".into())
+            ))),
+        }
+    }
+}
+
+fn suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; stderr: {}",
+            stderr.chars().rev().take(1000).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+        )
+    }
+}
+
+fn describe_from(name: &str, v: &Value) -> Description {
+    let parameters = v["parameters"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|p| {
+                    Some(ParameterSpec {
+                        name: p["name"].as_str()?.to_owned(),
+                        description: p["description"].as_str().unwrap_or_default().to_owned(),
+                        required: p["required"].as_bool().unwrap_or(false),
+                        sensitive: p["sensitive"].as_bool().unwrap_or(false),
+                        default: p["default"].as_str().map(str::to_owned),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let operations = v["operations"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|o| Operation::ALL.into_iter().find(|x| x.as_str() == o))
+                .collect()
+        })
+        .unwrap_or_default();
+    Description {
+        name: name.to_owned(),
+        version: v["version"].as_str().unwrap_or("0").to_owned(),
+        parameters,
+        operations,
+    }
+}
+
+fn args_dict(args: &Args) -> Value {
+    Value::Object(args.iter().map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect())
+}
+
+#[async_trait]
+impl Connector for PythonConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn label(&self) -> String {
+        self.err_label()
+    }
+
+    async fn describe(&self) -> Result<Description, ConnectorError> {
+        Ok(self.description.clone())
+    }
+
+    async fn certificate_request(
+        &self,
+        request: &CertificateRequest,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        let argv = vec![json!(request.csr_pem), json!(request.common_name), args_dict(args)];
+        let reply = self.invoke("certificate_request", argv, args, Some(&request.request_id)).await?;
+        self.disposition(&reply, args)
+    }
+
+    async fn poll(&self, ca_order_id: &str, args: &Args) -> Result<Disposition, ConnectorError> {
+        let reply = self.invoke("poll", vec![json!(ca_order_id), args_dict(args)], args, None).await?;
+        self.disposition(&reply, args)
+    }
+
+    async fn renew(&self, request: &RenewRequest, args: &Args) -> Result<Disposition, ConnectorError> {
+        let argv = vec![
+            json!(request.prior_certificate_pem),
+            json!(request.prior_ca_order_id),
+            json!(request.request.csr_pem),
+            json!(request.request.common_name),
+            args_dict(args),
+        ];
+        let reply = self.invoke("renew", argv, args, Some(&request.request.request_id)).await?;
+        self.disposition(&reply, args)
+    }
+
+    async fn revoke(&self, request: &RevokeRequest, args: &Args) -> Result<(), ConnectorError> {
+        let reason = serde_json::to_value(request.reason).unwrap_or(Value::Null);
+        let argv = vec![
+            json!(request.certificate_pem),
+            json!(request.serial),
+            reason,
+            json!(request.comment),
+            args_dict(args),
+        ];
+        self.invoke("revoke", argv, args, None).await.map(|_| ())
+    }
+
+    async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {
+        let reply = self.invoke("test_connection", vec![args_dict(args)], args, None).await?;
+        if reply.value == Value::Bool(false) {
+            return Err(ConnectorError::Unauthorized {
+                connector: self.err_label(),
+                message: "test_connection returned False".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
+        let reply = self.invoke("list_certificates", vec![args_dict(args), json!(cursor)], args, None).await?;
+        let items = reply.value["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        Some(ListedCertificate {
+                            ca_order_id: i["order_id"].as_str()?.to_owned(),
+                            status: i["status"].as_str().unwrap_or("unknown").to_owned(),
+                            certificate: i["certificate"].as_str().map(str::to_owned),
+                        })
+                    })
+                    .collect()
+            })
+            .ok_or_else(|| ConnectorError::Internal {
+                connector: self.err_label(),
+                message: "list_certificates must return {\"items\": [...], \"next_cursor\": ...}".into(),
+            })?;
+        Ok(CertificatePage { items, next_cursor: reply.value["next_cursor"].as_str().map(str::to_owned) })
+    }
+
+    async fn update_order(
+        &self,
+        ca_order_id: &str,
+        action: OrderAction,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        let action = serde_json::to_value(action).unwrap_or(Value::Null);
+        let reply = self.invoke("update_order", vec![json!(ca_order_id), action, args_dict(args)], args, None).await?;
+        self.disposition(&reply, args)
+    }
+}

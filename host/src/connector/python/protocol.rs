@@ -1,0 +1,59 @@
+//! The pipe protocol between the host and a Python worker: length-prefixed JSON frames.
+//!
+//! Each frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+//! Frames over [`MAX_FRAME`] are refused, so a runaway script cannot make either side
+//! allocate without bound.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame either side accepts (a certificate chain is a few KiB; output is capped).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Host → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Import the script; answered with its description or the import error.
+    Load {
+        /// Script path.
+        path: String,
+    },
+    /// Call a contract function with positional arguments (JSON values).
+    Call {
+        /// Function name (`certificate_request`, `poll`, ...).
+        function: String,
+        /// Positional arguments.
+        argv: Vec<serde_json::Value>,
+        /// The order's request id, for `certhost.request_id()`.
+        request_id: Option<String>,
+    },
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    if payload.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+    }
+    w.write_all(&(payload.len() as u32).to_be_bytes())?;
+    w.write_all(payload)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds the limit")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}

@@ -1,0 +1,104 @@
+//! The worker process: `certhost __python-worker` embeds the interpreter (pyo3), loads one
+//! script and answers calls over the pipe protocol until its input closes.
+//!
+//! It runs in its own process because a Python thread cannot be reliably interrupted and a C
+//! extension can crash its process: the host kills a worker that overruns its deadline and
+//! starts a fresh one, and a crash costs one call, never the host.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::ExitCode;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use super::protocol::{Request, read_frame, write_frame};
+
+const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+/// Entry point of the hidden worker subcommand. `memory_bytes` caps the address space.
+pub fn main(memory_bytes: u64) -> ExitCode {
+    // The protocol gets private copies of stdin/stdout; fd 0 becomes /dev/null and fd 1 goes
+    // to stderr, so nothing a script or its subprocesses print can corrupt the frames.
+    let (proto_in, proto_out) = match private_pipes() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("certhost python worker: cannot set up its pipes: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    if memory_bytes > 0 {
+        let limit = libc::rlimit { rlim_cur: memory_bytes as libc::rlim_t, rlim_max: memory_bytes as libc::rlim_t };
+        // SAFETY: setrlimit reads a valid, initialised struct; failure is reported, not fatal.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+            eprintln!("certhost python worker: cannot set the memory limit");
+        }
+    }
+    let mut input = BufReader::new(proto_in);
+    let mut output = BufWriter::new(proto_out);
+    Python::attach(|py| {
+        let boot = match load_bootstrap(py) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("certhost python worker: bootstrap failed: {e}");
+                return ExitCode::from(70);
+            }
+        };
+        loop {
+            let frame = match py.detach(|| read_frame(&mut input)) {
+                Ok(Some(f)) => f,
+                Ok(None) => return ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("certhost python worker: protocol error: {e}");
+                    return ExitCode::from(70);
+                }
+            };
+            let reply = match serde_json::from_slice::<Request>(&frame) {
+                Ok(req) => dispatch(&boot, req).unwrap_or_else(|e| {
+                    serde_json::json!({ "kind": "error", "message": format!("worker failure: {e}") }).to_string()
+                }),
+                Err(e) => serde_json::json!({ "kind": "error", "message": format!("bad request: {e}") }).to_string(),
+            };
+            if py.detach(|| write_frame(&mut output, reply.as_bytes())).is_err() {
+                return ExitCode::from(70);
+            }
+        }
+    })
+}
+
+fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    // The bootstrap source is a compile-time constant without NUL bytes.
+    let code = CString::new(BOOTSTRAP).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    PyModule::from_code(py, &code, c"certhost_bootstrap.py", c"certhost_bootstrap")
+}
+
+fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
+    match req {
+        Request::Load { path } => boot.getattr("load")?.call1((path,))?.extract(),
+        Request::Call { function, argv, request_id } => {
+            let argv = serde_json::Value::Array(argv).to_string();
+            boot.getattr("call")?.call1((function, argv, request_id))?.extract()
+        }
+    }
+}
+
+fn private_pipes() -> std::io::Result<(File, File)> {
+    // SAFETY: plain fd syscalls on the process's own standard descriptors; every result is
+    // checked, and each duplicated fd is owned by exactly one File.
+    unsafe {
+        let fin = libc::dup(0);
+        let fout = libc::dup(1);
+        if fin < 0 || fout < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::fcntl(fin, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(fout, libc::F_SETFD, libc::FD_CLOEXEC);
+        let devnull = File::open("/dev/null")?;
+        if libc::dup2(devnull.as_raw_fd(), 0) < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((File::from_raw_fd(fin), File::from_raw_fd(fout)))
+    }
+}
