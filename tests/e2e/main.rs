@@ -10,3 +10,4 @@ mod cli_profiles;
 mod helpers;
 mod library;
 mod props;
+mod python;

@@ -87,6 +87,19 @@ def load(path):
         sys.stdout, sys.stderr = saved
 
 
+class _Tee(io.StringIO):
+    """Keeps what the script writes to stderr for its error message and passes it on to the
+    worker's real stderr at once, so the host still sees it if the process dies mid-call."""
+
+    def write(self, text):
+        try:
+            sys.__stderr__.write(text)
+            sys.__stderr__.flush()
+        except Exception:
+            pass
+        return super().write(text)
+
+
 def _plain(value):
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -107,7 +120,7 @@ def call(function, argv_json, request_id):
     argv = json.loads(argv_json)
     _state["request_id"] = request_id
     del _logs[:]
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), _Tee()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     try:

@@ -121,7 +121,7 @@ impl PythonConnector {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
                 let how = worker.ended().await;
-                let tail = worker.stderr_tail();
+                let tail = worker.take_stderr_tail();
                 return Err(ConnectorError::Internal {
                     connector: label,
                     message: format!("the worker {how} while importing the script{}", suffix(&tail)),
@@ -165,6 +165,7 @@ impl PythonConnector {
         };
         let sensitive: Vec<String> = args.sensitive_values().map(str::to_owned).collect();
         worker.set_sensitive(sensitive);
+        worker.take_stderr_tail();
         let req = Request::Call { function: function.to_owned(), argv, request_id: request_id.map(str::to_owned) };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {
@@ -172,7 +173,7 @@ impl PythonConnector {
             Ok(Err(_)) => {
                 // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a fresh one.
                 let how = worker.ended().await;
-                let tail = args.redact(&worker.stderr_tail());
+                let tail = args.redact(&worker.take_stderr_tail());
                 return Err(ConnectorError::Internal {
                     connector: label,
                     message: format!("the script's worker {how}{}", suffix(&tail)),
@@ -235,9 +236,7 @@ impl PythonConnector {
         for line in reply.stdout.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(plugin = %label, "stdout: {}", args.redact(line));
         }
-        for line in reply.stderr.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::warn!(plugin = %label, "stderr: {}", args.redact(line));
-        }
+        // stderr is logged as it arrives by the worker's stderr reader (see `process`).
         for (level, msg) in &reply.logs {
             let msg = args.redact(msg);
             match level.to_ascii_lowercase().as_str() {
@@ -301,7 +300,7 @@ impl PythonConnector {
             }
             Value::Null => Err(bad("returned None instead of a certificate".into())),
             _ => Err(bad(format!(
-                "returned a {} instead of a certificate (a PEM string or a status dict)",
+                "returned a value of type {} instead of a certificate (a PEM string or a status dict)",
                 reply.value_type.clone().unwrap_or_else(|| "value".into())
             ))),
         }

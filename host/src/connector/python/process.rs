@@ -117,9 +117,9 @@ impl WorkerProcess {
         how
     }
 
-    /// The last lines the worker wrote to stderr (already redacted).
-    pub(super) fn stderr_tail(&self) -> String {
-        self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).trim().to_owned()
+    /// The last lines the worker wrote to stderr since the previous take (already redacted).
+    pub(super) fn take_stderr_tail(&self) -> String {
+        std::mem::take(&mut *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner())).trim().to_owned()
     }
 
     /// SIGTERM, then SIGKILL after a short grace.

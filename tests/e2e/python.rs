@@ -1,0 +1,182 @@
+//! Python script connectors: the Avi contract, hostile scripts, and the pinned interpreter.
+//! Each test drives real worker processes of the real `certhost` binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use certhost::connector::python::PythonConnector;
+use certhost::connector::{Args, CertificateRequest, Connector, ConnectorError, Disposition, Limits};
+use certhost::csr::{CsrParams, San, Subject};
+use certhost::key::KeyType;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/python").join(name)
+}
+
+fn limits(timeout_s: u64, memory_mib: u64) -> Limits {
+    Limits { timeout: Duration::from_secs(timeout_s), memory_bytes: memory_mib * 1024 * 1024, ..Limits::default() }
+}
+
+async fn load(name: &str, limits: Limits) -> Result<PythonConnector, ConnectorError> {
+    PythonConnector::load(&fixture(name), Path::new(crate::helpers::certhost_bin()), limits).await
+}
+
+fn request() -> CertificateRequest {
+    let params = CsrParams {
+        subject: Subject { common_name: Some("www.example.com".into()), ..Subject::default() },
+        sans: vec![San::Dns("www.example.com".into())],
+        key_type: KeyType::EcP256,
+        hash: None,
+    };
+    let (_, csr) = params.generate().expect("csr");
+    CertificateRequest { csr_pem: csr.pem, common_name: "www.example.com".into(), request_id: "req-1".into() }
+}
+
+/// A CA on disk for the scripted connector.
+pub struct FileCa {
+    pub dir: tempfile::TempDir,
+}
+
+impl FileCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = certhost::root_ca::create("Script Test CA", 30).expect("ca");
+        std::fs::write(dir.path().join("ca.pem"), &ca.certificate_pem).expect("write");
+        std::fs::write(dir.path().join("ca.key"), ca.key.to_pem().as_bytes()).expect("write");
+        Self { dir }
+    }
+
+    pub fn args(&self, mode: &str) -> Args {
+        let mut a = Args::new();
+        a.insert("mode", mode);
+        a.insert("ca_cert", self.dir.path().join("ca.pem").display().to_string());
+        a.insert("ca_key", self.dir.path().join("ca.key").display().to_string());
+        a.insert("state_dir", self.dir.path().display().to_string());
+        a
+    }
+}
+
+async fn error_of(name: &str, l: Limits) -> String {
+    let c = load(name, l).await.unwrap_or_else(|e| panic!("{name} should load: {e}"));
+    match c.certificate_request(&request(), &Args::new()).await {
+        Ok(d) => panic!("{name} should fail, got {d:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_working() {
+    let ca = FileCa::new();
+    let good = load("scripted_ca.py", limits(20, 512)).await.expect("good script loads");
+    let cases: Vec<(&str, Limits, &str)> = vec![
+        ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
+        ("hostile/memory_bomb.py", limits(20, 256), "script memory_bomb: exceeded its 256 MiB memory limit"),
+        (
+            "hostile/os_exit.py",
+            limits(20, 512),
+            "script os_exit: the script's worker exited with code 3; stderr: about to vanish",
+        ),
+        (
+            "hostile/sys_exit.py",
+            limits(20, 512),
+            "script sys_exit: exited with code 2; stderr: CA said: quota exceeded for www.example.com",
+        ),
+        ("hostile/raises.py", limits(20, 512), "script raises: raised ValueError: the CA returned HTTP 500"),
+        ("hostile/returns_none.py", limits(20, 512), "script returns_none: returned None instead of a certificate"),
+        (
+            "hostile/returns_garbage.py",
+            limits(20, 512),
+            "script returns_garbage: returned a value of type int instead of a certificate (a PEM string or a status dict)",
+        ),
+        (
+            "hostile/returns_not_pem.py",
+            limits(20, 512),
+            "script returns_not_pem: returned a string that is not a PEM certificate",
+        ),
+    ];
+    for (name, l, expected) in cases {
+        let (req, good_args) = (request(), ca.args("good"));
+        let (bad, ok) = tokio::join!(error_of(name, l), good.certificate_request(&req, &good_args));
+        assert_eq!(bad, expected, "{name}");
+        assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good account kept working during {name}: {ok:?}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_timeout_the_next_call_gets_a_fresh_worker() {
+    let ca = FileCa::new();
+    let c = load("scripted_ca.py", limits(2, 512)).await.expect("loads");
+    let err = c.certificate_request(&request(), &ca.args("block")).await.expect_err("blocks");
+    assert_eq!(err.to_string(), "script scripted_ca: timed out after 2s");
+    let again = c.certificate_request(&request(), &ca.args("good")).await.expect("fresh worker");
+    assert!(matches!(again, Disposition::Issued { .. }));
+}
+
+#[tokio::test]
+async fn scripts_that_do_not_import_are_refused_at_load_with_the_python_error_and_line() {
+    let err = load("hostile/syntax_error.py", limits(20, 512)).await.err().expect("refused").to_string();
+    assert!(
+        err.starts_with("script syntax_error: misconfigured: cannot load")
+            && err.contains("SyntaxError")
+            && err.contains("(line 2)"),
+        "{err}"
+    );
+    let err = load("hostile/import_error.py", limits(20, 512)).await.err().expect("refused").to_string();
+    assert!(err.contains("ModuleNotFoundError: No module named 'module_that_does_not_exist' (line 1)"), "{err}");
+    let err = load("hostile/no_entry_point.py", limits(20, 512)).await.err().expect("refused").to_string();
+    assert!(err.contains("defines no certificate_request(csr, common_name, args_dict)"), "{err}");
+    let err = load("does_not_exist.py", limits(20, 512)).await.err().expect("refused").to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn sensitive_values_printed_by_a_script_are_redacted_from_its_error() {
+    let c = load("hostile/prints_secret.py", limits(20, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert_sensitive("api_key", "k3y-5ecret-value-991");
+    let err = c.certificate_request(&request(), &args).await.expect_err("fails").to_string();
+    assert!(!err.contains("k3y-5ecret-value-991"), "{err}");
+    assert!(err.contains("raised RuntimeError: auth failed with ***") && err.contains("debug: key=***"), "{err}");
+}
+
+#[tokio::test]
+async fn module_state_and_the_host_cache_persist_between_calls_of_one_account() {
+    let c = load("stateful.py", limits(20, 512)).await.expect("loads");
+    let first = c.certificate_request(&request(), &Args::new()).await.expect("call");
+    let second = c.certificate_request(&request(), &Args::new()).await.expect("call");
+    assert_eq!(first, Disposition::Rejected { reason: "calls=1 token=token-1 cached=None".into() });
+    assert_eq!(second, Disposition::Rejected { reason: "calls=2 token=token-1 cached=hello".into() });
+}
+
+#[tokio::test]
+async fn a_package_installed_the_readme_way_imports_inside_a_script() {
+    // README: packages for scripts are installed with `python3 -m pip install NAME`, into the
+    // interpreter certhost was built against. The worker must import them from there, not
+    // from another libpython's site-packages.
+    let shown = std::process::Command::new("python3").args(["-m", "pip", "show", "requests"]).output().expect("pip");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let location = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .expect("requests installed with pip")
+        .trim()
+        .to_owned();
+    let prefix =
+        std::process::Command::new("python3").args(["-c", "import sys; print(sys.prefix)"]).output().expect("python3");
+    let prefix = String::from_utf8_lossy(&prefix.stdout).trim().to_owned();
+    let c = load("which_python.py", limits(20, 512)).await.expect("loads");
+    let Disposition::Rejected { reason } = c.certificate_request(&request(), &Args::new()).await.expect("call") else {
+        panic!("unexpected disposition")
+    };
+    assert!(reason.contains(&format!("prefix={prefix} ")), "{reason} (python3 prefix {prefix})");
+    assert!(reason.contains(&format!("requests={location}/requests/")), "{reason} (pip location {location})");
+}
+
+#[tokio::test]
+async fn describe_reports_parameters_and_optional_operations() {
+    let c = load("scripted_ca.py", limits(20, 512)).await.expect("loads");
+    let d = c.describe().await.expect("describe");
+    assert_eq!(d.name, "scripted_ca");
+    assert_eq!(d.operations, vec![certhost::connector::Operation::Poll]);
+    assert!(d.parameters.iter().any(|p| p.name == "mode" && p.required));
+}
