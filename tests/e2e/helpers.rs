@@ -263,3 +263,76 @@ impl Drop for Server {
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("client")
 }
+
+/// A free TCP port on 127.0.0.1 (bound then released; the window for a race is tiny).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Debian's `cfssl serve` on 127.0.0.1 with a fresh CA made by `cfssl gencert -initca`.
+/// Profile `default` is unauthenticated (/sign); profile `authed` needs the HMAC key.
+pub struct Cfssl {
+    pub url: String,
+    pub ca: PathBuf,
+    pub auth_key: String,
+    child: std::process::Child,
+}
+
+impl Cfssl {
+    pub fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(
+            dir.join("ca-csr.json"),
+            r#"{"CN":"certhost test cfssl CA","key":{"algo":"ecdsa","size":256},"names":[{"O":"certhost tests"}]}"#,
+        )
+        .expect("csr");
+        let out = Command::new("cfssl")
+            .args(["gencert", "-initca", dir.join("ca-csr.json").to_str().expect("utf8")])
+            .output()
+            .expect("cfssl gencert (apt-get install golang-cfssl)");
+        assert!(out.status.success(), "cfssl gencert: {}", String::from_utf8_lossy(&out.stderr));
+        let generated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("gencert json");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, generated["cert"].as_str().expect("cert")).expect("write");
+        std::fs::write(dir.join("ca-key.pem"), generated["key"].as_str().expect("key")).expect("write");
+        let auth_key = hex::encode(ring::digest::digest(&ring::digest::SHA256, dir.to_string_lossy().as_bytes()));
+        let config = serde_json::json!({
+            "signing": {
+                "default": { "expiry": "2160h", "usages": ["digital signature", "key encipherment", "server auth", "client auth"] },
+                "profiles": { "authed": { "expiry": "2160h", "auth_key": "primary", "usages": ["digital signature", "key encipherment", "server auth"] } }
+            },
+            "auth_keys": { "primary": { "type": "standard", "key": auth_key } }
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+        let port = free_port();
+        let child = Command::new("cfssl")
+            .args(["serve", "-address", "127.0.0.1", "-port", &port.to_string(), "-loglevel", "2"])
+            .arg("-ca")
+            .arg(&ca)
+            .arg("-ca-key")
+            .arg(dir.join("ca-key.pem"))
+            .arg("-config")
+            .arg(dir.join("config.json"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("cfssl.log")).expect("log"))
+            .spawn()
+            .expect("cfssl serve");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = http();
+        for _ in 0..100 {
+            if client.post(format!("{url}/api/v1/cfssl/info")).body("{}").send().is_ok_and(|r| r.status().is_success())
+            {
+                return Self { url, ca, auth_key, child };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("cfssl serve did not come up: {}", std::fs::read_to_string(dir.join("cfssl.log")).unwrap_or_default());
+    }
+}
+
+impl Drop for Cfssl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,6 +8,7 @@ mod cli_csr;
 mod cli_inventory;
 mod cli_profiles;
 mod helpers;
+mod issuance;
 mod library;
 mod props;
 mod python;

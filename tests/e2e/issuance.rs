@@ -1,0 +1,321 @@
+//! The issuance pipeline end to end through the real binary: real CAs (cfssl serve, an
+//! openssl file CA, a script that signs with `cryptography`), verification refusals,
+//! failover, pending orders, crash safety, and a hunt for a leaked secret.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{App, Cfssl, Run, certhost_bin, sh};
+
+fn plugin(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins").join(name).display().to_string()
+}
+
+fn scripted() -> String {
+    crate::python::fixture("scripted_ca.py").display().to_string()
+}
+
+/// A configuration directory: certhost.toml plus profiles/.
+struct Conf {
+    dir: PathBuf,
+}
+
+impl Conf {
+    fn new(app: &App, accounts: &str, profiles: &[(&str, &str)]) -> Self {
+        let dir = app.path("conf");
+        fs::create_dir_all(dir.join("profiles")).expect("mkdir");
+        fs::write(dir.join("certhost.toml"), accounts).expect("config");
+        for (name, body) in profiles {
+            fs::write(dir.join(format!("profiles/{name}.toml")), body).expect("profile");
+        }
+        Self { dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir.join("certhost.toml").display().to_string()
+    }
+
+    fn run(&self, app: &App, args: &[&str]) -> Run {
+        let mut a = vec!["--config".to_owned(), self.path(), "-v".to_owned()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        app.run(&refs)
+    }
+}
+
+/// A CA (made by `certhost ca init`) for the scripted connector; returns its directory.
+fn script_ca(app: &App) -> PathBuf {
+    let dir = app.path("script-ca");
+    app.run(&["ca", "init", "--out", dir.to_str().expect("utf8")]).ok();
+    dir
+}
+
+fn scripted_account(name: &str, mode: &str, ca: &Path, extra: &str) -> String {
+    format!(
+        "[accounts.{name}]\nconnector = \"{}\"\nparams.mode = \"{mode}\"\nparams.ca_cert = \"{}\"\nparams.ca_key = \"{}\"\nparams.state_dir = \"{}\"\n{extra}\n",
+        scripted(),
+        ca.join("ca.pem").display(),
+        ca.join("ca.key").display(),
+        ca.display()
+    )
+}
+
+#[test]
+fn cfssl_py_issues_against_a_real_cfssl_with_and_without_an_auth_key() {
+    let app = App::new();
+    let cfssl = Cfssl::start(&app.path("cfssl"));
+    let accounts = format!(
+        "[accounts.cfssl-open]\nconnector = \"{py}\"\nparams.url = \"{url}\"\n\n[accounts.cfssl-authed]\nconnector = \"{py}\"\nparams.url = \"{url}\"\nparams.profile = \"authed\"\nparams.auth_key = {{ sensitive = true, required = true }}\n",
+        py = plugin("cfssl.py"),
+        url = cfssl.url
+    );
+    let conf = Conf::new(
+        &app,
+        &accounts,
+        &[("open", "accounts = [\"cfssl-open\"]\n"), ("authed", "accounts = [\"cfssl-authed\"]\n")],
+    );
+    let out = app.path("out-open");
+    let r = conf.run(
+        &app,
+        &[
+            "issue",
+            "--profile",
+            "open",
+            "--cn",
+            "web.example.com",
+            "--san",
+            "IP:192.0.2.44",
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+    );
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    let verify = sh(
+        "openssl",
+        &["verify", "-CAfile", cfssl.ca.to_str().expect("utf8"), out.join("cert.pem").to_str().expect("utf8")],
+    );
+    assert!(verify.contains(": OK"), "{verify}");
+    let text = sh(
+        "openssl",
+        &["x509", "-in", out.join("cert.pem").to_str().expect("utf8"), "-noout", "-ext", "subjectAltName"],
+    );
+    assert!(text.contains("DNS:web.example.com") && text.contains("IP Address:192.0.2.44"), "{text}");
+    // The key written with it is the certificate's key.
+    let key_pub = sh("openssl", &["pkey", "-in", out.join("key.pem").to_str().expect("utf8"), "-pubout"]);
+    let cert_pub = sh("openssl", &["x509", "-in", out.join("cert.pem").to_str().expect("utf8"), "-noout", "-pubkey"]);
+    assert_eq!(key_pub, cert_pub);
+
+    // Authenticated profile: the HMAC key is a secret; without it the order fails clearly.
+    let r = conf.run(&app, &["issue", "--profile", "authed", "--cn", "api.example.com"]);
+    assert!(
+        r.fails(1).contains(
+            "required parameter auth_key of account cfssl-authed has no value (set it with `certhost secret set`)"
+        ),
+        "{}",
+        r.stderr
+    );
+    let mut set = Command::new(certhost_bin())
+        .args(["--config", &conf.path(), "secret", "set", "cfssl-authed", "auth_key"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), cfssl.auth_key.as_bytes()).expect("write");
+    assert!(set.wait().expect("wait").success());
+    let out = app.path("out-authed");
+    let r = conf
+        .run(&app, &["issue", "--profile", "authed", "--cn", "api.example.com", "--out", out.to_str().expect("utf8")]);
+    assert!(r.ok().contains("issued certificate"), "{}", r.stderr);
+    assert!(
+        sh(
+            "openssl",
+            &["verify", "-CAfile", cfssl.ca.to_str().expect("utf8"), out.join("cert.pem").to_str().expect("utf8")]
+        )
+        .contains(": OK")
+    );
+    assert!(!r.stderr.contains(&cfssl.auth_key), "the auth key leaked into the log");
+    assert!(conf.run(&app, &["account", "test", "cfssl-authed"]).ok().contains("test_connection ok"));
+}
+
+#[test]
+fn openssl_ca_py_signs_with_an_encrypted_ca_key() {
+    let app = App::new();
+    let dir = app.path("ossl");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let d = |n: &str| dir.join(n).display().to_string();
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            &d("ca.key"),
+            "-out",
+            &d("ca.pem"),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=File CA",
+            "-passout",
+            "pass:correct horse",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    let accounts = format!(
+        "[accounts.file-ca]\nconnector = \"{}\"\nparams.ca_cert = \"{}\"\nparams.ca_key = \"{}\"\nparams.validity_days = \"10\"\nparams.ca_key_passphrase = {{ sensitive = true, value = {{ env = \"TEST_CA_PASS\" }} }}\n",
+        plugin("openssl-ca.py"),
+        d("ca.pem"),
+        d("ca.key")
+    );
+    let conf = Conf::new(&app, &accounts, &[("files", "accounts = [\"file-ca\"]\n[key]\ntype = \"rsa-2048\"\n")]);
+    let run = |pass: &str| {
+        let out = Command::new(certhost_bin())
+            .args([
+                "--config",
+                &conf.path(),
+                "-v",
+                "issue",
+                "--profile",
+                "files",
+                "--cn",
+                "files.example.com",
+                "--json",
+            ])
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key)
+            .env("TEST_CA_PASS", pass)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run("wrong passphrase");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("openssl could not sign the request for files.example.com"), "{stderr}");
+    let (code, stdout, stderr) = run("correct horse");
+    assert_eq!(code, Some(0), "{stderr}");
+    let issued: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let pem = issued["certificate"]["pem"].as_str().expect("pem");
+    fs::write(d("leaf.pem"), pem).expect("write");
+    assert!(sh("openssl", &["verify", "-CAfile", &d("ca.pem"), &d("leaf.pem")]).contains(": OK"));
+    assert!(!stderr.contains("correct horse"));
+    assert_eq!(issued["certificate"]["days_left"].as_i64().map(|d| (8..=10).contains(&d)), Some(true));
+}
+
+#[test]
+fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let mut accounts = String::new();
+    let mut profiles = Vec::new();
+    for mode in ["wrong_key", "wrong_names", "expired"] {
+        accounts.push_str(&scripted_account(mode, mode, &ca, ""));
+        profiles.push((mode, format!("accounts = [\"{mode}\"]\n")));
+    }
+    let profile_refs: Vec<(&str, &str)> = profiles.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let conf = Conf::new(&app, &accounts, &profile_refs);
+    for (mode, reason) in [
+        ("wrong_key", "the returned certificate is for a different public key than the CSR's"),
+        ("wrong_names", "the returned certificate does not cover the requested name DNS:www.example.com"),
+        ("expired", "the returned certificate expired at"),
+    ] {
+        let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);
+        assert!(r.fails(1).contains(reason), "{mode}: {}", r.stderr);
+    }
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0), "nothing entered the inventory");
+    let orders = app.json(&["orders", "list", "--json"]);
+    assert!(orders.as_array().expect("orders").iter().all(|o| o["state"] == "failed"));
+}
+
+#[test]
+fn failover_skips_unreachable_and_inactive_accounts() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let accounts = format!(
+        "{}{}{}",
+        scripted_account("down", "unreachable", &ca, ""),
+        scripted_account("off", "good", &ca, "status = \"inactive\""),
+        scripted_account("backup", "good", &ca, "")
+    );
+    let conf = Conf::new(&app, &accounts, &[("ha", "accounts = [\"down\", \"off\", \"backup\"]\n")]);
+    let r = conf.run(&app, &["issue", "--profile", "ha", "--cn", "ha.example.com", "--json"]);
+    let out: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(out["certificate"]["account"], "backup");
+    assert!(r.stderr.contains("unreachable") && r.stderr.contains("trying the next one"), "{}", r.stderr);
+    // The inactive account was never called: its connector never even loaded.
+    assert!(!r.stderr.contains("account off"), "{}", r.stderr);
+    // With every account down or off, the order fails naming why.
+    conf.run(&app, &["account", "deactivate", "backup"]).ok();
+    let r = conf.run(&app, &["issue", "--profile", "ha", "--cn", "ha.example.com"]);
+    assert!(r.fails(1).contains("every CA account of profile ha was unreachable"), "{}", r.stderr);
+}
+
+#[test]
+fn a_pending_order_is_polled_to_issued() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(&app, &scripted_account("slow", "pending", &ca, ""), &[("slow", "accounts = [\"slow\"]\n")]);
+    let r = conf.run(&app, &["issue", "--profile", "slow", "--cn", "slow.example.com"]);
+    assert!(r.ok().contains("order #1 is pending at the CA"), "{}", r.stdout);
+    assert_eq!(app.json(&["orders", "show", "1", "--json"])["state"], "pending");
+    let r = conf.run(&app, &["orders", "poll", "1"]);
+    assert!(r.ok().contains("issued certificate #1 (order #1)"), "{} {}", r.stdout, r.stderr);
+    assert_eq!(app.json(&["orders", "show", "1", "--json"])["state"], "issued");
+}
+
+#[test]
+fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(
+        &app,
+        &scripted_account("hang", "block", &ca, "timeout_seconds = 2"),
+        &[("hang", "accounts = [\"hang\"]\n")],
+    );
+    let mut child = Command::new(certhost_bin())
+        .args(["--config", &conf.path(), "issue", "--profile", "hang", "--cn", "crash.example.com"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the order is written and the CA call is in flight, then kill -9.
+    let mut in_flight = false;
+    for _ in 0..100 {
+        let orders = app.json(&["orders", "list", "--json"]);
+        if orders[0]["attempts"].as_i64() == Some(1) {
+            in_flight = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(in_flight, "the order was never submitted");
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let order = app.json(&["orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "pending");
+    assert_eq!(order["submitted"], false);
+    // The lease (timeout + 15 s) runs out; the next poll round hands it to the operator.
+    std::thread::sleep(std::time::Duration::from_secs(18));
+    conf.run(&app, &["orders", "poll"]).ok();
+    let order = app.json(&["orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "needs_attention", "{order}");
+    assert_eq!(order["attempts"], 1, "never re-sent by itself");
+    // The operator fixes the account and explicitly resubmits (same request id).
+    fs::write(conf.dir.join("certhost.toml"), scripted_account("hang", "good", &ca, "timeout_seconds = 2"))
+        .expect("rewrite");
+    let r = conf.run(&app, &["orders", "resubmit", "1"]);
+    assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1));
+}
