@@ -10,5 +10,6 @@ mod cli_profiles;
 mod helpers;
 mod issuance;
 mod library;
+mod plugin_check;
 mod props;
 mod python;

@@ -11,6 +11,7 @@ mod key_csr;
 mod list;
 mod orders;
 mod output;
+mod plugin;
 mod profile;
 mod secret;
 mod serve;
@@ -62,6 +63,9 @@ pub enum Command {
     /// API bearer tokens: create, list, revoke.
     #[command(subcommand)]
     Token(token::Command),
+    /// Connector plugins: conformance check.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
     /// Private root CA for the local-ca connector.
     #[command(subcommand)]
     Ca(ca::Command),
@@ -101,6 +105,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Plugin(cmd) => plugin::run(cmd),
         Command::Serve(args) => serve::run(args, configured(env)?),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),

@@ -1,0 +1,264 @@
+//! `certhost plugin check`: a conformance run for any connector, modelled on cert-manager's
+//! issuer conformance suite. It requests a certificate for a generated CSR with DNS and IP
+//! SANs, verifies the result exactly as the issuance pipeline does, and exercises every
+//! optional operation the connector declares. Each check yields one pass/fail line.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{
+    Args, CertificateRequest, Connector, ConnectorError, Disposition, Operation, OrderAction, RenewRequest,
+    RevocationReason, RevokeRequest,
+};
+use crate::csr::{CsrParams, San, Subject};
+use crate::key::KeyType;
+use crate::verify::{Expected, VerifiedCertificate, verify_issued};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    /// What was checked (`describe`, `certificate_request`, `revoke`, ...).
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// One sentence of detail (redacted).
+    pub detail: String,
+}
+
+fn line(check: &str, passed: bool, detail: impl Into<String>) -> CheckLine {
+    CheckLine { check: check.to_owned(), passed, detail: detail.into() }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The request the check sends: a P-256 key, a CN, two DNS names and an IP.
+fn check_request() -> Result<(CsrParams, CertificateRequest), String> {
+    let params = CsrParams {
+        subject: Subject { common_name: Some("check.certhost.test".into()), ..Subject::default() },
+        sans: vec![
+            San::Dns("check.certhost.test".into()),
+            San::Dns("www.check.certhost.test".into()),
+            San::Ip("192.0.2.10".parse().map_err(|_| "bad literal")?),
+        ],
+        key_type: KeyType::EcP256,
+        hash: None,
+    };
+    let (_, csr) = params.generate().map_err(|e| e.to_string())?;
+    let request = CertificateRequest {
+        csr_pem: csr.pem,
+        common_name: "check.certhost.test".into(),
+        request_id: format!("plugin-check-{}", now()),
+    };
+    Ok((params, request))
+}
+
+/// Follows a disposition through `poll` (when pending) to a verified certificate.
+async fn settle(
+    connector: &dyn Connector,
+    mut d: Disposition,
+    params: &CsrParams,
+    csr_pem: &str,
+    args: &Args,
+) -> Result<(VerifiedCertificate, Option<String>), String> {
+    let csr = crate::csr::parse_csr(csr_pem.as_bytes()).map_err(|e| e.to_string())?;
+    for _ in 0..20 {
+        match d {
+            Disposition::Issued { certificate, chain, ca_order_id } => {
+                let expected = Expected {
+                    public_key_raw: &csr.public_key_raw,
+                    common_name: params.subject.common_name.as_deref(),
+                    sans: &params.sans,
+                    now: now(),
+                };
+                return verify_issued(&expected, &certificate, &chain)
+                    .map(|v| (v, ca_order_id))
+                    .map_err(|e| e.to_string());
+            }
+            Disposition::Rejected { reason } => return Err(format!("the CA rejected the request: {reason}")),
+            Disposition::Pending { ca_order_id, retry_after_s } => {
+                tokio::time::sleep(Duration::from_secs(u64::from(retry_after_s.clamp(1, 5)))).await;
+                d = connector
+                    .poll(&ca_order_id, args)
+                    .await
+                    .map_err(|e| format!("pending, and poll failed: {}", args.redact(&e.to_string())))?;
+            }
+        }
+    }
+    Err("still pending after 20 polls".into())
+}
+
+/// Runs every check against `connector` with `args`.
+pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
+    let mut out = Vec::new();
+    let description = match connector.describe().await {
+        Ok(d) => {
+            let missing: Vec<&str> = d
+                .parameters
+                .iter()
+                .filter(|p| p.required && args.get(&p.name).is_none())
+                .map(|p| p.name.as_str())
+                .collect();
+            if missing.is_empty() {
+                out.push(line(
+                    "describe",
+                    true,
+                    format!(
+                        "{} {} declares {} parameter(s), operations: {}",
+                        d.name,
+                        d.version,
+                        d.parameters.len(),
+                        d.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            } else {
+                out.push(line(
+                    "describe",
+                    false,
+                    format!("required parameter(s) not given: {} (pass --param NAME=VALUE)", missing.join(", ")),
+                ));
+            }
+            d
+        }
+        Err(e) => {
+            out.push(line("describe", false, args.redact(&e.to_string())));
+            return out;
+        }
+    };
+    let (params, request) = match check_request() {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(line("certificate_request", false, e));
+            return out;
+        }
+    };
+    let issued = match connector.certificate_request(&request, args).await {
+        Ok(d) => match settle(connector, d, &params, &request.csr_pem, args).await {
+            Ok((v, order)) => {
+                out.push(line(
+                    "certificate_request",
+                    true,
+                    format!("issued serial {} by {}", v.info.serial, v.info.issuer),
+                ));
+                out.push(line(
+                    "verification",
+                    true,
+                    format!(
+                        "key matches the CSR, {} name(s) covered, chain of {} links, valid until {}",
+                        params.sans.len() + 1,
+                        v.chain.len(),
+                        crate::view::rfc3339(v.info.not_after)
+                    ),
+                ));
+                Some((v, order))
+            }
+            Err(e) => {
+                out.push(line("certificate_request", false, e));
+                None
+            }
+        },
+        Err(e) => {
+            out.push(line("certificate_request", false, args.redact(&e.to_string())));
+            None
+        }
+    };
+    let declared = |op: Operation| description.operations.contains(&op);
+    for op in Operation::ALL {
+        if !declared(op) {
+            continue;
+        }
+        let result: Result<String, String> = match op {
+            Operation::Poll => match &issued {
+                Some((_, Some(id))) => connector
+                    .poll(id, args)
+                    .await
+                    .map(|d| format!("poll of {id} answered {}", kind(&d)))
+                    .map_err(|e| e.to_string()),
+                _ => Ok("exercised while settling the request (or no CA order id to poll)".into()),
+            },
+            Operation::TestConnection => {
+                connector.test_connection(args).await.map(|_| "ok".into()).map_err(|e| e.to_string())
+            }
+            Operation::ListCertificates => connector
+                .list_certificates(args, None)
+                .await
+                .map(|p| format!("first page has {} item(s)", p.items.len()))
+                .map_err(|e| e.to_string()),
+            Operation::Renew => match (&issued, check_request()) {
+                (Some((v, order)), Ok((p2, r2))) => {
+                    let req = RenewRequest {
+                        prior_certificate_pem: crate::cert::to_pem(&v.der),
+                        prior_ca_order_id: order.clone(),
+                        request: r2.clone(),
+                    };
+                    match connector.renew(&req, args).await {
+                        Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args)
+                            .await
+                            .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                _ => Err("no issued certificate to renew".into()),
+            },
+            Operation::Revoke => match &issued {
+                Some((v, _)) => {
+                    let req = RevokeRequest {
+                        certificate_pem: crate::cert::to_pem(&v.der),
+                        serial: v.info.serial.clone(),
+                        reason: RevocationReason::Superseded,
+                        comment: "certhost plugin check".into(),
+                    };
+                    connector
+                        .revoke(&req, args)
+                        .await
+                        .map(|_| format!("revoked serial {}", v.info.serial))
+                        .map_err(|e| e.to_string())
+                }
+                None => Err("no issued certificate to revoke".into()),
+            },
+            Operation::UpdateOrder => match &issued {
+                Some((_, Some(id))) => match connector.update_order(id, OrderAction::Approve, args).await {
+                    Ok(d) => Ok(format!("approve answered {}", kind(&d))),
+                    Err(
+                        e @ (ConnectorError::Unsupported { .. }
+                        | ConnectorError::Internal { .. }
+                        | ConnectorError::TimedOut { .. }
+                        | ConnectorError::MemoryExceeded { .. }),
+                    ) => Err(e.to_string()),
+                    Err(e) => Ok(format!("the CA answered: {e}")),
+                },
+                _ => Err("no CA order id to update".into()),
+            },
+        };
+        match result {
+            Ok(detail) => out.push(line(op.as_str(), true, args.redact(&detail))),
+            Err(detail) => out.push(line(op.as_str(), false, args.redact(&detail))),
+        }
+    }
+    // Undeclared operations must answer "unsupported", not crash or hang.
+    let probe = connector.test_connection(args).await;
+    if !declared(Operation::TestConnection) {
+        let ok = matches!(probe, Err(ConnectorError::Unsupported { .. }));
+        out.push(line(
+            "undeclared operations",
+            ok,
+            if ok {
+                "answer unsupported".to_owned()
+            } else {
+                format!(
+                    "test_connection is not declared but answered {:?}",
+                    probe.map_err(|e| args.redact(&e.to_string()))
+                )
+            },
+        ));
+    }
+    out
+}
+
+fn kind(d: &Disposition) -> &'static str {
+    match d {
+        Disposition::Issued { .. } => "issued",
+        Disposition::Pending { .. } => "pending",
+        Disposition::Rejected { .. } => "rejected",
+    }
+}
