@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => ensure_system_tools().and_then(|_| build_plugins()).and_then(|_| test(&args[1..])),
-        Some("run") => build_plugins().and_then(|_| run(&args[1..])),
+        Some("run") => build_plugins().and_then(|_| demo_ca()).and_then(|_| run(&args[1..])),
         Some("build-plugins") => build_plugins(),
         _ => {
             eprintln!("usage: cargo xtask test [-- CARGO TEST ARGS] | run -- CERTHOST ARGS | build-plugins");
@@ -119,6 +119,31 @@ fn test(extra: &[String]) -> Result<(), String> {
     let st = child.wait().map_err(|e| format!("cargo test: {e}"))?;
     println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
     if st.success() { Ok(()) } else { Err(format!("cargo test failed ({st})")) }
+}
+
+/// The example configuration (certhost.toml) signs with ./demo-ca; create it on first run.
+fn demo_ca() -> Result<(), String> {
+    if root().join("demo-ca").join("ca.pem").is_file() {
+        return Ok(());
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "certhost",
+        "--bin",
+        "certhost",
+        "--",
+        "ca",
+        "init",
+        "--out",
+        "demo-ca",
+        "--cn",
+        "certhost demo CA",
+    ]);
+    status(cmd, "creating the demo CA")
 }
 
 fn run(extra: &[String]) -> Result<(), String> {

@@ -19,6 +19,10 @@ pub enum Command {
         /// sensitive are redacted from all output.
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Sensitive parameter NAME=VALUE (repeatable): redacted from all output even when
+        /// the connector does not declare it sensitive.
+        #[arg(long = "sensitive-param", value_name = "NAME=VALUE")]
+        sensitive_params: Vec<String>,
         /// Call deadline in seconds.
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
@@ -29,9 +33,10 @@ pub enum Command {
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::Check { path, params, timeout_seconds, allowed_hosts } = cmd;
+    let Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts } = cmd;
     let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
     let given = super::kv_pairs(&params)?;
+    let secrets = super::kv_pairs(&sensitive_params)?;
     let def = AccountDef {
         connector: path.clone(),
         description: String::new(),
@@ -52,6 +57,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let sensitive =
                 description.as_ref().is_some_and(|d| d.parameters.iter().any(|p| &p.name == k && p.sensitive));
             if sensitive { args.insert_sensitive(k.clone(), v.clone()) } else { args.insert(k.clone(), v.clone()) }
+        }
+        for (k, v) in &secrets {
+            args.insert_sensitive(k.clone(), v.clone());
         }
         anyhow::Ok(check::run(&*connector, &args).await)
     })?;

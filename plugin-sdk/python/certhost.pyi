@@ -1,0 +1,67 @@
+"""Typing stub for certhost Python script connectors.
+
+A connector script is a plain module. Only `certificate_request` is required; it has the
+VMware Avi certificate-management signature, so Avi scripts run unmodified. Every
+`args_dict` value is a string. Return a PEM string (certificate, optionally followed by
+its chain) or a status dict. Report failure Avi's way — write to stderr and
+`sys.exit(code)` — or raise: the message is what the script wrote to stderr (or the
+exception), with every sensitive value replaced by ***. Exceptions from `requests`
+connection errors and timeouts mean "CA unreachable": the host fails over to the profile's
+next CA account.
+
+    import certhost   # this module, provided by the host at run time
+
+Module-level state persists between calls of the same CA account (one worker process per
+account), so "reuse a token if one exists, else authenticate" works as in Avi.
+"""
+from typing import Any, Dict, List, Optional, TypedDict, Union
+
+class Parameter(TypedDict, total=False):
+    name: str
+    description: str
+    required: bool
+    sensitive: bool
+    default: str
+
+class Issued(TypedDict, total=False):
+    status: str  # "issued"
+    certificate: str  # PEM
+    chain: Union[str, List[str]]  # PEM, leaf-first order, without the leaf
+    order_id: str
+
+class Pending(TypedDict, total=False):
+    status: str  # "pending"
+    order_id: str
+    retry_after: int  # seconds; clamped to 5..3600
+
+class Rejected(TypedDict, total=False):
+    status: str  # "rejected"
+    reason: str
+
+Disposition = Union[str, Issued, Pending, Rejected]
+
+# --- host services -------------------------------------------------------------------------
+
+def log(level: str, message: str) -> None:
+    """Log through the host ("debug", "info", "warn", "error"); sensitive values are redacted."""
+
+def cache_get(key: str) -> Optional[str]:
+    """A value cached for this CA account, or None when absent or expired."""
+
+def cache_set(key: str, value: str, ttl: Optional[float] = None) -> None:
+    """Cache a value for this CA account for `ttl` seconds (forever when None)."""
+
+def request_id() -> Optional[str]:
+    """The order's request id during certificate_request/renew: use it to make retries idempotent."""
+
+# --- what a connector script defines -------------------------------------------------------
+
+PARAMETERS: List[Union[str, Parameter]]
+
+def certificate_request(csr: str, common_name: str, args_dict: Dict[str, str]) -> Disposition: ...
+def poll(order_id: str, args_dict: Dict[str, str]) -> Disposition: ...
+def renew(prior_certificate: str, ca_order_id: Optional[str], csr: str, common_name: str, args_dict: Dict[str, str]) -> Disposition: ...
+def revoke(certificate: str, serial: str, reason: str, comment: str, args_dict: Dict[str, str]) -> Any: ...
+def test_connection(args_dict: Dict[str, str]) -> bool: ...
+def list_certificates(args_dict: Dict[str, str], cursor: Optional[str]) -> Dict[str, Any]: ...
+def update_order(order_id: str, action: str, args_dict: Dict[str, str]) -> Disposition: ...

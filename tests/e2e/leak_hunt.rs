@@ -1,0 +1,160 @@
+//! Invariant 2, hunted: unique sensitive values go through every command, the server, failing
+//! calls included; then every output, log and raw database byte is searched for them.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::{App, Server, certhost_bin, http};
+
+const ACCOUNT_SECRET: &str = "acct-S3CRET-4f9d21c7e0";
+const DYNAMIC_SECRET: &str = "pin-S3CRET-88a1b2c3d4";
+
+#[test]
+fn no_sensitive_value_appears_in_any_output_log_or_database_byte() {
+    let app = App::new();
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let fixtures = crate::python::fixture("");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            r#"
+[accounts.good]
+connector = "{f}/scripted_ca.py"
+params.mode = "good"
+params.ca_cert = "{ca}/ca.pem"
+params.ca_key = "{ca}/ca.key"
+params.api_token = {{ sensitive = true, required = true }}
+
+[accounts.leaky]
+connector = "{f}/hostile/prints_secret.py"
+params.api_key = {{ sensitive = true, required = true }}
+"#,
+            f = fixtures.display(),
+            ca = ca.display()
+        ),
+    )
+    .expect("config");
+    let profile = "[params]\nticket_pin = { dynamic = true, sensitive = true, required = true }\n";
+    std::fs::write(conf.join("profiles/web.toml"), format!("accounts = [\"good\"]\n{profile}")).expect("profile");
+    std::fs::write(conf.join("profiles/leaky.toml"), format!("accounts = [\"leaky\"]\n{profile}")).expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+
+    let mut transcript = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(certhost_bin());
+        cmd.args(["--config", &config, "-vv"])
+            .args(args)
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("wait");
+        transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&out.stderr));
+        out.status.code()
+    };
+    assert_eq!(run(&["secret", "set", "good", "api_token"], Some(ACCOUNT_SECRET)), Some(0));
+    assert_eq!(run(&["secret", "set", "leaky", "api_key"], Some(ACCOUNT_SECRET)), Some(0));
+    let pin = format!("ticket_pin={DYNAMIC_SECRET}");
+    assert_eq!(
+        run(&["issue", "--profile", "web", "--cn", "www.example.com", "--param", &pin, "--json"], None),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["issue", "--profile", "leaky", "--cn", "www.example.com", "--param", &pin], None),
+        Some(1),
+        "the leaky script fails"
+    );
+    let long_cn = "x".repeat(70);
+    assert_eq!(run(&["issue", "--profile", "web", "--cn", &long_cn, "--param", &pin], None), Some(1));
+    assert_eq!(
+        run(
+            &["issue", "--profile", "web", "--cn", "x.example.com", "--param", &format!("nosuch={DYNAMIC_SECRET}")],
+            None
+        ),
+        Some(1)
+    );
+    assert_eq!(run(&["secret", "set", "good", "mode"], Some(ACCOUNT_SECRET)), Some(1), "not sensitive: refused");
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["show", "1"],
+        &["show", "1", "--json"],
+        &["show", "1", "--pem"],
+        &["audit"],
+        &["audit", "--json"],
+        &["orders", "list"],
+        &["orders", "list", "--json"],
+        &["orders", "show", "1"],
+        &["orders", "show", "2", "--json"],
+        &["account", "list"],
+        &["account", "list", "--json"],
+        &["account", "show", "good"],
+        &["account", "show", "leaky", "--json"],
+        &["profile", "list"],
+        &["profile", "show", "web", "--json"],
+        &["account", "test", "leaky"],
+    ] {
+        run(args, None);
+    }
+    let check = crate::python::fixture("hostile/prints_secret.py").display().to_string();
+    run(&["plugin", "check", &check, "--sensitive-param", &format!("api_key={ACCOUNT_SECRET}")], None);
+    assert!(transcript.contains("***"), "redaction markers expected in the transcript");
+
+    // The server: every GET, with the server's own log.
+    let server = Server::start(app, Some(std::path::Path::new(&config)));
+    let token = server.token("hunter", "admin");
+    let c = http();
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/good",
+        "/v1/accounts/leaky",
+        "/v1/profiles",
+        "/v1/profiles/web",
+        "/v1/orders",
+        "/v1/orders/1",
+        "/v1/orders/2",
+        "/v1/audit?limit=1000",
+        "/v1/certificates",
+        "/v1/certificates/1",
+        "/readyz",
+    ] {
+        let body =
+            c.get(format!("{}{path}", server.base)).bearer_auth(&token).send().expect("get").text().expect("text");
+        transcript.push_str(&body);
+    }
+    let failed = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "leaky", "cn": "a.example.com", "params": {"ticket_pin": DYNAMIC_SECRET}}))
+        .send()
+        .expect("post");
+    assert!(failed.status().is_client_error() || failed.status().is_server_error());
+    transcript.push_str(&failed.text().expect("text"));
+    transcript.push_str(&server.log());
+
+    for secret in [ACCOUNT_SECRET, DYNAMIC_SECRET] {
+        if let Some(i) = transcript.find(secret) {
+            panic!(
+                "{secret} leaked into output or logs: ...{}...",
+                &transcript[i.saturating_sub(300)..(i + 100).min(transcript.len())]
+            );
+        }
+        for entry in std::fs::read_dir(server.app.data_dir()).expect("data dir") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} found in {}",
+                path.display()
+            );
+        }
+    }
+}
