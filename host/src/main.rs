@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
     let env = cli::Env {
+        data_dir: args.data_dir.clone(),
         master_key: std::env::var("CERTHOST_MASTER_KEY").ok().filter(|v| !v.is_empty()),
         actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
     };

@@ -78,15 +78,49 @@ fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
-/// Builds every connector crate under `plugins/` for wasm32-wasip2 (no-op until there are any).
+/// Builds every component under `plugins/` for wasm32-wasip2 and copies each to
+/// `plugins/dist/NAME.wasm`, the one place configurations and tests look for them.
 fn build_plugins() -> Result<(), String> {
-    let manifest = root().join("plugins").join("Cargo.toml");
+    let plugins = root().join("plugins");
+    let manifest = plugins.join("Cargo.toml");
     if !manifest.is_file() {
         return Ok(());
     }
+    // rust-toolchain.toml lists the target; installing it here also covers machines where
+    // rustup does not add targets by itself.
+    let target_ok = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"))
+        .unwrap_or(false);
+    if !target_ok {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", "wasm32-wasip2"]).current_dir(root());
+        status(add, "rustup target add wasm32-wasip2")?;
+    }
+    // Beside the host's build when CARGO_TARGET_DIR points elsewhere (CI caches it).
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| PathBuf::from(d).join("plugins-wasm"))
+        .unwrap_or_else(|| plugins.join("target"));
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"]).arg(&manifest);
-    status(cmd, "building the wasm connectors")
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    status(cmd, "building the wasm connectors")?;
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    let dist = plugins.join("dist");
+    std::fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
+    let entries = std::fs::read_dir(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let name = path.file_name().map(|n| n.to_string_lossy().replace('_', "-")).unwrap_or_default();
+            std::fs::copy(&path, dist.join(&name)).map_err(|e| format!("copying {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs every test, echoing cargo's output, and ends with one summary line over all test

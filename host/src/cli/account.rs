@@ -230,7 +230,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             println!("account {name} deleted (its audit history stays)");
         }
         Command::Test { name } => {
-            let registry = super::registry();
+            let registry = super::registry(&env.data_dir);
             let (ok, message) = super::runtime()?.block_on(async {
                 let mut p =
                     Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };

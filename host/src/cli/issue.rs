@@ -63,7 +63,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         params: super::kv_pairs(&args.params)?,
         csr,
     };
-    let registry = super::registry();
+    let registry = super::registry(&env.data_dir);
     let outcome = super::runtime()?.block_on(async {
         let mut pipeline =
             Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };

@@ -87,6 +87,8 @@ pub enum Command {
 
 /// What main.rs reads from the process environment for the commands.
 pub struct Env {
+    /// The data directory (for the compiled-component cache).
+    pub data_dir: PathBuf,
     /// `CERTHOST_MASTER_KEY`, when set.
     pub master_key: Option<String>,
     /// Who is acting, for audit events.
@@ -105,8 +107,8 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
-        Command::Plugin(cmd) => plugin::run(cmd),
-        Command::Serve(args) => serve::run(args, configured(env)?),
+        Command::Plugin(cmd) => plugin::run(cmd, env),
+        Command::Serve(args) => serve::run(args, configured(env)?, env),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
@@ -136,10 +138,10 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
 }
 
 /// The connector registry for this process.
-fn registry() -> certhost::connector::Registry {
+fn registry(data_dir: &Path) -> certhost::connector::Registry {
     // Script connectors run in worker processes of this very binary.
     let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
-    certhost::connector::Registry::new(exe)
+    certhost::connector::Registry::new(exe, Some(data_dir.join("wasm-cache")))
 }
 
 /// A single-threaded async runtime for commands that call connectors.

@@ -72,7 +72,7 @@ pub enum Command {
 }
 
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let registry = super::registry();
+    let registry = super::registry(&env.data_dir);
     match cmd {
         Command::List { state, limit, json } => {
             let orders = inv.orders(state, limit)?;

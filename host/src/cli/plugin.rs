@@ -32,7 +32,7 @@ pub enum Command {
     },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
     let Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts } = cmd;
     let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
     let given = super::kv_pairs(&params)?;
@@ -48,7 +48,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         memory_mib: None,
     };
     def.check("plugin-check")?;
-    let registry = super::registry();
+    let registry = super::registry(&env.data_dir);
     let lines = super::runtime()?.block_on(async {
         let connector = registry.connector("plugin-check", &def).await?;
         let description = connector.describe().await.ok();

@@ -20,8 +20,9 @@ pub struct Args {
     poll_interval: u64,
 }
 
-pub fn run(args: Args, inv: Inventory) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, inv: Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let registry = super::registry(&env.data_dir);
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -29,7 +30,7 @@ pub fn run(args: Args, inv: Inventory) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         let state = AppState {
             inventory: Arc::new(tokio::sync::Mutex::new(inv)),
-            connectors: Arc::new(super::registry()),
+            connectors: Arc::new(registry),
             env: Arc::new(super::env_lookup),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

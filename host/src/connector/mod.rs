@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod check;
 pub mod python;
 mod registry;
+pub mod wasm;
 
 pub use registry::Registry;
 

@@ -1,0 +1,423 @@
+//! WebAssembly component connectors (wasmtime, component model, contract
+//! `certhost:connector@0.1.0`).
+//!
+//! Layers: `bindings` (only `bindgen!`), `host_impl` (the host interface), `http` (the
+//! outbound-HTTP policy), `runtime` (Engine, Linker, cache, Store state) and this file: the
+//! [`WasmConnector`], one compiled component and `InstancePre` per CA account, a fresh Store
+//! per call, under a deadline and a memory cap. WIT types become domain types here.
+
+mod bindings;
+mod host_impl;
+mod http;
+mod runtime;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use self::bindings::certhost::connector::types as wit;
+use self::bindings::{CaConnector, CaConnectorPre};
+use self::http::{AllowedHost, HttpPolicy};
+use self::runtime::{MemoryLimiter, Runtime, State};
+use super::{
+    Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
+    ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
+};
+
+pub use self::http::AllowedHost as AllowedHostRule;
+
+/// The contract version this host implements.
+pub const CONTRACT: &str = "certhost:connector/connector@0.1.0";
+
+/// A loaded component connector for one CA account.
+pub struct WasmConnector {
+    name: String,
+    account: String,
+    runtime: Arc<Runtime>,
+    pre: CaConnectorPre<State>,
+    limits: Limits,
+    allowed: Vec<AllowedHost>,
+    cache: host_impl::Cache,
+    description: Description,
+}
+
+type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+impl WasmConnector {
+    /// Compiles (or loads from `cache_dir`) the component at `path`, checks the contract
+    /// version it targets, and reads its description.
+    pub async fn load(
+        path: &Path,
+        account: &str,
+        limits: Limits,
+        allowed_hosts: &[String],
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, ConnectorError> {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_owned();
+        let label = format!("connector {stem}");
+        let mis = |message: String| ConnectorError::Misconfigured { connector: label.clone(), message };
+        if !path.is_file() {
+            return Err(mis(format!("{} does not exist", path.display())));
+        }
+        let runtime = Runtime::global().map_err(|e| mis(format!("the WebAssembly runtime cannot start: {e}")))?.clone();
+        let component = runtime.load_component(path, cache_dir).map_err(|e| mis(e.to_string()))?;
+        check_contract(&runtime, &component).map_err(&mis)?;
+        let allowed = allowed_hosts
+            .iter()
+            .map(|h| {
+                AllowedHost::parse(h)
+                    .ok_or_else(|| mis(format!("allowed host {h:?} is not https://host:port, host or *.domain")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| mis(format!("the component needs imports this host does not offer: {e}")))?;
+        let pre =
+            CaConnectorPre::new(pre).map_err(|e| mis(format!("the component does not match the contract: {e}")))?;
+        let mut me = Self {
+            name: stem,
+            account: account.to_owned(),
+            runtime,
+            pre,
+            limits,
+            allowed,
+            cache: Default::default(),
+            description: Description {
+                name: String::new(),
+                version: String::new(),
+                parameters: vec![],
+                operations: vec![],
+            },
+        };
+        let described = me
+            .call(&Args::new(), |store, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_describe(store).await })
+            })
+            .await?;
+        me.description = described.into();
+        if !me.description.name.is_empty() {
+            me.name = me.description.name.clone();
+        }
+        Ok(me)
+    }
+
+    fn label_str(&self) -> String {
+        format!("connector {}", self.name)
+    }
+
+    /// One call in a fresh Store: instantiate, run `f`, drop everything.
+    async fn call<R: Send>(
+        &self,
+        args: &Args,
+        f: impl for<'a> FnOnce(&'a mut Store<State>, &'a CaConnector) -> CallFuture<'a, R> + Send,
+    ) -> Result<R, ConnectorError> {
+        let label = self.label_str();
+        let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let state = State {
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: HttpPolicy {
+                allowed: self.allowed.clone(),
+                label: label.clone(),
+                body_limit: self.limits.http_body_bytes,
+            },
+            table: ResourceTable::new(),
+            limits: MemoryLimiter {
+                max_bytes: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
+                hit: false,
+            },
+            cache: self.cache.clone(),
+            label: label.clone(),
+            account: self.account.clone(),
+            sensitive: args.sensitive_values().map(str::to_owned).collect(),
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.limits.timeout.as_millis() / runtime::EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let pre = &self.pre;
+        let outcome = {
+            let run = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                f(&mut store, &instance).await
+            };
+            // Epochs do not advance while the guest waits in a host call (HTTP): the tokio
+            // timeout covers that case.
+            tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run).await
+        };
+        match outcome {
+            Err(_) => Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout }),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                if store.data().limits.hit {
+                    return Err(ConnectorError::MemoryExceeded {
+                        connector: label,
+                        limit_bytes: self.limits.memory_bytes,
+                    });
+                }
+                match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => {
+                        Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout })
+                    }
+                    Some(trap) => Err(ConnectorError::Internal {
+                        connector: label,
+                        message: args.redact(&format!("trapped: {trap}")),
+                    }),
+                    None => {
+                        let first = format!("{e}");
+                        Err(ConnectorError::Internal {
+                            connector: label,
+                            message: args
+                                .redact(&format!("failed: {}", first.lines().next().unwrap_or("unknown error"))),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn from_wit(&self, e: wit::ConnectorError, args: &Args) -> ConnectorError {
+        let connector = self.label_str();
+        match e {
+            wit::ConnectorError::Unreachable(m) => ConnectorError::Unreachable { connector, message: args.redact(&m) },
+            wit::ConnectorError::Unauthorized(m) => {
+                ConnectorError::Unauthorized { connector, message: args.redact(&m) }
+            }
+            wit::ConnectorError::Misconfigured(m) => {
+                ConnectorError::Misconfigured { connector, message: args.redact(&m) }
+            }
+            wit::ConnectorError::Unsupported(m) => {
+                ConnectorError::Unsupported { connector, operation: args.redact(&m) }
+            }
+            wit::ConnectorError::Internal(m) => ConnectorError::Internal { connector, message: args.redact(&m) },
+        }
+    }
+
+    fn disposition(
+        &self,
+        r: Result<wit::Disposition, wit::ConnectorError>,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        match r {
+            Ok(wit::Disposition::Issued(i)) => {
+                Ok(Disposition::Issued { certificate: i.certificate, chain: i.chain, ca_order_id: i.ca_order_id })
+            }
+            Ok(wit::Disposition::Pending(p)) => {
+                Ok(Disposition::Pending { ca_order_id: p.ca_order_id, retry_after_s: p.retry_after_s })
+            }
+            Ok(wit::Disposition::Rejected(reason)) => Ok(Disposition::Rejected { reason: args.redact(&reason) }),
+            Err(e) => Err(self.from_wit(e, args)),
+        }
+    }
+}
+
+/// Finds which contract version a component exports and refuses any but ours.
+fn check_contract(runtime: &Runtime, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let exported: Vec<String> = ty.exports(&runtime.engine).map(|(name, _)| name.to_owned()).collect();
+    if exported.iter().any(|n| n == CONTRACT) {
+        return Ok(());
+    }
+    match exported.iter().find(|n| n.starts_with("certhost:connector/connector@")) {
+        Some(other) => Err(format!(
+            "the component targets contract version {}, but this host supports {}",
+            other.trim_start_matches("certhost:connector/connector@"),
+            CONTRACT.trim_start_matches("certhost:connector/connector@")
+        )),
+        None => Err(format!("the component does not export {CONTRACT} (exports: {})", exported.join(", "))),
+    }
+}
+
+fn wit_args(args: &Args) -> Vec<wit::Param> {
+    args.iter().map(|(k, v)| wit::Param { name: k.to_owned(), value: v.to_owned() }).collect()
+}
+
+impl From<wit::Description> for Description {
+    fn from(d: wit::Description) -> Self {
+        Description {
+            name: d.name,
+            version: d.version,
+            parameters: d
+                .parameters
+                .into_iter()
+                .map(|p| ParameterSpec {
+                    name: p.name,
+                    description: p.description,
+                    required: p.required,
+                    sensitive: p.sensitive,
+                    default: p.default,
+                })
+                .collect(),
+            operations: d
+                .operations
+                .into_iter()
+                .map(|o| match o {
+                    wit::Operation::Poll => Operation::Poll,
+                    wit::Operation::Renew => Operation::Renew,
+                    wit::Operation::Revoke => Operation::Revoke,
+                    wit::Operation::TestConnection => Operation::TestConnection,
+                    wit::Operation::ListCertificates => Operation::ListCertificates,
+                    wit::Operation::UpdateOrder => Operation::UpdateOrder,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&CertificateRequest> for wit::IssueRequest {
+    fn from(r: &CertificateRequest) -> Self {
+        wit::IssueRequest {
+            csr_pem: r.csr_pem.clone(),
+            common_name: r.common_name.clone(),
+            request_id: r.request_id.clone(),
+        }
+    }
+}
+
+impl From<RevocationReason> for wit::RevocationReason {
+    fn from(r: RevocationReason) -> Self {
+        match r {
+            RevocationReason::Unspecified => wit::RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise => wit::RevocationReason::KeyCompromise,
+            RevocationReason::CaCompromise => wit::RevocationReason::CaCompromise,
+            RevocationReason::AffiliationChanged => wit::RevocationReason::AffiliationChanged,
+            RevocationReason::Superseded => wit::RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation => wit::RevocationReason::CessationOfOperation,
+            RevocationReason::CertificateHold => wit::RevocationReason::CertificateHold,
+            RevocationReason::PrivilegeWithdrawn => wit::RevocationReason::PrivilegeWithdrawn,
+            RevocationReason::AaCompromise => wit::RevocationReason::AaCompromise,
+        }
+    }
+}
+
+impl From<OrderAction> for wit::OrderAction {
+    fn from(a: OrderAction) -> Self {
+        match a {
+            OrderAction::Approve => wit::OrderAction::Approve,
+            OrderAction::Decline => wit::OrderAction::Decline,
+            OrderAction::Suspend => wit::OrderAction::Suspend,
+            OrderAction::Resume => wit::OrderAction::Resume,
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for WasmConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn describe(&self) -> Result<Description, ConnectorError> {
+        Ok(self.description.clone())
+    }
+
+    async fn certificate_request(
+        &self,
+        request: &CertificateRequest,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        let (req, a) = (wit::IssueRequest::from(request), wit_args(args));
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_certificate_request(s, &req, &a).await })
+            })
+            .await?;
+        self.disposition(r, args)
+    }
+
+    async fn poll(&self, ca_order_id: &str, args: &Args) -> Result<Disposition, ConnectorError> {
+        let (id, a) = (ca_order_id.to_owned(), wit_args(args));
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_poll(s, &id, &a).await })
+            })
+            .await?;
+        self.disposition(r, args)
+    }
+
+    async fn renew(&self, request: &RenewRequest, args: &Args) -> Result<Disposition, ConnectorError> {
+        let req = wit::RenewRequest {
+            prior_certificate_pem: request.prior_certificate_pem.clone(),
+            prior_ca_order_id: request.prior_ca_order_id.clone(),
+            request: (&request.request).into(),
+        };
+        let a = wit_args(args);
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_renew(s, &req, &a).await })
+            })
+            .await?;
+        self.disposition(r, args)
+    }
+
+    async fn revoke(&self, request: &RevokeRequest, args: &Args) -> Result<(), ConnectorError> {
+        let req = wit::RevokeRequest {
+            certificate_pem: request.certificate_pem.clone(),
+            serial: request.serial.clone(),
+            reason: request.reason.into(),
+            comment: request.comment.clone(),
+        };
+        let a = wit_args(args);
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_revoke(s, &req, &a).await })
+            })
+            .await?;
+        r.map_err(|e| self.from_wit(e, args))
+    }
+
+    async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {
+        let a = wit_args(args);
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_test_connection(s, &a).await })
+            })
+            .await?;
+        r.map_err(|e| self.from_wit(e, args))
+    }
+
+    async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
+        let (a, cur) = (wit_args(args), cursor.map(str::to_owned));
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(
+                    async move { c.certhost_connector_connector().call_list_certificates(s, &a, cur.as_deref()).await },
+                )
+            })
+            .await?;
+        let page = r.map_err(|e| self.from_wit(e, args))?;
+        Ok(CertificatePage {
+            items: page
+                .items
+                .into_iter()
+                .map(|i| ListedCertificate { ca_order_id: i.ca_order_id, status: i.status, certificate: i.certificate })
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn update_order(
+        &self,
+        ca_order_id: &str,
+        action: OrderAction,
+        args: &Args,
+    ) -> Result<Disposition, ConnectorError> {
+        let (id, act, a) = (ca_order_id.to_owned(), wit::OrderAction::from(action), wit_args(args));
+        let r = self
+            .call(args, move |s, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_update_order(s, &id, act, &a).await })
+            })
+            .await?;
+        self.disposition(r, args)
+    }
+}

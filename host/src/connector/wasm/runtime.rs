@@ -1,0 +1,182 @@
+//! The wasmtime setup: one Engine per process (async, component model, pooling allocator,
+//! epoch interruption driven by a ticker thread), a Linker with only the capabilities a
+//! connector may have, an on-disk cache of compiled components, and the per-call Store.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::CaConnector;
+use super::host_impl::Cache;
+use super::http::HttpPolicy;
+
+/// How often the epoch ticks: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide engine and linker.
+pub struct Runtime {
+    /// The engine (shared by all connectors).
+    pub engine: Engine,
+    /// The linker: wasi (no files, env or sockets), wasi:http (filtered), the host interface.
+    pub linker: Linker<State>,
+}
+
+/// Per-call state of a Store.
+pub struct State {
+    pub(super) wasi: WasiCtx,
+    pub(super) http: WasiHttpCtx,
+    pub(super) hooks: HttpPolicy,
+    pub(super) table: ResourceTable,
+    pub(super) limits: MemoryLimiter,
+    pub(super) cache: Cache,
+    pub(super) label: String,
+    pub(super) account: String,
+    pub(super) sensitive: Vec<String>,
+}
+
+impl State {
+    /// Replaces this call's sensitive values in guest log text.
+    pub(super) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for v in self.sensitive.iter().filter(|v| !v.is_empty()) {
+            out = out.replace(v.as_str(), "***");
+        }
+        out
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Caps linear memory and tables; remembers whether the cap was hit, so a failed call can be
+/// reported as "exceeded its memory limit" rather than as the trap the guest then hits.
+pub struct MemoryLimiter {
+    pub(super) max_bytes: usize,
+    pub(super) hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Errors setting up the runtime or loading a component.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// wasmtime refused the configuration or the component.
+    #[error("{0}")]
+    Wasmtime(String),
+    /// Reading the component or the cache failed.
+    #[error("{path}: {reason}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn wt(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Wasmtime(e.to_string())
+}
+
+impl Runtime {
+    /// The process-wide runtime, created on first use.
+    pub fn global() -> Result<&'static Arc<Runtime>, RuntimeError> {
+        static RUNTIME: OnceLock<Result<Arc<Runtime>, String>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| Runtime::new().map(Arc::new).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| RuntimeError::Wasmtime(e.clone()))
+    }
+
+    fn new() -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(64);
+        pool.total_core_instances(256);
+        pool.total_memories(256);
+        pool.total_tables(256);
+        pool.max_memory_size(1 << 30);
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(wt)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                // The epoch advances while the engine lives; deadlines are counted in ticks.
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| RuntimeError::Wasmtime(format!("cannot start the epoch ticker: {e}")))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wt)?;
+        CaConnector::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        Ok(Self { engine, linker })
+    }
+
+    /// Loads a component, compiling it once: compiled code is cached under `cache_dir`,
+    /// keyed by the file's hash and the engine's compatibility hash, and only files this host
+    /// wrote itself are ever deserialized.
+    pub fn load_component(&self, path: &Path, cache_dir: Option<&Path>) -> Result<Component, RuntimeError> {
+        let io = |reason: String| RuntimeError::Io { path: path.to_owned(), reason };
+        let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
+        let Some(dir) = cache_dir else {
+            return Component::new(&self.engine, &bytes).map_err(|e| io(format!("not a valid component: {e:#}")));
+        };
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(&bytes)), engine_hash.finish());
+        let cached = dir.join(&key);
+        if cached.is_file() {
+            // SAFETY: the cache directory is private to certhost and every file in it was
+            // written below by this engine configuration (the key includes its compatibility
+            // hash); wasmtime checks the header again before using it.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                return Ok(c);
+            }
+        }
+        let compiled =
+            self.engine.precompile_component(&bytes).map_err(|e| io(format!("not a valid component: {e:#}")))?;
+        if std::fs::create_dir_all(dir).is_ok() {
+            let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &compiled).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        // SAFETY: `compiled` was produced a moment ago by this very engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| io(e.to_string()))
+    }
+}

@@ -1,0 +1,111 @@
+//! A small blocking HTTP client over `wasi:http/outgoing-handler`. The host decides which
+//! hosts are reachable (the CA account's allowed hosts); a refused host is an error here.
+
+use wasi::http::outgoing_handler;
+use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+
+use crate::ConnectorError;
+
+/// A response: status, headers (lowercase names) and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Headers as (name, value) pairs.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// GET `url`.
+pub fn get(url: &str) -> Result<Response, ConnectorError> {
+    request(Method::Get, url, &[], None)
+}
+
+/// POST `body` to `url` with a content type.
+pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<Response, ConnectorError> {
+    request(Method::Post, url, &[("content-type", content_type.as_bytes())], Some(body))
+}
+
+/// Sends one request and reads the whole response.
+pub fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &[u8])],
+    body: Option<&[u8]>,
+) -> Result<Response, ConnectorError> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else {
+        return Err(ConnectorError::Misconfigured(format!("URL {url} must start with http:// or https://")));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(&name.to_string(), &value.to_vec())
+            .map_err(|e| ConnectorError::Internal(format!("bad header {name}: {e:?}")))?;
+    }
+    let req = OutgoingRequest::new(fields);
+    let bad = |what: &str| ConnectorError::Internal(format!("cannot build the request: invalid {what}"));
+    req.set_method(&method).map_err(|_| bad("method"))?;
+    req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+    req.set_authority(Some(authority)).map_err(|_| bad("authority"))?;
+    req.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
+    let outgoing = req.body().map_err(|_| bad("body"))?;
+    if let Some(data) = body {
+        let stream = outgoing.write().map_err(|_| bad("body stream"))?;
+        for chunk in data.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| ConnectorError::Unreachable(format!("sending the body failed: {e:?}")))?;
+        }
+        drop(stream);
+    }
+    let future = outgoing_handler::handle(req, None).map_err(|e| map_error(url, e))?;
+    OutgoingBody::finish(outgoing, None).map_err(|e| map_error(url, e))?;
+    let incoming = loop {
+        match future.get() {
+            Some(result) => {
+                break result
+                    .map_err(|_| ConnectorError::Internal("response already taken".into()))?
+                    .map_err(|e| map_error(url, e))?;
+            }
+            None => future.subscribe().block(),
+        }
+    };
+    let status = incoming.status();
+    let headers = incoming.headers().entries();
+    let body_res = incoming.consume().map_err(|_| ConnectorError::Internal("response body unavailable".into()))?;
+    let stream = body_res.stream().map_err(|_| ConnectorError::Internal("response body unavailable".into()))?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => body.extend_from_slice(chunk.as_slice()),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => {
+                return Err(ConnectorError::Unreachable(format!("reading the response from {url} failed: {e:?}")));
+            }
+        }
+    }
+    Ok(Response { status, headers, body })
+}
+
+fn map_error(url: &str, e: ErrorCode) -> ConnectorError {
+    match e {
+        ErrorCode::HttpRequestDenied => ConnectorError::Misconfigured(format!(
+            "the host denied the request to {url}: it is not among the CA account's allowed hosts"
+        )),
+        ErrorCode::ConnectionRefused
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::DnsTimeout
+        | ErrorCode::DestinationNotFound
+        | ErrorCode::DestinationUnavailable => ConnectorError::Unreachable(format!("{url}: {e:?}")),
+        other => ConnectorError::Unreachable(format!("{url}: {other:?}")),
+    }
+}

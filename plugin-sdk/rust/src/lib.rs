@@ -1,0 +1,164 @@
+//! The Rust SDK for certhost CA connectors.
+//!
+//! Implement [`Connector`] for a type, call [`register_connector!`] with it, and build the
+//! crate as a `cdylib` for `wasm32-wasip2`: the result is a component exporting the
+//! `certhost:connector@0.1.0` contract (`plugin-sdk/wit/v0.1`). Optional operations default
+//! to "unsupported"; list the ones you implement in [`Description::operations`].
+//!
+//! ```ignore
+//! use certhost_plugin_sdk::*;
+//!
+//! struct MyCa;
+//!
+//! impl Connector for MyCa {
+//!     fn describe() -> Description { /* name, version, parameters */ }
+//!     fn certificate_request(req: IssueRequest, args: Vec<Param>) -> Result<Disposition, ConnectorError> {
+//!         let url = arg(&args, "url")?;
+//!         let answer = http::post(&format!("{url}/sign"), "application/json", req.csr_pem.as_bytes())?;
+//!         /* ... */
+//!     }
+//! }
+//!
+//! register_connector!(MyCa);
+//! ```
+#![deny(missing_docs)]
+
+pub mod http;
+
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/v0.1",
+        world: "ca-connector",
+        pub_export_macro: true,
+        default_bindings_module: "certhost_plugin_sdk::bindings",
+    });
+}
+
+pub use bindings::certhost::connector::host::Level;
+pub use bindings::certhost::connector::types::{
+    CertificatePage, ConnectorError, Description, Disposition, IssueRequest, Issued, ListedCertificate, Operation,
+    OrderAction, Param, ParameterSpec, Pending, RenewRequest, RevocationReason, RevokeRequest,
+};
+
+/// The contract version this SDK builds components for.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// A CA connector. Only `describe` and `certificate_request` are required.
+pub trait Connector {
+    /// Name, version, parameters and the optional operations implemented.
+    fn describe() -> Description;
+
+    /// Submit a CSR to the CA.
+    fn certificate_request(request: IssueRequest, args: Vec<Param>) -> Result<Disposition, ConnectorError>;
+
+    /// Poll a pending order.
+    fn poll(ca_order_id: String, args: Vec<Param>) -> Result<Disposition, ConnectorError> {
+        let _ = (ca_order_id, args);
+        Err(unsupported("poll"))
+    }
+
+    /// Renew (the host falls back to `certificate_request` when unsupported).
+    fn renew(request: RenewRequest, args: Vec<Param>) -> Result<Disposition, ConnectorError> {
+        let _ = (request, args);
+        Err(unsupported("renew"))
+    }
+
+    /// Revoke a certificate.
+    fn revoke(request: RevokeRequest, args: Vec<Param>) -> Result<(), ConnectorError> {
+        let _ = (request, args);
+        Err(unsupported("revoke"))
+    }
+
+    /// Check reachability and credentials.
+    fn test_connection(args: Vec<Param>) -> Result<(), ConnectorError> {
+        let _ = args;
+        Err(unsupported("test_connection"))
+    }
+
+    /// One page of the CA's certificates.
+    fn list_certificates(args: Vec<Param>, cursor: Option<String>) -> Result<CertificatePage, ConnectorError> {
+        let _ = (args, cursor);
+        Err(unsupported("list_certificates"))
+    }
+
+    /// Approve, decline, suspend or resume an order.
+    fn update_order(ca_order_id: String, action: OrderAction, args: Vec<Param>) -> Result<Disposition, ConnectorError> {
+        let _ = (ca_order_id, action, args);
+        Err(unsupported("update_order"))
+    }
+}
+
+/// The error for an operation this connector does not implement.
+pub fn unsupported(operation: &str) -> ConnectorError {
+    ConnectorError::Unsupported(format!("{operation} is not implemented by this connector"))
+}
+
+/// The value of parameter `name`, or a `misconfigured` error naming it.
+pub fn arg<'a>(args: &'a [Param], name: &str) -> Result<&'a str, ConnectorError> {
+    optional_arg(args, name).ok_or_else(|| ConnectorError::Misconfigured(format!("missing parameter {name}")))
+}
+
+/// The value of parameter `name`, if given and not empty.
+pub fn optional_arg<'a>(args: &'a [Param], name: &str) -> Option<&'a str> {
+    args.iter().find(|p| p.name == name).map(|p| p.value.as_str()).filter(|v| !v.is_empty())
+}
+
+/// Cryptographically secure random bytes from the host (`wasi:random`).
+pub fn random_bytes(n: u64) -> Vec<u8> {
+    wasi::random::random::get_random_bytes(n)
+}
+
+/// Logs through the host.
+pub fn log(level: Level, message: &str) {
+    bindings::certhost::connector::host::log(level, message);
+}
+
+/// A value cached for this CA account, if present and not expired.
+pub fn cache_get(key: &str) -> Option<String> {
+    bindings::certhost::connector::host::cache_get(key)
+}
+
+/// Caches a value for this CA account for `ttl_seconds` (0 = until the host restarts).
+pub fn cache_set(key: &str, value: &str, ttl_seconds: u32) {
+    bindings::certhost::connector::host::cache_set(key, value, ttl_seconds);
+}
+
+/// Wires a [`Connector`] implementation to the component's exports.
+#[macro_export]
+macro_rules! register_connector {
+    ($connector:ty) => {
+        #[doc(hidden)]
+        pub struct __CerthostExport;
+
+        impl $crate::bindings::exports::certhost::connector::connector::Guest for __CerthostExport {
+            fn describe() -> $crate::Description {
+                <$connector as $crate::Connector>::describe()
+            }
+            fn certificate_request(request: $crate::IssueRequest, args: Vec<$crate::Param>) -> Result<$crate::Disposition, $crate::ConnectorError> {
+                <$connector as $crate::Connector>::certificate_request(request, args)
+            }
+            fn poll(ca_order_id: String, args: Vec<$crate::Param>) -> Result<$crate::Disposition, $crate::ConnectorError> {
+                <$connector as $crate::Connector>::poll(ca_order_id, args)
+            }
+            fn renew(request: $crate::RenewRequest, args: Vec<$crate::Param>) -> Result<$crate::Disposition, $crate::ConnectorError> {
+                <$connector as $crate::Connector>::renew(request, args)
+            }
+            fn revoke(request: $crate::RevokeRequest, args: Vec<$crate::Param>) -> Result<(), $crate::ConnectorError> {
+                <$connector as $crate::Connector>::revoke(request, args)
+            }
+            fn test_connection(args: Vec<$crate::Param>) -> Result<(), $crate::ConnectorError> {
+                <$connector as $crate::Connector>::test_connection(args)
+            }
+            fn list_certificates(args: Vec<$crate::Param>, cursor: Option<String>) -> Result<$crate::CertificatePage, $crate::ConnectorError> {
+                <$connector as $crate::Connector>::list_certificates(args, cursor)
+            }
+            fn update_order(ca_order_id: String, action: $crate::OrderAction, args: Vec<$crate::Param>) -> Result<$crate::Disposition, $crate::ConnectorError> {
+                <$connector as $crate::Connector>::update_order(ca_order_id, action, args)
+            }
+        }
+
+        $crate::bindings::export!(__CerthostExport with_types_in $crate::bindings);
+    };
+}
