@@ -64,6 +64,8 @@ pub enum ParamSpec {
     Bare(String),
     /// `[params.name] ...`.
     Full(ParamDef),
+    /// `name = { env = "VAR" }` or `name = { file = "PATH" }`: a non-sensitive reference.
+    Ref(ValueSource),
 }
 
 impl From<ParamSpec> for ParamDef {
@@ -71,6 +73,7 @@ impl From<ParamSpec> for ParamDef {
         match spec {
             ParamSpec::Bare(v) => ParamDef { value: Some(ValueSource::Literal(v)), ..ParamDef::default() },
             ParamSpec::Full(def) => def,
+            ParamSpec::Ref(source) => ParamDef { value: Some(source), ..ParamDef::default() },
         }
     }
 }
@@ -295,6 +298,7 @@ mod tests {
             url = "https://ca.example"
             key = { sensitive = true, value = { env = "CA_KEY" } }
             who = { dynamic = true, required = true, regex = "[a-z]+" }
+            ca = { file = "ca.pem" }
             "#,
         )
         .expect("toml");
@@ -303,6 +307,9 @@ mod tests {
         let key: ParamDef = t.params["key"].clone().into();
         assert_eq!(key.value, Some(ValueSource::Env { env: "CA_KEY".into() }));
         assert!(key.check("key", "profile p").is_ok());
+        let ca: ParamDef = t.params["ca"].clone().into();
+        assert_eq!(ca.value, Some(ValueSource::File { file: "ca.pem".into() }));
+        assert!(!ca.sensitive);
         let who: ParamDef = t.params["who"].clone().into();
         assert!(who.check_value("who", "abc").is_ok());
         assert!(who.check_value("who", "ABC").unwrap_err().to_string().contains("must match [a-z]+"));

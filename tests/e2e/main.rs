@@ -15,3 +15,4 @@ mod library;
 mod plugin_check;
 mod props;
 mod python;
+mod wasm;

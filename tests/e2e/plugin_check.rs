@@ -63,3 +63,31 @@ fn a_connector_returning_garbage_fails_the_check_with_exit_1() {
     let r = app.run(&["plugin", "check", crate::python::fixture("hostile/syntax_error.py").to_str().expect("utf8")]);
     assert!(r.fails(1).contains("SyntaxError"), "{}", r.stderr);
 }
+
+#[test]
+fn local_ca_wasm_passes_every_check_and_a_garbage_returning_component_fails() {
+    let app = App::new();
+    let ca = certhost::root_ca::create("Check CA", 10).expect("ca");
+    let local_ca = crate::wasm::component("local-ca");
+    let r = app.run(&[
+        "plugin",
+        "check",
+        local_ca.to_str().expect("utf8"),
+        "--param",
+        &format!("ca_certificate={}", ca.certificate_pem),
+        "--param",
+        &format!("ca_private_key={}", ca.key.to_pem().as_str()),
+    ]);
+    let out = r.ok();
+    assert!(
+        out.contains("PASS certificate_request")
+            && out.contains("PASS verification")
+            && out.contains("PASS test_connection"),
+        "{out}"
+    );
+    assert!(!out.contains("PRIVATE KEY"), "the sensitive key is never printed");
+    let hostile = crate::wasm::component("hostile");
+    let r = app.run(&["plugin", "check", hostile.to_str().expect("utf8"), "--param", "mode=garbage"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("FAIL certificate_request") && r.stdout.contains("does not parse"), "{}", r.stdout);
+}

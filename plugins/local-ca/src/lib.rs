@@ -123,7 +123,16 @@ impl Connector for LocalCa {
         serial[0] &= 0x7f;
         serial[0] |= 0x01;
         let now = ::time::OffsetDateTime::now_utc();
-        let ca_key_id = sha1::Sha1::digest(ca.public_key().subject_public_key.data.as_ref()).to_vec();
+        // The authority key identifier must equal the CA's subject key identifier, or
+        // verifiers (openssl) cannot find the issuer; SHA-1 of the key when the CA has none.
+        let ca_key_id = ca
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_else(|| sha1::Sha1::digest(ca.public_key().subject_public_key.data.as_ref()).to_vec());
         let leaf_key_id = sha1::Sha1::digest(info.subject_pki.subject_public_key.data.as_ref()).to_vec();
         const ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
         let tbs = yasna::construct_der(|w| {

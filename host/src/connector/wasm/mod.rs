@@ -169,10 +169,14 @@ impl WasmConnector {
                     Some(wasmtime::Trap::Interrupt) => {
                         Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout })
                     }
-                    Some(trap) => Err(ConnectorError::Internal {
-                        connector: label,
-                        message: args.redact(&format!("trapped: {trap}")),
-                    }),
+                    Some(trap) => {
+                        let text = trap.to_string();
+                        let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+                        Err(ConnectorError::Internal {
+                            connector: label,
+                            message: args.redact(&format!("trapped: {text}")),
+                        })
+                    }
                     None => {
                         let first = format!("{e}");
                         Err(ConnectorError::Internal {
