@@ -91,3 +91,66 @@ fn local_ca_wasm_passes_every_check_and_a_garbage_returning_component_fails() {
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("FAIL certificate_request") && r.stdout.contains("does not parse"), "{}", r.stdout);
 }
+
+/// Copies a directory tree, skipping build output.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let name = entry.file_name();
+        if name == "target" || name == "dist" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if src.is_dir() { copy_tree(&src, &dst) } else { std::fs::copy(&src, &dst).map(|_| ()).expect("copy") }
+    }
+}
+
+#[test]
+fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched() {
+    let app = App::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = app.path("repo");
+    copy_tree(&repo.join("plugins"), &work.join("plugins"));
+    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
+    let plugins = work.join("plugins");
+    let r = app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")]);
+    assert!(r.ok().contains("created"), "{}", r.stdout);
+    assert!(std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace").contains("\"acme-lab\""));
+    assert!(
+        app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")])
+            .fails(1)
+            .contains("already exists")
+    );
+    assert!(
+        app.run(&["plugin", "new", "Bad_Name", "--plugins-dir", plugins.to_str().expect("utf8")])
+            .fails(1)
+            .contains("is invalid")
+    );
+    // Build it the way `cargo xtask build-plugins` does, sharing its compiled dependencies.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| std::path::PathBuf::from(d).join("plugins-wasm"))
+        .unwrap_or_else(|| repo.join("plugins/target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "acme-lab", "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&repo)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "the new connector builds");
+    let wasm = target.join("wasm32-wasip2/release/acme_lab.wasm");
+    let ca = certhost::root_ca::create("Template CA", 10).expect("ca");
+    let r = app.run(&[
+        "plugin",
+        "check",
+        wasm.to_str().expect("utf8"),
+        "--param",
+        &format!("ca_certificate={}", ca.certificate_pem),
+        "--param",
+        &format!("ca_private_key={}", ca.key.to_pem().as_str()),
+    ]);
+    let out = r.ok();
+    assert!(out.contains("PASS describe               acme-lab 0.1.0") && !out.contains("FAIL"), "{out}");
+}

@@ -10,6 +10,21 @@ use certhost::connector::{Args, ConnectorSource, check};
 /// Plugin subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Create a connector crate in PLUGINS_DIR/NAME that builds and passes `plugin check`
+    /// as it is: a CA inside a component (the local-ca connector) to start from.
+    New {
+        /// Connector name: lowercase letters, digits and '-', starting with a letter.
+        name: String,
+        /// Language of the connector (rust).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// The plugins workspace to create it in (its Cargo.toml gains the new member).
+        #[arg(long, default_value = "plugins")]
+        plugins_dir: PathBuf,
+        /// Path of the Rust SDK, relative to the new crate.
+        #[arg(long, default_value = "../../plugin-sdk/rust")]
+        sdk: String,
+    },
     /// Load a connector (.wasm or .py), request a certificate, verify it as the host does,
     /// exercise every optional operation it declares; one pass/fail line per check.
     Check {
@@ -32,8 +47,69 @@ pub enum Command {
     },
 }
 
+/// The template's source: the local-ca connector itself, so the template always builds and
+/// always passes the checks its tests run.
+const TEMPLATE_LIB: &str = include_str!("../../../plugins/local-ca/src/lib.rs");
+
 pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts } = cmd;
+    match cmd {
+        Command::New { name, lang, plugins_dir, sdk } => new(&name, &lang, &plugins_dir, &sdk),
+        Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts } => {
+            check(path, params, sensitive_params, timeout_seconds, allowed_hosts, env)
+        }
+    }
+}
+
+fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        lang == "rust",
+        "--lang {lang} is not supported (rust; Python connectors are plain scripts: see plugin-sdk/python/certhost.pyi)"
+    );
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    anyhow::ensure!(
+        valid,
+        "connector name {name:?} is invalid: use lowercase letters, digits and '-', starting with a letter"
+    );
+    let dir = plugins_dir.join(name);
+    anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let manifest = format!(
+        "[package]\nname = \"{name}\"\ndescription = \"certhost connector {name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\ncerthost-plugin-sdk = {{ path = \"{sdk}\" }}\np256 = {{ version = \"0.13\", default-features = false, features = [\"ecdsa\", \"pkcs8\", \"pem\", \"std\"] }}\nsha1 = \"0.10\"\ntime = \"0.3\"\nx509-parser = \"0.18\"\nyasna = {{ version = \"0.6\", features = [\"std\"] }}\n"
+    );
+    let lib = TEMPLATE_LIB.replacen(
+        "//! local-ca: a certificate authority inside a component.",
+        &format!("//! {name}: a certhost connector, started from the local-ca template (a CA inside a\n//! component). Replace the signing in `certificate_request` with calls to your CA through\n//! `certhost_plugin_sdk::http`, keep `describe` in step with the parameters you read.\n//!\n//! The template:"),
+        1,
+    ).replace("name: \"local-ca\".into()", &format!("name: \"{name}\".into()"));
+    std::fs::write(dir.join("Cargo.toml"), manifest)?;
+    std::fs::write(dir.join("src/lib.rs"), lib)?;
+    let workspace = plugins_dir.join("Cargo.toml");
+    if let Ok(text) = std::fs::read_to_string(&workspace) {
+        if let Some(pos) = text.find("members = [") {
+            let at = pos + "members = [".len();
+            let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
+            std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
+        }
+    }
+    println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
+    println!(
+        "next: cargo xtask build-plugins && certhost plugin check {}/dist/{name}.wasm --param ca_certificate=\"$(cat ca.pem)\" --param ca_private_key=\"$(cat ca.key)\"",
+        plugins_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    path: PathBuf,
+    params: Vec<String>,
+    sensitive_params: Vec<String>,
+    timeout_seconds: u64,
+    allowed_hosts: Vec<String>,
+    env: &super::Env,
+) -> anyhow::Result<ExitCode> {
     let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
     let given = super::kv_pairs(&params)?;
     let secrets = super::kv_pairs(&sensitive_params)?;

@@ -110,6 +110,17 @@ impl WasmConnector {
         Ok(me)
     }
 
+    /// Calls `describe` in a fresh instance (what the load does): the bare per-call cost of a
+    /// store, an instantiation and one export call, measured by the `wasm_call` benchmark.
+    pub async fn describe_live(&self) -> Result<Description, ConnectorError> {
+        let d = self
+            .call(&Args::new(), |store, c| {
+                Box::pin(async move { c.certhost_connector_connector().call_describe(store).await })
+            })
+            .await?;
+        Ok(d.into())
+    }
+
     fn label_str(&self) -> String {
         format!("connector {}", self.name)
     }
