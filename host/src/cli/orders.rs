@@ -156,13 +156,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }),
         Command::Approve { id, params, json } => {
             inv.approve_order(id, &env.actor)?;
-            let params = super::kv_pairs(&params)?;
-            super::runtime()?.block_on(async {
-                let mut p =
-                    Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-                let outcome = p.submit(id, &params).await?;
-                super::issue::report(p.inventory, &outcome, None, json)
-            })
+            submit(inv, &registry, env, id, &params, json)
         }
         Command::Decline { id, reason } => {
             inv.decline_order(id, &reason, &env.actor)?;
@@ -171,13 +165,24 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
         Command::Resubmit { id, params, json } => {
             inv.resubmit_order(id, &env.actor)?;
-            let params = super::kv_pairs(&params)?;
-            super::runtime()?.block_on(async {
-                let mut p =
-                    Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-                let outcome = p.submit(id, &params).await?;
-                super::issue::report(p.inventory, &outcome, None, json)
-            })
+            submit(inv, &registry, env, id, &params, json)
         }
     }
+}
+
+/// Sends an approved or resubmitted order to its CA and reports the outcome.
+fn submit(
+    inv: &mut Inventory,
+    registry: &certhost::connector::Registry,
+    env: &super::Env,
+    id: i64,
+    params: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let params = super::kv_pairs(params)?;
+    super::runtime()?.block_on(async {
+        let mut p = Pipeline { inventory: inv, connectors: registry, env: &super::env_lookup, actor: &env.actor };
+        let outcome = p.submit(id, &params).await?;
+        super::issue::report(p.inventory, &outcome, None, json)
+    })
 }

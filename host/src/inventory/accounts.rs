@@ -153,32 +153,7 @@ impl Inventory {
         if !users.is_empty() {
             return Err(InventoryError::InUse(format!("account {name} is used by profile(s) {}", users.join(", "))));
         }
-        let open: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM orders WHERE account = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
-            [name],
-            |r| r.get(0),
-        )?;
-        if open > 0 {
-            return Err(InventoryError::InUse(format!("account {name} has {open} open order(s)")));
-        }
-        let now = self.now();
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
-        tx.execute("DELETE FROM secrets WHERE owner_kind = 'account' AND owner_name = ?1", [name])?;
-        audit::record(
-            &tx,
-            now,
-            &NewAuditEvent {
-                actor,
-                action: "account.delete",
-                object_type: "account",
-                object_id: Some(name.into()),
-                outcome: "success",
-                detail: serde_json::json!({}),
-            },
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.delete_owner(SecretOwner::Account, name, actor)
     }
 
     /// Stores the result of `account test` (message already redacted).
@@ -282,25 +257,36 @@ impl Inventory {
         if self.profile(name)?.is_none() {
             return Err(InventoryError::NotFound(format!("profile {name}")));
         }
+        self.delete_owner(SecretOwner::Profile, name, actor)
+    }
+
+    /// Deletes an account or profile with its sealed secrets, refused while an open order
+    /// uses it; its audit history stays.
+    fn delete_owner(&mut self, kind: SecretOwner, name: &str, actor: &str) -> Result<(), InventoryError> {
+        let (table, word) = match kind {
+            SecretOwner::Account => ("accounts", "account"),
+            SecretOwner::Profile => ("profiles", "profile"),
+        };
         let open: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM orders WHERE profile = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
+            &format!("SELECT COUNT(*) FROM orders WHERE {word} = ?1 AND state IN ('awaiting_approval','pending','needs_attention')"),
             [name],
             |r| r.get(0),
         )?;
         if open > 0 {
-            return Err(InventoryError::InUse(format!("profile {name} has {open} open order(s)")));
+            return Err(InventoryError::InUse(format!("{word} {name} has {open} open order(s)")));
         }
         let now = self.now();
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM profiles WHERE name = ?1", [name])?;
-        tx.execute("DELETE FROM secrets WHERE owner_kind = 'profile' AND owner_name = ?1", [name])?;
+        tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
+        tx.execute("DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2", params![kind.as_str(), name])?;
+        let action = format!("{word}.delete");
         audit::record(
             &tx,
             now,
             &NewAuditEvent {
                 actor,
-                action: "profile.delete",
-                object_type: "profile",
+                action: &action,
+                object_type: word,
                 object_id: Some(name.into()),
                 outcome: "success",
                 detail: serde_json::json!({}),
