@@ -137,3 +137,40 @@ fn sigterm_stops_the_server_cleanly() {
     let exit = server.child.wait().expect("wait");
     assert_eq!(exit.code(), Some(0), "log: {}", server.log());
 }
+
+#[test]
+fn sighup_reloads_profiles_from_files() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = crate::python::fixture("scripted_ca.py");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(conf.join("profiles/first.toml"), "accounts = [\"a\"]\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("reader", "auditor");
+    let names = || -> Vec<String> {
+        let v: serde_json::Value = http()
+            .get(format!("{}/v1/profiles", server.base))
+            .bearer_auth(&token)
+            .send()
+            .expect("get")
+            .json()
+            .expect("json");
+        v["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect()
+    };
+    assert_eq!(names(), ["first"]);
+    std::fs::write(conf.join("profiles/second.toml"), "accounts = [\"a\"]\n").expect("profile");
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = names();
+        if seen.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(seen, ["first", "second"], "log: {}", server.log());
+}

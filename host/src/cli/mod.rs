@@ -108,7 +108,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
-        Command::Serve(args) => serve::run(args, configured(env)?, env),
+        Command::Serve(args) => serve::run(args, configured(env)?, config_path(config.as_deref()), env),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
@@ -118,14 +118,18 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The configuration file in use: the one given, or ./certhost.toml when present.
+fn config_path(config: Option<&Path>) -> Option<PathBuf> {
+    match config {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from("certhost.toml")).filter(|p| p.is_file()),
+    }
+}
+
 /// Opens the inventory and syncs the configuration file into it.
 fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
-    let path = match config {
-        Some(p) => Some(p.to_path_buf()),
-        None => Some(PathBuf::from("certhost.toml")).filter(|p| p.is_file()),
-    };
-    if let Some(path) = path {
+    if let Some(path) = config_path(config) {
         let report = certhost::config::load(&mut inv, &path, &env.actor)?;
         for a in &report.accounts_changed {
             tracing::info!(account = %a, "account loaded from {}", path.display());

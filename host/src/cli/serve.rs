@@ -20,7 +20,12 @@ pub struct Args {
     poll_interval: u64,
 }
 
-pub fn run(args: Args, inv: Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: Args,
+    inv: Inventory,
+    config: Option<std::path::PathBuf>,
+    env: &super::Env,
+) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry = super::registry(&env.data_dir);
     rt.block_on(async move {
@@ -41,6 +46,9 @@ pub fn run(args: Args, inv: Inventory, env: &super::Env) -> anyhow::Result<ExitC
             Duration::from_secs(args.poll_interval.max(1)),
             stop_rx,
         ));
+        if let Some(path) = config {
+            tokio::spawn(reload_on_sighup(state.inventory.clone(), path));
+        }
         println!("certhost listening on http://{addr}");
         tracing::info!(%addr, "listening");
         api::serve(listener, state, shutdown_signal()).await?;
@@ -50,6 +58,23 @@ pub fn run(args: Args, inv: Inventory, env: &super::Env) -> anyhow::Result<ExitC
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Re-reads the configuration (accounts, profiles) on SIGHUP. A file with an error is
+/// reported and nothing of it is applied.
+async fn reload_on_sighup(inventory: Arc<tokio::sync::Mutex<Inventory>>, path: std::path::PathBuf) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        let mut inv = inventory.lock().await;
+        match certhost::config::load(&mut inv, &path, "serve:reload") {
+            Ok(report) => {
+                tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; the previous configuration stays in force")
+            }
+        }
+    }
 }
 
 /// Completes on SIGTERM or ctrl-c.
