@@ -212,3 +212,76 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
             .contains("test_connection ok")
     );
 }
+
+#[tokio::test]
+async fn https_to_a_private_ca_server_works_only_with_the_accounts_extra_ca() {
+    let app = App::new();
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let srv = app.path("srv");
+    app.run(&["key-csr", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", srv.to_str().expect("utf8")]).ok();
+    std::fs::write(srv.join("ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
+    let p = |d: &Path, n: &str| d.join(n).to_str().expect("utf8").to_owned();
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&srv, "csr.pem"),
+            "-CA",
+            &p(&ca, "ca.pem"),
+            "-CAkey",
+            &p(&ca, "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&srv, "ext"),
+            "-out",
+            &p(&srv, "cert.pem"),
+        ],
+    );
+    std::fs::write(srv.join("index.html"), "hello over tls").expect("index");
+    let port = free_port();
+    let script = format!(
+        "import http.server, ssl\nsrv = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('{}', '{}')\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n",
+        p(&srv, "cert.pem"),
+        p(&srv, "key.pem")
+    );
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .current_dir(&srv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tls server");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let allowed = vec![format!("https://127.0.0.1:{port}")];
+    let mut args = mode("http");
+    args.insert("url", format!("https://127.0.0.1:{port}/index.html"));
+    let trusting = WasmConnector::load_with_trust(
+        &component("hostile"),
+        "tls",
+        limits(10, 64),
+        &allowed,
+        &[ca.join("ca.pem")],
+        None,
+    )
+    .await
+    .expect("loads");
+    let ok = trusting.certificate_request(&request(), &args).await;
+    let untrusting =
+        WasmConnector::load(&component("hostile"), "tls2", limits(10, 64), &allowed, None).await.expect("loads");
+    let refused = untrusting.certificate_request(&request(), &args).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ok.expect("trusted private CA"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
+    let err = refused.expect_err("untrusted").to_string();
+    assert!(err.contains("connector hostile"), "{err}");
+}

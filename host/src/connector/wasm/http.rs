@@ -58,6 +58,8 @@ pub struct HttpPolicy {
     pub label: String,
     /// Cap on one response body.
     pub body_limit: u64,
+    /// TLS trust of the account (system roots + extra CA PEMs).
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl WasiHttpHooks for HttpPolicy {
@@ -91,14 +93,15 @@ impl WasiHttpHooks for HttpPolicy {
             between_bytes_timeout: cap(opts.between_bytes_timeout, READ_TIMEOUT),
         };
         let limit = self.body_limit;
+        let tls = self.tls.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) = super::sender::send(request, options, tls).await?;
             let response = response.map(|body| {
                 http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
                     .map_err(move |_| HttpError::HttpResponseBodySize(Some(limit)))
                     .boxed_unsync()
             });
-            Ok((response, Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>))
+            Ok((response, io))
         })
     }
 }

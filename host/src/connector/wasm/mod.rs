@@ -10,6 +10,7 @@ mod bindings;
 mod host_impl;
 mod http;
 mod runtime;
+mod sender;
 
 use std::future::Future;
 use std::path::Path;
@@ -45,6 +46,7 @@ pub struct WasmConnector {
     pre: CaConnectorPre<State>,
     limits: Limits,
     allowed: Vec<AllowedHost>,
+    tls: Arc<rustls::ClientConfig>,
     cache: host_impl::Cache,
     description: Description,
 }
@@ -59,6 +61,18 @@ impl WasmConnector {
         account: &str,
         limits: Limits,
         allowed_hosts: &[String],
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, ConnectorError> {
+        Self::load_with_trust(path, account, limits, allowed_hosts, &[] as &[&Path], cache_dir).await
+    }
+
+    /// [`WasmConnector::load`] with extra trusted CA certificates (PEM files) for outbound TLS.
+    pub async fn load_with_trust(
+        path: &Path,
+        account: &str,
+        limits: Limits,
+        allowed_hosts: &[String],
+        extra_ca_pems: &[impl AsRef<Path>],
         cache_dir: Option<&Path>,
     ) -> Result<Self, ConnectorError> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_owned();
@@ -83,6 +97,7 @@ impl WasmConnector {
             .map_err(|e| mis(format!("the component needs imports this host does not offer: {e}")))?;
         let pre =
             CaConnectorPre::new(pre).map_err(|e| mis(format!("the component does not match the contract: {e}")))?;
+        let tls = sender::tls_config(extra_ca_pems).map_err(&mis)?;
         let mut me = Self {
             name: stem,
             account: account.to_owned(),
@@ -90,6 +105,7 @@ impl WasmConnector {
             pre,
             limits,
             allowed,
+            tls,
             cache: Default::default(),
             description: Description {
                 name: String::new(),
@@ -140,6 +156,7 @@ impl WasmConnector {
                 allowed: self.allowed.clone(),
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
+                tls: self.tls.clone(),
             },
             table: ResourceTable::new(),
             limits: MemoryLimiter {
