@@ -61,6 +61,9 @@ pub struct AccountDef {
     /// Memory cap of the plugin, MiB (default 64 for WASM, 512 for Python).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
+    /// Cap on one outbound HTTP response body of a component, MiB (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_body_mib: Option<u64>,
 }
 
 /// Accepts both `name = "value"` and full parameter tables.
@@ -146,6 +149,14 @@ impl AccountDef {
                 });
             }
         }
+        if let Some(b) = self.http_body_mib {
+            if !(1..=1024).contains(&b) {
+                return Err(AccountError::BadLimit {
+                    name: name.to_owned(),
+                    what: format!("http_body_mib {b} must be 1-1024"),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -165,6 +176,9 @@ impl AccountDef {
         }
         if let Some(m) = self.memory_mib {
             limits.memory_bytes = m * 1024 * 1024;
+        }
+        if let Some(b) = self.http_body_mib {
+            limits.http_body_bytes = b * 1024 * 1024;
         }
         limits
     }

@@ -199,6 +199,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 extra_ca_pems: vec![],
                 timeout_seconds: None,
                 memory_mib: None,
+                http_body_mib: None,
             };
             fields.apply(&mut def)?;
             def.check(&name)?;

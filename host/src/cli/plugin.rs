@@ -122,6 +122,7 @@ fn check(
         extra_ca_pems: vec![],
         timeout_seconds: Some(timeout_seconds),
         memory_mib: None,
+        http_body_mib: None,
     };
     def.check("plugin-check")?;
     let registry = super::registry(&env.data_dir);
