@@ -100,12 +100,15 @@ impl MasterKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| file_err(e.to_string()))?;
+                let mut f = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Another process created it a moment ago: use that one.
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        return Self::load_or_create(data_dir, None);
+                    }
+                    Err(e) => return Err(file_err(e.to_string())),
+                };
                 let text = Zeroizing::new(B64.encode(key.0.as_slice()));
                 f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| file_err(e.to_string()))?;
                 Ok((key, KeySource::Created(path)))

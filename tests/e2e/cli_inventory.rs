@@ -230,3 +230,33 @@ fn list_filters_by_expiry_status_search_and_issuer() {
     assert_eq!(names(&["--search", "%"]), Vec::<String>::new(), "LIKE wildcards are literal");
     assert!(app.run(&["list", "--status", "bogus"]).fails(2).contains("unknown status"));
 }
+
+/// Regression: two processes opening a new data directory at once both applied migration 1
+/// ("table meta already exists"); migrations now take the write lock first.
+#[test]
+fn many_processes_opening_a_new_data_directory_at_once_all_succeed() {
+    for with_env_key in [true, false] {
+        let app = App::new();
+        let children: Vec<std::process::Child> = (0..8)
+            .map(|_| {
+                let mut cmd = std::process::Command::new(crate::helpers::certhost_bin());
+                cmd.args(["list", "--json"])
+                    .env("CERTHOST_DATA_DIR", app.data_dir())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                if with_env_key {
+                    cmd.env("CERTHOST_MASTER_KEY", &app.master_key);
+                } else {
+                    cmd.env_remove("CERTHOST_MASTER_KEY");
+                }
+                cmd.spawn().expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "concurrent open failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let key = if with_env_key { Some(app.master_key.as_str()) } else { None };
+        app.run_with_key(&["list"], key).ok();
+    }
+}

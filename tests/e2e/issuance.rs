@@ -292,7 +292,7 @@ fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend(
         .expect("spawn");
     // Wait until the order is written and the CA call is in flight, then kill -9.
     let mut in_flight = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         let orders = app.json(&["orders", "list", "--json"]);
         if orders[0]["attempts"].as_i64() == Some(1) {
             in_flight = true;

@@ -49,9 +49,11 @@ pub fn run(
         if let Some(path) = config {
             tokio::spawn(reload_on_sighup(state.inventory.clone(), path));
         }
+        // Signal handlers are in place before anyone can learn the address and send one.
+        let shutdown = shutdown_signal()?;
         println!("certhost listening on http://{addr}");
         tracing::info!(%addr, "listening");
-        api::serve(listener, state, shutdown_signal()).await?;
+        api::serve(listener, state, shutdown).await?;
         // The server drained; tell the poller, then wait for its round to end.
         let _ = stop_tx.send(true);
         let _ = poller.await;
@@ -77,18 +79,15 @@ async fn reload_on_sighup(inventory: Arc<tokio::sync::Mutex<Inventory>>, path: s
     }
 }
 
-/// Completes on SIGTERM or ctrl-c.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and SIGINT handlers now; the returned future completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    })
 }

@@ -18,7 +18,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::vault::{MasterKey, VaultError};
 
@@ -145,20 +145,16 @@ impl Inventory {
             .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
     }
 
-    /// The first open seals a known value; later opens must be able to open it.
+    /// The first open seals a known value; later opens must be able to open it. Two
+    /// processes opening a new database at once agree on whichever value was stored first.
     fn check_vault(&self) -> Result<(), InventoryError> {
-        let stored: Option<Vec<u8>> =
-            self.conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0)).optional()?;
-        match stored {
-            Some(sealed) => match self.vault.open(&sealed, b"vault_check") {
-                Ok(plain) if plain.as_slice() == VAULT_CHECK => Ok(()),
-                _ => Err(InventoryError::WrongMasterKey),
-            },
-            None => {
-                let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
-                self.conn.execute("INSERT INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
-                Ok(())
-            }
+        let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
+        self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
+        let stored: Vec<u8> =
+            self.conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))?;
+        match self.vault.open(&stored, b"vault_check") {
+            Ok(plain) if plain.as_slice() == VAULT_CHECK => Ok(()),
+            _ => Err(InventoryError::WrongMasterKey),
         }
     }
 }

@@ -141,15 +141,19 @@ pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the schema up to [`CURRENT_VERSION`], one transaction per migration.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
-    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > CURRENT_VERSION {
-        return Err(InventoryError::NewerSchema { found, supported: CURRENT_VERSION });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        // An IMMEDIATE transaction takes the write lock before reading the version, so two
+        // processes opening a new database at once cannot both apply the same migration.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > CURRENT_VERSION {
+            return Err(InventoryError::NewerSchema { found, supported: CURRENT_VERSION });
+        }
+        let Some(sql) = MIGRATIONS.get(found as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

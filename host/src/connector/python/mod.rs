@@ -117,7 +117,9 @@ impl PythonConnector {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
         let req = Request::Load { path: self.path.display().to_string() };
-        let bytes = match tokio::time::timeout(self.limits.timeout, worker.request(&req)).await {
+        // Importing a script (and what it imports) is not the call: it gets at least 30 s.
+        let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
+        let bytes = match tokio::time::timeout(load_deadline, worker.request(&req)).await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
                 let how = worker.ended().await;
@@ -129,7 +131,7 @@ impl PythonConnector {
             }
             Err(_) => {
                 worker.kill().await;
-                return Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout });
+                return Err(ConnectorError::TimedOut { connector: label, after: load_deadline });
             }
         };
         let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
