@@ -133,29 +133,29 @@ impl AccountDef {
                 });
             }
         }
-        if let Some(t) = self.timeout_seconds {
-            if !(1..=3600).contains(&t) {
-                return Err(AccountError::BadLimit {
-                    name: name.to_owned(),
-                    what: format!("timeout_seconds {t} must be 1-3600"),
-                });
-            }
+        if let Some(t) = self.timeout_seconds
+            && !(1..=3600).contains(&t)
+        {
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!("timeout_seconds {t} must be 1-3600"),
+            });
         }
-        if let Some(m) = self.memory_mib {
-            if !(8..=8192).contains(&m) {
-                return Err(AccountError::BadLimit {
-                    name: name.to_owned(),
-                    what: format!("memory_mib {m} must be 8-8192"),
-                });
-            }
+        if let Some(m) = self.memory_mib
+            && !(8..=8192).contains(&m)
+        {
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!("memory_mib {m} must be 8-8192"),
+            });
         }
-        if let Some(b) = self.http_body_mib {
-            if !(1..=1024).contains(&b) {
-                return Err(AccountError::BadLimit {
-                    name: name.to_owned(),
-                    what: format!("http_body_mib {b} must be 1-1024"),
-                });
-            }
+        if let Some(b) = self.http_body_mib
+            && !(1..=1024).contains(&b)
+        {
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!("http_body_mib {b} must be 1-1024"),
+            });
         }
         Ok(())
     }

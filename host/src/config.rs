@@ -92,11 +92,12 @@ pub struct LoadReport {
     pub profiles_changed: Vec<String>,
 }
 
+/// Accounts by name, and profiles by name with the file each came from.
+pub type Definitions = (BTreeMap<String, AccountDef>, BTreeMap<String, (PathBuf, ProfileDef)>);
+
 /// Parses and checks `config_path` and the profile files it points to. Nothing is stored
 /// unless everything is valid, so a typo never half-applies a configuration.
-pub fn read(
-    config_path: &Path,
-) -> Result<(BTreeMap<String, AccountDef>, BTreeMap<String, (PathBuf, ProfileDef)>), ConfigError> {
+pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
     let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;

@@ -1,10 +1,12 @@
 //! The issuance pipeline: a request by profile becomes a verified certificate in the inventory.
 //!
-//! 1. policy (profile rules, dynamic parameters) → 2. key + CSR, or the uploaded CSR →
-//! 3. the order is written (`pending`, or `awaiting_approval`) before any CA call →
-//! 4. the profile's active CA accounts are tried in order, failing over on `unreachable` →
-//! 5. an `issued` result is verified (invariant 1) → 6. stored with its sealed key, order
-//! closed, audited → 7. `pending` results are polled later ([`Pipeline::poll`]).
+//! 1. policy (profile rules, dynamic parameters);
+//! 2. key + CSR, or the uploaded CSR;
+//! 3. the order is written (`pending`, or `awaiting_approval`) before any CA call;
+//! 4. the profile's active CA accounts are tried in order, failing over on `unreachable`;
+//! 5. an `issued` result is verified (invariant 1);
+//! 6. stored with its sealed key, order closed, audited;
+//! 7. `pending` results are polled later ([`Pipeline::poll`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

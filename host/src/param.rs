@@ -260,6 +260,9 @@ fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
 /// Reads `{ env = ... }` references; injected so the library never reads the environment itself.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 
+/// An [`EnvLookup`] shared by long-lived tasks (the server, the poller).
+pub type SharedEnvLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Resolves a static value source. `owner` and `name` only make the error precise.
 pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>) -> Result<String, ParamError> {
     match source {

@@ -15,7 +15,7 @@ use crate::issue::Pipeline;
 pub async fn run(
     inventory: Arc<Mutex<Inventory>>,
     connectors: Arc<dyn ConnectorSource>,
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: crate::param::SharedEnvLookup,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -278,23 +278,23 @@ impl ProfileDef {
         for re in [&self.cn.allowed, &self.sans.dns_regex].into_iter().flatten() {
             regex::Regex::new(re).map_err(|e| def_err(format!("invalid regex {re:?}: {e}")))?;
         }
-        if let Some(d) = self.renewal.before_days {
-            if !(1..=120).contains(&d) {
-                return Err(def_err(format!("renewal.before_days {d} must be 1-120")));
-            }
+        if let Some(d) = self.renewal.before_days
+            && !(1..=120).contains(&d)
+        {
+            return Err(def_err(format!("renewal.before_days {d} must be 1-120")));
         }
-        if let Some(p) = self.renewal.at_percent {
-            if !(1..=99).contains(&p) {
-                return Err(def_err(format!("renewal.at_percent {p} must be 1-99")));
-            }
+        if let Some(p) = self.renewal.at_percent
+            && !(1..=99).contains(&p)
+        {
+            return Err(def_err(format!("renewal.at_percent {p} must be 1-99")));
         }
         if self.renewal.before_days.is_some() && self.renewal.at_percent.is_some() {
             return Err(def_err("set renewal.before_days or renewal.at_percent, not both".into()));
         }
-        if let Some(hash) = self.key.hash {
-            if !self.key.key_type.allowed_hashes().contains(&hash) {
-                return Err(def_err(format!("key type {} cannot sign with {hash}", self.key.key_type)));
-            }
+        if let Some(hash) = self.key.hash
+            && !self.key.key_type.allowed_hashes().contains(&hash)
+        {
+            return Err(def_err(format!("key type {} cannot sign with {hash}", self.key.key_type)));
         }
         let template = Subject {
             common_name: None,
@@ -363,14 +363,14 @@ impl ProfileDef {
         subject.validate().map_err(|e| refuse(e.to_string()))?;
         // SANs.
         let mut sans = req.sans.clone();
-        if self.sans.include_cn {
-            if let Some(cn) = &req.common_name {
-                let as_dns = San::Dns(cn.clone());
-                if crate::csr::validate_dns_name(cn).is_ok()
-                    && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn)))
-                {
-                    sans.insert(0, as_dns);
-                }
+        if self.sans.include_cn
+            && let Some(cn) = &req.common_name
+        {
+            let as_dns = San::Dns(cn.clone());
+            if crate::csr::validate_dns_name(cn).is_ok()
+                && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn)))
+            {
+                sans.insert(0, as_dns);
             }
         }
         if sans.len() > self.sans.max {

@@ -99,19 +99,27 @@ impl MasterKey {
                 Ok((key, KeySource::File(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written to a private temporary file first and then linked into place, so
+                // another process never reads a half-written key file, and two processes
+                // starting at once end up with the same key (the link fails for the second).
                 let key = Self::generate();
-                let mut f = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        // Another process created it a moment ago: use that one.
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        return Self::load_or_create(data_dir, None);
-                    }
-                    Err(e) => return Err(file_err(e.to_string())),
-                };
+                let tmp = data_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| file_err(e.to_string()))?;
                 let text = Zeroizing::new(B64.encode(key.0.as_slice()));
                 f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| file_err(e.to_string()))?;
-                Ok((key, KeySource::Created(path)))
+                let linked = fs::hard_link(&tmp, &path);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok((key, KeySource::Created(path))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(data_dir, None),
+                    Err(e) => Err(file_err(e.to_string())),
+                }
             }
             Err(e) => Err(file_err(e.to_string())),
         }

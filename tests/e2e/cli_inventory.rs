@@ -254,7 +254,11 @@ fn many_processes_opening_a_new_data_directory_at_once_all_succeed() {
             .collect();
         for child in children {
             let out = child.wait_with_output().expect("wait");
-            assert!(out.status.success(), "concurrent open failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "concurrent open failed (env key: {with_env_key}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let key = if with_env_key { Some(app.master_key.as_str()) } else { None };
         app.run_with_key(&["list"], key).ok();

@@ -305,7 +305,7 @@ impl Cfssl {
         });
         std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
         let port = free_port();
-        let child = Command::new("cfssl")
+        let mut child = Command::new("cfssl")
             .args(["serve", "-address", "127.0.0.1", "-port", &port.to_string(), "-loglevel", "2"])
             .arg("-ca")
             .arg(&ca)
@@ -326,6 +326,8 @@ impl Cfssl {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("cfssl serve did not come up: {}", std::fs::read_to_string(dir.join("cfssl.log")).unwrap_or_default());
     }
 }

@@ -38,7 +38,7 @@ pub struct AppState {
     /// Connector loader.
     pub connectors: Arc<dyn ConnectorSource>,
     /// Environment lookup for `{ env = ... }` parameter references.
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: crate::param::SharedEnvLookup,
 }
 
 /// All routes, with the body limit and request timeout.

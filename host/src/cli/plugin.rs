@@ -87,12 +87,12 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), lib)?;
     let workspace = plugins_dir.join("Cargo.toml");
-    if let Ok(text) = std::fs::read_to_string(&workspace) {
-        if let Some(pos) = text.find("members = [") {
-            let at = pos + "members = [".len();
-            let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
-            std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
-        }
+    if let Ok(text) = std::fs::read_to_string(&workspace)
+        && let Some(pos) = text.find("members = [")
+    {
+        let at = pos + "members = [".len();
+        let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
+        std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
     }
     println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
     println!(

@@ -85,10 +85,10 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             def.check(&name)?;
             let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
             certhost::config::check_links(&name, &def, &accounts)?;
-            if let Some((_, origin)) = inv.profile(&name)? {
-                if origin == "file" {
-                    bail!("profile {name} comes from a profiles/ file; edit that file instead");
-                }
+            if let Some((_, origin)) = inv.profile(&name)?
+                && origin == "file"
+            {
+                bail!("profile {name} comes from a profiles/ file; edit that file instead");
             }
             inv.upsert_profile(&name, &def, "cli", &env.actor)?;
             println!("profile {name} saved");

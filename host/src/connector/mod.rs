@@ -471,21 +471,6 @@ pub trait Connector: Send + Sync {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_and_redact_hide_sensitive_values() {
-        let mut args = Args::new();
-        args.insert("url", "https://ca.example");
-        args.insert_sensitive("token", "s3cr3t-value");
-        assert!(!format!("{args:?}").contains("s3cr3t-value"));
-        assert!(format!("{args:?}").contains("https://ca.example"));
-        assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
-    }
-}
-
 /// Where the issuance pipeline gets a ready connector for a CA account.
 ///
 /// The production source loads `.wasm` and `.py` connectors and caches them per account;
@@ -499,4 +484,19 @@ pub trait ConnectorSource: Send + Sync {
         name: &str,
         def: &crate::account::AccountDef,
     ) -> Result<std::sync::Arc<dyn Connector>, ConnectorError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_redact_hide_sensitive_values() {
+        let mut args = Args::new();
+        args.insert("url", "https://ca.example");
+        args.insert_sensitive("token", "s3cr3t-value");
+        assert!(!format!("{args:?}").contains("s3cr3t-value"));
+        assert!(format!("{args:?}").contains("https://ca.example"));
+        assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
+    }
 }

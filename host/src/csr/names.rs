@@ -182,10 +182,10 @@ impl Subject {
         if let Some(st) = &self.state {
             check_text("ST", st, MAX_ST)?;
         }
-        if let Some(c) = &self.country {
-            if c.chars().count() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-                return Err(NameError::Country(c.clone()));
-            }
+        if let Some(c) = &self.country
+            && (c.chars().count() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
+        {
+            return Err(NameError::Country(c.clone()));
         }
         if let Some(email) = &self.email {
             check_text("emailAddress", email, MAX_EMAIL)?;

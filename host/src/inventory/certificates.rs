@@ -258,10 +258,10 @@ pub(crate) fn insert_in(
     actor: &str,
 ) -> Result<InsertOutcome, InventoryError> {
     let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
-    if let Some(key) = new.key {
-        if key.public_key_raw() != info.public_key_raw {
-            return Err(InventoryError::KeyMismatch);
-        }
+    if let Some(key) = new.key
+        && key.public_key_raw() != info.public_key_raw
+    {
+        return Err(InventoryError::KeyMismatch);
     }
     if let Some(id) = tx
         .query_row("SELECT id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| r.get::<_, i64>(0))

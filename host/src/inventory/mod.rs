@@ -113,15 +113,35 @@ impl Inventory {
             .create(data_dir)
             .map_err(|e| InventoryError::DataDir { path: data_dir.to_owned(), reason: e.to_string() })?;
         let path = data_dir.join(DB_FILE);
-        let mut conn = Connection::open(&path)?;
+        // Several processes opening a new database at once can see "database is locked" while
+        // one of them switches it to WAL mode, without SQLite's busy handler being consulted:
+        // retry the whole open for a few seconds before giving up.
+        let mut attempts = 0;
+        let conn = loop {
+            match Self::connect(&path) {
+                Err(InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && attempts < 50 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
+        let inv = Self { conn, vault, path, clock: None };
+        inv.check_vault()?;
+        Ok(inv)
+    }
+
+    fn connect(path: &Path) -> Result<Connection, InventoryError> {
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
-        let inv = Self { conn, vault, path, clock: None };
-        inv.check_vault()?;
-        Ok(inv)
+        Ok(conn)
     }
 
     /// A cheap round trip to the database, for readiness probes.

@@ -218,7 +218,7 @@ impl WasmConnector {
         }
     }
 
-    fn from_wit(&self, e: wit::ConnectorError, args: &Args) -> ConnectorError {
+    fn error_from_wit(&self, e: wit::ConnectorError, args: &Args) -> ConnectorError {
         let connector = self.label_str();
         match e {
             wit::ConnectorError::Unreachable(m) => ConnectorError::Unreachable { connector, message: args.redact(&m) },
@@ -248,7 +248,7 @@ impl WasmConnector {
                 Ok(Disposition::Pending { ca_order_id: p.ca_order_id, retry_after_s: p.retry_after_s })
             }
             Ok(wit::Disposition::Rejected(reason)) => Ok(Disposition::Rejected { reason: args.redact(&reason) }),
-            Err(e) => Err(self.from_wit(e, args)),
+            Err(e) => Err(self.error_from_wit(e, args)),
         }
     }
 }
@@ -405,7 +405,7 @@ impl Connector for WasmConnector {
                 Box::pin(async move { c.certhost_connector_connector().call_revoke(s, &req, &a).await })
             })
             .await?;
-        r.map_err(|e| self.from_wit(e, args))
+        r.map_err(|e| self.error_from_wit(e, args))
     }
 
     async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {
@@ -415,7 +415,7 @@ impl Connector for WasmConnector {
                 Box::pin(async move { c.certhost_connector_connector().call_test_connection(s, &a).await })
             })
             .await?;
-        r.map_err(|e| self.from_wit(e, args))
+        r.map_err(|e| self.error_from_wit(e, args))
     }
 
     async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
@@ -427,7 +427,7 @@ impl Connector for WasmConnector {
                 )
             })
             .await?;
-        let page = r.map_err(|e| self.from_wit(e, args))?;
+        let page = r.map_err(|e| self.error_from_wit(e, args))?;
         Ok(CertificatePage {
             items: page
                 .items
