@@ -128,3 +128,9 @@ pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
     };
     child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()
 }
+
+/// The subject of a DER certificate as CSR fields, for a renewal "with the same subject".
+pub fn subject_fields(der: &[u8]) -> Result<crate::csr::Subject, CertError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Malformed(e.to_string()))?;
+    Ok(crate::x509::name_to_subject(cert.subject()))
+}

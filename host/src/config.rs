@@ -36,6 +36,39 @@ pub struct ConfigFile {
     /// CA accounts by name.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountDef>,
+    /// `certhost serve` settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where notifications go (`certhost serve`).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
+}
+
+/// `[server]`: listener and TLS of `certhost serve` (command-line flags win).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default 127.0.0.1:8443).
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for HTTPS; with `tls_key`, the API is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between renewal-scheduler rounds (default 30).
+    pub renewal_interval_seconds: Option<u64>,
+}
+
+/// The whole of `certhost.toml`, paths made absolute (for `serve`'s own settings).
+pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
+    let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
+    let mut config: ConfigFile = toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
+    for p in [&mut config.server.tls_cert, &mut config.server.tls_key].into_iter().flatten() {
+        absolutize(p, &base);
+    }
+    Ok(config)
 }
 
 fn default_profile_dirs() -> Vec<PathBuf> {

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::account::{Account, AccountStatus};
-use crate::connector::{Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition};
+use crate::connector::{
+    Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
+};
 use crate::csr::{CsrError, CsrParams, CsrParseError, ParsedCsr, San, Subject, parse_csr};
 use crate::inventory::{Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
 use crate::param::{EnvLookup, ParamError, resolve};
@@ -119,6 +121,36 @@ pub enum IssueError {
         /// What was wrong.
         error: VerificationError,
     },
+    /// Inactive accounts are never called, not even to test them.
+    #[error("account {account} is inactive; activate it first (inactive accounts are never called)")]
+    Inactive {
+        /// Account.
+        account: String,
+    },
+    /// The certificate cannot take this lifecycle step.
+    #[error("certificate {id}: {reason}")]
+    Certificate {
+        /// Certificate id.
+        id: i64,
+        /// Why not.
+        reason: String,
+    },
+    /// A connector call outside issuance (revoke, update-order) failed.
+    #[error("{what} failed: {message}")]
+    CaCall {
+        /// The step.
+        what: String,
+        /// Redacted reason.
+        message: String,
+    },
+    /// The connector does not offer this operation.
+    #[error("{what} is not possible: {message}")]
+    NotSupported {
+        /// The step.
+        what: String,
+        /// Redacted reason.
+        message: String,
+    },
     /// The order is not in a state this step applies to.
     #[error("order {order_id} is {state}: {what}")]
     WrongState {
@@ -143,7 +175,26 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
-fn unix_now() -> i64 {
+/// What one poll call came back with.
+enum PollStep {
+    /// The CA's answer, with the args used (for redaction).
+    Answer(Disposition, Args),
+    /// The connector cannot poll: the order fails.
+    Unsupported(String),
+}
+
+/// What a renewal order carries to the CA besides its CSR.
+#[derive(Debug, Clone)]
+pub(crate) struct Renewal {
+    /// The certificate being renewed, PEM.
+    pub prior_pem: String,
+    /// The CA's order id for it, when known.
+    pub prior_ca_order_id: Option<String>,
+    /// The account that issued it: `renew` is only asked of that account.
+    pub prior_account: Option<String>,
+}
+
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -203,7 +254,7 @@ impl Pipeline<'_> {
             return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
         }
         let dynamic: BTreeMap<String, (String, bool)> = dynamic;
-        self.submit_with(&order, &profile, &dynamic).await
+        self.submit_with(&order, &profile, &dynamic, None).await
     }
 
     /// Submits an approved or resubmitted order. Dynamic parameters were recorded redacted,
@@ -235,15 +286,28 @@ impl Pipeline<'_> {
             })
             .unwrap_or_default();
         merged.extend(params.clone());
-        let dynamic = check_dynamic(&profile_name, &profile, &merged)?;
-        self.submit_with(&order, &profile, &dynamic).await
+        let dynamic = match check_dynamic(&profile_name, &profile, &merged) {
+            Ok(d) => d,
+            Err(e) => {
+                // Never leave an approved order pending without a submission: it could not be
+                // polled, approved or resubmitted any more. It fails with the reason.
+                self.inventory.record_failed(order_id, &e.to_string(), self.actor)?;
+                return Err(e.into());
+            }
+        };
+        let renewal = self.renewal_context(&order)?;
+        self.submit_with(&order, &profile, &dynamic, renewal.as_ref()).await
     }
 
-    async fn submit_with(
+    /// Sends an order to the profile's active accounts in failover order. A renewal goes to
+    /// the connector's `renew` at the account that issued the prior certificate (falling back
+    /// to `certificate_request` when the connector has no `renew`).
+    pub(crate) async fn submit_with(
         &mut self,
         order: &Order,
         profile: &ProfileDef,
         dynamic: &BTreeMap<String, (String, bool)>,
+        renewal: Option<&Renewal>,
     ) -> Result<IssueOutcome, IssueError> {
         let profile_name = order.profile.clone().unwrap_or_default();
         let mut last_error: Option<String> = None;
@@ -279,8 +343,27 @@ impl Pipeline<'_> {
                 common_name: order.common_name.clone().unwrap_or_default(),
                 request_id: order.request_id.clone(),
             };
-            let result =
-                call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args)).await;
+            let started = std::time::Instant::now();
+            let result = match renewal.filter(|r| r.prior_account.as_deref() == Some(account.name.as_str())) {
+                Some(r) => {
+                    let renew = RenewRequest {
+                        prior_certificate_pem: r.prior_pem.clone(),
+                        prior_ca_order_id: r.prior_ca_order_id.clone(),
+                        request: request.clone(),
+                    };
+                    match call_with_deadline(&*connector, limits.timeout, connector.renew(&renew, &args)).await {
+                        Err(ConnectorError::Unsupported { .. }) => {
+                            call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args))
+                                .await
+                        }
+                        other => other,
+                    }
+                }
+                None => {
+                    call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args)).await
+                }
+            };
+            crate::metrics::connector_call(connector.name(), started.elapsed());
             match result {
                 Ok(disposition) => return self.apply(order, disposition, &args).await,
                 Err(e) if e.is_failover() => {
@@ -327,41 +410,61 @@ impl Pipeline<'_> {
                 what: "only pending orders are polled",
             });
         }
-        let account = self
-            .inventory
-            .account(&account_name)?
-            .ok_or_else(|| InventoryError::NotFound(format!("account {account_name}")))?;
-        if account.def.status != AccountStatus::Active {
-            return Err(IssueError::Failed {
-                order_id,
-                message: format!("account {account_name} is inactive; it is not called (activate it to poll)"),
-            });
-        }
-        let profile_name = order.profile.clone().unwrap_or_default();
-        let (profile, _) =
-            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
-        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
-        let connector = self
-            .connectors
-            .connector(&account.name, &account.def)
-            .await
-            .map_err(|e| IssueError::Failed { order_id, message: args.redact(&e.to_string()) })?;
-        let limits = account.def.limits();
-        match call_with_deadline(&*connector, limits.timeout, connector.poll(&ca_order_id, &args)).await {
-            Ok(d) => self.apply(&order, d, &args).await,
-            Err(e @ ConnectorError::Unsupported { .. }) => {
-                let msg = args.redact(&e.to_string());
+        // Anything that stops this poll short of the CA's answer is retried with backoff, so a
+        // broken account is not hammered every round and the order stays visible.
+        match self.poll_once(&order, &ca_order_id, &account_name).await {
+            Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args).await,
+            Ok(PollStep::Unsupported(msg)) => {
                 self.inventory.record_failed(order_id, &msg, self.actor)?;
                 Err(IssueError::Failed { order_id, message: msg })
             }
-            Err(e) => {
+            Err(msg) => {
                 // Transient: exponential backoff from the minimum interval, capped at an hour.
-                let msg = args.redact(&e.to_string());
                 let shift = order.attempts.clamp(0, 10) as u32;
                 let wait = (i64::from(POLL_MIN_S) << shift).min(i64::from(POLL_MAX_S));
                 self.inventory.record_retry(order_id, &msg, unix_now() + wait, self.actor)?;
                 Err(IssueError::Failed { order_id, message: format!("{msg} (will poll again in {wait}s)") })
             }
+        }
+    }
+
+    /// One poll call; `Err` is a redacted, retryable reason.
+    async fn poll_once(&mut self, order: &Order, ca_order_id: &str, account_name: &str) -> Result<PollStep, String> {
+        let account = match self.inventory.account(account_name) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(format!("account {account_name} no longer exists")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if account.def.status != AccountStatus::Active {
+            return Err(format!("account {account_name} is inactive; it is not called (activate it to poll)"));
+        }
+        let profile_name = order.profile.clone().unwrap_or_default();
+        let profile = match self.inventory.profile(&profile_name) {
+            Ok(Some((p, _))) => p,
+            Ok(None) => ProfileDef { accounts: vec![account_name.to_owned()], ..ProfileDef::default() },
+            Err(e) => return Err(e.to_string()),
+        };
+        // The request's non-sensitive dynamic parameters were recorded with the order.
+        let recorded: BTreeMap<String, (String, bool)> = order
+            .params
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), (s.to_owned(), false))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
+        let connector =
+            self.connectors.connector(&account.name, &account.def).await.map_err(|e| args.redact(&e.to_string()))?;
+        let limits = account.def.limits();
+        let started = std::time::Instant::now();
+        let result = call_with_deadline(&*connector, limits.timeout, connector.poll(ca_order_id, &args)).await;
+        crate::metrics::connector_call(connector.name(), started.elapsed());
+        match result {
+            Ok(d) => Ok(PollStep::Answer(d, args)),
+            Err(e @ ConnectorError::Unsupported { .. }) => Ok(PollStep::Unsupported(args.redact(&e.to_string()))),
+            Err(e) => Err(args.redact(&e.to_string())),
         }
     }
 
@@ -381,6 +484,9 @@ impl Pipeline<'_> {
     pub async fn test_account(&mut self, name: &str) -> Result<(bool, String), IssueError> {
         let account =
             self.inventory.account(name)?.ok_or_else(|| InventoryError::NotFound(format!("account {name}")))?;
+        if account.def.status != AccountStatus::Active {
+            return Err(IssueError::Inactive { account: name.to_owned() });
+        }
         let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
         let (ok, message) = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
             Err(e) => (false, e.to_string()),
@@ -396,7 +502,7 @@ impl Pipeline<'_> {
         Ok((ok, message))
     }
 
-    async fn apply(
+    pub(crate) async fn apply(
         &mut self,
         order: &Order,
         disposition: Disposition,
@@ -405,7 +511,7 @@ impl Pipeline<'_> {
         match disposition {
             Disposition::Issued { certificate, chain, ca_order_id } => {
                 let csr: ParsedCsr = parse_csr(order.csr_pem.as_bytes())?;
-                let sans: Vec<San> = order.sans.iter().filter_map(|s| s.parse().ok()).collect();
+                let sans: Vec<San> = order.sans.iter().filter_map(|s| San::from_stored(s)).collect();
                 let expected = Expected {
                     public_key_raw: &csr.public_key_raw,
                     common_name: order.common_name.as_deref(),
@@ -441,12 +547,12 @@ impl Pipeline<'_> {
         }
     }
 
-    fn load_order(&self, id: i64) -> Result<Order, IssueError> {
+    pub(crate) fn load_order(&self, id: i64) -> Result<Order, IssueError> {
         Ok(self.inventory.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?)
     }
 
     /// args = account parameters ∪ profile static parameters ∪ the request's dynamic ones.
-    fn args_for(
+    pub(crate) fn args_for(
         &self,
         account: &Account,
         profile_name: &str,
@@ -502,7 +608,7 @@ impl Pipeline<'_> {
 
 /// A backstop deadline around a connector call; the runtimes enforce their own limits, this
 /// guarantees the pipeline never waits forever on one.
-async fn call_with_deadline<T>(
+pub(crate) async fn call_with_deadline<T>(
     connector: &dyn Connector,
     timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
@@ -516,7 +622,7 @@ async fn call_with_deadline<T>(
 /// Checks a request's dynamic parameters against the profile: unknown and fixed names are
 /// refused, required ones must be present, values must satisfy the rules.
 /// Returns name → (value, sensitive).
-fn check_dynamic(
+pub(crate) fn check_dynamic(
     profile_name: &str,
     profile: &ProfileDef,
     given: &BTreeMap<String, String>,

@@ -19,6 +19,8 @@
 //! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
 //! - [`import`]: importing certificate files (bundles, directories, keys).
 //! - [`connector`]: the connector contract shared by both plugin runtimes.
+//! - [`issue`]: the issuance pipeline; [`lifecycle`]: renew, reissue, revoke, update-order.
+//! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
 #![deny(missing_docs)]
 
@@ -33,6 +35,9 @@ pub mod import;
 pub mod inventory;
 pub mod issue;
 pub mod key;
+pub mod lifecycle;
+pub mod metrics;
+pub mod notify;
 pub mod param;
 pub mod poller;
 pub mod profile;

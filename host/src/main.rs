@@ -22,6 +22,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".into());
+        // `certhost audit | head -1`: the reader went away. Like any Unix filter, stop quietly.
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
         eprintln!("error: internal error ({msg}); please report this as a bug");
     }));
     let args = cli::Cli::parse();

@@ -5,23 +5,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::connector::ConnectorSource;
-use crate::inventory::Inventory;
+use crate::inventory::InventoryPool;
 use crate::issue::Pipeline;
 
 /// Polls due orders every `interval` until `shutdown` turns true.
 pub async fn run(
-    inventory: Arc<Mutex<Inventory>>,
+    inventory: InventoryPool,
     connectors: Arc<dyn ConnectorSource>,
     env: crate::param::SharedEnvLookup,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        {
-            let mut inv = inventory.lock().await;
+        match inventory.get().await {
+            Err(e) => tracing::error!(error = %e, "poller round skipped: no database connection"),
+            Ok(mut inv) => {
             let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: "poller" };
             match p.poll_due().await {
                 Ok(results) => {
@@ -33,6 +34,7 @@ pub async fn run(
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "poller round failed"),
+            }
             }
         }
         tokio::select! {

@@ -44,6 +44,10 @@ pub struct ProfileDef {
     /// Orders wait in `awaiting_approval` until another person approves them.
     #[serde(default)]
     pub approval_required: bool,
+    /// Operators may download the private keys of this profile's certificates (admins always
+    /// may); every download is audited.
+    #[serde(default)]
+    pub key_download: bool,
 }
 
 /// Key type and signature hash for keys the host generates.

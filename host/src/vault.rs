@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 pub const KEY_FILE: &str = "master.key";
 const NONCE_LEN: usize = 12;
 
-/// The AES-256-GCM master key. Never printed, wiped on drop.
+/// The AES-256-GCM master key. Never printed, wiped on drop (clones too: each connection of
+/// the inventory pool holds one).
+#[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MasterKey {

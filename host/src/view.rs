@@ -21,7 +21,7 @@ pub fn days_until(t: i64, now: i64) -> i64 {
 }
 
 /// A certificate.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CertView<'a> {
     /// Inventory id.
     pub id: i64,
@@ -98,26 +98,57 @@ impl<'a> CertView<'a> {
     }
 }
 
-/// An account, sensitive values replaced by `set` flags.
-pub fn account(inv: &Inventory, a: &Account) -> Result<serde_json::Value, InventoryError> {
+/// An account as interfaces show it: sensitive parameters only as `sensitive: true, set`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountView {
+    /// Name.
+    pub name: String,
+    /// `active` or `inactive`.
+    pub status: &'static str,
+    /// Connector file.
+    #[schema(value_type = String)]
+    pub connector: std::path::PathBuf,
+    /// For operators.
+    pub description: String,
+    /// Parameters by name (values only for non-sensitive ones).
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Outbound hosts a component may reach.
+    pub allowed_hosts: Vec<String>,
+    /// Extra trusted CA PEM files.
+    #[schema(value_type = Vec<String>)]
+    pub extra_ca_pems: Vec<std::path::PathBuf>,
+    /// Call deadline.
+    pub timeout_seconds: u64,
+    /// Memory cap.
+    pub memory_mib: u64,
+    /// `file`, `cli` or `api`.
+    pub origin: String,
+    /// Last `test_connection` result.
+    #[schema(value_type = Option<Object>)]
+    pub last_test: Option<serde_json::Value>,
+}
+
+/// The view of an account, sensitive values replaced by `set` flags.
+pub fn account(inv: &Inventory, a: &Account) -> Result<AccountView, InventoryError> {
     let mut params = serde_json::Map::new();
     for (name, def) in &a.def.params {
         let stored = def.sensitive && inv.has_secret(SecretOwner::Account, &a.name, name)?;
         params.insert(name.clone(), serde_json::to_value(def.view(stored)).unwrap_or_default());
     }
-    Ok(serde_json::json!({
-        "name": a.name,
-        "status": a.def.status.as_str(),
-        "connector": a.def.connector,
-        "description": a.def.description,
-        "params": params,
-        "allowed_hosts": a.def.allowed_hosts,
-        "extra_ca_pems": a.def.extra_ca_pems,
-        "timeout_seconds": a.def.limits().timeout.as_secs(),
-        "memory_mib": a.def.limits().memory_bytes / (1024 * 1024),
-        "origin": a.origin,
-        "last_test": a.last_test,
-    }))
+    Ok(AccountView {
+        name: a.name.clone(),
+        status: a.def.status.as_str(),
+        connector: a.def.connector.clone(),
+        description: a.def.description.clone(),
+        params,
+        allowed_hosts: a.def.allowed_hosts.clone(),
+        extra_ca_pems: a.def.extra_ca_pems.clone(),
+        timeout_seconds: a.def.limits().timeout.as_secs(),
+        memory_mib: a.def.limits().memory_bytes / (1024 * 1024),
+        origin: a.origin.clone(),
+        last_test: a.last_test.as_ref().and_then(|t| serde_json::to_value(t).ok()),
+    })
 }
 
 /// A profile, sensitive values replaced by `set` flags.

@@ -58,3 +58,21 @@ pub fn general_name_to_san(name: &GeneralName<'_>) -> Option<San> {
         _ => None,
     }
 }
+
+/// The subject fields certhost builds CSRs from (CN, O, OU, L, ST, C, emailAddress), read from
+/// a parsed name; other attributes are left out. Used to renew "with the same subject".
+pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Subject {
+    let text = |attr: &x509_parser::x509::AttributeTypeAndValue<'_>| attr.as_str().ok().map(str::to_owned);
+    let all = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        it.filter_map(text).collect::<Vec<String>>()
+    };
+    crate::csr::Subject {
+        common_name: name.iter_common_name().next().and_then(text),
+        organization: all(&mut name.iter_organization()),
+        organizational_unit: all(&mut name.iter_organizational_unit()),
+        locality: name.iter_locality().next().and_then(text),
+        state: name.iter_state_or_province().next().and_then(text),
+        country: name.iter_country().next().and_then(text),
+        email: name.iter_email().next().and_then(text),
+    }
+}

@@ -33,6 +33,10 @@ pub const READ: &[Role] = &[Role::Admin, Role::Operator, Role::Requester, Role::
 pub const ISSUE: &[Role] = &[Role::Admin, Role::Operator, Role::Requester];
 /// Roles that may change orders of others (approve, decline, poll).
 pub const OPERATE: &[Role] = &[Role::Admin, Role::Operator];
+/// Roles that may read the audit log.
+pub const AUDIT: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
+/// Roles that may ask for a private key (operators only where the profile allows).
+pub const KEY_DOWNLOAD: &[Role] = &[Role::Admin, Role::Operator];
 /// Administration: accounts, profiles, tokens, secrets.
 pub const ADMIN: &[Role] = &[Role::Admin];
 
@@ -45,7 +49,7 @@ impl FromRequestParts<AppState> for Caller {
         if token.is_empty() || token.len() > 200 {
             return Err(ApiError::Unauthorized);
         }
-        let inv = state.inventory.lock().await;
+        let inv = state.inventory.get().await?;
         let info = inv.authenticate(token)?.ok_or(ApiError::Unauthorized)?;
         Ok(Caller { name: info.name, role: info.role })
     }

@@ -1,4 +1,5 @@
-//! `/v1/certificates`: list, get, download, issue.
+//! `/v1/certificates` and `/v1/renew`: issue, list, get, download (PEM, chain, full chain,
+//! key), renew, reissue, revoke, delete.
 
 use std::collections::BTreeMap;
 
@@ -6,61 +7,88 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Caller, ISSUE, READ};
-use super::{ApiError, AppState};
+use super::auth::{Caller, ISSUE, KEY_DOWNLOAD, OPERATE, READ};
+use super::{ApiError, AppState, Problem};
+use crate::connector::RevocationReason;
 use crate::csr::San;
-use crate::inventory::{CertStatus, ListFilter};
-use crate::issue::{IssueOutcome, IssueRequest, Pipeline};
+use crate::inventory::{CertStatus, CertificateRecord, ListFilter, Role};
+use crate::issue::{IssueError, IssueOutcome, IssueRequest, Pipeline};
+use crate::lifecycle::{RenewKind, RenewOptions};
 use crate::view::CertView;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/certificates", get(list).post(issue))
-        .route("/v1/certificates/{id}", get(show))
+        .route("/v1/certificates/{id}", get(show).delete(delete))
         .route("/v1/certificates/{id}/pem", get(pem))
         .route("/v1/certificates/{id}/chain", get(chain))
         .route("/v1/certificates/{id}/fullchain", get(fullchain))
+        .route("/v1/certificates/{id}/key", get(key))
+        .route("/v1/certificates/{id}/renew", post(renew))
+        .route("/v1/certificates/{id}/reissue", post(reissue))
+        .route("/v1/certificates/{id}/revoke", post(revoke))
+        .route("/v1/renew", post(renew_lookup))
 }
 
 /// Query of the list endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only active certificates expiring within this many days.
+    #[param(maximum = 36500)]
     expiring_within_days: Option<u32>,
+    /// `active`, `superseded`, `revoked` or `expired`.
     status: Option<String>,
+    /// Substring of the CN or a SAN.
     search: Option<String>,
+    /// Substring of the issuer DN.
     issuer: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<i64>,
+    /// Page size, 1-1000 (default 100).
     limit: Option<u32>,
 }
 
-fn now() -> i64 {
+/// A page of certificates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificatePage<'a> {
+    /// The certificates, by id.
+    items: Vec<CertView<'a>>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<i64>,
+}
+
+pub(super) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+#[utoipa::path(get, path = "/v1/certificates", tag = "certificates", params(ListQuery),
+    responses((status = 200, body = CertificatePage), (status = "4XX", body = Problem)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let status = q.status.as_deref().map(str::parse::<CertStatus>).transpose()?;
     let filter = ListFilter {
-        expiring_within_days: q.expiring_within_days,
+        expiring_within_days: q.expiring_within_days.map(|d| d.min(36_500)),
         status,
         search: q.search,
         issuer: q.issuer,
         after_id: q.cursor,
         limit: limit + 1,
     };
-    let inv = state.inventory.lock().await;
+    let inv = state.inventory.get().await?;
     let mut records = inv.list(&filter)?;
     let next = if records.len() > limit as usize {
         records.truncate(limit as usize);
@@ -70,40 +98,54 @@ async fn list(
     };
     let now = now();
     let items: Vec<CertView<'_>> = records.iter().map(|r| CertView::new(r, now, false)).collect();
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next })))
+    Ok(Json(CertificatePage { items, next_cursor: next }).into_response())
 }
 
-async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn find(state: &AppState, id: &str) -> Result<CertificateRecord, ApiError> {
+    let inv = state.inventory.get().await?;
+    inv.find(id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))
+}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
+    params(("id" = String, Path, description = "Inventory id, or SHA-1 / SHA-256 thumbprint (hex)")),
+    responses((status = 200, body = CertView), (status = "4XX", body = Problem)))]
+async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
-    let inv = state.inventory.lock().await;
-    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
-    Ok(Json(serde_json::to_value(CertView::new(&r, now(), true)).map_err(|e| ApiError::Internal(e.to_string()))?))
+    let r = find(&state, &id).await?;
+    Ok(Json(CertView::new(&r, now(), true)).into_response())
 }
 
 async fn download(
     state: AppState,
     caller: Caller,
     id: String,
-    part: fn(&crate::inventory::CertificateRecord) -> String,
+    part: fn(&CertificateRecord) -> String,
 ) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
-    let inv = state.inventory.lock().await;
-    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    let r = find(&state, &id).await?;
     Ok(([(header::CONTENT_TYPE, "application/pem-certificate-chain")], part(&r)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/certificates/{id}/pem", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "The leaf certificate", content_type = "application/pem-certificate-chain", body = String),
+        (status = "4XX", body = Problem)))]
 async fn pem(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.pem.clone()).await
 }
 
+#[utoipa::path(get, path = "/v1/certificates/{id}/chain", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "The chain without the leaf", content_type = "application/pem-certificate-chain", body = String),
+        (status = "4XX", body = Problem)))]
 async fn chain(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.chain_pem.clone()).await
 }
 
+#[utoipa::path(get, path = "/v1/certificates/{id}/fullchain", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "Leaf followed by its chain", content_type = "application/pem-certificate-chain", body = String),
+        (status = "4XX", body = Problem)))]
 async fn fullchain(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,19 +154,121 @@ async fn fullchain(
     download(state, caller, id, |r| format!("{}{}", r.pem, r.chain_pem)).await
 }
 
+/// The private key: admins always, operators where the certificate's profile allows
+/// (`key_download = true`). Every download is audited.
+#[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "PKCS#8 private key", content_type = "application/pkcs8", body = String),
+        (status = "4XX", body = Problem)))]
+async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require(KEY_DOWNLOAD, "download private keys")?;
+    let actor = caller.actor();
+    let mut inv = state.inventory.get().await?;
+    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    if caller.role != Role::Admin {
+        let allowed = match r.profile.as_deref() {
+            Some(p) => inv.profile(p)?.is_some_and(|(def, _)| def.key_download),
+            None => false,
+        };
+        if !allowed {
+            return Err(ApiError::Forbidden {
+                role: caller.role.as_str(),
+                action: "download this key (its profile does not set key_download = true)",
+            });
+        }
+    }
+    let key = inv.download_key(r.id, &actor)?;
+    Ok(([(header::CONTENT_TYPE, "application/pkcs8")], key.to_pem().to_string()).into_response())
+}
+
 /// Body of an issue request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IssueBody {
+pub struct IssueBody {
+    /// Profile name.
     profile: String,
+    /// Common name (ignored when `csr` is given: the CSR's names count).
     cn: Option<String>,
+    /// SANs as `TYPE:value` (`DNS:www.example.com`, `IP:192.0.2.1`).
     #[serde(default)]
     sans: Vec<String>,
+    /// Dynamic parameters of the profile.
     #[serde(default)]
     params: BTreeMap<String, String>,
+    /// An uploaded CSR (PEM) instead of a host-generated key.
     csr: Option<String>,
 }
 
+/// Result of an issue, renew or reissue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssueResponse<'a> {
+    /// `issued`, `pending` or `awaiting_approval`.
+    disposition: &'static str,
+    /// The order.
+    order_id: i64,
+    /// The certificate, when issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<CertView<'a>>,
+    /// When pending: the next poll (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_poll_at: Option<String>,
+}
+
+/// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval).
+async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Response, ApiError> {
+    crate::metrics::issuance(outcome_word(outcome));
+    match outcome {
+        IssueOutcome::Issued { order_id, certificate_id } => {
+            let r = find(state, &certificate_id.to_string()).await?;
+            let body = IssueResponse {
+                disposition: "issued",
+                order_id: *order_id,
+                certificate: Some(CertView::new(&r, now(), true)),
+                next_poll_at: None,
+            };
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        IssueOutcome::Pending { order_id, next_poll_at } => Ok((
+            StatusCode::ACCEPTED,
+            Json(IssueResponse {
+                disposition: "pending",
+                order_id: *order_id,
+                certificate: None,
+                next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
+            }),
+        )
+            .into_response()),
+        IssueOutcome::AwaitingApproval { order_id } => Ok((
+            StatusCode::ACCEPTED,
+            Json(IssueResponse {
+                disposition: "awaiting_approval",
+                order_id: *order_id,
+                certificate: None,
+                next_poll_at: None,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+fn outcome_word(outcome: &IssueOutcome) -> &'static str {
+    match outcome {
+        IssueOutcome::Issued { .. } => "issued",
+        IssueOutcome::Pending { .. } => "pending",
+        IssueOutcome::AwaitingApproval { .. } => "awaiting_approval",
+    }
+}
+
+/// Counts a failed issuance-like request in the metrics, then passes the error on.
+fn count_failure(e: IssueError) -> ApiError {
+    crate::metrics::issuance(if matches!(e, IssueError::Rejected { .. }) { "rejected" } else { "failed" });
+    e.into()
+}
+
+#[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
+    responses((status = 201, description = "Issued", body = IssueResponse),
+        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse),
+        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,23 +291,275 @@ async fn issue(
         csr: body.csr.map(String::into_bytes),
     };
     let actor = caller.actor();
-    let mut inv = state.inventory.lock().await;
-    let mut pipeline =
-        Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    let outcome = pipeline.issue(&request).await?;
-    match outcome {
-        IssueOutcome::Issued { order_id, certificate_id } => {
-            let r = inv.find(&certificate_id.to_string())?.ok_or_else(|| ApiError::Internal("issued certificate vanished".into()))?;
-            let body = serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": CertView::new(&r, now(), true) });
-            Ok((StatusCode::CREATED, Json(body)).into_response())
-        }
-        IssueOutcome::Pending { order_id, next_poll_at } => Ok((
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "disposition": "pending", "order_id": order_id, "next_poll_at": crate::view::rfc3339(next_poll_at) })),
-        )
-            .into_response()),
-        IssueOutcome::AwaitingApproval { order_id } => {
-            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "disposition": "awaiting_approval", "order_id": order_id }))).into_response())
-        }
+    let outcome = {
+        let mut inv = state.inventory.get().await?;
+        let mut pipeline =
+            Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        pipeline.issue(&request).await.map_err(count_failure)?
+    };
+    outcome_response(&state, &outcome).await
+}
+
+/// Body of renew and reissue: optionally another profile or CA account (migration).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// Profile to renew under (default: the certificate's).
+    profile: Option<String>,
+    /// The one CA account to use (default: the profile's accounts in failover order).
+    account: Option<String>,
+    /// Dynamic parameters of the profile.
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+/// A requester may renew only certificates it requested itself.
+async fn require_renewable_by(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    if caller.role != Role::Requester {
+        return Ok(());
     }
+    let inv = state.inventory.get().await?;
+    let own = inv.issuing_order(id)?.is_some_and(|o| o.requested_by == caller.actor());
+    if own {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden { role: "requester", action: "renew certificates requested by someone else" })
+    }
+}
+
+async fn renew_with(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    kind: RenewKind,
+    body: RenewBody,
+) -> Result<(i64, Result<IssueOutcome, IssueError>), ApiError> {
+    let cert_id = find(state, id).await?.id;
+    require_renewable_by(state, caller, cert_id).await?;
+    let actor = caller.actor();
+    let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
+    let mut inv = state.inventory.get().await?;
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+    Ok((cert_id, p.renew(cert_id, &opts).await))
+}
+
+#[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
+    responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
+        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
+async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<RenewBody>>,
+) -> Result<Response, ApiError> {
+    caller.require(ISSUE, "renew certificates")?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, body).await?;
+    outcome_response(&state, &outcome.map_err(count_failure)?).await
+}
+
+#[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
+    responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
+        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
+async fn reissue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<RenewBody>>,
+) -> Result<Response, ApiError> {
+    caller.require(OPERATE, "reissue certificates")?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Reissue, body).await?;
+    outcome_response(&state, &outcome.map_err(count_failure)?).await
+}
+
+/// Body of revoke.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+    /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+    #[schema(value_type = String)]
+    reason: RevocationReason,
+    /// Free text for the CA and the audit log.
+    #[serde(default)]
+    comment: String,
+}
+
+#[utoipa::path(post, path = "/v1/certificates/{id}/revoke", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")), request_body = RevokeBody,
+    responses((status = 200, body = CertView), (status = "4XX", body = Problem),
+        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(OPERATE, "revoke certificates")?;
+    let Json(body) = body?;
+    let cert_id = find(&state, &id).await?.id;
+    let actor = caller.actor();
+    {
+        let mut inv = state.inventory.get().await?;
+        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        p.revoke(cert_id, body.reason, &body.comment).await?;
+    }
+    let r = find(&state, &cert_id.to_string()).await?;
+    Ok(Json(CertView::new(&r, now(), false)).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/certificates/{id}", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 204, description = "Removed from the inventory (the CA is not told; the audit stays)"),
+        (status = "4XX", body = Problem)))]
+async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require(OPERATE, "delete certificates")?;
+    let mut inv = state.inventory.get().await?;
+    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    inv.delete_certificate(r.id, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// How `/v1/renew` finds the certificate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lookup {
+    /// `id` or `thumbprint`.
+    #[serde(rename = "type")]
+    kind: LookupType,
+    /// The id or the SHA-1/SHA-256 thumbprint.
+    value: String,
+}
+
+/// Lookup kinds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupType {
+    /// Inventory id.
+    Id,
+    /// SHA-1 or SHA-256 thumbprint.
+    Thumbprint,
+}
+
+/// Keyfactor CertEnroll-style renew.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLookupBody {
+    /// Which certificate.
+    lookup: Lookup,
+    /// Renew under this profile instead (migration).
+    profile: Option<String>,
+    /// Renew at this CA account instead (migration to another CA).
+    account: Option<String>,
+    /// Free-form metadata, recorded in the audit log.
+    #[serde(default)]
+    metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Result of `/v1/renew`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenewLookupResponse {
+    /// SHA-256 thumbprint of the new certificate (null unless issued).
+    thumbprint: Option<String>,
+    /// The renewal order (null when none was created).
+    order_id: Option<i64>,
+    /// `issued`, `pending` or `failed`.
+    disposition: &'static str,
+    /// What happened, in one sentence.
+    message: String,
+    /// Deployment targets the new certificate went to.
+    deployed_to: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/v1/renew", tag = "certificates", request_body = RenewLookupBody,
+    responses((status = 200, description = "Issued, pending or failed at the CA", body = RenewLookupResponse),
+        (status = "4XX", body = Problem)))]
+async fn renew_lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RenewLookupBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(ISSUE, "renew certificates")?;
+    let Json(body) = body?;
+    let id = match body.lookup.kind {
+        LookupType::Id => {
+            body.lookup.value.parse::<i64>().map_err(|_| ApiError::BadRequest("lookup.value is not an id".into()))?;
+            body.lookup.value.clone()
+        }
+        LookupType::Thumbprint => {
+            let v = body.lookup.value.to_ascii_lowercase();
+            if !(v.len() == 40 || v.len() == 64) || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::BadRequest("lookup.value is not a SHA-1 or SHA-256 thumbprint".into()));
+            }
+            v
+        }
+    };
+    if !body.metadata.is_empty() {
+        let mut inv = state.inventory.get().await?;
+        inv.audit(&crate::inventory::NewAuditEvent {
+            actor: &caller.actor(),
+            action: "certificate.renew_request",
+            object_type: "certificate",
+            object_id: Some(id.clone()),
+            outcome: "success",
+            detail: serde_json::json!({ "metadata": body.metadata }),
+        })?;
+    }
+    let renew_body = RenewBody { profile: body.profile, account: body.account, params: BTreeMap::new() };
+    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body).await?;
+    let response = match outcome {
+        Ok(IssueOutcome::Issued { order_id, certificate_id }) => {
+            crate::metrics::issuance("issued");
+            let inv = state.inventory.get().await?;
+            let r = inv
+                .find(&certificate_id.to_string())?
+                .ok_or_else(|| ApiError::Internal("renewed certificate vanished".into()))?;
+            let deployed_to = inv.deployed_targets(certificate_id)?;
+            RenewLookupResponse {
+                thumbprint: Some(r.info.sha256.clone()),
+                order_id: Some(order_id),
+                disposition: "issued",
+                message: format!("certificate {certificate_id} issued; certificate {id} superseded"),
+                deployed_to,
+            }
+        }
+        Ok(IssueOutcome::Pending { order_id, .. } | IssueOutcome::AwaitingApproval { order_id }) => {
+            crate::metrics::issuance("pending");
+            RenewLookupResponse {
+                thumbprint: None,
+                order_id: Some(order_id),
+                disposition: "pending",
+                message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
+                deployed_to: vec![],
+            }
+        }
+        Err(e) => {
+            let order_id = match &e {
+                IssueError::Failed { order_id, .. }
+                | IssueError::Rejected { order_id, .. }
+                | IssueError::Verification { order_id, .. }
+                | IssueError::NoActiveAccount { order_id, .. } => Some(*order_id),
+                _ => None,
+            };
+            match order_id {
+                // The CA step failed: the Keyfactor shape reports it in the body.
+                Some(order_id) => {
+                    crate::metrics::issuance("failed");
+                    RenewLookupResponse {
+                        thumbprint: None,
+                        order_id: Some(order_id),
+                        disposition: "failed",
+                        message: e.to_string(),
+                        deployed_to: vec![],
+                    }
+                }
+                // Refused before any order (policy, parameters, state): a client error.
+                None => return Err(e.into()),
+            }
+        }
+    };
+    Ok(Json(response).into_response())
 }

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// 413: the body is larger than the limit.
     #[error("the request body exceeds the {} KiB limit", super::BODY_LIMIT / 1024)]
     TooLarge,
+    /// 405: the path exists, the method does not.
+    #[error("this endpoint does not support that method")]
+    MethodNotAllowed,
     /// 409: conflicts with current state.
     #[error("{0}")]
     Conflict(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -99,7 +103,7 @@ impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::NotFound(what) => ApiError::NotFound(what),
-            InventoryError::InUse(_) => ApiError::Conflict(e.to_string()),
+            InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -112,8 +116,10 @@ impl From<IssueError> for ApiError {
         match e {
             IssueError::Inventory(inner) => inner.into(),
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
-            IssueError::WrongState { .. } => ApiError::Conflict(e.to_string()),
-            IssueError::Failed { .. } => ApiError::Upstream(e.to_string()),
+            IssueError::WrongState { .. } | IssueError::Inactive { .. } | IssueError::Certificate { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
             other => ApiError::Unprocessable(other.to_string()),
         }
     }

@@ -1,13 +1,20 @@
 //! The HTTP API (`certhost serve`): JSON under `/v1`, bearer tokens with roles, errors as
-//! problem+json. One file per resource, each with its own `router()`, merged here.
+//! problem+json, an OpenAPI 3.1 document generated from the handlers at `/v1/openapi.json`.
+//! One file per resource, each with its own `router()`, merged here.
 //!
 //! The library never binds ports: the binary hands [`serve`] a listener (tests use port 0).
 
+mod accounts;
+mod audit;
 mod auth;
-mod catalog;
 mod certificates;
 mod error;
 mod health;
+mod openapi;
+mod orders;
+mod profiles;
+mod tls;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,14 +22,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use utoipa::ToSchema;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
+pub use tls::{TlsError, TlsListener};
 
 use crate::connector::ConnectorSource;
-use crate::inventory::Inventory;
+use crate::inventory::InventoryPool;
+use crate::param::ParamDef;
 
 /// Requests larger than this are refused with 413 before they are read.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -32,13 +43,34 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Shared state of the server.
 #[derive(Clone)]
 pub struct AppState {
-    /// The inventory. One connection behind an async mutex: simple and durable; the
-    /// performance issue revisits this.
-    pub inventory: Arc<Mutex<Inventory>>,
+    /// The inventory: a pool of connections, one checked out per request, so a slow
+    /// connector call holds one connection and never the whole API.
+    pub inventory: InventoryPool,
     /// Connector loader.
     pub connectors: Arc<dyn ConnectorSource>,
     /// Environment lookup for `{ env = ... }` parameter references.
     pub env: crate::param::SharedEnvLookup,
+}
+
+/// An RFC 9457 problem document, as every error response carries it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What was wrong, in one sentence. Never a sensitive value.
+    pub detail: String,
+}
+
+/// Body of a secret PUT: `{"value": "..."}` (or the raw value as `text/plain`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SecretBody {
+    /// The sensitive value; stored encrypted, never shown again.
+    pub value: String,
 }
 
 /// All routes, with the body limit and request timeout.
@@ -46,8 +78,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(certificates::router())
-        .merge(catalog::router())
+        .merge(accounts::router())
+        .merge(profiles::router())
+        .merge(orders::router())
+        .merge(audit::router())
+        .merge(tokens::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -56,11 +94,65 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then stops accepting and lets in-flight requests finish.
+/// Serves plain HTTP until `shutdown` completes, then stops accepting and lets in-flight
+/// requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves HTTPS (see [`TlsListener`]) until `shutdown` completes.
+pub async fn serve_tls(
+    listener: TlsListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A serde error as a description of the shape that was wrong, without quoting the input
+/// (the input may hold a secret): "missing field `connector`", "unknown field `x`".
+pub(crate) fn shape_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    // serde's messages put values after "invalid type: string \"...\"" / "invalid value:";
+    // those are replaced, field names (in backquotes) are kept.
+    if text.starts_with("invalid type") || text.starts_with("invalid value") || text.starts_with("invalid length") {
+        let expected = text.split(", expected ").nth(1).unwrap_or("another type");
+        format!("a value has the wrong type or form (expected {expected})")
+    } else {
+        text
+    }
+}
+
+/// The value of a secret PUT body: JSON `{"value": ...}` or the raw text.
+pub(crate) fn secret_value(body: &[u8]) -> Result<zeroize::Zeroizing<String>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the secret is not UTF-8 text".into()))?;
+    let value = if text.trim_start().starts_with('{') {
+        serde_json::from_str::<SecretBody>(text)
+            .map_err(|_| ApiError::BadRequest("the body must be {\"value\": \"...\"} or the raw value".into()))?
+            .value
+    } else {
+        text.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if value.is_empty() {
+        return Err(ApiError::BadRequest("the secret value is empty".into()));
+    }
+    Ok(zeroize::Zeroizing::new(value))
+}
+
+/// Only a declared, sensitive parameter without a value reference can take a stored secret.
+pub(crate) fn check_secret_param(def: Option<&ParamDef>, what: &str, owner: &str, param: &str) -> Result<(), ApiError> {
+    match def {
+        None => Err(ApiError::NotFound(format!("parameter {param} of {what} {owner}"))),
+        Some(d) if !d.sensitive => Err(ApiError::Unprocessable(format!(
+            "parameter {param} of {what} {owner} is not sensitive; set its value in the definition"
+        ))),
+        Some(d) if d.value.is_some() => Err(ApiError::Unprocessable(format!(
+            "parameter {param} of {what} {owner} takes its value from an env or file reference"
+        ))),
+        Some(_) => Ok(()),
+    }
 }

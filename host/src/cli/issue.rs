@@ -28,6 +28,18 @@ pub struct Args {
     /// Organisational unit override (when the profile allows it).
     #[arg(long = "ou", value_name = "UNIT")]
     organizational_unit: Vec<String>,
+    /// Locality override (when the profile allows it).
+    #[arg(long = "l", value_name = "LOCALITY")]
+    locality: Option<String>,
+    /// State/province override (when the profile allows it).
+    #[arg(long = "st", value_name = "STATE")]
+    state: Option<String>,
+    /// Country override, two letters (when the profile allows it).
+    #[arg(long = "c", value_name = "CC")]
+    country: Option<String>,
+    /// emailAddress in the subject (when the profile allows it).
+    #[arg(long = "email", value_name = "ADDRESS")]
+    email: Option<String>,
     /// Dynamic parameter NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
@@ -58,7 +70,11 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         subject: Subject {
             organization: args.organization.clone(),
             organizational_unit: args.organizational_unit.clone(),
-            ..Subject::default()
+            locality: args.locality.clone(),
+            state: args.state.clone(),
+            country: args.country.clone(),
+            email: args.email.clone(),
+            common_name: None,
         },
         params: super::kv_pairs(&args.params)?,
         csr,

@@ -8,6 +8,7 @@ mod import;
 mod inspect_csr;
 mod issue;
 mod key_csr;
+mod lifecycle;
 mod list;
 mod orders;
 mod output;
@@ -83,6 +84,16 @@ pub enum Command {
     /// Orders: list, show, poll, approve, decline, resubmit.
     #[command(subcommand)]
     Orders(orders::Command),
+    /// Renew a certificate (same names; key per the profile), optionally at another profile or CA account.
+    Renew(lifecycle::RenewArgs),
+    /// Reissue a certificate: same names, always a new key pair.
+    Reissue(lifecycle::RenewArgs),
+    /// Revoke a certificate at its CA (RFC 5280 reason) and mark it revoked.
+    Revoke(lifecycle::RevokeArgs),
+    /// Remove a certificate from the inventory (the CA is not contacted; the audit stays).
+    Delete(lifecycle::DeleteArgs),
+    /// Approve, decline, suspend or resume an order at its CA (update_order).
+    UpdateOrder(lifecycle::UpdateOrderArgs),
 }
 
 /// What main.rs reads from the process environment for the commands.
@@ -115,6 +126,13 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
         Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
         Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
+        Command::Renew(args) => lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env),
+        Command::Reissue(args) => {
+            lifecycle::renew(args, certhost::lifecycle::RenewKind::Reissue, &mut configured(env)?, env)
+        }
+        Command::Revoke(args) => lifecycle::revoke(args, &mut configured(env)?, env),
+        Command::Delete(args) => lifecycle::delete(args, &mut open_inventory(&data_dir, env)?, env),
+        Command::UpdateOrder(args) => lifecycle::update_order(args, &mut configured(env)?, env),
     }
 }
 

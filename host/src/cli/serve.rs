@@ -7,18 +7,27 @@ use std::time::Duration;
 
 use anyhow::Context;
 use certhost::api::{self, AppState};
-use certhost::inventory::Inventory;
+use certhost::inventory::{DEFAULT_POOL_SIZE, Inventory, InventoryPool};
 
-/// Arguments of `serve`.
+/// Arguments of `serve`. Flags win over `[server]` in certhost.toml.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:8443", env = "CERTHOST_LISTEN")]
-    listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8443; port 0 picks a free port, and the chosen
+    /// address is printed).
+    #[arg(long, env = "CERTHOST_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Seconds between order-poller rounds.
     #[arg(long, default_value_t = 5)]
     poll_interval: u64,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
 pub fn run(
     args: Args,
@@ -26,15 +35,30 @@ pub fn run(
     config: Option<std::path::PathBuf>,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
+    // The pool opens further connections with the same master key (its file exists by now).
+    let (vault, _) = certhost::vault::MasterKey::load_or_create(&env.data_dir, env.master_key.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry = super::registry(&env.data_dir);
+    let file = match &config {
+        Some(path) => certhost::config::read_file(path)?,
+        None => certhost::config::ConfigFile::default(),
+    };
+    let listen = match args.listen.or(file.server.listen) {
+        Some(a) => a,
+        // A constant that parses: checked by the unit test below.
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let tls = match (args.tls_cert.or(file.server.tls_cert), args.tls_key.or(file.server.tls_key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("[server] needs both tls_cert and tls_key for HTTPS"),
+    };
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let state = AppState {
-            inventory: Arc::new(tokio::sync::Mutex::new(inv)),
+            inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE),
             connectors: Arc::new(registry),
             env: Arc::new(super::env_lookup),
         };
@@ -51,9 +75,19 @@ pub fn run(
         }
         // Signal handlers are in place before anyone can learn the address and send one.
         let shutdown = shutdown_signal()?;
-        println!("certhost listening on http://{addr}");
-        tracing::info!(%addr, "listening");
-        api::serve(listener, state, shutdown).await?;
+        match tls {
+            Some((cert, key)) => {
+                let listener = api::TlsListener::new(listener, &cert, &key)?;
+                println!("certhost listening on https://{addr}");
+                tracing::info!(%addr, "listening (TLS)");
+                api::serve_tls(listener, state, shutdown).await?;
+            }
+            None => {
+                println!("certhost listening on http://{addr}");
+                tracing::info!(%addr, "listening");
+                api::serve(listener, state, shutdown).await?;
+            }
+        }
         // The server drained; tell the poller, then wait for its round to end.
         let _ = stop_tx.send(true);
         let _ = poller.await;
@@ -64,10 +98,16 @@ pub fn run(
 
 /// Re-reads the configuration (accounts, profiles) on SIGHUP. A file with an error is
 /// reported and nothing of it is applied.
-async fn reload_on_sighup(inventory: Arc<tokio::sync::Mutex<Inventory>>, path: std::path::PathBuf) {
+async fn reload_on_sighup(inventory: InventoryPool, path: std::path::PathBuf) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
-        let mut inv = inventory.lock().await;
+        let mut inv = match inventory.get().await {
+            Ok(inv) => inv,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed: no database connection");
+                continue;
+            }
+        };
         match certhost::config::load(&mut inv, &path, "serve:reload") {
             Ok(report) => {
                 tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display())
@@ -90,4 +130,12 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             _ = int.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_listen_address_parses() {
+        assert!(super::DEFAULT_LISTEN.parse::<std::net::SocketAddr>().is_ok());
+    }
 }

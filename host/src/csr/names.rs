@@ -84,6 +84,20 @@ impl FromStr for San {
 }
 
 impl San {
+    /// Reads a `TYPE:value` the inventory stored, without re-validating the value: a
+    /// certificate imported from elsewhere may carry names our request rules would refuse
+    /// (`host_1.corp`), and showing it must not drop them.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        let (kind, value) = s.split_once(':')?;
+        Some(match kind.to_ascii_uppercase().as_str() {
+            "DNS" => San::Dns(value.to_owned()),
+            "IP" => San::Ip(value.parse().ok()?),
+            "EMAIL" | "RFC822" => San::Email(value.to_owned()),
+            "URI" => San::Uri(value.to_owned()),
+            _ => return None,
+        })
+    }
+
     /// Checks the value against its type's syntax.
     pub fn validate(&self) -> Result<(), NameError> {
         match self {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Inventory, InventoryError};
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Sequence number.
     pub id: i64,

@@ -156,7 +156,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
             sans: serde_json::from_str::<Vec<String>>(&sans)
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|s| s.parse::<San>().ok())
+                .filter_map(|s| San::from_stored(s))
                 .collect(),
             not_before: r.get(11)?,
             not_after: r.get(12)?,

@@ -9,7 +9,9 @@ mod accounts;
 mod audit;
 mod certificates;
 mod keys;
+mod lifecycle;
 mod orders;
+mod pool;
 mod schema;
 mod tokens;
 
@@ -26,6 +28,7 @@ pub use accounts::{SecretOwner, Upsert};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use orders::{NewOrder, Order, OrderState};
+pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use tokens::{Role, TokenInfo};
 
@@ -84,12 +87,16 @@ pub enum InventoryError {
     /// The object does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The change conflicts with the object's current state (e.g. a renewal already running).
+    #[error("{0}")]
+    Conflict(String),
     /// Stored data no longer parses.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
-/// The open inventory. One per process for now (the API issue adds a connection pool).
+/// One open connection to the inventory. `certhost serve` keeps several in an
+/// [`InventoryPool`].
 pub struct Inventory {
     conn: Connection,
     vault: MasterKey,

@@ -16,7 +16,7 @@ use crate::key::PrivateKey;
 use crate::verify::VerifiedCertificate;
 
 /// Order states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Held until another person approves.
@@ -68,7 +68,7 @@ impl std::str::FromStr for OrderState {
 }
 
 /// An order as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Order {
     /// Inventory id.
     pub id: i64,
@@ -185,7 +185,23 @@ impl Inventory {
         let request_id = new_request_id();
         let state = if new.awaiting_approval { OrderState::AwaitingApproval } else { OrderState::Pending };
         let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the check for an open renewal and the insert are one atomic claim, even
+        // between processes (the unique index orders_one_open_renewal is the backstop).
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(pred) = new.predecessor_id
+            && let Some(open) = tx
+                .query_row(
+                    "SELECT id FROM orders WHERE predecessor_id = ?1
+                       AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
+                    [pred],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+        {
+            return Err(InventoryError::Conflict(format!(
+                "certificate {pred} already has renewal order {open} in progress"
+            )));
+        }
         let key_id = match new.key {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
             None => None,
@@ -223,6 +239,33 @@ impl Inventory {
         )?;
         tx.commit()?;
         self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))
+    }
+
+    /// The order that produced certificate `certificate_id` (its CA order id, requester).
+    pub fn issuing_order(&self, certificate_id: i64) -> Result<Option<Order>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM orders WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 1"),
+                [certificate_id],
+                from_row,
+            )
+            .optional()?)
+    }
+
+    /// The open (not yet finished) renewal or reissue order of a certificate, if any.
+    pub fn open_renewal(&self, predecessor_id: i64) -> Result<Option<Order>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM orders WHERE predecessor_id = ?1
+                       AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1"
+                ),
+                [predecessor_id],
+                from_row,
+            )
+            .optional()?)
     }
 
     /// One order.
@@ -350,6 +393,29 @@ impl Inventory {
         )?;
         if n == 0 {
             return Err(InventoryError::NotFound(format!("order {id}")));
+        }
+        // A renewal's predecessor steps aside in the same transaction: never two active
+        // generations, never a superseded one without its successor.
+        if let Some(pred) = order.predecessor_id.filter(|p| *p != cert_id) {
+            let n = tx.execute(
+                "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
+                 WHERE id = ?1 AND status IN ('active', 'expired')",
+                params![pred],
+            )?;
+            if n > 0 {
+                audit::record(
+                    &tx,
+                    now,
+                    &NewAuditEvent {
+                        actor,
+                        action: "certificate.superseded",
+                        object_type: "certificate",
+                        object_id: Some(pred.to_string()),
+                        outcome: "success",
+                        detail: serde_json::json!({ "successor_id": cert_id, "order_id": id, "kind": order.kind }),
+                    },
+                )?;
+            }
         }
         audit::record(
             &tx,

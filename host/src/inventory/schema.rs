@@ -134,6 +134,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
         BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
     "#,
+    // 2: the lifecycle — at most one open renewal per certificate (the claim that stops two
+    //    renewals racing), the renewal schedule and its retry state, deployments.
+    r#"
+    CREATE UNIQUE INDEX orders_one_open_renewal ON orders(predecessor_id)
+        WHERE predecessor_id IS NOT NULL AND state IN ('awaiting_approval','pending','needs_attention');
+    -- When the scheduler renews this certificate (NULL: never, e.g. auto-renew off or no profile).
+    ALTER TABLE certificates ADD COLUMN renew_after INTEGER;
+    ALTER TABLE certificates ADD COLUMN renewal_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE certificates ADD COLUMN renewal_error TEXT;
+    -- A scheduler instance working on this certificate holds it until then.
+    ALTER TABLE certificates ADD COLUMN renewal_lease_until INTEGER;
+    CREATE INDEX certificates_due ON certificates(renew_after) WHERE status = 'active' AND renew_after IS NOT NULL;
+    CREATE TABLE deployments (
+        id              INTEGER PRIMARY KEY,
+        certificate_id  INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+        target          TEXT NOT NULL,
+        outcome         TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT '',
+        at              INTEGER NOT NULL
+    );
+    CREATE INDEX deployments_certificate ON deployments(certificate_id, at);
+    -- Notifications already sent, so a condition is reported once, not every scheduler round.
+    CREATE TABLE notifications_sent (
+        certificate_id  INTEGER NOT NULL,
+        kind            TEXT NOT NULL,
+        at              INTEGER NOT NULL,
+        PRIMARY KEY (certificate_id, kind)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -10,7 +10,7 @@ use super::audit::{self, NewAuditEvent};
 use super::{Inventory, InventoryError};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Accounts, profiles, tokens, secrets — and everything an operator may do.
@@ -52,7 +52,7 @@ impl std::str::FromStr for Role {
 }
 
 /// A token as listed (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Id.
     pub id: i64,

@@ -1,0 +1,209 @@
+//! `/v1/accounts`: CA accounts — list, get, create, update, activate, deactivate, delete,
+//! test, and write-only secrets.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{ADMIN, Caller, READ};
+use super::{ApiError, AppState, Problem, SecretBody};
+use crate::account::{AccountDef, AccountStatus};
+use crate::inventory::SecretOwner;
+use crate::issue::Pipeline;
+use crate::view::AccountView;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts", get(list).post(create))
+        .route("/v1/accounts/{name}", get(show).put(update).delete(delete))
+        .route("/v1/accounts/{name}/activate", post(activate))
+        .route("/v1/accounts/{name}/deactivate", post(deactivate))
+        .route("/v1/accounts/{name}/test", post(test))
+        .route("/v1/accounts/{name}/params/{param}/secret", put(set_secret))
+}
+
+/// A list of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    /// By name.
+    items: Vec<AccountView>,
+}
+
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+    responses((status = 200, body = AccountList), (status = "4XX", body = Problem)))]
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>, ApiError> {
+    caller.require(READ, "read accounts")?;
+    let inv = state.inventory.get().await?;
+    let items = inv.accounts()?.iter().map(|a| crate::view::account(&inv, a)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(AccountList { items }))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    caller.require(READ, "read accounts")?;
+    let inv = state.inventory.get().await?;
+    let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+    Ok(Json(crate::view::account(&inv, &a)?))
+}
+
+/// A new account: its name and the fields of `[accounts.NAME]` in certhost.toml.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewAccount {
+    /// Unique name (letters, digits, `-`, `_`, `.`).
+    name: String,
+    /// The definition, as in certhost.toml (`connector`, `params`, `allowed_hosts`, ...).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    definition: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Parses a definition body; serde's own message is not echoed, since it could quote a value.
+fn definition(map: serde_json::Map<String, serde_json::Value>) -> Result<AccountDef, ApiError> {
+    let def: AccountDef = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+        ApiError::Unprocessable(format!("the account definition is not valid: {}", super::shape_error(&e)))
+    })?;
+    Ok(def)
+}
+
+/// Checks a definition, including that its connector loads (a script that does not import
+/// is refused here, with Python's error and line, not at the first issuance).
+async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), ApiError> {
+    def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if def.status == AccountStatus::Active {
+        state.connectors.connector(name, def).await.map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
+    responses((status = 201, body = AccountView), (status = "4XX", body = Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewAccount>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "create accounts")?;
+    let Json(body) = body?;
+    let def = definition(body.definition)?;
+    checked(&state, &body.name, &def).await?;
+    let mut inv = state.inventory.get().await?;
+    if inv.account(&body.name)?.is_some() {
+        return Err(ApiError::Conflict(format!("account {} already exists (PUT /v1/accounts/{} to change it)", body.name, body.name)));
+    }
+    inv.upsert_account(&body.name, &def, "api", &caller.actor())?;
+    let a = inv.account(&body.name)?.ok_or_else(|| ApiError::Internal("created account vanished".into()))?;
+    Ok((StatusCode::CREATED, Json(crate::view::account(&inv, &a)?)).into_response())
+}
+
+#[utoipa::path(put, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+    request_body(content = Object, description = "The whole definition, as in certhost.toml"),
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    caller.require(ADMIN, "change accounts")?;
+    let Json(body) = body?;
+    let def = definition(body)?;
+    {
+        let inv = state.inventory.get().await?;
+        let existing = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+        refuse_file_defined(&existing.origin, "account", &name)?;
+    }
+    checked(&state, &name, &def).await?;
+    let mut inv = state.inventory.get().await?;
+    inv.upsert_account(&name, &def, "api", &caller.actor())?;
+    let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+    Ok(Json(crate::view::account(&inv, &a)?))
+}
+
+/// Accounts and profiles from files are changed in their files (the next reload would undo
+/// an API change silently otherwise).
+pub(super) fn refuse_file_defined(origin: &str, what: &str, name: &str) -> Result<(), ApiError> {
+    if origin.starts_with("file") {
+        return Err(ApiError::Conflict(format!(
+            "{what} {name} is defined in a configuration file; change it there and reload (SIGHUP)"
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted; its audit history stays"), (status = "4XX", body = Problem)))]
+async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "delete accounts")?;
+    let mut inv = state.inventory.get().await?;
+    let existing = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+    refuse_file_defined(&existing.origin, "account", &name)?;
+    inv.delete_account(&name, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_status(state: AppState, caller: Caller, name: String, status: AccountStatus) -> Result<Json<AccountView>, ApiError> {
+    caller.require(ADMIN, "change accounts")?;
+    let mut inv = state.inventory.get().await?;
+    inv.set_account_status(&name, status, &caller.actor())?;
+    let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+    Ok(Json(crate::view::account(&inv, &a)?))
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{name}/activate", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+async fn activate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    set_status(state, caller, name, AccountStatus::Active).await
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{name}/deactivate", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+async fn deactivate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    set_status(state, caller, name, AccountStatus::Inactive).await
+}
+
+/// Result of a connection test.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    /// Account.
+    account: String,
+    /// Whether `test_connection` succeeded.
+    ok: bool,
+    /// `ok`, or the (redacted) error.
+    message: String,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{name}/test", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = TestResult), (status = "4XX", body = Problem)))]
+async fn test(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<TestResult>, ApiError> {
+    caller.require(ADMIN, "test accounts")?;
+    let actor = caller.actor();
+    let mut inv = state.inventory.get().await?;
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+    let (ok, message) = p.test_account(&name).await?;
+    Ok(Json(TestResult { account: name, ok, message }))
+}
+
+#[utoipa::path(put, path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",
+    params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
+    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem)))]
+async fn set_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, param)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "set secrets")?;
+    let value = super::secret_value(&body)?;
+    let mut inv = state.inventory.get().await?;
+    let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+    super::check_secret_param(a.def.params.get(&param), "account", &name, &param)?;
+    inv.set_secret(SecretOwner::Account, &name, &param, &value, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

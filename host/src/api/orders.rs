@@ -1,0 +1,161 @@
+//! `/v1/orders`: list, get, poll now, approve, decline.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Caller, OPERATE, READ};
+use super::{ApiError, AppState, Problem};
+use crate::inventory::{Order, OrderState};
+use crate::issue::{IssueError, IssueOutcome, Pipeline};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", get(list))
+        .route("/v1/orders/{id}", get(show))
+        .route("/v1/orders/{id}/poll", post(poll))
+        .route("/v1/orders/{id}/approve", post(approve))
+        .route("/v1/orders/{id}/decline", post(decline))
+}
+
+/// Query of the list endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrdersQuery {
+    /// `awaiting_approval`, `pending`, `issued`, `rejected`, `failed` or `needs_attention`.
+    state: Option<String>,
+    /// At most this many, 1-1000 (default 100), newest first.
+    limit: Option<u32>,
+}
+
+/// A list of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    /// Newest first.
+    items: Vec<Order>,
+}
+
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrdersQuery),
+    responses((status = 200, body = OrderList), (status = "4XX", body = Problem)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<OrderList>, ApiError> {
+    caller.require(READ, "read orders")?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let st = q.state.as_deref().map(str::parse::<OrderState>).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let inv = state.inventory.get().await?;
+    Ok(Json(OrderList { items: inv.orders(st, q.limit.unwrap_or(100).clamp(1, 1000))? }))
+}
+
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
+    responses((status = 200, body = Order), (status = "4XX", body = Problem)))]
+async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Order>, ApiError> {
+    caller.require(READ, "read orders")?;
+    let inv = state.inventory.get().await?;
+    Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))
+}
+
+/// Where an order stands after a poll or an approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderStep {
+    /// `issued`, `pending` or `awaiting_approval`.
+    disposition: &'static str,
+    /// The order.
+    order_id: i64,
+    /// The stored certificate, when issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_id: Option<i64>,
+    /// When pending: the next poll (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_poll_at: Option<String>,
+}
+
+fn step(outcome: &IssueOutcome) -> OrderStep {
+    match outcome {
+        IssueOutcome::Issued { order_id, certificate_id } => OrderStep {
+            disposition: "issued",
+            order_id: *order_id,
+            certificate_id: Some(*certificate_id),
+            next_poll_at: None,
+        },
+        IssueOutcome::Pending { order_id, next_poll_at } => OrderStep {
+            disposition: "pending",
+            order_id: *order_id,
+            certificate_id: None,
+            next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
+        },
+        IssueOutcome::AwaitingApproval { order_id } => {
+            OrderStep { disposition: "awaiting_approval", order_id: *order_id, certificate_id: None, next_poll_at: None }
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/poll", tag = "orders", params(("id" = i64, Path)),
+    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem),
+        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
+    caller.require(OPERATE, "poll orders")?;
+    let actor = caller.actor();
+    let mut inv = state.inventory.get().await?;
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+    Ok(Json(step(&p.poll(id).await?)))
+}
+
+/// Body of approve: sensitive dynamic parameters again (they are never stored).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Dynamic parameters to (re-)supply.
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, String>,
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/approve", tag = "orders", params(("id" = i64, Path)),
+    request_body(content = Option<ApproveBody>),
+    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem),
+        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: Option<Json<ApproveBody>>,
+) -> Result<Json<OrderStep>, ApiError> {
+    caller.require(OPERATE, "approve orders")?;
+    let actor = caller.actor();
+    let params = body.map(|Json(b)| b.params).unwrap_or_default();
+    let mut inv = state.inventory.get().await?;
+    inv.approve_order(id, &actor).map_err(IssueError::from)?;
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+    Ok(Json(step(&p.submit(id, &params).await?)))
+}
+
+/// Body of decline.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineBody {
+    /// Why (recorded with the order and in the audit log).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/decline", tag = "orders", params(("id" = i64, Path)),
+    request_body(content = Option<DeclineBody>),
+    responses((status = 200, body = Order), (status = "4XX", body = Problem)))]
+async fn decline(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: Option<Json<DeclineBody>>,
+) -> Result<Json<Order>, ApiError> {
+    caller.require(OPERATE, "decline orders")?;
+    let reason = body.and_then(|Json(b)| b.reason).unwrap_or_else(|| "declined".into());
+    let mut inv = state.inventory.get().await?;
+    inv.decline_order(id, &reason, &caller.actor())?;
+    Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))
+}

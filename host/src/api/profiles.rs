@@ -1,0 +1,146 @@
+//! `/v1/profiles`: list, get, create, update, delete, and write-only secrets.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::accounts::refuse_file_defined;
+use super::auth::{ADMIN, Caller, READ};
+use super::{ApiError, AppState, Problem, SecretBody};
+use crate::inventory::{Inventory, SecretOwner};
+use crate::profile::ProfileDef;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/profiles", get(list).post(create))
+        .route("/v1/profiles/{name}", get(show).put(update).delete(delete))
+        .route("/v1/profiles/{name}/params/{param}/secret", put(set_secret))
+}
+
+/// A list of profiles.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileList {
+    /// Profiles by name; sensitive parameters as `{"sensitive": true, "set": bool}`.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
+    responses((status = 200, body = ProfileList), (status = "4XX", body = Problem)))]
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ProfileList>, ApiError> {
+    caller.require(READ, "read profiles")?;
+    let inv = state.inventory.get().await?;
+    let items =
+        inv.profiles()?.iter().map(|(n, d, o)| crate::view::profile(&inv, n, d, o)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(ProfileList { items }))
+}
+
+#[utoipa::path(get, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+    responses((status = 200, description = "The profile", body = Object), (status = "4XX", body = Problem)))]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READ, "read profiles")?;
+    let inv = state.inventory.get().await?;
+    let (def, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+    Ok(Json(crate::view::profile(&inv, &name, &def, &origin)?))
+}
+
+/// A new profile: its name and the fields of `profiles/NAME.toml`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewProfile {
+    /// Unique name.
+    name: String,
+    /// The definition, as in a profile file (`accounts`, `params`, `key`, `subject`, ...).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    definition: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Parses and checks a profile definition against the stored accounts.
+fn checked(inv: &Inventory, name: &str, map: serde_json::Map<String, serde_json::Value>) -> Result<ProfileDef, ApiError> {
+    let def: ProfileDef = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+        ApiError::Unprocessable(format!("the profile definition is not valid: {}", super::shape_error(&e)))
+    })?;
+    def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let accounts: BTreeMap<_, _> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+    crate::config::check_links(name, &def, &accounts).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    Ok(def)
+}
+
+#[utoipa::path(post, path = "/v1/profiles", tag = "profiles", request_body = NewProfile,
+    responses((status = 201, description = "Created", body = Object), (status = "4XX", body = Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewProfile>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "create profiles")?;
+    let Json(body) = body?;
+    let mut inv = state.inventory.get().await?;
+    let def = checked(&inv, &body.name, body.definition)?;
+    if inv.profile(&body.name)?.is_some() {
+        return Err(ApiError::Conflict(format!("profile {} already exists (PUT /v1/profiles/{} to change it)", body.name, body.name)));
+    }
+    inv.upsert_profile(&body.name, &def, "api", &caller.actor())?;
+    let view = crate::view::profile(&inv, &body.name, &def, "api")?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[utoipa::path(put, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+    request_body(content = Object, description = "The whole definition, as in a profile file"),
+    responses((status = 200, description = "Updated", body = Object), (status = "4XX", body = Problem)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(ADMIN, "change profiles")?;
+    let Json(body) = body?;
+    let mut inv = state.inventory.get().await?;
+    let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+    refuse_file_defined(&origin, "profile", &name)?;
+    let def = checked(&inv, &name, body)?;
+    inv.upsert_profile(&name, &def, "api", &caller.actor())?;
+    Ok(Json(crate::view::profile(&inv, &name, &def, "api")?))
+}
+
+#[utoipa::path(delete, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = "4XX", body = Problem)))]
+async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "delete profiles")?;
+    let mut inv = state.inventory.get().await?;
+    let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+    refuse_file_defined(&origin, "profile", &name)?;
+    inv.delete_profile(&name, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(put, path = "/v1/profiles/{name}/params/{param}/secret", tag = "profiles",
+    params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
+    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem)))]
+async fn set_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, param)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "set secrets")?;
+    let value = super::secret_value(&body)?;
+    let mut inv = state.inventory.get().await?;
+    let (def, _) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+    super::check_secret_param(def.params.get(&param), "profile", &name, &param)?;
+    inv.set_secret(SecretOwner::Profile, &name, &param, &value, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,80 @@
+//! `/v1/tokens`: API tokens (admins only). A token's secret is shown once, at creation.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{ADMIN, Caller};
+use super::{ApiError, AppState, Problem};
+use crate::inventory::{Role, TokenInfo};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/tokens", get(list).post(create)).route("/v1/tokens/{name}", axum::routing::delete(revoke))
+}
+
+/// Tokens (never their secrets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// By name.
+    items: Vec<TokenInfo>,
+}
+
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = "4XX", body = Problem)))]
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
+    caller.require(ADMIN, "manage tokens")?;
+    let inv = state.inventory.get().await?;
+    Ok(Json(TokenList { items: inv.tokens()? }))
+}
+
+/// A new token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Unique name (shown in the audit log as `token:NAME`).
+    name: String,
+    /// `admin`, `operator`, `requester` or `auditor`.
+    #[schema(value_type = String)]
+    role: Role,
+}
+
+/// The created token: its secret appears here and nowhere else, ever.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Name.
+    name: String,
+    /// Role.
+    role: &'static str,
+    /// The bearer token.
+    token: String,
+}
+
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "manage tokens")?;
+    let Json(body) = body?;
+    let mut inv = state.inventory.get().await?;
+    let token = inv.create_token(&body.name, body.role, &caller.actor())?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { name: body.name, role: body.role.as_str(), token: token.to_string() }))
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
+    responses((status = 204, description = "Revoked"), (status = "4XX", body = Problem)))]
+async fn revoke(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    caller.require(ADMIN, "manage tokens")?;
+    let mut inv = state.inventory.get().await?;
+    inv.revoke_token(&name, &caller.actor())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,123 @@
+//! `certhost renew | reissue | revoke | delete | update-order`: lifecycle steps on stored
+//! certificates and orders.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use certhost::connector::{OrderAction, RevocationReason};
+use certhost::inventory::Inventory;
+use certhost::issue::Pipeline;
+use certhost::lifecycle::{RenewKind, RenewOptions};
+
+/// Arguments of `renew` and `reissue`.
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    id: String,
+    /// Renew under another profile (migration).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Use this one CA account instead of the profile's failover list (migration to another CA).
+    #[arg(long)]
+    account: Option<String>,
+    /// Dynamic parameter NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `revoke`.
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    id: String,
+    /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+    #[arg(long, value_parser = parse_reason)]
+    reason: RevocationReason,
+    /// Comment for the CA and the audit log.
+    #[arg(long, default_value = "")]
+    comment: String,
+}
+
+fn parse_reason(s: &str) -> Result<RevocationReason, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        "expected one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, \
+         cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise"
+            .to_owned()
+    })
+}
+
+/// Arguments of `delete`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    id: String,
+}
+
+/// Arguments of `update-order`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateOrderArgs {
+    /// Order id.
+    id: i64,
+    /// approve, decline, suspend or resume.
+    #[arg(value_parser = parse_action)]
+    action: OrderAction,
+}
+
+fn parse_action(s: &str) -> Result<OrderAction, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "expected approve, decline, suspend or resume".to_owned())
+}
+
+fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
+    Ok(inv.find(id)?.with_context(|| format!("certificate {id} not found"))?.id)
+}
+
+/// `renew` or `reissue`.
+pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let id = lookup(inv, &args.id)?;
+    let opts = RenewOptions { kind, profile: args.profile, account: args.account, params: super::kv_pairs(&args.params)? };
+    let registry = super::registry(&env.data_dir);
+    let outcome = super::runtime()?.block_on(async {
+        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+        p.renew(id, &opts).await
+    })?;
+    super::issue::report(inv, &outcome, args.out.as_deref(), args.json)
+}
+
+/// `revoke`.
+pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let id = lookup(inv, &args.id)?;
+    let registry = super::registry(&env.data_dir);
+    super::runtime()?.block_on(async {
+        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+        p.revoke(id, args.reason, &args.comment).await
+    })?;
+    println!("certificate #{id} revoked at its CA and marked revoked");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `delete`.
+pub fn delete(args: DeleteArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let id = lookup(inv, &args.id)?;
+    inv.delete_certificate(id, &env.actor)?;
+    println!("certificate #{id} removed from the inventory (the CA was not contacted; its audit history stays)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `update-order`.
+pub fn update_order(args: UpdateOrderArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let registry = super::registry(&env.data_dir);
+    let state = super::runtime()?.block_on(async {
+        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+        p.update_order(args.id, args.action).await
+    })?;
+    println!("order #{} updated at its CA; it is now {}", args.id, state.as_str());
+    Ok(ExitCode::SUCCESS)
+}

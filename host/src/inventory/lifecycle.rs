@@ -1,0 +1,165 @@
+//! Certificate lifecycle changes that are not issuance: revocation, deletion, expiry, key
+//! download. Each is one transaction with its audit event (invariant 6).
+
+use rusqlite::OptionalExtension;
+
+use super::audit::{self, NewAuditEvent};
+use super::{CertStatus, Inventory, InventoryError};
+use crate::key::PrivateKey;
+
+fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::Value) -> NewAuditEvent<'a> {
+    NewAuditEvent {
+        actor,
+        action,
+        object_type: "certificate",
+        object_id: Some(id.to_string()),
+        outcome: "success",
+        detail,
+    }
+}
+
+impl Inventory {
+    /// Records that the CA revoked certificate `id` (called after the connector said so).
+    pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1",
+            [id],
+        )?;
+        if n == 0 {
+            return Err(InventoryError::NotFound(format!("certificate {id}")));
+        }
+        audit::record(
+            &tx,
+            now,
+            &cert_event(actor, "certificate.revoke", id, serde_json::json!({ "reason": reason, "comment": comment })),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes certificate `id` from the inventory (the CA is not told). Its audit history
+    /// stays; its private key goes too unless another certificate still uses it.
+    pub fn delete_certificate(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let row: Option<(String, String, Option<i64>)> = tx
+            .query_row("SELECT sha256, subject, key_id FROM certificates WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((sha256, subject, key_id)) = row else {
+            return Err(InventoryError::NotFound(format!("certificate {id}")));
+        };
+        if let Some(open) = tx
+            .query_row(
+                "SELECT id FROM orders WHERE predecessor_id = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+        {
+            return Err(InventoryError::InUse(format!("certificate {id} has renewal order {open} in progress")));
+        }
+        tx.execute("DELETE FROM certificates WHERE id = ?1", [id])?;
+        let mut key_deleted = false;
+        if let Some(k) = key_id {
+            let users: i64 = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM certificates WHERE key_id = ?1)
+                      + (SELECT COUNT(*) FROM orders WHERE key_id = ?1 AND state NOT IN ('issued','rejected','failed'))",
+                [k],
+                |r| r.get(0),
+            )?;
+            if users == 0 {
+                tx.execute("UPDATE orders SET key_id = NULL WHERE key_id = ?1", [k])?;
+                tx.execute("DELETE FROM keys WHERE id = ?1", [k])?;
+                key_deleted = true;
+            }
+        }
+        audit::record(
+            &tx,
+            now,
+            &cert_event(
+                actor,
+                "certificate.delete",
+                id,
+                serde_json::json!({ "sha256": sha256, "subject": subject, "key_deleted": key_deleted }),
+            ),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Active certificates past notAfter become `expired`; returns their ids.
+    pub fn mark_expired(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM certificates WHERE status = 'active' AND not_after < ?1 ORDER BY not_after LIMIT 1000",
+            )?;
+            stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            tx.execute("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
+            audit::record(&tx, now, &cert_event(actor, "certificate.expired", *id, serde_json::json!({})))?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// The private key of certificate `id`, decrypted for download; the access is audited
+    /// before the key is returned.
+    pub fn download_key(&mut self, id: i64, actor: &str) -> Result<PrivateKey, InventoryError> {
+        let key_id: Option<Option<i64>> =
+            self.conn.query_row("SELECT key_id FROM certificates WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let key_id = key_id
+            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?
+            .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))?;
+        let key = self.private_key(key_id)?;
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, serde_json::json!({})))?;
+        tx.commit()?;
+        Ok(key)
+    }
+
+    /// Status of one certificate, cheaply.
+    pub fn certificate_status(&self, id: i64) -> Result<Option<CertStatus>, InventoryError> {
+        let s: Option<String> =
+            self.conn.query_row("SELECT status FROM certificates WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        s.map(|s| s.parse()).transpose()
+    }
+
+    /// Active certificates by days until expiry, for `/metrics`: each bucket is an index
+    /// range scan on (status, not_after).
+    pub fn expiry_buckets(&self) -> Result<Vec<(&'static str, u64)>, InventoryError> {
+        const DAY: i64 = 86_400;
+        let now = self.now();
+        let ranges: [(&str, i64, i64); 5] = [
+            ("expired", i64::MIN, now),
+            ("0-7", now, now + 7 * DAY),
+            ("7-30", now + 7 * DAY, now + 30 * DAY),
+            ("30-90", now + 30 * DAY, now + 90 * DAY),
+            ("90+", now + 90 * DAY, i64::MAX),
+        ];
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM certificates WHERE status = 'active' AND not_after >= ?1 AND not_after < ?2",
+        )?;
+        let mut out = Vec::with_capacity(ranges.len());
+        for (label, from, to) in ranges {
+            out.push((label, stmt.query_row(rusqlite::params![from, to], |r| r.get(0))?));
+        }
+        Ok(out)
+    }
+
+    /// Where certificate `id` was last deployed successfully (target descriptions).
+    pub fn deployed_targets(&self, id: i64) -> Result<Vec<String>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT target FROM deployments WHERE certificate_id = ?1 AND outcome = 'success' ORDER BY target",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,105 @@
+//! A small pool of inventory connections for `certhost serve`.
+//!
+//! Each request checks out its own connection for as long as it needs one — including across
+//! a connector call — so a slow or hostile connector holds one connection, never the whole
+//! API. SQLite in WAL mode lets readers run beside the single writer; writers queue on
+//! SQLite's own lock (busy timeout), each write being one short transaction.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Inventory, InventoryError};
+use crate::vault::MasterKey;
+
+/// Connections opened at most; a request beyond that waits for one to come back.
+pub const DEFAULT_POOL_SIZE: usize = 32;
+
+/// Shared, cloneable handle to the pool.
+#[derive(Clone)]
+pub struct InventoryPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    vault: MasterKey,
+    idle: Mutex<Vec<Inventory>>,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for InventoryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InventoryPool").field("data_dir", &self.inner.data_dir).finish_non_exhaustive()
+    }
+}
+
+/// A checked-out connection; it goes back to the pool when dropped.
+pub struct PooledInventory {
+    inv: Option<Inventory>,
+    pool: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl InventoryPool {
+    /// A pool over the inventory in `data_dir`, seeded with `first` (already opened, which
+    /// proved the master key and migrated the schema), opening at most `size` connections.
+    pub fn new(first: Inventory, vault: MasterKey, size: usize) -> Self {
+        let data_dir = first.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                data_dir,
+                vault,
+                idle: Mutex::new(vec![first]),
+                slots: Arc::new(Semaphore::new(size.max(1))),
+            }),
+        }
+    }
+
+    /// Checks out a connection, opening a new one when none is idle.
+    pub async fn get(&self) -> Result<PooledInventory, InventoryError> {
+        // The semaphore is never closed, so acquiring can only wait, not fail.
+        let permit = Arc::clone(&self.inner.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| InventoryError::Invalid("the inventory pool is shut down".into()))?;
+        let idle = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let inv = match idle {
+            Some(inv) => inv,
+            None => {
+                let dir = self.inner.data_dir.clone();
+                let vault = self.inner.vault.clone();
+                // Opening touches the disk (pragmas, schema check): keep it off the async threads.
+                tokio::task::spawn_blocking(move || Inventory::open(&dir, vault))
+                    .await
+                    .map_err(|e| InventoryError::Invalid(format!("opening a database connection failed: {e}")))??
+            }
+        };
+        Ok(PooledInventory { inv: Some(inv), pool: Arc::clone(&self.inner), _permit: permit })
+    }
+}
+
+impl Deref for PooledInventory {
+    type Target = Inventory;
+    fn deref(&self) -> &Inventory {
+        // `inv` is Some from construction until drop; nothing else takes it.
+        self.inv.as_ref().expect("pooled connection present until drop")
+    }
+}
+
+impl DerefMut for PooledInventory {
+    fn deref_mut(&mut self) -> &mut Inventory {
+        // See `deref`.
+        self.inv.as_mut().expect("pooled connection present until drop")
+    }
+}
+
+impl Drop for PooledInventory {
+    fn drop(&mut self) {
+        if let (Some(inv), Ok(mut idle)) = (self.inv.take(), self.pool.idle.lock()) {
+            idle.push(inv);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The lifecycle steps that go through a connector after issuance: renew (possibly at
+//! another profile or CA account, as Keyfactor's renew allows), reissue with a new key,
+//! revoke, and `update_order` at the CA. Deletion and expiry are inventory-only
+//! (`Inventory::delete_certificate`, `Inventory::mark_expired`).
+
+use std::collections::BTreeMap;
+
+use crate::account::AccountStatus;
+use crate::cert;
+use crate::connector::{OrderAction, RevocationReason, RevokeRequest};
+use crate::csr::{CsrParams, Subject, build};
+use crate::inventory::{CertStatus, CertificateRecord, InventoryError, NewOrder, OrderState};
+use crate::issue::{IssueError, IssueOutcome, Pipeline, Renewal, call_with_deadline, check_dynamic};
+use crate::key::PrivateKey;
+use crate::profile::{NameRequest, ProfileDef};
+
+/// Renewal keeps the key when the profile says so; reissue always makes a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewKind {
+    /// Same names, key per the profile's `renewal.regenerate_key`.
+    Renew,
+    /// Same names, always a new key pair (Entrust's "reissue").
+    Reissue,
+}
+
+impl RenewKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RenewKind::Renew => "renew",
+            RenewKind::Reissue => "reissue",
+        }
+    }
+}
+
+/// Options of [`Pipeline::renew`].
+#[derive(Debug, Clone)]
+pub struct RenewOptions {
+    /// Renew or reissue.
+    pub kind: RenewKind,
+    /// Another profile than the certificate's (migration at renewal).
+    pub profile: Option<String>,
+    /// One CA account to use instead of the profile's failover list.
+    pub account: Option<String>,
+    /// Dynamic parameters of the new order.
+    pub params: BTreeMap<String, String>,
+}
+
+impl Default for RenewOptions {
+    fn default() -> Self {
+        Self { kind: RenewKind::Renew, profile: None, account: None, params: BTreeMap::new() }
+    }
+}
+
+impl Pipeline<'_> {
+    /// Renews (or reissues) certificate `id`: a new CSR with the same subject and SANs, an
+    /// order linked to the certificate, the connector's `renew` at the original account (or
+    /// `certificate_request`), verification, and on success the old certificate superseded.
+    pub async fn renew(&mut self, id: i64, opts: &RenewOptions) -> Result<IssueOutcome, IssueError> {
+        let cert = self.certificate(id)?;
+        let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
+        match (cert.status, opts.kind) {
+            (CertStatus::Superseded, _) => {
+                return Err(refuse("it was superseded by a renewal; renew its successor instead"));
+            }
+            (CertStatus::Revoked, RenewKind::Renew) => {
+                return Err(refuse("it is revoked; reissue it (new key) instead of renewing it"));
+            }
+            _ => {}
+        }
+        let profile_name = opts
+            .profile
+            .clone()
+            .or_else(|| cert.profile.clone())
+            .ok_or_else(|| refuse("it has no profile (it was imported); name the profile to renew it with"))?;
+        let (mut profile, _) =
+            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        if let Some(account) = &opts.account {
+            if self.inventory.account(account)?.is_none() {
+                return Err(InventoryError::NotFound(format!("account {account}")).into());
+            }
+            profile.accounts = vec![account.clone()];
+        }
+        let dynamic = check_dynamic(&profile_name, &profile, &opts.params)?;
+        let der = cert::pem_certificates(&cert.pem)
+            .ok()
+            .and_then(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
+            .ok_or_else(|| InventoryError::Corrupt(format!("certificate {id} PEM")))?;
+        let subject = cert::subject_fields(&der).map_err(|e| InventoryError::Corrupt(e.to_string()))?;
+        let sans = cert.info.sans.clone();
+        // The (possibly new) profile must allow these names.
+        let mut policy = profile.clone();
+        policy.sans.include_cn = false;
+        policy.check_request(
+            &profile_name,
+            &NameRequest { common_name: subject.common_name.clone(), sans: sans.clone(), subject: Subject::default() },
+        )?;
+        let key = self.renewal_key(&cert, &profile, opts.kind)?;
+        let reused_type = key.key_type();
+        let hash = if reused_type == Some(profile.key.key_type) { profile.key.hash } else { None };
+        let params = CsrParams {
+            subject: subject.clone(),
+            sans: sans.clone(),
+            key_type: reused_type.unwrap_or(profile.key.key_type),
+            hash,
+        };
+        let csr = build(&params, &key)?;
+        let redacted: serde_json::Map<String, serde_json::Value> = dynamic
+            .iter()
+            .map(|(k, (v, sensitive))| {
+                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
+            })
+            .collect();
+        let order = self.inventory.create_order(
+            &NewOrder {
+                kind: opts.kind.as_str(),
+                profile: &profile_name,
+                common_name: subject.common_name.as_deref(),
+                sans: &sans,
+                csr_pem: &csr.pem,
+                params: serde_json::Value::Object(redacted),
+                key: Some(&key),
+                predecessor_id: Some(cert.id),
+                awaiting_approval: false,
+            },
+            self.actor,
+        )?;
+        let renewal = self.renewal_of(&cert)?;
+        self.submit_with(&order, &profile, &dynamic, Some(&renewal)).await
+    }
+
+    /// Revokes certificate `id` at the CA account that issued it; only when the connector
+    /// says it did is the certificate marked `revoked`. A connector without `revoke` changes
+    /// nothing and says so.
+    pub async fn revoke(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
+        let cert = self.certificate(id)?;
+        let refuse = |reason: String| IssueError::Certificate { id, reason };
+        if cert.status == CertStatus::Revoked {
+            return Err(refuse("it is already revoked".into()));
+        }
+        let account_name = cert.account.clone().ok_or_else(|| {
+            refuse("it was not issued through a CA account (imported), so certhost cannot revoke it at the CA".into())
+        })?;
+        let account = self
+            .inventory
+            .account(&account_name)?
+            .ok_or_else(|| refuse(format!("its CA account {account_name} no longer exists")))?;
+        if account.def.status != AccountStatus::Active {
+            return Err(IssueError::Inactive { account: account_name });
+        }
+        let (profile_name, profile) = self.profile_or_default(cert.profile.as_deref(), &account_name)?;
+        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let connector = self
+            .connectors
+            .connector(&account.name, &account.def)
+            .await
+            .map_err(|e| IssueError::CaCall { what: format!("revoke certificate {id}"), message: args.redact(&e.to_string()) })?;
+        let request = RevokeRequest {
+            certificate_pem: cert.pem.clone(),
+            serial: cert.info.serial.clone(),
+            reason,
+            comment: comment.to_owned(),
+        };
+        let started = std::time::Instant::now();
+        let result = call_with_deadline(&*connector, account.def.limits().timeout, connector.revoke(&request, &args)).await;
+        crate::metrics::connector_call(connector.name(), started.elapsed());
+        let reason_word = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        match result {
+            Ok(()) => {
+                self.inventory.record_revoked(id, &reason_word, comment, self.actor)?;
+                Ok(())
+            }
+            Err(e) => {
+                let message = args.redact(&e.to_string());
+                self.inventory.audit(&crate::inventory::NewAuditEvent {
+                    actor: self.actor,
+                    action: "certificate.revoke",
+                    object_type: "certificate",
+                    object_id: Some(id.to_string()),
+                    outcome: "failure",
+                    detail: serde_json::json!({ "reason": reason_word, "error": message }),
+                })?;
+                Err(match e {
+                    crate::connector::ConnectorError::Unsupported { .. } => IssueError::NotSupported {
+                        what: format!("revoke certificate {id}"),
+                        message: format!("{message}; nothing was changed"),
+                    },
+                    _ => IssueError::CaCall { what: format!("revoke certificate {id}"), message },
+                })
+            }
+        }
+    }
+
+    /// Sends `action` for order `order_id` to its CA (`update_order`) and applies the CA's
+    /// answer to the order. Returns the order's state afterwards.
+    pub async fn update_order(&mut self, order_id: i64, action: OrderAction) -> Result<OrderState, IssueError> {
+        let order = self.load_order(order_id)?;
+        let (Some(ca_order_id), Some(account_name)) = (order.ca_order_id.clone(), order.account.clone()) else {
+            return Err(IssueError::WrongState {
+                order_id,
+                state: order.state.as_str(),
+                what: "it has no CA order to update",
+            });
+        };
+        let account = self
+            .inventory
+            .account(&account_name)?
+            .ok_or_else(|| InventoryError::NotFound(format!("account {account_name}")))?;
+        if account.def.status != AccountStatus::Active {
+            return Err(IssueError::Inactive { account: account_name });
+        }
+        let (profile_name, profile) = self.profile_or_default(order.profile.as_deref(), &account_name)?;
+        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let what = format!("update order {order_id}");
+        let connector = self
+            .connectors
+            .connector(&account.name, &account.def)
+            .await
+            .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
+        let started = std::time::Instant::now();
+        let result = call_with_deadline(
+            &*connector,
+            account.def.limits().timeout,
+            connector.update_order(&ca_order_id, action, &args),
+        )
+        .await;
+        crate::metrics::connector_call(connector.name(), started.elapsed());
+        let action_word = serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        match result {
+            Ok(disposition) => {
+                self.inventory.audit(&crate::inventory::NewAuditEvent {
+                    actor: self.actor,
+                    action: "order.update",
+                    object_type: "order",
+                    object_id: Some(order_id.to_string()),
+                    outcome: "success",
+                    detail: serde_json::json!({ "action": action_word }),
+                })?;
+                // Only an order still open takes the CA's new word; a closed one keeps its state.
+                if order.state == OrderState::Pending {
+                    match self.apply(&order, disposition, &args).await {
+                        Ok(_) | Err(IssueError::Rejected { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(self.load_order(order_id)?.state)
+            }
+            Err(e) => {
+                let message = args.redact(&e.to_string());
+                Err(match e {
+                    crate::connector::ConnectorError::Unsupported { .. } => IssueError::NotSupported { what, message },
+                    _ => IssueError::CaCall { what, message },
+                })
+            }
+        }
+    }
+
+    /// The renewal context of an order that renews a certificate (for resubmission).
+    pub(crate) fn renewal_context(&self, order: &crate::inventory::Order) -> Result<Option<Renewal>, IssueError> {
+        let Some(pred) = order.predecessor_id else { return Ok(None) };
+        match self.inventory.find(&pred.to_string())? {
+            Some(cert) => Ok(Some(self.renewal_of(&cert)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn renewal_of(&self, cert: &CertificateRecord) -> Result<Renewal, IssueError> {
+        let issuing = self.inventory.issuing_order(cert.id)?;
+        Ok(Renewal {
+            prior_pem: cert.pem.clone(),
+            prior_ca_order_id: issuing.and_then(|o| o.ca_order_id),
+            prior_account: cert.account.clone(),
+        })
+    }
+
+    fn certificate(&self, id: i64) -> Result<CertificateRecord, IssueError> {
+        Ok(self.inventory.find(&id.to_string())?.ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?)
+    }
+
+    /// The key of a renewal: the stored one when the profile keeps keys, else a new one.
+    fn renewal_key(&self, cert: &CertificateRecord, profile: &ProfileDef, kind: RenewKind) -> Result<PrivateKey, IssueError> {
+        match (kind, cert.key_id) {
+            (RenewKind::Renew, Some(key_id)) if !profile.renewal.regenerate_key => Ok(self.inventory.private_key(key_id)?),
+            _ => Ok(PrivateKey::generate(profile.key.key_type).map_err(crate::csr::CsrError::from)?),
+        }
+    }
+
+    /// The profile a certificate or order names, or a stand-in naming only `account` when the
+    /// profile is gone (its static parameters are then not available).
+    fn profile_or_default(&self, profile: Option<&str>, account: &str) -> Result<(String, ProfileDef), IssueError> {
+        if let Some(name) = profile
+            && let Some((def, _)) = self.inventory.profile(name)?
+        {
+            return Ok((name.to_owned(), def));
+        }
+        Ok((String::new(), ProfileDef { accounts: vec![account.to_owned()], ..ProfileDef::default() }))
+    }
+}

@@ -1,0 +1,108 @@
+//! Process-wide counters for `/metrics` (Prometheus text format): issuances by outcome and
+//! connector call latency by connector. Certificates by days-to-expiry are read from the
+//! inventory at scrape time, so they are always current and survive restarts.
+//!
+//! A global, like the default registry of the `prometheus` crate: recording must be possible
+//! from deep inside the pipeline without threading a handle through every call.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the connector latency histogram buckets.
+const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Registry {
+    issuances: BTreeMap<String, u64>,
+    calls: BTreeMap<String, Histogram>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
+
+fn with(f: impl FnOnce(&mut Registry)) {
+    // A poisoned lock only means another thread panicked while counting: keep counting.
+    let mut guard = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut guard);
+}
+
+/// Counts one finished issuance request by outcome (`issued`, `pending`, `awaiting_approval`,
+/// `rejected`, `failed`).
+pub fn issuance(outcome: &str) {
+    with(|r| *r.issuances.entry(outcome.to_owned()).or_default() += 1);
+}
+
+/// Records the latency of one connector call.
+pub fn connector_call(connector: &str, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    with(|r| {
+        let h = r.calls.entry(connector.to_owned()).or_default();
+        h.count += 1;
+        h.sum += secs;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+    });
+}
+
+/// Escapes a label value for the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The metrics in Prometheus text format; `expiry` are (bucket label, count) pairs of active
+/// certificates by days to expiry.
+pub fn render(expiry: &[(&str, u64)]) -> String {
+    let mut out = String::new();
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    out.push_str("# HELP certhost_issuances_total Issuance requests by outcome.\n");
+    out.push_str("# TYPE certhost_issuances_total counter\n");
+    for (outcome, n) in &reg.issuances {
+        let _ = writeln!(out, "certhost_issuances_total{{outcome=\"{}\"}} {n}", label(outcome));
+    }
+    out.push_str("# HELP certhost_connector_call_seconds Latency of connector calls by connector.\n");
+    out.push_str("# TYPE certhost_connector_call_seconds histogram\n");
+    for (name, h) in &reg.calls {
+        let name = label(name);
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"{le}\"}} {}", h.counts[i]);
+        }
+        let _ = writeln!(out, "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "certhost_connector_call_seconds_sum{{connector=\"{name}\"}} {}", h.sum);
+        let _ = writeln!(out, "certhost_connector_call_seconds_count{{connector=\"{name}\"}} {}", h.count);
+    }
+    drop(reg);
+    out.push_str("# HELP certhost_certificates_expiring Active certificates by days until expiry.\n");
+    out.push_str("# TYPE certhost_certificates_expiring gauge\n");
+    for (bucket, n) in expiry {
+        let _ = writeln!(out, "certhost_certificates_expiring{{days=\"{}\"}} {n}", label(bucket));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_labels_escaped() {
+        connector_call("t\"est", Duration::from_millis(3));
+        connector_call("t\"est", Duration::from_secs(2));
+        issuance("issued");
+        let text = render(&[("0-7", 2)]);
+        assert!(text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("certhost_issuances_total{outcome=\"issued\"}"), "{text}");
+        assert!(text.contains("certhost_certificates_expiring{days=\"0-7\"} 2"), "{text}");
+    }
+}
