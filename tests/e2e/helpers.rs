@@ -231,13 +231,13 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line).expect("first line");
-        let addr = line.trim().rsplit("http://").next().expect("address").to_owned();
+        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
         assert!(
-            addr.starts_with("127.0.0.1:"),
+            base.starts_with("http://127.0.0.1:") || base.starts_with("https://127.0.0.1:"),
             "unexpected first line {line:?}; log: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Self { app, base: format!("http://{addr}"), child, log }
+        Self { app, base, child, log }
     }
 
     /// Creates a token with the CLI (same data directory) and returns it.
@@ -337,4 +337,33 @@ impl Drop for Cfssl {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A lab configuration: `certhost ca init` CA, account `lab` on the local-ca component, and
+/// profile `lab` (DNS and IP SANs) with `profile_extra` appended. Returns (config, CA dir).
+pub fn local_ca_lab(app: &App, profile_extra: &str) -> (PathBuf, PathBuf) {
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.lab]\nconnector = \"{}\"\nparams.validity_days = \"7\"\nparams.ca_certificate = {{ file = \"{ca}/ca.pem\" }}\nparams.ca_private_key = {{ sensitive = true, value = {{ file = \"{ca}/ca.key\" }} }}\n",
+            crate::wasm::component("local-ca").display(),
+            ca = ca.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        conf.join("profiles/lab.toml"),
+        format!("accounts = [\"lab\"]\n{profile_extra}\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\n"),
+    )
+    .expect("profile");
+    (conf.join("certhost.toml"), ca)
+}
+
+/// `openssl verify` of a PEM file against a CA file; returns openssl's output.
+pub fn openssl_verify(ca: &Path, pem: &Path) -> String {
+    sh("openssl", &["verify", "-CAfile", ca.to_str().expect("utf8"), pem.to_str().expect("utf8")])
 }

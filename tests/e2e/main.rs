@@ -4,6 +4,7 @@
 //! helpers in `helpers.rs`.
 
 mod api;
+mod api_lifecycle;
 mod cli_csr;
 mod cli_inventory;
 mod cli_profiles;

@@ -90,12 +90,32 @@ impl IntoResponse for ApiError {
 }
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// Malformed JSON is 400; well-formed JSON of the wrong shape is 422. serde's message
+    /// names fields but may quote a value (`invalid type: string "..."`), and a value can be
+    /// a secret: values are cut out, field names kept.
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge
-        } else {
-            ApiError::BadRequest(e.body_text())
+        use axum::extract::rejection::JsonRejection as J;
+        match e {
+            _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+            J::JsonDataError(d) => ApiError::Unprocessable(without_values(&d.body_text())),
+            J::JsonSyntaxError(_) => ApiError::BadRequest("the request body is not valid JSON".into()),
+            J::MissingJsonContentType(_) => {
+                ApiError::BadRequest("send the body as JSON (content-type: application/json)".into())
+            }
+            other => ApiError::BadRequest(without_values(&other.body_text())),
         }
+    }
+}
+
+/// serde's message with every quoted input value replaced; field names stay.
+fn without_values(text: &str) -> String {
+    static VALUE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(invalid type: [a-z ]+|invalid value: [a-z ]+|unknown variant|invalid length) (`[^`]*`|"[^"]*"|[^,]*)"#).ok()
+    });
+    let text = text.replace("Failed to deserialize the JSON body into the target type: ", "");
+    match &*VALUE {
+        Some(re) => re.replace_all(&text, "$1 (value not shown)").into_owned(),
+        None => "the request body does not have the expected shape".into(),
     }
 }
 
@@ -122,5 +142,18 @@ impl From<IssueError> for ApiError {
             IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
             other => ApiError::Unprocessable(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rejection_messages_keep_field_names_and_drop_values() {
+        let t = super::without_values("Failed to deserialize the JSON body into the target type: params.pin: invalid type: string \"S3CRET\", expected u32 at line 1 column 9");
+        assert!(!t.contains("S3CRET") && t.contains("params.pin"), "{t}");
+        let t = super::without_values("reason: unknown variant `S3CRET`, expected one of `a`, `b` at line 1");
+        assert!(!t.contains("S3CRET") && t.contains("expected one of"), "{t}");
+        let t = super::without_values("missing field `profile` at line 1 column 2");
+        assert!(t.contains("`profile`"), "{t}");
     }
 }

@@ -1,0 +1,253 @@
+//! The whole certificate lifecycle through the HTTP API of the real server: issue, download,
+//! key download rules, renew, Keyfactor-style renew, reissue, revoke, delete; accounts,
+//! profiles, secrets and tokens managed over HTTP; metrics; HTTPS.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{App, Server, http, local_ca_lab, openssl_verify, sh};
+
+struct Api {
+    server: Server,
+    c: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn get(&self, token: &str, path: &str) -> reqwest::blocking::Response {
+        self.c.get(format!("{}{path}", self.server.base)).bearer_auth(token).send().expect("GET")
+    }
+    fn post(&self, token: &str, path: &str, body: Value) -> reqwest::blocking::Response {
+        self.c.post(format!("{}{path}", self.server.base)).bearer_auth(token).json(&body).send().expect("POST")
+    }
+    fn put(&self, token: &str, path: &str, body: Value) -> reqwest::blocking::Response {
+        self.c.put(format!("{}{path}", self.server.base)).bearer_auth(token).json(&body).send().expect("PUT")
+    }
+    fn delete(&self, token: &str, path: &str) -> reqwest::blocking::Response {
+        self.c.delete(format!("{}{path}", self.server.base)).bearer_auth(token).send().expect("DELETE")
+    }
+}
+
+#[track_caller]
+fn json_of(resp: reqwest::blocking::Response, status: StatusCode) -> Value {
+    let got = resp.status();
+    let body = resp.text().expect("body");
+    assert_eq!(got, status, "body: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+#[test]
+fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
+    let app = App::new();
+    let (config, ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let operator = server.token("ops", "operator");
+    let requester = server.token("alice", "requester");
+    let other = server.token("bob", "requester");
+    let api = Api { server, c: http() };
+
+    // Issue as a requester: 201 with the certificate.
+    let issued = json_of(
+        api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": "www.example.com", "sans": ["IP:192.0.2.9"]})),
+        StatusCode::CREATED,
+    );
+    assert_eq!(issued["disposition"], "issued");
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    assert!(issued["certificate"]["sans"].as_array().expect("sans").contains(&json!("IP:192.0.2.9")));
+
+    // Downloads: the full chain verifies against the CA with the real openssl.
+    let fullchain = api.get(&requester, &format!("/v1/certificates/{id}/fullchain")).text().expect("pem");
+    let file = api.server.app.path("fullchain.pem");
+    std::fs::write(&file, &fullchain).expect("write");
+    assert!(openssl_verify(&ca.join("ca.pem"), &file).contains(": OK"));
+    let leaf = api.get(&requester, &format!("/v1/certificates/{id}/pem")).text().expect("pem");
+    assert!(fullchain.starts_with(&leaf));
+
+    // The private key: requesters never, operators only where the profile allows, admins yes.
+    json_of(api.get(&requester, &format!("/v1/certificates/{id}/key")), StatusCode::FORBIDDEN);
+    let refused = json_of(api.get(&operator, &format!("/v1/certificates/{id}/key")), StatusCode::FORBIDDEN);
+    assert!(refused["detail"].as_str().expect("detail").contains("key_download"), "{refused}");
+    let key = api.get(&admin, &format!("/v1/certificates/{id}/key"));
+    assert_eq!(key.status(), StatusCode::OK);
+    let key = key.text().expect("key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let key_file = api.server.app.path("key.pem");
+    std::fs::write(&key_file, &key).expect("write");
+    let leaf_file = api.server.app.path("leaf.pem");
+    std::fs::write(&leaf_file, &leaf).expect("write");
+    let key_pub = sh("openssl", &["pkey", "-in", key_file.to_str().expect("utf8"), "-pubout"]);
+    let cert_pub = sh("openssl", &["x509", "-in", leaf_file.to_str().expect("utf8"), "-noout", "-pubkey"]);
+    assert_eq!(key_pub, cert_pub, "the downloaded key is the certificate's");
+    let audit = json_of(api.get(&admin, "/v1/audit?action=certificate.key_download"), StatusCode::OK);
+    assert_eq!(audit["items"][0]["actor"], "token:root");
+
+    // Another requester may not renew alice's certificate; alice may.
+    json_of(api.post(&other, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::FORBIDDEN);
+    let renewed = json_of(api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);
+    let id2 = renewed["certificate"]["id"].as_i64().expect("id2");
+    assert_eq!(renewed["certificate"]["predecessor_id"], id);
+    let old = json_of(api.get(&admin, &format!("/v1/certificates/{id}")), StatusCode::OK);
+    assert_eq!(old["status"], "superseded");
+    // A superseded certificate is not renewed again.
+    let again = json_of(api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CONFLICT);
+    assert!(again["detail"].as_str().expect("detail").contains("superseded"), "{again}");
+
+    // Keyfactor-shaped renew by thumbprint.
+    let sha256 = renewed["certificate"]["sha256"].as_str().expect("sha").to_owned();
+    let kf = json_of(
+        api.post(
+            &operator,
+            "/v1/renew",
+            json!({"lookup": {"type": "thumbprint", "value": sha256}, "metadata": {"ticket": "CHG-42"}}),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(kf["disposition"], "issued", "{kf}");
+    let id3: i64 = {
+        let thumb = kf["thumbprint"].as_str().expect("thumbprint");
+        json_of(api.get(&admin, &format!("/v1/certificates/{thumb}")), StatusCode::OK)["id"].as_i64().expect("id")
+    };
+    assert_eq!(json_of(api.get(&admin, &format!("/v1/certificates/{id2}")), StatusCode::OK)["status"], "superseded");
+    let meta = json_of(api.get(&admin, "/v1/audit?action=certificate.renew_request"), StatusCode::OK);
+    assert_eq!(meta["items"][0]["detail"]["metadata"]["ticket"], "CHG-42");
+    let missing = json_of(
+        api.post(&operator, "/v1/renew", json!({"lookup": {"type": "id", "value": "999999"}})),
+        StatusCode::NOT_FOUND,
+    );
+    assert!(missing["detail"].as_str().expect("detail").contains("999999"));
+
+    // Reissue: a new key pair with the same names.
+    let reissued =
+        json_of(api.post(&operator, &format!("/v1/certificates/{id3}/reissue"), json!({})), StatusCode::CREATED);
+    let id4 = reissued["certificate"]["id"].as_i64().expect("id4");
+    let k3 = api.get(&admin, &format!("/v1/certificates/{id3}/key")).text().expect("k3");
+    let k4 = api.get(&admin, &format!("/v1/certificates/{id4}/key")).text().expect("k4");
+    assert_ne!(k3, k4, "reissue makes a new key");
+    assert_eq!(reissued["certificate"]["sans"], renewed["certificate"]["sans"]);
+
+    // Revoke on a connector without revoke: a clear error and nothing changes.
+    let nope = json_of(
+        api.post(&operator, &format!("/v1/certificates/{id4}/revoke"), json!({"reason": "keyCompromise"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(nope["detail"].as_str().expect("detail").contains("nothing was changed"), "{nope}");
+    assert_eq!(json_of(api.get(&admin, &format!("/v1/certificates/{id4}")), StatusCode::OK)["status"], "active");
+    json_of(
+        api.post(&operator, &format!("/v1/certificates/{id4}/revoke"), json!({"reason": "becauseISaidSo"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+
+    // Delete: gone from the inventory, the audit stays.
+    assert_eq!(api.delete(&operator, &format!("/v1/certificates/{id4}")).status(), StatusCode::NO_CONTENT);
+    json_of(api.get(&admin, &format!("/v1/certificates/{id4}")), StatusCode::NOT_FOUND);
+    let deleted = json_of(api.get(&admin, &format!("/v1/audit?object_type=certificate&object_id={id4}")), StatusCode::OK);
+    let actions: Vec<&str> = deleted["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"certificate.delete") && actions.contains(&"certificate.reissue"), "{actions:?}");
+
+    // Metrics count what happened.
+    let metrics = api.c.get(format!("{}/metrics", api.server.base)).send().expect("metrics").text().expect("text");
+    assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 4"), "{metrics}");
+    assert!(metrics.contains("certhost_connector_call_seconds_count{connector=\"local-ca\"}"), "{metrics}");
+    assert!(metrics.contains("certhost_certificates_expiring{days=\"7-30\"}"), "{metrics}");
+}
+
+#[test]
+fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
+    let app = App::new();
+    let (config, ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let api = Api { server, c: http() };
+    let script = crate::python::fixture("scripted_ca.py");
+
+    // An account created over HTTP, with a sensitive parameter set write-only.
+    let created = json_of(
+        api.post(
+            &admin,
+            "/v1/accounts",
+            json!({"name": "scripted", "connector": script, "params": {
+                "mode": "good", "ca_cert": ca.join("ca.pem"), "ca_key": ca.join("ca.key"),
+                "api_token": {"sensitive": true, "required": true}}}),
+        ),
+        StatusCode::CREATED,
+    );
+    assert_eq!(created["params"]["api_token"]["set"], false);
+    json_of(api.post(&admin, "/v1/accounts", json!({"name": "scripted", "connector": script})), StatusCode::CONFLICT);
+    let secret = "api-S3CRET-0b7e55";
+    assert_eq!(
+        api.put(&admin, "/v1/accounts/scripted/params/api_token/secret", json!({"value": secret})).status(),
+        StatusCode::NO_CONTENT
+    );
+    let shown = api.get(&admin, "/v1/accounts/scripted").text().expect("text");
+    assert!(!shown.contains(secret) && shown.contains("\"set\":true"), "{shown}");
+    json_of(
+        api.put(&admin, "/v1/accounts/scripted/params/mode/secret", json!({"value": "x"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    // A literal sensitive value is refused, without echoing it.
+    let literal = json_of(
+        api.post(&admin, "/v1/accounts", json!({"name": "leak", "connector": script,
+            "params": {"k": {"sensitive": true, "value": "literal-S3CRET-99"}}})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(!literal.to_string().contains("literal-S3CRET-99"));
+    // A script that does not import is refused at create time with Python's line.
+    let broken = json_of(
+        api.post(&admin, "/v1/accounts", json!({"name": "broken", "connector": crate::python::fixture("hostile/syntax_error.py")})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(broken["detail"].as_str().expect("detail").contains("line"), "{broken}");
+
+    // A profile created over HTTP issues through the new account.
+    json_of(api.post(&admin, "/v1/profiles", json!({"name": "web", "accounts": ["scripted"]})), StatusCode::CREATED);
+    json_of(api.post(&admin, "/v1/profiles", json!({"name": "bad", "accounts": ["nosuch"]})), StatusCode::UNPROCESSABLE_ENTITY);
+    let issued = json_of(api.post(&admin, "/v1/certificates", json!({"profile": "web", "cn": "a.example.com"})), StatusCode::CREATED);
+    assert_eq!(issued["certificate"]["account"], "scripted");
+    // Update, then the in-use rules: the account is used by the profile.
+    json_of(
+        api.put(&admin, "/v1/profiles/web", json!({"accounts": ["scripted"], "description": "changed"})),
+        StatusCode::OK,
+    );
+    json_of(api.delete(&admin, "/v1/accounts/scripted"), StatusCode::CONFLICT);
+    // File-defined objects are changed in their files.
+    json_of(api.delete(&admin, "/v1/profiles/lab"), StatusCode::CONFLICT);
+    json_of(api.put(&admin, "/v1/accounts/lab", json!({"connector": script})), StatusCode::CONFLICT);
+    assert_eq!(api.delete(&admin, "/v1/profiles/web").status(), StatusCode::NO_CONTENT);
+    json_of(api.post(&admin, "/v1/accounts/scripted/deactivate", json!({})), StatusCode::OK);
+    let test = json_of(api.post(&admin, "/v1/accounts/scripted/test", json!({})), StatusCode::CONFLICT);
+    assert!(test["detail"].as_str().expect("detail").contains("inactive"), "{test}");
+    assert_eq!(api.delete(&admin, "/v1/accounts/scripted").status(), StatusCode::NO_CONTENT);
+
+    // Tokens: created once with their secret, listed without it, revoked.
+    let tok = json_of(api.post(&admin, "/v1/tokens", json!({"name": "ci", "role": "requester"})), StatusCode::CREATED);
+    let secret_token = tok["token"].as_str().expect("token").to_owned();
+    let list = api.get(&admin, "/v1/tokens").text().expect("list");
+    assert!(list.contains("\"ci\"") && !list.contains(&secret_token));
+    assert_eq!(api.get(&secret_token, "/v1/certificates").status(), StatusCode::OK);
+    assert_eq!(api.delete(&admin, "/v1/tokens/ci").status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&secret_token, "/v1/certificates").status(), StatusCode::UNAUTHORIZED);
+    assert!(!api.server.log().contains(secret), "the server log holds the secret");
+}
+
+#[test]
+fn serve_speaks_https_when_given_a_certificate() {
+    let app = App::new();
+    let dir = app.path("tls");
+    let ca = crate::helpers::OpensslCa::new(&dir, "tls-root");
+    let keydir = dir.join("server");
+    app.run(&["key-csr", "--key-type", "ec-p256", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", keydir.to_str().expect("utf8")]).ok();
+    let cert = ca.sign(&keydir.join("csr.pem"), 2, "server.pem");
+    let key = keydir.join("key.pem");
+    let conf = app.path("certhost.toml");
+    std::fs::write(&conf, format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()))
+        .expect("config");
+    let server = Server::start(app, Some(&conf));
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).expect("cert")).expect("root");
+    let client = reqwest::blocking::Client::builder().add_root_certificate(root).build().expect("client");
+    let health: Value = client.get(format!("{}/healthz", server.base)).send().expect("https").json().expect("json");
+    assert_eq!(health["status"], "ok");
+    // A client that does not trust the certificate fails the handshake; the server keeps serving.
+    assert!(http().get(format!("{}/healthz", server.base)).send().is_err());
+    assert_eq!(client.get(format!("{}/healthz", server.base)).send().expect("again").status(), StatusCode::OK);
+}
