@@ -4,6 +4,7 @@
 //! helpers in `helpers.rs`.
 
 mod api;
+mod api_auth;
 mod api_lifecycle;
 mod cli_csr;
 mod cli_inventory;
@@ -13,6 +14,7 @@ mod helpers;
 mod issuance;
 mod leak_hunt;
 mod library;
+mod openapi;
 mod plugin_check;
 mod props;
 mod python;

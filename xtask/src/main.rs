@@ -16,7 +16,10 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[("openssl", "openssl"), ("cfssl", "golan
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("test") => ensure_system_tools().and_then(|_| build_plugins()).and_then(|_| test(&args[1..])),
+        Some("test") => ensure_system_tools()
+            .and_then(|_| ensure_schemathesis())
+            .and_then(|_| build_plugins())
+            .and_then(|_| test(&args[1..])),
         Some("run") => build_plugins().and_then(|_| demo_ca()).and_then(|_| run(&args[1..])),
         Some("build-plugins") => build_plugins(),
         _ => {
@@ -121,6 +124,28 @@ fn build_plugins() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The cargo target directory (CARGO_TARGET_DIR, or ./target).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Schemathesis (PyPI) in its own virtualenv under the target directory, where the API test
+/// looks for it (`TARGET/tools/schemathesis/bin/st`). Kept apart from the interpreter that
+/// script connectors use, so its dependencies never shadow theirs.
+fn ensure_schemathesis() -> Result<(), String> {
+    let venv = target_dir().join("tools").join("schemathesis");
+    if venv.join("bin").join("st").is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing schemathesis into {}", venv.display());
+    let mut mk = Command::new("python3");
+    mk.args(["-m", "venv"]).arg(&venv);
+    status(mk, "python3 -m venv")?;
+    let mut pip = Command::new(venv.join("bin").join("pip"));
+    pip.args(["install", "--quiet", "schemathesis>=4.3,<5"]);
+    status(pip, "pip install schemathesis")
 }
 
 /// Runs every test, echoing cargo's output, and ends with one summary line over all test

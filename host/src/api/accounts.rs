@@ -36,7 +36,7 @@ pub struct AccountList {
 }
 
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
-    responses((status = 200, body = AccountList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AccountList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>, ApiError> {
     caller.require(READ, "read accounts")?;
     let inv = state.inventory.get().await?;
@@ -45,7 +45,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Acco
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
     caller.require(READ, "read accounts")?;
     let inv = state.inventory.get().await?;
@@ -83,7 +83,7 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
 }
 
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
-    responses((status = 201, body = AccountView), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,7 +104,7 @@ async fn create(
 
 #[utoipa::path(put, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     request_body(content = Object, description = "The whole definition, as in certhost.toml"),
-    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,7 +138,7 @@ pub(super) fn refuse_file_defined(origin: &str, what: &str, name: &str) -> Resul
 }
 
 #[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 204, description = "Deleted; its audit history stays"), (status = "4XX", body = Problem)))]
+    responses((status = 204, description = "Deleted; its audit history stays"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "delete accounts")?;
     let mut inv = state.inventory.get().await?;
@@ -157,13 +157,13 @@ async fn set_status(state: AppState, caller: Caller, name: String, status: Accou
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/activate", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn activate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
     set_status(state, caller, name, AccountStatus::Active).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/deactivate", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 200, body = AccountView), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn deactivate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
     set_status(state, caller, name, AccountStatus::Inactive).await
 }
@@ -180,7 +180,7 @@ pub struct TestResult {
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/test", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 200, body = TestResult), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = TestResult), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn test(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<TestResult>, ApiError> {
     caller.require(ADMIN, "test accounts")?;
     let actor = caller.actor();
@@ -192,7 +192,7 @@ async fn test(State(state): State<AppState>, caller: Caller, Path(name): Path<St
 
 #[utoipa::path(put, path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",
     params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
-    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem)))]
+    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(
     State(state): State<AppState>,
     caller: Caller,

@@ -38,7 +38,7 @@ pub struct AuditList {
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = AuditList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

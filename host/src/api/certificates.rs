@@ -70,7 +70,7 @@ pub(super) fn now() -> i64 {
 }
 
 #[utoipa::path(get, path = "/v1/certificates", tag = "certificates", params(ListQuery),
-    responses((status = 200, body = CertificatePage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = CertificatePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,7 +108,7 @@ async fn find(state: &AppState, id: &str) -> Result<CertificateRecord, ApiError>
 
 #[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
     params(("id" = String, Path, description = "Inventory id, or SHA-1 / SHA-256 thumbprint (hex)")),
-    responses((status = 200, body = CertView), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
     let r = find(&state, &id).await?;
@@ -129,7 +129,7 @@ async fn download(
 #[utoipa::path(get, path = "/v1/certificates/{id}/pem", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "The leaf certificate", content_type = "application/pem-certificate-chain", body = String),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn pem(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.pem.clone()).await
 }
@@ -137,7 +137,7 @@ async fn pem(State(state): State<AppState>, caller: Caller, Path(id): Path<Strin
 #[utoipa::path(get, path = "/v1/certificates/{id}/chain", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "The chain without the leaf", content_type = "application/pem-certificate-chain", body = String),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn chain(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.chain_pem.clone()).await
 }
@@ -145,7 +145,7 @@ async fn chain(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
 #[utoipa::path(get, path = "/v1/certificates/{id}/fullchain", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "Leaf followed by its chain", content_type = "application/pem-certificate-chain", body = String),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn fullchain(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,7 +159,7 @@ async fn fullchain(
 #[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "PKCS#8 private key", content_type = "application/pkcs8", body = String),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require(KEY_DOWNLOAD, "download private keys")?;
     let actor = caller.actor();
@@ -268,7 +268,7 @@ fn count_failure(e: IssueError) -> ApiError {
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
     responses((status = 201, description = "Issued", body = IssueResponse),
         (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse),
-        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,15 +346,15 @@ async fn renew_with(
 #[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
     responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
-        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn renew(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<RenewBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "renew certificates")?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, body).await?;
     outcome_response(&state, &outcome.map_err(count_failure)?).await
 }
@@ -362,15 +362,15 @@ async fn renew(
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
     responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
-        (status = "4XX", body = Problem), (status = 502, description = "The CA or its connector failed", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn reissue(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<RenewBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(OPERATE, "reissue certificates")?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Reissue, body).await?;
     outcome_response(&state, &outcome.map_err(count_failure)?).await
 }
@@ -390,8 +390,8 @@ pub struct RevokeBody {
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/revoke", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body = RevokeBody,
-    responses((status = 200, body = CertView), (status = "4XX", body = Problem),
-        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+    responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,7 +414,7 @@ async fn revoke(
 #[utoipa::path(delete, path = "/v1/certificates/{id}", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 204, description = "Removed from the inventory (the CA is not told; the audit stays)"),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require(OPERATE, "delete certificates")?;
     let mut inv = state.inventory.get().await?;
@@ -476,7 +476,7 @@ pub struct RenewLookupResponse {
 
 #[utoipa::path(post, path = "/v1/renew", tag = "certificates", request_body = RenewLookupBody,
     responses((status = 200, description = "Issued, pending or failed at the CA", body = RenewLookupResponse),
-        (status = "4XX", body = Problem)))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn renew_lookup(
     State(state): State<AppState>,
     caller: Caller,

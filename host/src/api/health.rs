@@ -52,7 +52,7 @@ pub struct AccountReadiness {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
-    responses((status = 200, body = Ready), (status = 500, description = "The database does not answer", body = super::Problem)))]
+    responses((status = 200, body = Ready), (status = 500, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let inv = state.inventory.get().await?;
     inv.ping()?;

@@ -127,6 +127,18 @@ pub(crate) fn shape_error(e: &serde_json::Error) -> String {
     }
 }
 
+/// An optional JSON body: empty (or `null`) means the defaults. Errors are problem+json like
+/// every other body error, values never echoed.
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
+    if text.trim().is_empty() || text.trim() == "null" {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
+    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(shape_error(&e)))
+}
+
 /// The value of a secret PUT body: JSON `{"value": ...}` or the raw text.
 pub(crate) fn secret_value(body: &[u8]) -> Result<zeroize::Zeroizing<String>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the secret is not UTF-8 text".into()))?;

@@ -40,7 +40,7 @@ pub struct OrderList {
 }
 
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrdersQuery),
-    responses((status = 200, body = OrderList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,7 +54,7 @@ async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
-    responses((status = 200, body = Order), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Order), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Order>, ApiError> {
     caller.require(READ, "read orders")?;
     let inv = state.inventory.get().await?;
@@ -97,8 +97,8 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
 }
 
 #[utoipa::path(post, path = "/v1/orders/{id}/poll", tag = "orders", params(("id" = i64, Path)),
-    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem),
-        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "poll orders")?;
     let actor = caller.actor();
@@ -118,17 +118,17 @@ pub struct ApproveBody {
 
 #[utoipa::path(post, path = "/v1/orders/{id}/approve", tag = "orders", params(("id" = i64, Path)),
     request_body(content = Option<ApproveBody>),
-    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem),
-        (status = 502, description = "The CA or its connector failed", body = Problem)))]
+    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-    body: Option<Json<ApproveBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "approve orders")?;
     let actor = caller.actor();
-    let params = body.map(|Json(b)| b.params).unwrap_or_default();
+    let params = super::optional_json::<ApproveBody>(&body)?.params;
     let mut inv = state.inventory.get().await?;
     inv.approve_order(id, &actor).map_err(IssueError::from)?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
@@ -146,15 +146,15 @@ pub struct DeclineBody {
 
 #[utoipa::path(post, path = "/v1/orders/{id}/decline", tag = "orders", params(("id" = i64, Path)),
     request_body(content = Option<DeclineBody>),
-    responses((status = 200, body = Order), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Order), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn decline(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-    body: Option<Json<DeclineBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Order>, ApiError> {
     caller.require(OPERATE, "decline orders")?;
-    let reason = body.and_then(|Json(b)| b.reason).unwrap_or_else(|| "declined".into());
+    let reason = super::optional_json::<DeclineBody>(&body)?.reason.unwrap_or_else(|| "declined".into());
     let mut inv = state.inventory.get().await?;
     inv.decline_order(id, &reason, &caller.actor())?;
     Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))

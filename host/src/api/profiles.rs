@@ -34,7 +34,7 @@ pub struct ProfileList {
 }
 
 #[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
-    responses((status = 200, body = ProfileList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ProfileList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ProfileList>, ApiError> {
     caller.require(READ, "read profiles")?;
     let inv = state.inventory.get().await?;
@@ -44,7 +44,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Prof
 }
 
 #[utoipa::path(get, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
-    responses((status = 200, description = "The profile", body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, description = "The profile", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,7 +79,7 @@ fn checked(inv: &Inventory, name: &str, map: serde_json::Map<String, serde_json:
 }
 
 #[utoipa::path(post, path = "/v1/profiles", tag = "profiles", request_body = NewProfile,
-    responses((status = 201, description = "Created", body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 201, description = "Created", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,7 +99,7 @@ async fn create(
 
 #[utoipa::path(put, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
     request_body(content = Object, description = "The whole definition, as in a profile file"),
-    responses((status = 200, description = "Updated", body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, description = "Updated", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,7 +117,7 @@ async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = "4XX", body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "delete profiles")?;
     let mut inv = state.inventory.get().await?;
@@ -129,7 +129,7 @@ async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<
 
 #[utoipa::path(put, path = "/v1/profiles/{name}/params/{param}/secret", tag = "profiles",
     params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
-    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem)))]
+    responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(
     State(state): State<AppState>,
     caller: Caller,

@@ -26,7 +26,7 @@ pub struct TokenList {
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    responses((status = 200, body = TokenList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = TokenList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
     let inv = state.inventory.get().await?;
@@ -56,7 +56,7 @@ pub struct CreatedToken {
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,9 +71,13 @@ async fn create(
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
-    responses((status = 204, description = "Revoked"), (status = "4XX", body = Problem)))]
+    responses((status = 204, description = "Revoked (a token cannot revoke itself: 409)"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn revoke(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
+    if name == caller.name {
+        // Revoking the token in hand could lock the last admin out of the API.
+        return Err(ApiError::Conflict("a token cannot revoke itself; use another admin token or `certhost token revoke`".into()));
+    }
     let mut inv = state.inventory.get().await?;
     inv.revoke_token(&name, &caller.actor())?;
     Ok(StatusCode::NO_CONTENT.into_response())
