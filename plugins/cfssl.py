@@ -85,3 +85,42 @@ def certificate_request(csr, common_name, args_dict):
 
 def test_connection(args_dict):
     return bool(_info(args_dict).get("certificate"))
+
+
+def _authority_key_id(certificate_pem):
+    """The certificate's authorityKeyIdentifier as lowercase hex, or "" (a small DER walk:
+    scripts for this contract rely on the standard library and requests only)."""
+    body = "".join(line for line in certificate_pem.splitlines() if line and not line.startswith("-----"))
+    der = base64.b64decode(body)
+    marker = bytes([0x06, 0x03, 0x55, 0x1D, 0x23])  # OID 2.5.29.35
+    at = der.find(marker)
+    if at < 0:
+        return ""
+    # After the OID: [critical BOOLEAN] OCTET STRING { SEQUENCE { [0] keyIdentifier ... } }
+    rest = der[at + len(marker):]
+    at = rest.find(b"\x80")
+    if at < 0 or at + 2 > len(rest):
+        return ""
+    length = rest[at + 1]
+    return rest[at + 2:at + 2 + length].hex()
+
+
+def revoke(certificate, serial, reason, comment, args_dict):
+    """CFSSL /revoke (needs `cfssl serve -db-config`). CFSSL keys its database by the decimal
+    serial and the authority key id; older CFSSL releases store an empty id, so that is tried
+    second."""
+    decimal_serial = str(int(serial, 16))
+    last = None
+    for aki in (_authority_key_id(certificate), ""):
+        body = json.dumps({"serial": decimal_serial, "authority_key_id": aki, "reason": reason})
+        verify = args_dict.get("ca_bundle") or True
+        response = requests.post(_api(args_dict, "revoke"), data=body, headers={"Content-Type": "application/json"}, timeout=30, verify=verify)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if payload.get("success"):
+            return True
+        last = "; ".join("%s (code %s)" % (e.get("message"), e.get("code")) for e in payload.get("errors") or []) or "HTTP %d" % response.status_code
+    sys.stderr.write("CFSSL revoke refused: %s\n" % last)
+    sys.exit(1)

@@ -251,3 +251,57 @@ fn serve_speaks_https_when_given_a_certificate() {
     assert!(http().get(format!("{}/healthz", server.base)).send().is_err());
     assert_eq!(client.get(format!("{}/healthz", server.base)).send().expect("again").status(), StatusCode::OK);
 }
+
+#[test]
+fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
+    let app = App::new();
+    let cfssl = crate::helpers::Cfssl::start(&app.path("cfssl"));
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.cf]\nconnector = \"{}\"\nparams.url = \"{}\"\n",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/cfssl.py").display(),
+            cfssl.url
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"cf\"]\n").expect("profile");
+    let server = Server::start(app, Some(&conf.join("certhost.toml")));
+    let operator = server.token("ops", "operator");
+    let api = Api { server, c: http() };
+
+    let issued = json_of(api.post(&operator, "/v1/certificates", json!({"profile": "web", "cn": "cf.example.com"})), StatusCode::CREATED);
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let full = api.get(&operator, &format!("/v1/certificates/{id}/fullchain")).text().expect("pem");
+    let leaf = api.server.app.path("cf-leaf.pem");
+    std::fs::write(&leaf, &full).expect("write");
+    assert!(openssl_verify(&cfssl.ca, &leaf).contains(": OK"));
+
+    let renewed = json_of(api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);
+    let id2 = renewed["certificate"]["id"].as_i64().expect("id2");
+    assert_eq!(json_of(api.get(&operator, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "superseded");
+
+    // Revocation goes to cfssl's /revoke; the inventory and the audit follow.
+    let revoked = json_of(
+        api.post(&operator, &format!("/v1/certificates/{id2}/revoke"), json!({"reason": "keyCompromise", "comment": "laptop lost"})),
+        StatusCode::OK,
+    );
+    assert_eq!(revoked["status"], "revoked");
+    let serial = renewed["certificate"]["serial"].as_str().expect("serial");
+    let decimal = sh("python3", &["-c", &format!("print(int('{serial}', 16))")]).trim().to_owned();
+    let conn = rusqlite::Connection::open(&cfssl.db).expect("cfssl db");
+    let (status, reason): (String, i64) = conn
+        .query_row("SELECT status, reason FROM certificates WHERE serial_number = ?1", [&decimal], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("cfssl row");
+    assert_eq!((status.as_str(), reason), ("revoked", 1), "cfssl recorded the revocation with reason keyCompromise");
+    let audit = json_of(api.get(&operator, &format!("/v1/audit?object_type=certificate&object_id={id2}")), StatusCode::OK);
+    let event = audit["items"].as_array().expect("items").iter().find(|e| e["action"] == "certificate.revoke").expect("revoke event").clone();
+    assert_eq!(event["detail"]["reason"], "keyCompromise");
+    assert_eq!(event["detail"]["comment"], "laptop lost");
+    // Revoking again is refused, and a revoked certificate is reissued, not renewed.
+    json_of(api.post(&operator, &format!("/v1/certificates/{id2}/revoke"), json!({"reason": "superseded"})), StatusCode::CONFLICT);
+    json_of(api.post(&operator, &format!("/v1/certificates/{id2}/renew"), json!({})), StatusCode::CONFLICT);
+    json_of(api.post(&operator, &format!("/v1/certificates/{id2}/reissue"), json!({})), StatusCode::CREATED);
+}

@@ -273,6 +273,8 @@ pub fn free_port() -> u16 {
 /// Profile `default` is unauthenticated (/sign); profile `authed` needs the HMAC key.
 pub struct Cfssl {
     pub url: String,
+    /// cfssl's certificate database (sqlite).
+    pub db: PathBuf,
     pub ca: PathBuf,
     pub auth_key: String,
     child: std::process::Child,
@@ -304,6 +306,21 @@ impl Cfssl {
             "auth_keys": { "primary": { "type": "standard", "key": auth_key } }
         });
         std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+        // A certificate database, so /revoke works (cfssl 1.2's sqlite schema).
+        let db = dir.join("certs.db");
+        let schema = "CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, \
+            ca_label blob, status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL, \
+            PRIMARY KEY(serial_number, authority_key_identifier)); \
+            CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, \
+            body blob NOT NULL, expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier));";
+        let conn = rusqlite::Connection::open(&db).expect("cfssl db");
+        conn.execute_batch(schema).expect("cfssl schema");
+        drop(conn);
+        std::fs::write(
+            dir.join("db.json"),
+            serde_json::json!({"driver": "sqlite3", "data_source": db.to_str().expect("utf8")}).to_string(),
+        )
+        .expect("db config");
         let port = free_port();
         let mut child = Command::new("cfssl")
             .args(["serve", "-address", "127.0.0.1", "-port", &port.to_string(), "-loglevel", "2"])
@@ -313,6 +330,8 @@ impl Cfssl {
             .arg(dir.join("ca-key.pem"))
             .arg("-config")
             .arg(dir.join("config.json"))
+            .arg("-db-config")
+            .arg(dir.join("db.json"))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("cfssl.log")).expect("log"))
             .spawn()
@@ -322,7 +341,7 @@ impl Cfssl {
         for _ in 0..100 {
             if client.post(format!("{url}/api/v1/cfssl/info")).body("{}").send().is_ok_and(|r| r.status().is_success())
             {
-                return Self { url, ca, auth_key, child };
+                return Self { url, db, ca, auth_key, child };
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
