@@ -522,6 +522,9 @@ impl Pipeline<'_> {
                     Ok(verified) => {
                         let certificate_id =
                             self.inventory.record_issued(order.id, &verified, ca_order_id.as_deref(), self.actor)?;
+                        // Scheduling and deployment follow the stored certificate; a failed
+                        // deployment is recorded, never a reason to lose the certificate.
+                        self.after_issue(order.profile.as_deref(), certificate_id).await?;
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate_id })
                     }
                     Err(error) => {

@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`api`]: the HTTP API of `certhost serve` (axum), one file per resource.
 //! - [`poller`]: background polling of pending orders in `certhost serve`.
+//! - [`renewal`]: the renewal scheduler; [`deploy`]: deployment targets; [`notify`]: webhook and email.
 //! - [`key`]: private keys — generation, PEM import, signing.
 //! - [`csr`]: subject/SAN rules, building CSRs, parsing and verifying uploaded CSRs.
 //! - [`cert`]: parsing certificates into the facts the inventory stores.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod connector;
 pub mod csr;
 pub mod der;
+pub mod deploy;
 pub mod import;
 pub mod inventory;
 pub mod issue;
@@ -41,6 +43,7 @@ pub mod notify;
 pub mod param;
 pub mod poller;
 pub mod profile;
+pub mod renewal;
 pub mod root_ca;
 pub mod vault;
 pub mod verify;

@@ -254,6 +254,38 @@ impl Pipeline<'_> {
         }
     }
 
+    /// After a certificate is stored: its renewal time (the profile's policy, minus a little
+    /// jitter) and its deployment to the profile's targets.
+    pub(crate) async fn after_issue(&mut self, profile: Option<&str>, certificate_id: i64) -> Result<(), IssueError> {
+        let Some(name) = profile else { return Ok(()) };
+        let Some((profile, _)) = self.inventory.profile(name)? else { return Ok(()) };
+        let cert = self.certificate(certificate_id)?;
+        let (nb, na) = (cert.info.not_before, cert.info.not_after);
+        let due = profile.renewal.due_at(nb, na).map(|due| {
+            let max = crate::profile::RenewalPolicy::max_jitter(nb, na);
+            due - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max)
+        });
+        self.inventory.set_renew_after(certificate_id, due)?;
+        if !profile.deploy.is_empty() {
+            crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?;
+        }
+        Ok(())
+    }
+
+    /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`).
+    pub async fn redeploy(&mut self, id: i64) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
+        let cert = self.certificate(id)?;
+        let name = cert.profile.clone().ok_or_else(|| IssueError::Certificate {
+            id,
+            reason: "it has no profile, so it has no deployment targets".into(),
+        })?;
+        let (profile, _) = self.inventory.profile(&name)?.ok_or_else(|| IssueError::NoProfile(name.clone()))?;
+        if profile.deploy.is_empty() {
+            return Err(IssueError::Certificate { id, reason: format!("profile {name} has no deployment targets") });
+        }
+        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?)
+    }
+
     /// The renewal context of an order that renews a certificate (for resubmission).
     pub(crate) fn renewal_context(&self, order: &crate::inventory::Order) -> Result<Option<Renewal>, IssueError> {
         let Some(pred) = order.predecessor_id else { return Ok(None) };

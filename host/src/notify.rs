@@ -86,3 +86,171 @@ pub enum SmtpSecurity {
     /// TLS from the first byte (port 465).
     Tls,
 }
+
+/// Why a delivery failed (the notification is retried later).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The webhook receiver failed or refused.
+    #[error("webhook {url}: {reason}")]
+    Webhook {
+        /// Receiver.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The SMTP relay failed or refused.
+    #[error("email via {host}: {reason}")]
+    Email {
+        /// Relay.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// A secret reference did not resolve.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The JSON a webhook receives (and the text a mail carries).
+fn payload(n: &crate::inventory::Notification) -> serde_json::Value {
+    serde_json::json!({
+        "id": n.id,
+        "kind": n.kind,
+        "certificate_id": n.certificate_id,
+        "subject": n.subject,
+        "detail": n.detail,
+        "created_at": crate::view::rfc3339(n.created_at),
+    })
+}
+
+/// The signature header value for `body` under `secret`: `sha256=` + hex HMAC-SHA256.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!("sha256={}", hex::encode(ring::hmac::sign(&key, body).as_ref()))
+}
+
+impl NotifyConfig {
+    /// Whether any channel is configured.
+    pub fn enabled(&self) -> bool {
+        self.webhook.is_some() || self.email.is_some()
+    }
+
+    /// Delivers one notification on every configured channel.
+    pub async fn deliver(
+        &self,
+        n: &crate::inventory::Notification,
+        env: crate::param::EnvLookup<'_>,
+    ) -> Result<(), NotifyError> {
+        if let Some(w) = &self.webhook {
+            send_webhook(w, n, env).await?;
+        }
+        if let Some(e) = &self.email {
+            send_email(e, n, env).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn send_webhook(
+    w: &WebhookConfig,
+    n: &crate::inventory::Notification,
+    env: crate::param::EnvLookup<'_>,
+) -> Result<(), NotifyError> {
+    let err = |reason: String| NotifyError::Webhook { url: w.url.clone(), reason };
+    let body = payload(n).to_string();
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+    if let Some(pem) = &w.extra_ca_pem {
+        let bytes = std::fs::read(pem).map_err(|e| err(format!("{}: {e}", pem.display())))?;
+        let cert = reqwest::Certificate::from_pem(&bytes).map_err(|e| err(format!("{}: {e}", pem.display())))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| err(e.to_string()))?;
+    let mut req = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .header("x-certhost-event", n.kind.as_str())
+        .header("x-certhost-delivery", n.id.to_string());
+    if let Some(src) = &w.secret {
+        let secret = crate::param::resolve(src, "secret", "the webhook", env).map_err(|e| NotifyError::Config(e.to_string()))?;
+        req = req.header("x-certhost-signature", signature(secret.as_bytes(), body.as_bytes()));
+    }
+    let resp = req.body(body).send().await.map_err(|e| err(e.without_url().to_string()))?;
+    if !resp.status().is_success() {
+        return Err(err(format!("answered HTTP {}", resp.status().as_u16())));
+    }
+    Ok(())
+}
+
+async fn send_email(
+    e: &EmailConfig,
+    n: &crate::inventory::Notification,
+    env: crate::param::EnvLookup<'_>,
+) -> Result<(), NotifyError> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let err = |reason: String| NotifyError::Email { host: e.smtp_host.clone(), reason };
+    let from = e.from.parse().map_err(|x| err(format!("from address: {x}")))?;
+    let mut message = Message::builder().from(from).subject(n.subject.clone());
+    for to in &e.to {
+        message = message.to(to.parse().map_err(|x| err(format!("recipient {to}: {x}")))?);
+    }
+    let text = serde_json::to_string_pretty(&payload(n)).unwrap_or_default();
+    let message = message
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(format!("{}\n\n{text}\n", n.subject))
+        .map_err(|x| err(x.to_string()))?;
+    let mut transport = match e.security {
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&e.smtp_host),
+        SmtpSecurity::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&e.smtp_host).map_err(|x| err(x.to_string()))?
+        }
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&e.smtp_host).map_err(|x| err(x.to_string()))?,
+    }
+    .port(e.smtp_port)
+    .timeout(Some(std::time::Duration::from_secs(15)));
+    if let Some(user) = &e.username {
+        let password = match &e.password {
+            Some(src) => crate::param::resolve(src, "password", "the SMTP relay", env).map_err(|x| NotifyError::Config(x.to_string()))?,
+            None => String::new(),
+        };
+        transport = transport.credentials(lettre::transport::smtp::authentication::Credentials::new(user.clone(), password));
+    }
+    transport.build().send(message).await.map_err(|x| err(x.to_string()))?;
+    Ok(())
+}
+
+/// Delivers every due notification; failures are retried with backoff (1 minute doubling to
+/// an hour). Returns (sent, failed).
+pub async fn deliver_pending(
+    inv: &mut crate::inventory::Inventory,
+    config: &NotifyConfig,
+    env: crate::param::EnvLookup<'_>,
+) -> Result<(usize, usize), crate::inventory::InventoryError> {
+    let (mut sent, mut failed) = (0, 0);
+    for n in inv.pending_notifications(100)? {
+        match config.deliver(&n, env).await {
+            Ok(()) => {
+                inv.mark_notification(n.id, Ok(()))?;
+                sent += 1;
+            }
+            Err(e) => {
+                let wait = (60i64 << n.attempts.clamp(0, 6)).min(3600);
+                let retry_at = time::OffsetDateTime::now_utc().unix_timestamp() + wait;
+                tracing::warn!(notification = n.id, error = %e, "notification not delivered; retrying in {wait}s");
+                inv.mark_notification(n.id, Err((&e.to_string(), retry_at)))?;
+                failed += 1;
+            }
+        }
+    }
+    Ok((sent, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        let sig = super::signature(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+}

@@ -44,6 +44,9 @@ pub struct ProfileDef {
     /// Orders wait in `awaiting_approval` until another person approves them.
     #[serde(default)]
     pub approval_required: bool,
+    /// Where certificates of this profile are deployed after issue, renew and reissue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploy: Vec<crate::deploy::DeployTarget>,
     /// Operators may download the private keys of this profile's certificates (admins always
     /// may); every download is audited.
     #[serde(default)]
@@ -196,14 +199,18 @@ impl Default for CnPolicy {
     }
 }
 
-/// When and how certificates of this profile renew.
+/// When and how certificates of this profile renew. With no `before_*` and no `at_percent`,
+/// a certificate renews at two thirds of its lifetime (as cert-manager does).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewalPolicy {
     /// Renew this many days before expiry (1–120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_days: Option<u32>,
-    /// Or renew when this percentage of the lifetime has passed (1–99; default 66).
+    /// Renew this many minutes before expiry, for short-lived certificates (1–10080).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_minutes: Option<u32>,
+    /// Or renew when this percentage of the lifetime has passed (1–99).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_percent: Option<u8>,
     /// Generate a new key on renewal.
@@ -216,7 +223,31 @@ pub struct RenewalPolicy {
 
 impl Default for RenewalPolicy {
     fn default() -> Self {
-        Self { before_days: None, at_percent: None, regenerate_key: true, auto: true }
+        Self { before_days: None, before_minutes: None, at_percent: None, regenerate_key: true, auto: true }
+    }
+}
+
+impl RenewalPolicy {
+    /// When a certificate valid from `not_before` to `not_after` is due for renewal (Unix
+    /// seconds), before jitter; `None` when auto-renew is off.
+    pub fn due_at(&self, not_before: i64, not_after: i64) -> Option<i64> {
+        if !self.auto {
+            return None;
+        }
+        let lifetime = (not_after - not_before).max(0);
+        let due = match (self.before_days, self.before_minutes, self.at_percent) {
+            (Some(d), _, _) => not_after - i64::from(d) * 86_400,
+            (None, Some(m), _) => not_after - i64::from(m) * 60,
+            (None, None, Some(p)) => not_before + lifetime * i64::from(p) / 100,
+            (None, None, None) => not_before + lifetime * 2 / 3,
+        };
+        Some(due)
+    }
+
+    /// The most jitter (seconds, taken off the due time) for a lifetime: 1% of it, at most an
+    /// hour, so a fleet issued together does not renew in one burst.
+    pub fn max_jitter(not_before: i64, not_after: i64) -> i64 {
+        ((not_after - not_before).max(0) / 100).min(3600)
     }
 }
 
@@ -292,8 +323,17 @@ impl ProfileDef {
         {
             return Err(def_err(format!("renewal.at_percent {p} must be 1-99")));
         }
-        if self.renewal.before_days.is_some() && self.renewal.at_percent.is_some() {
-            return Err(def_err("set renewal.before_days or renewal.at_percent, not both".into()));
+        if let Some(m) = self.renewal.before_minutes
+            && !(1..=10_080).contains(&m)
+        {
+            return Err(def_err(format!("renewal.before_minutes {m} must be 1-10080")));
+        }
+        let set = [self.renewal.before_days.is_some(), self.renewal.before_minutes.is_some(), self.renewal.at_percent.is_some()];
+        if set.iter().filter(|x| **x).count() > 1 {
+            return Err(def_err("set one of renewal.before_days, renewal.before_minutes, renewal.at_percent".into()));
+        }
+        for (i, target) in self.deploy.iter().enumerate() {
+            target.check().map_err(|e| def_err(format!("deploy[{i}]: {e}")))?;
         }
         if let Some(hash) = self.key.hash
             && !self.key.key_type.allowed_hashes().contains(&hash)

@@ -19,6 +19,9 @@ pub struct Args {
     /// Seconds between order-poller rounds.
     #[arg(long, default_value_t = 5)]
     poll_interval: u64,
+    /// Seconds between renewal-scheduler rounds (default 30, or `[server] renewal_interval_seconds`).
+    #[arg(long)]
+    renewal_interval: Option<u64>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -70,6 +73,14 @@ pub fn run(
             Duration::from_secs(args.poll_interval.max(1)),
             stop_rx,
         ));
+        let scheduler = tokio::spawn(certhost::renewal::run(
+            state.inventory.clone(),
+            state.connectors.clone(),
+            state.env.clone(),
+            file.notify.clone(),
+            Duration::from_secs(args.renewal_interval.or(file.server.renewal_interval_seconds).unwrap_or(30).max(1)),
+            stop_tx.subscribe(),
+        ));
         if let Some(path) = config {
             tokio::spawn(reload_on_sighup(state.inventory.clone(), path));
         }
@@ -88,9 +99,10 @@ pub fn run(
                 api::serve(listener, state, shutdown).await?;
             }
         }
-        // The server drained; tell the poller, then wait for its round to end.
+        // The server drained; tell the poller and the scheduler, then wait for their rounds to end.
         let _ = stop_tx.send(true);
         let _ = poller.await;
+        let _ = scheduler.await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -230,6 +230,8 @@ impl Inventory {
             },
         )?;
         tx.commit()?;
+        // A changed renewal policy moves the schedule of the profile's certificates.
+        self.reschedule_profile(name, &def.renewal)?;
         Ok(outcome)
     }
 

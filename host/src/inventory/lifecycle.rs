@@ -35,6 +35,14 @@ impl Inventory {
             now,
             &cert_event(actor, "certificate.revoke", id, serde_json::json!({ "reason": reason, "comment": comment })),
         )?;
+        super::renewals::enqueue(
+            &tx,
+            now,
+            "revoked",
+            Some(id),
+            &format!("certhost: certificate {id} was revoked ({reason})"),
+            &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -160,6 +168,35 @@ impl Inventory {
             "SELECT DISTINCT target FROM deployments WHERE certificate_id = ?1 AND outcome = 'success' ORDER BY target",
         )?;
         let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records one deployment outcome with its audit event, in one transaction.
+    pub fn record_deployment(
+        &mut self,
+        id: i64,
+        target: &str,
+        ok: bool,
+        message: &str,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO deployments (certificate_id, target, outcome, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![id, target, if ok { "success" } else { "failure" }, message, now],
+        )?;
+        audit::record(&tx, now, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deployments of certificate `id`, newest first: (target, outcome, message, at).
+    pub fn deployments(&self, id: i64) -> Result<Vec<(String, String, String, i64)>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target, outcome, detail, at FROM deployments WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 100",
+        )?;
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -155,13 +155,22 @@ const MIGRATIONS: &[&str] = &[
         at              INTEGER NOT NULL
     );
     CREATE INDEX deployments_certificate ON deployments(certificate_id, at);
-    -- Notifications already sent, so a condition is reported once, not every scheduler round.
-    CREATE TABLE notifications_sent (
-        certificate_id  INTEGER NOT NULL,
+    -- Notifications to deliver (webhook, email): queued in the transaction of the change they
+    -- report, delivered by `certhost serve`, so none is lost in a crash.
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
         kind            TEXT NOT NULL,
-        at              INTEGER NOT NULL,
-        PRIMARY KEY (certificate_id, kind)
+        certificate_id  INTEGER,
+        subject         TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT '{}',
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT
     );
+    CREATE INDEX notifications_unsent ON notifications(next_attempt_at) WHERE sent_at IS NULL;
+    CREATE INDEX notifications_certificate ON notifications(certificate_id, kind);
     "#,
 ];
 

@@ -91,6 +91,13 @@ impl Connector for LocalCa {
                 p("ca_certificate", "the CA certificate, PEM", true, false, None),
                 p("ca_private_key", "the CA's P-256 private key, PEM", true, true, None),
                 p("validity_days", "lifetime of issued certificates in days", false, false, Some("90")),
+                p(
+                    "validity_seconds",
+                    "lifetime in seconds, for short-lived certificates (overrides validity_days)",
+                    false,
+                    false,
+                    None,
+                ),
             ],
             operations: vec![Operation::TestConnection],
         }
@@ -105,6 +112,15 @@ impl Connector for LocalCa {
             .ok()
             .filter(|d| (1..=3650).contains(d))
             .ok_or_else(|| misconfigured("validity_days must be a number from 1 to 3650"))?;
+        let lifetime = match optional_arg(&args, "validity_seconds") {
+            Some(s) => ::time::Duration::seconds(
+                s.parse::<i64>()
+                    .ok()
+                    .filter(|s| (60..=3650 * 86_400).contains(s))
+                    .ok_or_else(|| misconfigured("validity_seconds must be a number from 60 to 315360000"))?,
+            ),
+            None => ::time::Duration::days(days),
+        };
         let ca_der = pem_der(ca_pem, "ca_certificate")?;
         let (_, ca) = X509Certificate::from_der(&ca_der)
             .map_err(|e| misconfigured(format!("ca_certificate does not parse: {e}")))?;
@@ -146,7 +162,7 @@ impl Connector for LocalCa {
                 w.next().write_der(ca.subject().as_raw());
                 w.next().write_sequence(|w| {
                     write_time(w.next(), now - ::time::Duration::minutes(5));
-                    write_time(w.next(), now + ::time::Duration::days(days));
+                    write_time(w.next(), now + lifetime);
                 });
                 w.next().write_der(info.subject.as_raw());
                 w.next().write_der(info.subject_pki.raw);

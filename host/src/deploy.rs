@@ -1,0 +1,392 @@
+//! Deployment: putting an issued certificate where it is used. A profile lists targets; each
+//! runs after issue, renew and reissue, and again on `certhost deploy ID`.
+//!
+//! A `files` target writes cert, chain, fullchain, key (PEM) and optionally PKCS#12, each
+//! atomically (temporary file, fsync, rename, fsync of the directory), the key with mode 0600,
+//! with an optional owner and group; a pre-deploy hook may veto (the certificate stays stored)
+//! and a post-deploy hook reloads the consumer (`systemctl reload nginx`). Hooks run under
+//! `sh -c` with a timeout and `CERTHOST_*` variables naming the files; their output goes to
+//! the audit log, redacted.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewAuditEvent};
+use crate::param::{EnvLookup, ValueSource, resolve};
+
+/// Captured hook output kept in the audit log, at most.
+const HOOK_OUTPUT_MAX: usize = 4000;
+
+/// Kinds of deployment target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// PEM (and PKCS#12) files on this host.
+    #[default]
+    Files,
+}
+
+/// One deployment target of a profile (`[[deploy]]` in a profile file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployTarget {
+    /// `files`.
+    #[serde(rename = "type", default)]
+    pub kind: TargetKind,
+    /// Leaf certificate, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Chain without the leaf, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<PathBuf>,
+    /// Leaf followed by the chain, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fullchain: Option<PathBuf>,
+    /// Private key, PKCS#8 PEM, mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Key and chain as PKCS#12, mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<PathBuf>,
+    /// PKCS#12 password: `{ env = "VAR" }` or `{ file = "PATH" }` (empty when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password: Option<ValueSource>,
+    /// Owner (user name) of the written files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Group (name) of the written files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Shell command run before writing; a non-zero exit stops this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_hook: Option<String>,
+    /// Shell command run after writing (e.g. `systemctl reload nginx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_hook: Option<String>,
+    /// Seconds each hook may run (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_timeout_seconds: Option<u64>,
+}
+
+/// Why a deployment target failed (recorded, never fatal to the certificate).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The definition is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The pre-deploy hook said no.
+    #[error("pre-deploy hook failed ({status}); nothing was written")]
+    PreHook {
+        /// Exit status or "timed out after Ns".
+        status: String,
+    },
+    /// The post-deploy hook failed (the files are in place).
+    #[error("post-deploy hook failed ({status}); the files were written")]
+    PostHook {
+        /// Exit status or "timed out after Ns".
+        status: String,
+    },
+    /// Writing a file failed.
+    #[error("{path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The inventory failed.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+impl DeployTarget {
+    /// A short description for listings: `files:/etc/nginx/tls/web.pem`.
+    pub fn describe(&self) -> String {
+        let first = [&self.fullchain, &self.cert, &self.key, &self.pkcs12, &self.chain]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!("files:{first}")
+    }
+
+    /// Checks the definition: at least one file, absolute paths, a sane timeout.
+    pub fn check(&self) -> Result<(), DeployError> {
+        let paths: Vec<&PathBuf> =
+            [&self.cert, &self.chain, &self.fullchain, &self.key, &self.pkcs12].into_iter().flatten().collect();
+        if paths.is_empty() {
+            return Err(DeployError::Invalid("a files target names at least one of cert, chain, fullchain, key, pkcs12".into()));
+        }
+        if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
+            return Err(DeployError::Invalid(format!("{} must be an absolute path", p.display())));
+        }
+        if self.hook_timeout_seconds.is_some_and(|t| t == 0 || t > 3600) {
+            return Err(DeployError::Invalid("hook_timeout_seconds must be 1-3600".into()));
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.hook_timeout_seconds.unwrap_or(60))
+    }
+}
+
+/// The outcome of one target, as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeployReport {
+    /// [`DeployTarget::describe`].
+    pub target: String,
+    /// Whether everything (hooks included) succeeded.
+    pub ok: bool,
+    /// What happened, one line.
+    pub message: String,
+}
+
+/// Deploys certificate `cert` to every target; each outcome is stored (deployments table)
+/// and audited. Hook output is redacted of `secrets` (e.g. the PKCS#12 password).
+pub async fn deploy(
+    inv: &mut Inventory,
+    cert: &CertificateRecord,
+    targets: &[DeployTarget],
+    env: EnvLookup<'_>,
+    actor: &str,
+) -> Result<Vec<DeployReport>, InventoryError> {
+    let mut reports = Vec::new();
+    for target in targets {
+        // The key is read before any await: a connection is not shared across threads.
+        let key = match (&target.key, &target.pkcs12, cert.key_id) {
+            (None, None, _) | (_, _, None) => None,
+            (_, _, Some(id)) => Some(inv.private_key(id)?),
+        };
+        let (result, output) = deploy_one(key, cert, target, env).await;
+        let report = DeployReport {
+            target: target.describe(),
+            ok: result.is_ok(),
+            message: match &result {
+                Ok(()) => "deployed".into(),
+                Err(e) => e.to_string(),
+            },
+        };
+        inv.record_deployment(
+            cert.id,
+            &report.target,
+            report.ok,
+            &report.message,
+            &NewAuditEvent {
+                actor,
+                action: "certificate.deploy",
+                object_type: "certificate",
+                object_id: Some(cert.id.to_string()),
+                outcome: if report.ok { "success" } else { "failure" },
+                detail: serde_json::json!({ "target": report.target, "message": report.message, "hook_output": output }),
+            },
+        )?;
+        if !report.ok {
+            tracing::warn!(certificate = cert.id, target = %report.target, "{}", report.message);
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+async fn deploy_one(
+    key: Option<crate::key::PrivateKey>,
+    cert: &CertificateRecord,
+    target: &DeployTarget,
+    env: EnvLookup<'_>,
+) -> (Result<(), DeployError>, String) {
+    let mut output = String::new();
+    let password = match &target.pkcs12_password {
+        Some(src) => match resolve(src, "pkcs12_password", "deploy target", env) {
+            Ok(p) => p,
+            Err(e) => return (Err(DeployError::Invalid(e.to_string())), output),
+        },
+        None => String::new(),
+    };
+    let redact = |text: &str| if password.is_empty() { text.to_owned() } else { text.replace(&password, "***") };
+    let vars = hook_env(cert, target);
+    if let Some(cmd) = &target.pre_hook {
+        let (status, out) = run_hook(cmd, &vars, target.timeout()).await;
+        output.push_str(&redact(&out));
+        if let Err(status) = status {
+            return (Err(DeployError::PreHook { status }), cap(output));
+        }
+    }
+    if let Err(e) = write_files(key.as_ref(), cert, target, &password) {
+        return (Err(e), cap(output));
+    }
+    if let Some(cmd) = &target.post_hook {
+        let (status, out) = run_hook(cmd, &vars, target.timeout()).await;
+        output.push_str(&redact(&out));
+        if let Err(status) = status {
+            return (Err(DeployError::PostHook { status }), cap(output));
+        }
+    }
+    (Ok(()), cap(output))
+}
+
+fn cap(mut s: String) -> String {
+    if s.len() > HOOK_OUTPUT_MAX {
+        let mut cut = HOOK_OUTPUT_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(" [...]");
+    }
+    s
+}
+
+fn hook_env(cert: &CertificateRecord, t: &DeployTarget) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("CERTHOST_CERT_ID".to_owned(), cert.id.to_string()),
+        ("CERTHOST_SHA256".to_owned(), cert.info.sha256.clone()),
+        ("CERTHOST_COMMON_NAME".to_owned(), cert.info.common_name.clone().unwrap_or_default()),
+    ];
+    for (name, path) in [
+        ("CERTHOST_CERT_FILE", &t.cert),
+        ("CERTHOST_CHAIN_FILE", &t.chain),
+        ("CERTHOST_FULLCHAIN_FILE", &t.fullchain),
+        ("CERTHOST_KEY_FILE", &t.key),
+        ("CERTHOST_PKCS12_FILE", &t.pkcs12),
+    ] {
+        if let Some(p) = path {
+            vars.push((name.to_owned(), p.display().to_string()));
+        }
+    }
+    vars
+}
+
+/// Runs `sh -c cmd` with a deadline; returns Ok or the failure ("exit status 3", "timed out
+/// after 60s") and the combined output.
+async fn run_hook(cmd: &str, vars: &[(String, String)], timeout: Duration) -> (Result<(), String>, String) {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // Hooks never see the master key.
+        .env_remove("CERTHOST_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => return (Err(format!("cannot start sh: {e}")), String::new()),
+    };
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => (Err(format!("timed out after {}s", timeout.as_secs())), String::new()),
+        Ok(Err(e)) => (Err(e.to_string()), String::new()),
+        Ok(Ok(out)) => {
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if out.status.success() { (Ok(()), text) } else { (Err(out.status.to_string()), text) }
+        }
+    }
+}
+
+fn write_files(
+    key: Option<&crate::key::PrivateKey>,
+    cert: &CertificateRecord,
+    t: &DeployTarget,
+    password: &str,
+) -> Result<(), DeployError> {
+    if (t.key.is_some() || t.pkcs12.is_some()) && key.is_none() {
+        return Err(DeployError::Invalid(format!(
+            "certificate {} has no private key in the inventory; remove key/pkcs12 from the target",
+            cert.id
+        )));
+    }
+    let owner = t.owner.as_deref().map(user_id).transpose()?;
+    let group = t.group.as_deref().map(group_id).transpose()?;
+    let mut files: Vec<(&Path, Vec<u8>, u32)> = Vec::new();
+    if let Some(p) = &t.cert {
+        files.push((p, cert.pem.clone().into_bytes(), 0o644));
+    }
+    if let Some(p) = &t.chain {
+        files.push((p, cert.chain_pem.clone().into_bytes(), 0o644));
+    }
+    if let Some(p) = &t.fullchain {
+        files.push((p, format!("{}{}", cert.pem, cert.chain_pem).into_bytes(), 0o644));
+    }
+    if let (Some(p), Some(k)) = (&t.key, key) {
+        files.push((p, k.to_pem().as_bytes().to_vec(), 0o600));
+    }
+    if let (Some(p), Some(k)) = (&t.pkcs12, key) {
+        files.push((p, pkcs12(cert, k, password)?, 0o600));
+    }
+    for (path, bytes, mode) in files {
+        write_atomically(path, &bytes, mode, owner, group)?;
+    }
+    Ok(())
+}
+
+fn pkcs12(cert: &CertificateRecord, key: &crate::key::PrivateKey, password: &str) -> Result<Vec<u8>, DeployError> {
+    let invalid = |e: p12_keystore::error::Error| DeployError::Invalid(format!("cannot build the PKCS#12 file: {e}"));
+    let mut certs = Vec::new();
+    for der in crate::cert::pem_certificates(&format!("{}{}", cert.pem, cert.chain_pem))
+        .map_err(|e| DeployError::Invalid(e.to_string()))?
+    {
+        certs.push(p12_keystore::Certificate::from_der(&der).map_err(invalid)?);
+    }
+    let p12_key = p12_keystore::PrivateKey::from_der(key.pkcs8_der()).map_err(invalid)?;
+    let chain = p12_keystore::PrivateKeyChain::new(cert.info.sha1.as_bytes().to_vec(), p12_key, certs);
+    let mut store = p12_keystore::KeyStore::new();
+    let alias = cert.info.common_name.clone().unwrap_or_else(|| format!("certificate-{}", cert.id));
+    store.add_entry(&alias, p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    store.writer(password).write().map_err(invalid)
+}
+
+/// temp file beside the target → write → fsync → chmod/chown → rename → fsync directory.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, group: Option<u32>) -> Result<(), DeployError> {
+    let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
+    let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.certhost-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        if owner.is_some() || group.is_some() {
+            std::os::unix::fs::fchown(&f, owner, group)?;
+        }
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e.to_string()));
+    }
+    Ok(())
+}
+
+fn user_id(name: &str) -> Result<u32, DeployError> {
+    let c = std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("owner {name:?} is not a user name")))?;
+    // SAFETY: getpwnam reads a NUL-terminated string and returns a pointer into static storage
+    // (or null); we copy the uid out at once and keep no reference.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(DeployError::Invalid(format!("owner {name} is not a user on this host")));
+    }
+    // SAFETY: non-null, just returned by getpwnam.
+    Ok(unsafe { (*pw).pw_uid })
+}
+
+fn group_id(name: &str) -> Result<u32, DeployError> {
+    let c = std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("group {name:?} is not a group name")))?;
+    // SAFETY: as in `user_id`, for getgrnam.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return Err(DeployError::Invalid(format!("group {name} is not a group on this host")));
+    }
+    // SAFETY: non-null, just returned by getgrnam.
+    Ok(unsafe { (*gr).gr_gid })
+}

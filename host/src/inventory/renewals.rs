@@ -1,0 +1,270 @@
+//! The renewal schedule and the notification outbox.
+//!
+//! Due work lives in the database (`certificates.renew_after`, indexed for active rows), so a
+//! restart forgets nothing. A claim sets `renewal_lease_until`: two scheduler instances on one
+//! database (or a manual renew racing the scheduler) never renew one certificate twice — the
+//! unique index on open renewal orders is the backstop.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::audit::{self, NewAuditEvent};
+use super::{Inventory, InventoryError};
+use crate::profile::RenewalPolicy;
+
+/// One upcoming or retrying renewal, for `certhost renewals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledRenewal {
+    /// Certificate id.
+    pub id: i64,
+    /// CN.
+    pub common_name: Option<String>,
+    /// Profile.
+    pub profile: Option<String>,
+    /// Due, Unix seconds.
+    pub renew_after: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// The last failure (redacted).
+    pub last_error: Option<String>,
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// `renewal_failed`, `expiring`, `revoked`.
+    pub kind: String,
+    /// The certificate concerned.
+    pub certificate_id: Option<i64>,
+    /// One line for a mail subject.
+    pub subject: String,
+    /// Structured detail (redacted).
+    pub detail: serde_json::Value,
+    /// Queued, Unix seconds.
+    pub created_at: i64,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+}
+
+/// Queues a notification inside the caller's transaction.
+pub(crate) fn enqueue(
+    tx: &rusqlite::Transaction<'_>,
+    now: i64,
+    kind: &str,
+    certificate_id: Option<i64>,
+    subject: &str,
+    detail: &serde_json::Value,
+) -> Result<(), InventoryError> {
+    tx.execute(
+        "INSERT INTO notifications (kind, certificate_id, subject, detail, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![kind, certificate_id, subject, detail.to_string(), now],
+    )?;
+    Ok(())
+}
+
+impl Inventory {
+    /// Sets when certificate `id` renews (`None`: never automatically).
+    pub fn set_renew_after(&mut self, id: i64, at: Option<i64>) -> Result<(), InventoryError> {
+        self.conn.execute(
+            "UPDATE certificates SET renew_after = ?2, renewal_attempts = 0, renewal_error = NULL WHERE id = ?1",
+            params![id, at],
+        )?;
+        Ok(())
+    }
+
+    /// Recomputes the schedule of profile `name`'s active certificates after its renewal
+    /// policy changed (those in retry backoff keep their retry time).
+    pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
+        // mode: off | before (seconds before notAfter) | percent (of the lifetime)
+        let (mode, value): (&str, i64) = match (policy.auto, policy.before_days, policy.before_minutes, policy.at_percent) {
+            (false, ..) => ("off", 0),
+            (true, Some(d), _, _) => ("before", i64::from(d) * 86_400),
+            (true, None, Some(m), _) => ("before", i64::from(m) * 60),
+            (true, None, None, Some(p)) => ("percent", i64::from(p)),
+            (true, None, None, None) => ("percent", 66),
+        };
+        Ok(self.conn.execute(
+            "UPDATE certificates SET renew_after =
+                 CASE ?2 WHEN 'off' THEN NULL
+                         WHEN 'before' THEN not_after - ?3
+                         ELSE not_before + (not_after - not_before) * ?3 / 100 END
+                 - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
+             WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
+            params![name, mode, value],
+        )?)
+    }
+
+    /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
+    /// invisible to other schedulers until the lease runs out.
+    pub fn claim_due_renewals(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<i64>, InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM certificates WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after <= ?1
+                   AND (renewal_lease_until IS NULL OR renewal_lease_until < ?1)
+                 ORDER BY renew_after LIMIT ?2",
+            )?;
+            stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            tx.execute("UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1", params![id, now + lease_seconds])?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Gives a claim back without recording anything (e.g. a renewal already in progress).
+    pub fn release_renewal(&mut self, id: i64) -> Result<(), InventoryError> {
+        self.conn.execute("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// An automatic renewal succeeded: audited as `certificate.auto_renew` on the old certificate.
+    pub fn record_auto_renewal(&mut self, old: i64, new: i64, order: i64, actor: &str) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "certificate.auto_renew",
+                object_type: "certificate",
+                object_id: Some(old.to_string()),
+                outcome: "success",
+                detail: serde_json::json!({ "successor_id": new, "order_id": order }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// An automatic renewal failed: retry with exponential backoff (1 minute doubling to 6
+    /// hours), count the attempt, audit, and queue a `renewal_failed` notification — one
+    /// transaction. Returns the retry time.
+    pub fn record_renewal_failure(&mut self, id: i64, error: &str, actor: &str) -> Result<i64, InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let row: Option<(Option<String>, i64)> = tx
+            .query_row("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((cn, before)) = row else { return Err(InventoryError::NotFound(format!("certificate {id}"))) };
+        let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
+        tx.execute(
+            "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
+                 renewal_lease_until = NULL WHERE id = ?1",
+            params![id, error, retry_at],
+        )?;
+        let attempts: i64 = tx.query_row("SELECT renewal_attempts FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
+        let detail = serde_json::json!({ "error": error, "attempt": attempts, "retry_at": retry_at });
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "certificate.auto_renew",
+                object_type: "certificate",
+                object_id: Some(id.to_string()),
+                outcome: "failure",
+                detail: detail.clone(),
+            },
+        )?;
+        let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.unwrap_or_default());
+        enqueue(&tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+        tx.commit()?;
+        Ok(retry_at)
+    }
+
+    /// Queues `expiring` notifications for active certificates without automatic renewal that
+    /// expire within `days`, once per certificate. Returns how many were queued.
+    pub fn queue_expiring(&mut self, days: u32) -> Result<usize, InventoryError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let rows: Vec<(i64, Option<String>, i64)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.id, c.common_name, c.not_after FROM certificates c
+                 WHERE c.status = 'active' AND c.not_after >= ?1 AND c.not_after < ?2 AND c.renew_after IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.certificate_id = c.id AND n.kind = 'expiring')
+                 LIMIT 1000",
+            )?;
+            stmt.query_map(params![now, now + i64::from(days) * 86_400], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (id, cn, not_after) in &rows {
+            let subject = format!(
+                "certhost: certificate {id} ({}) expires on {} and does not renew automatically",
+                cn.clone().unwrap_or_default(),
+                crate::view::rfc3339(*not_after)
+            );
+            enqueue(&tx, now, "expiring", Some(*id), &subject, &serde_json::json!({ "not_after": crate::view::rfc3339(*not_after) }))?;
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    /// Notifications due for (re-)delivery, oldest first.
+    pub fn pending_notifications(&self, limit: u32) -> Result<Vec<Notification>, InventoryError> {
+        let now = self.now();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, kind, certificate_id, subject, detail, created_at, attempts FROM notifications
+             WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now, limit], |r| {
+            let detail: String = r.get(4)?;
+            Ok(Notification {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                certificate_id: r.get(2)?,
+                subject: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or_default(),
+                created_at: r.get(5)?,
+                attempts: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a delivery: sent, or failed with a retry time.
+    pub fn mark_notification(&mut self, id: i64, result: Result<(), (&str, i64)>) -> Result<(), InventoryError> {
+        let now = self.now();
+        match result {
+            Ok(()) => self.conn.execute(
+                "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now],
+            )?,
+            Err((error, retry_at)) => self.conn.execute(
+                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                params![id, error, retry_at],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Upcoming and retrying renewals, soonest first.
+    pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error FROM certificates
+             WHERE status = 'active' AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(ScheduledRenewal {
+                id: r.get(0)?,
+                common_name: r.get(1)?,
+                profile: r.get(2)?,
+                renew_after: r.get(3)?,
+                not_after: r.get(4)?,
+                attempts: r.get(5)?,
+                last_error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

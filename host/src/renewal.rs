@@ -1,0 +1,131 @@
+//! The renewal scheduler inside `certhost serve`. Each round: certificates past notAfter
+//! become `expired`; due certificates are claimed (with a lease) and renewed through their
+//! profile (failover applies); failures back off exponentially (1 minute doubling to 6 hours)
+//! and queue a notification; interrupted automatic renewals are resubmitted with their
+//! request id; certificates without auto-renew that near expiry queue a notification; queued
+//! notifications are delivered.
+//!
+//! Durable by construction: what is due is read from the database every round.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::connector::ConnectorSource;
+use crate::inventory::{InventoryError, InventoryPool, OrderState};
+use crate::issue::{IssueError, IssueOutcome, Pipeline};
+use crate::lifecycle::RenewOptions;
+use crate::notify::NotifyConfig;
+
+/// Who the scheduler is in the audit log and in the orders it creates.
+pub const ACTOR: &str = "scheduler";
+/// Certificates renewed per round, at most.
+const BATCH: u32 = 20;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Certificates marked expired.
+    pub expired: usize,
+    /// Renewed (certificate ids of the predecessors).
+    pub renewed: Vec<i64>,
+    /// Renewals waiting at the CA or for approval.
+    pub pending: Vec<i64>,
+    /// Failed renewals (will retry).
+    pub failed: Vec<i64>,
+    /// Interrupted renewal orders resubmitted.
+    pub resubmitted: Vec<i64>,
+}
+
+/// One scheduler round on one connection.
+pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundReport, IssueError> {
+    let mut report = RoundReport { expired: p.inventory.mark_expired(ACTOR)?.len(), ..RoundReport::default() };
+    // An automatic renewal cut off by a crash is sent again with the same request id: nobody
+    // is there to decide, and the id lets an idempotent CA answer with what it issued.
+    // Manual orders still wait for an operator.
+    p.inventory.mark_interrupted(ACTOR)?;
+    for order in p.inventory.orders(Some(OrderState::NeedsAttention), 0)? {
+        if order.requested_by == ACTOR && order.kind == "renew" {
+            p.inventory.resubmit_order(order.id, ACTOR)?;
+            report.resubmitted.push(order.id);
+            match p.submit(order.id, &Default::default()).await {
+                Ok(IssueOutcome::Issued { certificate_id, .. }) => {
+                    if let Some(pred) = order.predecessor_id {
+                        p.inventory.record_auto_renewal(pred, certificate_id, order.id, ACTOR)?;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(order = order.id, error = %e, "resubmitted renewal failed"),
+            }
+        }
+    }
+    for id in p.inventory.claim_due_renewals(lease_seconds, BATCH)? {
+        match p.renew(id, &RenewOptions::default()).await {
+            Ok(IssueOutcome::Issued { order_id, certificate_id }) => {
+                p.inventory.record_auto_renewal(id, certificate_id, order_id, ACTOR)?;
+                tracing::info!(certificate = id, successor = certificate_id, "renewed");
+                report.renewed.push(id);
+            }
+            Ok(_) => {
+                // Pending at the CA (the poller finishes it) or held for approval.
+                p.inventory.release_renewal(id)?;
+                report.pending.push(id);
+            }
+            Err(IssueError::Inventory(InventoryError::Conflict(_))) => {
+                // A renewal of this certificate is already open (manual, or pending at the CA).
+                p.inventory.release_renewal(id)?;
+            }
+            Err(e) => {
+                let retry_at = p.inventory.record_renewal_failure(id, &e.to_string(), ACTOR)?;
+                tracing::warn!(certificate = id, error = %e, retry_at, "renewal failed");
+                report.failed.push(id);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs rounds every `interval` until `shutdown` turns true; delivers notifications.
+pub async fn run(
+    inventory: InventoryPool,
+    connectors: std::sync::Arc<dyn ConnectorSource>,
+    env: crate::param::SharedEnvLookup,
+    notify: NotifyConfig,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Long enough for a renewal with failover over slow accounts; a crashed instance's claims
+    // come free after it.
+    let lease = 600;
+    loop {
+        match inventory.get().await {
+            Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
+            Ok(mut inv) => {
+                {
+                    let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
+                    match round(&mut p, lease).await {
+                        Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "renewal round failed"),
+                    }
+                }
+                if notify.enabled() {
+                    if let Err(e) = inv.queue_expiring(notify.expiring_within_days) {
+                        tracing::error!(error = %e, "queueing expiry notifications failed");
+                    }
+                    if let Err(e) = crate::notify::deliver_pending(&mut inv, &notify, &*env).await {
+                        tracing::error!(error = %e, "delivering notifications failed");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
