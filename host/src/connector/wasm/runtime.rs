@@ -85,6 +85,22 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A [`Hasher`] that streams what it is fed into SHA-256: a digest of a `Hash` value that does
+/// not depend on the standard library's hashing algorithm.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        // Not used for the cache key (that is the full digest); a `Hasher` must answer it.
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+}
+
 /// Errors setting up the runtime or loading a component.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -156,9 +172,13 @@ impl Runtime {
         let Some(dir) = cache_dir else {
             return Component::new(&self.engine, &bytes).map_err(|e| io(format!("not a valid component: {e:#}")));
         };
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        // The compatibility hash is a `Hash` value: feed it to SHA-256 rather than to
+        // `DefaultHasher`, whose algorithm may change between Rust releases (and with it every
+        // key, leaving the cache cold after a toolchain update).
+        let mut engine_hash = Sha256Hasher(Sha256::new());
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(&bytes)), engine_hash.finish());
+        let engine_digest = hex::encode(engine_hash.0.finalize());
+        let key = format!("{}-{}.cwasm", hex::encode(Sha256::digest(&bytes)), &engine_digest[..32]);
         let cached = dir.join(&key);
         if cached.is_file() {
             // SAFETY: the cache directory is private to certhost and every file in it was
@@ -178,5 +198,21 @@ impl Runtime {
         }
         // SAFETY: `compiled` was produced a moment ago by this very engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| io(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_digest_is_sha256_of_what_the_hash_writes() {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        0x0102_0304_u32.hash(&mut hasher);
+        hasher.write(b"engine");
+        let mut expected = Sha256::new();
+        expected.update(0x0102_0304_u32.to_ne_bytes());
+        expected.update(b"engine");
+        assert_eq!(hasher.0.finalize(), expected.finalize());
     }
 }
