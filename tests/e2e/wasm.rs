@@ -1,16 +1,19 @@
 //! WebAssembly component connectors: local-ca issuing for real, the sandbox holding against
-//! hostile components, allowed hosts, the per-account cache and the compiled-component cache.
+//! hostile components, allowed hosts, response-body caps, private-CA TLS through the registry,
+//! the per-account cache and the compiled-component cache.
 //! Components are built by `cargo xtask build-plugins` into plugins/dist/.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use certhost::account::{AccountDef, AccountStatus};
 use certhost::connector::wasm::WasmConnector;
-use certhost::connector::{Args, CertificateRequest, Connector, Disposition, Limits};
+use certhost::connector::{Args, CertificateRequest, Connector, ConnectorSource, Disposition, Limits, Registry};
 use certhost::csr::{CsrParams, San, Subject};
 use certhost::key::KeyType;
 
-use crate::helpers::{App, free_port, sh};
+use crate::helpers::{App, certhost_bin, free_port, sh};
 
 pub fn component(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist").join(format!("{name}.wasm"));
@@ -45,6 +48,104 @@ fn mode(m: &str) -> Args {
     let mut a = Args::new();
     a.insert("mode", m);
     a
+}
+
+/// An account on `connector` with no parameters, for loading through the registry.
+pub fn account(connector: &Path) -> AccountDef {
+    AccountDef {
+        connector: connector.to_owned(),
+        description: String::new(),
+        status: AccountStatus::Active,
+        params: Default::default(),
+        allowed_hosts: vec![],
+        extra_ca_pems: vec![],
+        timeout_seconds: Some(10),
+        memory_mib: None,
+        http_body_mib: None,
+    }
+}
+
+/// `python3 -m http.server` on a free loopback port, serving `dir`; killed on drop.
+pub struct HttpServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl HttpServer {
+    /// Serves `dir` over plain HTTP.
+    pub fn plain(dir: &Path) -> Self {
+        let port = free_port();
+        Self::spawn(dir, port, &["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+    }
+
+    /// Serves `dir` over HTTPS with `cert.pem`/`key.pem` from `dir`.
+    pub fn tls(dir: &Path) -> Self {
+        let port = free_port();
+        let p = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+        let script = format!(
+            "import http.server, ssl\nsrv = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('{}', '{}')\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n",
+            p("cert.pem"),
+            p("key.pem")
+        );
+        Self::spawn(dir, port, &["-c", &script])
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[&str]) -> Self {
+        let child = std::process::Command::new("python3")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 server");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { port, child }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private CA (`ca/ca.pem`) and an HTTPS server for 127.0.0.1 with a certificate it signed,
+/// serving `index.html` = "hello over tls".
+pub fn private_ca_tls_server(app: &App) -> (PathBuf, HttpServer) {
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let srv = app.path("srv");
+    app.run(&["key-csr", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", srv.to_str().expect("utf8")]).ok();
+    std::fs::write(srv.join("ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
+    let p = |d: &Path, n: &str| d.join(n).to_str().expect("utf8").to_owned();
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&srv, "csr.pem"),
+            "-CA",
+            &p(&ca, "ca.pem"),
+            "-CAkey",
+            &p(&ca, "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&srv, "ext"),
+            "-out",
+            &p(&srv, "cert.pem"),
+        ],
+    );
+    std::fs::write(srv.join("index.html"), "hello over tls").expect("index");
+    (ca.join("ca.pem"), HttpServer::tls(&srv))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,20 +200,8 @@ async fn a_component_for_an_unknown_contract_version_is_refused() {
 async fn outbound_http_reaches_allowed_hosts_only() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("index.html"), "hello").expect("write");
-    let port = free_port();
-    let mut server = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("http.server");
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = HttpServer::plain(dir.path());
+    let port = server.port;
     let allowed = vec![format!("http://127.0.0.1:{port}")];
     let c = WasmConnector::load(&component("hostile"), "net", limits(10, 64), &allowed, None).await.expect("loads");
     let mut args = mode("http");
@@ -121,8 +210,7 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     let mut other = mode("http");
     other.insert("url", format!("http://localhost:{port}/index.html"));
     let denied = c.certificate_request(&request(), &other).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(ok.expect("allowed"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
 }
@@ -213,75 +301,55 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
     );
 }
 
+/// Regression: the registry loaded components without the account's `extra_ca_pems`, so a
+/// private-CA CA API was unreachable in production although the library supported it.
 #[tokio::test]
-async fn https_to_a_private_ca_server_works_only_with_the_accounts_extra_ca() {
+async fn https_to_a_private_ca_server_works_through_the_registry_only_with_the_accounts_extra_ca() {
     let app = App::new();
-    let ca = app.path("ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let srv = app.path("srv");
-    app.run(&["key-csr", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", srv.to_str().expect("utf8")]).ok();
-    std::fs::write(srv.join("ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
-    let p = |d: &Path, n: &str| d.join(n).to_str().expect("utf8").to_owned();
-    sh(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &p(&srv, "csr.pem"),
-            "-CA",
-            &p(&ca, "ca.pem"),
-            "-CAkey",
-            &p(&ca, "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &p(&srv, "ext"),
-            "-out",
-            &p(&srv, "cert.pem"),
-        ],
-    );
-    std::fs::write(srv.join("index.html"), "hello over tls").expect("index");
-    let port = free_port();
-    let script = format!(
-        "import http.server, ssl\nsrv = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('{}', '{}')\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n",
-        p(&srv, "cert.pem"),
-        p(&srv, "key.pem")
-    );
-    let mut server = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .current_dir(&srv)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tls server");
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let allowed = vec![format!("https://127.0.0.1:{port}")];
+    let (ca_pem, server) = private_ca_tls_server(&app);
+    let registry = Registry::new(certhost_bin().into(), None);
+    let mut trusting = account(&component("hostile"));
+    trusting.allowed_hosts = vec![format!("https://127.0.0.1:{}", server.port)];
+    trusting.extra_ca_pems = vec![ca_pem];
+    let untrusting = AccountDef { extra_ca_pems: vec![], ..trusting.clone() };
     let mut args = mode("http");
-    args.insert("url", format!("https://127.0.0.1:{port}/index.html"));
-    let trusting = WasmConnector::load_with_trust(
-        &component("hostile"),
-        "tls",
-        limits(10, 64),
-        &allowed,
-        &[ca.join("ca.pem")],
-        None,
-    )
-    .await
-    .expect("loads");
-    let ok = trusting.certificate_request(&request(), &args).await;
-    let untrusting =
-        WasmConnector::load(&component("hostile"), "tls2", limits(10, 64), &allowed, None).await.expect("loads");
-    let refused = untrusting.certificate_request(&request(), &args).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    args.insert("url", format!("https://127.0.0.1:{}/index.html", server.port));
+    let c = registry.connector("tls", &trusting).await.expect("loads");
+    let ok = c.certificate_request(&request(), &args).await;
+    let c = registry.connector("tls2", &untrusting).await.expect("loads");
+    let refused = c.certificate_request(&request(), &args).await;
+    drop(server);
     assert_eq!(ok.expect("trusted private CA"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     let err = refused.expect_err("untrusted").to_string();
-    assert!(err.contains("connector hostile"), "{err}");
+    assert!(err.contains("connector hostile") && err.contains("127.0.0.1"), "{err}");
+}
+
+/// Each account loads on its own: a slow load (a script whose import sleeps) never blocks
+/// another account's lookup, and concurrent first uses of one account load it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_connector_load_blocks_only_its_own_account() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("slow.py");
+    std::fs::write(
+        &script,
+        "import time\ntime.sleep(3)\n\ndef certificate_request(csr, common_name, args_dict):\n    return 'not a certificate'\n",
+    )
+    .expect("script");
+    let registry = Arc::new(Registry::new(certhost_bin().into(), None));
+    let slow = account(&script);
+    let load_slow = || {
+        let (registry, slow) = (Arc::clone(&registry), slow.clone());
+        tokio::spawn(async move { registry.connector("slow", &slow).await })
+    };
+    let (first, second) = (load_slow(), load_slow());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let fast = registry.connector("fast", &account(&component("hostile"))).await.expect("fast loads");
+    assert!(!first.is_finished() && !second.is_finished(), "the other account loaded while the slow one was loading");
+    assert!(started.elapsed() < Duration::from_secs(2), "the fast account waited {:?}", started.elapsed());
+    assert_eq!(fast.name(), "hostile");
+    let (first, second) = (first.await.expect("task").expect("loads"), second.await.expect("task").expect("loads"));
+    assert!(Arc::ptr_eq(&first, &second), "two concurrent first uses of one account load it once");
+    let third = registry.connector("slow", &slow).await.expect("cached");
+    assert!(Arc::ptr_eq(&first, &third));
 }
