@@ -148,34 +148,115 @@ pub fn private_ca_tls_server(app: &App) -> (PathBuf, HttpServer) {
     (ca.join("ca.pem"), HttpServer::tls(&srv))
 }
 
+/// What a hostile case must produce.
+enum Expect {
+    /// The call fails with exactly this error.
+    Error(&'static str),
+    /// The call "succeeds" with something the host's verification refuses with this text.
+    Refused(&'static str),
+}
+
+/// Each hostile case runs in its own task beside a good local-ca call in another task, on a
+/// multi-thread runtime: the good call must succeed while the hostile one misbehaves (and,
+/// for the loop, while it is still running).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succeeds() {
-    let good =
-        WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("local-ca loads");
-    let good_args = ca_args();
+    let good = Arc::new(
+        WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("local-ca loads"),
+    );
+    let good_args = Arc::new(ca_args());
     let cases = [
-        ("loop", limits(1, 64), "connector hostile: timed out after 1s"),
-        ("memory", limits(20, 32), "connector hostile: exceeded its 32 MiB memory limit"),
-        ("trap", limits(20, 64), "connector hostile: trapped: wasm `unreachable` instruction executed"),
+        ("loop", limits(3, 64), Expect::Error("connector hostile: timed out after 3s")),
+        ("memory", limits(20, 32), Expect::Error("connector hostile: exceeded its 32 MiB memory limit")),
+        ("trap", limits(20, 64), Expect::Error("connector hostile: trapped: wasm `unreachable` instruction executed")),
         (
             "http",
             limits(20, 64),
-            "connector hostile: misconfigured: the host denied the request to http://127.0.0.1:9/x: it is not among the CA account's allowed hosts",
+            Expect::Error(
+                "connector hostile: misconfigured: the host denied the request to http://127.0.0.1:9/x: it is not among the CA account's allowed hosts",
+            ),
         ),
+        ("garbage", limits(20, 64), Expect::Refused("does not parse")),
     ];
     for (m, l, expected) in cases {
-        let hostile = WasmConnector::load(&component("hostile"), "bad", l, &[], None).await.expect("hostile loads");
+        let hostile =
+            Arc::new(WasmConnector::load(&component("hostile"), "bad", l, &[], None).await.expect("hostile loads"));
         let mut args = mode(m);
         args.insert("url", "http://127.0.0.1:9/x");
-        let (req_bad, req_good) = (request(), request());
-        let (bad, ok) =
-            tokio::join!(hostile.certificate_request(&req_bad, &args), good.certificate_request(&req_good, &good_args));
-        assert_eq!(bad.expect_err(m).to_string(), expected, "mode {m}");
+        let req_bad = request();
+        let bad = tokio::spawn({
+            let (hostile, req) = (Arc::clone(&hostile), req_bad.clone());
+            async move { hostile.certificate_request(&req, &args).await }
+        });
+        let ok = tokio::spawn({
+            let (good, args) = (Arc::clone(&good), Arc::clone(&good_args));
+            async move { good.certificate_request(&request(), &args).await }
+        })
+        .await
+        .expect("good task");
         assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working during {m}: {ok:?}");
+        if m == "loop" {
+            assert!(!bad.is_finished(), "the good call finished while the hostile loop was still running");
+        }
+        let bad = bad.await.expect("hostile task");
+        match expected {
+            Expect::Error(text) => assert_eq!(bad.expect_err(m).to_string(), text, "mode {m}"),
+            Expect::Refused(text) => {
+                let Ok(Disposition::Issued { certificate, chain, .. }) = bad else { panic!("mode {m}: {bad:?}") };
+                let csr = certhost::csr::parse_csr(req_bad.csr_pem.as_bytes()).expect("csr");
+                let sans = [San::Dns("wasm.example.com".into()), San::Ip("192.0.2.9".parse().expect("ip"))];
+                let expected = certhost::verify::Expected {
+                    public_key_raw: &csr.public_key_raw,
+                    common_name: Some("wasm.example.com"),
+                    sans: &sans,
+                    now: 0,
+                };
+                let err = certhost::verify::verify_issued(&expected, &certificate, &chain).expect_err("refused");
+                assert!(err.to_string().contains(text), "mode {m}: {err}");
+            }
+        }
         // The same connector serves the next call in a fresh store.
         let after = hostile.certificate_request(&request(), &mode("good-log")).await.expect("fresh store");
         assert!(matches!(after, Disposition::Rejected { .. }));
     }
+    // A component for a contract version the host does not know, loaded beside a good call.
+    let future = tokio::spawn(async {
+        WasmConnector::load(&component("future-contract"), "x", limits(5, 64), &[], None).await.err().map(|e| e.to_string())
+    });
+    let ok = tokio::spawn({
+        let (good, args) = (Arc::clone(&good), Arc::clone(&good_args));
+        async move { good.certificate_request(&request(), &args).await }
+    })
+    .await
+    .expect("good task");
+    assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working beside the load: {ok:?}");
+    assert_eq!(
+        future.await.expect("task").expect("refused"),
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0"
+    );
+}
+
+/// Regression: `epoch_deadline_trap` held the thread for the whole deadline while a guest
+/// looped. Now a looping guest yields every epoch tick, so on a single-threaded runtime a
+/// timer and a good call both complete while the loop is still running.
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_guest_yields_so_other_tasks_on_the_same_thread_keep_running() {
+    let good = WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("loads");
+    let hostile =
+        Arc::new(WasmConnector::load(&component("hostile"), "bad", limits(4, 64), &[], None).await.expect("loads"));
+    let started = Instant::now();
+    let looping = tokio::spawn({
+        let hostile = Arc::clone(&hostile);
+        async move { hostile.certificate_request(&request(), &mode("loop")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "a 200 ms timer took {:?}", started.elapsed());
+    let ok = good.certificate_request(&request(), &ca_args()).await;
+    assert!(matches!(ok, Ok(Disposition::Issued { .. })), "{ok:?}");
+    assert!(!looping.is_finished(), "the good call finished while the loop was still running");
+    let err = looping.await.expect("task").expect_err("loop").to_string();
+    assert_eq!(err, "connector hostile: timed out after 4s");
+    assert!(started.elapsed() < Duration::from_secs(6), "the deadline held: {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -16,10 +16,10 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -142,6 +142,10 @@ impl WasmConnector {
     }
 
     /// One call in a fresh Store: instantiate, run `f`, drop everything.
+    ///
+    /// The guest runs on a fiber polled by the caller's task. Each epoch tick (10 ms) it yields
+    /// back to the executor, so a guest that computes for long never holds a worker thread
+    /// that other tasks need; once the call's deadline has passed, the next tick traps it.
     async fn call<R: Send>(
         &self,
         args: &Args,
@@ -170,9 +174,15 @@ impl WasmConnector {
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.timeout.as_millis() / runtime::EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                // Raises `Trap::Interrupt`, reported below as "timed out".
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
         let pre = &self.pre;
         let outcome = {
             let run = async {
