@@ -278,6 +278,16 @@ async fn a_component_for_an_unknown_contract_version_is_refused() {
 }
 
 #[tokio::test]
+async fn a_memory_limit_above_the_pool_maximum_is_refused_at_load() {
+    let err =
+        WasmConnector::load(&component("hostile"), "big", limits(5, 2048), &[], None).await.err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "connector hostile: misconfigured: a memory limit of 2048 MiB is above the 1024 MiB a component may have"
+    );
+}
+
+#[tokio::test]
 async fn outbound_http_reaches_allowed_hosts_only() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("index.html"), "hello").expect("write");

@@ -34,6 +34,7 @@ use super::{
 };
 
 pub use self::http::AllowedHost as AllowedHostRule;
+pub use self::runtime::MAX_MEMORY_MIB;
 
 /// The contract version this host implements.
 pub const CONTRACT: &str = "certhost:connector/connector@0.1.0";
@@ -80,6 +81,12 @@ impl WasmConnector {
         let mis = |message: String| ConnectorError::Misconfigured { connector: label.clone(), message };
         if !path.is_file() {
             return Err(mis(format!("{} does not exist", path.display())));
+        }
+        if limits.memory_bytes > MAX_MEMORY_MIB << 20 {
+            return Err(mis(format!(
+                "a memory limit of {} MiB is above the {MAX_MEMORY_MIB} MiB a component may have",
+                limits.memory_bytes >> 20
+            )));
         }
         let runtime = Runtime::global().map_err(|e| mis(format!("the WebAssembly runtime cannot start: {e}")))?.clone();
         let component = runtime.load_component(path, cache_dir).map_err(|e| mis(e.to_string()))?;

@@ -17,8 +17,15 @@ use super::bindings::CaConnector;
 use super::host_impl::Cache;
 use super::http::HttpPolicy;
 
-/// How often the epoch ticks: the granularity of call deadlines.
+/// How often the epoch ticks: the granularity of call deadlines, and how often a guest that
+/// computes without calling the host yields its thread back to the async executor.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest linear memory the pooling allocator reserves per memory, MiB: the most a CA
+/// account's `memory_mib` may ask of a component (a larger cap could never be reached, and
+/// the pool's refusal would read as a plain trap).
+pub const MAX_MEMORY_MIB: u64 = 1024;
+
 
 /// The process-wide engine and linker.
 pub struct Runtime {
@@ -138,7 +145,7 @@ impl Runtime {
         pool.total_core_instances(256);
         pool.total_memories(256);
         pool.total_tables(256);
-        pool.max_memory_size(1 << 30);
+        pool.max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX));
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
