@@ -306,6 +306,31 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
 }
 
+/// A response body past the account's `http_body_mib` is a clear error of its own, not the
+/// "unreachable" the guest's SDK makes of a failed read (which would fail over to another CA).
+#[tokio::test]
+async fn a_response_body_over_the_cap_is_a_clear_error_and_no_failover() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("big.bin"), vec![b'x'; 3 << 20]).expect("write");
+    std::fs::write(dir.path().join("small.bin"), vec![b'x'; 512 << 10]).expect("write");
+    let server = HttpServer::plain(dir.path());
+    let allowed = vec![format!("http://127.0.0.1:{}", server.port)];
+    let l = Limits { http_body_bytes: 1 << 20, ..limits(10, 64) };
+    let c = WasmConnector::load(&component("hostile"), "body", l, &allowed, None).await.expect("loads");
+    let fetch = |file: &str| {
+        let mut args = mode("http");
+        args.insert("url", format!("http://127.0.0.1:{}/{file}", server.port));
+        args
+    };
+    let small = c.certificate_request(&request(), &fetch("small.bin")).await;
+    let big = c.certificate_request(&request(), &fetch("big.bin")).await;
+    drop(server);
+    assert_eq!(small.expect("under the cap"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
+    let err = big.expect_err("over the cap");
+    assert_eq!(err.to_string(), "connector hostile: response body from 127.0.0.1 exceeded the 1 MiB limit");
+    assert!(!err.is_failover(), "a local limit never fails over: {err:?}");
+}
+
 #[tokio::test]
 async fn the_host_cache_survives_between_calls_and_compiled_code_is_cached_on_disk() {
     let cache_dir = tempfile::tempdir().expect("tmp");

@@ -153,7 +153,7 @@ impl WasmConnector {
     /// The guest runs on a fiber polled by the caller's task. Each epoch tick (10 ms) it yields
     /// back to the executor, so a guest that computes for long never holds a worker thread
     /// that other tasks need; once the call's deadline has passed, the next tick traps it.
-    async fn call<R: Send>(
+    async fn call<R: Send + Outcome>(
         &self,
         args: &Args,
         f: impl for<'a> FnOnce(&'a mut Store<State>, &'a CaConnector) -> CallFuture<'a, R> + Send,
@@ -168,6 +168,7 @@ impl WasmConnector {
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
                 tls: self.tls.clone(),
+                body_cap_hit: Default::default(),
             },
             table: ResourceTable::new(),
             limits: MemoryLimiter {
@@ -200,32 +201,48 @@ impl WasmConnector {
             // timeout covers that case.
             tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run).await
         };
+        let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
+        let body_cap = || {
+            store.data().hooks.body_cap_hit.get().map(|host| ConnectorError::Internal {
+                connector: label.clone(),
+                message: format!(
+                    "response body from {host} exceeded the {} limit",
+                    size_text(self.limits.http_body_bytes)
+                ),
+            })
+        };
         match outcome {
-            Err(_) => Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout }),
-            Ok(Ok(r)) => Ok(r),
+            Err(_) => Err(timed_out()),
+            // The guest saw a failed body read and gave up: say why, and never as
+            // "unreachable" (that would fail over to another CA for a local limit).
+            Ok(Ok(r)) => match body_cap() {
+                Some(err) if r.failed() => Err(err),
+                _ => Ok(r),
+            },
             Ok(Err(e)) => {
                 if store.data().limits.hit {
                     return Err(ConnectorError::MemoryExceeded {
-                        connector: label,
+                        connector: label.clone(),
                         limit_bytes: self.limits.memory_bytes,
                     });
                 }
+                if let Some(err) = body_cap() {
+                    return Err(err);
+                }
                 match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => {
-                        Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout })
-                    }
+                    Some(wasmtime::Trap::Interrupt) => Err(timed_out()),
                     Some(trap) => {
                         let text = trap.to_string();
                         let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
                         Err(ConnectorError::Internal {
-                            connector: label,
+                            connector: label.clone(),
                             message: args.redact(&format!("trapped: {text}")),
                         })
                     }
                     None => {
                         let first = format!("{e}");
                         Err(ConnectorError::Internal {
-                            connector: label,
+                            connector: label.clone(),
                             message: args
                                 .redact(&format!("failed: {}", first.lines().next().unwrap_or("unknown error"))),
                         })
@@ -268,6 +285,29 @@ impl WasmConnector {
             Err(e) => Err(self.error_from_wit(e, args)),
         }
     }
+}
+
+/// What a guest export returned, as far as [`WasmConnector::call`] needs to know: whether the
+/// guest reported a failure (then a hit body cap explains it better than the guest can).
+trait Outcome {
+    fn failed(&self) -> bool;
+}
+
+impl Outcome for wit::Description {
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl<T> Outcome for Result<T, wit::ConnectorError> {
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// `4 MiB`, or bytes when the size is not a whole number of MiB.
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { format!("{} MiB", bytes >> 20) } else { format!("{bytes} bytes") }
 }
 
 /// Finds which contract version a component exports and refuses any but ours.
