@@ -406,8 +406,14 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
         text.contains("DNS:www.example.com") && text.contains("IP Address:192.0.2.77") && text.contains("CA:FALSE"),
         "{text}"
     );
-    // The guest's log line reached the host log, in the account's span, without the key.
-    assert!(r.stderr.contains("signed a certificate for www.example.com"), "{}", r.stderr);
+    // The guest's log line reached the host log, in a span naming the connector and the CA
+    // account, without the key.
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("signed a certificate for www.example.com"))
+        .unwrap_or_else(|| panic!("no guest log line: {}", r.stderr));
+    assert!(line.contains("connector=local-ca") && line.contains("account=lab"), "{line}");
     let key = std::fs::read_to_string(ca.join("ca.key")).expect("key");
     assert!(!r.stderr.contains(key.lines().nth(1).expect("key line")));
     assert!(

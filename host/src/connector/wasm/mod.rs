@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -177,7 +178,6 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            account: self.account.clone(),
             sensitive: args.sensitive_values().map(str::to_owned).collect(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
@@ -191,6 +191,9 @@ impl WasmConnector {
             }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
+        // Guest log lines (and the host's own) carry the connector and the CA account. An
+        // ERROR-level span is enabled under every filter that shows any guest line at all.
+        let span = tracing::error_span!("connector_call", connector = %self.name, account = %self.account);
         let pre = &self.pre;
         let outcome = {
             let run = async {
@@ -199,7 +202,7 @@ impl WasmConnector {
             };
             // Epochs do not advance while the guest waits in a host call (HTTP): the tokio
             // timeout covers that case.
-            tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run).await
+            tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run.instrument(span)).await
         };
         let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
         let body_cap = || {

@@ -26,7 +26,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// the pool's refusal would read as a plain trap).
 pub const MAX_MEMORY_MIB: u64 = 1024;
 
-
 /// The process-wide engine and linker.
 pub struct Runtime {
     /// The engine (shared by all connectors).
@@ -44,7 +43,6 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
-    pub(super) account: String,
     pub(super) sensitive: Vec<String>,
 }
 
