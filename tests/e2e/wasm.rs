@@ -221,7 +221,10 @@ async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succee
     }
     // A component for a contract version the host does not know, loaded beside a good call.
     let future = tokio::spawn(async {
-        WasmConnector::load(&component("future-contract"), "x", limits(5, 64), &[], None).await.err().map(|e| e.to_string())
+        WasmConnector::load(&component("future-contract"), "x", limits(5, 64), &[], None)
+            .await
+            .err()
+            .map(|e| e.to_string())
     });
     let ok = tokio::spawn({
         let (good, args) = (Arc::clone(&good), Arc::clone(&good_args));
