@@ -309,6 +309,27 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
 }
 
+/// The world imports wasi:http: a component built from the contract's WIT alone (no SDK, no
+/// `wasi` crate) reaches an allowed host, and the host's allowed-hosts rule still applies.
+#[tokio::test]
+async fn a_component_built_from_the_wit_alone_gets_http_from_the_world() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("index.html"), "hello").expect("write");
+    let server = HttpServer::plain(dir.path());
+    let allowed = vec![format!("http://127.0.0.1:{}", server.port)];
+    let c = WasmConnector::load(&component("wit-only"), "wit", limits(10, 64), &allowed, None).await.expect("loads");
+    let fetch = |host: &str| {
+        let mut args = Args::new();
+        args.insert("url", format!("http://{host}:{}/index.html", server.port));
+        args
+    };
+    let ok = c.certificate_request(&request(), &fetch("127.0.0.1")).await;
+    let denied = c.certificate_request(&request(), &fetch("localhost")).await;
+    drop(server);
+    assert_eq!(ok.expect("allowed"), Disposition::Rejected { reason: "fetched HTTP 200, 5 bytes".into() });
+    assert!(denied.expect_err("denied").to_string().contains("HttpRequestDenied"));
+}
+
 /// A response body past the account's `http_body_mib` is a clear error of its own, not the
 /// "unreachable" the guest's SDK makes of a failed read (which would fail over to another CA).
 #[tokio::test]

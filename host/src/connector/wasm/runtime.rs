@@ -13,7 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::CaConnector;
+use super::bindings::certhost::connector as connector_wit;
 use super::host_impl::Cache;
 use super::http::HttpPolicy;
 
@@ -164,7 +164,10 @@ impl Runtime {
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wt)?;
-        CaConnector::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        // The world's own interfaces only: its wasi:http, wasi:io and wasi:clocks imports are
+        // the ones just added (`CaConnector::add_to_linker` would define them a second time).
+        connector_wit::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        connector_wit::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
         Ok(Self { engine, linker })
     }
 
