@@ -310,7 +310,11 @@ impl<T> Outcome for Result<T, wit::ConnectorError> {
 
 /// `4 MiB`, or bytes when the size is not a whole number of MiB.
 fn size_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { format!("{} MiB", bytes >> 20) } else { format!("{bytes} bytes") }
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Finds which contract version a component exports and refuses any but ours.
