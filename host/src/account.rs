@@ -149,6 +149,18 @@ impl AccountDef {
                 what: format!("memory_mib {m} must be 8-8192"),
             });
         }
+        if let Some(m) = self.memory_mib
+            && !self.is_python()
+            && m > crate::connector::wasm::MAX_MEMORY_MIB
+        {
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!(
+                    "memory_mib {m} is above the {} MiB a WebAssembly connector may have",
+                    crate::connector::wasm::MAX_MEMORY_MIB
+                ),
+            });
+        }
         if let Some(b) = self.http_body_mib
             && !(1..=1024).contains(&b)
         {
@@ -206,4 +218,37 @@ pub struct TestResult {
     pub ok: bool,
     /// The (redacted) message.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(connector: &str, memory_mib: Option<u64>) -> AccountDef {
+        AccountDef {
+            connector: connector.into(),
+            description: String::new(),
+            status: AccountStatus::Active,
+            params: Default::default(),
+            allowed_hosts: vec![],
+            extra_ca_pems: vec![],
+            timeout_seconds: None,
+            memory_mib,
+            http_body_mib: None,
+        }
+    }
+
+    #[test]
+    fn a_component_cannot_ask_for_more_memory_than_the_pool_reserves() {
+        let max = crate::connector::wasm::MAX_MEMORY_MIB;
+        assert!(def("c.wasm", Some(max)).check("a").is_ok());
+        let err = def("c.wasm", Some(max + 1)).check("a").expect_err("refused").to_string();
+        assert_eq!(
+            err,
+            format!("account a: memory_mib {} is above the {max} MiB a WebAssembly connector may have", max + 1)
+        );
+        // Python workers are capped by RLIMIT_AS, not the pool: the 8-8192 range holds.
+        assert!(def("c.py", Some(4096)).check("a").is_ok());
+        assert!(def("c.wasm", Some(9000)).check("a").is_err());
+    }
 }

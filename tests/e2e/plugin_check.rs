@@ -92,6 +92,41 @@ fn local_ca_wasm_passes_every_check_and_a_garbage_returning_component_fails() {
     assert!(r.stdout.contains("FAIL certificate_request") && r.stdout.contains("does not parse"), "{}", r.stdout);
 }
 
+#[test]
+fn plugin_check_passes_allowed_hosts_and_extra_ca_pems_to_a_component() {
+    let app = App::new();
+    let (ca_pem, server) = crate::wasm::private_ca_tls_server(&app);
+    let hostile = crate::wasm::component("hostile");
+    let url = format!("https://127.0.0.1:{}/index.html", server.port);
+    let check = |extra: &[&str]| {
+        let mut args = vec!["plugin", "check", hostile.to_str().expect("utf8"), "--param", "mode=http"];
+        let url_param = format!("url={url}");
+        let host = format!("https://127.0.0.1:{}", server.port);
+        args.extend(["--param", &url_param, "--allowed-host", &host]);
+        args.extend(extra);
+        app.run(&args)
+    };
+    // hostile's "http" mode answers "rejected: fetched HTTP <status>": the fetch got through.
+    let trusted = check(&["--extra-ca-pem", ca_pem.to_str().expect("utf8")]);
+    assert!(trusted.stdout.contains("the CA rejected the request: fetched HTTP 200"), "{}", trusted.stdout);
+    let untrusted = check(&[]);
+    assert!(
+        untrusted.stdout.contains("FAIL certificate_request") && !untrusted.stdout.contains("fetched HTTP"),
+        "{}",
+        untrusted.stdout
+    );
+    let denied = app.run(&[
+        "plugin",
+        "check",
+        hostile.to_str().expect("utf8"),
+        "--param",
+        "mode=http",
+        "--param",
+        &format!("url={url}"),
+    ]);
+    assert!(denied.stdout.contains("not among the CA account's allowed hosts"), "{}", denied.stdout);
+}
+
 /// Copies a directory tree, skipping build output.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("mkdir");

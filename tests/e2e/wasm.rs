@@ -1,16 +1,19 @@
 //! WebAssembly component connectors: local-ca issuing for real, the sandbox holding against
-//! hostile components, allowed hosts, the per-account cache and the compiled-component cache.
+//! hostile components, allowed hosts, response-body caps, private-CA TLS through the registry,
+//! the per-account cache and the compiled-component cache.
 //! Components are built by `cargo xtask build-plugins` into plugins/dist/.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use certhost::account::{AccountDef, AccountStatus};
 use certhost::connector::wasm::WasmConnector;
-use certhost::connector::{Args, CertificateRequest, Connector, Disposition, Limits};
+use certhost::connector::{Args, CertificateRequest, Connector, ConnectorSource, Disposition, Limits, Registry};
 use certhost::csr::{CsrParams, San, Subject};
 use certhost::key::KeyType;
 
-use crate::helpers::{App, free_port, sh};
+use crate::helpers::{App, certhost_bin, free_port, sh};
 
 pub fn component(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist").join(format!("{name}.wasm"));
@@ -47,34 +50,216 @@ fn mode(m: &str) -> Args {
     a
 }
 
+/// An account on `connector` with no parameters, for loading through the registry.
+pub fn account(connector: &Path) -> AccountDef {
+    AccountDef {
+        connector: connector.to_owned(),
+        description: String::new(),
+        status: AccountStatus::Active,
+        params: Default::default(),
+        allowed_hosts: vec![],
+        extra_ca_pems: vec![],
+        timeout_seconds: Some(10),
+        memory_mib: None,
+        http_body_mib: None,
+    }
+}
+
+/// `python3 -m http.server` on a free loopback port, serving `dir`; killed on drop.
+pub struct HttpServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl HttpServer {
+    /// Serves `dir` over plain HTTP.
+    pub fn plain(dir: &Path) -> Self {
+        let port = free_port();
+        Self::spawn(dir, port, &["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+    }
+
+    /// Serves `dir` over HTTPS with `cert.pem`/`key.pem` from `dir`.
+    pub fn tls(dir: &Path) -> Self {
+        let port = free_port();
+        let p = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+        let script = format!(
+            "import http.server, ssl\nsrv = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('{}', '{}')\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n",
+            p("cert.pem"),
+            p("key.pem")
+        );
+        Self::spawn(dir, port, &["-c", &script])
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[&str]) -> Self {
+        let child = std::process::Command::new("python3")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 server");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { port, child }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private CA (`ca/ca.pem`) and an HTTPS server for 127.0.0.1 with a certificate it signed,
+/// serving `index.html` = "hello over tls".
+pub fn private_ca_tls_server(app: &App) -> (PathBuf, HttpServer) {
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let srv = app.path("srv");
+    app.run(&["key-csr", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", srv.to_str().expect("utf8")]).ok();
+    std::fs::write(srv.join("ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
+    let p = |d: &Path, n: &str| d.join(n).to_str().expect("utf8").to_owned();
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&srv, "csr.pem"),
+            "-CA",
+            &p(&ca, "ca.pem"),
+            "-CAkey",
+            &p(&ca, "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&srv, "ext"),
+            "-out",
+            &p(&srv, "cert.pem"),
+        ],
+    );
+    std::fs::write(srv.join("index.html"), "hello over tls").expect("index");
+    (ca.join("ca.pem"), HttpServer::tls(&srv))
+}
+
+/// What a hostile case must produce.
+enum Expect {
+    /// The call fails with exactly this error.
+    Error(&'static str),
+    /// The call "succeeds" with something the host's verification refuses with this text.
+    Refused(&'static str),
+}
+
+/// Each hostile case runs in its own task beside a good local-ca call in another task, on a
+/// multi-thread runtime: the good call must succeed while the hostile one misbehaves (and,
+/// for the loop, while it is still running).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succeeds() {
-    let good =
-        WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("local-ca loads");
-    let good_args = ca_args();
+    let good = Arc::new(
+        WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("local-ca loads"),
+    );
+    let good_args = Arc::new(ca_args());
     let cases = [
-        ("loop", limits(1, 64), "connector hostile: timed out after 1s"),
-        ("memory", limits(20, 32), "connector hostile: exceeded its 32 MiB memory limit"),
-        ("trap", limits(20, 64), "connector hostile: trapped: wasm `unreachable` instruction executed"),
+        ("loop", limits(3, 64), Expect::Error("connector hostile: timed out after 3s")),
+        ("memory", limits(20, 32), Expect::Error("connector hostile: exceeded its 32 MiB memory limit")),
+        ("trap", limits(20, 64), Expect::Error("connector hostile: trapped: wasm `unreachable` instruction executed")),
         (
             "http",
             limits(20, 64),
-            "connector hostile: misconfigured: the host denied the request to http://127.0.0.1:9/x: it is not among the CA account's allowed hosts",
+            Expect::Error(
+                "connector hostile: misconfigured: the host denied the request to http://127.0.0.1:9/x: it is not among the CA account's allowed hosts",
+            ),
         ),
+        ("garbage", limits(20, 64), Expect::Refused("does not parse")),
     ];
     for (m, l, expected) in cases {
-        let hostile = WasmConnector::load(&component("hostile"), "bad", l, &[], None).await.expect("hostile loads");
+        let hostile =
+            Arc::new(WasmConnector::load(&component("hostile"), "bad", l, &[], None).await.expect("hostile loads"));
         let mut args = mode(m);
         args.insert("url", "http://127.0.0.1:9/x");
-        let (req_bad, req_good) = (request(), request());
-        let (bad, ok) =
-            tokio::join!(hostile.certificate_request(&req_bad, &args), good.certificate_request(&req_good, &good_args));
-        assert_eq!(bad.expect_err(m).to_string(), expected, "mode {m}");
+        let req_bad = request();
+        let bad = tokio::spawn({
+            let (hostile, req) = (Arc::clone(&hostile), req_bad.clone());
+            async move { hostile.certificate_request(&req, &args).await }
+        });
+        let ok = tokio::spawn({
+            let (good, args) = (Arc::clone(&good), Arc::clone(&good_args));
+            async move { good.certificate_request(&request(), &args).await }
+        })
+        .await
+        .expect("good task");
         assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working during {m}: {ok:?}");
+        if m == "loop" {
+            assert!(!bad.is_finished(), "the good call finished while the hostile loop was still running");
+        }
+        let bad = bad.await.expect("hostile task");
+        match expected {
+            Expect::Error(text) => assert_eq!(bad.expect_err(m).to_string(), text, "mode {m}"),
+            Expect::Refused(text) => {
+                let Ok(Disposition::Issued { certificate, chain, .. }) = bad else { panic!("mode {m}: {bad:?}") };
+                let csr = certhost::csr::parse_csr(req_bad.csr_pem.as_bytes()).expect("csr");
+                let sans = [San::Dns("wasm.example.com".into()), San::Ip("192.0.2.9".parse().expect("ip"))];
+                let expected = certhost::verify::Expected {
+                    public_key_raw: &csr.public_key_raw,
+                    common_name: Some("wasm.example.com"),
+                    sans: &sans,
+                    now: 0,
+                };
+                let err = certhost::verify::verify_issued(&expected, &certificate, &chain).expect_err("refused");
+                assert!(err.to_string().contains(text), "mode {m}: {err}");
+            }
+        }
         // The same connector serves the next call in a fresh store.
         let after = hostile.certificate_request(&request(), &mode("good-log")).await.expect("fresh store");
         assert!(matches!(after, Disposition::Rejected { .. }));
     }
+    // A component for a contract version the host does not know, loaded beside a good call.
+    let future = tokio::spawn(async {
+        WasmConnector::load(&component("future-contract"), "x", limits(5, 64), &[], None)
+            .await
+            .err()
+            .map(|e| e.to_string())
+    });
+    let ok = tokio::spawn({
+        let (good, args) = (Arc::clone(&good), Arc::clone(&good_args));
+        async move { good.certificate_request(&request(), &args).await }
+    })
+    .await
+    .expect("good task");
+    assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working beside the load: {ok:?}");
+    assert_eq!(
+        future.await.expect("task").expect("refused"),
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0"
+    );
+}
+
+/// Regression: `epoch_deadline_trap` held the thread for the whole deadline while a guest
+/// looped. Now a looping guest yields every epoch tick, so on a single-threaded runtime a
+/// timer and a good call both complete while the loop is still running.
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_guest_yields_so_other_tasks_on_the_same_thread_keep_running() {
+    let good = WasmConnector::load(&component("local-ca"), "good", limits(20, 64), &[], None).await.expect("loads");
+    let hostile =
+        Arc::new(WasmConnector::load(&component("hostile"), "bad", limits(4, 64), &[], None).await.expect("loads"));
+    let started = Instant::now();
+    let looping = tokio::spawn({
+        let hostile = Arc::clone(&hostile);
+        async move { hostile.certificate_request(&request(), &mode("loop")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "a 200 ms timer took {:?}", started.elapsed());
+    let ok = good.certificate_request(&request(), &ca_args()).await;
+    assert!(matches!(ok, Ok(Disposition::Issued { .. })), "{ok:?}");
+    assert!(!looping.is_finished(), "the good call finished while the loop was still running");
+    let err = looping.await.expect("task").expect_err("loop").to_string();
+    assert_eq!(err, "connector hostile: timed out after 4s");
+    assert!(started.elapsed() < Duration::from_secs(6), "the deadline held: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -96,23 +281,21 @@ async fn a_component_for_an_unknown_contract_version_is_refused() {
 }
 
 #[tokio::test]
+async fn a_memory_limit_above_the_pool_maximum_is_refused_at_load() {
+    let err =
+        WasmConnector::load(&component("hostile"), "big", limits(5, 2048), &[], None).await.err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "connector hostile: misconfigured: a memory limit of 2048 MiB is above the 1024 MiB a component may have"
+    );
+}
+
+#[tokio::test]
 async fn outbound_http_reaches_allowed_hosts_only() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("index.html"), "hello").expect("write");
-    let port = free_port();
-    let mut server = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("http.server");
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = HttpServer::plain(dir.path());
+    let port = server.port;
     let allowed = vec![format!("http://127.0.0.1:{port}")];
     let c = WasmConnector::load(&component("hostile"), "net", limits(10, 64), &allowed, None).await.expect("loads");
     let mut args = mode("http");
@@ -121,10 +304,55 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     let mut other = mode("http");
     other.insert("url", format!("http://localhost:{port}/index.html"));
     let denied = c.certificate_request(&request(), &other).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(ok.expect("allowed"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
+}
+
+/// The world imports wasi:http: a component built from the contract's WIT alone (no SDK, no
+/// `wasi` crate) reaches an allowed host, and the host's allowed-hosts rule still applies.
+#[tokio::test]
+async fn a_component_built_from_the_wit_alone_gets_http_from_the_world() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("index.html"), "hello").expect("write");
+    let server = HttpServer::plain(dir.path());
+    let allowed = vec![format!("http://127.0.0.1:{}", server.port)];
+    let c = WasmConnector::load(&component("wit-only"), "wit", limits(10, 64), &allowed, None).await.expect("loads");
+    let fetch = |host: &str| {
+        let mut args = Args::new();
+        args.insert("url", format!("http://{host}:{}/index.html", server.port));
+        args
+    };
+    let ok = c.certificate_request(&request(), &fetch("127.0.0.1")).await;
+    let denied = c.certificate_request(&request(), &fetch("localhost")).await;
+    drop(server);
+    assert_eq!(ok.expect("allowed"), Disposition::Rejected { reason: "fetched HTTP 200, 5 bytes".into() });
+    assert!(denied.expect_err("denied").to_string().contains("HttpRequestDenied"));
+}
+
+/// A response body past the account's `http_body_mib` is a clear error of its own, not the
+/// "unreachable" the guest's SDK makes of a failed read (which would fail over to another CA).
+#[tokio::test]
+async fn a_response_body_over_the_cap_is_a_clear_error_and_no_failover() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("big.bin"), vec![b'x'; 3 << 20]).expect("write");
+    std::fs::write(dir.path().join("small.bin"), vec![b'x'; 512 << 10]).expect("write");
+    let server = HttpServer::plain(dir.path());
+    let allowed = vec![format!("http://127.0.0.1:{}", server.port)];
+    let l = Limits { http_body_bytes: 1 << 20, ..limits(10, 64) };
+    let c = WasmConnector::load(&component("hostile"), "body", l, &allowed, None).await.expect("loads");
+    let fetch = |file: &str| {
+        let mut args = mode("http");
+        args.insert("url", format!("http://127.0.0.1:{}/{file}", server.port));
+        args
+    };
+    let small = c.certificate_request(&request(), &fetch("small.bin")).await;
+    let big = c.certificate_request(&request(), &fetch("big.bin")).await;
+    drop(server);
+    assert_eq!(small.expect("under the cap"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
+    let err = big.expect_err("over the cap");
+    assert_eq!(err.to_string(), "connector hostile: response body from 127.0.0.1 exceeded the 1 MiB limit");
+    assert!(!err.is_failover(), "a local limit never fails over: {err:?}");
 }
 
 #[tokio::test]
@@ -202,8 +430,14 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
         text.contains("DNS:www.example.com") && text.contains("IP Address:192.0.2.77") && text.contains("CA:FALSE"),
         "{text}"
     );
-    // The guest's log line reached the host log, in the account's span, without the key.
-    assert!(r.stderr.contains("signed a certificate for www.example.com"), "{}", r.stderr);
+    // The guest's log line reached the host log, in a span naming the connector and the CA
+    // account, without the key.
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("signed a certificate for www.example.com"))
+        .unwrap_or_else(|| panic!("no guest log line: {}", r.stderr));
+    assert!(line.contains("connector=local-ca") && line.contains("account=lab"), "{line}");
     let key = std::fs::read_to_string(ca.join("ca.key")).expect("key");
     assert!(!r.stderr.contains(key.lines().nth(1).expect("key line")));
     assert!(
@@ -213,75 +447,55 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
     );
 }
 
+/// Regression: the registry loaded components without the account's `extra_ca_pems`, so a
+/// private-CA CA API was unreachable in production although the library supported it.
 #[tokio::test]
-async fn https_to_a_private_ca_server_works_only_with_the_accounts_extra_ca() {
+async fn https_to_a_private_ca_server_works_through_the_registry_only_with_the_accounts_extra_ca() {
     let app = App::new();
-    let ca = app.path("ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let srv = app.path("srv");
-    app.run(&["key-csr", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", srv.to_str().expect("utf8")]).ok();
-    std::fs::write(srv.join("ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
-    let p = |d: &Path, n: &str| d.join(n).to_str().expect("utf8").to_owned();
-    sh(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &p(&srv, "csr.pem"),
-            "-CA",
-            &p(&ca, "ca.pem"),
-            "-CAkey",
-            &p(&ca, "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &p(&srv, "ext"),
-            "-out",
-            &p(&srv, "cert.pem"),
-        ],
-    );
-    std::fs::write(srv.join("index.html"), "hello over tls").expect("index");
-    let port = free_port();
-    let script = format!(
-        "import http.server, ssl\nsrv = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain('{}', '{}')\nsrv.socket = ctx.wrap_socket(srv.socket, server_side=True)\nsrv.serve_forever()\n",
-        p(&srv, "cert.pem"),
-        p(&srv, "key.pem")
-    );
-    let mut server = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .current_dir(&srv)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tls server");
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let allowed = vec![format!("https://127.0.0.1:{port}")];
+    let (ca_pem, server) = private_ca_tls_server(&app);
+    let registry = Registry::new(certhost_bin().into(), None);
+    let mut trusting = account(&component("hostile"));
+    trusting.allowed_hosts = vec![format!("https://127.0.0.1:{}", server.port)];
+    trusting.extra_ca_pems = vec![ca_pem];
+    let untrusting = AccountDef { extra_ca_pems: vec![], ..trusting.clone() };
     let mut args = mode("http");
-    args.insert("url", format!("https://127.0.0.1:{port}/index.html"));
-    let trusting = WasmConnector::load_with_trust(
-        &component("hostile"),
-        "tls",
-        limits(10, 64),
-        &allowed,
-        &[ca.join("ca.pem")],
-        None,
-    )
-    .await
-    .expect("loads");
-    let ok = trusting.certificate_request(&request(), &args).await;
-    let untrusting =
-        WasmConnector::load(&component("hostile"), "tls2", limits(10, 64), &allowed, None).await.expect("loads");
-    let refused = untrusting.certificate_request(&request(), &args).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    args.insert("url", format!("https://127.0.0.1:{}/index.html", server.port));
+    let c = registry.connector("tls", &trusting).await.expect("loads");
+    let ok = c.certificate_request(&request(), &args).await;
+    let c = registry.connector("tls2", &untrusting).await.expect("loads");
+    let refused = c.certificate_request(&request(), &args).await;
+    drop(server);
     assert_eq!(ok.expect("trusted private CA"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     let err = refused.expect_err("untrusted").to_string();
-    assert!(err.contains("connector hostile"), "{err}");
+    assert!(err.contains("connector hostile") && err.contains("127.0.0.1"), "{err}");
+}
+
+/// Each account loads on its own: a slow load (a script whose import sleeps) never blocks
+/// another account's lookup, and concurrent first uses of one account load it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_connector_load_blocks_only_its_own_account() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("slow.py");
+    std::fs::write(
+        &script,
+        "import time\ntime.sleep(3)\n\ndef certificate_request(csr, common_name, args_dict):\n    return 'not a certificate'\n",
+    )
+    .expect("script");
+    let registry = Arc::new(Registry::new(certhost_bin().into(), None));
+    let slow = account(&script);
+    let load_slow = || {
+        let (registry, slow) = (Arc::clone(&registry), slow.clone());
+        tokio::spawn(async move { registry.connector("slow", &slow).await })
+    };
+    let (first, second) = (load_slow(), load_slow());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let fast = registry.connector("fast", &account(&component("hostile"))).await.expect("fast loads");
+    assert!(!first.is_finished() && !second.is_finished(), "the other account loaded while the slow one was loading");
+    assert!(started.elapsed() < Duration::from_secs(2), "the fast account waited {:?}", started.elapsed());
+    assert_eq!(fast.name(), "hostile");
+    let (first, second) = (first.await.expect("task").expect("loads"), second.await.expect("task").expect("loads"));
+    assert!(Arc::ptr_eq(&first, &second), "two concurrent first uses of one account load it once");
+    let third = registry.connector("slow", &slow).await.expect("cached");
+    assert!(Arc::ptr_eq(&first, &third));
 }

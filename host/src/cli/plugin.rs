@@ -41,9 +41,14 @@ pub enum Command {
         /// Call deadline in seconds.
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
-        /// Outbound host the connector may reach (repeatable; WASM connectors).
+        /// Outbound host a WASM connector may reach (repeatable): `https://host:port`, `host`
+        /// or `*.example.com`, as in a CA account's `allowed_hosts`. None by default.
         #[arg(long = "allowed-host", value_name = "HOST")]
         allowed_hosts: Vec<String>,
+        /// PEM file of a CA certificate a WASM connector's outbound TLS trusts besides the
+        /// system roots (repeatable), as in a CA account's `extra_ca_pems`.
+        #[arg(long = "extra-ca-pem", value_name = "FILE")]
+        extra_ca_pems: Vec<PathBuf>,
     },
 }
 
@@ -54,8 +59,8 @@ const TEMPLATE_LIB: &str = include_str!("../../../plugins/local-ca/src/lib.rs");
 pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::New { name, lang, plugins_dir, sdk } => new(&name, &lang, &plugins_dir, &sdk),
-        Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts } => {
-            check(path, params, sensitive_params, timeout_seconds, allowed_hosts, env)
+        Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts, extra_ca_pems } => {
+            check(path, params, sensitive_params, timeout_seconds, allowed_hosts, extra_ca_pems, env)
         }
     }
 }
@@ -96,7 +101,7 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     }
     println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
     println!(
-        "next: cargo xtask build-plugins && certhost plugin check {}/dist/{name}.wasm --param ca_certificate=\"$(cat ca.pem)\" --param ca_private_key=\"$(cat ca.key)\"",
+        "next: cargo xtask build-plugins && cargo xtask run -- plugin check {}/dist/{name}.wasm --param ca_certificate=\"$(cat ca.pem)\" --param ca_private_key=\"$(cat ca.key)\"",
         plugins_dir.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -108,6 +113,7 @@ fn check(
     sensitive_params: Vec<String>,
     timeout_seconds: u64,
     allowed_hosts: Vec<String>,
+    extra_ca_pems: Vec<PathBuf>,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
     let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
@@ -119,7 +125,7 @@ fn check(
         status: AccountStatus::Active,
         params: Default::default(),
         allowed_hosts,
-        extra_ca_pems: vec![],
+        extra_ca_pems,
         timeout_seconds: Some(timeout_seconds),
         memory_mib: None,
         http_body_mib: None,

@@ -1,10 +1,15 @@
 //! The production [`ConnectorSource`]: loads each CA account's connector once, by file
 //! extension, and hands out the shared instance afterwards (one Python worker, one compiled
 //! component per account). A changed account definition loads a fresh connector.
+//!
+//! Loading can be slow (a Python script's imports get up to 30 s), so each account has its
+//! own slot: the map of slots is locked only to find or create a slot, never across a load.
+//! A load holds its account's slot, so concurrent first uses of one account load it once,
+//! while lookups of every other account go on.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex};
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -14,7 +19,8 @@ use super::wasm::WasmConnector;
 use super::{Connector, ConnectorError, ConnectorSource};
 use crate::account::AccountDef;
 
-type Loaded = HashMap<String, (AccountDef, Arc<dyn Connector>)>;
+/// One account's loaded connector, with the definition it was loaded for.
+type Slot = Arc<Mutex<Option<(AccountDef, Arc<dyn Connector>)>>>;
 
 /// Loaded connectors keyed by account name.
 pub struct Registry {
@@ -22,22 +28,36 @@ pub struct Registry {
     worker_exe: PathBuf,
     /// Where compiled components are cached (`None`: compile on every load).
     wasm_cache: Option<PathBuf>,
-    loaded: Mutex<Loaded>,
+    /// Account name → its slot. A std mutex: held only to look up or insert, never awaited.
+    slots: SyncMutex<HashMap<String, Slot>>,
 }
 
 impl Registry {
     /// A registry whose Python workers run `worker_exe` (the `certhost` binary) and whose
     /// compiled components are cached in `wasm_cache`.
     pub fn new(worker_exe: PathBuf, wasm_cache: Option<PathBuf>) -> Self {
-        Self { worker_exe, wasm_cache, loaded: Mutex::new(HashMap::new()) }
+        Self { worker_exe, wasm_cache, slots: SyncMutex::new(HashMap::new()) }
+    }
+
+    fn slot(&self, name: &str) -> Slot {
+        // A panic while the map was locked cannot leave it half-updated (one insert).
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(name.to_owned()).or_default())
     }
 
     async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         match def.connector.extension().and_then(|e| e.to_str()) {
             Some("py") => Ok(Arc::new(PythonConnector::load(&def.connector, &self.worker_exe, def.limits()).await?)),
             Some("wasm") => Ok(Arc::new(
-                WasmConnector::load(&def.connector, name, def.limits(), &def.allowed_hosts, self.wasm_cache.as_deref())
-                    .await?,
+                WasmConnector::load_with_trust(
+                    &def.connector,
+                    name,
+                    def.limits(),
+                    &def.allowed_hosts,
+                    &def.extra_ca_pems,
+                    self.wasm_cache.as_deref(),
+                )
+                .await?,
             )),
             other => Err(ConnectorError::Misconfigured {
                 connector: format!("account {name}"),
@@ -53,12 +73,15 @@ impl Registry {
 #[async_trait]
 impl ConnectorSource for Registry {
     async fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let mut loaded = self.loaded.lock().await;
-        if let Some((_, c)) = loaded.get(name).filter(|(d, _)| d == def) {
+        let slot = self.slot(name);
+        // Held across the load: a second caller for this account waits here and then finds
+        // the connector the first one loaded.
+        let mut loaded = slot.lock().await;
+        if let Some((_, c)) = loaded.as_ref().filter(|(d, _)| d == def) {
             return Ok(Arc::clone(c));
         }
         let c = self.load(name, def).await?;
-        loaded.insert(name.to_owned(), (def.clone(), Arc::clone(&c)));
+        *loaded = Some((def.clone(), Arc::clone(&c)));
         Ok(c)
     }
 }

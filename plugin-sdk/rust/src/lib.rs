@@ -28,11 +28,21 @@ pub mod http;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod bindings {
+    // The world imports wasi:http (and the wasi:io and wasi:clocks interfaces it uses): those
+    // are the `wasi` crate's bindings of the same WASI version (0.2.12), not generated again.
     wit_bindgen::generate!({
         path: "../wit/v0.1",
         world: "ca-connector",
         pub_export_macro: true,
         default_bindings_module: "certhost_plugin_sdk::bindings",
+        with: {
+            "wasi:http/types@0.2.12": ::wasi::http::types,
+            "wasi:http/outgoing-handler@0.2.12": ::wasi::http::outgoing_handler,
+            "wasi:io/error@0.2.12": ::wasi::io::error,
+            "wasi:io/poll@0.2.12": ::wasi::io::poll,
+            "wasi:io/streams@0.2.12": ::wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": ::wasi::clocks::monotonic_clock,
+        },
     });
 }
 

@@ -20,13 +20,13 @@ impl types::Host for State {}
 
 impl Host for State {
     fn log(&mut self, level: Level, message: String) {
+        // The call's `connector_call` span names the connector and the CA account.
         let message: String = self.redact(&message).chars().take(4096).collect();
-        let (connector, account) = (&self.label, &self.account);
         match level {
-            Level::Debug => tracing::debug!(%connector, %account, "{message}"),
-            Level::Info => tracing::info!(%connector, %account, "{message}"),
-            Level::Warn => tracing::warn!(%connector, %account, "{message}"),
-            Level::Error => tracing::error!(%connector, %account, "{message}"),
+            Level::Debug => tracing::debug!("{message}"),
+            Level::Info => tracing::info!("{message}"),
+            Level::Warn => tracing::warn!("{message}"),
+            Level::Error => tracing::error!("{message}"),
         }
     }
 

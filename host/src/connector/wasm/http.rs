@@ -60,6 +60,9 @@ pub struct HttpPolicy {
     pub body_limit: u64,
     /// TLS trust of the account (system roots + extra CA PEMs).
     pub tls: std::sync::Arc<rustls::ClientConfig>,
+    /// Set to the host whose response body ran past `body_limit`, so the call can report
+    /// that instead of the stream error the guest saw (which SDKs read as "unreachable").
+    pub body_cap_hit: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl WasiHttpHooks for HttpPolicy {
@@ -94,11 +97,24 @@ impl WasiHttpHooks for HttpPolicy {
         };
         let limit = self.body_limit;
         let tls = self.tls.clone();
+        let hit = self.body_cap_hit.clone();
+        let label = self.label.clone();
         Box::new(async move {
             let (response, io) = super::sender::send(request, options, tls).await?;
             let response = response.map(|body| {
                 http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-                    .map_err(move |_| HttpError::HttpResponseBodySize(Some(limit)))
+                    .map_err(move |e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            tracing::warn!(connector = %label, %host, limit, "response body exceeded the CA account's http_body_mib");
+                            let _ = hit.set(host.clone());
+                            return HttpError::HttpResponseBodySize(Some(limit));
+                        }
+                        // An error of the body itself (a timeout, a reset) passes through.
+                        match e.downcast::<HttpError>() {
+                            Ok(inner) => *inner,
+                            Err(other) => HttpError::InternalError(Some(other.to_string())),
+                        }
+                    })
                     .boxed_unsync()
             });
             Ok((response, io))

@@ -16,11 +16,12 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use wasmtime::Store;
+use tracing::Instrument;
 use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -34,6 +35,7 @@ use super::{
 };
 
 pub use self::http::AllowedHost as AllowedHostRule;
+pub use self::runtime::MAX_MEMORY_MIB;
 
 /// The contract version this host implements.
 pub const CONTRACT: &str = "certhost:connector/connector@0.1.0";
@@ -80,6 +82,12 @@ impl WasmConnector {
         let mis = |message: String| ConnectorError::Misconfigured { connector: label.clone(), message };
         if !path.is_file() {
             return Err(mis(format!("{} does not exist", path.display())));
+        }
+        if limits.memory_bytes > MAX_MEMORY_MIB << 20 {
+            return Err(mis(format!(
+                "a memory limit of {} MiB is above the {MAX_MEMORY_MIB} MiB a component may have",
+                limits.memory_bytes >> 20
+            )));
         }
         let runtime = Runtime::global().map_err(|e| mis(format!("the WebAssembly runtime cannot start: {e}")))?.clone();
         let component = runtime.load_component(path, cache_dir).map_err(|e| mis(e.to_string()))?;
@@ -142,7 +150,11 @@ impl WasmConnector {
     }
 
     /// One call in a fresh Store: instantiate, run `f`, drop everything.
-    async fn call<R: Send>(
+    ///
+    /// The guest runs on a fiber polled by the caller's task. Each epoch tick (10 ms) it yields
+    /// back to the executor, so a guest that computes for long never holds a worker thread
+    /// that other tasks need; once the call's deadline has passed, the next tick traps it.
+    async fn call<R: Send + Outcome>(
         &self,
         args: &Args,
         f: impl for<'a> FnOnce(&'a mut Store<State>, &'a CaConnector) -> CallFuture<'a, R> + Send,
@@ -157,6 +169,7 @@ impl WasmConnector {
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
                 tls: self.tls.clone(),
+                body_cap_hit: Default::default(),
             },
             table: ResourceTable::new(),
             limits: MemoryLimiter {
@@ -165,14 +178,22 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            account: self.account.clone(),
             sensitive: args.sensitive_values().map(str::to_owned).collect(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.timeout.as_millis() / runtime::EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                // Raises `Trap::Interrupt`, reported below as "timed out".
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        // Guest log lines (and the host's own) carry the connector and the CA account. An
+        // ERROR-level span is enabled under every filter that shows any guest line at all.
+        let span = tracing::error_span!("connector_call", connector = %self.name, account = %self.account);
         let pre = &self.pre;
         let outcome = {
             let run = async {
@@ -181,34 +202,50 @@ impl WasmConnector {
             };
             // Epochs do not advance while the guest waits in a host call (HTTP): the tokio
             // timeout covers that case.
-            tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run).await
+            tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run.instrument(span)).await
+        };
+        let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
+        let body_cap = || {
+            store.data().hooks.body_cap_hit.get().map(|host| ConnectorError::Internal {
+                connector: label.clone(),
+                message: format!(
+                    "response body from {host} exceeded the {} limit",
+                    size_text(self.limits.http_body_bytes)
+                ),
+            })
         };
         match outcome {
-            Err(_) => Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout }),
-            Ok(Ok(r)) => Ok(r),
+            Err(_) => Err(timed_out()),
+            // The guest saw a failed body read and gave up: say why, and never as
+            // "unreachable" (that would fail over to another CA for a local limit).
+            Ok(Ok(r)) => match body_cap() {
+                Some(err) if r.failed() => Err(err),
+                _ => Ok(r),
+            },
             Ok(Err(e)) => {
                 if store.data().limits.hit {
                     return Err(ConnectorError::MemoryExceeded {
-                        connector: label,
+                        connector: label.clone(),
                         limit_bytes: self.limits.memory_bytes,
                     });
                 }
+                if let Some(err) = body_cap() {
+                    return Err(err);
+                }
                 match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => {
-                        Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout })
-                    }
+                    Some(wasmtime::Trap::Interrupt) => Err(timed_out()),
                     Some(trap) => {
                         let text = trap.to_string();
                         let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
                         Err(ConnectorError::Internal {
-                            connector: label,
+                            connector: label.clone(),
                             message: args.redact(&format!("trapped: {text}")),
                         })
                     }
                     None => {
                         let first = format!("{e}");
                         Err(ConnectorError::Internal {
-                            connector: label,
+                            connector: label.clone(),
                             message: args
                                 .redact(&format!("failed: {}", first.lines().next().unwrap_or("unknown error"))),
                         })
@@ -250,6 +287,33 @@ impl WasmConnector {
             Ok(wit::Disposition::Rejected(reason)) => Ok(Disposition::Rejected { reason: args.redact(&reason) }),
             Err(e) => Err(self.error_from_wit(e, args)),
         }
+    }
+}
+
+/// What a guest export returned, as far as [`WasmConnector::call`] needs to know: whether the
+/// guest reported a failure (then a hit body cap explains it better than the guest can).
+trait Outcome {
+    fn failed(&self) -> bool;
+}
+
+impl Outcome for wit::Description {
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl<T> Outcome for Result<T, wit::ConnectorError> {
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// `4 MiB`, or bytes when the size is not a whole number of MiB.
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

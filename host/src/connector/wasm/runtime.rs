@@ -13,12 +13,18 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::CaConnector;
+use super::bindings::certhost::connector as connector_wit;
 use super::host_impl::Cache;
 use super::http::HttpPolicy;
 
-/// How often the epoch ticks: the granularity of call deadlines.
+/// How often the epoch ticks: the granularity of call deadlines, and how often a guest that
+/// computes without calling the host yields its thread back to the async executor.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest linear memory the pooling allocator reserves per memory, MiB: the most a CA
+/// account's `memory_mib` may ask of a component (a larger cap could never be reached, and
+/// the pool's refusal would read as a plain trap).
+pub const MAX_MEMORY_MIB: u64 = 1024;
 
 /// The process-wide engine and linker.
 pub struct Runtime {
@@ -37,7 +43,6 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
-    pub(super) account: String,
     pub(super) sensitive: Vec<String>,
 }
 
@@ -85,6 +90,22 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A [`Hasher`] that streams what it is fed into SHA-256: a digest of a `Hash` value that does
+/// not depend on the standard library's hashing algorithm.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        // Not used for the cache key (that is the full digest); a `Hasher` must answer it.
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+}
+
 /// Errors setting up the runtime or loading a component.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,7 +143,7 @@ impl Runtime {
         pool.total_core_instances(256);
         pool.total_memories(256);
         pool.total_tables(256);
-        pool.max_memory_size(1 << 30);
+        pool.max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX));
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -143,7 +164,10 @@ impl Runtime {
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wt)?;
-        CaConnector::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        // The world's own interfaces only: its wasi:http, wasi:io and wasi:clocks imports are
+        // the ones just added (`CaConnector::add_to_linker` would define them a second time).
+        connector_wit::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        connector_wit::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
         Ok(Self { engine, linker })
     }
 
@@ -156,9 +180,13 @@ impl Runtime {
         let Some(dir) = cache_dir else {
             return Component::new(&self.engine, &bytes).map_err(|e| io(format!("not a valid component: {e:#}")));
         };
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        // The compatibility hash is a `Hash` value: feed it to SHA-256 rather than to
+        // `DefaultHasher`, whose algorithm may change between Rust releases (and with it every
+        // key, leaving the cache cold after a toolchain update).
+        let mut engine_hash = Sha256Hasher(Sha256::new());
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(&bytes)), engine_hash.finish());
+        let engine_digest = hex::encode(engine_hash.0.finalize());
+        let key = format!("{}-{}.cwasm", hex::encode(Sha256::digest(&bytes)), &engine_digest[..32]);
         let cached = dir.join(&key);
         if cached.is_file() {
             // SAFETY: the cache directory is private to certhost and every file in it was
@@ -178,5 +206,21 @@ impl Runtime {
         }
         // SAFETY: `compiled` was produced a moment ago by this very engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| io(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_digest_is_sha256_of_what_the_hash_writes() {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        0x0102_0304_u32.hash(&mut hasher);
+        hasher.write(b"engine");
+        let mut expected = Sha256::new();
+        expected.update(0x0102_0304_u32.to_ne_bytes());
+        expected.update(b"engine");
+        assert_eq!(hasher.0.finalize(), expected.finalize());
     }
 }
