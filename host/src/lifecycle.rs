@@ -286,6 +286,34 @@ impl Pipeline<'_> {
         Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?)
     }
 
+    /// One page of the CA's certificates through account `account`'s `list_certificates`.
+    pub async fn list_account_certificates(
+        &mut self,
+        account: &str,
+        cursor: Option<&str>,
+    ) -> Result<crate::connector::CertificatePage, IssueError> {
+        let acct = self.inventory.account(account)?.ok_or_else(|| InventoryError::NotFound(format!("account {account}")))?;
+        if acct.def.status != AccountStatus::Active {
+            return Err(IssueError::Inactive { account: account.to_owned() });
+        }
+        let profile = ProfileDef { accounts: vec![account.to_owned()], ..ProfileDef::default() };
+        let args = self.args_for(&acct, "", &profile, &BTreeMap::new())?;
+        let what = format!("list the certificates of account {account}");
+        let connector = self
+            .connectors
+            .connector(&acct.name, &acct.def)
+            .await
+            .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
+        call_with_deadline(&*connector, acct.def.limits().timeout, connector.list_certificates(&args, cursor))
+            .await
+            .map_err(|e| match e {
+                crate::connector::ConnectorError::Unsupported { .. } => {
+                    IssueError::NotSupported { what, message: args.redact(&e.to_string()) }
+                }
+                _ => IssueError::CaCall { what, message: args.redact(&e.to_string()) },
+            })
+    }
+
     /// The renewal context of an order that renews a certificate (for resubmission).
     pub(crate) fn renewal_context(&self, order: &crate::inventory::Order) -> Result<Option<Renewal>, IssueError> {
         let Some(pred) = order.predecessor_id else { return Ok(None) };

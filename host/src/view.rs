@@ -67,6 +67,34 @@ pub struct CertView<'a> {
     /// Chain PEM (detail views only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain_pem: Option<&'a str>,
+    /// Where it was deployed and when, newest first (detail views only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentView>,
+}
+
+/// One deployment of a certificate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeploymentView {
+    /// The target, e.g. `files:/etc/nginx/tls/web.pem`.
+    pub target: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// What happened.
+    pub message: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl CertView<'_> {
+    /// Adds the certificate's deployments (detail views).
+    pub fn with_deployments(mut self, inv: &Inventory) -> Result<Self, InventoryError> {
+        self.deployments = inv
+            .deployments(self.id)?
+            .into_iter()
+            .map(|(target, outcome, message, at)| DeploymentView { target, outcome, message, at: rfc3339(at) })
+            .collect();
+        Ok(self)
+    }
 }
 
 impl<'a> CertView<'a> {
@@ -94,6 +122,7 @@ impl<'a> CertView<'a> {
             predecessor_id: r.predecessor_id,
             pem: with_pem.then_some(r.pem.as_str()),
             chain_pem: with_pem.then_some(r.chain_pem.as_str()),
+            deployments: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod helpers;
 mod issuance;
 mod leak_hunt;
 mod library;
+mod lifecycle;
 mod openapi;
 mod plugin_check;
 mod props;

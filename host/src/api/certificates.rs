@@ -111,8 +111,9 @@ async fn find(state: &AppState, id: &str) -> Result<CertificateRecord, ApiError>
     responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
-    let r = find(&state, &id).await?;
-    Ok(Json(CertView::new(&r, now(), true)).into_response())
+    let inv = state.inventory.get().await?;
+    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    Ok(Json(CertView::new(&r, now(), true).with_deployments(&inv)?).into_response())
 }
 
 async fn download(

@@ -14,6 +14,7 @@ mod orders;
 mod output;
 mod plugin;
 mod profile;
+mod renewals;
 mod secret;
 mod serve;
 mod show;
@@ -94,6 +95,12 @@ pub enum Command {
     Delete(lifecycle::DeleteArgs),
     /// Approve, decline, suspend or resume an order at its CA (update_order).
     UpdateOrder(lifecycle::UpdateOrderArgs),
+    /// Upcoming automatic renewals (attempts, last error) and the auto-renewal history.
+    Renewals(renewals::RenewalsArgs),
+    /// Deploy a certificate again to its profile's targets.
+    Deploy(renewals::DeployArgs),
+    /// Import the certificates a CA account's connector lists (list_certificates), deduplicated.
+    ImportFromAccount(renewals::ImportFromAccountArgs),
 }
 
 /// What main.rs reads from the process environment for the commands.
@@ -133,6 +140,9 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => lifecycle::revoke(args, &mut configured(env)?, env),
         Command::Delete(args) => lifecycle::delete(args, &mut open_inventory(&data_dir, env)?, env),
         Command::UpdateOrder(args) => lifecycle::update_order(args, &mut configured(env)?, env),
+        Command::Renewals(args) => renewals::renewals(args, &open_inventory(&data_dir, env)?),
+        Command::Deploy(args) => renewals::deploy(args, &mut configured(env)?, env),
+        Command::ImportFromAccount(args) => renewals::import_from_account(args, &mut configured(env)?, env),
     }
 }
 

@@ -28,7 +28,7 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         print!("{}{}", r.pem, r.chain_pem);
         return Ok(ExitCode::SUCCESS);
     }
-    let view = CertView::new(&r, now, true);
+    let view = CertView::new(&r, now, true).with_deployments(inv)?;
     if args.json {
         output::json(&view)?;
         return Ok(ExitCode::SUCCESS);
@@ -63,6 +63,9 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
     ];
     for (k, v) in lines {
         println!("{:<12} {}", format!("{k}:"), v);
+    }
+    for d in &view.deployments {
+        println!("{:<12} {} {} at {} ({})", "Deployed:", d.outcome, d.target, d.at, d.message);
     }
     Ok(ExitCode::SUCCESS)
 }

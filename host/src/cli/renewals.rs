@@ -1,0 +1,176 @@
+//! `certhost renewals`, `certhost deploy ID`, `certhost import-from-account ACCOUNT`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use certhost::inventory::{AuditFilter, Inventory, NewCertificate};
+use certhost::issue::Pipeline;
+
+use super::output;
+
+/// Arguments of `renewals`.
+#[derive(Debug, clap::Args)]
+pub struct RenewalsArgs {
+    /// At most this many upcoming renewals and history entries.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Upcoming renewals (with failed attempts and the last error) and the auto-renewal history.
+pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode> {
+    let upcoming = inv.scheduled_renewals(args.limit)?;
+    let history = inv.audit_events(&AuditFilter {
+        object_type: Some("certificate".into()),
+        object_id: None,
+        action_prefix: Some("certificate.auto_renew".into()),
+        limit: args.limit,
+    })?;
+    if args.json {
+        let up: Vec<serde_json::Value> = upcoming
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "common_name": r.common_name, "profile": r.profile,
+                    "renew_after": output::rfc3339(r.renew_after), "not_after": output::rfc3339(r.not_after),
+                    "attempts": r.attempts, "last_error": r.last_error,
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "upcoming": up, "history": history }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if upcoming.is_empty() {
+        println!("no automatic renewals scheduled");
+    } else {
+        let rows: Vec<Vec<String>> = upcoming
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.common_name.clone().unwrap_or_default(),
+                    r.profile.clone().unwrap_or_default(),
+                    output::rfc3339(r.renew_after),
+                    output::rfc3339(r.not_after),
+                    if r.attempts == 0 { "-".into() } else { format!("{} failed: {}", r.attempts, r.last_error.clone().unwrap_or_default()) },
+                ]
+            })
+            .collect();
+        output::table(&["ID", "CN", "PROFILE", "RENEWS AT", "NOT AFTER", "ATTEMPTS"], &rows);
+    }
+    if !history.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|e| {
+                let what = match e.detail.get("successor_id") {
+                    Some(s) => format!("renewed as #{s}"),
+                    None => e.detail.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                };
+                vec![output::rfc3339(e.at), e.object_id.clone().unwrap_or_default(), e.outcome.clone(), what]
+            })
+            .collect();
+        output::table(&["WHEN", "CERT", "OUTCOME", "RESULT"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    id: String,
+}
+
+/// Runs the profile's deployment targets again for one certificate.
+pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let id = inv.find(&args.id)?.with_context(|| format!("certificate {} not found", args.id))?.id;
+    let registry = super::registry(&env.data_dir);
+    let reports = super::runtime()?.block_on(async {
+        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+        p.redeploy(id).await
+    })?;
+    let mut failed = false;
+    for r in &reports {
+        println!("{} {}: {}", if r.ok { "ok  " } else { "FAIL" }, r.target, r.message);
+        failed |= !r.ok;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Arguments of `import-from-account`.
+#[derive(Debug, clap::Args)]
+pub struct ImportFromAccountArgs {
+    /// CA account whose connector lists the CA's certificates.
+    account: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Pages through the connector's `list_certificates` and imports every certificate it
+/// returns, deduplicated by SHA-256 thumbprint (Entrust's "import existing orders").
+pub fn import_from_account(args: ImportFromAccountArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+    let registry = super::registry(&env.data_dir);
+    let progress = std::io::stderr().is_terminal() && !args.json;
+    let (mut imported, mut duplicate, mut failed, mut without_pem) = (0u64, 0u64, Vec::new(), 0u64);
+    let rt = super::runtime()?;
+    let mut cursor: Option<String> = None;
+    let mut pages = 0u32;
+    loop {
+        let page = rt.block_on(async {
+            let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+            p.list_account_certificates(&args.account, cursor.as_deref()).await
+        })?;
+        pages += 1;
+        for item in &page.items {
+            let Some(pem) = &item.certificate else {
+                without_pem += 1;
+                continue;
+            };
+            let ders = certhost::cert::pem_certificates(pem).unwrap_or_default();
+            let Some((leaf, chain)) = ders.split_first() else {
+                failed.push(format!("CA order {}: no certificate in the returned PEM", item.ca_order_id));
+                continue;
+            };
+            let new = NewCertificate {
+                der: leaf,
+                chain,
+                key: None,
+                source: "ca-import",
+                profile: None,
+                account: Some(&args.account),
+                predecessor_id: None,
+            };
+            match inv.insert_certificate(&new, &env.actor) {
+                Ok(certhost::inventory::InsertOutcome::Inserted(_)) => imported += 1,
+                Ok(certhost::inventory::InsertOutcome::Duplicate(_)) => duplicate += 1,
+                Err(e) => failed.push(format!("CA order {}: {e}", item.ca_order_id)),
+            }
+        }
+        if progress {
+            eprint!("\rpage {pages}: {imported} imported, {duplicate} already present, {} failed", failed.len());
+        }
+        match page.next_cursor {
+            Some(next) if Some(&next) != cursor.as_ref() && pages < 100_000 => cursor = Some(next),
+            _ => break,
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    if args.json {
+        output::json(&serde_json::json!({
+            "imported": imported, "duplicate": duplicate, "without_certificate": without_pem, "failed": failed,
+        }))?;
+    } else {
+        println!("{imported} imported, {duplicate} already present, {without_pem} without a certificate, {} failed", failed.len());
+        for f in &failed {
+            println!("  {f}");
+        }
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

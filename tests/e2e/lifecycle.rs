@@ -1,0 +1,330 @@
+//! Lifecycle with nobody touching it: the running server renews a short-lived certificate,
+//! deploys it to files and runs the post-hook; a kill -9 mid-renewal leaves exactly one
+//! successor; renewal to another CA account; renew/reissue/revoke/delete/deploy/renewals from
+//! the CLI; notifications by webhook and email.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{App, Server, certhost_bin, local_ca_lab, openssl_verify};
+
+/// Polls `f` every 250 ms until it returns Some, for at most `secs`.
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_deployed_and_hooked_by_the_running_server() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let hook_log = app.path("hook.log");
+    let profile = format!(
+        r#"
+[renewal]
+before_minutes = 2
+[[deploy]]
+fullchain = "{d}/fullchain.pem"
+key = "{d}/key.pem"
+pkcs12 = "{d}/bundle.p12"
+pre_hook = "test -d {d} || mkdir -p {d}"
+post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
+"#,
+        d = deploy.display(),
+        log = hook_log.display()
+    );
+    let (config, ca) = local_ca_lab(&app, &profile);
+    // Three minutes of validity: the account's component issues short-lived certificates.
+    let text = std::fs::read_to_string(&config).expect("config") + "params.validity_seconds = \"180\"\n";
+    std::fs::write(&config, text).expect("config");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let issued: serde_json::Value = crate::helpers::http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "lab", "cn": "short.example.com"}))
+        .send()
+        .expect("issue")
+        .json()
+        .expect("json");
+    assert_eq!(issued["disposition"], "issued", "{issued}");
+    assert_eq!(std::fs::read_to_string(&hook_log).expect("hook ran").trim(), "deployed 1 short.example.com");
+    let key_mode = std::fs::metadata(deploy.join("key.pem")).expect("key").permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+
+    // Renewal is due two minutes before notAfter, i.e. about a minute from now.
+    let renewed = wait_for(150, || {
+        let list = server.app.json(&["list", "--json"]);
+        let items = list.as_array()?;
+        (items.len() == 2 && items[0]["status"] == "superseded").then(|| items[1].clone())
+    })
+    .unwrap_or_else(|| panic!("not renewed in time; log: {}", server.log()));
+    assert_eq!(renewed["predecessor_id"], 1);
+    assert_eq!(renewed["status"], "active");
+    let hooks = std::fs::read_to_string(&hook_log).expect("hook log");
+    assert!(hooks.contains("deployed 2 short.example.com"), "{hooks}");
+    let deployed = std::fs::read_to_string(deploy.join("fullchain.pem")).expect("fullchain");
+    let shown = server.app.json(&["show", "2", "--json"]);
+    assert!(deployed.starts_with(shown["pem"].as_str().expect("pem")), "the new certificate was deployed");
+    assert!(openssl_verify(&ca.join("ca.pem"), &deploy.join("fullchain.pem")).contains(": OK"));
+    // The PKCS#12 bundle opens with openssl (empty password) and holds the new certificate.
+    let p12 = Command::new("openssl")
+        .args(["pkcs12", "-in", deploy.join("bundle.p12").to_str().expect("utf8"), "-nokeys", "-passin", "pass:"])
+        .output()
+        .expect("openssl pkcs12");
+    assert!(String::from_utf8_lossy(&p12.stdout).contains("BEGIN CERTIFICATE"), "{}", String::from_utf8_lossy(&p12.stderr));
+    // The auto-renewal is audited and shown by `certhost renewals`.
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
+    assert_eq!(audit[0]["outcome"], "success", "{audit}");
+    assert_eq!(audit[0]["actor"], "scheduler");
+    let renewals = server.app.run(&["renewals"]);
+    assert!(renewals.ok().contains("short.example.com"), "{}", renewals.stdout);
+}
+
+#[test]
+fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
+    let app = App::new();
+    let ca = app.path("script-ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.slow]\nconnector = \"{}\"\nparams.mode = \"slow\"\nparams.ca_cert = \"{c}/ca.pem\"\nparams.ca_key = \"{c}/ca.key\"\ntimeout_seconds = 5\n",
+            crate::python::fixture("scripted_ca.py").display(),
+            c = ca.display()
+        ),
+    )
+    .expect("config");
+    // 30-day certificates renewed 120 days before expiry: due the moment they are issued.
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"slow\"]\n[renewal]\nbefore_days = 120\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "crash.example.com"]).ok();
+
+    let server = Server::start(app, Some(&config));
+    // The scheduler picks it up and calls the (slow) CA: kill -9 while the call is in flight.
+    let in_flight = wait_for(30, || {
+        let orders = server.app.json(&["orders", "list", "--json"]);
+        orders.as_array()?.iter().find(|o| o["kind"] == "renew" && o["attempts"] == 1 && o["state"] == "pending").cloned()
+    });
+    assert!(in_flight.is_some(), "no renewal in flight; log: {}", server.log());
+    let app = {
+        let mut server = server;
+        Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status().expect("kill");
+        let _ = server.child.wait();
+        // Keep the data directory: move the app out of the dead server.
+        std::mem::replace(&mut server.app, App::new())
+    };
+    let server = Server::start(app, Some(&config));
+    // After the call's lease runs out the scheduler resubmits the same order (same request id).
+    let successor = wait_for(60, || {
+        let list = server.app.json(&["list", "--json"]);
+        let items = list.as_array()?;
+        items.iter().any(|c| c["predecessor_id"] == 1).then(|| items.clone())
+    })
+    .unwrap_or_else(|| panic!("no successor; log: {}", server.log()));
+    std::thread::sleep(Duration::from_secs(3));
+    let list = server.app.json(&["list", "--json"]);
+    let successors: Vec<_> = list.as_array().expect("list").iter().filter(|c| c["predecessor_id"] == 1).collect();
+    assert_eq!(successors.len(), 1, "exactly one successor: {successor:?}");
+    let orders = server.app.json(&["orders", "list", "--json"]);
+    let renewals: Vec<_> = orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).collect();
+    assert_eq!(renewals.len(), 1, "one renewal order, resubmitted, not a second order: {orders}");
+    assert_eq!(renewals[0]["state"], "issued");
+}
+
+#[test]
+fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
+    let app = App::new();
+    let deploy = app.path("out");
+    let (config, ca) = local_ca_lab(&app, &format!("[[deploy]]\ncert = \"{}/cert.pem\"\n", deploy.display()));
+    // A second account on the same component (another "CA"), for migration at renewal.
+    let extra = std::fs::read_to_string(&config).expect("config").replace("[accounts.lab]", "[accounts.lab2]");
+    let text = std::fs::read_to_string(&config).expect("config") + "\n" + &extra;
+    std::fs::write(&config, text).expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg];
+        all.extend_from_slice(args);
+        app.run(&all)
+    };
+    run(&["issue", "--profile", "lab", "--cn", "m.example.com"]).ok();
+    let r = run(&["renew", "1", "--account", "lab2", "--json"]);
+    let renewed: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(renewed["certificate"]["account"], "lab2", "renewed at another CA account");
+    assert_eq!(app.json(&["show", "1", "--json"])["status"], "superseded");
+    run(&["reissue", "2"]).ok();
+    let keys: Vec<String> = ["2", "3"]
+        .iter()
+        .map(|id| app.json(&["show", id, "--json"])["sha256"].as_str().expect("sha").to_owned())
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+    // local-ca has no revoke: a clear error, nothing changes.
+    let refused = run(&["revoke", "3", "--reason", "keyCompromise"]);
+    assert!(refused.fails(1).contains("nothing was changed"), "{}", refused.stderr);
+    assert_eq!(app.json(&["show", "3", "--json"])["status"], "active");
+    let bad = run(&["revoke", "3", "--reason", "because"]);
+    assert!(bad.fails(2).contains("keyCompromise"), "{}", bad.stderr);
+    // Deploy again on demand; the file follows.
+    std::fs::remove_file(deploy.join("cert.pem")).expect("rm");
+    run(&["deploy", "3"]).ok();
+    assert!(openssl_verify(&ca.join("ca.pem"), &deploy.join("cert.pem")).contains(": OK"));
+    let shown = app.json(&["show", "3", "--json"]);
+    assert!(shown["deployments"].as_array().is_some_and(|d| !d.is_empty()), "{shown}");
+    run(&["delete", "3"]).ok();
+    app.run(&["show", "3"]).fails(1);
+    let audit = app.json(&["audit", "--json", "--object-type", "certificate", "--object-id", "3"]);
+    assert!(audit.as_array().expect("audit").iter().any(|e| e["action"] == "certificate.delete"));
+}
+
+#[test]
+fn renewal_failures_back_off_and_notify_by_webhook_and_email() {
+    let app = App::new();
+    let ca = app.path("script-ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    // A local HTTP receiver and a local SMTP sink, both Python's standard library.
+    let sink = app.path("sink");
+    std::fs::create_dir_all(&sink).expect("mkdir");
+    let (http_port, smtp_port) = (crate::helpers::free_port(), crate::helpers::free_port());
+    let mut receivers = Command::new("python3")
+        .arg(crate::python::fixture("notify_sink.py"))
+        .args([&http_port.to_string(), &smtp_port.to_string(), sink.to_str().expect("utf8")])
+        .spawn()
+        .expect("sink");
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(conf.join("hook-secret"), "whsec-test-1234").expect("secret");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            r#"[accounts.ca]
+connector = "{script}"
+params.mode = "good"
+params.ca_cert = "{c}/ca.pem"
+params.ca_key = "{c}/ca.key"
+
+[notify]
+expiring_within_days = 60
+[notify.webhook]
+url = "http://127.0.0.1:{http_port}/hook"
+secret = {{ file = "{conf}/hook-secret" }}
+[notify.email]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+from = "certhost@example.com"
+to = ["ops@example.com"]
+"#,
+            script = crate::python::fixture("scripted_ca.py").display(),
+            c = ca.display(),
+            conf = conf.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"ca\"]\n[renewal]\nbefore_days = 120\n").expect("profile");
+    std::fs::write(conf.join("profiles/manual.toml"), "accounts = [\"ca\"]\n[renewal]\nauto = false\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "fail.example.com"]).ok();
+    app.run(&["--config", cfg, "issue", "--profile", "manual", "--cn", "manual.example.com"]).ok();
+    // Now the CA breaks: every renewal fails.
+    let broken = std::fs::read_to_string(&config).expect("config").replace("params.mode = \"good\"", "params.mode = \"wrong_key\"");
+    std::fs::write(&config, broken).expect("config");
+    let server = Server::start(app, Some(&config));
+    let got = wait_for(60, || {
+        let files: Vec<String> = std::fs::read_dir(&sink).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let hooks = files.iter().filter(|f| f.starts_with("hook-")).count();
+        let mails = files.iter().filter(|f| f.starts_with("mail-")).count();
+        (hooks >= 2 && mails >= 2).then_some(files)
+    });
+    let _ = receivers.kill();
+    let _ = receivers.wait();
+    let files = got.unwrap_or_else(|| panic!("notifications missing; log: {}", server.log()));
+    let mut kinds = Vec::new();
+    for f in files.iter().filter(|f| f.starts_with("hook-")) {
+        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sink.join(f)).expect("read")).expect("json");
+        let body = saved["body"].as_str().expect("body");
+        let expected = certhost_sig("whsec-test-1234", body);
+        assert_eq!(saved["signature"], expected, "the HMAC signature verifies");
+        let event: serde_json::Value = serde_json::from_str(body).expect("event");
+        kinds.push(event["kind"].as_str().expect("kind").to_owned());
+    }
+    assert!(kinds.contains(&"renewal_failed".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"expiring".to_owned()), "{kinds:?}");
+    let mail = files.iter().find(|f| f.starts_with("mail-")).expect("mail");
+    let text = std::fs::read_to_string(sink.join(mail)).expect("mail");
+    assert!(text.contains("ops@example.com") && text.contains("certhost: "), "{text}");
+    // The failure is visible with its attempt count and the retry time is backed off.
+    let renewals = server.app.run(&["renewals", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(renewals.ok()).expect("json");
+    let entry = &v["upcoming"][0];
+    assert!(entry["attempts"].as_i64().unwrap_or(0) >= 1, "{v}");
+    assert!(!entry["last_error"].as_str().unwrap_or("").is_empty(), "{v}");
+}
+
+/// `sha256=` + hex HMAC-SHA256, computed independently of certhost (Python's hmac).
+fn certhost_sig(secret: &str, body: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import hmac,hashlib,sys; print('sha256='+hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python hmac");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[allow(dead_code)]
+fn bin() -> &'static str {
+    certhost_bin()
+}
+
+#[test]
+fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
+    let app = App::new();
+    let ca = app.path("script-ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.ca]\nconnector = \"{}\"\nparams.mode = \"good\"\nparams.ca_cert = \"{c}/ca.pem\"\nparams.ca_key = \"{c}/ca.key\"\nparams.state_dir = \"{c}\"\n",
+            crate::python::fixture("scripted_ca.py").display(),
+            c = ca.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"ca\"]\n").expect("profile");
+    let cfg = conf.join("certhost.toml");
+    let cfg = cfg.to_str().expect("utf8");
+    for cn in ["a.example.com", "b.example.com", "c.example.com"] {
+        app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", cn]).ok();
+    }
+    // The inventory forgets two of them; the CA still knows all three.
+    app.run(&["delete", "1"]).ok();
+    app.run(&["delete", "3"]).ok();
+    let r = app.run(&["--config", cfg, "import-from-account", "ca", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["duplicate"], 1, "{report}");
+    let list = app.json(&["list", "--json"]);
+    let mut cns: Vec<&str> = list.as_array().expect("list").iter().filter_map(|c| c["common_name"].as_str()).collect();
+    cns.sort();
+    assert_eq!(cns, ["a.example.com", "b.example.com", "c.example.com"]);
+    let again: serde_json::Value =
+        serde_json::from_str(app.run(&["--config", cfg, "import-from-account", "ca", "--json"]).ok()).expect("json");
+    assert_eq!((again["imported"].as_i64(), again["duplicate"].as_i64()), (Some(0), Some(3)));
+}
