@@ -56,18 +56,35 @@ impl FileCa {
     }
 }
 
-async fn error_of(name: &str, l: Limits) -> String {
-    let c = load(name, l).await.unwrap_or_else(|e| panic!("{name} should load: {e}"));
-    match c.certificate_request(&request(), &Args::new()).await {
+/// The error of loading `name` or, when it loads, of its certificate_request with `args`.
+async fn error_of(name: &str, l: Limits, args: Args) -> String {
+    let c = match load(name, l).await {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    match c.certificate_request(&request(), &args).await {
         Ok(d) => panic!("{name} should fail, got {d:?}"),
         Err(e) => e.to_string(),
     }
+}
+
+const SECRET: &str = "k3y-5ecret-value-991";
+
+fn secret_args() -> Args {
+    let mut args = Args::new();
+    args.insert_sensitive("api_key", SECRET);
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_working() {
     let ca = FileCa::new();
     let good = load("scripted_ca.py", limits(20, 512)).await.expect("good script loads");
+    let fixtures = fixture("hostile").display().to_string();
+    let import_error = format!(
+        "script import_error: misconfigured: cannot load {fixtures}/import_error.py: \
+         ModuleNotFoundError: No module named 'module_that_does_not_exist' (line 1)"
+    );
     let cases: Vec<(&str, Limits, &str)> = vec![
         ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
         ("hostile/memory_bomb.py", limits(20, 256), "script memory_bomb: exceeded its 256 MiB memory limit"),
@@ -93,10 +110,16 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             limits(20, 512),
             "script returns_not_pem: returned a string that is not a PEM certificate",
         ),
+        ("hostile/import_error.py", limits(20, 512), &import_error),
+        (
+            "hostile/prints_secret.py",
+            limits(20, 512),
+            "script prints_secret: raised RuntimeError: auth failed with ***; stderr: debug: key=***",
+        ),
     ];
     for (name, l, expected) in cases {
         let (req, good_args) = (request(), ca.args("good"));
-        let (bad, ok) = tokio::join!(error_of(name, l), good.certificate_request(&req, &good_args));
+        let (bad, ok) = tokio::join!(error_of(name, l, secret_args()), good.certificate_request(&req, &good_args));
         assert_eq!(bad, expected, "{name}");
         assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good account kept working during {name}: {ok:?}");
     }
@@ -132,10 +155,8 @@ async fn scripts_that_do_not_import_are_refused_at_load_with_the_python_error_an
 #[tokio::test]
 async fn sensitive_values_printed_by_a_script_are_redacted_from_its_error() {
     let c = load("hostile/prints_secret.py", limits(20, 512)).await.expect("loads");
-    let mut args = Args::new();
-    args.insert_sensitive("api_key", "k3y-5ecret-value-991");
-    let err = c.certificate_request(&request(), &args).await.expect_err("fails").to_string();
-    assert!(!err.contains("k3y-5ecret-value-991"), "{err}");
+    let err = c.certificate_request(&request(), &secret_args()).await.expect_err("fails").to_string();
+    assert!(!err.contains(SECRET), "{err}");
     assert!(err.contains("raised RuntimeError: auth failed with ***") && err.contains("debug: key=***"), "{err}");
 }
 
