@@ -2,7 +2,7 @@
 //! Each test drives real worker processes of the real `certhost` binary.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use certhost::connector::python::PythonConnector;
 use certhost::connector::{Args, CertificateRequest, Connector, ConnectorError, Disposition, Limits};
@@ -87,6 +87,7 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
     );
     let cases: Vec<(&str, Limits, &str)> = vec![
         ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
+        ("hostile/ignores_sigterm.py", limits(2, 512), "script ignores_sigterm: timed out after 2s"),
         ("hostile/memory_bomb.py", limits(20, 256), "script memory_bomb: exceeded its 256 MiB memory limit"),
         (
             "hostile/os_exit.py",
@@ -119,7 +120,10 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
     ];
     for (name, l, expected) in cases {
         let (req, good_args) = (request(), ca.args("good"));
-        let (bad, ok) = tokio::join!(error_of(name, l, secret_args()), good.certificate_request(&req, &good_args));
+        let mut bad_args = secret_args();
+        bad_args.insert("mode", "hang");
+        bad_args.insert("pid_file", ca.dir.path().join("pid").display().to_string());
+        let (bad, ok) = tokio::join!(error_of(name, l, bad_args), good.certificate_request(&req, &good_args));
         assert_eq!(bad, expected, "{name}");
         assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good account kept working during {name}: {ok:?}");
     }
@@ -191,6 +195,27 @@ async fn a_package_installed_the_readme_way_imports_inside_a_script() {
     };
     assert!(reason.contains(&format!("prefix={prefix} ")), "{reason} (python3 prefix {prefix})");
     assert!(reason.contains(&format!("requests={location}/requests/")), "{reason} (pip location {location})");
+}
+
+#[tokio::test]
+async fn a_script_that_ignores_sigterm_is_killed_with_sigkill_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = dir.path().join("pid");
+    let c = load("hostile/ignores_sigterm.py", limits(2, 512)).await.expect("loads");
+    let mut hang = Args::new();
+    hang.insert("mode", "hang");
+    hang.insert("pid_file", pid_file.display().to_string());
+    let started = Instant::now();
+    let err = c.certificate_request(&request(), &hang).await.expect_err("killed");
+    let took = started.elapsed();
+    assert_eq!(err.to_string(), "script ignores_sigterm: timed out after 2s");
+    // The deadline, then SIGTERM (ignored) and its grace, then SIGKILL.
+    assert!(took >= Duration::from_millis(2400) && took < Duration::from_secs(8), "took {took:?}");
+    let pid = std::fs::read_to_string(&pid_file).expect("pid written");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} is still there");
+    let again = c.certificate_request(&request(), &Args::new()).await.expect("a fresh worker answers");
+    let Disposition::Issued { ca_order_id: Some(new_pid), .. } = again else { panic!("{again:?}") };
+    assert_ne!(new_pid, pid, "a new worker");
 }
 
 #[tokio::test]
