@@ -12,7 +12,8 @@ next CA account.
     import certhost   # this module, provided by the host at run time
 
 Module-level state persists between calls of the same CA account (one worker process per
-account), so "reuse a token if one exists, else authenticate" works as in Avi.
+account), so "reuse a token if one exists, else authenticate" works as in Avi. A returned
+`bytes` holding PEM (e.g. `response.content`) is accepted like a str.
 """
 from typing import Any, Dict, List, Optional, TypedDict, Union
 

@@ -111,6 +111,16 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             limits(20, 512),
             "script returns_not_pem: returned a string that is not a PEM certificate",
         ),
+        (
+            "hostile/returns_bytes_not_pem.py",
+            limits(20, 512),
+            "script returns_bytes_not_pem: returned bytes that are not a PEM certificate",
+        ),
+        (
+            "hostile/returns_binary.py",
+            limits(20, 512),
+            "script returns_binary: returned bytes that are not a PEM certificate (not UTF-8 text)",
+        ),
         ("hostile/import_error.py", limits(20, 512), &import_error),
         (
             "hostile/prints_secret.py",
@@ -216,6 +226,14 @@ async fn a_script_that_ignores_sigterm_is_killed_with_sigkill_at_its_deadline() 
     let again = c.certificate_request(&request(), &Args::new()).await.expect("a fresh worker answers");
     let Disposition::Issued { ca_order_id: Some(new_pid), .. } = again else { panic!("{again:?}") };
     assert_ne!(new_pid, pid, "a new worker");
+}
+
+#[tokio::test]
+async fn scripts_returning_bytes_holding_pem_are_accepted_like_a_str() {
+    let c = load("returns_bytes.py", limits(20, 512)).await.expect("loads");
+    let pem = std::fs::read_to_string(fixture("fixed_cert.pem")).expect("pem");
+    let got = c.certificate_request(&request(), &Args::new()).await.expect("issued");
+    assert_eq!(got, Disposition::Issued { certificate: pem, chain: vec![], ca_order_id: None });
 }
 
 #[tokio::test]

@@ -107,9 +107,20 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
     return repr(value)[:200]
+
+
+def _result(result):
+    """A returned value as (type name, JSON value). bytes (Avi scripts often return
+    `response.content`) are decoded as text, "bytes" if they are not UTF-8."""
+    if isinstance(result, (bytes, bytearray)):
+        try:
+            return "bytes", bytes(result).decode("utf-8")
+        except UnicodeDecodeError:
+            return "bytes", None
+    return type(result).__name__, _plain(result)
 
 
 def call(function, argv_json, request_id):
@@ -125,7 +136,8 @@ def call(function, argv_json, request_id):
     sys.stdout, sys.stderr = out, err
     try:
         result = fn(*argv)
-        reply = {"kind": "ok", "type": type(result).__name__, "value": _plain(result)}
+        value_type, value = _result(result)
+        reply = {"kind": "ok", "type": value_type, "value": value}
     except SystemExit as e:
         code = e.code
         if code is None or isinstance(code, int):

@@ -254,15 +254,19 @@ impl PythonConnector {
     fn disposition(&self, reply: &Reply, args: &Args) -> Result<Disposition, ConnectorError> {
         let label = self.err_label();
         let bad = |what: String| ConnectorError::Internal { connector: label.clone(), message: args.redact(&what) };
-        match &reply.value {
-            Value::String(text) if reply.value_type.as_deref() == Some("str") => {
+        match (&reply.value, reply.value_type.as_deref()) {
+            // bytes are PEM text as well (`response.content`); the worker decoded them as UTF-8.
+            (Value::String(text), Some(ty @ ("str" | "bytes"))) => {
                 if text.contains("-----BEGIN CERTIFICATE-----") {
                     Ok(Disposition::Issued { certificate: text.clone(), chain: vec![], ca_order_id: None })
+                } else if ty == "bytes" {
+                    Err(bad("returned bytes that are not a PEM certificate".into()))
                 } else {
                     Err(bad("returned a string that is not a PEM certificate".into()))
                 }
             }
-            Value::Object(map) => {
+            (_, Some("bytes")) => Err(bad("returned bytes that are not a PEM certificate (not UTF-8 text)".into())),
+            (Value::Object(map), _) => {
                 let s = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
                 match s("status").as_deref() {
                     Some("issued") => {
@@ -300,7 +304,7 @@ impl PythonConnector {
                     None => Err(bad("returned a dict without a status".into())),
                 }
             }
-            Value::Null => Err(bad("returned None instead of a certificate".into())),
+            (Value::Null, _) => Err(bad("returned None instead of a certificate".into())),
             _ => Err(bad(format!(
                 "returned a value of type {} instead of a certificate (a PEM string or a status dict)",
                 reply.value_type.clone().unwrap_or_else(|| "value".into())
