@@ -236,6 +236,73 @@ async fn scripts_returning_bytes_holding_pem_are_accepted_like_a_str() {
     assert_eq!(got, Disposition::Issued { certificate: pem, chain: vec![], ca_order_id: None });
 }
 
+/// A unique, multi-line sensitive value shaped like a PEM private key.
+fn pem_like_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 240];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let body = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        pem.push('\n');
+    }
+    // A short last line, as PEM bodies often have.
+    let mut tail = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut tail);
+    pem.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tail)[..6]);
+    pem.push_str("\n-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// Panics when any line of `secret`, or any 12 characters of a long line, appear in `text`.
+fn assert_no_piece(secret: &str, text: &str, what: &str) {
+    for line in secret.lines().map(str::trim) {
+        let pieces: Vec<&str> = if line.starts_with("-----") || line.len() < 12 {
+            vec![line]
+        } else {
+            (0..=line.len() - 12).map(|i| &line[i..i + 12]).collect()
+        };
+        for piece in pieces {
+            if let Some(i) = text.find(piece) {
+                panic!(
+                    "{piece:?} of the sensitive value leaked into {what}: ...{}...",
+                    &text[i.saturating_sub(200)..(i + 100).min(text.len())]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_line_of_a_multi_line_sensitive_value_reaches_an_error_or_a_log() {
+    let key = pem_like_secret();
+    let c = load("hostile/leaks_multiline_secret.py", limits(20, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert_sensitive("ca_private_key", key.clone());
+    let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
+    assert_no_piece(&key, &err, "the error");
+    assert!(err.starts_with("script leaks_multiline_secret: raised RuntimeError: xxx"), "{err}");
+    assert!(err.contains("***") && err.ends_with("zzz"), "{err}");
+
+    // The logs: through the binary with its own logging (-vv), as leak_hunt reads them (a
+    // thread-local tracing subscriber in this shared test binary misses events at random).
+    let data = tempfile::tempdir().expect("tmp");
+    let script = fixture("hostile/leaks_multiline_secret.py").display().to_string();
+    let out = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["-vv", "plugin", "check", &script, "--sensitive-param"])
+        .arg(format!("ca_private_key={key}"))
+        .env("CERTHOST_DATA_DIR", data.path())
+        .output()
+        .expect("certhost");
+    let transcript = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_no_piece(&key, &transcript, "plugin check's output and log");
+    for logged in ["raised RuntimeError: xxx", "stdout: ***", "stderr: ***", "key: ***"] {
+        assert!(transcript.contains(logged), "{logged:?} expected in {transcript}");
+    }
+}
+
 #[tokio::test]
 async fn describe_reports_parameters_and_optional_operations() {
     let c = load("scripted_ca.py", limits(20, 512)).await.expect("loads");

@@ -11,7 +11,54 @@ import types
 
 _state = {"module": None, "request_id": None}
 
-# The host module scripts may import: `import certhost`.
+
+# --- redaction (the rules of `redact.rs`) ---------------------------------------------------
+
+MIN_FRAGMENT = 8
+
+
+class _Redactor:
+    """Replaces each sensitive value of the call by ***; the lines of a multi-line value (a PEM
+    key) too: those of MIN_FRAGMENT characters or more wherever they occur, shorter ones where
+    they make up a whole line. Applied to the full text, before anything is cut to size."""
+
+    def __init__(self, values):
+        self.whole, self.fragments, self.short = [], [], []
+        for v in values or []:
+            if not isinstance(v, str) or not v:
+                continue
+            if v not in self.whole:
+                self.whole.append(v)
+            if "\n" in v:
+                for line in v.split("\n"):
+                    line = line.strip()
+                    if not line:
+                        continue
+                    target = self.fragments if len(line) >= MIN_FRAGMENT else self.short
+                    if line not in target:
+                        target.append(line)
+        self.whole.sort(key=len, reverse=True)
+        self.fragments.sort(key=len, reverse=True)
+
+    def __call__(self, text):
+        if not self.whole or not text:
+            return text
+        for v in self.whole:
+            if v in text:
+                text = text.replace(v, "***")
+        for f in self.fragments:
+            if f in text:
+                text = text.replace(f, "***")
+        if self.short:
+            text = "\n".join("***" if line.strip() in self.short else line for line in text.split("\n"))
+        return text
+
+
+_redact = _Redactor([])
+
+
+# --- the host module scripts may import: `import certhost` ----------------------------------
+
 certhost = types.ModuleType("certhost")
 certhost.__doc__ = "Host services for certhost script connectors: log, cache_get, cache_set, request_id."
 _logs = []
@@ -93,7 +140,7 @@ class _Tee(io.StringIO):
 
     def write(self, text):
         try:
-            sys.__stderr__.write(text)
+            sys.__stderr__.write(_redact(text))
             sys.__stderr__.flush()
         except Exception:
             pass
@@ -123,13 +170,15 @@ def _result(result):
     return type(result).__name__, _plain(result)
 
 
-def call(function, argv_json, request_id):
+def call(function, argv_json, request_id, sensitive=None):
+    global _redact
     module = _state["module"]
     fn = getattr(module, function, None)
     if not callable(fn):
         return json.dumps({"kind": "unsupported"})
     argv = json.loads(argv_json)
     _state["request_id"] = request_id
+    _redact = _Redactor(sensitive)
     del _logs[:]
     out, err = io.StringIO(), _Tee()
     saved = sys.stdout, sys.stderr
@@ -146,11 +195,16 @@ def call(function, argv_json, request_id):
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
-        reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__, "message": str(e)[:2000],
-                 "mro": [c.__name__ for c in type(e).__mro__]}
+        try:
+            message = str(e)
+        except BaseException:
+            message = "(the exception's str() failed)"
+        reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
+                 "message": _redact(message)[:2000], "mro": [c.__name__ for c in type(e).__mro__]}
     finally:
         sys.stdout, sys.stderr = saved
-    reply["stdout"] = out.getvalue()[-65536:]
-    reply["stderr"] = err.getvalue()[-65536:]
-    reply["logs"] = list(_logs)
+    # Redact the whole text first, then cut: a cut must never leave part of a secret.
+    reply["stdout"] = _redact(out.getvalue())[-65536:]
+    reply["stderr"] = _redact(err.getvalue())[-65536:]
+    reply["logs"] = [[level, _redact(message)] for level, message in _logs]
     return json.dumps(reply)

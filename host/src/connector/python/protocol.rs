@@ -28,6 +28,10 @@ pub enum Request {
         argv: Vec<serde_json::Value>,
         /// The order's request id, for `certhost.request_id()`.
         request_id: Option<String>,
+        /// The call's sensitive values: the worker redacts them from what the script prints,
+        /// logs and raises before it cuts any of that to size.
+        #[serde(default)]
+        sensitive: Vec<String>,
     },
 }
 

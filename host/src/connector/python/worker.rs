@@ -77,9 +77,9 @@ fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
     match req {
         Request::Load { path } => boot.getattr("load")?.call1((path,))?.extract(),
-        Request::Call { function, argv, request_id } => {
+        Request::Call { function, argv, request_id, sensitive } => {
             let argv = serde_json::Value::Array(argv).to_string();
-            boot.getattr("call")?.call1((function, argv, request_id))?.extract()
+            boot.getattr("call")?.call1((function, argv, request_id, sensitive))?.extract()
         }
     }
 }
