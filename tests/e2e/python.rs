@@ -303,6 +303,101 @@ async fn no_line_of_a_multi_line_sensitive_value_reaches_an_error_or_a_log() {
     }
 }
 
+fn cache_args(ops: serde_json::Value) -> Args {
+    let mut a = Args::new();
+    a.insert("ops", ops.to_string());
+    a
+}
+
+async fn cache_ops(c: &PythonConnector, ops: serde_json::Value) -> serde_json::Value {
+    match c.certificate_request(&request(), &cache_args(ops)).await {
+        Ok(Disposition::Rejected { reason }) => serde_json::from_str(&reason).expect("json"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_script_cache_has_the_rules_of_the_wasm_cache_and_outlives_its_worker() {
+    use serde_json::{Value, json};
+    let c = load("cache_ops.py", limits(3, 512)).await.expect("loads");
+    // ttl 0 (and None) never expire; ttl 1 expires after a second.
+    let r = cache_ops(
+        &c,
+        json!([
+            ["set", "forever", "abc", 0],
+            ["set", "none", "abcd", null],
+            ["set", "soon", "ab", 1],
+            ["get", "soon"],
+            ["sleep", 1.1],
+            ["get", "soon"],
+            ["get", "forever"],
+            ["get", "none"]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!([null, null, null, 2, null, null, 3, 4]));
+    // Values up to 64 KiB and keys up to 1 KiB, counted in UTF-8 bytes; larger ones are ignored.
+    let (k1024, k1025) = ("k".repeat(1024), "k".repeat(1025));
+    let r = cache_ops(
+        &c,
+        json!([
+            ["set", "max", 65536, 0],
+            ["set", "over", 65537, 0],
+            ["set", "wide", "é".repeat(32769), 0],
+            ["set", k1024, "v", 0],
+            ["set", k1025, "v", 0],
+            ["get", "max"],
+            ["get", "over"],
+            ["get", "wide"],
+            ["get", k1024],
+            ["get", k1025]
+        ]),
+    )
+    .await;
+    assert_eq!(r.as_array().expect("list")[5..], [json!(65536), Value::Null, Value::Null, json!(1), Value::Null]);
+    // Strings only; ttl in whole seconds, 0..=u32::MAX.
+    let r = cache_ops(
+        &c,
+        json!([
+            ["bad_set", "k", 5, 0],
+            ["bad_set", 5, "v", 0],
+            ["bad_set", "k", "v", -1],
+            ["bad_set", "k", "v", "60"],
+            ["bad_set", "k", "v", 4_294_967_296u64],
+            ["bad_set", "k", "v", 4_294_967_295u64],
+            ["bad_set", "k", "v", 0.5]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!(["TypeError", "TypeError", "ValueError", "TypeError", "ValueError", "accepted", "accepted"]));
+    // The cache belongs to the account, not to the worker: it survives a worker killed at its deadline.
+    let err = c.certificate_request(&request(), &cache_args(json!([["hang"]]))).await.expect_err("killed");
+    assert_eq!(err.to_string(), "script cache_ops: timed out after 3s");
+    let r = cache_ops(&c, json!([["get", "forever"], ["get", "max"], ["get", "soon"]])).await;
+    assert_eq!(r, json!([3, 65536, null]));
+
+    // 256 entries: a new key first purges expired entries, and is ignored while the cache is full.
+    let c = load("cache_ops.py", limits(10, 512)).await.expect("loads");
+    let r = cache_ops(
+        &c,
+        json!([
+            ["fill", "f", 255, 0],
+            ["set", "brief", "b", 1],
+            ["set", "extra", "e", 0],
+            ["set", "f0", "changed", 0],
+            ["get", "extra"],
+            ["get", "f0"],
+            ["sleep", 1.1],
+            ["set", "extra", "e", 0],
+            ["get", "extra"],
+            ["set", "one_more", "m", 0],
+            ["get", "one_more"]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!([null, null, null, null, null, 7, null, null, 1, null, null]));
+}
+
 #[tokio::test]
 async fn describe_reports_parameters_and_optional_operations() {
     let c = load("scripted_ca.py", limits(20, 512)).await.expect("loads");

@@ -4,6 +4,7 @@
 # other exception become data, never the end of the worker.
 import io
 import json
+import math
 import sys
 import time
 import traceback
@@ -62,27 +63,87 @@ _redact = _Redactor([])
 certhost = types.ModuleType("certhost")
 certhost.__doc__ = "Host services for certhost script connectors: log, cache_get, cache_set, request_id."
 _logs = []
-_cache = {}
 
 
 def _log(level, message):
     _logs.append([str(level), str(message)])
 
 
+# The CA account's cache, with the rules of the WASM cache (connector/wasm/host_impl.rs):
+# ttl in whole seconds, 0 (or None) = no expiry; values over 64 KiB and keys over 1 KiB (UTF-8
+# bytes) are ignored with a warning; at 256 entries a new key first purges expired entries and
+# is ignored with a warning if the cache is still full. The host keeps a copy (`cache.rs`) so
+# the cache outlives this worker: each reply reports the keys set, `load` receives the cache.
+MAX_ENTRIES = 256
+MAX_VALUE = 64 * 1024
+MAX_KEY = 1024
+_cache = {}
+_cache_changed = set()
+
+
+def _text(what, value):
+    if not isinstance(value, str):
+        raise TypeError(f"certhost.cache: {what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _ttl_seconds(ttl):
+    if ttl is None:
+        return 0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"certhost.cache_set: ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not (0 <= ttl <= 0xFFFFFFFF):
+        raise ValueError("certhost.cache_set: ttl must be 0 (no expiry) or 1..4294967295 seconds")
+    return math.ceil(ttl)
+
+
 def _cache_get(key):
-    entry = _cache.get(str(key))
+    key = _text("key", key)
+    entry = _cache.get(key)
     if entry is None:
         return None
     value, expires = entry
-    if expires is not None and expires < time.monotonic():
-        del _cache[str(key)]
+    if expires is not None and expires <= time.monotonic():
+        del _cache[key]
         return None
     return value
 
 
-def _cache_set(key, value, ttl=None):
-    expires = None if ttl is None else time.monotonic() + float(ttl)
-    _cache[str(key)] = (str(value), expires)
+def _cache_set(key, value, ttl=0):
+    key, value, seconds = _text("key", key), _text("value", value), _ttl_seconds(ttl)
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY:
+        _log("warn", "cache-set ignored: key or value too large")
+        return
+    if len(_cache) >= MAX_ENTRIES and key not in _cache:
+        now = time.monotonic()
+        for k in [k for k, (_, exp) in _cache.items() if exp is not None and exp <= now]:
+            del _cache[k]
+        if len(_cache) >= MAX_ENTRIES:
+            _log("warn", "cache-set ignored: cache full")
+            return
+    _cache[key] = (value, None if seconds == 0 else time.monotonic() + seconds)
+    _cache_changed.add(key)
+
+
+def _cache_seed(entries):
+    now = time.monotonic()
+    for e in entries or []:
+        ms = e.get("expires_in_ms")
+        _cache[e["key"]] = (e["value"], None if ms is None else now + ms / 1000.0)
+
+
+def _cache_report():
+    """The entries set since the last report, as the host's `CacheEntry`."""
+    now = time.monotonic()
+    out = []
+    for key in sorted(_cache_changed):
+        entry = _cache.get(key)
+        if entry is not None:
+            value, expires = entry
+            ms = None if expires is None else max(0, int((expires - now) * 1000))
+            out.append({"key": key, "value": value, "expires_in_ms": ms})
+    _cache_changed.clear()
+    return out
 
 
 certhost.log = _log
@@ -105,9 +166,10 @@ def _describe(module):
     return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
 
 
-def load(path):
+def load(path, cache=None):
     import os
 
+    _cache_seed(cache)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -122,7 +184,7 @@ def load(path):
         if not callable(getattr(module, "certificate_request", None)):
             return json.dumps({"kind": "error", "message": "the script defines no certificate_request(csr, common_name, args_dict) function"})
         _state["module"] = module
-        return json.dumps({"kind": "ok", "value": _describe(module)})
+        return json.dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
     except SyntaxError as e:
         return json.dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
     except BaseException as e:
@@ -207,4 +269,5 @@ def call(function, argv_json, request_id, sensitive=None):
     reply["stdout"] = _redact(out.getvalue())[-65536:]
     reply["stderr"] = _redact(err.getvalue())[-65536:]
     reply["logs"] = [[level, _redact(message)] for level, message in _logs]
+    reply["cache"] = _cache_report()
     return json.dumps(reply)

@@ -2,9 +2,10 @@
 //! args_dict)` plus certhost's optional operations, run in worker processes.
 //!
 //! Layers: `protocol` (frames), `worker` (the child: pyo3 + `bootstrap.py`), `process`
-//! (spawn/kill one worker), `redact` (what a script prints, logs or raises), and this file:
-//! [`PythonConnector`], one worker per CA account, started lazily, reused, and replaced after a
-//! crash, a kill or a timeout.
+//! (spawn/kill one worker), `redact` (what a script prints, logs or raises), `cache` (the
+//! account's `certhost.cache_*`, kept across workers), and this file: [`PythonConnector`], one
+//! worker per CA account, started lazily, reused, and replaced after a crash, a kill or a
+//! timeout.
 //!
 //! Optional functions and their Python signatures (see `plugin-sdk/python/certhost.pyi`):
 //! `poll(order_id, args_dict)`, `renew(prior_certificate, ca_order_id, csr, common_name,
@@ -12,6 +13,7 @@
 //! `test_connection(args_dict)`, `list_certificates(args_dict, cursor)`,
 //! `update_order(order_id, action, args_dict)`.
 
+mod cache;
 mod process;
 mod protocol;
 mod redact;
@@ -26,8 +28,9 @@ use serde_json::{Value, json};
 pub use process::WORKER_SUBCOMMAND;
 pub use worker::main as worker_main;
 
+use self::cache::AccountCache;
 use self::process::WorkerProcess;
-use self::protocol::Request;
+use self::protocol::{CacheEntry, Request};
 use self::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
@@ -42,6 +45,8 @@ pub struct PythonConnector {
     limits: Limits,
     description: Description,
     worker: tokio::sync::Mutex<Option<WorkerProcess>>,
+    /// The account's `certhost.cache_*` entries, handed to each new worker.
+    cache: std::sync::Mutex<AccountCache>,
 }
 
 /// What `bootstrap.py` answers.
@@ -64,6 +69,9 @@ struct Reply {
     stderr: String,
     #[serde(default)]
     logs: Vec<(String, String)>,
+    /// Cache entries the script set.
+    #[serde(default)]
+    cache: Vec<CacheEntry>,
     /// The call's redaction rules (host side).
     #[serde(skip)]
     redactor: Redactor,
@@ -105,6 +113,7 @@ impl PythonConnector {
                 operations: vec![],
             },
             worker: tokio::sync::Mutex::new(None),
+            cache: std::sync::Mutex::default(),
         };
         let (worker, described) = me.start().await?;
         me.description = described;
@@ -122,7 +131,8 @@ impl PythonConnector {
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
-        let req = Request::Load { path: self.path.display().to_string() };
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+        let req = Request::Load { path: self.path.display().to_string(), cache };
         // Importing a script (and what it imports) is not the call: it gets at least 30 s.
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
         let bytes = match tokio::time::timeout(load_deadline, worker.request(&req)).await {
@@ -140,10 +150,11 @@ impl PythonConnector {
                 return Err(ConnectorError::TimedOut { connector: label, after: load_deadline });
             }
         };
-        let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
+        let mut reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
+        self.keep_cache(&mut reply);
         if reply.kind != "ok" {
             worker.kill().await;
             let message = format!(
@@ -203,6 +214,7 @@ impl PythonConnector {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
+        self.keep_cache(&mut reply);
         reply.redactor = redactor;
         let redactor = &reply.redactor;
         self.log_output(&reply);
@@ -243,6 +255,13 @@ impl PythonConnector {
                 connector: label,
                 message: redactor.redact(reply.message.as_deref().unwrap_or("the worker failed")),
             }),
+        }
+    }
+
+    /// Keeps the cache entries the script set in the host's copy of the account's cache.
+    fn keep_cache(&self, reply: &mut Reply) {
+        if !reply.cache.is_empty() {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).apply(std::mem::take(&mut reply.cache));
         }
     }
 

@@ -75,8 +75,14 @@ fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 }
 
 fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
+    let py = boot.py();
     match req {
-        Request::Load { path } => boot.getattr("load")?.call1((path,))?.extract(),
+        Request::Load { path, cache } => {
+            let json = py.import("json")?;
+            let cache =
+                json.getattr("loads")?.call1((serde_json::to_string(&cache).unwrap_or_else(|_| "[]".into()),))?;
+            boot.getattr("load")?.call1((path, cache))?.extract()
+        }
         Request::Call { function, argv, request_id, sensitive } => {
             let argv = serde_json::Value::Array(argv).to_string();
             boot.getattr("call")?.call1((function, argv, request_id, sensitive))?.extract()
