@@ -1,6 +1,7 @@
 //! Python script connectors: the Avi contract, hostile scripts, and the pinned interpreter.
 //! Each test drives real worker processes of the real `certhost` binary.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,16 @@ use certhost::key::KeyType;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/python").join(name)
+}
+
+/// The interpreter certhost is built against (host/build.rs: `PYO3_PYTHON`, else `python3` on
+/// PATH), as pyo3 resolved it.
+const PYTHON: &str = env!("CERTHOST_PYTHON_EXECUTABLE");
+
+fn python(args: &[&str]) -> String {
+    let out = std::process::Command::new(PYTHON).args(args).output().expect("run the pinned python");
+    assert!(out.status.success(), "{PYTHON} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn limits(timeout_s: u64, memory_mib: u64) -> Limits {
@@ -205,6 +216,68 @@ async fn a_package_installed_the_readme_way_imports_inside_a_script() {
     };
     assert!(reason.contains(&format!("prefix={prefix} ")), "{reason} (python3 prefix {prefix})");
     assert!(reason.contains(&format!("requests={location}/requests/")), "{reason} (pip location {location})");
+}
+
+fn send_frame(w: &mut impl Write, v: &serde_json::Value) {
+    let bytes = v.to_string().into_bytes();
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).expect("write");
+    w.write_all(&bytes).expect("write");
+    w.flush().expect("flush");
+}
+
+fn read_frame(r: &mut impl Read) -> serde_json::Value {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).expect("reply");
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    r.read_exact(&mut buf).expect("reply");
+    serde_json::from_slice(&buf).expect("json")
+}
+
+#[test]
+fn a_venv_s_site_packages_are_on_the_path_of_workers_of_a_certhost_built_from_it() {
+    // Built from a venv's python, certhost bakes in what site_dirs.py prints (build.rs) and
+    // starts workers with PYTHONHOME = the base prefix: that alone would hide the venv's
+    // packages. Here: a real venv, site_dirs.py run with it, and a worker started as the host
+    // starts one of such a build.
+    let dir = tempfile::tempdir().expect("tmp");
+    let venv = dir.path().join("venv");
+    python(&["-m", "venv", "--without-pip", venv.to_str().expect("utf8")]);
+    let site_dirs_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/connector/python/site_dirs.py");
+    assert_eq!(python(&[site_dirs_py.to_str().expect("utf8")]), "", "a plain interpreter has no extra site dirs");
+    let out = std::process::Command::new(venv.join("bin/python3")).arg(&site_dirs_py).output().expect("venv python");
+    let site_dirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let venv_real = venv.canonicalize().expect("venv");
+    let site = PathBuf::from(site_dirs.split(':').next().expect("a dir"));
+    assert!(site.starts_with(&venv) || site.starts_with(&venv_real), "{site_dirs} should be the venv's site-packages");
+    std::fs::write(site.join("venv_only_probe.py"), "PROBE = True\n").expect("write");
+    let script = dir.path().join("uses_venv.py");
+    std::fs::write(
+        &script,
+        "import sys\nimport venv_only_probe\n\n\ndef certificate_request(csr, common_name, args_dict):\n    \
+         return {\"status\": \"rejected\", \"reason\": venv_only_probe.__file__}\n",
+    )
+    .expect("write");
+
+    let mut worker = std::process::Command::new(crate::helpers::certhost_bin())
+        .args([certhost::connector::python::WORKER_SUBCOMMAND, "--memory-bytes", "536870912"])
+        .env("PYTHONHOME", env!("CERTHOST_PYTHON_HOME"))
+        .env("PYTHONNOUSERSITE", "1")
+        .env(certhost::connector::python::SITE_DIRS_ENV, &site_dirs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("worker");
+    let (mut to, mut from) = (worker.stdin.take().expect("stdin"), worker.stdout.take().expect("stdout"));
+    send_frame(&mut to, &serde_json::json!({"op": "load", "path": script}));
+    let loaded = read_frame(&mut from);
+    assert_eq!(loaded["kind"], "ok", "{loaded}");
+    let call = serde_json::json!({"op": "call", "function": "certificate_request", "argv": ["csr", "cn", {}], "request_id": null});
+    send_frame(&mut to, &call);
+    let reply = read_frame(&mut from);
+    let file = PathBuf::from(reply["value"]["reason"].as_str().expect("reason"));
+    assert_eq!(file.parent(), Some(site.as_path()), "{reply}");
+    drop(to);
+    assert!(worker.wait().expect("wait").success());
 }
 
 #[tokio::test]

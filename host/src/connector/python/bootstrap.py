@@ -152,6 +152,26 @@ certhost.cache_set = _cache_set
 certhost.request_id = lambda: _state["request_id"]
 sys.modules["certhost"] = certhost
 
+
+def add_site_dirs(dirs):
+    """The site-packages of the virtual environment certhost was built from (`site_dirs.py`).
+    Workers run with PYTHONHOME = the base interpreter, which does not see them: add them, with
+    their .pth files, ahead of the base site-packages, as inside the venv."""
+    import site
+
+    before = list(sys.path)
+    for d in dirs:
+        if d:
+            site.addsitedir(d)
+    added = [p for p in sys.path if p not in before]
+    if not added:
+        return
+    rest = [p for p in sys.path if p not in added]
+    base = set(site.getsitepackages())
+    at = next((i for i, p in enumerate(rest) if p in base), len(rest))
+    sys.path[:] = rest[:at] + added + rest[at:]
+
+
 OPTIONAL = ["poll", "renew", "revoke", "test_connection", "list_certificates", "update_order"]
 
 

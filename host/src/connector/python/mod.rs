@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use process::WORKER_SUBCOMMAND;
+pub use process::{SITE_DIRS_ENV, WORKER_SUBCOMMAND};
 pub use worker::main as worker_main;
 
 use self::cache::AccountCache;

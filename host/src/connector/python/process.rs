@@ -14,6 +14,10 @@ use super::redact::Redactor;
 /// Subcommand of the `certhost` binary that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "__python-worker";
 
+/// Environment variable through which a worker gets the extra site directories baked in at
+/// build time (`build.rs`, `site_dirs.py`), separated by `:`.
+pub const SITE_DIRS_ENV: &str = "CERTHOST_PYTHON_SITE_DIRS";
+
 /// A running worker.
 pub(super) struct WorkerProcess {
     child: Child,
@@ -46,6 +50,8 @@ impl WorkerProcess {
         if !home.is_empty() {
             cmd.env("PYTHONHOME", home);
         }
+        // Built from a venv: its site-packages, which PYTHONHOME (the base prefix) hides.
+        cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the worker
         // when the host dies, so no orphan keeps running a script.
         unsafe {
