@@ -194,28 +194,98 @@ async fn module_state_and_the_host_cache_persist_between_calls_of_one_account() 
     assert_eq!(second, Disposition::Rejected { reason: "calls=2 token=token-1 cached=hello".into() });
 }
 
+/// A local package named `name`, built by an in-tree PEP 517 backend (no build requirements,
+/// so `pip install DIR` needs no network).
+fn write_package(dir: &Path, name: &str) {
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join(format!("{name}.py")), "PROBE = True\n").expect("write");
+    std::fs::write(
+        dir.join("backend.py"),
+        format!(
+            r#"import base64, hashlib, os, zipfile
+NAME, VERSION = "{name}", "1.0"
+DIST = NAME + "-" + VERSION + ".dist-info"
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(NAME + ".py", "rb") as f:
+        files = {{NAME + ".py": f.read()}}
+    files[DIST + "/METADATA"] = ("Metadata-Version: 2.1\nName: " + NAME + "\nVersion: " + VERSION + "\n").encode()
+    files[DIST + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: certhost-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    record.append(DIST + "/RECORD,,")
+    files[DIST + "/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = NAME + "-" + VERSION + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, wheel), "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return wheel
+"#
+        ),
+    )
+    .expect("write");
+}
+
+/// Uninstalls the probe package however the test ends.
+struct Installed(String);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(PYTHON).args(["-m", "pip", "uninstall", "-y", "-q", &self.0]).output();
+    }
+}
+
 #[tokio::test]
 async fn a_package_installed_the_readme_way_imports_inside_a_script() {
-    // README: packages for scripts are installed with `python3 -m pip install NAME`, into the
+    // README: packages for scripts are installed with `python3 -m pip install NAME` into the
     // interpreter certhost was built against. The worker must import them from there, not
-    // from another libpython's site-packages.
-    let shown = std::process::Command::new("python3").args(["-m", "pip", "show", "requests"]).output().expect("pip");
-    let shown = String::from_utf8_lossy(&shown.stdout);
-    let location = shown
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: "))
-        .expect("requests installed with pip")
-        .trim()
-        .to_owned();
-    let prefix =
-        std::process::Command::new("python3").args(["-c", "import sys; print(sys.prefix)"]).output().expect("python3");
-    let prefix = String::from_utf8_lossy(&prefix.stdout).trim().to_owned();
-    let c = load("which_python.py", limits(20, 512)).await.expect("loads");
+    // from another libpython's site-packages (Debian's /usr/lib/python3).
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let name = format!("certhost_probe_{}_{nanos}", std::process::id());
+    let package = tempfile::tempdir().expect("tmp");
+    write_package(package.path(), &name);
+    let out = std::process::Command::new(PYTHON)
+        .args(["-m", "pip", "install", "-q"])
+        .arg(package.path())
+        .output()
+        .expect("pip");
+    let _installed = Installed(name.clone());
+    assert!(out.status.success(), "pip install: {}", String::from_utf8_lossy(&out.stderr));
+    let prefix = python(&["-c", "import sys; print(sys.prefix)"]);
+    let site_dirs: Vec<String> =
+        python(&["-c", "import site; print('\\n'.join(site.getsitepackages()))"]).lines().map(str::to_owned).collect();
+
+    // The script lives elsewhere: its own directory is on sys.path.
+    let scripts = tempfile::tempdir().expect("tmp");
+    let script = scripts.path().join("uses_probe.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import json\nimport requests\nimport {name}\n\n\ndef certificate_request(csr, common_name, args_dict):\n    \
+             return {{\"status\": \"rejected\", \"reason\": json.dumps([{name}.__file__, requests.__file__])}}\n"
+        ),
+    )
+    .expect("write");
+    let c = PythonConnector::load(&script, Path::new(crate::helpers::certhost_bin()), limits(20, 512))
+        .await
+        .expect("the script imports the package");
     let Disposition::Rejected { reason } = c.certificate_request(&request(), &Args::new()).await.expect("call") else {
         panic!("unexpected disposition")
     };
-    assert!(reason.contains(&format!("prefix={prefix} ")), "{reason} (python3 prefix {prefix})");
-    assert!(reason.contains(&format!("requests={location}/requests/")), "{reason} (pip location {location})");
+    let [probe, requests]: [String; 2] = serde_json::from_str(&reason).expect("json");
+    let in_site = |f: &str| site_dirs.iter().any(|d| f.starts_with(&format!("{d}/")));
+    assert!(probe.starts_with(&format!("{prefix}/")) && in_site(&probe), "{probe} (prefix {prefix}, {site_dirs:?})");
+    assert!(!probe.starts_with("/usr/lib/python3"), "{probe}");
+    assert!(in_site(&requests), "requests from {requests}, not from {site_dirs:?} of {PYTHON}");
 }
 
 fn send_frame(w: &mut impl Write, v: &serde_json::Value) {
