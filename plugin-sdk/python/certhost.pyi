@@ -12,7 +12,8 @@ next CA account.
     import certhost   # this module, provided by the host at run time
 
 Module-level state persists between calls of the same CA account (one worker process per
-account), so "reuse a token if one exists, else authenticate" works as in Avi.
+account), so "reuse a token if one exists, else authenticate" works as in Avi. A returned
+`bytes` holding PEM (e.g. `response.content`) is accepted like a str.
 """
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
@@ -45,11 +46,22 @@ Disposition = Union[str, Issued, Pending, Rejected]
 def log(level: str, message: str) -> None:
     """Log through the host ("debug", "info", "warn", "error"); sensitive values are redacted."""
 
+# The cache has the semantics of the WASM connectors' cache-get / cache-set:
+# - one cache per CA account, shared by all its calls; it outlives the account's worker
+#   process (a worker killed at its deadline or after a crash), but not certhost itself, and a
+#   value set during a call that is killed at its deadline may be lost;
+# - ttl is in whole seconds (a fraction is rounded up); 0 (or None) means no expiry;
+# - a value over 64 KiB or a key over 1 KiB (UTF-8 bytes) is not stored (a warning is logged);
+# - at most 256 entries: setting a new key when full first drops expired entries, and is
+#   ignored (with a warning) if the cache is still full. Existing keys can always be replaced.
+
 def cache_get(key: str) -> Optional[str]:
     """A value cached for this CA account, or None when absent or expired."""
 
-def cache_set(key: str, value: str, ttl: Optional[float] = None) -> None:
-    """Cache a value for this CA account for `ttl` seconds (forever when None)."""
+def cache_set(key: str, value: str, ttl: Optional[int] = 0) -> None:
+    """Cache `value` under `key` for this CA account for `ttl` seconds; 0 or None: no expiry.
+    Raises TypeError unless key and value are str and ttl a number; ValueError for a ttl
+    outside 0..4294967295."""
 
 def request_id() -> Optional[str]:
     """The order's request id during certificate_request/renew: use it to make retries idempotent."""

@@ -1,8 +1,9 @@
 //! Python script connectors: the Avi contract, hostile scripts, and the pinned interpreter.
 //! Each test drives real worker processes of the real `certhost` binary.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use certhost::connector::python::PythonConnector;
 use certhost::connector::{Args, CertificateRequest, Connector, ConnectorError, Disposition, Limits};
@@ -11,6 +12,16 @@ use certhost::key::KeyType;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/python").join(name)
+}
+
+/// The interpreter certhost is built against (host/build.rs: `PYO3_PYTHON`, else `python3` on
+/// PATH), as pyo3 resolved it.
+const PYTHON: &str = env!("CERTHOST_PYTHON_EXECUTABLE");
+
+fn python(args: &[&str]) -> String {
+    let out = std::process::Command::new(PYTHON).args(args).output().expect("run the pinned python");
+    assert!(out.status.success(), "{PYTHON} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn limits(timeout_s: u64, memory_mib: u64) -> Limits {
@@ -56,20 +67,38 @@ impl FileCa {
     }
 }
 
-async fn error_of(name: &str, l: Limits) -> String {
-    let c = load(name, l).await.unwrap_or_else(|e| panic!("{name} should load: {e}"));
-    match c.certificate_request(&request(), &Args::new()).await {
+/// The error of loading `name` or, when it loads, of its certificate_request with `args`.
+async fn error_of(name: &str, l: Limits, args: Args) -> String {
+    let c = match load(name, l).await {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    match c.certificate_request(&request(), &args).await {
         Ok(d) => panic!("{name} should fail, got {d:?}"),
         Err(e) => e.to_string(),
     }
+}
+
+const SECRET: &str = "k3y-5ecret-value-991";
+
+fn secret_args() -> Args {
+    let mut args = Args::new();
+    args.insert_sensitive("api_key", SECRET);
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_working() {
     let ca = FileCa::new();
     let good = load("scripted_ca.py", limits(20, 512)).await.expect("good script loads");
+    let fixtures = fixture("hostile").display().to_string();
+    let import_error = format!(
+        "script import_error: misconfigured: cannot load {fixtures}/import_error.py: \
+         ModuleNotFoundError: No module named 'module_that_does_not_exist' (line 1)"
+    );
     let cases: Vec<(&str, Limits, &str)> = vec![
         ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
+        ("hostile/ignores_sigterm.py", limits(2, 512), "script ignores_sigterm: timed out after 2s"),
         ("hostile/memory_bomb.py", limits(20, 256), "script memory_bomb: exceeded its 256 MiB memory limit"),
         (
             "hostile/os_exit.py",
@@ -93,10 +122,29 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             limits(20, 512),
             "script returns_not_pem: returned a string that is not a PEM certificate",
         ),
+        (
+            "hostile/returns_bytes_not_pem.py",
+            limits(20, 512),
+            "script returns_bytes_not_pem: returned bytes that are not a PEM certificate",
+        ),
+        (
+            "hostile/returns_binary.py",
+            limits(20, 512),
+            "script returns_binary: returned bytes that are not a PEM certificate (not UTF-8 text)",
+        ),
+        ("hostile/import_error.py", limits(20, 512), &import_error),
+        (
+            "hostile/prints_secret.py",
+            limits(20, 512),
+            "script prints_secret: raised RuntimeError: auth failed with ***; stderr: debug: key=***",
+        ),
     ];
     for (name, l, expected) in cases {
         let (req, good_args) = (request(), ca.args("good"));
-        let (bad, ok) = tokio::join!(error_of(name, l), good.certificate_request(&req, &good_args));
+        let mut bad_args = secret_args();
+        bad_args.insert("mode", "hang");
+        bad_args.insert("pid_file", ca.dir.path().join("pid").display().to_string());
+        let (bad, ok) = tokio::join!(error_of(name, l, bad_args), good.certificate_request(&req, &good_args));
         assert_eq!(bad, expected, "{name}");
         assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good account kept working during {name}: {ok:?}");
     }
@@ -132,10 +180,8 @@ async fn scripts_that_do_not_import_are_refused_at_load_with_the_python_error_an
 #[tokio::test]
 async fn sensitive_values_printed_by_a_script_are_redacted_from_its_error() {
     let c = load("hostile/prints_secret.py", limits(20, 512)).await.expect("loads");
-    let mut args = Args::new();
-    args.insert_sensitive("api_key", "k3y-5ecret-value-991");
-    let err = c.certificate_request(&request(), &args).await.expect_err("fails").to_string();
-    assert!(!err.contains("k3y-5ecret-value-991"), "{err}");
+    let err = c.certificate_request(&request(), &secret_args()).await.expect_err("fails").to_string();
+    assert!(!err.contains(SECRET), "{err}");
     assert!(err.contains("raised RuntimeError: auth failed with ***") && err.contains("debug: key=***"), "{err}");
 }
 
@@ -148,28 +194,351 @@ async fn module_state_and_the_host_cache_persist_between_calls_of_one_account() 
     assert_eq!(second, Disposition::Rejected { reason: "calls=2 token=token-1 cached=hello".into() });
 }
 
+/// A local package named `name`, built by an in-tree PEP 517 backend (no build requirements,
+/// so `pip install DIR` needs no network).
+fn write_package(dir: &Path, name: &str) {
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join(format!("{name}.py")), "PROBE = True\n").expect("write");
+    std::fs::write(
+        dir.join("backend.py"),
+        format!(
+            r#"import base64, hashlib, os, zipfile
+NAME, VERSION = "{name}", "1.0"
+DIST = NAME + "-" + VERSION + ".dist-info"
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(NAME + ".py", "rb") as f:
+        files = {{NAME + ".py": f.read()}}
+    files[DIST + "/METADATA"] = ("Metadata-Version: 2.1\nName: " + NAME + "\nVersion: " + VERSION + "\n").encode()
+    files[DIST + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: certhost-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    record.append(DIST + "/RECORD,,")
+    files[DIST + "/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = NAME + "-" + VERSION + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, wheel), "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return wheel
+"#
+        ),
+    )
+    .expect("write");
+}
+
+/// Uninstalls the probe package however the test ends.
+struct Installed(String);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(PYTHON).args(["-m", "pip", "uninstall", "-y", "-q", &self.0]).output();
+    }
+}
+
 #[tokio::test]
 async fn a_package_installed_the_readme_way_imports_inside_a_script() {
-    // README: packages for scripts are installed with `python3 -m pip install NAME`, into the
+    // README: packages for scripts are installed with `python3 -m pip install NAME` into the
     // interpreter certhost was built against. The worker must import them from there, not
-    // from another libpython's site-packages.
-    let shown = std::process::Command::new("python3").args(["-m", "pip", "show", "requests"]).output().expect("pip");
-    let shown = String::from_utf8_lossy(&shown.stdout);
-    let location = shown
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: "))
-        .expect("requests installed with pip")
-        .trim()
-        .to_owned();
-    let prefix =
-        std::process::Command::new("python3").args(["-c", "import sys; print(sys.prefix)"]).output().expect("python3");
-    let prefix = String::from_utf8_lossy(&prefix.stdout).trim().to_owned();
-    let c = load("which_python.py", limits(20, 512)).await.expect("loads");
+    // from another libpython's site-packages (Debian's /usr/lib/python3).
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let name = format!("certhost_probe_{}_{nanos}", std::process::id());
+    let package = tempfile::tempdir().expect("tmp");
+    write_package(package.path(), &name);
+    let out = std::process::Command::new(PYTHON)
+        .args(["-m", "pip", "install", "-q"])
+        .arg(package.path())
+        .output()
+        .expect("pip");
+    let _installed = Installed(name.clone());
+    assert!(out.status.success(), "pip install: {}", String::from_utf8_lossy(&out.stderr));
+    let prefix = python(&["-c", "import sys; print(sys.prefix)"]);
+    let site_dirs: Vec<String> =
+        python(&["-c", "import site; print('\\n'.join(site.getsitepackages()))"]).lines().map(str::to_owned).collect();
+
+    // The script lives elsewhere: its own directory is on sys.path.
+    let scripts = tempfile::tempdir().expect("tmp");
+    let script = scripts.path().join("uses_probe.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import json\nimport requests\nimport {name}\n\n\ndef certificate_request(csr, common_name, args_dict):\n    \
+             return {{\"status\": \"rejected\", \"reason\": json.dumps([{name}.__file__, requests.__file__])}}\n"
+        ),
+    )
+    .expect("write");
+    let c = PythonConnector::load(&script, Path::new(crate::helpers::certhost_bin()), limits(20, 512))
+        .await
+        .expect("the script imports the package");
     let Disposition::Rejected { reason } = c.certificate_request(&request(), &Args::new()).await.expect("call") else {
         panic!("unexpected disposition")
     };
-    assert!(reason.contains(&format!("prefix={prefix} ")), "{reason} (python3 prefix {prefix})");
-    assert!(reason.contains(&format!("requests={location}/requests/")), "{reason} (pip location {location})");
+    let [probe, requests]: [String; 2] = serde_json::from_str(&reason).expect("json");
+    let in_site = |f: &str| site_dirs.iter().any(|d| f.starts_with(&format!("{d}/")));
+    assert!(probe.starts_with(&format!("{prefix}/")) && in_site(&probe), "{probe} (prefix {prefix}, {site_dirs:?})");
+    assert!(!probe.starts_with("/usr/lib/python3"), "{probe}");
+    assert!(in_site(&requests), "requests from {requests}, not from {site_dirs:?} of {PYTHON}");
+}
+
+fn send_frame(w: &mut impl Write, v: &serde_json::Value) {
+    let bytes = v.to_string().into_bytes();
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).expect("write");
+    w.write_all(&bytes).expect("write");
+    w.flush().expect("flush");
+}
+
+fn read_frame(r: &mut impl Read) -> serde_json::Value {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).expect("reply");
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    r.read_exact(&mut buf).expect("reply");
+    serde_json::from_slice(&buf).expect("json")
+}
+
+#[test]
+fn a_venv_s_site_packages_are_on_the_path_of_workers_of_a_certhost_built_from_it() {
+    // Built from a venv's python, certhost bakes in what site_dirs.py prints (build.rs) and
+    // starts workers with PYTHONHOME = the base prefix: that alone would hide the venv's
+    // packages. Here: a real venv, site_dirs.py run with it, and a worker started as the host
+    // starts one of such a build.
+    let dir = tempfile::tempdir().expect("tmp");
+    let venv = dir.path().join("venv");
+    python(&["-m", "venv", "--without-pip", venv.to_str().expect("utf8")]);
+    let site_dirs_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/connector/python/site_dirs.py");
+    assert_eq!(python(&[site_dirs_py.to_str().expect("utf8")]), "", "a plain interpreter has no extra site dirs");
+    let out = std::process::Command::new(venv.join("bin/python3")).arg(&site_dirs_py).output().expect("venv python");
+    let site_dirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let venv_real = venv.canonicalize().expect("venv");
+    let site = PathBuf::from(site_dirs.split(':').next().expect("a dir"));
+    assert!(site.starts_with(&venv) || site.starts_with(&venv_real), "{site_dirs} should be the venv's site-packages");
+    std::fs::write(site.join("venv_only_probe.py"), "PROBE = True\n").expect("write");
+    let script = dir.path().join("uses_venv.py");
+    std::fs::write(
+        &script,
+        "import sys\nimport venv_only_probe\n\n\ndef certificate_request(csr, common_name, args_dict):\n    \
+         return {\"status\": \"rejected\", \"reason\": venv_only_probe.__file__}\n",
+    )
+    .expect("write");
+
+    let mut worker = std::process::Command::new(crate::helpers::certhost_bin())
+        .args([certhost::connector::python::WORKER_SUBCOMMAND, "--memory-bytes", "536870912"])
+        .env("PYTHONHOME", env!("CERTHOST_PYTHON_HOME"))
+        .env("PYTHONNOUSERSITE", "1")
+        .env(certhost::connector::python::SITE_DIRS_ENV, &site_dirs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("worker");
+    let (mut to, mut from) = (worker.stdin.take().expect("stdin"), worker.stdout.take().expect("stdout"));
+    send_frame(&mut to, &serde_json::json!({"op": "load", "path": script}));
+    let loaded = read_frame(&mut from);
+    assert_eq!(loaded["kind"], "ok", "{loaded}");
+    let call = serde_json::json!({"op": "call", "function": "certificate_request", "argv": ["csr", "cn", {}], "request_id": null});
+    send_frame(&mut to, &call);
+    let reply = read_frame(&mut from);
+    let file = PathBuf::from(reply["value"]["reason"].as_str().expect("reason"));
+    assert_eq!(file.parent(), Some(site.as_path()), "{reply}");
+    drop(to);
+    assert!(worker.wait().expect("wait").success());
+}
+
+#[tokio::test]
+async fn a_script_that_ignores_sigterm_is_killed_with_sigkill_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = dir.path().join("pid");
+    let c = load("hostile/ignores_sigterm.py", limits(2, 512)).await.expect("loads");
+    let mut hang = Args::new();
+    hang.insert("mode", "hang");
+    hang.insert("pid_file", pid_file.display().to_string());
+    let started = Instant::now();
+    let err = c.certificate_request(&request(), &hang).await.expect_err("killed");
+    let took = started.elapsed();
+    assert_eq!(err.to_string(), "script ignores_sigterm: timed out after 2s");
+    // The deadline, then SIGTERM (ignored) and its grace, then SIGKILL.
+    assert!(took >= Duration::from_millis(2400) && took < Duration::from_secs(8), "took {took:?}");
+    let pid = std::fs::read_to_string(&pid_file).expect("pid written");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} is still there");
+    let again = c.certificate_request(&request(), &Args::new()).await.expect("a fresh worker answers");
+    let Disposition::Issued { ca_order_id: Some(new_pid), .. } = again else { panic!("{again:?}") };
+    assert_ne!(new_pid, pid, "a new worker");
+}
+
+#[tokio::test]
+async fn scripts_returning_bytes_holding_pem_are_accepted_like_a_str() {
+    let c = load("returns_bytes.py", limits(20, 512)).await.expect("loads");
+    let pem = std::fs::read_to_string(fixture("fixed_cert.pem")).expect("pem");
+    let got = c.certificate_request(&request(), &Args::new()).await.expect("issued");
+    assert_eq!(got, Disposition::Issued { certificate: pem, chain: vec![], ca_order_id: None });
+}
+
+/// A unique, multi-line sensitive value shaped like a PEM private key.
+fn pem_like_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 240];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let body = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        pem.push('\n');
+    }
+    // A short last line, as PEM bodies often have.
+    let mut tail = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut tail);
+    pem.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tail)[..6]);
+    pem.push_str("\n-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// Panics when any line of `secret`, or any 12 characters of a long line, appear in `text`.
+fn assert_no_piece(secret: &str, text: &str, what: &str) {
+    for line in secret.lines().map(str::trim) {
+        let pieces: Vec<&str> = if line.starts_with("-----") || line.len() < 12 {
+            vec![line]
+        } else {
+            (0..=line.len() - 12).map(|i| &line[i..i + 12]).collect()
+        };
+        for piece in pieces {
+            if let Some(i) = text.find(piece) {
+                panic!(
+                    "{piece:?} of the sensitive value leaked into {what}: ...{}...",
+                    &text[i.saturating_sub(200)..(i + 100).min(text.len())]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_line_of_a_multi_line_sensitive_value_reaches_an_error_or_a_log() {
+    let key = pem_like_secret();
+    let c = load("hostile/leaks_multiline_secret.py", limits(20, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert_sensitive("ca_private_key", key.clone());
+    let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
+    assert_no_piece(&key, &err, "the error");
+    assert!(err.starts_with("script leaks_multiline_secret: raised RuntimeError: xxx"), "{err}");
+    assert!(err.contains("***") && err.ends_with("zzz"), "{err}");
+
+    // The logs: through the binary with its own logging (-vv), as leak_hunt reads them (a
+    // thread-local tracing subscriber in this shared test binary misses events at random).
+    let data = tempfile::tempdir().expect("tmp");
+    let script = fixture("hostile/leaks_multiline_secret.py").display().to_string();
+    let out = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["-vv", "plugin", "check", &script, "--sensitive-param"])
+        .arg(format!("ca_private_key={key}"))
+        .env("CERTHOST_DATA_DIR", data.path())
+        .output()
+        .expect("certhost");
+    let transcript = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_no_piece(&key, &transcript, "plugin check's output and log");
+    for logged in ["raised RuntimeError: xxx", "stdout: ***", "stderr: ***", "key: ***"] {
+        assert!(transcript.contains(logged), "{logged:?} expected in {transcript}");
+    }
+}
+
+fn cache_args(ops: serde_json::Value) -> Args {
+    let mut a = Args::new();
+    a.insert("ops", ops.to_string());
+    a
+}
+
+async fn cache_ops(c: &PythonConnector, ops: serde_json::Value) -> serde_json::Value {
+    match c.certificate_request(&request(), &cache_args(ops)).await {
+        Ok(Disposition::Rejected { reason }) => serde_json::from_str(&reason).expect("json"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_script_cache_has_the_rules_of_the_wasm_cache_and_outlives_its_worker() {
+    use serde_json::{Value, json};
+    let c = load("cache_ops.py", limits(3, 512)).await.expect("loads");
+    // ttl 0 (and None) never expire; ttl 1 expires after a second.
+    let r = cache_ops(
+        &c,
+        json!([
+            ["set", "forever", "abc", 0],
+            ["set", "none", "abcd", null],
+            ["set", "soon", "ab", 1],
+            ["get", "soon"],
+            ["sleep", 1.1],
+            ["get", "soon"],
+            ["get", "forever"],
+            ["get", "none"]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!([null, null, null, 2, null, null, 3, 4]));
+    // Values up to 64 KiB and keys up to 1 KiB, counted in UTF-8 bytes; larger ones are ignored.
+    let (k1024, k1025) = ("k".repeat(1024), "k".repeat(1025));
+    let r = cache_ops(
+        &c,
+        json!([
+            ["set", "max", 65536, 0],
+            ["set", "over", 65537, 0],
+            ["set", "wide", "é".repeat(32769), 0],
+            ["set", k1024, "v", 0],
+            ["set", k1025, "v", 0],
+            ["get", "max"],
+            ["get", "over"],
+            ["get", "wide"],
+            ["get", k1024],
+            ["get", k1025]
+        ]),
+    )
+    .await;
+    assert_eq!(r.as_array().expect("list")[5..], [json!(65536), Value::Null, Value::Null, json!(1), Value::Null]);
+    // Strings only; ttl in whole seconds, 0..=u32::MAX.
+    let r = cache_ops(
+        &c,
+        json!([
+            ["bad_set", "k", 5, 0],
+            ["bad_set", 5, "v", 0],
+            ["bad_set", "k", "v", -1],
+            ["bad_set", "k", "v", "60"],
+            ["bad_set", "k", "v", 4_294_967_296u64],
+            ["bad_set", "k", "v", 4_294_967_295u64],
+            ["bad_set", "k", "v", 0.5]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!(["TypeError", "TypeError", "ValueError", "TypeError", "ValueError", "accepted", "accepted"]));
+    // The cache belongs to the account, not to the worker: it survives a worker killed at its deadline.
+    let err = c.certificate_request(&request(), &cache_args(json!([["hang"]]))).await.expect_err("killed");
+    assert_eq!(err.to_string(), "script cache_ops: timed out after 3s");
+    let r = cache_ops(&c, json!([["get", "forever"], ["get", "max"], ["get", "soon"]])).await;
+    assert_eq!(r, json!([3, 65536, null]));
+
+    // 256 entries: a new key first purges expired entries, and is ignored while the cache is full.
+    let c = load("cache_ops.py", limits(10, 512)).await.expect("loads");
+    let r = cache_ops(
+        &c,
+        json!([
+            ["fill", "f", 255, 0],
+            ["set", "brief", "b", 1],
+            ["set", "extra", "e", 0],
+            ["set", "f0", "changed", 0],
+            ["get", "extra"],
+            ["get", "f0"],
+            ["sleep", 1.1],
+            ["set", "extra", "e", 0],
+            ["get", "extra"],
+            ["set", "one_more", "m", 0],
+            ["get", "one_more"]
+        ]),
+    )
+    .await;
+    assert_eq!(r, json!([null, null, null, null, null, 7, null, null, 1, null, null]));
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! `cargo xtask`: the two commands of the README, and the steps they share.
 //!
 //! - `cargo xtask run -- ARGS`: build everything (host and connector plugins), run `certhost ARGS`.
-//! - `cargo xtask test`: install missing system tools the tests drive (openssl, cfssl, pebble),
-//!   build the plugins, run every test.
+//! - `cargo xtask test`: install missing system tools the tests drive (openssl, cfssl, pebble)
+//!   and the Python packages test scripts import (into the interpreter certhost embeds), build
+//!   the plugins, run every test.
 //! - `cargo xtask build-plugins`: build the wasm32-wasip2 connectors only.
 //!
 //! No dependencies on purpose: this must build in seconds on a fresh machine.
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => ensure_system_tools()
+            .and_then(|_| ensure_python_packages())
             .and_then(|_| ensure_schemathesis())
             .and_then(|_| build_plugins())
             .and_then(|_| test(&args[1..])),
@@ -69,6 +71,31 @@ fn ensure_system_tools() -> Result<(), String> {
     let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
     install.args(&missing);
     status(install, "apt-get install")
+}
+
+/// Python packages the script connectors and test scripts import (`requests` for every Avi
+/// script; `cryptography` for the scripted test CA).
+const PYTHON_PACKAGES: &[&str] = &["requests", "cryptography"];
+
+/// Makes sure the interpreter certhost embeds (host/build.rs: `PYO3_PYTHON`, else `python3` on
+/// PATH) imports each of `PYTHON_PACKAGES`, installing a missing one the README's way:
+/// `python3 -m pip install NAME`.
+fn ensure_python_packages() -> Result<(), String> {
+    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
+    for package in PYTHON_PACKAGES {
+        let importable = Command::new(&python)
+            .args(["-c", &format!("import {package}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !importable {
+            eprintln!("xtask: installing {package} with {python} -m pip install {package}");
+            let mut pip = Command::new(&python);
+            pip.args(["-m", "pip", "install", package]);
+            status(pip, &format!("{python} -m pip install {package}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn sudo_apt() -> Command {

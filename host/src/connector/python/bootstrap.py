@@ -4,6 +4,7 @@
 # other exception become data, never the end of the worker.
 import io
 import json
+import math
 import sys
 import time
 import traceback
@@ -11,31 +12,138 @@ import types
 
 _state = {"module": None, "request_id": None}
 
-# The host module scripts may import: `import certhost`.
+
+# --- redaction (the rules of `redact.rs`) ---------------------------------------------------
+
+MIN_FRAGMENT = 8
+
+
+class _Redactor:
+    """Replaces each sensitive value of the call by ***; the lines of a multi-line value (a PEM
+    key) too: those of MIN_FRAGMENT characters or more wherever they occur, shorter ones where
+    they make up a whole line. Applied to the full text, before anything is cut to size."""
+
+    def __init__(self, values):
+        self.whole, self.fragments, self.short = [], [], []
+        for v in values or []:
+            if not isinstance(v, str) or not v:
+                continue
+            if v not in self.whole:
+                self.whole.append(v)
+            if "\n" in v:
+                for line in v.split("\n"):
+                    line = line.strip()
+                    if not line:
+                        continue
+                    target = self.fragments if len(line) >= MIN_FRAGMENT else self.short
+                    if line not in target:
+                        target.append(line)
+        self.whole.sort(key=len, reverse=True)
+        self.fragments.sort(key=len, reverse=True)
+
+    def __call__(self, text):
+        if not self.whole or not text:
+            return text
+        for v in self.whole:
+            if v in text:
+                text = text.replace(v, "***")
+        for f in self.fragments:
+            if f in text:
+                text = text.replace(f, "***")
+        if self.short:
+            text = "\n".join("***" if line.strip() in self.short else line for line in text.split("\n"))
+        return text
+
+
+_redact = _Redactor([])
+
+
+# --- the host module scripts may import: `import certhost` ----------------------------------
+
 certhost = types.ModuleType("certhost")
 certhost.__doc__ = "Host services for certhost script connectors: log, cache_get, cache_set, request_id."
 _logs = []
-_cache = {}
 
 
 def _log(level, message):
     _logs.append([str(level), str(message)])
 
 
+# The CA account's cache, with the rules of the WASM cache (connector/wasm/host_impl.rs):
+# ttl in whole seconds, 0 (or None) = no expiry; values over 64 KiB and keys over 1 KiB (UTF-8
+# bytes) are ignored with a warning; at 256 entries a new key first purges expired entries and
+# is ignored with a warning if the cache is still full. The host keeps a copy (`cache.rs`) so
+# the cache outlives this worker: each reply reports the keys set, `load` receives the cache.
+MAX_ENTRIES = 256
+MAX_VALUE = 64 * 1024
+MAX_KEY = 1024
+_cache = {}
+_cache_changed = set()
+
+
+def _text(what, value):
+    if not isinstance(value, str):
+        raise TypeError(f"certhost.cache: {what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _ttl_seconds(ttl):
+    if ttl is None:
+        return 0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"certhost.cache_set: ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not (0 <= ttl <= 0xFFFFFFFF):
+        raise ValueError("certhost.cache_set: ttl must be 0 (no expiry) or 1..4294967295 seconds")
+    return math.ceil(ttl)
+
+
 def _cache_get(key):
-    entry = _cache.get(str(key))
+    key = _text("key", key)
+    entry = _cache.get(key)
     if entry is None:
         return None
     value, expires = entry
-    if expires is not None and expires < time.monotonic():
-        del _cache[str(key)]
+    if expires is not None and expires <= time.monotonic():
+        del _cache[key]
         return None
     return value
 
 
-def _cache_set(key, value, ttl=None):
-    expires = None if ttl is None else time.monotonic() + float(ttl)
-    _cache[str(key)] = (str(value), expires)
+def _cache_set(key, value, ttl=0):
+    key, value, seconds = _text("key", key), _text("value", value), _ttl_seconds(ttl)
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY:
+        _log("warn", "cache-set ignored: key or value too large")
+        return
+    if len(_cache) >= MAX_ENTRIES and key not in _cache:
+        now = time.monotonic()
+        for k in [k for k, (_, exp) in _cache.items() if exp is not None and exp <= now]:
+            del _cache[k]
+        if len(_cache) >= MAX_ENTRIES:
+            _log("warn", "cache-set ignored: cache full")
+            return
+    _cache[key] = (value, None if seconds == 0 else time.monotonic() + seconds)
+    _cache_changed.add(key)
+
+
+def _cache_seed(entries):
+    now = time.monotonic()
+    for e in entries or []:
+        ms = e.get("expires_in_ms")
+        _cache[e["key"]] = (e["value"], None if ms is None else now + ms / 1000.0)
+
+
+def _cache_report():
+    """The entries set since the last report, as the host's `CacheEntry`."""
+    now = time.monotonic()
+    out = []
+    for key in sorted(_cache_changed):
+        entry = _cache.get(key)
+        if entry is not None:
+            value, expires = entry
+            ms = None if expires is None else max(0, int((expires - now) * 1000))
+            out.append({"key": key, "value": value, "expires_in_ms": ms})
+    _cache_changed.clear()
+    return out
 
 
 certhost.log = _log
@@ -43,6 +151,26 @@ certhost.cache_get = _cache_get
 certhost.cache_set = _cache_set
 certhost.request_id = lambda: _state["request_id"]
 sys.modules["certhost"] = certhost
+
+
+def add_site_dirs(dirs):
+    """The site-packages of the virtual environment certhost was built from (`site_dirs.py`).
+    Workers run with PYTHONHOME = the base interpreter, which does not see them: add them, with
+    their .pth files, ahead of the base site-packages, as inside the venv."""
+    import site
+
+    before = list(sys.path)
+    for d in dirs:
+        if d:
+            site.addsitedir(d)
+    added = [p for p in sys.path if p not in before]
+    if not added:
+        return
+    rest = [p for p in sys.path if p not in added]
+    base = set(site.getsitepackages())
+    at = next((i for i, p in enumerate(rest) if p in base), len(rest))
+    sys.path[:] = rest[:at] + added + rest[at:]
+
 
 OPTIONAL = ["poll", "renew", "revoke", "test_connection", "list_certificates", "update_order"]
 
@@ -58,9 +186,10 @@ def _describe(module):
     return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
 
 
-def load(path):
+def load(path, cache=None):
     import os
 
+    _cache_seed(cache)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -75,7 +204,7 @@ def load(path):
         if not callable(getattr(module, "certificate_request", None)):
             return json.dumps({"kind": "error", "message": "the script defines no certificate_request(csr, common_name, args_dict) function"})
         _state["module"] = module
-        return json.dumps({"kind": "ok", "value": _describe(module)})
+        return json.dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
     except SyntaxError as e:
         return json.dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
     except BaseException as e:
@@ -93,7 +222,7 @@ class _Tee(io.StringIO):
 
     def write(self, text):
         try:
-            sys.__stderr__.write(text)
+            sys.__stderr__.write(_redact(text))
             sys.__stderr__.flush()
         except Exception:
             pass
@@ -107,25 +236,39 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
     return repr(value)[:200]
 
 
-def call(function, argv_json, request_id):
+def _result(result):
+    """A returned value as (type name, JSON value). bytes (Avi scripts often return
+    `response.content`) are decoded as text, "bytes" if they are not UTF-8."""
+    if isinstance(result, (bytes, bytearray)):
+        try:
+            return "bytes", bytes(result).decode("utf-8")
+        except UnicodeDecodeError:
+            return "bytes", None
+    return type(result).__name__, _plain(result)
+
+
+def call(function, argv_json, request_id, sensitive=None):
+    global _redact
     module = _state["module"]
     fn = getattr(module, function, None)
     if not callable(fn):
         return json.dumps({"kind": "unsupported"})
     argv = json.loads(argv_json)
     _state["request_id"] = request_id
+    _redact = _Redactor(sensitive)
     del _logs[:]
     out, err = io.StringIO(), _Tee()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     try:
         result = fn(*argv)
-        reply = {"kind": "ok", "type": type(result).__name__, "value": _plain(result)}
+        value_type, value = _result(result)
+        reply = {"kind": "ok", "type": value_type, "value": value}
     except SystemExit as e:
         code = e.code
         if code is None or isinstance(code, int):
@@ -134,11 +277,17 @@ def call(function, argv_json, request_id):
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
-        reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__, "message": str(e)[:2000],
-                 "mro": [c.__name__ for c in type(e).__mro__]}
+        try:
+            message = str(e)
+        except BaseException:
+            message = "(the exception's str() failed)"
+        reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
+                 "message": _redact(message)[:2000], "mro": [c.__name__ for c in type(e).__mro__]}
     finally:
         sys.stdout, sys.stderr = saved
-    reply["stdout"] = out.getvalue()[-65536:]
-    reply["stderr"] = err.getvalue()[-65536:]
-    reply["logs"] = list(_logs)
+    # Redact the whole text first, then cut: a cut must never leave part of a secret.
+    reply["stdout"] = _redact(out.getvalue())[-65536:]
+    reply["stderr"] = _redact(err.getvalue())[-65536:]
+    reply["logs"] = [[level, _redact(message)] for level, message in _logs]
+    reply["cache"] = _cache_report()
     return json.dumps(reply)

@@ -2,8 +2,10 @@
 //! args_dict)` plus certhost's optional operations, run in worker processes.
 //!
 //! Layers: `protocol` (frames), `worker` (the child: pyo3 + `bootstrap.py`), `process`
-//! (spawn/kill one worker), and this file: [`PythonConnector`], one worker per CA account,
-//! started lazily, reused, and replaced after a crash, a kill or a timeout.
+//! (spawn/kill one worker), `redact` (what a script prints, logs or raises), `cache` (the
+//! account's `certhost.cache_*`, kept across workers), and this file: [`PythonConnector`], one
+//! worker per CA account, started lazily, reused, and replaced after a crash, a kill or a
+//! timeout.
 //!
 //! Optional functions and their Python signatures (see `plugin-sdk/python/certhost.pyi`):
 //! `poll(order_id, args_dict)`, `renew(prior_certificate, ca_order_id, csr, common_name,
@@ -11,8 +13,10 @@
 //! `test_connection(args_dict)`, `list_certificates(args_dict, cursor)`,
 //! `update_order(order_id, action, args_dict)`.
 
+mod cache;
 mod process;
 mod protocol;
+mod redact;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +25,13 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use process::WORKER_SUBCOMMAND;
+pub use process::{SITE_DIRS_ENV, WORKER_SUBCOMMAND};
 pub use worker::main as worker_main;
 
+use self::cache::AccountCache;
 use self::process::WorkerProcess;
-use self::protocol::Request;
+use self::protocol::{CacheEntry, Request};
+use self::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevokeRequest,
@@ -39,6 +45,8 @@ pub struct PythonConnector {
     limits: Limits,
     description: Description,
     worker: tokio::sync::Mutex<Option<WorkerProcess>>,
+    /// The account's `certhost.cache_*` entries, handed to each new worker.
+    cache: std::sync::Mutex<AccountCache>,
 }
 
 /// What `bootstrap.py` answers.
@@ -61,6 +69,12 @@ struct Reply {
     stderr: String,
     #[serde(default)]
     logs: Vec<(String, String)>,
+    /// Cache entries the script set.
+    #[serde(default)]
+    cache: Vec<CacheEntry>,
+    /// The call's redaction rules (host side).
+    #[serde(skip)]
+    redactor: Redactor,
 }
 
 /// Exception classes that mean "the CA could not be reached": fail over, retry later.
@@ -99,6 +113,7 @@ impl PythonConnector {
                 operations: vec![],
             },
             worker: tokio::sync::Mutex::new(None),
+            cache: std::sync::Mutex::default(),
         };
         let (worker, described) = me.start().await?;
         me.description = described;
@@ -116,7 +131,8 @@ impl PythonConnector {
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
-        let req = Request::Load { path: self.path.display().to_string() };
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+        let req = Request::Load { path: self.path.display().to_string(), cache };
         // Importing a script (and what it imports) is not the call: it gets at least 30 s.
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
         let bytes = match tokio::time::timeout(load_deadline, worker.request(&req)).await {
@@ -134,10 +150,11 @@ impl PythonConnector {
                 return Err(ConnectorError::TimedOut { connector: label, after: load_deadline });
             }
         };
-        let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
+        let mut reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
+        self.keep_cache(&mut reply);
         if reply.kind != "ok" {
             worker.kill().await;
             let message = format!(
@@ -165,17 +182,22 @@ impl PythonConnector {
             Some(w) => w,
             None => self.start().await?.0,
         };
-        let sensitive: Vec<String> = args.sensitive_values().map(str::to_owned).collect();
-        worker.set_sensitive(sensitive);
+        let redactor = Redactor::new(args.sensitive_values());
+        worker.set_sensitive(&redactor);
         worker.take_stderr_tail();
-        let req = Request::Call { function: function.to_owned(), argv, request_id: request_id.map(str::to_owned) };
+        let req = Request::Call {
+            function: function.to_owned(),
+            argv,
+            request_id: request_id.map(str::to_owned),
+            sensitive: redactor.values().to_vec(),
+        };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
                 // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a fresh one.
                 let how = worker.ended().await;
-                let tail = args.redact(&worker.take_stderr_tail());
+                let tail = redactor.redact(&worker.take_stderr_tail());
                 return Err(ConnectorError::Internal {
                     connector: label,
                     message: format!("the script's worker {how}{}", suffix(&tail)),
@@ -188,17 +210,20 @@ impl PythonConnector {
         };
         *guard = Some(worker);
         drop(guard);
-        let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
+        let mut reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
-        self.log_output(&reply, args);
+        self.keep_cache(&mut reply);
+        reply.redactor = redactor;
+        let redactor = &reply.redactor;
+        self.log_output(&reply);
         match reply.kind.as_str() {
             "ok" => Ok(reply),
             "unsupported" => Err(ConnectorError::Unsupported { connector: label, operation: function.to_owned() }),
             "exit" => {
                 let code = reply.code.unwrap_or(1);
-                let stderr = args.redact(reply.stderr.trim());
+                let stderr = redactor.redact(reply.stderr.trim());
                 if code == 0 && matches!(function, "test_connection" | "revoke") {
                     return Ok(Reply { kind: "ok".into(), value: Value::Null, ..Reply::default() });
                 }
@@ -209,11 +234,12 @@ impl PythonConnector {
             }
             "exception" => {
                 let ty = reply.mro.first().cloned().unwrap_or_else(|| "Exception".into());
-                let detail = args.redact(&format!(
+                // Redacted before `suffix` cuts the stderr to size.
+                let detail = format!(
                     "raised {ty}: {}{}",
-                    reply.message.unwrap_or_default(),
-                    suffix(reply.stderr.trim())
-                ));
+                    redactor.redact(reply.message.as_deref().unwrap_or_default()),
+                    suffix(&redactor.redact(reply.stderr.trim()))
+                );
                 if reply.mro.iter().any(|c| c == "MemoryError") {
                     return Err(ConnectorError::MemoryExceeded {
                         connector: label,
@@ -227,20 +253,29 @@ impl PythonConnector {
             }
             _ => Err(ConnectorError::Internal {
                 connector: label,
-                message: args.redact(&reply.message.unwrap_or_else(|| "the worker failed".into())),
+                message: redactor.redact(reply.message.as_deref().unwrap_or("the worker failed")),
             }),
         }
     }
 
+    /// Keeps the cache entries the script set in the host's copy of the account's cache.
+    fn keep_cache(&self, reply: &mut Reply) {
+        if !reply.cache.is_empty() {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).apply(std::mem::take(&mut reply.cache));
+        }
+    }
+
     /// Logs what the script printed and logged during the call, redacted.
-    fn log_output(&self, reply: &Reply, args: &Args) {
+    fn log_output(&self, reply: &Reply) {
         let label = self.err_label();
-        for line in reply.stdout.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(plugin = %label, "stdout: {}", args.redact(line));
+        // The whole text is redacted before it is split into lines.
+        let stdout = reply.redactor.redact(&reply.stdout);
+        for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %label, "stdout: {line}");
         }
         // stderr is logged as it arrives by the worker's stderr reader (see `process`).
         for (level, msg) in &reply.logs {
-            let msg = args.redact(msg);
+            let msg = reply.redactor.redact(msg);
             match level.to_ascii_lowercase().as_str() {
                 "error" => tracing::error!(plugin = %label, "{msg}"),
                 "warn" | "warning" => tracing::warn!(plugin = %label, "{msg}"),
@@ -251,18 +286,23 @@ impl PythonConnector {
     }
 
     /// Maps a returned value to a disposition.
-    fn disposition(&self, reply: &Reply, args: &Args) -> Result<Disposition, ConnectorError> {
+    fn disposition(&self, reply: &Reply) -> Result<Disposition, ConnectorError> {
         let label = self.err_label();
-        let bad = |what: String| ConnectorError::Internal { connector: label.clone(), message: args.redact(&what) };
-        match &reply.value {
-            Value::String(text) if reply.value_type.as_deref() == Some("str") => {
+        let redactor = &reply.redactor;
+        let bad = |what: String| ConnectorError::Internal { connector: label.clone(), message: redactor.redact(&what) };
+        match (&reply.value, reply.value_type.as_deref()) {
+            // bytes are PEM text as well (`response.content`); the worker decoded them as UTF-8.
+            (Value::String(text), Some(ty @ ("str" | "bytes"))) => {
                 if text.contains("-----BEGIN CERTIFICATE-----") {
                     Ok(Disposition::Issued { certificate: text.clone(), chain: vec![], ca_order_id: None })
+                } else if ty == "bytes" {
+                    Err(bad("returned bytes that are not a PEM certificate".into()))
                 } else {
                     Err(bad("returned a string that is not a PEM certificate".into()))
                 }
             }
-            Value::Object(map) => {
+            (_, Some("bytes")) => Err(bad("returned bytes that are not a PEM certificate (not UTF-8 text)".into())),
+            (Value::Object(map), _) => {
                 let s = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
                 match s("status").as_deref() {
                     Some("issued") => {
@@ -292,7 +332,7 @@ impl PythonConnector {
                         })
                     }
                     Some("rejected") => Ok(Disposition::Rejected {
-                        reason: args.redact(&s("reason").unwrap_or_else(|| "no reason given".into())),
+                        reason: redactor.redact(&s("reason").unwrap_or_else(|| "no reason given".into())),
                     }),
                     Some(other) => {
                         Err(bad(format!("returned an unknown status {other:?} (expected issued, pending or rejected)")))
@@ -300,7 +340,7 @@ impl PythonConnector {
                     None => Err(bad("returned a dict without a status".into())),
                 }
             }
-            Value::Null => Err(bad("returned None instead of a certificate".into())),
+            (Value::Null, _) => Err(bad("returned None instead of a certificate".into())),
             _ => Err(bad(format!(
                 "returned a value of type {} instead of a certificate (a PEM string or a status dict)",
                 reply.value_type.clone().unwrap_or_else(|| "value".into())
@@ -380,12 +420,12 @@ impl Connector for PythonConnector {
     ) -> Result<Disposition, ConnectorError> {
         let argv = vec![json!(request.csr_pem), json!(request.common_name), args_dict(args)];
         let reply = self.invoke("certificate_request", argv, args, Some(&request.request_id)).await?;
-        self.disposition(&reply, args)
+        self.disposition(&reply)
     }
 
     async fn poll(&self, ca_order_id: &str, args: &Args) -> Result<Disposition, ConnectorError> {
         let reply = self.invoke("poll", vec![json!(ca_order_id), args_dict(args)], args, None).await?;
-        self.disposition(&reply, args)
+        self.disposition(&reply)
     }
 
     async fn renew(&self, request: &RenewRequest, args: &Args) -> Result<Disposition, ConnectorError> {
@@ -397,7 +437,7 @@ impl Connector for PythonConnector {
             args_dict(args),
         ];
         let reply = self.invoke("renew", argv, args, Some(&request.request.request_id)).await?;
-        self.disposition(&reply, args)
+        self.disposition(&reply)
     }
 
     async fn revoke(&self, request: &RevokeRequest, args: &Args) -> Result<(), ConnectorError> {
@@ -454,6 +494,6 @@ impl Connector for PythonConnector {
     ) -> Result<Disposition, ConnectorError> {
         let action = serde_json::to_value(action).unwrap_or(Value::Null);
         let reply = self.invoke("update_order", vec![json!(ca_order_id), action, args_dict(args)], args, None).await?;
-        self.disposition(&reply, args)
+        self.disposition(&reply)
     }
 }

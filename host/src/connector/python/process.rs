@@ -9,17 +9,25 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::protocol::{MAX_FRAME, Request};
+use super::redact::Redactor;
 
 /// Subcommand of the `certhost` binary that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "__python-worker";
+
+/// Environment variable through which a worker gets the extra site directories baked in at
+/// build time (`build.rs`, `site_dirs.py`), separated by `:`.
+pub const SITE_DIRS_ENV: &str = "CERTHOST_PYTHON_SITE_DIRS";
 
 /// A running worker.
 pub(super) struct WorkerProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
-    /// Values to redact from what the worker writes to its stderr during the current call.
-    sensitive: Arc<Mutex<Vec<String>>>,
+    /// What to redact from what the worker writes to its stderr: the current call's sensitive
+    /// values and the previous call's (its last lines may still be in the pipe).
+    redactor: Arc<Mutex<Redactor>>,
+    /// The previous call's sensitive values.
+    last_values: Vec<String>,
     /// The last few KiB of that stderr, for error messages.
     stderr_tail: Arc<Mutex<String>>,
 }
@@ -42,6 +50,8 @@ impl WorkerProcess {
         if !home.is_empty() {
             cmd.env("PYTHONHOME", home);
         }
+        // Built from a venv: its site-packages, which PYTHONHOME (the base prefix) hides.
+        cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the worker
         // when the host dies, so no orphan keeps running a script.
         unsafe {
@@ -55,13 +65,14 @@ impl WorkerProcess {
         else {
             return Err(std::io::Error::other("worker pipes missing"));
         };
-        let sensitive: Arc<Mutex<Vec<String>>> = Arc::default();
+        let redactor: Arc<Mutex<Redactor>> = Arc::default();
         let stderr_tail: Arc<Mutex<String>> = Arc::default();
-        let (sens, tail, label) = (sensitive.clone(), stderr_tail.clone(), label.to_owned());
+        let (sens, tail, label) = (redactor.clone(), stderr_tail.clone(), label.to_owned());
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let line = redact(&line, &sens.lock().unwrap_or_else(|p| p.into_inner()));
+                // Line by line: every line of a multi-line value is redacted on its own.
+                let line = sens.lock().unwrap_or_else(|p| p.into_inner()).redact(&line);
                 tracing::info!(plugin = %label, "stderr: {line}");
                 let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                 t.push_str(&line);
@@ -73,12 +84,14 @@ impl WorkerProcess {
                 }
             }
         });
-        Ok(Self { child, stdin, stdout, sensitive, stderr_tail })
+        Ok(Self { child, stdin, stdout, redactor, stderr_tail, last_values: vec![] })
     }
 
-    /// Sets the values to redact from the worker's own stderr for the next call.
-    pub(super) fn set_sensitive(&self, values: Vec<String>) {
-        *self.sensitive.lock().unwrap_or_else(|p| p.into_inner()) = values;
+    /// Sets what to redact from the worker's own stderr for the next call.
+    pub(super) fn set_sensitive(&mut self, call: &Redactor) {
+        let both = call.values().iter().chain(&self.last_values).map(String::as_str);
+        *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = Redactor::new(both);
+        self.last_values = call.values().to_vec();
     }
 
     /// Sends one request and reads its reply frame.
@@ -134,15 +147,4 @@ impl WorkerProcess {
             let _ = self.child.kill().await;
         }
     }
-}
-
-/// Replaces each value by `***`, longest first.
-pub(super) fn redact(text: &str, values: &[String]) -> String {
-    let mut sorted: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
-    sorted.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    let mut out = text.to_owned();
-    for v in sorted {
-        out = out.replace(v.as_str(), "***");
-    }
-    out
 }

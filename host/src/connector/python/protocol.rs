@@ -8,8 +8,21 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-/// Largest frame either side accepts (a certificate chain is a few KiB; output is capped).
-pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest frame either side accepts (a certificate chain is a few KiB; output is capped; the
+/// account's cache, at most 256 values of 64 KiB, is carried when a worker starts).
+pub const MAX_FRAME: usize = 32 * 1024 * 1024;
+
+/// One entry of a CA account's cache (`certhost.cache_set`), carried between the host, which
+/// keeps the account's cache across workers, and the worker that uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// Milliseconds left before it expires; `None` for an entry set with ttl 0 (no expiry).
+    pub expires_in_ms: Option<u64>,
+}
 
 /// Host → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +32,9 @@ pub enum Request {
     Load {
         /// Script path.
         path: String,
+        /// The account's cache, as earlier workers left it.
+        #[serde(default)]
+        cache: Vec<CacheEntry>,
     },
     /// Call a contract function with positional arguments (JSON values).
     Call {
@@ -28,6 +44,10 @@ pub enum Request {
         argv: Vec<serde_json::Value>,
         /// The order's request id, for `certhost.request_id()`.
         request_id: Option<String>,
+        /// The call's sensitive values: the worker redacts them from what the script prints,
+        /// logs and raises before it cuts any of that to size.
+        #[serde(default)]
+        sensitive: Vec<String>,
     },
 }
 

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
+use super::process::SITE_DIRS_ENV;
 use super::protocol::{Request, read_frame, write_frame};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
@@ -39,7 +40,7 @@ pub fn main(memory_bytes: u64) -> ExitCode {
     let mut input = BufReader::new(proto_in);
     let mut output = BufWriter::new(proto_out);
     Python::attach(|py| {
-        let boot = match load_bootstrap(py) {
+        let boot = match load_bootstrap(py).and_then(|b| add_site_dirs(&b).map(|()| b)) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("certhost python worker: bootstrap failed: {e}");
@@ -74,12 +75,28 @@ fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     PyModule::from_code(py, &code, c"certhost_bootstrap.py", c"certhost_bootstrap")
 }
 
+/// Adds the venv site directories the host passes (see `process::SITE_DIRS_ENV`) to sys.path.
+fn add_site_dirs(boot: &Bound<'_, PyModule>) -> PyResult<()> {
+    let dirs = std::env::var(SITE_DIRS_ENV).unwrap_or_default();
+    let dirs: Vec<&str> = dirs.split(':').filter(|d| !d.is_empty()).collect();
+    if !dirs.is_empty() {
+        boot.getattr("add_site_dirs")?.call1((dirs,))?;
+    }
+    Ok(())
+}
+
 fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
+    let py = boot.py();
     match req {
-        Request::Load { path } => boot.getattr("load")?.call1((path,))?.extract(),
-        Request::Call { function, argv, request_id } => {
+        Request::Load { path, cache } => {
+            let json = py.import("json")?;
+            let cache =
+                json.getattr("loads")?.call1((serde_json::to_string(&cache).unwrap_or_else(|_| "[]".into()),))?;
+            boot.getattr("load")?.call1((path, cache))?.extract()
+        }
+        Request::Call { function, argv, request_id, sensitive } => {
             let argv = serde_json::Value::Array(argv).to_string();
-            boot.getattr("call")?.call1((function, argv, request_id))?.extract()
+            boot.getattr("call")?.call1((function, argv, request_id, sensitive))?.extract()
         }
     }
 }
