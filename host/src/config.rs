@@ -123,6 +123,12 @@ pub struct LoadReport {
     pub accounts_changed: Vec<String>,
     /// Profile names created or updated.
     pub profiles_changed: Vec<String>,
+    /// Profiles removed because their file is gone.
+    pub profiles_removed: Vec<String>,
+    /// Accounts removed because the file no longer defines them.
+    pub accounts_removed: Vec<String>,
+    /// Definitions gone from the files but kept because they are in use (one sentence each).
+    pub kept: Vec<String>,
 }
 
 /// Accounts by name, and profiles by name with the file each came from.
@@ -188,6 +194,24 @@ pub fn load(inv: &mut Inventory, config_path: &Path, actor: &str) -> Result<Load
     for (name, (_, def)) in &profiles {
         if inv.upsert_profile(name, def, "file", actor)? != Upsert::Unchanged {
             report.profiles_changed.push(name.clone());
+        }
+    }
+    // What a file defined and no longer does goes too — unless something still uses it, in
+    // which case it stays and the report says why.
+    for (name, _, origin) in inv.profiles()? {
+        if origin == "file" && !profiles.contains_key(&name) {
+            match inv.delete_profile(&name, actor) {
+                Ok(()) => report.profiles_removed.push(name),
+                Err(e) => report.kept.push(format!("profile {name} is no longer in a file but stays: {e}")),
+            }
+        }
+    }
+    for a in inv.accounts()? {
+        if a.origin == "file" && !accounts.contains_key(&a.name) {
+            match inv.delete_account(&a.name, actor) {
+                Ok(()) => report.accounts_removed.push(a.name),
+                Err(e) => report.kept.push(format!("account {} is no longer in the file but stays: {e}", a.name)),
+            }
         }
     }
     Ok(report)

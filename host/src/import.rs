@@ -28,6 +28,9 @@ pub struct ImportReport {
     pub duplicates: Vec<Imported>,
     /// Files or certificates refused, with the reason.
     pub failed: Vec<Failed>,
+    /// Files passed over on purpose (the `--key` file itself, key files that match no
+    /// certificate of this import), with the reason.
+    pub skipped: Vec<Failed>,
 }
 
 /// One certificate handled by the import.
@@ -106,11 +109,31 @@ pub fn import_paths(
     for path in paths {
         collect_files(path, &mut files, &mut report.failed);
     }
+    let key_path = key_file.and_then(|p| fs::canonicalize(p).ok());
     let mut candidates = Vec::new();
+    let mut loose_keys: Vec<(String, PrivateKey)> = Vec::new();
     for file in &files {
+        if key_path.is_some() && fs::canonicalize(file).ok() == key_path {
+            report.skipped.push(Failed { source: file.display().to_string(), reason: "the --key file itself".into() });
+            continue;
+        }
         match read_candidates(file) {
-            Ok(found) => candidates.extend(found),
+            Ok(FileContents::Certificates(found)) => candidates.extend(found),
+            Ok(FileContents::Keys(keys)) => {
+                loose_keys.extend(keys.into_iter().map(|k| (file.display().to_string(), k)));
+            }
             Err(reason) => report.failed.push(Failed { source: file.display().to_string(), reason }),
+        }
+    }
+    for (source, key) in loose_keys {
+        let mut used = false;
+        for c in candidates.iter_mut().filter(|c| c.key.is_none() && c.public_key_raw == key.public_key_raw()) {
+            // Re-parsing our own PKCS#8 cannot fail: it was parsed a moment ago.
+            c.key = PrivateKey::from_pkcs8_der(key.pkcs8_der().to_vec()).ok();
+            used = true;
+        }
+        if !used {
+            report.skipped.push(Failed { source, reason: "a private key that matches no certificate of this import".into() });
         }
     }
     if let Some(key) = &given_key {
@@ -150,9 +173,14 @@ pub fn import_paths(
                 sha256,
                 with_key: c.key.is_some(),
             }),
-            Ok(InsertOutcome::Duplicate(id)) => {
-                report.duplicates.push(Imported { source: c.source, id, subject: c.subject, sha256, with_key: false })
-            }
+            Ok(InsertOutcome::Duplicate(id)) => report.duplicates.push(Imported {
+                source: c.source,
+                id,
+                subject: c.subject,
+                sha256,
+                // A key offered for a certificate stored without one is added to it.
+                with_key: c.key.is_some(),
+            }),
             Err(InventoryError::KeyMismatch) => report.failed.push(Failed {
                 source: c.source,
                 reason: "the private key in the file does not match the certificate".into(),
@@ -197,8 +225,16 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// What one file held.
+enum FileContents {
+    /// Leaves with chains (and the keys found beside them).
+    Certificates(Vec<Candidate>),
+    /// Only private keys.
+    Keys(Vec<PrivateKey>),
+}
+
 /// Splits one file into leaves with chains; a key in the same file goes to the leaf it matches.
-fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
+fn read_candidates(path: &Path) -> Result<FileContents, String> {
     let bytes = read_limited(path)?;
     let name = path.display().to_string();
     let (ders, keys) = if der::looks_like_pem(&bytes) || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -224,11 +260,12 @@ fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
             }
         }
         if ders.is_empty() {
-            return Err(if keys.is_empty() {
-                "no PEM CERTIFICATE block found".into()
-            } else {
-                "holds a private key but no certificate (give key files with --key)".into()
-            });
+            if keys.is_empty() {
+                return Err("no PEM CERTIFICATE block found".into());
+            }
+            // A key file beside its certificate (web.pem + web.key): offered to the leaves
+            // of this import that came without a key.
+            return Ok(FileContents::Keys(keys));
         }
         (ders, keys)
     } else {
@@ -262,5 +299,5 @@ fn read_candidates(path: &Path) -> Result<Vec<Candidate>, String> {
     if keys.iter().any(Option::is_some) {
         return Err("the private key in the file matches none of its certificates".into());
     }
-    Ok(out)
+    Ok(FileContents::Certificates(out))
 }

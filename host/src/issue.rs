@@ -605,6 +605,13 @@ impl Pipeline<'_> {
                 args.insert(name.clone(), value.clone())
             }
         }
+        // The profile's requested validity reaches the connector as `validity_days`, unless a
+        // parameter of that name says otherwise.
+        if let Some(days) = profile.validity_days
+            && args.get("validity_days").is_none()
+        {
+            args.insert("validity_days", days.to_string());
+        }
         Ok(args)
     }
 }

@@ -101,6 +101,15 @@ impl MasterKey {
                 Ok((key, KeySource::File(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A database without its key file was sealed under a key we do not have: a new
+                // key would open nothing and leave a stray key file beside it.
+                if data_dir.join(crate::inventory::DB_FILE).exists() {
+                    return Err(file_err(
+                        "it is missing, but the data directory holds a database sealed under some master key; \
+                         restore the key file or set CERTHOST_MASTER_KEY"
+                            .into(),
+                    ));
+                }
                 // Written to a private temporary file first and then linked into place, so
                 // another process never reads a half-written key file, and two processes
                 // starting at once end up with the same key (the link fails for the second).

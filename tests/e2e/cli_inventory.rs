@@ -264,3 +264,63 @@ fn many_processes_opening_a_new_data_directory_at_once_all_succeed() {
         app.run_with_key(&["list"], key).ok();
     }
 }
+
+#[test]
+fn a_directory_with_key_files_beside_certificates_imports_keys_and_a_later_key_is_added() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Dir Root");
+    let dir = app.path("existing-certs");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let (web, web_key) = ca.issue("web.example.com", 30);
+    let (api, api_key) = ca.issue("api.example.com", 30);
+    let (_, stray_key) = ca.issue("stray.example.com", 30);
+    fs::copy(&web, dir.join("web.pem")).expect("copy");
+    fs::copy(&web_key, dir.join("web.key")).expect("copy");
+    fs::copy(&api, dir.join("api.pem")).expect("copy");
+    fs::copy(&stray_key, dir.join("stray.key")).expect("copy");
+    // The README's example: a directory and --key pointing into it.
+    let r = app.run(&["import", s(&dir), "--key", s(&dir.join("web.key")), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(report["imported"].as_array().map(Vec::len), Some(2), "{report}");
+    assert!(report["failed"].as_array().is_some_and(Vec::is_empty), "{report}");
+    let skipped: Vec<&str> = report["skipped"].as_array().expect("skipped").iter().filter_map(|f| f["source"].as_str()).collect();
+    assert!(skipped.iter().any(|s| s.ends_with("web.key")) && skipped.iter().any(|s| s.ends_with("stray.key")), "{skipped:?}");
+    let web_row = report["imported"].as_array().expect("imported").iter().find(|i| i["subject"].as_str().is_some_and(|s| s.contains("web"))).expect("web");
+    assert_eq!(web_row["with_key"], true);
+    let api_id = report["imported"].as_array().expect("imported").iter().find(|i| i["subject"].as_str().is_some_and(|s| s.contains("api"))).expect("api")["id"].to_string();
+    assert_eq!(app.json(&["show", &api_id, "--json"])["has_private_key"], false);
+    // Importing the certificate again with its key adds the key to the stored certificate.
+    let r = app.run(&["import", s(&api), "--key", s(&api_key), "--json"]);
+    let again: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(again["duplicates"][0]["with_key"], true, "{again}");
+    assert_eq!(app.json(&["show", &api_id, "--json"])["has_private_key"], true);
+}
+
+#[test]
+fn a_database_without_its_key_file_is_refused_and_no_new_key_is_made() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Keyfile Root");
+    let (cert, _) = ca.issue("k.example.com", 30);
+    app.run_with_key(&["import", s(&cert)], None).ok();
+    fs::remove_file(app.data_dir().join("master.key")).expect("rm key");
+    let r = app.run_with_key(&["list"], None);
+    assert!(r.fails(1).contains("restore the key file or set CERTHOST_MASTER_KEY"), "{}", r.stderr);
+    assert!(!app.data_dir().join("master.key").exists(), "no stray key file");
+}
+
+#[test]
+fn an_expired_certificate_is_shown_expired_not_active() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Expiry Root");
+    let (cert, _) = ca.issue("soon.example.com", 1);
+    app.run(&["import", s(&cert)]).ok();
+    assert_eq!(app.json(&["show", "1", "--json"])["status"], "active");
+    // Age the stored row past notAfter (as a day passing would), then look again.
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    db.execute("UPDATE certificates SET not_after = not_after - 3 * 86400", []).expect("age");
+    drop(db);
+    assert_eq!(app.json(&["list", "--status", "active", "--json"]).as_array().map(Vec::len), Some(0));
+    assert_eq!(app.json(&["show", "1", "--json"])["status"], "expired");
+    let audit = app.json(&["audit", "--json", "--action", "certificate.expired"]);
+    assert_eq!(audit.as_array().map(Vec::len), Some(1));
+}

@@ -220,11 +220,39 @@ fn approval_needs_someone_else_and_decline_closes_the_order() {
 fn an_account_in_use_cannot_be_deleted_and_deactivation_is_recorded() {
     let app = App::new();
     let config = configure(&app, "", WEB_PROFILE);
-    assert!(with_config(&app, &config, &["account", "delete", "acct-a"]).fails(1).contains("used by profile(s) web"));
+    // An account created with the CLI, used by a profile created with the CLI.
+    let script = crate::python::fixture("scripted_ca.py");
+    with_config(&app, &config, &["account", "create", "acct-cli", "--connector", script.to_str().expect("utf8"), "--param", "mode=good"]).ok();
+    let pfile = app.path("p2.toml");
+    fs::write(&pfile, "accounts = [\"acct-cli\"]\n").expect("profile");
+    with_config(&app, &config, &["profile", "create", "p2", "--file", pfile.to_str().expect("utf8")]).ok();
+    let r = with_config(&app, &config, &["account", "delete", "acct-cli"]);
+    assert!(r.fails(1).contains("used by profile(s) p2"), "{}", r.stderr);
     with_config(&app, &config, &["account", "deactivate", "acct-a"]).ok();
     // Reloading the file does not re-activate what an operator deactivated.
     let listed = app.json(&["--config", config.to_str().expect("utf8"), "account", "list", "--json"]);
     assert_eq!(listed[0]["status"], "inactive");
     let audit = app.json(&["audit", "--json", "--action", "account."]);
     assert!(audit.as_array().expect("array").iter().any(|e| e["action"] == "account.deactivate"));
+}
+
+#[test]
+fn file_defined_accounts_change_in_their_file_and_removed_files_remove_their_profiles() {
+    let app = App::new();
+    let config = configure(&app, "", "accounts = [\"acct-a\"]\n");
+    let dir = config.parent().expect("dir").to_path_buf();
+    fs::write(dir.join("profiles/extra.toml"), "accounts = [\"acct-a\"]\n").expect("profile");
+    let list = with_config(&app, &config, &["profile", "list", "--json"]);
+    assert!(list.ok().contains("extra"), "{}", list.stdout);
+    // A CLI edit of a file-defined account would be undone by the next command: refused.
+    let r = with_config(&app, &config, &["account", "edit", "acct-a", "--description", "changed"]);
+    assert!(r.fails(1).contains("defined in the configuration file"), "{}", r.stderr);
+    let r = with_config(&app, &config, &["account", "delete", "acct-a"]);
+    assert!(r.fails(1).contains("defined in the configuration file"), "{}", r.stderr);
+    // The profile file goes: so does the profile (its audit history stays).
+    fs::remove_file(dir.join("profiles/extra.toml")).expect("rm");
+    let list = with_config(&app, &config, &["profile", "list", "--json"]);
+    assert!(!list.ok().contains("\"extra\""), "{}", list.stdout);
+    let audit = app.json(&["audit", "--json", "--object-type", "profile", "--object-id", "extra"]);
+    assert!(audit.as_array().is_some_and(|a| a.len() >= 2), "{audit}");
 }

@@ -203,11 +203,13 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             };
             fields.apply(&mut def)?;
             def.check(&name)?;
+            check_loads(&name, &def, env)?;
             inv.upsert_account(&name, &def, "cli", &env.actor)?;
             println!("account {name} created");
         }
         Command::Edit { name, fields, unset } => {
             let mut a = inv.account(&name)?.ok_or_else(|| anyhow!("account {name} does not exist"))?;
+            refuse_file_defined(&a.origin, &name)?;
             fields.apply(&mut a.def)?;
             for k in unset {
                 if a.def.params.remove(&k).is_none() {
@@ -215,6 +217,16 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 }
             }
             a.def.check(&name)?;
+            // A parameter the account now defines must not also be defined by a profile using it.
+            let mut accounts: std::collections::BTreeMap<_, _> =
+                inv.accounts()?.into_iter().map(|x| (x.name, x.def)).collect();
+            accounts.insert(name.clone(), a.def.clone());
+            for (pname, pdef, _) in inv.profiles()? {
+                if pdef.accounts.contains(&name) {
+                    certhost::config::check_links(&pname, &pdef, &accounts)?;
+                }
+            }
+            check_loads(&name, &a.def, env)?;
             inv.upsert_account(&name, &a.def, &a.origin, &env.actor)?;
             println!("account {name} updated");
         }
@@ -227,6 +239,9 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             println!("account {name} is inactive: it will not be called; its certificates are unchanged");
         }
         Command::Delete { name } => {
+            if let Some(a) = inv.account(&name)? {
+                refuse_file_defined(&a.origin, &name)?;
+            }
             inv.delete_account(&name, &env.actor)?;
             println!("account {name} deleted (its audit history stays)");
         }
@@ -246,4 +261,27 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Accounts from certhost.toml change in the file: the next command re-reads it and would undo
+/// a CLI edit silently.
+fn refuse_file_defined(origin: &str, name: &str) -> anyhow::Result<()> {
+    if origin == "file" {
+        bail!("account {name} is defined in the configuration file; change it there");
+    }
+    Ok(())
+}
+
+/// An active account's connector must load (a script that does not import is refused now,
+/// with Python's error and line, not at the first issuance).
+fn check_loads(name: &str, def: &AccountDef, env: &super::Env) -> anyhow::Result<()> {
+    if def.status != AccountStatus::Active {
+        return Ok(());
+    }
+    let registry = super::registry(&env.data_dir);
+    super::runtime()?.block_on(async {
+        use certhost::connector::ConnectorSource;
+        registry.connector(name, def).await.map(|_| ())
+    })?;
+    Ok(())
 }

@@ -33,6 +33,9 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         for d in &report.duplicates {
             println!("duplicate #{:<6} {}  already in the inventory ({})", d.id, d.subject, d.source);
         }
+        for f in &report.skipped {
+            println!("skipped   {}: {}", f.source, f.reason);
+        }
         for f in &report.failed {
             eprintln!("failed    {}: {}", f.source, f.reason);
         }

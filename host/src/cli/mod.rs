@@ -121,8 +121,8 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::KeyCsr(args) => key_csr::run(args),
         Command::InspectCsr(args) => inspect_csr::run(args),
         Command::Import(args) => import::run(args, &mut open_inventory(&data_dir, env)?, env),
-        Command::List(args) => list::run(args, &open_inventory(&data_dir, env)?),
-        Command::Show(args) => show::run(args, &open_inventory(&data_dir, env)?),
+        Command::List(args) => list::run(args, &current_inventory(&data_dir, env)?),
+        Command::Show(args) => show::run(args, &current_inventory(&data_dir, env)?),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
@@ -165,12 +165,25 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
         for p in &report.profiles_changed {
             tracing::info!(profile = %p, "profile loaded");
         }
+        for p in &report.profiles_removed {
+            tracing::info!(profile = %p, "profile removed: its file is gone");
+        }
+        for a in &report.accounts_removed {
+            tracing::info!(account = %a, "account removed: the file no longer defines it");
+        }
+        for k in &report.kept {
+            tracing::warn!("{k}");
+        }
     }
     Ok(inv)
 }
 
 /// The connector registry for this process.
 fn registry(data_dir: &Path) -> certhost::connector::Registry {
+    // The compiled-component cache lives in the data directory: create that private (0700)
+    // before anything below it, as `Inventory::open` would.
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir);
     // Script connectors run in worker processes of this very binary.
     let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
     certhost::connector::Registry::new(exe, Some(data_dir.join("wasm-cache")))
@@ -198,6 +211,14 @@ fn kv_pairs(pairs: &[String]) -> anyhow::Result<std::collections::BTreeMap<Strin
         anyhow::ensure!(out.insert(k.to_owned(), v.to_owned()).is_none(), "--param {k} is given twice");
     }
     Ok(out)
+}
+
+/// Opens the inventory with statuses brought up to date: certificates past notAfter become
+/// `expired` (audited), so `list --status active` never shows an expired one.
+fn current_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
+    let mut inv = open_inventory(data_dir, env)?;
+    inv.mark_expired(&env.actor)?;
+    Ok(inv)
 }
 
 /// Opens the inventory with the master key from the environment or the key file.

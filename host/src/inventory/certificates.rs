@@ -263,10 +263,29 @@ pub(crate) fn insert_in(
     {
         return Err(InventoryError::KeyMismatch);
     }
-    if let Some(id) = tx
-        .query_row("SELECT id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| r.get::<_, i64>(0))
+    if let Some((id, key_id)) = tx
+        .query_row("SELECT id, key_id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
         .optional()?
     {
+        // Already stored; a matching key it lacked so far is added (re-import with --key).
+        if let (None, Some(key)) = (key_id, new.key) {
+            let key_id = keys::insert(tx, vault, key, now)?;
+            tx.execute("UPDATE certificates SET key_id = ?2 WHERE id = ?1", params![id, key_id])?;
+            audit::record(
+                tx,
+                now,
+                &NewAuditEvent {
+                    actor,
+                    action: "certificate.key_import",
+                    object_type: "certificate",
+                    object_id: Some(id.to_string()),
+                    outcome: "success",
+                    detail: serde_json::json!({ "sha256": info.sha256 }),
+                },
+            )?;
+        }
         return Ok(InsertOutcome::Duplicate(id));
     }
     let key_id = match new.key {

@@ -146,6 +146,12 @@ impl Inventory {
     fn connect(path: &Path) -> Result<Connection, InventoryError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // A database from a newer certhost is refused before anything is written to it, even
+        // the switch to WAL mode.
+        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > schema::CURRENT_VERSION {
+            return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

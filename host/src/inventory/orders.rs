@@ -492,7 +492,12 @@ impl Inventory {
     pub fn mark_interrupted(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
         let ids: Vec<i64> = {
-            let mut stmt = self.conn.prepare_cached("SELECT id FROM orders WHERE state = 'pending' AND submitted = 0 AND lease_until IS NOT NULL AND lease_until < ?1")?;
+            // Lease run out; or never submitted at all for ten minutes (the process stopped
+            // between writing or approving the order and calling the CA).
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id FROM orders WHERE state = 'pending' AND submitted = 0
+                   AND ((lease_until IS NOT NULL AND lease_until < ?1) OR (lease_until IS NULL AND updated_at < ?1 - 600))",
+            )?;
             stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
