@@ -109,6 +109,21 @@ pub fn check_name(name: &str) -> bool {
 }
 
 impl AccountDef {
+    /// An active account on `connector` with no parameters and default limits.
+    pub fn new(connector: PathBuf) -> Self {
+        Self {
+            connector,
+            description: String::new(),
+            status: AccountStatus::Active,
+            params: ParamMap::default(),
+            allowed_hosts: vec![],
+            extra_ca_pems: vec![],
+            timeout_seconds: None,
+            memory_mib: None,
+            http_body_mib: None,
+        }
+    }
+
     /// Checks the definition of account `name`.
     pub fn check(&self, name: &str) -> Result<(), AccountError> {
         if !check_name(name) {
@@ -225,17 +240,7 @@ mod tests {
     use super::*;
 
     fn def(connector: &str, memory_mib: Option<u64>) -> AccountDef {
-        AccountDef {
-            connector: connector.into(),
-            description: String::new(),
-            status: AccountStatus::Active,
-            params: Default::default(),
-            allowed_hosts: vec![],
-            extra_ca_pems: vec![],
-            timeout_seconds: None,
-            memory_mib,
-            http_body_mib: None,
-        }
+        AccountDef { memory_mib, ..AccountDef::new(connector.into()) }
     }
 
     #[test]

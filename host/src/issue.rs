@@ -175,6 +175,18 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
+/// A request's dynamic parameters as recorded with its order: sensitive values as `***`.
+pub(crate) fn recorded_params(dynamic: &BTreeMap<String, (String, bool)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        dynamic
+            .iter()
+            .map(|(k, (v, sensitive))| {
+                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
+            })
+            .collect(),
+    )
+}
+
 /// What one poll call came back with.
 enum PollStep {
     /// The CA's answer, with the args used (for redaction).
@@ -230,12 +242,6 @@ impl Pipeline<'_> {
                 (csr.pem, Some(key), req.common_name.clone(), sans)
             }
         };
-        let redacted: serde_json::Map<String, serde_json::Value> = dynamic
-            .iter()
-            .map(|(k, (v, sensitive))| {
-                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
-            })
-            .collect();
         let order = self.inventory.create_order(
             &NewOrder {
                 kind: "issue",
@@ -243,7 +249,7 @@ impl Pipeline<'_> {
                 common_name: common_name.as_deref(),
                 sans: &sans,
                 csr_pem: &csr_pem,
-                params: serde_json::Value::Object(redacted),
+                params: recorded_params(&dynamic),
                 key: key.as_ref(),
                 predecessor_id: None,
                 awaiting_approval: profile.approval_required,

@@ -104,12 +104,6 @@ impl Pipeline<'_> {
             hash,
         };
         let csr = build(&params, &key)?;
-        let redacted: serde_json::Map<String, serde_json::Value> = dynamic
-            .iter()
-            .map(|(k, (v, sensitive))| {
-                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
-            })
-            .collect();
         let order = self.inventory.create_order(
             &NewOrder {
                 kind: opts.kind.as_str(),
@@ -117,7 +111,7 @@ impl Pipeline<'_> {
                 common_name: subject.common_name.as_deref(),
                 sans: &sans,
                 csr_pem: &csr.pem,
-                params: serde_json::Value::Object(redacted),
+                params: crate::issue::recorded_params(&dynamic),
                 key: Some(&key),
                 predecessor_id: Some(cert.id),
                 awaiting_approval: false,

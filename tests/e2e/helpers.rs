@@ -386,3 +386,27 @@ pub fn local_ca_lab(app: &App, profile_extra: &str) -> (PathBuf, PathBuf) {
 pub fn openssl_verify(ca: &Path, pem: &Path) -> String {
     sh("openssl", &["verify", "-CAfile", ca.to_str().expect("utf8"), pem.to_str().expect("utf8")])
 }
+
+/// A configuration with one account `name` on the scripted test CA (tests/fixtures/python/
+/// scripted_ca.py) in `mode`, signing with a `certhost ca init` CA whose directory is also
+/// its state directory; `account_extra` is appended to the account (or the file), and each
+/// (name, body) of `profiles` becomes profiles/NAME.toml. Returns (config, CA dir).
+pub fn scripted_lab(app: &App, name: &str, mode: &str, account_extra: &str, profiles: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+    let ca = app.path("script-ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.{name}]\nconnector = \"{}\"\nparams.mode = \"{mode}\"\nparams.ca_cert = \"{c}/ca.pem\"\nparams.ca_key = \"{c}/ca.key\"\nparams.state_dir = \"{c}\"\n{account_extra}\n",
+            crate::python::fixture("scripted_ca.py").display(),
+            c = ca.display()
+        ),
+    )
+    .expect("config");
+    for (pname, body) in profiles {
+        std::fs::write(conf.join(format!("profiles/{pname}.toml")), body).expect("profile");
+    }
+    (conf.join("certhost.toml"), ca)
+}

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{App, Server, certhost_bin, local_ca_lab, openssl_verify};
+use crate::helpers::{App, Server, local_ca_lab, openssl_verify, scripted_lab};
 
 /// Polls `f` every 250 ms until it returns Some, for at most `secs`.
 fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -91,22 +91,14 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
 #[test]
 fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let app = App::new();
-    let ca = app.path("script-ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            "[accounts.slow]\nconnector = \"{}\"\nparams.mode = \"slow\"\nparams.ca_cert = \"{c}/ca.pem\"\nparams.ca_key = \"{c}/ca.key\"\ntimeout_seconds = 5\n",
-            crate::python::fixture("scripted_ca.py").display(),
-            c = ca.display()
-        ),
-    )
-    .expect("config");
     // 30-day certificates renewed 120 days before expiry: due the moment they are issued.
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"slow\"]\n[renewal]\nbefore_days = 120\n").expect("profile");
-    let config = conf.join("certhost.toml");
+    let (config, _) = scripted_lab(
+        &app,
+        "slow",
+        "slow",
+        "timeout_seconds = 5",
+        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 120\n")],
+    );
     let cfg = config.to_str().expect("utf8");
     app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "crash.example.com"]).ok();
 
@@ -189,8 +181,6 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
 #[test]
 fn renewal_failures_back_off_and_notify_by_webhook_and_email() {
     let app = App::new();
-    let ca = app.path("script-ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
     // A local HTTP receiver and a local SMTP sink, both Python's standard library.
     let sink = app.path("sink");
     std::fs::create_dir_all(&sink).expect("mkdir");
@@ -200,38 +190,33 @@ fn renewal_failures_back_off_and_notify_by_webhook_and_email() {
         .args([&http_port.to_string(), &smtp_port.to_string(), sink.to_str().expect("utf8")])
         .spawn()
         .expect("sink");
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(conf.join("hook-secret"), "whsec-test-1234").expect("secret");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            r#"[accounts.ca]
-connector = "{script}"
-params.mode = "good"
-params.ca_cert = "{c}/ca.pem"
-params.ca_key = "{c}/ca.key"
-
+    let secret_file = app.path("hook-secret");
+    std::fs::write(&secret_file, "whsec-test-1234").expect("secret");
+    let notify = format!(
+        r#"
 [notify]
 expiring_within_days = 60
 [notify.webhook]
 url = "http://127.0.0.1:{http_port}/hook"
-secret = {{ file = "{conf}/hook-secret" }}
+secret = {{ file = "{secret}" }}
 [notify.email]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 from = "certhost@example.com"
 to = ["ops@example.com"]
 "#,
-            script = crate::python::fixture("scripted_ca.py").display(),
-            c = ca.display(),
-            conf = conf.display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"ca\"]\n[renewal]\nbefore_days = 120\n").expect("profile");
-    std::fs::write(conf.join("profiles/manual.toml"), "accounts = [\"ca\"]\n[renewal]\nauto = false\n").expect("profile");
-    let config = conf.join("certhost.toml");
+        secret = secret_file.display()
+    );
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        &notify,
+        &[
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 120\n"),
+            ("manual", "accounts = [\"ca\"]\n[renewal]\nauto = false\n"),
+        ],
+    );
     let cfg = config.to_str().expect("utf8");
     app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "fail.example.com"]).ok();
     app.run(&["--config", cfg, "issue", "--profile", "manual", "--cn", "manual.example.com"]).ok();
@@ -286,30 +271,11 @@ fn certhost_sig(secret: &str, body: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[allow(dead_code)]
-fn bin() -> &'static str {
-    certhost_bin()
-}
-
 #[test]
 fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
     let app = App::new();
-    let ca = app.path("script-ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            "[accounts.ca]\nconnector = \"{}\"\nparams.mode = \"good\"\nparams.ca_cert = \"{c}/ca.pem\"\nparams.ca_key = \"{c}/ca.key\"\nparams.state_dir = \"{c}\"\n",
-            crate::python::fixture("scripted_ca.py").display(),
-            c = ca.display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"ca\"]\n").expect("profile");
-    let cfg = conf.join("certhost.toml");
-    let cfg = cfg.to_str().expect("utf8");
+    let (config, _) = scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n")]);
+    let cfg = config.to_str().expect("utf8");
     for cn in ["a.example.com", "b.example.com", "c.example.com"] {
         app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", cn]).ok();
     }

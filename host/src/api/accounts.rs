@@ -199,11 +199,5 @@ async fn set_secret(
     Path((name, param)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN, "set secrets")?;
-    let value = super::secret_value(&body)?;
-    let mut inv = state.inventory.get().await?;
-    let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-    super::check_secret_param(a.def.params.get(&param), "account", &name, &param)?;
-    inv.set_secret(SecretOwner::Account, &name, &param, &value, &caller.actor())?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::put_secret(&state, &caller, SecretOwner::Account, &name, &param, &body).await
 }

@@ -155,6 +155,35 @@ pub(crate) fn secret_value(body: &[u8]) -> Result<zeroize::Zeroizing<String>, Ap
     Ok(zeroize::Zeroizing::new(value))
 }
 
+/// `PUT …/params/{param}/secret` for an account or a profile: admins only, a declared
+/// sensitive parameter without a value reference, stored sealed, answered 204.
+pub(crate) async fn put_secret(
+    state: &AppState,
+    caller: &Caller,
+    owner: crate::inventory::SecretOwner,
+    name: &str,
+    param: &str,
+    body: &[u8],
+) -> Result<axum::response::Response, ApiError> {
+    use crate::inventory::SecretOwner;
+    caller.require(auth::ADMIN, "set secrets")?;
+    let value = secret_value(body)?;
+    let mut inv = state.inventory.get().await?;
+    let (what, def) = match owner {
+        SecretOwner::Account => {
+            let a = inv.account(name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+            ("account", a.def.params.get(param).cloned())
+        }
+        SecretOwner::Profile => {
+            let (d, _) = inv.profile(name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+            ("profile", d.params.get(param).cloned())
+        }
+    };
+    check_secret_param(def.as_ref(), what, name, param)?;
+    inv.set_secret(owner, name, param, &value, &caller.actor())?;
+    Ok(axum::response::IntoResponse::into_response(axum::http::StatusCode::NO_CONTENT))
+}
+
 /// Only a declared, sensitive parameter without a value reference can take a stored secret.
 pub(crate) fn check_secret_param(def: Option<&ParamDef>, what: &str, owner: &str, param: &str) -> Result<(), ApiError> {
     match def {

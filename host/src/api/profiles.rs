@@ -136,11 +136,5 @@ async fn set_secret(
     Path((name, param)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN, "set secrets")?;
-    let value = super::secret_value(&body)?;
-    let mut inv = state.inventory.get().await?;
-    let (def, _) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
-    super::check_secret_param(def.params.get(&param), "profile", &name, &param)?;
-    inv.set_secret(SecretOwner::Profile, &name, &param, &value, &caller.actor())?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::put_secret(&state, &caller, SecretOwner::Profile, &name, &param, &body).await
 }

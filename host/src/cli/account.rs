@@ -190,17 +190,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             }
             let connector =
                 fields.connector.clone().ok_or_else(|| anyhow!("--connector is required to create an account"))?;
-            let mut def = AccountDef {
-                connector,
-                description: String::new(),
-                status: AccountStatus::Active,
-                params: Default::default(),
-                allowed_hosts: vec![],
-                extra_ca_pems: vec![],
-                timeout_seconds: None,
-                memory_mib: None,
-                http_body_mib: None,
-            };
+            let mut def = AccountDef::new(connector);
             fields.apply(&mut def)?;
             def.check(&name)?;
             check_loads(&name, &def, env)?;
