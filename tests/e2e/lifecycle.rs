@@ -138,7 +138,18 @@ fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
 fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     let app = App::new();
     let deploy = app.path("out");
-    let (config, ca) = local_ca_lab(&app, &format!("[[deploy]]\ncert = \"{}/cert.pem\"\n", deploy.display()));
+    // Two targets: one that works (owned by nobody:nogroup when we may chown), one whose
+    // pre-deploy hook vetoes it.
+    let owner = if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
+        "owner = \"nobody\"\ngroup = \"nogroup\"\n"
+    } else {
+        ""
+    };
+    let targets = format!(
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\n{owner}[[deploy]]\ncert = \"{d}/vetoed.pem\"\npre_hook = \"echo not today; exit 3\"\n",
+        d = deploy.display()
+    );
+    let (config, ca) = local_ca_lab(&app, &targets);
     // A second account on the same component (another "CA"), for migration at renewal.
     let extra = std::fs::read_to_string(&config).expect("config").replace("[accounts.lab]", "[accounts.lab2]");
     let text = std::fs::read_to_string(&config).expect("config") + "\n" + &extra;
@@ -166,12 +177,25 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     assert_eq!(app.json(&["show", "3", "--json"])["status"], "active");
     let bad = run(&["revoke", "3", "--reason", "because"]);
     assert!(bad.fails(2).contains("keyCompromise"), "{}", bad.stderr);
-    // Deploy again on demand; the file follows.
+    // Deploy again on demand; the file follows, the vetoed target stays unwritten.
     std::fs::remove_file(deploy.join("cert.pem")).expect("rm");
-    run(&["deploy", "3"]).ok();
+    let again = run(&["deploy", "3"]);
+    assert_eq!(again.code, 1, "one target failed: {}", again.stdout);
+    assert!(again.stdout.contains("pre-deploy hook failed (exit status: 3)"), "{}", again.stdout);
     assert!(openssl_verify(&ca.join("ca.pem"), &deploy.join("cert.pem")).contains(": OK"));
+    assert!(!deploy.join("vetoed.pem").exists(), "a failing pre-hook stops its target");
+    if !owner.is_empty() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(deploy.join("cert.pem")).expect("meta");
+        let nobody = Command::new("id").args(["-u", "nobody"]).output().expect("id");
+        assert_eq!(meta.uid().to_string(), String::from_utf8_lossy(&nobody.stdout).trim());
+    }
     let shown = app.json(&["show", "3", "--json"]);
-    assert!(shown["deployments"].as_array().is_some_and(|d| !d.is_empty()), "{shown}");
+    let outcomes: Vec<&str> = shown["deployments"].as_array().expect("deployments").iter().filter_map(|d| d["outcome"].as_str()).collect();
+    assert!(outcomes.contains(&"success") && outcomes.contains(&"failure"), "{shown}");
+    let audit = app.json(&["audit", "--json", "--action", "certificate.deploy", "--object-id", "3"]);
+    let vetoed = audit.as_array().expect("audit").iter().find(|e| e["outcome"] == "failure").expect("failure event");
+    assert!(vetoed["detail"]["hook_output"].as_str().unwrap_or("").contains("not today"), "{vetoed}");
     run(&["delete", "3"]).ok();
     app.run(&["show", "3"]).fails(1);
     let audit = app.json(&["audit", "--json", "--object-type", "certificate", "--object-id", "3"]);
