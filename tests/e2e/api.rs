@@ -175,3 +175,46 @@ fn sighup_reloads_profiles_from_files() {
     }
     assert_eq!(seen, ["first", "second"], "log: {}", server.log());
 }
+
+#[test]
+fn a_hanging_connector_costs_one_request_never_the_api() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.hang]\nconnector = \"{}\"\ntimeout_seconds = 4\n",
+            crate::python::fixture("hostile/infinite_loop.py").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/hang.toml"), "accounts = [\"hang\"]\n").expect("profile");
+    let server = Server::start(app, Some(&conf.join("certhost.toml")));
+    let token = server.token("ops", "operator");
+    let base = server.base.clone();
+    let hung = {
+        let (base, token) = (base.clone(), token.clone());
+        std::thread::spawn(move || {
+            http()
+                .post(format!("{base}/v1/certificates"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
+                .send()
+                .expect("issue")
+        })
+    };
+    // While the script loops, everything else answers at once.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let r = http().get(format!("{base}/v1/certificates")).bearer_auth(&token).send().expect("list");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "the API stalled behind the hanging call");
+        let r = http().get(format!("{base}/readyz")).send().expect("readyz");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let resp = hung.join().expect("thread");
+    let body = problem(resp, StatusCode::BAD_GATEWAY);
+    assert!(body["detail"].as_str().expect("detail").contains("timed out after 4s"), "{body}");
+}
