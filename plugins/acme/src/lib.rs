@@ -151,10 +151,10 @@ impl Deadline {
     /// Sleeps for the CA's Retry-After (or a short backoff without one) if that fits before
     /// the deadline; `false` when it does not (the caller then returns `pending`).
     fn wait(&self, retry_after_s: Option<u64>, attempt: u32) -> bool {
-        let ms = match retry_after_s {
-            Some(s) => s.saturating_mul(1000),
-            None => (25u64 << attempt.min(6)).min(1000),
-        };
+        // Never sooner than the CA asks; without a hint (or "0") a short backoff from 25 ms
+        // to 1 s, so a fast CA costs milliseconds, not a fixed polling interval.
+        let backoff = (25u64 << attempt.min(6)).min(1000);
+        let ms = retry_after_s.map_or(backoff, |s| s.saturating_mul(1000).max(backoff));
         if ms > self.remaining_ms() {
             return false;
         }
