@@ -231,8 +231,22 @@ fn csr_cache_key(order_url: &str) -> String {
     format!("acme:csr:{order_url}")
 }
 
-/// Answers the authorizations of an order: the configured challenge of each pending one.
+/// Answers the authorizations of an order (the configured challenge of each pending one,
+/// published through the host) and withdraws the answers once they are decided.
 fn authorize(session: &mut Session, order: &Value, challenge: Challenge, deadline: &Deadline) -> Result<bool, AcmeError> {
+    let mut cleanup = Vec::new();
+    let result = answer_authorizations(session, order, challenge, deadline, &mut cleanup);
+    withdraw(cleanup);
+    result
+}
+
+fn answer_authorizations(
+    session: &mut Session,
+    order: &Value,
+    challenge: Challenge,
+    deadline: &Deadline,
+    cleanup: &mut Vec<Published>,
+) -> Result<bool, AcmeError> {
     let authz_urls: Vec<String> = order["authorizations"]
         .as_array()
         .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
@@ -257,22 +271,32 @@ fn authorize(session: &mut Session, order: &Value, challenge: Challenge, deadlin
         let token = chall["token"].as_str().ok_or_else(|| AcmeError::Protocol("a challenge has no token".into()))?;
         let chall_url = chall["url"].as_str().ok_or_else(|| AcmeError::Protocol("a challenge has no URL".into()))?;
         let key_authorization = format!("{token}.{thumbprint}");
+        let mut unpublished = None;
         if chall["status"].as_str() == Some("pending") {
-            match challenge {
-                Challenge::Http01 => log(
-                    Level::Debug,
-                    &format!("http-01 for {ident}: /.well-known/acme-challenge/{token} must answer {key_authorization}"),
-                ),
-                Challenge::Dns01 => log(
-                    Level::Debug,
-                    &format!("dns-01 for {ident}: TXT _acme-challenge.{ident} must be {}", jws::dns01_value(&key_authorization)),
-                ),
+            // The host publishes the answer (contract 0.2). When it cannot (no listener or
+            // hook), the CA may still validate by other means (pre-authorized accounts), so
+            // carry on and name the reason should the authorization fail.
+            let published = match challenge {
+                Challenge::Http01 => challenges::publish_http01(token, &key_authorization)
+                    .map(|()| Published::Http01(token.to_owned())),
+                Challenge::Dns01 => {
+                    let domain = ident.trim_start_matches("*.").to_owned();
+                    let value = jws::dns01_value(&key_authorization);
+                    challenges::dns01_present(&domain, &value).map(|()| Published::Dns01(domain, value))
+                }
+            };
+            match published {
+                Ok(p) => cleanup.push(p),
+                Err(why) => {
+                    log(Level::Warn, &format!("the host did not publish the {} answer for {ident}: {why}", challenge.name()));
+                    unpublished = Some(why);
+                }
             }
             session.post(chall_url, Some(&json!({})), false)?;
         }
-        waiting.push((url, ident));
+        waiting.push((url, ident, unpublished));
     }
-    for (url, ident) in waiting {
+    for (url, ident, unpublished) in waiting {
         let mut attempt = 0;
         loop {
             let (authz, retry) = session.fetch(&url)?;
@@ -289,8 +313,9 @@ fn authorize(session: &mut Session, order: &Value, challenge: Challenge, deadlin
                         .as_array()
                         .and_then(|cs| cs.iter().find_map(|c| c["error"]["detail"].as_str()))
                         .unwrap_or("no detail");
+                    let host = unpublished.map(|u| format!(" (the host could not publish the answer: {u})")).unwrap_or_default();
                     return Err(AcmeError::Invalid(format!(
-                        "the authorization for {ident} is {}: {why}",
+                        "the authorization for {ident} is {}: {why}{host}",
                         other.unwrap_or("without status")
                     )));
                 }
@@ -298,6 +323,25 @@ fn authorize(session: &mut Session, order: &Value, challenge: Challenge, deadlin
         }
     }
     Ok(true)
+}
+
+/// A challenge answer the host published, to withdraw once the authorizations are decided.
+enum Published {
+    Http01(String),
+    Dns01(String, String),
+}
+
+fn withdraw(published: Vec<Published>) {
+    for p in published {
+        match p {
+            Published::Http01(token) => challenges::withdraw_http01(&token),
+            Published::Dns01(domain, value) => {
+                if let Err(why) = challenges::dns01_cleanup(&domain, &value) {
+                    log(Level::Warn, &format!("dns-01 cleanup for {domain} failed: {why}"));
+                }
+            }
+        }
+    }
 }
 
 /// Carries an order forward until it is issued or the deadline passes.
