@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{App, free_port, sh};
+use crate::helpers::{App, Server, free_port, http, sh};
 
 /// A running pebble; killed on drop.
 pub struct Pebble {
@@ -222,4 +222,67 @@ fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
     assert!(r.ok().contains("revoked at its CA"), "{}", r.stderr);
     let shown = app.json(&["--config", s(&config), "show", "1", "--json"]);
     assert_eq!(shown["status"], "revoked", "{shown}");
+}
+
+/// Issues through `serve`'s API; returns the response body.
+fn issue_via_api(server: &Server, cn: &str, sans: &[&str]) -> serde_json::Value {
+    let token = server.token("ops", "admin");
+    let response = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": cn, "sans": sans }))
+        .send()
+        .expect("issue");
+    let status = response.status();
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(status, 201, "{body}\n{}", server.log());
+    body
+}
+
+#[test]
+fn acme_http01_is_really_validated_by_pebble_against_serves_challenge_listener() {
+    let app = App::new();
+    let http01 = free_port();
+    // Validation on: pebble's VA fetches http://127.0.0.1:{http01}/.well-known/acme-challenge/TOKEN.
+    let pebble = Pebble::start(&app.path("pebble"), false, http01, false);
+    let config = configure(&app, &pebble, "", &format!("[server]\nacme_http01_listen = \"127.0.0.1:{http01}\""));
+    let server = Server::start(app, Some(&config));
+    let body = issue_via_api(&server, "127.0.0.1", &["IP:127.0.0.1"]);
+    assert_eq!(body["disposition"], "issued", "{body}");
+    assert!(server.log().contains("answered an ACME http-01 challenge"), "{}", server.log());
+    // The answer was withdrawn once the authorization was decided.
+    let log = server.log();
+    let token = log
+        .lines()
+        .filter(|l| l.contains("answered an ACME http-01 challenge"))
+        .find_map(|l| l.split("token=").nth(1)?.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no token in the log: {log}"));
+    let r = http().get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/{token}")).send().expect("get");
+    assert_eq!(r.status(), 404, "token {token} still answered");
+}
+
+#[test]
+fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let record = app.path("hook.log");
+    let hook = app.path("dns01-hook.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\necho hook says $1\n", record.display())).expect("hook");
+    sh("chmod", &["+x", s(&hook)]);
+    let config = configure(
+        &app,
+        &pebble,
+        "params.challenge = \"dns-01\"",
+        &format!("[server]\ndns01_hook = \"{}\"", hook.display()),
+    );
+    let server = Server::start(app, Some(&config));
+    let body = issue_via_api(&server, "www.example.com", &[]);
+    assert_eq!(body["disposition"], "issued", "{body}");
+    let calls = std::fs::read_to_string(&record).expect("the hook ran");
+    let present: Vec<&str> = calls.lines().filter(|l| l.starts_with("present www.example.com ")).collect();
+    assert_eq!(present.len(), 1, "{calls}");
+    let value = present[0].rsplit(' ').next().unwrap_or_default();
+    assert_eq!(value.len(), 43, "a base64url SHA-256: {calls}");
+    assert!(calls.contains(&format!("cleanup www.example.com {value}")), "{calls}");
+    assert!(server.log().contains("hook says present"), "{}", server.log());
 }
