@@ -286,3 +286,41 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
     assert!(calls.contains(&format!("cleanup www.example.com {value}")), "{calls}");
     assert!(server.log().contains("hook says present"), "{}", server.log());
 }
+
+#[test]
+fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    // wait_seconds 0: any wait on the CA ends the call with `pending` and the order URL.
+    let config = configure(&app, &pebble, "params.wait_seconds = \"0\"", "");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let c = http();
+    let response = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": "www.example.com" }))
+        .send()
+        .expect("issue");
+    assert_eq!(response.status(), 202, "{}", server.log());
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(body["disposition"], "pending", "{body}");
+    let order = body["order_id"].as_i64().expect("order id");
+    for _ in 0..60 {
+        let o: serde_json::Value = c
+            .get(format!("{}/v1/orders/{order}", server.base))
+            .bearer_auth(&token)
+            .send()
+            .expect("order")
+            .json()
+            .expect("json");
+        if o["state"] == "issued" {
+            let ca_order = o["ca_order_id"].as_str().unwrap_or_default().to_owned();
+            assert!(ca_order.starts_with(&pebble.origin), "the CA order id is the ACME order URL: {o}");
+            return;
+        }
+        assert!(o["state"] == "pending", "{o}\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("the poller never finished the order: {}", server.log());
+}
