@@ -31,11 +31,28 @@ impl Pebble {
         sh(
             "openssl",
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
                 // An end-entity certificate: rustls refuses a CA certificate as a server's.
-                "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth",
-                "-keyout", key.to_str().expect("utf8"), "-out", cert.to_str().expect("utf8"),
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+                "-keyout",
+                key.to_str().expect("utf8"),
+                "-out",
+                cert.to_str().expect("utf8"),
             ],
         );
         let port = free_port();
@@ -98,7 +115,8 @@ impl Pebble {
 
     /// Pebble's issuing root (regenerated at each start), written to `roots.pem`.
     pub fn root(&self) -> PathBuf {
-        let pem = self.client().get(format!("{}/roots/0", self.management)).send().expect("roots").text().expect("text");
+        let pem =
+            self.client().get(format!("{}/roots/0", self.management)).send().expect("roots").text().expect("text");
         let path = self.dir.join("root.pem");
         std::fs::write(&path, pem).expect("write root");
         path
@@ -129,8 +147,11 @@ pub fn configure(app: &App, pebble: &Pebble, params: &str, server: &str) -> Path
         ),
     )
     .expect("config");
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"pebble\"]\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\n")
-        .expect("profile");
+    std::fs::write(
+        conf.join("profiles/web.toml"),
+        "accounts = [\"pebble\"]\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\n",
+    )
+    .expect("profile");
     conf.join("certhost.toml")
 }
 
@@ -150,8 +171,10 @@ fn issue(app: &App, config: &Path, out: &Path, cn: &str, sans: &[&str]) -> crate
 /// The leaf verifies against pebble's root through the chain the connector returned.
 fn assert_chains_to_pebble(pebble: &Pebble, out: &Path) {
     let root = pebble.root();
-    let verify =
-        sh("openssl", &["verify", "-CAfile", s(&root), "-untrusted", s(&out.join("chain.pem")), s(&out.join("cert.pem"))]);
+    let verify = sh(
+        "openssl",
+        &["verify", "-CAfile", s(&root), "-untrusted", s(&out.join("chain.pem")), s(&out.join("cert.pem"))],
+    );
     assert!(verify.contains(": OK"), "{verify}");
 }
 
@@ -167,7 +190,9 @@ fn acme_issues_dns_and_ip_names_chained_to_pebbles_root() {
     assert_chains_to_pebble(&pebble, &out);
     let text = sh("openssl", &["x509", "-in", s(&out.join("cert.pem")), "-noout", "-text"]);
     assert!(
-        text.contains("DNS:www.example.com") && text.contains("DNS:api.example.com") && text.contains("IP Address:127.0.0.1"),
+        text.contains("DNS:www.example.com")
+            && text.contains("DNS:api.example.com")
+            && text.contains("IP Address:127.0.0.1"),
         "{text}"
     );
 }
@@ -176,7 +201,10 @@ fn acme_issues_dns_and_ip_names_chained_to_pebbles_root() {
 fn eab_params(app: &App, mac_key: &str) -> String {
     let file = app.path("eab.key");
     std::fs::write(&file, mac_key).expect("write");
-    format!("params.eab_kid = \"{EAB_KID}\"\nparams.eab_hmac_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}", file.display())
+    format!(
+        "params.eab_kid = \"{EAB_KID}\"\nparams.eab_hmac_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}",
+        file.display()
+    )
 }
 
 #[test]
@@ -267,7 +295,8 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
     let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
     let record = app.path("hook.log");
     let hook = app.path("dns01-hook.sh");
-    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\necho hook says $1\n", record.display())).expect("hook");
+    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\necho hook says $1\n", record.display()))
+        .expect("hook");
     sh("chmod", &["+x", s(&hook)]);
     let config = configure(
         &app,

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum ChallengeError {
     /// No http-01 listener runs in this process.
-    #[error("no http-01 challenge listener runs: start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen")]
+    #[error(
+        "no http-01 challenge listener runs: start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen"
+    )]
     NoHttp01Listener,
     /// The token is not base64url.
     #[error("the http-01 token is not a base64url string of at most 256 characters")]
@@ -99,7 +101,8 @@ impl Challenges {
     /// Runs the dns-01 hook: `HOOK present|cleanup DOMAIN VALUE`, under [`HOOK_TIMEOUT`], its
     /// output logged.
     pub fn dns01(&self, action: &'static str, domain: &str, value: &str) -> Result<(), ChallengeError> {
-        let hook = self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ChallengeError::NoDns01Hook)?;
+        let hook =
+            self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ChallengeError::NoDns01Hook)?;
         let dns_ok = !domain.is_empty()
             && domain.len() <= 253
             && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '*')
@@ -133,11 +136,7 @@ impl Challenges {
         for line in text.lines().take(50) {
             tracing::info!(hook = %hook.display(), action, domain, "{line}");
         }
-        if status.success() {
-            Ok(())
-        } else {
-            Err(failed(format!("it exited with {status}")))
-        }
+        if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
     }
 }
 

@@ -2,9 +2,9 @@
 //! nonces, the account, and signed requests with a retry on `badNonce`.
 
 use certhost_plugin_sdk::http::{self, Response};
-use wasi::http::types::Method;
 use certhost_plugin_sdk::{Level, cache_get, cache_set, log};
 use serde_json::{Value, json};
+use wasi::http::types::Method;
 
 use crate::AcmeError;
 use crate::jws::{AccountKey, external_account_binding};

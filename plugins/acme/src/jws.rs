@@ -90,8 +90,16 @@ impl AccountKey {
 /// The external account binding (§7.3.4): an HS256 JWS over the account JWK, keyed by the
 /// MAC key the CA gave out of band (base64url; standard base64 and padding are accepted too).
 pub fn external_account_binding(kid: &str, hmac_key: &str, url: &str, jwk: &Value) -> Result<Value, AcmeError> {
-    let normalized: String =
-        hmac_key.trim().trim_end_matches('=').chars().map(|c| match c { '+' => '-', '/' => '_', c => c }).collect();
+    let normalized: String = hmac_key
+        .trim()
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
     let key = URL_SAFE_NO_PAD.decode(normalized.as_bytes()).map_err(|_| AcmeError::BadEabKey)?;
     let protected = b64(json!({ "alg": "HS256", "kid": kid, "url": url }).to_string().as_bytes());
     let payload = b64(jwk.to_string().as_bytes());

@@ -78,9 +78,7 @@ impl From<AcmeError> for ConnectorError {
             AcmeError::Account { ref kind, .. } if kind == "externalAccountRequired" => ConnectorError::Misconfigured(
                 "the ACME server requires external account binding: set eab_kid and eab_hmac_key".into(),
             ),
-            AcmeError::Account { ref kind, .. } if kind == "unauthorized" => {
-                ConnectorError::Unauthorized(message)
-            }
+            AcmeError::Account { ref kind, .. } if kind == "unauthorized" => ConnectorError::Unauthorized(message),
             AcmeError::Problem { ref kind, .. } if kind == "unauthorized" => ConnectorError::Unauthorized(message),
             _ => ConnectorError::Internal(message),
         }
@@ -98,7 +96,8 @@ fn param(name: &str, description: &str, required: bool, sensitive: bool, default
 }
 
 fn account_params(args: &[Param]) -> Result<AccountParams<'_>, AcmeError> {
-    let directory_url = arg(args, "directory_url").map_err(|_| AcmeError::Misconfigured("missing parameter directory_url".into()))?;
+    let directory_url =
+        arg(args, "directory_url").map_err(|_| AcmeError::Misconfigured("missing parameter directory_url".into()))?;
     let eab = match (optional_arg(args, "eab_kid"), optional_arg(args, "eab_hmac_key")) {
         (Some(kid), Some(key)) => Some((kid, key)),
         (None, None) => None,
@@ -233,7 +232,12 @@ fn csr_cache_key(order_url: &str) -> String {
 
 /// Answers the authorizations of an order (the configured challenge of each pending one,
 /// published through the host) and withdraws the answers once they are decided.
-fn authorize(session: &mut Session, order: &Value, challenge: Challenge, deadline: &Deadline) -> Result<bool, AcmeError> {
+fn authorize(
+    session: &mut Session,
+    order: &Value,
+    challenge: Challenge,
+    deadline: &Deadline,
+) -> Result<bool, AcmeError> {
     let mut cleanup = Vec::new();
     let result = answer_authorizations(session, order, challenge, deadline, &mut cleanup);
     withdraw(cleanup);
@@ -277,8 +281,9 @@ fn answer_authorizations(
             // hook), the CA may still validate by other means (pre-authorized accounts), so
             // carry on and name the reason should the authorization fail.
             let published = match challenge {
-                Challenge::Http01 => challenges::publish_http01(token, &key_authorization)
-                    .map(|()| Published::Http01(token.to_owned())),
+                Challenge::Http01 => {
+                    challenges::publish_http01(token, &key_authorization).map(|()| Published::Http01(token.to_owned()))
+                }
                 Challenge::Dns01 => {
                     let domain = ident.trim_start_matches("*.").to_owned();
                     let value = jws::dns01_value(&key_authorization);
@@ -288,7 +293,10 @@ fn answer_authorizations(
             match published {
                 Ok(p) => cleanup.push(p),
                 Err(why) => {
-                    log(Level::Warn, &format!("the host did not publish the {} answer for {ident}: {why}", challenge.name()));
+                    log(
+                        Level::Warn,
+                        &format!("the host did not publish the {} answer for {ident}: {why}", challenge.name()),
+                    );
                     unpublished = Some(why);
                 }
             }
@@ -313,7 +321,9 @@ fn answer_authorizations(
                         .as_array()
                         .and_then(|cs| cs.iter().find_map(|c| c["error"]["detail"].as_str()))
                         .unwrap_or("no detail");
-                    let host = unpublished.map(|u| format!(" (the host could not publish the answer: {u})")).unwrap_or_default();
+                    let host = unpublished
+                        .map(|u| format!(" (the host could not publish the answer: {u})"))
+                        .unwrap_or_default();
                     return Err(AcmeError::Invalid(format!(
                         "the authorization for {ident} is {}: {why}{host}",
                         other.unwrap_or("without status")
@@ -356,7 +366,10 @@ fn drive(
 ) -> Result<Disposition, AcmeError> {
     let mut attempt = 0;
     let pending = |retry: Option<u64>| {
-        Disposition::Pending(Pending { ca_order_id: order_url.to_owned(), retry_after_s: retry.unwrap_or(1).clamp(1, 3600) as u32 })
+        Disposition::Pending(Pending {
+            ca_order_id: order_url.to_owned(),
+            retry_after_s: retry.unwrap_or(1).clamp(1, 3600) as u32,
+        })
     };
     loop {
         match order["status"].as_str() {
@@ -478,7 +491,13 @@ impl Connector for Acme {
             name: "acme".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             parameters: vec![
-                param("directory_url", "the ACME directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory)", true, false, None),
+                param(
+                    "directory_url",
+                    "the ACME directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory)",
+                    true,
+                    false,
+                    None,
+                ),
                 param("contact_email", "contact address for the ACME account", false, false, None),
                 param("eab_kid", "external account binding key id, from the CA", false, false, None),
                 param("eab_hmac_key", "external account binding MAC key (base64url), from the CA", false, true, None),
@@ -490,7 +509,13 @@ impl Connector for Acme {
                     true,
                     None,
                 ),
-                param("wait_seconds", "how long one call waits for the CA before answering pending", false, false, Some("20")),
+                param(
+                    "wait_seconds",
+                    "how long one call waits for the CA before answering pending",
+                    false,
+                    false,
+                    Some("20"),
+                ),
             ],
             operations: vec![Operation::Poll, Operation::Revoke, Operation::TestConnection],
         }

@@ -1,5 +1,5 @@
-//! WebAssembly component connectors (wasmtime, component model, contract
-//! `certhost:connector@0.1.0`).
+//! WebAssembly component connectors (wasmtime, component model, contracts
+//! `certhost:connector@0.1.0` and `@0.2.0`).
 //!
 //! Layers: `bindings` (only `bindgen!`), `host_impl` (the host interface), `http` (the
 //! outbound-HTTP policy), `runtime` (Engine, Linker, cache, Store state) and this file: the
