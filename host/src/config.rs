@@ -56,6 +56,11 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Seconds between renewal-scheduler rounds (default 30).
     pub renewal_interval_seconds: Option<u64>,
+    /// Where `serve` answers ACME http-01 challenges (`GET /.well-known/acme-challenge/{token}`)
+    /// for connectors on contract 0.2; none by default.
+    pub acme_http01_listen: Option<std::net::SocketAddr>,
+    /// Command run for ACME dns-01 challenges: `HOOK present|cleanup DOMAIN VALUE`.
+    pub dns01_hook: Option<PathBuf>,
 }
 
 /// The whole of `certhost.toml`, paths made absolute (for `serve`'s own settings).
@@ -65,7 +70,7 @@ pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
         .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
     let mut config: ConfigFile = toml::from_str(&text)
         .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
-    for p in [&mut config.server.tls_cert, &mut config.server.tls_key].into_iter().flatten() {
+    for p in [&mut config.server.tls_cert, &mut config.server.tls_key, &mut config.server.dns01_hook].into_iter().flatten() {
         absolutize(p, &base);
     }
     Ok(config)

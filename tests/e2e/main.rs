@@ -3,6 +3,7 @@
 //! One test binary (matklad's "delete cargo integration tests"): modules per area, shared
 //! helpers in `helpers.rs`.
 
+mod acme;
 mod api;
 mod api_auth;
 mod api_lifecycle;

@@ -235,7 +235,7 @@ async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succee
     assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working beside the load: {ok:?}");
     assert_eq!(
         future.await.expect("task").expect("refused"),
-        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0"
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0 and 0.2.0"
     );
 }
 
@@ -271,7 +271,7 @@ async fn a_component_for_an_unknown_contract_version_is_refused() {
         .to_string();
     assert_eq!(
         err,
-        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0"
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0 and 0.2.0"
     );
     let not_wasm = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(not_wasm.path(), b"\0asm garbage").expect("write");

@@ -5,6 +5,7 @@
 //! The library never binds ports: the binary hands [`serve`] a listener (tests use port 0).
 
 mod accounts;
+mod acme_challenge;
 mod audit;
 mod auth;
 mod certificates;
@@ -71,6 +72,11 @@ pub struct Problem {
 pub struct SecretBody {
     /// The sensitive value; stored encrypted, never shown again.
     pub value: String,
+}
+
+/// The router of `serve`'s ACME http-01 challenge listener.
+pub fn acme_http01_router() -> Router {
+    acme_challenge::router()
 }
 
 /// All routes, with the body limit and request timeout.

@@ -28,6 +28,13 @@ pub struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Answer ACME http-01 challenges on this address (or `[server] acme_http01_listen`).
+    #[arg(long)]
+    acme_http01_listen: Option<SocketAddr>,
+    /// Command for ACME dns-01 challenges, run as `HOOK present|cleanup DOMAIN VALUE` (or
+    /// `[server] dns01_hook`).
+    #[arg(long)]
+    dns01_hook: Option<std::path::PathBuf>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -56,7 +63,23 @@ pub fn run(
         (None, None) => None,
         _ => anyhow::bail!("[server] needs both tls_cert and tls_key for HTTPS"),
     };
+    let acme_http01 = args.acme_http01_listen.or(file.server.acme_http01_listen);
+    let challenges = certhost::connector::challenges::Challenges::global();
+    challenges.set_dns01_hook(args.dns01_hook.or(file.server.dns01_hook.clone()));
     rt.block_on(async move {
+        if let Some(addr) = acme_http01 {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for ACME http-01 challenges"))?;
+            let bound = listener.local_addr()?;
+            challenges.set_http01_served(true);
+            tracing::info!(addr = %bound, "answering ACME http-01 challenges");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, api::acme_http01_router()).await {
+                    tracing::error!(error = %e, "the ACME http-01 listener stopped");
+                }
+            });
+        }
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;

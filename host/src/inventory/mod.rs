@@ -152,6 +152,11 @@ impl Inventory {
         if found > schema::CURRENT_VERSION {
             return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
         }
+        // Every transaction takes the write lock at BEGIN, waiting in the busy handler. A
+        // deferred one that reads and then writes gets SQLITE_BUSY at once in WAL mode when
+        // another connection committed in between (the busy handler cannot help a stale
+        // snapshot): concurrent API issuance failed with "database is locked".
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -2,7 +2,7 @@
 //!
 //! Implement [`Connector`] for a type, call [`register_connector!`] with it, and build the
 //! crate as a `cdylib` for `wasm32-wasip2`: the result is a component exporting the
-//! `certhost:connector@0.1.0` contract (`plugin-sdk/wit/v0.1`). Optional operations default
+//! `certhost:connector@0.2.0` contract (`plugin-sdk/wit/v0.2`; hosts load 0.1 components too). Optional operations default
 //! to "unsupported"; list the ones you implement in [`Description::operations`].
 //!
 //! ```ignore
@@ -31,7 +31,7 @@ pub mod bindings {
     // The world imports wasi:http (and the wasi:io and wasi:clocks interfaces it uses): those
     // are the `wasi` crate's bindings of the same WASI version (0.2.12), not generated again.
     wit_bindgen::generate!({
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         world: "ca-connector",
         pub_export_macro: true,
         default_bindings_module: "certhost_plugin_sdk::bindings",
@@ -53,7 +53,7 @@ pub use bindings::certhost::connector::types::{
 };
 
 /// The contract version this SDK builds components for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A CA connector. Only `describe` and `certificate_request` are required.
 pub trait Connector {
@@ -133,6 +133,32 @@ pub fn cache_get(key: &str) -> Option<String> {
 /// Caches a value for this CA account for `ttl_seconds` (0 = until the host restarts).
 pub fn cache_set(key: &str, value: &str, ttl_seconds: u32) {
     bindings::certhost::connector::host::cache_set(key, value, ttl_seconds);
+}
+
+/// Challenge answers published by the host (contract 0.2), for ACME connectors.
+pub mod challenges {
+    use crate::bindings::certhost::connector::challenges as wit;
+
+    /// Has the host serve `key_authorization` at `/.well-known/acme-challenge/{token}` on its
+    /// http-01 listener; the error says why not (e.g. no listener configured).
+    pub fn publish_http01(token: &str, key_authorization: &str) -> Result<(), String> {
+        wit::publish_http01(token, key_authorization)
+    }
+
+    /// Stops serving `token`.
+    pub fn withdraw_http01(token: &str) {
+        wit::withdraw_http01(token);
+    }
+
+    /// Has the host's dns-01 hook put `txt_value` in `_acme-challenge.{domain}`.
+    pub fn dns01_present(domain: &str, txt_value: &str) -> Result<(), String> {
+        wit::dns01_present(domain, txt_value)
+    }
+
+    /// Has the host's dns-01 hook remove that value again.
+    pub fn dns01_cleanup(domain: &str, txt_value: &str) -> Result<(), String> {
+        wit::dns01_cleanup(domain, txt_value)
+    }
 }
 
 /// Wires a [`Connector`] implementation to the component's exports.

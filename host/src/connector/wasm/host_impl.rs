@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::bindings::certhost::connector::host::{Host, Level};
 use super::bindings::certhost::connector::types;
 use super::runtime::State;
+use crate::connector::challenges::Challenges;
 
 /// Values a CA account's connector cached (tokens), shared by all its calls.
 pub type Cache = Arc<Mutex<HashMap<String, (String, Option<Instant>)>>>;
@@ -58,5 +59,47 @@ impl Host for State {
         }
         let expiry = (ttl_seconds > 0).then(|| Instant::now() + Duration::from_secs(u64::from(ttl_seconds)));
         cache.insert(key, (value, expiry));
+    }
+}
+
+/// Contract 0.2's `host` interface: the same functions as 0.1's.
+impl super::bindings::v0_2::certhost::connector::host::Host for State {
+    fn log(&mut self, level: super::bindings::v0_2::certhost::connector::host::Level, message: String) {
+        use super::bindings::v0_2::certhost::connector::host::Level as L2;
+        let level = match level {
+            L2::Debug => Level::Debug,
+            L2::Info => Level::Info,
+            L2::Warn => Level::Warn,
+            L2::Error => Level::Error,
+        };
+        Host::log(self, level, message);
+    }
+
+    fn cache_get(&mut self, key: String) -> Option<String> {
+        Host::cache_get(self, key)
+    }
+
+    fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
+        Host::cache_set(self, key, value, ttl_seconds);
+    }
+}
+
+/// Contract 0.2's `challenges` interface, over the process's challenge board.
+impl super::bindings::v0_2::certhost::connector::challenges::Host for State {
+    fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
+        tracing::debug!(token = %token, "http-01 answer published");
+        Challenges::global().publish_http01(&token, &key_authorization).map_err(|e| e.to_string())
+    }
+
+    fn withdraw_http01(&mut self, token: String) {
+        Challenges::global().withdraw_http01(&token);
+    }
+
+    fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+        Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string())
+    }
+
+    fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+        Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string())
     }
 }

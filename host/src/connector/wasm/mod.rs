@@ -1,5 +1,5 @@
-//! WebAssembly component connectors (wasmtime, component model, contract
-//! `certhost:connector@0.1.0`).
+//! WebAssembly component connectors (wasmtime, component model, contracts
+//! `certhost:connector@0.1.0` and `@0.2.0`).
 //!
 //! Layers: `bindings` (only `bindgen!`), `host_impl` (the host interface), `http` (the
 //! outbound-HTTP policy), `runtime` (Engine, Linker, cache, Store state) and this file: the
@@ -37,15 +37,17 @@ use super::{
 pub use self::http::AllowedHost as AllowedHostRule;
 pub use self::runtime::MAX_MEMORY_MIB;
 
-/// The contract version this host implements.
-pub const CONTRACT: &str = "certhost:connector/connector@0.1.0";
+/// The newest contract version this host implements.
+pub const CONTRACT: &str = "certhost:connector/connector@0.2.0";
+/// The older contract versions it still loads.
+pub const CONTRACT_V0_1: &str = "certhost:connector/connector@0.1.0";
 
 /// A loaded component connector for one CA account.
 pub struct WasmConnector {
     name: String,
     account: String,
     runtime: Arc<Runtime>,
-    pre: CaConnectorPre<State>,
+    pre: Pre,
     limits: Limits,
     allowed: Vec<AllowedHost>,
     tls: Arc<rustls::ClientConfig>,
@@ -91,7 +93,7 @@ impl WasmConnector {
         }
         let runtime = Runtime::global().map_err(|e| mis(format!("the WebAssembly runtime cannot start: {e}")))?.clone();
         let component = runtime.load_component(path, cache_dir).map_err(|e| mis(e.to_string()))?;
-        check_contract(&runtime, &component).map_err(&mis)?;
+        let version = check_contract(&runtime, &component).map_err(&mis)?;
         let allowed = allowed_hosts
             .iter()
             .map(|h| {
@@ -103,8 +105,11 @@ impl WasmConnector {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| mis(format!("the component needs imports this host does not offer: {e}")))?;
-        let pre =
-            CaConnectorPre::new(pre).map_err(|e| mis(format!("the component does not match the contract: {e}")))?;
+        let mismatch = |e: wasmtime::Error| mis(format!("the component does not match the contract: {e}"));
+        let pre = match version {
+            Version::V0_1 => Pre::V1(CaConnectorPre::new(pre).map_err(mismatch)?),
+            Version::V0_2 => Pre::V2(bindings::v0_2::CaConnectorPre::new(pre).map_err(mismatch)?),
+        };
         let tls = sender::tls_config(extra_ca_pems).map_err(&mis)?;
         let mut me = Self {
             name: stem,
@@ -157,7 +162,7 @@ impl WasmConnector {
     async fn call<R: Send + Outcome>(
         &self,
         args: &Args,
-        f: impl for<'a> FnOnce(&'a mut Store<State>, &'a CaConnector) -> CallFuture<'a, R> + Send,
+        f: impl for<'a> FnOnce(&'a mut Store<State>, &'a Instance) -> CallFuture<'a, R> + Send,
     ) -> Result<R, ConnectorError> {
         let label = self.label_str();
         let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
@@ -318,16 +323,28 @@ fn size_text(bytes: u64) -> String {
 }
 
 /// Finds which contract version a component exports and refuses any but ours.
-fn check_contract(runtime: &Runtime, component: &Component) -> Result<(), String> {
+/// The contract versions a component may target.
+#[derive(Clone, Copy)]
+enum Version {
+    V0_1,
+    V0_2,
+}
+
+/// The contract version a component exports, or why it cannot be loaded.
+fn check_contract(runtime: &Runtime, component: &Component) -> Result<Version, String> {
     let ty = component.component_type();
     let exported: Vec<String> = ty.exports(&runtime.engine).map(|(name, _)| name.to_owned()).collect();
     if exported.iter().any(|n| n == CONTRACT) {
-        return Ok(());
+        return Ok(Version::V0_2);
+    }
+    if exported.iter().any(|n| n == CONTRACT_V0_1) {
+        return Ok(Version::V0_1);
     }
     match exported.iter().find(|n| n.starts_with("certhost:connector/connector@")) {
         Some(other) => Err(format!(
-            "the component targets contract version {}, but this host supports {}",
+            "the component targets contract version {}, but this host supports {} and {}",
             other.trim_start_matches("certhost:connector/connector@"),
+            CONTRACT_V0_1.trim_start_matches("certhost:connector/connector@"),
             CONTRACT.trim_start_matches("certhost:connector/connector@")
         )),
         None => Err(format!("the component does not export {CONTRACT} (exports: {})", exported.join(", "))),
@@ -515,5 +532,109 @@ impl Connector for WasmConnector {
             })
             .await?;
         self.disposition(r, args)
+    }
+}
+
+/// A component prepared for instantiation, by contract version.
+enum Pre {
+    V1(CaConnectorPre<State>),
+    V2(bindings::v0_2::CaConnectorPre<State>),
+}
+
+impl Pre {
+    async fn instantiate_async(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V1(p) => Instance::V1(p.instantiate_async(store).await?),
+            Pre::V2(p) => Instance::V2(p.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// An instance of either contract version. Both export the same functions over 0.1's types
+/// (see `bindings.rs`), so the old version is adapted here, once, and callers see one shape.
+enum Instance {
+    V1(CaConnector),
+    V2(bindings::v0_2::CaConnector),
+}
+
+impl Instance {
+    fn certhost_connector_connector(&self) -> Exports<'_> {
+        match self {
+            Instance::V1(i) => Exports::V1(i.certhost_connector_connector()),
+            Instance::V2(i) => Exports::V2(i.certhost_connector_connector()),
+        }
+    }
+}
+
+/// The `connector` export of an [`Instance`].
+enum Exports<'a> {
+    V1(&'a bindings::exports::certhost::connector::connector::Guest),
+    V2(&'a bindings::v0_2::exports::certhost::connector::connector::Guest),
+}
+
+/// Calls the same export on either version.
+macro_rules! dispatch {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match $self {
+            Exports::V1(g) => g.$method($($arg),*).await,
+            Exports::V2(g) => g.$method($($arg),*).await,
+        }
+    };
+}
+
+type WitResult<T> = wasmtime::Result<Result<T, wit::ConnectorError>>;
+
+impl Exports<'_> {
+    async fn call_describe(&self, s: &mut Store<State>) -> wasmtime::Result<wit::Description> {
+        dispatch!(self, call_describe(s))
+    }
+
+    async fn call_certificate_request(
+        &self,
+        s: &mut Store<State>,
+        req: &wit::IssueRequest,
+        a: &[wit::Param],
+    ) -> WitResult<wit::Disposition> {
+        dispatch!(self, call_certificate_request(s, req, a))
+    }
+
+    async fn call_poll(&self, s: &mut Store<State>, id: &str, a: &[wit::Param]) -> WitResult<wit::Disposition> {
+        dispatch!(self, call_poll(s, id, a))
+    }
+
+    async fn call_renew(
+        &self,
+        s: &mut Store<State>,
+        req: &wit::RenewRequest,
+        a: &[wit::Param],
+    ) -> WitResult<wit::Disposition> {
+        dispatch!(self, call_renew(s, req, a))
+    }
+
+    async fn call_revoke(&self, s: &mut Store<State>, req: &wit::RevokeRequest, a: &[wit::Param]) -> WitResult<()> {
+        dispatch!(self, call_revoke(s, req, a))
+    }
+
+    async fn call_test_connection(&self, s: &mut Store<State>, a: &[wit::Param]) -> WitResult<()> {
+        dispatch!(self, call_test_connection(s, a))
+    }
+
+    async fn call_list_certificates(
+        &self,
+        s: &mut Store<State>,
+        a: &[wit::Param],
+        cursor: Option<&str>,
+    ) -> WitResult<wit::CertificatePage> {
+        dispatch!(self, call_list_certificates(s, a, cursor))
+    }
+
+    async fn call_update_order(
+        &self,
+        s: &mut Store<State>,
+        id: &str,
+        action: wit::OrderAction,
+        a: &[wit::Param],
+    ) -> WitResult<wit::Disposition> {
+        dispatch!(self, call_update_order(s, id, action, a))
     }
 }

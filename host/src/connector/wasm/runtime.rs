@@ -168,6 +168,12 @@ impl Runtime {
         // the ones just added (`CaConnector::add_to_linker` would define them a second time).
         connector_wit::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
         connector_wit::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        // Contract 0.2: its own `host` and `challenges` (its types are 0.1's, see bindings.rs).
+        {
+            use super::bindings::v0_2::certhost::connector as v0_2;
+            v0_2::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+            v0_2::challenges::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        }
         Ok(Self { engine, linker })
     }
 

@@ -64,6 +64,9 @@ pub async fn send(
         Ok(s) => s.map_err(Error::Connect)?,
         Err(_) => return Err(Error::ConnectionTimeout),
     };
+    // Headers and body leave in separate writes: with Nagle's algorithm the second waits for
+    // the peer's delayed ACK (40 ms on Linux) — a quarter of a second per ACME issuance.
+    tcp.set_nodelay(true).map_err(Error::Connect)?;
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .build()

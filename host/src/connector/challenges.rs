@@ -1,0 +1,145 @@
+//! Challenge answers the host publishes for connectors (contract 0.2, interface
+//! `challenges`): http-01 key authorizations that `certhost serve` answers on its ACME
+//! listener, and dns-01 TXT values set by running the configured hook command.
+//!
+//! One board per process ([`Challenges::global`]): every connector call writes to it and the
+//! listener reads from it. Until `serve` enables the listener or sets a hook, publishing fails
+//! with an error that says what to configure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why a challenge could not be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChallengeError {
+    /// No http-01 listener runs in this process.
+    #[error(
+        "no http-01 challenge listener runs: start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen"
+    )]
+    NoHttp01Listener,
+    /// The token is not base64url.
+    #[error("the http-01 token is not a base64url string of at most 256 characters")]
+    BadToken,
+    /// No dns-01 hook is configured.
+    #[error("no dns-01 hook is configured: set [server] dns01_hook in certhost.toml")]
+    NoDns01Hook,
+    /// The domain or value has characters a hook argument must not have.
+    #[error("the dns-01 domain or value has characters outside a DNS name and base64url")]
+    BadDnsArgument,
+    /// The hook failed.
+    #[error("the dns-01 hook {hook} {action} failed: {reason}")]
+    Hook {
+        /// The hook command.
+        hook: String,
+        /// `present` or `cleanup`.
+        action: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The process's challenge board.
+#[derive(Default)]
+pub struct Challenges {
+    http01: Mutex<HashMap<String, String>>,
+    http01_served: AtomicBool,
+    dns01_hook: Mutex<Option<PathBuf>>,
+}
+
+/// How long a dns-01 hook may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Challenges {
+    /// The board of this process.
+    pub fn global() -> &'static Challenges {
+        static BOARD: OnceLock<Challenges> = OnceLock::new();
+        BOARD.get_or_init(Challenges::default)
+    }
+
+    /// Marks the http-01 listener as running (set by `serve` once it is bound).
+    pub fn set_http01_served(&self, on: bool) {
+        self.http01_served.store(on, Ordering::SeqCst);
+    }
+
+    /// Sets (or clears) the dns-01 hook command.
+    pub fn set_dns01_hook(&self, hook: Option<PathBuf>) {
+        *self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Serves `key_authorization` for `token` until withdrawn.
+    pub fn publish_http01(&self, token: &str, key_authorization: &str) -> Result<(), ChallengeError> {
+        if !self.http01_served.load(Ordering::SeqCst) {
+            return Err(ChallengeError::NoHttp01Listener);
+        }
+        if !is_b64url(token) || token.len() > 256 || key_authorization.len() > 1024 {
+            return Err(ChallengeError::BadToken);
+        }
+        let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+        // A bound on what guests can make the host hold.
+        if map.len() >= 10_000 && !map.contains_key(token) {
+            map.clear();
+        }
+        map.insert(token.to_owned(), key_authorization.to_owned());
+        Ok(())
+    }
+
+    /// Stops serving `token`.
+    pub fn withdraw_http01(&self, token: &str) {
+        self.http01.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
+    }
+
+    /// The key authorization published for `token`.
+    pub fn http01_answer(&self, token: &str) -> Option<String> {
+        self.http01.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+    }
+
+    /// Runs the dns-01 hook: `HOOK present|cleanup DOMAIN VALUE`, under [`HOOK_TIMEOUT`], its
+    /// output logged.
+    pub fn dns01(&self, action: &'static str, domain: &str, value: &str) -> Result<(), ChallengeError> {
+        let hook =
+            self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ChallengeError::NoDns01Hook)?;
+        let dns_ok = !domain.is_empty()
+            && domain.len() <= 253
+            && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '*')
+            && !domain.starts_with('-');
+        if !dns_ok || !is_b64url(value) {
+            return Err(ChallengeError::BadDnsArgument);
+        }
+        let failed = |reason: String| ChallengeError::Hook { hook: hook.display().to_string(), action, reason };
+        let mut child = Command::new(&hook)
+            .args([action, domain, value])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(format!("it cannot be started ({e})")))?;
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() >= HOOK_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(failed(format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(failed(format!("waiting for it failed ({e})"))),
+            }
+        };
+        let output = child.wait_with_output().map_err(|e| failed(format!("its output is unreadable ({e})")))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        for line in text.lines().take(50) {
+            tracing::info!(hook = %hook.display(), action, domain, "{line}");
+        }
+        if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
+    }
+}
+
+fn is_b64url(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

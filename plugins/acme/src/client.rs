@@ -1,0 +1,184 @@
+//! An ACME (RFC 8555) client session over the SDK's wasi:http client: the directory,
+//! nonces, the account, and signed requests with a retry on `badNonce`.
+
+use certhost_plugin_sdk::http::{self, Response};
+use certhost_plugin_sdk::{Level, cache_get, cache_set, log};
+use serde_json::{Value, json};
+use wasi::http::types::Method;
+
+use crate::AcmeError;
+use crate::jws::{AccountKey, external_account_binding};
+
+/// The ACME error namespace.
+const ERR: &str = "urn:ietf:params:acme:error:";
+
+/// How an account is set up.
+pub struct AccountParams<'a> {
+    pub directory_url: &'a str,
+    pub contact_email: Option<&'a str>,
+    pub eab: Option<(&'a str, &'a str)>,
+    pub account_key: Option<&'a str>,
+}
+
+/// One session with an ACME server, for one connector call.
+pub struct Session {
+    pub directory: Value,
+    pub key: AccountKey,
+    pub kid: Option<String>,
+    nonce: Option<String>,
+}
+
+/// Fetches the directory (§7.1.1).
+pub fn directory(url: &str) -> Result<Value, AcmeError> {
+    let response = http::get(url).map_err(AcmeError::Http)?;
+    if response.status != 200 {
+        return Err(AcmeError::Directory(format!("{url} answered HTTP {}", response.status)));
+    }
+    let dir: Value = serde_json::from_slice(&response.body)
+        .map_err(|_| AcmeError::Directory(format!("{url} did not return JSON")))?;
+    for field in ["newNonce", "newAccount", "newOrder"] {
+        if !dir[field].is_string() {
+            return Err(AcmeError::Directory(format!("{url} has no {field}")));
+        }
+    }
+    Ok(dir)
+}
+
+/// A response header, by case-insensitive name.
+pub fn header(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Retry-After in whole seconds (the HTTP-date form is treated as absent).
+pub fn retry_after(response: &Response) -> Option<u64> {
+    header(response, "retry-after").and_then(|v| v.trim().parse().ok())
+}
+
+impl Session {
+    /// Opens a session: directory, account key (parameter, or cached, or new and cached)
+    /// and the cached account URL for that key.
+    pub fn open(params: &AccountParams<'_>) -> Result<Self, AcmeError> {
+        let directory = directory(params.directory_url)?;
+        let key_cache = format!("acme:account-key:{}", params.directory_url);
+        let key = match params.account_key {
+            Some(pem) => AccountKey::from_pem(pem)?,
+            None => match cache_get(&key_cache) {
+                Some(pem) => AccountKey::from_pem(&pem)?,
+                None => {
+                    let key = AccountKey::generate()?;
+                    // ttl 0: kept until the host restarts (the host cache is in memory).
+                    cache_set(&key_cache, &key.to_pem()?, 0);
+                    log(Level::Info, "created a new ACME account key (set account_key to keep one across restarts)");
+                    key
+                }
+            },
+        };
+        let kid = cache_get(&Self::kid_cache_key(params.directory_url, &key));
+        Ok(Self { directory, key, kid, nonce: None })
+    }
+
+    fn kid_cache_key(directory_url: &str, key: &AccountKey) -> String {
+        format!("acme:kid:{directory_url}:{}", key.thumbprint())
+    }
+
+    /// The URL of a directory resource.
+    pub fn url(&self, name: &str) -> Result<String, AcmeError> {
+        self.directory[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| AcmeError::Directory(format!("the directory has no {name}")))
+    }
+
+    fn fresh_nonce(&mut self) -> Result<String, AcmeError> {
+        if let Some(n) = self.nonce.take() {
+            return Ok(n);
+        }
+        let url = self.url("newNonce")?;
+        let response = http::request(Method::Head, &url, &[], None).map_err(AcmeError::Http)?;
+        header(&response, "replay-nonce").ok_or_else(|| AcmeError::Protocol(format!("{url} gave no Replay-Nonce")))
+    }
+
+    /// A signed POST (`payload` `None` = POST-as-GET), retried on `badNonce` (§6.5).
+    /// Returns the response when it is a success, the CA's problem as an error otherwise.
+    pub fn post(&mut self, url: &str, payload: Option<&Value>, use_jwk: bool) -> Result<Response, AcmeError> {
+        self.post_with(url, payload, use_jwk, None)
+    }
+
+    fn post_with(
+        &mut self,
+        url: &str,
+        payload: Option<&Value>,
+        use_jwk: bool,
+        accept: Option<&str>,
+    ) -> Result<Response, AcmeError> {
+        let kid = if use_jwk { None } else { Some(self.kid.clone().ok_or(AcmeError::NoAccount)?) };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let nonce = self.fresh_nonce()?;
+            let body = self.key.sign(url, &nonce, kid.as_deref(), payload).to_string();
+            let length = body.len().to_string();
+            let mut headers: Vec<(&str, &[u8])> =
+                vec![("content-type", b"application/jose+json"), ("content-length", length.as_bytes())];
+            if let Some(a) = accept {
+                headers.push(("accept", a.as_bytes()));
+            }
+            let response =
+                http::request(Method::Post, url, &headers, Some(body.as_bytes())).map_err(AcmeError::Http)?;
+            self.nonce = header(&response, "replay-nonce");
+            if response.status < 400 {
+                return Ok(response);
+            }
+            let problem: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            let kind = problem["type"].as_str().unwrap_or_default().trim_start_matches(ERR).to_owned();
+            if kind == "badNonce" && attempts < 4 {
+                continue;
+            }
+            let detail = problem["detail"].as_str().unwrap_or("no detail").to_owned();
+            return Err(AcmeError::Problem { status: response.status, kind, detail });
+        }
+    }
+
+    /// POST-as-GET of a resource, parsed as JSON.
+    pub fn fetch(&mut self, url: &str) -> Result<(Value, Option<u64>), AcmeError> {
+        let response = self.post(url, None, false)?;
+        Ok((json_body(&response, url)?, retry_after(&response)))
+    }
+
+    /// POST-as-GET of a certificate chain (PEM).
+    pub fn download(&mut self, url: &str) -> Result<String, AcmeError> {
+        let response = self.post_with(url, None, false, Some("application/pem-certificate-chain"))?;
+        String::from_utf8(response.body).map_err(|_| AcmeError::Protocol(format!("{url} returned a non-UTF-8 chain")))
+    }
+
+    /// Makes sure the account exists (§7.3): the cached account URL, or new-account (with
+    /// external account binding when configured), whose URL is then cached.
+    pub fn ensure_account(&mut self, params: &AccountParams<'_>) -> Result<(), AcmeError> {
+        if self.kid.is_some() {
+            return Ok(());
+        }
+        let url = self.url("newAccount")?;
+        let mut payload = json!({ "termsOfServiceAgreed": true });
+        if let Some(email) = params.contact_email {
+            payload["contact"] = json!([format!("mailto:{email}")]);
+        }
+        if let Some((kid, hmac_key)) = params.eab {
+            payload["externalAccountBinding"] = external_account_binding(kid, hmac_key, &url, &self.key.jwk())?;
+        }
+        let response = self.post(&url, Some(&payload), true).map_err(AcmeError::account)?;
+        let kid = header(&response, "location")
+            .ok_or_else(|| AcmeError::Protocol("new-account gave no account URL (Location)".into()))?;
+        cache_set(&Self::kid_cache_key(params.directory_url, &self.key), &kid, 0);
+        self.kid = Some(kid);
+        Ok(())
+    }
+}
+
+/// A response body as JSON.
+pub fn json_body(response: &Response, url: &str) -> Result<Value, AcmeError> {
+    serde_json::from_slice(&response.body).map_err(|_| AcmeError::Protocol(format!("{url} did not return JSON")))
+}

@@ -1,0 +1,355 @@
+//! The ACME connector (`plugins/dist/acme.wasm`) against Debian's `pebble`, started by each
+//! test on free loopback ports with a TLS certificate for 127.0.0.1 made here with openssl.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{App, Server, free_port, http, sh};
+
+/// A running pebble; killed on drop.
+pub struct Pebble {
+    pub dir: PathBuf,
+    pub directory_url: String,
+    pub origin: String,
+    pub management: String,
+    /// The self-signed certificate of pebble's HTTPS listeners (trust it as an extra CA).
+    pub tls_root: PathBuf,
+    child: std::process::Child,
+}
+
+/// The EAB key id and MAC key (base64url) configured when binding is required.
+pub const EAB_KID: &str = "kid-1";
+pub const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+impl Pebble {
+    /// Starts pebble. `always_valid` skips challenge validation; `http_port` is where its VA
+    /// fetches http-01 answers; `eab` requires external account binding.
+    pub fn start(dir: &Path, always_valid: bool, http_port: u16, eab: bool) -> Self {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let cert = dir.join("tls.pem");
+        let key = dir.join("tls.key");
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                // An end-entity certificate: rustls refuses a CA certificate as a server's.
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+                "-keyout",
+                key.to_str().expect("utf8"),
+                "-out",
+                cert.to_str().expect("utf8"),
+            ],
+        );
+        let port = free_port();
+        let mport = free_port();
+        let mut config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{mport}"),
+            "certificate": cert, "privateKey": key,
+            "httpPort": http_port, "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": eab,
+            "retryAfter": {"authz": 1, "order": 1},
+        }});
+        if eab {
+            config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ EAB_KID: EAB_KEY });
+        }
+        std::fs::write(dir.join("pebble.json"), config.to_string()).expect("config");
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config").arg(dir.join("pebble.json")).env("PEBBLE_VA_NOSLEEP", "1");
+        if always_valid {
+            cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
+        }
+        let log = dir.join("pebble.log");
+        let mut child = cmd
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pebble (apt-get install pebble)");
+        let origin = format!("https://127.0.0.1:{port}");
+        let pebble = |child| Self {
+            dir: dir.to_owned(),
+            directory_url: format!("{origin}/dir"),
+            origin: origin.clone(),
+            management: format!("https://127.0.0.1:{mport}"),
+            tls_root: cert.clone(),
+            child,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok()
+            {
+                return pebble(child);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pebble did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// A client trusting pebble's listeners.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let pem = std::fs::read(&self.tls_root).expect("tls root");
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client")
+    }
+
+    /// Pebble's issuing root (regenerated at each start), written to `roots.pem`.
+    pub fn root(&self) -> PathBuf {
+        let pem =
+            self.client().get(format!("{}/roots/0", self.management)).send().expect("roots").text().expect("text");
+        let path = self.dir.join("root.pem");
+        std::fs::write(&path, pem).expect("write root");
+        path
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// certhost.toml with account `pebble` on the acme component, `params` appended, and
+/// profile `web` (DNS and IP names) on it. Returns the config path.
+pub fn configure(app: &App, pebble: &Pebble, params: &str, server: &str) -> PathBuf {
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "{server}\n[accounts.pebble]\nconnector = \"{}\"\nallowed_hosts = [\"{}\"]\nextra_ca_pems = [\"{}\"]\n\
+             timeout_seconds = 60\nparams.directory_url = \"{}\"\nparams.contact_email = \"ops@example.com\"\n{params}\n",
+            crate::wasm::component("acme").display(),
+            pebble.origin,
+            pebble.tls_root.display(),
+            pebble.directory_url,
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        conf.join("profiles/web.toml"),
+        "accounts = [\"pebble\"]\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\n",
+    )
+    .expect("profile");
+    conf.join("certhost.toml")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+/// Issues with the CLI into `out`; returns the run.
+fn issue(app: &App, config: &Path, out: &Path, cn: &str, sans: &[&str]) -> crate::helpers::Run {
+    let mut args = vec!["--config", s(config), "issue", "--profile", "web", "--cn", cn, "--out", s(out)];
+    for san in sans {
+        args.extend(["--san", san]);
+    }
+    app.run(&args)
+}
+
+/// The leaf verifies against pebble's root through the chain the connector returned.
+fn assert_chains_to_pebble(pebble: &Pebble, out: &Path) {
+    let root = pebble.root();
+    let verify = sh(
+        "openssl",
+        &["verify", "-CAfile", s(&root), "-untrusted", s(&out.join("chain.pem")), s(&out.join("cert.pem"))],
+    );
+    assert!(verify.contains(": OK"), "{verify}");
+}
+
+#[test]
+fn acme_issues_dns_and_ip_names_chained_to_pebbles_root() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let config = configure(&app, &pebble, "", "");
+    app.run(&["--config", s(&config), "account", "test", "pebble"]).ok();
+    let out = app.path("out");
+    let r = issue(&app, &config, &out, "www.example.com", &["DNS:api.example.com", "IP:127.0.0.1"]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    assert_chains_to_pebble(&pebble, &out);
+    let text = sh("openssl", &["x509", "-in", s(&out.join("cert.pem")), "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:www.example.com")
+            && text.contains("DNS:api.example.com")
+            && text.contains("IP Address:127.0.0.1"),
+        "{text}"
+    );
+}
+
+/// EAB parameters, the MAC key in a file as a sensitive value must be.
+fn eab_params(app: &App, mac_key: &str) -> String {
+    let file = app.path("eab.key");
+    std::fs::write(&file, mac_key).expect("write");
+    format!(
+        "params.eab_kid = \"{EAB_KID}\"\nparams.eab_hmac_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}",
+        file.display()
+    )
+}
+
+#[test]
+fn acme_with_external_account_binding_issues_and_a_wrong_key_is_a_clear_error() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), true);
+    // Without binding: the CA's requirement, in words.
+    let config = configure(&app, &pebble, "", "");
+    let r = issue(&app, &config, &app.path("none"), "www.example.com", &[]);
+    let err = r.fails(1);
+    assert!(err.contains("requires external account binding"), "{err}");
+    // A wrong MAC key: refused, saying why, without the key.
+    let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let config = configure(&app, &pebble, &eab_params(&app, wrong), "");
+    let r = issue(&app, &config, &app.path("wrong"), "www.example.com", &[]);
+    let err = r.fails(1);
+    assert!(err.contains("refused the new account"), "{err}");
+    assert!(!err.contains(wrong), "{err}");
+    // The right key: issued.
+    let config = configure(&app, &pebble, &eab_params(&app, EAB_KEY), "");
+    let out = app.path("out");
+    let r = issue(&app, &config, &out, "www.example.com", &[]);
+    assert!(r.ok().contains("issued certificate"), "{}", r.stderr);
+    assert_chains_to_pebble(&pebble, &out);
+}
+
+#[test]
+fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    // A stable account key: the CLI's host cache lives for one command only.
+    let key = app.path("account.key");
+    sh("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", s(&key)]);
+    let config = configure(
+        &app,
+        &pebble,
+        &format!("params.account_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}", key.display()),
+        "",
+    );
+    let out = app.path("out");
+    issue(&app, &config, &out, "www.example.com", &[]).ok();
+    let r = app.run(&["--config", s(&config), "revoke", "1", "--reason", "keyCompromise"]);
+    assert!(r.ok().contains("revoked at its CA"), "{}", r.stderr);
+    let shown = app.json(&["--config", s(&config), "show", "1", "--json"]);
+    assert_eq!(shown["status"], "revoked", "{shown}");
+}
+
+/// Issues through `serve`'s API; returns the response body.
+fn issue_via_api(server: &Server, cn: &str, sans: &[&str]) -> serde_json::Value {
+    let token = server.token("ops", "admin");
+    let response = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": cn, "sans": sans }))
+        .send()
+        .expect("issue");
+    let status = response.status();
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(status, 201, "{body}\n{}", server.log());
+    body
+}
+
+#[test]
+fn acme_http01_is_really_validated_by_pebble_against_serves_challenge_listener() {
+    let app = App::new();
+    let http01 = free_port();
+    // Validation on: pebble's VA fetches http://127.0.0.1:{http01}/.well-known/acme-challenge/TOKEN.
+    let pebble = Pebble::start(&app.path("pebble"), false, http01, false);
+    let config = configure(&app, &pebble, "", &format!("[server]\nacme_http01_listen = \"127.0.0.1:{http01}\""));
+    let server = Server::start(app, Some(&config));
+    let body = issue_via_api(&server, "127.0.0.1", &["IP:127.0.0.1"]);
+    assert_eq!(body["disposition"], "issued", "{body}");
+    assert!(server.log().contains("answered an ACME http-01 challenge"), "{}", server.log());
+    // The answer was withdrawn once the authorization was decided.
+    let log = server.log();
+    let token = log
+        .lines()
+        .filter(|l| l.contains("answered an ACME http-01 challenge"))
+        .find_map(|l| l.split("token=").nth(1)?.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no token in the log: {log}"));
+    let r = http().get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/{token}")).send().expect("get");
+    assert_eq!(r.status(), 404, "token {token} still answered");
+}
+
+#[test]
+fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let record = app.path("hook.log");
+    let hook = app.path("dns01-hook.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\necho hook says $1\n", record.display()))
+        .expect("hook");
+    sh("chmod", &["+x", s(&hook)]);
+    let config = configure(
+        &app,
+        &pebble,
+        "params.challenge = \"dns-01\"",
+        &format!("[server]\ndns01_hook = \"{}\"", hook.display()),
+    );
+    let server = Server::start(app, Some(&config));
+    let body = issue_via_api(&server, "www.example.com", &[]);
+    assert_eq!(body["disposition"], "issued", "{body}");
+    let calls = std::fs::read_to_string(&record).expect("the hook ran");
+    let present: Vec<&str> = calls.lines().filter(|l| l.starts_with("present www.example.com ")).collect();
+    assert_eq!(present.len(), 1, "{calls}");
+    let value = present[0].rsplit(' ').next().unwrap_or_default();
+    assert_eq!(value.len(), 43, "a base64url SHA-256: {calls}");
+    assert!(calls.contains(&format!("cleanup www.example.com {value}")), "{calls}");
+    assert!(server.log().contains("hook says present"), "{}", server.log());
+}
+
+#[test]
+fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    // wait_seconds 0: any wait on the CA ends the call with `pending` and the order URL.
+    let config = configure(&app, &pebble, "params.wait_seconds = \"0\"", "");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let c = http();
+    let response = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": "www.example.com" }))
+        .send()
+        .expect("issue");
+    assert_eq!(response.status(), 202, "{}", server.log());
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(body["disposition"], "pending", "{body}");
+    let order = body["order_id"].as_i64().expect("order id");
+    for _ in 0..60 {
+        let o: serde_json::Value = c
+            .get(format!("{}/v1/orders/{order}", server.base))
+            .bearer_auth(&token)
+            .send()
+            .expect("order")
+            .json()
+            .expect("json");
+        if o["state"] == "issued" {
+            let ca_order = o["ca_order_id"].as_str().unwrap_or_default().to_owned();
+            assert!(ca_order.starts_with(&pebble.origin), "the CA order id is the ACME order URL: {o}");
+            return;
+        }
+        assert!(o["state"] == "pending", "{o}\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("the poller never finished the order: {}", server.log());
+}
