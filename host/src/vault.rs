@@ -103,7 +103,13 @@ impl MasterKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A database without its key file was sealed under a key we do not have: a new
                 // key would open nothing and leave a stray key file beside it.
+                // Another process creating this data directory links its key file before it
+                // creates the database, so a database we see implies its key file exists now
+                // unless it is truly gone: look once more before refusing.
                 if data_dir.join(crate::inventory::DB_FILE).exists() {
+                    if path.exists() {
+                        return Self::load_or_create(data_dir, None);
+                    }
                     return Err(file_err(
                         "it is missing, but the data directory holds a database sealed under some master key; \
                          restore the key file or set CERTHOST_MASTER_KEY"
