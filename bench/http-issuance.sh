@@ -18,7 +18,7 @@ SECS=${2:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /tmp/certhost-http-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [ -n "${BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
@@ -41,6 +41,13 @@ function request()
   counter = counter + 1
   local body = (os.getenv("BENCH_BODY"):gsub("{n}", prefix .. "-" .. counter))
   return wrk.format("POST", nil, nil, body)
+end
+local shown = 0
+function response(status, headers, body)
+  if status >= 300 and shown < 3 then
+    shown = shown + 1
+    io.stderr:write("HTTP " .. status .. ": " .. body:sub(1, 300) .. "\n")
+  end
 end
 LUA
 run_wrk() { # url token body-format → prints "reqs rps p50 p99 non2xx"

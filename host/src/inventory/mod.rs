@@ -149,6 +149,13 @@ impl Inventory {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every transaction takes the write lock when it begins (BEGIN IMMEDIATE). A deferred
+        // one that reads (duplicate check, order lookup) and then writes cannot be upgraded
+        // when another connection committed meanwhile: SQLite answers SQLITE_BUSY at once,
+        // without consulting the busy handler, and concurrent issuance over HTTP failed with
+        // "database is locked" (a fifth of requests at concurrency 8). Taking the lock up
+        // front makes writers queue on busy_timeout instead.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn)?;
         Ok(conn)
     }
