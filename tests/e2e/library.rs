@@ -156,3 +156,48 @@ fn audit_events_cannot_be_edited_or_deleted() {
     assert!(upd.contains("append-only"), "{upd}");
     assert!(conn.execute("DELETE FROM audit_events", []).unwrap_err().to_string().contains("append-only"));
 }
+
+/// Regression (issue 9): concurrent issuance over HTTP failed one request in five with
+/// "database is locked" — a deferred transaction that reads (the duplicate check) and then
+/// writes cannot be upgraded after another connection committed, and SQLite does not wait for
+/// that. Transactions now begin IMMEDIATE, so writers on separate connections queue.
+#[test]
+fn concurrent_writers_on_separate_connections_queue_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = MasterKey::generate();
+    drop(Inventory::open(dir.path(), key.clone()).expect("create"));
+    let ca = test_ca("Concurrency CA");
+    let ders: Vec<Vec<Vec<u8>>> = (0..4)
+        .map(|t| {
+            (0..25)
+                .map(|i| {
+                    let cn = format!("w{t}-{i}.example");
+                    let (_, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
+                    certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0)
+                })
+                .collect()
+        })
+        .collect();
+    let path = dir.path();
+    std::thread::scope(|s| {
+        for batch in &ders {
+            let key = key.clone();
+            s.spawn(move || {
+                let mut inv = Inventory::open(path, key).expect("open");
+                for der in batch {
+                    let new = NewCertificate {
+                        der,
+                        chain: &[],
+                        key: None,
+                        source: "import",
+                        profile: None,
+                        account: None,
+                        predecessor_id: None,
+                    };
+                    inv.insert_certificate(&new, "test").expect("insert while others write");
+                }
+            });
+        }
+    });
+    assert_eq!(Inventory::open(dir.path(), key).expect("open").count().expect("count"), 100);
+}

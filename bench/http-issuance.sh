@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# HTTP issuance, certhost beside CFSSL, in one invocation on the same machine (issue 9).
+#
+#   bench/http-issuance.sh [CONCURRENCY=8] [SECONDS=10]
+#
+# 1. certhost: a P-256 CA (`certhost ca init`), a local-ca account, a profile `bench` with
+#    host-generated P-256 leaf keys; `certhost serve` (release build); wrk POSTs
+#    {"profile":"bench","cn":...} to /v1/certificates with CONCURRENCY connections for SECONDS.
+#    Every 201 is a certificate committed to the inventory (WAL, synchronous=FULL); the script
+#    counts the rows afterwards and compares with the 201s wrk saw.
+# 2. cfssl: `cfssl serve` with a P-256 CA; the same load on /api/v1/cfssl/newcert
+#    (server-side P-256 key + CSR + sign).
+# Prints req/s, p50, p99 for both and the ratio. Needs wrk (apt-get install wrk), cfssl
+# (golang-cfssl), python3. CERTHOST_BIN=path skips the cargo build.
+set -euo pipefail
+CONC=${1:-8}
+SECS=${2:-10}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /tmp/certhost-http-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [ -n "${BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+command -v cfssl >/dev/null || { echo "cfssl not found: apt-get install golang-cfssl" >&2; exit 1; }
+if [ -z "${CERTHOST_BIN:-}" ]; then
+  (cd "$ROOT" && cargo build --release -p certhost --bin certhost >&2)
+  CERTHOST_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/certhost
+fi
+WASM=$ROOT/plugins/dist/local-ca.wasm
+[ -f "$WASM" ] || (cd "$ROOT" && cargo xtask build-plugins >&2)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+# --- wrk: POST a body with a per-request CN; report req/s, p50, p99, non-2xx ---------------
+cat > "$W/post.lua" <<'LUA'
+local counter = 0
+local prefix = tostring(math.random(1, 1e9))
+function request()
+  counter = counter + 1
+  local body = (os.getenv("BENCH_BODY"):gsub("{n}", prefix .. "-" .. counter))
+  return wrk.format("POST", nil, nil, body)
+end
+local shown = 0
+function response(status, headers, body)
+  if status >= 300 and shown < 3 then
+    shown = shown + 1
+    io.stderr:write("HTTP " .. status .. ": " .. body:sub(1, 300) .. "\n")
+  end
+end
+LUA
+run_wrk() { # url token body-format → prints "reqs rps p50 p99 non2xx"
+  local url=$1 auth=$2 body=$3 out
+  out=$(BENCH_BODY=$body wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$W/post.lua" \
+        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url")
+  echo "$out" >> "$W/wrk.log"
+  echo "$out" | awk '
+    /requests in/ {reqs=$1}
+    /Requests\/sec/ {rps=$2}
+    /^ +50%/ {p50=$2}
+    /^ +99%/ {p99=$2}
+    /Non-2xx/ {bad=$NF}
+    END {printf "%s %s %s %s %s\n", reqs, rps, p50, p99, (bad==""?0:bad)}'
+}
+
+# --- certhost ---------------------------------------------------------------------------
+export CERTHOST_DATA_DIR=$W/data CERTHOST_CONFIG=$W/certhost.toml RUST_LOG=warn
+export CERTHOST_MASTER_KEY=$(head -c32 /dev/urandom | base64)
+"$CERTHOST_BIN" ca init --out "$W/ca" --cn "Bench CA" >/dev/null
+mkdir -p "$W/profiles"
+cat > "$W/certhost.toml" <<TOML
+profile_dirs = ["profiles"]
+[accounts.bench-local]
+connector = "$WASM"
+params.validity_days = "90"
+params.ca_certificate = { file = "ca/ca.pem" }
+params.ca_private_key = { sensitive = true, value = { file = "ca/ca.key" } }
+TOML
+cat > "$W/profiles/bench.toml" <<'TOML'
+description = "load test"
+accounts = ["bench-local"]
+[key]
+type = "ec-p256"
+[sans]
+allowed_types = ["DNS"]
+dns_suffixes = [".example.com"]
+TOML
+TOKEN=$(cd "$W" && "$CERTHOST_BIN" token create --name bench --role admin)
+PORT=$(free_port)
+(cd "$W" && exec "$CERTHOST_BIN" serve --listen "127.0.0.1:$PORT" >"$W/serve.log" 2>&1) &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PORT/healthz"
+# One request first: the component is instantiated and the account synced before timing.
+curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"profile":"bench","cn":"warm.example.com"}' "http://127.0.0.1:$PORT/v1/certificates" \
+  || { echo "warm-up issue failed:" >&2; cat "$W/serve.log" >&2; exit 1; }
+read -r C_REQS C_RPS C_P50 C_P99 C_BAD < <(run_wrk "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
+  '{"profile":"bench","cn":"h{n}.example.com"}')
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+STORED=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from certificates").fetchone()[0])' "$W/data/certhost.db")
+
+# --- cfssl ------------------------------------------------------------------------------
+(cd "$W" && echo '{"CN":"Bench cfssl CA","key":{"algo":"ecdsa","size":256}}' | cfssl gencert -initca - 2>/dev/null \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); open("cfssl-ca.pem","w").write(d["cert"]); open("cfssl-ca-key.pem","w").write(d["key"])')
+echo '{"signing":{"default":{"expiry":"2160h","usages":["digital signature","key encipherment","server auth"]}}}' > "$W/cfssl.json"
+CPORT=$(free_port)
+cfssl serve -address 127.0.0.1 -port "$CPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/cfssl-ca-key.pem" \
+  -config "$W/cfssl.json" -loglevel 2 >"$W/cfssl.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$CPORT/api/v1/cfssl/info"
+read -r F_REQS F_RPS F_P50 F_P99 F_BAD < <(run_wrk "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" \
+  '{"request":{"CN":"h{n}.example.com","hosts":["h{n}.example.com"],"key":{"algo":"ecdsa","size":256}}}')
+
+printf '%-10s %10s %10s %10s %10s %8s\n' "" "requests" "req/s" "p50" "p99" "non-2xx"
+printf '%-10s %10s %10s %10s %10s %8s\n' certhost "$C_REQS" "$C_RPS" "$C_P50" "$C_P99" "$C_BAD"
+printf '%-10s %10s %10s %10s %10s %8s\n' cfssl "$F_REQS" "$F_RPS" "$F_P50" "$F_P99" "$F_BAD"
+echo "concurrency $CONC, ${SECS}s each, $(nproc) cores shared with wrk"
+echo "certhost rows stored: $STORED (= 1 warm-up + $((C_REQS - C_BAD)) answered 201 expected)"
+python3 -c "import sys; print(f'ratio certhost/cfssl req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$F_RPS"
