@@ -90,7 +90,11 @@ fn fixture(n: u64) -> PathBuf {
                 let h = mix(i);
                 let not_after = if h % 100 == 0 {
                     // 1 %: within 30 days; a tenth of those already past notAfter.
-                    if (h / 100) % 10 == 0 { NOW - 1 - (h >> 20) as i64 % DAY } else { NOW + (h >> 20) as i64 % (30 * DAY) }
+                    if (h / 100) % 10 == 0 {
+                        NOW - 1 - (h >> 20) as i64 % DAY
+                    } else {
+                        NOW + (h >> 20) as i64 % (30 * DAY)
+                    }
                 } else {
                     NOW + 31 * DAY + (h >> 20) as i64 % (365 * DAY)
                 };

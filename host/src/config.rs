@@ -70,7 +70,9 @@ pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
         .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
     let mut config: ConfigFile = toml::from_str(&text)
         .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
-    for p in [&mut config.server.tls_cert, &mut config.server.tls_key, &mut config.server.dns01_hook].into_iter().flatten() {
+    for p in
+        [&mut config.server.tls_cert, &mut config.server.tls_key, &mut config.server.dns01_hook].into_iter().flatten()
+    {
         absolutize(p, &base);
     }
     Ok(config)

@@ -121,7 +121,9 @@ impl DeployTarget {
         let paths: Vec<&PathBuf> =
             [&self.cert, &self.chain, &self.fullchain, &self.key, &self.pkcs12].into_iter().flatten().collect();
         if paths.is_empty() {
-            return Err(DeployError::Invalid("a files target names at least one of cert, chain, fullchain, key, pkcs12".into()));
+            return Err(DeployError::Invalid(
+                "a files target names at least one of cert, chain, fullchain, key, pkcs12".into(),
+            ));
         }
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(DeployError::Invalid(format!("{} must be an absolute path", p.display())));
@@ -344,7 +346,13 @@ fn pkcs12(cert: &CertificateRecord, key: &crate::key::PrivateKey, password: &str
 }
 
 /// temp file beside the target → write → fsync → chmod/chown → rename → fsync directory.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, group: Option<u32>) -> Result<(), DeployError> {
+fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<u32>,
+    group: Option<u32>,
+) -> Result<(), DeployError> {
     let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
     let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
@@ -369,7 +377,8 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, gr
 }
 
 fn user_id(name: &str) -> Result<u32, DeployError> {
-    let c = std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("owner {name:?} is not a user name")))?;
+    let c =
+        std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("owner {name:?} is not a user name")))?;
     // SAFETY: getpwnam reads a NUL-terminated string and returns a pointer into static storage
     // (or null); we copy the uid out at once and keep no reference.
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
@@ -381,7 +390,8 @@ fn user_id(name: &str) -> Result<u32, DeployError> {
 }
 
 fn group_id(name: &str) -> Result<u32, DeployError> {
-    let c = std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("group {name:?} is not a group name")))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| DeployError::Invalid(format!("group {name:?} is not a group name")))?;
     // SAFETY: as in `user_id`, for getgrnam.
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
     if gr.is_null() {

@@ -133,7 +133,9 @@ pub fn import_paths(
             used = true;
         }
         if !used {
-            report.skipped.push(Failed { source, reason: "a private key that matches no certificate of this import".into() });
+            report
+                .skipped
+                .push(Failed { source, reason: "a private key that matches no certificate of this import".into() });
         }
     }
     if let Some(key) = &given_key {

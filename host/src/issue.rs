@@ -359,14 +359,19 @@ impl Pipeline<'_> {
                     };
                     match call_with_deadline(&*connector, limits.timeout, connector.renew(&renew, &args)).await {
                         Err(ConnectorError::Unsupported { .. }) => {
-                            call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args))
-                                .await
+                            call_with_deadline(
+                                &*connector,
+                                limits.timeout,
+                                connector.certificate_request(&request, &args),
+                            )
+                            .await
                         }
                         other => other,
                     }
                 }
                 None => {
-                    call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args)).await
+                    call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args))
+                        .await
                 }
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());

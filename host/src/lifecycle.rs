@@ -143,11 +143,9 @@ impl Pipeline<'_> {
         }
         let (profile_name, profile) = self.profile_or_default(cert.profile.as_deref(), &account_name)?;
         let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
-        let connector = self
-            .connectors
-            .connector(&account.name, &account.def)
-            .await
-            .map_err(|e| IssueError::CaCall { what: format!("revoke certificate {id}"), message: args.redact(&e.to_string()) })?;
+        let connector = self.connectors.connector(&account.name, &account.def).await.map_err(|e| {
+            IssueError::CaCall { what: format!("revoke certificate {id}"), message: args.redact(&e.to_string()) }
+        })?;
         let request = RevokeRequest {
             certificate_pem: cert.pem.clone(),
             serial: cert.info.serial.clone(),
@@ -155,9 +153,11 @@ impl Pipeline<'_> {
             comment: comment.to_owned(),
         };
         let started = std::time::Instant::now();
-        let result = call_with_deadline(&*connector, account.def.limits().timeout, connector.revoke(&request, &args)).await;
+        let result =
+            call_with_deadline(&*connector, account.def.limits().timeout, connector.revoke(&request, &args)).await;
         crate::metrics::connector_call(connector.name(), started.elapsed());
-        let reason_word = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let reason_word =
+            serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         match result {
             Ok(()) => {
                 self.inventory.record_revoked(id, &reason_word, comment, self.actor)?;
@@ -218,7 +218,8 @@ impl Pipeline<'_> {
         )
         .await;
         crate::metrics::connector_call(connector.name(), started.elapsed());
-        let action_word = serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let action_word =
+            serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         match result {
             Ok(disposition) => {
                 self.inventory.audit(&crate::inventory::NewAuditEvent {
@@ -286,7 +287,8 @@ impl Pipeline<'_> {
         account: &str,
         cursor: Option<&str>,
     ) -> Result<crate::connector::CertificatePage, IssueError> {
-        let acct = self.inventory.account(account)?.ok_or_else(|| InventoryError::NotFound(format!("account {account}")))?;
+        let acct =
+            self.inventory.account(account)?.ok_or_else(|| InventoryError::NotFound(format!("account {account}")))?;
         if acct.def.status != AccountStatus::Active {
             return Err(IssueError::Inactive { account: account.to_owned() });
         }
@@ -327,13 +329,23 @@ impl Pipeline<'_> {
     }
 
     fn certificate(&self, id: i64) -> Result<CertificateRecord, IssueError> {
-        Ok(self.inventory.find(&id.to_string())?.ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?)
+        Ok(self
+            .inventory
+            .find(&id.to_string())?
+            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?)
     }
 
     /// The key of a renewal: the stored one when the profile keeps keys, else a new one.
-    fn renewal_key(&self, cert: &CertificateRecord, profile: &ProfileDef, kind: RenewKind) -> Result<PrivateKey, IssueError> {
+    fn renewal_key(
+        &self,
+        cert: &CertificateRecord,
+        profile: &ProfileDef,
+        kind: RenewKind,
+    ) -> Result<PrivateKey, IssueError> {
         match (kind, cert.key_id) {
-            (RenewKind::Renew, Some(key_id)) if !profile.renewal.regenerate_key => Ok(self.inventory.private_key(key_id)?),
+            (RenewKind::Renew, Some(key_id)) if !profile.renewal.regenerate_key => {
+                Ok(self.inventory.private_key(key_id)?)
+            }
             _ => Ok(PrivateKey::generate(profile.key.key_type).map_err(crate::csr::CsrError::from)?),
         }
     }

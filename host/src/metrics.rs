@@ -75,7 +75,11 @@ pub fn render(expiry: &[(&str, u64)]) -> String {
     for (name, h) in &reg.calls {
         let name = label(name);
         for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"{le}\"}} {}", h.counts[i]);
+            let _ = writeln!(
+                out,
+                "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"{le}\"}} {}",
+                h.counts[i]
+            );
         }
         let _ = writeln!(out, "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(out, "certhost_connector_call_seconds_sum{{connector=\"{name}\"}} {}", h.sum);
@@ -100,8 +104,14 @@ mod tests {
         connector_call("t\"est", Duration::from_secs(2));
         issuance("issued");
         let text = render(&[("0-7", 2)]);
-        assert!(text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"+Inf\"} 2"), "{text}");
+        assert!(
+            text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"+Inf\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("certhost_issuances_total{outcome=\"issued\"}"), "{text}");
         assert!(text.contains("certhost_certificates_expiring{days=\"0-7\"} 2"), "{text}");
     }

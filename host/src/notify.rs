@@ -172,7 +172,8 @@ async fn send_webhook(
         .header("x-certhost-event", n.kind.as_str())
         .header("x-certhost-delivery", n.id.to_string());
     if let Some(src) = &w.secret {
-        let secret = crate::param::resolve(src, "secret", "the webhook", env).map_err(|e| NotifyError::Config(e.to_string()))?;
+        let secret =
+            crate::param::resolve(src, "secret", "the webhook", env).map_err(|e| NotifyError::Config(e.to_string()))?;
         req = req.header("x-certhost-signature", signature(secret.as_bytes(), body.as_bytes()));
     }
     let resp = req.body(body).send().await.map_err(|e| err(e.without_url().to_string()))?;
@@ -204,16 +205,20 @@ async fn send_email(
         SmtpSecurity::Starttls => {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&e.smtp_host).map_err(|x| err(x.to_string()))?
         }
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&e.smtp_host).map_err(|x| err(x.to_string()))?,
+        SmtpSecurity::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&e.smtp_host).map_err(|x| err(x.to_string()))?
+        }
     }
     .port(e.smtp_port)
     .timeout(Some(std::time::Duration::from_secs(15)));
     if let Some(user) = &e.username {
         let password = match &e.password {
-            Some(src) => crate::param::resolve(src, "password", "the SMTP relay", env).map_err(|x| NotifyError::Config(x.to_string()))?,
+            Some(src) => crate::param::resolve(src, "password", "the SMTP relay", env)
+                .map_err(|x| NotifyError::Config(x.to_string()))?,
             None => String::new(),
         };
-        transport = transport.credentials(lettre::transport::smtp::authentication::Credentials::new(user.clone(), password));
+        transport =
+            transport.credentials(lettre::transport::smtp::authentication::Credentials::new(user.clone(), password));
     }
     transport.build().send(message).await.map_err(|x| err(x.to_string()))?;
     Ok(())

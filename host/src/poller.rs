@@ -23,18 +23,18 @@ pub async fn run(
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "poller round skipped: no database connection"),
             Ok(mut inv) => {
-            let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: "poller" };
-            match p.poll_due().await {
-                Ok(results) => {
-                    for (order, result) in results {
-                        match result {
-                            Ok(outcome) => tracing::info!(order, ?outcome, "polled order"),
-                            Err(e) => tracing::warn!(order, error = %e, "poll failed"),
+                let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: "poller" };
+                match p.poll_due().await {
+                    Ok(results) => {
+                        for (order, result) in results {
+                            match result {
+                                Ok(outcome) => tracing::info!(order, ?outcome, "polled order"),
+                                Err(e) => tracing::warn!(order, error = %e, "poll failed"),
+                            }
                         }
                     }
+                    Err(e) => tracing::error!(error = %e, "poller round failed"),
                 }
-                Err(e) => tracing::error!(error = %e, "poller round failed"),
-            }
             }
         }
         tokio::select! {

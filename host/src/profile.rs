@@ -328,7 +328,11 @@ impl ProfileDef {
         {
             return Err(def_err(format!("renewal.before_minutes {m} must be 1-10080")));
         }
-        let set = [self.renewal.before_days.is_some(), self.renewal.before_minutes.is_some(), self.renewal.at_percent.is_some()];
+        let set = [
+            self.renewal.before_days.is_some(),
+            self.renewal.before_minutes.is_some(),
+            self.renewal.at_percent.is_some(),
+        ];
         if set.iter().filter(|x| **x).count() > 1 {
             return Err(def_err("set one of renewal.before_days, renewal.before_minutes, renewal.at_percent".into()));
         }

@@ -133,8 +133,13 @@ fn an_approval_must_come_from_another_token_than_the_request() {
         .json()
         .expect("json");
     assert_eq!(ok["disposition"], "issued", "{ok}");
-    let shown: serde_json::Value =
-        c.get(format!("{}/v1/orders/{order}", server.base)).bearer_auth(&alice).send().expect("get").json().expect("json");
+    let shown: serde_json::Value = c
+        .get(format!("{}/v1/orders/{order}", server.base))
+        .bearer_auth(&alice)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
     assert_eq!(shown["decided_by"], "token:bob");
     assert_eq!(shown["state"], "issued");
 }

@@ -48,7 +48,11 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
 
     // Issue as a requester: 201 with the certificate.
     let issued = json_of(
-        api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": "www.example.com", "sans": ["IP:192.0.2.9"]})),
+        api.post(
+            &requester,
+            "/v1/certificates",
+            json!({"profile": "lab", "cn": "www.example.com", "sans": ["IP:192.0.2.9"]}),
+        ),
         StatusCode::CREATED,
     );
     assert_eq!(issued["disposition"], "issued");
@@ -83,7 +87,8 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
 
     // Another requester may not renew alice's certificate; alice may.
     json_of(api.post(&other, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::FORBIDDEN);
-    let renewed = json_of(api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);
+    let renewed =
+        json_of(api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);
     let id2 = renewed["certificate"]["id"].as_i64().expect("id2");
     assert_eq!(renewed["certificate"]["predecessor_id"], id);
     let old = json_of(api.get(&admin, &format!("/v1/certificates/{id}")), StatusCode::OK);
@@ -140,8 +145,10 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     // Delete: gone from the inventory, the audit stays.
     assert_eq!(api.delete(&operator, &format!("/v1/certificates/{id4}")).status(), StatusCode::NO_CONTENT);
     json_of(api.get(&admin, &format!("/v1/certificates/{id4}")), StatusCode::NOT_FOUND);
-    let deleted = json_of(api.get(&admin, &format!("/v1/audit?object_type=certificate&object_id={id4}")), StatusCode::OK);
-    let actions: Vec<&str> = deleted["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    let deleted =
+        json_of(api.get(&admin, &format!("/v1/audit?object_type=certificate&object_id={id4}")), StatusCode::OK);
+    let actions: Vec<&str> =
+        deleted["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"certificate.delete") && actions.contains(&"certificate.reissue"), "{actions:?}");
 
     // Metrics count what happened.
@@ -186,22 +193,36 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     );
     // A literal sensitive value is refused, without echoing it.
     let literal = json_of(
-        api.post(&admin, "/v1/accounts", json!({"name": "leak", "connector": script,
-            "params": {"k": {"sensitive": true, "value": "literal-S3CRET-99"}}})),
+        api.post(
+            &admin,
+            "/v1/accounts",
+            json!({"name": "leak", "connector": script,
+            "params": {"k": {"sensitive": true, "value": "literal-S3CRET-99"}}}),
+        ),
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(!literal.to_string().contains("literal-S3CRET-99"));
     // A script that does not import is refused at create time with Python's line.
     let broken = json_of(
-        api.post(&admin, "/v1/accounts", json!({"name": "broken", "connector": crate::python::fixture("hostile/syntax_error.py")})),
+        api.post(
+            &admin,
+            "/v1/accounts",
+            json!({"name": "broken", "connector": crate::python::fixture("hostile/syntax_error.py")}),
+        ),
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(broken["detail"].as_str().expect("detail").contains("line"), "{broken}");
 
     // A profile created over HTTP issues through the new account.
     json_of(api.post(&admin, "/v1/profiles", json!({"name": "web", "accounts": ["scripted"]})), StatusCode::CREATED);
-    json_of(api.post(&admin, "/v1/profiles", json!({"name": "bad", "accounts": ["nosuch"]})), StatusCode::UNPROCESSABLE_ENTITY);
-    let issued = json_of(api.post(&admin, "/v1/certificates", json!({"profile": "web", "cn": "a.example.com"})), StatusCode::CREATED);
+    json_of(
+        api.post(&admin, "/v1/profiles", json!({"name": "bad", "accounts": ["nosuch"]})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let issued = json_of(
+        api.post(&admin, "/v1/certificates", json!({"profile": "web", "cn": "a.example.com"})),
+        StatusCode::CREATED,
+    );
     assert_eq!(issued["certificate"]["account"], "scripted");
     // Update, then the in-use rules: the account is used by the profile.
     json_of(
@@ -235,7 +256,18 @@ fn serve_speaks_https_when_given_a_certificate() {
     let dir = app.path("tls");
     let ca = crate::helpers::OpensslCa::new(&dir, "tls-root");
     let keydir = dir.join("server");
-    app.run(&["key-csr", "--key-type", "ec-p256", "--cn", "127.0.0.1", "--san", "IP:127.0.0.1", "--out", keydir.to_str().expect("utf8")]).ok();
+    app.run(&[
+        "key-csr",
+        "--key-type",
+        "ec-p256",
+        "--cn",
+        "127.0.0.1",
+        "--san",
+        "IP:127.0.0.1",
+        "--out",
+        keydir.to_str().expect("utf8"),
+    ])
+    .ok();
     let cert = ca.sign(&keydir.join("csr.pem"), 2, "server.pem");
     let key = keydir.join("key.pem");
     let conf = app.path("certhost.toml");
@@ -272,7 +304,10 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
     let operator = server.token("ops", "operator");
     let api = Api { server, c: http() };
 
-    let issued = json_of(api.post(&operator, "/v1/certificates", json!({"profile": "web", "cn": "cf.example.com"})), StatusCode::CREATED);
+    let issued = json_of(
+        api.post(&operator, "/v1/certificates", json!({"profile": "web", "cn": "cf.example.com"})),
+        StatusCode::CREATED,
+    );
     let id = issued["certificate"]["id"].as_i64().expect("id");
     let full = api.get(&operator, &format!("/v1/certificates/{id}/fullchain")).text().expect("pem");
     let leaf = api.server.app.path("cf-leaf.pem");
@@ -285,7 +320,11 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
 
     // Revocation goes to cfssl's /revoke; the inventory and the audit follow.
     let revoked = json_of(
-        api.post(&operator, &format!("/v1/certificates/{id2}/revoke"), json!({"reason": "keyCompromise", "comment": "laptop lost"})),
+        api.post(
+            &operator,
+            &format!("/v1/certificates/{id2}/revoke"),
+            json!({"reason": "keyCompromise", "comment": "laptop lost"}),
+        ),
         StatusCode::OK,
     );
     assert_eq!(revoked["status"], "revoked");
@@ -293,15 +332,27 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
     let decimal = sh("python3", &["-c", &format!("print(int('{serial}', 16))")]).trim().to_owned();
     let conn = rusqlite::Connection::open(&cfssl.db).expect("cfssl db");
     let (status, reason): (String, i64) = conn
-        .query_row("SELECT status, reason FROM certificates WHERE serial_number = ?1", [&decimal], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT status, reason FROM certificates WHERE serial_number = ?1", [&decimal], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .expect("cfssl row");
     assert_eq!((status.as_str(), reason), ("revoked", 1), "cfssl recorded the revocation with reason keyCompromise");
-    let audit = json_of(api.get(&operator, &format!("/v1/audit?object_type=certificate&object_id={id2}")), StatusCode::OK);
-    let event = audit["items"].as_array().expect("items").iter().find(|e| e["action"] == "certificate.revoke").expect("revoke event").clone();
+    let audit =
+        json_of(api.get(&operator, &format!("/v1/audit?object_type=certificate&object_id={id2}")), StatusCode::OK);
+    let event = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["action"] == "certificate.revoke")
+        .expect("revoke event")
+        .clone();
     assert_eq!(event["detail"]["reason"], "keyCompromise");
     assert_eq!(event["detail"]["comment"], "laptop lost");
     // Revoking again is refused, and a revoked certificate is reissued, not renewed.
-    json_of(api.post(&operator, &format!("/v1/certificates/{id2}/revoke"), json!({"reason": "superseded"})), StatusCode::CONFLICT);
+    json_of(
+        api.post(&operator, &format!("/v1/certificates/{id2}/revoke"), json!({"reason": "superseded"})),
+        StatusCode::CONFLICT,
+    );
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/renew"), json!({})), StatusCode::CONFLICT);
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/reissue"), json!({})), StatusCode::CREATED);
 }

@@ -283,11 +283,26 @@ fn a_directory_with_key_files_beside_certificates_imports_keys_and_a_later_key_i
     let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
     assert_eq!(report["imported"].as_array().map(Vec::len), Some(2), "{report}");
     assert!(report["failed"].as_array().is_some_and(Vec::is_empty), "{report}");
-    let skipped: Vec<&str> = report["skipped"].as_array().expect("skipped").iter().filter_map(|f| f["source"].as_str()).collect();
-    assert!(skipped.iter().any(|s| s.ends_with("web.key")) && skipped.iter().any(|s| s.ends_with("stray.key")), "{skipped:?}");
-    let web_row = report["imported"].as_array().expect("imported").iter().find(|i| i["subject"].as_str().is_some_and(|s| s.contains("web"))).expect("web");
+    let skipped: Vec<&str> =
+        report["skipped"].as_array().expect("skipped").iter().filter_map(|f| f["source"].as_str()).collect();
+    assert!(
+        skipped.iter().any(|s| s.ends_with("web.key")) && skipped.iter().any(|s| s.ends_with("stray.key")),
+        "{skipped:?}"
+    );
+    let web_row = report["imported"]
+        .as_array()
+        .expect("imported")
+        .iter()
+        .find(|i| i["subject"].as_str().is_some_and(|s| s.contains("web")))
+        .expect("web");
     assert_eq!(web_row["with_key"], true);
-    let api_id = report["imported"].as_array().expect("imported").iter().find(|i| i["subject"].as_str().is_some_and(|s| s.contains("api"))).expect("api")["id"].to_string();
+    let api_id = report["imported"]
+        .as_array()
+        .expect("imported")
+        .iter()
+        .find(|i| i["subject"].as_str().is_some_and(|s| s.contains("api")))
+        .expect("api")["id"]
+        .to_string();
     assert_eq!(app.json(&["show", &api_id, "--json"])["has_private_key"], false);
     // Importing the certificate again with its key adds the key to the stored certificate.
     let r = app.run(&["import", s(&api), "--key", s(&api_key), "--json"]);

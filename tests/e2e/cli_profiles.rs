@@ -222,7 +222,12 @@ fn an_account_in_use_cannot_be_deleted_and_deactivation_is_recorded() {
     let config = configure(&app, "", WEB_PROFILE);
     // An account created with the CLI, used by a profile created with the CLI.
     let script = crate::python::fixture("scripted_ca.py");
-    with_config(&app, &config, &["account", "create", "acct-cli", "--connector", script.to_str().expect("utf8"), "--param", "mode=good"]).ok();
+    with_config(
+        &app,
+        &config,
+        &["account", "create", "acct-cli", "--connector", script.to_str().expect("utf8"), "--param", "mode=good"],
+    )
+    .ok();
     let pfile = app.path("p2.toml");
     fs::write(&pfile, "accounts = [\"acct-cli\"]\n").expect("profile");
     with_config(&app, &config, &["profile", "create", "p2", "--file", pfile.to_str().expect("utf8")]).ok();

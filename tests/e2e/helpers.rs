@@ -391,7 +391,13 @@ pub fn openssl_verify(ca: &Path, pem: &Path) -> String {
 /// scripted_ca.py) in `mode`, signing with a `certhost ca init` CA whose directory is also
 /// its state directory; `account_extra` is appended to the account (or the file), and each
 /// (name, body) of `profiles` becomes profiles/NAME.toml. Returns (config, CA dir).
-pub fn scripted_lab(app: &App, name: &str, mode: &str, account_extra: &str, profiles: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+pub fn scripted_lab(
+    app: &App,
+    name: &str,
+    mode: &str,
+    account_extra: &str,
+    profiles: &[(&str, &str)],
+) -> (PathBuf, PathBuf) {
     let ca = app.path("script-ca");
     app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
     let conf = app.path("conf");

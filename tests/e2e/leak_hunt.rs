@@ -143,19 +143,59 @@ params.api_key = {{ sensitive = true, required = true }}
     let base = server.base.clone();
     let bodies: Vec<(reqwest::Method, String, serde_json::Value)> = vec![
         // Wrong types and unknown parameters, with the secret as the value.
-        (reqwest::Method::POST, "/v1/certificates".into(), serde_json::json!({"profile": "web", "cn": "a.example.com", "params": {"ticket_pin": 1, "x": DYNAMIC_SECRET}})),
-        (reqwest::Method::POST, "/v1/certificates".into(), serde_json::json!({"profile": "web", "cn": "a.example.com", "params": {"nosuch": DYNAMIC_SECRET}})),
-        (reqwest::Method::POST, "/v1/certificates".into(), serde_json::json!({"profile": "web", "cn": 7, "sans": [DYNAMIC_SECRET]})),
+        (
+            reqwest::Method::POST,
+            "/v1/certificates".into(),
+            serde_json::json!({"profile": "web", "cn": "a.example.com", "params": {"ticket_pin": 1, "x": DYNAMIC_SECRET}}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/certificates".into(),
+            serde_json::json!({"profile": "web", "cn": "a.example.com", "params": {"nosuch": DYNAMIC_SECRET}}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/certificates".into(),
+            serde_json::json!({"profile": "web", "cn": 7, "sans": [DYNAMIC_SECRET]}),
+        ),
         (reqwest::Method::POST, "/v1/certificates/1/revoke".into(), serde_json::json!({"reason": DYNAMIC_SECRET})),
         // A literal secret in a definition is refused without being echoed.
-        (reqwest::Method::POST, "/v1/accounts".into(), serde_json::json!({"name": "lit", "connector": "/x.py", "params": {"k": {"sensitive": true, "value": ACCOUNT_SECRET}}})),
-        (reqwest::Method::POST, "/v1/accounts".into(), serde_json::json!({"name": "lit", "connector": "/x.py", "timeout_seconds": ACCOUNT_SECRET})),
-        (reqwest::Method::PUT, "/v1/profiles/web".into(), serde_json::json!({"accounts": ["good"], "params": {"p": {"sensitive": true, "value": ACCOUNT_SECRET}}})),
+        (
+            reqwest::Method::POST,
+            "/v1/accounts".into(),
+            serde_json::json!({"name": "lit", "connector": "/x.py", "params": {"k": {"sensitive": true, "value": ACCOUNT_SECRET}}}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/accounts".into(),
+            serde_json::json!({"name": "lit", "connector": "/x.py", "timeout_seconds": ACCOUNT_SECRET}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/profiles/web".into(),
+            serde_json::json!({"accounts": ["good"], "params": {"p": {"sensitive": true, "value": ACCOUNT_SECRET}}}),
+        ),
         // Setting secrets: on a non-sensitive parameter, an unknown one, and for real.
-        (reqwest::Method::PUT, "/v1/accounts/good/params/mode/secret".into(), serde_json::json!({"value": ACCOUNT_SECRET})),
-        (reqwest::Method::PUT, "/v1/accounts/good/params/nosuch/secret".into(), serde_json::json!({"value": ACCOUNT_SECRET})),
-        (reqwest::Method::PUT, "/v1/accounts/good/params/api_token/secret".into(), serde_json::json!({"value": ACCOUNT_SECRET})),
-        (reqwest::Method::PUT, "/v1/accounts/good/params/api_token/secret".into(), serde_json::json!({"value": 5, "other": ACCOUNT_SECRET})),
+        (
+            reqwest::Method::PUT,
+            "/v1/accounts/good/params/mode/secret".into(),
+            serde_json::json!({"value": ACCOUNT_SECRET}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/accounts/good/params/nosuch/secret".into(),
+            serde_json::json!({"value": ACCOUNT_SECRET}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/accounts/good/params/api_token/secret".into(),
+            serde_json::json!({"value": ACCOUNT_SECRET}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/accounts/good/params/api_token/secret".into(),
+            serde_json::json!({"value": 5, "other": ACCOUNT_SECRET}),
+        ),
     ];
     for (method, path, body) in bodies {
         let resp = c.request(method, format!("{base}{path}")).bearer_auth(&token).json(&body).send().expect("send");
@@ -163,8 +203,18 @@ params.api_key = {{ sensitive = true, required = true }}
         transcript.push_str(&resp.text().expect("text"));
     }
     // Every GET again, after the secret writes, including the OpenAPI document and metrics.
-    for path in ["/v1/accounts", "/v1/accounts/good", "/v1/profiles/web", "/v1/audit?limit=1000", "/v1/orders", "/metrics", "/v1/openapi.json", "/v1/tokens"] {
-        transcript.push_str(&c.get(format!("{base}{path}")).bearer_auth(&token).send().expect("get").text().expect("text"));
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/good",
+        "/v1/profiles/web",
+        "/v1/audit?limit=1000",
+        "/v1/orders",
+        "/metrics",
+        "/v1/openapi.json",
+        "/v1/tokens",
+    ] {
+        transcript
+            .push_str(&c.get(format!("{base}{path}")).bearer_auth(&token).send().expect("get").text().expect("text"));
     }
     transcript.push_str(&server.log());
 

@@ -79,7 +79,11 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
         .args(["pkcs12", "-in", deploy.join("bundle.p12").to_str().expect("utf8"), "-nokeys", "-passin", "pass:"])
         .output()
         .expect("openssl pkcs12");
-    assert!(String::from_utf8_lossy(&p12.stdout).contains("BEGIN CERTIFICATE"), "{}", String::from_utf8_lossy(&p12.stderr));
+    assert!(
+        String::from_utf8_lossy(&p12.stdout).contains("BEGIN CERTIFICATE"),
+        "{}",
+        String::from_utf8_lossy(&p12.stderr)
+    );
     // The auto-renewal is audited and shown by `certhost renewals`.
     let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
     assert_eq!(audit[0]["outcome"], "success", "{audit}");
@@ -106,7 +110,11 @@ fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     // The scheduler picks it up and calls the (slow) CA: kill -9 while the call is in flight.
     let in_flight = wait_for(30, || {
         let orders = server.app.json(&["orders", "list", "--json"]);
-        orders.as_array()?.iter().find(|o| o["kind"] == "renew" && o["attempts"] == 1 && o["state"] == "pending").cloned()
+        orders
+            .as_array()?
+            .iter()
+            .find(|o| o["kind"] == "renew" && o["attempts"] == 1 && o["state"] == "pending")
+            .cloned()
     });
     assert!(in_flight.is_some(), "no renewal in flight; log: {}", server.log());
     let app = {
@@ -191,7 +199,8 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
         assert_eq!(meta.uid().to_string(), String::from_utf8_lossy(&nobody.stdout).trim());
     }
     let shown = app.json(&["show", "3", "--json"]);
-    let outcomes: Vec<&str> = shown["deployments"].as_array().expect("deployments").iter().filter_map(|d| d["outcome"].as_str()).collect();
+    let outcomes: Vec<&str> =
+        shown["deployments"].as_array().expect("deployments").iter().filter_map(|d| d["outcome"].as_str()).collect();
     assert!(outcomes.contains(&"success") && outcomes.contains(&"failure"), "{shown}");
     let audit = app.json(&["audit", "--json", "--action", "certificate.deploy", "--object-id", "3"]);
     let vetoed = audit.as_array().expect("audit").iter().find(|e| e["outcome"] == "failure").expect("failure event");
@@ -245,11 +254,17 @@ to = ["ops@example.com"]
     app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "fail.example.com"]).ok();
     app.run(&["--config", cfg, "issue", "--profile", "manual", "--cn", "manual.example.com"]).ok();
     // Now the CA breaks: every renewal fails.
-    let broken = std::fs::read_to_string(&config).expect("config").replace("params.mode = \"good\"", "params.mode = \"wrong_key\"");
+    let broken = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("params.mode = \"good\"", "params.mode = \"wrong_key\"");
     std::fs::write(&config, broken).expect("config");
     let server = Server::start(app, Some(&config));
     let got = wait_for(60, || {
-        let files: Vec<String> = std::fs::read_dir(&sink).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let files: Vec<String> = std::fs::read_dir(&sink)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         let hooks = files.iter().filter(|f| f.starts_with("hook-")).count();
         let mails = files.iter().filter(|f| f.starts_with("mail-")).count();
         (hooks >= 2 && mails >= 2).then_some(files)
@@ -259,7 +274,8 @@ to = ["ops@example.com"]
     let files = got.unwrap_or_else(|| panic!("notifications missing; log: {}", server.log()));
     let mut kinds = Vec::new();
     for f in files.iter().filter(|f| f.starts_with("hook-")) {
-        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sink.join(f)).expect("read")).expect("json");
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sink.join(f)).expect("read")).expect("json");
         let body = saved["body"].as_str().expect("body");
         let expected = certhost_sig("whsec-test-1234", body);
         assert_eq!(saved["signature"], expected, "the HMAC signature verifies");

@@ -546,6 +546,9 @@ async fn describe_reports_parameters_and_optional_operations() {
     let c = load("scripted_ca.py", limits(20, 512)).await.expect("loads");
     let d = c.describe().await.expect("describe");
     assert_eq!(d.name, "scripted_ca");
-    assert_eq!(d.operations, vec![certhost::connector::Operation::Poll, certhost::connector::Operation::ListCertificates]);
+    assert_eq!(
+        d.operations,
+        vec![certhost::connector::Operation::Poll, certhost::connector::Operation::ListCertificates]
+    );
     assert!(d.parameters.iter().any(|p| p.name == "mode" && p.required));
 }

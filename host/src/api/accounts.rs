@@ -46,7 +46,11 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Acco
 
 #[utoipa::path(get, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
     caller.require(READ, "read accounts")?;
     let inv = state.inventory.get().await?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
@@ -95,7 +99,10 @@ async fn create(
     checked(&state, &body.name, &def).await?;
     let mut inv = state.inventory.get().await?;
     if inv.account(&body.name)?.is_some() {
-        return Err(ApiError::Conflict(format!("account {} already exists (PUT /v1/accounts/{} to change it)", body.name, body.name)));
+        return Err(ApiError::Conflict(format!(
+            "account {} already exists (PUT /v1/accounts/{} to change it)",
+            body.name, body.name
+        )));
     }
     inv.upsert_account(&body.name, &def, "api", &caller.actor())?;
     let a = inv.account(&body.name)?.ok_or_else(|| ApiError::Internal("created account vanished".into()))?;
@@ -148,7 +155,12 @@ async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn set_status(state: AppState, caller: Caller, name: String, status: AccountStatus) -> Result<Json<AccountView>, ApiError> {
+async fn set_status(
+    state: AppState,
+    caller: Caller,
+    name: String,
+    status: AccountStatus,
+) -> Result<Json<AccountView>, ApiError> {
     caller.require(ADMIN, "change accounts")?;
     let mut inv = state.inventory.get().await?;
     inv.set_account_status(&name, status, &caller.actor())?;
@@ -158,13 +170,21 @@ async fn set_status(state: AppState, caller: Caller, name: String, status: Accou
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/activate", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn activate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
     set_status(state, caller, name, AccountStatus::Active).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/deactivate", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn deactivate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<AccountView>, ApiError> {
+async fn deactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
     set_status(state, caller, name, AccountStatus::Inactive).await
 }
 
@@ -181,7 +201,11 @@ pub struct TestResult {
 
 #[utoipa::path(post, path = "/v1/accounts/{name}/test", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = TestResult), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn test(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<TestResult>, ApiError> {
+async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TestResult>, ApiError> {
     caller.require(ADMIN, "test accounts")?;
     let actor = caller.actor();
     let mut inv = state.inventory.get().await?;

@@ -110,7 +110,10 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 /// serde's message with every quoted input value replaced; field names stay.
 fn without_values(text: &str) -> String {
     static VALUE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"(invalid type: [a-z ]+|invalid value: [a-z ]+|unknown variant|invalid length) (`[^`]*`|"[^"]*"|[^,]*)"#).ok()
+        regex::Regex::new(
+            r#"(invalid type: [a-z ]+|invalid value: [a-z ]+|unknown variant|invalid length) (`[^`]*`|"[^"]*"|[^,]*)"#,
+        )
+        .ok()
     });
     let text = text.replace("Failed to deserialize the JSON body into the target type: ", "");
     match &*VALUE {
@@ -149,7 +152,9 @@ impl From<IssueError> for ApiError {
 mod tests {
     #[test]
     fn rejection_messages_keep_field_names_and_drop_values() {
-        let t = super::without_values("Failed to deserialize the JSON body into the target type: params.pin: invalid type: string \"S3CRET\", expected u32 at line 1 column 9");
+        let t = super::without_values(
+            "Failed to deserialize the JSON body into the target type: params.pin: invalid type: string \"S3CRET\", expected u32 at line 1 column 9",
+        );
         assert!(!t.contains("S3CRET") && t.contains("params.pin"), "{t}");
         let t = super::without_values("reason: unknown variant `S3CRET`, expected one of `a`, `b` at line 1");
         assert!(!t.contains("S3CRET") && t.contains("expected one of"), "{t}");

@@ -48,7 +48,12 @@ async fn list(
 ) -> Result<Json<OrderList>, ApiError> {
     caller.require(READ, "read orders")?;
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let st = q.state.as_deref().map(str::parse::<OrderState>).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let st = q
+        .state
+        .as_deref()
+        .map(str::parse::<OrderState>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let inv = state.inventory.get().await?;
     Ok(Json(OrderList { items: inv.orders(st, q.limit.unwrap_or(100).clamp(1, 1000))? }))
 }
@@ -90,9 +95,12 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
             certificate_id: None,
             next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
         },
-        IssueOutcome::AwaitingApproval { order_id } => {
-            OrderStep { disposition: "awaiting_approval", order_id: *order_id, certificate_id: None, next_poll_at: None }
-        }
+        IssueOutcome::AwaitingApproval { order_id } => OrderStep {
+            disposition: "awaiting_approval",
+            order_id: *order_id,
+            certificate_id: None,
+            next_poll_at: None,
+        },
     }
 }
 

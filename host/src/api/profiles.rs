@@ -68,7 +68,11 @@ pub struct NewProfile {
 }
 
 /// Parses and checks a profile definition against the stored accounts.
-fn checked(inv: &Inventory, name: &str, map: serde_json::Map<String, serde_json::Value>) -> Result<ProfileDef, ApiError> {
+fn checked(
+    inv: &Inventory,
+    name: &str,
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<ProfileDef, ApiError> {
     let def: ProfileDef = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
         ApiError::Unprocessable(format!("the profile definition is not valid: {}", super::shape_error(&e)))
     })?;
@@ -90,7 +94,10 @@ async fn create(
     let mut inv = state.inventory.get().await?;
     let def = checked(&inv, &body.name, body.definition)?;
     if inv.profile(&body.name)?.is_some() {
-        return Err(ApiError::Conflict(format!("profile {} already exists (PUT /v1/profiles/{} to change it)", body.name, body.name)));
+        return Err(ApiError::Conflict(format!(
+            "profile {} already exists (PUT /v1/profiles/{} to change it)",
+            body.name, body.name
+        )));
     }
     inv.upsert_profile(&body.name, &def, "api", &caller.actor())?;
     let view = crate::view::profile(&inv, &body.name, &def, "api")?;

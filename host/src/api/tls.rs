@@ -43,13 +43,12 @@ impl TlsListener {
     pub fn new(listener: TcpListener, cert_pem: &Path, key_pem: &Path) -> Result<Self, TlsError> {
         let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_owned(), reason };
         let cert_text = std::fs::read(cert_pem).map_err(|e| file_err(cert_pem, e.to_string()))?;
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
-            pem::parse_many(&cert_text)
-                .map_err(|e| file_err(cert_pem, e.to_string()))?
-                .into_iter()
-                .filter(|p| p.tag() == "CERTIFICATE")
-                .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()))
-                .collect();
+        let certs: Vec<rustls_pki_types::CertificateDer<'static>> = pem::parse_many(&cert_text)
+            .map_err(|e| file_err(cert_pem, e.to_string()))?
+            .into_iter()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()))
+            .collect();
         if certs.is_empty() {
             return Err(file_err(cert_pem, "no CERTIFICATE block".into()));
         }

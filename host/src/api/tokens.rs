@@ -66,7 +66,10 @@ async fn create(
     let Json(body) = body?;
     let mut inv = state.inventory.get().await?;
     let token = inv.create_token(&body.name, body.role, &caller.actor())?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { name: body.name, role: body.role.as_str(), token: token.to_string() }))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken { name: body.name, role: body.role.as_str(), token: token.to_string() }),
+    )
         .into_response())
 }
 
@@ -76,7 +79,9 @@ async fn revoke(State(state): State<AppState>, caller: Caller, Path(name): Path<
     caller.require(ADMIN, "manage tokens")?;
     if name == caller.name {
         // Revoking the token in hand could lock the last admin out of the API.
-        return Err(ApiError::Conflict("a token cannot revoke itself; use another admin token or `certhost token revoke`".into()));
+        return Err(ApiError::Conflict(
+            "a token cannot revoke itself; use another admin token or `certhost token revoke`".into(),
+        ));
     }
     let mut inv = state.inventory.get().await?;
     inv.revoke_token(&name, &caller.actor())?;

@@ -82,7 +82,8 @@ fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
 /// `renew` or `reissue`.
 pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?;
-    let opts = RenewOptions { kind, profile: args.profile, account: args.account, params: super::kv_pairs(&args.params)? };
+    let opts =
+        RenewOptions { kind, profile: args.profile, account: args.account, params: super::kv_pairs(&args.params)? };
     let registry = super::registry(&env.data_dir);
     let outcome = super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };

@@ -133,7 +133,9 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
         Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
         Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
-        Command::Renew(args) => lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env),
+        Command::Renew(args) => {
+            lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env)
+        }
         Command::Reissue(args) => {
             lifecycle::renew(args, certhost::lifecycle::RenewKind::Reissue, &mut configured(env)?, env)
         }

@@ -55,7 +55,11 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
                     r.profile.clone().unwrap_or_default(),
                     output::rfc3339(r.renew_after),
                     output::rfc3339(r.not_after),
-                    if r.attempts == 0 { "-".into() } else { format!("{} failed: {}", r.attempts, r.last_error.clone().unwrap_or_default()) },
+                    if r.attempts == 0 {
+                        "-".into()
+                    } else {
+                        format!("{} failed: {}", r.attempts, r.last_error.clone().unwrap_or_default())
+                    },
                 ]
             })
             .collect();
@@ -113,7 +117,11 @@ pub struct ImportFromAccountArgs {
 
 /// Pages through the connector's `list_certificates` and imports every certificate it
 /// returns, deduplicated by SHA-256 thumbprint (Entrust's "import existing orders").
-pub fn import_from_account(args: ImportFromAccountArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
+pub fn import_from_account(
+    args: ImportFromAccountArgs,
+    inv: &mut Inventory,
+    env: &super::Env,
+) -> anyhow::Result<ExitCode> {
     let registry = super::registry(&env.data_dir);
     let progress = std::io::stderr().is_terminal() && !args.json;
     let (mut imported, mut duplicate, mut failed, mut without_pem) = (0u64, 0u64, Vec::new(), 0u64);
@@ -167,7 +175,10 @@ pub fn import_from_account(args: ImportFromAccountArgs, inv: &mut Inventory, env
             "imported": imported, "duplicate": duplicate, "without_certificate": without_pem, "failed": failed,
         }))?;
     } else {
-        println!("{imported} imported, {duplicate} already present, {without_pem} without a certificate, {} failed", failed.len());
+        println!(
+            "{imported} imported, {duplicate} already present, {without_pem} without a certificate, {} failed",
+            failed.len()
+        );
         for f in &failed {
             println!("  {f}");
         }

@@ -214,10 +214,7 @@ impl Inventory {
         if issuer.is_some() {
             clauses.push("issuer LIKE ?5 ESCAPE '\\'");
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM certificates WHERE {} ORDER BY id LIMIT ?7",
-            clauses.join(" AND ")
-        );
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE {} ORDER BY id LIMIT ?7", clauses.join(" AND "));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         // Parameters a clause does not mention are still bound: rusqlite binds by index
         // and SQLite allows gaps only when the highest index is used, which ?7 always is.

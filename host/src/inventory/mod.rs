@@ -29,8 +29,8 @@ pub use accounts::{SecretOwner, Upsert};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use orders::{NewOrder, Order, OrderState};
-pub use renewals::{Notification, ScheduledRenewal};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
+pub use renewals::{Notification, ScheduledRenewal};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use tokens::{Role, TokenInfo};
 

@@ -81,13 +81,14 @@ impl Inventory {
     /// policy changed (those in retry backoff keep their retry time).
     pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
         // mode: off | before (seconds before notAfter) | percent (of the lifetime)
-        let (mode, value): (&str, i64) = match (policy.auto, policy.before_days, policy.before_minutes, policy.at_percent) {
-            (false, ..) => ("off", 0),
-            (true, Some(d), _, _) => ("before", i64::from(d) * 86_400),
-            (true, None, Some(m), _) => ("before", i64::from(m) * 60),
-            (true, None, None, Some(p)) => ("percent", i64::from(p)),
-            (true, None, None, None) => ("percent", 66),
-        };
+        let (mode, value): (&str, i64) =
+            match (policy.auto, policy.before_days, policy.before_minutes, policy.at_percent) {
+                (false, ..) => ("off", 0),
+                (true, Some(d), _, _) => ("before", i64::from(d) * 86_400),
+                (true, None, Some(m), _) => ("before", i64::from(m) * 60),
+                (true, None, None, Some(p)) => ("percent", i64::from(p)),
+                (true, None, None, None) => ("percent", 66),
+            };
         Ok(self.conn.execute(
             "UPDATE certificates SET renew_after =
                  CASE ?2 WHEN 'off' THEN NULL
@@ -113,7 +114,10 @@ impl Inventory {
             stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
-            tx.execute("UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1", params![id, now + lease_seconds])?;
+            tx.execute(
+                "UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1",
+                params![id, now + lease_seconds],
+            )?;
         }
         tx.commit()?;
         Ok(ids)
@@ -163,7 +167,8 @@ impl Inventory {
                  renewal_lease_until = NULL WHERE id = ?1",
             params![id, error, retry_at],
         )?;
-        let attempts: i64 = tx.query_row("SELECT renewal_attempts FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
+        let attempts: i64 =
+            tx.query_row("SELECT renewal_attempts FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
         let detail = serde_json::json!({ "error": error, "attempt": attempts, "retry_at": retry_at });
         audit::record(
             &tx,
@@ -204,7 +209,14 @@ impl Inventory {
                 cn.clone().unwrap_or_default(),
                 crate::view::rfc3339(*not_after)
             );
-            enqueue(&tx, now, "expiring", Some(*id), &subject, &serde_json::json!({ "not_after": crate::view::rfc3339(*not_after) }))?;
+            enqueue(
+                &tx,
+                now,
+                "expiring",
+                Some(*id),
+                &subject,
+                &serde_json::json!({ "not_after": crate::view::rfc3339(*not_after) }),
+            )?;
         }
         tx.commit()?;
         Ok(rows.len())
