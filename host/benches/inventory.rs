@@ -88,9 +88,9 @@ fn fixture(n: u64) -> PathBuf {
             let end = (i + 50_000).min(n);
             while i < end {
                 let h = mix(i);
-                let not_after = if h % 100 == 0 {
+                let not_after = if h.is_multiple_of(100) {
                     // 1 %: within 30 days; a tenth of those already past notAfter.
-                    if (h / 100) % 10 == 0 {
+                    if (h / 100).is_multiple_of(10) {
                         NOW - 1 - (h >> 20) as i64 % DAY
                     } else {
                         NOW + (h >> 20) as i64 % (30 * DAY)
@@ -98,7 +98,7 @@ fn fixture(n: u64) -> PathBuf {
                 } else {
                     NOW + 31 * DAY + (h >> 20) as i64 % (365 * DAY)
                 };
-                let status = if (h >> 8) % 10 == 0 { "superseded" } else { "active" };
+                let status = if (h >> 8).is_multiple_of(10) { "superseded" } else { "active" };
                 let renew_after = (status == "active").then_some(not_after - 30 * DAY);
                 let cn = format!("host{i}.example.com");
                 stmt.execute(params![

@@ -145,10 +145,7 @@ pub type Definitions = (BTreeMap<String, AccountDef>, BTreeMap<String, (PathBuf,
 /// unless everything is valid, so a typo never half-applies a configuration.
 pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
     let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
-    let mut config: ConfigFile = toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
+    let mut config = read_file(config_path)?;
     for (name, def) in config.accounts.iter_mut() {
         absolutize_account(def, &base);
         def.check(name).map_err(|error| ConfigError::Account { path: config_path.to_owned(), error })?;

@@ -257,6 +257,7 @@ impl Pipeline<'_> {
             self.actor,
         )?;
         if order.state == OrderState::AwaitingApproval {
+            crate::metrics::issuance("awaiting_approval");
             return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
         }
         let dynamic: BTreeMap<String, (String, bool)> = dynamic;
@@ -297,7 +298,7 @@ impl Pipeline<'_> {
             Err(e) => {
                 // Never leave an approved order pending without a submission: it could not be
                 // polled, approved or resubmitted any more. It fails with the reason.
-                self.inventory.record_failed(order_id, &e.to_string(), self.actor)?;
+                self.fail(order_id, &e.to_string())?;
                 return Err(e.into());
             }
         };
@@ -328,7 +329,7 @@ impl Pipeline<'_> {
                 Ok(a) => a,
                 Err(e) => {
                     let msg = e.to_string();
-                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    self.fail(order.id, &msg)?;
                     return Err(e);
                 }
             };
@@ -336,7 +337,7 @@ impl Pipeline<'_> {
                 Ok(c) => c,
                 Err(e) => {
                     let msg = args.redact(&e.to_string());
-                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    self.fail(order.id, &msg)?;
                     return Err(IssueError::Failed { order_id: order.id, message: msg });
                 }
             };
@@ -383,24 +384,20 @@ impl Pipeline<'_> {
                 }
                 Err(e) => {
                     let msg = args.redact(&e.to_string());
-                    self.inventory.record_failed(order.id, &msg, self.actor)?;
+                    self.fail(order.id, &msg)?;
                     return Err(IssueError::Failed { order_id: order.id, message: msg });
                 }
             }
         }
         if tried == 0 {
-            self.inventory.record_failed(
-                order.id,
-                &format!("profile {profile_name} has no active CA account"),
-                self.actor,
-            )?;
+            self.fail(order.id, &format!("profile {profile_name} has no active CA account"))?;
             return Err(IssueError::NoActiveAccount { order_id: order.id, profile: profile_name });
         }
         let msg = format!(
             "every CA account of profile {profile_name} was unreachable (last: {})",
             last_error.unwrap_or_default()
         );
-        self.inventory.record_failed(order.id, &msg, self.actor)?;
+        self.fail(order.id, &msg)?;
         Err(IssueError::Failed { order_id: order.id, message: msg })
     }
 
@@ -426,7 +423,7 @@ impl Pipeline<'_> {
         match self.poll_once(&order, &ca_order_id, &account_name).await {
             Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args).await,
             Ok(PollStep::Unsupported(msg)) => {
-                self.inventory.record_failed(order_id, &msg, self.actor)?;
+                self.fail(order_id, &msg)?;
                 Err(IssueError::Failed { order_id, message: msg })
             }
             Err(msg) => {
@@ -536,14 +533,11 @@ impl Pipeline<'_> {
                         // Scheduling and deployment follow the stored certificate; a failed
                         // deployment is recorded, never a reason to lose the certificate.
                         self.after_issue(order.profile.as_deref(), certificate_id).await?;
+                        crate::metrics::issuance("issued");
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate_id })
                     }
                     Err(error) => {
-                        self.inventory.record_failed(
-                            order.id,
-                            &format!("the returned certificate was refused: {error}"),
-                            self.actor,
-                        )?;
+                        self.fail(order.id, &format!("the returned certificate was refused: {error}"))?;
                         Err(IssueError::Verification { order_id: order.id, error })
                     }
                 }
@@ -551,14 +545,26 @@ impl Pipeline<'_> {
             Disposition::Pending { ca_order_id, retry_after_s } => {
                 let next = unix_now() + i64::from(retry_after_s.clamp(POLL_MIN_S, POLL_MAX_S));
                 self.inventory.record_pending(order.id, &ca_order_id, next, self.actor)?;
+                // Counted when the CA first says "pending", not on every poll that repeats it.
+                if order.ca_order_id.is_none() {
+                    crate::metrics::issuance("pending");
+                }
                 Ok(IssueOutcome::Pending { order_id: order.id, next_poll_at: next })
             }
             Disposition::Rejected { reason } => {
                 let reason = args.redact(&reason);
                 self.inventory.record_rejected(order.id, &reason, self.actor)?;
+                crate::metrics::issuance("rejected");
                 Err(IssueError::Rejected { order_id: order.id, reason })
             }
         }
+    }
+
+    /// Closes an order as `failed` (reason already redacted) and counts it in the metrics.
+    fn fail(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
+        self.inventory.record_failed(order_id, reason, self.actor)?;
+        crate::metrics::issuance("failed");
+        Ok(())
     }
 
     pub(crate) fn load_order(&self, id: i64) -> Result<Order, IssueError> {

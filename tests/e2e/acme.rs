@@ -25,36 +25,7 @@ impl Pebble {
     /// Starts pebble. `always_valid` skips challenge validation; `http_port` is where its VA
     /// fetches http-01 answers; `eab` requires external account binding.
     pub fn start(dir: &Path, always_valid: bool, http_port: u16, eab: bool) -> Self {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let cert = dir.join("tls.pem");
-        let key = dir.join("tls.key");
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                // An end-entity certificate: rustls refuses a CA certificate as a server's.
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-addext",
-                "extendedKeyUsage=serverAuth",
-                "-keyout",
-                key.to_str().expect("utf8"),
-                "-out",
-                cert.to_str().expect("utf8"),
-            ],
-        );
+        let (cert, key) = crate::helpers::localhost_tls(dir);
         let port = free_port();
         let mport = free_port();
         let mut config = serde_json::json!({"pebble": {

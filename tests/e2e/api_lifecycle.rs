@@ -253,29 +253,13 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
 #[test]
 fn serve_speaks_https_when_given_a_certificate() {
     let app = App::new();
-    let dir = app.path("tls");
-    let ca = crate::helpers::OpensslCa::new(&dir, "tls-root");
-    let keydir = dir.join("server");
-    app.run(&[
-        "key-csr",
-        "--key-type",
-        "ec-p256",
-        "--cn",
-        "127.0.0.1",
-        "--san",
-        "IP:127.0.0.1",
-        "--out",
-        keydir.to_str().expect("utf8"),
-    ])
-    .ok();
-    let cert = ca.sign(&keydir.join("csr.pem"), 2, "server.pem");
-    let key = keydir.join("key.pem");
+    let (cert, key) = crate::helpers::localhost_tls(&app.path("tls"));
     let conf = app.path("certhost.toml");
     std::fs::write(&conf, format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()))
         .expect("config");
     let server = Server::start(app, Some(&conf));
     assert!(server.base.starts_with("https://"), "{}", server.base);
-    let root = reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).expect("cert")).expect("root");
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).expect("cert")).expect("root");
     let client = reqwest::blocking::Client::builder().add_root_certificate(root).build().expect("client");
     let health: Value = client.get(format!("{}/healthz", server.base)).send().expect("https").json().expect("json");
     assert_eq!(health["status"], "ok");

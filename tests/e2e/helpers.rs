@@ -358,13 +358,20 @@ impl Drop for Cfssl {
     }
 }
 
-/// A lab configuration: `certhost ca init` CA, account `lab` on the local-ca component, and
-/// profile `lab` (DNS and IP SANs) with `profile_extra` appended. Returns (config, CA dir).
-pub fn local_ca_lab(app: &App, profile_extra: &str) -> (PathBuf, PathBuf) {
-    let ca = app.path("ca");
+/// A `certhost ca init` CA in APP/`ca_name` and an empty configuration directory APP/conf
+/// (with profiles/). Returns (CA dir, conf dir).
+fn lab_dirs(app: &App, ca_name: &str) -> (PathBuf, PathBuf) {
+    let ca = app.path(ca_name);
     app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
     let conf = app.path("conf");
     std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    (ca, conf)
+}
+
+/// A lab configuration: `certhost ca init` CA, account `lab` on the local-ca component, and
+/// profile `lab` (DNS and IP SANs) with `profile_extra` appended. Returns (config, CA dir).
+pub fn local_ca_lab(app: &App, profile_extra: &str) -> (PathBuf, PathBuf) {
+    let (ca, conf) = lab_dirs(app, "ca");
     std::fs::write(
         conf.join("certhost.toml"),
         format!(
@@ -398,10 +405,7 @@ pub fn scripted_lab(
     account_extra: &str,
     profiles: &[(&str, &str)],
 ) -> (PathBuf, PathBuf) {
-    let ca = app.path("script-ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let (ca, conf) = lab_dirs(app, "script-ca");
     std::fs::write(
         conf.join("certhost.toml"),
         format!(
@@ -415,4 +419,39 @@ pub fn scripted_lab(
         std::fs::write(conf.join(format!("profiles/{pname}.toml")), body).expect("profile");
     }
     (conf.join("certhost.toml"), ca)
+}
+
+/// A self-signed end-entity TLS certificate for 127.0.0.1 made with the real openssl (rustls
+/// refuses a CA certificate as a server's); trust the certificate itself. Returns (cert, key).
+pub fn localhost_tls(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let cert = dir.join("tls.pem");
+    let key = dir.join("tls.key");
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+            key.to_str().expect("utf8"),
+            "-out",
+            cert.to_str().expect("utf8"),
+        ],
+    );
+    (cert, key)
 }

@@ -388,23 +388,8 @@ async fn the_host_cache_survives_between_calls_and_compiled_code_is_cached_on_di
 #[test]
 fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
     let app = App::new();
-    let ca = app.path("ca");
-    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            "[accounts.lab]\nconnector = \"{}\"\nparams.validity_days = \"7\"\nparams.ca_certificate = {{ file = \"{ca}/ca.pem\" }}\nparams.ca_private_key = {{ sensitive = true, value = {{ file = \"{ca}/ca.key\" }} }}\n",
-            component("local-ca").display(),
-            ca = ca.display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(conf.join("profiles/lab.toml"), "accounts = [\"lab\"]\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\n")
-        .expect("profile");
+    let (config, ca) = crate::helpers::local_ca_lab(&app, "");
     let out = app.path("out");
-    let config = conf.join("certhost.toml");
     let r = app.run(&[
         "--config",
         config.to_str().expect("utf8"),

@@ -217,7 +217,6 @@ pub struct IssueResponse<'a> {
 
 /// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval).
 async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Response, ApiError> {
-    crate::metrics::issuance(outcome_word(outcome));
     match outcome {
         IssueOutcome::Issued { order_id, certificate_id } => {
             let r = find(state, &certificate_id.to_string()).await?;
@@ -252,20 +251,6 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
     }
 }
 
-fn outcome_word(outcome: &IssueOutcome) -> &'static str {
-    match outcome {
-        IssueOutcome::Issued { .. } => "issued",
-        IssueOutcome::Pending { .. } => "pending",
-        IssueOutcome::AwaitingApproval { .. } => "awaiting_approval",
-    }
-}
-
-/// Counts a failed issuance-like request in the metrics, then passes the error on.
-fn count_failure(e: IssueError) -> ApiError {
-    crate::metrics::issuance(if matches!(e, IssueError::Rejected { .. }) { "rejected" } else { "failed" });
-    e.into()
-}
-
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
     responses((status = 201, description = "Issued", body = IssueResponse),
         (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse),
@@ -296,7 +281,7 @@ async fn issue(
         let mut inv = state.inventory.get().await?;
         let mut pipeline =
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        pipeline.issue(&request).await.map_err(count_failure)?
+        pipeline.issue(&request).await?
     };
     outcome_response(&state, &outcome).await
 }
@@ -357,7 +342,7 @@ async fn renew(
     caller.require(ISSUE, "renew certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, body).await?;
-    outcome_response(&state, &outcome.map_err(count_failure)?).await
+    outcome_response(&state, &outcome?).await
 }
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
@@ -373,7 +358,7 @@ async fn reissue(
     caller.require(OPERATE, "reissue certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Reissue, body).await?;
-    outcome_response(&state, &outcome.map_err(count_failure)?).await
+    outcome_response(&state, &outcome?).await
 }
 
 /// Body of revoke.
@@ -513,7 +498,6 @@ async fn renew_lookup(
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body).await?;
     let response = match outcome {
         Ok(IssueOutcome::Issued { order_id, certificate_id }) => {
-            crate::metrics::issuance("issued");
             let inv = state.inventory.get().await?;
             let r = inv
                 .find(&certificate_id.to_string())?
@@ -528,7 +512,6 @@ async fn renew_lookup(
             }
         }
         Ok(IssueOutcome::Pending { order_id, .. } | IssueOutcome::AwaitingApproval { order_id }) => {
-            crate::metrics::issuance("pending");
             RenewLookupResponse {
                 thumbprint: None,
                 order_id: Some(order_id),
@@ -547,16 +530,13 @@ async fn renew_lookup(
             };
             match order_id {
                 // The CA step failed: the Keyfactor shape reports it in the body.
-                Some(order_id) => {
-                    crate::metrics::issuance("failed");
-                    RenewLookupResponse {
-                        thumbprint: None,
-                        order_id: Some(order_id),
-                        disposition: "failed",
-                        message: e.to_string(),
-                        deployed_to: vec![],
-                    }
-                }
+                Some(order_id) => RenewLookupResponse {
+                    thumbprint: None,
+                    order_id: Some(order_id),
+                    disposition: "failed",
+                    message: e.to_string(),
+                    deployed_to: vec![],
+                },
                 // Refused before any order (policy, parameters, state): a client error.
                 None => return Err(e.into()),
             }

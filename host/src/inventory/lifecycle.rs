@@ -4,7 +4,7 @@
 use rusqlite::OptionalExtension;
 
 use super::audit::{self, NewAuditEvent};
-use super::{CertStatus, Inventory, InventoryError};
+use super::{Inventory, InventoryError};
 use crate::key::PrivateKey;
 
 fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::Value) -> NewAuditEvent<'a> {
@@ -60,14 +60,7 @@ impl Inventory {
         let Some((sha256, subject, key_id)) = row else {
             return Err(InventoryError::NotFound(format!("certificate {id}")));
         };
-        if let Some(open) = tx
-            .query_row(
-                "SELECT id FROM orders WHERE predecessor_id = ?1 AND state IN ('awaiting_approval','pending','needs_attention')",
-                [id],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-        {
+        if let Some(open) = super::orders::open_renewal(&tx, id)? {
             return Err(InventoryError::InUse(format!("certificate {id} has renewal order {open} in progress")));
         }
         tx.execute("DELETE FROM certificates WHERE id = ?1", [id])?;
@@ -131,13 +124,6 @@ impl Inventory {
         audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, serde_json::json!({})))?;
         tx.commit()?;
         Ok(key)
-    }
-
-    /// Status of one certificate, cheaply.
-    pub fn certificate_status(&self, id: i64) -> Result<Option<CertStatus>, InventoryError> {
-        let s: Option<String> =
-            self.conn.query_row("SELECT status FROM certificates WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-        s.map(|s| s.parse()).transpose()
     }
 
     /// Active certificates by days until expiry, for `/metrics`: each bucket is an index

@@ -172,6 +172,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
+/// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
+pub(super) fn open_renewal(conn: &rusqlite::Connection, predecessor_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM orders WHERE predecessor_id = ?1
+           AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
+        [predecessor_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 fn new_request_id() -> String {
     let mut b = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
@@ -189,14 +200,7 @@ impl Inventory {
         // between processes (the unique index orders_one_open_renewal is the backstop).
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(pred) = new.predecessor_id
-            && let Some(open) = tx
-                .query_row(
-                    "SELECT id FROM orders WHERE predecessor_id = ?1
-                       AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
-                    [pred],
-                    |r| r.get::<_, i64>(0),
-                )
-                .optional()?
+            && let Some(open) = open_renewal(&tx, pred)?
         {
             return Err(InventoryError::Conflict(format!(
                 "certificate {pred} already has renewal order {open} in progress"
@@ -248,21 +252,6 @@ impl Inventory {
             .query_row(
                 &format!("SELECT {COLUMNS} FROM orders WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 1"),
                 [certificate_id],
-                from_row,
-            )
-            .optional()?)
-    }
-
-    /// The open (not yet finished) renewal or reissue order of a certificate, if any.
-    pub fn open_renewal(&self, predecessor_id: i64) -> Result<Option<Order>, InventoryError> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM orders WHERE predecessor_id = ?1
-                       AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1"
-                ),
-                [predecessor_id],
                 from_row,
             )
             .optional()?)

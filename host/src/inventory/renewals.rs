@@ -131,21 +131,14 @@ impl Inventory {
 
     /// An automatic renewal succeeded: audited as `certificate.auto_renew` on the old certificate.
     pub fn record_auto_renewal(&mut self, old: i64, new: i64, order: i64, actor: &str) -> Result<(), InventoryError> {
-        let now = self.now();
-        let tx = self.conn.transaction()?;
-        audit::record(
-            &tx,
-            now,
-            &NewAuditEvent {
-                actor,
-                action: "certificate.auto_renew",
-                object_type: "certificate",
-                object_id: Some(old.to_string()),
-                outcome: "success",
-                detail: serde_json::json!({ "successor_id": new, "order_id": order }),
-            },
-        )?;
-        tx.commit()?;
+        self.audit(&NewAuditEvent {
+            actor,
+            action: "certificate.auto_renew",
+            object_type: "certificate",
+            object_id: Some(old.to_string()),
+            outcome: "success",
+            detail: serde_json::json!({ "successor_id": new, "order_id": order }),
+        })?;
         Ok(())
     }
 
@@ -167,9 +160,7 @@ impl Inventory {
                  renewal_lease_until = NULL WHERE id = ?1",
             params![id, error, retry_at],
         )?;
-        let attempts: i64 =
-            tx.query_row("SELECT renewal_attempts FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
-        let detail = serde_json::json!({ "error": error, "attempt": attempts, "retry_at": retry_at });
+        let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
         audit::record(
             &tx,
             now,
