@@ -187,6 +187,32 @@ pub(crate) fn recorded_params(dynamic: &BTreeMap<String, (String, bool)>) -> ser
     )
 }
 
+/// An order as its submission starts.
+pub(crate) enum Submission {
+    /// Already written (approved, resubmitted or a renewal).
+    Written(Order),
+    /// Not written yet: it is written with the start of its first attempt (or its failure).
+    New(NewOrder),
+}
+
+impl Submission {
+    fn profile_name(&self) -> &str {
+        match self {
+            Submission::Written(o) => o.profile.as_deref().unwrap_or_default(),
+            Submission::New(n) => &n.profile,
+        }
+    }
+}
+
+/// When a certificate of `profile` valid from `not_before` to `not_after` is due for
+/// renewal, with its jitter; `None` when the profile does not renew automatically.
+pub(crate) fn renewal_due(profile: &ProfileDef, not_before: i64, not_after: i64) -> Option<i64> {
+    profile.renewal.due_at(not_before, not_after).map(|due| {
+        let max = crate::profile::RenewalPolicy::max_jitter(not_before, not_after);
+        due - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max)
+    })
+}
+
 /// What one poll call came back with.
 enum PollStep {
     /// The CA's answer, with the args used (for redaction).
@@ -242,26 +268,24 @@ impl Pipeline<'_> {
                 (csr.pem, Some(key), req.common_name.clone(), sans)
             }
         };
-        let order = self.inventory.create_order(
-            &NewOrder {
-                kind: "issue",
-                profile: &req.profile,
-                common_name: common_name.as_deref(),
-                sans: &sans,
-                csr_pem: &csr_pem,
-                params: recorded_params(&dynamic),
-                key: key.as_ref(),
-                predecessor_id: None,
-                awaiting_approval: profile.approval_required,
-            },
-            self.actor,
-        )?;
-        if order.state == OrderState::AwaitingApproval {
+        let new = NewOrder {
+            kind: "issue".into(),
+            profile: req.profile.clone(),
+            common_name,
+            sans,
+            csr_pem,
+            params: recorded_params(&dynamic),
+            key,
+            predecessor_id: None,
+            awaiting_approval: profile.approval_required,
+        };
+        if profile.approval_required {
+            let actor = self.actor.to_owned();
+            let order = self.inventory.write(move |inv| inv.create_order(&new, &actor)).await?;
             crate::metrics::issuance("awaiting_approval");
             return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
         }
-        let dynamic: BTreeMap<String, (String, bool)> = dynamic;
-        self.submit_with(&order, &profile, &dynamic, None).await
+        self.submit_with(Submission::New(new), &profile, &dynamic, None).await
     }
 
     /// Submits an approved or resubmitted order. Dynamic parameters were recorded redacted,
@@ -298,12 +322,12 @@ impl Pipeline<'_> {
             Err(e) => {
                 // Never leave an approved order pending without a submission: it could not be
                 // polled, approved or resubmitted any more. It fails with the reason.
-                self.fail(order_id, &e.to_string())?;
+                self.fail(order_id, &e.to_string()).await?;
                 return Err(e.into());
             }
         };
         let renewal = self.renewal_context(&order)?;
-        self.submit_with(&order, &profile, &dynamic, renewal.as_ref()).await
+        self.submit_with(Submission::Written(order), &profile, &dynamic, renewal.as_ref()).await
     }
 
     /// Sends an order to the profile's active accounts in failover order. A renewal goes to
@@ -311,12 +335,13 @@ impl Pipeline<'_> {
     /// to `certificate_request` when the connector has no `renew`).
     pub(crate) async fn submit_with(
         &mut self,
-        order: &Order,
+        order: Submission,
         profile: &ProfileDef,
         dynamic: &BTreeMap<String, (String, bool)>,
         renewal: Option<&Renewal>,
     ) -> Result<IssueOutcome, IssueError> {
-        let profile_name = order.profile.clone().unwrap_or_default();
+        let profile_name = order.profile_name().to_owned();
+        let mut order = order;
         let mut last_error: Option<String> = None;
         let mut tried = 0;
         for account_name in &profile.accounts {
@@ -328,27 +353,27 @@ impl Pipeline<'_> {
             let args = match self.args_for(&account, &profile_name, profile, dynamic) {
                 Ok(a) => a,
                 Err(e) => {
-                    let msg = e.to_string();
-                    self.fail(order.id, &msg)?;
+                    self.fail_submission(order, &e.to_string()).await?;
                     return Err(e);
                 }
             };
             let connector = match self.connectors.connector(&account.name, &account.def).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let msg = args.redact(&e.to_string());
-                    self.fail(order.id, &msg)?;
-                    return Err(IssueError::Failed { order_id: order.id, message: msg });
+                    let message = args.redact(&e.to_string());
+                    let order_id = self.fail_submission(order, &message).await?;
+                    return Err(IssueError::Failed { order_id, message });
                 }
             };
             let limits = account.def.limits();
             // The lease outlives the call and its backstop deadline (timeout + 5 s) by a margin.
             let lease = limits.timeout.as_secs() as i64 + 15;
-            self.inventory.begin_submit(order.id, &account.name, lease, self.actor)?;
+            // Durable before the CA hears of it (invariant 5).
+            let current = self.begin_attempt(order, &account.name, lease).await?;
             let request = CertificateRequest {
-                csr_pem: order.csr_pem.clone(),
-                common_name: order.common_name.clone().unwrap_or_default(),
-                request_id: order.request_id.clone(),
+                csr_pem: current.csr_pem.clone(),
+                common_name: current.common_name.clone().unwrap_or_default(),
+                request_id: current.request_id.clone(),
             };
             let started = std::time::Instant::now();
             let result = match renewal.filter(|r| r.prior_account.as_deref() == Some(account.name.as_str())) {
@@ -377,28 +402,76 @@ impl Pipeline<'_> {
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());
             match result {
-                Ok(disposition) => return self.apply(order, disposition, &args).await,
+                Ok(disposition) => return self.apply(&current, disposition, &args).await,
                 Err(e) if e.is_failover() => {
-                    tracing::warn!(order = order.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
+                    tracing::warn!(order = current.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
                     last_error = Some(args.redact(&e.to_string()));
+                    order = Submission::Written(current);
                 }
                 Err(e) => {
-                    let msg = args.redact(&e.to_string());
-                    self.fail(order.id, &msg)?;
-                    return Err(IssueError::Failed { order_id: order.id, message: msg });
+                    let message = args.redact(&e.to_string());
+                    self.fail(current.id, &message).await?;
+                    return Err(IssueError::Failed { order_id: current.id, message });
                 }
             }
         }
         if tried == 0 {
-            self.fail(order.id, &format!("profile {profile_name} has no active CA account"))?;
-            return Err(IssueError::NoActiveAccount { order_id: order.id, profile: profile_name });
+            let order_id =
+                self.fail_submission(order, &format!("profile {profile_name} has no active CA account")).await?;
+            return Err(IssueError::NoActiveAccount { order_id, profile: profile_name });
         }
-        let msg = format!(
+        let message = format!(
             "every CA account of profile {profile_name} was unreachable (last: {})",
             last_error.unwrap_or_default()
         );
-        self.fail(order.id, &msg)?;
-        Err(IssueError::Failed { order_id: order.id, message: msg })
+        let order_id = self.fail_submission(order, &message).await?;
+        Err(IssueError::Failed { order_id, message })
+    }
+
+    /// Records the start of an attempt at `account` with its lease — and writes a new order
+    /// in the same change, so a request costs one sync before the CA call, not two.
+    async fn begin_attempt(&mut self, order: Submission, account: &str, lease: i64) -> Result<Order, IssueError> {
+        let (account, actor) = (account.to_owned(), self.actor.to_owned());
+        Ok(match order {
+            Submission::Written(current) => {
+                let id = current.id;
+                self.inventory.write(move |inv| inv.begin_submit(id, &account, lease, &actor)).await?;
+                current
+            }
+            Submission::New(new) => {
+                self.inventory
+                    .write(move |inv| {
+                        let order = inv.create_order(&new, &actor)?;
+                        inv.begin_submit(order.id, &account, lease, &actor)?;
+                        Ok(order)
+                    })
+                    .await?
+            }
+        })
+    }
+
+    /// Fails an order before any CA answered; a new order is written failed, so the request
+    /// and its reason stay on record. Returns the order id.
+    async fn fail_submission(&mut self, order: Submission, reason: &str) -> Result<i64, IssueError> {
+        match order {
+            Submission::Written(current) => {
+                self.fail(current.id, reason).await?;
+                Ok(current.id)
+            }
+            Submission::New(new) => {
+                let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
+                let id = self
+                    .inventory
+                    .write(move |inv| {
+                        let order = inv.create_order(&new, &actor)?;
+                        inv.record_failed(order.id, &reason, &actor)?;
+                        Ok(order.id)
+                    })
+                    .await?;
+                crate::metrics::issuance("failed");
+                Ok(id)
+            }
+        }
     }
 
     /// Polls one pending order at its CA account.
@@ -423,14 +496,15 @@ impl Pipeline<'_> {
         match self.poll_once(&order, &ca_order_id, &account_name).await {
             Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args).await,
             Ok(PollStep::Unsupported(msg)) => {
-                self.fail(order_id, &msg)?;
+                self.fail(order_id, &msg).await?;
                 Err(IssueError::Failed { order_id, message: msg })
             }
             Err(msg) => {
                 // Transient: exponential backoff from the minimum interval, capped at an hour.
                 let shift = order.attempts.clamp(0, 10) as u32;
                 let wait = (i64::from(POLL_MIN_S) << shift).min(i64::from(POLL_MAX_S));
-                self.inventory.record_retry(order_id, &msg, unix_now() + wait, self.actor)?;
+                let (reason, actor) = (msg.clone(), self.actor.to_owned());
+                self.inventory.write(move |inv| inv.record_retry(order_id, &reason, unix_now() + wait, &actor)).await?;
                 Err(IssueError::Failed { order_id, message: format!("{msg} (will poll again in {wait}s)") })
             }
         }
@@ -528,23 +602,42 @@ impl Pipeline<'_> {
                 };
                 match verify_issued(&expected, &certificate, &chain) {
                     Ok(verified) => {
-                        let certificate_id =
-                            self.inventory.record_issued(order.id, &verified, ca_order_id.as_deref(), self.actor)?;
-                        // Scheduling and deployment follow the stored certificate; a failed
-                        // deployment is recorded, never a reason to lose the certificate.
-                        self.after_issue(order.profile.as_deref(), certificate_id).await?;
+                        let profile = match order.profile.as_deref() {
+                            Some(name) => self.inventory.profile(name)?.map(|(p, _)| p),
+                            None => None,
+                        };
+                        let renew_after = profile
+                            .as_ref()
+                            .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));
+                        let (id, actor) = (order.id, self.actor.to_owned());
+                        // Stored, closed, audited and scheduled in one change: a crash leaves
+                        // either a pending order or a certificate that will renew.
+                        let certificate_id = self
+                            .inventory
+                            .write(move |inv| {
+                                let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
+                                inv.set_renew_after(cert, renew_after)?;
+                                Ok(cert)
+                            })
+                            .await?;
+                        // Deployment follows the stored certificate; a failed deployment is
+                        // recorded, never a reason to lose the certificate.
+                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
+                            self.deploy_issued(&profile, certificate_id).await?;
+                        }
                         crate::metrics::issuance("issued");
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate_id })
                     }
                     Err(error) => {
-                        self.fail(order.id, &format!("the returned certificate was refused: {error}"))?;
+                        self.fail(order.id, &format!("the returned certificate was refused: {error}")).await?;
                         Err(IssueError::Verification { order_id: order.id, error })
                     }
                 }
             }
             Disposition::Pending { ca_order_id, retry_after_s } => {
                 let next = unix_now() + i64::from(retry_after_s.clamp(POLL_MIN_S, POLL_MAX_S));
-                self.inventory.record_pending(order.id, &ca_order_id, next, self.actor)?;
+                let (id, actor, handle) = (order.id, self.actor.to_owned(), ca_order_id.clone());
+                self.inventory.write(move |inv| inv.record_pending(id, &handle, next, &actor)).await?;
                 // Counted when the CA first says "pending", not on every poll that repeats it.
                 if order.ca_order_id.is_none() {
                     crate::metrics::issuance("pending");
@@ -553,7 +646,8 @@ impl Pipeline<'_> {
             }
             Disposition::Rejected { reason } => {
                 let reason = args.redact(&reason);
-                self.inventory.record_rejected(order.id, &reason, self.actor)?;
+                let (id, actor, recorded) = (order.id, self.actor.to_owned(), reason.clone());
+                self.inventory.write(move |inv| inv.record_rejected(id, &recorded, &actor)).await?;
                 crate::metrics::issuance("rejected");
                 Err(IssueError::Rejected { order_id: order.id, reason })
             }
@@ -561,8 +655,9 @@ impl Pipeline<'_> {
     }
 
     /// Closes an order as `failed` (reason already redacted) and counts it in the metrics.
-    fn fail(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
-        self.inventory.record_failed(order_id, reason, self.actor)?;
+    pub(crate) async fn fail(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
+        let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
+        self.inventory.write(move |inv| inv.record_failed(order_id, &reason, &actor)).await?;
         crate::metrics::issuance("failed");
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::cert;
 use crate::connector::{OrderAction, RevocationReason, RevokeRequest};
 use crate::csr::{CsrParams, Subject, build};
 use crate::inventory::{CertStatus, CertificateRecord, InventoryError, NewOrder, OrderState};
-use crate::issue::{IssueError, IssueOutcome, Pipeline, Renewal, call_with_deadline, check_dynamic};
+use crate::issue::{IssueError, IssueOutcome, Pipeline, Renewal, Submission, call_with_deadline, check_dynamic};
 use crate::key::PrivateKey;
 use crate::profile::{NameRequest, ProfileDef};
 
@@ -104,22 +104,19 @@ impl Pipeline<'_> {
             hash,
         };
         let csr = build(&params, &key)?;
-        let order = self.inventory.create_order(
-            &NewOrder {
-                kind: opts.kind.as_str(),
-                profile: &profile_name,
-                common_name: subject.common_name.as_deref(),
-                sans: &sans,
-                csr_pem: &csr.pem,
-                params: crate::issue::recorded_params(&dynamic),
-                key: Some(&key),
-                predecessor_id: Some(cert.id),
-                awaiting_approval: false,
-            },
-            self.actor,
-        )?;
+        let new = NewOrder {
+            kind: opts.kind.as_str().to_owned(),
+            profile: profile_name.clone(),
+            common_name: subject.common_name.clone(),
+            sans,
+            csr_pem: csr.pem,
+            params: crate::issue::recorded_params(&dynamic),
+            key: Some(key),
+            predecessor_id: Some(cert.id),
+            awaiting_approval: false,
+        };
         let renewal = self.renewal_of(&cert)?;
-        self.submit_with(&order, &profile, &dynamic, Some(&renewal)).await
+        self.submit_with(Submission::New(new), &profile, &dynamic, Some(&renewal)).await
     }
 
     /// Revokes certificate `id` at the CA account that issued it; only when the connector
@@ -249,21 +246,11 @@ impl Pipeline<'_> {
         }
     }
 
-    /// After a certificate is stored: its renewal time (the profile's policy, minus a little
-    /// jitter) and its deployment to the profile's targets.
-    pub(crate) async fn after_issue(&mut self, profile: Option<&str>, certificate_id: i64) -> Result<(), IssueError> {
-        let Some(name) = profile else { return Ok(()) };
-        let Some((profile, _)) = self.inventory.profile(name)? else { return Ok(()) };
+    /// Deploys a just-stored certificate to its profile's targets (its renewal time was
+    /// stored with it: [`crate::issue::renewal_due`]).
+    pub(crate) async fn deploy_issued(&mut self, profile: &ProfileDef, certificate_id: i64) -> Result<(), IssueError> {
         let cert = self.certificate(certificate_id)?;
-        let (nb, na) = (cert.info.not_before, cert.info.not_after);
-        let due = profile.renewal.due_at(nb, na).map(|due| {
-            let max = crate::profile::RenewalPolicy::max_jitter(nb, na);
-            due - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max)
-        });
-        self.inventory.set_renew_after(certificate_id, due)?;
-        if !profile.deploy.is_empty() {
-            crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?;
-        }
+        crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Process-wide counters for `/metrics` (Prometheus text format): issuances by outcome and
-//! connector call latency by connector. Certificates by days-to-expiry are read from the
+//! Process-wide counters for `/metrics` (Prometheus text format): issuances by outcome,
+//! connector call latency by connector, and the inventory's group commits (how many changes
+//! each sync carried and how long it took). Certificates by days-to-expiry are read from the
 //! inventory at scrape time, so they are always current and survive restarts.
 //!
 //! A global, like the default registry of the `prometheus` crate: recording must be possible
@@ -11,7 +12,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the connector latency histogram buckets.
-const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0];
+const BUCKETS: [f64; 14] = [0.00025, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -20,10 +21,34 @@ struct Histogram {
     sum: f64,
 }
 
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        self.count += 1;
+        self.sum += secs;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.counts[i] += 1;
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String, metric: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"{le}\"}} {}", self.counts[i]);
+        }
+        let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{metric}_count{{{labels}}} {}", self.count);
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     issuances: BTreeMap<String, u64>,
     calls: BTreeMap<String, Histogram>,
+    commits: Histogram,
+    committed_changes: u64,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
@@ -42,16 +67,15 @@ pub fn issuance(outcome: &str) {
 
 /// Records the latency of one connector call.
 pub fn connector_call(connector: &str, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64();
+    with(|r| r.calls.entry(connector.to_owned()).or_default().observe(elapsed.as_secs_f64()));
+}
+
+/// Records one group commit: `changes` requests' changes made durable by one sync in
+/// `elapsed` (from BEGIN to the end of COMMIT).
+pub fn group_commit(changes: usize, elapsed: Duration) {
     with(|r| {
-        let h = r.calls.entry(connector.to_owned()).or_default();
-        h.count += 1;
-        h.sum += secs;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
+        r.commits.observe(elapsed.as_secs_f64());
+        r.committed_changes += changes as u64;
     });
 }
 
@@ -73,18 +97,14 @@ pub fn render(expiry: &[(&str, u64)]) -> String {
     out.push_str("# HELP certhost_connector_call_seconds Latency of connector calls by connector.\n");
     out.push_str("# TYPE certhost_connector_call_seconds histogram\n");
     for (name, h) in &reg.calls {
-        let name = label(name);
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"{le}\"}} {}",
-                h.counts[i]
-            );
-        }
-        let _ = writeln!(out, "certhost_connector_call_seconds_bucket{{connector=\"{name}\",le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "certhost_connector_call_seconds_sum{{connector=\"{name}\"}} {}", h.sum);
-        let _ = writeln!(out, "certhost_connector_call_seconds_count{{connector=\"{name}\"}} {}", h.count);
+        h.render(&mut out, "certhost_connector_call_seconds", &format!("connector=\"{}\"", label(name)));
     }
+    out.push_str("# HELP certhost_inventory_commit_seconds Duration of inventory group commits (one sync each).\n");
+    out.push_str("# TYPE certhost_inventory_commit_seconds histogram\n");
+    reg.commits.render(&mut out, "certhost_inventory_commit_seconds", "");
+    out.push_str("# HELP certhost_inventory_committed_changes_total Changes made durable by group commits.\n");
+    out.push_str("# TYPE certhost_inventory_committed_changes_total counter\n");
+    let _ = writeln!(out, "certhost_inventory_committed_changes_total {}", reg.committed_changes);
     drop(reg);
     out.push_str("# HELP certhost_certificates_expiring Active certificates by days until expiry.\n");
     out.push_str("# TYPE certhost_certificates_expiring gauge\n");
@@ -114,5 +134,9 @@ mod tests {
         );
         assert!(text.contains("certhost_issuances_total{outcome=\"issued\"}"), "{text}");
         assert!(text.contains("certhost_certificates_expiring{days=\"0-7\"} 2"), "{text}");
+        group_commit(3, Duration::from_micros(400));
+        let text = render(&[]);
+        assert!(text.contains("certhost_inventory_commit_seconds_bucket{le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("certhost_inventory_committed_changes_total 3"), "{text}");
     }
 }

@@ -10,6 +10,7 @@ mod api_lifecycle;
 mod cli_csr;
 mod cli_inventory;
 mod cli_profiles;
+mod durability;
 mod examples;
 mod helpers;
 mod issuance;

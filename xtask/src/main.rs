@@ -39,8 +39,13 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    // xtask/ sits in the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    // xtask/ sits in the workspace root. `cargo run` tells the running binary where its
+    // manifest is; the compile-time path is only a fallback, because clones sharing one
+    // CARGO_TARGET_DIR (CI's cache) can run a binary built from another clone.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -114,7 +119,7 @@ fn build_plugins() -> Result<(), String> {
     let plugins = root().join("plugins");
     let manifest = plugins.join("Cargo.toml");
     if !manifest.is_file() {
-        return Ok(());
+        return Err(format!("{} is missing: run xtask from a certhost checkout", manifest.display()));
     }
     // rust-toolchain.toml lists the target; installing it here also covers machines where
     // rustup does not add targets by itself.

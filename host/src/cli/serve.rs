@@ -84,7 +84,7 @@ pub fn run(
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let state = AppState {
-            inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE),
+            inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE)?,
             connectors: Arc::new(registry),
             env: Arc::new(super::env_lookup),
         };

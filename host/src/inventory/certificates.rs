@@ -184,8 +184,8 @@ impl Inventory {
         actor: &str,
     ) -> Result<InsertOutcome, InventoryError> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
-        let outcome = insert_in(&tx, &self.vault, now, new, actor)?;
+        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let outcome = insert_in(&tx, &self.vault, now, new, Known::default(), actor)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -260,15 +260,33 @@ impl Inventory {
     }
 }
 
+/// What the caller already has for a certificate being inserted, so it is not done twice.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    /// The certificate, parsed (by the verification of an issued certificate).
+    pub info: Option<&'a CertificateInfo>,
+    /// Its key's row, already sealed with the order; the caller proved it is the
+    /// certificate's key (an issued certificate is verified against the order's CSR).
+    pub key_id: Option<i64>,
+}
+
 /// Inserts inside the caller's transaction, so other changes (an order closing) commit with it.
 pub(crate) fn insert_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     vault: &crate::vault::MasterKey,
     now: i64,
     new: &NewCertificate<'_>,
+    known: Known<'_>,
     actor: &str,
 ) -> Result<InsertOutcome, InventoryError> {
-    let info = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+    let parsed;
+    let info = match known.info {
+        Some(info) => info,
+        None => {
+            parsed = CertificateInfo::from_der(new.der).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+            &parsed
+        }
+    };
     if let Some(key) = new.key
         && key.public_key_raw() != info.public_key_raw
     {
@@ -281,8 +299,13 @@ pub(crate) fn insert_in(
         .optional()?
     {
         // Already stored; a matching key it lacked so far is added (re-import with --key).
-        if let (None, Some(key)) = (key_id, new.key) {
-            let key_id = keys::insert(tx, vault, key, now)?;
+        let added = match (key_id, known.key_id, new.key) {
+            (Some(_), ..) => None,
+            (None, Some(id), _) => Some(id),
+            (None, None, Some(key)) => Some(keys::insert(tx, vault, key, now)?),
+            (None, None, None) => None,
+        };
+        if let Some(key_id) = added {
             tx.execute("UPDATE certificates SET key_id = ?2 WHERE id = ?1", params![id, key_id])?;
             audit::record(
                 tx,
@@ -299,9 +322,10 @@ pub(crate) fn insert_in(
         }
         return Ok(InsertOutcome::Duplicate(id));
     }
-    let key_id = match new.key {
-        Some(key) => Some(keys::insert(tx, vault, key, now)?),
-        None => None,
+    let key_id = match (known.key_id, new.key) {
+        (Some(id), _) => Some(id),
+        (None, Some(key)) => Some(keys::insert(tx, vault, key, now)?),
+        (None, None) => None,
     };
     let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
     let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();

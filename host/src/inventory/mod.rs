@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod certificates;
+mod group;
 mod keys;
 mod lifecycle;
 mod orders;
@@ -28,6 +29,7 @@ use crate::vault::{MasterKey, VaultError};
 pub use accounts::{SecretOwner, Upsert};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
+pub use group::GroupCommit;
 pub use orders::{NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{Notification, ScheduledRenewal};
@@ -104,6 +106,46 @@ pub struct Inventory {
     vault: MasterKey,
     path: PathBuf,
     clock: Option<i64>,
+    /// Inside a group commit ([`GroupCommit`]): changes become savepoints of the group's
+    /// transaction, committed (and synced) once for the whole group.
+    in_group: bool,
+    /// Set on `serve`'s pooled connections: [`Inventory::write`] sends changes to the group
+    /// committer instead of committing them here.
+    group: Option<GroupCommit>,
+}
+
+/// One change's transaction: a transaction of its own, or a savepoint inside a group commit.
+/// Either way `commit` makes it part of what the next sync writes, and dropping it
+/// uncommitted undoes it.
+pub(crate) enum WriteTx<'c> {
+    Own(rusqlite::Transaction<'c>),
+    Grouped(rusqlite::Savepoint<'c>),
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Own(t) => t,
+            WriteTx::Grouped(s) => s,
+        }
+    }
+}
+
+/// Starts one change on `conn`: its own IMMEDIATE transaction, or a savepoint when the
+/// connection is running a group commit (`in_group`). A function of the two fields, not a
+/// method, so the vault can be borrowed beside it.
+pub(crate) fn write_tx(conn: &mut Connection, in_group: bool) -> rusqlite::Result<WriteTx<'_>> {
+    if in_group { conn.savepoint().map(WriteTx::Grouped) } else { conn.transaction().map(WriteTx::Own) }
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Own(t) => t.commit(),
+            WriteTx::Grouped(s) => s.commit(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Inventory {
@@ -138,7 +180,7 @@ impl Inventory {
                 other => break other?,
             }
         };
-        let inv = Self { conn, vault, path, clock: None };
+        let inv = Self { conn, vault, path, clock: None, in_group: false, group: None };
         inv.check_vault()?;
         Ok(inv)
     }
@@ -162,6 +204,22 @@ impl Inventory {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
         Ok(conn)
+    }
+
+    /// Runs `change` durably and atomically (all of its writes, or none when it fails): on
+    /// `serve`'s pooled connections through the group committer (one sync for every change
+    /// queued meanwhile; the result is returned only after that sync), elsewhere right here
+    /// in one transaction. `change` must only touch the database: it may run on the
+    /// committer's thread, between other requests' changes.
+    pub async fn write<T, F>(&mut self, change: F) -> Result<T, InventoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inventory) -> Result<T, InventoryError> + Send + 'static,
+    {
+        match self.group.clone() {
+            Some(group) => group.run(change).await,
+            None => group::atomic(self, change),
+        }
     }
 
     /// A cheap round trip to the database, for readiness probes.

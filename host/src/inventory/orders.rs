@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::audit::{self, NewAuditEvent};
-use super::certificates::{InsertOutcome, NewCertificate};
+use super::certificates::{InsertOutcome, Known, NewCertificate};
 use super::{Inventory, InventoryError, keys};
 use crate::csr::San;
 use crate::key::PrivateKey;
@@ -116,23 +116,23 @@ pub struct Order {
     pub updated_at: i64,
 }
 
-/// A new order.
+/// A new order. Owned, so it can travel to the group committer.
 #[derive(Debug)]
-pub struct NewOrder<'a> {
+pub struct NewOrder {
     /// `issue`, `renew`, `reissue`.
-    pub kind: &'a str,
+    pub kind: String,
     /// Profile.
-    pub profile: &'a str,
+    pub profile: String,
     /// Requested CN.
-    pub common_name: Option<&'a str>,
+    pub common_name: Option<String>,
     /// Requested SANs.
-    pub sans: &'a [San],
+    pub sans: Vec<San>,
     /// The CSR.
-    pub csr_pem: &'a str,
+    pub csr_pem: String,
     /// Redacted dynamic parameters.
     pub params: serde_json::Value,
     /// The generated key, sealed with the order so a later poll can store it.
-    pub key: Option<&'a PrivateKey>,
+    pub key: Option<PrivateKey>,
     /// Certificate being renewed.
     pub predecessor_id: Option<i64>,
     /// Hold for approval.
@@ -191,14 +191,14 @@ fn new_request_id() -> String {
 
 impl Inventory {
     /// Writes a new order (and seals its key) before anything is sent to a CA.
-    pub fn create_order(&mut self, new: &NewOrder<'_>, actor: &str) -> Result<Order, InventoryError> {
+    pub fn create_order(&mut self, new: &NewOrder, actor: &str) -> Result<Order, InventoryError> {
         let now = self.now();
         let request_id = new_request_id();
         let state = if new.awaiting_approval { OrderState::AwaitingApproval } else { OrderState::Pending };
         let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
         // IMMEDIATE: the check for an open renewal and the insert are one atomic claim, even
         // between processes (the unique index orders_one_open_renewal is the backstop).
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = super::write_tx(&mut self.conn, self.in_group)?;
         if let Some(pred) = new.predecessor_id
             && let Some(open) = open_renewal(&tx, pred)?
         {
@@ -206,7 +206,7 @@ impl Inventory {
                 "certificate {pred} already has renewal order {open} in progress"
             )));
         }
-        let key_id = match new.key {
+        let key_id = match &new.key {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
             None => None,
         };
@@ -282,7 +282,7 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
+        let tx = super::write_tx(&mut self.conn, self.in_group)?;
         let n = tx.execute(
             "UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
              WHERE id = ?1 AND state = 'pending'",
@@ -356,23 +356,22 @@ impl Inventory {
         actor: &str,
     ) -> Result<i64, InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
-        let key = match order.key_id {
-            Some(k) => Some(self.private_key(k)?),
-            None => None,
-        };
         let source = order.kind.clone();
         let new = NewCertificate {
             der: &verified.der,
             chain: &verified.chain,
-            key: key.as_ref(),
+            key: None,
             source: &source,
             profile: order.profile.as_deref(),
             account: order.account.as_deref(),
             predecessor_id: order.predecessor_id,
         };
+        // The order's sealed key is the certificate's: verification matched the certificate's
+        // public key against the order's CSR, which that key signed.
+        let known = Known { info: Some(&verified.info), key_id: order.key_id };
         let now = self.now();
-        let tx = self.conn.transaction()?;
-        let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, actor)? {
+        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)? {
             InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
         };
         let n = tx.execute(
@@ -518,10 +517,10 @@ impl Inventory {
         action: &str,
         outcome: &str,
         detail: serde_json::Value,
-        update: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<usize>,
+        update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
+        let tx = super::write_tx(&mut self.conn, self.in_group)?;
         if update(&tx, now)? == 0 {
             return Err(InventoryError::NotFound(format!("order {id}")));
         }

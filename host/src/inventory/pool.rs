@@ -2,8 +2,8 @@
 //!
 //! Each request checks out its own connection for as long as it needs one — including across
 //! a connector call — so a slow or hostile connector holds one connection, never the whole
-//! API. SQLite in WAL mode lets readers run beside the single writer; writers queue on
-//! SQLite's own lock (busy timeout), each write being one short transaction.
+//! API. SQLite in WAL mode lets readers run beside the single writer; the pool's connections
+//! send their changes to one [`GroupCommit`] thread, which syncs many requests' changes at once.
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Inventory, InventoryError};
+use super::{GroupCommit, Inventory, InventoryError};
 use crate::vault::MasterKey;
 
 /// Connections opened at most; a request beyond that waits for one to come back.
@@ -28,6 +28,7 @@ struct Inner {
     vault: MasterKey,
     idle: Mutex<Vec<Inventory>>,
     slots: Arc<Semaphore>,
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for InventoryPool {
@@ -45,17 +46,21 @@ pub struct PooledInventory {
 
 impl InventoryPool {
     /// A pool over the inventory in `data_dir`, seeded with `first` (already opened, which
-    /// proved the master key and migrated the schema), opening at most `size` connections.
-    pub fn new(first: Inventory, vault: MasterKey, size: usize) -> Self {
+    /// proved the master key and migrated the schema), opening at most `size` connections
+    /// plus one for the group committer.
+    pub fn new(mut first: Inventory, vault: MasterKey, size: usize) -> Result<Self, InventoryError> {
         let data_dir = first.path().parent().map(Path::to_path_buf).unwrap_or_default();
-        Self {
+        let group = GroupCommit::start(Inventory::open(&data_dir, vault.clone())?)?;
+        first.group = Some(group.clone());
+        Ok(Self {
             inner: Arc::new(Inner {
                 data_dir,
                 vault,
                 idle: Mutex::new(vec![first]),
                 slots: Arc::new(Semaphore::new(size.max(1))),
+                group,
             }),
-        }
+        })
     }
 
     /// Checks out a connection, opening a new one when none is idle.
@@ -72,9 +77,11 @@ impl InventoryPool {
                 let dir = self.inner.data_dir.clone();
                 let vault = self.inner.vault.clone();
                 // Opening touches the disk (pragmas, schema check): keep it off the async threads.
-                tokio::task::spawn_blocking(move || Inventory::open(&dir, vault))
+                let mut inv = tokio::task::spawn_blocking(move || Inventory::open(&dir, vault))
                     .await
-                    .map_err(|e| InventoryError::Invalid(format!("opening a database connection failed: {e}")))??
+                    .map_err(|e| InventoryError::Invalid(format!("opening a database connection failed: {e}")))??;
+                inv.group = Some(self.inner.group.clone());
+                inv
             }
         };
         Ok(PooledInventory { inv: Some(inv), pool: Arc::clone(&self.inner), _permit: permit })
