@@ -261,13 +261,20 @@ fn acme_http01_is_really_validated_by_pebble_against_serves_challenge_listener()
 }
 
 #[test]
-fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
+fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() {
     let app = App::new();
     let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
     let record = app.path("hook.log");
     let hook = app.path("dns01-hook.sh");
-    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\necho hook says $1\n", record.display()))
-        .expect("hook");
+    // `present` takes a while, as a DNS provider's API does; it notes when it starts and ends.
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {log}\nif [ \"$1\" = present ]; then sleep 3; echo present-done >> {log}; fi\necho hook says $1\n",
+            log = record.display()
+        ),
+    )
+    .expect("hook");
     sh("chmod", &["+x", s(&hook)]);
     let config = configure(
         &app,
@@ -275,8 +282,23 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup() {
         "params.challenge = \"dns-01\"",
         &format!("[server]\ndns01_hook = \"{}\"", hook.display()),
     );
-    let server = Server::start(app, Some(&config));
-    let body = issue_via_api(&server, "www.example.com", &[]);
+    // One runtime worker: a hook run on it would stall every other request.
+    let server = std::sync::Arc::new(Server::start_with_env(app, Some(&config), &[("TOKIO_WORKER_THREADS", "1")]));
+    let issuing = {
+        let server = server.clone();
+        std::thread::spawn(move || issue_via_api(&server, "www.example.com", &[]))
+    };
+    let hook_running = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::read_to_string(&record).is_ok_and(|t| t.contains("present www.example.com"))
+    });
+    assert!(hook_running, "the hook never ran; log: {}", server.log());
+    let health = http().get(format!("{}/healthz", server.base)).send().expect("healthz");
+    assert_eq!(health.status(), 200);
+    let calls = std::fs::read_to_string(&record).expect("hook log");
+    assert!(!calls.contains("present-done"), "/healthz waited for the DNS hook: {calls}");
+
+    let body = issuing.join().expect("issuing thread");
     assert_eq!(body["disposition"], "issued", "{body}");
     let calls = std::fs::read_to_string(&record).expect("the hook ran");
     let present: Vec<&str> = calls.lines().filter(|l| l.starts_with("present www.example.com ")).collect();

@@ -215,6 +215,11 @@ pub struct Server {
 impl Server {
     /// Starts the real binary with `config` (if any) and waits until it listens.
     pub fn start(app: App, config: Option<&Path>) -> Self {
+        Self::start_with_env(app, config, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with_env(app: App, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let log = app.path("serve.log");
         let mut cmd = Command::new(certhost_bin());
@@ -225,6 +230,7 @@ impl Server {
             .env("CERTHOST_DATA_DIR", app.data_dir())
             .env("CERTHOST_MASTER_KEY", &app.master_key)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let mut child = cmd.spawn().expect("spawn serve");

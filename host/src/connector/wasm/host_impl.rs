@@ -96,10 +96,20 @@ impl super::bindings::v0_2::certhost::connector::challenges::Host for State {
     }
 
     fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string())
+        off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
     }
 
     fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string())
+        off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
+    }
+}
+
+/// Runs blocking work (a hook process, up to two minutes) from a host call. In `serve` the
+/// runtime first hands this worker's other tasks to another thread, so a slow DNS hook holds
+/// one request, never the API; the CLI's single-threaded runtime has nothing else to run.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
