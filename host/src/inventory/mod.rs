@@ -202,6 +202,10 @@ impl Inventory {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Savepoints (each change inside a group commit is one) journal the pages they touch
+        // so they can be rolled back; in a temporary file that was as many page writes as the
+        // WAL itself. Kept in memory: it is only ever read to undo an unfinished change.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         schema::migrate(&mut conn)?;
         Ok(conn)
     }
