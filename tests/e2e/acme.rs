@@ -15,6 +15,9 @@ pub struct Pebble {
     /// The self-signed certificate of pebble's HTTPS listeners (trust it as an extra CA).
     pub tls_root: PathBuf,
     child: std::process::Child,
+    always_valid: bool,
+    /// (ACME listener, management listener).
+    ports: (u16, u16),
 }
 
 /// The EAB key id and MAC key (base64url) configured when binding is required.
@@ -41,37 +44,55 @@ impl Pebble {
             config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ EAB_KID: EAB_KEY });
         }
         std::fs::write(dir.join("pebble.json"), config.to_string()).expect("config");
-        let mut cmd = Command::new("pebble");
-        cmd.arg("-config").arg(dir.join("pebble.json")).env("PEBBLE_VA_NOSLEEP", "1");
-        if always_valid {
-            cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
-        }
-        let log = dir.join("pebble.log");
-        let mut child = cmd
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("pebble (apt-get install pebble)");
         let origin = format!("https://127.0.0.1:{port}");
-        let pebble = |child| Self {
+        let mut pebble = Self {
             dir: dir.to_owned(),
             directory_url: format!("{origin}/dir"),
             origin: origin.clone(),
             management: format!("https://127.0.0.1:{mport}"),
             tls_root: cert.clone(),
-            child,
+            child: Self::spawn(dir, always_valid),
+            always_valid,
+            ports: (port, mport),
         };
+        pebble.wait_ready();
+        pebble
+    }
+
+    fn spawn(dir: &Path, always_valid: bool) -> std::process::Child {
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config").arg(dir.join("pebble.json")).env("PEBBLE_VA_NOSLEEP", "1");
+        if always_valid {
+            cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
+        }
+        cmd.stdout(std::fs::File::create(dir.join("pebble.log")).expect("log"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pebble (apt-get install pebble)")
+    }
+
+    fn wait_ready(&mut self) {
+        let (port, mport) = self.ports;
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok()
             {
-                return pebble(child);
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("pebble did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("pebble did not come up: {}", std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default());
+    }
+
+    /// Stops pebble and starts it again on the same addresses: it forgets every account and
+    /// order (pebble keeps them in memory), as a CA whose database was reset would.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.dir, self.always_valid);
+        self.wait_ready();
     }
 
     /// A client trusting pebble's listeners.
@@ -307,6 +328,33 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() 
     assert_eq!(value.len(), 43, "a base64url SHA-256: {calls}");
     assert!(calls.contains(&format!("cleanup www.example.com {value}")), "{calls}");
     assert!(server.log().contains("hook says present"), "{}", server.log());
+}
+
+#[test]
+fn acme_an_account_the_ca_forgot_is_registered_again_without_a_restart_of_serve() {
+    let app = App::new();
+    let mut pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let config = configure(&app, &pebble, "", "");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let issue = |cn: &str| {
+        let response = http()
+            .post(format!("{}/v1/certificates", server.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "profile": "web", "cn": cn }))
+            .send()
+            .expect("issue");
+        let status = response.status();
+        let body: serde_json::Value = response.json().expect("json");
+        assert_eq!(status, 201, "{body}\n{}", server.log());
+        body
+    };
+    issue("before.example.com");
+    // serve has the account URL cached; the restarted CA has never heard of it.
+    pebble.restart();
+    let body = issue("after.example.com");
+    assert_eq!(body["disposition"], "issued", "{body}");
+    assert!(server.log().contains("registering it again"), "{}", server.log());
 }
 
 #[test]

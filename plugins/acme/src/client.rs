@@ -26,6 +26,15 @@ pub struct Session {
     pub key: AccountKey,
     pub kid: Option<String>,
     nonce: Option<String>,
+    /// What new-account needs, kept so an account the CA forgot can be registered again.
+    registration: Option<Registration>,
+}
+
+/// The account's registration details (owned copies of [`AccountParams`]).
+struct Registration {
+    directory_url: String,
+    contact_email: Option<String>,
+    eab: Option<(String, String)>,
 }
 
 /// Fetches the directory (§7.1.1).
@@ -78,7 +87,7 @@ impl Session {
             },
         };
         let kid = cache_get(&Self::kid_cache_key(params.directory_url, &key));
-        Ok(Self { directory, key, kid, nonce: None })
+        Ok(Self { directory, key, kid, nonce: None, registration: None })
     }
 
     fn kid_cache_key(directory_url: &str, key: &AccountKey) -> String {
@@ -115,10 +124,11 @@ impl Session {
         use_jwk: bool,
         accept: Option<&str>,
     ) -> Result<Response, AcmeError> {
-        let kid = if use_jwk { None } else { Some(self.kid.clone().ok_or(AcmeError::NoAccount)?) };
         let mut attempts = 0;
+        let mut registered_again = false;
         loop {
             attempts += 1;
+            let kid = if use_jwk { None } else { Some(self.kid.clone().ok_or(AcmeError::NoAccount)?) };
             let nonce = self.fresh_nonce()?;
             let body = self.key.sign(url, &nonce, kid.as_deref(), payload).to_string();
             let length = body.len().to_string();
@@ -136,6 +146,15 @@ impl Session {
             let problem: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
             let kind = problem["type"].as_str().unwrap_or_default().trim_start_matches(ERR).to_owned();
             if kind == "badNonce" && attempts < 4 {
+                continue;
+            }
+            // The CA no longer knows the cached account (its database was reset, or it is a
+            // test CA that restarted): register the key again, once, and resend.
+            if kind == "accountDoesNotExist" && !use_jwk && !registered_again && self.registration.is_some() {
+                registered_again = true;
+                log(Level::Warn, "the CA no longer knows the cached ACME account; registering it again");
+                self.kid = None;
+                self.register()?;
                 continue;
             }
             let detail = problem["detail"].as_str().unwrap_or("no detail").to_owned();
@@ -158,21 +177,38 @@ impl Session {
     /// Makes sure the account exists (§7.3): the cached account URL, or new-account (with
     /// external account binding when configured), whose URL is then cached.
     pub fn ensure_account(&mut self, params: &AccountParams<'_>) -> Result<(), AcmeError> {
+        self.registration = Some(Registration {
+            directory_url: params.directory_url.to_owned(),
+            contact_email: params.contact_email.map(str::to_owned),
+            eab: params.eab.map(|(kid, key)| (kid.to_owned(), key.to_owned())),
+        });
         if self.kid.is_some() {
             return Ok(());
         }
+        self.register()
+    }
+
+    /// new-account for this session's key; caches the account URL.
+    fn register(&mut self) -> Result<(), AcmeError> {
+        let Some(reg) = self.registration.take() else { return Err(AcmeError::NoAccount) };
+        let result = self.new_account(&reg);
+        self.registration = Some(reg);
+        result
+    }
+
+    fn new_account(&mut self, reg: &Registration) -> Result<(), AcmeError> {
         let url = self.url("newAccount")?;
         let mut payload = json!({ "termsOfServiceAgreed": true });
-        if let Some(email) = params.contact_email {
+        if let Some(email) = &reg.contact_email {
             payload["contact"] = json!([format!("mailto:{email}")]);
         }
-        if let Some((kid, hmac_key)) = params.eab {
+        if let Some((kid, hmac_key)) = &reg.eab {
             payload["externalAccountBinding"] = external_account_binding(kid, hmac_key, &url, &self.key.jwk())?;
         }
         let response = self.post(&url, Some(&payload), true).map_err(AcmeError::account)?;
         let kid = header(&response, "location")
             .ok_or_else(|| AcmeError::Protocol("new-account gave no account URL (Location)".into()))?;
-        cache_set(&Self::kid_cache_key(params.directory_url, &self.key), &kid, 0);
+        cache_set(&Self::kid_cache_key(&reg.directory_url, &self.key), &kid, 0);
         self.kid = Some(kid);
         Ok(())
     }
