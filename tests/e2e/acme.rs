@@ -244,12 +244,11 @@ fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
     assert_eq!(shown["status"], "revoked", "{shown}");
 }
 
-/// Issues through `serve`'s API; returns the response body.
-fn issue_via_api(server: &Server, cn: &str, sans: &[&str]) -> serde_json::Value {
-    let token = server.token("ops", "admin");
+/// Issues through `serve`'s API with `token`; returns the response body.
+fn issue_via_api(server: &Server, token: &str, cn: &str, sans: &[&str]) -> serde_json::Value {
     let response = http()
         .post(format!("{}/v1/certificates", server.base))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&serde_json::json!({ "profile": "web", "cn": cn, "sans": sans }))
         .send()
         .expect("issue");
@@ -267,7 +266,8 @@ fn acme_http01_is_really_validated_by_pebble_against_serves_challenge_listener()
     let pebble = Pebble::start(&app.path("pebble"), false, http01, false);
     let config = configure(&app, &pebble, "", &format!("[server]\nacme_http01_listen = \"127.0.0.1:{http01}\""));
     let server = Server::start(app, Some(&config));
-    let body = issue_via_api(&server, "127.0.0.1", &["IP:127.0.0.1"]);
+    let token = server.token("ops", "admin");
+    let body = issue_via_api(&server, &token, "127.0.0.1", &["IP:127.0.0.1"]);
     assert_eq!(body["disposition"], "issued", "{body}");
     assert!(server.log().contains("answered an ACME http-01 challenge"), "{}", server.log());
     // The answer was withdrawn once the authorization was decided.
@@ -305,9 +305,10 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() 
     );
     // One runtime worker: a hook run on it would stall every other request.
     let server = std::sync::Arc::new(Server::start_with_env(app, Some(&config), &[("TOKIO_WORKER_THREADS", "1")]));
+    let token = server.token("ops", "admin");
     let issuing = {
         let server = server.clone();
-        std::thread::spawn(move || issue_via_api(&server, "www.example.com", &[]))
+        std::thread::spawn(move || issue_via_api(&server, &token, "www.example.com", &[]))
     };
     let hook_running = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -337,18 +338,7 @@ fn acme_an_account_the_ca_forgot_is_registered_again_without_a_restart_of_serve(
     let config = configure(&app, &pebble, "", "");
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "admin");
-    let issue = |cn: &str| {
-        let response = http()
-            .post(format!("{}/v1/certificates", server.base))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({ "profile": "web", "cn": cn }))
-            .send()
-            .expect("issue");
-        let status = response.status();
-        let body: serde_json::Value = response.json().expect("json");
-        assert_eq!(status, 201, "{body}\n{}", server.log());
-        body
-    };
+    let issue = |cn: &str| issue_via_api(&server, &token, cn, &[]);
     issue("before.example.com");
     // serve has the account URL cached; the restarted CA has never heard of it.
     pebble.restart();
