@@ -10,8 +10,10 @@
 #    commit); the script counts the rows afterwards and compares with the 201s wrk saw, and
 #    prints how many changes each sync carried.
 # 2. cfssl: `cfssl serve` with a P-256 CA; the same load on /api/v1/cfssl/newcert
-#    (server-side P-256 key + CSR + sign).
-# Prints req/s, p50, p99 for both and the ratio. Needs wrk (apt-get install wrk), cfssl
+#    (server-side P-256 key + CSR + sign). It stores nothing: the issue's reference.
+# 3. cfssl+db: the same with `-db-config` (its SQLite certificate database), for context: a
+#    peer that also keeps every certificate it issues.
+# Prints req/s, p50, p99 for each and the ratios. Needs wrk (apt-get install wrk), cfssl
 # (golang-cfssl), python3. CERTHOST_BIN=path skips the cargo build.
 set -euo pipefail
 CONC=${1:-8}
@@ -115,13 +117,33 @@ cfssl serve -address 127.0.0.1 -port "$CPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/
   -config "$W/cfssl.json" -loglevel 2 >"$W/cfssl.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT/api/v1/cfssl/info"
-read -r F_REQS F_RPS F_P50 F_P99 F_BAD < <(run_wrk "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" \
-  '{"request":{"CN":"h{n}.example.com","hosts":["h{n}.example.com"],"key":{"algo":"ecdsa","size":256}}}')
+NEWCERT='{"request":{"CN":"h{n}.example.com","hosts":["h{n}.example.com"],"key":{"algo":"ecdsa","size":256}}}'
+read -r F_REQS F_RPS F_P50 F_P99 F_BAD < <(run_wrk "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+
+# --- cfssl with a certificate database (context: a peer that also stores what it issues) --
+python3 -c 'import sqlite3,sys; sqlite3.connect(sys.argv[1]).executescript("""
+  CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob,
+    status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+    PRIMARY KEY(serial_number, authority_key_identifier));
+  CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
+    body blob NOT NULL, expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier));""")' "$W/cfssl.db"
+echo "{\"driver\":\"sqlite3\",\"data_source\":\"$W/cfssl.db\"}" > "$W/cfssl-db.json"
+DPORT=$(free_port)
+cfssl serve -address 127.0.0.1 -port "$DPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/cfssl-ca-key.pem" \
+  -config "$W/cfssl.json" -db-config "$W/cfssl-db.json" -loglevel 2 >"$W/cfssl-db.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$DPORT/api/v1/cfssl/info"
+read -r D_REQS D_RPS D_P50 D_P99 D_BAD < <(run_wrk "http://127.0.0.1:$DPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+D_STORED=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from certificates").fetchone()[0])' "$W/cfssl.db")
 
 printf '%-10s %10s %10s %10s %10s %8s\n' "" "requests" "req/s" "p50" "p99" "non-2xx"
 printf '%-10s %10s %10s %10s %10s %8s\n' certhost "$C_REQS" "$C_RPS" "$C_P50" "$C_P99" "$C_BAD"
 printf '%-10s %10s %10s %10s %10s %8s\n' cfssl "$F_REQS" "$F_RPS" "$F_P50" "$F_P99" "$F_BAD"
+printf '%-10s %10s %10s %10s %10s %8s\n' cfssl+db "$D_REQS" "$D_RPS" "$D_P50" "$D_P99" "$D_BAD"
 echo "concurrency $CONC, ${SECS}s each, $(nproc) cores shared with wrk"
 echo "certhost rows stored: $STORED (= 1 warm-up + $((C_REQS - C_BAD)) answered 201 expected)"
 echo "certhost group commit: $SYNCS"
+echo "cfssl+db rows stored: $D_STORED (cfssl's sqlite certdb, journal_mode=delete)"
 python3 -c "import sys; print(f'ratio certhost/cfssl req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$F_RPS"
+python3 -c "import sys; print(f'ratio certhost/cfssl+db req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$D_RPS"
