@@ -332,16 +332,16 @@ impl Pipeline<'_> {
 
     /// Sends an order to the profile's active accounts in failover order. A renewal goes to
     /// the connector's `renew` at the account that issued the prior certificate (falling back
-    /// to `certificate_request` when the connector has no `renew`).
+    /// to `certificate_request` when the connector has no `renew`). A new order is written
+    /// in the same synced change as its first attempt, so a request costs two syncs in all.
     pub(crate) async fn submit_with(
         &mut self,
-        order: Submission,
+        mut order: Submission,
         profile: &ProfileDef,
         dynamic: &BTreeMap<String, (String, bool)>,
         renewal: Option<&Renewal>,
     ) -> Result<IssueOutcome, IssueError> {
         let profile_name = order.profile_name().to_owned();
-        let mut order = order;
         let mut last_error: Option<String> = None;
         let mut tried = 0;
         for account_name in &profile.accounts {
