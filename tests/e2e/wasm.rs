@@ -235,7 +235,7 @@ async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succee
     assert!(matches!(ok, Ok(Disposition::Issued { .. })), "the good call kept working beside the load: {ok:?}");
     assert_eq!(
         future.await.expect("task").expect("refused"),
-        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0 and 0.2.0"
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0, 0.2.0 and 0.3.0"
     );
 }
 
@@ -271,7 +271,7 @@ async fn a_component_for_an_unknown_contract_version_is_refused() {
         .to_string();
     assert_eq!(
         err,
-        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0 and 0.2.0"
+        "connector future-contract: misconfigured: the component targets contract version 9.0.0, but this host supports 0.1.0, 0.2.0 and 0.3.0"
     );
     let not_wasm = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(not_wasm.path(), b"\0asm garbage").expect("write");
@@ -430,6 +430,31 @@ fn local_ca_issues_through_a_profile_and_openssl_verifies_the_result() {
             .ok()
             .contains("test_connection ok")
     );
+}
+
+/// Contract 0.3's host signing, as local-ca uses it: a key that is not P-256, or not a key,
+/// is a clear error naming the parameter, and no key material appears in it.
+#[test]
+fn host_signing_refuses_wrong_keys_with_a_clear_error() {
+    let app = App::new();
+    let (config, ca) = crate::helpers::local_ca_lab(&app, "");
+    let cfg = config.to_str().expect("utf8");
+    let key = ca.join("ca.key");
+    let issue = || app.run(&["--config", cfg, "issue", "--profile", "lab", "--cn", "k.example.com"]);
+    sh("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", key.to_str().expect("utf8")]);
+    let p384 = std::fs::read_to_string(&key).expect("key");
+    let r = issue();
+    assert!(r.fails(1).contains("ca_private_key is not a P-256 key"), "{}", r.stderr);
+    assert!(!r.stderr.contains(p384.lines().nth(1).expect("key line")), "{}", r.stderr);
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n").expect("key");
+    let r = issue();
+    assert!(r.fails(1).contains("ca_private_key: the private key cannot be used"), "{}", r.stderr);
+    // Nothing was stored; the orders say why.
+    let orders = app.json(&["--config", cfg, "orders", "list", "--json"]);
+    let orders = orders.as_array().expect("orders");
+    assert_eq!(orders.len(), 2);
+    assert!(orders.iter().all(|o| o["state"] == "failed"), "{orders:?}");
+    assert_eq!(app.json(&["--config", cfg, "list", "--json"]).as_array().expect("list").len(), 0);
 }
 
 /// Regression: the registry loaded components without the account's `extra_ca_pems`, so a

@@ -113,3 +113,71 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
         _ => work(),
     }
 }
+
+/// Contract 0.3's `host` interface: the same functions as 0.1's.
+impl super::bindings::v0_3::certhost::connector::host::Host for State {
+    fn log(&mut self, level: super::bindings::v0_3::certhost::connector::host::Level, message: String) {
+        use super::bindings::v0_3::certhost::connector::host::Level as L3;
+        let level = match level {
+            L3::Debug => Level::Debug,
+            L3::Info => Level::Info,
+            L3::Warn => Level::Warn,
+            L3::Error => Level::Error,
+        };
+        Host::log(self, level, message);
+    }
+
+    fn cache_get(&mut self, key: String) -> Option<String> {
+        Host::cache_get(self, key)
+    }
+
+    fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
+        Host::cache_set(self, key, value, ttl_seconds);
+    }
+}
+
+/// Contract 0.3's `challenges` interface: 0.2's.
+impl super::bindings::v0_3::certhost::connector::challenges::Host for State {
+    fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
+        super::bindings::v0_2::certhost::connector::challenges::Host::publish_http01(self, token, key_authorization)
+    }
+
+    fn withdraw_http01(&mut self, token: String) {
+        super::bindings::v0_2::certhost::connector::challenges::Host::withdraw_http01(self, token)
+    }
+
+    fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+        super::bindings::v0_2::certhost::connector::challenges::Host::dns01_present(self, domain, txt_value)
+    }
+
+    fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+        super::bindings::v0_2::certhost::connector::challenges::Host::dns01_cleanup(self, domain, txt_value)
+    }
+}
+
+/// Largest private key PEM `crypto.sign` reads.
+const MAX_SIGNING_KEY: usize = 64 << 10;
+/// Largest message `crypto.sign` signs (a TBSCertificate is a few KiB).
+const MAX_SIGNED_MESSAGE: usize = 1 << 20;
+
+/// Contract 0.3's `crypto` interface: signing in native code (ring) with a key the component
+/// passes. Errors name what was wrong, never the key.
+impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
+    fn sign(
+        &mut self,
+        private_key_pem: String,
+        message: Vec<u8>,
+    ) -> Result<super::bindings::v0_3::certhost::connector::crypto::Signature, String> {
+        if private_key_pem.len() > MAX_SIGNING_KEY {
+            return Err(format!("the private key is larger than {} KiB", MAX_SIGNING_KEY >> 10));
+        }
+        if message.len() > MAX_SIGNED_MESSAGE {
+            return Err(format!("the message is larger than {} MiB", MAX_SIGNED_MESSAGE >> 20));
+        }
+        let key = crate::key::PrivateKey::from_pem(&private_key_pem)
+            .map_err(|e| format!("the private key cannot be used: {e}"))?;
+        let signature = key.sign(&message, None).map_err(|e| format!("signing failed: {e}"))?;
+        let oid = signature.oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+        Ok(super::bindings::v0_3::certhost::connector::crypto::Signature { value: signature.bytes, algorithm_oid: oid })
+    }
+}

@@ -1,5 +1,5 @@
 //! WebAssembly component connectors (wasmtime, component model, contracts
-//! `certhost:connector@0.1.0` and `@0.2.0`).
+//! `certhost:connector@0.1.0`, `@0.2.0` and `@0.3.0`).
 //!
 //! Layers: `bindings` (only `bindgen!`), `host_impl` (the host interface), `http` (the
 //! outbound-HTTP policy), `runtime` (Engine, Linker, cache, Store state) and this file: the
@@ -38,8 +38,10 @@ pub use self::http::AllowedHost as AllowedHostRule;
 pub use self::runtime::MAX_MEMORY_MIB;
 
 /// The newest contract version this host implements.
-pub const CONTRACT: &str = "certhost:connector/connector@0.2.0";
+pub const CONTRACT: &str = "certhost:connector/connector@0.3.0";
 /// The older contract versions it still loads.
+pub const CONTRACT_V0_2: &str = "certhost:connector/connector@0.2.0";
+/// See [`CONTRACT_V0_2`].
 pub const CONTRACT_V0_1: &str = "certhost:connector/connector@0.1.0";
 
 /// A loaded component connector for one CA account.
@@ -109,6 +111,7 @@ impl WasmConnector {
         let pre = match version {
             Version::V0_1 => Pre::V1(CaConnectorPre::new(pre).map_err(mismatch)?),
             Version::V0_2 => Pre::V2(bindings::v0_2::CaConnectorPre::new(pre).map_err(mismatch)?),
+            Version::V0_3 => Pre::V3(bindings::v0_3::CaConnectorPre::new(pre).map_err(mismatch)?),
         };
         let tls = sender::tls_config(extra_ca_pems).map_err(&mis)?;
         let mut me = Self {
@@ -328,6 +331,7 @@ fn size_text(bytes: u64) -> String {
 enum Version {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 /// The contract version a component exports, or why it cannot be loaded.
@@ -335,6 +339,9 @@ fn check_contract(runtime: &Runtime, component: &Component) -> Result<Version, S
     let ty = component.component_type();
     let exported: Vec<String> = ty.exports(&runtime.engine).map(|(name, _)| name.to_owned()).collect();
     if exported.iter().any(|n| n == CONTRACT) {
+        return Ok(Version::V0_3);
+    }
+    if exported.iter().any(|n| n == CONTRACT_V0_2) {
         return Ok(Version::V0_2);
     }
     if exported.iter().any(|n| n == CONTRACT_V0_1) {
@@ -342,9 +349,10 @@ fn check_contract(runtime: &Runtime, component: &Component) -> Result<Version, S
     }
     match exported.iter().find(|n| n.starts_with("certhost:connector/connector@")) {
         Some(other) => Err(format!(
-            "the component targets contract version {}, but this host supports {} and {}",
+            "the component targets contract version {}, but this host supports {}, {} and {}",
             other.trim_start_matches("certhost:connector/connector@"),
             CONTRACT_V0_1.trim_start_matches("certhost:connector/connector@"),
+            CONTRACT_V0_2.trim_start_matches("certhost:connector/connector@"),
             CONTRACT.trim_start_matches("certhost:connector/connector@")
         )),
         None => Err(format!("the component does not export {CONTRACT} (exports: {})", exported.join(", "))),
@@ -539,6 +547,7 @@ impl Connector for WasmConnector {
 enum Pre {
     V1(CaConnectorPre<State>),
     V2(bindings::v0_2::CaConnectorPre<State>),
+    V3(bindings::v0_3::CaConnectorPre<State>),
 }
 
 impl Pre {
@@ -546,6 +555,7 @@ impl Pre {
         Ok(match self {
             Pre::V1(p) => Instance::V1(p.instantiate_async(store).await?),
             Pre::V2(p) => Instance::V2(p.instantiate_async(store).await?),
+            Pre::V3(p) => Instance::V3(p.instantiate_async(store).await?),
         })
     }
 }
@@ -555,6 +565,7 @@ impl Pre {
 enum Instance {
     V1(CaConnector),
     V2(bindings::v0_2::CaConnector),
+    V3(bindings::v0_3::CaConnector),
 }
 
 impl Instance {
@@ -562,6 +573,7 @@ impl Instance {
         match self {
             Instance::V1(i) => Exports::V1(i.certhost_connector_connector()),
             Instance::V2(i) => Exports::V2(i.certhost_connector_connector()),
+            Instance::V3(i) => Exports::V3(i.certhost_connector_connector()),
         }
     }
 }
@@ -570,6 +582,7 @@ impl Instance {
 enum Exports<'a> {
     V1(&'a bindings::exports::certhost::connector::connector::Guest),
     V2(&'a bindings::v0_2::exports::certhost::connector::connector::Guest),
+    V3(&'a bindings::v0_3::exports::certhost::connector::connector::Guest),
 }
 
 /// Calls the same export on either version.
@@ -578,6 +591,7 @@ macro_rules! dispatch {
         match $self {
             Exports::V1(g) => g.$method($($arg),*).await,
             Exports::V2(g) => g.$method($($arg),*).await,
+            Exports::V3(g) => g.$method($($arg),*).await,
         }
     };
 }

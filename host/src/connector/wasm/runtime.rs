@@ -183,6 +183,13 @@ impl Runtime {
             v0_2::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
             v0_2::challenges::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
         }
+        // Contract 0.3: 0.2's imports again under their 0.3 names, plus `crypto`.
+        {
+            use super::bindings::v0_3::certhost::connector as v0_3;
+            v0_3::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+            v0_3::challenges::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+            v0_3::crypto::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(wt)?;
+        }
         Ok(Self { engine, linker })
     }
 
