@@ -441,7 +441,10 @@ fn host_signing_refuses_wrong_keys_with_a_clear_error() {
     let cfg = config.to_str().expect("utf8");
     let key = ca.join("ca.key");
     let issue = || app.run(&["--config", cfg, "issue", "--profile", "lab", "--cn", "k.example.com"]);
-    sh("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", key.to_str().expect("utf8")]);
+    sh(
+        "openssl",
+        &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", key.to_str().expect("utf8")],
+    );
     let p384 = std::fs::read_to_string(&key).expect("key");
     let r = issue();
     assert!(r.fails(1).contains("ca_private_key is not a P-256 key"), "{}", r.stderr);

@@ -17,17 +17,19 @@ fn aad(public_sha256: &str) -> Vec<u8> {
 /// Stores `key` sealed, or returns the id of the identical key already stored.
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
     let public_sha256 = hex::encode(Sha256::digest(key.public_key_raw()));
-    if let Some(id) =
-        conn.query_row("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0)).optional()?
+    if let Some(id) = conn
+        .prepare_cached("SELECT id FROM keys WHERE public_sha256 = ?1")?
+        .query_row([&public_sha256], |r| r.get(0))
+        .optional()?
     {
         return Ok(id);
     }
     let sealed = vault.seal(key.pkcs8_der(), &aad(&public_sha256));
     let alg = key.algorithm();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO keys (algorithm, bits, public_sha256, sealed_pkcs8, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![alg.family(), alg.bits(), public_sha256, sealed, now],
-    )?;
+    )?
+    .execute(params![alg.family(), alg.bits(), public_sha256, sealed, now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -36,9 +38,8 @@ impl Inventory {
     pub fn private_key(&self, key_id: i64) -> Result<PrivateKey, InventoryError> {
         let (public_sha256, sealed): (String, Vec<u8>) = self
             .conn
-            .query_row("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1", [key_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .prepare_cached("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1")?
+            .query_row([key_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .ok_or(InventoryError::NotFound(format!("key {key_id}")))?;
         let der = self.vault.open(&sealed, &aad(&public_sha256))?;

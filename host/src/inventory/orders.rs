@@ -174,12 +174,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
 
 /// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
 pub(super) fn open_renewal(conn: &rusqlite::Connection, predecessor_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id FROM orders WHERE predecessor_id = ?1
            AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
-        [predecessor_id],
-        |r| r.get(0),
-    )
+    )?
+    .query_row([predecessor_id], |r| r.get(0))
     .optional()
 }
 
@@ -210,25 +209,25 @@ impl Inventory {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
             None => None,
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO orders (request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
                  predecessor_id, requested_by, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-            params![
-                request_id,
-                new.kind,
-                state.as_str(),
-                new.profile,
-                new.common_name,
-                serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
-                new.csr_pem,
-                new.params.to_string(),
-                key_id,
-                new.predecessor_id,
-                actor,
-                now
-            ],
-        )?;
+        )?
+        .execute(params![
+            request_id,
+            new.kind,
+            state.as_str(),
+            new.profile,
+            new.common_name,
+            serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+            new.csr_pem,
+            new.params.to_string(),
+            key_id,
+            new.predecessor_id,
+            actor,
+            now
+        ])?;
         let id = tx.last_insert_rowid();
         audit::record(
             &tx,
@@ -283,9 +282,8 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn, self.in_group)?;
-        let n = tx.execute(
-            "UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
-             WHERE id = ?1 AND state = 'pending'",
+        let n = tx.prepare_cached("UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
+             WHERE id = ?1 AND state = 'pending'")?.execute(
             params![id, account, now + lease_seconds, now],
         )?;
         if n == 0 {
@@ -309,8 +307,7 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.pending", "success", serde_json::json!({ "ca_order_id": ca_order_id }), |tx, now| {
-            tx.execute(
-                "UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1",
+            tx.prepare_cached("UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
                 params![id, ca_order_id, next_poll_at, now],
             )
         })
@@ -319,8 +316,7 @@ impl Inventory {
     /// A poll or submission failed transiently: keep pending, try again at `next_poll_at`.
     pub fn record_retry(&mut self, id: i64, error: &str, next_poll_at: i64, actor: &str) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.retry", "failure", serde_json::json!({ "error": error }), |tx, now| {
-            tx.execute(
-                "UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1",
+            tx.prepare_cached("UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1")?.execute(
                 params![id, error, next_poll_at, now],
             )
         })
@@ -339,8 +335,7 @@ impl Inventory {
     fn finish(&mut self, id: i64, state: OrderState, message: &str, actor: &str) -> Result<(), InventoryError> {
         let action = format!("order.{}", state.as_str());
         self.transition(id, actor, &action, "failure", serde_json::json!({ "reason": message }), |tx, now| {
-            tx.execute(
-                "UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1",
+            tx.prepare_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
                 params![id, state.as_str(), message, now],
             )
         })
@@ -374,9 +369,8 @@ impl Inventory {
         let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)? {
             InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
         };
-        let n = tx.execute(
-            "UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
-                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1",
+        let n = tx.prepare_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
+                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
             params![id, cert_id, ca_order_id, now],
         )?;
         if n == 0 {
@@ -385,11 +379,12 @@ impl Inventory {
         // A renewal's predecessor steps aside in the same transaction: never two active
         // generations, never a superseded one without its successor.
         if let Some(pred) = order.predecessor_id.filter(|p| *p != cert_id) {
-            let n = tx.execute(
-                "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
+            let n = tx
+                .prepare_cached(
+                    "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
                  WHERE id = ?1 AND status IN ('active', 'expired')",
-                params![pred],
-            )?;
+                )?
+                .execute(params![pred])?;
             if n > 0 {
                 audit::record(
                     &tx,
@@ -435,10 +430,8 @@ impl Inventory {
             )));
         }
         self.transition(id, actor, "order.approve", "success", serde_json::json!({}), |tx, now| {
-            tx.execute(
-                "UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, actor, now],
-            )
+            tx.prepare_cached("UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![id, actor, now])
         })
     }
 
@@ -453,10 +446,10 @@ impl Inventory {
         }
         let message = format!("declined by {actor}: {reason}");
         self.transition(id, actor, "order.decline", "success", serde_json::json!({ "reason": reason }), |tx, now| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, actor, message, now],
-            )
+            )?
+            .execute(params![id, actor, message, now])
         })
     }
 
@@ -471,7 +464,7 @@ impl Inventory {
             )));
         }
         self.transition(id, actor, "order.resubmit", "success", serde_json::json!({}), |tx, now| {
-            tx.execute("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1", params![id, actor, now])
+            tx.prepare_cached("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1")?.execute( params![id, actor, now])
         })
     }
 
@@ -490,8 +483,7 @@ impl Inventory {
         };
         for id in &ids {
             self.transition(*id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
-                tx.execute(
-                    "UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1",
+                tx.prepare_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1")?.execute(
                     params![id, now],
                 )
             })?;

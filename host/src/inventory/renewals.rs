@@ -59,21 +59,22 @@ pub(crate) fn enqueue(
     subject: &str,
     detail: &serde_json::Value,
 ) -> Result<(), InventoryError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO notifications (kind, certificate_id, subject, detail, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![kind, certificate_id, subject, detail.to_string(), now],
-    )?;
+    )?
+    .execute(params![kind, certificate_id, subject, detail.to_string(), now])?;
     Ok(())
 }
 
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
     pub fn set_renew_after(&mut self, id: i64, at: Option<i64>) -> Result<(), InventoryError> {
-        self.conn.execute(
-            "UPDATE certificates SET renew_after = ?2, renewal_attempts = 0, renewal_error = NULL WHERE id = ?1",
-            params![id, at],
-        )?;
+        self.conn
+            .prepare_cached(
+                "UPDATE certificates SET renew_after = ?2, renewal_attempts = 0, renewal_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, at])?;
         Ok(())
     }
 
@@ -89,15 +90,17 @@ impl Inventory {
                 (true, None, None, Some(p)) => ("percent", i64::from(p)),
                 (true, None, None, None) => ("percent", 66),
             };
-        Ok(self.conn.execute(
-            "UPDATE certificates SET renew_after =
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE certificates SET renew_after =
                  CASE ?2 WHEN 'off' THEN NULL
                          WHEN 'before' THEN not_after - ?3
                          ELSE not_before + (not_after - not_before) * ?3 / 100 END
                  - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
              WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
-            params![name, mode, value],
-        )?)
+            )?
+            .execute(params![name, mode, value])?)
     }
 
     /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
@@ -114,10 +117,8 @@ impl Inventory {
             stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
-            tx.execute(
-                "UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1",
-                params![id, now + lease_seconds],
-            )?;
+            tx.prepare_cached("UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1")?
+                .execute(params![id, now + lease_seconds])?;
         }
         tx.commit()?;
         Ok(ids)
@@ -125,7 +126,7 @@ impl Inventory {
 
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
     pub fn release_renewal(&mut self, id: i64) -> Result<(), InventoryError> {
-        self.conn.execute("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1", [id])?;
+        self.conn.prepare_cached("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1")?.execute([id])?;
         Ok(())
     }
 
@@ -149,17 +150,16 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn, self.in_group)?;
         let row: Option<(Option<String>, i64)> = tx
-            .query_row("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .prepare_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((cn, before)) = row else { return Err(InventoryError::NotFound(format!("certificate {id}"))) };
         let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
                  renewal_lease_until = NULL WHERE id = ?1",
-            params![id, error, retry_at],
-        )?;
+        )?
+        .execute(params![id, error, retry_at])?;
         let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
         audit::record(
             &tx,
@@ -239,12 +239,10 @@ impl Inventory {
     pub fn mark_notification(&mut self, id: i64, result: Result<(), (&str, i64)>) -> Result<(), InventoryError> {
         let now = self.now();
         match result {
-            Ok(()) => self.conn.execute(
-                "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            Ok(()) => self.conn.prepare_cached("UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?.execute(
                 params![id, now],
             )?,
-            Err((error, retry_at)) => self.conn.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            Err((error, retry_at)) => self.conn.prepare_cached("UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1")?.execute(
                 params![id, error, retry_at],
             )?,
         };
