@@ -68,8 +68,12 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
     .unwrap_or_else(|| panic!("not renewed in time; log: {}", server.log()));
     assert_eq!(renewed["predecessor_id"], 1);
     assert_eq!(renewed["status"], "active");
-    let hooks = std::fs::read_to_string(&hook_log).expect("hook log");
-    assert!(hooks.contains("deployed 2 short.example.com"), "{hooks}");
+    // Deployment follows the stored certificate (a failed deployment never loses it), so the
+    // successor can be listed a moment before its post-hook has run.
+    let hooks =
+        wait_for(30, || std::fs::read_to_string(&hook_log).ok().filter(|h| h.contains("deployed 2 short.example.com")))
+            .unwrap_or_else(|| panic!("the renewed certificate was not deployed; log: {}", server.log()));
+    assert!(hooks.contains("deployed 1 short.example.com"), "{hooks}");
     let deployed = std::fs::read_to_string(deploy.join("fullchain.pem")).expect("fullchain");
     let shown = server.app.json(&["show", "2", "--json"]);
     assert!(deployed.starts_with(shown["pem"].as_str().expect("pem")), "the new certificate was deployed");
