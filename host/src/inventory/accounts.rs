@@ -53,7 +53,7 @@ impl Inventory {
     ) -> Result<Upsert, InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<String> =
             tx.query_row("SELECT definition FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         let outcome = match existing {
@@ -117,7 +117,7 @@ impl Inventory {
         account.def.status = status;
         let json = serde_json::to_string(&account.def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         tx.execute(
             "UPDATE accounts SET status = ?2, definition = ?3, updated_at = ?4 WHERE name = ?1",
             params![name, status.as_str(), json, now],
@@ -165,7 +165,7 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let n = tx.execute(
             "UPDATE accounts SET last_test_at = ?2, last_test_ok = ?3, last_test_message = ?4 WHERE name = ?1",
             params![name, now, ok, message],
@@ -199,7 +199,7 @@ impl Inventory {
     ) -> Result<Upsert, InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<String> =
             tx.query_row("SELECT definition FROM profiles WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         let outcome = match existing {
@@ -278,7 +278,7 @@ impl Inventory {
             return Err(InventoryError::InUse(format!("{word} {name} has {open} open order(s)")));
         }
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
         tx.execute("DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2", params![kind.as_str(), name])?;
         let action = format!("{word}.delete");
@@ -309,7 +309,7 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let sealed = self.vault.seal(value.as_bytes(), &secret_aad(kind, owner, name));
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         tx.execute(
             "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (owner_kind, owner_name, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",

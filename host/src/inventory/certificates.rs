@@ -184,7 +184,7 @@ impl Inventory {
         actor: &str,
     ) -> Result<InsertOutcome, InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let outcome = insert_in(&tx, &self.vault, now, new, Known::default(), actor)?;
         tx.commit()?;
         Ok(outcome)

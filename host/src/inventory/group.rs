@@ -89,9 +89,7 @@ fn committer(mut inv: Inventory, jobs: mpsc::Receiver<Job>) {
             }
             continue;
         }
-        inv.in_group = true;
         let replies: Vec<Reply> = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
-        inv.in_group = false;
         let committed = inv.conn.execute_batch("COMMIT").map_err(|e| {
             let _ = inv.conn.execute_batch("ROLLBACK");
             format!("committing to the database failed, nothing was stored: {e}")
@@ -119,11 +117,9 @@ pub(super) fn atomic<T>(
     inv: &mut Inventory,
     change: impl FnOnce(&mut Inventory) -> Result<T, InventoryError>,
 ) -> Result<T, InventoryError> {
-    let nested = inv.in_group;
+    let nested = !inv.conn.is_autocommit();
     inv.conn.execute_batch(if nested { "SAVEPOINT change" } else { "BEGIN IMMEDIATE" })?;
-    inv.in_group = true;
     let result = catch_unwind(AssertUnwindSafe(|| change(&mut *inv)));
-    inv.in_group = nested;
     let keep = matches!(result, Ok(Ok(_)));
     let end = match (nested, keep) {
         (true, true) => "RELEASE change",

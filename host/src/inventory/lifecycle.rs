@@ -22,7 +22,7 @@ impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so).
     pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let n = tx.execute(
             "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1",
             [id],
@@ -51,7 +51,7 @@ impl Inventory {
     /// stays; its private key goes too unless another certificate still uses it.
     pub fn delete_certificate(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let row: Option<(String, String, Option<i64>)> = tx
             .query_row("SELECT sha256, subject, key_id FROM certificates WHERE id = ?1", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -95,7 +95,7 @@ impl Inventory {
     /// Active certificates past notAfter become `expired`; returns their ids.
     pub fn mark_expired(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT id FROM certificates WHERE status = 'active' AND not_after < ?1 ORDER BY not_after LIMIT 1000",
@@ -120,7 +120,7 @@ impl Inventory {
             .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))?;
         let key = self.private_key(key_id)?;
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, serde_json::json!({})))?;
         tx.commit()?;
         Ok(key)
@@ -167,7 +167,7 @@ impl Inventory {
         event: &NewAuditEvent<'_>,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         tx.execute(
             "INSERT INTO deployments (certificate_id, target, outcome, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             rusqlite::params![id, target, if ok { "success" } else { "failure" }, message, now],

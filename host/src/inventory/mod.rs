@@ -106,20 +106,17 @@ pub struct Inventory {
     vault: MasterKey,
     path: PathBuf,
     clock: Option<i64>,
-    /// Inside a group commit ([`GroupCommit`]): changes become savepoints of the group's
-    /// transaction, committed (and synced) once for the whole group.
-    in_group: bool,
     /// Set on `serve`'s pooled connections: [`Inventory::write`] sends changes to the group
     /// committer instead of committing them here.
     group: Option<GroupCommit>,
 }
 
-/// One change's transaction: a transaction of its own, or a savepoint inside a group commit.
+/// One change's transaction: a transaction of its own, or a savepoint inside one already open.
 /// Either way `commit` makes it part of what the next sync writes, and dropping it
 /// uncommitted undoes it.
 pub(crate) enum WriteTx<'c> {
     Own(rusqlite::Transaction<'c>),
-    Grouped(rusqlite::Savepoint<'c>),
+    Nested(rusqlite::Savepoint<'c>),
 }
 
 impl std::ops::Deref for WriteTx<'_> {
@@ -127,23 +124,24 @@ impl std::ops::Deref for WriteTx<'_> {
     fn deref(&self) -> &Connection {
         match self {
             WriteTx::Own(t) => t,
-            WriteTx::Grouped(s) => s,
+            WriteTx::Nested(s) => s,
         }
     }
 }
 
-/// Starts one change on `conn`: its own IMMEDIATE transaction, or a savepoint when the
-/// connection is running a group commit (`in_group`). A function of the two fields, not a
-/// method, so the vault can be borrowed beside it.
-pub(crate) fn write_tx(conn: &mut Connection, in_group: bool) -> rusqlite::Result<WriteTx<'_>> {
-    if in_group { conn.savepoint().map(WriteTx::Grouped) } else { conn.transaction().map(WriteTx::Own) }
+/// Starts one change on `conn`: its own IMMEDIATE transaction, or a savepoint when a
+/// transaction is already open (a group commit, or [`Inventory::write`]), so the change
+/// commits with it. A function of the connection, not a method, so the vault can be borrowed
+/// beside it.
+pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
+    if conn.is_autocommit() { conn.transaction().map(WriteTx::Own) } else { conn.savepoint().map(WriteTx::Nested) }
 }
 
 impl WriteTx<'_> {
     pub(crate) fn commit(self) -> rusqlite::Result<()> {
         match self {
             WriteTx::Own(t) => t.commit(),
-            WriteTx::Grouped(s) => s.commit(),
+            WriteTx::Nested(s) => s.commit(),
         }
     }
 }
@@ -180,7 +178,7 @@ impl Inventory {
                 other => break other?,
             }
         };
-        let inv = Self { conn, vault, path, clock: None, in_group: false, group: None };
+        let inv = Self { conn, vault, path, clock: None, group: None };
         inv.check_vault()?;
         Ok(inv)
     }

@@ -197,7 +197,7 @@ impl Inventory {
         let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
         // IMMEDIATE: the check for an open renewal and the insert are one atomic claim, even
         // between processes (the unique index orders_one_open_renewal is the backstop).
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         if let Some(pred) = new.predecessor_id
             && let Some(open) = open_renewal(&tx, pred)?
         {
@@ -281,7 +281,7 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let n = tx.prepare_cached("UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
              WHERE id = ?1 AND state = 'pending'")?.execute(
             params![id, account, now + lease_seconds, now],
@@ -365,7 +365,7 @@ impl Inventory {
         // public key against the order's CSR, which that key signed.
         let known = Known { info: Some(&verified.info), key_id: order.key_id };
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)? {
             InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
         };
@@ -512,7 +512,7 @@ impl Inventory {
         update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
     ) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         if update(&tx, now)? == 0 {
             return Err(InventoryError::NotFound(format!("order {id}")));
         }

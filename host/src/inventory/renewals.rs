@@ -107,7 +107,7 @@ impl Inventory {
     /// invisible to other schedulers until the lease runs out.
     pub fn claim_due_renewals(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT id FROM certificates WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after <= ?1
@@ -148,7 +148,7 @@ impl Inventory {
     /// transaction. Returns the retry time.
     pub fn record_renewal_failure(&mut self, id: i64, error: &str, actor: &str) -> Result<i64, InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let row: Option<(Option<String>, i64)> = tx
             .prepare_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -183,7 +183,7 @@ impl Inventory {
     /// expire within `days`, once per certificate. Returns how many were queued.
     pub fn queue_expiring(&mut self, days: u32) -> Result<usize, InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let rows: Vec<(i64, Option<String>, i64)> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT c.id, c.common_name, c.not_after FROM certificates c

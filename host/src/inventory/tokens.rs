@@ -82,7 +82,7 @@ impl Inventory {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
         let token = Zeroizing::new(format!("cht_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)));
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let exists: Option<i64> =
             tx.query_row("SELECT id FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         if exists.is_some() {
@@ -131,7 +131,7 @@ impl Inventory {
     /// Revokes a token by name.
     pub fn revoke_token(&mut self, name: &str, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
-        let tx = super::write_tx(&mut self.conn, self.in_group)?;
+        let tx = super::write_tx(&mut self.conn)?;
         let n =
             tx.execute("UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL", params![name, now])?;
         if n == 0 {

@@ -62,47 +62,62 @@ impl Host for State {
     }
 }
 
-/// Contract 0.2's `host` interface: the same functions as 0.1's.
-impl super::bindings::v0_2::certhost::connector::host::Host for State {
-    fn log(&mut self, level: super::bindings::v0_2::certhost::connector::host::Level, message: String) {
-        use super::bindings::v0_2::certhost::connector::host::Level as L2;
-        let level = match level {
-            L2::Debug => Level::Debug,
-            L2::Info => Level::Info,
-            L2::Warn => Level::Warn,
-            L2::Error => Level::Error,
-        };
-        Host::log(self, level, message);
-    }
+/// Implements a later contract's `host` interface (the same functions as 0.1's, under the
+/// version's own names) by delegating to 0.1's.
+macro_rules! host_as_v0_1 {
+    ($version:ident) => {
+        impl super::bindings::$version::certhost::connector::host::Host for State {
+            fn log(&mut self, level: super::bindings::$version::certhost::connector::host::Level, message: String) {
+                use super::bindings::$version::certhost::connector::host::Level as L;
+                let level = match level {
+                    L::Debug => Level::Debug,
+                    L::Info => Level::Info,
+                    L::Warn => Level::Warn,
+                    L::Error => Level::Error,
+                };
+                Host::log(self, level, message);
+            }
 
-    fn cache_get(&mut self, key: String) -> Option<String> {
-        Host::cache_get(self, key)
-    }
+            fn cache_get(&mut self, key: String) -> Option<String> {
+                Host::cache_get(self, key)
+            }
 
-    fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
-        Host::cache_set(self, key, value, ttl_seconds);
-    }
+            fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
+                Host::cache_set(self, key, value, ttl_seconds);
+            }
+        }
+    };
 }
 
-/// Contract 0.2's `challenges` interface, over the process's challenge board.
-impl super::bindings::v0_2::certhost::connector::challenges::Host for State {
-    fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
-        tracing::debug!(token = %token, "http-01 answer published");
-        Challenges::global().publish_http01(&token, &key_authorization).map_err(|e| e.to_string())
-    }
+/// Implements a contract's `challenges` interface (new in 0.2, unchanged since) over the
+/// process's challenge board.
+macro_rules! challenges {
+    ($version:ident) => {
+        impl super::bindings::$version::certhost::connector::challenges::Host for State {
+            fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
+                tracing::debug!(token = %token, "http-01 answer published");
+                Challenges::global().publish_http01(&token, &key_authorization).map_err(|e| e.to_string())
+            }
 
-    fn withdraw_http01(&mut self, token: String) {
-        Challenges::global().withdraw_http01(&token);
-    }
+            fn withdraw_http01(&mut self, token: String) {
+                Challenges::global().withdraw_http01(&token);
+            }
 
-    fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
-    }
+            fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+                off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
+            }
 
-    fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
-    }
+            fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+                off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
+            }
+        }
+    };
 }
+
+host_as_v0_1!(v0_2);
+host_as_v0_1!(v0_3);
+challenges!(v0_2);
+challenges!(v0_3);
 
 /// Runs blocking work (a hook process, up to two minutes) from a host call. In `serve` the
 /// runtime first hands this worker's other tasks to another thread, so a slow DNS hook holds
@@ -111,47 +126,6 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),
-    }
-}
-
-/// Contract 0.3's `host` interface: the same functions as 0.1's.
-impl super::bindings::v0_3::certhost::connector::host::Host for State {
-    fn log(&mut self, level: super::bindings::v0_3::certhost::connector::host::Level, message: String) {
-        use super::bindings::v0_3::certhost::connector::host::Level as L3;
-        let level = match level {
-            L3::Debug => Level::Debug,
-            L3::Info => Level::Info,
-            L3::Warn => Level::Warn,
-            L3::Error => Level::Error,
-        };
-        Host::log(self, level, message);
-    }
-
-    fn cache_get(&mut self, key: String) -> Option<String> {
-        Host::cache_get(self, key)
-    }
-
-    fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
-        Host::cache_set(self, key, value, ttl_seconds);
-    }
-}
-
-/// Contract 0.3's `challenges` interface: 0.2's.
-impl super::bindings::v0_3::certhost::connector::challenges::Host for State {
-    fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
-        super::bindings::v0_2::certhost::connector::challenges::Host::publish_http01(self, token, key_authorization)
-    }
-
-    fn withdraw_http01(&mut self, token: String) {
-        super::bindings::v0_2::certhost::connector::challenges::Host::withdraw_http01(self, token)
-    }
-
-    fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        super::bindings::v0_2::certhost::connector::challenges::Host::dns01_present(self, domain, txt_value)
-    }
-
-    fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-        super::bindings::v0_2::certhost::connector::challenges::Host::dns01_cleanup(self, domain, txt_value)
     }
 }
 
