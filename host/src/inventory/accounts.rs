@@ -1,5 +1,6 @@
 //! CA account and profile rows, and sealed secrets. Every change is audited in its transaction.
 
+use super::CachedSql;
 use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
@@ -55,18 +56,18 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<String> =
-            tx.query_row("SELECT definition FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+            tx.query_row_cached("SELECT definition FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         let outcome = match existing {
             Some(old) if old == json => return Ok(Upsert::Unchanged),
             Some(_) => {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
                     params![name, json, def.status.as_str(), origin, now],
                 )?;
                 Upsert::Updated
             }
             None => {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO accounts (name, definition, status, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![name, json, def.status.as_str(), origin, now],
                 )?;
@@ -93,7 +94,7 @@ impl Inventory {
     /// One account.
     pub fn account(&self, name: &str) -> Result<Option<Account>, InventoryError> {
         self.conn
-            .query_row(
+            .query_row_cached(
                 "SELECT name, definition, status, origin, last_test_at, last_test_ok, last_test_message FROM accounts WHERE name = ?1",
                 [name],
                 account_from_row,
@@ -118,7 +119,7 @@ impl Inventory {
         let json = serde_json::to_string(&account.def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        tx.execute(
+        tx.execute_cached(
             "UPDATE accounts SET status = ?2, definition = ?3, updated_at = ?4 WHERE name = ?1",
             params![name, status.as_str(), json, now],
         )?;
@@ -166,7 +167,7 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n = tx.execute(
+        let n = tx.execute_cached(
             "UPDATE accounts SET last_test_at = ?2, last_test_ok = ?3, last_test_message = ?4 WHERE name = ?1",
             params![name, now, ok, message],
         )?;
@@ -201,18 +202,18 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<String> =
-            tx.query_row("SELECT definition FROM profiles WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+            tx.query_row_cached("SELECT definition FROM profiles WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         let outcome = match existing {
             Some(old) if old == json => return Ok(Upsert::Unchanged),
             Some(_) => {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE profiles SET definition = ?2, origin = ?3, updated_at = ?4 WHERE name = ?1",
                     params![name, json, origin, now],
                 )?;
                 Upsert::Updated
             }
             None => {
-                tx.execute("INSERT INTO profiles (name, definition, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)", params![name, json, origin, now])?;
+                tx.execute_cached("INSERT INTO profiles (name, definition, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)", params![name, json, origin, now])?;
                 Upsert::Created
             }
         };
@@ -239,7 +240,7 @@ impl Inventory {
     pub fn profile(&self, name: &str) -> Result<Option<(ProfileDef, String)>, InventoryError> {
         let row: Option<(String, String)> = self
             .conn
-            .query_row("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
+            .query_row_cached("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -269,7 +270,7 @@ impl Inventory {
             SecretOwner::Account => ("accounts", "account"),
             SecretOwner::Profile => ("profiles", "profile"),
         };
-        let open: i64 = self.conn.query_row(
+        let open: i64 = self.conn.query_row_cached(
             &format!("SELECT COUNT(*) FROM orders WHERE {word} = ?1 AND state IN ('awaiting_approval','pending','needs_attention')"),
             [name],
             |r| r.get(0),
@@ -279,8 +280,11 @@ impl Inventory {
         }
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
-        tx.execute("DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2", params![kind.as_str(), name])?;
+        tx.execute_cached(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
+        tx.execute_cached(
+            "DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2",
+            params![kind.as_str(), name],
+        )?;
         let action = format!("{word}.delete");
         audit::record(
             &tx,
@@ -310,7 +314,7 @@ impl Inventory {
         let sealed = self.vault.seal(value.as_bytes(), &secret_aad(kind, owner, name));
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (owner_kind, owner_name, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
             params![kind.as_str(), owner, name, sealed, now],
@@ -340,7 +344,7 @@ impl Inventory {
     ) -> Result<Option<Zeroizing<String>>, InventoryError> {
         let sealed: Option<Vec<u8>> = self
             .conn
-            .query_row(
+            .query_row_cached(
                 "SELECT sealed FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
                 params![kind.as_str(), owner, name],
                 |r| r.get(0),
@@ -357,7 +361,7 @@ impl Inventory {
     pub fn has_secret(&self, kind: SecretOwner, owner: &str, name: &str) -> Result<bool, InventoryError> {
         Ok(self
             .conn
-            .query_row(
+            .query_row_cached(
                 "SELECT 1 FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
                 params![kind.as_str(), owner, name],
                 |_| Ok(()),

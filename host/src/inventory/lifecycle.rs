@@ -1,6 +1,7 @@
 //! Certificate lifecycle changes that are not issuance: revocation, deletion, expiry, key
 //! download. Each is one transaction with its audit event (invariant 6).
 
+use super::CachedSql;
 use rusqlite::OptionalExtension;
 
 use super::audit::{self, NewAuditEvent};
@@ -23,7 +24,7 @@ impl Inventory {
     pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n = tx.execute(
+        let n = tx.execute_cached(
             "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1",
             [id],
         )?;
@@ -53,7 +54,7 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let row: Option<(String, String, Option<i64>)> = tx
-            .query_row("SELECT sha256, subject, key_id FROM certificates WHERE id = ?1", [id], |r| {
+            .query_row_cached("SELECT sha256, subject, key_id FROM certificates WHERE id = ?1", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
@@ -63,18 +64,18 @@ impl Inventory {
         if let Some(open) = super::orders::open_renewal(&tx, id)? {
             return Err(InventoryError::InUse(format!("certificate {id} has renewal order {open} in progress")));
         }
-        tx.execute("DELETE FROM certificates WHERE id = ?1", [id])?;
+        tx.execute_cached("DELETE FROM certificates WHERE id = ?1", [id])?;
         let mut key_deleted = false;
         if let Some(k) = key_id {
-            let users: i64 = tx.query_row(
+            let users: i64 = tx.query_row_cached(
                 "SELECT (SELECT COUNT(*) FROM certificates WHERE key_id = ?1)
                       + (SELECT COUNT(*) FROM orders WHERE key_id = ?1 AND state NOT IN ('issued','rejected','failed'))",
                 [k],
                 |r| r.get(0),
             )?;
             if users == 0 {
-                tx.execute("UPDATE orders SET key_id = NULL WHERE key_id = ?1", [k])?;
-                tx.execute("DELETE FROM keys WHERE id = ?1", [k])?;
+                tx.execute_cached("UPDATE orders SET key_id = NULL WHERE key_id = ?1", [k])?;
+                tx.execute_cached("DELETE FROM keys WHERE id = ?1", [k])?;
                 key_deleted = true;
             }
         }
@@ -103,7 +104,7 @@ impl Inventory {
             stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
-            tx.execute("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
+            tx.execute_cached("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
             audit::record(&tx, now, &cert_event(actor, "certificate.expired", *id, serde_json::json!({})))?;
         }
         tx.commit()?;
@@ -113,8 +114,10 @@ impl Inventory {
     /// The private key of certificate `id`, decrypted for download; the access is audited
     /// before the key is returned.
     pub fn download_key(&mut self, id: i64, actor: &str) -> Result<PrivateKey, InventoryError> {
-        let key_id: Option<Option<i64>> =
-            self.conn.query_row("SELECT key_id FROM certificates WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let key_id: Option<Option<i64>> = self
+            .conn
+            .query_row_cached("SELECT key_id FROM certificates WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
         let key_id = key_id
             .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?
             .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))?;
@@ -168,7 +171,7 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO deployments (certificate_id, target, outcome, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             rusqlite::params![id, target, if ok { "success" } else { "failure" }, message, now],
         )?;

@@ -5,6 +5,7 @@
 //! order whose submission was cut off (the process died during the CA call and its lease ran
 //! out) becomes `needs_attention`: only an operator may resubmit it.
 
+use super::CachedSql;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -248,7 +249,7 @@ impl Inventory {
     pub fn issuing_order(&self, certificate_id: i64) -> Result<Option<Order>, InventoryError> {
         Ok(self
             .conn
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {COLUMNS} FROM orders WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 1"),
                 [certificate_id],
                 from_row,
@@ -258,7 +259,10 @@ impl Inventory {
 
     /// One order.
     pub fn order(&self, id: i64) -> Result<Option<Order>, InventoryError> {
-        Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"), [id], from_row).optional()?)
+        Ok(self
+            .conn
+            .query_row_cached(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"), [id], from_row)
+            .optional()?)
     }
 
     /// Orders, newest first, optionally of one state.

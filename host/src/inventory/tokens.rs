@@ -1,5 +1,6 @@
 //! API bearer tokens. A token is shown once when created; the database keeps its SHA-256.
 
+use super::CachedSql;
 use base64::Engine;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -84,11 +85,11 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let exists: Option<i64> =
-            tx.query_row("SELECT id FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+            tx.query_row_cached("SELECT id FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
         if exists.is_some() {
             return Err(InventoryError::Invalid(format!("a token named {name} already exists")));
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![name, role.as_str(), hash(&token), now],
         )?;
@@ -112,7 +113,7 @@ impl Inventory {
     pub fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, InventoryError> {
         Ok(self
             .conn
-            .query_row(
+            .query_row_cached(
                 "SELECT id, name, role, created_at, revoked_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
                 [hash(token)],
                 token_from_row,
@@ -132,8 +133,10 @@ impl Inventory {
     pub fn revoke_token(&mut self, name: &str, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n =
-            tx.execute("UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL", params![name, now])?;
+        let n = tx.execute_cached(
+            "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, now],
+        )?;
         if n == 0 {
             return Err(InventoryError::NotFound(format!("live token {name}")));
         }
