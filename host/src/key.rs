@@ -249,11 +249,25 @@ pub enum KeyError {
     Unsupported(String),
 }
 
-/// A private key, kept as PKCS#8 DER in memory that is wiped on drop.
+/// A private key, kept as PKCS#8 DER in memory that is wiped on drop, beside the key pair
+/// ring parsed from it.
+///
+/// The parsed pair is kept because parsing is not free: ring recomputes an ECDSA key's public
+/// point from the private scalar (a full scalar multiplication, as costly as a signature) to
+/// check the document. Parsing once per key instead of once per signature took two of the
+/// seven P-256 multiplications out of every host-generated issuance.
 pub struct PrivateKey {
     algorithm: KeyAlgorithm,
     pkcs8: Zeroizing<Vec<u8>>,
     public_key: Vec<u8>,
+    pair: Pair,
+}
+
+/// ring's parsed form of a [`PrivateKey`].
+enum Pair {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
 }
 
 impl fmt::Debug for PrivateKey {
@@ -321,21 +335,21 @@ impl PrivateKey {
         let rng = SystemRandom::new();
         if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng) {
             let public_key = kp.public_key().as_ref().to_vec();
-            return Ok(Self { algorithm: KeyAlgorithm::EcP256, pkcs8, public_key });
+            return Ok(Self { algorithm: KeyAlgorithm::EcP256, pkcs8, public_key, pair: Pair::Ecdsa(kp) });
         }
         if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &pkcs8, &rng) {
             let public_key = kp.public_key().as_ref().to_vec();
-            return Ok(Self { algorithm: KeyAlgorithm::EcP384, pkcs8, public_key });
+            return Ok(Self { algorithm: KeyAlgorithm::EcP384, pkcs8, public_key, pair: Pair::Ecdsa(kp) });
         }
         if let Ok(kp) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8) {
             let public_key = kp.public_key().as_ref().to_vec();
-            return Ok(Self { algorithm: KeyAlgorithm::Ed25519, pkcs8, public_key });
+            return Ok(Self { algorithm: KeyAlgorithm::Ed25519, pkcs8, public_key, pair: Pair::Ed25519(kp) });
         }
         match RsaKeyPair::from_pkcs8(&pkcs8) {
             Ok(kp) => {
                 let bits = u32::try_from(kp.public().modulus_len() * 8).unwrap_or(u32::MAX);
                 let public_key = kp.public_key().as_ref().to_vec();
-                Ok(Self { algorithm: KeyAlgorithm::Rsa { bits }, pkcs8, public_key })
+                Ok(Self { algorithm: KeyAlgorithm::Rsa { bits }, pkcs8, public_key, pair: Pair::Rsa(kp) })
             }
             Err(e) => {
                 Err(KeyError::Unsupported(format!("not an RSA (2048-8192 bit), P-256, P-384 or Ed25519 key ({e})")))
@@ -402,6 +416,9 @@ impl PrivateKey {
     pub(crate) fn sign(&self, message: &[u8], hash: Option<HashAlg>) -> Result<Signature, KeyError> {
         let rng = SystemRandom::new();
         let sign_err = |e: ring::error::Unspecified| KeyError::Generation(format!("signing failed: {e}"));
+        // `from_pkcs8_der` is the only constructor and sets `pair` from the same match as
+        // `algorithm`, so this is unreachable; an error rather than a panic all the same.
+        let mismatch = || KeyError::Unsupported(format!("{} key without its parsed pair", self.algorithm));
         let key_type = self.key_type();
         let check = |hash: Option<HashAlg>| -> Result<HashAlg, KeyError> {
             let kt = key_type.ok_or_else(|| KeyError::Unsupported(format!("{} keys cannot sign", self.algorithm)))?;
@@ -419,13 +436,14 @@ impl PrivateKey {
         match self.algorithm {
             KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
                 let hash = check(hash)?;
-                let (alg, oid): (&'static signature::EcdsaSigningAlgorithm, &'static [u64]) = match self.algorithm {
-                    KeyAlgorithm::EcP256 => (&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &[1, 2, 840, 10045, 4, 3, 2]),
-                    _ => (&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &[1, 2, 840, 10045, 4, 3, 3]),
+                // The pair was parsed with SHA-256 for P-256 and SHA-384 for P-384, the only
+                // hashes `check` allows for them.
+                let oid: &'static [u64] = match self.algorithm {
+                    KeyAlgorithm::EcP256 => &[1, 2, 840, 10045, 4, 3, 2],
+                    _ => &[1, 2, 840, 10045, 4, 3, 3],
                 };
                 debug_assert!(matches!(hash, HashAlg::Sha256 | HashAlg::Sha384));
-                let kp = EcdsaKeyPair::from_pkcs8(alg, &self.pkcs8, &rng)
-                    .map_err(|e| KeyError::Unsupported(e.to_string()))?;
+                let Pair::Ecdsa(kp) = &self.pair else { return Err(mismatch()) };
                 let sig = kp.sign(&rng, message).map_err(sign_err)?;
                 Ok(Signature { bytes: sig.as_ref().to_vec(), oid, null_params: false })
             }
@@ -437,8 +455,7 @@ impl PrivateKey {
                         allowed: "none (Ed25519 hashes internally)".into(),
                     });
                 }
-                let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8)
-                    .map_err(|e| KeyError::Unsupported(e.to_string()))?;
+                let Pair::Ed25519(kp) = &self.pair else { return Err(mismatch()) };
                 Ok(Signature { bytes: kp.sign(message).as_ref().to_vec(), oid: oid::ED25519, null_params: false })
             }
             KeyAlgorithm::Rsa { .. } => {
@@ -451,7 +468,7 @@ impl PrivateKey {
                     HashAlg::Sha384 => (&signature::RSA_PKCS1_SHA384, &[1, 2, 840, 113549, 1, 1, 12]),
                     HashAlg::Sha512 => (&signature::RSA_PKCS1_SHA512, &[1, 2, 840, 113549, 1, 1, 13]),
                 };
-                let kp = RsaKeyPair::from_pkcs8(&self.pkcs8).map_err(|e| KeyError::Unsupported(e.to_string()))?;
+                let Pair::Rsa(kp) = &self.pair else { return Err(mismatch()) };
                 let mut sig = vec![0u8; kp.public().modulus_len()];
                 kp.sign(padding, &rng, message, &mut sig).map_err(sign_err)?;
                 Ok(Signature { bytes: sig, oid, null_params: true })

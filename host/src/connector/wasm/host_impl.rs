@@ -134,6 +134,35 @@ const MAX_SIGNING_KEY: usize = 64 << 10;
 /// Largest message `crypto.sign` signs (a TBSCertificate is a few KiB).
 const MAX_SIGNED_MESSAGE: usize = 1 << 20;
 
+/// Parsed signing keys, by the SHA-256 of their PEM text, at most this many.
+const SIGNING_KEY_CACHE: usize = 16;
+
+/// The parsed key for a PEM text `crypto.sign` received.
+///
+/// A connector passes the same CA key on every call; parsing it costs a P-256 scalar
+/// multiplication (ring checks the public point), as much as the signature itself. Parsed keys
+/// are kept by the digest of their text, in this process's memory only, which holds the key
+/// during each call anyway. Only keys that parsed are kept; the cache is emptied when full.
+fn signing_key(pem: &str) -> Result<Arc<crate::key::PrivateKey>, String> {
+    static KEYS: std::sync::OnceLock<Mutex<HashMap<[u8; 32], Arc<crate::key::PrivateKey>>>> =
+        std::sync::OnceLock::new();
+    let mut id = [0u8; 32];
+    id.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, pem.as_bytes()).as_ref());
+    let keys = KEYS.get_or_init(Default::default);
+    let lock = || keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(key) = lock().get(&id) {
+        return Ok(key.clone());
+    }
+    let key =
+        Arc::new(crate::key::PrivateKey::from_pem(pem).map_err(|e| format!("the private key cannot be used: {e}"))?);
+    let mut keys = lock();
+    if keys.len() >= SIGNING_KEY_CACHE {
+        keys.clear();
+    }
+    keys.insert(id, key.clone());
+    Ok(key)
+}
+
 /// Contract 0.3's `crypto` interface: signing in native code (ring) with a key the component
 /// passes. Errors name what was wrong, never the key.
 impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
@@ -148,8 +177,7 @@ impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
         if message.len() > MAX_SIGNED_MESSAGE {
             return Err(format!("the message is larger than {} MiB", MAX_SIGNED_MESSAGE >> 20));
         }
-        let key = crate::key::PrivateKey::from_pem(&private_key_pem)
-            .map_err(|e| format!("the private key cannot be used: {e}"))?;
+        let key = signing_key(&private_key_pem)?;
         let signature = key.sign(&message, None).map_err(|e| format!("signing failed: {e}"))?;
         let oid = signature.oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
         Ok(super::bindings::v0_3::certhost::connector::crypto::Signature { value: signature.bytes, algorithm_oid: oid })
