@@ -15,7 +15,7 @@ use crate::account::{Account, AccountStatus};
 use crate::connector::{
     Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
 };
-use crate::csr::{CsrError, CsrParams, CsrParseError, ParsedCsr, San, Subject, parse_csr};
+use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
 use crate::inventory::{Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
 use crate::param::{EnvLookup, ParamError, resolve};
 use crate::profile::{NameRequest, PolicyError, ProfileDef};
@@ -592,10 +592,10 @@ impl Pipeline<'_> {
     ) -> Result<IssueOutcome, IssueError> {
         match disposition {
             Disposition::Issued { certificate, chain, ca_order_id } => {
-                let csr: ParsedCsr = parse_csr(order.csr_pem.as_bytes())?;
+                let public_key_raw = stored_csr_public_key(&order.csr_pem)?;
                 let sans: Vec<San> = order.sans.iter().filter_map(|s| San::from_stored(s)).collect();
                 let expected = Expected {
-                    public_key_raw: &csr.public_key_raw,
+                    public_key_raw: &public_key_raw,
                     common_name: order.common_name.as_deref(),
                     sans: &sans,
                     now: unix_now(),

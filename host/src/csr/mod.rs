@@ -7,6 +7,7 @@ mod parse;
 
 pub use build::{Csr, CsrError, CsrParams, build};
 pub use names::{MAX_CN, NameError, San, Subject, validate_dns_name};
+pub(crate) use parse::stored_csr_public_key;
 pub use parse::{CsrParseError, ParsedCsr, parse_csr};
 
 #[cfg(test)]

@@ -60,35 +60,10 @@ pub enum CsrParseError {
 
 /// Parses and verifies an uploaded CSR in PEM (`CERTIFICATE REQUEST`) or DER form.
 pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
-    if input.iter().all(u8::is_ascii_whitespace) {
-        return Err(CsrParseError::Empty);
-    }
-    let der = if der::looks_like_pem(input) {
-        let text = std::str::from_utf8(input).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
-        der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
-    } else {
-        input.to_vec()
-    };
-    match der::framing(&der) {
-        Framing::Exact => {}
-        Framing::Truncated => return Err(CsrParseError::Truncated),
-        Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
-        Framing::NotASequence => return Err(CsrParseError::NotACsr("it does not start with a DER SEQUENCE".into())),
-    }
-    let (_, csr) = X509CertificationRequest::from_der(&der).map_err(|e| match e {
-        x509_parser::nom::Err::Incomplete(_) => CsrParseError::Truncated,
-        other => CsrParseError::NotACsr(other.to_string()),
-    })?;
-    let info = &csr.certification_request_info;
-    let key = spki_algorithm(&info.subject_pki).map_err(CsrParseError::UnsupportedKey)?;
-    match key {
-        KeyAlgorithm::Rsa { bits } if !(2048..=8192).contains(&bits) => {
-            return Err(CsrParseError::UnsupportedKey(format!("RSA with a {bits}-bit modulus")));
-        }
-        KeyAlgorithm::EcP521 => return Err(CsrParseError::UnsupportedKey("EC P-521".into())),
-        _ => {}
-    }
+    let der = csr_der(input)?;
+    let (csr, key) = decode(&der)?;
     csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
+    let info = &csr.certification_request_info;
     let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let mut sans = Vec::new();
     if let Some(exts) = csr.requested_extensions() {
@@ -107,4 +82,53 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
         public_key_raw: info.subject_pki.subject_public_key.data.to_vec(),
         der,
     })
+}
+
+/// The raw public key of a CSR an order holds, for matching the issued certificate to it.
+///
+/// The self-signature is not checked again: an order's CSR was either built by the host or
+/// passed [`parse_csr`] before the order was written, and a verification is the costliest
+/// step of reading a CSR (an ECDSA verification per issuance).
+pub(crate) fn stored_csr_public_key(pem: &str) -> Result<Vec<u8>, CsrParseError> {
+    let der = csr_der(pem.as_bytes())?;
+    Ok(decode(&der)?.0.certification_request_info.subject_pki.subject_public_key.data.to_vec())
+}
+
+/// DER of a CSR given as PEM or DER, with its framing checked.
+fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(CsrParseError::Empty);
+    }
+    let der = if der::looks_like_pem(input) {
+        let text = std::str::from_utf8(input).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
+        der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
+    } else {
+        input.to_vec()
+    };
+    match der::framing(&der) {
+        Framing::Exact => {}
+        Framing::Truncated => return Err(CsrParseError::Truncated),
+        Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
+        Framing::NotASequence => return Err(CsrParseError::NotACsr("it does not start with a DER SEQUENCE".into())),
+    }
+    Ok(der)
+}
+
+/// The PKCS#10 structure in `der` and its key type, refused when the key is not one certhost
+/// accepts.
+fn decode(der: &[u8]) -> Result<(X509CertificationRequest<'_>, KeyAlgorithm), CsrParseError> {
+    let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| match e {
+        x509_parser::nom::Err::Incomplete(_) => CsrParseError::Truncated,
+        other => CsrParseError::NotACsr(other.to_string()),
+    })?;
+    let info = &csr.certification_request_info;
+    let key = spki_algorithm(&info.subject_pki).map_err(CsrParseError::UnsupportedKey)?;
+    match key {
+        KeyAlgorithm::Rsa { bits } if !(2048..=8192).contains(&bits) => {
+            return Err(CsrParseError::UnsupportedKey(format!("RSA with a {bits}-bit modulus")));
+        }
+        KeyAlgorithm::EcP521 => return Err(CsrParseError::UnsupportedKey("EC P-521".into())),
+        _ => {}
+    }
+    Ok((csr, key))
 }
