@@ -56,6 +56,8 @@ mod tests {
             assert_eq!(parsed.public_key_raw, key.public_key_raw());
             assert!(parsed.subject.contains("OU=Ops") && parsed.subject.contains("OU=Web"), "{}", parsed.subject);
             assert_eq!(parse_csr(&csr.der).expect("parse der").der, csr.der);
+            // An order's stored CSR gives the same key without a second signature check.
+            assert_eq!(super::stored_csr_public_key(&csr.pem).expect("stored"), key.public_key_raw());
         }
     }
 
@@ -84,5 +86,8 @@ mod tests {
         tampered[pos] = b'x';
         assert!(matches!(parse_csr(&tampered), Err(CsrParseError::BadSignature(_))));
         assert!(matches!(parse_csr(b"\x04\x02ab"), Err(CsrParseError::NotACsr(_))));
+        // A stored CSR that is not one is still an error, never a panic or an empty key.
+        assert!(super::stored_csr_public_key(&csr.pem[..csr.pem.len() / 2]).is_err());
+        assert!(matches!(super::stored_csr_public_key(""), Err(CsrParseError::Empty)));
     }
 }
