@@ -1,11 +1,10 @@
 //! CA account and profile rows, and sealed secrets. Every change is audited in its transaction.
 
-use super::CachedSql;
 use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 use crate::account::{Account, AccountDef, AccountStatus, TestResult};
 use crate::profile::ProfileDef;
 

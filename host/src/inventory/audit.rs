@@ -5,7 +5,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -47,19 +47,19 @@ pub struct NewAuditEvent<'a> {
 
 /// Appends one event using `conn` (a transaction, so it commits with the change it records).
 pub(crate) fn record(conn: &Connection, at: i64, event: &NewAuditEvent<'_>) -> Result<i64, InventoryError> {
-    conn.prepare_cached(
+    conn.execute_cached(
         "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        at,
-        event.actor,
-        event.action,
-        event.object_type,
-        event.object_id,
-        event.outcome,
-        event.detail.to_string()
-    ])?;
+        params![
+            at,
+            event.actor,
+            event.action,
+            event.object_type,
+            event.object_id,
+            event.outcome,
+            event.detail.to_string()
+        ],
+    )?;
     Ok(conn.last_insert_rowid())
 }
 

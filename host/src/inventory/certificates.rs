@@ -1,11 +1,10 @@
 //! Certificate rows: insert (deduplicated by SHA-256 thumbprint), list with filters, find.
 
-use super::CachedSql;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError, keys, like_escape};
+use super::{CachedSql, Inventory, InventoryError, keys, like_escape};
 use crate::cert::{self, CertificateInfo};
 use crate::csr::San;
 use crate::key::{KeyAlgorithm, PrivateKey};
@@ -256,7 +255,7 @@ impl Inventory {
 
     /// Number of certificates stored.
     pub fn count(&self) -> Result<u64, InventoryError> {
-        Ok(self.conn.prepare_cached("SELECT COUNT(*) FROM certificates")?.query_row([], |r| r.get(0))?)
+        Ok(self.conn.query_row_cached("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
     }
 }
 
@@ -293,8 +292,9 @@ pub(crate) fn insert_in(
         return Err(InventoryError::KeyMismatch);
     }
     if let Some((id, key_id)) = tx
-        .prepare_cached("SELECT id, key_id FROM certificates WHERE sha256 = ?1")?
-        .query_row([&info.sha256], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))
+        .query_row_cached("SELECT id, key_id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
         .optional()?
     {
         // Already stored; a matching key it lacked so far is added (re-import with --key).
@@ -305,7 +305,7 @@ pub(crate) fn insert_in(
             (None, None, None) => None,
         };
         if let Some(key_id) = added {
-            tx.prepare_cached("UPDATE certificates SET key_id = ?2 WHERE id = ?1")?.execute(params![id, key_id])?;
+            tx.execute_cached("UPDATE certificates SET key_id = ?2 WHERE id = ?1", params![id, key_id])?;
             audit::record(
                 tx,
                 now,
@@ -329,34 +329,34 @@ pub(crate) fn insert_in(
     let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
     let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
     let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
-    tx.prepare_cached(
+    tx.execute_cached(
         "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
              predecessor_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-    )?
-    .execute(params![
-        cert::to_pem(new.der),
-        chain_pem,
-        info.serial,
-        info.sha1,
-        info.sha256,
-        info.subject,
-        info.issuer,
-        info.common_name,
-        serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
-        info.not_before,
-        info.not_after,
-        info.key.family(),
-        info.key.bits(),
-        status.as_str(),
-        new.source,
-        new.profile,
-        new.account,
-        key_id,
-        new.predecessor_id,
-        now
-    ])?;
+        params![
+            cert::to_pem(new.der),
+            chain_pem,
+            info.serial,
+            info.sha1,
+            info.sha256,
+            info.subject,
+            info.issuer,
+            info.common_name,
+            serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+            info.not_before,
+            info.not_after,
+            info.key.family(),
+            info.key.bits(),
+            status.as_str(),
+            new.source,
+            new.profile,
+            new.account,
+            key_id,
+            new.predecessor_id,
+            now
+        ],
+    )?;
     let id = tx.last_insert_rowid();
     audit::record(
         tx,

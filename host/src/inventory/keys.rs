@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 use crate::key::PrivateKey;
 use crate::vault::MasterKey;
 
@@ -18,18 +18,17 @@ fn aad(public_sha256: &str) -> Vec<u8> {
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
     let public_sha256 = hex::encode(Sha256::digest(key.public_key_raw()));
     if let Some(id) = conn
-        .prepare_cached("SELECT id FROM keys WHERE public_sha256 = ?1")?
-        .query_row([&public_sha256], |r| r.get(0))
+        .query_row_cached("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0))
         .optional()?
     {
         return Ok(id);
     }
     let sealed = vault.seal(key.pkcs8_der(), &aad(&public_sha256));
     let alg = key.algorithm();
-    conn.prepare_cached(
+    conn.execute_cached(
         "INSERT INTO keys (algorithm, bits, public_sha256, sealed_pkcs8, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![alg.family(), alg.bits(), public_sha256, sealed, now])?;
+        params![alg.family(), alg.bits(), public_sha256, sealed, now],
+    )?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -38,8 +37,9 @@ impl Inventory {
     pub fn private_key(&self, key_id: i64) -> Result<PrivateKey, InventoryError> {
         let (public_sha256, sealed): (String, Vec<u8>) = self
             .conn
-            .prepare_cached("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1")?
-            .query_row([key_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row_cached("SELECT public_sha256, sealed_pkcs8 FROM keys WHERE id = ?1", [key_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?
             .ok_or(InventoryError::NotFound(format!("key {key_id}")))?;
         let der = self.vault.open(&sealed, &aad(&public_sha256))?;

@@ -1,11 +1,10 @@
 //! Certificate lifecycle changes that are not issuance: revocation, deletion, expiry, key
 //! download. Each is one transaction with its audit event (invariant 6).
 
-use super::CachedSql;
 use rusqlite::OptionalExtension;
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 use crate::key::PrivateKey;
 
 fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::Value) -> NewAuditEvent<'a> {

@@ -5,13 +5,12 @@
 //! order whose submission was cut off (the process died during the CA call and its lease ran
 //! out) becomes `needs_attention`: only an operator may resubmit it.
 
-use super::CachedSql;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::audit::{self, NewAuditEvent};
 use super::certificates::{InsertOutcome, Known, NewCertificate};
-use super::{Inventory, InventoryError, keys};
+use super::{CachedSql, Inventory, InventoryError, keys};
 use crate::csr::San;
 use crate::key::PrivateKey;
 use crate::verify::VerifiedCertificate;
@@ -175,11 +174,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
 
 /// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
 pub(super) fn open_renewal(conn: &rusqlite::Connection, predecessor_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
+    conn.query_row_cached(
         "SELECT id FROM orders WHERE predecessor_id = ?1
            AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
-    )?
-    .query_row([predecessor_id], |r| r.get(0))
+        [predecessor_id],
+        |r| r.get(0),
+    )
     .optional()
 }
 
@@ -210,25 +210,25 @@ impl Inventory {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
             None => None,
         };
-        tx.prepare_cached(
+        tx.execute_cached(
             "INSERT INTO orders (request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
                  predecessor_id, requested_by, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-        )?
-        .execute(params![
-            request_id,
-            new.kind,
-            state.as_str(),
-            new.profile,
-            new.common_name,
-            serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
-            new.csr_pem,
-            new.params.to_string(),
-            key_id,
-            new.predecessor_id,
-            actor,
-            now
-        ])?;
+            params![
+                request_id,
+                new.kind,
+                state.as_str(),
+                new.profile,
+                new.common_name,
+                serde_json::to_string(&sans).unwrap_or_else(|_| "[]".into()),
+                new.csr_pem,
+                new.params.to_string(),
+                key_id,
+                new.predecessor_id,
+                actor,
+                now
+            ],
+        )?;
         let id = tx.last_insert_rowid();
         audit::record(
             &tx,
@@ -286,8 +286,9 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n = tx.prepare_cached("UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
-             WHERE id = ?1 AND state = 'pending'")?.execute(
+        let n = tx.execute_cached(
+            "UPDATE orders SET account = ?2, submitted = 0, lease_until = ?3, attempts = attempts + 1, updated_at = ?4
+             WHERE id = ?1 AND state = 'pending'",
             params![id, account, now + lease_seconds, now],
         )?;
         if n == 0 {
@@ -311,18 +312,14 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.pending", "success", serde_json::json!({ "ca_order_id": ca_order_id }), |tx, now| {
-            tx.prepare_cached("UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
-                params![id, ca_order_id, next_poll_at, now],
-            )
+            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1", params![id, ca_order_id, next_poll_at, now],)
         })
     }
 
     /// A poll or submission failed transiently: keep pending, try again at `next_poll_at`.
     pub fn record_retry(&mut self, id: i64, error: &str, next_poll_at: i64, actor: &str) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.retry", "failure", serde_json::json!({ "error": error }), |tx, now| {
-            tx.prepare_cached("UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1")?.execute(
-                params![id, error, next_poll_at, now],
-            )
+            tx.execute_cached("UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1", params![id, error, next_poll_at, now],)
         })
     }
 
@@ -339,9 +336,7 @@ impl Inventory {
     fn finish(&mut self, id: i64, state: OrderState, message: &str, actor: &str) -> Result<(), InventoryError> {
         let action = format!("order.{}", state.as_str());
         self.transition(id, actor, &action, "failure", serde_json::json!({ "reason": message }), |tx, now| {
-            tx.prepare_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
-                params![id, state.as_str(), message, now],
-            )
+            tx.execute_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1", params![id, state.as_str(), message, now],)
         })
     }
 
@@ -373,22 +368,19 @@ impl Inventory {
         let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)? {
             InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
         };
-        let n = tx.prepare_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
-                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1")?.execute(
-            params![id, cert_id, ca_order_id, now],
-        )?;
+        let n = tx.execute_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
+                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1", params![id, cert_id, ca_order_id, now],)?;
         if n == 0 {
             return Err(InventoryError::NotFound(format!("order {id}")));
         }
         // A renewal's predecessor steps aside in the same transaction: never two active
         // generations, never a superseded one without its successor.
         if let Some(pred) = order.predecessor_id.filter(|p| *p != cert_id) {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
+            let n = tx.execute_cached(
+                "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
                  WHERE id = ?1 AND status IN ('active', 'expired')",
-                )?
-                .execute(params![pred])?;
+                params![pred],
+            )?;
             if n > 0 {
                 audit::record(
                     &tx,
@@ -434,8 +426,10 @@ impl Inventory {
             )));
         }
         self.transition(id, actor, "order.approve", "success", serde_json::json!({}), |tx, now| {
-            tx.prepare_cached("UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![id, actor, now])
+            tx.execute_cached(
+                "UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, actor, now],
+            )
         })
     }
 
@@ -450,10 +444,10 @@ impl Inventory {
         }
         let message = format!("declined by {actor}: {reason}");
         self.transition(id, actor, "order.decline", "success", serde_json::json!({ "reason": reason }), |tx, now| {
-            tx.prepare_cached(
+            tx.execute_cached(
                 "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, actor, message, now])
+                params![id, actor, message, now],
+            )
         })
     }
 
@@ -468,7 +462,7 @@ impl Inventory {
             )));
         }
         self.transition(id, actor, "order.resubmit", "success", serde_json::json!({}), |tx, now| {
-            tx.prepare_cached("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1")?.execute( params![id, actor, now])
+            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1", params![id, actor, now])
         })
     }
 
@@ -487,9 +481,7 @@ impl Inventory {
         };
         for id in &ids {
             self.transition(*id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
-                tx.prepare_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1")?.execute(
-                    params![id, now],
-                )
+                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1", params![id, now],)
             })?;
         }
         Ok(ids)

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 use crate::profile::RenewalPolicy;
 
 /// One upcoming or retrying renewal, for `certhost renewals`.
@@ -59,22 +59,21 @@ pub(crate) fn enqueue(
     subject: &str,
     detail: &serde_json::Value,
 ) -> Result<(), InventoryError> {
-    tx.prepare_cached(
+    tx.execute_cached(
         "INSERT INTO notifications (kind, certificate_id, subject, detail, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-    )?
-    .execute(params![kind, certificate_id, subject, detail.to_string(), now])?;
+        params![kind, certificate_id, subject, detail.to_string(), now],
+    )?;
     Ok(())
 }
 
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
     pub fn set_renew_after(&mut self, id: i64, at: Option<i64>) -> Result<(), InventoryError> {
-        self.conn
-            .prepare_cached(
-                "UPDATE certificates SET renew_after = ?2, renewal_attempts = 0, renewal_error = NULL WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
+        self.conn.execute_cached(
+            "UPDATE certificates SET renew_after = ?2, renewal_attempts = 0, renewal_error = NULL WHERE id = ?1",
+            params![id, at],
+        )?;
         Ok(())
     }
 
@@ -90,17 +89,15 @@ impl Inventory {
                 (true, None, None, Some(p)) => ("percent", i64::from(p)),
                 (true, None, None, None) => ("percent", 66),
             };
-        Ok(self
-            .conn
-            .prepare_cached(
-                "UPDATE certificates SET renew_after =
+        Ok(self.conn.execute_cached(
+            "UPDATE certificates SET renew_after =
                  CASE ?2 WHEN 'off' THEN NULL
                          WHEN 'before' THEN not_after - ?3
                          ELSE not_before + (not_after - not_before) * ?3 / 100 END
                  - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
              WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
-            )?
-            .execute(params![name, mode, value])?)
+            params![name, mode, value],
+        )?)
     }
 
     /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
@@ -117,8 +114,10 @@ impl Inventory {
             stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
-            tx.prepare_cached("UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1")?
-                .execute(params![id, now + lease_seconds])?;
+            tx.execute_cached(
+                "UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1",
+                params![id, now + lease_seconds],
+            )?;
         }
         tx.commit()?;
         Ok(ids)
@@ -126,7 +125,7 @@ impl Inventory {
 
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
     pub fn release_renewal(&mut self, id: i64) -> Result<(), InventoryError> {
-        self.conn.prepare_cached("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1")?.execute([id])?;
+        self.conn.execute_cached("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -150,16 +149,17 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let row: Option<(Option<String>, i64)> = tx
-            .prepare_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let Some((cn, before)) = row else { return Err(InventoryError::NotFound(format!("certificate {id}"))) };
         let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
-        tx.prepare_cached(
+        tx.execute_cached(
             "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
                  renewal_lease_until = NULL WHERE id = ?1",
-        )?
-        .execute(params![id, error, retry_at])?;
+            params![id, error, retry_at],
+        )?;
         let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
         audit::record(
             &tx,
@@ -239,10 +239,12 @@ impl Inventory {
     pub fn mark_notification(&mut self, id: i64, result: Result<(), (&str, i64)>) -> Result<(), InventoryError> {
         let now = self.now();
         match result {
-            Ok(()) => self.conn.prepare_cached("UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?.execute(
+            Ok(()) => self.conn.execute_cached(
+                "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
                 params![id, now],
             )?,
-            Err((error, retry_at)) => self.conn.prepare_cached("UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1")?.execute(
+            Err((error, retry_at)) => self.conn.execute_cached(
+                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
                 params![id, error, retry_at],
             )?,
         };

@@ -1,6 +1,5 @@
 //! API bearer tokens. A token is shown once when created; the database keeps its SHA-256.
 
-use super::CachedSql;
 use base64::Engine;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -8,7 +7,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError};
+use super::{CachedSql, Inventory, InventoryError};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
