@@ -71,7 +71,7 @@ pub fn connector_call(connector: &str, elapsed: Duration) {
 }
 
 /// Records one group commit: `changes` requests' changes made durable by one sync in
-/// `elapsed` (from BEGIN to the end of COMMIT).
+/// `elapsed` (from BEGIN to the end of the fsync that made it durable).
 pub fn group_commit(changes: usize, elapsed: Duration) {
     with(|r| {
         r.commits.observe(elapsed.as_secs_f64());

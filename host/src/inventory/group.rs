@@ -1,19 +1,41 @@
-//! Group commit: many requests' changes, one sync.
+//! Group commit: many requests' changes, one sync — and the sync off the writer's path.
 //!
 //! With `synchronous = FULL` every SQLite commit waits for the disk (an fsync, about 0.2 ms
 //! here), and SQLite lets one writer in at a time: committing each request's change on its
 //! own caps `serve` at a few hundred changes per second however many cores it has. Instead,
 //! `serve`'s connections hand their changes ([`Inventory::write`]) to one committer thread,
 //! which runs whatever has queued up inside one transaction — each change in a savepoint of
-//! its own, so a failing change is undone alone — commits once, and only then answers every
-//! caller. Durability is unchanged: no caller hears "done" before its change is on disk.
+//! its own, so a failing change is undone alone — and commits once.
+//!
+//! Two threads share the work, so the single writer does not wait for the disk:
+//! - the **committer** runs a group and commits it with `synchronous = NORMAL` (SQLite writes
+//!   the WAL frames but does not wait for the disk) and hands the group's callers to
+//! - the **syncer**, which fsyncs the WAL file and only then answers every caller whose
+//!   commit came before that fsync began. While it waits for the disk the committer already
+//!   runs the next group; one fsync answers every group committed meanwhile.
+//!
+//! Checkpoints stay on the committer (SQLite's automatic one, every 1,000 WAL pages; with
+//! `NORMAL` it syncs the WAL before copying it and the database file after). Run from
+//! another connection they never caught up with a writer that commits without pause, so the
+//! WAL was never restarted: it grew by 80 MB a second, and every write allocated new blocks.
+//!
+//! Durability is unchanged: no caller hears "done" before its change is on disk. A change
+//! is visible to other connections from its commit, a fraction of a millisecond before it
+//! is synced; anything written after it — every later change that could depend on it — is
+//! synced no earlier, so what a caller was told stands after a crash. A failed fsync
+//! poisons the committer: the write may be lost, so nothing more is accepted (as PostgreSQL
+//! does) until `serve` is restarted and SQLite recovers the WAL.
 
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use super::{Inventory, InventoryError};
 
-/// Changes committed together at most; more wait for the next sync.
+/// Changes committed together at most; more wait for the next group.
 const MAX_GROUP: usize = 256;
 
 /// What a queued change hands back after running: the step that answers its caller once the
@@ -21,7 +43,14 @@ const MAX_GROUP: usize = 256;
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&mut Inventory) -> Reply + Send>;
 
-/// Handle to the committer thread; cheap to clone. The thread ends when the last handle is
+/// A committed group waiting for its sync.
+struct Committed {
+    replies: Vec<Reply>,
+    changes: usize,
+    started: Instant,
+}
+
+/// Handle to the committer thread; cheap to clone. The threads end when the last handle is
 /// dropped, after the changes already queued.
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -35,18 +64,29 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the committer on its own connection `inv` (its own thread: commits block on the
-    /// disk, which must not stall the async runtime).
+    /// Starts the committer on its own connection `inv`, with the syncer beside it (threads
+    /// of their own: they block on the disk, which must not stall the async runtime).
     pub fn start(inv: Inventory) -> Result<Self, InventoryError> {
+        // The syncer makes each group durable; SQLite need not wait for the disk itself.
+        inv.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let wal = WalFile::new(inv.path());
+        let poisoned = Arc::new(AtomicBool::new(false));
         let (queue, jobs) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("certhost-commit".into())
-            .spawn(move || committer(inv, jobs))
-            .map_err(|e| InventoryError::Invalid(format!("starting the inventory committer failed: {e}")))?;
+        let (to_sync, to_syncer) = mpsc::channel::<Committed>();
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map(drop)
+                .map_err(|e| InventoryError::Invalid(format!("starting the inventory {name} thread failed: {e}")))
+        };
+        let flag = Arc::clone(&poisoned);
+        spawn("certhost-sync", Box::new(move || syncer(wal, to_syncer, flag)))?;
+        spawn("certhost-commit", Box::new(move || committer(inv, jobs, to_sync, poisoned)))?;
         Ok(Self { queue })
     }
 
-    /// Runs `change` in the next group and returns its result once the group is committed.
+    /// Runs `change` in the next group and returns its result once the group is synced.
     pub(crate) async fn run<T, F>(&self, change: F) -> Result<T, InventoryError>
     where
         T: Send + 'static,
@@ -69,7 +109,16 @@ impl GroupCommit {
     }
 }
 
-fn committer(mut inv: Inventory, jobs: mpsc::Receiver<Job>) {
+/// The sentence every caller gets once a sync has failed.
+const POISONED: &str = "an earlier sync of the database to disk failed, so certhost accepts no more changes; \
+                        restart certhost serve (SQLite recovers the database at open)";
+
+fn committer(
+    mut inv: Inventory,
+    jobs: mpsc::Receiver<Job>,
+    to_sync: mpsc::Sender<Committed>,
+    poisoned: Arc<AtomicBool>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -78,25 +127,95 @@ fn committer(mut inv: Inventory, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let changes = group.len();
-        if let Err(e) = inv.conn.execute_batch("BEGIN IMMEDIATE") {
-            // Not even the write lock (another process held it past the busy timeout): each
-            // change gets its own attempt and its own error.
-            tracing::warn!(error = %e, "group commit could not begin; committing changes one by one");
-            for job in group {
-                run_one(&mut inv, job)(Ok(()));
+        if poisoned.load(Ordering::Acquire) {
+            // Each change runs only to be undone, so that its caller hears why.
+            // (Without a transaction to undo them in they are dropped unrun: their callers
+            // hear that the committer dropped their change.)
+            if inv.conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+                continue;
+            }
+            let replies: Vec<Reply> = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
+            let _ = inv.conn.execute_batch("ROLLBACK");
+            for reply in replies {
+                reply(Err(POISONED.to_owned()));
             }
             continue;
         }
+        let started = Instant::now();
+        let changes = group.len();
+        if let Err(e) = inv.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Not even the write lock (another process held it past the busy timeout): each
+            // change gets its own attempt and its own error, synced like a group.
+            tracing::warn!(error = %e, "group commit could not begin; committing changes one by one");
+            let replies = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
+            let _ = to_sync.send(Committed { replies, changes, started });
+            continue;
+        }
         let replies: Vec<Reply> = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
-        let committed = inv.conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = inv.conn.execute_batch("ROLLBACK");
-            format!("committing to the database failed, nothing was stored: {e}")
-        });
-        crate::metrics::group_commit(changes, started.elapsed());
-        for reply in replies {
-            reply(committed.clone());
+        match inv.conn.execute_batch("COMMIT") {
+            // The syncer answers once the group is on disk. It only stops after this thread
+            // (the channel's one sender) does, so the send cannot fail while we run.
+            Ok(()) => {
+                let _ = to_sync.send(Committed { replies, changes, started });
+            }
+            Err(e) => {
+                let _ = inv.conn.execute_batch("ROLLBACK");
+                let reason = format!("committing to the database failed, nothing was stored: {e}");
+                for reply in replies {
+                    reply(Err(reason.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The WAL file that the committer's commits append to, opened for `fsync` (any descriptor of
+/// a file syncs all of its written pages). Opened again when SQLite has made a new one.
+struct WalFile {
+    path: PathBuf,
+    file: Option<(File, u64)>,
+}
+
+impl WalFile {
+    fn new(db: &Path) -> Self {
+        let mut path = db.as_os_str().to_owned();
+        path.push("-wal");
+        Self { path: PathBuf::from(path), file: None }
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let fail =
+            |e: std::io::Error| format!("syncing the database's write-ahead log {} failed: {e}", self.path.display());
+        // The committer's connection keeps the WAL in place for as long as it is open; the
+        // check guards against a file replaced behind our back all the same.
+        let inode = std::fs::metadata(&self.path).map_err(fail)?.ino();
+        if self.file.as_ref().is_none_or(|(_, known)| *known != inode) {
+            self.file = Some((File::open(&self.path).map_err(fail)?, inode));
+        }
+        match &self.file {
+            Some((file, _)) => file.sync_data().map_err(fail),
+            None => Ok(()),
+        }
+    }
+}
+
+fn syncer(mut wal: WalFile, groups: mpsc::Receiver<Committed>, poisoned: Arc<AtomicBool>) {
+    while let Ok(first) = groups.recv() {
+        // Every group committed so far is in the WAL file: one fsync makes them all durable.
+        let mut batch = vec![first];
+        batch.extend(groups.try_iter());
+        let synced = wal.sync();
+        if let Err(e) = &synced {
+            poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, "{POISONED}");
+        }
+        let answer = synced.map_err(|e| format!("{e}; the change may not survive a crash"));
+        for group in batch {
+            crate::metrics::group_commit(group.changes, group.started.elapsed());
+            for reply in group.replies {
+                reply(answer.clone());
+            }
         }
     }
 }
