@@ -119,18 +119,86 @@ pub fn to_pem(der: &[u8]) -> String {
     crate::der::pem_encode("CERTIFICATE", der)
 }
 
-/// Whether `issuer_der` issued `child_der`: names chain and the signature verifies.
+/// Whether `issuer_der` issued `child_der`: names chain and the signature verifies — or is
+/// one the host made itself with the issuer's key ([`crate::host_signatures`]).
 pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
     let (Ok((_, child)), Ok((_, issuer))) =
         (X509Certificate::from_der(child_der), X509Certificate::from_der(issuer_der))
     else {
         return false;
     };
-    child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()
+    if child.issuer() != issuer.subject() {
+        return false;
+    }
+    let made_here = crate::host_signatures::made_here(
+        issuer.public_key().raw,
+        &child.signature_algorithm.algorithm.to_id_string(),
+        child.tbs_certificate.as_ref(),
+        &child.signature_value.data,
+    );
+    made_here || child.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 /// The subject of a DER certificate as CSR fields, for a renewal "with the same subject".
 pub fn subject_fields(der: &[u8]) -> Result<crate::csr::Subject, CertError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Malformed(e.to_string()))?;
     Ok(crate::x509::name_to_subject(cert.subject()))
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use x509_parser::prelude::FromDer;
+
+    use super::*;
+
+    fn ca(name: &str) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed");
+        (cert.der().to_vec(), Issuer::new(params, key))
+    }
+
+    /// The leaf's DER with its signature's last byte flipped (the TBS part is untouched).
+    fn with_bad_signature(der: &[u8]) -> Vec<u8> {
+        let mut bad = der.to_vec();
+        if let Some(last) = bad.last_mut() {
+            *last ^= 0x01;
+        }
+        bad
+    }
+
+    #[test]
+    fn a_signature_is_taken_as_made_here_only_for_the_exact_key_algorithm_message_and_value() {
+        let (ca_der, issuer) = ca("Memo CA");
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["memo.example".to_owned()])
+            .expect("params")
+            .signed_by(&leaf_key, &issuer)
+            .expect("signed")
+            .der()
+            .to_vec();
+        assert!(issued_by(&leaf, &ca_der), "a real signature verifies");
+        let forged = with_bad_signature(&leaf);
+        assert!(!issued_by(&forged, &ca_der), "a broken signature does not");
+
+        // Had the host made the broken signature itself with the CA's key, it would be taken
+        // on the host's word — for exactly that key, algorithm, message and value.
+        let (_, c) = X509Certificate::from_der(&forged).expect("parses");
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).expect("parses");
+        let alg = c.signature_algorithm.algorithm.to_id_string();
+        crate::host_signatures::record(
+            ca_cert.public_key().raw,
+            &alg,
+            c.tbs_certificate.as_ref(),
+            &c.signature_value.data,
+        );
+        assert!(issued_by(&forged, &ca_der));
+        // Another CA of the same name (another key) gets a full verification, and fails.
+        let (impostor, _) = ca("Memo CA");
+        assert!(!issued_by(&forged, &impostor));
+        assert!(!issued_by(&leaf, &impostor));
+    }
 }

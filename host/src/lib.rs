@@ -15,6 +15,7 @@
 //! - [`csr`]: subject/SAN rules, building CSRs, parsing and verifying uploaded CSRs.
 //! - [`cert`]: parsing certificates into the facts the inventory stores.
 //! - [`verify`]: invariant 1, checking a connector's certificate against the request.
+//! - [`host_signatures`]: signatures the host made itself, which invariant 1 need not verify again.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
 //! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
 //! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
@@ -33,6 +34,7 @@ pub mod connector;
 pub mod csr;
 pub mod deploy;
 pub mod der;
+pub mod host_signatures;
 pub mod import;
 pub mod inventory;
 pub mod issue;

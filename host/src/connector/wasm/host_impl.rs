@@ -180,6 +180,9 @@ impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
         let key = signing_key(&private_key_pem)?;
         let signature = key.sign(&message, None).map_err(|e| format!("signing failed: {e}"))?;
         let oid = signature.oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+        // The certificate built around this signature is verified before it is stored; this
+        // spares that verification when nothing was changed (see `host_signatures`).
+        crate::host_signatures::record(&key.subject_public_key_info(), &oid, &message, &signature.bytes);
         Ok(super::bindings::v0_3::certhost::connector::crypto::Signature { value: signature.bytes, algorithm_oid: oid })
     }
 }
