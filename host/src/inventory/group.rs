@@ -321,6 +321,29 @@ mod tests {
         assert_eq!(count("undone"), 0);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_is_reported_and_then_every_change_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::generate();
+        let first = Inventory::open(dir.path(), key.clone()).expect("open");
+        let pool = super::super::InventoryPool::new(first, key, 2).expect("pool");
+        let mut inv = pool.get().await.expect("connection");
+        inv.write(|inv| inv.audit(&event("synced"))).await.expect("a change before the fault");
+        // The fault: the WAL file vanishes from under the database, so it cannot be synced.
+        std::fs::remove_file(dir.path().join("certhost.db-wal")).expect("remove the WAL");
+        let failed = inv.write(|inv| inv.audit(&event("unsynced"))).await.expect_err("the sync fails");
+        let message = failed.to_string();
+        assert!(message.contains("syncing the database's write-ahead log"), "{message}");
+        assert!(message.contains("may not survive a crash"), "{message}");
+        let refused = inv.write(|inv| inv.audit(&event("refused"))).await.expect_err("refused after the fault");
+        assert!(refused.to_string().contains("accepts no more changes"), "{refused}");
+        let n: i64 = inv
+            .conn
+            .query_row("SELECT COUNT(*) FROM audit_events WHERE action = 'refused'", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 0, "a refused change is undone");
+    }
+
     #[test]
     fn without_a_committer_a_change_is_still_all_or_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
