@@ -6,9 +6,10 @@
 # 1. certhost: a P-256 CA (`certhost ca init`), a local-ca account, a profile `bench` with
 #    host-generated P-256 leaf keys; `certhost serve` (release build); wrk POSTs
 #    {"profile":"bench","cn":...} to /v1/certificates with CONCURRENCY connections for SECONDS.
-#    Every 201 is a certificate committed to the inventory (WAL, synchronous=FULL, group
-#    commit); the script counts the rows afterwards and compares with the 201s wrk saw, and
-#    prints how many changes each sync carried.
+#    Every 201 is a certificate synced to the inventory (group commit: the WAL is fsynced
+#    before any caller hears of its change); the script counts the rows afterwards and
+#    compares with the 201s wrk saw (rows may exceed them by the requests in flight when wrk
+#    stopped), and prints how many changes each sync carried.
 # 2. cfssl: `cfssl serve` with a P-256 CA; the same load on /api/v1/cfssl/newcert
 #    (server-side P-256 key + CSR + sign). It stores nothing: the reference.
 # 3. cfssl+db: the same with `-db-config` (its SQLite certificate database), for context: a
