@@ -190,13 +190,13 @@ impl WalFile {
         // The committer's connection keeps the WAL in place for as long as it is open; the
         // check guards against a file replaced behind our back all the same.
         let inode = std::fs::metadata(&self.path).map_err(fail)?.ino();
-        if self.file.as_ref().is_none_or(|(_, known)| *known != inode) {
-            self.file = Some((File::open(&self.path).map_err(fail)?, inode));
-        }
-        match &self.file {
-            Some((file, _)) => file.sync_data().map_err(fail),
-            None => Ok(()),
-        }
+        let file = match self.file.take() {
+            Some((file, known)) if known == inode => file,
+            _ => File::open(&self.path).map_err(fail)?,
+        };
+        let synced = file.sync_data().map_err(fail);
+        self.file = Some((file, inode));
+        synced
     }
 }
 
