@@ -205,3 +205,38 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
         tx.commit()?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt =
+            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name").expect("prepare");
+        stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+    }
+
+    #[test]
+    fn a_version_2_database_loses_only_the_unused_indexes_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 2).expect("version");
+        conn.execute(
+            "INSERT INTO audit_events (at, actor, action, object_type, outcome) VALUES (1, 'a', 'x', 'y', 'success')",
+            [],
+        )
+        .expect("row");
+        let before = indexes(&conn);
+        migrate(&mut conn).expect("migrate");
+        let after = indexes(&conn);
+        let dropped = ["audit_events_at", "certificates_common_name", "certificates_issuer", "certificates_not_after"];
+        let expected: Vec<String> = before.into_iter().filter(|i| !dropped.contains(&i.as_str())).collect();
+        assert_eq!(after, expected);
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, CURRENT_VERSION);
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0)).expect("count");
+        assert_eq!(rows, 1);
+    }
+}
