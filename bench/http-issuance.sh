@@ -14,7 +14,7 @@
 #    (server-side P-256 key + CSR + sign). It stores nothing: the issue's reference.
 # 3. cfssl+db: the same with `-db-config` (its SQLite certificate database), for context: a
 #    peer that also keeps every certificate it issues.
-# Prints req/s, p50, p99 for each and the ratios. Needs wrk (apt-get install wrk), cfssl
+# Prints req/s, p50, p99 and the server's CPU per request for each, and the ratios. Needs wrk (apt-get install wrk), cfssl
 # (golang-cfssl), python3. CERTHOST_BIN=path skips the cargo build.
 set -euo pipefail
 CONC=${1:-8}
@@ -54,18 +54,23 @@ function response(status, headers, body)
   end
 end
 LUA
-run_wrk() { # url token body-format → prints "reqs rps p50 p99 non2xx"
-  local url=$1 auth=$2 body=$3 out
+# CPU time (user + system, clock ticks) a process has used: the server's CPU per request
+# is a steadier figure than req/s on a shared machine (wrk competes for the same cores).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-µs-per-request"
+  local pid=$1 url=$2 auth=$3 body=$4 out before after
+  before=$(cpu_ticks "$pid")
   out=$(BENCH_BODY=$body wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$W/post.lua" \
         -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url")
+  after=$(cpu_ticks "$pid")
   echo "$out" >> "$W/wrk.log"
-  echo "$out" | awk '
+  echo "$out" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /requests in/ {reqs=$1}
     /Requests\/sec/ {rps=$2}
     /^ +50%/ {p50=$2}
     /^ +99%/ {p99=$2}
     /Non-2xx/ {bad=$NF}
-    END {printf "%s %s %s %s %s\n", reqs, rps, p50, p99, (bad==""?0:bad)}'
+    END {printf "%s %s %s %s %s %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad), 1e6*ticks/hz/reqs}'
 }
 
 # --- certhost ---------------------------------------------------------------------------
@@ -99,7 +104,7 @@ wait_http "http://127.0.0.1:$PORT/healthz"
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"profile":"bench","cn":"warm.example.com"}' "http://127.0.0.1:$PORT/v1/certificates" \
   || { echo "warm-up issue failed:" >&2; cat "$W/serve.log" >&2; exit 1; }
-read -r C_REQS C_RPS C_P50 C_P99 C_BAD < <(run_wrk "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
+read -r C_REQS C_RPS C_P50 C_P99 C_BAD C_CPU < <(run_wrk "${PIDS[0]}" "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
   '{"profile":"bench","cn":"h{n}.example.com"}')
 # How many changes each inventory sync carried (group commit), from serve's own metrics.
 SYNCS=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics" | awk '
@@ -119,7 +124,7 @@ cfssl serve -address 127.0.0.1 -port "$CPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT/api/v1/cfssl/info"
 NEWCERT='{"request":{"CN":"h{n}.example.com","hosts":["h{n}.example.com"],"key":{"algo":"ecdsa","size":256}}}'
-read -r F_REQS F_RPS F_P50 F_P99 F_BAD < <(run_wrk "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+read -r F_REQS F_RPS F_P50 F_P99 F_BAD F_CPU < <(run_wrk "${PIDS[1]}" "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
 kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
 
 # --- cfssl with a certificate database (context: a peer that also stores what it issues) --
@@ -135,16 +140,17 @@ cfssl serve -address 127.0.0.1 -port "$DPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/
   -config "$W/cfssl.json" -db-config "$W/cfssl-db.json" -loglevel 2 >"$W/cfssl-db.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$DPORT/api/v1/cfssl/info"
-read -r D_REQS D_RPS D_P50 D_P99 D_BAD < <(run_wrk "http://127.0.0.1:$DPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+read -r D_REQS D_RPS D_P50 D_P99 D_BAD D_CPU < <(run_wrk "${PIDS[2]}" "http://127.0.0.1:$DPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
 D_STORED=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from certificates").fetchone()[0])' "$W/cfssl.db")
 
-printf '%-10s %10s %10s %10s %10s %8s\n' "" "requests" "req/s" "p50" "p99" "non-2xx"
-printf '%-10s %10s %10s %10s %10s %8s\n' certhost "$C_REQS" "$C_RPS" "$C_P50" "$C_P99" "$C_BAD"
-printf '%-10s %10s %10s %10s %10s %8s\n' cfssl "$F_REQS" "$F_RPS" "$F_P50" "$F_P99" "$F_BAD"
-printf '%-10s %10s %10s %10s %10s %8s\n' cfssl+db "$D_REQS" "$D_RPS" "$D_P50" "$D_P99" "$D_BAD"
-echo "concurrency $CONC, ${SECS}s each, $(nproc) cores shared with wrk"
+printf '%-10s %10s %10s %10s %10s %8s %12s\n' "" "requests" "req/s" "p50" "p99" "non-2xx" "cpu µs/req"
+printf '%-10s %10s %10s %10s %10s %8s %12s\n' certhost "$C_REQS" "$C_RPS" "$C_P50" "$C_P99" "$C_BAD" "$C_CPU"
+printf '%-10s %10s %10s %10s %10s %8s %12s\n' cfssl "$F_REQS" "$F_RPS" "$F_P50" "$F_P99" "$F_BAD" "$F_CPU"
+printf '%-10s %10s %10s %10s %10s %8s %12s\n' cfssl+db "$D_REQS" "$D_RPS" "$D_P50" "$D_P99" "$D_BAD" "$D_CPU"
+echo "concurrency $CONC, ${SECS}s each, $(nproc) cores shared with wrk; cpu µs/req = the server's user+system CPU time over the run / requests answered"
 echo "certhost rows stored: $STORED (= 1 warm-up + $((C_REQS - C_BAD)) answered 201 expected)"
 echo "certhost group commit: $SYNCS"
 echo "cfssl+db rows stored: $D_STORED (cfssl's sqlite certdb, journal_mode=delete)"
 python3 -c "import sys; print(f'ratio certhost/cfssl req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$F_RPS"
+python3 -c "import sys; print(f'ratio cfssl/certhost server CPU per request: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$F_CPU" "$C_CPU"
 python3 -c "import sys; print(f'ratio certhost/cfssl+db req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$D_RPS"
