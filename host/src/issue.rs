@@ -16,7 +16,7 @@ use crate::connector::{
     Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
 };
 use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
-use crate::inventory::{Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
+use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
 use crate::param::{EnvLookup, ParamError, resolve};
 use crate::profile::{NameRequest, PolicyError, ProfileDef};
 use crate::verify::{Expected, VerificationError, verify_issued};
@@ -52,6 +52,9 @@ pub enum IssueOutcome {
         order_id: i64,
         /// Inventory certificate id.
         certificate_id: i64,
+        /// The stored row, read in the change that stored it: callers answering with it
+        /// (the API's 201 body) need no second read.
+        certificate: Box<CertificateRecord>,
     },
     /// Waiting at the CA; polled at `next_poll_at`.
     Pending {
@@ -402,7 +405,13 @@ impl Pipeline<'_> {
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());
             match result {
-                Ok(disposition) => return self.apply(&current, disposition, &args).await,
+                // The profile this request was checked against decides renewal and deployment
+                // (no second load); a stand-in for a deleted profile has no name and decides
+                // nothing, as when apply finds no stored profile.
+                Ok(disposition) => {
+                    let known = Some(profile).filter(|_| !profile_name.is_empty());
+                    return self.apply(&current, disposition, &args, known).await;
+                }
                 Err(e) if e.is_failover() => {
                     tracing::warn!(order = current.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
                     last_error = Some(args.redact(&e.to_string()));
@@ -494,7 +503,7 @@ impl Pipeline<'_> {
         // Anything that stops this poll short of the CA's answer is retried with backoff, so a
         // broken account is not hammered every round and the order stays visible.
         match self.poll_once(&order, &ca_order_id, &account_name).await {
-            Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args).await,
+            Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args, None).await,
             Ok(PollStep::Unsupported(msg)) => {
                 self.fail(order_id, &msg).await?;
                 Err(IssueError::Failed { order_id, message: msg })
@@ -584,11 +593,15 @@ impl Pipeline<'_> {
         Ok((ok, message))
     }
 
+    /// Records a CA's answer to `order`. `profile` is the order's profile when the caller has
+    /// it at hand; otherwise it is loaded by name (and a deleted profile means no renewal
+    /// schedule and no deployment).
     pub(crate) async fn apply(
         &mut self,
         order: &Order,
         disposition: Disposition,
         args: &Args,
+        profile: Option<&ProfileDef>,
     ) -> Result<IssueOutcome, IssueError> {
         match disposition {
             Disposition::Issued { certificate, chain, ca_order_id } => {
@@ -602,9 +615,12 @@ impl Pipeline<'_> {
                 };
                 match verify_issued(&expected, &certificate, &chain) {
                     Ok(verified) => {
-                        let profile = match order.profile.as_deref() {
-                            Some(name) => self.inventory.profile(name)?.map(|(p, _)| p),
-                            None => None,
+                        let profile = match (profile, order.profile.as_deref()) {
+                            (Some(known), _) => Some(std::borrow::Cow::Borrowed(known)),
+                            (None, Some(name)) => {
+                                self.inventory.profile(name)?.map(|(p, _)| std::borrow::Cow::Owned(p))
+                            }
+                            (None, None) => None,
                         };
                         let renew_after = profile
                             .as_ref()
@@ -612,21 +628,27 @@ impl Pipeline<'_> {
                         let (id, actor) = (order.id, self.actor.to_owned());
                         // Stored, closed, audited and scheduled in one change: a crash leaves
                         // either a pending order or a certificate that will renew.
-                        let certificate_id = self
+                        let certificate = self
                             .inventory
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
                                 inv.set_renew_after(cert, renew_after)?;
-                                Ok(cert)
+                                inv.find(&cert.to_string())?
+                                    .ok_or_else(|| InventoryError::NotFound(format!("certificate {cert}")))
                             })
                             .await?;
+                        let certificate_id = certificate.id;
                         // Deployment follows the stored certificate; a failed deployment is
                         // recorded, never a reason to lose the certificate.
                         if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
                             self.deploy_issued(&profile, certificate_id).await?;
                         }
                         crate::metrics::issuance("issued");
-                        Ok(IssueOutcome::Issued { order_id: order.id, certificate_id })
+                        Ok(IssueOutcome::Issued {
+                            order_id: order.id,
+                            certificate_id,
+                            certificate: Box::new(certificate),
+                        })
                     }
                     Err(error) => {
                         self.fail(order.id, &format!("the returned certificate was refused: {error}")).await?;

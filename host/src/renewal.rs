@@ -61,7 +61,7 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
     }
     for id in p.inventory.claim_due_renewals(lease_seconds, BATCH)? {
         match p.renew(id, &RenewOptions::default()).await {
-            Ok(IssueOutcome::Issued { order_id, certificate_id }) => {
+            Ok(IssueOutcome::Issued { order_id, certificate_id, .. }) => {
                 p.inventory.record_auto_renewal(id, certificate_id, order_id, ACTOR)?;
                 tracing::info!(certificate = id, successor = certificate_id, "renewed");
                 report.renewed.push(id);

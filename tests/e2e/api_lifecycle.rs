@@ -58,6 +58,16 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     assert_eq!(issued["disposition"], "issued");
     let id = issued["certificate"]["id"].as_i64().expect("id");
     assert!(issued["certificate"]["sans"].as_array().expect("sans").contains(&json!("IP:192.0.2.9")));
+    // The 201 body is the stored row (read in the change that stored it): a later read of the
+    // certificate returns the same view, deployments aside.
+    let mut stored = json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK);
+    let mut answered = issued["certificate"].clone();
+    for view in [&mut stored, &mut answered] {
+        view.as_object_mut().expect("object").remove("deployments");
+    }
+    assert_eq!(answered, stored);
+    assert_eq!(answered["status"], "active");
+    assert_eq!(answered["profile"], "lab");
 
     // Downloads: the full chain verifies against the CA with the real openssl.
     let fullchain = api.get(&requester, &format!("/v1/certificates/{id}/fullchain")).text().expect("pem");

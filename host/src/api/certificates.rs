@@ -216,14 +216,13 @@ pub struct IssueResponse<'a> {
 }
 
 /// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval).
-async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Response, ApiError> {
+fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate_id } => {
-            let r = find(state, &certificate_id.to_string()).await?;
+        IssueOutcome::Issued { order_id, certificate, .. } => {
             let body = IssueResponse {
                 disposition: "issued",
                 order_id: *order_id,
-                certificate: Some(CertView::new(&r, now(), true)),
+                certificate: Some(CertView::new(certificate, now(), true)),
                 next_poll_at: None,
             };
             Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -283,7 +282,7 @@ async fn issue(
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
         pipeline.issue(&request).await?
     };
-    outcome_response(&state, &outcome).await
+    outcome_response(&outcome)
 }
 
 /// Body of renew and reissue: optionally another profile or CA account (migration).
@@ -342,7 +341,7 @@ async fn renew(
     caller.require(ISSUE, "renew certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, body).await?;
-    outcome_response(&state, &outcome?).await
+    outcome_response(&outcome?)
 }
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
@@ -358,7 +357,7 @@ async fn reissue(
     caller.require(OPERATE, "reissue certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Reissue, body).await?;
-    outcome_response(&state, &outcome?).await
+    outcome_response(&outcome?)
 }
 
 /// Body of revoke.
@@ -497,7 +496,7 @@ async fn renew_lookup(
     let renew_body = RenewBody { profile: body.profile, account: body.account, params: BTreeMap::new() };
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body).await?;
     let response = match outcome {
-        Ok(IssueOutcome::Issued { order_id, certificate_id }) => {
+        Ok(IssueOutcome::Issued { order_id, certificate_id, .. }) => {
             let inv = state.inventory.get().await?;
             let r = inv
                 .find(&certificate_id.to_string())?

@@ -83,7 +83,7 @@ pub struct OrderStep {
 
 fn step(outcome: &IssueOutcome) -> OrderStep {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate_id } => OrderStep {
+        IssueOutcome::Issued { order_id, certificate_id, .. } => OrderStep {
             disposition: "issued",
             order_id: *order_id,
             certificate_id: Some(*certificate_id),

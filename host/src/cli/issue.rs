@@ -96,7 +96,7 @@ pub fn report(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate_id } => {
+        IssueOutcome::Issued { order_id, certificate_id, .. } => {
             let record = inv.find(&certificate_id.to_string())?.context("issued certificate not found")?;
             if let Some(dir) = out {
                 write_files(inv, &record, dir)?;
