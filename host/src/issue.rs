@@ -50,10 +50,8 @@ pub enum IssueOutcome {
     Issued {
         /// Order id.
         order_id: i64,
-        /// Inventory certificate id.
-        certificate_id: i64,
-        /// The stored row, read in the change that stored it: callers answering with it
-        /// (the API's 201 body) need no second read.
+        /// The stored row (its `id` is the inventory id), read in the change that stored it:
+        /// callers answering with it (the API's 201 body) need no second read.
         certificate: Box<CertificateRecord>,
     },
     /// Waiting at the CA; polled at `next_poll_at`.
@@ -637,18 +635,13 @@ impl Pipeline<'_> {
                                     .ok_or_else(|| InventoryError::NotFound(format!("certificate {cert}")))
                             })
                             .await?;
-                        let certificate_id = certificate.id;
                         // Deployment follows the stored certificate; a failed deployment is
                         // recorded, never a reason to lose the certificate.
                         if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
-                            self.deploy_issued(&profile, certificate_id).await?;
+                            self.deploy_issued(&profile, certificate.id).await?;
                         }
                         crate::metrics::issuance("issued");
-                        Ok(IssueOutcome::Issued {
-                            order_id: order.id,
-                            certificate_id,
-                            certificate: Box::new(certificate),
-                        })
+                        Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate) })
                     }
                     Err(error) => {
                         self.fail(order.id, &format!("the returned certificate was refused: {error}")).await?;

@@ -49,9 +49,9 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
             p.inventory.resubmit_order(order.id, ACTOR)?;
             report.resubmitted.push(order.id);
             match p.submit(order.id, &Default::default()).await {
-                Ok(IssueOutcome::Issued { certificate_id, .. }) => {
+                Ok(IssueOutcome::Issued { certificate, .. }) => {
                     if let Some(pred) = order.predecessor_id {
-                        p.inventory.record_auto_renewal(pred, certificate_id, order.id, ACTOR)?;
+                        p.inventory.record_auto_renewal(pred, certificate.id, order.id, ACTOR)?;
                     }
                 }
                 Ok(_) => {}
@@ -61,9 +61,9 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
     }
     for id in p.inventory.claim_due_renewals(lease_seconds, BATCH)? {
         match p.renew(id, &RenewOptions::default()).await {
-            Ok(IssueOutcome::Issued { order_id, certificate_id, .. }) => {
-                p.inventory.record_auto_renewal(id, certificate_id, order_id, ACTOR)?;
-                tracing::info!(certificate = id, successor = certificate_id, "renewed");
+            Ok(IssueOutcome::Issued { order_id, certificate }) => {
+                p.inventory.record_auto_renewal(id, certificate.id, order_id, ACTOR)?;
+                tracing::info!(certificate = id, successor = certificate.id, "renewed");
                 report.renewed.push(id);
             }
             Ok(_) => {

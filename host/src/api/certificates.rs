@@ -496,14 +496,11 @@ async fn renew_lookup(
     let renew_body = RenewBody { profile: body.profile, account: body.account, params: BTreeMap::new() };
     let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body).await?;
     let response = match outcome {
-        Ok(IssueOutcome::Issued { order_id, certificate_id, .. }) => {
-            let inv = state.inventory.get().await?;
-            let r = inv
-                .find(&certificate_id.to_string())?
-                .ok_or_else(|| ApiError::Internal("renewed certificate vanished".into()))?;
-            let deployed_to = inv.deployed_targets(certificate_id)?;
+        Ok(IssueOutcome::Issued { order_id, certificate }) => {
+            let certificate_id = certificate.id;
+            let deployed_to = state.inventory.get().await?.deployed_targets(certificate_id)?;
             RenewLookupResponse {
-                thumbprint: Some(r.info.sha256.clone()),
+                thumbprint: Some(certificate.info.sha256.clone()),
                 order_id: Some(order_id),
                 disposition: "issued",
                 message: format!("certificate {certificate_id} issued; certificate {id} superseded"),

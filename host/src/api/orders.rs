@@ -83,10 +83,10 @@ pub struct OrderStep {
 
 fn step(outcome: &IssueOutcome) -> OrderStep {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate_id, .. } => OrderStep {
+        IssueOutcome::Issued { order_id, certificate } => OrderStep {
             disposition: "issued",
             order_id: *order_id,
-            certificate_id: Some(*certificate_id),
+            certificate_id: Some(certificate.id),
             next_poll_at: None,
         },
         IssueOutcome::Pending { order_id, next_poll_at } => OrderStep {

@@ -96,13 +96,13 @@ pub fn report(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate_id, .. } => {
-            let record = inv.find(&certificate_id.to_string())?.context("issued certificate not found")?;
+        IssueOutcome::Issued { order_id, certificate: record } => {
+            let certificate_id = record.id;
             if let Some(dir) = out {
-                write_files(inv, &record, dir)?;
+                write_files(inv, record, dir)?;
             }
             if json {
-                let view = output::CertView::new(&record, output::now(), true);
+                let view = output::CertView::new(record, output::now(), true);
                 output::json(
                     &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
                 )?;
