@@ -70,7 +70,7 @@ run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-
     /^ +50%/ {p50=$2}
     /^ +99%/ {p99=$2}
     /Non-2xx/ {bad=$NF}
-    END {printf "%s %s %s %s %s %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad), 1e6*ticks/hz/reqs}'
+    END {printf "%s %s %s %s %s %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad), (reqs > 0 ? 1e6*ticks/hz/reqs : 0)}'
 }
 
 # --- certhost ---------------------------------------------------------------------------

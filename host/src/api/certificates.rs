@@ -218,7 +218,7 @@ pub struct IssueResponse<'a> {
 /// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval).
 fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate, .. } => {
+        IssueOutcome::Issued { order_id, certificate } => {
             let body = IssueResponse {
                 disposition: "issued",
                 order_id: *order_id,
