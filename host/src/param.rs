@@ -6,10 +6,11 @@
 //! A sensitive value is never written in a definition: it is a reference to an environment
 //! variable or a file, or it is set with `certhost secret set` and stored sealed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// Where a parameter's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,14 +273,83 @@ pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>
             owner: owner.into(),
             reason: format!("environment variable {var} is not set"),
         }),
-        ValueSource::File { file } => std::fs::read_to_string(file)
-            .map(|s| s.strip_suffix('\n').map(str::to_owned).unwrap_or(s))
-            .map_err(|e| ParamError::Unresolvable {
-                name: name.into(),
-                owner: owner.into(),
-                reason: format!("cannot read {}: {}", file.display(), e.kind()),
-            }),
+        ValueSource::File { file } => read_value_file(file).map_err(|e| ParamError::Unresolvable {
+            name: name.into(),
+            owner: owner.into(),
+            reason: format!("cannot read {}: {}", file.display(), e.kind()),
+        }),
     }
+}
+
+/// `{ file = … }` values as last read, by path, with the stamp of the file they came from.
+///
+/// An account's files (a CA's certificate and key, a credential) are resolved on every call;
+/// under issuance load opening and reading them was 2 of 7 file-system calls per request. A
+/// value is reused while the file's device, inode, size, modification and change times are
+/// those it was read with — a file replaced or rewritten is read again on the next call —
+/// and only once the file has been still for a second.
+/// Values live only in memory, are wiped when dropped, and never leave through an interface.
+static FILE_VALUES: std::sync::LazyLock<std::sync::Mutex<HashMap<PathBuf, (FileStamp, Zeroizing<String>)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Files remembered at most; the map starts over beyond that.
+const FILE_VALUES_MAX: usize = 256;
+
+/// What identifies one version of a file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// A file parameter's value (one trailing newline trimmed), reused while the file is unchanged.
+fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let stamp = FileStamp::of(&std::fs::metadata(path)?);
+    let values = FILE_VALUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((known, value)) = values.get(path)
+        && *known == stamp
+    {
+        return Ok(value.to_string());
+    }
+    drop(values);
+    // The stamp filed with the text is the opened file's own: a change after it is seen by
+    // the next call, whose stamp differs.
+    let mut file = std::fs::File::open(path)?;
+    let stamp = FileStamp::of(&file.metadata()?);
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    if text.ends_with('\n') {
+        text.pop();
+    }
+    // A file modified within the last second may be written again within the same clock
+    // tick, same size, leaving the stamp unchanged (kernels with coarse timestamps): it is
+    // not remembered until it has been still for a second (git's "racy" entries).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if stamp.mtime.0 < now - 1 || stamp.ctime.0 < now - 1 {
+        let mut values = FILE_VALUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if values.len() >= FILE_VALUES_MAX {
+            values.clear();
+        }
+        values.insert(path.to_owned(), (stamp, Zeroizing::new(text.clone())));
+    }
+    Ok(text)
 }
 
 /// Parameters keyed by name, as accounts and profiles hold them.
@@ -288,6 +358,37 @@ pub type ParamMap = BTreeMap<String, ParamDef>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_value_is_read_again_once_the_file_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("value");
+        let source = ValueSource::File { file: path.clone() };
+        let read = || resolve(&source, "v", "account a", &|_| None).expect("resolve");
+        let still = |path: &std::path::Path| {
+            // As if written a minute ago: old enough to be remembered.
+            let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            std::fs::File::options().write(true).open(path).expect("open").set_modified(ago).expect("mtime");
+        };
+        std::fs::write(&path, "first\n").expect("write");
+        still(&path);
+        assert_eq!(read(), "first");
+        assert_eq!(read(), "first", "remembered");
+        // Rewritten in place, same length: a new modification time.
+        std::fs::write(&path, "again\n").expect("rewrite");
+        assert_eq!(read(), "again");
+        still(&path);
+        assert_eq!(read(), "again");
+        // Replaced by another file (a new inode), even with an older modification time.
+        let next = dir.path().join("next");
+        std::fs::write(&next, "third\n").expect("write");
+        let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::options().write(true).open(&next).expect("open").set_modified(ago).expect("mtime");
+        std::fs::rename(&next, &path).expect("rename");
+        assert_eq!(read(), "third");
+        std::fs::remove_file(&path).expect("remove");
+        assert!(resolve(&source, "v", "account a", &|_| None).is_err(), "a removed file is an error, not a memory");
+    }
 
     #[test]
     fn bare_and_full_specs_parse_from_toml() {

@@ -92,14 +92,16 @@ impl Inventory {
 
     /// One account.
     pub fn account(&self, name: &str) -> Result<Option<Account>, InventoryError> {
-        self.conn
-            .query_row_cached(
-                "SELECT name, definition, status, origin, last_test_at, last_test_ok, last_test_message FROM accounts WHERE name = ?1",
-                [name],
-                account_from_row,
-            )
-            .optional()?
-            .transpose()
+        self.config_lookup(name, |inv| {
+            inv.conn
+                .query_row_cached(
+                    "SELECT name, definition, status, origin, last_test_at, last_test_ok, last_test_message FROM accounts WHERE name = ?1",
+                    [name],
+                    account_from_row,
+                )
+                .optional()?
+                .transpose()
+        })
     }
 
     /// All accounts, by name.
@@ -237,13 +239,15 @@ impl Inventory {
 
     /// One profile and its origin.
     pub fn profile(&self, name: &str) -> Result<Option<(ProfileDef, String)>, InventoryError> {
-        let row: Option<(String, String)> = self
-            .conn
-            .query_row_cached("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        row.map(|(json, origin)| Ok((parse_def(&json, "profile", name)?, origin))).transpose()
+        self.config_lookup(name, |inv| {
+            let row: Option<(String, String)> = inv
+                .conn
+                .query_row_cached("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            row.map(|(json, origin)| Ok((parse_def(&json, "profile", name)?, origin))).transpose()
+        })
     }
 
     /// All profiles: (name, definition, origin), by name.

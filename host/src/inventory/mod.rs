@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod certificates;
+mod config_cache;
 mod group;
 mod keys;
 mod lifecycle;
@@ -141,6 +142,9 @@ pub struct Inventory {
     /// Set on `serve`'s pooled connections: [`Inventory::write`] sends changes to the group
     /// committer instead of committing them here.
     group: Option<GroupCommit>,
+    /// Set on `serve`'s pooled connections: tokens, profiles and accounts are reused from
+    /// the pool's [`config_cache::ConfigCache`] while the configuration is unchanged.
+    config: Option<std::sync::Arc<config_cache::ConfigCache>>,
 }
 
 /// One change's transaction: a transaction of its own, or a savepoint inside one already open.
@@ -210,7 +214,7 @@ impl Inventory {
                 other => break other?,
             }
         };
-        let inv = Self { conn, vault, path, clock: None, group: None };
+        let inv = Self { conn, vault, path, clock: None, group: None, config: None };
         inv.check_vault()?;
         Ok(inv)
     }

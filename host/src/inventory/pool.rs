@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::config_cache::ConfigCache;
 use super::{GroupCommit, Inventory, InventoryError};
 use crate::vault::MasterKey;
 
@@ -29,6 +30,7 @@ struct Inner {
     idle: Mutex<Vec<Inventory>>,
     slots: Arc<Semaphore>,
     group: GroupCommit,
+    config: Arc<ConfigCache>,
 }
 
 impl std::fmt::Debug for InventoryPool {
@@ -52,6 +54,8 @@ impl InventoryPool {
         let data_dir = first.path().parent().map(Path::to_path_buf).unwrap_or_default();
         let group = GroupCommit::start(Inventory::open(&data_dir, vault.clone())?)?;
         first.group = Some(group.clone());
+        let config = Arc::new(ConfigCache::default());
+        first.config = Some(Arc::clone(&config));
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir,
@@ -59,6 +63,7 @@ impl InventoryPool {
                 idle: Mutex::new(vec![first]),
                 slots: Arc::new(Semaphore::new(size.max(1))),
                 group,
+                config,
             }),
         })
     }
@@ -81,6 +86,7 @@ impl InventoryPool {
                     .await
                     .map_err(|e| InventoryError::Invalid(format!("opening a database connection failed: {e}")))??;
                 inv.group = Some(self.inner.group.clone());
+                inv.config = Some(Arc::clone(&self.inner.config));
                 inv
             }
         };

@@ -182,6 +182,34 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX certificates_issuer;
     DROP INDEX audit_events_at;
     "#,
+    // 4: the configuration generation: one more on every change to tokens, profiles or CA
+    //    accounts, from any process, in the change's own transaction. `serve` reuses what it
+    //    read of them while it stays the same (inventory/config_cache.rs).
+    r#"
+    CREATE TABLE config_generation (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        value  INTEGER NOT NULL
+    );
+    INSERT INTO config_generation (id, value) VALUES (1, 0);
+    CREATE TRIGGER tokens_generation_insert AFTER INSERT ON tokens
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER tokens_generation_update AFTER UPDATE ON tokens
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER tokens_generation_delete AFTER DELETE ON tokens
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER profiles_generation_insert AFTER INSERT ON profiles
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER profiles_generation_update AFTER UPDATE ON profiles
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER profiles_generation_delete AFTER DELETE ON profiles
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER accounts_generation_insert AFTER INSERT ON accounts
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER accounts_generation_update AFTER UPDATE ON accounts
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER accounts_generation_delete AFTER DELETE ON accounts
+        BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
+    "#,
 ];
 
 /// The schema version this binary writes.

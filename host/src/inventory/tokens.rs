@@ -110,14 +110,17 @@ impl Inventory {
 
     /// The live (not revoked) token matching `token`, if any.
     pub fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, InventoryError> {
-        Ok(self
-            .conn
-            .query_row_cached(
-                "SELECT id, name, role, created_at, revoked_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
-                [hash(token)],
-                token_from_row,
-            )
-            .optional()?)
+        let hash = hash(token);
+        self.config_lookup(&hash, |inv| {
+            Ok(inv
+                .conn
+                .query_row_cached(
+                    "SELECT id, name, role, created_at, revoked_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+                    [&hash],
+                    token_from_row,
+                )
+                .optional()?)
+        })
     }
 
     /// All tokens.

@@ -1,0 +1,205 @@
+//! Tokens, profiles and CA accounts as `serve` last read them, reused while the database's
+//! configuration generation stays the same.
+//!
+//! Every issuance reads its caller's token, its profile and the profile's CA account. Read
+//! from SQLite each time, those lookups — and parsing the stored definitions — were about a
+//! tenth of the request path's CPU under load: every commit resets a reader's page cache, so
+//! each lookup also went back to the file for its pages.
+//!
+//! Why a generation and not a time limit: a change must count from the next request on (a
+//! `certhost token revoke` run from another process locks the token out at once). Triggers
+//! (schema migration 4) add one to `config_generation` in the same transaction as any insert,
+//! update or delete on `tokens`, `profiles` or `accounts`, whichever process makes it. Every
+//! cached lookup first reads the generation — one row, one page — and a cache filled under
+//! another generation is emptied before use.
+//!
+//! A value is filed under the generation read *before* loading it, so a change committed in
+//! between files a newer value under an older generation, which the next lookup (seeing the
+//! newer generation) throws away. A cached answer is therefore never older than the database
+//! was when its lookup began. Only what exists is cached: an unknown token or name is looked
+//! up again every time, so guessing tokens fills no memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::account::Account;
+use crate::profile::ProfileDef;
+
+use super::tokens::TokenInfo;
+use super::{CachedSql, Inventory, InventoryError};
+
+/// The cache, shared by all of a pool's connections.
+#[derive(Default)]
+pub(crate) struct ConfigCache {
+    state: Mutex<State>,
+}
+
+/// What the cache holds; its maps are reached through [`Cached`].
+#[derive(Default)]
+pub(crate) struct State {
+    generation: i64,
+    /// By SHA-256 of the token (the stored form; the token itself is never kept).
+    tokens: HashMap<String, TokenInfo>,
+    /// By name: definition and origin.
+    profiles: HashMap<String, (ProfileDef, String)>,
+    accounts: HashMap<String, Account>,
+}
+
+/// Which map of the cache a lookup uses.
+pub(crate) trait Cached: Clone {
+    /// The map of `state` holding values of this kind.
+    fn map(state: &mut State) -> &mut HashMap<String, Self>;
+}
+
+impl Cached for TokenInfo {
+    fn map(state: &mut State) -> &mut HashMap<String, Self> {
+        &mut state.tokens
+    }
+}
+
+impl Cached for (ProfileDef, String) {
+    fn map(state: &mut State) -> &mut HashMap<String, Self> {
+        &mut state.profiles
+    }
+}
+
+impl Cached for Account {
+    fn map(state: &mut State) -> &mut HashMap<String, Self> {
+        &mut state.accounts
+    }
+}
+
+impl std::fmt::Debug for ConfigCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfigCache")
+    }
+}
+
+impl ConfigCache {
+    /// The value cached under `key` at `generation`; an older generation's values are dropped.
+    pub(crate) fn get<T: Cached>(&self, generation: i64, key: &str) -> Option<T> {
+        let mut state = self.lock();
+        state.advance(generation);
+        if state.generation != generation {
+            // The caller read an older generation than the cache holds: nothing of its time.
+            return None;
+        }
+        T::map(&mut state).get(key).cloned()
+    }
+
+    /// Files `value` under `key`, loaded after `generation` was read.
+    pub(crate) fn put<T: Cached>(&self, generation: i64, key: &str, value: &T) {
+        let mut state = self.lock();
+        state.advance(generation);
+        if state.generation == generation {
+            T::map(&mut state).insert(key.to_owned(), value.clone());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock can only have left a map half-updated with values
+        // that were each right when stored; the cache stays usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn advance(&mut self, generation: i64) {
+        if generation > self.generation {
+            self.tokens.clear();
+            self.profiles.clear();
+            self.accounts.clear();
+            self.generation = generation;
+        }
+    }
+}
+
+impl Inventory {
+    /// `load`'s answer for `key`: from the pool's cache while the configuration generation is
+    /// the one it was cached under, else loaded (and cached when found). Without a cache (the
+    /// CLI's single connection) it is simply `load`.
+    pub(super) fn config_lookup<T: Cached>(
+        &self,
+        key: &str,
+        load: impl FnOnce(&Self) -> Result<Option<T>, InventoryError>,
+    ) -> Result<Option<T>, InventoryError> {
+        let Some(cache) = &self.config else { return load(self) };
+        let generation: i64 =
+            self.conn.query_row_cached("SELECT value FROM config_generation WHERE id = 1", [], |r| r.get(0))?;
+        if let Some(hit) = cache.get::<T>(generation, key) {
+            return Ok(Some(hit));
+        }
+        let found = load(self)?;
+        if let Some(value) = &found {
+            cache.put(generation, key, value);
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{AccountDef, AccountStatus};
+    use crate::inventory::{InventoryPool, Role};
+    use crate::vault::MasterKey;
+
+    /// What `serve` sees through its pool after another process (here: another connection,
+    /// as the CLI opens) changes a token, a profile or an account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_from_another_connection_is_seen_by_the_next_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::generate();
+        let mut cli = Inventory::open(dir.path(), key.clone()).expect("open");
+        let token = cli.create_token("bot", Role::Operator, "test").expect("token");
+        let profile = ProfileDef { description: "first".into(), ..ProfileDef::default() };
+        cli.upsert_profile("web", &profile, "cli", "test").expect("profile");
+        let def: AccountDef = toml::from_str(r#"connector = "ca.wasm""#).expect("account");
+        cli.upsert_account("ca", &def, "cli", "test").expect("account");
+
+        let pool = InventoryPool::new(Inventory::open(dir.path(), key.clone()).expect("open"), key, 2).expect("pool");
+        let served = pool.get().await.expect("connection");
+        // Twice each: the second answer comes from the cache.
+        for _ in 0..2 {
+            assert_eq!(served.authenticate(&token).expect("auth").map(|t| t.role), Some(Role::Operator));
+            assert_eq!(served.profile("web").expect("profile").map(|(p, _)| p.description), Some("first".into()));
+            assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Active));
+        }
+
+        cli.revoke_token("bot", "test").expect("revoke");
+        assert_eq!(served.authenticate(&token).expect("auth"), None, "a revoked token is refused at once");
+        let changed = ProfileDef { description: "second".into(), ..ProfileDef::default() };
+        cli.upsert_profile("web", &changed, "cli", "test").expect("profile");
+        assert_eq!(served.profile("web").expect("profile").map(|(p, _)| p.description), Some("second".into()));
+        cli.set_account_status("ca", AccountStatus::Inactive, "test").expect("deactivate");
+        assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Inactive));
+        cli.delete_profile("web", "test").expect("delete");
+        assert!(served.profile("web").expect("profile").is_none(), "a deleted profile is gone at once");
+
+        // The answers above do come from the cache: a change that skips the generation (its
+        // trigger dropped) is not seen.
+        assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Inactive));
+        cli.conn.execute_batch("DROP TRIGGER accounts_generation_update").expect("drop trigger");
+        cli.set_account_status("ca", AccountStatus::Active, "test").expect("activate");
+        assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Inactive));
+    }
+
+    fn token(name: &str) -> TokenInfo {
+        TokenInfo { id: 1, name: name.into(), role: Role::Admin, created_at: 0, revoked_at: None }
+    }
+
+    #[test]
+    fn a_newer_generation_empties_the_cache_and_an_older_one_files_nothing() {
+        let cache = ConfigCache::default();
+        cache.put(3, "h", &token("a"));
+        assert_eq!(cache.get::<TokenInfo>(3, "h"), Some(token("a")));
+        // A lookup that read generation 4 sees nothing from generation 3.
+        assert_eq!(cache.get::<TokenInfo>(4, "h"), None);
+        // A slow lookup that read generation 3 before the change may not file its value now.
+        cache.put(3, "h", &token("stale"));
+        assert_eq!(cache.get::<TokenInfo>(4, "h"), None);
+        assert_eq!(cache.get::<TokenInfo>(3, "h"), None, "an older generation reads nothing");
+        cache.put(4, "h", &token("b"));
+        assert_eq!(cache.get::<TokenInfo>(4, "h"), Some(token("b")));
+    }
+}
