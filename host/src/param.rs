@@ -289,8 +289,10 @@ pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>
 /// those it was read with — a file replaced or rewritten is read again on the next call —
 /// and only once the file has been still for a second.
 /// Values live only in memory, are wiped when dropped, and never leave through an interface.
-static FILE_VALUES: std::sync::LazyLock<std::sync::Mutex<HashMap<PathBuf, (FileStamp, Zeroizing<String>)>>> =
-    std::sync::LazyLock::new(Default::default);
+static FILE_VALUES: std::sync::LazyLock<std::sync::Mutex<FileValues>> = std::sync::LazyLock::new(Default::default);
+
+/// Remembered file values: the stamp each was read with, and the value.
+type FileValues = HashMap<PathBuf, (FileStamp, Zeroizing<String>)>;
 
 /// Files remembered at most; the map starts over beyond that.
 const FILE_VALUES_MAX: usize = 256;
