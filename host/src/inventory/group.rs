@@ -143,6 +143,13 @@ fn committer(
         }
         let started = Instant::now();
         let changes = group.len();
+        if changes == 1 {
+            // Alone, a change is its own transaction (`atomic` begins and commits it): no
+            // savepoint to keep it apart from others, so no copy of every page it touches.
+            let replies = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
+            let _ = to_sync.send(Committed { replies, changes, started });
+            continue;
+        }
         if let Err(e) = inv.conn.execute_batch("BEGIN IMMEDIATE") {
             // Not even the write lock (another process held it past the busy timeout): each
             // change gets its own attempt and its own error, synced like a group.
@@ -230,6 +237,32 @@ fn run_one(inv: &mut Inventory, job: Job) -> Reply {
     }
 }
 
+thread_local! {
+    /// Whether this thread is running a change inside [`atomic`] (see [`in_change`]).
+    static IN_CHANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs a change inside [`atomic`]: the steps of the change join its
+/// transaction (`WriteTx::Joined`) instead of opening savepoints of their own.
+pub(super) fn in_change() -> bool {
+    IN_CHANGE.with(std::cell::Cell::get)
+}
+
+/// Marks the thread as inside a change until dropped (also when the change panics).
+struct ChangeScope(bool);
+
+impl ChangeScope {
+    fn enter() -> Self {
+        Self(IN_CHANGE.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for ChangeScope {
+    fn drop(&mut self) {
+        IN_CHANGE.with(|c| c.set(self.0));
+    }
+}
+
 /// Runs `change` as one unit: all of its writes stand, or — when it fails or panics — none.
 /// Inside a group that is a savepoint; on its own, an IMMEDIATE transaction.
 pub(super) fn atomic<T>(
@@ -237,16 +270,27 @@ pub(super) fn atomic<T>(
     change: impl FnOnce(&mut Inventory) -> Result<T, InventoryError>,
 ) -> Result<T, InventoryError> {
     let nested = !inv.conn.is_autocommit();
-    inv.conn.execute_batch(if nested { "SAVEPOINT change" } else { "BEGIN IMMEDIATE" })?;
-    let result = catch_unwind(AssertUnwindSafe(|| change(&mut *inv)));
-    let keep = matches!(result, Ok(Ok(_)));
-    let end = match (nested, keep) {
-        (true, true) => "RELEASE change",
-        (true, false) => "ROLLBACK TO change; RELEASE change",
-        (false, true) => "COMMIT",
-        (false, false) => "ROLLBACK",
+    // Cached statements: these run twice per change, and parsing them showed in profiles.
+    let run = |inv: &Inventory, sql: &str| inv.conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+    run(inv, if nested { "SAVEPOINT change" } else { "BEGIN IMMEDIATE" })?;
+    let result = {
+        let _scope = ChangeScope::enter();
+        catch_unwind(AssertUnwindSafe(|| change(&mut *inv)))
     };
-    let ended = inv.conn.execute_batch(end);
+    let keep = matches!(result, Ok(Ok(_)));
+    let ended = match (nested, keep) {
+        (true, true) => run(inv, "RELEASE change"),
+        (true, false) => run(inv, "ROLLBACK TO change").and_then(|()| run(inv, "RELEASE change")),
+        (false, true) => {
+            let committed = run(inv, "COMMIT");
+            if committed.is_err() && !inv.conn.is_autocommit() {
+                // A failed COMMIT can leave the transaction open: nothing of it may stay.
+                let _ = run(inv, "ROLLBACK");
+            }
+            committed
+        }
+        (false, false) => run(inv, "ROLLBACK"),
+    };
     match result {
         Err(panic) => std::panic::resume_unwind(panic),
         Ok(Ok(value)) => {

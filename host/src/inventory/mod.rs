@@ -147,12 +147,16 @@ pub struct Inventory {
     config: Option<std::sync::Arc<config_cache::ConfigCache>>,
 }
 
-/// One change's transaction: a transaction of its own, or a savepoint inside one already open.
-/// Either way `commit` makes it part of what the next sync writes, and dropping it
-/// uncommitted undoes it.
+/// One change's transaction: a transaction of its own, a savepoint inside one already open,
+/// or — inside an [`Inventory::write`] change — simply that change's transaction. Either way
+/// `commit` makes it part of what the next sync writes, and an error undoes it.
 pub(crate) enum WriteTx<'c> {
     Own(rusqlite::Transaction<'c>),
     Nested(rusqlite::Savepoint<'c>),
+    /// Part of an all-or-nothing change ([`group::atomic`]): every error inside one reaches
+    /// its end (no change's code goes on past a failed step), which then undoes all of it,
+    /// so a savepoint of its own would only cost a copy of each page it touches.
+    Joined(&'c Connection),
 }
 
 impl std::ops::Deref for WriteTx<'_> {
@@ -161,16 +165,23 @@ impl std::ops::Deref for WriteTx<'_> {
         match self {
             WriteTx::Own(t) => t,
             WriteTx::Nested(s) => s,
+            WriteTx::Joined(c) => c,
         }
     }
 }
 
-/// Starts one change on `conn`: its own IMMEDIATE transaction, or a savepoint when a
-/// transaction is already open (a group commit, or [`Inventory::write`]), so the change
-/// commits with it. A function of the connection, not a method, so the vault can be borrowed
-/// beside it.
+/// Starts one change on `conn`: its own IMMEDIATE transaction; inside an
+/// [`Inventory::write`] change, that change; or a savepoint when some other transaction is
+/// open, so the change commits with it. A function of the connection, not a method, so the
+/// vault can be borrowed beside it.
 pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
-    if conn.is_autocommit() { conn.transaction().map(WriteTx::Own) } else { conn.savepoint().map(WriteTx::Nested) }
+    if conn.is_autocommit() {
+        conn.transaction().map(WriteTx::Own)
+    } else if group::in_change() {
+        Ok(WriteTx::Joined(conn))
+    } else {
+        conn.savepoint().map(WriteTx::Nested)
+    }
 }
 
 impl WriteTx<'_> {
@@ -178,6 +189,7 @@ impl WriteTx<'_> {
         match self {
             WriteTx::Own(t) => t.commit(),
             WriteTx::Nested(s) => s.commit(),
+            WriteTx::Joined(_) => Ok(()),
         }
     }
 }
