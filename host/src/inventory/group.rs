@@ -365,6 +365,43 @@ mod tests {
         assert_eq!(count("undone"), 0);
     }
 
+    /// One change at a time: each is alone in its group, its own transaction, and its steps
+    /// (here `create_token`, a change of its own elsewhere) join it without savepoints.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_alone_is_undone_whole_when_a_later_step_fails_or_panics() {
+        use crate::inventory::Role;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::generate();
+        let first = Inventory::open(dir.path(), key.clone()).expect("open");
+        let pool = super::super::InventoryPool::new(first, key, 2).expect("pool");
+        let mut inv = pool.get().await.expect("connection");
+        let failed = inv
+            .write(|inv| {
+                inv.create_token("failed", Role::Auditor, "test")?;
+                Err::<(), _>(InventoryError::Invalid("a later step failed".into()))
+            })
+            .await;
+        assert_eq!(failed.expect_err("refused").to_string(), "a later step failed");
+        let panicked = inv
+            .write(|inv| {
+                inv.create_token("panicked", Role::Auditor, "test")?;
+                if inv.path().exists() {
+                    panic!("a later step panicked");
+                }
+                Ok(())
+            })
+            .await;
+        assert!(panicked.is_err(), "the caller of a panicking change hears of it");
+        inv.write(|inv| inv.create_token("kept", Role::Auditor, "test").map(drop)).await.expect("kept");
+        let names: Vec<String> = inv.tokens().expect("tokens").into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["kept"]);
+        let audited: i64 = inv
+            .conn
+            .query_row("SELECT COUNT(*) FROM audit_events WHERE action = 'token.create'", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(audited, 1, "the undone changes' audit events went with them");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_sync_is_reported_and_then_every_change_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
