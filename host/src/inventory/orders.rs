@@ -242,7 +242,32 @@ impl Inventory {
             ),
         )?;
         tx.commit()?;
-        self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))
+        // The row just written, without reading it back (the committer runs this for every
+        // request; the read was 2% of serve's CPU). A test checks it equals `order(id)`.
+        Ok(Order {
+            id,
+            request_id,
+            kind: new.kind.clone(),
+            state,
+            profile: Some(new.profile.clone()),
+            account: None,
+            common_name: new.common_name.clone(),
+            sans,
+            csr_pem: new.csr_pem.clone(),
+            params: new.params.clone(),
+            ca_order_id: None,
+            submitted: false,
+            certificate_id: None,
+            key_id,
+            predecessor_id: new.predecessor_id,
+            requested_by: actor.to_owned(),
+            decided_by: None,
+            error: None,
+            next_poll_at: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     /// The order that produced certificate `certificate_id` (its CA order id, requester).
@@ -526,4 +551,32 @@ fn event<'a>(
     detail: serde_json::Value,
 ) -> NewAuditEvent<'a> {
     NewAuditEvent { actor, action, object_type: "order", object_id: Some(id.to_string()), outcome, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{KeyType, PrivateKey};
+    use crate::vault::MasterKey;
+
+    #[test]
+    fn create_order_returns_exactly_the_row_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        for (key, approval) in [(Some(PrivateKey::generate(KeyType::EcP256).expect("key")), false), (None, true)] {
+            let new = NewOrder {
+                kind: "issue".into(),
+                profile: "web".into(),
+                common_name: Some("a.example.com".into()),
+                sans: vec!["DNS:a.example.com".parse().expect("san"), "IP:192.0.2.1".parse().expect("san")],
+                csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n...\n".into(),
+                params: serde_json::json!({ "team": "blue", "token": "***" }),
+                key,
+                predecessor_id: None,
+                awaiting_approval: approval,
+            };
+            let created = inv.create_order(&new, "token:bot").expect("create");
+            assert_eq!(Some(&created), inv.order(created.id).expect("read").as_ref());
+        }
+    }
 }
