@@ -287,7 +287,8 @@ pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>
 /// under issuance load opening and reading them was 2 of 7 file-system calls per request. A
 /// value is reused while the file's device, inode, size, modification and change times are
 /// those it was read with — a file replaced or rewritten is read again on the next call —
-/// and only once the file has been still for a second.
+/// and only once the file has been still for a second. (On NFS, attributes may be cached by
+/// the client for up to its `acregmax`, 60 s by default: keep such values in local files.)
 /// Values live only in memory, are wiped when dropped, and never leave through an interface.
 static FILE_VALUES: std::sync::LazyLock<std::sync::Mutex<FileValues>> = std::sync::LazyLock::new(Default::default);
 
@@ -340,11 +341,12 @@ fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
     if text.ends_with('\n') {
         text.pop();
     }
-    // A file modified within the last second may be written again within the same clock
+    // A file changed within the last second may be written again within the same clock
     // tick, same size, leaving the stamp unchanged (kernels with coarse timestamps): it is
-    // not remembered until it has been still for a second (git's "racy" entries).
+    // not remembered until it has been still for a second (git's "racy" entries). The change
+    // time counts, not the modification time, which `touch -d`, `cp -p` or `tar` set back.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    if stamp.mtime.0 < now - 1 || stamp.ctime.0 < now - 1 {
+    if stamp.ctime.0 < now - 1 {
         let mut values = FILE_VALUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if values.len() >= FILE_VALUES_MAX {
             values.clear();
@@ -365,27 +367,19 @@ mod tests {
     fn a_file_value_is_read_again_once_the_file_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("value");
+        let next = dir.path().join("next");
         let source = ValueSource::File { file: path.clone() };
         let read = || resolve(&source, "v", "account a", &|_| None).expect("resolve");
-        let still = |path: &std::path::Path| {
-            // As if written a minute ago: old enough to be remembered.
-            let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-            std::fs::File::options().write(true).open(path).expect("open").set_modified(ago).expect("mtime");
-        };
         std::fs::write(&path, "first\n").expect("write");
-        still(&path);
+        std::fs::write(&next, "third\n").expect("write");
+        // Still for over a second: from now on the values are remembered.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
         assert_eq!(read(), "first");
         assert_eq!(read(), "first", "remembered");
-        // Rewritten in place, same length: a new modification time.
+        // Rewritten in place, same length, at once: a new change time.
         std::fs::write(&path, "again\n").expect("rewrite");
         assert_eq!(read(), "again");
-        still(&path);
-        assert_eq!(read(), "again");
-        // Replaced by another file (a new inode), even with an older modification time.
-        let next = dir.path().join("next");
-        std::fs::write(&next, "third\n").expect("write");
-        let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
-        std::fs::File::options().write(true).open(&next).expect("open").set_modified(ago).expect("mtime");
+        // Replaced by an older file (another inode).
         std::fs::rename(&next, &path).expect("rename");
         assert_eq!(read(), "third");
         std::fs::remove_file(&path).expect("remove");

@@ -123,7 +123,9 @@ impl Inventory {
         key: &str,
         load: impl FnOnce(&Self) -> Result<Option<T>, InventoryError>,
     ) -> Result<Option<T>, InventoryError> {
-        let Some(cache) = &self.config else { return load(self) };
+        // Inside a transaction of its own this connection may see its own uncommitted
+        // changes: never file those.
+        let Some(cache) = self.config.as_ref().filter(|_| self.conn.is_autocommit()) else { return load(self) };
         let generation: i64 =
             self.conn.query_row_cached("SELECT value FROM config_generation WHERE id = 1", [], |r| r.get(0))?;
         if let Some(hit) = cache.get::<T>(generation, key) {

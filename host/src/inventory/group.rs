@@ -157,7 +157,7 @@ fn committer(
             // Alone, a change is its own transaction (`atomic` begins and commits it): no
             // savepoint to keep it apart from others, so no copy of every page it touches.
             let replies = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
-            let _ = to_sync.send(Committed { replies, changes, started });
+            one_by_one_done(&mut inv, replies, &to_sync, &poisoned, started);
             continue;
         }
         if let Err(e) = inv.conn.execute_batch("BEGIN IMMEDIATE") {
@@ -165,7 +165,7 @@ fn committer(
             // change gets its own attempt and its own error, synced like a group.
             tracing::warn!(error = %e, "group commit could not begin; committing changes one by one");
             let replies = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
-            let _ = to_sync.send(Committed { replies, changes, started });
+            one_by_one_done(&mut inv, replies, &to_sync, &poisoned, started);
             continue;
         }
         let replies: Vec<Reply> = group.into_iter().map(|job| run_one(&mut inv, job)).collect();
@@ -183,6 +183,32 @@ fn committer(
                 }
             }
         }
+    }
+}
+
+/// Hands changes that ran as transactions of their own to the syncer — unless one of them
+/// could not end its transaction (a failed ROLLBACK after a failed COMMIT): then every later
+/// change would run inside it, never committed. It is rolled back and these changes' callers
+/// hear so; if even that fails, the committer accepts nothing more.
+fn one_by_one_done(
+    inv: &mut Inventory,
+    replies: Vec<Reply>,
+    to_sync: &mpsc::Sender<Committed>,
+    poisoned: &AtomicBool,
+    started: Instant,
+) {
+    if inv.conn.is_autocommit() {
+        let changes = replies.len();
+        let _ = to_sync.send(Committed { replies, changes, started });
+        return;
+    }
+    let undone = inv.conn.execute_batch("ROLLBACK");
+    if undone.is_err() || !inv.conn.is_autocommit() {
+        poisoned.store(true, Ordering::Release);
+        tracing::error!("a change's transaction could not be ended; {POISONED}");
+    }
+    for reply in replies {
+        reply(Err("the database transaction could not be ended, nothing was stored".to_owned()));
     }
 }
 
