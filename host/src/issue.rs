@@ -343,6 +343,11 @@ impl Pipeline<'_> {
         renewal: Option<&Renewal>,
     ) -> Result<IssueOutcome, IssueError> {
         let profile_name = order.profile_name().to_owned();
+        // The key the host just generated is the CSR's: no need to parse the CSR for it.
+        let csr_key: Option<Vec<u8>> = match &order {
+            Submission::New(new) => new.key.as_ref().map(|k| k.public_key_raw().to_vec()),
+            Submission::Written(_) => None,
+        };
         let mut last_error: Option<String> = None;
         let mut tried = 0;
         for account_name in &profile.accounts {
@@ -408,7 +413,7 @@ impl Pipeline<'_> {
                 // nothing, as when apply finds no stored profile.
                 Ok(disposition) => {
                     let known = Some(profile).filter(|_| !profile_name.is_empty());
-                    return self.apply(&current, disposition, &args, known).await;
+                    return self.apply(&current, disposition, &args, known, csr_key.as_deref()).await;
                 }
                 Err(e) if e.is_failover() => {
                     tracing::warn!(order = current.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
@@ -501,7 +506,7 @@ impl Pipeline<'_> {
         // Anything that stops this poll short of the CA's answer is retried with backoff, so a
         // broken account is not hammered every round and the order stays visible.
         match self.poll_once(&order, &ca_order_id, &account_name).await {
-            Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args, None).await,
+            Ok(PollStep::Answer(d, args)) => self.apply(&order, d, &args, None, None).await,
             Ok(PollStep::Unsupported(msg)) => {
                 self.fail(order_id, &msg).await?;
                 Err(IssueError::Failed { order_id, message: msg })
@@ -593,17 +598,22 @@ impl Pipeline<'_> {
 
     /// Records a CA's answer to `order`. `profile` is the order's profile when the caller has
     /// it at hand; otherwise it is loaded by name (and a deleted profile means no renewal
-    /// schedule and no deployment).
+    /// schedule and no deployment). `csr_key` is the raw public key of the order's CSR when
+    /// the caller holds it (the key it generated); otherwise the stored CSR is read for it.
     pub(crate) async fn apply(
         &mut self,
         order: &Order,
         disposition: Disposition,
         args: &Args,
         profile: Option<&ProfileDef>,
+        csr_key: Option<&[u8]>,
     ) -> Result<IssueOutcome, IssueError> {
         match disposition {
             Disposition::Issued { certificate, chain, ca_order_id } => {
-                let public_key_raw = stored_csr_public_key(&order.csr_pem)?;
+                let public_key_raw = match csr_key {
+                    Some(key) => std::borrow::Cow::Borrowed(key),
+                    None => std::borrow::Cow::Owned(stored_csr_public_key(&order.csr_pem)?),
+                };
                 let sans: Vec<San> = order.sans.iter().filter_map(|s| San::from_stored(s)).collect();
                 let expected = Expected {
                     public_key_raw: &public_key_raw,
@@ -630,9 +640,8 @@ impl Pipeline<'_> {
                             .inventory
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
-                                inv.set_renew_after(cert, renew_after)?;
-                                inv.find(&cert.to_string())?
-                                    .ok_or_else(|| InventoryError::NotFound(format!("certificate {cert}")))
+                                inv.set_renew_after(cert.id, renew_after)?;
+                                Ok(cert)
                             })
                             .await?;
                         // Deployment follows the stored certificate; a failed deployment is

@@ -229,7 +229,7 @@ impl Pipeline<'_> {
                 })?;
                 // Only an order still open takes the CA's new word; a closed one keeps its state.
                 if order.state == OrderState::Pending {
-                    match self.apply(&order, disposition, &args, None).await {
+                    match self.apply(&order, disposition, &args, None, None).await {
                         Ok(_) | Err(IssueError::Rejected { .. }) => {}
                         Err(e) => return Err(e),
                     }

@@ -184,7 +184,7 @@ impl Inventory {
     ) -> Result<InsertOutcome, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let outcome = insert_in(&tx, &self.vault, now, new, Known::default(), actor)?;
+        let outcome = insert_in(&tx, &self.vault, now, new, Known::default(), actor)?.outcome();
         tx.commit()?;
         Ok(outcome)
     }
@@ -259,6 +259,13 @@ impl Inventory {
     }
 }
 
+/// The certificate stored under `id`, read on `conn` (inside a change: as that change sees it).
+pub(crate) fn by_id(conn: &rusqlite::Connection, id: i64) -> Result<Option<CertificateRecord>, InventoryError> {
+    Ok(conn
+        .query_row_cached(&format!("SELECT {COLUMNS} FROM certificates WHERE id = ?1"), [id], from_row)
+        .optional()?)
+}
+
 /// What the caller already has for a certificate being inserted, so it is not done twice.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Known<'a> {
@@ -277,7 +284,7 @@ pub(crate) fn insert_in(
     new: &NewCertificate<'_>,
     known: Known<'_>,
     actor: &str,
-) -> Result<InsertOutcome, InventoryError> {
+) -> Result<Stored, InventoryError> {
     let parsed;
     let info = match known.info {
         Some(info) => info,
@@ -319,7 +326,7 @@ pub(crate) fn insert_in(
                 },
             )?;
         }
-        return Ok(InsertOutcome::Duplicate(id));
+        return Ok(Stored::Existing(id));
     }
     let key_id = match (known.key_id, new.key) {
         (Some(id), _) => Some(id),
@@ -329,13 +336,14 @@ pub(crate) fn insert_in(
     let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
     let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
     let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
+    let pem = cert::to_pem(new.der);
     tx.execute_cached(
         "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
              predecessor_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
-            cert::to_pem(new.der),
+            pem,
             chain_pem,
             info.serial,
             info.sha1,
@@ -375,5 +383,39 @@ pub(crate) fn insert_in(
             }),
         },
     )?;
-    Ok(InsertOutcome::Inserted(id))
+    // The row as `from_row` would read it back: the facts without the two that have no
+    // column (see `CertificateRecord::info`).
+    Ok(Stored::New(Box::new(CertificateRecord {
+        id,
+        status,
+        info: CertificateInfo { is_ca: false, public_key_raw: Vec::new(), ..info.clone() },
+        pem,
+        chain_pem,
+        source: new.source.to_owned(),
+        profile: new.profile.map(str::to_owned),
+        account: new.account.map(str::to_owned),
+        key_id,
+        predecessor_id: new.predecessor_id,
+        created_at: now,
+    })))
+}
+
+/// What [`insert_in`] did: the record it wrote (so the caller needs no read-back), or the id
+/// of the certificate already stored with the same SHA-256.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// Inserted now.
+    New(Box<CertificateRecord>),
+    /// Already in the inventory under this id.
+    Existing(i64),
+}
+
+impl Stored {
+    /// The public form of the outcome.
+    pub(crate) fn outcome(&self) -> InsertOutcome {
+        match self {
+            Stored::New(record) => InsertOutcome::Inserted(record.id),
+            Stored::Existing(id) => InsertOutcome::Duplicate(*id),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::audit::{self, NewAuditEvent};
-use super::certificates::{InsertOutcome, Known, NewCertificate};
+use super::certificates::{CertificateRecord, Known, NewCertificate, Stored};
 use super::{CachedSql, Inventory, InventoryError, keys};
 use crate::csr::San;
 use crate::key::PrivateKey;
@@ -373,7 +373,7 @@ impl Inventory {
         verified: &VerifiedCertificate,
         ca_order_id: Option<&str>,
         actor: &str,
-    ) -> Result<i64, InventoryError> {
+    ) -> Result<CertificateRecord, InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
         let source = order.kind.clone();
         let new = NewCertificate {
@@ -390,8 +390,10 @@ impl Inventory {
         let known = Known { info: Some(&verified.info), key_id: order.key_id };
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let cert_id = match super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)? {
-            InsertOutcome::Inserted(c) | InsertOutcome::Duplicate(c) => c,
+        let stored = super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)?;
+        let cert_id = match &stored {
+            Stored::New(record) => record.id,
+            Stored::Existing(id) => *id,
         };
         let n = tx.execute_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
                  lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1", params![id, cert_id, ca_order_id, now],)?;
@@ -432,8 +434,15 @@ impl Inventory {
                 serde_json::json!({ "certificate_id": cert_id, "sha256": verified.info.sha256 }),
             ),
         )?;
+        // A certificate stored before (the CA answered with one it issued already) is read
+        // as it stands now, inside the change.
+        let record = match stored {
+            Stored::New(record) => *record,
+            Stored::Existing(cert) => super::certificates::by_id(&tx, cert)?
+                .ok_or_else(|| InventoryError::NotFound(format!("certificate {cert}")))?,
+        };
         tx.commit()?;
-        Ok(cert_id)
+        Ok(record)
     }
 
     /// Approves a held order; the approver must not be the requester.
@@ -578,5 +587,53 @@ mod tests {
             let created = inv.create_order(&new, "token:bot").expect("create");
             assert_eq!(Some(&created), inv.order(created.id).expect("read").as_ref());
         }
+    }
+
+    /// The 201 body of an issuance is the record `record_issued` hands back: it must be what a
+    /// later read of the row gives, field by field — also when the CA answers again with a
+    /// certificate stored before.
+    #[test]
+    fn record_issued_returns_exactly_the_row_it_wrote() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "Record CA");
+        let ca_key = KeyPair::generate().expect("key");
+        let ca_der = ca.self_signed(&ca_key).expect("self-signed").der().to_vec();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf =
+            CertificateParams::new(vec!["a.example.com".to_owned(), "192.0.2.1".to_owned()]).expect("params");
+        leaf.distinguished_name.push(DnType::CommonName, "a.example.com");
+        let der = leaf.signed_by(&KeyPair::generate().expect("key"), &issuer).expect("signed").der().to_vec();
+        let verified = VerifiedCertificate {
+            info: crate::cert::CertificateInfo::from_der(&der).expect("parses"),
+            der,
+            chain: vec![ca_der],
+        };
+        let order = |inv: &mut Inventory| {
+            let new = NewOrder {
+                kind: "issue".into(),
+                profile: "web".into(),
+                common_name: Some("a.example.com".into()),
+                sans: vec!["DNS:a.example.com".parse().expect("san")],
+                csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n...\n".into(),
+                params: serde_json::json!({}),
+                key: Some(PrivateKey::generate(KeyType::EcP256).expect("key")),
+                predecessor_id: None,
+                awaiting_approval: false,
+            };
+            let id = inv.create_order(&new, "token:bot").expect("create").id;
+            inv.begin_submit(id, "local", 60, "token:bot").expect("submit");
+            id
+        };
+        let first = order(&mut inv);
+        let record = inv.record_issued(first, &verified, Some("ca-1"), "token:bot").expect("stored");
+        assert_eq!(Some(&record), inv.find(&record.id.to_string()).expect("read").as_ref());
+        assert_eq!(record.account.as_deref(), Some("local"), "the account of the attempt, not of the order as created");
+        let second = order(&mut inv);
+        let again = inv.record_issued(second, &verified, None, "token:bot").expect("stored before");
+        assert_eq!(again, record);
     }
 }
