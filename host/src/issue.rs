@@ -50,7 +50,7 @@ pub enum IssueOutcome {
     Issued {
         /// Order id.
         order_id: i64,
-        /// The stored row (its `id` is the inventory id), read in the change that stored it:
+        /// The stored row (its `id` is the inventory id), as the change that stored it wrote it:
         /// callers answering with it (the API's 201 body) need no second read.
         certificate: Box<CertificateRecord>,
     },

@@ -131,7 +131,9 @@ pub struct NewOrder {
     pub csr_pem: String,
     /// Redacted dynamic parameters.
     pub params: serde_json::Value,
-    /// The generated key, sealed with the order so a later poll can store it.
+    /// The generated key, sealed with the order so a later poll can store it. The CSR's key:
+    /// an issued certificate is matched against this key when the caller holds it, so a
+    /// mismatched pair fails verification rather than storing a certificate for another key.
     pub key: Option<PrivateKey>,
     /// Certificate being renewed.
     pub predecessor_id: Option<i64>,
