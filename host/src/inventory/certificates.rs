@@ -243,14 +243,12 @@ impl Inventory {
             _ if !needle.is_empty() && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
             _ => return Err(InventoryError::BadLookup(id_or_thumbprint.to_owned())),
         };
-        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE {column} = ?1 ORDER BY id LIMIT 1");
-        let found = if column == "id" {
+        if column == "id" {
             let id: i64 = needle.parse().map_err(|_| InventoryError::BadLookup(id_or_thumbprint.to_owned()))?;
-            self.conn.query_row_cached(&sql, [id], from_row).optional()?
-        } else {
-            self.conn.query_row_cached(&sql, [&needle], from_row).optional()?
-        };
-        Ok(found)
+            return by_id(&self.conn, id);
+        }
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE {column} = ?1 ORDER BY id LIMIT 1");
+        Ok(self.conn.query_row_cached(&sql, [&needle], from_row).optional()?)
     }
 
     /// Number of certificates stored.
