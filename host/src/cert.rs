@@ -69,16 +69,12 @@ pub enum CertError {
 impl CertificateInfo {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        match der::framing(der) {
-            Framing::Exact => {}
-            Framing::Truncated => return Err(CertError::Truncated),
-            Framing::TrailingData(n) => return Err(CertError::TrailingGarbage(n)),
-            Framing::NotASequence => return Err(CertError::Malformed("it does not start with a DER SEQUENCE".into())),
-        }
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
-            x509_parser::nom::Err::Incomplete(_) => CertError::Truncated,
-            other => CertError::Malformed(other.to_string()),
-        })?;
+        Self::from_parsed(der, &parse(der)?)
+    }
+
+    /// The facts of `cert`, already parsed from `der` by [`parse`]: a caller that also needs
+    /// the parsed form (chain verification) parses each certificate once.
+    pub fn from_parsed(der: &[u8], cert: &X509Certificate<'_>) -> Result<Self, CertError> {
         let key = spki_algorithm(cert.public_key()).map_err(CertError::UnsupportedKey)?;
         let mut sans = Vec::new();
         let mut is_ca = false;
@@ -108,6 +104,27 @@ impl CertificateInfo {
     }
 }
 
+/// Parses exactly one DER certificate: no bytes missing, none after it.
+pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+    match der::framing(der) {
+        Framing::Exact => {}
+        Framing::Truncated => return Err(CertError::Truncated),
+        Framing::TrailingData(n) => return Err(CertError::TrailingGarbage(n)),
+        Framing::NotASequence => return Err(CertError::Malformed("it does not start with a DER SEQUENCE".into())),
+    }
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
+        x509_parser::nom::Err::Incomplete(_) => CertError::Truncated,
+        other => CertError::Malformed(other.to_string()),
+    })?;
+    Ok(cert)
+}
+
+/// Whether a chain certificate is one certhost can describe: it parses and its key is a
+/// supported kind. Unlike [`CertificateInfo::from_parsed`] it computes nothing to keep.
+pub fn check_supported(cert: &X509Certificate<'_>) -> Result<(), CertError> {
+    spki_algorithm(cert.public_key()).map(|_| ()).map_err(CertError::UnsupportedKey)
+}
+
 /// DER of every `CERTIFICATE` block in a PEM text, in order. Other blocks are ignored.
 pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, CertError> {
     let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
@@ -127,6 +144,11 @@ pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
     else {
         return false;
     };
+    signed_by(&child, &issuer)
+}
+
+/// [`issued_by`] for certificates already parsed.
+pub fn signed_by(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     if child.issuer() != issuer.subject() {
         return false;
     }

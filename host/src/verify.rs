@@ -88,7 +88,9 @@ pub fn verify_issued(
         return Err(VerificationError::NoCertificate);
     }
     let der = blocks.remove(0);
-    let info = CertificateInfo::from_der(&der).map_err(VerificationError::Unparsable)?;
+    // Each certificate is parsed once; the parsed forms borrow `der` and `chain`.
+    let leaf = cert::parse(&der).map_err(VerificationError::Unparsable)?;
+    let info = CertificateInfo::from_parsed(&der, &leaf).map_err(VerificationError::Unparsable)?;
     let mut chain = blocks;
     for (i, pem) in chain_pems.iter().enumerate() {
         let found = cert::pem_certificates(pem)
@@ -96,8 +98,12 @@ pub fn verify_issued(
         chain.extend(found);
     }
     chain.retain(|c| *c != der);
+    let mut issuers = Vec::with_capacity(chain.len());
     for (i, c) in chain.iter().enumerate() {
-        CertificateInfo::from_der(c).map_err(|error| VerificationError::ChainUnparsable { position: i + 1, error })?;
+        let parsed = cert::parse(c)
+            .and_then(|p| cert::check_supported(&p).map(|()| p))
+            .map_err(|error| VerificationError::ChainUnparsable { position: i + 1, error })?;
+        issuers.push(parsed);
     }
 
     if info.public_key_raw != expected.public_key_raw {
@@ -115,9 +121,9 @@ pub fn verify_issued(
             return Err(VerificationError::MissingName(format!("CN={cn}")));
         }
     }
-    let mut child = &der;
-    for (i, issuer) in chain.iter().enumerate() {
-        if !cert::issued_by(child, issuer) {
+    let mut child = &leaf;
+    for (i, issuer) in issuers.iter().enumerate() {
+        if !cert::signed_by(child, issuer) {
             return Err(VerificationError::ChainBroken { position: i });
         }
         child = issuer;
