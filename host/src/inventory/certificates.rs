@@ -126,8 +126,10 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
-const COLUMNS: &str = "id, status, pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans, \
-     not_before, not_after, key_algorithm, key_bits, source, profile, account, key_id, predecessor_id, created_at";
+/// The chain is read from `chains` (schema migration 5); `certificates.chain_pem` is empty.
+const COLUMNS: &str = "id, status, pem, \
+     COALESCE((SELECT chains.pem FROM chains WHERE chains.id = certificates.chain_id), ''), \
+     serial, sha1, sha256, subject, issuer, common_name, sans, not_before, not_after, key_algorithm, key_bits, source, profile, account, key_id, predecessor_id, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
     let status: String = r.get(1)?;
@@ -334,15 +336,16 @@ pub(crate) fn insert_in(
     let status = if info.not_after < now { CertStatus::Expired } else { CertStatus::Active };
     let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
     let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
+    let chain_id = chain_id(tx, &chain_pem)?;
     let pem = cert::to_pem(new.der);
     tx.execute_cached(
-        "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, common_name, sans,
+        "INSERT INTO certificates (pem, chain_id, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
              predecessor_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             pem,
-            chain_pem,
+            chain_id,
             info.serial,
             info.sha1,
             info.sha256,
@@ -396,6 +399,21 @@ pub(crate) fn insert_in(
         predecessor_id: new.predecessor_id,
         created_at: now,
     })))
+}
+
+/// The id of `chain_pem` in `chains`, stored now if it is new; `None` for no chain. A chain is
+/// kept once however many certificates came with it (schema migration 5).
+fn chain_id(tx: &rusqlite::Connection, chain_pem: &str) -> Result<Option<i64>, InventoryError> {
+    if chain_pem.is_empty() {
+        return Ok(None);
+    }
+    if let Some(id) =
+        tx.query_row_cached("SELECT id FROM chains WHERE pem = ?1", [chain_pem], |r| r.get(0)).optional()?
+    {
+        return Ok(Some(id));
+    }
+    tx.execute_cached("INSERT INTO chains (pem) VALUES (?1)", [chain_pem])?;
+    Ok(Some(tx.last_insert_rowid()))
 }
 
 /// What [`insert_in`] did: the record it wrote (so the caller needs no read-back), or the id

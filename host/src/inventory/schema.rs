@@ -210,6 +210,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER accounts_generation_delete AFTER DELETE ON accounts
         BEGIN UPDATE config_generation SET value = value + 1 WHERE id = 1; END;
     "#,
+    // 5: a chain is stored once, not in every certificate it came with. Most of an inventory
+    //    shares a handful of chains; kept per row they were a third of each certificate row
+    //    with a P-256 CA and more than half with RSA intermediates (whose rows then spilled to
+    //    overflow pages). `certificates.chain_pem` stays as an empty column.
+    r#"
+    CREATE TABLE chains (
+        id   INTEGER PRIMARY KEY,
+        pem  TEXT NOT NULL UNIQUE
+    );
+    ALTER TABLE certificates ADD COLUMN chain_id INTEGER REFERENCES chains(id);
+    INSERT OR IGNORE INTO chains (pem) SELECT chain_pem FROM certificates WHERE chain_pem <> '' ORDER BY id;
+    UPDATE certificates SET chain_id = (SELECT chains.id FROM chains WHERE chains.pem = certificates.chain_pem),
+                            chain_pem = ''
+        WHERE chain_pem <> '';
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -258,7 +273,9 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        let after = indexes(&conn);
+        // Tables of later migrations bring their own indexes.
+        let after: Vec<String> =
+            indexes(&conn).into_iter().filter(|i| !i.starts_with("sqlite_autoindex_chains")).collect();
         let dropped = ["audit_events_at", "certificates_common_name", "certificates_issuer", "certificates_not_after"];
         let expected: Vec<String> = before.into_iter().filter(|i| !dropped.contains(&i.as_str())).collect();
         assert_eq!(after, expected);
@@ -266,5 +283,44 @@ mod tests {
         assert_eq!(version, CURRENT_VERSION);
         let rows: i64 = conn.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0)).expect("count");
         assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_version_4_database_keeps_each_chain_once_and_every_certificate_keeps_its_chain() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        let shared = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let other = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+        for (n, chain) in [shared, "", other, shared].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO certificates (pem, chain_pem, serial, sha1, sha256, subject, issuer, sans, not_before,
+                     not_after, key_algorithm, key_bits, status, source, created_at)
+                 VALUES ('leaf', ?1, ?2, ?2, ?2, 'CN=a', 'CN=ca', '[]', 0, 1, 'ec-p256', 256, 'active', 'import', 0)",
+                rusqlite::params![chain, format!("{n:02x}")],
+            )
+            .expect("row");
+        }
+        migrate(&mut conn).expect("migrate");
+        let chains: Vec<String> = {
+            let mut stmt = conn.prepare("SELECT pem FROM chains ORDER BY id").expect("prepare");
+            stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(chains, [shared, other], "each distinct chain once, in order of first use");
+        let read: Vec<(String, String)> = {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT COALESCE((SELECT chains.pem FROM chains WHERE chains.id = certificates.chain_id), ''),
+                            chain_pem
+                     FROM certificates ORDER BY id",
+                )
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        let expected: Vec<(String, String)> =
+            [shared, "", other, shared].iter().map(|c| (c.to_string(), String::new())).collect();
+        assert_eq!(read, expected, "every certificate reads its own chain; no row keeps a copy");
     }
 }
