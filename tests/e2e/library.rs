@@ -138,6 +138,47 @@ fn inventory_stores_keys_sealed_dedups_and_audits_in_the_same_transaction() {
 }
 
 #[test]
+fn a_chain_is_stored_once_and_every_certificate_reads_its_own_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let (ca, other_ca) = (test_ca("Shared CA"), test_ca("Other CA"));
+    let chain_der = |ca: &TestCa| certhost::cert::pem_certificates(&ca.pem).expect("pem");
+    let (shared, other) = (chain_der(&ca), chain_der(&other_ca));
+    let mut ids = Vec::new();
+    for (n, (issuer, chain)) in
+        [(&ca, shared.as_slice()), (&ca, shared.as_slice()), (&other_ca, other.as_slice()), (&ca, &[][..])]
+            .into_iter()
+            .enumerate()
+    {
+        let (_, csr) = request(&format!("c{n}.example"), vec![]).generate().expect("csr");
+        let der = certhost::cert::pem_certificates(&sign(issuer, &csr.pem, -1, 30)).expect("pem").remove(0);
+        let new = NewCertificate {
+            der: &der,
+            chain,
+            key: None,
+            source: "import",
+            profile: None,
+            account: None,
+            predecessor_id: None,
+        };
+        let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+            panic!("expected insert")
+        };
+        ids.push(id);
+    }
+    let chains: Vec<String> =
+        ids.iter().map(|id| inv.find(&id.to_string()).expect("find").expect("present").chain_pem).collect();
+    assert_eq!(chains, [ca.pem.clone(), ca.pem.clone(), other_ca.pem.clone(), String::new()]);
+    drop(inv);
+    let db = rusqlite::Connection::open(dir.path().join("certhost.db")).expect("open db");
+    let stored: i64 = db.query_row("SELECT COUNT(*) FROM chains", [], |r| r.get(0)).expect("count");
+    assert_eq!(stored, 2, "two distinct chains, each once");
+    let copies: i64 =
+        db.query_row("SELECT COUNT(*) FROM certificates WHERE chain_pem <> ''", [], |r| r.get(0)).expect("count");
+    assert_eq!(copies, 0, "no certificate row keeps a copy of its chain");
+}
+
+#[test]
 fn audit_events_cannot_be_edited_or_deleted() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
