@@ -8,8 +8,8 @@
 //! `Inventory::open`, so the file is a real inventory) into
 //! `TARGET/release/bench-inventory/N/`, and reused by later runs (delete the directory to
 //! rebuild it). Every row carries the same real certificate PEM (so listing costs what it costs
-//! in production: PEM parse per row) with unique thumbprints. "Now" is pinned to
-//! [`NOW`]. Shape of the data, per row `i` (deterministic):
+//! in production: PEM parse per row) with unique thumbprints, and one shared chain. "Now" is
+//! pinned to [`NOW`]. Shape of the data, per row `i` (deterministic):
 //! - 1 % expire within the next 30 days (the set `list --expiring-within 30` returns), of which
 //!   a tenth is already past notAfter while still `active` (what `mark_expired` finds);
 //! - 99 % expire 31–395 days from now; 10 % of all rows are `superseded`;
@@ -25,6 +25,10 @@ use certhost::inventory::{Inventory, ListFilter, NewCertificate};
 use certhost::vault::MasterKey;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use rusqlite::{Connection, params};
+
+/// Written when a fixture is complete; renamed whenever the fixture's shape changes (v2: every
+/// row has a chain, schema 5).
+const FIXTURE_MARKER: &str = "complete-v2";
 
 /// The pinned "now" of every fixture (2027-01-15).
 const NOW: i64 = 1_800_000_000;
@@ -62,7 +66,8 @@ fn mix(i: u64) -> u64 {
 /// The data directory holding `n` certificates, built on first use.
 fn fixture(n: u64) -> PathBuf {
     let dir = fixture_root().join(n.to_string());
-    if dir.join("complete").exists() {
+    // The marker names the fixture's shape; a fixture of an older shape is rebuilt.
+    if dir.join(FIXTURE_MARKER).exists() {
         return dir;
     }
     let started = std::time::Instant::now();
@@ -72,6 +77,9 @@ fn fixture(n: u64) -> PathBuf {
     let (_, pem) = real_certificate("fixture.example.com");
     let mut conn = Connection::open(dir.join("certhost.db")).expect("open fixture");
     conn.pragma_update(None, "synchronous", "OFF").expect("pragma");
+    // Every row shares one chain, as an inventory issued by one CA does (read per row by list).
+    let (_, chain_pem) = real_certificate("Fixture CA");
+    conn.execute("INSERT INTO chains (id, pem) VALUES (1, ?1)", [&chain_pem]).expect("chain");
     let mut i = 0u64;
     while i < n {
         let tx = conn.transaction().expect("tx");
@@ -80,9 +88,9 @@ fn fixture(n: u64) -> PathBuf {
                 .prepare(
                     "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, common_name, sans,
                         not_before, not_after, key_algorithm, key_bits, status, source, profile, account,
-                        created_at, renew_after)
+                        created_at, renew_after, chain_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'CN=Bench CA', ?7, ?8, ?9, ?10, 'ec-p256', 256, ?11,
-                        'issue', 'web', 'lab', ?9, ?12)",
+                        'issue', 'web', 'lab', ?9, ?12, 1)",
                 )
                 .expect("prepare");
             let end = (i + 50_000).min(n);
@@ -122,7 +130,7 @@ fn fixture(n: u64) -> PathBuf {
         tx.commit().expect("commit");
     }
     conn.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);").expect("analyze");
-    std::fs::write(dir.join("complete"), b"").expect("marker");
+    std::fs::write(dir.join(FIXTURE_MARKER), b"").expect("marker");
     eprintln!("built in {:.1?}", started.elapsed());
     dir
 }
