@@ -39,6 +39,11 @@ fn sign(ca: &TestCa, csr_pem: &str, days_from: i64, days_to: i64) -> String {
     csr.signed_by(&ca.issuer).expect("sign").pem()
 }
 
+/// A certificate as `certhost import` hands it to the inventory.
+fn imported<'a>(der: &'a [u8], chain: &'a [Vec<u8>], key: Option<&'a certhost::key::PrivateKey>) -> NewCertificate<'a> {
+    NewCertificate { der, chain, key, source: "import", profile: None, account: None, predecessor_id: None }
+}
+
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -100,15 +105,7 @@ fn inventory_stores_keys_sealed_dedups_and_audits_in_the_same_transaction() {
     let (key, csr) = request("inv.example", vec![San::Dns("inv.example".into())]).generate().expect("csr");
     let pem = sign(&ca, &csr.pem, -1, 30);
     let der = certhost::cert::pem_certificates(&pem).expect("pem").remove(0);
-    let new = NewCertificate {
-        der: &der,
-        chain: &[],
-        key: Some(&key),
-        source: "import",
-        profile: None,
-        account: None,
-        predecessor_id: None,
-    };
+    let new = imported(&der, &[], Some(&key));
     let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
         panic!("expected insert")
     };
@@ -152,16 +149,8 @@ fn a_chain_is_stored_once_and_every_certificate_reads_its_own_back() {
     {
         let (_, csr) = request(&format!("c{n}.example"), vec![]).generate().expect("csr");
         let der = certhost::cert::pem_certificates(&sign(issuer, &csr.pem, -1, 30)).expect("pem").remove(0);
-        let new = NewCertificate {
-            der: &der,
-            chain,
-            key: None,
-            source: "import",
-            profile: None,
-            account: None,
-            predecessor_id: None,
-        };
-        let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+        let InsertOutcome::Inserted(id) = inv.insert_certificate(&imported(&der, chain, None), "test").expect("insert")
+        else {
             panic!("expected insert")
         };
         ids.push(id);

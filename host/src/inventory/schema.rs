@@ -260,13 +260,19 @@ mod tests {
         stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
     }
 
-    #[test]
-    fn a_version_2_database_loses_only_the_unused_indexes_and_keeps_its_rows() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        for sql in &MIGRATIONS[..2] {
+    /// An in-memory database as the first `version` migrations left it.
+    fn at_version(version: u32) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..version as usize] {
             conn.execute_batch(sql).expect("old migration");
         }
-        conn.pragma_update(None, "user_version", 2).expect("version");
+        conn.pragma_update(None, "user_version", version).expect("version");
+        conn
+    }
+
+    #[test]
+    fn a_version_2_database_loses_only_the_unused_indexes_and_keeps_its_rows() {
+        let mut conn = at_version(2);
         conn.execute(
             "INSERT INTO audit_events (at, actor, action, object_type, outcome) VALUES (1, 'a', 'x', 'y', 'success')",
             [],
@@ -288,11 +294,7 @@ mod tests {
 
     #[test]
     fn a_version_4_database_keeps_each_chain_once_and_every_certificate_keeps_its_chain() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        for sql in &MIGRATIONS[..4] {
-            conn.execute_batch(sql).expect("old migration");
-        }
-        conn.pragma_update(None, "user_version", 4).expect("version");
+        let mut conn = at_version(4);
         let shared = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let other = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
         for (n, chain) in [shared, "", other, shared].iter().enumerate() {
