@@ -119,8 +119,8 @@ pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     Ok(cert)
 }
 
-/// Whether a chain certificate is one certhost can describe: it parses and its key is a
-/// supported kind. Unlike [`CertificateInfo::from_parsed`] it computes nothing to keep.
+/// Refuses a parsed chain certificate whose key certhost cannot describe, as
+/// [`CertificateInfo::from_parsed`] would, without computing facts nobody keeps.
 pub fn check_supported(cert: &X509Certificate<'_>) -> Result<(), CertError> {
     spki_algorithm(cert.public_key()).map(|_| ()).map_err(CertError::UnsupportedKey)
 }

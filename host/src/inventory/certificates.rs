@@ -129,7 +129,8 @@ pub struct ListFilter {
 /// The chain is read from `chains` (schema migration 5); `certificates.chain_pem` is empty.
 const COLUMNS: &str = "id, status, pem, \
      COALESCE((SELECT chains.pem FROM chains WHERE chains.id = certificates.chain_id), ''), \
-     serial, sha1, sha256, subject, issuer, common_name, sans, not_before, not_after, key_algorithm, key_bits, source, profile, account, key_id, predecessor_id, created_at";
+     serial, sha1, sha256, subject, issuer, common_name, sans, not_before, not_after, \
+     key_algorithm, key_bits, source, profile, account, key_id, predecessor_id, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
     let status: String = r.get(1)?;
