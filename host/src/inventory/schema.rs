@@ -214,7 +214,7 @@ const MIGRATIONS: &[&str] = &[
     //    shares a handful of chains; kept per row they were a third of each certificate row
     //    with a P-256 CA, and two RSA intermediates (≈ 3.8 KB) made a row spill into an
     //    overflow page. `certificates.chain_pem` stays as an empty column. The UPDATE rewrites
-    //    every certificate row once (237,000 rows, 558 MB: 7 s on the 2-core test machine).
+    //    every certificate row once (237,000 rows, 558 MB: 5–7 s on the 2-core test machine).
     r#"
     CREATE TABLE chains (
         id   INTEGER PRIMARY KEY,
