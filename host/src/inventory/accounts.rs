@@ -274,7 +274,7 @@ impl Inventory {
             SecretOwner::Profile => ("profiles", "profile"),
         };
         let open: i64 = self.conn.query_row_cached(
-            &format!("SELECT COUNT(*) FROM orders WHERE {word} = ?1 AND state IN ('awaiting_approval','pending','needs_attention')"),
+            &format!("SELECT COUNT(*) FROM orders WHERE {word} = ?1 AND {}", super::orders::OPEN),
             [name],
             |r| r.get(0),
         )?;

@@ -314,3 +314,17 @@ impl Inventory {
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
+
+/// The plan SQLite picks for `sql`, one line per step (`EXPLAIN QUERY PLAN`'s detail column):
+/// for tests that pin a query to the index it was written for.
+#[cfg(test)]
+pub(crate) fn query_plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("plan");
+    // Raw: planning needs no values, and rusqlite would refuse to run it with none bound.
+    let mut rows = stmt.raw_query();
+    let mut steps = Vec::new();
+    while let Some(row) = rows.next().expect("plan") {
+        steps.push(row.get::<_, String>(3).expect("detail"));
+    }
+    steps.join("\n")
+}

@@ -174,20 +174,57 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
-/// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
-pub(super) fn open_renewal(conn: &rusqlite::Connection, predecessor_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.query_row_cached(
-        "SELECT id FROM orders WHERE predecessor_id = ?1
-           AND state IN ('awaiting_approval','pending','needs_attention') LIMIT 1",
-        [predecessor_id],
-        |r| r.get(0),
-    )
-    .optional()
+/// The open (unfinished) order states as a condition, written exactly as the `WHERE` of the
+/// partial indexes `orders_open_next_poll` and `orders_one_open_renewal` (schema migration 6).
+/// SQLite uses a partial index only when it can prove a query's condition implies the index's,
+/// which it does by comparing expressions: a query for open orders must use this text.
+pub(super) const OPEN: &str = "(state = 'awaiting_approval' OR state = 'pending' OR state = 'needs_attention')";
+
+/// The open renewal of certificate `?1`, through the partial index `orders_one_open_renewal`.
+fn open_renewal_sql() -> String {
+    format!("SELECT id FROM orders WHERE predecessor_id = ?1 AND predecessor_id IS NOT NULL AND {OPEN} LIMIT 1")
 }
 
-fn new_request_id() -> String {
+/// Pending orders never submitted whose lease (or, without one, ten minutes) ran out by `?1`.
+const INTERRUPTED_SQL: &str = "SELECT id FROM orders WHERE state = 'pending' AND submitted = 0
+   AND ((lease_until IS NOT NULL AND lease_until < ?1) OR (lease_until IS NULL AND updated_at < ?1 - 600))";
+
+/// Accepted pending orders due for a poll by `?1`, at most `?2`, soonest first.
+fn due_polls_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM orders WHERE state = 'pending' AND submitted = 1 AND ca_order_id IS NOT NULL
+           AND next_poll_at <= ?1 ORDER BY next_poll_at LIMIT ?2"
+    )
+}
+
+/// Orders, newest first, of one state or all; `?1` is the limit.
+fn list_sql(state: Option<OrderState>) -> String {
+    // The state goes into the text (it is one of six fixed words), so that for an open state
+    // the planner can prove the partial index `orders_open_next_poll` applies; behind a
+    // parameter it would walk the whole table.
+    let filter = match state {
+        Some(s) => format!("WHERE state = '{}'", s.as_str()),
+        None => String::new(),
+    };
+    format!("SELECT {COLUMNS} FROM orders {filter} ORDER BY id DESC LIMIT ?1")
+}
+
+/// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
+pub(super) fn open_renewal(conn: &rusqlite::Connection, predecessor_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row_cached(&open_renewal_sql(), [predecessor_id], |r| r.get(0)).optional()
+}
+
+/// 32 hex digits: the creation time in milliseconds (six bytes), then ten random bytes.
+///
+/// Why time first: `request_id` is UNIQUE, and a wholly random id put every new order on a
+/// random page of that index — one more page written per issuance. Ordered by time, new ids
+/// land on the index's last page, which a group of issuances shares. Eighty random bits keep
+/// ids unique across hosts and unguessable, which is what a CA relies on when it uses the id
+/// to recognise a retried request.
+fn new_request_id(now_ms: u64) -> String {
     let mut b = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    b[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b[6..]);
     hex::encode(b)
 }
 
@@ -195,7 +232,10 @@ impl Inventory {
     /// Writes a new order (and seals its key) before anything is sent to a CA.
     pub fn create_order(&mut self, new: &NewOrder, actor: &str) -> Result<Order, InventoryError> {
         let now = self.now();
-        let request_id = new_request_id();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let request_id = new_request_id(now_ms);
         let state = if new.awaiting_approval { OrderState::AwaitingApproval } else { OrderState::Pending };
         let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
         // IMMEDIATE: the check for an open renewal and the insert are one atomic claim, even
@@ -295,10 +335,8 @@ impl Inventory {
     /// Orders, newest first, optionally of one state.
     pub fn orders(&self, state: Option<OrderState>, limit: u32) -> Result<Vec<Order>, InventoryError> {
         let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM orders WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![state.map(OrderState::as_str), limit], from_row)?;
+        let mut stmt = self.conn.prepare_cached(&list_sql(state))?;
+        let rows = stmt.query_map(params![limit], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -509,10 +547,7 @@ impl Inventory {
         let ids: Vec<i64> = {
             // Lease run out; or never submitted at all for ten minutes (the process stopped
             // between writing or approving the order and calling the CA).
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id FROM orders WHERE state = 'pending' AND submitted = 0
-                   AND ((lease_until IS NOT NULL AND lease_until < ?1) OR (lease_until IS NULL AND updated_at < ?1 - 600))",
-            )?;
+            let mut stmt = self.conn.prepare_cached(INTERRUPTED_SQL)?;
             stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
@@ -526,10 +561,7 @@ impl Inventory {
     /// Pending orders the CA has accepted and that are due for a poll.
     pub fn due_polls(&self, limit: u32) -> Result<Vec<Order>, InventoryError> {
         let now = self.now();
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM orders WHERE state = 'pending' AND submitted = 1 AND ca_order_id IS NOT NULL
-               AND next_poll_at <= ?1 ORDER BY next_poll_at LIMIT ?2"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(&due_polls_sql())?;
         let rows = stmt.query_map(params![now, limit], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -569,6 +601,39 @@ mod tests {
     use super::*;
     use crate::key::{KeyType, PrivateKey};
     use crate::vault::MasterKey;
+
+    /// Every lookup of open orders goes through a partial index of open orders: with the
+    /// `OPEN` text and the indexes' `WHERE` out of step, SQLite would silently walk every
+    /// order ever written instead.
+    #[test]
+    fn open_order_lookups_use_the_partial_indexes_of_open_orders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let in_use = format!("SELECT COUNT(*) FROM orders WHERE account = ?1 AND {OPEN}");
+        for (sql, index) in [
+            (open_renewal_sql(), "orders_one_open_renewal"),
+            (INTERRUPTED_SQL.to_owned(), "orders_open_next_poll"),
+            (due_polls_sql(), "orders_open_next_poll"),
+            (list_sql(Some(OrderState::NeedsAttention)), "orders_open_next_poll"),
+            (in_use, "orders_open_next_poll"),
+        ] {
+            let plan = super::super::query_plan(&inv.conn, &sql);
+            assert!(plan.contains(&format!("INDEX {index} ")), "{sql}\n{plan}");
+        }
+        // A finished state is most of the table: walked newest first, not sorted.
+        let plan = super::super::query_plan(&inv.conn, &list_sql(Some(OrderState::Issued)));
+        assert_eq!(plan, "SCAN orders");
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_start_with_their_creation_time() {
+        let ms: u64 = 0x0123_4567_89ab;
+        let (a, b) = (new_request_id(ms), new_request_id(ms));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.starts_with("0123456789ab"), "{a}");
+        assert!(new_request_id(ms + 1) > a.clone().max(b));
+    }
 
     #[test]
     fn create_order_returns_exactly_the_row_it_wrote() {

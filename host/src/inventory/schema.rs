@@ -226,6 +226,23 @@ const MIGRATIONS: &[&str] = &[
                             chain_pem = ''
         WHERE chain_pem <> '';
     "#,
+    // 6: the order-state indexes hold open orders only. Nearly every order ends `issued`, and
+    //    the move into that state wrote a page in the middle of `orders_state_next_poll` on
+    //    every issuance, though only open orders are ever looked up by state (due polls,
+    //    interrupted calls, "in use" checks); listing orders of a finished state walks the
+    //    table newest first instead. The open states are spelled as an `OR` chain, not
+    //    `IN (…)`: SQLite checks an IN list of three by filling a throwaway b-tree on every
+    //    row written. Queries name the open states with `orders::OPEN`, the same expression,
+    //    so the planner can prove they fall inside these partial indexes.
+    r#"
+    DROP INDEX orders_state_next_poll;
+    CREATE INDEX orders_open_next_poll ON orders(state, next_poll_at)
+        WHERE state = 'awaiting_approval' OR state = 'pending' OR state = 'needs_attention';
+    DROP INDEX orders_one_open_renewal;
+    CREATE UNIQUE INDEX orders_one_open_renewal ON orders(predecessor_id)
+        WHERE predecessor_id IS NOT NULL
+          AND (state = 'awaiting_approval' OR state = 'pending' OR state = 'needs_attention');
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -280,10 +297,18 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        // Tables of later migrations bring their own indexes.
-        let after: Vec<String> =
-            indexes(&conn).into_iter().filter(|i| !i.starts_with("sqlite_autoindex_chains")).collect();
-        let dropped = ["audit_events_at", "certificates_common_name", "certificates_issuer", "certificates_not_after"];
+        // Later migrations bring their own indexes (chains) and replace one (migration 6).
+        let after: Vec<String> = indexes(&conn)
+            .into_iter()
+            .filter(|i| !i.starts_with("sqlite_autoindex_chains") && i != "orders_open_next_poll")
+            .collect();
+        let dropped = [
+            "audit_events_at",
+            "certificates_common_name",
+            "certificates_issuer",
+            "certificates_not_after",
+            "orders_state_next_poll",
+        ];
         let expected: Vec<String> = before.into_iter().filter(|i| !dropped.contains(&i.as_str())).collect();
         assert_eq!(after, expected);
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
@@ -325,5 +350,43 @@ mod tests {
         let expected: Vec<(String, String)> =
             [shared, "", other, shared].iter().map(|c| (c.to_string(), String::new())).collect();
         assert_eq!(read, expected, "every certificate reads its own chain; no row keeps a copy");
+    }
+
+    /// Migration 6 rebuilds the order-state indexes over open orders only; every order stays,
+    /// and a certificate still cannot get a second open renewal — only a finished one frees it.
+    #[test]
+    fn a_version_5_database_keeps_its_orders_and_still_allows_one_open_renewal() {
+        let mut conn = at_version(5);
+        conn.execute(
+            "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                 key_algorithm, key_bits, status, source, created_at)
+             VALUES ('leaf', '01', '01', '01', 'CN=a', 'CN=ca', '[]', 0, 1, 'ec-p256', 256, 'active', 'import', 0)",
+            [],
+        )
+        .expect("certificate");
+        let order = |conn: &Connection, request: &str, state: &str| {
+            conn.execute(
+                "INSERT INTO orders (request_id, kind, state, csr_pem, predecessor_id, requested_by, created_at, updated_at)
+                 VALUES (?1, 'renew', ?2, 'csr', 1, 'test', 0, 0)",
+                [request, state],
+            )
+        };
+        order(&conn, "a", "issued").expect("finished renewal");
+        order(&conn, "b", "pending").expect("open renewal");
+        migrate(&mut conn).expect("migrate");
+        let states: Vec<String> = {
+            let mut stmt = conn.prepare("SELECT state FROM orders ORDER BY id").expect("prepare");
+            stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(states, ["issued", "pending"]);
+        assert!(indexes(&conn).contains(&"orders_open_next_poll".to_owned()));
+        assert!(!indexes(&conn).contains(&"orders_state_next_poll".to_owned()));
+        for open in ["pending", "awaiting_approval", "needs_attention"] {
+            let err = order(&conn, "c", open).expect_err("a second open renewal");
+            assert!(err.to_string().contains("UNIQUE"), "{err}");
+        }
+        order(&conn, "c", "failed").expect("another finished renewal");
+        conn.execute("UPDATE orders SET state = 'issued' WHERE request_id = 'b'", []).expect("finish");
+        order(&conn, "d", "pending").expect("an open renewal once the last one finished");
     }
 }
