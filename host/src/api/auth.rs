@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::inventory::Role;
+use crate::inventory::{ConfigView, Role};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -13,6 +13,9 @@ pub struct Caller {
     pub name: String,
     /// Token role.
     pub role: Role,
+    /// The configuration generation the token was checked under. An issuance pins its
+    /// profile and account lookups to it, so one request reads the generation once.
+    pub config: Option<ConfigView>,
 }
 
 impl Caller {
@@ -49,8 +52,10 @@ impl FromRequestParts<AppState> for Caller {
         if token.is_empty() || token.len() > 200 {
             return Err(ApiError::Unauthorized);
         }
-        let inv = state.inventory.get().await?;
+        let mut inv = state.inventory.get().await?;
+        let config = inv.config_view()?;
+        inv.pin_config(config);
         let info = inv.authenticate(token)?.ok_or(ApiError::Unauthorized)?;
-        Ok(Caller { name: info.name, role: info.role })
+        Ok(Caller { name: info.name, role: info.role, config })
     }
 }

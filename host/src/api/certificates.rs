@@ -278,6 +278,7 @@ async fn issue(
     let actor = caller.actor();
     let outcome = {
         let mut inv = state.inventory.get().await?;
+        inv.pin_config(caller.config);
         let mut pipeline =
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
         pipeline.issue(&request).await?
@@ -324,6 +325,7 @@ async fn renew_with(
     let actor = caller.actor();
     let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
     let mut inv = state.inventory.get().await?;
+    inv.pin_config(caller.config);
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
     Ok((cert_id, p.renew(cert_id, &opts).await))
 }

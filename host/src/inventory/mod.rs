@@ -30,6 +30,7 @@ use crate::vault::{MasterKey, VaultError};
 pub use accounts::{SecretOwner, Upsert};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
+pub use config_cache::ConfigView;
 pub use group::GroupCommit;
 pub use orders::{NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
@@ -145,6 +146,9 @@ pub struct Inventory {
     /// Set on `serve`'s pooled connections: tokens, profiles and accounts are reused from
     /// the pool's [`config_cache::ConfigCache`] while the configuration is unchanged.
     config: Option<std::sync::Arc<config_cache::ConfigCache>>,
+    /// A request's configuration generation, reused by lookups on this connection until it
+    /// goes back to the pool ([`Inventory::pin_config`]).
+    config_pin: Option<config_cache::Pin>,
 }
 
 /// One change's transaction: a transaction of its own, a savepoint inside one already open,
@@ -226,7 +230,7 @@ impl Inventory {
                 other => break other?,
             }
         };
-        let inv = Self { conn, vault, path, clock: None, group: None, config: None };
+        let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None };
         inv.check_vault()?;
         Ok(inv)
     }

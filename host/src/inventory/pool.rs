@@ -111,7 +111,9 @@ impl DerefMut for PooledInventory {
 
 impl Drop for PooledInventory {
     fn drop(&mut self) {
-        if let (Some(inv), Ok(mut idle)) = (self.inv.take(), self.pool.idle.lock()) {
+        if let (Some(mut inv), Ok(mut idle)) = (self.inv.take(), self.pool.idle.lock()) {
+            // A pin belongs to the request that set it; the next checkout reads afresh.
+            inv.config_pin = None;
             idle.push(inv);
         }
     }
