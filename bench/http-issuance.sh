@@ -19,91 +19,17 @@
 set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-10}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /tmp/certhost-http-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [ -n "${BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
 trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 command -v cfssl >/dev/null || { echo "cfssl not found: apt-get install golang-cfssl" >&2; exit 1; }
-if [ -z "${CERTHOST_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p certhost --bin certhost >&2)
-  CERTHOST_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/certhost
-fi
-WASM=$ROOT/plugins/dist/local-ca.wasm
-[ -f "$WASM" ] || (cd "$ROOT" && cargo xtask build-plugins >&2)
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
-
-# --- wrk: POST a body with a per-request CN; report req/s, p50, p99, non-2xx ---------------
-cat > "$W/post.lua" <<'LUA'
-local counter = 0
-local prefix = tostring(math.random(1, 1e9))
-function request()
-  counter = counter + 1
-  local body = (os.getenv("BENCH_BODY"):gsub("{n}", prefix .. "-" .. counter))
-  return wrk.format("POST", nil, nil, body)
-end
-local shown = 0
-function response(status, headers, body)
-  if status >= 300 and shown < 3 then
-    shown = shown + 1
-    io.stderr:write("HTTP " .. status .. ": " .. body:sub(1, 300) .. "\n")
-  end
-end
-LUA
-# CPU time (user + system, clock ticks) a process has used: the server's CPU per request
-# is a steadier figure than req/s on a shared machine (wrk competes for the same cores).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-µs-per-request"
-  local pid=$1 url=$2 auth=$3 body=$4 out before after
-  before=$(cpu_ticks "$pid")
-  out=$(BENCH_BODY=$body wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$W/post.lua" \
-        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url")
-  after=$(cpu_ticks "$pid")
-  echo "$out" >> "$W/wrk.log"
-  echo "$out" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
-    /requests in/ {reqs=$1}
-    /Requests\/sec/ {rps=$2}
-    /^ +50%/ {p50=$2}
-    /^ +99%/ {p99=$2}
-    /Non-2xx/ {bad=$NF}
-    END {printf "%s %s %s %s %s %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad), (reqs > 0 ? 1e6*ticks/hz/reqs : 0)}'
-}
+bench_certhost_bin
 
 # --- certhost ---------------------------------------------------------------------------
-export CERTHOST_DATA_DIR=$W/data CERTHOST_CONFIG=$W/certhost.toml RUST_LOG=warn
-export CERTHOST_MASTER_KEY=$(head -c32 /dev/urandom | base64)
-"$CERTHOST_BIN" ca init --out "$W/ca" --cn "Bench CA" >/dev/null
-mkdir -p "$W/profiles"
-cat > "$W/certhost.toml" <<TOML
-profile_dirs = ["profiles"]
-[accounts.bench-local]
-connector = "$WASM"
-params.validity_days = "90"
-params.ca_certificate = { file = "ca/ca.pem" }
-params.ca_private_key = { sensitive = true, value = { file = "ca/ca.key" } }
-TOML
-cat > "$W/profiles/bench.toml" <<'TOML'
-description = "load test"
-accounts = ["bench-local"]
-[key]
-type = "ec-p256"
-[sans]
-allowed_types = ["DNS"]
-dns_suffixes = [".example.com"]
-TOML
-TOKEN=$(cd "$W" && "$CERTHOST_BIN" token create --name bench --role admin)
-PORT=$(free_port)
-(cd "$W" && exec "$CERTHOST_BIN" serve --listen "127.0.0.1:$PORT" >"$W/serve.log" 2>&1) &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$PORT/healthz"
-# One request first: the component is instantiated and the account synced before timing.
-curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-  -d '{"profile":"bench","cn":"warm.example.com"}' "http://127.0.0.1:$PORT/v1/certificates" \
-  || { echo "warm-up issue failed:" >&2; cat "$W/serve.log" >&2; exit 1; }
+bench_start_serve
 read -r C_REQS C_RPS C_P50 C_P99 C_BAD C_CPU < <(run_wrk "${PIDS[0]}" "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
   '{"profile":"bench","cn":"h{n}.example.com"}')
 # How many changes each inventory sync carried (group commit), from serve's own metrics.
