@@ -19,11 +19,8 @@
 set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-10}
-W=$(mktemp -d /tmp/certhost-http-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [ -n "${BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
-trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
+bench_scratch certhost-http-bench
 
 command -v cfssl >/dev/null || { echo "cfssl not found: apt-get install golang-cfssl" >&2; exit 1; }
 bench_certhost_bin

@@ -1,6 +1,7 @@
-# Shared by the bench scripts that load `certhost serve` with local-ca issuance. Source it
-# after setting W (a scratch directory), CONC and SECS; it defines functions only.
+# Shared by the bench scripts that load `certhost serve` with local-ca issuance. Source it,
+# set CONC and SECS; it defines functions only.
 #
+#   bench_scratch NAME   — W, a scratch directory removed on exit, and PIDS, stopped on exit
 #   bench_certhost_bin   — CERTHOST_BIN, or a release build (and the connectors) made now
 #   bench_start_serve    — CA, local-ca account, profile `bench`, token; starts serve and
 #                          issues one certificate; sets SERVE_PID, PORT, TOKEN
@@ -8,6 +9,18 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WASM=$ROOT/plugins/dist/local-ca.wasm
+
+# A scratch directory W for one run, removed on exit (BENCH_KEEP=1 keeps it) after every
+# process in PIDS is stopped.
+bench_scratch() {
+  W=$(mktemp -d "/tmp/$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }

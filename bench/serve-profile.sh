@@ -18,11 +18,8 @@ set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-8}
 ISSUANCES=${3:-200}
-W=$(mktemp -d /tmp/certhost-serve-profile.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [ -n "${BENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
-trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
+bench_scratch certhost-serve-profile
 REPORT=$(dirname "$0")/serve_profile.py
 
 bench_certhost_bin

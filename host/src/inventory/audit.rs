@@ -132,14 +132,12 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::MasterKey;
 
     /// One object's history is read through `audit_events_object`; a listing by type alone or
     /// by nothing walks the table newest first (a sort would read every match to return a page).
     #[test]
     fn one_objects_history_is_read_through_its_index() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let (_dir, inv) = super::super::scratch();
         let object = |t: Option<&str>, id: Option<&str>, prefix: Option<&str>| AuditFilter {
             object_type: t.map(str::to_owned),
             object_id: id.map(str::to_owned),

@@ -463,8 +463,7 @@ mod tests {
 
     #[test]
     fn without_a_committer_a_change_is_still_all_or_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let (_dir, mut inv) = super::super::scratch();
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let failed = runtime.block_on(inv.write(|inv| {
             inv.audit(&event("undone"))?;

@@ -332,3 +332,11 @@ pub(crate) fn query_plan(conn: &Connection, sql: &str) -> String {
     }
     steps.join("\n")
 }
+
+/// A new inventory in a directory of its own, for tests; the directory goes with the guard.
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Inventory) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = Inventory::open(dir.path(), crate::vault::MasterKey::generate()).expect("open");
+    (dir, inv)
+}

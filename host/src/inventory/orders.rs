@@ -600,15 +600,13 @@ fn event<'a>(
 mod tests {
     use super::*;
     use crate::key::{KeyType, PrivateKey};
-    use crate::vault::MasterKey;
 
     /// Every lookup of open orders goes through a partial index of open orders: with the
     /// `OPEN` text and the indexes' `WHERE` out of step, SQLite would silently walk every
     /// order ever written instead.
     #[test]
     fn open_order_lookups_use_the_partial_indexes_of_open_orders() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let (_dir, inv) = super::super::scratch();
         let in_use = format!("SELECT COUNT(*) FROM orders WHERE account = ?1 AND {OPEN}");
         for (sql, index) in [
             (open_renewal_sql(), "orders_one_open_renewal"),
@@ -637,8 +635,7 @@ mod tests {
 
     #[test]
     fn create_order_returns_exactly_the_row_it_wrote() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let (_dir, mut inv) = super::super::scratch();
         for (key, approval) in [(Some(PrivateKey::generate(KeyType::EcP256).expect("key")), false), (None, true)] {
             let new = NewOrder {
                 kind: "issue".into(),
@@ -662,8 +659,7 @@ mod tests {
     #[test]
     fn record_issued_returns_exactly_the_row_it_wrote() {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        let (_dir, mut inv) = super::super::scratch();
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(DnType::CommonName, "Record CA");
