@@ -110,6 +110,12 @@ def wal(db, issuances):
         commits += size_after != 0
         off += 24 + page_size
     frames = sum(per_tree.values())
+    # Every issuance writes twice (its order before the CA call, then the certificate), at
+    # most a few hundred to a commit: far fewer commits than issuances means a checkpoint
+    # restarted the WAL mid-run and the pages before it are gone.
+    if commits * 4 < issuances:
+        sys.exit(f"only {commits} commits in the WAL for {issuances} issuances: a checkpoint restarted it "
+                 "during the run (every 4,000 pages); run fewer issuances")
     print(f"WAL pages written per issuance: {frames / issuances:.1f} in {commits / issuances:.2f} commits "
           f"({frames} pages of {page_size} bytes for {issuances} issuances)")
     for name, c in per_tree.most_common():

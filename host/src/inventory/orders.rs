@@ -197,6 +197,11 @@ fn due_polls_sql() -> String {
     )
 }
 
+/// The latest order for certificate `?1`, through `orders_certificate` (migration 7).
+fn issuing_order_sql() -> String {
+    format!("SELECT {COLUMNS} FROM orders WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 1")
+}
+
 /// Orders, newest first, of one state or all; `?1` is the limit.
 fn list_sql(state: Option<OrderState>) -> String {
     // The state goes into the text (it is one of six fixed words), so that for an open state
@@ -314,14 +319,7 @@ impl Inventory {
 
     /// The order that produced certificate `certificate_id` (its CA order id, requester).
     pub fn issuing_order(&self, certificate_id: i64) -> Result<Option<Order>, InventoryError> {
-        Ok(self
-            .conn
-            .query_row_cached(
-                &format!("SELECT {COLUMNS} FROM orders WHERE certificate_id = ?1 ORDER BY id DESC LIMIT 1"),
-                [certificate_id],
-                from_row,
-            )
-            .optional()?)
+        Ok(self.conn.query_row_cached(&issuing_order_sql(), [certificate_id], from_row).optional()?)
     }
 
     /// One order.
@@ -618,6 +616,9 @@ mod tests {
             let plan = super::super::query_plan(&inv.conn, &sql);
             assert!(plan.contains(&format!("INDEX {index} ")), "{sql}\n{plan}");
         }
+        let plan = super::super::query_plan(&inv.conn, &issuing_order_sql());
+        assert!(plan.contains("INDEX orders_certificate "), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         // A finished state is most of the table: walked newest first, not sorted.
         let plan = super::super::query_plan(&inv.conn, &list_sql(Some(OrderState::Issued)));
         assert_eq!(plan, "SCAN orders");
