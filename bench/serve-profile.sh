@@ -31,7 +31,7 @@ URL=http://127.0.0.1:$PORT/v1/certificates
 BODY='{"profile":"bench","cn":"h{n}.example.com"}'
 task_ticks() { for t in /proc/"$SERVE_PID"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done; }
 
-SECS_WARM=$SECS; SECS=3; run_wrk "$SERVE_PID" "$URL" "$TOKEN" "$BODY" >/dev/null; SECS=$SECS_WARM
+SECS=3 run_wrk "$SERVE_PID" "$URL" "$TOKEN" "$BODY" >/dev/null  # warm-up; SECS is back afterwards
 
 echo "== 1. CPU per issuance by thread (concurrency $CONC, ${SECS} s)"
 task_ticks > "$W/ticks.before"

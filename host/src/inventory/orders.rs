@@ -182,7 +182,7 @@ pub(super) const OPEN: &str = "(state = 'awaiting_approval' OR state = 'pending'
 
 /// The open renewal of certificate `?1`, through the partial index `orders_one_open_renewal`.
 fn open_renewal_sql() -> String {
-    format!("SELECT id FROM orders WHERE predecessor_id = ?1 AND predecessor_id IS NOT NULL AND {OPEN} LIMIT 1")
+    format!("SELECT id FROM orders WHERE predecessor_id = ?1 AND {OPEN} LIMIT 1")
 }
 
 /// Pending orders never submitted whose lease (or, without one, ten minutes) ran out by `?1`.
