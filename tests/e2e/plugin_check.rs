@@ -151,6 +151,14 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     let r = app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")]);
     assert!(r.ok().contains("created"), "{}", r.stdout);
     assert!(std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace").contains("\"acme-lab\""));
+    let manifest = std::fs::read_to_string(plugins.join("acme-lab/Cargo.toml")).expect("manifest");
+    assert!(
+        manifest.contains("name = \"acme-lab\"") && manifest.contains("path = \"../../plugin-sdk/rust\""),
+        "{manifest}"
+    );
+    for file in ["src/der.rs", "src/pem.rs", "testdata/ca.pem"] {
+        assert!(plugins.join("acme-lab").join(file).is_file(), "the template carries {file}");
+    }
     assert!(
         app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")])
             .fails(1)

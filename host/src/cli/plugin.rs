@@ -52,9 +52,39 @@ pub enum Command {
     },
 }
 
-/// The template's source: the local-ca connector itself, so the template always builds and
-/// always passes the checks its tests run.
-const TEMPLATE_LIB: &str = include_str!("../../../plugins/local-ca/src/lib.rs");
+/// The template: the local-ca connector itself, every file of it (path in the new crate,
+/// text), so the template always builds and always passes the checks its tests run.
+const TEMPLATE: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../../plugins/local-ca/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../../plugins/local-ca/src/lib.rs")),
+    ("src/der.rs", include_str!("../../../plugins/local-ca/src/der.rs")),
+    ("src/pem.rs", include_str!("../../../plugins/local-ca/src/pem.rs")),
+    ("testdata/ca.pem", include_str!("../../../plugins/local-ca/testdata/ca.pem")),
+    ("testdata/leaf.csr", include_str!("../../../plugins/local-ca/testdata/leaf.csr")),
+    ("testdata/empty.csr", include_str!("../../../plugins/local-ca/testdata/empty.csr")),
+];
+
+/// The template's file `path` made into connector `name`'s, its SDK at `sdk`.
+fn template_file(path: &str, text: &str, name: &str, sdk: &str) -> String {
+    match path {
+        "Cargo.toml" => text
+            .replacen("name = \"local-ca\"", &format!("name = \"{name}\""), 1)
+            .lines()
+            .map(|line| match line {
+                l if l.starts_with("description = ") => format!("description = \"certhost connector {name}\""),
+                l if l.starts_with("certhost-plugin-sdk = ") => format!("certhost-plugin-sdk = {{ path = \"{sdk}\" }}"),
+                l => l.to_owned(),
+            })
+            .map(|line| line + "\n")
+            .collect(),
+        "src/lib.rs" => text.replacen(
+            "//! local-ca: a certificate authority inside a component.",
+            &format!("//! {name}: a certhost connector, started from the local-ca template (a CA inside a\n//! component). Replace the signing in `certificate_request` with calls to your CA through\n//! `certhost_plugin_sdk::http`, keep `describe` in step with the parameters you read.\n//!\n//! The template:"),
+            1,
+        ).replace("name: \"local-ca\".into()", &format!("name: \"{name}\".into()")),
+        _ => text.to_owned(),
+    }
+}
 
 pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -80,17 +110,14 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     );
     let dir = plugins_dir.join(name);
     anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
-    let manifest = format!(
-        "[package]\nname = \"{name}\"\ndescription = \"certhost connector {name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\ncerthost-plugin-sdk = {{ path = \"{sdk}\" }}\np256 = {{ version = \"0.13\", default-features = false, features = [\"ecdsa\", \"pkcs8\", \"pem\", \"std\"] }}\nsha1 = \"0.10\"\ntime = \"0.3\"\nx509-parser = \"0.18\"\nyasna = {{ version = \"0.6\", features = [\"std\"] }}\n"
-    );
-    let lib = TEMPLATE_LIB.replacen(
-        "//! local-ca: a certificate authority inside a component.",
-        &format!("//! {name}: a certhost connector, started from the local-ca template (a CA inside a\n//! component). Replace the signing in `certificate_request` with calls to your CA through\n//! `certhost_plugin_sdk::http`, keep `describe` in step with the parameters you read.\n//!\n//! The template:"),
-        1,
-    ).replace("name: \"local-ca\".into()", &format!("name: \"{name}\".into()"));
-    std::fs::write(dir.join("Cargo.toml"), manifest)?;
-    std::fs::write(dir.join("src/lib.rs"), lib)?;
+    for (path, text) in TEMPLATE {
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&file, template_file(path, text, name, sdk))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
     let workspace = plugins_dir.join("Cargo.toml");
     if let Ok(text) = std::fs::read_to_string(&workspace)
         && let Some(pos) = text.find("members = [")

@@ -2,13 +2,16 @@
 //! certificate and P-256 key given as parameters, copying the requested subject and names,
 //! and returns the leaf with the CA certificate as its chain.
 //!
-//! Pure Rust (x509-parser to read, yasna to write DER, RustCrypto p256 to sign), so it builds
-//! for wasm32-wasip2 without a C compiler. The host verifies every certificate it returns.
+//! Pure Rust (a DER walk of its own to read, yasna to write DER, the host's `crypto.sign` to
+//! sign; RustCrypto p256 to check a key), so it builds for wasm32-wasip2 without a C compiler.
+//! The host verifies every certificate it returns.
+
+mod der;
+mod pem;
 
 use certhost_plugin_sdk::*;
 use p256::pkcs8::DecodePrivateKey;
 use sha1::Digest;
-use x509_parser::prelude::*;
 use yasna::models::ObjectIdentifier;
 
 struct LocalCa;
@@ -17,50 +20,35 @@ fn misconfigured(what: impl Into<String>) -> ConnectorError {
     ConnectorError::Misconfigured(what.into())
 }
 
-fn ca_key(pem: &str) -> Result<p256::ecdsa::SigningKey, ConnectorError> {
-    let secret = p256::SecretKey::from_pkcs8_pem(pem)
-        .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
+fn ca_key(text: &str) -> Result<p256::ecdsa::SigningKey, ConnectorError> {
+    let secret = p256::SecretKey::from_pkcs8_pem(text)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(text))
         .map_err(|_| misconfigured("ca_private_key is not a P-256 private key in PKCS#8 or SEC1 PEM"))?;
     Ok(p256::ecdsa::SigningKey::from(secret))
 }
 
-fn pem_der(pem: &str, what: &str) -> Result<Vec<u8>, ConnectorError> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| misconfigured(format!("{what} is not PEM: {e}")))?;
-    Ok(block.contents)
+fn pem_der(text: &str, what: &str) -> Result<Vec<u8>, ConnectorError> {
+    pem::decode(text).map_err(|why| misconfigured(format!("{what} is not PEM: {why}")))
 }
 
 /// UTCTime (until 2049) or GeneralizedTime, as RFC 5280 requires.
 fn write_time(w: yasna::DERWriter<'_>, t: ::time::OffsetDateTime) {
-    let (tag, text) = if t.year() < 2050 {
-        (
-            0x17u8,
-            format!(
-                "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-                t.year() % 100,
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-        )
-    } else {
-        (
-            0x18u8,
-            format!(
-                "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-        )
+    let utc = t.year() < 2050;
+    let mut tlv = vec![if utc { 0x17 } else { 0x18 }, if utc { 13 } else { 15 }];
+    let mut digits = |n: i64, width: u32| {
+        for place in (0..width).rev() {
+            tlv.push(b'0' + (n / 10i64.pow(place) % 10) as u8);
+        }
     };
-    let mut tlv = vec![tag, text.len() as u8];
-    tlv.extend_from_slice(text.as_bytes());
+    if utc {
+        digits(i64::from(t.year() % 100), 2);
+    } else {
+        digits(i64::from(t.year()), 4);
+    }
+    for part in [t.month() as u8, t.day(), t.hour(), t.minute(), t.second()] {
+        digits(i64::from(part), 2);
+    }
+    tlv.push(b'Z');
     w.write_der(&tlv);
 }
 
@@ -121,34 +109,17 @@ impl Connector for LocalCa {
             None => ::time::Duration::days(days),
         };
         let ca_der = pem_der(ca_pem, "ca_certificate")?;
-        let (_, ca) = X509Certificate::from_der(&ca_der)
-            .map_err(|e| misconfigured(format!("ca_certificate does not parse: {e}")))?;
+        let ca = der::issuer(&ca_der).map_err(|e| misconfigured(format!("ca_certificate does not parse: {e}")))?;
         let csr_der = pem_der(&request.csr_pem, "the CSR")?;
-        let (_, csr) = X509CertificationRequest::from_der(&csr_der)
-            .map_err(|e| ConnectorError::Internal(format!("the CSR does not parse: {e}")))?;
-        let info = &csr.certification_request_info;
-        // The raw SAN extension value, copied as requested.
-        let san_raw: Option<Vec<u8>> = info.attributes().iter().find_map(|attr| match attr.parsed_attribute() {
-            ParsedCriAttribute::ExtensionRequest(req) => {
-                req.extensions.iter().find(|e| e.oid.to_id_string() == "2.5.29.17").map(|e| e.value.to_vec())
-            }
-            _ => None,
-        });
+        let csr = der::csr(&csr_der).map_err(|e| ConnectorError::Internal(format!("the CSR does not parse: {e}")))?;
         let mut serial = random_bytes(16);
         serial[0] &= 0x7f;
         serial[0] |= 0x01;
         let now = ::time::OffsetDateTime::now_utc();
         // The authority key identifier must equal the CA's subject key identifier, or
         // verifiers (openssl) cannot find the issuer; SHA-1 of the key when the CA has none.
-        let ca_key_id = ca
-            .extensions()
-            .iter()
-            .find_map(|e| match e.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0.to_vec()),
-                _ => None,
-            })
-            .unwrap_or_else(|| sha1::Sha1::digest(ca.public_key().subject_public_key.data.as_ref()).to_vec());
-        let leaf_key_id = sha1::Sha1::digest(info.subject_pki.subject_public_key.data.as_ref()).to_vec();
+        let ca_key_id = ca.key_id.map_or_else(|| sha1::Sha1::digest(ca.public_key).to_vec(), <[u8]>::to_vec);
+        let leaf_key_id = sha1::Sha1::digest(csr.public_key).to_vec();
         const ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
         let tbs = yasna::construct_der(|w| {
             w.write_sequence(|w| {
@@ -158,13 +129,13 @@ impl Connector for LocalCa {
                 int.extend_from_slice(&serial);
                 w.next().write_der(&int);
                 w.next().write_sequence(|w| w.next().write_oid(&ObjectIdentifier::from_slice(ECDSA_SHA256)));
-                w.next().write_der(ca.subject().as_raw());
+                w.next().write_der(ca.subject);
                 w.next().write_sequence(|w| {
                     write_time(w.next(), now - ::time::Duration::minutes(5));
                     write_time(w.next(), now + lifetime);
                 });
-                w.next().write_der(info.subject.as_raw());
-                w.next().write_der(info.subject_pki.raw);
+                w.next().write_der(csr.subject);
+                w.next().write_der(csr.spki);
                 w.next().write_tagged(yasna::Tag::context(3), |w| {
                     w.write_sequence(|w| {
                         extension(w.next(), &[2, 5, 29, 19], true, &yasna::construct_der(|w| w.write_sequence(|_| {})));
@@ -182,8 +153,8 @@ impl Connector for LocalCa {
                             })
                         });
                         extension(w.next(), &[2, 5, 29, 37], false, &eku);
-                        if let Some(san) = &san_raw {
-                            extension(w.next(), &[2, 5, 29, 17], info.subject.iter().next().is_none(), san);
+                        if let Some(san) = csr.san {
+                            extension(w.next(), &[2, 5, 29, 17], csr.subject_empty, san);
                         }
                         extension(
                             w.next(),
@@ -216,10 +187,12 @@ impl Connector for LocalCa {
             })
         });
         log(Level::Info, &format!("signed a certificate for {} (request {})", request.common_name, request.request_id));
-        let serial_hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let serial_hex: String =
+            serial.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]).map(char::from).collect();
         Ok(Disposition::Issued(Issued {
-            certificate: pem("CERTIFICATE", &cert),
-            chain: vec![pem("CERTIFICATE", &ca_der)],
+            certificate: pem::encode("CERTIFICATE", &cert),
+            chain: vec![pem::encode("CERTIFICATE", &ca_der)],
             ca_order_id: Some(serial_hex),
         }))
     }
@@ -227,37 +200,13 @@ impl Connector for LocalCa {
     fn test_connection(args: Vec<Param>) -> Result<(), ConnectorError> {
         let ca_der = pem_der(arg(&args, "ca_certificate")?, "ca_certificate")?;
         let key = ca_key(arg(&args, "ca_private_key")?)?;
-        let (_, ca) = X509Certificate::from_der(&ca_der)
-            .map_err(|e| misconfigured(format!("ca_certificate does not parse: {e}")))?;
+        let ca = der::issuer(&ca_der).map_err(|e| misconfigured(format!("ca_certificate does not parse: {e}")))?;
         let point = key.verifying_key().to_encoded_point(false);
-        if ca.public_key().subject_public_key.data.as_ref() != point.as_bytes() {
+        if ca.public_key != point.as_bytes() {
             return Err(misconfigured("ca_private_key is not the key of ca_certificate"));
         }
         Ok(())
     }
-}
-
-/// PEM with 64-column base64 lines.
-fn pem(label: &str, der: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 register_connector!(LocalCa);
