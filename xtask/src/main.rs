@@ -181,14 +181,41 @@ fn ensure_schemathesis() -> Result<(), String> {
 }
 
 /// Runs every test, echoing cargo's output, and ends with one summary line over all test
-/// binaries ("tests: N passed, N failed"), so the last line speaks for the whole run.
+/// binaries ("tests: N passed, N failed"), so the last line speaks for the whole run. A full
+/// run (no arguments) also runs the connectors' own unit tests, built for this machine.
 fn test(extra: &[String]) -> Result<(), String> {
+    let extra: Vec<&String> = extra.iter().skip_while(|a| *a == "--").collect();
+    let mut host = cargo();
+    host.args(["test", "--workspace", "--no-fail-fast"]).args(&extra);
+    let mut runs = vec![("cargo test", host)];
+    if extra.is_empty() {
+        let mut plugins = cargo();
+        plugins
+            .args(["test", "--no-fail-fast", "--package", "local-ca", "--manifest-path"])
+            .arg(root().join("plugins").join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir().join("plugins-native"));
+        runs.push(("cargo test (connectors)", plugins));
+    }
+    let (mut totals, mut failures) = ([0u64; 3], Vec::new());
+    for (name, cmd) in runs {
+        match counted(cmd, &mut totals) {
+            Ok(st) if st.success() => {}
+            Ok(st) => failures.push(format!("{name} failed ({st})")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    let [passed, failed, ignored] = totals;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
+
+/// Runs one `cargo test`, echoing its output and adding its "test result:" lines' counts to
+/// `totals` (passed, failed, ignored).
+fn counted(mut cmd: Command, totals: &mut [u64; 3]) -> Result<std::process::ExitStatus, String> {
     use std::io::{BufRead, BufReader};
-    let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(extra.iter().skip_while(|a| *a == "--"));
     cmd.stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cargo test: cannot start: {e}"))?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             println!("{line}");
@@ -198,18 +225,16 @@ fn test(extra: &[String]) -> Result<(), String> {
                     let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
                     let n: u64 = n.parse().unwrap_or(0);
                     match what {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        "ignored" => ignored += n,
+                        "passed" => totals[0] += n,
+                        "failed" => totals[1] += n,
+                        "ignored" => totals[2] += n,
                         _ => {}
                     }
                 }
             }
         }
     }
-    let st = child.wait().map_err(|e| format!("cargo test: {e}"))?;
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
-    if st.success() { Ok(()) } else { Err(format!("cargo test failed ({st})")) }
+    child.wait().map_err(|e| e.to_string())
 }
 
 /// The example configuration (certhost.toml) signs with ./demo-ca; create it on first run.
