@@ -5,15 +5,21 @@
 //! - `wasm_call/local_ca_issue`: a full certificate-request on local-ca, same lifecycle.
 //! - `python_call/warm_worker`: a trivial script returning a fixed certificate, through the
 //!   account's already-running worker (pipe round trip, JSON, Python call).
+//! - `issuance_compute/local_ca`: the CPU one local-ca issuance cannot do without, on one
+//!   thread: key + CSR, the local-ca call, the host's verification of its certificate, the
+//!   key sealed for storage — no HTTP, no inventory, no disk. Issue 9's floor: `serve` spends
+//!   this plus HTTP, scheduling and durable storage per issuance.
 
 use std::path::Path;
 use std::time::Duration;
 
 use certhost::connector::python::PythonConnector;
 use certhost::connector::wasm::WasmConnector;
-use certhost::connector::{Args, CertificateRequest, Connector, Limits};
+use certhost::connector::{Args, CertificateRequest, Connector, Disposition, Limits};
 use certhost::csr::{CsrParams, San, Subject};
 use certhost::key::KeyType;
+use certhost::vault::MasterKey;
+use certhost::verify::{Expected, verify_issued};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn repo(p: &str) -> std::path::PathBuf {
@@ -50,6 +56,38 @@ fn wasm(c: &mut Criterion) {
         b.iter(|| rt.block_on(connector.certificate_request(&req, &args)).expect("issue"))
     });
     g.finish();
+
+    let vault = MasterKey::generate();
+    let params = CsrParams {
+        subject: Subject { common_name: Some("bench.example.com".into()), ..Subject::default() },
+        sans: vec![San::Dns("bench.example.com".into())],
+        key_type: KeyType::EcP256,
+        hash: None,
+    };
+    c.bench_function("issuance_compute/local_ca", |b| {
+        b.iter(|| {
+            let (key, csr) = params.generate().expect("csr");
+            let req = CertificateRequest {
+                csr_pem: csr.pem,
+                common_name: "bench.example.com".into(),
+                request_id: "bench".into(),
+            };
+            let Disposition::Issued { certificate, chain, .. } =
+                rt.block_on(connector.certificate_request(&req, &args)).expect("issue")
+            else {
+                panic!("local-ca answers at once")
+            };
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let expected = Expected {
+                public_key_raw: key.public_key_raw(),
+                common_name: Some("bench.example.com"),
+                sans: &params.sans,
+                now,
+            };
+            verify_issued(&expected, &certificate, &chain).expect("verifies");
+            vault.seal(key.pkcs8_der(), b"bench")
+        })
+    });
 }
 
 fn python(c: &mut Criterion) {
