@@ -14,8 +14,10 @@
 #    (server-side P-256 key + CSR + sign). It stores nothing: the issue's reference.
 # 3. cfssl+db: the same with `-db-config` (its SQLite certificate database), for context: a
 #    peer that also keeps every certificate it issues.
-# Prints req/s, p50, p99 and the server's CPU per request for each, and the ratios. Needs wrk (apt-get install wrk), cfssl
-# (golang-cfssl), python3. CERTHOST_BIN=path skips the cargo build.
+# Prints req/s, p50, p99 and the server's CPU per request for each, the ratios, and what
+# 2x cfssl leaves certhost in CPU per issuance; FLOOR=1 adds the issuance_compute bench (the
+# CPU no issuance can skip) beside it. Needs wrk (apt-get install wrk), cfssl (golang-cfssl),
+# python3. CERTHOST_BIN=path skips the cargo build.
 set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-10}
@@ -27,7 +29,7 @@ bench_certhost_bin
 
 # --- certhost ---------------------------------------------------------------------------
 bench_start_serve
-read -r C_REQS C_RPS C_P50 C_P99 C_BAD C_CPU < <(run_wrk "${PIDS[0]}" "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
+read -r C_REQS C_RPS C_P50 C_P99 C_BAD C_CPU C_WRK < <(run_wrk "${PIDS[0]}" "http://127.0.0.1:$PORT/v1/certificates" "$TOKEN" \
   '{"profile":"bench","cn":"h{n}.example.com"}')
 # How many changes each inventory sync carried (group commit), from serve's own metrics.
 SYNCS=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics" | awk '
@@ -47,7 +49,7 @@ cfssl serve -address 127.0.0.1 -port "$CPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT/api/v1/cfssl/info"
 NEWCERT='{"request":{"CN":"h{n}.example.com","hosts":["h{n}.example.com"],"key":{"algo":"ecdsa","size":256}}}'
-read -r F_REQS F_RPS F_P50 F_P99 F_BAD F_CPU < <(run_wrk "${PIDS[1]}" "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+read -r F_REQS F_RPS F_P50 F_P99 F_BAD F_CPU F_WRK < <(run_wrk "${PIDS[1]}" "http://127.0.0.1:$CPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
 kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
 
 # --- cfssl with a certificate database (context: a peer that also stores what it issues) --
@@ -63,7 +65,7 @@ cfssl serve -address 127.0.0.1 -port "$DPORT" -ca "$W/cfssl-ca.pem" -ca-key "$W/
   -config "$W/cfssl.json" -db-config "$W/cfssl-db.json" -loglevel 2 >"$W/cfssl-db.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$DPORT/api/v1/cfssl/info"
-read -r D_REQS D_RPS D_P50 D_P99 D_BAD D_CPU < <(run_wrk "${PIDS[2]}" "http://127.0.0.1:$DPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
+read -r D_REQS D_RPS D_P50 D_P99 D_BAD D_CPU D_WRK < <(run_wrk "${PIDS[2]}" "http://127.0.0.1:$DPORT/api/v1/cfssl/newcert" "" "$NEWCERT")
 D_STORED=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from certificates").fetchone()[0])' "$W/cfssl.db")
 
 printf '%-10s %10s %10s %10s %10s %8s %12s\n' "" "requests" "req/s" "p50" "p99" "non-2xx" "cpu µs/req"
@@ -77,3 +79,16 @@ echo "cfssl+db rows stored: $D_STORED (cfssl's sqlite certdb, journal_mode=delet
 python3 -c "import sys; print(f'ratio certhost/cfssl req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$F_RPS"
 python3 -c "import sys; print(f'ratio cfssl/certhost server CPU per request: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$F_CPU" "$C_CPU"
 python3 -c "import sys; print(f'ratio certhost/cfssl+db req/s: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$C_RPS" "$D_RPS"
+# The target in CPU: answering 2x cfssl's req/s on these cores, with wrk costing what it cost
+# against certhost, leaves certhost this much CPU per issuance.
+python3 -c "import sys; cores, frps, cwrk, fwrk, ccpu = map(float, sys.argv[1:])
+budget = cores * 1e6 / (2 * frps) - cwrk
+print(f'2x cfssl leaves certhost {budget:.0f} µs of CPU per issuance ({cores:.0f} cores / (2 x {frps:.0f} req/s) - wrk\'s {cwrk:.0f} µs per request; wrk spent {fwrk:.0f} against cfssl); certhost spent {ccpu:.0f}')" \
+  "$(nproc)" "$F_RPS" "$C_WRK" "$F_WRK" "$C_CPU"
+if [ -n "${FLOOR:-}" ]; then
+  # What no issuance can skip, on one thread (criterion; builds the bench on first use).
+  FLOOR_US=$(cd "$ROOT" && cargo bench -p certhost --bench connectors -- --warm-up-time 1 --measurement-time 5 \
+    issuance_compute/local_ca 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "time:") {
+      v = $(i + 3); u = $(i + 4); if (u ~ /^ms/) v *= 1000; else if (u ~ /^ns/) v /= 1000; printf "%.0f", v } }')
+  echo "floor (cargo bench ... issuance_compute/local_ca: key + CSR, the local-ca call, verification, sealing; no HTTP, no storage): ${FLOOR_US} µs"
+fi

@@ -5,7 +5,8 @@
 #   bench_certhost_bin   — CERTHOST_BIN, or a release build (and the connectors) made now
 #   bench_start_serve    — CA, local-ca account, profile `bench`, token; starts serve and
 #                          issues one certificate; sets SERVE_PID, PORT, TOKEN
-#   run_wrk PID URL TOKEN BODY — "reqs rps p50 p99 non2xx cpu-µs-per-request"
+#   run_wrk PID URL TOKEN BODY — "reqs rps p50 p99 non2xx cpu-µs-per-request
+#                                  wrk-cpu-µs-per-request" (the server's, then wrk's own)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WASM=$ROOT/plugins/dist/local-ca.wasm
@@ -58,21 +59,25 @@ LUA
 # is a steadier figure than req/s on a shared machine (wrk competes for the same cores).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-µs-per-request"
+run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-µs-per-request wrk-cpu-µs-per-request"
   local pid=$1 url=$2 auth=$3 body=$4 out before after
   [ -f "$W/post.lua" ] || write_post_lua
   before=$(cpu_ticks "$pid")
+  # `times` in the same subshell: its second line is the CPU its children (wrk) used.
   out=$(BENCH_BODY=$body wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$W/post.lua" \
-        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url")
+        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url"; times)
   after=$(cpu_ticks "$pid")
   echo "$out" >> "$W/wrk.log"
   echo "$out" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    function secs(t, p) { sub(/s$/, "", t); split(t, p, "m"); return p[1] * 60 + p[2] }
     /requests in/ {reqs=$1}
     /Requests\/sec/ {rps=$2}
     /^ +50%/ {p50=$2}
     /^ +99%/ {p99=$2}
     /Non-2xx/ {bad=$NF}
-    END {printf "%s %s %s %s %s %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad), (reqs > 0 ? 1e6*ticks/hz/reqs : 0)}'
+    /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ {wrk=secs($1) + secs($2)}
+    END {printf "%s %s %s %s %s %.0f %.0f\n", reqs, rps, p50, p99, (bad==""?0:bad),
+         (reqs > 0 ? 1e6*ticks/hz/reqs : 0), (reqs > 0 ? 1e6*wrk/reqs : 0)}'
 }
 
 bench_start_serve() {

@@ -35,7 +35,7 @@ SECS=3 run_wrk "$SERVE_PID" "$URL" "$TOKEN" "$BODY" >/dev/null  # warm-up; SECS 
 
 echo "== 1. CPU per issuance by thread (concurrency $CONC, ${SECS} s)"
 task_ticks > "$W/ticks.before"
-read -r REQS RPS _ _ BAD _ < <(run_wrk "$SERVE_PID" "$URL" "$TOKEN" "$BODY")
+read -r REQS RPS _ _ BAD _ _ < <(run_wrk "$SERVE_PID" "$URL" "$TOKEN" "$BODY")
 task_ticks > "$W/ticks.after"
 echo "$REQS issuances, $RPS req/s, $BAD not 2xx"
 python3 "$REPORT" threads "$W/ticks.before" "$W/ticks.after" "$REQS"
