@@ -234,6 +234,31 @@ mod tests {
     }
 
     #[test]
+    fn mangled_input_is_an_error_never_a_panic() {
+        // A fixed xorshift: the same 20,000 mangled copies on every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for name in ["leaf.csr", "empty.csr", "ca.pem"] {
+            let der = testdata(name);
+            for _ in 0..10_000 {
+                let mut bytes = der.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % bytes.len() as u64) as usize;
+                    bytes[at] = next() as u8;
+                }
+                bytes.truncate(1 + (next() % der.len() as u64) as usize);
+                let _ = csr(&bytes);
+                let _ = issuer(&bytes);
+            }
+        }
+    }
+
+    #[test]
     fn lengths_in_short_and_long_form_and_truncation() {
         let (tlv, rest) = read(&[0x04, 0x02, 0xaa, 0xbb, 0xcc]).expect("short form");
         assert_eq!((tlv.tag, tlv.content, tlv.raw.len(), rest), (0x04, &[0xaa, 0xbb][..], 4, &[0xcc][..]));

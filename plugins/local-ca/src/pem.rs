@@ -93,6 +93,29 @@ mod tests {
     }
 
     #[test]
+    fn mangled_text_is_an_error_never_a_panic() {
+        let good = encode("CERTIFICATE", &(0..300u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut bytes = good.clone().into_bytes();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % bytes.len() as u64) as usize;
+                // ASCII only, so the text stays a str: any byte the alphabet, `=`, space or `-` may be.
+                const CHOICES: &[u8] = b"AZaz09+/= \r\n-!";
+                bytes[at] = CHOICES[(next() % CHOICES.len() as u64) as usize];
+            }
+            bytes.truncate((next() % (bytes.len() as u64 + 1)) as usize);
+            let _ = decode(std::str::from_utf8(&bytes).expect("ascii"));
+        }
+    }
+
+    #[test]
     fn text_around_and_crlf_lines_are_ignored_and_bad_base64_is_refused() {
         let text = "Bag Attributes: x\r\n-----BEGIN CERTIFICATE-----\r\nAAEC\r\nAw==\r\n-----END CERTIFICATE-----\r\n";
         assert_eq!(decode(text).expect("decodes"), [0, 1, 2, 3]);
