@@ -87,8 +87,10 @@ print(f'2x cfssl leaves certhost {budget:.0f} µs of CPU per issuance ({cores:.0
   "$(nproc)" "$F_RPS" "$C_WRK" "$F_WRK" "$C_CPU"
 if [ -n "${FLOOR:-}" ]; then
   # What no issuance can skip, on one thread (criterion; builds the bench on first use).
-  FLOOR_US=$(cd "$ROOT" && cargo bench -p certhost --bench connectors -- --warm-up-time 1 --measurement-time 5 \
-    issuance_compute/local_ca 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "time:") {
-      v = $(i + 3); u = $(i + 4); if (u ~ /^ms/) v *= 1000; else if (u ~ /^ns/) v /= 1000; printf "%.0f", v } }')
+  (cd "$ROOT" && cargo bench -p certhost --bench connectors -- --warm-up-time 1 --measurement-time 5 \
+    issuance_compute/local_ca >"$W/floor.log" 2>&1) || { cat "$W/floor.log" >&2; echo "the floor bench failed" >&2; exit 1; }
+  FLOOR_US=$(awk '{ for (i = 1; i < NF; i++) if ($i == "time:") { v = $(i + 3); u = $(i + 4)
+      if (u ~ /^ms/) v *= 1000; else if (u ~ /^ns/) v /= 1000; else if (u == "s") v *= 1e6; printf "%.0f", v } }' "$W/floor.log")
+  [ -n "$FLOOR_US" ] || { echo "no time in the floor bench's output ($W/floor.log, kept with BENCH_KEEP=1)" >&2; exit 1; }
   echo "floor (cargo bench ... issuance_compute/local_ca: key + CSR, the local-ca call, verification, sealing; no HTTP, no storage): ${FLOOR_US} µs"
 fi

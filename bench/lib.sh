@@ -9,6 +9,8 @@
 #                                  wrk-cpu-µs-per-request" (the server's, then wrk's own)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Decimal points, not commas, in what `times` and printf write.
+export LC_NUMERIC=C
 WASM=$ROOT/plugins/dist/local-ca.wasm
 
 # A scratch directory W for one run, removed on exit (BENCH_KEEP=1 keeps it) after every
@@ -63,9 +65,10 @@ run_wrk() { # pid url token body-format → prints "reqs rps p50 p99 non2xx cpu-
   local pid=$1 url=$2 auth=$3 body=$4 out before after
   [ -f "$W/post.lua" ] || write_post_lua
   before=$(cpu_ticks "$pid")
-  # `times` in the same subshell: its second line is the CPU its children (wrk) used.
+  # `times` in the same subshell: its second line is the CPU its children (wrk) used. Only
+  # after a wrk that succeeded, so a failed run still stops the script.
   out=$(BENCH_BODY=$body wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$W/post.lua" \
-        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url"; times)
+        -H 'content-type: application/json' ${auth:+-H "Authorization: Bearer $auth"} "$url" && times)
   after=$(cpu_ticks "$pid")
   echo "$out" >> "$W/wrk.log"
   echo "$out" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '

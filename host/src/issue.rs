@@ -621,15 +621,21 @@ impl Pipeline<'_> {
                     sans: &sans,
                     now: unix_now(),
                 };
-                match verify_issued(&expected, &certificate, &chain) {
+                let profile = match (profile, order.profile.as_deref()) {
+                    (Some(known), _) => Some(std::borrow::Cow::Borrowed(known)),
+                    (None, Some(name)) => self.inventory.profile(name)?.map(|(p, _)| std::borrow::Cow::Owned(p)),
+                    (None, None) => None,
+                };
+                // Invariant 1, and the profile's SAN rules over every name the CA put in.
+                let verified = verify_issued(&expected, &certificate, &chain).and_then(|verified| {
+                    if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
+                        p.check_issued_sans(&verified.info.sans)
+                            .map_err(|rule| VerificationError::NotAllowed { profile: name.to_owned(), rule })?;
+                    }
+                    Ok(verified)
+                });
+                match verified {
                     Ok(verified) => {
-                        let profile = match (profile, order.profile.as_deref()) {
-                            (Some(known), _) => Some(std::borrow::Cow::Borrowed(known)),
-                            (None, Some(name)) => {
-                                self.inventory.profile(name)?.map(|(p, _)| std::borrow::Cow::Owned(p))
-                            }
-                            (None, None) => None,
-                        };
                         let renew_after = profile
                             .as_ref()
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));

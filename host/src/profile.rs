@@ -426,41 +426,56 @@ impl ProfileDef {
         }
         for san in &sans {
             san.validate().map_err(|e| refuse(e.to_string()))?;
-            let ty = match san {
-                San::Dns(_) => SanType::Dns,
-                San::Ip(_) => SanType::Ip,
-                San::Email(_) => SanType::Email,
-                San::Uri(_) => SanType::Uri,
-            };
-            if !self.sans.allowed_types.contains(&ty) {
-                return Err(refuse(format!("SAN {san} is of a type the profile does not allow")));
-            }
-            if let San::Dns(d) = san {
-                let lower = d.to_ascii_lowercase();
-                if !self.sans.dns_suffixes.is_empty()
-                    && !self.sans.dns_suffixes.iter().any(|suf| {
-                        let suf = suf.to_ascii_lowercase();
-                        let bare = suf.trim_start_matches('.');
-                        lower == bare || lower.ends_with(&format!(".{bare}"))
-                    })
-                {
-                    return Err(refuse(format!(
-                        "DNS name {d} is outside the allowed suffixes {}",
-                        self.sans.dns_suffixes.join(", ")
-                    )));
-                }
-                if let Some(re) = &self.sans.dns_regex {
-                    let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(d)).unwrap_or(false);
-                    if !ok {
-                        return Err(refuse(format!("DNS name {d} does not match the allowed pattern {re}")));
-                    }
-                }
-            }
+            self.san_allowed(san).map_err(refuse)?;
         }
         if subject.common_name.is_none() && sans.is_empty() {
             return Err(refuse("the request names nothing: give a CN or at least one SAN".into()));
         }
         Ok((subject, sans))
+    }
+}
+
+impl ProfileDef {
+    /// Whether the profile's SAN rules (allowed types, DNS suffixes and pattern) admit `san`;
+    /// the error is the rule it breaks.
+    fn san_allowed(&self, san: &San) -> Result<(), String> {
+        let ty = match san {
+            San::Dns(_) => SanType::Dns,
+            San::Ip(_) => SanType::Ip,
+            San::Email(_) => SanType::Email,
+            San::Uri(_) => SanType::Uri,
+        };
+        if !self.sans.allowed_types.contains(&ty) {
+            return Err(format!("SAN {san} is of a type the profile does not allow"));
+        }
+        if let San::Dns(d) = san {
+            let lower = d.to_ascii_lowercase();
+            if !self.sans.dns_suffixes.is_empty()
+                && !self.sans.dns_suffixes.iter().any(|suf| {
+                    let suf = suf.to_ascii_lowercase();
+                    let bare = suf.trim_start_matches('.');
+                    lower == bare || lower.ends_with(&format!(".{bare}"))
+                })
+            {
+                return Err(format!(
+                    "DNS name {d} is outside the allowed suffixes {}",
+                    self.sans.dns_suffixes.join(", ")
+                ));
+            }
+            if let Some(re) = &self.sans.dns_regex {
+                let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(d)).unwrap_or(false);
+                if !ok {
+                    return Err(format!("DNS name {d} does not match the allowed pattern {re}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the names a CA put in a certificate against the profile's SAN rules: a CA may
+    /// add names (some add `www.`), but none the profile would have refused in a request.
+    pub fn check_issued_sans(&self, sans: &[San]) -> Result<(), String> {
+        sans.iter().try_for_each(|san| self.san_allowed(san))
     }
 }
 
@@ -531,6 +546,13 @@ mod tests {
         assert_eq!(p.check_request("web", &ou).expect("ou allowed").0.organizational_unit, vec!["Ops".to_owned()]);
         let none = NameRequest::default();
         assert!(p.check_request("web", &none).unwrap_err().to_string().contains("a CN is required"));
+        // What a CA put in a certificate meets the same SAN rules, but no count: it may add names.
+        let issued = [San::Dns("www.example.com".into()), San::Dns("example.com".into())];
+        assert_eq!(p.check_issued_sans(&issued), Ok(()));
+        let added = [San::Dns("www.example.com".into()), San::Dns("evil.bank.test".into())];
+        assert!(p.check_issued_sans(&added).unwrap_err().contains("evil.bank.test is outside the allowed suffixes"));
+        let email = [San::Email("x@example.com".into())];
+        assert!(p.check_issued_sans(&email).unwrap_err().contains("type the profile does not allow"));
     }
 
     #[test]

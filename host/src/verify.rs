@@ -65,6 +65,15 @@ pub enum VerificationError {
         /// notBefore, Unix seconds.
         not_before: i64,
     },
+    /// The certificate names something its profile does not allow (a CA added it, or copied
+    /// it from the CSR past the host's policy check).
+    #[error("the returned certificate names what profile {profile} does not allow: {rule}")]
+    NotAllowed {
+        /// The order's profile.
+        profile: String,
+        /// The rule the certificate breaks.
+        rule: String,
+    },
     /// Already expired.
     #[error("the returned certificate expired at {not_after} (Unix time)")]
     Expired {

@@ -218,15 +218,20 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
     let ca = script_ca(&app);
     let mut accounts = String::new();
     let mut profiles = Vec::new();
-    for mode in ["wrong_key", "wrong_names", "expired"] {
+    for mode in ["wrong_key", "wrong_names", "extra_names", "expired"] {
         accounts.push_str(&scripted_account(mode, mode, &ca, ""));
-        profiles.push((mode, format!("accounts = [\"{mode}\"]\n")));
+        profiles.push((mode, format!("accounts = [\"{mode}\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n")));
     }
     let profile_refs: Vec<(&str, &str)> = profiles.iter().map(|(n, b)| (*n, b.as_str())).collect();
     let conf = Conf::new(&app, &accounts, &profile_refs);
     for (mode, reason) in [
         ("wrong_key", "the returned certificate is for a different public key than the CSR's"),
         ("wrong_names", "the returned certificate does not cover the requested name DNS:www.example.com"),
+        // Every requested name is there, but the CA added one the profile would have refused.
+        (
+            "extra_names",
+            "names what profile extra_names does not allow: DNS name evil.bank.test is outside the allowed suffixes .example.com",
+        ),
         ("expired", "the returned certificate expired at"),
     ] {
         let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);

@@ -159,6 +159,15 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     for file in ["src/der.rs", "src/pem.rs", "testdata/ca.pem"] {
         assert!(plugins.join("acme-lab").join(file).is_file(), "the template carries {file}");
     }
+    // Elsewhere, with the SDK somewhere else: the manifest says so.
+    let other = app.path("elsewhere");
+    app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other.to_str().expect("utf8"), "--sdk", "/opt/sdk/rust"])
+        .ok();
+    let manifest = std::fs::read_to_string(other.join("vault-pki/Cargo.toml")).expect("manifest");
+    for line in ["name = \"vault-pki\"", "description = \"certhost connector vault-pki\"", "path = \"/opt/sdk/rust\""] {
+        assert!(manifest.contains(line), "{line} in {manifest}");
+    }
+    assert!(!manifest.contains("local-ca") && !manifest.contains("license"), "{manifest}");
     assert!(
         app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")])
             .fails(1)

@@ -70,6 +70,8 @@ fn template_file(path: &str, text: &str, name: &str, sdk: &str) -> String {
         "Cargo.toml" => text
             .replacen("name = \"local-ca\"", &format!("name = \"{name}\""), 1)
             .lines()
+            // The license is local-ca's; the new connector's author chooses its own.
+            .filter(|line| !line.starts_with("license = "))
             .map(|line| match line {
                 l if l.starts_with("description = ") => format!("description = \"certhost connector {name}\""),
                 l if l.starts_with("certhost-plugin-sdk = ") => format!("certhost-plugin-sdk = {{ path = \"{sdk}\" }}"),

@@ -107,14 +107,20 @@ pub fn build(params: &CsrParams, key: &PrivateKey) -> Result<Csr, CsrError> {
             });
         })
     });
+    sign_info(&info, key, params.hash)
+}
+
+/// A CSR from its CertificationRequestInfo (DER), signed by `key` (`hash` is ignored for
+/// Ed25519, which has its own).
+pub(super) fn sign_info(info: &[u8], key: &PrivateKey, hash: Option<HashAlg>) -> Result<Csr, CsrError> {
     let hash = match key.key_type() {
         Some(KeyType::Ed25519) => None,
-        _ => params.hash,
+        _ => hash,
     };
-    let sig = key.sign(&info, hash)?;
+    let sig = key.sign(info, hash)?;
     let der = yasna::construct_der(|w| {
         w.write_sequence(|w| {
-            w.next().write_der(&info);
+            w.next().write_der(info);
             w.next().write_sequence(|w| {
                 w.next().write_oid(&ObjectIdentifier::from_slice(sig.oid));
                 if sig.null_params {

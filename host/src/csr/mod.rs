@@ -68,6 +68,93 @@ mod tests {
         assert!(params(KeyType::Ed25519, Some(HashAlg::Sha256)).validate().is_err());
     }
 
+    /// A CSR for CN=a.example.com, signed by a fresh P-256 key, whose attributes are exactly
+    /// `attributes` (each a whole Attribute, DER): what a requester can send, built by hand.
+    fn csr_with_attributes(attributes: &[Vec<u8>]) -> Vec<u8> {
+        use yasna::Tag;
+        use yasna::models::ObjectIdentifier;
+        let key = crate::key::PrivateKey::generate(KeyType::EcP256).expect("key");
+        let info = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(0);
+                w.next().write_sequence(|w| {
+                    w.next().write_set(|w| {
+                        w.next().write_sequence(|w| {
+                            w.next().write_oid(&ObjectIdentifier::from_slice(&[2, 5, 4, 3]));
+                            w.next().write_utf8_string("a.example.com");
+                        })
+                    })
+                });
+                w.next().write_der(&key.subject_public_key_info());
+                w.next().write_tagged_implicit(Tag::context(0), |w| {
+                    w.write_set_of(|w| {
+                        for attribute in attributes {
+                            w.next().write_der(attribute);
+                        }
+                    })
+                });
+            })
+        });
+        build::sign_info(&info, &key, None).expect("sign").der
+    }
+
+    /// An extensionRequest attribute with one subjectAltName extension per entry of
+    /// `san_extensions` (each a GeneralNames, DER).
+    fn extension_request(san_extensions: &[&[u8]]) -> Vec<u8> {
+        use yasna::models::ObjectIdentifier;
+        yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 113549, 1, 9, 14]));
+                w.next().write_set(|w| {
+                    w.next().write_sequence(|w| {
+                        for names in san_extensions {
+                            w.next().write_sequence(|w| {
+                                w.next().write_oid(&ObjectIdentifier::from_slice(&[2, 5, 29, 17]));
+                                w.next().write_bytes(names);
+                            });
+                        }
+                    })
+                });
+            })
+        })
+    }
+
+    fn dns_names(names: &[&str]) -> Vec<u8> {
+        yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                for name in names {
+                    w.next().write_tagged_implicit(yasna::Tag::context(2), |w| w.write_ia5_string(name));
+                }
+            })
+        })
+    }
+
+    #[test]
+    fn requested_names_a_profile_could_not_judge_are_refused() {
+        let one = dns_names(&["a.example.com"]);
+        let more = dns_names(&["a.example.com", "evil.bank.test"]);
+        let plain = parse_csr(&csr_with_attributes(&[extension_request(&[&one])])).expect("one request, one SAN");
+        assert_eq!(plain.sans, [San::Dns("a.example.com".into())]);
+        // A CA copying the second attribute or extension would name what the policy never saw.
+        let twice = parse_csr(&csr_with_attributes(&[extension_request(&[&one]), extension_request(&[&more])]));
+        let err = twice.expect_err("two extensionRequest attributes").to_string();
+        assert!(err.contains("ambiguous") && err.contains("2 extensionRequest attributes"), "{err}");
+        let err = parse_csr(&csr_with_attributes(&[extension_request(&[&one, &more])]))
+            .expect_err("two subjectAltName extensions")
+            .to_string();
+        assert!(err.contains("ambiguous") && err.contains("subjectAltName extension 2 times"), "{err}");
+        // An otherName (a Microsoft UPN, "u@x") and an IP address of five bytes.
+        let upn: &[u8] = &[
+            0x30, 0x15, 0xa0, 0x13, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03, 0xa0, 0x05,
+            0x0c, 0x03, b'u', b'@', b'x',
+        ];
+        let err = parse_csr(&csr_with_attributes(&[extension_request(&[upn])])).expect_err("otherName").to_string();
+        assert!(err.contains("an otherName of type 1.3.6.1.4.1.311.20.2.3") && !err.contains("u@x"), "{err}");
+        let ip5: &[u8] = &[0x30, 0x07, 0x87, 0x05, 1, 2, 3, 4, 5];
+        let err = parse_csr(&csr_with_attributes(&[extension_request(&[ip5])])).expect_err("bad IP").to_string();
+        assert!(err.contains("an IP address of 5 bytes"), "{err}");
+    }
+
     #[test]
     fn broken_uploads_are_refused_precisely() {
         let (_, csr) = params(KeyType::EcP256, None).generate().expect("generate");

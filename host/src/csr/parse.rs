@@ -56,6 +56,15 @@ pub enum CsrParseError {
     /// The self-signature does not verify: the requester does not hold the key, or the CSR was altered.
     #[error("the CSR's signature does not verify ({0})")]
     BadSignature(String),
+    /// The requested names can be read more than one way, so a CA might honour names the
+    /// profile never saw.
+    #[error("the CSR's requested names are ambiguous: {0}")]
+    Ambiguous(String),
+    /// A requested subjectAltName of a kind no profile rule covers.
+    #[error(
+        "the CSR requests a subjectAltName that certhost cannot check against a profile: {0} (supported: DNS, IP, email, URI)"
+    )]
+    UncheckableName(String),
 }
 
 /// Parses and verifies an uploaded CSR in PEM (`CERTIFICATE REQUEST`) or DER form.
@@ -65,14 +74,7 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
     csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
     let info = &csr.certification_request_info;
     let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
-    let mut sans = Vec::new();
-    if let Some(exts) = csr.requested_extensions() {
-        for ext in exts {
-            if let ParsedExtension::SubjectAlternativeName(san) = ext {
-                sans.extend(san.general_names.iter().filter_map(general_name_to_san));
-            }
-        }
-    }
+    let sans = requested_sans(&csr)?;
     Ok(ParsedCsr {
         pem: der::pem_encode("CERTIFICATE REQUEST", &der),
         subject: info.subject.to_string(),
@@ -82,6 +84,61 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
         public_key_raw: info.subject_pki.subject_public_key.data.to_vec(),
         der,
     })
+}
+
+/// The subjectAltNames a CSR requests — all of them, or an error. Profile policy is checked
+/// against these names, while a CA copies the CSR's extension as it finds it: a second
+/// extensionRequest attribute or SAN extension (which one would a CA honour?), or a name this
+/// list cannot hold (otherName, directoryName, …), would let a certificate name what no
+/// profile rule looked at.
+fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrParseError> {
+    use x509_parser::cri_attributes::ParsedCriAttribute;
+    use x509_parser::oid_registry::{OID_PKCS9_EXTENSION_REQUEST, OID_X509_EXT_SUBJECT_ALT_NAME};
+    let requests: Vec<_> =
+        csr.certification_request_info.attributes().iter().filter(|a| a.oid == OID_PKCS9_EXTENSION_REQUEST).collect();
+    if requests.len() > 1 {
+        return Err(CsrParseError::Ambiguous(format!(
+            "it carries {} extensionRequest attributes, and CAs differ in which they honour",
+            requests.len()
+        )));
+    }
+    let mut sans = Vec::new();
+    let mut san_extensions = 0;
+    for attribute in requests {
+        let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
+            return Err(CsrParseError::NotACsr("its extensionRequest attribute does not parse".into()));
+        };
+        for ext in request.extensions.iter().filter(|e| e.oid == OID_X509_EXT_SUBJECT_ALT_NAME) {
+            san_extensions += 1;
+            let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else {
+                return Err(CsrParseError::NotACsr("its subjectAltName extension does not parse".into()));
+            };
+            for name in &san.general_names {
+                sans.push(general_name_to_san(name).ok_or_else(|| CsrParseError::UncheckableName(name_kind(name)))?);
+            }
+        }
+    }
+    if san_extensions > 1 {
+        return Err(CsrParseError::Ambiguous(format!(
+            "it requests the subjectAltName extension {san_extensions} times"
+        )));
+    }
+    Ok(sans)
+}
+
+/// What kind of name a GeneralName is, for an error message (its value stays out of it).
+fn name_kind(name: &x509_parser::extensions::GeneralName<'_>) -> String {
+    use x509_parser::extensions::GeneralName as G;
+    match name {
+        G::OtherName(oid, _) => format!("an otherName of type {oid}"),
+        G::X400Address(_) => "an x400Address".into(),
+        G::DirectoryName(_) => "a directoryName".into(),
+        G::EDIPartyName(_) => "an ediPartyName".into(),
+        G::RegisteredID(_) => "a registeredID".into(),
+        G::IPAddress(bytes) => format!("an IP address of {} bytes (4 or 16 expected)", bytes.len()),
+        G::Invalid(..) => "a name that does not decode".into(),
+        G::DNSName(_) | G::RFC822Name(_) | G::URI(_) => "a name".into(),
+    }
 }
 
 /// The raw public key of a CSR an order holds, for matching the issued certificate to it.

@@ -33,7 +33,8 @@ pub struct Tlv<'a> {
     pub content: &'a [u8],
 }
 
-/// Why a value could not be walked; phrased to follow "… does not parse: ".
+/// Why a value could not be walked (or, for a CSR, could be read two ways); phrased to follow
+/// "… does not parse: ".
 pub type Error = &'static str;
 
 /// Reads the TLV at the front of `input`; returns it and what follows.
@@ -79,10 +80,10 @@ fn elements(mut content: &[u8]) -> impl Iterator<Item = Result<Tlv<'_>, Error>> 
         if content.is_empty() {
             return None;
         }
-        Some(read(content).map(|(tlv, rest)| {
-            content = rest;
-            tlv
-        }))
+        let next = read(content);
+        // After an error nothing more is read: the walk ends with it.
+        content = next.as_ref().map_or(&[], |(_, rest)| *rest);
+        Some(next.map(|(tlv, _)| tlv))
     })
 }
 
@@ -125,19 +126,26 @@ pub fn csr(der: &[u8]) -> Result<Csr<'_>, Error> {
     let (subject, rest) = expect(rest, SEQUENCE)?;
     let (spki, rest) = expect(rest, SEQUENCE)?;
     let public_key = key_bits(spki.content)?;
-    let mut san = None;
+    // The host checked the names of the one extensionRequest attribute and its one SAN
+    // extension against the profile and refuses CSRs with more (`csr::parse`); a second one
+    // here is refused too, never chosen between.
+    let (mut san, mut requests) = (None, 0);
     let (attributes, _) = optional(rest, CONTEXT_0)?;
     for attribute in elements(attributes.map_or(&[][..], |a| a.content)) {
         let (oid, values) = expect(attribute?.content, OID)?;
         if oid.content != OID_EXTENSION_REQUEST {
             continue;
         }
+        requests += 1;
+        if requests > 1 {
+            return Err("it carries more than one extensionRequest attribute");
+        }
         let (values, _) = expect(values, SET)?;
         let (requested, _) = expect(values.content, SEQUENCE)?;
         for ext in extensions(requested.content) {
             let (oid, value) = ext?;
-            if oid == OID_SUBJECT_ALT_NAME {
-                san = Some(value);
+            if oid == OID_SUBJECT_ALT_NAME && san.replace(value).is_some() {
+                return Err("it requests the subjectAltName extension more than once");
             }
         }
     }
@@ -231,6 +239,43 @@ mod tests {
             assert!(issuer(&der[..cut]).is_err(), "cut at {cut}");
         }
         assert!(issuer(&testdata("leaf.csr")).is_err(), "a CSR is not a certificate");
+    }
+
+    /// One DER value (lengths up to 65,535).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let len = content.len();
+        let mut out = vec![tag];
+        match len {
+            0..=127 => out.push(len as u8),
+            128..=255 => out.extend([0x81, len as u8]),
+            _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend(content);
+        out
+    }
+
+    #[test]
+    fn a_csr_whose_names_could_be_read_two_ways_is_refused() {
+        let der = testdata("leaf.csr");
+        let parts = csr(&der).expect("walks");
+        let names = parts.san.expect("the fixture requests names").to_vec();
+        let san = || tlv(SEQUENCE, &[tlv(OID, OID_SUBJECT_ALT_NAME), tlv(OCTET_STRING, &names)].concat());
+        let request = |exts: &[Vec<u8>]| {
+            tlv(SEQUENCE, &[tlv(OID, OID_EXTENSION_REQUEST), tlv(SET, &tlv(SEQUENCE, &exts.concat()))].concat())
+        };
+        // Signature left empty: the host checked it before any connector sees a CSR.
+        let build = |attributes: &[Vec<u8>]| {
+            let info =
+                [&[INTEGER, 1, 0][..], parts.subject, parts.spki, &tlv(CONTEXT_0, &attributes.concat())].concat();
+            let algorithm = tlv(SEQUENCE, &tlv(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+            tlv(SEQUENCE, &[tlv(SEQUENCE, &info), algorithm, tlv(BIT_STRING, &[0])].concat())
+        };
+        let one = build(&[request(&[san()])]);
+        assert_eq!(csr(&one).expect("one of each").san, Some(&names[..]));
+        let two_requests = build(&[request(&[san()]), request(&[san()])]);
+        assert_eq!(csr(&two_requests).err(), Some("it carries more than one extensionRequest attribute"));
+        let two_sans = build(&[request(&[san(), san()])]);
+        assert_eq!(csr(&two_sans).err(), Some("it requests the subjectAltName extension more than once"));
     }
 
     #[test]
