@@ -254,6 +254,7 @@ impl Pipeline<'_> {
                 let mut policy = profile.clone();
                 policy.sans.include_cn = false;
                 policy.check_request(&req.profile, &names)?;
+                profile.check_uploaded_subject(&req.profile, &parsed.subject_fields)?;
                 (parsed.pem.clone(), None, parsed.common_name, parsed.sans)
             }
             None => {

@@ -472,6 +472,32 @@ impl ProfileDef {
         Ok(())
     }
 
+    /// Checks an uploaded CSR's subject against the profile's subject rules, which a CA copying
+    /// it would otherwise skip: a field the profile fixes must be absent or the profile's own
+    /// value; only `overridable` fields may say something else.
+    pub fn check_uploaded_subject(&self, name: &str, s: &Subject) -> Result<(), PolicyError> {
+        let t = &self.subject;
+        for (field, as_fixed) in [
+            (SubjectField::O, s.organization.is_empty() || s.organization == t.o),
+            (SubjectField::Ou, s.organizational_unit.is_empty() || s.organizational_unit == t.ou),
+            (SubjectField::L, s.locality.is_none() || s.locality == t.l),
+            (SubjectField::St, s.state.is_none() || s.state == t.st),
+            (SubjectField::C, s.country.is_none() || s.country == t.c),
+            (SubjectField::Email, s.email.is_none()),
+        ] {
+            if !as_fixed && !t.overridable.contains(&field) {
+                return Err(PolicyError::Request {
+                    profile: name.to_owned(),
+                    rule: format!(
+                        "the CSR's subject field {} is not the profile's, which fixes it",
+                        subject_field_name(field)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the names a CA put in a certificate against the profile's SAN rules: a CA may
     /// add names (some add `www.`), but none the profile would have refused in a request.
     pub fn check_issued_sans(&self, sans: &[San]) -> Result<(), String> {
@@ -553,6 +579,33 @@ mod tests {
         assert!(p.check_issued_sans(&added).unwrap_err().contains("evil.bank.test is outside the allowed suffixes"));
         let email = [San::Email("x@example.com".into())];
         assert!(p.check_issued_sans(&email).unwrap_err().contains("type the profile does not allow"));
+    }
+
+    #[test]
+    fn an_uploaded_subject_may_repeat_fixed_fields_and_change_only_overridable_ones() {
+        let p = profile();
+        let s = |f: &dyn Fn(&mut Subject)| {
+            let mut subject = Subject { common_name: Some("www.example.com".into()), ..Subject::default() };
+            f(&mut subject);
+            subject
+        };
+        for fine in [
+            s(&|_| {}),
+            s(&|x| x.organization = vec!["Example".into()]),
+            s(&|x| (x.country, x.organizational_unit) = (Some("CH".into()), vec!["Anything".into()])),
+        ] {
+            assert_eq!(p.check_uploaded_subject("web", &fine), Ok(()), "{fine:?}");
+        }
+        for (bad, field) in [
+            (s(&|x| x.organization = vec!["Bank Inc".into()]), "O"),
+            (s(&|x| x.organization = vec!["Example".into(), "Bank Inc".into()]), "O"),
+            (s(&|x| x.country = Some("US".into())), "C"),
+            (s(&|x| x.locality = Some("Zug".into())), "L"),
+            (s(&|x| x.email = Some("a@example.com".into())), "emailAddress"),
+        ] {
+            let err = p.check_uploaded_subject("web", &bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("the CSR's subject field {field} is not the profile's")), "{err}");
+        }
     }
 
     #[test]

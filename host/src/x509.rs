@@ -76,3 +76,37 @@ pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Su
         email: name.iter_email().next().and_then(text),
     }
 }
+
+/// An uploaded CSR's subject as certhost's fields, or why it cannot be checked against a
+/// profile: an attribute certhost has no field for (a CA would copy it unchecked), a value
+/// that is not text, or a single-valued field given twice.
+pub fn checked_subject(name: &x509_parser::x509::X509Name<'_>) -> Result<crate::csr::Subject, String> {
+    use x509_parser::oid_registry as oid;
+    let mut s = crate::csr::Subject::default();
+    for attr in name.iter().flat_map(|rdn| rdn.iter()) {
+        let kind = attr.attr_type();
+        let value =
+            || attr.as_str().map(str::to_owned).map_err(|_| format!("its subject attribute {kind} is not text"));
+        let once = |slot: &mut Option<String>, label: &str| -> Result<(), String> {
+            match slot.replace(value()?) {
+                Some(_) => Err(format!("its subject gives {label} more than once")),
+                None => Ok(()),
+            }
+        };
+        match kind {
+            k if *k == oid::OID_X509_COMMON_NAME => once(&mut s.common_name, "CN")?,
+            k if *k == oid::OID_X509_ORGANIZATION_NAME => s.organization.push(value()?),
+            k if *k == oid::OID_X509_ORGANIZATIONAL_UNIT => s.organizational_unit.push(value()?),
+            k if *k == oid::OID_X509_LOCALITY_NAME => once(&mut s.locality, "L")?,
+            k if *k == oid::OID_X509_STATE_OR_PROVINCE_NAME => once(&mut s.state, "ST")?,
+            k if *k == oid::OID_X509_COUNTRY_NAME => once(&mut s.country, "C")?,
+            k if *k == oid::OID_PKCS9_EMAIL_ADDRESS => once(&mut s.email, "emailAddress")?,
+            other => {
+                return Err(format!(
+                    "its subject has attribute {other}, which no profile rule covers (supported: CN, O, OU, L, ST, C, emailAddress)"
+                ));
+            }
+        }
+    }
+    Ok(s)
+}

@@ -71,6 +71,11 @@ mod tests {
     /// A CSR for CN=a.example.com, signed by a fresh P-256 key, whose attributes are exactly
     /// `attributes` (each a whole Attribute, DER): what a requester can send, built by hand.
     fn csr_with_attributes(attributes: &[Vec<u8>]) -> Vec<u8> {
+        csr_with(&[(&[2, 5, 4, 3], "a.example.com")], attributes)
+    }
+
+    /// The same with the subject `rdns` (one attribute per RDN: OID arcs, UTF-8 value).
+    fn csr_with(rdns: &[(&[u64], &str)], attributes: &[Vec<u8>]) -> Vec<u8> {
         use yasna::Tag;
         use yasna::models::ObjectIdentifier;
         let key = crate::key::PrivateKey::generate(KeyType::EcP256).expect("key");
@@ -78,12 +83,14 @@ mod tests {
             w.write_sequence(|w| {
                 w.next().write_u8(0);
                 w.next().write_sequence(|w| {
-                    w.next().write_set(|w| {
-                        w.next().write_sequence(|w| {
-                            w.next().write_oid(&ObjectIdentifier::from_slice(&[2, 5, 4, 3]));
-                            w.next().write_utf8_string("a.example.com");
-                        })
-                    })
+                    for (oid, value) in rdns {
+                        w.next().write_set(|w| {
+                            w.next().write_sequence(|w| {
+                                w.next().write_oid(&ObjectIdentifier::from_slice(oid));
+                                w.next().write_utf8_string(value);
+                            })
+                        });
+                    }
                 });
                 w.next().write_der(&key.subject_public_key_info());
                 w.next().write_tagged_implicit(Tag::context(0), |w| {
@@ -153,6 +160,23 @@ mod tests {
         let ip5: &[u8] = &[0x30, 0x07, 0x87, 0x05, 1, 2, 3, 4, 5];
         let err = parse_csr(&csr_with_attributes(&[extension_request(&[ip5])])).expect_err("bad IP").to_string();
         assert!(err.contains("an IP address of 5 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_subject_a_profile_could_not_judge_is_refused() {
+        const CN: &[u64] = &[2, 5, 4, 3];
+        let fields = parse_csr(&csr_with(&[(&[2, 5, 4, 10], "Example"), (&[2, 5, 4, 11], "Web"), (CN, "a")], &[]))
+            .expect("modelled fields")
+            .subject_fields;
+        assert_eq!(
+            (fields.organization, fields.organizational_unit, fields.common_name),
+            (vec!["Example".to_owned()], vec!["Web".to_owned()], Some("a".to_owned()))
+        );
+        // serialNumber (2.5.4.5): a CA would copy it, and no profile rule speaks of it.
+        let err = parse_csr(&csr_with(&[(&[2, 5, 4, 5], "42"), (CN, "a")], &[])).expect_err("serialNumber").to_string();
+        assert!(err.contains("cannot be checked against a profile") && err.contains("attribute 2.5.4.5"), "{err}");
+        let err = parse_csr(&csr_with(&[(CN, "a"), (CN, "b")], &[])).expect_err("two CNs").to_string();
+        assert!(err.contains("CN more than once"), "{err}");
     }
 
     #[test]

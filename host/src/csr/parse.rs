@@ -5,10 +5,10 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
-use super::names::San;
+use super::names::{San, Subject};
 use crate::der::{self, Framing, PemError};
 use crate::key::KeyAlgorithm;
-use crate::x509::{general_name_to_san, spki_algorithm};
+use crate::x509::{checked_subject, general_name_to_san, spki_algorithm};
 
 /// What certhost reads from an uploaded CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +29,10 @@ pub struct ParsedCsr {
     /// Raw public key (SPKI bit string contents), for matching certificates to the CSR.
     #[serde(skip)]
     pub public_key_raw: Vec<u8>,
+    /// The subject as certhost's fields (every attribute it has is one of them), for the
+    /// profile's subject rules: a CA copies the CSR's subject as it is.
+    #[serde(skip)]
+    pub subject_fields: Subject,
 }
 
 /// Why an uploaded CSR was refused.
@@ -60,6 +64,9 @@ pub enum CsrParseError {
     /// profile never saw.
     #[error("the CSR's requested names are ambiguous: {0}")]
     Ambiguous(String),
+    /// A subject attribute no profile rule covers, or a field given twice.
+    #[error("the CSR cannot be checked against a profile: {0}")]
+    UncheckableSubject(String),
     /// A requested subjectAltName of a kind no profile rule covers.
     #[error(
         "the CSR requests a subjectAltName that certhost cannot check against a profile: {0} (supported: DNS, IP, email, URI)"
@@ -73,15 +80,16 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
     let (csr, key) = decode(&der)?;
     csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
     let info = &csr.certification_request_info;
-    let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    let subject_fields = checked_subject(&info.subject).map_err(CsrParseError::UncheckableSubject)?;
     let sans = requested_sans(&csr)?;
     Ok(ParsedCsr {
         pem: der::pem_encode("CERTIFICATE REQUEST", &der),
         subject: info.subject.to_string(),
-        common_name,
+        common_name: subject_fields.common_name.clone(),
         sans,
         key,
         public_key_raw: info.subject_pki.subject_public_key.data.to_vec(),
+        subject_fields,
         der,
     })
 }
