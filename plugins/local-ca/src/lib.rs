@@ -9,6 +9,19 @@
 mod der;
 mod pem;
 
+#[cfg(test)]
+mod tests_support {
+    /// A fixed pseudo-random sequence (xorshift64): the same mangled inputs on every run.
+    pub fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+}
+
 use certhost_plugin_sdk::*;
 use p256::pkcs8::DecodePrivateKey;
 use sha1::Digest;

@@ -95,13 +95,7 @@ mod tests {
     #[test]
     fn mangled_text_is_an_error_never_a_panic() {
         let good = encode("CERTIFICATE", &(0..300u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::tests_support::xorshift(0x9e37_79b9_7f4a_7c15_u64);
         for _ in 0..20_000 {
             let mut bytes = good.clone().into_bytes();
             for _ in 0..1 + next() % 4 {
