@@ -79,7 +79,8 @@ pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Su
 
 /// An uploaded CSR's subject as certhost's fields, or why it cannot be checked against a
 /// profile: an attribute certhost has no field for (a CA would copy it unchecked), a value
-/// that is not text, or a single-valued field given twice.
+/// that is not text, or a single-valued field given twice. The strict twin of
+/// [`name_to_subject`], which renewals use on certificates already stored.
 pub fn checked_subject(name: &x509_parser::x509::X509Name<'_>) -> Result<crate::csr::Subject, String> {
     use x509_parser::oid_registry as oid;
     let mut s = crate::csr::Subject::default();
