@@ -10,7 +10,7 @@ use x509_parser::prelude::FromDer;
 use crate::csr::San;
 use crate::der::{self, Framing};
 use crate::key::KeyAlgorithm;
-use crate::x509::{general_name_to_san, spki_algorithm};
+use crate::x509::{general_name_kind, general_name_to_san, spki_algorithm};
 
 /// Facts about one certificate, computed from its DER.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,10 @@ pub struct CertificateInfo {
     /// Raw public key (SPKI bit string contents), for matching keys and CSRs.
     #[serde(skip)]
     pub public_key_raw: Vec<u8>,
+    /// SANs of kinds `sans` cannot hold (otherName, directoryName, …), by kind: no profile
+    /// rule allows them, so an issued certificate carrying one is refused. Not stored.
+    #[serde(skip)]
+    pub other_sans: Vec<String>,
 }
 
 /// Why bytes are not a usable certificate.
@@ -76,12 +80,17 @@ impl CertificateInfo {
     /// the parsed form (chain verification) parses each certificate once.
     pub fn from_parsed(der: &[u8], cert: &X509Certificate<'_>) -> Result<Self, CertError> {
         let key = spki_algorithm(cert.public_key()).map_err(CertError::UnsupportedKey)?;
-        let mut sans = Vec::new();
+        let (mut sans, mut other_sans) = (Vec::new(), Vec::new());
         let mut is_ca = false;
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
-                    sans.extend(san.general_names.iter().filter_map(general_name_to_san));
+                    for name in &san.general_names {
+                        match general_name_to_san(name) {
+                            Some(known) => sans.push(known),
+                            None => other_sans.push(general_name_kind(name)),
+                        }
+                    }
                 }
                 ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
                 _ => {}
@@ -100,6 +109,7 @@ impl CertificateInfo {
             key,
             is_ca,
             public_key_raw: cert.public_key().subject_public_key.data.to_vec(),
+            other_sans,
         })
     }
 }

@@ -630,7 +630,7 @@ impl Pipeline<'_> {
                 // Invariant 1, and the profile's SAN rules over every name the CA put in.
                 let verified = verify_issued(&expected, &certificate, &chain).and_then(|verified| {
                     if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
-                        p.check_issued_sans(&verified.info.sans)
+                        p.check_issued_sans(&verified.info.sans, &verified.info.other_sans)
                             .map_err(|rule| VerificationError::NotAllowed { profile: name.to_owned(), rule })?;
                     }
                     Ok(verified)

@@ -500,7 +500,12 @@ impl ProfileDef {
 
     /// Checks the names a CA put in a certificate against the profile's SAN rules: a CA may
     /// add names (some add `www.`), but none the profile would have refused in a request.
-    pub fn check_issued_sans(&self, sans: &[San]) -> Result<(), String> {
+    /// `other_kinds` are SANs of kinds no rule covers (`CertificateInfo::other_sans`): never
+    /// allowed.
+    pub fn check_issued_sans(&self, sans: &[San], other_kinds: &[String]) -> Result<(), String> {
+        if let Some(kind) = other_kinds.first() {
+            return Err(format!("it names {kind}, a kind of subjectAltName no profile rule allows"));
+        }
         sans.iter().try_for_each(|san| self.san_allowed(san))
     }
 }
@@ -574,11 +579,15 @@ mod tests {
         assert!(p.check_request("web", &none).unwrap_err().to_string().contains("a CN is required"));
         // What a CA put in a certificate meets the same SAN rules, but no count: it may add names.
         let issued = [San::Dns("www.example.com".into()), San::Dns("example.com".into())];
-        assert_eq!(p.check_issued_sans(&issued), Ok(()));
+        assert_eq!(p.check_issued_sans(&issued, &[]), Ok(()));
         let added = [San::Dns("www.example.com".into()), San::Dns("evil.bank.test".into())];
-        assert!(p.check_issued_sans(&added).unwrap_err().contains("evil.bank.test is outside the allowed suffixes"));
+        assert!(
+            p.check_issued_sans(&added, &[]).unwrap_err().contains("evil.bank.test is outside the allowed suffixes")
+        );
         let email = [San::Email("x@example.com".into())];
-        assert!(p.check_issued_sans(&email).unwrap_err().contains("type the profile does not allow"));
+        assert!(p.check_issued_sans(&email, &[]).unwrap_err().contains("type the profile does not allow"));
+        let upn = ["an otherName of type 1.3.6.1.4.1.311.20.2.3".to_owned()];
+        assert!(p.check_issued_sans(&issued, &upn).unwrap_err().contains("names an otherName of type"));
     }
 
     #[test]

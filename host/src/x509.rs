@@ -59,6 +59,21 @@ pub fn general_name_to_san(name: &GeneralName<'_>) -> Option<San> {
     }
 }
 
+/// What kind of name a GeneralName is, for messages about names `general_name_to_san` has no
+/// `San` for (the value stays out of the message).
+pub fn general_name_kind(name: &GeneralName<'_>) -> String {
+    match name {
+        GeneralName::OtherName(oid, _) => format!("an otherName of type {oid}"),
+        GeneralName::X400Address(_) => "an x400Address".into(),
+        GeneralName::DirectoryName(_) => "a directoryName".into(),
+        GeneralName::EDIPartyName(_) => "an ediPartyName".into(),
+        GeneralName::RegisteredID(_) => "a registeredID".into(),
+        GeneralName::IPAddress(bytes) => format!("an IP address of {} bytes (4 or 16 expected)", bytes.len()),
+        GeneralName::Invalid(..) => "a name that does not decode".into(),
+        GeneralName::DNSName(_) | GeneralName::RFC822Name(_) | GeneralName::URI(_) => "a name".into(),
+    }
+}
+
 /// The subject fields certhost builds CSRs from (CN, O, OU, L, ST, C, emailAddress), read from
 /// a parsed name; other attributes are left out. Used to renew "with the same subject".
 pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Subject {

@@ -218,7 +218,7 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
     let ca = script_ca(&app);
     let mut accounts = String::new();
     let mut profiles = Vec::new();
-    for mode in ["wrong_key", "wrong_names", "extra_names", "expired"] {
+    for mode in ["wrong_key", "wrong_names", "extra_names", "other_name", "expired"] {
         accounts.push_str(&scripted_account(mode, mode, &ca, ""));
         profiles.push((mode, format!("accounts = [\"{mode}\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n")));
     }
@@ -231,6 +231,10 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
         (
             "extra_names",
             "names what profile extra_names does not allow: DNS name evil.bank.test is outside the allowed suffixes .example.com",
+        ),
+        (
+            "other_name",
+            "names what profile other_name does not allow: it names an otherName of type 1.3.6.1.4.1.311.20.2.3",
         ),
         ("expired", "the returned certificate expired at"),
     ] {

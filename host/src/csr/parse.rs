@@ -8,7 +8,7 @@ use x509_parser::prelude::FromDer;
 use super::names::{San, Subject};
 use crate::der::{self, Framing, PemError};
 use crate::key::KeyAlgorithm;
-use crate::x509::{checked_subject, general_name_to_san, spki_algorithm};
+use crate::x509::{checked_subject, general_name_kind, general_name_to_san, spki_algorithm};
 
 /// What certhost reads from an uploaded CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,7 +122,9 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
                 return Err(CsrParseError::NotACsr("its subjectAltName extension does not parse".into()));
             };
             for name in &san.general_names {
-                sans.push(general_name_to_san(name).ok_or_else(|| CsrParseError::UncheckableName(name_kind(name)))?);
+                sans.push(
+                    general_name_to_san(name).ok_or_else(|| CsrParseError::UncheckableName(general_name_kind(name)))?,
+                );
             }
         }
     }
@@ -132,21 +134,6 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
         )));
     }
     Ok(sans)
-}
-
-/// What kind of name a GeneralName is, for an error message (its value stays out of it).
-fn name_kind(name: &x509_parser::extensions::GeneralName<'_>) -> String {
-    use x509_parser::extensions::GeneralName as G;
-    match name {
-        G::OtherName(oid, _) => format!("an otherName of type {oid}"),
-        G::X400Address(_) => "an x400Address".into(),
-        G::DirectoryName(_) => "a directoryName".into(),
-        G::EDIPartyName(_) => "an ediPartyName".into(),
-        G::RegisteredID(_) => "a registeredID".into(),
-        G::IPAddress(bytes) => format!("an IP address of {} bytes (4 or 16 expected)", bytes.len()),
-        G::Invalid(..) => "a name that does not decode".into(),
-        G::DNSName(_) | G::RFC822Name(_) | G::URI(_) => "a name".into(),
-    }
 }
 
 /// The raw public key of a CSR an order holds, for matching the issued certificate to it.

@@ -165,6 +165,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
             key,
             is_ca: false,
             public_key_raw: Vec::new(),
+            other_sans: Vec::new(),
         },
         pem,
         chain_pem: r.get(3)?,
