@@ -10,7 +10,7 @@ use x509_parser::prelude::FromDer;
 use crate::csr::San;
 use crate::der::{self, Framing};
 use crate::key::KeyAlgorithm;
-use crate::x509::{general_name_kind, general_name_to_san, spki_algorithm};
+use crate::x509::{spki_algorithm, split_general_names};
 
 /// Facts about one certificate, computed from its DER.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,12 +85,9 @@ impl CertificateInfo {
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
-                    for name in &san.general_names {
-                        match general_name_to_san(name) {
-                            Some(known) => sans.push(known),
-                            None => other_sans.push(general_name_kind(name)),
-                        }
-                    }
+                    let (known, other) = split_general_names(&san.general_names);
+                    sans.extend(known);
+                    other_sans.extend(other);
                 }
                 ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
                 _ => {}

@@ -433,9 +433,7 @@ impl ProfileDef {
         }
         Ok((subject, sans))
     }
-}
 
-impl ProfileDef {
     /// Whether the profile's SAN rules (allowed types, DNS suffixes and pattern) admit `san`;
     /// the error is the rule it breaks.
     fn san_allowed(&self, san: &San) -> Result<(), String> {

@@ -59,6 +59,19 @@ pub fn general_name_to_san(name: &GeneralName<'_>) -> Option<San> {
     }
 }
 
+/// A SAN extension's names split into those certhost has a `San` for and the kinds of the
+/// rest (`general_name_kind`): every reader decides representability here, in one place.
+pub fn split_general_names(names: &[GeneralName<'_>]) -> (Vec<San>, Vec<String>) {
+    let (mut known, mut other) = (Vec::new(), Vec::new());
+    for name in names {
+        match general_name_to_san(name) {
+            Some(san) => known.push(san),
+            None => other.push(general_name_kind(name)),
+        }
+    }
+    (known, other)
+}
+
 /// What kind of name a GeneralName is, for messages about names `general_name_to_san` has no
 /// `San` for (the value stays out of the message).
 pub fn general_name_kind(name: &GeneralName<'_>) -> String {

@@ -8,7 +8,7 @@ use x509_parser::prelude::FromDer;
 use super::names::{San, Subject};
 use crate::der::{self, Framing, PemError};
 use crate::key::KeyAlgorithm;
-use crate::x509::{checked_subject, general_name_kind, general_name_to_san, spki_algorithm};
+use crate::x509::{checked_subject, spki_algorithm, split_general_names};
 
 /// What certhost reads from an uploaded CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,11 +121,11 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
             let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else {
                 return Err(CsrParseError::NotACsr("its subjectAltName extension does not parse".into()));
             };
-            for name in &san.general_names {
-                sans.push(
-                    general_name_to_san(name).ok_or_else(|| CsrParseError::UncheckableName(general_name_kind(name)))?,
-                );
+            let (known, other) = split_general_names(&san.general_names);
+            if let Some(kind) = other.into_iter().next() {
+                return Err(CsrParseError::UncheckableName(kind));
             }
+            sans.extend(known);
         }
     }
     if san_extensions > 1 {
