@@ -43,6 +43,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod param;
+pub mod pattern;
 pub mod poller;
 pub mod profile;
 pub mod renewal;

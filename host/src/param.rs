@@ -179,7 +179,7 @@ impl ParamDef {
             return Err(ParamError::DynamicWithValue { name: name.into(), owner: owner.into() });
         }
         if let Some(re) = &self.regex {
-            anchored(re).map_err(|e| ParamError::BadRegex {
+            crate::pattern::anchored(re).map_err(|e| ParamError::BadRegex {
                 name: name.into(),
                 owner: owner.into(),
                 reason: e.to_string(),
@@ -198,11 +198,10 @@ impl ParamDef {
                 rule: format!("expected one of {}", self.allowed_values.join(", ")),
             });
         }
-        if let Some(re) = &self.regex {
-            let ok = anchored(re).map(|r| r.is_match(value)).unwrap_or(false);
-            if !ok {
-                return Err(ParamError::NotAllowed { name: name.into(), shown, rule: format!("must match {re}") });
-            }
+        if let Some(re) = &self.regex
+            && !crate::pattern::full_match(re, value)
+        {
+            return Err(ParamError::NotAllowed { name: name.into(), shown, rule: format!("must match {re}") });
         }
         Ok(())
     }
@@ -252,10 +251,6 @@ pub struct ParamView {
     /// Regex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
-}
-
-fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{re})$"))
 }
 
 /// Reads `{ env = ... }` references; injected so the library never reads the environment itself.

@@ -372,11 +372,10 @@ impl ProfileDef {
                         self.cn.max_length
                     )));
                 }
-                if let Some(re) = &self.cn.allowed {
-                    let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(cn)).unwrap_or(false);
-                    if !ok {
-                        return Err(refuse(format!("CN {cn:?} does not match the allowed pattern {re}")));
-                    }
+                if let Some(re) = &self.cn.allowed
+                    && !crate::pattern::full_match(re, cn)
+                {
+                    return Err(refuse(format!("CN {cn:?} does not match the allowed pattern {re}")));
                 }
             }
         }
@@ -460,11 +459,10 @@ impl ProfileDef {
                     self.sans.dns_suffixes.join(", ")
                 ));
             }
-            if let Some(re) = &self.sans.dns_regex {
-                let ok = regex::Regex::new(&format!("^(?:{re})$")).map(|r| r.is_match(d)).unwrap_or(false);
-                if !ok {
-                    return Err(format!("DNS name {d} does not match the allowed pattern {re}"));
-                }
+            if let Some(re) = &self.sans.dns_regex
+                && !crate::pattern::full_match(re, d)
+            {
+                return Err(format!("DNS name {d} does not match the allowed pattern {re}"));
             }
         }
         Ok(())
