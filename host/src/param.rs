@@ -179,10 +179,10 @@ impl ParamDef {
             return Err(ParamError::DynamicWithValue { name: name.into(), owner: owner.into() });
         }
         if let Some(re) = &self.regex {
-            crate::pattern::anchored(re).map_err(|e| ParamError::BadRegex {
+            crate::pattern::check(re).map_err(|reason| ParamError::BadRegex {
                 name: name.into(),
                 owner: owner.into(),
-                reason: e.to_string(),
+                reason,
             })?;
         }
         Ok(())
@@ -408,6 +408,14 @@ mod tests {
         let who: ParamDef = t.params["who"].clone().into();
         assert!(who.check_value("who", "abc").is_ok());
         assert!(who.check_value("who", "ABC").unwrap_err().to_string().contains("must match [a-z]+"));
+    }
+
+    #[test]
+    fn a_regex_that_escapes_its_anchors_is_refused() {
+        // Wrapped as ^(?:…)$ this would read as `^(?:[a-z]+)` or `(.*)$` and accept anything.
+        let loose = ParamDef { regex: Some("[a-z]+)|(.*".into()), ..ParamDef::default() };
+        let err = loose.check("who", "profile p").unwrap_err().to_string();
+        assert!(err.contains("parameter who of profile p has an invalid regex"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,17 @@ impl Compiled {
     }
 }
 
+/// Why `pattern` cannot be a rule, if it cannot: it must compile alone and as matched,
+/// `^(?:pattern)$`. Either alone lets a bad rule through: `[a-z]+)|(.*` compiles only once
+/// wrapped, and then reads as `^(?:[a-z]+)` or `(.*)$`, matching anything; `(?x)[a-z]+ #`
+/// compiles alone, but its comment swallows the wrapper's `)$`, so every value is refused.
+pub fn check(pattern: &str) -> Result<(), String> {
+    Regex::new(pattern).map_err(|e| e.to_string())?;
+    anchored(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("it does not compile as ^(?:{pattern})$, the form it is matched in: {e}"))
+}
+
 /// Whether all of `value` matches `pattern`; an invalid pattern matches nothing (definitions
 /// are checked when they are saved, so this only refuses what a broken one would let through).
 pub fn full_match(pattern: &str, value: &str) -> bool {
@@ -79,6 +90,15 @@ mod tests {
     fn an_invalid_pattern_is_an_error_and_matches_nothing() {
         assert!(anchored("[a-").is_err());
         assert!(!full_match("[a-", "[a-"));
+    }
+
+    #[test]
+    fn a_rule_must_compile_alone_and_anchored() {
+        assert_eq!(check("[a-z0-9.-]+"), Ok(()));
+        let escapes = check("[a-z]+)|(.*").expect_err("would match anything once wrapped");
+        assert!(escapes.contains("unopened group"), "{escapes}");
+        let swallows = check("(?x)[a-z]+ # trailing comment").expect_err("the comment eats the wrapper");
+        assert!(swallows.contains("does not compile as ^(?:"), "{swallows}");
     }
 
     #[test]

@@ -311,7 +311,7 @@ impl ProfileDef {
             return Err(def_err(format!("cn.max_length must be 1-{MAX_CN}")));
         }
         for re in [&self.cn.allowed, &self.sans.dns_regex].into_iter().flatten() {
-            regex::Regex::new(re).map_err(|e| def_err(format!("invalid regex {re:?}: {e}")))?;
+            crate::pattern::check(re).map_err(|e| def_err(format!("invalid regex {re:?}: {e}")))?;
         }
         if let Some(d) = self.renewal.before_days
             && !(1..=120).contains(&d)
@@ -622,5 +622,13 @@ mod tests {
         p.accounts.clear();
         assert!(matches!(p.check("x"), Err(PolicyError::NoAccounts(_))));
         assert!(toml::from_str::<ProfileDef>("accounts = [\"a\"]\nbogus = 1").is_err(), "unknown fields are refused");
+        // A pattern that would match anything once anchored, or nothing at all, is refused
+        // when the profile is saved, not discovered on requests.
+        let mut p = profile();
+        p.sans.dns_regex = Some("[a-z]+)|(.*".into());
+        assert!(p.check("x").unwrap_err().to_string().contains("invalid regex"));
+        let mut p = profile();
+        p.cn.allowed = Some("(?x)[a-z]+ # lower case".into());
+        assert!(p.check("x").unwrap_err().to_string().contains("the form it is matched in"));
     }
 }
