@@ -376,27 +376,91 @@ fn write_atomically(
     Ok(())
 }
 
+/// The uid of user `name`. Deployments run on several threads at once, so the reentrant
+/// lookup: `getpwnam` hands every caller the same static record, and two concurrent
+/// deployments could read each other's owner.
 fn user_id(name: &str) -> Result<u32, DeployError> {
     let c =
         std::ffi::CString::new(name).map_err(|_| DeployError::Invalid(format!("owner {name:?} is not a user name")))?;
-    // SAFETY: getpwnam reads a NUL-terminated string and returns a pointer into static storage
-    // (or null); we copy the uid out at once and keep no reference.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
-        return Err(DeployError::Invalid(format!("owner {name} is not a user on this host")));
-    }
-    // SAFETY: non-null, just returned by getpwnam.
-    Ok(unsafe { (*pw).pw_uid })
+    let found = reentrant_lookup(|buf| {
+        // SAFETY: `passwd` is plain data (integers and pointers); all zeroes is a valid value
+        // that getpwnam_r overwrites before it is read.
+        let mut record: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated name, a record and a buffer we own for the call's length;
+        // the record's strings point into `buf`, and only the uid (a copy) leaves the call.
+        let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut record, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        (rc, (!result.is_null()).then_some(record.pw_uid))
+    })
+    .map_err(|e| DeployError::Invalid(format!("owner {name} could not be looked up: {e}")))?;
+    found.ok_or_else(|| DeployError::Invalid(format!("owner {name} is not a user on this host")))
 }
 
+/// The gid of group `name`; reentrant for the same reason as [`user_id`].
 fn group_id(name: &str) -> Result<u32, DeployError> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| DeployError::Invalid(format!("group {name:?} is not a group name")))?;
-    // SAFETY: as in `user_id`, for getgrnam.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    if gr.is_null() {
-        return Err(DeployError::Invalid(format!("group {name} is not a group on this host")));
+    let found = reentrant_lookup(|buf| {
+        // SAFETY: as in `user_id`, for `group`.
+        let mut record: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `user_id`, for getgrnam_r; only the gid leaves the call.
+        let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut record, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        (rc, (!result.is_null()).then_some(record.gr_gid))
+    })
+    .map_err(|e| DeployError::Invalid(format!("group {name} could not be looked up: {e}")))?;
+    found.ok_or_else(|| DeployError::Invalid(format!("group {name} is not a group on this host")))
+}
+
+/// Runs a `get*_r` lookup with a buffer that grows while the call answers ERANGE (a group
+/// with many members needs more than the usual kilobyte). `Ok(None)`: no such name.
+fn reentrant_lookup<T>(mut call: impl FnMut(&mut [u8]) -> (i32, Option<T>)) -> std::io::Result<Option<T>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match call(&mut buf) {
+            (0, found) => return Ok(found),
+            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            (rc, _) => return Err(std::io::Error::from_raw_os_error(rc)),
+        }
     }
-    // SAFETY: non-null, just returned by getgrnam.
-    Ok(unsafe { (*gr).gr_gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_and_groups_are_looked_up_by_name_on_any_thread() {
+        assert_eq!(user_id("root").expect("root"), 0);
+        assert_eq!(group_id("root").expect("root"), 0);
+        let missing = user_id("certhost-no-such-user").unwrap_err().to_string();
+        assert!(missing.contains("owner certhost-no-such-user is not a user on this host"), "{missing}");
+        let missing = group_id("certhost-no-such-group").unwrap_err().to_string();
+        assert!(missing.contains("group certhost-no-such-group is not a group on this host"), "{missing}");
+        assert!(user_id("ro\0ot").is_err(), "a NUL is refused before any lookup");
+        // Many lookups of two different names at once: each thread gets its own answer.
+        let nobody = user_id("nobody").expect("nobody exists on Debian");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let (name, want) = if i % 2 == 0 { ("root", 0) } else { ("nobody", nobody) };
+                    (0..500).all(|_| user_id(name).ok() == Some(want))
+                })
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().expect("thread")), "a lookup answered for another name");
+    }
+
+    #[test]
+    fn a_lookup_grows_its_buffer_until_the_record_fits() {
+        let mut sizes = Vec::new();
+        let found = reentrant_lookup(|buf| {
+            sizes.push(buf.len());
+            if buf.len() < 10_000 { (libc::ERANGE, None) } else { (0, Some(7)) }
+        });
+        assert_eq!(found.expect("found"), Some(7));
+        assert_eq!(sizes, [1024, 4096, 16_384]);
+        let failed = reentrant_lookup::<u32>(|_| (libc::EIO, None)).unwrap_err();
+        assert_eq!(failed.raw_os_error(), Some(libc::EIO));
+    }
 }
