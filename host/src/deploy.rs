@@ -159,14 +159,16 @@ pub async fn deploy(
     env: EnvLookup<'_>,
     actor: &str,
 ) -> Result<Vec<DeployReport>, InventoryError> {
+    // Read once, and before any await (a connection is not shared across threads), when a
+    // target writes the key.
+    let needs_key = targets.iter().any(|t| t.key.is_some() || t.pkcs12.is_some());
+    let key = match cert.key_id {
+        Some(id) if needs_key => Some(inv.private_key(id)?),
+        _ => None,
+    };
     let mut reports = Vec::new();
     for target in targets {
-        // The key is read before any await: a connection is not shared across threads.
-        let key = match (&target.key, &target.pkcs12, cert.key_id) {
-            (None, None, _) | (_, _, None) => None,
-            (_, _, Some(id)) => Some(inv.private_key(id)?),
-        };
-        let (result, output) = deploy_one(key, cert, target, env).await;
+        let (result, output) = deploy_one(key.as_ref(), cert, target, env).await;
         let report = DeployReport {
             target: target.describe(),
             ok: result.is_ok(),
@@ -175,30 +177,36 @@ pub async fn deploy(
                 Err(e) => e.to_string(),
             },
         };
-        inv.record_deployment(
-            cert.id,
-            &report.target,
-            report.ok,
-            &report.message,
-            &NewAuditEvent {
-                actor,
-                action: "certificate.deploy",
-                object_type: "certificate",
-                object_id: Some(cert.id.to_string()),
-                outcome: if report.ok { "success" } else { "failure" },
-                detail: serde_json::json!({ "target": report.target, "message": report.message, "hook_output": output }),
-            },
-        )?;
         if !report.ok {
             tracing::warn!(certificate = cert.id, target = %report.target, "{}", report.message);
         }
+        // Through the inventory's writer: in `serve`, the group committer, which every other
+        // write there waits on too, instead of a transaction of its own competing for the lock.
+        let (id, actor, stored) = (cert.id, actor.to_owned(), report.clone());
+        inv.write(move |inv| {
+            inv.record_deployment(
+                id,
+                &stored.target,
+                stored.ok,
+                &stored.message,
+                &NewAuditEvent {
+                    actor: &actor,
+                    action: "certificate.deploy",
+                    object_type: "certificate",
+                    object_id: Some(id.to_string()),
+                    outcome: if stored.ok { "success" } else { "failure" },
+                    detail: serde_json::json!({ "target": stored.target, "message": stored.message, "hook_output": output }),
+                },
+            )
+        })
+        .await?;
         reports.push(report);
     }
     Ok(reports)
 }
 
 async fn deploy_one(
-    key: Option<crate::key::PrivateKey>,
+    key: Option<&crate::key::PrivateKey>,
     cert: &CertificateRecord,
     target: &DeployTarget,
     env: EnvLookup<'_>,
@@ -220,7 +228,7 @@ async fn deploy_one(
             return (Err(DeployError::PreHook { status }), cap(output));
         }
     }
-    if let Err(e) = write_files(key.as_ref(), cert, target, &password) {
+    if let Err(e) = write_files(key, cert, target, &password) {
         return (Err(e), cap(output));
     }
     if let Some(cmd) = &target.post_hook {

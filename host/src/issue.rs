@@ -652,9 +652,16 @@ impl Pipeline<'_> {
                             })
                             .await?;
                         // Deployment follows the stored certificate; a failed deployment is
-                        // recorded, never a reason to lose the certificate.
-                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
-                            self.deploy_issued(&profile, certificate.id).await?;
+                        // recorded, never a reason to lose the certificate. Nor to answer with
+                        // an error: the certificate is stored, and a client that retried would
+                        // get a second one.
+                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty())
+                            && let Err(e) = self.deploy_issued(&profile, &certificate).await
+                        {
+                            tracing::error!(
+                                certificate = certificate.id,
+                                "deploying the issued certificate failed: {e}"
+                            );
                         }
                         crate::metrics::issuance("issued");
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate) })

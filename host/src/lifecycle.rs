@@ -248,9 +248,12 @@ impl Pipeline<'_> {
 
     /// Deploys a just-stored certificate to its profile's targets (its renewal time was
     /// stored with it: [`crate::issue::renewal_due`]).
-    pub(crate) async fn deploy_issued(&mut self, profile: &ProfileDef, certificate_id: i64) -> Result<(), IssueError> {
-        let cert = self.certificate(certificate_id)?;
-        crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?;
+    pub(crate) async fn deploy_issued(
+        &mut self,
+        profile: &ProfileDef,
+        cert: &crate::inventory::CertificateRecord,
+    ) -> Result<(), IssueError> {
+        crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor).await?;
         Ok(())
     }
 
