@@ -190,18 +190,19 @@ impl ParamDef {
 
     /// Checks a concrete value against `allowed_values` and `regex`.
     pub fn check_value(&self, name: &str, value: &str) -> Result<(), ParamError> {
-        let shown = if self.sensitive { String::new() } else { format!("value {value:?} ") };
+        // Only for a refusal: a value (a CA certificate, say) is checked on every request.
+        let shown = || if self.sensitive { String::new() } else { format!("value {value:?} ") };
         if !self.allowed_values.is_empty() && !self.allowed_values.iter().any(|v| v == value) {
             return Err(ParamError::NotAllowed {
                 name: name.into(),
-                shown,
+                shown: shown(),
                 rule: format!("expected one of {}", self.allowed_values.join(", ")),
             });
         }
         if let Some(re) = &self.regex
             && !crate::pattern::full_match(re, value)
         {
-            return Err(ParamError::NotAllowed { name: name.into(), shown, rule: format!("must match {re}") });
+            return Err(ParamError::NotAllowed { name: name.into(), shown: shown(), rule: format!("must match {re}") });
         }
         Ok(())
     }
