@@ -52,6 +52,25 @@ fn verify(c: &mut Criterion) {
         Expected { public_key_raw: key.public_key_raw(), common_name: Some("bench.example.com"), sans: &p.sans, now };
     let chain = vec![ca_pem];
     c.bench_function("verify_issued/ec-p256", |b| b.iter(|| verify_issued(&expected, &leaf, &chain).expect("valid")));
+
+    // What a CA behind a script or ACME returns: leaf, intermediate, root.
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root_params.distinguished_name.push(rcgen::DnType::CommonName, "Bench Root");
+    let root_key = KeyPair::generate().expect("key");
+    let root_pem = root_params.self_signed(&root_key).expect("root").pem();
+    let root = Issuer::new(root_params, root_key);
+    let mut mid_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    mid_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    mid_params.distinguished_name.push(rcgen::DnType::CommonName, "Bench Intermediate");
+    let mid_key = KeyPair::generate().expect("key");
+    let mid_pem = mid_params.signed_by(&mid_key, &root).expect("intermediate").pem();
+    let mid = Issuer::new(mid_params, mid_key);
+    let leaf = CertificateSigningRequestParams::from_pem(&csr.pem).expect("csr").signed_by(&mid).expect("sign").pem();
+    let chain = vec![mid_pem, root_pem];
+    c.bench_function("verify_issued/ec-p256-with-intermediate", |b| {
+        b.iter(|| verify_issued(&expected, &leaf, &chain).expect("valid"))
+    });
 }
 
 criterion_group!(benches, key_and_csr, csr_parse, verify);

@@ -144,7 +144,8 @@ pub fn to_pem(der: &[u8]) -> String {
 }
 
 /// Whether `issuer_der` issued `child_der`: names chain and the signature verifies — or is
-/// one the host made itself with the issuer's key ([`crate::host_signatures`]).
+/// one known to verify: made by the host with the issuer's key, or a link between CA
+/// certificates verified before ([`crate::host_signatures`]).
 pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
     let (Ok((_, child)), Ok((_, issuer))) =
         (X509Certificate::from_der(child_der), X509Certificate::from_der(issuer_der))
@@ -159,13 +160,18 @@ pub fn signed_by(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> b
     if child.issuer() != issuer.subject() {
         return false;
     }
-    let made_here = crate::host_signatures::made_here(
-        issuer.public_key().raw,
-        &child.signature_algorithm.algorithm.to_id_string(),
-        child.tbs_certificate.as_ref(),
-        &child.signature_value.data,
-    );
-    made_here || child.verify_signature(Some(issuer.public_key())).is_ok()
+    let algorithm = child.signature_algorithm.algorithm.to_id_string();
+    let (spki, tbs, signature) =
+        (issuer.public_key().raw, child.tbs_certificate.as_ref(), &child.signature_value.data[..]);
+    if crate::host_signatures::known(spki, &algorithm, tbs, signature) {
+        return true;
+    }
+    let verified = child.verify_signature(Some(issuer.public_key())).is_ok();
+    // A CA certificate comes again with the next issuance from the same CA; a leaf never does.
+    if verified && child.is_ca() {
+        crate::host_signatures::record(spki, &algorithm, tbs, signature);
+    }
+    verified
 }
 
 /// The subject of a DER certificate as CSR fields, for a renewal "with the same subject".
@@ -200,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signature_is_taken_as_made_here_only_for_the_exact_key_algorithm_message_and_value() {
+    fn a_signature_is_taken_as_known_only_for_the_exact_key_algorithm_message_and_value() {
         let (ca_der, issuer) = ca("Memo CA");
         let leaf_key = KeyPair::generate().expect("key");
         let leaf = CertificateParams::new(vec!["memo.example".to_owned()])
@@ -229,5 +235,43 @@ mod tests {
         let (impostor, _) = ca("Memo CA");
         assert!(!issued_by(&forged, &impostor));
         assert!(!issued_by(&leaf, &impostor));
+    }
+
+    #[test]
+    fn a_verified_link_between_ca_certificates_is_remembered_and_a_leaf_is_not() {
+        let (root_der, root) = ca("Link Root");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Link Intermediate");
+        let mid_key = KeyPair::generate().expect("key");
+        let mid_der = params.signed_by(&mid_key, &root).expect("signed").der().to_vec();
+        let mid = Issuer::new(params, mid_key);
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["link.example".to_owned()])
+            .expect("params")
+            .signed_by(&leaf_key, &mid)
+            .expect("signed")
+            .der()
+            .to_vec();
+        let known = |child: &[u8], issuer: &[u8]| {
+            let (_, c) = X509Certificate::from_der(child).expect("parses");
+            let (_, i) = X509Certificate::from_der(issuer).expect("parses");
+            crate::host_signatures::known(
+                i.public_key().raw,
+                &c.signature_algorithm.algorithm.to_id_string(),
+                c.tbs_certificate.as_ref(),
+                &c.signature_value.data,
+            )
+        };
+        // A broken link is verified, fails, and is not remembered.
+        let broken = with_bad_signature(&mid_der);
+        assert!(!issued_by(&broken, &root_der));
+        assert!(!known(&broken, &root_der));
+        assert!(!known(&mid_der, &root_der), "nothing is known before a verification");
+        assert!(issued_by(&mid_der, &root_der));
+        assert!(known(&mid_der, &root_der), "the intermediate's signature is remembered");
+        assert!(issued_by(&mid_der, &root_der), "and still verifies");
+        assert!(issued_by(&leaf, &mid_der));
+        assert!(!known(&leaf, &mid_der), "a leaf never comes twice, so it is not remembered");
     }
 }

@@ -1,18 +1,22 @@
-//! Signatures this process made itself, so that invariant 1 need not verify them again.
+//! Signatures known to verify, so that invariant 1 need not verify them again: those this
+//! process made itself, and the links between CA certificates it has verified.
 //!
 //! A contract-0.3 connector (local-ca) has the host sign its certificates (`crypto.sign`); the
 //! host then verifies the very certificate it signed, before storing it, that the chain links
 //! (`cert::issued_by`). That verification was the largest single cost of an issuance (an
 //! ECDSA verification costs two to three signatures). Its answer is known: a signature ring
-//! made with a key verifies under that key's public key.
+//! made with a key verifies under that key's public key. Likewise a CA that answers with
+//! leaf, intermediate and root sends the same intermediate, signed by the same root, every
+//! time: once that signature verified, it verifies again (the check depends on nothing else).
 //!
-//! So each host signature is remembered as the SHA-256 of (the signing key's
+//! So each such signature is remembered as the SHA-256 of (the signing key's
 //! SubjectPublicKeyInfo, the algorithm OID, the message, the signature). `issued_by` asks
 //! with the issuer certificate's SPKI, the certificate's signature algorithm, its TBS bytes
-//! and its signature value: every one of them must be exactly what the host signed and with
-//! which key, or the answer is "not made here" and the signature is verified as always. A
-//! connector that alters the certificate, its algorithm, its signature or the issuer's key
-//! gets a full verification. Process memory only, bounded, oldest forgotten first.
+//! and its signature value: every one of them must be exactly what was signed or verified
+//! and with which key, or the answer is "not known" and the signature is verified as always.
+//! A connector that alters the certificate, its algorithm, its signature or the issuer's key
+//! gets a full verification. Leaf signatures verified here are not remembered: no leaf comes
+//! twice. Process memory only, bounded, oldest forgotten first.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -58,16 +62,16 @@ fn digest(spki_der: &[u8], algorithm_oid: &str, message: &[u8], signature: &[u8]
     h.finalize().into()
 }
 
-/// Records that the host signed `message` with the private key whose public key is
-/// `spki_der`, under `algorithm_oid` (dotted), giving `signature`.
+/// Records that `signature` of `message` under `algorithm_oid` (dotted) verifies with the
+/// key of `spki_der`: the host made it with that key, or has just verified it.
 pub fn record(spki_der: &[u8], algorithm_oid: &str, message: &[u8], signature: &[u8]) {
     let id = digest(spki_der, algorithm_oid, message, signature);
     memory().record(id);
 }
 
-/// Whether the host itself made exactly this signature with the key of `spki_der`: if so it
-/// verifies, and checking it again would only repeat the host's own arithmetic.
-pub fn made_here(spki_der: &[u8], algorithm_oid: &str, message: &[u8], signature: &[u8]) -> bool {
+/// Whether exactly this signature is known to verify with the key of `spki_der`: checking it
+/// again would only repeat arithmetic whose answer is known.
+pub fn known(spki_der: &[u8], algorithm_oid: &str, message: &[u8], signature: &[u8]) -> bool {
     let id = digest(spki_der, algorithm_oid, message, signature);
     memory().known.contains(&id)
 }
@@ -79,13 +83,13 @@ mod tests {
     #[test]
     fn only_the_exact_signature_with_the_exact_key_is_known() {
         record(b"spki", "1.2.840.10045.4.3.2", b"tbs", b"sig");
-        assert!(made_here(b"spki", "1.2.840.10045.4.3.2", b"tbs", b"sig"));
-        assert!(!made_here(b"other spki", "1.2.840.10045.4.3.2", b"tbs", b"sig"));
-        assert!(!made_here(b"spki", "1.2.840.10045.4.3.3", b"tbs", b"sig"));
-        assert!(!made_here(b"spki", "1.2.840.10045.4.3.2", b"tbs!", b"sig"));
-        assert!(!made_here(b"spki", "1.2.840.10045.4.3.2", b"tbs", b"sig!"));
+        assert!(known(b"spki", "1.2.840.10045.4.3.2", b"tbs", b"sig"));
+        assert!(!known(b"other spki", "1.2.840.10045.4.3.2", b"tbs", b"sig"));
+        assert!(!known(b"spki", "1.2.840.10045.4.3.3", b"tbs", b"sig"));
+        assert!(!known(b"spki", "1.2.840.10045.4.3.2", b"tbs!", b"sig"));
+        assert!(!known(b"spki", "1.2.840.10045.4.3.2", b"tbs", b"sig!"));
         // Length prefixes: moving a byte from one part to the next is another tuple.
-        assert!(!made_here(b"spk", "i1.2.840.10045.4.3.2", b"tbs", b"sig"));
+        assert!(!known(b"spk", "i1.2.840.10045.4.3.2", b"tbs", b"sig"));
     }
 
     #[test]

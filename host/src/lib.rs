@@ -15,7 +15,8 @@
 //! - [`csr`]: subject/SAN rules, building CSRs, parsing and verifying uploaded CSRs.
 //! - [`cert`]: parsing certificates into the facts the inventory stores.
 //! - [`verify`]: invariant 1, checking a connector's certificate against the request.
-//! - [`host_signatures`]: signatures the host made itself, which invariant 1 need not verify again.
+//! - [`host_signatures`]: signatures known to verify (made by the host, or chain links verified
+//!   before), which invariant 1 need not verify again.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
 //! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
 //! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
