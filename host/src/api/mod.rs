@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use health::ExpiryGauges;
 pub use openapi::document as openapi_document;
 pub use tls::{TlsError, TlsListener};
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub connectors: Arc<dyn ConnectorSource>,
     /// Environment lookup for `{ env = ... }` parameter references.
     pub env: crate::param::SharedEnvLookup,
+    /// `/metrics`' expiry buckets, counted at most every few seconds.
+    pub expiry_gauges: ExpiryGauges,
 }
 
 /// An RFC 9457 problem document, as every error response carries it.

@@ -87,6 +87,7 @@ pub fn run(
             inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE)?,
             connectors: Arc::new(registry),
             env: Arc::new(super::env_lookup),
+            expiry_gauges: Default::default(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let poller = tokio::spawn(certhost::poller::run(
