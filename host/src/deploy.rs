@@ -228,7 +228,8 @@ async fn deploy_one(
             return (Err(DeployError::PreHook { status }), cap(output));
         }
     }
-    if let Err(e) = write_files(key, cert, target, &password) {
+    // Each file is fsynced, and its directory: milliseconds on a runtime worker otherwise.
+    if let Err(e) = crate::blocking::off_the_runtime(|| write_files(key, cert, target, &password)) {
         return (Err(e), cap(output));
     }
     if let Some(cmd) = &target.post_hook {

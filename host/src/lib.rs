@@ -29,6 +29,7 @@
 
 pub mod account;
 pub mod api;
+mod blocking;
 pub mod cert;
 pub mod config;
 pub mod connector;

@@ -104,11 +104,11 @@ macro_rules! challenges {
             }
 
             fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-                off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
             }
 
             fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-                off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
             }
         }
     };
@@ -118,16 +118,6 @@ host_as_v0_1!(v0_2);
 host_as_v0_1!(v0_3);
 challenges!(v0_2);
 challenges!(v0_3);
-
-/// Runs blocking work (a hook process, up to two minutes) from a host call. In `serve` the
-/// runtime first hands this worker's other tasks to another thread, so a slow DNS hook holds
-/// one request, never the API; the CLI's single-threaded runtime has nothing else to run.
-fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
 
 /// Largest private key PEM `crypto.sign` reads.
 const MAX_SIGNING_KEY: usize = 64 << 10;
