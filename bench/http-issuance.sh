@@ -17,7 +17,8 @@
 # Prints req/s, p50, p99 and the server's CPU per request for each, the ratios, and what
 # 2x cfssl leaves certhost in CPU per issuance; FLOOR=1 adds the issuance_compute bench (the
 # CPU no issuance can skip) beside it. Needs wrk (apt-get install wrk), cfssl (golang-cfssl),
-# python3. CERTHOST_BIN=path skips the cargo build.
+# python3. CERTHOST_BIN=path skips the cargo build; BENCH_PROFILE_EXTRA (TOML) adds rules to
+# the bench profile (see bench/lib.sh).
 set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-10}

@@ -106,6 +106,9 @@ type = "ec-p256"
 allowed_types = ["DNS"]
 dns_suffixes = [".example.com"]
 TOML
+  # BENCH_PROFILE_EXTRA: TOML appended to the profile (after its [sans] table), to measure a
+  # profile with more rules, e.g. $'dns_regex = "[a-z0-9-]+[.]example[.]com"\n[cn]\nallowed = "[a-z0-9.-]+"'.
+  printf '%s\n' "${BENCH_PROFILE_EXTRA:-}" >> "$W/profiles/bench.toml"
   TOKEN=$(cd "$W" && "$CERTHOST_BIN" token create --name bench --role admin)
   PORT=$(free_port)
   (cd "$W" && exec "$CERTHOST_BIN" serve --listen "127.0.0.1:$PORT" >"$W/serve.log" 2>&1) &

@@ -15,8 +15,9 @@
 # pages per issuance (about 20) must stay below that.
 #
 # Needs wrk, curl, python3; perf (linux-perf) for part 2, which is skipped without it.
-# CERTHOST_BIN=path skips the cargo build. Figures move with the machine: compare builds
-# in one session, alternating them.
+# CERTHOST_BIN=path skips the cargo build; BENCH_PROFILE_EXTRA adds rules to the profile
+# (see bench/lib.sh). Figures move with the machine: compare builds in one session,
+# alternating them.
 set -euo pipefail
 CONC=${1:-8}
 SECS=${2:-8}
