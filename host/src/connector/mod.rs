@@ -30,6 +30,14 @@ pub struct Args {
     sensitive: Vec<String>,
 }
 
+/// Values are wiped when the args are dropped: sensitive ones (a CA's private key, an API
+/// password) are resolved for each call and should not outlive it in freed memory.
+impl Drop for Args {
+    fn drop(&mut self) {
+        self.values.values_mut().for_each(zeroize::Zeroize::zeroize);
+    }
+}
+
 impl Args {
     /// Empty args.
     pub fn new() -> Self {

@@ -186,7 +186,7 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            sensitive: args.sensitive_values().map(str::to_owned).collect(),
+            sensitive: args.sensitive_values().map(|v| zeroize::Zeroizing::new(v.to_owned())).collect(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);

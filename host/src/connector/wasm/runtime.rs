@@ -47,7 +47,8 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
-    pub(super) sensitive: Vec<String>,
+    /// Copies of the call's sensitive values, for redaction; wiped when the call ends.
+    pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
 }
 
 impl State {
