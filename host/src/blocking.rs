@@ -2,7 +2,7 @@
 
 /// Runs `work` where it may block. In `serve` the runtime first hands this worker's other
 /// tasks to another thread, so a slow hook or a deployment's fsyncs hold one request, never
-/// the API (`serve` has two workers on two cores); the CLI's single-threaded runtime has
+/// the API (`serve` runs one worker per core); the CLI's single-threaded runtime has
 /// nothing else to run, and `block_in_place` is not allowed there.
 pub(crate) fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {

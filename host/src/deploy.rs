@@ -151,24 +151,32 @@ pub struct DeployReport {
 }
 
 /// Deploys certificate `cert` to every target; each outcome is stored (deployments table)
-/// and audited. Hook output is redacted of `secrets` (e.g. the PKCS#12 password).
+/// and audited. Hook output is redacted of `secrets` (e.g. the PKCS#12 password). Nothing
+/// here is an error to the caller: the certificate is stored already, and each target's
+/// failure — the key unreadable included — is its report; an outcome that cannot be
+/// recorded is logged, and the other targets still deploy.
 pub async fn deploy(
     inv: &mut Inventory,
     cert: &CertificateRecord,
     targets: &[DeployTarget],
     env: EnvLookup<'_>,
     actor: &str,
-) -> Result<Vec<DeployReport>, InventoryError> {
+) -> Vec<DeployReport> {
+    let wants_key = |t: &DeployTarget| t.key.is_some() || t.pkcs12.is_some();
     // Read once, and before any await (a connection is not shared across threads), when a
     // target writes the key.
-    let needs_key = targets.iter().any(|t| t.key.is_some() || t.pkcs12.is_some());
     let key = match cert.key_id {
-        Some(id) if needs_key => Some(inv.private_key(id)?),
-        _ => None,
+        Some(id) if targets.iter().any(wants_key) => inv.private_key(id).map(Some).map_err(|e| e.to_string()),
+        _ => Ok(None),
     };
     let mut reports = Vec::new();
     for target in targets {
-        let (result, output) = deploy_one(key.as_ref(), cert, target, env).await;
+        let (result, output) = match &key {
+            Err(e) if wants_key(target) => {
+                (Err(DeployError::Invalid(format!("the private key could not be read: {e}"))), String::new())
+            }
+            _ => deploy_one(key.as_ref().ok().and_then(Option::as_ref), cert, target, env).await,
+        };
         let report = DeployReport {
             target: target.describe(),
             ok: result.is_ok(),
@@ -183,26 +191,30 @@ pub async fn deploy(
         // Through the inventory's writer: in `serve`, the group committer, which every other
         // write there waits on too, instead of a transaction of its own competing for the lock.
         let (id, actor, stored) = (cert.id, actor.to_owned(), report.clone());
-        inv.write(move |inv| {
-            inv.record_deployment(
-                id,
-                &stored.target,
-                stored.ok,
-                &stored.message,
-                &NewAuditEvent {
-                    actor: &actor,
-                    action: "certificate.deploy",
-                    object_type: "certificate",
-                    object_id: Some(id.to_string()),
-                    outcome: if stored.ok { "success" } else { "failure" },
-                    detail: serde_json::json!({ "target": stored.target, "message": stored.message, "hook_output": output }),
-                },
-            )
-        })
-        .await?;
+        let recorded = inv
+            .write(move |inv| {
+                inv.record_deployment(
+                    id,
+                    &stored.target,
+                    stored.ok,
+                    &stored.message,
+                    &NewAuditEvent {
+                        actor: &actor,
+                        action: "certificate.deploy",
+                        object_type: "certificate",
+                        object_id: Some(id.to_string()),
+                        outcome: if stored.ok { "success" } else { "failure" },
+                        detail: serde_json::json!({ "target": stored.target, "message": stored.message, "hook_output": output }),
+                    },
+                )
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(certificate = cert.id, target = %report.target, "the deployment's outcome could not be recorded: {e}");
+        }
         reports.push(report);
     }
-    Ok(reports)
+    reports
 }
 
 async fn deploy_one(
@@ -428,6 +440,8 @@ fn reentrant_lookup<T>(mut call: impl FnMut(&mut [u8]) -> (i32, Option<T>)) -> s
     loop {
         match call(&mut buf) {
             (0, found) => return Ok(found),
+            // Some NSS modules say "no such name" this way instead of a null result.
+            (libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM, _) => return Ok(None),
             (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
             (rc, _) => return Err(std::io::Error::from_raw_os_error(rc)),
         }
@@ -460,6 +474,47 @@ mod tests {
         assert!(threads.into_iter().all(|t| t.join().expect("thread")), "a lookup answered for another name");
     }
 
+    #[tokio::test]
+    async fn an_unreadable_key_fails_the_targets_that_need_it_and_the_others_still_deploy() {
+        use crate::inventory::{InsertOutcome, Inventory, NewCertificate};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inv = Inventory::open(dir.path(), crate::vault::MasterKey::generate()).expect("open");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let der = rcgen::CertificateParams::new(vec!["deploy.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert")
+            .der()
+            .to_vec();
+        let new = NewCertificate {
+            der: &der,
+            chain: &[],
+            key: None,
+            source: "import",
+            profile: None,
+            account: None,
+            predecessor_id: None,
+        };
+        let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+            panic!("a new certificate");
+        };
+        let mut cert = inv.find(&id.to_string()).expect("find").expect("stored");
+        cert.key_id = Some(999_999); // a key the inventory does not hold
+        let out = dir.path().join("out");
+        let targets = [
+            DeployTarget { cert: Some(out.join("cert.pem")), ..DeployTarget::default() },
+            DeployTarget { key: Some(out.join("key.pem")), ..DeployTarget::default() },
+        ];
+        let reports = deploy(&mut inv, &cert, &targets, &|_| None, "test").await;
+        assert!(reports[0].ok, "{:?}", reports[0]);
+        assert!(out.join("cert.pem").exists());
+        assert!(!reports[1].ok);
+        assert!(reports[1].message.contains("the private key could not be read"), "{}", reports[1].message);
+        assert!(!out.join("key.pem").exists());
+        let recorded = inv.deployments(id).expect("deployments");
+        assert_eq!(recorded.len(), 2, "both outcomes are recorded: {recorded:?}");
+    }
+
     #[test]
     fn a_lookup_grows_its_buffer_until_the_record_fits() {
         let mut sizes = Vec::new();
@@ -471,5 +526,6 @@ mod tests {
         assert_eq!(sizes, [1024, 4096, 16_384]);
         let failed = reentrant_lookup::<u32>(|_| (libc::EIO, None)).unwrap_err();
         assert_eq!(failed.raw_os_error(), Some(libc::EIO));
+        assert_eq!(reentrant_lookup::<u32>(|_| (libc::ENOENT, None)).expect("not an error"), None, "no such name");
     }
 }

@@ -655,13 +655,8 @@ impl Pipeline<'_> {
                         // recorded, never a reason to lose the certificate. Nor to answer with
                         // an error: the certificate is stored, and a client that retried would
                         // get a second one.
-                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty())
-                            && let Err(e) = self.deploy_issued(&profile, &certificate).await
-                        {
-                            tracing::error!(
-                                certificate = certificate.id,
-                                "deploying the issued certificate failed: {e}"
-                            );
+                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
+                            self.deploy_issued(&profile, &certificate).await;
                         }
                         crate::metrics::issuance("issued");
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate) })

@@ -248,13 +248,8 @@ impl Pipeline<'_> {
 
     /// Deploys a just-stored certificate to its profile's targets (its renewal time was
     /// stored with it: [`crate::issue::renewal_due`]).
-    pub(crate) async fn deploy_issued(
-        &mut self,
-        profile: &ProfileDef,
-        cert: &crate::inventory::CertificateRecord,
-    ) -> Result<(), IssueError> {
-        crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor).await?;
-        Ok(())
+    pub(crate) async fn deploy_issued(&mut self, profile: &ProfileDef, cert: &crate::inventory::CertificateRecord) {
+        crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor).await;
     }
 
     /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`).
@@ -268,7 +263,7 @@ impl Pipeline<'_> {
         if profile.deploy.is_empty() {
             return Err(IssueError::Certificate { id, reason: format!("profile {name} has no deployment targets") });
         }
-        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await?)
+        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await)
     }
 
     /// One page of the CA's certificates through account `account`'s `list_certificates`.

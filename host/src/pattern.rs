@@ -19,8 +19,13 @@ const CAPACITY: usize = 256;
 
 static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled::new(CAPACITY));
 
-/// `pattern` compiled to match a whole value (`^(?:pattern)$`), as every rule means it.
-pub fn anchored(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+/// `pattern` compiled to match a whole value (`^(?:pattern)$`), as every rule means it; or
+/// why it cannot be a rule. It must compile alone and wrapped: either test alone lets a bad
+/// rule through. `[a-z]+)|(.*` compiles only once wrapped, and then reads as `^(?:[a-z]+)` or
+/// `(.*)$`, matching anything; `(?x)[a-z]+ #` compiles alone, but its comment swallows the
+/// wrapper's `)$`. Both are refused here, where every use passes — so a definition saved by
+/// an older certhost, which checked only one form, matches nothing rather than anything.
+pub fn anchored(pattern: &str) -> Result<Arc<Regex>, String> {
     COMPILED.anchored(pattern)
 }
 
@@ -35,12 +40,16 @@ impl Compiled {
         Self { map: Mutex::default(), capacity }
     }
 
-    fn anchored(&self, pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    fn anchored(&self, pattern: &str) -> Result<Arc<Regex>, String> {
         if let Some(re) = self.lock().get(pattern) {
             return Ok(Arc::clone(re));
         }
         // Compiled outside the lock: other requests' lookups do not wait for it.
-        let re = Arc::new(Regex::new(&format!("^(?:{pattern})$"))?);
+        Regex::new(pattern).map_err(|e| e.to_string())?;
+        let re = Arc::new(
+            Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| format!("it does not compile as ^(?:{pattern})$, the form it is matched in: {e}"))?,
+        );
         let mut map = self.lock();
         if map.len() >= self.capacity {
             map.clear();
@@ -56,19 +65,14 @@ impl Compiled {
     }
 }
 
-/// Why `pattern` cannot be a rule, if it cannot: it must compile alone and as matched,
-/// `^(?:pattern)$`. Either alone lets a bad rule through: `[a-z]+)|(.*` compiles only once
-/// wrapped, and then reads as `^(?:[a-z]+)` or `(.*)$`, matching anything; `(?x)[a-z]+ #`
-/// compiles alone, but its comment swallows the wrapper's `)$`, so every value is refused.
+/// Why `pattern` cannot be a rule, if it cannot (see [`anchored`]).
 pub fn check(pattern: &str) -> Result<(), String> {
-    Regex::new(pattern).map_err(|e| e.to_string())?;
-    anchored(pattern)
-        .map(|_| ())
-        .map_err(|e| format!("it does not compile as ^(?:{pattern})$, the form it is matched in: {e}"))
+    anchored(pattern).map(|_| ())
 }
 
 /// Whether all of `value` matches `pattern`; an invalid pattern matches nothing (definitions
-/// are checked when they are saved, so this only refuses what a broken one would let through).
+/// are checked when they are saved, so this only refuses what a broken one would let through,
+/// such as one an older certhost saved).
 pub fn full_match(pattern: &str, value: &str) -> bool {
     anchored(pattern).is_ok_and(|re| re.is_match(value))
 }
@@ -99,6 +103,8 @@ mod tests {
         assert!(escapes.contains("unopened group"), "{escapes}");
         let swallows = check("(?x)[a-z]+ # trailing comment").expect_err("the comment eats the wrapper");
         assert!(swallows.contains("does not compile as ^(?:"), "{swallows}");
+        // A rule saved before `check` knew both forms matches nothing, not everything.
+        assert!(!full_match("[a-z]+)|(.*", "anything at all"));
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub struct Args {
     sensitive: Vec<String>,
 }
 
-/// Values are wiped when the args are dropped: sensitive ones (a CA's private key, an API
-/// password) are resolved for each call and should not outlive it in freed memory.
+/// Values are wiped when the args are dropped or a value is replaced: sensitive ones (a CA's
+/// private key, an API password) are resolved for each call and should not outlive it in
+/// freed memory. Best effort: copies handed to a Python worker or a WASM guest are theirs.
 impl Drop for Args {
     fn drop(&mut self) {
         self.values.values_mut().for_each(zeroize::Zeroize::zeroize);
@@ -46,7 +47,7 @@ impl Args {
 
     /// Adds a non-sensitive parameter.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.values.insert(name.into(), value.into());
+        self.replace(name.into(), value.into());
     }
 
     /// Adds a sensitive parameter: its value will be redacted from logs, output and errors.
@@ -55,7 +56,13 @@ impl Args {
         if !self.sensitive.contains(&name) {
             self.sensitive.push(name.clone());
         }
-        self.values.insert(name, value.into());
+        self.replace(name, value.into());
+    }
+
+    fn replace(&mut self, name: String, value: String) {
+        if let Some(mut old) = self.values.insert(name, value) {
+            zeroize::Zeroize::zeroize(&mut old);
+        }
     }
 
     /// The value of one parameter.
