@@ -1,5 +1,6 @@
-//! Key + CSR generation per key type, uploaded-CSR parse and verify, and the host's
-//! verification of an issued certificate (issue 9). Run: `cargo bench -p certhost --bench crypto`.
+//! Key + CSR generation per key type, uploaded-CSR parse and verify, the host's verification
+//! of an issued certificate, and reading a returned certificate and chain (issue 9).
+//! Run: `cargo bench -p certhost --bench crypto`.
 
 use certhost::csr::{CsrParams, San, Subject, parse_csr};
 use certhost::key::{KeyType, PrivateKey};
@@ -71,6 +72,14 @@ fn verify(c: &mut Criterion) {
     c.bench_function("verify_issued/ec-p256-with-intermediate", |b| {
         b.iter(|| verify_issued(&expected, &leaf, &chain).expect("valid"))
     });
+
+    // Reading the PEM an issuance returns (leaf, intermediate, root): certhost's reader
+    // beside the `pem` crate's, which it falls back to for anything but plain PEM.
+    let text = format!("{leaf}{}{}", chain[0], chain[1]);
+    let mut g = c.benchmark_group("pem_read/leaf-intermediate-root");
+    g.bench_function("certhost", |b| b.iter(|| certhost::cert::pem_certificates(&text).expect("PEM")));
+    g.bench_function("pem-crate", |b| b.iter(|| pem::parse_many(&text).expect("PEM")));
+    g.finish();
 }
 
 criterion_group!(benches, key_and_csr, csr_parse, verify);

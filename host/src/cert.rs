@@ -134,6 +134,9 @@ pub fn check_supported(cert: &X509Certificate<'_>) -> Result<(), CertError> {
 
 /// DER of every `CERTIFICATE` block in a PEM text, in order. Other blocks are ignored.
 pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    if let Some(blocks) = crate::der::plain_pem_blocks(text) {
+        return Ok(blocks.into_iter().filter(|(label, _)| *label == "CERTIFICATE").map(|(_, der)| der).collect());
+    }
     let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
     Ok(blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(pem::Pem::into_contents).collect())
 }
