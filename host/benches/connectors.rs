@@ -9,6 +9,8 @@
 //!   thread: key + CSR, the local-ca call, the host's verification of its certificate, the
 //!   key sealed for storage — no HTTP, no inventory, no disk. Issue 9's floor: `serve` spends
 //!   this plus HTTP, scheduling and durable storage per issuance.
+//! - `verify_issued/local_ca_host_signed`: the verification part of that alone — what `serve`
+//!   pays for local-ca's answer, whose signature the host made (no ECDSA verification).
 
 use std::path::Path;
 use std::time::Duration;
@@ -87,6 +89,27 @@ fn wasm(c: &mut Criterion) {
             verify_issued(&expected, &certificate, &chain).expect("verifies");
             vault.seal(key.pkcs8_der(), b"bench")
         })
+    });
+
+    // What `serve` pays to verify local-ca's answer: the host made its signature, so this is
+    // reading PEM, parsing and checking, without an ECDSA verification.
+    let (key, csr) = params.generate().expect("csr");
+    let req =
+        CertificateRequest { csr_pem: csr.pem, common_name: "bench.example.com".into(), request_id: "bench".into() };
+    let Disposition::Issued { certificate, chain, .. } =
+        rt.block_on(connector.certificate_request(&req, &args)).expect("issue")
+    else {
+        panic!("local-ca answers at once")
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expected = Expected {
+        public_key_raw: key.public_key_raw(),
+        common_name: Some("bench.example.com"),
+        sans: &params.sans,
+        now,
+    };
+    c.bench_function("verify_issued/local_ca_host_signed", |b| {
+        b.iter(|| verify_issued(&expected, &certificate, &chain).expect("verifies"))
     });
 }
 
