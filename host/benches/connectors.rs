@@ -19,7 +19,7 @@ use certhost::connector::python::PythonConnector;
 use certhost::connector::wasm::WasmConnector;
 use certhost::connector::{Args, CertificateRequest, Connector, Disposition, Limits};
 use certhost::csr::{CsrParams, San, Subject};
-use certhost::key::KeyType;
+use certhost::key::{KeyType, PrivateKey};
 use certhost::vault::MasterKey;
 use certhost::verify::{Expected, verify_issued};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -37,6 +37,11 @@ fn request() -> CertificateRequest {
     };
     let (_, csr) = params.generate().expect("csr");
     CertificateRequest { csr_pem: csr.pem, common_name: "bench.example.com".into(), request_id: "bench".into() }
+}
+
+/// What the host verifies local-ca's answer to `key`'s CSR against.
+fn expected<'a>(key: &'a PrivateKey, sans: &'a [San], now: i64) -> Expected<'a> {
+    Expected { public_key_raw: key.public_key_raw(), common_name: Some("bench.example.com"), sans, now }
 }
 
 fn wasm(c: &mut Criterion) {
@@ -66,48 +71,33 @@ fn wasm(c: &mut Criterion) {
         key_type: KeyType::EcP256,
         hash: None,
     };
+    // Key + CSR, local-ca's answer, and what the host verifies it against.
+    let issue = || {
+        let (key, csr) = params.generate().expect("csr");
+        let req = CertificateRequest {
+            csr_pem: csr.pem,
+            common_name: "bench.example.com".into(),
+            request_id: "bench".into(),
+        };
+        let Disposition::Issued { certificate, chain, .. } =
+            rt.block_on(connector.certificate_request(&req, &args)).expect("issue")
+        else {
+            panic!("local-ca answers at once")
+        };
+        (key, certificate, chain, time::OffsetDateTime::now_utc().unix_timestamp())
+    };
     c.bench_function("issuance_compute/local_ca", |b| {
         b.iter(|| {
-            let (key, csr) = params.generate().expect("csr");
-            let req = CertificateRequest {
-                csr_pem: csr.pem,
-                common_name: "bench.example.com".into(),
-                request_id: "bench".into(),
-            };
-            let Disposition::Issued { certificate, chain, .. } =
-                rt.block_on(connector.certificate_request(&req, &args)).expect("issue")
-            else {
-                panic!("local-ca answers at once")
-            };
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let expected = Expected {
-                public_key_raw: key.public_key_raw(),
-                common_name: Some("bench.example.com"),
-                sans: &params.sans,
-                now,
-            };
-            verify_issued(&expected, &certificate, &chain).expect("verifies");
+            let (key, certificate, chain, now) = issue();
+            verify_issued(&expected(&key, &params.sans, now), &certificate, &chain).expect("verifies");
             vault.seal(key.pkcs8_der(), b"bench")
         })
     });
 
     // What `serve` pays to verify local-ca's answer: the host made its signature, so this is
     // reading PEM, parsing and checking, without an ECDSA verification.
-    let (key, csr) = params.generate().expect("csr");
-    let req =
-        CertificateRequest { csr_pem: csr.pem, common_name: "bench.example.com".into(), request_id: "bench".into() };
-    let Disposition::Issued { certificate, chain, .. } =
-        rt.block_on(connector.certificate_request(&req, &args)).expect("issue")
-    else {
-        panic!("local-ca answers at once")
-    };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let expected = Expected {
-        public_key_raw: key.public_key_raw(),
-        common_name: Some("bench.example.com"),
-        sans: &params.sans,
-        now,
-    };
+    let (key, certificate, chain, now) = issue();
+    let expected = expected(&key, &params.sans, now);
     c.bench_function("verify_issued/local_ca_host_signed", |b| {
         b.iter(|| verify_issued(&expected, &certificate, &chain).expect("verifies"))
     });
