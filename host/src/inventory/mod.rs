@@ -17,6 +17,7 @@ mod pool;
 mod renewals;
 mod schema;
 mod tokens;
+mod wal_vfs;
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -236,7 +237,13 @@ impl Inventory {
     }
 
     fn connect(path: &Path) -> Result<Connection, InventoryError> {
-        let mut conn = Connection::open(path)?;
+        // Through the VFS that writes a commit's WAL frames at once (see `wal_vfs`); the default
+        // one if it could not be registered.
+        let mut conn = if wal_vfs::available() {
+            Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), wal_vfs::NAME)?
+        } else {
+            Connection::open(path)?
+        };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // A database from a newer certhost is refused before anything is written to it, even
         // the switch to WAL mode.
