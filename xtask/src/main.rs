@@ -3,7 +3,7 @@
 //! - `cargo xtask run -- ARGS`: build everything (host and connector plugins), run `certhost ARGS`.
 //! - `cargo xtask test`: install missing system tools the tests drive (openssl, cfssl, pebble)
 //!   and the Python packages test scripts import (into the interpreter certhost embeds), build
-//!   the plugins, run every test.
+//!   the plugins, run every test, compile the benchmarks.
 //! - `cargo xtask build-plugins`: build the wasm32-wasip2 connectors only.
 //!
 //! No dependencies on purpose: this must build in seconds on a fresh machine.
@@ -182,7 +182,8 @@ fn ensure_schemathesis() -> Result<(), String> {
 
 /// Runs every test, echoing cargo's output, and ends with one summary line over all test
 /// binaries ("tests: N passed, N failed"), so the last line speaks for the whole run. A full
-/// run (no arguments) also runs the connectors' own unit tests, built for this machine.
+/// run (no arguments) also runs the connectors' own unit tests, built for this machine, and
+/// compiles the benchmarks.
 fn test(extra: &[String]) -> Result<(), String> {
     let extra: Vec<&String> = extra.iter().skip_while(|a| *a == "--").collect();
     let mut host = cargo();
@@ -196,6 +197,11 @@ fn test(extra: &[String]) -> Result<(), String> {
             .arg("--target-dir")
             .arg(target_dir().join("plugins-native"));
         runs.push(("cargo test (connectors)", plugins));
+        // The benchmarks are not run here (not timed tests), but they must keep compiling:
+        // the README's bench command is only ever run by hand.
+        let mut benches = cargo();
+        benches.args(["build", "--workspace", "--benches"]);
+        runs.push(("cargo build --benches", benches));
     }
     let (mut totals, mut failures) = ([0u64; 3], Vec::new());
     for (name, cmd) in runs {
