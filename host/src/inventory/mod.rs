@@ -274,11 +274,12 @@ impl Inventory {
     /// `serve`'s pooled connections through the group committer (one sync for every change
     /// queued meanwhile; the result is returned only after that sync), elsewhere right here
     /// in one transaction. `change` must only touch the database: it may run on the
-    /// committer's thread, between other requests' changes.
+    /// committer's thread, between other requests' changes, and it may run twice there (the
+    /// first run undone) when another change of its group fails — hence `Fn`.
     pub async fn write<T, F>(&mut self, change: F) -> Result<T, InventoryError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Inventory) -> Result<T, InventoryError> + Send + 'static,
+        F: Fn(&mut Inventory) -> Result<T, InventoryError> + Send + 'static,
     {
         match self.group.clone() {
             Some(group) => group.run(change).await,
