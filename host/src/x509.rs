@@ -12,35 +12,37 @@ use crate::csr::San;
 use crate::key::KeyAlgorithm;
 
 /// Identifies a public key's family and size from its SubjectPublicKeyInfo.
+///
+/// OIDs are compared as encoded bytes (the registry's constants); the dotted text is only
+/// made for an error. Every issuance's certificate passes through here.
 pub fn spki_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyAlgorithm, String> {
-    let alg = spki.algorithm.algorithm.to_id_string();
-    match alg.as_str() {
-        "1.2.840.113549.1.1.1" => match spki.parsed() {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_DSA, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+        OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    };
+    let alg = &spki.algorithm.algorithm;
+    if *alg == OID_PKCS1_RSAENCRYPTION {
+        match spki.parsed() {
             Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
                 let bits = rsa.key_size();
                 Ok(KeyAlgorithm::Rsa { bits: u32::try_from(bits).unwrap_or(u32::MAX) })
             }
             _ => Err("RSA public key that does not parse".into()),
-        },
-        "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string())
-                .unwrap_or_default();
-            match curve.as_str() {
-                "1.2.840.10045.3.1.7" => Ok(KeyAlgorithm::EcP256),
-                "1.3.132.0.34" => Ok(KeyAlgorithm::EcP384),
-                "1.3.132.0.35" => Ok(KeyAlgorithm::EcP521),
-                "" => Err("EC key without a named curve".into()),
-                other => Err(format!("EC key on curve {other}")),
-            }
         }
-        "1.3.101.112" => Ok(KeyAlgorithm::Ed25519),
-        "1.2.840.10040.4.1" => Err("DSA key".into()),
-        other => Err(format!("key algorithm {other}")),
+    } else if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        match spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()) {
+            Some(curve) if curve == OID_EC_P256 => Ok(KeyAlgorithm::EcP256),
+            Some(curve) if curve == OID_NIST_EC_P384 => Ok(KeyAlgorithm::EcP384),
+            Some(curve) if curve == OID_NIST_EC_P521 => Ok(KeyAlgorithm::EcP521),
+            Some(curve) => Err(format!("EC key on curve {}", curve.to_id_string())),
+            None => Err("EC key without a named curve".into()),
+        }
+    } else if *alg == OID_SIG_ED25519 {
+        Ok(KeyAlgorithm::Ed25519)
+    } else if *alg == OID_KEY_TYPE_DSA {
+        Err("DSA key".into())
+    } else {
+        Err(format!("key algorithm {}", alg.to_id_string()))
     }
 }
 
@@ -138,4 +140,65 @@ pub fn checked_subject(name: &x509_parser::x509::X509Name<'_>) -> Result<crate::
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use x509_parser::prelude::FromDer;
+
+    use super::*;
+
+    /// A DER element: tag, length (short or long form), content.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n @ 0..=127 => out.push(n as u8),
+            n @ 128..=255 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A SubjectPublicKeyInfo with algorithm `oid`, optional curve `curve` and key bits `key`.
+    fn spki(oid: &[u8], curve: Option<&[u8]>, key: &[u8]) -> Vec<u8> {
+        let mut algorithm = tlv(0x06, oid);
+        if let Some(curve) = curve {
+            algorithm.extend(tlv(0x06, curve));
+        }
+        let mut bits = vec![0];
+        bits.extend_from_slice(key);
+        tlv(0x30, &[tlv(0x30, &algorithm), tlv(0x03, &bits)].concat())
+    }
+
+    #[test]
+    fn every_key_family_is_named_by_its_oids() {
+        const EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+        let point = [4u8; 65];
+        let mut modulus = vec![0x00, 0xC1];
+        modulus.extend([0x5A; 255]);
+        let rsa_key = tlv(0x30, &[tlv(0x02, &modulus), tlv(0x02, &[0x01, 0x00, 0x01])].concat());
+        let cases: Vec<(Vec<u8>, Result<KeyAlgorithm, String>)> = vec![
+            (spki(EC, Some(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]), &point), Ok(KeyAlgorithm::EcP256)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x22]), &point), Ok(KeyAlgorithm::EcP384)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x23]), &point), Ok(KeyAlgorithm::EcP521)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x0A]), &point), Err("EC key on curve 1.3.132.0.10".into())),
+            (spki(EC, None, &point), Err("EC key without a named curve".into())),
+            (spki(&[0x2B, 0x65, 0x70], None, &[7; 32]), Ok(KeyAlgorithm::Ed25519)),
+            (
+                spki(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01], None, &rsa_key),
+                Ok(KeyAlgorithm::Rsa { bits: 2048 }),
+            ),
+            (
+                spki(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01], None, &[1, 2, 3]),
+                Err("RSA public key that does not parse".into()),
+            ),
+            (spki(&[0x2A, 0x86, 0x48, 0xCE, 0x38, 0x04, 0x01], None, &[2; 8]), Err("DSA key".into())),
+            (spki(&[0x2A, 0x03, 0x04], None, &[2; 8]), Err("key algorithm 1.2.3.4".into())),
+        ];
+        for (der, expected) in cases {
+            let (_, parsed) = SubjectPublicKeyInfo::from_der(&der).expect("a well-formed SubjectPublicKeyInfo");
+            assert_eq!(spki_algorithm(&parsed), expected, "{der:02x?}");
+        }
+    }
 }
