@@ -85,10 +85,12 @@ where
     }
 
     fn answer(self: Box<Self>, committed: Result<(), String>) {
-        let Some(result) = self.result else { return };
-        let answer = match committed {
-            Ok(()) => result,
-            Err(reason) => Err(InventoryError::Invalid(reason)),
+        let answer = match (self.result, committed) {
+            (Some(result), Ok(())) => result,
+            // Also for a change that never ran (its group failed before its turn).
+            (_, Err(reason)) => Err(InventoryError::Invalid(reason)),
+            // It panicked: dropping `tell` tells the caller the committer dropped it.
+            (None, Ok(())) => return,
         };
         // The caller may have gone (request cancelled); the change stands regardless.
         let _ = self.tell.send(answer);
@@ -221,8 +223,20 @@ fn committer(
                 run_alone(&mut inv, group, &to_sync, &poisoned, started);
                 continue;
             }
+            let mut vanished = false;
             for job in &mut group {
                 job.run(&mut inv, true);
+                // An error such as a full disk makes SQLite roll back the whole transaction:
+                // the changes so far are gone, and later ones would commit one by one.
+                if inv.conn.is_autocommit() {
+                    vanished = true;
+                    break;
+                }
+            }
+            if vanished {
+                tracing::warn!("the database rolled back a group's transaction; committing its changes one by one");
+                run_alone(&mut inv, group, &to_sync, &poisoned, started);
+                continue;
             }
         }
         match inv.conn.execute_batch("COMMIT") {
@@ -315,14 +329,22 @@ impl WalFile {
 }
 
 fn syncer(mut wal: WalFile, groups: mpsc::Receiver<Committed>, poisoned: Arc<AtomicBool>) {
+    // Once a sync has failed, no later one vouches for anything: the groups committed before
+    // the committer stopped follow the lost frames in the WAL's checksum chain, and SQLite's
+    // recovery after a crash would drop them with those.
+    let mut failed: Option<String> = None;
     while let Ok(first) = groups.recv() {
         // Every group committed so far is in the WAL file: one fsync makes them all durable.
         let mut batch = vec![first];
         batch.extend(groups.try_iter());
-        let synced = wal.sync();
-        if let Err(e) = &synced {
+        let synced = match &failed {
+            Some(e) => Err(e.clone()),
+            None => wal.sync(),
+        };
+        if let (Err(e), None) = (&synced, &failed) {
             poisoned.store(true, Ordering::Release);
             tracing::error!(error = %e, "{POISONED}");
+            failed = Some(e.clone());
         }
         let answer = synced.map_err(|e| format!("{e}; the change may not survive a crash"));
         for group in batch {

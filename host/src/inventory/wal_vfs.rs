@@ -15,10 +15,19 @@
 //! at offset 0). Anything else — a page written again within its transaction, the checksum
 //! rewrite that follows (SQLite writes only headers there, so no page write follows to flush
 //! them), a write this module does not expect — first flushes what is gathered and then goes
-//! straight to the file. Reads, syncs, truncation, size queries, file controls and closing
-//! flush first too, so the file is exactly what SQLite wrote whenever SQLite or anyone
-//! looking at a committed frame could see it. Every other file (the database, its shared
-//! memory, temporary files) is the default VFS's own object, untouched.
+//! straight to the file. Reads, syncs, truncation, size queries and file controls flush
+//! first too, so within a write transaction the file is exactly what SQLite wrote whenever
+//! SQLite could look.
+//!
+//! A transaction that spills pages to the WAL before its commit and is then rolled back
+//! leaves gathered frames that must never reach the file: once its write lock is released,
+//! another connection may commit frames at the same offsets. So the main database file is
+//! wrapped too, only to see the WAL write lock released (`xShmLock`), and whatever is still
+//! gathered then is dropped — a commit always writes everything first, so it was never
+//! committed. The WAL finds its database file with `sqlite3_database_file_object`; without
+//! ours (or without power-safe overwrite, where SQLite pads commits) a WAL writes straight
+//! through. Every other file (shared memory, temporary files) is the default VFS's own
+//! object, untouched.
 //!
 //! Durability is unchanged: gathered bytes are written before the commit returns, and the
 //! syncer's `fdatasync` (or SQLite's own sync) comes after that.
@@ -67,7 +76,8 @@ unsafe impl Send for VfsPtr {}
 unsafe impl Sync for VfsPtr {}
 
 fn inner_offset() -> usize {
-    std::mem::size_of::<WalFile>().div_ceil(INNER_ALIGN) * INNER_ALIGN
+    let ours = std::mem::size_of::<WalFile>().max(std::mem::size_of::<DbFile>());
+    ours.div_ceil(INNER_ALIGN) * INNER_ALIGN
 }
 
 /// # Safety
@@ -102,9 +112,31 @@ struct WalFile {
     state: Gathered,
 }
 
+/// Our main-database file object: SQLite's base first, the default VFS's object after it.
+/// It is wrapped only to hear when the connection releases the WAL write lock.
+#[repr(C)]
+struct DbFile {
+    base: ffi::sqlite3_file,
+    state: DbState,
+}
+
+struct DbState {
+    inner: *mut ffi::sqlite3_file,
+    /// The connection's open WAL, if it gathers: what it holds when the write lock is
+    /// released was never committed (a commit writes everything first) and is dropped, never
+    /// written later — by then another connection may have committed frames at its offsets.
+    wal: *mut Gathered,
+}
+
 /// What a WAL file holds back: `bytes` belong at file offset `start`.
 struct Gathered {
     inner: *mut ffi::sqlite3_file,
+    /// False when frames go straight to the file: the database file is not ours (no word of
+    /// the write lock's release), or the file system lacks power-safe overwrite (SQLite then
+    /// pads commits and splits page writes at a sync point).
+    gathering: bool,
+    /// The database file whose state points back at this one, unlinked at close.
+    db: *mut DbState,
     bytes: Vec<u8>,
     start: i64,
     /// The end of the new frames this connection has written since it began the WAL; a
@@ -128,18 +160,19 @@ unsafe extern "C" fn open(
     let Some(default) = DEFAULT.get().map(|p| p.0) else { return ffi::SQLITE_CANTOPEN };
     // SAFETY: `default` is the default VFS, valid for the life of the process.
     let Some(default_open) = (unsafe { (*default).xOpen }) else { return ffi::SQLITE_CANTOPEN };
-    if flags & ffi::SQLITE_OPEN_WAL == 0 {
-        // Not the WAL: the default VFS's own file object, in place (ours is at least as large).
+    if flags & (ffi::SQLITE_OPEN_WAL | ffi::SQLITE_OPEN_MAIN_DB) == 0 {
+        // Neither the WAL nor a database: the default VFS's own file object, in place (ours
+        // is at least as large).
         // SAFETY: SQLite hands us szOsFile bytes at `file`, enough for the default's object.
         return unsafe { default_open(default, name, file, flags, out_flags) };
     }
-    let wal = file.cast::<WalFile>();
-    // SAFETY: `file` has szOsFile bytes: our WalFile, then the default's object at
+    // SAFETY: `file` has szOsFile bytes: our object, then the default's object at
     // `inner_offset()`, both within the allocation and suitably aligned (SQLite allocates
     // with 8-byte alignment; the offset is a multiple of 16).
+    let inner = unsafe { file.cast::<u8>().add(inner_offset()).cast::<ffi::sqlite3_file>() };
+    // SAFETY: as above; `inner` is ours to open.
     unsafe {
-        let inner = file.cast::<u8>().add(inner_offset()).cast::<ffi::sqlite3_file>();
-        (*wal).base.pMethods = ptr::null();
+        (*file).pMethods = ptr::null();
         (*inner).pMethods = ptr::null();
         let rc = default_open(default, name, inner, flags, out_flags);
         if rc != ffi::SQLITE_OK {
@@ -149,14 +182,42 @@ unsafe extern "C" fn open(
             }
             return rc;
         }
+    }
+    if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
+        let db = file.cast::<DbFile>();
+        // SAFETY: `db` is our DbFile's memory, uninitialised until now.
+        unsafe {
+            ptr::addr_of_mut!((*db).state).write(DbState { inner, wal: ptr::null_mut() });
+            (*db).base.pMethods = &DB_METHODS;
+        }
+        return ffi::SQLITE_OK;
+    }
+    let wal = file.cast::<WalFile>();
+    // SAFETY: SQLite passes a WAL's name as the pager made it, which is what
+    // sqlite3_database_file_object takes; the database file it returns is open for as long
+    // as the WAL is (SQLite closes the WAL first). It is ours if it has our methods.
+    unsafe {
+        let db_file = ffi::sqlite3_database_file_object(name);
+        let db = if !db_file.is_null() && ptr::eq((*db_file).pMethods, &DB_METHODS) {
+            ptr::addr_of_mut!((*db_file.cast::<DbFile>()).state)
+        } else {
+            ptr::null_mut()
+        };
+        let characteristics = (*inner).pMethods.as_ref().and_then(|m| m.xDeviceCharacteristics).map_or(0, |f| f(inner));
+        let gathering = !db.is_null() && characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0;
         ptr::addr_of_mut!((*wal).state).write(Gathered {
             inner,
+            gathering,
+            db,
             bytes: Vec::new(),
             start: 0,
             frames_end: 0,
             page_due: None,
             counts: (0, 0),
         });
+        if gathering {
+            (*db).wal = ptr::addr_of_mut!((*wal).state);
+        }
         (*wal).base.pMethods = &WAL_METHODS;
     }
     ffi::SQLITE_OK
@@ -248,9 +309,22 @@ impl Gathered {
         ffi::SQLITE_OK
     }
 
+    /// Drops what is gathered, unwritten: it belongs to a write transaction that ended
+    /// without committing it.
+    fn discard(&mut self) {
+        self.bytes.clear();
+        self.page_due = None;
+    }
+
     fn write(&mut self, data: &[u8], offset: i64) -> c_int {
         let end = offset.saturating_add(data.len() as i64);
+        let gathering = self.gathering;
         match (data.len(), self.page_due.take()) {
+            _ if !gathering => {
+                let Some(write) = methods(self).xWrite else { return ffi::SQLITE_IOERR_WRITE };
+                // SAFETY: `inner` is open; `data` is valid for its length (SQLite's `amount`).
+                unsafe { write(self.inner, data.as_ptr().cast(), data.len() as c_int, offset) }
+            }
             // The page of the new frame whose header was just gathered.
             (_, Some((at, commits))) if offset == at => {
                 let rc = self.gather(data, offset);
@@ -319,7 +393,13 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite closes a file it opened through us exactly once; its state is read out
     // (and dropped at the end of this function) before SQLite frees the memory.
     let mut g = unsafe { ptr::addr_of_mut!((*file.cast::<WalFile>()).state).read() };
-    let flushed = g.flush();
+    // No transaction is open at close: anything still gathered was never committed.
+    g.discard();
+    if !g.db.is_null() {
+        // SAFETY: the database file outlives its WAL (SQLite closes the WAL first), and the
+        // database's close clears `db` if it ever came first.
+        unsafe { (*g.db).wal = ptr::null_mut() };
+    }
     let closed = match methods(&g).xClose {
         // SAFETY: `inner` is open and closed once, here.
         Some(close) => unsafe { close(g.inner) },
@@ -327,7 +407,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     };
     // SAFETY: the base is ours; SQLite must not call into the file again.
     unsafe { (*file).pMethods = ptr::null() };
-    if flushed != ffi::SQLITE_OK { flushed } else { closed }
+    closed
 }
 
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
@@ -446,6 +526,128 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
     }
 }
 
+static DB_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(db_close),
+    xRead: Some(db_read),
+    xWrite: Some(db_write),
+    xTruncate: Some(db_truncate),
+    xSync: Some(db_sync),
+    xFileSize: Some(db_file_size),
+    xLock: Some(db_lock),
+    xUnlock: Some(db_unlock),
+    xCheckReservedLock: Some(db_check_reserved_lock),
+    xFileControl: Some(db_file_control),
+    xSectorSize: Some(db_sector_size),
+    xDeviceCharacteristics: Some(db_device_characteristics),
+    xShmMap: Some(db_shm_map),
+    xShmLock: Some(db_shm_lock),
+    xShmBarrier: Some(db_shm_barrier),
+    xShmUnmap: Some(db_shm_unmap),
+    xFetch: Some(db_fetch),
+    xUnfetch: Some(db_unfetch),
+};
+
+/// The default VFS's object inside our database file, and its methods.
+///
+/// # Safety
+/// `file` must be a file `open` set DB_METHODS on and SQLite has not closed.
+unsafe fn db<'a>(file: *mut ffi::sqlite3_file) -> (&'a mut DbState, &'a ffi::sqlite3_io_methods) {
+    // SAFETY: per the contract; the default VFS set its (static) methods on `inner` at open.
+    unsafe {
+        let state = &mut (*file.cast::<DbFile>()).state;
+        let methods = &*(*state.inner).pMethods;
+        (state, methods)
+    }
+}
+
+/// Database methods the wrapper has nothing to add to: each calls the default VFS's method
+/// on its own object, or answers `$missing` when the default has none.
+macro_rules! forward {
+    ($($name:ident => $method:ident($($arg:ident: $ty:ty),*) or $missing:expr;)*) => {$(
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: SQLite calls this on an open database file of ours, with arguments
+            // valid for the method, passed on unchanged.
+            unsafe {
+                let (state, methods) = db(file);
+                match methods.$method {
+                    Some(method) => method(state.inner $(, $arg)*),
+                    None => $missing,
+                }
+            }
+        }
+    )*};
+}
+
+forward! {
+    db_read => xRead(buf: *mut c_void, amount: c_int, offset: i64) or ffi::SQLITE_IOERR_READ;
+    db_write => xWrite(buf: *const c_void, amount: c_int, offset: i64) or ffi::SQLITE_IOERR_WRITE;
+    db_truncate => xTruncate(size: i64) or ffi::SQLITE_IOERR_TRUNCATE;
+    db_sync => xSync(flags: c_int) or ffi::SQLITE_IOERR_FSYNC;
+    db_file_size => xFileSize(size: *mut i64) or ffi::SQLITE_IOERR_FSTAT;
+    db_lock => xLock(level: c_int) or ffi::SQLITE_OK;
+    db_unlock => xUnlock(level: c_int) or ffi::SQLITE_OK;
+    db_check_reserved_lock => xCheckReservedLock(out: *mut c_int) or ffi::SQLITE_IOERR_CHECKRESERVEDLOCK;
+    db_file_control => xFileControl(op: c_int, arg: *mut c_void) or ffi::SQLITE_NOTFOUND;
+    db_sector_size => xSectorSize() or 4096;
+    db_device_characteristics => xDeviceCharacteristics() or 0;
+    db_shm_map => xShmMap(region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void) or ffi::SQLITE_IOERR_SHMMAP;
+    db_shm_unmap => xShmUnmap(delete: c_int) or ffi::SQLITE_OK;
+    db_fetch => xFetch(offset: i64, amount: c_int, out: *mut *mut c_void) or {
+        // No memory mapping: SQLite reads instead.
+        *out = ptr::null_mut();
+        ffi::SQLITE_OK
+    };
+    db_unfetch => xUnfetch(offset: i64, page: *mut c_void) or ffi::SQLITE_OK;
+}
+
+unsafe extern "C" fn db_shm_barrier(file: *mut ffi::sqlite3_file) {
+    // SAFETY: SQLite calls this on an open database file of ours.
+    unsafe {
+        let (state, methods) = db(file);
+        if let Some(barrier) = methods.xShmBarrier {
+            barrier(state.inner);
+        }
+    }
+}
+
+/// The index of SQLite's WAL write lock among the shared-memory locks.
+const WAL_WRITE_LOCK: c_int = 0;
+
+unsafe extern "C" fn db_shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
+    // SAFETY: SQLite calls this on an open database file of ours; `wal` is the connection's
+    // open WAL while linked (its close unlinks it).
+    unsafe {
+        let (state, methods) = db(file);
+        let releases_write_lock =
+            flags & ffi::SQLITE_SHM_UNLOCK != 0 && offset <= WAL_WRITE_LOCK && WAL_WRITE_LOCK < offset + n;
+        if releases_write_lock && let Some(wal) = state.wal.as_mut() {
+            // The write transaction is over. A commit wrote everything it gathered, so what
+            // is left was rolled back: dropped before another writer can take the lock.
+            wal.discard();
+        }
+        match methods.xShmLock {
+            Some(lock) => lock(state.inner, offset, n, flags),
+            None => ffi::SQLITE_IOERR_SHMLOCK,
+        }
+    }
+}
+
+unsafe extern "C" fn db_close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: SQLite closes a file it opened through us exactly once; the state holds no
+    // owned data, and a WAL still linked (never: SQLite closes it first) is unlinked.
+    unsafe {
+        let (state, methods) = db(file);
+        if let Some(wal) = state.wal.as_mut() {
+            wal.db = ptr::null_mut();
+            wal.gathering = false;
+        }
+        let closed = methods.xClose.map_or(ffi::SQLITE_OK, |close| close(state.inner));
+        (*file).pMethods = ptr::null();
+        closed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -463,8 +665,13 @@ mod tests {
         conn
     }
 
-    /// The WAL file's state, found through SQLite (`SQLITE_FCNTL_JOURNAL_POINTER`).
+    /// The WAL file's counts of writes, found through SQLite (`SQLITE_FCNTL_JOURNAL_POINTER`).
     fn wal(conn: &Connection) -> (u64, u64) {
+        gathered(conn).counts
+    }
+
+    /// The WAL file's state.
+    fn gathered(conn: &Connection) -> &Gathered {
         let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
         // SAFETY: a valid connection handle and an out pointer of the type the op writes.
         let rc = unsafe {
@@ -480,7 +687,9 @@ mod tests {
         // SAFETY: the WAL is open, and it is ours (checked before reading the state).
         unsafe {
             assert!(ptr::eq((*file).pMethods, &WAL_METHODS), "the WAL goes through this VFS");
-            state(file).counts
+            let state = state(file);
+            assert!(state.gathering, "the WAL gathers frames");
+            state
         }
     }
 
@@ -567,5 +776,43 @@ mod tests {
         drop(reader);
         let conn = Connection::open(dir.path().join("db")).expect("reopen");
         assert_eq!(digest(&conn), last);
+    }
+
+    /// Frames a rolled-back transaction spilled to the WAL are dropped when it ends, never
+    /// written later: by then another connection may have committed at the same offsets.
+    #[test]
+    fn frames_of_a_rolled_back_transaction_are_never_written_over_later_commits() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db");
+        let a = open(&path);
+        a.busy_timeout(std::time::Duration::from_secs(5)).expect("busy");
+        a.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB, generation INTEGER, key TEXT);")
+            .expect("schema");
+        a.execute_batch("CREATE TABLE u (id INTEGER PRIMARY KEY, body BLOB);").expect("schema");
+        for i in 0..300 {
+            a.execute("INSERT INTO u VALUES (?1, randomblob(3000))", [i]).expect("insert");
+        }
+        a.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+        // A large change with a tiny cache spills pages to the WAL, then is rolled back.
+        a.pragma_update(None, "cache_size", 8).expect("cache");
+        a.execute_batch("BEGIN IMMEDIATE; UPDATE u SET body = randomblob(3000);").expect("update");
+        assert!(!gathered(&a).bytes.is_empty(), "the spilled frames are gathered");
+        a.execute_batch("ROLLBACK").expect("rollback");
+        assert!(gathered(&a).bytes.is_empty(), "dropped when the write lock is released");
+        // Another connection commits over the same part of the WAL; A then reads.
+        let b = Connection::open(&path).expect("b");
+        let tx = b.unchecked_transaction().expect("tx");
+        for i in 0..200i64 {
+            tx.execute("INSERT INTO t VALUES (?1, randomblob(500), 0, NULL)", [i]).expect("insert");
+        }
+        tx.commit().expect("b commits");
+        let seen: i64 = a.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a reads");
+        assert_eq!(seen, 200);
+        drop(a);
+        let fresh = Connection::open(&path).expect("fresh");
+        let check: String = fresh.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok");
+        assert_eq!(digest(&fresh).0, 200);
+        assert_eq!(after_crash(dir.path(), "after-b"), digest(&fresh));
     }
 }
