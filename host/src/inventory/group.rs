@@ -183,8 +183,15 @@ fn committer(
             }
             for job in &mut group {
                 job.run(&mut inv, true);
+                // Should SQLite roll the transaction back itself, a later change would commit
+                // on its own: the rest are answered unrun.
+                if inv.conn.is_autocommit() {
+                    break;
+                }
             }
-            let _ = inv.conn.execute_batch("ROLLBACK");
+            if !inv.conn.is_autocommit() {
+                let _ = inv.conn.execute_batch("ROLLBACK");
+            }
             for job in group {
                 job.answer(Err(POISONED.to_owned()));
             }

@@ -24,7 +24,9 @@
 //! another connection may commit frames at the same offsets. So the main database file is
 //! wrapped too, only to see the WAL write lock released (`xShmLock`), and whatever is still
 //! gathered then is dropped — a commit always writes everything first, so it was never
-//! committed. The WAL finds its database file with `sqlite3_database_file_object`; without
+//! committed. Frames are gathered only while the write lock is seen held (in exclusive
+//! locking mode SQLite takes it without telling the VFS, and the WAL writes straight
+//! through). The WAL finds its database file with `sqlite3_database_file_object`; without
 //! ours (or without power-safe overwrite, where SQLite pads commits) a WAL writes straight
 //! through. Every other file (shared memory, temporary files) is the default VFS's own
 //! object, untouched.
@@ -126,6 +128,8 @@ struct DbState {
     /// released was never committed (a commit writes everything first) and is dropped, never
     /// written later — by then another connection may have committed frames at its offsets.
     wal: *mut Gathered,
+    /// Whether this connection holds the WAL write lock, as seen through `xShmLock`.
+    write_locked: bool,
 }
 
 /// What a WAL file holds back: `bytes` belong at file offset `start`.
@@ -187,7 +191,7 @@ unsafe extern "C" fn open(
         let db = file.cast::<DbFile>();
         // SAFETY: `db` is our DbFile's memory, uninitialised until now.
         unsafe {
-            ptr::addr_of_mut!((*db).state).write(DbState { inner, wal: ptr::null_mut() });
+            ptr::addr_of_mut!((*db).state).write(DbState { inner, wal: ptr::null_mut(), write_locked: false });
             (*db).base.pMethods = &DB_METHODS;
         }
         return ffi::SQLITE_OK;
@@ -203,8 +207,14 @@ unsafe extern "C" fn open(
         } else {
             ptr::null_mut()
         };
-        let characteristics = (*inner).pMethods.as_ref().and_then(|m| m.xDeviceCharacteristics).map_or(0, |f| f(inner));
-        let gathering = !db.is_null() && characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0;
+        // SQLite decides whether to pad commits from the database file's characteristics.
+        let powersafe = !db.is_null() && {
+            let db_inner = (*db).inner;
+            let characteristics =
+                (*db_inner).pMethods.as_ref().and_then(|m| m.xDeviceCharacteristics).map_or(0, |f| f(db_inner));
+            characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
+        };
+        let gathering = powersafe;
         ptr::addr_of_mut!((*wal).state).write(Gathered {
             inner,
             gathering,
@@ -318,7 +328,11 @@ impl Gathered {
 
     fn write(&mut self, data: &[u8], offset: i64) -> c_int {
         let end = offset.saturating_add(data.len() as i64);
-        let gathering = self.gathering;
+        // Only while the write lock is seen held: in exclusive locking mode SQLite takes and
+        // releases it without a word to the VFS, so nothing would drop a rolled-back
+        // transaction's frames there.
+        // SAFETY: `db` is the open database file while linked (see `close` and `db_close`).
+        let gathering = self.gathering && unsafe { self.db.as_ref() }.is_some_and(|db| db.write_locked);
         match (data.len(), self.page_due.take()) {
             _ if !gathering => {
                 let Some(write) = methods(self).xWrite else { return ffi::SQLITE_IOERR_WRITE };
@@ -619,17 +633,28 @@ unsafe extern "C" fn db_shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n:
     // open WAL while linked (its close unlinks it).
     unsafe {
         let (state, methods) = db(file);
-        let releases_write_lock =
-            flags & ffi::SQLITE_SHM_UNLOCK != 0 && offset <= WAL_WRITE_LOCK && WAL_WRITE_LOCK < offset + n;
-        if releases_write_lock && let Some(wal) = state.wal.as_mut() {
+        let Some(lock) = methods.xShmLock else { return ffi::SQLITE_IOERR_SHMLOCK };
+        let write_lock =
+            flags & ffi::SQLITE_SHM_EXCLUSIVE != 0 && offset <= WAL_WRITE_LOCK && WAL_WRITE_LOCK < offset + n;
+        if write_lock && flags & ffi::SQLITE_SHM_UNLOCK != 0 {
             // The write transaction is over. A commit wrote everything it gathered, so what
             // is left was rolled back: dropped before another writer can take the lock.
-            wal.discard();
+            if let Some(wal) = state.wal.as_mut() {
+                wal.discard();
+            }
+            state.write_locked = false;
+            return lock(state.inner, offset, n, flags);
         }
-        match methods.xShmLock {
-            Some(lock) => lock(state.inner, offset, n, flags),
-            None => ffi::SQLITE_IOERR_SHMLOCK,
+        let rc = lock(state.inner, offset, n, flags);
+        if write_lock && flags & ffi::SQLITE_SHM_LOCK != 0 && rc == ffi::SQLITE_OK {
+            if let Some(wal) = state.wal.as_mut() {
+                // Nothing can be held between write transactions; should anything be, it is
+                // not this one's.
+                wal.discard();
+            }
+            state.write_locked = true;
         }
+        rc
     }
 }
 
@@ -814,5 +839,41 @@ mod tests {
         assert_eq!(check, "ok");
         assert_eq!(digest(&fresh).0, 200);
         assert_eq!(after_crash(dir.path(), "after-b"), digest(&fresh));
+    }
+
+    /// In exclusive locking mode SQLite takes the write lock without the VFS: nothing is
+    /// gathered there, so a rollback leaves nothing to write over a later commit.
+    #[test]
+    fn exclusive_locking_mode_writes_straight_through() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db");
+        let a = open(&path);
+        a.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB, generation INTEGER, key TEXT);")
+            .expect("schema");
+        a.execute_batch("CREATE TABLE u (id INTEGER PRIMARY KEY, body BLOB);").expect("schema");
+        for i in 0..300 {
+            a.execute("INSERT INTO u VALUES (?1, randomblob(3000))", [i]).expect("insert");
+        }
+        a.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+        a.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(())).expect("exclusive");
+        a.query_row("SELECT count(*) FROM u", [], |r| r.get::<_, i64>(0)).expect("read");
+        a.pragma_update(None, "cache_size", 8).expect("cache");
+        a.execute_batch("BEGIN IMMEDIATE; UPDATE u SET body = randomblob(3000);").expect("update");
+        assert!(gathered(&a).bytes.is_empty(), "no write lock seen, nothing gathered");
+        a.execute_batch("ROLLBACK").expect("rollback");
+        a.query_row("PRAGMA locking_mode = NORMAL", [], |_| Ok(())).expect("normal");
+        a.query_row("SELECT count(*) FROM u", [], |r| r.get::<_, i64>(0)).expect("read");
+        let b = Connection::open(&path).expect("b");
+        let tx = b.unchecked_transaction().expect("tx");
+        for i in 0..200i64 {
+            tx.execute("INSERT INTO t VALUES (?1, randomblob(500), 0, NULL)", [i]).expect("insert");
+        }
+        tx.commit().expect("b commits");
+        assert_eq!(a.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).expect("a reads"), 200);
+        drop(a);
+        let fresh = Connection::open(&path).expect("fresh");
+        let check: String = fresh.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok");
+        assert_eq!(digest(&fresh).0, 200);
     }
 }
