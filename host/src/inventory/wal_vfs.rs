@@ -803,10 +803,9 @@ mod tests {
         assert_eq!(digest(&conn), last);
     }
 
-    /// Frames a rolled-back transaction spilled to the WAL are dropped when it ends, never
-    /// written later: by then another connection may have committed at the same offsets.
-    #[test]
-    fn frames_of_a_rolled_back_transaction_are_never_written_over_later_commits() {
+    /// A database whose table `u` is large enough for an UPDATE of it to spill through a
+    /// tiny cache, with an empty table `t` and an empty WAL; a connection through the VFS.
+    fn spill_lab() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("db");
         let a = open(&path);
@@ -818,6 +817,32 @@ mod tests {
             a.execute("INSERT INTO u VALUES (?1, randomblob(3000))", [i]).expect("insert");
         }
         a.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+        (dir, path, a)
+    }
+
+    /// Another connection, through the default VFS, commits 200 rows to `t`.
+    fn other_connection_commits(path: &Path) {
+        let b = Connection::open(path).expect("b");
+        let tx = b.unchecked_transaction().expect("tx");
+        for i in 0..200i64 {
+            tx.execute("INSERT INTO t VALUES (?1, randomblob(500), 0, NULL)", [i]).expect("insert");
+        }
+        tx.commit().expect("b commits");
+    }
+
+    /// A fresh connection to a database that passes SQLite's integrity check.
+    fn whole(path: &Path) -> Connection {
+        let fresh = Connection::open(path).expect("fresh");
+        let check: String = fresh.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok");
+        fresh
+    }
+
+    /// Frames a rolled-back transaction spilled to the WAL are dropped when it ends, never
+    /// written later: by then another connection may have committed at the same offsets.
+    #[test]
+    fn frames_of_a_rolled_back_transaction_are_never_written_over_later_commits() {
+        let (dir, path, a) = spill_lab();
         // A large change with a tiny cache spills pages to the WAL, then is rolled back.
         a.pragma_update(None, "cache_size", 8).expect("cache");
         a.execute_batch("BEGIN IMMEDIATE; UPDATE u SET body = randomblob(3000);").expect("update");
@@ -825,18 +850,11 @@ mod tests {
         a.execute_batch("ROLLBACK").expect("rollback");
         assert!(gathered(&a).bytes.is_empty(), "dropped when the write lock is released");
         // Another connection commits over the same part of the WAL; A then reads.
-        let b = Connection::open(&path).expect("b");
-        let tx = b.unchecked_transaction().expect("tx");
-        for i in 0..200i64 {
-            tx.execute("INSERT INTO t VALUES (?1, randomblob(500), 0, NULL)", [i]).expect("insert");
-        }
-        tx.commit().expect("b commits");
+        other_connection_commits(&path);
         let seen: i64 = a.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a reads");
         assert_eq!(seen, 200);
         drop(a);
-        let fresh = Connection::open(&path).expect("fresh");
-        let check: String = fresh.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
-        assert_eq!(check, "ok");
+        let fresh = whole(&path);
         assert_eq!(digest(&fresh).0, 200);
         assert_eq!(after_crash(dir.path(), "after-b"), digest(&fresh));
     }
@@ -845,16 +863,7 @@ mod tests {
     /// gathered there, so a rollback leaves nothing to write over a later commit.
     #[test]
     fn exclusive_locking_mode_writes_straight_through() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db");
-        let a = open(&path);
-        a.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB, generation INTEGER, key TEXT);")
-            .expect("schema");
-        a.execute_batch("CREATE TABLE u (id INTEGER PRIMARY KEY, body BLOB);").expect("schema");
-        for i in 0..300 {
-            a.execute("INSERT INTO u VALUES (?1, randomblob(3000))", [i]).expect("insert");
-        }
-        a.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+        let (_dir, path, a) = spill_lab();
         a.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(())).expect("exclusive");
         a.query_row("SELECT count(*) FROM u", [], |r| r.get::<_, i64>(0)).expect("read");
         a.pragma_update(None, "cache_size", 8).expect("cache");
@@ -863,17 +872,10 @@ mod tests {
         a.execute_batch("ROLLBACK").expect("rollback");
         a.query_row("PRAGMA locking_mode = NORMAL", [], |_| Ok(())).expect("normal");
         a.query_row("SELECT count(*) FROM u", [], |r| r.get::<_, i64>(0)).expect("read");
-        let b = Connection::open(&path).expect("b");
-        let tx = b.unchecked_transaction().expect("tx");
-        for i in 0..200i64 {
-            tx.execute("INSERT INTO t VALUES (?1, randomblob(500), 0, NULL)", [i]).expect("insert");
-        }
-        tx.commit().expect("b commits");
+        other_connection_commits(&path);
         assert_eq!(a.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).expect("a reads"), 200);
         drop(a);
-        let fresh = Connection::open(&path).expect("fresh");
-        let check: String = fresh.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
-        assert_eq!(check, "ok");
+        let fresh = whole(&path);
         assert_eq!(digest(&fresh).0, 200);
     }
 }
