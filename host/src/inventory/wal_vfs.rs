@@ -139,7 +139,8 @@ struct Gathered {
     /// the write lock's release), or the file system lacks power-safe overwrite (SQLite then
     /// pads commits and splits page writes at a sync point).
     gathering: bool,
-    /// The database file whose state points back at this one, unlinked at close.
+    /// The database file whose state points back at this one (when gathering), unlinked at
+    /// close; its `write_locked` says whether frames may be gathered now.
     db: *mut DbState,
     bytes: Vec<u8>,
     start: i64,
@@ -218,7 +219,7 @@ unsafe extern "C" fn open(
         ptr::addr_of_mut!((*wal).state).write(Gathered {
             inner,
             gathering,
-            db,
+            db: if gathering { db } else { ptr::null_mut() },
             bytes: Vec::new(),
             start: 0,
             frames_end: 0,
@@ -335,6 +336,11 @@ impl Gathered {
         let gathering = self.gathering && unsafe { self.db.as_ref() }.is_some_and(|db| db.write_locked);
         match (data.len(), self.page_due.take()) {
             _ if !gathering => {
+                // Kept past every page written, so that a later checksum rewrite is never
+                // taken for a new frame.
+                if data.len() != FRAME_HEADER {
+                    self.frames_end = self.frames_end.max(end);
+                }
                 let Some(write) = methods(self).xWrite else { return ffi::SQLITE_IOERR_WRITE };
                 // SAFETY: `inner` is open; `data` is valid for its length (SQLite's `amount`).
                 unsafe { write(self.inner, data.as_ptr().cast(), data.len() as c_int, offset) }
