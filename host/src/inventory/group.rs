@@ -416,7 +416,16 @@ pub(super) fn atomic<T>(
     let keep = matches!(result, Ok(Ok(_)));
     let ended = match (nested, keep) {
         (true, true) => run(inv, "RELEASE change"),
-        (true, false) => run(inv, "ROLLBACK TO change").and_then(|()| run(inv, "RELEASE change")),
+        (true, false) => {
+            let undone = run(inv, "ROLLBACK TO change").and_then(|()| run(inv, "RELEASE change"));
+            if undone.is_err() && !inv.conn.is_autocommit() {
+                // The failed change's writes cannot be undone alone, so none of the
+                // transaction may commit: it goes whole (the committer then runs its group
+                // one change per transaction).
+                let _ = run(inv, "ROLLBACK");
+            }
+            undone
+        }
         (false, true) => {
             let committed = run(inv, "COMMIT");
             if committed.is_err() && !inv.conn.is_autocommit() {
@@ -501,63 +510,105 @@ mod tests {
         assert_eq!(count("undone"), 0);
     }
 
-    /// One group, queued before the committer looks: it runs without savepoints and, when
-    /// one change fails (or panics) after writing, again with them — each change's writes
-    /// then stand exactly once, the failing one's not at all, and every caller hears its own
-    /// result from the run that was committed.
-    #[test]
-    fn a_group_with_a_failing_change_is_run_again_with_each_change_apart() {
+    /// What a group's callers heard (`None`: the change was dropped), and the audit events
+    /// the database holds afterwards, by action.
+    struct GroupRun {
+        answers: Vec<Option<Result<usize, InventoryError>>>,
+        groups: Vec<usize>,
+        dir: tempfile::TempDir,
+    }
+
+    impl GroupRun {
+        fn count(&self, action: &str) -> i64 {
+            // The scratch inventory's master key is not at hand: a plain connection counts.
+            let conn = rusqlite::Connection::open(self.dir.path().join(super::super::DB_FILE)).expect("open");
+            conn.query_row("SELECT COUNT(*) FROM audit_events WHERE action = ?1", [action], |r| r.get(0))
+                .expect("count")
+        }
+    }
+
+    /// Queues `n` changes, `change(i, inv)`, before the committer looks (so they make one
+    /// group), runs the committer until the queue is done and answers its groups as synced.
+    fn one_group<F>(n: usize, change: F) -> GroupRun
+    where
+        F: Fn(usize, &mut Inventory) -> Result<usize, InventoryError> + Send + Sync + Copy + 'static,
+    {
         let (dir, inv) = super::super::scratch();
         let (queue, jobs) = mpsc::channel::<Job>();
         let mut told = Vec::new();
-        for i in 0..6 {
+        for i in 0..n {
             let (tell, answer) = tokio::sync::oneshot::channel();
-            let change = move |inv: &mut Inventory| {
-                inv.audit(&event("kept"))?;
-                match i {
-                    2 => {
-                        inv.audit(&event("undone"))?;
-                        Err(InventoryError::Invalid(format!("change {i} refused")))
-                    }
-                    4 if inv.path().exists() => {
-                        inv.audit(&event("undone"))?;
-                        panic!("change {i} panicked")
-                    }
-                    _ => Ok(i),
-                }
-            };
+            let change = move |inv: &mut Inventory| change(i, inv);
             queue.send(Box::new(Queued { change, result: None, tell })).expect("queued");
             told.push(answer);
         }
         drop(queue);
         let (to_sync, synced) = mpsc::channel();
         committer(inv, jobs, to_sync, Arc::new(AtomicBool::new(false)));
-        let groups: Vec<Committed> = synced.try_iter().collect();
-        assert_eq!(groups.iter().map(|g| g.changes).collect::<Vec<_>>(), [6], "one group of six");
-        for group in groups {
+        let mut groups = Vec::new();
+        for group in synced.try_iter() {
+            groups.push(group.changes);
             for job in group.replies {
                 job.answer(Ok(()));
             }
         }
-        let answers: Vec<_> = told.into_iter().map(|mut a| a.try_recv()).collect();
-        for (i, answer) in answers.iter().enumerate() {
+        let answers = told.into_iter().map(|mut a| a.try_recv().ok()).collect();
+        GroupRun { answers, groups, dir }
+    }
+
+    /// One group: it runs without savepoints and, when one change fails (or panics) after
+    /// writing, again with them — each change's writes then stand exactly once, the failing
+    /// one's not at all, and every caller hears its own result from the run that was
+    /// committed.
+    #[test]
+    fn a_group_with_a_failing_change_is_run_again_with_each_change_apart() {
+        let run = one_group(6, |i, inv| {
+            inv.audit(&event("kept"))?;
             match i {
-                2 => assert_eq!(
-                    answer.as_ref().expect("answered").as_ref().expect_err("refused").to_string(),
-                    "change 2 refused"
-                ),
-                4 => assert!(answer.is_err(), "a panicking change's caller hears it was dropped"),
-                _ => assert_eq!(*answer.as_ref().expect("answered").as_ref().expect("kept"), i),
+                2 => {
+                    inv.audit(&event("undone"))?;
+                    Err(InventoryError::Invalid(format!("change {i} refused")))
+                }
+                4 if inv.path().exists() => {
+                    inv.audit(&event("undone"))?;
+                    panic!("change {i} panicked")
+                }
+                _ => Ok(i),
+            }
+        });
+        assert_eq!(run.groups, [6], "one group of six");
+        for (i, answer) in run.answers.iter().enumerate() {
+            match (i, answer) {
+                (2, Some(Err(e))) => assert_eq!(e.to_string(), "change 2 refused"),
+                (4, None) => {} // a panicking change's caller hears it was dropped
+                (_, Some(Ok(v))) => assert_eq!(*v, i),
+                other => panic!("unexpected answer {other:?}"),
             }
         }
-        // The scratch inventory's master key is not at hand: a plain connection counts.
-        let conn = rusqlite::Connection::open(dir.path().join(super::super::DB_FILE)).expect("open");
-        let count = |action: &str| -> i64 {
-            conn.query_row("SELECT COUNT(*) FROM audit_events WHERE action = ?1", [action], |r| r.get(0))
-                .expect("count")
-        };
-        assert_eq!(count("kept"), 4, "the four changes that succeeded, once each");
-        assert_eq!(count("undone"), 0);
+        assert_eq!(run.count("kept"), 4, "the four changes that succeeded, once each");
+        assert_eq!(run.count("undone"), 0);
+    }
+
+    /// A failing change whose savepoint cannot be rolled back to (here it released it
+    /// itself) must not leave its writes in the group's transaction: the transaction goes
+    /// whole, and the group runs one change per transaction.
+    #[test]
+    fn a_failed_change_that_cannot_be_undone_alone_takes_its_group_transaction_with_it() {
+        let run = one_group(3, |i, inv| {
+            if i == 0 {
+                inv.audit(&event("kept"))?;
+                return Ok(i);
+            }
+            inv.audit(&event("undone"))?;
+            if i == 2 {
+                inv.conn.execute_batch("RELEASE change")?;
+            }
+            Err(InventoryError::Invalid("refused".into()))
+        });
+        assert!(matches!(run.answers[0], Some(Ok(0))));
+        assert!(matches!(run.answers[1], Some(Err(_))) && matches!(run.answers[2], Some(Err(_))));
+        assert_eq!(run.count("kept"), 1);
+        assert_eq!(run.count("undone"), 0, "no failed change's writes were committed");
     }
 
     /// One change at a time: each is alone in its group, its own transaction, and its steps
