@@ -181,15 +181,8 @@ fn committer(
             if inv.conn.execute_batch("BEGIN IMMEDIATE").is_err() {
                 continue;
             }
-            for job in &mut group {
-                job.run(&mut inv, true);
-                // Should SQLite roll the transaction back itself, a later change would commit
-                // on its own: the rest are answered unrun.
-                if inv.conn.is_autocommit() {
-                    break;
-                }
-            }
-            if !inv.conn.is_autocommit() {
+            // Should SQLite roll the transaction back itself, the rest are answered unrun.
+            if run_isolated(&mut inv, &mut group) {
                 let _ = inv.conn.execute_batch("ROLLBACK");
             }
             for job in group {
@@ -230,17 +223,7 @@ fn committer(
                 run_alone(&mut inv, group, &to_sync, &poisoned, started);
                 continue;
             }
-            let mut vanished = false;
-            for job in &mut group {
-                job.run(&mut inv, true);
-                // An error such as a full disk makes SQLite roll back the whole transaction:
-                // the changes so far are gone, and later ones would commit one by one.
-                if inv.conn.is_autocommit() {
-                    vanished = true;
-                    break;
-                }
-            }
-            if vanished {
+            if !run_isolated(&mut inv, &mut group) {
                 tracing::warn!("the database rolled back a group's transaction; committing its changes one by one");
                 run_alone(&mut inv, group, &to_sync, &poisoned, started);
                 continue;
@@ -263,32 +246,34 @@ fn committer(
     }
 }
 
-/// Runs each change as a transaction of its own (no transaction is open), then hands them
-/// to the syncer as [`one_by_one_done`] does.
-fn run_alone(
-    inv: &mut Inventory,
-    mut group: Vec<Job>,
-    to_sync: &mpsc::Sender<Committed>,
-    poisoned: &AtomicBool,
-    started: Instant,
-) {
-    for job in &mut group {
+/// Runs each change in a savepoint of its own inside the open transaction. Stops, and says
+/// false, when the transaction is gone: an error such as a full disk makes SQLite roll back
+/// the whole of it, so the changes so far are undone and a later one would commit on its own.
+fn run_isolated(inv: &mut Inventory, group: &mut [Job]) -> bool {
+    for job in group {
         job.run(inv, true);
+        if inv.conn.is_autocommit() {
+            return false;
+        }
     }
-    one_by_one_done(inv, group, to_sync, poisoned, started);
+    true
 }
 
-/// Hands changes that ran as transactions of their own to the syncer — unless one of them
-/// could not end its transaction (a failed ROLLBACK after a failed COMMIT): then every later
-/// change would run inside it, never committed. It is rolled back and these changes' callers
-/// hear so; if even that fails, the committer accepts nothing more.
-fn one_by_one_done(
+/// Runs each change as a transaction of its own (no transaction is open) and hands them to
+/// the syncer — unless one of them could not end its transaction (a failed ROLLBACK after a
+/// failed COMMIT): then every later change would run inside it, never committed. It is
+/// rolled back and these changes' callers hear so; if even that fails, the committer accepts
+/// nothing more.
+fn run_alone(
     inv: &mut Inventory,
-    replies: Vec<Job>,
+    mut replies: Vec<Job>,
     to_sync: &mpsc::Sender<Committed>,
     poisoned: &AtomicBool,
     started: Instant,
 ) {
+    for job in &mut replies {
+        job.run(inv, true);
+    }
     if inv.conn.is_autocommit() {
         let changes = replies.len();
         let _ = to_sync.send(Committed { replies, changes, started });
