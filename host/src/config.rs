@@ -63,13 +63,27 @@ pub struct ServerConfig {
     pub dns01_hook: Option<PathBuf>,
 }
 
+/// One line for a TOML error in `text`: its line, column and message, never the source line.
+///
+/// Why: `toml`'s own `Display` quotes the offending line with a caret under it, and in these
+/// files that line can hold a secret (`value = "…"` under a typo'd key); the error would carry
+/// it into the terminal and serve's log on a reload.
+pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else { return message.to_owned() };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 /// The whole of `certhost.toml`, paths made absolute (for `serve`'s own settings).
 pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
     let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
     let mut config: ConfigFile = toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| ConfigError::Parse { path: config_path.to_owned(), reason: toml_error(&text, &e) })?;
     for p in
         [&mut config.server.tls_cert, &mut config.server.tls_key, &mut config.server.dns01_hook].into_iter().flatten()
     {
@@ -99,7 +113,7 @@ pub enum ConfigError {
     Parse {
         /// File.
         path: PathBuf,
-        /// TOML's message (line and column).
+        /// Where and what, from [`toml_error`].
         reason: String,
     },
     /// An account definition is invalid.
@@ -163,8 +177,8 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
             let Some(name) = file.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| ConfigError::Read { path: file.clone(), reason: e.to_string() })?;
-            let mut def: ProfileDef =
-                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: file.clone(), reason: e.to_string() })?;
+            let mut def: ProfileDef = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: file.clone(), reason: toml_error(&text, &e) })?;
             let pbase = file.parent().map(Path::to_path_buf).unwrap_or_default();
             for p in def.params.values_mut() {
                 absolutize_value(&mut p.value, &pbase);

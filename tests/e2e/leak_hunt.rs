@@ -108,6 +108,24 @@ params.api_key = {{ sensitive = true, required = true }}
     run(&["plugin", "check", &check, "--sensitive-param", &format!("api_key={ACCOUNT_SECRET}")], None);
     assert!(transcript.contains("***"), "redaction markers expected in the transcript");
 
+    // A TOML error beside a literal secret: toml's own message quotes the source line.
+    let broken = conf.join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("[accounts.x]\nconnector = \"/x.py\"\nparams.k = {{ sensitive = true, value = \"{ACCOUNT_SECRET}\", descripton = \"typo\" }}\n"),
+    )
+    .expect("broken config");
+    let out = Command::new(certhost_bin())
+        .args(["--config", broken.to_str().expect("utf8"), "account", "list"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("line 3, column"), "the error says where: {stderr}");
+    transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+    transcript.push_str(&stderr);
+
     // The server: every GET, with the server's own log.
     let server = Server::start(app, Some(std::path::Path::new(&config)));
     let token = server.token("hunter", "admin");
@@ -215,6 +233,15 @@ params.api_key = {{ sensitive = true, required = true }}
     ] {
         transcript
             .push_str(&c.get(format!("{base}{path}")).bearer_auth(&token).send().expect("get").text().expect("text"));
+    }
+    // The same mistake in a profile file, picked up by a reload: the failure goes to the log.
+    let mut web = std::fs::OpenOptions::new().append(true).open(conf.join("profiles/web.toml")).expect("open");
+    writeln!(web, "typo = {{ sensitive = true, value = \"{ACCOUNT_SECRET}\", descripton = \"t\" }}").expect("append");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.log().contains("configuration reload failed") {
+        assert!(std::time::Instant::now() < deadline, "no reload failure logged: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     transcript.push_str(&server.log());
 

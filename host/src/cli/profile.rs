@@ -81,7 +81,8 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
         Command::Create { name, file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let def: ProfileDef = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let def: ProfileDef = toml::from_str(&text)
+                .map_err(|e| anyhow!("{}: {}", file.display(), certhost::config::toml_error(&text, &e)))?;
             def.check(&name)?;
             let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
             certhost::config::check_links(&name, &def, &accounts)?;
