@@ -6,6 +6,7 @@
 //! are reported with a reason while the good ones still import; duplicates are reported, not
 //! inserted twice.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -106,8 +107,9 @@ pub fn import_paths(
     };
     let mut report = ImportReport::default();
     let mut files = Vec::new();
+    let mut seen_dirs = HashSet::new();
     for path in paths {
-        collect_files(path, &mut files, &mut report.failed);
+        collect_files(path, &mut seen_dirs, &mut files, &mut report.failed);
     }
     let key_path = key_file.and_then(|p| fs::canonicalize(p).ok());
     let mut candidates = Vec::new();
@@ -194,14 +196,19 @@ pub fn import_paths(
     Ok(report)
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>, failed: &mut Vec<Failed>) {
+/// Files under `path`, following links. `seen_dirs` holds every directory read so far by its
+/// resolved path, so that a link back to a directory above (`ln -s . again`) is read once and
+/// not until the path grows too long — with two such links, 2^40 paths.
+fn collect_files(path: &Path, seen_dirs: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>, failed: &mut Vec<Failed>) {
     match fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => match fs::read_dir(path) {
-            Ok(entries) => {
+        Ok(meta) if meta.is_dir() => match fs::canonicalize(path).and_then(|real| Ok((real, fs::read_dir(path)?))) {
+            Ok((real, _)) if seen_dirs.contains(&real) => {}
+            Ok((real, entries)) => {
+                seen_dirs.insert(real);
                 let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 children.sort();
                 for child in children {
-                    collect_files(&child, out, failed);
+                    collect_files(&child, seen_dirs, out, failed);
                 }
             }
             Err(e) => failed

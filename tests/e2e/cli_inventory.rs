@@ -68,6 +68,11 @@ fn import_directory_with_bundles_der_and_bad_files_keeps_the_good_and_names_the_
     fs::write(dir.join("garbage.pem"), "this is not a certificate\n").expect("write");
     let leaf_text = fs::read_to_string(&leaf2).expect("leaf");
     fs::write(dir.join("nested/truncated.pem"), &leaf_text[..leaf_text.len() / 2]).expect("write");
+    // Links back up the tree (two of them once made the walk 2^40 paths long): each
+    // directory is read once.
+    std::os::unix::fs::symlink(".", dir.join("nested/self")).expect("symlink");
+    std::os::unix::fs::symlink("..", dir.join("nested/deeper/up")).expect("symlink");
+    std::os::unix::fs::symlink("../..", dir.join("nested/deeper/top")).expect("symlink");
 
     let r = app.run(&["import", s(&dir), "--json"]);
     assert_eq!(r.code, 1, "a failed file makes the exit code 1: {}", r.stderr);
