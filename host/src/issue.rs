@@ -290,6 +290,35 @@ impl Pipeline<'_> {
         self.submit_with(Submission::New(new), &profile, &dynamic, None).await
     }
 
+    /// Approves a held order and submits it. The parameters are checked before the decision is
+    /// recorded, so a mistyped one is refused and the order stays held for another try.
+    pub async fn approve(
+        &mut self,
+        order_id: i64,
+        params: &BTreeMap<String, String>,
+    ) -> Result<IssueOutcome, IssueError> {
+        let order = self.load_order(order_id)?;
+        if order.state == OrderState::AwaitingApproval {
+            self.resupplied(&order, params)?;
+        }
+        self.inventory.approve_order(order_id, self.actor)?;
+        self.submit(order_id, params).await
+    }
+
+    /// Resends an interrupted order, with its parameters checked first as in [`Self::approve`].
+    pub async fn resubmit(
+        &mut self,
+        order_id: i64,
+        params: &BTreeMap<String, String>,
+    ) -> Result<IssueOutcome, IssueError> {
+        let order = self.load_order(order_id)?;
+        if order.state == OrderState::NeedsAttention {
+            self.resupplied(&order, params)?;
+        }
+        self.inventory.resubmit_order(order_id, self.actor)?;
+        self.submit(order_id, params).await
+    }
+
     /// Submits an approved or resubmitted order. Dynamic parameters were recorded redacted,
     /// so sensitive dynamic values must be supplied again (`params`).
     pub async fn submit(
@@ -305,10 +334,29 @@ impl Pipeline<'_> {
                 what: "only approved or resubmitted orders are submitted",
             });
         }
+        let (profile, dynamic) = match self.resupplied(&order, params) {
+            Ok(checked) => checked,
+            Err(e) => {
+                // Never leave an approved order pending without a submission: it could not be
+                // polled, approved or resubmitted any more. It fails with the reason.
+                self.fail(order_id, &e.to_string()).await?;
+                return Err(e);
+            }
+        };
+        let renewal = self.renewal_context(&order)?;
+        self.submit_with(Submission::Written(order), &profile, &dynamic, renewal.as_ref()).await
+    }
+
+    /// The order's profile and its dynamic parameters: the recorded non-sensitive values,
+    /// overridden by what the caller gives now, checked against the profile.
+    fn resupplied(
+        &self,
+        order: &Order,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(ProfileDef, BTreeMap<String, (String, bool)>), IssueError> {
         let profile_name = order.profile.clone().unwrap_or_default();
         let (profile, _) =
             self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
-        // Recorded non-sensitive values, overridden by what the caller gives now.
         let mut merged: BTreeMap<String, String> = order
             .params
             .as_object()
@@ -319,17 +367,8 @@ impl Pipeline<'_> {
             })
             .unwrap_or_default();
         merged.extend(params.clone());
-        let dynamic = match check_dynamic(&profile_name, &profile, &merged) {
-            Ok(d) => d,
-            Err(e) => {
-                // Never leave an approved order pending without a submission: it could not be
-                // polled, approved or resubmitted any more. It fails with the reason.
-                self.fail(order_id, &e.to_string()).await?;
-                return Err(e.into());
-            }
-        };
-        let renewal = self.renewal_context(&order)?;
-        self.submit_with(Submission::Written(order), &profile, &dynamic, renewal.as_ref()).await
+        let dynamic = check_dynamic(&profile_name, &profile, &merged)?;
+        Ok((profile, dynamic))
     }
 
     /// Sends an order to the profile's active accounts in failover order. A renewal goes to

@@ -125,6 +125,24 @@ fn an_approval_must_come_from_another_token_than_the_request() {
     assert_eq!(own.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: serde_json::Value = own.json().expect("json");
     assert!(body["detail"].as_str().expect("detail").contains("someone other than its requester"), "{body}");
+    // A mistyped parameter is refused and decides nothing: the order stays held.
+    let typo = c
+        .post(format!("{}/v1/orders/{order}/approve", server.base))
+        .bearer_auth(&bob)
+        .json(&serde_json::json!({"params": {"nosuch": "1"}}))
+        .send()
+        .expect("approve");
+    assert_eq!(typo.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = typo.json().expect("json");
+    assert!(body["detail"].as_str().expect("detail").contains("unknown parameter nosuch"), "{body}");
+    let still: serde_json::Value = c
+        .get(format!("{}/v1/orders/{order}", server.base))
+        .bearer_auth(&alice)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(still["state"], "awaiting_approval", "{still}");
     let ok: serde_json::Value = c
         .post(format!("{}/v1/orders/{order}/approve", server.base))
         .bearer_auth(&bob)

@@ -205,6 +205,17 @@ fn approval_needs_someone_else_and_decline_closes_the_order() {
     let (code, _, err) = as_user(&requester, &["orders", "approve", "1"]);
     assert_eq!(code, 1);
     assert!(err.contains("must be approved by someone other than its requester"), "{err}");
+    // Mistyped arguments are refused before anything is decided: the order stays held.
+    for (args, says) in [
+        (&["orders", "approve", "1", "--param", "requester"][..], "NAME=VALUE"),
+        (&["orders", "approve", "1", "--param", "nosuch=1"], "unknown parameter nosuch"),
+    ] {
+        let (code, _, err) = as_user("carol-approver", args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        let order = app.json(&["--config", config.to_str().expect("utf8"), "orders", "show", "1", "--json"]);
+        assert_eq!(order["state"], "awaiting_approval", "{order}");
+    }
     let (code, out, err) = as_user("carol-approver", &["orders", "decline", "1", "--reason", "not needed"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("declined"));

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, OPERATE, READ};
 use super::{ApiError, AppState, Problem};
 use crate::inventory::{Order, OrderState};
-use crate::issue::{IssueError, IssueOutcome, Pipeline};
+use crate::issue::{IssueOutcome, Pipeline};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -138,9 +138,8 @@ async fn approve(
     let actor = caller.actor();
     let params = super::optional_json::<ApproveBody>(&body)?.params;
     let mut inv = state.inventory.get().await?;
-    inv.approve_order(id, &actor).map_err(IssueError::from)?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok(Json(step(&p.submit(id, &params).await?)))
+    Ok(Json(step(&p.approve(id, &params).await?)))
 }
 
 /// Body of decline.

@@ -154,23 +154,24 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 }
             }
         }),
-        Command::Approve { id, params, json } => {
-            inv.approve_order(id, &env.actor)?;
-            submit(inv, &registry, env, id, &params, json)
-        }
+        Command::Approve { id, params, json } => submit(inv, &registry, env, id, &params, json, Decision::Approve),
         Command::Decline { id, reason } => {
             inv.decline_order(id, &reason, &env.actor)?;
             println!("order #{id} declined");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Resubmit { id, params, json } => {
-            inv.resubmit_order(id, &env.actor)?;
-            submit(inv, &registry, env, id, &params, json)
-        }
+        Command::Resubmit { id, params, json } => submit(inv, &registry, env, id, &params, json, Decision::Resubmit),
     }
 }
 
-/// Sends an approved or resubmitted order to its CA and reports the outcome.
+/// Which operator decision sends an order to its CA.
+enum Decision {
+    Approve,
+    Resubmit,
+}
+
+/// Records the decision, sends the order to its CA and reports the outcome. The arguments
+/// are parsed and checked first, so a mistyped one changes nothing.
 fn submit(
     inv: &mut Inventory,
     registry: &certhost::connector::Registry,
@@ -178,11 +179,15 @@ fn submit(
     id: i64,
     params: &[String],
     json: bool,
+    decision: Decision,
 ) -> anyhow::Result<ExitCode> {
     let params = super::kv_pairs(params)?;
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: registry, env: &super::env_lookup, actor: &env.actor };
-        let outcome = p.submit(id, &params).await?;
+        let outcome = match decision {
+            Decision::Approve => p.approve(id, &params).await?,
+            Decision::Resubmit => p.resubmit(id, &params).await?,
+        };
         super::issue::report(p.inventory, &outcome, None, json)
     })
 }
