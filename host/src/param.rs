@@ -157,6 +157,16 @@ pub enum ParamError {
         /// The rule broken.
         rule: String,
     },
+    /// A stored secret offered for a parameter that cannot take one.
+    #[error("parameter {name} of {owner} {why}")]
+    NoStoredSecret {
+        /// Parameter.
+        name: String,
+        /// `account X` / `profile Y`.
+        owner: String,
+        /// Why not, and what to do instead.
+        why: &'static str,
+    },
     /// A referenced environment variable or file is unavailable.
     #[error("parameter {name} of {owner}: {reason}")]
     Unresolvable {
@@ -186,6 +196,23 @@ impl ParamDef {
             })?;
         }
         Ok(())
+    }
+
+    /// Whether this parameter can take a stored secret (`certhost secret set`, `PUT
+    /// …/params/{param}/secret`): only a sensitive one that is neither supplied per request nor
+    /// read from a reference. Its value is then checked with [`Self::check_value`], as every
+    /// request would check it.
+    pub fn accepts_stored_secret(&self, name: &str, owner: &str) -> Result<(), ParamError> {
+        let why = if !self.sensitive {
+            "is not sensitive; set its value in the definition"
+        } else if self.dynamic {
+            "is dynamic: each request supplies it"
+        } else if self.value.is_some() {
+            "takes its value from an env or file reference"
+        } else {
+            return Ok(());
+        };
+        Err(ParamError::NoStoredSecret { name: name.into(), owner: owner.into(), why })
     }
 
     /// Checks a concrete value against `allowed_values` and `regex`.

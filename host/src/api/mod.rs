@@ -35,7 +35,6 @@ pub use tls::{TlsError, TlsListener};
 
 use crate::connector::ConnectorSource;
 use crate::inventory::InventoryPool;
-use crate::param::ParamDef;
 
 /// Requests larger than this are refused with 413 before they are read.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -164,8 +163,9 @@ pub(crate) fn secret_value(body: &[u8]) -> Result<zeroize::Zeroizing<String>, Ap
     Ok(zeroize::Zeroizing::new(value))
 }
 
-/// `PUT …/params/{param}/secret` for an account or a profile: admins only, a declared
-/// sensitive parameter without a value reference, stored sealed, answered 204.
+/// `PUT …/params/{param}/secret` for an account or a profile: admins only, the same checks as
+/// `certhost secret set` ([`crate::param::ParamDef::accepts_stored_secret`], then the value's rules), stored
+/// sealed, answered 204.
 pub(crate) async fn put_secret(
     state: &AppState,
     caller: &Caller,
@@ -188,21 +188,10 @@ pub(crate) async fn put_secret(
             ("profile", d.params.get(param).cloned())
         }
     };
-    check_secret_param(def.as_ref(), what, name, param)?;
+    let def = def.ok_or_else(|| ApiError::NotFound(format!("parameter {param} of {what} {name}")))?;
+    let refused = |e: crate::param::ParamError| ApiError::Unprocessable(e.to_string());
+    def.accepts_stored_secret(param, &format!("{what} {name}")).map_err(refused)?;
+    def.check_value(param, &value).map_err(refused)?;
     inv.set_secret(owner, name, param, &value, &caller.actor())?;
     Ok(axum::response::IntoResponse::into_response(axum::http::StatusCode::NO_CONTENT))
-}
-
-/// Only a declared, sensitive parameter without a value reference can take a stored secret.
-pub(crate) fn check_secret_param(def: Option<&ParamDef>, what: &str, owner: &str, param: &str) -> Result<(), ApiError> {
-    match def {
-        None => Err(ApiError::NotFound(format!("parameter {param} of {what} {owner}"))),
-        Some(d) if !d.sensitive => Err(ApiError::Unprocessable(format!(
-            "parameter {param} of {what} {owner} is not sensitive; set its value in the definition"
-        ))),
-        Some(d) if d.value.is_some() => Err(ApiError::Unprocessable(format!(
-            "parameter {param} of {what} {owner} takes its value from an env or file reference"
-        ))),
-        Some(_) => Ok(()),
-    }
 }

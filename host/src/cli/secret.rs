@@ -33,12 +33,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
     };
     let owner_word = if kind == SecretOwner::Account { "account" } else { "profile" };
     let def = params.get(&name).ok_or_else(|| anyhow!("{owner_word} {owner} defines no parameter {name}"))?;
-    if !def.sensitive {
-        bail!("parameter {name} of {owner_word} {owner} is not sensitive; set its value in the definition");
-    }
-    if def.dynamic {
-        bail!("parameter {name} of {owner_word} {owner} is dynamic: each request supplies it");
-    }
+    def.accepts_stored_secret(&name, &format!("{owner_word} {owner}"))?;
     let value = if std::io::stdin().is_terminal() {
         Zeroizing::new(rpassword::prompt_password(format!("value for {name} (not echoed): "))?)
     } else {
