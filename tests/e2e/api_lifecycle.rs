@@ -123,13 +123,28 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
         json_of(api.get(&admin, &format!("/v1/certificates/{thumb}")), StatusCode::OK)["id"].as_i64().expect("id")
     };
     assert_eq!(json_of(api.get(&admin, &format!("/v1/certificates/{id2}")), StatusCode::OK)["status"], "superseded");
-    let meta = json_of(api.get(&admin, "/v1/audit?action=certificate.renew_request"), StatusCode::OK);
-    assert_eq!(meta["items"][0]["detail"]["metadata"]["ticket"], "CHG-42");
     let missing = json_of(
-        api.post(&operator, "/v1/renew", json!({"lookup": {"type": "id", "value": "999999"}})),
+        api.post(
+            &operator,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": "999999"}, "metadata": {"ticket": "CHG-43"}}),
+        ),
         StatusCode::NOT_FOUND,
     );
     assert!(missing["detail"].as_str().expect("detail").contains("999999"));
+    json_of(
+        api.post(
+            &other,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": id3.to_string()}, "metadata": {"ticket": "CHG-44"}}),
+        ),
+        StatusCode::FORBIDDEN,
+    );
+    // Only the renewal that went ahead is audited, against the certificate it found.
+    let meta = json_of(api.get(&admin, "/v1/audit?action=certificate.renew_request"), StatusCode::OK);
+    assert_eq!(meta["items"].as_array().map(Vec::len), Some(1), "{meta}");
+    assert_eq!(meta["items"][0]["detail"]["metadata"]["ticket"], "CHG-42");
+    assert_eq!(meta["items"][0]["object_id"], id2.to_string());
 
     // Reissue: a new key pair with the same names.
     let reissued =
@@ -184,7 +199,8 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
             "/v1/accounts",
             json!({"name": "scripted", "connector": script, "params": {
                 "mode": "good", "ca_cert": ca.join("ca.pem"), "ca_key": ca.join("ca.key"),
-                "api_token": {"sensitive": true, "required": true}}}),
+                "api_token": {"sensitive": true, "required": true},
+                "pin": {"sensitive": true, "regex": "[0-9]{4}"}}}),
         ),
         StatusCode::CREATED,
     );
@@ -200,6 +216,18 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     json_of(
         api.put(&admin, "/v1/accounts/scripted/params/mode/secret", json!({"value": "x"})),
         StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    // A secret is held to its parameter's rules when it is set, as `certhost secret set` holds it,
+    // not found out by every issuance after; the refusal does not show the value.
+    let refused = json_of(
+        api.put(&admin, "/v1/accounts/scripted/params/pin/secret", json!({"value": "not-a-pin-S3CRET"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let detail = refused["detail"].as_str().expect("detail");
+    assert!(detail.contains("must match") && !detail.contains("not-a-pin-S3CRET"), "{refused}");
+    assert_eq!(
+        api.put(&admin, "/v1/accounts/scripted/params/pin/secret", json!({"value": "1234"})).status(),
+        StatusCode::NO_CONTENT
     );
     // A literal sensitive value is refused, without echoing it.
     let literal = json_of(
@@ -224,7 +252,20 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     assert!(broken["detail"].as_str().expect("detail").contains("line"), "{broken}");
 
     // A profile created over HTTP issues through the new account.
-    json_of(api.post(&admin, "/v1/profiles", json!({"name": "web", "accounts": ["scripted"]})), StatusCode::CREATED);
+    json_of(
+        api.post(
+            &admin,
+            "/v1/profiles",
+            json!({"name": "web", "accounts": ["scripted"], "params": {"ticket": {"dynamic": true, "sensitive": true}}}),
+        ),
+        StatusCode::CREATED,
+    );
+    // Each request supplies a dynamic parameter: it takes no stored secret.
+    let dynamic = json_of(
+        api.put(&admin, "/v1/profiles/web/params/ticket/secret", json!({"value": "5678"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(dynamic["detail"].as_str().expect("detail").contains("is dynamic"), "{dynamic}");
     json_of(
         api.post(&admin, "/v1/profiles", json!({"name": "bad", "accounts": ["nosuch"]})),
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -313,21 +313,35 @@ async fn require_renewable_by(state: &AppState, caller: &Caller, id: i64) -> Res
     }
 }
 
+/// Renews certificate `id` (id or thumbprint) once the caller may. A caller's `metadata`
+/// (`POST /v1/renew`) is audited against the certificate found, and only then: a lookup that
+/// finds nothing, or a caller refused, leaves no event.
 async fn renew_with(
     state: &AppState,
     caller: &Caller,
     id: &str,
     kind: RenewKind,
     body: RenewBody,
-) -> Result<(i64, Result<IssueOutcome, IssueError>), ApiError> {
+    metadata: &BTreeMap<String, serde_json::Value>,
+) -> Result<Result<IssueOutcome, IssueError>, ApiError> {
     let cert_id = find(state, id).await?.id;
     require_renewable_by(state, caller, cert_id).await?;
     let actor = caller.actor();
     let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
     let mut inv = state.inventory.get().await?;
+    if !metadata.is_empty() {
+        inv.audit(&crate::inventory::NewAuditEvent {
+            actor: &actor,
+            action: "certificate.renew_request",
+            object_type: "certificate",
+            object_id: Some(cert_id.to_string()),
+            outcome: "success",
+            detail: serde_json::json!({ "metadata": metadata }),
+        })?;
+    }
     inv.pin_config(caller.config);
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok((cert_id, p.renew(cert_id, &opts).await))
+    Ok(p.renew(cert_id, &opts).await)
 }
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
@@ -342,7 +356,7 @@ async fn renew(
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "renew certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
-    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, body).await?;
+    let outcome = renew_with(&state, &caller, &id, RenewKind::Renew, body, &BTreeMap::new()).await?;
     outcome_response(&outcome?)
 }
 
@@ -358,7 +372,7 @@ async fn reissue(
 ) -> Result<Response, ApiError> {
     caller.require(OPERATE, "reissue certificates")?;
     let body: RenewBody = super::optional_json(&body)?;
-    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Reissue, body).await?;
+    let outcome = renew_with(&state, &caller, &id, RenewKind::Reissue, body, &BTreeMap::new()).await?;
     outcome_response(&outcome?)
 }
 
@@ -484,19 +498,8 @@ async fn renew_lookup(
             v
         }
     };
-    if !body.metadata.is_empty() {
-        let mut inv = state.inventory.get().await?;
-        inv.audit(&crate::inventory::NewAuditEvent {
-            actor: &caller.actor(),
-            action: "certificate.renew_request",
-            object_type: "certificate",
-            object_id: Some(id.clone()),
-            outcome: "success",
-            detail: serde_json::json!({ "metadata": body.metadata }),
-        })?;
-    }
     let renew_body = RenewBody { profile: body.profile, account: body.account, params: BTreeMap::new() };
-    let (_, outcome) = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body).await?;
+    let outcome = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body, &body.metadata).await?;
     let response = match outcome {
         Ok(IssueOutcome::Issued { order_id, certificate }) => {
             let certificate_id = certificate.id;
