@@ -176,6 +176,9 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
+/// A request's dynamic parameters, checked: name → (value, sensitive).
+pub(crate) type DynamicParams = BTreeMap<String, (String, bool)>;
+
 /// A request's dynamic parameters as recorded with its order: sensitive values as `***`.
 pub(crate) fn recorded_params(dynamic: &BTreeMap<String, (String, bool)>) -> serde_json::Value {
     serde_json::Value::Object(
@@ -353,7 +356,7 @@ impl Pipeline<'_> {
         &self,
         order: &Order,
         params: &BTreeMap<String, String>,
-    ) -> Result<(ProfileDef, BTreeMap<String, (String, bool)>), IssueError> {
+    ) -> Result<(ProfileDef, DynamicParams), IssueError> {
         let profile_name = order.profile.clone().unwrap_or_default();
         let (profile, _) =
             self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
