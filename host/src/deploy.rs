@@ -128,6 +128,13 @@ impl DeployTarget {
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(DeployError::Invalid(format!("{} must be an absolute path", p.display())));
         }
+        // A profile is shown to every role and stored as it is: the password comes from
+        // elsewhere, as a sensitive parameter's value does.
+        if matches!(self.pkcs12_password, Some(ValueSource::Literal(_))) {
+            return Err(DeployError::Invalid(
+                "pkcs12_password must not be a literal value; use { env = \"VAR\" } or { file = \"PATH\" }".into(),
+            ));
+        }
         if self.hook_timeout_seconds.is_some_and(|t| t == 0 || t > 3600) {
             return Err(DeployError::Invalid("hook_timeout_seconds must be 1-3600".into()));
         }
@@ -366,8 +373,11 @@ fn pkcs12(cert: &CertificateRecord, key: &crate::key::PrivateKey, password: &str
     store.writer(password).write().map_err(invalid)
 }
 
-/// temp file beside the target → write → fsync → chmod/chown → rename → fsync directory.
-fn write_atomically(
+/// Writes `path` whole or not at all, with `mode` (and owner/group) in place before the bytes
+/// land: a fresh temp file beside the target (created exclusively, so a stale or planted one —
+/// world-readable, or a link elsewhere — is never written through) → write → fsync →
+/// chmod/chown → rename → fsync directory. Private keys go through here.
+pub fn write_atomically(
     path: &Path,
     bytes: &[u8],
     mode: u32,
@@ -380,13 +390,17 @@ fn write_atomically(
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.certhost-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o600).open(&tmp)?;
         if owner.is_some() || group.is_some() {
             std::os::unix::fs::fchown(&f, owner, group)?;
         }
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
@@ -451,6 +465,18 @@ fn reentrant_lookup<T>(mut call: impl FnMut(&mut [u8]) -> (i32, Option<T>)) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_literal_pkcs12_password_is_refused_without_being_echoed() {
+        let target: DeployTarget =
+            toml::from_str("key = \"/k.pem\"\npkcs12 = \"/b.p12\"\npkcs12_password = \"hunter2-S3CRET\"\n")
+                .expect("target");
+        let e = target.check().expect_err("a literal").to_string();
+        assert!(e.contains("must not be a literal") && !e.contains("hunter2-S3CRET"), "{e}");
+        let by_env: DeployTarget =
+            toml::from_str("pkcs12 = \"/b.p12\"\npkcs12_password = { env = \"P12_PASSWORD\" }\n").expect("target");
+        by_env.check().expect("a reference is fine");
+    }
 
     #[test]
     fn owners_and_groups_are_looked_up_by_name_on_any_thread() {

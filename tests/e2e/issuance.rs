@@ -3,6 +3,7 @@
 //! failover, pending orders, crash safety, and a hunt for a leaked secret.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -125,9 +126,20 @@ fn cfssl_py_issues_against_a_real_cfssl_with_and_without_an_auth_key() {
     std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), cfssl.auth_key.as_bytes()).expect("write");
     assert!(set.wait().expect("wait").success());
     let out = app.path("out-authed");
+    // Files left world-readable in the output directory do not lend their mode to the key.
+    std::fs::create_dir_all(&out).expect("mkdir");
+    for name in ["key.pem", ".key.pem.tmp"] {
+        std::fs::write(out.join(name), "old").expect("write");
+        std::fs::set_permissions(out.join(name), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
     let r = conf
         .run(&app, &["issue", "--profile", "authed", "--cn", "api.example.com", "--out", out.to_str().expect("utf8")]);
     assert!(r.ok().contains("issued certificate"), "{}", r.stderr);
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&out.join("key.pem")), 0o600);
+    assert_eq!(mode(&out.join("cert.pem")), 0o644);
+    // The data directory the first command created is private to its owner.
+    assert_eq!(mode(&app.data_dir()), 0o700);
     assert!(
         sh(
             "openssl",

@@ -146,9 +146,6 @@ fn write_files(
     record: &certhost::inventory::CertificateRecord,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files: Vec<(&str, String, u32)> = vec![
         ("cert.pem", record.pem.clone(), 0o644),
         ("chain.pem", record.chain_pem.clone(), 0o644),
@@ -158,19 +155,7 @@ fn write_files(
         files.push(("key.pem", inv.private_key(key_id)?.to_pem().to_string(), 0o600));
     }
     for (name, content, mode) in files {
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(content.as_bytes())
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        certhost::deploy::write_atomically(&dir.join(name), content.as_bytes(), mode, None, None)?;
     }
     Ok(())
 }

@@ -23,7 +23,6 @@ mod token;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use certhost::inventory::Inventory;
 use certhost::vault::MasterKey;
 use clap::{Parser, Subcommand};
@@ -182,10 +181,9 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
 
 /// The connector registry for this process.
 fn registry(data_dir: &Path) -> certhost::connector::Registry {
-    // The compiled-component cache lives in the data directory: create that private (0700)
-    // before anything below it, as `Inventory::open` would.
-    use std::os::unix::fs::DirBuilderExt;
-    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir);
+    // The compiled-component cache lives in the data directory: create that private first.
+    // A failure shows when the inventory opens the same directory.
+    let _ = certhost::inventory::create_data_dir(data_dir);
     // Script connectors run in worker processes of this very binary.
     let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
     certhost::connector::Registry::new(exe, Some(data_dir.join("wasm-cache")))
@@ -225,8 +223,7 @@ fn current_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
 
 /// Opens the inventory with the master key from the environment or the key file.
 fn open_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    certhost::inventory::create_data_dir(data_dir)?;
     let (key, _source) = MasterKey::load_or_create(data_dir, env.master_key.as_deref())?;
     Ok(Inventory::open(data_dir, key)?)
 }

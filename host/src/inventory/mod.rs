@@ -205,15 +205,23 @@ impl std::fmt::Debug for Inventory {
     }
 }
 
+/// Creates the data directory (and its parents) when missing, private to the owner (0700):
+/// it holds the inventory, its WAL, the master key file and the component cache. Whoever
+/// touches the directory first — the key file, the cache or the database — creates it here,
+/// so none of them leaves it with the umask's mode.
+pub fn create_data_dir(data_dir: &Path) -> Result<(), InventoryError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| InventoryError::DataDir { path: data_dir.to_owned(), reason: e.to_string() })
+}
+
 impl Inventory {
     /// Opens (creating when needed) the inventory in `data_dir`, migrating the schema and
     /// checking the master key.
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|e| InventoryError::DataDir { path: data_dir.to_owned(), reason: e.to_string() })?;
+        create_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         // Several processes opening a new database at once can see "database is locked" while
         // one of them switches it to WAL mode, without SQLite's busy handler being consulted:
