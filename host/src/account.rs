@@ -90,6 +90,20 @@ pub enum AccountError {
         /// Path given.
         path: String,
     },
+    /// A literal value for a parameter the connector's own description calls sensitive: it
+    /// would be stored and shown like any plain setting.
+    #[error(
+        "parameter {param} of account {account} is sensitive (its connector declares it so) and must not have a literal value; use {{ env = \"VAR\" }}, {{ file = \"PATH\" }} or `certhost secret set`"
+    )]
+    DeclaredSensitive {
+        /// Account.
+        account: String,
+        /// Parameter.
+        param: String,
+    },
+    /// The connector does not load.
+    #[error(transparent)]
+    Connector(#[from] crate::connector::ConnectorError),
     /// Limits out of range.
     #[error("account {name}: {what}")]
     BadLimit {
@@ -122,6 +136,34 @@ impl AccountDef {
             memory_mib: None,
             http_body_mib: None,
         }
+    }
+
+    /// What creating or editing account `name` checks of its connector: an active account's
+    /// connector loads (a script that does not import is refused now, with Python's error and
+    /// line, not at the first issuance), and no parameter the connector declares sensitive has
+    /// a literal value here — the host would store and show it like any plain setting.
+    pub async fn check_connector(
+        &self,
+        name: &str,
+        source: &dyn crate::connector::ConnectorSource,
+    ) -> Result<(), AccountError> {
+        let connector = match source.connector(name, self).await {
+            Ok(c) => c,
+            Err(e) if self.status == AccountStatus::Active => return Err(e.into()),
+            // An inactive account is never called; what loads is still checked.
+            Err(_) => return Ok(()),
+        };
+        // A connector that cannot describe itself declares nothing.
+        let Ok(description) = connector.describe().await else { return Ok(()) };
+        for spec in description.parameters.iter().filter(|p| p.sensitive) {
+            if let Some(def) = self.params.get(&spec.name)
+                && !def.sensitive
+                && matches!(def.value, Some(crate::param::ValueSource::Literal(_)))
+            {
+                return Err(AccountError::DeclaredSensitive { account: name.to_owned(), param: spec.name.clone() });
+            }
+        }
+        Ok(())
     }
 
     /// Checks the definition of account `name`.

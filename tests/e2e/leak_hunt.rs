@@ -82,6 +82,15 @@ params.api_key = {{ sensitive = true, required = true }}
         Some(1)
     );
     assert_eq!(run(&["secret", "set", "good", "mode"], Some(ACCOUNT_SECRET)), Some(1), "not sensitive: refused");
+    // local-ca declares `ca_private_key` sensitive: a literal for it is refused, as it would be
+    // stored and shown like any plain setting.
+    let local_ca = crate::wasm::component("local-ca").display().to_string();
+    let literal_key = format!("ca_private_key={ACCOUNT_SECRET}");
+    assert_eq!(
+        run(&["account", "create", "literal", "--connector", &local_ca, "--param", &literal_key], None),
+        Some(1),
+        "a literal for a parameter the connector declares sensitive"
+    );
     for args in [
         &["list"][..],
         &["list", "--json"],
@@ -193,6 +202,16 @@ params.api_key = {{ sensitive = true, required = true }}
             "/v1/profiles/web".into(),
             serde_json::json!({"accounts": ["good"], "params": {"p": {"sensitive": true, "value": ACCOUNT_SECRET}}}),
         ),
+        (
+            reqwest::Method::POST,
+            "/v1/profiles".into(),
+            serde_json::json!({"name": "p12", "accounts": ["good"], "deploy": [{"pkcs12": "/tmp/b.p12", "pkcs12_password": ACCOUNT_SECRET}]}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/accounts".into(),
+            serde_json::json!({"name": "literal", "connector": crate::wasm::component("local-ca"), "params": {"ca_private_key": ACCOUNT_SECRET}}),
+        ),
         // Setting secrets: on a non-sensitive parameter, an unknown one, and for real.
         (
             reqwest::Method::PUT,
@@ -252,8 +271,16 @@ params.api_key = {{ sensitive = true, required = true }}
                 &transcript[i.saturating_sub(300)..(i + 100).min(transcript.len())]
             );
         }
-        for entry in std::fs::read_dir(server.app.data_dir()).expect("data dir") {
-            let path = entry.expect("entry").path();
+        // Every file under the data directory: the database, its WAL, the component cache.
+        let mut dirs = vec![server.app.data_dir()];
+        let mut files = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("data dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() { dirs.push(path) } else { files.push(path) }
+            }
+        }
+        for path in files {
             let bytes = std::fs::read(&path).expect("read");
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),

@@ -76,14 +76,10 @@ fn definition(map: serde_json::Map<String, serde_json::Value>) -> Result<Account
     Ok(def)
 }
 
-/// Checks a definition, including that its connector loads (a script that does not import
-/// is refused here, with Python's error and line, not at the first issuance).
+/// Checks a definition, and it against its connector ([`AccountDef::check_connector`]).
 async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), ApiError> {
     def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    if def.status == AccountStatus::Active {
-        state.connectors.connector(name, def).await.map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    }
-    Ok(())
+    def.check_connector(name, &*state.connectors).await.map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount,

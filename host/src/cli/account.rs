@@ -262,16 +262,9 @@ fn refuse_file_defined(origin: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An active account's connector must load (a script that does not import is refused now,
-/// with Python's error and line, not at the first issuance).
+/// Checks the definition against its connector ([`AccountDef::check_connector`]).
 fn check_loads(name: &str, def: &AccountDef, env: &super::Env) -> anyhow::Result<()> {
-    if def.status != AccountStatus::Active {
-        return Ok(());
-    }
     let registry = super::registry(&env.data_dir);
-    super::runtime()?.block_on(async {
-        use certhost::connector::ConnectorSource;
-        registry.connector(name, def).await.map(|_| ())
-    })?;
+    super::runtime()?.block_on(def.check_connector(name, &registry))?;
     Ok(())
 }
