@@ -59,6 +59,51 @@ fn probes_auth_and_errors_speak_problem_json() {
     );
     assert_eq!(missing["detail"], "profile nope not found");
     problem(c.get(format!("{}/v1/nothing-here", server.base)).send().expect("404"), StatusCode::NOT_FOUND);
+    // What axum itself refuses speaks problem+json too: a path segment that is not an id, a
+    // raw body over the limit.
+    let body = problem(
+        c.get(format!("{}/v1/orders/abc", server.base)).bearer_auth(&admin).send().expect("bad id"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(body["detail"].as_str().expect("detail").contains("abc"), "{body}");
+    let big_raw = c
+        .post(format!("{}/v1/orders/1/decline", server.base))
+        .bearer_auth(&admin)
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .expect("big raw");
+    problem(big_raw, StatusCode::PAYLOAD_TOO_LARGE);
+    // JSON of the wrong shape is 422 naming the field: a wrong type for an enum, a repeated
+    // key (which serde would settle silently by keeping the last), a definition's field.
+    let c = http();
+    let body = problem(
+        c.post(format!("{}/v1/tokens", server.base))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "x", "role": 5}))
+            .send()
+            .expect("role"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(body["detail"].as_str().expect("detail").starts_with("role: "), "{body}");
+    let body = problem(
+        c.post(&url)
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(r#"{"profile": "p", "cn": "a.example", "params": {"who": "abc", "who": "xyz"}}"#)
+            .send()
+            .expect("duplicate"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(body["detail"].as_str().expect("detail").contains("repeats the key \"who\""), "{body}");
+    let body = problem(
+        c.post(format!("{}/v1/accounts", server.base))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "t", "connector": "/x.py", "timeout_seconds": -1}))
+            .send()
+            .expect("definition"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(body["detail"].as_str().expect("detail").contains("timeout_seconds: "), "{body}");
     let big = vec![b'x'; 2 * 1024 * 1024];
     let resp =
         c.post(&url).bearer_auth(&admin).header("content-type", "application/json").body(big).send().expect("big");

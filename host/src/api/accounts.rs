@@ -1,7 +1,6 @@
 //! `/v1/accounts`: CA accounts — list, get, create, update, activate, deactivate, delete,
 //! test, and write-only secrets.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -70,9 +69,8 @@ pub struct NewAccount {
 
 /// Parses a definition body; serde's own message is not echoed, since it could quote a value.
 fn definition(map: serde_json::Map<String, serde_json::Value>) -> Result<AccountDef, ApiError> {
-    let def: AccountDef = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
-        ApiError::Unprocessable(format!("the account definition is not valid: {}", super::shape_error(&e)))
-    })?;
+    let def: AccountDef = super::json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ApiError::Unprocessable(format!("the account definition is not valid: {e}")))?;
     Ok(def)
 }
 
@@ -87,10 +85,10 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewAccount>, JsonRejection>,
+    body: Result<super::json::Body<NewAccount>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN, "create accounts")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let def = definition(body.definition)?;
     checked(&state, &body.name, &def).await?;
     let mut inv = state.inventory.get().await?;
@@ -112,10 +110,10 @@ async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+    body: Result<super::json::Body<serde_json::Map<String, serde_json::Value>>, ApiError>,
 ) -> Result<Json<AccountView>, ApiError> {
     caller.require(ADMIN, "change accounts")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let def = definition(body)?;
     {
         let inv = state.inventory.get().await?;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -257,10 +256,10 @@ fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<IssueBody>, JsonRejection>,
+    body: Result<super::json::Body<IssueBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "request certificates")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let sans = body
         .sans
         .iter()
@@ -355,7 +354,7 @@ async fn renew(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "renew certificates")?;
-    let body: RenewBody = super::optional_json(&body)?;
+    let body: RenewBody = super::json::optional(&body)?;
     let outcome = renew_with(&state, &caller, &id, RenewKind::Renew, body, &BTreeMap::new()).await?;
     outcome_response(&outcome?)
 }
@@ -371,7 +370,7 @@ async fn reissue(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(OPERATE, "reissue certificates")?;
-    let body: RenewBody = super::optional_json(&body)?;
+    let body: RenewBody = super::json::optional(&body)?;
     let outcome = renew_with(&state, &caller, &id, RenewKind::Reissue, body, &BTreeMap::new()).await?;
     outcome_response(&outcome?)
 }
@@ -397,10 +396,10 @@ async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<RevokeBody>, JsonRejection>,
+    body: Result<super::json::Body<RevokeBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(OPERATE, "revoke certificates")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let cert_id = find(&state, &id).await?.id;
     let actor = caller.actor();
     {
@@ -481,10 +480,10 @@ pub struct RenewLookupResponse {
 async fn renew_lookup(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RenewLookupBody>, JsonRejection>,
+    body: Result<super::json::Body<RenewLookupBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "renew certificates")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let id = match body.lookup.kind {
         LookupType::Id => {
             body.lookup.value.parse::<i64>().map_err(|_| ApiError::BadRequest("lookup.value is not an id".into()))?;

@@ -68,58 +68,56 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-        });
-        let mut resp = (status, body.to_string()).into_response();
-        resp.headers_mut()
-            .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-        }
-        resp
+        problem(self.status(), &self.to_string())
     }
 }
 
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    /// Malformed JSON is 400; well-formed JSON of the wrong shape is 422. serde's message
-    /// names fields but may quote a value (`invalid type: string "..."`), and a value can be
-    /// a secret: values are cut out, field names kept.
-    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        use axum::extract::rejection::JsonRejection as J;
-        match e {
-            _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
-            J::JsonDataError(d) => ApiError::Unprocessable(without_values(&d.body_text())),
-            J::JsonSyntaxError(_) => ApiError::BadRequest("the request body is not valid JSON".into()),
-            J::MissingJsonContentType(_) => {
-                ApiError::BadRequest("send the body as JSON (content-type: application/json)".into())
-            }
-            other => ApiError::BadRequest(without_values(&other.body_text())),
-        }
-    }
-}
+const PROBLEM_JSON: &str = "application/problem+json";
 
-/// serde's message with every quoted input value replaced; field names stay.
-fn without_values(text: &str) -> String {
-    static VALUE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r#"(invalid type: [a-z ]+|invalid value: [a-z ]+|unknown variant|invalid length) (`[^`]*`|"[^"]*"|[^,]*)"#,
-        )
-        .ok()
+/// The problem+json response for `status`.
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
     });
-    let text = text.replace("Failed to deserialize the JSON body into the target type: ", "");
-    match &*VALUE {
-        Some(re) => re.replace_all(&text, "$1 (value not shown)").into_owned(),
-        None => "the request body does not have the expected shape".into(),
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
     }
+    resp
+}
+
+/// Turns the error answers certhost does not write itself into problem+json, as the OpenAPI
+/// document promises for every 4xx: axum's extractor rejections in plain text (a path segment
+/// that is not an id, a raw body over the limit) and the timeout layer's empty 408.
+pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v == PROBLEM_JSON);
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
+        StatusCode::REQUEST_TIMEOUT => {
+            format!("the request took longer than {} s and was cut off", super::REQUEST_TIMEOUT.as_secs())
+        }
+        _ => {
+            // axum's rejection texts are one short line; a longer body is not one of them.
+            let text = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            match text.trim() {
+                "" => status.canonical_reason().unwrap_or("error").to_owned(),
+                line => line.replace("Invalid URL: ", "the path is not valid: "),
+            }
+        }
+    };
+    problem(status, &detail)
 }
 
 impl From<InventoryError> for ApiError {
@@ -145,20 +143,5 @@ impl From<IssueError> for ApiError {
             IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
             other => ApiError::Unprocessable(other.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rejection_messages_keep_field_names_and_drop_values() {
-        let t = super::without_values(
-            "Failed to deserialize the JSON body into the target type: params.pin: invalid type: string \"S3CRET\", expected u32 at line 1 column 9",
-        );
-        assert!(!t.contains("S3CRET") && t.contains("params.pin"), "{t}");
-        let t = super::without_values("reason: unknown variant `S3CRET`, expected one of `a`, `b` at line 1");
-        assert!(!t.contains("S3CRET") && t.contains("expected one of"), "{t}");
-        let t = super::without_values("missing field `profile` at line 1 column 2");
-        assert!(t.contains("`profile`"), "{t}");
     }
 }

@@ -11,6 +11,7 @@ mod auth;
 mod certificates;
 mod error;
 mod health;
+mod json;
 mod openapi;
 mod orders;
 mod profiles;
@@ -94,11 +95,13 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(json::refuse_duplicate_keys))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(error::plain_errors_as_problems))
         .with_state(state)
 }
 
@@ -119,32 +122,6 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
-}
-
-/// A serde error as a description of the shape that was wrong, without quoting the input
-/// (the input may hold a secret): "missing field `connector`", "unknown field `x`".
-pub(crate) fn shape_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    // serde's messages put values after "invalid type: string \"...\"" / "invalid value:";
-    // those are replaced, field names (in backquotes) are kept.
-    if text.starts_with("invalid type") || text.starts_with("invalid value") || text.starts_with("invalid length") {
-        let expected = text.split(", expected ").nth(1).unwrap_or("another type");
-        format!("a value has the wrong type or form (expected {expected})")
-    } else {
-        text
-    }
-}
-
-/// An optional JSON body: empty (or `null`) means the defaults. Errors are problem+json like
-/// every other body error, values never echoed.
-pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
-    if text.trim().is_empty() || text.trim() == "null" {
-        return Ok(T::default());
-    }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
-    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(shape_error(&e)))
 }
 
 /// The value of a secret PUT body: JSON `{"value": ...}` or the raw text.

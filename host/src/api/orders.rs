@@ -136,7 +136,7 @@ async fn approve(
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "approve orders")?;
     let actor = caller.actor();
-    let params = super::optional_json::<ApproveBody>(&body)?.params;
+    let params = super::json::optional::<ApproveBody>(&body)?.params;
     let mut inv = state.inventory.get().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
     Ok(Json(step(&p.approve(id, &params).await?)))
@@ -161,7 +161,7 @@ async fn decline(
     body: axum::body::Bytes,
 ) -> Result<Json<Order>, ApiError> {
     caller.require(OPERATE, "decline orders")?;
-    let reason = super::optional_json::<DeclineBody>(&body)?.reason.unwrap_or_else(|| "declined".into());
+    let reason = super::json::optional::<DeclineBody>(&body)?.reason.unwrap_or_else(|| "declined".into());
     let mut inv = state.inventory.get().await?;
     inv.decline_order(id, &reason, &caller.actor())?;
     Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))

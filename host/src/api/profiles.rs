@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -73,9 +72,8 @@ fn checked(
     name: &str,
     map: serde_json::Map<String, serde_json::Value>,
 ) -> Result<ProfileDef, ApiError> {
-    let def: ProfileDef = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
-        ApiError::Unprocessable(format!("the profile definition is not valid: {}", super::shape_error(&e)))
-    })?;
+    let def: ProfileDef = super::json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ApiError::Unprocessable(format!("the profile definition is not valid: {e}")))?;
     def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let accounts: BTreeMap<_, _> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
     crate::config::check_links(name, &def, &accounts).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
@@ -87,10 +85,10 @@ fn checked(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewProfile>, JsonRejection>,
+    body: Result<super::json::Body<NewProfile>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN, "create profiles")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let mut inv = state.inventory.get().await?;
     let def = checked(&inv, &body.name, body.definition)?;
     if inv.profile(&body.name)?.is_some() {
@@ -111,10 +109,10 @@ async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+    body: Result<super::json::Body<serde_json::Map<String, serde_json::Value>>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(ADMIN, "change profiles")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let mut inv = state.inventory.get().await?;
     let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
     refuse_file_defined(&origin, "profile", &name)?;

@@ -1,6 +1,5 @@
 //! `/v1/tokens`: API tokens (admins only). A token's secret is shown once, at creation.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,10 +59,10 @@ pub struct CreatedToken {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewToken>, JsonRejection>,
+    body: Result<super::json::Body<NewToken>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
-    let Json(body) = body?;
+    let super::json::Body(body) = body?;
     let mut inv = state.inventory.get().await?;
     let token = inv.create_token(&body.name, body.role, &caller.actor())?;
     Ok((

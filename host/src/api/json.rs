@@ -1,0 +1,214 @@
+//! The rules every JSON request body meets before a handler reads it, and the errors that say
+//! what was wrong with one: a duplicate key is refused rather than silently won by its last
+//! occurrence, a body of the wrong shape is named by the path of the field, and no message
+//! ever quotes a value (a value can be a secret).
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::cell::Cell;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{ApiError, BODY_LIMIT};
+
+/// Refuses a JSON body in which an object repeats a key (`{"params": {"pin": "1", "pin":
+/// "2"}}`): serde keeps the last one, so the caller's intent is a guess. Bodies that are not
+/// JSON pass through to the handler, which answers them in its own words.
+pub(crate) async fn refuse_duplicate_keys(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::TooLarge.into_response(),
+    };
+    let starts_json = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
+    if starts_json && let Some(key) = duplicate_key(&bytes) {
+        return ApiError::Unprocessable(format!("the request body repeats the key {key:?} in one object"))
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The first key an object of `json` repeats; `None` for JSON without one, or not JSON.
+fn duplicate_key(json: &[u8]) -> Option<String> {
+    let found = Cell::new(None);
+    let _ = Walk(&found).deserialize(&mut serde_json::Deserializer::from_slice(json));
+    found.into_inner()
+}
+
+/// Walks a JSON document, remembering each object's keys; the first repeated one lands in
+/// the cell and ends the walk.
+#[derive(Clone, Copy)]
+struct Walk<'a>(&'a Cell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value_seed(self)?;
+            if let Some(again) = seen.replace(key) {
+                self.0.set(Some(again));
+                return Err(de::Error::custom("a repeated key"));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A JSON request body, read as certhost words its errors: not JSON at all is 400; JSON of the
+/// wrong shape is 422 naming the field's path — a value of the wrong type included, which
+/// axum's `Json` calls a syntax error for enums ("the request body is not valid JSON" for
+/// `{"reason": 5}`). Taken as `Result<Body<T>, ApiError>` so that a handler checks the
+/// caller's role before it answers for the body.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
+        if !json_type {
+            return Err(ApiError::BadRequest("send the body as JSON (content-type: application/json)".into()));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest("the request body could not be read".into())
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
+        from_value(value).map(Body).map_err(ApiError::Unprocessable)
+    }
+}
+
+/// A body of the wrong shape, described by the path of the field at fault and without the
+/// input: "timeout_seconds: a value has the wrong type or form (expected u64)",
+/// "params.x: not a parameter definition …", "missing field `connector`".
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let what = shape_error(e.inner());
+        if path.is_empty() || path == "." { what } else { format!("{path}: {what}") }
+    })
+}
+
+/// serde's message without the input: values follow "invalid type: string \"…\"",
+/// "invalid value:" and "unknown variant", so those messages keep only what was expected;
+/// field names stay.
+fn shape_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let expected = || text.split(", expected ").nth(1).unwrap_or("another value");
+    if text.starts_with("invalid type") || text.starts_with("invalid value") || text.starts_with("invalid length") {
+        format!("a value has the wrong type or form (expected {})", expected())
+    } else if text.starts_with("unknown variant") {
+        format!("a value that is not allowed here (expected {})", expected())
+    } else if text.starts_with("data did not match any variant of untagged enum ParamSpec") {
+        "not a parameter definition: give a string, { env = \"VAR\" }, { file = \"PATH\" } or a table of value, sensitive, dynamic, required, allowed_values, regex, description".into()
+    } else {
+        text
+    }
+}
+
+/// An optional JSON body: empty (or `null`) means the defaults. Errors are problem+json like
+/// every other body error, values never echoed.
+pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
+    if text.trim().is_empty() || text.trim() == "null" {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
+    from_value(value).map_err(ApiError::Unprocessable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_key_is_found_at_any_depth_and_named() {
+        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
+        assert_eq!(duplicate_key(br#"{"p": [{"x": {"pin": "1", "pin": "2"}}]}"#).as_deref(), Some("pin"));
+        assert_eq!(duplicate_key(br#"{"a": {"b": 1}, "b": {"a": 1}}"#), None);
+        assert_eq!(duplicate_key(br#"{"a\u0062": 1, "ab": 2}"#).as_deref(), Some("ab"), "escapes decoded");
+        assert_eq!(duplicate_key(b"{not json"), None);
+        assert_eq!(duplicate_key(b"[1, 2, {}]"), None);
+    }
+
+    #[test]
+    fn shape_errors_name_the_path_and_never_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Def {
+            timeout_seconds: Option<u64>,
+            params: std::collections::BTreeMap<String, crate::param::ParamSpec>,
+        }
+        let e = from_value::<Def>(serde_json::json!({"timeout_seconds": "S3CRET", "params": {}})).expect_err("type");
+        assert!(e.starts_with("timeout_seconds: ") && !e.contains("S3CRET"), "{e}");
+        let e = from_value::<Def>(serde_json::json!({"params": {"x": {"sensitive": true, "valu": "S3CRET"}}}))
+            .expect_err("shape");
+        assert!(e.starts_with("params.x: not a parameter definition") && !e.contains("S3CRET"), "{e}");
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Reason {
+            KeyCompromise,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Revoke {
+            reason: Reason,
+        }
+        let e = from_value::<Revoke>(serde_json::json!({"reason": "S3CRET"})).expect_err("variant");
+        assert!(e.starts_with("reason: ") && e.contains("KeyCompromise") && !e.contains("S3CRET"), "{e}");
+        let e = from_value::<Revoke>(serde_json::json!({"reason": 5})).expect_err("type");
+        assert!(e.starts_with("reason: a value has the wrong type"), "{e}");
+    }
+}
