@@ -238,19 +238,23 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
     let server = Server::start(app, Some(&conf.join("certhost.toml")));
     let token = server.token("ops", "operator");
     let base = server.base.clone();
-    let hung = {
-        let (base, token) = (base.clone(), token.clone());
-        std::thread::spawn(move || {
-            http()
-                .post(format!("{base}/v1/certificates"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
-                .send()
-                .expect("issue")
+    // More hanging requests than the pool has connections (32): each holds its connection
+    // across its call, but calls may hold only their share of the pool.
+    let hung: Vec<_> = (0..40)
+        .map(|_| {
+            let (base, token) = (base.clone(), token.clone());
+            std::thread::spawn(move || {
+                http()
+                    .post(format!("{base}/v1/certificates"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
+                    .send()
+                    .expect("issue")
+            })
         })
-    };
-    // While the script loops, everything else answers at once.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+        .collect();
+    // While the scripts loop, everything else answers at once.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     for _ in 0..5 {
         let started = std::time::Instant::now();
         let r = http().get(format!("{base}/v1/certificates")).bearer_auth(&token).send().expect("list");
@@ -259,7 +263,8 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
         let r = http().get(format!("{base}/readyz")).send().expect("readyz");
         assert_eq!(r.status(), StatusCode::OK);
     }
-    let resp = hung.join().expect("thread");
-    let body = problem(resp, StatusCode::BAD_GATEWAY);
-    assert!(body["detail"].as_str().expect("detail").contains("timed out after 4s"), "{body}");
+    for h in hung {
+        let body = problem(h.join().expect("thread"), StatusCode::BAD_GATEWAY);
+        assert!(body["detail"].as_str().expect("detail").contains("timed out after 4s"), "{body}");
+    }
 }

@@ -202,7 +202,7 @@ async fn test(
 ) -> Result<Json<TestResult>, ApiError> {
     caller.require(ADMIN, "test accounts")?;
     let actor = caller.actor();
-    let mut inv = state.inventory.get().await?;
+    let mut inv = state.inventory.get_for_call().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
     let (ok, message) = p.test_account(&name).await?;
     Ok(Json(TestResult { account: name, ok, message }))

@@ -276,7 +276,7 @@ async fn issue(
     };
     let actor = caller.actor();
     let outcome = {
-        let mut inv = state.inventory.get().await?;
+        let mut inv = state.inventory.get_for_call().await?;
         inv.pin_config(caller.config);
         let mut pipeline =
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
@@ -327,7 +327,7 @@ async fn renew_with(
     require_renewable_by(state, caller, cert_id).await?;
     let actor = caller.actor();
     let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
-    let mut inv = state.inventory.get().await?;
+    let mut inv = state.inventory.get_for_call().await?;
     if !metadata.is_empty() {
         inv.audit(&crate::inventory::NewAuditEvent {
             actor: &actor,
@@ -403,7 +403,7 @@ async fn revoke(
     let cert_id = find(&state, &id).await?.id;
     let actor = caller.actor();
     {
-        let mut inv = state.inventory.get().await?;
+        let mut inv = state.inventory.get_for_call().await?;
         let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
         p.revoke(cert_id, body.reason, &body.comment).await?;
     }

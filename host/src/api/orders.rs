@@ -110,7 +110,7 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
 async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "poll orders")?;
     let actor = caller.actor();
-    let mut inv = state.inventory.get().await?;
+    let mut inv = state.inventory.get_for_call().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
     Ok(Json(step(&p.poll(id).await?)))
 }
@@ -137,7 +137,7 @@ async fn approve(
     caller.require(OPERATE, "approve orders")?;
     let actor = caller.actor();
     let params = super::json::optional::<ApproveBody>(&body)?.params;
-    let mut inv = state.inventory.get().await?;
+    let mut inv = state.inventory.get_for_call().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
     Ok(Json(step(&p.approve(id, &params).await?)))
 }

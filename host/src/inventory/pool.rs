@@ -1,8 +1,9 @@
 //! A small pool of inventory connections for `certhost serve`.
 //!
 //! Each request checks out its own connection for as long as it needs one — including across
-//! a connector call — so a slow or hostile connector holds one connection, never the whole
-//! API. SQLite in WAL mode lets readers run beside the single writer; the pool's connections
+//! a connector call — so a slow or hostile connector holds one connection, and requests that
+//! call connectors hold at most three quarters of them ([`InventoryPool::get_for_call`]),
+//! never the whole API. SQLite in WAL mode lets readers run beside the single writer; the pool's connections
 //! send their changes to one [`GroupCommit`] thread, which syncs many requests' changes at once.
 
 use std::ops::{Deref, DerefMut};
@@ -29,6 +30,8 @@ struct Inner {
     vault: MasterKey,
     idle: Mutex<Vec<Inventory>>,
     slots: Arc<Semaphore>,
+    /// The share of `slots` that requests calling a connector may hold at once.
+    call_slots: Arc<Semaphore>,
     group: GroupCommit,
     config: Arc<ConfigCache>,
 }
@@ -44,6 +47,7 @@ pub struct PooledInventory {
     inv: Option<Inventory>,
     pool: Arc<Inner>,
     _permit: OwnedSemaphorePermit,
+    _call_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl InventoryPool {
@@ -62,10 +66,27 @@ impl InventoryPool {
                 vault,
                 idle: Mutex::new(vec![first]),
                 slots: Arc::new(Semaphore::new(size.max(1))),
+                call_slots: Arc::new(Semaphore::new((size * 3 / 4).max(1))),
                 group,
                 config,
             }),
         })
+    }
+
+    /// Checks out a connection for a request that calls a connector while holding it (an
+    /// issuance, a renewal, a poll, an approval, an account test). Such requests hold at most
+    /// three quarters of the pool: when slow or hanging connectors have taken their share,
+    /// the next such request waits here without a connection, and every other request — a
+    /// token check, a listing, `/readyz` — still finds one.
+    pub async fn get_for_call(&self) -> Result<PooledInventory, InventoryError> {
+        // As in `get`: the semaphore is never closed.
+        let call = Arc::clone(&self.inner.call_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| InventoryError::Invalid("the inventory pool is shut down".into()))?;
+        let mut inv = self.get().await?;
+        inv._call_permit = Some(call);
+        Ok(inv)
     }
 
     /// Checks out a connection, opening a new one when none is idle.
@@ -90,7 +111,7 @@ impl InventoryPool {
                 inv
             }
         };
-        Ok(PooledInventory { inv: Some(inv), pool: Arc::clone(&self.inner), _permit: permit })
+        Ok(PooledInventory { inv: Some(inv), pool: Arc::clone(&self.inner), _permit: permit, _call_permit: None })
     }
 }
 
