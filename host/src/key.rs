@@ -311,7 +311,13 @@ impl PrivateKey {
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
         let blocks = pem::parse_many(text).map_err(|e| KeyError::MalformedPem(e.to_string()))?;
         for block in blocks {
+            // OpenSSL's legacy encryption (`openssl ec -aes128`): a key block whose headers name
+            // a cipher, the body ciphertext.
+            let legacy_encrypted = block.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"));
             match block.tag() {
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" if legacy_encrypted => {
+                    return Err(KeyError::Encrypted);
+                }
                 "PRIVATE KEY" => return Self::from_pkcs8_der(block.into_contents()),
                 "RSA PRIVATE KEY" => {
                     let inner = Zeroizing::new(block.into_contents());
@@ -542,7 +548,7 @@ fn sec1_curve(der: &[u8]) -> Result<&'static [u64], KeyError> {
             Ok(curve)
         })
     })
-    .map_err(|e| KeyError::MalformedPem(format!("EC PRIVATE KEY is not valid SEC1: {e}")))?;
+    .map_err(|_| KeyError::MalformedPem("EC PRIVATE KEY is not a valid SEC1 ECPrivateKey structure".into()))?;
     let curve = parsed.ok_or_else(|| KeyError::Unsupported("EC PRIVATE KEY names no curve".into()))?;
     let comps = curve.components().as_slice();
     [oid::P256, oid::P384]

@@ -108,6 +108,13 @@ fn a_key_that_does_not_match_is_refused_and_nothing_is_stored() {
     let bad_key = app.path("bad.key");
     fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").expect("write");
     assert!(app.run(&["import", s(&cert), "--key", s(&bad_key)]).fails(1).contains("private key file"));
+    // OpenSSL's legacy encrypted PEM (a Proc-Type header over ciphertext) is named as such.
+    let (_, key) = ca.issue("c.example", 30);
+    let legacy = app.path("legacy.key");
+    sh("openssl", &["ec", "-in", s(&key), "-aes128", "-passout", "pass:x", "-out", s(&legacy)]);
+    assert!(fs::read_to_string(&legacy).expect("legacy").contains("Proc-Type: 4,ENCRYPTED"));
+    let r = app.run(&["import", s(&cert), "--key", s(&legacy)]);
+    assert!(r.fails(1).contains("encrypted"), "{}", r.stderr);
 }
 
 #[test]
