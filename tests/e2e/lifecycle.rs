@@ -99,16 +99,19 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
 #[test]
 fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let app = App::new();
-    // 30-day certificates renewed 120 days before expiry: due the moment they are issued.
+    // The first certificate has a day left and renews seven days before expiry: due the
+    // moment it is issued. Its successors are the CA's usual 31-day certificates.
     let (config, _) = scripted_lab(
         &app,
         "slow",
         "slow",
-        "timeout_seconds = 5",
-        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 120\n")],
+        "timeout_seconds = 5\nparams.days = \"-29,1\"",
+        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 7\n")],
     );
     let cfg = config.to_str().expect("utf8");
     app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "crash.example.com"]).ok();
+    let text = std::fs::read_to_string(&config).expect("config").replace("params.days = \"-29,1\"", "");
+    std::fs::write(&config, text).expect("config");
 
     let server = Server::start(app, Some(&config));
     // The scheduler picks it up and calls the (slow) CA: kill -9 while the call is in flight.
@@ -144,6 +147,63 @@ fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let renewals: Vec<_> = orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).collect();
     assert_eq!(renewals.len(), 1, "one renewal order, resubmitted, not a second order: {orders}");
     assert_eq!(renewals[0]["state"], "issued");
+}
+
+/// Parses an RFC 3339 time from the CLI's JSON into Unix seconds.
+fn unix(v: &serde_json::Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .unix_timestamp()
+}
+
+/// Regression (renewal storm): `before_days` longer than the certificates the CA issues made
+/// each one due the moment it was issued, so `serve` renewed one per round, forever. It now
+/// renews at two thirds of the lifetime, says so, and a profile change reschedules the same way.
+#[test]
+fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetime() {
+    let app = App::new();
+    // The scripted CA issues 31-day certificates (from yesterday); the profile asks for 60 days.
+    let (config, _) =
+        scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 60\n")]);
+    let cfg = config.to_str().expect("utf8");
+    let issued = app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "storm.example.com"]);
+    issued.ok();
+    assert!(
+        issued.stderr.contains("renews at two thirds of its lifetime instead")
+            && issued.stderr.contains("certificate=1"),
+        "a warning names the certificate: {}",
+        issued.stderr
+    );
+    let shown = app.json(&["show", "1", "--json"]);
+    let (not_before, not_after) = (unix(&shown["not_before"]), unix(&shown["not_after"]));
+    let two_thirds = not_before + (not_after - not_before) * 2 / 3;
+    let renews_at = |app: &App| {
+        let v = app.json(&["renewals", "--json"]);
+        unix(&v["upcoming"][0]["renew_after"])
+    };
+    let at = renews_at(&app);
+    // Jitter takes at most an hour off.
+    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+    assert!(at > issued_now() + 18 * 86_400, "not due now: {at}");
+
+    // A profile change recomputes the schedule by the same rule: 10 days is honoured...
+    let profile = config.parent().expect("dir").join("profiles/web.toml");
+    std::fs::write(&profile, "accounts = [\"ca\"]\n[renewal]\nbefore_days = 10\n").expect("profile");
+    app.run(&["--config", cfg, "profile", "list"]).ok();
+    let at = renews_at(&app);
+    assert!((not_after - 10 * 86_400 - 3600..=not_after - 10 * 86_400).contains(&at), "{at}");
+    // ...90 days falls back to two thirds again.
+    std::fs::write(&profile, "accounts = [\"ca\"]\n[renewal]\nbefore_days = 90\n").expect("profile");
+    let reloaded = app.run(&["--config", cfg, "profile", "list"]);
+    reloaded.ok();
+    assert!(reloaded.stderr.contains("renew at two thirds of their lifetime instead"), "{}", reloaded.stderr);
+    let at = renews_at(&app);
+    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+}
+
+fn issued_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
 #[test]
@@ -244,13 +304,14 @@ to = ["ops@example.com"]
 "#,
         secret = secret_file.display()
     );
+    // Certificates with a day left; `web` renews seven days before expiry: due at once.
     let (config, _) = scripted_lab(
         &app,
         "ca",
         "good",
-        &notify,
+        &format!("params.days = \"-29,1\"\n{notify}"),
         &[
-            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 120\n"),
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n"),
             ("manual", "accounts = [\"ca\"]\n[renewal]\nauto = false\n"),
         ],
     );

@@ -89,15 +89,38 @@ impl Inventory {
                 (true, None, None, Some(p)) => ("percent", i64::from(p)),
                 (true, None, None, None) => ("percent", 66),
             };
-        Ok(self.conn.execute_cached(
+        // `RenewalPolicy::due_at` in SQL, with its fall-back to two thirds of the lifetime when
+        // `before` reaches into the first third (or before the certificate began).
+        let n = self.conn.execute_cached(
             "UPDATE certificates SET renew_after =
                  CASE ?2 WHEN 'off' THEN NULL
-                         WHEN 'before' THEN not_after - ?3
+                         WHEN 'before' THEN
+                             CASE WHEN not_after - ?3 <= not_before
+                                    OR not_after - ?3 < not_before + (not_after - not_before) / 3
+                                  THEN not_before + (not_after - not_before) * 2 / 3
+                                  ELSE not_after - ?3 END
                          ELSE not_before + (not_after - not_before) * ?3 / 100 END
                  - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
              WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
             params![name, mode, value],
-        )?)
+        )?;
+        if mode == "before" {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id FROM certificates WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
+                   AND (not_after - ?2 <= not_before OR not_after - ?2 < not_before + (not_after - not_before) / 3)",
+            )?;
+            let ids: Vec<i64> = stmt.query_map(params![name, value], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            if !ids.is_empty() {
+                tracing::warn!(
+                    profile = name,
+                    count = ids.len(),
+                    certificates = ?&ids[..ids.len().min(20)],
+                    "the profile's renewal.before_* is longer than these certificates allow (they would be due at \
+                     once); they renew at two thirds of their lifetime instead"
+                );
+            }
+        }
+        Ok(n)
     }
 
     /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
