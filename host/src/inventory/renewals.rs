@@ -78,23 +78,29 @@ impl Inventory {
     }
 
     /// Recomputes the schedule of profile `name`'s active certificates after its renewal
-    /// policy changed (those in retry backoff keep their retry time).
+    /// policy changed (those in retry backoff keep their retry time). Turning `auto` off
+    /// clears every schedule, retries included, with their attempt count and error: the
+    /// operator said stop, and a later `auto = true` starts them afresh.
     pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
-        // mode: off | before (seconds before notAfter) | percent (of the lifetime)
-        let (mode, value): (&str, i64) =
-            match (policy.auto, policy.before_days, policy.before_minutes, policy.at_percent) {
-                (false, ..) => ("off", 0),
-                (true, Some(d), _, _) => ("before", i64::from(d) * 86_400),
-                (true, None, Some(m), _) => ("before", i64::from(m) * 60),
-                (true, None, None, Some(p)) => ("percent", i64::from(p)),
-                (true, None, None, None) => ("percent", 66),
-            };
+        if !policy.auto {
+            return Ok(self.conn.execute_cached(
+                "UPDATE certificates SET renew_after = NULL, renewal_attempts = 0, renewal_error = NULL
+                 WHERE profile = ?1 AND status = 'active' AND (renew_after IS NOT NULL OR renewal_attempts > 0)",
+                [name],
+            )?);
+        }
+        // mode: before (seconds before notAfter) | percent (of the lifetime)
+        let (mode, value): (&str, i64) = match (policy.before_days, policy.before_minutes, policy.at_percent) {
+            (Some(d), _, _) => ("before", i64::from(d) * 86_400),
+            (None, Some(m), _) => ("before", i64::from(m) * 60),
+            (None, None, Some(p)) => ("percent", i64::from(p)),
+            (None, None, None) => ("percent", 66),
+        };
         // `RenewalPolicy::due_at` in SQL, with its fall-back to two thirds of the lifetime when
         // `before` reaches into the first third (or before the certificate began).
         let n = self.conn.execute_cached(
             "UPDATE certificates SET renew_after =
-                 CASE ?2 WHEN 'off' THEN NULL
-                         WHEN 'before' THEN
+                 CASE ?2 WHEN 'before' THEN
                              CASE WHEN not_after - ?3 <= not_before
                                     OR not_after - ?3 < not_before + (not_after - not_before) / 3
                                   THEN not_before + (not_after - not_before) * 2 / 3
