@@ -18,7 +18,7 @@ use crate::lifecycle::RenewOptions;
 use crate::notify::NotifyConfig;
 
 /// Who the scheduler is in the audit log and in the orders it creates.
-pub const ACTOR: &str = "scheduler";
+pub const ACTOR: &str = crate::inventory::AUTO_RENEWAL_ACTOR;
 /// Certificates renewed per round, at most.
 const BATCH: u32 = 20;
 
@@ -55,6 +55,7 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                     }
                 }
                 Ok(_) => {}
+                // Closing the order recorded the failure on the certificate (backoff, notification).
                 Err(e) => tracing::warn!(order = order.id, error = %e, "resubmitted renewal failed"),
             }
         }
@@ -75,7 +76,9 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                 report.renewed.push(id);
             }
             Ok(_) => {
-                // Pending at the CA (the poller finishes it) or held for approval.
+                // Pending at the CA (the poller finishes it) or held for approval. No other
+                // renewal of it is claimed while that order is open, and if it ends rejected
+                // or failed, closing it records the failure here (backoff, notification).
                 p.inventory.release_renewal(id)?;
                 report.pending.push(id);
             }

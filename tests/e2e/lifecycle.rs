@@ -206,6 +206,78 @@ fn issued_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
+/// A scripted-CA lab whose first certificate (CN `cn`, profile `web`: before_days = 7) has a
+/// day left, so it is due at once; then the account switches to `mode` (and the CA's usual
+/// 31-day certificates) and `serve` starts with one-second renewal rounds.
+fn due_certificate_lab(cn: &str, mode: &str) -> Server {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", cn]).ok();
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("params.days = \"-29,1\"", "")
+        .replace("params.mode = \"good\"", &format!("params.mode = \"{mode}\""));
+    std::fs::write(&config, text).expect("config");
+    Server::start(app, Some(&config))
+}
+
+/// The renewal orders of certificate 1.
+fn renewal_orders(app: &App) -> Vec<serde_json::Value> {
+    let orders = app.json(&["orders", "list", "--json"]);
+    orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).cloned().collect()
+}
+
+/// The first upcoming renewal once it has a failed attempt.
+fn failed_renewal(app: &App) -> Option<serde_json::Value> {
+    let v = app.json(&["renewals", "--json"]);
+    let entry = v["upcoming"].as_array()?.first()?.clone();
+    (entry["attempts"].as_i64()? >= 1).then_some(entry)
+}
+
+/// Regression: a renewal the CA answered `pending` and later rejected was sent again every
+/// round, with no attempt counted, no error recorded and no notification.
+#[test]
+fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() {
+    let server = due_certificate_lab("later.example.com", "pending_reject");
+    // The CA answers pending (polled after 5 s) and then rejects; rounds run every second.
+    let entry = wait_for(40, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("no failure recorded; log: {}", server.log()));
+    assert_eq!(entry["attempts"], 1, "{entry}");
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("rejected") && error.contains("the CA's validation team said no"), "{entry}");
+    // While the order was pending, and in the minute of backoff after, nothing else was sent.
+    std::thread::sleep(Duration::from_secs(4));
+    let orders = renewal_orders(&server.app);
+    assert_eq!(orders.len(), 1, "one renewal order: {orders:?}");
+    assert_eq!(orders[0]["state"], "rejected");
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
+    let failures: Vec<_> = audit.as_array().expect("audit").iter().filter(|e| e["outcome"] == "failure").collect();
+    assert_eq!(failures.len(), 1, "{audit}");
+    assert_eq!(failures[0]["object_id"], "1");
+}
+
+/// The same when the order fails after pending: the certificate the CA finally sends is
+/// refused by verification, the order fails, and that counts against the renewal.
+#[test]
+fn a_renewal_that_fails_after_pending_counts_as_a_failed_attempt() {
+    let server = due_certificate_lab("refused.example.com", "pending_wrong_key");
+    let entry = wait_for(40, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("no failure recorded; log: {}", server.log()));
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("failed") && error.contains("refused"), "{entry}");
+    std::thread::sleep(Duration::from_secs(3));
+    let orders = renewal_orders(&server.app);
+    assert_eq!(orders.len(), 1, "one renewal order: {orders:?}");
+    assert_eq!(orders[0]["state"], "failed");
+}
+
 #[test]
 fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     let app = App::new();
