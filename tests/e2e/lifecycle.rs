@@ -278,6 +278,70 @@ fn a_renewal_that_fails_after_pending_counts_as_a_failed_attempt() {
     assert_eq!(orders[0]["state"], "failed");
 }
 
+/// Regression: the scheduler renewed with no dynamic parameters, so a profile with a required
+/// one (the README's `requester`) could never renew automatically. Renewals now reuse what
+/// the issuing request gave — except sensitive values, which are never stored: such a
+/// certificate fails with a recorded error telling the operator to renew it by hand.
+#[test]
+fn automatic_and_manual_renewals_reuse_the_requests_dynamic_parameters_but_never_sensitive_ones() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[
+            (
+                "team",
+                "accounts = [\"ca\"]\n[params]\nrequester = { dynamic = true, required = true }\n[renewal]\nbefore_days = 7\n",
+            ),
+            (
+                "otp",
+                "accounts = [\"ca\"]\n[params]\notp = { dynamic = true, sensitive = true, required = true }\n[renewal]\nbefore_days = 7\n",
+            ),
+        ],
+    );
+    let cfg = config.to_str().expect("utf8");
+    let issue = |profile: &str, cn: &str, param: &str| {
+        app.run(&["--config", cfg, "issue", "--profile", profile, "--cn", cn, "--param", param]).ok();
+    };
+    issue("team", "team.example.com", "requester=alice");
+    issue("otp", "otp.example.com", "otp=493817");
+    // Both are due at once; the CA's next certificates are the usual 31-day ones.
+    let text = std::fs::read_to_string(&config).expect("config").replace("params.days = \"-29,1\"", "");
+    std::fs::write(&config, text).expect("config");
+    let server = Server::start(app, Some(&config));
+    let renewed = wait_for(30, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().find(|c| c["predecessor_id"] == 1).cloned()
+    })
+    .unwrap_or_else(|| panic!("the team certificate was not renewed; log: {}", server.log()));
+    let orders = server.app.json(&["orders", "list", "--json"]);
+    let order = orders.as_array().expect("orders").iter().find(|o| o["predecessor_id"] == 1).expect("renewal order");
+    assert_eq!(order["params"]["requester"], "alice", "{order}");
+    // The sensitive one cannot be reused: a recorded failure says what to do.
+    let entry = wait_for(30, || {
+        let v = server.app.json(&["renewals", "--json"]);
+        v["upcoming"].as_array()?.iter().find(|r| r["id"] == 2 && r["attempts"].as_i64() >= Some(1)).cloned()
+    })
+    .unwrap_or_else(|| panic!("no failure recorded for the otp certificate; log: {}", server.log()));
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("otp") && error.contains("must be renewed by hand"), "{entry}");
+    assert!(!error.contains("493817") && !server.log().contains("493817"), "the sensitive value never shows");
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew", "--object-id", "2"]);
+    assert_eq!(audit[0]["outcome"], "failure", "{audit}");
+
+    // By hand, the same rules: the recorded requester is reused, the sensitive value is asked for.
+    let id = renewed["id"].to_string();
+    let manual: serde_json::Value =
+        serde_json::from_str(server.app.run(&["--config", cfg, "renew", &id, "--json"]).ok()).expect("json");
+    let order = server.app.json(&["orders", "show", &manual["order_id"].to_string(), "--json"]);
+    assert_eq!(order["params"]["requester"], "alice", "{order}");
+    let refused = server.app.run(&["--config", cfg, "renew", "2"]);
+    assert!(refused.fails(1).contains("must be renewed by hand with --param"), "{}", refused.stderr);
+    server.app.run(&["--config", cfg, "renew", "2", "--param", "otp=551204"]).ok();
+}
+
 #[test]
 fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     let app = App::new();
