@@ -210,10 +210,10 @@ impl Submission {
 
 /// When a certificate of `profile` valid from `not_before` to `not_after` is due for
 /// renewal, with its jitter; `None` when the profile does not renew automatically.
-pub(crate) fn renewal_due(profile: &ProfileDef, not_before: i64, not_after: i64) -> Option<i64> {
+pub(crate) fn renewal_due(profile: &ProfileDef, not_before: i64, not_after: i64) -> Option<crate::profile::Due> {
     profile.renewal.due_at(not_before, not_after).map(|due| {
         let max = crate::profile::RenewalPolicy::max_jitter(not_before, not_after);
-        due - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max)
+        crate::profile::Due { at: due.at - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max), ..due }
     })
 }
 
@@ -679,9 +679,10 @@ impl Pipeline<'_> {
                 });
                 match verified {
                     Ok(verified) => {
-                        let renew_after = profile
+                        let due = profile
                             .as_ref()
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));
+                        let renew_after = due.map(|d| d.at);
                         let (id, actor) = (order.id, self.actor.to_owned());
                         // Stored, closed, audited and scheduled in one change: a crash leaves
                         // either a pending order or a certificate that will renew.
@@ -693,6 +694,16 @@ impl Pipeline<'_> {
                                 Ok(cert)
                             })
                             .await?;
+                        if let Some(d) = due.filter(|d| d.fell_back) {
+                            tracing::warn!(
+                                certificate = certificate.id,
+                                common_name = certificate.info.common_name.as_deref().unwrap_or_default(),
+                                profile = order.profile.as_deref().unwrap_or_default(),
+                                renew_after = %crate::view::rfc3339(d.at),
+                                "the profile's renewal.before_* is longer than this certificate allows (it would be \
+                                 due at once); it renews at two thirds of its lifetime instead"
+                            );
+                        }
                         // Deployment follows the stored certificate; a failed deployment is
                         // recorded, never a reason to lose the certificate. Nor to answer with
                         // an error: the certificate is stored, and a client that retried would

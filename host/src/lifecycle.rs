@@ -12,7 +12,12 @@ use crate::csr::{CsrParams, Subject, build};
 use crate::inventory::{CertStatus, CertificateRecord, InventoryError, NewOrder, OrderState};
 use crate::issue::{IssueError, IssueOutcome, Pipeline, Renewal, Submission, call_with_deadline, check_dynamic};
 use crate::key::PrivateKey;
+use crate::param::ParamError;
 use crate::profile::{NameRequest, ProfileDef};
+
+/// How to give a required sensitive dynamic parameter to a renewal: it was never stored.
+const SENSITIVE_HINT: &str =
+    " (it is sensitive, so certhost never stores it: the certificate must be renewed by hand with --param NAME=VALUE)";
 
 /// Renewal keeps the key when the profile says so; reissue always makes a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +85,14 @@ impl Pipeline<'_> {
             }
             profile.accounts = vec![account.clone()];
         }
-        let dynamic = check_dynamic(&profile_name, &profile, &opts.params)?;
+        let params = self.renewal_params(&cert, &profile_name, &profile, &opts.params)?;
+        let dynamic = check_dynamic(&profile_name, &profile, &params).map_err(|e| match e {
+            // A sensitive value is never stored, so no renewal can reuse it: say what to do.
+            ParamError::Missing { name, owner, .. } if profile.params.get(&name).is_some_and(|d| d.sensitive) => {
+                ParamError::Missing { name, owner, hint: SENSITIVE_HINT }
+            }
+            other => other,
+        })?;
         let der = cert::pem_certificates(&cert.pem)
             .ok()
             .and_then(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
@@ -302,6 +314,35 @@ impl Pipeline<'_> {
             Some(cert) => Ok(Some(self.renewal_of(&cert)?)),
             None => Ok(None),
         }
+    }
+
+    /// The dynamic parameters of a renewal: what the request that produced the certificate
+    /// gave (recorded with its order; sensitive values were recorded as `***` and are never
+    /// reused), for names the profile still takes as non-sensitive dynamic parameters,
+    /// overridden by `given`. So the scheduler, `certhost renew` and the API renew a
+    /// certificate as it was requested without being told again. Only at the certificate's
+    /// own profile: another profile's parameters are its own.
+    fn renewal_params(
+        &self,
+        cert: &CertificateRecord,
+        profile_name: &str,
+        profile: &ProfileDef,
+        given: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, IssueError> {
+        let mut params = BTreeMap::new();
+        if cert.profile.as_deref() == Some(profile_name)
+            && let Some(order) = self.inventory.issuing_order(cert.id)?
+            && let Some(recorded) = order.params.as_object()
+        {
+            for (name, value) in recorded {
+                let reusable = profile.params.get(name).is_some_and(|d| d.dynamic && !d.sensitive);
+                if let Some(v) = value.as_str().filter(|v| reusable && *v != "***") {
+                    params.insert(name.clone(), v.to_owned());
+                }
+            }
+        }
+        params.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(params)
     }
 
     fn renewal_of(&self, cert: &CertificateRecord) -> Result<Renewal, IssueError> {

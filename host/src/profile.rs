@@ -227,21 +227,45 @@ impl Default for RenewalPolicy {
     }
 }
 
+/// When a certificate falls due for renewal, before jitter ([`RenewalPolicy::due_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Unix seconds.
+    pub at: i64,
+    /// `before_days`/`before_minutes` reached back into the first third of the certificate's
+    /// lifetime (or before it began), so two thirds of the lifetime was used instead: at the
+    /// policy's own time every successor would be due the moment it was issued, and the
+    /// scheduler would renew it again each round, forever.
+    pub fell_back: bool,
+}
+
 impl RenewalPolicy {
     /// When a certificate valid from `not_before` to `not_after` is due for renewal (Unix
-    /// seconds), before jitter; `None` when auto-renew is off.
-    pub fn due_at(&self, not_before: i64, not_after: i64) -> Option<i64> {
+    /// seconds), before jitter; `None` when auto-renew is off. A `before_*` longer than
+    /// two thirds of the lifetime gives way to the two-thirds rule (cert-manager does the
+    /// same when renewBefore exceeds the duration): a CA that issues shorter certificates
+    /// than the profile expected (ACME's six days against `before_days = 30`) must not
+    /// make the host renew in a loop.
+    pub fn due_at(&self, not_before: i64, not_after: i64) -> Option<Due> {
         if !self.auto {
             return None;
         }
         let lifetime = (not_after - not_before).max(0);
-        let due = match (self.before_days, self.before_minutes, self.at_percent) {
-            (Some(d), _, _) => not_after - i64::from(d) * 86_400,
-            (None, Some(m), _) => not_after - i64::from(m) * 60,
-            (None, None, Some(p)) => not_before + lifetime * i64::from(p) / 100,
-            (None, None, None) => not_before + lifetime * 2 / 3,
+        let two_thirds = not_before + lifetime * 2 / 3;
+        let before = |seconds: i64| {
+            let due = not_after - seconds;
+            if due <= not_before || due < not_before + lifetime / 3 {
+                Due { at: two_thirds, fell_back: true }
+            } else {
+                Due { at: due, fell_back: false }
+            }
         };
-        Some(due)
+        Some(match (self.before_days, self.before_minutes, self.at_percent) {
+            (Some(d), _, _) => before(i64::from(d) * 86_400),
+            (None, Some(m), _) => before(i64::from(m) * 60),
+            (None, None, Some(p)) => Due { at: not_before + lifetime * i64::from(p) / 100, fell_back: false },
+            (None, None, None) => Due { at: two_thirds, fell_back: false },
+        })
     }
 
     /// The most jitter (seconds, taken off the due time) for a lifetime: 1% of it, at most an
@@ -611,6 +635,35 @@ mod tests {
             let err = p.check_uploaded_subject("web", &bad).unwrap_err().to_string();
             assert!(err.contains(&format!("the CSR's subject field {field} is not the profile's")), "{err}");
         }
+    }
+
+    /// Regression: `before_days = 30` with 20-day (or ACME 6-day) certificates made every
+    /// successor due the moment it was issued, so the scheduler renewed one per round, forever.
+    #[test]
+    fn a_before_longer_than_the_lifetime_falls_back_to_two_thirds_of_it() {
+        let day = 86_400;
+        let policy = |d: Option<u32>, m: Option<u32>| RenewalPolicy {
+            before_days: d,
+            before_minutes: m,
+            ..RenewalPolicy::default()
+        };
+        let (nb, na) = (1_000 * day, 1_020 * day);
+        let two_thirds = nb + 20 * day * 2 / 3;
+        // 30 days before a 20-day certificate's end is before it began.
+        assert_eq!(policy(Some(30), None).due_at(nb, na), Some(Due { at: two_thirds, fell_back: true }));
+        // 15 days before its end is within its first third.
+        assert_eq!(policy(Some(15), None).due_at(nb, na), Some(Due { at: two_thirds, fell_back: true }));
+        // 10 days before its end is past the first third: the policy's own time.
+        assert_eq!(policy(Some(10), None).due_at(nb, na), Some(Due { at: na - 10 * day, fell_back: false }));
+        // A six-day ACME certificate and before_minutes = 7 days (10080).
+        let acme = nb + 6 * day;
+        assert_eq!(policy(None, Some(10_080)).due_at(nb, acme), Some(Due { at: nb + 4 * day, fell_back: true }));
+        assert_eq!(policy(None, Some(60)).due_at(nb, acme), Some(Due { at: acme - 3600, fell_back: false }));
+        // at_percent and the default are fractions of the lifetime already.
+        let pct = RenewalPolicy { at_percent: Some(10), ..RenewalPolicy::default() };
+        assert_eq!(pct.due_at(nb, na), Some(Due { at: nb + 2 * day, fell_back: false }));
+        assert_eq!(RenewalPolicy::default().due_at(nb, na), Some(Due { at: two_thirds, fell_back: false }));
+        assert_eq!(RenewalPolicy { auto: false, ..policy(Some(30), None) }.due_at(nb, na), None);
     }
 
     #[test]

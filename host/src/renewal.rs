@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::connector::ConnectorSource;
-use crate::inventory::{InventoryError, InventoryPool, OrderState};
+use crate::inventory::{Inventory, InventoryError, InventoryPool, OrderState};
 use crate::issue::{IssueError, IssueOutcome, Pipeline};
 use crate::lifecycle::RenewOptions;
 use crate::notify::NotifyConfig;
 
 /// Who the scheduler is in the audit log and in the orders it creates.
-pub const ACTOR: &str = "scheduler";
+pub const ACTOR: &str = crate::inventory::AUTO_RENEWAL_ACTOR;
 /// Certificates renewed per round, at most.
 const BATCH: u32 = 20;
 
@@ -55,11 +55,20 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                     }
                 }
                 Ok(_) => {}
+                // Closing the order recorded the failure on the certificate (backoff, notification).
                 Err(e) => tracing::warn!(order = order.id, error = %e, "resubmitted renewal failed"),
             }
         }
     }
     for id in p.inventory.claim_due_renewals(lease_seconds, BATCH)? {
+        if !auto_renews(p.inventory, id)? {
+            // A schedule left behind (by an older version, or a profile changed while this
+            // round ran) must not outlive `renewal.auto = false`: it is cleared, not retried.
+            p.inventory.set_renew_after(id, None)?;
+            p.inventory.release_renewal(id)?;
+            tracing::info!(certificate = id, "not renewed: its profile no longer renews automatically");
+            continue;
+        }
         match p.renew(id, &RenewOptions::default()).await {
             Ok(IssueOutcome::Issued { order_id, certificate }) => {
                 p.inventory.record_auto_renewal(id, certificate.id, order_id, ACTOR)?;
@@ -67,7 +76,9 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                 report.renewed.push(id);
             }
             Ok(_) => {
-                // Pending at the CA (the poller finishes it) or held for approval.
+                // Pending at the CA (the poller finishes it) or held for approval. No other
+                // renewal of it is claimed while that order is open, and if it ends rejected
+                // or failed, closing it records the failure here (backoff, notification).
                 p.inventory.release_renewal(id)?;
                 report.pending.push(id);
             }
@@ -83,6 +94,13 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
         }
     }
     Ok(report)
+}
+
+/// Whether certificate `id`'s profile renews it automatically. A certificate whose profile is
+/// gone is left to the renewal, which fails with that reason and backs off.
+fn auto_renews(inv: &Inventory, id: i64) -> Result<bool, InventoryError> {
+    let Some(name) = inv.find(&id.to_string())?.and_then(|c| c.profile) else { return Ok(true) };
+    Ok(inv.profile(&name)?.is_none_or(|(profile, _)| profile.renewal.auto))
 }
 
 /// Runs rounds every `interval` until `shutdown` turns true; delivers notifications.

@@ -231,3 +231,51 @@ fn concurrent_writers_on_separate_connections_queue_instead_of_failing() {
     });
     assert_eq!(Inventory::open(dir.path(), key).expect("open").count().expect("count"), 100);
 }
+
+/// Regression: `renewal.auto = false` did not stop a certificate in retry backoff — the
+/// profile change only rescheduled certificates without failed attempts, and the scheduler
+/// never asked the profile.
+#[test]
+fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() {
+    use certhost::profile::ProfileDef;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    // The profile's only CA account does not exist: every renewal fails and backs off.
+    let mut profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
+    inv.upsert_profile("web", &profile, "api", "test").expect("profile");
+    let ca = test_ca("Backoff CA");
+    let (key, csr) = request("b.example", vec![San::Dns("b.example".into())]).generate().expect("csr");
+    let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
+    let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
+    let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else { panic!("insert") };
+
+    let registry = certhost::connector::Registry::new(crate::helpers::certhost_bin().into(), None);
+    let env = |_: &str| None;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let round = |inv: &mut Inventory| {
+        let mut p = certhost::issue::Pipeline {
+            inventory: inv,
+            connectors: &registry,
+            env: &env,
+            actor: certhost::renewal::ACTOR,
+        };
+        rt.block_on(certhost::renewal::round(&mut p, 600)).expect("round")
+    };
+    inv.set_renew_after(id, Some(now() - 10)).expect("due");
+    assert_eq!(round(&mut inv).failed, vec![id]);
+    let scheduled = inv.scheduled_renewals(10).expect("scheduled");
+    assert_eq!((scheduled.len(), scheduled[0].attempts), (1, 1), "in retry backoff: {scheduled:?}");
+
+    // The operator turns automatic renewal off: the retry goes too.
+    profile.renewal.auto = false;
+    inv.upsert_profile("web", &profile, "api", "test").expect("profile");
+    assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![], "auto = false clears the retry");
+
+    // A schedule left behind anyway (an older version's) is cleared by the scheduler, not renewed.
+    inv.set_renew_after(id, Some(now() - 10)).expect("leftover");
+    let orders_before = inv.orders(None, 0).expect("orders").len();
+    let report = round(&mut inv);
+    assert!(report.failed.is_empty() && report.renewed.is_empty() && report.pending.is_empty(), "{report:?}");
+    assert_eq!(inv.orders(None, 0).expect("orders").len(), orders_before, "no renewal order was written");
+    assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![]);
+}

@@ -99,16 +99,19 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
 #[test]
 fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let app = App::new();
-    // 30-day certificates renewed 120 days before expiry: due the moment they are issued.
+    // The first certificate has a day left and renews seven days before expiry: due the
+    // moment it is issued. Its successors are the CA's usual 31-day certificates.
     let (config, _) = scripted_lab(
         &app,
         "slow",
         "slow",
-        "timeout_seconds = 5",
-        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 120\n")],
+        "timeout_seconds = 5\nparams.days = \"-29,1\"",
+        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 7\n")],
     );
     let cfg = config.to_str().expect("utf8");
     app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "crash.example.com"]).ok();
+    let text = std::fs::read_to_string(&config).expect("config").replace("params.days = \"-29,1\"", "");
+    std::fs::write(&config, text).expect("config");
 
     let server = Server::start(app, Some(&config));
     // The scheduler picks it up and calls the (slow) CA: kill -9 while the call is in flight.
@@ -144,6 +147,199 @@ fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let renewals: Vec<_> = orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).collect();
     assert_eq!(renewals.len(), 1, "one renewal order, resubmitted, not a second order: {orders}");
     assert_eq!(renewals[0]["state"], "issued");
+}
+
+/// Parses an RFC 3339 time from the CLI's JSON into Unix seconds.
+fn unix(v: &serde_json::Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .unix_timestamp()
+}
+
+/// Regression (renewal storm): `before_days` longer than the certificates the CA issues made
+/// each one due the moment it was issued, so `serve` renewed one per round, forever. It now
+/// renews at two thirds of the lifetime, says so, and a profile change reschedules the same way.
+#[test]
+fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetime() {
+    let app = App::new();
+    // The scripted CA issues 31-day certificates (from yesterday); the profile asks for 60 days.
+    let (config, _) =
+        scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 60\n")]);
+    let cfg = config.to_str().expect("utf8");
+    let issued = app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "storm.example.com"]);
+    issued.ok();
+    assert!(
+        issued.stderr.contains("renews at two thirds of its lifetime instead")
+            && issued.stderr.contains("certificate=1"),
+        "a warning names the certificate: {}",
+        issued.stderr
+    );
+    let shown = app.json(&["show", "1", "--json"]);
+    let (not_before, not_after) = (unix(&shown["not_before"]), unix(&shown["not_after"]));
+    let two_thirds = not_before + (not_after - not_before) * 2 / 3;
+    let renews_at = |app: &App| {
+        let v = app.json(&["renewals", "--json"]);
+        unix(&v["upcoming"][0]["renew_after"])
+    };
+    let at = renews_at(&app);
+    // Jitter takes at most an hour off.
+    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+    assert!(at > issued_now() + 18 * 86_400, "not due now: {at}");
+
+    // A profile change recomputes the schedule by the same rule: 10 days is honoured...
+    let profile = config.parent().expect("dir").join("profiles/web.toml");
+    std::fs::write(&profile, "accounts = [\"ca\"]\n[renewal]\nbefore_days = 10\n").expect("profile");
+    app.run(&["--config", cfg, "profile", "list"]).ok();
+    let at = renews_at(&app);
+    assert!((not_after - 10 * 86_400 - 3600..=not_after - 10 * 86_400).contains(&at), "{at}");
+    // ...90 days falls back to two thirds again.
+    std::fs::write(&profile, "accounts = [\"ca\"]\n[renewal]\nbefore_days = 90\n").expect("profile");
+    let reloaded = app.run(&["--config", cfg, "profile", "list"]);
+    reloaded.ok();
+    assert!(reloaded.stderr.contains("renew at two thirds of their lifetime instead"), "{}", reloaded.stderr);
+    let at = renews_at(&app);
+    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+}
+
+fn issued_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+/// A scripted-CA lab whose first certificate (CN `cn`, profile `web`: before_days = 7) has a
+/// day left, so it is due at once; then the account switches to `mode` (and the CA's usual
+/// 31-day certificates) and `serve` starts with one-second renewal rounds.
+fn due_certificate_lab(cn: &str, mode: &str) -> Server {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", cn]).ok();
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("params.days = \"-29,1\"", "")
+        .replace("params.mode = \"good\"", &format!("params.mode = \"{mode}\""));
+    std::fs::write(&config, text).expect("config");
+    Server::start(app, Some(&config))
+}
+
+/// The renewal orders of certificate 1.
+fn renewal_orders(app: &App) -> Vec<serde_json::Value> {
+    let orders = app.json(&["orders", "list", "--json"]);
+    orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).cloned().collect()
+}
+
+/// The first upcoming renewal once it has a failed attempt.
+fn failed_renewal(app: &App) -> Option<serde_json::Value> {
+    let v = app.json(&["renewals", "--json"]);
+    let entry = v["upcoming"].as_array()?.first()?.clone();
+    (entry["attempts"].as_i64()? >= 1).then_some(entry)
+}
+
+/// Regression: a renewal the CA answered `pending` and later rejected was sent again every
+/// round, with no attempt counted, no error recorded and no notification.
+#[test]
+fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() {
+    let server = due_certificate_lab("later.example.com", "pending_reject");
+    // The CA answers pending (polled after 5 s) and then rejects; rounds run every second.
+    let entry = wait_for(40, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("no failure recorded; log: {}", server.log()));
+    assert_eq!(entry["attempts"], 1, "{entry}");
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("rejected") && error.contains("the CA's validation team said no"), "{entry}");
+    // While the order was pending, and in the minute of backoff after, nothing else was sent.
+    std::thread::sleep(Duration::from_secs(4));
+    let orders = renewal_orders(&server.app);
+    assert_eq!(orders.len(), 1, "one renewal order: {orders:?}");
+    assert_eq!(orders[0]["state"], "rejected");
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
+    let failures: Vec<_> = audit.as_array().expect("audit").iter().filter(|e| e["outcome"] == "failure").collect();
+    assert_eq!(failures.len(), 1, "{audit}");
+    assert_eq!(failures[0]["object_id"], "1");
+}
+
+/// The same when the order fails after pending: the certificate the CA finally sends is
+/// refused by verification, the order fails, and that counts against the renewal.
+#[test]
+fn a_renewal_that_fails_after_pending_counts_as_a_failed_attempt() {
+    let server = due_certificate_lab("refused.example.com", "pending_wrong_key");
+    let entry = wait_for(40, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("no failure recorded; log: {}", server.log()));
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("failed") && error.contains("refused"), "{entry}");
+    std::thread::sleep(Duration::from_secs(3));
+    let orders = renewal_orders(&server.app);
+    assert_eq!(orders.len(), 1, "one renewal order: {orders:?}");
+    assert_eq!(orders[0]["state"], "failed");
+}
+
+/// Regression: the scheduler renewed with no dynamic parameters, so a profile with a required
+/// one (the README's `requester`) could never renew automatically. Renewals now reuse what
+/// the issuing request gave — except sensitive values, which are never stored: such a
+/// certificate fails with a recorded error telling the operator to renew it by hand.
+#[test]
+fn automatic_and_manual_renewals_reuse_the_requests_dynamic_parameters_but_never_sensitive_ones() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[
+            (
+                "team",
+                "accounts = [\"ca\"]\n[params]\nrequester = { dynamic = true, required = true }\n[renewal]\nbefore_days = 7\n",
+            ),
+            (
+                "otp",
+                "accounts = [\"ca\"]\n[params]\notp = { dynamic = true, sensitive = true, required = true }\n[renewal]\nbefore_days = 7\n",
+            ),
+        ],
+    );
+    let cfg = config.to_str().expect("utf8");
+    let issue = |profile: &str, cn: &str, param: &str| {
+        app.run(&["--config", cfg, "issue", "--profile", profile, "--cn", cn, "--param", param]).ok();
+    };
+    issue("team", "team.example.com", "requester=alice");
+    issue("otp", "otp.example.com", "otp=493817");
+    // Both are due at once; the CA's next certificates are the usual 31-day ones.
+    let text = std::fs::read_to_string(&config).expect("config").replace("params.days = \"-29,1\"", "");
+    std::fs::write(&config, text).expect("config");
+    let server = Server::start(app, Some(&config));
+    let renewed = wait_for(30, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().find(|c| c["predecessor_id"] == 1).cloned()
+    })
+    .unwrap_or_else(|| panic!("the team certificate was not renewed; log: {}", server.log()));
+    let orders = server.app.json(&["orders", "list", "--json"]);
+    let order = orders.as_array().expect("orders").iter().find(|o| o["predecessor_id"] == 1).expect("renewal order");
+    assert_eq!(order["params"]["requester"], "alice", "{order}");
+    // The sensitive one cannot be reused: a recorded failure says what to do.
+    let entry = wait_for(30, || {
+        let v = server.app.json(&["renewals", "--json"]);
+        v["upcoming"].as_array()?.iter().find(|r| r["id"] == 2 && r["attempts"].as_i64() >= Some(1)).cloned()
+    })
+    .unwrap_or_else(|| panic!("no failure recorded for the otp certificate; log: {}", server.log()));
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("otp") && error.contains("must be renewed by hand"), "{entry}");
+    assert!(!error.contains("493817") && !server.log().contains("493817"), "the sensitive value never shows");
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew", "--object-id", "2"]);
+    assert_eq!(audit[0]["outcome"], "failure", "{audit}");
+
+    // By hand, the same rules: the recorded requester is reused, the sensitive value is asked for.
+    let id = renewed["id"].to_string();
+    let manual: serde_json::Value =
+        serde_json::from_str(server.app.run(&["--config", cfg, "renew", &id, "--json"]).ok()).expect("json");
+    let order = server.app.json(&["orders", "show", &manual["order_id"].to_string(), "--json"]);
+    assert_eq!(order["params"]["requester"], "alice", "{order}");
+    let refused = server.app.run(&["--config", cfg, "renew", "2"]);
+    assert!(refused.fails(1).contains("must be renewed by hand with --param"), "{}", refused.stderr);
+    server.app.run(&["--config", cfg, "renew", "2", "--param", "otp=551204"]).ok();
 }
 
 #[test]
@@ -244,13 +440,14 @@ to = ["ops@example.com"]
 "#,
         secret = secret_file.display()
     );
+    // Certificates with a day left; `web` renews seven days before expiry: due at once.
     let (config, _) = scripted_lab(
         &app,
         "ca",
         "good",
-        &notify,
+        &format!("params.days = \"-29,1\"\n{notify}"),
         &[
-            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 120\n"),
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n"),
             ("manual", "accounts = [\"ca\"]\n[renewal]\nauto = false\n"),
         ],
     );

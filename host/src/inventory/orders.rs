@@ -398,7 +398,7 @@ impl Inventory {
 
     fn finish(&mut self, id: i64, state: OrderState, message: &str, actor: &str) -> Result<(), InventoryError> {
         let action = format!("order.{}", state.as_str());
-        self.transition(id, actor, &action, "failure", serde_json::json!({ "reason": message }), |tx, now| {
+        self.close(id, actor, &action, "failure", serde_json::json!({ "reason": message }), message, |tx, now| {
             tx.execute_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1", params![id, state.as_str(), message, now],)
         })
     }
@@ -515,7 +515,8 @@ impl Inventory {
             )));
         }
         let message = format!("declined by {actor}: {reason}");
-        self.transition(id, actor, "order.decline", "success", serde_json::json!({ "reason": reason }), |tx, now| {
+        let detail = serde_json::json!({ "reason": reason });
+        self.close(id, actor, "order.decline", "success", detail, &message, |tx, now| {
             tx.execute_cached(
                 "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, actor, message, now],
@@ -562,6 +563,31 @@ impl Inventory {
         let mut stmt = self.conn.prepare_cached(&due_polls_sql())?;
         let rows = stmt.query_map(params![now, limit], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A [`Self::transition`] that closes the order as `rejected` or `failed` with `message`;
+    /// an automatic renewal's failure is recorded on its certificate in the same transaction
+    /// (`renewals::closed_renewal_failed_in`).
+    #[allow(clippy::too_many_arguments)]
+    fn close(
+        &mut self,
+        id: i64,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+        message: &str,
+        update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
+    ) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = super::write_tx(&mut self.conn)?;
+        if update(&tx, now)? == 0 {
+            return Err(InventoryError::NotFound(format!("order {id}")));
+        }
+        audit::record(&tx, now, &event(actor, action, id, outcome, detail))?;
+        super::renewals::closed_renewal_failed_in(&tx, now, id, message, actor)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn transition(

@@ -12,6 +12,10 @@ use super::audit::{self, NewAuditEvent};
 use super::{CachedSql, Inventory, InventoryError};
 use crate::profile::RenewalPolicy;
 
+/// Who renews automatically: the scheduler, in the audit log and as the requester of the
+/// orders it creates. Its renewal orders report their failure on the certificate they renew.
+pub const AUTO_RENEWAL_ACTOR: &str = "scheduler";
+
 /// One upcoming or retrying renewal, for `certhost renewals`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduledRenewal {
@@ -67,6 +71,90 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
+/// Records a failed automatic renewal of certificate `id` inside the caller's transaction:
+/// retry with exponential backoff (1 minute doubling to 6 hours), count the attempt, audit,
+/// queue a `renewal_failed` notification. Returns the retry time; `None` when there is no
+/// certificate `id`.
+pub(super) fn renewal_failure_in(
+    tx: &rusqlite::Connection,
+    now: i64,
+    id: i64,
+    error: &str,
+    actor: &str,
+) -> Result<Option<i64>, InventoryError> {
+    let row: Option<(Option<String>, i64)> = tx
+        .query_row_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((cn, before)) = row else { return Ok(None) };
+    let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
+    tx.execute_cached(
+        "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
+                 renewal_lease_until = NULL WHERE id = ?1",
+        params![id, error, retry_at],
+    )?;
+    let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
+    audit::record(
+        tx,
+        now,
+        &NewAuditEvent {
+            actor,
+            action: "certificate.auto_renew",
+            object_type: "certificate",
+            object_id: Some(id.to_string()),
+            outcome: "failure",
+            detail: detail.clone(),
+        },
+    )?;
+    let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.unwrap_or_default());
+    enqueue(tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+    Ok(Some(retry_at))
+}
+
+/// A renewal order closed as `rejected` or `failed` (by the CA, a poll, a decline, a failed
+/// submission after approval): when the scheduler made it and no longer holds the
+/// certificate's claim — it let go when the CA answered `pending` or the order was held for
+/// approval — nobody else reports the outcome, so it is recorded here as a failed automatic
+/// renewal of the predecessor, in the transaction that closes the order. Without this the
+/// certificate stayed due with no attempt counted, and the scheduler sent a new order every
+/// round. While the scheduler holds the claim it records the outcome itself.
+pub(super) fn closed_renewal_failed_in(
+    tx: &rusqlite::Connection,
+    now: i64,
+    order_id: i64,
+    message: &str,
+    actor: &str,
+) -> Result<(), InventoryError> {
+    let row: Option<(i64, String, String)> = tx
+        .query_row_cached(
+            "SELECT o.predecessor_id, o.kind, o.state FROM orders o JOIN certificates c ON c.id = o.predecessor_id
+             WHERE o.id = ?1 AND o.requested_by = ?2 AND c.status = 'active'
+               AND (c.renewal_lease_until IS NULL OR c.renewal_lease_until < ?3)",
+            params![order_id, AUTO_RENEWAL_ACTOR, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((predecessor, kind, state)) = row {
+        let error = format!("{kind} order {order_id} {state}: {message}");
+        renewal_failure_in(tx, now, predecessor, &error, actor)?;
+    }
+    Ok(())
+}
+
+/// Active certificates due by `?1`, not claimed, and with no renewal order still open
+/// (pending at the CA, awaiting approval, interrupted): that order decides, and sending
+/// another would ask the CA twice. `?2` is the limit.
+fn claim_sql() -> String {
+    format!(
+        "SELECT id FROM certificates WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after <= ?1
+           AND (renewal_lease_until IS NULL OR renewal_lease_until < ?1)
+           AND NOT EXISTS (SELECT 1 FROM orders WHERE predecessor_id = certificates.id AND {})
+         ORDER BY renew_after LIMIT ?2",
+        super::orders::OPEN
+    )
+}
+
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
     pub fn set_renew_after(&mut self, id: i64, at: Option<i64>) -> Result<(), InventoryError> {
@@ -78,26 +166,55 @@ impl Inventory {
     }
 
     /// Recomputes the schedule of profile `name`'s active certificates after its renewal
-    /// policy changed (those in retry backoff keep their retry time).
+    /// policy changed (those in retry backoff keep their retry time). Turning `auto` off
+    /// clears every schedule, retries included, with their attempt count and error: the
+    /// operator said stop, and a later `auto = true` starts them afresh.
     pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
-        // mode: off | before (seconds before notAfter) | percent (of the lifetime)
-        let (mode, value): (&str, i64) =
-            match (policy.auto, policy.before_days, policy.before_minutes, policy.at_percent) {
-                (false, ..) => ("off", 0),
-                (true, Some(d), _, _) => ("before", i64::from(d) * 86_400),
-                (true, None, Some(m), _) => ("before", i64::from(m) * 60),
-                (true, None, None, Some(p)) => ("percent", i64::from(p)),
-                (true, None, None, None) => ("percent", 66),
-            };
-        Ok(self.conn.execute_cached(
+        if !policy.auto {
+            return Ok(self.conn.execute_cached(
+                "UPDATE certificates SET renew_after = NULL, renewal_attempts = 0, renewal_error = NULL
+                 WHERE profile = ?1 AND status = 'active' AND (renew_after IS NOT NULL OR renewal_attempts > 0)",
+                [name],
+            )?);
+        }
+        // mode: before (seconds before notAfter) | percent (of the lifetime)
+        let (mode, value): (&str, i64) = match (policy.before_days, policy.before_minutes, policy.at_percent) {
+            (Some(d), _, _) => ("before", i64::from(d) * 86_400),
+            (None, Some(m), _) => ("before", i64::from(m) * 60),
+            (None, None, Some(p)) => ("percent", i64::from(p)),
+            (None, None, None) => ("percent", 66),
+        };
+        // `RenewalPolicy::due_at` in SQL, with its fall-back to two thirds of the lifetime when
+        // `before` reaches into the first third (or before the certificate began).
+        let n = self.conn.execute_cached(
             "UPDATE certificates SET renew_after =
-                 CASE ?2 WHEN 'off' THEN NULL
-                         WHEN 'before' THEN not_after - ?3
+                 CASE ?2 WHEN 'before' THEN
+                             CASE WHEN not_after - ?3 <= not_before
+                                    OR not_after - ?3 < not_before + (not_after - not_before) / 3
+                                  THEN not_before + (not_after - not_before) * 2 / 3
+                                  ELSE not_after - ?3 END
                          ELSE not_before + (not_after - not_before) * ?3 / 100 END
                  - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
              WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
             params![name, mode, value],
-        )?)
+        )?;
+        if mode == "before" {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id FROM certificates WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
+                   AND (not_after - ?2 <= not_before OR not_after - ?2 < not_before + (not_after - not_before) / 3)",
+            )?;
+            let ids: Vec<i64> = stmt.query_map(params![name, value], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            if !ids.is_empty() {
+                tracing::warn!(
+                    profile = name,
+                    count = ids.len(),
+                    certificates = ?&ids[..ids.len().min(20)],
+                    "the profile's renewal.before_* is longer than these certificates allow (they would be due at \
+                     once); they renew at two thirds of their lifetime instead"
+                );
+            }
+        }
+        Ok(n)
     }
 
     /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
@@ -106,11 +223,7 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let ids: Vec<i64> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM certificates WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after <= ?1
-                   AND (renewal_lease_until IS NULL OR renewal_lease_until < ?1)
-                 ORDER BY renew_after LIMIT ?2",
-            )?;
+            let mut stmt = tx.prepare_cached(&claim_sql())?;
             stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for id in &ids {
@@ -148,33 +261,8 @@ impl Inventory {
     pub fn record_renewal_failure(&mut self, id: i64, error: &str, actor: &str) -> Result<i64, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let row: Option<(Option<String>, i64)> = tx
-            .query_row_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let Some((cn, before)) = row else { return Err(InventoryError::NotFound(format!("certificate {id}"))) };
-        let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
-        tx.execute_cached(
-            "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
-                 renewal_lease_until = NULL WHERE id = ?1",
-            params![id, error, retry_at],
-        )?;
-        let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
-        audit::record(
-            &tx,
-            now,
-            &NewAuditEvent {
-                actor,
-                action: "certificate.auto_renew",
-                object_type: "certificate",
-                object_id: Some(id.to_string()),
-                outcome: "failure",
-                detail: detail.clone(),
-            },
-        )?;
-        let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.unwrap_or_default());
-        enqueue(&tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+        let retry_at = renewal_failure_in(&tx, now, id, error, actor)?
+            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?;
         tx.commit()?;
         Ok(retry_at)
     }
@@ -269,5 +357,17 @@ impl Inventory {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scheduler's claim looks for an open renewal order of each due certificate through
+    /// the partial index of open renewals, not by walking the orders.
+    #[test]
+    fn the_claim_finds_open_renewals_through_their_index() {
+        let (_dir, inv) = super::super::scratch();
+        let plan = super::super::query_plan(&inv.conn, &super::claim_sql());
+        assert!(plan.contains("INDEX orders_one_open_renewal "), "{plan}");
     }
 }
