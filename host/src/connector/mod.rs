@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod challenges;
 pub mod check;
 pub mod python;
+mod redact;
 mod registry;
 pub mod wasm;
 
@@ -85,17 +86,11 @@ impl Args {
         self.sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    /// Replaces every sensitive value of these args inside `text` by `***`.
-    ///
-    /// Longer values are replaced first so a value that contains another is not half-redacted.
+    /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
+    /// `connector::redact`: its encoded forms (repr, JSON, percent-encoded) too, and the lines
+    /// of a multi-line value.
     pub fn redact(&self, text: &str) -> String {
-        let mut values: Vec<&str> = self.sensitive_values().collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        let mut out = text.to_owned();
-        for v in values {
-            out = out.replace(v, "***");
-        }
-        out
+        redact::Redactor::new(self.sensitive_values()).redact(text)
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::protocol::{MAX_FRAME, Request};
-use super::redact::Redactor;
+use crate::connector::redact::Redactor;
 
 /// Subcommand of the `certhost` binary that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "__python-worker";
