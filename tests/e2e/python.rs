@@ -552,3 +552,67 @@ async fn describe_reports_parameters_and_optional_operations() {
     );
     assert!(d.parameters.iter().any(|p| p.name == "mode" && p.required));
 }
+
+fn what(what: &str) -> Args {
+    let mut a = Args::new();
+    a.insert("what", what);
+    a
+}
+
+/// Regression: the host read a worker's stderr as UTF-8 lines and stopped at the first byte
+/// that was not; the pipe's read end closed, later stderr was lost and the next subprocess a
+/// script ran died of SIGPIPE.
+#[tokio::test]
+async fn a_stderr_line_that_is_not_utf8_leaves_the_worker_s_stderr_working() {
+    let c = load("hostile/writes_stderr.py", limits(20, 512)).await.expect("loads");
+    let rejected = |r: &str| Disposition::Rejected { reason: r.into() };
+    assert_eq!(c.certificate_request(&request(), &what("latin1")).await.expect("latin1"), rejected("latin1 done"));
+    let after = c.certificate_request(&request(), &what("subprocess")).await.expect("the subprocess runs");
+    assert_eq!(after, rejected("subprocess done"));
+    let err = c.certificate_request(&request(), &what("die")).await.expect_err("dies").to_string();
+    // (The subprocess's line may arrive after the tail was taken for this call: not checked.)
+    assert!(
+        err.contains("exited with code 3; stderr: ") && err.ends_with("latin1 \u{fffd}t\u{fffd}\nlast words"),
+        "{err}"
+    );
+}
+
+/// Regression: a script writing to stderr without newlines grew the host's memory without
+/// bound (2.5 GiB in 12 s), one unfinished line. Now a line is cut at 8 KiB.
+#[test]
+fn a_script_flooding_stderr_without_newlines_does_not_grow_the_host() {
+    let data = tempfile::tempdir().expect("tmp");
+    let script = fixture("hostile/writes_stderr.py").display().to_string();
+    let mut child = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["-vv", "plugin", "check", &script, "--param", "what=flood"])
+        .env("CERTHOST_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("certhost");
+    // The host's peak resident memory, read until it exits (the worker is another process).
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let reader = std::thread::spawn({
+        let mut out = child.stderr.take().expect("stderr");
+        move || {
+            let mut s = Vec::new();
+            out.read_to_end(&mut s).expect("read");
+            String::from_utf8_lossy(&s).into_owned()
+        }
+    });
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = reader.join().expect("log");
+    assert!(peak_kib > 0 && peak_kib < 128 * 1024, "the host peaked at {peak_kib} KiB");
+    let cut = log.lines().find(|l| l.contains("stderr: AAAA")).expect("the flood's line is logged");
+    assert!(cut.contains(&format!("{} [line cut at 8 KiB]", "A".repeat(100))) && cut.len() < 9 * 1024, "{cut:.200}");
+}

@@ -227,6 +227,25 @@ fn percent_encoded(value: &str, safe: &[u8], plus: bool, lower: bool) -> String 
     out
 }
 
+impl Redactor {
+    /// [`Redactor::redact`] for text that was cut after its end: the text is redacted, then
+    /// any end of it that could be the start of a sensitive value (or of one of its forms or
+    /// lines) is dropped, so a cut never leaves part of a secret.
+    pub(crate) fn redact_cut(&self, text: &str) -> String {
+        let mut out = self.redact(text);
+        let longest = self
+            .whole
+            .iter()
+            .chain(&self.fragments)
+            .filter_map(|p| (1..p.len()).rev().filter(|k| p.is_char_boundary(*k)).find(|k| out.ends_with(&p[..*k])))
+            .max();
+        if let Some(k) = longest {
+            out.truncate(out.len() - k);
+        }
+        out
+    }
+}
+
 fn push_unique(list: &mut Vec<String>, v: &str) {
     if !list.iter().any(|x| x == v) {
         list.push(v.to_owned());
@@ -245,6 +264,17 @@ mod tests {
         assert_eq!(r.redact("x abcdef y abc"), "x *** y ***");
         assert_eq!(r.values(), ["abc", "abcdef"]);
         assert_eq!(Redactor::new([]).redact("abc"), "abc");
+    }
+
+    #[test]
+    fn a_cut_text_keeps_no_start_of_a_sensitive_value() {
+        let r = Redactor::new(["s3cret-value", KEY]);
+        assert_eq!(r.redact_cut("token s3cret-value then s3cr"), "token *** then ");
+        assert_eq!(r.redact_cut("key MIGHAgEAMBMGByq"), "key ");
+        // The start of a percent-encoded form too.
+        let r = Redactor::new(["a+b/c=="]);
+        assert_eq!(r.redact_cut("q=a%2Bb%2"), "q=");
+        assert_eq!(r.redact_cut("nothing secret"), "nothing secret");
     }
 
     #[test]
