@@ -616,3 +616,46 @@ fn a_script_flooding_stderr_without_newlines_does_not_grow_the_host() {
     let cut = log.lines().find(|l| l.contains("stderr: AAAA")).expect("the flood's line is logged");
     assert!(cut.contains(&format!("{} [line cut at 8 KiB]", "A".repeat(100))) && cut.len() < 9 * 1024, "{cut:.200}");
 }
+
+/// A configuration with one account `huge` on `hostile/returns_huge.py` and a profile `huge`
+/// whose dynamic `what` picks what the script returns. Returns the config path.
+fn returns_huge_lab(app: &crate::helpers::App) -> String {
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!("[accounts.huge]\nconnector = \"{}\"\n", fixture("hostile/returns_huge.py").display()),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/huge.toml"), "accounts = [\"huge\"]\n[params]\nwhat = { dynamic = true }\n")
+        .expect("profile");
+    conf.join("certhost.toml").display().to_string()
+}
+
+/// Regression: a 20 MiB rejection reason came back whole to the client and was written into
+/// the append-only audit log; order ids and unknown statuses were kept whole as well.
+#[test]
+fn huge_values_a_script_returns_are_cut_or_refused_before_they_are_stored() {
+    let app = crate::helpers::App::new();
+    let config = returns_huge_lab(&app);
+    let issue = |what: &str| {
+        let r = app.run(&["--config", &config, "issue", "--profile", "huge", "--cn", "a.example.com", "--param", what]);
+        let err = r.fails(1).to_owned();
+        assert!(err.len() < 6 * 1024, "{} bytes: {:.300}", err.len(), err);
+        err
+    };
+    let err = issue("what=reason");
+    assert!(err.contains("no no no") && err.contains(" [cut at 4 KiB]"), "{err}");
+    let err = issue("what=order_id");
+    assert!(err.contains("script returns_huge: returned an order id longer than 4096 bytes"), "{err}");
+    let err = issue("what=status");
+    assert!(err.contains("returned an unknown status \"sss") && err.contains(" [cut at 4 KiB]"), "{err:.300}");
+    for id in ["1", "2", "3"] {
+        let order = app.json(&["--config", &config, "orders", "show", id, "--json"]);
+        let error = order["error"].as_str().expect("the order says why");
+        // The cut message, with the connector's label and the marker.
+        assert!(error.len() <= 4096 + 100, "order {id}: {} bytes", error.len());
+    }
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().len() < 64 * 1024, "the audit log holds {} bytes", audit.stdout.len());
+}

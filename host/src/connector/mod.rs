@@ -109,6 +109,67 @@ impl fmt::Debug for Args {
     }
 }
 
+/// Longest text the host keeps from a connector's answer, in bytes. A CA order id longer than
+/// this is refused; a rejection reason or an error message is cut here, with a marker. They go
+/// into orders, append-only audit events and API answers: a CA needs far less, and a plugin
+/// must not fill the audit log (or a client) with megabytes.
+pub const MAX_CONNECTOR_TEXT: usize = 4096;
+
+/// `text` cut to [`MAX_CONNECTOR_TEXT`] bytes (at a character boundary), with a marker.
+/// Cut only redacted text: a cut through a secret would keep its start.
+fn cut_to_size(mut text: String) -> String {
+    if text.len() <= MAX_CONNECTOR_TEXT {
+        return text;
+    }
+    let end = (0..=MAX_CONNECTOR_TEXT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    text.truncate(end);
+    text.push_str(&format!(" [cut at {} KiB]", MAX_CONNECTOR_TEXT / 1024));
+    text
+}
+
+/// What a connector call returns, held to the sizes the host keeps ([`MAX_CONNECTOR_TEXT`]).
+/// Applied once, where the pipeline calls connectors (`issue::call_with_deadline`), for both
+/// runtimes.
+pub(crate) trait Bounded: Sized {
+    /// The value within the limits, or why it cannot be kept; `connector` labels the error.
+    fn bounded(self, connector: &str) -> Result<Self, ConnectorError>;
+}
+
+impl Bounded for Disposition {
+    fn bounded(self, connector: &str) -> Result<Self, ConnectorError> {
+        // An order id is a handle the CA is asked about again: a cut one would be a wrong one.
+        let too_long = |id: &Option<&String>| id.is_some_and(|id| id.len() > MAX_CONNECTOR_TEXT);
+        let id = match &self {
+            Disposition::Issued { ca_order_id, .. } => ca_order_id.as_ref(),
+            Disposition::Pending { ca_order_id, .. } => Some(ca_order_id),
+            Disposition::Rejected { .. } => None,
+        };
+        if too_long(&id) {
+            return Err(ConnectorError::Internal {
+                connector: connector.to_owned(),
+                message: format!("returned an order id longer than {MAX_CONNECTOR_TEXT} bytes"),
+            });
+        }
+        Ok(match self {
+            Disposition::Rejected { reason } => Disposition::Rejected { reason: cut_to_size(reason) },
+            other => other,
+        })
+    }
+}
+
+impl Bounded for () {
+    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+        Ok(self)
+    }
+}
+
+/// A page is shown, never stored: its items are left as they are.
+impl Bounded for CertificatePage {
+    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+        Ok(self)
+    }
+}
+
 /// What a connector says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Description {
@@ -388,6 +449,19 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
+    /// This error with its message cut to [`MAX_CONNECTOR_TEXT`] bytes.
+    pub(crate) fn bounded(self) -> Self {
+        use ConnectorError::*;
+        match self {
+            Unreachable { connector, message } => Unreachable { connector, message: cut_to_size(message) },
+            Unauthorized { connector, message } => Unauthorized { connector, message: cut_to_size(message) },
+            Misconfigured { connector, message } => Misconfigured { connector, message: cut_to_size(message) },
+            Unsupported { connector, operation } => Unsupported { connector, operation: cut_to_size(operation) },
+            Internal { connector, message } => Internal { connector, message: cut_to_size(message) },
+            other @ (TimedOut { .. } | MemoryExceeded { .. }) => other,
+        }
+    }
+
     /// True when the next CA account of a profile should be tried (DESIGN.md: `unreachable`).
     pub fn is_failover(&self) -> bool {
         matches!(self, ConnectorError::Unreachable { .. })
