@@ -659,3 +659,17 @@ fn huge_values_a_script_returns_are_cut_or_refused_before_they_are_stored() {
     let audit = app.run(&["audit", "--json"]);
     assert!(audit.ok().len() < 64 * 1024, "the audit log holds {} bytes", audit.stdout.len());
 }
+
+/// Regression: a returned string over the 32 MiB frame limit ended the worker ("exited with
+/// code 70"), and `sys.exit(True)` or `sys.exit(2**70)` gave "bad reply from the worker".
+#[tokio::test]
+async fn oversized_returns_and_odd_exit_codes_get_a_clear_error() {
+    let c = load("hostile/returns_huge.py", limits(20, 512)).await.expect("loads");
+    let poll = |id: &'static str| {
+        let c = &c;
+        async move { c.poll(id, &Args::new()).await.expect_err("fails").to_string() }
+    };
+    assert_eq!(poll("string").await, "script returns_huge: returned a value larger than 32 MiB");
+    assert_eq!(poll("exit_true").await, "script returns_huge: exited with code 1");
+    assert_eq!(poll("exit_huge").await, "script returns_huge: exited with code 1");
+}

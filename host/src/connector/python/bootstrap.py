@@ -274,7 +274,10 @@ def call(function, argv_json, request_id, sensitive=None):
     except SystemExit as e:
         code = e.code
         if code is None or isinstance(code, int):
-            reply = {"kind": "exit", "code": code or 0}
+            # As a process would: True is 1 and False 0 (bool is an int); a code no exit
+            # status can hold is a failure, 1.
+            code = int(code or 0)
+            reply = {"kind": "exit", "code": code if -(2**31) <= code < 2**31 else 1}
         else:
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}
