@@ -182,10 +182,9 @@ async fn drain_stderr(stderr: impl AsyncRead + Unpin, mut on_line: impl FnMut(St
             if chunk.len() > room {
                 cut = true;
                 // A character split by the cut is dropped, not shown as U+FFFD.
-                if let Err(e) = std::str::from_utf8(&line) {
-                    if e.error_len().is_none() {
-                        line.truncate(e.valid_up_to());
-                    }
+                let incomplete = std::str::from_utf8(&line).err().filter(|e| e.error_len().is_none());
+                if let Some(e) = incomplete {
+                    line.truncate(e.valid_up_to());
                 }
                 on_line(String::from_utf8_lossy(&line).into_owned(), true);
             }
