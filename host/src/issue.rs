@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::account::{Account, AccountStatus};
 use crate::connector::{
-    Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
+    Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
 };
 use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
 use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
@@ -816,13 +816,14 @@ impl Pipeline<'_> {
 
 /// A backstop deadline around a connector call; the runtimes enforce their own limits, this
 /// guarantees the pipeline never waits forever on one.
-pub(crate) async fn call_with_deadline<T>(
+pub(crate) async fn call_with_deadline<T: Bounded>(
     connector: &dyn Connector,
     timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
     match tokio::time::timeout(timeout + Duration::from_secs(5), fut).await {
-        Ok(r) => r,
+        // Held to the sizes the host stores, whichever runtime answered.
+        Ok(r) => r.and_then(|v| v.bounded(&connector.label())).map_err(ConnectorError::bounded),
         Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),
     }
 }

@@ -290,3 +290,99 @@ params.api_key = {{ sensitive = true, required = true }}
         }
     }
 }
+
+/// A sensitive value with every character its encoded forms treat specially: `+`, `/`, `=`
+/// (percent-encoding), `\`, quotes (repr, JSON) and non-ASCII letters (JSON's `\u00e4`).
+const ENCODED_SECRET: &str = "q8Zr+Tk/3vXw==s3cr\\et-P\u{e4}ssw\u{f6}rd'\"";
+
+/// Regression: only the exact value was redacted, so a script leaked its password through
+/// `requests` (percent-encoded in the URL of a connection error), `"%r" % (args,)` and
+/// `json.dumps(args)` into the log, the CLI's error, the order and the audit event.
+#[test]
+fn no_encoded_form_of_a_sensitive_value_appears_in_any_output_log_or_database_byte() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let fixture = crate::python::fixture("hostile/leaks_encoded_secret.py");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.encoded]\nconnector = \"{}\"\nparams.password = {{ sensitive = true, required = true }}\n",
+            fixture.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        conf.join("profiles/encoded.toml"),
+        "accounts = [\"encoded\"]\n[params]\nhow = { dynamic = true, required = true }\n",
+    )
+    .expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let mut transcript = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(certhost_bin());
+        cmd.args(["--config", &config, "-vv"])
+            .args(args)
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("wait");
+        transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&out.stderr));
+        out.status.code()
+    };
+    assert_eq!(run(&["secret", "set", "encoded", "password"], Some(ENCODED_SECRET)), Some(0));
+    for how in ["requests", "repr", "json"] {
+        let how = format!("how={how}");
+        assert_eq!(run(&["issue", "--profile", "encoded", "--cn", "www.example.com", "--param", &how], None), Some(1));
+    }
+    for args in
+        [&["orders", "show", "1", "--json"][..], &["orders", "show", "2"], &["orders", "list"], &["audit", "--json"]]
+    {
+        run(args, None);
+    }
+    let check = fixture.display().to_string();
+    let sensitive = format!("password={ENCODED_SECRET}");
+    run(&["plugin", "check", &check, "--sensitive-param", &sensitive, "--param", "how=json"], None);
+    assert!(
+        transcript.contains("CA unreachable")
+            && transcript.contains("raised RuntimeError: {'how': 'repr', 'password': '***'}"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("query: apikey=***"), "{transcript}");
+
+    // Each form as the interpreter certhost is built against writes it.
+    let script = r#"
+import json, re, sys, urllib.parse as u
+v = sys.stdin.read()
+qs = [u.quote(v), u.quote(v, safe=""), u.quote_plus(v)]
+qs += [re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), q) for q in qs]
+print(json.dumps([v, repr(v)[1:-1], json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]] + qs))
+"#;
+    let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    python.stdin.take().expect("stdin").write_all(ENCODED_SECRET.as_bytes()).expect("write");
+    let forms: Vec<String> = serde_json::from_slice(&python.wait_with_output().expect("python").stdout).expect("forms");
+    for form in &forms {
+        if let Some(i) = transcript.find(form.as_str()) {
+            let start = (0..=i.saturating_sub(300)).rev().find(|j| transcript.is_char_boundary(*j)).unwrap_or(0);
+            panic!("{form} leaked: ...{}...", &transcript[start..i + form.len()]);
+        }
+        for entry in std::fs::read_dir(app.data_dir()).expect("data dir") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "{form} found in {}", path.display());
+        }
+    }
+}

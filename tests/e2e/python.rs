@@ -552,3 +552,124 @@ async fn describe_reports_parameters_and_optional_operations() {
     );
     assert!(d.parameters.iter().any(|p| p.name == "mode" && p.required));
 }
+
+fn what(what: &str) -> Args {
+    let mut a = Args::new();
+    a.insert("what", what);
+    a
+}
+
+/// Regression: the host read a worker's stderr as UTF-8 lines and stopped at the first byte
+/// that was not; the pipe's read end closed, later stderr was lost and the next subprocess a
+/// script ran died of SIGPIPE.
+#[tokio::test]
+async fn a_stderr_line_that_is_not_utf8_leaves_the_worker_s_stderr_working() {
+    let c = load("hostile/writes_stderr.py", limits(20, 512)).await.expect("loads");
+    let rejected = |r: &str| Disposition::Rejected { reason: r.into() };
+    assert_eq!(c.certificate_request(&request(), &what("latin1")).await.expect("latin1"), rejected("latin1 done"));
+    let after = c.certificate_request(&request(), &what("subprocess")).await.expect("the subprocess runs");
+    assert_eq!(after, rejected("subprocess done"));
+    let err = c.certificate_request(&request(), &what("die")).await.expect_err("dies").to_string();
+    // (The subprocess's line may arrive after the tail was taken for this call: not checked.)
+    assert!(
+        err.contains("exited with code 3; stderr: ") && err.ends_with("latin1 \u{fffd}t\u{fffd}\nlast words"),
+        "{err}"
+    );
+}
+
+/// Regression: a script writing to stderr without newlines grew the host's memory without
+/// bound (2.5 GiB in 12 s), one unfinished line. Now a line is cut at 8 KiB.
+#[test]
+fn a_script_flooding_stderr_without_newlines_does_not_grow_the_host() {
+    let data = tempfile::tempdir().expect("tmp");
+    let script = fixture("hostile/writes_stderr.py").display().to_string();
+    let mut child = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["-vv", "plugin", "check", &script, "--param", "what=flood"])
+        .env("CERTHOST_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("certhost");
+    // The host's peak resident memory, read until it exits (the worker is another process).
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let reader = std::thread::spawn({
+        let mut out = child.stderr.take().expect("stderr");
+        move || {
+            let mut s = Vec::new();
+            out.read_to_end(&mut s).expect("read");
+            String::from_utf8_lossy(&s).into_owned()
+        }
+    });
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = reader.join().expect("log");
+    assert!(peak_kib > 0 && peak_kib < 128 * 1024, "the host peaked at {peak_kib} KiB");
+    let cut = log.lines().find(|l| l.contains("stderr: AAAA")).expect("the flood's line is logged");
+    assert!(cut.contains(&format!("{} [line cut at 8 KiB]", "A".repeat(100))) && cut.len() < 9 * 1024, "{cut:.200}");
+}
+
+/// A configuration with one account `huge` on `hostile/returns_huge.py` and a profile `huge`
+/// whose dynamic `what` picks what the script returns. Returns the config path.
+fn returns_huge_lab(app: &crate::helpers::App) -> String {
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!("[accounts.huge]\nconnector = \"{}\"\n", fixture("hostile/returns_huge.py").display()),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/huge.toml"), "accounts = [\"huge\"]\n[params]\nwhat = { dynamic = true }\n")
+        .expect("profile");
+    conf.join("certhost.toml").display().to_string()
+}
+
+/// Regression: a 20 MiB rejection reason came back whole to the client and was written into
+/// the append-only audit log; order ids and unknown statuses were kept whole as well.
+#[test]
+fn huge_values_a_script_returns_are_cut_or_refused_before_they_are_stored() {
+    let app = crate::helpers::App::new();
+    let config = returns_huge_lab(&app);
+    let issue = |what: &str| {
+        let r = app.run(&["--config", &config, "issue", "--profile", "huge", "--cn", "a.example.com", "--param", what]);
+        let err = r.fails(1).to_owned();
+        assert!(err.len() < 6 * 1024, "{} bytes: {:.300}", err.len(), err);
+        err
+    };
+    let err = issue("what=reason");
+    assert!(err.contains("no no no") && err.contains(" [cut at 4 KiB]"), "{err}");
+    let err = issue("what=order_id");
+    assert!(err.contains("script returns_huge: returned an order id longer than 4096 bytes"), "{err}");
+    let err = issue("what=status");
+    assert!(err.contains("returned an unknown status \"sss") && err.contains(" [cut at 4 KiB]"), "{err:.300}");
+    for id in ["1", "2", "3"] {
+        let order = app.json(&["--config", &config, "orders", "show", id, "--json"]);
+        let error = order["error"].as_str().expect("the order says why");
+        // The cut message, with the connector's label and the marker.
+        assert!(error.len() <= 4096 + 100, "order {id}: {} bytes", error.len());
+    }
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().len() < 64 * 1024, "the audit log holds {} bytes", audit.stdout.len());
+}
+
+/// Regression: a returned string over the 32 MiB frame limit ended the worker ("exited with
+/// code 70"), and `sys.exit(True)` or `sys.exit(2**70)` gave "bad reply from the worker".
+#[tokio::test]
+async fn oversized_returns_and_odd_exit_codes_get_a_clear_error() {
+    let c = load("hostile/returns_huge.py", limits(20, 512)).await.expect("loads");
+    let poll = |id: &'static str| {
+        let c = &c;
+        async move { c.poll(id, &Args::new()).await.expect_err("fails").to_string() }
+    };
+    assert_eq!(poll("string").await, "script returns_huge: returned a value larger than 32 MiB");
+    assert_eq!(poll("exit_true").await, "script returns_huge: exited with code 1");
+    assert_eq!(poll("exit_huge").await, "script returns_huge: exited with code 1");
+}

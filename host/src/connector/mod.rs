@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod challenges;
 pub mod check;
 pub mod python;
+mod redact;
 mod registry;
 pub mod wasm;
 
@@ -85,17 +86,11 @@ impl Args {
         self.sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    /// Replaces every sensitive value of these args inside `text` by `***`.
-    ///
-    /// Longer values are replaced first so a value that contains another is not half-redacted.
+    /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
+    /// `connector::redact`: its encoded forms (repr, JSON, percent-encoded) too, and the lines
+    /// of a multi-line value.
     pub fn redact(&self, text: &str) -> String {
-        let mut values: Vec<&str> = self.sensitive_values().collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        let mut out = text.to_owned();
-        for v in values {
-            out = out.replace(v, "***");
-        }
-        out
+        redact::Redactor::new(self.sensitive_values()).redact(text)
     }
 }
 
@@ -111,6 +106,67 @@ impl fmt::Debug for Args {
             }
         }
         map.finish()
+    }
+}
+
+/// Longest text the host keeps from a connector's answer, in bytes. A CA order id longer than
+/// this is refused; a rejection reason or an error message is cut here, with a marker. They go
+/// into orders, append-only audit events and API answers: a CA needs far less, and a plugin
+/// must not fill the audit log (or a client) with megabytes.
+pub const MAX_CONNECTOR_TEXT: usize = 4096;
+
+/// `text` cut to [`MAX_CONNECTOR_TEXT`] bytes (at a character boundary), with a marker.
+/// Cut only redacted text: a cut through a secret would keep its start.
+fn cut_to_size(mut text: String) -> String {
+    if text.len() <= MAX_CONNECTOR_TEXT {
+        return text;
+    }
+    let end = (0..=MAX_CONNECTOR_TEXT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    text.truncate(end);
+    text.push_str(&format!(" [cut at {} KiB]", MAX_CONNECTOR_TEXT / 1024));
+    text
+}
+
+/// What a connector call returns, held to the sizes the host keeps ([`MAX_CONNECTOR_TEXT`]).
+/// Applied once, where the pipeline calls connectors (`issue::call_with_deadline`), for both
+/// runtimes.
+pub(crate) trait Bounded: Sized {
+    /// The value within the limits, or why it cannot be kept; `connector` labels the error.
+    fn bounded(self, connector: &str) -> Result<Self, ConnectorError>;
+}
+
+impl Bounded for Disposition {
+    fn bounded(self, connector: &str) -> Result<Self, ConnectorError> {
+        // An order id is a handle the CA is asked about again: a cut one would be a wrong one.
+        let too_long = |id: &Option<&String>| id.is_some_and(|id| id.len() > MAX_CONNECTOR_TEXT);
+        let id = match &self {
+            Disposition::Issued { ca_order_id, .. } => ca_order_id.as_ref(),
+            Disposition::Pending { ca_order_id, .. } => Some(ca_order_id),
+            Disposition::Rejected { .. } => None,
+        };
+        if too_long(&id) {
+            return Err(ConnectorError::Internal {
+                connector: connector.to_owned(),
+                message: format!("returned an order id longer than {MAX_CONNECTOR_TEXT} bytes"),
+            });
+        }
+        Ok(match self {
+            Disposition::Rejected { reason } => Disposition::Rejected { reason: cut_to_size(reason) },
+            other => other,
+        })
+    }
+}
+
+impl Bounded for () {
+    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+        Ok(self)
+    }
+}
+
+/// A page is shown, never stored: its items are left as they are.
+impl Bounded for CertificatePage {
+    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+        Ok(self)
     }
 }
 
@@ -393,6 +449,19 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
+    /// This error with its message cut to [`MAX_CONNECTOR_TEXT`] bytes.
+    pub(crate) fn bounded(self) -> Self {
+        use ConnectorError::*;
+        match self {
+            Unreachable { connector, message } => Unreachable { connector, message: cut_to_size(message) },
+            Unauthorized { connector, message } => Unauthorized { connector, message: cut_to_size(message) },
+            Misconfigured { connector, message } => Misconfigured { connector, message: cut_to_size(message) },
+            Unsupported { connector, operation } => Unsupported { connector, operation: cut_to_size(operation) },
+            Internal { connector, message } => Internal { connector, message: cut_to_size(message) },
+            other @ (TimedOut { .. } | MemoryExceeded { .. }) => other,
+        }
+    }
+
     /// True when the next CA account of a profile should be tried (DESIGN.md: `unreachable`).
     pub fn is_failover(&self) -> bool {
         matches!(self, ConnectorError::Unreachable { .. })

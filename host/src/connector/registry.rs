@@ -80,7 +80,8 @@ impl ConnectorSource for Registry {
         if let Some((_, c)) = loaded.as_ref().filter(|(d, _)| d == def) {
             return Ok(Arc::clone(c));
         }
-        let c = self.load(name, def).await?;
+        // A script's import error can be as long as it likes: cut as the pipeline cuts calls'.
+        let c = self.load(name, def).await.map_err(ConnectorError::bounded)?;
         *loaded = Some((def.clone(), Arc::clone(&c)));
         Ok(c)
     }

@@ -13,7 +13,7 @@ import types
 _state = {"module": None, "request_id": None}
 
 
-# --- redaction (the rules of `redact.rs`) ---------------------------------------------------
+# --- redaction (the rules of `connector/redact.rs`) -----------------------------------------
 
 MIN_FRAGMENT = 8
 
@@ -21,7 +21,9 @@ MIN_FRAGMENT = 8
 class _Redactor:
     """Replaces each sensitive value of the call by ***; the lines of a multi-line value (a PEM
     key) too: those of MIN_FRAGMENT characters or more wherever they occur, shorter ones where
-    they make up a whole line. Applied to the full text, before anything is cut to size."""
+    they make up a whole line. Applied to the full text, before anything is cut to size.
+    The host sends each value with its encoded forms (repr, JSON, percent-encoded: computed
+    once, in `redact.rs`); they are replaced like the values, longest first."""
 
     def __init__(self, values):
         self.whole, self.fragments, self.short = [], [], []
@@ -272,7 +274,10 @@ def call(function, argv_json, request_id, sensitive=None):
     except SystemExit as e:
         code = e.code
         if code is None or isinstance(code, int):
-            reply = {"kind": "exit", "code": code or 0}
+            # As a process would: True is 1 and False 0 (bool is an int); a code no exit
+            # status can hold is a failure, 1.
+            code = int(code or 0)
+            reply = {"kind": "exit", "code": code if -(2**31) <= code < 2**31 else 1}
         else:
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}

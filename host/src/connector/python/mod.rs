@@ -2,7 +2,7 @@
 //! args_dict)` plus certhost's optional operations, run in worker processes.
 //!
 //! Layers: `protocol` (frames), `worker` (the child: pyo3 + `bootstrap.py`), `process`
-//! (spawn/kill one worker), `redact` (what a script prints, logs or raises), `cache` (the
+//! (spawn/kill one worker), `cache` (the
 //! account's `certhost.cache_*`, kept across workers), and this file: [`PythonConnector`], one
 //! worker per CA account, started lazily, reused, and replaced after a crash, a kill or a
 //! timeout.
@@ -16,7 +16,6 @@
 mod cache;
 mod process;
 mod protocol;
-mod redact;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +30,7 @@ pub use worker::main as worker_main;
 use self::cache::AccountCache;
 use self::process::WorkerProcess;
 use self::protocol::{CacheEntry, Request};
-use self::redact::Redactor;
+use super::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevokeRequest,
@@ -189,7 +188,7 @@ impl PythonConnector {
             function: function.to_owned(),
             argv,
             request_id: request_id.map(str::to_owned),
-            sensitive: redactor.values().to_vec(),
+            sensitive: redactor.patterns().to_vec(),
         };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {

@@ -5,11 +5,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::protocol::{MAX_FRAME, Request};
-use super::redact::Redactor;
+use crate::connector::redact::Redactor;
 
 /// Subcommand of the `certhost` binary that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "__python-worker";
@@ -17,6 +17,9 @@ pub const WORKER_SUBCOMMAND: &str = "__python-worker";
 /// Environment variable through which a worker gets the extra site directories baked in at
 /// build time (`build.rs`, `site_dirs.py`), separated by `:`.
 pub const SITE_DIRS_ENV: &str = "CERTHOST_PYTHON_SITE_DIRS";
+
+/// Longest line of a worker's stderr the host keeps: the rest of a longer line is dropped.
+const MAX_STDERR_LINE: usize = 8 * 1024;
 
 /// A running worker.
 pub(super) struct WorkerProcess {
@@ -68,22 +71,25 @@ impl WorkerProcess {
         let redactor: Arc<Mutex<Redactor>> = Arc::default();
         let stderr_tail: Arc<Mutex<String>> = Arc::default();
         let (sens, tail, label) = (redactor.clone(), stderr_tail.clone(), label.to_owned());
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                // Line by line: every line of a multi-line value is redacted on its own.
-                let line = sens.lock().unwrap_or_else(|p| p.into_inner()).redact(&line);
-                tracing::info!(plugin = %label, "stderr: {line}");
-                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                t.push_str(&line);
-                t.push('\n');
-                if t.len() > 4096 {
-                    let cut = t.len() - 4096;
-                    let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
-                    t.drain(..cut);
-                }
+        tokio::spawn(drain_stderr(stderr, move |line, cut| {
+            let sens = sens.lock().unwrap_or_else(|p| p.into_inner());
+            // Line by line: every line of a multi-line value is redacted on its own.
+            let line = if cut {
+                format!("{} [line cut at {} KiB]", sens.redact_cut(&line), MAX_STDERR_LINE / 1024)
+            } else {
+                sens.redact(&line)
+            };
+            drop(sens);
+            tracing::info!(plugin = %label, "stderr: {line}");
+            let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+            t.push_str(&line);
+            t.push('\n');
+            if t.len() > 4096 {
+                let cut = t.len() - 4096;
+                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+                t.drain(..cut);
             }
-        });
+        }));
         Ok(Self { child, stdin, stdout, redactor, stderr_tail, last_values: vec![] })
     }
 
@@ -146,5 +152,90 @@ impl WorkerProcess {
         if tokio::time::timeout(Duration::from_millis(500), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// Reads a worker's stderr until it closes and hands each line to `on_line`, with whether it
+/// was cut. Text that is not UTF-8 is decoded lossily. A line is kept up to
+/// [`MAX_STDERR_LINE`] bytes: a longer one is handed on cut there and the rest of it is read
+/// and dropped, so a script writing without newlines cannot grow the host's memory.
+///
+/// It never stops before the end of the stream: a worker whose stderr reader stopped would
+/// get EPIPE on its next write, and its subprocesses would die of SIGPIPE.
+async fn drain_stderr(stderr: impl AsyncRead + Unpin, mut on_line: impl FnMut(String, bool)) {
+    let mut reader = BufReader::new(stderr);
+    let mut line: Vec<u8> = Vec::new();
+    // The current line was cut and handed on: drop the rest of it.
+    let mut cut = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) => break,
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let end = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..end.unwrap_or(buf.len())];
+        if !cut {
+            let room = MAX_STDERR_LINE - line.len();
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                cut = true;
+                // A character split by the cut is dropped, not shown as U+FFFD.
+                let incomplete = std::str::from_utf8(&line).err().filter(|e| e.error_len().is_none());
+                if let Some(e) = incomplete {
+                    line.truncate(e.valid_up_to());
+                }
+                on_line(String::from_utf8_lossy(&line).into_owned(), true);
+            }
+        }
+        let used = chunk.len() + usize::from(end.is_some());
+        reader.consume(used);
+        if end.is_some() {
+            if !cut {
+                on_line(String::from_utf8_lossy(&line).into_owned(), false);
+            }
+            line.clear();
+            cut = false;
+        }
+    }
+    if !line.is_empty() && !cut {
+        on_line(String::from_utf8_lossy(&line).into_owned(), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8]) -> Vec<(String, bool)> {
+        let mut lines = vec![];
+        drain_stderr(input, |line, cut| lines.push((line, cut))).await;
+        lines
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_the_rest_dropped_until_the_next_newline() {
+        let mut input = vec![b'A'; 3 * 1024 * 1024];
+        input.extend_from_slice(b"\nnext\n");
+        input.extend(std::iter::repeat_n(b'B', MAX_STDERR_LINE));
+        input.extend_from_slice(b"\n\xc3\xa4");
+        input.extend(std::iter::repeat_n(b'C', MAX_STDERR_LINE - 3));
+        input.extend_from_slice("\u{e4}no newline at the end".as_bytes());
+        let lines = lines_of(&input).await;
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], ("A".repeat(MAX_STDERR_LINE), true));
+        assert_eq!(lines[1], ("next".to_owned(), false));
+        // Exactly the limit is not cut.
+        assert_eq!(lines[2], ("B".repeat(MAX_STDERR_LINE), false));
+        // The cut falls inside the second ä: it is dropped whole.
+        assert_eq!(lines[3], (format!("\u{e4}{}", "C".repeat(MAX_STDERR_LINE - 3)), true));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_decoded_lossily_and_reading_goes_on() {
+        let lines = lines_of(b"latin1 \xe9t\xe9\nafter\n\xff").await;
+        let expected = [("latin1 \u{fffd}t\u{fffd}", false), ("after", false), ("\u{fffd}", false)];
+        assert_eq!(lines, expected.map(|(l, c)| (l.to_owned(), c)));
     }
 }

@@ -44,8 +44,9 @@ pub enum Request {
         argv: Vec<serde_json::Value>,
         /// The order's request id, for `certhost.request_id()`.
         request_id: Option<String>,
-        /// The call's sensitive values: the worker redacts them from what the script prints,
-        /// logs and raises before it cuts any of that to size.
+        /// The call's sensitive values and their encoded forms (`Redactor::patterns`): the
+        /// worker redacts them from what the script prints, logs and raises before it cuts any
+        /// of that to size.
         #[serde(default)]
         sensitive: Vec<String>,
     },

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use super::process::SITE_DIRS_ENV;
-use super::protocol::{Request, read_frame, write_frame};
+use super::protocol::{MAX_FRAME, Request, read_frame, write_frame};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
@@ -61,6 +61,13 @@ pub fn main(memory_bytes: u64) -> ExitCode {
                     serde_json::json!({ "kind": "error", "message": format!("worker failure: {e}") }).to_string()
                 }),
                 Err(e) => serde_json::json!({ "kind": "error", "message": format!("bad request: {e}") }).to_string(),
+            };
+            // A frame over the limit would end the worker with no word of why: say it instead.
+            let reply = if reply.len() > MAX_FRAME {
+                let message = format!("returned a value larger than {} MiB", MAX_FRAME / (1024 * 1024));
+                serde_json::json!({ "kind": "error", "message": message }).to_string()
+            } else {
+                reply
             };
             if py.detach(|| write_frame(&mut output, reply.as_bytes())).is_err() {
                 return ExitCode::from(70);

@@ -29,6 +29,7 @@ use self::bindings::certhost::connector::types as wit;
 use self::bindings::{CaConnector, CaConnectorPre};
 use self::http::{AllowedHost, HttpPolicy};
 use self::runtime::{MemoryLimiter, Runtime, State};
+use super::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
@@ -186,7 +187,7 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            sensitive: args.sensitive_values().map(|v| zeroize::Zeroizing::new(v.to_owned())).collect(),
+            redactor: Redactor::new(args.sensitive_values()),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);

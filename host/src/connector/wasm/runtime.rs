@@ -16,6 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::certhost::connector as connector_wit;
 use super::host_impl::Cache;
 use super::http::HttpPolicy;
+use crate::connector::redact::Redactor;
 
 /// How often the epoch ticks: the granularity of call deadlines, and how often a guest that
 /// computes without calling the host yields its thread back to the async executor.
@@ -47,18 +48,14 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
-    /// Copies of the call's sensitive values, for redaction; wiped when the call ends.
-    pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
+    /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
+    pub(super) redactor: Redactor,
 }
 
 impl State {
-    /// Replaces this call's sensitive values in guest log text.
+    /// Replaces this call's sensitive values (and their encoded forms) in guest log text.
     pub(super) fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for v in self.sensitive.iter().filter(|v| !v.is_empty()) {
-            out = out.replace(v.as_str(), "***");
-        }
-        out
+        self.redactor.redact(text)
     }
 }
 

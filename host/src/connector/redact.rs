@@ -1,0 +1,354 @@
+//! Redaction of what a connector prints, logs, raises or returns, for one call's sensitive
+//! values: the one set of rules behind `Args::redact`, the WASM guest log and the Python
+//! runtime.
+//!
+//! A value is replaced by `***` wherever it occurs whole, and so is each of its
+//! [`encoded_forms`]: a script rarely prints a password as it is, but often inside a URL
+//! (`requests` percent-encodes query parameters), a `repr` of its args or a `json.dumps`.
+//! A multi-line value (a PEM private key passed as a sensitive parameter) is also redacted
+//! line by line, because a Python worker's stderr is streamed to the log a line at a time
+//! and output may be cut: each of its lines of at least [`MIN_FRAGMENT`] characters is
+//! replaced wherever it occurs, and a shorter line (the last base64 line of a PEM) wherever it
+//! makes up a whole line of the text.
+//!
+//! The encoded forms are computed here only: the host hands them to a Python worker with each
+//! call, and `bootstrap.py` (`_Redactor`) applies the same rules to them inside the worker
+//! before it cuts any output to size.
+
+/// Lines of a multi-line value at least this long are redacted wherever they occur.
+pub(super) const MIN_FRAGMENT: usize = 8;
+
+/// The redaction rules for one call's sensitive values. Its copies of the values are wiped
+/// when it is dropped, as `Args` wipes its own.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    /// The values themselves, as given.
+    values: Vec<String>,
+    /// The values and their encoded forms, longest first.
+    whole: Vec<String>,
+    /// Lines of multi-line values with at least `MIN_FRAGMENT` characters, longest first.
+    fragments: Vec<String>,
+    /// Shorter lines of multi-line values: redacted when they are a whole line.
+    short_lines: Vec<String>,
+}
+
+impl Redactor {
+    /// Rules for these values (empty values are ignored).
+    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut me = Self::default();
+        for v in values.into_iter().filter(|v| !v.is_empty()) {
+            push_unique(&mut me.values, v);
+            push_unique(&mut me.whole, v);
+            for form in encoded_forms(v) {
+                push_unique(&mut me.whole, &form);
+            }
+            if v.contains('\n') {
+                for line in v.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if line.chars().count() >= MIN_FRAGMENT {
+                        push_unique(&mut me.fragments, line);
+                    } else {
+                        push_unique(&mut me.short_lines, line);
+                    }
+                }
+            }
+        }
+        me.whole.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        me.fragments.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        me
+    }
+
+    /// True when there is nothing to redact.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.whole.is_empty()
+    }
+
+    /// The values these rules were made from.
+    pub(crate) fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    /// The values and their encoded forms, longest first: what a Python worker redacts.
+    pub(crate) fn patterns(&self) -> &[String] {
+        &self.whole
+    }
+
+    /// `text` with every sensitive value (and each of its encoded forms), and every line of a
+    /// multi-line one, replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        if self.is_empty() {
+            return text.to_owned();
+        }
+        let mut out = text.to_owned();
+        for v in &self.whole {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), "***");
+            }
+        }
+        if self.fragments.is_empty() && self.short_lines.is_empty() {
+            return out;
+        }
+        for f in &self.fragments {
+            if out.contains(f.as_str()) {
+                out = out.replace(f.as_str(), "***");
+            }
+        }
+        if self.short_lines.is_empty() {
+            return out;
+        }
+        out.split('\n')
+            .map(
+                |line| {
+                    if self.short_lines.iter().any(|s| s == line.trim()) { "***".to_owned() } else { line.to_owned() }
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Redactor {
+    fn drop(&mut self) {
+        for list in [&mut self.values, &mut self.whole, &mut self.fragments, &mut self.short_lines] {
+            list.iter_mut().for_each(zeroize::Zeroize::zeroize);
+        }
+    }
+}
+
+/// Never prints a value: only how many rules there are.
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").field("values", &self.values.len()).finish_non_exhaustive()
+    }
+}
+
+/// The forms in which a script commonly writes `value` without meaning to: inside a Python
+/// `repr` (of the value or of the args dict holding it), JSON-escaped (`json.dumps` with and
+/// without `ensure_ascii`), and percent-encoded as `urllib.parse.quote` (default `/` kept, and
+/// `safe=""`) and `quote_plus` / `urlencode` (what `requests` does to query parameters and
+/// form bodies) write it, with upper- and lower-case hex digits. Forms equal to the value
+/// itself are left out.
+pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![python_repr_body(value), json_escaped(value, false), json_escaped(value, true)];
+    for (safe, plus) in [(&b"/"[..], false), (&b""[..], false), (&b""[..], true)] {
+        for lower in [false, true] {
+            forms.push(percent_encoded(value, safe, plus, lower));
+        }
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(forms.len());
+    for form in forms {
+        if form != value && !unique.contains(&form) {
+            unique.push(form);
+        }
+    }
+    unique
+}
+
+/// What CPython's `repr(value)` writes between its quotes: it quotes with `"` when the value
+/// holds `'` and no `"`, else with `'` (escaped inside); escapes `\`, `\t`, `\n`, `\r`, other
+/// control characters as `\xNN`, and other characters it does not print as `\xNN`, `\uNNNN`
+/// or `\UNNNNNNNN`.
+fn python_repr_body(value: &str) -> String {
+    let quote = if value.contains('\'') && !value.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if python_printable(c) => out.push(c),
+            c if u32::from(c) <= 0xff => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if u32::from(c) <= 0xffff => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
+        }
+    }
+    out
+}
+
+/// Python's `str.isprintable` for one character, for the characters passwords and keys are
+/// made of: not a control, a separator other than the space, or a common format character.
+/// (Python also escapes unassigned code points; those are not told apart here.)
+fn python_printable(c: char) -> bool {
+    let n = u32::from(c);
+    if c == ' ' {
+        return true;
+    }
+    let format = matches!(n, 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f
+        | 0x202a..=0x202e | 0x2060..=0x2064 | 0x2066..=0x206f | 0xfeff | 0xfff9..=0xfffb);
+    let private = matches!(n, 0xe000..=0xf8ff | 0xf0000..=0x10ffff);
+    !(c.is_control() || c.is_whitespace() || format || private)
+}
+
+/// `value` as a JSON string's body: `"`, `\` and control characters escaped (short forms where
+/// JSON has them, else `\u00NN`, lower-case hex as Python and serde_json write them); with
+/// `ascii`, every non-ASCII character (and DEL) as `\uNNNN`, in surrogate pairs above U+FFFF.
+fn json_escaped(value: &str, ascii: bool) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 || (ascii && !(' '..='~').contains(&c)) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `value` percent-encoded as UTF-8, as `urllib.parse.quote(value, safe)` writes it (letters,
+/// digits and `_.-~` kept), or `quote_plus` with `plus` (a space becomes `+`).
+fn percent_encoded(value: &str, safe: &[u8], plus: bool, lower: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.contains(&b) {
+            out.push(char::from(b));
+        } else if plus && b == b' ' {
+            out.push('+');
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Redactor {
+    /// [`Redactor::redact`] for text that was cut after its end: the text is redacted, then
+    /// any end of it that could be the start of a sensitive value (or of one of its forms or
+    /// lines) is dropped, so a cut never leaves part of a secret.
+    pub(crate) fn redact_cut(&self, text: &str) -> String {
+        let mut out = self.redact(text);
+        let longest = self
+            .whole
+            .iter()
+            .chain(&self.fragments)
+            .filter_map(|p| (1..p.len()).rev().filter(|k| p.is_char_boundary(*k)).find(|k| out.ends_with(&p[..*k])))
+            .max();
+        if let Some(k) = longest {
+            out.truncate(out.len() - k);
+        }
+        out
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, v: &str) {
+    if !list.iter().any(|x| x == v) {
+        list.push(v.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\nq7Zx9Q\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn single_line_values_are_replaced_longest_first() {
+        let r = Redactor::new(["abc", "abcdef", ""]);
+        assert_eq!(r.redact("x abcdef y abc"), "x *** y ***");
+        assert_eq!(r.values(), ["abc", "abcdef"]);
+        assert_eq!(Redactor::new([]).redact("abc"), "abc");
+    }
+
+    #[test]
+    fn a_cut_text_keeps_no_start_of_a_sensitive_value() {
+        let r = Redactor::new(["s3cret-value", KEY]);
+        assert_eq!(r.redact_cut("token s3cret-value then s3cr"), "token *** then ");
+        assert_eq!(r.redact_cut("key MIGHAgEAMBMGByq"), "key ");
+        // The start of a percent-encoded form too.
+        let r = Redactor::new(["a+b/c=="]);
+        assert_eq!(r.redact_cut("q=a%2Bb%2"), "q=");
+        assert_eq!(r.redact_cut("nothing secret"), "nothing secret");
+    }
+
+    #[test]
+    fn every_line_of_a_multi_line_value_is_replaced_on_its_own() {
+        let r = Redactor::new([KEY]);
+        assert_eq!(r.redact(&format!("key: {KEY}done")), "key: ***done");
+        // The worker's stderr reaches the log a line at a time: no line of the key gets through.
+        for line in KEY.lines() {
+            assert_eq!(r.redact(line), "***", "{line}");
+        }
+        assert_eq!(r.redact("loaded -----END PRIVATE KEY-----"), "loaded ***");
+        assert_eq!(r.redact("a\n  q7Zx9Q \nb"), "a\n***\nb");
+        // A short line is only a secret as a whole line, not inside other text.
+        assert_eq!(r.redact("xq7Zx9Qx"), "xq7Zx9Qx");
+        // A long line of the key is replaced inside other text too.
+        assert_eq!(r.redact("MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg tail"), "*** tail");
+    }
+
+    /// Values with every character class the forms treat differently.
+    const TRICKY: &[&str] = &[
+        "q8Zr+Tk/3vXw==",
+        "s3cr\\et-P\u{e4}ssw\u{f6}rd",
+        "it's",
+        "it's \"both\"",
+        "tab\there\nnew\r\u{7}\u{7f}\u{85}\u{a0}\u{ad}\u{2028}\u{20ac}\u{1d11e} x&y=z;%",
+    ];
+
+    #[test]
+    fn the_encoded_forms_are_those_real_python_writes() {
+        // The interpreter certhost is built against writes each form, so this test does not
+        // check the Rust against itself.
+        let script = r#"
+import json, re, sys, urllib.parse as u
+for v in json.load(sys.stdin):
+    qs = [u.quote(v), u.quote(v, safe=""), u.quote_plus(v)]
+    qs += [re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), q) for q in qs]
+    print(json.dumps([repr(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], json.dumps(v)[1:-1]] + qs))
+"#;
+        let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the pinned python");
+        let input = serde_json::to_vec(TRICKY).expect("json");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
+        let out = child.wait_with_output().expect("python");
+        assert!(out.status.success());
+        let lines: Vec<Vec<String>> = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("forms"))
+            .collect();
+        assert_eq!(lines.len(), TRICKY.len());
+        for (value, python_forms) in TRICKY.iter().zip(lines) {
+            let ours = encoded_forms(value);
+            for form in python_forms.iter().filter(|f| f.as_str() != *value) {
+                assert!(ours.contains(form), "{form:?} (of {value:?}) missing from {ours:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_forms_are_redacted_wherever_they_occur() {
+        let r = Redactor::new(["q8Zr+Tk/3vXw==", "s3cr\\et-P\u{e4}ssw\u{f6}rd"]);
+        let text = "GET /x?apikey=q8Zr%2BTk%2F3vXw%3D%3D&b=q8zr; {'password': 's3cr\\\\et-P\u{e4}ssw\u{f6}rd'} \
+                    {\"password\": \"s3cr\\\\et-P\\u00e4ssw\\u00f6rd\"} q8Zr%2bTk%2f3vXw%3d%3d";
+        assert_eq!(r.redact(text), "GET /x?apikey=***&b=q8zr; {'password': '***'} {\"password\": \"***\"} ***");
+        // Sent to a Python worker: the values and every form, longest first.
+        assert!(r.patterns().windows(2).all(|w| w[0].len() >= w[1].len()));
+        assert_eq!(r.patterns().len(), r.values().iter().map(|v| 1 + encoded_forms(v).len()).sum::<usize>());
+        // Args redact with the same rules.
+        let mut args = super::super::Args::new();
+        args.insert_sensitive("password", "q8Zr+Tk/3vXw==");
+        assert_eq!(args.redact("apikey=q8Zr%2BTk%2F3vXw%3D%3D"), "apikey=***");
+    }
+}
