@@ -415,8 +415,8 @@ impl Pipeline<'_> {
                 }
             };
             let limits = account.def.limits();
-            // The lease outlives the call and its backstop deadline (timeout + 5 s) by a margin.
-            let lease = limits.timeout.as_secs() as i64 + 15;
+            // The lease outlives the call's backstop deadline by a margin.
+            let lease = backstop(limits.timeout).as_secs() as i64 + 10;
             // Durable before the CA hears of it (invariant 5).
             let current = self.begin_attempt(order, &account.name, lease).await?;
             let request = CertificateRequest {
@@ -815,13 +815,20 @@ impl Pipeline<'_> {
 }
 
 /// A backstop deadline around a connector call; the runtimes enforce their own limits, this
-/// guarantees the pipeline never waits forever on one.
+/// guarantees the pipeline never waits forever on one. It must not cut a call its runtime
+/// still allows: a script account's call may wait [`crate::connector::WORKER_WAIT_LIMITS`]
+/// limits for the account's worker, then run for one.
+pub(crate) fn backstop(timeout: Duration) -> Duration {
+    timeout * (crate::connector::WORKER_WAIT_LIMITS + 1) + Duration::from_secs(5)
+}
+
+/// Runs a connector call under [`backstop`], its answer held to the sizes the host stores.
 pub(crate) async fn call_with_deadline<T: Bounded>(
     connector: &dyn Connector,
     timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
-    match tokio::time::timeout(timeout + Duration::from_secs(5), fut).await {
+    match tokio::time::timeout(backstop(timeout), fut).await {
         // Held to the sizes the host stores, whichever runtime answered.
         Ok(r) => r.and_then(|v| v.bounded(&connector.label())).map_err(ConnectorError::bounded),
         Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),

@@ -109,6 +109,12 @@ impl fmt::Debug for Args {
     }
 }
 
+/// How many call limits a call may wait for its account's script worker, which runs one call
+/// at a time, before it is told the account is busy. The limit of a call counts from when it
+/// has the worker, so calls queued behind slow ones are not cut short; the wait is bounded so
+/// a queue does not grow without end.
+pub const WORKER_WAIT_LIMITS: u32 = 3;
+
 /// Longest text the host keeps from a connector's answer, in bytes. A CA order id longer than
 /// this is refused; a rejection reason or an error message is cut here, with a marker. They go
 /// into orders, append-only audit events and API answers: a CA needs far less, and a plugin

@@ -176,7 +176,18 @@ impl PythonConnector {
         request_id: Option<&str>,
     ) -> Result<Reply, ConnectorError> {
         let label = self.err_label();
-        let mut guard = self.worker.lock().await;
+        // The account's one worker runs one call at a time; the others wait their turn
+        // (`WORKER_WAIT_LIMITS`), and the limit of a call starts when it has the worker.
+        let wait = self.limits.timeout * super::WORKER_WAIT_LIMITS;
+        let Ok(mut guard) = tokio::time::timeout(wait, self.worker.lock()).await else {
+            return Err(ConnectorError::Unreachable {
+                connector: label,
+                message: format!(
+                    "the account is busy: its script worker stayed taken by other calls for {}s, so this request was not sent",
+                    wait.as_secs()
+                ),
+            });
+        };
         let mut worker = match guard.take() {
             Some(w) => w,
             None => self.start().await?.0,
