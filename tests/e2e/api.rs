@@ -272,9 +272,9 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
     }
 }
 
-/// A script account runs one call at a time: the others wait their turn, each call's limit
-/// counting from when it has the worker (queued calls were cut short once, and told their
-/// script "timed out"), and a request that waits three limits is told the account is busy.
+/// A script account runs one call at a time: the others wait their turn, up to one limit, and
+/// each call's limit counts from when it has the worker; a request that waited the whole limit
+/// is told the account is busy, never that its script "timed out".
 #[test]
 fn calls_queued_on_a_busy_script_account_wait_their_turn_or_are_told_it_is_busy() {
     let app = App::new();
@@ -282,15 +282,15 @@ fn calls_queued_on_a_busy_script_account_wait_their_turn_or_are_told_it_is_busy(
         &app,
         "slow",
         "slow",
-        "timeout_seconds = 4",
+        "timeout_seconds = 5",
         &[("slow", "accounts = [\"slow\"]\n")],
     );
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "operator");
-    // Each call sleeps 3 s of its 4: the third has the worker after about 6 s and runs to 9,
-    // past the 4 + 5 s the whole call once had; the sixth cannot have it before 15 s, past its
-    // 12 s of waiting.
-    let calls: Vec<_> = (0..6)
+    // Each call sleeps 3 s of its 5. The first runs at once; the second waits about 3 s; the
+    // third and fourth cannot have the worker before 6 s, past their 5 s of waiting (they once
+    // waited, ran, and got their certificate or a false "timed out", as the 10 s backstop fell).
+    let calls: Vec<_> = (0..4)
         .map(|i| {
             let (base, token) = (server.base.clone(), token.clone());
             std::thread::spawn(move || {
@@ -309,5 +309,5 @@ fn calls_queued_on_a_busy_script_account_wait_their_turn_or_are_told_it_is_busy(
     let issued = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
     let busy =
         answers.iter().filter(|(s, b)| *s == StatusCode::BAD_GATEWAY && b.contains("the account is busy")).count();
-    assert!(issued >= 3 && busy >= 1 && issued + busy == 6, "{answers:?}");
+    assert!(issued >= 1 && busy >= 2 && issued + busy == 4, "{answers:?}");
 }

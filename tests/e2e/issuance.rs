@@ -327,8 +327,9 @@ fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend(
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "pending");
     assert_eq!(order["submitted"], false);
-    // The lease (timeout + 15 s) runs out; the next poll round hands it to the operator.
-    std::thread::sleep(std::time::Duration::from_secs(18));
+    // The lease (the call's backstop, 2 × 2 + 5 s, and 10 s) runs out; the next poll round
+    // hands it to the operator.
+    std::thread::sleep(std::time::Duration::from_secs(21));
     conf.run(&app, &["orders", "poll"]).ok();
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "needs_attention", "{order}");

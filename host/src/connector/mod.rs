@@ -111,9 +111,10 @@ impl fmt::Debug for Args {
 
 /// How many call limits a call may wait for its account's script worker, which runs one call
 /// at a time, before it is told the account is busy. The limit of a call counts from when it
-/// has the worker, so calls queued behind slow ones are not cut short; the wait is bounded so
-/// a queue does not grow without end.
-pub const WORKER_WAIT_LIMITS: u32 = 3;
+/// has the worker, so a call queued behind a slow one is not cut short. Each limit waited adds
+/// one to the backstop and to the lease of an order's attempt (`issue::backstop`), which is
+/// how long a crashed process's call keeps its order from the operator.
+pub const WORKER_WAIT_LIMITS: u32 = 1;
 
 /// Longest text the host keeps from a connector's answer, in bytes. A CA order id longer than
 /// this is refused; a rejection reason or an error message is cut here, with a marker. They go
