@@ -161,9 +161,9 @@ fn python_repr_body(value: &str) -> String {
                 out.push(c);
             }
             c if python_printable(c) => out.push(c),
-            c if u32::from(c) <= 0xff => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c if u32::from(c) <= 0xffff => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
+            c if u32::from(c) <= 0xff => push_fmt(&mut out, format_args!("\\x{:02x}", u32::from(c))),
+            c if u32::from(c) <= 0xffff => push_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c))),
+            c => push_fmt(&mut out, format_args!("\\U{:08x}", u32::from(c))),
         }
     }
     out
@@ -200,7 +200,7 @@ fn json_escaped(value: &str, ascii: bool) -> String {
             c if u32::from(c) < 0x20 || (ascii && !(' '..='~').contains(&c)) => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
+                    push_fmt(&mut out, format_args!("\\u{unit:04x}"));
                 }
             }
             c => out.push(c),
@@ -219,9 +219,9 @@ fn percent_encoded(value: &str, safe: &[u8], plus: bool, lower: bool) -> String 
         } else if plus && b == b' ' {
             out.push('+');
         } else if lower {
-            out.push_str(&format!("%{b:02x}"));
+            push_fmt(&mut out, format_args!("%{b:02x}"));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            push_fmt(&mut out, format_args!("%{b:02X}"));
         }
     }
     out
@@ -244,6 +244,12 @@ impl Redactor {
         }
         out
     }
+}
+
+/// Appends formatted text without a `String` of its own (an escape per byte adds up).
+fn push_fmt(out: &mut String, args: std::fmt::Arguments<'_>) {
+    // Writing into a `String` cannot fail.
+    let _ = std::fmt::Write::write_fmt(out, args);
 }
 
 fn push_unique(list: &mut Vec<String>, v: &str) {

@@ -29,7 +29,6 @@ use self::bindings::certhost::connector::types as wit;
 use self::bindings::{CaConnector, CaConnectorPre};
 use self::http::{AllowedHost, HttpPolicy};
 use self::runtime::{MemoryLimiter, Runtime, State};
-use super::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
@@ -187,7 +186,8 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            redactor: Redactor::new(args.sensitive_values()),
+            sensitive: args.sensitive_values().map(|v| zeroize::Zeroizing::new(v.to_owned())).collect(),
+            redactor: std::sync::OnceLock::new(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);

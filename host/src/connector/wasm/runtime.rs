@@ -49,13 +49,16 @@ pub struct State {
     pub(super) cache: Cache,
     pub(super) label: String,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
-    pub(super) redactor: Redactor,
+    pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
+    /// Their redaction rules, made when the guest first logs: computing every encoded form of
+    /// a CA key costs more than a quiet local-ca call spends on its whole log.
+    pub(super) redactor: std::sync::OnceLock<Redactor>,
 }
 
 impl State {
     /// Replaces this call's sensitive values (and their encoded forms) in guest log text.
     pub(super) fn redact(&self, text: &str) -> String {
-        self.redactor.redact(text)
+        self.redactor.get_or_init(|| Redactor::new(self.sensitive.iter().map(|v| v.as_str()))).redact(text)
     }
 }
 
