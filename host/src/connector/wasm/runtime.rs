@@ -50,15 +50,19 @@ pub struct State {
     pub(super) label: String,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
     pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
-    /// Their redaction rules, made when the guest first logs: computing every encoded form of
-    /// a CA key costs more than a quiet local-ca call spends on its whole log.
+    /// Their redaction rules, made when a guest log line might hold one of them: computing
+    /// every encoded form of a CA key costs more than local-ca's whole call log.
     pub(super) redactor: std::sync::OnceLock<Redactor>,
 }
 
 impl State {
     /// Replaces this call's sensitive values (and their encoded forms) in guest log text.
     pub(super) fn redact(&self, text: &str) -> String {
-        self.redactor.get_or_init(|| Redactor::new(self.sensitive.iter().map(|v| v.as_str()))).redact(text)
+        let values = || self.sensitive.iter().map(|v| v.as_str());
+        if !crate::connector::redact::might_hold_any(values(), text) {
+            return text.to_owned();
+        }
+        self.redactor.get_or_init(|| Redactor::new(values())).redact(text)
     }
 }
 
