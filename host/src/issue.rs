@@ -176,6 +176,15 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
+/// An operator's decision that sends an order to its CA ([`Pipeline::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A held order (`approval_required`) may go.
+    Approve,
+    /// An interrupted order is sent again, with its request id.
+    Resubmit,
+}
+
 /// A request's dynamic parameters, checked: name → (value, sensitive).
 pub(crate) type DynamicParams = BTreeMap<String, (String, bool)>;
 
@@ -293,32 +302,28 @@ impl Pipeline<'_> {
         self.submit_with(Submission::New(new), &profile, &dynamic, None).await
     }
 
-    /// Approves a held order and submits it. The parameters are checked before the decision is
-    /// recorded, so a mistyped one is refused and the order stays held for another try.
-    pub async fn approve(
+    /// Records an operator's decision on an order — approving a held one, resending an
+    /// interrupted one — and submits it. The parameters are checked before the decision is
+    /// recorded, so a mistyped one is refused and the order stays as it was for another try.
+    pub async fn decide(
         &mut self,
         order_id: i64,
+        decision: Decision,
         params: &BTreeMap<String, String>,
     ) -> Result<IssueOutcome, IssueError> {
         let order = self.load_order(order_id)?;
-        if order.state == OrderState::AwaitingApproval {
+        let awaits = match decision {
+            Decision::Approve => OrderState::AwaitingApproval,
+            Decision::Resubmit => OrderState::NeedsAttention,
+        };
+        // In any other state the decision itself is refused below, with the reason.
+        if order.state == awaits {
             self.resupplied(&order, params)?;
         }
-        self.inventory.approve_order(order_id, self.actor)?;
-        self.submit(order_id, params).await
-    }
-
-    /// Resends an interrupted order, with its parameters checked first as in [`Self::approve`].
-    pub async fn resubmit(
-        &mut self,
-        order_id: i64,
-        params: &BTreeMap<String, String>,
-    ) -> Result<IssueOutcome, IssueError> {
-        let order = self.load_order(order_id)?;
-        if order.state == OrderState::NeedsAttention {
-            self.resupplied(&order, params)?;
+        match decision {
+            Decision::Approve => self.inventory.approve_order(order_id, self.actor)?,
+            Decision::Resubmit => self.inventory.resubmit_order(order_id, self.actor)?,
         }
-        self.inventory.resubmit_order(order_id, self.actor)?;
         self.submit(order_id, params).await
     }
 

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, OPERATE, READ};
 use super::{ApiError, AppState, Problem};
 use crate::inventory::{Order, OrderState};
-use crate::issue::{IssueOutcome, Pipeline};
+use crate::issue::{Decision, IssueOutcome, Pipeline};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -139,7 +139,7 @@ async fn approve(
     let params = super::json::optional::<ApproveBody>(&body)?.params;
     let mut inv = state.inventory.get_for_call().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok(Json(step(&p.approve(id, &params).await?)))
+    Ok(Json(step(&p.decide(id, Decision::Approve, &params).await?)))
 }
 
 /// Body of decline.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use certhost::inventory::{Inventory, OrderState};
-use certhost::issue::Pipeline;
+use certhost::issue::{Decision, Pipeline};
 
 use super::output;
 
@@ -164,12 +164,6 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
     }
 }
 
-/// Which operator decision sends an order to its CA.
-enum Decision {
-    Approve,
-    Resubmit,
-}
-
 /// Records the decision, sends the order to its CA and reports the outcome. The arguments
 /// are parsed and checked first, so a mistyped one changes nothing.
 fn submit(
@@ -184,10 +178,7 @@ fn submit(
     let params = super::kv_pairs(params)?;
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: registry, env: &super::env_lookup, actor: &env.actor };
-        let outcome = match decision {
-            Decision::Approve => p.approve(id, &params).await?,
-            Decision::Resubmit => p.resubmit(id, &params).await?,
-        };
+        let outcome = p.decide(id, decision, &params).await?;
         super::issue::report(p.inventory, &outcome, None, json)
     })
 }

@@ -579,15 +579,7 @@ impl Inventory {
         message: &str,
         update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
     ) -> Result<(), InventoryError> {
-        let now = self.now();
-        let tx = super::write_tx(&mut self.conn)?;
-        if update(&tx, now)? == 0 {
-            return Err(InventoryError::NotFound(format!("order {id}")));
-        }
-        audit::record(&tx, now, &event(actor, action, id, outcome, detail))?;
-        super::renewals::closed_renewal_failed_in(&tx, now, id, message, actor)?;
-        tx.commit()?;
-        Ok(())
+        self.change_state(id, actor, action, outcome, detail, Some(message), update)
     }
 
     fn transition(
@@ -599,12 +591,31 @@ impl Inventory {
         detail: serde_json::Value,
         update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
     ) -> Result<(), InventoryError> {
+        self.change_state(id, actor, action, outcome, detail, None, update)
+    }
+
+    /// One state change of order `id` in its own transaction: the update, its audit event
+    /// and, when it closes the order with a message, what that means for a renewal.
+    #[allow(clippy::too_many_arguments)]
+    fn change_state(
+        &mut self,
+        id: i64,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+        closing: Option<&str>,
+        update: impl FnOnce(&rusqlite::Connection, i64) -> rusqlite::Result<usize>,
+    ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         if update(&tx, now)? == 0 {
             return Err(InventoryError::NotFound(format!("order {id}")));
         }
         audit::record(&tx, now, &event(actor, action, id, outcome, detail))?;
+        if let Some(message) = closing {
+            super::renewals::closed_renewal_failed_in(&tx, now, id, message, actor)?;
+        }
         tx.commit()?;
         Ok(())
     }
