@@ -1,95 +1,93 @@
-//! The rules every JSON request body meets before a handler reads it, and the errors that say
-//! what was wrong with one: a duplicate key is refused rather than silently won by its last
-//! occurrence, a body of the wrong shape is named by the path of the field, and no message
-//! ever quotes a value (a value can be a secret).
+//! The rules every JSON request body meets, in one pass, and the errors that say what was
+//! wrong with one: a repeated key is refused rather than silently won by its last occurrence,
+//! a body of the wrong shape is named by the path of the field, and no message ever quotes a
+//! value (a value can be a secret). Every handler reads its JSON body through [`Body`],
+//! [`optional`] or [`parse`].
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use std::cell::Cell;
 
+use axum::extract::Request;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
-use super::{ApiError, BODY_LIMIT};
+use super::ApiError;
 
-/// Refuses a JSON body in which an object repeats a key (`{"params": {"pin": "1", "pin":
-/// "2"}}`): serde keeps the last one, so the caller's intent is a guess. Bodies that are not
-/// JSON pass through to the handler, which answers them in its own words.
-pub(crate) async fn refuse_duplicate_keys(request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return ApiError::TooLarge.into_response(),
-    };
-    let starts_json = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
-    if starts_json && let Some(key) = duplicate_key(&bytes) {
-        return ApiError::Unprocessable(format!("the request body repeats the key {key:?} in one object"))
-            .into_response();
+/// A JSON document as a `Value`, refusing one in which an object repeats a key (`{"params":
+/// {"pin": "1", "pin": "2"}}`): serde would keep the last, so the caller's intent is a guess.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
+    let repeated = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Unique(&repeated).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match (parsed, repeated.into_inner()) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), Some(key)) => {
+            Err(ApiError::Unprocessable(format!("the request body repeats the key {key:?} in one object")))
+        }
+        (Err(_), None) => Err(ApiError::BadRequest("the request body is not valid JSON".into())),
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
-/// The first key an object of `json` repeats; `None` for JSON without one, or not JSON.
-fn duplicate_key(json: &[u8]) -> Option<String> {
-    let found = Cell::new(None);
-    let _ = Walk(&found).deserialize(&mut serde_json::Deserializer::from_slice(json));
-    found.into_inner()
-}
-
-/// Walks a JSON document, remembering each object's keys; the first repeated one lands in
-/// the cell and ends the walk.
+/// Builds a `Value` as serde_json does, remembering each object's keys; the first repeated
+/// one lands in the cell and ends the parse.
 #[derive(Clone, Copy)]
-struct Walk<'a>(&'a Cell<Option<String>>);
+struct Unique<'a>(&'a Cell<Option<String>>);
 
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for Unique<'_> {
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Unique<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value_seed(self)?;
-            if let Some(again) = seen.replace(key) {
-                self.0.set(Some(again));
+            let value = map.next_value_seed(self)?;
+            if out.contains_key(&key) {
+                self.0.set(Some(key));
                 return Err(de::Error::custom("a repeated key"));
             }
+            out.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(out))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -123,9 +121,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 ApiError::BadRequest("the request body could not be read".into())
             }
         })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
-        from_value(value).map(Body).map_err(ApiError::Unprocessable)
+        from_value(parse(&bytes)?).map(Body).map_err(ApiError::Unprocessable)
     }
 }
 
@@ -164,9 +160,7 @@ pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) ->
     if text.trim().is_empty() || text.trim() == "null" {
         return Ok(T::default());
     }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
-    from_value(value).map_err(ApiError::Unprocessable)
+    from_value(parse(text.as_bytes())?).map_err(ApiError::Unprocessable)
 }
 
 #[cfg(test)]
@@ -175,12 +169,14 @@ mod tests {
 
     #[test]
     fn a_repeated_key_is_found_at_any_depth_and_named() {
-        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
-        assert_eq!(duplicate_key(br#"{"p": [{"x": {"pin": "1", "pin": "2"}}]}"#).as_deref(), Some("pin"));
-        assert_eq!(duplicate_key(br#"{"a": {"b": 1}, "b": {"a": 1}}"#), None);
-        assert_eq!(duplicate_key(br#"{"a\u0062": 1, "ab": 2}"#).as_deref(), Some("ab"), "escapes decoded");
-        assert_eq!(duplicate_key(b"{not json"), None);
-        assert_eq!(duplicate_key(b"[1, 2, {}]"), None);
+        let detail = |json: &[u8]| parse(json).map_err(|e| e.to_string());
+        assert_eq!(detail(br#"{"a": 1, "a": 2}"#), Err("the request body repeats the key \"a\" in one object".into()));
+        assert!(detail(br#"{"p": [{"x": {"pin": "1", "pin": "2"}}]}"#).expect_err("nested").contains("\"pin\""));
+        assert!(detail(br#"{"a\u0062": 1, "ab": 2}"#).expect_err("escapes decoded").contains("\"ab\""));
+        let same = br#"{"a": {"b": [1, -2, 3.5, true, null, "x"]}, "b": {"a": 1}}"#;
+        assert_eq!(detail(same), Ok(serde_json::from_slice::<Value>(same).expect("json")), "as serde_json reads it");
+        assert_eq!(detail(b"{not json"), Err("the request body is not valid JSON".into()));
+        assert_eq!(detail(b"{} trailing"), Err("the request body is not valid JSON".into()));
     }
 
     #[test]
