@@ -43,23 +43,7 @@ params.api_key = {{ sensitive = true, required = true }}
     let config = conf.join("certhost.toml").display().to_string();
 
     let mut transcript = String::new();
-    let mut run = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new(certhost_bin());
-        cmd.args(["--config", &config, "-vv"])
-            .args(args)
-            .env("CERTHOST_DATA_DIR", app.data_dir())
-            .env("CERTHOST_MASTER_KEY", &app.master_key);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn");
-        if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("wait");
-        transcript.push_str(&String::from_utf8_lossy(&out.stdout));
-        transcript.push_str(&String::from_utf8_lossy(&out.stderr));
-        out.status.code()
-    };
+    let mut run = |args: &[&str], stdin: Option<&str>| run_into(&mut transcript, &app, &config, args, stdin);
     assert_eq!(run(&["secret", "set", "good", "api_token"], Some(ACCOUNT_SECRET)), Some(0));
     assert_eq!(run(&["secret", "set", "leaky", "api_key"], Some(ACCOUNT_SECRET)), Some(0));
     let pin = format!("ticket_pin={DYNAMIC_SECRET}");
@@ -319,25 +303,7 @@ fn no_encoded_form_of_a_sensitive_value_appears_in_any_output_log_or_database_by
     .expect("profile");
     let config = conf.join("certhost.toml").display().to_string();
     let mut transcript = String::new();
-    let mut run = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new(certhost_bin());
-        cmd.args(["--config", &config, "-vv"])
-            .args(args)
-            .env("CERTHOST_DATA_DIR", app.data_dir())
-            .env("CERTHOST_MASTER_KEY", &app.master_key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn");
-        if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("wait");
-        transcript.push_str(&String::from_utf8_lossy(&out.stdout));
-        transcript.push_str(&String::from_utf8_lossy(&out.stderr));
-        out.status.code()
-    };
+    let mut run = |args: &[&str], stdin: Option<&str>| run_into(&mut transcript, &app, &config, args, stdin);
     assert_eq!(run(&["secret", "set", "encoded", "password"], Some(ENCODED_SECRET)), Some(0));
     for how in ["requests", "repr", "json"] {
         let how = format!("how={how}");
@@ -385,4 +351,26 @@ print(json.dumps([v, repr(v)[1:-1], json.dumps(v)[1:-1], json.dumps(v, ensure_as
             assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "{form} found in {}", path.display());
         }
     }
+}
+
+/// Runs `certhost --config CONFIG -vv ARGS` with `stdin`, appending its stdout and stderr to
+/// `transcript` (where the hunt looks for secrets); returns the exit code.
+fn run_into(transcript: &mut String, app: &App, config: &str, args: &[&str], stdin: Option<&str>) -> Option<i32> {
+    let mut cmd = Command::new(certhost_bin());
+    cmd.args(["--config", config, "-vv"])
+        .args(args)
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+    transcript.push_str(&String::from_utf8_lossy(&out.stderr));
+    out.status.code()
 }
