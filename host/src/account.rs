@@ -90,17 +90,6 @@ pub enum AccountError {
         /// Path given.
         path: String,
     },
-    /// A literal value for a parameter the connector's own description calls sensitive: it
-    /// would be stored and shown like any plain setting.
-    #[error(
-        "parameter {param} of account {account} is sensitive (its connector declares it so) and must not have a literal value; use {{ env = \"VAR\" }}, {{ file = \"PATH\" }} or `certhost secret set`"
-    )]
-    DeclaredSensitive {
-        /// Account.
-        account: String,
-        /// Parameter.
-        param: String,
-    },
     /// The connector does not load.
     #[error(transparent)]
     Connector(#[from] crate::connector::ConnectorError),
@@ -122,6 +111,21 @@ pub fn check_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
+/// Checks `owner`'s `params` against what `connector` declares sensitive. A connector that
+/// cannot describe itself declares nothing.
+pub async fn check_declared(
+    owner: &str,
+    params: &crate::param::ParamMap,
+    connector: &dyn crate::connector::Connector,
+) -> Result<(), ParamError> {
+    let Ok(description) = connector.describe().await else { return Ok(()) };
+    crate::param::check_declared_sensitive(
+        owner,
+        params,
+        description.parameters.iter().filter(|p| p.sensitive).map(|p| p.name.as_str()),
+    )
+}
+
 impl AccountDef {
     /// An active account on `connector` with no parameters and default limits.
     pub fn new(connector: PathBuf) -> Self {
@@ -140,30 +144,35 @@ impl AccountDef {
 
     /// What creating or editing account `name` checks of its connector: an active account's
     /// connector loads (a script that does not import is refused now, with Python's error and
-    /// line, not at the first issuance), and no parameter the connector declares sensitive has
-    /// a literal value here — the host would store and show it like any plain setting.
+    /// line, not at the first issuance), and no parameter the connector declares sensitive is
+    /// defined here as a plain one ([`crate::param::check_declared_sensitive`]).
     pub async fn check_connector(
         &self,
         name: &str,
         source: &dyn crate::connector::ConnectorSource,
     ) -> Result<(), AccountError> {
-        let connector = match source.connector(name, self).await {
-            Ok(c) => c,
-            Err(e) if self.status == AccountStatus::Active => return Err(e.into()),
+        match source.connector(name, self).await {
+            Ok(connector) => Ok(check_declared(&format!("account {name}"), &self.params, &*connector).await?),
+            Err(e) if self.status == AccountStatus::Active => Err(e.into()),
             // An inactive account is never called; what loads is still checked.
-            Err(_) => return Ok(()),
-        };
-        // A connector that cannot describe itself declares nothing.
-        let Ok(description) = connector.describe().await else { return Ok(()) };
-        for spec in description.parameters.iter().filter(|p| p.sensitive) {
-            if let Some(def) = self.params.get(&spec.name)
-                && !def.sensitive
-                && matches!(def.value, Some(crate::param::ValueSource::Literal(_)))
-            {
-                return Err(AccountError::DeclaredSensitive { account: name.to_owned(), param: spec.name.clone() });
-            }
+            Err(_) => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The check of [`Self::check_connector`] that concerns secrets alone, for definitions
+    /// read from files: a connector that does not load is reported by `account test` and the
+    /// first issuance, as before — a missing plugin must not stop every command — and a
+    /// definition with no plain value loads nothing.
+    pub async fn check_declared_sensitive(
+        &self,
+        name: &str,
+        source: &dyn crate::connector::ConnectorSource,
+    ) -> Result<(), AccountError> {
+        if !crate::param::has_plain_values(&self.params) {
+            return Ok(());
+        }
+        let Ok(connector) = source.connector(name, self).await else { return Ok(()) };
+        Ok(check_declared(&format!("account {name}"), &self.params, &*connector).await?)
     }
 
     /// Checks the definition of account `name`.

@@ -191,12 +191,49 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
 }
 
 /// Reads the configuration and syncs it into the inventory (audited per change).
-pub fn load(inv: &mut Inventory, config_path: &Path, actor: &str) -> Result<LoadReport, ConfigError> {
+///
+/// Definitions that changed since the last load (every one when `every`, as `serve` does at
+/// start-up) are first checked against their connectors from `source`: a plain value for a
+/// parameter the connector declares sensitive is refused ([`AccountDef::check_declared_sensitive`],
+/// [`ProfileDef::check_connectors`]), as it is for accounts and profiles made with the CLI or
+/// the API. Unchanged definitions were checked when they were loaded, so a command that
+/// changes nothing loads no connector.
+pub async fn load(
+    inv: &mut Inventory,
+    config_path: &Path,
+    actor: &str,
+    source: &dyn crate::connector::ConnectorSource,
+    every: bool,
+) -> Result<LoadReport, ConfigError> {
     let (accounts, profiles) = read(config_path)?;
-    let mut known: BTreeMap<String, AccountDef> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+    let stored: BTreeMap<String, AccountDef> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+    let stored_profiles: BTreeMap<String, ProfileDef> =
+        inv.profiles()?.into_iter().map(|(name, def, _)| (name, def)).collect();
+    let mut known = stored.clone();
     known.extend(accounts.clone());
     for (name, (file, def)) in &profiles {
         check_links(name, def, &known).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
+    }
+    // Status is operator state, not part of what the file says: compare without it.
+    let changed = |name: &str, def: &AccountDef| {
+        every || stored.get(name).is_none_or(|old| AccountDef { status: old.status, ..def.clone() } != *old)
+    };
+    let mut changed_accounts = Vec::new();
+    for (name, def) in &accounts {
+        if changed(name, def) {
+            def.check_declared_sensitive(name, source)
+                .await
+                .map_err(|error| ConfigError::Account { path: config_path.to_owned(), error })?;
+            changed_accounts.push(name.as_str());
+        }
+    }
+    for (name, (file, def)) in &profiles {
+        let relinked = def.accounts.iter().any(|a| changed_accounts.contains(&a.as_str()));
+        if every || relinked || stored_profiles.get(name) != Some(def) {
+            def.check_connectors(name, &known, source)
+                .await
+                .map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
+        }
     }
     let mut report = LoadReport::default();
     for (name, def) in &accounts {

@@ -93,6 +93,18 @@ pub enum ParamError {
         /// `account X` / `profile Y`.
         owner: String,
     },
+    /// A parameter the connector's own description calls sensitive, defined here as a plain
+    /// one: its literal value, or each request's value, would be stored and shown like any
+    /// plain setting.
+    #[error(
+        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic"
+    )]
+    DeclaredSensitive {
+        /// Parameter.
+        name: String,
+        /// `account X` / `profile Y`.
+        owner: String,
+    },
     /// A dynamic parameter with a value.
     #[error("dynamic parameter {name} of {owner} must not have a value: each request supplies it")]
     DynamicWithValue {
@@ -180,6 +192,12 @@ pub enum ParamError {
 }
 
 impl ParamDef {
+    /// A plain (not sensitive) parameter whose value is in the open: a literal, or each
+    /// request's value when dynamic.
+    fn is_plain_value(&self) -> bool {
+        !self.sensitive && (self.dynamic || matches!(self.value, Some(ValueSource::Literal(_))))
+    }
+
     /// Checks a definition for rules that do not depend on a request.
     pub fn check(&self, name: &str, owner: &str) -> Result<(), ParamError> {
         if self.sensitive && matches!(self.value, Some(ValueSource::Literal(_))) {
@@ -381,6 +399,29 @@ fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
 
 /// Parameters keyed by name, as accounts and profiles hold them.
 pub type ParamMap = BTreeMap<String, ParamDef>;
+
+/// Whether any parameter of `params` holds a value in the open: a plain literal, or a plain
+/// dynamic one (recorded with its order). Only those can break [`check_declared_sensitive`],
+/// so a definition without one needs no connector loaded to check it.
+pub fn has_plain_values(params: &ParamMap) -> bool {
+    params.values().any(ParamDef::is_plain_value)
+}
+
+/// Refuses, among `owner`'s `params`, a plain value for a parameter whose connector declares
+/// it sensitive (`declared`): the host would store it unsealed and show it to every role.
+/// Plain `{ env }` and `{ file }` references are fine: only the reference is stored.
+pub fn check_declared_sensitive<'a>(
+    owner: &str,
+    params: &ParamMap,
+    declared: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ParamError> {
+    for name in declared {
+        if params.get(name).is_some_and(ParamDef::is_plain_value) {
+            return Err(ParamError::DeclaredSensitive { name: name.to_owned(), owner: owner.to_owned() });
+        }
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -318,6 +318,28 @@ pub enum PolicyError {
 }
 
 impl ProfileDef {
+    /// Checks profile `name`'s parameters against the connector of each account it names
+    /// (definitions in `accounts`): none that a connector declares sensitive is defined here
+    /// as a plain one ([`crate::param::check_declared_sensitive`]). Accounts that are missing
+    /// or whose connector does not load are left to [`crate::config::check_links`] and the
+    /// first issuance.
+    pub async fn check_connectors(
+        &self,
+        name: &str,
+        accounts: &std::collections::BTreeMap<String, crate::account::AccountDef>,
+        source: &dyn crate::connector::ConnectorSource,
+    ) -> Result<(), PolicyError> {
+        if !crate::param::has_plain_values(&self.params) {
+            return Ok(());
+        }
+        for account in &self.accounts {
+            let Some(def) = accounts.get(account) else { continue };
+            let Ok(connector) = source.connector(account, def).await else { continue };
+            crate::account::check_declared(&format!("profile {name}"), &self.params, &*connector).await?;
+        }
+        Ok(())
+    }
+
     /// Checks the definition of profile `name` on its own (accounts checked by the caller).
     pub fn check(&self, name: &str) -> Result<(), PolicyError> {
         if !check_name(name) {

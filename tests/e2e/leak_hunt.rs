@@ -374,3 +374,110 @@ fn run_into(transcript: &mut String, app: &App, config: &str, args: &[&str], std
     transcript.push_str(&String::from_utf8_lossy(&out.stderr));
     out.status.code()
 }
+
+/// Regression: an account in `certhost.toml` could give a literal for a parameter its connector
+/// declares sensitive (local-ca's `ca_private_key`); the CLI and the API refused that, the file
+/// did not, so the value was stored unsealed and shown to every role by `account show` and
+/// `GET /v1/accounts`. A profile's plain value (or plain dynamic parameter, recorded with each
+/// order) for such a parameter was accepted everywhere. Now each is refused wherever it comes
+/// from: a command's load, serve's start-up and reload, `profile create`, the API. And such a
+/// parameter given by `{ file }` reference, which is fine, was not redacted from the script's
+/// output and errors; it is now, as if it were defined sensitive.
+#[test]
+fn a_plain_value_for_what_a_connector_declares_sensitive_is_refused_from_files_and_profiles() {
+    let app = App::new();
+    let (config, ca) = crate::helpers::local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir").to_path_buf();
+    let good = std::fs::read_to_string(&config).expect("config");
+    let local_ca = crate::wasm::component("local-ca").display().to_string();
+    // `bare` leaves ca_private_key to the profiles that use it.
+    let bare = format!(
+        "\n[accounts.bare]\nconnector = \"{local_ca}\"\nparams.ca_certificate = {{ file = \"{}/ca.pem\" }}\n",
+        ca.display()
+    );
+    let config_arg = config.display().to_string();
+    let mut transcript = String::new();
+    let mut run = |args: &[&str]| run_into(&mut transcript, &app, &config_arg, args, None);
+
+    std::fs::write(&config, format!("{good}{bare}params.ca_private_key = \"{ACCOUNT_SECRET}\"\n")).expect("config");
+    assert_eq!(run(&["account", "list"]), Some(1), "a literal in the file");
+    std::fs::write(&config, format!("{good}{bare}")).expect("config");
+    let plain_profile = conf.join("profiles/plain.toml");
+    std::fs::write(&plain_profile, format!("accounts = [\"bare\"]\n[params]\nca_private_key = \"{ACCOUNT_SECRET}\"\n"))
+        .expect("profile");
+    assert_eq!(run(&["account", "list"]), Some(1), "a literal in a profile file");
+    std::fs::write(&plain_profile, "accounts = [\"bare\"]\n[params]\nca_private_key = { dynamic = true }\n")
+        .expect("profile");
+    assert_eq!(run(&["account", "list"]), Some(1), "a plain dynamic parameter in a profile file");
+    std::fs::remove_file(&plain_profile).expect("rm");
+    assert_eq!(run(&["account", "list"]), Some(0), "the lab itself loads");
+    // Given by reference, a declared-sensitive value is fine in a definition and redacted like a
+    // sensitive one from what the script prints and raises.
+    let password = app.path("password.txt");
+    std::fs::write(&password, format!("{ACCOUNT_SECRET}\n")).expect("password file");
+    let leaky = crate::python::fixture("hostile/leaks_encoded_secret.py");
+    std::fs::write(
+        &config,
+        format!(
+            "{good}{bare}\n[accounts.byref]\nconnector = \"{}\"\nparams.password = {{ file = \"{}\" }}\nparams.how = \"repr\"\n",
+            leaky.display(),
+            password.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/byref.toml"), "accounts = [\"byref\"]\n").expect("profile");
+    assert_eq!(run(&["issue", "--profile", "byref", "--cn", "www.example.com"]), Some(1), "the script raises");
+    std::fs::write(&config, format!("{good}{bare}")).expect("config");
+    std::fs::remove_file(conf.join("profiles/byref.toml")).expect("rm");
+
+    let cli_profile = app.path("cli-profile.toml");
+    std::fs::write(&cli_profile, format!("accounts = [\"bare\"]\n[params]\nca_private_key = \"{ACCOUNT_SECRET}\"\n"))
+        .expect("profile");
+    let cli_profile = cli_profile.display().to_string();
+    assert_eq!(run(&["profile", "create", "plain", "--file", &cli_profile]), Some(1), "profile create");
+    assert!(transcript.contains("'password': '***'"), "the script's error, redacted: {transcript}");
+    assert!(
+        transcript.matches("parameter ca_private_key of ").count() >= 4
+            && transcript.contains("of account bare is sensitive (its connector declares it so)")
+            && transcript.contains("of profile plain is sensitive (its connector declares it so)"),
+        "each refusal names the parameter and its owner: {transcript}"
+    );
+
+    // serve: the same mistake arriving by a reload is refused, the previous configuration stays.
+    let server = Server::start(app, Some(&config));
+    let token = server.token("hunter", "admin");
+    std::fs::write(&config, format!("{good}{bare}params.ca_private_key = \"{ACCOUNT_SECRET}\"\n")).expect("config");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.log().contains("configuration reload failed") {
+        assert!(std::time::Instant::now() < deadline, "no reload failure logged: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(server.log().contains("of account bare is sensitive"), "{}", server.log());
+    let c = http();
+    let api_profile = c
+        .post(format!("{}/v1/profiles", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "plain", "accounts": ["bare"], "params": {"ca_private_key": ACCOUNT_SECRET}}))
+        .send()
+        .expect("post");
+    assert_eq!(api_profile.status(), 422);
+    transcript.push_str(&api_profile.text().expect("text"));
+    let accounts = c.get(format!("{}/v1/accounts/bare", server.base)).bearer_auth(&token).send().expect("get");
+    let accounts = accounts.text().expect("text");
+    assert!(accounts.contains("\"ca_certificate\"") && !accounts.contains("ca_private_key"), "{accounts}");
+    transcript.push_str(&accounts);
+    transcript.push_str(&server.log());
+
+    if let Some(i) = transcript.find(ACCOUNT_SECRET) {
+        panic!("leaked: ...{}...", &transcript[i.saturating_sub(300)..(i + 100).min(transcript.len())]);
+    }
+    for entry in std::fs::read_dir(server.app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).expect("read");
+            let found = bytes.windows(ACCOUNT_SECRET.len()).any(|w| w == ACCOUNT_SECRET.as_bytes());
+            assert!(!found, "the value is in {}", path.display());
+        }
+    }
+}

@@ -66,17 +66,25 @@ pub struct NewProfile {
     definition: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Parses and checks a profile definition against the stored accounts.
-fn checked(
-    inv: &Inventory,
+/// The stored accounts' definitions by name.
+fn stored_accounts(inv: &Inventory) -> Result<BTreeMap<String, crate::account::AccountDef>, ApiError> {
+    Ok(inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect())
+}
+
+/// Parses and checks a profile definition against the stored `accounts` and their connectors.
+async fn checked(
+    state: &AppState,
+    accounts: &BTreeMap<String, crate::account::AccountDef>,
     name: &str,
     map: serde_json::Map<String, serde_json::Value>,
 ) -> Result<ProfileDef, ApiError> {
     let def: ProfileDef = super::json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::Unprocessable(format!("the profile definition is not valid: {e}")))?;
     def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let accounts: BTreeMap<_, _> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
-    crate::config::check_links(name, &def, &accounts).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    crate::config::check_links(name, &def, accounts).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    def.check_connectors(name, accounts, &*state.connectors)
+        .await
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     Ok(def)
 }
 
@@ -90,7 +98,8 @@ async fn create(
     caller.require(ADMIN, "create profiles")?;
     let super::json::Body(body) = body?;
     let mut inv = state.inventory.get().await?;
-    let def = checked(&inv, &body.name, body.definition)?;
+    let accounts = stored_accounts(&inv)?;
+    let def = checked(&state, &accounts, &body.name, body.definition).await?;
     if inv.profile(&body.name)?.is_some() {
         return Err(ApiError::Conflict(format!(
             "profile {} already exists (PUT /v1/profiles/{} to change it)",
@@ -116,7 +125,8 @@ async fn update(
     let mut inv = state.inventory.get().await?;
     let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
     refuse_file_defined(&origin, "profile", &name)?;
-    let def = checked(&inv, &name, body)?;
+    let accounts = stored_accounts(&inv)?;
+    let def = checked(&state, &accounts, &name, body).await?;
     inv.upsert_profile(&name, &def, "api", &caller.actor())?;
     Ok(Json(crate::view::profile(&inv, &name, &def, "api")?))
 }

@@ -125,7 +125,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
-        Command::Serve(args) => serve::run(args, configured(env)?, config_path(config.as_deref()), env),
+        Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
@@ -155,28 +155,35 @@ fn config_path(config: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-/// Opens the inventory and syncs the configuration file into it.
+/// Opens the inventory and syncs the configuration file into it, checking the definitions
+/// that changed against their connectors.
 fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
     if let Some(path) = config_path(config) {
-        let report = certhost::config::load(&mut inv, &path, &env.actor)?;
-        for a in &report.accounts_changed {
-            tracing::info!(account = %a, "account loaded from {}", path.display());
-        }
-        for p in &report.profiles_changed {
-            tracing::info!(profile = %p, "profile loaded");
-        }
-        for p in &report.profiles_removed {
-            tracing::info!(profile = %p, "profile removed: its file is gone");
-        }
-        for a in &report.accounts_removed {
-            tracing::info!(account = %a, "account removed: the file no longer defines it");
-        }
-        for k in &report.kept {
-            tracing::warn!("{k}");
-        }
+        let registry = registry(data_dir);
+        let report = runtime()?.block_on(certhost::config::load(&mut inv, &path, &env.actor, &registry, false))?;
+        log_report(&report, &path);
     }
     Ok(inv)
+}
+
+/// Logs what a configuration load changed, and what it kept and why.
+fn log_report(report: &certhost::config::LoadReport, path: &Path) {
+    for a in &report.accounts_changed {
+        tracing::info!(account = %a, "account loaded from {}", path.display());
+    }
+    for p in &report.profiles_changed {
+        tracing::info!(profile = %p, "profile loaded");
+    }
+    for p in &report.profiles_removed {
+        tracing::info!(profile = %p, "profile removed: its file is gone");
+    }
+    for a in &report.accounts_removed {
+        tracing::info!(account = %a, "account removed: the file no longer defines it");
+    }
+    for k in &report.kept {
+        tracing::warn!("{k}");
+    }
 }
 
 /// The connector registry for this process.

@@ -86,6 +86,8 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             def.check(&name)?;
             let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
             certhost::config::check_links(&name, &def, &accounts)?;
+            let registry = super::registry(&env.data_dir);
+            super::runtime()?.block_on(def.check_connectors(&name, &accounts, &registry))?;
             if let Some((_, origin)) = inv.profile(&name)?
                 && origin == "file"
             {

@@ -49,6 +49,13 @@ pub fn run(
     let (vault, _) = certhost::vault::MasterKey::load_or_create(&env.data_dir, env.master_key.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry = super::registry(&env.data_dir);
+    let mut inv = inv;
+    if let Some(path) = &config {
+        // At start-up every definition is checked against its connector, also those an
+        // older version stored; the connectors loaded for it stay loaded for serving.
+        let report = rt.block_on(certhost::config::load(&mut inv, path, &env.actor, &registry, true))?;
+        super::log_report(&report, path);
+    }
     let file = match &config {
         Some(path) => certhost::config::read_file(path)?,
         None => certhost::config::ConfigFile::default(),
@@ -106,7 +113,7 @@ pub fn run(
             stop_tx.subscribe(),
         ));
         if let Some(path) = config {
-            tokio::spawn(reload_on_sighup(state.inventory.clone(), path));
+            tokio::spawn(reload_on_sighup(state.inventory.clone(), state.connectors.clone(), path));
         }
         // Signal handlers are in place before anyone can learn the address and send one.
         let shutdown = shutdown_signal()?;
@@ -134,7 +141,11 @@ pub fn run(
 
 /// Re-reads the configuration (accounts, profiles) on SIGHUP. A file with an error is
 /// reported and nothing of it is applied.
-async fn reload_on_sighup(inventory: InventoryPool, path: std::path::PathBuf) {
+async fn reload_on_sighup(
+    inventory: InventoryPool,
+    connectors: Arc<dyn certhost::connector::ConnectorSource>,
+    path: std::path::PathBuf,
+) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
         let mut inv = match inventory.get().await {
@@ -144,7 +155,7 @@ async fn reload_on_sighup(inventory: InventoryPool, path: std::path::PathBuf) {
                 continue;
             }
         };
-        match certhost::config::load(&mut inv, &path, "serve:reload") {
+        match certhost::config::load(&mut inv, &path, "serve:reload", &*connectors, false).await {
             Ok(report) => {
                 tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display())
             }

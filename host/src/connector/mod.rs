@@ -86,6 +86,17 @@ impl Args {
         self.sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// [`Self::sensitive_values`], and the values of the parameters `connector` declares
+    /// sensitive, whatever their definition says (a definition cannot make them plain: those
+    /// given with `{ env }` or `{ file }` still reach here as plain args).
+    pub fn sensitive_values_for<'a>(&'a self, connector: &'a Description) -> impl Iterator<Item = &'a str> + 'a {
+        self.values
+            .iter()
+            .filter(|(k, _)| self.is_sensitive(k) || connector.parameters.iter().any(|p| p.sensitive && p.name == **k))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
     /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
     /// `connector::redact`: its encoded forms (repr, JSON, percent-encoded) too, and the lines
     /// of a multi-line value.

@@ -192,7 +192,7 @@ impl PythonConnector {
             Some(w) => w,
             None => self.start().await?.0,
         };
-        let redactor = Redactor::new(args.sensitive_values());
+        let redactor = Redactor::new(args.sensitive_values_for(&self.description));
         worker.set_sensitive(&redactor);
         worker.take_stderr_tail();
         let req = Request::Call {

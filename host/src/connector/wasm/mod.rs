@@ -186,7 +186,10 @@ impl WasmConnector {
             },
             cache: self.cache.clone(),
             label: label.clone(),
-            sensitive: args.sensitive_values().map(|v| zeroize::Zeroizing::new(v.to_owned())).collect(),
+            sensitive: args
+                .sensitive_values_for(&self.description)
+                .map(|v| zeroize::Zeroizing::new(v.to_owned()))
+                .collect(),
             redactor: std::sync::OnceLock::new(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
