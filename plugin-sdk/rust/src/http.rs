@@ -51,6 +51,15 @@ pub fn request(
             .append(&name.to_string(), &value.to_vec())
             .map_err(|e| ConnectorError::Internal(format!("bad header {name}: {e:?}")))?;
     }
+    // The length is known: say it. Without it the body goes chunked, which some CA servers
+    // (Python's http.server among them) read as an empty body.
+    if let Some(data) = body
+        && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+    {
+        fields
+            .append(&"content-length".to_owned(), &data.len().to_string().into_bytes())
+            .map_err(|e| ConnectorError::Internal(format!("bad header content-length: {e:?}")))?;
+    }
     let req = OutgoingRequest::new(fields);
     let bad = |what: &str| ConnectorError::Internal(format!("cannot build the request: invalid {what}"));
     req.set_method(&method).map_err(|_| bad("method"))?;

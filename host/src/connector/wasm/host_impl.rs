@@ -21,8 +21,20 @@ impl types::Host for State {}
 
 impl Host for State {
     fn log(&mut self, level: Level, message: String) {
+        use super::runtime::MAX_LOG_BYTES_PER_CALL;
+        if self.logged >= MAX_LOG_BYTES_PER_CALL {
+            return;
+        }
         // The call's `connector_call` span names the connector and the CA account.
         let message: String = self.redact(&message).chars().take(4096).collect();
+        self.logged += message.len().max(1);
+        if self.logged >= MAX_LOG_BYTES_PER_CALL {
+            tracing::warn!(
+                "the connector logged {} KiB in this call; its further log lines in this call are dropped",
+                MAX_LOG_BYTES_PER_CALL / 1024
+            );
+            return;
+        }
         match level {
             Level::Debug => tracing::debug!("{message}"),
             Level::Info => tracing::info!("{message}"),

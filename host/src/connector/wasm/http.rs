@@ -10,6 +10,10 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the first byte and between bytes.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests one call may have open at once; more wait for one to finish. Each holds a socket:
+/// without a cap, one call that opened thirty thousand to a host that never answers used up
+/// `serve`'s file descriptors, and the API stopped accepting connections.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 16;
 
 /// One allowed-host rule: `https://host:port`, `host`, or `*.example.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,9 @@ pub struct HttpPolicy {
     /// Set to the host whose response body ran past `body_limit`, so the call can report
     /// that instead of the stream error the guest saw (which SDKs read as "unreachable").
     pub body_cap_hit: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
+    /// connection closes.
+    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl WasiHttpHooks for HttpPolicy {
@@ -99,8 +106,17 @@ impl WasiHttpHooks for HttpPolicy {
         let tls = self.tls.clone();
         let hit = self.body_cap_hit.clone();
         let label = self.label.clone();
+        let in_flight = self.in_flight.clone();
         Box::new(async move {
+            // The semaphore lives as long as the call's state and is never closed.
+            let permit =
+                in_flight.acquire_owned().await.map_err(|_| HttpError::InternalError(Some("call ended".into())))?;
             let (response, io) = super::sender::send(request, options, tls).await?;
+            let io: super::sender::IoFuture = Box::new(async move {
+                let done = Box::into_pin(io).await;
+                drop(permit);
+                done
+            });
             let response = response.map(|body| {
                 http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
                     .map_err(move |e| {

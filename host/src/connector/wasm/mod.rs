@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tracing::Instrument;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use self::bindings::certhost::connector::types as wit;
 use self::bindings::{CaConnector, CaConnectorPre};
 use self::http::{AllowedHost, HttpPolicy};
-use self::runtime::{MemoryLimiter, Runtime, State};
+use self::runtime::{MemoryLimiter, Runtime, State, StderrTail, bounded_table, http_ctx};
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
@@ -168,18 +167,26 @@ impl WasmConnector {
         f: impl for<'a> FnOnce(&'a mut Store<State>, &'a Instance) -> CallFuture<'a, R> + Send,
     ) -> Result<R, ConnectorError> {
         let label = self.label_str();
-        let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let stderr = StderrTail::default();
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stderr(stderr.clone())
+            .build();
         let state = State {
             wasi,
-            http: WasiHttpCtx::new(),
             hooks: HttpPolicy {
                 allowed: self.allowed.clone(),
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
                 tls: self.tls.clone(),
                 body_cap_hit: Default::default(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
             },
-            table: ResourceTable::new(),
+            http: http_ctx(),
+            table: bounded_table(),
+            logged: 0,
             limits: MemoryLimiter {
                 max_bytes: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
                 hit: false,
@@ -244,25 +251,18 @@ impl WasmConnector {
                 if let Some(err) = body_cap() {
                     return Err(err);
                 }
-                match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => Err(timed_out()),
+                // What the guest wrote to stderr last: a Rust panic's message, before the trap.
+                let last_words = stderr.last_words().map(|l| format!(" (its last output: {l})")).unwrap_or_default();
+                let message = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => return Err(timed_out()),
                     Some(trap) => {
                         let text = trap.to_string();
                         let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
-                        Err(ConnectorError::Internal {
-                            connector: label.clone(),
-                            message: args.redact(&format!("trapped: {text}")),
-                        })
+                        format!("trapped: {text}{last_words}")
                     }
-                    None => {
-                        let first = format!("{e}");
-                        Err(ConnectorError::Internal {
-                            connector: label.clone(),
-                            message: args
-                                .redact(&format!("failed: {}", first.lines().next().unwrap_or("unknown error"))),
-                        })
-                    }
-                }
+                    None => format!("failed: {}{last_words}", error_text(&e)),
+                };
+                Err(ConnectorError::Internal { connector: label.clone(), message: args.redact(&message) })
             }
         }
     }
@@ -655,4 +655,17 @@ impl Exports<'_> {
     ) -> WitResult<wit::Disposition> {
         dispatch!(self, call_update_order(s, id, action, a))
     }
+}
+
+/// One line for a host-side error of a call (a handle table full, a header set over its
+/// limit): each cause's first line, without wasmtime's "error while executing at wasm
+/// backtrace" context, which alone said nothing.
+fn error_text(e: &wasmtime::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|t| !t.starts_with("error while executing at wasm backtrace"))
+        .filter_map(|t| t.lines().next().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned))
+        .collect();
+    if parts.is_empty() { "unknown error".to_owned() } else { parts.join(": ") }
 }

@@ -53,6 +53,36 @@ pub struct State {
     /// Their redaction rules, made when a guest log line might hold one of them: computing
     /// every encoded form of a CA key costs more than local-ca's whole call log.
     pub(super) redactor: std::sync::OnceLock<Redactor>,
+    /// Bytes of guest log text this call has written, against [`MAX_LOG_BYTES_PER_CALL`].
+    pub(super) logged: usize,
+}
+
+/// Guest log text one call may write; the rest is dropped, with one line that says so. Each
+/// line is cut at 4 KiB, but fifty thousand of them wrote 204 MB of log in 2.5 s.
+pub(super) const MAX_LOG_BYTES_PER_CALL: usize = 1024 * 1024;
+
+/// Host-side objects (handles) one call may hold at once: streams, HTTP requests and
+/// responses, header sets, pollables. A CA connector needs tens; the default (a million)
+/// let one call hold gigabytes of host memory outside its `memory_mib`.
+pub(super) const MAX_HANDLES_PER_CALL: usize = 2048;
+
+/// Bytes one header set a guest builds may hold (wasi-http's default is 128 KiB). With
+/// [`MAX_HANDLES_PER_CALL`], what a call's header sets can hold in host memory is bounded
+/// (32 MiB); fifteen thousand sets of 120 KiB grew `serve` to 1.8 GB before.
+pub(super) const MAX_FIELDS_BYTES: usize = 16 * 1024;
+
+/// The resource table of one call, capped at [`MAX_HANDLES_PER_CALL`].
+pub(super) fn bounded_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES_PER_CALL);
+    table
+}
+
+/// The wasi-http context of one call, with header sets capped at [`MAX_FIELDS_BYTES`].
+pub(super) fn http_ctx() -> WasiHttpCtx {
+    let mut ctx = WasiHttpCtx::new();
+    ctx.set_field_size_limit(MAX_FIELDS_BYTES);
+    ctx
 }
 
 impl State {
@@ -262,5 +292,96 @@ mod tests {
         expected.update(0x0102_0304_u32.to_ne_bytes());
         expected.update(b"engine");
         assert_eq!(hasher.0.finalize(), expected.finalize());
+    }
+}
+
+/// A call's guest stderr, of which only the last [`StderrTail::KEEP`] bytes are kept: the
+/// panic message a Rust guest writes there just before it traps, so the trap can say which
+/// bug it was. Writes always succeed (a guest that prints much must not fail for it).
+#[derive(Clone, Default)]
+pub(super) struct StderrTail(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl StderrTail {
+    /// Bytes kept.
+    const KEEP: usize = 2048;
+
+    fn push(&self, bytes: &[u8]) {
+        // A panic while the buffer was locked cannot leave it half-updated (one extend, one drain).
+        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend_from_slice(&bytes[bytes.len().saturating_sub(Self::KEEP)..]);
+        let excess = tail.len().saturating_sub(Self::KEEP);
+        tail.drain(..excess);
+    }
+
+    /// The last two lines written (a Rust panic's "panicked at FILE:LINE:" and its message),
+    /// without Rust's `note:` hints, on one line; `None` when nothing was written.
+    pub(super) fn last_words(&self) -> Option<String> {
+        let tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: ")).collect();
+        (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(2)..].join(" "))
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrTail {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::OutputStream for StderrTail {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, wasmtime_wasi::p2::StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for StderrTail {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for StderrTail {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

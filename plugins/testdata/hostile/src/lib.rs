@@ -5,6 +5,11 @@
 //!   http     fetch the `url` parameter (the host must deny unlisted hosts)
 //!   garbage  return an "issued" certificate that is not one
 //!   good-log log a line and answer rejected (a well-behaved call)
+//!   http-many   open `n` requests to `url` at once, then wait for them all
+//!   fields-bomb keep `n` header sets of 120 KiB each (host memory, not the guest's)
+//!   log-flood   log `n` lines of 4,000 characters
+//!   panic       panic with a message (Rust writes it to stderr, then traps)
+//!   post        POST "hello" to `url` with the SDK; the answer's body becomes the reason
 
 use certhost_plugin_sdk::*;
 
@@ -51,9 +56,72 @@ impl Connector for Hostile {
                 cache_set("count", &n.to_string(), 60);
                 Ok(Disposition::Rejected(format!("call {n}")))
             }
+            "http-many" => {
+                use wasi::http::{outgoing_handler, types};
+                let url = arg(&args, "url")?;
+                let rest = url.strip_prefix("http://").ok_or(ConnectorError::Misconfigured("url: http only".into()))?;
+                let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+                let mut pending = Vec::new();
+                let mut refused = 0;
+                for _ in 0..count(&args)? {
+                    let req = types::OutgoingRequest::new(types::Fields::new());
+                    let _ = req.set_authority(Some(authority));
+                    let _ = req.set_path_with_query(Some(&path));
+                    let _ = req.set_scheme(Some(&types::Scheme::Http));
+                    match outgoing_handler::handle(req, None) {
+                        Ok(f) => pending.push(f),
+                        Err(_) => refused += 1,
+                    }
+                }
+                let (mut answered, mut failed) = (0, 0);
+                for f in &pending {
+                    loop {
+                        match f.get() {
+                            Some(Ok(Ok(_))) => answered += 1,
+                            Some(_) => failed += 1,
+                            None => {
+                                f.subscribe().block();
+                                continue;
+                            }
+                        }
+                        break;
+                    }
+                }
+                Ok(Disposition::Rejected(format!("{answered} answered, {failed} failed, {refused} refused")))
+            }
+            "fields-bomb" => {
+                let value = vec![b'v'; 120 * 1024];
+                let mut kept = Vec::new();
+                let mut failed = 0;
+                for _ in 0..count(&args)? {
+                    let fields = wasi::http::types::Fields::new();
+                    if fields.append("x-a", &value).is_err() {
+                        failed += 1;
+                    }
+                    kept.push(fields);
+                }
+                Ok(Disposition::Rejected(format!("kept {} header sets, {failed} appends failed", kept.len())))
+            }
+            "log-flood" => {
+                let line = "L".repeat(4000);
+                for i in 0..count(&args)? {
+                    log(Level::Error, &format!("{i} {line}"));
+                }
+                Ok(Disposition::Rejected("logged".into()))
+            }
+            "post" => {
+                let r = http::post(arg(&args, "url")?, "text/plain", b"hello")?;
+                Ok(Disposition::Rejected(String::from_utf8_lossy(&r.body).into_owned()))
+            }
+            "panic" => panic!("connector bug: index out of range while parsing the CA answer"),
             other => Err(ConnectorError::Misconfigured(format!("unknown mode {other}"))),
         }
     }
+}
+
+/// The `n` parameter of the modes that repeat something.
+fn count(args: &[Param]) -> Result<u64, ConnectorError> {
+    arg(args, "n")?.parse().map_err(|_| ConnectorError::Misconfigured("n must be a number".into()))
 }
 
 register_connector!(Hostile);
