@@ -789,3 +789,14 @@ async fn a_worker_killed_while_idle_is_replaced_at_the_next_call() {
     let Disposition::Issued { ca_order_id: Some(new_pid), .. } = again else { panic!("{again:?}") };
     assert_ne!(new_pid, pid);
 }
+
+/// Regression: a value read from a secret file saved with CRLF ended in "\r"; the script
+/// stripped it and raised with the bare value, which redaction did not know.
+#[tokio::test]
+async fn a_sensitive_value_the_script_strips_is_still_redacted() {
+    let c = load("hostile/strips_secret.py", limits(20, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert_sensitive("password", "CrLfSecret1\r");
+    let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
+    assert_eq!(err, "script strips_secret: raised RuntimeError: login failed for ***");
+}
