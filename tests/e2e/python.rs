@@ -800,3 +800,43 @@ async fn a_sensitive_value_the_script_strips_is_still_redacted() {
     let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
     assert_eq!(err, "script strips_secret: raised RuntimeError: login failed for ***");
 }
+
+/// Regression: a pending CA order id holding a sensitive value was stored, shown and audited
+/// in the open. The pipeline refuses it, for both runtimes (`Bounded` in `connector`).
+#[test]
+fn an_order_id_holding_a_sensitive_value_is_refused_and_never_stored() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let key = "sk/Order+Key=99178";
+    std::fs::write(conf.join("key.txt"), format!("{key}\n")).expect("key");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.so]\nconnector = \"{}\"\nparams.api_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}\n",
+            fixture("hostile/secret_order_id.py").display(),
+            conf.join("key.txt").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/so.toml"), "accounts = [\"so\"]\n").expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let r = app.run(&["--config", &config, "issue", "--profile", "so", "--cn", "so.example.com"]);
+    let err = r.fails(1);
+    assert!(
+        err.contains("script secret_order_id: returned an order id that holds the value of a sensitive parameter"),
+        "{err}"
+    );
+    let orders = app.run(&["--config", &config, "orders", "list", "--json"]);
+    let audit = app.run(&["--config", &config, "audit", "--json"]);
+    let mut seen = format!("{}{}{}{}{}", r.stdout, r.stderr, orders.ok(), audit.ok(), audit.stderr);
+    for entry in std::fs::read_dir(app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+        }
+    }
+    for form in [key, "sk%2FOrder%2BKey%3D99178", "Order+Key", "Order%2BKey"] {
+        assert!(!seen.contains(form), "{form:?} was stored or shown");
+    }
+}
