@@ -339,9 +339,10 @@ type FileValues = HashMap<PathBuf, (FileStamp, Zeroizing<String>)>;
 /// Files remembered at most; the map starts over beyond that.
 const FILE_VALUES_MAX: usize = 256;
 
-/// What identifies one version of a file's content.
+/// What identifies one version of a file's content (also a connector file's, in
+/// `connector::Registry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -350,7 +351,7 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
             dev: meta.dev(),

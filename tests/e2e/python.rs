@@ -801,6 +801,38 @@ async fn a_sensitive_value_the_script_strips_is_still_redacted() {
     assert_eq!(err, "script strips_secret: raised RuntimeError: login failed for ***");
 }
 
+/// Regression: an edited script kept running its old code after a reload (the registry cached
+/// the connector by the account's definition only), and switched silently at the next worker
+/// restart while `describe` still told the old parameters.
+#[tokio::test]
+async fn an_edited_script_is_loaded_afresh_at_the_next_lookup() {
+    use certhost::connector::{ConnectorSource, Registry};
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("edited.py");
+    let version = |v: u32| {
+        format!(
+            "PARAMETERS = [\"p{v}\"]\n\ndef certificate_request(csr, common_name, args_dict):\n    return {{\"status\": \"rejected\", \"reason\": \"version {v}\"}}\n"
+        )
+    };
+    std::fs::write(&script, version(1)).expect("script");
+    let registry = Registry::new(crate::helpers::certhost_bin().into(), None);
+    let account = crate::wasm::account(&script);
+    let c = registry.connector("edited", &account).await.expect("loads");
+    assert_eq!(
+        c.certificate_request(&request(), &Args::new()).await.expect("v1"),
+        Disposition::Rejected { reason: "version 1".into() }
+    );
+    let same = registry.connector("edited", &account).await.expect("cached");
+    assert!(std::sync::Arc::ptr_eq(&c, &same), "an unchanged file keeps its connector");
+    std::fs::write(&script, version(22)).expect("edit");
+    let c = registry.connector("edited", &account).await.expect("loads again");
+    assert_eq!(c.describe().await.expect("describe").parameters[0].name, "p22");
+    assert_eq!(
+        c.certificate_request(&request(), &Args::new()).await.expect("v22"),
+        Disposition::Rejected { reason: "version 22".into() }
+    );
+}
+
 /// Regression: a pending CA order id holding a sensitive value was stored, shown and audited
 /// in the open. The pipeline refuses it, for both runtimes (`Bounded` in `connector`).
 #[test]
