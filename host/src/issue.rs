@@ -437,11 +437,12 @@ impl Pipeline<'_> {
                         prior_ca_order_id: r.prior_ca_order_id.clone(),
                         request: request.clone(),
                     };
-                    match call_with_deadline(&*connector, limits.timeout, connector.renew(&renew, &args)).await {
+                    match call_with_deadline(&*connector, limits.timeout, &args, connector.renew(&renew, &args)).await {
                         Err(ConnectorError::Unsupported { .. }) => {
                             call_with_deadline(
                                 &*connector,
                                 limits.timeout,
+                                &args,
                                 connector.certificate_request(&request, &args),
                             )
                             .await
@@ -450,8 +451,13 @@ impl Pipeline<'_> {
                     }
                 }
                 None => {
-                    call_with_deadline(&*connector, limits.timeout, connector.certificate_request(&request, &args))
-                        .await
+                    call_with_deadline(
+                        &*connector,
+                        limits.timeout,
+                        &args,
+                        connector.certificate_request(&request, &args),
+                    )
+                    .await
                 }
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());
@@ -601,7 +607,7 @@ impl Pipeline<'_> {
             self.connectors.connector(&account.name, &account.def).await.map_err(|e| args.redact(&e.to_string()))?;
         let limits = account.def.limits();
         let started = std::time::Instant::now();
-        let result = call_with_deadline(&*connector, limits.timeout, connector.poll(ca_order_id, &args)).await;
+        let result = call_with_deadline(&*connector, limits.timeout, &args, connector.poll(ca_order_id, &args)).await;
         crate::metrics::connector_call(connector.name(), started.elapsed());
         match result {
             Ok(d) => Ok(PollStep::Answer(d, args)),
@@ -634,10 +640,12 @@ impl Pipeline<'_> {
             Err(e) => (false, e.to_string()),
             Ok(args) => match self.connectors.connector(&account.name, &account.def).await {
                 Err(e) => (false, args.redact(&e.to_string())),
-                Ok(c) => match call_with_deadline(&*c, account.def.limits().timeout, c.test_connection(&args)).await {
-                    Ok(()) => (true, "ok".to_owned()),
-                    Err(e) => (false, args.redact(&e.to_string())),
-                },
+                Ok(c) => {
+                    match call_with_deadline(&*c, account.def.limits().timeout, &args, c.test_connection(&args)).await {
+                        Ok(()) => (true, "ok".to_owned()),
+                        Err(e) => (false, args.redact(&e.to_string())),
+                    }
+                }
             },
         };
         self.inventory.record_account_test(name, ok, &message, self.actor)?;
@@ -827,15 +835,25 @@ pub(crate) fn backstop(timeout: Duration) -> Duration {
     timeout * (crate::connector::WORKER_WAIT_LIMITS + 1) + Duration::from_secs(5)
 }
 
-/// Runs a connector call under [`backstop`], its answer held to the sizes the host stores.
+/// Runs a connector call under [`backstop`], its answer held to the sizes the host stores and
+/// refused when it would store one of `args`' sensitive values (those the connector declares
+/// sensitive included) in the open.
 pub(crate) async fn call_with_deadline<T: Bounded>(
     connector: &dyn Connector,
     timeout: Duration,
+    args: &Args,
     fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
     match tokio::time::timeout(backstop(timeout), fut).await {
-        // Held to the sizes the host stores, whichever runtime answered.
-        Ok(r) => r.and_then(|v| v.bounded(&connector.label())).map_err(ConnectorError::bounded),
+        // Held to the sizes and rules of what the host stores, whichever runtime answered.
+        Ok(r) => {
+            let description = connector.describe().await.ok();
+            let sensitive: Vec<&str> = match &description {
+                Some(d) => args.sensitive_values_for(d).collect(),
+                None => args.sensitive_values().collect(),
+            };
+            r.and_then(|v| v.bounded(&connector.label(), &sensitive)).map_err(ConnectorError::bounded)
+        }
         Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),
     }
 }

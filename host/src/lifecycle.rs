@@ -163,7 +163,8 @@ impl Pipeline<'_> {
         };
         let started = std::time::Instant::now();
         let result =
-            call_with_deadline(&*connector, account.def.limits().timeout, connector.revoke(&request, &args)).await;
+            call_with_deadline(&*connector, account.def.limits().timeout, &args, connector.revoke(&request, &args))
+                .await;
         crate::metrics::connector_call(connector.name(), started.elapsed());
         let reason_word =
             serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -223,6 +224,7 @@ impl Pipeline<'_> {
         let result = call_with_deadline(
             &*connector,
             account.def.limits().timeout,
+            &args,
             connector.update_order(&ca_order_id, action, &args),
         )
         .await;
@@ -297,7 +299,7 @@ impl Pipeline<'_> {
             .connector(&acct.name, &acct.def)
             .await
             .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
-        call_with_deadline(&*connector, acct.def.limits().timeout, connector.list_certificates(&args, cursor))
+        call_with_deadline(&*connector, acct.def.limits().timeout, &args, connector.list_certificates(&args, cursor))
             .await
             .map_err(|e| match e {
                 crate::connector::ConnectorError::Unsupported { .. } => {

@@ -339,9 +339,10 @@ type FileValues = HashMap<PathBuf, (FileStamp, Zeroizing<String>)>;
 /// Files remembered at most; the map starts over beyond that.
 const FILE_VALUES_MAX: usize = 256;
 
-/// What identifies one version of a file's content.
+/// What identifies one version of a file's content (also a connector file's, in
+/// `connector::Registry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -350,7 +351,7 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
             dev: meta.dev(),
@@ -362,7 +363,8 @@ impl FileStamp {
     }
 }
 
-/// A file parameter's value (one trailing newline trimmed), reused while the file is unchanged.
+/// A file parameter's value (one trailing line ending, `\n` or `\r\n`, trimmed, as
+/// `certhost secret set` trims what it reads), reused while the file is unchanged.
 fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read;
     let stamp = FileStamp::of(&std::fs::metadata(path)?);
@@ -381,6 +383,9 @@ fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
     file.read_to_string(&mut text)?;
     if text.ends_with('\n') {
         text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
     }
     // A file changed within the last second may be written again within the same clock
     // tick, same size, leaving the stamp unchanged (kernels with coarse timestamps): it is
@@ -448,6 +453,22 @@ mod tests {
         assert_eq!(read(), "third");
         std::fs::remove_file(&path).expect("remove");
         assert!(resolve(&source, "v", "account a", &|_| None).is_err(), "a removed file is an error, not a memory");
+    }
+
+    /// Regression: a secret file saved with Windows line endings reached the connector as
+    /// "value\r"; a script that stripped it then printed the bare value, which redaction (of
+    /// "value\r") did not know.
+    #[test]
+    fn a_file_value_loses_one_trailing_line_ending_lf_or_crlf_as_secret_set_trims() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (text, value) in
+            [("CrLfSecret1\r\n", "CrLfSecret1"), ("lf\n", "lf"), ("two\n\n", "two\n"), ("bare", "bare")]
+        {
+            let path = dir.path().join(value.trim());
+            std::fs::write(&path, text).expect("write");
+            let source = ValueSource::File { file: path };
+            assert_eq!(resolve(&source, "v", "account a", &|_| None).expect("resolve"), value, "{text:?}");
+        }
     }
 
     #[test]

@@ -673,3 +673,202 @@ async fn oversized_returns_and_odd_exit_codes_get_a_clear_error() {
     assert_eq!(poll("exit_true").await, "script returns_huge: exited with code 1");
     assert_eq!(poll("exit_huge").await, "script returns_huge: exited with code 1");
 }
+
+/// The state of process `pid` ('R', 'S', 'Z', ...), or `None` once it is gone.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+}
+
+/// Waits up to `within` for process `pid` to end (gone, or a zombie nobody reaped yet).
+fn ends_within(pid: &str, within: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if matches!(process_state(pid), None | Some('Z')) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn call_args(n: u32, fork: bool, child_pid_file: &Path) -> Args {
+    let mut a = Args::new();
+    a.insert("n", n.to_string());
+    a.insert("fork", if fork { "yes" } else { "no" });
+    a.insert("child_pid_file", child_pid_file.display().to_string());
+    a
+}
+
+/// Regression: a script that forked and let the child return too had the child answer on the
+/// worker's pipe and then read the account's requests: every later call got the previous
+/// call's reply (in serve: "the returned certificate is for a different public key than the
+/// CSR's"), and the child outlived serve.
+#[tokio::test]
+async fn a_script_that_forks_without_exiting_the_child_keeps_its_worker_answering_in_turn() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let child_pid = dir.path().join("child.pid");
+    let c = load("hostile/forks_without_exit.py", limits(20, 512)).await.expect("loads");
+    for (n, fork) in [(1, true), (2, false), (3, true), (4, false), (5, false)] {
+        let got = c.certificate_request(&request(), &call_args(n, fork, &child_pid)).await.expect("answers");
+        assert_eq!(got, Disposition::Rejected { reason: format!("call {n}") }, "call {n}");
+    }
+    let pid = std::fs::read_to_string(&child_pid).expect("the child ran");
+    assert!(ends_within(&pid, Duration::from_secs(2)), "the forked child {pid} is still running");
+}
+
+/// Regression (the host's side of the fork above): a reply written by another process on the
+/// worker's pipe was taken as the answer to the next call. Replies carry the request's number
+/// now; one out of turn replaces the worker, and the call after gets a fresh one.
+#[tokio::test]
+async fn a_reply_out_of_turn_replaces_the_worker_instead_of_answering_a_later_call() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let child_pid = dir.path().join("child.pid");
+    let c = load("hostile/forks_past_the_guard.py", limits(20, 512)).await.expect("loads");
+    let first = c.certificate_request(&request(), &call_args(1, true, &child_pid)).await.expect("answers");
+    assert_eq!(first, Disposition::Rejected { reason: "call 1".into() });
+    // The child answered call 1; the worker's own answer follows after half a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let err = c.certificate_request(&request(), &call_args(2, false, &child_pid)).await.expect_err("out of turn");
+    assert_eq!(
+        err.to_string(),
+        "script forks_past_the_guard: the script's worker answered out of turn during the call of certificate_request \
+         (a process the script forked wrote to its pipe); it was replaced"
+    );
+    let pid = std::fs::read_to_string(&child_pid).expect("the child ran");
+    assert!(ends_within(&pid, Duration::from_secs(2)), "the forked child {pid} outlived its worker");
+    let third = c.certificate_request(&request(), &call_args(3, false, &child_pid)).await.expect("a fresh worker");
+    assert_eq!(third, Disposition::Rejected { reason: "call 3".into() });
+}
+
+/// Regression: `logging.basicConfig` at import bound its handler to the stderr buffer of the
+/// import, replaced per call: nothing the script logged reached the host, nor its error.
+#[tokio::test]
+async fn logging_set_up_at_import_reaches_each_call_s_error() {
+    let c = load("hostile/logging_at_import.py", limits(20, 512)).await.expect("loads");
+    let ok = c.certificate_request(&request(), &Args::new()).await.expect("answers");
+    assert_eq!(ok, Disposition::Rejected { reason: "logged".into() });
+    let mut fail = Args::new();
+    fail.insert("fail", "1");
+    let err = c.certificate_request(&request(), &fail).await.expect_err("raises").to_string();
+    assert_eq!(
+        err,
+        "script logging_at_import: raised RuntimeError: the CA refused; \
+         stderr: INFO requesting certificate for www.example.com\nERROR CA said: quota exceeded"
+    );
+}
+
+/// Regression: a call killed at its deadline left the script's subprocesses running, holding
+/// the worker's stderr pipe (and the host's reader of it) open.
+#[tokio::test]
+async fn a_timed_out_call_ends_the_script_s_subprocesses_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = dir.path().join("sub.pid");
+    let c = load("hostile/spawns_and_hangs.py", limits(2, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert("pid_file", pid_file.display().to_string());
+    let err = c.certificate_request(&request(), &args).await.expect_err("times out");
+    assert_eq!(err.to_string(), "script spawns_and_hangs: timed out after 2s");
+    let pid = std::fs::read_to_string(&pid_file).expect("the subprocess started");
+    assert!(ends_within(&pid, Duration::from_secs(2)), "the script's subprocess {pid} outlived its worker");
+}
+
+/// Regression: a worker killed while idle (the OOM killer, an operator) failed the next call
+/// with "the script's worker was killed by signal 9" instead of being replaced.
+#[tokio::test]
+async fn a_worker_killed_while_idle_is_replaced_at_the_next_call() {
+    let c = load("hostile/ignores_sigterm.py", limits(20, 512)).await.expect("loads");
+    let Disposition::Issued { ca_order_id: Some(pid), .. } =
+        c.certificate_request(&request(), &Args::new()).await.expect("issues")
+    else {
+        panic!("no pid")
+    };
+    crate::helpers::sh("kill", &["-9", &pid]);
+    assert!(ends_within(&pid, Duration::from_secs(2)), "worker {pid} survived SIGKILL");
+    let again = c.certificate_request(&request(), &Args::new()).await.expect("a fresh worker answers");
+    let Disposition::Issued { ca_order_id: Some(new_pid), .. } = again else { panic!("{again:?}") };
+    assert_ne!(new_pid, pid);
+}
+
+/// Regression: a value read from a secret file saved with CRLF ended in "\r"; the script
+/// stripped it and raised with the bare value, which redaction did not know.
+#[tokio::test]
+async fn a_sensitive_value_the_script_strips_is_still_redacted() {
+    let c = load("hostile/strips_secret.py", limits(20, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert_sensitive("password", "CrLfSecret1\r");
+    let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
+    assert_eq!(err, "script strips_secret: raised RuntimeError: login failed for ***");
+}
+
+/// Regression: an edited script kept running its old code after a reload (the registry cached
+/// the connector by the account's definition only), and switched silently at the next worker
+/// restart while `describe` still told the old parameters.
+#[tokio::test]
+async fn an_edited_script_is_loaded_afresh_at_the_next_lookup() {
+    use certhost::connector::{ConnectorSource, Registry};
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("edited.py");
+    let version = |v: u32| {
+        format!(
+            "PARAMETERS = [\"p{v}\"]\n\ndef certificate_request(csr, common_name, args_dict):\n    return {{\"status\": \"rejected\", \"reason\": \"version {v}\"}}\n"
+        )
+    };
+    std::fs::write(&script, version(1)).expect("script");
+    let registry = Registry::new(crate::helpers::certhost_bin().into(), None);
+    let account = crate::wasm::account(&script);
+    let c = registry.connector("edited", &account).await.expect("loads");
+    assert_eq!(
+        c.certificate_request(&request(), &Args::new()).await.expect("v1"),
+        Disposition::Rejected { reason: "version 1".into() }
+    );
+    let same = registry.connector("edited", &account).await.expect("cached");
+    assert!(std::sync::Arc::ptr_eq(&c, &same), "an unchanged file keeps its connector");
+    std::fs::write(&script, version(22)).expect("edit");
+    let c = registry.connector("edited", &account).await.expect("loads again");
+    assert_eq!(c.describe().await.expect("describe").parameters[0].name, "p22");
+    assert_eq!(
+        c.certificate_request(&request(), &Args::new()).await.expect("v22"),
+        Disposition::Rejected { reason: "version 22".into() }
+    );
+}
+
+/// Regression: a pending CA order id holding a sensitive value was stored, shown and audited
+/// in the open. The pipeline refuses it, for both runtimes (`Bounded` in `connector`).
+#[test]
+fn an_order_id_holding_a_sensitive_value_is_refused_and_never_stored() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let key = "sk/Order+Key=99178";
+    std::fs::write(conf.join("key.txt"), format!("{key}\n")).expect("key");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.so]\nconnector = \"{}\"\nparams.api_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}\n",
+            fixture("hostile/secret_order_id.py").display(),
+            conf.join("key.txt").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/so.toml"), "accounts = [\"so\"]\n").expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let r = app.run(&["--config", &config, "issue", "--profile", "so", "--cn", "so.example.com"]);
+    let err = r.fails(1);
+    assert!(
+        err.contains("script secret_order_id: returned an order id that holds the value of a sensitive parameter"),
+        "{err}"
+    );
+    let orders = app.run(&["--config", &config, "orders", "list", "--json"]);
+    let audit = app.run(&["--config", &config, "audit", "--json"]);
+    let mut seen = format!("{}{}{}{}{}", r.stdout, r.stderr, orders.ok(), audit.ok(), audit.stderr);
+    for entry in std::fs::read_dir(app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+        }
+    }
+    for form in [key, "sk%2FOrder%2BKey%3D99178", "Order+Key", "Order%2BKey"] {
+        assert!(!seen.contains(form), "{form:?} was stored or shown");
+    }
+}

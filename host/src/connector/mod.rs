@@ -145,16 +145,25 @@ fn cut_to_size(mut text: String) -> String {
     text
 }
 
-/// What a connector call returns, held to the sizes the host keeps ([`MAX_CONNECTOR_TEXT`]).
-/// Applied once, where the pipeline calls connectors (`issue::call_with_deadline`), for both
-/// runtimes.
+/// What a connector call returns, held to the sizes the host keeps ([`MAX_CONNECTOR_TEXT`])
+/// and to its rule for secrets: an order id, stored in the open and shown to every role, may
+/// not hold a sensitive value. Applied once, where the pipeline calls connectors
+/// (`issue::call_with_deadline`), for both runtimes.
 pub(crate) trait Bounded: Sized {
-    /// The value within the limits, or why it cannot be kept; `connector` labels the error.
-    fn bounded(self, connector: &str) -> Result<Self, ConnectorError>;
+    /// The value within the limits, or why it cannot be kept; `connector` labels the error,
+    /// `sensitive` are the call's sensitive values.
+    fn bounded(self, connector: &str, sensitive: &[&str]) -> Result<Self, ConnectorError>;
+}
+
+/// Whether `text` holds one of `sensitive` in a form redaction would replace (the value, its
+/// encoded forms, a line of a multi-line one).
+fn holds_sensitive(sensitive: &[&str], text: &str) -> bool {
+    redact::might_hold_any(sensitive.iter().copied(), text)
+        && redact::Redactor::new(sensitive.iter().copied()).redact(text) != text
 }
 
 impl Bounded for Disposition {
-    fn bounded(self, connector: &str) -> Result<Self, ConnectorError> {
+    fn bounded(self, connector: &str, sensitive: &[&str]) -> Result<Self, ConnectorError> {
         // An order id is a handle the CA is asked about again: a cut one would be a wrong one.
         let too_long = |id: &Option<&String>| id.is_some_and(|id| id.len() > MAX_CONNECTOR_TEXT);
         let id = match &self {
@@ -168,6 +177,16 @@ impl Bounded for Disposition {
                 message: format!("returned an order id longer than {MAX_CONNECTOR_TEXT} bytes"),
             });
         }
+        // An order id is stored and shown as it is: one holding a secret is refused, not kept
+        // redacted (a redacted id would be a wrong handle for the CA).
+        if id.is_some_and(|id| holds_sensitive(sensitive, id)) {
+            return Err(ConnectorError::Internal {
+                connector: connector.to_owned(),
+                message:
+                    "returned an order id that holds the value of a sensitive parameter, which the host does not store"
+                        .into(),
+            });
+        }
         Ok(match self {
             Disposition::Rejected { reason } => Disposition::Rejected { reason: cut_to_size(reason) },
             other => other,
@@ -176,14 +195,14 @@ impl Bounded for Disposition {
 }
 
 impl Bounded for () {
-    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+    fn bounded(self, _: &str, _: &[&str]) -> Result<Self, ConnectorError> {
         Ok(self)
     }
 }
 
 /// A page is shown, never stored: its items are left as they are.
 impl Bounded for CertificatePage {
-    fn bounded(self, _: &str) -> Result<Self, ConnectorError> {
+    fn bounded(self, _: &str, _: &[&str]) -> Result<Self, ConnectorError> {
         Ok(self)
     }
 }

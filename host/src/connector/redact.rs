@@ -33,14 +33,23 @@ pub(crate) struct Redactor {
 }
 
 impl Redactor {
-    /// Rules for these values (empty values are ignored).
+    /// Rules for these values (empty values are ignored). A value with whitespace around it
+    /// (a secret file's `\r`, a pasted space) is also redacted without it, as a script that
+    /// `.strip()`s it prints it — when what is left has at least [`MIN_FRAGMENT`] characters,
+    /// the rule for a multi-line value's lines, so a short remainder does not redact ordinary
+    /// words.
     pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut me = Self::default();
         for v in values.into_iter().filter(|v| !v.is_empty()) {
             push_unique(&mut me.values, v);
-            push_unique(&mut me.whole, v);
-            for form in encoded_forms(v) {
-                push_unique(&mut me.whole, &form);
+            let trimmed = v.trim();
+            let bare =
+                (trimmed != v && !trimmed.contains('\n') && trimmed.chars().count() >= MIN_FRAGMENT).then_some(trimmed);
+            for w in std::iter::once(v).chain(bare) {
+                push_unique(&mut me.whole, w);
+                for form in encoded_forms(w) {
+                    push_unique(&mut me.whole, &form);
+                }
             }
             if v.contains('\n') {
                 for line in v.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -291,6 +300,22 @@ mod tests {
             }
         }
         assert!(!might_hold_any([KEY, "q8Zr+Tk/3vXw=="], "signed a certificate for www.example.com (request 01ab)"));
+    }
+
+    /// Regression: "CrLfSecret1\r" (a secret file with CRLF) was redacted only as it was, so a
+    /// script that stripped it printed the bare value.
+    #[test]
+    fn a_value_with_surrounding_whitespace_is_also_redacted_trimmed() {
+        let r = Redactor::new(["CrLfSecret1\r", " padded-value-9 \t"]);
+        assert_eq!(r.redact("auth CrLfSecret1 failed"), "auth *** failed");
+        assert_eq!(r.redact("auth CrLfSecret1%0D x"), "auth *** x");
+        assert_eq!(r.redact("user=padded-value-9&x=CrLfSecret1"), "user=***&x=***");
+        // The rules a worker gets include the trimmed value and its forms.
+        assert!(r.patterns().iter().any(|p| p == "CrLfSecret1"));
+        // A short remainder is not a rule: it would redact ordinary words.
+        let r = Redactor::new(["on\r"]);
+        assert_eq!(r.redact("turned on"), "turned on");
+        assert_eq!(r.values(), ["on\r"]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The production [`ConnectorSource`]: loads each CA account's connector once, by file
 //! extension, and hands out the shared instance afterwards (one Python worker, one compiled
-//! component per account). A changed account definition loads a fresh connector.
+//! component per account). A changed account definition loads a fresh connector, and so does a
+//! changed connector file (an edited script, a rebuilt component), seen by its stamp (device,
+//! inode, size, modification and change times) at each lookup: the next call runs the code on
+//! disk and `describe` tells what that code declares.
 //!
 //! Loading can be slow (a Python script's imports get up to 30 s), so each account has its
 //! own slot: the map of slots is locked only to find or create a slot, never across a load.
@@ -18,9 +21,11 @@ use super::python::PythonConnector;
 use super::wasm::WasmConnector;
 use super::{Connector, ConnectorError, ConnectorSource};
 use crate::account::AccountDef;
+use crate::param::FileStamp;
 
-/// One account's loaded connector, with the definition it was loaded for.
-type Slot = Arc<Mutex<Option<(AccountDef, Arc<dyn Connector>)>>>;
+/// One account's loaded connector, with the definition and the connector file's stamp it was
+/// loaded for.
+type Slot = Arc<Mutex<Option<(AccountDef, Option<FileStamp>, Arc<dyn Connector>)>>>;
 
 /// Loaded connectors keyed by account name.
 pub struct Registry {
@@ -77,12 +82,14 @@ impl ConnectorSource for Registry {
         // Held across the load: a second caller for this account waits here and then finds
         // the connector the first one loaded.
         let mut loaded = slot.lock().await;
-        if let Some((_, c)) = loaded.as_ref().filter(|(d, _)| d == def) {
+        // Taken before the load: a change made during it is seen by the next lookup.
+        let stamp = std::fs::metadata(&def.connector).ok().map(|m| FileStamp::of(&m));
+        if let Some((_, _, c)) = loaded.as_ref().filter(|(d, s, _)| d == def && *s == stamp) {
             return Ok(Arc::clone(c));
         }
         // A script's import error can be as long as it likes: cut as the pipeline cuts calls'.
         let c = self.load(name, def).await.map_err(ConnectorError::bounded)?;
-        *loaded = Some((def.clone(), Arc::clone(&c)));
+        *loaded = Some((def.clone(), stamp, Arc::clone(&c)));
         Ok(c)
     }
 }

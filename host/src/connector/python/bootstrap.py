@@ -5,12 +5,98 @@
 import io
 import json
 import math
+import os
 import sys
 import time
 import traceback
 import types
 
 _state = {"module": None, "request_id": None}
+
+# The worker's own pid. A script that forks and lets the child return (no os._exit) would
+# have that child answer the host too, on the same pipes: a process that is not the worker
+# leaves at once, without a word, when the script's function returns to it.
+_WORKER_PID = os.getpid()
+
+
+def _leave_if_forked():
+    if os.getpid() != _WORKER_PID:
+        os._exit(0)
+
+
+# --- output capture ---------------------------------------------------------------------------
+# sys.stdout and sys.stderr are one pair of proxies for the worker's whole life, forwarding to
+# whatever capture the current load or call set. A script that keeps a reference to them at
+# import (logging.basicConfig's StreamHandler, a saved `out = sys.stdout`) writes into the
+# current call's capture, not into a buffer of the import that nobody reads.
+
+
+class _Proxy(io.TextIOBase):
+    def __init__(self, name, fallback):
+        self._name = name
+        self._fallback = fallback
+        self.target = None
+
+    def _current(self):
+        return self.target if self.target is not None else self._fallback
+
+    def write(self, text):
+        return self._current().write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        try:
+            self._current().flush()
+        except Exception:
+            pass
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._current().fileno()
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "strict"
+
+    @property
+    def name(self):
+        return "<" + self._name + ">"
+
+
+_stdout = _Proxy("stdout", sys.__stdout__)
+_stderr = _Proxy("stderr", sys.__stderr__)
+sys.stdout, sys.stderr = _stdout, _stderr
+
+
+class _Capture:
+    """Points the proxies at `out` and `err` for one load or call."""
+
+    def __init__(self, out, err):
+        self.out, self.err = out, err
+
+    def __enter__(self):
+        self.saved = _stdout.target, _stderr.target
+        _stdout.target, _stderr.target = self.out, self.err
+        return self
+
+    def __exit__(self, *exc):
+        _stdout.target, _stderr.target = self.saved
+        # A script that replaced sys.stdout or sys.stderr gets the proxies back, as it got
+        # the real streams back before.
+        sys.stdout, sys.stderr = _stdout, _stderr
+        return False
 
 
 # --- redaction (the rules of `connector/redact.rs`) -----------------------------------------
@@ -189,13 +275,10 @@ def _describe(module):
 
 
 def load(path, cache=None):
-    import os
-
     _cache_seed(cache)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
+    capture = _Capture(out, err).__enter__()
     try:
         with open(path, encoding="utf-8") as f:
             source = f.read()
@@ -215,7 +298,8 @@ def load(path, cache=None):
         where = f" (line {line})" if line else ""
         return json.dumps({"kind": "error", "message": f"{type(e).__name__}: {e}{where}", "stderr": err.getvalue()})
     finally:
-        sys.stdout, sys.stderr = saved
+        _leave_if_forked()
+        capture.__exit__()
 
 
 class _Tee(io.StringIO):
@@ -265,8 +349,7 @@ def call(function, argv_json, request_id, sensitive=None):
     _redact = _Redactor(sensitive)
     del _logs[:]
     out, err = io.StringIO(), _Tee()
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
+    capture = _Capture(out, err).__enter__()
     try:
         result = fn(*argv)
         value_type, value = _result(result)
@@ -289,7 +372,8 @@ def call(function, argv_json, request_id, sensitive=None):
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": [c.__name__ for c in type(e).__mro__]}
     finally:
-        sys.stdout, sys.stderr = saved
+        _leave_if_forked()
+        capture.__exit__()
     # Redact the whole text first, then cut: a cut must never leave part of a secret.
     reply["stdout"] = _redact(out.getvalue())[-65536:]
     reply["stderr"] = _redact(err.getvalue())[-65536:]

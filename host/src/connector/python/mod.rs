@@ -28,7 +28,7 @@ pub use process::{SITE_DIRS_ENV, WORKER_SUBCOMMAND};
 pub use worker::main as worker_main;
 
 use self::cache::AccountCache;
-use self::process::WorkerProcess;
+use self::process::{RequestError, WorkerProcess};
 use self::protocol::{CacheEntry, Request};
 use super::redact::Redactor;
 use super::{
@@ -136,7 +136,11 @@ impl PythonConnector {
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
         let bytes = match tokio::time::timeout(load_deadline, worker.request(&req)).await {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => {
+            Ok(Err(RequestError::OutOfTurn)) => {
+                worker.kill().await;
+                return Err(out_of_turn(label, "importing the script"));
+            }
+            Ok(Err(RequestError::Pipe)) => {
                 let how = worker.ended().await;
                 let tail = worker.take_stderr_tail();
                 return Err(ConnectorError::Internal {
@@ -189,7 +193,12 @@ impl PythonConnector {
             });
         };
         let mut worker = match guard.take() {
-            Some(w) => w,
+            Some(w) if !w.has_exited() => w,
+            // Killed while idle (the OOM killer, an operator): replaced, as after a crash.
+            Some(dead) => {
+                dead.kill().await;
+                self.start().await?.0
+            }
             None => self.start().await?.0,
         };
         let redactor = Redactor::new(args.sensitive_values_for(&self.description));
@@ -204,7 +213,11 @@ impl PythonConnector {
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => {
+            Ok(Err(RequestError::OutOfTurn)) => {
+                worker.kill().await;
+                return Err(out_of_turn(label, &format!("the call of {function}")));
+            }
+            Ok(Err(RequestError::Pipe)) => {
                 // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a fresh one.
                 let how = worker.ended().await;
                 let tail = redactor.redact(&worker.take_stderr_tail());
@@ -356,6 +369,17 @@ impl PythonConnector {
                 reply.value_type.clone().unwrap_or_else(|| "value".into())
             ))),
         }
+    }
+}
+
+/// The error of a call whose reply came out of turn. The worker is replaced; whether the script
+/// acted on the request is unknown, so it is not sent again.
+fn out_of_turn(connector: String, during: &str) -> ConnectorError {
+    ConnectorError::Internal {
+        connector,
+        message: format!(
+            "the script's worker answered out of turn during {during} (a process the script forked wrote to its pipe); it was replaced"
+        ),
     }
 }
 

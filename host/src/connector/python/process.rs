@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use serde::{Deserialize, Serialize};
+
 use super::protocol::{MAX_FRAME, Request};
 use crate::connector::redact::Redactor;
 
@@ -33,6 +35,39 @@ pub(super) struct WorkerProcess {
     last_values: Vec<String>,
     /// The last few KiB of that stderr, for error messages.
     stderr_tail: Arc<Mutex<String>>,
+    /// The number of the last request sent; its reply must carry it.
+    seq: u64,
+}
+
+/// Why a request got no reply of its own.
+#[derive(Debug)]
+pub(super) enum RequestError {
+    /// The pipe broke or the frame was bad: the worker died, or wrote garbage.
+    Pipe,
+    /// A reply came back numbered for another request: something besides the worker (a
+    /// process the script forked) wrote on the pipe, or read a request meant for the worker.
+    OutOfTurn,
+}
+
+impl From<std::io::Error> for RequestError {
+    fn from(e: std::io::Error) -> Self {
+        let _ = e;
+        Self::Pipe
+    }
+}
+
+/// A request as it is sent: numbered (`protocol::Numbered`, without a copy of the request).
+#[derive(Serialize)]
+struct Numbered<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    request: &'a Request,
+}
+
+/// The number a reply carries; the rest of it is skipped here and read by the caller.
+#[derive(Deserialize)]
+struct ReplySeq {
+    seq: Option<u64>,
 }
 
 impl WorkerProcess {
@@ -55,11 +90,16 @@ impl WorkerProcess {
         }
         // Built from a venv: its site-packages, which PYTHONHOME (the base prefix) hides.
         cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the worker
-        // when the host dies, so no orphan keeps running a script.
+        // SAFETY: prctl and setpgid are async-signal-safe. The first asks the kernel to kill
+        // the worker when the host dies, so no orphan keeps running a script; the second makes
+        // the worker the leader of a process group of its own, which the script's
+        // subprocesses join, so a kill reaches them too (`kill_group`).
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -90,7 +130,7 @@ impl WorkerProcess {
                 t.drain(..cut);
             }
         }));
-        Ok(Self { child, stdin, stdout, redactor, stderr_tail, last_values: vec![] })
+        Ok(Self { child, stdin, stdout, redactor, stderr_tail, last_values: vec![], seq: 0 })
     }
 
     /// Sets what to redact from the worker's own stderr for the next call.
@@ -100,9 +140,10 @@ impl WorkerProcess {
         self.last_values = call.values().to_vec();
     }
 
-    /// Sends one request and reads its reply frame.
-    pub(super) async fn request(&mut self, req: &Request) -> std::io::Result<Vec<u8>> {
-        let payload = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    /// Sends one request and reads its reply frame, which must carry the request's number.
+    pub(super) async fn request(&mut self, req: &Request) -> Result<Vec<u8>, RequestError> {
+        self.seq += 1;
+        let payload = serde_json::to_vec(&Numbered { seq: self.seq, request: req }).map_err(std::io::Error::other)?;
         self.stdin.write_all(&(payload.len() as u32).to_be_bytes()).await?;
         self.stdin.write_all(&payload).await?;
         self.stdin.flush().await?;
@@ -110,16 +151,45 @@ impl WorkerProcess {
         self.stdout.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_FRAME {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "reply frame too large"));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "reply frame too large").into());
         }
         let mut buf = vec![0u8; len];
         self.stdout.read_exact(&mut buf).await?;
-        Ok(buf)
+        match serde_json::from_slice::<ReplySeq>(&buf) {
+            Ok(ReplySeq { seq: Some(seq) }) if seq == self.seq => Ok(buf),
+            Ok(_) => Err(RequestError::OutOfTurn),
+            Err(_) => Err(RequestError::Pipe),
+        }
+    }
+
+    /// Whether the worker has ended since its last call (killed while idle: the OOM killer,
+    /// an operator): such a worker is replaced, not handed the next call.
+    pub(super) fn has_exited(&self) -> bool {
+        ended_unreaped(&self.child)
+    }
+
+    /// Sends `signal` to the worker's process group: the worker and every subprocess of its
+    /// script that did not leave the group.
+    fn kill_group(&self, signal: libc::c_int) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: a signal to the group our own unreaped child leads (`setpgid` at spawn):
+            // while the child is not reaped, its pid, and so the group id, is not reused.
+            unsafe {
+                libc::killpg(pid as libc::pid_t, signal);
+            }
+        }
     }
 
     /// How the worker ended, after its pipe broke: "exited with code 3" / "was killed by signal 9".
+    /// The script's subprocesses left in its process group are killed.
     pub(super) async fn ended(&mut self) -> String {
-        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        // Seen without reaping, so the group id stays the worker's until the group is killed.
+        let status = tokio::time::timeout(Duration::from_secs(2), exit_seen(&self.child)).await;
+        self.kill_group(libc::SIGKILL);
+        let status = match status {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await,
+            Err(e) => Err(e),
+        };
         let how = match status {
             Ok(Ok(st)) => match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
                 (Some(code), _) => format!("exited with code {code}"),
@@ -141,17 +211,46 @@ impl WorkerProcess {
         std::mem::take(&mut *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner())).trim().to_owned()
     }
 
-    /// SIGTERM, then SIGKILL after a short grace.
+    /// SIGTERM to the worker's process group, then SIGKILL after a short grace: the script's
+    /// subprocesses end with it, and none keeps the worker's stderr pipe (and its reader) open.
     pub(super) async fn kill(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: sending a signal to our own child's pid.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        if tokio::time::timeout(Duration::from_millis(500), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
+        self.kill_group(libc::SIGTERM);
+        let _ = tokio::time::timeout(Duration::from_millis(500), exit_seen(&self.child)).await;
+        self.kill_group(libc::SIGKILL);
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A worker dropped without [`WorkerProcess::kill`] (its connector replaced after a reload,
+/// the host shutting down) takes its script's subprocesses with it; `kill_on_drop` alone
+/// would end only the worker.
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill_group(libc::SIGKILL);
+    }
+}
+
+/// Whether `child` has ended, seen without reaping it (`waitid` with `WNOWAIT`): until tokio
+/// reaps it, its pid — and so the id of the process group it leads — cannot be reused, and
+/// the group can still be killed safely.
+fn ended_unreaped(child: &Child) -> bool {
+    let Some(pid) = child.id() else { return true };
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it and nothing else.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid out-pointer; WNOWAIT leaves it unreaped.
+    let r = unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+    };
+    // With WNOHANG the kernel leaves si_pid 0 while the child runs; an error (ECHILD) means it
+    // is gone already.
+    // SAFETY: si_pid reads the field waitid filled (or the zero it started as).
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// Returns once `child` has ended, without reaping it (see [`ended_unreaped`]).
+async fn exit_seen(child: &Child) {
+    while !ended_unreaped(child) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -52,6 +52,31 @@ pub enum Request {
     },
 }
 
+/// A request as it travels, numbered. The worker copies `seq` into its reply, so the host can
+/// tell its answer from one written out of turn (a process the script forked, writing on the
+/// inherited pipe) and replace the worker instead of taking a stale reply for this call's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Numbered {
+    /// The host's number for this request; absent when something else drives a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// `reply`, a JSON object, with `"seq": seq` added as its first member (the worker's replies
+/// are objects it built itself; anything else is answered as an error that carries `seq`).
+pub fn with_seq(reply: &str, seq: Option<u64>) -> String {
+    let Some(seq) = seq else { return reply.to_owned() };
+    match reply.strip_prefix('{').map(str::trim_start) {
+        Some("}") => format!("{{\"seq\":{seq}}}"),
+        Some(_) => format!("{{\"seq\":{seq},{}", &reply[1..]),
+        None => serde_json::json!({ "seq": seq, "kind": "error", "message": "worker failure: a reply that is not a JSON object" })
+            .to_string(),
+    }
+}
+
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     if payload.len() > MAX_FRAME {

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use super::process::SITE_DIRS_ENV;
-use super::protocol::{MAX_FRAME, Request, read_frame, write_frame};
+use super::protocol::{MAX_FRAME, Numbered, Request, read_frame, with_seq, write_frame};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
@@ -56,11 +56,16 @@ pub fn main(memory_bytes: u64) -> ExitCode {
                     return ExitCode::from(70);
                 }
             };
-            let reply = match serde_json::from_slice::<Request>(&frame) {
-                Ok(req) => dispatch(&boot, req).unwrap_or_else(|e| {
-                    serde_json::json!({ "kind": "error", "message": format!("worker failure: {e}") }).to_string()
-                }),
-                Err(e) => serde_json::json!({ "kind": "error", "message": format!("bad request: {e}") }).to_string(),
+            let (seq, reply) = match serde_json::from_slice::<Numbered>(&frame) {
+                Ok(Numbered { seq, request }) => (
+                    seq,
+                    dispatch(&boot, request).unwrap_or_else(|e| {
+                        serde_json::json!({ "kind": "error", "message": format!("worker failure: {e}") }).to_string()
+                    }),
+                ),
+                Err(e) => {
+                    (None, serde_json::json!({ "kind": "error", "message": format!("bad request: {e}") }).to_string())
+                }
             };
             // A frame over the limit would end the worker with no word of why: say it instead.
             let reply = if reply.len() > MAX_FRAME {
@@ -69,6 +74,7 @@ pub fn main(memory_bytes: u64) -> ExitCode {
             } else {
                 reply
             };
+            let reply = with_seq(&reply, seq);
             if py.detach(|| write_frame(&mut output, reply.as_bytes())).is_err() {
                 return ExitCode::from(70);
             }
