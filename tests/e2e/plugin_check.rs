@@ -159,12 +159,23 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     for file in ["src/der.rs", "src/pem.rs", "testdata/ca.pem"] {
         assert!(plugins.join("acme-lab").join(file).is_file(), "the template carries {file}");
     }
-    // Elsewhere, with the SDK somewhere else: the manifest says so.
+    // Elsewhere, with the SDK somewhere else: the manifest says so. A path where no SDK is
+    // is refused before anything is written (it used to show only at the crate's first build).
     let other = app.path("elsewhere");
-    app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other.to_str().expect("utf8"), "--sdk", "/opt/sdk/rust"])
-        .ok();
+    let other_dir = other.to_str().expect("utf8");
+    let r = app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other_dir, "--sdk", "/opt/sdk/rust"]);
+    assert!(r.fails(1).contains("the plugin SDK is not at /opt/sdk/rust"), "{}", r.stderr);
+    assert!(!other.join("vault-pki").exists(), "nothing written");
+    let sdk = work.join("plugin-sdk/rust").display().to_string();
+    let r = app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other_dir, "--sdk", &sdk]);
+    // No workspace there: the crate builds on its own, and the hint says how and where.
+    let hint = format!(
+        "cargo build --release --target wasm32-wasip2) && certhost plugin check {other_dir}/vault-pki/target/wasm32-wasip2/release/vault_pki.wasm"
+    );
+    assert!(r.ok().contains(&hint) && r.stdout.contains("--sensitive-param ca_private_key="), "{}", r.stdout);
     let manifest = std::fs::read_to_string(other.join("vault-pki/Cargo.toml")).expect("manifest");
-    for line in ["name = \"vault-pki\"", "description = \"certhost connector vault-pki\"", "path = \"/opt/sdk/rust\""] {
+    for line in ["name = \"vault-pki\"", "description = \"certhost connector vault-pki\"", &format!("path = \"{sdk}\"")]
+    {
         assert!(manifest.contains(line), "{line} in {manifest}");
     }
     assert!(!manifest.contains("local-ca") && !manifest.contains("license"), "{manifest}");

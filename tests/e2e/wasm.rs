@@ -675,3 +675,34 @@ async fn the_sdk_sends_a_post_body_with_its_length() {
     server.join().expect("server");
     assert_eq!(answer, Disposition::Rejected { reason: "content-length: 5; body=hello".into() });
 }
+
+/// Regression: a file that is not a component was refused with the parser's own error: eleven
+/// lines with a byte array for random bytes, no hint for a core module, and "does not exist"
+/// for a directory. Each now gets one sentence that says what it is.
+#[tokio::test]
+async fn a_file_that_is_not_a_component_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"certainly not WebAssembly, just some text").expect("write");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
+    let folder = dir.path().join("folder.wasm");
+    std::fs::create_dir(&folder).expect("mkdir");
+    let load = |path: PathBuf| async move {
+        WasmConnector::load(&path, "x", limits(5, 64), &[], None).await.err().expect("refused").to_string()
+    };
+    let junk_err = load(junk.clone()).await;
+    assert_eq!(junk_err, format!("connector junk: misconfigured: {}: is not a WebAssembly file", junk.display()));
+    let core_err = load(core.clone()).await;
+    assert!(
+        core_err.ends_with("is a core WebAssembly module, not a component: build the connector for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)"),
+        "{core_err}"
+    );
+    assert_eq!(
+        load(folder.clone()).await,
+        format!("connector folder: misconfigured: {} is a directory, not a component file", folder.display())
+    );
+    for e in [junk_err, core_err] {
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+}

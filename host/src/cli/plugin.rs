@@ -18,7 +18,8 @@ pub enum Command {
         /// Language of the connector (rust).
         #[arg(long, default_value = "rust")]
         lang: String,
-        /// The plugins workspace to create it in (its Cargo.toml gains the new member).
+        /// Where to create it: a plugins workspace (its Cargo.toml gains the new member), or any
+        /// directory (the crate then builds on its own).
         #[arg(long, default_value = "plugins")]
         plugins_dir: PathBuf,
         /// Path of the Rust SDK, relative to the new crate.
@@ -112,6 +113,24 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     );
     let dir = plugins_dir.join(name);
     anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
+    // The crate depends on the SDK by path: a wrong path would only show at its first build.
+    // Resolved by hand: the crate's directory does not exist yet, so the OS cannot follow `..`.
+    let mut sdk_dir = dir.clone();
+    for part in std::path::Path::new(sdk).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                sdk_dir.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => sdk_dir.push(other),
+        }
+    }
+    anyhow::ensure!(
+        sdk_dir.join("Cargo.toml").is_file(),
+        "the plugin SDK is not at {} (--sdk is relative to the new crate {}): pass --sdk with the path of certhost's plugin-sdk/rust",
+        sdk_dir.display(),
+        dir.display()
+    );
     for (path, text) in TEMPLATE {
         let file = dir.join(path);
         if let Some(parent) = file.parent() {
@@ -121,18 +140,37 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
     let workspace = plugins_dir.join("Cargo.toml");
-    if let Ok(text) = std::fs::read_to_string(&workspace)
-        && let Some(pos) = text.find("members = [")
-    {
-        let at = pos + "members = [".len();
-        let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
-        std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
-    }
+    let member = match std::fs::read_to_string(&workspace) {
+        Ok(text) => match text.find("members = [") {
+            Some(pos) => {
+                let at = pos + "members = [".len();
+                let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
+                std::fs::write(&workspace, updated)
+                    .with_context(|| format!("cannot update {}", workspace.display()))?;
+                true
+            }
+            None => false,
+        },
+        Err(_) => false,
+    };
     println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
-    println!(
-        "next: cargo xtask build-plugins && cargo xtask run -- plugin check {}/dist/{name}.wasm --param ca_certificate=\"$(cat ca.pem)\" --param ca_private_key=\"$(cat ca.key)\"",
-        plugins_dir.display()
-    );
+    let check = "plugin check {WASM} --param ca_certificate=\"$(cat ca.pem)\" --sensitive-param ca_private_key=\"$(cat ca.key)\"";
+    if member {
+        println!("added {name} to the members of {}", workspace.display());
+        let wasm = plugins_dir.join("dist").join(format!("{name}.wasm"));
+        println!(
+            "next: cargo xtask build-plugins && cargo xtask run -- {}",
+            check.replace("{WASM}", &wasm.display().to_string())
+        );
+    } else {
+        // A crate of its own: cargo names the artifact after the crate, '-' as '_'.
+        let wasm = dir.join("target/wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+        println!(
+            "next: (cd {} && cargo build --release --target wasm32-wasip2) && certhost {}",
+            dir.display(),
+            check.replace("{WASM}", &wasm.display().to_string())
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -83,6 +83,9 @@ impl WasmConnector {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_owned();
         let label = format!("connector {stem}");
         let mis = |message: String| ConnectorError::Misconfigured { connector: label.clone(), message };
+        if path.is_dir() {
+            return Err(mis(format!("{} is a directory, not a component file", path.display())));
+        }
         if !path.is_file() {
             return Err(mis(format!("{} does not exist", path.display())));
         }

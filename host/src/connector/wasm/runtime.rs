@@ -247,8 +247,10 @@ impl Runtime {
     pub fn load_component(&self, path: &Path, cache_dir: Option<&Path>) -> Result<Component, RuntimeError> {
         let io = |reason: String| RuntimeError::Io { path: path.to_owned(), reason };
         let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
+        check_header(&bytes).map_err(|e| io(e.to_owned()))?;
+        let invalid = |e: wasmtime::Error| io(format!("not a valid component: {}", first_line(&format!("{e:#}"))));
         let Some(dir) = cache_dir else {
-            return Component::new(&self.engine, &bytes).map_err(|e| io(format!("not a valid component: {e:#}")));
+            return Component::new(&self.engine, &bytes).map_err(invalid);
         };
         // The compatibility hash is a `Hash` value: feed it to SHA-256 rather than to
         // `DefaultHasher`, whose algorithm may change between Rust releases (and with it every
@@ -266,8 +268,7 @@ impl Runtime {
                 return Ok(c);
             }
         }
-        let compiled =
-            self.engine.precompile_component(&bytes).map_err(|e| io(format!("not a valid component: {e:#}")))?;
+        let compiled = self.engine.precompile_component(&bytes).map_err(invalid)?;
         if std::fs::create_dir_all(dir).is_ok() {
             let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
             if std::fs::write(&tmp, &compiled).is_ok() {
@@ -293,6 +294,24 @@ mod tests {
         expected.update(b"engine");
         assert_eq!(hasher.0.finalize(), expected.finalize());
     }
+}
+
+/// Refuses, before the parser sees it, a file that is not a component, saying what it is:
+/// the parser's own error for random bytes was eleven lines with a byte array in it, and for
+/// a core module it did not say how to build a component.
+fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
+            "is a core WebAssembly module, not a component: build the connector for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)",
+        ),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err("is not a WebAssembly file"),
+    }
+}
+
+/// The first line of a (possibly multi-line) error text.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text).trim_end_matches(':')
 }
 
 /// A call's guest stderr, of which only the last [`StderrTail::KEEP`] bytes are kept: the
