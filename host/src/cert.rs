@@ -160,21 +160,86 @@ pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
 
 /// [`issued_by`] for certificates already parsed.
 pub fn signed_by(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
+    check_link(child, issuer).is_ok()
+}
+
+/// Why a certificate is not taken as issued by another ([`check_link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The child's issuer name is not the issuer's subject.
+    NameMismatch,
+    /// The child is signed with an algorithm the host cannot check (named): the link may be
+    /// sound, and the operator is told so rather than that the chain is broken.
+    UnsupportedSignature(String),
+    /// The signature does not verify with the issuer's key.
+    BadSignature,
+}
+
+/// [`signed_by`] saying why not: names chain, then the signature verifies — or is one known
+/// to verify ([`crate::host_signatures`]).
+pub fn check_link(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), LinkError> {
     if child.issuer() != issuer.subject() {
-        return false;
+        return Err(LinkError::NameMismatch);
     }
     let algorithm = child.signature_algorithm.algorithm.to_id_string();
     let (spki, tbs, signature) =
         (issuer.public_key().raw, child.tbs_certificate.as_ref(), &child.signature_value.data[..]);
     if crate::host_signatures::known(spki, &algorithm, tbs, signature) {
-        return true;
+        return Ok(());
     }
-    let verified = child.verify_signature(Some(issuer.public_key())).is_ok();
-    // A CA certificate comes again with the next issuance from the same CA; a leaf never does.
-    if verified && child.is_ca() {
-        crate::host_signatures::record(spki, &algorithm, tbs, signature);
+    match child.verify_signature(Some(issuer.public_key())) {
+        Ok(()) => {
+            // A CA certificate comes again with the next issuance from the same CA; a leaf never does.
+            if child.is_ca() {
+                crate::host_signatures::record(spki, &algorithm, tbs, signature);
+            }
+            Ok(())
+        }
+        Err(e) => Err(match crate::x509::signature_failure(&e, &child.signature_algorithm, issuer.public_key()) {
+            crate::x509::SignatureFailure::Unsupported(name) => LinkError::UnsupportedSignature(name),
+            crate::x509::SignatureFailure::Invalid => LinkError::BadSignature,
+        }),
     }
-    verified
+}
+
+/// What a certificate says about signing other certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authority {
+    /// basicConstraints CA:TRUE — or, with no basicConstraints, a self-signed X.509 v1
+    /// certificate (old roots, which predate the extension; openssl counts them as CAs too).
+    pub ca: bool,
+    /// keyUsage keyCertSign, when the certificate has a keyUsage extension.
+    pub key_cert_sign: Option<bool>,
+}
+
+/// [`Authority`] of a parsed certificate.
+pub fn authority(cert: &X509Certificate<'_>) -> Authority {
+    let ca = match cert.basic_constraints() {
+        Ok(Some(bc)) => bc.value.ca,
+        // A duplicated extension: not a CA the host can vouch for.
+        Err(_) => false,
+        Ok(None) => cert.version() == x509_parser::x509::X509Version::V1 && cert.subject() == cert.issuer(),
+    };
+    let key_cert_sign = match cert.key_usage() {
+        Ok(Some(ku)) => Some(ku.value.key_cert_sign()),
+        Ok(None) => None,
+        Err(_) => Some(false),
+    };
+    Authority { ca, key_cert_sign }
+}
+
+/// notBefore and notAfter of a parsed certificate, Unix seconds.
+pub fn validity(cert: &X509Certificate<'_>) -> (i64, i64) {
+    (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp())
+}
+
+/// Every CN in a parsed certificate's subject, or why one is not text (a CN a client reads
+/// and the host cannot is one no policy has checked).
+pub fn common_names(cert: &X509Certificate<'_>) -> Result<Vec<String>, String> {
+    cert.subject()
+        .iter_common_name()
+        .map(|cn| cn.as_str().map(str::to_owned).map_err(|_| "its subject has a CN that is not text".to_owned()))
+        .collect()
 }
 
 /// The subject of a DER certificate as CSR fields, for a renewal "with the same subject".

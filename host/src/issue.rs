@@ -682,11 +682,14 @@ impl Pipeline<'_> {
                     (None, Some(name)) => self.inventory.profile(name)?.map(|(p, _)| std::borrow::Cow::Owned(p)),
                     (None, None) => None,
                 };
-                // Invariant 1, and the profile's SAN rules over every name the CA put in.
+                // Invariant 1, and the profile's SAN and CN rules over every name the CA put in.
                 let verified = verify_issued(&expected, &certificate, &chain).and_then(|verified| {
                     if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
-                        p.check_issued_sans(&verified.info.sans, &verified.info.other_sans)
-                            .map_err(|rule| VerificationError::NotAllowed { profile: name.to_owned(), rule })?;
+                        let not_allowed = |rule| VerificationError::NotAllowed { profile: name.to_owned(), rule };
+                        p.check_issued_sans(&verified.info.sans, &verified.info.other_sans).map_err(not_allowed)?;
+                        if let Some(cn) = verified.info.common_name.as_deref() {
+                            p.check_issued_cn(cn).map_err(not_allowed)?;
+                        }
                     }
                     Ok(verified)
                 });

@@ -418,11 +418,7 @@ impl ProfileDef {
                         self.cn.max_length
                     )));
                 }
-                if let Some(re) = &self.cn.allowed
-                    && !crate::pattern::full_match(re, cn)
-                {
-                    return Err(refuse(format!("CN {cn:?} does not match the allowed pattern {re}")));
-                }
+                self.cn_allowed(cn).map_err(refuse)?;
             }
         }
         // Subject overrides.
@@ -479,6 +475,36 @@ impl ProfileDef {
         Ok((subject, sans))
     }
 
+    /// Whether the profile's CN rules admit `cn` (its length already checked): the allowed
+    /// pattern, and — when DNS names are limited to suffixes — the same limits for a CN a
+    /// client could take for a host name. Such a CN is one with a dot that is not an IP
+    /// address or an email address; it must be a valid DNS name, or `evil.bank.test.` and
+    /// `evil_bank.test` would pass where `evil.bank.test` is refused.
+    fn cn_allowed(&self, cn: &str) -> Result<(), String> {
+        if let Some(re) = &self.cn.allowed
+            && !crate::pattern::full_match(re, cn)
+        {
+            return Err(format!("CN {cn:?} does not match the allowed pattern {re}"));
+        }
+        let host_like = cn.contains('.')
+            && cn.parse::<std::net::IpAddr>().is_err()
+            && San::Email(cn.to_owned()).validate().is_err();
+        if host_like && !self.sans.dns_suffixes.is_empty() {
+            crate::csr::validate_dns_name(cn).map_err(|e| {
+                let why = match e {
+                    crate::csr::NameError::DnsName { reason, .. } => reason,
+                    _ => "it is not a DNS name",
+                };
+                format!(
+                    "CN {cn:?} reads as a host name but is not a valid one ({why}), and the profile limits host names to {}",
+                    self.sans.dns_suffixes.join(", ")
+                )
+            })?;
+            self.dns_name_allowed(cn)?;
+        }
+        Ok(())
+    }
+
     /// Whether the profile's SAN rules (allowed types, DNS suffixes and pattern) admit `san`;
     /// the error is the rule it breaks.
     fn san_allowed(&self, san: &San) -> Result<(), String> {
@@ -492,24 +518,27 @@ impl ProfileDef {
             return Err(format!("SAN {san} is of a type the profile does not allow"));
         }
         if let San::Dns(d) = san {
-            let lower = d.to_ascii_lowercase();
-            if !self.sans.dns_suffixes.is_empty()
-                && !self.sans.dns_suffixes.iter().any(|suf| {
-                    let suf = suf.to_ascii_lowercase();
-                    let bare = suf.trim_start_matches('.');
-                    lower == bare || lower.ends_with(&format!(".{bare}"))
-                })
-            {
-                return Err(format!(
-                    "DNS name {d} is outside the allowed suffixes {}",
-                    self.sans.dns_suffixes.join(", ")
-                ));
-            }
-            if let Some(re) = &self.sans.dns_regex
-                && !crate::pattern::full_match(re, d)
-            {
-                return Err(format!("DNS name {d} does not match the allowed pattern {re}"));
-            }
+            self.dns_name_allowed(d)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a DNS name is inside the profile's suffixes and matches its pattern.
+    fn dns_name_allowed(&self, d: &str) -> Result<(), String> {
+        let lower = d.to_ascii_lowercase();
+        if !self.sans.dns_suffixes.is_empty()
+            && !self.sans.dns_suffixes.iter().any(|suf| {
+                let suf = suf.to_ascii_lowercase();
+                let bare = suf.trim_start_matches('.');
+                lower == bare || lower.ends_with(&format!(".{bare}"))
+            })
+        {
+            return Err(format!("DNS name {d} is outside the allowed suffixes {}", self.sans.dns_suffixes.join(", ")));
+        }
+        if let Some(re) = &self.sans.dns_regex
+            && !crate::pattern::full_match(re, d)
+        {
+            return Err(format!("DNS name {d} does not match the allowed pattern {re}"));
         }
         Ok(())
     }
@@ -544,11 +573,27 @@ impl ProfileDef {
     /// add names (some add `www.`), but none the profile would have refused in a request.
     /// `other_kinds` are SANs of kinds no rule covers (`CertificateInfo::other_sans`): never
     /// allowed.
+    /// Each name must also have the syntax a requested one must have (a NUL, a `/`, a second
+    /// wildcard label would otherwise pass the suffix rule by ending in it).
     pub fn check_issued_sans(&self, sans: &[San], other_kinds: &[String]) -> Result<(), String> {
         if let Some(kind) = other_kinds.first() {
             return Err(format!("it names {kind}, a kind of subjectAltName no profile rule allows"));
         }
-        sans.iter().try_for_each(|san| self.san_allowed(san))
+        sans.iter().try_for_each(|san| {
+            san.validate().map_err(|e| format!("its subjectAltName is malformed: {e}"))?;
+            self.san_allowed(san)
+        })
+    }
+
+    /// Checks the subject CN a CA put in a certificate against the profile's CN rules (length,
+    /// pattern, host names inside the DNS suffixes), as [`ProfileDef::check_request`] checks a
+    /// requested one: a CA may choose the CN, but not one the profile would have refused.
+    pub fn check_issued_cn(&self, cn: &str) -> Result<(), String> {
+        let len = cn.chars().count();
+        if len > self.cn.max_length {
+            return Err(format!("its CN is {len} characters long; at most {} are allowed", self.cn.max_length));
+        }
+        self.cn_allowed(cn)
     }
 }
 
@@ -630,6 +675,55 @@ mod tests {
         assert!(p.check_issued_sans(&email, &[]).unwrap_err().contains("type the profile does not allow"));
         let upn = ["an otherName of type 1.3.6.1.4.1.311.20.2.3".to_owned()];
         assert!(p.check_issued_sans(&issued, &upn).unwrap_err().contains("names an otherName of type"));
+    }
+
+    /// A name a CA added ending in an allowed suffix passed on the suffix alone, whatever came
+    /// before it: a NUL, a `/`, a second wildcard label.
+    #[test]
+    fn names_a_ca_adds_must_have_the_syntax_of_requested_ones() {
+        let p = profile();
+        for bad in ["evil.bank.test\0.example.com", "evil.bank.test/.example.com", "*.*.example.com", "a..example.com"]
+        {
+            let sans = [San::Dns("www.example.com".into()), San::Dns(bad.into())];
+            let err = p.check_issued_sans(&sans, &[]).unwrap_err();
+            assert!(err.starts_with("its subjectAltName is malformed: DNS name"), "{bad:?}: {err}");
+        }
+        let wildcard = [San::Dns("*.example.com".into())];
+        assert_eq!(p.check_issued_sans(&wildcard, &[]), Ok(()));
+    }
+
+    /// A CN that is not strict DNS syntax skipped the suffix rule: `evil.bank.test.` and
+    /// `evil_bank.test` were issued on a profile limited to `.example.com`. With include_cn
+    /// off (uploaded CSRs, renewals) even a valid host name CN skipped it.
+    #[test]
+    fn a_cn_that_reads_as_a_host_name_is_held_to_the_dns_suffixes() {
+        let p = profile();
+        let request = |cn: &str| NameRequest { common_name: Some(cn.into()), ..Default::default() };
+        for bad in ["evil.bank.test.", "evil_bank.test", "evil.bank.test"] {
+            let err = p.check_request("web", &request(bad)).unwrap_err().to_string();
+            assert!(err.contains("example.com"), "{bad}: {err}");
+            assert!(p.check_issued_cn(bad).is_err(), "{bad}");
+        }
+        assert!(
+            p.check_request("web", &request("evil.bank.test."))
+                .unwrap_err()
+                .to_string()
+                .contains("reads as a host name but is not a valid one (it ends with a dot)")
+        );
+        let mut upload = p.clone();
+        upload.sans.include_cn = false;
+        let named = NameRequest {
+            common_name: Some("evil.bank.test".into()),
+            sans: vec![San::Dns("www.example.com".into())],
+            ..Default::default()
+        };
+        assert!(upload.check_request("web", &named).unwrap_err().to_string().contains("outside the allowed suffixes"));
+        // Names that are no host names keep working: no dot, an IP address, an email address.
+        for fine in ["Ops Team", "192.0.2.7", "ops@example.net", "www.example.com"] {
+            assert!(upload.check_request("web", &request(fine)).is_ok(), "{fine}");
+            assert_eq!(p.check_issued_cn(fine), Ok(()), "{fine}");
+        }
+        assert!(p.check_issued_cn(&"a".repeat(65)).unwrap_err().contains("65 characters long"));
     }
 
     #[test]

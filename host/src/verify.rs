@@ -1,9 +1,17 @@
 //! Invariant 1: the host verifies every certificate a connector returns before it can enter
 //! the inventory — it parses, its public key is the CSR's, it covers the requested names, the
-//! chain links, and it is currently valid. A connector cannot store a wrong certificate.
+//! chain links through CA certificates that are valid, it is an end-entity certificate whose
+//! subject CN is one of the names asked for, and it is currently valid (give or take
+//! [`CLOCK_SKEW`]). A connector cannot store a wrong certificate.
 
-use crate::cert::{self, CertError, CertificateInfo};
+use crate::cert::{self, CertError, CertificateInfo, LinkError};
 use crate::csr::San;
+use crate::view::rfc3339;
+
+/// How far a CA's clock may run ahead of the host's: a certificate (or a chain certificate)
+/// whose notBefore is at most this far in the future is accepted. Without it a CA a few
+/// seconds fast made every order fail for good, the issued certificate thrown away.
+pub const CLOCK_SKEW: i64 = 300;
 
 /// What the host asked for, against which the returned certificate is checked.
 #[derive(Debug, Clone, Copy)]
@@ -53,14 +61,62 @@ pub enum VerificationError {
     /// A requested name is missing from the certificate.
     #[error("the returned certificate does not cover the requested name {0}")]
     MissingName(String),
+    /// The subject names something that was not asked for: a client that reads the CN
+    /// would take the certificate for that name, which no policy looked at.
+    #[error("the returned certificate's subject CN {0:?} is neither the requested CN nor one of its subjectAltNames")]
+    UnexpectedCommonName(String),
+    /// The subject's CNs cannot all be checked (several, or one that is not text).
+    #[error("the returned certificate's subject cannot be checked: {0}")]
+    UncheckableSubject(String),
+    /// The certificate could sign other certificates: a CA handed out where an end-entity
+    /// certificate was asked for (`reason` says which extension makes it one).
+    #[error("the returned certificate is a CA certificate ({reason}), not an end-entity certificate")]
+    NotEndEntity {
+        /// basicConstraints or keyUsage, as found.
+        reason: &'static str,
+    },
     /// The chain does not link.
     #[error("the chain does not link: certificate {position} was not issued by the next one")]
     ChainBroken {
         /// 0 = the leaf, 1 = first chain element, ...
         position: usize,
     },
-    /// Not valid yet.
-    #[error("the returned certificate is not valid until {not_before} (Unix time)")]
+    /// A link is signed with an algorithm the host cannot check; it may well be sound.
+    #[error(
+        "the chain cannot be checked: certificate {position} (0 is the returned one) is signed with {algorithm}, which certhost cannot verify (the signature may be valid)"
+    )]
+    UnsupportedSignature {
+        /// 0 = the leaf, 1 = first chain element, ...
+        position: usize,
+        /// The algorithm (and key or parameters) as named by the host.
+        algorithm: String,
+    },
+    /// A chain certificate signs the one before it but may not sign certificates.
+    #[error("chain certificate {position} signs the certificate before it but is not a CA ({reason})")]
+    IssuerNotCa {
+        /// 1-based position in the chain.
+        position: usize,
+        /// basicConstraints or keyUsage, as found.
+        reason: &'static str,
+    },
+    /// A chain certificate is outside its validity period.
+    #[error("chain certificate {position} is not valid now: {}", validity_problem(*not_before, *not_after, *now))]
+    IssuerNotValid {
+        /// 1-based position in the chain.
+        position: usize,
+        /// Its notBefore, Unix seconds.
+        not_before: i64,
+        /// Its notAfter, Unix seconds.
+        not_after: i64,
+        /// The time it was checked at, Unix seconds.
+        now: i64,
+    },
+    /// Not valid yet, even allowing for [`CLOCK_SKEW`].
+    #[error(
+        "the returned certificate is not valid until {} (more than {} minutes from now)",
+        rfc3339(*not_before),
+        CLOCK_SKEW / 60
+    )]
     NotYetValid {
         /// notBefore, Unix seconds.
         not_before: i64,
@@ -75,7 +131,7 @@ pub enum VerificationError {
         rule: String,
     },
     /// Already expired.
-    #[error("the returned certificate expired at {not_after} (Unix time)")]
+    #[error("the returned certificate expired at {}", rfc3339(*not_after))]
     Expired {
         /// notAfter, Unix seconds.
         not_after: i64,
@@ -130,20 +186,79 @@ pub fn verify_issued(
             return Err(VerificationError::MissingName(format!("CN={cn}")));
         }
     }
+    let common_names = cert::common_names(&leaf).map_err(VerificationError::UncheckableSubject)?;
+    if common_names.len() > 1 {
+        return Err(VerificationError::UncheckableSubject(format!(
+            "its subject has {} CNs, and certhost asks for one",
+            common_names.len()
+        )));
+    }
+    if let Some(cn) = common_names.first() {
+        check_common_name(cn, expected.common_name, &info.sans)?;
+    }
+    let authority = cert::authority(&leaf);
+    if authority.ca || info.is_ca {
+        return Err(VerificationError::NotEndEntity { reason: "basicConstraints CA:TRUE" });
+    }
+    if authority.key_cert_sign == Some(true) {
+        return Err(VerificationError::NotEndEntity { reason: "keyUsage keyCertSign" });
+    }
     let mut child = &leaf;
     for (i, issuer) in issuers.iter().enumerate() {
-        if !cert::signed_by(child, issuer) {
-            return Err(VerificationError::ChainBroken { position: i });
+        match cert::check_link(child, issuer) {
+            Ok(()) => {}
+            Err(LinkError::UnsupportedSignature(algorithm)) => {
+                return Err(VerificationError::UnsupportedSignature { position: i, algorithm });
+            }
+            Err(LinkError::NameMismatch | LinkError::BadSignature) => {
+                return Err(VerificationError::ChainBroken { position: i });
+            }
+        }
+        let position = i + 1;
+        let authority = cert::authority(issuer);
+        if !authority.ca {
+            return Err(VerificationError::IssuerNotCa { position, reason: "basicConstraints does not say CA:TRUE" });
+        }
+        if authority.key_cert_sign == Some(false) {
+            return Err(VerificationError::IssuerNotCa { position, reason: "its keyUsage lacks keyCertSign" });
+        }
+        let (not_before, not_after) = cert::validity(issuer);
+        if expected.now + CLOCK_SKEW < not_before || expected.now > not_after {
+            return Err(VerificationError::IssuerNotValid { position, not_before, not_after, now: expected.now });
         }
         child = issuer;
     }
-    if expected.now < info.not_before {
+    if expected.now + CLOCK_SKEW < info.not_before {
         return Err(VerificationError::NotYetValid { not_before: info.not_before });
     }
     if expected.now > info.not_after {
         return Err(VerificationError::Expired { not_after: info.not_after });
     }
     Ok(VerifiedCertificate { info, der, chain })
+}
+
+/// The subject CN a certificate may carry: the requested CN, or one of the certificate's own
+/// subjectAltNames (a CA may put a SAN there when the request had no CN; the SANs are held to
+/// the profile's rules). DNS names and email addresses compare case-insensitively.
+pub fn check_common_name(cn: &str, requested: Option<&str>, sans: &[San]) -> Result<(), VerificationError> {
+    if requested.is_some_and(|r| r.eq_ignore_ascii_case(cn)) {
+        return Ok(());
+    }
+    let named = sans.iter().any(|san| match san {
+        San::Dns(d) | San::Email(d) => d.eq_ignore_ascii_case(cn),
+        San::Ip(ip) => cn.parse::<std::net::IpAddr>().is_ok_and(|c| c == *ip),
+        San::Uri(u) => u == cn,
+    });
+    if named { Ok(()) } else { Err(VerificationError::UnexpectedCommonName(cn.to_owned())) }
+}
+
+/// What is wrong with a validity period at `now`, for a message.
+fn validity_problem(not_before: i64, not_after: i64, now: i64) -> String {
+    if now > not_after {
+        format!("it expired at {}", rfc3339(not_after))
+    } else {
+        format!("it is not valid until {}", rfc3339(not_before))
+    }
 }
 
 /// Whether the certificate's SANs contain the requested one (DNS compared case-insensitively).
@@ -153,4 +268,45 @@ fn covers(info: &CertificateInfo, wanted: &San) -> bool {
         (San::Email(a), San::Email(b)) => a.eq_ignore_ascii_case(b),
         (a, b) => a == b,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate with the requested SANs but CN=evil.bank.test was stored, and listed
+    /// under that name.
+    #[test]
+    fn the_subject_cn_must_be_the_requested_one_or_one_of_the_certificates_names() {
+        let sans = [
+            San::Dns("www.example.com".into()),
+            San::Ip("192.0.2.7".parse().expect("literal")),
+            San::Email("ops@example.com".into()),
+        ];
+        assert_eq!(check_common_name("WWW.example.com", Some("www.example.com"), &[]), Ok(()));
+        assert_eq!(check_common_name("Ops Team", Some("ops team"), &[]), Ok(()));
+        for cn in ["www.EXAMPLE.com", "192.0.2.7", "Ops@Example.com"] {
+            assert_eq!(check_common_name(cn, None, &sans), Ok(()), "{cn}");
+        }
+        assert_eq!(
+            check_common_name("evil.bank.test", Some("www.example.com"), &sans),
+            Err(VerificationError::UnexpectedCommonName("evil.bank.test".into()))
+        );
+    }
+
+    /// Times in messages were Unix seconds; a CA clock a few seconds ahead failed the order.
+    #[test]
+    fn validity_messages_give_rfc_3339_times() {
+        assert_eq!(
+            VerificationError::Expired { not_after: 1_700_000_000 }.to_string(),
+            "the returned certificate expired at 2023-11-14T22:13:20Z"
+        );
+        assert!(
+            VerificationError::NotYetValid { not_before: 1_700_000_000 }
+                .to_string()
+                .starts_with("the returned certificate is not valid until 2023-11-14T22:13:20Z (more than 5 minutes")
+        );
+        let issuer = VerificationError::IssuerNotValid { position: 1, not_before: 0, not_after: 10, now: 11 };
+        assert_eq!(issuer.to_string(), "chain certificate 1 is not valid now: it expired at 1970-01-01T00:00:10Z");
+    }
 }

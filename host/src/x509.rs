@@ -89,6 +89,86 @@ pub fn general_name_kind(name: &GeneralName<'_>) -> String {
     }
 }
 
+/// Why a signature was not accepted, by what its failure means for the person reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureFailure {
+    /// The host cannot check this algorithm (or these parameters of it): the signature may
+    /// well be valid, and saying "does not verify" would send the operator after a forgery.
+    Unsupported(String),
+    /// The algorithm is one the host checks, and the signature is wrong for the message.
+    Invalid,
+}
+
+/// Classifies x509-parser's verification error for a signature made with `algorithm` by the
+/// key in `signer`: ring checks RSASSA-PSS only with a salt as long as the hash and reports
+/// any other salt as a failed verification, so that case is named here too.
+pub fn signature_failure(
+    error: &x509_parser::error::X509Error,
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+    signer: &SubjectPublicKeyInfo<'_>,
+) -> SignatureFailure {
+    use x509_parser::error::X509Error;
+    use x509_parser::oid_registry::{
+        OID_NIST_HASH_SHA256, OID_NIST_HASH_SHA384, OID_NIST_HASH_SHA512, OID_PKCS1_RSASSAPSS,
+    };
+    let name = signature_algorithm_name(&algorithm.algorithm);
+    let key = spki_algorithm(signer).map(|k| k.to_string()).unwrap_or_else(|e| e);
+    match error {
+        X509Error::SignatureUnsupportedAlgorithm => SignatureFailure::Unsupported(format!("{name} with an {key} key")),
+        _ if algorithm.algorithm == OID_PKCS1_RSASSAPSS => {
+            let Some(params) = algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| x509_parser::signature_algorithm::RsaSsaPssParams::try_from(p).ok())
+            else {
+                return SignatureFailure::Invalid;
+            };
+            let hash = params.hash_algorithm_oid();
+            let hash_len = if *hash == OID_NIST_HASH_SHA256 {
+                32
+            } else if *hash == OID_NIST_HASH_SHA384 {
+                48
+            } else if *hash == OID_NIST_HASH_SHA512 {
+                64
+            } else {
+                return SignatureFailure::Unsupported(format!("{name} with hash {hash}"));
+            };
+            match params.salt_length() {
+                salt if salt != hash_len => SignatureFailure::Unsupported(format!(
+                    "{name} with a {salt}-byte salt (only salts as long as the hash, {hash_len} bytes, can be checked)"
+                )),
+                _ => SignatureFailure::Invalid,
+            }
+        }
+        _ => SignatureFailure::Invalid,
+    }
+}
+
+/// The usual name of a signature algorithm (as openssl prints it), or its dotted OID.
+fn signature_algorithm_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String {
+    let dotted = oid.to_id_string();
+    let name = match dotted.as_str() {
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
+        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
+        "1.2.840.10040.4.3" => "dsa-with-SHA1",
+        "2.16.840.1.101.3.4.3.2" => "dsa-with-SHA256",
+        "1.3.101.112" => "Ed25519",
+        "1.3.101.113" => "Ed448",
+        _ => return format!("signature algorithm {dotted}"),
+    };
+    name.to_owned()
+}
+
 /// The subject fields certhost builds CSRs from (CN, O, OU, L, ST, C, emailAddress), read from
 /// a parsed name; other attributes are left out. Used to renew "with the same subject".
 pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Subject {

@@ -212,6 +212,50 @@ fn inspect_csr_refuses_what_the_host_must_not_accept() {
     assert!(app.run(&["inspect-csr", &d("empty.csr")]).fails(1).contains("the CSR is empty"));
 }
 
+/// Valid CSRs signed with algorithms the host cannot check (P-256 with SHA-512; RSA-PSS with
+/// the longest salt, openssl's choice) were refused as "signature does not verify", as if
+/// forged.
+#[test]
+fn a_csr_signed_in_an_algorithm_the_host_cannot_check_is_called_unsupported_not_forged() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let d = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+    let req = |name: &str, newkey: &[&str], sign: &[&str]| {
+        let (key, out) = (d(&format!("{name}.key")), d(&format!("{name}.csr")));
+        let mut args = vec!["req", "-new", "-nodes", "-subj", "/CN=alg.example", "-keyout", &key, "-out", &out];
+        args.extend_from_slice(newkey);
+        args.extend_from_slice(sign);
+        sh("openssl", &args);
+        // openssl itself verifies it: the signature is valid.
+        sh("openssl", &["req", "-in", &out, "-noout", "-verify"]);
+        out
+    };
+    let p256 = req("p256", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], &["-sha512"]);
+    let r = app.run(&["inspect-csr", &p256]);
+    assert!(
+        r.fails(1).contains(
+            "the CSR's signature cannot be checked: certhost does not support ecdsa-with-SHA512 with an ec-p256 key"
+        ),
+        "{}",
+        r.stderr
+    );
+    let pss = req(
+        "pss",
+        &["-newkey", "rsa:2048"],
+        &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:max"],
+    );
+    let r = app.run(&["inspect-csr", &pss]);
+    assert!(r.fails(1).contains("certhost does not support RSASSA-PSS with a 222-byte salt"), "{}", r.stderr);
+    // PSS with a salt as long as the hash is checked, and verifies.
+    let pss32 = req(
+        "pss32",
+        &["-newkey", "rsa:2048"],
+        &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"],
+    );
+    assert_eq!(app.json(&["inspect-csr", &pss32, "--json"])["key_bits"], 2048);
+}
+
 #[test]
 fn ca_init_makes_a_root_that_openssl_can_sign_with_and_never_overwrites() {
     let app = App::new();

@@ -248,7 +248,7 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
             "other_name",
             "names what profile other_name does not allow: it names an otherName of type 1.3.6.1.4.1.311.20.2.3",
         ),
-        ("expired", "the returned certificate expired at"),
+        ("expired", "the returned certificate expired at 20"),
     ] {
         let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);
         assert!(r.fails(1).contains(reason), "{mode}: {}", r.stderr);
@@ -256,6 +256,124 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
     assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0), "nothing entered the inventory");
     let orders = app.json(&["orders", "list", "--json"]);
     assert!(orders.as_array().expect("orders").iter().all(|o| o["state"] == "failed"));
+}
+
+/// Certificates a client would trust for more than was asked were stored: a CA certificate
+/// as the leaf, a subject CN nobody asked for (listed under that name), added names whose
+/// syntax smuggles a foreign host past the suffix rule, a chain through a CA:FALSE or expired
+/// intermediate. And a valid signature in an algorithm the host cannot check was called a
+/// broken chain.
+#[test]
+fn a_certificate_trusted_beyond_the_request_is_refused_and_nothing_is_stored() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let cases = [
+        (
+            "ca_leaf",
+            "the returned certificate is a CA certificate (basicConstraints CA:TRUE), not an end-entity certificate",
+        ),
+        ("cert_sign_leaf", "the returned certificate is a CA certificate (keyUsage keyCertSign)"),
+        (
+            "other_cn",
+            "the returned certificate's subject CN \"evil.bank.test\" is neither the requested CN nor one of its subjectAltNames",
+        ),
+        ("nul_name", "its subjectAltName is malformed: DNS name \"evil.bank.test\\0.example.com\" is invalid"),
+        ("slash_name", "its subjectAltName is malformed: DNS name \"evil.bank.test/.example.com\" is invalid"),
+        (
+            "double_wildcard",
+            "its subjectAltName is malformed: DNS name \"*.*.example.com\" is invalid: a wildcard may only be the whole left-most label",
+        ),
+        (
+            "non_ca_issuer",
+            "chain certificate 1 signs the certificate before it but is not a CA (basicConstraints does not say CA:TRUE)",
+        ),
+        ("expired_issuer", "chain certificate 1 is not valid now: it expired at 20"),
+        (
+            "sha512",
+            "the chain cannot be checked: certificate 0 (0 is the returned one) is signed with ecdsa-with-SHA512 with an ec-p256 key, which certhost cannot verify",
+        ),
+    ];
+    let mut accounts = String::new();
+    let mut profiles = Vec::new();
+    for (mode, _) in cases {
+        accounts.push_str(&scripted_account(mode, mode, &ca, ""));
+        profiles.push((mode, format!("accounts = [\"{mode}\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n")));
+    }
+    let profile_refs: Vec<(&str, &str)> = profiles.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let conf = Conf::new(&app, &accounts, &profile_refs);
+    for (mode, reason) in cases {
+        let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);
+        assert!(r.fails(1).contains(reason), "{mode}: {}", r.stderr);
+    }
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0), "nothing entered the inventory");
+    let orders = app.json(&["orders", "list", "--json"]);
+    assert!(orders.as_array().expect("orders").iter().all(|o| o["state"] == "failed"));
+}
+
+/// A CA whose clock ran 20 seconds ahead made every order fail for good, its certificate
+/// thrown away ("not valid until 1796052553 (Unix time)"): a few minutes of skew are allowed.
+#[test]
+fn a_certificate_from_a_ca_clock_running_slightly_ahead_is_accepted() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(&app, &scripted_account("skew", "skew", &ca, ""), &[("skew", "accounts = [\"skew\"]\n")]);
+    let r = conf.run(&app, &["issue", "--profile", "skew", "--cn", "skew.example.com"]);
+    assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
+}
+
+/// A CN that was not strict DNS syntax skipped the profile's DNS suffixes: `evil.bank.test.`
+/// and `evil_bank.test` were issued on a profile limited to `.example.com`, and an uploaded
+/// CSR's CN was never held to them at all.
+#[test]
+fn a_cn_outside_the_dns_suffixes_is_refused_however_it_is_spelled() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(
+        &app,
+        &scripted_account("good", "good", &ca, ""),
+        &[("web", "accounts = [\"good\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n")],
+    );
+    let r = conf.run(&app, &["issue", "--profile", "web", "--cn", "evil.bank.test."]);
+    assert!(
+        r.fails(1).contains(
+            "CN \"evil.bank.test.\" reads as a host name but is not a valid one (it ends with a dot), and the profile limits host names to .example.com"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = conf.run(&app, &["issue", "--profile", "web", "--cn", "evil_bank.test"]);
+    assert!(r.fails(1).contains("CN \"evil_bank.test\" reads as a host name but is not a valid one"), "{}", r.stderr);
+    let csr = app.path("evil.csr");
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=evil.bank.test",
+            "-addext",
+            "subjectAltName=DNS:www.example.com",
+            "-keyout",
+            app.path("evil.key").to_str().expect("utf8"),
+            "-out",
+            csr.to_str().expect("utf8"),
+        ],
+    );
+    let r = conf.run(&app, &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8")]);
+    assert!(
+        r.fails(1).contains("DNS name evil.bank.test is outside the allowed suffixes .example.com"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0));
+    // A CN that is no host name is still fine.
+    let r = conf.run(&app, &["issue", "--profile", "web", "--cn", "Ops Team", "--san", "DNS:ops.example.com"]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use x509_parser::prelude::FromDer;
 use super::names::{San, Subject};
 use crate::der::{self, Framing, PemError};
 use crate::key::KeyAlgorithm;
-use crate::x509::{checked_subject, spki_algorithm, split_general_names};
+use crate::x509::{SignatureFailure, checked_subject, signature_failure, spki_algorithm, split_general_names};
 
 /// What certhost reads from an uploaded CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +60,12 @@ pub enum CsrParseError {
     /// The self-signature does not verify: the requester does not hold the key, or the CSR was altered.
     #[error("the CSR's signature does not verify ({0})")]
     BadSignature(String),
+    /// The self-signature uses an algorithm (or parameters) the host cannot check; it may be
+    /// valid, so the requester is told to sign differently rather than that it is forged.
+    #[error(
+        "the CSR's signature cannot be checked: certhost does not support {0}; sign it with RSA (PKCS#1 v1.5, or PSS with a salt as long as the hash), ECDSA with SHA-256 or SHA-384, or Ed25519"
+    )]
+    UnsupportedSignature(String),
     /// The requested names can be read more than one way, so a CA might honour names the
     /// profile never saw.
     #[error("the CSR's requested names are ambiguous: {0}")]
@@ -78,8 +84,11 @@ pub enum CsrParseError {
 pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
     let der = csr_der(input)?;
     let (csr, key) = decode(&der)?;
-    csr.verify_signature().map_err(|e| CsrParseError::BadSignature(e.to_string()))?;
     let info = &csr.certification_request_info;
+    csr.verify_signature().map_err(|e| match signature_failure(&e, &csr.signature_algorithm, &info.subject_pki) {
+        SignatureFailure::Unsupported(algorithm) => CsrParseError::UnsupportedSignature(algorithm),
+        SignatureFailure::Invalid => CsrParseError::BadSignature(e.to_string()),
+    })?;
     let subject_fields = checked_subject(&info.subject).map_err(CsrParseError::UncheckableSubject)?;
     let sans = requested_sans(&csr)?;
     Ok(ParsedCsr {
