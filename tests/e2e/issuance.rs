@@ -321,6 +321,19 @@ fn a_certificate_from_a_ca_clock_running_slightly_ahead_is_accepted() {
     assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
 }
 
+/// A chain may end in an expired cross-signature of its root (CAs sent DST Root CA X3's and
+/// AddTrust's for years after they expired; clients that trust the newer root stop before
+/// it). Every certificate below it must be valid (the `expired_issuer` case above).
+#[test]
+fn a_chain_ending_in_an_expired_cross_signature_of_its_root_is_accepted() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let account = scripted_account("cross", "expired_cross_sign", &ca, "");
+    let conf = Conf::new(&app, &account, &[("cross", "accounts = [\"cross\"]\n")]);
+    let r = conf.run(&app, &["issue", "--profile", "cross", "--cn", "cross.example.com"]);
+    assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
+}
+
 /// A CN that was not strict DNS syntax skipped the profile's DNS suffixes: `evil.bank.test.`
 /// and `evil_bank.test` were issued on a profile limited to `.example.com`, and an uploaded
 /// CSR's CN was never held to them at all.
