@@ -391,3 +391,117 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/renew"), json!({})), StatusCode::CONFLICT);
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/reissue"), json!({})), StatusCode::CREATED);
 }
+
+/// Renewing was a way around a profile's rules: `renew {"profile": P}` into a profile with
+/// `approval_required` issued at once, and `renew {"account": A}` issued at any account that
+/// existed, listed by the profile or not, whoever asked.
+#[test]
+fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlisted_account() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str(&toml.replace("[accounts.lab]", "[accounts.other]"));
+    std::fs::write(&config, toml).expect("config");
+    std::fs::write(
+        conf.join("profiles/held.toml"),
+        "accounts = [\"lab\"]\napproval_required = true\n[sans]\nallowed_types = [\"DNS\"]\n",
+    )
+    .expect("profile");
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let requester = server.token("alice", "requester");
+    let api = Api { server, c: http() };
+    let issue = |cn: &str| {
+        let issued =
+            json_of(api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": cn})), StatusCode::CREATED);
+        issued["certificate"]["id"].as_i64().expect("id")
+    };
+
+    // Into the approval profile: held, nothing issued, the certificate untouched.
+    let id = issue("held.example.com");
+    let held = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"profile": "held"})),
+        StatusCode::ACCEPTED,
+    );
+    assert_eq!(held["disposition"], "awaiting_approval");
+    let order = held["order_id"].as_i64().expect("order");
+    let o = json_of(api.get(&operator, &format!("/v1/orders/{order}")), StatusCode::OK);
+    assert_eq!((o["state"].as_str(), o["profile"].as_str()), (Some("awaiting_approval"), Some("held")));
+    assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "active");
+    // The Keyfactor-style route holds it the same way.
+    let other_id = issue("held2.example.com");
+    let lookup = json_of(
+        api.post(
+            &requester,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": other_id.to_string()}, "profile": "held"}),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(lookup["disposition"], "pending");
+    assert!(lookup["message"].as_str().expect("message").contains("awaits approval"), "{lookup}");
+    // An account cannot be chosen for a held renewal: the approved order goes to the profile's.
+    let third = issue("held3.example.com");
+    let refused = json_of(
+        api.post(&operator, &format!("/v1/certificates/{third}/renew"), json!({"profile": "held", "account": "lab"})),
+        StatusCode::CONFLICT,
+    );
+    assert!(refused["detail"].as_str().expect("detail").contains("waits for approval"), "{refused}");
+
+    // Once another person approves, it is issued under the new profile.
+    let approved = json_of(api.post(&operator, &format!("/v1/orders/{order}/approve"), json!({})), StatusCode::OK);
+    assert_eq!(approved["disposition"], "issued", "{approved}");
+    let successor = approved["certificate_id"].as_i64().expect("id");
+    let stored = json_of(api.get(&requester, &format!("/v1/certificates/{successor}")), StatusCode::OK);
+    assert_eq!(stored["profile"], "held");
+    assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "superseded");
+    // Renewing under the certificate's own profile stays automatic, approval profile or not.
+    let again =
+        json_of(api.post(&requester, &format!("/v1/certificates/{successor}/renew"), json!({})), StatusCode::CREATED);
+    assert_eq!(again["certificate"]["profile"], "held");
+
+    // A requester may only name one of the profile's accounts; an operator may migrate.
+    let id = issue("acct.example.com");
+    let refused = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"account": "other"})),
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        refused["detail"],
+        "account other is not one of profile lab's CA accounts; only an operator or an administrator may renew at \
+         another account"
+    );
+    let refused = json_of(
+        api.post(
+            &requester,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": id.to_string()}, "account": "other"}),
+        ),
+        StatusCode::FORBIDDEN,
+    );
+    assert!(refused["detail"].as_str().expect("detail").contains("account other"), "{refused}");
+    let listed = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"account": "lab"})),
+        StatusCode::CREATED,
+    );
+    let id = listed["certificate"]["id"].as_i64().expect("id");
+    let migrated = json_of(
+        api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({"account": "other"})),
+        StatusCode::CREATED,
+    );
+    assert_eq!(migrated["certificate"]["account"], "other");
+
+    // The CLI holds a renewal into an approval profile too.
+    let cli_id = issue("cli.example.com");
+    let out = api.server.app.json(&[
+        "--config",
+        config.to_str().expect("utf8"),
+        "renew",
+        &cli_id.to_string(),
+        "--profile",
+        "held",
+        "--json",
+    ]);
+    assert_eq!(out["disposition"], "awaiting_approval", "{out}");
+}

@@ -291,7 +291,9 @@ async fn issue(
 pub struct RenewBody {
     /// Profile to renew under (default: the certificate's).
     profile: Option<String>,
-    /// The one CA account to use (default: the profile's accounts in failover order).
+    /// The one CA account to use (default: the profile's accounts in failover order). A
+    /// requester may only name one of the profile's accounts; none can be named when the
+    /// renewal waits for approval (another profile, one that requires approval).
     account: Option<String>,
     /// Dynamic parameters of the profile.
     #[serde(default)]
@@ -326,7 +328,13 @@ async fn renew_with(
     let cert_id = find(state, id).await?.id;
     require_renewable_by(state, caller, cert_id).await?;
     let actor = caller.actor();
-    let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
+    let opts = RenewOptions {
+        kind,
+        profile: body.profile,
+        account: body.account,
+        any_account: matches!(caller.role, Role::Admin | Role::Operator),
+        params: body.params,
+    };
     let mut inv = state.inventory.get_for_call().await?;
     if !metadata.is_empty() {
         inv.audit(&crate::inventory::NewAuditEvent {
@@ -452,7 +460,8 @@ pub struct RenewLookupBody {
     lookup: Lookup,
     /// Renew under this profile instead (migration).
     profile: Option<String>,
-    /// Renew at this CA account instead (migration to another CA).
+    /// Renew at this CA account instead (migration to another CA). A requester may only name
+    /// one of the profile's accounts.
     account: Option<String>,
     /// Free-form metadata, recorded in the audit log.
     #[serde(default)]
@@ -511,15 +520,20 @@ async fn renew_lookup(
                 deployed_to,
             }
         }
-        Ok(IssueOutcome::Pending { order_id, .. } | IssueOutcome::AwaitingApproval { order_id }) => {
-            RenewLookupResponse {
-                thumbprint: None,
-                order_id: Some(order_id),
-                disposition: "pending",
-                message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
-                deployed_to: vec![],
-            }
-        }
+        Ok(IssueOutcome::Pending { order_id, .. }) => RenewLookupResponse {
+            thumbprint: None,
+            order_id: Some(order_id),
+            disposition: "pending",
+            message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
+            deployed_to: vec![],
+        },
+        Ok(IssueOutcome::AwaitingApproval { order_id }) => RenewLookupResponse {
+            thumbprint: None,
+            order_id: Some(order_id),
+            disposition: "pending",
+            message: format!("order {order_id} awaits approval by another person; see GET /v1/orders/{order_id}"),
+            deployed_to: vec![],
+        },
         Err(e) => {
             let order_id = match &e {
                 IssueError::Failed { order_id, .. }
