@@ -505,3 +505,46 @@ fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlist
     ]);
     assert_eq!(out["disposition"], "awaiting_approval", "{out}");
 }
+
+/// `/v1/audit` and `/v1/orders` had no cursor: nothing older than the newest 1000 could ever
+/// be read, and a `limit` out of range was quietly clamped, so a short page looked complete.
+#[test]
+fn audit_and_orders_page_back_to_the_oldest_and_an_out_of_range_limit_is_refused() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let api = Api { server, c: http() };
+    for i in 0..5 {
+        json_of(
+            api.post(&operator, "/v1/certificates", json!({"profile": "lab", "cn": format!("p{i}.example.com")})),
+            StatusCode::CREATED,
+        );
+    }
+    let ids = |v: &Value| -> Vec<i64> {
+        v["items"].as_array().expect("items").iter().map(|e| e["id"].as_i64().expect("id")).collect()
+    };
+    for path in ["/v1/audit", "/v1/orders"] {
+        let everything = ids(&json_of(api.get(&operator, &format!("{path}?limit=1000")), StatusCode::OK));
+        assert!(everything.len() >= 5, "{path}: {everything:?}");
+        let (mut paged, mut cursor) = (Vec::new(), None::<i64>);
+        loop {
+            let query = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+            let page = json_of(api.get(&operator, &format!("{path}?limit=2{query}")), StatusCode::OK);
+            let got = ids(&page);
+            assert!(got.len() <= 2, "{path}: {page}");
+            paged.extend(got);
+            match page["next_cursor"].as_i64() {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, everything, "{path}: the pages, newest first, are the whole list down to the oldest");
+    }
+    for path in ["/v1/audit", "/v1/orders", "/v1/certificates"] {
+        for limit in [0, 1001] {
+            let refused = json_of(api.get(&operator, &format!("{path}?limit={limit}")), StatusCode::BAD_REQUEST);
+            assert_eq!(refused["detail"], format!("limit must be between 1 and 1000, not {limit}"), "{path}");
+        }
+    }
+}

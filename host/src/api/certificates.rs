@@ -51,7 +51,8 @@ pub struct ListQuery {
     issuer: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    /// Page size, 1-1000 (default 100).
+    /// Page size, 1-1000 (default 100); anything else is refused.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -77,7 +78,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_limit(q.limit)?;
     let status = q.status.as_deref().map(str::parse::<CertStatus>).transpose()?;
     let filter = ListFilter {
         expiring_within_days: q.expiring_within_days.map(|d| d.min(36_500)),

@@ -39,6 +39,20 @@ use crate::inventory::InventoryPool;
 
 /// Requests larger than this are refused with 413 before they are read.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// The largest page a list endpoint returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page size a list request asked for (100 when it did not): one outside 1 to
+/// [`MAX_PAGE`] is refused rather than quietly changed, so a client never takes a short page
+/// for the whole list.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=MAX_PAGE) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, not {n}"))),
+    }
+}
+
 /// A request that takes longer is cut off (connector calls have their own, shorter limits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
