@@ -548,3 +548,72 @@ fn audit_and_orders_page_back_to_the_oldest_and_an_out_of_range_limit_is_refused
         }
     }
 }
+
+/// Small wrong answers: an unknown path said "no such endpoint not found"; `bearer` in lower
+/// case was a 401 though schemes are case-insensitive; a raw `text/plain` secret starting
+/// with `{` was parsed as JSON and refused; a connector without revoke said "does not
+/// support revoke is not implemented by this connector"; and a HEAD of a key, which sends
+/// no key, was audited as a key download.
+#[test]
+fn small_answers_say_what_happened() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let api = Api { server, c: http() };
+    let base = api.server.base.clone();
+
+    let unknown = json_of(api.get(&admin, "/v1/nosuch"), StatusCode::NOT_FOUND);
+    assert_eq!(unknown["detail"], "endpoint not found");
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = api.c.get(format!("{base}/v1/certificates")).header("authorization", format!("{scheme} {admin}"));
+        assert_eq!(r.send().expect("get").status(), StatusCode::OK, "{scheme}");
+    }
+
+    json_of(
+        api.post(
+            &admin,
+            "/v1/profiles",
+            json!({"name": "sec", "accounts": ["lab"], "params": {"stat": {"sensitive": true}}}),
+        ),
+        StatusCode::CREATED,
+    );
+    let raw = api
+        .c
+        .put(format!("{base}/v1/profiles/sec/params/stat/secret"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/plain")
+        .body("{my-p4ss}")
+        .send()
+        .expect("put");
+    assert_eq!(raw.status(), StatusCode::NO_CONTENT, "{}", raw.text().unwrap_or_default());
+    let as_json = api.put(&admin, "/v1/profiles/sec/params/stat/secret", json!({"value": "{also}"}));
+    assert_eq!(as_json.status(), StatusCode::NO_CONTENT);
+
+    let issued = json_of(
+        api.post(&admin, "/v1/certificates", json!({"profile": "lab", "cn": "rv.example.com"})),
+        StatusCode::CREATED,
+    );
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let refused = api.post(&admin, &format!("/v1/certificates/{id}/revoke"), json!({"reason": "keyCompromise"}));
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let detail = refused.json::<Value>().expect("json")["detail"].as_str().expect("detail").to_owned();
+    assert!(detail.contains(": revoke is not implemented by this connector; nothing was changed"), "{detail}");
+    assert!(!detail.contains("does not support"), "{detail}");
+
+    let downloads = || {
+        let audit = json_of(
+            api.get(&admin, &format!("/v1/audit?action=certificate.key_download&object_id={id}")),
+            StatusCode::OK,
+        );
+        audit["items"].as_array().expect("items").len()
+    };
+    let head = api.c.head(format!("{base}/v1/certificates/{id}/key")).bearer_auth(&admin).send().expect("head");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(downloads(), 0, "a HEAD sends no key and records no download");
+    let head = api.c.head(format!("{base}/v1/certificates/999/key")).bearer_auth(&admin).send().expect("head");
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let key = api.get(&admin, &format!("/v1/certificates/{id}/key")).text().expect("key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    assert_eq!(downloads(), 1);
+}

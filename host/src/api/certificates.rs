@@ -161,7 +161,12 @@ async fn fullchain(
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "PKCS#8 private key", content_type = "application/pkcs8", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn key(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: axum::http::Method,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     caller.require(KEY_DOWNLOAD, "download private keys")?;
     let actor = caller.actor();
     let mut inv = state.inventory.get().await?;
@@ -177,6 +182,12 @@ async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<Strin
                 action: "download this key (its profile does not set key_download = true)",
             });
         }
+    }
+    // axum answers HEAD with the GET handler and drops the body: no key leaves, so none is
+    // opened and no download is recorded; the status is the one a GET would get.
+    if method == axum::http::Method::HEAD {
+        inv.check_key_stored(r.id)?;
+        return Ok(([(header::CONTENT_TYPE, "application/pkcs8")], "").into_response());
     }
     let key = inv.download_key(r.id, &actor)?;
     Ok(([(header::CONTENT_TYPE, "application/pkcs8")], key.to_pem().to_string()).into_response())

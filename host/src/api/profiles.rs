@@ -153,7 +153,8 @@ async fn set_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, param)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    super::put_secret(&state, &caller, SecretOwner::Profile, &name, &param, &body).await
+    super::put_secret(&state, &caller, SecretOwner::Profile, &name, &param, &headers, &body).await
 }
