@@ -2,9 +2,11 @@
 //! `profiles/*.toml` (one profile per file, named after the file).
 //!
 //! Files are loaded at start-up and on reload and synced into the database, where accounts
-//! and profiles created with the CLI live too. A file definition replaces a stored one of the
-//! same name on each load (the file is the source of truth for what it defines). Relative
-//! paths in a file are relative to that file's directory.
+//! and profiles created with the CLI or the API live too. A file definition replaces the one
+//! it stored before on each load (the file is the source of truth for what it defines), but
+//! never one of the same name made with the CLI or the API: that is a configuration error,
+//! so nothing of the files applies, and the stored definition stays as its owner left it.
+//! Relative paths in a file are relative to that file's directory.
 //!
 //! ```toml
 //! # certhost.toml
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::account::{AccountDef, AccountError};
-use crate::inventory::{Inventory, InventoryError, Upsert};
+use crate::inventory::{Inventory, InventoryError, Upsert, is_file_origin, taken_by};
 use crate::param::ValueSource;
 use crate::profile::{PolicyError, ProfileDef};
 
@@ -132,6 +134,15 @@ pub enum ConfigError {
         /// Why.
         error: PolicyError,
     },
+    /// A file defines an account or profile whose name belongs to one made with the CLI or
+    /// the API: taking it over would silently replace it, and deleting the file delete it.
+    #[error("{path}: {reason}")]
+    Taken {
+        /// File.
+        path: PathBuf,
+        /// Which definition, and its origin.
+        reason: String,
+    },
     /// Storing failed.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
@@ -206,9 +217,23 @@ pub async fn load(
     every: bool,
 ) -> Result<LoadReport, ConfigError> {
     let (accounts, profiles) = read(config_path)?;
-    let stored: BTreeMap<String, AccountDef> = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
+    let stored_accounts = inv.accounts()?;
+    let stored_profiles = inv.profiles()?;
+    // Checked before anything is written; the writes check again in their transactions.
+    if let Some(a) = stored_accounts.iter().find(|a| !is_file_origin(&a.origin) && accounts.contains_key(&a.name)) {
+        return Err(ConfigError::Taken {
+            path: config_path.to_owned(),
+            reason: taken_by("account", &a.name, &a.origin),
+        });
+    }
+    for (name, _, origin) in stored_profiles.iter().filter(|(_, _, origin)| !is_file_origin(origin)) {
+        if let Some((file, _)) = profiles.get(name) {
+            return Err(ConfigError::Taken { path: file.clone(), reason: taken_by("profile", name, origin) });
+        }
+    }
+    let stored: BTreeMap<String, AccountDef> = stored_accounts.into_iter().map(|a| (a.name, a.def)).collect();
     let stored_profiles: BTreeMap<String, ProfileDef> =
-        inv.profiles()?.into_iter().map(|(name, def, _)| (name, def)).collect();
+        stored_profiles.into_iter().map(|(name, def, _)| (name, def)).collect();
     let mut known = stored.clone();
     known.extend(accounts.clone());
     for (name, (file, def)) in &profiles {
@@ -242,19 +267,19 @@ pub async fn load(
         if let Some(existing) = inv.account(name)? {
             def.status = existing.def.status;
         }
-        if inv.upsert_account(name, &def, "file", actor)? != Upsert::Unchanged {
+        if inv.sync_file_account(name, &def, actor)? != Upsert::Unchanged {
             report.accounts_changed.push(name.clone());
         }
     }
     for (name, (_, def)) in &profiles {
-        if inv.upsert_profile(name, def, "file", actor)? != Upsert::Unchanged {
+        if inv.sync_file_profile(name, def, actor)? != Upsert::Unchanged {
             report.profiles_changed.push(name.clone());
         }
     }
     // What a file defined and no longer does goes too — unless something still uses it, in
     // which case it stays and the report says why.
     for (name, _, origin) in inv.profiles()? {
-        if origin == "file" && !profiles.contains_key(&name) {
+        if is_file_origin(&origin) && !profiles.contains_key(&name) {
             match inv.delete_profile(&name, actor) {
                 Ok(()) => report.profiles_removed.push(name),
                 Err(e) => report.kept.push(format!("profile {name} is no longer in a file but stays: {e}")),
@@ -262,7 +287,7 @@ pub async fn load(
         }
     }
     for a in inv.accounts()? {
-        if a.origin == "file" && !accounts.contains_key(&a.name) {
+        if is_file_origin(&a.origin) && !accounts.contains_key(&a.name) {
             match inv.delete_account(&a.name, actor) {
                 Ok(()) => report.accounts_removed.push(a.name),
                 Err(e) => report.kept.push(format!("account {} is no longer in the file but stays: {e}", a.name)),

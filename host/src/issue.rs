@@ -136,6 +136,18 @@ pub enum IssueError {
         /// Why not.
         reason: String,
     },
+    /// A renewal named a CA account its profile does not list, and the caller may only
+    /// choose among the profile's accounts.
+    #[error(
+        "account {account} is not one of profile {profile}'s CA accounts; only an operator or an administrator \
+         may renew at another account"
+    )]
+    AccountNotListed {
+        /// The account asked for.
+        account: String,
+        /// The profile renewed under.
+        profile: String,
+    },
     /// A connector call outside issuance (revoke, update-order) failed.
     #[error("{what} failed: {message}")]
     CaCall {

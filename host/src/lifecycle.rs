@@ -46,13 +46,17 @@ pub struct RenewOptions {
     pub profile: Option<String>,
     /// One CA account to use instead of the profile's failover list.
     pub account: Option<String>,
+    /// Whether `account` may name a CA account the target profile does not list. Moving a
+    /// certificate to another CA is an operator's decision; a requester may only pick among
+    /// the accounts the profile already allows, or it could reach any CA configured.
+    pub any_account: bool,
     /// Dynamic parameters of the new order.
     pub params: BTreeMap<String, String>,
 }
 
 impl Default for RenewOptions {
     fn default() -> Self {
-        Self { kind: RenewKind::Renew, profile: None, account: None, params: BTreeMap::new() }
+        Self { kind: RenewKind::Renew, profile: None, account: None, any_account: false, params: BTreeMap::new() }
     }
 }
 
@@ -79,9 +83,24 @@ impl Pipeline<'_> {
             .ok_or_else(|| refuse("it has no profile (it was imported); name the profile to renew it with"))?;
         let (mut profile, _) =
             self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        // Moving a certificate to a profile that holds its orders for approval is a request
+        // under that profile like any other, so it waits too. Renewing under the certificate's
+        // own profile stays automatic: its names and account were approved when it was issued,
+        // and the scheduler renews that way.
+        let held = profile.approval_required && cert.profile.as_deref() != Some(profile_name.as_str());
         if let Some(account) = &opts.account {
             if self.inventory.account(account)?.is_none() {
                 return Err(InventoryError::NotFound(format!("account {account}")).into());
+            }
+            if !opts.any_account && !profile.accounts.contains(account) {
+                return Err(IssueError::AccountNotListed { account: account.clone(), profile: profile_name });
+            }
+            if held {
+                // An approved order is sent to its profile's accounts: the choice would be lost.
+                return Err(refuse(&format!(
+                    "its renewal under profile {profile_name} waits for approval and is then sent to the \
+                     profile's own accounts, so no account can be chosen for it; leave out the account"
+                )));
             }
             profile.accounts = vec![account.clone()];
         }
@@ -125,8 +144,14 @@ impl Pipeline<'_> {
             params: crate::issue::recorded_params(&dynamic),
             key: Some(key),
             predecessor_id: Some(cert.id),
-            awaiting_approval: false,
+            awaiting_approval: held,
         };
+        if held {
+            let actor = self.actor.to_owned();
+            let order = self.inventory.write(move |inv| inv.create_order(&new, &actor)).await?;
+            crate::metrics::issuance("awaiting_approval");
+            return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
+        }
         let renewal = self.renewal_of(&cert)?;
         self.submit_with(Submission::New(new), &profile, &dynamic, Some(&renewal)).await
     }

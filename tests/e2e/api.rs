@@ -221,6 +221,167 @@ fn sighup_reloads_profiles_from_files() {
     assert_eq!(seen, ["first", "second"], "log: {}", server.log());
 }
 
+/// A profile file took over a profile of the same name made with the API on the next reload
+/// (or CLI command), and deleting the file then deleted the profile; accounts alike.
+#[test]
+fn a_file_never_takes_over_a_profile_or_account_made_with_the_api() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = crate::python::fixture("scripted_ca.py");
+    let config = conf.join("certhost.toml");
+    let account = |name: &str| format!("[accounts.{name}]\nconnector = \"{}\"\n", script.display());
+    std::fs::write(&config, account("a")).expect("config");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let c = http();
+    let get = |path: &str| c.get(format!("{}{path}", server.base)).bearer_auth(&admin).send().expect("get");
+    let post = |path: &str, body: serde_json::Value| {
+        c.post(format!("{}{path}", server.base)).bearer_auth(&admin).json(&body).send().expect("post")
+    };
+    let made = post("/v1/profiles", serde_json::json!({"name": "clash", "description": "from api", "accounts": ["a"]}));
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made = post("/v1/accounts", serde_json::json!({"name": "mine", "connector": script}));
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let reloads = |word: &str| server.log().matches(word).count();
+    let hup = |word: &str| {
+        let before = reloads(word);
+        let pid = server.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+        for _ in 0..100 {
+            if reloads(word) > before {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no {word:?} after SIGHUP; log: {}", server.log());
+    };
+    let stored = |path: &str| -> (String, String) {
+        let r = get(path);
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let v: serde_json::Value = r.json().expect("json");
+        (v["description"].as_str().unwrap_or_default().to_owned(), v["origin"].as_str().expect("origin").to_owned())
+    };
+
+    // A profile file of that name: a configuration error, and nothing of the files applies.
+    std::fs::write(conf.join("profiles/clash.toml"), "description = \"from file\"\naccounts = [\"a\"]\n")
+        .expect("file");
+    std::fs::write(conf.join("profiles/other.toml"), "accounts = [\"a\"]\n").expect("file");
+    hup("configuration reload failed");
+    assert!(
+        server.log().contains("profile clash already exists with origin api, and a file cannot take it over"),
+        "log: {}",
+        server.log()
+    );
+    assert_eq!(stored("/v1/profiles/clash"), ("from api".to_owned(), "api".to_owned()));
+    assert_eq!(get("/v1/profiles/other").status(), StatusCode::NOT_FOUND, "nothing of the files applied");
+    // Every CLI command syncs the files first: it refuses the same way, naming the file.
+    let cfg = config.to_str().expect("utf8");
+    let err = server.app.run(&["--config", cfg, "profile", "list"]).fails(1).to_owned();
+    assert!(err.contains("clash.toml: profile clash already exists with origin api"), "{err}");
+    assert_eq!(stored("/v1/profiles/clash"), ("from api".to_owned(), "api".to_owned()));
+
+    // The file gone, the profile made with the API is still there.
+    std::fs::remove_file(conf.join("profiles/clash.toml")).expect("rm");
+    hup("configuration reloaded");
+    assert_eq!(stored("/v1/profiles/clash"), ("from api".to_owned(), "api".to_owned()));
+    assert_eq!(stored("/v1/profiles/other").1, "file", "the rest of the files applies again");
+
+    // The same for an account defined in certhost.toml.
+    std::fs::write(&config, account("a") + &account("mine")).expect("config");
+    let err = server.app.run(&["--config", cfg, "account", "list"]).fails(1).to_owned();
+    assert!(err.contains("account mine already exists with origin api"), "{err}");
+    hup("configuration reload failed");
+    assert_eq!(stored("/v1/accounts/mine").1, "api");
+    std::fs::write(&config, account("a")).expect("config");
+    hup("configuration reloaded");
+    assert_eq!(stored("/v1/accounts/mine").1, "api", "not deleted with the file's definition");
+}
+
+/// Lost updates: concurrent creations of one name all answered 201 (each checked that the
+/// name was free, then wrote over the others), and a PUT that was checking its connector
+/// while a DELETE went through made the deleted account again.
+#[test]
+fn concurrent_creations_of_one_name_make_one_and_an_update_never_undoes_a_delete() {
+    let app = App::new();
+    // A connector slow to load holds each request in its connector check, the race window.
+    let slow = app.path("slow_load.py");
+    std::fs::write(&slow, "import time\ntime.sleep(1.5)\nPARAMETERS = []\n\ndef certificate_request(csr, common_name, args):\n    raise Exception('unused')\n")
+        .expect("script");
+    let slow = slow.to_str().expect("utf8").to_owned();
+    let server = Server::start(app, None);
+    let admin = server.token("root", "admin");
+    let base = server.base.clone();
+    let concurrently = |method: reqwest::Method, path: String, bodies: Vec<serde_json::Value>| -> Vec<StatusCode> {
+        let threads: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let (method, url, token) = (method.clone(), format!("{base}{path}"), admin.clone());
+                std::thread::spawn(move || {
+                    http().request(method, url).bearer_auth(token).json(&body).send().expect("send").status()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).collect()
+    };
+    let created = |statuses: &[StatusCode]| statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let audit = |name: &str| -> Vec<String> {
+        let v: serde_json::Value = http()
+            .get(format!("{base}/v1/audit?object_id={name}"))
+            .bearer_auth(&admin)
+            .send()
+            .expect("audit")
+            .json()
+            .expect("json");
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .rev()
+            .map(|e| e["action"].as_str().expect("action").to_owned())
+            .collect()
+    };
+
+    let accounts: Vec<_> = (0..6)
+        .map(|i| serde_json::json!({"name": "twin", "description": format!("writer {i}"), "connector": slow}))
+        .collect();
+    let statuses = concurrently(reqwest::Method::POST, "/v1/accounts".into(), accounts);
+    assert_eq!(created(&statuses), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT), "{statuses:?}");
+    assert_eq!(audit("twin"), ["account.create"]);
+
+    // An account the server has not loaded yet (made with the CLI), so each profile request
+    // waits in its connector check.
+    server.app.run(&["account", "create", "cold", "--connector", &slow]).ok();
+    let profiles: Vec<_> = (0..6)
+        .map(|i| serde_json::json!({"name": "twin", "description": format!("writer {i}"), "accounts": ["cold"]}))
+        .collect();
+    let statuses = concurrently(reqwest::Method::POST, "/v1/profiles".into(), profiles);
+    assert_eq!(created(&statuses), 1, "{statuses:?}");
+    assert_eq!(audit("twin"), ["account.create", "profile.create"]);
+
+    // PUT checks its (changed, so reloaded: slow) connector; a DELETE lands meanwhile.
+    let put = {
+        let (url, token, slow) = (format!("{base}/v1/accounts/twin"), admin.clone(), slow.clone());
+        std::thread::spawn(move || {
+            let body = serde_json::json!({"description": "v2", "connector": slow});
+            let r = http().put(url).bearer_auth(token).json(&body).send().expect("put");
+            (r.status(), r.text().expect("body"))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let c = http();
+    // The profile made above uses another account; this one is free to go.
+    let deleted = c.delete(format!("{base}/v1/accounts/twin")).bearer_auth(&admin).send().expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, body) = put.join().expect("thread");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("account twin not found"), "{body}");
+    let gone = c.get(format!("{base}/v1/accounts/twin")).bearer_auth(&admin).send().expect("get");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND, "the deleted account stays deleted");
+    assert_eq!(audit("twin"), ["account.create", "profile.create", "account.delete"]);
+}
+
 #[test]
 fn a_hanging_connector_costs_one_request_never_the_api() {
     let app = App::new();

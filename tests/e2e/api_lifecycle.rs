@@ -391,3 +391,229 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/renew"), json!({})), StatusCode::CONFLICT);
     json_of(api.post(&operator, &format!("/v1/certificates/{id2}/reissue"), json!({})), StatusCode::CREATED);
 }
+
+/// Renewing was a way around a profile's rules: `renew {"profile": P}` into a profile with
+/// `approval_required` issued at once, and `renew {"account": A}` issued at any account that
+/// existed, listed by the profile or not, whoever asked.
+#[test]
+fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlisted_account() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str(&toml.replace("[accounts.lab]", "[accounts.other]"));
+    std::fs::write(&config, toml).expect("config");
+    std::fs::write(
+        conf.join("profiles/held.toml"),
+        "accounts = [\"lab\"]\napproval_required = true\n[sans]\nallowed_types = [\"DNS\"]\n",
+    )
+    .expect("profile");
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let requester = server.token("alice", "requester");
+    let api = Api { server, c: http() };
+    let issue = |cn: &str| {
+        let issued =
+            json_of(api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": cn})), StatusCode::CREATED);
+        issued["certificate"]["id"].as_i64().expect("id")
+    };
+
+    // Into the approval profile: held, nothing issued, the certificate untouched.
+    let id = issue("held.example.com");
+    let held = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"profile": "held"})),
+        StatusCode::ACCEPTED,
+    );
+    assert_eq!(held["disposition"], "awaiting_approval");
+    let order = held["order_id"].as_i64().expect("order");
+    let o = json_of(api.get(&operator, &format!("/v1/orders/{order}")), StatusCode::OK);
+    assert_eq!((o["state"].as_str(), o["profile"].as_str()), (Some("awaiting_approval"), Some("held")));
+    assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "active");
+    // The Keyfactor-style route holds it the same way.
+    let other_id = issue("held2.example.com");
+    let lookup = json_of(
+        api.post(
+            &requester,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": other_id.to_string()}, "profile": "held"}),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(lookup["disposition"], "pending");
+    assert!(lookup["message"].as_str().expect("message").contains("awaits approval"), "{lookup}");
+    // An account cannot be chosen for a held renewal: the approved order goes to the profile's.
+    let third = issue("held3.example.com");
+    let refused = json_of(
+        api.post(&operator, &format!("/v1/certificates/{third}/renew"), json!({"profile": "held", "account": "lab"})),
+        StatusCode::CONFLICT,
+    );
+    assert!(refused["detail"].as_str().expect("detail").contains("waits for approval"), "{refused}");
+
+    // Once another person approves, it is issued under the new profile.
+    let approved = json_of(api.post(&operator, &format!("/v1/orders/{order}/approve"), json!({})), StatusCode::OK);
+    assert_eq!(approved["disposition"], "issued", "{approved}");
+    let successor = approved["certificate_id"].as_i64().expect("id");
+    let stored = json_of(api.get(&requester, &format!("/v1/certificates/{successor}")), StatusCode::OK);
+    assert_eq!(stored["profile"], "held");
+    assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "superseded");
+    // Renewing under the certificate's own profile stays automatic, approval profile or not.
+    let again =
+        json_of(api.post(&requester, &format!("/v1/certificates/{successor}/renew"), json!({})), StatusCode::CREATED);
+    assert_eq!(again["certificate"]["profile"], "held");
+
+    // A requester may only name one of the profile's accounts; an operator may migrate.
+    let id = issue("acct.example.com");
+    let refused = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"account": "other"})),
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        refused["detail"],
+        "account other is not one of profile lab's CA accounts; only an operator or an administrator may renew at \
+         another account"
+    );
+    let refused = json_of(
+        api.post(
+            &requester,
+            "/v1/renew",
+            json!({"lookup": {"type": "id", "value": id.to_string()}, "account": "other"}),
+        ),
+        StatusCode::FORBIDDEN,
+    );
+    assert!(refused["detail"].as_str().expect("detail").contains("account other"), "{refused}");
+    let listed = json_of(
+        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"account": "lab"})),
+        StatusCode::CREATED,
+    );
+    let id = listed["certificate"]["id"].as_i64().expect("id");
+    let migrated = json_of(
+        api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({"account": "other"})),
+        StatusCode::CREATED,
+    );
+    assert_eq!(migrated["certificate"]["account"], "other");
+
+    // The CLI holds a renewal into an approval profile too.
+    let cli_id = issue("cli.example.com");
+    let out = api.server.app.json(&[
+        "--config",
+        config.to_str().expect("utf8"),
+        "renew",
+        &cli_id.to_string(),
+        "--profile",
+        "held",
+        "--json",
+    ]);
+    assert_eq!(out["disposition"], "awaiting_approval", "{out}");
+}
+
+/// `/v1/audit` and `/v1/orders` had no cursor: nothing older than the newest 1000 could ever
+/// be read, and a `limit` out of range was quietly clamped, so a short page looked complete.
+#[test]
+fn audit_and_orders_page_back_to_the_oldest_and_an_out_of_range_limit_is_refused() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let api = Api { server, c: http() };
+    for i in 0..5 {
+        json_of(
+            api.post(&operator, "/v1/certificates", json!({"profile": "lab", "cn": format!("p{i}.example.com")})),
+            StatusCode::CREATED,
+        );
+    }
+    let ids = |v: &Value| -> Vec<i64> {
+        v["items"].as_array().expect("items").iter().map(|e| e["id"].as_i64().expect("id")).collect()
+    };
+    for path in ["/v1/audit", "/v1/orders"] {
+        let everything = ids(&json_of(api.get(&operator, &format!("{path}?limit=1000")), StatusCode::OK));
+        assert!(everything.len() >= 5, "{path}: {everything:?}");
+        let (mut paged, mut cursor) = (Vec::new(), None::<i64>);
+        loop {
+            let query = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+            let page = json_of(api.get(&operator, &format!("{path}?limit=2{query}")), StatusCode::OK);
+            let got = ids(&page);
+            assert!(got.len() <= 2, "{path}: {page}");
+            paged.extend(got);
+            match page["next_cursor"].as_i64() {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, everything, "{path}: the pages, newest first, are the whole list down to the oldest");
+    }
+    for path in ["/v1/audit", "/v1/orders", "/v1/certificates"] {
+        for limit in [0, 1001] {
+            let refused = json_of(api.get(&operator, &format!("{path}?limit={limit}")), StatusCode::BAD_REQUEST);
+            assert_eq!(refused["detail"], format!("limit must be between 1 and 1000, not {limit}"), "{path}");
+        }
+    }
+}
+
+/// Small wrong answers: an unknown path said "no such endpoint not found"; `bearer` in lower
+/// case was a 401 though schemes are case-insensitive; a raw `text/plain` secret starting
+/// with `{` was parsed as JSON and refused; a connector without revoke said "does not
+/// support revoke is not implemented by this connector"; and a HEAD of a key, which sends
+/// no key, was audited as a key download.
+#[test]
+fn small_answers_say_what_happened() {
+    let app = App::new();
+    let (config, _ca) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let api = Api { server, c: http() };
+    let base = api.server.base.clone();
+
+    let unknown = json_of(api.get(&admin, "/v1/nosuch"), StatusCode::NOT_FOUND);
+    assert_eq!(unknown["detail"], "endpoint not found");
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = api.c.get(format!("{base}/v1/certificates")).header("authorization", format!("{scheme} {admin}"));
+        assert_eq!(r.send().expect("get").status(), StatusCode::OK, "{scheme}");
+    }
+
+    json_of(
+        api.post(
+            &admin,
+            "/v1/profiles",
+            json!({"name": "sec", "accounts": ["lab"], "params": {"stat": {"sensitive": true}}}),
+        ),
+        StatusCode::CREATED,
+    );
+    let raw = api
+        .c
+        .put(format!("{base}/v1/profiles/sec/params/stat/secret"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/plain")
+        .body("{my-p4ss}")
+        .send()
+        .expect("put");
+    assert_eq!(raw.status(), StatusCode::NO_CONTENT, "{}", raw.text().unwrap_or_default());
+    let as_json = api.put(&admin, "/v1/profiles/sec/params/stat/secret", json!({"value": "{also}"}));
+    assert_eq!(as_json.status(), StatusCode::NO_CONTENT);
+
+    let issued = json_of(
+        api.post(&admin, "/v1/certificates", json!({"profile": "lab", "cn": "rv.example.com"})),
+        StatusCode::CREATED,
+    );
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let refused = api.post(&admin, &format!("/v1/certificates/{id}/revoke"), json!({"reason": "keyCompromise"}));
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let detail = refused.json::<Value>().expect("json")["detail"].as_str().expect("detail").to_owned();
+    assert!(detail.contains(": revoke is not implemented by this connector; nothing was changed"), "{detail}");
+    assert!(!detail.contains("does not support"), "{detail}");
+
+    let downloads = || {
+        let audit = json_of(
+            api.get(&admin, &format!("/v1/audit?action=certificate.key_download&object_id={id}")),
+            StatusCode::OK,
+        );
+        audit["items"].as_array().expect("items").len()
+    };
+    let head = api.c.head(format!("{base}/v1/certificates/{id}/key")).bearer_auth(&admin).send().expect("head");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(downloads(), 0, "a HEAD sends no key and records no download");
+    let head = api.c.head(format!("{base}/v1/certificates/999/key")).bearer_auth(&admin).send().expect("head");
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let key = api.get(&admin, &format!("/v1/certificates/{id}/key")).text().expect("key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    assert_eq!(downloads(), 1);
+}

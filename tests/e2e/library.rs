@@ -242,7 +242,7 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
     let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
     // The profile's only CA account does not exist: every renewal fails and backs off.
     let mut profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
-    inv.upsert_profile("web", &profile, "api", "test").expect("profile");
+    inv.create_profile("web", &profile, "api", "test").expect("profile");
     let ca = test_ca("Backoff CA");
     let (key, csr) = request("b.example", vec![San::Dns("b.example".into())]).generate().expect("csr");
     let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
@@ -268,7 +268,7 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
 
     // The operator turns automatic renewal off: the retry goes too.
     profile.renewal.auto = false;
-    inv.upsert_profile("web", &profile, "api", "test").expect("profile");
+    inv.update_profile("web", &profile, "test").expect("profile");
     assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![], "auto = false clears the retry");
 
     // A schedule left behind anyway (an older version's) is cleared by the scheduler, not renewed.

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::auth::{ADMIN, Caller, READ};
 use super::{ApiError, AppState, Problem, SecretBody};
 use crate::account::{AccountDef, AccountStatus};
-use crate::inventory::SecretOwner;
+use crate::inventory::{InventoryError, SecretOwner};
 use crate::issue::Pipeline;
 use crate::view::AccountView;
 
@@ -92,13 +92,14 @@ async fn create(
     let def = definition(body.definition)?;
     checked(&state, &body.name, &def).await?;
     let mut inv = state.inventory.get().await?;
-    if inv.account(&body.name)?.is_some() {
-        return Err(ApiError::Conflict(format!(
+    // Create-only in one transaction: of two concurrent creations of one name, one gets 409.
+    inv.create_account(&body.name, &def, "api", &caller.actor()).map_err(|e| match e {
+        InventoryError::Conflict(_) => ApiError::Conflict(format!(
             "account {} already exists (PUT /v1/accounts/{} to change it)",
             body.name, body.name
-        )));
-    }
-    inv.upsert_account(&body.name, &def, "api", &caller.actor())?;
+        )),
+        other => other.into(),
+    })?;
     let a = inv.account(&body.name)?.ok_or_else(|| ApiError::Internal("created account vanished".into()))?;
     Ok((StatusCode::CREATED, Json(crate::view::account(&inv, &a)?)).into_response())
 }
@@ -122,7 +123,9 @@ async fn update(
     }
     checked(&state, &name, &def).await?;
     let mut inv = state.inventory.get().await?;
-    inv.upsert_account(&name, &def, "api", &caller.actor())?;
+    // Update-only, checked again in its transaction: an account deleted (or taken over by a
+    // file) during the connector check above stays so, and this answers 404 (or 409).
+    inv.update_account(&name, &def, &caller.actor())?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
     Ok(Json(crate::view::account(&inv, &a)?))
 }
@@ -130,7 +133,7 @@ async fn update(
 /// Accounts and profiles from files are changed in their files (the next reload would undo
 /// an API change silently otherwise).
 pub(super) fn refuse_file_defined(origin: &str, what: &str, name: &str) -> Result<(), ApiError> {
-    if origin.starts_with("file") {
+    if crate::inventory::is_file_origin(origin) {
         return Err(ApiError::Conflict(format!(
             "{what} {name} is defined in a configuration file; change it there and reload (SIGHUP)"
         )));
@@ -215,7 +218,8 @@ async fn set_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, param)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    super::put_secret(&state, &caller, SecretOwner::Account, &name, &param, &body).await
+    super::put_secret(&state, &caller, SecretOwner::Account, &name, &param, &headers, &body).await
 }

@@ -26,15 +26,20 @@ pub struct AuditQuery {
     object_id: Option<String>,
     /// Action prefix, e.g. `certificate.` or `order.issued`.
     action: Option<String>,
-    /// At most this many, 1-1000 (default 100).
+    /// `next_cursor` of the previous page: events older than that one.
+    cursor: Option<i64>,
+    /// Page size, 1-1000 (default 100); anything else is refused.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-/// Audit events.
+/// A page of audit events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditList {
     /// Newest first.
     items: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next (older) page; null on the last one.
+    next_cursor: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
@@ -46,12 +51,21 @@ async fn list(
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require(AUDIT, "read the audit log")?;
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    let items = inv.audit_events(&AuditFilter {
+    // One more than the page: whether it comes back says whether there is a next page.
+    let mut items = inv.audit_events(&AuditFilter {
         object_type: q.object_type,
         object_id: q.object_id,
         action_prefix: q.action,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: limit + 1,
+        before_id: q.cursor,
     })?;
-    Ok(Json(AuditList { items }))
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditList { items, next_cursor }))
 }

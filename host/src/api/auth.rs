@@ -48,7 +48,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?.trim();
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` count too.
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .ok_or(ApiError::Unauthorized)?
+            .1
+            .trim();
         if token.is_empty() || token.len() > 200 {
             return Err(ApiError::Unauthorized);
         }

@@ -51,7 +51,8 @@ pub struct ListQuery {
     issuer: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    /// Page size, 1-1000 (default 100).
+    /// Page size, 1-1000 (default 100); anything else is refused.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -77,7 +78,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_limit(q.limit)?;
     let status = q.status.as_deref().map(str::parse::<CertStatus>).transpose()?;
     let filter = ListFilter {
         expiring_within_days: q.expiring_within_days.map(|d| d.min(36_500)),
@@ -160,7 +161,12 @@ async fn fullchain(
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "PKCS#8 private key", content_type = "application/pkcs8", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn key(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: axum::http::Method,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     caller.require(KEY_DOWNLOAD, "download private keys")?;
     let actor = caller.actor();
     let mut inv = state.inventory.get().await?;
@@ -176,6 +182,12 @@ async fn key(State(state): State<AppState>, caller: Caller, Path(id): Path<Strin
                 action: "download this key (its profile does not set key_download = true)",
             });
         }
+    }
+    // axum answers HEAD with the GET handler and drops the body: no key leaves, so none is
+    // opened and no download is recorded; the status is the one a GET would get.
+    if method == axum::http::Method::HEAD {
+        inv.check_key_stored(r.id)?;
+        return Ok(([(header::CONTENT_TYPE, "application/pkcs8")], "").into_response());
     }
     let key = inv.download_key(r.id, &actor)?;
     Ok(([(header::CONTENT_TYPE, "application/pkcs8")], key.to_pem().to_string()).into_response())
@@ -291,7 +303,9 @@ async fn issue(
 pub struct RenewBody {
     /// Profile to renew under (default: the certificate's).
     profile: Option<String>,
-    /// The one CA account to use (default: the profile's accounts in failover order).
+    /// The one CA account to use (default: the profile's accounts in failover order). A
+    /// requester may only name one of the profile's accounts; none can be named when the
+    /// renewal waits for approval (another profile, one that requires approval).
     account: Option<String>,
     /// Dynamic parameters of the profile.
     #[serde(default)]
@@ -326,7 +340,13 @@ async fn renew_with(
     let cert_id = find(state, id).await?.id;
     require_renewable_by(state, caller, cert_id).await?;
     let actor = caller.actor();
-    let opts = RenewOptions { kind, profile: body.profile, account: body.account, params: body.params };
+    let opts = RenewOptions {
+        kind,
+        profile: body.profile,
+        account: body.account,
+        any_account: matches!(caller.role, Role::Admin | Role::Operator),
+        params: body.params,
+    };
     let mut inv = state.inventory.get_for_call().await?;
     if !metadata.is_empty() {
         inv.audit(&crate::inventory::NewAuditEvent {
@@ -452,7 +472,8 @@ pub struct RenewLookupBody {
     lookup: Lookup,
     /// Renew under this profile instead (migration).
     profile: Option<String>,
-    /// Renew at this CA account instead (migration to another CA).
+    /// Renew at this CA account instead (migration to another CA). A requester may only name
+    /// one of the profile's accounts.
     account: Option<String>,
     /// Free-form metadata, recorded in the audit log.
     #[serde(default)]
@@ -511,15 +532,20 @@ async fn renew_lookup(
                 deployed_to,
             }
         }
-        Ok(IssueOutcome::Pending { order_id, .. } | IssueOutcome::AwaitingApproval { order_id }) => {
-            RenewLookupResponse {
-                thumbprint: None,
-                order_id: Some(order_id),
-                disposition: "pending",
-                message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
-                deployed_to: vec![],
-            }
-        }
+        Ok(IssueOutcome::Pending { order_id, .. }) => RenewLookupResponse {
+            thumbprint: None,
+            order_id: Some(order_id),
+            disposition: "pending",
+            message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
+            deployed_to: vec![],
+        },
+        Ok(IssueOutcome::AwaitingApproval { order_id }) => RenewLookupResponse {
+            thumbprint: None,
+            order_id: Some(order_id),
+            disposition: "pending",
+            message: format!("order {order_id} awaits approval by another person; see GET /v1/orders/{order_id}"),
+            deployed_to: vec![],
+        },
         Err(e) => {
             let order_id = match &e {
                 IssueError::Failed { order_id, .. }

@@ -23,6 +23,9 @@ pub enum ApiError {
         /// What was attempted.
         action: &'static str,
     },
+    /// 403: the role may do this in general, but not with what the request names.
+    #[error("{0}")]
+    NotAllowed(String),
     /// 404.
     #[error("{0} not found")]
     NotFound(String),
@@ -53,7 +56,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,6 +140,7 @@ impl From<IssueError> for ApiError {
         match e {
             IssueError::Inventory(inner) => inner.into(),
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
+            IssueError::AccountNotListed { .. } => ApiError::NotAllowed(e.to_string()),
             IssueError::WrongState { .. } | IssueError::Inactive { .. } | IssueError::Certificate { .. } => {
                 ApiError::Conflict(e.to_string())
             }

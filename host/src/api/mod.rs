@@ -39,6 +39,20 @@ use crate::inventory::InventoryPool;
 
 /// Requests larger than this are refused with 413 before they are read.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// The largest page a list endpoint returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page size a list request asked for (100 when it did not): one outside 1 to
+/// [`MAX_PAGE`] is refused rather than quietly changed, so a client never takes a short page
+/// for the whole list.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=MAX_PAGE) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}, not {n}"))),
+    }
+}
+
 /// A request that takes longer is cut off (connector calls have their own, shorter limits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -70,7 +84,8 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// Body of a secret PUT: `{"value": "..."}` (or the raw value as `text/plain`).
+/// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value with any
+/// other content type (`text/plain`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SecretBody {
     /// The sensitive value; stored encrypted, never shown again.
@@ -93,7 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(tokens::router())
         .merge(openapi::router())
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .fallback(|| async { ApiError::NotFound("endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -123,10 +138,23 @@ pub async fn serve_tls(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// The value of a secret PUT body: JSON `{"value": ...}` or the raw text.
-pub(crate) fn secret_value(body: &[u8]) -> Result<zeroize::Zeroizing<String>, ApiError> {
+/// Whether a request's `Content-Type` is JSON (`application/json`, or any `…+json`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The value of a secret PUT body: JSON `{"value": ...}` when sent as JSON, else the raw
+/// text. The content type decides, not the first character: a raw secret may start with `{`.
+pub(crate) fn secret_value(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<zeroize::Zeroizing<String>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the secret is not UTF-8 text".into()))?;
-    let value = if text.trim_start().starts_with('{') {
+    let value = if is_json(headers) {
         serde_json::from_str::<SecretBody>(text)
             .map_err(|_| ApiError::BadRequest("the body must be {\"value\": \"...\"} or the raw value".into()))?
             .value
@@ -148,11 +176,12 @@ pub(crate) async fn put_secret(
     owner: crate::inventory::SecretOwner,
     name: &str,
     param: &str,
+    headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> Result<axum::response::Response, ApiError> {
     use crate::inventory::SecretOwner;
     caller.require(auth::ADMIN, "set secrets")?;
-    let value = secret_value(body)?;
+    let value = secret_value(headers, body)?;
     let mut inv = state.inventory.get().await?;
     let (what, def) = match owner {
         SecretOwner::Account => {

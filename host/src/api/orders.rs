@@ -28,15 +28,20 @@ pub fn router() -> Router<AppState> {
 pub struct OrdersQuery {
     /// `awaiting_approval`, `pending`, `issued`, `rejected`, `failed` or `needs_attention`.
     state: Option<String>,
-    /// At most this many, 1-1000 (default 100), newest first.
+    /// `next_cursor` of the previous page: orders older than that one.
+    cursor: Option<i64>,
+    /// Page size, 1-1000 (default 100), newest first; anything else is refused.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-/// A list of orders.
+/// A page of orders.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderList {
     /// Newest first.
     items: Vec<Order>,
+    /// Pass as `cursor` for the next (older) page; null on the last one.
+    next_cursor: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrdersQuery),
@@ -54,8 +59,17 @@ async fn list(
         .map(str::parse::<OrderState>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    Ok(Json(OrderList { items: inv.orders(st, q.limit.unwrap_or(100).clamp(1, 1000))? }))
+    // One more than the page: whether it comes back says whether there is a next page.
+    let mut items = inv.orders_before(st, q.cursor, limit + 1)?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|o| o.id)
+    } else {
+        None
+    };
+    Ok(Json(OrderList { items, next_cursor }))
 }
 
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::accounts::refuse_file_defined;
 use super::auth::{ADMIN, Caller, READ};
 use super::{ApiError, AppState, Problem, SecretBody};
-use crate::inventory::{Inventory, SecretOwner};
+use crate::inventory::{Inventory, InventoryError, SecretOwner};
 use crate::profile::ProfileDef;
 
 /// Routes of this resource.
@@ -100,13 +100,14 @@ async fn create(
     let mut inv = state.inventory.get().await?;
     let accounts = stored_accounts(&inv)?;
     let def = checked(&state, &accounts, &body.name, body.definition).await?;
-    if inv.profile(&body.name)?.is_some() {
-        return Err(ApiError::Conflict(format!(
+    // Create-only in one transaction: of two concurrent creations of one name, one gets 409.
+    inv.create_profile(&body.name, &def, "api", &caller.actor()).map_err(|e| match e {
+        InventoryError::Conflict(_) => ApiError::Conflict(format!(
             "profile {} already exists (PUT /v1/profiles/{} to change it)",
             body.name, body.name
-        )));
-    }
-    inv.upsert_profile(&body.name, &def, "api", &caller.actor())?;
+        )),
+        other => other.into(),
+    })?;
     let view = crate::view::profile(&inv, &body.name, &def, "api")?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -127,8 +128,11 @@ async fn update(
     refuse_file_defined(&origin, "profile", &name)?;
     let accounts = stored_accounts(&inv)?;
     let def = checked(&state, &accounts, &name, body).await?;
-    inv.upsert_profile(&name, &def, "api", &caller.actor())?;
-    Ok(Json(crate::view::profile(&inv, &name, &def, "api")?))
+    // Update-only, checked again in its transaction: a profile deleted during the checks
+    // above stays deleted (404), and one made with the CLI keeps its origin.
+    inv.update_profile(&name, &def, &caller.actor())?;
+    let (def, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+    Ok(Json(crate::view::profile(&inv, &name, &def, &origin)?))
 }
 
 #[utoipa::path(delete, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
@@ -149,7 +153,8 @@ async fn set_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, param)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    super::put_secret(&state, &caller, SecretOwner::Profile, &name, &param, &body).await
+    super::put_secret(&state, &caller, SecretOwner::Profile, &name, &param, &headers, &body).await
 }

@@ -194,7 +194,8 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             fields.apply(&mut def)?;
             def.check(&name)?;
             check_loads(&name, &def, env)?;
-            inv.upsert_account(&name, &def, "cli", &env.actor)?;
+            // Create-only: an account of that name made meanwhile (by serve, say) is not replaced.
+            inv.create_account(&name, &def, "cli", &env.actor)?;
             println!("account {name} created");
         }
         Command::Edit { name, fields, unset } => {
@@ -217,7 +218,8 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 }
             }
             check_loads(&name, &a.def, env)?;
-            inv.upsert_account(&name, &a.def, &a.origin, &env.actor)?;
+            // Update-only: an account deleted meanwhile is not made again.
+            inv.update_account(&name, &a.def, &env.actor)?;
             println!("account {name} updated");
         }
         Command::Activate { name } => {

@@ -32,6 +32,7 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         object_id: args.object_id,
         action_prefix: args.action,
         limit: args.limit,
+        before_id: None,
     })?;
     if args.json {
         let view: Vec<serde_json::Value> = events

@@ -18,6 +18,7 @@ pub struct RenewArgs {
     #[arg(long)]
     profile: Option<String>,
     /// Use this one CA account instead of the profile's failover list (migration to another CA).
+    /// Not possible when the renewal waits for approval (under another profile that requires it).
     #[arg(long)]
     account: Option<String>,
     /// Dynamic parameter NAME=VALUE (repeatable).
@@ -82,8 +83,14 @@ fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
 /// `renew` or `reissue`.
 pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?;
-    let opts =
-        RenewOptions { kind, profile: args.profile, account: args.account, params: super::kv_pairs(&args.params)? };
+    // Whoever runs the CLI holds the master key, an administrator: any account may be named.
+    let opts = RenewOptions {
+        kind,
+        profile: args.profile,
+        account: args.account,
+        any_account: true,
+        params: super::kv_pairs(&args.params)?,
+    };
     let registry = super::registry(&env.data_dir);
     let outcome = super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };

@@ -88,12 +88,15 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             certhost::config::check_links(&name, &def, &accounts)?;
             let registry = super::registry(&env.data_dir);
             super::runtime()?.block_on(def.check_connectors(&name, &accounts, &registry))?;
-            if let Some((_, origin)) = inv.profile(&name)?
-                && origin == "file"
-            {
-                bail!("profile {name} comes from a profiles/ file; edit that file instead");
+            // Each write checks again in its own transaction: a profile made or deleted
+            // meanwhile makes this fail instead of being silently replaced or made again.
+            match inv.profile(&name)? {
+                Some((_, origin)) if certhost::inventory::is_file_origin(&origin) => {
+                    bail!("profile {name} comes from a profiles/ file; edit that file instead")
+                }
+                Some(_) => drop(inv.update_profile(&name, &def, &env.actor)?),
+                None => inv.create_profile(&name, &def, "cli", &env.actor)?,
             }
-            inv.upsert_profile(&name, &def, "cli", &env.actor)?;
             println!("profile {name} saved");
         }
         Command::Delete { name } => {

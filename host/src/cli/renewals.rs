@@ -28,6 +28,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
         object_id: None,
         action_prefix: Some("certificate.auto_renew".into()),
         limit: args.limit,
+        before_id: None,
     })?;
     if args.json {
         let up: Vec<serde_json::Value> = upcoming

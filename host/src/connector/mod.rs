@@ -452,12 +452,13 @@ pub enum ConnectorError {
         message: String,
     },
     /// The connector does not implement the operation.
-    #[error("{connector}: does not support {operation}")]
+    #[error("{connector}: {message}")]
     Unsupported {
         /// Connector name.
         connector: String,
-        /// Operation name.
-        operation: String,
+        /// Which operation, in a sentence: the host's ([`unsupported_message`]) or, for a
+        /// component, the guest's own (the SDK's says "`op` is not implemented by this connector").
+        message: String,
     },
     /// The connector failed in some other way (its own bug, a crash, a trap, garbage output).
     #[error("{connector}: {message}")]
@@ -493,7 +494,7 @@ impl ConnectorError {
             Unreachable { connector, message } => Unreachable { connector, message: cut_to_size(message) },
             Unauthorized { connector, message } => Unauthorized { connector, message: cut_to_size(message) },
             Misconfigured { connector, message } => Misconfigured { connector, message: cut_to_size(message) },
-            Unsupported { connector, operation } => Unsupported { connector, operation: cut_to_size(operation) },
+            Unsupported { connector, message } => Unsupported { connector, message: cut_to_size(message) },
             Internal { connector, message } => Internal { connector, message: cut_to_size(message) },
             other @ (TimedOut { .. } | MemoryExceeded { .. }) => other,
         }
@@ -589,8 +590,16 @@ pub trait Connector: Send + Sync {
 
     /// The `Unsupported` error for `operation` on this connector.
     fn unsupported(&self, operation: Operation) -> ConnectorError {
-        ConnectorError::Unsupported { connector: self.name().to_owned(), operation: operation.as_str().to_owned() }
+        ConnectorError::Unsupported {
+            connector: self.name().to_owned(),
+            message: unsupported_message(operation.as_str()),
+        }
     }
+}
+
+/// The sentence of an [`ConnectorError::Unsupported`] the host makes for `operation`.
+pub fn unsupported_message(operation: &str) -> String {
+    format!("{operation} is not implemented by this connector")
 }
 
 /// Where the issuance pipeline gets a ready connector for a CA account.

@@ -37,41 +37,121 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// What a write of an account or profile definition may do to a row of that name.
+#[derive(Debug, Clone, Copy)]
+enum Put<'a> {
+    /// Only insert a new row, with this origin.
+    Create {
+        /// `cli` or `api`.
+        origin: &'a str,
+    },
+    /// Only replace a row made with the CLI or the API.
+    Update,
+    /// Insert or replace a row a file defines.
+    File,
+}
+
+/// Whether `origin` is a configuration file's (an account in certhost.toml, a profile file).
+pub fn is_file_origin(origin: &str) -> bool {
+    origin.starts_with("file")
+}
+
+impl<'a> Put<'a> {
+    /// Decides, from the row of that name (whether its definition is the same, its origin),
+    /// the origin to write — or `None` when nothing changes — or why the write is refused.
+    fn decide(
+        self,
+        word: &str,
+        name: &str,
+        existing: Option<(bool, &'a str)>,
+    ) -> Result<Option<&'a str>, InventoryError> {
+        match (self, existing) {
+            (Put::Create { origin }, None) => Ok(Some(origin)),
+            (Put::Create { .. }, Some(_)) => Err(InventoryError::Conflict(format!("{word} {name} already exists"))),
+            (Put::Update, None) => Err(InventoryError::NotFound(format!("{word} {name}"))),
+            (Put::Update | Put::File, Some((_, origin))) if is_file_origin(origin) != matches!(self, Put::File) => {
+                Err(InventoryError::Conflict(if is_file_origin(origin) {
+                    format!("{word} {name} is defined in a configuration file; change it there and reload (SIGHUP)")
+                } else {
+                    taken_by(word, name, origin)
+                }))
+            }
+            (Put::Update | Put::File, Some((true, _))) => Ok(None),
+            (Put::Update | Put::File, Some((false, origin))) => Ok(Some(origin)),
+            (Put::File, None) => Ok(Some("file")),
+        }
+    }
+}
+
+/// Why a file cannot define `name`: an account or profile made with the CLI or the API has it.
+pub fn taken_by(word: &str, name: &str, origin: &str) -> String {
+    format!(
+        "{word} {name} already exists with origin {origin}, and a file cannot take it over; rename one of them, \
+         or delete the stored one first"
+    )
+}
+
 fn secret_aad(kind: SecretOwner, owner: &str, name: &str) -> Vec<u8> {
     format!("certhost/secret/v1/{}/{owner}/{name}", kind.as_str()).into_bytes()
 }
 
 impl Inventory {
-    /// Creates or replaces an account definition. The definition holds references, never
-    /// secret values, so it is stored as JSON as-is.
-    pub fn upsert_account(
+    /// Creates an account; refused (`Conflict`) when the name is taken, checked in the
+    /// transaction that inserts, so of two concurrent creations exactly one succeeds. The
+    /// definition holds references, never secret values, so it is stored as JSON as-is.
+    pub fn create_account(
         &mut self,
         name: &str,
         def: &AccountDef,
         origin: &str,
         actor: &str,
+    ) -> Result<(), InventoryError> {
+        self.put_account(name, def, Put::Create { origin }, actor).map(|_| ())
+    }
+
+    /// Replaces an account made with the CLI or the API, keeping its origin: `NotFound` when it
+    /// is gone (a deletion that won a race is not undone), `Conflict` when a file defines it.
+    pub fn update_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Upsert, InventoryError> {
+        self.put_account(name, def, Put::Update, actor)
+    }
+
+    /// Creates or replaces an account a configuration file defines: `Conflict` when the name
+    /// belongs to an account made with the CLI or the API, which a file never takes over.
+    pub fn sync_file_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Upsert, InventoryError> {
+        self.put_account(name, def, Put::File, actor)
+    }
+
+    fn put_account(
+        &mut self,
+        name: &str,
+        def: &AccountDef,
+        put: Put<'_>,
+        actor: &str,
     ) -> Result<Upsert, InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let existing: Option<String> =
-            tx.query_row_cached("SELECT definition FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
-        let outcome = match existing {
-            Some(old) if old == json => return Ok(Upsert::Unchanged),
-            Some(_) => {
-                tx.execute_cached(
-                    "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
-                    params![name, json, def.status.as_str(), origin, now],
-                )?;
-                Upsert::Updated
-            }
-            None => {
-                tx.execute_cached(
-                    "INSERT INTO accounts (name, definition, status, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![name, json, def.status.as_str(), origin, now],
-                )?;
-                Upsert::Created
-            }
+        let existing: Option<(String, String)> = tx
+            .query_row_cached("SELECT definition, origin FROM accounts WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let origin = match put.decide("account", name, existing.as_ref().map(|(d, o)| (d == &json, o.as_str())))? {
+            None => return Ok(Upsert::Unchanged),
+            Some(origin) => origin,
+        };
+        let outcome = if existing.is_some() {
+            tx.execute_cached(
+                "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
+                params![name, json, def.status.as_str(), origin, now],
+            )?;
+            Upsert::Updated
+        } else {
+            tx.execute_cached(
+                "INSERT INTO accounts (name, definition, status, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![name, json, def.status.as_str(), origin, now],
+            )?;
+            Upsert::Created
         };
         let action = if outcome == Upsert::Created { "account.create" } else { "account.update" };
         audit::record(
@@ -191,32 +271,61 @@ impl Inventory {
         Ok(())
     }
 
-    /// Creates or replaces a profile definition.
-    pub fn upsert_profile(
+    /// Creates a profile; refused (`Conflict`) when the name is taken, checked in the
+    /// transaction that inserts, so of two concurrent creations exactly one succeeds.
+    pub fn create_profile(
         &mut self,
         name: &str,
         def: &ProfileDef,
         origin: &str,
         actor: &str,
+    ) -> Result<(), InventoryError> {
+        self.put_profile(name, def, Put::Create { origin }, actor).map(|_| ())
+    }
+
+    /// Replaces a profile made with the CLI or the API, keeping its origin: `NotFound` when it
+    /// is gone (a deletion that won a race is not undone), `Conflict` when a file defines it.
+    pub fn update_profile(&mut self, name: &str, def: &ProfileDef, actor: &str) -> Result<Upsert, InventoryError> {
+        self.put_profile(name, def, Put::Update, actor)
+    }
+
+    /// Creates or replaces a profile a profile file defines: `Conflict` when the name belongs
+    /// to a profile made with the CLI or the API, which a file never takes over.
+    pub fn sync_file_profile(&mut self, name: &str, def: &ProfileDef, actor: &str) -> Result<Upsert, InventoryError> {
+        self.put_profile(name, def, Put::File, actor)
+    }
+
+    fn put_profile(
+        &mut self,
+        name: &str,
+        def: &ProfileDef,
+        put: Put<'_>,
+        actor: &str,
     ) -> Result<Upsert, InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let existing: Option<String> =
-            tx.query_row_cached("SELECT definition FROM profiles WHERE name = ?1", [name], |r| r.get(0)).optional()?;
-        let outcome = match existing {
-            Some(old) if old == json => return Ok(Upsert::Unchanged),
-            Some(_) => {
-                tx.execute_cached(
-                    "UPDATE profiles SET definition = ?2, origin = ?3, updated_at = ?4 WHERE name = ?1",
-                    params![name, json, origin, now],
-                )?;
-                Upsert::Updated
-            }
-            None => {
-                tx.execute_cached("INSERT INTO profiles (name, definition, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)", params![name, json, origin, now])?;
-                Upsert::Created
-            }
+        let existing: Option<(String, String)> = tx
+            .query_row_cached("SELECT definition, origin FROM profiles WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let origin = match put.decide("profile", name, existing.as_ref().map(|(d, o)| (d == &json, o.as_str())))? {
+            None => return Ok(Upsert::Unchanged),
+            Some(origin) => origin,
+        };
+        let outcome = if existing.is_some() {
+            tx.execute_cached(
+                "UPDATE profiles SET definition = ?2, origin = ?3, updated_at = ?4 WHERE name = ?1",
+                params![name, json, origin, now],
+            )?;
+            Upsert::Updated
+        } else {
+            tx.execute_cached(
+                "INSERT INTO profiles (name, definition, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![name, json, origin, now],
+            )?;
+            Upsert::Created
         };
         let action = if outcome == Upsert::Created { "profile.create" } else { "profile.update" };
         audit::record(

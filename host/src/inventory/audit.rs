@@ -74,10 +74,13 @@ pub struct AuditFilter {
     pub action_prefix: Option<String>,
     /// At most this many, newest first (0 = no limit).
     pub limit: u32,
+    /// Only events older than this one (ids are in order of recording): the next page of a
+    /// listing starts below the last id of the one before.
+    pub before_id: Option<i64>,
 }
 
 /// The listing query for `filter`: `?1` object type, `?2` object id, `?3` action pattern,
-/// `?4` limit, newest first.
+/// `?4` limit, `?5` the id to list below, newest first.
 ///
 /// Only the filters given are written into the query: behind `?1 IS NULL OR …` SQLite cannot
 /// use an index, and one object's history was a walk over every event. One object (type and
@@ -92,8 +95,10 @@ fn list_sql(filter: &AuditFilter) -> String {
         (None, None) => None,
     };
     let action = filter.action_prefix.as_ref().map(|_| "action LIKE ?3 ESCAPE '\\'");
-    let conds: Vec<&str> = object.into_iter().chain(action).collect();
-    let filter_sql = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    // Always there, so the statement always has five parameters (no cursor: the largest id);
+    // on the primary key it costs nothing and starts a later page where the last one ended.
+    let conds: Vec<&str> = object.into_iter().chain(action).chain(["id < ?5"]).collect();
+    let filter_sql = format!("WHERE {}", conds.join(" AND "));
     format!(
         "SELECT id, at, actor, action, object_type, object_id, outcome, detail FROM audit_events
          {filter_sql} ORDER BY id DESC LIMIT ?4"
@@ -112,19 +117,22 @@ impl Inventory {
         let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
         let prefix = filter.action_prefix.as_ref().map(|p| format!("{}%", super::like_escape(p)));
         let mut stmt = self.conn.prepare_cached(&list_sql(filter))?;
-        let rows = stmt.query_map(params![filter.object_type, filter.object_id, prefix, limit], |r| {
-            let detail: String = r.get(7)?;
-            Ok(AuditEvent {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                object_type: r.get(4)?,
-                object_id: r.get(5)?,
-                outcome: r.get(6)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![filter.object_type, filter.object_id, prefix, limit, filter.before_id.unwrap_or(i64::MAX)],
+            |r| {
+                let detail: String = r.get(7)?;
+                Ok(AuditEvent {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    object_type: r.get(4)?,
+                    object_id: r.get(5)?,
+                    outcome: r.get(6)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -134,7 +142,8 @@ mod tests {
     use super::*;
 
     /// One object's history is read through `audit_events_object`; a listing by type alone or
-    /// by nothing walks the table newest first (a sort would read every match to return a page).
+    /// by nothing walks the table newest first from the cursor (a sort would read every match
+    /// to return a page).
     #[test]
     fn one_objects_history_is_read_through_its_index() {
         let (_dir, inv) = super::super::scratch();
@@ -143,14 +152,16 @@ mod tests {
             object_id: id.map(str::to_owned),
             action_prefix: prefix.map(str::to_owned),
             limit: 10,
+            before_id: None,
         };
         let plan = |f: &AuditFilter| super::super::query_plan(&inv.conn, &list_sql(f));
         for prefix in [None, Some("order.")] {
             let one = plan(&object(Some("certificate"), Some("7"), prefix));
-            assert!(one.contains("INDEX audit_events_object (object_type=? AND object_id=?)"), "{one}");
+            assert!(one.contains("INDEX audit_events_object (object_type=? AND object_id=? AND rowid<?)"), "{one}");
             assert!(!one.contains("TEMP B-TREE"), "{one}");
-            assert_eq!(plan(&object(Some("certificate"), None, prefix)), "SCAN audit_events");
-            assert_eq!(plan(&object(None, None, prefix)), "SCAN audit_events");
+            let walk = "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid<?)";
+            assert_eq!(plan(&object(Some("certificate"), None, prefix)), walk);
+            assert_eq!(plan(&object(None, None, prefix)), walk);
         }
     }
 }

@@ -197,9 +197,9 @@ mod tests {
         let mut cli = Inventory::open(dir.path(), key.clone()).expect("open");
         let token = cli.create_token("bot", Role::Operator, "test").expect("token");
         let profile = ProfileDef { description: "first".into(), ..ProfileDef::default() };
-        cli.upsert_profile("web", &profile, "cli", "test").expect("profile");
+        cli.create_profile("web", &profile, "cli", "test").expect("profile");
         let def: AccountDef = toml::from_str(r#"connector = "ca.wasm""#).expect("account");
-        cli.upsert_account("ca", &def, "cli", "test").expect("account");
+        cli.create_account("ca", &def, "cli", "test").expect("account");
 
         let pool = InventoryPool::new(Inventory::open(dir.path(), key.clone()).expect("open"), key, 2).expect("pool");
         let served = pool.get().await.expect("connection");
@@ -213,7 +213,7 @@ mod tests {
         cli.revoke_token("bot", "test").expect("revoke");
         assert_eq!(served.authenticate(&token).expect("auth"), None, "a revoked token is refused at once");
         let changed = ProfileDef { description: "second".into(), ..ProfileDef::default() };
-        cli.upsert_profile("web", &changed, "cli", "test").expect("profile");
+        cli.update_profile("web", &changed, "test").expect("profile");
         assert_eq!(served.profile("web").expect("profile").map(|(p, _)| p.description), Some("second".into()));
         cli.set_account_status("ca", AccountStatus::Inactive, "test").expect("deactivate");
         assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Inactive));
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(cli.config_view().expect("view"), None, "nothing cached, nothing to pin");
         let token = cli.create_token("bot", Role::Operator, "test").expect("token");
         let first = ProfileDef { description: "first".into(), ..ProfileDef::default() };
-        cli.upsert_profile("web", &first, "cli", "test").expect("profile");
+        cli.create_profile("web", &first, "cli", "test").expect("profile");
         // One connection, so the second checkout is the same one the pin was set on.
         let pool = InventoryPool::new(Inventory::open(dir.path(), key.clone()).expect("open"), key, 1).expect("pool");
         let description = |inv: &Inventory| inv.profile("web").expect("profile").map(|(p, _)| p.description);
@@ -249,7 +249,7 @@ mod tests {
         request.pin_config(view);
         assert_eq!(description(&request), Some("first".into()));
         assert!(request.authenticate(&token).expect("auth").is_some());
-        cli.upsert_profile("web", &ProfileDef { description: "second".into(), ..first.clone() }, "cli", "test")
+        cli.update_profile("web", &ProfileDef { description: "second".into(), ..first.clone() }, "test")
             .expect("profile");
         cli.revoke_token("bot", "test").expect("revoke");
         assert_eq!(description(&request), Some("first".into()), "as of the request's start");
@@ -263,8 +263,7 @@ mod tests {
         // Pinned again, then a write of its own: the pin lapses.
         next.pin_config(view);
         assert_eq!(description(&next), Some("second".into()), "an old pin reads nothing stale from the cache");
-        next.upsert_profile("web", &ProfileDef { description: "third".into(), ..first }, "api", "test")
-            .expect("profile");
+        next.update_profile("web", &ProfileDef { description: "third".into(), ..first }, "test").expect("profile");
         assert_eq!(description(&next), Some("third".into()), "its own change");
     }
 

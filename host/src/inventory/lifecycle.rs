@@ -117,19 +117,29 @@ impl Inventory {
     /// The private key of certificate `id`, decrypted for download; the access is audited
     /// before the key is returned.
     pub fn download_key(&mut self, id: i64, actor: &str) -> Result<PrivateKey, InventoryError> {
-        let key_id: Option<Option<i64>> = self
-            .conn
-            .query_row_cached("SELECT key_id FROM certificates WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        let key_id = key_id
-            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?
-            .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))?;
+        let key_id = self.stored_key_id(id)?;
         let key = self.private_key(key_id)?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, serde_json::json!({})))?;
         tx.commit()?;
         Ok(key)
+    }
+
+    /// Whether certificate `id` has a stored private key (`NotFound` as `download_key` says
+    /// it), without opening it or recording a download: what a `HEAD` of the key answers.
+    pub fn check_key_stored(&self, id: i64) -> Result<(), InventoryError> {
+        self.stored_key_id(id).map(|_| ())
+    }
+
+    fn stored_key_id(&self, id: i64) -> Result<i64, InventoryError> {
+        let key_id: Option<Option<i64>> = self
+            .conn
+            .query_row_cached("SELECT key_id FROM certificates WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        key_id
+            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?
+            .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))
     }
 
     /// Active certificates by days until expiry, for `/metrics`: each bucket is an index

@@ -28,7 +28,7 @@ use rusqlite::{Connection, Params, Row};
 
 use crate::vault::{MasterKey, VaultError};
 
-pub use accounts::{SecretOwner, Upsert};
+pub use accounts::{SecretOwner, Upsert, is_file_origin, taken_by};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use config_cache::ConfigView;

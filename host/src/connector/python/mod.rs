@@ -243,7 +243,9 @@ impl PythonConnector {
         self.log_output(&reply);
         match reply.kind.as_str() {
             "ok" => Ok(reply),
-            "unsupported" => Err(ConnectorError::Unsupported { connector: label, operation: function.to_owned() }),
+            "unsupported" => {
+                Err(ConnectorError::Unsupported { connector: label, message: super::unsupported_message(function) })
+            }
             "exit" => {
                 let code = reply.code.unwrap_or(1);
                 let stderr = redactor.redact(reply.stderr.trim());

@@ -280,9 +280,7 @@ impl WasmConnector {
             wit::ConnectorError::Misconfigured(m) => {
                 ConnectorError::Misconfigured { connector, message: args.redact(&m) }
             }
-            wit::ConnectorError::Unsupported(m) => {
-                ConnectorError::Unsupported { connector, operation: args.redact(&m) }
-            }
+            wit::ConnectorError::Unsupported(m) => ConnectorError::Unsupported { connector, message: args.redact(&m) },
             wit::ConnectorError::Internal(m) => ConnectorError::Internal { connector, message: args.redact(&m) },
         }
     }
