@@ -472,3 +472,52 @@ fn calls_queued_on_a_busy_script_account_wait_their_turn_or_are_told_it_is_busy(
         answers.iter().filter(|(s, b)| *s == StatusCode::BAD_GATEWAY && b.contains("the account is busy")).count();
     assert!(issued >= 1 && busy >= 2 && issued + busy == 4, "{answers:?}");
 }
+
+/// Regression: a client that gave up on a slow issuance (or the 120 s request timeout) dropped
+/// the request's task with the CA call in it: the certificate the CA issued was never stored,
+/// and the order waited for an operator with "the process stopped". The call now runs to its
+/// end on its own, and its order records the outcome.
+#[test]
+fn a_client_that_goes_away_does_not_cut_the_ca_call_short() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(
+        &app,
+        "slow",
+        "slow",
+        "timeout_seconds = 10",
+        &[("slow", "accounts = [\"slow\"]\n")],
+    );
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let impatient =
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(1)).build().expect("client");
+    let gave_up = impatient
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "slow", "cn": "patient.example.com"}))
+        .send();
+    assert!(gave_up.is_err_and(|e| e.is_timeout()), "the client gives up after 1 s of the CA's 3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let orders = loop {
+        let orders: serde_json::Value = http()
+            .get(format!("{}/v1/orders", server.base))
+            .bearer_auth(&token)
+            .send()
+            .expect("orders")
+            .json()
+            .expect("json");
+        if orders["items"][0]["state"] != "pending" || std::time::Instant::now() > deadline {
+            break orders;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(orders["items"][0]["state"], "issued", "{orders}");
+    let certs: serde_json::Value = http()
+        .get(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    assert_eq!(certs["items"][0]["subject"], "CN=patient.example.com", "{certs}");
+}

@@ -287,13 +287,15 @@ async fn issue(
         csr: body.csr.map(String::into_bytes),
     };
     let actor = caller.actor();
-    let outcome = {
+    let config = caller.config;
+    let outcome = super::to_completion(async move {
         let mut inv = state.inventory.get_for_call().await?;
-        inv.pin_config(caller.config);
+        inv.pin_config(config);
         let mut pipeline =
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        pipeline.issue(&request).await?
-    };
+        Ok(pipeline.issue(&request).await?)
+    })
+    .await?;
     outcome_response(&outcome)
 }
 
@@ -359,8 +361,12 @@ async fn renew_with(
         })?;
     }
     inv.pin_config(caller.config);
-    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok(p.renew(cert_id, &opts).await)
+    let state = state.clone();
+    super::to_completion(async move {
+        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        Ok(p.renew(cert_id, &opts).await)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
@@ -422,11 +428,14 @@ async fn revoke(
     let super::json::Body(body) = body?;
     let cert_id = find(&state, &id).await?.id;
     let actor = caller.actor();
-    {
+    let task_state = state.clone();
+    super::to_completion(async move {
+        let state = task_state;
         let mut inv = state.inventory.get_for_call().await?;
         let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        p.revoke(cert_id, body.reason, &body.comment).await?;
-    }
+        Ok(p.revoke(cert_id, body.reason, &body.comment).await?)
+    })
+    .await?;
     let r = find(&state, &cert_id.to_string()).await?;
     Ok(Json(CertView::new(&r, now(), false)).into_response())
 }

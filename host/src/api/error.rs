@@ -98,7 +98,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
 
 /// Turns the error answers certhost does not write itself into problem+json, as the OpenAPI
 /// document promises for every 4xx: axum's extractor rejections in plain text (a path segment
-/// that is not an id, a raw body over the limit) and the timeout layer's empty 408.
+/// that is not an id, a raw body over the limit) and the timeout layer's empty 504.
 pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     let status = resp.status();
     let is_problem = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v == PROBLEM_JSON);
@@ -107,9 +107,10 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     }
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
-        StatusCode::REQUEST_TIMEOUT => {
-            format!("the request took longer than {} s and was cut off", super::REQUEST_TIMEOUT.as_secs())
-        }
+        StatusCode::GATEWAY_TIMEOUT => format!(
+            "the request took longer than {} s; a CA call it started goes on, and its order (GET /v1/orders) records the outcome",
+            super::REQUEST_TIMEOUT.as_secs()
+        ),
         _ => {
             // axum's rejection texts are one short line; a longer body is not one of them.
             let text = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap_or_default();

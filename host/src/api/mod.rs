@@ -53,8 +53,19 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// A request that takes longer is cut off (connector calls have their own, shorter limits).
+/// A request that takes longer is answered 504 (connector calls have their own limits). A
+/// connector call it started goes on to its end ([`to_completion`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `work` — a connector call and what it records — in a task of its own and waits for
+/// it. A client that goes away, or the request timeout, drops only the wait: the call runs to
+/// its end and its order records the outcome. Dropped halfway, a call left its order for an
+/// operator with "the process stopped", though the CA may have issued.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?
+}
 
 /// Shared state of the server.
 #[derive(Clone)]
@@ -112,7 +123,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::map_response(error::plain_errors_as_problems))

@@ -44,7 +44,7 @@ impl Modify for BearerAuth {
         super::profiles::list, super::profiles::create, super::profiles::show, super::profiles::update,
         super::profiles::delete, super::profiles::set_secret,
         super::orders::list, super::orders::show, super::orders::poll, super::orders::approve,
-        super::orders::decline,
+        super::orders::decline, super::orders::resubmit,
         super::audit::list,
         super::tokens::list, super::tokens::create, super::tokens::revoke,
     ),

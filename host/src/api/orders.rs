@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/orders/{id}/poll", post(poll))
         .route("/v1/orders/{id}/approve", post(approve))
         .route("/v1/orders/{id}/decline", post(decline))
+        .route("/v1/orders/{id}/resubmit", post(resubmit))
 }
 
 /// Query of the list endpoint.
@@ -124,9 +125,13 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
 async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "poll orders")?;
     let actor = caller.actor();
-    let mut inv = state.inventory.get_for_call().await?;
-    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok(Json(step(&p.poll(id).await?)))
+    let outcome = super::to_completion(async move {
+        let mut inv = state.inventory.get_for_call().await?;
+        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        Ok(p.poll(id).await?)
+    })
+    .await?;
+    Ok(Json(step(&outcome)))
 }
 
 /// Body of approve: sensitive dynamic parameters again (they are never stored).
@@ -151,9 +156,38 @@ async fn approve(
     caller.require(OPERATE, "approve orders")?;
     let actor = caller.actor();
     let params = super::json::optional::<ApproveBody>(&body)?.params;
-    let mut inv = state.inventory.get_for_call().await?;
-    let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    Ok(Json(step(&p.decide(id, Decision::Approve, &params).await?)))
+    let outcome = super::to_completion(async move {
+        let mut inv = state.inventory.get_for_call().await?;
+        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        Ok(p.decide(id, Decision::Approve, &params).await?)
+    })
+    .await?;
+    Ok(Json(step(&outcome)))
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/resubmit", tag = "orders", params(("id" = i64, Path)),
+    request_body(content = Option<ApproveBody>),
+    responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+/// Sends an order whose CA call was interrupted (`needs_attention`) again, with the same
+/// request id, once an operator has checked the CA did not issue it: what `certhost orders
+/// resubmit` does, for programs.
+async fn resubmit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<OrderStep>, ApiError> {
+    caller.require(OPERATE, "resubmit orders")?;
+    let actor = caller.actor();
+    let params = super::json::optional::<ApproveBody>(&body)?.params;
+    let outcome = super::to_completion(async move {
+        let mut inv = state.inventory.get_for_call().await?;
+        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        Ok(p.decide(id, Decision::Resubmit, &params).await?)
+    })
+    .await?;
+    Ok(Json(step(&outcome)))
 }
 
 /// Body of decline.
