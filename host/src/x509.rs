@@ -282,3 +282,72 @@ mod tests {
         }
     }
 }
+
+/// A distinguished name as text, in the order and with the separators x509-parser prints
+/// (`CN=a, O=b`, `+` within an RDN), each value escaped per RFC 4514 so that a value cannot
+/// pose as more attributes: a CN of `x, O=Evil Corp` reads `CN=x\, O=Evil Corp`.
+pub fn dn_string(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            let attrs: Vec<String> = rdn
+                .iter()
+                .map(|attr| {
+                    let kind = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                    let value = match attr.as_str() {
+                        Ok(text) => escape_dn_value(text),
+                        // Not text: RFC 4514's `#` and the value's hex, as x509-parser prints it.
+                        Err(_) => format!("#{}", hex::encode_upper(attr.attr_value().as_bytes())),
+                    };
+                    format!("{kind}={value}")
+                })
+                .collect();
+            attrs.join(" + ")
+        })
+        .collect();
+    rdns.join(", ")
+}
+
+/// RFC 4514 §2.4: `"`, `+`, `,`, `;`, `<`, `>` and `\` anywhere, `#` and space at the start,
+/// space at the end, with a backslash; control characters as `\XX`.
+fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod dn_tests {
+    use super::escape_dn_value;
+
+    #[test]
+    fn values_that_could_pose_as_more_attributes_are_escaped() {
+        assert_eq!(escape_dn_value("x, O=Evil Corp"), "x\\, O=Evil Corp");
+        assert_eq!(escape_dn_value("a+b;c<d>e\"f\\g"), "a\\+b\\;c\\<d\\>e\\\"f\\\\g");
+        assert_eq!(escape_dn_value("#1 "), "\\#1\\ ");
+        assert_eq!(escape_dn_value(" lead"), "\\ lead");
+        assert_eq!(escape_dn_value("bell\u{7}"), "bell\\07");
+        assert_eq!(escape_dn_value("www.example.com"), "www.example.com");
+        assert_eq!(escape_dn_value("Zürich"), "Zürich");
+    }
+}

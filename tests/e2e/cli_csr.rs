@@ -290,3 +290,33 @@ fn ca_init_makes_a_root_that_openssl_can_sign_with_and_never_overwrites() {
     assert!(sh("openssl", &["verify", "-CAfile", &format!("{d}/ca.pem"), &format!("{d}/leaf.pem")]).contains("OK"));
     assert!(app.run(&["ca", "init", "--out", d]).fails(1).contains("refusing to overwrite a CA"));
 }
+
+/// Regression: subjects were shown without RFC 4514 escaping, so a CN of `x, O=Evil Corp`
+/// read as two attributes, `CN=x, O=Evil Corp`, in every view and in `--issuer` searches.
+#[test]
+fn a_subject_value_that_looks_like_more_attributes_is_shown_escaped() {
+    let app = App::new();
+    let dir = app.path("csr");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (key, csr) = (dir.join("key.pem"), dir.join("csr.pem"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().expect("utf8"),
+            "-out",
+            csr.to_str().expect("utf8"),
+            "-subj",
+            "/CN=x, O=Evil Corp",
+        ],
+    );
+    let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
+    assert_eq!(inspected["subject"], "CN=x\\, O=Evil Corp", "{inspected}");
+}

@@ -93,7 +93,7 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
     let sans = requested_sans(&csr)?;
     Ok(ParsedCsr {
         pem: der::pem_encode("CERTIFICATE REQUEST", &der),
-        subject: info.subject.to_string(),
+        subject: crate::x509::dn_string(&info.subject),
         common_name: subject_fields.common_name.clone(),
         sans,
         key,
