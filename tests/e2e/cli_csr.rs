@@ -246,3 +246,67 @@ fn ca_init_makes_a_root_that_openssl_can_sign_with_and_never_overwrites() {
     assert!(sh("openssl", &["verify", "-CAfile", &format!("{d}/ca.pem"), &format!("{d}/leaf.pem")]).contains("OK"));
     assert!(app.run(&["ca", "init", "--out", d]).fails(1).contains("refusing to overwrite a CA"));
 }
+
+/// An openssl CSR for `/CN=ext.example.com` with a SAN and each `-addext` of `extensions`,
+/// written to `path` (the key beside it).
+fn csr_with_extensions(path: &std::path::Path, extensions: &[&str]) {
+    let p = path.to_str().expect("utf8");
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=ext.example.com",
+        "-addext",
+        "subjectAltName=DNS:ext.example.com",
+    ];
+    for ext in extensions {
+        args.extend(["-addext", ext]);
+    }
+    let key = format!("{p}.key");
+    args.extend(["-keyout", &key, "-out", p]);
+    sh("openssl", &args);
+}
+
+/// Regression: only the SAN of a CSR's requested extensions was looked at, so a CSR asking
+/// for CRL/OCSP pointers to the requester's server, name constraints, CA:TRUE or an unknown
+/// critical extension was called valid — and a CA copying extensions issued them all.
+#[test]
+fn a_csr_requesting_an_extension_certhost_does_not_model_is_refused_naming_it() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (i, (extension, named)) in [
+        ("crlDistributionPoints=URI:http://attacker.test/crl", "the crlDistributionPoints extension (2.5.29.31)"),
+        ("authorityInfoAccess=OCSP;URI:http://attacker.test/ocsp", "the authorityInfoAccess extension"),
+        ("nameConstraints=critical,permitted;DNS:.example.com", "the nameConstraints extension (2.5.29.30)"),
+        ("basicConstraints=critical,CA:TRUE", "the basicConstraints extension with CA:TRUE"),
+        ("1.2.3.4.5=critical,DER:0101ff", "the extension 1.2.3.4.5,"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let csr = dir.join(format!("refused{i}.csr"));
+        csr_with_extensions(&csr, &[extension]);
+        let err = app.run(&["inspect-csr", csr.to_str().expect("utf8")]).fails(1).to_owned();
+        assert!(err.contains(&format!("the CSR requests {named}")), "{extension}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // What certhost models is accepted: SAN, keyUsage, extendedKeyUsage, CA:FALSE, SKI.
+    let csr = dir.join("modelled.csr");
+    csr_with_extensions(
+        &csr,
+        &[
+            "keyUsage=critical,digitalSignature",
+            "extendedKeyUsage=serverAuth",
+            "basicConstraints=critical,CA:FALSE",
+            "subjectKeyIdentifier=hash",
+        ],
+    );
+    let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
+    assert_eq!(inspected["sans"], serde_json::json!(["DNS:ext.example.com"]));
+}

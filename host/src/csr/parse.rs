@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{ParsedExtension, X509Extension};
 use x509_parser::prelude::FromDer;
 
 use super::names::{San, Subject};
@@ -72,6 +72,14 @@ pub enum CsrParseError {
         "the CSR requests a subjectAltName that certhost cannot check against a profile: {0} (supported: DNS, IP, email, URI)"
     )]
     UncheckableName(String),
+    /// A requested extension the host does not model: a CA that copies requested extensions
+    /// (`openssl x509 -copy_extensions`, many in-house CAs) would put it in the certificate
+    /// unseen by any profile rule — CRL or OCSP pointers to the requester's server, name
+    /// constraints, a CA flag, a critical extension nobody can read.
+    #[error(
+        "the CSR requests the {0}, which certhost cannot check against a profile (allowed: subjectAltName, keyUsage, extendedKeyUsage, basicConstraints with CA:FALSE, subjectKeyIdentifier)"
+    )]
+    UncheckableExtension(String),
 }
 
 /// Parses and verifies an uploaded CSR in PEM (`CERTIFICATE REQUEST`) or DER form.
@@ -116,6 +124,9 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
         let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
             return Err(CsrParseError::NotACsr("its extensionRequest attribute does not parse".into()));
         };
+        for ext in &request.extensions {
+            check_requested_extension(ext)?;
+        }
         for ext in request.extensions.iter().filter(|e| e.oid == OID_X509_EXT_SUBJECT_ALT_NAME) {
             san_extensions += 1;
             let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else {
@@ -134,6 +145,38 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
         )));
     }
     Ok(sans)
+}
+
+/// Refuses a requested extension other than those the host models (the SAN, checked by the
+/// caller, and what the host's own CSRs could carry and a profile has no rule about: keyUsage,
+/// extendedKeyUsage, basicConstraints with CA:FALSE, subjectKeyIdentifier). What a profile
+/// never saw must not reach a CA that copies extensions.
+fn check_requested_extension(ext: &X509Extension<'_>) -> Result<(), CsrParseError> {
+    use x509_parser::oid_registry::{
+        OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_ALT_NAME, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    };
+    let named = || match x509_parser::objects::oid2sn(&ext.oid, x509_parser::objects::oid_registry()) {
+        Ok(name) => format!("{name} extension ({})", ext.oid),
+        Err(_) => format!("extension {}", ext.oid),
+    };
+    let parsed = ext.parsed_extension();
+    if let ParsedExtension::ParseError { .. } = parsed {
+        return Err(CsrParseError::NotACsr(format!("its requested {} does not parse", named())));
+    }
+    if ext.oid == OID_X509_EXT_BASIC_CONSTRAINTS {
+        return match parsed {
+            ParsedExtension::BasicConstraints(bc) if !bc.ca => Ok(()),
+            _ => Err(CsrParseError::UncheckableExtension("basicConstraints extension with CA:TRUE".into())),
+        };
+    }
+    let modelled = [
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    ];
+    if modelled.contains(&ext.oid) { Ok(()) } else { Err(CsrParseError::UncheckableExtension(named())) }
 }
 
 /// The raw public key of a CSR an order holds, for matching the issued certificate to it.
