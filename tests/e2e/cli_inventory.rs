@@ -351,3 +351,47 @@ fn an_expired_certificate_is_shown_expired_not_active() {
     let audit = app.json(&["audit", "--json", "--action", "certificate.expired"]);
     assert_eq!(audit.as_array().map(Vec::len), Some(1));
 }
+
+/// Regression: names from certificates reached the terminal raw, so an imported certificate
+/// whose CN held `ESC[2J`, a colour code or a carriage return cleared the screen or overwrote
+/// rows of `import`, `list` and `show`.
+#[test]
+fn control_characters_from_a_certificate_are_escaped_in_human_output_and_exact_in_json() {
+    let app = App::new();
+    let (cert, key) = (app.path("esc.pem"), app.path("esc.key"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-utf8",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ok\u{1b}[2J\u{1b}[31mFAKE\rID 99\u{7f}\u{9b}end",
+            "-addext",
+            "subjectAltName=DNS:ok\u{1b}[8m.example",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ],
+    );
+    let escaped_cn = r"ok\x1b[2J\x1b[31mFAKE\x0dID 99\x7f\u{9b}end";
+    let is_clean = |out: &str| !out.chars().any(|c| c.is_control() && c != '\n');
+    let import = app.run(&["import", s(&cert)]);
+    assert!(import.ok().contains(escaped_cn) && is_clean(&import.stdout), "{:?}", import.stdout);
+    for args in [&["list"][..], &["show", "1"]] {
+        let out = app.run(args);
+        assert!(out.ok().contains(escaped_cn) && is_clean(&out.stdout), "{args:?}: {:?}", out.stdout);
+    }
+    assert!(app.run(&["show", "1"]).stdout.contains(r"DNS:ok\x1b[8m.example"));
+    // JSON keeps the exact text.
+    let shown = app.json(&["show", "1", "--json"]);
+    assert_eq!(shown["common_name"], "ok\u{1b}[2J\u{1b}[31mFAKE\rID 99\u{7f}\u{9b}end");
+}

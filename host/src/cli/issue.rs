@@ -109,7 +109,10 @@ pub fn report(
                     &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
                 )?;
             } else {
-                println!("issued certificate #{certificate_id} (order #{order_id}): {}", record.info.subject);
+                println!(
+                    "issued certificate #{certificate_id} (order #{order_id}): {}",
+                    output::terminal_safe(&record.info.subject)
+                );
                 println!("  not after {}  sha256 {}", output::rfc3339(record.info.not_after), record.info.sha256);
                 if let Some(dir) = out {
                     println!(

@@ -244,7 +244,8 @@ pub fn sentence(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    // Errors quote names from certificates and CSRs (a CA's returned SAN, an imported CN).
+    output::terminal_safe(&parts.join(": ")).into_owned()
 }
 
 /// Logs go to stderr; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
