@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cert::{self, CertificateInfo};
-use crate::der;
+use crate::der::{self, Framing};
 use crate::inventory::{InsertOutcome, Inventory, InventoryError, NewCertificate};
 use crate::key::{KeyError, PrivateKey};
 
@@ -258,9 +258,16 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         }
         let mut ders = Vec::new();
         let mut keys = Vec::new();
+        let mut pkcs7 = false;
         for b in blocks {
             match b.tag() {
-                "CERTIFICATE" | "TRUSTED CERTIFICATE" => ders.push(b.into_contents()),
+                "CERTIFICATE" => ders.push(b.into_contents()),
+                // openssl x509 -addtrust/-trustout: the certificate, then its trust settings
+                // (X509_AUX), which certhost does not keep.
+                "TRUSTED CERTIFICATE" => {
+                    ders.push(der::leading_object(b.contents()).map_or_else(|| b.contents().to_vec(), <[u8]>::to_vec))
+                }
+                "PKCS7" | "CMS" => pkcs7 = true,
                 "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => keys.push(
                     PrivateKey::from_pem(&der::pem_encode(b.tag(), b.contents()))
                         .map_err(|e: KeyError| format!("private key in file: {e}"))?,
@@ -269,6 +276,9 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
             }
         }
         if ders.is_empty() {
+            if keys.is_empty() && pkcs7 {
+                return Err(der::container_sentence("a PKCS#7 file", "a certificate"));
+            }
             if keys.is_empty() {
                 return Err("no PEM CERTIFICATE block found".into());
             }
@@ -278,7 +288,10 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         }
         (ders, keys)
     } else {
-        CertificateInfo::from_der(&bytes).map_err(|e| format!("neither PEM nor a DER certificate: {e}"))?;
+        CertificateInfo::from_der(&bytes).map_err(|e| match der::framing(&bytes) {
+            Framing::NotASequence => "neither PEM nor a DER certificate".to_owned(),
+            _ => e.to_string(),
+        })?;
         (vec![bytes], Vec::new())
     };
 

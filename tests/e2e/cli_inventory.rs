@@ -395,3 +395,36 @@ fn control_characters_from_a_certificate_are_escaped_in_human_output_and_exact_i
     let shown = app.json(&["show", "1", "--json"]);
     assert_eq!(shown["common_name"], "ok\u{1b}[2J\u{1b}[31mFAKE\rID 99\u{7f}\u{9b}end");
 }
+
+/// Regression: a `TRUSTED CERTIFICATE` block (`openssl x509 -addtrust`) was accepted by its
+/// label and then refused for "14 bytes of trailing garbage" (its trust settings); a .p7b or
+/// .p12 got the parser's Rust Debug text.
+#[test]
+fn a_trusted_certificate_block_imports_its_certificate_and_pkcs_containers_are_named() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Trust Root");
+    let (cert, key) = ca.issue("trusted.example.com", 30);
+    let d = |n: &str| app.path(n).to_str().expect("utf8").to_owned();
+    sh("openssl", &["x509", "-in", s(&cert), "-addtrust", "serverAuth", "-out", &d("trusted.pem")]);
+    assert!(fs::read_to_string(d("trusted.pem")).expect("pem").contains("BEGIN TRUSTED CERTIFICATE"));
+    let r = app.run(&["import", &d("trusted.pem")]);
+    assert!(r.ok().contains("1 imported, 0 duplicate, 0 failed"), "{} {}", r.stdout, r.stderr);
+    assert_eq!(app.run(&["show", "1", "--pem"]).ok().trim(), fs::read_to_string(&cert).expect("cert").trim());
+
+    sh("openssl", &["crl2pkcs7", "-nocrl", "-certfile", s(&cert), "-outform", "DER", "-out", &d("c.p7b")]);
+    sh("openssl", &["crl2pkcs7", "-nocrl", "-certfile", s(&cert), "-out", &d("c.p7.pem")]);
+    sh(
+        "openssl",
+        &["pkcs12", "-export", "-in", s(&cert), "-inkey", s(&key), "-passout", "pass:x", "-out", &d("c.p12")],
+    );
+    let r = app.run(&["import", &d("c.p7b"), &d("c.p7.pem"), &d("c.p12")]);
+    r.fails(1);
+    assert!(!r.stderr.contains("Tag("), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("it is a PKCS#7 file, not a certificate (PKCS#7 and PKCS#12 files are not supported").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("c.p12: not an X.509 certificate: it is a PKCS#12 file"), "{}", r.stderr);
+}

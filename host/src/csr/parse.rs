@@ -194,8 +194,8 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(CsrParseError::Empty);
     }
-    let der = if der::looks_like_pem(input) {
-        let text = std::str::from_utf8(input).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
+    let der = if let Some(start) = der::pem_start(input) {
+        let text = std::str::from_utf8(&input[start..]).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
         der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
     } else {
         input.to_vec()
@@ -204,7 +204,11 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
         Framing::Exact => {}
         Framing::Truncated => return Err(CsrParseError::Truncated),
         Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
-        Framing::NotASequence => return Err(CsrParseError::NotACsr("it does not start with a DER SEQUENCE".into())),
+        Framing::NotASequence => {
+            return Err(CsrParseError::NotACsr(
+                "it is neither PEM (no -----BEGIN line) nor DER (it does not start with a SEQUENCE)".into(),
+            ));
+        }
     }
     Ok(der)
 }
@@ -214,7 +218,15 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
 fn decode(der: &[u8]) -> Result<(X509CertificationRequest<'_>, KeyAlgorithm), CsrParseError> {
     let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| match e {
         x509_parser::nom::Err::Incomplete(_) => CsrParseError::Truncated,
-        other => CsrParseError::NotACsr(other.to_string()),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+            CsrParseError::NotACsr(match der::container_kind(der) {
+                Some(kind) => der::container_sentence(kind, "a certificate request"),
+                None if x509_parser::certificate::X509Certificate::from_der(der).is_ok() => {
+                    "it is a certificate, not a certificate request".into()
+                }
+                None => crate::x509::parser_error_sentence(&e, "a certificate request"),
+            })
+        }
     })?;
     let info = &csr.certification_request_info;
     let key = spki_algorithm(&info.subject_pki).map_err(CsrParseError::UnsupportedKey)?;
