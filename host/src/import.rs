@@ -1,6 +1,6 @@
 //! Importing existing certificates from files into the inventory.
 //!
-//! Accepts single PEM or DER certificates, bundles (a leaf followed by its chain, or several
+//! Accepts single PEM or DER certificates, bundles (a leaf and its chain in any order, or several
 //! unrelated certificates), and directories walked recursively. A matching private key —
 //! given with `--key` or inside the same file — is imported with its certificate. Bad files
 //! are reported with a reason while the good ones still import; duplicates are reported, not
@@ -234,6 +234,37 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// Splits one file's certificates into leaves, each with its chain, whatever their order in
+/// the file: the leaves are the certificates that issued no other certificate of the file, and
+/// a leaf's chain follows its issuers (by name and signature, [`cert::issued_by`]) among the
+/// file's certificates. A CA certificate of a leaf's chain is not a leaf of its own, as in a
+/// leaf-first bundle; repeated copies of one certificate count once.
+fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut seen = HashSet::new();
+    ders.retain(|der| seen.insert(der.clone()));
+    let issuer: Vec<Option<usize>> = (0..ders.len())
+        .map(|child| (0..ders.len()).find(|&parent| parent != child && cert::issued_by(&ders[child], &ders[parent])))
+        .collect();
+    let mut issued_something = vec![false; ders.len()];
+    for parent in issuer.iter().flatten() {
+        issued_something[*parent] = true;
+    }
+    let mut groups = Vec::new();
+    for leaf in (0..ders.len()).filter(|&i| !issued_something[i]) {
+        let mut chain = Vec::new();
+        let mut visited = vec![leaf];
+        let mut at = leaf;
+        // Two CA certificates that cross-sign each other would loop: each is taken once.
+        while let Some(parent) = issuer[at].filter(|p| !visited.contains(p)) {
+            chain.push(ders[parent].clone());
+            visited.push(parent);
+            at = parent;
+        }
+        groups.push((ders[leaf].clone(), chain));
+    }
+    groups
+}
+
 /// What one file held.
 enum FileContents {
     /// Leaves with chains (and the keys found beside them).
@@ -295,16 +326,7 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         (vec![bytes], Vec::new())
     };
 
-    // Group: a certificate that issued the previous one extends that leaf's chain; any other
-    // certificate starts a new leaf.
-    let mut groups: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
-    for der in ders {
-        let extends = groups.last().is_some_and(|(leaf, chain)| cert::issued_by(chain.last().unwrap_or(leaf), &der));
-        match groups.last_mut() {
-            Some((_, chain)) if extends => chain.push(der),
-            _ => groups.push((der, Vec::new())),
-        }
-    }
+    let groups = leaves_with_chains(ders);
     let many = groups.len() > 1;
     let mut out = Vec::new();
     let mut keys: Vec<Option<PrivateKey>> = keys.into_iter().map(Some).collect();

@@ -428,3 +428,88 @@ fn a_trusted_certificate_block_imports_its_certificate_and_pkcs_containers_are_n
     );
     assert!(r.stderr.contains("c.p12: not an X.509 certificate: it is a PKCS#12 file"), "{}", r.stderr);
 }
+
+/// Regression: a bundle in root, intermediate, leaf order was split into three inventory
+/// certificates and the leaf got no chain: only a certificate that issued the one before it
+/// in the file joined a chain.
+#[test]
+fn a_bundle_in_any_order_imports_its_leaf_with_the_chain() {
+    let app = App::new();
+    let root = OpensslCa::new(&app.path("ca"), "Order Root");
+    let d = |n: &str| app.path(n).to_str().expect("utf8").to_owned();
+    fs::write(d("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").expect("ext");
+    let new_csr = |name: &str, cn: &str| {
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &d(&format!("{name}.key")),
+                "-out",
+                &d(&format!("{name}.csr")),
+            ],
+        );
+    };
+    new_csr("int", "Order Intermediate");
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &d("int.csr"),
+            "-CA",
+            s(&root.cert),
+            "-CAkey",
+            s(&root.key),
+            "-days",
+            "30",
+            "-extfile",
+            &d("ca.ext"),
+            "-out",
+            &d("int.pem"),
+        ],
+    );
+    new_csr("leaf", "order.example.com");
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &d("leaf.csr"),
+            "-CA",
+            &d("int.pem"),
+            "-CAkey",
+            &d("int.key"),
+            "-days",
+            "30",
+            "-out",
+            &d("leaf.pem"),
+        ],
+    );
+    let pem = |n: &str| fs::read_to_string(d(n)).expect("pem");
+    let (leaf, int, root_pem) = (pem("leaf.pem"), pem("int.pem"), fs::read_to_string(&root.cert).expect("root"));
+    for (name, order) in [
+        ("root-first.pem", [&root_pem, &int, &leaf]),
+        ("middle.pem", [&int, &leaf, &root_pem]),
+        ("leaf-first.pem", [&leaf, &int, &root_pem]),
+    ] {
+        let app = App::new();
+        fs::write(d(name), order.iter().map(|p| p.as_str()).collect::<String>()).expect("bundle");
+        let r = app.run(&["import", &d(name)]);
+        assert!(r.ok().contains("1 imported, 0 duplicate, 0 failed"), "{name}: {}", r.stdout);
+        let shown = app.json(&["show", "1", "--json"]);
+        assert_eq!(shown["common_name"], "order.example.com", "{name}");
+        // The chain runs leaf-ward to root: intermediate, then root.
+        assert_eq!(shown["chain_pem"].as_str(), Some(format!("{int}{root_pem}").as_str()), "{name}");
+    }
+}
