@@ -65,6 +65,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints JSON to stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::terminal_safe;
@@ -75,10 +81,4 @@ mod tests {
         assert_eq!(terminal_safe("a\x1b[2Jb\rc\0d\x7fe\u{9b}31m"), r"a\x1b[2Jb\x0dc\x00d\x7fe\u{9b}31m");
         assert_eq!(terminal_safe("tab\tnewline\n"), r"tab\x09newline\x0a");
     }
-}
-
-/// Prints JSON to stdout.
-pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
