@@ -3,7 +3,6 @@
 //! Several accounts may use one connector (environments, regions, failover). An inactive
 //! account is never called; deactivating never touches certificates already issued.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,10 +65,29 @@ pub struct AccountDef {
     pub http_body_mib: Option<u64>,
 }
 
-/// Accepts both `name = "value"` and full parameter tables.
+/// Accepts both `name = "value"` and full parameter tables; a value of another shape (an
+/// array, a table of unknown keys) is refused naming its parameter.
 pub(crate) fn params_from_specs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ParamMap, D::Error> {
-    let specs: BTreeMap<String, ParamSpec> = BTreeMap::deserialize(d)?;
-    Ok(specs.into_iter().map(|(k, v)| (k, ParamDef::from(v))).collect())
+    struct Specs;
+    impl<'de> serde::de::Visitor<'de> for Specs {
+        type Value = ParamMap;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table of parameters")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamMap, A::Error> {
+            let mut params = ParamMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let spec: ParamSpec = map
+                    .next_value()
+                    .map_err(|e| <A::Error as serde::de::Error>::custom(format_args!("parameter {name}: {e}")))?;
+                if params.insert(name.clone(), ParamDef::from(spec)).is_some() {
+                    return Err(serde::de::Error::custom(format_args!("parameter {name} is given twice")));
+                }
+            }
+            Ok(params)
+        }
+    }
+    d.deserialize_map(Specs)
 }
 
 /// Why an account definition or operation is refused.

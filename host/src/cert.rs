@@ -121,7 +121,12 @@ pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     }
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
         x509_parser::nom::Err::Incomplete(_) => CertError::Truncated,
-        other => CertError::Malformed(other.to_string()),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+            CertError::Malformed(match der::container_kind(der) {
+                Some(kind) => der::container_sentence(kind, "a certificate"),
+                None => crate::x509::parser_error_sentence(&e, "a certificate"),
+            })
+        }
     })?;
     Ok(cert)
 }

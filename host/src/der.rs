@@ -48,6 +48,24 @@ pub fn framing(der: &[u8]) -> Framing {
     }
 }
 
+/// The first complete DER object of `der` (header and contents), or `None` when `der` does
+/// not hold one. An OpenSSL `TRUSTED CERTIFICATE` block is a certificate followed by its
+/// trust settings (`X509_AUX`): this is the certificate.
+pub fn leading_object(der: &[u8]) -> Option<&[u8]> {
+    let first = *der.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let bytes = der.get(2..2 + n)?;
+        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), 2 + n)
+    };
+    der.get(..header.checked_add(len)?)
+}
+
 /// PEM text with Unix line endings (the `pem` crate defaults to CRLF, which tools and diffs
 /// treat as noise).
 pub fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -106,8 +124,52 @@ fn end_of_line(text: &str) -> Option<&str> {
 
 /// Whether `input` looks like PEM text rather than DER.
 pub fn looks_like_pem(input: &[u8]) -> bool {
-    let start = input.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(input.len());
-    input[start..].starts_with(b"-----BEGIN ")
+    pem_start(input).is_some()
+}
+
+/// Where the first PEM block of `input` begins, if `input` is text holding one: after a UTF-8
+/// byte-order mark, and after any text before it (`openssl req -text` and `openssl x509
+/// -text` print the decoded fields first; openssl itself reads past them). Input starting
+/// with a DER SEQUENCE is DER, whatever bytes it holds.
+pub fn pem_start(input: &[u8]) -> Option<usize> {
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let start = if input.starts_with(BOM) { BOM.len() } else { 0 };
+    let first = input[start..].iter().position(|b| !b.is_ascii_whitespace()).map_or(input.len(), |i| start + i);
+    if input.get(first) == Some(&0x30) {
+        return None;
+    }
+    input[start..].windows(11).position(|w| w == b"-----BEGIN ").map(|i| start + i)
+}
+
+/// What a DER object that is not the certificate or request expected looks like, when it is
+/// one of the containers people hand over instead (`.p7b`, `.p12`), for an error that says so.
+pub fn container_kind(der: &[u8]) -> Option<&'static str> {
+    // The first element inside the outer SEQUENCE: PKCS#7's ContentInfo starts with the
+    // pkcs7 content-type OID (1.2.840.113549.1.7.x), PKCS#12's PFX with the version INTEGER 3.
+    const PKCS7_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
+    let header = match der.get(1)? {
+        n @ 0x81..=0x84 => 2 + usize::from(n & 0x7f),
+        n if *n < 0x80 => 2,
+        _ => return None,
+    };
+    let inner = der.get(header..)?;
+    if der.first() != Some(&0x30) {
+        return None;
+    }
+    if inner.starts_with(PKCS7_OID) {
+        Some("a PKCS#7 file")
+    } else if inner.starts_with(&[0x02, 0x01, 0x03]) {
+        Some("a PKCS#12 file")
+    } else {
+        None
+    }
+}
+
+/// The sentence for a [`container_kind`] given where a certificate or request was expected.
+pub fn container_sentence(kind: &str, expected: &str) -> String {
+    format!(
+        "it is {kind}, not {expected} (PKCS#7 and PKCS#12 files are not supported: convert with openssl, e.g. `openssl pkcs7 -print_certs` or `openssl pkcs12 -nokeys`)"
+    )
 }
 
 /// Why a PEM text is not exactly one block of an expected label.
@@ -157,6 +219,39 @@ pub fn single_pem_block(text: &str, labels: &[&'static str]) -> Result<Vec<u8>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_is_found_after_a_byte_order_mark_or_leading_text_and_der_stays_der() {
+        let block = "-----BEGIN CERTIFICATE REQUEST-----\nMA==\n-----END CERTIFICATE REQUEST-----\n";
+        assert_eq!(pem_start(block.as_bytes()), Some(0));
+        assert_eq!(pem_start(format!("\u{feff}{block}").as_bytes()), Some(3));
+        let text = format!("Certificate Request:\n    Data: ...\n{block}");
+        assert_eq!(pem_start(text.as_bytes()), text.find("-----BEGIN"));
+        let mut der = vec![0x30, 0x0e];
+        der.extend_from_slice(b"-----BEGIN ...");
+        assert_eq!(pem_start(&der), None, "a DER SEQUENCE is DER");
+        assert_eq!(pem_start(b"just text"), None);
+    }
+
+    #[test]
+    fn the_leading_object_is_cut_from_what_follows_it() {
+        assert_eq!(leading_object(&[0x30, 0x02, 1, 2, 0x30, 0x00]), Some(&[0x30, 0x02, 1, 2][..]));
+        let long = [&[0x30, 0x81, 0x80][..], &[7; 0x80], &[0xa0, 0x00]].concat();
+        assert_eq!(leading_object(&long).map(<[u8]>::len), Some(0x83));
+        assert_eq!(leading_object(&[0x30, 0x05, 1]), None, "truncated");
+        assert_eq!(leading_object(&[0x30]), None);
+        assert_eq!(leading_object(&[0x30, 0x80, 0, 0]), None, "indefinite length is not DER");
+    }
+
+    #[test]
+    fn pkcs7_and_pkcs12_containers_are_recognised() {
+        let pkcs7 = [0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+        assert_eq!(container_kind(&pkcs7), Some("a PKCS#7 file"));
+        assert_eq!(container_kind(&[0x30, 0x82, 0x01, 0x00, 0x02, 0x01, 0x03]), Some("a PKCS#12 file"));
+        assert_eq!(container_kind(&[0x30, 0x03, 0x02, 0x01, 0x00]), None);
+        assert_eq!(container_kind(&[0x30, 0x02, 0x30, 0x00]), None);
+        assert_eq!(container_kind(&[]), None);
+    }
 
     #[test]
     fn framing_detects_truncation_and_trailing_bytes() {

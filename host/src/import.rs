@@ -1,6 +1,6 @@
 //! Importing existing certificates from files into the inventory.
 //!
-//! Accepts single PEM or DER certificates, bundles (a leaf followed by its chain, or several
+//! Accepts single PEM or DER certificates, bundles (a leaf and its chain in any order, or several
 //! unrelated certificates), and directories walked recursively. A matching private key —
 //! given with `--key` or inside the same file — is imported with its certificate. Bad files
 //! are reported with a reason while the good ones still import; duplicates are reported, not
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cert::{self, CertificateInfo};
-use crate::der;
+use crate::der::{self, Framing};
 use crate::inventory::{InsertOutcome, Inventory, InventoryError, NewCertificate};
 use crate::key::{KeyError, PrivateKey};
 
@@ -234,6 +234,37 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// Splits one file's certificates into leaves, each with its chain, whatever their order in
+/// the file: the leaves are the certificates that issued no other certificate of the file, and
+/// a leaf's chain follows its issuers (by name and signature, [`cert::issued_by`]) among the
+/// file's certificates. A CA certificate of a leaf's chain is not a leaf of its own, as in a
+/// leaf-first bundle; repeated copies of one certificate count once.
+fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut seen = HashSet::new();
+    ders.retain(|der| seen.insert(der.clone()));
+    let issuer: Vec<Option<usize>> = (0..ders.len())
+        .map(|child| (0..ders.len()).find(|&parent| parent != child && cert::issued_by(&ders[child], &ders[parent])))
+        .collect();
+    let mut issued_something = vec![false; ders.len()];
+    for parent in issuer.iter().flatten() {
+        issued_something[*parent] = true;
+    }
+    let mut groups = Vec::new();
+    for leaf in (0..ders.len()).filter(|&i| !issued_something[i]) {
+        let mut chain = Vec::new();
+        let mut visited = vec![leaf];
+        let mut at = leaf;
+        // Two CA certificates that cross-sign each other would loop: each is taken once.
+        while let Some(parent) = issuer[at].filter(|p| !visited.contains(p)) {
+            chain.push(ders[parent].clone());
+            visited.push(parent);
+            at = parent;
+        }
+        groups.push((ders[leaf].clone(), chain));
+    }
+    groups
+}
+
 /// What one file held.
 enum FileContents {
     /// Leaves with chains (and the keys found beside them).
@@ -258,9 +289,16 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         }
         let mut ders = Vec::new();
         let mut keys = Vec::new();
+        let mut pkcs7 = false;
         for b in blocks {
             match b.tag() {
-                "CERTIFICATE" | "TRUSTED CERTIFICATE" => ders.push(b.into_contents()),
+                "CERTIFICATE" => ders.push(b.into_contents()),
+                // openssl x509 -addtrust/-trustout: the certificate, then its trust settings
+                // (X509_AUX), which certhost does not keep.
+                "TRUSTED CERTIFICATE" => {
+                    ders.push(der::leading_object(b.contents()).map_or_else(|| b.contents().to_vec(), <[u8]>::to_vec))
+                }
+                "PKCS7" | "CMS" => pkcs7 = true,
                 "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => keys.push(
                     PrivateKey::from_pem(&der::pem_encode(b.tag(), b.contents()))
                         .map_err(|e: KeyError| format!("private key in file: {e}"))?,
@@ -269,6 +307,9 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
             }
         }
         if ders.is_empty() {
+            if keys.is_empty() && pkcs7 {
+                return Err(der::container_sentence("a PKCS#7 file", "a certificate"));
+            }
             if keys.is_empty() {
                 return Err("no PEM CERTIFICATE block found".into());
             }
@@ -278,20 +319,14 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         }
         (ders, keys)
     } else {
-        CertificateInfo::from_der(&bytes).map_err(|e| format!("neither PEM nor a DER certificate: {e}"))?;
+        CertificateInfo::from_der(&bytes).map_err(|e| match der::framing(&bytes) {
+            Framing::NotASequence => "neither PEM nor a DER certificate".to_owned(),
+            _ => e.to_string(),
+        })?;
         (vec![bytes], Vec::new())
     };
 
-    // Group: a certificate that issued the previous one extends that leaf's chain; any other
-    // certificate starts a new leaf.
-    let mut groups: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
-    for der in ders {
-        let extends = groups.last().is_some_and(|(leaf, chain)| cert::issued_by(chain.last().unwrap_or(leaf), &der));
-        match groups.last_mut() {
-            Some((_, chain)) if extends => chain.push(der),
-            _ => groups.push((der, Vec::new())),
-        }
-    }
+    let groups = leaves_with_chains(ders);
     let many = groups.len() > 1;
     let mut out = Vec::new();
     let mut keys: Vec<Option<PrivateKey>> = keys.into_iter().map(Some).collect();

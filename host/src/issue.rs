@@ -31,11 +31,12 @@ pub const POLL_MAX_S: u32 = 3600;
 pub struct IssueRequest {
     /// Profile name.
     pub profile: String,
-    /// Requested CN (ignored when a CSR is uploaded: the CSR's names count).
+    /// Requested CN. With an uploaded CSR the CSR's names are the ones issued, so a CN given as
+    /// well must be the CSR's (see [`check_matches_csr`]).
     pub common_name: Option<String>,
-    /// Requested SANs.
+    /// Requested SANs (with a CSR: the CSR's, in any order, or none).
     pub sans: Vec<San>,
-    /// Subject overrides the profile allows.
+    /// Subject overrides the profile allows (with a CSR: each one given must be the CSR's).
     pub subject: Subject,
     /// Dynamic parameters.
     pub params: BTreeMap<String, String>,
@@ -87,6 +88,19 @@ pub enum IssueError {
     /// The uploaded CSR is refused.
     #[error("uploaded CSR refused: {0}")]
     Upload(#[from] CsrParseError),
+    /// A name given beside an uploaded CSR is not the CSR's: the certificate would name what
+    /// the CSR requests, not what the caller asked for.
+    #[error(
+        "the requested {field} ({given}) differs from the uploaded CSR's ({in_csr}): a certificate for an uploaded CSR names what the CSR requests, so leave it out or make it match"
+    )]
+    CsrMismatch {
+        /// The field (common name, subjectAltName list, O, ...).
+        field: &'static str,
+        /// What the request gave.
+        given: String,
+        /// What the CSR holds.
+        in_csr: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
@@ -229,6 +243,63 @@ impl Submission {
     }
 }
 
+/// Refuses a request whose CN, SANs or subject overrides, given beside an uploaded CSR, are
+/// not the CSR's. The CSR is what the CA signs, so such a value would be silently dropped and
+/// the caller handed a certificate for other names than the ones asked for. DNS names compare
+/// without regard to case; SANs and O/OU lists as sets, in any order.
+pub(crate) fn check_matches_csr(req: &IssueRequest, csr: &crate::csr::ParsedCsr) -> Result<(), IssueError> {
+    let mismatch = |field, given: String, in_csr: String| Err(IssueError::CsrMismatch { field, given, in_csr });
+    let shown = |value: Option<&String>| value.map_or_else(|| "none".to_owned(), Clone::clone);
+    let IssueRequest { common_name, sans, subject, .. } = req;
+    if let Some(cn) = common_name
+        && Some(cn) != csr.common_name.as_ref()
+    {
+        return mismatch("common name", cn.clone(), shown(csr.common_name.as_ref()));
+    }
+    if !sans.is_empty() {
+        let normalised = |names: &[San]| -> std::collections::BTreeSet<San> {
+            names
+                .iter()
+                .map(|san| match san {
+                    San::Dns(name) => San::Dns(name.to_ascii_lowercase()),
+                    other => other.clone(),
+                })
+                .collect()
+        };
+        if normalised(sans) != normalised(&csr.sans) {
+            let list = |names: &[San]| names.iter().map(San::to_string).collect::<Vec<_>>().join(", ");
+            let in_csr = if csr.sans.is_empty() { "none".to_owned() } else { list(&csr.sans) };
+            return mismatch("subjectAltName list", list(sans), in_csr);
+        }
+    }
+    // Destructured without `..`: a new subject field cannot be forgotten here.
+    let Subject { common_name: _, organization, organizational_unit, locality, state, country, email } = subject;
+    let fields = &csr.subject_fields;
+    let lists: [(&'static str, &Vec<String>, &Vec<String>); 2] =
+        [("O", organization, &fields.organization), ("OU", organizational_unit, &fields.organizational_unit)];
+    for (field, given, in_csr) in lists {
+        let set = |v: &Vec<String>| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        if !given.is_empty() && set(given) != set(in_csr) {
+            let in_csr = if in_csr.is_empty() { "none".to_owned() } else { in_csr.join(", ") };
+            return mismatch(field, given.join(", "), in_csr);
+        }
+    }
+    let single: [(&'static str, &Option<String>, &Option<String>); 4] = [
+        ("L", locality, &fields.locality),
+        ("ST", state, &fields.state),
+        ("C", country, &fields.country),
+        ("emailAddress", email, &fields.email),
+    ];
+    for (field, given, in_csr) in single {
+        if let Some(value) = given
+            && Some(value) != in_csr.as_ref()
+        {
+            return mismatch(field, value.clone(), shown(in_csr.as_ref()));
+        }
+    }
+    Ok(())
+}
+
 /// When a certificate of `profile` valid from `not_before` to `not_after` is due for
 /// renewal, with its jitter; `None` when the profile does not renew automatically.
 pub(crate) fn renewal_due(profile: &ProfileDef, not_before: i64, not_after: i64) -> Option<crate::profile::Due> {
@@ -270,6 +341,7 @@ impl Pipeline<'_> {
         let (csr_pem, key, common_name, sans) = match &req.csr {
             Some(bytes) => {
                 let parsed = parse_csr(bytes)?;
+                check_matches_csr(req, &parsed)?;
                 let names = NameRequest {
                     common_name: parsed.common_name.clone(),
                     sans: parsed.sans.clone(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// Where a parameter's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ValueSource {
     /// `{ env = "NAME" }`: read from the host's environment at call time.
@@ -26,8 +26,94 @@ pub enum ValueSource {
         /// File path.
         file: PathBuf,
     },
-    /// A literal value (refused for sensitive parameters).
+    /// A literal value (refused for sensitive parameters). A number or boolean in a
+    /// definition (`days = 30`) is taken as its text: every `args_dict` value is a string.
     Literal(String),
+}
+
+/// What a parameter's definition may be, for errors: no value is ever quoted in one.
+const PARAM_SHAPES: &str = "give a string, number or boolean, { env = \"VAR\" }, { file = \"PATH\" } or a table of value, sensitive, dynamic, required, allowed_values, regex, description";
+
+/// A value written in a definition: a scalar, or a table. Scalars become their text —
+/// connectors receive strings (Avi passes every `args_dict` value as one), so `days = 30` in
+/// TOML means `"30"` —; an array is refused (serde would otherwise read `["a"]` positionally
+/// as a table's first field).
+enum Written<T> {
+    Text(String),
+    Table(T),
+}
+
+struct WrittenVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for WrittenVisitor<T> {
+    type Value = Written<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a parameter definition: {PARAM_SHAPES}")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Written::Text(v.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Written::Text(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Written::Text(v.to_string()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Written::Text(v.to_string()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Written::Text(v.to_string()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Written::Text(v.to_string()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(serde::de::Error::custom(format_args!("an array is not a parameter definition: {PARAM_SHAPES}")))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Written::Table).map_err(|e| {
+            // serde names unknown and repeated keys without values; its other messages
+            // ("invalid type: string \"…\"") quote the value, which may be a secret.
+            let text = e.to_string();
+            if text.starts_with("unknown field") || text.starts_with("duplicate field") {
+                serde::de::Error::custom(format_args!("not a parameter definition ({text}): {PARAM_SHAPES}"))
+            } else {
+                serde::de::Error::custom(format_args!("not a parameter definition: {PARAM_SHAPES}"))
+            }
+        })
+    }
+}
+
+fn written<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Written<T>, D::Error> {
+    d.deserialize_any(WrittenVisitor(std::marker::PhantomData))
+}
+
+/// `{ env = "VAR" }` or `{ file = "PATH" }`, as a table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reference {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl Reference {
+    fn source<E: serde::de::Error>(self) -> Result<ValueSource, E> {
+        match self {
+            Reference { env: Some(env), file: None } => Ok(ValueSource::Env { env }),
+            Reference { env: None, file: Some(file) } => Ok(ValueSource::File { file }),
+            _ => Err(E::custom("a value given by reference is { env = \"VAR\" } or { file = \"PATH\" }, one of them")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match written::<Reference, D>(d)? {
+            Written::Text(text) => Ok(ValueSource::Literal(text)),
+            Written::Table(reference) => reference.source(),
+        }
+    }
 }
 
 /// One parameter as defined by a CA account or profile.
@@ -57,16 +143,57 @@ pub struct ParamDef {
     pub regex: Option<String>,
 }
 
-/// A parameter as written in TOML: either a bare string or a full table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A parameter as written in TOML: either a bare value or a full table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ParamSpec {
-    /// `name = "value"`.
+    /// `name = "value"` (or a number or boolean, taken as its text).
     Bare(String),
     /// `[params.name] ...`.
     Full(ParamDef),
     /// `name = { env = "VAR" }` or `name = { file = "PATH" }`: a non-sensitive reference.
     Ref(ValueSource),
+}
+
+/// A parameter table: the fields of [`ParamDef`], or those of a reference.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamTable {
+    #[serde(default)]
+    value: Option<ValueSource>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    sensitive: bool,
+    #[serde(default)]
+    dynamic: bool,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    allowed_values: Vec<String>,
+    #[serde(default)]
+    regex: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for ParamSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let table = match written::<ParamTable, D>(d)? {
+            Written::Text(text) => return Ok(ParamSpec::Bare(text)),
+            Written::Table(table) => table,
+        };
+        // Destructured without `..`: a new field of ParamDef cannot be forgotten here.
+        let ParamTable { value, description, sensitive, dynamic, required, allowed_values, regex, env, file } = table;
+        let def = ParamDef { value, description, sensitive, dynamic, required, allowed_values, regex };
+        match (env, file) {
+            (None, None) => Ok(ParamSpec::Full(def)),
+            (env, file) if def == ParamDef::default() => Reference { env, file }.source().map(ParamSpec::Ref),
+            _ => Err(serde::de::Error::custom(format_args!(
+                "not a parameter definition (env or file beside other keys; a sensitive reference is {{ sensitive = true, value = {{ env = \"VAR\" }} }}): {PARAM_SHAPES}"
+            ))),
+        }
+    }
 }
 
 impl From<ParamSpec> for ParamDef {

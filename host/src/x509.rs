@@ -11,6 +11,19 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use crate::csr::San;
 use crate::key::KeyAlgorithm;
 
+/// A parser error as part of a sentence. The parser's own text for a DER-level error is Rust
+/// `Debug` syntax (`Der(UnexpectedTag { expected: Some(Tag(16)), actual: Tag(2) })`), which
+/// tells a user nothing; its other errors name the field that was wrong.
+pub fn parser_error_sentence(error: &x509_parser::error::X509Error, structure: &str) -> String {
+    use x509_parser::error::X509Error;
+    match error {
+        X509Error::Der(_) | X509Error::NomError(_) | X509Error::Generic => {
+            format!("its DER does not have the structure of {structure}")
+        }
+        other => format!("its DER does not have the structure of {structure} ({other})"),
+    }
+}
+
 /// Identifies a public key's family and size from its SubjectPublicKeyInfo.
 ///
 /// OIDs are compared as encoded bytes (the registry's constants); the dotted text is only

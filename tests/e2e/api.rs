@@ -521,3 +521,36 @@ fn a_client_that_goes_away_does_not_cut_the_ca_call_short() {
         .expect("json");
     assert_eq!(certs["items"][0]["subject"], "CN=patient.example.com", "{certs}");
 }
+
+/// Regression: `cn` and `sans` beside `csr` in POST /v1/certificates were ignored (documented
+/// as such), so a caller asking for one name got a certificate for another.
+#[test]
+fn names_posted_beside_a_csr_must_be_the_csrs() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let out = app.path("req");
+    app.run(&["key-csr", "--cn", "csr.example", "--san", "DNS:csr.example", "--out", out.to_str().expect("utf8")]).ok();
+    let csr = std::fs::read_to_string(out.join("csr.pem")).expect("csr");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let c = http();
+    let url = format!("{}/v1/certificates", server.base);
+    let post = |body: serde_json::Value| c.post(&url).bearer_auth(&admin).json(&body).send().expect("post");
+    let body = problem(
+        post(serde_json::json!({"profile": "lab", "cn": "other.example", "csr": csr})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d
+            .starts_with("the requested common name (other.example) differs from the uploaded CSR's (csr.example)")),
+        "{body}"
+    );
+    let body = problem(
+        post(serde_json::json!({"profile": "lab", "sans": ["DNS:other.example"], "csr": csr})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("requested subjectAltName list")), "{body}");
+    let issued =
+        post(serde_json::json!({"profile": "lab", "cn": "csr.example", "sans": ["DNS:csr.example"], "csr": csr}));
+    assert_eq!(issued.status(), StatusCode::CREATED);
+}

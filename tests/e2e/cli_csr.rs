@@ -320,3 +320,120 @@ fn a_subject_value_that_looks_like_more_attributes_is_shown_escaped() {
     let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
     assert_eq!(inspected["subject"], "CN=x\\, O=Evil Corp", "{inspected}");
 }
+
+/// An openssl CSR for `/CN=ext.example.com` with a SAN and each `-addext` of `extensions`,
+/// written to `path` (the key beside it).
+fn csr_with_extensions(path: &std::path::Path, extensions: &[&str]) {
+    let p = path.to_str().expect("utf8");
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=ext.example.com",
+        "-addext",
+        "subjectAltName=DNS:ext.example.com",
+    ];
+    for ext in extensions {
+        args.extend(["-addext", ext]);
+    }
+    let key = format!("{p}.key");
+    args.extend(["-keyout", &key, "-out", p]);
+    sh("openssl", &args);
+}
+
+/// Regression: only the SAN of a CSR's requested extensions was looked at, so a CSR asking
+/// for CRL/OCSP pointers to the requester's server, name constraints, CA:TRUE or an unknown
+/// critical extension was called valid — and a CA copying extensions issued them all.
+#[test]
+fn a_csr_requesting_an_extension_certhost_does_not_model_is_refused_naming_it() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (i, (extension, named)) in [
+        ("crlDistributionPoints=URI:http://attacker.test/crl", "the crlDistributionPoints extension (2.5.29.31)"),
+        ("authorityInfoAccess=OCSP;URI:http://attacker.test/ocsp", "the authorityInfoAccess extension"),
+        ("nameConstraints=critical,permitted;DNS:.example.com", "the nameConstraints extension (2.5.29.30)"),
+        ("basicConstraints=critical,CA:TRUE", "the basicConstraints extension with CA:TRUE"),
+        ("1.2.3.4.5=critical,DER:0101ff", "the extension 1.2.3.4.5,"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let csr = dir.join(format!("refused{i}.csr"));
+        csr_with_extensions(&csr, &[extension]);
+        let err = app.run(&["inspect-csr", csr.to_str().expect("utf8")]).fails(1).to_owned();
+        assert!(err.contains(&format!("the CSR requests {named}")), "{extension}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // What certhost models is accepted: SAN, keyUsage, extendedKeyUsage, CA:FALSE, SKI.
+    let csr = dir.join("modelled.csr");
+    csr_with_extensions(
+        &csr,
+        &[
+            "keyUsage=critical,digitalSignature",
+            "extendedKeyUsage=serverAuth",
+            "basicConstraints=critical,CA:FALSE",
+            "subjectKeyIdentifier=hash",
+        ],
+    );
+    let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
+    assert_eq!(inspected["sans"], serde_json::json!(["DNS:ext.example.com"]));
+}
+
+/// Regression: `openssl req -text` output (the decoded fields before the PEM block) and a
+/// UTF-8 byte-order mark were reported as "it does not start with a DER SEQUENCE", and DER
+/// that is not a request (a .p7b, a .p12, a certificate) got the parser's Rust Debug text.
+#[test]
+fn a_csr_behind_text_or_a_byte_order_mark_is_read_and_other_der_is_named() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let d = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+    csr_with_extensions(&dir.join("plain.csr"), &[]);
+    let text = sh("openssl", &["req", "-in", &d("plain.csr"), "-text"]);
+    assert!(text.starts_with("Certificate Request:"), "{text}");
+    std::fs::write(d("text.csr"), &text).expect("write");
+    std::fs::write(d("bom.csr"), format!("\u{feff}{}", std::fs::read_to_string(d("plain.csr")).expect("csr")))
+        .expect("write");
+    for name in ["text.csr", "bom.csr"] {
+        let inspected = app.json(&["inspect-csr", &d(name), "--json"]);
+        assert_eq!(inspected["common_name"], "ext.example.com", "{name}");
+    }
+    // A certificate, and the same certificate as PKCS#7 and PKCS#12.
+    let (key, cert) = (d("plain.csr.key"), d("cert.pem"));
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &d("plain.csr"),
+            "-key",
+            &key,
+            "-days",
+            "2",
+            "-outform",
+            "DER",
+            "-out",
+            &d("cert.der"),
+        ],
+    );
+    sh("openssl", &["x509", "-in", &d("cert.der"), "-inform", "DER", "-out", &cert]);
+    sh("openssl", &["crl2pkcs7", "-nocrl", "-certfile", &cert, "-outform", "DER", "-out", &d("cert.p7b")]);
+    sh("openssl", &["pkcs12", "-export", "-in", &cert, "-inkey", &key, "-passout", "pass:x", "-out", &d("cert.p12")]);
+    std::fs::write(d("tiny.der"), [0x30, 0x03, 0x02, 0x01, 0x00]).expect("write");
+    for (name, says) in [
+        ("cert.der", "it is a certificate, not a certificate request"),
+        ("cert.p7b", "it is a PKCS#7 file, not a certificate request (PKCS#7 and PKCS#12 files are not supported"),
+        ("cert.p12", "it is a PKCS#12 file, not a certificate request"),
+        ("tiny.der", "its DER does not have the structure of a certificate request"),
+    ] {
+        let err = app.run(&["inspect-csr", &d(name)]).fails(1).to_owned();
+        assert!(err.contains(says) && !err.contains("Tag("), "{name}: {err}");
+    }
+}

@@ -351,3 +351,165 @@ fn an_expired_certificate_is_shown_expired_not_active() {
     let audit = app.json(&["audit", "--json", "--action", "certificate.expired"]);
     assert_eq!(audit.as_array().map(Vec::len), Some(1));
 }
+
+/// Regression: names from certificates reached the terminal raw, so an imported certificate
+/// whose CN held `ESC[2J`, a colour code or a carriage return cleared the screen or overwrote
+/// rows of `import`, `list` and `show`.
+#[test]
+fn control_characters_from_a_certificate_are_escaped_in_human_output_and_exact_in_json() {
+    let app = App::new();
+    let (cert, key) = (app.path("esc.pem"), app.path("esc.key"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-utf8",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ok\u{1b}[2J\u{1b}[31mFAKE\rID 99\u{7f}\u{9b}end",
+            "-addext",
+            "subjectAltName=DNS:ok\u{1b}[8m.example",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ],
+    );
+    let escaped_cn = r"ok\x1b[2J\x1b[31mFAKE\x0dID 99\x7f\u{9b}end";
+    let is_clean = |out: &str| !out.chars().any(|c| c.is_control() && c != '\n');
+    let import = app.run(&["import", s(&cert)]);
+    assert!(import.ok().contains(escaped_cn) && is_clean(&import.stdout), "{:?}", import.stdout);
+    for args in [&["list"][..], &["show", "1"]] {
+        let out = app.run(args);
+        assert!(out.ok().contains(escaped_cn) && is_clean(&out.stdout), "{args:?}: {:?}", out.stdout);
+    }
+    assert!(app.run(&["show", "1"]).stdout.contains(r"DNS:ok\x1b[8m.example"));
+    // JSON keeps the exact text.
+    let shown = app.json(&["show", "1", "--json"]);
+    assert_eq!(shown["common_name"], "ok\u{1b}[2J\u{1b}[31mFAKE\rID 99\u{7f}\u{9b}end");
+}
+
+/// Regression: a `TRUSTED CERTIFICATE` block (`openssl x509 -addtrust`) was accepted by its
+/// label and then refused for "14 bytes of trailing garbage" (its trust settings); a .p7b or
+/// .p12 got the parser's Rust Debug text.
+#[test]
+fn a_trusted_certificate_block_imports_its_certificate_and_pkcs_containers_are_named() {
+    let app = App::new();
+    let ca = OpensslCa::new(&app.path("ca"), "Trust Root");
+    let (cert, key) = ca.issue("trusted.example.com", 30);
+    let d = |n: &str| app.path(n).to_str().expect("utf8").to_owned();
+    sh("openssl", &["x509", "-in", s(&cert), "-addtrust", "serverAuth", "-out", &d("trusted.pem")]);
+    assert!(fs::read_to_string(d("trusted.pem")).expect("pem").contains("BEGIN TRUSTED CERTIFICATE"));
+    let r = app.run(&["import", &d("trusted.pem")]);
+    assert!(r.ok().contains("1 imported, 0 duplicate, 0 failed"), "{} {}", r.stdout, r.stderr);
+    assert_eq!(app.run(&["show", "1", "--pem"]).ok().trim(), fs::read_to_string(&cert).expect("cert").trim());
+
+    sh("openssl", &["crl2pkcs7", "-nocrl", "-certfile", s(&cert), "-outform", "DER", "-out", &d("c.p7b")]);
+    sh("openssl", &["crl2pkcs7", "-nocrl", "-certfile", s(&cert), "-out", &d("c.p7.pem")]);
+    sh(
+        "openssl",
+        &["pkcs12", "-export", "-in", s(&cert), "-inkey", s(&key), "-passout", "pass:x", "-out", &d("c.p12")],
+    );
+    let r = app.run(&["import", &d("c.p7b"), &d("c.p7.pem"), &d("c.p12")]);
+    r.fails(1);
+    assert!(!r.stderr.contains("Tag("), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("it is a PKCS#7 file, not a certificate (PKCS#7 and PKCS#12 files are not supported").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("c.p12: not an X.509 certificate: it is a PKCS#12 file"), "{}", r.stderr);
+}
+
+/// Regression: a bundle in root, intermediate, leaf order was split into three inventory
+/// certificates and the leaf got no chain: only a certificate that issued the one before it
+/// in the file joined a chain.
+#[test]
+fn a_bundle_in_any_order_imports_its_leaf_with_the_chain() {
+    let app = App::new();
+    let root = OpensslCa::new(&app.path("ca"), "Order Root");
+    let d = |n: &str| app.path(n).to_str().expect("utf8").to_owned();
+    fs::write(d("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").expect("ext");
+    let new_csr = |name: &str, cn: &str| {
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &d(&format!("{name}.key")),
+                "-out",
+                &d(&format!("{name}.csr")),
+            ],
+        );
+    };
+    new_csr("int", "Order Intermediate");
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &d("int.csr"),
+            "-CA",
+            s(&root.cert),
+            "-CAkey",
+            s(&root.key),
+            "-days",
+            "30",
+            "-extfile",
+            &d("ca.ext"),
+            "-out",
+            &d("int.pem"),
+        ],
+    );
+    new_csr("leaf", "order.example.com");
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &d("leaf.csr"),
+            "-CA",
+            &d("int.pem"),
+            "-CAkey",
+            &d("int.key"),
+            "-days",
+            "30",
+            "-out",
+            &d("leaf.pem"),
+        ],
+    );
+    let pem = |n: &str| fs::read_to_string(d(n)).expect("pem");
+    let (leaf, int, root_pem) = (pem("leaf.pem"), pem("int.pem"), fs::read_to_string(&root.cert).expect("root"));
+    for (name, order) in [
+        ("root-first.pem", [&root_pem, &int, &leaf]),
+        ("middle.pem", [&int, &leaf, &root_pem]),
+        ("leaf-first.pem", [&leaf, &int, &root_pem]),
+    ] {
+        let app = App::new();
+        fs::write(d(name), order.iter().map(|p| p.as_str()).collect::<String>()).expect("bundle");
+        let r = app.run(&["import", &d(name)]);
+        assert!(r.ok().contains("1 imported, 0 duplicate, 0 failed"), "{name}: {}", r.stdout);
+        let shown = app.json(&["show", "1", "--json"]);
+        assert_eq!(shown["common_name"], "order.example.com", "{name}");
+        // The chain runs leaf-ward to root: intermediate, then root.
+        assert_eq!(shown["chain_pem"].as_str(), Some(format!("{int}{root_pem}").as_str()), "{name}");
+    }
+}

@@ -272,3 +272,35 @@ fn file_defined_accounts_change_in_their_file_and_removed_files_remove_their_pro
     let audit = app.json(&["audit", "--json", "--object-type", "profile", "--object-id", "extra"]);
     assert!(audit.as_array().is_some_and(|a| a.len() >= 2), "{audit}");
 }
+
+/// Regression: `params.days = 30` or `debug = true` (a number or boolean in TOML) was refused
+/// with "data did not match any variant of untagged enum ParamSpec"; and an array value was
+/// read positionally as a table (`["a"]` became the value "a").
+#[test]
+fn numbers_and_booleans_are_parameter_text_and_an_array_is_refused_naming_the_parameter() {
+    let app = App::new();
+    let c = configure(
+        &app,
+        "params.days = 30\nparams.debug = true\nparams.ratio = { value = 1.5, description = \"x\" }",
+        "accounts = [\"acct-a\"]\n[params]\nretries = 3\n",
+    );
+    let account = with_config(&app, &c, &["account", "show", "acct-a", "--json"]);
+    let account: serde_json::Value = serde_json::from_str(account.ok()).expect("json");
+    assert_eq!(account["params"]["days"]["value"], "30");
+    assert_eq!(account["params"]["debug"]["value"], "true");
+    assert_eq!(account["params"]["ratio"]["value"], "1.5");
+    let profile = with_config(&app, &c, &["profile", "show", "web", "--json"]);
+    let profile: serde_json::Value = serde_json::from_str(profile.ok()).expect("json");
+    assert_eq!(profile["params"]["retries"]["value"], "3", "{profile}");
+
+    for (extra, says) in [
+        ("params.hosts = [\"a\", \"b\"]", "parameter hosts: an array is not a parameter definition"),
+        ("params.limit = { value = [1] }", "parameter limit: not a parameter definition"),
+        ("params.both = { env = \"A\", file = \"/f\" }", "parameter both: a value given by reference is"),
+    ] {
+        let app = App::new();
+        let c = configure(&app, extra, WEB_PROFILE);
+        let err = with_config(&app, &c, &["account", "list"]).fails(1).to_owned();
+        assert!(err.contains("certhost.toml") && err.contains(says), "{extra}: {err}");
+    }
+}

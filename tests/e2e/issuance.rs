@@ -472,3 +472,114 @@ fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend(
     assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
     assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1));
 }
+
+/// Regression: `openssl-ca.py` signed with `-copy_extensions copy`, so whatever extensions a
+/// CSR requested (CRL and OCSP pointers to the requester's server, name constraints) went
+/// into the certificate; and a `--cn`/`--san`/`--o` given beside `--csr` was silently dropped,
+/// the certificate naming the CSR's names instead.
+#[test]
+fn an_uploaded_csr_is_issued_with_its_own_names_and_no_other_requested_extension() {
+    let app = App::new();
+    let ca = crate::helpers::OpensslCa::new(&app.path("file-ca"), "File CA");
+    let accounts = format!(
+        "[accounts.file-ca]\nconnector = \"{}\"\nparams.ca_cert = \"{}\"\nparams.ca_key = \"{}\"\n",
+        plugin("openssl-ca.py"),
+        ca.cert.display(),
+        ca.key.display()
+    );
+    let profile =
+        "accounts = [\"file-ca\"]\n[sans]\nallowed_types = [\"DNS\", \"IP\"]\ndns_suffixes = [\".example.com\"]\n";
+    let conf = Conf::new(&app, &accounts, &[("files", profile)]);
+    let d = |n: &str| app.path(n).display().to_string();
+    let csr_with = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=up.example.com",
+            "-addext",
+            "subjectAltName=DNS:up.example.com,DNS:www.up.example.com,IP:192.0.2.7",
+        ];
+        for ext in extra {
+            args.extend(["-addext", ext]);
+        }
+        let (key, out) = (d(&format!("{name}.key")), d(name));
+        args.extend(["-keyout", &key, "-out", &out]);
+        sh("openssl", &args);
+        out
+    };
+    let csr = csr_with("up.csr", &[]);
+
+    // Names given beside the CSR must be the CSR's.
+    for (args, field) in [
+        (
+            vec!["--cn", "other.example.com"],
+            "the requested common name (other.example.com) differs from the uploaded CSR's (up.example.com)",
+        ),
+        (vec!["--san", "DNS:up.example.com"], "the requested subjectAltName list (DNS:up.example.com) differs"),
+        (vec!["--o", "Example Ltd"], "the requested O (Example Ltd) differs from the uploaded CSR's (none)"),
+    ] {
+        let mut a = vec!["issue", "--profile", "files", "--csr", &csr];
+        a.extend(args);
+        let r = conf.run(&app, &a);
+        assert!(r.fails(1).contains(field), "{a:?}: {}", r.stderr);
+    }
+    assert_eq!(app.json(&["orders", "list", "--json"]).as_array().map(Vec::len), Some(0), "nothing was ordered");
+
+    // The same names, in another order and case, are the CSR's: issued, naming exactly them.
+    let r = conf.run(
+        &app,
+        &[
+            "issue",
+            "--profile",
+            "files",
+            "--csr",
+            &csr,
+            "--cn",
+            "up.example.com",
+            "--san",
+            "IP:192.0.2.7",
+            "--san",
+            "DNS:WWW.up.example.com",
+            "--san",
+            "DNS:up.example.com",
+            "--json",
+        ],
+    );
+    let issued: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    fs::write(d("up.pem"), issued["certificate"]["pem"].as_str().expect("pem")).expect("write");
+    let text = sh("openssl", &["x509", "-in", &d("up.pem"), "-noout", "-text"]);
+    assert!(text.contains("DNS:up.example.com, DNS:www.up.example.com, IP Address:192.0.2.7"), "{text}");
+
+    // The script on its own (as another host would call it) copies no extension but the SAN.
+    let hostile = csr_with(
+        "hostile.csr",
+        &["crlDistributionPoints=URI:http://attacker.test/crl", "nameConstraints=critical,permitted;DNS:.test"],
+    );
+    let program = "import importlib.util, sys\n\
+        spec = importlib.util.spec_from_file_location('ca', sys.argv[1])\n\
+        ca = importlib.util.module_from_spec(spec)\n\
+        spec.loader.exec_module(ca)\n\
+        args = {'ca_cert': sys.argv[3], 'ca_key': sys.argv[4]}\n\
+        sys.stdout.write(ca.certificate_request(open(sys.argv[2]).read(), 'up.example.com', args))\n";
+    let pem = sh(
+        "python3",
+        &[
+            "-c",
+            program,
+            &plugin("openssl-ca.py"),
+            &hostile,
+            ca.cert.to_str().expect("utf8"),
+            ca.key.to_str().expect("utf8"),
+        ],
+    );
+    fs::write(d("hostile.pem"), pem).expect("write");
+    let text = sh("openssl", &["x509", "-in", &d("hostile.pem"), "-noout", "-text"]);
+    assert!(text.contains("DNS:up.example.com, DNS:www.up.example.com, IP Address:192.0.2.7"), "{text}");
+    assert!(!text.contains("CRL Distribution") && !text.contains("Name Constraints"), "{text}");
+}

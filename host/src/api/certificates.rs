@@ -199,7 +199,8 @@ async fn key(
 pub struct IssueBody {
     /// Profile name.
     profile: String,
-    /// Common name (ignored when `csr` is given: the CSR's names count).
+    /// Common name. With `csr` the CSR's names are issued: a `cn` or `sans` given as well must
+    /// be the CSR's, or the request is refused (422).
     cn: Option<String>,
     /// SANs as `TYPE:value` (`DNS:www.example.com`, `IP:192.0.2.1`).
     #[serde(default)]

@@ -146,8 +146,6 @@ fn shape_error(e: &serde_json::Error) -> String {
         format!("a value has the wrong type or form (expected {})", expected())
     } else if text.starts_with("unknown variant") {
         format!("a value that is not allowed here (expected {})", expected())
-    } else if text.starts_with("data did not match any variant of untagged enum ParamSpec") {
-        "not a parameter definition: give a string, { env = \"VAR\" }, { file = \"PATH\" } or a table of value, sensitive, dynamic, required, allowed_values, regex, description".into()
     } else {
         text
     }
@@ -191,7 +189,11 @@ mod tests {
         assert!(e.starts_with("timeout_seconds: ") && !e.contains("S3CRET"), "{e}");
         let e = from_value::<Def>(serde_json::json!({"params": {"x": {"sensitive": true, "valu": "S3CRET"}}}))
             .expect_err("shape");
-        assert!(e.starts_with("params.x: not a parameter definition") && !e.contains("S3CRET"), "{e}");
+        assert!(e.starts_with("params.x.valu: not a parameter definition") && !e.contains("S3CRET"), "{e}");
+        let e = from_value::<Def>(serde_json::json!({"params": {"x": {"sensitive": "S3CRET"}}})).expect_err("type");
+        assert!(e.starts_with("params.x") && !e.contains("S3CRET"), "{e}");
+        let e = from_value::<Def>(serde_json::json!({"params": {"x": ["S3CRET"]}})).expect_err("array");
+        assert!(e.starts_with("params.x: an array is not a parameter definition") && !e.contains("S3CRET"), "{e}");
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
         enum Reason {

@@ -26,18 +26,19 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
     if args.json {
         super::output::json(&report)?;
     } else {
+        use super::output::terminal_safe as safe;
         for i in &report.imported {
             let key = if i.with_key { " with its private key" } else { "" };
-            println!("imported  #{:<6} {}{}  ({})", i.id, i.subject, key, i.source);
+            println!("imported  #{:<6} {}{}  ({})", i.id, safe(&i.subject), key, safe(&i.source));
         }
         for d in &report.duplicates {
-            println!("duplicate #{:<6} {}  already in the inventory ({})", d.id, d.subject, d.source);
+            println!("duplicate #{:<6} {}  already in the inventory ({})", d.id, safe(&d.subject), safe(&d.source));
         }
         for f in &report.skipped {
-            println!("skipped   {}: {}", f.source, f.reason);
+            println!("skipped   {}: {}", safe(&f.source), safe(&f.reason));
         }
         for f in &report.failed {
-            eprintln!("failed    {}: {}", f.source, f.reason);
+            eprintln!("failed    {}: {}", safe(&f.source), safe(&f.reason));
         }
         println!(
             "{} imported, {} duplicate, {} failed",

@@ -38,9 +38,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "signature": "valid",
         }))?;
     } else {
-        println!("Subject:    {}", csr.subject);
+        println!("Subject:    {}", super::output::terminal_safe(&csr.subject));
         let sans: Vec<String> = csr.sans.iter().map(ToString::to_string).collect();
-        println!("SANs:       {}", if sans.is_empty() { "-".to_owned() } else { sans.join(", ") });
+        let sans = if sans.is_empty() { "-".to_owned() } else { sans.join(", ") };
+        println!("SANs:       {}", super::output::terminal_safe(&sans));
         println!("Key:        {} {} bits", csr.key.family(), csr.key.bits());
         println!("Signature:  valid");
     }

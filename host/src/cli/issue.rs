@@ -16,10 +16,11 @@ pub struct Args {
     /// Profile to issue under.
     #[arg(long)]
     profile: String,
-    /// Common name.
+    /// Common name (with --csr: optional, and refused unless it is the CSR's).
     #[arg(long)]
     cn: Option<String>,
-    /// Subject alternative name: DNS:name, IP:address, EMAIL:address, URI:uri (repeatable).
+    /// Subject alternative name: DNS:name, IP:address, EMAIL:address, URI:uri (repeatable;
+    /// with --csr: optional, and refused unless they are the CSR's).
     #[arg(long = "san", value_name = "TYPE:VALUE")]
     sans: Vec<San>,
     /// Organisation override (when the profile allows it).
@@ -43,7 +44,8 @@ pub struct Args {
     /// Dynamic parameter NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// Use this CSR (PEM or DER) instead of generating a key.
+    /// Use this CSR (PEM or DER) instead of generating a key; the certificate names what the
+    /// CSR requests, and any --cn, --san or subject override must match it.
     #[arg(long, value_name = "FILE")]
     csr: Option<PathBuf>,
     /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
@@ -107,7 +109,10 @@ pub fn report(
                     &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
                 )?;
             } else {
-                println!("issued certificate #{certificate_id} (order #{order_id}): {}", record.info.subject);
+                println!(
+                    "issued certificate #{certificate_id} (order #{order_id}): {}",
+                    output::terminal_safe(&record.info.subject)
+                );
                 println!("  not after {}  sha256 {}", output::rfc3339(record.info.not_after), record.info.sha256);
                 if let Some(dir) = out {
                     println!(

@@ -244,7 +244,9 @@ pub fn sentence(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    // One line: a parser's message may run onto a second ("…\nin `t`"). Errors quote names
+    // from certificates and CSRs (a CA's returned SAN, an imported CN), hence the escaping.
+    output::terminal_safe(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 /// Logs go to stderr; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.

@@ -123,7 +123,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                     ("Next poll", o.next_poll_at.map(output::rfc3339).unwrap_or_else(|| "-".into())),
                     ("Message", o.error.clone().unwrap_or_else(|| "-".into())),
                 ] {
-                    println!("{:<13} {}", format!("{k}:"), v);
+                    println!("{:<13} {}", format!("{k}:"), output::terminal_safe(&v));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,8 @@
 //! Shared output shapes: the stable JSON view of a certificate and plain-text tables.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use serde::Serialize;
 
 pub use certhost::view::{CertView, days_until, rfc3339};
@@ -9,10 +12,36 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Prints rows as an aligned table with a header.
+/// `text` with its control characters (C0, DEL, C1) written as escapes (`\x1b`, `\u{9b}`),
+/// for human output. Names in certificates come from whoever made them: an imported
+/// certificate whose CN holds `ESC[2J` or a carriage return would otherwise clear the screen or
+/// overwrite rows of a listing. JSON output needs none of this (serde escapes them).
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c as u32 {
+            // Writing to a String cannot fail.
+            code @ (0..=0x1f | 0x7f) => {
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            code @ 0x80..=0x9f => {
+                let _ = write!(out, "\\u{{{code:x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Prints rows as an aligned table with a header. Cells are shown [`terminal_safe`].
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<Cow<'_, str>>> =
+        rows.iter().map(|row| row.iter().map(|cell| terminal_safe(cell)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -31,8 +60,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", out.trim_end());
     };
     line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+    for row in &rows {
+        line(row.iter().map(|cell| cell.as_ref()).collect());
     }
 }
 
@@ -40,4 +69,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_kept() {
+        assert_eq!(terminal_safe("www.example.com, Zürich"), "www.example.com, Zürich");
+        assert_eq!(terminal_safe("a\x1b[2Jb\rc\0d\x7fe\u{9b}31m"), r"a\x1b[2Jb\x0dc\x00d\x7fe\u{9b}31m");
+        assert_eq!(terminal_safe("tab\tnewline\n"), r"tab\x09newline\x0a");
+    }
 }

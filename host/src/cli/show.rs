@@ -62,10 +62,11 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         ("Predecessor", view.predecessor_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
     ];
     for (k, v) in lines {
-        println!("{:<12} {}", format!("{k}:"), v);
+        println!("{:<12} {}", format!("{k}:"), output::terminal_safe(&v));
     }
     for d in &view.deployments {
-        println!("{:<12} {} {} at {} ({})", "Deployed:", d.outcome, d.target, d.at, d.message);
+        let line = format!("{} {} at {} ({})", d.outcome, d.target, d.at, d.message);
+        println!("{:<12} {}", "Deployed:", output::terminal_safe(&line));
     }
     Ok(ExitCode::SUCCESS)
 }

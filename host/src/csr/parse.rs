@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{ParsedExtension, X509Extension};
 use x509_parser::prelude::FromDer;
 
 use super::names::{San, Subject};
@@ -78,6 +78,14 @@ pub enum CsrParseError {
         "the CSR requests a subjectAltName that certhost cannot check against a profile: {0} (supported: DNS, IP, email, URI)"
     )]
     UncheckableName(String),
+    /// A requested extension the host does not model: a CA that copies requested extensions
+    /// (`openssl x509 -copy_extensions`, many in-house CAs) would put it in the certificate
+    /// unseen by any profile rule — CRL or OCSP pointers to the requester's server, name
+    /// constraints, a CA flag, a critical extension nobody can read.
+    #[error(
+        "the CSR requests the {0}, which certhost cannot check against a profile (allowed: subjectAltName, keyUsage, extendedKeyUsage, basicConstraints with CA:FALSE, subjectKeyIdentifier)"
+    )]
+    UncheckableExtension(String),
 }
 
 /// Parses and verifies an uploaded CSR in PEM (`CERTIFICATE REQUEST`) or DER form.
@@ -125,6 +133,9 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
         let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
             return Err(CsrParseError::NotACsr("its extensionRequest attribute does not parse".into()));
         };
+        for ext in &request.extensions {
+            check_requested_extension(ext)?;
+        }
         for ext in request.extensions.iter().filter(|e| e.oid == OID_X509_EXT_SUBJECT_ALT_NAME) {
             san_extensions += 1;
             let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else {
@@ -145,6 +156,38 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
     Ok(sans)
 }
 
+/// Refuses a requested extension other than those the host models (the SAN, checked by the
+/// caller, and what the host's own CSRs could carry and a profile has no rule about: keyUsage,
+/// extendedKeyUsage, basicConstraints with CA:FALSE, subjectKeyIdentifier). What a profile
+/// never saw must not reach a CA that copies extensions.
+fn check_requested_extension(ext: &X509Extension<'_>) -> Result<(), CsrParseError> {
+    use x509_parser::oid_registry::{
+        OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_ALT_NAME, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    };
+    let named = || match x509_parser::objects::oid2sn(&ext.oid, x509_parser::objects::oid_registry()) {
+        Ok(name) => format!("{name} extension ({})", ext.oid),
+        Err(_) => format!("extension {}", ext.oid),
+    };
+    let parsed = ext.parsed_extension();
+    if let ParsedExtension::ParseError { .. } = parsed {
+        return Err(CsrParseError::NotACsr(format!("its requested {} does not parse", named())));
+    }
+    if ext.oid == OID_X509_EXT_BASIC_CONSTRAINTS {
+        return match parsed {
+            ParsedExtension::BasicConstraints(bc) if !bc.ca => Ok(()),
+            _ => Err(CsrParseError::UncheckableExtension("basicConstraints extension with CA:TRUE".into())),
+        };
+    }
+    let modelled = [
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    ];
+    if modelled.contains(&ext.oid) { Ok(()) } else { Err(CsrParseError::UncheckableExtension(named())) }
+}
+
 /// The raw public key of a CSR an order holds, for matching the issued certificate to it.
 ///
 /// The self-signature is not checked again: an order's CSR was either built by the host or
@@ -160,8 +203,8 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(CsrParseError::Empty);
     }
-    let der = if der::looks_like_pem(input) {
-        let text = std::str::from_utf8(input).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
+    let der = if let Some(start) = der::pem_start(input) {
+        let text = std::str::from_utf8(&input[start..]).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
         der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
     } else {
         input.to_vec()
@@ -170,7 +213,11 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
         Framing::Exact => {}
         Framing::Truncated => return Err(CsrParseError::Truncated),
         Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
-        Framing::NotASequence => return Err(CsrParseError::NotACsr("it does not start with a DER SEQUENCE".into())),
+        Framing::NotASequence => {
+            return Err(CsrParseError::NotACsr(
+                "it is neither PEM (no -----BEGIN line) nor DER (it does not start with a SEQUENCE)".into(),
+            ));
+        }
     }
     Ok(der)
 }
@@ -180,7 +227,15 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
 fn decode(der: &[u8]) -> Result<(X509CertificationRequest<'_>, KeyAlgorithm), CsrParseError> {
     let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| match e {
         x509_parser::nom::Err::Incomplete(_) => CsrParseError::Truncated,
-        other => CsrParseError::NotACsr(other.to_string()),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+            CsrParseError::NotACsr(match der::container_kind(der) {
+                Some(kind) => der::container_sentence(kind, "a certificate request"),
+                None if x509_parser::certificate::X509Certificate::from_der(der).is_ok() => {
+                    "it is a certificate, not a certificate request".into()
+                }
+                None => crate::x509::parser_error_sentence(&e, "a certificate request"),
+            })
+        }
     })?;
     let info = &csr.certification_request_info;
     let key = spki_algorithm(&info.subject_pki).map_err(CsrParseError::UnsupportedKey)?;
