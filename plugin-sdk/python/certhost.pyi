@@ -17,6 +17,11 @@ account), so "reuse a token if one exists, else authenticate" works as in Avi. A
 """
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
+# PARAMETERS (a module-level list of these) tells operators and `certhost plugin check` what
+# the script reads. `sensitive` binds the host: the value is redacted from everything the
+# script prints or raises, and a definition giving it a plain value is refused. `required`
+# and `default` describe the script: the host neither fills in a default nor refuses a call
+# without a required parameter (read them with `args_dict.get(name, default)`).
 class Parameter(TypedDict, total=False):
     name: str
     description: str
