@@ -299,24 +299,7 @@ fn a_subject_value_that_looks_like_more_attributes_is_shown_escaped() {
     let dir = app.path("csr");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let (key, csr) = (dir.join("key.pem"), dir.join("csr.pem"));
-    sh(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            key.to_str().expect("utf8"),
-            "-out",
-            csr.to_str().expect("utf8"),
-            "-subj",
-            "/CN=x, O=Evil Corp",
-        ],
-    );
+    crate::helpers::openssl_csr(&key, &csr, "/CN=x, O=Evil Corp", &[]);
     let inspected = app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
     assert_eq!(inspected["subject"], "CN=x\\, O=Evil Corp", "{inspected}");
 }
@@ -324,26 +307,10 @@ fn a_subject_value_that_looks_like_more_attributes_is_shown_escaped() {
 /// An openssl CSR for `/CN=ext.example.com` with a SAN and each `-addext` of `extensions`,
 /// written to `path` (the key beside it).
 fn csr_with_extensions(path: &std::path::Path, extensions: &[&str]) {
-    let p = path.to_str().expect("utf8");
-    let mut args = vec![
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=ext.example.com",
-        "-addext",
-        "subjectAltName=DNS:ext.example.com",
-    ];
-    for ext in extensions {
-        args.extend(["-addext", ext]);
-    }
-    let key = format!("{p}.key");
-    args.extend(["-keyout", &key, "-out", p]);
-    sh("openssl", &args);
+    let key = std::path::PathBuf::from(format!("{}.key", path.display()));
+    let mut all = vec!["subjectAltName=DNS:ext.example.com"];
+    all.extend_from_slice(extensions);
+    crate::helpers::openssl_csr(&key, path, "/CN=ext.example.com", &all);
 }
 
 /// Regression: only the SAN of a CSR's requested extensions was looked at, so a CSR asking

@@ -442,24 +442,8 @@ fn a_bundle_in_any_order_imports_its_leaf_with_the_chain() {
     let d = |n: &str| app.path(n).to_str().expect("utf8").to_owned();
     fs::write(d("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").expect("ext");
     let new_csr = |name: &str, cn: &str| {
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-keyout",
-                &d(&format!("{name}.key")),
-                "-out",
-                &d(&format!("{name}.csr")),
-            ],
-        );
+        let (key, csr) = (app.path(&format!("{name}.key")), app.path(&format!("{name}.csr")));
+        crate::helpers::openssl_csr(&key, &csr, &format!("/CN={cn}"), &[]);
     };
     new_csr("int", "Order Intermediate");
     sh(

@@ -180,28 +180,21 @@ impl OpensslCa {
     pub fn issue(&self, cn: &str, days: u32) -> (PathBuf, PathBuf) {
         let key = self.dir.join(format!("{cn}.key"));
         let csr = self.dir.join(format!("{cn}.csr"));
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-addext",
-                &format!("subjectAltName=DNS:{cn}"),
-                "-keyout",
-                key.to_str().expect("utf8"),
-                "-out",
-                csr.to_str().expect("utf8"),
-            ],
-        );
+        openssl_csr(&key, &csr, &format!("/CN={cn}"), &[&format!("subjectAltName=DNS:{cn}")]);
         (self.sign(&csr, days, &format!("{cn}.pem")), key)
     }
+}
+
+/// `openssl req`: a new P-256 key at `key` and a CSR at `csr` for `subject` (`/CN=...`), with
+/// each of `extensions` as an `-addext`.
+pub fn openssl_csr(key: &Path, csr: &Path, subject: &str, extensions: &[&str]) {
+    let mut args =
+        vec!["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subject];
+    for ext in extensions {
+        args.extend(["-addext", ext]);
+    }
+    args.extend(["-keyout", key.to_str().expect("utf8"), "-out", csr.to_str().expect("utf8")]);
+    sh("openssl", &args);
 }
 
 /// A running `certhost serve` on 127.0.0.1:0 with its own data directory; killed on drop.

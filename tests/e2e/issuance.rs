@@ -357,25 +357,11 @@ fn a_cn_outside_the_dns_suffixes_is_refused_however_it_is_spelled() {
     let r = conf.run(&app, &["issue", "--profile", "web", "--cn", "evil_bank.test"]);
     assert!(r.fails(1).contains("CN \"evil_bank.test\" reads as a host name but is not a valid one"), "{}", r.stderr);
     let csr = app.path("evil.csr");
-    sh(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=evil.bank.test",
-            "-addext",
-            "subjectAltName=DNS:www.example.com",
-            "-keyout",
-            app.path("evil.key").to_str().expect("utf8"),
-            "-out",
-            csr.to_str().expect("utf8"),
-        ],
+    crate::helpers::openssl_csr(
+        &app.path("evil.key"),
+        &csr,
+        "/CN=evil.bank.test",
+        &["subjectAltName=DNS:www.example.com"],
     );
     let r = conf.run(&app, &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8")]);
     assert!(
@@ -492,26 +478,15 @@ fn an_uploaded_csr_is_issued_with_its_own_names_and_no_other_requested_extension
     let conf = Conf::new(&app, &accounts, &[("files", profile)]);
     let d = |n: &str| app.path(n).display().to_string();
     let csr_with = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
+        let mut extensions = vec!["subjectAltName=DNS:up.example.com,DNS:www.up.example.com,IP:192.0.2.7"];
+        extensions.extend_from_slice(extra);
+        crate::helpers::openssl_csr(
+            &app.path(&format!("{name}.key")),
+            &app.path(name),
             "/CN=up.example.com",
-            "-addext",
-            "subjectAltName=DNS:up.example.com,DNS:www.up.example.com,IP:192.0.2.7",
-        ];
-        for ext in extra {
-            args.extend(["-addext", ext]);
-        }
-        let (key, out) = (d(&format!("{name}.key")), d(name));
-        args.extend(["-keyout", &key, "-out", &out]);
-        sh("openssl", &args);
-        out
+            &extensions,
+        );
+        d(name)
     };
     let csr = csr_with("up.csr", &[]);
 
