@@ -250,12 +250,9 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
         ),
         ("expired", "the returned certificate expired at 20"),
     ] {
-        let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);
-        assert!(r.fails(1).contains(reason), "{mode}: {}", r.stderr);
+        refused_with(&app, &conf, mode, reason);
     }
-    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0), "nothing entered the inventory");
-    let orders = app.json(&["orders", "list", "--json"]);
-    assert!(orders.as_array().expect("orders").iter().all(|o| o["state"] == "failed"));
+    every_order_failed_and_nothing_stored(&app);
 }
 
 /// Certificates a client would trust for more than was asked were stored: a CA certificate
@@ -302,9 +299,19 @@ fn a_certificate_trusted_beyond_the_request_is_refused_and_nothing_is_stored() {
     let profile_refs: Vec<(&str, &str)> = profiles.iter().map(|(n, b)| (*n, b.as_str())).collect();
     let conf = Conf::new(&app, &accounts, &profile_refs);
     for (mode, reason) in cases {
-        let r = conf.run(&app, &["issue", "--profile", mode, "--cn", "www.example.com"]);
-        assert!(r.fails(1).contains(reason), "{mode}: {}", r.stderr);
+        refused_with(&app, &conf, mode, reason);
     }
+    every_order_failed_and_nothing_stored(&app);
+}
+
+/// Issues `www.example.com` at profile `profile` and checks it is refused with `reason`.
+fn refused_with(app: &App, conf: &Conf, profile: &str, reason: &str) {
+    let r = conf.run(app, &["issue", "--profile", profile, "--cn", "www.example.com"]);
+    assert!(r.fails(1).contains(reason), "{profile}: {}", r.stderr);
+}
+
+/// No certificate entered the inventory, and every order failed.
+fn every_order_failed_and_nothing_stored(app: &App) {
     assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(0), "nothing entered the inventory");
     let orders = app.json(&["orders", "list", "--json"]);
     assert!(orders.as_array().expect("orders").iter().all(|o| o["state"] == "failed"));
