@@ -934,11 +934,7 @@ pub(crate) async fn call_with_deadline<T: Bounded>(
     match tokio::time::timeout(backstop(timeout), fut).await {
         // Held to the sizes and rules of what the host stores, whichever runtime answered.
         Ok(r) => {
-            let description = connector.describe().await.ok();
-            let sensitive: Vec<&str> = match &description {
-                Some(d) => args.sensitive_values_for(d).collect(),
-                None => args.sensitive_values().collect(),
-            };
+            let sensitive: Vec<&str> = args.sensitive_values_for(connector.declared_sensitive()).collect();
             r.and_then(|v| v.bounded(&connector.label(), &sensitive)).map_err(ConnectorError::bounded)
         }
         Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),

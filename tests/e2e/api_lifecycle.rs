@@ -589,6 +589,16 @@ fn small_answers_say_what_happened() {
     assert_eq!(raw.status(), StatusCode::NO_CONTENT, "{}", raw.text().unwrap_or_default());
     let as_json = api.put(&admin, "/v1/profiles/sec/params/stat/secret", json!({"value": "{also}"}));
     assert_eq!(as_json.status(), StatusCode::NO_CONTENT);
+    // `curl -d` without a content type sends a form type: refused, not stored as the secret.
+    let form = api
+        .c
+        .put(format!("{base}/v1/profiles/sec/params/stat/secret"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("{\"value\": \"x\"}")
+        .send()
+        .expect("put");
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let issued = json_of(
         api.post(&admin, "/v1/certificates", json!({"profile": "lab", "cn": "rv.example.com"})),

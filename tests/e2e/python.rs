@@ -836,7 +836,7 @@ async fn an_edited_script_is_loaded_afresh_at_the_next_lookup() {
 /// Regression: a pending CA order id holding a sensitive value was stored, shown and audited
 /// in the open. The pipeline refuses it, for both runtimes (`Bounded` in `connector`).
 #[test]
-fn an_order_id_holding_a_sensitive_value_is_refused_and_never_stored() {
+fn an_order_id_holding_a_sensitive_value_is_never_stored_and_an_issued_certificate_is_kept_without_it() {
     let app = crate::helpers::App::new();
     let conf = app.path("conf");
     std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
@@ -862,6 +862,26 @@ fn an_order_id_holding_a_sensitive_value_is_refused_and_never_stored() {
     let orders = app.run(&["--config", &config, "orders", "list", "--json"]);
     let audit = app.run(&["--config", &config, "audit", "--json"]);
     let mut seen = format!("{}{}{}{}{}", r.stdout, r.stderr, orders.ok(), audit.ok(), audit.stderr);
+    for entry in std::fs::read_dir(app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+        }
+    }
+    // Issued, the certificate is kept without the order id: the CA did issue it.
+    app.run(&["ca", "init", "--out", app.path("ca").to_str().expect("utf8")]).ok();
+    let issued = format!(
+        "[accounts.so]\nconnector = \"{}\"\nparams.api_key = {{ sensitive = true, value = {{ file = \"{}\" }} }}\nparams.mode = \"issued\"\nparams.ca_cert = \"{ca}/ca.pem\"\nparams.ca_key = \"{ca}/ca.key\"\n",
+        fixture("hostile/secret_order_id.py").display(),
+        conf.join("key.txt").display(),
+        ca = app.path("ca").display()
+    );
+    std::fs::write(conf.join("certhost.toml"), issued).expect("config");
+    let r = app.run(&["--config", &config, "issue", "--profile", "so", "--cn", "so.example.com"]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    let order = app.run(&["--config", &config, "orders", "show", "2", "--json"]);
+    assert!(order.ok().contains("\"ca_order_id\": null"), "{}", order.stdout);
+    seen.push_str(&format!("{}{}{}", r.stdout, r.stderr, order.stdout));
     for entry in std::fs::read_dir(app.data_dir()).expect("data dir") {
         let path = entry.expect("entry").path();
         if path.is_file() {

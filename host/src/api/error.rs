@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 413: the body is larger than the limit.
     #[error("the request body exceeds the {} KiB limit", super::BODY_LIMIT / 1024)]
     TooLarge,
+    /// 415: the body's content type is not one the endpoint reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 405: the path exists, the method does not.
     #[error("this endpoint does not support that method")]
     MethodNotAllowed,
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,

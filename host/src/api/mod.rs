@@ -165,6 +165,16 @@ pub(crate) fn secret_value(
     body: &[u8],
 ) -> Result<zeroize::Zeroizing<String>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the secret is not UTF-8 text".into()))?;
+    // `curl -d` sends a form content type: its JSON would be stored as the secret itself.
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if form {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the secret as application/json ({\"value\": \"...\"}) or as text/plain (the raw value)".into(),
+        ));
+    }
     let value = if is_json(headers) {
         serde_json::from_str::<SecretBody>(text)
             .map_err(|_| ApiError::BadRequest("the body must be {\"value\": \"...\"} or the raw value".into()))?

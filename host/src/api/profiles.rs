@@ -97,9 +97,11 @@ async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN, "create profiles")?;
     let super::json::Body(body) = body?;
-    let mut inv = state.inventory.get().await?;
-    let accounts = stored_accounts(&inv)?;
+    // No connection is held while connectors load for the checks (a script's imports may
+    // take long): requests that hold one must be few and short.
+    let accounts = stored_accounts(&*state.inventory.get().await?)?;
     let def = checked(&state, &accounts, &body.name, body.definition).await?;
+    let mut inv = state.inventory.get().await?;
     // Create-only in one transaction: of two concurrent creations of one name, one gets 409.
     inv.create_profile(&body.name, &def, "api", &caller.actor()).map_err(|e| match e {
         InventoryError::Conflict(_) => ApiError::Conflict(format!(
@@ -123,11 +125,15 @@ async fn update(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(ADMIN, "change profiles")?;
     let super::json::Body(body) = body?;
-    let mut inv = state.inventory.get().await?;
-    let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
-    refuse_file_defined(&origin, "profile", &name)?;
-    let accounts = stored_accounts(&inv)?;
+    let accounts = {
+        let inv = state.inventory.get().await?;
+        let (_, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
+        refuse_file_defined(&origin, "profile", &name)?;
+        stored_accounts(&inv)?
+    };
+    // No connection is held while connectors load for the checks.
     let def = checked(&state, &accounts, &name, body).await?;
+    let mut inv = state.inventory.get().await?;
     // Update-only, checked again in its transaction: a profile deleted during the checks
     // above stays deleted (404), and one made with the CLI keeps its origin.
     inv.update_profile(&name, &def, &caller.actor())?;

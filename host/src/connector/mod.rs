@@ -86,15 +86,20 @@ impl Args {
         self.sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    /// [`Self::sensitive_values`], and the values of the parameters `connector` declares
-    /// sensitive, whatever their definition says (a definition cannot make them plain: those
-    /// given with `{ env }` or `{ file }` still reach here as plain args).
-    pub fn sensitive_values_for<'a>(&'a self, connector: &'a Description) -> impl Iterator<Item = &'a str> + 'a {
+    /// [`Self::sensitive_values`], and the values of the parameters the connector declares
+    /// sensitive (`declared`, [`Connector::declared_sensitive`]), whatever their definition
+    /// says: those given with `{ env }` or `{ file }` reach here as plain args.
+    pub fn sensitive_values_for<'a>(&'a self, declared: &'a [String]) -> impl Iterator<Item = &'a str> + 'a {
         self.values
             .iter()
-            .filter(|(k, _)| self.is_sensitive(k) || connector.parameters.iter().any(|p| p.sensitive && p.name == **k))
+            .filter(|(k, _)| self.is_sensitive(k) || declared.iter().any(|d| d == *k))
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
+    }
+
+    /// [`Self::redact`] with the parameters the connector declares sensitive counted too.
+    pub fn redact_for(&self, declared: &[String], text: &str) -> String {
+        redact::Redactor::new(self.sensitive_values_for(declared)).redact(text)
     }
 
     /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
@@ -177,9 +182,17 @@ impl Bounded for Disposition {
                 message: format!("returned an order id longer than {MAX_CONNECTOR_TEXT} bytes"),
             });
         }
-        // An order id is stored and shown as it is: one holding a secret is refused, not kept
-        // redacted (a redacted id would be a wrong handle for the CA).
+        // An order id is stored and shown as it is: one holding a secret is not kept (redacted,
+        // it would be a wrong handle for the CA). An issued certificate is kept without it —
+        // the CA did issue — and a pending order, which needs its id to be polled, is refused.
         if id.is_some_and(|id| holds_sensitive(sensitive, id)) {
+            if let Disposition::Issued { certificate, chain, .. } = self {
+                tracing::warn!(
+                    connector,
+                    "the connector's order id holds the value of a sensitive parameter: the certificate is kept without it"
+                );
+                return Ok(Disposition::Issued { certificate, chain, ca_order_id: None });
+            }
             return Err(ConnectorError::Internal {
                 connector: connector.to_owned(),
                 message:
@@ -218,6 +231,13 @@ pub struct Description {
     pub parameters: Vec<ParameterSpec>,
     /// Optional operations the connector implements, beyond `certificate_request`.
     pub operations: Vec<Operation>,
+}
+
+impl Description {
+    /// The names of the parameters it calls sensitive.
+    pub fn declared_sensitive(&self) -> Vec<String> {
+        self.parameters.iter().filter(|p| p.sensitive).map(|p| p.name.clone()).collect()
+    }
 }
 
 /// One parameter a connector accepts.
@@ -539,6 +559,12 @@ pub trait Connector: Send + Sync {
 
     /// Name, version, parameter schema and supported operations.
     async fn describe(&self) -> Result<Description, ConnectorError>;
+
+    /// The names of the parameters this connector's description calls sensitive, read once
+    /// at load: their values are redacted whatever the account's definition says.
+    fn declared_sensitive(&self) -> &[String] {
+        &[]
+    }
 
     /// Submit a CSR.
     async fn certificate_request(

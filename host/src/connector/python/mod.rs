@@ -43,6 +43,8 @@ pub struct PythonConnector {
     worker_exe: PathBuf,
     limits: Limits,
     description: Description,
+    /// [`Connector::declared_sensitive`], from `description`.
+    declared: Vec<String>,
     worker: tokio::sync::Mutex<Option<WorkerProcess>>,
     /// The account's `certhost.cache_*` entries, handed to each new worker.
     cache: std::sync::Mutex<AccountCache>,
@@ -111,10 +113,12 @@ impl PythonConnector {
                 parameters: vec![],
                 operations: vec![],
             },
+            declared: vec![],
             worker: tokio::sync::Mutex::new(None),
             cache: std::sync::Mutex::default(),
         };
         let (worker, described) = me.start().await?;
+        me.declared = described.declared_sensitive();
         me.description = described;
         *me.worker.get_mut() = Some(worker);
         Ok(me)
@@ -201,7 +205,7 @@ impl PythonConnector {
             }
             None => self.start().await?.0,
         };
-        let redactor = Redactor::new(args.sensitive_values_for(&self.description));
+        let redactor = Redactor::new(args.sensitive_values_for(&self.declared));
         worker.set_sensitive(&redactor);
         worker.take_stderr_tail();
         let req = Request::Call {
@@ -439,6 +443,10 @@ fn args_dict(args: &Args) -> Value {
 impl Connector for PythonConnector {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn declared_sensitive(&self) -> &[String] {
+        &self.declared
     }
 
     fn label(&self) -> String {

@@ -68,13 +68,14 @@ pub fn main(memory_bytes: u64) -> ExitCode {
                 }
             };
             // A frame over the limit would end the worker with no word of why: say it instead.
-            let reply = if reply.len() > MAX_FRAME {
+            // The limit counts the number the reply carries too.
+            let numbered = with_seq(&reply, seq);
+            let reply = if numbered.len() > MAX_FRAME {
                 let message = format!("returned a value larger than {} MiB", MAX_FRAME / (1024 * 1024));
-                serde_json::json!({ "kind": "error", "message": message }).to_string()
+                with_seq(&serde_json::json!({ "kind": "error", "message": message }).to_string(), seq)
             } else {
-                reply
+                numbered
             };
-            let reply = with_seq(&reply, seq);
             if py.detach(|| write_frame(&mut output, reply.as_bytes())).is_err() {
                 return ExitCode::from(70);
             }

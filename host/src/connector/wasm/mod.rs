@@ -54,6 +54,8 @@ pub struct WasmConnector {
     tls: Arc<rustls::ClientConfig>,
     cache: host_impl::Cache,
     description: Description,
+    /// [`Connector::declared_sensitive`], from `description`.
+    declared: Vec<String>,
 }
 
 type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
@@ -131,6 +133,7 @@ impl WasmConnector {
                 parameters: vec![],
                 operations: vec![],
             },
+            declared: vec![],
         };
         let described = me
             .call(&Args::new(), |store, c| {
@@ -138,6 +141,7 @@ impl WasmConnector {
             })
             .await?;
         me.description = described.into();
+        me.declared = me.description.declared_sensitive();
         if !me.description.name.is_empty() {
             me.name = me.description.name.clone();
         }
@@ -197,7 +201,7 @@ impl WasmConnector {
             cache: self.cache.clone(),
             label: label.clone(),
             sensitive: args
-                .sensitive_values_for(&self.description)
+                .sensitive_values_for(&self.declared)
                 .map(|v| zeroize::Zeroizing::new(v.to_owned()))
                 .collect(),
             redactor: std::sync::OnceLock::new(),
@@ -265,7 +269,10 @@ impl WasmConnector {
                     }
                     None => format!("failed: {}{last_words}", error_text(&e)),
                 };
-                Err(ConnectorError::Internal { connector: label.clone(), message: args.redact(&message) })
+                Err(ConnectorError::Internal {
+                    connector: label.clone(),
+                    message: args.redact_for(&self.declared, &message),
+                })
             }
         }
     }
@@ -273,15 +280,21 @@ impl WasmConnector {
     fn error_from_wit(&self, e: wit::ConnectorError, args: &Args) -> ConnectorError {
         let connector = self.label_str();
         match e {
-            wit::ConnectorError::Unreachable(m) => ConnectorError::Unreachable { connector, message: args.redact(&m) },
+            wit::ConnectorError::Unreachable(m) => {
+                ConnectorError::Unreachable { connector, message: args.redact_for(&self.declared, &m) }
+            }
             wit::ConnectorError::Unauthorized(m) => {
-                ConnectorError::Unauthorized { connector, message: args.redact(&m) }
+                ConnectorError::Unauthorized { connector, message: args.redact_for(&self.declared, &m) }
             }
             wit::ConnectorError::Misconfigured(m) => {
-                ConnectorError::Misconfigured { connector, message: args.redact(&m) }
+                ConnectorError::Misconfigured { connector, message: args.redact_for(&self.declared, &m) }
             }
-            wit::ConnectorError::Unsupported(m) => ConnectorError::Unsupported { connector, message: args.redact(&m) },
-            wit::ConnectorError::Internal(m) => ConnectorError::Internal { connector, message: args.redact(&m) },
+            wit::ConnectorError::Unsupported(m) => {
+                ConnectorError::Unsupported { connector, message: args.redact_for(&self.declared, &m) }
+            }
+            wit::ConnectorError::Internal(m) => {
+                ConnectorError::Internal { connector, message: args.redact_for(&self.declared, &m) }
+            }
         }
     }
 
@@ -297,7 +310,9 @@ impl WasmConnector {
             Ok(wit::Disposition::Pending(p)) => {
                 Ok(Disposition::Pending { ca_order_id: p.ca_order_id, retry_after_s: p.retry_after_s })
             }
-            Ok(wit::Disposition::Rejected(reason)) => Ok(Disposition::Rejected { reason: args.redact(&reason) }),
+            Ok(wit::Disposition::Rejected(reason)) => {
+                Ok(Disposition::Rejected { reason: args.redact_for(&self.declared, &reason) })
+            }
             Err(e) => Err(self.error_from_wit(e, args)),
         }
     }
@@ -441,6 +456,10 @@ impl From<OrderAction> for wit::OrderAction {
 impl Connector for WasmConnector {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn declared_sensitive(&self) -> &[String] {
+        &self.declared
     }
 
     async fn describe(&self) -> Result<Description, ConnectorError> {

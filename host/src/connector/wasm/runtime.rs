@@ -329,7 +329,12 @@ impl StderrTail {
         let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
         tail.extend_from_slice(&bytes[bytes.len().saturating_sub(Self::KEEP)..]);
         let excess = tail.len().saturating_sub(Self::KEEP);
-        tail.drain(..excess);
+        if excess > 0 {
+            // Whole lines only: a line cut at its start could end in part of a secret, which
+            // redaction would not recognise.
+            let to = tail[excess..].iter().position(|&b| b == b'\n').map_or(tail.len(), |i| excess + i + 1);
+            tail.drain(..to);
+        }
     }
 
     /// The last two lines written (a Rust panic's "panicked at FILE:LINE:" and its message),
