@@ -706,3 +706,16 @@ async fn a_file_that_is_not_a_component_is_named_for_what_it_is() {
         assert!(!e.contains('\n'), "one line: {e}");
     }
 }
+
+/// Regression: a parameter a component declares sensitive, given by a `{ file }` or `{ env }`
+/// reference without `sensitive = true`, reached the component as a plain arg, and its value
+/// came back unredacted in the component's error messages and rejection reasons.
+#[tokio::test]
+async fn a_value_the_component_declares_sensitive_is_redacted_from_its_errors() {
+    let c = WasmConnector::load(&component("hostile"), "declared", limits(10, 64), &[], None).await.expect("loads");
+    assert_eq!(c.declared_sensitive(), ["secret"]);
+    let mut args = mode("echo-secret");
+    args.insert("secret", "plain-but-declared-S3CRET");
+    let err = c.certificate_request(&request(), &args).await.expect_err("fails").to_string();
+    assert_eq!(err, "connector hostile: the CA refused key ***");
+}

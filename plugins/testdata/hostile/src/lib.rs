@@ -10,6 +10,7 @@
 //!   log-flood   log `n` lines of 4,000 characters
 //!   panic       panic with a message (Rust writes it to stderr, then traps)
 //!   post        POST "hello" to `url` with the SDK; the answer's body becomes the reason
+//!   echo-secret fail with an error and a rejection holding `secret` (declared sensitive)
 
 use certhost_plugin_sdk::*;
 
@@ -17,7 +18,18 @@ struct Hostile;
 
 impl Connector for Hostile {
     fn describe() -> Description {
-        Description { name: "hostile".into(), version: "0.0.0".into(), parameters: vec![], operations: vec![] }
+        Description {
+            name: "hostile".into(),
+            version: "0.0.0".into(),
+            parameters: vec![ParameterSpec {
+                name: "secret".into(),
+                description: "what the echo-secret mode puts in its error".into(),
+                required: false,
+                sensitive: true,
+                default: None,
+            }],
+            operations: vec![],
+        }
     }
 
     fn certificate_request(_request: IssueRequest, args: Vec<Param>) -> Result<Disposition, ConnectorError> {
@@ -113,6 +125,7 @@ impl Connector for Hostile {
                 let r = http::post(arg(&args, "url")?, "text/plain", b"hello")?;
                 Ok(Disposition::Rejected(String::from_utf8_lossy(&r.body).into_owned()))
             }
+            "echo-secret" => Err(ConnectorError::Internal(format!("the CA refused key {}", arg(&args, "secret")?))),
             "panic" => panic!("connector bug: index out of range while parsing the CA answer"),
             other => Err(ConnectorError::Misconfigured(format!("unknown mode {other}"))),
         }
