@@ -514,6 +514,9 @@ impl Pipeline<'_> {
                 request_id: current.request_id.clone(),
             };
             let started = std::time::Instant::now();
+            let fresh_request = || {
+                call_with_deadline(&*connector, limits.timeout, &args, connector.certificate_request(&request, &args))
+            };
             let result = match renewal.filter(|r| r.prior_account.as_deref() == Some(account.name.as_str())) {
                 Some(r) => {
                     let renew = RenewRequest {
@@ -521,28 +524,13 @@ impl Pipeline<'_> {
                         prior_ca_order_id: r.prior_ca_order_id.clone(),
                         request: request.clone(),
                     };
+                    // A connector without `renew` gets the renewal as a fresh request.
                     match call_with_deadline(&*connector, limits.timeout, &args, connector.renew(&renew, &args)).await {
-                        Err(ConnectorError::Unsupported { .. }) => {
-                            call_with_deadline(
-                                &*connector,
-                                limits.timeout,
-                                &args,
-                                connector.certificate_request(&request, &args),
-                            )
-                            .await
-                        }
+                        Err(ConnectorError::Unsupported { .. }) => fresh_request().await,
                         other => other,
                     }
                 }
-                None => {
-                    call_with_deadline(
-                        &*connector,
-                        limits.timeout,
-                        &args,
-                        connector.certificate_request(&request, &args),
-                    )
-                    .await
-                }
+                None => fresh_request().await,
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());
             match result {
