@@ -154,12 +154,24 @@ async fn approve(
     body: axum::body::Bytes,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "approve orders")?;
+    decide(state, &caller, id, &body, Decision::Approve).await
+}
+
+/// Approve or resubmit order `id` with the body's dynamic parameters, the CA call run to its
+/// end whatever happens to the request.
+async fn decide(
+    state: AppState,
+    caller: &Caller,
+    id: i64,
+    body: &[u8],
+    decision: Decision,
+) -> Result<Json<OrderStep>, ApiError> {
     let actor = caller.actor();
-    let params = super::json::optional::<ApproveBody>(&body)?.params;
+    let params = super::json::optional::<ApproveBody>(body)?.params;
     let outcome = super::to_completion(async move {
         let mut inv = state.inventory.get_for_call().await?;
         let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        Ok(p.decide(id, Decision::Approve, &params).await?)
+        Ok(p.decide(id, decision, &params).await?)
     })
     .await?;
     Ok(Json(step(&outcome)))
@@ -179,15 +191,7 @@ async fn resubmit(
     body: axum::body::Bytes,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "resubmit orders")?;
-    let actor = caller.actor();
-    let params = super::json::optional::<ApproveBody>(&body)?.params;
-    let outcome = super::to_completion(async move {
-        let mut inv = state.inventory.get_for_call().await?;
-        let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        Ok(p.decide(id, Decision::Resubmit, &params).await?)
-    })
-    .await?;
-    Ok(Json(step(&outcome)))
+    decide(state, &caller, id, &body, Decision::Resubmit).await
 }
 
 /// Body of decline.
