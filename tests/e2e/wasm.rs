@@ -321,6 +321,42 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
 }
 
+/// An allowed *name* that resolves to this machine is refused, naming the address: whoever
+/// controls a CA's DNS could otherwise point it at loopback services or the cloud metadata
+/// address. `localhost` and address literals stay reachable: the operator wrote them.
+#[tokio::test]
+async fn an_allowed_name_resolving_to_loopback_is_refused() {
+    use std::net::ToSocketAddrs;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("index.html"), "hello").expect("write");
+    let server = HttpServer::plain(dir.path());
+    let port = server.port;
+    // Debian's /etc/hosts and systemd's nss-myhostname both resolve the machine's own name to
+    // a loopback address: the one real name-to-loopback mapping every machine has.
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
+    let addrs: Vec<_> = (name.as_str(), port).to_socket_addrs().map(Iterator::collect).unwrap_or_default();
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()),
+        "this test needs the host name {name:?} to resolve to loopback only: {addrs:?}"
+    );
+    let fetch = |host: &str| {
+        let mut args = mode("http");
+        args.insert("url", format!("http://{host}:{port}/index.html"));
+        args
+    };
+    let allowed = vec![format!("http://{name}:{port}"), format!("http://localhost:{port}")];
+    let c = WasmConnector::load(&component("hostile"), "net", limits(10, 64), &allowed, None).await.expect("loads");
+    let refused = c.certificate_request(&request(), &fetch(&name)).await;
+    let local = c.certificate_request(&request(), &fetch("localhost")).await;
+    drop(server);
+    let err = refused.expect_err("refused").to_string();
+    assert!(
+        err.contains(&format!("allowed host {name} resolves to {}, a loopback or link-local address", addrs[0].ip())),
+        "{err}"
+    );
+    assert_eq!(local.expect("localhost is reached"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
+}
+
 /// The world imports wasi:http: a component built from the contract's WIT alone (no SDK, no
 /// `wasi` crate) reaches an allowed host, and the host's allowed-hosts rule still applies.
 #[tokio::test]

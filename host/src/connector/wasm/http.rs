@@ -1,6 +1,7 @@
 //! Outbound HTTP for components: denied by default, allowed only to the CA account's hosts,
 //! with capped timeouts and a capped response body (the wasi-http send hook).
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -54,6 +55,23 @@ impl AllowedHost {
     }
 }
 
+/// Why the host stopped one of a call's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The response body from this host ran past the account's `http_body_mib`.
+    BodyCap {
+        /// The host.
+        host: String,
+    },
+    /// An allowed host name resolved only to addresses a name may not lead to.
+    Address {
+        /// The name.
+        host: String,
+        /// The first forbidden address it resolved to.
+        address: IpAddr,
+    },
+}
+
 /// The send hook of one call.
 pub struct HttpPolicy {
     /// Rules of the CA account.
@@ -64,9 +82,10 @@ pub struct HttpPolicy {
     pub body_limit: u64,
     /// TLS trust of the account (system roots + extra CA PEMs).
     pub tls: std::sync::Arc<rustls::ClientConfig>,
-    /// Set to the host whose response body ran past `body_limit`, so the call can report
-    /// that instead of the stream error the guest saw (which SDKs read as "unreachable").
-    pub body_cap_hit: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// Set when the host stopped a request for a reason of its own (a body past `body_limit`,
+    /// a name leading to a forbidden address), so the call can report that instead of the
+    /// error code the guest saw (which SDKs read as "unreachable").
+    pub refused: std::sync::Arc<std::sync::OnceLock<Refusal>>,
     /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
     /// connection closes.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
@@ -104,14 +123,25 @@ impl WasiHttpHooks for HttpPolicy {
         };
         let limit = self.body_limit;
         let tls = self.tls.clone();
-        let hit = self.body_cap_hit.clone();
+        let refused = self.refused.clone();
         let label = self.label.clone();
         let in_flight = self.in_flight.clone();
         Box::new(async move {
             // The semaphore lives as long as the call's state and is never closed.
             let permit =
                 in_flight.acquire_owned().await.map_err(|_| HttpError::InternalError(Some("call ended".into())))?;
-            let (response, io) = super::sender::send(request, options, tls).await?;
+            let connect = options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+            let addrs = match tokio::time::timeout(connect, resolve(&host, port)).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Resolved::Forbidden(address))) => {
+                    tracing::warn!(connector = %label, %host, %address, "outbound request denied: the allowed host name resolves to a loopback or link-local address");
+                    let _ = refused.set(Refusal::Address { host, address });
+                    return Err(HttpError::DestinationIpProhibited);
+                }
+                Ok(Ok(Resolved::To(addrs))) => addrs,
+            };
+            let (response, io) = super::sender::send(request, &addrs, options, tls).await?;
             let io: super::sender::IoFuture = Box::new(async move {
                 let done = Box::into_pin(io).await;
                 drop(permit);
@@ -122,7 +152,7 @@ impl WasiHttpHooks for HttpPolicy {
                     .map_err(move |e| {
                         if e.is::<http_body_util::LengthLimitError>() {
                             tracing::warn!(connector = %label, %host, limit, "response body exceeded the CA account's http_body_mib");
-                            let _ = hit.set(host.clone());
+                            let _ = refused.set(Refusal::BodyCap { host: host.clone() });
                             return HttpError::HttpResponseBodySize(Some(limit));
                         }
                         // An error of the body itself (a timeout, a reset) passes through.
@@ -135,6 +165,62 @@ impl WasiHttpHooks for HttpPolicy {
             });
             Ok((response, io))
         })
+    }
+}
+
+/// Where a request may connect.
+enum Resolved {
+    /// These addresses.
+    To(Vec<SocketAddr>),
+    /// Nowhere: the name resolved to this forbidden address (and to no allowed one).
+    Forbidden(IpAddr),
+}
+
+/// Resolves `host` once, for the connection itself (no second lookup a rebinding DNS server
+/// could answer differently). An allowed *name* must not lead to this machine or to the
+/// link-local network — the cloud metadata service at 169.254.169.254 answers there — because
+/// whoever controls the name's DNS is not the operator who allowed it. An address literal in
+/// `allowed_hosts`, and `localhost` itself, are the operator's explicit choice and connect as
+/// written. Private ranges (10/8, 192.168/16, fc00::/7) stay reachable by name: CAs inside a
+/// company network live there.
+async fn resolve(host: &str, port: u16) -> Result<Resolved, HttpError> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(Resolved::To(vec![SocketAddr::new(ip, port)]));
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| HttpError::DnsError { rcode: None, info_code: None })?
+        .collect();
+    let names_this_machine =
+        host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+    if names_this_machine {
+        return Ok(Resolved::To(found));
+    }
+    let (allowed, forbidden): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        found.into_iter().partition(|a| !forbidden_for_a_name(a.ip()));
+    match (allowed.is_empty(), forbidden.first()) {
+        (true, Some(first)) => Ok(Resolved::Forbidden(first.ip())),
+        (true, None) => Err(HttpError::DnsError { rcode: None, info_code: None }),
+        (false, _) => Ok(Resolved::To(allowed)),
+    }
+}
+
+/// Loopback, link-local, unspecified, multicast and broadcast addresses (IPv4-mapped IPv6
+/// forms included), and AWS's IPv6 metadata address.
+fn forbidden_for_a_name(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            const AWS_METADATA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == AWS_METADATA
+        }
     }
 }
 
@@ -154,5 +240,29 @@ mod tests {
         assert!(!wild.matches("https", "evil-example.com", 443));
         assert!(AllowedHost::parse("ftp://x").is_none());
         assert!(AllowedHost::parse("127.0.0.1:8888").expect("rule").matches("http", "127.0.0.1", 8888));
+    }
+
+    #[test]
+    fn names_may_not_lead_to_this_machine_or_the_link_local_network() {
+        for forbidden in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+        ] {
+            assert!(forbidden_for_a_name(forbidden.parse().expect("ip")), "{forbidden}");
+        }
+        for fine in ["10.0.0.5", "192.168.1.1", "172.16.0.1", "8.8.8.8", "fd12::1", "2001:db8::1", "::ffff:10.1.1.1"] {
+            assert!(!forbidden_for_a_name(fine.parse().expect("ip")), "{fine}");
+        }
     }
 }

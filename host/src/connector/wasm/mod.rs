@@ -188,7 +188,7 @@ impl WasmConnector {
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
                 tls: self.tls.clone(),
-                body_cap_hit: Default::default(),
+                refused: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
             },
             http: http_ctx(),
@@ -231,20 +231,30 @@ impl WasmConnector {
             tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run.instrument(span)).await
         };
         let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
-        let body_cap = || {
-            store.data().hooks.body_cap_hit.get().map(|host| ConnectorError::Internal {
-                connector: label.clone(),
-                message: format!(
-                    "response body from {host} exceeded the {} limit",
-                    size_text(self.limits.http_body_bytes)
-                ),
+        let refusal = || {
+            store.data().hooks.refused.get().map(|refusal| match refusal {
+                http::Refusal::BodyCap { host } => ConnectorError::Internal {
+                    connector: label.clone(),
+                    message: format!(
+                        "response body from {host} exceeded the {} limit",
+                        size_text(self.limits.http_body_bytes)
+                    ),
+                },
+                http::Refusal::Address { host, address } => ConnectorError::Misconfigured {
+                    connector: label.clone(),
+                    message: format!(
+                        "allowed host {host} resolves to {address}, a loopback or link-local address, which a \
+                         host name may not lead to; to reach it, put the address itself in allowed_hosts and \
+                         the connector's URL"
+                    ),
+                },
             })
         };
         match outcome {
             Err(_) => Err(timed_out()),
-            // The guest saw a failed body read and gave up: say why, and never as
-            // "unreachable" (that would fail over to another CA for a local limit).
-            Ok(Ok(r)) => match body_cap() {
+            // The guest saw a failed body read or a refused connection and gave up: say why,
+            // and never as "unreachable" (that would fail over to another CA for a local limit).
+            Ok(Ok(r)) => match refusal() {
                 Some(err) if r.failed() => Err(err),
                 _ => Ok(r),
             },
@@ -255,7 +265,7 @@ impl WasmConnector {
                         limit_bytes: self.limits.memory_bytes,
                     });
                 }
-                if let Some(err) = body_cap() {
+                if let Some(err) = refusal() {
                     return Err(err);
                 }
                 // What the guest wrote to stderr last: a Rust panic's message, before the trap.

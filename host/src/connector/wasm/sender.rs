@@ -47,20 +47,21 @@ pub fn tls_config(extra_ca_pems: &[impl AsRef<Path>]) -> Result<Arc<rustls::Clie
 /// The connection driver future handed back to wasi-http.
 pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
-/// Sends one request with the given timeouts and TLS trust.
+/// Sends one request to one of `addrs` (the request host's addresses, resolved and checked by
+/// the caller) with the given timeouts and TLS trust.
 pub async fn send(
     mut request: http::Request<WasiBody>,
+    addrs: &[std::net::SocketAddr],
     options: RequestOptions,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
     let uri = request.uri().clone();
     let use_tls = uri.scheme_str() == Some("https");
     let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.trim_matches(|c| c == '[' || c == ']').to_owned();
-    let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
     let connect = options.connect_timeout.unwrap_or(Duration::from_secs(10));
     let first_byte = options.first_byte_timeout.unwrap_or(Duration::from_secs(30));
     let between = options.between_bytes_timeout.unwrap_or(Duration::from_secs(30));
-    let tcp = match tokio::time::timeout(connect, TcpStream::connect((host.as_str(), port))).await {
+    let tcp = match tokio::time::timeout(connect, TcpStream::connect(addrs)).await {
         Ok(s) => s.map_err(Error::Connect)?,
         Err(_) => return Err(Error::ConnectionTimeout),
     };
