@@ -453,6 +453,16 @@ fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlist
     let approved = json_of(api.post(&operator, &format!("/v1/orders/{order}/approve"), json!({})), StatusCode::OK);
     assert_eq!(approved["disposition"], "issued", "{approved}");
     let successor = approved["certificate_id"].as_i64().expect("id");
+    // Acting again on the closed order is a state conflict (409) on every action, as poll
+    // always was; approve and decline answered 422 before.
+    for action in ["approve", "decline", "resubmit", "poll"] {
+        let again =
+            json_of(api.post(&operator, &format!("/v1/orders/{order}/{action}"), json!({})), StatusCode::CONFLICT);
+        assert!(
+            again["detail"].as_str().expect("detail").contains(&format!("order {order} is issued")),
+            "{action}: {again}"
+        );
+    }
     let stored = json_of(api.get(&requester, &format!("/v1/certificates/{successor}")), StatusCode::OK);
     assert_eq!(stored["profile"], "held");
     assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "superseded");

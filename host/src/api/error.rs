@@ -132,6 +132,7 @@ impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::NotFound(what) => ApiError::NotFound(what),
+            InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),

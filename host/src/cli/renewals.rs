@@ -100,7 +100,13 @@ pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
     })?;
     let mut failed = false;
     for r in &reports {
-        println!("{} {}: {}", if r.ok { "ok  " } else { "FAIL" }, r.target, r.message);
+        // The target comes from a profile and the message from a deploy hook's output.
+        println!(
+            "{} {}: {}",
+            if r.ok { "ok  " } else { "FAIL" },
+            output::terminal_safe(&r.target),
+            output::terminal_safe(&r.message)
+        );
         failed |= !r.ok;
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -181,7 +187,8 @@ pub fn import_from_account(
             failed.len()
         );
         for f in &failed {
-            println!("  {f}");
+            // Failures quote what the connector listed.
+            println!("  {}", output::terminal_safe(&f.to_string()));
         }
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

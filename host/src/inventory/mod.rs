@@ -126,6 +126,10 @@ pub enum InventoryError {
     /// The object does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller may not make this change whatever the object's state (e.g. approving one's
+    /// own request: two people must see a held order).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The change conflicts with the object's current state (e.g. a renewal already running).
     #[error("{0}")]
     Conflict(String),

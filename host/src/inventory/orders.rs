@@ -366,7 +366,7 @@ impl Inventory {
             params![id, account, now + lease_seconds, now],
         )?;
         if n == 0 {
-            return Err(InventoryError::Invalid(format!("order {id} is not pending")));
+            return Err(InventoryError::Conflict(format!("order {id} is not pending")));
         }
         audit::record(
             &tx,
@@ -498,13 +498,13 @@ impl Inventory {
     pub fn approve_order(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
         if order.state != OrderState::AwaitingApproval {
-            return Err(InventoryError::Invalid(format!(
+            return Err(InventoryError::Conflict(format!(
                 "order {id} is {}, not awaiting approval",
                 order.state.as_str()
             )));
         }
         if order.requested_by == actor {
-            return Err(InventoryError::Invalid(format!(
+            return Err(InventoryError::NotAllowed(format!(
                 "order {id} must be approved by someone other than its requester ({actor})"
             )));
         }
@@ -520,7 +520,7 @@ impl Inventory {
     pub fn decline_order(&mut self, id: i64, reason: &str, actor: &str) -> Result<(), InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
         if !matches!(order.state, OrderState::AwaitingApproval | OrderState::NeedsAttention) {
-            return Err(InventoryError::Invalid(format!(
+            return Err(InventoryError::Conflict(format!(
                 "order {id} is {}; only held or interrupted orders can be declined",
                 order.state.as_str()
             )));
@@ -540,7 +540,7 @@ impl Inventory {
     pub fn resubmit_order(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
         if order.state != OrderState::NeedsAttention {
-            return Err(InventoryError::Invalid(format!(
+            return Err(InventoryError::Conflict(format!(
                 "order {id} is {}; only interrupted orders can be resubmitted",
                 order.state.as_str()
             )));
