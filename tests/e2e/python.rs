@@ -773,6 +773,27 @@ async fn a_timed_out_call_ends_the_script_s_subprocesses_too() {
     assert!(ends_within(&pid, Duration::from_secs(2)), "the script's subprocess {pid} outlived its worker");
 }
 
+/// Regression: a subprocess that left the worker's process group (`start_new_session`, a
+/// daemon double-forked by a shell that exited) escaped the kill at the deadline and ran on.
+#[tokio::test]
+async fn a_timed_out_call_ends_subprocesses_that_left_the_process_group() {
+    let c = load("hostile/spawns_and_hangs.py", limits(2, 512)).await.expect("loads");
+    for escape in ["session", "daemon"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pid_file = dir.path().join("sub.pid");
+        let mut args = Args::new();
+        args.insert("pid_file", pid_file.display().to_string());
+        args.insert("escape", escape);
+        let err = c.certificate_request(&request(), &args).await.expect_err("times out");
+        assert_eq!(err.to_string(), "script spawns_and_hangs: timed out after 2s");
+        let pid = std::fs::read_to_string(&pid_file).expect("the subprocess started").trim().to_owned();
+        assert!(
+            ends_within(&pid, Duration::from_secs(2)),
+            "{escape}: the script's subprocess {pid} outlived its worker"
+        );
+    }
+}
+
 /// Regression: a worker killed while idle (the OOM killer, an operator) failed the next call
 /// with "the script's worker was killed by signal 9" instead of being replaced.
 #[tokio::test]

@@ -14,6 +14,7 @@
 //! `update_order(order_id, action, args_dict)`.
 
 mod cache;
+mod descendants;
 mod process;
 mod protocol;
 mod worker;

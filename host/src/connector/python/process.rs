@@ -10,6 +10,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use serde::{Deserialize, Serialize};
 
+use super::descendants::Descendants;
 use super::protocol::{MAX_FRAME, Request};
 use crate::connector::redact::Redactor;
 
@@ -92,11 +93,14 @@ impl WorkerProcess {
         cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
         // SAFETY: prctl and setpgid are async-signal-safe. The first asks the kernel to kill
         // the worker when the host dies, so no orphan keeps running a script; the second makes
-        // the worker the leader of a process group of its own, which the script's
-        // subprocesses join, so a kill reaches them too (`kill_group`).
+        // the worker a subreaper, so a subprocess whose parent exits (a shell's daemon) stays
+        // its descendant instead of going to init; the third makes the worker the leader of a
+        // process group of its own, which the script's subprocesses join, so a kill reaches
+        // them too (`kill_group`; those that left the group are found as descendants).
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -168,10 +172,12 @@ impl WorkerProcess {
         ended_unreaped(&self.child)
     }
 
-    /// Sends `signal` to the worker's process group: the worker and every subprocess of its
-    /// script that did not leave the group.
+    /// Sends `signal` to the worker's process group — the worker and every subprocess of its
+    /// script that did not leave the group — and to every descendant that did (a new session,
+    /// a daemon), while the worker still holds them.
     fn kill_group(&self, signal: libc::c_int) {
         if let Some(pid) = self.child.id() {
+            Descendants::of(pid as libc::pid_t).signal(signal);
             // SAFETY: a signal to the group our own unreaped child leads (`setpgid` at spawn):
             // while the child is not reaped, its pid, and so the group id, is not reused.
             unsafe {
@@ -214,8 +220,12 @@ impl WorkerProcess {
     /// SIGTERM to the worker's process group, then SIGKILL after a short grace: the script's
     /// subprocesses end with it, and none keeps the worker's stderr pipe (and its reader) open.
     pub(super) async fn kill(mut self) {
+        // Pinned before the worker can end: once it has, its descendants belong to init and
+        // no scan finds them.
+        let below = self.child.id().map(|pid| Descendants::of(pid as libc::pid_t)).unwrap_or_default();
         self.kill_group(libc::SIGTERM);
         let _ = tokio::time::timeout(Duration::from_millis(500), exit_seen(&self.child)).await;
+        below.signal(libc::SIGKILL);
         self.kill_group(libc::SIGKILL);
         let _ = self.child.wait().await;
     }
