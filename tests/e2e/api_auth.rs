@@ -122,7 +122,8 @@ fn an_approval_must_come_from_another_token_than_the_request() {
     assert_eq!(held["disposition"], "awaiting_approval", "{held}");
     let order = held["order_id"].as_i64().expect("order");
     let own = c.post(format!("{}/v1/orders/{order}/approve", server.base)).bearer_auth(&alice).send().expect("approve");
-    assert_eq!(own.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Not a state conflict nor bad input: this caller may not (403).
+    assert_eq!(own.status(), StatusCode::FORBIDDEN);
     let body: serde_json::Value = own.json().expect("json");
     assert!(body["detail"].as_str().expect("detail").contains("someone other than its requester"), "{body}");
     // A mistyped parameter is refused and decides nothing: the order stays held.
