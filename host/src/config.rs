@@ -81,7 +81,7 @@ pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
 
 /// The whole of `certhost.toml`, paths made absolute (for `serve`'s own settings).
 pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
-    let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = base_dir(config_path);
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| ConfigError::Read { path: config_path.to_owned(), reason: e.to_string() })?;
     let mut config: ConfigFile = toml::from_str(&text)
@@ -169,7 +169,7 @@ pub type Definitions = (BTreeMap<String, AccountDef>, BTreeMap<String, (PathBuf,
 /// Parses and checks `config_path` and the profile files it points to. Nothing is stored
 /// unless everything is valid, so a typo never half-applies a configuration.
 pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
-    let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = base_dir(config_path);
     let mut config = read_file(config_path)?;
     for (name, def) in config.accounts.iter_mut() {
         absolutize_account(def, &base);
@@ -316,6 +316,17 @@ pub fn check_links(name: &str, def: &ProfileDef, accounts: &BTreeMap<String, Acc
         }
     }
     Ok(())
+}
+
+/// The directory relative paths in `config_path` are taken from, made absolute against the
+/// working directory now. Definitions land in the shared inventory: a path stored relative to
+/// one command's working directory (`certhost account list` run beside `certhost.toml`) was
+/// read by `serve` against its own, and every issuance failed until the next reload.
+fn base_dir(config_path: &Path) -> PathBuf {
+    match config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf()),
+        None => std::env::current_dir().unwrap_or_default(),
+    }
 }
 
 fn absolutize(path: &mut PathBuf, base: &Path) {

@@ -554,3 +554,45 @@ fn names_posted_beside_a_csr_must_be_the_csrs() {
         post(serde_json::json!({"profile": "lab", "cn": "csr.example", "sans": ["DNS:csr.example"], "csr": csr}));
     assert_eq!(issued.status(), StatusCode::CREATED);
 }
+
+/// Regression: a command run beside `certhost.toml` (found as `./certhost.toml`) stored the
+/// file's relative paths as they were written, relative to its own working directory; `serve`,
+/// started elsewhere, read them against its own and every issuance failed — as a 422, blaming
+/// the client for the server's configuration.
+#[test]
+fn a_command_run_beside_the_config_file_stores_paths_serve_can_read() {
+    let app = App::new();
+    let (config, _ca) = crate::helpers::local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir").to_owned();
+    // The CA files by paths relative to the configuration file.
+    let toml = std::fs::read_to_string(&config).expect("config");
+    let ca_dir = app.path("ca").display().to_string();
+    std::fs::write(&config, toml.replace(&ca_dir, "../ca")).expect("config");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("admin", "admin");
+    let c = http();
+    let issue = |cn: &str| {
+        c.post(format!("{}/v1/certificates", server.base))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"profile": "lab", "cn": cn}))
+            .send()
+            .expect("issue")
+    };
+    assert_eq!(issue("before.example.com").status(), StatusCode::CREATED);
+    // An operator lists accounts from the configuration directory, without --config.
+    let listed = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["account", "list"])
+        .current_dir(&conf)
+        .env("CERTHOST_DATA_DIR", server.app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &server.app.master_key)
+        .output()
+        .expect("account list");
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(issue("after.example.com").status(), StatusCode::CREATED);
+
+    // A file the server cannot read is the server's problem: 503 naming it, not a 4xx.
+    std::fs::rename(server.app.path("ca/ca.pem"), server.app.path("ca/moved.pem")).expect("move");
+    let refused = problem(issue("moved.example.com"), StatusCode::SERVICE_UNAVAILABLE);
+    let detail = refused["detail"].as_str().expect("detail");
+    assert!(detail.contains("parameter ca_certificate of account lab") && detail.contains("ca.pem"), "{detail}");
+}

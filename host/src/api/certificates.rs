@@ -265,7 +265,8 @@ fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
     responses((status = 201, description = "Issued", body = IssueResponse),
         (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse),
-        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
@@ -373,7 +374,8 @@ async fn renew_with(
 #[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
     responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
-        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn renew(
     State(state): State<AppState>,
     caller: Caller,
@@ -389,7 +391,8 @@ async fn renew(
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
     responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
-        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn reissue(
     State(state): State<AppState>,
     caller: Caller,
@@ -418,7 +421,8 @@ pub struct RevokeBody {
 #[utoipa::path(post, path = "/v1/certificates/{id}/revoke", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body = RevokeBody,
     responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

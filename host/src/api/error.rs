@@ -47,6 +47,11 @@ pub enum ApiError {
     /// 422: well-formed but refused (policy, parameters, verification, CA refusal).
     #[error("{0}")]
     Unprocessable(String),
+    /// 503: the server's own configuration stops the request (a parameter's file or variable
+    /// unreadable): not the client's fault, so not a 4xx, and unlike a
+    /// 500 it says what the operator must fix.
+    #[error("{0}")]
+    Unavailable(String),
     /// 502: the CA or its connector failed.
     #[error("{0}")]
     Upstream(String),
@@ -68,6 +73,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +157,9 @@ impl From<IssueError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
+            IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => {
+                ApiError::Unavailable(format!("the server cannot make this request: {e}"))
+            }
             other => ApiError::Unprocessable(other.to_string()),
         }
     }

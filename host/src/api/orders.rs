@@ -121,7 +121,8 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
 
 #[utoipa::path(post, path = "/v1/orders/{id}/poll", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "poll orders")?;
     let actor = caller.actor();
@@ -146,7 +147,8 @@ pub struct ApproveBody {
 #[utoipa::path(post, path = "/v1/orders/{id}/approve", tag = "orders", params(("id" = i64, Path)),
     request_body(content = Option<ApproveBody>),
     responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,7 +182,8 @@ async fn decide(
 #[utoipa::path(post, path = "/v1/orders/{id}/resubmit", tag = "orders", params(("id" = i64, Path)),
     request_body(content = Option<ApproveBody>),
     responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json")))]
+        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 /// Sends an order whose CA call was interrupted (`needs_attention`) again, with the same
 /// request id, once an operator has checked the CA did not issue it: what `certhost orders
 /// resubmit` does, for programs.
