@@ -41,6 +41,14 @@ fn import_with_key_then_list_show_and_audit() {
     assert!(human.ok().contains("Subject:") && human.stdout.contains("private key stored (encrypted)"));
     assert!(app.run(&["show", "999"]).fails(1).contains("no certificate with id or thumbprint 999"));
     assert!(app.run(&["show", "not-a-thumbprint"]).fails(1).contains("neither a certificate id nor"));
+    // The thumbprint column of `list` is enough for `show` (it was refused before); fewer
+    // digits than that are not.
+    let sha256 = item["sha256"].as_str().expect("sha256");
+    assert!(app.run(&["list"]).ok().contains(&sha256[..16]));
+    assert_eq!(app.json(&["show", &sha256[..16], "--json"])["id"], item["id"]);
+    // (Fifteen digits that happen to be all decimal read as an id, which does not exist.)
+    let short = app.run(&["show", &sha256[..15]]);
+    assert!(short.fails(1).contains("neither a certificate id nor") || short.stderr.contains("no certificate with id"));
 
     let audit = app.json(&["audit", "--json"]);
     assert_eq!(audit[0]["action"], "certificate.import");

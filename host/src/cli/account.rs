@@ -181,7 +181,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             if json {
                 output::json(&v)?;
             } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                output::outline(&serde_json::to_value(&v)?);
             }
         }
         Command::Create { name, fields } => {

@@ -74,6 +74,57 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints a JSON value as an indented outline, for a human reading one object (`account show`,
+/// `profile show`): `key: value` lines, nested objects indented under their key, lists of
+/// plain values on one line, empty values left out. `--json` prints the same value exactly.
+pub fn outline(value: &serde_json::Value) {
+    let mut out = String::new();
+    outline_into(&mut out, value, 0);
+    print!("{out}");
+}
+
+fn outline_into(out: &mut String, value: &serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    let pad = "  ".repeat(depth);
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match v {
+                    Value::Null => {}
+                    Value::Array(items) if items.is_empty() => {}
+                    Value::Object(inner) if inner.is_empty() => {}
+                    Value::Object(_) => {
+                        let _ = writeln!(out, "{pad}{}:", terminal_safe(key));
+                        outline_into(out, v, depth + 1);
+                    }
+                    Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+                        let _ = writeln!(out, "{pad}{}:", terminal_safe(key));
+                        for item in items {
+                            let _ = writeln!(out, "{pad}  -");
+                            outline_into(out, item, depth + 2);
+                        }
+                    }
+                    other => {
+                        let _ = writeln!(out, "{pad}{}: {}", terminal_safe(key), terminal_safe(&plain(other)));
+                    }
+                }
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{pad}{}", terminal_safe(&plain(other)));
+        }
+    }
+}
+
+/// A scalar as its text, a list of them comma-separated.
+fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
 /// Prints JSON to stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -82,7 +133,7 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::terminal_safe;
+    use super::{outline_into, terminal_safe};
 
     #[test]
     fn control_characters_are_escaped_and_other_text_kept() {
@@ -91,5 +142,21 @@ mod tests {
         assert_eq!(terminal_safe("tab\tnewline\n"), r"tab\x09newline\x0a");
         assert_eq!(terminal_safe("moc.elpmaxe\u{202e}.www"), r"moc.elpmaxe\u{202e}.www");
         assert_eq!(terminal_safe("a\u{2066}b\u{200f}c\u{61c}"), r"a\u{2066}b\u{200f}c\u{61c}");
+    }
+
+    #[test]
+    fn an_outline_indents_objects_and_joins_plain_lists() {
+        let value = serde_json::json!({
+            "name": "demo", "description": null, "accounts": ["a", "b"], "tags": [],
+            "cn": {"required": true, "max_length": 64},
+            "targets": [{"type": "file", "path": "/x"}],
+            "evil": "a\u{1b}[2J",
+        });
+        let mut out = String::new();
+        outline_into(&mut out, &value, 0);
+        assert_eq!(
+            out,
+            "accounts: a, b\ncn:\n  max_length: 64\n  required: true\nevil: a\\x1b[2J\nname: demo\ntargets:\n  -\n    path: /x\n    type: file\n"
+        );
     }
 }

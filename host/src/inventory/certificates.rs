@@ -245,14 +245,18 @@ impl Inventory {
     }
 
     /// Finds one certificate by inventory id, SHA-1 or SHA-256 thumbprint (hex, colons and
-    /// case ignored).
+    /// case ignored), or a SHA-256 prefix of at least [`MIN_PREFIX`] hex digits — what `list`
+    /// shows — when exactly one certificate has it.
     pub fn find(&self, id_or_thumbprint: &str) -> Result<Option<CertificateRecord>, InventoryError> {
         let needle: String =
             id_or_thumbprint.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let hex = !needle.is_empty() && needle.bytes().all(|b| b.is_ascii_hexdigit());
         let column = match needle.len() {
-            40 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha1",
-            64 if needle.bytes().all(|b| b.is_ascii_hexdigit()) => "sha256",
-            _ if !needle.is_empty() && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
+            40 if hex => "sha1",
+            64 if hex => "sha256",
+            // Ids stay far below 16 digits; 16 or more are a prefix even when all digits.
+            n if n < MIN_PREFIX && hex && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
+            n if n >= MIN_PREFIX && n < 64 && hex => return self.find_by_prefix(&needle),
             _ => return Err(InventoryError::BadLookup(id_or_thumbprint.to_owned())),
         };
         if column == "id" {
@@ -263,11 +267,30 @@ impl Inventory {
         Ok(self.conn.query_row_cached(&sql, [&needle], from_row).optional()?)
     }
 
+    /// The one certificate whose SHA-256 starts with `prefix` (lowercase hex), read as a range
+    /// of the unique index; two or more is an error naming the prefix, never a guess.
+    fn find_by_prefix(&self, prefix: &str) -> Result<Option<CertificateRecord>, InventoryError> {
+        // 'g' sorts after every hex digit: [prefix, prefix + "g") is every hash with the prefix.
+        let end = format!("{prefix}g");
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE sha256 >= ?1 AND sha256 < ?2 ORDER BY id LIMIT 2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut found = stmt.query_map([prefix, end.as_str()], from_row)?.collect::<Result<Vec<_>, _>>()?;
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            _ => Err(InventoryError::Invalid(format!(
+                "SHA-256 prefix {prefix} matches more than one certificate; give more of the thumbprint"
+            ))),
+        }
+    }
+
     /// Number of certificates stored.
     pub fn count(&self) -> Result<u64, InventoryError> {
         Ok(self.conn.query_row_cached("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
     }
 }
+
+/// Fewest hex digits of a SHA-256 thumbprint that name a certificate: the 16 `list` shows.
+pub const MIN_PREFIX: usize = 16;
 
 /// The certificate stored under `id`, read on `conn` (inside a change: as that change sees it).
 pub(crate) fn by_id(conn: &rusqlite::Connection, id: i64) -> Result<Option<CertificateRecord>, InventoryError> {

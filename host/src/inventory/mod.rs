@@ -115,7 +115,9 @@ pub enum InventoryError {
     #[error("the private key does not match the certificate")]
     KeyMismatch,
     /// A lookup string that is neither an id nor a thumbprint.
-    #[error("{0:?} is neither a certificate id nor a SHA-1/SHA-256 thumbprint")]
+    #[error(
+        "{0:?} is neither a certificate id nor a SHA-1/SHA-256 thumbprint (or the first 16 or more hex digits of one)"
+    )]
     BadLookup(String),
     /// A status word that does not exist.
     #[error("unknown status {0:?} (expected active, superseded, revoked or expired)")]
