@@ -49,7 +49,9 @@ Disposition = Union[str, Issued, Pending, Rejected]
 # --- host services -------------------------------------------------------------------------
 
 def log(level: str, message: str) -> None:
-    """Log through the host ("debug", "info", "warn", "error"); sensitive values are redacted."""
+    """Log through the host ("trace", "debug", "info", "warn", "error"; Python's "warning",
+    "critical" and "fatal" map to warn and error); sensitive values are redacted. Another level
+    is logged at info, naming it."""
 
 # The cache has the semantics of the WASM connectors' cache-get / cache-set:
 # - one cache per CA account, shared by all its calls; it outlives the account's worker

@@ -913,3 +913,27 @@ fn an_order_id_holding_a_sensitive_value_is_never_stored_and_an_issued_certifica
         assert!(!seen.contains(form), "{form:?} was stored or shown");
     }
 }
+
+/// Regression: `certhost.log("critical", …)`, the level name Python's `logging` uses, was logged
+/// at INFO, and an unknown level was quietly downgraded with no sign of it.
+#[test]
+fn python_logging_level_names_keep_their_severity() {
+    let (sink, _guard) = crate::helpers::LogSink::install();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let answer = rt.block_on(async {
+        let c = load("log_levels.py", limits(20, 512)).await.expect("loads");
+        c.certificate_request(&request(), &Args::new()).await
+    });
+    assert_eq!(answer.expect("answers"), Disposition::Rejected { reason: "logged".into() });
+    let log = sink.text();
+    let level_of = |text: &str| {
+        let line = log.lines().find(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text:?} in {log}"));
+        ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].into_iter().find(|l| line.contains(l)).expect("a level")
+    };
+    assert_eq!(level_of("line at critical"), "ERROR");
+    assert_eq!(level_of("line at warning"), "WARN");
+    assert_eq!(level_of("line at info"), "INFO");
+    assert_eq!(level_of("line at debug"), "DEBUG");
+    assert_eq!(level_of("line at bogus"), "INFO");
+    assert!(log.contains(r#"(unknown log level "bogus") line at bogus"#), "{log}");
+}

@@ -636,21 +636,7 @@ async fn a_guest_panic_is_reported_with_its_message() {
 /// was dropped.
 #[test]
 fn a_call_logs_at_most_one_mebibyte() {
-    #[derive(Clone, Default)]
-    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("sink").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (sink, _guard) = crate::helpers::LogSink::install();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {
         let c = WasmConnector::load(&component("hostile"), "flood", limits(30, 64), &[], None).await.expect("loads");
@@ -659,7 +645,7 @@ fn a_call_logs_at_most_one_mebibyte() {
         c.certificate_request(&request(), &args).await
     });
     assert_eq!(result.expect("answers"), Disposition::Rejected { reason: "logged".into() });
-    let log = String::from_utf8_lossy(&sink.0.lock().expect("sink")).into_owned();
+    let log = sink.text();
     assert!(log.len() < 2 << 20, "{} bytes of log", log.len());
     assert!(
         log.contains("its further log lines in this call are dropped"),

@@ -12,9 +12,9 @@ use certhost::lifecycle::{RenewKind, RenewOptions};
 /// Arguments of `renew` and `reissue`.
 #[derive(Debug, clap::Args)]
 pub struct RenewArgs {
-    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
-    /// Renew under another profile (migration).
+    /// Issue the successor under another profile (migration).
     #[arg(long)]
     profile: Option<String>,
     /// Use this one CA account instead of the profile's failover list (migration to another CA).
@@ -35,7 +35,7 @@ pub struct RenewArgs {
 /// Arguments of `revoke`.
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
-    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
     /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
     /// cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
@@ -57,7 +57,7 @@ fn parse_reason(s: &str) -> Result<RevocationReason, String> {
 /// Arguments of `delete`.
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
-    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
 }
 

@@ -86,7 +86,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
 /// Arguments of `deploy`.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// Certificate id or SHA-1/SHA-256 thumbprint.
+    /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
 }
 

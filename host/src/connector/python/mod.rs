@@ -306,11 +306,17 @@ impl PythonConnector {
         // stderr is logged as it arrives by the worker's stderr reader (see `process`).
         for (level, msg) in &reply.logs {
             let msg = reply.redactor.redact(msg);
+            // Python's `logging` level names too: a script ported from Avi logs "critical".
             match level.to_ascii_lowercase().as_str() {
-                "error" => tracing::error!(plugin = %label, "{msg}"),
+                "error" | "critical" | "fatal" | "exception" => tracing::error!(plugin = %label, "{msg}"),
                 "warn" | "warning" => tracing::warn!(plugin = %label, "{msg}"),
                 "debug" => tracing::debug!(plugin = %label, "{msg}"),
-                _ => tracing::info!(plugin = %label, "{msg}"),
+                "trace" => tracing::trace!(plugin = %label, "{msg}"),
+                "info" | "notice" => tracing::info!(plugin = %label, "{msg}"),
+                other => {
+                    let other: String = reply.redactor.redact(other).chars().take(32).collect();
+                    tracing::info!(plugin = %label, "(unknown log level {other:?}) {msg}")
+                }
             }
         }
     }
