@@ -256,7 +256,7 @@ impl Inventory {
             64 if hex => "sha256",
             // Ids stay far below 16 digits; 16 or more are a prefix even when all digits.
             n if n < MIN_PREFIX && hex && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
-            n if n >= MIN_PREFIX && n < 64 && hex => return self.find_by_prefix(&needle),
+            n if (MIN_PREFIX..64).contains(&n) && hex => return self.find_by_prefix(&needle),
             _ => return Err(InventoryError::BadLookup(id_or_thumbprint.to_owned())),
         };
         if column == "id" {
