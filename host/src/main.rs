@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let master_key = take_master_key();
+    never_dump_memory();
     // A Python worker is this binary re-executed; it must not parse the normal CLI.
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(certhost::connector::python::WORKER_SUBCOMMAND) {
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
     cli::init_tracing(args.verbose);
     let env = cli::Env {
         data_dir: args.data_dir.clone(),
-        master_key: std::env::var("CERTHOST_MASTER_KEY").ok().filter(|v| !v.is_empty()),
+        master_key,
         actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
     };
     match cli::run(args, &env) {
@@ -41,5 +43,30 @@ fn main() -> ExitCode {
             eprintln!("error: {}", cli::sentence(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Reads `CERTHOST_MASTER_KEY` and removes it from the environment, so that no process
+/// certhost starts — a dns-01 hook, a deploy hook, a script's subprocess, a Python worker —
+/// inherits the key to every secret in the inventory.
+fn take_master_key() -> Option<String> {
+    let key = std::env::var("CERTHOST_MASTER_KEY").ok().filter(|v| !v.is_empty());
+    // SAFETY: the first statement of `main`, before any thread exists: nothing can read the
+    // environment concurrently.
+    unsafe { std::env::remove_var("CERTHOST_MASTER_KEY") };
+    key
+}
+
+/// No core dump, and no reading this process's memory or environment through `/proc` by
+/// other processes of the same user: its memory holds the master key, unsealed secrets and
+/// private keys. Children (hooks, Python workers) inherit the zero core limit; a worker,
+/// being this binary, makes itself undumpable again here (execve resets that flag).
+fn never_dump_memory() {
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit reads a valid rlimit; prctl(PR_SET_DUMPABLE, 0) takes plain integers.
+    // Failure leaves the process as it was, which is no reason not to start.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
     }
 }

@@ -291,7 +291,7 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() 
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\necho \"$@\" >> {log}\nif [ \"$1\" = present ]; then sleep 3; echo present-done >> {log}; fi\necho hook says $1\n",
+            "#!/bin/sh\necho \"$@\" >> {log}\nenv >> {log}.env\nif [ \"$1\" = present ]; then sleep 3; echo present-done >> {log}; fi\necho hook says $1\n",
             log = record.display()
         ),
     )
@@ -329,6 +329,10 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() 
     assert_eq!(value.len(), 43, "a base64url SHA-256: {calls}");
     assert!(calls.contains(&format!("cleanup www.example.com {value}")), "{calls}");
     assert!(server.log().contains("hook says present"), "{}", server.log());
+    // Regression: the hook inherited CERTHOST_MASTER_KEY, the key to every secret stored.
+    let env = std::fs::read_to_string(format!("{}.env", record.display())).expect("the hook's environment");
+    assert!(env.contains("PATH=") && !env.contains("CERTHOST_MASTER_KEY"), "{env}");
+    assert!(!env.contains(&server.app.master_key), "the master key reached the hook");
 }
 
 #[test]

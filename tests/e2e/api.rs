@@ -596,3 +596,15 @@ fn a_command_run_beside_the_config_file_stores_paths_serve_can_read() {
     let detail = refused["detail"].as_str().expect("detail");
     assert!(detail.contains("parameter ca_certificate of account lab") && detail.contains("ca.pem"), "{detail}");
 }
+
+/// Regression: serve's memory (the master key, unsealed secrets, private keys) could be
+/// written to a core file. (It is also made undumpable, which hides `/proc/PID/mem` from other
+/// processes of its user; these tests run as root, which sees it anyway.)
+#[test]
+fn serve_never_dumps_core_and_is_not_readable_through_proc() {
+    let server = Server::start(App::new(), None);
+    let pid = server.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).expect("core line");
+    assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");
+}

@@ -113,6 +113,7 @@ impl Challenges {
         let failed = |reason: String| ChallengeError::Hook { hook: hook.display().to_string(), action, reason };
         let mut child = Command::new(&hook)
             .args([action, domain, value])
+            .env_remove("CERTHOST_MASTER_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
