@@ -238,7 +238,13 @@ async fn deploy_one(
         },
         None => String::new(),
     };
-    let redact = |text: &str| if password.is_empty() { text.to_owned() } else { text.replace(&password, "***") };
+    // Hook output lands in the audit log, which keeps it forever: a hook that prints the key it
+    // checks (`openssl pkey -in "$CERTHOST_KEY_FILE" -check`) must not put it there.
+    let key_pem = key.map(|k| k.to_pem());
+    let redactor = crate::connector::redact::Redactor::new(
+        [password.as_str()].into_iter().chain(key_pem.as_deref().map(|p| p.as_str())),
+    );
+    let redact = |text: &str| without_private_key_blocks(&redactor.redact(text));
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {
         let (status, out) = run_hook(cmd, &vars, target.timeout()).await;
@@ -259,6 +265,33 @@ async fn deploy_one(
         }
     }
     (Ok(()), cap(output))
+}
+
+/// `text` with every PEM private key block (any key, encrypted or not) replaced by a note.
+fn without_private_key_blocks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let header_end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
+        if !rest[start..header_end].contains("PRIVATE KEY-----") {
+            out.push_str(&rest[..header_end]);
+            rest = &rest[header_end..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        out.push_str("[private key removed]");
+        // To the end of the END line, or everything when the block is cut off.
+        rest = match rest[start..].find("-----END ") {
+            Some(i) => {
+                let end = start + i;
+                let line_end = rest[end..].find('\n').map_or(rest.len(), |j| end + j);
+                &rest[line_end..]
+            }
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 fn cap(mut s: String) -> String {
@@ -465,6 +498,16 @@ fn reentrant_lookup<T>(mut call: impl FnMut(&mut [u8]) -> (i32, Option<T>)) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_key_blocks_are_removed_from_hook_output() {
+        let out = "Key is valid\n-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\ndone\n\
+                   -----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\nMHcC";
+        assert_eq!(
+            without_private_key_blocks(out),
+            "Key is valid\n[private key removed]\ndone\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n[private key removed]"
+        );
+    }
 
     #[test]
     fn a_literal_pkcs12_password_is_refused_without_being_echoed() {

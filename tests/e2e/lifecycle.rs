@@ -535,3 +535,33 @@ fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
         serde_json::from_str(app.run(&["--config", cfg, "import-from-account", "ca", "--json"]).ok()).expect("json");
     assert_eq!((again["imported"].as_i64(), again["duplicate"].as_i64()), (Some(0), Some(3)));
 }
+
+/// Regression: a post-hook that prints the key it checks (`openssl pkey -in
+/// "$CERTHOST_KEY_FILE" -check` prints it) put the private key into the append-only audit
+/// log, readable by the auditor role and never deletable.
+#[test]
+fn a_hook_that_prints_the_private_key_never_puts_it_in_the_audit_log() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let profile = format!(
+        "[[deploy]]\nkey = \"{d}/key.pem\"\nfullchain = \"{d}/fullchain.pem\"\n\
+         pre_hook = \"mkdir -p {d}\"\npost_hook = \"echo checking; openssl pkey -in \\\"$CERTHOST_KEY_FILE\\\" -check\"\n",
+        d = deploy.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let c = s(&config);
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "hooked.example.com"]).ok();
+    let key = std::fs::read_to_string(deploy.join("key.pem")).expect("deployed key");
+    let audit = app.run(&["audit", "--json"]);
+    let text = audit.ok();
+    // The hook's own words stay; the key is redacted (***) as the stored key's text.
+    assert!(text.contains("checking\nKey is valid\n***"), "{text}");
+    assert!(!text.contains("PRIVATE KEY-----"), "{text}");
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "a line of the key is in the audit log: {line}");
+    }
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf8")
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 pub mod challenges;
 pub mod check;
 pub mod python;
-mod redact;
+pub(crate) mod redact;
 mod registry;
 pub mod wasm;
 
