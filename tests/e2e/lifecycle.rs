@@ -555,7 +555,7 @@ fn a_hook_that_prints_the_private_key_never_puts_it_in_the_audit_log() {
     let audit = app.run(&["audit", "--json"]);
     let text = audit.ok();
     // The hook's own words stay; the key is redacted (***) as the stored key's text.
-    assert!(text.contains("checking\nKey is valid\n***"), "{text}");
+    assert!(text.contains("checking\\nKey is valid\\n***"), "{text}");
     assert!(!text.contains("PRIVATE KEY-----"), "{text}");
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!text.contains(line), "a line of the key is in the audit log: {line}");
