@@ -9,7 +9,7 @@
 //! the audit log, redacted.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -419,7 +419,9 @@ pub fn write_atomically(
 ) -> Result<(), DeployError> {
     let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
     let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    // Missing directories are made 0755 whatever the umask: services must reach the files,
+    // and no other user may replace them.
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| err(e.to_string()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.certhost-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {

@@ -508,3 +508,47 @@ fn a_bundle_in_any_order_imports_its_leaf_with_the_chain() {
         assert_eq!(shown["chain_pem"].as_str(), Some(format!("{int}{root_pem}").as_str()), "{name}");
     }
 }
+
+/// Regression: under a permissive umask, what certhost created was writable by every user —
+/// the compiled-component cache (native code serve runs with the master key in memory), the
+/// database, `key-csr --out` and `ca init --out` directories — and a data directory others
+/// could write to was used as it was.
+#[test]
+fn nothing_certhost_creates_is_writable_by_other_users_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let umask0 = |args: &[&str]| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$0\" \"$@\"")
+            .arg(crate::helpers::certhost_bin())
+            .args(args)
+            .env("CERTHOST_DATA_DIR", app.data_dir())
+            .env("CERTHOST_MASTER_KEY", &app.master_key)
+            .output()
+            .expect("certhost");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let keys = app.path("keys/nested");
+    let ca = app.path("ca2");
+    umask0(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "umask.example.com"]);
+    umask0(&["key-csr", "--cn", "k.example.com", "--out", s(&keys)]);
+    umask0(&["ca", "init", "--out", s(&ca)]);
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    let data = app.data_dir();
+    let cache = data.join("wasm-cache");
+    let compiled: Vec<_> = fs::read_dir(&cache).expect("cache").map(|e| e.expect("entry").path()).collect();
+    assert!(!compiled.is_empty(), "the component was cached");
+    let mut checked = vec![data.clone(), cache, data.join("certhost.db"), keys.clone(), app.path("keys"), ca];
+    checked.extend(compiled);
+    for p in &checked {
+        assert_eq!(mode(p) & 0o077, 0, "{} is mode {:o}", p.display(), mode(p));
+    }
+
+    // A data directory other users may write to is refused, naming it and the fix.
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let refused = app.run(&["list"]);
+    let err = refused.fails(1);
+    assert!(err.contains(&format!("data directory {}", data.display())) && err.contains("chmod go-w"), "{err}");
+}

@@ -31,7 +31,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
     }
     let ca = certhost::root_ca::create(&cn, days)?;
-    std::fs::create_dir_all(&out)?;
+    super::key_csr::create_private_dir(&out)?;
     super::key_csr::write_new(&key_path, ca.key.to_pem().as_bytes(), 0o600)?;
     super::key_csr::write_new(&cert_path, ca.certificate_pem.as_bytes(), 0o644)?;
     println!("wrote {} and {} (mode 0600)", cert_path.display(), key_path.display());

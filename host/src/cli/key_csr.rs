@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let (key, csr) = params.generate()?;
-    fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    create_private_dir(&args.out)?;
     write_new(&key_path, key.to_pem().as_bytes(), 0o600)?;
     write_new(&csr_path, csr.pem.as_bytes(), 0o644)?;
     if args.json {
@@ -91,6 +91,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("wrote {}", csr_path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `dir` and missing parents 0700, whatever the umask: it is about to hold a private
+/// key, and a directory others may write to lets them replace it.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 /// Creates `path` (never overwriting) with `mode`, writes and fsyncs it.

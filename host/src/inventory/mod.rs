@@ -20,7 +20,7 @@ mod tokens;
 mod wal_vfs;
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -214,13 +214,35 @@ impl std::fmt::Debug for Inventory {
 /// Creates the data directory (and its parents) when missing, private to the owner (0700):
 /// it holds the inventory, its WAL, the master key file and the component cache. Whoever
 /// touches the directory first — the key file, the cache or the database — creates it here,
-/// so none of them leaves it with the umask's mode.
+/// so none of them leaves it with the umask's mode. One that already exists and that other
+/// users may write to is refused: they could replace the database, the key file or a compiled
+/// connector, which `serve` would then run with the master key in its memory.
 pub fn create_data_dir(data_dir: &Path) -> Result<(), InventoryError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .map_err(|e| InventoryError::DataDir { path: data_dir.to_owned(), reason: e.to_string() })
+    let refuse = |reason: String| InventoryError::DataDir { path: data_dir.to_owned(), reason };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|e| refuse(e.to_string()))?;
+    let mode = fs::metadata(data_dir).map_err(|e| refuse(e.to_string()))?.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "other users may write to it (mode {mode:o}) and could replace the database or a compiled \
+             connector in it; run chmod go-w on it (certhost makes it 0700)"
+        )));
+    }
+    Ok(())
+}
+
+/// The database and its WAL and shared-memory files readable by the owner only, whatever the
+/// umask was when SQLite created them (it gives the WAL and -shm files the database's mode).
+fn make_private(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 impl Inventory {
@@ -245,6 +267,7 @@ impl Inventory {
                 other => break other?,
             }
         };
+        make_private(&path);
         let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None };
         inv.check_vault()?;
         Ok(inv)

@@ -3,6 +3,7 @@
 //! connector may have, an on-disk cache of compiled components, and the per-call Store.
 
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -260,24 +261,58 @@ impl Runtime {
         let engine_digest = hex::encode(engine_hash.0.finalize());
         let key = format!("{}-{}.cwasm", hex::encode(Sha256::digest(&bytes)), &engine_digest[..32]);
         let cached = dir.join(&key);
-        if cached.is_file() {
-            // SAFETY: the cache directory is private to certhost and every file in it was
-            // written below by this engine configuration (the key includes its compatibility
-            // hash); wasmtime checks the header again before using it.
+        // A cache directory, or a file in it, that anyone but this user could have written is
+        // not used at all: its native code would run inside this process.
+        let usable = private_dir(dir);
+        if usable && cached.is_file() && written_by_us_only(&cached) {
+            // SAFETY: the cache directory and this file are this user's alone (checked just
+            // above), and every file in it was written below by this engine configuration (the
+            // key includes its compatibility hash); wasmtime checks the header again.
             if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 return Ok(c);
             }
         }
         let compiled = self.engine.precompile_component(&bytes).map_err(invalid)?;
-        if std::fs::create_dir_all(dir).is_ok() {
+        if usable {
             let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &compiled).is_ok() {
-                let _ = std::fs::rename(&tmp, &cached);
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &compiled));
+            match written {
+                Ok(()) => {
+                    let _ = std::fs::rename(&tmp, &cached);
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_file(&tmp);
+                }
             }
         }
         // SAFETY: `compiled` was produced a moment ago by this very engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| io(e.to_string()))
     }
+}
+
+/// Creates `dir` (0700) when missing; whether it is this user's and no one else may write
+/// to it.
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let ok = written_by_us_only(dir);
+    if !ok {
+        tracing::warn!(dir = %dir.display(), "the compiled-component cache is not used: another user owns it or may write to it");
+    }
+    ok
+}
+
+/// Owned by this process's user, and neither group nor others may write to it.
+fn written_by_us_only(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::metadata(path).is_ok_and(|m| m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 #[cfg(test)]
