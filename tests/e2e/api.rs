@@ -608,3 +608,47 @@ fn serve_never_dumps_core_and_is_not_readable_through_proc() {
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).expect("core line");
     assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");
 }
+
+/// Regression: with another process holding the database's write lock, an issuance answered
+/// 500 "internal server error" and the CLI waited four minutes before a raw SQLite error. Now
+/// the API says 503 (retry) and a command gives up after 15 s naming the database.
+#[test]
+fn a_database_locked_by_another_process_is_a_503_and_a_clear_cli_error() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("admin", "admin");
+    let db = server.app.data_dir().join("certhost.db");
+    // Python's sqlite3 holds the write lock for 40 s once it says so.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\nprint('held', flush=True)\ntime.sleep(40)",
+            db.to_str().expect("utf8"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut line)
+        .expect("held");
+    assert_eq!(line.trim(), "held");
+    let resp = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"profile": "lab", "cn": "locked.example.com"}))
+        .send()
+        .expect("issue");
+    let body = problem(resp, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["detail"].as_str().expect("detail").contains("locked by another process"), "{body}");
+    let started = std::time::Instant::now();
+    let listed = server.app.run(&["list"]);
+    let err = listed.fails(1);
+    assert!(err.contains(&format!("the inventory database {} is locked by another process", db.display())), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(35), "waited {:?}", started.elapsed());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Once the lock is gone, both work again.
+    assert!(server.app.run(&["list"]).ok().contains("no certificates"), "after the lock");
+}

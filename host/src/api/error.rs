@@ -47,9 +47,9 @@ pub enum ApiError {
     /// 422: well-formed but refused (policy, parameters, verification, CA refusal).
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: the server's own configuration stops the request (a parameter's file or variable
-    /// unreadable): not the client's fault, so not a 4xx, and unlike a
-    /// 500 it says what the operator must fix.
+    /// 503: the server cannot serve the request now, through no fault of the client: its own
+    /// configuration stops it (a parameter's file or variable unreadable) or another process
+    /// holds the database's lock. Unlike a 500, it says what to fix or to retry.
     #[error("{0}")]
     Unavailable(String),
     /// 502: the CA or its connector failed.
@@ -137,6 +137,9 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
 impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
+            e if e.is_busy() => ApiError::Unavailable(
+                "the inventory database is locked by another process (a backup, a long command); retry shortly".into(),
+            ),
             InventoryError::NotFound(what) => ApiError::NotFound(what),
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),

@@ -135,9 +135,31 @@ pub enum InventoryError {
     /// The change conflicts with the object's current state (e.g. a renewal already running).
     #[error("{0}")]
     Conflict(String),
+    /// Another process holds the database's write lock and did not let go.
+    #[error(
+        "the inventory database {path} is locked by another process (waited {} s); try again once it is done",
+        OPEN_PATIENCE.as_secs()
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
     /// Stored data no longer parses.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// Longest `Inventory::open` waits for another process's write lock.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl InventoryError {
+    /// Whether SQLite gave up waiting for another connection's lock (`SQLITE_BUSY`/`LOCKED`):
+    /// a moment's contention, not a fault of the request or of the data.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, InventoryError::Locked { .. })
+            || matches!(self, InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    }
 }
 
 /// One open connection to the inventory. `certhost serve` keeps several in an
@@ -254,15 +276,24 @@ impl Inventory {
         // Several processes opening a new database at once can see "database is locked" while
         // one of them switches it to WAL mode, without SQLite's busy handler being consulted:
         // retry the whole open for a few seconds before giving up.
-        let mut attempts = 0;
+        // A process holding the write lock for long (a backup, a stuck transaction) makes each
+        // try wait out the busy timeout: give up after OPEN_PATIENCE in all, naming the file.
+        let started = std::time::Instant::now();
         let conn = loop {
             match Self::connect(&path) {
-                Err(InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
-                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                        && attempts < 50 =>
-                {
-                    attempts += 1;
+                Err(e) if e.is_busy() && started.elapsed() < OPEN_PATIENCE => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) if e.is_busy() => return Err(InventoryError::Locked { path }),
+                Err(InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                    if matches!(e.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) =>
+                {
+                    return Err(InventoryError::DataDir {
+                        path: data_dir.to_owned(),
+                        reason: "this user cannot write to it or to its database, and certhost needs to \
+                                 even to read (SQLite's write-ahead log and lock files live beside the database)"
+                            .into(),
+                    });
                 }
                 other => break other?,
             }
