@@ -305,7 +305,7 @@ fn no_encoded_form_of_a_sensitive_value_appears_in_any_output_log_or_database_by
     let mut transcript = String::new();
     let mut run = |args: &[&str], stdin: Option<&str>| run_into(&mut transcript, &app, &config, args, stdin);
     assert_eq!(run(&["secret", "set", "encoded", "password"], Some(ENCODED_SECRET)), Some(0));
-    for how in ["requests", "repr", "json"] {
+    for how in ["requests", "repr", "json", "basic"] {
         let how = format!("how={how}");
         assert_eq!(run(&["issue", "--profile", "encoded", "--cn", "www.example.com", "--param", &how], None), Some(1));
     }
@@ -323,13 +323,18 @@ fn no_encoded_form_of_a_sensitive_value_appears_in_any_output_log_or_database_by
         "{transcript}"
     );
     assert!(transcript.contains("query: apikey=***"), "{transcript}");
+    // "certhost:" is 9 bytes: its base64 stays, the value's is replaced.
+    assert!(transcript.contains("Authorization: Basic Y2VydGhvc3Q6***"), "{transcript}");
 
-    // Each form as the interpreter certhost is built against writes it.
+    // Each form as the interpreter certhost is built against writes it (HTTP Basic's base64,
+    // hex and a bytes repr too: those were shown whole before).
     let script = r#"
-import json, re, sys, urllib.parse as u
+import base64, json, re, sys, urllib.parse as u
 v = sys.stdin.read()
 qs = [u.quote(v), u.quote(v, safe=""), u.quote_plus(v)]
 qs += [re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), q) for q in qs]
+b = v.encode()
+qs += [base64.b64encode(b"certhost:" + b).decode(), b.hex(), b.hex().upper(), repr(b)[2:-1]]
 print(json.dumps([v, repr(v)[1:-1], json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]] + qs))
 "#;
     let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))

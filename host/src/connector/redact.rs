@@ -132,30 +132,43 @@ impl std::fmt::Debug for Redactor {
 
 /// Whether `text` could hold any of `values` in a form [`Redactor::redact`] replaces — a cheap
 /// test that spares building the rules (every encoded form of a CA key) for a log line that
-/// holds none. Sound, not exact: each form keeps the value's ASCII letters and digits as they
-/// are, so a text without the value's longest run of them holds no form of it; a multi-line
-/// value's lines are looked for as they are.
+/// holds none. Sound, not exact: each readable form keeps the value's ASCII letters and digits
+/// as they are, so a text without the value's longest run of them holds none of those; the
+/// opaque forms (hex, base64) are looked for by their own longest run; a multi-line value's
+/// lines are looked for as they are.
 pub(crate) fn might_hold_any<'a>(values: impl IntoIterator<Item = &'a str>, text: &str) -> bool {
+    let found = |form: &str| {
+        let anchor = form.split(|c: char| !c.is_ascii_alphanumeric()).max_by_key(|run| run.len()).unwrap_or("");
+        anchor.len() < 4 || text.contains(anchor)
+    };
     values.into_iter().filter(|v| !v.is_empty()).any(|v| {
-        let anchor = v.split(|c: char| !c.is_ascii_alphanumeric()).max_by_key(|run| run.len()).unwrap_or("");
-        let whole = anchor.len() < 4 || text.contains(anchor);
-        whole || (v.contains('\n') && v.lines().map(str::trim).any(|l| !l.is_empty() && text.contains(l)))
+        found(v)
+            || opaque_forms(v).iter().any(|f| found(f))
+            || (v.contains('\n') && v.lines().map(str::trim).any(|l| !l.is_empty() && text.contains(l)))
     })
 }
 
 /// The forms in which a script commonly writes `value` without meaning to: inside a Python
-/// `repr` (of the value or of the args dict holding it), JSON-escaped (`json.dumps` with and
-/// without `ensure_ascii`), and percent-encoded as `urllib.parse.quote` (default `/` kept, and
-/// `safe=""`) and `quote_plus` / `urlencode` (what `requests` does to query parameters and
-/// form bodies) write it, with upper- and lower-case hex digits. Forms equal to the value
-/// itself are left out.
+/// `repr` (of the value or of the args dict holding it; of its UTF-8 bytes too), JSON-escaped
+/// (`json.dumps` with and without `ensure_ascii`), and percent-encoded as `urllib.parse.quote`
+/// (default `/` kept, and `safe=""`) and `quote_plus` / `urlencode` (what `requests` does to
+/// query parameters and form bodies) write it, with upper- and lower-case hex digits. A value of
+/// at least [`MIN_OPAQUE`] bytes also in the forms that hide its letters: hex of its bytes, and
+/// [`base64_cores`] — what HTTP Basic authentication sends (`user:password` in base64) and
+/// what a debug log of the request shows. Forms equal to the value itself are left out.
 pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
-    let mut forms = vec![python_repr_body(value), json_escaped(value, false), json_escaped(value, true)];
+    let mut forms = vec![
+        python_repr_body(value),
+        python_bytes_repr_body(value),
+        json_escaped(value, false),
+        json_escaped(value, true),
+    ];
     for (safe, plus) in [(&b"/"[..], false), (&b""[..], false), (&b""[..], true)] {
         for lower in [false, true] {
             forms.push(percent_encoded(value, safe, plus, lower));
         }
     }
+    forms.extend(opaque_forms(value));
     let mut unique: Vec<String> = Vec::with_capacity(forms.len());
     for form in forms {
         if form != value && !unique.contains(&form) {
@@ -163,6 +176,70 @@ pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
         }
     }
     unique
+}
+
+/// Shortest value (in bytes) whose hex and base64 forms are redacted: a shorter one's base64
+/// core is a handful of characters that ordinary text holds by chance.
+pub(super) const MIN_OPAQUE: usize = 8;
+
+/// The forms of `value` that keep none of its characters: lower- and upper-case hex of its
+/// UTF-8 bytes and its [`base64_cores`]. None for a value shorter than [`MIN_OPAQUE`] bytes.
+fn opaque_forms(value: &str) -> Vec<String> {
+    if value.len() < MIN_OPAQUE {
+        return Vec::new();
+    }
+    let lower = hex::encode(value.as_bytes());
+    let mut forms = vec![lower.to_ascii_uppercase(), lower];
+    forms.extend(base64_cores(value.as_bytes()));
+    forms
+}
+
+/// The base64 characters that `bytes` alone decide wherever they sit in a longer input: for
+/// each of the three positions a byte string can start at within a 3-byte group, the encoding
+/// of the whole, less the characters shared with the bytes before and after. Standard and
+/// URL-safe alphabets. So `user:PASSWORD` in base64 still contains a core of `PASSWORD`'s.
+pub(crate) fn base64_cores(bytes: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut cores = Vec::new();
+    for offset in 0..3usize {
+        let mut input = vec![0u8; offset];
+        input.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&input);
+        // The last character of a partial group also holds bits of the next byte.
+        let end = if input.len() % 3 == 0 { encoded.len() } else { encoded.len() - 1 };
+        // The first characters hold bits of the bytes before: none, two or three of them.
+        let start = [0, 2, 3][offset];
+        let Some(core) = encoded.get(start..end) else { continue };
+        for form in [core.to_owned(), core.replace('+', "-").replace('/', "_")] {
+            if !cores.contains(&form) {
+                cores.push(form);
+            }
+        }
+    }
+    cores
+}
+
+/// What CPython's `repr(value.encode())` writes between `b'` and `'`: printable ASCII as it
+/// is (`\` and `'` escaped), `\t`, `\n`, `\r`, every other byte as `\xNN`.
+fn python_bytes_repr_body(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') { b'"' } else { b'\'' };
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b if b == quote => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            b => push_fmt(&mut out, format_args!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 /// What CPython's `repr(value)` writes between its quotes: it quotes with `"` when the value
@@ -363,6 +440,45 @@ mod tests {
     ];
 
     #[test]
+    fn base64_of_a_value_inside_longer_bytes_holds_one_of_its_cores() {
+        // What Python's base64 writes for the value after 0-5 bytes and before 0-2 (HTTP Basic:
+        // `user:password`), both alphabets.
+        let script = r#"
+import base64, json, sys
+for v in json.load(sys.stdin):
+    out = []
+    for pre in ["", "u", "us", "use", "user", "user:"]:
+        for post in ["", "!", "!!"]:
+            raw = (pre + v + post).encode()
+            out += [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()]
+    print(json.dumps(out))
+"#;
+        let values = ["MARKENVq9w8Secret", "s3cr\\et-Pässwörd", "12345678", "~~~~????>>>>"];
+        let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the pinned python");
+        let input = serde_json::to_vec(&values).expect("json");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
+        let out = child.wait_with_output().expect("python");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        for (value, line) in values.iter().zip(text.lines()) {
+            let encodings: Vec<String> = serde_json::from_str(line).expect("json");
+            let r = Redactor::new([*value]);
+            for b64 in encodings {
+                let redacted = r.redact(&format!("Authorization: Basic {b64}"));
+                assert!(redacted.contains("***"), "{value:?}: {b64} not redacted");
+                assert!(might_hold_any([*value], &b64), "{value:?}: the cheap test missed {b64}");
+            }
+        }
+        // A short value's base64 is not redacted: its core would match ordinary text.
+        assert!(opaque_forms("short").is_empty());
+    }
+
+    #[test]
     fn the_encoded_forms_are_those_real_python_writes() {
         // The interpreter certhost is built against writes each form, so this test does not
         // check the Rust against itself.
@@ -371,6 +487,8 @@ import json, re, sys, urllib.parse as u
 for v in json.load(sys.stdin):
     qs = [u.quote(v), u.quote(v, safe=""), u.quote_plus(v)]
     qs += [re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), q) for q in qs]
+    b = v.encode()
+    qs += [repr(b)[2:-1]] + ([b.hex(), b.hex().upper()] if len(b) >= 8 else [])
     print(json.dumps([repr(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], json.dumps(v)[1:-1]] + qs))
 "#;
         let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
