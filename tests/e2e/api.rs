@@ -652,3 +652,46 @@ fn a_database_locked_by_another_process_is_a_503_and_a_clear_cli_error() {
     // Once the lock is gone, both work again.
     assert!(server.app.run(&["list"]).ok().contains("no certificates"), "after the lock");
 }
+
+/// Regression: serve never closed an idle client or one trickling its headers, and had no cap
+/// on connections: a thousand of them, no token needed, used up its file descriptors and no
+/// request was served until they left. Now a client has 20 s to send its headers, and the
+/// soft limit on open files is raised to the hard one.
+#[test]
+fn idle_and_slow_clients_are_disconnected_and_others_are_served_meanwhile() {
+    use std::io::{Read, Write};
+    let server = Server::start(App::new(), None);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let idle: Vec<std::net::TcpStream> =
+        (0..50).map(|_| std::net::TcpStream::connect(&addr).expect("connect")).collect();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("start");
+    let started = std::time::Instant::now();
+    // While they hang on, a real request is answered.
+    let health = http().get(format!("{}/healthz", server.base)).send().expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    // The slow one sends a header line every 2 s and never finishes; both kinds are closed.
+    let mut closed_at = None;
+    for i in 0..20 {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        if slow.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).is_err() {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_at = closed_at.expect("the header-trickling client is still connected after 40 s");
+    assert!(closed_at >= std::time::Duration::from_secs(15), "closed after {closed_at:?}");
+    for mut c in idle {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let mut buf = [0u8; 256];
+        // Closed: end of file (or a reset), never a timeout.
+        match c.read(&mut buf) {
+            Ok(n) => assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"), "{n} bytes"),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "an idle client is still connected"),
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).expect("limits");
+    let files = limits.lines().find(|l| l.starts_with("Max open files")).expect("files");
+    let fields: Vec<&str> = files.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "the soft limit on open files is raised to the hard one: {files}");
+}

@@ -12,6 +12,7 @@ mod certificates;
 mod error;
 mod health;
 mod json;
+mod listen;
 mod openapi;
 mod orders;
 mod profiles;
@@ -103,11 +104,6 @@ pub struct SecretBody {
     pub value: String,
 }
 
-/// The router of `serve`'s ACME http-01 challenge listener.
-pub fn acme_http01_router() -> Router {
-    acme_challenge::router()
-}
-
 /// All routes, with the body limit and request timeout.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -137,7 +133,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    listen::serve(listener, router(state), listen::connection_limit(), shutdown).await
 }
 
 /// Serves HTTPS (see [`TlsListener`]) until `shutdown` completes.
@@ -146,7 +142,13 @@ pub async fn serve_tls(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    listen::serve(listener, router(state), listen::connection_limit(), shutdown).await
+}
+
+/// Serves the ACME http-01 challenge answers (plain HTTP, port 80 or its stand-in) with the
+/// same connection limits as the API, until the process ends.
+pub async fn serve_acme_http01(listener: TcpListener) -> std::io::Result<()> {
+    listen::serve(listener, acme_challenge::router(), listen::connection_limit(), std::future::pending()).await
 }
 
 /// Whether a request's `Content-Type` is JSON (`application/json`, or any `…+json`).

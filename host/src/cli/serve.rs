@@ -82,7 +82,7 @@ pub fn run(
             challenges.set_http01_served(true);
             tracing::info!(addr = %bound, "answering ACME http-01 challenges");
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, api::acme_http01_router()).await {
+                if let Err(e) = api::serve_acme_http01(listener).await {
                     tracing::error!(error = %e, "the ACME http-01 listener stopped");
                 }
             });
