@@ -176,13 +176,14 @@ pub async fn deploy(
         Some(id) if targets.iter().any(wants_key) => inv.private_key(id).map(Some).map_err(|e| e.to_string()),
         _ => Ok(None),
     };
+    let hidden = hidden_variables(inv, env);
     let mut reports = Vec::new();
     for target in targets {
         let (result, output) = match &key {
             Err(e) if wants_key(target) => {
                 (Err(DeployError::Invalid(format!("the private key could not be read: {e}"))), String::new())
             }
-            _ => deploy_one(key.as_ref().ok().and_then(Option::as_ref), cert, target, env).await,
+            _ => deploy_one(key.as_ref().ok().and_then(Option::as_ref), cert, target, env, &hidden).await,
         };
         let report = DeployReport {
             target: target.describe(),
@@ -224,11 +225,28 @@ pub async fn deploy(
     reports
 }
 
+/// The environment variables sensitive parameters of any CA account or profile are read from,
+/// with their values: hooks get none of them, and their output is redacted of the values
+/// (a `set -x` hook, or one that echoes its environment, printed a CA token into the audit log).
+fn hidden_variables(inv: &Inventory, env: EnvLookup<'_>) -> Vec<(String, zeroize::Zeroizing<String>)> {
+    let mut names: Vec<String> = Vec::new();
+    let accounts = inv.accounts().unwrap_or_default();
+    let profiles = inv.profiles().unwrap_or_default();
+    let params = accounts.iter().map(|a| &a.def.params).chain(profiles.iter().map(|(_, p, _)| &p.params));
+    for name in params.flat_map(crate::param::sensitive_env_names) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names.into_iter().map(|n| (n.clone(), zeroize::Zeroizing::new(env(&n).unwrap_or_default()))).collect()
+}
+
 async fn deploy_one(
     key: Option<&crate::key::PrivateKey>,
     cert: &CertificateRecord,
     target: &DeployTarget,
     env: EnvLookup<'_>,
+    hidden: &[(String, zeroize::Zeroizing<String>)],
 ) -> (Result<(), DeployError>, String) {
     let mut output = String::new();
     let password = match &target.pkcs12_password {
@@ -242,12 +260,16 @@ async fn deploy_one(
     // checks (`openssl pkey -in "$CERTHOST_KEY_FILE" -check`) must not put it there.
     let key_pem = key.map(|k| k.to_pem());
     let redactor = crate::connector::redact::Redactor::new(
-        [password.as_str()].into_iter().chain(key_pem.as_deref().map(|p| p.as_str())),
+        [password.as_str()]
+            .into_iter()
+            .chain(key_pem.as_deref().map(|p| p.as_str()))
+            .chain(hidden.iter().map(|(_, v)| v.as_str())),
     );
+    let hidden_names: Vec<&str> = hidden.iter().map(|(n, _)| n.as_str()).collect();
     let redact = |text: &str| without_private_key_blocks(&redactor.redact(text));
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {
-        let (status, out) = run_hook(cmd, &vars, target.timeout()).await;
+        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout()).await;
         output.push_str(&redact(&out));
         if let Err(status) = status {
             return (Err(DeployError::PreHook { status }), cap(output));
@@ -258,7 +280,7 @@ async fn deploy_one(
         return (Err(e), cap(output));
     }
     if let Some(cmd) = &target.post_hook {
-        let (status, out) = run_hook(cmd, &vars, target.timeout()).await;
+        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout()).await;
         output.push_str(&redact(&out));
         if let Err(status) = status {
             return (Err(DeployError::PostHook { status }), cap(output));
@@ -327,9 +349,21 @@ fn hook_env(cert: &CertificateRecord, t: &DeployTarget) -> Vec<(String, String)>
 }
 
 /// Runs `sh -c cmd` with a deadline; returns Ok or the failure ("exit status 3", "timed out
-/// after 60s") and the combined output.
-async fn run_hook(cmd: &str, vars: &[(String, String)], timeout: Duration) -> (Result<(), String>, String) {
+/// after 60s") and the combined output. The hook leads a process group of its own, killed
+/// whole at the deadline (killing `sh` alone left what it started running). Its outcome is
+/// the shell's exit: a process it left in the background holding the output pipes (`reload &`)
+/// is not waited for beyond [`OUTPUT_GRACE`].
+async fn run_hook(
+    cmd: &str,
+    vars: &[(String, String)],
+    hidden: &[&str],
+    timeout: Duration,
+) -> (Result<(), String>, String) {
+    use tokio::io::AsyncReadExt;
     let mut command = tokio::process::Command::new("sh");
+    for name in hidden {
+        command.env_remove(name);
+    }
     command
         .arg("-c")
         .arg(cmd)
@@ -339,20 +373,67 @@ async fn run_hook(cmd: &str, vars: &[(String, String)], timeout: Duration) -> (R
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => return (Err(format!("cannot start sh: {e}")), String::new()),
     };
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => (Err(format!("timed out after {}s", timeout.as_secs())), String::new()),
-        Ok(Err(e)) => (Err(e.to_string()), String::new()),
-        Ok(Ok(out)) => {
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            if out.status.success() { (Ok(()), text) } else { (Err(out.status.to_string()), text) }
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    let pipes: [Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>; 2] = [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ];
+    for mut pipe in pipes.into_iter().flatten() {
+        let output = output.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                // Kept to what is stored, with room for the redaction to work on whole values.
+                if out.len() < 4 * HOOK_OUTPUT_MAX {
+                    out.extend_from_slice(&buf[..n]);
+                }
+            }
+        }));
+    }
+    let pid = child.id();
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    if status.is_err()
+        && let Some(pid) = pid
+    {
+        // SAFETY: a signal to the group our own unreaped child leads (`process_group(0)`):
+        // until it is reaped, its pid, and so the group id, is not reused.
+        unsafe {
+            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
         }
+        let _ = child.wait().await;
+    }
+    let _ = tokio::time::timeout(OUTPUT_GRACE, async {
+        for r in &mut readers {
+            let _ = r.await;
+        }
+    })
+    .await;
+    for r in readers {
+        r.abort();
+    }
+    let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    match status {
+        Err(_) => (Err(format!("timed out after {}s", timeout.as_secs())), text),
+        Ok(Err(e)) => (Err(e.to_string()), text),
+        Ok(Ok(st)) if st.success() => (Ok(()), text),
+        Ok(Ok(st)) => (Err(st.to_string()), text),
     }
 }
+
+/// How long a finished hook's output is still read, for what a background process it left
+/// keeps writing or holding open.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 fn write_files(
     key: Option<&crate::key::PrivateKey>,

@@ -426,6 +426,16 @@ pub struct ParamView {
     pub regex: Option<String>,
 }
 
+/// Names of the environment variables the sensitive parameters of `params` are read from
+/// (`{ env = "VAR" }`): a process certhost starts for other reasons (a deploy hook) must not
+/// inherit them.
+pub fn sensitive_env_names(params: &ParamMap) -> impl Iterator<Item = &str> {
+    params.values().filter(|p| p.sensitive).filter_map(|p| match &p.value {
+        Some(ValueSource::Env { env }) => Some(env.as_str()),
+        _ => None,
+    })
+}
+
 /// Reads `{ env = ... }` references; injected so the library never reads the environment itself.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 

@@ -565,3 +565,78 @@ fn a_hook_that_prints_the_private_key_never_puts_it_in_the_audit_log() {
 fn s(p: &std::path::Path) -> &str {
     p.to_str().expect("utf8")
 }
+
+/// Regression: hooks inherited the environment variables sensitive parameters are read from,
+/// and a `set -x` hook put a CA secret into the audit log.
+#[test]
+fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let profile = format!(
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}\"\n\
+         post_hook = \"echo token=$LAB_CA_KEY; env | grep -c LAB_CA_KEY\"\n",
+        d = deploy.display()
+    );
+    let (config, ca) = local_ca_lab(&app, &profile);
+    // The CA key comes from the environment now.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(&format!("{{ file = \"{}/ca.key\" }}", ca.display()), "{ env = \"LAB_CA_KEY\" }");
+    assert!(text.contains("LAB_CA_KEY"), "{text}");
+    std::fs::write(&config, text).expect("config");
+    let key = std::fs::read_to_string(ca.join("ca.key")).expect("ca key");
+    let out = Command::new(crate::helpers::certhost_bin())
+        .args(["--config", s(&config), "issue", "--profile", "lab", "--cn", "env.example.com"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .env("LAB_CA_KEY", &key)
+        .output()
+        .expect("issue");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = app.run(&["audit", "--json"]);
+    let text = audit.ok();
+    // The hook saw no such variable (an empty value, counted zero times).
+    assert!(text.contains("token=\\n0\\n"), "{text}");
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "a line of the CA key is in the audit log");
+    }
+}
+
+/// Regression: a hook that ran past its timeout was reported timed out, but only `sh` was
+/// killed and what it started ran on; and a hook that left a process in the background
+/// holding its output was waited for until the timeout, its output dropped.
+#[test]
+fn a_timed_out_hook_is_killed_whole_and_a_backgrounded_one_does_not_hold_the_deploy() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let profile = format!(
+        "[[deploy]]\ncert = \"{d}/a.pem\"\npre_hook = \"mkdir -p {d}; sleep 4097; echo checked\"\nhook_timeout_seconds = 2\n\
+         [[deploy]]\ncert = \"{d}/b.pem\"\npre_hook = \"mkdir -p {d}\"\npost_hook = \"sleep 4098 & echo reloaded\"\n\
+         hook_timeout_seconds = 20\n",
+        d = deploy.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let started = Instant::now();
+    let run = app.run(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "hooks.example.com"]);
+    let took = started.elapsed();
+    assert!(
+        run.stderr.contains("timed out after 2s") || run.stdout.contains("timed out after 2s"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(took < Duration::from_secs(15), "the backgrounded hook held the deploy for {took:?}");
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().contains("reloaded"), "{}", audit.stdout);
+    let left = |pattern: &str| {
+        let out = Command::new("pgrep").args(["-f", pattern]).output().expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !left("sleep 4097").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(left("sleep 4097"), "", "the timed-out hook's child still runs");
+    // The backgrounded one was the hook's own choice: still running, ended here by the test.
+    let _ = Command::new("pkill").args(["-f", "sleep 4098"]).status();
+}
