@@ -388,7 +388,8 @@ impl Pipeline<'_> {
             .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?)
     }
 
-    /// The key of a renewal: the stored one when the profile keeps keys, else a new one.
+    /// The key of a renewal: the stored one when the profile keeps keys and the key was never
+    /// revoked for compromise, else a new one.
     fn renewal_key(
         &self,
         cert: &CertificateRecord,
@@ -396,7 +397,9 @@ impl Pipeline<'_> {
         kind: RenewKind,
     ) -> Result<PrivateKey, IssueError> {
         match (kind, cert.key_id) {
-            (RenewKind::Renew, Some(key_id)) if !profile.renewal.regenerate_key => {
+            (RenewKind::Renew, Some(key_id))
+                if !profile.renewal.regenerate_key && !self.inventory.key_compromised(key_id)? =>
+            {
                 Ok(self.inventory.private_key(key_id)?)
             }
             _ => Ok(PrivateKey::generate(profile.key.key_type).map_err(crate::csr::CsrError::from)?),

@@ -640,3 +640,43 @@ fn a_timed_out_hook_is_killed_whole_and_a_backgrounded_one_does_not_hold_the_dep
     // The backgrounded one was the hook's own choice: still running, ended here by the test.
     let _ = Command::new("pkill").args(["-f", "sleep 4098"]).status();
 }
+
+/// Regression: revoking a certificate for keyCompromise left its successor on the same key
+/// (a profile that keeps keys) active, and renewing kept reusing the compromised key.
+#[test]
+fn a_key_revoked_for_compromise_is_never_reused_and_its_other_certificates_renew_now() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "lab",
+        "good",
+        "",
+        &[(
+            "keep",
+            "accounts = [\"lab\"]\n[renewal]\nregenerate_key = false\nbefore_days = 10\n[sans]\nallowed_types = [\"DNS\"]\n",
+        )],
+    );
+    let c = s(&config);
+    let run = |args: &[&str]| app.run(&[&["--config", c][..], args].concat());
+    run(&["issue", "--profile", "keep", "--cn", "kept.example.com"]).ok();
+    run(&["renew", "1"]).ok();
+    let key_of = |id: &str| {
+        let pem = app.path(&format!("cert{id}.pem"));
+        std::fs::write(&pem, app.run(&["show", id, "--pem"]).ok()).expect("pem");
+        crate::helpers::sh("openssl", &["x509", "-in", s(&pem), "-noout", "-pubkey"])
+    };
+    assert_eq!(key_of("1"), key_of("2"), "the profile keeps the key on renewal");
+    run(&["revoke", "1", "--reason", "keyCompromise"]).ok();
+    // The successor on the same key is due for renewal at once (audited), and renews onto a
+    // new key though the profile keeps keys.
+    let audit = app.json(&["audit", "--json", "--action", "certificate.key_compromised"]);
+    assert_eq!(audit[0]["object_id"], "2", "{audit}");
+    let renewals = app.json(&["renewals", "--json"]);
+    let due = renewals["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 2).cloned();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let renew_after = due.as_ref().and_then(|d| d["renew_after"].as_str()).expect("certificate 2 scheduled");
+    let at = time::OffsetDateTime::parse(renew_after, &time::format_description::well_known::Rfc3339).expect("time");
+    assert!(at.unix_timestamp() <= now, "due {renew_after}");
+    run(&["renew", "2"]).ok();
+    assert_ne!(key_of("3"), key_of("2"), "a compromised key was reused");
+}

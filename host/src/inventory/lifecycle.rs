@@ -1,7 +1,7 @@
 //! Certificate lifecycle changes that are not issuance: revocation, deletion, expiry, key
 //! download. Each is one transaction with its audit event (invariant 6).
 
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 
 use super::audit::{self, NewAuditEvent};
 use super::{CachedSql, Inventory, InventoryError};
@@ -26,6 +26,9 @@ fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::
         detail,
     }
 }
+
+/// The RFC 5280 reason, as `revoke --reason` and the API name it.
+const KEY_COMPROMISE: &str = "keyCompromise";
 
 impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so).
@@ -52,8 +55,41 @@ impl Inventory {
             &format!("certhost: certificate {id} was revoked ({reason})"),
             &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
         )?;
+        if reason == KEY_COMPROMISE {
+            // Other certificates on the same key (a renewal that kept it) are as compromised:
+            // those renewed automatically are due now, and get a new key (`key_compromised`).
+            let due: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id FROM certificates WHERE key_id = (SELECT key_id FROM certificates WHERE id = ?1)
+                     AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL",
+                )?;
+                stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            for other in due {
+                tx.execute_cached("UPDATE certificates SET renew_after = ?2 WHERE id = ?1", params![other, now])?;
+                audit::record(
+                    &tx,
+                    now,
+                    &cert_event(actor, "certificate.key_compromised", other, serde_json::json!({ "revoked": id })),
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether the key `key_id` belongs to a certificate revoked for key compromise: such a key
+    /// is never reused, whatever the profile says. Read from the audit log, which no one can
+    /// edit, so the mark cannot be lost with the certificate.
+    pub fn key_compromised(&self, key_id: i64) -> Result<bool, InventoryError> {
+        Ok(self.conn.query_row_cached(
+            "SELECT EXISTS (SELECT 1 FROM certificates c JOIN audit_events a
+               ON a.object_type = 'certificate' AND a.object_id = CAST(c.id AS TEXT)
+             WHERE c.key_id = ?1 AND a.action = 'certificate.revoke'
+               AND json_extract(a.detail, '$.reason') = ?2)",
+            params![key_id, KEY_COMPROMISE],
+            |r| r.get(0),
+        )?)
     }
 
     /// Removes certificate `id` from the inventory (the CA is not told). Its audit history
