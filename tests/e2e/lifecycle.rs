@@ -680,3 +680,18 @@ fn a_key_revoked_for_compromise_is_never_reused_and_its_other_certificates_renew
     run(&["renew", "2"]).ok();
     assert_ne!(key_of("3"), key_of("2"), "a compromised key was reused");
 }
+
+/// Regression: when `--out` could not be written, `issue` said only "Not a directory": the
+/// certificate had been issued and stored, and an operator retrying issued another one.
+#[test]
+fn an_unwritable_out_directory_still_says_the_certificate_was_issued() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "");
+    let c = s(&config);
+    let err = app
+        .run(&["--config", c, "issue", "--profile", "lab", "--cn", "out.example.com", "--out", "/dev/null/x"])
+        .fails(1)
+        .to_owned();
+    assert!(err.contains("certificate #1 was issued and stored") && err.contains("/dev/null/x"), "{err}");
+    assert_eq!(app.json(&["list", "--json"]).as_array().expect("list").len(), 1);
+}

@@ -101,7 +101,15 @@ pub fn report(
         IssueOutcome::Issued { order_id, certificate: record } => {
             let certificate_id = record.id;
             if let Some(dir) = out {
-                write_files(inv, record, dir)?;
+                // The certificate is stored whatever happens here: say so, or a retry issues
+                // another one (`certhost show` and `--pem` get this one again).
+                write_files(inv, record, dir).with_context(|| {
+                    format!(
+                        "certificate #{certificate_id} was issued and stored (do not issue it again: \
+                         certhost show {certificate_id} --pem prints it), but writing its files to {} failed",
+                        dir.display()
+                    )
+                })?;
             }
             if json {
                 let view = output::CertView::new(record, output::now(), true);
