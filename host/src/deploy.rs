@@ -465,8 +465,15 @@ fn write_files(
     if let (Some(p), Some(k)) = (&t.pkcs12, key) {
         files.push((p, pkcs12(cert, k, password)?, 0o600));
     }
-    for (path, bytes, mode) in files {
-        write_atomically(path, &bytes, mode, owner, group)?;
+    // Every file is written and synced before any replaces its predecessor: a target that
+    // fails half-way (a full disk at the key) leaves the old set in place, never a new
+    // certificate beside the old key.
+    let staged = files
+        .into_iter()
+        .map(|(path, bytes, mode)| Staged::new(path, &bytes, mode, owner, group))
+        .collect::<Result<Vec<_>, _>>()?;
+    for file in staged {
+        file.commit()?;
     }
     Ok(())
 }
@@ -487,10 +494,8 @@ fn pkcs12(cert: &CertificateRecord, key: &crate::key::PrivateKey, password: &str
     store.writer(password).write().map_err(invalid)
 }
 
-/// Writes `path` whole or not at all, with `mode` (and owner/group) in place before the bytes
-/// land: a fresh temp file beside the target (created exclusively, so a stale or planted one —
-/// world-readable, or a link elsewhere — is never written through) → write → fsync →
-/// chmod/chown → rename → fsync directory. Private keys go through here.
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a mix,
+/// and a crash leaves one or the other: see [`Staged`]. Private keys go through here.
 pub fn write_atomically(
     path: &Path,
     bytes: &[u8],
@@ -498,33 +503,77 @@ pub fn write_atomically(
     owner: Option<u32>,
     group: Option<u32>,
 ) -> Result<(), DeployError> {
-    let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
-    let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
-    // Missing directories are made 0755 whatever the umask: services must reach the files,
-    // and no other user may replace them.
-    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| err(e.to_string()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.certhost-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o600).open(&tmp)?;
-        if owner.is_some() || group.is_some() {
-            std::os::unix::fs::fchown(&f, owner, group)?;
-        }
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e.to_string()));
+    Staged::new(path, bytes, mode, owner, group)?.commit()
+}
+
+/// A file written in full beside where it will land, not yet in place: a fresh temporary file
+/// (created exclusively, so a stale or planted one — world-readable, or a link elsewhere — is
+/// never written through) → write → fsync → chmod/chown; [`Staged::commit`] renames it over
+/// the target and fsyncs the directory. Dropped uncommitted, it is removed. A target that is a
+/// symbolic link is written where the link points, so the link stays.
+struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+/// Distinguishes the temporary files of concurrent deployments in one process.
+static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Staged {
+    fn new(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, group: Option<u32>) -> Result<Self, DeployError> {
+        let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(path).map_err(|e| err(e.to_string()))?;
+                let target = path.parent().map_or(link.clone(), |dir| dir.join(&link));
+                std::fs::canonicalize(&target).unwrap_or(target)
+            }
+            _ => path.to_owned(),
+        };
+        let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
+        // Missing directories are made 0755 whatever the umask: services must reach the files,
+        // and no other user may replace them.
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| err(e.to_string()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.certhost-{}-{n}", std::process::id()));
+        let staged = Self { tmp, path: path.clone(), committed: false };
+        let result = (|| -> std::io::Result<()> {
+            match std::fs::remove_file(&staged.tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o600).open(&staged.tmp)?;
+            if owner.is_some() || group.is_some() {
+                std::os::unix::fs::fchown(&f, owner, group)?;
+            }
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        // On error `staged` is dropped, and its file removed.
+        result.map_err(|e| DeployError::Write { path, reason: e.to_string() })?;
+        Ok(staged)
     }
-    Ok(())
+
+    /// Puts the file in place and syncs its directory.
+    fn commit(mut self) -> Result<(), DeployError> {
+        let err = |e: std::io::Error| DeployError::Write { path: self.path.clone(), reason: e.to_string() };
+        std::fs::rename(&self.tmp, &self.path).map_err(err)?;
+        self.committed = true;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// The uid of user `name`. Deployments run on several threads at once, so the reentrant

@@ -695,3 +695,43 @@ fn an_unwritable_out_directory_still_says_the_certificate_was_issued() {
     assert!(err.contains("certificate #1 was issued and stored") && err.contains("/dev/null/x"), "{err}");
     assert_eq!(app.json(&["list", "--json"]).as_array().expect("list").len(), 1);
 }
+
+/// Regression: a target's files were renamed into place one by one, so a failure at the key
+/// (a full disk) left the new certificate beside the old key; and a target path that was a
+/// symbolic link was replaced by a regular file, leaving the file it pointed to stale.
+#[test]
+fn a_target_is_replaced_whole_or_not_at_all_and_symlinks_stay_links() {
+    let app = App::new();
+    let (d, k, l) = (app.path("d"), app.path("k"), app.path("l"));
+    std::fs::create_dir_all(&l).expect("mkdir");
+    std::fs::write(l.join("real.pem"), "OLD").expect("real");
+    std::os::unix::fs::symlink("real.pem", l.join("link.pem")).expect("symlink");
+    let profile = format!(
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\nkey = \"{k}/key.pem\"\n[[deploy]]\ncert = \"{l}/link.pem\"\n",
+        d = d.display(),
+        k = k.display(),
+        l = l.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let c = s(&config);
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "whole.example.com"]).ok();
+    let first = app.run(&["show", "1", "--pem"]).ok().to_owned();
+    assert!(first.starts_with(&std::fs::read_to_string(d.join("cert.pem")).expect("cert")));
+    // Written through the link: the link is still one, and its target holds the certificate.
+    assert!(std::fs::symlink_metadata(l.join("link.pem")).expect("link").file_type().is_symlink());
+    assert!(first.starts_with(&std::fs::read_to_string(l.join("real.pem")).expect("real")));
+
+    // The key's directory is now a file: that target fails as a whole at its last file, and its
+    // certificate file still holds the first certificate, matching the key beside it.
+    std::fs::remove_dir_all(&k).expect("rm");
+    std::fs::write(&k, "not a directory").expect("file");
+    let renewed = app.run(&["--config", c, "renew", "1"]);
+    assert!(format!("{}{}", renewed.stdout, renewed.stderr).contains("key.pem"), "{}", renewed.stderr);
+    assert!(first.starts_with(&std::fs::read_to_string(d.join("cert.pem")).expect("cert")), "cert.pem was replaced");
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("certhost-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
