@@ -501,6 +501,14 @@ fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlist
         StatusCode::CREATED,
     );
     assert_eq!(migrated["certificate"]["account"], "other");
+    // Renewed by an operator (or the scheduler), it is still the requester's to renew; it was
+    // refused as "requested by someone else". Another requester still may not.
+    let successor = migrated["certificate"]["id"].as_i64().expect("id");
+    let bob = api.server.token("bob", "requester");
+    let refused =
+        json_of(api.post(&bob, &format!("/v1/certificates/{successor}/renew"), json!({})), StatusCode::FORBIDDEN);
+    assert!(refused["detail"].as_str().expect("detail").contains("someone else"), "{refused}");
+    json_of(api.post(&requester, &format!("/v1/certificates/{successor}/renew"), json!({})), StatusCode::CREATED);
 
     // The CLI holds a renewal into an approval profile too.
     let cli_id = issue("cli.example.com");

@@ -316,13 +316,25 @@ pub struct RenewBody {
     params: BTreeMap<String, String>,
 }
 
-/// A requester may renew only certificates it requested itself.
+/// A requester may renew only certificates it requested itself: the certificate, or one it
+/// succeeds (renewed automatically or by an operator, its order names someone else).
 async fn require_renewable_by(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     if caller.role != Role::Requester {
         return Ok(());
     }
     let inv = state.inventory.get().await?;
-    let own = inv.issuing_order(id)?.is_some_and(|o| o.requested_by == caller.actor());
+    let actor = caller.actor();
+    let mut own = false;
+    let mut next = Some(id);
+    // Bounded: a lineage is a chain of renewals, but stored data is not trusted to end.
+    for _ in 0..1000 {
+        let Some(cert) = next else { break };
+        if inv.issuing_order(cert)?.is_some_and(|o| o.requested_by == actor) {
+            own = true;
+            break;
+        }
+        next = inv.find(&cert.to_string())?.and_then(|c| c.predecessor_id);
+    }
     if own {
         Ok(())
     } else {
