@@ -316,9 +316,15 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     let mut other = mode("http");
     other.insert("url", format!("http://localhost:{port}/index.html"));
     let denied = c.certificate_request(&request(), &other).await;
+    // Credentials in the URL would go out in the Host header (RFC 9110 forbids it): refused.
+    let mut userinfo = mode("http");
+    userinfo.insert("url", format!("http://caUser:caPassw0rd@127.0.0.1:{port}/index.html"));
+    let with_credentials = c.certificate_request(&request(), &userinfo).await;
     drop(server);
     assert_eq!(ok.expect("allowed"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
+    let err = with_credentials.expect_err("refused").to_string();
+    assert!(err.contains("a request URL for 127.0.0.1 carries credentials") && !err.contains("caPassw0rd"), "{err}");
 }
 
 /// An allowed *name* that resolves to this machine is refused, naming the address: whoever

@@ -34,19 +34,34 @@ impl AllowedHost {
             None => (None, rule.clone()),
         };
         let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h.to_owned(), Some(p.parse().ok()?)),
-            _ => (rest.to_owned(), None),
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            // An IPv6 address: `[::1]` or `[::1]:8443`; the brackets are not part of the host.
+            let (addr, after) = bracketed.split_once(']')?;
+            addr.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?.parse().ok()?),
+            };
+            (addr.to_owned(), port)
+        } else if rest.matches(':').count() > 1 {
+            // An unbracketed IPv6 address cannot tell its port from its last group.
+            return None;
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p.parse().ok()?)),
+                None => (rest.to_owned(), None),
+            }
         };
-        if host.is_empty() || host.contains('/') {
+        if host.is_empty() || host.contains('/') || host.contains('@') {
             return None;
         }
         Some(Self { scheme, host, port })
     }
 
-    /// Whether a request to `scheme://host:port` matches.
+    /// Whether a request to `scheme://host:port` matches (`host` as a URI gives it: an IPv6
+    /// address in brackets).
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let host = host.to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let host_ok = match self.host.strip_prefix("*.") {
             Some(suffix) => host.ends_with(&format!(".{suffix}")),
             None => self.host == host,
@@ -60,6 +75,12 @@ impl AllowedHost {
 pub enum Refusal {
     /// The response body from this host ran past the account's `http_body_mib`.
     BodyCap {
+        /// The host.
+        host: String,
+    },
+    /// The URL carried credentials (`user:password@host`), which would be sent as part of the
+    /// Host header (wasi-http builds it from the whole authority) and never as credentials.
+    Credentials {
         /// The host.
         host: String,
     },
@@ -113,6 +134,11 @@ impl WasiHttpHooks for HttpPolicy {
         if !self.allowed.iter().any(|a| a.matches(&scheme, &host, port)) {
             tracing::warn!(connector = %self.label, %scheme, %host, port, "outbound request denied: host not in the CA account's allowed hosts");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            tracing::warn!(connector = %self.label, %host, "outbound request refused: the URL carries credentials");
+            let _ = self.refused.set(Refusal::Credentials { host });
+            return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         }
         let cap = |asked: Option<Duration>, max: Duration| Some(asked.map_or(max, |a| a.min(max)));
         let opts = options.unwrap_or_default();
@@ -240,6 +266,16 @@ mod tests {
         assert!(!wild.matches("https", "evil-example.com", 443));
         assert!(AllowedHost::parse("ftp://x").is_none());
         assert!(AllowedHost::parse("127.0.0.1:8888").expect("rule").matches("http", "127.0.0.1", 8888));
+        // IPv6: bracketed, with or without a port; bare is refused, not misread as host `::`.
+        let v6 = AllowedHost::parse("http://[::1]").expect("rule");
+        assert!(v6.matches("http", "[::1]", 8080));
+        let v6_port = AllowedHost::parse("https://[2001:DB8::1]:8443").expect("rule");
+        assert!(v6_port.matches("https", "[2001:db8::1]", 8443));
+        assert!(!v6_port.matches("https", "[2001:db8::1]", 443));
+        assert!(AllowedHost::parse("[::1]").expect("rule").matches("https", "[::1]", 443));
+        for bad in ["::1", "http://::1:80", "[::1", "[nothost]", "[::1]80", "user@ca.example.com"] {
+            assert!(AllowedHost::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -103,8 +103,12 @@ impl WasmConnector {
         let allowed = allowed_hosts
             .iter()
             .map(|h| {
-                AllowedHost::parse(h)
-                    .ok_or_else(|| mis(format!("allowed host {h:?} is not https://host:port, host or *.domain")))
+                AllowedHost::parse(h).ok_or_else(|| {
+                    mis(format!(
+                        "allowed host {h:?} is not https://host:port, host or *.domain (an IPv6 address goes in \
+                     brackets: [::1] or https://[2001:db8::1]:8443)"
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let pre = runtime
@@ -238,6 +242,13 @@ impl WasmConnector {
                     message: format!(
                         "response body from {host} exceeded the {} limit",
                         size_text(self.limits.http_body_bytes)
+                    ),
+                },
+                http::Refusal::Credentials { host } => ConnectorError::Misconfigured {
+                    connector: label.clone(),
+                    message: format!(
+                        "a request URL for {host} carries credentials (user:password@{host}), which would be sent \
+                         in the Host header; send them in an Authorization header"
                     ),
                 },
                 http::Refusal::Address { host, address } => ConnectorError::Misconfigured {
