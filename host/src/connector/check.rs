@@ -182,8 +182,12 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             Operation::ListCertificates => connector
                 .list_certificates(args, None)
                 .await
-                .map(|p| format!("first page has {} item(s)", p.items.len()))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|p| match p.unusable.first() {
+                    // An import would count these as failed: the author should hear of it here.
+                    Some(why) => Err(format!("{} unusable item(s) on the first page, e.g. {why}", p.unusable.len())),
+                    None => Ok(format!("first page has {} item(s)", p.items.len())),
+                }),
             Operation::Renew => match (&issued, check_request()) {
                 (Some((v, order)), Ok((p2, r2))) => {
                     let req = RenewRequest {
