@@ -913,3 +913,30 @@ fn an_order_id_holding_a_sensitive_value_is_never_stored_and_an_issued_certifica
         assert!(!seen.contains(form), "{form:?} was stored or shown");
     }
 }
+
+/// `account test` on a script without `test_connection` (any Avi script: that contract has
+/// none) reported "test_connection failed", exited 1, stored a failed test and made `/readyz`
+/// show the account as `last_test_ok: false`, though it issues fine.
+#[test]
+fn account_test_of_a_script_without_test_connection_is_not_tested_rather_than_failed() {
+    let app = crate::helpers::App::new();
+    let config = app.path("avi.toml");
+    std::fs::write(&config, format!("[accounts.avi]\nconnector = \"{}\"\n", fixture("fixed_cert.py").display()))
+        .expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let r = app.run(&["--config", cfg, "account", "test", "avi"]);
+    assert!(r.ok().contains("account avi: not tested: its connector has no connection test"), "{}", r.stdout);
+    assert!(!r.stderr.contains("failed"), "{}", r.stderr);
+    let shown = app.json(&["--config", cfg, "account", "show", "avi", "--json"]);
+    assert!(shown["last_test"].is_null(), "{shown}");
+    let listed = app.run(&["--config", cfg, "account", "list"]);
+    assert!(!listed.ok().contains("FAILED"), "{}", listed.stdout);
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().contains("\"skipped\""), "{}", audit.stdout);
+
+    let server = crate::helpers::Server::start(app, Some(&config));
+    let ready: serde_json::Value =
+        crate::helpers::http().get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
+    assert_eq!(ready["accounts"][0]["name"], "avi", "{ready}");
+    assert!(ready["accounts"][0]["last_test_ok"].is_null(), "{ready}");
+}
