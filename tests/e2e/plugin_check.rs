@@ -217,3 +217,31 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     let out = r.ok();
     assert!(out.contains("PASS describe               acme-lab 0.1.0") && !out.contains("FAIL"), "{out}");
 }
+
+/// `plugin check` printed `PASS poll` for a poll that raised (right after `FAIL
+/// certificate_request … poll failed`) and for one never called because the request failed.
+#[test]
+fn plugin_check_fails_a_poll_that_raised_or_never_ran() {
+    let app = App::new();
+    let script = crate::python::fixture("broken_poll.py");
+    let script = script.to_str().expect("utf8");
+    let r = app.run(&["plugin", "check", script]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains(
+            "FAIL poll                   failed while settling the request: script broken_poll: raised RuntimeError: poll is broken for order 7"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("PASS poll"), "{}", r.stdout);
+
+    let r = app.run(&["plugin", "check", script, "--param", "refuse=1"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("FAIL poll                   not exercised: certificate_request did not leave an order to poll"),
+        "{}",
+        r.stdout
+    );
+}
