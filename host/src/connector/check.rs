@@ -115,7 +115,8 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             let missing: Vec<&str> = d
                 .parameters
                 .iter()
-                .filter(|p| p.required && args.get(&p.name).is_none())
+                // An empty value is not given: `--param x="$(cat missing.pem)"` passes one.
+                .filter(|p| p.required && args.get(&p.name).is_none_or(|v| v.trim().is_empty()))
                 .map(|p| p.name.as_str())
                 .collect();
             if missing.is_empty() {
@@ -134,7 +135,10 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                 out.push(line(
                     "describe",
                     false,
-                    format!("required parameter(s) not given: {} (pass --param NAME=VALUE)", missing.join(", ")),
+                    format!(
+                        "required parameter(s) not given or empty: {} (pass --param NAME=VALUE)",
+                        missing.join(", ")
+                    ),
                 ));
             }
             d
