@@ -69,6 +69,41 @@ pub enum IssueOutcome {
     },
 }
 
+/// What `account test` found. A connector without a connection test is neither a pass nor a
+/// failure: reporting it as failed made every Avi script's account look broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccountTest {
+    /// `test_connection` succeeded.
+    Passed,
+    /// It failed: the error, redacted.
+    Failed(String),
+    /// The connector answered that it has no `test_connection`; nothing was tested.
+    NotAvailable,
+}
+
+impl AccountTest {
+    /// The stored result: `None` when nothing was tested.
+    pub fn ok(&self) -> Option<bool> {
+        match self {
+            AccountTest::Passed => Some(true),
+            AccountTest::Failed(_) => Some(false),
+            AccountTest::NotAvailable => None,
+        }
+    }
+
+    /// One sentence for the operator and the audit log.
+    pub fn message(&self) -> String {
+        match self {
+            AccountTest::Passed => "ok".into(),
+            AccountTest::Failed(why) => why.clone(),
+            AccountTest::NotAvailable => {
+                "not tested: the connector has no connection test (test_connection is not implemented)".into()
+            }
+        }
+    }
+}
+
 /// Why a request did not produce a certificate. Messages never contain sensitive values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -700,28 +735,31 @@ impl Pipeline<'_> {
         Ok(out)
     }
 
-    /// Calls `test_connection` on an account and records the result.
-    pub async fn test_account(&mut self, name: &str) -> Result<(bool, String), IssueError> {
+    /// Calls `test_connection` on an account and records the result. A connector without a
+    /// connection test (an Avi script: that contract has none) answers `NotAvailable`, which is
+    /// not a failure: the account may issue fine, and `/readyz` must not call it degraded.
+    pub async fn test_account(&mut self, name: &str) -> Result<AccountTest, IssueError> {
         let account =
             self.inventory.account(name)?.ok_or_else(|| InventoryError::NotFound(format!("account {name}")))?;
         if account.def.status != AccountStatus::Active {
             return Err(IssueError::Inactive { account: name.to_owned() });
         }
         let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
-        let (ok, message) = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
-            Err(e) => (false, e.to_string()),
+        let result = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
+            Err(e) => AccountTest::Failed(e.to_string()),
             Ok(args) => match self.connectors.connector(&account.name, &account.def).await {
-                Err(e) => (false, args.redact(&e.to_string())),
+                Err(e) => AccountTest::Failed(args.redact(&e.to_string())),
                 Ok(c) => {
                     match call_with_deadline(&*c, account.def.limits().timeout, &args, c.test_connection(&args)).await {
-                        Ok(()) => (true, "ok".to_owned()),
-                        Err(e) => (false, args.redact(&e.to_string())),
+                        Ok(()) => AccountTest::Passed,
+                        Err(ConnectorError::Unsupported { .. }) => AccountTest::NotAvailable,
+                        Err(e) => AccountTest::Failed(args.redact(&e.to_string())),
                     }
                 }
             },
         };
-        self.inventory.record_account_test(name, ok, &message, self.actor)?;
-        Ok((ok, message))
+        self.inventory.record_account_test(name, result.ok(), &result.message(), self.actor)?;
+        Ok(result)
     }
 
     /// Records a CA's answer to `order`. `profile` is the order's profile when the caller has

@@ -29,15 +29,17 @@ class Parameter(TypedDict, total=False):
     sensitive: bool
     default: str
 
+# An order_id may be a str or an int (most CA APIs number their orders); an int reaches
+# poll/renew/update_order as its decimal text.
 class Issued(TypedDict, total=False):
     status: str  # "issued"
     certificate: str  # PEM
     chain: Union[str, List[str]]  # PEM, leaf-first order, without the leaf
-    order_id: str
+    order_id: Union[str, int]
 
 class Pending(TypedDict, total=False):
     status: str  # "pending"
-    order_id: str
+    order_id: Union[str, int]
     retry_after: int  # seconds; clamped to 5..3600
 
 class Rejected(TypedDict, total=False):
@@ -45,6 +47,20 @@ class Rejected(TypedDict, total=False):
     reason: str
 
 Disposition = Union[str, Issued, Pending, Rejected]
+
+# list_certificates returns one page: {"items": [ListedCertificate, ...], "next_cursor": ...}.
+# next_cursor is a str, an int or None (the last page); the next call gets it back as a str.
+# Each item is a dict with a certificate (imported, deduplicated by thumbprint), an order_id,
+# or both; an item with neither, one that is not a dict, or a field of another type is counted
+# as failed by `certhost import-from-account`, with its position on the page.
+class ListedCertificate(TypedDict, total=False):
+    certificate: str  # PEM: the certificate, optionally followed by its chain
+    order_id: Union[str, int]
+    status: str  # the CA's word for it, shown as it is
+
+class CertificatePage(TypedDict):
+    items: List[ListedCertificate]
+    next_cursor: Optional[Union[str, int]]
 
 # --- host services -------------------------------------------------------------------------
 
@@ -82,5 +98,5 @@ def poll(order_id: str, args_dict: Dict[str, str]) -> Disposition: ...
 def renew(prior_certificate: str, ca_order_id: Optional[str], csr: str, common_name: str, args_dict: Dict[str, str]) -> Disposition: ...
 def revoke(certificate: str, serial: str, reason: str, comment: str, args_dict: Dict[str, str]) -> Any: ...
 def test_connection(args_dict: Dict[str, str]) -> bool: ...
-def list_certificates(args_dict: Dict[str, str], cursor: Optional[str]) -> Dict[str, Any]: ...
+def list_certificates(args_dict: Dict[str, str], cursor: Optional[str]) -> CertificatePage: ...
 def update_order(order_id: str, action: str, args_dict: Dict[str, str]) -> Disposition: ...

@@ -170,9 +170,13 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     let r = app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other_dir, "--sdk", &sdk]);
     // No workspace there: the crate builds on its own, and the hint says how and where.
     let hint = format!(
-        "cargo build --release --target wasm32-wasip2) && certhost plugin check {other_dir}/vault-pki/target/wasm32-wasip2/release/vault_pki.wasm"
+        "  certhost plugin check {other_dir}/vault-pki/target/wasm32-wasip2/release/vault_pki.wasm --param ca_certificate=\"$(cat lab-ca/ca.pem)\" --sensitive-param ca_private_key=\"$(cat lab-ca/ca.key)\""
     );
-    assert!(r.ok().contains(&hint) && r.stdout.contains("--sensitive-param ca_private_key="), "{}", r.stdout);
+    assert!(
+        r.ok().contains(&hint) && r.stdout.contains("cargo build --release --target wasm32-wasip2)"),
+        "{}",
+        r.stdout
+    );
     let manifest = std::fs::read_to_string(other.join("vault-pki/Cargo.toml")).expect("manifest");
     for line in ["name = \"vault-pki\"", "description = \"certhost connector vault-pki\"", &format!("path = \"{sdk}\"")]
     {
@@ -216,4 +220,129 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     ]);
     let out = r.ok();
     assert!(out.contains("PASS describe               acme-lab 0.1.0") && !out.contains("FAIL"), "{out}");
+}
+
+/// `plugin check` printed `PASS poll` for a poll that raised (right after `FAIL
+/// certificate_request … poll failed`) and for one never called because the request failed.
+#[test]
+fn plugin_check_fails_a_poll_that_raised_or_never_ran() {
+    let app = App::new();
+    let script = crate::python::fixture("broken_poll.py");
+    let script = script.to_str().expect("utf8");
+    let r = app.run(&["plugin", "check", script]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains(
+            "FAIL poll                   failed while settling the request: script broken_poll: raised RuntimeError: poll is broken for order 7"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("PASS poll"), "{}", r.stdout);
+
+    let r = app.run(&["plugin", "check", script, "--param", "refuse=1"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("FAIL poll                   not exercised: certificate_request did not leave an order to poll"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// `plugin new --plugins-dir DIR` made a crate cargo refused when DIR lay inside another
+/// workspace's tree (certhost's own checkout: "current package believes it's in a workspace
+/// when it's not"); a crate outside a plugins workspace now declares a workspace of its own.
+#[test]
+fn plugin_new_outside_a_plugins_workspace_makes_a_crate_cargo_accepts_inside_another_workspace() {
+    let app = App::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = app.path("checkout");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::fs::write(work.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = []\n").expect("root manifest");
+    let sdk = repo.join("plugin-sdk/rust").canonicalize().expect("sdk").display().to_string();
+    let connectors = work.join("connectors");
+    let r = app.run(&["plugin", "new", "team-ca", "--plugins-dir", connectors.to_str().expect("utf8"), "--sdk", &sdk]);
+    r.ok();
+    let manifest = std::fs::read_to_string(connectors.join("team-ca/Cargo.toml")).expect("manifest");
+    assert!(manifest.lines().any(|l| l == "[workspace]"), "{manifest}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .current_dir(connectors.join("team-ca"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "cargo refused the crate: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `plugin new hostile` joined the plugins workspace beside `testdata/hostile`, whose package
+/// is also named hostile, and cargo then built no connector at all ("two packages named
+/// `hostile`"). Names cargo refuses, or that clash with the template's dependencies, were
+/// accepted too.
+#[test]
+fn plugin_new_refuses_a_name_a_workspace_member_or_cargo_already_uses() {
+    let app = App::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = app.path("repo");
+    copy_tree(&repo.join("plugins"), &work.join("plugins"));
+    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
+    let plugins = work.join("plugins");
+    let dir = plugins.to_str().expect("utf8");
+    let before = std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace");
+    let r = app.run(&["plugin", "new", "hostile", "--plugins-dir", dir]);
+    assert!(
+        r.fails(1).contains("connector name \"hostile\" is taken") && r.stderr.contains("(testdata/hostile)"),
+        "{}",
+        r.stderr
+    );
+    for (name, why) in [
+        ("test", "built-in test library"),
+        ("std", "standard library"),
+        ("core", "standard library"),
+        ("fn", "Rust keyword"),
+        ("p256", "a dependency of the template crate"),
+        ("yasna", "a dependency of the template crate"),
+    ] {
+        let r = app.run(&["plugin", "new", name, "--plugins-dir", dir]);
+        assert!(r.fails(1).contains(why), "{name}: {}", r.stderr);
+        assert!(!plugins.join(name).exists(), "{name}: nothing written");
+    }
+    assert_eq!(std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace"), before);
+}
+
+/// `plugin new` told authors to pass `"$(cat ca.pem)"`, a file nothing had made, and `plugin
+/// check` then passed `describe` with the empty value before failing on the missing parameter.
+#[test]
+fn plugin_new_says_to_make_the_lab_ca_and_check_counts_an_empty_parameter_as_missing() {
+    let app = App::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = app.path("repo");
+    copy_tree(&repo.join("plugins"), &work.join("plugins"));
+    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
+    let plugins = work.join("plugins");
+    let r = app.run(&["plugin", "new", "team-ca", "--plugins-dir", plugins.to_str().expect("utf8")]);
+    let out = r.ok();
+    let init = out.find("cargo xtask run -- ca init --out lab-ca").expect(out);
+    let check = out.find("plugin check").expect(out);
+    assert!(init < check && out.contains("ca_certificate=\"$(cat lab-ca/ca.pem)\""), "{out}");
+    assert!(!out.contains("$(cat ca.pem)"), "{out}");
+
+    let wasm = crate::wasm::component("local-ca");
+    let r = app.run(&[
+        "plugin",
+        "check",
+        wasm.to_str().expect("utf8"),
+        "--param",
+        "ca_certificate= ",
+        "--sensitive-param",
+        "ca_private_key=",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains(
+            "FAIL describe               required parameter(s) not given or empty: ca_certificate, ca_private_key"
+        ),
+        "{}",
+        r.stdout
+    );
 }

@@ -937,3 +937,30 @@ fn python_logging_level_names_keep_their_severity() {
     assert_eq!(level_of("line at bogus"), "INFO");
     assert!(log.contains(r#"(unknown log level "bogus") line at bogus"#), "{log}");
 }
+
+/// `account test` on a script without `test_connection` (any Avi script: that contract has
+/// none) reported "test_connection failed", exited 1, stored a failed test and made `/readyz`
+/// show the account as `last_test_ok: false`, though it issues fine.
+#[test]
+fn account_test_of_a_script_without_test_connection_is_not_tested_rather_than_failed() {
+    let app = crate::helpers::App::new();
+    let config = app.path("avi.toml");
+    std::fs::write(&config, format!("[accounts.avi]\nconnector = \"{}\"\n", fixture("fixed_cert.py").display()))
+        .expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let r = app.run(&["--config", cfg, "account", "test", "avi"]);
+    assert!(r.ok().contains("account avi: not tested: its connector has no connection test"), "{}", r.stdout);
+    assert!(!r.stderr.contains("failed"), "{}", r.stderr);
+    let shown = app.json(&["--config", cfg, "account", "show", "avi", "--json"]);
+    assert!(shown["last_test"].is_null(), "{shown}");
+    let listed = app.run(&["--config", cfg, "account", "list"]);
+    assert!(!listed.ok().contains("FAILED"), "{}", listed.stdout);
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().contains("\"skipped\""), "{}", audit.stdout);
+
+    let server = crate::helpers::Server::start(app, Some(&config));
+    let ready: serde_json::Value =
+        crate::helpers::http().get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
+    assert_eq!(ready["accounts"][0]["name"], "avi", "{ready}");
+    assert!(ready["accounts"][0]["last_test_ok"].is_null(), "{ready}");
+}

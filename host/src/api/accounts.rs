@@ -190,9 +190,9 @@ async fn deactivate(
 pub struct TestResult {
     /// Account.
     account: String,
-    /// Whether `test_connection` succeeded.
-    ok: bool,
-    /// `ok`, or the (redacted) error.
+    /// Whether `test_connection` succeeded; null when the connector has none (nothing tested).
+    ok: Option<bool>,
+    /// `ok`, the (redacted) error, or why nothing was tested.
     message: String,
 }
 
@@ -207,8 +207,8 @@ async fn test(
     let actor = caller.actor();
     let mut inv = state.inventory.get_for_call().await?;
     let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-    let (ok, message) = p.test_account(&name).await?;
-    Ok(Json(TestResult { account: name, ok, message }))
+    let result = p.test_account(&name).await?;
+    Ok(Json(TestResult { account: name, ok: result.ok(), message: result.message() }))
 }
 
 #[utoipa::path(put, path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",

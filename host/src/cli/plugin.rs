@@ -98,6 +98,58 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Rust keywords, which cargo refuses as package names (`cargo new`'s `check_name`): the
+/// library's crate name would be the keyword.
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
+    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod",
+    "move", "mut", "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
+    "try", "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Why `name` cannot name a crate made from the template, if it cannot: names cargo refuses
+/// or that shadow a crate Rust provides, and the template's own dependencies (a crate cannot
+/// depend on a package of its own name).
+fn reserved(name: &str) -> Option<String> {
+    if KEYWORDS.contains(&name) {
+        return Some(format!("connector name {name:?} is a Rust keyword, which cargo refuses as a package name"));
+    }
+    if name == "test" {
+        return Some("connector name \"test\" conflicts with Rust's built-in test library, which cargo refuses".into());
+    }
+    if ["core", "std", "alloc", "proc-macro"].contains(&name) {
+        return Some(format!("connector name {name:?} is a crate of Rust's standard library; choose another name"));
+    }
+    let template = TEMPLATE.iter().find(|(path, _)| *path == "Cargo.toml").map_or("", |(_, text)| *text);
+    let manifest: toml::Table = toml::from_str(template).unwrap_or_default();
+    let depends = manifest.get("dependencies").and_then(toml::Value::as_table).is_some_and(|d| d.contains_key(name));
+    depends.then(|| format!("connector name {name:?} is a dependency of the template crate; choose another name"))
+}
+
+/// The plugins workspace at `manifest`, when there is one the new crate can join: its members
+/// (as written) and each member's package name, read from the member's own manifest.
+fn workspace_packages(manifest: &std::path::Path) -> Option<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let members = table.get("workspace")?.get("members")?.as_array()?;
+    if !text.contains("members = [") {
+        return None;
+    }
+    let root = manifest.parent()?;
+    Some(
+        members
+            .iter()
+            .filter_map(toml::Value::as_str)
+            .filter_map(|member| {
+                let member_text = std::fs::read_to_string(root.join(member).join("Cargo.toml")).ok()?;
+                let member_table: toml::Table = toml::from_str(&member_text).ok()?;
+                let package = member_table.get("package")?.get("name")?.as_str()?.to_owned();
+                Some((member.to_owned(), package))
+            })
+            .collect(),
+    )
+}
+
 fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         lang == "rust",
@@ -111,8 +163,22 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
         valid,
         "connector name {name:?} is invalid: use lowercase letters, digits and '-', starting with a letter"
     );
+    if let Some(why) = reserved(name) {
+        anyhow::bail!(why);
+    }
     let dir = plugins_dir.join(name);
     anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
+    let workspace = plugins_dir.join("Cargo.toml");
+    let packages = workspace_packages(&workspace);
+    // Cargo refuses a workspace with two packages of one name, and then builds none of them.
+    // (`a-b` and `a_b` are one library name to it.)
+    let same = |package: &str| package.replace('_', "-") == name;
+    if let Some((member, _)) = packages.iter().flatten().find(|(_, package)| same(package)) {
+        anyhow::bail!(
+            "connector name {name:?} is taken: {} already has a member package of that name ({member}); choose another name",
+            workspace.display()
+        );
+    }
     // The crate depends on the SDK by path: a wrong path would only show at its first build.
     // Resolved by hand: the crate's directory does not exist yet, so the OS cannot follow `..`.
     let mut sdk_dir = dir.clone();
@@ -131,45 +197,46 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
         sdk_dir.display(),
         dir.display()
     );
+    let member = packages.is_some();
     for (path, text) in TEMPLATE {
         let file = dir.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&file, template_file(path, text, name, sdk))
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        let mut text = template_file(path, text, name, sdk);
+        if *path == "Cargo.toml" && !member {
+            // Without this, a crate created inside another workspace's tree (a `connectors/`
+            // beside certhost's own Cargo.toml) is refused by cargo as a stray member.
+            text.push_str("\n# Not a member of any workspace: the crate builds on its own.\n[workspace]\n");
+        }
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
-    let workspace = plugins_dir.join("Cargo.toml");
-    let member = match std::fs::read_to_string(&workspace) {
-        Ok(text) => match text.find("members = [") {
-            Some(pos) => {
-                let at = pos + "members = [".len();
-                let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
-                std::fs::write(&workspace, updated)
-                    .with_context(|| format!("cannot update {}", workspace.display()))?;
-                true
-            }
-            None => false,
-        },
-        Err(_) => false,
-    };
+    if member {
+        let text =
+            std::fs::read_to_string(&workspace).with_context(|| format!("cannot read {}", workspace.display()))?;
+        // `workspace_packages` found it; the members are listed after it.
+        let at = text.find("members = [").map_or(text.len(), |pos| pos + "members = [".len());
+        let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
+        std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
+    }
     println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
-    let check = "plugin check {WASM} --param ca_certificate=\"$(cat ca.pem)\" --sensitive-param ca_private_key=\"$(cat ca.key)\"";
+    // The template signs with a CA of its own: make one before checking it, as
+    // docs/plugin-authors.md does.
+    let check = "plugin check {WASM} --param ca_certificate=\"$(cat lab-ca/ca.pem)\" --sensitive-param ca_private_key=\"$(cat lab-ca/ca.key)\"";
     if member {
         println!("added {name} to the members of {}", workspace.display());
         let wasm = plugins_dir.join("dist").join(format!("{name}.wasm"));
-        println!(
-            "next: cargo xtask build-plugins && cargo xtask run -- {}",
-            check.replace("{WASM}", &wasm.display().to_string())
-        );
+        println!("next:");
+        println!("  cargo xtask build-plugins");
+        println!("  cargo xtask run -- ca init --out lab-ca    # a CA for the template to sign with");
+        println!("  cargo xtask run -- {}", check.replace("{WASM}", &wasm.display().to_string()));
     } else {
         // A crate of its own: cargo names the artifact after the crate, '-' as '_'.
         let wasm = dir.join("target/wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-        println!(
-            "next: (cd {} && cargo build --release --target wasm32-wasip2) && certhost {}",
-            dir.display(),
-            check.replace("{WASM}", &wasm.display().to_string())
-        );
+        println!("next:");
+        println!("  (cd {} && cargo build --release --target wasm32-wasip2)", dir.display());
+        println!("  certhost ca init --out lab-ca    # a CA for the template to sign with");
+        println!("  certhost {}", check.replace("{WASM}", &wasm.display().to_string()));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -141,14 +141,23 @@ pub fn import_from_account(
             p.list_account_certificates(&args.account, cursor.as_deref()).await
         })?;
         pages += 1;
+        failed.extend(page.unusable.iter().map(|why| format!("page {pages}: {why}")));
         for item in &page.items {
+            let order = match &item.ca_order_id {
+                Some(id) => format!("CA order {id}"),
+                None => format!("a certificate on page {pages} without an order id"),
+            };
             let Some(pem) = &item.certificate else {
-                without_pem += 1;
+                if item.ca_order_id.is_none() {
+                    failed.push(format!("page {pages}: an item with neither a certificate nor an order id"));
+                } else {
+                    without_pem += 1;
+                }
                 continue;
             };
             let ders = certhost::cert::pem_certificates(pem).unwrap_or_default();
             let Some((leaf, chain)) = ders.split_first() else {
-                failed.push(format!("CA order {}: no certificate in the returned PEM", item.ca_order_id));
+                failed.push(format!("{order}: no certificate in the returned PEM"));
                 continue;
             };
             let new = NewCertificate {
@@ -163,7 +172,7 @@ pub fn import_from_account(
             match inv.insert_certificate(&new, &env.actor) {
                 Ok(certhost::inventory::InsertOutcome::Inserted(_)) => imported += 1,
                 Ok(certhost::inventory::InsertOutcome::Duplicate(_)) => duplicate += 1,
-                Err(e) => failed.push(format!("CA order {}: {e}", item.ca_order_id)),
+                Err(e) => failed.push(format!("{order}: {e}")),
             }
         }
         if progress {

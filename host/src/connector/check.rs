@@ -53,13 +53,25 @@ fn check_request() -> Result<(CsrParams, CertificateRequest), String> {
     Ok((params, request))
 }
 
-/// Follows a disposition through `poll` (when pending) to a verified certificate.
+/// What `settle` saw of `poll`, so the `poll` line reports what happened rather than passing
+/// a poll that failed or never ran.
+#[derive(Debug, Default)]
+struct Polls {
+    /// Polls that answered.
+    answered: u32,
+    /// The (redacted) error of the poll that failed.
+    failed: Option<String>,
+}
+
+/// Follows a disposition through `poll` (when pending) to a verified certificate, counting
+/// the polls in `polls`.
 async fn settle(
     connector: &dyn Connector,
     mut d: Disposition,
     params: &CsrParams,
     csr_pem: &str,
     args: &Args,
+    polls: &mut Polls,
 ) -> Result<(VerifiedCertificate, Option<String>), String> {
     let csr = crate::csr::parse_csr(csr_pem.as_bytes()).map_err(|e| e.to_string())?;
     for _ in 0..20 {
@@ -78,10 +90,17 @@ async fn settle(
             Disposition::Rejected { reason } => return Err(format!("the CA rejected the request: {reason}")),
             Disposition::Pending { ca_order_id, retry_after_s } => {
                 tokio::time::sleep(Duration::from_secs(u64::from(retry_after_s.clamp(1, 5)))).await;
-                d = connector
-                    .poll(&ca_order_id, args)
-                    .await
-                    .map_err(|e| format!("pending, and poll failed: {}", args.redact(&e.to_string())))?;
+                match connector.poll(&ca_order_id, args).await {
+                    Ok(next) => {
+                        polls.answered += 1;
+                        d = next;
+                    }
+                    Err(e) => {
+                        let why = args.redact(&e.to_string());
+                        polls.failed = Some(why.clone());
+                        return Err(format!("pending, and poll failed: {why}"));
+                    }
+                }
             }
         }
     }
@@ -96,7 +115,8 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             let missing: Vec<&str> = d
                 .parameters
                 .iter()
-                .filter(|p| p.required && args.get(&p.name).is_none())
+                // An empty value is not given: `--param x="$(cat missing.pem)"` passes one.
+                .filter(|p| p.required && args.get(&p.name).is_none_or(|v| v.trim().is_empty()))
                 .map(|p| p.name.as_str())
                 .collect();
             if missing.is_empty() {
@@ -115,7 +135,10 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                 out.push(line(
                     "describe",
                     false,
-                    format!("required parameter(s) not given: {} (pass --param NAME=VALUE)", missing.join(", ")),
+                    format!(
+                        "required parameter(s) not given or empty: {} (pass --param NAME=VALUE)",
+                        missing.join(", ")
+                    ),
                 ));
             }
             d
@@ -132,8 +155,9 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             return out;
         }
     };
+    let mut polls = Polls::default();
     let issued = match connector.certificate_request(&request, args).await {
-        Ok(d) => match settle(connector, d, &params, &request.csr_pem, args).await {
+        Ok(d) => match settle(connector, d, &params, &request.csr_pem, args, &mut polls).await {
             Ok((v, order)) => {
                 out.push(line(
                     "certificate_request",
@@ -174,7 +198,17 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                     .await
                     .map(|d| format!("poll of {id} answered {}", kind(&d)))
                     .map_err(|e| e.to_string()),
-                _ => Ok("exercised while settling the request (or no CA order id to poll)".into()),
+                // Like revoke and renew: a poll that did not run is not a pass.
+                _ => match (&polls, &issued) {
+                    (Polls { failed: Some(why), .. }, _) => Err(format!("failed while settling the request: {why}")),
+                    (Polls { answered: n @ 1.., .. }, _) => {
+                        Ok(format!("answered {n} poll(s) while settling the request"))
+                    }
+                    (_, Some(_)) => {
+                        Err("not exercised: the request was issued at once without a CA order id to poll".into())
+                    }
+                    (_, None) => Err("not exercised: certificate_request did not leave an order to poll".into()),
+                },
             },
             Operation::TestConnection => {
                 connector.test_connection(args).await.map(|_| "ok".into()).map_err(|e| e.to_string())
@@ -182,8 +216,12 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             Operation::ListCertificates => connector
                 .list_certificates(args, None)
                 .await
-                .map(|p| format!("first page has {} item(s)", p.items.len()))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|p| match p.unusable.first() {
+                    // An import would count these as failed: the author should hear of it here.
+                    Some(why) => Err(format!("{} unusable item(s) on the first page, e.g. {why}", p.unusable.len())),
+                    None => Ok(format!("first page has {} item(s)", p.items.len())),
+                }),
             Operation::Renew => match (&issued, check_request()) {
                 (Some((v, order)), Ok((p2, r2))) => {
                     let req = RenewRequest {
@@ -192,7 +230,7 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                         request: r2.clone(),
                     };
                     match connector.renew(&req, args).await {
-                        Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args)
+                        Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args, &mut Polls::default())
                             .await
                             .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial)),
                         Err(e) => Err(e.to_string()),

@@ -342,13 +342,19 @@ pub struct CertificatePage {
     pub items: Vec<ListedCertificate>,
     /// Cursor for the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// Why each item the connector listed but the host could not read was left out (a script's
+    /// item that is not a dict, has fields of the wrong type, or has neither a certificate nor
+    /// an order id), so an import counts it as failed instead of losing it without a word.
+    #[serde(default)]
+    pub unusable: Vec<String>,
 }
 
 /// One certificate known to the CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedCertificate {
-    /// The CA's order handle.
-    pub ca_order_id: String,
+    /// The CA's order handle, when it gave one: many CAs number their orders, and some list
+    /// certificates without any (the certificate alone is enough to import).
+    pub ca_order_id: Option<String>,
     /// The CA's status word for it.
     pub status: String,
     /// The certificate PEM, when the CA returns it.

@@ -238,20 +238,28 @@ impl Inventory {
         self.delete_owner(SecretOwner::Account, name, actor)
     }
 
-    /// Stores the result of `account test` (message already redacted).
+    /// Stores the result of `account test` (message already redacted). `ok` is `None` when
+    /// nothing could be tested (the connector has no connection test): the account's last
+    /// test is then cleared, so no earlier result, and no failure, stands in for it.
     pub fn record_account_test(
         &mut self,
         name: &str,
-        ok: bool,
+        ok: Option<bool>,
         message: &str,
         actor: &str,
     ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n = tx.execute_cached(
-            "UPDATE accounts SET last_test_at = ?2, last_test_ok = ?3, last_test_message = ?4 WHERE name = ?1",
-            params![name, now, ok, message],
-        )?;
+        let n = match ok {
+            Some(ok) => tx.execute_cached(
+                "UPDATE accounts SET last_test_at = ?2, last_test_ok = ?3, last_test_message = ?4 WHERE name = ?1",
+                params![name, now, ok, message],
+            )?,
+            None => tx.execute_cached(
+                "UPDATE accounts SET last_test_at = NULL, last_test_ok = NULL, last_test_message = NULL WHERE name = ?1",
+                params![name],
+            )?,
+        };
         if n == 0 {
             return Err(InventoryError::NotFound(format!("account {name}")));
         }
@@ -263,7 +271,11 @@ impl Inventory {
                 action: "account.test",
                 object_type: "account",
                 object_id: Some(name.into()),
-                outcome: if ok { "success" } else { "failure" },
+                outcome: match ok {
+                    Some(true) => "success",
+                    Some(false) => "failure",
+                    None => "skipped",
+                },
                 detail: serde_json::json!({ "message": message }),
             },
         )?;

@@ -352,11 +352,16 @@ impl PythonConnector {
                             }
                             _ => vec![],
                         };
-                        Ok(Disposition::Issued { certificate, chain, ca_order_id: s("order_id") })
+                        Ok(Disposition::Issued {
+                            certificate,
+                            chain,
+                            ca_order_id: map.get("order_id").and_then(id_text),
+                        })
                     }
                     Some("pending") => {
-                        let ca_order_id = s("order_id")
-                            .or_else(|| map.get("order_id").filter(|v| v.is_number()).map(|v| v.to_string()))
+                        let ca_order_id = map
+                            .get("order_id")
+                            .and_then(id_text)
                             .ok_or_else(|| bad("returned status pending without an order_id".into()))?;
                         let retry_after_s = map
                             .get("retry_after")
@@ -442,6 +447,54 @@ fn describe_from(name: &str, v: &Value) -> Description {
     }
 }
 
+/// An order id or cursor as text: a str as it is, a number as its decimal text (most CA APIs
+/// number their orders). `None` for any other type.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The Python name of the type a JSON value came from, for messages about a script's value.
+fn py_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "None",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// One item of a `list_certificates` page, or why it cannot be used (the rest of the sentence
+/// after "item N"). An item must be a dict; `order_id` a str or an int, `certificate` a str,
+/// each optional, but not both missing.
+fn listed_certificate(item: &Value) -> Result<ListedCertificate, String> {
+    let Value::Object(map) = item else {
+        return Err(format!("is a {}, not a dict", py_type(item)));
+    };
+    let ca_order_id = match map.get("order_id").unwrap_or(&Value::Null) {
+        Value::Null => None,
+        v => Some(
+            id_text(v).ok_or_else(|| format!("has an order_id of type {}; expected a str or an int", py_type(v)))?,
+        ),
+    };
+    let certificate = match map.get("certificate").unwrap_or(&Value::Null) {
+        Value::Null => None,
+        Value::String(pem) => Some(pem.clone()),
+        v => return Err(format!("has a certificate of type {}; expected a PEM str", py_type(v))),
+    };
+    if ca_order_id.is_none() && certificate.is_none() {
+        return Err("has neither a certificate nor an order_id".into());
+    }
+    let status = map.get("status").and_then(id_text).unwrap_or_else(|| "unknown".into());
+    Ok(ListedCertificate { ca_order_id, status, certificate })
+}
+
 fn args_dict(args: &Args) -> Value {
     Value::Object(args.iter().map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect())
 }
@@ -516,25 +569,27 @@ impl Connector for PythonConnector {
 
     async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
         let reply = self.invoke("list_certificates", vec![args_dict(args), json!(cursor)], args, None).await?;
-        let items = reply.value["items"]
+        let bad = |message: String| ConnectorError::Internal { connector: self.err_label(), message };
+        let listed = reply.value["items"]
             .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| {
-                        Some(ListedCertificate {
-                            ca_order_id: i["order_id"].as_str()?.to_owned(),
-                            status: i["status"].as_str().unwrap_or("unknown").to_owned(),
-                            certificate: i["certificate"].as_str().map(str::to_owned),
-                        })
-                    })
-                    .collect()
-            })
-            .ok_or_else(|| ConnectorError::Internal {
-                connector: self.err_label(),
-                message: "list_certificates must return {\"items\": [...], \"next_cursor\": ...}".into(),
-            })?;
-        Ok(CertificatePage { items, next_cursor: reply.value["next_cursor"].as_str().map(str::to_owned) })
+            .ok_or_else(|| bad("list_certificates must return {\"items\": [...], \"next_cursor\": ...}".into()))?;
+        let (mut items, mut unusable) = (Vec::new(), Vec::new());
+        for (n, item) in listed.iter().enumerate() {
+            match listed_certificate(item) {
+                Ok(listed) => items.push(listed),
+                Err(why) => unusable.push(format!("list_certificates item {n} {why}")),
+            }
+        }
+        let next_cursor = match &reply.value["next_cursor"] {
+            Value::Null => None,
+            v => Some(id_text(v).ok_or_else(|| {
+                bad(format!(
+                    "list_certificates returned a next_cursor of type {}; expected a str, an int or None",
+                    py_type(v)
+                ))
+            })?),
+        };
+        Ok(CertificatePage { items, next_cursor, unusable })
     }
 
     async fn update_order(

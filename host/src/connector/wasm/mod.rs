@@ -562,13 +562,20 @@ impl Connector for WasmConnector {
             })
             .await?;
         let page = r.map_err(|e| self.error_from_wit(e, args))?;
+        // Every item the guest listed is kept: the WIT types it fully, and an empty order id
+        // means "none" (an item with neither that nor a certificate is counted failed by the import).
         Ok(CertificatePage {
             items: page
                 .items
                 .into_iter()
-                .map(|i| ListedCertificate { ca_order_id: i.ca_order_id, status: i.status, certificate: i.certificate })
+                .map(|i| ListedCertificate {
+                    ca_order_id: Some(i.ca_order_id).filter(|id| !id.is_empty()),
+                    status: i.status,
+                    certificate: i.certificate,
+                })
                 .collect(),
             next_cursor: page.next_cursor,
+            unusable: Vec::new(),
         })
     }
 
