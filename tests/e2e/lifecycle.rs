@@ -536,7 +536,6 @@ fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
     assert_eq!((again["imported"].as_i64(), again["duplicate"].as_i64()), (Some(0), Some(3)));
 }
 
-<<<<<<< HEAD
 /// Regression: a post-hook that prints the key it checks (`openssl pkey -in
 /// "$CERTHOST_KEY_FILE" -check` prints it) put the private key into the append-only audit
 /// log, readable by the auditor role and never deletable.
@@ -735,7 +734,8 @@ fn a_target_is_replaced_whole_or_not_at_all_and_symlinks_stay_links() {
         .filter(|n| n.contains("certhost-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-=======
+}
+
 /// A lister (`lister.py`) over three certificates, one per page, as account `ca` with `params`.
 fn lister_account(app: &App, params: &str) -> std::path::PathBuf {
     let certs = app.path("listed");
@@ -787,5 +787,4 @@ fn import_from_account_counts_unusable_items_as_failed_with_their_reason() {
     assert!(out.contains("item 1 is a str, not a dict"), "{out}");
     assert!(out.contains("item 2 has a certificate of type int; expected a PEM str"), "{out}");
     assert!(out.contains("item 3 has neither a certificate nor an order_id"), "{out}");
->>>>>>> fix-plugin
 }
