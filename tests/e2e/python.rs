@@ -548,7 +548,11 @@ async fn describe_reports_parameters_and_optional_operations() {
     assert_eq!(d.name, "scripted_ca");
     assert_eq!(
         d.operations,
-        vec![certhost::connector::Operation::Poll, certhost::connector::Operation::ListCertificates]
+        vec![
+            certhost::connector::Operation::Poll,
+            certhost::connector::Operation::Revoke,
+            certhost::connector::Operation::ListCertificates
+        ]
     );
     assert!(d.parameters.iter().any(|p| p.name == "mode" && p.required));
 }
