@@ -239,7 +239,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 /// a leaf's chain follows its issuers (by name and signature, [`cert::issued_by`]) among the
 /// file's certificates. A CA certificate of a leaf's chain is not a leaf of its own, as in a
 /// leaf-first bundle; repeated copies of one certificate count once.
-fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+pub fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut seen = HashSet::new();
     ders.retain(|der| seen.insert(der.clone()));
     let issuer: Vec<Option<usize>> = (0..ders.len())

@@ -788,3 +788,41 @@ fn import_from_account_counts_unusable_items_as_failed_with_their_reason() {
     assert!(out.contains("item 2 has a certificate of type int; expected a PEM str"), "{out}");
     assert!(out.contains("item 3 has neither a certificate nor an order_id"), "{out}");
 }
+
+/// Regression: `import-from-account` took the first certificate of an item's PEM as its leaf:
+/// a chain listed root first stored the root as the certificate (the leaf as its "chain"), and
+/// unrelated certificates were stored as one's chain. They are now grouped as `import` groups a
+/// bundle: any order, and an item that is not one leaf with its issuers is a failure.
+#[test]
+fn import_from_account_finds_the_leaf_in_any_order_and_refuses_unrelated_certificates() {
+    let app = App::new();
+    let certs = app.path("listed");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    let ca = crate::helpers::OpensslCa::new(&app.path("bundle-ca"), "bundle-root");
+    let pem = |p: &std::path::Path| std::fs::read_to_string(p).expect("pem");
+    let (a, _) = ca.issue("a.example.com", 30);
+    let (b, _) = ca.issue("b.example.com", 30);
+    let (c, _) = ca.issue("c.example.com", 30);
+    std::fs::write(certs.join("1.pem"), pem(&ca.cert) + &pem(&a)).expect("root first");
+    std::fs::write(certs.join("2.pem"), pem(&b) + &pem(&c)).expect("unrelated");
+    let config = app.path("lister.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.ca]\nconnector = \"{}\"\nparams.certs_dir = \"{}\"\n",
+            crate::python::fixture("lister.py").display(),
+            certs.display()
+        ),
+    )
+    .expect("config");
+    let r = app.run(&["--config", s(&config), "import-from-account", "ca"]);
+    let out = r.fails(1).to_owned() + &r.stdout;
+    assert!(r.stdout.contains("1 imported") && r.stdout.contains("1 failed"), "{out}");
+    assert!(r.stdout.contains("holds 2 unrelated leaf certificates"), "{out}");
+    let list = app.json(&["list", "--json"]);
+    let items = list.as_array().expect("list");
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["common_name"], "a.example.com", "the root was stored as the leaf");
+    let with_chain = app.run(&["show", "1", "--pem"]);
+    assert!(with_chain.ok().trim_end().ends_with(pem(&ca.cert).trim()), "the root is the chain");
+}

@@ -155,14 +155,27 @@ pub fn import_from_account(
                 }
                 continue;
             };
+            // In any order, as `import` reads a bundle: a chain listed root first, or a
+            // certificate that is not the others' leaf, is not stored as the item's leaf.
             let ders = certhost::cert::pem_certificates(pem).unwrap_or_default();
-            let Some((leaf, chain)) = ders.split_first() else {
-                failed.push(format!("{order}: no certificate in the returned PEM"));
-                continue;
+            let mut groups = certhost::import::leaves_with_chains(ders);
+            let (leaf, chain) = match (groups.pop(), groups.len()) {
+                (Some(group), 0) => group,
+                (None, _) => {
+                    failed.push(format!("{order}: no certificate in the returned PEM"));
+                    continue;
+                }
+                (Some(_), others) => {
+                    failed.push(format!(
+                        "{order}: the returned PEM holds {} unrelated leaf certificates, not one leaf and its issuers",
+                        others + 1
+                    ));
+                    continue;
+                }
             };
             let new = NewCertificate {
-                der: leaf,
-                chain,
+                der: &leaf,
+                chain: &chain,
                 key: None,
                 source: "ca-import",
                 profile: None,
