@@ -170,7 +170,7 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     let r = app.run(&["plugin", "new", "vault-pki", "--plugins-dir", other_dir, "--sdk", &sdk]);
     // No workspace there: the crate builds on its own, and the hint says how and where.
     let hint = format!(
-        "  certhost plugin check {other_dir}/vault-pki/target/wasm32-wasip2/release/vault_pki.wasm --param ca_certificate=\"$(cat lab-ca/ca.pem)\" --sensitive-param ca_private_key=\"$(cat lab-ca/ca.key)\""
+        "  certhost plugin check {other_dir}/vault-pki/target/wasm32-wasip2/release/vault_pki.wasm --param-file ca_certificate=lab-ca/ca.pem --sensitive-param-file ca_private_key=lab-ca/ca.key"
     );
     assert!(
         r.ok().contains(&hint) && r.stdout.contains("cargo build --release --target wasm32-wasip2)"),
@@ -324,7 +324,7 @@ fn plugin_new_says_to_make_the_lab_ca_and_check_counts_an_empty_parameter_as_mis
     let out = r.ok();
     let init = out.find("cargo xtask run -- ca init --out lab-ca").expect(out);
     let check = out.find("plugin check").expect(out);
-    assert!(init < check && out.contains("ca_certificate=\"$(cat lab-ca/ca.pem)\""), "{out}");
+    assert!(init < check && out.contains("--param-file ca_certificate=lab-ca/ca.pem"), "{out}");
     assert!(!out.contains("$(cat ca.pem)"), "{out}");
 
     let wasm = crate::wasm::component("local-ca");
@@ -345,4 +345,53 @@ fn plugin_new_says_to_make_the_lab_ca_and_check_counts_an_empty_parameter_as_mis
         "{}",
         r.stdout
     );
+}
+
+/// Regression: `plugin check` took secrets only as `--sensitive-param NAME=VALUE`, so a CA key
+/// or password sat in the process list (`/proc/PID/cmdline`) and the shell's history while
+/// the check ran. Values now also come from files and environment variables.
+#[test]
+fn plugin_check_reads_parameters_from_files_and_the_environment() {
+    let app = App::new();
+    let lab = app.path("lab");
+    app.run(&["ca", "init", "--out", lab.to_str().expect("utf8")]).ok();
+    let wasm = crate::wasm::component("local-ca");
+    let (wasm, cert, key) = (
+        wasm.to_str().expect("utf8"),
+        format!("ca_certificate={}", lab.join("ca.pem").display()),
+        format!("ca_private_key={}", lab.join("ca.key").display()),
+    );
+    let by_file = app.run(&["plugin", "check", wasm, "--param-file", &cert, "--sensitive-param-file", &key]);
+    assert!(by_file.ok().contains("PASS"), "{}", by_file.stdout);
+    let key_pem = std::fs::read_to_string(lab.join("ca.key")).expect("key");
+    let by_env = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["plugin", "check", wasm, "--param-file", &cert, "--sensitive-param-env", "ca_private_key=LAB_KEY"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("LAB_KEY", &key_pem)
+        .output()
+        .expect("check");
+    assert!(by_env.status.success(), "{}", String::from_utf8_lossy(&by_env.stdout));
+    // A name given twice, or a file that is not there: one sentence, no value echoed.
+    let twice = app.run(&[
+        "plugin",
+        "check",
+        wasm,
+        "--param-file",
+        &cert,
+        "--sensitive-param-file",
+        &key,
+        "--sensitive-param",
+        &key,
+    ]);
+    assert!(twice.fails(1).contains("parameter ca_private_key is given twice"), "{}", twice.stderr);
+    let missing = app.run(&[
+        "plugin",
+        "check",
+        wasm,
+        "--param-file",
+        &cert,
+        "--sensitive-param-file",
+        "ca_private_key=/nonexistent/k",
+    ]);
+    assert!(missing.fails(1).contains("/nonexistent/k"), "{}", missing.stderr);
 }

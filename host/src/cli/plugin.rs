@@ -39,6 +39,18 @@ pub enum Command {
         /// the connector does not declare it sensitive.
         #[arg(long = "sensitive-param", value_name = "NAME=VALUE")]
         sensitive_params: Vec<String>,
+        /// Parameter NAME=PATH whose value is the file's content (one trailing line ending
+        /// trimmed), e.g. a CA certificate (repeatable).
+        #[arg(long = "param-file", value_name = "NAME=PATH")]
+        param_files: Vec<String>,
+        /// Sensitive parameter NAME=PATH read from a file (repeatable): a secret given this way
+        /// never appears in the process list or the shell's history, as one on the command line
+        /// does.
+        #[arg(long = "sensitive-param-file", value_name = "NAME=PATH")]
+        sensitive_param_files: Vec<String>,
+        /// Sensitive parameter NAME=VAR read from environment variable VAR (repeatable).
+        #[arg(long = "sensitive-param-env", value_name = "NAME=VAR")]
+        sensitive_param_envs: Vec<String>,
         /// Call deadline in seconds.
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
@@ -92,8 +104,24 @@ fn template_file(path: &str, text: &str, name: &str, sdk: &str) -> String {
 pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::New { name, lang, plugins_dir, sdk } => new(&name, &lang, &plugins_dir, &sdk),
-        Command::Check { path, params, sensitive_params, timeout_seconds, allowed_hosts, extra_ca_pems } => {
-            check(path, params, sensitive_params, timeout_seconds, allowed_hosts, extra_ca_pems, env)
+        Command::Check {
+            path,
+            params,
+            sensitive_params,
+            param_files,
+            sensitive_param_files,
+            sensitive_param_envs,
+            timeout_seconds,
+            allowed_hosts,
+            extra_ca_pems,
+        } => {
+            let given = with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
+            let secrets =
+                with_sources(super::kv_pairs(&sensitive_params)?, &sensitive_param_files, &sensitive_param_envs)?;
+            if let Some(name) = given.keys().find(|k| secrets.contains_key(*k)) {
+                anyhow::bail!("parameter {name} is given both as a plain and as a sensitive parameter");
+            }
+            check(path, given, secrets, timeout_seconds, allowed_hosts, extra_ca_pems, env)
         }
     }
 }
@@ -222,7 +250,7 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     println!("created {} (a cdylib for wasm32-wasip2)", dir.display());
     // The template signs with a CA of its own: make one before checking it, as
     // docs/plugin-authors.md does.
-    let check = "plugin check {WASM} --param ca_certificate=\"$(cat lab-ca/ca.pem)\" --sensitive-param ca_private_key=\"$(cat lab-ca/ca.key)\"";
+    let check = "plugin check {WASM} --param-file ca_certificate=lab-ca/ca.pem --sensitive-param-file ca_private_key=lab-ca/ca.key";
     if member {
         println!("added {name} to the members of {}", workspace.display());
         let wasm = plugins_dir.join("dist").join(format!("{name}.wasm"));
@@ -241,18 +269,36 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
+/// `values` with the parameters read from files (`NAME=PATH`) and environment variables
+/// (`NAME=VAR`) added; a name given twice is refused. Neither the path's content nor the
+/// variable's value is ever echoed.
+fn with_sources(
+    mut values: std::collections::BTreeMap<String, String>,
+    files: &[String],
+    envs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    use certhost::param::{ValueSource, resolve};
+    let sources = super::kv_pairs(files)?
+        .into_iter()
+        .map(|(k, path)| (k, ValueSource::File { file: path.into() }))
+        .chain(super::kv_pairs(envs)?.into_iter().map(|(k, var)| (k, ValueSource::Env { env: var })));
+    for (name, source) in sources {
+        let value = resolve(&source, &name, "plugin check", &super::env_lookup)?;
+        anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
+    }
+    Ok(values)
+}
+
 fn check(
     path: PathBuf,
-    params: Vec<String>,
-    sensitive_params: Vec<String>,
+    given: std::collections::BTreeMap<String, String>,
+    secrets: std::collections::BTreeMap<String, String>,
     timeout_seconds: u64,
     allowed_hosts: Vec<String>,
     extra_ca_pems: Vec<PathBuf>,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
     let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
-    let given = super::kv_pairs(&params)?;
-    let secrets = super::kv_pairs(&sensitive_params)?;
     let def = AccountDef {
         connector: path.clone(),
         description: String::new(),
