@@ -23,6 +23,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
         (Err(_), Some(key)) => {
             Err(ApiError::Unprocessable(format!("the request body repeats the key {key:?} in one object")))
         }
+        // serde_json stops at 128 levels: valid JSON, but no request of this API nests so deep.
+        (Err(e), None) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(ApiError::Unprocessable("the request body nests objects or arrays more than 128 levels deep".into()))
+        }
         (Err(_), None) => Err(ApiError::BadRequest("the request body is not valid JSON".into())),
     }
 }
@@ -163,6 +167,15 @@ pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_body_nested_too_deep_is_named_as_such_not_as_invalid() {
+        let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+        let err = parse(deep.as_bytes()).expect_err("too deep");
+        assert_eq!(err.to_string(), "the request body nests objects or arrays more than 128 levels deep");
+        let broken = parse(b"[[1,]").expect_err("invalid");
+        assert_eq!(broken.to_string(), "the request body is not valid JSON");
+    }
+
     use super::*;
 
     #[test]
