@@ -7,6 +7,8 @@
 //! with an error that says what to configure.
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,14 +119,36 @@ impl Challenges {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, killed whole at the deadline.
+            .process_group(0)
             .spawn()
             .map_err(|e| failed(format!("it cannot be started ({e})")))?;
+        // Read while it runs: a hook that writes more than a pipe holds (64 KiB) would block
+        // until killed at the deadline if its output were read only after it exits.
+        let readers: Vec<_> = [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|pipe| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(read_capped(pipe));
+            });
+            rx
+        })
+        .collect();
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if started.elapsed() >= HOOK_TIMEOUT => {
-                    let _ = child.kill();
+                    // SAFETY: a signal to the group our own unreaped child leads
+                    // (`process_group(0)`): until it is reaped, the group id is not reused.
+                    unsafe {
+                        libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
+                    }
                     let _ = child.wait();
                     return Err(failed(format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())));
                 }
@@ -132,8 +156,13 @@ impl Challenges {
                 Err(e) => return Err(failed(format!("waiting for it failed ({e})"))),
             }
         };
-        let output = child.wait_with_output().map_err(|e| failed(format!("its output is unreadable ({e})")))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        // A process the hook left in the background may hold the pipes: not waited for long.
+        let text: String = readers
+            .into_iter()
+            .map(|rx| {
+                String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()).into_owned()
+            })
+            .collect();
         for line in text.lines().take(50) {
             tracing::info!(hook = %hook.display(), action, domain, "{line}");
         }
@@ -141,6 +170,41 @@ impl Challenges {
     }
 }
 
+/// Everything `pipe` yields until it closes, of which the first 64 KiB are kept.
+fn read_capped(mut pipe: Box<dyn Read + Send>) -> Vec<u8> {
+    const KEEP: usize = 64 * 1024;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let room = KEEP.saturating_sub(kept.len()).min(n);
+        kept.extend_from_slice(&buf[..room]);
+    }
+    kept
+}
+
 fn is_b64url(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the hook's output was read only after it exited, so a hook writing more than
+    /// a pipe holds blocked until it was killed at the deadline (120 s), and failed.
+    #[test]
+    fn a_hook_writing_more_than_a_pipe_holds_finishes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let hook = dir.path().join("hook.sh");
+        std::fs::write(&hook, "#!/bin/sh\nhead -c 300000 /dev/zero | tr '\\\\0' x\necho done >&2\n").expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        let started = Instant::now();
+        board.dns01("present", "www.example.com", "abc_DEF-123").expect("the hook succeeds");
+        assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    }
 }
