@@ -169,6 +169,10 @@ pub async fn deploy(
     env: EnvLookup<'_>,
     actor: &str,
 ) -> Vec<DeployReport> {
+    // Most profiles deploy nothing: no reads for them on the request path.
+    if targets.is_empty() {
+        return Vec::new();
+    }
     let wants_key = |t: &DeployTarget| t.key.is_some() || t.pkcs12.is_some();
     // Read once, and before any await (a connection is not shared across threads), when a
     // target writes the key.
