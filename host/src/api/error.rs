@@ -118,7 +118,7 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
         StatusCode::GATEWAY_TIMEOUT => format!(
-            "the request took longer than {} s; a CA call it started goes on, and its order (GET /v1/orders) records the outcome",
+            "the request took longer than {} s; if it had started a CA call, that call goes on and its order (GET /v1/orders) records the outcome",
             super::REQUEST_TIMEOUT.as_secs()
         ),
         _ => {
