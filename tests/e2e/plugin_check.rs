@@ -144,10 +144,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched() {
     let app = App::new();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let work = app.path("repo");
-    copy_tree(&repo.join("plugins"), &work.join("plugins"));
-    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
-    let plugins = work.join("plugins");
+    let (work, plugins) = repo_copy(&app);
     let r = app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")]);
     assert!(r.ok().contains("created"), "{}", r.stdout);
     assert!(std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace").contains("\"acme-lab\""));
@@ -282,11 +279,7 @@ fn plugin_new_outside_a_plugins_workspace_makes_a_crate_cargo_accepts_inside_ano
 #[test]
 fn plugin_new_refuses_a_name_a_workspace_member_or_cargo_already_uses() {
     let app = App::new();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let work = app.path("repo");
-    copy_tree(&repo.join("plugins"), &work.join("plugins"));
-    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
-    let plugins = work.join("plugins");
+    let (_, plugins) = repo_copy(&app);
     let dir = plugins.to_str().expect("utf8");
     let before = std::fs::read_to_string(plugins.join("Cargo.toml")).expect("workspace");
     let r = app.run(&["plugin", "new", "hostile", "--plugins-dir", dir]);
@@ -315,11 +308,7 @@ fn plugin_new_refuses_a_name_a_workspace_member_or_cargo_already_uses() {
 #[test]
 fn plugin_new_says_to_make_the_lab_ca_and_check_counts_an_empty_parameter_as_missing() {
     let app = App::new();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let work = app.path("repo");
-    copy_tree(&repo.join("plugins"), &work.join("plugins"));
-    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
-    let plugins = work.join("plugins");
+    let (_, plugins) = repo_copy(&app);
     let r = app.run(&["plugin", "new", "team-ca", "--plugins-dir", plugins.to_str().expect("utf8")]);
     let out = r.ok();
     let init = out.find("cargo xtask run -- ca init --out lab-ca").expect(out);
@@ -394,4 +383,15 @@ fn plugin_check_reads_parameters_from_files_and_the_environment() {
         "ca_private_key=/nonexistent/k",
     ]);
     assert!(missing.fails(1).contains("/nonexistent/k"), "{}", missing.stderr);
+}
+
+/// A copy of the repository's `plugins` workspace and `plugin-sdk` under `app`, for `plugin new`
+/// to add to: returns (the copy's root, its plugins directory).
+fn repo_copy(app: &App) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = app.path("repo");
+    copy_tree(&repo.join("plugins"), &work.join("plugins"));
+    copy_tree(&repo.join("plugin-sdk"), &work.join("plugin-sdk"));
+    let plugins = work.join("plugins");
+    (work, plugins)
 }

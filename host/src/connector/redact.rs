@@ -439,6 +439,23 @@ mod tests {
         "tab\there\nnew\r\u{7}\u{7f}\u{85}\u{a0}\u{ad}\u{2028}\u{20ac}\u{1d11e} x&y=z;%",
     ];
 
+    /// The lines the interpreter certhost is built against prints for `script` given `input`
+    /// as JSON on stdin: the forms Python itself writes, so the tests do not check the Rust
+    /// against itself.
+    fn python_lines(script: &str, input: &(impl serde::Serialize + ?Sized)) -> Vec<String> {
+        let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the pinned python");
+        let input = serde_json::to_vec(input).expect("json");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
+        let out = child.wait_with_output().expect("python");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf8").lines().map(str::to_owned).collect()
+    }
+
     #[test]
     fn base64_of_a_value_inside_longer_bytes_holds_one_of_its_cores() {
         // What Python's base64 writes for the value after 0-5 bytes and before 0-2 (HTTP Basic:
@@ -454,19 +471,8 @@ for v in json.load(sys.stdin):
     print(json.dumps(out))
 "#;
         let values = ["MARKENVq9w8Secret", "s3cr\\et-Pässwörd", "12345678", "~~~~????>>>>"];
-        let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the pinned python");
-        let input = serde_json::to_vec(&values).expect("json");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
-        let out = child.wait_with_output().expect("python");
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).expect("utf8");
-        for (value, line) in values.iter().zip(text.lines()) {
-            let encodings: Vec<String> = serde_json::from_str(line).expect("json");
+        for (value, line) in values.iter().zip(python_lines(script, &values)) {
+            let encodings: Vec<String> = serde_json::from_str(&line).expect("json");
             let r = Redactor::new([*value]);
             for b64 in encodings {
                 let redacted = r.redact(&format!("Authorization: Basic {b64}"));
@@ -491,21 +497,8 @@ for v in json.load(sys.stdin):
     qs += [repr(b)[2:-1]] + ([b.hex(), b.hex().upper()] if len(b) >= 8 else [])
     print(json.dumps([repr(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], json.dumps(v)[1:-1]] + qs))
 "#;
-        let mut child = std::process::Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the pinned python");
-        let input = serde_json::to_vec(TRICKY).expect("json");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
-        let out = child.wait_with_output().expect("python");
-        assert!(out.status.success());
-        let lines: Vec<Vec<String>> = String::from_utf8(out.stdout)
-            .expect("utf8")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("forms"))
-            .collect();
+        let lines: Vec<Vec<String>> =
+            python_lines(script, &TRICKY).iter().map(|l| serde_json::from_str(l).expect("forms")).collect();
         assert_eq!(lines.len(), TRICKY.len());
         for (value, python_forms) in TRICKY.iter().zip(lines) {
             let ours = encoded_forms(value);
