@@ -2,12 +2,18 @@
 //! for renewal failures, certificates expiring without auto-renew, and revocations.
 //!
 //! Events are queued in the inventory (`notifications` table) in the same transaction as the
-//! change they report, and `certhost serve` delivers them, so a crash never loses one.
+//! change they report, and `certhost serve` delivers them, so a crash never loses one. Each
+//! channel's delivery is recorded on its own, and a batch is claimed before it is sent, so two
+//! `serve` processes on one data directory do not both send it.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::watch;
 
+use crate::inventory::{Channel, Notification};
 use crate::param::ValueSource;
 
 /// `[notify]` in certhost.toml.
@@ -113,7 +119,7 @@ pub enum NotifyError {
 }
 
 /// The JSON a webhook receives (and the text a mail carries).
-fn payload(n: &crate::inventory::Notification) -> serde_json::Value {
+fn payload(n: &Notification) -> serde_json::Value {
     serde_json::json!({
         "id": n.id,
         "kind": n.kind,
@@ -136,25 +142,41 @@ impl NotifyConfig {
         self.webhook.is_some() || self.email.is_some()
     }
 
-    /// Delivers one notification on every configured channel.
-    pub async fn deliver(
+    /// The configured channels notification `n` has not reached yet.
+    fn channels_left(&self, n: &Notification) -> Vec<Channel> {
+        let webhook = (self.webhook.is_some() && !n.webhook_sent).then_some(Channel::Webhook);
+        let email = (self.email.is_some() && !n.email_sent).then_some(Channel::Email);
+        webhook.into_iter().chain(email).collect()
+    }
+
+    /// Sends notification `n` on one channel; a send that hangs past its own timeouts still
+    /// ends after [`SEND_TIMEOUT`].
+    async fn send(
         &self,
-        n: &crate::inventory::Notification,
+        channel: Channel,
+        n: &Notification,
         env: crate::param::EnvLookup<'_>,
     ) -> Result<(), NotifyError> {
-        if let Some(w) = &self.webhook {
-            send_webhook(w, n, env).await?;
+        match (channel, &self.webhook, &self.email) {
+            (Channel::Webhook, Some(w), _) => {
+                tokio::time::timeout(SEND_TIMEOUT, send_webhook(w, n, env)).await.unwrap_or_else(|_| {
+                    Err(NotifyError::Webhook { url: w.url.clone(), reason: "no answer in time".into() })
+                })
+            }
+            (Channel::Email, _, Some(e)) => {
+                tokio::time::timeout(SEND_TIMEOUT, send_email(e, n, env)).await.unwrap_or_else(|_| {
+                    Err(NotifyError::Email { host: e.smtp_host.clone(), reason: "no answer in time".into() })
+                })
+            }
+            // `channels_left` only names configured channels.
+            _ => Ok(()),
         }
-        if let Some(e) = &self.email {
-            send_email(e, n, env).await?;
-        }
-        Ok(())
     }
 }
 
 async fn send_webhook(
     w: &WebhookConfig,
-    n: &crate::inventory::Notification,
+    n: &Notification,
     env: crate::param::EnvLookup<'_>,
 ) -> Result<(), NotifyError> {
     let err = |reason: String| NotifyError::Webhook { url: w.url.clone(), reason };
@@ -183,11 +205,7 @@ async fn send_webhook(
     Ok(())
 }
 
-async fn send_email(
-    e: &EmailConfig,
-    n: &crate::inventory::Notification,
-    env: crate::param::EnvLookup<'_>,
-) -> Result<(), NotifyError> {
+async fn send_email(e: &EmailConfig, n: &Notification, env: crate::param::EnvLookup<'_>) -> Result<(), NotifyError> {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let err = |reason: String| NotifyError::Email { host: e.smtp_host.clone(), reason };
     let from = e.from.parse().map_err(|x| err(format!("from address: {x}")))?;
@@ -224,30 +242,134 @@ async fn send_email(
     Ok(())
 }
 
-/// Delivers every due notification; failures are retried with backoff (1 minute doubling to
-/// an hour). Returns (sent, failed).
+/// Notifications claimed per round.
+const BATCH: u32 = 100;
+/// Sent at once: a slow receiver holds a few of them, not the round.
+const CONCURRENCY: usize = 8;
+/// No send starts after this much of a round.
+const ROUND_BUDGET: Duration = Duration::from_secs(60);
+/// The longest one channel's send may take, whatever its own timeouts say.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A claim outlives the longest round (budget, then the sends in flight on both channels),
+/// so no other process sends a claimed notification while this one may still be at it.
+const LEASE_SECONDS: i64 = 180;
+
+/// Delivers the due notifications, each channel of each on its own, [`CONCURRENCY`] sends at
+/// a time, starting none after [`ROUND_BUDGET`]. A channel reached is recorded at once; a
+/// notification with a failed channel is retried with backoff (1 minute doubling to an hour)
+/// on that channel only. When `shutdown` turns true the sends in flight are dropped, and what
+/// was not recorded is given back, still queued. Returns (sent, failed) notifications.
 pub async fn deliver_pending(
     inv: &mut crate::inventory::Inventory,
     config: &NotifyConfig,
-    env: crate::param::EnvLookup<'_>,
+    env: crate::param::SharedEnvLookup,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(usize, usize), crate::inventory::InventoryError> {
+    let claimed = inv.claim_notifications(LEASE_SECONDS, BATCH)?;
     let (mut sent, mut failed) = (0, 0);
-    for n in inv.pending_notifications(100)? {
-        match config.deliver(&n, env).await {
-            Ok(()) => {
-                inv.mark_notification(n.id, Ok(()))?;
-                sent += 1;
+    // Per notification: itself, its sends not yet answered, the failures so far.
+    let mut open: HashMap<i64, (Notification, usize, Vec<String>)> = HashMap::new();
+    let mut sends: VecDeque<(Notification, Channel)> = VecDeque::new();
+    for n in claimed {
+        let channels = config.channels_left(&n);
+        if channels.is_empty() {
+            inv.mark_notification(n.id, Ok(()))?;
+            sent += 1;
+            continue;
+        }
+        sends.extend(channels.iter().map(|c| (n.clone(), *c)));
+        open.insert(n.id, (n, channels.len(), Vec::new()));
+    }
+    let deadline = tokio::time::Instant::now() + ROUND_BUDGET;
+    let config = std::sync::Arc::new(config.clone());
+    let mut sending = tokio::task::JoinSet::new();
+    let mut stopping = *shutdown.borrow();
+    loop {
+        while !stopping && sending.len() < CONCURRENCY && tokio::time::Instant::now() < deadline {
+            let Some((n, channel)) = sends.pop_front() else { break };
+            let (config, env) = (config.clone(), env.clone());
+            sending.spawn(async move { (n.id, channel, config.send(channel, &n, &*env).await) });
+        }
+        let joined = tokio::select! {
+            joined = sending.join_next() => joined,
+            // Aborting drops the sends in flight; they are not recorded, so they are sent
+            // again later: at least once, never lost.
+            changed = shutdown.changed(), if !stopping => {
+                stopping = changed.is_err() || *shutdown.borrow();
+                if stopping {
+                    sending.abort_all();
+                }
+                continue;
             }
-            Err(e) => {
-                let wait = (60i64 << n.attempts.clamp(0, 6)).min(3600);
-                let retry_at = time::OffsetDateTime::now_utc().unix_timestamp() + wait;
-                tracing::warn!(notification = n.id, error = %e, "notification not delivered; retrying in {wait}s");
-                inv.mark_notification(n.id, Err((&e.to_string(), retry_at)))?;
-                failed += 1;
+        };
+        let Some(joined) = joined else { break };
+        // A send that panicked or was aborted leaves its notification open: given back below.
+        let Ok((id, channel, result)) = joined else { continue };
+        let Some((n, left, errors)) = open.get_mut(&id) else { continue };
+        match result {
+            Ok(()) => inv.mark_channel_sent(id, channel)?,
+            Err(e) => errors.push(e.to_string()),
+        }
+        *left -= 1;
+        if *left > 0 {
+            continue;
+        }
+        if errors.is_empty() {
+            inv.mark_notification(id, Ok(()))?;
+            sent += 1;
+        } else {
+            let error = errors.join("; ");
+            let wait = (60i64 << n.attempts.clamp(0, 6)).min(3600);
+            let retry_at = time::OffsetDateTime::now_utc().unix_timestamp() + wait;
+            tracing::warn!(notification = id, %error, "notification not delivered; retrying in {wait}s");
+            inv.mark_notification(id, Err((&error, retry_at)))?;
+            failed += 1;
+        }
+        open.remove(&id);
+    }
+    if !open.is_empty() {
+        let ids: Vec<i64> = open.into_keys().collect();
+        tracing::info!(count = ids.len(), "notifications left for the next round");
+        inv.release_notifications(&ids)?;
+    }
+    Ok((sent, failed))
+}
+
+/// Queues and delivers notifications every `interval` until `shutdown` turns true — a task
+/// of its own, so a slow receiver never holds up renewals, and shutdown never waits for one.
+pub async fn run(
+    inventory: crate::inventory::InventoryPool,
+    env: crate::param::SharedEnvLookup,
+    config: NotifyConfig,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match inventory.get().await {
+            Err(e) => tracing::error!(error = %e, "notifications skipped: no database connection"),
+            Ok(mut inv) => {
+                if config.enabled() {
+                    if let Err(e) = inv.queue_expiring(config.expiring_within_days) {
+                        tracing::error!(error = %e, "queueing expiry notifications failed");
+                    }
+                    if let Err(e) = deliver_pending(&mut inv, &config, env.clone(), &mut shutdown).await {
+                        tracing::error!(error = %e, "delivering notifications failed");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
             }
         }
     }
-    Ok((sent, failed))
 }
 
 #[cfg(test)]

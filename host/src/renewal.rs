@@ -48,6 +48,13 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
         if order.requested_by == ACTOR && order.kind == "renew" {
             p.inventory.resubmit_order(order.id, ACTOR)?;
             report.resubmitted.push(order.id);
+            if let Some(pred) = order.predecessor_id {
+                // The certificate's claim is the interrupted process's, and it is not there to
+                // record the outcome: this round takes it over by letting go of it, so that
+                // closing the order as failed records the failure (no second renewal can be
+                // claimed meanwhile: the order is open).
+                p.inventory.release_renewal(pred)?;
+            }
             match p.submit(order.id, &Default::default()).await {
                 Ok(IssueOutcome::Issued { certificate, .. }) => {
                     if let Some(pred) = order.predecessor_id {
@@ -103,7 +110,8 @@ fn auto_renews(inv: &Inventory, id: i64) -> Result<bool, InventoryError> {
     Ok(inv.profile(&name)?.is_none_or(|(profile, _)| profile.renewal.auto))
 }
 
-/// Runs rounds every `interval` until `shutdown` turns true; delivers notifications.
+/// Runs rounds every `interval` until `shutdown` turns true, with notifications delivered
+/// beside it by `notify::run`.
 pub async fn run(
     inventory: InventoryPool,
     connectors: std::sync::Arc<dyn ConnectorSource>,
@@ -115,25 +123,16 @@ pub async fn run(
     // Long enough for a renewal with failover over slow accounts; a crashed instance's claims
     // come free after it.
     let lease = 600;
+    let notifier = tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, interval, shutdown.clone()));
     loop {
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
             Ok(mut inv) => {
-                {
-                    let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
-                    match round(&mut p, lease).await {
-                        Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "renewal round failed"),
-                    }
-                }
-                if notify.enabled() {
-                    if let Err(e) = inv.queue_expiring(notify.expiring_within_days) {
-                        tracing::error!(error = %e, "queueing expiry notifications failed");
-                    }
-                    if let Err(e) = crate::notify::deliver_pending(&mut inv, &notify, &*env).await {
-                        tracing::error!(error = %e, "delivering notifications failed");
-                    }
+                let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
+                match round(&mut p, lease).await {
+                    Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "renewal round failed"),
                 }
             }
         }
@@ -141,6 +140,8 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
+                    // The notifier drops its sends in flight and gives their claims back.
+                    let _ = notifier.await;
                     return;
                 }
             }

@@ -826,3 +826,290 @@ fn import_from_account_finds_the_leaf_in_any_order_and_refuses_unrelated_certifi
     let with_chain = app.run(&["show", "1", "--pem"]);
     assert!(with_chain.ok().trim_end().ends_with(pem(&ca.cert).trim()), "the root is the chain");
 }
+
+/// `notify_sink.py` (a webhook receiver and an SMTP sink) saving into its own directory; the
+/// webhook answers as `hook_mode` says. Killed on drop.
+struct Sinks {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    http_port: u16,
+    smtp_port: u16,
+}
+
+impl Sinks {
+    fn start(app: &App, hook_mode: &str) -> Self {
+        let dir = app.path("sink");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let (http_port, smtp_port) = (crate::helpers::free_port(), crate::helpers::free_port());
+        let child = Command::new("python3")
+            .arg(crate::python::fixture("notify_sink.py"))
+            .args([&http_port.to_string(), &smtp_port.to_string(), s(&dir)])
+            .spawn()
+            .expect("sink");
+        let sinks = Self { child, dir, http_port, smtp_port };
+        sinks.hook_mode(hook_mode);
+        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", smtp_port)).ok())
+            .and_then(|_| wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()))
+            .expect("the sinks listen");
+        sinks
+    }
+
+    /// `ok`, `500`, `slow` or `hang` from the next POST on.
+    fn hook_mode(&self, mode: &str) {
+        std::fs::write(self.dir.join("hook-mode"), mode).expect("hook mode");
+    }
+
+    /// The events the webhook received, in no particular order.
+    fn hooks(&self) -> Vec<serde_json::Value> {
+        self.saved("hook-", ".json")
+            .iter()
+            .map(|text| {
+                let saved: serde_json::Value = serde_json::from_str(text).expect("json");
+                serde_json::from_str(saved["body"].as_str().expect("body")).expect("event")
+            })
+            .collect()
+    }
+
+    /// The mails the SMTP sink received.
+    fn mails(&self) -> Vec<String> {
+        self.saved("mail-", ".txt")
+    }
+
+    fn saved(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix)))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+
+    /// `[notify]` with this webhook and SMTP on `smtp_port` (the sink's, or one nobody
+    /// listens on).
+    fn notify_toml(&self, smtp_port: u16) -> String {
+        format!(
+            "[notify]\nexpiring_within_days = 60\n[notify.webhook]\nurl = \"http://127.0.0.1:{}/hook\"\n\
+             [notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\nfrom = \"certhost@example.com\"\n\
+             to = [\"ops@example.com\"]\n",
+            self.http_port
+        )
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scripted-CA lab with `notify` in certhost.toml, one-second rounds, profiles `web`
+/// (renews seven days before expiry) and `manual` (no auto-renew), and `manual` certificates
+/// `m1.example.com`…`mN.example.com` with a day left: each queues an `expiring` notification
+/// once `serve` runs. Returns the config.
+fn notify_lab(app: &App, notify: &str, manual: usize) -> std::path::PathBuf {
+    let (config, _) = scripted_lab(
+        app,
+        "ca",
+        "good",
+        &format!("params.days = \"-29,1\"\n{notify}[server]\nrenewal_interval_seconds = 1\n"),
+        &[
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n"),
+            ("manual", "accounts = [\"ca\"]\n[renewal]\nauto = false\n"),
+        ],
+    );
+    let cfg = s(&config);
+    for i in 1..=manual {
+        app.run(&["--config", cfg, "issue", "--profile", "manual", "--cn", &format!("m{i}.example.com")]).ok();
+    }
+    config
+}
+
+/// Regression: with both channels configured, a webhook that failed kept the mail from ever
+/// being sent (delivery stopped at the first failing channel).
+#[test]
+fn a_failing_webhook_does_not_keep_the_mail_from_being_sent() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "500");
+    let config = notify_lab(&app, &sinks.notify_toml(sinks.smtp_port), 1);
+    let server = Server::start(app, Some(&config));
+    let mails = wait_for(30, || Some(sinks.mails()).filter(|m| !m.is_empty()))
+        .unwrap_or_else(|| panic!("no mail while the webhook fails; log: {}", server.log()));
+    assert!(mails[0].contains("m1.example.com"), "{mails:?}");
+    assert!(sinks.hooks().is_empty(), "the webhook refused every event");
+}
+
+/// Regression: a failing SMTP relay made the webhook receive the same event again on every
+/// retry (one `sent_at` for both channels).
+#[test]
+fn a_failing_mail_relay_does_not_send_the_webhook_the_same_event_again() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "ok");
+    // Nobody listens on this SMTP port.
+    let config = notify_lab(&app, &sinks.notify_toml(crate::helpers::free_port()), 1);
+    let server = Server::start(app, Some(&config));
+    wait_for(30, || Some(sinks.hooks()).filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| panic!("the webhook got nothing; log: {}", server.log()));
+    // The mail is retried after a minute; the webhook must not get the event a second time.
+    wait_for(100, || (server.log().matches("notification not delivered").count() >= 2).then_some(()))
+        .unwrap_or_else(|| panic!("no retry of the mail; log: {}", server.log()));
+    std::thread::sleep(Duration::from_secs(1));
+    let hooks = sinks.hooks();
+    assert_eq!(hooks.len(), 1, "one delivery to the webhook: {hooks:?}");
+    assert!(server.log().contains("email via 127.0.0.1"), "the mail's failure is what is retried");
+}
+
+/// Regression: two `serve` processes on one data directory each sent every notification.
+#[test]
+fn two_servers_on_one_data_directory_send_each_notification_once() {
+    let app = App::new();
+    // A slow receiver keeps the first server busy while the second one looks for work.
+    let sinks = Sinks::start(&app, "slow");
+    let config = notify_lab(&app, &sinks.notify_toml(sinks.smtp_port), 4);
+    let second_log = app.path("serve-2.log");
+    let mut second = Command::new(crate::helpers::certhost_bin())
+        .args(["--config", s(&config), "serve", "--listen", "127.0.0.1:0"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&second_log).expect("log"))
+        .spawn()
+        .expect("second serve");
+    let server = Server::start(app, Some(&config));
+    let got = wait_for(60, || Some(sinks.hooks()).filter(|h| h.len() >= 4));
+    // Anything sent twice would arrive within a few more seconds.
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = second.kill();
+    let _ = second.wait();
+    got.unwrap_or_else(|| panic!("notifications missing; log: {}", server.log()));
+    let mut ids: Vec<i64> = sinks.hooks().iter().map(|e| e["id"].as_i64().expect("id")).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3, 4], "each notification once");
+    assert_eq!(sinks.mails().len(), 4, "each mail once");
+}
+
+/// Regression: notifications were sent one after another inside the renewal scheduler's loop,
+/// so a webhook that never answered held up due renewals (10 s per notification) and
+/// shutdown. Delivery now runs beside the scheduler, and SIGTERM abandons it, leaving the
+/// undelivered notifications queued for the next start.
+#[test]
+fn a_webhook_that_never_answers_holds_up_neither_renewals_nor_shutdown() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "hang");
+    let config = notify_lab(&app, &sinks.notify_toml(sinks.smtp_port), 4);
+    let server = Server::start(app, Some(&config));
+    // The first round queues the expiring notifications and starts sending them to a
+    // receiver that does not answer.
+    std::thread::sleep(Duration::from_secs(3));
+    // A certificate due at once (a day left, renews seven days before) is renewed promptly.
+    server.app.run(&["--config", s(&config), "issue", "--profile", "web", "--cn", "due.example.com"]).ok();
+    let issued = Instant::now();
+    wait_for(20, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().any(|c| c["predecessor_id"].is_number()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not renewed while the webhook hangs; log: {}", server.log()));
+    assert!(issued.elapsed() < Duration::from_secs(10), "renewed after {:?}", issued.elapsed());
+    // SIGTERM while the webhook calls are still waiting: serve exits at once.
+    let mut server = server;
+    let stopping = Instant::now();
+    crate::helpers::sh("kill", &["-TERM", &server.child.id().to_string()]);
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "{status}; log: {}", server.log());
+    assert!(stopping.elapsed() < Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
+    // Nothing was lost: the next serve sends the four events to the webhook, once each.
+    sinks.hook_mode("ok");
+    let app = std::mem::replace(&mut server.app, App::new());
+    drop(server);
+    let restarted = Server::start(app, Some(&config));
+    let hooks = wait_for(30, || Some(sinks.hooks()).filter(|h| h.len() >= 4))
+        .unwrap_or_else(|| panic!("the queued notifications were not sent after restart; log: {}", restarted.log()));
+    assert_eq!(sinks.mails().len(), 4, "the mails, sent before, are not sent again");
+    assert!(hooks.iter().all(|h| h["kind"] == "expiring"), "{hooks:?}");
+}
+
+/// Regression: a certificate whose automatic renewal kept failing until notAfter became
+/// `expired`, was never tried again, vanished from `certhost renewals`, and nobody was told;
+/// and the backoff had put its last retry after notAfter.
+#[test]
+fn a_certificate_whose_renewal_fails_until_it_expires_is_still_retried_and_reported() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "ok");
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        &format!(
+            "params.days = \"-1,0.0008\"\n{}[server]\nrenewal_interval_seconds = 1\n",
+            sinks.notify_toml(sinks.smtp_port)
+        ),
+        &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    let cfg = s(&config);
+    // About 70 seconds left, due at once; then every renewal fails.
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "late.example.com"]).ok();
+    let good = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, good.replace("params.mode = \"good\"", "params.mode = \"wrong_key\"")).expect("config");
+    let server = Server::start(app, Some(&config));
+    let expired =
+        wait_for(120, || sinks.hooks().into_iter().find(|e| e["kind"] == "expired" && e["certificate_id"] == 1))
+            .unwrap_or_else(|| panic!("no `expired` notification; log: {}", server.log()));
+    assert!(expired["subject"].as_str().unwrap_or_default().contains("late.example.com"), "{expired}");
+    // The second attempt came before notAfter (the backoff's minute would have missed it).
+    assert!(expired["detail"]["attempts"].as_i64().unwrap_or(0) >= 2, "{expired}");
+    // Still scheduled, and shown.
+    let shown = server.app.json(&["renewals", "--json"]);
+    let upcoming = shown["upcoming"].as_array().expect("upcoming");
+    assert!(upcoming.iter().any(|r| r["id"] == 1), "{shown}");
+    // The CA recovers: the next retry renews the expired certificate.
+    std::fs::write(&config, &good).expect("config");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    wait_for(200, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().any(|c| c["predecessor_id"] == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the expired certificate was not renewed; log: {}", server.log()));
+}
+
+/// Regression: when an automatic renewal cut off by a crash was resubmitted and failed, the
+/// failure was recorded nowhere (the dead process's claim on the certificate was still
+/// running), and that claim blocked any retry for ten minutes.
+#[test]
+fn a_failed_resubmission_after_a_crash_is_recorded_and_retried() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "slow",
+        "slow",
+        "timeout_seconds = 5\nparams.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[("web", "accounts = [\"slow\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    app.run(&["--config", s(&config), "issue", "--profile", "web", "--cn", "crash.example.com"]).ok();
+    let server = Server::start(app, Some(&config));
+    wait_for(30, || {
+        let orders = server.app.json(&["orders", "list", "--json"]);
+        orders.as_array()?.iter().find(|o| o["kind"] == "renew" && o["state"] == "pending").cloned()
+    })
+    .unwrap_or_else(|| panic!("no renewal in flight; log: {}", server.log()));
+    let app = {
+        let mut server = server;
+        Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status().expect("kill");
+        let _ = server.child.wait();
+        std::mem::replace(&mut server.app, App::new())
+    };
+    // The CA now sends certificates for the wrong key: the resubmission fails verification.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("params.mode = \"slow\"", "params.mode = \"wrong_key\"");
+    std::fs::write(&config, text).expect("config");
+    let server = Server::start(app, Some(&config));
+    let entry = wait_for(60, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("the failed resubmission was not recorded; log: {}", server.log()));
+    assert_eq!(entry["attempts"], 1, "{entry}");
+    let orders = renewal_orders(&server.app);
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["state"], "failed");
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
+    let failures = audit.as_array().expect("audit").iter().filter(|e| e["outcome"] == "failure").count();
+    assert_eq!(failures, 1, "recorded once: {audit}");
+}

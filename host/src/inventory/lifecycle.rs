@@ -132,22 +132,38 @@ impl Inventory {
         Ok(())
     }
 
-    /// Active certificates past notAfter become `expired`; returns their ids.
+    /// Active certificates past notAfter become `expired`; returns their ids. One whose
+    /// automatic renewal was failing keeps being retried (`renewals::claim_sql`), and its
+    /// expiry queues an `expired` notification: nobody was told otherwise.
     pub fn mark_expired(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let ids: Vec<i64> = {
+        let rows: Vec<(i64, Option<String>, i64, Option<String>)> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT id FROM certificates WHERE status = 'active' AND not_after < ?1 ORDER BY not_after LIMIT 1000",
+                "SELECT id, common_name, renewal_attempts, renewal_error FROM certificates
+                 WHERE status = 'active' AND not_after < ?1 ORDER BY not_after LIMIT 1000",
             )?;
-            stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
+            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
         };
-        for id in &ids {
+        for (id, cn, attempts, error) in &rows {
             tx.execute_cached("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
             audit::record(&tx, now, &cert_event(actor, "certificate.expired", *id, serde_json::json!({})))?;
+            if *attempts > 0 {
+                super::renewals::enqueue(
+                    &tx,
+                    now,
+                    "expired",
+                    Some(*id),
+                    &format!(
+                        "certhost: certificate {id} ({}) expired; its automatic renewal is failing and is still retried",
+                        cn.clone().unwrap_or_default()
+                    ),
+                    &serde_json::json!({ "attempts": attempts, "error": error }),
+                )?;
+            }
         }
         tx.commit()?;
-        Ok(ids)
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// The private key of certificate `id`, decrypted for download; the access is audited

@@ -40,7 +40,7 @@ pub struct ScheduledRenewal {
 pub struct Notification {
     /// Id.
     pub id: i64,
-    /// `renewal_failed`, `expiring`, `revoked`.
+    /// `renewal_failed`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`.
     pub kind: String,
     /// The certificate concerned.
     pub certificate_id: Option<i64>,
@@ -52,6 +52,19 @@ pub struct Notification {
     pub created_at: i64,
     /// Delivery attempts so far.
     pub attempts: i64,
+    /// Already delivered to the webhook (an earlier attempt failed on e-mail only).
+    pub webhook_sent: bool,
+    /// Already delivered by e-mail.
+    pub email_sent: bool,
+}
+
+/// A notification channel, whose delivery is recorded on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `[notify.webhook]`.
+    Webhook,
+    /// `[notify.email]`.
+    Email,
 }
 
 /// Queues a notification inside the caller's transaction.
@@ -71,8 +84,12 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
+/// Below this many seconds before notAfter the backoff is no longer shortened to land first.
+const MIN_RETRY_BEFORE_EXPIRY: i64 = 60;
+
 /// Records a failed automatic renewal of certificate `id` inside the caller's transaction:
-/// retry with exponential backoff (1 minute doubling to 6 hours), count the attempt, audit,
+/// retry with exponential backoff (1 minute doubling to 6 hours, brought forward to half the
+/// time left when it would land after notAfter), count the attempt, audit,
 /// queue a `renewal_failed` notification. Returns the retry time; `None` when there is no
 /// certificate `id`.
 pub(super) fn renewal_failure_in(
@@ -82,13 +99,20 @@ pub(super) fn renewal_failure_in(
     error: &str,
     actor: &str,
 ) -> Result<Option<i64>, InventoryError> {
-    let row: Option<(Option<String>, i64)> = tx
-        .query_row_cached("SELECT common_name, renewal_attempts FROM certificates WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let row: Option<(Option<String>, i64, i64)> = tx
+        .query_row_cached(
+            "SELECT common_name, renewal_attempts, not_after FROM certificates WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let Some((cn, before)) = row else { return Ok(None) };
-    let retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
+    let Some((cn, before, not_after)) = row else { return Ok(None) };
+    let mut retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
+    // A retry the backoff would put past notAfter comes half way there instead, while there
+    // is time for one: the last chance to renew before expiry is not slept through.
+    if retry_at >= not_after && not_after - now >= MIN_RETRY_BEFORE_EXPIRY {
+        retry_at = now + (not_after - now) / 2;
+    }
     tx.execute_cached(
         "UPDATE certificates SET renewal_attempts = renewal_attempts + 1, renewal_error = ?2, renew_after = ?3,
                  renewal_lease_until = NULL WHERE id = ?1",
@@ -129,7 +153,7 @@ pub(super) fn closed_renewal_failed_in(
     let row: Option<(i64, String, String)> = tx
         .query_row_cached(
             "SELECT o.predecessor_id, o.kind, o.state FROM orders o JOIN certificates c ON c.id = o.predecessor_id
-             WHERE o.id = ?1 AND o.requested_by = ?2 AND c.status = 'active'
+             WHERE o.id = ?1 AND o.requested_by = ?2 AND c.status IN ('active', 'expired')
                AND (c.renewal_lease_until IS NULL OR c.renewal_lease_until < ?3)",
             params![order_id, AUTO_RENEWAL_ACTOR, now],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -142,18 +166,25 @@ pub(super) fn closed_renewal_failed_in(
     Ok(())
 }
 
-/// Active certificates due by `?1`, not claimed, and with no renewal order still open
+/// Certificates of `status` due by `?1`, not claimed, and with no renewal order still open
 /// (pending at the CA, awaiting approval, interrupted): that order decides, and sending
-/// another would ask the CA twice. `?2` is the limit.
-fn claim_sql() -> String {
+/// another would ask the CA twice. `?2` is the limit. Active ones, and (`EXPIRED`) expired
+/// ones whose automatic renewal was failing when they expired: each query walks its own
+/// partial index in `renew_after` order (as one compound SELECT, neither did).
+fn claim_sql(status: &str) -> String {
     format!(
-        "SELECT id FROM certificates WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after <= ?1
+        "SELECT id, renew_after FROM certificates WHERE {status} AND renew_after IS NOT NULL AND renew_after <= ?1
            AND (renewal_lease_until IS NULL OR renewal_lease_until < ?1)
            AND NOT EXISTS (SELECT 1 FROM orders WHERE predecessor_id = certificates.id AND {})
          ORDER BY renew_after LIMIT ?2",
         super::orders::OPEN
     )
 }
+
+/// Active certificates, for `claim_sql` and `scheduled_renewals`.
+const ACTIVE: &str = "status = 'active'";
+/// Expired certificates whose automatic renewal was failing (`certificates_due_expired`).
+const EXPIRED: &str = "status = 'expired' AND renewal_attempts > 0";
 
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
@@ -222,10 +253,14 @@ impl Inventory {
     pub fn claim_due_renewals(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let ids: Vec<i64> = {
-            let mut stmt = tx.prepare_cached(&claim_sql())?;
-            stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
+        let mut due: Vec<(i64, i64)> = Vec::new();
+        for status in [ACTIVE, EXPIRED] {
+            let mut stmt = tx.prepare_cached(&claim_sql(status))?;
+            let rows = stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            due.extend(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        due.sort_by_key(|(_, at)| *at);
+        let ids: Vec<i64> = due.into_iter().take(limit as usize).map(|(id, _)| id).collect();
         for id in &ids {
             tx.execute_cached(
                 "UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1",
@@ -301,29 +336,57 @@ impl Inventory {
         Ok(rows.len())
     }
 
-    /// Notifications due for (re-)delivery, oldest first.
-    pub fn pending_notifications(&self, limit: u32) -> Result<Vec<Notification>, InventoryError> {
+    /// Claims up to `limit` notifications due for (re-)delivery, oldest first, for
+    /// `lease_seconds`: their next attempt moves past the lease in the claiming transaction,
+    /// so another `serve` on this data directory does not send them too. A process that dies
+    /// while delivering leaves them due again when the lease runs out; none is lost.
+    pub fn claim_notifications(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<Notification>, InventoryError> {
         let now = self.now();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, kind, certificate_id, subject, detail, created_at, attempts FROM notifications
-             WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit], |r| {
-            let detail: String = r.get(4)?;
-            Ok(Notification {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                certificate_id: r.get(2)?,
-                subject: r.get(3)?,
-                detail: serde_json::from_str(&detail).unwrap_or_default(),
-                created_at: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let tx = super::write_tx(&mut self.conn)?;
+        let rows: Vec<Notification> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, kind, certificate_id, subject, detail, created_at, attempts, webhook_sent_at, email_sent_at
+                 FROM notifications WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+            )?;
+            stmt.query_map(params![now, limit], |r| {
+                let detail: String = r.get(4)?;
+                Ok(Notification {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    certificate_id: r.get(2)?,
+                    subject: r.get(3)?,
+                    detail: serde_json::from_str(&detail).unwrap_or_default(),
+                    created_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                    webhook_sent: r.get::<_, Option<i64>>(7)?.is_some(),
+                    email_sent: r.get::<_, Option<i64>>(8)?.is_some(),
+                })
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        for n in &rows {
+            tx.execute_cached(
+                "UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1",
+                params![n.id, now + lease_seconds],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rows)
     }
 
-    /// Marks a delivery: sent, or failed with a retry time.
+    /// Records that notification `id` reached `channel`, at once: a later failure of the
+    /// other channel, or a crash, never sends it on this one again.
+    pub fn mark_channel_sent(&mut self, id: i64, channel: Channel) -> Result<(), InventoryError> {
+        let sql = match channel {
+            Channel::Webhook => "UPDATE notifications SET webhook_sent_at = ?2 WHERE id = ?1",
+            Channel::Email => "UPDATE notifications SET email_sent_at = ?2 WHERE id = ?1",
+        };
+        self.conn.execute_cached(sql, params![id, self.now()])?;
+        Ok(())
+    }
+
+    /// Marks a delivery attempt: done on every configured channel, or failed on one at least
+    /// (those that succeeded were marked by `mark_channel_sent`) with a retry time.
     pub fn mark_notification(&mut self, id: i64, result: Result<(), (&str, i64)>) -> Result<(), InventoryError> {
         let now = self.now();
         match result {
@@ -339,24 +402,46 @@ impl Inventory {
         Ok(())
     }
 
-    /// Upcoming and retrying renewals, soonest first.
+    /// Gives claimed notifications back, due now, without counting an attempt: delivery was
+    /// cut short (shutdown, the round's time budget) before they were tried or answered.
+    pub fn release_notifications(&mut self, ids: &[i64]) -> Result<(), InventoryError> {
+        let now = self.now();
+        let tx = super::write_tx(&mut self.conn)?;
+        for id in ids {
+            tx.execute_cached(
+                "UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1 AND sent_at IS NULL",
+                params![id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Upcoming and retrying renewals, soonest first: expired certificates whose automatic
+    /// renewal is still being retried too.
     pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error FROM certificates
-             WHERE status = 'active' AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
-            Ok(ScheduledRenewal {
-                id: r.get(0)?,
-                common_name: r.get(1)?,
-                profile: r.get(2)?,
-                renew_after: r.get(3)?,
-                not_after: r.get(4)?,
-                attempts: r.get(5)?,
-                last_error: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        for status in [ACTIVE, EXPIRED] {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
+                 FROM certificates WHERE {status} AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(ScheduledRenewal {
+                    id: r.get(0)?,
+                    common_name: r.get(1)?,
+                    profile: r.get(2)?,
+                    renew_after: r.get(3)?,
+                    not_after: r.get(4)?,
+                    attempts: r.get(5)?,
+                    last_error: r.get(6)?,
+                })
+            })?;
+            out.extend(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        out.sort_by_key(|r| r.renew_after);
+        out.truncate(limit as usize);
+        Ok(out)
     }
 }
 
@@ -367,7 +452,41 @@ mod tests {
     #[test]
     fn the_claim_finds_open_renewals_through_their_index() {
         let (_dir, inv) = super::super::scratch();
-        let plan = super::super::query_plan(&inv.conn, &super::claim_sql());
+        let plan = super::super::query_plan(&inv.conn, &super::claim_sql(super::ACTIVE));
         assert!(plan.contains("INDEX orders_one_open_renewal "), "{plan}");
+    }
+
+    /// Expired certificates whose renewal was failing are found through an index, not by
+    /// walking the table.
+    #[test]
+    fn the_claim_of_expired_certificates_walks_no_table() {
+        let (_dir, inv) = super::super::scratch();
+        let plan = super::super::query_plan(&inv.conn, &super::claim_sql(super::EXPIRED));
+        assert!(!plan.contains("SCAN certificates"), "{plan}");
+    }
+
+    /// Regression: two `serve` processes on one database read the same due notifications and
+    /// both sent them. A claimed one is due again only when given back or its lease ends.
+    #[test]
+    fn a_claimed_notification_is_not_claimed_again_until_it_is_given_back() {
+        let (_dir, mut inv) = super::super::scratch();
+        let now = inv.now();
+        for _ in 0..3 {
+            super::enqueue(&inv.conn, now, "revoked", None, "subject", &serde_json::json!({})).expect("enqueue");
+        }
+        let ids = |v: Vec<super::Notification>| v.into_iter().map(|n| n.id).collect::<Vec<_>>();
+        assert_eq!(ids(inv.claim_notifications(180, 2).expect("claim")), [1, 2]);
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [3]);
+        assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
+        inv.release_notifications(&[2]).expect("release");
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [2]);
+        // A channel reached stays reached; the notification is done only when marked so.
+        inv.mark_channel_sent(2, super::Channel::Webhook).expect("mark");
+        inv.release_notifications(&[2]).expect("release");
+        let again = inv.claim_notifications(180, 10).expect("claim");
+        assert!(again[0].webhook_sent && !again[0].email_sent, "{again:?}");
+        inv.mark_notification(2, Ok(())).expect("mark");
+        inv.release_notifications(&[2]).expect("release");
+        assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
     }
 }

@@ -258,6 +258,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_predecessor ON orders(predecessor_id) WHERE predecessor_id IS NOT NULL;
     CREATE INDEX orders_key ON orders(key_id) WHERE key_id IS NOT NULL;
     "#,
+    // 8: a notification's delivery is recorded per channel. With one `sent_at` for both, a
+    //    webhook that failed kept the mail from ever being sent, and a relay that failed sent
+    //    the webhook the same event on every retry. `sent_at` stays: every configured channel
+    //    has it. And a certificate that expired while its automatic renewal kept failing is
+    //    still retried (it left the scheduler's view when it became `expired`): the
+    //    scheduler finds those through their own small index.
+    r#"
+    ALTER TABLE notifications ADD COLUMN webhook_sent_at INTEGER;
+    ALTER TABLE notifications ADD COLUMN email_sent_at INTEGER;
+    CREATE INDEX certificates_due_expired ON certificates(renew_after)
+        WHERE status = 'expired' AND renew_after IS NOT NULL AND renewal_attempts > 0;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -312,14 +324,15 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        // Later migrations bring their own indexes (chains, 6, 7) and replace one (6).
-        const LATER: [&str; 6] = [
+        // Later migrations bring their own indexes (chains, 6, 7, 8) and replace one (6).
+        const LATER: [&str; 7] = [
             "orders_open_next_poll",
             "certificates_predecessor",
             "certificates_key",
             "orders_certificate",
             "orders_predecessor",
             "orders_key",
+            "certificates_due_expired",
         ];
         let after: Vec<String> = indexes(&conn)
             .into_iter()
