@@ -167,6 +167,40 @@ fn a_chain_is_stored_once_and_every_certificate_reads_its_own_back() {
     assert_eq!(copies, 0, "no certificate row keeps a copy of its chain");
 }
 
+/// Issues `cn` from `ca` and imports it with its key; returns its id.
+fn store(inv: &mut Inventory, ca: &TestCa, cn: &str) -> i64 {
+    let (key, csr) = request(cn, vec![San::Dns(cn.into())]).generate().expect("csr");
+    let der = certhost::cert::pem_certificates(&sign(ca, &csr.pem, -1, 30)).expect("pem").remove(0);
+    match inv.insert_certificate(&imported(&der, &[], Some(&key)), "test").expect("insert") {
+        InsertOutcome::Inserted(id) => id,
+        InsertOutcome::Duplicate(id) => panic!("{cn} already stored as {id}"),
+    }
+}
+
+/// Regression: ids were rowids, so deleting the newest certificate handed its id — and its
+/// audit history, a keyCompromise revocation included — to the next certificate stored.
+#[test]
+fn a_deleted_certificates_id_and_history_never_pass_to_a_new_certificate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let ca = test_ca("Id CA");
+    let first = store(&mut inv, &ca, "one.example");
+    let newest = store(&mut inv, &ca, "two.example");
+    inv.record_revoked(newest, "keyCompromise", "", "test").expect("revoke");
+    inv.delete_certificate(newest, "test").expect("delete");
+    let next = store(&mut inv, &ca, "three.example");
+    assert!(next > newest && newest > first, "ids {first}, {newest} (deleted), then {next}");
+    let history = inv
+        .audit_events(&AuditFilter {
+            object_type: Some("certificate".into()),
+            object_id: Some(next.to_string()),
+            ..AuditFilter::default()
+        })
+        .expect("audit");
+    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["certificate.import"], "only the new certificate's own history");
+}
+
 #[test]
 fn audit_events_cannot_be_edited_or_deleted() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -244,6 +244,19 @@ impl Inventory {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The certificate that renewed or reissued certificate `id`, newest first if several
+    /// did (a reissue of a superseded one): what to deploy instead of it.
+    pub fn successor(&self, id: i64) -> Result<Option<i64>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row_cached(
+                "SELECT id FROM certificates WHERE predecessor_id = ?1 ORDER BY id DESC LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Finds one certificate by inventory id, SHA-1 or SHA-256 thumbprint (hex, colons and
     /// case ignored), or a SHA-256 prefix of at least [`MIN_PREFIX`] hex digits — what `list`
     /// shows — when exactly one certificate has it.
@@ -371,11 +384,14 @@ pub(crate) fn insert_in(
     let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
     let chain_id = chain_id(tx, &chain_pem)?;
     let pem = cert::to_pem(new.der);
+    // The id is chosen here, above every id ever deleted (schema migration 9), so a new
+    // certificate never inherits a deleted one's audit history.
     tx.execute_cached(
-        "INSERT INTO certificates (pem, chain_id, serial, sha1, sha256, subject, issuer, common_name, sans,
+        "INSERT INTO certificates (id, pem, chain_id, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
              predecessor_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+         VALUES (max((SELECT last_deleted FROM certificate_ids WHERE id = 1),
+                     (SELECT coalesce(max(id), 0) FROM certificates)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             pem,
             chain_id,

@@ -270,6 +270,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX certificates_due_expired ON certificates(renew_after)
         WHERE status = 'expired' AND renew_after IS NOT NULL AND renewal_attempts > 0;
     "#,
+    // 9: a certificate id is never given out twice. `certificates.id` is a plain rowid, so
+    //    after the newest certificate was deleted the next one got its id, and with it the
+    //    deleted one's audit history (a keyCompromise revocation included, which then
+    //    condemned the new certificate's key). `AUTOINCREMENT` cannot be added without
+    //    rebuilding the table, which foreign keys from orders and deployments forbid inside a
+    //    migration; so the highest id ever deleted is kept here, by trigger, and an insert
+    //    takes the next id above both it and the table's own highest. The starting value
+    //    counts ids only the audit log still remembers (deleted before this migration).
+    r#"
+    CREATE TABLE certificate_ids (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        last_deleted INTEGER NOT NULL
+    );
+    INSERT INTO certificate_ids (id, last_deleted) VALUES (1, max(
+        (SELECT coalesce(max(id), 0) FROM certificates),
+        (SELECT coalesce(max(CAST(object_id AS INTEGER)), 0) FROM audit_events WHERE object_type = 'certificate')));
+    CREATE TRIGGER certificate_ids_never_reused AFTER DELETE ON certificates
+    BEGIN
+        UPDATE certificate_ids SET last_deleted = max(last_deleted, OLD.id) WHERE id = 1;
+    END;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -424,5 +445,38 @@ mod tests {
         order(&conn, "c", "failed").expect("another finished renewal");
         conn.execute("UPDATE orders SET state = 'issued' WHERE request_id = 'b'", []).expect("finish");
         order(&conn, "d", "pending").expect("an open renewal once the last one finished");
+    }
+
+    /// Migration 9 starts above every certificate id the table or the audit log has seen, and
+    /// its trigger remembers each id deleted after it.
+    #[test]
+    fn a_version_8_database_never_gives_out_a_deleted_certificates_id_again() {
+        let mut conn = at_version(8);
+        for n in ["01", "02"] {
+            conn.execute(
+                "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                     key_algorithm, key_bits, status, source, created_at)
+                 VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 1, 'ec-p256', 256, 'active', 'import', 0)",
+                [n],
+            )
+            .expect("certificate");
+        }
+        // Certificate 7 was deleted before the upgrade: only its history is left.
+        conn.execute(
+            "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome)
+             VALUES (1, 'a', 'certificate.delete', 'certificate', '7', 'success')",
+            [],
+        )
+        .expect("event");
+        migrate(&mut conn).expect("migrate");
+        let last = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT last_deleted FROM certificate_ids", [], |r| r.get(0)).expect("last")
+        };
+        assert_eq!(last(&conn), 7);
+        conn.execute("UPDATE certificate_ids SET last_deleted = 0", []).expect("reset");
+        conn.execute("DELETE FROM certificates WHERE id = 2", []).expect("delete");
+        assert_eq!(last(&conn), 2, "the trigger records the deleted id");
+        conn.execute("DELETE FROM certificates WHERE id = 1", []).expect("delete");
+        assert_eq!(last(&conn), 2, "a lower id never lowers it");
     }
 }
