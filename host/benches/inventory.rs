@@ -182,7 +182,7 @@ fn scheduler_scan(c: &mut Criterion) {
                 },
                 |()| {
                     let expired = inv.mark_expired("bench").expect("expire");
-                    let claimed = inv.claim_due_renewals(600, 20).expect("claim");
+                    let (claimed, _) = inv.claim_due_renewals(600, 20).expect("claim");
                     (expired, claimed)
                 },
                 BatchSize::PerIteration,

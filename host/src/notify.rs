@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::inventory::{Channel, Notification};
+use crate::inventory::{Channel, ChannelsSince, Notification};
 use crate::param::ValueSource;
 
 /// `[notify]` in certhost.toml.
@@ -142,10 +142,12 @@ impl NotifyConfig {
         self.webhook.is_some() || self.email.is_some()
     }
 
-    /// The configured channels notification `n` has not reached yet.
-    fn channels_left(&self, n: &Notification) -> Vec<Channel> {
-        let webhook = (self.webhook.is_some() && !n.webhook_sent).then_some(Channel::Webhook);
-        let email = (self.email.is_some() && !n.email_sent).then_some(Channel::Email);
+    /// The configured channels notification `n` has not reached yet, of those configured
+    /// since it was queued.
+    fn channels_left(&self, n: &Notification, since: &ChannelsSince) -> Vec<Channel> {
+        let webhook =
+            (self.webhook.is_some() && !n.webhook_sent && since.wants(Channel::Webhook, n)).then_some(Channel::Webhook);
+        let email = (self.email.is_some() && !n.email_sent && since.wants(Channel::Email, n)).then_some(Channel::Email);
         webhook.into_iter().chain(email).collect()
     }
 
@@ -262,6 +264,7 @@ const LEASE_SECONDS: i64 = 180;
 pub async fn deliver_pending(
     inv: &mut crate::inventory::Inventory,
     config: &NotifyConfig,
+    since: &ChannelsSince,
     env: crate::param::SharedEnvLookup,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(usize, usize), crate::inventory::InventoryError> {
@@ -270,15 +273,21 @@ pub async fn deliver_pending(
     // Per notification: itself, its sends not yet answered, the failures so far.
     let mut open: HashMap<i64, (Notification, usize, Vec<String>)> = HashMap::new();
     let mut sends: VecDeque<(Notification, Channel)> = VecDeque::new();
+    let mut before = 0;
     for n in claimed {
-        let channels = config.channels_left(&n);
+        let channels = config.channels_left(&n, since);
         if channels.is_empty() {
+            // Everything due went out, or the event predates the channels that are left.
+            before += usize::from(!n.webhook_sent && !n.email_sent);
             inv.mark_notification(n.id, Ok(()))?;
             sent += 1;
             continue;
         }
         sends.extend(channels.iter().map(|c| (n.clone(), *c)));
         open.insert(n.id, (n, channels.len(), Vec::new()));
+    }
+    if before > 0 {
+        tracing::info!(count = before, "notifications queued before any channel was configured were not sent");
     }
     let deadline = tokio::time::Instant::now() + ROUND_BUDGET;
     let config = std::sync::Arc::new(config.clone());
@@ -344,6 +353,7 @@ pub async fn run(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut since = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -351,11 +361,18 @@ pub async fn run(
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "notifications skipped: no database connection"),
             Ok(mut inv) => {
-                if config.enabled() {
+                if since.is_none() {
+                    // Recorded once per run, before anything is sent (retried next round).
+                    match inv.configure_channels(config.webhook.is_some(), config.email.is_some()) {
+                        Ok(s) => since = Some(s),
+                        Err(e) => tracing::error!(error = %e, "recording the notification channels failed"),
+                    }
+                }
+                if let (true, Some(since)) = (config.enabled(), since) {
                     if let Err(e) = inv.queue_expiring(config.expiring_within_days) {
                         tracing::error!(error = %e, "queueing expiry notifications failed");
                     }
-                    if let Err(e) = deliver_pending(&mut inv, &config, env.clone(), &mut shutdown).await {
+                    if let Err(e) = deliver_pending(&mut inv, &config, &since, env.clone(), &mut shutdown).await {
                         tracing::error!(error = %e, "delivering notifications failed");
                     }
                 }

@@ -67,7 +67,13 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
             }
         }
     }
-    for id in p.inventory.claim_due_renewals(lease_seconds, BATCH)? {
+    let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
+    for id in claimed {
+        // Renewed one after another: each claim is checked and extended just before its turn.
+        if !p.inventory.keep_renewal_claim(id, until, lease_seconds)? {
+            tracing::warn!(certificate = id, "not renewed by this round: its claim ran out while earlier ones renewed");
+            continue;
+        }
         if !auto_renews(p.inventory, id)? {
             // A schedule left behind (by an older version, or a profile changed while this
             // round ran) must not outlive `renewal.auto = false`: it is cleared, not retried.

@@ -35,7 +35,7 @@ pub use config_cache::ConfigView;
 pub use group::GroupCommit;
 pub use orders::{NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
-pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, Notification, ScheduledRenewal};
+pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, Notification, ScheduledRenewal};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use tokens::{Role, TokenInfo};
 

@@ -67,6 +67,29 @@ pub enum Channel {
     Email,
 }
 
+/// Since when (Unix seconds) `serve` has run with each channel configured, without a run
+/// in between that had it off. A notification queued before that is not sent on the
+/// channel: configuring a webhook months later must not deliver the backlog of events that
+/// had nowhere to go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelsSince {
+    /// `[notify.webhook]` configured since.
+    pub webhook: Option<i64>,
+    /// `[notify.email]` configured since.
+    pub email: Option<i64>,
+}
+
+impl ChannelsSince {
+    /// Whether notification `n` is due on `channel`: configured, and queued since.
+    pub fn wants(&self, channel: Channel, n: &Notification) -> bool {
+        let since = match channel {
+            Channel::Webhook => self.webhook,
+            Channel::Email => self.email,
+        };
+        since.is_some_and(|since| n.created_at >= since)
+    }
+}
+
 /// Queues a notification inside the caller's transaction.
 pub(crate) fn enqueue(
     tx: &rusqlite::Connection,
@@ -249,8 +272,9 @@ impl Inventory {
     }
 
     /// Claims up to `limit` certificates due for renewal for `lease_seconds`; a claimed one is
-    /// invisible to other schedulers until the lease runs out.
-    pub fn claim_due_renewals(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<i64>, InventoryError> {
+    /// invisible to other schedulers until the lease runs out. Returns the ids and the lease's
+    /// end, which [`Inventory::keep_renewal_claim`] recognises the claim by.
+    pub fn claim_due_renewals(&mut self, lease_seconds: i64, limit: u32) -> Result<(Vec<i64>, i64), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let mut due: Vec<(i64, i64)> = Vec::new();
@@ -268,7 +292,25 @@ impl Inventory {
             )?;
         }
         tx.commit()?;
-        Ok(ids)
+        Ok((ids, now + lease_seconds))
+    }
+
+    /// Before renewing certificate `id` of a batch, checks that the claim `claim_due_renewals`
+    /// made on it is still this process's and extends it by `lease_seconds` from now. A round
+    /// renews its batch one after another; with slow CAs the lease can run out before the
+    /// last ones, and another scheduler may then have claimed (and renewed) them. `false`:
+    /// leave it alone.
+    pub fn keep_renewal_claim(
+        &mut self,
+        id: i64,
+        claimed_until: i64,
+        lease_seconds: i64,
+    ) -> Result<bool, InventoryError> {
+        let now = self.now();
+        Ok(self.conn.execute_cached(
+            "UPDATE certificates SET renewal_lease_until = ?3 WHERE id = ?1 AND renewal_lease_until = ?2",
+            params![id, claimed_until, now + lease_seconds],
+        )? == 1)
     }
 
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
@@ -372,6 +414,28 @@ impl Inventory {
         }
         tx.commit()?;
         Ok(rows)
+    }
+
+    /// Records which notification channels this `serve` has configured and returns since
+    /// when each has been: a channel keeps the time it was first seen on, and one a run does
+    /// not configure is forgotten, so turning it on again starts afresh.
+    pub fn configure_channels(&mut self, webhook: bool, email: bool) -> Result<ChannelsSince, InventoryError> {
+        let now = self.now();
+        let tx = super::write_tx(&mut self.conn)?;
+        let since = |name: &str, on: bool| -> Result<Option<i64>, InventoryError> {
+            if !on {
+                tx.execute_cached("DELETE FROM meta WHERE name = ?1", [name])?;
+                return Ok(None);
+            }
+            tx.execute_cached("INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)", params![name, now])?;
+            Ok(Some(tx.query_row_cached("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))?))
+        };
+        let out = ChannelsSince {
+            webhook: since("notify_webhook_since", webhook)?,
+            email: since("notify_email_since", email)?,
+        };
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Records that notification `id` reached `channel`, at once: a later failure of the
@@ -488,5 +552,63 @@ mod tests {
         inv.mark_notification(2, Ok(())).expect("mark");
         inv.release_notifications(&[2]).expect("release");
         assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
+    }
+
+    /// Regression: a round renewed its whole batch one after another on the lease taken at
+    /// the start; once it ran out, another scheduler could claim a certificate still waiting
+    /// its turn in the first round, and both renewed it.
+    #[test]
+    fn a_claim_that_ran_out_is_not_used_and_one_still_held_is_extended() {
+        let (_dir, mut inv) = super::super::scratch();
+        for n in ["01", "02"] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, 'active', 'import', 0, 10)",
+                    [n],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(1_000));
+        let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
+        assert_eq!((ids, until), (vec![1, 2], 1_600));
+        inv.set_clock(Some(1_500));
+        assert!(inv.keep_renewal_claim(1, until, 600).expect("keep"), "still held");
+        // Certificate 1 renewed for long: the batch's lease ran out, and another scheduler
+        // claimed certificate 2 (and certificate 1 is still held, extended to 2,100).
+        inv.set_clock(Some(1_700));
+        let (other, _) = inv.claim_due_renewals(600, 20).expect("claim");
+        assert_eq!(other, vec![2]);
+        assert!(!inv.keep_renewal_claim(2, until, 600).expect("keep"), "the other scheduler's now");
+    }
+
+    #[test]
+    fn a_channel_keeps_the_time_it_came_on_until_a_run_without_it() {
+        let (_dir, mut inv) = super::super::scratch();
+        inv.set_clock(Some(100));
+        assert_eq!(
+            inv.configure_channels(true, false).expect("channels"),
+            super::ChannelsSince { webhook: Some(100), email: None }
+        );
+        inv.set_clock(Some(200));
+        let both = inv.configure_channels(true, true).expect("channels");
+        assert_eq!(both, super::ChannelsSince { webhook: Some(100), email: Some(200) });
+        inv.set_clock(Some(300));
+        inv.configure_channels(false, true).expect("channels");
+        assert_eq!(inv.configure_channels(true, true).expect("channels").webhook, Some(300), "off, then on afresh");
+        let n = |created_at| super::Notification {
+            id: 1,
+            kind: "revoked".into(),
+            certificate_id: None,
+            subject: String::new(),
+            detail: serde_json::json!({}),
+            created_at,
+            attempts: 0,
+            webhook_sent: false,
+            email_sent: false,
+        };
+        assert!(both.wants(super::Channel::Email, &n(200)) && !both.wants(super::Channel::Email, &n(199)));
+        assert!(!super::ChannelsSince::default().wants(super::Channel::Webhook, &n(1_000)), "not configured");
     }
 }
