@@ -410,11 +410,8 @@ async fn run_hook(
     if status.is_err()
         && let Some(pid) = pid
     {
-        // SAFETY: a signal to the group our own unreaped child leads (`process_group(0)`):
-        // until it is reaped, its pid, and so the group id, is not reused.
-        unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
-        }
+        // The group the hook leads (`process_group(0)`), before it is reaped.
+        crate::process_group::signal_unreaped_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
     let _ = tokio::time::timeout(OUTPUT_GRACE, async {

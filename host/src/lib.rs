@@ -47,6 +47,7 @@ pub mod notify;
 pub mod param;
 pub mod pattern;
 pub mod poller;
+mod process_group;
 pub mod profile;
 pub mod renewal;
 pub mod root_ca;

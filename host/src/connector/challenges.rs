@@ -144,11 +144,8 @@ impl Challenges {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if started.elapsed() >= HOOK_TIMEOUT => {
-                    // SAFETY: a signal to the group our own unreaped child leads
-                    // (`process_group(0)`): until it is reaped, the group id is not reused.
-                    unsafe {
-                        libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
-                    }
+                    // The group the hook leads (`process_group(0)`), before it is reaped.
+                    crate::process_group::signal_unreaped_group(child.id(), libc::SIGKILL);
                     let _ = child.wait();
                     return Err(failed(format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())));
                 }

@@ -178,11 +178,9 @@ impl WorkerProcess {
     fn kill_group(&self, signal: libc::c_int) {
         if let Some(pid) = self.child.id() {
             Descendants::of(pid as libc::pid_t).signal(signal);
-            // SAFETY: a signal to the group our own unreaped child leads (`setpgid` at spawn):
-            // while the child is not reaped, its pid, and so the group id, is not reused.
-            unsafe {
-                libc::killpg(pid as libc::pid_t, signal);
-            }
+            // The group the worker leads (`setpgid` at spawn); `ended` sees the worker exit
+            // without reaping it, so this comes before the reap.
+            crate::process_group::signal_unreaped_group(pid, signal);
         }
     }
 
