@@ -291,9 +291,24 @@ impl Pipeline<'_> {
         crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor).await;
     }
 
-    /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`).
-    pub async fn redeploy(&mut self, id: i64) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
+    /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`). Only an
+    /// active certificate unless `force`: putting a revoked, expired or superseded one back on
+    /// a server is almost always a mistaken id, and it would replace the current one there.
+    pub async fn redeploy(&mut self, id: i64, force: bool) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
         let cert = self.certificate(id)?;
+        if cert.status != crate::inventory::CertStatus::Active && !force {
+            let instead = match self.inventory.successor(id)? {
+                Some(next) => format!(" (certificate {next} replaced it: deploy that one)"),
+                None => String::new(),
+            };
+            return Err(IssueError::Certificate {
+                id,
+                reason: format!(
+                    "it is {}{instead}, so it is not deployed; --force deploys it anyway",
+                    cert.status.as_str()
+                ),
+            });
+        }
         let name = cert.profile.clone().ok_or_else(|| IssueError::Certificate {
             id,
             reason: "it has no profile, so it has no deployment targets".into(),

@@ -645,3 +645,58 @@ fn small_answers_say_what_happened() {
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
     assert_eq!(downloads(), 1);
 }
+
+/// Deployment and the renewal schedule over HTTP, as `certhost deploy` and `certhost
+/// renewals` give them: a program managing servers need not shell into the host.
+#[test]
+fn deploy_again_and_read_the_renewal_schedule_over_http() {
+    let app = App::new();
+    let out = app.path("deployed");
+    let (config, ca) = local_ca_lab(&app, &format!("[[deploy]]\ncert = \"{}/cert.pem\"\n", out.display()));
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let requester = server.token("alice", "requester");
+    let api = Api { server, c: http() };
+    let issued = json_of(
+        api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": "d.example.com"})),
+        StatusCode::CREATED,
+    );
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let file = out.join("cert.pem");
+    std::fs::remove_file(&file).expect("deployed at issuance");
+
+    json_of(api.post(&requester, &format!("/v1/certificates/{id}/deploy"), json!({})), StatusCode::FORBIDDEN);
+    let done = json_of(api.post(&operator, &format!("/v1/certificates/{id}/deploy"), Value::Null), StatusCode::OK);
+    assert_eq!(done["ok"], true, "{done}");
+    assert!(done["targets"][0]["target"].as_str().expect("target").contains("cert.pem"), "{done}");
+    assert!(openssl_verify(&ca.join("ca.pem"), &file).contains(": OK"), "the file is back");
+    let bad = json_of(
+        api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!({"forse": true})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(bad["detail"].as_str().expect("detail").contains("forse"), "{bad}");
+
+    // Renewed: the old one is refused unless forced, naming the one to deploy instead.
+    let renewed = json_of(api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);
+    let next = renewed["certificate"]["id"].as_i64().expect("id");
+    let refused =
+        json_of(api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!({})), StatusCode::CONFLICT);
+    let detail = refused["detail"].as_str().expect("detail");
+    assert!(detail.contains("superseded") && detail.contains(&format!("certificate {next} replaced it")), "{detail}");
+    let forced =
+        json_of(api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!({"force": true})), StatusCode::OK);
+    assert_eq!(forced["ok"], true, "{forced}");
+    json_of(api.post(&operator, "/v1/certificates/999/deploy", json!({})), StatusCode::NOT_FOUND);
+
+    // The schedule: the active certificate renews automatically; the superseded one does not.
+    json_of(api.get(&requester, "/v1/renewals"), StatusCode::FORBIDDEN);
+    let schedule = json_of(api.get(&operator, "/v1/renewals?limit=10"), StatusCode::OK);
+    let upcoming = schedule["upcoming"].as_array().expect("upcoming");
+    let ids: Vec<i64> = upcoming.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert_eq!(ids, [next], "{schedule}");
+    assert_eq!(upcoming[0]["common_name"], "d.example.com");
+    assert_eq!(upcoming[0]["attempts"], 0);
+    assert!(upcoming[0]["renew_after"].as_i64().expect("time") < upcoming[0]["not_after"].as_i64().expect("time"));
+    assert!(schedule["history"].as_array().expect("history").is_empty(), "no automatic renewal yet: {schedule}");
+    json_of(api.get(&operator, "/v1/renewals?limit=0"), StatusCode::BAD_REQUEST);
+}

@@ -385,6 +385,10 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     assert_eq!(app.json(&["show", "3", "--json"])["status"], "active");
     let bad = run(&["revoke", "3", "--reason", "because"]);
     assert!(bad.fails(2).contains("keyCompromise"), "{}", bad.stderr);
+    // A certificate a renewal replaced is not put back on a server by mistake.
+    let old = run(&["deploy", "1"]);
+    assert!(old.fails(1).contains("certificate 2 replaced it"), "{}", old.stderr);
+    assert!(old.stderr.contains("--force"), "{}", old.stderr);
     // Deploy again on demand; the file follows, the vetoed target stays unwritten.
     std::fs::remove_file(deploy.join("cert.pem")).expect("rm");
     let again = run(&["deploy", "3"]);
@@ -957,6 +961,39 @@ fn a_failing_mail_relay_does_not_send_the_webhook_the_same_event_again() {
     let hooks = sinks.hooks();
     assert_eq!(hooks.len(), 1, "one delivery to the webhook: {hooks:?}");
     assert!(server.log().contains("email via 127.0.0.1"), "the mail's failure is what is retried");
+}
+
+/// Regression: events queued while no channel was configured were all delivered once one
+/// was, months of revocations at once. A channel gets what is queued from the first `serve`
+/// run that has it on.
+#[test]
+fn a_new_channel_does_not_receive_events_queued_before_it_was_configured() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "ok");
+    let config = notify_lab(&app, "", 0);
+    let c = s(&config);
+    app.run(&["--config", c, "issue", "--profile", "manual", "--cn", "old.example.com"]).ok();
+    app.run(&["--config", c, "revoke", "1", "--reason", "superseded"]).ok();
+    // Queued times are in seconds: the channel comes on in a later one.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str(&sinks.notify_toml(sinks.smtp_port));
+    std::fs::write(&config, toml).expect("config");
+    let server = Server::start(app, Some(&config));
+    server.app.run(&["--config", c, "issue", "--profile", "manual", "--cn", "new.example.com"]).ok();
+    server.app.run(&["--config", c, "revoke", "2", "--reason", "superseded"]).ok();
+    let revoked_new =
+        |hooks: &[serde_json::Value]| hooks.iter().any(|h| h["kind"] == "revoked" && h["certificate_id"] == 2);
+    wait_for(30, || Some(sinks.hooks()).filter(|h| revoked_new(h)))
+        .unwrap_or_else(|| panic!("the new revocation was not sent; log: {}", server.log()));
+    wait_for(30, || Some(sinks.mails()).filter(|m| m.iter().any(|m| m.contains("certificate 2 was revoked"))))
+        .unwrap_or_else(|| panic!("the new revocation was not mailed; log: {}", server.log()));
+    // A round later, still nothing about certificate 1.
+    std::thread::sleep(Duration::from_secs(2));
+    let old: Vec<_> = sinks.hooks().into_iter().filter(|h| h["certificate_id"] == 1).collect();
+    assert!(old.is_empty(), "the backlog was delivered: {old:?}");
+    assert!(!sinks.mails().iter().any(|m| m.contains("certificate 1 ")), "the backlog was mailed");
+    assert!(server.log().contains("queued before any channel was configured"), "{}", server.log());
 }
 
 /// Regression: two `serve` processes on one data directory each sent every notification.

@@ -9,6 +9,7 @@ mod acme_challenge;
 mod audit;
 mod auth;
 mod certificates;
+mod deploy;
 mod error;
 mod health;
 mod json;
@@ -16,6 +17,7 @@ mod listen;
 mod openapi;
 mod orders;
 mod profiles;
+mod renewals;
 mod tls;
 mod tokens;
 
@@ -113,6 +115,8 @@ pub fn router(state: AppState) -> Router {
         .merge(profiles::router())
         .merge(orders::router())
         .merge(audit::router())
+        .merge(deploy::router())
+        .merge(renewals::router())
         .merge(tokens::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("endpoint".into()) })

@@ -88,6 +88,9 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
 pub struct DeployArgs {
     /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
+    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs the profile's deployment targets again for one certificate.
@@ -96,7 +99,7 @@ pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
     let registry = super::registry(&env.data_dir);
     let reports = super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-        p.redeploy(id).await
+        p.redeploy(id, args.force).await
     })?;
     let mut failed = false;
     for r in &reports {
