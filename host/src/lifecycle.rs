@@ -303,17 +303,19 @@ impl Pipeline<'_> {
             };
             return Err(IssueError::Certificate {
                 id,
-                reason: format!(
-                    "it is {}{instead}, so it is not deployed; --force deploys it anyway",
-                    cert.status.as_str()
-                ),
+                reason: format!("it is {}{instead}, so it is not deployed unless forced", cert.status.as_str()),
             });
         }
         let name = cert.profile.clone().ok_or_else(|| IssueError::Certificate {
             id,
             reason: "it has no profile, so it has no deployment targets".into(),
         })?;
-        let (profile, _) = self.inventory.profile(&name)?.ok_or_else(|| IssueError::NoProfile(name.clone()))?;
+        // The certificate exists; a profile deleted since is the certificate's state (409),
+        // not a missing resource.
+        let (profile, _) = self.inventory.profile(&name)?.ok_or_else(|| IssueError::Certificate {
+            id,
+            reason: format!("its profile {name} no longer exists, so it has no deployment targets"),
+        })?;
         if profile.deploy.is_empty() {
             return Err(IssueError::Certificate { id, reason: format!("profile {name} has no deployment targets") });
         }

@@ -350,10 +350,10 @@ pub async fn run(
     inventory: crate::inventory::InventoryPool,
     env: crate::param::SharedEnvLookup,
     config: NotifyConfig,
+    since: ChannelsSince,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut since = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -361,14 +361,7 @@ pub async fn run(
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "notifications skipped: no database connection"),
             Ok(mut inv) => {
-                if since.is_none() {
-                    // Recorded once per run, before anything is sent (retried next round).
-                    match inv.configure_channels(config.webhook.is_some(), config.email.is_some()) {
-                        Ok(s) => since = Some(s),
-                        Err(e) => tracing::error!(error = %e, "recording the notification channels failed"),
-                    }
-                }
-                if let (true, Some(since)) = (config.enabled(), since) {
+                if config.enabled() {
                     if let Err(e) = inv.queue_expiring(config.expiring_within_days) {
                         tracing::error!(error = %e, "queueing expiry notifications failed");
                     }

@@ -123,13 +123,15 @@ pub async fn run(
     connectors: std::sync::Arc<dyn ConnectorSource>,
     env: crate::param::SharedEnvLookup,
     notify: NotifyConfig,
+    since: crate::inventory::ChannelsSince,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Long enough for a renewal with failover over slow accounts; a crashed instance's claims
     // come free after it.
     let lease = 600;
-    let notifier = tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, interval, shutdown.clone()));
+    let notifier =
+        tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, since, interval, shutdown.clone()));
     loop {
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),

@@ -97,10 +97,17 @@ pub struct DeployArgs {
 pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = inv.find(&args.id)?.with_context(|| format!("certificate {} not found", args.id))?.id;
     let registry = super::registry(&env.data_dir);
-    let reports = super::runtime()?.block_on(async {
-        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-        p.redeploy(id, args.force).await
-    })?;
+    let reports = super::runtime()?
+        .block_on(async {
+            let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+            p.redeploy(id, args.force).await
+        })
+        .map_err(|e| match e {
+            certhost::issue::IssueError::Certificate { .. } if !args.force => {
+                anyhow::anyhow!("{e} (--force deploys it anyway)")
+            }
+            e => e.into(),
+        })?;
     let mut failed = false;
     for r in &reports {
         // The target comes from a profile and the message from a deploy hook's output.

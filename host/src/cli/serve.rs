@@ -60,6 +60,9 @@ pub fn run(
         Some(path) => certhost::config::read_file(path)?,
         None => certhost::config::ConfigFile::default(),
     };
+    // Before this run can queue anything: a channel gets what is queued from now on (and
+    // what was queued since it was first configured, if it was on in the last run too).
+    let since = inv.configure_channels(file.notify.webhook.is_some(), file.notify.email.is_some())?;
     let listen = match args.listen.or(file.server.listen) {
         Some(a) => a,
         // A constant that parses: checked by the unit test below.
@@ -109,6 +112,7 @@ pub fn run(
             state.connectors.clone(),
             state.env.clone(),
             file.notify.clone(),
+            since,
             Duration::from_secs(args.renewal_interval.or(file.server.renewal_interval_seconds).unwrap_or(30).max(1)),
             stop_tx.subscribe(),
         ));

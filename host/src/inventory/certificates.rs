@@ -244,13 +244,16 @@ impl Inventory {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The certificate that renewed or reissued certificate `id`, newest first if several
-    /// did (a reissue of a superseded one): what to deploy instead of it.
+    /// What to deploy instead of certificate `id`: of the certificates that renewed or
+    /// reissued it, and theirs in turn, the newest active one, else the newest.
     pub fn successor(&self, id: i64) -> Result<Option<i64>, InventoryError> {
         Ok(self
             .conn
             .query_row_cached(
-                "SELECT id FROM certificates WHERE predecessor_id = ?1 ORDER BY id DESC LIMIT 1",
+                "WITH RECURSIVE later(id, status) AS (
+                     SELECT id, status FROM certificates WHERE predecessor_id = ?1
+                     UNION SELECT c.id, c.status FROM certificates c JOIN later ON c.predecessor_id = later.id)
+                 SELECT id FROM later ORDER BY status = 'active' DESC, id DESC LIMIT 1",
                 [id],
                 |r| r.get(0),
             )
@@ -390,7 +393,7 @@ pub(crate) fn insert_in(
         "INSERT INTO certificates (id, pem, chain_id, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
              predecessor_id, created_at)
-         VALUES (max((SELECT last_deleted FROM certificate_ids WHERE id = 1),
+         VALUES (max(coalesce((SELECT last_deleted FROM certificate_ids WHERE id = 1), 0),
                      (SELECT coalesce(max(id), 0) FROM certificates)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             pem,

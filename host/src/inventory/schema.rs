@@ -277,7 +277,11 @@ const MIGRATIONS: &[&str] = &[
     //    rebuilding the table, which foreign keys from orders and deployments forbid inside a
     //    migration; so the highest id ever deleted is kept here, by trigger, and an insert
     //    takes the next id above both it and the table's own highest. The starting value
-    //    counts ids only the audit log still remembers (deleted before this migration).
+    //    counts ids only the audit log still remembers (deleted before this migration): the
+    //    object ids of certificate deletions, which are always an id in decimal.
+    //    And a notification channel gets only what was queued since `serve` first ran with it
+    //    configured (`configure_channels`); a channel that delivered before this version
+    //    counts as configured since always, so what it still had queued is not dropped.
     r#"
     CREATE TABLE certificate_ids (
         id           INTEGER PRIMARY KEY CHECK (id = 1),
@@ -285,11 +289,19 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO certificate_ids (id, last_deleted) VALUES (1, max(
         (SELECT coalesce(max(id), 0) FROM certificates),
-        (SELECT coalesce(max(CAST(object_id AS INTEGER)), 0) FROM audit_events WHERE object_type = 'certificate')));
+        (SELECT coalesce(max(CAST(object_id AS INTEGER)), 0) FROM audit_events
+          WHERE object_type = 'certificate' AND action = 'certificate.delete'
+            AND object_id NOT GLOB '*[^0-9]*' AND length(object_id) BETWEEN 1 AND 18)));
     CREATE TRIGGER certificate_ids_never_reused AFTER DELETE ON certificates
     BEGIN
         UPDATE certificate_ids SET last_deleted = max(last_deleted, OLD.id) WHERE id = 1;
     END;
+    INSERT INTO meta (name, value) SELECT 'notify_webhook_since', 0
+        WHERE EXISTS (SELECT 1 FROM notifications WHERE webhook_sent_at IS NOT NULL
+                         OR (sent_at IS NOT NULL AND email_sent_at IS NULL));
+    INSERT INTO meta (name, value) SELECT 'notify_email_since', 0
+        WHERE EXISTS (SELECT 1 FROM notifications WHERE email_sent_at IS NOT NULL
+                         OR (sent_at IS NOT NULL AND webhook_sent_at IS NULL));
     "#,
 ];
 
@@ -461,14 +473,35 @@ mod tests {
             )
             .expect("certificate");
         }
-        // Certificate 7 was deleted before the upgrade: only its history is left.
+        // Certificate 7 was deleted before the upgrade: only its history is left. Object ids
+        // that are not a deleted certificate's id count for nothing (an old `/v1/renew`
+        // audited its lookup value, which a client chose).
+        for (action, object) in [
+            ("certificate.delete", "7"),
+            ("certificate.renew_request", "9223372036854775807"),
+            ("certificate.delete", "12ab"),
+        ] {
+            conn.execute(
+                "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome)
+                 VALUES (1, 'a', ?1, 'certificate', ?2, 'success')",
+                [action, object],
+            )
+            .expect("event");
+        }
+        // A webhook delivered before the upgrade; e-mail never did.
         conn.execute(
-            "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome)
-             VALUES (1, 'a', 'certificate.delete', 'certificate', '7', 'success')",
+            "INSERT INTO notifications (kind, subject, created_at, sent_at, next_attempt_at, webhook_sent_at)
+             VALUES ('revoked', 's', 1, 2, 1, 2)",
             [],
         )
-        .expect("event");
+        .expect("notification");
         migrate(&mut conn).expect("migrate");
+        let since: Vec<(String, i64)> = {
+            let mut stmt =
+                conn.prepare("SELECT name, value FROM meta WHERE name LIKE 'notify%' ORDER BY name").expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(since, [("notify_webhook_since".to_owned(), 0)], "the webhook keeps its queue");
         let last = |conn: &Connection| -> i64 {
             conn.query_row("SELECT last_deleted FROM certificate_ids", [], |r| r.get(0)).expect("last")
         };
