@@ -687,7 +687,6 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
         json_of(api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!({"force": true})), StatusCode::OK);
     assert_eq!(forced["ok"], true, "{forced}");
     json_of(api.post(&operator, "/v1/certificates/999/deploy", json!({})), StatusCode::NOT_FOUND);
-
     // The schedule: the active certificate renews automatically; the superseded one does not.
     json_of(api.get(&requester, "/v1/renewals"), StatusCode::FORBIDDEN);
     let schedule = json_of(api.get(&operator, "/v1/renewals?limit=10"), StatusCode::OK);
@@ -699,4 +698,20 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
     assert!(upcoming[0]["renew_after"].as_i64().expect("time") < upcoming[0]["not_after"].as_i64().expect("time"));
     assert!(schedule["history"].as_array().expect("history").is_empty(), "no automatic renewal yet: {schedule}");
     json_of(api.get(&operator, "/v1/renewals?limit=0"), StatusCode::BAD_REQUEST);
+    // A certificate whose profile was deleted since exists: 409 (its state), not 404.
+    let admin = api.server.token("root", "admin");
+    let target = format!("{}/gone.pem", out.display());
+    json_of(
+        api.post(&admin, "/v1/profiles", json!({"name": "gone", "accounts": ["lab"], "deploy": [{"cert": target}]})),
+        StatusCode::CREATED,
+    );
+    let orphan = json_of(
+        api.post(&operator, "/v1/certificates", json!({"profile": "gone", "cn": "gone.example.com"})),
+        StatusCode::CREATED,
+    );
+    let orphan = orphan["certificate"]["id"].as_i64().expect("id");
+    assert_eq!(api.delete(&admin, "/v1/profiles/gone").status(), StatusCode::NO_CONTENT);
+    let gone =
+        json_of(api.post(&operator, &format!("/v1/certificates/{orphan}/deploy"), json!({})), StatusCode::CONFLICT);
+    assert!(gone["detail"].as_str().expect("detail").contains("profile gone no longer exists"), "{gone}");
 }
