@@ -91,6 +91,14 @@ pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
     {
         absolutize(p, &base);
     }
+    let notify = &config.notify;
+    crate::param::hide_from_children(
+        notify
+            .webhook
+            .iter()
+            .filter_map(|w| w.secret.as_ref())
+            .chain(notify.email.iter().filter_map(|e| e.password.as_ref())),
+    );
     Ok(config)
 }
 

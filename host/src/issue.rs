@@ -185,6 +185,18 @@ pub enum IssueError {
         /// Why not.
         reason: String,
     },
+    /// A certificate that is not active is deployed only when forced: putting a revoked,
+    /// expired or superseded one back on a server is almost always a mistaken id.
+    #[error("certificate {id} is {status}{}, so it is not deployed unless forced",
+        successor.map(|s| format!(" (certificate {s} replaced it: deploy that one)")).unwrap_or_default())]
+    NotDeployable {
+        /// Certificate id.
+        id: i64,
+        /// Its status.
+        status: &'static str,
+        /// The newest (active, if any) certificate that replaced it.
+        successor: Option<i64>,
+    },
     /// A renewal named a CA account its profile does not list, and the caller may only
     /// choose among the profile's accounts.
     #[error(

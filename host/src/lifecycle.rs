@@ -297,14 +297,8 @@ impl Pipeline<'_> {
     pub async fn redeploy(&mut self, id: i64, force: bool) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
         let cert = self.certificate(id)?;
         if cert.status != crate::inventory::CertStatus::Active && !force {
-            let instead = match self.inventory.successor(id)? {
-                Some(next) => format!(" (certificate {next} replaced it: deploy that one)"),
-                None => String::new(),
-            };
-            return Err(IssueError::Certificate {
-                id,
-                reason: format!("it is {}{instead}, so it is not deployed unless forced", cert.status.as_str()),
-            });
+            let successor = self.inventory.successor(id)?;
+            return Err(IssueError::NotDeployable { id, status: cert.status.as_str(), successor });
         }
         let name = cert.profile.clone().ok_or_else(|| IssueError::Certificate {
             id,

@@ -436,6 +436,28 @@ pub fn sensitive_env_names(params: &ParamMap) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Variables holding a secret that belongs to no account or profile (the notification
+/// channels' webhook secret and SMTP password), registered when certhost.toml is read: child
+/// processes (deploy hooks) get none of them, and their values are redacted from hook output.
+static HIDDEN_FROM_CHILDREN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers the variables `sources` read secrets from; see [`hidden_from_children`].
+pub fn hide_from_children<'a>(sources: impl IntoIterator<Item = &'a ValueSource>) {
+    let mut hidden = HIDDEN_FROM_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    for source in sources {
+        if let ValueSource::Env { env } = source
+            && !hidden.contains(env)
+        {
+            hidden.push(env.clone());
+        }
+    }
+}
+
+/// The variables registered by [`hide_from_children`].
+pub fn hidden_from_children() -> Vec<String> {
+    HIDDEN_FROM_CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Reads `{ env = ... }` references; injected so the library never reads the environment itself.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 

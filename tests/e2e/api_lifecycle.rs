@@ -675,6 +675,11 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(bad["detail"].as_str().expect("detail").contains("forse"), "{bad}");
+    // serde fills a struct from an array by position: `[true]` must not mean force.
+    json_of(
+        api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!([true])),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
 
     // Renewed: the old one is refused unless forced, naming the one to deploy instead.
     let renewed = json_of(api.post(&operator, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::CREATED);

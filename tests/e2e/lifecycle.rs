@@ -572,21 +572,24 @@ fn s(p: &std::path::Path) -> &str {
 }
 
 /// Regression: hooks inherited the environment variables sensitive parameters are read from,
-/// and a `set -x` hook put a CA secret into the audit log.
+/// and a `set -x` hook put a CA secret into the audit log; later the same for the webhook's
+/// signing secret and a PKCS#12 password.
 #[test]
 fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     let app = App::new();
     let deploy = app.path("deployed");
     let profile = format!(
         "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}\"\n\
-         post_hook = \"echo token=$LAB_CA_KEY; env | grep -c LAB_CA_KEY\"\n",
+         post_hook = \"echo token=$LAB_CA_KEY wh=$WH_SECRET; env | grep -c LAB_CA_KEY\"\n\
+         [[deploy]]\npkcs12 = \"{d}/b.p12\"\npkcs12_password = {{ env = \"P12_PW\" }}\npost_hook = \"echo p12=$P12_PW.\"\n",
         d = deploy.display()
     );
     let (config, ca) = local_ca_lab(&app, &profile);
-    // The CA key comes from the environment now.
+    // The CA key comes from the environment now, and so does the webhook's secret.
     let text = std::fs::read_to_string(&config)
         .expect("config")
-        .replace(&format!("{{ file = \"{}/ca.key\" }}", ca.display()), "{ env = \"LAB_CA_KEY\" }");
+        .replace(&format!("{{ file = \"{}/ca.key\" }}", ca.display()), "{ env = \"LAB_CA_KEY\" }")
+        + "[notify.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = { env = \"WH_SECRET\" }\n";
     assert!(text.contains("LAB_CA_KEY"), "{text}");
     std::fs::write(&config, text).expect("config");
     let key = std::fs::read_to_string(ca.join("ca.key")).expect("ca key");
@@ -595,13 +598,17 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
         .env("CERTHOST_DATA_DIR", app.data_dir())
         .env("CERTHOST_MASTER_KEY", &app.master_key)
         .env("LAB_CA_KEY", &key)
+        .env("WH_SECRET", "webhook-signing-secret-2929")
+        .env("P12_PW", "pkcs12-password-2929")
         .output()
         .expect("issue");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let audit = app.run(&["audit", "--json"]);
     let text = audit.ok();
-    // The hook saw no such variable (an empty value, counted zero times).
-    assert!(text.contains("token=\\n0\\n"), "{text}");
+    // The hooks saw no such variables (empty values, counted zero times).
+    assert!(text.contains("token= wh=\\n0\\n"), "{text}");
+    assert!(text.contains("p12=.\\n"), "{text}");
+    assert!(!text.contains("2929"), "a secret is in the audit log: {text}");
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!text.contains(line), "a line of the CA key is in the audit log");
     }
@@ -664,6 +671,9 @@ fn a_key_revoked_for_compromise_is_never_reused_and_its_other_certificates_renew
     let c = s(&config);
     let run = |args: &[&str]| app.run(&[&["--config", c][..], args].concat());
     run(&["issue", "--profile", "keep", "--cn", "kept.example.com"]).ok();
+    // No targets: said so, without suggesting --force, which would not help.
+    let none = run(&["deploy", "1"]);
+    assert!(none.fails(1).contains("no deployment targets") && !none.stderr.contains("--force"), "{}", none.stderr);
     run(&["renew", "1"]).ok();
     let key_of = |id: &str| {
         let pem = app.path(&format!("cert{id}.pem"));
@@ -995,6 +1005,27 @@ fn a_new_channel_does_not_receive_events_queued_before_it_was_configured() {
     assert!(old.is_empty(), "the backlog was delivered: {old:?}");
     assert!(!sinks.mails().iter().any(|m| m.contains("certificate 1 ")), "the backlog was mailed");
     assert!(server.log().contains("queued before any channel was configured"), "{}", server.log());
+}
+
+/// Regression: a `serve` that could not listen (the address taken) had already recorded its
+/// configuration's channels, none, so the running server's next start dropped what was queued.
+#[test]
+fn a_serve_that_fails_to_start_leaves_the_notification_channels_alone() {
+    let app = App::new();
+    let sinks = Sinks::start(&app, "ok");
+    let config = notify_lab(&app, &sinks.notify_toml(sinks.smtp_port), 0);
+    let server = Server::start(app, Some(&config));
+    let since = |app: &App| -> Vec<(String, i64)> {
+        let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+        let mut stmt = db.prepare("SELECT name, value FROM meta WHERE name LIKE 'notify%' ORDER BY name").expect("sql");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
+    };
+    let before = since(&server.app);
+    assert_eq!(before.len(), 2, "both channels recorded: {before:?}");
+    let taken = server.base.trim_start_matches("http://");
+    let second = server.app.run(&["serve", "--listen", taken]);
+    assert!(second.fails(1).contains("cannot listen"), "{}", second.stderr);
+    assert_eq!(since(&server.app), before);
 }
 
 /// Regression: two `serve` processes on one data directory each sent every notification.

@@ -156,9 +156,10 @@ impl From<IssueError> for ApiError {
             IssueError::Inventory(inner) => inner.into(),
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
             IssueError::AccountNotListed { .. } => ApiError::NotAllowed(e.to_string()),
-            IssueError::WrongState { .. } | IssueError::Inactive { .. } | IssueError::Certificate { .. } => {
-                ApiError::Conflict(e.to_string())
-            }
+            IssueError::WrongState { .. }
+            | IssueError::Inactive { .. }
+            | IssueError::Certificate { .. }
+            | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
             IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
             IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => {
                 ApiError::Unavailable(format!("the server cannot make this request: {e}"))

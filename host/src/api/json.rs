@@ -155,14 +155,19 @@ fn shape_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// An optional JSON body: empty (or `null`) means the defaults. Errors are problem+json like
-/// every other body error, values never echoed.
+/// An optional JSON body: empty (or `null`) means the defaults; otherwise an object (serde
+/// would also fill a struct from an array by position, so `[true]` read as `{"force": true}`).
+/// Errors are problem+json like every other body error, values never echoed.
 pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
     if text.trim().is_empty() || text.trim() == "null" {
         return Ok(T::default());
     }
-    from_value(parse(text.as_bytes())?).map_err(ApiError::Unprocessable)
+    let value = parse(text.as_bytes())?;
+    if !value.is_object() {
+        return Err(ApiError::Unprocessable("the request body must be a JSON object (or empty)".into()));
+    }
+    from_value(value).map_err(ApiError::Unprocessable)
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
             p.redeploy(id, args.force).await
         })
         .map_err(|e| match e {
-            certhost::issue::IssueError::Certificate { .. } if !args.force => {
+            certhost::issue::IssueError::NotDeployable { .. } => {
                 anyhow::anyhow!("{e} (--force deploys it anyway)")
             }
             e => e.into(),

@@ -60,9 +60,6 @@ pub fn run(
         Some(path) => certhost::config::read_file(path)?,
         None => certhost::config::ConfigFile::default(),
     };
-    // Before this run can queue anything: a channel gets what is queued from now on (and
-    // what was queued since it was first configured, if it was on in the last run too).
-    let since = inv.configure_channels(file.notify.webhook.is_some(), file.notify.email.is_some())?;
     let listen = match args.listen.or(file.server.listen) {
         Some(a) => a,
         // A constant that parses: checked by the unit test below.
@@ -93,6 +90,9 @@ pub fn run(
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        // Once this run is sure to serve, before it can queue anything: a channel gets what
+        // is queued from now on (and since it was first configured, if the last run had it).
+        let since = inv.configure_channels(file.notify.webhook.is_some(), file.notify.email.is_some())?;
         let state = AppState {
             inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE)?,
             connectors: Arc::new(registry),

@@ -280,8 +280,10 @@ const MIGRATIONS: &[&str] = &[
     //    counts ids only the audit log still remembers (deleted before this migration): the
     //    object ids of certificate deletions, which are always an id in decimal.
     //    And a notification channel gets only what was queued since `serve` first ran with it
-    //    configured (`configure_channels`); a channel that delivered before this version
-    //    counts as configured since always, so what it still had queued is not dropped.
+    //    configured (`configure_channels`). Where notifications were ever tried, a channel was
+    //    configured before this version: both count as configured since always, so nothing
+    //    still queued (a failing webhook's retries, events queued while serve was stopped for
+    //    the upgrade) is dropped; the first `serve` forgets the one it does not configure.
     r#"
     CREATE TABLE certificate_ids (
         id           INTEGER PRIMARY KEY CHECK (id = 1),
@@ -296,12 +298,9 @@ const MIGRATIONS: &[&str] = &[
     BEGIN
         UPDATE certificate_ids SET last_deleted = max(last_deleted, OLD.id) WHERE id = 1;
     END;
-    INSERT INTO meta (name, value) SELECT 'notify_webhook_since', 0
-        WHERE EXISTS (SELECT 1 FROM notifications WHERE webhook_sent_at IS NOT NULL
-                         OR (sent_at IS NOT NULL AND email_sent_at IS NULL));
-    INSERT INTO meta (name, value) SELECT 'notify_email_since', 0
-        WHERE EXISTS (SELECT 1 FROM notifications WHERE email_sent_at IS NOT NULL
-                         OR (sent_at IS NOT NULL AND webhook_sent_at IS NULL));
+    INSERT INTO meta (name, value)
+        SELECT channel, 0 FROM (SELECT 'notify_webhook_since' AS channel UNION ALL SELECT 'notify_email_since')
+        WHERE EXISTS (SELECT 1 FROM notifications WHERE attempts > 0 OR sent_at IS NOT NULL);
     "#,
 ];
 
@@ -488,10 +487,10 @@ mod tests {
             )
             .expect("event");
         }
-        // A webhook delivered before the upgrade; e-mail never did.
+        // A webhook that never succeeded: tried once, failed, still queued.
         conn.execute(
-            "INSERT INTO notifications (kind, subject, created_at, sent_at, next_attempt_at, webhook_sent_at)
-             VALUES ('revoked', 's', 1, 2, 1, 2)",
+            "INSERT INTO notifications (kind, subject, created_at, attempts, next_attempt_at, last_error)
+             VALUES ('revoked', 's', 1, 1, 61, 'refused')",
             [],
         )
         .expect("notification");
@@ -501,7 +500,8 @@ mod tests {
                 conn.prepare("SELECT name, value FROM meta WHERE name LIKE 'notify%' ORDER BY name").expect("prepare");
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
         };
-        assert_eq!(since, [("notify_webhook_since".to_owned(), 0)], "the webhook keeps its queue");
+        let always = |name: &str| (name.to_owned(), 0);
+        assert_eq!(since, [always("notify_email_since"), always("notify_webhook_since")], "the queue is kept");
         let last = |conn: &Connection| -> i64 {
             conn.query_row("SELECT last_deleted FROM certificate_ids", [], |r| r.get(0)).expect("last")
         };
