@@ -29,6 +29,19 @@ fn the_openapi_document_lists_every_endpoint() {
         assert!(op.is_object(), "{method} {templated} is not in the OpenAPI document");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // OpenAPI requires operation ids to be unique; client generators name methods after them
+    // (seven handlers called `list` all came out as `list`).
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|ops| ops.as_object().expect("operations").values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an operationId is used twice: {ids:?}");
 }
 
 #[test]

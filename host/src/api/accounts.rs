@@ -34,7 +34,7 @@ pub struct AccountList {
     items: Vec<AccountView>,
 }
 
-#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+#[utoipa::path(get, operation_id = "list_accounts", path = "/v1/accounts", tag = "accounts",
     responses((status = 200, body = AccountList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>, ApiError> {
     caller.require(READ, "read accounts")?;
@@ -43,7 +43,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Acco
     Ok(Json(AccountList { items }))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "show_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
     def.check_connector(name, &*state.connectors).await.map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
+#[utoipa::path(post, operation_id = "create_account", path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
     responses((status = 201, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
@@ -104,7 +104,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(crate::view::account(&inv, &a)?)).into_response())
 }
 
-#[utoipa::path(put, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(put, operation_id = "update_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     request_body(content = Object, description = "The whole definition, as in certhost.toml"),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
@@ -141,7 +141,7 @@ pub(super) fn refuse_file_defined(origin: &str, what: &str, name: &str) -> Resul
     Ok(())
 }
 
-#[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(delete, operation_id = "delete_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted; its audit history stays"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "delete accounts")?;
@@ -211,7 +211,7 @@ async fn test(
     Ok(Json(TestResult { account: name, ok: result.ok(), message: result.message() }))
 }
 
-#[utoipa::path(put, path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",
+#[utoipa::path(put, operation_id = "set_secret_account", path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",
     params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
     responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(

@@ -42,7 +42,7 @@ pub struct AuditList {
     next_cursor: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, operation_id = "list_audit_events", path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,

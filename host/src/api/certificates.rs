@@ -69,7 +69,7 @@ pub(super) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-#[utoipa::path(get, path = "/v1/certificates", tag = "certificates", params(ListQuery),
+#[utoipa::path(get, operation_id = "list_certificates", path = "/v1/certificates", tag = "certificates", params(ListQuery),
     responses((status = 200, body = CertificatePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
@@ -106,7 +106,7 @@ async fn find(state: &AppState, id: &str) -> Result<CertificateRecord, ApiError>
     inv.find(id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))
 }
 
-#[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
+#[utoipa::path(get, operation_id = "show_certificate", path = "/v1/certificates/{id}", tag = "certificates",
     params(("id" = String, Path, description = "Inventory id, or SHA-1 / SHA-256 thumbprint (hex)")),
     responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -430,7 +430,7 @@ pub struct RevokeBody {
     comment: String,
 }
 
-#[utoipa::path(post, path = "/v1/certificates/{id}/revoke", tag = "certificates",
+#[utoipa::path(post, operation_id = "revoke_certificate", path = "/v1/certificates/{id}/revoke", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body = RevokeBody,
     responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
@@ -457,7 +457,7 @@ async fn revoke(
     Ok(Json(CertView::new(&r, now(), false)).into_response())
 }
 
-#[utoipa::path(delete, path = "/v1/certificates/{id}", tag = "certificates",
+#[utoipa::path(delete, operation_id = "delete_certificate", path = "/v1/certificates/{id}", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 204, description = "Removed from the inventory (the CA is not told; the audit stays)"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]

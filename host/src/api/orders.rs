@@ -45,7 +45,7 @@ pub struct OrderList {
     next_cursor: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrdersQuery),
+#[utoipa::path(get, operation_id = "list_orders", path = "/v1/orders", tag = "orders", params(OrdersQuery),
     responses((status = 200, body = OrderList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
@@ -73,7 +73,7 @@ async fn list(
     Ok(Json(OrderList { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
+#[utoipa::path(get, operation_id = "show_order", path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = Order), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Order>, ApiError> {
     caller.require(READ, "read orders")?;

@@ -32,7 +32,7 @@ pub struct ProfileList {
     items: Vec<serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
+#[utoipa::path(get, operation_id = "list_profiles", path = "/v1/profiles", tag = "profiles",
     responses((status = 200, body = ProfileList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ProfileList>, ApiError> {
     caller.require(READ, "read profiles")?;
@@ -42,7 +42,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Prof
     Ok(Json(ProfileList { items }))
 }
 
-#[utoipa::path(get, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "show_profile", path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
     responses((status = 200, description = "The profile", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn show(
     State(state): State<AppState>,
@@ -88,7 +88,7 @@ async fn checked(
     Ok(def)
 }
 
-#[utoipa::path(post, path = "/v1/profiles", tag = "profiles", request_body = NewProfile,
+#[utoipa::path(post, operation_id = "create_profile", path = "/v1/profiles", tag = "profiles", request_body = NewProfile,
     responses((status = 201, description = "Created", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
@@ -114,7 +114,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-#[utoipa::path(put, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+#[utoipa::path(put, operation_id = "update_profile", path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
     request_body(content = Object, description = "The whole definition, as in a profile file"),
     responses((status = 200, description = "Updated", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
@@ -141,7 +141,7 @@ async fn update(
     Ok(Json(crate::view::profile(&inv, &name, &def, &origin)?))
 }
 
-#[utoipa::path(delete, path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+#[utoipa::path(delete, operation_id = "delete_profile", path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "delete profiles")?;
@@ -152,7 +152,7 @@ async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(put, path = "/v1/profiles/{name}/params/{param}/secret", tag = "profiles",
+#[utoipa::path(put, operation_id = "set_secret_profile", path = "/v1/profiles/{name}/params/{param}/secret", tag = "profiles",
     params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
     responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(

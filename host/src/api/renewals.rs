@@ -69,7 +69,7 @@ pub struct Renewals {
     history: Vec<AuditEvent>,
 }
 
-#[utoipa::path(get, path = "/v1/renewals", tag = "certificates", params(RenewalsQuery),
+#[utoipa::path(get, operation_id = "list_renewals", path = "/v1/renewals", tag = "certificates", params(RenewalsQuery),
     responses((status = 200, body = Renewals), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,

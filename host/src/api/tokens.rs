@@ -24,7 +24,7 @@ pub struct TokenList {
     items: Vec<TokenInfo>,
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+#[utoipa::path(get, operation_id = "list_tokens", path = "/v1/tokens", tag = "tokens",
     responses((status = 200, body = TokenList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
@@ -54,7 +54,7 @@ pub struct CreatedToken {
     token: String,
 }
 
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
+#[utoipa::path(post, operation_id = "create_token", path = "/v1/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ async fn create(
         .into_response())
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
     responses((status = 204, description = "Revoked (a token cannot revoke itself: 409)"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn revoke(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
