@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AUDIT, Caller};
 use super::{ApiError, AppState, Problem};
-use crate::inventory::{AuditEvent, AuditFilter, ScheduledRenewal};
+use crate::inventory::{AuditEvent, ScheduledRenewal};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -26,44 +26,11 @@ pub struct RenewalsQuery {
     limit: Option<u32>,
 }
 
-/// One certificate the scheduler will renew.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UpcomingRenewal {
-    /// Certificate id.
-    id: i64,
-    /// Its CN.
-    common_name: Option<String>,
-    /// Its profile.
-    profile: Option<String>,
-    /// When it is due (or retried after a failure), Unix seconds.
-    renew_after: i64,
-    /// Its notAfter, Unix seconds.
-    not_after: i64,
-    /// Failed automatic attempts so far (0: none failed).
-    attempts: i64,
-    /// The last failure, redacted of sensitive values.
-    last_error: Option<String>,
-}
-
-impl From<ScheduledRenewal> for UpcomingRenewal {
-    fn from(r: ScheduledRenewal) -> Self {
-        Self {
-            id: r.id,
-            common_name: r.common_name,
-            profile: r.profile,
-            renew_after: r.renew_after,
-            not_after: r.not_after,
-            attempts: r.attempts,
-            last_error: r.last_error,
-        }
-    }
-}
-
 /// The schedule and the history of automatic renewals.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Renewals {
     /// Soonest first.
-    upcoming: Vec<UpcomingRenewal>,
+    upcoming: Vec<ScheduledRenewal>,
     /// `certificate.auto_renew` events, newest first: `detail.successor_id` on success,
     /// `detail.error` on failure.
     history: Vec<AuditEvent>,
@@ -80,13 +47,5 @@ async fn list(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    let upcoming = inv.scheduled_renewals(limit)?.into_iter().map(UpcomingRenewal::from).collect();
-    let history = inv.audit_events(&AuditFilter {
-        object_type: Some("certificate".into()),
-        object_id: None,
-        action_prefix: Some("certificate.auto_renew".into()),
-        limit,
-        before_id: None,
-    })?;
-    Ok(Json(Renewals { upcoming, history }))
+    Ok(Json(Renewals { upcoming: inv.scheduled_renewals(limit)?, history: inv.auto_renewal_history(limit)? }))
 }

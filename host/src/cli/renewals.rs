@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use certhost::inventory::{AuditFilter, Inventory, NewCertificate};
+use certhost::inventory::{Inventory, NewCertificate};
 use certhost::issue::Pipeline;
 
 use super::output;
@@ -23,13 +23,7 @@ pub struct RenewalsArgs {
 /// Upcoming renewals (with failed attempts and the last error) and the auto-renewal history.
 pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode> {
     let upcoming = inv.scheduled_renewals(args.limit)?;
-    let history = inv.audit_events(&AuditFilter {
-        object_type: Some("certificate".into()),
-        object_id: None,
-        action_prefix: Some("certificate.auto_renew".into()),
-        limit: args.limit,
-        before_id: None,
-    })?;
+    let history = inv.auto_renewal_history(args.limit)?;
     if args.json {
         let up: Vec<serde_json::Value> = upcoming
             .iter()

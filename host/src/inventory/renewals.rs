@@ -16,8 +16,8 @@ use crate::profile::RenewalPolicy;
 /// orders it creates. Its renewal orders report their failure on the certificate they renew.
 pub const AUTO_RENEWAL_ACTOR: &str = "scheduler";
 
-/// One upcoming or retrying renewal, for `certhost renewals`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One upcoming or retrying renewal, for `certhost renewals` and `GET /v1/renewals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScheduledRenewal {
     /// Certificate id.
     pub id: i64,
@@ -479,6 +479,18 @@ impl Inventory {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The scheduler's `certificate.auto_renew` events, newest first: `detail.successor_id`
+    /// on success, `detail.error` on failure.
+    pub fn auto_renewal_history(&self, limit: u32) -> Result<Vec<super::AuditEvent>, InventoryError> {
+        self.audit_events(&super::AuditFilter {
+            object_type: Some("certificate".into()),
+            object_id: None,
+            action_prefix: Some("certificate.auto_renew".into()),
+            limit,
+            before_id: None,
+        })
     }
 
     /// Upcoming and retrying renewals, soonest first: expired certificates whose automatic
