@@ -20,6 +20,10 @@ use crate::key::{KeyError, PrivateKey};
 /// Files larger than this are not certificates; refusing them bounds memory.
 const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// How many certificates of one file with the same subject are tried as a certificate's
+/// issuer. Real bundles hold one or two per name (a root and its cross-signed twin).
+const MAX_SAME_NAME: usize = 16;
+
 /// What an import did, file by file.
 #[derive(Debug, Default, Serialize)]
 pub struct ImportReport {
@@ -239,11 +243,34 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 /// a leaf's chain follows its issuers (by name and signature, [`cert::issued_by`]) among the
 /// file's certificates. A CA certificate of a leaf's chain is not a leaf of its own, as in a
 /// leaf-first bundle; repeated copies of one certificate count once.
+///
+/// Each certificate is parsed once, and a signature is checked only for certificates whose
+/// subject is the child's issuer name, at most [`MAX_SAME_NAME`] of them: a file of thousands
+/// of certificates sharing one name would otherwise cost a failing signature check per pair
+/// (hours of CPU for an 8 MiB file).
 pub fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut seen = HashSet::new();
     ders.retain(|der| seen.insert(der.clone()));
-    let issuer: Vec<Option<usize>> = (0..ders.len())
-        .map(|child| (0..ders.len()).find(|&parent| parent != child && cert::issued_by(&ders[child], &ders[parent])))
+    let parsed: Vec<Option<x509_parser::certificate::X509Certificate<'_>>> =
+        ders.iter().map(|der| cert::parse(der).ok()).collect();
+    let mut by_subject: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+    for (i, c) in parsed.iter().enumerate() {
+        if let Some(c) = c {
+            by_subject.entry(c.subject().as_raw()).or_default().push(i);
+        }
+    }
+    let issuer: Vec<Option<usize>> = parsed
+        .iter()
+        .enumerate()
+        .map(|(child, c)| {
+            let c = c.as_ref()?;
+            let candidates = by_subject.get(c.issuer().as_raw())?;
+            candidates
+                .iter()
+                .take(MAX_SAME_NAME)
+                .copied()
+                .find(|&parent| parent != child && parsed[parent].as_ref().is_some_and(|p| cert::signed_by(c, p)))
+        })
         .collect();
     let mut issued_something = vec![false; ders.len()];
     for parent in issuer.iter().flatten() {
@@ -300,7 +327,8 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
                 }
                 "PKCS7" | "CMS" => pkcs7 = true,
                 "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => keys.push(
-                    PrivateKey::from_pem(&der::pem_encode(b.tag(), b.contents()))
+                    // With its headers: a legacy-encrypted key says so only there.
+                    PrivateKey::from_pem(&zeroize::Zeroizing::new(pem::encode(&b)))
                         .map_err(|e: KeyError| format!("private key in file: {e}"))?,
                 ),
                 _ => {}

@@ -357,9 +357,9 @@ impl PrivateKey {
                 let public_key = kp.public_key().as_ref().to_vec();
                 Ok(Self { algorithm: KeyAlgorithm::Rsa { bits }, pkcs8, public_key, pair: Pair::Rsa(kp) })
             }
-            Err(e) => {
-                Err(KeyError::Unsupported(format!("not an RSA (2048-8192 bit), P-256, P-384 or Ed25519 key ({e})")))
-            }
+            Err(e) => Err(KeyError::Unsupported(format!(
+                "not an RSA key of 2048 to 4096 bits with exponent 65537, nor a P-256, P-384 or Ed25519 key ({e})"
+            ))),
         }
     }
 

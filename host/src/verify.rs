@@ -13,6 +13,10 @@ use crate::view::rfc3339;
 /// seconds fast made every order fail for good, the issued certificate thrown away.
 pub const CLOCK_SKEW: i64 = 300;
 
+/// The most chain certificates a connector may return. Real chains have one to three; a
+/// longer one is stored and deployed with every renewal, and checked link by link.
+pub const MAX_CHAIN: usize = 10;
+
 /// What the host asked for, against which the returned certificate is checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
@@ -75,6 +79,27 @@ pub enum VerificationError {
         /// basicConstraints or keyUsage, as found.
         reason: &'static str,
     },
+    /// The certificate's extensions cannot be read the one way every client reads them.
+    #[error("the returned certificate cannot be checked: {0}")]
+    UncheckableExtension(String),
+    /// The certificate may do what no end-entity certificate certhost asks for may do.
+    #[error(
+        "the returned certificate may be used for {0}, which certhost does not accept in an end-entity certificate"
+    )]
+    ForbiddenUsage(String),
+    /// A link is signed with a hash that has known collisions.
+    #[error(
+        "certificate {position} (0 is the returned one) is signed with {algorithm}, whose hash is broken; certhost does not accept it"
+    )]
+    WeakSignature {
+        /// 0 = the leaf, 1 = first chain element, ...
+        position: usize,
+        /// The algorithm's name.
+        algorithm: String,
+    },
+    /// More chain certificates than any real chain has.
+    #[error("the chain has {0} certificates; certhost accepts at most {MAX_CHAIN}")]
+    ChainTooLong(usize),
     /// The chain does not link.
     #[error("the chain does not link: certificate {position} was not issued by the next one")]
     ChainBroken {
@@ -163,6 +188,9 @@ pub fn verify_issued(
         chain.extend(found);
     }
     chain.retain(|c| *c != der);
+    if chain.len() > MAX_CHAIN {
+        return Err(VerificationError::ChainTooLong(chain.len()));
+    }
     let mut issuers = Vec::with_capacity(chain.len());
     for (i, c) in chain.iter().enumerate() {
         let parsed = cert::parse(c)
@@ -202,6 +230,29 @@ pub fn verify_issued(
     }
     if authority.key_cert_sign == Some(true) {
         return Err(VerificationError::NotEndEntity { reason: "keyUsage keyCertSign" });
+    }
+    // After the CA checks, so that a CA certificate is named as one. Fail closed: a
+    // basicConstraints the parser cannot read is CA:TRUE to some clients.
+    if let Some(why) = crate::x509::uncheckable_extension(&leaf) {
+        return Err(VerificationError::UncheckableExtension(why));
+    }
+    if let Ok(Some(ku)) = leaf.key_usage()
+        && ku.value.crl_sign()
+    {
+        return Err(VerificationError::ForbiddenUsage("signing CRLs (keyUsage cRLSign)".into()));
+    }
+    if let Ok(Some(eku)) = leaf.extended_key_usage()
+        && let Some(purpose) = crate::x509::forbidden_purpose(eku.value)
+    {
+        return Err(VerificationError::ForbiddenUsage(format!("{purpose} (extendedKeyUsage)")));
+    }
+    // Every signature a client checks, the leaf's first (chain or none); a root's signature
+    // on itself proves nothing and is not checked by clients (old roots are SHA-1 signed).
+    let signed = std::iter::once(&leaf).chain(issuers.iter()).enumerate();
+    for (position, c) in signed.filter(|(position, c)| *position == 0 || c.subject() != c.issuer()) {
+        if let Some(algorithm) = crate::x509::weak_signature(&c.signature_algorithm.algorithm) {
+            return Err(VerificationError::WeakSignature { position, algorithm });
+        }
     }
     let mut child = &leaf;
     for (i, issuer) in issuers.iter().enumerate() {
@@ -253,7 +304,16 @@ pub fn check_common_name(cn: &str, requested: Option<&str>, sans: &[San]) -> Res
         San::Ip(ip) => cn.parse::<std::net::IpAddr>().is_ok_and(|c| c == *ip),
         San::Uri(u) => u == cn,
     });
-    if named { Ok(()) } else { Err(VerificationError::UnexpectedCommonName(cn.to_owned())) }
+    if named {
+        Ok(())
+    } else {
+        // Quoted from the certificate: at most 256 characters of it.
+        let mut quoted: String = cn.chars().take(256).collect();
+        if quoted.len() < cn.len() {
+            quoted.push('…');
+        }
+        Err(VerificationError::UnexpectedCommonName(quoted))
+    }
 }
 
 /// What is wrong with a validity period at `now`, for a message.

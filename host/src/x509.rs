@@ -43,15 +43,31 @@ pub fn spki_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyAlgorithm, S
             _ => Err("RSA public key that does not parse".into()),
         }
     } else if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        match spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()) {
-            Some(curve) if curve == OID_EC_P256 => Ok(KeyAlgorithm::EcP256),
-            Some(curve) if curve == OID_NIST_EC_P384 => Ok(KeyAlgorithm::EcP384),
-            Some(curve) if curve == OID_NIST_EC_P521 => Ok(KeyAlgorithm::EcP521),
-            Some(curve) => Err(format!("EC key on curve {}", curve.to_id_string())),
-            None => Err("EC key without a named curve".into()),
+        let (key, field_bytes) = match spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()) {
+            Some(curve) if curve == OID_EC_P256 => (KeyAlgorithm::EcP256, 32),
+            Some(curve) if curve == OID_NIST_EC_P384 => (KeyAlgorithm::EcP384, 48),
+            Some(curve) if curve == OID_NIST_EC_P521 => (KeyAlgorithm::EcP521, 66),
+            Some(curve) => return Err(format!("EC key on curve {}", curve.to_id_string())),
+            None => return Err("EC key without a named curve".into()),
+        };
+        // The curve label and the point must agree: a P-256 point labelled P-384 would match
+        // a P-256 CSR byte for byte and be a certificate no TLS stack can load.
+        let point = &spki.subject_public_key.data;
+        let fits = match point.first() {
+            Some(4) => point.len() == 1 + 2 * field_bytes,
+            Some(2 | 3) => point.len() == 1 + field_bytes,
+            _ => false,
+        };
+        if fits {
+            Ok(key)
+        } else {
+            Err(format!("{key} key with a {}-byte point, the wrong size for that curve", point.len()))
         }
     } else if *alg == OID_SIG_ED25519 {
-        Ok(KeyAlgorithm::Ed25519)
+        match spki.subject_public_key.data.len() {
+            32 => Ok(KeyAlgorithm::Ed25519),
+            n => Err(format!("Ed25519 key of {n} bytes (an Ed25519 key is 32)")),
+        }
     } else if *alg == OID_KEY_TYPE_DSA {
         Err("DSA key".into())
     } else {
@@ -102,6 +118,94 @@ pub fn general_name_kind(name: &GeneralName<'_>) -> String {
     }
 }
 
+/// The name of a signature algorithm whose hash has known collisions (MD2, MD5, SHA-1), or
+/// `None`. Such a signature proves little: a chosen-prefix collision lets whoever controls a
+/// request's contents obtain a second certificate signed alongside the first (SHA-1 since
+/// 2020, MD5 since 2008). Issued certificates and uploaded CSRs are refused with it;
+/// certificates imported from an existing inventory are not (they are the operator's record).
+pub fn weak_signature(algorithm: &x509_parser::oid_registry::Oid<'_>) -> Option<String> {
+    let weak = [
+        "1.2.840.113549.1.1.2", // md2WithRSAEncryption
+        "1.2.840.113549.1.1.4", // md5WithRSAEncryption
+        "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
+        "1.3.14.3.2.29",        // sha1WithRSASignature (OIW)
+        "1.2.840.10045.4.1",    // ecdsa-with-SHA1
+        "1.2.840.10040.4.3",    // dsa-with-sha1
+    ];
+    let id = algorithm.to_id_string();
+    weak.contains(&id.as_str()).then(|| signature_algorithm_name(algorithm))
+}
+
+/// An extension's short name and OID for a message (`basicConstraints extension
+/// (2.5.29.19)`), or its OID alone when the registry has no name for it.
+pub fn extension_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String {
+    match x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry()) {
+        Ok(name) => format!("{name} extension ({oid})"),
+        Err(_) => format!("extension {oid}"),
+    }
+}
+
+/// Why the extensions of an end-entity certificate cannot be vouched for, or `None`: an
+/// extension given twice (which one does a client read?); an extension that decides what the
+/// certificate may do (basicConstraints, keyUsage, extendedKeyUsage, subjectAltName,
+/// nameConstraints) or is critical, and does not parse as DER — x509-parser keeps it as an
+/// error where OpenSSL may read it (a basicConstraints with a BER boolean is CA:TRUE to
+/// OpenSSL and absent to a strict reader); or a critical extension certhost does not know,
+/// which every client refuses. Other unparsable extensions are left alone: a CA's quirk in
+/// a policy or a logging extension changes nothing a profile rule covers.
+pub fn uncheckable_extension(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::oid_registry::{
+        OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_ALT_NAME,
+    };
+    let deciding = [
+        OID_X509_EXT_BASIC_CONSTRAINTS,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+        OID_X509_EXT_NAME_CONSTRAINTS,
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for ext in cert.extensions() {
+        if !seen.insert(ext.oid.as_bytes()) {
+            return Some(format!("it has the {} twice", extension_name(&ext.oid)));
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::ParseError { .. } if ext.critical || deciding.contains(&ext.oid) => {
+                return Some(format!("its {} does not parse as DER", extension_name(&ext.oid)));
+            }
+            ParsedExtension::UnsupportedExtension { .. } if ext.critical => {
+                return Some(format!("its {} is critical and unknown to certhost", extension_name(&ext.oid)));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The first purpose in `eku` a CSR may not ask for: anything but serverAuth, clientAuth and
+/// emailProtection, the purposes of the end-entity certificates certhost issues.
+pub fn unrequestable_purpose(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Option<String> {
+    forbidden_purpose(eku).or_else(|| eku.other.first().map(|oid| oid.to_id_string()))
+}
+
+/// The first purpose in `eku` an issued end-entity certificate may not carry, whoever put it
+/// there: anyExtendedKeyUsage, codeSigning, timeStamping and OCSPSigning (an OCSPSigning leaf
+/// issued by the CA answers OCSP for everything that CA issued). Purposes certhost has no
+/// name for are left to the CA.
+pub fn forbidden_purpose(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Option<String> {
+    [
+        (eku.any, "anyExtendedKeyUsage"),
+        (eku.code_signing, "codeSigning"),
+        (eku.time_stamping, "timeStamping"),
+        (eku.ocsp_signing, "OCSPSigning"),
+    ]
+    .into_iter()
+    .find(|(set, _)| *set)
+    .map(|(_, name)| name.to_owned())
+}
+
 /// Why a signature was not accepted, by what its failure means for the person reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureFailure {
@@ -125,7 +229,17 @@ pub fn signature_failure(
         OID_NIST_HASH_SHA256, OID_NIST_HASH_SHA384, OID_NIST_HASH_SHA512, OID_PKCS1_RSASSAPSS,
     };
     let name = signature_algorithm_name(&algorithm.algorithm);
-    let key = spki_algorithm(signer).map(|k| k.to_string()).unwrap_or_else(|e| e);
+    let key = spki_algorithm(signer);
+    // ring verifies RSA signatures by keys of 2048 to 8192 bits only, and reports any other
+    // size as a failed verification: "does not verify" would be untrue.
+    if let Ok(KeyAlgorithm::Rsa { bits }) = key
+        && !(2048..=8192).contains(&bits)
+    {
+        return SignatureFailure::Unsupported(format!(
+            "{name} by a {bits}-bit RSA key (certhost verifies RSA keys of 2048 to 8192 bits)"
+        ));
+    }
+    let key = key.map(|k| k.to_string()).unwrap_or_else(|e| e);
     match error {
         X509Error::SignatureUnsupportedAlgorithm => SignatureFailure::Unsupported(format!("{name} with an {key} key")),
         _ if algorithm.algorithm == OID_PKCS1_RSASSAPSS => {
@@ -166,7 +280,9 @@ fn signature_algorithm_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String 
         "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
         "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
         "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.2" => "md2WithRSAEncryption",
         "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
+        "1.3.14.3.2.29" => "sha1WithRSASignature",
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
         "1.2.840.113549.1.1.10" => "RSASSA-PSS",
         "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
@@ -273,8 +389,16 @@ mod tests {
         let rsa_key = tlv(0x30, &[tlv(0x02, &modulus), tlv(0x02, &[0x01, 0x00, 0x01])].concat());
         let cases: Vec<(Vec<u8>, Result<KeyAlgorithm, String>)> = vec![
             (spki(EC, Some(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]), &point), Ok(KeyAlgorithm::EcP256)),
-            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x22]), &point), Ok(KeyAlgorithm::EcP384)),
-            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x23]), &point), Ok(KeyAlgorithm::EcP521)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x22]), &[4; 97]), Ok(KeyAlgorithm::EcP384)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x22]), &[3; 49]), Ok(KeyAlgorithm::EcP384)),
+            (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x23]), &[4; 133]), Ok(KeyAlgorithm::EcP521)),
+            // A P-256 point labelled P-384 matched a P-256 CSR byte for byte: a certificate
+            // no TLS stack can load was stored.
+            (
+                spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x22]), &point),
+                Err("ec-p384 key with a 65-byte point, the wrong size for that curve".into()),
+            ),
+            (spki(&[0x2B, 0x65, 0x70], None, &point), Err("Ed25519 key of 65 bytes (an Ed25519 key is 32)".into())),
             (spki(EC, Some(&[0x2B, 0x81, 0x04, 0x00, 0x0A]), &point), Err("EC key on curve 1.3.132.0.10".into())),
             (spki(EC, None, &point), Err("EC key without a named curve".into())),
             (spki(&[0x2B, 0x65, 0x70], None, &[7; 32]), Ok(KeyAlgorithm::Ed25519)),

@@ -404,3 +404,74 @@ fn a_csr_behind_text_or_a_byte_order_mark_is_read_and_other_der_is_named() {
         assert!(err.contains(says) && !err.contains("Tag("), "{name}: {err}");
     }
 }
+
+/// Regression (review of stop 30): a CSR could ask for any key usage and purpose
+/// (OCSPSigning makes a leaf the CA's OCSP responder, codeSigning a software signer), carry
+/// its extensions in Microsoft's msExtReq attribute (which OpenSSL and AD CS copy like the
+/// standard one) where no check looked, and be signed with SHA-1.
+#[test]
+fn a_csr_asking_for_more_than_a_tls_leaf_or_hiding_its_requests_is_refused() {
+    let app = App::new();
+    let dir = app.path("csrs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let refused = |csr: &std::path::Path| {
+        let err = app.run(&["inspect-csr", csr.to_str().expect("utf8")]).fails(1).to_owned();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        err
+    };
+    for (i, (extension, named)) in [
+        ("extendedKeyUsage=serverAuth,OCSPSigning", "extendedKeyUsage OCSPSigning"),
+        ("extendedKeyUsage=codeSigning", "extendedKeyUsage codeSigning"),
+        ("extendedKeyUsage=anyExtendedKeyUsage", "extendedKeyUsage anyExtendedKeyUsage"),
+        ("extendedKeyUsage=1.3.6.1.4.1.311.20.2.2", "extendedKeyUsage 1.3.6.1.4.1.311.20.2.2"),
+        ("keyUsage=critical,digitalSignature,cRLSign", "keyUsage keyCertSign or cRLSign"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let csr = dir.join(format!("usage{i}.csr"));
+        csr_with_extensions(&csr, &[extension]);
+        let err = refused(&csr);
+        assert!(err.contains(&format!("the CSR requests {named}, which certhost does not ask a CA for")), "{err}");
+    }
+    let csr = dir.join("tls.csr");
+    csr_with_extensions(&csr, &["extendedKeyUsage=serverAuth,clientAuth,emailProtection"]);
+    app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/csr/with_attribute.py");
+    for (oid, named) in [
+        ("1.3.6.1.4.1.311.2.1.14", "the attribute msExtReq (1.3.6.1.4.1.311.2.1.14)"),
+        ("1.3.6.1.4.1.311.13.2.1", "the attribute enrollmentNameValuePair (1.3.6.1.4.1.311.13.2.1)"),
+        ("1.2.3.4", "the attribute 1.2.3.4,"),
+    ] {
+        let csr = dir.join(format!("{oid}.csr"));
+        sh("python3", &[script.to_str().expect("utf8"), csr.to_str().expect("utf8"), oid]);
+        let err = refused(&csr);
+        assert!(err.contains(&format!("the CSR carries {named}")), "{err}");
+    }
+    // The same extensions in the standard attribute are still read (and CA:TRUE refused).
+    let standard = dir.join("standard.csr");
+    sh("python3", &[script.to_str().expect("utf8"), standard.to_str().expect("utf8"), "1.2.840.113549.1.9.14"]);
+    assert!(refused(&standard).contains("the CSR requests the basicConstraints extension with CA:TRUE"));
+
+    let (key, sha1) = (dir.join("sha1.key"), dir.join("sha1.csr"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-sha1",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=old.example.com",
+            "-keyout",
+            key.to_str().expect("utf8"),
+            "-out",
+            sha1.to_str().expect("utf8"),
+        ],
+    );
+    let err = refused(&sha1);
+    assert!(err.contains("the CSR is signed with sha1WithRSAEncryption, whose hash is broken"), "{err}");
+}

@@ -123,6 +123,14 @@ fn a_key_that_does_not_match_is_refused_and_nothing_is_stored() {
     assert!(fs::read_to_string(&legacy).expect("legacy").contains("Proc-Type: 4,ENCRYPTED"));
     let r = app.run(&["import", s(&cert), "--key", s(&legacy)]);
     assert!(r.fails(1).contains("encrypted"), "{}", r.stderr);
+    // Regression (review of stop 30): the same key inside a bundle lost its headers on the
+    // way and was called "malformed".
+    let c_cert = ca.dir.join("c.example.pem");
+    let bundle = app.path("bundle.pem");
+    let text = format!("{}{}", fs::read_to_string(&c_cert).expect("cert"), fs::read_to_string(&legacy).expect("key"));
+    fs::write(&bundle, text).expect("write");
+    let r = app.run(&["import", s(&bundle)]);
+    assert!(r.fails(1).contains("the private key is encrypted; decrypt it first"), "{}", r.stderr);
 }
 
 #[test]

@@ -110,7 +110,7 @@ pub fn sh(program: &str, args: &[&str]) -> String {
 pub struct OpensslCa {
     pub cert: PathBuf,
     pub key: PathBuf,
-    dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 impl OpensslCa {

@@ -313,3 +313,155 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
     assert_eq!(inv.orders(None, 0).expect("orders").len(), orders_before, "no renewal order was written");
     assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![]);
 }
+
+/// `openssl x509 -req` signing `csr` with `ca`'s key, the extensions in `ext` (extfile text)
+/// and `extra` arguments (`-sha1`); returns the certificate's PEM.
+fn openssl_signed(
+    ca: &crate::helpers::OpensslCa,
+    dir: &std::path::Path,
+    csr: &std::path::Path,
+    name: &str,
+    ext: &str,
+    extra: &[&str],
+) -> String {
+    let (out, extfile) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.ext")));
+    std::fs::write(&extfile, ext).expect("ext");
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().expect("utf8"),
+        "-CA",
+        ca.cert.to_str().expect("utf8"),
+        "-CAkey",
+        ca.key.to_str().expect("utf8"),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        extfile.to_str().expect("utf8"),
+        "-out",
+        out.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    crate::helpers::sh("openssl", &args);
+    std::fs::read_to_string(out).expect("certificate")
+}
+
+/// Regression (review of stop 30): the verifier vouched for leaves a client reads as more
+/// than an end-entity certificate for its names — an OCSPSigning or codeSigning leaf, a
+/// cRLSign one, a duplicated extension (which one does a client read?), an unknown critical
+/// one — and for SHA-1 signatures; a chain could be of any
+/// length, and an RSA-1024 issuer was reported as "does not link".
+#[test]
+fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = crate::helpers::OpensslCa::new(dir.path(), "Purpose CA");
+    let sans = vec![San::Dns("www.example.com".into())];
+    let (key, csr) = request("www.example.com", sans.clone()).generate().expect("csr");
+    let csr_path = dir.path().join("leaf.csr");
+    std::fs::write(&csr_path, &csr.pem).expect("csr");
+    let expected = Expected {
+        public_key_raw: key.public_key_raw(),
+        common_name: Some("www.example.com"),
+        sans: &sans,
+        now: now(),
+    };
+    let chain = [std::fs::read_to_string(&ca.cert).expect("ca")];
+    let base = "subjectAltName=DNS:www.example.com\n";
+    let check = |name: &str, ext: &str, extra: &[&str]| {
+        let pem = openssl_signed(&ca, dir.path(), &csr_path, name, &format!("{base}{ext}"), extra);
+        verify_issued(&expected, &pem, &chain).map(|_| ())
+    };
+
+    assert_eq!(
+        check(
+            "good",
+            "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n",
+            &[]
+        ),
+        Ok(())
+    );
+    for (name, ext, usage) in [
+        ("ocsp", "extendedKeyUsage=serverAuth,OCSPSigning\n", "OCSPSigning (extendedKeyUsage)"),
+        ("code", "extendedKeyUsage=codeSigning\n", "codeSigning (extendedKeyUsage)"),
+        ("any", "extendedKeyUsage=anyExtendedKeyUsage\n", "anyExtendedKeyUsage (extendedKeyUsage)"),
+        ("crl", "keyUsage=critical,digitalSignature,cRLSign\n", "signing CRLs (keyUsage cRLSign)"),
+    ] {
+        assert_eq!(check(name, ext, &[]), Err(VerificationError::ForbiddenUsage(usage.into())), "{name}");
+    }
+    // A BER boolean (01, not FF): OpenSSL reads CA:TRUE, and so must the verifier.
+    let ber = check("ber", "2.5.29.19=critical,DER:3003010101\n", &[]).unwrap_err();
+    assert_eq!(ber, VerificationError::NotEndEntity { reason: "basicConstraints CA:TRUE" });
+    // OpenSSL will not write an extension twice; rcgen adds its own SAN beside a custom one.
+    let dup_ca = test_ca("Duplicate CA");
+    let mut dup = CertificateSigningRequestParams::from_pem(&csr.pem).expect("csr");
+    let mut san = vec![0x30, 0x11, 0x82, 0x0f];
+    san.extend_from_slice(b"www.example.com");
+    dup.params.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 17], san));
+    let twice = dup.signed_by(&dup_ca.issuer).expect("sign").pem();
+    assert_eq!(
+        verify_issued(&expected, &twice, std::slice::from_ref(&dup_ca.pem)).unwrap_err(),
+        VerificationError::UncheckableExtension("it has the subjectAltName extension (2.5.29.17) twice".into())
+    );
+    let unknown = check("unknown", "1.2.3.4.5=critical,DER:0500\n", &[]).unwrap_err();
+    assert_eq!(
+        unknown,
+        VerificationError::UncheckableExtension("its extension 1.2.3.4.5 is critical and unknown to certhost".into())
+    );
+    assert!(unknown.to_string().starts_with("the returned certificate cannot be checked: "), "{unknown}");
+
+    // SHA-1: refused with a chain and without one (the leaf's own signature is named).
+    let sha1 = openssl_signed(&ca, dir.path(), &csr_path, "sha1", base, &["-sha1"]);
+    for chain in [&chain[..], &[]] {
+        assert_eq!(
+            verify_issued(&expected, &sha1, chain).unwrap_err(),
+            VerificationError::WeakSignature { position: 0, algorithm: "ecdsa-with-SHA1".into() }
+        );
+    }
+
+    // Eleven copies of the root after the leaf: not a chain anyone sends.
+    let good = openssl_signed(&ca, dir.path(), &csr_path, "good2", base, &[]);
+    let long = vec![chain[0].clone(); 11];
+    assert_eq!(verify_issued(&expected, &good, &long).unwrap_err(), VerificationError::ChainTooLong(11));
+
+    // An RSA-1024 issuer with SHA-256: ring cannot check the signature, and says so.
+    let weak_dir = dir.path().join("weak");
+    std::fs::create_dir_all(&weak_dir).expect("mkdir");
+    let (weak_cert, weak_key) = (weak_dir.join("weak.pem"), weak_dir.join("weak.key"));
+    crate::helpers::sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Weak Root",
+            "-keyout",
+            weak_key.to_str().expect("utf8"),
+            "-out",
+            weak_cert.to_str().expect("utf8"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    let weak = crate::helpers::OpensslCa { cert: weak_cert.clone(), key: weak_key, dir: weak_dir.clone() };
+    let by_weak = openssl_signed(&weak, &weak_dir, &csr_path, "by-weak", base, &[]);
+    let weak_chain = [std::fs::read_to_string(&weak_cert).expect("weak root")];
+    let err = verify_issued(&expected, &by_weak, &weak_chain).unwrap_err();
+    assert_eq!(
+        err,
+        VerificationError::UnsupportedSignature {
+            position: 0,
+            algorithm:
+                "sha256WithRSAEncryption by a 1024-bit RSA key (certhost verifies RSA keys of 2048 to 8192 bits)".into()
+        },
+        "{err}"
+    );
+}

@@ -66,6 +66,24 @@ pub enum CsrParseError {
         "the CSR's signature cannot be checked: certhost does not support {0}; sign it with RSA (PKCS#1 v1.5, or PSS with a salt as long as the hash), ECDSA with SHA-256 or SHA-384, or Ed25519"
     )]
     UnsupportedSignature(String),
+    /// The self-signature uses a hash with known collisions: CAs (Let's Encrypt among them)
+    /// refuse such requests, and certhost says so before an order is placed.
+    #[error("the CSR is signed with {0}, whose hash is broken; sign it with SHA-256 or stronger (openssl req -sha256)")]
+    WeakSignature(String),
+    /// A key usage or extended key usage beyond what an end-entity certificate for TLS or
+    /// e-mail needs: an OCSPSigning leaf answers OCSP for its whole CA, a codeSigning or
+    /// anyExtendedKeyUsage one signs software, a cRLSign one signs CRLs.
+    #[error(
+        "the CSR requests {0}, which certhost does not ask a CA for (allowed: keyUsage without keyCertSign and cRLSign; extendedKeyUsage serverAuth, clientAuth, emailProtection)"
+    )]
+    UnrequestableUsage(String),
+    /// An attribute other than the extension request: CAs act on some of them (Microsoft's
+    /// msExtReq carries extensions OpenSSL and AD CS copy; enrollment name-value pairs carry
+    /// SANs), and no profile rule has looked at what they say.
+    #[error(
+        "the CSR carries the attribute {0}, which certhost cannot check against a profile (allowed: extensionRequest, challengePassword, unstructuredName, and Windows' informational enrollment attributes)"
+    )]
+    UncheckableAttribute(String),
     /// The requested names can be read more than one way, so a CA might honour names the
     /// profile never saw.
     #[error("the CSR's requested names are ambiguous: {0}")]
@@ -93,6 +111,9 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
     let der = csr_der(input)?;
     let (csr, key) = decode(&der)?;
     let info = &csr.certification_request_info;
+    if let Some(name) = crate::x509::weak_signature(&csr.signature_algorithm.algorithm) {
+        return Err(CsrParseError::WeakSignature(name));
+    }
     csr.verify_signature().map_err(|e| match signature_failure(&e, &csr.signature_algorithm, &info.subject_pki) {
         SignatureFailure::Unsupported(algorithm) => CsrParseError::UnsupportedSignature(algorithm),
         SignatureFailure::Invalid => CsrParseError::BadSignature(e.to_string()),
@@ -119,6 +140,9 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
 fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrParseError> {
     use x509_parser::cri_attributes::ParsedCriAttribute;
     use x509_parser::oid_registry::{OID_PKCS9_EXTENSION_REQUEST, OID_X509_EXT_SUBJECT_ALT_NAME};
+    for attribute in csr.certification_request_info.attributes() {
+        check_attribute(&attribute.oid)?;
+    }
     let requests: Vec<_> =
         csr.certification_request_info.attributes().iter().filter(|a| a.oid == OID_PKCS9_EXTENSION_REQUEST).collect();
     if requests.len() > 1 {
@@ -156,6 +180,33 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
     Ok(sans)
 }
 
+/// Refuses an attribute a CA might act on unseen. Allowed: the PKCS#9 extensionRequest (read
+/// and checked by the caller), challengePassword and unstructuredName (no CA issues from
+/// them), and what Windows' `certreq` adds to describe the requesting machine (OS version,
+/// client information, the CSP): requests made on Windows keep working. Refused: Microsoft's
+/// msExtReq (OpenSSL and AD CS copy its extensions like the standard attribute's), enrollment
+/// name-value pairs (`SAN:dns=...`, which AD CS honours), and anything unknown.
+fn check_attribute(oid: &x509_parser::oid_registry::Oid<'_>) -> Result<(), CsrParseError> {
+    const ALLOWED: [&str; 6] = [
+        "1.2.840.113549.1.9.14",  // extensionRequest
+        "1.2.840.113549.1.9.7",   // challengePassword
+        "1.2.840.113549.1.9.2",   // unstructuredName
+        "1.3.6.1.4.1.311.13.2.3", // Microsoft OS version
+        "1.3.6.1.4.1.311.21.20",  // Microsoft request client info
+        "1.3.6.1.4.1.311.13.2.2", // Microsoft enrollment CSP
+    ];
+    let id = oid.to_id_string();
+    if ALLOWED.contains(&id.as_str()) {
+        return Ok(());
+    }
+    let name = match id.as_str() {
+        "1.3.6.1.4.1.311.2.1.14" => format!("msExtReq ({id}), Microsoft's extension request"),
+        "1.3.6.1.4.1.311.13.2.1" => format!("enrollmentNameValuePair ({id}), which can request names"),
+        _ => id,
+    };
+    Err(CsrParseError::UncheckableAttribute(name))
+}
+
 /// Refuses a requested extension other than those the host models (the SAN, checked by the
 /// caller, and what the host's own CSRs could carry and a profile has no rule about: keyUsage,
 /// extendedKeyUsage, basicConstraints with CA:FALSE, subjectKeyIdentifier). What a profile
@@ -165,10 +216,7 @@ fn check_requested_extension(ext: &X509Extension<'_>) -> Result<(), CsrParseErro
         OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
         OID_X509_EXT_SUBJECT_ALT_NAME, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
     };
-    let named = || match x509_parser::objects::oid2sn(&ext.oid, x509_parser::objects::oid_registry()) {
-        Ok(name) => format!("{name} extension ({})", ext.oid),
-        Err(_) => format!("extension {}", ext.oid),
-    };
+    let named = || crate::x509::extension_name(&ext.oid);
     let parsed = ext.parsed_extension();
     if let ParsedExtension::ParseError { .. } = parsed {
         return Err(CsrParseError::NotACsr(format!("its requested {} does not parse", named())));
@@ -178,6 +226,17 @@ fn check_requested_extension(ext: &X509Extension<'_>) -> Result<(), CsrParseErro
             ParsedExtension::BasicConstraints(bc) if !bc.ca => Ok(()),
             _ => Err(CsrParseError::UncheckableExtension("basicConstraints extension with CA:TRUE".into())),
         };
+    }
+    match &parsed {
+        ParsedExtension::KeyUsage(ku) if ku.key_cert_sign() || ku.crl_sign() => {
+            return Err(CsrParseError::UnrequestableUsage("keyUsage keyCertSign or cRLSign".into()));
+        }
+        ParsedExtension::ExtendedKeyUsage(eku) => {
+            if let Some(purpose) = crate::x509::unrequestable_purpose(eku) {
+                return Err(CsrParseError::UnrequestableUsage(format!("extendedKeyUsage {purpose}")));
+            }
+        }
+        _ => {}
     }
     let modelled = [
         OID_X509_EXT_SUBJECT_ALT_NAME,
