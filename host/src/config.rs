@@ -182,6 +182,8 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
     for (name, def) in config.accounts.iter_mut() {
         absolutize_account(def, &base);
         def.check(name).map_err(|error| ConfigError::Account { path: config_path.to_owned(), error })?;
+        // Before the definition's connector is started to check it.
+        crate::param::hide_names_from_children(crate::param::sensitive_env_names(&def.params));
     }
     let mut profiles = BTreeMap::new();
     for dir in &config.profile_dirs {
@@ -203,6 +205,7 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
                 absolutize_value(&mut p.value, &pbase);
             }
             def.check(&name).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
+            crate::param::hide_names_from_children(def.secret_env_names());
             profiles.insert(name, (file, def));
         }
     }

@@ -234,26 +234,7 @@ pub async fn deploy(
 /// their values: hooks get none of them, and their output is redacted of the values
 /// (a `set -x` hook, or one that echoes its environment, printed a CA token into the audit log).
 fn hidden_variables(inv: &Inventory, env: EnvLookup<'_>) -> Vec<(String, zeroize::Zeroizing<String>)> {
-    let mut names: Vec<String> = Vec::new();
-    let accounts = inv.accounts().unwrap_or_default();
-    let profiles = inv.profiles().unwrap_or_default();
-    let params = accounts.iter().map(|a| &a.def.params).chain(profiles.iter().map(|(_, p, _)| &p.params));
-    // Sensitive parameters, PKCS#12 passwords of every profile's targets, and the
-    // notification channels' secrets.
-    let passwords = profiles.iter().flat_map(|(_, p, _)| &p.deploy).filter_map(|t| match &t.pkcs12_password {
-        Some(crate::param::ValueSource::Env { env }) => Some(env.clone()),
-        _ => None,
-    });
-    let all = params
-        .flat_map(crate::param::sensitive_env_names)
-        .map(str::to_owned)
-        .chain(passwords)
-        .chain(crate::param::hidden_from_children());
-    for name in all {
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
+    let names = inv.hide_secret_variables().unwrap_or_else(|_| crate::param::hidden_from_children());
     names.into_iter().map(|n| (n.clone(), zeroize::Zeroizing::new(env(&n).unwrap_or_default()))).collect()
 }
 

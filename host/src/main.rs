@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(certhost::connector::python::WORKER_SUBCOMMAND) {
         let memory = argv.get(3).and_then(|m| m.parse().ok()).unwrap_or(512 * 1024 * 1024);
-        return certhost::connector::python::worker_main(memory);
+        let parent = argv.get(5).and_then(|p| p.parse().ok());
+        return certhost::connector::python::worker_main(memory, parent);
     }
     // A panic is a bug, but the user still gets one sentence instead of a backtrace.
     std::panic::set_hook(Box::new(|info| {

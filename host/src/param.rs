@@ -250,6 +250,18 @@ pub enum ParamError {
         /// Second definer.
         second: String,
     },
+    /// A parameter name that is no name: `api_key=SECRET` given where a name was asked for
+    /// (`account create --sensitive-param NAME`) was stored as the name, in clear, and shown
+    /// by every listing. Only the part before any `=` is quoted.
+    #[error(
+        "parameter name {shown:?} of {owner} is not a name: names are 1-64 letters, digits, '_', '-' and '.'; a value goes after = in --param, --sensitive-env or --sensitive-file, or is set with `certhost secret set`"
+    )]
+    BadName {
+        /// The name up to any `=`, with `=…` standing for what followed.
+        shown: String,
+        /// Owner.
+        owner: String,
+    },
     /// A bad regex in a definition.
     #[error("parameter {name} of {owner} has an invalid regex: {reason}")]
     BadRegex {
@@ -318,6 +330,12 @@ pub enum ParamError {
     },
 }
 
+/// Whether `name` can name a parameter: 1 to 64 ASCII letters, digits, `_`, `-` and `.`
+/// (what scripts and components use as `args_dict` keys).
+pub fn is_param_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 impl ParamDef {
     /// A plain (not sensitive) parameter whose value is in the open: a literal, or each
     /// request's value when dynamic.
@@ -327,6 +345,13 @@ impl ParamDef {
 
     /// Checks a definition for rules that do not depend on a request.
     pub fn check(&self, name: &str, owner: &str) -> Result<(), ParamError> {
+        if !is_param_name(name) {
+            let shown = match name.split_once('=') {
+                Some((before, _)) => format!("{}=…", before.chars().take(64).collect::<String>()),
+                None => name.chars().take(64).collect(),
+            };
+            return Err(ParamError::BadName { shown, owner: owner.into() });
+        }
         if self.sensitive && matches!(self.value, Some(ValueSource::Literal(_))) {
             return Err(ParamError::LiteralSecret { name: name.into(), owner: owner.into() });
         }
@@ -436,19 +461,28 @@ pub fn sensitive_env_names(params: &ParamMap) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Variables holding a secret that belongs to no account or profile (the notification
-/// channels' webhook secret and SMTP password), registered when certhost.toml is read: child
-/// processes (deploy hooks) get none of them, and their values are redacted from hook output.
+/// Variables holding a secret: those of the notification channels (webhook secret, SMTP
+/// password), registered when certhost.toml is read, and those of every account's and
+/// profile's sensitive parameters, registered when the inventory reads a definition. Child
+/// processes (deploy hooks, the dns-01 hook, Python workers) get none of them, and their
+/// values are redacted from hook output.
 static HIDDEN_FROM_CHILDREN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Registers the variables `sources` read secrets from; see [`hidden_from_children`].
 pub fn hide_from_children<'a>(sources: impl IntoIterator<Item = &'a ValueSource>) {
+    hide_names_from_children(sources.into_iter().filter_map(|s| match s {
+        ValueSource::Env { env } => Some(env.as_str()),
+        ValueSource::Literal(_) | ValueSource::File { .. } => None,
+    }));
+}
+
+/// Registers variable names (an account's or profile's sensitive parameters, as the
+/// inventory reads them); see [`hidden_from_children`].
+pub fn hide_names_from_children<'a>(names: impl IntoIterator<Item = &'a str>) {
     let mut hidden = HIDDEN_FROM_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
-    for source in sources {
-        if let ValueSource::Env { env } = source
-            && !hidden.contains(env)
-        {
-            hidden.push(env.clone());
+    for name in names {
+        if !hidden.iter().any(|h| h == name) {
+            hidden.push(name.to_owned());
         }
     }
 }

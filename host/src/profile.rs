@@ -318,6 +318,17 @@ pub enum PolicyError {
 }
 
 impl ProfileDef {
+    /// The environment variables this profile's secrets are read from: its sensitive
+    /// parameters' and its deploy targets' PKCS#12 passwords'. Processes certhost starts get
+    /// none of them ([`crate::param::hidden_from_children`]).
+    pub fn secret_env_names(&self) -> impl Iterator<Item = &str> {
+        let passwords = self.deploy.iter().filter_map(|t| match &t.pkcs12_password {
+            Some(crate::param::ValueSource::Env { env }) => Some(env.as_str()),
+            _ => None,
+        });
+        crate::param::sensitive_env_names(&self.params).chain(passwords)
+    }
+
     /// Checks profile `name`'s parameters against the connector of each account it names
     /// (definitions in `accounts`): none that a connector declares sensitive is defined here
     /// as a plain one ([`crate::param::check_declared_sensitive`]). Accounts that are missing
@@ -477,18 +488,25 @@ impl ProfileDef {
 
     /// Whether the profile's CN rules admit `cn` (its length already checked): the allowed
     /// pattern, and — when DNS names are limited to suffixes — the same limits for a CN a
-    /// client could take for a host name. Such a CN is one with a dot that is not an IP
-    /// address or an email address; it must be a valid DNS name, or `evil.bank.test.` and
-    /// `evil_bank.test` would pass where `evil.bank.test` is refused.
+    /// client could take for a host name. Such a CN is one that is not an IP address or an
+    /// email address and either has a dot (then it must be a valid DNS name, or
+    /// `evil.bank.test.` and `evil_bank.test` would pass where `evil.bank.test` is refused) or
+    /// is a valid single-label name (`intranet`, `localhost`: clients that fall back to the
+    /// CN take it for that host). A CN that is an IP address must be of a SAN type the
+    /// profile allows.
     fn cn_allowed(&self, cn: &str) -> Result<(), String> {
         if let Some(re) = &self.cn.allowed
             && !crate::pattern::full_match(re, cn)
         {
             return Err(format!("CN {cn:?} does not match the allowed pattern {re}"));
         }
-        let host_like = cn.contains('.')
-            && cn.parse::<std::net::IpAddr>().is_err()
-            && San::Email(cn.to_owned()).validate().is_err();
+        if let Ok(ip) = cn.parse::<std::net::IpAddr>() {
+            return self
+                .san_allowed(&San::Ip(ip))
+                .map_err(|_| format!("CN {cn:?} is an IP address, and the profile does not allow IP addresses"));
+        }
+        let host_like = San::Email(cn.to_owned()).validate().is_err()
+            && (cn.contains('.') || crate::csr::validate_dns_name(cn).is_ok());
         if host_like && !self.sans.dns_suffixes.is_empty() {
             crate::csr::validate_dns_name(cn).map_err(|e| {
                 let why = match e {
@@ -718,11 +736,27 @@ mod tests {
             ..Default::default()
         };
         assert!(upload.check_request("web", &named).unwrap_err().to_string().contains("outside the allowed suffixes"));
-        // Names that are no host names keep working: no dot, an IP address, an email address.
+        // Names that are no host names keep working: words with a space, an IP address (the
+        // profile allows IP SANs), an email address.
         for fine in ["Ops Team", "192.0.2.7", "ops@example.net", "www.example.com"] {
             assert!(upload.check_request("web", &request(fine)).is_ok(), "{fine}");
             assert_eq!(p.check_issued_cn(fine), Ok(()), "{fine}");
         }
+        // Regression (review of stop 30): a single-label host name escaped the suffixes on an
+        // upload (clients that fall back to the CN take `intranet` for that host), and an IP
+        // address CN escaped allowed_types.
+        for single in ["intranet", "localhost"] {
+            let err = upload.check_request("web", &request(single)).unwrap_err().to_string();
+            assert!(err.contains(&format!("DNS name {single} is outside the allowed suffixes")), "{err}");
+            assert!(p.check_issued_cn(single).is_err(), "{single}");
+        }
+        let mut dns_only = upload.clone();
+        dns_only.sans.allowed_types = vec![SanType::Dns];
+        let err = dns_only.check_request("web", &request("192.0.2.7")).unwrap_err().to_string();
+        assert!(
+            err.contains("CN \"192.0.2.7\" is an IP address, and the profile does not allow IP addresses"),
+            "{err}"
+        );
         assert!(p.check_issued_cn(&"a".repeat(65)).unwrap_err().contains("65 characters long"));
     }
 

@@ -304,3 +304,18 @@ fn numbers_and_booleans_are_parameter_text_and_an_array_is_refused_naming_the_pa
         assert!(err.contains("certhost.toml") && err.contains(says), "{extra}: {err}");
     }
 }
+
+/// Regression (review of stop 30): `account create --sensitive-param api_key=SECRET` (the
+/// NAME=VALUE form `plugin check` takes) stored `api_key=SECRET` as the parameter's name, in
+/// clear, shown by `account show` and the API.
+#[test]
+fn a_parameter_name_holding_a_value_is_refused_without_showing_the_value() {
+    let app = App::new();
+    let script = crate::python::fixture("scripted_ca.py");
+    let script = script.to_str().expect("utf8");
+    let r = app.run(&["account", "create", "lab", "--connector", script, "--sensitive-param", "api_key=S3CRET-v4lue"]);
+    let err = r.fails(1).to_owned();
+    assert!(err.contains("parameter name \"api_key=…\" of account lab is not a name"), "{err}");
+    assert!(!err.contains("S3CRET") && !r.stdout.contains("S3CRET"), "{err}");
+    assert_eq!(app.json(&["account", "list", "--json"]).as_array().map(Vec::len), Some(0));
+}

@@ -60,6 +60,8 @@ fn a_connector_returning_garbage_fails_the_check_with_exit_1() {
         "{}",
         r.stdout
     );
+    // Regression (review of stop 30): a check made a data directory wherever it ran.
+    assert!(!app.data_dir().exists(), "plugin check created {}", app.data_dir().display());
     let r = app.run(&["plugin", "check", crate::python::fixture("hostile/syntax_error.py").to_str().expect("utf8")]);
     assert!(r.fails(1).contains("SyntaxError"), "{}", r.stderr);
 }

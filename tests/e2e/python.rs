@@ -684,12 +684,19 @@ fn process_state(pid: &str) -> Option<char> {
     stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
 }
 
-/// Waits up to `within` for process `pid` to end (gone, or a zombie nobody reaped yet).
+/// Waits up to `within` for process `pid` to end (gone, or a zombie nobody reaped yet). A
+/// multi-threaded process (a worker has a thread watching its parent) shows its leader as a
+/// zombie while its other threads are still being torn down, before its parent can see it
+/// exit: it has ended once no other thread is left.
 fn ends_within(pid: &str, within: Duration) -> bool {
+    let pid = pid.trim();
+    let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
     let started = Instant::now();
     while started.elapsed() < within {
-        if matches!(process_state(pid), None | Some('Z')) {
-            return true;
+        match process_state(pid) {
+            None => return true,
+            Some('Z') if threads() <= 1 => return true,
+            _ => {}
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -967,4 +974,126 @@ fn account_test_of_a_script_without_test_connection_is_not_tested_rather_than_fa
         crate::helpers::http().get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
     assert_eq!(ready["accounts"][0]["name"], "avi", "{ready}");
     assert!(ready["accounts"][0]["last_test_ok"].is_null(), "{ready}");
+}
+
+/// Regression (review of stop 30): scripts written for Avi failed to load or to answer in
+/// certhost — `avi.infrastructure.avi_logging` missing, a UTF-8 BOM refused, a dataclass under
+/// postponed annotations broken (the module was not in sys.modules), `sys.stdout` lacking
+/// `reconfigure`, `buffer` and a descriptor, a lone surrogate in printed text or a str
+/// subclass as the answer making the host throw away a certificate the CA had issued;
+/// `"sensitive": 1` in PARAMETERS counted as not sensitive, and `revoke` returning False as
+/// revoked.
+#[tokio::test]
+async fn a_script_written_for_avi_loads_and_issues_unmodified() {
+    let ca = FileCa::new();
+    let c = load("avi_style.py", limits(20, 512)).await.expect("loads");
+    let described = c.describe().await.expect("describe");
+    let sensitive: Vec<&str> = described.parameters.iter().filter(|p| p.sensitive).map(|p| p.name.as_str()).collect();
+    assert_eq!(sensitive, ["api_key"]);
+    assert!(described.parameters.iter().any(|p| p.name == "ticket" && p.required), "{described:?}");
+    let issued = c.certificate_request(&request(), &ca.args("good")).await.expect("issued");
+    assert!(matches!(issued, Disposition::Issued { .. }), "{issued:?}");
+    let revoke = certhost::connector::RevokeRequest {
+        certificate_pem: String::new(),
+        serial: "01".into(),
+        reason: certhost::connector::RevocationReason::Unspecified,
+        comment: String::new(),
+    };
+    let err = c.revoke(&revoke, &Args::new()).await.expect_err("False is a failure").to_string();
+    assert_eq!(err, "script avi_style: revoke returned False: the CA did not revoke the certificate");
+}
+
+/// Regression (review of stop 30): the worker was ended at a deadline with SIGTERM, which
+/// Python does not turn into an exception, so a script's `finally:` never ran and the key
+/// file an Avi script writes to /tmp stayed there.
+#[tokio::test]
+async fn a_script_ended_at_its_deadline_runs_its_cleanup_first() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let marker = dir.path().join("key.pem");
+    let c = load("hostile/cleanup_at_deadline.py", limits(2, 512)).await.expect("loads");
+    let mut args = Args::new();
+    args.insert("marker", marker.display().to_string());
+    let err = c.certificate_request(&request(), &args).await.expect_err("times out");
+    assert_eq!(err.to_string(), "script cleanup_at_deadline: timed out after 2s");
+    assert!(!marker.exists(), "the script's finally: removed its key file");
+}
+
+/// Regression (review of stop 30): a worker inherited every variable of the host — another
+/// account's token read with `{ env = … }`, certhost's own settings, the operator shell's
+/// PYTHONPATH — and a script could put the token in its error, in clear.
+#[test]
+fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = fixture("hostile/reads_environment.py");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.other]\nconnector = \"{s}\"\nparams.api_token = {{ sensitive = true, value = {{ env = \"OTHER_CA_TOKEN\" }} }}\n\
+             [accounts.nosy]\nconnector = \"{s}\"\n",
+            s = script.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/nosy.toml"), "accounts = [\"nosy\"]\n").expect("profile");
+    let token = "tok-S3CRET-7d2e91";
+    let out = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["--config", conf.join("certhost.toml").to_str().expect("utf8")])
+        .args(["issue", "--profile", "nosy", "--cn", "www.example.com"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .env("OTHER_CA_TOKEN", token)
+        .env("PYTHONPATH", "/nowhere")
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .expect("run certhost");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("seen: none; token: -; MALLOC_ARENA_MAX=2"), "{stderr}");
+    assert!(!stdout.contains(token) && !stderr.contains(token));
+}
+
+/// The worker ends with the host, however the host ends. It used to ask the kernel
+/// (PR_SET_PDEATHSIG), which acts when the *thread* that started the worker ends: in `serve`
+/// a tokio thread that retired took its workers with it, mid-call. The worker now watches
+/// its parent's pid.
+#[test]
+fn a_worker_ends_when_its_host_is_killed() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let pid_file = app.path("worker.pid");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.slow]\nconnector = \"{}\"\ntimeout_seconds = 300\nparams.pid_file = \"{}\"\n",
+            fixture("hostile/writes_pid_and_waits.py").display(),
+            pid_file.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/slow.toml"), "accounts = [\"slow\"]\n").expect("profile");
+    let mut host = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["--config", conf.join("certhost.toml").to_str().expect("utf8")])
+        .args(["issue", "--profile", "slow", "--cn", "www.example.com"])
+        .env("CERTHOST_DATA_DIR", app.data_dir())
+        .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run certhost");
+    let started = Instant::now();
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file)
+            && !pid.trim().is_empty()
+        {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the script never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    host.kill().expect("SIGKILL the host");
+    host.wait().expect("reap the host");
+    assert!(ends_within(&pid, Duration::from_secs(5)), "worker {pid} outlived its host");
 }

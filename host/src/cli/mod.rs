@@ -196,6 +196,14 @@ fn registry(data_dir: &Path) -> certhost::connector::Registry {
     certhost::connector::Registry::new(exe, Some(data_dir.join("wasm-cache")))
 }
 
+/// The connector registry for `plugin check`, which works without a data directory: it uses
+/// the compiled-component cache of one that exists and creates none (a check run in a plugin's
+/// source tree left a `certhost-data` directory there).
+fn registry_without_data_dir(data_dir: &Path) -> certhost::connector::Registry {
+    let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
+    certhost::connector::Registry::new(exe, data_dir.is_dir().then(|| data_dir.join("wasm-cache")))
+}
+
 /// A single-threaded async runtime for commands that call connectors.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
@@ -232,7 +240,13 @@ fn current_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
 fn open_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
     certhost::inventory::create_data_dir(data_dir)?;
     let (key, _source) = MasterKey::load_or_create(data_dir, env.master_key.as_deref())?;
-    Ok(Inventory::open(data_dir, key)?)
+    let inv = Inventory::open(data_dir, key)?;
+    // Before any command can start a Python worker or a hook: none of them gets a variable a
+    // stored secret is read from, whichever account or profile it belongs to.
+    if let Err(e) = inv.hide_secret_variables() {
+        tracing::warn!("cannot read every stored definition for the variables its secrets come from: {e}");
+    }
+    Ok(inv)
 }
 
 /// The error chain as one line: "outer: inner: root".

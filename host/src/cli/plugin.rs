@@ -311,7 +311,7 @@ fn check(
         http_body_mib: None,
     };
     def.check("plugin-check")?;
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry_without_data_dir(&env.data_dir);
     let lines = super::runtime()?.block_on(async {
         let connector = registry.connector("plugin-check", &def).await?;
         let description = connector.describe().await.ok();

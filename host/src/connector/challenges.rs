@@ -113,7 +113,12 @@ impl Challenges {
             return Err(ChallengeError::BadDnsArgument);
         }
         let failed = |reason: String| ChallengeError::Hook { hook: hook.display().to_string(), action, reason };
-        let mut child = Command::new(&hook)
+        let mut command = Command::new(&hook);
+        // The variables secrets are read from, as for deploy hooks and Python workers.
+        for name in crate::param::hidden_from_children() {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args([action, domain, value])
             .env_remove("CERTHOST_MASTER_KEY")
             .stdin(Stdio::null())

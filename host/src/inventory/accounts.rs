@@ -367,7 +367,7 @@ impl Inventory {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
-            row.map(|(json, origin)| Ok((parse_def(&json, "profile", name)?, origin))).transpose()
+            row.map(|(json, origin)| Ok((parse_profile(&json, name)?, origin))).transpose()
         })
     }
 
@@ -376,7 +376,7 @@ impl Inventory {
         let mut stmt = self.conn.prepare_cached("SELECT name, definition, origin FROM profiles ORDER BY name")?;
         let rows: Vec<(String, String, String)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-        rows.into_iter().map(|(n, json, o)| Ok((n.clone(), parse_def(&json, "profile", &n)?, o))).collect()
+        rows.into_iter().map(|(n, json, o)| Ok((n.clone(), parse_profile(&json, &n)?, o))).collect()
     }
 
     /// Deletes a profile: refused while it has open orders. Certificates keep its name.
@@ -499,6 +499,26 @@ fn parse_def<T: serde::de::DeserializeOwned>(json: &str, kind: &str, name: &str)
     serde_json::from_str(json).map_err(|e| InventoryError::Corrupt(format!("stored {kind} {name}: {e}")))
 }
 
+/// A stored profile, its secrets' variables registered as hidden from child processes
+/// ([`crate::param::hidden_from_children`]) before anything can use it: a Python worker or
+/// hook started later never gets them, whichever account it belongs to.
+fn parse_profile(json: &str, name: &str) -> Result<ProfileDef, InventoryError> {
+    let def: ProfileDef = parse_def(json, "profile", name)?;
+    crate::param::hide_names_from_children(def.secret_env_names());
+    Ok(def)
+}
+
+impl Inventory {
+    /// Registers the variables every stored account's and profile's secrets are read from as
+    /// hidden from child processes (by reading them all), and returns the full hidden list.
+    /// A command calls it before it can start a worker or a hook.
+    pub fn hide_secret_variables(&self) -> Result<Vec<String>, InventoryError> {
+        self.accounts()?;
+        self.profiles()?;
+        Ok(crate::param::hidden_from_children())
+    }
+}
+
 fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, InventoryError>> {
     let name: String = r.get(0)?;
     let json: String = r.get(1)?;
@@ -508,6 +528,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, I
     let ok: Option<bool> = r.get(5)?;
     let message: Option<String> = r.get(6)?;
     Ok(parse_def::<AccountDef>(&json, "account", &name).map(|mut def| {
+        crate::param::hide_names_from_children(crate::param::sensitive_env_names(&def.params));
         def.status = if status == "inactive" { AccountStatus::Inactive } else { AccountStatus::Active };
         Account {
             name,

@@ -2,10 +2,13 @@
 # The worker (Rust, pyo3) loads the script with `load`, then calls `call` once per request;
 # both return JSON text. Everything a script prints is captured per call; SystemExit and any
 # other exception become data, never the end of the worker.
+import importlib.util
 import io
 import json
+import logging
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -60,7 +63,22 @@ class _Proxy(io.TextIOBase):
         return True
 
     def fileno(self):
-        return self._current().fileno()
+        # The worker's real stderr, which the host logs line by line, redacted: a script's
+        # `subprocess.run(..., stdout=sys.stdout)` and faulthandler need a descriptor.
+        return 2
+
+    @property
+    def buffer(self):
+        return _Bytes(self)
+
+    def reconfigure(self, **_settings):
+        # Scripts call it to force UTF-8 (`sys.stdout.reconfigure(encoding="utf-8")`); the
+        # capture is text already.
+        pass
+
+    @property
+    def line_buffering(self):
+        return False
 
     @property
     def encoding(self):
@@ -73,6 +91,24 @@ class _Proxy(io.TextIOBase):
     @property
     def name(self):
         return "<" + self._name + ">"
+
+
+class _Bytes(io.RawIOBase):
+    """`sys.stdout.buffer`: bytes written are decoded (UTF-8, undecodable bytes replaced) into
+    the text capture."""
+
+    def __init__(self, text):
+        self._text = text
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._text.write(bytes(data).decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self):
+        self._text.flush()
 
 
 _stdout = _Proxy("stdout", sys.__stdout__)
@@ -260,7 +296,80 @@ def add_site_dirs(dirs):
     sys.path[:] = rest[:at] + added + rest[at:]
 
 
+class _LogHandler(logging.Handler):
+    """Sends log records to the call's log (`certhost.log`), which the host writes at the
+    record's level, redacted."""
+
+    def emit(self, record):
+        level = "error" if record.levelno >= logging.ERROR else "warn" if record.levelno >= logging.WARNING else \
+            "info" if record.levelno >= logging.INFO else "debug"
+        try:
+            _log(level, self.format(record))
+        except Exception:
+            pass
+
+
+def _avi_root_logger(*_args, **_kwargs):
+    """`avi.infrastructure.avi_logging.get_root_logger(name, logfile_path, level)`: the Avi
+    controller's logger, whose records go to the call's log here; no file is written (a log
+    file in clear is where a script's secrets would land)."""
+    logger = logging.getLogger("avi_script")
+    if not any(isinstance(h, _LogHandler) for h in logger.handlers):
+        logger.addHandler(_LogHandler())
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger
+
+
+def _avi_shim():
+    """Scripts written for Avi import `avi.infrastructure.avi_logging`, a module of the
+    controller that no package provides: unless a real `avi` package is installed, a small
+    stand-in is registered so that such scripts load unmodified."""
+    try:
+        if importlib.util.find_spec("avi") is not None:
+            return
+    except (ImportError, ValueError):
+        return
+    avi = types.ModuleType("avi")
+    infrastructure = types.ModuleType("avi.infrastructure")
+    avi_logging = types.ModuleType("avi.infrastructure.avi_logging")
+    avi_logging.get_root_logger = _avi_root_logger
+    avi.__path__, infrastructure.__path__ = [], []
+    avi.infrastructure, infrastructure.avi_logging = infrastructure, avi_logging
+    sys.modules.update({"avi": avi, "avi.infrastructure": infrastructure, "avi.infrastructure.avi_logging": avi_logging})
+
+
+class _Terminated(BaseException):
+    """Raised in the script when the host ends the worker at a deadline (SIGTERM), so that
+    its `finally:` blocks and context managers run in the grace before SIGKILL: Avi scripts
+    delete the key files they wrote to /tmp there. A BaseException, so that a script's
+    `except Exception` does not swallow it."""
+
+
+def _on_sigterm(_signum, _frame):
+    raise _Terminated("the host ended the call at its deadline")
+
+
+def _leave_if_terminated(e):
+    """Once the script's cleanup has run, the worker ends as SIGTERM would have ended it: the
+    host is waiting for it to go, not for an answer."""
+    if isinstance(e, _Terminated):
+        try:
+            sys.__stderr__.flush()
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+
 OPTIONAL = ["poll", "renew", "revoke", "test_connection", "list_certificates", "update_order"]
+_BOOLEAN_FIELDS = ("sensitive", "dynamic", "required")
+
+
+def _flag(value):
+    """A PARAMETERS flag as a bool: `1` and `"true"` mean what they say (a script's
+    `"sensitive": 1` was silently not sensitive)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _describe(module):
@@ -269,7 +378,8 @@ def _describe(module):
         if isinstance(p, str):
             params.append({"name": p})
         elif isinstance(p, dict) and "name" in p:
-            params.append({k: (v if isinstance(v, (bool, type(None))) else str(v)) for k, v in p.items()})
+            params.append({k: (_flag(v) if k in _BOOLEAN_FIELDS and v is not None else
+                               v if isinstance(v, (bool, type(None))) else str(v)) for k, v in p.items()})
     ops = [name for name in OPTIONAL if callable(getattr(module, name, None))]
     return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
 
@@ -280,23 +390,28 @@ def load(path, cache=None):
     out, err = io.StringIO(), io.StringIO()
     capture = _Capture(out, err).__enter__()
     try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-        code = compile(source, path, "exec")
-        module = types.ModuleType("connector_script")
-        module.__file__ = path
-        exec(code, module.__dict__)
+        _avi_shim()
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        # As Python imports a module: the source's encoding (a BOM, a coding line) honoured,
+        # and the module in sys.modules, which dataclasses, pickle and multiprocessing look up.
+        spec = importlib.util.spec_from_file_location("connector_script", path)
+        if spec is None or spec.loader is None:
+            return _dumps({"kind": "error", "message": "the script cannot be loaded as a Python module"})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["connector_script"] = module
+        spec.loader.exec_module(module)
         if not callable(getattr(module, "certificate_request", None)):
-            return json.dumps({"kind": "error", "message": "the script defines no certificate_request(csr, common_name, args_dict) function"})
+            return _dumps({"kind": "error", "message": "the script defines no certificate_request(csr, common_name, args_dict) function"})
         _state["module"] = module
-        return json.dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
+        return _dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
     except SyntaxError as e:
-        return json.dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
+        return _dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
     except BaseException as e:
+        _leave_if_terminated(e)
         tb = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(tb) if f.filename == path), None)
         where = f" (line {line})" if line else ""
-        return json.dumps({"kind": "error", "message": f"{type(e).__name__}: {e}{where}", "stderr": err.getvalue()})
+        return _dumps({"kind": "error", "message": f"{type(e).__name__}: {e}{where}", "stderr": err.getvalue()})
     finally:
         _leave_if_forked()
         capture.__exit__()
@@ -315,9 +430,27 @@ class _Tee(io.StringIO):
         return super().write(text)
 
 
+def _dumps(reply):
+    """A reply as JSON text the host can read whatever the script produced: a lone surrogate
+    (a non-UTF-8 file name printed, bytes decoded with surrogateescape) becomes U+FFFD instead
+    of making the whole reply unreadable — and with it a certificate the CA already issued."""
+    try:
+        text = json.dumps(reply, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError) as e:
+        text = json.dumps({"kind": "error", "message": f"the script's answer cannot be sent to the host: {e}"})
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _plain(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        # Beyond what a JSON reader takes as a number: its digits.
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -335,6 +468,9 @@ def _result(result):
             return "bytes", bytes(result).decode("utf-8")
         except UnicodeDecodeError:
             return "bytes", None
+    if isinstance(result, str):
+        # A str subclass (lxml's XPath text, a StrEnum, markupsafe's Markup) is text too.
+        return "str", str(result)
     return type(result).__name__, _plain(result)
 
 
@@ -343,7 +479,7 @@ def call(function, argv_json, request_id, sensitive=None):
     module = _state["module"]
     fn = getattr(module, function, None)
     if not callable(fn):
-        return json.dumps({"kind": "unsupported"})
+        return _dumps({"kind": "unsupported"})
     argv = json.loads(argv_json)
     _state["request_id"] = request_id
     _redact = _Redactor(sensitive)
@@ -365,6 +501,7 @@ def call(function, argv_json, request_id, sensitive=None):
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
+        _leave_if_terminated(e)
         try:
             message = str(e)
         except BaseException:
@@ -379,4 +516,4 @@ def call(function, argv_json, request_id, sensitive=None):
     reply["stderr"] = _redact(err.getvalue())[-65536:]
     reply["logs"] = [[level, _redact(message)] for level, message in _logs]
     reply["cache"] = _cache_report()
-    return json.dumps(reply)
+    return _dumps(reply)

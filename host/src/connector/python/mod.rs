@@ -553,7 +553,16 @@ impl Connector for PythonConnector {
             json!(request.comment),
             args_dict(args),
         ];
-        self.invoke("revoke", argv, args, None).await.map(|_| ())
+        let reply = self.invoke("revoke", argv, args, None).await?;
+        // `return False` is how many Python clients say "it did not work": the inventory must
+        // not call a certificate revoked that the CA still vouches for.
+        if reply.value == Value::Bool(false) {
+            return Err(ConnectorError::Internal {
+                connector: self.err_label(),
+                message: "revoke returned False: the CA did not revoke the certificate".into(),
+            });
+        }
+        Ok(())
     }
 
     async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {

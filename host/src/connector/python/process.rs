@@ -75,10 +75,28 @@ impl WorkerProcess {
     /// Starts `exe __python-worker` with the interpreter pinned at build time.
     pub(super) fn spawn(exe: &Path, memory_bytes: u64, label: &str) -> std::io::Result<Self> {
         let mut cmd = Command::new(exe);
+        // A script gets no variable a secret is read from (another account's token, the
+        // notification channels' secrets), none of certhost's own (the master key, where
+        // the data directory is), and none of the operator shell's PYTHON* settings (a
+        // PYTHONPATH into another interpreter's packages): the worker's are set below.
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("PYTHON") || text.starts_with("CERTHOST_") {
+                cmd.env_remove(&name);
+            }
+        }
+        for name in crate::param::hidden_from_children() {
+            cmd.env_remove(name);
+        }
         cmd.arg(WORKER_SUBCOMMAND)
             .arg("--memory-bytes")
             .arg(memory_bytes.to_string())
-            .env_remove("CERTHOST_MASTER_KEY")
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            // glibc gives each thread that allocates an arena of its own (64 MiB of address
+            // space): under the worker's address-space cap, the 14th thread of a
+            // ThreadPoolExecutor failed to start with almost no memory in use.
+            .env("MALLOC_ARENA_MAX", "2")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONNOUSERSITE", "1")
             .stdin(Stdio::piped())
@@ -91,15 +109,16 @@ impl WorkerProcess {
         }
         // Built from a venv: its site-packages, which PYTHONHOME (the base prefix) hides.
         cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
-        // SAFETY: prctl and setpgid are async-signal-safe. The first asks the kernel to kill
-        // the worker when the host dies, so no orphan keeps running a script; the second makes
-        // the worker a subreaper, so a subprocess whose parent exits (a shell's daemon) stays
-        // its descendant instead of going to init; the third makes the worker the leader of a
+        // SAFETY: prctl and setpgid are async-signal-safe. The first makes the worker a
+        // subreaper, so a subprocess whose parent exits (a shell's daemon) stays its
+        // descendant instead of going to init; the second makes the worker the leader of a
         // process group of its own, which the script's subprocesses join, so a kill reaches
         // them too (`kill_group`; those that left the group are found as descendants).
+        // The worker ends itself when the host dies (it watches its parent pid, given above):
+        // PR_SET_PDEATHSIG fires when the *thread* that forked ends, and a tokio thread that
+        // spawned a worker may retire while the host runs on, killing the worker mid-call.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());

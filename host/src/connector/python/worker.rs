@@ -19,8 +19,12 @@ use super::protocol::{MAX_FRAME, Numbered, Request, read_frame, with_seq, write_
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
-/// Entry point of the hidden worker subcommand. `memory_bytes` caps the address space.
-pub fn main(memory_bytes: u64) -> ExitCode {
+/// Entry point of the hidden worker subcommand. `memory_bytes` caps the address space;
+/// `parent` is the host's pid, watched so that the worker ends with the host.
+pub fn main(memory_bytes: u64, parent: Option<u32>) -> ExitCode {
+    if let Some(parent) = parent {
+        watch_parent(parent);
+    }
     // The protocol gets private copies of stdin/stdout; fd 0 becomes /dev/null and fd 1 goes
     // to stderr, so nothing a script or its subprocesses print can corrupt the frames.
     let (proto_in, proto_out) = match private_pipes() {
@@ -81,6 +85,27 @@ pub fn main(memory_bytes: u64) -> ExitCode {
             }
         }
     })
+}
+
+/// Ends the worker and its process group (the script's subprocesses) once the host that
+/// started it is gone: its parent pid changes when the host dies, however it dies. Checked
+/// twice a second from a thread of its own, which runs whatever the script is doing.
+fn watch_parent(parent: u32) {
+    let watch = move || {
+        loop {
+            // SAFETY: getppid cannot fail and has no preconditions.
+            if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+                // SAFETY: signals this process's own group, which the worker leads (setpgid
+                // before exec); SIGKILL ends this process too.
+                unsafe { libc::kill(0, libc::SIGKILL) };
+                std::process::exit(70);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("parent-watch".into()).stack_size(64 * 1024).spawn(watch) {
+        eprintln!("certhost python worker: cannot watch the host process: {e}");
+    }
 }
 
 fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
