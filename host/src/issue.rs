@@ -853,7 +853,10 @@ impl Pipeline<'_> {
                         Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate) })
                     }
                     Err(error) => {
-                        self.fail(order.id, &format!("the returned certificate was refused: {error}")).await?;
+                        // The error may quote what the connector put in the certificate (a CN,
+                        // names): redacted and cut like any text a connector returns.
+                        let why = crate::connector::cut_to_size(args.redact(&error.to_string()));
+                        self.fail(order.id, &format!("the returned certificate was refused: {why}")).await?;
                         Err(IssueError::Verification { order_id: order.id, error })
                     }
                 }

@@ -140,7 +140,7 @@ pub const MAX_CONNECTOR_TEXT: usize = 4096;
 
 /// `text` cut to [`MAX_CONNECTOR_TEXT`] bytes (at a character boundary), with a marker.
 /// Cut only redacted text: a cut through a secret would keep its start.
-fn cut_to_size(mut text: String) -> String {
+pub(crate) fn cut_to_size(mut text: String) -> String {
     if text.len() <= MAX_CONNECTOR_TEXT {
         return text;
     }
@@ -237,6 +237,43 @@ impl Description {
     /// The names of the parameters it calls sensitive.
     pub fn declared_sensitive(&self) -> Vec<String> {
         self.parameters.iter().filter(|p| p.sensitive).map(|p| p.name.clone()).collect()
+    }
+
+    /// Why a component's own description cannot be used, or `None`. Its name labels every
+    /// error, log line and metric of the account: a 10 MB or multi-line name went into each
+    /// order's error and audit event, forged log lines and swelled `/metrics`.
+    pub fn unusable(&self) -> Option<String> {
+        const MAX_TEXT: usize = 1024;
+        let is_name = |n: &str| {
+            (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !self.name.is_empty() && !is_name(&self.name) {
+            return Some(format!(
+                "it names itself {:?}, which is not a connector name (1-64 letters, digits, '.', '_' and '-')",
+                self.name.chars().take(64).collect::<String>()
+            ));
+        }
+        if self.version.len() > 64 || self.version.chars().any(char::is_control) {
+            return Some("its version is not a short line of text (at most 64 characters)".into());
+        }
+        if self.parameters.len() > 256 {
+            return Some(format!("it declares {} parameters; at most 256 are taken", self.parameters.len()));
+        }
+        for p in &self.parameters {
+            if !crate::param::is_param_name(&p.name) {
+                return Some(format!(
+                    "it declares a parameter named {:?}, which is not a parameter name",
+                    p.name.chars().take(64).collect::<String>()
+                ));
+            }
+            if p.description.len() > MAX_TEXT || p.default.as_ref().is_some_and(|d| d.len() > MAX_TEXT) {
+                return Some(format!(
+                    "the description or default of its parameter {} is over {MAX_TEXT} bytes",
+                    p.name
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -652,6 +689,38 @@ pub trait ConnectorSource: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review of stop 30): a component's declared name labelled every error, log
+    /// line and metric unchecked, whatever its size or line breaks.
+    #[test]
+    fn a_description_whose_name_or_parameters_cannot_label_anything_is_unusable() {
+        let spec = |name: &str| ParameterSpec {
+            name: name.into(),
+            description: String::new(),
+            required: false,
+            sensitive: false,
+            default: None,
+        };
+        let good = Description {
+            name: "local-ca".into(),
+            version: "1.2.0".into(),
+            parameters: vec![spec("ca_private_key"), spec("validity.days")],
+            operations: vec![],
+        };
+        assert_eq!(good.unusable(), None);
+        assert_eq!(Description { name: String::new(), ..good.clone() }.unusable(), None, "unnamed: the file's");
+        let forged = Description { name: "local-ca\nWARN forged line".into(), ..good.clone() };
+        assert!(forged.unusable().expect("refused").contains("which is not a connector name"));
+        let huge = Description { name: "x".repeat(10_000_000), ..good.clone() };
+        let why = huge.unusable().expect("refused");
+        assert!(why.len() < 200, "the refusal quotes at most 64 characters: {}", why.len());
+        let version = Description { version: "1\r\n2".into(), ..good.clone() };
+        assert!(version.unusable().is_some());
+        let params = Description { parameters: vec![spec("api key")], ..good.clone() };
+        assert!(params.unusable().expect("refused").contains("parameter named \"api key\""));
+        let many = Description { parameters: (0..257).map(|i| spec(&format!("p{i}"))).collect(), ..good };
+        assert!(many.unusable().expect("refused").contains("257 parameters"));
+    }
 
     #[test]
     fn debug_and_redact_hide_sensitive_values() {

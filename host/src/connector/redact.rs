@@ -165,11 +165,16 @@ pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
         json_escaped(value, false),
         json_escaped(value, true),
     ];
-    for (safe, plus) in [(&b"/"[..], false), (&b""[..], false), (&b""[..], true)] {
+    // Python's quote keeps `_.-~` (and `/` by default); quote_plus writes a space as `+`.
+    for (kept, plus) in [(&b"_.-~/"[..], false), (&b"_.-~"[..], false), (&b"_.-~"[..], true)] {
         for lower in [false, true] {
-            forms.push(percent_encoded(value, safe, plus, lower));
+            forms.push(percent_encoded(value, kept, plus, lower));
         }
     }
+    // What a Rust component writes with `url`/`form_urlencoded` (WHATWG: `*` kept, `~`
+    // escaped, space as `+`), and JavaScript's encodeURIComponent.
+    forms.push(percent_encoded(value, b"*-._", true, false));
+    forms.push(percent_encoded(value, b"-_.!~*'()", false, false));
     forms.extend(opaque_forms(value));
     let mut unique: Vec<String> = Vec::with_capacity(forms.len());
     for form in forms {
@@ -310,12 +315,13 @@ fn json_escaped(value: &str, ascii: bool) -> String {
     out
 }
 
-/// `value` percent-encoded as UTF-8, as `urllib.parse.quote(value, safe)` writes it (letters,
-/// digits and `_.-~` kept), or `quote_plus` with `plus` (a space becomes `+`).
-fn percent_encoded(value: &str, safe: &[u8], plus: bool, lower: bool) -> String {
+/// `value` percent-encoded as UTF-8: letters, digits and the bytes of `kept` as they are
+/// (`urllib.parse.quote` keeps `_.-~` and its `safe`), a space as `+` with `plus`
+/// (`quote_plus`, form bodies), every other byte as `%XX` in `lower` or upper case.
+fn percent_encoded(value: &str, kept: &[u8], plus: bool, lower: bool) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.contains(&b) {
+        if b.is_ascii_alphanumeric() || kept.contains(&b) {
             out.push(char::from(b));
         } else if plus && b == b' ' {
             out.push('+');
@@ -484,6 +490,16 @@ for v in json.load(sys.stdin):
         }
         // A short value's base64 is not redacted: its core would match ordinary text.
         assert!(opaque_forms("short").is_empty());
+    }
+
+    /// Regression (review of stop 30): a secret a Rust component put in a query string
+    /// (`form_urlencoded`: `*` kept, `~` escaped) matched none of Python's forms.
+    #[test]
+    fn rust_and_javascript_url_encodings_of_a_secret_are_redacted() {
+        let secret = "Pa55*word~2024! x";
+        let forms = encoded_forms(secret);
+        assert!(forms.contains(&"Pa55*word%7E2024%21+x".to_owned()), "{forms:?}");
+        assert!(forms.contains(&"Pa55*word~2024!%20x".to_owned()), "{forms:?}");
     }
 
     #[test]

@@ -67,16 +67,19 @@ pub fn request(
     req.set_authority(Some(authority)).map_err(|_| bad("authority"))?;
     req.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
     let outgoing = req.body().map_err(|_| bad("body"))?;
+    // The request goes out first and its body after: the host buffers only two chunks of a
+    // body until the request is sent, so a body written before `handle` blocked at the third
+    // chunk (over 4 KiB: an ACME order for a few dozen names) until the call timed out.
+    let future = outgoing_handler::handle(req, None).map_err(|e| map_error(url, e))?;
     if let Some(data) = body {
         let stream = outgoing.write().map_err(|_| bad("body stream"))?;
         for chunk in data.chunks(4096) {
             stream
                 .blocking_write_and_flush(chunk)
-                .map_err(|e| ConnectorError::Unreachable(format!("sending the body failed: {e:?}")))?;
+                .map_err(|e| ConnectorError::Unreachable(format!("sending the body to {url} failed: {e:?}")))?;
         }
         drop(stream);
     }
-    let future = outgoing_handler::handle(req, None).map_err(|e| map_error(url, e))?;
     OutgoingBody::finish(outgoing, None).map_err(|e| map_error(url, e))?;
     let incoming = loop {
         match future.get() {

@@ -19,6 +19,20 @@ const MAX_VALUE: usize = 64 * 1024;
 /// The shared types interface has no functions; its trait is empty.
 impl types::Host for State {}
 
+impl State {
+    /// Whether the host may log one more warning about what the guest did: each counts
+    /// against the call's log cap like a line of the guest's own, so a loop of ignored
+    /// `cache-set`s cannot flood the log either.
+    fn host_warning_allowed(&mut self) -> bool {
+        use super::runtime::MAX_LOG_BYTES_PER_CALL;
+        if self.logged >= MAX_LOG_BYTES_PER_CALL {
+            return false;
+        }
+        self.logged += 128;
+        true
+    }
+}
+
 impl Host for State {
     fn log(&mut self, level: Level, message: String) {
         use super::runtime::MAX_LOG_BYTES_PER_CALL;
@@ -57,7 +71,9 @@ impl Host for State {
 
     fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
         if value.len() > MAX_VALUE || key.len() > 1024 {
-            tracing::warn!(connector = %self.label, "cache-set ignored: key or value too large");
+            if self.host_warning_allowed() {
+                tracing::warn!(connector = %self.label, "cache-set ignored: key or value too large");
+            }
             return;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,7 +81,10 @@ impl Host for State {
             let now = Instant::now();
             cache.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
             if cache.len() >= MAX_ENTRIES {
-                tracing::warn!(connector = %self.label, "cache-set ignored: cache full");
+                drop(cache);
+                if self.host_warning_allowed() {
+                    tracing::warn!(connector = %self.label, "cache-set ignored: cache full");
+                }
                 return;
             }
         }

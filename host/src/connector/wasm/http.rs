@@ -21,7 +21,20 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 16;
 pub struct AllowedHost {
     scheme: Option<String>,
     host: String,
-    port: Option<u16>,
+    port: PortRule,
+}
+
+/// The ports a rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRule {
+    /// No port written: the request's scheme's default (443 for https, 80 for http), as a
+    /// URL without a port means. `https://ca.internal` allowed `https://ca.internal:8443`, an
+    /// admin API, and a bare `10.0.0.5` every port of that machine.
+    Default,
+    /// `host:*`: any port.
+    Any,
+    /// This port.
+    Exact(u16),
 }
 
 impl AllowedHost {
@@ -39,8 +52,9 @@ impl AllowedHost {
             let (addr, after) = bracketed.split_once(']')?;
             addr.parse::<std::net::Ipv6Addr>().ok()?;
             let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':')?.parse().ok()?),
+                "" => PortRule::Default,
+                ":*" => PortRule::Any,
+                p => PortRule::Exact(p.strip_prefix(':')?.parse().ok()?),
             };
             (addr.to_owned(), port)
         } else if rest.matches(':').count() > 1 {
@@ -48,8 +62,9 @@ impl AllowedHost {
             return None;
         } else {
             match rest.split_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p.parse().ok()?)),
-                None => (rest.to_owned(), None),
+                Some((h, "*")) => (h.to_owned(), PortRule::Any),
+                Some((h, p)) => (h.to_owned(), PortRule::Exact(p.parse().ok()?)),
+                None => (rest.to_owned(), PortRule::Default),
             }
         };
         if host.is_empty() || host.contains('/') || host.contains('@') {
@@ -66,7 +81,12 @@ impl AllowedHost {
             Some(suffix) => host.ends_with(&format!(".{suffix}")),
             None => self.host == host,
         };
-        host_ok && self.scheme.as_deref().is_none_or(|s| s == scheme) && self.port.is_none_or(|p| p == port)
+        let port_ok = match self.port {
+            PortRule::Default => port == if scheme == "http" { 80 } else { 443 },
+            PortRule::Any => true,
+            PortRule::Exact(p) => p == port,
+        };
+        host_ok && self.scheme.as_deref().is_none_or(|s| s == scheme) && port_ok
     }
 }
 
@@ -110,6 +130,23 @@ pub struct HttpPolicy {
     /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
     /// connection closes.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Refusals logged in this call so far ([`MAX_REFUSALS_LOGGED`]).
+    pub refusals_logged: u32,
+}
+
+/// How many refused requests one call logs. A guest looping on a denied URL (a host name of
+/// up to 64 KiB each time) wrote a warning per attempt, past the per-call cap on its own log.
+pub const MAX_REFUSALS_LOGGED: u32 = 10;
+
+impl HttpPolicy {
+    /// Whether to log one more refusal in this call; says once that later ones go unlogged.
+    fn log_refusal(&mut self) -> bool {
+        self.refusals_logged = self.refusals_logged.saturating_add(1);
+        if self.refusals_logged == MAX_REFUSALS_LOGGED + 1 {
+            tracing::warn!(connector = %self.label, "the connector's further refused requests in this call are not logged");
+        }
+        self.refusals_logged <= MAX_REFUSALS_LOGGED
+    }
 }
 
 impl WasiHttpHooks for HttpPolicy {
@@ -131,12 +168,18 @@ impl WasiHttpHooks for HttpPolicy {
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or_default().to_owned();
         let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        // Guest text in the log: a DNS name is at most 253 characters.
+        let shown: String = host.chars().take(253).collect();
         if !self.allowed.iter().any(|a| a.matches(&scheme, &host, port)) {
-            tracing::warn!(connector = %self.label, %scheme, %host, port, "outbound request denied: host not in the CA account's allowed hosts");
+            if self.log_refusal() {
+                tracing::warn!(connector = %self.label, %scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
+            }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            tracing::warn!(connector = %self.label, %host, "outbound request refused: the URL carries credentials");
+            if self.log_refusal() {
+                tracing::warn!(connector = %self.label, host = %shown, "outbound request refused: the URL carries credentials");
+            }
             let _ = self.refused.set(Refusal::Credentials { host });
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         }
@@ -267,8 +310,17 @@ mod tests {
         assert!(AllowedHost::parse("ftp://x").is_none());
         assert!(AllowedHost::parse("127.0.0.1:8888").expect("rule").matches("http", "127.0.0.1", 8888));
         // IPv6: bracketed, with or without a port; bare is refused, not misread as host `::`.
-        let v6 = AllowedHost::parse("http://[::1]").expect("rule");
+        let v6 = AllowedHost::parse("http://[::1]:*").expect("rule");
         assert!(v6.matches("http", "[::1]", 8080));
+        // Regression (review of stop 30): no port meant every port.
+        let default = AllowedHost::parse("https://ca.internal").expect("rule");
+        assert!(default.matches("https", "ca.internal", 443));
+        assert!(!default.matches("https", "ca.internal", 8443));
+        let bare = AllowedHost::parse("10.0.0.5").expect("rule");
+        assert!(bare.matches("http", "10.0.0.5", 80) && bare.matches("https", "10.0.0.5", 443));
+        assert!(!bare.matches("http", "10.0.0.5", 8443));
+        assert!(AllowedHost::parse("10.0.0.5:*").expect("rule").matches("http", "10.0.0.5", 8443));
+        assert!(!AllowedHost::parse("http://[::1]").expect("rule").matches("http", "[::1]", 8080));
         let v6_port = AllowedHost::parse("https://[2001:DB8::1]:8443").expect("rule");
         assert!(v6_port.matches("https", "[2001:db8::1]", 8443));
         assert!(!v6_port.matches("https", "[2001:db8::1]", 443));

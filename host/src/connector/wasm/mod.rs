@@ -145,6 +145,9 @@ impl WasmConnector {
             })
             .await?;
         me.description = described.into();
+        if let Some(why) = me.description.unusable() {
+            return Err(ConnectorError::Misconfigured { connector: me.label_str(), message: why });
+        }
         me.declared = me.description.declared_sensitive();
         if !me.description.name.is_empty() {
             me.name = me.description.name.clone();
@@ -194,14 +197,12 @@ impl WasmConnector {
                 tls: self.tls.clone(),
                 refused: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
+                refusals_logged: 0,
             },
             http: http_ctx(),
             table: bounded_table(),
             logged: 0,
-            limits: MemoryLimiter {
-                max_bytes: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
-                hit: false,
-            },
+            limits: MemoryLimiter::new(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX)),
             cache: self.cache.clone(),
             label: label.clone(),
             sensitive: args

@@ -109,24 +109,56 @@ impl WasiHttpView for State {
     }
 }
 
-/// Caps linear memory and tables; remembers whether the cap was hit, so a failed call can be
-/// reported as "exceeded its memory limit" rather than as the trap the guest then hits.
+/// Caps a call's linear memory — all of its memories together — and its tables; remembers
+/// whether the cap was hit, so a failed call can be reported as "exceeded its memory limit"
+/// rather than as the trap the guest then hits. wasmtime asks about each memory on its own
+/// (creation included, from 0): a component of 200 small modules, each with a memory of its
+/// own under the cap, took 200 times the cap of host memory.
 pub struct MemoryLimiter {
     pub(super) max_bytes: usize,
     pub(super) hit: bool,
+    /// Bytes of linear memory the call's memories hold now.
+    pub(super) used: usize,
 }
 
+impl MemoryLimiter {
+    /// A limiter for one call of at most `max_bytes` of linear memory.
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self { max_bytes, hit: false, used: 0 }
+    }
+}
+
+/// Memories, tables and core instances one call may create: what a component built from Rust
+/// or C has (one memory, a few tables and instances for its shims), with room to spare.
+const MAX_MEMORIES_PER_CALL: u32 = 4;
+const MAX_TABLES_PER_CALL: u32 = 32;
+const MAX_CORE_INSTANCES_PER_CALL: u32 = 32;
+
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let after = (self.used - current.min(self.used)).saturating_add(desired);
+        if after > self.max_bytes {
             self.hit = true;
             return Ok(false);
         }
+        self.used = after;
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_CALL as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_CALL as usize
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES_PER_CALL as usize
     }
 }
 
@@ -183,6 +215,11 @@ impl Runtime {
         pool.total_core_instances(256);
         pool.total_memories(256);
         pool.total_tables(256);
+        // Per component as per call (`MemoryLimiter`): a component made of many memories is
+        // refused when it is loaded, and cannot take the pool's slots from every other account.
+        pool.max_memories_per_component(MAX_MEMORIES_PER_CALL);
+        pool.max_tables_per_component(MAX_TABLES_PER_CALL);
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES_PER_CALL);
         pool.max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX));
         // A slot's memory is reset for the next call by rewriting the pages the last call
         // touched (found with PAGEMAP_SCAN where the kernel has it, 6.7+), up to this much,
@@ -318,6 +355,24 @@ fn written_by_us_only(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review of stop 30): each memory was held to the cap on its own, so a
+    /// component with many memories could take many times the cap.
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_the_call_together() {
+        const MIB: usize = 1 << 20;
+        let mut limiter = MemoryLimiter::new(64 * MIB);
+        assert!(limiter.memory_growing(0, 17 * MIB, None).expect("first memory created"));
+        assert!(limiter.memory_growing(17 * MIB, 40 * MIB, None).expect("it grows"));
+        assert!(limiter.memory_growing(0, 20 * MIB, None).expect("a second memory"));
+        assert_eq!(limiter.used, 60 * MIB);
+        assert!(!limiter.memory_growing(0, 20 * MIB, None).expect("a third would pass 64 MiB"));
+        assert!(!limiter.memory_growing(20 * MIB, 30 * MIB, None).expect("so would growing the second"));
+        assert!(limiter.hit);
+        assert!(limiter.memory_growing(20 * MIB, 24 * MIB, None).expect("up to the cap is fine"));
+        assert_eq!(limiter.used, 64 * MIB);
+        assert_eq!((limiter.memories(), limiter.tables(), limiter.instances()), (4, 32, 32));
+    }
 
     #[test]
     fn the_engine_digest_is_sha256_of_what_the_hash_writes() {

@@ -122,7 +122,12 @@ impl Connector for Hostile {
                 Ok(Disposition::Rejected("logged".into()))
             }
             "post" => {
-                let r = http::post(arg(&args, "url")?, "text/plain", b"hello")?;
+                // `size`: a body of that many bytes instead of "hello".
+                let body = match args.iter().find(|p| p.name == "size") {
+                    Some(p) => vec![b'x'; p.value.parse().map_err(|_| ConnectorError::Misconfigured("size must be a number".into()))?],
+                    None => b"hello".to_vec(),
+                };
+                let r = http::post(arg(&args, "url")?, "text/plain", &body)?;
                 Ok(Disposition::Rejected(String::from_utf8_lossy(&r.body).into_owned()))
             }
             "echo-secret" => Err(ConnectorError::Internal(format!("the CA refused key {}", arg(&args, "secret")?))),
