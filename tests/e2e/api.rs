@@ -95,6 +95,13 @@ fn probes_auth_and_errors_speak_problem_json() {
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(body["detail"].as_str().expect("detail").contains("repeats the key \"who\""), "{body}");
+    // Regression (review of stop 30): an array was read by position into the body's fields,
+    // or refused as "expected struct IssueBody with 5 elements".
+    let body = problem(
+        c.post(&url).bearer_auth(&admin).json(&serde_json::json!(["p", "a.example"])).send().expect("array"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert_eq!(body["detail"], "the request body must be a JSON object", "{body}");
     let body = problem(
         c.post(format!("{}/v1/accounts", server.base))
             .bearer_auth(&admin)

@@ -126,12 +126,12 @@ fn cfssl_py_issues_against_a_real_cfssl_with_and_without_an_auth_key() {
     std::io::Write::write_all(&mut set.stdin.take().expect("stdin"), cfssl.auth_key.as_bytes()).expect("write");
     assert!(set.wait().expect("wait").success());
     let out = app.path("out-authed");
-    // Files left world-readable in the output directory do not lend their mode to the key.
+    // A temporary file left world-readable in the output directory does not lend its mode to
+    // the key (a key.pem already there is refused before issuing: see below).
     std::fs::create_dir_all(&out).expect("mkdir");
-    for name in ["key.pem", ".key.pem.tmp"] {
-        std::fs::write(out.join(name), "old").expect("write");
-        std::fs::set_permissions(out.join(name), std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    }
+    let leftover = out.join(".key.pem.tmp");
+    std::fs::write(&leftover, "old").expect("write");
+    std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let r = conf
         .run(&app, &["issue", "--profile", "authed", "--cn", "api.example.com", "--out", out.to_str().expect("utf8")]);
     assert!(r.ok().contains("issued certificate"), "{}", r.stderr);
@@ -564,4 +564,39 @@ fn an_uploaded_csr_is_issued_with_its_own_names_and_no_other_requested_extension
     let text = sh("openssl", &["x509", "-in", &d("hostile.pem"), "-noout", "-text"]);
     assert!(text.contains("DNS:up.example.com, DNS:www.up.example.com, IP Address:192.0.2.7"), "{text}");
     assert!(!text.contains("CRL Distribution") && !text.contains("Name Constraints"), "{text}");
+}
+
+/// Regression (review of stop 30): `issue --out DIR` overwrote an earlier issuance's files,
+/// and with `--csr` wrote no key.pem, leaving the old key beside the new certificate.
+#[test]
+fn issue_out_refuses_a_directory_it_would_overwrite_before_issuing() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(&app, &scripted_account("ca", "good", &ca, ""), &[("web", "accounts = [\"ca\"]\n")]);
+    let out = app.path("out");
+    let o = out.to_str().expect("utf8");
+    conf.run(&app, &["issue", "--profile", "web", "--cn", "a.example.com", "--out", o]).ok();
+    let again = conf.run(&app, &["issue", "--profile", "web", "--cn", "b.example.com", "--out", o]);
+    assert!(
+        again.fails(1).contains("already holds cert.pem") && again.stderr.contains("nothing was issued"),
+        "{}",
+        again.stderr
+    );
+    // Another CSR's key in the directory: refused, nothing issued.
+    std::fs::remove_file(out.join("cert.pem")).expect("rm");
+    std::fs::remove_file(out.join("chain.pem")).expect("rm");
+    std::fs::remove_file(out.join("fullchain.pem")).expect("rm");
+    let other = app.path("other");
+    app.run(&["key-csr", "--cn", "c.example.com", "--out", other.to_str().expect("utf8")]).ok();
+    let csr = other.join("csr.pem");
+    let r = conf.run(&app, &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8"), "--out", o]);
+    assert!(r.fails(1).contains("already holds key.pem"), "{}", r.stderr);
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1), "only the first was issued");
+    // The CSR's own key beside it: key-csr, then issue --csr into the same directory.
+    let r = conf.run(
+        &app,
+        &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8"), "--out", other.to_str().expect("utf8")],
+    );
+    assert!(r.ok().contains("issued certificate #2"), "{}", r.stderr);
+    assert!(other.join("cert.pem").exists());
 }

@@ -125,7 +125,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 ApiError::BadRequest("the request body could not be read".into())
             }
         })?;
-        from_value(parse(&bytes)?).map(Body).map_err(ApiError::Unprocessable)
+        let value = parse(&bytes)?;
+        // Every body of this API is an object; serde would fill a struct from an array by
+        // position and then say "expected struct IssueBody with 5 elements".
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable("the request body must be a JSON object".into()));
+        }
+        from_value(value).map(Body).map_err(ApiError::Unprocessable)
     }
 }
 

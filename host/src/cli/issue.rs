@@ -65,6 +65,9 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         }
         None => None,
     };
+    if let Some(dir) = &args.out {
+        check_out_dir(dir, csr.as_deref())?;
+    }
     let request = IssueRequest {
         profile: args.profile.clone(),
         common_name: args.cn.clone(),
@@ -152,6 +155,34 @@ pub fn report(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, before anything is issued, an `--out` directory holding files the issuance would
+/// overwrite: a certificate issued for an uploaded CSR was written beside an earlier
+/// issuance's key.pem, a pair that cannot work together. The one file that may be there is
+/// the key.pem of the CSR given (`key-csr --out DIR`, then `issue --csr DIR/csr.pem --out DIR`),
+/// which no file written here replaces.
+fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>) -> anyhow::Result<()> {
+    let csr_key = csr.and_then(|c| certhost::csr::parse_csr(c).ok()).map(|c| c.public_key_raw);
+    for name in ["cert.pem", "chain.pem", "fullchain.pem", "key.pem"] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        if name == "key.pem"
+            && let Some(wanted) = &csr_key
+        {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if certhost::key::PrivateKey::from_pem(&text).is_ok_and(|k| k.public_key_raw() == wanted.as_slice()) {
+                continue;
+            }
+        }
+        anyhow::bail!(
+            "{} already holds {name}, which this issuance would overwrite or not match; nothing was issued: give --out an empty directory",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn write_files(

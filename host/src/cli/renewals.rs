@@ -12,7 +12,8 @@ use super::output;
 /// Arguments of `renewals`.
 #[derive(Debug, clap::Args)]
 pub struct RenewalsArgs {
-    /// At most this many upcoming renewals and history entries.
+    /// At most this many upcoming renewals and history entries (0 = all, as for `list`,
+    /// `orders list` and `audit`).
     #[arg(long, default_value_t = 50)]
     limit: u32,
     /// Print JSON.
@@ -22,8 +23,10 @@ pub struct RenewalsArgs {
 
 /// Upcoming renewals (with failed attempts and the last error) and the auto-renewal history.
 pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode> {
-    let upcoming = inv.scheduled_renewals(args.limit)?;
-    let history = inv.auto_renewal_history(args.limit)?;
+    // 0 showed nothing and then said that nothing was scheduled.
+    let limit = if args.limit == 0 { u32::MAX } else { args.limit };
+    let upcoming = inv.scheduled_renewals(limit)?;
+    let history = inv.auto_renewal_history(limit)?;
     if args.json {
         let up: Vec<serde_json::Value> = upcoming
             .iter()
