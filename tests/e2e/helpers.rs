@@ -64,6 +64,16 @@ impl App {
         self.dir.path().join(name)
     }
 
+    /// `certhost` with this app's data dir and master key, for a test that sets more of its
+    /// environment or does not wait for it.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(certhost_bin());
+        cmd.env("CERTHOST_DATA_DIR", self.data_dir())
+            .env("CERTHOST_MASTER_KEY", &self.master_key)
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
     /// Runs `certhost ARGS` with this app's data dir and master key.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with_key(args, Some(&self.master_key))
@@ -148,31 +158,35 @@ impl OpensslCa {
 
     /// Signs `csr` for `days`, copying its SANs; returns the certificate path.
     pub fn sign(&self, csr: &Path, days: u32, out_name: &str) -> PathBuf {
+        self.sign_with(csr, days, out_name, "basicConstraints=CA:FALSE\n", &["-copy_extensions", "copy"])
+    }
+
+    /// `openssl x509 -req` of `csr` for `days` with the extensions in `ext` (extfile text) and
+    /// `extra` arguments (`-sha1`, `-copy_extensions copy`); returns the certificate path.
+    pub fn sign_with(&self, csr: &Path, days: u32, out_name: &str, ext: &str, extra: &[&str]) -> PathBuf {
         let out = self.dir.join(out_name);
-        let ext = self.dir.join(format!("{out_name}.ext"));
-        std::fs::write(&ext, "basicConstraints=CA:FALSE\n").expect("ext");
-        sh(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                csr.to_str().expect("utf8"),
-                "-CA",
-                self.cert.to_str().expect("utf8"),
-                "-CAkey",
-                self.key.to_str().expect("utf8"),
-                "-CAcreateserial",
-                "-days",
-                &days.to_string(),
-                "-copy_extensions",
-                "copy",
-                "-extfile",
-                ext.to_str().expect("utf8"),
-                "-out",
-                out.to_str().expect("utf8"),
-            ],
-        );
+        let extfile = self.dir.join(format!("{out_name}.ext"));
+        std::fs::write(&extfile, ext).expect("ext");
+        let days = days.to_string();
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().expect("utf8"),
+            "-CA",
+            self.cert.to_str().expect("utf8"),
+            "-CAkey",
+            self.key.to_str().expect("utf8"),
+            "-CAcreateserial",
+            "-days",
+            &days,
+            "-extfile",
+            extfile.to_str().expect("utf8"),
+            "-out",
+            out.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        sh("openssl", &args);
         out
     }
 

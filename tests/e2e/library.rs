@@ -314,38 +314,15 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
     assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![]);
 }
 
-/// `openssl x509 -req` signing `csr` with `ca`'s key, the extensions in `ext` (extfile text)
-/// and `extra` arguments (`-sha1`); returns the certificate's PEM.
+/// `ca` signing `csr` as `name` with the extensions in `ext` and `extra` arguments; the PEM.
 fn openssl_signed(
     ca: &crate::helpers::OpensslCa,
-    dir: &std::path::Path,
     csr: &std::path::Path,
     name: &str,
     ext: &str,
     extra: &[&str],
 ) -> String {
-    let (out, extfile) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.ext")));
-    std::fs::write(&extfile, ext).expect("ext");
-    let mut args = vec![
-        "x509",
-        "-req",
-        "-in",
-        csr.to_str().expect("utf8"),
-        "-CA",
-        ca.cert.to_str().expect("utf8"),
-        "-CAkey",
-        ca.key.to_str().expect("utf8"),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        extfile.to_str().expect("utf8"),
-        "-out",
-        out.to_str().expect("utf8"),
-    ];
-    args.extend_from_slice(extra);
-    crate::helpers::sh("openssl", &args);
-    std::fs::read_to_string(out).expect("certificate")
+    std::fs::read_to_string(ca.sign_with(csr, 30, &format!("{name}.pem"), ext, extra)).expect("certificate")
 }
 
 /// Regression (review of stop 30): the verifier vouched for leaves a client reads as more
@@ -370,7 +347,7 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
     let chain = [std::fs::read_to_string(&ca.cert).expect("ca")];
     let base = "subjectAltName=DNS:www.example.com\n";
     let check = |name: &str, ext: &str, extra: &[&str]| {
-        let pem = openssl_signed(&ca, dir.path(), &csr_path, name, &format!("{base}{ext}"), extra);
+        let pem = openssl_signed(&ca, &csr_path, name, &format!("{base}{ext}"), extra);
         verify_issued(&expected, &pem, &chain).map(|_| ())
     };
 
@@ -412,7 +389,7 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
     assert!(unknown.to_string().starts_with("the returned certificate cannot be checked: "), "{unknown}");
 
     // SHA-1: refused with a chain and without one (the leaf's own signature is named).
-    let sha1 = openssl_signed(&ca, dir.path(), &csr_path, "sha1", base, &["-sha1"]);
+    let sha1 = openssl_signed(&ca, &csr_path, "sha1", base, &["-sha1"]);
     for chain in [&chain[..], &[]] {
         assert_eq!(
             verify_issued(&expected, &sha1, chain).unwrap_err(),
@@ -421,7 +398,7 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
     }
 
     // Eleven copies of the root after the leaf: not a chain anyone sends.
-    let good = openssl_signed(&ca, dir.path(), &csr_path, "good2", base, &[]);
+    let good = openssl_signed(&ca, &csr_path, "good2", base, &[]);
     let long = vec![chain[0].clone(); 11];
     assert_eq!(verify_issued(&expected, &good, &long).unwrap_err(), VerificationError::ChainTooLong(11));
 
@@ -452,7 +429,7 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
         ],
     );
     let weak = crate::helpers::OpensslCa { cert: weak_cert.clone(), key: weak_key, dir: weak_dir.clone() };
-    let by_weak = openssl_signed(&weak, &weak_dir, &csr_path, "by-weak", base, &[]);
+    let by_weak = openssl_signed(&weak, &csr_path, "by-weak", base, &[]);
     let weak_chain = [std::fs::read_to_string(&weak_cert).expect("weak root")];
     let err = verify_issued(&expected, &by_weak, &weak_chain).unwrap_err();
     assert_eq!(

@@ -1038,11 +1038,10 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
     .expect("config");
     std::fs::write(conf.join("profiles/nosy.toml"), "accounts = [\"nosy\"]\n").expect("profile");
     let token = "tok-S3CRET-7d2e91";
-    let out = std::process::Command::new(crate::helpers::certhost_bin())
+    let out = app
+        .command()
         .args(["--config", conf.join("certhost.toml").to_str().expect("utf8")])
         .args(["issue", "--profile", "nosy", "--cn", "www.example.com"])
-        .env("CERTHOST_DATA_DIR", app.data_dir())
-        .env("CERTHOST_MASTER_KEY", &app.master_key)
         .env("OTHER_CA_TOKEN", token)
         .env("PYTHONPATH", "/nowhere")
         .env("PYTHONWARNINGS", "ignore")
@@ -1074,11 +1073,10 @@ fn a_worker_ends_when_its_host_is_killed() {
     )
     .expect("config");
     std::fs::write(conf.join("profiles/slow.toml"), "accounts = [\"slow\"]\n").expect("profile");
-    let mut host = std::process::Command::new(crate::helpers::certhost_bin())
+    let mut host = app
+        .command()
         .args(["--config", conf.join("certhost.toml").to_str().expect("utf8")])
         .args(["issue", "--profile", "slow", "--cn", "www.example.com"])
-        .env("CERTHOST_DATA_DIR", app.data_dir())
-        .env("CERTHOST_MASTER_KEY", &app.master_key)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -534,7 +534,12 @@ async fn https_to_a_private_ca_server_works_through_the_registry_only_with_the_a
     drop(server);
     assert_eq!(ok.expect("trusted private CA"), Disposition::Rejected { reason: "fetched HTTP 200".into() });
     let err = refused.expect_err("untrusted").to_string();
-    assert!(err.contains("connector hostile") && err.contains("127.0.0.1"), "{err}");
+    // Regression (review of stop 30): it said only "ErrorCode::TlsProtocolError".
+    assert_eq!(
+        err,
+        "connector hostile: CA unreachable: the TLS certificate of 127.0.0.1 is not trusted (UnknownIssuer); if the \
+         CA serves a private certificate, add the certificate of the CA that issued it to the account's extra_ca_pems"
+    );
 }
 
 /// Each account loads on its own: a slow load (a script whose import sleeps) never blocks

@@ -104,6 +104,13 @@ pub enum Refusal {
         /// The host.
         host: String,
     },
+    /// The host's TLS certificate failed verification against the account's trust.
+    UntrustedCertificate {
+        /// The host.
+        host: String,
+        /// rustls' reason (`UnknownIssuer`, `Expired`, `NotValidForName`, ...).
+        reason: String,
+    },
     /// An allowed host name resolved only to addresses a name may not lead to.
     Address {
         /// The name.
@@ -210,7 +217,16 @@ impl WasiHttpHooks for HttpPolicy {
                 }
                 Ok(Ok(Resolved::To(addrs))) => addrs,
             };
-            let (response, io) = super::sender::send(request, &addrs, options, tls).await?;
+            let sent = super::sender::send(request, &addrs, options, tls).await;
+            // A certificate the account does not trust reached the guest as a bare
+            // "TlsProtocolError": keep rustls' reason, so the call can say what to fix.
+            if let Err(HttpError::Tls(e)) = &sent
+                && let Some(rustls::Error::InvalidCertificate(why)) =
+                    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                let _ = refused.set(Refusal::UntrustedCertificate { host: host.clone(), reason: format!("{why:?}") });
+            }
+            let (response, io) = sent?;
             let io: super::sender::IoFuture = Box::new(async move {
                 let done = Box::into_pin(io).await;
                 drop(permit);

@@ -252,6 +252,15 @@ impl WasmConnector {
                          in the Host header; send them in an Authorization header"
                     ),
                 },
+                // Still "unreachable" (a CA whose certificate fails is failed over like one
+                // that is down), but saying why and what to change.
+                http::Refusal::UntrustedCertificate { host, reason } => ConnectorError::Unreachable {
+                    connector: label.clone(),
+                    message: format!(
+                        "the TLS certificate of {host} is not trusted ({reason}); if the CA serves a private \
+                         certificate, add the certificate of the CA that issued it to the account's extra_ca_pems"
+                    ),
+                },
                 http::Refusal::Address { host, address } => ConnectorError::Misconfigured {
                     connector: label.clone(),
                     message: format!(
