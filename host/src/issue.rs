@@ -944,10 +944,12 @@ impl Pipeline<'_> {
                 args.insert(name.clone(), value.clone())
             }
         }
-        // The profile's requested validity reaches the connector as `validity_days`, unless a
-        // parameter of that name says otherwise.
+        // The profile's requested validity reaches the connector as `validity_days`: over the
+        // account's parameter of that name (a CA-wide default: the shipped demo accounts set 90,
+        // and a 10-day profile silently got 90-day certificates), under the profile's own
+        // parameter or a request's dynamic value.
         if let Some(days) = profile.validity_days
-            && args.get("validity_days").is_none()
+            && !profile.params.contains_key("validity_days")
         {
             args.insert("validity_days", days.to_string());
         }

@@ -600,3 +600,24 @@ fn issue_out_refuses_a_directory_it_would_overwrite_before_issuing() {
     assert!(r.ok().contains("issued certificate #2"), "{}", r.stderr);
     assert!(other.join("cert.pem").exists());
 }
+
+/// Regression (review of stop 30): a profile's `validity_days` reached the connector only
+/// when its account set no `validity_days` of its own; the shipped demo accounts set 90, so a
+/// 10-day profile silently got 90-day certificates.
+#[test]
+fn a_profile_s_validity_days_wins_over_its_account_s_default() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "validity_days = 3");
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "short.example.com"]).ok();
+    let shown = app.json(&["show", "1", "--json"]);
+    let (from, to) = (shown["not_before"].as_str().expect("from"), shown["not_after"].as_str().expect("to"));
+    let days = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .expect("rfc3339")
+            .unix_timestamp()
+            / 86_400
+    };
+    let lifetime = days(to) - days(from);
+    assert!((3..=4).contains(&lifetime), "{from} .. {to}: the account's 7 days won");
+}

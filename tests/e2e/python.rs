@@ -1095,3 +1095,22 @@ fn a_worker_ends_when_its_host_is_killed() {
     host.wait().expect("reap the host");
     assert!(ends_within(&pid, Duration::from_secs(5)), "worker {pid} outlived its host");
 }
+
+/// Regression (review of stop 30): a request with SANs only gave the script `common_name = ""`,
+/// which Avi never does and scripts send on to their CA.
+#[tokio::test]
+async fn a_san_only_request_gives_the_script_its_first_dns_name_as_common_name() {
+    let c = load("echoes_common_name.py", limits(20, 512)).await.expect("loads");
+    let params = CsrParams {
+        subject: Subject::default(),
+        sans: vec![San::Ip("192.0.2.9".parse().expect("ip")), San::Dns("san-only.example.com".into())],
+        key_type: KeyType::EcP256,
+        hash: None,
+    };
+    let (_, csr) = params.generate().expect("csr");
+    let request = CertificateRequest { csr_pem: csr.pem, common_name: String::new(), request_id: "req-2".into() };
+    let got = c.certificate_request(&request, &Args::new()).await.expect("answers");
+    assert_eq!(got, Disposition::Rejected { reason: "common_name=san-only.example.com".into() });
+    let got = c.certificate_request(&self::request(), &Args::new()).await.expect("answers");
+    assert_eq!(got, Disposition::Rejected { reason: "common_name=www.example.com".into() });
+}

@@ -412,6 +412,24 @@ fn suffix(stderr: &str) -> String {
     }
 }
 
+/// The `common_name` a script gets. Avi always has one, and scripts send it to their CA
+/// (`'common_name': common_name`); a request with SANs only passed "", which CAs refuse. The
+/// first DNS name of the CSR stands in (a SAN the host verifies the certificate against).
+fn avi_common_name(request: &CertificateRequest) -> String {
+    if !request.common_name.is_empty() {
+        return request.common_name.clone();
+    }
+    crate::csr::parse_csr(request.csr_pem.as_bytes())
+        .ok()
+        .and_then(|csr| {
+            csr.sans.into_iter().find_map(|san| match san {
+                crate::csr::San::Dns(name) => Some(name),
+                _ => None,
+            })
+        })
+        .unwrap_or_default()
+}
+
 fn describe_from(name: &str, v: &Value) -> Description {
     let parameters = v["parameters"]
         .as_array()
@@ -522,7 +540,7 @@ impl Connector for PythonConnector {
         request: &CertificateRequest,
         args: &Args,
     ) -> Result<Disposition, ConnectorError> {
-        let argv = vec![json!(request.csr_pem), json!(request.common_name), args_dict(args)];
+        let argv = vec![json!(request.csr_pem), json!(avi_common_name(request)), args_dict(args)];
         let reply = self.invoke("certificate_request", argv, args, Some(&request.request_id)).await?;
         self.disposition(&reply)
     }
