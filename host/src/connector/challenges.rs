@@ -102,7 +102,15 @@ impl Challenges {
 
     /// Runs the dns-01 hook: `HOOK present|cleanup DOMAIN VALUE`, under [`HOOK_TIMEOUT`], its
     /// output logged.
-    pub fn dns01(&self, action: &'static str, domain: &str, value: &str) -> Result<(), ChallengeError> {
+    /// `within` is what is left of the calling connector's deadline: a hook that waits for DNS
+    /// propagation no longer holds a call (and its order's lease) past it.
+    pub fn dns01(
+        &self,
+        action: &'static str,
+        domain: &str,
+        value: &str,
+        within: Duration,
+    ) -> Result<(), ChallengeError> {
         let hook =
             self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ChallengeError::NoDns01Hook)?;
         let dns_ok = !domain.is_empty()
@@ -145,14 +153,23 @@ impl Challenges {
         })
         .collect();
         let started = Instant::now();
+        let limit = within.min(HOOK_TIMEOUT);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() >= HOOK_TIMEOUT => {
+                Ok(None) if started.elapsed() >= limit => {
                     // The group the hook leads (`process_group(0)`), before it is reaped.
                     crate::process_group::signal_unreaped_group(child.id(), libc::SIGKILL);
                     let _ = child.wait();
-                    return Err(failed(format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())));
+                    let why = if limit < HOOK_TIMEOUT {
+                        format!(
+                            "it ran past the connector call's deadline ({} s left when it started) and was killed",
+                            limit.as_secs()
+                        )
+                    } else {
+                        format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())
+                    };
+                    return Err(failed(why));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(failed(format!("waiting for it failed ({e})"))),
@@ -206,7 +223,26 @@ mod tests {
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
         let started = Instant::now();
-        board.dns01("present", "www.example.com", "abc_DEF-123").expect("the hook succeeds");
+        board.dns01("present", "www.example.com", "abc_DEF-123", HOOK_TIMEOUT).expect("the hook succeeds");
         assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    }
+
+    /// Regression (review of stop 30): the hook ran for up to 120 s whatever was left of the
+    /// calling connector's deadline, holding the call (and its order's lease) past it.
+    #[test]
+    fn a_hook_is_held_to_what_is_left_of_the_call() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let hook = dir.path().join("hook.sh");
+        std::fs::write(&hook, "#!/bin/sh
+sleep 30
+").expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        let err = board.dns01("present", "www.example.com", "abc_DEF-123", Duration::from_secs(1)).unwrap_err();
+        assert!(
+            err.to_string().contains("it ran past the connector call's deadline (1 s left when it started) and was killed"),
+            "{err}"
+        );
     }
 }

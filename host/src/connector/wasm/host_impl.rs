@@ -135,11 +135,13 @@ macro_rules! challenges {
             }
 
             fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-                crate::blocking::off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value).map_err(|e| e.to_string()))
+                let within = self.deadline.saturating_duration_since(std::time::Instant::now());
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }
 
             fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
-                crate::blocking::off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value).map_err(|e| e.to_string()))
+                let within = self.deadline.saturating_duration_since(std::time::Instant::now());
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }
         }
     };

@@ -205,6 +205,7 @@ impl WasmConnector {
             limits: MemoryLimiter::new(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX)),
             cache: self.cache.clone(),
             label: label.clone(),
+            deadline: std::time::Instant::now() + self.limits.timeout,
             sensitive: args
                 .sensitive_values_for(&self.declared)
                 .map(|v| zeroize::Zeroizing::new(v.to_owned()))

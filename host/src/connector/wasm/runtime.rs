@@ -49,6 +49,8 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
+    /// When the call's time is up (a host import that blocks, the dns-01 hook, is held to it).
+    pub(super) deadline: std::time::Instant,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
     pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
     /// Their redaction rules, made when a guest log line might hold one of them: computing
