@@ -142,7 +142,7 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, CertError> {
     if let Some(blocks) = crate::der::plain_pem_blocks(text) {
         return Ok(blocks.into_iter().filter(|(label, _)| *label == "CERTIFICATE").map(|(_, der)| der).collect());
     }
-    let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
+    let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(crate::der::pem_error_sentence(&e)))?;
     Ok(blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(pem::Pem::into_contents).collect())
 }
 

@@ -195,13 +195,23 @@ pub enum PemError {
     LeadingData,
 }
 
+/// The `pem` crate's error as a sentence: its framing error prints as "malformedframing".
+pub fn pem_error_sentence(e: &pem::PemError) -> String {
+    match e {
+        pem::PemError::MalformedFraming => {
+            "a block is cut short: its BEGIN line has no matching END line, or lines are missing".into()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Parses text that must hold exactly one PEM block whose label is one of `labels`.
 pub fn single_pem_block(text: &str, labels: &[&'static str]) -> Result<Vec<u8>, PemError> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with("-----BEGIN ") {
         return Err(PemError::LeadingData);
     }
-    let block = pem::parse(trimmed).map_err(|e| PemError::Malformed(e.to_string()))?;
+    let block = pem::parse(trimmed).map_err(|e| PemError::Malformed(pem_error_sentence(&e)))?;
     if !labels.contains(&block.tag()) {
         return Err(PemError::WrongLabel {
             expected: labels.first().copied().unwrap_or("?"),

@@ -306,7 +306,7 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
     let name = path.display().to_string();
     let (ders, keys) = if der::looks_like_pem(&bytes) || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let text = String::from_utf8(bytes).map_err(|_| "PEM file is not valid text".to_string())?;
-        let blocks = pem::parse_many(&text).map_err(|e| format!("malformed PEM: {e}"))?;
+        let blocks = pem::parse_many(&text).map_err(|e| format!("malformed PEM: {}", der::pem_error_sentence(&e)))?;
         let begins = text.matches("-----BEGIN ").count();
         if begins != blocks.len() {
             return Err(format!(

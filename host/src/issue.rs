@@ -1011,7 +1011,7 @@ pub(crate) fn check_dynamic(
                 return Err(ParamError::Missing {
                     name: name.clone(),
                     owner: owner.clone(),
-                    hint: " (supply it with the request: --param NAME=VALUE)",
+                    hint: " (supply it with the request: --param NAME=VALUE, or in \"params\" over the API)",
                 });
             }
             None => {}

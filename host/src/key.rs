@@ -309,7 +309,7 @@ impl PrivateKey {
     /// Reads the first private key in a PEM text: PKCS#8 (`PRIVATE KEY`), PKCS#1
     /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). Other blocks (certificates) are skipped.
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
-        let blocks = pem::parse_many(text).map_err(|e| KeyError::MalformedPem(e.to_string()))?;
+        let blocks = pem::parse_many(text).map_err(|e| KeyError::MalformedPem(crate::der::pem_error_sentence(&e)))?;
         for block in blocks {
             // OpenSSL's legacy encryption (`openssl ec -aes128`): a key block whose headers name
             // a cipher, the body ciphertext.

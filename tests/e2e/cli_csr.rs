@@ -475,3 +475,19 @@ fn a_csr_asking_for_more_than_a_tls_leaf_or_hiding_its_requests_is_refused() {
     let err = refused(&sha1);
     assert!(err.contains("the CSR is signed with sha1WithRSAEncryption, whose hash is broken"), "{err}");
 }
+
+/// Regression (review of stop 30): errors that did not say what to do — a truncated PEM was
+/// "malformedframing", `--state held` did not list the states, `--listen localhost` was
+/// "invalid socket address syntax".
+#[test]
+fn errors_for_common_slips_say_what_is_expected() {
+    let app = App::new();
+    let cut = app.path("cut.csr");
+    std::fs::write(&cut, "-----BEGIN CERTIFICATE REQUEST-----\nMIIBAAA\n").expect("write");
+    let err = app.run(&["inspect-csr", cut.to_str().expect("utf8")]).fails(1).to_owned();
+    assert!(err.contains("a block is cut short: its BEGIN line has no matching END line"), "{err}");
+    let err = app.run(&["orders", "list", "--state", "held"]).fails(2).to_owned();
+    assert!(err.contains("(one of awaiting_approval, pending, issued, rejected, failed, needs_attention)"), "{err}");
+    let err = app.run(&["serve", "--listen", "localhost"]).fails(2).to_owned();
+    assert!(err.contains("expected IP:PORT, such as 127.0.0.1:8443"), "{err}");
+}

@@ -14,7 +14,7 @@ use certhost::inventory::{DEFAULT_POOL_SIZE, Inventory, InventoryPool};
 pub struct Args {
     /// Address to listen on (default 127.0.0.1:8443; port 0 picks a free port, and the chosen
     /// address is printed).
-    #[arg(long, env = "CERTHOST_LISTEN")]
+    #[arg(long, env = "CERTHOST_LISTEN", value_parser = socket_address)]
     listen: Option<SocketAddr>,
     /// Seconds between order-poller rounds.
     #[arg(long, default_value_t = 5)]
@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// Answer ACME http-01 challenges on this address (or `[server] acme_http01_listen`).
-    #[arg(long)]
+    #[arg(long, value_parser = socket_address)]
     acme_http01_listen: Option<SocketAddr>,
     /// Command for ACME dns-01 challenges, run as `HOOK present|cleanup DOMAIN VALUE` (or
     /// `[server] dns01_hook`).
@@ -38,6 +38,12 @@ pub struct Args {
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// An address to listen on, with an example when it is not one (`--listen localhost` said
+/// only "invalid socket address syntax").
+fn socket_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("expected IP:PORT, such as 127.0.0.1:8443 or [::1]:8443, not {text:?}"))
+}
 
 pub fn run(
     args: Args,

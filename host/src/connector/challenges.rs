@@ -233,15 +233,20 @@ mod tests {
     fn a_hook_is_held_to_what_is_left_of_the_call() {
         let dir = tempfile::tempdir().expect("tmp");
         let hook = dir.path().join("hook.sh");
-        std::fs::write(&hook, "#!/bin/sh
+        std::fs::write(
+            &hook,
+            "#!/bin/sh
 sleep 30
-").expect("hook");
+",
+        )
+        .expect("hook");
         std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
         let err = board.dns01("present", "www.example.com", "abc_DEF-123", Duration::from_secs(1)).unwrap_err();
         assert!(
-            err.to_string().contains("it ran past the connector call's deadline (1 s left when it started) and was killed"),
+            err.to_string()
+                .contains("it ran past the connector call's deadline (1 s left when it started) and was killed"),
             "{err}"
         );
     }

@@ -63,7 +63,13 @@ impl std::str::FromStr for OrderState {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let state = OrderState::parse(s);
-        if state.as_str() == s { Ok(state) } else { Err(InventoryError::Invalid(format!("unknown order state {s:?}"))) }
+        if state.as_str() == s {
+            Ok(state)
+        } else {
+            Err(InventoryError::Invalid(format!(
+                "unknown order state {s:?} (one of awaiting_approval, pending, issued, rejected, failed, needs_attention)"
+            )))
+        }
     }
 }
 
