@@ -319,3 +319,15 @@ fn a_parameter_name_holding_a_value_is_refused_without_showing_the_value() {
     assert!(!err.contains("S3CRET") && !r.stdout.contains("S3CRET"), "{err}");
     assert_eq!(app.json(&["account", "list", "--json"]).as_array().map(Vec::len), Some(0));
 }
+
+/// Regression (review of stop 30): a failed `account test` printed the script's stderr over
+/// several lines; every error is one line.
+#[test]
+fn a_failed_account_test_is_one_line() {
+    let app = App::new();
+    let script = crate::python::fixture("hostile/test_fails_loudly.py");
+    app.run(&["account", "create", "loud", "--connector", script.to_str().expect("utf8")]).ok();
+    let err = app.run(&["account", "test", "loud"]).fails(1).to_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("ca-cli: cannot connect ca-cli: giving up"), "{err}");
+}

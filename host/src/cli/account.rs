@@ -247,7 +247,9 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             match result.ok() {
                 Some(true) => println!("account {name}: test_connection ok"),
                 Some(false) => {
-                    eprintln!("error: account {name}: test_connection failed: {}", result.message());
+                    // One line, as every error: a script's stderr may run over several.
+                    let why = result.message().replace('\n', " ");
+                    eprintln!("error: account {name}: test_connection failed: {}", super::output::terminal_safe(&why));
                     return Ok(ExitCode::from(1));
                 }
                 None => println!(
