@@ -769,3 +769,19 @@ async fn a_value_the_component_declares_sensitive_is_redacted_from_its_errors() 
     let err = c.certificate_request(&request(), &args).await.expect_err("fails").to_string();
     assert_eq!(err, "connector hostile: the CA refused key ***");
 }
+
+/// Regression (review of stop 30): one call could publish answers until the process's
+/// http-01 board (10,000 for every account) was full and cleared, wiping other accounts'
+/// live answers.
+#[tokio::test]
+async fn one_call_publishes_a_bounded_number_of_http01_answers() {
+    certhost::connector::challenges::Challenges::global().set_http01_served(true);
+    let c = WasmConnector::load(&component("hostile"), "flood", limits(10, 64), &[], None).await.expect("loads");
+    let mut args = mode("http01-flood");
+    args.insert("n", "300");
+    let ok = c.certificate_request(&request(), &args).await.expect("300 fit");
+    assert_eq!(ok, Disposition::Rejected { reason: "all published".into() });
+    args.insert("n", "301");
+    let err = c.certificate_request(&request(), &args).await.expect_err("301 do not").to_string();
+    assert!(err.ends_with("answer 300: at most 300 http-01 answers may be published in one call"), "{err}");
+}

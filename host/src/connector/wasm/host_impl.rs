@@ -126,6 +126,15 @@ macro_rules! challenges {
     ($version:ident) => {
         impl super::bindings::$version::certhost::connector::challenges::Host for State {
             fn publish_http01(&mut self, token: String, key_authorization: String) -> Result<(), String> {
+                // An ACME order has at most a few hundred names; more in one call would only
+                // crowd other accounts' answers off the process's board.
+                self.http01_published += 1;
+                if self.http01_published > super::runtime::MAX_HTTP01_PER_CALL {
+                    return Err(format!(
+                        "at most {} http-01 answers may be published in one call",
+                        super::runtime::MAX_HTTP01_PER_CALL
+                    ));
+                }
                 tracing::debug!(token = %token, "http-01 answer published");
                 Challenges::global().publish_http01(&token, &key_authorization).map_err(|e| e.to_string())
             }

@@ -206,6 +206,7 @@ impl WasmConnector {
             cache: self.cache.clone(),
             label: label.clone(),
             deadline: std::time::Instant::now() + self.limits.timeout,
+            http01_published: 0,
             sensitive: args
                 .sensitive_values_for(&self.declared)
                 .map(|v| zeroize::Zeroizing::new(v.to_owned()))

@@ -49,6 +49,8 @@ pub struct State {
     pub(super) limits: MemoryLimiter,
     pub(super) cache: Cache,
     pub(super) label: String,
+    /// http-01 answers this call published ([`MAX_HTTP01_PER_CALL`]).
+    pub(super) http01_published: u32,
     /// When the call's time is up (a host import that blocks, the dns-01 hook, is held to it).
     pub(super) deadline: std::time::Instant,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
@@ -129,6 +131,10 @@ impl MemoryLimiter {
         Self { max_bytes, hit: false, used: 0 }
     }
 }
+
+/// How many http-01 answers one call may publish on the process's board (which holds
+/// 10,000 for every account together).
+pub const MAX_HTTP01_PER_CALL: u32 = 300;
 
 /// Memories, tables and core instances one call may create: what a component built from Rust
 /// or C has (one memory, a few tables and instances for its shims), with room to spare.

@@ -130,6 +130,15 @@ impl Connector for Hostile {
                 let r = http::post(arg(&args, "url")?, "text/plain", &body)?;
                 Ok(Disposition::Rejected(String::from_utf8_lossy(&r.body).into_owned()))
             }
+            "http01-flood" => {
+                // Publishes `n` http-01 answers; the error of the first refused one, if any.
+                for i in 0..count(&args)? {
+                    if let Err(e) = challenges::publish_http01(&format!("token{i}"), "ka") {
+                        return Err(ConnectorError::Internal(format!("answer {i}: {e}")));
+                    }
+                }
+                Ok(Disposition::Rejected("all published".into()))
+            }
             "echo-secret" => Err(ConnectorError::Internal(format!("the CA refused key {}", arg(&args, "secret")?))),
             "panic" => panic!("connector bug: index out of range while parsing the CA answer"),
             other => Err(ConnectorError::Misconfigured(format!("unknown mode {other}"))),
