@@ -854,9 +854,10 @@ impl Pipeline<'_> {
                     }
                     Err(error) => {
                         // The error may quote what the connector put in the certificate (a CN,
-                        // names): redacted and cut like any text a connector returns.
-                        let why = crate::connector::cut_to_size(args.redact(&error.to_string()));
-                        self.fail(order.id, &format!("the returned certificate was refused: {why}")).await?;
+                        // names): redacted and cut like any text a connector returns, wherever
+                        // it goes next.
+                        let error = error.redacted(|text| crate::connector::cut_to_size(args.redact(text)));
+                        self.fail(order.id, &format!("the returned certificate was refused: {error}")).await?;
                         Err(IssueError::Verification { order_id: order.id, error })
                     }
                 }
@@ -946,10 +947,11 @@ impl Pipeline<'_> {
         }
         // The profile's requested validity reaches the connector as `validity_days`: over the
         // account's parameter of that name (a CA-wide default: the shipped demo accounts set 90,
-        // and a 10-day profile silently got 90-day certificates), under the profile's own
-        // parameter or a request's dynamic value.
+        // and a 10-day profile silently got 90-day certificates), under a value of the profile's
+        // own parameter of that name (static, or a request's dynamic one).
+        let own_value = profile.params.contains_key("validity_days") && args.get("validity_days").is_some();
         if let Some(days) = profile.validity_days
-            && !profile.params.contains_key("validity_days")
+            && !own_value
         {
             args.insert("validity_days", days.to_string());
         }

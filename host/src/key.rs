@@ -358,7 +358,7 @@ impl PrivateKey {
                 Ok(Self { algorithm: KeyAlgorithm::Rsa { bits }, pkcs8, public_key, pair: Pair::Rsa(kp) })
             }
             Err(e) => Err(KeyError::Unsupported(format!(
-                "not an RSA key of 2048 to 4096 bits with exponent 65537, nor a P-256, P-384 or Ed25519 key ({e})"
+                "not an RSA key of 2048 to 4096 bits with a public exponent of at least 65537, nor a P-256, P-384 or Ed25519 key ({e})"
             ))),
         }
     }

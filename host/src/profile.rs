@@ -492,8 +492,8 @@ impl ProfileDef {
     /// email address and either has a dot (then it must be a valid DNS name, or
     /// `evil.bank.test.` and `evil_bank.test` would pass where `evil.bank.test` is refused) or
     /// is a valid single-label name (`intranet`, `localhost`: clients that fall back to the
-    /// CN take it for that host). A CN that is an IP address must be of a SAN type the
-    /// profile allows.
+    /// CN take it for that host) and the profile has no CN pattern of its own. A CN that is an
+    /// IP address must be of a SAN type the profile allows.
     fn cn_allowed(&self, cn: &str) -> Result<(), String> {
         if let Some(re) = &self.cn.allowed
             && !crate::pattern::full_match(re, cn)
@@ -505,8 +505,10 @@ impl ProfileDef {
                 .san_allowed(&San::Ip(ip))
                 .map_err(|_| format!("CN {cn:?} is an IP address, and the profile does not allow IP addresses"));
         }
-        let host_like = San::Email(cn.to_owned()).validate().is_err()
-            && (cn.contains('.') || crate::csr::validate_dns_name(cn).is_ok());
+        // A single-label CN the profile's own CN pattern admits (`alice` on a client-certificate
+        // profile) is taken as the name the operator allowed, not as a host name.
+        let single_label_host = self.cn.allowed.is_none() && crate::csr::validate_dns_name(cn).is_ok();
+        let host_like = San::Email(cn.to_owned()).validate().is_err() && (cn.contains('.') || single_label_host);
         if host_like && !self.sans.dns_suffixes.is_empty() {
             crate::csr::validate_dns_name(cn).map_err(|e| {
                 let why = match e {
@@ -750,6 +752,10 @@ mod tests {
             assert!(err.contains(&format!("DNS name {single} is outside the allowed suffixes")), "{err}");
             assert!(p.check_issued_cn(single).is_err(), "{single}");
         }
+        // A CN pattern of the profile's own admits single-label names (client certificates).
+        let mut people = upload.clone();
+        people.cn.allowed = Some("[a-z]+".into());
+        assert!(people.check_request("web", &request("alice")).is_ok());
         let mut dns_only = upload.clone();
         dns_only.sans.allowed_types = vec![SanType::Dns];
         let err = dns_only.check_request("web", &request("192.0.2.7")).unwrap_err().to_string();

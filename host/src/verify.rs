@@ -163,6 +163,20 @@ pub enum VerificationError {
     },
 }
 
+impl VerificationError {
+    /// The error with the text it quotes from the certificate (a CN, names a rule refused)
+    /// passed through `redact`: a connector can put a sensitive value it was given in a
+    /// certificate, and the refusal goes to the order, the audit log, the API and the CLI.
+    pub fn redacted(self, redact: impl Fn(&str) -> String) -> Self {
+        match self {
+            Self::UnexpectedCommonName(cn) => Self::UnexpectedCommonName(redact(&cn)),
+            Self::NotAllowed { profile, rule } => Self::NotAllowed { profile, rule: redact(&rule) },
+            Self::UncheckableSubject(why) => Self::UncheckableSubject(redact(&why)),
+            other => other,
+        }
+    }
+}
+
 /// Verifies a connector's `issued` result.
 ///
 /// `certificate_pem` may carry the chain after the leaf (Avi scripts return it that way);

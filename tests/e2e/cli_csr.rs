@@ -439,16 +439,31 @@ fn a_csr_asking_for_more_than_a_tls_leaf_or_hiding_its_requests_is_refused() {
     app.json(&["inspect-csr", csr.to_str().expect("utf8"), "--json"]);
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/csr/with_attribute.py");
-    for (oid, named) in [
-        ("1.3.6.1.4.1.311.2.1.14", "the attribute msExtReq (1.3.6.1.4.1.311.2.1.14)"),
-        ("1.3.6.1.4.1.311.13.2.1", "the attribute enrollmentNameValuePair (1.3.6.1.4.1.311.13.2.1)"),
-        ("1.2.3.4", "the attribute 1.2.3.4,"),
+    let pairs = "1.3.6.1.4.1.311.13.2.1";
+    for (name, oid, extra, named) in [
+        ("ms", "1.3.6.1.4.1.311.2.1.14", None, "the attribute msExtReq (1.3.6.1.4.1.311.2.1.14)"),
+        (
+            "san-pair",
+            pairs,
+            Some("SAN=dns=evil.bank.test"),
+            "the attribute enrollmentNameValuePair (1.3.6.1.4.1.311.13.2.1) with a SAN pair",
+        ),
+        ("unknown", "1.2.3.4", None, "the attribute 1.2.3.4,"),
     ] {
-        let csr = dir.join(format!("{oid}.csr"));
-        sh("python3", &[script.to_str().expect("utf8"), csr.to_str().expect("utf8"), oid]);
+        let csr = dir.join(format!("{name}.csr"));
+        let mut args = vec![script.to_str().expect("utf8"), csr.to_str().expect("utf8"), oid];
+        args.extend(extra);
+        sh("python3", &args);
         let err = refused(&csr);
         assert!(err.contains(&format!("the CSR carries {named}")), "{err}");
     }
+    // What Windows' certreq writes for an AD CS template is not a name request.
+    let template = dir.join("template.csr");
+    sh(
+        "python3",
+        &[script.to_str().expect("utf8"), template.to_str().expect("utf8"), pairs, "CertificateTemplate=WebServer"],
+    );
+    app.json(&["inspect-csr", template.to_str().expect("utf8"), "--json"]);
     // The same extensions in the standard attribute are still read (and CA:TRUE refused).
     let standard = dir.join("standard.csr");
     sh("python3", &[script.to_str().expect("utf8"), standard.to_str().expect("utf8"), "1.2.840.113549.1.9.14"]);

@@ -582,6 +582,9 @@ fn issue_out_refuses_a_directory_it_would_overwrite_before_issuing() {
         "{}",
         again.stderr
     );
+    // Re-issuing into the same directory on purpose (a cron job): --overwrite.
+    let r = conf.run(&app, &["issue", "--profile", "web", "--cn", "b.example.com", "--out", o, "--overwrite"]);
+    assert!(r.ok().contains("issued certificate #2"), "{}", r.stderr);
     // Another CSR's key in the directory: refused, nothing issued.
     std::fs::remove_file(out.join("cert.pem")).expect("rm");
     std::fs::remove_file(out.join("chain.pem")).expect("rm");
@@ -590,14 +593,17 @@ fn issue_out_refuses_a_directory_it_would_overwrite_before_issuing() {
     app.run(&["key-csr", "--cn", "c.example.com", "--out", other.to_str().expect("utf8")]).ok();
     let csr = other.join("csr.pem");
     let r = conf.run(&app, &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8"), "--out", o]);
-    assert!(r.fails(1).contains("already holds key.pem"), "{}", r.stderr);
-    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1), "only the first was issued");
+    assert!(r.fails(1).contains("holds another key than the CSR's"), "{}", r.stderr);
+    let r =
+        conf.run(&app, &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8"), "--out", o, "--overwrite"]);
+    assert!(r.fails(1).contains("holds another key than the CSR's"), "--overwrite or not: {}", r.stderr);
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(2), "nothing more was issued");
     // The CSR's own key beside it: key-csr, then issue --csr into the same directory.
     let r = conf.run(
         &app,
         &["issue", "--profile", "web", "--csr", csr.to_str().expect("utf8"), "--out", other.to_str().expect("utf8")],
     );
-    assert!(r.ok().contains("issued certificate #2"), "{}", r.stderr);
+    assert!(r.ok().contains("issued certificate #3"), "{}", r.stderr);
     assert!(other.join("cert.pem").exists());
 }
 

@@ -785,3 +785,25 @@ async fn one_call_publishes_a_bounded_number_of_http01_answers() {
     let err = c.certificate_request(&request(), &args).await.expect_err("301 do not").to_string();
     assert!(err.ends_with("answer 300: at most 300 http-01 answers may be published in one call"), "{err}");
 }
+
+/// Regression (final review of stop 30): with the body sent after the request, a denied POST
+/// failed writing its body and read as "unreachable" (which fails over); and a rule without a
+/// port, which allowed every port before, denies a CA on :8443 — the refusal says why.
+#[tokio::test]
+async fn a_denied_post_is_named_as_denied_and_a_port_outside_a_rule_is_named() {
+    let allowed = vec!["http://127.0.0.1".to_owned()];
+    let c = WasmConnector::load(&component("hostile"), "post", limits(10, 64), &allowed, None).await.expect("loads");
+    let mut args = mode("post");
+    args.insert("url", "http://127.0.0.2:9/x");
+    args.insert("size", "65536");
+    let err = c.certificate_request(&request(), &args).await.expect_err("denied").to_string();
+    assert!(err.contains("misconfigured: the host denied the request to http://127.0.0.2:9/x"), "{err}");
+    args.insert("url", "http://127.0.0.1:8443/x");
+    let err = c.certificate_request(&request(), &args).await.expect_err("denied").to_string();
+    assert_eq!(
+        err,
+        "connector hostile: misconfigured: the request to 127.0.0.1:8443 was denied: the account's allowed_hosts name \
+         127.0.0.1 but not port 8443 (a rule without a port allows only 443 for https and 80 for http; write \
+         127.0.0.1:8443, or 127.0.0.1:* for any port)"
+    );
+}

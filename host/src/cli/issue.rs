@@ -51,6 +51,9 @@ pub struct Args {
     /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace files an earlier issuance wrote to --out (refused otherwise, before issuing).
+    #[arg(long, requires = "out")]
+    overwrite: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -66,7 +69,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         None => None,
     };
     if let Some(dir) = &args.out {
-        check_out_dir(dir, csr.as_deref())?;
+        check_out_dir(dir, csr.as_deref(), args.overwrite)?;
     }
     let request = IssueRequest {
         profile: args.profile.clone(),
@@ -158,27 +161,38 @@ pub fn report(
 }
 
 /// Refuses, before anything is issued, an `--out` directory holding files the issuance would
-/// overwrite: a certificate issued for an uploaded CSR was written beside an earlier
-/// issuance's key.pem, a pair that cannot work together. The one file that may be there is
-/// the key.pem of the CSR given (`key-csr --out DIR`, then `issue --csr DIR/csr.pem --out DIR`),
-/// which no file written here replaces.
-fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>) -> anyhow::Result<()> {
+/// overwrite (unless `overwrite`): a certificate issued for an uploaded CSR was written beside
+/// an earlier issuance's key.pem, a pair that cannot work together. With a CSR no key.pem is
+/// written, so one already there is refused only when it is readable and holds another key
+/// (`key-csr --out DIR`, then `issue --csr DIR/csr.pem --out DIR` keeps working, and so does
+/// an encrypted key beside its CSR), with or without `overwrite`.
+fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool) -> anyhow::Result<()> {
     let csr_key = csr.and_then(|c| certhost::csr::parse_csr(c).ok()).map(|c| c.public_key_raw);
-    for name in ["cert.pem", "chain.pem", "fullchain.pem", "key.pem"] {
-        let path = dir.join(name);
-        if !path.exists() {
-            continue;
-        }
-        if name == "key.pem"
-            && let Some(wanted) = &csr_key
+    let key_path = dir.join("key.pem");
+    if let Some(wanted) = &csr_key
+        && key_path.exists()
+    {
+        let text = std::fs::read_to_string(&key_path).unwrap_or_default();
+        if let Ok(key) = certhost::key::PrivateKey::from_pem(&text)
+            && key.public_key_raw() != wanted.as_slice()
         {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if certhost::key::PrivateKey::from_pem(&text).is_ok_and(|k| k.public_key_raw() == wanted.as_slice()) {
-                continue;
-            }
+            anyhow::bail!(
+                "{} holds another key than the CSR's, which would sit beside the new certificate; nothing was issued: give --out another directory",
+                key_path.display()
+            );
         }
+    }
+    if overwrite {
+        return Ok(());
+    }
+    let written: &[&str] = if csr_key.is_some() {
+        &["cert.pem", "chain.pem", "fullchain.pem"]
+    } else {
+        &["cert.pem", "chain.pem", "fullchain.pem", "key.pem"]
+    };
+    if let Some(name) = written.iter().find(|name| dir.join(name).exists()) {
         anyhow::bail!(
-            "{} already holds {name}, which this issuance would overwrite or not match; nothing was issued: give --out an empty directory",
+            "{} already holds {name}, which this issuance would overwrite; nothing was issued: give --out an empty directory, or --overwrite",
             dir.display()
         );
     }

@@ -119,7 +119,7 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
         SignatureFailure::Invalid => CsrParseError::BadSignature(e.to_string()),
     })?;
     let subject_fields = checked_subject(&info.subject).map_err(CsrParseError::UncheckableSubject)?;
-    let sans = requested_sans(&csr)?;
+    let sans = requested_sans(&csr, &der)?;
     Ok(ParsedCsr {
         pem: der::pem_encode("CERTIFICATE REQUEST", &der),
         subject: crate::x509::dn_string(&info.subject),
@@ -137,11 +137,15 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
 /// extensionRequest attribute or SAN extension (which one would a CA honour?), or a name this
 /// list cannot hold (otherName, directoryName, …), would let a certificate name what no
 /// profile rule looked at.
-fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrParseError> {
+fn requested_sans(csr: &X509CertificationRequest<'_>, der: &[u8]) -> Result<Vec<San>, CsrParseError> {
     use x509_parser::cri_attributes::ParsedCriAttribute;
     use x509_parser::oid_registry::{OID_PKCS9_EXTENSION_REQUEST, OID_X509_EXT_SUBJECT_ALT_NAME};
+    // x509-parser keeps only the header of an attribute it does not know: the values are
+    // read from the DER.
+    let raw = raw_attributes(der).unwrap_or_default();
     for attribute in csr.certification_request_info.attributes() {
-        check_attribute(&attribute.oid)?;
+        let value = raw.iter().find(|(oid, _)| *oid == attribute.oid.as_bytes()).map(|(_, set)| *set);
+        check_attribute(&attribute.oid, value.unwrap_or_default())?;
     }
     let requests: Vec<_> =
         csr.certification_request_info.attributes().iter().filter(|a| a.oid == OID_PKCS9_EXTENSION_REQUEST).collect();
@@ -186,7 +190,7 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<San>, CsrPar
 /// client information, the CSP): requests made on Windows keep working. Refused: Microsoft's
 /// msExtReq (OpenSSL and AD CS copy its extensions like the standard attribute's), enrollment
 /// name-value pairs (`SAN:dns=...`, which AD CS honours), and anything unknown.
-fn check_attribute(oid: &x509_parser::oid_registry::Oid<'_>) -> Result<(), CsrParseError> {
+fn check_attribute(oid: &x509_parser::oid_registry::Oid<'_>, value: &[u8]) -> Result<(), CsrParseError> {
     const ALLOWED: [&str; 6] = [
         "1.2.840.113549.1.9.14",  // extensionRequest
         "1.2.840.113549.1.9.7",   // challengePassword
@@ -199,12 +203,65 @@ fn check_attribute(oid: &x509_parser::oid_registry::Oid<'_>) -> Result<(), CsrPa
     if ALLOWED.contains(&id.as_str()) {
         return Ok(());
     }
+    // Windows' `certreq` writes `CertificateTemplate:WebServer` as a name-value pair; only a
+    // pair named SAN (`SAN:dns=…`) requests names.
+    if id == "1.3.6.1.4.1.311.13.2.1"
+        && name_value_pairs(value).is_some_and(|names| !names.iter().any(|n| n.eq_ignore_ascii_case("san")))
+    {
+        return Ok(());
+    }
     let name = match id.as_str() {
         "1.3.6.1.4.1.311.2.1.14" => format!("msExtReq ({id}), Microsoft's extension request"),
-        "1.3.6.1.4.1.311.13.2.1" => format!("enrollmentNameValuePair ({id}), which can request names"),
+        "1.3.6.1.4.1.311.13.2.1" => format!("enrollmentNameValuePair ({id}) with a SAN pair, which requests names"),
         _ => id,
     };
     Err(CsrParseError::UncheckableAttribute(name))
+}
+
+/// Tag, contents and what follows of the first DER object of `der`.
+fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let object = der::leading_object(der)?;
+    let first = *object.get(1)?;
+    let header = if first < 0x80 { 2 } else { 2 + usize::from(first & 0x7f) };
+    Some((*object.first()?, object.get(header..)?, der.get(object.len()..)?))
+}
+
+/// Each attribute of a CSR's DER as (OID contents, the whole SET of its values).
+fn raw_attributes(der: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let (0x30, request, _) = tlv(der)? else { return None };
+    let (0x30, info, _) = tlv(request)? else { return None };
+    // version, subject, subjectPKInfo, then [0] attributes.
+    let mut rest = info;
+    for _ in 0..3 {
+        rest = tlv(rest)?.2;
+    }
+    let (0xa0, mut attributes, _) = tlv(rest)? else { return None };
+    let mut out = Vec::new();
+    while !attributes.is_empty() {
+        let (0x30, attribute, next) = tlv(attributes)? else { return None };
+        let (0x06, oid, values) = tlv(attribute)? else { return None };
+        out.push((oid, values));
+        attributes = next;
+    }
+    Some(out)
+}
+
+/// The names of an enrollmentNameValuePair attribute's pairs (`SET OF SEQUENCE { name
+/// BMPString, value BMPString }`), or `None` when it is not that.
+fn name_value_pairs(value: &[u8]) -> Option<Vec<String>> {
+    let (0x31, mut pairs, []) = tlv(value)? else { return None };
+    let mut names = Vec::new();
+    while !pairs.is_empty() {
+        let (0x30, pair, rest) = tlv(pairs)? else { return None };
+        let (0x1e, name, _) = tlv(pair)? else { return None };
+        if name.len() % 2 != 0 {
+            return None;
+        }
+        let units: Vec<u16> = name.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        names.push(String::from_utf16(&units).ok()?);
+        pairs = rest;
+    }
+    Some(names)
 }
 
 /// Refuses a requested extension other than those the host models (the SAN, checked by the

@@ -71,16 +71,24 @@ pub fn request(
     // body until the request is sent, so a body written before `handle` blocked at the third
     // chunk (over 4 KiB: an ACME order for a few dozen names) until the call timed out.
     let future = outgoing_handler::handle(req, None).map_err(|e| map_error(url, e))?;
+    // A body the host stops taking (the request was denied, the connection refused) fails to
+    // write; the response then says why, and that is the error reported.
+    let mut body_failed = None;
     if let Some(data) = body {
         let stream = outgoing.write().map_err(|_| bad("body stream"))?;
         for chunk in data.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| ConnectorError::Unreachable(format!("sending the body to {url} failed: {e:?}")))?;
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                body_failed = Some(e);
+                break;
+            }
         }
         drop(stream);
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| map_error(url, e))?;
+    if body_failed.is_none() {
+        OutgoingBody::finish(outgoing, None).map_err(|e| map_error(url, e))?;
+    } else {
+        drop(outgoing);
+    }
     let incoming = loop {
         match future.get() {
             Some(result) => {
@@ -91,6 +99,9 @@ pub fn request(
             None => future.subscribe().block(),
         }
     };
+    if let Some(e) = body_failed {
+        return Err(ConnectorError::Unreachable(format!("sending the body to {url} failed: {e:?}")));
+    }
     let status = incoming.status();
     let headers = incoming.headers().entries();
     let body_res = incoming.consume().map_err(|_| ConnectorError::Internal("response body unavailable".into()))?;

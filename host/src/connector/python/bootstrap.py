@@ -432,7 +432,7 @@ class _Tee(io.StringIO):
 
 def _dumps(reply):
     """A reply as JSON text the host can read whatever the script produced: a lone surrogate
-    (a non-UTF-8 file name printed, bytes decoded with surrogateescape) becomes U+FFFD instead
+    (a non-UTF-8 file name printed, bytes decoded with surrogateescape) becomes "?" instead
     of making the whole reply unreadable — and with it a certificate the CA already issued."""
     try:
         text = json.dumps(reply, ensure_ascii=False, allow_nan=False)

@@ -555,7 +555,7 @@ impl Connector for PythonConnector {
             json!(request.prior_certificate_pem),
             json!(request.prior_ca_order_id),
             json!(request.request.csr_pem),
-            json!(request.request.common_name),
+            json!(avi_common_name(&request.request)),
             args_dict(args),
         ];
         let reply = self.invoke("renew", argv, args, Some(&request.request.request_id)).await?;

@@ -76,17 +76,23 @@ impl AllowedHost {
     /// Whether a request to `scheme://host:port` matches (`host` as a URI gives it: an IPv6
     /// address in brackets).
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let host_ok = match self.host.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => self.host == host,
-        };
+        let host_ok = self.matches_host(scheme, host);
         let port_ok = match self.port {
             PortRule::Default => port == if scheme == "http" { 80 } else { 443 },
             PortRule::Any => true,
             PortRule::Exact(p) => p == port,
         };
-        host_ok && self.scheme.as_deref().is_none_or(|s| s == scheme) && port_ok
+        host_ok && port_ok
+    }
+
+    /// Whether the rule names this scheme and host, whatever the port.
+    fn matches_host(&self, scheme: &str, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host_ok = match self.host.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => self.host == host,
+        };
+        host_ok && self.scheme.as_deref().is_none_or(|s| s == scheme)
     }
 }
 
@@ -103,6 +109,13 @@ pub enum Refusal {
     Credentials {
         /// The host.
         host: String,
+    },
+    /// A host the account allows, at a port none of its rules allows.
+    Port {
+        /// The host.
+        host: String,
+        /// The port asked for.
+        port: u16,
     },
     /// The host's TLS certificate failed verification against the account's trust.
     UntrustedCertificate {
@@ -178,6 +191,11 @@ impl WasiHttpHooks for HttpPolicy {
         // Guest text in the log: a DNS name is at most 253 characters.
         let shown: String = host.chars().take(253).collect();
         if !self.allowed.iter().any(|a| a.matches(&scheme, &host, port)) {
+            // Allowed but for the port: say so (a rule without a port meant every port before
+            // stop 30, and a CA on :8443 stopped working with nothing else changed).
+            if self.allowed.iter().any(|a| a.matches_host(&scheme, &host)) {
+                let _ = self.refused.set(Refusal::Port { host: shown.clone(), port });
+            }
             if self.log_refusal() {
                 tracing::warn!(connector = %self.label, %scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
             }

@@ -254,6 +254,14 @@ impl WasmConnector {
                          in the Host header; send them in an Authorization header"
                     ),
                 },
+                http::Refusal::Port { host, port } => ConnectorError::Misconfigured {
+                    connector: label.clone(),
+                    message: format!(
+                        "the request to {host}:{port} was denied: the account's allowed_hosts name {host} but not \
+                         port {port} (a rule without a port allows only 443 for https and 80 for http; write \
+                         {host}:{port}, or {host}:* for any port)"
+                    ),
+                },
                 // Still "unreachable" (a CA whose certificate fails is failed over like one
                 // that is down), but saying why and what to change.
                 http::Refusal::UntrustedCertificate { host, reason } => ConnectorError::Unreachable {
