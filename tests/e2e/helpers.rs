@@ -126,33 +126,34 @@ pub struct OpensslCa {
 impl OpensslCa {
     /// Creates a P-256 root CA in `dir`.
     pub fn new(dir: &Path, name: &str) -> Self {
+        Self::with_key(dir, name, &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    }
+
+    /// Creates a root CA in `dir` whose key `openssl req -newkey` makes from `newkey`
+    /// (`["rsa:1024"]`, `["ec", "-pkeyopt", ...]`).
+    pub fn with_key(dir: &Path, name: &str, newkey: &[&str]) -> Self {
         std::fs::create_dir_all(dir).expect("mkdir");
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}.key"));
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "365",
-                "-subj",
-                &format!("/CN={name}/O=certhost tests"),
-                "-keyout",
-                key.to_str().expect("utf8"),
-                "-out",
-                cert.to_str().expect("utf8"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
+        let subject = format!("/CN={name}/O=certhost tests");
+        let mut args = vec!["req", "-x509", "-newkey"];
+        args.extend_from_slice(newkey);
+        args.extend([
+            "-nodes",
+            "-days",
+            "365",
+            "-subj",
+            &subject,
+            "-keyout",
+            key.to_str().expect("utf8"),
+            "-out",
+            cert.to_str().expect("utf8"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        sh("openssl", &args);
         Self { cert, key, dir: dir.to_owned() }
     }
 

@@ -403,34 +403,9 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
     assert_eq!(verify_issued(&expected, &good, &long).unwrap_err(), VerificationError::ChainTooLong(11));
 
     // An RSA-1024 issuer with SHA-256: ring cannot check the signature, and says so.
-    let weak_dir = dir.path().join("weak");
-    std::fs::create_dir_all(&weak_dir).expect("mkdir");
-    let (weak_cert, weak_key) = (weak_dir.join("weak.pem"), weak_dir.join("weak.key"));
-    crate::helpers::sh(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:1024",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Weak Root",
-            "-keyout",
-            weak_key.to_str().expect("utf8"),
-            "-out",
-            weak_cert.to_str().expect("utf8"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
-    let weak = crate::helpers::OpensslCa { cert: weak_cert.clone(), key: weak_key, dir: weak_dir.clone() };
+    let weak = crate::helpers::OpensslCa::with_key(&dir.path().join("weak"), "Weak Root", &["rsa:1024"]);
     let by_weak = openssl_signed(&weak, &csr_path, "by-weak", base, &[]);
-    let weak_chain = [std::fs::read_to_string(&weak_cert).expect("weak root")];
+    let weak_chain = [std::fs::read_to_string(&weak.cert).expect("weak root")];
     let err = verify_issued(&expected, &by_weak, &weak_chain).unwrap_err();
     assert_eq!(
         err,
