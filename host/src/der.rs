@@ -52,6 +52,14 @@ pub fn framing(der: &[u8]) -> Framing {
 /// not hold one. An OpenSSL `TRUSTED CERTIFICATE` block is a certificate followed by its
 /// trust settings (`X509_AUX`): this is the certificate.
 pub fn leading_object(der: &[u8]) -> Option<&[u8]> {
+    let (_, _, rest) = first_object(der)?;
+    der.get(..der.len() - rest.len())
+}
+
+/// The first complete DER object of `der` as its tag, its contents and what follows it; `None`
+/// when `der` does not start with one (short or long definite length, up to 4 length bytes).
+pub fn first_object(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *der.first()?;
     let first = *der.get(1)?;
     let (len, header) = if first < 0x80 {
         (usize::from(first), 2)
@@ -63,7 +71,8 @@ pub fn leading_object(der: &[u8]) -> Option<&[u8]> {
         let bytes = der.get(2..2 + n)?;
         (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), 2 + n)
     };
-    der.get(..header.checked_add(len)?)
+    let end = header.checked_add(len)?;
+    Some((tag, der.get(header..end)?, der.get(end..)?))
 }
 
 /// PEM text with Unix line endings (the `pem` crate defaults to CRLF, which tools and diffs

@@ -330,9 +330,10 @@ pub enum ParamError {
     },
 }
 
-/// Whether `name` can name a parameter: 1 to 64 ASCII letters, digits, `_`, `-` and `.`
-/// (what scripts and components use as `args_dict` keys).
-pub fn is_param_name(name: &str) -> bool {
+/// Whether `name` is a plain name, as a parameter or a connector must have: 1 to 64 ASCII
+/// letters, digits, `_`, `-` and `.` (what scripts and components use as `args_dict` keys,
+/// and what labels every error, log line and metric of a connector).
+pub fn is_plain_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
@@ -345,7 +346,7 @@ impl ParamDef {
 
     /// Checks a definition for rules that do not depend on a request.
     pub fn check(&self, name: &str, owner: &str) -> Result<(), ParamError> {
-        if !is_param_name(name) {
+        if !is_plain_name(name) {
             let shown = match name.split_once('=') {
                 Some((before, _)) => format!("{}=…", before.chars().take(64).collect::<String>()),
                 None => name.chars().take(64).collect(),

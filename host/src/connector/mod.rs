@@ -244,10 +244,7 @@ impl Description {
     /// order's error and audit event, forged log lines and swelled `/metrics`.
     pub fn unusable(&self) -> Option<String> {
         const MAX_TEXT: usize = 1024;
-        let is_name = |n: &str| {
-            (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        };
-        if !self.name.is_empty() && !is_name(&self.name) {
+        if !self.name.is_empty() && !crate::param::is_plain_name(&self.name) {
             return Some(format!(
                 "it names itself {:?}, which is not a connector name (1-64 letters, digits, '.', '_' and '-')",
                 self.name.chars().take(64).collect::<String>()
@@ -260,7 +257,7 @@ impl Description {
             return Some(format!("it declares {} parameters; at most 256 are taken", self.parameters.len()));
         }
         for p in &self.parameters {
-            if !crate::param::is_param_name(&p.name) {
+            if !crate::param::is_plain_name(&p.name) {
                 return Some(format!(
                     "it declares a parameter named {:?}, which is not a parameter name",
                     p.name.chars().take(64).collect::<String>()

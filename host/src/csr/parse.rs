@@ -218,28 +218,20 @@ fn check_attribute(oid: &x509_parser::oid_registry::Oid<'_>, value: &[u8]) -> Re
     Err(CsrParseError::UncheckableAttribute(name))
 }
 
-/// Tag, contents and what follows of the first DER object of `der`.
-fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let object = der::leading_object(der)?;
-    let first = *object.get(1)?;
-    let header = if first < 0x80 { 2 } else { 2 + usize::from(first & 0x7f) };
-    Some((*object.first()?, object.get(header..)?, der.get(object.len()..)?))
-}
-
 /// Each attribute of a CSR's DER as (OID contents, the whole SET of its values).
 fn raw_attributes(der: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let (0x30, request, _) = tlv(der)? else { return None };
-    let (0x30, info, _) = tlv(request)? else { return None };
+    let (0x30, request, _) = der::first_object(der)? else { return None };
+    let (0x30, info, _) = der::first_object(request)? else { return None };
     // version, subject, subjectPKInfo, then [0] attributes.
     let mut rest = info;
     for _ in 0..3 {
-        rest = tlv(rest)?.2;
+        rest = der::first_object(rest)?.2;
     }
-    let (0xa0, mut attributes, _) = tlv(rest)? else { return None };
+    let (0xa0, mut attributes, _) = der::first_object(rest)? else { return None };
     let mut out = Vec::new();
     while !attributes.is_empty() {
-        let (0x30, attribute, next) = tlv(attributes)? else { return None };
-        let (0x06, oid, values) = tlv(attribute)? else { return None };
+        let (0x30, attribute, next) = der::first_object(attributes)? else { return None };
+        let (0x06, oid, values) = der::first_object(attribute)? else { return None };
         out.push((oid, values));
         attributes = next;
     }
@@ -249,11 +241,11 @@ fn raw_attributes(der: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 /// The names of an enrollmentNameValuePair attribute's pairs (`SET OF SEQUENCE { name
 /// BMPString, value BMPString }`), or `None` when it is not that.
 fn name_value_pairs(value: &[u8]) -> Option<Vec<String>> {
-    let (0x31, mut pairs, []) = tlv(value)? else { return None };
+    let (0x31, mut pairs, []) = der::first_object(value)? else { return None };
     let mut names = Vec::new();
     while !pairs.is_empty() {
-        let (0x30, pair, rest) = tlv(pairs)? else { return None };
-        let (0x1e, name, _) = tlv(pair)? else { return None };
+        let (0x30, pair, rest) = der::first_object(pairs)? else { return None };
+        let (0x1e, name, _) = der::first_object(pair)? else { return None };
         if name.len() % 2 != 0 {
             return None;
         }

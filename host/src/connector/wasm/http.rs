@@ -78,7 +78,7 @@ impl AllowedHost {
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host_ok = self.matches_host(scheme, host);
         let port_ok = match self.port {
-            PortRule::Default => port == if scheme == "http" { 80 } else { 443 },
+            PortRule::Default => port == default_port(scheme),
             PortRule::Any => true,
             PortRule::Exact(p) => p == port,
         };
@@ -94,6 +94,11 @@ impl AllowedHost {
         };
         host_ok && self.scheme.as_deref().is_none_or(|s| s == scheme)
     }
+}
+
+/// The port a URL of `scheme` means when it names none.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "http" { 80 } else { 443 }
 }
 
 /// Why the host stopped one of a call's requests.
@@ -187,7 +192,7 @@ impl WasiHttpHooks for HttpPolicy {
         let uri = request.uri().clone();
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or_default().to_owned();
-        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
         // Guest text in the log: a DNS name is at most 253 characters.
         let shown: String = host.chars().take(253).collect();
         if !self.allowed.iter().any(|a| a.matches(&scheme, &host, port)) {
