@@ -555,6 +555,8 @@ impl Pipeline<'_> {
             let lease = backstop(limits.timeout).as_secs() as i64 + 10;
             // Durable before the CA hears of it (invariant 5).
             let current = self.begin_attempt(order, &account.name, lease).await?;
+            let mut args = args;
+            args.set_order_names(current.names());
             let request = CertificateRequest {
                 csr_pem: current.csr_pem.clone(),
                 common_name: current.common_name.clone().unwrap_or_default(),
@@ -721,7 +723,8 @@ impl Pipeline<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
+        let mut args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
+        args.set_order_names(order.names());
         let connector =
             self.connectors.connector(&account.name, &account.def).await.map_err(|e| args.redact(&e.to_string()))?;
         let limits = account.def.limits();

@@ -238,7 +238,8 @@ impl Pipeline<'_> {
             return Err(IssueError::Inactive { account: account_name });
         }
         let (profile_name, profile) = self.profile_or_default(order.profile.as_deref(), &account_name)?;
-        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let mut args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        args.set_order_names(order.names());
         let what = format!("update order {order_id}");
         let connector = self
             .connectors

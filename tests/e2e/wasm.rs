@@ -779,6 +779,10 @@ async fn one_call_publishes_a_bounded_number_of_http01_answers() {
     let c = WasmConnector::load(&component("hostile"), "flood", limits(10, 64), &[], None).await.expect("loads");
     let mut args = mode("http01-flood");
     args.insert("n", "300");
+    // A call made for no order publishes nothing (left open by stop 30: any call could).
+    let err = c.certificate_request(&request(), &args).await.expect_err("no order").to_string();
+    assert!(err.ends_with("answer 0: challenges are published only in a call for an order (a certificate request, renewal, poll or order update)"), "{err}");
+    args.set_order_names(vec!["www.example.com".into()]);
     let ok = c.certificate_request(&request(), &args).await.expect("300 fit");
     assert_eq!(ok, Disposition::Rejected { reason: "all published".into() });
     args.insert("n", "301");

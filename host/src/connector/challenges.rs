@@ -5,14 +5,23 @@
 //! One board per process ([`Challenges::global`]): every connector call writes to it and the
 //! listener reads from it. Until `serve` enables the listener or sets a hook, publishing fails
 //! with an error that says what to configure.
+//!
+//! A component is untrusted, and the operator's DNS hook and port-80 listener can prove control
+//! of any name they serve to any CA. So a call publishes only for the names of the order it is
+//! made for, as the profile approved them ([`Scope`]): the hook runs only for those names, and
+//! an http-01 answer is given only to a request whose `Host` is one of them. Answers belong to
+//! the CA account that published them (no other account replaces or withdraws one), each
+//! account holds at most [`MAX_ANSWERS_PER_ACCOUNT`], and an answer nobody withdrew lapses
+//! after [`ANSWER_LIFETIME`].
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Why a challenge could not be published.
@@ -33,6 +42,30 @@ pub enum ChallengeError {
     /// The domain or value has characters a hook argument must not have.
     #[error("the dns-01 domain or value has characters outside a DNS name and base64url")]
     BadDnsArgument,
+    /// The call is not made for an order (`test_connection`, `revoke`, a listing).
+    #[error(
+        "challenges are published only in a call for an order (a certificate request, renewal, poll or order update)"
+    )]
+    NoOrder,
+    /// The dns-01 domain is not one of the order's names.
+    #[error(
+        "{domain} is not a DNS name of the order this call is for; challenges are published only for the order's names"
+    )]
+    NotOrderName {
+        /// The domain the connector gave.
+        domain: String,
+    },
+    /// Another CA account published an answer under this token.
+    #[error("the http-01 token is already published by another CA account")]
+    TokenTaken,
+    /// The account holds as many answers as it may.
+    #[error(
+        "this CA account already has {MAX_ANSWERS_PER_ACCOUNT} http-01 answers published: withdraw each answer once its authorization is decided"
+    )]
+    TooManyAnswers,
+    /// The board holds as many answers as the process keeps.
+    #[error("the host already serves {MAX_ANSWERS} http-01 answers; try again once some are withdrawn")]
+    BoardFull,
     /// The hook failed.
     #[error("the dns-01 hook {hook} {action} failed: {reason}")]
     Hook {
@@ -48,13 +81,102 @@ pub enum ChallengeError {
 /// The process's challenge board.
 #[derive(Default)]
 pub struct Challenges {
-    http01: Mutex<HashMap<String, String>>,
+    http01: Mutex<HashMap<String, Answer>>,
     http01_served: AtomicBool,
     dns01_hook: Mutex<Option<PathBuf>>,
 }
 
+/// One published http-01 answer.
+struct Answer {
+    key_authorization: String,
+    /// The CA account whose call published it.
+    account: String,
+    /// The names of that call's order: whom the answer is given to.
+    names: Arc<[Name]>,
+    expires: Instant,
+}
+
 /// How long a dns-01 hook may run.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long an http-01 answer is served unless withdrawn sooner: a CA validates within
+/// minutes of being asked, and a call that died (killed at its deadline) withdraws nothing.
+pub const ANSWER_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// http-01 answers the process serves at once, for every account.
+pub const MAX_ANSWERS: usize = 10_000;
+
+/// http-01 answers one CA account may have published at once: one account cannot fill the
+/// board for the others.
+pub const MAX_ANSWERS_PER_ACCOUNT: usize = 1_000;
+
+/// A name of an order, as challenges compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Name {
+    /// A DNS name, lower case, without a trailing dot; a wildcard's `*.` kept.
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl Name {
+    fn parse(text: &str) -> Option<Name> {
+        let text = text.trim().trim_end_matches('.');
+        if text.is_empty() {
+            return None;
+        }
+        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+        Some(match bare.parse::<IpAddr>() {
+            Ok(ip) => Name::Ip(ip),
+            Err(_) => Name::Dns(text.to_ascii_lowercase()),
+        })
+    }
+}
+
+/// What one connector call may publish: the CA account it runs for and the names of its
+/// order (empty for a call made for no order).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    account: String,
+    names: Arc<[Name]>,
+}
+
+impl Scope {
+    /// The scope of a call of `account`'s connector for an order of `names` (DNS names, IP
+    /// addresses, a CN; anything else is ignored).
+    pub fn new<'a>(account: &str, names: impl IntoIterator<Item = &'a str>) -> Scope {
+        let mut parsed: Vec<Name> = Vec::new();
+        for name in names.into_iter().filter_map(Name::parse) {
+            if !parsed.contains(&name) {
+                parsed.push(name);
+            }
+        }
+        Scope { account: account.to_owned(), names: parsed.into() }
+    }
+
+    /// Whether an http-01 validation request for `host` (a `Host` header: a name or IP
+    /// address, maybe with a port) may be answered: it is one of the names, exactly (ACME
+    /// has no http-01 for a wildcard).
+    fn answers_host(names: &[Name], host: &str) -> bool {
+        let host = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            // One colon: a port. More: a bare IPv6 address.
+            None => match host.split_once(':') {
+                Some((name, port)) if !port.contains(':') => name,
+                _ => host,
+            },
+        };
+        Name::parse(host).is_some_and(|h| names.contains(&h))
+    }
+
+    /// Whether the TXT record `_acme-challenge.{domain}` answers for one of the names: the
+    /// domain is a DNS name of the order, or the name a wildcard of it stands on.
+    fn covers_domain(&self, domain: &str) -> bool {
+        let Some(Name::Dns(domain)) = Name::parse(domain) else { return false };
+        let base = |d: &str| d.strip_prefix("*.").unwrap_or(d).to_owned();
+        let domain = base(&domain);
+        self.names.iter().any(|n| matches!(n, Name::Dns(d) if base(d) == domain))
+    }
+}
 
 impl Challenges {
     /// The board of this process.
@@ -73,39 +195,65 @@ impl Challenges {
         *self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
     }
 
-    /// Serves `key_authorization` for `token` until withdrawn.
-    pub fn publish_http01(&self, token: &str, key_authorization: &str) -> Result<(), ChallengeError> {
+    /// Serves `key_authorization` for `token` to validation requests for the scope's names,
+    /// until withdrawn or [`ANSWER_LIFETIME`] has passed.
+    pub fn publish_http01(&self, scope: &Scope, token: &str, key_authorization: &str) -> Result<(), ChallengeError> {
         if !self.http01_served.load(Ordering::SeqCst) {
             return Err(ChallengeError::NoHttp01Listener);
         }
         if !is_b64url(token) || token.len() > 256 || key_authorization.len() > 1024 {
             return Err(ChallengeError::BadToken);
         }
-        let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
-        // A bound on what guests can make the host hold.
-        if map.len() >= 10_000 && !map.contains_key(token) {
-            map.clear();
+        if scope.names.is_empty() {
+            return Err(ChallengeError::NoOrder);
         }
-        map.insert(token.to_owned(), key_authorization.to_owned());
+        let now = Instant::now();
+        let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, a| a.expires > now);
+        if map.get(token).is_some_and(|a| a.account != scope.account) {
+            return Err(ChallengeError::TokenTaken);
+        }
+        if !map.contains_key(token) {
+            if map.values().filter(|a| a.account == scope.account).count() >= MAX_ANSWERS_PER_ACCOUNT {
+                return Err(ChallengeError::TooManyAnswers);
+            }
+            if map.len() >= MAX_ANSWERS {
+                return Err(ChallengeError::BoardFull);
+            }
+        }
+        let answer = Answer {
+            key_authorization: key_authorization.to_owned(),
+            account: scope.account.clone(),
+            names: scope.names.clone(),
+            expires: now + ANSWER_LIFETIME,
+        };
+        map.insert(token.to_owned(), answer);
         Ok(())
     }
 
-    /// Stops serving `token`.
-    pub fn withdraw_http01(&self, token: &str) {
-        self.http01.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
+    /// Stops serving `token`, when the scope's account published it.
+    pub fn withdraw_http01(&self, scope: &Scope, token: &str) {
+        let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(token).is_some_and(|a| a.account == scope.account) {
+            map.remove(token);
+        }
     }
 
-    /// The key authorization published for `token`.
-    pub fn http01_answer(&self, token: &str) -> Option<String> {
-        self.http01.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+    /// The key authorization published for `token`, when `host` (the validation request's
+    /// `Host` header) is one of the names it was published for and it has not lapsed.
+    pub fn http01_answer(&self, token: &str, host: &str) -> Option<String> {
+        let map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = map.get(token).filter(|a| a.expires > Instant::now())?;
+        Scope::answers_host(&answer.names, host).then(|| answer.key_authorization.clone())
     }
 
     /// Runs the dns-01 hook: `HOOK present|cleanup DOMAIN VALUE`, under [`HOOK_TIMEOUT`], its
-    /// output logged.
+    /// output logged, for a domain of the scope's order only.
     /// `within` is what is left of the calling connector's deadline: a hook that waits for DNS
     /// propagation no longer holds a call (and its order's lease) past it.
     pub fn dns01(
         &self,
+        scope: &Scope,
         action: &'static str,
         domain: &str,
         value: &str,
@@ -119,6 +267,12 @@ impl Challenges {
             && !domain.starts_with('-');
         if !dns_ok || !is_b64url(value) {
             return Err(ChallengeError::BadDnsArgument);
+        }
+        if scope.names.is_empty() {
+            return Err(ChallengeError::NoOrder);
+        }
+        if !scope.covers_domain(domain) {
+            return Err(ChallengeError::NotOrderName { domain: domain.to_owned() });
         }
         let failed = |reason: String| ChallengeError::Hook { hook: hook.display().to_string(), action, reason };
         let mut command = Command::new(&hook);
@@ -212,6 +366,10 @@ fn is_b64url(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn www() -> Scope {
+        Scope::new("acme", ["www.example.com"])
+    }
+
     /// Regression: the hook's output was read only after it exited, so a hook writing more than
     /// a pipe holds blocked until it was killed at the deadline (120 s), and failed.
     #[test]
@@ -223,7 +381,7 @@ mod tests {
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
         let started = Instant::now();
-        board.dns01("present", "www.example.com", "abc_DEF-123", HOOK_TIMEOUT).expect("the hook succeeds");
+        board.dns01(&www(), "present", "www.example.com", "abc_DEF-123", HOOK_TIMEOUT).expect("the hook succeeds");
         assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     }
 
@@ -243,11 +401,69 @@ sleep 30
         std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
-        let err = board.dns01("present", "www.example.com", "abc_DEF-123", Duration::from_secs(1)).unwrap_err();
+        let err = board.dns01(&www(), "present", "www.example.com", "abc_DEF-123", Duration::from_secs(1)).unwrap_err();
         assert!(
             err.to_string()
                 .contains("it ran past the connector call's deadline (1 s left when it started) and was killed"),
             "{err}"
         );
+    }
+
+    /// Regression (left open by stop 30): a component could have the operator's DNS hook set
+    /// `_acme-challenge` records for any name, and so obtain certificates for it from any CA.
+    #[test]
+    fn the_dns01_hook_runs_only_for_the_orders_names() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let record = dir.path().join("ran");
+        let hook = dir.path().join("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display())).expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        let scope = Scope::new("acme", ["WWW.Example.com.", "*.apps.example.com", "192.0.2.7"]);
+        for refused in ["bank.example", "example.com", "x.www.example.com", "192.0.2.7", "other.apps.example.com"] {
+            let err = board.dns01(&scope, "present", refused, "abc", HOOK_TIMEOUT).expect_err(refused);
+            assert!(matches!(err, ChallengeError::NotOrderName { .. }), "{refused}: {err}");
+        }
+        let err = board.dns01(&Scope::new("acme", []), "present", "www.example.com", "abc", HOOK_TIMEOUT).unwrap_err();
+        assert!(matches!(err, ChallengeError::NoOrder), "{err}");
+        assert!(!record.exists(), "the hook ran for a name outside the order");
+        for allowed in ["www.example.com", "www.EXAMPLE.com.", "apps.example.com", "*.apps.example.com"] {
+            board.dns01(&scope, "present", allowed, "abc", HOOK_TIMEOUT).expect(allowed);
+        }
+        let ran = std::fs::read_to_string(&record).expect("the hook ran");
+        assert_eq!(ran.lines().count(), 4, "{ran}");
+    }
+
+    /// Regression (left open by stop 30): any component could publish an answer that the
+    /// listener gave to any host, withdraw or replace another account's answers, and clear
+    /// the whole board by flooding it.
+    #[test]
+    fn http01_answers_go_to_the_orders_names_and_belong_to_their_account() {
+        let board = Challenges::default();
+        board.set_http01_served(true);
+        let scope = Scope::new("acme", ["www.example.com", "192.0.2.7", "2001:db8::1"]);
+        board.publish_http01(&scope, "tok", "tok.thumb").expect("published");
+        for host in ["www.example.com", "WWW.example.com.:80", "192.0.2.7:5002", "[2001:db8::1]:80", "2001:db8::1"] {
+            assert_eq!(board.http01_answer("tok", host).as_deref(), Some("tok.thumb"), "{host}");
+        }
+        for host in ["bank.example", "example.com", "192.0.2.8", "", "www.example.com.evil"] {
+            assert_eq!(board.http01_answer("tok", host), None, "{host}");
+        }
+        let other = Scope::new("other", ["bank.example"]);
+        assert!(matches!(board.publish_http01(&other, "tok", "x"), Err(ChallengeError::TokenTaken)));
+        board.withdraw_http01(&other, "tok");
+        assert!(board.http01_answer("tok", "www.example.com").is_some(), "another account withdrew it");
+        assert!(matches!(board.publish_http01(&Scope::new("acme", []), "t2", "x"), Err(ChallengeError::NoOrder)));
+        // One account cannot crowd out the others.
+        for i in 1..MAX_ANSWERS_PER_ACCOUNT {
+            board.publish_http01(&scope, &format!("t{i}"), "x").expect("within the account's share");
+        }
+        let err = board.publish_http01(&scope, "one-more", "x").unwrap_err();
+        assert!(matches!(err, ChallengeError::TooManyAnswers), "{err}");
+        board.publish_http01(&other, "theirs", "y").expect("another account still publishes");
+        assert_eq!(board.http01_answer("tok", "www.example.com").as_deref(), Some("tok.thumb"));
+        board.withdraw_http01(&scope, "tok");
+        assert_eq!(board.http01_answer("tok", "www.example.com"), None);
     }
 }

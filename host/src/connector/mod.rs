@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub struct Args {
     values: BTreeMap<String, String>,
     sensitive: Vec<String>,
+    /// The names of the order the call is made for, as its profile approved them.
+    order_names: std::sync::Arc<[String]>,
 }
 
 /// Values are wiped when the args are dropped or a value is replaced: sensitive ones (a CA's
@@ -64,6 +66,17 @@ impl Args {
         if let Some(mut old) = self.values.insert(name, value) {
             zeroize::Zeroize::zeroize(&mut old);
         }
+    }
+
+    /// Binds the call to an order's names (its CN and SANs): the only names a connector may
+    /// publish ACME challenges for (`challenges::Scope`). A call without them publishes none.
+    pub fn set_order_names(&mut self, names: Vec<String>) {
+        self.order_names = names.into();
+    }
+
+    /// The names of the order this call is made for; empty outside an order.
+    pub fn order_names(&self) -> &[String] {
+        &self.order_names
     }
 
     /// The value of one parameter.

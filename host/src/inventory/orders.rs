@@ -122,6 +122,19 @@ pub struct Order {
     pub updated_at: i64,
 }
 
+impl Order {
+    /// The names the order was approved for — its CN, DNS and IP SANs —, handed to every call
+    /// made for it: what a connector may publish ACME challenges for.
+    pub fn names(&self) -> Vec<String> {
+        let sans = self.sans.iter().filter_map(|s| match San::from_stored(s)? {
+            San::Dns(name) => Some(name),
+            San::Ip(ip) => Some(ip.to_string()),
+            San::Email(_) | San::Uri(_) => None,
+        });
+        self.common_name.iter().cloned().chain(sans).collect()
+    }
+}
+
 /// A new order. Owned, so it can travel to the group committer.
 #[derive(Debug)]
 pub struct NewOrder {

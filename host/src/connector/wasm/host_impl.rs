@@ -136,21 +136,21 @@ macro_rules! challenges {
                     ));
                 }
                 tracing::debug!(token = %token, "http-01 answer published");
-                Challenges::global().publish_http01(&token, &key_authorization).map_err(|e| e.to_string())
+                Challenges::global().publish_http01(&self.challenge_scope, &token, &key_authorization).map_err(|e| e.to_string())
             }
 
             fn withdraw_http01(&mut self, token: String) {
-                Challenges::global().withdraw_http01(&token);
+                Challenges::global().withdraw_http01(&self.challenge_scope, &token);
             }
 
             fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
                 let within = self.deadline.saturating_duration_since(std::time::Instant::now());
-                crate::blocking::off_the_runtime(|| Challenges::global().dns01("present", &domain, &txt_value, within).map_err(|e| e.to_string()))
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01(&self.challenge_scope, "present", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }
 
             fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
                 let within = self.deadline.saturating_duration_since(std::time::Instant::now());
-                crate::blocking::off_the_runtime(|| Challenges::global().dns01("cleanup", &domain, &txt_value, within).map_err(|e| e.to_string()))
+                crate::blocking::off_the_runtime(|| Challenges::global().dns01(&self.challenge_scope, "cleanup", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }
         }
     };

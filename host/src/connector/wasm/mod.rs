@@ -32,6 +32,7 @@ use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
 };
+use crate::connector::challenges::Scope;
 
 pub use self::http::AllowedHost as AllowedHostRule;
 pub use self::runtime::MAX_MEMORY_MIB;
@@ -207,6 +208,7 @@ impl WasmConnector {
             label: label.clone(),
             deadline: std::time::Instant::now() + self.limits.timeout,
             http01_published: 0,
+            challenge_scope: Scope::new(&self.account, args.order_names().iter().map(String::as_str)),
             sensitive: args
                 .sensitive_values_for(&self.declared)
                 .map(|v| zeroize::Zeroizing::new(v.to_owned()))

@@ -51,6 +51,8 @@ pub struct State {
     pub(super) label: String,
     /// http-01 answers this call published ([`MAX_HTTP01_PER_CALL`]).
     pub(super) http01_published: u32,
+    /// The account and order names this call may publish challenges for.
+    pub(super) challenge_scope: crate::connector::challenges::Scope,
     /// When the call's time is up (a host import that blocks, the dns-01 hook, is held to it).
     pub(super) deadline: std::time::Instant,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
