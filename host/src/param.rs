@@ -338,10 +338,11 @@ pub fn is_plain_name(name: &str) -> bool {
 }
 
 impl ParamDef {
-    /// A plain (not sensitive) parameter whose value is in the open: a literal, or each
-    /// request's value when dynamic.
+    /// A parameter not marked sensitive that has a value: a literal, a reference, or each
+    /// request's value when dynamic. The host shows it, records a dynamic one with its order,
+    /// and leaves the variable of an `{ env }` one to child processes.
     fn is_plain_value(&self) -> bool {
-        !self.sensitive && (self.dynamic || matches!(self.value, Some(ValueSource::Literal(_))))
+        !self.sensitive && (self.dynamic || self.value.is_some())
     }
 
     /// Checks a definition for rules that do not depend on a request.
@@ -388,8 +389,11 @@ impl ParamDef {
 
     /// Checks a concrete value against `allowed_values` and `regex`.
     pub fn check_value(&self, name: &str, value: &str) -> Result<(), ParamError> {
-        // Only for a refusal: a value (a CA certificate, say) is checked on every request.
-        let shown = || if self.sensitive { String::new() } else { format!("value {value:?} ") };
+        // Only for a refusal: a value (a CA certificate, say) is checked on every request. A
+        // value read from a file or variable is not quoted: the reference could name any file
+        // the host can read, and the refusal is stored with the order (review of stop 31).
+        let quoted = !self.sensitive && !matches!(self.value, Some(ValueSource::Env { .. } | ValueSource::File { .. }));
+        let shown = || if quoted { format!("value {value:?} ") } else { String::new() };
         if !self.allowed_values.is_empty() && !self.allowed_values.iter().any(|v| v == value) {
             return Err(ParamError::NotAllowed {
                 name: name.into(),
@@ -599,16 +603,17 @@ fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
 /// Parameters keyed by name, as accounts and profiles hold them.
 pub type ParamMap = BTreeMap<String, ParamDef>;
 
-/// Whether any parameter of `params` holds a value in the open: a plain literal, or a plain
-/// dynamic one (recorded with its order). Only those can break [`check_declared_sensitive`],
-/// so a definition without one needs no connector loaded to check it.
+/// Whether any parameter of `params` has a value without being marked sensitive. Only those
+/// can break [`check_declared_sensitive`], so a definition without one needs no connector
+/// loaded to check it.
 pub fn has_plain_values(params: &ParamMap) -> bool {
     params.values().any(ParamDef::is_plain_value)
 }
 
-/// Refuses, among `owner`'s `params`, a plain value for a parameter whose connector declares
-/// it sensitive (`declared`): the host would store it unsealed and show it to every role.
-/// Plain `{ env }` and `{ file }` references are fine: only the reference is stored.
+/// Refuses, among `owner`'s `params`, a parameter whose connector declares it sensitive
+/// (`declared`) but that is not marked sensitive and has a value: a literal would be stored
+/// unsealed and shown to every role, and the variable of an `{ env }` reference would reach
+/// deploy hooks, which echoed it into the audit log (review of stop 31).
 pub fn check_declared_sensitive<'a>(
     owner: &str,
     params: &ParamMap,
@@ -722,5 +727,46 @@ mod tests {
         let view = env_def.view(false);
         assert_eq!(view.value, None);
         assert!(view.set);
+    }
+
+    /// Regression (review of stop 31): a non-sensitive `{ file }` value that broke a rule was
+    /// quoted in the refusal, which is stored with the order: a profile reading `ca.key`
+    /// under a `regex` put the CA key in an API answer and the database.
+    #[test]
+    fn a_value_read_from_a_file_or_variable_is_not_quoted_in_a_refusal() {
+        for value in [ValueSource::File { file: "/ca/ca.key".into() }, ValueSource::Env { env: "CA_KEY".into() }] {
+            let def = ParamDef { value: Some(value), regex: Some("z".into()), ..ParamDef::default() };
+            let err = def.check_value("x", "-----BEGIN PRIVATE KEY-----").unwrap_err().to_string();
+            assert!(!err.contains("PRIVATE"), "{err}");
+        }
+        let literal =
+            ParamDef { value: Some(ValueSource::Literal("y".into())), regex: Some("z".into()), ..ParamDef::default() };
+        assert!(literal.check_value("x", "y").unwrap_err().to_string().contains("value \"y\""));
+    }
+
+    /// Regression (review of stop 31): `{ env }` and `{ file }` references passed for a
+    /// parameter the connector declares sensitive, so its variable reached deploy hooks.
+    #[test]
+    fn a_parameter_a_connector_declares_sensitive_must_be_marked_whatever_its_source() {
+        let def = |toml_text: &str| -> ParamDef { toml::from_str(toml_text).expect("def") };
+        let refused = [
+            r#"value = "literal""#,
+            r#"value = { env = "CA_KEY" }"#,
+            r#"value = { file = "ca.key" }"#,
+            "dynamic = true",
+        ];
+        for text in refused {
+            let params = ParamMap::from([("ca_private_key".to_owned(), def(text))]);
+            assert!(has_plain_values(&params), "{text}");
+            let err = check_declared_sensitive("account lab", &params, ["ca_private_key"]).expect_err(text);
+            assert!(matches!(err, ParamError::DeclaredSensitive { .. }), "{text}: {err}");
+        }
+        let marked = ParamMap::from([(
+            "ca_private_key".to_owned(),
+            def(r#"sensitive = true
+value = { env = "CA_KEY" }"#),
+        )]);
+        check_declared_sensitive("account lab", &marked, ["ca_private_key"]).expect("marked sensitive");
+        assert!(!has_plain_values(&marked));
     }
 }

@@ -416,21 +416,23 @@ fn a_plain_value_for_what_a_connector_declares_sensitive_is_refused_from_files_a
     assert_eq!(run(&["account", "list"]), Some(1), "a plain dynamic parameter in a profile file");
     std::fs::remove_file(&plain_profile).expect("rm");
     assert_eq!(run(&["account", "list"]), Some(0), "the lab itself loads");
-    // Given by reference, a declared-sensitive value is fine in a definition and redacted like a
-    // sensitive one from what the script prints and raises.
+    // Given by reference, a declared-sensitive value must be marked sensitive too (review of
+    // stop 31: an unmarked `{ env }` one reached deploy hooks, which echoed it into the audit
+    // log); marked, it is redacted from what the script prints and raises.
     let password = app.path("password.txt");
     std::fs::write(&password, format!("{ACCOUNT_SECRET}\n")).expect("password file");
     let leaky = crate::python::fixture("hostile/leaks_encoded_secret.py");
-    std::fs::write(
-        &config,
+    let byref = |marked: &str| {
         format!(
-            "{good}{bare}\n[accounts.byref]\nconnector = \"{}\"\nparams.password = {{ file = \"{}\" }}\nparams.how = \"repr\"\n",
+            "{good}{bare}\n[accounts.byref]\nconnector = \"{}\"\nparams.password = {{ {marked}value = {{ file = \"{}\" }} }}\nparams.how = \"repr\"\n",
             leaky.display(),
             password.display()
-        ),
-    )
-    .expect("config");
+        )
+    };
+    std::fs::write(&config, byref("")).expect("config");
     std::fs::write(conf.join("profiles/byref.toml"), "accounts = [\"byref\"]\n").expect("profile");
+    assert_eq!(run(&["account", "list"]), Some(1), "an unmarked reference");
+    std::fs::write(&config, byref("sensitive = true, ")).expect("config");
     assert_eq!(run(&["issue", "--profile", "byref", "--cn", "www.example.com"]), Some(1), "the script raises");
     std::fs::write(&config, format!("{good}{bare}")).expect("config");
     std::fs::remove_file(conf.join("profiles/byref.toml")).expect("rm");
@@ -441,6 +443,10 @@ fn a_plain_value_for_what_a_connector_declares_sensitive_is_refused_from_files_a
     let cli_profile = cli_profile.display().to_string();
     assert_eq!(run(&["profile", "create", "plain", "--file", &cli_profile]), Some(1), "profile create");
     assert!(transcript.contains("'password': '***'"), "the script's error, redacted: {transcript}");
+    assert!(
+        transcript.contains("parameter password of account byref is sensitive (its connector declares it so)"),
+        "an unmarked reference is refused: {transcript}"
+    );
     assert!(
         transcript.matches("parameter ca_private_key of ").count() >= 4
             && transcript.contains("of account bare is sensitive (its connector declares it so)")
