@@ -137,6 +137,18 @@ pub async fn check_declared(
     connector: &dyn crate::connector::Connector,
 ) -> Result<(), ParamError> {
     let Ok(description) = connector.describe().await else { return Ok(()) };
+    // A typo (`validty_days`) is not refused — the shipped connectors' declarations are not
+    // exhaustive, and Avi scripts declare nothing — but said (review of stop 31).
+    if !description.parameters.is_empty() {
+        let declared: Vec<&str> = description.parameters.iter().map(|p| p.name.as_str()).collect();
+        for name in params.keys().filter(|n| !declared.contains(&n.as_str())) {
+            tracing::warn!(
+                "parameter {name} of {owner} is not one connector {} declares ({}); it will likely be ignored",
+                description.name,
+                declared.join(", ")
+            );
+        }
+    }
     crate::param::check_declared_sensitive(
         owner,
         params,

@@ -32,9 +32,10 @@ use crate::profile::{PolicyError, ProfileDef};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Directories holding `*.toml` profiles (default `["profiles"]`).
-    #[serde(default = "default_profile_dirs")]
-    pub profile_dirs: Vec<PathBuf>,
+    /// Directories holding `*.toml` profiles (default `["profiles"]`, which may be missing;
+    /// a directory named here must exist).
+    #[serde(default)]
+    pub profile_dirs: Option<Vec<PathBuf>>,
     /// CA accounts by name.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountDef>,
@@ -100,10 +101,6 @@ pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
             .chain(notify.email.iter().filter_map(|e| e.password.as_ref())),
     );
     Ok(config)
-}
-
-fn default_profile_dirs() -> Vec<PathBuf> {
-    vec![PathBuf::from("profiles")]
 }
 
 /// Configuration errors: each names the file.
@@ -185,25 +182,46 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
         // Before the definition's connector is started to check it.
         crate::param::hide_names_from_children(crate::param::sensitive_env_names(&def.params));
     }
-    let mut profiles = BTreeMap::new();
-    for dir in &config.profile_dirs {
+    let mut profiles: BTreeMap<String, (PathBuf, ProfileDef)> = BTreeMap::new();
+    let named = config.profile_dirs.is_some();
+    for dir in config.profile_dirs.unwrap_or_else(|| vec![PathBuf::from("profiles")]) {
         let dir = base.join(dir);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        // A directory certhost.toml names but cannot read (a typo, a missing mount) would
+        // otherwise remove every profile it held from the inventory (review of stop 31).
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => continue,
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: config_path.to_owned(),
+                    reason: format!("profile_dirs names {}, which cannot be read ({e})", dir.display()),
+                });
+            }
+        };
+        // Editors' lock, backup and swap files (`.#web.toml`, `.web.toml`) are not profiles.
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
             .collect();
         files.sort();
         for file in files {
             let Some(name) = file.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
+            if let Some((first, _)) = profiles.get(&name) {
+                return Err(ConfigError::Read {
+                    path: file.clone(),
+                    reason: format!(
+                        "profile {name} is also defined by {}; a profile name must be unique",
+                        first.display()
+                    ),
+                });
+            }
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| ConfigError::Read { path: file.clone(), reason: e.to_string() })?;
             let mut def: ProfileDef = toml::from_str(&text)
                 .map_err(|e| ConfigError::Parse { path: file.clone(), reason: toml_error(&text, &e) })?;
             let pbase = file.parent().map(Path::to_path_buf).unwrap_or_default();
-            for p in def.params.values_mut() {
-                absolutize_value(&mut p.value, &pbase);
-            }
+            absolutize_profile(&mut def, &pbase);
             def.check(&name).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
             crate::param::hide_names_from_children(def.secret_env_names());
             profiles.insert(name, (file, def));
@@ -352,6 +370,43 @@ fn absolutize_value(v: &mut Option<ValueSource>, base: &Path) {
     }
 }
 
+/// Makes a profile's file paths — `{ file }` parameters and PKCS#12 password files —
+/// absolute against `base`, the directory of the file that defines it, as an account's are
+/// against certhost.toml's: resolved against each process's working directory, they worked
+/// for one command and failed for `serve` (review of stop 31).
+pub fn absolutize_profile(def: &mut ProfileDef, base: &Path) {
+    for p in def.params.values_mut() {
+        absolutize_value(&mut p.value, base);
+    }
+    for target in &mut def.deploy {
+        absolutize_value(&mut target.pkcs12_password, base);
+    }
+}
+
+/// The first relative path an account definition names (connector, extra CA, `{ file }`
+/// value): the API has no directory to resolve one against, so it refuses them.
+pub fn relative_path_in_account(def: &AccountDef) -> Option<&Path> {
+    let values = def.params.values().filter_map(|p| match &p.value {
+        Some(ValueSource::File { file }) => Some(file.as_path()),
+        _ => None,
+    });
+    std::iter::once(def.connector.as_path())
+        .chain(def.extra_ca_pems.iter().map(PathBuf::as_path))
+        .chain(values)
+        .find(|p| p.is_relative())
+}
+
+/// The first relative `{ file }` path of a profile definition; see
+/// [`relative_path_in_account`].
+pub fn relative_path_in_profile(def: &ProfileDef) -> Option<&Path> {
+    let params = def.params.values().map(|p| &p.value);
+    let passwords = def.deploy.iter().map(|t| &t.pkcs12_password);
+    params.chain(passwords).find_map(|v| match v {
+        Some(ValueSource::File { file }) if file.is_relative() => Some(file.as_path()),
+        _ => None,
+    })
+}
+
 fn absolutize_account(def: &mut AccountDef, base: &Path) {
     absolutize(&mut def.connector, base);
     for p in &mut def.extra_ca_pems {
@@ -359,5 +414,40 @@ fn absolutize_account(def: &mut AccountDef, base: &Path) {
     }
     for p in def.params.values_mut() {
         absolutize_value(&mut p.value, base);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regressions (review of stop 31): a `profile_dirs` entry that could not be read was
+    /// skipped, so a typo removed every profile from the inventory; the same profile name in
+    /// two directories silently took the last one; an editor's `.#web.toml` lock or a hidden
+    /// `.web.toml` stopped every command.
+    #[test]
+    fn profile_directories_must_exist_names_must_be_unique_and_dot_files_are_no_profiles() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("certhost.toml");
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("certhost.toml", "");
+        assert!(read(&config).expect("no profiles directory is fine when none is named").1.is_empty());
+        write("certhost.toml", "profile_dirs = [\"profils\"]\n");
+        let err = read(&config).unwrap_err().to_string();
+        assert!(err.contains("profile_dirs names") && err.contains("profils, which cannot be read"), "{err}");
+        write("certhost.toml", "profile_dirs = [\"a\", \"b\"]\n");
+        write("a/web.toml", "accounts = [\"lab\"]\n");
+        write("a/.web.toml", "not toml at all");
+        write("a/.#web.toml", "nor this");
+        write("b/other.toml", "accounts = [\"lab\"]\n");
+        let (_, profiles) = read(&config).expect("dot-files are skipped");
+        assert_eq!(profiles.keys().collect::<Vec<_>>(), ["other", "web"]);
+        write("b/web.toml", "accounts = [\"lab\"]\n");
+        let err = read(&config).unwrap_err().to_string();
+        assert!(err.contains("profile web is also defined by") && err.contains("a/web.toml"), "{err}");
     }
 }

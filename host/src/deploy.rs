@@ -235,7 +235,11 @@ pub async fn deploy(
 /// (a `set -x` hook, or one that echoes its environment, printed a CA token into the audit log).
 fn hidden_variables(inv: &Inventory, env: EnvLookup<'_>) -> Vec<(String, zeroize::Zeroizing<String>)> {
     let names = inv.hide_secret_variables().unwrap_or_else(|_| crate::param::hidden_from_children());
-    names.into_iter().map(|n| (n.clone(), zeroize::Zeroizing::new(env(&n).unwrap_or_default()))).collect()
+    let mut hidden: Vec<_> =
+        names.into_iter().map(|n| (n.clone(), zeroize::Zeroizing::new(env(&n).unwrap_or_default()))).collect();
+    // What `master.key` holds, which a hook can read as the same user.
+    hidden.push(("CERTHOST_MASTER_KEY".to_owned(), inv.master_key_text()));
+    hidden
 }
 
 async fn deploy_one(

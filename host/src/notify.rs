@@ -162,7 +162,7 @@ impl NotifyConfig {
         match (channel, &self.webhook, &self.email) {
             (Channel::Webhook, Some(w), _) => {
                 tokio::time::timeout(SEND_TIMEOUT, send_webhook(w, n, env)).await.unwrap_or_else(|_| {
-                    Err(NotifyError::Webhook { url: w.url.clone(), reason: "no answer in time".into() })
+                    Err(NotifyError::Webhook { url: origin(&w.url), reason: "no answer in time".into() })
                 })
             }
             (Channel::Email, _, Some(e)) => {
@@ -176,12 +176,22 @@ impl NotifyConfig {
     }
 }
 
+/// The scheme, host and port of a webhook URL, for errors: the path and query of a chat
+/// webhook (`https://hooks.slack.com/services/T…/B…/SECRET`) are its credential, and errors
+/// reach the log and the notification's stored `last_error` (review of stop 31).
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => "(the configured URL)".to_owned(),
+    }
+}
+
 async fn send_webhook(
     w: &WebhookConfig,
     n: &Notification,
     env: crate::param::EnvLookup<'_>,
 ) -> Result<(), NotifyError> {
-    let err = |reason: String| NotifyError::Webhook { url: w.url.clone(), reason };
+    let err = |reason: String| NotifyError::Webhook { url: origin(&w.url), reason };
     let body = payload(n).to_string();
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
     if let Some(pem) = &w.extra_ca_pem {
@@ -384,6 +394,17 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    /// Regression (review of stop 31): a failed delivery logged and stored the whole webhook
+    /// URL, whose path is the credential of a chat webhook.
+    #[test]
+    fn a_webhook_error_names_only_the_origin() {
+        assert_eq!(
+            super::origin("https://hooks.example.com:8443/services/T0/B0/SECRETxyz?q=1"),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(super::origin("not a url SECRET"), "(the configured URL)");
+    }
+
     #[test]
     fn the_signature_is_hmac_sha256_hex() {
         // RFC 4231 test case 2.

@@ -206,6 +206,13 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     );
     assert_eq!(created["params"]["api_token"]["set"], false);
     json_of(api.post(&admin, "/v1/accounts", json!({"name": "scripted", "connector": script})), StatusCode::CONFLICT);
+    // Regression (review of stop 31): a relative path was stored as given and read against
+    // each process's working directory.
+    let relative = json_of(
+        api.post(&admin, "/v1/accounts", json!({"name": "rel", "connector": "plugins/cfssl.py"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(relative["detail"].as_str().expect("detail").contains("plugins/cfssl.py is a relative path"), "{relative}");
     let secret = "api-S3CRET-0b7e55";
     assert_eq!(
         api.put(&admin, "/v1/accounts/scripted/params/api_token/secret", json!({"value": secret})).status(),
@@ -286,8 +293,20 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     json_of(api.put(&admin, "/v1/accounts/lab", json!({"connector": script})), StatusCode::CONFLICT);
     assert_eq!(api.delete(&admin, "/v1/profiles/web").status(), StatusCode::NO_CONTENT);
     json_of(api.post(&admin, "/v1/accounts/scripted/deactivate", json!({})), StatusCode::OK);
+    // Regression (review of stop 31): an edit without `status` reactivated the account.
+    let edited = json_of(
+        api.put(&admin, "/v1/accounts/scripted", json!({"connector": script, "description": "edited"})),
+        StatusCode::OK,
+    );
+    assert_eq!(edited["status"], "inactive", "{edited}");
     let test = json_of(api.post(&admin, "/v1/accounts/scripted/test", json!({})), StatusCode::CONFLICT);
     assert!(test["detail"].as_str().expect("detail").contains("inactive"), "{test}");
+    // Regression (review of stop 31): an account that issued an active certificate was
+    // deleted, and the certificate could no longer be revoked.
+    let in_use = json_of(api.delete(&admin, "/v1/accounts/scripted"), StatusCode::CONFLICT);
+    assert!(in_use["detail"].as_str().expect("detail").contains("issued active certificates"), "{in_use}");
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    assert_eq!(api.delete(&admin, &format!("/v1/certificates/{id}")).status(), StatusCode::NO_CONTENT);
     assert_eq!(api.delete(&admin, "/v1/accounts/scripted").status(), StatusCode::NO_CONTENT);
 
     // Tokens: created once with their secret, listed without it, revoked.

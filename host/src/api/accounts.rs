@@ -71,6 +71,7 @@ pub struct NewAccount {
 fn definition(map: serde_json::Map<String, serde_json::Value>) -> Result<AccountDef, ApiError> {
     let def: AccountDef = super::json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::Unprocessable(format!("the account definition is not valid: {e}")))?;
+    refuse_relative(crate::config::relative_path_in_account(&def))?;
     Ok(def)
 }
 
@@ -115,11 +116,17 @@ async fn update(
 ) -> Result<Json<AccountView>, ApiError> {
     caller.require(ADMIN, "change accounts")?;
     let super::json::Body(body) = body?;
-    let def = definition(body)?;
+    let gives_status = body.contains_key("status");
+    let mut def = definition(body)?;
     {
         let inv = state.inventory.get().await?;
         let existing = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
         refuse_file_defined(&existing.origin, "account", &name)?;
+        // A definition without `status` leaves it as it is: an edit must not reactivate an
+        // account an operator deactivated (review of stop 31).
+        if !gives_status {
+            def.status = existing.def.status;
+        }
     }
     checked(&state, &name, &def).await?;
     let mut inv = state.inventory.get().await?;
@@ -128,6 +135,19 @@ async fn update(
     inv.update_account(&name, &def, &caller.actor())?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
     Ok(Json(crate::view::account(&inv, &a)?))
+}
+
+/// Refuses a relative path in a definition sent to the API, which has no directory to
+/// resolve it against: stored as it is, it was read against each process's working
+/// directory, and `account test` passed where `serve` failed (review of stop 31).
+pub(super) fn refuse_relative(path: Option<&std::path::Path>) -> Result<(), ApiError> {
+    match path {
+        Some(p) => Err(ApiError::Unprocessable(format!(
+            "{} is a relative path; give absolute paths to the API, which has no working directory",
+            p.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Accounts and profiles from files are changed in their files (the next reload would undo

@@ -159,7 +159,7 @@ async fn fullchain(
 /// (`key_download = true`). Every download is audited.
 #[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
-    responses((status = 200, description = "PKCS#8 private key", content_type = "application/pkcs8", body = String),
+    responses((status = 200, description = "PKCS#8 private key, PEM", content_type = "application/x-pem-file", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn key(
     State(state): State<AppState>,
@@ -187,10 +187,10 @@ async fn key(
     // opened and no download is recorded; the status is the one a GET would get.
     if method == axum::http::Method::HEAD {
         inv.check_key_stored(r.id)?;
-        return Ok(([(header::CONTENT_TYPE, "application/pkcs8")], "").into_response());
+        return Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], "").into_response());
     }
     let key = inv.download_key(r.id, &actor)?;
-    Ok(([(header::CONTENT_TYPE, "application/pkcs8")], key.to_pem().to_string()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], key.to_pem().to_string()).into_response())
 }
 
 /// Body of an issue request.

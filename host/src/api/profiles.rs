@@ -80,6 +80,7 @@ async fn checked(
 ) -> Result<ProfileDef, ApiError> {
     let def: ProfileDef = super::json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::Unprocessable(format!("the profile definition is not valid: {e}")))?;
+    super::accounts::refuse_relative(crate::config::relative_path_in_profile(&def))?;
     def.check(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     crate::config::check_links(name, &def, accounts).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     def.check_connectors(name, accounts, &*state.connectors)

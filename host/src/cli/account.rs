@@ -44,6 +44,12 @@ pub enum Command {
         /// Remove a parameter (repeatable).
         #[arg(long = "unset-param", value_name = "NAME")]
         unset: Vec<String>,
+        /// Remove an allowed host, as listed by `account show` (repeatable).
+        #[arg(long = "remove-allowed-host", value_name = "HOST")]
+        remove_allowed_hosts: Vec<String>,
+        /// Remove an extra trusted CA PEM file (repeatable).
+        #[arg(long = "remove-extra-ca", value_name = "FILE")]
+        remove_extra_ca: Vec<PathBuf>,
     },
     /// Let issuance use the account.
     Activate {
@@ -100,6 +106,9 @@ pub struct Fields {
     /// Memory cap in MiB.
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Largest outbound HTTP response body a component may read, in MiB.
+    #[arg(long)]
+    http_body_mib: Option<u64>,
 }
 
 impl Fields {
@@ -129,9 +138,19 @@ impl Fields {
                 ParamDef { sensitive: true, value: Some(ValueSource::File { file }), ..ParamDef::default() },
             );
         }
-        def.allowed_hosts.extend(self.allowed_hosts);
+        for host in self.allowed_hosts {
+            if !def.allowed_hosts.contains(&host) {
+                def.allowed_hosts.push(host);
+            }
+        }
         for p in self.extra_ca {
-            def.extra_ca_pems.push(std::path::absolute(&p)?);
+            let p = std::path::absolute(&p)?;
+            if !def.extra_ca_pems.contains(&p) {
+                def.extra_ca_pems.push(p);
+            }
+        }
+        if self.http_body_mib.is_some() {
+            def.http_body_mib = self.http_body_mib;
         }
         if self.timeout_seconds.is_some() {
             def.timeout_seconds = self.timeout_seconds;
@@ -198,15 +217,32 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             inv.create_account(&name, &def, "cli", &env.actor)?;
             println!("account {name} created");
         }
-        Command::Edit { name, fields, unset } => {
+        Command::Edit { name, fields, unset, remove_allowed_hosts, remove_extra_ca } => {
             let mut a = inv.account(&name)?.ok_or_else(|| anyhow!("account {name} does not exist"))?;
             refuse_file_defined(&a.origin, &name)?;
-            fields.apply(&mut a.def)?;
+            // Removals first, so an edit can replace a host (`--remove-allowed-host old
+            // --allowed-host new`): an egress list that only grows cannot be narrowed.
             for k in unset {
                 if a.def.params.remove(&k).is_none() {
                     bail!("account {name} has no parameter {k}");
                 }
             }
+            for host in remove_allowed_hosts {
+                let before = a.def.allowed_hosts.len();
+                a.def.allowed_hosts.retain(|h| h != &host);
+                if a.def.allowed_hosts.len() == before {
+                    bail!("account {name} has no allowed host {host} (see `certhost account show {name}`)");
+                }
+            }
+            for file in remove_extra_ca {
+                let file = std::path::absolute(&file)?;
+                let before = a.def.extra_ca_pems.len();
+                a.def.extra_ca_pems.retain(|p| p != &file);
+                if a.def.extra_ca_pems.len() == before {
+                    bail!("account {name} has no extra CA file {}", file.display());
+                }
+            }
+            fields.apply(&mut a.def)?;
             a.def.check(&name)?;
             // A parameter the account now defines must not also be defined by a profile using it.
             let mut accounts: std::collections::BTreeMap<_, _> =

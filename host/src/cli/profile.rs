@@ -81,8 +81,11 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         }
         Command::Create { name, file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let def: ProfileDef = toml::from_str(&text)
+            let mut def: ProfileDef = toml::from_str(&text)
                 .map_err(|e| anyhow!("{}: {}", file.display(), certhost::config::toml_error(&text, &e)))?;
+            // Relative paths are the file's, as in profiles/*.toml.
+            let base = std::path::absolute(&file)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+            certhost::config::absolutize_profile(&mut def, &base);
             def.check(&name)?;
             let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
             certhost::config::check_links(&name, &def, &accounts)?;
@@ -100,6 +103,14 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             println!("profile {name} saved");
         }
         Command::Delete { name } => {
+            // The next load would make it again from its file (review of stop 31).
+            if let Some((_, origin)) = inv.profile(&name)?
+                && certhost::inventory::is_file_origin(&origin)
+            {
+                bail!(
+                    "profile {name} comes from a profiles/ file; remove that file instead (once no open order uses it, the next load deletes it)"
+                );
+            }
             inv.delete_profile(&name, &env.actor)?;
             println!("profile {name} deleted");
         }

@@ -71,7 +71,7 @@ pub fn run(
         // A constant that parses: checked by the unit test below.
         None => DEFAULT_LISTEN.parse().context("default listen address")?,
     };
-    let tls = match (args.tls_cert.or(file.server.tls_cert), args.tls_key.or(file.server.tls_key)) {
+    let tls = match (args.tls_cert.or(file.server.tls_cert.clone()), args.tls_key.or(file.server.tls_key.clone())) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
         _ => anyhow::bail!("[server] needs both tls_cert and tls_key for HTTPS"),
@@ -123,7 +123,8 @@ pub fn run(
             stop_tx.subscribe(),
         ));
         if let Some(path) = config {
-            tokio::spawn(reload_on_sighup(state.inventory.clone(), state.connectors.clone(), path));
+            let started_with = (file.server.clone(), file.notify.clone());
+            tokio::spawn(reload_on_sighup(state.inventory.clone(), state.connectors.clone(), path, started_with));
         }
         // Signal handlers are in place before anyone can learn the address and send one.
         let shutdown = shutdown_signal()?;
@@ -150,11 +151,13 @@ pub fn run(
 }
 
 /// Re-reads the configuration (accounts, profiles) on SIGHUP. A file with an error is
-/// reported and nothing of it is applied.
+/// reported and nothing of it is applied. `[server]` and `[notify]` are read at start only:
+/// a reload that finds them changed says so rather than claiming to have applied them.
 async fn reload_on_sighup(
     inventory: InventoryPool,
     connectors: Arc<dyn certhost::connector::ConnectorSource>,
     path: std::path::PathBuf,
+    started_with: (certhost::config::ServerConfig, certhost::notify::NotifyConfig),
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
@@ -167,7 +170,20 @@ async fn reload_on_sighup(
         };
         match certhost::config::load(&mut inv, &path, "serve:reload", &*connectors, false).await {
             Ok(report) => {
-                tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display())
+                super::log_report(&report, &path);
+                tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display());
+                if let Ok(now) = certhost::config::read_file(&path) {
+                    for (section, changed) in
+                        [("[server]", now.server != started_with.0), ("[notify]", now.notify != started_with.1)]
+                    {
+                        if changed {
+                            tracing::warn!(
+                                "{section} changed in {}: it takes effect when serve restarts",
+                                path.display()
+                            );
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "configuration reload failed; the previous configuration stays in force")

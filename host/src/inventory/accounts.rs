@@ -235,6 +235,22 @@ impl Inventory {
         if !users.is_empty() {
             return Err(InventoryError::InUse(format!("account {name} is used by profile(s) {}", users.join(", "))));
         }
+        // Revoking a certificate goes through the account that issued it (review of stop 31:
+        // once deleted, a compromised key's certificate could not be revoked). Read through
+        // the index on status; deleting an account is rare.
+        let issued: Option<i64> = self
+            .conn
+            .query_row_cached(
+                "SELECT id FROM certificates WHERE status = 'active' AND account = ?1 LIMIT 1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = issued {
+            return Err(InventoryError::InUse(format!(
+                "account {name} issued active certificates (certificate {id} among them), which are revoked through it; deactivate it instead, or delete or renew them elsewhere first"
+            )));
+        }
         self.delete_owner(SecretOwner::Account, name, actor)
     }
 

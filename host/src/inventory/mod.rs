@@ -268,6 +268,11 @@ fn make_private(db: &Path) {
 }
 
 impl Inventory {
+    /// The master key as base64, for redaction only (`deploy`'s hook output).
+    pub(crate) fn master_key_text(&self) -> zeroize::Zeroizing<String> {
+        self.vault.to_base64()
+    }
+
     /// Opens (creating when needed) the inventory in `data_dir`, migrating the schema and
     /// checking the master key.
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
