@@ -17,7 +17,7 @@ use crate::connector::{
 };
 use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
 use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
-use crate::param::{EnvLookup, ParamError, resolve};
+use crate::param::{EnvLookup, ParamError, ValueSource, resolve};
 use crate::profile::{NameRequest, PolicyError, ProfileDef};
 use crate::verify::{Expected, VerificationError, verify_issued};
 
@@ -389,15 +389,9 @@ impl Pipeline<'_> {
             Some(bytes) => {
                 let parsed = parse_csr(bytes)?;
                 check_matches_csr(req, &parsed)?;
-                let names = NameRequest {
-                    common_name: parsed.common_name.clone(),
-                    sans: parsed.sans.clone(),
-                    subject: Subject::default(),
-                };
-                let mut policy = profile.clone();
-                policy.sans.include_cn = false;
-                policy.check_request(&req.profile, &names)?;
-                profile.check_uploaded_subject(&req.profile, &parsed.subject_fields)?;
+                profile.check_csr_names(&req.profile, parsed.common_name.as_deref(), &parsed.sans)?;
+                profile.check_uploaded_subject(&req.profile, "the CSR's", &parsed.subject_fields)?;
+                profile.key.check_accepts(&req.profile, "the CSR's", parsed.key)?;
                 (parsed.pem.clone(), None, parsed.common_name, parsed.sans)
             }
             None => {
@@ -573,9 +567,15 @@ impl Pipeline<'_> {
                         prior_ca_order_id: r.prior_ca_order_id.clone(),
                         request: request.clone(),
                     };
-                    // A connector without `renew` gets the renewal as a fresh request.
+                    // A connector without `renew` gets the renewal as a fresh request, under a
+                    // lease of its own (review of stop 31: the first call's ran out during the
+                    // second, and the order was taken for interrupted).
                     match call_with_deadline(&*connector, limits.timeout, &args, connector.renew(&renew, &args)).await {
-                        Err(ConnectorError::Unsupported { .. }) => fresh_request().await,
+                        Err(ConnectorError::Unsupported { .. }) => {
+                            let id = current.id;
+                            self.inventory.write(move |inv| inv.extend_submit_lease(id, lease)).await?;
+                            fresh_request().await
+                        }
                         other => other,
                     }
                 }
@@ -678,6 +678,17 @@ impl Pipeline<'_> {
                 what: "only pending orders are polled",
             });
         }
+        // One poller at a time: two (two `serve`s, or the poller and `orders poll`) each
+        // applied the CA's answer, and one pending order became two certificates.
+        let timeout =
+            self.inventory.account(&account_name)?.map_or(Duration::from_secs(3600), |a| a.def.limits().timeout);
+        if !self.inventory.claim_poll(order_id, backstop(timeout).as_secs() as i64 + 10)? {
+            return Err(IssueError::WrongState {
+                order_id,
+                state: order.state.as_str(),
+                what: "another process is polling it now",
+            });
+        }
         // Anything that stops this poll short of the CA's answer is retried with backoff, so a
         // broken account is not hammered every round and the order stays visible.
         match self.poll_once(&order, &ca_order_id, &account_name).await {
@@ -713,16 +724,7 @@ impl Pipeline<'_> {
             Ok(None) => ProfileDef { accounts: vec![account_name.to_owned()], ..ProfileDef::default() },
             Err(e) => return Err(e.to_string()),
         };
-        // The request's non-sensitive dynamic parameters were recorded with the order.
-        let recorded: BTreeMap<String, (String, bool)> = order
-            .params
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), (s.to_owned(), false))))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let recorded = recorded_dynamic(Some(order), &profile);
         let mut args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
         args.set_order_names(order.names());
         let connector =
@@ -807,8 +809,20 @@ impl Pipeline<'_> {
                     (None, Some(name)) => self.inventory.profile(name)?.map(|(p, _)| std::borrow::Cow::Owned(p)),
                     (None, None) => None,
                 };
+                // A renewal answered with the very certificate it renews (a CA that deduplicates
+                // a request with the same key) would be "issued" and due again at once, over
+                // and over (review of stop 31).
+                let renewed_sha256 = match order.predecessor_id {
+                    Some(p) => self.inventory.find(&p.to_string())?.map(|c| (p, c.info.sha256)),
+                    None => None,
+                };
                 // Invariant 1, and the profile's SAN and CN rules over every name the CA put in.
                 let verified = verify_issued(&expected, &certificate, &chain).and_then(|verified| {
+                    if let Some((p, sha256)) = &renewed_sha256
+                        && *sha256 == verified.info.sha256
+                    {
+                        return Err(VerificationError::NotRenewed(*p));
+                    }
                     if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
                         let not_allowed = |rule| VerificationError::NotAllowed { profile: name.to_owned(), rule };
                         p.check_issued_sans(&verified.info.sans, &verified.info.other_sans).map_err(not_allowed)?;
@@ -831,7 +845,7 @@ impl Pipeline<'_> {
                             .inventory
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
-                                inv.set_renew_after(cert.id, renew_after)?;
+                                inv.schedule_issued(&cert, renew_after)?;
                                 Ok(cert)
                             })
                             .await?;
@@ -927,7 +941,13 @@ impl Pipeline<'_> {
                 match value {
                     Some(v) => {
                         def.check_value(name, &v)?;
-                        if def.sensitive {
+                        // A value read from a file or variable is redacted like a sensitive
+                        // one even when not marked so: the reference may name any file the
+                        // host can read, and a connector's error quoting it (Python's
+                        // "Invalid URL '-----BEGIN PRIVATE KEY-----…'") is stored where every
+                        // role reads it (review of stop 31).
+                        let read = matches!(def.value, Some(ValueSource::Env { .. } | ValueSource::File { .. }));
+                        if def.sensitive || read {
                             args.insert_sensitive(name.clone(), v)
                         } else {
                             args.insert(name.clone(), v)
@@ -968,6 +988,19 @@ impl Pipeline<'_> {
 /// limits for the account's worker, then run for one.
 pub(crate) fn backstop(timeout: Duration) -> Duration {
     timeout * (crate::connector::WORKER_WAIT_LIMITS + 1) + Duration::from_secs(5)
+}
+
+/// The request's non-sensitive dynamic parameters, recorded with `order`, for a later call
+/// made for it (a poll, an order update, a revocation): only those `profile` still defines as
+/// dynamic, so a value recorded before a parameter became static (or was removed) never
+/// overrides what the profile says now (review of stop 31).
+pub(crate) fn recorded_dynamic(order: Option<&Order>, profile: &ProfileDef) -> BTreeMap<String, (String, bool)> {
+    let Some(params) = order.and_then(|o| o.params.as_object()) else { return BTreeMap::new() };
+    params
+        .iter()
+        .filter(|(k, _)| profile.params.get(*k).is_some_and(|d| d.dynamic))
+        .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), (s.to_owned(), false))))
+        .collect()
 }
 
 /// Runs a connector call under [`backstop`], its answer held to the sizes the host stores and

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use crate::account::AccountStatus;
 use crate::cert;
 use crate::connector::{OrderAction, RevocationReason, RevokeRequest};
-use crate::csr::{CsrParams, Subject, build};
+use crate::csr::{CsrParams, Subject, build, parse_csr};
 use crate::inventory::{CertStatus, CertificateRecord, InventoryError, NewOrder, OrderState};
-use crate::issue::{IssueError, IssueOutcome, Pipeline, Renewal, Submission, call_with_deadline, check_dynamic};
+use crate::issue::{
+    IssueError, IssueOutcome, Pipeline, Renewal, Submission, call_with_deadline, check_dynamic, recorded_dynamic,
+};
 use crate::key::PrivateKey;
 use crate::param::ParamError;
 use crate::profile::{NameRequest, ProfileDef};
@@ -61,8 +63,9 @@ impl Default for RenewOptions {
 }
 
 impl Pipeline<'_> {
-    /// Renews (or reissues) certificate `id`: a new CSR with the same subject and SANs, an
-    /// order linked to the certificate, the connector's `renew` at the original account (or
+    /// Renews (or reissues) certificate `id`: a new CSR with the same subject and SANs (or,
+    /// renewing one issued from an uploaded CSR, that CSR again), an order linked to the
+    /// certificate, the connector's `renew` at the original account (or
     /// `certificate_request`), verification, and on success the old certificate superseded.
     pub async fn renew(&mut self, id: i64, opts: &RenewOptions) -> Result<IssueOutcome, IssueError> {
         let cert = self.certificate(id)?;
@@ -112,37 +115,57 @@ impl Pipeline<'_> {
             }
             other => other,
         })?;
-        let der = cert::pem_certificates(&cert.pem)
-            .ok()
-            .and_then(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
-            .ok_or_else(|| InventoryError::Corrupt(format!("certificate {id} PEM")))?;
-        let subject = cert::subject_fields(&der).map_err(|e| InventoryError::Corrupt(e.to_string()))?;
-        let sans = cert.info.sans.clone();
-        // The (possibly new) profile must allow these names.
         let mut policy = profile.clone();
         policy.sans.include_cn = false;
-        policy.check_request(
-            &profile_name,
-            &NameRequest { common_name: subject.common_name.clone(), sans: sans.clone(), subject: Subject::default() },
-        )?;
-        let key = self.renewal_key(&cert, &profile, opts.kind)?;
-        let reused_type = key.key_type();
-        let hash = if reused_type == Some(profile.key.key_type) { profile.key.hash } else { None };
-        let params = CsrParams {
-            subject: subject.clone(),
-            sans: sans.clone(),
-            key_type: reused_type.unwrap_or(profile.key.key_type),
-            hash,
+        let (common_name, sans, csr_pem, key) = match self.uploaded_csr(&cert, opts.kind)? {
+            // Its requester holds the key (an HSM, a Kubernetes secret): the host never swaps in
+            // one of its own, and the CSR is held to the profile as when it was uploaded.
+            Some(pem) => {
+                let parsed = parse_csr(pem.as_bytes())?;
+                profile.check_csr_names(&profile_name, parsed.common_name.as_deref(), &parsed.sans)?;
+                profile.check_uploaded_subject(&profile_name, "the CSR's", &parsed.subject_fields)?;
+                profile.key.check_accepts(&profile_name, "the CSR's", parsed.key)?;
+                (parsed.common_name, parsed.sans, parsed.pem, None)
+            }
+            None => {
+                let der = cert::pem_certificates(&cert.pem)
+                    .ok()
+                    .and_then(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
+                    .ok_or_else(|| InventoryError::Corrupt(format!("certificate {id} PEM")))?;
+                let subject = cert::subject_fields(&der).map_err(|e| InventoryError::Corrupt(e.to_string()))?;
+                let sans = cert.info.sans.clone();
+                // The (possibly new) profile must allow these names, and a profile the
+                // certificate moves to its subject too: its own was approved at issuance.
+                let names = NameRequest {
+                    common_name: subject.common_name.clone(),
+                    sans: sans.clone(),
+                    subject: Subject::default(),
+                };
+                policy.check_request(&profile_name, &names)?;
+                if cert.profile.as_deref() != Some(profile_name.as_str()) {
+                    profile.check_uploaded_subject(&profile_name, "the certificate's", &subject)?;
+                }
+                let key = self.renewal_key(&cert, &profile, opts.kind)?;
+                let reused_type = key.key_type();
+                let hash = if reused_type == Some(profile.key.key_type) { profile.key.hash } else { None };
+                let params = CsrParams {
+                    subject: subject.clone(),
+                    sans: sans.clone(),
+                    key_type: reused_type.unwrap_or(profile.key.key_type),
+                    hash,
+                };
+                let csr = build(&params, &key)?;
+                (subject.common_name, sans, csr.pem, Some(key))
+            }
         };
-        let csr = build(&params, &key)?;
         let new = NewOrder {
             kind: opts.kind.as_str().to_owned(),
             profile: profile_name.clone(),
-            common_name: subject.common_name.clone(),
+            common_name,
             sans,
-            csr_pem: csr.pem,
+            csr_pem,
             params: crate::issue::recorded_params(&dynamic),
-            key: Some(key),
+            key,
             predecessor_id: Some(cert.id),
             awaiting_approval: held,
         };
@@ -176,7 +199,8 @@ impl Pipeline<'_> {
             return Err(IssueError::Inactive { account: account_name });
         }
         let (profile_name, profile) = self.profile_or_default(cert.profile.as_deref(), &account_name)?;
-        let args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let issuing = self.inventory.issuing_order(cert.id)?;
+        let args = self.args_for(&account, &profile_name, &profile, &recorded_dynamic(issuing.as_ref(), &profile))?;
         let connector = self.connectors.connector(&account.name, &account.def).await.map_err(|e| {
             IssueError::CaCall { what: format!("revoke certificate {id}"), message: args.redact(&e.to_string()) }
         })?;
@@ -238,7 +262,7 @@ impl Pipeline<'_> {
             return Err(IssueError::Inactive { account: account_name });
         }
         let (profile_name, profile) = self.profile_or_default(order.profile.as_deref(), &account_name)?;
-        let mut args = self.args_for(&account, &profile_name, &profile, &BTreeMap::new())?;
+        let mut args = self.args_for(&account, &profile_name, &profile, &recorded_dynamic(Some(&order), &profile))?;
         args.set_order_names(order.names());
         let what = format!("update order {order_id}");
         let connector = self
@@ -400,22 +424,34 @@ impl Pipeline<'_> {
             .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?)
     }
 
-    /// The key of a renewal: the stored one when the profile keeps keys and the key was never
-    /// revoked for compromise, else a new one.
+    /// The CSR a renewal of `cert` sends again: the uploaded one it was issued from, when the
+    /// host never held its key. A reissue (a new key by definition) and a certificate the host
+    /// made the key for, or imported without an order, have none.
+    fn uploaded_csr(&self, cert: &CertificateRecord, kind: RenewKind) -> Result<Option<String>, IssueError> {
+        if kind != RenewKind::Renew || cert.key_id.is_some() {
+            return Ok(None);
+        }
+        Ok(self.inventory.issuing_order(cert.id)?.filter(|o| o.key_id.is_none()).map(|o| o.csr_pem))
+    }
+
+    /// The key of a renewal: the stored one when the profile keeps keys, certifies its type,
+    /// and the key was never revoked for compromise; else a new one.
     fn renewal_key(
         &self,
         cert: &CertificateRecord,
         profile: &ProfileDef,
         kind: RenewKind,
     ) -> Result<PrivateKey, IssueError> {
-        match (kind, cert.key_id) {
-            (RenewKind::Renew, Some(key_id))
-                if !profile.renewal.regenerate_key && !self.inventory.key_compromised(key_id)? =>
-            {
-                Ok(self.inventory.private_key(key_id)?)
+        if let (RenewKind::Renew, Some(key_id)) = (kind, cert.key_id)
+            && !profile.renewal.regenerate_key
+            && !self.inventory.key_compromised(key_id)?
+        {
+            let kept = self.inventory.private_key(key_id)?;
+            if profile.key.accepts(kept.algorithm()) {
+                return Ok(kept);
             }
-            _ => Ok(PrivateKey::generate(profile.key.key_type).map_err(crate::csr::CsrError::from)?),
         }
+        Ok(PrivateKey::generate(profile.key.key_type).map_err(crate::csr::CsrError::from)?)
     }
 
     /// The profile a certificate or order names, or a stand-in naming only `account` when the

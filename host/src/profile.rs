@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{check_name, params_from_specs};
 use crate::csr::{MAX_CN, San, Subject};
-use crate::key::{HashAlg, KeyType};
+use crate::key::{HashAlg, KeyAlgorithm, KeyType};
 use crate::param::{ParamError, ParamMap};
 
 /// A profile definition (`profiles/NAME.toml`, or created with the CLI).
@@ -53,8 +53,9 @@ pub struct ProfileDef {
     pub key_download: bool,
 }
 
-/// Key type and signature hash for keys the host generates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Key type and signature hash for keys the host generates, and the key types it takes in
+/// keys it did not choose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyTemplate {
     /// Key type.
@@ -63,6 +64,45 @@ pub struct KeyTemplate {
     /// Signature hash (default per key type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<HashAlg>,
+    /// Other key types an uploaded CSR's key, or a key kept at renewal, may have. The profile's
+    /// key policy holds for every certificate it issues, not only for keys the host makes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<KeyType>,
+}
+
+impl KeyTemplate {
+    /// Whether a key of `algorithm` may be certified under this profile: `type`, or one of
+    /// `accept`.
+    pub fn accepts(&self, algorithm: KeyAlgorithm) -> bool {
+        KeyType::ALL
+            .into_iter()
+            .find(|t| t.algorithm() == algorithm)
+            .is_some_and(|t| t == self.key_type || self.accept.contains(&t))
+    }
+
+    /// The key types this profile certifies, for a refusal.
+    fn accepted_list(&self) -> String {
+        std::iter::once(self.key_type)
+            .chain(self.accept.iter().copied())
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Refuses a key of `algorithm` this profile does not certify; `whose` names the key
+    /// ("the CSR's", "the kept").
+    pub fn check_accepts(&self, profile: &str, whose: &str, algorithm: KeyAlgorithm) -> Result<(), PolicyError> {
+        if self.accepts(algorithm) {
+            return Ok(());
+        }
+        Err(PolicyError::Request {
+            profile: profile.to_owned(),
+            rule: format!(
+                "{whose} key is {algorithm}; the profile certifies {} keys (list others under [key] accept)",
+                self.accepted_list()
+            ),
+        })
+    }
 }
 
 fn default_key_type() -> KeyType {
@@ -71,7 +111,7 @@ fn default_key_type() -> KeyType {
 
 impl Default for KeyTemplate {
     fn default() -> Self {
-        Self { key_type: KeyType::EcP256, hash: None }
+        Self { key_type: KeyType::EcP256, hash: None, accept: Vec::new() }
     }
 }
 
@@ -370,6 +410,21 @@ impl ProfileDef {
         for re in [&self.cn.allowed, &self.sans.dns_regex].into_iter().flatten() {
             crate::pattern::check(re).map_err(|e| def_err(format!("invalid regex {re:?}: {e}")))?;
         }
+        // A suffix with a trailing dot or a wildcard matched no name, silently refusing every
+        // request (review of stop 31).
+        for suffix in &self.sans.dns_suffixes {
+            let bare = suffix.strip_prefix('.').unwrap_or(suffix);
+            if crate::csr::validate_dns_name(bare).is_err() || bare.contains('*') {
+                return Err(def_err(format!(
+                    "sans.dns_suffixes entry {suffix:?} is not a DNS name (write \".example.com\": no wildcard, no trailing dot)"
+                )));
+            }
+        }
+        if let Some(days) = self.validity_days
+            && !(1..=3650).contains(&days)
+        {
+            return Err(def_err(format!("validity_days {days} must be 1-3650")));
+        }
         if let Some(d) = self.renewal.before_days
             && !(1..=120).contains(&d)
         {
@@ -473,6 +528,17 @@ impl ProfileDef {
                 sans.insert(0, as_dns);
             }
         }
+        // A name given twice is put in the CSR once (DNS names compare without case).
+        let mut seen: Vec<String> = Vec::with_capacity(sans.len());
+        sans.retain(|san| {
+            let key = match san {
+                San::Dns(d) => format!("DNS:{}", d.to_ascii_lowercase()),
+                other => other.to_string(),
+            };
+            let first = !seen.contains(&key);
+            seen.push(key);
+            first
+        });
         if sans.len() > self.sans.max {
             return Err(refuse(format!("{} SANs requested; at most {} are allowed", sans.len(), self.sans.max)));
         }
@@ -486,14 +552,51 @@ impl ProfileDef {
         Ok((subject, sans))
     }
 
+    /// Checks the names of a CSR the host did not build (an upload, or its renewal) as a
+    /// request's: the CN is not added to the SANs — the CSR is signed as it is —, so a profile
+    /// that puts the CN among the SANs refuses a CSR whose host-name CN is not one of them
+    /// (clients ignore the CN: such a certificate names no host).
+    pub fn check_csr_names(&self, name: &str, common_name: Option<&str>, sans: &[San]) -> Result<(), PolicyError> {
+        let mut policy = self.clone();
+        policy.sans.include_cn = false;
+        let names = NameRequest {
+            common_name: common_name.map(str::to_owned),
+            sans: sans.to_vec(),
+            subject: Subject::default(),
+        };
+        policy.check_request(name, &names)?;
+        if let Some(cn) = common_name
+            && self.sans.include_cn
+            && cn.parse::<std::net::IpAddr>().is_err()
+            && self.cn_is_host_like(cn)
+            && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn)))
+        {
+            return Err(PolicyError::Request {
+                profile: name.to_owned(),
+                rule: format!(
+                    "the CSR's CN {cn:?} reads as a host name but is not among its DNS subjectAltNames, and the profile puts the CN there (include_cn): request it as a subjectAltName in the CSR (an internationalized name in its xn-- form)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `cn` reads as a host name to a client: it is not an email address, and it has
+    /// a dot (or a character IDNA maps to one: 。．｡), a wildcard, or is a valid single-label
+    /// name (`intranet`, `localhost`: clients that fall back to the CN take it for that host)
+    /// while the profile has no CN pattern of its own.
+    fn cn_is_host_like(&self, cn: &str) -> bool {
+        let single_label_host = self.cn.allowed.is_none() && crate::csr::validate_dns_name(cn).is_ok();
+        San::Email(cn.to_owned()).validate().is_err()
+            && (cn.contains(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}', '*']) || single_label_host)
+    }
+
     /// Whether the profile's CN rules admit `cn` (its length already checked): the allowed
-    /// pattern, and — when DNS names are limited to suffixes — the same limits for a CN a
-    /// client could take for a host name. Such a CN is one that is not an IP address or an
-    /// email address and either has a dot (then it must be a valid DNS name, or
-    /// `evil.bank.test.` and `evil_bank.test` would pass where `evil.bank.test` is refused) or
-    /// is a valid single-label name (`intranet`, `localhost`: clients that fall back to the
-    /// CN take it for that host) and the profile has no CN pattern of its own. A CN that is an
-    /// IP address must be of a SAN type the profile allows.
+    /// pattern, and — when DNS names are limited to suffixes or a pattern — the same limits
+    /// for a CN a client could take for a host name ([`Self::cn_is_host_like`]), which must
+    /// then be a valid DNS name (or `evil.bank.test.` and `evil_bank.test` would pass where
+    /// `evil.bank.test` is refused). A CN that is an IP address must be of a SAN type the
+    /// profile allows.
     fn cn_allowed(&self, cn: &str) -> Result<(), String> {
         if let Some(re) = &self.cn.allowed
             && !crate::pattern::full_match(re, cn)
@@ -507,19 +610,32 @@ impl ProfileDef {
         }
         // A single-label CN the profile's own CN pattern admits (`alice` on a client-certificate
         // profile) is taken as the name the operator allowed, not as a host name.
-        let single_label_host = self.cn.allowed.is_none() && crate::csr::validate_dns_name(cn).is_ok();
-        let host_like = San::Email(cn.to_owned()).validate().is_err() && (cn.contains('.') || single_label_host);
-        if host_like && !self.sans.dns_suffixes.is_empty() {
-            crate::csr::validate_dns_name(cn).map_err(|e| {
-                let why = match e {
-                    crate::csr::NameError::DnsName { reason, .. } => reason,
-                    _ => "it is not a DNS name",
+        let limited = !self.sans.dns_suffixes.is_empty() || self.sans.dns_regex.is_some();
+        if !self.cn_is_host_like(cn) || !(limited || self.sans.include_cn) {
+            return Ok(());
+        }
+        if let Err(e) = crate::csr::validate_dns_name(cn) {
+            let why = match e {
+                crate::csr::NameError::DnsName { reason, .. } => reason,
+                _ => "it is not a DNS name",
+            };
+            return Err(if limited {
+                let to = match &self.sans.dns_regex {
+                    _ if !self.sans.dns_suffixes.is_empty() => self.sans.dns_suffixes.join(", "),
+                    Some(re) => format!("the pattern {re}"),
+                    None => String::new(),
                 };
                 format!(
-                    "CN {cn:?} reads as a host name but is not a valid one ({why}), and the profile limits host names to {}",
-                    self.sans.dns_suffixes.join(", ")
+                    "CN {cn:?} reads as a host name but is not a valid one ({why}), and the profile limits host names to {to}"
                 )
-            })?;
+            } else {
+                // Not added to the SANs, it would give a certificate that names no host.
+                format!(
+                    "CN {cn:?} reads as a host name but is not a valid one ({why}), so it cannot be added to the SANs (include_cn); give an internationalized name in its xn-- form"
+                )
+            });
+        }
+        if limited {
             self.dns_name_allowed(cn)?;
         }
         Ok(())
@@ -563,10 +679,12 @@ impl ProfileDef {
         Ok(())
     }
 
-    /// Checks an uploaded CSR's subject against the profile's subject rules, which a CA copying
-    /// it would otherwise skip: a field the profile fixes must be absent or the profile's own
-    /// value; only `overridable` fields may say something else.
-    pub fn check_uploaded_subject(&self, name: &str, s: &Subject) -> Result<(), PolicyError> {
+    /// Checks a subject the host did not build — an uploaded CSR's, or a certificate's moved to
+    /// this profile at renewal — against the profile's subject rules, which a CA copying it
+    /// would otherwise skip: a field the profile fixes must be absent or the profile's own
+    /// value; only `overridable` fields may say something else. `whose` names the subject
+    /// ("the CSR's", "the certificate's").
+    pub fn check_uploaded_subject(&self, name: &str, whose: &str, s: &Subject) -> Result<(), PolicyError> {
         let t = &self.subject;
         for (field, as_fixed) in [
             (SubjectField::O, s.organization.is_empty() || s.organization == t.o),
@@ -580,7 +698,7 @@ impl ProfileDef {
                 return Err(PolicyError::Request {
                     profile: name.to_owned(),
                     rule: format!(
-                        "the CSR's subject field {} is not the profile's, which fixes it",
+                        "{whose} subject field {} is not the profile's, which fixes it",
                         subject_field_name(field)
                     ),
                 });
@@ -766,6 +884,49 @@ mod tests {
         assert!(p.check_issued_cn(&"a".repeat(65)).unwrap_err().contains("65 characters long"));
     }
 
+    /// Regressions (review of stop 31): a CN escaped `dns_regex` when the profile set no
+    /// suffixes; IDNA's other dots (`evil。bank。test`) and a bare `*` did not read as host
+    /// names; a non-ASCII host name CN gave a certificate with no SAN; and an uploaded CSR
+    /// whose CN was not among its SANs did too.
+    #[test]
+    fn host_name_cns_are_held_to_every_dns_rule_and_end_up_among_the_sans() {
+        let request = |cn: &str| NameRequest { common_name: Some(cn.into()), ..Default::default() };
+        let mut by_pattern = profile();
+        by_pattern.sans.dns_suffixes.clear();
+        by_pattern.sans.dns_regex = Some("[a-z0-9-]+\\.example\\.com".into());
+        for bad in [
+            "evil.bank.test",
+            "evil.bank.test.",
+            "evil_bank.test",
+            "evil\u{3002}bank\u{3002}test",
+            "*",
+            "evil\u{ff0e}bank\u{ff0e}test",
+        ] {
+            assert!(by_pattern.check_request("web", &request(bad)).is_err(), "{bad}");
+            assert!(by_pattern.check_issued_cn(bad).is_err(), "{bad}");
+        }
+        assert!(by_pattern.check_request("web", &request("www.example.com")).is_ok());
+        let mut open = by_pattern.clone();
+        open.sans.dns_regex = None;
+        let err = open.check_request("web", &request("b\u{fc}cher.example.com")).unwrap_err().to_string();
+        assert!(err.contains("cannot be added to the SANs (include_cn)"), "{err}");
+        assert!(open.check_request("web", &request("xn--bcher-kva.example.com")).is_ok());
+        // A CSR is signed as it is: its host-name CN must be among its SANs.
+        let www = [San::Dns("www.example.com".into())];
+        open.check_csr_names("web", Some("www.example.com"), &www).expect("among its SANs");
+        open.check_csr_names("web", Some("Ops Team"), &www).expect("no host name");
+        let err = open.check_csr_names("web", Some("api.example.com"), &www).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "the CSR's CN \"api.example.com\" reads as a host name but is not among its DNS subjectAltNames"
+            ),
+            "{err}"
+        );
+        assert!(open.check_csr_names("web", Some("api.example.com"), &[]).is_err());
+        open.sans.include_cn = false;
+        open.check_csr_names("web", Some("api.example.com"), &www).expect("the profile does not put the CN there");
+    }
+
     #[test]
     fn an_uploaded_subject_may_repeat_fixed_fields_and_change_only_overridable_ones() {
         let p = profile();
@@ -779,7 +940,7 @@ mod tests {
             s(&|x| x.organization = vec!["Example".into()]),
             s(&|x| (x.country, x.organizational_unit) = (Some("CH".into()), vec!["Anything".into()])),
         ] {
-            assert_eq!(p.check_uploaded_subject("web", &fine), Ok(()), "{fine:?}");
+            assert_eq!(p.check_uploaded_subject("web", "the CSR's", &fine), Ok(()), "{fine:?}");
         }
         for (bad, field) in [
             (s(&|x| x.organization = vec!["Bank Inc".into()]), "O"),
@@ -788,7 +949,7 @@ mod tests {
             (s(&|x| x.locality = Some("Zug".into())), "L"),
             (s(&|x| x.email = Some("a@example.com".into())), "emailAddress"),
         ] {
-            let err = p.check_uploaded_subject("web", &bad).unwrap_err().to_string();
+            let err = p.check_uploaded_subject("web", "the CSR's", &bad).unwrap_err().to_string();
             assert!(err.contains(&format!("the CSR's subject field {field} is not the profile's")), "{err}");
         }
     }

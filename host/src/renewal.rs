@@ -46,7 +46,12 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
     p.inventory.mark_interrupted(ACTOR)?;
     for order in p.inventory.orders(Some(OrderState::NeedsAttention), 0)? {
         if order.requested_by == ACTOR && order.kind == "renew" {
-            p.inventory.resubmit_order(order.id, ACTOR)?;
+            match p.inventory.resubmit_order(order.id, ACTOR) {
+                Ok(()) => {}
+                // Another scheduler resubmitted (or an operator declined) it first.
+                Err(InventoryError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
             report.resubmitted.push(order.id);
             if let Some(pred) = order.predecessor_id {
                 // The certificate's claim is the interrupted process's, and it is not there to
@@ -55,12 +60,8 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                 // claimed meanwhile: the order is open).
                 p.inventory.release_renewal(pred)?;
             }
+            // An issued renewal is recorded in the history by the transaction that stores it.
             match p.submit(order.id, &Default::default()).await {
-                Ok(IssueOutcome::Issued { certificate, .. }) => {
-                    if let Some(pred) = order.predecessor_id {
-                        p.inventory.record_auto_renewal(pred, certificate.id, order.id, ACTOR)?;
-                    }
-                }
                 Ok(_) => {}
                 // Closing the order recorded the failure on the certificate (backoff, notification).
                 Err(e) => tracing::warn!(order = order.id, error = %e, "resubmitted renewal failed"),
@@ -70,10 +71,10 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
     let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
     for id in claimed {
         // Renewed one after another: each claim is checked and extended just before its turn.
-        if !p.inventory.keep_renewal_claim(id, until, lease_seconds)? {
+        let Some(held_until) = p.inventory.keep_renewal_claim(id, until, lease_seconds)? else {
             tracing::warn!(certificate = id, "not renewed by this round: its claim ran out while earlier ones renewed");
             continue;
-        }
+        };
         if !auto_renews(p.inventory, id)? {
             // A schedule left behind (by an older version, or a profile changed while this
             // round ran) must not outlive `renewal.auto = false`: it is cleared, not retried.
@@ -83,8 +84,8 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
             continue;
         }
         match p.renew(id, &RenewOptions::default()).await {
-            Ok(IssueOutcome::Issued { order_id, certificate }) => {
-                p.inventory.record_auto_renewal(id, certificate.id, order_id, ACTOR)?;
+            Ok(IssueOutcome::Issued { certificate, .. }) => {
+                // Recorded in the renewal history by the transaction that stored it.
                 tracing::info!(certificate = id, successor = certificate.id, "renewed");
                 report.renewed.push(id);
             }
@@ -100,8 +101,13 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
                 p.inventory.release_renewal(id)?;
             }
             Err(e) => {
-                let retry_at = p.inventory.record_renewal_failure(id, &e.to_string(), ACTOR)?;
-                tracing::warn!(certificate = id, error = %e, retry_at, "renewal failed");
+                match p.inventory.record_renewal_failure(id, held_until, &e.to_string(), ACTOR)? {
+                    Some(retry_at) => tracing::warn!(certificate = id, error = %e, retry_at, "renewal failed"),
+                    // The claim ran out during the call: closing the order recorded it.
+                    None => {
+                        tracing::warn!(certificate = id, error = %e, "renewal failed (recorded when its order closed)")
+                    }
+                }
                 report.failed.push(id);
             }
         }

@@ -155,6 +155,9 @@ pub enum VerificationError {
         /// The rule the certificate breaks.
         rule: String,
     },
+    /// A renewal answered with the certificate it renews.
+    #[error("it is certificate {0}, the one being renewed: the CA issued nothing new")]
+    NotRenewed(i64),
     /// Already expired.
     #[error("the returned certificate expired at {}", rfc3339(*not_after))]
     Expired {

@@ -492,3 +492,35 @@ fn a_plain_value_for_what_a_connector_declares_sensitive_is_refused_from_files_a
         }
     }
 }
+
+/// Regression (review of stop 31): a parameter not marked sensitive may still be read from
+/// any file (or variable) the host can read; a connector's error quoting it ("Invalid URL
+/// '-----BEGIN PRIVATE KEY-----…'") put another account's CA key in `last_test.message`, which
+/// every role reads, and in the audit log. A value read from a reference is now redacted like
+/// a sensitive one.
+#[test]
+fn a_file_read_into_a_plain_parameter_never_comes_back_in_an_error() {
+    let app = App::new();
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let key = std::fs::read_to_string(ca.join("ca.key")).expect("key");
+    let body = key.lines().nth(1).expect("a line of base64").to_owned();
+    let config = app.path("certhost.toml");
+    let cfssl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/cfssl.py");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.reader]\nconnector = \"{}\"\nparams.url = {{ file = \"{}/ca.key\" }}\n",
+            cfssl.display(),
+            ca.display()
+        ),
+    )
+    .expect("config");
+    let config_arg = config.display().to_string();
+    let mut transcript = String::new();
+    run_into(&mut transcript, &app, &config_arg, &["account", "test", "reader"], None);
+    run_into(&mut transcript, &app, &config_arg, &["account", "show", "reader", "--json"], None);
+    run_into(&mut transcript, &app, &config_arg, &["audit", "--json"], None);
+    assert!(transcript.contains("Invalid URL") || transcript.contains("***"), "the test ran: {transcript}");
+    assert!(!transcript.contains(&body) && !transcript.contains("BEGIN PRIVATE KEY"), "{transcript}");
+}

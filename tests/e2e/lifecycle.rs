@@ -580,10 +580,14 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     let deploy = app.path("deployed");
     let profile = format!(
         "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}\"\n\
-         post_hook = \"echo token=$LAB_CA_KEY wh=$WH_SECRET; env | grep -c LAB_CA_KEY\"\n\
+         post_hook = \"echo token=$LAB_CA_KEY wh=$WH_SECRET; env | grep -c LAB_CA_KEY; cat {mk}\"\n\
          [[deploy]]\npkcs12 = \"{d}/b.p12\"\npkcs12_password = {{ env = \"P12_PW\" }}\npost_hook = \"echo p12=$P12_PW.\"\n",
-        d = deploy.display()
+        d = deploy.display(),
+        mk = app.path("master.key.copy").display()
     );
+    // A hook can read master.key (it runs as certhost's user): what it prints of it is
+    // redacted (review of stop 31: the audit log, which auditors read, held it).
+    std::fs::write(app.path("master.key.copy"), format!("{}\n", app.master_key)).expect("copy");
     let (config, ca) = local_ca_lab(&app, &profile);
     // The CA key comes from the environment now, and so does the webhook's secret.
     let text = std::fs::read_to_string(&config)
@@ -609,6 +613,7 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     assert!(text.contains("token= wh=\\n0\\n"), "{text}");
     assert!(text.contains("p12=.\\n"), "{text}");
     assert!(!text.contains("2929"), "a secret is in the audit log: {text}");
+    assert!(!text.contains(&app.master_key), "the master key is in the audit log: {text}");
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!text.contains(line), "a line of the CA key is in the audit log");
     }
@@ -1181,4 +1186,90 @@ fn a_failed_resubmission_after_a_crash_is_recorded_and_retried() {
     let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew"]);
     let failures = audit.as_array().expect("audit").iter().filter(|e| e["outcome"] == "failure").count();
     assert_eq!(failures, 1, "recorded once: {audit}");
+}
+
+/// Regressions (reviews of stop 31):
+/// - renewing a certificate issued from an uploaded CSR gave it a key the host generated, so
+///   its requester (who holds the CSR's key) got a successor it could not use;
+/// - a profile's `[key] type` held only for keys the host made: an uploaded CSR, or a key kept
+///   at renewal after the profile changed type, was certified whatever its type;
+/// - renewing under another profile skipped that profile's subject rules.
+#[test]
+fn renewals_keep_an_uploaded_csrs_key_and_every_key_and_subject_is_held_to_the_profile() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "[renewal]\nregenerate_key = false\n[subject]\noverridable = [\"o\"]\n");
+    let conf = config.parent().expect("conf").to_path_buf();
+    std::fs::write(
+        conf.join("profiles/fixed.toml"),
+        "accounts = [\"lab\"]\n[subject]\no = [\"Good Corp\"]\n[sans]\nallowed_types = [\"DNS\"]\n",
+    )
+    .expect("profile");
+    let c = s(&config);
+    let run = |args: &[&str]| app.run(&[&["--config", c][..], args].concat());
+    let pubkey = |pem: &str| {
+        let file = app.path("pub-of.pem");
+        std::fs::write(&file, pem).expect("pem");
+        let kind = if pem.contains("CERTIFICATE REQUEST") { "req" } else { "x509" };
+        crate::helpers::sh("openssl", &[kind, "-in", s(&file), "-noout", "-pubkey"])
+    };
+
+    // An Ed25519 CSR on an ec-p256 profile is refused, naming the rule; a P-256 one is issued.
+    let key = app.path("k.pem");
+    let csr = app.path("csr.pem");
+    let make_csr = |algorithm: &[&str]| {
+        crate::helpers::sh("openssl", &[&["genpkey"][..], algorithm, &["-out", s(&key)]].concat());
+        crate::helpers::sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-key",
+                s(&key),
+                "-subj",
+                "/CN=held.example.com",
+                "-addext",
+                "subjectAltName=DNS:held.example.com",
+                "-out",
+                s(&csr),
+            ],
+        );
+    };
+    make_csr(&["-algorithm", "ed25519"]);
+    let refused = run(&["issue", "--profile", "lab", "--csr", s(&csr)]);
+    assert!(
+        refused
+            .fails(1)
+            .contains("the CSR's key is ed25519; the profile certifies ec-p256 keys (list others under [key] accept)"),
+        "{}",
+        refused.stderr
+    );
+    make_csr(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    run(&["issue", "--profile", "lab", "--csr", s(&csr)]).ok();
+    let csr_key = pubkey(&std::fs::read_to_string(&csr).expect("csr"));
+    assert_eq!(pubkey(run(&["show", "1", "--pem"]).ok()), csr_key);
+    // Renewed, by hand and so by the scheduler, on the CSR's key: the host has no other.
+    run(&["renew", "1"]).ok();
+    assert_eq!(pubkey(run(&["show", "2", "--pem"]).ok()), csr_key, "the renewal swapped the requester's key");
+    assert_eq!(app.json(&["show", "2", "--json"])["has_private_key"], false);
+
+    // A key kept at renewal must still be of a type the profile certifies.
+    run(&["issue", "--profile", "lab", "--cn", "kept.example.com", "--o", "Evil Corp"]).ok();
+    let p256 = pubkey(run(&["show", "3", "--pem"]).ok());
+    let lab = conf.join("profiles/lab.toml");
+    let text = std::fs::read_to_string(&lab).expect("profile");
+    std::fs::write(&lab, format!("{text}\n[key]\ntype = \"ec-p384\"\n")).expect("profile");
+    run(&["renew", "3"]).ok();
+    let renewed = app.json(&["show", "4", "--json"]);
+    assert_eq!(renewed["key_type"], "ec-p384", "{renewed}");
+    assert_ne!(pubkey(run(&["show", "4", "--pem"]).ok()), p256);
+    // Moved to a profile that fixes O, its subject is held to it.
+    let moved = run(&["renew", "4", "--profile", "fixed"]);
+    assert!(
+        moved.fails(1).contains(
+            "profile fixed refuses the request: the certificate's subject field O is not the profile's, which fixes it"
+        ),
+        "{}",
+        moved.stderr
+    );
+    assert_eq!(app.json(&["show", "4", "--json"])["status"], "active", "nothing changed");
 }

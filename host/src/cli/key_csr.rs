@@ -20,8 +20,13 @@ pub struct Args {
     #[arg(long)]
     cn: String,
     /// Subject alternative name: DNS:name, IP:address, EMAIL:address or URI:uri (repeatable).
+    /// A CN that is a DNS name is added as the first one unless given or `--no-cn-san`.
     #[arg(long = "san", value_name = "TYPE:VALUE")]
     sans: Vec<San>,
+    /// Leave a host-name CN out of the SANs (clients ignore the CN: the certificate would
+    /// name no host, and profiles that put the CN among the SANs refuse such a CSR).
+    #[arg(long)]
+    no_cn_san: bool,
     /// Organisation (O), repeatable.
     #[arg(long = "o", value_name = "ORG")]
     organization: Vec<String>,
@@ -51,7 +56,14 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // As a profile's include_cn does for a request.
+    if !args.no_cn_san
+        && certhost::csr::validate_dns_name(&args.cn).is_ok()
+        && !args.sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(&args.cn)))
+    {
+        args.sans.insert(0, San::Dns(args.cn.clone()));
+    }
     let params = CsrParams {
         subject: Subject {
             common_name: Some(args.cn),

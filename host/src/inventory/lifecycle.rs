@@ -132,35 +132,43 @@ impl Inventory {
         Ok(())
     }
 
-    /// Active certificates past notAfter become `expired`; returns their ids. One whose
-    /// automatic renewal was failing keeps being retried (`renewals::claim_sql`), and its
-    /// expiry queues an `expired` notification: nobody was told otherwise.
+    /// Active certificates past notAfter become `expired`; returns their ids. One that renews
+    /// automatically — its renewal failing, or never reached (`serve` was down, the renewal
+    /// was pending at the CA) — keeps being retried (`renewals::claim_sql`), and its expiry
+    /// queues an `expired` notification: nobody was told otherwise.
     pub fn mark_expired(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let rows: Vec<(i64, Option<String>, i64, Option<String>)> = {
+        type Row = (i64, Option<String>, i64, Option<String>, bool);
+        let rows: Vec<Row> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT id, common_name, renewal_attempts, renewal_error FROM certificates
+                "SELECT id, common_name, renewal_attempts, renewal_error, renew_after IS NOT NULL FROM certificates
                  WHERE status = 'active' AND not_after < ?1 ORDER BY not_after LIMIT 1000",
             )?;
-            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect::<Result<_, _>>()?
         };
-        for (id, cn, attempts, error) in &rows {
+        for (id, cn, attempts, error, renews) in &rows {
             tx.execute_cached("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
             audit::record(&tx, now, &cert_event(actor, "certificate.expired", *id, serde_json::json!({})))?;
-            if *attempts > 0 {
-                super::renewals::enqueue(
-                    &tx,
-                    now,
-                    "expired",
-                    Some(*id),
-                    &format!(
-                        "certhost: certificate {id} ({}) expired; its automatic renewal is failing and is still retried",
-                        cn.clone().unwrap_or_default()
-                    ),
-                    &serde_json::json!({ "attempts": attempts, "error": error }),
-                )?;
-            }
+            let cn = cn.clone().unwrap_or_default();
+            let message = if *attempts > 0 {
+                format!(
+                    "certhost: certificate {id} ({cn}) expired; its automatic renewal is failing and is still retried"
+                )
+            } else if *renews {
+                format!("certhost: certificate {id} ({cn}) expired before its automatic renewal ran; it is renewed now")
+            } else {
+                continue;
+            };
+            super::renewals::enqueue(
+                &tx,
+                now,
+                "expired",
+                Some(*id),
+                &message,
+                &serde_json::json!({ "attempts": attempts, "error": error }),
+            )?;
         }
         tx.commit()?;
         Ok(rows.into_iter().map(|r| r.0).collect())

@@ -212,7 +212,7 @@ const INTERRUPTED_SQL: &str = "SELECT id FROM orders WHERE state = 'pending' AND
 fn due_polls_sql() -> String {
     format!(
         "SELECT {COLUMNS} FROM orders WHERE state = 'pending' AND submitted = 1 AND ca_order_id IS NOT NULL
-           AND next_poll_at <= ?1 ORDER BY next_poll_at LIMIT ?2"
+           AND next_poll_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1) ORDER BY next_poll_at LIMIT ?2"
     )
 }
 
@@ -265,12 +265,33 @@ impl Inventory {
         // IMMEDIATE: the check for an open renewal and the insert are one atomic claim, even
         // between processes (the unique index orders_one_open_renewal is the backstop).
         let tx = super::write_tx(&mut self.conn)?;
-        if let Some(pred) = new.predecessor_id
-            && let Some(open) = open_renewal(&tx, pred)?
-        {
-            return Err(InventoryError::Conflict(format!(
-                "certificate {pred} already has renewal order {open} in progress"
-            )));
+        if let Some(pred) = new.predecessor_id {
+            // The renewal read the certificate before this transaction: since then it may have
+            // been deleted (the foreign key failed the insert as an internal error), renewed
+            // by another renewal that finished meanwhile (two active successors), or revoked
+            // (review of stop 31). Decided here, where no other renewal can start.
+            let status: Option<String> = tx
+                .query_row_cached("SELECT status FROM certificates WHERE id = ?1", [pred], |r| r.get(0))
+                .optional()?;
+            match status.as_deref() {
+                None => return Err(InventoryError::NotFound(format!("certificate {pred}"))),
+                Some("superseded") => {
+                    return Err(InventoryError::Conflict(format!(
+                        "certificate {pred} was renewed meanwhile; renew its successor instead"
+                    )));
+                }
+                Some("revoked") if new.kind == "renew" => {
+                    return Err(InventoryError::Conflict(format!(
+                        "certificate {pred} was revoked meanwhile; reissue it (new key) instead"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if let Some(open) = open_renewal(&tx, pred)? {
+                return Err(InventoryError::Conflict(format!(
+                    "certificate {pred} already has renewal order {open} in progress"
+                )));
+            }
         }
         let key_id = match &new.key {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
@@ -405,14 +426,14 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.pending", "success", serde_json::json!({ "ca_order_id": ca_order_id }), |tx, now| {
-            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1", params![id, ca_order_id, next_poll_at, now],)
+            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 1, lease_until = NULL, ca_order_id = ?2, next_poll_at = ?3, error = NULL, updated_at = ?4 WHERE id = ?1 AND state = 'pending'", params![id, ca_order_id, next_poll_at, now],)
         })
     }
 
     /// A poll or submission failed transiently: keep pending, try again at `next_poll_at`.
     pub fn record_retry(&mut self, id: i64, error: &str, next_poll_at: i64, actor: &str) -> Result<(), InventoryError> {
         self.transition(id, actor, "order.retry", "failure", serde_json::json!({ "error": error }), |tx, now| {
-            tx.execute_cached("UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1", params![id, error, next_poll_at, now],)
+            tx.execute_cached("UPDATE orders SET error = ?2, next_poll_at = ?3, lease_until = NULL, attempts = attempts + 1, updated_at = ?4 WHERE id = ?1 AND state = 'pending'", params![id, error, next_poll_at, now],)
         })
     }
 
@@ -429,7 +450,7 @@ impl Inventory {
     fn finish(&mut self, id: i64, state: OrderState, message: &str, actor: &str) -> Result<(), InventoryError> {
         let action = format!("order.{}", state.as_str());
         self.close(id, actor, &action, "failure", serde_json::json!({ "reason": message }), message, |tx, now| {
-            tx.execute_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1", params![id, state.as_str(), message, now],)
+            tx.execute_cached("UPDATE orders SET state = ?2, error = ?3, submitted = 1, lease_until = NULL, next_poll_at = NULL, updated_at = ?4 WHERE id = ?1 AND state = 'pending'", params![id, state.as_str(), message, now],)
         })
     }
 
@@ -464,9 +485,9 @@ impl Inventory {
             Stored::Existing(id) => *id,
         };
         let n = tx.execute_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
-                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1", params![id, cert_id, ca_order_id, now],)?;
+                 lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1 AND state = 'pending'", params![id, cert_id, ca_order_id, now],)?;
         if n == 0 {
-            return Err(InventoryError::NotFound(format!("order {id}")));
+            return Err(changed_meanwhile(id));
         }
         // A renewal's predecessor steps aside in the same transaction: never two active
         // generations, never a superseded one without its successor.
@@ -487,6 +508,23 @@ impl Inventory {
                         object_id: Some(pred.to_string()),
                         outcome: "success",
                         detail: serde_json::json!({ "successor_id": cert_id, "order_id": id, "kind": order.kind }),
+                    },
+                )?;
+            }
+            // The renewal history (`certhost renewals`) is read from these: recorded here, for
+            // the scheduler's renewals the CA issued at once and for those the poller finished
+            // later alike (review of stop 31: those were missing).
+            if order.kind == "renew" && order.requested_by == super::AUTO_RENEWAL_ACTOR {
+                audit::record(
+                    &tx,
+                    now,
+                    &NewAuditEvent {
+                        actor,
+                        action: "certificate.auto_renew",
+                        object_type: "certificate",
+                        object_id: Some(pred.to_string()),
+                        outcome: "success",
+                        detail: serde_json::json!({ "successor_id": cert_id, "order_id": id }),
                     },
                 )?;
             }
@@ -529,7 +567,8 @@ impl Inventory {
         }
         self.transition(id, actor, "order.approve", "success", serde_json::json!({}), |tx, now| {
             tx.execute_cached(
-                "UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3 WHERE id = ?1",
+                "UPDATE orders SET state = 'pending', decided_by = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'awaiting_approval'",
                 params![id, actor, now],
             )
         })
@@ -548,7 +587,8 @@ impl Inventory {
         let detail = serde_json::json!({ "reason": reason });
         self.close(id, actor, "order.decline", "success", detail, &message, |tx, now| {
             tx.execute_cached(
-                "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state IN ('awaiting_approval', 'needs_attention')",
                 params![id, actor, message, now],
             )
         })
@@ -565,7 +605,7 @@ impl Inventory {
             )));
         }
         self.transition(id, actor, "order.resubmit", "success", serde_json::json!({}), |tx, now| {
-            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1", params![id, actor, now])
+            tx.execute_cached("UPDATE orders SET state = 'pending', submitted = 0, lease_until = NULL, decided_by = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'needs_attention'", params![id, actor, now])
         })
     }
 
@@ -579,15 +619,51 @@ impl Inventory {
             let mut stmt = self.conn.prepare_cached(INTERRUPTED_SQL)?;
             stmt.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
-        for id in &ids {
-            self.transition(*id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
-                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2 WHERE id = ?1", params![id, now],)
-            })?;
+        let mut marked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
+                // Still as found: an order another process resubmitted or answered since is
+                // left alone (review of stop 31).
+                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2
+                     WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now],)
+            });
+            match marking {
+                Ok(()) => marked.push(id),
+                Err(InventoryError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(ids)
+        Ok(marked)
     }
 
-    /// Pending orders the CA has accepted and that are due for a poll.
+    /// Extends the lease of order `id`'s submission in flight to `lease_seconds` from now,
+    /// for a second call of the same submission (a renewal retried as a plain request).
+    pub fn extend_submit_lease(&mut self, id: i64, lease_seconds: i64) -> Result<(), InventoryError> {
+        let now = self.now();
+        let n = self.conn.execute_cached(
+            "UPDATE orders SET lease_until = ?2 WHERE id = ?1 AND state = 'pending' AND submitted = 0",
+            params![id, now + lease_seconds],
+        )?;
+        if n == 0 {
+            return Err(changed_meanwhile(id));
+        }
+        Ok(())
+    }
+
+    /// Claims accepted pending order `id` for one poll of at most `lease_seconds`: `false`
+    /// when another process is polling it now. Its answer's transition lets go of the claim;
+    /// a poller that died leaves it to run out (a poll is safe to repeat, unlike a
+    /// submission: `mark_interrupted` looks at unsubmitted orders only).
+    pub fn claim_poll(&mut self, id: i64, lease_seconds: i64) -> Result<bool, InventoryError> {
+        let now = self.now();
+        Ok(self.conn.execute_cached(
+            "UPDATE orders SET lease_until = ?2 WHERE id = ?1 AND state = 'pending' AND submitted = 1
+               AND (lease_until IS NULL OR lease_until < ?3)",
+            params![id, now + lease_seconds, now],
+        )? == 1)
+    }
+
+    /// Pending orders the CA has accepted, due for a poll, and not being polled.
     pub fn due_polls(&self, limit: u32) -> Result<Vec<Order>, InventoryError> {
         let now = self.now();
         let mut stmt = self.conn.prepare_cached(&due_polls_sql())?;
@@ -640,7 +716,7 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         if update(&tx, now)? == 0 {
-            return Err(InventoryError::NotFound(format!("order {id}")));
+            return Err(changed_meanwhile(id));
         }
         audit::record(&tx, now, &event(actor, action, id, outcome, detail))?;
         if let Some(message) = closing {
@@ -649,6 +725,13 @@ impl Inventory {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// An order's transition found it in another state than the one it was read in: two
+/// processes (two `serve`s, the poller and `orders poll`) acted on it at once, and the first
+/// decided (review of stop 31: one pending order became two certificates).
+fn changed_meanwhile(id: i64) -> InventoryError {
+    InventoryError::Conflict(format!("order {id} changed meanwhile: another process decided it first"))
 }
 
 fn event<'a>(
@@ -718,6 +801,87 @@ mod tests {
             };
             let created = inv.create_order(&new, "token:bot").expect("create");
             assert_eq!(Some(&created), inv.order(created.id).expect("read").as_ref());
+        }
+    }
+
+    /// Regression (review of stop 31): a renewal racing a DELETE of its certificate failed the
+    /// orders' foreign key and answered 500.
+    #[test]
+    fn a_renewal_of_a_certificate_deleted_meanwhile_is_not_found() {
+        let (_dir, mut inv) = super::super::scratch();
+        let new = NewOrder {
+            kind: "renew".into(),
+            profile: "web".into(),
+            common_name: Some("a.example.com".into()),
+            sans: vec![],
+            csr_pem: String::new(),
+            params: serde_json::json!({}),
+            key: None,
+            predecessor_id: Some(41),
+            awaiting_approval: false,
+        };
+        let err = inv.create_order(&new, "token:bot").unwrap_err();
+        assert!(matches!(&err, InventoryError::NotFound(what) if what == "certificate 41"), "{err}");
+        // Renewed, or revoked, since the renewal read it: two renewals of one certificate
+        // racing each other made two active successors.
+        for (id, status) in [(41, "superseded"), (42, "revoked")] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at)
+                     VALUES (?1, 'leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, ?2, 'issue', 0)",
+                    rusqlite::params![id, status],
+                )
+                .expect("certificate");
+            let racing = NewOrder { predecessor_id: Some(id), kind: "renew".into(), ..new_like(&new) };
+            let err = inv.create_order(&racing, "token:bot").unwrap_err().to_string();
+            assert!(err.contains(&format!("certificate {id} was")), "{err}");
+        }
+        let reissue = NewOrder { predecessor_id: Some(42), kind: "reissue".into(), ..new_like(&new) };
+        inv.create_order(&reissue, "token:bot").expect("a revoked certificate may be reissued");
+    }
+
+    /// Regression (review of stop 31): two pollers (two `serve`s on one data directory, or the
+    /// poller and `orders poll`) both applied the CA's answer to one pending order — two
+    /// certificates — or reopened an issued order as pending.
+    #[test]
+    fn one_process_polls_an_order_at_a_time_and_a_decided_order_stays_decided() {
+        let (_dir, mut inv) = super::super::scratch();
+        let new = NewOrder {
+            kind: "issue".into(),
+            profile: "web".into(),
+            common_name: Some("a.example.com".into()),
+            sans: vec![],
+            csr_pem: String::new(),
+            params: serde_json::json!({}),
+            key: None,
+            predecessor_id: None,
+            awaiting_approval: false,
+        };
+        let id = inv.create_order(&new, "t").expect("create").id;
+        inv.record_pending(id, "ca-1", 0, "t").expect("pending");
+        assert_eq!(inv.due_polls(10).expect("due").len(), 1);
+        assert!(inv.claim_poll(id, 60).expect("claim"));
+        assert!(!inv.claim_poll(id, 60).expect("claim"), "another poller holds it");
+        assert!(inv.due_polls(10).expect("due").is_empty());
+        inv.record_rejected(id, "no", "t").expect("rejected");
+        for late in [inv.record_pending(id, "ca-1", 0, "t"), inv.record_failed(id, "late", "t")] {
+            assert!(late.unwrap_err().to_string().contains("changed meanwhile"));
+        }
+        assert_eq!(inv.order(id).expect("read").expect("order").state, OrderState::Rejected);
+    }
+
+    fn new_like(o: &NewOrder) -> NewOrder {
+        NewOrder {
+            kind: o.kind.clone(),
+            profile: o.profile.clone(),
+            common_name: o.common_name.clone(),
+            sans: o.sans.clone(),
+            csr_pem: o.csr_pem.clone(),
+            params: o.params.clone(),
+            key: None,
+            predecessor_id: o.predecessor_id,
+            awaiting_approval: o.awaiting_approval,
         }
     }
 

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::audit::{self, NewAuditEvent};
-use super::{CachedSql, Inventory, InventoryError};
+use super::{CachedSql, CertificateRecord, Inventory, InventoryError};
 use crate::profile::RenewalPolicy;
 
 /// Who renews automatically: the scheduler, in the audit log and as the requester of the
@@ -206,8 +206,9 @@ fn claim_sql(status: &str) -> String {
 
 /// Active certificates, for `claim_sql` and `scheduled_renewals`.
 const ACTIVE: &str = "status = 'active'";
-/// Expired certificates whose automatic renewal was failing (`certificates_due_expired`).
-const EXPIRED: &str = "status = 'expired' AND renewal_attempts > 0";
+/// Expired certificates that renew automatically (`certificates_due_expired`): those whose
+/// renewal was failing, and those it never reached (schema migration 10).
+const EXPIRED: &str = "status = 'expired'";
 
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
@@ -219,8 +220,28 @@ impl Inventory {
         Ok(())
     }
 
+    /// Schedules a certificate just issued at `renew_after`, or at once when it is a renewal
+    /// on a key revoked for keyCompromise since the renewal began (review of stop 31: a
+    /// renewal keeping its key was at the CA while the revoke happened, and its successor
+    /// lived on the compromised key until its normal time).
+    pub fn schedule_issued(
+        &mut self,
+        cert: &CertificateRecord,
+        renew_after: Option<i64>,
+    ) -> Result<(), InventoryError> {
+        let at = match (renew_after, cert.key_id) {
+            (Some(at), Some(key)) if cert.predecessor_id.is_some() && self.key_compromised(key)? => {
+                Some(at.min(self.now()))
+            }
+            (at, _) => at,
+        };
+        self.set_renew_after(cert.id, at)
+    }
+
     /// Recomputes the schedule of profile `name`'s active certificates after its renewal
-    /// policy changed (those in retry backoff keep their retry time). Turning `auto` off
+    /// policy changed (those in retry backoff keep their retry time, and those already due
+    /// stay due: a key revoked for keyCompromise makes its other certificates due at once, and
+    /// a profile edit postponed that by weeks — review of stop 31). Turning `auto` off
     /// clears every schedule, retries included, with their attempt count and error: the
     /// operator said stop, and a later `auto = true` starts them afresh.
     pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
@@ -249,8 +270,9 @@ impl Inventory {
                                   ELSE not_after - ?3 END
                          ELSE not_before + (not_after - not_before) * ?3 / 100 END
                  - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
-             WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0",
-            params![name, mode, value],
+             WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
+               AND (renew_after IS NULL OR renew_after > ?4)",
+            params![name, mode, value, self.now()],
         )?;
         if mode == "before" {
             let mut stmt = self.conn.prepare_cached(
@@ -298,19 +320,21 @@ impl Inventory {
     /// Before renewing certificate `id` of a batch, checks that the claim `claim_due_renewals`
     /// made on it is still this process's and extends it by `lease_seconds` from now. A round
     /// renews its batch one after another; with slow CAs the lease can run out before the
-    /// last ones, and another scheduler may then have claimed (and renewed) them. `false`:
-    /// leave it alone.
+    /// last ones, and another scheduler may then have claimed (and renewed) them. `None`:
+    /// leave it alone; else the claim's new end, which
+    /// [`Inventory::record_renewal_failure`] recognises it by.
     pub fn keep_renewal_claim(
         &mut self,
         id: i64,
         claimed_until: i64,
         lease_seconds: i64,
-    ) -> Result<bool, InventoryError> {
-        let now = self.now();
-        Ok(self.conn.execute_cached(
+    ) -> Result<Option<i64>, InventoryError> {
+        let until = self.now() + lease_seconds;
+        let kept = self.conn.execute_cached(
             "UPDATE certificates SET renewal_lease_until = ?3 WHERE id = ?1 AND renewal_lease_until = ?2",
-            params![id, claimed_until, now + lease_seconds],
-        )? == 1)
+            params![id, claimed_until, until],
+        )? == 1;
+        Ok(kept.then_some(until))
     }
 
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
@@ -319,27 +343,36 @@ impl Inventory {
         Ok(())
     }
 
-    /// An automatic renewal succeeded: audited as `certificate.auto_renew` on the old certificate.
-    pub fn record_auto_renewal(&mut self, old: i64, new: i64, order: i64, actor: &str) -> Result<(), InventoryError> {
-        self.audit(&NewAuditEvent {
-            actor,
-            action: "certificate.auto_renew",
-            object_type: "certificate",
-            object_id: Some(old.to_string()),
-            outcome: "success",
-            detail: serde_json::json!({ "successor_id": new, "order_id": order }),
-        })?;
-        Ok(())
-    }
-
     /// An automatic renewal failed: retry with exponential backoff (1 minute doubling to 6
     /// hours), count the attempt, audit, and queue a `renewal_failed` notification — one
     /// transaction. Returns the retry time.
-    pub fn record_renewal_failure(&mut self, id: i64, error: &str, actor: &str) -> Result<i64, InventoryError> {
+    ///
+    /// Only while the scheduler still holds the claim that ends at `claimed_until`: once it
+    /// ran out during a long call, closing the renewal's order recorded the failure already
+    /// (`closed_renewal_failed_in`; review of stop 31: counted twice, notified twice), and a
+    /// certificate deleted meanwhile has nothing to record. `None` then.
+    pub fn record_renewal_failure(
+        &mut self,
+        id: i64,
+        claimed_until: i64,
+        error: &str,
+        actor: &str,
+    ) -> Result<Option<i64>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let retry_at = renewal_failure_in(&tx, now, id, error, actor)?
-            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?;
+        let held = tx
+            .query_row_cached(
+                "SELECT renewal_lease_until = ?2 FROM certificates WHERE id = ?1",
+                params![id, claimed_until],
+                |r| r.get::<_, Option<bool>>(0),
+            )
+            .optional()?
+            .flatten()
+            .unwrap_or(false);
+        if !held {
+            return Ok(None);
+        }
+        let retry_at = renewal_failure_in(&tx, now, id, error, actor)?;
         tx.commit()?;
         Ok(retry_at)
     }
@@ -523,6 +556,9 @@ impl Inventory {
 
 #[cfg(test)]
 mod tests {
+    use crate::profile::RenewalPolicy;
+    use rusqlite::params;
+
     /// The scheduler's claim looks for an open renewal order of each due certificate through
     /// the partial index of open renewals, not by walking the orders.
     #[test]
@@ -566,6 +602,48 @@ mod tests {
         assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
     }
 
+    /// Regression (review of stop 31): a certificate that expired before its automatic
+    /// renewal was tried at all (serve was down) was never renewed and nobody was told; and a
+    /// profile edit postponed a certificate already due (one a keyCompromise revocation made
+    /// due at once) by weeks.
+    #[test]
+    fn an_expired_certificate_whose_renewal_never_ran_is_renewed_and_reported_and_a_due_one_stays_due() {
+        let (_dir, mut inv) = super::super::scratch();
+        for (n, renew_after, profile) in [("01", Some(50_000), "web"), ("02", None, "manual")] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after, profile)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, 'active', 'issue', 0, ?2, ?3)",
+                    params![n, renew_after, profile],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(60_000));
+        let policy = RenewalPolicy { before_days: Some(1), ..RenewalPolicy::default() };
+        inv.reschedule_profile("web", &policy).expect("reschedule");
+        let renew_after: Option<i64> =
+            inv.conn.query_row("SELECT renew_after FROM certificates WHERE id = 1", [], |r| r.get(0)).expect("read");
+        assert_eq!(renew_after, Some(50_000), "a certificate already due stays due");
+        inv.set_clock(Some(200_000));
+        assert_eq!(inv.mark_expired("t").expect("expire"), vec![1, 2]);
+        let queued: Vec<String> = inv
+            .conn
+            .prepare("SELECT subject FROM notifications WHERE kind = 'expired'")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert!(
+            queued[0].contains("certificate 1 (") && queued[0].contains("expired before its automatic renewal ran"),
+            "{queued:?}"
+        );
+        let (claimed, _) = inv.claim_due_renewals(600, 20).expect("claim");
+        assert_eq!(claimed, vec![1], "renewed though no attempt failed; certificate 2 does not renew automatically");
+    }
+
     /// Regression: a round renewed its whole batch one after another on the lease taken at
     /// the start; once it ran out, another scheduler could claim a certificate still waiting
     /// its turn in the first round, and both renewed it.
@@ -586,13 +664,16 @@ mod tests {
         let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
         assert_eq!((ids, until), (vec![1, 2], 1_600));
         inv.set_clock(Some(1_500));
-        assert!(inv.keep_renewal_claim(1, until, 600).expect("keep"), "still held");
+        assert_eq!(inv.keep_renewal_claim(1, until, 600).expect("keep"), Some(2_100), "still held");
         // Certificate 1 renewed for long: the batch's lease ran out, and another scheduler
         // claimed certificate 2 (and certificate 1 is still held, extended to 2,100).
         inv.set_clock(Some(1_700));
         let (other, _) = inv.claim_due_renewals(600, 20).expect("claim");
         assert_eq!(other, vec![2]);
-        assert!(!inv.keep_renewal_claim(2, until, 600).expect("keep"), "the other scheduler's now");
+        assert_eq!(inv.keep_renewal_claim(2, until, 600).expect("keep"), None, "the other scheduler's now");
+        // A failure is recorded only under a claim still held (review of stop 31).
+        assert_eq!(inv.record_renewal_failure(2, until, "x", "t").expect("record"), None);
+        assert!(inv.record_renewal_failure(1, 2_100, "x", "t").expect("record").is_some());
     }
 
     #[test]

@@ -302,6 +302,16 @@ const MIGRATIONS: &[&str] = &[
         SELECT channel, 0 FROM (SELECT 'notify_webhook_since' AS channel UNION ALL SELECT 'notify_email_since')
         WHERE EXISTS (SELECT 1 FROM notifications WHERE attempts > 0 OR sent_at IS NOT NULL);
     "#,
+    // 10: a certificate that expired before its automatic renewal was tried at all (`serve`
+    //     was down over its renewal time, its renewal was still pending at the CA or waiting
+    //     for approval) was dropped silently: the scheduler's index of expired certificates
+    //     asked for a failed attempt. Every expired certificate with a renewal time is now
+    //     renewed as soon as it can be.
+    r#"
+    DROP INDEX certificates_due_expired;
+    CREATE INDEX certificates_due_expired ON certificates(renew_after)
+        WHERE status = 'expired' AND renew_after IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.
