@@ -392,6 +392,7 @@ impl Pipeline<'_> {
                 profile.check_csr_names(&req.profile, parsed.common_name.as_deref(), &parsed.sans)?;
                 profile.check_uploaded_subject(&req.profile, "the CSR's", &parsed.subject_fields)?;
                 profile.key.check_accepts(&req.profile, "the CSR's", parsed.key)?;
+                profile.check_deploys_without_key(&req.profile)?;
                 (parsed.pem.clone(), None, parsed.common_name, parsed.sans)
             }
             None => {
@@ -490,15 +491,8 @@ impl Pipeline<'_> {
         let profile_name = order.profile.clone().unwrap_or_default();
         let (profile, _) =
             self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
-        let mut merged: BTreeMap<String, String> = order
-            .params
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), s.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut merged: BTreeMap<String, String> =
+            recorded_dynamic(Some(order), &profile).into_iter().map(|(k, (v, _))| (k, v)).collect();
         merged.extend(params.clone());
         let dynamic = check_dynamic(&profile_name, &profile, &merged)?;
         Ok((profile, dynamic))
@@ -941,14 +935,13 @@ impl Pipeline<'_> {
                 match value {
                     Some(v) => {
                         def.check_value(name, &v)?;
-                        // A value read from a file or variable is redacted like a sensitive
-                        // one even when not marked so: the reference may name any file the
-                        // host can read, and a connector's error quoting it (Python's
-                        // "Invalid URL '-----BEGIN PRIVATE KEY-----…'") is stored where every
-                        // role reads it (review of stop 31).
+                        // A value read from a file or variable is kept out of reported errors
+                        // even when not marked sensitive (`Args::insert_read`).
                         let read = matches!(def.value, Some(ValueSource::Env { .. } | ValueSource::File { .. }));
-                        if def.sensitive || read {
+                        if def.sensitive {
                             args.insert_sensitive(name.clone(), v)
+                        } else if read {
+                            args.insert_read(name.clone(), v)
                         } else {
                             args.insert(name.clone(), v)
                         }

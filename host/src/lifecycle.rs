@@ -117,14 +117,29 @@ impl Pipeline<'_> {
         })?;
         let mut policy = profile.clone();
         policy.sans.include_cn = false;
+        let moved = cert.profile.as_deref() != Some(profile_name.as_str());
         let (common_name, sans, csr_pem, key) = match self.uploaded_csr(&cert, opts.kind)? {
             // Its requester holds the key (an HSM, a Kubernetes secret): the host never swaps in
             // one of its own, and the CSR is held to the profile as when it was uploaded.
             Some(pem) => {
                 let parsed = parse_csr(pem.as_bytes())?;
-                profile.check_csr_names(&profile_name, parsed.common_name.as_deref(), &parsed.sans)?;
-                profile.check_uploaded_subject(&profile_name, "the CSR's", &parsed.subject_fields)?;
-                profile.key.check_accepts(&profile_name, "the CSR's", parsed.key)?;
+                // Under its own profile the names are checked as any renewal's; the rest of
+                // what an upload is held to was decided when it was uploaded (a CSR from
+                // before a rule — CN-only, an RSA key on an ec-p256 profile — keeps renewing).
+                // A profile it moves to holds it to everything, as a new upload.
+                if moved {
+                    profile.check_csr_names(&profile_name, parsed.common_name.as_deref(), &parsed.sans)?;
+                    profile.check_uploaded_subject(&profile_name, "the CSR's", &parsed.subject_fields)?;
+                    profile.key.check_accepts(&profile_name, "the CSR's", parsed.key)?;
+                    profile.check_deploys_without_key(&profile_name)?;
+                } else {
+                    let names = NameRequest {
+                        common_name: parsed.common_name.clone(),
+                        sans: parsed.sans.clone(),
+                        subject: Subject::default(),
+                    };
+                    policy.check_request(&profile_name, &names)?;
+                }
                 (parsed.common_name, parsed.sans, parsed.pem, None)
             }
             None => {
@@ -142,7 +157,7 @@ impl Pipeline<'_> {
                     subject: Subject::default(),
                 };
                 policy.check_request(&profile_name, &names)?;
-                if cert.profile.as_deref() != Some(profile_name.as_str()) {
+                if moved {
                     profile.check_uploaded_subject(&profile_name, "the certificate's", &subject)?;
                 }
                 let key = self.renewal_key(&cert, &profile, opts.kind)?;
@@ -427,11 +442,23 @@ impl Pipeline<'_> {
     /// The CSR a renewal of `cert` sends again: the uploaded one it was issued from, when the
     /// host never held its key. A reissue (a new key by definition) and a certificate the host
     /// made the key for, or imported without an order, have none.
+    /// Refused when that key was revoked for keyCompromise on this certificate's lineage.
     fn uploaded_csr(&self, cert: &CertificateRecord, kind: RenewKind) -> Result<Option<String>, IssueError> {
         if kind != RenewKind::Renew || cert.key_id.is_some() {
             return Ok(None);
         }
-        Ok(self.inventory.issuing_order(cert.id)?.filter(|o| o.key_id.is_none()).map(|o| o.csr_pem))
+        let Some(order) = self.inventory.issuing_order(cert.id)?.filter(|o| o.key_id.is_none()) else {
+            return Ok(None);
+        };
+        if self.inventory.lineage_key_compromised(cert.id)? {
+            return Err(IssueError::Certificate {
+                id: cert.id,
+                reason:
+                    "its key, from an uploaded CSR, was revoked for keyCompromise; issue its replacement from a new CSR"
+                        .into(),
+            });
+        }
+        Ok(Some(order.csr_pem))
     }
 
     /// The key of a renewal: the stored one when the profile keeps keys, certifies its type,

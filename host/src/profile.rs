@@ -484,7 +484,7 @@ impl ProfileDef {
                         self.cn.max_length
                     )));
                 }
-                self.cn_allowed(cn).map_err(refuse)?;
+                self.cn_allowed(cn, true).map_err(refuse)?;
             }
         }
         // Subject overrides.
@@ -521,12 +521,7 @@ impl ProfileDef {
         if self.sans.include_cn
             && let Some(cn) = &req.common_name
         {
-            let as_dns = San::Dns(cn.clone());
-            if crate::csr::validate_dns_name(cn).is_ok()
-                && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn)))
-            {
-                sans.insert(0, as_dns);
-            }
+            crate::csr::include_cn_in_sans(cn, &mut sans);
         }
         // A name given twice is put in the CSR once (DNS names compare without case).
         let mut seen: Vec<String> = Vec::with_capacity(sans.len());
@@ -581,13 +576,15 @@ impl ProfileDef {
         Ok(())
     }
 
-    /// Whether `cn` reads as a host name to a client: it is not an email address, and it has
-    /// a dot (or a character IDNA maps to one: 。．｡), a wildcard, or is a valid single-label
-    /// name (`intranet`, `localhost`: clients that fall back to the CN take it for that host)
-    /// while the profile has no CN pattern of its own.
+    /// Whether `cn` reads as a host name to a client: it is not an email address, has no
+    /// white space (`Acme Inc.`, `Dr. A. Smith` are names of people and companies), and it
+    /// has a dot (or a character IDNA maps to one: 。．｡), a wildcard, or is a valid
+    /// single-label name (`intranet`, `localhost`: clients that fall back to the CN take it
+    /// for that host) while the profile has no CN pattern of its own.
     fn cn_is_host_like(&self, cn: &str) -> bool {
         let single_label_host = self.cn.allowed.is_none() && crate::csr::validate_dns_name(cn).is_ok();
         San::Email(cn.to_owned()).validate().is_err()
+            && !cn.chars().any(|c| c.is_whitespace() || c.is_control())
             && (cn.contains(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}', '*']) || single_label_host)
     }
 
@@ -596,8 +593,10 @@ impl ProfileDef {
     /// for a CN a client could take for a host name ([`Self::cn_is_host_like`]), which must
     /// then be a valid DNS name (or `evil.bank.test.` and `evil_bank.test` would pass where
     /// `evil.bank.test` is refused). A CN that is an IP address must be of a SAN type the
-    /// profile allows.
-    fn cn_allowed(&self, cn: &str) -> Result<(), String> {
+    /// profile allows. `requested`: a request's CN, which `include_cn` would put among the
+    /// SANs, so it must be a valid DNS name even without DNS rules; a CN already in a
+    /// certificate (a CA's answer, a renewal's) is not held to that.
+    fn cn_allowed(&self, cn: &str, requested: bool) -> Result<(), String> {
         if let Some(re) = &self.cn.allowed
             && !crate::pattern::full_match(re, cn)
         {
@@ -611,7 +610,7 @@ impl ProfileDef {
         // A single-label CN the profile's own CN pattern admits (`alice` on a client-certificate
         // profile) is taken as the name the operator allowed, not as a host name.
         let limited = !self.sans.dns_suffixes.is_empty() || self.sans.dns_regex.is_some();
-        if !self.cn_is_host_like(cn) || !(limited || self.sans.include_cn) {
+        if !self.cn_is_host_like(cn) || !(limited || (requested && self.sans.include_cn)) {
             return Ok(());
         }
         if let Err(e) = crate::csr::validate_dns_name(cn) {
@@ -679,6 +678,21 @@ impl ProfileDef {
         Ok(())
     }
 
+    /// Refuses an uploaded CSR on a profile that deploys the private key (a `key` or
+    /// `pkcs12` file): the host never holds that key, so every deployment would fail after
+    /// the certificate was issued (review of stop 31).
+    pub fn check_deploys_without_key(&self, name: &str) -> Result<(), PolicyError> {
+        match self.deploy.iter().position(|t| t.key.is_some() || t.pkcs12.is_some()) {
+            Some(i) => Err(PolicyError::Request {
+                profile: name.to_owned(),
+                rule: format!(
+                    "its deploy[{i}] writes the private key, which the host does not hold for an uploaded CSR; use a profile that deploys certificates only"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a subject the host did not build — an uploaded CSR's, or a certificate's moved to
     /// this profile at renewal — against the profile's subject rules, which a CA copying it
     /// would otherwise skip: a field the profile fixes must be absent or the profile's own
@@ -731,7 +745,7 @@ impl ProfileDef {
         if len > self.cn.max_length {
             return Err(format!("its CN is {len} characters long; at most {} are allowed", self.cn.max_length));
         }
-        self.cn_allowed(cn)
+        self.cn_allowed(cn, false)
     }
 }
 
@@ -884,6 +898,19 @@ mod tests {
         assert!(p.check_issued_cn(&"a".repeat(65)).unwrap_err().contains("65 characters long"));
     }
 
+    /// Regression (review of stop 31): an uploaded CSR on a profile that deploys the key was
+    /// issued, and its every deployment failed.
+    #[test]
+    fn a_profile_that_deploys_the_key_takes_no_uploaded_csr() {
+        let parse = |text: &str| -> ProfileDef { toml::from_str(text).expect("profile") };
+        let with_key =
+            parse("accounts = [\"lab\"]\n[[deploy]]\ncert = \"/srv/c.pem\"\n[[deploy]]\nkey = \"/srv/k.pem\"\n");
+        let err = with_key.check_deploys_without_key("web").unwrap_err().to_string();
+        assert!(err.contains("its deploy[1] writes the private key"), "{err}");
+        let certs_only = parse("accounts = [\"lab\"]\n[[deploy]]\nfullchain = \"/srv/f.pem\"\n");
+        certs_only.check_deploys_without_key("web").expect("certificates only");
+    }
+
     /// Regressions (review of stop 31): a CN escaped `dns_regex` when the profile set no
     /// suffixes; IDNA's other dots (`evil。bank。test`) and a bare `*` did not read as host
     /// names; a non-ASCII host name CN gave a certificate with no SAN; and an uploaded CSR
@@ -911,6 +938,14 @@ mod tests {
         let err = open.check_request("web", &request("b\u{fc}cher.example.com")).unwrap_err().to_string();
         assert!(err.contains("cannot be added to the SANs (include_cn)"), "{err}");
         assert!(open.check_request("web", &request("xn--bcher-kva.example.com")).is_ok());
+        // Names of people and companies are no host names (final review of stop 31).
+        for name in ["Acme Inc.", "Dr. A. Smith", "Example Ltd."] {
+            assert!(open.check_request("web", &request(name)).is_ok(), "{name}");
+            assert!(by_pattern.check_request("web", &request(name)).is_ok(), "{name}");
+            assert_eq!(open.check_issued_cn(name), Ok(()), "{name}");
+        }
+        // A CN already in a certificate is not held to what include_cn needs of a request.
+        assert_eq!(open.check_issued_cn("b\u{fc}cher.example.com"), Ok(()));
         // A CSR is signed as it is: its host-name CN must be among its SANs.
         let www = [San::Dns("www.example.com".into())];
         open.check_csr_names("web", Some("www.example.com"), &www).expect("among its SANs");

@@ -116,6 +116,21 @@ fn bad_subject_and_san_input_gets_one_sentence_naming_the_field() {
     assert!(r.fails(2).contains("unknown key type"), "{}", r.stderr);
 }
 
+/// Review of stop 31: a CN-only CSR names no host (clients ignore the CN), and profiles that
+/// put the CN among the SANs refuse one; key-csr puts a host-name CN there itself.
+#[test]
+fn key_csr_puts_a_host_name_cn_among_the_sans_unless_told_not_to() {
+    let app = App::new();
+    for (dir, extra, expected) in [("with", &[][..], "DNS:www.example.com"), ("without", &["--no-cn-san"][..], "")] {
+        let out = app.path(dir);
+        let mut args = vec!["key-csr", "--cn", "www.example.com", "--out", out.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        app.run(&args).ok();
+        let text = sh("openssl", &["req", "-in", out.join("csr.pem").to_str().expect("utf8"), "-noout", "-text"]);
+        assert_eq!(text.contains("DNS:www.example.com"), !expected.is_empty(), "{dir}: {text}");
+    }
+}
+
 #[test]
 fn key_csr_never_overwrites_an_existing_key() {
     let app = App::new();

@@ -252,6 +252,44 @@ fn an_account_in_use_cannot_be_deleted_and_deactivation_is_recorded() {
     assert!(audit.as_array().expect("array").iter().any(|e| e["action"] == "account.deactivate"));
 }
 
+/// Regression (review of stop 31): `account edit` could only add allowed hosts and extra CAs,
+/// so an egress list could not be narrowed, and had no `--http-body-mib`.
+#[test]
+fn account_edit_replaces_an_allowed_host_and_sets_the_body_cap() {
+    let app = App::new();
+    let config = configure(&app, "", WEB_PROFILE);
+    let script = crate::python::fixture("scripted_ca.py");
+    let run = |args: &[&str]| with_config(&app, &config, args);
+    run(&[
+        "account",
+        "create",
+        "egress",
+        "--connector",
+        script.to_str().expect("utf8"),
+        "--allowed-host",
+        "https://old.example",
+    ])
+    .ok();
+    run(&[
+        "account",
+        "edit",
+        "egress",
+        "--remove-allowed-host",
+        "https://old.example",
+        "--allowed-host",
+        "https://new.example",
+        "--allowed-host",
+        "https://new.example",
+        "--http-body-mib",
+        "2",
+    ])
+    .ok();
+    let shown = app.json(&["--config", config.to_str().expect("utf8"), "account", "show", "egress", "--json"]);
+    assert_eq!(shown["allowed_hosts"], serde_json::json!(["https://new.example"]), "{shown}");
+    let r = run(&["account", "edit", "egress", "--remove-allowed-host", "https://gone.example"]);
+    assert!(r.fails(1).contains("account egress has no allowed host https://gone.example"), "{}", r.stderr);
+}
+
 #[test]
 fn file_defined_accounts_change_in_their_file_and_removed_files_remove_their_profiles() {
     let app = App::new();

@@ -58,11 +58,8 @@ pub struct Args {
 
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     // As a profile's include_cn does for a request.
-    if !args.no_cn_san
-        && certhost::csr::validate_dns_name(&args.cn).is_ok()
-        && !args.sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(&args.cn)))
-    {
-        args.sans.insert(0, San::Dns(args.cn.clone()));
+    if !args.no_cn_san {
+        certhost::csr::include_cn_in_sans(&args.cn, &mut args.sans);
     }
     let params = CsrParams {
         subject: Subject {

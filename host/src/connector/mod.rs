@@ -21,6 +21,11 @@ pub use registry::Registry;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+/// Shortest value read from a reference that [`Args::redact`] hides: a key, token or
+/// certificate is longer, and shorter values (`30`, `true`, a host name) would only mangle
+/// error text.
+pub const MIN_READ_REDACTED: usize = 16;
+
 /// Arguments handed to a connector: the `args_dict` of the Avi contract.
 ///
 /// Values are strings, as Avi passes them. The set of names whose values are sensitive travels
@@ -29,6 +34,9 @@ use serde::{Deserialize, Serialize};
 pub struct Args {
     values: BTreeMap<String, String>,
     sensitive: Vec<String>,
+    /// Parameters whose values were read from a file or variable without being marked
+    /// sensitive: redacted from what the host reports ([`Self::redact`]), nothing else.
+    read: Vec<String>,
     /// The names of the order the call is made for, as its profile approved them.
     order_names: std::sync::Arc<[String]>,
 }
@@ -58,6 +66,21 @@ impl Args {
         let name = name.into();
         if !self.sensitive.contains(&name) {
             self.sensitive.push(name.clone());
+        }
+        self.replace(name, value.into());
+    }
+
+    /// Adds a parameter read from a file or variable but not marked sensitive. The reference
+    /// can name any file the host reads, so a value of [`MIN_READ_REDACTED`] bytes or more is
+    /// kept out of the errors the host reports and stores ([`Self::redact`]): a connector's
+    /// error quoting it ("Invalid URL '-----BEGIN PRIVATE KEY-----…'") put another account's
+    /// CA key in `last_test.message`, which every role reads (review of stop 31). It stays an
+    /// ordinary value otherwise (order ids may contain it; shorter values such as `30` are not
+    /// worth a secret's treatment).
+    pub fn insert_read(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        if !self.read.contains(&name) {
+            self.read.push(name.clone());
         }
         self.replace(name, value.into());
     }
@@ -112,14 +135,19 @@ impl Args {
 
     /// [`Self::redact`] with the parameters the connector declares sensitive counted too.
     pub fn redact_for(&self, declared: &[String], text: &str) -> String {
-        redact::Redactor::new(self.sensitive_values_for(declared)).redact(text)
+        redact::Redactor::new(self.sensitive_values_for(declared).chain(self.read_values())).redact(text)
     }
 
     /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
     /// `connector::redact`: its encoded forms (repr, JSON, percent-encoded) too, and the lines
-    /// of a multi-line value.
+    /// of a multi-line value. Values read from a reference ([`Self::insert_read`]) as well.
     pub fn redact(&self, text: &str) -> String {
-        redact::Redactor::new(self.sensitive_values()).redact(text)
+        redact::Redactor::new(self.sensitive_values().chain(self.read_values())).redact(text)
+    }
+
+    /// Values of [`Self::insert_read`] parameters long enough to be worth redacting.
+    fn read_values(&self) -> impl Iterator<Item = &str> {
+        self.read.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| v.len() >= MIN_READ_REDACTED)
     }
 }
 
@@ -128,7 +156,7 @@ impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (k, v) in &self.values {
-            if self.is_sensitive(k) {
+            if self.is_sensitive(k) || self.read.contains(k) {
                 map.entry(k, &"***");
             } else {
                 map.entry(k, v);
@@ -740,5 +768,20 @@ mod tests {
         assert!(!format!("{args:?}").contains("s3cr3t-value"));
         assert!(format!("{args:?}").contains("https://ca.example"));
         assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
+    }
+
+    /// Review of stop 31: a value read from a reference is kept out of reported errors when
+    /// long enough to be a secret, and is no secret anywhere else (an order id may hold it).
+    #[test]
+    fn a_long_value_read_from_a_reference_is_redacted_from_reports_only() {
+        let mut args = Args::new();
+        args.insert_read("url", "-----BEGIN PRIVATE KEY-----MIGHAgEAMBMG");
+        args.insert_read("days", "30");
+        assert_eq!(
+            args.redact("Invalid URL '-----BEGIN PRIVATE KEY-----MIGHAgEAMBMG' for 30 days"),
+            "Invalid URL '***' for 30 days"
+        );
+        assert_eq!(args.sensitive_values().count(), 0);
+        assert!(!format!("{args:?}").contains("MIGHAgEAMBMG"));
     }
 }

@@ -6,7 +6,7 @@ mod names;
 mod parse;
 
 pub use build::{Csr, CsrError, CsrParams, build};
-pub use names::{MAX_CN, NameError, San, Subject, validate_dns_name};
+pub use names::{MAX_CN, NameError, San, Subject, include_cn_in_sans, validate_dns_name};
 pub(crate) use parse::stored_csr_public_key;
 pub use parse::{CsrParseError, ParsedCsr, parse_csr};
 

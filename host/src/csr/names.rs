@@ -227,6 +227,14 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), NameEr
     Ok(())
 }
 
+/// Puts a CN that is a DNS name first among `sans`, unless a DNS SAN already names it (in any
+/// case): a profile's `include_cn`, and `key-csr` — clients ignore the CN.
+pub fn include_cn_in_sans(cn: &str, sans: &mut Vec<San>) {
+    if validate_dns_name(cn).is_ok() && !sans.iter().any(|s| matches!(s, San::Dns(d) if d.eq_ignore_ascii_case(cn))) {
+        sans.insert(0, San::Dns(cn.to_owned()));
+    }
+}
+
 /// Validates a DNS name: LDH labels of 1–63 octets, at most 253 octets in all, and a
 /// wildcard only as the whole left-most label of a name with at least two more labels.
 pub fn validate_dns_name(name: &str) -> Result<(), NameError> {

@@ -92,6 +92,31 @@ impl Inventory {
         )?)
     }
 
+    /// Whether certificate `id` or one it renewed (its predecessors, which an uploaded CSR's
+    /// renewals share a key with, unknown to the inventory) was revoked for key compromise.
+    pub fn lineage_key_compromised(&self, id: i64) -> Result<bool, InventoryError> {
+        let mut next = Some(id);
+        // A lineage is one certificate per renewal; the bound only guards against a cycle.
+        for _ in 0..1000 {
+            let Some(current) = next else { break };
+            let compromised: bool = self.conn.query_row_cached(
+                "SELECT EXISTS (SELECT 1 FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
+                   AND action = 'certificate.revoke' AND json_extract(detail, '$.reason') = ?2)",
+                params![current.to_string(), KEY_COMPROMISE],
+                |r| r.get(0),
+            )?;
+            if compromised {
+                return Ok(true);
+            }
+            next = self
+                .conn
+                .query_row_cached("SELECT predecessor_id FROM certificates WHERE id = ?1", [current], |r| r.get(0))
+                .optional()?
+                .flatten();
+        }
+        Ok(false)
+    }
+
     /// Removes certificate `id` from the inventory (the CA is not told). Its audit history
     /// stays; its private key goes too unless another certificate still uses it.
     pub fn delete_certificate(&mut self, id: i64, actor: &str) -> Result<(), InventoryError> {
@@ -157,7 +182,9 @@ impl Inventory {
                     "certhost: certificate {id} ({cn}) expired; its automatic renewal is failing and is still retried"
                 )
             } else if *renews {
-                format!("certhost: certificate {id} ({cn}) expired before its automatic renewal ran; it is renewed now")
+                format!(
+                    "certhost: certificate {id} ({cn}) expired before its automatic renewal ran; it is renewed as soon as it can be"
+                )
             } else {
                 continue;
             };

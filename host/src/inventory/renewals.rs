@@ -207,8 +207,9 @@ fn claim_sql(status: &str) -> String {
 /// Active certificates, for `claim_sql` and `scheduled_renewals`.
 const ACTIVE: &str = "status = 'active'";
 /// Expired certificates that renew automatically (`certificates_due_expired`): those whose
-/// renewal was failing, and those it never reached (schema migration 10).
-const EXPIRED: &str = "status = 'expired'";
+/// renewal was failing, and those it never reached (schema migration 10) that expired in the
+/// last 30 days — not, at an upgrade, every certificate of a host long gone.
+const EXPIRED: &str = "status = 'expired' AND (renewal_attempts > 0 OR not_after > ?1 - 2592000)";
 
 impl Inventory {
     /// Sets when certificate `id` renews (`None`: never automatically).
