@@ -809,17 +809,7 @@ mod tests {
     #[test]
     fn a_renewal_of_a_certificate_deleted_meanwhile_is_not_found() {
         let (_dir, mut inv) = super::super::scratch();
-        let new = NewOrder {
-            kind: "renew".into(),
-            profile: "web".into(),
-            common_name: Some("a.example.com".into()),
-            sans: vec![],
-            csr_pem: String::new(),
-            params: serde_json::json!({}),
-            key: None,
-            predecessor_id: Some(41),
-            awaiting_approval: false,
-        };
+        let new = bare_order("renew", Some(41));
         let err = inv.create_order(&new, "token:bot").unwrap_err();
         assert!(matches!(&err, InventoryError::NotFound(what) if what == "certificate 41"), "{err}");
         // Renewed, or revoked, since the renewal read it: two renewals of one certificate
@@ -833,11 +823,11 @@ mod tests {
                     rusqlite::params![id, status],
                 )
                 .expect("certificate");
-            let racing = NewOrder { predecessor_id: Some(id), kind: "renew".into(), ..new_like(&new) };
+            let racing = bare_order("renew", Some(id));
             let err = inv.create_order(&racing, "token:bot").unwrap_err().to_string();
             assert!(err.contains(&format!("certificate {id} was")), "{err}");
         }
-        let reissue = NewOrder { predecessor_id: Some(42), kind: "reissue".into(), ..new_like(&new) };
+        let reissue = bare_order("reissue", Some(42));
         inv.create_order(&reissue, "token:bot").expect("a revoked certificate may be reissued");
     }
 
@@ -847,18 +837,7 @@ mod tests {
     #[test]
     fn one_process_polls_an_order_at_a_time_and_a_decided_order_stays_decided() {
         let (_dir, mut inv) = super::super::scratch();
-        let new = NewOrder {
-            kind: "issue".into(),
-            profile: "web".into(),
-            common_name: Some("a.example.com".into()),
-            sans: vec![],
-            csr_pem: String::new(),
-            params: serde_json::json!({}),
-            key: None,
-            predecessor_id: None,
-            awaiting_approval: false,
-        };
-        let id = inv.create_order(&new, "t").expect("create").id;
+        let id = inv.create_order(&bare_order("issue", None), "t").expect("create").id;
         inv.record_pending(id, "ca-1", 0, "t").expect("pending");
         assert_eq!(inv.due_polls(10).expect("due").len(), 1);
         assert!(inv.claim_poll(id, 60).expect("claim"));
@@ -871,17 +850,18 @@ mod tests {
         assert_eq!(inv.order(id).expect("read").expect("order").state, OrderState::Rejected);
     }
 
-    fn new_like(o: &NewOrder) -> NewOrder {
+    /// An order of `kind` for `a.example.com` with no CSR or key, renewing `predecessor`.
+    fn bare_order(kind: &str, predecessor: Option<i64>) -> NewOrder {
         NewOrder {
-            kind: o.kind.clone(),
-            profile: o.profile.clone(),
-            common_name: o.common_name.clone(),
-            sans: o.sans.clone(),
-            csr_pem: o.csr_pem.clone(),
-            params: o.params.clone(),
+            kind: kind.into(),
+            profile: "web".into(),
+            common_name: Some("a.example.com".into()),
+            sans: vec![],
+            csr_pem: String::new(),
+            params: serde_json::json!({}),
             key: None,
-            predecessor_id: o.predecessor_id,
-            awaiting_approval: o.awaiting_approval,
+            predecessor_id: predecessor,
+            awaiting_approval: false,
         }
     }
 
