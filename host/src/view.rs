@@ -70,6 +70,22 @@ pub struct CertView<'a> {
     /// Where it was deployed and when, newest first (detail views only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<DeploymentView>,
+    /// Why and when it was revoked (detail views of a revoked certificate only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationView>,
+}
+
+/// The revocation of a certificate, as its audit event recorded it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevocationView {
+    /// The RFC 5280 reason (`keyCompromise`, `superseded`, ...).
+    pub reason: String,
+    /// The comment given with it; empty when none.
+    pub comment: String,
+    /// Who revoked it.
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// One deployment of a certificate.
@@ -86,13 +102,22 @@ pub struct DeploymentView {
 }
 
 impl CertView<'_> {
-    /// Adds the certificate's deployments (detail views).
-    pub fn with_deployments(mut self, inv: &Inventory) -> Result<Self, InventoryError> {
+    /// Adds what the detail views show beyond the row: the certificate's deployments and, when
+    /// it is revoked, why.
+    pub fn with_history(mut self, inv: &Inventory) -> Result<Self, InventoryError> {
         self.deployments = inv
             .deployments(self.id)?
             .into_iter()
             .map(|(target, outcome, message, at)| DeploymentView { target, outcome, message, at: rfc3339(at) })
             .collect();
+        if self.status == "revoked" {
+            self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {
+                reason,
+                comment,
+                by,
+                at: rfc3339(at),
+            });
+        }
         Ok(self)
     }
 }
@@ -123,6 +148,7 @@ impl<'a> CertView<'a> {
             pem: with_pem.then_some(r.pem.as_str()),
             chain_pem: with_pem.then_some(r.chain_pem.as_str()),
             deployments: Vec::new(),
+            revocation: None,
         }
     }
 }

@@ -28,6 +28,11 @@ impl Api {
 }
 
 #[track_caller]
+/// The `Location` header of a response, before its body is read.
+fn location(resp: &reqwest::blocking::Response) -> Option<String> {
+    resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
 fn json_of(resp: reqwest::blocking::Response, status: StatusCode) -> Value {
     let got = resp.status();
     let body = resp.text().expect("body");
@@ -46,17 +51,17 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     let other = server.token("bob", "requester");
     let api = Api { server, c: http() };
 
-    // Issue as a requester: 201 with the certificate.
-    let issued = json_of(
-        api.post(
-            &requester,
-            "/v1/certificates",
-            json!({"profile": "lab", "cn": "www.example.com", "sans": ["IP:192.0.2.9"]}),
-        ),
-        StatusCode::CREATED,
+    // Issue as a requester: 201 with the certificate, and where to read it.
+    let resp = api.post(
+        &requester,
+        "/v1/certificates",
+        json!({"profile": "lab", "cn": "www.example.com", "sans": ["IP:192.0.2.9"]}),
     );
+    let at = location(&resp);
+    let issued = json_of(resp, StatusCode::CREATED);
     assert_eq!(issued["disposition"], "issued");
     let id = issued["certificate"]["id"].as_i64().expect("id");
+    assert_eq!(at, Some(format!("/v1/certificates/{id}")));
     assert!(issued["certificate"]["sans"].as_array().expect("sans").contains(&json!("IP:192.0.2.9")));
     // The 201 body is the stored row (read in the change that stored it): a later read of the
     // certificate returns the same view, deployments aside.
@@ -193,17 +198,16 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     let script = crate::python::fixture("scripted_ca.py");
 
     // An account created over HTTP, with a sensitive parameter set write-only.
-    let created = json_of(
-        api.post(
-            &admin,
-            "/v1/accounts",
-            json!({"name": "scripted", "connector": script, "params": {
-                "mode": "good", "ca_cert": ca.join("ca.pem"), "ca_key": ca.join("ca.key"),
-                "api_token": {"sensitive": true, "required": true},
-                "pin": {"sensitive": true, "regex": "[0-9]{4}"}}}),
-        ),
-        StatusCode::CREATED,
+    let resp = api.post(
+        &admin,
+        "/v1/accounts",
+        json!({"name": "scripted", "connector": script, "params": {
+            "mode": "good", "ca_cert": ca.join("ca.pem"), "ca_key": ca.join("ca.key"),
+            "api_token": {"sensitive": true, "required": true},
+            "pin": {"sensitive": true, "regex": "[0-9]{4}"}}}),
     );
+    assert_eq!(location(&resp).as_deref(), Some("/v1/accounts/scripted"));
+    let created = json_of(resp, StatusCode::CREATED);
     assert_eq!(created["params"]["api_token"]["set"], false);
     json_of(api.post(&admin, "/v1/accounts", json!({"name": "scripted", "connector": script})), StatusCode::CONFLICT);
     // Regression (review of stop 31): a relative path was stored as given and read against
@@ -259,14 +263,13 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     assert!(broken["detail"].as_str().expect("detail").contains("line"), "{broken}");
 
     // A profile created over HTTP issues through the new account.
-    json_of(
-        api.post(
-            &admin,
-            "/v1/profiles",
-            json!({"name": "web", "accounts": ["scripted"], "params": {"ticket": {"dynamic": true, "sensitive": true}}}),
-        ),
-        StatusCode::CREATED,
+    let resp = api.post(
+        &admin,
+        "/v1/profiles",
+        json!({"name": "web", "accounts": ["scripted"], "params": {"ticket": {"dynamic": true, "sensitive": true}}}),
     );
+    assert_eq!(location(&resp).as_deref(), Some("/v1/profiles/web"));
+    json_of(resp, StatusCode::CREATED);
     // Each request supplies a dynamic parameter: it takes no stored secret.
     let dynamic = json_of(
         api.put(&admin, "/v1/profiles/web/params/ticket/secret", json!({"value": "5678"})),
@@ -382,6 +385,14 @@ fn cfssl_py_lifecycle_over_http_issue_renew_and_revoke_reach_the_real_cfssl() {
         StatusCode::OK,
     );
     assert_eq!(revoked["status"], "revoked");
+    // The certificate's view says why, when and by whom.
+    let shown = json_of(api.get(&operator, &format!("/v1/certificates/{id2}")), StatusCode::OK);
+    assert_eq!(shown["revocation"]["reason"], "keyCompromise", "{shown}");
+    assert_eq!(shown["revocation"]["comment"], "laptop lost", "{shown}");
+    assert_eq!(shown["revocation"]["by"], "token:ops", "{shown}");
+    assert!(shown["revocation"]["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{shown}");
+    let before = json_of(api.get(&operator, &format!("/v1/certificates/{id}")), StatusCode::OK);
+    assert!(before.get("revocation").is_none(), "a superseded certificate has no revocation: {before}");
     let serial = renewed["certificate"]["serial"].as_str().expect("serial");
     let decimal = sh("python3", &["-c", &format!("print(int('{serial}', 16))")]).trim().to_owned();
     let conn = rusqlite::Connection::open(&cfssl.db).expect("cfssl db");
@@ -439,12 +450,12 @@ fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlist
 
     // Into the approval profile: held, nothing issued, the certificate untouched.
     let id = issue("held.example.com");
-    let held = json_of(
-        api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"profile": "held"})),
-        StatusCode::ACCEPTED,
-    );
+    let resp = api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({"profile": "held"}));
+    let at = location(&resp);
+    let held = json_of(resp, StatusCode::ACCEPTED);
     assert_eq!(held["disposition"], "awaiting_approval");
     let order = held["order_id"].as_i64().expect("order");
+    assert_eq!(at, Some(format!("/v1/orders/{order}")), "a 202 points at its order");
     let o = json_of(api.get(&operator, &format!("/v1/orders/{order}")), StatusCode::OK);
     assert_eq!((o["state"].as_str(), o["profile"].as_str()), (Some("awaiting_approval"), Some("held")));
     assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "active");

@@ -686,7 +686,16 @@ fn a_key_revoked_for_compromise_is_never_reused_and_its_other_certificates_renew
         crate::helpers::sh("openssl", &["x509", "-in", s(&pem), "-noout", "-pubkey"])
     };
     assert_eq!(key_of("1"), key_of("2"), "the profile keeps the key on renewal");
-    run(&["revoke", "1", "--reason", "keyCompromise"]).ok();
+    run(&["revoke", "1", "--reason", "keyCompromise", "--comment", "disk sold"]).ok();
+    let shown = run(&["show", "1"]);
+    assert!(
+        shown.ok().contains("Revoked:") && shown.stdout.contains("keyCompromise") && shown.stdout.contains("disk sold"),
+        "{}",
+        shown.stdout
+    );
+    let json = app.json(&["--config", c, "show", "1", "--json"]);
+    assert_eq!(json["revocation"]["reason"], "keyCompromise", "{json}");
+    assert!(json["revocation"]["by"].as_str().is_some_and(|b| b.starts_with("cli:")), "{json}");
     // The successor on the same key is due for renewal at once (audited), and renews onto a
     // new key though the profile keeps keys.
     let audit = app.json(&["audit", "--json", "--action", "certificate.key_compromised"]);

@@ -970,9 +970,16 @@ fn account_test_of_a_script_without_test_connection_is_not_tested_rather_than_fa
     assert!(audit.ok().contains("\"skipped\""), "{}", audit.stdout);
 
     let server = crate::helpers::Server::start(app, Some(&config));
-    let ready: serde_json::Value =
-        crate::helpers::http().get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
+    let token = server.token("probe", "auditor");
+    let ready: serde_json::Value = crate::helpers::http()
+        .get(format!("{}/readyz", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("readyz")
+        .json()
+        .expect("json");
     assert_eq!(ready["accounts"][0]["name"], "avi", "{ready}");
+    assert_eq!(ready["accounts_failing"], 0, "{ready}");
     assert!(ready["accounts"][0]["last_test_ok"].is_null(), "{ready}");
 }
 

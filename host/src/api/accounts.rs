@@ -82,7 +82,7 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
 }
 
 #[utoipa::path(post, operation_id = "create_account", path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
-    responses((status = 201, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = AccountView, headers(("Location" = String, description = "/v1/accounts/{name}"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +102,7 @@ async fn create(
         other => other.into(),
     })?;
     let a = inv.account(&body.name)?.ok_or_else(|| ApiError::Internal("created account vanished".into()))?;
-    Ok((StatusCode::CREATED, Json(crate::view::account(&inv, &a)?)).into_response())
+    Ok(super::located(StatusCode::CREATED, &format!("/v1/accounts/{}", a.name), Json(crate::view::account(&inv, &a)?)))
 }
 
 #[utoipa::path(put, operation_id = "update_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),

@@ -50,7 +50,7 @@ async fn list(
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require(AUDIT, "read the audit log")?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
     // One more than the page: whether it comes back says whether there is a next page.

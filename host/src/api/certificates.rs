@@ -77,7 +77,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = query?;
     let limit = super::page_limit(q.limit)?;
     let status = q.status.as_deref().map(str::parse::<CertStatus>).transpose()?;
     let filter = ListFilter {
@@ -113,7 +113,7 @@ async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<Stri
     caller.require(READ, "read certificates")?;
     let inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
-    Ok(Json(CertView::new(&r, now(), true).with_deployments(&inv)?).into_response())
+    Ok(Json(CertView::new(&r, now(), true).with_history(&inv)?).into_response())
 }
 
 async fn download(
@@ -237,34 +237,34 @@ fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
                 certificate: Some(CertView::new(certificate, now(), true)),
                 next_poll_at: None,
             };
-            Ok((StatusCode::CREATED, Json(body)).into_response())
+            Ok(super::located(StatusCode::CREATED, &format!("/v1/certificates/{}", certificate.id), Json(body)))
         }
-        IssueOutcome::Pending { order_id, next_poll_at } => Ok((
+        IssueOutcome::Pending { order_id, next_poll_at } => Ok(super::located(
             StatusCode::ACCEPTED,
+            &format!("/v1/orders/{order_id}"),
             Json(IssueResponse {
                 disposition: "pending",
                 order_id: *order_id,
                 certificate: None,
                 next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
             }),
-        )
-            .into_response()),
-        IssueOutcome::AwaitingApproval { order_id } => Ok((
+        )),
+        IssueOutcome::AwaitingApproval { order_id } => Ok(super::located(
             StatusCode::ACCEPTED,
+            &format!("/v1/orders/{order_id}"),
             Json(IssueResponse {
                 disposition: "awaiting_approval",
                 order_id: *order_id,
                 certificate: None,
                 next_poll_at: None,
             }),
-        )
-            .into_response()),
+        )),
     }
 }
 
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
-    responses((status = 201, description = "Issued", body = IssueResponse),
-        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse),
+    responses((status = 201, description = "Issued", body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"))),
+        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn issue(
@@ -385,7 +385,7 @@ async fn renew_with(
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/renew", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
-    responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
+    responses((status = 201, body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"))), (status = 202, body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn renew(
@@ -402,7 +402,7 @@ async fn renew(
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")), request_body(content = Option<RenewBody>),
-    responses((status = 201, body = IssueResponse), (status = 202, body = IssueResponse),
+    responses((status = 201, body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"))), (status = 202, body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn reissue(

@@ -134,6 +134,31 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     problem(status, &detail)
 }
 
+/// A query string axum could not read, in certhost's words: axum's text ("Failed to
+/// deserialize query string: limit: invalid digit found in string") names the framework and
+/// Rust's parser, not the parameter and what it takes.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        let text = e.body_text();
+        let inner = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        let detail = match inner.split_once(": ") {
+            Some((_, why)) if why.starts_with("unknown field") => {
+                format!("the query string has an {}", why.replacen("unknown field", "unknown parameter", 1))
+            }
+            Some((name, why))
+                if ["invalid digit", "number too large", "number too small", "cannot parse integer"]
+                    .iter()
+                    .any(|m| why.contains(m)) =>
+            {
+                format!("the query parameter {name} must be a whole number in range")
+            }
+            Some((name, why)) => format!("the query parameter {name} is not valid: {why}"),
+            None => format!("the query string is not valid: {inner}"),
+        };
+        ApiError::BadRequest(detail)
+    }
+}
+
 impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {

@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers), `/readyz` (the database answers; accounts' last tests)
-//! and `/metrics` (Prometheus text). Unauthenticated, like every probe and scrape target.
+//! `/healthz` (the process answers), `/readyz` (the database answers; accounts' last tests,
+//! named only to a caller with a token) and `/metrics` (Prometheus text). Unauthenticated,
+//! like every probe and scrape target.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 
 /// Unauthenticated probes.
@@ -33,15 +35,20 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers; each account's status and last test.
+/// Readiness: the database answers; how many active accounts failed their last test, and,
+/// to a caller with a token, each account's status and last test.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
     /// `ready`.
     status: &'static str,
     /// `ok`.
     database: &'static str,
-    /// Accounts.
-    accounts: Vec<AccountReadiness>,
+    /// Active accounts whose last `test_connection` failed.
+    accounts_failing: usize,
+    /// Accounts, only when the request carries a valid token: a probe needs no names, and
+    /// anyone who can reach the port could read them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<Vec<AccountReadiness>>,
 }
 
 /// One account in `/readyz`.
@@ -57,10 +64,10 @@ pub struct AccountReadiness {
 
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses((status = 200, body = Ready), (status = 500, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json")))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Json<Ready>, ApiError> {
     let inv = state.inventory.get().await?;
     inv.ping()?;
-    let accounts = inv
+    let accounts: Vec<AccountReadiness> = inv
         .accounts()?
         .iter()
         .map(|a| AccountReadiness {
@@ -69,7 +76,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
             last_test_ok: a.last_test.as_ref().map(|t| t.ok),
         })
         .collect();
-    Ok(Json(Ready { status: "ready", database: "ok", accounts }))
+    let accounts_failing = accounts.iter().filter(|a| a.status == "active" && a.last_test_ok == Some(false)).count();
+    Ok(Json(Ready { status: "ready", database: "ok", accounts_failing, accounts: caller.is_ok().then_some(accounts) }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),

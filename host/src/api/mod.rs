@@ -60,6 +60,23 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 /// connector call it started goes on to its end ([`to_completion`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A 201 or 202 whose `Location` says where what it made is read from (RFC 9110 §10.2.2), so
+/// a program follows the header instead of building the URL from the body.
+pub(crate) fn located(
+    status: axum::http::StatusCode,
+    location: &str,
+    body: impl axum::response::IntoResponse,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = (status, body).into_response();
+    // Every location is built from an id or a checked name (`account::check_name`), both
+    // valid header text; were one not, the answer goes without the header rather than fail.
+    if let Ok(value) = axum::http::HeaderValue::from_str(location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, value);
+    }
+    resp
+}
+
 /// Runs `work` — a connector call and what it records — in a task of its own and waits for
 /// it. A client that goes away, or the request timeout, drops only the wait: the call runs to
 /// its end and its order records the outcome. Dropped halfway, a call left its order for an

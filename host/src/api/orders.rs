@@ -53,7 +53,7 @@ async fn list(
     q: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<OrderList>, ApiError> {
     caller.require(READ, "read orders")?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q?;
     let st = q
         .state
         .as_deref()
@@ -75,8 +75,9 @@ async fn list(
 
 #[utoipa::path(get, operation_id = "show_order", path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = Order), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Order>, ApiError> {
+async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
     caller.require(READ, "read orders")?;
+    let id = order_id(&id)?;
     let inv = state.inventory.get().await?;
     Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))
 }
@@ -123,8 +124,13 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
     responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
-async fn poll(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<OrderStep>, ApiError> {
+async fn poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "poll orders")?;
+    let id = order_id(&id)?;
     let actor = caller.actor();
     let outcome = super::to_completion(async move {
         let mut inv = state.inventory.get_for_call().await?;
@@ -152,10 +158,11 @@ pub struct ApproveBody {
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "approve orders")?;
+    let id = order_id(&id)?;
     decide(state, &caller, id, &body, Decision::Approve).await
 }
 
@@ -190,10 +197,11 @@ async fn decide(
 async fn resubmit(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "resubmit orders")?;
+    let id = order_id(&id)?;
     decide(state, &caller, id, &body, Decision::Resubmit).await
 }
 
@@ -212,12 +220,22 @@ pub struct DeclineBody {
 async fn decline(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Order>, ApiError> {
     caller.require(OPERATE, "decline orders")?;
+    let id = order_id(&id)?;
     let reason = super::json::optional::<DeclineBody>(&body)?.reason.unwrap_or_else(|| "declined".into());
     let mut inv = state.inventory.get().await?;
     inv.decline_order(id, &reason, &caller.actor())?;
     Ok(Json(inv.order(id)?.ok_or_else(|| ApiError::NotFound(format!("order {id}")))?))
+}
+
+/// An order id from the path. Not a whole number is 400; a number past what an id can be is
+/// 404, as certificates answer, since no order has it.
+fn order_id(text: &str) -> Result<i64, ApiError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| ApiError::NotFound(format!("order {text}")));
+    }
+    Err(ApiError::BadRequest(format!("{text:?} is not an order id (a whole number)")))
 }

@@ -90,7 +90,7 @@ async fn checked(
 }
 
 #[utoipa::path(post, operation_id = "create_profile", path = "/v1/profiles", tag = "profiles", request_body = NewProfile,
-    responses((status = 201, description = "Created", body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created", body = Object, headers(("Location" = String, description = "/v1/profiles/{name}"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,7 +112,7 @@ async fn create(
         other => other.into(),
     })?;
     let view = crate::view::profile(&inv, &body.name, &def, "api")?;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok(super::located(StatusCode::CREATED, &format!("/v1/profiles/{}", body.name), Json(view)))
 }
 
 #[utoipa::path(put, operation_id = "update_profile", path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),

@@ -44,7 +44,7 @@ async fn list(
     q: Result<Query<RenewalsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Renewals>, ApiError> {
     caller.require(AUDIT, "read the renewal schedule")?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
     Ok(Json(Renewals { upcoming: inv.scheduled_renewals(limit)?, history: inv.auto_renewal_history(limit)? }))

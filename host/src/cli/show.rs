@@ -28,7 +28,7 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         print!("{}{}", r.pem, r.chain_pem);
         return Ok(ExitCode::SUCCESS);
     }
-    let view = CertView::new(&r, now, true).with_deployments(inv)?;
+    let view = CertView::new(&r, now, true).with_history(inv)?;
     if args.json {
         output::json(&view)?;
         return Ok(ExitCode::SUCCESS);
@@ -63,6 +63,11 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
     ];
     for (k, v) in lines {
         println!("{:<12} {}", format!("{k}:"), output::terminal_safe(&v));
+    }
+    if let Some(r) = &view.revocation {
+        let comment = if r.comment.is_empty() { String::new() } else { format!(": {}", r.comment) };
+        let line = format!("{} at {} by {}{comment}", r.reason, r.at, r.by);
+        println!("{:<12} {}", "Revoked:", output::terminal_safe(&line));
     }
     for d in &view.deployments {
         let line = format!("{} {} at {} ({})", d.outcome, d.target, d.at, d.message);

@@ -78,6 +78,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// How certificate `id` was revoked: `(reason, comment, actor, at)` of its latest
+    /// `certificate.revoke` event. The row keeps only the status; the audit log, which no one
+    /// can edit, is the record of why, and a revoked certificate's view says it.
+    pub fn revocation(&self, id: i64) -> Result<Option<(String, String, String, i64)>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row_cached(
+                "SELECT COALESCE(json_extract(detail, '$.reason'), ''), COALESCE(json_extract(detail, '$.comment'), ''),
+                        actor, at
+                 FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
+                   AND action = 'certificate.revoke' AND outcome = 'success'
+                 ORDER BY id DESC LIMIT 1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?)
+    }
+
     /// Whether the key `key_id` belongs to a certificate revoked for key compromise: such a key
     /// is never reused, whatever the profile says. Read from the audit log, which no one can
     /// edit, so the mark cannot be lost with the certificate.
