@@ -121,6 +121,11 @@ pub enum AccountError {
     },
 }
 
+/// The smallest `memory_mib` of a script account. The cap is on the worker's address space,
+/// which the interpreter alone takes ≈ 70 MiB of; at 64 every import failed, in words that
+/// never named the setting.
+pub const MIN_PYTHON_MEMORY_MIB: u64 = 128;
+
 /// Checks a name for accounts and profiles.
 pub fn check_name(name: &str) -> bool {
     !name.is_empty()
@@ -246,6 +251,17 @@ impl AccountDef {
             });
         }
         if let Some(m) = self.memory_mib
+            && self.is_python()
+            && m < MIN_PYTHON_MEMORY_MIB
+        {
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!(
+                    "memory_mib {m} is below the {MIN_PYTHON_MEMORY_MIB} MiB a Python worker needs to start (the cap counts the interpreter's address space; the default is 512)"
+                ),
+            });
+        }
+        if let Some(m) = self.memory_mib
             && !self.is_python()
             && m > crate::connector::wasm::MAX_MEMORY_MIB
         {
@@ -333,8 +349,11 @@ mod tests {
             err,
             format!("account a: memory_mib {} is above the {max} MiB a WebAssembly connector may have", max + 1)
         );
-        // Python workers are capped by RLIMIT_AS, not the pool: the 8-8192 range holds.
+        // Python workers are capped by RLIMIT_AS, not the pool: up to 8192, from what the
+        // interpreter needs to start.
         assert!(def("c.py", Some(4096)).check("a").is_ok());
+        assert!(def("c.py", Some(127)).check("a").unwrap_err().to_string().contains("below the 128 MiB"));
+        assert!(def("c.py", Some(128)).check("a").is_ok());
         assert!(def("c.wasm", Some(9000)).check("a").is_err());
     }
 }

@@ -332,6 +332,12 @@ fn acme_dns01_runs_the_hook_with_present_and_cleanup_without_stalling_the_api() 
     // Regression: the hook inherited CERTHOST_MASTER_KEY, the key to every secret stored.
     let env = std::fs::read_to_string(format!("{}.env", record.display())).expect("the hook's environment");
     assert!(env.contains("PATH=") && !env.contains("CERTHOST_MASTER_KEY"), "{env}");
+    // The arguments as variables too, for a hook that must not parse a value as an option.
+    assert!(env.contains(&format!("CERTHOST_DNS01_VALUE={value}")), "{env}");
+    assert!(
+        env.contains("CERTHOST_DNS01_DOMAIN=www.example.com") && env.contains("CERTHOST_DNS01_ACTION=present"),
+        "{env}"
+    );
     assert!(!env.contains(&server.app.master_key), "the master key reached the hook");
 }
 

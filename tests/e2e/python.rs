@@ -99,7 +99,11 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
     let cases: Vec<(&str, Limits, &str)> = vec![
         ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
         ("hostile/ignores_sigterm.py", limits(2, 512), "script ignores_sigterm: timed out after 2s"),
-        ("hostile/memory_bomb.py", limits(20, 256), "script memory_bomb: exceeded its 256 MiB memory limit"),
+        (
+            "hostile/memory_bomb.py",
+            limits(20, 256),
+            "script memory_bomb: exceeded its 256 MiB memory limit (the account's memory_mib)",
+        ),
         (
             "hostile/os_exit.py",
             limits(20, 512),
@@ -183,6 +187,46 @@ async fn sensitive_values_printed_by_a_script_are_redacted_from_its_error() {
     let err = c.certificate_request(&request(), &secret_args()).await.expect_err("fails").to_string();
     assert!(!err.contains(SECRET), "{err}");
     assert!(err.contains("raised RuntimeError: auth failed with ***") && err.contains("debug: key=***"), "{err}");
+}
+
+/// Regression (review of stop 32): one worker serves every profile of its account, so a
+/// script's module state (an Avi session) kept one profile's password and printed it in
+/// another profile's call, whose error was redacted only of its own values; a thread printing
+/// it two calls later reached the log. A worker now redacts every value it was ever given.
+#[tokio::test]
+async fn a_value_from_an_earlier_call_is_redacted_from_a_later_call_of_another_profile() {
+    let c = load("hostile/keeps_session.py", limits(20, 512)).await.expect("loads");
+    let mut first = Args::new();
+    first.insert_sensitive("api_password", SECRET);
+    assert_eq!(
+        c.certificate_request(&request(), &first).await.expect("first call"),
+        Disposition::Rejected { reason: "logged in".into() }
+    );
+    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("second call fails").to_string();
+    assert!(err.contains("stale session {'password': '***'}"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    // The thread's late line went to the worker's stderr, redacted there too.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("third call fails").to_string();
+    assert!(!err.contains(SECRET), "{err}");
+}
+
+/// Regression (review of stop 32): after a MemoryError the worker was kept, and a script that
+/// holds what it allocated failed every later call of its account until a restart.
+#[tokio::test]
+async fn a_worker_that_ran_out_of_memory_is_replaced_for_the_next_call() {
+    let c = load("hostile/grows_each_call.py", limits(20, 256)).await.expect("loads");
+    let pid_of = |d: Disposition| match d {
+        Disposition::Rejected { reason } => reason,
+        other => panic!("{other:?}"),
+    };
+    let mut pid = Args::new();
+    pid.insert("mode", "pid");
+    let before = pid_of(c.certificate_request(&request(), &pid).await.expect("pid"));
+    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("bomb");
+    assert!(matches!(err, ConnectorError::MemoryExceeded { .. }), "{err}");
+    let after = pid_of(c.certificate_request(&request(), &pid).await.expect("a fresh worker answers"));
+    assert_ne!(before, after, "the full worker was replaced");
 }
 
 #[tokio::test]

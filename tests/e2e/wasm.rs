@@ -168,7 +168,11 @@ async fn hostile_components_get_clear_errors_while_a_concurrent_good_call_succee
     let panic_place = regex::Regex::new(r"lib\.rs:\d+:\d+").expect("regex");
     let cases = [
         ("loop", limits(3, 64), Expect::Error("connector hostile: timed out after 3s")),
-        ("memory", limits(20, 32), Expect::Error("connector hostile: exceeded its 32 MiB memory limit")),
+        (
+            "memory",
+            limits(20, 32),
+            Expect::Error("connector hostile: exceeded its 32 MiB memory limit (the account's memory_mib)"),
+        ),
         (
             "trap",
             limits(20, 64),

@@ -62,6 +62,14 @@ pub enum Command {
         /// system roots (repeatable), as in a CA account's `extra_ca_pems`.
         #[arg(long = "extra-ca-pem", value_name = "FILE")]
         extra_ca_pems: Vec<PathBuf>,
+        /// Memory cap per call in MiB, as an account's `memory_mib` (default: a component's
+        /// 64, a script's 512).
+        #[arg(long)]
+        memory_mib: Option<u64>,
+        /// Largest outbound response body of a component in MiB, as an account's
+        /// `http_body_mib` (default 4).
+        #[arg(long)]
+        http_body_mib: Option<u64>,
     },
 }
 
@@ -114,6 +122,8 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
             timeout_seconds,
             allowed_hosts,
             extra_ca_pems,
+            memory_mib,
+            http_body_mib,
         } => {
             let given = with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
             let secrets =
@@ -121,7 +131,20 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
             if let Some(name) = given.keys().find(|k| secrets.contains_key(*k)) {
                 anyhow::bail!("parameter {name} is given both as a plain and as a sensitive parameter");
             }
-            check(path, given, secrets, timeout_seconds, allowed_hosts, extra_ca_pems, env)
+            let connector = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
+            // The account the check runs as: what a CA account of this connector would be.
+            let def = AccountDef {
+                connector,
+                description: String::new(),
+                status: AccountStatus::Active,
+                params: Default::default(),
+                allowed_hosts,
+                extra_ca_pems,
+                timeout_seconds: Some(timeout_seconds),
+                memory_mib,
+                http_body_mib,
+            };
+            check(def, given, secrets, env)
         }
     }
 }
@@ -290,26 +313,11 @@ fn with_sources(
 }
 
 fn check(
-    path: PathBuf,
+    def: AccountDef,
     given: std::collections::BTreeMap<String, String>,
     secrets: std::collections::BTreeMap<String, String>,
-    timeout_seconds: u64,
-    allowed_hosts: Vec<String>,
-    extra_ca_pems: Vec<PathBuf>,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
-    let path = std::path::absolute(&path).with_context(|| format!("bad path {}", path.display()))?;
-    let def = AccountDef {
-        connector: path.clone(),
-        description: String::new(),
-        status: AccountStatus::Active,
-        params: Default::default(),
-        allowed_hosts,
-        extra_ca_pems,
-        timeout_seconds: Some(timeout_seconds),
-        memory_mib: None,
-        http_body_mib: None,
-    };
     def.check("plugin-check")?;
     let registry = super::registry_without_data_dir(&env.data_dir);
     let lines = super::runtime()?.block_on(async {
@@ -333,7 +341,7 @@ fn check(
     }
     println!(
         "{}: {} passed, {} failed",
-        path.display(),
+        def.connector.display(),
         lines.iter().filter(|l| l.passed).count(),
         lines.iter().filter(|l| !l.passed).count()
     );

@@ -40,7 +40,9 @@ pub enum ChallengeError {
     #[error("no dns-01 hook is configured: set [server] dns01_hook in certhost.toml")]
     NoDns01Hook,
     /// The domain or value has characters a hook argument must not have.
-    #[error("the dns-01 domain or value has characters outside a DNS name and base64url")]
+    #[error(
+        "the dns-01 domain must be a DNS name and the value 43 base64url characters (a SHA-256 digest, RFC 8555 §8.4)"
+    )]
     BadDnsArgument,
     /// The call is not made for an order (`test_connection`, `revoke`, a listing).
     #[error(
@@ -265,7 +267,9 @@ impl Challenges {
             && domain.len() <= 253
             && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '*')
             && !domain.starts_with('-');
-        if !dns_ok || !is_b64url(value) {
+        // A dns-01 value is base64url of a SHA-256 digest, 43 characters (RFC 8555 §8.4):
+        // anything else, `-s…` above all, could be read by the hook as one of its options.
+        if !dns_ok || value.len() != DNS01_VALUE_LEN || !is_b64url(value) {
             return Err(ChallengeError::BadDnsArgument);
         }
         if scope.names.is_empty() {
@@ -282,6 +286,11 @@ impl Challenges {
         }
         let mut child = command
             .args([action, domain, value])
+            // The same as variables: a value may start with `-` (one in 64 digests does), which
+            // a hook parsing options would misread; one reading these never sees an option.
+            .env("CERTHOST_DNS01_ACTION", action)
+            .env("CERTHOST_DNS01_DOMAIN", domain)
+            .env("CERTHOST_DNS01_VALUE", value)
             .env_remove("CERTHOST_MASTER_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -358,6 +367,9 @@ fn read_capped(mut pipe: Box<dyn Read + Send>) -> Vec<u8> {
     kept
 }
 
+/// Length of a dns-01 TXT value: unpadded base64url of 32 bytes.
+const DNS01_VALUE_LEN: usize = 43;
+
 fn is_b64url(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
@@ -365,6 +377,28 @@ fn is_b64url(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dns-01 value as ACME makes it: 43 base64url characters.
+    const VALUE: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+
+    /// Regression (review of stop 32): a value starting with `-` reached the hook as an
+    /// option (`-sattackerns` read as `--server attackerns` by an argparse hook).
+    #[test]
+    fn a_dns01_value_is_a_digest_and_never_an_option() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let record = dir.path().join("ran");
+        let hook = dir.path().join("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display())).expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        for bad in ["-sattackerns", "abc", &format!("{VALUE}A"), ""] {
+            let err = board.dns01(&www(), "present", "www.example.com", bad, HOOK_TIMEOUT).expect_err(bad);
+            assert!(matches!(err, ChallengeError::BadDnsArgument), "{bad}: {err}");
+        }
+        assert!(!record.exists(), "the hook ran for a value that is no digest");
+        board.dns01(&www(), "present", "www.example.com", VALUE, HOOK_TIMEOUT).expect("a digest");
+    }
 
     fn www() -> Scope {
         Scope::new("acme", ["www.example.com"])
@@ -381,7 +415,7 @@ mod tests {
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
         let started = Instant::now();
-        board.dns01(&www(), "present", "www.example.com", "abc_DEF-123", HOOK_TIMEOUT).expect("the hook succeeds");
+        board.dns01(&www(), "present", "www.example.com", VALUE, HOOK_TIMEOUT).expect("the hook succeeds");
         assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     }
 
@@ -401,7 +435,7 @@ sleep 30
         std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let board = Challenges::default();
         board.set_dns01_hook(Some(hook));
-        let err = board.dns01(&www(), "present", "www.example.com", "abc_DEF-123", Duration::from_secs(1)).unwrap_err();
+        let err = board.dns01(&www(), "present", "www.example.com", VALUE, Duration::from_secs(1)).unwrap_err();
         assert!(
             err.to_string()
                 .contains("it ran past the connector call's deadline (1 s left when it started) and was killed"),
@@ -422,14 +456,14 @@ sleep 30
         board.set_dns01_hook(Some(hook));
         let scope = Scope::new("acme", ["WWW.Example.com.", "*.apps.example.com", "192.0.2.7"]);
         for refused in ["bank.example", "example.com", "x.www.example.com", "192.0.2.7", "other.apps.example.com"] {
-            let err = board.dns01(&scope, "present", refused, "abc", HOOK_TIMEOUT).expect_err(refused);
+            let err = board.dns01(&scope, "present", refused, VALUE, HOOK_TIMEOUT).expect_err(refused);
             assert!(matches!(err, ChallengeError::NotOrderName { .. }), "{refused}: {err}");
         }
-        let err = board.dns01(&Scope::new("acme", []), "present", "www.example.com", "abc", HOOK_TIMEOUT).unwrap_err();
+        let err = board.dns01(&Scope::new("acme", []), "present", "www.example.com", VALUE, HOOK_TIMEOUT).unwrap_err();
         assert!(matches!(err, ChallengeError::NoOrder), "{err}");
         assert!(!record.exists(), "the hook ran for a name outside the order");
         for allowed in ["www.example.com", "www.EXAMPLE.com.", "apps.example.com", "*.apps.example.com"] {
-            board.dns01(&scope, "present", allowed, "abc", HOOK_TIMEOUT).expect(allowed);
+            board.dns01(&scope, "present", allowed, VALUE, HOOK_TIMEOUT).expect(allowed);
         }
         let ran = std::fs::read_to_string(&record).expect("the hook ran");
         assert_eq!(ran.lines().count(), 4, "{ran}");

@@ -146,7 +146,7 @@ impl Args {
     }
 
     /// Values of [`Self::insert_read`] parameters long enough to be worth redacting.
-    fn read_values(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn read_values(&self) -> impl Iterator<Item = &str> {
         self.read.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| v.len() >= MIN_READ_REDACTED)
     }
 }
@@ -578,7 +578,7 @@ pub enum ConnectorError {
         after: Duration,
     },
     /// The plugin tried to use more memory than its limit allows.
-    #[error("{connector}: exceeded its {} MiB memory limit", .limit_bytes / (1024 * 1024))]
+    #[error("{connector}: exceeded its {} MiB memory limit (the account's memory_mib)", .limit_bytes / (1024 * 1024))]
     MemoryExceeded {
         /// Connector name.
         connector: String,

@@ -72,6 +72,7 @@ impl Redactor {
     }
 
     /// The values these rules were made from.
+    #[cfg(test)]
     pub(crate) fn values(&self) -> &[String] {
         &self.values
     }

@@ -79,6 +79,23 @@ struct Reply {
     redactor: Redactor,
 }
 
+impl Reply {
+    /// Whether the worker, not only the call, failed: it ran out of memory (the script's
+    /// exception or the worker's own capture), or answered a kind the protocol has no word
+    /// for.
+    fn failed_worker(&self) -> bool {
+        match self.kind.as_str() {
+            "ok" | "unsupported" | "exit" => false,
+            "exception" => self.mro.iter().any(|c| c == "MemoryError"),
+            _ => true,
+        }
+    }
+}
+
+/// What a worker's stderr says when its address-space cap stopped it: Python's exception,
+/// the loader failing to map a module, Rust's allocator.
+const OUT_OF_MEMORY: &[&str] = &["MemoryError", "failed to map segment", "memory allocation of"];
+
 /// Exception classes that mean "the CA could not be reached": fail over, retry later.
 const UNREACHABLE: &[&str] = &[
     "ConnectionError",
@@ -148,6 +165,20 @@ impl PythonConnector {
             Ok(Err(RequestError::Pipe)) => {
                 let how = worker.ended().await;
                 let tail = worker.take_stderr_tail();
+                // The interpreter and the modules a script imports (requests, cryptography)
+                // take address space the cap counts; too small a cap fails the import in many
+                // words, none of them the setting to change.
+                if OUT_OF_MEMORY.iter().any(|m| tail.contains(m)) {
+                    return Err(ConnectorError::Misconfigured {
+                        connector: label,
+                        message: format!(
+                            "the worker ran out of its {} MiB (the account's memory_mib) while importing the script; \
+                             raise memory_mib (a script importing requests and cryptography needs about 160 MiB; the default is 512){}",
+                            self.limits.memory_bytes / (1024 * 1024),
+                            suffix(&tail)
+                        ),
+                    });
+                }
                 return Err(ConnectorError::Internal {
                     connector: label,
                     message: format!("the worker {how} while importing the script{}", suffix(&tail)),
@@ -197,17 +228,20 @@ impl PythonConnector {
                 ),
             });
         };
+        // This call's sensitive values, and values read from a `{ file }` or `{ env }`
+        // reference, which are redacted from reports like them.
+        let values: Vec<&str> = args.sensitive_values_for(&self.declared).chain(args.read_values()).collect();
         let mut worker = match guard.take() {
-            Some(w) if !w.has_exited() => w,
-            // Killed while idle (the OOM killer, an operator): replaced, as after a crash.
-            Some(dead) => {
-                dead.kill().await;
+            Some(w) if !w.has_exited() && !w.would_overflow(&values) => w,
+            // Killed while idle (the OOM killer, an operator): replaced, as after a crash. One
+            // given too many sensitive values to keep redacting is replaced too.
+            Some(old) => {
+                old.kill().await;
                 self.start().await?.0
             }
             None => self.start().await?.0,
         };
-        let redactor = Redactor::new(args.sensitive_values_for(&self.declared));
-        worker.set_sensitive(&redactor);
+        let redactor = worker.learn(&values);
         worker.take_stderr_tail();
         let req = Request::Call {
             function: function.to_owned(),
@@ -236,12 +270,24 @@ impl PythonConnector {
                 return Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout });
             }
         };
-        *guard = Some(worker);
+        let mut reply: Reply = match serde_json::from_slice(&bytes) {
+            Ok(reply) => reply,
+            Err(e) => {
+                worker.kill().await;
+                return Err(ConnectorError::Internal {
+                    connector: label,
+                    message: format!("bad reply from the worker: {e}"),
+                });
+            }
+        };
+        // A worker that ran out of memory, or failed outside the script (its own capture),
+        // is not trusted with the next call: what filled it may still be held.
+        if reply.failed_worker() {
+            worker.kill().await;
+        } else {
+            *guard = Some(worker);
+        }
         drop(guard);
-        let mut reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
-            connector: label.clone(),
-            message: format!("bad reply from the worker: {e}"),
-        })?;
         self.keep_cache(&mut reply);
         reply.redactor = redactor;
         let redactor = &reply.redactor;

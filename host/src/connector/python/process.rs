@@ -21,6 +21,11 @@ pub const WORKER_SUBCOMMAND: &str = "__python-worker";
 /// build time (`build.rs`, `site_dirs.py`), separated by `:`.
 pub const SITE_DIRS_ENV: &str = "CERTHOST_PYTHON_SITE_DIRS";
 
+/// Most distinct sensitive values one worker is given before it is replaced. An account's
+/// own secrets are a handful; dynamic sensitive parameters (a ticket per request) add one per
+/// call, and the rules of all of them are applied to every call's output.
+pub(super) const MAX_SEEN: usize = 256;
+
 /// Longest line of a worker's stderr the host keeps: the rest of a longer line is dropped.
 const MAX_STDERR_LINE: usize = 8 * 1024;
 
@@ -29,11 +34,16 @@ pub(super) struct WorkerProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
-    /// What to redact from what the worker writes to its stderr: the current call's sensitive
-    /// values and the previous call's (its last lines may still be in the pipe).
+    /// What to redact from what the worker writes to its stderr: every sensitive value it
+    /// was ever given ([`Self::learn`]).
     redactor: Arc<Mutex<Redactor>>,
-    /// The previous call's sensitive values.
-    last_values: Vec<String>,
+    /// Every sensitive value sent to this worker. One worker serves every profile of its
+    /// account for its whole life, and a script keeps what it likes (a module-level session
+    /// holding one profile's password, a thread printing later): what it prints in any call
+    /// is redacted of all of them, not only of that call's.
+    seen: Vec<zeroize::Zeroizing<String>>,
+    /// [`Self::seen`] as rules, rebuilt when a value is added.
+    seen_rules: Redactor,
     /// The last few KiB of that stderr, for error messages.
     stderr_tail: Arc<Mutex<String>>,
     /// The number of the last request sent; its reply must carry it.
@@ -153,14 +163,31 @@ impl WorkerProcess {
                 t.drain(..cut);
             }
         }));
-        Ok(Self { child, stdin, stdout, redactor, stderr_tail, last_values: vec![], seq: 0 })
+        Ok(Self { child, stdin, stdout, redactor, stderr_tail, seen: vec![], seen_rules: Redactor::default(), seq: 0 })
     }
 
-    /// Sets what to redact from the worker's own stderr for the next call.
-    pub(super) fn set_sensitive(&mut self, call: &Redactor) {
-        let both = call.values().iter().chain(&self.last_values).map(String::as_str);
-        *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = Redactor::new(both);
-        self.last_values = call.values().to_vec();
+    /// Whether learning `values` would take the worker past [`MAX_SEEN`] distinct sensitive
+    /// values: then it is replaced, since a fresh process holds none of them.
+    pub(super) fn would_overflow(&self, values: &[&str]) -> bool {
+        let new = values.iter().filter(|v| !v.is_empty() && !self.seen.iter().any(|s| s.as_str() == **v)).count();
+        self.seen.len() + new > MAX_SEEN
+    }
+
+    /// Adds this call's sensitive values to what the worker has been given, and returns the
+    /// rules for all of them: what to redact from anything of this worker, in this call or
+    /// from its stderr later.
+    pub(super) fn learn(&mut self, values: &[&str]) -> Redactor {
+        let before = self.seen.len();
+        for v in values.iter().filter(|v| !v.is_empty()) {
+            if !self.seen.iter().any(|s| s.as_str() == *v) {
+                self.seen.push(zeroize::Zeroizing::new((*v).to_owned()));
+            }
+        }
+        if self.seen.len() != before {
+            self.seen_rules = Redactor::new(self.seen.iter().map(|s| s.as_str()));
+            *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = self.seen_rules.clone();
+        }
+        self.seen_rules.clone()
     }
 
     /// Sends one request and reads its reply frame, which must carry the request's number.

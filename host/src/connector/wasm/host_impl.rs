@@ -40,7 +40,8 @@ impl Host for State {
             return;
         }
         // The call's `connector_call` span names the connector and the CA account.
-        let message: String = self.redact(&message).chars().take(4096).collect();
+        // One line: a guest's newline would start a line of its own that reads as the host's.
+        let message: String = one_line(&self.redact(&message)).chars().take(4096).collect();
         self.logged += message.len().max(1);
         if self.logged >= MAX_LOG_BYTES_PER_CALL {
             tracing::warn!(
@@ -135,8 +136,10 @@ macro_rules! challenges {
                         super::runtime::MAX_HTTP01_PER_CALL
                     ));
                 }
+                Challenges::global().publish_http01(&self.challenge_scope, &token, &key_authorization).map_err(|e| e.to_string())?;
+                // Logged once the board has checked it: a token is base64url, at most 256 characters.
                 tracing::debug!(token = %token, "http-01 answer published");
-                Challenges::global().publish_http01(&self.challenge_scope, &token, &key_authorization).map_err(|e| e.to_string())
+                Ok(())
             }
 
             fn withdraw_http01(&mut self, token: String) {
@@ -216,5 +219,34 @@ impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
         // spares that verification when nothing was changed (see `host_signatures`).
         crate::host_signatures::record(&key.subject_public_key_info(), &oid, &message, &signature.bytes);
         Ok(super::bindings::v0_3::certhost::connector::crypto::Signature { value: signature.bytes, algorithm_oid: oid })
+    }
+}
+
+/// Guest text made one log line: control characters other than a tab escaped (`\n`, `\r`,
+/// `\u{1b}`), so a guest can neither start a forged line nor drive a terminal.
+pub(super) fn one_line(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_guest_log_line_stays_one_line() {
+        assert_eq!(super::one_line("plain text\twith a tab"), "plain text\twith a tab");
+        assert_eq!(
+            super::one_line("hello\n2026-12-01T00:00:00Z ERROR certhost: forged\r\u{1b}[31m"),
+            "hello\\n2026-12-01T00:00:00Z ERROR certhost: forged\\r\\u{1b}[31m"
+        );
     }
 }

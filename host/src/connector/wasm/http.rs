@@ -157,11 +157,26 @@ pub struct HttpPolicy {
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     /// Refusals logged in this call so far ([`MAX_REFUSALS_LOGGED`]).
     pub refusals_logged: u32,
+    /// This call's sensitive values: a guest chooses the host names it asks for, and can put
+    /// a secret in one (`{secret}.evil.test`) to have the host's log carry it.
+    pub sensitive: std::sync::Arc<[zeroize::Zeroizing<String>]>,
 }
 
 /// How many refused requests one call logs. A guest looping on a denied URL (a host name of
 /// up to 64 KiB each time) wrote a warning per attempt, past the per-call cap on its own log.
 pub const MAX_REFUSALS_LOGGED: u32 = 10;
+
+/// A host name a guest asked for, as the log may show it: at most 253 characters (a DNS
+/// name's most), every sensitive value of the call replaced.
+fn shown_host(host: &str, sensitive: &[zeroize::Zeroizing<String>]) -> String {
+    let cut: String = host.chars().take(253).collect();
+    let values = || sensitive.iter().map(|v| v.as_str());
+    if crate::connector::redact::might_hold_any(values(), &cut) {
+        crate::connector::redact::Redactor::new(values()).redact(&cut)
+    } else {
+        cut
+    }
+}
 
 impl HttpPolicy {
     /// Whether to log one more refusal in this call; says once that later ones go unlogged.
@@ -193,8 +208,7 @@ impl WasiHttpHooks for HttpPolicy {
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or_default().to_owned();
         let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
-        // Guest text in the log: a DNS name is at most 253 characters.
-        let shown: String = host.chars().take(253).collect();
+        let shown = shown_host(&host, &self.sensitive);
         if !self.allowed.iter().any(|a| a.matches(&scheme, &host, port)) {
             // Allowed but for the port: say so (a rule without a port meant every port before
             // stop 30, and a CA on :8443 stopped working with nothing else changed).
@@ -225,6 +239,7 @@ impl WasiHttpHooks for HttpPolicy {
         let refused = self.refused.clone();
         let label = self.label.clone();
         let in_flight = self.in_flight.clone();
+        let sensitive = self.sensitive.clone();
         Box::new(async move {
             // The semaphore lives as long as the call's state and is never closed.
             let permit =
@@ -234,7 +249,8 @@ impl WasiHttpHooks for HttpPolicy {
                 Err(_) => return Err(HttpError::DnsTimeout),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Resolved::Forbidden(address))) => {
-                    tracing::warn!(connector = %label, %host, %address, "outbound request denied: the allowed host name resolves to a loopback or link-local address");
+                    let shown = shown_host(&host, &sensitive);
+                    tracing::warn!(connector = %label, host = %shown, %address, "outbound request denied: the allowed host name resolves to a loopback or link-local address");
                     let _ = refused.set(Refusal::Address { host, address });
                     return Err(HttpError::DestinationIpProhibited);
                 }
@@ -259,7 +275,8 @@ impl WasiHttpHooks for HttpPolicy {
                 http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
                     .map_err(move |e| {
                         if e.is::<http_body_util::LengthLimitError>() {
-                            tracing::warn!(connector = %label, %host, limit, "response body exceeded the CA account's http_body_mib");
+                            let shown = shown_host(&host, &sensitive);
+                            tracing::warn!(connector = %label, host = %shown, limit, "response body exceeded the CA account's http_body_mib");
                             let _ = refused.set(Refusal::BodyCap { host: host.clone() });
                             return HttpError::HttpResponseBodySize(Some(limit));
                         }
@@ -335,6 +352,16 @@ fn forbidden_for_a_name(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review of stop 32): a denied request's host name went to the log as the
+    /// guest wrote it, and a guest could put a secret in it.
+    #[test]
+    fn a_host_name_is_logged_without_the_calls_secrets() {
+        let sensitive: Vec<zeroize::Zeroizing<String>> = vec![zeroize::Zeroizing::new("topsecretvalue123".into())];
+        assert_eq!(shown_host("topsecretvalue123.evil.test", &sensitive), "***.evil.test");
+        assert_eq!(shown_host("ca.example.com", &sensitive), "ca.example.com");
+        assert_eq!(shown_host(&"a".repeat(300), &[]).len(), 253);
+    }
 
     #[test]
     fn allowed_host_rules() {

@@ -189,6 +189,8 @@ impl WasmConnector {
             .allow_ip_name_lookup(false)
             .stderr(stderr.clone())
             .build();
+        let sensitive: Arc<[zeroize::Zeroizing<String>]> =
+            args.sensitive_values_for(&self.declared).map(|v| zeroize::Zeroizing::new(v.to_owned())).collect();
         let state = State {
             wasi,
             hooks: HttpPolicy {
@@ -199,6 +201,7 @@ impl WasmConnector {
                 refused: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
                 refusals_logged: 0,
+                sensitive: sensitive.clone(),
             },
             http: http_ctx(),
             table: bounded_table(),
@@ -209,10 +212,7 @@ impl WasmConnector {
             deadline: std::time::Instant::now() + self.limits.timeout,
             http01_published: 0,
             challenge_scope: Scope::new(&self.account, args.order_names().iter().map(String::as_str)),
-            sensitive: args
-                .sensitive_values_for(&self.declared)
-                .map(|v| zeroize::Zeroizing::new(v.to_owned()))
-                .collect(),
+            sensitive: sensitive.clone(),
             redactor: std::sync::OnceLock::new(),
         };
         let mut store = Store::new(&self.runtime.engine, state);

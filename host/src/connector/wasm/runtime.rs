@@ -56,7 +56,7 @@ pub struct State {
     /// When the call's time is up (a host import that blocks, the dns-01 hook, is held to it).
     pub(super) deadline: std::time::Instant,
     /// The call's sensitive values, for redaction of guest log text; wiped when the call ends.
-    pub(super) sensitive: Vec<zeroize::Zeroizing<String>>,
+    pub(super) sensitive: std::sync::Arc<[zeroize::Zeroizing<String>]>,
     /// Their redaction rules, made when a guest log line might hold one of them: computing
     /// every encoded form of a CA key costs more than local-ca's whole call log.
     pub(super) redactor: std::sync::OnceLock<Redactor>,
