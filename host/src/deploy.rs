@@ -128,6 +128,14 @@ impl DeployTarget {
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(DeployError::Invalid(format!("{} must be an absolute path", p.display())));
         }
+        // Two outputs on one path: the later one wins silently (a HAProxy-style fullchain and
+        // key in one file ended up holding only the key).
+        if let Some(p) = paths.iter().enumerate().find_map(|(i, p)| paths[..i].contains(p).then_some(p)) {
+            return Err(DeployError::Invalid(format!(
+                "{} is named by two outputs of one target; each of cert, chain, fullchain, key and pkcs12 needs a file of its own",
+                p.display()
+            )));
+        }
         // A profile is shown to every role and stored as it is: the password comes from
         // elsewhere, as a sensitive parameter's value does.
         if matches!(self.pkcs12_password, Some(ValueSource::Literal(_))) {
@@ -267,7 +275,7 @@ async fn deploy_one(
             .chain(hidden.iter().map(|(_, v)| v.as_str())),
     );
     let hidden_names: Vec<&str> = hidden.iter().map(|(n, _)| n.as_str()).collect();
-    let redact = |text: &str| without_private_key_blocks(&redactor.redact(text));
+    let redact = |text: &str| without_hex_dumps(&without_private_key_blocks(&redactor.redact(text)));
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {
         let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout()).await;
@@ -314,6 +322,34 @@ fn without_private_key_blocks(text: &str) -> String {
         };
     }
     out.push_str(rest);
+    out
+}
+
+/// `text` with the lines of a colon-separated hex dump replaced: `openssl pkey -text` prints
+/// a private key's scalar (`priv:`), an RSA key's exponent and primes, this way, fifteen bytes
+/// a line. Public values printed alike go too; an audit log needs neither.
+fn without_hex_dumps(text: &str) -> String {
+    // Hex pairs joined by colons, at least `min` of them (a dump's last line may be short).
+    let pairs = |line: &str, min: usize| {
+        let t = line.trim().trim_end_matches(':');
+        t.len() >= min * 3 - 1 && t.split(':').all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+    };
+    if !text.lines().any(|l| pairs(l, 8)) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_dump = false;
+    for line in text.split_inclusive('\n') {
+        if pairs(line, if in_dump { 1 } else { 8 }) {
+            if !in_dump {
+                out.push_str("    [hex dump removed]\n");
+            }
+            in_dump = true;
+        } else {
+            in_dump = false;
+            out.push_str(line);
+        }
+    }
     out
 }
 
@@ -470,6 +506,11 @@ fn write_files(
         .into_iter()
         .map(|(path, bytes, mode)| Staged::new(path, &bytes, mode, owner, group))
         .collect::<Result<Vec<_>, _>>()?;
+    // A destination that cannot be replaced (a directory where the key goes) fails the
+    // target before its first file is renamed, not between two of them.
+    if let Some(file) = staged.iter().find(|f| f.path.is_dir()) {
+        return Err(DeployError::Write { path: file.path.clone(), reason: "it is a directory".into() });
+    }
     for file in staged {
         file.commit()?;
     }
@@ -515,12 +556,38 @@ struct Staged {
     committed: bool,
 }
 
+/// Refuses a path that leads through a symbolic link owned by another user than certhost's
+/// or root, the rule of the kernel's `protected_symlinks` for sticky directories, applied to
+/// every directory. A service's own certificate directory is often its user's: that user
+/// could plant `web.key -> /etc/sudoers.d/x`, and certhost (root) would write and chown
+/// through it. Links root or certhost made (certbot's `live/` into `archive/`) are followed.
+fn refuse_planted_links(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut seen = PathBuf::new();
+    for part in path.components() {
+        seen.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&seen) else { break };
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "{} is a symbolic link owned by uid {}, not by certhost's user or root: another user could have planted it \
+                 to have certhost write elsewhere; replace it with the file, or a link of certhost's user or root",
+                seen.display(),
+                meta.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Distinguishes the temporary files of concurrent deployments in one process.
 static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Staged {
     fn new(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, group: Option<u32>) -> Result<Self, DeployError> {
         let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
+        refuse_planted_links(path).map_err(err)?;
         let path = match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let link = std::fs::read_link(path).map_err(|e| err(e.to_string()))?;
@@ -637,6 +704,53 @@ mod tests {
             without_private_key_blocks(out),
             "Key is valid\n[private key removed]\ndone\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n[private key removed]"
         );
+    }
+
+    /// Regression (review of stop 32): `openssl pkey -text` in a hook put the private scalar
+    /// in the audit log as colon-separated hex.
+    #[test]
+    fn hex_dumps_are_removed_from_hook_output() {
+        let out = "Private-Key: (256 bit)\npriv:\n    21:5e:e9:52:78:cf:01:02:03:04:05:06:07:08:09:\n    0a:0b:0c:0d:0e:0f:10:11:12:13:14:15:16:17:18:\n    19:1a\nASN1 OID: prime256v1\n";
+        assert_eq!(
+            without_hex_dumps(out),
+            "Private-Key: (256 bit)\npriv:\n    [hex dump removed]\nASN1 OID: prime256v1\n"
+        );
+        assert_eq!(without_hex_dumps("reloaded at 12:30:45\n"), "reloaded at 12:30:45\n");
+    }
+
+    #[test]
+    fn two_outputs_on_one_path_are_refused() {
+        let target: DeployTarget =
+            toml::from_str("fullchain = \"/srv/site.pem\"\nkey = \"/srv/site.pem\"\n").expect("target");
+        let e = target.check().expect_err("one path twice").to_string();
+        assert!(e.contains("/srv/site.pem is named by two outputs"), "{e}");
+    }
+
+    /// Regression (review of stop 32): a link planted by the user owning a service's
+    /// directory had certhost (root) write the key through it and chown the file it reached.
+    #[test]
+    fn a_link_of_another_user_is_not_written_through() {
+        use std::os::unix::fs::MetadataExt;
+        // Only root can make a link owned by another user.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let victim = dir.path().join("victim.conf");
+        std::fs::write(&victim, "important\n").expect("victim");
+        let link = dir.path().join("web.key");
+        std::os::unix::fs::symlink(&victim, &link).expect("link");
+        let nobody = user_id("nobody").expect("nobody");
+        std::os::unix::fs::lchown(&link, Some(nobody), None).expect("lchown");
+        let e = write_atomically(&link, b"KEY", 0o600, None, None).expect_err("refused").to_string();
+        assert!(e.contains("is a symbolic link owned by uid") && e.contains("planted"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "important\n");
+        assert_eq!(std::fs::metadata(&victim).expect("meta").uid(), 0);
+        // The same link of root's is followed, as certbot's live/ links are.
+        std::os::unix::fs::lchown(&link, Some(0), None).expect("lchown");
+        write_atomically(&link, b"KEY", 0o600, None, None).expect("written through");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "KEY");
     }
 
     #[test]

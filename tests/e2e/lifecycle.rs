@@ -368,12 +368,35 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
         all.extend_from_slice(args);
         app.run(&all)
     };
-    run(&["issue", "--profile", "lab", "--cn", "m.example.com"]).ok();
+    // A target that fails makes the command fail, though the certificate is stored: a
+    // consumer left on the old certificate would expire unnoticed (review of stop 32).
+    let issued = run(&["issue", "--profile", "lab", "--cn", "m.example.com"]);
+    let err = issued.fails(1);
+    assert!(err.contains("certificate #1 was issued and stored, but deploying it to files:"), "{err}");
+    assert!(err.contains("vetoed.pem failed: pre-deploy hook failed") && err.contains("certhost deploy 1"), "{err}");
+    assert!(
+        issued.stdout.contains("issued certificate #1") && issued.stdout.contains("FAILED to deploy to files:"),
+        "{}",
+        issued.stdout
+    );
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let (kind, subject): (String, String) = db
+        .query_row("SELECT kind, subject FROM notifications WHERE certificate_id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("a notification");
+    assert_eq!(kind, "deploy_failed");
+    assert!(
+        subject.contains("deploying certificate 1 to files:") && subject.contains("vetoed.pem failed"),
+        "{subject}"
+    );
     let r = run(&["renew", "1", "--account", "lab2", "--json"]);
-    let renewed: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    r.fails(1);
+    let renewed: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(renewed["certificate"]["account"], "lab2", "renewed at another CA account");
+    assert!(renewed["certificate"]["deployments"].as_array().is_some_and(|d| d.len() == 2), "{renewed}");
     assert_eq!(app.json(&["show", "1", "--json"])["status"], "superseded");
-    run(&["reissue", "2"]).ok();
+    run(&["reissue", "2"]).fails(1);
     let keys: Vec<String> = ["2", "3"]
         .iter()
         .map(|id| app.json(&["show", id, "--json"])["sha256"].as_str().expect("sha").to_owned())
@@ -636,12 +659,7 @@ fn a_timed_out_hook_is_killed_whole_and_a_backgrounded_one_does_not_hold_the_dep
     let started = Instant::now();
     let run = app.run(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "hooks.example.com"]);
     let took = started.elapsed();
-    assert!(
-        run.stderr.contains("timed out after 2s") || run.stdout.contains("timed out after 2s"),
-        "{}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert!(run.fails(1).contains("timed out after 2s"), "{}\n{}", run.stdout, run.stderr);
     assert!(took < Duration::from_secs(15), "the backgrounded hook held the deploy for {took:?}");
     let audit = app.run(&["audit", "--json"]);
     assert!(audit.ok().contains("reloaded"), "{}", audit.stdout);

@@ -117,8 +117,13 @@ pub fn report(
                     )
                 })?;
             }
+            // The profile's deployments ran in the pipeline and are recorded with the new
+            // certificate; a failed one is this command's failure, though the certificate is
+            // stored: a consumer left on the old one expires unnoticed otherwise.
+            let deployments = inv.deployments(certificate_id)?;
+            let failed: Vec<_> = deployments.iter().filter(|(_, outcome, _, _)| outcome != "success").collect();
             if json {
-                let view = output::CertView::new(record, output::now(), true);
+                let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
                 output::json(
                     &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
                 )?;
@@ -135,6 +140,22 @@ pub fn report(
                         dir.display()
                     );
                 }
+                for (target, outcome, message, _) in deployments.iter().rev() {
+                    let line = if outcome == "success" {
+                        format!("deployed to {target}")
+                    } else {
+                        format!("FAILED to deploy to {target}: {message}")
+                    };
+                    println!("  {}", output::terminal_safe(&line));
+                }
+            }
+            if let Some((target, _, message, _)) = failed.first() {
+                anyhow::bail!(
+                    "certificate #{certificate_id} was issued and stored, but deploying it to {} failed: {}; \
+                     fix the target and run certhost deploy {certificate_id}",
+                    output::terminal_safe(target),
+                    output::terminal_safe(message)
+                );
             }
         }
         IssueOutcome::Pending { order_id, next_poll_at } => {

@@ -294,6 +294,18 @@ impl Inventory {
             rusqlite::params![id, target, if ok { "success" } else { "failure" }, message, now],
         )?;
         audit::record(&tx, now, event)?;
+        if !ok {
+            // A consumer left on the old certificate expires unnoticed otherwise: the one it
+            // holds is superseded, and nothing watches superseded certificates.
+            super::renewals::enqueue(
+                &tx,
+                now,
+                "deploy_failed",
+                Some(id),
+                &format!("certhost: deploying certificate {id} to {target} failed"),
+                &serde_json::json!({ "target": target, "message": message }),
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
