@@ -211,6 +211,18 @@ async fn a_value_from_an_earlier_call_is_redacted_from_a_later_call_of_another_p
     assert!(!err.contains(SECRET), "{err}");
 }
 
+/// Regression (review of stop 32): a script that debug-logged the CA's answer in a loop made
+/// a reply past the host's 32 MiB limit, and the certificate the CA had issued was lost; what
+/// it printed was held whole in the worker. Log text is capped per call, printed text kept
+/// as its tail.
+#[tokio::test]
+async fn a_script_that_logs_without_end_after_issuing_keeps_its_certificate() {
+    let ca = FileCa::new();
+    let c = load("hostile/logs_after_issuing.py", limits(120, 512)).await.expect("loads");
+    let d = c.certificate_request(&request(), &ca.args("good")).await.expect("issued");
+    assert!(matches!(d, Disposition::Issued { .. }), "{d:?}");
+}
+
 /// Regression (review of stop 32): after a MemoryError the worker was kept, and a script that
 /// holds what it allocated failed every later call of its account until a restart.
 #[tokio::test]

@@ -187,10 +187,22 @@ _redact = _Redactor([])
 certhost = types.ModuleType("certhost")
 certhost.__doc__ = "Host services for certhost script connectors: log, cache_get, cache_set, request_id."
 _logs = []
+# Log text one call keeps, as a component's (`MAX_LOG_BYTES_PER_CALL`): a script that logged
+# a response a hundred thousand times made a reply past the host's limit, and the certificate
+# the CA had issued was lost with it.
+_LOG_BUDGET = 1024 * 1024
+_logged = [0]
 
 
 def _log(level, message):
-    _logs.append([str(level), str(message)])
+    if _logged[0] >= _LOG_BUDGET:
+        return
+    message = str(message)
+    _logged[0] += len(message) + 1
+    if _logged[0] >= _LOG_BUDGET:
+        _logs.append(["warn", "the script logged %d KiB in this call; its further log lines are dropped" % (_LOG_BUDGET // 1024)])
+        return
+    _logs.append([str(level), message])
 
 
 # The CA account's cache, with the rules of the WASM cache (connector/wasm/host_impl.rs):
@@ -387,7 +399,7 @@ def _describe(module):
 def load(path, cache=None):
     _cache_seed(cache)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    out, err = io.StringIO(), io.StringIO()
+    out, err = _Tail(), _Tail()
     capture = _Capture(out, err).__enter__()
     try:
         _avi_shim()
@@ -417,7 +429,25 @@ def load(path, cache=None):
         capture.__exit__()
 
 
-class _Tee(io.StringIO):
+class _Tail(io.StringIO):
+    """What the script prints in one call, its last part only: the reply keeps the last 64 KiB
+    (after redaction), so a script printing without end holds at most twice that here instead
+    of its whole output (which ran the worker out of memory). The cut keeps a 64 KiB margin
+    above what the reply keeps, so a value cut in two here is never in the part sent."""
+
+    KEEP = 128 * 1024
+
+    def write(self, text):
+        n = super().write(text)
+        if self.tell() > 2 * self.KEEP:
+            tail = self.getvalue()[-self.KEEP:]
+            self.seek(0)
+            self.truncate()
+            super().write(tail)
+        return n
+
+
+class _Tee(_Tail):
     """Keeps what the script writes to stderr for its error message and passes it on to the
     worker's real stderr at once, so the host still sees it if the process dies mid-call."""
 
@@ -484,7 +514,8 @@ def call(function, argv_json, request_id, sensitive=None):
     _state["request_id"] = request_id
     _redact = _Redactor(sensitive)
     del _logs[:]
-    out, err = io.StringIO(), _Tee()
+    _logged[0] = 0
+    out, err = _Tail(), _Tee()
     capture = _Capture(out, err).__enter__()
     try:
         result = fn(*argv)
