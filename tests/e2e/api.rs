@@ -467,8 +467,70 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
     for h in hung {
         let body = problem(h.join().expect("thread"), StatusCode::BAD_GATEWAY);
         let detail = body["detail"].as_str().expect("detail");
-        assert!(detail.contains("timed out after 4s") || detail.contains("the account is busy"), "{body}");
+        assert!(
+            detail.contains("timed out after 4s")
+                || detail.contains("the account is busy")
+                || detail.contains("calls in flight and none finished in the last 5 s"),
+            "{body}"
+        );
     }
+}
+
+/// Regression (review of stop 32): eighty requests at an account whose CA never answers held
+/// every connection kept for connector calls, round after round of the account's timeout, and
+/// an issuance at a healthy account waited a minute behind them. An account now has at most a
+/// few calls in flight; when none of them finishes for 5 s, more are refused at once.
+#[test]
+fn an_account_whose_ca_hangs_does_not_hold_up_issuance_at_another() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir").to_owned();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[accounts.hang]\nconnector = \"{}\"\ntimeout_seconds = 40\n",
+        crate::python::fixture("hostile/infinite_loop.py").display()
+    ));
+    std::fs::write(&config, text).expect("config");
+    std::fs::write(conf.join("profiles/hang.toml"), "accounts = [\"hang\"]\n").expect("profile");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let base = server.base.clone();
+    let hung: Vec<_> = (0..40)
+        .map(|_| {
+            let (base, token) = (base.clone(), token.clone());
+            std::thread::spawn(move || {
+                http()
+                    .post(format!("{base}/v1/certificates"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
+                    .send()
+                    .expect("issue")
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Behind forty hanging requests of 40 s each, a healthy account issues within seconds.
+    let started = std::time::Instant::now();
+    let r = http()
+        .post(format!("{base}/v1/certificates"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "lab", "cn": "healthy.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(25), "the healthy account waited {waited:?}");
+    let mut refused = 0;
+    for h in hung {
+        let body = problem(h.join().expect("thread"), StatusCode::BAD_GATEWAY);
+        let detail = body["detail"].as_str().expect("detail");
+        if detail.contains("calls in flight and none finished in the last 5 s") {
+            refused += 1;
+        } else {
+            assert!(detail.contains("timed out after 40s") || detail.contains("the account is busy"), "{body}");
+        }
+    }
+    assert!(refused > 0, "no request was refused as stuck");
 }
 
 /// A script account runs one call at a time: the others wait their turn, up to one limit, and

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod challenges;
 pub mod check;
+pub mod gate;
 pub mod python;
 pub(crate) mod redact;
 mod registry;

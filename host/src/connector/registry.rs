@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
+use super::gate::{Gate, Gated, SCRIPT_CALLS_PER_ACCOUNT, WASM_CALLS_PER_ACCOUNT};
 use super::python::PythonConnector;
 use super::wasm::WasmConnector;
 use super::{Connector, ConnectorError, ConnectorSource};
@@ -35,13 +36,16 @@ pub struct Registry {
     wasm_cache: Option<PathBuf>,
     /// Account name → its slot. A std mutex: held only to look up or insert, never awaited.
     slots: SyncMutex<HashMap<String, Slot>>,
+    /// Account name → its call slots, kept across reloads of its connector: calls of the old
+    /// code still in flight count against the new.
+    gates: SyncMutex<HashMap<String, Arc<Gate>>>,
 }
 
 impl Registry {
     /// A registry whose Python workers run `worker_exe` (the `certhost` binary) and whose
     /// compiled components are cached in `wasm_cache`.
     pub fn new(worker_exe: PathBuf, wasm_cache: Option<PathBuf>) -> Self {
-        Self { worker_exe, wasm_cache, slots: SyncMutex::new(HashMap::new()) }
+        Self { worker_exe, wasm_cache, slots: SyncMutex::new(HashMap::new()), gates: SyncMutex::new(HashMap::new()) }
     }
 
     fn slot(&self, name: &str) -> Slot {
@@ -50,7 +54,26 @@ impl Registry {
         Arc::clone(slots.entry(name.to_owned()).or_default())
     }
 
+    /// Account `name`'s gate, made with `limit` slots on first use.
+    fn gate(&self, name: &str, limit: usize) -> Arc<Gate> {
+        // As in `slot`: one insert cannot be left half-done.
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let gate = gates.entry(name.to_owned()).or_insert_with(|| Arc::new(Gate::new(limit)));
+        if gate.limit() != limit {
+            // The account changed runtime (a .py became a .wasm): the other runtime's limit.
+            *gate = Arc::new(Gate::new(limit));
+        }
+        Arc::clone(gate)
+    }
+
+    /// The connector of account `name`, behind its gate.
     async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let limit = if def.is_python() { SCRIPT_CALLS_PER_ACCOUNT } else { WASM_CALLS_PER_ACCOUNT };
+        let inner = self.load_ungated(name, def).await?;
+        Ok(Arc::new(Gated::new(inner, self.gate(name, limit), def.limits().timeout)))
+    }
+
+    async fn load_ungated(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         match def.connector.extension().and_then(|e| e.to_str()) {
             Some("py") => Ok(Arc::new(PythonConnector::load(&def.connector, &self.worker_exe, def.limits()).await?)),
             Some("wasm") => Ok(Arc::new(
