@@ -141,9 +141,13 @@ pub fn import_paths(
         if !used {
             report
                 .skipped
-                .push(Failed { source, reason: "a private key that matches no certificate of this import".into() });
+                .push(Failed {
+                    source,
+                    reason: "a private key that matches no certificate of this import (to add it to a stored certificate, import that certificate's file with --key)".into(),
+                });
         }
     }
+    complete_chains(&mut candidates, &mut report.skipped);
     if let Some(key) = &given_key {
         let any_match = candidates.iter().any(|c| c.public_key_raw == key.public_key_raw());
         for c in &mut candidates {
@@ -251,45 +255,96 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 pub fn leaves_with_chains(mut ders: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut seen = HashSet::new();
     ders.retain(|der| seen.insert(der.clone()));
-    let parsed: Vec<Option<x509_parser::certificate::X509Certificate<'_>>> =
-        ders.iter().map(|der| cert::parse(der).ok()).collect();
-    let mut by_subject: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
-    for (i, c) in parsed.iter().enumerate() {
-        if let Some(c) = c {
-            by_subject.entry(c.subject().as_raw()).or_default().push(i);
-        }
-    }
-    let issuer: Vec<Option<usize>> = parsed
-        .iter()
-        .enumerate()
-        .map(|(child, c)| {
-            let c = c.as_ref()?;
-            let candidates = by_subject.get(c.issuer().as_raw())?;
-            candidates
-                .iter()
-                .take(MAX_SAME_NAME)
-                .copied()
-                .find(|&parent| parent != child && parsed[parent].as_ref().is_some_and(|p| cert::signed_by(c, p)))
-        })
-        .collect();
+    let pool = Pool::new(&ders);
     let mut issued_something = vec![false; ders.len()];
-    for parent in issuer.iter().flatten() {
+    for parent in pool.issuer.iter().flatten() {
         issued_something[*parent] = true;
     }
-    let mut groups = Vec::new();
-    for leaf in (0..ders.len()).filter(|&i| !issued_something[i]) {
+    (0..ders.len())
+        .filter(|&i| !issued_something[i])
+        .map(|leaf| (ders[leaf].clone(), pool.chain(leaf).into_iter().map(|p| ders[p].clone()).collect()))
+        .collect()
+}
+
+/// Certificates parsed once, each with its issuer among them (by name and signature,
+/// [`cert::signed_by`]; at most [`MAX_SAME_NAME`] candidates per name).
+struct Pool {
+    issuer: Vec<Option<usize>>,
+}
+
+impl Pool {
+    fn new(ders: &[Vec<u8>]) -> Self {
+        let parsed: Vec<Option<x509_parser::certificate::X509Certificate<'_>>> =
+            ders.iter().map(|der| cert::parse(der).ok()).collect();
+        let mut by_subject: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+        for (i, c) in parsed.iter().enumerate() {
+            if let Some(c) = c {
+                by_subject.entry(c.subject().as_raw()).or_default().push(i);
+            }
+        }
+        let issuer =
+            parsed
+                .iter()
+                .enumerate()
+                .map(|(child, c)| {
+                    let c = c.as_ref()?;
+                    let candidates = by_subject.get(c.issuer().as_raw())?;
+                    candidates.iter().take(MAX_SAME_NAME).copied().find(|&parent| {
+                        parent != child && parsed[parent].as_ref().is_some_and(|p| cert::signed_by(c, p))
+                    })
+                })
+                .collect();
+        Self { issuer }
+    }
+
+    /// The issuers above certificate `leaf`, nearest first. Two CA certificates that
+    /// cross-sign each other would loop: each is taken once.
+    fn chain(&self, leaf: usize) -> Vec<usize> {
         let mut chain = Vec::new();
-        let mut visited = vec![leaf];
         let mut at = leaf;
-        // Two CA certificates that cross-sign each other would loop: each is taken once.
-        while let Some(parent) = issuer[at].filter(|p| !visited.contains(p)) {
-            chain.push(ders[parent].clone());
-            visited.push(parent);
+        while let Some(parent) = self.issuer[at].filter(|p| *p != leaf && !chain.contains(p)) {
+            chain.push(parent);
             at = parent;
         }
-        groups.push((ders[leaf].clone(), chain));
+        chain
     }
-    groups
+}
+
+/// Gives a leaf that came without its chain (certbot's `cert.pem`) the chain the import's
+/// other files hold (`chain.pem`), and passes over a CA certificate that is only another
+/// certificate's chain: a certbot directory is one certificate with its chain, not a leaf
+/// without one beside its intermediate as a second managed certificate.
+fn complete_chains(candidates: &mut Vec<Candidate>, skipped: &mut Vec<Failed>) {
+    let mut ders: Vec<Vec<u8>> = Vec::new();
+    let mut seen = HashSet::new();
+    for c in candidates.iter() {
+        for der in std::iter::once(&c.der).chain(&c.chain) {
+            if seen.insert(der.clone()) {
+                ders.push(der.clone());
+            }
+        }
+    }
+    let pool = Pool::new(&ders);
+    let position: std::collections::HashMap<&[u8], usize> =
+        ders.iter().enumerate().map(|(i, d)| (d.as_slice(), i)).collect();
+    for c in candidates.iter_mut().filter(|c| c.chain.is_empty()) {
+        if let Some(&i) = position.get(c.der.as_slice()) {
+            c.chain = pool.chain(i).into_iter().map(|p| ders[p].clone()).collect();
+        }
+    }
+    let in_chains: HashSet<Vec<u8>> = candidates.iter().flat_map(|c| c.chain.iter().cloned()).collect();
+    let (chains_only, keep): (Vec<_>, Vec<_>) =
+        std::mem::take(candidates).into_iter().partition(|c| c.key.is_none() && in_chains.contains(&c.der));
+    *candidates = keep;
+    for c in chains_only {
+        skipped.push(Failed {
+            source: c.source,
+            reason: format!(
+                "{}: the CA certificate of another certificate of this import, stored as its chain",
+                c.subject
+            ),
+        });
+    }
 }
 
 /// What one file held.

@@ -560,3 +560,50 @@ fn nothing_certhost_creates_is_writable_by_other_users_whatever_the_umask() {
     let err = refused.fails(1);
     assert!(err.contains(&format!("data directory {}", data.display())) && err.contains("chmod go-w"), "{err}");
 }
+
+/// Regression (review of stop 32): a certbot directory (`cert.pem`, `chain.pem`,
+/// `fullchain.pem`, `privkey.pem`) stored the leaf without its chain and the intermediate as a
+/// second managed certificate, and the chain in `fullchain.pem` was dropped as a duplicate;
+/// a chain imported after its leaf was never added.
+#[test]
+fn a_certbot_directory_imports_one_certificate_with_its_chain_and_a_later_chain_is_added() {
+    let app = App::new();
+    let root = OpensslCa::new(&app.path("root"), "Certbot Root");
+    let int_key = app.path("root/int.key");
+    let int_csr = app.path("root/int.csr");
+    crate::helpers::openssl_csr(&int_key, &int_csr, "/CN=Certbot Intermediate", &[]);
+    let int_cert = root.sign_with(
+        &int_csr,
+        30,
+        "int.pem",
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        &[],
+    );
+    let int = OpensslCa { cert: int_cert.clone(), key: int_key, dir: app.path("root") };
+    let (leaf, leaf_key) = int.issue("site.example.com", 30);
+    let live = app.path("le/live/site");
+    fs::create_dir_all(&live).expect("mkdir");
+    let text = |p: &std::path::Path| fs::read_to_string(p).expect("read");
+    fs::write(live.join("cert.pem"), text(&leaf)).expect("cert");
+    fs::write(live.join("chain.pem"), text(&int_cert)).expect("chain");
+    fs::write(live.join("fullchain.pem"), text(&leaf) + &text(&int_cert)).expect("fullchain");
+    fs::write(live.join("privkey.pem"), text(&leaf_key)).expect("key");
+    let r = app.run(&["import", s(&live), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(report["imported"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["imported"][0]["with_key"], true, "{report}");
+    let skipped = report["skipped"].to_string();
+    assert!(skipped.contains("chain.pem") && skipped.contains("stored as its chain"), "{report}");
+    let shown = app.json(&["show", "1", "--json"]);
+    assert_eq!(shown["chain_pem"].as_str(), Some(text(&int_cert).as_str()), "{shown}");
+    assert_eq!(app.json(&["list", "--json"]).as_array().map(Vec::len), Some(1));
+
+    // A leaf imported alone gets its chain when a bundle holding it is imported later.
+    let other = App::new();
+    other.run(&["import", s(&leaf)]).ok();
+    assert_eq!(other.json(&["show", "1", "--json"])["chain_pem"], "");
+    other.run(&["import", s(&live.join("fullchain.pem"))]).ok();
+    assert_eq!(other.json(&["show", "1", "--json"])["chain_pem"].as_str(), Some(text(&int_cert).as_str()));
+    let audit = other.run(&["audit", "--json"]);
+    assert!(audit.ok().contains("certificate.complete"), "{}", audit.stdout);
+}

@@ -32,7 +32,13 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
             println!("imported  #{:<6} {}{}  ({})", i.id, safe(&i.subject), key, safe(&i.source));
         }
         for d in &report.duplicates {
-            println!("duplicate #{:<6} {}  already in the inventory ({})", d.id, safe(&d.subject), safe(&d.source));
+            let key = if d.with_key { "; its private key is stored" } else { "" };
+            println!(
+                "duplicate #{:<6} {}  already in the inventory{key} ({})",
+                d.id,
+                safe(&d.subject),
+                safe(&d.source)
+            );
         }
         for f in &report.skipped {
             println!("skipped   {}: {}", safe(&f.source), safe(&f.reason));

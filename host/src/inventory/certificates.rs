@@ -347,12 +347,53 @@ pub(crate) fn insert_in(
     {
         return Err(InventoryError::KeyMismatch);
     }
-    if let Some((id, key_id)) = tx
-        .query_row_cached("SELECT id, key_id FROM certificates WHERE sha256 = ?1", [&info.sha256], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-        })
+    if let Some((id, key_id, stored_chain, account)) = tx
+        .query_row_cached(
+            "SELECT id, key_id, chain_id, account FROM certificates WHERE sha256 = ?1",
+            [&info.sha256],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )
         .optional()?
     {
+        // What a later source knows and the stored row lacks is added: the chain of a
+        // certificate first imported alone (certbot's cert.pem, then fullchain.pem), the CA
+        // account of one first imported from a file (then `import-from-account`), which is
+        // what lets certhost revoke it.
+        let chain_added = stored_chain.is_none() && !new.chain.is_empty();
+        if chain_added {
+            let chain_pem: String = new.chain.iter().map(|d| cert::to_pem(d)).collect();
+            let chain = chain_id(tx, &chain_pem)?;
+            tx.execute_cached("UPDATE certificates SET chain_id = ?2 WHERE id = ?1", params![id, chain])?;
+        }
+        let account_added = account.is_none() && new.account.is_some();
+        if account_added {
+            tx.execute_cached("UPDATE certificates SET account = ?2 WHERE id = ?1", params![id, new.account])?;
+        }
+        if chain_added || account_added {
+            audit::record(
+                tx,
+                now,
+                &NewAuditEvent {
+                    actor,
+                    action: "certificate.complete",
+                    object_type: "certificate",
+                    object_id: Some(id.to_string()),
+                    outcome: "success",
+                    detail: serde_json::json!({
+                        "sha256": info.sha256,
+                        "chain_added": chain_added,
+                        "account": if account_added { new.account } else { None },
+                    }),
+                },
+            )?;
+        }
         // Already stored; a matching key it lacked so far is added (re-import with --key).
         let added = match (key_id, known.key_id, new.key) {
             (Some(_), ..) => None,
