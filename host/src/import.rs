@@ -128,6 +128,10 @@ pub fn import_paths(
             Ok(FileContents::Keys(keys)) => {
                 loose_keys.extend(keys.into_iter().map(|k| (file.display().to_string(), k)));
             }
+            Ok(FileContents::Nothing(what)) => {
+                let entry = Failed { source: file.display().to_string(), reason: what };
+                if paths.iter().any(|p| p == file) { report.failed.push(entry) } else { report.skipped.push(entry) }
+            }
             Err(reason) => report.failed.push(Failed { source: file.display().to_string(), reason }),
         }
     }
@@ -353,6 +357,9 @@ enum FileContents {
     Certificates(Vec<Candidate>),
     /// Only private keys.
     Keys(Vec<PrivateKey>),
+    /// Neither (a CSR, a serial file, a README), with what it was: passed over when found in
+    /// a directory, a failure when named on the command line.
+    Nothing(String),
 }
 
 /// Splits one file into leaves with chains; a key in the same file goes to the leaf it matches.
@@ -372,6 +379,7 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         let mut ders = Vec::new();
         let mut keys = Vec::new();
         let mut pkcs7 = false;
+        let mut others: Vec<String> = Vec::new();
         for b in blocks {
             match b.tag() {
                 "CERTIFICATE" => ders.push(b.into_contents()),
@@ -386,7 +394,12 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
                     PrivateKey::from_pem(&zeroize::Zeroizing::new(pem::encode(&b)))
                         .map_err(|e: KeyError| format!("private key in file: {e}"))?,
                 ),
-                _ => {}
+                // A CSR, parameters, a public key, a CRL: named if the file holds nothing else.
+                tag => {
+                    if !others.iter().any(|o| o == tag) {
+                        others.push(tag.to_owned());
+                    }
+                }
             }
         }
         if ders.is_empty() {
@@ -394,7 +407,10 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
                 return Err(der::container_sentence("a PKCS#7 file", "a certificate"));
             }
             if keys.is_empty() {
-                return Err("no PEM CERTIFICATE block found".into());
+                return Ok(FileContents::Nothing(format!(
+                    "holds no certificate or private key (only {})",
+                    others.join(", ")
+                )));
             }
             // A key file beside its certificate (web.pem + web.key): offered to the leaves
             // of this import that came without a key.
@@ -402,6 +418,23 @@ fn read_candidates(path: &Path) -> Result<FileContents, String> {
         }
         (ders, keys)
     } else {
+        // Named as a certificate or key, it should be one: a failure. Anything else that is
+        // text without a PEM block (openssl's serial and index files, a README, a .cnf) or
+        // empty is no certificate file at all.
+        let named_as_one = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["pem", "crt", "cer", "der", "key", "cert"].contains(&e.to_ascii_lowercase().as_str()));
+        if !named_as_one {
+            if bytes.is_empty() {
+                return Ok(FileContents::Nothing("the file is empty".into()));
+            }
+            if matches!(der::framing(&bytes), Framing::NotASequence) && std::str::from_utf8(&bytes).is_ok() {
+                return Ok(FileContents::Nothing("a text file without a PEM block".into()));
+            }
+        } else if bytes.is_empty() {
+            return Err("the file is empty".into());
+        }
         CertificateInfo::from_der(&bytes).map_err(|e| match der::framing(&bytes) {
             Framing::NotASequence => "neither PEM nor a DER certificate".to_owned(),
             _ => e.to_string(),

@@ -74,6 +74,13 @@ fn import_directory_with_bundles_der_and_bad_files_keeps_the_good_and_names_the_
     sh("openssl", &["x509", "-in", s(&leaf2), "-outform", "DER", "-out", s(&dir.join("nested/deeper/two.der"))]);
     // Bad files.
     fs::write(dir.join("garbage.pem"), "this is not a certificate\n").expect("write");
+    // What lies beside certificates and is none (review of stop 32): passed over, not failed.
+    fs::write(dir.join("serial"), "1000\n").expect("write");
+    fs::write(dir.join("README"), "certificates for the web servers\n").expect("write");
+    fs::write(dir.join("empty.txt"), "").expect("write");
+    fs::copy(&root.cert, dir.join("nested/root.pem")).expect("root");
+    let csr_key = app.path("csr.key");
+    crate::helpers::openssl_csr(&csr_key, &dir.join("web.csr"), "/CN=web.example", &[]);
     let leaf_text = fs::read_to_string(&leaf2).expect("leaf");
     fs::write(dir.join("nested/truncated.pem"), &leaf_text[..leaf_text.len() / 2]).expect("write");
     // Links back up the tree (two of them once made the walk 2^40 paths long): each
@@ -92,6 +99,14 @@ fn import_directory_with_bundles_der_and_bad_files_keeps_the_good_and_names_the_
         && f["reason"].as_str().expect("r").contains("neither PEM nor a DER certificate")));
     assert!(failed.iter().any(|f| f["source"].as_str().expect("src").ends_with("truncated.pem")
         && f["reason"].as_str().expect("r").contains("malformed PEM")));
+    let skipped = report["skipped"].to_string();
+    for passed_over in ["serial", "README", "empty.txt", "web.csr", "root.pem"] {
+        assert!(skipped.contains(passed_over), "{passed_over}: {report}");
+    }
+    assert!(skipped.contains("only CERTIFICATE REQUEST"), "{report}");
+    // Named on the command line, a file without a certificate is a failure.
+    let named = app.run(&["import", s(&dir.join("web.csr"))]);
+    assert!(named.fails(1).contains("holds no certificate or private key"), "{}", named.stderr);
 
     let one = app.json(&["list", "--search", "one.example", "--json"]);
     let shown = app.json(&["show", &one[0]["id"].to_string(), "--json"]);
