@@ -224,7 +224,7 @@ pub enum ParamError {
     /// one: its literal value, or each request's value, would be stored and shown like any
     /// plain setting.
     #[error(
-        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic"
+        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic (on the command line: --sensitive-param {name} then `certhost secret set`, --sensitive-env {name}=VAR or --sensitive-file {name}=PATH)"
     )]
     DeclaredSensitive {
         /// Parameter.

@@ -331,7 +331,8 @@ fn plugin_new_says_to_make_the_lab_ca_and_check_counts_an_empty_parameter_as_mis
     assert_eq!(r.code, 1);
     assert!(
         r.stdout.contains(
-            "FAIL describe               required parameter(s) not given or empty: ca_certificate, ca_private_key"
+            "FAIL describe               required parameter(s) not given or empty: ca_certificate (--param ca_certificate=VALUE), \
+             ca_private_key (--sensitive-param-file ca_private_key=PATH or --sensitive-param-env ca_private_key=VAR)"
         ),
         "{}",
         r.stdout

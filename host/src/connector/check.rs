@@ -112,13 +112,18 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
     let mut out = Vec::new();
     let description = match connector.describe().await {
         Ok(d) => {
-            let missing: Vec<&str> = d
-                .parameters
-                .iter()
-                // An empty value is not given: `--param x="$(cat missing.pem)"` passes one.
-                .filter(|p| p.required && args.get(&p.name).is_none_or(|v| v.trim().is_empty()))
-                .map(|p| p.name.as_str())
-                .collect();
+            // An empty value is not given: `--param x="$(cat missing.pem)"` passes one.
+            let not_given =
+                |p: &&super::ParameterSpec| p.required && args.get(&p.name).is_none_or(|v| v.trim().is_empty());
+            // A secret goes by file or variable, never on the command line (the process list).
+            let how = |p: &super::ParameterSpec| {
+                if p.sensitive {
+                    format!("{} (--sensitive-param-file {0}=PATH or --sensitive-param-env {0}=VAR)", p.name)
+                } else {
+                    format!("{} (--param {0}=VALUE)", p.name)
+                }
+            };
+            let missing: Vec<String> = d.parameters.iter().filter(not_given).map(how).collect();
             if missing.is_empty() {
                 out.push(line(
                     "describe",
@@ -135,10 +140,7 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                 out.push(line(
                     "describe",
                     false,
-                    format!(
-                        "required parameter(s) not given or empty: {} (pass --param NAME=VALUE)",
-                        missing.join(", ")
-                    ),
+                    format!("required parameter(s) not given or empty: {}", missing.join(", ")),
                 ));
             }
             d
