@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use certhost::account::{AccountDef, AccountStatus};
 use certhost::connector::wasm::WasmConnector;
-use certhost::connector::{Args, CertificateRequest, Connector, ConnectorSource, Disposition, Limits, Registry};
+use certhost::connector::{
+    Args, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, Limits, Registry,
+};
 use certhost::csr::{CsrParams, San, Subject};
 use certhost::key::KeyType;
 
@@ -329,6 +331,13 @@ async fn outbound_http_reaches_allowed_hosts_only() {
     assert!(denied.expect_err("denied").to_string().contains("not among the CA account's allowed hosts"));
     let err = with_credentials.expect_err("refused").to_string();
     assert!(err.contains("a request URL for 127.0.0.1 carries credentials") && !err.contains("caPassw0rd"), "{err}");
+    // Regression (review of stop 32): a refusal the connector handled replaced the answer it
+    // then gave, and with it the error's kind (and whether the profile fails over).
+    let mut handled = mode("http-handled");
+    handled.insert("url", format!("http://caUser:caPassw0rd@127.0.0.1:{port}/index.html"));
+    let err = c.certificate_request(&request(), &handled).await.expect_err("its own answer");
+    assert!(matches!(err, ConnectorError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains("the CA refused the API key"), "{err}");
 }
 
 /// An allowed *name* that resolves to this machine is refused, naming the address: whoever

@@ -364,6 +364,9 @@ impl WasmConnector {
 /// What a guest export returned, as far as [`WasmConnector::call`] needs to know: whether the
 /// guest reported a failure (then a hit body cap explains it better than the guest can).
 trait Outcome {
+    /// The guest gave up in a way a request the host refused explains: unreachable,
+    /// misconfigured (what the SDK makes of a denied request) or internal. One it answered
+    /// with a reason of its own (unauthorized) is its answer, even after a refusal it handled.
     fn failed(&self) -> bool;
 }
 
@@ -375,7 +378,12 @@ impl Outcome for wit::Description {
 
 impl<T> Outcome for Result<T, wit::ConnectorError> {
     fn failed(&self) -> bool {
-        self.is_err()
+        matches!(
+            self,
+            Err(wit::ConnectorError::Unreachable(_)
+                | wit::ConnectorError::Misconfigured(_)
+                | wit::ConnectorError::Internal(_))
+        )
     }
 }
 

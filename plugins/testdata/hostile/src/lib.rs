@@ -57,6 +57,12 @@ impl Connector for Hostile {
                 let r = http::get(arg(&args, "url")?)?;
                 Ok(Disposition::Rejected(format!("fetched HTTP {}", r.status)))
             }
+            // A refused request the connector handles, then its own answer: the answer is
+            // what the host reports, not the refusal.
+            "http-handled" => {
+                let _ = http::get(arg(&args, "url")?);
+                Err(ConnectorError::Unauthorized("the CA refused the API key".into()))
+            }
             "garbage" => Ok(Disposition::Issued(Issued {
                 certificate: "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".into(),
                 chain: vec![],
