@@ -147,7 +147,7 @@ impl Pipeline<'_> {
                     .ok()
                     .and_then(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
                     .ok_or_else(|| InventoryError::Corrupt(format!("certificate {id} PEM")))?;
-                let subject = cert::subject_fields(&der).map_err(|e| InventoryError::Corrupt(e.to_string()))?;
+                let mut subject = cert::subject_fields(&der).map_err(|e| InventoryError::Corrupt(e.to_string()))?;
                 let sans = cert.info.sans.clone();
                 // The (possibly new) profile must allow these names, and a profile the
                 // certificate moves to its subject too: its own was approved at issuance.
@@ -159,6 +159,9 @@ impl Pipeline<'_> {
                 policy.check_request(&profile_name, &names)?;
                 if moved {
                     profile.check_uploaded_subject(&profile_name, "the certificate's", &subject)?;
+                    // What the profile fixes and the certificate left out (an imported one
+                    // with a bare CN) is put in, as in any certificate of the profile.
+                    subject = profile.fill_fixed_subject(&subject);
                 }
                 let key = self.renewal_key(&cert, &profile, opts.kind)?;
                 let reused_type = key.key_type();

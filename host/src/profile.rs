@@ -693,6 +693,27 @@ impl ProfileDef {
         }
     }
 
+    /// `s` with each field it leaves empty that this profile fixes (O, OU, L, ST, C) taken
+    /// from the profile: what a certificate moving here is renewed with, as a new request under
+    /// the profile would be issued ([`ProfileDef::check_uploaded_subject`] has already refused
+    /// a field that differs).
+    pub fn fill_fixed_subject(&self, s: &Subject) -> Subject {
+        let t = &self.subject;
+        Subject {
+            common_name: s.common_name.clone(),
+            organization: if s.organization.is_empty() { t.o.clone() } else { s.organization.clone() },
+            organizational_unit: if s.organizational_unit.is_empty() {
+                t.ou.clone()
+            } else {
+                s.organizational_unit.clone()
+            },
+            locality: s.locality.clone().or_else(|| t.l.clone()),
+            state: s.state.clone().or_else(|| t.st.clone()),
+            country: s.country.clone().or_else(|| t.c.clone()),
+            email: s.email.clone(),
+        }
+    }
+
     /// Checks a subject the host did not build — an uploaded CSR's, or a certificate's moved to
     /// this profile at renewal — against the profile's subject rules, which a CA copying it
     /// would otherwise skip: a field the profile fixes must be absent or the profile's own

@@ -1300,3 +1300,19 @@ fn renewals_keep_an_uploaded_csrs_key_and_every_key_and_subject_is_held_to_the_p
     );
     assert_eq!(app.json(&["show", "4", "--json"])["status"], "active", "nothing changed");
 }
+
+/// Regression (review of stop 32): an imported certificate with a bare CN renewed under a
+/// profile that fixes O kept its bare subject, unlike every certificate issued under it.
+#[test]
+fn an_imported_certificate_renewed_under_a_profile_gets_the_fields_it_fixes() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "[subject]\no = [\"Lab Org\"]\n");
+    let other = crate::helpers::OpensslCa::new(&app.path("other"), "Other Root");
+    let (leaf, _) = other.issue("bare.example.com", 30);
+    let c = s(&config);
+    app.run(&["--config", c, "import", s(&leaf)]).ok();
+    assert_eq!(app.json(&["--config", c, "show", "1", "--json"])["subject"], "CN=bare.example.com");
+    app.run(&["--config", c, "renew", "1", "--profile", "lab"]).ok();
+    let renewed = app.json(&["--config", c, "show", "2", "--json"]);
+    assert_eq!(renewed["subject"], "O=Lab Org, CN=bare.example.com", "{renewed}");
+}
