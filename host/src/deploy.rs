@@ -206,7 +206,7 @@ pub async fn deploy(
             },
         };
         if !report.ok {
-            tracing::warn!(certificate = cert.id, target = %report.target, "{}", report.message);
+            tracing::warn!(certificate = cert.id, target = %report.target, "{}", crate::connector::redact::one_line(&report.message));
         }
         // Through the inventory's writer: in `serve`, the group committer, which every other
         // write there waits on too, instead of a transaction of its own competing for the lock.
@@ -581,21 +581,34 @@ fn refuse_planted_links(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Where writing `path` lands: through each link of the path, hop by hop, every path on the
+/// way checked by [`refuse_planted_links`] — a root-owned `/etc/nginx/ssl/site.key` pointing
+/// into a service's own directory is followed, and a link the service planted there is not.
+/// (A link swapped between the check and the write is not caught: that needs a walk with
+/// `openat(O_NOFOLLOW)`.)
+fn resolve_trusted_links(path: &Path) -> Result<PathBuf, String> {
+    let mut at = path.to_owned();
+    // The kernel's own limit on links followed in one lookup.
+    for _ in 0..40 {
+        refuse_planted_links(&at)?;
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&at).map_err(|e| e.to_string())?;
+                at = at.parent().map_or(link.clone(), |dir| dir.join(&link));
+            }
+            _ => return Ok(at),
+        }
+    }
+    Err("too many levels of symbolic links".into())
+}
+
 /// Distinguishes the temporary files of concurrent deployments in one process.
 static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Staged {
     fn new(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>, group: Option<u32>) -> Result<Self, DeployError> {
         let err = |reason: String| DeployError::Write { path: path.to_owned(), reason };
-        refuse_planted_links(path).map_err(err)?;
-        let path = match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let link = std::fs::read_link(path).map_err(|e| err(e.to_string()))?;
-                let target = path.parent().map_or(link.clone(), |dir| dir.join(&link));
-                std::fs::canonicalize(&target).unwrap_or(target)
-            }
-            _ => path.to_owned(),
-        };
+        let path = resolve_trusted_links(path).map_err(err)?;
         let dir = path.parent().ok_or_else(|| err("has no parent directory".into()))?;
         // Missing directories are made 0755 whatever the umask: services must reach the files,
         // and no other user may replace them.
@@ -751,6 +764,18 @@ mod tests {
         std::os::unix::fs::lchown(&link, Some(0), None).expect("lchown");
         write_atomically(&link, b"KEY", 0o600, None, None).expect("written through");
         assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "KEY");
+        // A root link into a directory another user keeps, where that user planted a link of
+        // their own: not followed past it (review of stop 32).
+        let service = dir.path().join("service");
+        std::fs::create_dir(&service).expect("service dir");
+        let planted = service.join("site.key");
+        std::os::unix::fs::symlink(dir.path().join("shadow"), &planted).expect("planted");
+        std::os::unix::fs::lchown(&planted, Some(nobody), None).expect("lchown");
+        let configured = dir.path().join("site.key");
+        std::os::unix::fs::symlink(&planted, &configured).expect("root link");
+        let e = write_atomically(&configured, b"KEY", 0o600, None, None).expect_err("refused").to_string();
+        assert!(e.contains("service/site.key is a symbolic link owned by uid"), "{e}");
+        assert!(!dir.path().join("shadow").exists());
     }
 
     #[test]

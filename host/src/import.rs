@@ -151,7 +151,6 @@ pub fn import_paths(
                 });
         }
     }
-    complete_chains(&mut candidates, &mut report.skipped);
     if let Some(key) = &given_key {
         let any_match = candidates.iter().any(|c| c.public_key_raw == key.public_key_raw());
         for c in &mut candidates {
@@ -170,6 +169,7 @@ pub fn import_paths(
             }
         }
     }
+    complete_chains(&mut candidates, &mut report.skipped, paths);
     for c in candidates {
         let new = NewCertificate {
             der: &c.der,
@@ -318,7 +318,11 @@ impl Pool {
 /// other files hold (`chain.pem`), and passes over a CA certificate that is only another
 /// certificate's chain: a certbot directory is one certificate with its chain, not a leaf
 /// without one beside its intermediate as a second managed certificate.
-fn complete_chains(candidates: &mut Vec<Candidate>, skipped: &mut Vec<Failed>) {
+fn complete_chains(candidates: &mut Vec<Candidate>, skipped: &mut Vec<Failed>, named: &[PathBuf]) {
+    // Certificates that came as a chain in some file (certbot's fullchain.pem): only such a
+    // CA certificate is passed over as a certificate of its own. A CA file beside the leaves
+    // it issued (an openssl CA directory's ca.pem) is kept, and tracked for its expiry.
+    let bundled: HashSet<Vec<u8>> = candidates.iter().flat_map(|c| c.chain.iter().cloned()).collect();
     let mut ders: Vec<Vec<u8>> = Vec::new();
     let mut seen = HashSet::new();
     for c in candidates.iter() {
@@ -336,9 +340,9 @@ fn complete_chains(candidates: &mut Vec<Candidate>, skipped: &mut Vec<Failed>) {
             c.chain = pool.chain(i).into_iter().map(|p| ders[p].clone()).collect();
         }
     }
-    let in_chains: HashSet<Vec<u8>> = candidates.iter().flat_map(|c| c.chain.iter().cloned()).collect();
-    let (chains_only, keep): (Vec<_>, Vec<_>) =
-        std::mem::take(candidates).into_iter().partition(|c| c.key.is_none() && in_chains.contains(&c.der));
+    let (chains_only, keep): (Vec<_>, Vec<_>) = std::mem::take(candidates).into_iter().partition(|c| {
+        c.key.is_none() && bundled.contains(&c.der) && !named.iter().any(|p| p.as_os_str() == c.source.as_str())
+    });
     *candidates = keep;
     for c in chains_only {
         skipped.push(Failed {

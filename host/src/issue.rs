@@ -978,7 +978,8 @@ impl Pipeline<'_> {
 /// A backstop deadline around a connector call; the runtimes enforce their own limits, this
 /// guarantees the pipeline never waits forever on one. It must not cut a call its runtime
 /// still allows: a script account's call may wait [`crate::connector::WORKER_WAIT_LIMITS`]
-/// limits for the account's worker, then run for one.
+/// limits for the account's worker, then run for one; a component's may wait at most one
+/// limit at its account's gate (`connector::gate`; a script's gate never waits), then run.
 pub(crate) fn backstop(timeout: Duration) -> Duration {
     timeout * (crate::connector::WORKER_WAIT_LIMITS + 1) + Duration::from_secs(5)
 }

@@ -470,7 +470,7 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
         assert!(
             detail.contains("timed out after 4s")
                 || detail.contains("the account is busy")
-                || detail.contains("calls in flight and none finished in the last 5 s"),
+                || detail.contains("calls in flight"),
             "{body}"
         );
     }
@@ -479,7 +479,7 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
 /// Regression (review of stop 32): eighty requests at an account whose CA never answers held
 /// every connection kept for connector calls, round after round of the account's timeout, and
 /// an issuance at a healthy account waited a minute behind them. An account now has at most a
-/// few calls in flight; when none of them finishes for 5 s, more are refused at once.
+/// few calls in flight (a script's six), and more are refused at once.
 #[test]
 fn an_account_whose_ca_hangs_does_not_hold_up_issuance_at_another() {
     let app = App::new();
@@ -524,7 +524,7 @@ fn an_account_whose_ca_hangs_does_not_hold_up_issuance_at_another() {
     for h in hung {
         let body = problem(h.join().expect("thread"), StatusCode::BAD_GATEWAY);
         let detail = body["detail"].as_str().expect("detail");
-        if detail.contains("calls in flight and none finished in the last 5 s") {
+        if detail.contains("calls in flight") {
             refused += 1;
         } else {
             assert!(detail.contains("timed out after 40s") || detail.contains("the account is busy"), "{body}");

@@ -621,4 +621,23 @@ fn a_certbot_directory_imports_one_certificate_with_its_chain_and_a_later_chain_
     assert_eq!(other.json(&["show", "1", "--json"])["chain_pem"].as_str(), Some(text(&int_cert).as_str()));
     let audit = other.run(&["audit", "--json"]);
     assert!(audit.ok().contains("certificate.complete"), "{}", audit.stdout);
+
+    // A CA certificate beside the leaves it issued, in no bundle (an openssl CA directory),
+    // is a certificate of its own: its expiry is tracked. The leaf gets it as its chain.
+    let ca_dir = App::new();
+    let dir = ca_dir.path("openssl-ca");
+    fs::create_dir_all(dir.join("newcerts")).expect("mkdir");
+    fs::write(dir.join("ca.pem"), text(&int_cert)).expect("ca");
+    fs::write(dir.join("newcerts/01.pem"), text(&leaf)).expect("leaf");
+    let r = ca_dir.run(&["import", s(&dir), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(report["imported"].as_array().map(Vec::len), Some(2), "{report}");
+    let leaf_id = report["imported"]
+        .as_array()
+        .expect("imported")
+        .iter()
+        .find(|i| i["subject"] == "CN=site.example.com")
+        .expect("leaf")["id"]
+        .to_string();
+    assert_eq!(ca_dir.json(&["show", &leaf_id, "--json"])["chain_pem"].as_str(), Some(text(&int_cert).as_str()));
 }

@@ -97,6 +97,10 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
 }
 
 /// Prints an outcome (shared with `orders poll/approve/resubmit`) and writes files when asked.
+/// The exit code of a command that issued and stored a certificate whose deployment failed:
+/// neither success nor the operational error (1) after which a retry would issue again.
+pub const DEPLOY_FAILED: u8 = 3;
+
 pub fn report(
     inv: &Inventory,
     outcome: &IssueOutcome,
@@ -120,7 +124,11 @@ pub fn report(
             // The profile's deployments ran in the pipeline and are recorded with the new
             // certificate; a failed one is this command's failure, though the certificate is
             // stored: a consumer left on the old one expires unnoticed otherwise.
-            let deployments = inv.deployments(certificate_id)?;
+            // The latest outcome of each target (newest first from the inventory): an older
+            // failure a later `certhost deploy` mended is not this command's.
+            let mut deployments = inv.deployments(certificate_id)?;
+            let mut seen = std::collections::HashSet::new();
+            deployments.retain(|(target, ..)| seen.insert(target.clone()));
             let failed: Vec<_> = deployments.iter().filter(|(_, outcome, _, _)| outcome != "success").collect();
             if json {
                 let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
@@ -150,12 +158,14 @@ pub fn report(
                 }
             }
             if let Some((target, _, message, _)) = failed.first() {
-                anyhow::bail!(
+                // Not 1: a wrapper that retries a failed issue would issue a second certificate.
+                eprintln!(
                     "certificate #{certificate_id} was issued and stored, but deploying it to {} failed: {}; \
                      fix the target and run certhost deploy {certificate_id}",
                     output::terminal_safe(target),
                     output::terminal_safe(message)
                 );
+                return Ok(ExitCode::from(DEPLOY_FAILED));
             }
         }
         IssueOutcome::Pending { order_id, next_poll_at } => {

@@ -22,17 +22,19 @@ use super::{
     RenewRequest, RevokeRequest,
 };
 
-/// Calls one component account may have in flight. Below the pool's share for calls (24 of
-/// 32), so another account always finds some; far above what a CA that answers needs (a
-/// local-ca call takes under a millisecond, and two cores run two at a time).
-pub const WASM_CALLS_PER_ACCOUNT: usize = 16;
+/// Calls one component account may have in flight: a third of the pool's share for calls
+/// (24 of 32), so two accounts whose CAs hang leave a third to every other; far above what a
+/// CA that answers needs (a local-ca call takes under a millisecond, two cores run two).
+pub const WASM_CALLS_PER_ACCOUNT: usize = 8;
 
-/// Calls one script account may have in flight: its one worker runs one at a time, and the
-/// rest wait for it (`WORKER_WAIT_LIMITS`) holding a connection each.
-pub const SCRIPT_CALLS_PER_ACCOUNT: usize = 4;
+/// Calls one script account may have in flight: its one worker runs one at a time and the
+/// rest queue for it (`WORKER_WAIT_LIMITS`), so a call beyond these is refused at once as
+/// "busy" instead of queueing here too (which would also outlast the call's backstop).
+pub const SCRIPT_CALLS_PER_ACCOUNT: usize = 6;
 
-/// How long an account with every call slot taken may go without finishing a call before
-/// further calls are refused instead of queued.
+/// How long a component account with every call slot taken may go without finishing a call
+/// before further calls are refused instead of queued — at least; an account whose calls
+/// have been seen to take longer gets twice its slowest answered call, up to its deadline.
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// One account's call slots.
@@ -40,16 +42,28 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 pub struct Gate {
     permits: Arc<Semaphore>,
     limit: usize,
-    /// When the account last finished a call, or started one while idle: the last sign that
+    /// Whether a call beyond the limit waits (components) or is refused at once (scripts,
+    /// whose worker has a queue of its own).
+    queues: bool,
+    marks: Arc<Mutex<Marks>>,
+}
+
+/// What the gate knows of an account's calls.
+#[derive(Debug)]
+struct Marks {
+    /// When the account last answered a call, or started one while idle: the last sign that
     /// its calls move.
-    progress: Arc<Mutex<Instant>>,
+    progress: Instant,
+    /// The longest call it answered: how long a healthy call of this CA may take.
+    slowest: Duration,
 }
 
 /// A call slot, held for the call.
 #[derive(Debug)]
 struct Pass {
     _permit: OwnedSemaphorePermit,
-    progress: Arc<Mutex<Instant>>,
+    marks: Arc<Mutex<Marks>>,
+    started: Instant,
 }
 
 impl Pass {
@@ -58,19 +72,24 @@ impl Pass {
     /// counted, a round of them every timeout kept the queue behind them alive.
     fn done<T>(self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
         if !matches!(result, Err(ConnectorError::TimedOut { .. } | ConnectorError::Unreachable { .. })) {
-            *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            marks.progress = Instant::now();
+            marks.slowest = marks.slowest.max(self.started.elapsed());
         }
         result
     }
 }
 
 impl Gate {
-    /// A gate letting `limit` calls through at once.
-    pub fn new(limit: usize) -> Self {
+    /// A gate letting `limit` calls through at once; beyond that, a call waits when `queues`,
+    /// else is refused at once.
+    pub fn new(limit: usize, queues: bool) -> Self {
+        let marks = Marks { progress: Instant::now(), slowest: Duration::ZERO };
         Self {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             limit: limit.max(1),
-            progress: Arc::new(Mutex::new(Instant::now())),
+            queues,
+            marks: Arc::new(Mutex::new(marks)),
         }
     }
 
@@ -79,39 +98,50 @@ impl Gate {
         self.limit
     }
 
-    fn since_progress(&self) -> Duration {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    fn pass(&self, permit: OwnedSemaphorePermit) -> Pass {
+        Pass { _permit: permit, marks: Arc::clone(&self.marks), started: Instant::now() }
     }
 
-    /// A call slot for `connector`, waited for while the account's calls finish, refused
-    /// when they stopped finishing ([`STUCK_AFTER`]) or after `deadline`.
+    /// A call slot for `connector` whose calls may take `deadline`: waited for while the
+    /// account's calls finish, refused when they stopped finishing or after `deadline`.
     async fn enter(&self, connector: &str, deadline: Duration) -> Result<Pass, ConnectorError> {
         let started = Instant::now();
+        let busy = |why: String| ConnectorError::Unreachable {
+            connector: connector.to_owned(),
+            message: format!(
+                "the account already has {} calls in flight{why}, so this request was not sent; retry later",
+                self.limit
+            ),
+        };
         loop {
             if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
                 if self.permits.available_permits() + 1 == self.limit {
                     // The first call after a quiet spell: the quiet was no lack of progress.
-                    *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    self.marks.lock().unwrap_or_else(|p| p.into_inner()).progress = Instant::now();
                 }
-                return Ok(Pass { _permit: permit, progress: Arc::clone(&self.progress) });
+                return Ok(self.pass(permit));
             }
-            let stuck_in = STUCK_AFTER.saturating_sub(self.since_progress());
+            if !self.queues {
+                return Err(busy(String::new()));
+            }
+            let (since, slowest) = {
+                let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+                (marks.progress.elapsed(), marks.slowest)
+            };
+            let stuck_after = STUCK_AFTER.max(slowest * 2).min(deadline.max(STUCK_AFTER));
+            let stuck_in = stuck_after.saturating_sub(since);
             let left = deadline.saturating_sub(started.elapsed());
             if stuck_in.is_zero() || left.is_zero() {
-                return Err(ConnectorError::Unreachable {
-                    connector: connector.to_owned(),
-                    message: format!(
-                        "the account already has {} calls in flight and none finished in the last {} s (its CA is slow or not answering), so this request was not sent; retry later",
-                        self.limit,
-                        STUCK_AFTER.as_secs()
-                    ),
-                });
+                return Err(busy(format!(
+                    " and none finished in the last {} s (its CA is slow or not answering)",
+                    stuck_after.as_secs()
+                )));
             }
             // Woken by a finishing call, or when the account would count as stuck.
             if let Ok(Ok(permit)) =
                 tokio::time::timeout(stuck_in.min(left), Arc::clone(&self.permits).acquire_owned()).await
             {
-                return Ok(Pass { _permit: permit, progress: Arc::clone(&self.progress) });
+                return Ok(self.pass(permit));
             }
         }
     }
@@ -207,31 +237,60 @@ mod tests {
     /// holding the connections every other account's calls need.
     #[tokio::test(start_paused = true)]
     async fn an_account_whose_calls_stopped_finishing_refuses_more_and_one_that_moves_queues() {
-        let gate = Gate::new(2);
-        let a = gate.enter("connector c", Duration::from_secs(60)).await.expect("first");
-        let b = gate.enter("connector c", Duration::from_secs(60)).await.expect("second");
+        let gate = Gate::new(2, true);
+        let long = Duration::from_secs(60);
+        let a = gate.enter("connector c", long).await.expect("first");
+        let b = gate.enter("connector c", long).await.expect("second");
         // Full, but a call finishes within the wait: the third gets its slot.
         let freeing = async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             a.done(Ok(())).expect("a call that finished");
         };
-        let (third, ()) = tokio::join!(gate.enter("connector c", Duration::from_secs(60)), freeing);
+        let (third, ()) = tokio::join!(gate.enter("connector c", long), freeing);
         let third = third.expect("queued, then let through");
-        // Full, and nothing finishes: refused once STUCK_AFTER has passed since the last finish.
+        // Full, and nothing finishes: refused once twice the slowest answered call (1 s) or
+        // STUCK_AFTER, the longer, has passed since the last finish.
         let started = tokio::time::Instant::now();
-        let err = gate.enter("connector c", Duration::from_secs(60)).await.expect_err("stuck");
+        let err = gate.enter("connector c", long).await.expect_err("stuck");
         assert!(started.elapsed() <= STUCK_AFTER, "{:?}", started.elapsed());
         assert!(matches!(err, ConnectorError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("already has 2 calls in flight and none finished in the last 5 s"), "{err}");
         // A call that timed out is no progress; one that finished is.
-        let _ = b.done::<()>(Err(ConnectorError::TimedOut {
-            connector: "connector c".into(),
-            after: Duration::from_secs(60),
-        }));
-        let b = gate.enter("connector c", Duration::from_secs(60)).await.expect("a free slot is taken at once");
-        let err = gate.enter("connector c", Duration::from_secs(60)).await.expect_err("still stuck");
+        let _ = b.done::<()>(Err(ConnectorError::TimedOut { connector: "connector c".into(), after: long }));
+        let b = gate.enter("connector c", long).await.expect("a free slot is taken at once");
+        let err = gate.enter("connector c", long).await.expect_err("still stuck");
         assert!(matches!(err, ConnectorError::Unreachable { .. }), "{err}");
         drop((b, third));
-        gate.enter("connector c", Duration::from_secs(60)).await.expect("free again");
+        gate.enter("connector c", long).await.expect("free again");
+    }
+
+    /// Regression (review of stop 32): calls of a CA that answers slowly (an ACME order with a
+    /// dns-01 hook, 8 s) beyond the limit were refused after 5 s as if it hung.
+    #[tokio::test(start_paused = true)]
+    async fn an_account_known_to_answer_slowly_is_waited_for_longer() {
+        let gate = Gate::new(1, true);
+        let long = Duration::from_secs(60);
+        let first = gate.enter("connector c", long).await.expect("first");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        first.done(Ok(())).expect("answered in 8 s");
+        let second = gate.enter("connector c", long).await.expect("second");
+        let freeing = async {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            second.done(Ok(())).expect("answered in 8 s");
+        };
+        let (third, ()) = tokio::join!(gate.enter("connector c", long), freeing);
+        third.expect("waited 8 s: within twice the slowest answer");
+    }
+
+    /// A script account's calls beyond its limit are refused at once: its worker queues them.
+    #[tokio::test]
+    async fn a_gate_that_does_not_queue_refuses_at_once() {
+        let gate = Gate::new(1, false);
+        let _held = gate.enter("script s", Duration::from_secs(60)).await.expect("first");
+        let err = gate.enter("script s", Duration::from_secs(60)).await.expect_err("busy");
+        assert_eq!(
+            err.to_string(),
+            "script s: CA unreachable: the account already has 1 calls in flight, so this request was not sent; retry later"
+        );
     }
 }

@@ -131,6 +131,24 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Text from outside (a guest's log line, a script's output, a hook's) made one log line:
+/// control characters other than a tab escaped (`\n`, `\r`, `\u{1b}`), so it can neither
+/// start a line that reads as the host's nor drive a terminal.
+pub(crate) fn one_line(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether `text` could hold any of `values` in a form [`Redactor::redact`] replaces — a cheap
 /// test that spares building the rules (every encoded form of a CA key) for a log line that
 /// holds none. Sound, not exact: each readable form keeps the value's ASCII letters and digits
@@ -369,6 +387,15 @@ fn push_unique(list: &mut Vec<String>, v: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_text_stays_one_log_line() {
+        assert_eq!(one_line("plain text\twith a tab"), "plain text\twith a tab");
+        assert_eq!(
+            one_line("hello\n2026-12-01T00:00:00Z ERROR certhost: forged\r\u{1b}[31m"),
+            "hello\\n2026-12-01T00:00:00Z ERROR certhost: forged\\r\\u{1b}[31m"
+        );
+    }
 
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\nq7Zx9Q\n-----END PRIVATE KEY-----\n";
 

@@ -54,23 +54,24 @@ impl Registry {
         Arc::clone(slots.entry(name.to_owned()).or_default())
     }
 
-    /// Account `name`'s gate, made with `limit` slots on first use.
-    fn gate(&self, name: &str, limit: usize) -> Arc<Gate> {
+    /// Account `name`'s gate, made for `def`'s runtime on first use.
+    fn gate(&self, name: &str, def: &AccountDef) -> Arc<Gate> {
+        let (limit, queues) =
+            if def.is_python() { (SCRIPT_CALLS_PER_ACCOUNT, false) } else { (WASM_CALLS_PER_ACCOUNT, true) };
         // As in `slot`: one insert cannot be left half-done.
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        let gate = gates.entry(name.to_owned()).or_insert_with(|| Arc::new(Gate::new(limit)));
+        let gate = gates.entry(name.to_owned()).or_insert_with(|| Arc::new(Gate::new(limit, queues)));
         if gate.limit() != limit {
-            // The account changed runtime (a .py became a .wasm): the other runtime's limit.
-            *gate = Arc::new(Gate::new(limit));
+            // The account changed runtime (a .py became a .wasm): the other runtime's gate.
+            *gate = Arc::new(Gate::new(limit, queues));
         }
         Arc::clone(gate)
     }
 
     /// The connector of account `name`, behind its gate.
     async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let limit = if def.is_python() { SCRIPT_CALLS_PER_ACCOUNT } else { WASM_CALLS_PER_ACCOUNT };
         let inner = self.load_ungated(name, def).await?;
-        Ok(Arc::new(Gated::new(inner, self.gate(name, limit), def.limits().timeout)))
+        Ok(Arc::new(Gated::new(inner, self.gate(name, def), def.limits().timeout)))
     }
 
     async fn load_ungated(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {

@@ -441,6 +441,8 @@ class _Tail(io.StringIO):
         n = super().write(text)
         if self.tell() > 2 * self.KEEP:
             tail = self.getvalue()[-self.KEEP:]
+            # From the next line on: the cut may have split a value redaction must see whole.
+            tail = tail[tail.find("\n") + 1:]
             self.seek(0)
             self.truncate()
             super().write(tail)

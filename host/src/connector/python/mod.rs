@@ -87,6 +87,9 @@ impl Reply {
         match self.kind.as_str() {
             "ok" | "unsupported" | "exit" => false,
             "exception" => self.mro.iter().any(|c| c == "MemoryError"),
+            // An answer the worker could not send (a value JSON cannot hold) is the script's
+            // mistake, not the worker's: its module state stays.
+            "error" => !self.message.as_deref().is_some_and(|m| m.starts_with("the script's answer cannot be sent")),
             _ => true,
         }
     }
@@ -347,11 +350,12 @@ impl PythonConnector {
         // The whole text is redacted before it is split into lines.
         let stdout = reply.redactor.redact(&reply.stdout);
         for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let line = super::redact::one_line(line);
             tracing::info!(plugin = %label, "stdout: {line}");
         }
         // stderr is logged as it arrives by the worker's stderr reader (see `process`).
         for (level, msg) in &reply.logs {
-            let msg = reply.redactor.redact(msg);
+            let msg = super::redact::one_line(&reply.redactor.redact(msg));
             // Python's `logging` level names too: a script ported from Avi logs "critical".
             match level.to_ascii_lowercase().as_str() {
                 "error" | "critical" | "fatal" | "exception" => tracing::error!(plugin = %label, "{msg}"),

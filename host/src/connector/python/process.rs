@@ -23,8 +23,9 @@ pub const SITE_DIRS_ENV: &str = "CERTHOST_PYTHON_SITE_DIRS";
 
 /// Most distinct sensitive values one worker is given before it is replaced. An account's
 /// own secrets are a handful; dynamic sensitive parameters (a ticket per request) add one per
-/// call, and the rules of all of them are applied to every call's output.
-pub(super) const MAX_SEEN: usize = 256;
+/// call, and the rules of all of them (each value in several encoded forms) are sent with and
+/// applied to every call's output: bounded here, so a call costs the same after a day.
+pub(super) const MAX_SEEN: usize = 64;
 
 /// Longest line of a worker's stderr the host keeps: the rest of a longer line is dropped.
 const MAX_STDERR_LINE: usize = 8 * 1024;
@@ -153,7 +154,7 @@ impl WorkerProcess {
                 sens.redact(&line)
             };
             drop(sens);
-            tracing::info!(plugin = %label, "stderr: {line}");
+            tracing::info!(plugin = %label, "stderr: {}", crate::connector::redact::one_line(&line));
             let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
             t.push_str(&line);
             t.push('\n');

@@ -41,7 +41,7 @@ impl Host for State {
         }
         // The call's `connector_call` span names the connector and the CA account.
         // One line: a guest's newline would start a line of its own that reads as the host's.
-        let message: String = one_line(&self.redact(&message)).chars().take(4096).collect();
+        let message: String = crate::connector::redact::one_line(&self.redact(&message)).chars().take(4096).collect();
         self.logged += message.len().max(1);
         if self.logged >= MAX_LOG_BYTES_PER_CALL {
             tracing::warn!(
@@ -219,34 +219,5 @@ impl super::bindings::v0_3::certhost::connector::crypto::Host for State {
         // spares that verification when nothing was changed (see `host_signatures`).
         crate::host_signatures::record(&key.subject_public_key_info(), &oid, &message, &signature.bytes);
         Ok(super::bindings::v0_3::certhost::connector::crypto::Signature { value: signature.bytes, algorithm_oid: oid })
-    }
-}
-
-/// Guest text made one log line: control characters other than a tab escaped (`\n`, `\r`,
-/// `\u{1b}`), so a guest can neither start a forged line nor drive a terminal.
-pub(super) fn one_line(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() && c != '\t' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_guest_log_line_stays_one_line() {
-        assert_eq!(super::one_line("plain text\twith a tab"), "plain text\twith a tab");
-        assert_eq!(
-            super::one_line("hello\n2026-12-01T00:00:00Z ERROR certhost: forged\r\u{1b}[31m"),
-            "hello\\n2026-12-01T00:00:00Z ERROR certhost: forged\\r\\u{1b}[31m"
-        );
     }
 }

@@ -169,13 +169,14 @@ pub const MAX_REFUSALS_LOGGED: u32 = 10;
 /// A host name a guest asked for, as the log may show it: at most 253 characters (a DNS
 /// name's most), every sensitive value of the call replaced.
 fn shown_host(host: &str, sensitive: &[zeroize::Zeroizing<String>]) -> String {
-    let cut: String = host.chars().take(253).collect();
     let values = || sensitive.iter().map(|v| v.as_str());
-    if crate::connector::redact::might_hold_any(values(), &cut) {
-        crate::connector::redact::Redactor::new(values()).redact(&cut)
+    // Redacted whole, then cut: a value straddling the cut would be shown in part.
+    let redacted = if crate::connector::redact::might_hold_any(values(), host) {
+        crate::connector::redact::Redactor::new(values()).redact(host)
     } else {
-        cut
-    }
+        host.to_owned()
+    };
+    redacted.chars().take(253).collect()
 }
 
 impl HttpPolicy {

@@ -190,7 +190,11 @@ impl WasmConnector {
             .stderr(stderr.clone())
             .build();
         let sensitive: Arc<[zeroize::Zeroizing<String>]> =
-            args.sensitive_values_for(&self.declared).map(|v| zeroize::Zeroizing::new(v.to_owned())).collect();
+            // Values read from a reference too: redacted from what the guest logs, as from its errors.
+            args.sensitive_values_for(&self.declared)
+                .chain(args.read_values())
+                .map(|v| zeroize::Zeroizing::new(v.to_owned()))
+                .collect();
         let state = State {
             wasi,
             hooks: HttpPolicy {
