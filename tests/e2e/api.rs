@@ -420,6 +420,24 @@ fn concurrent_creations_of_one_name_make_one_and_an_update_never_undoes_a_delete
     assert_eq!(audit("twin"), ["account.create", "profile.create", "account.delete"]);
 }
 
+/// `n` issue requests at profile `hang`, each on a thread of its own, answered when its call
+/// ends.
+fn hanging_requests(base: &str, token: &str, n: usize) -> Vec<std::thread::JoinHandle<reqwest::blocking::Response>> {
+    (0..n)
+        .map(|_| {
+            let (base, token) = (base.to_owned(), token.to_owned());
+            std::thread::spawn(move || {
+                http()
+                    .post(format!("{base}/v1/certificates"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
+                    .send()
+                    .expect("issue")
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn a_hanging_connector_costs_one_request_never_the_api() {
     let app = App::new();
@@ -439,19 +457,7 @@ fn a_hanging_connector_costs_one_request_never_the_api() {
     let base = server.base.clone();
     // More hanging requests than the pool has connections (32): each holds its connection
     // across its call, but calls may hold only their share of the pool.
-    let hung: Vec<_> = (0..40)
-        .map(|_| {
-            let (base, token) = (base.clone(), token.clone());
-            std::thread::spawn(move || {
-                http()
-                    .post(format!("{base}/v1/certificates"))
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
-                    .send()
-                    .expect("issue")
-            })
-        })
-        .collect();
+    let hung = hanging_requests(&base, &token, 40);
     // While the scripts loop, everything else answers at once.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     for _ in 0..5 {
@@ -495,19 +501,7 @@ fn an_account_whose_ca_hangs_does_not_hold_up_issuance_at_another() {
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "operator");
     let base = server.base.clone();
-    let hung: Vec<_> = (0..40)
-        .map(|_| {
-            let (base, token) = (base.clone(), token.clone());
-            std::thread::spawn(move || {
-                http()
-                    .post(format!("{base}/v1/certificates"))
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({"profile": "hang", "cn": "loop.example.com"}))
-                    .send()
-                    .expect("issue")
-            })
-        })
-        .collect();
+    let hung = hanging_requests(&base, &token, 40);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // Behind forty hanging requests of 40 s each, a healthy account issues within seconds.
     let started = std::time::Instant::now();

@@ -378,6 +378,17 @@ fn is_b64url(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A board whose dns-01 hook appends its arguments to the returned file.
+    fn recording_board(dir: &std::path::Path) -> (Challenges, std::path::PathBuf) {
+        let record = dir.join("ran");
+        let hook = dir.join("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display())).expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        (board, record)
+    }
+
     /// A dns-01 value as ACME makes it: 43 base64url characters.
     const VALUE: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
 
@@ -387,12 +398,7 @@ mod tests {
     #[test]
     fn a_dns01_value_is_base64url_and_nothing_else() {
         let dir = tempfile::tempdir().expect("tmp");
-        let record = dir.path().join("ran");
-        let hook = dir.path().join("hook.sh");
-        std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display())).expect("hook");
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        let board = Challenges::default();
-        board.set_dns01_hook(Some(hook));
+        let (board, record) = recording_board(dir.path());
         for bad in ["-s attackerns", "a;b", "a=b", &"A".repeat(256), ""] {
             let err = board.dns01(&www(), "present", "www.example.com", bad, HOOK_TIMEOUT).expect_err(bad);
             assert!(matches!(err, ChallengeError::BadDnsArgument), "{bad}: {err}");
@@ -452,12 +458,7 @@ sleep 30
     #[test]
     fn the_dns01_hook_runs_only_for_the_orders_names() {
         let dir = tempfile::tempdir().expect("tmp");
-        let record = dir.path().join("ran");
-        let hook = dir.path().join("hook.sh");
-        std::fs::write(&hook, format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display())).expect("hook");
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        let board = Challenges::default();
-        board.set_dns01_hook(Some(hook));
+        let (board, record) = recording_board(dir.path());
         let scope = Scope::new("acme", ["WWW.Example.com.", "*.apps.example.com", "192.0.2.7"]);
         for refused in ["bank.example", "example.com", "x.www.example.com", "192.0.2.7", "other.apps.example.com"] {
             let err = board.dns01(&scope, "present", refused, VALUE, HOOK_TIMEOUT).expect_err(refused);
