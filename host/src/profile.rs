@@ -502,19 +502,7 @@ impl ProfileDef {
                 return Err(refuse(format!("the subject field {} is fixed by the profile", subject_field_name(field))));
             }
         }
-        let subject = Subject {
-            common_name: req.common_name.clone(),
-            organization: if s.organization.is_empty() { self.subject.o.clone() } else { s.organization.clone() },
-            organizational_unit: if s.organizational_unit.is_empty() {
-                self.subject.ou.clone()
-            } else {
-                s.organizational_unit.clone()
-            },
-            locality: s.locality.clone().or_else(|| self.subject.l.clone()),
-            state: s.state.clone().or_else(|| self.subject.st.clone()),
-            country: s.country.clone().or_else(|| self.subject.c.clone()),
-            email: s.email.clone(),
-        };
+        let subject = self.fill_fixed_subject(&Subject { common_name: req.common_name.clone(), ..s.clone() });
         subject.validate().map_err(|e| refuse(e.to_string()))?;
         // SANs.
         let mut sans = req.sans.clone();
@@ -694,9 +682,9 @@ impl ProfileDef {
     }
 
     /// `s` with each field it leaves empty that this profile fixes (O, OU, L, ST, C) taken
-    /// from the profile: what a certificate moving here is renewed with, as a new request under
-    /// the profile would be issued ([`ProfileDef::check_uploaded_subject`] has already refused
-    /// a field that differs).
+    /// from the profile: what a request is issued with, and what a certificate moving here is
+    /// renewed with ([`ProfileDef::check_uploaded_subject`] has already refused a field that
+    /// differs).
     pub fn fill_fixed_subject(&self, s: &Subject) -> Subject {
         let t = &self.subject;
         Subject {
