@@ -13,6 +13,58 @@ fn problem(resp: reqwest::blocking::Response, status: StatusCode) -> serde_json:
     body
 }
 
+/// A token made to expire is accepted until then and refused after with a 401 that says it
+/// expired (not that it is unknown); one made through the API carries its expiry too.
+#[test]
+fn an_expiring_token_works_until_its_time_and_is_then_refused_as_expired() {
+    let server = Server::start(App::new(), None);
+    let c = http();
+    let url = format!("{}/v1/certificates", server.base);
+    let r = server.app.run(&["token", "create", "--name", "pipeline", "--role", "auditor", "--expires-in", "3s"]);
+    let short = r.ok().trim().to_owned();
+    assert!(r.stderr.contains("created, expires at 20"), "{}", r.stderr);
+    let started = std::time::Instant::now();
+    assert_eq!(c.get(&url).bearer_auth(&short).send().expect("live").status(), StatusCode::OK);
+    let listed = server.app.run(&["token", "list"]);
+    assert!(listed.ok().contains("EXPIRES"), "{}", listed.stdout);
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(started.elapsed()));
+    let body = problem(c.get(&url).bearer_auth(&short).send().expect("expired"), StatusCode::UNAUTHORIZED);
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.starts_with("the bearer token expired at 20"), "{body}");
+    assert!(server.app.run(&["token", "list"]).ok().contains("(expired)"));
+
+    let bad = server.app.run(&["token", "create", "--name", "x", "--role", "admin", "--expires-in", "90"]);
+    assert!(bad.fails(2).contains("has no unit: add s, m, h, d or w"), "{}", bad.stderr);
+
+    let admin = server.token("root", "admin");
+    let tokens = format!("{}/v1/tokens", server.base);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let created: serde_json::Value = c
+        .post(&tokens)
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "contractor", "role": "operator", "expires_at": now + 86_400}))
+        .send()
+        .expect("create")
+        .json()
+        .expect("json");
+    assert_eq!(created["expires_at"], now + 86_400, "{created}");
+    let token = created["token"].as_str().expect("token");
+    assert_eq!(c.get(&url).bearer_auth(token).send().expect("live").status(), StatusCode::OK);
+    let body = problem(
+        c.post(&tokens)
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "late", "role": "operator", "expires_at": now - 1}))
+            .send()
+            .expect("past"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(body["detail"].as_str().expect("detail").ends_with("is not in the future"), "{body}");
+    let listed: serde_json::Value = c.get(&tokens).bearer_auth(&admin).send().expect("list").json().expect("json");
+    let expiries: Vec<_> = listed["items"].as_array().expect("items").iter().map(|t| t["expires_at"].clone()).collect();
+    assert_eq!(expiries.len(), 3, "{listed}");
+    assert!(expiries[1].is_null() && expiries[2] == now + 86_400, "{listed}");
+}
+
 #[test]
 fn probes_auth_and_errors_speak_problem_json() {
     let server = Server::start(App::new(), None);

@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::inventory::{ConfigView, Role};
+use crate::inventory::{ConfigView, Role, TokenCheck};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -63,7 +63,13 @@ impl FromRequestParts<AppState> for Caller {
         let mut inv = state.inventory.get().await?;
         let config = inv.config_view()?;
         inv.pin_config(config);
-        let info = inv.authenticate(token)?.ok_or(ApiError::Unauthorized)?;
-        Ok(Caller { name: info.name, role: info.role, config })
+        match inv.authenticate(token)? {
+            TokenCheck::Valid(info) => Ok(Caller { name: info.name, role: info.role, config }),
+            TokenCheck::Expired(info) => {
+                tracing::info!(token = %info.name, "refused an expired API token");
+                Err(ApiError::TokenExpired(crate::view::rfc3339(info.expires_at.unwrap_or_default())))
+            }
+            TokenCheck::Unknown => Err(ApiError::Unauthorized),
+        }
     }
 }

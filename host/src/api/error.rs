@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 401: no token, an unknown one, or a revoked one.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 401: a token past its expiry (the RFC 3339 time it expired).
+    #[error("the bearer token expired at {0}; an admin can create a new one (`certhost token create`)")]
+    TokenExpired(String),
     /// 403: the token's role does not allow this.
     #[error("role {role} may not {action}")]
     Forbidden {
@@ -63,7 +66,7 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenExpired(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -41,6 +41,10 @@ pub struct NewToken {
     /// `admin`, `operator`, `requester` or `auditor`.
     #[schema(value_type = String)]
     role: Role,
+    /// When the token stops being accepted, Unix seconds (in the future); absent, it lasts
+    /// until revoked.
+    #[serde(default)]
+    expires_at: Option<i64>,
 }
 
 /// The created token: its secret appears here and nowhere else, ever.
@@ -50,6 +54,9 @@ pub struct CreatedToken {
     name: String,
     /// Role.
     role: &'static str,
+    /// When it stops being accepted, Unix seconds; absent: until revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
     /// The bearer token.
     token: String,
 }
@@ -64,10 +71,15 @@ async fn create(
     caller.require(ADMIN, "manage tokens")?;
     let super::json::Body(body) = body?;
     let mut inv = state.inventory.get().await?;
-    let token = inv.create_token(&body.name, body.role, &caller.actor())?;
+    let token = inv.create_token(&body.name, body.role, body.expires_at, &caller.actor())?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedToken { name: body.name, role: body.role.as_str(), token: token.to_string() }),
+        Json(CreatedToken {
+            name: body.name,
+            role: body.role.as_str(),
+            expires_at: body.expires_at,
+            token: token.to_string(),
+        }),
     )
         .into_response())
 }

@@ -185,8 +185,16 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::account::{AccountDef, AccountStatus};
-    use crate::inventory::{InventoryPool, Role};
+    use crate::inventory::{InventoryPool, Role, TokenCheck};
     use crate::vault::MasterKey;
+
+    /// The role of a live token; `None` for any other answer.
+    fn role(check: TokenCheck) -> Option<Role> {
+        match check {
+            TokenCheck::Valid(info) => Some(info.role),
+            _ => None,
+        }
+    }
 
     /// What `serve` sees through its pool after another process (here: another connection,
     /// as the CLI opens) changes a token, a profile or an account.
@@ -195,7 +203,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = MasterKey::generate();
         let mut cli = Inventory::open(dir.path(), key.clone()).expect("open");
-        let token = cli.create_token("bot", Role::Operator, "test").expect("token");
+        let token = cli.create_token("bot", Role::Operator, None, "test").expect("token");
         let profile = ProfileDef { description: "first".into(), ..ProfileDef::default() };
         cli.create_profile("web", &profile, "cli", "test").expect("profile");
         let def: AccountDef = toml::from_str(r#"connector = "ca.wasm""#).expect("account");
@@ -205,13 +213,17 @@ mod tests {
         let served = pool.get().await.expect("connection");
         // Twice each: the second answer comes from the cache.
         for _ in 0..2 {
-            assert_eq!(served.authenticate(&token).expect("auth").map(|t| t.role), Some(Role::Operator));
+            assert_eq!(role(served.authenticate(&token).expect("auth")), Some(Role::Operator));
             assert_eq!(served.profile("web").expect("profile").map(|(p, _)| p.description), Some("first".into()));
             assert_eq!(served.account("ca").expect("account").map(|a| a.def.status), Some(AccountStatus::Active));
         }
 
         cli.revoke_token("bot", "test").expect("revoke");
-        assert_eq!(served.authenticate(&token).expect("auth"), None, "a revoked token is refused at once");
+        assert_eq!(
+            served.authenticate(&token).expect("auth"),
+            TokenCheck::Unknown,
+            "a revoked token is refused at once"
+        );
         let changed = ProfileDef { description: "second".into(), ..ProfileDef::default() };
         cli.update_profile("web", &changed, "test").expect("profile");
         assert_eq!(served.profile("web").expect("profile").map(|(p, _)| p.description), Some("second".into()));
@@ -237,7 +249,7 @@ mod tests {
         let key = MasterKey::generate();
         let mut cli = Inventory::open(dir.path(), key.clone()).expect("open");
         assert_eq!(cli.config_view().expect("view"), None, "nothing cached, nothing to pin");
-        let token = cli.create_token("bot", Role::Operator, "test").expect("token");
+        let token = cli.create_token("bot", Role::Operator, None, "test").expect("token");
         let first = ProfileDef { description: "first".into(), ..ProfileDef::default() };
         cli.create_profile("web", &first, "cli", "test").expect("profile");
         // One connection, so the second checkout is the same one the pin was set on.
@@ -248,17 +260,17 @@ mod tests {
         let view = request.config_view().expect("view");
         request.pin_config(view);
         assert_eq!(description(&request), Some("first".into()));
-        assert!(request.authenticate(&token).expect("auth").is_some());
+        assert!(role(request.authenticate(&token).expect("auth")).is_some());
         cli.update_profile("web", &ProfileDef { description: "second".into(), ..first.clone() }, "test")
             .expect("profile");
         cli.revoke_token("bot", "test").expect("revoke");
         assert_eq!(description(&request), Some("first".into()), "as of the request's start");
-        assert!(request.authenticate(&token).expect("auth").is_some(), "as of the request's start");
+        assert!(role(request.authenticate(&token).expect("auth")).is_some(), "as of the request's start");
         drop(request);
 
         let mut next = pool.get().await.expect("connection");
         assert_eq!(description(&next), Some("second".into()));
-        assert_eq!(next.authenticate(&token).expect("auth"), None, "revoked before this request began");
+        assert_eq!(next.authenticate(&token).expect("auth"), TokenCheck::Unknown, "revoked before this request began");
 
         // Pinned again, then a write of its own: the pin lapses.
         next.pin_config(view);
@@ -268,7 +280,7 @@ mod tests {
     }
 
     fn token(name: &str) -> TokenInfo {
-        TokenInfo { id: 1, name: name.into(), role: Role::Admin, created_at: 0, revoked_at: None }
+        TokenInfo { id: 1, name: name.into(), role: Role::Admin, created_at: 0, revoked_at: None, expires_at: None }
     }
 
     #[test]

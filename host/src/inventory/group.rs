@@ -608,14 +608,14 @@ mod tests {
         let mut inv = pool.get().await.expect("connection");
         let failed = inv
             .write(|inv| {
-                inv.create_token("failed", Role::Auditor, "test")?;
+                inv.create_token("failed", Role::Auditor, None, "test")?;
                 Err::<(), _>(InventoryError::Invalid("a later step failed".into()))
             })
             .await;
         assert_eq!(failed.expect_err("refused").to_string(), "a later step failed");
         let panicked = inv
             .write(|inv| {
-                inv.create_token("panicked", Role::Auditor, "test")?;
+                inv.create_token("panicked", Role::Auditor, None, "test")?;
                 if inv.path().exists() {
                     panic!("a later step panicked");
                 }
@@ -623,7 +623,7 @@ mod tests {
             })
             .await;
         assert!(panicked.is_err(), "the caller of a panicking change hears of it");
-        inv.write(|inv| inv.create_token("kept", Role::Auditor, "test").map(drop)).await.expect("kept");
+        inv.write(|inv| inv.create_token("kept", Role::Auditor, None, "test").map(drop)).await.expect("kept");
         let names: Vec<String> = inv.tokens().expect("tokens").into_iter().map(|t| t.name).collect();
         assert_eq!(names, ["kept"]);
         let audited: i64 = inv

@@ -37,7 +37,7 @@ pub use orders::{NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, Notification, ScheduledRenewal};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
-pub use tokens::{Role, TokenInfo};
+pub use tokens::{Role, TokenCheck, TokenInfo};
 
 /// One-statement calls through the connection's prepared-statement cache.
 ///

@@ -312,6 +312,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX certificates_due_expired ON certificates(renew_after)
         WHERE status = 'expired' AND renew_after IS NOT NULL;
     "#,
+    // 11: an API token may expire. A token handed to a pipeline or a contractor lived until
+    //     someone remembered to revoke it. Tokens made before this version never expire.
+    r#"
+    ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -64,6 +64,27 @@ pub struct TokenInfo {
     pub created_at: i64,
     /// Revoked, Unix seconds.
     pub revoked_at: Option<i64>,
+    /// When it stops being accepted, Unix seconds; never when absent.
+    pub expires_at: Option<i64>,
+}
+
+impl TokenInfo {
+    /// Whether the token has stopped being accepted by `now` (Unix seconds).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// What a presented bearer token turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Live: neither revoked nor expired.
+    Valid(TokenInfo),
+    /// Not revoked, but past its expiry: the caller is told so, not only refused, because
+    /// "expired" needs a new token while "unknown" needs the right one.
+    Expired(TokenInfo),
+    /// No such token, or a revoked one.
+    Unknown,
 }
 
 fn hash(token: &str) -> String {
@@ -71,17 +92,30 @@ fn hash(token: &str) -> String {
 }
 
 impl Inventory {
-    /// Creates a token and returns its secret text — the only time it is ever available.
-    pub fn create_token(&mut self, name: &str, role: Role, actor: &str) -> Result<Zeroizing<String>, InventoryError> {
+    /// Creates a token that is accepted until `expires_at` (Unix seconds; for ever when
+    /// `None`) and returns its secret text — the only time it is ever available.
+    pub fn create_token(
+        &mut self,
+        name: &str,
+        role: Role,
+        expires_at: Option<i64>,
+        actor: &str,
+    ) -> Result<Zeroizing<String>, InventoryError> {
         if !crate::account::check_name(name) {
             return Err(InventoryError::Invalid(format!(
                 "token name {name:?} is invalid: use 1-64 letters, digits, '-', '_' or '.'"
             )));
         }
+        let now = self.now();
+        if let Some(at) = expires_at.filter(|at| *at <= now) {
+            return Err(InventoryError::Invalid(format!(
+                "the token's expiry ({}) is not in the future",
+                crate::view::rfc3339(at)
+            )));
+        }
         let mut raw = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
         let token = Zeroizing::new(format!("cht_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)));
-        let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let exists: Option<i64> =
             tx.query_row_cached("SELECT id FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
@@ -89,8 +123,8 @@ impl Inventory {
             return Err(InventoryError::Invalid(format!("a token named {name} already exists")));
         }
         tx.execute_cached(
-            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), hash(&token), now],
+            "INSERT INTO tokens (name, role, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, role.as_str(), hash(&token), now, expires_at],
         )?;
         audit::record(
             &tx,
@@ -101,32 +135,41 @@ impl Inventory {
                 object_type: "token",
                 object_id: Some(name.into()),
                 outcome: "success",
-                detail: serde_json::json!({ "role": role.as_str() }),
+                detail: serde_json::json!({ "role": role.as_str(), "expires_at": expires_at }),
             },
         )?;
         tx.commit()?;
         Ok(token)
     }
 
-    /// The live (not revoked) token matching `token`, if any.
-    pub fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, InventoryError> {
+    /// What `token` is: a live token, an expired one, or none the inventory accepts.
+    pub fn authenticate(&self, token: &str) -> Result<TokenCheck, InventoryError> {
         let hash = hash(token);
-        self.config_lookup(&hash, |inv| {
+        // Cached while the configuration is unchanged; expiry is a matter of time, so it is
+        // judged on every use, after the lookup.
+        let found = self.config_lookup(&hash, |inv| {
             Ok(inv
                 .conn
                 .query_row_cached(
-                    "SELECT id, name, role, created_at, revoked_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+                    "SELECT id, name, role, created_at, revoked_at, expires_at FROM tokens
+                     WHERE hash = ?1 AND revoked_at IS NULL",
                     [&hash],
                     token_from_row,
                 )
                 .optional()?)
+        })?;
+        Ok(match found {
+            Some(info) if info.expired(self.now()) => TokenCheck::Expired(info),
+            Some(info) => TokenCheck::Valid(info),
+            None => TokenCheck::Unknown,
         })
     }
 
     /// All tokens.
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, InventoryError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY id")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, role, created_at, revoked_at, expires_at FROM tokens ORDER BY id")?;
         let rows = stmt.query_map([], token_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -167,5 +210,54 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
         role: role.parse().unwrap_or(Role::Auditor),
         created_at: r.get(3)?,
         revoked_at: r.get(4)?,
+        expires_at: r.get(5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::MasterKey;
+
+    fn role(check: TokenCheck) -> Result<Role, TokenCheck> {
+        match check {
+            TokenCheck::Valid(info) => Ok(info.role),
+            other => Err(other),
+        }
+    }
+
+    #[test]
+    fn a_token_is_accepted_until_its_expiry_and_then_named_as_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        inv.set_clock(Some(1_000));
+        let lasting = inv.create_token("ci", Role::Operator, Some(2_000), "test").expect("token");
+        let forever = inv.create_token("ops", Role::Auditor, None, "test").expect("token");
+        assert_eq!(role(inv.authenticate(&lasting).expect("auth")), Ok(Role::Operator));
+        inv.set_clock(Some(1_999));
+        assert_eq!(role(inv.authenticate(&lasting).expect("auth")), Ok(Role::Operator), "a second before");
+        inv.set_clock(Some(2_000));
+        match inv.authenticate(&lasting).expect("auth") {
+            TokenCheck::Expired(info) => assert_eq!((info.name.as_str(), info.expires_at), ("ci", Some(2_000))),
+            other => panic!("expected expired, got {other:?}"),
+        }
+        inv.set_clock(Some(i64::MAX / 2));
+        assert_eq!(role(inv.authenticate(&forever).expect("auth")), Ok(Role::Auditor), "no expiry: never");
+        inv.revoke_token("ci", "test").expect("revoke");
+        assert_eq!(inv.authenticate(&lasting).expect("auth"), TokenCheck::Unknown, "revoked outranks expired");
+        let listed: Vec<_> = inv.tokens().expect("list").into_iter().map(|t| (t.name, t.expires_at)).collect();
+        assert_eq!(listed, [("ci".to_owned(), Some(2_000)), ("ops".to_owned(), None)]);
+    }
+
+    #[test]
+    fn a_token_that_would_be_born_expired_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+        inv.set_clock(Some(1_000));
+        for at in [1_000, 10, i64::MIN] {
+            let err = inv.create_token("late", Role::Admin, Some(at), "test").expect_err("past expiry");
+            assert!(err.to_string().contains("is not in the future"), "{err}");
+        }
+        assert!(inv.tokens().expect("list").is_empty());
+    }
 }
