@@ -180,7 +180,7 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
         absolutize_account(def, &base);
         def.check(name).map_err(|error| ConfigError::Account { path: config_path.to_owned(), error })?;
         // Before the definition's connector is started to check it.
-        crate::param::hide_names_from_children(crate::param::sensitive_env_names(&def.params));
+        crate::param::hide_from_children(crate::param::sensitive_sources(&def.params));
     }
     let mut profiles: BTreeMap<String, (PathBuf, ProfileDef)> = BTreeMap::new();
     let named = config.profile_dirs.is_some();
@@ -223,7 +223,7 @@ pub fn read(config_path: &Path) -> Result<Definitions, ConfigError> {
             let pbase = file.parent().map(Path::to_path_buf).unwrap_or_default();
             absolutize_profile(&mut def, &pbase);
             def.check(&name).map_err(|error| ConfigError::Profile { path: file.clone(), error })?;
-            crate::param::hide_names_from_children(def.secret_env_names());
+            crate::param::hide_from_children(def.secret_sources());
             profiles.insert(name, (file, def));
         }
     }

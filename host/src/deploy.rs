@@ -241,12 +241,18 @@ pub async fn deploy(
 /// or profile, deploy targets' PKCS#12 passwords, the notification channels' secrets — with
 /// their values: hooks get none of them, and their output is redacted of the values
 /// (a `set -x` hook, or one that echoes its environment, printed a CA token into the audit log).
+/// Unnamed entries are values a hook could read but not inherit, redacted all the same: what
+/// the secret files hold, every `certhost secret set` value, and what `master.key` holds.
 fn hidden_variables(inv: &Inventory, env: EnvLookup<'_>) -> Vec<(String, zeroize::Zeroizing<String>)> {
     let names = inv.hide_secret_variables().unwrap_or_else(|_| crate::param::hidden_from_children());
     let mut hidden: Vec<_> =
         names.into_iter().map(|n| (n.clone(), zeroize::Zeroizing::new(env(&n).unwrap_or_default()))).collect();
-    // What `master.key` holds, which a hook can read as the same user.
     hidden.push(("CERTHOST_MASTER_KEY".to_owned(), inv.master_key_text()));
+    hidden.extend(crate::param::secret_file_values().into_iter().map(|value| (String::new(), value)));
+    match inv.stored_secret_values() {
+        Ok(values) => hidden.extend(values.into_iter().map(|v| (String::new(), v))),
+        Err(e) => tracing::warn!("stored secrets could not be read to redact hook output: {e}"),
+    }
     hidden
 }
 
@@ -274,7 +280,7 @@ async fn deploy_one(
             .chain(key_pem.as_deref().map(|p| p.as_str()))
             .chain(hidden.iter().map(|(_, v)| v.as_str())),
     );
-    let hidden_names: Vec<&str> = hidden.iter().map(|(n, _)| n.as_str()).collect();
+    let hidden_names: Vec<&str> = hidden.iter().map(|(n, _)| n.as_str()).filter(|n| !n.is_empty()).collect();
     let redact = |text: &str| without_hex_dumps(&without_private_key_blocks(&redactor.redact(text)));
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {

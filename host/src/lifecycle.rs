@@ -378,14 +378,32 @@ impl Pipeline<'_> {
             .connector(&acct.name, &acct.def)
             .await
             .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
-        call_with_deadline(&*connector, acct.def.limits().timeout, &args, connector.list_certificates(&args, cursor))
-            .await
-            .map_err(|e| match e {
-                crate::connector::ConnectorError::Unsupported { .. } => {
-                    IssueError::NotSupported { what, message: args.redact(&e.to_string()) }
-                }
-                _ => IssueError::CaCall { what, message: args.redact(&e.to_string()) },
-            })
+        let mut page = call_with_deadline(
+            &*connector,
+            acct.def.limits().timeout,
+            &args,
+            connector.list_certificates(&args, cursor),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::connector::ConnectorError::Unsupported { .. } => {
+                IssueError::NotSupported { what, message: args.redact(&e.to_string()) }
+            }
+            _ => IssueError::CaCall { what, message: args.redact(&e.to_string()) },
+        })?;
+        // What a page says is shown to whoever imports (an order id can be a URL carrying the
+        // CA's API key); the cursor only goes back to the connector, and is left as it is.
+        let declared = connector.declared_sensitive();
+        for item in &mut page.items {
+            if let Some(id) = &mut item.ca_order_id {
+                *id = args.redact_for(declared, id);
+            }
+            item.status = args.redact_for(declared, &item.status);
+        }
+        for why in &mut page.unusable {
+            *why = args.redact_for(declared, why);
+        }
+        Ok(page)
     }
 
     /// The renewal context of an order that renews a certificate (for resubmission).

@@ -459,11 +459,8 @@ pub struct ParamView {
 /// Names of the environment variables the sensitive parameters of `params` are read from
 /// (`{ env = "VAR" }`): a process certhost starts for other reasons (a deploy hook) must not
 /// inherit them.
-pub fn sensitive_env_names(params: &ParamMap) -> impl Iterator<Item = &str> {
-    params.values().filter(|p| p.sensitive).filter_map(|p| match &p.value {
-        Some(ValueSource::Env { env }) => Some(env.as_str()),
-        _ => None,
-    })
+pub fn sensitive_sources(params: &ParamMap) -> impl Iterator<Item = &ValueSource> {
+    params.values().filter(|p| p.sensitive).filter_map(|p| p.value.as_ref())
 }
 
 /// Variables holding a secret: those of the notification channels (webhook secret, SMTP
@@ -473,12 +470,46 @@ pub fn sensitive_env_names(params: &ParamMap) -> impl Iterator<Item = &str> {
 /// values are redacted from hook output.
 static HIDDEN_FROM_CHILDREN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Registers the variables `sources` read secrets from; see [`hidden_from_children`].
+/// Files holding a secret, registered with the variables in [`HIDDEN_FROM_CHILDREN`]: hooks
+/// can read them as the same user, so their output is redacted of what they hold too (a
+/// `set -x` hook that `cat`s the CA token file printed it into the audit log).
+static SECRET_FILES: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers the variables and files `sources` read secrets from; see
+/// [`hidden_from_children`] and [`secret_files`].
 pub fn hide_from_children<'a>(sources: impl IntoIterator<Item = &'a ValueSource>) {
+    let mut files = Vec::new();
     hide_names_from_children(sources.into_iter().filter_map(|s| match s {
         ValueSource::Env { env } => Some(env.as_str()),
-        ValueSource::Literal(_) | ValueSource::File { .. } => None,
+        ValueSource::File { file } => {
+            files.push(file);
+            None
+        }
+        ValueSource::Literal(_) => None,
     }));
+    let mut known = SECRET_FILES.lock().unwrap_or_else(|p| p.into_inner());
+    for file in files {
+        if !known.contains(file) {
+            known.push(file.clone());
+        }
+    }
+}
+
+/// The files registered by [`hide_from_children`].
+pub fn secret_files() -> Vec<std::path::PathBuf> {
+    SECRET_FILES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// What the registered variables (through `env`) and files hold: the values a hook's output
+/// is redacted of, since a hook can print what it inherited or read.
+pub fn registered_secret_values(env: EnvLookup<'_>) -> Vec<zeroize::Zeroizing<String>> {
+    let from_env = hidden_from_children().into_iter().filter_map(|name| env(&name).map(zeroize::Zeroizing::new));
+    from_env.chain(secret_file_values()).filter(|v| !v.is_empty()).collect()
+}
+
+/// What the files registered by [`hide_from_children`] hold now (those that can be read).
+pub fn secret_file_values() -> Vec<zeroize::Zeroizing<String>> {
+    secret_files().into_iter().filter_map(|file| read_value_file(&file).ok().map(zeroize::Zeroizing::new)).collect()
 }
 
 /// Registers variable names (an account's or profile's sensitive parameters, as the

@@ -358,15 +358,13 @@ pub enum PolicyError {
 }
 
 impl ProfileDef {
-    /// The environment variables this profile's secrets are read from: its sensitive
-    /// parameters' and its deploy targets' PKCS#12 passwords'. Processes certhost starts get
-    /// none of them ([`crate::param::hidden_from_children`]).
-    pub fn secret_env_names(&self) -> impl Iterator<Item = &str> {
-        let passwords = self.deploy.iter().filter_map(|t| match &t.pkcs12_password {
-            Some(crate::param::ValueSource::Env { env }) => Some(env.as_str()),
-            _ => None,
-        });
-        crate::param::sensitive_env_names(&self.params).chain(passwords)
+    /// Where this profile's secrets are read from: its sensitive parameters' and its deploy
+    /// targets' PKCS#12 passwords' references. Processes certhost starts get none of the
+    /// variables, and their output is redacted of what the files hold
+    /// ([`crate::param::hide_from_children`]).
+    pub fn secret_sources(&self) -> impl Iterator<Item = &crate::param::ValueSource> {
+        let passwords = self.deploy.iter().filter_map(|t| t.pkcs12_password.as_ref());
+        crate::param::sensitive_sources(&self.params).chain(passwords)
     }
 
     /// Checks profile `name`'s parameters against the connector of each account it names

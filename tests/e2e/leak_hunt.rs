@@ -524,3 +524,117 @@ fn a_file_read_into_a_plain_parameter_never_comes_back_in_an_error() {
     assert!(transcript.contains("Invalid URL") || transcript.contains("***"), "the test ran: {transcript}");
     assert!(!transcript.contains(&body) && !transcript.contains("BEGIN PRIVATE KEY"), "{transcript}");
 }
+
+/// A secret with the characters HTML, XML and Go's JSON escape (`&<>"'/`), as passwords and
+/// base64 API keys hold them.
+const MARKUP_SECRET: &str = "Mk-S3cr3t-9f2&<x>/\"q'";
+
+/// Regression (review of stop 33): a CA's HTML error page, XML, and JSON as Go and PHP write
+/// it echoed a secret in forms no rule covered, into the order, the audit log and the API; an
+/// order id `list_certificates` made of a secret was printed by `import-from-account` as it
+/// was; a deploy hook's output kept what a `{ file }` secret held; and a one-letter secret,
+/// replaced inside every word, named itself (`l***ak: rais***d`).
+#[test]
+fn markup_echoes_listed_order_ids_hook_output_and_short_secrets_leak_nothing() {
+    let app = App::new();
+    let (config, _ca) = crate::helpers::local_ca_lab(&app, "");
+    let conf = config.parent().expect("conf dir").to_path_buf();
+    let echo = crate::python::fixture("hostile/echoes_secret_like_a_ca.py");
+    let token_file = app.path("ca-token.txt");
+    const FILE_SECRET: &str = "FileTok-Canary-6262";
+    std::fs::write(&token_file, format!("{FILE_SECRET}\n")).expect("token file");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[accounts.echo]\nconnector = \"{e}\"\nparams.password = {{ sensitive = true, required = true }}\n\
+         \n[accounts.short]\nconnector = \"{e}\"\nparams.password = {{ sensitive = true, required = true }}\n\
+         \n[accounts.filed]\nconnector = \"{e}\"\nparams.password = {{ sensitive = true, value = {{ file = \"{t}\" }} }}\n",
+        e = echo.display(),
+        t = token_file.display()
+    ));
+    std::fs::write(&config, text).expect("config");
+    let how = "[params]\nhow = { dynamic = true, required = true }\n";
+    std::fs::write(conf.join("profiles/echo.toml"), format!("accounts = [\"echo\"]\n{how}")).expect("profile");
+    std::fs::write(conf.join("profiles/short.toml"), format!("accounts = [\"short\"]\n{how}")).expect("profile");
+    // A hook that shows what it runs and reads the file the `filed` account's secret is in.
+    let hooked = format!(
+        "accounts = [\"lab\"]\n[[deploy]]\ncert = \"{out}/cert.pem\"\npost_hook = \"set -x; T=$(cat {t}); echo token=$T\"\n",
+        out = app.path("deployed").display(),
+        t = token_file.display()
+    );
+    std::fs::write(conf.join("profiles/hooked.toml"), hooked).expect("profile");
+    let config_arg = config.display().to_string();
+    let mut transcript = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>| run_into(&mut transcript, &app, &config_arg, args, stdin);
+    assert_eq!(run(&["secret", "set", "echo", "password"], Some(MARKUP_SECRET)), Some(0));
+    assert_eq!(run(&["secret", "set", "short", "password"], Some("e")), Some(0));
+    for how in ["html", "xml", "upper"] {
+        let how = format!("how={how}");
+        assert_eq!(run(&["issue", "--profile", "echo", "--cn", "www.example.com", "--param", &how], None), Some(1));
+    }
+    // A dynamic parameter can come from a file or standard input, off the command line.
+    let how_file = conf.join("how.txt");
+    std::fs::write(&how_file, "gojson\n").expect("how file");
+    let from_file = format!("how={}", how_file.display());
+    let echo_issue = ["issue", "--profile", "echo", "--cn", "www.example.com", "--param-file"];
+    assert_eq!(run(&[&echo_issue[..], &[from_file.as_str()]].concat(), None), Some(1));
+    assert_eq!(run(&[&echo_issue[..], &["how=-"]].concat(), Some("phpjson\n")), Some(1));
+    assert_eq!(
+        run(&["issue", "--profile", "short", "--cn", "www.example.com", "--param", "how=release"], None),
+        Some(1)
+    );
+    assert_eq!(run(&["import-from-account", "echo"], None), Some(1), "the listed item is no certificate");
+    assert_eq!(run(&["import-from-account", "filed", "--json"], None), Some(1));
+    assert_eq!(run(&["issue", "--profile", "hooked", "--cn", "www.example.com"], None), Some(0));
+    for args in [&["orders", "list", "--json"][..], &["audit", "--json"], &["account", "show", "echo", "--json"]] {
+        run(args, None);
+    }
+    let server = Server::start(app, Some(&config));
+    let token = server.token("hunter", "admin");
+    for path in ["/v1/orders", "/v1/audit?limit=1000"] {
+        let c = http();
+        transcript.push_str(
+            &c.get(format!("{}{path}", server.base)).bearer_auth(&token).send().expect("get").text().expect("text"),
+        );
+    }
+    transcript.push_str(&server.log());
+
+    // The echoes were made and redacted; the short secret's neighbours are whole words.
+    assert!(transcript.contains("<html><p>invalid key ***</p></html>"), "{transcript}");
+    assert!(transcript.contains(r#"{"error": "invalid api key", "key": "***"}"#), "from a file: {transcript}");
+    assert!(transcript.contains(r#"{"key": "***"}"#), "from standard input: {transcript}");
+    assert!(transcript.contains("unknown mode release: ***"), "{transcript}");
+    assert!(transcript.contains("CA order https://ca.example/orders/1?key=***"), "{transcript}");
+    assert!(transcript.contains("token=***"), "the hook ran: {transcript}");
+    let script = r#"
+import html, json, sys
+from xml.sax.saxutils import escape, quoteattr
+v = sys.stdin.read()
+go = json.dumps(v)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+print(json.dumps([v, html.escape(v), escape(v), quoteattr(v)[1:-1], go, json.dumps(v)[1:-1].replace("/", "\\/"), v.upper()]))
+"#;
+    let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    python.stdin.take().expect("stdin").write_all(MARKUP_SECRET.as_bytes()).expect("write");
+    let mut forms: Vec<String> =
+        serde_json::from_slice(&python.wait_with_output().expect("python").stdout).expect("forms");
+    forms.push(FILE_SECRET.to_owned());
+    for form in &forms {
+        if let Some(i) = transcript.find(form.as_str()) {
+            let start = (0..=i.saturating_sub(300)).rev().find(|j| transcript.is_char_boundary(*j)).unwrap_or(0);
+            panic!("{form} leaked: ...{}...", &transcript[start..i + form.len()]);
+        }
+    }
+    for entry in std::fs::read_dir(server.app.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).expect("read");
+            for form in &forms {
+                assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "{form} in {}", path.display());
+            }
+        }
+    }
+}

@@ -41,9 +41,8 @@ pub struct Args {
     /// emailAddress in the subject (when the profile allows it).
     #[arg(long = "email", value_name = "ADDRESS")]
     email: Option<String>,
-    /// Dynamic parameter NAME=VALUE (repeatable).
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    params: Vec<String>,
+    #[command(flatten)]
+    params: super::DynamicParams,
     /// Use this CSR (PEM or DER) instead of generating a key; the certificate names what the
     /// CSR requests, and any --cn, --san or subject override must match it.
     #[arg(long, value_name = "FILE")]
@@ -84,7 +83,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
             email: args.email.clone(),
             common_name: None,
         },
-        params: super::kv_pairs(&args.params)?,
+        params: args.params.resolve()?,
         csr,
     };
     let registry = super::registry(&env.data_dir);

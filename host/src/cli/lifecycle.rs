@@ -21,9 +21,8 @@ pub struct RenewArgs {
     /// Not possible when the renewal waits for approval (under another profile that requires it).
     #[arg(long)]
     account: Option<String>,
-    /// Dynamic parameter NAME=VALUE (repeatable).
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    params: Vec<String>,
+    #[command(flatten)]
+    params: super::DynamicParams,
     /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
@@ -89,7 +88,7 @@ pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super:
         profile: args.profile,
         account: args.account,
         any_account: true,
-        params: super::kv_pairs(&args.params)?,
+        params: args.params.resolve()?,
     };
     let registry = super::registry(&env.data_dir);
     let outcome = super::runtime()?.block_on(async {

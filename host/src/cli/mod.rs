@@ -215,15 +215,70 @@ fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// A request's dynamic parameters, given on the command line or — for a sensitive one, which
+/// must not appear in the process list (`/proc/PID/cmdline` is readable by every local user)
+/// or the shell's history — read from a file or an environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DynamicParams {
+    /// Dynamic parameter NAME=VALUE (repeatable). Give a sensitive one with --param-file or
+    /// --param-env: a value on the command line shows in the process list.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Dynamic parameter NAME=PATH read from a file, trailing newline dropped (repeatable;
+    /// `-` reads standard input).
+    #[arg(long = "param-file", value_name = "NAME=PATH")]
+    files: Vec<String>,
+    /// Dynamic parameter NAME=VAR read from environment variable VAR (repeatable).
+    #[arg(long = "param-env", value_name = "NAME=VAR")]
+    envs: Vec<String>,
+}
+
+impl DynamicParams {
+    /// Name → value, from all three forms; a name given twice is refused, and no value is
+    /// ever echoed.
+    pub fn resolve(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        with_sources(kv_pairs(&self.params)?, &self.files, &self.envs)
+    }
+}
+
+/// `values` with the parameters read from files (`NAME=PATH`, `-` for standard input) and
+/// environment variables (`NAME=VAR`) added; a name given twice is refused. Neither the
+/// path's content nor the variable's value is ever echoed.
+fn with_sources(
+    mut values: std::collections::BTreeMap<String, String>,
+    files: &[String],
+    envs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    use certhost::param::{ValueSource, resolve};
+    let mut stdin_read = false;
+    for (name, path) in kv_pairs(files)? {
+        let value = if path == "-" {
+            anyhow::ensure!(!stdin_read, "only one parameter can be read from standard input");
+            stdin_read = true;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| anyhow::anyhow!("parameter {name} could not be read from standard input ({e})"))?;
+            text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned()
+        } else {
+            resolve(&ValueSource::File { file: path.into() }, &name, "the command line", &env_lookup)?
+        };
+        anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
+    }
+    for (name, var) in kv_pairs(envs)? {
+        let value = resolve(&ValueSource::Env { env: var }, &name, "the command line", &env_lookup)?;
+        anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
+    }
+    Ok(values)
+}
+
 /// Parses `k=v` arguments into a map, refusing duplicates.
 fn kv_pairs(pairs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
     for p in pairs {
         // Never echo the argument: it may hold a sensitive value.
-        let (k, v) =
-            p.split_once('=').ok_or_else(|| anyhow::anyhow!("a --param argument is not of the form NAME=VALUE"))?;
-        anyhow::ensure!(!k.is_empty(), "a --param argument has an empty name");
-        anyhow::ensure!(out.insert(k.to_owned(), v.to_owned()).is_none(), "--param {k} is given twice");
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("an argument is not of the form NAME=VALUE"))?;
+        anyhow::ensure!(!k.is_empty(), "an argument NAME=VALUE has an empty name");
+        anyhow::ensure!(out.insert(k.to_owned(), v.to_owned()).is_none(), "parameter {k} is given twice");
     }
     Ok(out)
 }

@@ -43,9 +43,9 @@ pub enum Command {
     Approve {
         /// Order id.
         id: i64,
-        /// Sensitive dynamic parameters again (they are never stored): NAME=VALUE.
-        #[arg(long = "param", value_name = "NAME=VALUE")]
-        params: Vec<String>,
+        /// Sensitive dynamic parameters again (they are never stored).
+        #[command(flatten)]
+        params: super::DynamicParams,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -62,9 +62,9 @@ pub enum Command {
     Resubmit {
         /// Order id.
         id: i64,
-        /// Sensitive dynamic parameters again: NAME=VALUE.
-        #[arg(long = "param", value_name = "NAME=VALUE")]
-        params: Vec<String>,
+        /// Sensitive dynamic parameters again.
+        #[command(flatten)]
+        params: super::DynamicParams,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -171,11 +171,11 @@ fn submit(
     registry: &certhost::connector::Registry,
     env: &super::Env,
     id: i64,
-    params: &[String],
+    params: &super::DynamicParams,
     json: bool,
     decision: Decision,
 ) -> anyhow::Result<ExitCode> {
-    let params = super::kv_pairs(params)?;
+    let params = params.resolve()?;
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: registry, env: &super::env_lookup, actor: &env.actor };
         let outcome = p.decide(id, decision, &params).await?;

@@ -125,9 +125,12 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
             memory_mib,
             http_body_mib,
         } => {
-            let given = with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
-            let secrets =
-                with_sources(super::kv_pairs(&sensitive_params)?, &sensitive_param_files, &sensitive_param_envs)?;
+            let given = super::with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
+            let secrets = super::with_sources(
+                super::kv_pairs(&sensitive_params)?,
+                &sensitive_param_files,
+                &sensitive_param_envs,
+            )?;
             if let Some(name) = given.keys().find(|k| secrets.contains_key(*k)) {
                 anyhow::bail!("parameter {name} is given both as a plain and as a sensitive parameter");
             }
@@ -290,26 +293,6 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
         println!("  certhost {}", check.replace("{WASM}", &wasm.display().to_string()));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `values` with the parameters read from files (`NAME=PATH`) and environment variables
-/// (`NAME=VAR`) added; a name given twice is refused. Neither the path's content nor the
-/// variable's value is ever echoed.
-fn with_sources(
-    mut values: std::collections::BTreeMap<String, String>,
-    files: &[String],
-    envs: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    use certhost::param::{ValueSource, resolve};
-    let sources = super::kv_pairs(files)?
-        .into_iter()
-        .map(|(k, path)| (k, ValueSource::File { file: path.into() }))
-        .chain(super::kv_pairs(envs)?.into_iter().map(|(k, var)| (k, ValueSource::Env { env: var })));
-    for (name, source) in sources {
-        let value = resolve(&source, &name, "plugin check", &super::env_lookup)?;
-        anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
-    }
-    Ok(values)
 }
 
 fn check(

@@ -345,8 +345,11 @@ impl Challenges {
                 String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()).into_owned()
             })
             .collect();
+        // Redacted as a deploy hook's output is: of what the hook could inherit or read.
+        let secrets = crate::param::registered_secret_values(&|name| std::env::var(name).ok());
+        let redactor = super::redact::Redactor::new(secrets.iter().map(|v| v.as_str()));
         for line in text.lines().take(50) {
-            tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(line));
+            tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(&redactor.redact(line)));
         }
         if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
     }

@@ -255,7 +255,8 @@ impl Bounded for () {
     }
 }
 
-/// A page is shown, never stored: its items are left as they are.
+/// A page is shown, never stored: its items are left as they are here, and redacted where it
+/// is shown (`Pipeline::list_account_certificates`).
 impl Bounded for CertificatePage {
     fn bounded(self, _: &str, _: &[&str]) -> Result<Self, ConnectorError> {
         Ok(self)

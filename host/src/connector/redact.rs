@@ -18,6 +18,12 @@
 /// Lines of a multi-line value at least this long are redacted wherever they occur.
 pub(super) const MIN_FRAGMENT: usize = 8;
 
+/// Values (and forms) shorter than this many characters are replaced only where they stand
+/// alone — no letter or digit right before or after. Replaced everywhere, a one-letter secret
+/// turned every word holding it into `l***ak: rais***d` and so gave itself away to anyone
+/// reading the audit log; a 2–7 character one nearly as plainly.
+pub(super) const MIN_ANYWHERE: usize = 8;
+
 /// The redaction rules for one call's sensitive values. Its copies of the values are wiped
 /// when it is dropped, as `Args` wipes its own.
 #[derive(Clone, Default)]
@@ -91,7 +97,11 @@ impl Redactor {
         let mut out = text.to_owned();
         for v in &self.whole {
             if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "***");
+                out = if v.chars().count() >= MIN_ANYWHERE {
+                    out.replace(v.as_str(), "***")
+                } else {
+                    replace_standalone(&out, v)
+                };
             }
         }
         if self.fragments.is_empty() && self.short_lines.is_empty() {
@@ -114,6 +124,32 @@ impl Redactor {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `text` with each occurrence of `value` that no letter or digit touches replaced by `***`.
+fn replace_standalone(text: &str, value: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(value) {
+        let (head, tail) = rest.split_at(at);
+        let after = tail[value.len()..].chars().next();
+        let prev = head.chars().next_back().or(before);
+        out.push_str(head);
+        if prev.is_some_and(char::is_alphanumeric) || after.is_some_and(char::is_alphanumeric) {
+            // Part of a longer word: keep its first character and look again after it.
+            let first = tail.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&tail[..first]);
+            before = tail[..first].chars().next();
+            rest = &tail[first..];
+        } else {
+            out.push_str("***");
+            before = value.chars().next_back();
+            rest = &tail[value.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Drop for Redactor {
@@ -154,16 +190,19 @@ pub(crate) fn one_line(text: &str) -> String {
 /// holds none. Sound, not exact: each readable form keeps the value's ASCII letters and digits
 /// as they are, so a text without the value's longest run of them holds none of those; the
 /// opaque forms (hex, base64) are looked for by their own longest run; a multi-line value's
-/// lines are looked for as they are.
+/// lines are looked for as they are; a value of [`MIN_ANYWHERE`] characters or more in upper and
+/// lower case too.
 pub(crate) fn might_hold_any<'a>(values: impl IntoIterator<Item = &'a str>, text: &str) -> bool {
     let found = |form: &str| {
         let anchor = form.split(|c: char| !c.is_ascii_alphanumeric()).max_by_key(|run| run.len()).unwrap_or("");
         anchor.len() < 4 || text.contains(anchor)
     };
     values.into_iter().filter(|v| !v.is_empty()).any(|v| {
+        let cased = || v.chars().count() >= MIN_ANYWHERE && (found(&v.to_uppercase()) || found(&v.to_lowercase()));
         // An opaque form is never shorter than 4/3 of the value less 4 (a base64 core): a
         // shorter text (an order id against a CA key) cannot hold one, and is spared building them.
         found(v)
+            || cased()
             || (text.len() + 4 >= v.len() * 4 / 3 && opaque_forms(v).iter().any(|f| found(f)))
             || (v.contains('\n') && v.lines().map(str::trim).any(|l| !l.is_empty() && text.contains(l)))
     })
@@ -176,14 +215,32 @@ pub(crate) fn might_hold_any<'a>(values: impl IntoIterator<Item = &'a str>, text
 /// query parameters and form bodies) write it, with upper- and lower-case hex digits. A value of
 /// at least [`MIN_OPAQUE`] bytes also in the forms that hide its letters: hex of its bytes, and
 /// [`base64_cores`] — what HTTP Basic authentication sends (`user:password` in base64) and
-/// what a debug log of the request shows. Forms equal to the value itself are left out.
+/// what a debug log of the request shows. Then what a CA's answer commonly echoes it as: in
+/// HTML or XML (`&amp;`, `&lt;`, `&quot;`, `&#39;` … as Python's `html.escape`, Go's
+/// `html.EscapeString`, XML writers and PHP write them), in JSON as Go (`\u003c`, `\u0026`)
+/// and PHP (`\/`) write it, and, from [`MIN_ANYWHERE`] characters, all upper or lower case.
+/// Forms equal to the value itself are left out.
 pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
-    let mut forms = vec![
-        python_repr_body(value),
-        python_bytes_repr_body(value),
-        json_escaped(value, false),
-        json_escaped(value, true),
-    ];
+    let mut forms = vec![python_repr_body(value), python_bytes_repr_body(value)];
+    for ascii in [false, true] {
+        for style in [JsonStyle::Plain, JsonStyle::Slash, JsonStyle::Html] {
+            forms.push(json_escaped(value, ascii, style));
+        }
+    }
+    for quotes in [
+        None,
+        Some(("&quot;", "&#x27;")),
+        Some(("&#34;", "&#39;")),
+        Some(("&quot;", "&apos;")),
+        Some(("&quot;", "&#39;")),
+        Some(("&quot;", "'")),
+    ] {
+        forms.push(entity_escaped(value, quotes));
+    }
+    if value.chars().count() >= MIN_ANYWHERE {
+        forms.push(value.to_uppercase());
+        forms.push(value.to_lowercase());
+    }
     // Python's quote keeps `_.-~` (and `/` by default); quote_plus writes a space as `+`.
     for (kept, plus) in [(&b"_.-~/"[..], false), (&b"_.-~"[..], false), (&b"_.-~"[..], true)] {
         for lower in [false, true] {
@@ -308,13 +365,29 @@ fn python_printable(c: char) -> bool {
     !(c.is_control() || c.is_whitespace() || format || private)
 }
 
+/// What a JSON writer escapes besides what JSON requires.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonStyle {
+    /// Nothing more (Python, serde_json, JavaScript).
+    Plain,
+    /// `/` as `\/` (PHP's `json_encode`).
+    Slash,
+    /// `<`, `>`, `&`, U+2028 and U+2029 as `\u003c` … (Go's `encoding/json`).
+    Html,
+}
+
 /// `value` as a JSON string's body: `"`, `\` and control characters escaped (short forms where
 /// JSON has them, else `\u00NN`, lower-case hex as Python and serde_json write them); with
-/// `ascii`, every non-ASCII character (and DEL) as `\uNNNN`, in surrogate pairs above U+FFFF.
-fn json_escaped(value: &str, ascii: bool) -> String {
+/// `ascii`, every non-ASCII character (and DEL) as `\uNNNN`, in surrogate pairs above U+FFFF;
+/// and what `style` escapes as well.
+fn json_escaped(value: &str, ascii: bool, style: JsonStyle) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         match c {
+            '/' if style == JsonStyle::Slash => out.push_str("\\/"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if style == JsonStyle::Html => {
+                push_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c)));
+            }
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -329,6 +402,23 @@ fn json_escaped(value: &str, ascii: bool) -> String {
                 }
             }
             c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `value` with `&`, `<` and `>` written as HTML and XML entities, and `"` and `'` as `quotes`
+/// gives them (kept when `None`, as an XML text node keeps them).
+fn entity_escaped(value: &str, quotes: Option<(&str, &str)>) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match (c, quotes) {
+            ('&', _) => out.push_str("&amp;"),
+            ('<', _) => out.push_str("&lt;"),
+            ('>', _) => out.push_str("&gt;"),
+            ('"', Some((double, _))) => out.push_str(double),
+            ('\'', Some((_, single))) => out.push_str(single),
+            (c, _) => out.push(c),
         }
     }
     out
@@ -551,6 +641,42 @@ for v in json.load(sys.stdin):
             for form in python_forms.iter().filter(|f| f.as_str() != *value) {
                 assert!(ours.contains(form), "{form:?} (of {value:?}) missing from {ours:?}");
             }
+        }
+    }
+
+    /// Regression (review of stop 33): a one-letter secret replaced everywhere turned the
+    /// error into `script l***ak: rais***d Runtim***Error`, which named it.
+    #[test]
+    fn a_short_value_is_replaced_only_where_it_stands_alone() {
+        let r = Redactor::new(["e", "hunter2"]);
+        assert_eq!(r.redact("script leak: raised RuntimeError: e"), "script leak: raised RuntimeError: ***");
+        assert_eq!(r.redact("pw=hunter2; user hunter2x hunter22 (hunter2)"), "pw=***; user hunter2x hunter22 (***)");
+        assert_eq!(r.redact("e-e e"), "***-*** ***");
+        assert_eq!(r.redact("ee"), "ee", "two touching copies are one word");
+        assert_eq!(r.redact("\u{e9}e \u{e9}"), "\u{e9}e \u{e9}", "letters beyond ASCII count too");
+        // From eight characters a value is replaced wherever it occurs.
+        let r = Redactor::new(["Summer24"]);
+        assert_eq!(r.redact("xSummer24x"), "x***x");
+    }
+
+    /// Regression (review of stop 33): a CA's HTML error page, and JSON from Go or PHP, echoed a
+    /// secret holding `&<>"'/` in forms none of the rules had.
+    #[test]
+    fn html_xml_go_and_php_echoes_of_a_secret_are_redacted() {
+        let secret = "S3cr3t-Canary-7f2a9&<x>/\"q'";
+        let script = r#"
+import html, json, sys, xml.sax.saxutils as sx
+for v in json.load(sys.stdin):
+    print(json.dumps([html.escape(v), html.escape(v, quote=False), sx.escape(v), sx.quoteattr(v)[1:-1],
+                      json.dumps(v).replace("/", "\\/")[1:-1]]))
+"#;
+        let python: Vec<String> = serde_json::from_str(&python_lines(script, &[secret])[0]).expect("python forms");
+        let go = "S3cr3t-Canary-7f2a9\\u0026\\u003cx\\u003e/\\\"q'";
+        let go_html = "S3cr3t-Canary-7f2a9&amp;&lt;x&gt;/&#34;q&#39;";
+        let r = Redactor::new([secret]);
+        for echo in python.iter().map(String::as_str).chain([go, go_html, "S3CR3T-CANARY-7F2A9&<X>/\"Q'"]) {
+            assert_eq!(r.redact(&format!("<p>invalid key {echo}</p>")), "<p>invalid key ***</p>", "{echo}");
+            assert!(might_hold_any([secret], echo), "the cheap test missed {echo}");
         }
     }
 

@@ -497,6 +497,27 @@ impl Inventory {
         Ok(Some(Zeroizing::new(text)))
     }
 
+    /// Every stored sensitive value, unsealed, for redacting what a hook prints: a hook runs
+    /// as the same user, with the data directory and master key within reach. A value that
+    /// does not open is left out (reading it for its call reports that).
+    pub fn stored_secret_values(&self) -> Result<Vec<Zeroizing<String>>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached("SELECT owner_kind, owner_name, name, sealed FROM secrets")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })?;
+        let mut values = Vec::new();
+        for row in rows {
+            let (kind, owner, name, sealed) = row?;
+            let kind = if kind == "profile" { SecretOwner::Profile } else { SecretOwner::Account };
+            if let Ok(plain) = self.vault.open(&sealed, &secret_aad(kind, &owner, &name))
+                && let Ok(text) = String::from_utf8(plain.to_vec())
+            {
+                values.push(Zeroizing::new(text));
+            }
+        }
+        Ok(values)
+    }
+
     /// Whether a sensitive value is stored (for `set: true|false` views).
     pub fn has_secret(&self, kind: SecretOwner, owner: &str, name: &str) -> Result<bool, InventoryError> {
         Ok(self
@@ -520,7 +541,7 @@ fn parse_def<T: serde::de::DeserializeOwned>(json: &str, kind: &str, name: &str)
 /// hook started later never gets them, whichever account it belongs to.
 fn parse_profile(json: &str, name: &str) -> Result<ProfileDef, InventoryError> {
     let def: ProfileDef = parse_def(json, "profile", name)?;
-    crate::param::hide_names_from_children(def.secret_env_names());
+    crate::param::hide_from_children(def.secret_sources());
     Ok(def)
 }
 
@@ -544,7 +565,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, I
     let ok: Option<bool> = r.get(5)?;
     let message: Option<String> = r.get(6)?;
     Ok(parse_def::<AccountDef>(&json, "account", &name).map(|mut def| {
-        crate::param::hide_names_from_children(crate::param::sensitive_env_names(&def.params));
+        crate::param::hide_from_children(crate::param::sensitive_sources(&def.params));
         def.status = if status == "inactive" { AccountStatus::Inactive } else { AccountStatus::Active };
         Account {
             name,

@@ -138,6 +138,27 @@ class _Capture:
 # --- redaction (the rules of `connector/redact.rs`) -----------------------------------------
 
 MIN_FRAGMENT = 8
+# Values (and forms) shorter than this are replaced only where no letter or digit touches
+# them (`MIN_ANYWHERE` in redact.rs): replaced everywhere, a one-letter secret gave itself
+# away by the words it cut up.
+MIN_ANYWHERE = 8
+
+
+def _replace_standalone(text, value):
+    out, start, n = [], 0, len(value)
+    at = text.find(value)
+    while at != -1:
+        before = text[at - 1] if at > 0 else ""
+        after = text[at + n] if at + n < len(text) else ""
+        if before.isalnum() or after.isalnum():
+            at = text.find(value, at + 1)
+            continue
+        out.append(text[start:at])
+        out.append("***")
+        start = at + n
+        at = text.find(value, start)
+    out.append(text[start:])
+    return "".join(out)
 
 
 class _Redactor:
@@ -170,7 +191,7 @@ class _Redactor:
             return text
         for v in self.whole:
             if v in text:
-                text = text.replace(v, "***")
+                text = text.replace(v, "***") if len(v) >= MIN_ANYWHERE else _replace_standalone(text, v)
         for f in self.fragments:
             if f in text:
                 text = text.replace(f, "***")
