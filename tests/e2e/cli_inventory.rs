@@ -220,7 +220,7 @@ fn a_wrong_master_key_is_a_clear_error_and_loses_nothing() {
 #[test]
 fn without_an_environment_key_a_private_key_file_is_created_and_reused() {
     let app = App::new();
-    app.run_with_key(&["list"], None).ok();
+    app.run_with_key(&["init"], None).ok();
     let key_file = app.data_dir().join("master.key");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(fs::metadata(&key_file).expect("key file").permissions().mode() & 0o777, 0o600);
@@ -232,7 +232,8 @@ fn without_an_environment_key_a_private_key_file_is_created_and_reused() {
 #[test]
 fn a_database_from_a_newer_certhost_is_refused_and_left_untouched() {
     let app = App::new();
-    app.run(&["list"]).ok();
+    assert!(app.run(&["init"]).ok().contains("created an inventory in"));
+    assert!(app.run(&["init"]).ok().contains("already holds an inventory; nothing changed"));
     let db = app.data_dir().join("certhost.db");
     {
         let conn = rusqlite::Connection::open(&db).expect("open");
@@ -283,7 +284,7 @@ fn many_processes_opening_a_new_data_directory_at_once_all_succeed() {
         let children: Vec<std::process::Child> = (0..8)
             .map(|_| {
                 let mut cmd = std::process::Command::new(crate::helpers::certhost_bin());
-                cmd.args(["list", "--json"])
+                cmd.args(["init"])
                     .env("CERTHOST_DATA_DIR", app.data_dir())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped());

@@ -416,6 +416,16 @@ fn a_pending_order_is_polled_to_issued() {
     let r = conf.run(&app, &["orders", "poll", "1"]);
     assert!(r.ok().contains("issued certificate #1 (order #1)"), "{} {}", r.stdout, r.stderr);
     assert_eq!(app.json(&["orders", "show", "1", "--json"])["state"], "issued");
+    // Polling every due order: JSON is JSON (review of stop 33: it printed Rust debug text).
+    let r = conf.run(&app, &["orders", "poll", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(r.ok()).expect("json"), serde_json::json!([]));
+    conf.run(&app, &["issue", "--profile", "slow", "--cn", "second.example.com"]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let r = conf.run(&app, &["orders", "poll", "--json"]);
+    let polled: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(polled[0]["order_id"], 2, "{polled}");
+    assert_eq!(polled[0]["disposition"], "issued", "{polled}");
+    assert_eq!(polled[0]["certificate"]["common_name"], "second.example.com", "{polled}");
 }
 
 #[test]
@@ -427,6 +437,7 @@ fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend(
         &scripted_account("hang", "block", &ca, "timeout_seconds = 2"),
         &[("hang", "accounts = [\"hang\"]\n")],
     );
+    app.run(&["init"]).ok();
     let mut child = Command::new(certhost_bin())
         .args(["--config", &conf.path(), "issue", "--profile", "hang", "--cn", "crash.example.com"])
         .env("CERTHOST_DATA_DIR", app.data_dir())

@@ -730,18 +730,55 @@ fn a_key_revoked_for_compromise_is_never_reused_and_its_other_certificates_renew
 }
 
 /// Regression: when `--out` could not be written, `issue` said only "Not a directory": the
-/// certificate had been issued and stored, and an operator retrying issued another one.
+/// certificate had been issued and stored, and an operator retrying issued another one. An
+/// `--out` that cannot be a directory is now refused before anything is requested (review of
+/// stop 33: a file, `/proc/…`); one that fails after the CA issued exits 3, not the 1 a
+/// retrying wrapper issues again on, and `show ID --out` writes the files, key included.
 #[test]
-fn an_unwritable_out_directory_still_says_the_certificate_was_issued() {
+fn an_unwritable_out_directory_is_refused_first_and_a_late_failure_says_the_certificate_was_issued() {
     let app = App::new();
     let (config, _) = local_ca_lab(&app, "");
     let c = s(&config);
-    let err = app
-        .run(&["--config", c, "issue", "--profile", "lab", "--cn", "out.example.com", "--out", "/dev/null/x"])
-        .fails(1)
-        .to_owned();
-    assert!(err.contains("certificate #1 was issued and stored") && err.contains("/dev/null/x"), "{err}");
+    for bad in ["/dev/null/x", "/proc/certhost-nope", "/etc/hostname"] {
+        let err = app
+            .run(&["--config", c, "issue", "--profile", "lab", "--cn", "out.example.com", "--out", bad])
+            .fails(1)
+            .to_owned();
+        assert!(err.contains(bad) && err.contains("nothing was issued"), "{err}");
+        let err = app.run(&["--config", c, "renew", "1", "--out", bad]).fails(1).to_owned();
+        assert!(err.contains("not found"), "no certificate yet: {err}");
+    }
+    assert_eq!(app.json(&["list", "--json"]).as_array().expect("list").len(), 0, "nothing was requested");
+
+    // key.pem is a directory: only the write finds that out, after the issuance.
+    let out = app.path("out");
+    std::fs::create_dir_all(out.join("key.pem")).expect("mkdir");
+    let o = s(&out);
+    let run =
+        app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "out.example.com", "--out", o, "--overwrite"]);
+    let err = run.fails(3).to_owned();
+    assert!(err.contains("certificate #1 was issued and stored (do not issue it again)"), "{err}");
+    assert!(err.contains("certhost show 1 --out DIR writes them"), "{err}");
     assert_eq!(app.json(&["list", "--json"]).as_array().expect("list").len(), 1);
+    let err = app.run(&["--config", c, "renew", "1", "--out", "/etc/hostname"]).fails(1).to_owned();
+    assert!(err.contains("--out /etc/hostname is not a directory; nothing was requested"), "{err}");
+
+    let again = app.path("again");
+    let shown = app.run(&["show", "1", "--out", s(&again)]);
+    assert!(
+        shown.ok().contains("wrote cert.pem, chain.pem, fullchain.pem, key.pem of certificate #1"),
+        "{}",
+        shown.stdout
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(again.join("key.pem")).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(again.join("key.pem")).expect("key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    let refused = app.run(&["show", "1", "--out", s(&again)]).fails(1).to_owned();
+    assert!(refused.contains("already holds cert.pem") && refused.contains("nothing was written"), "{refused}");
+    let audit = app.json(&["audit", "--json", "--object-type", "certificate", "--object-id", "1"]);
+    assert!(audit.to_string().contains("certificate.key_download"), "the key's export is audited: {audit}");
 }
 
 /// Regression: a target's files were renamed into place one by one, so a failure at the key
@@ -1316,4 +1353,23 @@ fn an_imported_certificate_renewed_under_a_profile_gets_the_fields_it_fixes() {
     app.run(&["--config", c, "renew", "1", "--profile", "lab"]).ok();
     let renewed = app.json(&["--config", c, "show", "2", "--json"]);
     assert_eq!(renewed["subject"], "O=Lab Org, CN=bare.example.com", "{renewed}");
+}
+
+/// Regression (review of stop 33): a reading command in the wrong directory or with a
+/// mistyped --data-dir made an empty inventory and a new master key there, and answered "no
+/// certificates match".
+#[test]
+fn a_reading_command_finds_no_inventory_where_there_is_none_and_makes_none() {
+    let app = App::new();
+    let nowhere = app.path("typo");
+    let d = s(&nowhere);
+    for args in [&["list"][..], &["show", "1"], &["audit"], &["renewals"], &["token", "list"], &["orders", "list"]] {
+        let run = app.run(&[&["--data-dir", d][..], args].concat());
+        let err = run.fails(1);
+        assert!(err.contains("there is no inventory in") && err.contains("--data-dir"), "{args:?}: {err}");
+    }
+    assert!(!nowhere.exists(), "nothing was created");
+    // A command that writes still starts one.
+    app.run(&["--data-dir", d, "token", "create", "--name", "first", "--role", "admin"]).ok();
+    assert_eq!(app.json(&["--data-dir", d, "token", "list", "--json"]).as_array().map(Vec::len), Some(1));
 }

@@ -73,6 +73,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads the inventory (and so needs one to exist).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Command::List { .. } | Command::Show { .. })
+    }
+}
+
 /// Fields settable on create and edit.
 #[derive(Debug, clap::Args)]
 pub struct Fields {

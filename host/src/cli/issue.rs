@@ -68,7 +68,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         None => None,
     };
     if let Some(dir) = &args.out {
-        check_out_dir(dir, csr.as_deref(), args.overwrite)?;
+        prepare_out_dir(dir, csr.as_deref(), args.overwrite, "nothing was issued")?;
     }
     let request = IssueRequest {
         profile: args.profile.clone(),
@@ -96,8 +96,9 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
 }
 
 /// Prints an outcome (shared with `orders poll/approve/resubmit`) and writes files when asked.
-/// The exit code of a command that issued and stored a certificate whose deployment failed:
-/// neither success nor the operational error (1) after which a retry would issue again.
+/// The exit code of a command that issued and stored a certificate it could not deliver (a
+/// deployment target failed, or its `--out` files could not be written): neither success nor
+/// the operational error (1) after which a retry would issue again.
 pub const DEPLOY_FAILED: u8 = 3;
 
 pub fn report(
@@ -110,30 +111,28 @@ pub fn report(
         IssueOutcome::Issued { order_id, certificate: record } => {
             let certificate_id = record.id;
             if let Some(dir) = out {
-                // The certificate is stored whatever happens here: say so, or a retry issues
-                // another one (`certhost show` and `--pem` get this one again).
-                write_files(inv, record, dir).with_context(|| {
-                    format!(
-                        "certificate #{certificate_id} was issued and stored (do not issue it again: \
-                         certhost show {certificate_id} --pem prints it), but writing its files to {} failed",
-                        dir.display()
-                    )
-                })?;
+                // The certificate is stored whatever happens here: say so, and not with the
+                // exit code a retrying wrapper would issue again on.
+                let key = record.key_id.map(|k| inv.private_key(k)).transpose()?;
+                if let Err(e) = write_files(key.as_ref(), record, dir) {
+                    eprintln!(
+                        "certificate #{certificate_id} was issued and stored (do not issue it again), but writing its files to {} failed: {}; \
+                         certhost show {certificate_id} --out DIR writes them",
+                        dir.display(),
+                        super::sentence(&e)
+                    );
+                    return Ok(ExitCode::from(DEPLOY_FAILED));
+                }
             }
             // The profile's deployments ran in the pipeline and are recorded with the new
             // certificate; a failed one is this command's failure, though the certificate is
             // stored: a consumer left on the old one expires unnoticed otherwise.
             // The latest outcome of each target (newest first from the inventory): an older
             // failure a later `certhost deploy` mended is not this command's.
-            let mut deployments = inv.deployments(certificate_id)?;
-            let mut seen = std::collections::HashSet::new();
-            deployments.retain(|(target, ..)| seen.insert(target.clone()));
+            let deployments = latest_deployments(inv, certificate_id)?;
             let failed: Vec<_> = deployments.iter().filter(|(_, outcome, _, _)| outcome != "success").collect();
             if json {
-                let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
-                output::json(
-                    &serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view }),
-                )?;
+                output::json(&outcome_json(inv, outcome)?)?;
             } else {
                 println!(
                     "issued certificate #{certificate_id} (order #{order_id}): {}",
@@ -169,9 +168,7 @@ pub fn report(
         }
         IssueOutcome::Pending { order_id, next_poll_at } => {
             if json {
-                output::json(
-                    &serde_json::json!({ "disposition": "pending", "order_id": order_id, "next_poll_at": output::rfc3339(*next_poll_at) }),
-                )?;
+                output::json(&outcome_json(inv, outcome)?)?;
             } else {
                 println!(
                     "order #{order_id} is pending at the CA; next poll at {} (certhost orders poll {order_id})",
@@ -181,7 +178,7 @@ pub fn report(
         }
         IssueOutcome::AwaitingApproval { order_id } => {
             if json {
-                output::json(&serde_json::json!({ "disposition": "awaiting_approval", "order_id": order_id }))?;
+                output::json(&outcome_json(inv, outcome)?)?;
             } else {
                 println!("order #{order_id} awaits approval (certhost orders approve {order_id}, by someone else)");
             }
@@ -190,13 +187,47 @@ pub fn report(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The latest outcome of each of a certificate's deployment targets (newest first from the
+/// inventory): an older failure a later `certhost deploy` mended is not a command's failure.
+fn latest_deployments(inv: &Inventory, id: i64) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+    let mut deployments = inv.deployments(id)?;
+    let mut seen = std::collections::HashSet::new();
+    deployments.retain(|(target, ..)| seen.insert(target.clone()));
+    Ok(deployments)
+}
+
+/// The first target whose latest deployment of certificate `id` failed, with the message.
+pub fn failed_deployment(inv: &Inventory, id: i64) -> anyhow::Result<Option<(String, String)>> {
+    Ok(latest_deployments(inv, id)?
+        .into_iter()
+        .find(|(_, outcome, ..)| outcome != "success")
+        .map(|(t, _, m, _)| (t, m)))
+}
+
+/// What `--json` prints for an outcome: the disposition, the order and, when issued, the
+/// certificate with its deployments.
+pub fn outcome_json(inv: &Inventory, outcome: &IssueOutcome) -> anyhow::Result<serde_json::Value> {
+    Ok(match outcome {
+        IssueOutcome::Issued { order_id, certificate: record } => {
+            let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
+            serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view })
+        }
+        IssueOutcome::Pending { order_id, next_poll_at } => {
+            serde_json::json!({ "disposition": "pending", "order_id": order_id, "next_poll_at": output::rfc3339(*next_poll_at) })
+        }
+        IssueOutcome::AwaitingApproval { order_id } => {
+            serde_json::json!({ "disposition": "awaiting_approval", "order_id": order_id })
+        }
+    })
+}
+
 /// Refuses, before anything is issued, an `--out` directory holding files the issuance would
 /// overwrite (unless `overwrite`): a certificate issued for an uploaded CSR was written beside
 /// an earlier issuance's key.pem, a pair that cannot work together. With a CSR no key.pem is
 /// written, so one already there is refused only when it is readable and holds another key
 /// (`key-csr --out DIR`, then `issue --csr DIR/csr.pem --out DIR` keeps working, and so does
 /// an encrypted key beside its CSR), with or without `overwrite`.
-fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool) -> anyhow::Result<()> {
+fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool, nothing: &str) -> anyhow::Result<()> {
     let csr_key = csr.and_then(|c| certhost::csr::parse_csr(c).ok()).map(|c| c.public_key_raw);
     let key_path = dir.join("key.pem");
     if let Some(wanted) = &csr_key
@@ -207,7 +238,7 @@ fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool) -> 
             && key.public_key_raw() != wanted.as_slice()
         {
             anyhow::bail!(
-                "{} holds another key than the CSR's, which would sit beside the new certificate; nothing was issued: give --out another directory",
+                "{} holds another key than the CSR's, which would sit beside the new certificate; {nothing}: give --out another directory",
                 key_path.display()
             );
         }
@@ -222,15 +253,41 @@ fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool) -> 
     };
     if let Some(name) = written.iter().find(|name| dir.join(name).exists()) {
         anyhow::bail!(
-            "{} already holds {name}, which this issuance would overwrite; nothing was issued: give --out an empty directory, or --overwrite",
+            "{} already holds {name}, which this would overwrite; {nothing}: give --out an empty directory, or --overwrite",
             dir.display()
         );
     }
     Ok(())
 }
 
-fn write_files(
-    inv: &Inventory,
+/// [`check_out_dir`], then makes sure files can be written there — creating the directory —
+/// before anything is issued: a path that is a file, or a directory certhost cannot write,
+/// was found only after the CA had issued.
+/// `nothing` is what the refusal means for the command ("nothing was issued").
+pub fn prepare_out_dir(
+    dir: &std::path::Path,
+    csr: Option<&[u8]>,
+    overwrite: bool,
+    nothing: &str,
+) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("--out {} is not a directory; {nothing}", dir.display());
+    }
+    check_out_dir(dir, csr, overwrite, nothing)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("--out {} cannot be created; {nothing}", dir.display()))?;
+    let probe = dir.join(format!(".certhost-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("--out {} cannot be written; {nothing}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes cert.pem, chain.pem, fullchain.pem and, with `key`, key.pem (0600) into `dir`.
+pub fn write_files(
+    key: Option<&certhost::key::PrivateKey>,
     record: &certhost::inventory::CertificateRecord,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -239,8 +296,8 @@ fn write_files(
         ("chain.pem", record.chain_pem.clone(), 0o644),
         ("fullchain.pem", format!("{}{}", record.pem, record.chain_pem), 0o644),
     ];
-    if let Some(key_id) = record.key_id {
-        files.push(("key.pem", inv.private_key(key_id)?.to_pem().to_string(), 0o600));
+    if let Some(key) = key {
+        files.push(("key.pem", key.to_pem().to_string(), 0o600));
     }
     for (name, content, mode) in files {
         certhost::deploy::write_atomically(&dir.join(name), content.as_bytes(), mode, None, None)?;

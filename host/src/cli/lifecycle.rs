@@ -23,7 +23,8 @@ pub struct RenewArgs {
     account: Option<String>,
     #[command(flatten)]
     params: super::DynamicParams,
-    /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here.
+    /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here, replacing the
+    /// files of the certificate it renews when they are there.
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
     /// Print JSON.
@@ -82,6 +83,10 @@ fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
 /// `renew` or `reissue`.
 pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?;
+    if let Some(dir) = &args.out {
+        // Where the renewed certificate's files usually are: replacing them is the point.
+        super::issue::prepare_out_dir(dir, None, true, "nothing was requested")?;
+    }
     // Whoever runs the CLI holds the master key, an administrator: any account may be named.
     let opts = RenewOptions {
         kind,

@@ -47,6 +47,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create the data directory, its master key and an empty inventory (any command that
+    /// writes does so on first use; commands that only read need one to exist).
+    Init,
     /// Generate a private key and a CSR from a subject and SANs.
     KeyCsr(key_csr::Args),
     /// Parse and verify a CSR (PEM or DER) as the host does for uploads.
@@ -116,12 +119,40 @@ pub struct Env {
 pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     let Cli { data_dir, config, command, .. } = cli;
     let configured = |env: &Env| open_configured(&data_dir, config.as_deref(), env);
+    // A command that only reads finds no inventory where none is, rather than making an
+    // empty one (and a master key nobody backed up) in a mistyped --data-dir or the wrong
+    // working directory, and answering "no certificates".
+    let reads_only = match &command {
+        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Renewals(_) => true,
+        Command::Token(cmd) => cmd.reads_only(),
+        Command::Orders(cmd) => cmd.reads_only(),
+        Command::Account(cmd) => cmd.reads_only() && config_path(config.as_deref()).is_none(),
+        Command::Profile(cmd) => cmd.reads_only() && config_path(config.as_deref()).is_none(),
+        _ => false,
+    };
+    if reads_only {
+        require_inventory(&data_dir)?;
+    }
     match command {
+        Command::Init => {
+            let existed = data_dir.join(certhost::inventory::DB_FILE).is_file();
+            open_inventory(&data_dir, env)?;
+            let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            if existed {
+                println!("{} already holds an inventory; nothing changed", shown.display());
+            } else {
+                println!(
+                    "created an inventory in {} (back up its master.key, or keep CERTHOST_MASTER_KEY: keys and secrets cannot be read without it)",
+                    shown.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::KeyCsr(args) => key_csr::run(args),
         Command::InspectCsr(args) => inspect_csr::run(args),
         Command::Import(args) => import::run(args, &mut open_inventory(&data_dir, env)?, env),
         Command::List(args) => list::run(args, &current_inventory(&data_dir, env)?),
-        Command::Show(args) => show::run(args, &current_inventory(&data_dir, env)?),
+        Command::Show(args) => show::run(args, &mut current_inventory(&data_dir, env)?, env),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
@@ -289,6 +320,20 @@ fn current_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
     inv.mark_expired(&env.actor)?;
     Ok(inv)
+}
+
+/// Refuses a data directory that holds no inventory, saying where it looked.
+fn require_inventory(data_dir: &Path) -> anyhow::Result<()> {
+    if data_dir.join(certhost::inventory::DB_FILE).is_file() {
+        return Ok(());
+    }
+    let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    anyhow::bail!(
+        "there is no inventory in {} (no {}): give the data directory with --data-dir or CERTHOST_DATA_DIR; \
+         issue, import or serve starts a new one",
+        shown.display(),
+        certhost::inventory::DB_FILE
+    )
 }
 
 /// Opens the inventory with the master key from the environment or the key file.

@@ -71,6 +71,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads the inventory (and so needs one to exist).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Command::List { .. } | Command::Show { .. })
+    }
+}
+
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let registry = super::registry(&env.data_dir);
     match cmd {
@@ -136,21 +143,46 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                     super::issue::report(p.inventory, &outcome, None, json)
                 }
                 None => {
+                    // Each order as `orders poll ID` reports it; the exit code is the worst of
+                    // them: 1 when a poll failed, else 3 when a deployment did.
                     let results = p.poll_due().await?;
-                    let mut failed = false;
+                    let (mut failed, mut deploy_failed) = (false, false);
+                    let mut items = Vec::new();
                     for (id, r) in &results {
                         match r {
-                            Ok(o) => println!("order #{id}: {o:?}"),
+                            Ok(o) if json => {
+                                let mut item = super::issue::outcome_json(p.inventory, o)?;
+                                if let certhost::issue::IssueOutcome::Issued { certificate, .. } = o {
+                                    deploy_failed |=
+                                        super::issue::failed_deployment(p.inventory, certificate.id)?.is_some();
+                                }
+                                item["order_id"] = (*id).into();
+                                items.push(item);
+                            }
+                            Ok(o) => {
+                                let code = super::issue::report(p.inventory, o, None, false)?;
+                                deploy_failed |= code == ExitCode::from(super::issue::DEPLOY_FAILED);
+                            }
                             Err(e) => {
                                 failed = true;
-                                println!("order #{id}: {e}");
+                                if json {
+                                    items.push(serde_json::json!({ "order_id": id, "error": e.to_string() }));
+                                } else {
+                                    eprintln!("order #{id}: {}", output::terminal_safe(&e.to_string()));
+                                }
                             }
                         }
                     }
-                    if results.is_empty() {
+                    if json {
+                        output::json(&items)?;
+                    } else if results.is_empty() {
                         println!("no orders due for polling");
                     }
-                    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                    Ok(match (failed, deploy_failed) {
+                        (true, _) => ExitCode::from(1),
+                        (false, true) => ExitCode::from(super::issue::DEPLOY_FAILED),
+                        (false, false) => ExitCode::SUCCESS,
+                    })
                 }
             }
         }),

@@ -41,6 +41,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads the inventory (and so needs one to exist).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Command::List { .. } | Command::Show { .. })
+    }
+}
+
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json } => {

@@ -19,16 +19,38 @@ pub struct Args {
     /// Print JSON (including the PEM).
     #[arg(long)]
     json: bool,
+    /// Write cert.pem, chain.pem, fullchain.pem and, when a private key is stored, key.pem
+    /// (mode 0600; recorded in the audit log as a key download) into DIR, as `issue --out` does.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pem", "json"])]
+    out: Option<std::path::PathBuf>,
+    /// Replace those files when DIR already holds them.
+    #[arg(long, requires = "out")]
+    overwrite: bool,
 }
 
-pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let r = inv.find(&args.id)?.ok_or_else(|| anyhow!("no certificate with id or thumbprint {}", args.id))?;
     let now = output::now();
     if args.pem {
         print!("{}{}", r.pem, r.chain_pem);
         return Ok(ExitCode::SUCCESS);
     }
-    let view = CertView::new(&r, now, true).with_history(inv)?;
+    if let Some(dir) = &args.out {
+        super::issue::prepare_out_dir(dir, None, args.overwrite, "nothing was written")?;
+        let key = match r.key_id {
+            Some(_) => Some(inv.download_key(r.id, &env.actor)?),
+            None => None,
+        };
+        super::issue::write_files(key.as_ref(), &r, dir)?;
+        println!(
+            "wrote cert.pem, chain.pem, fullchain.pem{} of certificate #{} to {}",
+            if key.is_some() { ", key.pem" } else { "" },
+            r.id,
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view = CertView::new(&r, now, true).with_history(&*inv)?;
     if args.json {
         output::json(&view)?;
         return Ok(ExitCode::SUCCESS);

@@ -35,6 +35,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads the inventory (and so needs one to exist).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Command::List { .. })
+    }
+}
+
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Create { name, role, expires_in } => {
