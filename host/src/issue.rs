@@ -155,6 +155,16 @@ pub enum IssueError {
         /// Redacted reason.
         message: String,
     },
+    /// The CA call ended without an answer the host could act on — it timed out, or the CA
+    /// issued and storing the certificate failed — so the order is held for an operator
+    /// (`needs_attention`), neither failed nor sent again.
+    #[error("order {order_id} needs attention: {message}")]
+    NeedsAttention {
+        /// Order.
+        order_id: i64,
+        /// Redacted reason, with what to do.
+        message: String,
+    },
     /// The CA refused.
     #[error("order {order_id} rejected by the CA: {reason}")]
     Rejected {
@@ -589,6 +599,21 @@ impl Pipeline<'_> {
                     last_error = Some(args.redact(&e.to_string()));
                     order = Submission::Written(current);
                 }
+                // The CA may have received a request whose call ran out of time: failed, it would
+                // be asked again by whoever retries. An automatic renewal fails as before, with
+                // its backoff: the scheduler would otherwise resubmit it every round.
+                Err(e @ ConnectorError::TimedOut { .. })
+                    if current.requested_by != crate::inventory::AUTO_RENEWAL_ACTOR =>
+                {
+                    let id = current.id;
+                    let message = format!(
+                        "{}; the CA may have received the request, so the order is held, not failed: check at the CA, \
+                         then resubmit order {id} (same request id) or decline it",
+                        args.redact(&e.to_string())
+                    );
+                    self.hold(id, &message).await?;
+                    return Err(IssueError::NeedsAttention { order_id: id, message });
+                }
                 Err(e) => {
                     let message = args.redact(&e.to_string());
                     self.fail(current.id, &message).await?;
@@ -833,16 +858,39 @@ impl Pipeline<'_> {
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));
                         let renew_after = due.map(|d| d.at);
                         let (id, actor) = (order.id, self.actor.to_owned());
+                        let issued = (verified.info.serial.clone(), verified.info.sha256.clone());
+                        let der = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &verified.der);
                         // Stored, closed, audited and scheduled in one change: a crash leaves
                         // either a pending order or a certificate that will renew.
-                        let certificate = self
+                        let stored = self
                             .inventory
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
                                 inv.schedule_issued(&cert, renew_after)?;
                                 Ok(cert)
                             })
-                            .await?;
+                            .await;
+                        let certificate = match stored {
+                            Ok(certificate) => certificate,
+                            Err(e) => {
+                                // The CA issued: the certificate is not dropped without a word
+                                // (a resubmit would pay for a second one). Its DER goes to the
+                                // log, where an operator can take it to `certhost import`.
+                                let (serial, sha256) = issued;
+                                let message = format!(
+                                    "the CA issued certificate serial {serial} (SHA-256 {sha256}), but storing it failed \
+                                     ({e}); its DER is in the log: import it (certhost import), then decline order {id}"
+                                );
+                                tracing::error!(order = id, certificate_der_base64 = %der, "{message}");
+                                if let Err(held) = self.hold(id, &message).await {
+                                    tracing::error!(
+                                        order = id,
+                                        "order could not be held for an operator either: {held}"
+                                    );
+                                }
+                                return Err(IssueError::NeedsAttention { order_id: id, message });
+                            }
+                        };
                         if let Some(d) = due.filter(|d| d.fell_back) {
                             tracing::warn!(
                                 certificate = certificate.id,
@@ -891,6 +939,16 @@ impl Pipeline<'_> {
                 Err(IssueError::Rejected { order_id: order.id, reason })
             }
         }
+    }
+
+    /// Holds an order for an operator (reason already redacted), logged: nothing else tells
+    /// anyone until they list orders.
+    async fn hold(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
+        tracing::warn!(order = order_id, "order held for an operator: {reason}");
+        let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
+        self.inventory.write(move |inv| inv.hold_for_operator(order_id, &reason, &actor)).await?;
+        crate::metrics::issuance("needs_attention");
+        Ok(())
     }
 
     /// Closes an order as `failed` (reason already redacted) and counts it in the metrics.

@@ -64,6 +64,10 @@ pub enum VaultError {
     Truncated,
 }
 
+/// A key file without a database beside it is taken for a data directory being created only
+/// while it is younger than this; after that, for one whose inventory was lost.
+const ORPHAN_KEY_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl MasterKey {
     /// Decodes base64 of exactly 32 bytes.
     pub fn from_base64(text: &str) -> Result<Self, VaultError> {
@@ -105,6 +109,21 @@ impl MasterKey {
                 let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?);
                 let key =
                     Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))?;
+                // A key file that has outlived its database: the inventory was deleted or
+                // emptied, and opening would start a new, empty one in its place while `serve`
+                // stopped renewing everything the old one held. A key made in the last minute
+                // belongs to a data directory being created (by another process, at once).
+                let db = fs::metadata(data_dir.join(crate::inventory::DB_FILE));
+                let no_inventory = db.as_ref().map_or(true, |m| m.len() == 0);
+                let old_key =
+                    meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > ORPHAN_KEY_AGE);
+                if no_inventory && old_key {
+                    return Err(file_err(format!(
+                        "it has no inventory beside it ({} is missing or empty): restore {0} from a backup, or move {KEY_FILE} \
+                         aside to start a new inventory",
+                        crate::inventory::DB_FILE
+                    )));
+                }
                 Ok((key, KeySource::File(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -642,3 +642,39 @@ fn a_certbot_directory_imports_one_certificate_with_its_chain_and_a_later_chain_
         .to_string();
     assert_eq!(ca_dir.json(&["show", &leaf_id, "--json"])["chain_pem"].as_str(), Some(text(&int_cert).as_str()));
 }
+
+/// Regression (review of stop 33): with `certhost.db` deleted or emptied, the next command
+/// made a new, empty inventory beside the old master key and answered "no certificates"; a
+/// `serve` would have stopped renewing everything quietly.
+#[test]
+fn a_master_key_whose_inventory_is_gone_is_not_given_a_new_one() {
+    let app = App::new();
+    app.run_with_key(&["init"], None).ok();
+    let (db, key) = (app.data_dir().join("certhost.db"), app.data_dir().join("master.key"));
+    let aged = || {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options().write(true).open(&key).expect("key").set_modified(old).expect("age the key");
+    };
+    aged();
+    for (how, damage) in [("deleted", None), ("emptied", Some(""))] {
+        for f in ["certhost.db", "certhost.db-wal", "certhost.db-shm"] {
+            let _ = fs::remove_file(app.data_dir().join(f));
+        }
+        if let Some(text) = damage {
+            fs::write(&db, text).expect("empty db");
+        }
+        for args in [&["init"][..], &["token", "create", "--name", "x", "--role", "admin"]] {
+            let err = app.run_with_key(args, None).fails(1).to_owned();
+            assert!(
+                err.contains("it has no inventory beside it (certhost.db is missing or empty)")
+                    && err.contains("move master.key aside"),
+                "{how}, {args:?}: {err}"
+            );
+        }
+        assert!(fs::metadata(&db).map_or(true, |m| m.len() == 0), "{how}: no new inventory was made");
+    }
+    // Moved aside as told, a new inventory starts.
+    fs::rename(&key, app.data_dir().join("master.key.old")).expect("move aside");
+    fs::remove_file(&db).expect("rm");
+    assert!(app.run_with_key(&["init"], None).ok().contains("created an inventory"));
+}

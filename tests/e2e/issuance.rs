@@ -428,6 +428,33 @@ fn a_pending_order_is_polled_to_issued() {
     assert_eq!(polled[0]["certificate"]["common_name"], "second.example.com", "{polled}");
 }
 
+/// Regression (review of stop 33): a CA call that ran out of time closed its order `failed`,
+/// though the CA may have received it; the operator's retry asked the CA a second time under a
+/// new request id. It is held for an operator now, as an interrupted one is.
+#[test]
+fn a_timed_out_ca_call_holds_its_order_for_an_operator_instead_of_failing_it() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(
+        &app,
+        &scripted_account("hang", "block", &ca, "timeout_seconds = 2"),
+        &[("hang", "accounts = [\"hang\"]\n")],
+    );
+    let r = conf.run(&app, &["issue", "--profile", "hang", "--cn", "slow.example.com"]);
+    let err = r.fails(1);
+    assert!(err.contains("order 1 needs attention: script scripted_ca: timed out after 2s"), "{err}");
+    assert!(err.contains("the CA may have received the request") && err.contains("resubmit order 1"), "{err}");
+    let order = app.json(&["orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "needs_attention", "{order}");
+    assert_eq!(order["attempts"], 1);
+    let audit = app.json(&["audit", "--json", "--object-type", "order", "--object-id", "1"]);
+    assert!(audit.to_string().contains("order.needs_attention"), "{audit}");
+    fs::write(conf.dir.join("certhost.toml"), scripted_account("hang", "good", &ca, "timeout_seconds = 2"))
+        .expect("rewrite");
+    let r = conf.run(&app, &["orders", "resubmit", "1"]);
+    assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
+}
+
 #[test]
 fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend() {
     let app = App::new();

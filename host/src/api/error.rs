@@ -173,6 +173,10 @@ impl From<InventoryError> for ApiError {
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
+            InventoryError::Storage(why) => {
+                tracing::error!("storing a change failed: {why}");
+                ApiError::Unavailable(why)
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -188,7 +192,9 @@ impl From<IssueError> for ApiError {
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
             | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
-            IssueError::Failed { .. } | IssueError::CaCall { .. } => ApiError::Upstream(e.to_string()),
+            IssueError::Failed { .. } | IssueError::CaCall { .. } | IssueError::NeedsAttention { .. } => {
+                ApiError::Upstream(e.to_string())
+            }
             IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => {
                 ApiError::Unavailable(format!("the server cannot make this request: {e}"))
             }

@@ -88,7 +88,7 @@ where
         let answer = match (self.result, committed) {
             (Some(result), Ok(())) => result,
             // Also for a change that never ran (its group failed before its turn).
-            (_, Err(reason)) => Err(InventoryError::Invalid(reason)),
+            (_, Err(reason)) => Err(InventoryError::Storage(reason)),
             // It panicked: dropping `tell` tells the caller the committer dropped it.
             (None, Ok(())) => return,
         };
@@ -151,8 +151,8 @@ impl GroupCommit {
     {
         let (tell, told) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(Queued { change, result: None, tell });
-        self.queue.send(job).map_err(|_| InventoryError::Invalid("the inventory committer has stopped".into()))?;
-        told.await.map_err(|_| InventoryError::Invalid("the inventory committer dropped a change".into()))?
+        self.queue.send(job).map_err(|_| InventoryError::Storage("the inventory committer has stopped".into()))?;
+        told.await.map_err(|_| InventoryError::Storage("the inventory committer dropped a change".into()))?
     }
 }
 
@@ -310,11 +310,22 @@ impl WalFile {
         // The committer's connection keeps the WAL in place for as long as it is open; the
         // check guards against a file replaced behind our back all the same.
         let inode = std::fs::metadata(&self.path).map_err(fail)?.ino();
-        let file = match self.file.take() {
-            Some((file, known)) if known == inode => file,
-            _ => File::open(&self.path).map_err(fail)?,
+        let (file, new) = match self.file.take() {
+            Some((file, known)) if known == inode => (file, false),
+            _ => (File::open(&self.path).map_err(fail)?, true),
         };
         let synced = file.sync_data().map_err(fail);
+        // A WAL this syncer has not synced before may be new — each clean stop deletes it and
+        // the next start makes another —, and its name is only durable once its directory is
+        // synced: on a file system that needs that, a power loss would lose the whole WAL,
+        // answered commits included. SQLite syncs the directory itself only at the first
+        // checkpoint, about a thousand issuances later.
+        let synced = match (synced, new) {
+            (Ok(()), true) => {
+                self.path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all())).map_err(fail)
+            }
+            (synced, _) => synced,
+        };
         self.file = Some((file, inode));
         synced
     }
@@ -645,6 +656,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("certhost.db-wal")).expect("remove the WAL");
         let failed = inv.write(|inv| inv.audit(&event("unsynced"))).await.expect_err("the sync fails");
         let message = failed.to_string();
+        assert!(matches!(failed, InventoryError::Storage(_)), "the server's trouble, not the request's: {failed:?}");
         assert!(message.contains("syncing the database's write-ahead log"), "{message}");
         assert!(message.contains("may not survive a crash"), "{message}");
         let refused = inv.write(|inv| inv.audit(&event("refused"))).await.expect_err("refused after the fault");

@@ -111,6 +111,17 @@ pub enum InventoryError {
     /// Input refused before storing.
     #[error("{0}")]
     Invalid(String),
+    /// The database file holds tables but no certhost schema version.
+    #[error(
+        "certhost.db is not a certhost inventory: it holds {0} tables or indexes but no certhost schema version \
+         (another program's database, or a certhost.db-wal that is not its own was replayed onto it); \
+         nothing was changed: move it and its -wal aside and restore the inventory from a backup"
+    )]
+    Foreign(i64),
+    /// The database could not store or sync a change (disk full, an I/O error, a failed
+    /// fsync): the server's trouble, not the request's, which may be retried once it is fixed.
+    #[error("{0}")]
+    Storage(String),
     /// A private key that is not the certificate's.
     #[error("the private key does not match the certificate")]
     KeyMismatch,

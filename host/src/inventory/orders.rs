@@ -609,6 +609,21 @@ impl Inventory {
         })
     }
 
+    /// Holds order `id`, whose CA call ended without an answer the host could act on (it timed
+    /// out, or the CA issued and storing failed), for an operator: `needs_attention` with
+    /// `message`. Like an interrupted order, it is not failed — the CA may have acted on it,
+    /// and a new request would ask it twice — and only an operator resubmits or declines it.
+    pub fn hold_for_operator(&mut self, id: i64, message: &str, actor: &str) -> Result<(), InventoryError> {
+        let detail = serde_json::json!({ "reason": message });
+        self.transition(id, actor, "order.needs_attention", "failure", detail, |tx, now| {
+            tx.execute_cached(
+                "UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'pending' AND submitted = 0",
+                params![id, message, now],
+            )
+        })
+    }
+
     /// Pending orders whose submission was cut off (lease expired without an answer) become
     /// `needs_attention`. Returns their ids.
     pub fn mark_interrupted(&mut self, actor: &str) -> Result<Vec<i64>, InventoryError> {
@@ -624,11 +639,18 @@ impl Inventory {
             let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
                 // Still as found: an order another process resubmitted or answered since is
                 // left alone (review of stop 31).
-                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (process stopped); resubmit or decline it', updated_at = ?2
+                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it', updated_at = ?2
                      WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now],)
             });
             match marking {
-                Ok(()) => marked.push(id),
+                Ok(()) => {
+                    // Logged: nothing else tells anyone until they list orders.
+                    tracing::warn!(
+                        order = id,
+                        "order held for an operator: its CA call was interrupted (the process stopped); the CA may have received it"
+                    );
+                    marked.push(id);
+                }
                 Err(InventoryError::Conflict(_)) => {}
                 Err(e) => return Err(e),
             }

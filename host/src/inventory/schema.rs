@@ -332,6 +332,16 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
         if found > CURRENT_VERSION {
             return Err(InventoryError::NewerSchema { found, supported: CURRENT_VERSION });
         }
+        // Version 0 is a new database only when it is empty: every migration sets the version
+        // in its own transaction. One with tables and no version is another program's — or
+        // the inventory after another database's write-ahead log was replayed onto it — and
+        // migrating it would bury the inventory's data under a new, empty one.
+        if found == 0 {
+            let objects: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+            if objects > 0 {
+                return Err(InventoryError::Foreign(objects));
+            }
+        }
         let Some(sql) = MIGRATIONS.get(found as usize) else {
             return Ok(());
         };
@@ -359,6 +369,23 @@ mod tests {
         }
         conn.pragma_update(None, "user_version", version).expect("version");
         conn
+    }
+
+    /// Regression (review of stop 33): a database with tables and no schema version — another
+    /// program's, or the inventory after a foreign `-wal` was replayed onto it — was migrated
+    /// as if new, and the inventory it replaced was lost for good at the next checkpoint.
+    #[test]
+    fn a_database_with_tables_but_no_version_is_refused_and_left_as_it_was() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE x (a); INSERT INTO x VALUES ('kept');").expect("foreign");
+        let err = migrate(&mut conn).expect_err("not an inventory");
+        assert!(matches!(err, InventoryError::Foreign(1)), "{err:?}");
+        assert!(err.to_string().starts_with("certhost.db is not a certhost inventory"), "{err}");
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, 0);
+        assert_eq!(indexes(&conn), Vec::<String>::new(), "no migration ran");
+        let empty = &mut Connection::open_in_memory().expect("open");
+        migrate(empty).expect("an empty database is a new inventory");
     }
 
     #[test]
