@@ -680,6 +680,24 @@ fn user_id(name: &str) -> Result<u32, DeployError> {
     found.ok_or_else(|| DeployError::Invalid(format!("owner {name} is not a user on this host")))
 }
 
+/// The name of user `uid`, if it has one in the user database; reentrant, as [`user_id`].
+pub fn user_name(uid: u32) -> Option<String> {
+    reentrant_lookup(|buf| {
+        // SAFETY: as in `user_id`, for getpwuid_r.
+        let mut record: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: a record and a buffer we own for the call's length; the name is copied out
+        // of `buf` before the buffer goes.
+        let rc = unsafe { libc::getpwuid_r(uid, &mut record, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        let name = (!result.is_null() && !record.pw_name.is_null())
+            // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
+            .then(|| unsafe { std::ffi::CStr::from_ptr(record.pw_name) }.to_string_lossy().into_owned());
+        (rc, name)
+    })
+    .ok()
+    .flatten()
+}
+
 /// The gid of group `name`; reentrant for the same reason as [`user_id`].
 fn group_id(name: &str) -> Result<u32, DeployError> {
     let c = std::ffi::CString::new(name)

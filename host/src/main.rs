@@ -1,5 +1,6 @@
 //! The `certhost` binary: parses arguments, reads the environment, sets up logging, and
-//! calls into the library. Exit codes: 0 ok, 1 operational error, 2 usage error.
+//! calls into the library. Exit codes: 0 ok, 1 operational error, 2 usage error, 3 issued and
+//! stored but not delivered (`cli::issue::DEPLOY_FAILED`).
 
 mod cli;
 
@@ -33,11 +34,7 @@ fn main() -> ExitCode {
     }));
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
-    let env = cli::Env {
-        data_dir: args.data_dir.clone(),
-        master_key,
-        actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
-    };
+    let env = cli::Env { data_dir: args.data_dir.clone(), master_key, actor: format!("cli:{}", cli_user()) };
     match cli::run(args, &env) {
         Ok(code) => code,
         Err(err) => {
@@ -70,4 +67,16 @@ fn never_dump_memory() {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
     }
+}
+
+/// Who runs the command, for the audit log: `$USER`, or — where it is unset (cron, systemd,
+/// containers) — the real user's name from the user database, or its uid. "unknown" told an
+/// audit nothing, and every such caller counted as the same person for approvals.
+fn cli_user() -> String {
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        return user;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    certhost::deploy::user_name(uid).unwrap_or_else(|| format!("uid{uid}"))
 }

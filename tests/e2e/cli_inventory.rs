@@ -678,3 +678,21 @@ fn a_master_key_whose_inventory_is_gone_is_not_given_a_new_one() {
     fs::remove_file(&db).expect("rm");
     assert!(app.run_with_key(&["init"], None).ok().contains("created an inventory"));
 }
+
+/// Regression (review of stop 33): with `$USER` unset (cron, systemd, containers) the audit
+/// log said `cli:unknown` for everyone; it names the real user now.
+#[test]
+fn without_user_in_the_environment_the_audit_names_the_real_user() {
+    let app = App::new();
+    let out =
+        app.command().args(["token", "create", "--name", "cron", "--role", "auditor"]).env_remove("USER").output();
+    assert!(out.expect("run").status.success());
+    let events = app.json(&["audit", "--json"]);
+    let actor = events[0]["actor"].as_str().expect("actor");
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert!(actor.starts_with("cli:") && actor != "cli:unknown" && actor != "cli:", "{actor}");
+    if uid == 0 {
+        assert_eq!(actor, "cli:root");
+    }
+}

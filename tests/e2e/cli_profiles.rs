@@ -201,8 +201,9 @@ fn approval_needs_someone_else_and_decline_closes_the_order() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let requester = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let (code, _, err) = as_user(&requester, &["orders", "approve", "1"]);
+    let order = app.json(&["orders", "show", "1", "--json"]);
+    let requester = order["requested_by"].as_str().and_then(|a| a.strip_prefix("cli:")).expect("a CLI requester");
+    let (code, _, err) = as_user(requester, &["orders", "approve", "1"]);
     assert_eq!(code, 1);
     assert!(err.contains("must be approved by someone other than its requester"), "{err}");
     // Mistyped arguments are refused before anything is decided: the order stays held.
@@ -224,7 +225,7 @@ fn approval_needs_someone_else_and_decline_closes_the_order() {
     assert_eq!(order["decided_by"], "cli:carol-approver");
     let (code, _, err) = as_user("carol-approver", &["orders", "decline", "1"]);
     assert_eq!(code, 1);
-    assert!(err.contains("only held or interrupted orders can be declined"), "{err}");
+    assert!(err.contains("only held, interrupted or pending-at-the-CA orders can be declined"), "{err}");
 }
 
 #[test]
@@ -368,4 +369,33 @@ fn a_failed_account_test_is_one_line() {
     let err = app.run(&["account", "test", "loud"]).fails(1).to_owned();
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("ca-cli: cannot connect ca-cli: giving up"), "{err}");
+}
+
+/// Regression (review of stop 33): `profile create` replaced an existing profile without a
+/// word (an approval requirement switched off by a second create), and `profile delete`
+/// removed the profile active certificates renew under, so their renewals failed weeks later.
+#[test]
+fn a_profile_is_replaced_only_when_asked_and_not_deleted_under_its_certificates() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let c = config.to_str().expect("utf8");
+    let file = app.path("held.toml");
+    fs::write(&file, "accounts = [\"lab\"]\napproval_required = true\n").expect("profile");
+    let f = file.to_str().expect("utf8");
+    assert!(app.run(&["--config", c, "profile", "create", "held", "--file", f]).ok().contains("profile held created"));
+    fs::write(&file, "accounts = [\"lab\"]\n").expect("profile");
+    let refused = app.run(&["--config", c, "profile", "create", "held", "--file", f]);
+    assert!(refused.fails(1).contains("profile held exists; nothing changed: give --replace"), "{}", refused.stderr);
+    assert_eq!(app.json(&["--config", c, "profile", "show", "held", "--json"])["approval_required"], true);
+    app.run(&["--config", c, "profile", "create", "held", "--file", f, "--replace"]).ok();
+    assert_eq!(app.json(&["--config", c, "profile", "show", "held", "--json"])["approval_required"], false);
+
+    app.run(&["--config", c, "issue", "--profile", "held", "--cn", "held.example.com"]).ok();
+    let refused = app.run(&["--config", c, "profile", "delete", "held"]);
+    let err = refused.fails(1);
+    assert!(err.contains("profile held is the profile of active certificates (certificate 1 among them)"), "{err}");
+    assert!(err.contains("certhost renew ID --profile OTHER"), "{err}");
+    // Renewed under another profile, it is free to go.
+    app.run(&["--config", c, "renew", "1", "--profile", "lab"]).ok();
+    assert!(app.run(&["--config", c, "profile", "delete", "held"]).ok().contains("profile held deleted"));
 }

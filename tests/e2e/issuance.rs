@@ -426,6 +426,16 @@ fn a_pending_order_is_polled_to_issued() {
     assert_eq!(polled[0]["order_id"], 2, "{polled}");
     assert_eq!(polled[0]["disposition"], "issued", "{polled}");
     assert_eq!(polled[0]["certificate"]["common_name"], "second.example.com", "{polled}");
+    // One the CA never finishes can be abandoned (review of stop 33: it stayed open for ever,
+    // and with it its certificate's renewals).
+    conf.run(&app, &["issue", "--profile", "slow", "--cn", "third.example.com"]).ok();
+    conf.run(&app, &["orders", "decline", "3", "--reason", "the CA lost it"]).ok();
+    let order = app.json(&["orders", "show", "3", "--json"]);
+    assert_eq!(order["state"], "rejected", "{order}");
+    let error = order["error"].as_str().expect("error");
+    assert!(error.contains("abandoned by cli:") && error.contains("the CA may still issue it"), "{order}");
+    let r = conf.run(&app, &["orders", "decline", "3"]);
+    assert!(r.fails(1).contains("order 3 is rejected; only held"), "{}", r.stderr);
 }
 
 /// Regression (review of stop 33): a CA call that ran out of time closed its order `failed`,

@@ -29,7 +29,15 @@ use clap::{Parser, Subcommand};
 
 /// certhost — certificate lifecycle host: CA connector plugins, inventory, renewals.
 #[derive(Debug, Parser)]
-#[command(name = "certhost", version, about, propagate_version = true)]
+#[command(
+    name = "certhost",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit codes: 0 ok; 1 error (one sentence on stderr); 2 usage error; 3 a certificate was issued \
+                  and stored, but a deployment target or its --out files failed (do not issue again: certhost \
+                  deploy ID, or certhost show ID --out DIR)."
+)]
 pub struct Cli {
     /// Data directory holding the inventory database and the master key file.
     #[arg(long, global = true, env = "CERTHOST_DATA_DIR", default_value = "./certhost-data")]
@@ -62,12 +70,12 @@ pub enum Command {
     Show(show::Args),
     /// Show the audit log, newest first.
     Audit(audit::Args),
-    /// Run the HTTP API and the order poller (the main job).
+    /// Run the main job: the HTTP API, the order poller, the renewal scheduler, notifications and ACME challenge answers.
     Serve(serve::Args),
     /// API bearer tokens: create, list, revoke.
     #[command(subcommand)]
     Token(token::Command),
-    /// Connector plugins: conformance check.
+    /// Connector plugins: conformance check, and a new connector crate to start from.
     #[command(subcommand)]
     Plugin(plugin::Command),
     /// Private root CA for the local-ca connector.

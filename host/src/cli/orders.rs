@@ -50,7 +50,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Decline an order held for approval, or an interrupted one.
+    /// Decline an order held for approval or for an operator, or abandon one pending at the CA
+    /// (the host stops polling it; the CA may still issue it).
     Decline {
         /// Order id.
         id: i64,

@@ -26,15 +26,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create or replace a profile from a TOML file (same format as profiles/*.toml).
+    /// Create a profile from a TOML file (same format as profiles/*.toml).
     Create {
         /// Profile name.
         name: String,
         /// TOML definition.
         #[arg(long)]
         file: PathBuf,
+        /// Replace the profile when one of that name exists (its certificates renew under the
+        /// new definition).
+        #[arg(long)]
+        replace: bool,
     },
-    /// Delete a profile (refused while it has open orders).
+    /// Delete a profile (refused while it has open orders or active certificates).
     Delete {
         /// Profile name.
         name: String,
@@ -86,7 +90,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 output::outline(&serde_json::to_value(&v)?);
             }
         }
-        Command::Create { name, file } => {
+        Command::Create { name, file, replace } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut def: ProfileDef = toml::from_str(&text)
                 .map_err(|e| anyhow!("{}: {}", file.display(), certhost::config::toml_error(&text, &e)))?;
@@ -104,10 +108,13 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 Some((_, origin)) if certhost::inventory::is_file_origin(&origin) => {
                     bail!("profile {name} comes from a profiles/ file; edit that file instead")
                 }
+                Some(_) if !replace => bail!(
+                    "profile {name} exists; nothing changed: give --replace to replace its definition (its certificates renew under the new one)"
+                ),
                 Some(_) => drop(inv.update_profile(&name, &def, &env.actor)?),
                 None => inv.create_profile(&name, &def, "cli", &env.actor)?,
             }
-            println!("profile {name} saved");
+            println!("profile {name} {}", if replace { "saved" } else { "created" });
         }
         Command::Delete { name } => {
             // The next load would make it again from its file (review of stop 31).

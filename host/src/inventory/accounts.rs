@@ -400,6 +400,23 @@ impl Inventory {
         if self.profile(name)?.is_none() {
             return Err(InventoryError::NotFound(format!("profile {name}")));
         }
+        // An active certificate renews under its profile: without it, every renewal would
+        // fail weeks later with "profile … does not exist" (review of stop 33). As for
+        // accounts, read through the index on status; deleting a profile is rare.
+        let used: Option<i64> = self
+            .conn
+            .query_row_cached(
+                "SELECT id FROM certificates WHERE status = 'active' AND profile = ?1 LIMIT 1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = used {
+            return Err(InventoryError::InUse(format!(
+                "profile {name} is the profile of active certificates (certificate {id} among them), which renew under it; \
+                 renew them under another profile first (certhost renew ID --profile OTHER), or delete them"
+            )));
+        }
         self.delete_owner(SecretOwner::Profile, name, actor)
     }
 

@@ -574,21 +574,30 @@ impl Inventory {
         })
     }
 
-    /// Declines a held (or interrupted) order.
+    /// Declines a held or interrupted order — or abandons one pending at the CA, which the
+    /// host then stops polling (a CA that never answers kept it open for ever, and with it
+    /// its certificate's renewals). Not one whose CA call or poll is in flight.
     pub fn decline_order(&mut self, id: i64, reason: &str, actor: &str) -> Result<(), InventoryError> {
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
-        if !matches!(order.state, OrderState::AwaitingApproval | OrderState::NeedsAttention) {
+        let at_ca = order.state == OrderState::Pending && order.submitted;
+        if !(matches!(order.state, OrderState::AwaitingApproval | OrderState::NeedsAttention) || at_ca) {
             return Err(InventoryError::Conflict(format!(
-                "order {id} is {}; only held or interrupted orders can be declined",
-                order.state.as_str()
+                "order {id} is {}{}; only held, interrupted or pending-at-the-CA orders can be declined",
+                order.state.as_str(),
+                if order.state == OrderState::Pending { " and its CA call is in flight" } else { "" }
             )));
         }
-        let message = format!("declined by {actor}: {reason}");
+        let message = if at_ca {
+            format!("abandoned by {actor}: {reason} (the CA may still issue it: cancel it there)")
+        } else {
+            format!("declined by {actor}: {reason}")
+        };
         let detail = serde_json::json!({ "reason": reason });
         self.close(id, actor, "order.decline", "success", detail, &message, |tx, now| {
             tx.execute_cached(
-                "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, updated_at = ?4
-                 WHERE id = ?1 AND state IN ('awaiting_approval', 'needs_attention')",
+                "UPDATE orders SET state = 'rejected', decided_by = ?2, error = ?3, next_poll_at = NULL, updated_at = ?4
+                 WHERE id = ?1 AND (state IN ('awaiting_approval', 'needs_attention')
+                    OR (state = 'pending' AND submitted = 1 AND (lease_until IS NULL OR lease_until < ?4)))",
                 params![id, actor, message, now],
             )
         })
