@@ -202,3 +202,22 @@ impl From<IssueError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review of stop 33): a full disk answered 422, as if the request were
+    /// wrong, though nothing about it was; the server's own trouble is a 503.
+    #[test]
+    fn a_storage_failure_is_the_servers_trouble_and_a_held_order_the_cas() {
+        let full = ApiError::from(InventoryError::Storage("committing failed: database or disk is full".into()));
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.to_string(), "committing failed: database or disk is full");
+        let held = ApiError::from(IssueError::NeedsAttention { order_id: 7, message: "timed out".into() });
+        assert_eq!(held.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(held.to_string(), "order 7 needs attention: timed out");
+        let refused = ApiError::from(InventoryError::Invalid("bad name".into()));
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "the request's fault stays 422");
+    }
+}
