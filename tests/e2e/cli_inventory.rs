@@ -273,6 +273,14 @@ fn list_filters_by_expiry_status_search_and_issuer() {
     assert_eq!(names(&["--status", "revoked"]), Vec::<String>::new());
     assert_eq!(names(&["--search", "%"]), Vec::<String>::new(), "LIKE wildcards are literal");
     assert!(app.run(&["list", "--status", "bogus"]).fails(2).contains("unknown status"));
+    // By serial, as openssl prints it (upper case, no sign byte) and with a browser's colons
+    // (review of stop 33: no lookup took a serial).
+    let printed = crate::helpers::sh("openssl", &["x509", "-in", s(&later), "-noout", "-serial"]);
+    let serial = printed.trim().trim_start_matches("serial=").to_owned();
+    assert_eq!(names(&["--serial", &serial]), ["later.example"]);
+    let colons: Vec<String> = serial.as_bytes().chunks(2).map(|p| String::from_utf8_lossy(p).to_lowercase()).collect();
+    assert_eq!(names(&["--serial", &format!("00:{}", colons.join(":"))]), ["later.example"]);
+    assert!(app.run(&["list", "--serial", "xyz"]).fails(1).contains("serial \"xyz\" is not a hexadecimal number"));
 }
 
 /// Regression: two processes opening a new data directory at once both applied migration 1

@@ -49,6 +49,8 @@ pub struct ListQuery {
     search: Option<String>,
     /// Substring of the issuer DN.
     issuer: Option<String>,
+    /// Serial number, hex (colons, case and leading zeros do not matter).
+    serial: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
     /// Page size, 1-1000 (default 100); anything else is refused.
@@ -86,6 +88,7 @@ async fn list(
         search: q.search,
         issuer: q.issuer,
         after_id: q.cursor,
+        serial: q.serial,
         limit: limit + 1,
     };
     let inv = state.inventory.get().await?;

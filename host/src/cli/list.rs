@@ -21,6 +21,10 @@ pub struct Args {
     /// Only certificates whose issuer contains this text.
     #[arg(long)]
     issuer: Option<String>,
+    /// Only the certificate with this serial number (hex, as openssl, a browser or the CA
+    /// prints it: colons, case and leading zeros do not matter).
+    #[arg(long, value_name = "HEX")]
+    serial: Option<String>,
     /// Show at most this many (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: u32,
@@ -39,6 +43,7 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         search: args.search,
         issuer: args.issuer,
         after_id: args.after,
+        serial: args.serial,
         limit: args.limit,
     };
     let records = inv.list(&filter)?;
