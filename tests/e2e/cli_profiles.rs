@@ -399,3 +399,32 @@ fn a_profile_is_replaced_only_when_asked_and_not_deleted_under_its_certificates(
     app.run(&["--config", c, "renew", "1", "--profile", "lab"]).ok();
     assert!(app.run(&["--config", c, "profile", "delete", "held"]).ok().contains("profile held deleted"));
 }
+
+/// Regression (review of stop 33): a syntax error in certhost.toml stopped `account list`,
+/// `profile show` and `orders list` too, when an operator most needs to look. They warn and
+/// show what the inventory holds; a command that changes anything still refuses.
+#[test]
+fn a_broken_configuration_file_still_lets_an_operator_look() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "account", "list"]).ok();
+    let mut f = fs::OpenOptions::new().append(true).open(&config).expect("open");
+    writeln!(f, "[accounts.broken").expect("append");
+    for args in
+        [&["account", "list"][..], &["account", "show", "lab"], &["profile", "show", "lab"], &["orders", "list"]]
+    {
+        let r = app.run(&[&["--config", c][..], args].concat());
+        let out = r.ok().to_owned();
+        assert!(
+            r.stderr.contains("warning:") && r.stderr.contains("showing what the inventory holds"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        if args[0] != "orders" {
+            assert!(out.contains("lab"), "{args:?}: {out}");
+        }
+    }
+    let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "x.example.com"]);
+    assert!(r.fails(1).contains("certhost.toml"), "{}", r.stderr);
+}

@@ -167,10 +167,22 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
-        Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
-        Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
+        Command::Account(cmd) => {
+            let mut inv =
+                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
+            account::run(cmd, &mut inv, env)
+        }
+        Command::Profile(cmd) => {
+            let mut inv =
+                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
+            profile::run(cmd, &mut inv, env)
+        }
         Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
-        Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
+        Command::Orders(cmd) => {
+            let mut inv =
+                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
+            orders::run(cmd, &mut inv, env)
+        }
         Command::Renew(args) => {
             lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env)
         }
@@ -204,6 +216,20 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
         log_report(&report, &path);
     }
     Ok(inv)
+}
+
+/// [`open_configured`] for a command that only looks: a configuration file that does not
+/// load (a syntax error mid-edit) is reported, and what the inventory holds is shown — the
+/// time an operator most needs to look is when something is broken.
+fn inspected(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
+    match open_configured(data_dir, config, env) {
+        Ok(inv) => Ok(inv),
+        Err(e) if e.downcast_ref::<certhost::config::ConfigError>().is_some() => {
+            eprintln!("warning: {}; showing what the inventory holds", sentence(&e));
+            open_inventory(data_dir, env)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Logs what a configuration load changed, and what it kept and why.
