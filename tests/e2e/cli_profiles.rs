@@ -401,8 +401,9 @@ fn a_profile_is_replaced_only_when_asked_and_not_deleted_under_its_certificates(
 }
 
 /// Regression (review of stop 33): a syntax error in certhost.toml stopped `account list`,
-/// `profile show` and `orders list` too, when an operator most needs to look. They warn and
-/// show what the inventory holds; a command that changes anything still refuses.
+/// `profile show` and `orders list` too, when an operator most needs to look. They show what
+/// the inventory holds, then the file's error, and fail; a command that changes anything
+/// refuses before doing anything.
 #[test]
 fn a_broken_configuration_file_still_lets_an_operator_look() {
     let app = App::new();
@@ -415,12 +416,12 @@ fn a_broken_configuration_file_still_lets_an_operator_look() {
         [&["account", "list"][..], &["account", "show", "lab"], &["profile", "show", "lab"], &["orders", "list"]]
     {
         let r = app.run(&[&["--config", c][..], args].concat());
-        let out = r.ok().to_owned();
+        let err = r.fails(1);
         assert!(
-            r.stderr.contains("warning:") && r.stderr.contains("showing what the inventory holds"),
-            "{args:?}: {}",
-            r.stderr
+            err.contains("certhost.toml") && err.contains("(shown above: what the inventory holds)"),
+            "{args:?}: {err}"
         );
+        let out = r.stdout.clone();
         if args[0] != "orders" {
             assert!(out.contains("lab"), "{args:?}: {out}");
         }

@@ -167,22 +167,19 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
-        Command::Account(cmd) => {
-            let mut inv =
-                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
-            account::run(cmd, &mut inv, env)
+        Command::Account(cmd) if cmd.reads_only() => {
+            inspected(&data_dir, config.as_deref(), env, |inv| account::run(cmd, inv, env))
         }
-        Command::Profile(cmd) => {
-            let mut inv =
-                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
-            profile::run(cmd, &mut inv, env)
+        Command::Account(cmd) => account::run(cmd, &mut configured(env)?, env),
+        Command::Profile(cmd) if cmd.reads_only() => {
+            inspected(&data_dir, config.as_deref(), env, |inv| profile::run(cmd, inv, env))
         }
+        Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
         Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
-        Command::Orders(cmd) => {
-            let mut inv =
-                if cmd.reads_only() { inspected(&data_dir, config.as_deref(), env)? } else { configured(env)? };
-            orders::run(cmd, &mut inv, env)
+        Command::Orders(cmd) if cmd.reads_only() => {
+            inspected(&data_dir, config.as_deref(), env, |inv| orders::run(cmd, inv, env))
         }
+        Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
         Command::Renew(args) => {
             lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env)
         }
@@ -218,15 +215,22 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
     Ok(inv)
 }
 
-/// [`open_configured`] for a command that only looks: a configuration file that does not
-/// load (a syntax error mid-edit) is reported, and what the inventory holds is shown — the
-/// time an operator most needs to look is when something is broken.
-fn inspected(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
+/// Runs `look`, a command that only looks, on [`open_configured`]'s inventory — or, when the
+/// configuration file does not load (a syntax error mid-edit), on the inventory as stored,
+/// then reports the file's error and fails: the time an operator most needs to look is when
+/// something is broken, and a script still sees the failure.
+fn inspected(
+    data_dir: &Path,
+    config: Option<&Path>,
+    env: &Env,
+    look: impl FnOnce(&mut Inventory) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
     match open_configured(data_dir, config, env) {
-        Ok(inv) => Ok(inv),
+        Ok(mut inv) => look(&mut inv),
         Err(e) if e.downcast_ref::<certhost::config::ConfigError>().is_some() => {
-            eprintln!("warning: {}; showing what the inventory holds", sentence(&e));
-            open_inventory(data_dir, env)
+            look(&mut open_inventory(data_dir, env)?)?;
+            eprintln!("error: {} (shown above: what the inventory holds)", sentence(&e));
+            Ok(ExitCode::from(1))
         }
         Err(e) => Err(e),
     }
