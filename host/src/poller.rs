@@ -28,7 +28,17 @@ pub async fn run(
                     Ok(results) => {
                         for (order, result) in results {
                             match result {
-                                Ok(outcome) => tracing::info!(order, ?outcome, "polled order"),
+                                // One line that says what happened, not the record (a
+                                // certificate and its chain in PEM).
+                                Ok(crate::issue::IssueOutcome::Issued { certificate, .. }) => {
+                                    tracing::info!(order, certificate = certificate.id, "polled order: issued")
+                                }
+                                Ok(crate::issue::IssueOutcome::Pending { next_poll_at, .. }) => {
+                                    tracing::info!(order, next_poll_at, "polled order: still pending")
+                                }
+                                Ok(crate::issue::IssueOutcome::AwaitingApproval { .. }) => {
+                                    tracing::info!(order, "polled order: awaiting approval")
+                                }
                                 Err(e) => tracing::warn!(order, error = %e, "poll failed"),
                             }
                         }

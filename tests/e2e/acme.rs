@@ -18,6 +18,7 @@ pub struct Pebble {
     always_valid: bool,
     /// (ACME listener, management listener).
     ports: (u16, u16),
+    va_sleeps: bool,
 }
 
 /// The EAB key id and MAC key (base64url) configured when binding is required.
@@ -28,6 +29,12 @@ impl Pebble {
     /// Starts pebble. `always_valid` skips challenge validation; `http_port` is where its VA
     /// fetches http-01 answers; `eab` requires external account binding.
     pub fn start(dir: &Path, always_valid: bool, http_port: u16, eab: bool) -> Self {
+        Self::start_with(dir, always_valid, http_port, eab, false)
+    }
+
+    /// [`Pebble::start`]; with `va_sleeps`, its VA waits a random 0–15 s before it validates,
+    /// as a real CA's takes its time.
+    pub fn start_with(dir: &Path, always_valid: bool, http_port: u16, eab: bool, va_sleeps: bool) -> Self {
         let (cert, key) = crate::helpers::localhost_tls(dir);
         let port = free_port();
         let mport = free_port();
@@ -51,17 +58,21 @@ impl Pebble {
             origin: origin.clone(),
             management: format!("https://127.0.0.1:{mport}"),
             tls_root: cert.clone(),
-            child: Self::spawn(dir, always_valid),
+            child: Self::spawn(dir, always_valid, va_sleeps),
             always_valid,
+            va_sleeps,
             ports: (port, mport),
         };
         pebble.wait_ready();
         pebble
     }
 
-    fn spawn(dir: &Path, always_valid: bool) -> std::process::Child {
+    fn spawn(dir: &Path, always_valid: bool, va_sleeps: bool) -> std::process::Child {
         let mut cmd = Command::new("pebble");
-        cmd.arg("-config").arg(dir.join("pebble.json")).env("PEBBLE_VA_NOSLEEP", "1");
+        cmd.arg("-config").arg(dir.join("pebble.json"));
+        if !va_sleeps {
+            cmd.env("PEBBLE_VA_NOSLEEP", "1");
+        }
         if always_valid {
             cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
         }
@@ -91,7 +102,7 @@ impl Pebble {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn(&self.dir, self.always_valid);
+        self.child = Self::spawn(&self.dir, self.always_valid, self.va_sleeps);
         self.wait_ready();
     }
 
@@ -393,4 +404,89 @@ fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     panic!("the poller never finished the order: {}", server.log());
+}
+
+/// Regression (review of stop 33): when the wait ran out before the CA had validated, the call
+/// withdrew its http-01 answer (and a dns-01 hook's record) on its way out with `pending`; the
+/// CA then found nothing, and every validation slower than `wait_seconds` failed. The answer
+/// stays published until a poll sees the order decided, and is withdrawn then.
+#[test]
+fn acme_a_validation_slower_than_the_wait_still_succeeds_and_its_answer_goes_afterwards() {
+    let app = App::new();
+    let http01 = free_port();
+    // Pebble's VA takes up to 15 s: the call has long returned `pending` when it validates.
+    let pebble = Pebble::start_with(&app.path("pebble"), false, http01, false, true);
+    let config = configure(
+        &app,
+        &pebble,
+        "params.wait_seconds = \"0\"",
+        &format!("[server]\nacme_http01_listen = \"127.0.0.1:{http01}\""),
+    );
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let c = http();
+    let response = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": "127.0.0.1", "sans": ["IP:127.0.0.1"] }))
+        .send()
+        .expect("issue");
+    assert_eq!(response.status(), 202, "{}", server.log());
+    let order = response.json::<serde_json::Value>().expect("json")["order_id"].as_i64().expect("order id");
+    let state = (0..90)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let o: serde_json::Value = c
+                .get(format!("{}/v1/orders/{order}", server.base))
+                .bearer_auth(&token)
+                .send()
+                .expect("order")
+                .json()
+                .expect("json");
+            (o["state"] != "pending").then_some(o)
+        })
+        .unwrap_or_else(|| panic!("the order never finished: {}", server.log()));
+    assert_eq!(state["state"], "issued", "{state}\n{}", server.log());
+    let log = server.log();
+    let answered = log
+        .lines()
+        .filter(|l| l.contains("answered an ACME http-01 challenge"))
+        .find_map(|l| l.split("token=").nth(1)?.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("pebble never fetched the answer: {log}"));
+    let r = http().get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/{answered}")).send().expect("get");
+    assert_eq!(r.status(), 404, "the answer outlived its order");
+}
+
+/// Regression (review of stop 33): a dns-01 hook that failed was followed by answering the
+/// challenge anyway, so the CA validated against nothing (against Let's Encrypt, a failed
+/// validation counted toward the account's rate limit). The challenge is not answered now.
+#[test]
+fn acme_a_failed_dns01_hook_leaves_the_challenge_unanswered_and_says_why() {
+    let app = App::new();
+    // Validation always passes here: only a challenge never answered keeps the order from issuing.
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let hook = app.path("failing-hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\necho \"zone update refused\" >&2\nexit 1\n").expect("hook");
+    sh("chmod", &["+x", s(&hook)]);
+    let config = configure(
+        &app,
+        &pebble,
+        "params.challenge = \"dns-01\"",
+        &format!("[server]\ndns01_hook = \"{}\"", hook.display()),
+    );
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let response = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "profile": "web", "cn": "www.example.com" }))
+        .send()
+        .expect("issue");
+    assert_eq!(response.status(), 502, "{}", server.log());
+    let body: serde_json::Value = response.json().expect("json");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("could not publish the dns-01 answer for www.example.com, so the challenge was not answered"),
+        "{body}"
+    );
 }

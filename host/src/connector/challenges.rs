@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChallengeError {
-    /// No http-01 listener runs in this process.
+    /// No http-01 listener runs in this process. (The ACME connector tells this and
+    /// `NoDns01Hook` from a failed publication by how they begin: keep the first words.)
     #[error(
         "no http-01 challenge listener runs: start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen"
     )]

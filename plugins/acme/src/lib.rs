@@ -50,9 +50,10 @@ pub enum AcmeError {
     /// The CA refused to create the account.
     #[error("the ACME server refused the new account ({kind}): {detail}")]
     Account { kind: String, detail: String },
-    /// The order or one of its authorizations became invalid.
+    /// The CA tried an authorization's challenge and it failed: the CA's decision, so the
+    /// order is rejected whether the issuing call or a later poll sees it.
     #[error("{0}")]
-    Invalid(String),
+    ValidationFailed(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -231,17 +232,68 @@ fn csr_cache_key(order_url: &str) -> String {
 }
 
 /// Answers the authorizations of an order (the configured challenge of each pending one,
-/// published through the host) and withdraws the answers once they are decided.
+/// published through the host) and withdraws the answers once they are decided. While the CA
+/// is still validating when the wait ends, they stay published — withdrawn then, the CA found
+/// nothing and every slow validation failed — and are remembered for the `poll` that sees
+/// the order decided ([`withdraw_remembered`]).
 fn authorize(
     session: &mut Session,
+    order_url: &str,
     order: &Value,
     challenge: Challenge,
     deadline: &Deadline,
 ) -> Result<bool, AcmeError> {
-    let mut cleanup = Vec::new();
-    let result = answer_authorizations(session, order, challenge, deadline, &mut cleanup);
-    withdraw(cleanup);
+    let mut published = Vec::new();
+    let result = answer_authorizations(session, order, challenge, deadline, &mut published);
+    match result {
+        Ok(false) => remember(order_url, published),
+        _ => {
+            withdraw(published);
+            withdraw_remembered(order_url);
+        }
+    }
     result
+}
+
+fn published_cache_key(order_url: &str) -> String {
+    format!("acme:published:{order_url}")
+}
+
+/// Keeps `published` for the order's later polls (a week, as its CSR), with what is kept.
+fn remember(order_url: &str, published: Vec<Published>) {
+    if published.is_empty() {
+        return;
+    }
+    let key = published_cache_key(order_url);
+    let mut lines = cache_get(&key).unwrap_or_default();
+    for p in published {
+        match p {
+            Published::Http01(token) => lines.push_str(&format!("http-01\t{token}\n")),
+            Published::Dns01(domain, value) => lines.push_str(&format!("dns-01\t{domain}\t{value}\n")),
+        }
+    }
+    cache_set(&key, &lines, 7 * 24 * 3600);
+}
+
+/// Withdraws the answers an earlier call left published for the order, now decided.
+fn withdraw_remembered(order_url: &str) {
+    let key = published_cache_key(order_url);
+    let Some(lines) = cache_get(&key).filter(|l| !l.is_empty()) else { return };
+    let published = lines
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some("http-01"), Some(token), None) => Some(Published::Http01(token.to_owned())),
+                (Some("dns-01"), Some(domain), Some(value)) => {
+                    Some(Published::Dns01(domain.to_owned(), value.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    withdraw(published);
+    cache_set(&key, "", 1);
 }
 
 fn answer_authorizations(
@@ -256,33 +308,55 @@ fn answer_authorizations(
         .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
     let thumbprint = session.key.thumbprint();
+    // Every authorization is looked at before any challenge is answered: one the configured
+    // challenge cannot serve (a wildcard with http-01) must not leave the others answered.
+    let mut to_answer = Vec::new();
     let mut waiting = Vec::new();
     for url in authz_urls {
         let (authz, _) = session.fetch(&url)?;
-        let ident = authz["identifier"]["value"].as_str().unwrap_or("?").to_owned();
+        let value = authz["identifier"]["value"].as_str().unwrap_or("?");
+        let wildcard = authz["wildcard"].as_bool() == Some(true);
+        let ident = if wildcard { format!("*.{value}") } else { value.to_owned() };
         match authz["status"].as_str() {
             Some("valid") => continue,
             Some("pending") => {}
-            Some(other) => return Err(AcmeError::Invalid(format!("the authorization for {ident} is {other}"))),
+            Some(other) => {
+                return Err(AcmeError::ValidationFailed(format!("the authorization for {ident} is {other}")));
+            }
             None => return Err(AcmeError::Protocol(format!("{url} has no status"))),
         }
         let chall = authz["challenges"]
             .as_array()
             .and_then(|cs| cs.iter().find(|c| c["type"].as_str() == Some(challenge.name())))
             .ok_or_else(|| {
-                AcmeError::Invalid(format!("the ACME server offers no {} challenge for {ident}", challenge.name()))
+                let hint = if wildcard && challenge == Challenge::Http01 {
+                    " (a wildcard is validated by dns-01 only: set challenge = \"dns-01\")"
+                } else {
+                    ""
+                };
+                AcmeError::Misconfigured(format!(
+                    "the ACME server offers no {} challenge for {ident}{hint}",
+                    challenge.name()
+                ))
             })?;
         let token = chall["token"].as_str().ok_or_else(|| AcmeError::Protocol("a challenge has no token".into()))?;
         let chall_url = chall["url"].as_str().ok_or_else(|| AcmeError::Protocol("a challenge has no URL".into()))?;
-        let key_authorization = format!("{token}.{thumbprint}");
+        let pending = chall["status"].as_str() == Some("pending");
+        to_answer.push((url, ident, token.to_owned(), chall_url.to_owned(), pending));
+    }
+    for (url, ident, token, chall_url, pending) in to_answer {
         let mut unpublished = None;
-        if chall["status"].as_str() == Some("pending") {
-            // The host publishes the answer (contract 0.2). When it cannot (no listener or
-            // hook), the CA may still validate by other means (pre-authorized accounts), so
-            // carry on and name the reason should the authorization fail.
+        if pending {
+            // The host publishes the answer (contract 0.2). When it has no listener or hook,
+            // the CA may still validate by other means (an operator's own web server or DNS,
+            // an account pre-authorized by the CA): the challenge is answered, and the reason
+            // named should the authorization fail. When publishing failed (the hook exited
+            // non-zero), it is not: the CA would find nothing, and failed validations count
+            // against the account's rate limit.
+            let key_authorization = format!("{token}.{thumbprint}");
             let published = match challenge {
                 Challenge::Http01 => {
-                    challenges::publish_http01(token, &key_authorization).map(|()| Published::Http01(token.to_owned()))
+                    challenges::publish_http01(&token, &key_authorization).map(|()| Published::Http01(token.clone()))
                 }
                 Challenge::Dns01 => {
                     let domain = ident.trim_start_matches("*.").to_owned();
@@ -292,15 +366,21 @@ fn answer_authorizations(
             };
             match published {
                 Ok(p) => cleanup.push(p),
-                Err(why) => {
+                Err(why) if host_has_no_publisher(&why) => {
                     log(
                         Level::Warn,
                         &format!("the host did not publish the {} answer for {ident}: {why}", challenge.name()),
                     );
                     unpublished = Some(why);
                 }
+                Err(why) => {
+                    return Err(AcmeError::Misconfigured(format!(
+                        "the host could not publish the {} answer for {ident}, so the challenge was not answered: {why}",
+                        challenge.name()
+                    )));
+                }
             }
-            session.post(chall_url, Some(&json!({})), false)?;
+            session.post(&chall_url, Some(&json!({})), false)?;
         }
         waiting.push((url, ident, unpublished));
     }
@@ -324,7 +404,7 @@ fn answer_authorizations(
                     let host = unpublished
                         .map(|u| format!(" (the host could not publish the answer: {u})"))
                         .unwrap_or_default();
-                    return Err(AcmeError::Invalid(format!(
+                    return Err(AcmeError::ValidationFailed(format!(
                         "the authorization for {ident} is {}: {why}{host}",
                         other.unwrap_or("without status")
                     )));
@@ -333,6 +413,13 @@ fn answer_authorizations(
         }
     }
     Ok(true)
+}
+
+/// Whether the host's refusal to publish says it has no way to publish at all (no http-01
+/// listener, no dns-01 hook: `ChallengeError::NoHttp01Listener` and `NoDns01Hook` in the
+/// host's `connector/challenges.rs`), rather than that publishing failed.
+fn host_has_no_publisher(why: &str) -> bool {
+    why.starts_with("no http-01 challenge listener runs") || why.starts_with("no dns-01 hook is configured")
 }
 
 /// A challenge answer the host published, to withdraw once the authorizations are decided.
@@ -374,8 +461,11 @@ fn drive(
     loop {
         match order["status"].as_str() {
             Some("pending") => {
-                if !authorize(session, &order, challenge, deadline)? {
-                    return Ok(pending(retry));
+                match authorize(session, order_url, &order, challenge, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(pending(retry)),
+                    Err(AcmeError::ValidationFailed(why)) => return Ok(Disposition::Rejected(why)),
+                    Err(e) => return Err(e),
                 }
                 (order, retry) = session.fetch(order_url)?;
                 continue;
@@ -407,9 +497,11 @@ fn drive(
                     return Err(AcmeError::Protocol(format!("{cert_url} returned no certificate")));
                 }
                 let certificate = chain.remove(0);
+                withdraw_remembered(order_url);
                 return Ok(Disposition::Issued(Issued { certificate, chain, ca_order_id: Some(order_url.to_owned()) }));
             }
             Some("invalid") => {
+                withdraw_remembered(order_url);
                 let why = order["error"]["detail"].as_str().unwrap_or("no detail");
                 return Ok(Disposition::Rejected(format!("the ACME order became invalid: {why}")));
             }

@@ -78,7 +78,8 @@ impl Connector for Hostile {
                 use wasi::http::{outgoing_handler, types};
                 let url = arg(&args, "url")?;
                 let rest = url.strip_prefix("http://").ok_or(ConnectorError::Misconfigured("url: http only".into()))?;
-                let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+                let (authority, path) =
+                    rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
                 let mut pending = Vec::new();
                 let mut refused = 0;
                 for _ in 0..count(&args)? {
@@ -130,7 +131,12 @@ impl Connector for Hostile {
             "post" => {
                 // `size`: a body of that many bytes instead of "hello".
                 let body = match args.iter().find(|p| p.name == "size") {
-                    Some(p) => vec![b'x'; p.value.parse().map_err(|_| ConnectorError::Misconfigured("size must be a number".into()))?],
+                    Some(p) => vec![
+                        b'x';
+                        p.value
+                            .parse()
+                            .map_err(|_| ConnectorError::Misconfigured("size must be a number".into()))?
+                    ],
                     None => b"hello".to_vec(),
                 };
                 let r = http::post(arg(&args, "url")?, "text/plain", &body)?;
