@@ -392,8 +392,10 @@ pub(crate) fn unix_now() -> i64 {
 impl Pipeline<'_> {
     /// Steps 1–7 for a new request.
     pub async fn issue(&mut self, req: &IssueRequest) -> Result<IssueOutcome, IssueError> {
-        let (profile, _) =
-            self.inventory.profile(&req.profile)?.ok_or_else(|| IssueError::NoProfile(req.profile.clone()))?;
+        let (profile, _) = self
+            .inventory
+            .profile(&req.profile)?
+            .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&req.profile)))?;
         let dynamic = check_dynamic(&req.profile, &profile, &req.params)?;
         let (csr_pem, key, common_name, sans) = match &req.csr {
             Some(bytes) => {
@@ -499,8 +501,10 @@ impl Pipeline<'_> {
         params: &BTreeMap<String, String>,
     ) -> Result<(ProfileDef, DynamicParams), IssueError> {
         let profile_name = order.profile.clone().unwrap_or_default();
-        let (profile, _) =
-            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        let (profile, _) = self
+            .inventory
+            .profile(&profile_name)?
+            .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&profile_name)))?;
         let mut merged: BTreeMap<String, String> =
             recorded_dynamic(Some(order), &profile).into_iter().map(|(k, (v, _))| (k, v)).collect();
         merged.extend(params.clone());

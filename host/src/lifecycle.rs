@@ -84,8 +84,10 @@ impl Pipeline<'_> {
             .clone()
             .or_else(|| cert.profile.clone())
             .ok_or_else(|| refuse("it has no profile (it was imported); name the profile to renew it with"))?;
-        let (mut profile, _) =
-            self.inventory.profile(&profile_name)?.ok_or_else(|| IssueError::NoProfile(profile_name.clone()))?;
+        let (mut profile, _) = self
+            .inventory
+            .profile(&profile_name)?
+            .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&profile_name)))?;
         // Moving a certificate to a profile that holds its orders for approval is a request
         // under that profile like any other, so it waits too. Renewing under the certificate's
         // own profile stays automatic: its names and account were approved when it was issued,

@@ -15,6 +15,16 @@ pub fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
+/// Client input quoted back in an error, cut to 64 characters: a 900 KB "profile name" came
+/// back whole in the 404 that refused it (review of stop 33).
+pub fn echoed(input: &str) -> String {
+    const SHOWN: usize = 64;
+    match input.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}…", &input[..at]),
+        None => input.to_owned(),
+    }
+}
+
 /// Whole days from `now` until `t` (negative when past).
 pub fn days_until(t: i64, now: i64) -> i64 {
     (t - now).div_euclid(86_400)

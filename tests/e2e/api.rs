@@ -13,6 +13,53 @@ fn problem(resp: reqwest::blocking::Response, status: StatusCode) -> serde_json:
     body
 }
 
+/// Regression (review of stop 33): the listener layer as an attacker hits it. Every answer is
+/// `no-store` and `nosniff`; a body over the limit that asks first is refused before it is
+/// sent, not invited with `100 Continue`; two
+/// `Authorization` headers are refused; a 400 quotes at most 64 characters of a lookup; a
+/// request head of 100 KB is refused rather than buffered (hyper's own 431).
+#[test]
+fn the_listener_refuses_what_it_should_before_reading_it_and_marks_every_answer_private() {
+    use std::io::{Read, Write};
+    let server = Server::start(App::new(), None);
+    let c = http();
+    let admin = server.token("root", "admin");
+    let health = c.get(format!("{}/healthz", server.base)).send().expect("healthz");
+    assert_eq!(health.headers()["cache-control"], "no-store");
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let raw = |request: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        s.write_all(request.as_bytes()).expect("send");
+        let mut answer = vec![0u8; 4096];
+        let n = s.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    };
+    // Headers only, a 5 MB body declared and never sent: answered at once, no 100-continue.
+    let answer = raw(&format!(
+        "POST /v1/certificates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\n\
+         Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("exceeds the 1024 KiB limit"), "{answer}");
+    let answer = raw(&format!(
+        "GET /v1/certificates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nAuthorization: Bearer cht_x\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("more than one Authorization header"), "{answer}");
+    let body = problem(
+        c.get(format!("{}/v1/certificates/{}", server.base, "a".repeat(5_000)))
+            .bearer_auth(&admin)
+            .send()
+            .expect("get"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(body["detail"].as_str().expect("detail").len() < 200, "{body}");
+    let answer = raw(&format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000)));
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(c.get(format!("{}/healthz", server.base)).send().expect("still serving").status(), StatusCode::OK);
+}
+
 /// A token made to expire is accepted until then and refused after with a 401 that says it
 /// expired (not that it is unknown); one made through the API carries its expiry too.
 #[test]

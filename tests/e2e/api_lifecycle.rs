@@ -344,6 +344,35 @@ fn serve_speaks_https_when_given_a_certificate() {
     // A client that does not trust the certificate fails the handshake; the server keeps serving.
     assert!(http().get(format!("{}/healthz", server.base)).send().is_err());
     assert_eq!(client.get(format!("{}/healthz", server.base)).send().expect("again").status(), StatusCode::OK);
+    // Its own certificate renewed: SIGHUP reads the files again (review of stop 33: only a
+    // restart did), and new connections get the new one.
+    let (new_cert, new_key) = crate::helpers::localhost_tls(&server.app.path("tls2"));
+    let old_cert = server.app.path("old.pem");
+    std::fs::copy(&cert, &old_cert).expect("keep the old cert");
+    std::fs::copy(&new_cert, &cert).expect("replace cert");
+    std::fs::copy(&new_key, &key).expect("replace key");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.log().contains("TLS certificate and key read again") {
+        assert!(std::time::Instant::now() < deadline, "no TLS reload: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let trusting = |pem: &std::path::Path| {
+        let root = reqwest::Certificate::from_pem(&std::fs::read(pem).expect("cert")).expect("root");
+        reqwest::blocking::Client::builder().add_root_certificate(root).build().expect("client")
+    };
+    let renewed = trusting(&new_cert).get(format!("{}/healthz", server.base)).send().expect("the new certificate");
+    assert_eq!(renewed.status(), StatusCode::OK);
+    assert!(trusting(&old_cert).get(format!("{}/healthz", server.base)).send().is_err(), "still the old certificate");
+    // Files that do not load leave the certificate in use.
+    std::fs::write(&cert, "not a certificate").expect("break cert");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    while !server.log().contains("TLS reload failed; the certificate in use stays") {
+        assert!(std::time::Instant::now() < deadline, "no failed TLS reload: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kept = trusting(&new_cert).get(format!("{}/healthz", server.base)).send().expect("the kept certificate");
+    assert_eq!(kept.status(), StatusCode::OK);
 }
 
 #[test]

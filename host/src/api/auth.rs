@@ -47,7 +47,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+        let mut given = parts.headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let header = given.next().ok_or(ApiError::Unauthorized)?;
+        // Two credentials are no credential: which one a proxy or a server honours differs.
+        if given.next().is_some() {
+            return Err(ApiError::BadRequest("the request has more than one Authorization header".into()));
+        }
         // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` count too.
         let token = header
             .to_str()

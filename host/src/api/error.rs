@@ -93,8 +93,16 @@ impl IntoResponse for ApiError {
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The longest `detail` sent: room for a connector's message (4 KiB) and what frames it, and
+/// no more of anything a client sent that an error quotes.
+const MAX_DETAIL: usize = 8 * 1024;
+
 /// The problem+json response for `status`.
 fn problem(status: StatusCode, detail: &str) -> Response {
+    let detail = match detail.char_indices().map(|(i, _)| i).take_while(|i| *i <= MAX_DETAIL).last() {
+        Some(end) if detail.len() > MAX_DETAIL => format!("{} [cut]", &detail[..end]),
+        _ => detail.to_owned(),
+    };
     let body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),

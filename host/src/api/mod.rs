@@ -35,7 +35,7 @@ pub use auth::Caller;
 pub use error::ApiError;
 pub use health::ExpiryGauges;
 pub use openapi::document as openapi_document;
-pub use tls::{TlsError, TlsListener};
+pub use tls::{TlsError, TlsListener, TlsReloader};
 
 use crate::connector::ConnectorSource;
 use crate::inventory::InventoryPool;
@@ -139,12 +139,47 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::map_response(error::plain_errors_as_problems))
+        .layer(axum::middleware::map_response(response_headers))
         .with_state(state)
+}
+
+/// A client that asks first (`Expect: 100-continue`) to send a body whose `Content-Length` is
+/// over [`BODY_LIMIT`] is refused before it sends a byte, instead of being invited to. One
+/// that sends at once is refused once the limit is read: answered earlier, while it is still
+/// writing, it would mostly see the connection reset, not the 413.
+async fn refuse_declared_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let headers = request.headers();
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let asks_first = headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if asks_first && declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(next.run(request).await)
+}
+
+/// Headers every answer carries: none is to be stored by a cache (private keys, new tokens,
+/// the inventory all come this way), and its content type is the one sent.
+async fn response_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Serves plain HTTP until `shutdown` completes, then stops accepting and lets in-flight

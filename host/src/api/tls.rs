@@ -1,6 +1,10 @@
 //! HTTPS for `certhost serve`: a listener that accepts TCP connections and completes TLS
 //! handshakes (rustls) in their own tasks, so a slow or broken client handshake never holds
-//! up the next connection. Handshake failures are logged and dropped.
+//! up the next connection. Handshake failures are logged and dropped. At most
+//! [`MAX_HANDSHAKES`] connections are between `accept` and the server at once, so when the
+//! server's connections are all taken new clients wait in the kernel's backlog, as on plain
+//! HTTP, rather than each holding a file descriptor here. The certificate and key can be read
+//! again while serving ([`TlsReloader`]): a certificate host renews its own certificate too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,8 +16,15 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// A client gets this long to finish its handshake.
+/// A client gets this long to finish its handshake, and a finished one this long again to be
+/// taken by the server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections in their handshake or handed over and not yet taken by the server. Without a
+/// bound, a flood of clients that finished their handshakes while the server was at its
+/// connection cap held a file descriptor each until the process had none left (review of
+/// stop 33).
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -36,46 +47,84 @@ pub enum TlsError {
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
+    reloader: TlsReloader,
+}
+
+/// Reads a listener's certificate and key files again; new handshakes use them, connections
+/// already open keep theirs.
+#[derive(Clone)]
+pub struct TlsReloader {
+    files: Arc<(PathBuf, PathBuf)>,
+    acceptor: Arc<std::sync::RwLock<TlsAcceptor>>,
+}
+
+impl TlsReloader {
+    /// Reads the files again; on an error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let acceptor = acceptor(&self.files.0, &self.files.1)?;
+        *self.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+        Ok(())
+    }
+
+    fn current(&self) -> TlsAcceptor {
+        self.acceptor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl TlsListener {
     /// Serves TLS on `listener` with the certificate chain and private key in the PEM files.
     pub fn new(listener: TcpListener, cert_pem: &Path, key_pem: &Path) -> Result<Self, TlsError> {
-        let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_owned(), reason };
-        let cert_text = std::fs::read(cert_pem).map_err(|e| file_err(cert_pem, e.to_string()))?;
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> = pem::parse_many(&cert_text)
-            .map_err(|e| file_err(cert_pem, e.to_string()))?
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()))
-            .collect();
-        if certs.is_empty() {
-            return Err(file_err(cert_pem, "no CERTIFICATE block".into()));
-        }
-        let key_text = std::fs::read(key_pem).map_err(|e| file_err(key_pem, e.to_string()))?;
-        let key = crate::key::PrivateKey::from_pem(&String::from_utf8_lossy(&key_text))
-            .map_err(|e| file_err(key_pem, e.to_string()))?;
-        let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.pkcs8_der().to_vec().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key_der)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let reloader = TlsReloader {
+            files: Arc::new((cert_pem.to_owned(), key_pem.to_owned())),
+            acceptor: Arc::new(std::sync::RwLock::new(acceptor(cert_pem, key_pem)?)),
+        };
         let local = listener.local_addr().map_err(|e| TlsError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(accept_loop(listener, acceptor, tx));
-        Ok(Self { rx, local })
+        tokio::spawn(accept_loop(listener, reloader.clone(), tx));
+        Ok(Self { rx, local, reloader })
     }
+
+    /// What reads this listener's certificate and key again (`serve` does on SIGHUP).
+    pub fn reloader(&self) -> TlsReloader {
+        self.reloader.clone()
+    }
+}
+
+/// A TLS acceptor for the certificate chain and private key in the PEM files.
+fn acceptor(cert_pem: &Path, key_pem: &Path) -> Result<TlsAcceptor, TlsError> {
+    let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_owned(), reason };
+    let cert_text = std::fs::read(cert_pem).map_err(|e| file_err(cert_pem, e.to_string()))?;
+    let certs: Vec<rustls_pki_types::CertificateDer<'static>> = pem::parse_many(&cert_text)
+        .map_err(|e| file_err(cert_pem, e.to_string()))?
+        .into_iter()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()))
+        .collect();
+    if certs.is_empty() {
+        return Err(file_err(cert_pem, "no CERTIFICATE block".into()));
+    }
+    let key_text = std::fs::read(key_pem).map_err(|e| file_err(key_pem, e.to_string()))?;
+    let key = crate::key::PrivateKey::from_pem(&String::from_utf8_lossy(&key_text))
+        .map_err(|e| file_err(key_pem, e.to_string()))?;
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.pkcs8_der().to_vec().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    reloader: TlsReloader,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        // Taken before accepting: at the bound, clients wait in the kernel's backlog.
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -88,12 +137,15 @@ async fn accept_loop(
         if tx.is_closed() {
             return;
         }
-        let acceptor = acceptor.clone();
+        let acceptor = reloader.current();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
+                    if tokio::time::timeout(HANDSHAKE_TIMEOUT, tx.send((tls, peer))).await.is_err() {
+                        tracing::debug!(%peer, "dropped a TLS connection the server had no room for");
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -131,6 +131,9 @@ pub fn run(
         match tls {
             Some((cert, key)) => {
                 let listener = api::TlsListener::new(listener, &cert, &key)?;
+                let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot handle SIGHUP")?;
+                tokio::spawn(reload_tls_on_sighup(hup, listener.reloader()));
                 println!("certhost listening on https://{addr}");
                 tracing::info!(%addr, "listening (TLS)");
                 api::serve_tls(listener, state, shutdown).await?;
@@ -188,6 +191,17 @@ async fn reload_on_sighup(
             Err(e) => {
                 tracing::error!(error = %e, "configuration reload failed; the previous configuration stays in force")
             }
+        }
+    }
+}
+
+/// Reads the TLS certificate and key again on each SIGHUP (a renewed certificate for `serve`
+/// itself): new connections get them; on an error the certificate in use stays.
+async fn reload_tls_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: api::TlsReloader) {
+    while hup.recv().await.is_some() {
+        match reloader.reload() {
+            Ok(()) => tracing::info!("TLS certificate and key read again; new connections use them"),
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; the certificate in use stays"),
         }
     }
 }

@@ -287,10 +287,11 @@ impl Inventory {
             // Ids stay far below 16 digits; 16 or more are a prefix even when all digits.
             n if n < MIN_PREFIX && hex && needle.bytes().all(|b| b.is_ascii_digit()) => "id",
             n if (MIN_PREFIX..64).contains(&n) && hex => return self.find_by_prefix(&needle),
-            _ => return Err(InventoryError::BadLookup(id_or_thumbprint.to_owned())),
+            _ => return Err(InventoryError::BadLookup(crate::view::echoed(id_or_thumbprint))),
         };
         if column == "id" {
-            let id: i64 = needle.parse().map_err(|_| InventoryError::BadLookup(id_or_thumbprint.to_owned()))?;
+            let id: i64 =
+                needle.parse().map_err(|_| InventoryError::BadLookup(crate::view::echoed(id_or_thumbprint)))?;
             return by_id(&self.conn, id);
         }
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE {column} = ?1 ORDER BY id LIMIT 1");
