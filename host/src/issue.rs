@@ -862,14 +862,15 @@ impl Pipeline<'_> {
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));
                         let renew_after = due.map(|d| d.at);
                         let (id, actor) = (order.id, self.actor.to_owned());
-                        let issued = (verified.info.serial.clone(), verified.info.sha256.clone());
-                        let der = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &verified.der);
+                        // Shared with the change, and kept here should storing it fail.
+                        let verified = std::sync::Arc::new(verified);
+                        let stored_one = std::sync::Arc::clone(&verified);
                         // Stored, closed, audited and scheduled in one change: a crash leaves
                         // either a pending order or a certificate that will renew.
                         let stored = self
                             .inventory
                             .write(move |inv| {
-                                let cert = inv.record_issued(id, &verified, ca_order_id.as_deref(), &actor)?;
+                                let cert = inv.record_issued(id, &stored_one, ca_order_id.as_deref(), &actor)?;
                                 inv.schedule_issued(&cert, renew_after)?;
                                 Ok(cert)
                             })
@@ -880,7 +881,9 @@ impl Pipeline<'_> {
                                 // The CA issued: the certificate is not dropped without a word
                                 // (a resubmit would pay for a second one). Its DER goes to the
                                 // log, where an operator can take it to `certhost import`.
-                                let (serial, sha256) = issued;
+                                let (serial, sha256) = (&verified.info.serial, &verified.info.sha256);
+                                let der =
+                                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &verified.der);
                                 let message = format!(
                                     "the CA issued certificate serial {serial} (SHA-256 {sha256}), but storing it failed \
                                      ({e}); its DER is in the log: import it (certhost import), then decline order {id}"

@@ -395,15 +395,15 @@ impl Pipeline<'_> {
         })?;
         // What a page says is shown to whoever imports (an order id can be a URL carrying the
         // CA's API key); the cursor only goes back to the connector, and is left as it is.
-        let declared = connector.declared_sensitive();
+        let redactor = args.redactor_for(connector.declared_sensitive());
         for item in &mut page.items {
             if let Some(id) = &mut item.ca_order_id {
-                *id = args.redact_for(declared, id);
+                *id = redactor.redact(id);
             }
-            item.status = args.redact_for(declared, &item.status);
+            item.status = redactor.redact(&item.status);
         }
         for why in &mut page.unusable {
-            *why = args.redact_for(declared, why);
+            *why = redactor.redact(why);
         }
         Ok(page)
     }

@@ -1,6 +1,7 @@
 //! The `certhost` binary: parses arguments, reads the environment, sets up logging, and
 //! calls into the library. Exit codes: 0 ok, 1 operational error, 2 usage error, 3 issued and
-//! stored but not delivered (`cli::issue::DEPLOY_FAILED`).
+//! stored but not delivered (`cli::issue::DEPLOY_FAILED`), 4 held for an operator
+//! (`cli::HELD_FOR_OPERATOR`).
 
 mod cli;
 
@@ -39,7 +40,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", cli::sentence(&err));
-            ExitCode::from(1)
+            // Not 1, on which a wrapper retries: the CA may have the request already, and a
+            // retry would ask it again under a new request id.
+            let held = matches!(err.downcast_ref(), Some(certhost::issue::IssueError::NeedsAttention { .. }));
+            ExitCode::from(if held { cli::HELD_FOR_OPERATOR } else { 1 })
         }
     }
 }

@@ -45,7 +45,9 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
     // Manual orders still wait for an operator.
     p.inventory.mark_interrupted(ACTOR)?;
     for order in p.inventory.orders(Some(OrderState::NeedsAttention), 0)? {
-        if order.requested_by == ACTOR && order.kind == "renew" {
+        // Interrupted only (never submitted as far as the host knows): one held for an
+        // operator (`hold_for_operator`: the CA issued and storing failed) is not asked again.
+        if order.requested_by == ACTOR && order.kind == "renew" && !order.submitted {
             match p.inventory.resubmit_order(order.id, ACTOR) {
                 Ok(()) => {}
                 // Another scheduler resubmitted (or an operator declined) it first.

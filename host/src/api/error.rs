@@ -99,10 +99,7 @@ const MAX_DETAIL: usize = 8 * 1024;
 
 /// The problem+json response for `status`.
 fn problem(status: StatusCode, detail: &str) -> Response {
-    let detail = match detail.char_indices().map(|(i, _)| i).take_while(|i| *i <= MAX_DETAIL).last() {
-        Some(end) if detail.len() > MAX_DETAIL => format!("{} [cut]", &detail[..end]),
-        _ => detail.to_owned(),
-    };
+    let detail = crate::connector::cut_at(detail.to_owned(), MAX_DETAIL);
     let body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),
@@ -181,9 +178,14 @@ impl From<InventoryError> for ApiError {
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
+            // The cause names files and internals: logged, not sent.
             InventoryError::Storage(why) => {
                 tracing::error!("storing a change failed: {why}");
-                ApiError::Unavailable(why)
+                ApiError::Unavailable(
+                    "the server could not store this change durably (a disk or database failure, logged on the server); \
+                     retry once it is fixed"
+                        .into(),
+                )
             }
             other => ApiError::Internal(other.to_string()),
         }
@@ -219,9 +221,10 @@ mod tests {
     /// wrong, though nothing about it was; the server's own trouble is a 503.
     #[test]
     fn a_storage_failure_is_the_servers_trouble_and_a_held_order_the_cas() {
-        let full = ApiError::from(InventoryError::Storage("committing failed: database or disk is full".into()));
+        let full = ApiError::from(InventoryError::Storage("syncing /data/certhost.db-wal failed: disk full".into()));
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(full.to_string(), "committing failed: database or disk is full");
+        assert!(full.to_string().starts_with("the server could not store this change durably"), "{full}");
+        assert!(!full.to_string().contains("/data"), "the cause is logged, not sent: {full}");
         let held = ApiError::from(IssueError::NeedsAttention { order_id: 7, message: "timed out".into() });
         assert_eq!(held.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(held.to_string(), "order 7 needs attention: timed out");

@@ -1,7 +1,8 @@
 //! HTTPS for `certhost serve`: a listener that accepts TCP connections and completes TLS
 //! handshakes (rustls) in their own tasks, so a slow or broken client handshake never holds
-//! up the next connection. Handshake failures are logged and dropped. At most
-//! [`MAX_HANDSHAKES`] connections are between `accept` and the server at once, so when the
+//! up the next connection. Handshake failures are logged and dropped. At most a quarter of
+//! the server's connection cap ([`MIN_HANDSHAKES`] at least) are between `accept` and the
+//! server at once, so when the
 //! server's connections are all taken new clients wait in the kernel's backlog, as on plain
 //! HTTP, rather than each holding a file descriptor here. The certificate and key can be read
 //! again while serving ([`TlsReloader`]): a certificate host renews its own certificate too.
@@ -20,11 +21,12 @@ use tokio_rustls::server::TlsStream;
 /// taken by the server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections in their handshake or handed over and not yet taken by the server. Without a
-/// bound, a flood of clients that finished their handshakes while the server was at its
-/// connection cap held a file descriptor each until the process had none left (review of
-/// stop 33).
-pub const MAX_HANDSHAKES: usize = 256;
+/// The least number of connections in their handshake or handed over and not yet taken by the
+/// server: a quarter of the server's connection cap, and at least this. Without a bound, a
+/// flood of clients that finished their handshakes while the server was at its cap held a
+/// file descriptor each until the process had none left; with a small one, a few hundred idle
+/// connections kept every other client waiting (reviews of stop 33).
+pub const MIN_HANDSHAKES: usize = 64;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,8 @@ impl TlsListener {
         };
         let local = listener.local_addr().map_err(|e| TlsError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(accept_loop(listener, reloader.clone(), tx));
+        let handshakes = (super::listen::connection_limit() / 4).max(MIN_HANDSHAKES);
+        tokio::spawn(accept_loop(listener, reloader.clone(), tx, handshakes));
         Ok(Self { rx, local, reloader })
     }
 
@@ -120,8 +123,9 @@ async fn accept_loop(
     listener: TcpListener,
     reloader: TlsReloader,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    max_handshakes: usize,
 ) {
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
     loop {
         // Taken before accepting: at the bound, clients wait in the kernel's backlog.
         let Ok(permit) = handshakes.clone().acquire_owned().await else { return };

@@ -110,20 +110,16 @@ pub fn report(
     match outcome {
         IssueOutcome::Issued { order_id, certificate: record } => {
             let certificate_id = record.id;
-            if let Some(dir) = out {
-                // The certificate is stored whatever happens here: say so, and not with the
-                // exit code a retrying wrapper would issue again on.
-                let key = record.key_id.map(|k| inv.private_key(k)).transpose()?;
-                if let Err(e) = write_files(key.as_ref(), record, dir) {
-                    eprintln!(
-                        "certificate #{certificate_id} was issued and stored (do not issue it again), but writing its files to {} failed: {}; \
-                         certhost show {certificate_id} --out DIR writes them",
-                        dir.display(),
-                        super::sentence(&e)
-                    );
-                    return Ok(ExitCode::from(DEPLOY_FAILED));
+            // The certificate is stored whatever happens to its files: a failure is reported
+            // after the outcome (JSON included), and not with the exit code a retrying
+            // wrapper would issue again on.
+            let written = match out {
+                Some(dir) => {
+                    let key = record.key_id.map(|k| inv.private_key(k)).transpose()?;
+                    Some((dir, write_files(key.as_ref(), record, dir)))
                 }
-            }
+                None => None,
+            };
             // The profile's deployments ran in the pipeline and are recorded with the new
             // certificate; a failed one is this command's failure, though the certificate is
             // stored: a consumer left on the old one expires unnoticed otherwise.
@@ -139,7 +135,7 @@ pub fn report(
                     output::terminal_safe(&record.info.subject)
                 );
                 println!("  not after {}  sha256 {}", output::rfc3339(record.info.not_after), record.info.sha256);
-                if let Some(dir) = out {
+                if let Some((dir, Ok(()))) = &written {
                     println!(
                         "  wrote cert.pem, chain.pem, fullchain.pem{} to {}",
                         if record.key_id.is_some() { ", key.pem" } else { "" },
@@ -154,6 +150,15 @@ pub fn report(
                     };
                     println!("  {}", output::terminal_safe(&line));
                 }
+            }
+            if let Some((dir, Err(e))) = &written {
+                eprintln!(
+                    "certificate #{certificate_id} was issued and stored (do not issue it again), but writing its files to {} failed: {}; \
+                     certhost show {certificate_id} --out DIR writes them",
+                    dir.display(),
+                    super::sentence(e)
+                );
+                return Ok(ExitCode::from(DEPLOY_FAILED));
             }
             if let Some((target, _, message, _)) = failed.first() {
                 // Not 1: a wrapper that retries a failed issue would issue a second certificate.

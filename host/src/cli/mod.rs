@@ -36,7 +36,8 @@ use clap::{Parser, Subcommand};
     propagate_version = true,
     after_help = "Exit codes: 0 ok; 1 error (one sentence on stderr); 2 usage error; 3 a certificate was issued \
                   and stored, but a deployment target or its --out files failed (do not issue again: certhost \
-                  deploy ID, or certhost show ID --out DIR)."
+                  deploy ID, or certhost show ID --out DIR); 4 the order is held for an operator (its CA call \
+                  timed out, or what the CA issued could not be stored: do not retry; see certhost orders show ID)."
 )]
 pub struct Cli {
     /// Data directory holding the inventory database and the master key file.
@@ -51,6 +52,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit code of a command whose order is held for an operator (`needs_attention`: its CA
+/// call timed out, or what the CA issued could not be stored): the CA may have the request,
+/// so neither success nor the error (1) a wrapper retries on.
+pub const HELD_FOR_OPERATOR: u8 = 4;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -111,10 +111,15 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 Some(_) if !replace => bail!(
                     "profile {name} exists; nothing changed: give --replace to replace its definition (its certificates renew under the new one)"
                 ),
-                Some(_) => drop(inv.update_profile(&name, &def, &env.actor)?),
-                None => inv.create_profile(&name, &def, "cli", &env.actor)?,
+                Some(_) => {
+                    inv.update_profile(&name, &def, &env.actor)?;
+                    println!("profile {name} replaced");
+                }
+                None => {
+                    inv.create_profile(&name, &def, "cli", &env.actor)?;
+                    println!("profile {name} created");
+                }
             }
-            println!("profile {name} {}", if replace { "saved" } else { "created" });
         }
         Command::Delete { name } => {
             // The next load would make it again from its file (review of stop 31).

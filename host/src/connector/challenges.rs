@@ -85,6 +85,9 @@ pub struct Challenges {
     http01: Mutex<HashMap<String, Answer>>,
     http01_served: AtomicBool,
     dns01_hook: Mutex<Option<PathBuf>>,
+    /// Reads the variables secrets come from, to redact the hook's output of them (the
+    /// library never reads the environment itself).
+    env: Mutex<Option<crate::param::SharedEnvLookup>>,
 }
 
 /// One published http-01 answer.
@@ -194,6 +197,12 @@ impl Challenges {
     /// Sets (or clears) the dns-01 hook command.
     pub fn set_dns01_hook(&self, hook: Option<PathBuf>) {
         *self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// The lookup of the variables secrets are read from, for redacting the dns-01 hook's
+    /// output of their values.
+    pub fn set_env(&self, env: crate::param::SharedEnvLookup) {
+        *self.env.lock().unwrap_or_else(|p| p.into_inner()) = Some(env);
     }
 
     /// Serves `key_authorization` for `token` to validation requests for the scope's names,
@@ -347,7 +356,8 @@ impl Challenges {
             })
             .collect();
         // Redacted as a deploy hook's output is: of what the hook could inherit or read.
-        let secrets = crate::param::registered_secret_values(&|name| std::env::var(name).ok());
+        let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let secrets = crate::param::registered_secret_values(&|name| env.as_ref().and_then(|env| env(name)));
         let redactor = super::redact::Redactor::new(secrets.iter().map(|v| v.as_str()));
         for line in text.lines().take(50) {
             tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(&redactor.redact(line)));

@@ -136,7 +136,13 @@ impl Args {
 
     /// [`Self::redact`] with the parameters the connector declares sensitive counted too.
     pub fn redact_for(&self, declared: &[String], text: &str) -> String {
-        redact::Redactor::new(self.sensitive_values_for(declared).chain(self.read_values())).redact(text)
+        self.redactor_for(declared).redact(text)
+    }
+
+    /// The rules of [`Self::redact_for`], built once for many texts (every encoded form of
+    /// every value is computed when they are made).
+    pub(crate) fn redactor_for(&self, declared: &[String]) -> redact::Redactor {
+        redact::Redactor::new(self.sensitive_values_for(declared).chain(self.read_values()))
     }
 
     /// Replaces every sensitive value of these args inside `text` by `***`, with the rules of
@@ -182,13 +188,18 @@ pub const MAX_CONNECTOR_TEXT: usize = 4096;
 
 /// `text` cut to [`MAX_CONNECTOR_TEXT`] bytes (at a character boundary), with a marker.
 /// Cut only redacted text: a cut through a secret would keep its start.
-pub(crate) fn cut_to_size(mut text: String) -> String {
-    if text.len() <= MAX_CONNECTOR_TEXT {
+pub(crate) fn cut_to_size(text: String) -> String {
+    cut_at(text, MAX_CONNECTOR_TEXT)
+}
+
+/// `text` cut to `max` bytes (at a character boundary), with a marker saying where.
+pub(crate) fn cut_at(mut text: String, max: usize) -> String {
+    if text.len() <= max {
         return text;
     }
-    let end = (0..=MAX_CONNECTOR_TEXT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    let end = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
     text.truncate(end);
-    text.push_str(&format!(" [cut at {} KiB]", MAX_CONNECTOR_TEXT / 1024));
+    text.push_str(&format!(" [cut at {} KiB]", max / 1024));
     text
 }
 

@@ -406,7 +406,8 @@ impl Inventory {
         let used: Option<i64> = self
             .conn
             .query_row_cached(
-                "SELECT id FROM certificates WHERE status = 'active' AND profile = ?1 LIMIT 1",
+                "SELECT id FROM certificates WHERE profile = ?1
+                   AND (status = 'active' OR (status = 'expired' AND renew_after IS NOT NULL)) LIMIT 1",
                 [name],
                 |r| r.get(0),
             )

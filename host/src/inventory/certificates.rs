@@ -206,7 +206,7 @@ impl Inventory {
         if let Some(bad) = serial.as_deref().filter(|s| !s.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(InventoryError::Invalid(format!(
                 "serial {:?} is not a hexadecimal number",
-                bad.chars().take(80).collect::<String>()
+                crate::view::echoed(bad)
             )));
         }
         // Only the filters that are set go into the WHERE clause: a catch-all shape

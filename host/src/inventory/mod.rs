@@ -335,6 +335,14 @@ impl Inventory {
         if found > schema::CURRENT_VERSION {
             return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
         }
+        // Nor is another program's database (tables, no version) touched; `migrate` checks
+        // again under its write lock, for one that changes in between.
+        if found == 0 {
+            let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+            if objects > 0 {
+                return Err(InventoryError::Foreign(objects));
+            }
+        }
         // Every transaction takes the write lock at BEGIN, waiting in the busy handler. A
         // deferred one that reads and then writes gets SQLITE_BUSY at once in WAL mode when
         // another connection committed in between (the busy handler cannot help a stale

@@ -619,15 +619,19 @@ impl Inventory {
     }
 
     /// Holds order `id`, whose CA call ended without an answer the host could act on (it timed
-    /// out, or the CA issued and storing failed), for an operator: `needs_attention` with
-    /// `message`. Like an interrupted order, it is not failed — the CA may have acted on it,
-    /// and a new request would ask it twice — and only an operator resubmits or declines it.
+    /// out, or the CA issued and storing failed — on the first call or a poll), for an
+    /// operator: `needs_attention` with `message`. Like an interrupted order, it is not failed —
+    /// the CA may have acted on it, and a new request would ask it twice — and only an
+    /// operator resubmits or declines it. It is marked submitted, which is what tells it from
+    /// an interrupted one: the scheduler resubmits its own interrupted renewals, never a
+    /// held one.
     pub fn hold_for_operator(&mut self, id: i64, message: &str, actor: &str) -> Result<(), InventoryError> {
         let detail = serde_json::json!({ "reason": message });
         self.transition(id, actor, "order.needs_attention", "failure", detail, |tx, now| {
             tx.execute_cached(
-                "UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = ?2, updated_at = ?3
-                 WHERE id = ?1 AND state = 'pending' AND submitted = 0",
+                "UPDATE orders SET state = 'needs_attention', submitted = 1, lease_until = NULL, next_poll_at = NULL,
+                     error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'pending'",
                 params![id, message, now],
             )
         })
@@ -941,5 +945,50 @@ mod tests {
         let second = order(&mut inv);
         let again = inv.record_issued(second, &verified, None, "token:bot").expect("stored before");
         assert_eq!(again, record);
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    fn pending(inv: &mut Inventory) -> Order {
+        let new = NewOrder {
+            kind: "renew".into(),
+            profile: "web".into(),
+            common_name: Some("a.example.com".into()),
+            sans: vec![],
+            csr_pem: "csr".into(),
+            params: serde_json::json!({}),
+            key: None,
+            predecessor_id: None,
+            awaiting_approval: false,
+        };
+        inv.create_order(&new, crate::inventory::AUTO_RENEWAL_ACTOR).expect("order")
+    }
+
+    /// Review of stop 33: an order held for an operator is marked submitted, from either
+    /// pending state — in flight (`submitted = 0`) or at the CA being polled — so the
+    /// scheduler, which resubmits interrupted renewals (`submitted = 0`), never asks again for
+    /// one the CA may have issued; and the poller, which polls `submitted = 1` pending orders,
+    /// leaves it alone.
+    #[test]
+    fn a_held_order_is_marked_submitted_whether_it_was_in_flight_or_at_the_ca() {
+        let (_dir, mut inv) = super::super::scratch();
+        let in_flight = pending(&mut inv);
+        inv.begin_submit(in_flight.id, "lab", 60, "test").expect("submit");
+        inv.hold_for_operator(in_flight.id, "timed out", "test").expect("held");
+        let at_ca = pending(&mut inv);
+        inv.begin_submit(at_ca.id, "lab", 60, "test").expect("submit");
+        inv.record_pending(at_ca.id, "ca-1", 0, "test").expect("at the CA");
+        inv.hold_for_operator(at_ca.id, "issued, not stored", "test").expect("held while polled");
+        for id in [in_flight.id, at_ca.id] {
+            let order = inv.order(id).expect("read").expect("order");
+            assert_eq!(order.state, OrderState::NeedsAttention);
+            assert!(order.submitted, "order {id}");
+            assert_eq!(order.next_poll_at, None);
+        }
+        assert!(inv.due_polls(10).expect("due").is_empty(), "the poller leaves a held order alone");
+        assert!(matches!(inv.hold_for_operator(at_ca.id, "again", "test"), Err(InventoryError::Conflict(_))));
     }
 }

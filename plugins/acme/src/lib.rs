@@ -247,10 +247,14 @@ fn authorize(
     let result = answer_authorizations(session, order, challenge, deadline, &mut published);
     match result {
         Ok(false) => remember(order_url, published),
-        _ => {
+        // Decided: every answer goes, this call's and earlier ones'.
+        Ok(true) | Err(AcmeError::ValidationFailed(_)) => {
             withdraw(published);
             withdraw_remembered(order_url);
         }
+        // Undecided (the CA unreachable for a moment, mid-poll): what this call published
+        // goes, as the call fails; what earlier calls left stays for the CA still validating.
+        Err(_) => withdraw(published),
     }
     result
 }
