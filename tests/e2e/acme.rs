@@ -282,12 +282,17 @@ fn acme_http01_is_really_validated_by_pebble_against_serves_challenge_listener()
     assert_eq!(body["disposition"], "issued", "{body}");
     assert!(server.log().contains("answered an ACME http-01 challenge"), "{}", server.log());
     // The answer was withdrawn once the authorization was decided.
+    assert_answer_withdrawn(&server, http01);
+}
+
+/// The http-01 answer pebble fetched (named in `serve`'s log) is no longer served.
+fn assert_answer_withdrawn(server: &Server, http01: u16) {
     let log = server.log();
     let token = log
         .lines()
         .filter(|l| l.contains("answered an ACME http-01 challenge"))
         .find_map(|l| l.split("token=").nth(1)?.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no token in the log: {log}"));
+        .unwrap_or_else(|| panic!("pebble never fetched an answer: {log}"));
     let r = http().get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/{token}")).send().expect("get");
     assert_eq!(r.status(), 404, "token {token} still answered");
 }
@@ -387,23 +392,27 @@ fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["disposition"], "pending", "{body}");
     let order = body["order_id"].as_i64().expect("order id");
-    for _ in 0..60 {
-        let o: serde_json::Value = c
-            .get(format!("{}/v1/orders/{order}", server.base))
-            .bearer_auth(&token)
-            .send()
-            .expect("order")
-            .json()
-            .expect("json");
-        if o["state"] == "issued" {
-            let ca_order = o["ca_order_id"].as_str().unwrap_or_default().to_owned();
-            assert!(ca_order.starts_with(&pebble.origin), "the CA order id is the ACME order URL: {o}");
-            return;
-        }
-        assert!(o["state"] == "pending", "{o}\n{}", server.log());
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    panic!("the poller never finished the order: {}", server.log());
+    let o = settled_order(&server, &token, order, 60);
+    assert_eq!(o["state"], "issued", "{o}\n{}", server.log());
+    let ca_order = o["ca_order_id"].as_str().unwrap_or_default().to_owned();
+    assert!(ca_order.starts_with(&pebble.origin), "the CA order id is the ACME order URL: {o}");
+}
+
+/// Order `order` once it is no longer pending, read every half second at most `tries` times.
+fn settled_order(server: &Server, token: &str, order: i64, tries: u32) -> serde_json::Value {
+    (0..tries)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let o: serde_json::Value = http()
+                .get(format!("{}/v1/orders/{order}", server.base))
+                .bearer_auth(token)
+                .send()
+                .expect("order")
+                .json()
+                .expect("json");
+            (o["state"] != "pending").then_some(o)
+        })
+        .unwrap_or_else(|| panic!("the poller never finished order {order}: {}", server.log()))
 }
 
 /// Regression (review of stop 33): when the wait ran out before the CA had validated, the call
@@ -433,28 +442,9 @@ fn acme_a_validation_slower_than_the_wait_still_succeeds_and_its_answer_goes_aft
         .expect("issue");
     assert_eq!(response.status(), 202, "{}", server.log());
     let order = response.json::<serde_json::Value>().expect("json")["order_id"].as_i64().expect("order id");
-    let state = (0..90)
-        .find_map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            let o: serde_json::Value = c
-                .get(format!("{}/v1/orders/{order}", server.base))
-                .bearer_auth(&token)
-                .send()
-                .expect("order")
-                .json()
-                .expect("json");
-            (o["state"] != "pending").then_some(o)
-        })
-        .unwrap_or_else(|| panic!("the order never finished: {}", server.log()));
+    let state = settled_order(&server, &token, order, 90);
     assert_eq!(state["state"], "issued", "{state}\n{}", server.log());
-    let log = server.log();
-    let answered = log
-        .lines()
-        .filter(|l| l.contains("answered an ACME http-01 challenge"))
-        .find_map(|l| l.split("token=").nth(1)?.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| panic!("pebble never fetched the answer: {log}"));
-    let r = http().get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/{answered}")).send().expect("get");
-    assert_eq!(r.status(), 404, "the answer outlived its order");
+    assert_answer_withdrawn(&server, http01);
 }
 
 /// Regression (review of stop 33): a dns-01 hook that failed was followed by answering the

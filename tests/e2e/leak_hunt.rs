@@ -337,14 +337,7 @@ b = v.encode()
 qs += [base64.b64encode(b"certhost:" + b).decode(), b.hex(), b.hex().upper(), repr(b)[2:-1]]
 print(json.dumps([v, repr(v)[1:-1], json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]] + qs))
 "#;
-    let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python");
-    python.stdin.take().expect("stdin").write_all(ENCODED_SECRET.as_bytes()).expect("write");
-    let forms: Vec<String> = serde_json::from_slice(&python.wait_with_output().expect("python").stdout).expect("forms");
+    let forms = python_forms(script, ENCODED_SECRET);
     for form in &forms {
         if let Some(i) = transcript.find(form.as_str()) {
             let start = (0..=i.saturating_sub(300)).rev().find(|j| transcript.is_char_boundary(*j)).unwrap_or(0);
@@ -356,6 +349,19 @@ print(json.dumps([v, repr(v)[1:-1], json.dumps(v)[1:-1], json.dumps(v, ensure_as
             assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "{form} found in {}", path.display());
         }
     }
+}
+
+/// The JSON list of strings `script` prints when given `secret` on standard input, run by the
+/// interpreter certhost is built against: each form as Python itself writes it.
+fn python_forms(script: &str, secret: &str) -> Vec<String> {
+    let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    python.stdin.take().expect("stdin").write_all(secret.as_bytes()).expect("write");
+    serde_json::from_slice(&python.wait_with_output().expect("python").stdout).expect("forms")
 }
 
 /// Runs `certhost --config CONFIG -vv ARGS` with `stdin`, appending its stdout and stderr to
@@ -612,15 +618,7 @@ v = sys.stdin.read()
 go = json.dumps(v)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 print(json.dumps([v, html.escape(v), escape(v), quoteattr(v)[1:-1], go, json.dumps(v)[1:-1].replace("/", "\\/"), v.upper()]))
 "#;
-    let mut python = Command::new(env!("CERTHOST_PYTHON_EXECUTABLE"))
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python");
-    python.stdin.take().expect("stdin").write_all(MARKUP_SECRET.as_bytes()).expect("write");
-    let mut forms: Vec<String> =
-        serde_json::from_slice(&python.wait_with_output().expect("python").stdout).expect("forms");
+    let mut forms = python_forms(script, MARKUP_SECRET);
     forms.push(FILE_SECRET.to_owned());
     for form in &forms {
         if let Some(i) = transcript.find(form.as_str()) {
