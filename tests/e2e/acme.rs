@@ -257,16 +257,20 @@ fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
 
 /// Issues through `serve`'s API with `token`; returns the response body.
 fn issue_via_api(server: &Server, token: &str, cn: &str, sans: &[&str]) -> serde_json::Value {
+    let (status, body) = post_issue(server, token, cn, sans);
+    assert_eq!(status, 201, "{body}\n{}", server.log());
+    body
+}
+
+/// `POST /v1/certificates` on profile `web`: the status and the JSON answer.
+fn post_issue(server: &Server, token: &str, cn: &str, sans: &[&str]) -> (u16, serde_json::Value) {
     let response = http()
         .post(format!("{}/v1/certificates", server.base))
         .bearer_auth(token)
         .json(&serde_json::json!({ "profile": "web", "cn": cn, "sans": sans }))
         .send()
         .expect("issue");
-    let status = response.status();
-    let body: serde_json::Value = response.json().expect("json");
-    assert_eq!(status, 201, "{body}\n{}", server.log());
-    body
+    (response.status().as_u16(), response.json().expect("json"))
 }
 
 #[test]
@@ -381,15 +385,8 @@ fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
     let config = configure(&app, &pebble, "params.wait_seconds = \"0\"", "");
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "admin");
-    let c = http();
-    let response = c
-        .post(format!("{}/v1/certificates", server.base))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "profile": "web", "cn": "www.example.com" }))
-        .send()
-        .expect("issue");
-    assert_eq!(response.status(), 202, "{}", server.log());
-    let body: serde_json::Value = response.json().expect("json");
+    let (status, body) = post_issue(&server, &token, "www.example.com", &[]);
+    assert_eq!(status, 202, "{body}\n{}", server.log());
     assert_eq!(body["disposition"], "pending", "{body}");
     let order = body["order_id"].as_i64().expect("order id");
     let o = settled_order(&server, &token, order, 60);
@@ -433,15 +430,9 @@ fn acme_a_validation_slower_than_the_wait_still_succeeds_and_its_answer_goes_aft
     );
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "admin");
-    let c = http();
-    let response = c
-        .post(format!("{}/v1/certificates", server.base))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "profile": "web", "cn": "127.0.0.1", "sans": ["IP:127.0.0.1"] }))
-        .send()
-        .expect("issue");
-    assert_eq!(response.status(), 202, "{}", server.log());
-    let order = response.json::<serde_json::Value>().expect("json")["order_id"].as_i64().expect("order id");
+    let (status, body) = post_issue(&server, &token, "127.0.0.1", &["IP:127.0.0.1"]);
+    assert_eq!(status, 202, "{body}\n{}", server.log());
+    let order = body["order_id"].as_i64().expect("order id");
     let state = settled_order(&server, &token, order, 90);
     assert_eq!(state["state"], "issued", "{state}\n{}", server.log());
     assert_answer_withdrawn(&server, http01);
@@ -466,14 +457,8 @@ fn acme_a_failed_dns01_hook_leaves_the_challenge_unanswered_and_says_why() {
     );
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "admin");
-    let response = http()
-        .post(format!("{}/v1/certificates", server.base))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "profile": "web", "cn": "www.example.com" }))
-        .send()
-        .expect("issue");
-    assert_eq!(response.status(), 502, "{}", server.log());
-    let body: serde_json::Value = response.json().expect("json");
+    let (status, body) = post_issue(&server, &token, "www.example.com", &[]);
+    assert_eq!(status, 502, "{body}\n{}", server.log());
     let detail = body["detail"].as_str().expect("detail");
     assert!(
         detail.contains("could not publish the dns-01 answer for www.example.com, so the challenge was not answered"),
