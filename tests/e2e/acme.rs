@@ -219,6 +219,10 @@ fn acme_with_external_account_binding_issues_and_a_wrong_key_is_a_clear_error() 
     let r = issue(&app, &config, &app.path("none"), "www.example.com", &[]);
     let err = r.fails(1);
     assert!(err.contains("requires external account binding"), "{err}");
+    // `account test` says so too, before any issuance (review of stop 33: it read only the
+    // directory and passed).
+    let r = app.run(&["--config", s(&config), "account", "test", "pebble"]);
+    assert!(r.fails(1).contains("requires external account binding"), "{}\n{}", r.stdout, r.stderr);
     // A wrong MAC key: refused, saying why, without the key.
     let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let config = configure(&app, &pebble, &eab_params(&app, wrong), "");

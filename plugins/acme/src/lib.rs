@@ -636,9 +636,13 @@ impl Connector for Acme {
         Ok(())
     }
 
+    /// Reads the directory, then finds or registers the ACME account: a CA that requires
+    /// external account binding, refuses the contact or has deactivated the account says so
+    /// here, not at the first issuance (review of stop 33: only the directory was read).
     fn test_connection(args: Vec<Param>) -> Result<(), ConnectorError> {
         let params = account_params(&args)?;
-        client::directory(params.directory_url)?;
+        let mut session = Session::open(&params)?;
+        session.ensure_account(&params).map_err(AcmeError::account)?;
         Ok(())
     }
 }
