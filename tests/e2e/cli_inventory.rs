@@ -704,3 +704,23 @@ fn without_user_in_the_environment_the_audit_names_the_real_user() {
         assert_eq!(actor, "cli:root");
     }
 }
+
+/// Regression (review of stop 33): a database with tables but no certhost schema version
+/// (another program's, or the inventory after a foreign `-wal` was replayed onto it) was
+/// migrated as a new inventory; then it was refused only after being switched to WAL mode.
+/// It is refused before anything is written.
+#[test]
+fn another_programs_database_is_refused_and_left_as_it_was() {
+    let app = App::new();
+    fs::create_dir_all(app.data_dir()).expect("mkdir");
+    let db = app.data_dir().join("certhost.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute_batch("CREATE TABLE x (a); INSERT INTO x VALUES ('kept');").expect("foreign");
+    }
+    let before = fs::read(&db).expect("read");
+    let err = app.run(&["init"]).fails(1).to_owned();
+    assert!(err.contains("certhost.db is not a certhost inventory") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(fs::read(&db).expect("read"), before, "the file is untouched");
+    assert!(!app.data_dir().join("certhost.db-wal").exists(), "not switched to WAL mode");
+}

@@ -331,17 +331,20 @@ impl Inventory {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // A database from a newer certhost is refused before anything is written to it, even
         // the switch to WAL mode.
-        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // Nor is another program's database (tables, no version) touched; `migrate` checks
+        // again under its write lock. Both read in one statement, so in one snapshot: read
+        // apart, another process's first migration committing in between made a new
+        // inventory look foreign (tables, and the version read before them).
+        let (found, objects): (u32, i64) = conn.query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         if found > schema::CURRENT_VERSION {
             return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
         }
-        // Nor is another program's database (tables, no version) touched; `migrate` checks
-        // again under its write lock, for one that changes in between.
-        if found == 0 {
-            let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
-            if objects > 0 {
-                return Err(InventoryError::Foreign(objects));
-            }
+        if found == 0 && objects > 0 {
+            return Err(InventoryError::Foreign(objects));
         }
         // Every transaction takes the write lock at BEGIN, waiting in the busy handler. A
         // deferred one that reads and then writes gets SQLITE_BUSY at once in WAL mode when
