@@ -496,7 +496,7 @@ pub fn hide_from_children<'a>(sources: impl IntoIterator<Item = &'a ValueSource>
 }
 
 /// The files registered by [`hide_from_children`].
-pub fn secret_files() -> Vec<std::path::PathBuf> {
+fn secret_files() -> Vec<std::path::PathBuf> {
     SECRET_FILES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
@@ -512,9 +512,8 @@ pub fn secret_file_values() -> Vec<zeroize::Zeroizing<String>> {
     secret_files().into_iter().filter_map(|file| read_value_file(&file).ok().map(zeroize::Zeroizing::new)).collect()
 }
 
-/// Registers variable names (an account's or profile's sensitive parameters, as the
-/// inventory reads them); see [`hidden_from_children`].
-pub fn hide_names_from_children<'a>(names: impl IntoIterator<Item = &'a str>) {
+/// Registers variable names, for [`hide_from_children`]; see [`hidden_from_children`].
+fn hide_names_from_children<'a>(names: impl IntoIterator<Item = &'a str>) {
     let mut hidden = HIDDEN_FROM_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
     for name in names {
         if !hidden.iter().any(|h| h == name) {

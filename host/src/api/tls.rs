@@ -2,9 +2,8 @@
 //! handshakes (rustls) in their own tasks, so a slow or broken client handshake never holds
 //! up the next connection. Handshake failures are logged and dropped. At most a quarter of
 //! the server's connection cap ([`MIN_HANDSHAKES`] at least) are between `accept` and the
-//! server at once, so when the
-//! server's connections are all taken new clients wait in the kernel's backlog, as on plain
-//! HTTP, rather than each holding a file descriptor here. The certificate and key can be read
+//! server at once, so when the server's connections are all taken new clients wait in the
+//! kernel's backlog, as on plain HTTP, rather than each holding a file descriptor here. The certificate and key can be read
 //! again while serving ([`TlsReloader`]): a certificate host renews its own certificate too.
 
 use std::net::SocketAddr;
