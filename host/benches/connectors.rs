@@ -107,7 +107,12 @@ fn python(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let worker = Path::new(env!("CARGO_BIN_EXE_certhost"));
     let connector = rt
-        .block_on(PythonConnector::load(&repo("tests/fixtures/python/fixed_cert.py"), worker, Limits::default()))
+        .block_on(PythonConnector::load(
+            &repo("tests/fixtures/python/fixed_cert.py"),
+            worker,
+            Limits::default(),
+            certhost::connector::cache::AccountCache::in_memory("bench"),
+        ))
         .expect("load");
     let req = request();
     let args = Args::new();

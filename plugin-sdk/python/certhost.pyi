@@ -70,9 +70,12 @@ def log(level: str, message: str) -> None:
     is logged at info, naming it."""
 
 # The cache has the semantics of the WASM connectors' cache-get / cache-set:
-# - one cache per CA account, shared by all its calls; it outlives the account's worker
-#   process (a worker killed at its deadline or after a crash), but not certhost itself, and a
-#   value set during a call that is killed at its deadline may be lost;
+# - one cache per CA account, shared by all its calls; the host keeps it sealed in its
+#   inventory, so it outlives the account's worker process, restarts of certhost, and is
+#   shared by every certhost command on the data directory (a worker sees what others set
+#   when it starts); a new connector, new parameters or secrets of the
+#   account empty it; a value set during a call that
+#   is killed at its deadline may be lost;
 # - ttl is in whole seconds (a fraction is rounded up); 0 (or None) means no expiry;
 # - a value over 64 KiB or a key over 1 KiB (UTF-8 bytes) is not stored (a warning is logged);
 # - at most 256 entries: setting a new key when full first drops expired entries, and is

@@ -242,7 +242,7 @@ fn acme_with_external_account_binding_issues_and_a_wrong_key_is_a_clear_error() 
 fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
     let app = App::new();
     let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
-    // A stable account key: the CLI's host cache lives for one command only.
+    // An account key of the operator's own.
     let key = app.path("account.key");
     sh("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", s(&key)]);
     let config = configure(
@@ -254,6 +254,26 @@ fn acme_revocation_through_revoke_cert_marks_the_certificate_revoked() {
     let out = app.path("out");
     issue(&app, &config, &out, "www.example.com", &[]).ok();
     let r = app.run(&["--config", s(&config), "revoke", "1", "--reason", "keyCompromise"]);
+    assert!(r.ok().contains("revoked at its CA"), "{}", r.stderr);
+    let shown = app.json(&["--config", s(&config), "show", "1", "--json"]);
+    assert_eq!(shown["status"], "revoked", "{shown}");
+}
+
+/// The host cache outlives a command (stop 34): without `account_key`, the ACME account the
+/// CLI's `issue` registered is the one the next command's `revoke` signs with — the CA lets
+/// only the account that ordered a certificate revoke it with its account key. The cache
+/// lived in each process's memory, so every command registered an account of its own.
+#[test]
+fn acme_without_an_account_key_every_command_uses_the_account_the_first_registered() {
+    let app = App::new();
+    let pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let config = configure(&app, &pebble, "", "");
+    let first = app.run(&["--config", s(&config), "account", "test", "pebble"]);
+    first.ok();
+    let out = app.path("out");
+    let r = issue(&app, &config, &out, "www.example.com", &[]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    let r = app.run(&["--config", s(&config), "revoke", "1", "--reason", "superseded"]);
     assert!(r.ok().contains("revoked at its CA"), "{}", r.stderr);
     let shown = app.json(&["--config", s(&config), "show", "1", "--json"]);
     assert_eq!(shown["status"], "revoked", "{shown}");

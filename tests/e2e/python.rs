@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use certhost::connector::cache::AccountCache;
 use certhost::connector::python::PythonConnector;
 use certhost::connector::{Args, CertificateRequest, Connector, ConnectorError, Disposition, Limits};
 use certhost::csr::{CsrParams, San, Subject};
@@ -29,7 +30,13 @@ fn limits(timeout_s: u64, memory_mib: u64) -> Limits {
 }
 
 async fn load(name: &str, limits: Limits) -> Result<PythonConnector, ConnectorError> {
-    PythonConnector::load(&fixture(name), Path::new(crate::helpers::certhost_bin()), limits).await
+    PythonConnector::load(
+        &fixture(name),
+        Path::new(crate::helpers::certhost_bin()),
+        limits,
+        AccountCache::in_memory(name),
+    )
+    .await
 }
 
 fn request() -> CertificateRequest {
@@ -331,9 +338,14 @@ async fn a_package_installed_the_readme_way_imports_inside_a_script() {
         ),
     )
     .expect("write");
-    let c = PythonConnector::load(&script, Path::new(crate::helpers::certhost_bin()), limits(20, 512))
-        .await
-        .expect("the script imports the package");
+    let c = PythonConnector::load(
+        &script,
+        Path::new(crate::helpers::certhost_bin()),
+        limits(20, 512),
+        AccountCache::in_memory("s"),
+    )
+    .await
+    .expect("the script imports the package");
     let Disposition::Rejected { reason } = c.certificate_request(&request(), &Args::new()).await.expect("call") else {
         panic!("unexpected disposition")
     };
@@ -1176,4 +1188,72 @@ async fn a_san_only_request_gives_the_script_its_first_dns_name_as_common_name()
     assert_eq!(got, Disposition::Rejected { reason: "common_name=san-only.example.com".into() });
     let got = c.certificate_request(&self::request(), &Args::new()).await.expect("answers");
     assert_eq!(got, Disposition::Rejected { reason: "common_name=www.example.com".into() });
+}
+
+/// The connector cache outlives the process (stop 34): what one `certhost` command's script
+/// cached, the next command's script reads — sealed on disk, neither key nor value in the
+/// clear — and new parameters of the account start an empty one. It lived in each process's
+/// memory, so every command (and every restart of `serve`) started empty.
+#[test]
+fn a_script_s_cache_outlives_the_command_sealed_and_new_parameters_empty_it() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let config = conf.join("certhost.toml");
+    let account = |region: &str, timeout: u32| {
+        std::fs::write(
+            &config,
+            format!(
+                "[accounts.cached]\nconnector = \"{}\"\ntimeout_seconds = {timeout}\nparams.region = \"{region}\"\n",
+                fixture("cache_ops.py").display()
+            ),
+        )
+        .expect("config");
+    };
+    account("eu", 20);
+    std::fs::write(
+        conf.join("profiles/cached.toml"),
+        // Sensitive: the order keeps no copy of the key and value the ops name.
+        "accounts = [\"cached\"]\n[params]\nops = { dynamic = true, required = true, sensitive = true }\n",
+    )
+    .expect("profile");
+    let issue = |ops: String| {
+        let out = app
+            .command()
+            .args(["--config", config.to_str().expect("utf8"), "issue", "--profile", "cached"])
+            .args(["--cn", "cached.example.com", "--param-env", "ops=CACHE_OPS"])
+            .env("CACHE_OPS", ops)
+            .output()
+            .expect("run certhost");
+        // cache_ops.py answers "rejected" with what each op returned.
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{said}");
+        said
+    };
+    let (key, value) = ("cache-key-9c41d2", "cache-value-canary-5e8f7a3b21");
+    let set_at = Instant::now();
+    let said = issue(format!(r#"[["set","{key}","{value}",0],["get","{key}"],["set","brief","x",8]]"#));
+    assert!(said.contains("[null, 29, null]"), "{said}");
+    let said = issue(format!(r#"[["get","{key}"],["get","missing"],["get","brief"]]"#));
+    assert!(said.contains("[29, null, 1]"), "the next command reads them: {said}");
+    std::thread::sleep(Duration::from_millis(8500).saturating_sub(set_at.elapsed()));
+    assert!(issue(r#"[["get","brief"]]"#.into()).contains("[null]"), "a ttl holds across processes");
+
+    for entry in std::fs::read_dir(app.data_dir()).expect("data dir").flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        for needle in [key, value] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in the clear in {}",
+                entry.path().display()
+            );
+        }
+    }
+
+    account("eu", 21);
+    let said = issue(format!(r#"[["get","{key}"]]"#));
+    assert!(said.contains("[29]"), "a new timeout keeps the cache: {said}");
+    account("us", 21);
+    let said = issue(format!(r#"[["get","{key}"]]"#));
+    assert!(said.contains("[null]"), "new parameters empty the cache: {said}");
 }

@@ -281,7 +281,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             println!("account {name} deleted (its audit history stays)");
         }
         Command::Test { name } => {
-            let registry = super::registry(&env.data_dir);
+            let registry = super::registry(&env.data_dir, env);
             let result = super::runtime()?.block_on(async {
                 let mut p =
                     Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
@@ -315,7 +315,7 @@ fn refuse_file_defined(origin: &str, name: &str) -> anyhow::Result<()> {
 
 /// Checks the definition against its connector ([`AccountDef::check_connector`]).
 fn check_loads(name: &str, def: &AccountDef, env: &super::Env) -> anyhow::Result<()> {
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     super::runtime()?.block_on(def.check_connector(name, &registry))?;
     Ok(())
 }

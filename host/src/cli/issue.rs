@@ -86,7 +86,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         params: args.params.resolve()?,
         csr,
     };
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let outcome = super::runtime()?.block_on(async {
         let mut pipeline =
             Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };

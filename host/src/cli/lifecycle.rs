@@ -95,7 +95,7 @@ pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super:
         any_account: true,
         params: args.params.resolve()?,
     };
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let outcome = super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
         p.renew(id, &opts).await
@@ -106,7 +106,7 @@ pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super:
 /// `revoke`.
 pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?;
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
         p.revoke(id, args.reason, &args.comment).await
@@ -125,7 +125,7 @@ pub fn delete(args: DeleteArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
 
 /// `update-order`.
 pub fn update_order(args: UpdateOrderArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let state = super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
         p.update_order(args.id, args.action).await

@@ -214,7 +214,7 @@ fn config_path(config: Option<&Path>) -> Option<PathBuf> {
 fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
     if let Some(path) = config_path(config) {
-        let registry = registry(data_dir);
+        let registry = registry(data_dir, env);
         let report = runtime()?.block_on(certhost::config::load(&mut inv, &path, &env.actor, &registry, false))?;
         log_report(&report, &path);
     }
@@ -261,14 +261,17 @@ fn log_report(report: &certhost::config::LoadReport, path: &Path) {
     }
 }
 
-/// The connector registry for this process.
-fn registry(data_dir: &Path) -> certhost::connector::Registry {
+/// The connector registry for this process: connectors' caches live in the inventory, so
+/// every command and `serve` share them.
+fn registry(data_dir: &Path, env: &Env) -> certhost::connector::Registry {
     // The compiled-component cache lives in the data directory: create that private first.
     // A failure shows when the inventory opens the same directory.
     let _ = certhost::inventory::create_data_dir(data_dir);
     // Script connectors run in worker processes of this very binary.
     let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("certhost"));
+    let caches = certhost::inventory::InventoryCacheStore::new(data_dir.to_owned(), env.master_key.as_deref());
     certhost::connector::Registry::new(exe, Some(data_dir.join("wasm-cache")))
+        .with_cache_store(std::sync::Arc::new(caches))
 }
 
 /// The connector registry for `plugin check`, which works without a data directory: it uses

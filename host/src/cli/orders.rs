@@ -80,7 +80,7 @@ impl Command {
 }
 
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     match cmd {
         Command::List { state, limit, json } => {
             let orders = inv.orders(state, limit)?;

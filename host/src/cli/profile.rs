@@ -100,7 +100,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             def.check(&name)?;
             let accounts = inv.accounts()?.into_iter().map(|a| (a.name, a.def)).collect();
             certhost::config::check_links(&name, &def, &accounts)?;
-            let registry = super::registry(&env.data_dir);
+            let registry = super::registry(&env.data_dir, env);
             super::runtime()?.block_on(def.check_connectors(&name, &accounts, &registry))?;
             // Each write checks again in its own transaction: a profile made or deleted
             // meanwhile makes this fail instead of being silently replaced or made again.

@@ -93,7 +93,7 @@ pub struct DeployArgs {
 /// Runs the profile's deployment targets again for one certificate.
 pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = inv.find(&args.id)?.with_context(|| format!("certificate {} not found", args.id))?.id;
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let reports = super::runtime()?
         .block_on(async {
             let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
@@ -136,7 +136,7 @@ pub fn import_from_account(
     inv: &mut Inventory,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let progress = std::io::stderr().is_terminal() && !args.json;
     let (mut imported, mut duplicate, mut failed, mut without_pem) = (0u64, 0u64, Vec::new(), 0u64);
     let rt = super::runtime()?;

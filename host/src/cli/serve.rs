@@ -54,7 +54,7 @@ pub fn run(
     // The pool opens further connections with the same master key (its file exists by now).
     let (vault, _) = certhost::vault::MasterKey::load_or_create(&env.data_dir, env.master_key.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let registry = super::registry(&env.data_dir);
+    let registry = super::registry(&env.data_dir, env);
     let mut inv = inv;
     if let Some(path) = &config {
         // At start-up every definition is checked against its connector, also those an

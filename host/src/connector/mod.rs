@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod cache;
 pub mod challenges;
 pub mod check;
 pub mod gate;

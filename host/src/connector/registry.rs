@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
+use super::cache::{AccountCache, CacheStore, MemoryStore};
 use super::gate::{Gate, Gated, SCRIPT_CALLS_PER_ACCOUNT, WASM_CALLS_PER_ACCOUNT};
 use super::python::PythonConnector;
 use super::wasm::WasmConnector;
@@ -39,13 +40,29 @@ pub struct Registry {
     /// Account name → its call slots, kept across reloads of its connector: calls of the old
     /// code still in flight count against the new.
     gates: SyncMutex<HashMap<String, Arc<Gate>>>,
+    /// Where accounts' caches live: the inventory for `certhost` commands, this process's
+    /// memory without a data directory.
+    caches: Arc<dyn CacheStore>,
 }
 
 impl Registry {
     /// A registry whose Python workers run `worker_exe` (the `certhost` binary) and whose
     /// compiled components are cached in `wasm_cache`.
     pub fn new(worker_exe: PathBuf, wasm_cache: Option<PathBuf>) -> Self {
-        Self { worker_exe, wasm_cache, slots: SyncMutex::new(HashMap::new()), gates: SyncMutex::new(HashMap::new()) }
+        Self {
+            worker_exe,
+            wasm_cache,
+            slots: SyncMutex::new(HashMap::new()),
+            gates: SyncMutex::new(HashMap::new()),
+            caches: Arc::new(MemoryStore::default()),
+        }
+    }
+
+    /// Keeps accounts' caches in `store` instead of this process's memory.
+    #[must_use]
+    pub fn with_cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.caches = store;
+        self
     }
 
     fn slot(&self, name: &str) -> Slot {
@@ -75,8 +92,17 @@ impl Registry {
     }
 
     async fn load_ungated(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let caches = Arc::clone(&self.caches);
+        match tokio::task::spawn_blocking(move || caches.prepare()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(account = %name, "the connector cache cannot be opened: {e}"),
+            Err(e) => tracing::warn!(account = %name, "the connector cache cannot be opened: {e}"),
+        }
+        let cache = AccountCache::new(Arc::clone(&self.caches), name);
         match def.connector.extension().and_then(|e| e.to_str()) {
-            Some("py") => Ok(Arc::new(PythonConnector::load(&def.connector, &self.worker_exe, def.limits()).await?)),
+            Some("py") => {
+                Ok(Arc::new(PythonConnector::load(&def.connector, &self.worker_exe, def.limits(), cache).await?))
+            }
             Some("wasm") => Ok(Arc::new(
                 WasmConnector::load_with_trust(
                     &def.connector,
@@ -85,6 +111,7 @@ impl Registry {
                     &def.allowed_hosts,
                     &def.extra_ca_pems,
                     self.wasm_cache.as_deref(),
+                    cache,
                 )
                 .await?,
             )),

@@ -95,6 +95,12 @@ fn secret_aad(kind: SecretOwner, owner: &str, name: &str) -> Vec<u8> {
     format!("certhost/secret/v1/{}/{owner}/{name}", kind.as_str()).into_bytes()
 }
 
+/// Empties `account`'s connector cache (`connector_cache.rs`): what its connector cached was
+/// fetched with credentials or for a CA that no longer apply.
+fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<()> {
+    tx.execute_cached("DELETE FROM connector_cache WHERE account = ?1", [account]).map(|_| ())
+}
+
 impl Inventory {
     /// Creates an account; refused (`Conflict`) when the name is taken, checked in the
     /// transaction that inserts, so of two concurrent creations exactly one succeeds. The
@@ -140,17 +146,27 @@ impl Inventory {
             None => return Ok(Upsert::Unchanged),
             Some(origin) => origin,
         };
-        let outcome = if existing.is_some() {
+        let outcome = if let Some((old_json, _)) = &existing {
             tx.execute_cached(
                 "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
                 params![name, json, def.status.as_str(), origin, now],
             )?;
+            // What the connector cached belongs to the old connector and parameters (a token
+            // fetched with the old credentials, an account at the old CA); a new timeout,
+            // description or status keeps it.
+            let old: Option<AccountDef> = serde_json::from_str(old_json).ok();
+            if old.is_none_or(|old| old.connector != def.connector || old.params != def.params) {
+                forget_cache(&tx, name)?;
+            }
             Upsert::Updated
         } else {
             tx.execute_cached(
                 "INSERT INTO accounts (name, definition, status, origin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 params![name, json, def.status.as_str(), origin, now],
             )?;
+            // A call of a deleted account of this name may have stored entries after its
+            // deletion emptied the cache.
+            forget_cache(&tx, name)?;
             Upsert::Created
         };
         let action = if outcome == Upsert::Created { "account.create" } else { "account.update" };
@@ -439,6 +455,9 @@ impl Inventory {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         tx.execute_cached(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
+        if kind == SecretOwner::Account {
+            forget_cache(&tx, name)?;
+        }
         tx.execute_cached(
             "DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2",
             params![kind.as_str(), name],
@@ -470,8 +489,15 @@ impl Inventory {
         actor: &str,
     ) -> Result<(), InventoryError> {
         let sealed = self.vault.seal(value.as_bytes(), &secret_aad(kind, owner, name));
+        // A new credential of an account makes what its connector cached with the old one
+        // stale (a token); setting the same value again changes nothing.
+        let changed_credential =
+            kind == SecretOwner::Account && self.secret(kind, owner, name).ok().flatten().is_none_or(|v| *v != value);
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
+        if changed_credential {
+            forget_cache(&tx, owner)?;
+        }
         tx.execute_cached(
             "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (owner_kind, owner_name, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",

@@ -317,6 +317,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
     "#,
+    // 12: connectors' caches (`cache-set`) lived in each process's memory: every CLI command
+    //     and every restart of `serve` registered a new ACME account, and an order left
+    //     pending by one process could not be finished by another. Entries are sealed (an
+    //     access token, an ACME account key) and found by a digest of account and key.
+    r#"
+    CREATE TABLE connector_cache (
+        account    TEXT NOT NULL,
+        key_digest BLOB NOT NULL,
+        sealed     BLOB NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (account, key_digest)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -2,10 +2,10 @@
 //! hosts are reachable (the CA account's allowed hosts); a refused host is an error here.
 
 use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, OutgoingBody, OutgoingRequest, Scheme};
 /// The method of [`request`], re-exported so a connector needs no `wasi` dependency of its
 /// own to send a GET with headers (`http::request(http::Method::Get, url, &headers, None)`).
 pub use wasi::http::types::Method;
+use wasi::http::types::{ErrorCode, Fields, OutgoingBody, OutgoingRequest, Scheme};
 
 use crate::ConnectorError;
 

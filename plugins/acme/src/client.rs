@@ -79,9 +79,14 @@ impl Session {
                 Some(pem) => AccountKey::from_pem(&pem)?,
                 None => {
                     let key = AccountKey::generate()?;
-                    // ttl 0: kept until the host restarts (the host cache is in memory).
+                    // ttl 0: kept, sealed in the host's inventory, until the account's
+                    // connector, parameters or secrets change.
                     cache_set(&key_cache, &key.to_pem()?, 0);
-                    log(Level::Info, "created a new ACME account key (set account_key to keep one across restarts)");
+                    log(
+                        Level::Info,
+                        "created a new ACME account key, kept in the host cache until this account's parameters change \
+                         (set account_key to choose the key yourself)",
+                    );
                     key
                 }
             },

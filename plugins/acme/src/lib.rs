@@ -560,7 +560,7 @@ fn poll_order(order_url: &str, args: &[Param]) -> Result<Disposition, AcmeError>
         None if matches!(order["status"].as_str(), Some("processing") | Some("valid") | Some("invalid")) => Vec::new(),
         None => {
             return Err(AcmeError::Internal(
-                "the CSR of this order is no longer in the host cache (the host restarted): resubmit the order".into(),
+                "the CSR of this order is no longer in the host cache (the account's parameters changed, or the order is over a week old): resubmit the order".into(),
             ));
         }
     };
@@ -600,7 +600,7 @@ impl Connector for Acme {
                 param("challenge", "http-01 or dns-01", false, false, Some("http-01")),
                 param(
                     "account_key",
-                    "ACME account key (P-256 PEM); without it one is created and kept in the host cache until the host restarts",
+                    "ACME account key (P-256 PEM); without it one is created and kept in the host cache until this account's parameters change",
                     false,
                     true,
                     None,

@@ -226,11 +226,12 @@ def _log(level, message):
     _logs.append([str(level), message])
 
 
-# The CA account's cache, with the rules of the WASM cache (connector/wasm/host_impl.rs):
-# ttl in whole seconds, 0 (or None) = no expiry; values over 64 KiB and keys over 1 KiB (UTF-8
-# bytes) are ignored with a warning; at 256 entries a new key first purges expired entries and
-# is ignored with a warning if the cache is still full. The host keeps a copy (`cache.rs`) so
-# the cache outlives this worker: each reply reports the keys set, `load` receives the cache.
+# The CA account's cache, with the host store's rules (connector/cache.rs): ttl in whole
+# seconds, 0 (or None) = no expiry; values over 64 KiB and keys over 1 KiB (UTF-8 bytes) are
+# ignored with a warning; at 256 entries a new key first purges expired entries and is ignored
+# with a warning if the cache is still full. The host stores it (in the inventory, sealed) so it
+# outlives this worker and the process: each reply reports the keys set, `load` receives the
+# account's live entries.
 MAX_ENTRIES = 256
 MAX_VALUE = 64 * 1024
 MAX_KEY = 1024

@@ -1,101 +1,70 @@
-//! A CA account's cache (`certhost.cache_get` / `cache_set`), kept by the host so it outlives
-//! the account's workers, as the WASM cache outlives a trapped call.
+//! A CA account's cache (`certhost.cache_get` / `cache_set`) between the host's store
+//! (`connector::cache`) and a script worker.
 //!
-//! The worker's `bootstrap.py` holds the working copy and applies the rules of the WASM cache
-//! (`connector::wasm::host_impl`): a ttl of 0 means no expiry; a value over 64 KiB or a key
-//! over 1 KiB (UTF-8 bytes) is ignored with a warning; at 256 entries a new key first purges
-//! expired entries and is ignored with a warning if the cache is still full. Each reply
-//! carries the entries the call set; the host applies them here under the same rules and
-//! hands the whole cache to the next worker it starts.
-
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+//! The worker's `bootstrap.py` holds the working copy and applies the store's rules as the
+//! script sets entries (warnings at the moment a set is ignored). It starts with the account's
+//! live entries; each reply carries the entries the call set, which the host stores. Entries
+//! travel with the milliseconds they have left, since the worker keeps time on its own
+//! monotonic clock.
 
 use super::protocol::{CacheEntry, MAX_FRAME};
+use crate::connector::cache::{Entry, now_ms};
 
-/// At most this many entries, values of at most this many bytes, keys of at most this many
-/// bytes: the limits of the WASM cache.
-pub(super) const MAX_ENTRIES: usize = 256;
-pub(super) const MAX_VALUE: usize = 64 * 1024;
-pub(super) const MAX_KEY: usize = 1024;
-
-/// The host's copy of one account's cache.
-#[derive(Debug, Default)]
-pub(super) struct AccountCache {
-    entries: HashMap<String, (String, Option<Instant>)>,
+/// The entries a worker reported as set, for the store.
+pub(super) fn from_worker(set: Vec<CacheEntry>) -> Vec<Entry> {
+    let now = now_ms();
+    set.into_iter()
+        .map(|e| Entry {
+            key: e.key,
+            value: e.value,
+            expires_at_ms: e.expires_in_ms.map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+        })
+        .collect()
 }
 
-impl AccountCache {
-    /// Applies the entries a worker reports as set during a call.
-    pub(super) fn apply(&mut self, set: Vec<CacheEntry>) {
-        let now = Instant::now();
-        for e in set {
-            if e.value.len() > MAX_VALUE || e.key.len() > MAX_KEY {
-                continue;
-            }
-            if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&e.key) {
-                self.entries.retain(|_, (_, exp)| exp.is_none_or(|x| x > now));
-                if self.entries.len() >= MAX_ENTRIES {
-                    continue;
-                }
-            }
-            let expiry = e.expires_in_ms.map(|ms| now + Duration::from_millis(ms));
-            self.entries.insert(e.key, (e.value, expiry));
-        }
-    }
-
-    /// The live entries, for a new worker. Should they not fit in one frame (values full of
-    /// characters JSON must escape), the largest are left out.
-    pub(super) fn snapshot(&mut self) -> Vec<CacheEntry> {
-        let now = Instant::now();
-        self.entries.retain(|_, (_, exp)| exp.is_none_or(|x| x > now));
-        let mut out: Vec<CacheEntry> = self
-            .entries
-            .iter()
-            .map(|(k, (v, exp))| CacheEntry {
-                key: k.clone(),
-                value: v.clone(),
-                expires_in_ms: exp.map(|x| u64::try_from((x - now).as_millis()).unwrap_or(u64::MAX).max(1)),
-            })
-            .collect();
-        out.sort_by_key(|e| e.key.len() + e.value.len());
-        let budget = MAX_FRAME / 2;
-        let mut used = 0;
-        out.retain(|e| {
-            used += serde_json::to_string(e).map(|s| s.len()).unwrap_or(usize::MAX / 2);
-            used <= budget
-        });
-        out
-    }
+/// The live entries, for a new worker. Should they not fit in one frame (values full of
+/// characters JSON must escape), the largest are left out.
+pub(super) fn for_worker(entries: Vec<Entry>) -> Vec<CacheEntry> {
+    let now = now_ms();
+    let mut out: Vec<CacheEntry> = entries
+        .into_iter()
+        .filter(|e| !e.expired(now))
+        .map(|e| CacheEntry {
+            expires_in_ms: e.expires_at_ms.map(|at| u64::try_from(at - now).unwrap_or(0).max(1)),
+            key: e.key,
+            value: e.value,
+        })
+        .collect();
+    out.sort_by_key(|e| e.key.len() + e.value.len());
+    let budget = MAX_FRAME / 2;
+    let mut used = 0;
+    out.retain(|e| {
+        used += serde_json::to_string(e).map(|s| s.len()).unwrap_or(usize::MAX / 2);
+        used <= budget
+    });
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(key: &str, value: &str, ms: Option<u64>) -> CacheEntry {
-        CacheEntry { key: key.into(), value: value.into(), expires_in_ms: ms }
-    }
-
     #[test]
-    fn the_host_copy_keeps_the_wasm_rules() {
-        let mut c = AccountCache::default();
-        c.apply(vec![
-            entry("forever", "a", None),
-            entry("big", &"v".repeat(MAX_VALUE + 1), None),
-            entry(&"k".repeat(MAX_KEY + 1), "v", None),
-            entry("max", &"v".repeat(MAX_VALUE), None),
-        ]);
-        let keys: Vec<String> = c.snapshot().into_iter().map(|e| e.key).collect();
-        assert_eq!(keys, ["forever", "max"]);
-        c.apply((0..MAX_ENTRIES).map(|i| entry(&format!("k{i}"), "v", Some(60_000))).collect());
-        assert_eq!(c.snapshot().len(), MAX_ENTRIES, "full: later new keys are ignored");
-        c.apply(vec![entry("forever", "b", None)]);
-        assert!(c.snapshot().iter().any(|e| e.key == "forever" && e.value == "b"), "an existing key may change");
-        c.entries.insert("k0".into(), ("v".into(), Some(Instant::now())));
-        c.apply(vec![entry("late", "v", None)]);
-        let snap = c.snapshot();
-        assert!(snap.iter().any(|e| e.key == "late") && !snap.iter().any(|e| e.key == "k0"), "expired purged");
-        assert!(snap.iter().all(|e| e.key != "k1" || e.expires_in_ms.is_some_and(|ms| ms <= 60_000)));
+    fn entries_cross_to_the_worker_and_back_with_the_time_they_have_left() {
+        let now = now_ms();
+        let entries = vec![
+            Entry { key: "forever".into(), value: "a".into(), expires_at_ms: None },
+            Entry { key: "minute".into(), value: "b".into(), expires_at_ms: Some(now + 60_000) },
+            Entry { key: "gone".into(), value: "c".into(), expires_at_ms: Some(now - 1) },
+        ];
+        let sent = for_worker(entries);
+        let keys: Vec<&str> = sent.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["minute", "forever"], "expired left out, smallest first");
+        let left = sent[0].expires_in_ms.expect("expires");
+        assert!((59_000..=60_000).contains(&left), "{left}");
+        let back = from_worker(sent);
+        assert_eq!(back[1].expires_at_ms, None);
+        let at = back[0].expires_at_ms.expect("expires");
+        assert!((now + 59_000..=now + 61_000).contains(&at), "{at}");
     }
 }

@@ -28,9 +28,9 @@ use serde_json::{Value, json};
 pub use process::{SITE_DIRS_ENV, WORKER_SUBCOMMAND};
 pub use worker::main as worker_main;
 
-use self::cache::AccountCache;
 use self::process::{RequestError, WorkerProcess};
 use self::protocol::{CacheEntry, Request};
+use super::cache::AccountCache;
 use super::redact::Redactor;
 use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
@@ -47,8 +47,8 @@ pub struct PythonConnector {
     /// [`Connector::declared_sensitive`], from `description`.
     declared: Vec<String>,
     worker: tokio::sync::Mutex<Option<WorkerProcess>>,
-    /// The account's `certhost.cache_*` entries, handed to each new worker.
-    cache: std::sync::Mutex<AccountCache>,
+    /// The account's `certhost.cache_*` entries; each new worker starts with them.
+    cache: AccountCache,
 }
 
 /// What `bootstrap.py` answers.
@@ -113,8 +113,14 @@ const UNREACHABLE: &[&str] = &[
 impl PythonConnector {
     /// Starts a worker for `path`, imports the script and reads its description. A script
     /// that does not import, or defines no `certificate_request`, is refused here with the
-    /// Python error and line number.
-    pub async fn load(path: &Path, worker_exe: &Path, limits: Limits) -> Result<Self, ConnectorError> {
+    /// Python error and line number. `cache` is the account's cache
+    /// ([`AccountCache::in_memory`] for one of the connector's own).
+    pub async fn load(
+        path: &Path,
+        worker_exe: &Path,
+        limits: Limits,
+        cache: AccountCache,
+    ) -> Result<Self, ConnectorError> {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_owned();
         let label = format!("script {name}");
         if !path.is_file() {
@@ -136,7 +142,7 @@ impl PythonConnector {
             },
             declared: vec![],
             worker: tokio::sync::Mutex::new(None),
-            cache: std::sync::Mutex::default(),
+            cache,
         };
         let (worker, described) = me.start().await?;
         me.declared = described.declared_sensitive();
@@ -155,7 +161,7 @@ impl PythonConnector {
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+        let cache = cache::for_worker(self.cache.entries());
         let req = Request::Load { path: self.path.display().to_string(), cache };
         // Importing a script (and what it imports) is not the call: it gets at least 30 s.
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
@@ -196,7 +202,7 @@ impl PythonConnector {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
-        self.keep_cache(&mut reply);
+        self.keep_cache(&mut reply).await;
         if reply.kind != "ok" {
             worker.kill().await;
             let message = format!(
@@ -291,7 +297,7 @@ impl PythonConnector {
             *guard = Some(worker);
         }
         drop(guard);
-        self.keep_cache(&mut reply);
+        self.keep_cache(&mut reply).await;
         reply.redactor = redactor;
         let redactor = &reply.redactor;
         self.log_output(&reply);
@@ -337,10 +343,11 @@ impl PythonConnector {
         }
     }
 
-    /// Keeps the cache entries the script set in the host's copy of the account's cache.
-    fn keep_cache(&self, reply: &mut Reply) {
-        if !reply.cache.is_empty() {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).apply(std::mem::take(&mut reply.cache));
+    /// Stores the cache entries the script set.
+    async fn keep_cache(&self, reply: &mut Reply) {
+        let set = std::mem::take(&mut reply.cache);
+        if !set.is_empty() {
+            self.cache.store(cache::from_worker(set)).await;
         }
     }
 

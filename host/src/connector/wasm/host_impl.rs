@@ -1,20 +1,14 @@
-//! The `certhost:connector/host` interface: logging into tracing and the per-account cache.
+//! The `certhost:connector/host` interface: logging into tracing and the per-account cache
+//! (`connector::cache`: what a call sets is stored when it ends).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use super::bindings::certhost::connector::host::{Host, Level};
 use super::bindings::certhost::connector::types;
 use super::runtime::State;
+use crate::connector::cache;
 use crate::connector::challenges::Challenges;
-
-/// Values a CA account's connector cached (tokens), shared by all its calls.
-pub type Cache = Arc<Mutex<HashMap<String, (String, Option<Instant>)>>>;
-
-/// At most this many entries and bytes per value, so a guest cannot grow host memory freely.
-const MAX_ENTRIES: usize = 256;
-const MAX_VALUE: usize = 64 * 1024;
 
 /// The shared types interface has no functions; its trait is empty.
 impl types::Host for State {}
@@ -59,38 +53,21 @@ impl Host for State {
     }
 
     fn cache_get(&mut self, key: String) -> Option<String> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.get(&key) {
-            Some((_, Some(expiry))) if *expiry <= Instant::now() => {
-                cache.remove(&key);
-                None
-            }
-            Some((value, _)) => Some(value.clone()),
-            None => None,
-        }
+        self.cache.get(&key)
     }
 
     fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
-        if value.len() > MAX_VALUE || key.len() > 1024 {
-            if self.host_warning_allowed() {
-                tracing::warn!(connector = %self.label, "cache-set ignored: key or value too large");
-            }
-            return;
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_ENTRIES && !cache.contains_key(&key) {
-            let now = Instant::now();
-            cache.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
-            if cache.len() >= MAX_ENTRIES {
-                drop(cache);
-                if self.host_warning_allowed() {
-                    tracing::warn!(connector = %self.label, "cache-set ignored: cache full");
-                }
+        let why = match self.cache.set(cache::Entry::with_ttl(key, value, u64::from(ttl_seconds))) {
+            cache::Set::Kept => {
+                self.cache_set = true;
                 return;
             }
+            cache::Set::TooLarge => "key or value too large",
+            cache::Set::Full => "cache full",
+        };
+        if self.host_warning_allowed() {
+            tracing::warn!(connector = %self.label, "cache-set ignored: {why}");
         }
-        let expiry = (ttl_seconds > 0).then(|| Instant::now() + Duration::from_secs(u64::from(ttl_seconds)));
-        cache.insert(key, (value, expiry));
     }
 }
 

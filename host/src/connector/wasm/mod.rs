@@ -32,6 +32,7 @@ use super::{
     Args, CertificatePage, CertificateRequest, Connector, ConnectorError, Description, Disposition, Limits,
     ListedCertificate, Operation, OrderAction, ParameterSpec, RenewRequest, RevocationReason, RevokeRequest,
 };
+use crate::connector::cache::AccountCache;
 use crate::connector::challenges::Scope;
 
 pub use self::http::AllowedHost as AllowedHostRule;
@@ -53,7 +54,7 @@ pub struct WasmConnector {
     limits: Limits,
     allowed: Vec<AllowedHost>,
     tls: Arc<rustls::ClientConfig>,
-    cache: host_impl::Cache,
+    cache: AccountCache,
     description: Description,
     /// [`Connector::declared_sensitive`], from `description`.
     declared: Vec<String>,
@@ -71,10 +72,12 @@ impl WasmConnector {
         allowed_hosts: &[String],
         cache_dir: Option<&Path>,
     ) -> Result<Self, ConnectorError> {
-        Self::load_with_trust(path, account, limits, allowed_hosts, &[] as &[&Path], cache_dir).await
+        let cache = AccountCache::in_memory(account);
+        Self::load_with_trust(path, account, limits, allowed_hosts, &[] as &[&Path], cache_dir, cache).await
     }
 
-    /// [`WasmConnector::load`] with extra trusted CA certificates (PEM files) for outbound TLS.
+    /// [`WasmConnector::load`] with extra trusted CA certificates (PEM files) for outbound TLS,
+    /// and the account's cache where the registry keeps it (the inventory).
     pub async fn load_with_trust(
         path: &Path,
         account: &str,
@@ -82,6 +85,7 @@ impl WasmConnector {
         allowed_hosts: &[String],
         extra_ca_pems: &[impl AsRef<Path>],
         cache_dir: Option<&Path>,
+        cache: AccountCache,
     ) -> Result<Self, ConnectorError> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_owned();
         let label = format!("connector {stem}");
@@ -131,7 +135,7 @@ impl WasmConnector {
             limits,
             allowed,
             tls,
-            cache: Default::default(),
+            cache,
             description: Description {
                 name: String::new(),
                 version: String::new(),
@@ -212,6 +216,7 @@ impl WasmConnector {
             logged: 0,
             limits: MemoryLimiter::new(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX)),
             cache: self.cache.clone(),
+            cache_set: Default::default(),
             label: label.clone(),
             deadline: std::time::Instant::now() + self.limits.timeout,
             http01_published: 0,
@@ -243,6 +248,11 @@ impl WasmConnector {
             // timeout covers that case.
             tokio::time::timeout(self.limits.timeout + Duration::from_millis(500), run.instrument(span)).await
         };
+        // What the call set is stored whatever its outcome: a token fetched before a trap is
+        // still good.
+        if store.data().cache_set {
+            self.cache.store(Vec::new()).await;
+        }
         let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
         let refusal = || {
             store.data().hooks.refused.get().map(|refusal| match refusal {

@@ -15,7 +15,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::certhost::connector as connector_wit;
-use super::host_impl::Cache;
 use super::http::HttpPolicy;
 use crate::connector::redact::Redactor;
 
@@ -47,7 +46,10 @@ pub struct State {
     pub(super) hooks: HttpPolicy,
     pub(super) table: ResourceTable,
     pub(super) limits: MemoryLimiter,
-    pub(super) cache: Cache,
+    /// The account's cache ([`crate::connector::cache`]).
+    pub(super) cache: crate::connector::cache::AccountCache,
+    /// Whether this call set anything in it, to store when the call ends.
+    pub(super) cache_set: bool,
     pub(super) label: String,
     /// http-01 answers this call published ([`MAX_HTTP01_PER_CALL`]).
     pub(super) http01_published: u32,

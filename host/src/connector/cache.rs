@@ -1,0 +1,303 @@
+//! A CA account's cache (`cache-get` / `cache-set`): values a connector keeps between calls —
+//! an access token, an ACME account key and its URL, an order's CSR for a later poll.
+//!
+//! Where the entries live is a [`CacheStore`]'s business. `certhost` commands and `serve`
+//! keep them in the inventory, sealed (`inventory::connector_cache`): they outlive the process
+//! and every process on the data directory shares them, so a CLI command and `serve` use one
+//! ACME account, and `serve`'s poller finishes an order the CLI left pending. Without a data
+//! directory (`plugin check`, tests) they live in this process's memory ([`MemoryStore`]).
+//!
+//! The rules, for both runtimes and every store: a ttl of 0 means no expiry; a value over
+//! 64 KiB or a key over 1 KiB (UTF-8 bytes) is ignored with a warning; at 256 entries a new
+//! key first purges expired entries and is ignored, with a warning, if the cache is still
+//! full. Expiry is wall-clock time, since an entry outlives the process that set it.
+//!
+//! A call's `cache-set`s are kept in the process (every call of the account sees them at
+//! once) and stored when it ends, trapped or not ([`AccountCache::store`]): storing may wait
+//! for the database's write lock and a sync, which must not happen inside a guest call on an
+//! async worker thread. Reads in a guest call are point reads of a WAL snapshot on a
+//! connection opened beforehand, which never wait for a writer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// At most this many entries per account, values of at most this many bytes, keys of at most
+/// this many bytes.
+pub const MAX_ENTRIES: usize = 256;
+/// See [`MAX_ENTRIES`].
+pub const MAX_VALUE: usize = 64 * 1024;
+/// See [`MAX_ENTRIES`].
+pub const MAX_KEY: usize = 1024;
+
+/// One entry as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The connector's key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// When it expires, Unix milliseconds; `None` for an entry set with ttl 0.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Entry {
+    /// An entry set now with `ttl_seconds` (0: no expiry).
+    pub fn with_ttl(key: String, value: String, ttl_seconds: u64) -> Self {
+        let ms = i64::try_from(ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Self { key, value, expires_at_ms: (ttl_seconds > 0).then(|| now_ms().saturating_add(ms)) }
+    }
+
+    /// Whether it has expired at `now` (Unix milliseconds).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now)
+    }
+
+    /// Whether the rules refuse it outright (a key or value too large).
+    pub fn too_large(&self) -> bool {
+        self.value.len() > MAX_VALUE || self.key.len() > MAX_KEY
+    }
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+/// A store failed: the database could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheError(pub String);
+
+/// Where accounts' caches live.
+pub trait CacheStore: Send + Sync {
+    /// Makes the store ready to read (opens a database), before a connector that uses it
+    /// loads. Called off the async threads: it may wait.
+    fn prepare(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+    /// The value of `key` in `account`'s cache, unless it expired.
+    fn get(&self, account: &str, key: &str) -> Result<Option<String>, CacheError>;
+    /// `account`'s live entries (a new Python worker starts with them).
+    fn entries(&self, account: &str) -> Result<Vec<Entry>, CacheError>;
+    /// Stores `set` under the rules, in one step; answers how many new keys were ignored
+    /// because the cache was full.
+    fn put(&self, account: &str, set: &[Entry]) -> Result<usize, CacheError>;
+}
+
+/// One account's entries in memory: key → (value, expiry in Unix milliseconds).
+type MemoryCache = HashMap<String, (String, Option<i64>)>;
+
+/// Caches in this process's memory: for checks and tests without a data directory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    accounts: Mutex<HashMap<String, MemoryCache>>,
+}
+
+impl CacheStore for MemoryStore {
+    fn get(&self, account: &str, key: &str) -> Result<Option<String>, CacheError> {
+        // A panic while locked cannot leave a map half-updated (single inserts and removals).
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        Ok(accounts
+            .get(account)
+            .and_then(|c| c.get(key))
+            .filter(|(_, exp)| exp.is_none_or(|e| e > now))
+            .map(|(v, _)| v.clone()))
+    }
+
+    fn entries(&self, account: &str) -> Result<Vec<Entry>, CacheError> {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let mut out: Vec<Entry> = accounts
+            .get(account)
+            .into_iter()
+            .flatten()
+            .map(|(k, (v, exp))| Entry { key: k.clone(), value: v.clone(), expires_at_ms: *exp })
+            .filter(|e| !e.expired(now))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn put(&self, account: &str, set: &[Entry]) -> Result<usize, CacheError> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = accounts.entry(account.to_owned()).or_default();
+        let now = now_ms();
+        let mut ignored = 0;
+        for e in set.iter().filter(|e| !e.too_large()) {
+            if cache.len() >= MAX_ENTRIES && !cache.contains_key(&e.key) {
+                cache.retain(|_, (_, exp)| exp.is_none_or(|x| x > now));
+                if cache.len() >= MAX_ENTRIES {
+                    ignored += 1;
+                    continue;
+                }
+            }
+            cache.insert(e.key.clone(), (e.value.clone(), e.expires_at_ms));
+        }
+        Ok(ignored)
+    }
+}
+
+/// One account's cache, as its connector holds it.
+///
+/// What calls set is kept in a per-process overlay, seen at once by every call of the
+/// account (as when the cache lived in memory: concurrent first issuances of a new ACME
+/// account find the key the first one made), and stored when a call ends.
+#[derive(Clone)]
+pub struct AccountCache {
+    store: Arc<dyn CacheStore>,
+    account: Arc<str>,
+    unstored: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl std::fmt::Debug for AccountCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountCache").field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+/// Whether a set was kept for storing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Set {
+    /// Kept; stored when the call ends.
+    Kept,
+    /// A key or value over the limits.
+    TooLarge,
+    /// [`MAX_ENTRIES`] new keys already wait to be stored.
+    Full,
+}
+
+impl AccountCache {
+    /// `account`'s cache in `store`.
+    pub fn new(store: Arc<dyn CacheStore>, account: &str) -> Self {
+        Self { store, account: account.into(), unstored: Arc::default() }
+    }
+
+    /// A cache of its own in memory, for a connector loaded without a registry.
+    pub fn in_memory(account: &str) -> Self {
+        Self::new(Arc::new(MemoryStore::default()), account)
+    }
+
+    fn unstored(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while locked cannot leave the map half-updated (single inserts and removals).
+        self.unstored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value of `key`; a store that cannot be read answers nothing (the connector then
+    /// does what it does without one: fetches a new token), and says why in the log.
+    pub fn get(&self, key: &str) -> Option<String> {
+        if let Some(e) = self.unstored().get(key) {
+            return (!e.expired(now_ms())).then(|| e.value.clone());
+        }
+        self.store.get(&self.account, key).unwrap_or_else(|e| {
+            tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
+            None
+        })
+    }
+
+    /// Keeps `entry` for every call of the account to see, until [`AccountCache::store`]
+    /// stores it. At most [`MAX_ENTRIES`] keys wait at once: more could never all be stored,
+    /// and would only grow host memory.
+    pub fn set(&self, entry: Entry) -> Set {
+        if entry.too_large() {
+            return Set::TooLarge;
+        }
+        let mut unstored = self.unstored();
+        if unstored.len() >= MAX_ENTRIES && !unstored.contains_key(&entry.key) {
+            return Set::Full;
+        }
+        unstored.insert(entry.key.clone(), entry);
+        Set::Kept
+    }
+
+    /// The live entries, for a new Python worker.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.store.entries(&self.account).unwrap_or_else(|e| {
+            tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
+            Vec::new()
+        })
+    }
+
+    /// Stores what calls set (a Python worker's reply brings its sets in `set`), off the
+    /// async threads. What cannot be stored is logged, never failed: the call's own result
+    /// stands (the CA already answered it).
+    pub async fn store(&self, set: Vec<Entry>) {
+        for e in set {
+            // The worker applied the rules already; a refusal here only repeats its warning.
+            let _ = self.set(e);
+        }
+        let pending: Vec<Entry> = self.unstored().values().cloned().collect();
+        if pending.is_empty() {
+            return;
+        }
+        let (store, account) = (Arc::clone(&self.store), Arc::clone(&self.account));
+        let batch = pending.clone();
+        let outcome = tokio::task::spawn_blocking(move || store.put(&account, &batch)).await;
+        // Stored or not, the overlay forgets what it tried (unless set again meanwhile):
+        // entries a store refuses must not stay in memory for ever.
+        {
+            let mut unstored = self.unstored();
+            for e in &pending {
+                if unstored.get(&e.key) == Some(e) {
+                    unstored.remove(&e.key);
+                }
+            }
+        }
+        match outcome {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::warn!(
+                account = %self.account,
+                "cache-set ignored for {n} new key(s): the account's cache is full ({MAX_ENTRIES} entries)"
+            ),
+            Ok(Err(e)) => tracing::warn!(account = %self.account, "the connector cache cannot be written: {e}"),
+            Err(e) => tracing::warn!(account = %self.account, "the connector cache cannot be written: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, value: &str, expires_at_ms: Option<i64>) -> Entry {
+        Entry { key: key.into(), value: value.into(), expires_at_ms }
+    }
+
+    #[test]
+    fn the_memory_store_keeps_the_rules() {
+        let s = MemoryStore::default();
+        let later = Some(now_ms() + 60_000);
+        s.put(
+            "a",
+            &[
+                entry("forever", "a", None),
+                entry("big", &"v".repeat(MAX_VALUE + 1), None),
+                entry(&"k".repeat(MAX_KEY + 1), "v", None),
+                entry("max", &"v".repeat(MAX_VALUE), None),
+            ],
+        )
+        .expect("put");
+        let keys: Vec<String> = s.entries("a").expect("entries").into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["forever", "max"]);
+        assert_eq!(s.get("b", "forever").expect("get"), None, "accounts are apart");
+        let many: Vec<Entry> = (0..MAX_ENTRIES).map(|i| entry(&format!("k{i}"), "v", later)).collect();
+        assert_eq!(s.put("a", &many).expect("put"), 2, "full: the last new keys are ignored");
+        assert_eq!(s.entries("a").expect("entries").len(), MAX_ENTRIES);
+        s.put("a", &[entry("forever", "b", None)]).expect("put");
+        assert_eq!(s.get("a", "forever").expect("get").as_deref(), Some("b"), "an existing key may change");
+        s.put("a", &[entry("k0", "v", Some(now_ms() - 1))]).expect("put");
+        assert_eq!(s.get("a", "k0").expect("get"), None, "expired");
+        assert_eq!(s.put("a", &[entry("late", "v", None)]).expect("put"), 0, "an expired entry makes room");
+        assert!(s.get("a", "late").expect("get").is_some());
+    }
+
+    #[test]
+    fn a_ttl_is_wall_clock_time_from_now() {
+        let e = Entry::with_ttl("k".into(), "v".into(), 60);
+        let left = e.expires_at_ms.expect("expires") - now_ms();
+        assert!((59_000..=60_000).contains(&left), "{left}");
+        assert_eq!(Entry::with_ttl("k".into(), "v".into(), 0).expires_at_ms, None);
+        assert!(!e.expired(now_ms()) && e.expired(now_ms() + 61_000));
+    }
+}
