@@ -211,15 +211,18 @@ impl Inventory {
 
     /// Activates or deactivates an account. Certificates it issued are untouched.
     pub fn set_account_status(&mut self, name: &str, status: AccountStatus, actor: &str) -> Result<(), InventoryError> {
-        let mut account = self.account(name)?.ok_or_else(|| InventoryError::NotFound(format!("account {name}")))?;
-        account.def.status = status;
-        let json = serde_json::to_string(&account.def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        tx.execute_cached(
-            "UPDATE accounts SET status = ?2, definition = ?3, updated_at = ?4 WHERE name = ?1",
-            params![name, status.as_str(), json, now],
+        // Only the status, inside the transaction: a definition read before it and written
+        // back whole would undo a change another process committed in between.
+        let changed = tx.execute_cached(
+            "UPDATE accounts SET status = ?2, definition = json_set(definition, '$.status', ?2), updated_at = ?3 \
+             WHERE name = ?1",
+            params![name, status.as_str(), now],
         )?;
+        if changed == 0 {
+            return Err(InventoryError::NotFound(format!("account {name}")));
+        }
         let action = if status == AccountStatus::Active { "account.activate" } else { "account.deactivate" };
         audit::record(
             &tx,
