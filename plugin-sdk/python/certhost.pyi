@@ -72,9 +72,10 @@ def log(level: str, message: str) -> None:
 # The cache has the semantics of the WASM connectors' cache-get / cache-set:
 # - one cache per CA account, shared by all its calls; the host keeps it sealed in its
 #   inventory, so it outlives the account's worker process, restarts of certhost, and is
-#   shared by every certhost command on the data directory (a worker sees what others set
-#   when it starts); a new connector, new parameters or secrets of the
-#   account empty it; a value set during a call that
+#   shared by every certhost command on the data directory (each call starts with what the
+#   store holds then); a new connector or new parameters of the account,
+#   or a new secret given with `certhost secret set`, empty it (a `{ file }` or `{ env }` value
+#   whose content changes does not); a value set during a call that
 #   is killed at its deadline may be lost;
 # - ttl is in whole seconds (a fraction is rounded up); 0 (or None) means no expiry;
 # - a value over 64 KiB or a key over 1 KiB (UTF-8 bytes) is not stored (a warning is logged);

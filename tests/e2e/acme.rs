@@ -273,6 +273,12 @@ fn acme_without_an_account_key_every_command_uses_the_account_the_first_register
     let out = app.path("out");
     let r = issue(&app, &config, &out, "www.example.com", &[]);
     assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    // The account key and its URL; no CSR of the issued order (review of stop 34: one per
+    // issuance filled the account's 256 entries within a week, and then a pending order's CSR
+    // was dropped).
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let rows: i64 = db.query_row("SELECT count(*) FROM connector_cache", [], |r| r.get(0)).expect("count");
+    assert_eq!(rows, 2, "cached: the account key and the account URL only");
     let r = app.run(&["--config", s(&config), "revoke", "1", "--reason", "superseded"]);
     assert!(r.ok().contains("revoked at its CA"), "{}", r.stderr);
     let shown = app.json(&["--config", s(&config), "show", "1", "--json"]);

@@ -1257,3 +1257,40 @@ fn a_script_s_cache_outlives_the_command_sealed_and_new_parameters_empty_it() {
     let said = issue(format!(r#"[["get","{key}"]]"#));
     assert!(said.contains("[null]"), "new parameters empty the cache: {said}");
 }
+
+/// Regression (review of stop 34): `serve`'s long-lived worker kept its own copy of the cache
+/// from when it started, so a token cached before `certhost secret set` gave the account a new
+/// credential (or before the account was deleted and made again) was still used, and what
+/// another process stored was never seen. Each call now starts with what the store holds.
+#[tokio::test]
+async fn each_call_starts_with_the_cache_the_store_holds_then() {
+    use certhost::connector::cache::{CacheStore, Entry};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (vault, _) = certhost::vault::MasterKey::load_or_create(dir.path(), None).expect("key");
+    let mut inv = certhost::inventory::Inventory::open(dir.path(), vault).expect("inventory");
+    let def: certhost::account::AccountDef =
+        serde_json::from_value(serde_json::json!({ "connector": fixture("cache_ops.py") })).expect("def");
+    inv.create_account("acct", &def, "cli", "test").expect("account");
+    let store = std::sync::Arc::new(certhost::inventory::InventoryCacheStore::new(dir.path().to_owned(), None));
+    store.prepare().expect("store opens");
+    let cache = AccountCache::new(store.clone(), "acct");
+    let c = PythonConnector::load(
+        &fixture("cache_ops.py"),
+        Path::new(crate::helpers::certhost_bin()),
+        limits(20, 512),
+        cache,
+    )
+    .await
+    .expect("loads");
+
+    let r = cache_ops(&c, serde_json::json!([["set", "token", 5, 0], ["get", "token"]])).await;
+    assert_eq!(r, serde_json::json!([null, 5]));
+    inv.set_secret(certhost::inventory::SecretOwner::Account, "acct", "api_key", "new", "test").expect("secret");
+    let r = cache_ops(&c, serde_json::json!([["get", "token"]])).await;
+    assert_eq!(r, serde_json::json!([null]), "a new credential emptied the cache, the worker's copy too");
+
+    // Another process stores an entry (as `certhost issue` would, beside `serve`).
+    store.put("acct", &[Entry { key: "other".into(), value: "vvv".into(), expires_at_ms: None }]).expect("put");
+    let r = cache_ops(&c, serde_json::json!([["get", "other"]])).await;
+    assert_eq!(r, serde_json::json!([3]), "the next call sees it");
+}

@@ -100,8 +100,11 @@ impl Inventory {
         let mut out = Vec::new();
         for row in rows {
             let (d, sealed, expires_at_ms) = row?;
-            let (key, value) = unseal(&self.vault, account, &d, expires_at_ms, &sealed)?;
-            out.push(Entry { key, value, expires_at_ms });
+            // One damaged row (edited in the file) costs its entry, not the account's cache.
+            match unseal(&self.vault, account, &d, expires_at_ms, &sealed) {
+                Ok((key, value)) => out.push(Entry { key, value, expires_at_ms }),
+                Err(e) => tracing::warn!(account, "a connector cache entry is skipped: {e}"),
+            }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -334,6 +337,9 @@ mod tests {
         inv.conn.execute("UPDATE connector_cache SET expires_at = NULL", []).expect("edit");
         let err = store.get("acme", "token").expect_err("refused");
         assert!(err.to_string().contains("cannot be opened"), "{err}");
+        store.put("acme", &[entry("intact", "i", None)]).expect("put");
+        let left: Vec<String> = store.entries("acme").expect("entries").into_iter().map(|e| e.key).collect();
+        assert_eq!(left, ["intact"], "the damaged entry is skipped, the rest read");
     }
 
     /// What the connector cached was fetched with the account's credentials for its CA: new

@@ -131,7 +131,8 @@ pub fn cache_get(key: &str) -> Option<String> {
 }
 
 /// Caches a value for this CA account for `ttl_seconds` (0 = no expiry). The host keeps it
-/// (sealed in its inventory) across restarts until the account's connector, parameters or secrets change.
+/// (sealed in its inventory) across restarts, until the account's connector or parameters
+/// change or `certhost secret set` gives it a new secret.
 pub fn cache_set(key: &str, value: &str, ttl_seconds: u32) {
     bindings::certhost::connector::host::cache_set(key, value, ttl_seconds);
 }

@@ -80,7 +80,7 @@ impl Session {
                 None => {
                     let key = AccountKey::generate()?;
                     // ttl 0: kept, sealed in the host's inventory, until the account's
-                    // connector, parameters or secrets change.
+                    // connector or parameters change, or a secret is set anew.
                     cache_set(&key_cache, &key.to_pem()?, 0);
                     log(
                         Level::Info,

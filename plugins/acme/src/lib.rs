@@ -540,9 +540,13 @@ fn issue(request: &IssueRequest, args: &[Param]) -> Result<Disposition, AcmeErro
     let order_url = client::header(&response, "location")
         .ok_or_else(|| AcmeError::Protocol("new-order gave no order URL (Location)".into()))?;
     let order = client::json_body(&response, &new_order)?;
-    // Kept for `poll`, which gets only the order URL, should the CA be slow.
-    cache_set(&csr_cache_key(&order_url), &jws::b64(&csr_der), 7 * 24 * 3600);
-    drive(&mut session, &order_url, order, client::retry_after(&response), &csr_der, challenge, &deadline)
+    let outcome = drive(&mut session, &order_url, order, client::retry_after(&response), &csr_der, challenge, &deadline);
+    if let Ok(Disposition::Pending(_)) = &outcome {
+        // Kept for `poll`, which gets only the order URL — only while the order is pending:
+        // the account's cache holds at most 256 entries, and every issuance would fill one.
+        cache_set(&csr_cache_key(&order_url), &jws::b64(&csr_der), 7 * 24 * 3600);
+    }
+    outcome
 }
 
 fn poll_order(order_url: &str, args: &[Param]) -> Result<Disposition, AcmeError> {
@@ -553,18 +557,26 @@ fn poll_order(order_url: &str, args: &[Param]) -> Result<Disposition, AcmeError>
     let mut session = Session::open(&params)?;
     session.ensure_account(&params)?;
     let (order, retry) = session.fetch(order_url)?;
-    let csr_der = match cache_get(&csr_cache_key(order_url)) {
+    let cached = cache_get(&csr_cache_key(order_url)).filter(|b| !b.is_empty());
+    let csr_der = match &cached {
         Some(b) => base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(b.as_bytes())
             .map_err(|_| AcmeError::Internal("the cached CSR is damaged".into()))?,
         None if matches!(order["status"].as_str(), Some("processing") | Some("valid") | Some("invalid")) => Vec::new(),
         None => {
             return Err(AcmeError::Internal(
-                "the CSR of this order is no longer in the host cache (the account's parameters changed, or the order is over a week old): resubmit the order".into(),
+                "the CSR of this order is no longer in the host cache (the account's parameters changed, the order is \
+                 over a week old, or the account's cache was full when it was left pending): resubmit the order"
+                    .into(),
             ));
         }
     };
-    drive(&mut session, order_url, order, retry, &csr_der, challenge, &deadline)
+    let outcome = drive(&mut session, order_url, order, retry, &csr_der, challenge, &deadline);
+    if cached.is_some() && matches!(outcome, Ok(Disposition::Issued(_) | Disposition::Rejected(_))) {
+        // Decided: its entry makes room (set to expire at once; the host purges it).
+        cache_set(&csr_cache_key(order_url), "", 1);
+    }
+    outcome
 }
 
 fn revocation_code(reason: RevocationReason) -> u8 {

@@ -528,13 +528,18 @@ def _result(result):
     return type(result).__name__, _plain(result)
 
 
-def call(function, argv_json, request_id, sensitive=None):
+def call(function, argv_json, request_id, sensitive=None, cache_json=None):
     global _redact
     module = _state["module"]
     fn = getattr(module, function, None)
     if not callable(fn):
         return _dumps({"kind": "unsupported"})
     argv = json.loads(argv_json)
+    if cache_json is not None:
+        # The store's entries as they are now: set by other processes, or emptied since.
+        _cache.clear()
+        _cache_changed.clear()
+        _cache_seed(json.loads(cache_json))
     _state["request_id"] = request_id
     _redact = _Redactor(sensitive)
     del _logs[:]

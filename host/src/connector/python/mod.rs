@@ -257,6 +257,7 @@ impl PythonConnector {
             argv,
             request_id: request_id.map(str::to_owned),
             sensitive: redactor.patterns().to_vec(),
+            cache: Some(cache::for_worker(self.cache.entries())),
         };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {

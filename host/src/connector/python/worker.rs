@@ -133,9 +133,10 @@ fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
                 json.getattr("loads")?.call1((serde_json::to_string(&cache).unwrap_or_else(|_| "[]".into()),))?;
             boot.getattr("load")?.call1((path, cache))?.extract()
         }
-        Request::Call { function, argv, request_id, sensitive } => {
+        Request::Call { function, argv, request_id, sensitive, cache } => {
             let argv = serde_json::Value::Array(argv).to_string();
-            boot.getattr("call")?.call1((function, argv, request_id, sensitive))?.extract()
+            let cache = cache.map(|c| serde_json::to_string(&c).unwrap_or_else(|_| "[]".into()));
+            boot.getattr("call")?.call1((function, argv, request_id, sensitive, cache))?.extract()
         }
     }
 }
