@@ -76,7 +76,7 @@ def log(level: str, message: str) -> None:
 #   store holds then); a new connector or new parameters of the account,
 #   or a new secret given with `certhost secret set`, empty it (a `{ file }` or `{ env }` value
 #   whose content changes does not); a value set during a call that
-#   is killed at its deadline may be lost;
+#   is killed at its deadline is lost;
 # - ttl is in whole seconds (a fraction is rounded up); 0 (or None) means no expiry;
 # - a value over 64 KiB or a key over 1 KiB (UTF-8 bytes) is not stored (a warning is logged);
 # - at most 256 entries: setting a new key when full first drops expired entries, and is

@@ -1231,8 +1231,9 @@ fn a_script_s_cache_outlives_the_command_sealed_and_new_parameters_empty_it() {
         said
     };
     let (key, value) = ("cache-key-9c41d2", "cache-value-canary-5e8f7a3b21");
-    let set_at = Instant::now();
     let said = issue(format!(r#"[["set","{key}","{value}",0],["get","{key}"],["set","brief","x",8]]"#));
+    // After the command: `brief` was set before this, so it expires before set_at + 8 s.
+    let set_at = Instant::now();
     assert!(said.contains("[null, 29, null]"), "{said}");
     let said = issue(format!(r#"[["get","{key}"],["get","missing"],["get","brief"]]"#));
     assert!(said.contains("[29, null, 1]"), "the next command reads them: {said}");

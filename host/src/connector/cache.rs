@@ -13,10 +13,11 @@
 //! full. Expiry is wall-clock time, since an entry outlives the process that set it.
 //!
 //! A call's `cache-set`s are kept in the process (every call of the account sees them at
-//! once) and stored when it ends, trapped or not ([`AccountCache::store`]): storing may wait
+//! once) and stored when it ends, trapped or not ([`AccountCache::flush`]): storing may wait
 //! for the database's write lock and a sync, which must not happen inside a guest call on an
 //! async worker thread. Reads in a guest call are point reads of a WAL snapshot on a
-//! connection opened beforehand, which never wait for a writer.
+//! connection opened beforehand, which wait for no writer (only, briefly, for another read
+//! of the same process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -143,12 +144,23 @@ impl CacheStore for MemoryStore {
 ///
 /// What calls set is kept in a per-process overlay, seen at once by every call of the
 /// account (as when the cache lived in memory: concurrent first issuances of a new ACME
-/// account find the key the first one made), and stored when a call ends.
+/// account find the key the first one made), and stored when a call ends ([`flush`]).
+///
+/// [`flush`]: AccountCache::flush
 #[derive(Clone)]
 pub struct AccountCache {
     store: Arc<dyn CacheStore>,
     account: Arc<str>,
-    unstored: Arc<Mutex<HashMap<String, Entry>>>,
+    overlay: Arc<Mutex<Overlay>>,
+    /// One flush at a time: two overlapping puts of one key could land in either order.
+    flushing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Entries set and not yet stored, each with the order it was set in.
+#[derive(Debug, Default)]
+struct Overlay {
+    next: u64,
+    entries: HashMap<String, (u64, Entry)>,
 }
 
 impl std::fmt::Debug for AccountCache {
@@ -171,7 +183,7 @@ pub enum Set {
 impl AccountCache {
     /// `account`'s cache in `store`.
     pub fn new(store: Arc<dyn CacheStore>, account: &str) -> Self {
-        Self { store, account: account.into(), unstored: Arc::default() }
+        Self { store, account: account.into(), overlay: Arc::default(), flushing: Arc::default() }
     }
 
     /// A cache of its own in memory, for a connector loaded without a registry.
@@ -179,15 +191,15 @@ impl AccountCache {
         Self::new(Arc::new(MemoryStore::default()), account)
     }
 
-    fn unstored(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn overlay(&self) -> std::sync::MutexGuard<'_, Overlay> {
         // A panic while locked cannot leave the map half-updated (single inserts and removals).
-        self.unstored.lock().unwrap_or_else(|p| p.into_inner())
+        self.overlay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The value of `key`; a store that cannot be read answers nothing (the connector then
     /// does what it does without one: fetches a new token), and says why in the log.
     pub fn get(&self, key: &str) -> Option<String> {
-        if let Some(e) = self.unstored().get(key) {
+        if let Some((_, e)) = self.overlay().entries.get(key) {
             return (!e.expired(now_ms())).then(|| e.value.clone());
         }
         self.store.get(&self.account, key).unwrap_or_else(|e| {
@@ -196,63 +208,87 @@ impl AccountCache {
         })
     }
 
-    /// Keeps `entry` for every call of the account to see, until [`AccountCache::store`]
+    /// Keeps `entry` for every call of the account to see, until [`AccountCache::flush`]
     /// stores it. At most [`MAX_ENTRIES`] keys wait at once: more could never all be stored,
     /// and would only grow host memory.
     pub fn set(&self, entry: Entry) -> Set {
         if entry.too_large() {
             return Set::TooLarge;
         }
-        let mut unstored = self.unstored();
-        if unstored.len() >= MAX_ENTRIES && !unstored.contains_key(&entry.key) {
+        let mut overlay = self.overlay();
+        if overlay.entries.len() >= MAX_ENTRIES && !overlay.entries.contains_key(&entry.key) {
             return Set::Full;
         }
-        unstored.insert(entry.key.clone(), entry);
+        let n = overlay.next;
+        overlay.next += 1;
+        overlay.entries.insert(entry.key.clone(), (n, entry));
         Set::Kept
     }
 
-    /// The live entries, for a new Python worker.
-    pub fn entries(&self) -> Vec<Entry> {
-        self.store.entries(&self.account).unwrap_or_else(|e| {
-            tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
-            Vec::new()
-        })
+    /// The live entries — the store's, with what waits to be stored over them — for a Python
+    /// worker; `None` when the store cannot be read (the worker then keeps what it has).
+    pub async fn entries(&self) -> Option<Vec<Entry>> {
+        let (store, account) = (Arc::clone(&self.store), Arc::clone(&self.account));
+        // Unsealing up to 256 values is work for a blocking thread.
+        let stored = match tokio::task::spawn_blocking(move || store.entries(&account)).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(e)) => {
+                tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
+                return None;
+            }
+        };
+        let mut all: HashMap<String, Entry> = stored.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let now = now_ms();
+        for (_, e) in self.overlay().entries.values() {
+            if e.expired(now) {
+                all.remove(&e.key);
+            } else {
+                all.insert(e.key.clone(), e.clone());
+            }
+        }
+        let mut out: Vec<Entry> = all.into_values().collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Some(out)
     }
 
-    /// Stores what calls set (a Python worker's reply brings its sets in `set`), off the
-    /// async threads. What cannot be stored is logged, never failed: the call's own result
-    /// stands (the CA already answered it).
-    pub async fn store(&self, set: Vec<Entry>) {
-        for e in set {
-            // The worker applied the rules already; a refusal here only repeats its warning.
-            let _ = self.set(e);
-        }
-        let pending: Vec<Entry> = self.unstored().values().cloned().collect();
+    /// Stores what calls set, in the order they set it, off the async threads. What cannot
+    /// be stored is logged, never failed: the call's own result stands (the CA already
+    /// answered it). What the store could not take for a failure of its own stays in the
+    /// overlay for the next flush; what it refused (the cache full) is dropped.
+    pub async fn flush(&self) {
+        let _turn = self.flushing.lock().await;
+        let mut pending: Vec<(u64, Entry)> = self.overlay().entries.values().cloned().collect();
         if pending.is_empty() {
             return;
         }
+        pending.sort_by_key(|(n, _)| *n);
         let (store, account) = (Arc::clone(&self.store), Arc::clone(&self.account));
-        let batch = pending.clone();
+        let batch: Vec<Entry> = pending.iter().map(|(_, e)| e.clone()).collect();
         let outcome = tokio::task::spawn_blocking(move || store.put(&account, &batch)).await;
-        // Stored or not, the overlay forgets what it tried (unless set again meanwhile):
-        // entries a store refuses must not stay in memory for ever.
-        {
-            let mut unstored = self.unstored();
-            for e in &pending {
-                if unstored.get(&e.key) == Some(e) {
-                    unstored.remove(&e.key);
+        let why = match outcome {
+            Ok(Ok(ignored)) => {
+                // Stored (or refused for good): forgotten here unless set again meanwhile.
+                let mut overlay = self.overlay();
+                for (n, e) in &pending {
+                    if overlay.entries.get(&e.key).is_some_and(|(m, _)| m == n) {
+                        overlay.entries.remove(&e.key);
+                    }
                 }
+                if ignored == 0 {
+                    return;
+                }
+                format!(
+                    "cache-set ignored for {ignored} new key(s): the account's cache is full ({MAX_ENTRIES} entries)"
+                )
             }
-        }
-        match outcome {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::warn!(
-                account = %self.account,
-                "cache-set ignored for {n} new key(s): the account's cache is full ({MAX_ENTRIES} entries)"
-            ),
-            Ok(Err(e)) => tracing::warn!(account = %self.account, "the connector cache cannot be written: {e}"),
-            Err(e) => tracing::warn!(account = %self.account, "the connector cache cannot be written: {e}"),
-        }
+            Ok(Err(e)) => format!("the connector cache cannot be written: {e}"),
+            Err(e) => format!("the connector cache cannot be written: {e}"),
+        };
+        tracing::warn!(account = %self.account, "{why}");
     }
 }
 
@@ -290,6 +326,50 @@ mod tests {
         assert_eq!(s.get("a", "k0").expect("get"), None, "expired");
         assert_eq!(s.put("a", &[entry("late", "v", None)]).expect("put"), 0, "an expired entry makes room");
         assert!(s.get("a", "late").expect("get").is_some());
+    }
+
+    /// A store whose writes fail (a full disk, a lost master key).
+    struct Failing;
+
+    impl CacheStore for Failing {
+        fn get(&self, _: &str, _: &str) -> Result<Option<String>, CacheError> {
+            Ok(None)
+        }
+        fn entries(&self, _: &str) -> Result<Vec<Entry>, CacheError> {
+            Err(CacheError("cannot read".into()))
+        }
+        fn put(&self, _: &str, _: &[Entry]) -> Result<usize, CacheError> {
+            Err(CacheError("cannot write".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_overlay_is_seen_at_once_stored_in_order_and_kept_while_the_store_fails() {
+        let store = Arc::new(MemoryStore::default());
+        let cache = AccountCache::new(store.clone(), "a");
+        let other_call = cache.clone();
+        assert_eq!(cache.set(entry("token", "t", None)), Set::Kept);
+        assert_eq!(other_call.get("token").as_deref(), Some("t"), "another call sees it before it is stored");
+        assert_eq!(store.get("a", "token").expect("get"), None, "not stored yet");
+        cache.flush().await;
+        assert_eq!(store.get("a", "token").expect("get").as_deref(), Some("t"), "stored when a call ends");
+        assert!(cache.overlay().entries.is_empty(), "and forgotten by the overlay");
+
+        // Room for one more: the key set first is the one stored.
+        let filler: Vec<Entry> = (0..MAX_ENTRIES - 2).map(|i| entry(&format!("k{i}"), "v", None)).collect();
+        store.put("a", &filler).expect("put");
+        cache.set(entry("first", "1", None));
+        cache.set(entry("second", "2", None));
+        cache.flush().await;
+        assert!(store.get("a", "first").expect("get").is_some() && store.get("a", "second").expect("get").is_none());
+        assert_eq!(cache.entries().await.expect("entries").len(), MAX_ENTRIES);
+
+        let failing = AccountCache::new(Arc::new(Failing), "a");
+        failing.set(entry("token", "t", None));
+        failing.flush().await;
+        assert_eq!(failing.get("token").as_deref(), Some("t"), "kept in the process while the store fails");
+        assert_eq!(failing.entries().await, None, "a worker keeps its copy when the store cannot be read");
+        assert_eq!(failing.set(entry(&"k".repeat(MAX_KEY + 1), "v", None)), Set::TooLarge);
     }
 
     #[test]

@@ -491,15 +491,26 @@ impl Inventory {
         value: &str,
         actor: &str,
     ) -> Result<(), InventoryError> {
-        let sealed = self.vault.seal(value.as_bytes(), &secret_aad(kind, owner, name));
-        // A new credential of an account makes what its connector cached with the old one
-        // stale (a token); setting the same value again changes nothing.
-        let changed_credential =
-            kind == SecretOwner::Account && self.secret(kind, owner, name).ok().flatten().is_none_or(|v| *v != value);
+        let aad = secret_aad(kind, owner, name);
+        let sealed = self.vault.seal(value.as_bytes(), &aad);
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        if changed_credential {
-            forget_cache(&tx, owner)?;
+        if kind == SecretOwner::Account {
+            // A new credential of an account makes what its connector cached with the old one
+            // stale (a token); setting the same value again changes nothing. Read under the
+            // write lock, so a value set meanwhile by another process counts.
+            let old: Option<Vec<u8>> = tx
+                .query_row_cached(
+                    "SELECT sealed FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
+                    params![kind.as_str(), owner, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let same =
+                old.and_then(|o| self.vault.open(&o, &aad).ok()).is_some_and(|o| o.as_slice() == value.as_bytes());
+            if !same {
+                forget_cache(&tx, owner)?;
+            }
         }
         tx.execute_cached(
             "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)

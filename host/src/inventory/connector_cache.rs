@@ -4,9 +4,11 @@
 //! An entry may be an access token or an ACME account key, so it is sealed like a secret:
 //! key and value together under the master key, bound to the account and the key's digest.
 //! The row is found by a digest of the account and the key, keyed by the master key; neither
-//! the key nor the value is stored in the clear, nor can a guessed key be confirmed. A changed account definition, or a deleted account, empties the
-//! account's cache (`accounts.rs`), as a connector loaded afresh once started with an empty
-//! one: a token fetched with the old credentials is not the new definition's.
+//! the key nor the value is stored in the clear, nor can a guessed key be confirmed.
+//!
+//! A new connector or new parameters of an account, a new secret given with `secret set`, or
+//! the account's deletion empty its cache (`accounts.rs`): a token fetched with the old
+//! credentials, or an account at the old CA, is not the new definition's.
 //!
 //! The store opens its own two connections — one to read, one to write, so a write waiting
 //! for the lock never holds up a read — when the registry first loads a connector, off the

@@ -84,7 +84,7 @@ impl Session {
                     cache_set(&key_cache, &key.to_pem()?, 0);
                     log(
                         Level::Info,
-                        "created a new ACME account key, kept in the host cache until this account's parameters change \
+                        "created a new ACME account key, kept in the host cache until this account's parameters or secrets change \
                          (set account_key to choose the key yourself)",
                     );
                     key

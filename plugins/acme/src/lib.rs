@@ -540,7 +540,8 @@ fn issue(request: &IssueRequest, args: &[Param]) -> Result<Disposition, AcmeErro
     let order_url = client::header(&response, "location")
         .ok_or_else(|| AcmeError::Protocol("new-order gave no order URL (Location)".into()))?;
     let order = client::json_body(&response, &new_order)?;
-    let outcome = drive(&mut session, &order_url, order, client::retry_after(&response), &csr_der, challenge, &deadline);
+    let outcome =
+        drive(&mut session, &order_url, order, client::retry_after(&response), &csr_der, challenge, &deadline);
     if let Ok(Disposition::Pending(_)) = &outcome {
         // Kept for `poll`, which gets only the order URL — only while the order is pending:
         // the account's cache holds at most 256 entries, and every issuance would fill one.
@@ -565,15 +566,16 @@ fn poll_order(order_url: &str, args: &[Param]) -> Result<Disposition, AcmeError>
         None if matches!(order["status"].as_str(), Some("processing") | Some("valid") | Some("invalid")) => Vec::new(),
         None => {
             return Err(AcmeError::Internal(
-                "the CSR of this order is no longer in the host cache (the account's parameters changed, the order is \
-                 over a week old, or the account's cache was full when it was left pending): resubmit the order"
+                "the CSR of this order is no longer in the host cache (the account's connector, parameters or \
+                 secrets changed, the order is over a week old, or the account's cache was full when it \
+                 was left pending): resubmit the order"
                     .into(),
             ));
         }
     };
     let outcome = drive(&mut session, order_url, order, retry, &csr_der, challenge, &deadline);
     if cached.is_some() && matches!(outcome, Ok(Disposition::Issued(_) | Disposition::Rejected(_))) {
-        // Decided: its entry makes room (set to expire at once; the host purges it).
+        // Decided: its entry makes room (set to expire in a second; the host then purges it).
         cache_set(&csr_cache_key(order_url), "", 1);
     }
     outcome
@@ -612,7 +614,7 @@ impl Connector for Acme {
                 param("challenge", "http-01 or dns-01", false, false, Some("http-01")),
                 param(
                     "account_key",
-                    "ACME account key (P-256 PEM); without it one is created and kept in the host cache until this account's parameters change",
+                    "ACME account key (P-256 PEM); without it one is created and kept in the host cache until this account's parameters or secrets change",
                     false,
                     true,
                     None,

@@ -161,7 +161,7 @@ impl PythonConnector {
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
-        let cache = cache::for_worker(self.cache.entries());
+        let cache = cache::for_worker(self.cache.entries().await.unwrap_or_default());
         let req = Request::Load { path: self.path.display().to_string(), cache };
         // Importing a script (and what it imports) is not the call: it gets at least 30 s.
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
@@ -202,7 +202,9 @@ impl PythonConnector {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
-        self.keep_cache(&mut reply).await;
+        if self.keep_cache(&mut reply) {
+            self.cache.flush().await;
+        }
         if reply.kind != "ok" {
             worker.kill().await;
             let message = format!(
@@ -257,7 +259,7 @@ impl PythonConnector {
             argv,
             request_id: request_id.map(str::to_owned),
             sensitive: redactor.patterns().to_vec(),
-            cache: Some(cache::for_worker(self.cache.entries())),
+            cache: self.cache.entries().await.map(cache::for_worker),
         };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {
@@ -290,6 +292,7 @@ impl PythonConnector {
                 });
             }
         };
+        let cached = self.keep_cache(&mut reply);
         // A worker that ran out of memory, or failed outside the script (its own capture),
         // is not trusted with the next call: what filled it may still be held.
         if reply.failed_worker() {
@@ -298,7 +301,9 @@ impl PythonConnector {
             *guard = Some(worker);
         }
         drop(guard);
-        self.keep_cache(&mut reply).await;
+        if cached {
+            self.cache.flush().await;
+        }
         reply.redactor = redactor;
         let redactor = &reply.redactor;
         self.log_output(&reply);
@@ -344,12 +349,16 @@ impl PythonConnector {
         }
     }
 
-    /// Stores the cache entries the script set.
-    async fn keep_cache(&self, reply: &mut Reply) {
+    /// Keeps the cache entries the script set where the next call sees them, before the
+    /// worker is handed to it (that call starts with [`AccountCache::entries`]).
+    fn keep_cache(&self, reply: &mut Reply) -> bool {
         let set = std::mem::take(&mut reply.cache);
-        if !set.is_empty() {
-            self.cache.store(cache::from_worker(set)).await;
+        let any = !set.is_empty();
+        for e in cache::from_worker(set) {
+            // The worker applied the rules already: a refusal here repeats its warning.
+            let _ = self.cache.set(e);
         }
+        any
     }
 
     /// Logs what the script printed and logged during the call, redacted.

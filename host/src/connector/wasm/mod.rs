@@ -251,7 +251,7 @@ impl WasmConnector {
         // What the call set is stored whatever its outcome: a token fetched before a trap is
         // still good.
         if store.data().cache_set {
-            self.cache.store(Vec::new()).await;
+            self.cache.flush().await;
         }
         let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
         let refusal = || {
