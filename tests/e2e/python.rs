@@ -1290,8 +1290,20 @@ async fn each_call_starts_with_the_cache_the_store_holds_then() {
     let r = cache_ops(&c, serde_json::json!([["get", "token"]])).await;
     assert_eq!(r, serde_json::json!([null]), "a new credential emptied the cache, the worker's copy too");
 
+    // A call under way when the credential changes: what it fetched with the old one is not
+    // kept (the store refuses a call that began before the cache was emptied).
+    let call = cache_ops(&c, serde_json::json!([["sleep", 1.5], ["set", "token", 7, 0]]));
+    let rotate = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        inv.set_secret(certhost::inventory::SecretOwner::Account, "acct", "api_key", "newer", "test").expect("secret");
+    };
+    let (r, ()) = tokio::join!(call, rotate);
+    assert_eq!(r, serde_json::json!([null, null]));
+    let r = cache_ops(&c, serde_json::json!([["get", "token"]])).await;
+    assert_eq!(r, serde_json::json!([null]), "set by a call that began before the new credential");
+
     // Another process stores an entry (as `certhost issue` would, beside `serve`).
-    store.put("acct", &[Entry { key: "other".into(), value: "vvv".into(), expires_at_ms: None }]).expect("put");
+    store.put("acct", None, &[Entry { key: "other".into(), value: "vvv".into(), expires_at_ms: None }]).expect("put");
     let r = cache_ops(&c, serde_json::json!([["get", "other"]])).await;
     assert_eq!(r, serde_json::json!([3]), "the next call sees it");
 }

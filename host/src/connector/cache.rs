@@ -81,9 +81,16 @@ pub trait CacheStore: Send + Sync {
     fn get(&self, account: &str, key: &str) -> Result<Option<String>, CacheError>;
     /// `account`'s live entries (a new Python worker starts with them).
     fn entries(&self, account: &str) -> Result<Vec<Entry>, CacheError>;
-    /// Stores `set` under the rules, in one step; answers how many new keys were ignored
-    /// because the cache was full.
-    fn put(&self, account: &str, set: &[Entry]) -> Result<usize, CacheError>;
+    /// Which emptying of `account`'s cache is the latest (`None`: a store that is never
+    /// emptied). A call reads it before it first uses the cache, and [`CacheStore::put`]
+    /// drops what the call set if the cache was emptied since: a token fetched with the
+    /// credentials of before.
+    fn epoch(&self, _account: &str) -> Result<Option<i64>, CacheError> {
+        Ok(None)
+    }
+    /// Stores `set` under the rules, in one step, unless `epoch` is no longer the account's;
+    /// answers how many new keys were ignored because the cache was full.
+    fn put(&self, account: &str, epoch: Option<i64>, set: &[Entry]) -> Result<usize, CacheError>;
 }
 
 /// One account's entries in memory: key → (value, expiry in Unix milliseconds).
@@ -121,7 +128,7 @@ impl CacheStore for MemoryStore {
         Ok(out)
     }
 
-    fn put(&self, account: &str, set: &[Entry]) -> Result<usize, CacheError> {
+    fn put(&self, account: &str, _epoch: Option<i64>, set: &[Entry]) -> Result<usize, CacheError> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         let cache = accounts.entry(account.to_owned()).or_default();
         let now = now_ms();
@@ -156,11 +163,12 @@ pub struct AccountCache {
     flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Entries set and not yet stored, each with the order it was set in.
+/// Entries set and not yet stored, each with the order it was set in and the epoch of the
+/// call that set it.
 #[derive(Debug, Default)]
 struct Overlay {
     next: u64,
-    entries: HashMap<String, (u64, Entry)>,
+    entries: HashMap<String, (u64, Entry, Option<i64>)>,
 }
 
 impl std::fmt::Debug for AccountCache {
@@ -199,7 +207,7 @@ impl AccountCache {
     /// The value of `key`; a store that cannot be read answers nothing (the connector then
     /// does what it does without one: fetches a new token), and says why in the log.
     pub fn get(&self, key: &str) -> Option<String> {
-        if let Some((_, e)) = self.overlay().entries.get(key) {
+        if let Some((_, e, _)) = self.overlay().entries.get(key) {
             return (!e.expired(now_ms())).then(|| e.value.clone());
         }
         self.store.get(&self.account, key).unwrap_or_else(|e| {
@@ -208,10 +216,19 @@ impl AccountCache {
         })
     }
 
-    /// Keeps `entry` for every call of the account to see, until [`AccountCache::flush`]
-    /// stores it. At most [`MAX_ENTRIES`] keys wait at once: more could never all be stored,
-    /// and would only grow host memory.
-    pub fn set(&self, entry: Entry) -> Set {
+    /// The account's epoch ([`CacheStore::epoch`]), for a call about to use the cache; `None`
+    /// when it cannot be read (what the call sets is then stored whatever happened meanwhile).
+    pub fn epoch(&self) -> Option<i64> {
+        self.store.epoch(&self.account).unwrap_or_else(|e| {
+            tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
+            None
+        })
+    }
+
+    /// Keeps `entry`, set by a call that began at `epoch`, for every call of the account to
+    /// see, until [`AccountCache::flush`] stores it. At most [`MAX_ENTRIES`] keys wait at
+    /// once: more could never all be stored, and would only grow host memory.
+    pub fn set(&self, entry: Entry, epoch: Option<i64>) -> Set {
         if entry.too_large() {
             return Set::TooLarge;
         }
@@ -221,17 +238,20 @@ impl AccountCache {
         }
         let n = overlay.next;
         overlay.next += 1;
-        overlay.entries.insert(entry.key.clone(), (n, entry));
+        overlay.entries.insert(entry.key.clone(), (n, entry, epoch));
         Set::Kept
     }
 
-    /// The live entries — the store's, with what waits to be stored over them — for a Python
-    /// worker; `None` when the store cannot be read (the worker then keeps what it has).
-    pub async fn entries(&self) -> Option<Vec<Entry>> {
+    /// The account's epoch and live entries — the store's, with what waits to be stored over
+    /// them — for a Python call; `None` when the store cannot be read (the worker then keeps
+    /// what it has).
+    pub async fn entries(&self) -> Option<(Option<i64>, Vec<Entry>)> {
         let (store, account) = (Arc::clone(&self.store), Arc::clone(&self.account));
-        // Unsealing up to 256 values is work for a blocking thread.
-        let stored = match tokio::task::spawn_blocking(move || store.entries(&account)).await {
-            Ok(Ok(stored)) => stored,
+        // Unsealing up to 256 values is work for a blocking thread. The epoch is read first:
+        // an emptying in between costs this call's sets, never lets stale ones through.
+        let read = move || Ok::<_, CacheError>((store.epoch(&account)?, store.entries(&account)?));
+        let (epoch, stored) = match tokio::task::spawn_blocking(read).await {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 tracing::warn!(account = %self.account, "the connector cache cannot be read: {e}");
                 return None;
@@ -243,7 +263,7 @@ impl AccountCache {
         };
         let mut all: HashMap<String, Entry> = stored.into_iter().map(|e| (e.key.clone(), e)).collect();
         let now = now_ms();
-        for (_, e) in self.overlay().entries.values() {
+        for (_, e, _) in self.overlay().entries.values() {
             if e.expired(now) {
                 all.remove(&e.key);
             } else {
@@ -252,7 +272,7 @@ impl AccountCache {
         }
         let mut out: Vec<Entry> = all.into_values().collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
-        Some(out)
+        Some((epoch, out))
     }
 
     /// Stores what calls set, in the order they set it, off the async threads. What cannot
@@ -261,20 +281,30 @@ impl AccountCache {
     /// overlay for the next flush; what it refused (the cache full) is dropped.
     pub async fn flush(&self) {
         let _turn = self.flushing.lock().await;
-        let mut pending: Vec<(u64, Entry)> = self.overlay().entries.values().cloned().collect();
-        if pending.is_empty() {
-            return;
+        let mut pending: Vec<(u64, Entry, Option<i64>)> = self.overlay().entries.values().cloned().collect();
+        pending.sort_by_key(|(n, _, _)| *n);
+        // One put per epoch (nearly always one): a call that began before the cache was
+        // emptied is refused alone.
+        let mut epochs: Vec<Option<i64>> = pending.iter().map(|(_, _, ep)| *ep).collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        for epoch in epochs {
+            let group: Vec<(u64, Entry)> =
+                pending.iter().filter(|(_, _, ep)| *ep == epoch).map(|(n, e, _)| (*n, e.clone())).collect();
+            self.put(epoch, group).await;
         }
-        pending.sort_by_key(|(n, _)| *n);
+    }
+
+    async fn put(&self, epoch: Option<i64>, pending: Vec<(u64, Entry)>) {
         let (store, account) = (Arc::clone(&self.store), Arc::clone(&self.account));
         let batch: Vec<Entry> = pending.iter().map(|(_, e)| e.clone()).collect();
-        let outcome = tokio::task::spawn_blocking(move || store.put(&account, &batch)).await;
+        let outcome = tokio::task::spawn_blocking(move || store.put(&account, epoch, &batch)).await;
         let why = match outcome {
             Ok(Ok(ignored)) => {
                 // Stored (or refused for good): forgotten here unless set again meanwhile.
                 let mut overlay = self.overlay();
                 for (n, e) in &pending {
-                    if overlay.entries.get(&e.key).is_some_and(|(m, _)| m == n) {
+                    if overlay.entries.get(&e.key).is_some_and(|(m, _, _)| m == n) {
                         overlay.entries.remove(&e.key);
                     }
                 }
@@ -306,6 +336,7 @@ mod tests {
         let later = Some(now_ms() + 60_000);
         s.put(
             "a",
+            None,
             &[
                 entry("forever", "a", None),
                 entry("big", &"v".repeat(MAX_VALUE + 1), None),
@@ -318,13 +349,13 @@ mod tests {
         assert_eq!(keys, ["forever", "max"]);
         assert_eq!(s.get("b", "forever").expect("get"), None, "accounts are apart");
         let many: Vec<Entry> = (0..MAX_ENTRIES).map(|i| entry(&format!("k{i}"), "v", later)).collect();
-        assert_eq!(s.put("a", &many).expect("put"), 2, "full: the last new keys are ignored");
+        assert_eq!(s.put("a", None, &many).expect("put"), 2, "full: the last new keys are ignored");
         assert_eq!(s.entries("a").expect("entries").len(), MAX_ENTRIES);
-        s.put("a", &[entry("forever", "b", None)]).expect("put");
+        s.put("a", None, &[entry("forever", "b", None)]).expect("put");
         assert_eq!(s.get("a", "forever").expect("get").as_deref(), Some("b"), "an existing key may change");
-        s.put("a", &[entry("k0", "v", Some(now_ms() - 1))]).expect("put");
+        s.put("a", None, &[entry("k0", "v", Some(now_ms() - 1))]).expect("put");
         assert_eq!(s.get("a", "k0").expect("get"), None, "expired");
-        assert_eq!(s.put("a", &[entry("late", "v", None)]).expect("put"), 0, "an expired entry makes room");
+        assert_eq!(s.put("a", None, &[entry("late", "v", None)]).expect("put"), 0, "an expired entry makes room");
         assert!(s.get("a", "late").expect("get").is_some());
     }
 
@@ -338,7 +369,7 @@ mod tests {
         fn entries(&self, _: &str) -> Result<Vec<Entry>, CacheError> {
             Err(CacheError("cannot read".into()))
         }
-        fn put(&self, _: &str, _: &[Entry]) -> Result<usize, CacheError> {
+        fn put(&self, _: &str, _: Option<i64>, _: &[Entry]) -> Result<usize, CacheError> {
             Err(CacheError("cannot write".into()))
         }
     }
@@ -348,7 +379,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let cache = AccountCache::new(store.clone(), "a");
         let other_call = cache.clone();
-        assert_eq!(cache.set(entry("token", "t", None)), Set::Kept);
+        assert_eq!(cache.set(entry("token", "t", None), None), Set::Kept);
         assert_eq!(other_call.get("token").as_deref(), Some("t"), "another call sees it before it is stored");
         assert_eq!(store.get("a", "token").expect("get"), None, "not stored yet");
         cache.flush().await;
@@ -357,19 +388,19 @@ mod tests {
 
         // Room for one more: the key set first is the one stored.
         let filler: Vec<Entry> = (0..MAX_ENTRIES - 2).map(|i| entry(&format!("k{i}"), "v", None)).collect();
-        store.put("a", &filler).expect("put");
-        cache.set(entry("first", "1", None));
-        cache.set(entry("second", "2", None));
+        store.put("a", None, &filler).expect("put");
+        cache.set(entry("first", "1", None), None);
+        cache.set(entry("second", "2", None), None);
         cache.flush().await;
         assert!(store.get("a", "first").expect("get").is_some() && store.get("a", "second").expect("get").is_none());
-        assert_eq!(cache.entries().await.expect("entries").len(), MAX_ENTRIES);
+        assert_eq!(cache.entries().await.expect("entries").1.len(), MAX_ENTRIES);
 
         let failing = AccountCache::new(Arc::new(Failing), "a");
-        failing.set(entry("token", "t", None));
+        failing.set(entry("token", "t", None), None);
         failing.flush().await;
         assert_eq!(failing.get("token").as_deref(), Some("t"), "kept in the process while the store fails");
         assert_eq!(failing.entries().await, None, "a worker keeps its copy when the store cannot be read");
-        assert_eq!(failing.set(entry(&"k".repeat(MAX_KEY + 1), "v", None)), Set::TooLarge);
+        assert_eq!(failing.set(entry(&"k".repeat(MAX_KEY + 1), "v", None), None), Set::TooLarge);
     }
 
     #[test]

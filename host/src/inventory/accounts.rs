@@ -98,7 +98,10 @@ fn secret_aad(kind: SecretOwner, owner: &str, name: &str) -> Vec<u8> {
 /// Empties `account`'s connector cache (`connector_cache.rs`): what its connector cached was
 /// fetched with credentials or for a CA that no longer apply.
 fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<()> {
-    tx.execute_cached("DELETE FROM connector_cache WHERE account = ?1", [account]).map(|_| ())
+    tx.execute_cached("DELETE FROM connector_cache WHERE account = ?1", [account])?;
+    // A new epoch: a call that read the old one stores nothing. Random, so an account deleted
+    // and made again never repeats the epoch a late call of the old one holds.
+    tx.execute_cached("UPDATE accounts SET cache_epoch = random() WHERE name = ?1", [account]).map(|_| ())
 }
 
 impl Inventory {

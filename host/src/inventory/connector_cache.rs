@@ -112,15 +112,32 @@ impl Inventory {
         Ok(out)
     }
 
-    fn cache_put(&mut self, account: &str, set: &[Entry]) -> Result<usize, InventoryError> {
+    fn cache_epoch(&self, account: &str) -> Result<i64, InventoryError> {
+        self.conn
+            .query_row_cached("SELECT cache_epoch FROM accounts WHERE name = ?1", [account], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| InventoryError::NotFound(format!("account {account}")))
+    }
+
+    fn cache_put(&mut self, account: &str, epoch: Option<i64>, set: &[Entry]) -> Result<usize, InventoryError> {
         let now = now_ms();
         let tx = super::write_tx(&mut self.conn)?;
         // A call that ended after its account was deleted stores nothing: the rows would be
-        // a later account of the same name's.
-        let exists =
-            tx.query_row_cached("SELECT 1 FROM accounts WHERE name = ?1", [account], |_| Ok(())).optional()?.is_some();
-        if !exists {
+        // a later account of the same name's. Nor one that began before the cache was emptied
+        // (new credentials): what it cached was fetched with the old ones.
+        let current: Option<i64> = tx
+            .query_row_cached("SELECT cache_epoch FROM accounts WHERE name = ?1", [account], |r| r.get(0))
+            .optional()?;
+        let Some(current) = current else {
             return Err(InventoryError::NotFound(format!("account {account}")));
+        };
+        if epoch.is_some_and(|e| e != current) {
+            tracing::info!(
+                account,
+                "{} cache entries set by a call that began before the account changed are not kept",
+                set.len()
+            );
+            return Ok(0);
         }
         tx.execute_cached(
             "DELETE FROM connector_cache WHERE account = ?1 AND expires_at <= ?2",
@@ -261,13 +278,19 @@ impl CacheStore for InventoryCacheStore {
         read.cache_entries(account).map_err(failed)
     }
 
-    fn put(&self, account: &str, set: &[Entry]) -> Result<usize, CacheError> {
+    fn epoch(&self, account: &str) -> Result<Option<i64>, CacheError> {
+        let c = self.open_connections()?;
+        let read = c.read.lock().unwrap_or_else(|p| p.into_inner());
+        read.cache_epoch(account).map(Some).map_err(failed)
+    }
+
+    fn put(&self, account: &str, epoch: Option<i64>, set: &[Entry]) -> Result<usize, CacheError> {
         // Runs off the async threads, where opening may wait.
         self.prepare()?;
         let c = self.open_connections()?;
         // As above: a transaction not committed is rolled back when its guard drops.
         let mut write = c.write.lock().unwrap_or_else(|p| p.into_inner());
-        write.cache_put(account, set).map_err(failed)
+        write.cache_put(account, epoch, set).map_err(failed)
     }
 }
 
@@ -300,10 +323,10 @@ mod tests {
     fn entries_are_sealed_kept_across_opens_and_held_to_the_rules() {
         let (dir, _inv, store) = lab();
         let canary = "cache-canary-7f3e9a1c5b";
-        assert_eq!(store.put("acme", &[entry("token-key-canary", canary, None)]).expect("put"), 0);
+        assert_eq!(store.put("acme", None, &[entry("token-key-canary", canary, None)]).expect("put"), 0);
         assert_eq!(store.get("acme", "token-key-canary").expect("get").as_deref(), Some(canary));
         assert_eq!(store.get("other", "token-key-canary").expect("get"), None, "accounts are apart");
-        let err = store.put("other", &[entry("k", "v", None)]).expect_err("no such account");
+        let err = store.put("other", None, &[entry("k", "v", None)]).expect_err("no such account");
         assert!(err.to_string().contains("account other"), "{err}");
         drop(store);
 
@@ -318,12 +341,12 @@ mod tests {
             }
         }
 
-        again.put("acme", &[entry("gone", "x", Some(now_ms() - 1))]).expect("put");
+        again.put("acme", None, &[entry("gone", "x", Some(now_ms() - 1))]).expect("put");
         assert_eq!(again.get("acme", "gone").expect("get"), None, "expired");
         let many: Vec<Entry> = (0..MAX_ENTRIES).map(|i| entry(&format!("k{i}"), "v", None)).collect();
-        assert_eq!(again.put("acme", &many).expect("put"), 1, "full: the last new key is ignored");
+        assert_eq!(again.put("acme", None, &many).expect("put"), 1, "full: the last new key is ignored");
         assert_eq!(
-            again.put("acme", &[entry("token-key-canary", "new", None)]).expect("put"),
+            again.put("acme", None, &[entry("token-key-canary", "new", None)]).expect("put"),
             0,
             "existing keys change"
         );
@@ -335,11 +358,11 @@ mod tests {
     #[test]
     fn an_expiry_edited_in_the_file_makes_the_entry_unreadable_not_immortal() {
         let (_dir, inv, store) = lab();
-        store.put("acme", &[entry("token", "t", Some(now_ms() + 60_000))]).expect("put");
+        store.put("acme", None, &[entry("token", "t", Some(now_ms() + 60_000))]).expect("put");
         inv.conn.execute("UPDATE connector_cache SET expires_at = NULL", []).expect("edit");
         let err = store.get("acme", "token").expect_err("refused");
         assert!(err.to_string().contains("cannot be opened"), "{err}");
-        store.put("acme", &[entry("intact", "i", None)]).expect("put");
+        store.put("acme", None, &[entry("intact", "i", None)]).expect("put");
         let left: Vec<String> = store.entries("acme").expect("entries").into_iter().map(|e| e.key).collect();
         assert_eq!(left, ["intact"], "the damaged entry is skipped, the rest read");
     }
@@ -350,7 +373,7 @@ mod tests {
     fn new_credentials_or_another_connector_empty_the_cache_and_other_changes_keep_it() {
         let (_dir, mut inv, store) = lab();
         let cached = |store: &InventoryCacheStore| store.get("acme", "token").expect("get").is_some();
-        let put = |store: &InventoryCacheStore| store.put("acme", &[entry("token", "t", None)]).expect("put");
+        let put = |store: &InventoryCacheStore| store.put("acme", None, &[entry("token", "t", None)]).expect("put");
         put(&store);
         inv.set_account_status("acme", AccountStatus::Inactive, "test").expect("deactivate");
         let slower = def("connector = \"acme.wasm\"\ntimeout_seconds = 90\ndescription = \"d\"\nstatus = \"inactive\"");
@@ -372,8 +395,18 @@ mod tests {
         inv.set_secret(SecretOwner::Account, "acme", "key", "first", "test").expect("secret");
         assert!(cached(&store), "the same secret again keeps it");
 
+        // A call that read the epoch before the cache was emptied stores nothing after.
+        let before = store.epoch("acme").expect("epoch");
+        inv.set_secret(SecretOwner::Account, "acme", "key", "second", "test").expect("secret");
+        assert_eq!(store.put("acme", before, &[entry("stale", "t", None)]).expect("put"), 0);
+        assert_eq!(store.get("acme", "stale").expect("get"), None, "a token fetched with the old credential");
+        let now = store.epoch("acme").expect("epoch");
+        assert_ne!(now, before);
+        store.put("acme", now, &[entry("fresh", "t", None)]).expect("put");
+        assert!(store.get("acme", "fresh").expect("get").is_some(), "a call that began after it stores");
+
         inv.delete_account("acme", "test").expect("delete");
         assert!(!cached(&store), "a deleted account's cache goes with it");
-        assert!(store.put("acme", &[entry("late", "t", None)]).is_err(), "a late call stores nothing");
+        assert!(store.put("acme", None, &[entry("late", "t", None)]).is_err(), "a late call stores nothing");
     }
 }

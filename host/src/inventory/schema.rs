@@ -320,7 +320,8 @@ const MIGRATIONS: &[&str] = &[
     // 12: connectors' caches (`cache-set`) lived in each process's memory: every CLI command
     //     and every restart of `serve` registered a new ACME account, and an order left
     //     pending by one process could not be finished by another. Entries are sealed (an
-    //     access token, an ACME account key) and found by a digest of account and key.
+    //     access token, an ACME account key) and found by a digest of account and key; an
+    //     account's `cache_epoch` changes whenever its cache is emptied.
     r#"
     CREATE TABLE connector_cache (
         account    TEXT NOT NULL,
@@ -329,6 +330,7 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER,
         PRIMARY KEY (account, key_digest)
     ) WITHOUT ROWID;
+    ALTER TABLE accounts ADD COLUMN cache_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 

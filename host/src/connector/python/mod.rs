@@ -47,7 +47,8 @@ pub struct PythonConnector {
     /// [`Connector::declared_sensitive`], from `description`.
     declared: Vec<String>,
     worker: tokio::sync::Mutex<Option<WorkerProcess>>,
-    /// The account's `certhost.cache_*` entries; each new worker starts with them.
+    /// The account's `certhost.cache_*` entries: a worker gets them when it starts and with
+    /// every call.
     cache: AccountCache,
 }
 
@@ -161,7 +162,9 @@ impl PythonConnector {
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
-        let cache = cache::for_worker(self.cache.entries().await.unwrap_or_default());
+        let snapshot = self.cache.entries().await;
+        let epoch = snapshot.as_ref().and_then(|(epoch, _)| *epoch);
+        let cache = cache::for_worker(snapshot.map(|(_, e)| e).unwrap_or_default());
         let req = Request::Load { path: self.path.display().to_string(), cache };
         // Importing a script (and what it imports) is not the call: it gets at least 30 s.
         let load_deadline = self.limits.timeout.max(std::time::Duration::from_secs(30));
@@ -202,7 +205,7 @@ impl PythonConnector {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
-        if self.keep_cache(&mut reply) {
+        if self.keep_cache(&mut reply, epoch) {
             self.cache.flush().await;
         }
         if reply.kind != "ok" {
@@ -253,13 +256,16 @@ impl PythonConnector {
             None => self.start().await?.0,
         };
         let redactor = worker.learn(&values);
+        // Read before the call: what it sets is refused if the cache is emptied meanwhile.
+        let cache = self.cache.entries().await;
+        let epoch = cache.as_ref().and_then(|(epoch, _)| *epoch);
         worker.take_stderr_tail();
         let req = Request::Call {
             function: function.to_owned(),
             argv,
             request_id: request_id.map(str::to_owned),
             sensitive: redactor.patterns().to_vec(),
-            cache: self.cache.entries().await.map(cache::for_worker),
+            cache: cache.map(|(_, e)| cache::for_worker(e)),
         };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;
         let bytes = match result {
@@ -292,7 +298,7 @@ impl PythonConnector {
                 });
             }
         };
-        let cached = self.keep_cache(&mut reply);
+        let cached = self.keep_cache(&mut reply, epoch);
         // A worker that ran out of memory, or failed outside the script (its own capture),
         // is not trusted with the next call: what filled it may still be held.
         if reply.failed_worker() {
@@ -351,12 +357,12 @@ impl PythonConnector {
 
     /// Keeps the cache entries the script set where the next call sees them, before the
     /// worker is handed to it (that call starts with [`AccountCache::entries`]).
-    fn keep_cache(&self, reply: &mut Reply) -> bool {
+    fn keep_cache(&self, reply: &mut Reply, epoch: Option<i64>) -> bool {
         let set = std::mem::take(&mut reply.cache);
         let any = !set.is_empty();
         for e in cache::from_worker(set) {
             // The worker applied the rules already: a refusal here repeats its warning.
-            let _ = self.cache.set(e);
+            let _ = self.cache.set(e, epoch);
         }
         any
     }

@@ -27,6 +27,15 @@ impl State {
     }
 }
 
+impl State {
+    /// The account's cache epoch, read when the call first uses the cache — before a
+    /// connector that finds no token fetches one — so what it then sets is refused if the
+    /// cache was emptied meanwhile (new credentials).
+    fn cache_epoch(&mut self) -> Option<i64> {
+        *self.cache_epoch.get_or_insert_with(|| self.cache.epoch())
+    }
+}
+
 impl Host for State {
     fn log(&mut self, level: Level, message: String) {
         use super::runtime::MAX_LOG_BYTES_PER_CALL;
@@ -53,11 +62,13 @@ impl Host for State {
     }
 
     fn cache_get(&mut self, key: String) -> Option<String> {
+        self.cache_epoch();
         self.cache.get(&key)
     }
 
     fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
-        let why = match self.cache.set(cache::Entry::with_ttl(key, value, u64::from(ttl_seconds))) {
+        let epoch = self.cache_epoch();
+        let why = match self.cache.set(cache::Entry::with_ttl(key, value, u64::from(ttl_seconds)), epoch) {
             cache::Set::Kept => {
                 self.cache_set = true;
                 return;

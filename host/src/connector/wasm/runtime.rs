@@ -50,6 +50,8 @@ pub struct State {
     pub(super) cache: crate::connector::cache::AccountCache,
     /// Whether this call set anything in it, to store when the call ends.
     pub(super) cache_set: bool,
+    /// The account's cache epoch, read when the call first uses the cache (`None`: not yet).
+    pub(super) cache_epoch: Option<Option<i64>>,
     pub(super) label: String,
     /// http-01 answers this call published ([`MAX_HTTP01_PER_CALL`]).
     pub(super) http01_published: u32,
