@@ -112,11 +112,13 @@ impl Inventory {
         Ok(out)
     }
 
-    fn cache_epoch(&self, account: &str) -> Result<i64, InventoryError> {
-        self.conn
+    /// `None` for an account not stored yet: a definition is checked against its connector
+    /// (which may read its cache) before it is stored.
+    fn cache_epoch(&self, account: &str) -> Result<Option<i64>, InventoryError> {
+        Ok(self
+            .conn
             .query_row_cached("SELECT cache_epoch FROM accounts WHERE name = ?1", [account], |r| r.get(0))
-            .optional()?
-            .ok_or_else(|| InventoryError::NotFound(format!("account {account}")))
+            .optional()?)
     }
 
     fn cache_put(&mut self, account: &str, epoch: Option<i64>, set: &[Entry]) -> Result<usize, InventoryError> {
@@ -281,7 +283,7 @@ impl CacheStore for InventoryCacheStore {
     fn epoch(&self, account: &str) -> Result<Option<i64>, CacheError> {
         let c = self.open_connections()?;
         let read = c.read.lock().unwrap_or_else(|p| p.into_inner());
-        read.cache_epoch(account).map(Some).map_err(failed)
+        read.cache_epoch(account).map_err(failed)
     }
 
     fn put(&self, account: &str, epoch: Option<i64>, set: &[Entry]) -> Result<usize, CacheError> {
@@ -326,6 +328,7 @@ mod tests {
         assert_eq!(store.put("acme", None, &[entry("token-key-canary", canary, None)]).expect("put"), 0);
         assert_eq!(store.get("acme", "token-key-canary").expect("get").as_deref(), Some(canary));
         assert_eq!(store.get("other", "token-key-canary").expect("get"), None, "accounts are apart");
+        assert_eq!(store.epoch("other").expect("epoch"), None, "an account not stored yet has no epoch, and no error");
         let err = store.put("other", None, &[entry("k", "v", None)]).expect_err("no such account");
         assert!(err.to_string().contains("account other"), "{err}");
         drop(store);
