@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let master_key = take_master_key();
+    let master_key = take_secret_variable("CERTHOST_MASTER_KEY");
+    let new_master_key = take_secret_variable("CERTHOST_NEW_MASTER_KEY");
     never_dump_memory();
     // A Python worker is this binary re-executed; it must not parse the normal CLI.
     let argv: Vec<String> = std::env::args().collect();
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
     }));
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
-    let env = cli::Env { data_dir: args.data_dir.clone(), master_key, actor: format!("cli:{}", cli_user()) };
+    let env =
+        cli::Env { data_dir: args.data_dir.clone(), master_key, new_master_key, actor: format!("cli:{}", cli_user()) };
     match cli::run(args, &env) {
         Ok(code) => code,
         Err(err) => {
@@ -48,14 +50,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads `CERTHOST_MASTER_KEY` and removes it from the environment, so that no process
-/// certhost starts — a dns-01 hook, a deploy hook, a script's subprocess, a Python worker —
-/// inherits the key to every secret in the inventory.
-fn take_master_key() -> Option<String> {
-    let key = std::env::var("CERTHOST_MASTER_KEY").ok().filter(|v| !v.is_empty());
-    // SAFETY: the first statement of `main`, before any thread exists: nothing can read the
-    // environment concurrently.
-    unsafe { std::env::remove_var("CERTHOST_MASTER_KEY") };
+/// Reads a master-key variable (`CERTHOST_MASTER_KEY`, `CERTHOST_NEW_MASTER_KEY`) and
+/// removes it from the environment, so that no process certhost starts — a dns-01 hook, a
+/// deploy hook, a script's subprocess, a Python worker — inherits the key to every secret in
+/// the inventory.
+fn take_secret_variable(name: &str) -> Option<String> {
+    let key = std::env::var(name).ok().filter(|v| !v.is_empty());
+    // SAFETY: called by the first statements of `main`, before any thread exists: nothing can
+    // read the environment concurrently.
+    unsafe { std::env::remove_var(name) };
     key
 }
 

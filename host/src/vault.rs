@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 
 /// Name of the key file inside the data directory.
 pub const KEY_FILE: &str = "master.key";
+/// A rotation's new key, written before the inventory is sealed under it and renamed to
+/// [`KEY_FILE`] after (`inventory::open_data_dir` finishes a rotation a crash cut short).
+pub const STAGED_KEY_FILE: &str = "master.key.new";
 const NONCE_LEN: usize = 12;
 
 /// The AES-256-GCM master key. Never printed, wiped on drop (clones too: each connection of
@@ -100,15 +103,7 @@ impl MasterKey {
         let file_err = |reason: String| VaultError::KeyFile { path: path.clone(), reason };
         match fs::metadata(&path) {
             Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(file_err(format!(
-                        "it is readable by other users (mode {mode:o}); run chmod 600 on it"
-                    )));
-                }
-                let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?);
-                let key =
-                    Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))?;
+                let key = Self::read_file(&path, &meta)?;
                 // A key file that has outlived its database: the inventory was deleted or
                 // emptied, and opening would start a new, empty one in its place while `serve`
                 // stopped renewing everything the old one held. A key made in the last minute
@@ -168,6 +163,65 @@ impl MasterKey {
         }
     }
 
+    /// A key file's key; refused when other users may read it.
+    fn read_file(path: &Path, meta: &fs::Metadata) -> Result<Self, VaultError> {
+        let file_err = |reason: String| VaultError::KeyFile { path: path.to_owned(), reason };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(file_err(format!("it is readable by other users (mode {mode:o}); run chmod 600 on it")));
+        }
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?);
+        Self::from_base64(&text).map_err(|_| file_err("it does not hold base64 of 32 bytes".into()))
+    }
+
+    /// Whether both are the same key (a rotation to the key in use would change nothing).
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        // Not a check an attacker times: only a rotation compares keys, once.
+        self.0.as_slice() == other.0.as_slice()
+    }
+
+    /// Writes this key to [`STAGED_KEY_FILE`] (mode 0600, synced, replacing a stale one that an
+    /// earlier rotation left before its commit), before the inventory is sealed under it.
+    pub fn stage_key_file(&self, data_dir: &Path) -> Result<(), VaultError> {
+        let path = data_dir.join(STAGED_KEY_FILE);
+        let file_err = |e: std::io::Error| VaultError::KeyFile { path: path.clone(), reason: e.to_string() };
+        let tmp = data_dir.join(format!(".{STAGED_KEY_FILE}.{}", std::process::id()));
+        let written = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(self.to_base64().as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(data_dir)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(file_err)
+    }
+
+    /// The staged key of a rotation, when one is there.
+    pub fn staged_key_file(data_dir: &Path) -> Result<Option<Self>, VaultError> {
+        let path = data_dir.join(STAGED_KEY_FILE);
+        match fs::metadata(&path) {
+            Ok(meta) => Self::read_file(&path, &meta).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(VaultError::KeyFile { path, reason: e.to_string() }),
+        }
+    }
+
+    /// Puts the staged key in [`KEY_FILE`]'s place once the inventory is sealed under it.
+    pub fn install_staged_key_file(data_dir: &Path) -> Result<(), VaultError> {
+        let path = data_dir.join(KEY_FILE);
+        fs::rename(data_dir.join(STAGED_KEY_FILE), &path)
+            .and_then(|()| sync_dir(data_dir))
+            .map_err(|e| VaultError::KeyFile { path, reason: e.to_string() })
+    }
+
+    /// Drops a staged key whose rotation did not commit.
+    pub fn discard_staged_key_file(data_dir: &Path) {
+        let _ = fs::remove_file(data_dir.join(STAGED_KEY_FILE));
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.0.as_slice().into())
     }
@@ -210,6 +264,11 @@ impl MasterKey {
             .map(Zeroizing::new)
             .map_err(|_| VaultError::Open)
     }
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod issuance;
 mod leak_hunt;
 mod library;
 mod lifecycle;
+mod master_key;
 mod openapi;
 mod plugin_check;
 mod props;

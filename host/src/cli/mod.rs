@@ -10,6 +10,7 @@ mod issue;
 mod key_csr;
 mod lifecycle;
 mod list;
+mod master_key;
 mod orders;
 mod output;
 mod plugin;
@@ -24,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use certhost::inventory::Inventory;
-use certhost::vault::MasterKey;
 use clap::{Parser, Subcommand};
 
 /// certhost — certificate lifecycle host: CA connector plugins, inventory, renewals.
@@ -98,6 +98,9 @@ pub enum Command {
     /// Sensitive parameter values (stored encrypted, never shown).
     #[command(subcommand)]
     Secret(secret::Command),
+    /// The master key: rotate it (every key and secret sealed again under a new one).
+    #[command(subcommand)]
+    MasterKey(master_key::Command),
     /// Orders: list, show, poll, approve, decline, resubmit.
     #[command(subcommand)]
     Orders(orders::Command),
@@ -125,6 +128,8 @@ pub struct Env {
     pub data_dir: PathBuf,
     /// `CERTHOST_MASTER_KEY`, when set.
     pub master_key: Option<String>,
+    /// `CERTHOST_NEW_MASTER_KEY`, when set: the key `master-key rotate` seals under.
+    pub new_master_key: Option<String>,
     /// Who is acting, for audit events.
     pub actor: String,
 }
@@ -182,6 +187,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         }
         Command::Profile(cmd) => profile::run(cmd, &mut configured(env)?, env),
         Command::Secret(cmd) => secret::run(cmd, &mut configured(env)?, env),
+        Command::MasterKey(cmd) => master_key::run(cmd, &data_dir, env),
         Command::Orders(cmd) if cmd.reads_only() => {
             inspected(&data_dir, config.as_deref(), env, |inv| orders::run(cmd, inv, env))
         }
@@ -385,9 +391,7 @@ fn require_inventory(data_dir: &Path) -> anyhow::Result<()> {
 
 /// Opens the inventory with the master key from the environment or the key file.
 fn open_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
-    certhost::inventory::create_data_dir(data_dir)?;
-    let (key, _source) = MasterKey::load_or_create(data_dir, env.master_key.as_deref())?;
-    let inv = Inventory::open(data_dir, key)?;
+    let (inv, _key) = certhost::inventory::open_data_dir(data_dir, env.master_key.as_deref())?;
     // Before any command can start a Python worker or a hook: none of them gets a variable a
     // stored secret is read from, whichever account or profile it belongs to.
     if let Err(e) = inv.hide_secret_variables() {

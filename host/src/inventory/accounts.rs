@@ -7,6 +7,7 @@ use super::audit::{self, NewAuditEvent};
 use super::{CachedSql, Inventory, InventoryError};
 use crate::account::{Account, AccountDef, AccountStatus, TestResult};
 use crate::profile::ProfileDef;
+use crate::vault::MasterKey;
 
 /// Whose secret: an account's or a profile's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,14 @@ impl SecretOwner {
         match self {
             SecretOwner::Account => "account",
             SecretOwner::Profile => "profile",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "account" => Some(SecretOwner::Account),
+            "profile" => Some(SecretOwner::Profile),
+            _ => None,
         }
     }
 }
@@ -93,6 +102,36 @@ pub fn taken_by(word: &str, name: &str, origin: &str) -> String {
 
 fn secret_aad(kind: SecretOwner, owner: &str, name: &str) -> Vec<u8> {
     format!("certhost/secret/v1/{}/{owner}/{name}", kind.as_str()).into_bytes()
+}
+
+/// Seals every stored secret again under `new` (master-key rotation, inside its
+/// transaction). One `old` does not open fails the rotation, naming its owner and parameter.
+pub(super) fn reseal_secrets(
+    conn: &rusqlite::Connection,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, InventoryError> {
+    let rows: Vec<(String, String, String, Vec<u8>)> = conn
+        .prepare("SELECT owner_kind, owner_name, name, sealed FROM secrets")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let count = rows.len();
+    for (kind_text, owner, name, sealed) in rows {
+        let kind = SecretOwner::parse(&kind_text)
+            .ok_or_else(|| InventoryError::Corrupt(format!("a secret has the unknown owner kind {kind_text:?}")))?;
+        let aad = secret_aad(kind, &owner, &name);
+        let plain = old.open(&sealed, &aad).map_err(|e| {
+            InventoryError::Corrupt(format!(
+                "secret {name} of {} {owner} does not open under the current master key ({e})",
+                kind.as_str()
+            ))
+        })?;
+        conn.execute(
+            "UPDATE secrets SET sealed = ?1 WHERE owner_kind = ?2 AND owner_name = ?3 AND name = ?4",
+            params![new.seal(&plain, &aad), kind_text, owner, name],
+        )?;
+    }
+    Ok(count)
 }
 
 /// Empties `account`'s connector cache (`connector_cache.rs`): what its connector cached was

@@ -73,6 +73,42 @@ fn unseal(
     Ok((text(key)?, text(value)?))
 }
 
+/// Seals every connector's cache again under `new` (master-key rotation, inside its
+/// transaction): row ids are keyed digests, so each row gets a new id too. An expired entry,
+/// or one `old` does not open (damaged: reading it skips it anyway), is dropped. Returns the
+/// entries kept and dropped.
+pub(super) fn reseal_all(
+    conn: &rusqlite::Connection,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<(usize, usize), InventoryError> {
+    /// Account, key digest, sealed entry, expiry.
+    type Row = (String, Vec<u8>, Vec<u8>, Option<i64>);
+    let rows: Vec<Row> = conn
+        .prepare("SELECT account, key_digest, sealed, expires_at FROM connector_cache")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.execute("DELETE FROM connector_cache", [])?;
+    let now = now_ms();
+    let (mut kept, mut dropped) = (0, 0);
+    for (account, d, sealed, expires_at) in rows {
+        let live = expires_at.is_none_or(|at| at > now);
+        match unseal(old, &account, &d, expires_at, &sealed) {
+            Ok((key, value)) if live => {
+                let d = digest(new, &account, &key);
+                let sealed = new.seal(&plaintext(&key, &value), &aad(&account, &d, expires_at));
+                conn.execute(
+                    "INSERT INTO connector_cache (account, key_digest, sealed, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![account, &d[..], sealed, expires_at],
+                )?;
+                kept += 1;
+            }
+            _ => dropped += 1,
+        }
+    }
+    Ok((kept, dropped))
+}
+
 impl Inventory {
     fn cache_get(&self, account: &str, key: &str) -> Result<Option<String>, InventoryError> {
         let d = digest(&self.vault, account, key);

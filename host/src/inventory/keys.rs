@@ -32,6 +32,31 @@ pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now
     Ok(conn.last_insert_rowid())
 }
 
+/// Seals every stored key again under `new` (master-key rotation, inside its transaction),
+/// a batch of rows at a time so a million keys never sit in memory at once. A key `old` does
+/// not open fails the rotation, naming the key: nothing is changed.
+pub(super) fn reseal_all(conn: &Connection, old: &MasterKey, new: &MasterKey) -> Result<usize, InventoryError> {
+    const BATCH: i64 = 1_000;
+    let mut after = 0_i64;
+    let mut count = 0;
+    loop {
+        let rows: Vec<(i64, String, Vec<u8>)> = conn
+            .prepare_cached("SELECT id, public_sha256, sealed_pkcs8 FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2")?
+            .query_map(params![after, BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(last) = rows.last() else { return Ok(count) };
+        after = last.0;
+        for (id, public_sha256, sealed) in rows {
+            let aad = aad(&public_sha256);
+            let der = old.open(&sealed, &aad).map_err(|e| {
+                InventoryError::Corrupt(format!("key {id} does not open under the current master key ({e})"))
+            })?;
+            conn.execute_cached("UPDATE keys SET sealed_pkcs8 = ?1 WHERE id = ?2", params![new.seal(&der, &aad), id])?;
+            count += 1;
+        }
+    }
+}
+
 impl Inventory {
     /// Decrypts a stored private key. Callers audit the access (key download is audited).
     pub fn private_key(&self, key_id: i64) -> Result<PrivateKey, InventoryError> {

@@ -10,9 +10,11 @@ mod audit;
 mod certificates;
 mod config_cache;
 mod connector_cache;
+pub mod dir_lock;
 mod group;
 mod keys;
 mod lifecycle;
+mod master_key;
 mod orders;
 mod pool;
 mod renewals;
@@ -35,6 +37,7 @@ pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter,
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
 pub use group::GroupCommit;
+pub use master_key::{Rotated, open_data_dir};
 pub use orders::{NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, Notification, ScheduledRenewal};
@@ -191,6 +194,9 @@ pub struct Inventory {
     /// A request's configuration generation, reused by lookups on this connection until it
     /// goes back to the pool ([`Inventory::pin_config`]).
     config_pin: Option<config_cache::Pin>,
+    /// This process's shared lock on the data directory (`dir_lock`), held while any of its
+    /// connections is open, so the master key is never rotated under it.
+    _hold: Option<std::sync::Arc<dir_lock::DirHold>>,
 }
 
 /// One change's transaction: a transaction of its own, a savepoint inside one already open,
@@ -290,6 +296,7 @@ impl Inventory {
     /// checking the master key.
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
         create_data_dir(data_dir)?;
+        let hold = dir_lock::hold_shared(data_dir)?;
         let path = data_dir.join(DB_FILE);
         // Several processes opening a new database at once can see "database is locked" while
         // one of them switches it to WAL mode, without SQLite's busy handler being consulted:
@@ -317,7 +324,7 @@ impl Inventory {
             }
         };
         make_private(&path);
-        let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None };
+        let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None, _hold: hold };
         inv.check_vault()?;
         Ok(inv)
     }

@@ -1,0 +1,149 @@
+//! Who has a data directory open: every process that has the inventory open holds a shared
+//! lock on `certhost.lock` for as long as any of its connections is open, and
+//! `certhost master-key rotate` takes it exclusively.
+//!
+//! A process keeps the master key it started with in memory, and seals with it whatever it
+//! stores: a key, a secret, a cache entry. Re-sealing the inventory under a new key while a
+//! `serve` runs would leave that `serve` sealing rows under a key nobody has any more, so the
+//! rotation refuses while anyone else has the directory open, and nobody opens it while the
+//! rotation runs. The lock is `flock(2)` on a file of its own: SQLite's own locks are POSIX
+//! record locks on the database, which are released by any close of the file in the process
+//! and say nothing about who merely has it open.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use super::InventoryError;
+
+/// The lock file inside the data directory (empty; only its lock matters).
+pub const LOCK_FILE: &str = "certhost.lock";
+
+/// This process's lock on one data directory; released when the last holder drops it (every
+/// connection of the directory holds one, and the rotation its own while it runs).
+#[derive(Debug)]
+pub struct DirHold {
+    _file: File,
+}
+
+/// The lock file this process holds per data directory. One open file per directory: `flock`
+/// locks belong to the open file, and a second one in the same process would conflict with
+/// the first.
+fn held() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Weak<DirHold>>> {
+    static HELD: OnceLock<Mutex<HashMap<PathBuf, Weak<DirHold>>>> = OnceLock::new();
+    let mut map = HELD.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+    map.retain(|_, hold| hold.strong_count() > 0);
+    map
+}
+
+/// The directory as the map knows it: `./d` and `d` are one directory.
+fn identity(data_dir: &Path) -> PathBuf {
+    std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf())
+}
+
+fn open_lock_file(data_dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(data_dir.join(LOCK_FILE))
+}
+
+/// Marks `data_dir` as open by this process (a shared lock, kept until the process ends).
+/// Refused while a master-key rotation holds the directory. A directory where the lock file
+/// cannot be made (read-only to this user) is opened without one: such a process cannot
+/// store anything sealed under any key.
+pub fn hold_shared(data_dir: &Path) -> Result<Option<Arc<DirHold>>, InventoryError> {
+    let id = identity(data_dir);
+    let mut held = held();
+    if let Some(hold) = held.get(&id).and_then(Weak::upgrade) {
+        return Ok(Some(hold));
+    }
+    let file = match open_lock_file(data_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!("no lock on {}: {e}", data_dir.join(LOCK_FILE).display());
+            return Ok(None);
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let hold = Arc::new(DirHold { _file: file });
+            held.insert(id, Arc::downgrade(&hold));
+            Ok(Some(hold))
+        }
+        Err(TryLockError::WouldBlock) => Err(InventoryError::DataDir {
+            path: data_dir.to_owned(),
+            reason: "its master key is being rotated (certhost master-key rotate is running); try again when it \
+                     has finished"
+                .into(),
+        }),
+        Err(TryLockError::Error(e)) => {
+            tracing::debug!("no lock on {}: {e}", data_dir.join(LOCK_FILE).display());
+            Ok(None)
+        }
+    }
+}
+
+/// Takes `data_dir` for this process alone while the returned hold lives; the process's own
+/// connections opened meanwhile share it. Taken before this process opens the inventory (a
+/// shared lock it already held could not be turned into an exclusive one without letting go
+/// of it first).
+pub fn hold_exclusive(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
+    let id = identity(data_dir);
+    let mut held = held();
+    let refuse = |reason: String| InventoryError::DataDir { path: data_dir.to_owned(), reason };
+    if held.contains_key(&id) {
+        return Err(refuse("this process already has it open".into()));
+    }
+    let file = open_lock_file(data_dir).map_err(|e| refuse(format!("cannot open its lock file {LOCK_FILE}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let hold = Arc::new(DirHold { _file: file });
+            held.insert(id, Arc::downgrade(&hold));
+            Ok(hold)
+        }
+        Err(TryLockError::WouldBlock) => Err(refuse(
+            "another certhost process has it open (certhost serve, or a command still running); stop it and run \
+             this again"
+                .into(),
+        )),
+        Err(TryLockError::Error(e)) => Err(refuse(format!("cannot lock {LOCK_FILE}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exclusive_hold_is_refused_while_another_open_file_holds_it_shared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Another process's shared lock, as an open file of its own.
+        let other = open_lock_file(dir.path()).expect("open");
+        other.try_lock_shared().expect("shared");
+        let err = hold_exclusive(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another certhost process has it open"), "{err}");
+        drop(other);
+        let rotation = hold_exclusive(dir.path()).expect("exclusive once the other is gone");
+        // This process may go on to open it; another may not.
+        let conn = hold_shared(dir.path()).expect("this process").expect("held");
+        assert!(Arc::ptr_eq(&rotation, &conn));
+        let other = open_lock_file(dir.path()).expect("open");
+        assert!(matches!(other.try_lock_shared(), Err(TryLockError::WouldBlock)));
+        // Released with its last holder.
+        drop((rotation, conn));
+        other.try_lock_shared().expect("free again");
+    }
+
+    #[test]
+    fn a_shared_hold_is_refused_while_a_rotation_holds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rotation = open_lock_file(dir.path()).expect("open");
+        rotation.try_lock().expect("exclusive");
+        let err = hold_shared(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("master key is being rotated"), "{err}");
+        drop(rotation);
+        let first = hold_shared(dir.path()).expect("shared once it is done").expect("held");
+        let second = hold_shared(dir.path()).expect("again").expect("held");
+        assert!(Arc::ptr_eq(&first, &second), "one open lock file per directory");
+    }
+}
