@@ -426,6 +426,12 @@ fn a_broken_configuration_file_still_lets_an_operator_look() {
             assert!(out.contains("lab"), "{args:?}: {out}");
         }
     }
+    // An account only the broken file defines: the file's error is the cause, and is said
+    // (black-box review of stop 35: only "does not exist" was).
+    let r = app.run(&["--config", c, "account", "show", "broken"]);
+    let err = r.fails(1);
+    assert!(err.contains("in the inventory as stored; the configuration file does not load"), "{err}");
+    assert!(err.contains("certhost.toml"), "{err}");
     let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "x.example.com"]);
     assert!(r.fails(1).contains("certhost.toml"), "{}", r.stderr);
 }

@@ -597,17 +597,22 @@ fn s(p: &std::path::Path) -> &str {
 
 /// Regression: hooks inherited the environment variables sensitive parameters are read from,
 /// and a `set -x` hook put a CA secret into the audit log; later the same for the webhook's
-/// signing secret and a PKCS#12 password.
+/// signing secret and a PKCS#12 password, and (black-box review of stop 35) for a dynamic
+/// sensitive parameter given with `--param-env`, or read by the hook from its `--param-file`.
 #[test]
 fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     let app = App::new();
     let deploy = app.path("deployed");
+    let otp_file = app.path("otp.txt");
+    std::fs::write(&otp_file, "file-otp-2929\n").expect("otp");
     let profile = format!(
-        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}\"\n\
-         post_hook = \"echo token=$LAB_CA_KEY wh=$WH_SECRET; env | grep -c LAB_CA_KEY; cat {mk}\"\n\
+        "[params]\npin = {{ dynamic = true, sensitive = true }}\notp = {{ dynamic = true, sensitive = true }}\n\
+         [[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}\"\n\
+         post_hook = \"echo token=$LAB_CA_KEY wh=$WH_SECRET pin=$PIN_VAR; env | grep -c -e LAB_CA_KEY -e PIN_VAR; cat {mk}; cat {otp}\"\n\
          [[deploy]]\npkcs12 = \"{d}/b.p12\"\npkcs12_password = {{ env = \"P12_PW\" }}\npost_hook = \"echo p12=$P12_PW.\"\n",
         d = deploy.display(),
-        mk = app.path("master.key.copy").display()
+        mk = app.path("master.key.copy").display(),
+        otp = otp_file.display()
     );
     // A hook can read master.key (it runs as certhost's user): what it prints of it is
     // redacted (review of stop 31: the audit log, which auditors read, held it).
@@ -623,8 +628,10 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     let key = std::fs::read_to_string(ca.join("ca.key")).expect("ca key");
     let out = Command::new(crate::helpers::certhost_bin())
         .args(["--config", s(&config), "issue", "--profile", "lab", "--cn", "env.example.com"])
+        .args(["--param-env", "pin=PIN_VAR", "--param-file", &format!("otp={}", otp_file.display())])
         .env("CERTHOST_DATA_DIR", app.data_dir())
         .env("CERTHOST_MASTER_KEY", &app.master_key)
+        .env("PIN_VAR", "dynamic-pin-2929")
         .env("LAB_CA_KEY", &key)
         .env("WH_SECRET", "webhook-signing-secret-2929")
         .env("P12_PW", "pkcs12-password-2929")
@@ -634,7 +641,7 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     let audit = app.run(&["audit", "--json"]);
     let text = audit.ok();
     // The hooks saw no such variables (empty values, counted zero times).
-    assert!(text.contains("token= wh=\\n0\\n"), "{text}");
+    assert!(text.contains("token= wh= pin=\\n0\\n"), "{text}");
     assert!(text.contains("p12=.\\n"), "{text}");
     assert!(!text.contains("2929"), "a secret is in the audit log: {text}");
     assert!(!text.contains(&app.master_key), "the master key is in the audit log: {text}");

@@ -1095,7 +1095,8 @@ async fn a_script_ended_at_its_deadline_runs_its_cleanup_first() {
 
 /// Regression (review of stop 30): a worker inherited every variable of the host — another
 /// account's token read with `{ env = … }`, certhost's own settings, the operator shell's
-/// PYTHONPATH — and a script could put the token in its error, in clear.
+/// PYTHONPATH — and a script could put the token in its error, in clear. Likewise (review of
+/// stop 35) the variable a `--param-env` sensitive value came from.
 #[test]
 fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
     let app = crate::helpers::App::new();
@@ -1111,12 +1112,17 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
         ),
     )
     .expect("config");
-    std::fs::write(conf.join("profiles/nosy.toml"), "accounts = [\"nosy\"]\n").expect("profile");
+    std::fs::write(
+        conf.join("profiles/nosy.toml"),
+        "accounts = [\"nosy\"]\n[params]\npin = { dynamic = true, sensitive = true }\n",
+    )
+    .expect("profile");
     let token = "tok-S3CRET-7d2e91";
     let out = app
         .command()
         .args(["--config", conf.join("certhost.toml").to_str().expect("utf8")])
-        .args(["issue", "--profile", "nosy", "--cn", "www.example.com"])
+        .args(["issue", "--profile", "nosy", "--cn", "www.example.com", "--param-env", "pin=DYNAMIC_PIN"])
+        .env("DYNAMIC_PIN", "pin-S3CRET-0b7c")
         .env("OTHER_CA_TOKEN", token)
         .env("PYTHONPATH", "/nowhere")
         .env("PYTHONWARNINGS", "ignore")

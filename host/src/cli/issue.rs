@@ -58,6 +58,13 @@ pub struct Args {
     json: bool,
 }
 
+impl Args {
+    /// The dynamic parameters given.
+    pub(super) fn dynamic_params(&self) -> &super::DynamicParams {
+        &self.params
+    }
+}
+
 pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let csr = match &args.csr {
         Some(path) => {

@@ -32,6 +32,13 @@ pub struct RenewArgs {
     json: bool,
 }
 
+impl RenewArgs {
+    /// The dynamic parameters given.
+    pub(super) fn dynamic_params(&self) -> &super::DynamicParams {
+        &self.params
+    }
+}
+
 /// Arguments of `revoke`.
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {

@@ -152,6 +152,15 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     if reads_only {
         require_inventory(&data_dir)?;
     }
+    let dynamic = match &command {
+        Command::Issue(args) => Some(args.dynamic_params()),
+        Command::Renew(args) | Command::Reissue(args) => Some(args.dynamic_params()),
+        Command::Orders(cmd) => cmd.dynamic_params(),
+        _ => None,
+    };
+    if let Some(params) = dynamic {
+        params.hide_sources();
+    }
     match command {
         Command::Init => {
             let existed = data_dir.join(certhost::inventory::DB_FILE).is_file();
@@ -240,8 +249,17 @@ fn inspected(
     match open_configured(data_dir, config, env) {
         Ok(mut inv) => look(&mut inv),
         Err(e) if e.downcast_ref::<certhost::config::ConfigError>().is_some() => {
-            look(&mut open_inventory(data_dir, env)?)?;
-            eprintln!("error: {} (shown above: what the inventory holds)", sentence(&e));
+            // What the stored inventory lacks may be what the broken file defines (`account
+            // show` of an account the file adds): the file's error is the cause, so it is said
+            // either way (black-box review of stop 35: only "does not exist" was).
+            match look(&mut open_inventory(data_dir, env)?) {
+                Ok(_) => eprintln!("error: {} (shown above: what the inventory holds)", sentence(&e)),
+                Err(found) => eprintln!(
+                    "error: {} (in the inventory as stored; the configuration file does not load: {})",
+                    sentence(&found),
+                    sentence(&e)
+                ),
+            }
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e),
@@ -318,6 +336,22 @@ pub struct DynamicParams {
 }
 
 impl DynamicParams {
+    /// Registers the variables and files values are read from (`--param-env`,
+    /// `--param-file`) as a secret's sources, before anything can start a child process (a
+    /// definition checked against its script starts a worker): no script worker or hook
+    /// inherits the variables, and hook output is redacted of what they and the files hold.
+    /// Such a value is usually a sensitive one: that is what the two options are for.
+    fn hide_sources(&self) {
+        use certhost::param::ValueSource;
+        let split = |pairs: &[String]| -> Vec<String> {
+            pairs.iter().filter_map(|p| p.split_once('=')).map(|(_, source)| source.to_owned()).collect()
+        };
+        let envs = split(&self.envs).into_iter().map(|env| ValueSource::Env { env });
+        let files = split(&self.files).into_iter().filter(|f| f != "-").map(|f| ValueSource::File { file: f.into() });
+        let sources: Vec<ValueSource> = envs.chain(files).collect();
+        certhost::param::hide_from_children(&sources);
+    }
+
     /// Name → value, from all three forms; a name given twice is refused, and no value is
     /// ever echoed.
     pub fn resolve(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {

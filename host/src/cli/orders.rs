@@ -73,6 +73,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// The dynamic parameters the command reads, if any.
+    pub(super) fn dynamic_params(&self) -> Option<&super::DynamicParams> {
+        match self {
+            Command::Approve { params, .. } | Command::Resubmit { params, .. } => Some(params),
+            _ => None,
+        }
+    }
+
     /// Whether the command only reads the inventory (and so needs one to exist).
     pub fn reads_only(&self) -> bool {
         matches!(self, Command::List { .. } | Command::Show { .. })
