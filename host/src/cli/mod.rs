@@ -3,6 +3,7 @@
 
 mod account;
 mod audit;
+mod backup;
 mod ca;
 mod import;
 mod inspect_csr;
@@ -76,6 +77,8 @@ pub enum Command {
     Show(show::Args),
     /// Show the audit log, newest first.
     Audit(audit::Args),
+    /// Write a consistent copy of the inventory to a new file (safe while serve runs).
+    Backup(backup::Args),
     /// Run the main job: the HTTP API, the order poller, the renewal scheduler, notifications and ACME challenge answers.
     Serve(serve::Args),
     /// API bearer tokens: create, list, revoke.
@@ -142,7 +145,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     // empty one (and a master key nobody backed up) in a mistyped --data-dir or the wrong
     // working directory, and answering "no certificates".
     let reads_only = match &command {
-        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Renewals(_) => true,
+        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Renewals(_) | Command::Backup(_) => true,
         Command::Token(cmd) => cmd.reads_only(),
         Command::Orders(cmd) => cmd.reads_only(),
         Command::Account(cmd) => cmd.reads_only() && config_path(config.as_deref()).is_none(),
@@ -182,6 +185,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(args, &current_inventory(&data_dir, env)?),
         Command::Show(args) => show::run(args, &mut current_inventory(&data_dir, env)?, env),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
+        Command::Backup(args) => backup::run(args, &mut open_inventory(&data_dir, env)?, env),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
         Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),

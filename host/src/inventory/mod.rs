@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod backup;
 mod certificates;
 mod config_cache;
 mod connector_cache;
@@ -33,6 +34,7 @@ use crate::vault::{MasterKey, VaultError};
 
 pub use accounts::{SecretOwner, Upsert, is_file_origin, taken_by};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
+pub use backup::Backup;
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
