@@ -2,8 +2,9 @@
 //! become `expired`; due certificates are claimed (with a lease) and renewed through their
 //! profile (failover applies); failures back off exponentially (1 minute doubling to 6 hours)
 //! and queue a notification; interrupted automatic renewals are resubmitted with their
-//! request id; certificates without auto-renew that near expiry queue a notification; queued
-//! notifications are delivered.
+//! request id; deployments whose last attempt failed are tried again (5 minutes doubling to
+//! 6 hours) while their certificate is active; certificates without auto-renew that near
+//! expiry queue a notification; queued notifications are delivered.
 //!
 //! Durable by construction: what is due is read from the database every round.
 
@@ -35,6 +36,8 @@ pub struct RoundReport {
     pub failed: Vec<i64>,
     /// Interrupted renewal orders resubmitted.
     pub resubmitted: Vec<i64>,
+    /// Certificates whose failed deployments were tried again, and whether all succeeded.
+    pub redeployed: Vec<(i64, bool)>,
 }
 
 /// One scheduler round on one connection.
@@ -70,6 +73,7 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
             }
         }
     }
+    retry_deployments(p, lease_seconds, &mut report).await?;
     let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
     for id in claimed {
         // Renewed one after another: each claim is checked and extended just before its turn.
@@ -115,6 +119,43 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
         }
     }
     Ok(report)
+}
+
+/// Deploys again the targets whose last deployment failed, once their retry time has come
+/// (black-box review of stop 35: a renewal whose deployment failed left the server on the old
+/// certificate until it expired, with one notification and nothing tried again). Only an
+/// active certificate's, to its profile's targets as they are now; a target no longer in the
+/// profile, or a certificate superseded, revoked or expired meanwhile, is not retried again.
+async fn retry_deployments(
+    p: &mut Pipeline<'_>,
+    lease_seconds: i64,
+    report: &mut RoundReport,
+) -> Result<(), IssueError> {
+    for (id, failed) in p.inventory.claim_deploy_retries(BATCH, lease_seconds)? {
+        let Some(cert) = p.inventory.find(&id.to_string())? else { continue };
+        let profile = match &cert.profile {
+            Some(name) if cert.status == crate::inventory::CertStatus::Active => p.inventory.profile(name)?,
+            _ => None,
+        };
+        let Some((profile, _)) = profile else {
+            p.inventory.drop_deploy_retry(id, None)?;
+            continue;
+        };
+        let (targets, gone): (Vec<_>, Vec<_>) =
+            failed.iter().partition(|t| profile.deploy.iter().any(|d| &d.describe() == *t));
+        for target in gone {
+            p.inventory.drop_deploy_retry(id, Some(target))?;
+        }
+        let targets: Vec<_> = profile.deploy.iter().filter(|d| targets.contains(&&d.describe())).cloned().collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let reports = crate::deploy::deploy(p.inventory, &cert, &targets, p.env, ACTOR).await;
+        let ok = reports.iter().all(|r| r.ok);
+        tracing::info!(certificate = id, ok, "failed deployment tried again");
+        report.redeployed.push((id, ok));
+    }
+    Ok(())
 }
 
 /// Whether certificate `id`'s profile renews it automatically. A certificate whose profile is

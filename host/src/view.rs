@@ -80,6 +80,9 @@ pub struct CertView<'a> {
     /// Where it was deployed and when, newest first (detail views only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<DeploymentView>,
+    /// Targets whose last deployment failed, which `serve` tries again (detail views only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deploy_retries: Vec<DeployRetryView>,
     /// Why and when it was revoked (detail views of a revoked certificate only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationView>,
@@ -111,6 +114,17 @@ pub struct DeploymentView {
     pub at: String,
 }
 
+/// A target whose last deployment failed: `serve` deploys to it again at `next_at`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeployRetryView {
+    /// The target, as in `deployments`.
+    pub target: String,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    /// The next attempt (RFC 3339), while the certificate stays active.
+    pub next_at: String,
+}
+
 impl CertView<'_> {
     /// Adds what the detail views show beyond the row: the certificate's deployments and, when
     /// it is revoked, why.
@@ -119,6 +133,11 @@ impl CertView<'_> {
             .deployments(self.id)?
             .into_iter()
             .map(|(target, outcome, message, at)| DeploymentView { target, outcome, message, at: rfc3339(at) })
+            .collect();
+        self.deploy_retries = inv
+            .deploy_retries(self.id)?
+            .into_iter()
+            .map(|(target, failures, next_at)| DeployRetryView { target, failures, next_at: rfc3339(next_at) })
             .collect();
         if self.status == "revoked" {
             self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {
@@ -158,6 +177,7 @@ impl<'a> CertView<'a> {
             pem: with_pem.then_some(r.pem.as_str()),
             chain_pem: with_pem.then_some(r.chain_pem.as_str()),
             deployments: Vec::new(),
+            deploy_retries: Vec::new(),
             revocation: None,
         }
     }

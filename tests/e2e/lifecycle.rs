@@ -1380,3 +1380,70 @@ fn a_reading_command_finds_no_inventory_where_there_is_none_and_makes_none() {
     app.run(&["--data-dir", d, "token", "create", "--name", "first", "--role", "admin"]).ok();
     assert_eq!(app.json(&["--data-dir", d, "token", "list", "--json"]).as_array().map(Vec::len), Some(1));
 }
+
+/// Black-box review of stop 35: a deployment that failed was never tried again, so after an
+/// automatic renewal the server kept the old certificate until it expired. `serve` now tries a
+/// failed target again with backoff while the certificate is active, notifies once per run of
+/// failures, and `show` says what is being retried. Time is moved on by editing the retry's
+/// time in the database, as the backoff's first wait is five minutes.
+#[test]
+fn serve_tries_a_failed_deployment_again_until_it_succeeds() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let blocked = app.path("blocked");
+    std::fs::write(&blocked, "").expect("flag");
+    let profile = format!(
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"mkdir -p {d}; test ! -e {b}\"\n",
+        d = deploy.display(),
+        b = blocked.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let c = s(&config);
+    let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "retry.example.com"]);
+    assert!(r.fails(3).contains("pre-deploy hook failed"), "{}", r.stderr);
+    let shown = app.run(&["show", "1"]).ok().to_owned();
+    assert!(shown.contains("Retrying:") && shown.contains("failed 1 time(s) in a row"), "{shown}");
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let due_now = || db.execute("UPDATE deploy_retries SET next_at = 0", []).expect("move time on");
+    let failures = || -> Option<i64> {
+        use rusqlite::OptionalExtension;
+        db.query_row("SELECT failures FROM deploy_retries WHERE certificate_id = 1", [], |r| r.get(0))
+            .optional()
+            .expect("read")
+    };
+
+    due_now();
+    let mut serve = app
+        .command()
+        .args(["--config", c, "serve", "--listen", "127.0.0.1:0", "--renewal-interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait_for("a second failed attempt", &|| failures() == Some(2));
+    let next_at: i64 =
+        db.query_row("SELECT next_at FROM deploy_retries WHERE certificate_id = 1", [], |r| r.get(0)).expect("next");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    assert!((now + 500..=now + 700).contains(&next_at), "the second wait is ten minutes: {next_at} vs {now}");
+
+    std::fs::remove_file(&blocked).expect("unblock");
+    due_now();
+    wait_for("the retry that succeeds", &|| failures().is_none());
+    assert!(deploy.join("cert.pem").exists());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let shown = app.run(&["show", "1"]).ok().to_owned();
+    assert!(!shown.contains("Retrying:"), "{shown}");
+    assert!(shown.contains("Deployed:    success"), "{shown}");
+    let notified: i64 = db
+        .query_row("SELECT count(*) FROM notifications WHERE kind = 'deploy_failed'", [], |r| r.get(0))
+        .expect("notifications");
+    assert_eq!(notified, 1, "one notification for the run of failures");
+}

@@ -171,7 +171,8 @@ pub fn report(
                 // Not 1: a wrapper that retries a failed issue would issue a second certificate.
                 eprintln!(
                     "certificate #{certificate_id} was issued and stored, but deploying it to {} failed: {}; \
-                     fix the target and run certhost deploy {certificate_id}",
+                     fix the target and run certhost deploy {certificate_id} (certhost serve also tries again, after 5 minutes \
+                     doubling to 6 hours)",
                     output::terminal_safe(target),
                     output::terminal_safe(message)
                 );

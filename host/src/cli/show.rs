@@ -95,5 +95,12 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         let line = format!("{} {} at {} ({})", d.outcome, d.target, d.at, d.message);
         println!("{:<12} {}", "Deployed:", output::terminal_safe(&line));
     }
+    for r in &view.deploy_retries {
+        let line = format!(
+            "{} failed {} time(s) in a row; certhost serve tries again at {} (or: certhost deploy {})",
+            r.target, r.failures, r.next_at, view.id
+        );
+        println!("{:<12} {}", "Retrying:", output::terminal_safe(&line));
+    }
     Ok(ExitCode::SUCCESS)
 }

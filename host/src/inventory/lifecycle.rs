@@ -30,6 +30,12 @@ fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::
 /// The RFC 5280 reason, as `revoke --reason` and the API name it.
 const KEY_COMPROMISE: &str = "keyCompromise";
 
+/// Seconds before a failed deployment is tried again the first time; each further failure
+/// doubles it, up to [`DEPLOY_RETRY_MAX`].
+const DEPLOY_RETRY_FIRST: i64 = 300;
+/// The longest wait between two tries of a failing deployment (6 hours).
+const DEPLOY_RETRY_MAX: i64 = 6 * 3600;
+
 impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so).
     pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
@@ -294,20 +300,87 @@ impl Inventory {
             rusqlite::params![id, target, if ok { "success" } else { "failure" }, message, now],
         )?;
         audit::record(&tx, now, event)?;
-        if !ok {
-            // A consumer left on the old certificate expires unnoticed otherwise: the one it
-            // holds is superseded, and nothing watches superseded certificates.
-            super::renewals::enqueue(
-                &tx,
-                now,
-                "deploy_failed",
-                Some(id),
-                &format!("certhost: deploying certificate {id} to {target} failed"),
-                &serde_json::json!({ "target": target, "message": message }),
+        if ok {
+            tx.execute_cached(
+                "DELETE FROM deploy_retries WHERE certificate_id = ?1 AND target = ?2",
+                rusqlite::params![id, target],
             )?;
+        } else {
+            // Tried again by `serve` after 5 minutes, doubling to 6 hours.
+            let failures: i64 = tx.query_row_cached(
+                "INSERT INTO deploy_retries (certificate_id, target, failures, next_at) VALUES (?1, ?2, 1, ?3 + ?4)
+                 ON CONFLICT (certificate_id, target) DO UPDATE
+                 SET failures = failures + 1, next_at = ?3 + min(?4 << min(failures, 10), ?5)
+                 RETURNING failures",
+                rusqlite::params![id, target, now, DEPLOY_RETRY_FIRST, DEPLOY_RETRY_MAX],
+                |r| r.get(0),
+            )?;
+            // A consumer left on the old certificate expires unnoticed otherwise: the one it
+            // holds is superseded, and nothing watches superseded certificates. Said once per
+            // run of failures, not at every retry.
+            if failures == 1 {
+                super::renewals::enqueue(
+                    &tx,
+                    now,
+                    "deploy_failed",
+                    Some(id),
+                    &format!("certhost: deploying certificate {id} to {target} failed"),
+                    &serde_json::json!({ "target": target, "message": message }),
+                )?;
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Claims deployments to try again (their target's last attempt failed and its retry time
+    /// has come) for `lease_seconds`, so that two schedulers do not both retry one: at most
+    /// `limit` certificates, each with the targets to deploy again.
+    pub fn claim_deploy_retries(
+        &mut self,
+        limit: u32,
+        lease_seconds: i64,
+    ) -> Result<Vec<(i64, Vec<String>)>, InventoryError> {
+        let now = self.now();
+        let tx = super::write_tx(&mut self.conn)?;
+        let due: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT certificate_id, target FROM deploy_retries WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
+            )?
+            .query_map(rusqlite::params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut claimed: Vec<(i64, Vec<String>)> = Vec::new();
+        for (id, target) in due {
+            tx.execute_cached(
+                "UPDATE deploy_retries SET next_at = ?3 WHERE certificate_id = ?1 AND target = ?2",
+                rusqlite::params![id, target, now + lease_seconds],
+            )?;
+            match claimed.iter_mut().find(|(c, _)| *c == id) {
+                Some((_, targets)) => targets.push(target),
+                None => claimed.push((id, vec![target])),
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// Stops retrying a deployment of certificate `id` (every target when `target` is `None`):
+    /// the certificate is no longer active, or its profile no longer has the target.
+    pub fn drop_deploy_retry(&mut self, id: i64, target: Option<&str>) -> Result<(), InventoryError> {
+        self.conn.execute_cached(
+            "DELETE FROM deploy_retries WHERE certificate_id = ?1 AND (?2 IS NULL OR target = ?2)",
+            rusqlite::params![id, target],
+        )?;
+        Ok(())
+    }
+
+    /// A deployment being retried: (target, failures so far, next attempt), for `show`.
+    pub fn deploy_retries(&self, id: i64) -> Result<Vec<(String, i64, i64)>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target, failures, next_at FROM deploy_retries WHERE certificate_id = ?1 ORDER BY target",
+        )?;
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Deployments of certificate `id`, newest first: (target, outcome, message, at).

@@ -332,6 +332,25 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE accounts ADD COLUMN cache_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 13: a deployment that failed (an unwritable directory, a failing reload hook) was never
+    //     tried again: after an automatic renewal the server kept the old certificate until it
+    //     expired. A target whose last deployment failed is retried by `serve` with backoff;
+    //     those of active certificates that failed before this version are retried too.
+    r#"
+    CREATE TABLE deploy_retries (
+        certificate_id INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+        target         TEXT NOT NULL,
+        failures       INTEGER NOT NULL,
+        next_at        INTEGER NOT NULL,
+        PRIMARY KEY (certificate_id, target)
+    ) WITHOUT ROWID;
+    CREATE INDEX deploy_retries_next ON deploy_retries(next_at);
+    INSERT INTO deploy_retries (certificate_id, target, failures, next_at)
+        SELECT d.certificate_id, d.target, 1, d.at + 300 FROM deployments d
+        JOIN certificates c ON c.id = d.certificate_id AND c.status = 'active'
+        WHERE d.outcome = 'failure'
+          AND d.id = (SELECT max(id) FROM deployments l WHERE l.certificate_id = d.certificate_id AND l.target = d.target);
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -413,8 +432,9 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        // Later migrations bring their own indexes (chains, 6, 7, 8) and replace one (6).
-        const LATER: [&str; 7] = [
+        // Later migrations bring their own indexes (chains, 6, 7, 8, 13) and replace one (6).
+        const LATER: [&str; 8] = [
+            "deploy_retries_next",
             "orders_open_next_poll",
             "certificates_predecessor",
             "certificates_key",
@@ -568,5 +588,42 @@ mod tests {
         assert_eq!(last(&conn), 2, "the trigger records the deleted id");
         conn.execute("DELETE FROM certificates WHERE id = 1", []).expect("delete");
         assert_eq!(last(&conn), 2, "a lower id never lowers it");
+    }
+
+    /// Migration 13 retries what had failed last, for active certificates only.
+    #[test]
+    fn a_version_12_database_retries_each_active_certificates_targets_that_failed_last() {
+        let mut conn = at_version(12);
+        for (n, status) in [("01", "active"), ("02", "superseded")] {
+            conn.execute(
+                "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                     key_algorithm, key_bits, status, source, created_at)
+                 VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 1, 'ec-p256', 256, ?2, 'import', 0)",
+                [n, status],
+            )
+            .expect("certificate");
+        }
+        for (cert, target, outcome, at) in [
+            (1, "files:/a", "success", 10),
+            (1, "files:/a", "failure", 20),
+            (1, "files:/b", "failure", 10),
+            (1, "files:/b", "success", 20),
+            (2, "files:/a", "failure", 30),
+        ] {
+            conn.execute(
+                "INSERT INTO deployments (certificate_id, target, outcome, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![cert, target, outcome, at],
+            )
+            .expect("deployment");
+        }
+        migrate(&mut conn).expect("migrate");
+        let retries: Vec<(i64, String, i64, i64)> = conn
+            .prepare("SELECT certificate_id, target, failures, next_at FROM deploy_retries")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(retries, [(1, "files:/a".to_owned(), 1, 320)]);
     }
 }
