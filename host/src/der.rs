@@ -177,7 +177,7 @@ pub fn container_kind(der: &[u8]) -> Option<&'static str> {
 /// The sentence for a [`container_kind`] given where a certificate or request was expected.
 pub fn container_sentence(kind: &str, expected: &str) -> String {
     format!(
-        "it is {kind}, not {expected} (PKCS#7 and PKCS#12 files are not supported: convert with openssl, e.g. `openssl pkcs7 -print_certs` or `openssl pkcs12 -nokeys`)"
+        "it is {kind}, not {expected} (PKCS#7 and PKCS#12 files are not supported: convert with openssl, e.g. `openssl pkcs7 -print_certs -in FILE`, or `openssl pkcs12 -in FILE -nodes` for the certificates and the key as PEM, which import takes together)"
     )
 }
 

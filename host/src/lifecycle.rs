@@ -79,11 +79,10 @@ impl Pipeline<'_> {
             }
             _ => {}
         }
-        let profile_name = opts
-            .profile
-            .clone()
-            .or_else(|| cert.profile.clone())
-            .ok_or_else(|| refuse("it has no profile (it was imported); name the profile to renew it with"))?;
+        let profile_name = opts.profile.clone().or_else(|| cert.profile.clone()).ok_or_else(|| {
+            let verb = if opts.kind == RenewKind::Reissue { "reissue" } else { "renew" };
+            refuse(&format!("it has no profile (it was imported); name the profile to {verb} it with (--profile)"))
+        })?;
         let (mut profile, _) = self
             .inventory
             .profile(&profile_name)?

@@ -224,6 +224,13 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     );
     let shown = api.get(&admin, "/v1/accounts/scripted").text().expect("text");
     assert!(!shown.contains(secret) && shown.contains("\"set\":true"), "{shown}");
+    // Black-box review of stop 35: a field besides `value` was ignored (a typo'd body stored).
+    let extra = json_of(
+        api.put(&admin, "/v1/accounts/scripted/params/api_token/secret", json!({"value": secret, "extra": "x"})),
+        StatusCode::BAD_REQUEST,
+    );
+    let detail = extra["detail"].as_str().expect("detail");
+    assert!(detail.contains(r#"the body must be {"value": "..."}"#) && !detail.contains(secret), "{extra}");
     json_of(
         api.put(&admin, "/v1/accounts/scripted/params/mode/secret", json!({"value": "x"})),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -323,8 +330,18 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     let list = api.get(&admin, "/v1/tokens").text().expect("list");
     assert!(list.contains("\"ci\"") && !list.contains(&secret_token));
     assert_eq!(api.get(&secret_token, "/v1/certificates").status(), StatusCode::OK);
+    let again = api.post(&admin, "/v1/tokens", json!({"name": "ci", "role": "requester"}));
+    assert_eq!(again.status(), StatusCode::CONFLICT, "a live token's name is taken");
     assert_eq!(api.delete(&admin, "/v1/tokens/ci").status(), StatusCode::NO_CONTENT);
     assert_eq!(api.get(&secret_token, "/v1/certificates").status(), StatusCode::UNAUTHORIZED);
+    // Black-box review of stop 35: "live token ci not found", and a name refused as existing.
+    let twice = api.delete(&admin, "/v1/tokens/ci");
+    assert_eq!(twice.status(), StatusCode::CONFLICT);
+    assert!(twice.text().expect("body").contains("token ci is already revoked"));
+    let reused = api.post(&admin, "/v1/tokens", json!({"name": "ci", "role": "requester"}));
+    assert_eq!(reused.status(), StatusCode::CONFLICT);
+    assert!(reused.text().expect("body").contains("a revoked token's name is not given again"));
+    assert_eq!(api.delete(&admin, "/v1/tokens/nosuch").status(), StatusCode::NOT_FOUND);
     assert!(!api.server.log().contains(secret), "the server log holds the secret");
 }
 

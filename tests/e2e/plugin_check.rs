@@ -64,6 +64,25 @@ fn a_connector_returning_garbage_fails_the_check_with_exit_1() {
     assert!(!app.data_dir().exists(), "plugin check created {}", app.data_dir().display());
     let r = app.run(&["plugin", "check", crate::python::fixture("hostile/syntax_error.py").to_str().expect("utf8")]);
     assert!(r.fails(1).contains("SyntaxError"), "{}", r.stderr);
+    // Black-box review of stop 35: a string was iterated (PARAMETERS = "tok" declared three
+    // one-letter parameters) and a malformed entry was dropped without a word.
+    for (declared, said) in [
+        (r#""tok""#, "PARAMETERS must be a list of parameter names or {\"name\": ...} dicts, not a str"),
+        (
+            r#"["url", {"nam": "x"}]"#,
+            "PARAMETERS entry 2 is neither a parameter name nor a dict with a \"name\" (found dict)",
+        ),
+        (r#"["url", 5]"#, "PARAMETERS entry 2 is neither a parameter name nor a dict with a \"name\" (found int)"),
+    ] {
+        let script = app.path("declares.py");
+        std::fs::write(
+            &script,
+            format!("PARAMETERS = {declared}\n\ndef certificate_request(csr, cn, args):\n    return None\n"),
+        )
+        .expect("script");
+        let r = app.run(&["plugin", "check", script.to_str().expect("utf8")]);
+        assert!(r.fails(1).contains(said), "{declared}: {}", r.stderr);
+    }
 }
 
 #[test]

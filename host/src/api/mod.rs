@@ -118,6 +118,7 @@ pub struct Problem {
 /// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value with any
 /// other content type (`text/plain`).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SecretBody {
     /// The sensitive value; stored encrypted, never shown again.
     pub value: String,

@@ -167,14 +167,22 @@ pub fn report(
                 );
                 return Ok(ExitCode::from(DEPLOY_FAILED));
             }
-            if let Some((target, _, message, _)) = failed.first() {
+            if !failed.is_empty() {
+                // Every failed target, in the profile's order (black-box review of stop 35: with
+                // two failed, only the last was named).
+                let what = failed
+                    .iter()
+                    .rev()
+                    .map(|(target, _, message, _)| {
+                        format!("{} failed: {}", output::terminal_safe(target), output::terminal_safe(message))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; deploying it to ");
                 // Not 1: a wrapper that retries a failed issue would issue a second certificate.
                 eprintln!(
-                    "certificate #{certificate_id} was issued and stored, but deploying it to {} failed: {}; \
-                     fix the target and run certhost deploy {certificate_id} (certhost serve also tries again, after 5 minutes \
-                     doubling to 6 hours)",
-                    output::terminal_safe(target),
-                    output::terminal_safe(message)
+                    "certificate #{certificate_id} was issued and stored, but deploying it to {what}; fix the target{} and \
+                     run certhost deploy {certificate_id} (certhost serve also tries again, after 5 minutes doubling to 6 hours)",
+                    if failed.len() > 1 { "s" } else { "" }
                 );
                 return Ok(ExitCode::from(DEPLOY_FAILED));
             }

@@ -25,8 +25,22 @@ pub struct RenewalsArgs {
 pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode> {
     // 0 showed nothing and then said that nothing was scheduled.
     let limit = if args.limit == 0 { u32::MAX } else { args.limit };
-    let upcoming = inv.scheduled_renewals(limit)?;
-    let history = inv.auto_renewal_history(limit)?;
+    // One more than shown, to say that there are more (black-box review of stop 35: fifty
+    // rows of some hundred due, and no word that it was not all).
+    let mut upcoming = inv.scheduled_renewals(limit.saturating_add(1))?;
+    let mut history = inv.auto_renewal_history(limit.saturating_add(1))?;
+    let cut = |len: usize| len > limit as usize;
+    let (more_upcoming, more_history) = (cut(upcoming.len()), cut(history.len()));
+    upcoming.truncate(limit as usize);
+    history.truncate(limit as usize);
+    if more_upcoming || more_history {
+        let which = match (more_upcoming, more_history) {
+            (true, true) => "upcoming renewals and history",
+            (true, false) => "upcoming renewals",
+            _ => "history",
+        };
+        eprintln!("note: only the first {limit} of the {which} are shown; --limit N shows more, --limit 0 all");
+    }
     if args.json {
         let up: Vec<serde_json::Value> = upcoming
             .iter()

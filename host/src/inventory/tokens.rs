@@ -117,10 +117,19 @@ impl Inventory {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
         let token = Zeroizing::new(format!("cht_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)));
         let tx = super::write_tx(&mut self.conn)?;
-        let exists: Option<i64> =
-            tx.query_row_cached("SELECT id FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
-        if exists.is_some() {
-            return Err(InventoryError::Invalid(format!("a token named {name} already exists")));
+        let revoked: Option<Option<i64>> =
+            tx.query_row_cached("SELECT revoked_at FROM tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        match revoked {
+            None => {}
+            Some(None) => return Err(InventoryError::Conflict(format!("a token named {name} already exists"))),
+            // The audit log names tokens: a new token under a revoked one's name would make
+            // their actions one actor's.
+            Some(Some(_)) => {
+                return Err(InventoryError::Conflict(format!(
+                    "token {name} was revoked, and a revoked token's name is not given again (the audit log \
+                     names actors by it): choose another name"
+                )));
+            }
         }
         tx.execute_cached(
             "INSERT INTO tokens (name, role, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -183,7 +192,11 @@ impl Inventory {
             params![name, now],
         )?;
         if n == 0 {
-            return Err(InventoryError::NotFound(format!("live token {name}")));
+            let known = tx.query_row_cached("SELECT 1 FROM tokens WHERE name = ?1", [name], |_| Ok(())).optional()?;
+            return Err(match known {
+                Some(()) => InventoryError::Conflict(format!("token {name} is already revoked")),
+                None => InventoryError::NotFound(format!("token {name}")),
+            });
         }
         audit::record(
             &tx,

@@ -406,14 +406,27 @@ def _flag(value):
     return bool(value)
 
 
+class _BadDeclaration(Exception):
+    """What the script declares (PARAMETERS) is not what the contract reads."""
+
+
 def _describe(module):
     params = []
-    for p in getattr(module, "PARAMETERS", []) or []:
-        if isinstance(p, str):
+    declared = getattr(module, "PARAMETERS", []) or []
+    # A string is iterable too: PARAMETERS = "token" declared "t", "o", "k", "e", "n".
+    if not isinstance(declared, (list, tuple)):
+        raise _BadDeclaration(
+            "PARAMETERS must be a list of parameter names or {\"name\": ...} dicts, not a %s" % type(declared).__name__)
+    for n, p in enumerate(declared, 1):
+        if isinstance(p, str) and p:
             params.append({"name": p})
-        elif isinstance(p, dict) and "name" in p:
+        elif isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"]:
             params.append({k: (_flag(v) if k in _BOOLEAN_FIELDS and v is not None else
                                v if isinstance(v, (bool, type(None))) else str(v)) for k, v in p.items()})
+        else:
+            raise _BadDeclaration(
+                "PARAMETERS entry %d is neither a parameter name nor a dict with a \"name\" (found %s)"
+                % (n, type(p).__name__))
     ops = [name for name in OPTIONAL if callable(getattr(module, name, None))]
     return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
 
@@ -440,6 +453,8 @@ def load(path, cache=None):
         return _dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
     except SyntaxError as e:
         return _dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
+    except _BadDeclaration as e:
+        return _dumps({"kind": "error", "message": str(e)})
     except BaseException as e:
         _leave_if_terminated(e)
         tb = traceback.extract_tb(e.__traceback__)
