@@ -126,36 +126,63 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
 /// certificate until it expired, with one notification and nothing tried again). Only an
 /// active certificate's, to its profile's targets as they are now; a target no longer in the
 /// profile, or a certificate superseded, revoked or expired meanwhile, is not retried again.
+/// What goes wrong with one certificate is logged and costs only its retry, never the round.
 async fn retry_deployments(
     p: &mut Pipeline<'_>,
     lease_seconds: i64,
     report: &mut RoundReport,
 ) -> Result<(), IssueError> {
     for (id, failed) in p.inventory.claim_deploy_retries(BATCH, lease_seconds)? {
-        let Some(cert) = p.inventory.find(&id.to_string())? else { continue };
-        let profile = match &cert.profile {
-            Some(name) if cert.status == crate::inventory::CertStatus::Active => p.inventory.profile(name)?,
-            _ => None,
-        };
-        let Some((profile, _)) = profile else {
-            p.inventory.drop_deploy_retry(id, None)?;
-            continue;
-        };
-        let (targets, gone): (Vec<_>, Vec<_>) =
-            failed.iter().partition(|t| profile.deploy.iter().any(|d| &d.describe() == *t));
-        for target in gone {
-            p.inventory.drop_deploy_retry(id, Some(target))?;
+        match retry_deployment(p, id, &failed).await {
+            Ok(Some(ok)) => report.redeployed.push((id, ok)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(certificate = id, error = %e, "a failed deployment could not be tried again"),
         }
-        let targets: Vec<_> = profile.deploy.iter().filter(|d| targets.contains(&&d.describe())).cloned().collect();
-        if targets.is_empty() {
-            continue;
-        }
-        let reports = crate::deploy::deploy(p.inventory, &cert, &targets, p.env, ACTOR).await;
-        let ok = reports.iter().all(|r| r.ok);
-        tracing::info!(certificate = id, ok, "failed deployment tried again");
-        report.redeployed.push((id, ok));
     }
     Ok(())
+}
+
+/// One certificate's retry: `Some(all succeeded)` when it deployed.
+async fn retry_deployment(p: &mut Pipeline<'_>, id: i64, failed: &[String]) -> Result<Option<bool>, IssueError> {
+    let Some(cert) = p.inventory.find(&id.to_string())? else { return Ok(None) };
+    let profile = match &cert.profile {
+        Some(name) if cert.status == crate::inventory::CertStatus::Active => p.inventory.profile(name)?,
+        _ => None,
+    };
+    let Some((profile, _)) = profile else {
+        p.inventory.drop_deploy_retry(id, None)?;
+        return Ok(None);
+    };
+    for gone in failed.iter().filter(|t| !profile.deploy.iter().any(|d| &d.describe() == *t)) {
+        p.inventory.drop_deploy_retry(id, Some(gone))?;
+    }
+    let targets: Vec<_> = profile.deploy.iter().filter(|d| failed.contains(&d.describe())).cloned().collect();
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let reports = crate::deploy::deploy(p.inventory, &cert, &targets, p.env, ACTOR).await;
+    // Renewed while this deployed: the successor's own deployment may have finished first, and
+    // this one put the older certificate back. The successor goes out again, last.
+    if let Some(now) = p.inventory.find(&id.to_string())?
+        && now.status != crate::inventory::CertStatus::Active
+        && let Some(successor) = p.inventory.successor(id)?
+        && let Some(succ) = p.inventory.find(&successor.to_string())?
+        && succ.status == crate::inventory::CertStatus::Active
+        && let Some((succ_profile, _)) = match &succ.profile {
+            Some(name) => p.inventory.profile(name)?,
+            None => None,
+        }
+    {
+        tracing::info!(
+            certificate = id,
+            successor,
+            "renewed while its deployment was retried: deploying the successor again"
+        );
+        crate::deploy::deploy(p.inventory, &succ, &succ_profile.deploy, p.env, ACTOR).await;
+    }
+    let ok = reports.iter().all(|r| r.ok);
+    tracing::info!(certificate = id, ok, "failed deployment tried again");
+    Ok(Some(ok))
 }
 
 /// Whether certificate `id`'s profile renews it automatically. A certificate whose profile is

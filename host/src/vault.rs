@@ -188,6 +188,12 @@ impl MasterKey {
         let tmp = data_dir.join(format!(".{STAGED_KEY_FILE}.{}", std::process::id()));
         let written = (|| {
             let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            // The key file keeps its owner: a rotation run with sudo in a service's directory
+            // left a key file only root could read (review of stop 35).
+            if let Ok(old) = fs::metadata(data_dir.join(KEY_FILE)) {
+                use std::os::unix::fs::MetadataExt;
+                std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()))?;
+            }
             f.write_all(self.to_base64().as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -215,11 +221,6 @@ impl MasterKey {
         fs::rename(data_dir.join(STAGED_KEY_FILE), &path)
             .and_then(|()| sync_dir(data_dir))
             .map_err(|e| VaultError::KeyFile { path, reason: e.to_string() })
-    }
-
-    /// Drops a staged key whose rotation did not commit.
-    pub fn discard_staged_key_file(data_dir: &Path) {
-        let _ = fs::remove_file(data_dir.join(STAGED_KEY_FILE));
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -304,5 +305,21 @@ mod tests {
     fn explicit_key_must_be_32_bytes() {
         assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
         assert!(MasterKey::from_base64(&B64.encode([7u8; 32])).is_ok());
+    }
+
+    /// A rotation run as root keeps the key file's owner (review of stop 35).
+    #[test]
+    fn a_staged_key_file_takes_the_key_file_s_owner() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // only root can give a file away
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        MasterKey::load_or_create(dir.path(), None).expect("key");
+        std::os::unix::fs::chown(dir.path().join(KEY_FILE), Some(65534), Some(65534)).expect("chown");
+        MasterKey::generate().stage_key_file(dir.path()).expect("stage");
+        let staged = fs::metadata(dir.path().join(STAGED_KEY_FILE)).expect("staged");
+        assert_eq!((staged.uid(), staged.gid(), staged.permissions().mode() & 0o777), (65534, 65534, 0o600));
     }
 }

@@ -132,6 +132,16 @@ fn a_backup_taken_while_serve_issues_restores_every_certificate_answered_before_
         .unwrap_or_else(|| panic!("certificates counted: {out}"));
     assert!((20..=50).contains(&counted), "{out}");
     assert!(server.app.run(&["backup", b]).fails(1).contains("it exists"));
+    // A relative name starting with `file:` is a file of that name, not a URI naming another
+    // (review of stop 35: SQLite wrote x.db, world-readable).
+    let here = server.app.path("here");
+    std::fs::create_dir(&here).expect("mkdir");
+    let r = server.app.command().args(["backup", "file:x.db"]).current_dir(&here).output().expect("backup");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(here.join("file:x.db")).expect("the named file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!here.join("x.db").exists());
 
     let restored = server.app.path("restored");
     std::fs::create_dir(&restored).expect("mkdir");

@@ -73,6 +73,12 @@ fn a_connector_returning_garbage_fails_the_check_with_exit_1() {
             "PARAMETERS entry 2 is neither a parameter name nor a dict with a \"name\" (found dict)",
         ),
         (r#"["url", 5]"#, "PARAMETERS entry 2 is neither a parameter name nor a dict with a \"name\" (found int)"),
+        (
+            r#"["url", ""]"#,
+            "PARAMETERS entry 2 is neither a parameter name nor a dict with a \"name\" (found an empty name)",
+        ),
+        (r#"[{"name": "tok", "sensitve": True}]"#, "PARAMETERS entry 1 (tok) has the unknown key 'sensitve'"),
+        (r#"["url", {"name": "url"}]"#, "PARAMETERS declares url twice"),
     ] {
         let script = app.path("declares.py");
         std::fs::write(

@@ -1132,6 +1132,15 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("seen: none; token: -; MALLOC_ARENA_MAX=2"), "{stderr}");
     assert!(!stdout.contains(token) && !stderr.contains(token));
+    // `plugin check`'s worker neither (review of stop 35).
+    let out = app
+        .command()
+        .args(["plugin", "check", script.to_str().expect("utf8"), "--sensitive-param-env", "api_token=DYNAMIC_PIN"])
+        .env("DYNAMIC_PIN", "pin-S3CRET-0b7c")
+        .output()
+        .expect("run certhost");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("seen: none"), "{said}");
 }
 
 /// The worker ends with the host, however the host ends. It used to ask the kernel

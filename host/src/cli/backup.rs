@@ -24,8 +24,8 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         backup.bytes as f64 / (1024.0 * 1024.0)
     );
     println!(
-        "to restore: copy it as certhost.db into an empty data directory, with the master key (master.key or \
-         CERTHOST_MASTER_KEY) kept apart from it"
+        "keep it apart from the master key (master.key or CERTHOST_MASTER_KEY), which opens it; to restore, copy it as \
+         certhost.db into an empty data directory and give it the key"
     );
     Ok(ExitCode::SUCCESS)
 }

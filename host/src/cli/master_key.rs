@@ -37,15 +37,13 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
     if in_file {
         new.stage_key_file(data_dir)?;
     }
-    let rotated = match inv.rotate_master_key(&new, &env.actor) {
-        Ok(r) => r,
-        Err(e) => {
-            if in_file {
-                MasterKey::discard_staged_key_file(data_dir);
-            }
-            return Err(anyhow::Error::new(e).context("the master key was not rotated; nothing was changed"));
-        }
-    };
+    // On an error the staged key stays: a commit whose outcome is unknown (an I/O error as it
+    // synced) may have sealed the inventory under it, and the next command decides by which
+    // key opens it (review of stop 35). A stale one opens nothing and the next rotation
+    // replaces it.
+    let rotated = inv
+        .rotate_master_key(&new, &env.actor)
+        .map_err(|e| anyhow::Error::new(e).context("the master key was not rotated"))?;
     if in_file {
         MasterKey::install_staged_key_file(data_dir).with_context(|| {
             format!(

@@ -342,18 +342,10 @@ pub struct DynamicParams {
 impl DynamicParams {
     /// Registers the variables and files values are read from (`--param-env`,
     /// `--param-file`) as a secret's sources, before anything can start a child process (a
-    /// definition checked against its script starts a worker): no script worker or hook
-    /// inherits the variables, and hook output is redacted of what they and the files hold.
+    /// definition checked against its script starts a worker): see [`hide_value_sources`].
     /// Such a value is usually a sensitive one: that is what the two options are for.
     fn hide_sources(&self) {
-        use certhost::param::ValueSource;
-        let split = |pairs: &[String]| -> Vec<String> {
-            pairs.iter().filter_map(|p| p.split_once('=')).map(|(_, source)| source.to_owned()).collect()
-        };
-        let envs = split(&self.envs).into_iter().map(|env| ValueSource::Env { env });
-        let files = split(&self.files).into_iter().filter(|f| f != "-").map(|f| ValueSource::File { file: f.into() });
-        let sources: Vec<ValueSource> = envs.chain(files).collect();
-        certhost::param::hide_from_children(&sources);
+        hide_value_sources(&self.files, &self.envs);
     }
 
     /// Name → value, from all three forms; a name given twice is refused, and no value is
@@ -361,6 +353,20 @@ impl DynamicParams {
     pub fn resolve(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
         with_sources(kv_pairs(&self.params)?, &self.files, &self.envs)
     }
+}
+
+/// Registers the sources of `NAME=PATH` and `NAME=VAR` arguments as a secret's: no script
+/// worker or hook inherits the variables, and hook output is redacted of what they and the
+/// files hold. Malformed arguments are left to the parsing that reports them.
+fn hide_value_sources(files: &[String], envs: &[String]) {
+    use certhost::param::ValueSource;
+    let split = |pairs: &[String]| -> Vec<String> {
+        pairs.iter().filter_map(|p| p.split_once('=')).map(|(_, source)| source.to_owned()).collect()
+    };
+    let envs = split(envs).into_iter().map(|env| ValueSource::Env { env });
+    let files = split(files).into_iter().filter(|f| f != "-").map(|f| ValueSource::File { file: f.into() });
+    let sources: Vec<ValueSource> = envs.chain(files).collect();
+    certhost::param::hide_from_children(&sources);
 }
 
 /// `values` with the parameters read from files (`NAME=PATH`, `-` for standard input) and

@@ -125,6 +125,8 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
             memory_mib,
             http_body_mib,
         } => {
+            // A worker for the script must not inherit the variables secrets come from.
+            super::hide_value_sources(&sensitive_param_files, &sensitive_param_envs);
             let given = super::with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
             let secrets = super::with_sources(
                 super::kv_pairs(&sensitive_params)?,

@@ -28,6 +28,10 @@ impl Inventory {
     /// `inventory.backup`. An existing `target` is refused: a backup never replaces a file.
     pub fn backup_to(&mut self, target: &Path, actor: &str) -> Result<Backup, InventoryError> {
         let refuse = |reason: String| InventoryError::Invalid(format!("backup {}: {reason}", target.display()));
+        // Absolute: SQLite reads a name starting with `file:` as a URI, and `VACUUM INTO
+        // 'file:x.db'` wrote x.db, with the umask's mode (review of stop 35). The audit event
+        // names the file wherever the command ran.
+        let target = &std::path::absolute(target).map_err(|e| refuse(e.to_string()))?;
         let path = target.to_str().ok_or_else(|| refuse("the path is not UTF-8".into()))?;
         // Made empty and private first (VACUUM INTO accepts an empty file): the copy holds
         // every sealed key, and the umask may be 022.
@@ -127,7 +131,7 @@ mod tests {
         let (dir, mut inv) = crate::inventory::scratch();
         let key = PrivateKey::generate(KeyType::EcP256).expect("key");
         let id = super::super::keys::insert(&inv.conn, &inv.vault, &key, 0).expect("insert");
-        let target = dir.path().join("copy #1?é.db");
+        let target = dir.path().join("file:copy #1?é.db");
         let backup = inv.backup_to(&target, "test").expect("backup");
         assert_eq!((backup.keys, backup.certificates), (1, 0));
         use std::os::unix::fs::PermissionsExt;

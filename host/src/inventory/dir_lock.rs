@@ -43,32 +43,43 @@ fn identity(data_dir: &Path) -> PathBuf {
     std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf())
 }
 
+/// Opened for reading: `flock` needs no more, and a lock file another user made (`sudo
+/// certhost list` in a service's directory) still opens. Readable by others for that reason;
+/// it is empty, inside the 0700 data directory.
 fn open_lock_file(data_dir: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(data_dir.join(LOCK_FILE))
+    let path = data_dir.join(LOCK_FILE);
+    match File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path)
+        }
+        other => other,
+    }
 }
 
-/// Marks `data_dir` as open by this process (a shared lock, kept until the process ends).
-/// Refused while a master-key rotation holds the directory. A directory where the lock file
-/// cannot be made (read-only to this user) is opened without one: such a process cannot
-/// store anything sealed under any key.
-pub fn hold_shared(data_dir: &Path) -> Result<Option<Arc<DirHold>>, InventoryError> {
+/// Marks `data_dir` as open by this process (a shared lock, kept while any of its
+/// connections is open). Refused while a master-key rotation holds the directory, and when
+/// the lock cannot be taken at all: a process without it would go on sealing with a key a
+/// rotation throws away (review of stop 35: a `serve` that could not open a lock file another
+/// user made ran without one, and the rotation went ahead under it).
+pub fn hold_shared(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
     let id = identity(data_dir);
     let mut held = held();
     if let Some(hold) = held.get(&id).and_then(Weak::upgrade) {
-        return Ok(Some(hold));
+        return Ok(hold);
     }
-    let file = match open_lock_file(data_dir) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::debug!("no lock on {}: {e}", data_dir.join(LOCK_FILE).display());
-            return Ok(None);
-        }
+    let cannot = |e: std::io::Error| InventoryError::DataDir {
+        path: data_dir.to_owned(),
+        reason: format!(
+            "its lock file {LOCK_FILE} cannot be opened or locked ({e}); certhost marks the directory in use with it, \
+             and runs as the user that owns the directory"
+        ),
     };
+    let file = open_lock_file(data_dir).map_err(cannot)?;
     match file.try_lock_shared() {
         Ok(()) => {
             let hold = Arc::new(DirHold { _file: file });
             held.insert(id, Arc::downgrade(&hold));
-            Ok(Some(hold))
+            Ok(hold)
         }
         Err(TryLockError::WouldBlock) => Err(InventoryError::DataDir {
             path: data_dir.to_owned(),
@@ -76,10 +87,7 @@ pub fn hold_shared(data_dir: &Path) -> Result<Option<Arc<DirHold>>, InventoryErr
                      has finished"
                 .into(),
         }),
-        Err(TryLockError::Error(e)) => {
-            tracing::debug!("no lock on {}: {e}", data_dir.join(LOCK_FILE).display());
-            Ok(None)
-        }
+        Err(TryLockError::Error(e)) => Err(cannot(e)),
     }
 }
 
@@ -125,7 +133,7 @@ mod tests {
         drop(other);
         let rotation = hold_exclusive(dir.path()).expect("exclusive once the other is gone");
         // This process may go on to open it; another may not.
-        let conn = hold_shared(dir.path()).expect("this process").expect("held");
+        let conn = hold_shared(dir.path()).expect("this process");
         assert!(Arc::ptr_eq(&rotation, &conn));
         let other = open_lock_file(dir.path()).expect("open");
         assert!(matches!(other.try_lock_shared(), Err(TryLockError::WouldBlock)));
@@ -142,8 +150,17 @@ mod tests {
         let err = hold_shared(dir.path()).unwrap_err().to_string();
         assert!(err.contains("master key is being rotated"), "{err}");
         drop(rotation);
-        let first = hold_shared(dir.path()).expect("shared once it is done").expect("held");
-        let second = hold_shared(dir.path()).expect("again").expect("held");
+        let first = hold_shared(dir.path()).expect("shared once it is done");
+        let second = hold_shared(dir.path()).expect("again");
         assert!(Arc::ptr_eq(&first, &second), "one open lock file per directory");
+    }
+
+    /// Fails closed: a process that cannot take the lock does not open the directory.
+    #[test]
+    fn a_lock_file_that_cannot_be_opened_refuses_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink("/nonexistent-certhost-dir/lock", dir.path().join(LOCK_FILE)).expect("symlink");
+        let err = hold_shared(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("its lock file certhost.lock cannot be opened or locked"), "{err}");
     }
 }

@@ -374,10 +374,12 @@ impl Inventory {
         Ok(())
     }
 
-    /// A deployment being retried: (target, failures so far, next attempt), for `show`.
+    /// A deployment being retried: (target, failures so far, next attempt), for `show`. Only
+    /// an active certificate's are: the scheduler drops the others when their time comes.
     pub fn deploy_retries(&self, id: i64) -> Result<Vec<(String, i64, i64)>, InventoryError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT target, failures, next_at FROM deploy_retries WHERE certificate_id = ?1 ORDER BY target",
+            "SELECT r.target, r.failures, r.next_at FROM deploy_retries r JOIN certificates c ON c.id = r.certificate_id
+             WHERE r.certificate_id = ?1 AND c.status = 'active' ORDER BY r.target",
         )?;
         let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)

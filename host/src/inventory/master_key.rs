@@ -78,21 +78,36 @@ impl Inventory {
 pub fn open_data_dir(data_dir: &Path, explicit: Option<&str>) -> Result<(Inventory, MasterKey), InventoryError> {
     super::create_data_dir(data_dir)?;
     let _hold = dir_lock::hold_shared(data_dir)?;
-    let (key, _) = MasterKey::load_or_create(data_dir, explicit)?;
-    match Inventory::open(data_dir, key.clone()) {
-        Err(InventoryError::WrongMasterKey) if explicit.is_none() => {
-            let Some(staged) = MasterKey::staged_key_file(data_dir)? else {
-                return Err(InventoryError::WrongMasterKey);
-            };
-            let inv = Inventory::open(data_dir, staged.clone())?;
-            MasterKey::install_staged_key_file(data_dir)?;
-            tracing::warn!(
-                "finished an interrupted master-key rotation: {} now holds the key the inventory is sealed under",
-                crate::vault::KEY_FILE
-            );
-            Ok((inv, staged))
+    // Processes starting together after a crash race to finish the rotation: the one that
+    // finds the staged key gone reads the key file again (review of stop 35: it failed with
+    // "the master key does not match").
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (key, _) = MasterKey::load_or_create(data_dir, explicit)?;
+        match Inventory::open(data_dir, key.clone()) {
+            Err(InventoryError::WrongMasterKey) if explicit.is_none() => {
+                let Some(staged) = MasterKey::staged_key_file(data_dir)? else {
+                    if tries < 3 {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                    return Err(InventoryError::WrongMasterKey);
+                };
+                let inv = Inventory::open(data_dir, staged.clone())?;
+                match MasterKey::install_staged_key_file(data_dir) {
+                    Ok(()) => tracing::warn!(
+                        "finished an interrupted master-key rotation: {} now holds the key the inventory is sealed under",
+                        crate::vault::KEY_FILE
+                    ),
+                    // Another process put it in place first.
+                    Err(_) if !data_dir.join(crate::vault::STAGED_KEY_FILE).exists() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Ok((inv, staged));
+            }
+            other => return other.map(|inv| (inv, key)),
         }
-        other => other.map(|inv| (inv, key)),
     }
 }
 

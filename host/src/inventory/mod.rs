@@ -198,7 +198,7 @@ pub struct Inventory {
     config_pin: Option<config_cache::Pin>,
     /// This process's shared lock on the data directory (`dir_lock`), held while any of its
     /// connections is open, so the master key is never rotated under it.
-    _hold: Option<std::sync::Arc<dir_lock::DirHold>>,
+    _hold: std::sync::Arc<dir_lock::DirHold>,
 }
 
 /// One change's transaction: a transaction of its own, a savepoint inside one already open,

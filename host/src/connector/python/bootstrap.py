@@ -410,9 +410,14 @@ class _BadDeclaration(Exception):
     """What the script declares (PARAMETERS) is not what the contract reads."""
 
 
+_PARAMETER_KEYS = ("name", "description", "required", "sensitive", "dynamic", "default")
+
+
 def _describe(module):
     params = []
-    declared = getattr(module, "PARAMETERS", []) or []
+    declared = getattr(module, "PARAMETERS", None)
+    if declared is None:
+        declared = []
     # A string is iterable too: PARAMETERS = "token" declared "t", "o", "k", "e", "n".
     if not isinstance(declared, (list, tuple)):
         raise _BadDeclaration(
@@ -421,12 +426,20 @@ def _describe(module):
         if isinstance(p, str) and p:
             params.append({"name": p})
         elif isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"]:
+            # A misspelt flag ("sensitve") would leave a secret parameter plain.
+            unknown = sorted(str(k) for k in p if k not in _PARAMETER_KEYS)
+            if unknown:
+                raise _BadDeclaration(
+                    "PARAMETERS entry %d (%s) has the unknown key %r; the keys are %s"
+                    % (n, p["name"], unknown[0], ", ".join(_PARAMETER_KEYS)))
             params.append({k: (_flag(v) if k in _BOOLEAN_FIELDS and v is not None else
                                v if isinstance(v, (bool, type(None))) else str(v)) for k, v in p.items()})
         else:
+            found = "an empty name" if p == "" or (isinstance(p, dict) and p.get("name") == "") else type(p).__name__
             raise _BadDeclaration(
-                "PARAMETERS entry %d is neither a parameter name nor a dict with a \"name\" (found %s)"
-                % (n, type(p).__name__))
+                "PARAMETERS entry %d is neither a parameter name nor a dict with a \"name\" (found %s)" % (n, found))
+        if any(q["name"] == params[-1]["name"] for q in params[:-1]):
+            raise _BadDeclaration("PARAMETERS declares %s twice" % params[-1]["name"])
     ops = [name for name in OPTIONAL if callable(getattr(module, name, None))]
     return {"parameters": params, "operations": ops, "version": str(getattr(module, "__version__", "0"))}
 
