@@ -43,7 +43,7 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
     // replaces it.
     let rotated = inv
         .rotate_master_key(&new, &env.actor)
-        .map_err(|e| anyhow::Error::new(e).context("the master key was not rotated"))?;
+        .map_err(|e| anyhow::Error::new(e).context("the master-key rotation failed"))?;
     if in_file {
         MasterKey::install_staged_key_file(data_dir).with_context(|| {
             format!(
