@@ -495,3 +495,72 @@ fn acme_a_failed_dns01_hook_leaves_the_challenge_unanswered_and_says_why() {
         "{body}"
     );
 }
+
+/// Black-box review of stop 35: http-01 answers lived in `serve`'s memory, so a restart while
+/// a CA was about to validate a pending order answered 404 and the order failed. They are kept
+/// in the inventory and served again by the next run until withdrawn or lapsed. The test
+/// component publishes an answer (`token0` → `ka`) for its order's names and stops.
+#[test]
+fn http01_answers_outlive_a_restart_of_serve() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let http01 = free_port();
+    let config = conf.join("certhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nacme_http01_listen = \"127.0.0.1:{http01}\"\n\
+             [accounts.flood]\nconnector = \"{}\"\nparams.mode = \"http01-flood\"\nparams.n = \"1\"\n",
+            crate::wasm::component("hostile").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/flood.toml"), "accounts = [\"flood\"]\n").expect("profile");
+    let c = config.to_str().expect("utf8");
+    let start = || {
+        use std::io::BufRead;
+        let mut child = app
+            .command()
+            .args(["--config", c, "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(app.path("serve.log")).expect("log"))
+            .spawn()
+            .expect("serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening");
+        (child, line.trim().rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    let answer = || {
+        http()
+            .get(format!("http://127.0.0.1:{http01}/.well-known/acme-challenge/token0"))
+            .header("Host", "www.example.com")
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+            .unwrap_or((0, String::new()))
+    };
+    let (mut serve, base) = start();
+    let token = app.run(&["token", "create", "--name", "ops", "--role", "operator"]).ok().trim().to_owned();
+    let r = http()
+        .post(format!("{base}/v1/certificates"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "flood", "cn": "www.example.com"}))
+        .send()
+        .expect("issue");
+    assert!(r.text().expect("body").contains("all published"));
+    assert_eq!(answer(), (200, "ka".to_owned()));
+    // SIGTERM, as a restart or an upgrade does.
+    // SAFETY: kill(2) with the pid of a child this test started.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    serve.wait().expect("stopped");
+    let (mut serve, _) = start();
+    let served = answer();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(
+        served,
+        (200, "ka".to_owned()),
+        "{}",
+        std::fs::read_to_string(app.path("serve.log")).unwrap_or_default()
+    );
+}

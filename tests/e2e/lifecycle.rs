@@ -557,8 +557,12 @@ fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
     for cn in ["a.example.com", "b.example.com", "c.example.com"] {
         app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", cn]).ok();
     }
-    // The inventory forgets two of them; the CA still knows all three.
-    app.run(&["delete", "1"]).ok();
+    // The inventory forgets two of them; the CA still knows all three. Deleting an active
+    // certificate says that nothing watches its names now (black-box review of stop 35).
+    let deleted = app.run(&["delete", "1"]);
+    deleted.ok();
+    assert!(deleted.stderr.contains("note: it was active: certhost no longer renews"), "{}", deleted.stderr);
+    assert!(deleted.stderr.contains("a.example.com"), "{}", deleted.stderr);
     app.run(&["delete", "3"]).ok();
     let r = app.run(&["--config", cfg, "import-from-account", "ca", "--json"]);
     let report: serde_json::Value = serde_json::from_str(r.ok()).expect("json");

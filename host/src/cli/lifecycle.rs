@@ -125,8 +125,18 @@ pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
 /// `delete`.
 pub fn delete(args: DeleteArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?;
+    let active = inv.find(&id.to_string())?.filter(|c| c.status == certhost::inventory::CertStatus::Active);
     inv.delete_certificate(id, &env.actor)?;
     println!("certificate #{id} removed from the inventory (the CA was not contacted; its audit history stays)");
+    // Deleting the active certificate of a lineage silently ended its renewals (black-box
+    // review of stop 35): its predecessor is superseded, and nothing watches those.
+    if let Some(cert) = active {
+        eprintln!(
+            "note: it was active: certhost no longer renews, deploys or warns about the expiry of {} through it \
+             (issue or import the certificate in use again to keep it watched)",
+            super::output::terminal_safe(&cert.info.subject)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -86,6 +86,13 @@ pub fn run(
                 .await
                 .with_context(|| format!("cannot listen on {addr} for ACME http-01 challenges"))?;
             let bound = listener.local_addr()?;
+            // What an earlier run published and did not withdraw is served again: a CA may
+            // be validating a pending order across the restart.
+            let (store, saved) = certhost::inventory::InventoryAnswerStore::start(&env.data_dir, vault.clone())?;
+            if !saved.is_empty() {
+                tracing::info!(answers = saved.len(), "serving again the http-01 answers an earlier run published");
+            }
+            challenges.set_store(Arc::new(store), saved);
             challenges.set_http01_served(true);
             tracing::info!(addr = %bound, "answering ACME http-01 challenges");
             tokio::spawn(async move {

@@ -79,9 +79,35 @@ pub enum ChallengeError {
     },
 }
 
+/// An http-01 answer as it is kept across restarts: a `serve` restarted while a CA was about
+/// to validate answered 404 and the order failed (black-box review of stop 35).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedAnswer {
+    /// The challenge token.
+    pub token: String,
+    /// What is served for it (public by design: anyone may fetch it).
+    pub key_authorization: String,
+    /// The CA account whose call published it.
+    pub account: String,
+    /// The order's names it is served for.
+    pub names: Vec<String>,
+    /// When it lapses, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Where published http-01 answers are kept for the next `serve` (the inventory). Called
+/// under the board's lock, so an implementation hands the write off rather than doing it.
+pub trait AnswerStore: Send + Sync {
+    /// Keeps `answer` (replacing one of its token).
+    fn save(&self, answer: SavedAnswer);
+    /// Forgets `token`'s answer.
+    fn remove(&self, token: &str);
+}
+
 /// The process's challenge board.
 #[derive(Default)]
 pub struct Challenges {
+    store: Mutex<Option<Arc<dyn AnswerStore>>>,
     http01: Mutex<HashMap<String, Answer>>,
     http01_served: AtomicBool,
     dns01_hook: Mutex<Option<PathBuf>>,
@@ -98,6 +124,10 @@ struct Answer {
     /// The names of that call's order: whom the answer is given to.
     names: Arc<[Name]>,
     expires: Instant,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// How long a dns-01 hook may run.
@@ -123,6 +153,14 @@ enum Name {
 }
 
 impl Name {
+    /// The name as [`Name::parse`] reads it back.
+    fn text(&self) -> String {
+        match self {
+            Name::Dns(d) => d.clone(),
+            Name::Ip(ip) => ip.to_string(),
+        }
+    }
+
     fn parse(text: &str) -> Option<Name> {
         let text = text.trim().trim_end_matches('.');
         if text.is_empty() {
@@ -194,6 +232,28 @@ impl Challenges {
         self.http01_served.store(on, Ordering::SeqCst);
     }
 
+    /// Keeps published answers in `store` from now on, and serves again those `saved` (what
+    /// an earlier `serve` published and did not withdraw) until they lapse.
+    pub fn set_store(&self, store: Arc<dyn AnswerStore>, saved: Vec<SavedAnswer>) {
+        let now_unix = unix_now();
+        let now = Instant::now();
+        let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+        for a in saved {
+            let Ok(left) = u64::try_from(a.expires_at - now_unix) else { continue };
+            if left == 0 || map.contains_key(&a.token) || map.len() >= MAX_ANSWERS {
+                continue;
+            }
+            let names: Arc<[Name]> = a.names.iter().filter_map(|n| Name::parse(n)).collect::<Vec<_>>().into();
+            let expires = now + Duration::from_secs(left).min(ANSWER_LIFETIME);
+            map.insert(a.token, Answer { key_authorization: a.key_authorization, account: a.account, names, expires });
+        }
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    }
+
+    fn store(&self) -> Option<Arc<dyn AnswerStore>> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Sets (or clears) the dns-01 hook command.
     pub fn set_dns01_hook(&self, hook: Option<PathBuf>) {
         *self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
@@ -238,6 +298,15 @@ impl Challenges {
             expires: now + ANSWER_LIFETIME,
         };
         map.insert(token.to_owned(), answer);
+        if let Some(store) = self.store() {
+            store.save(SavedAnswer {
+                token: token.to_owned(),
+                key_authorization: key_authorization.to_owned(),
+                account: scope.account.clone(),
+                names: scope.names.iter().map(Name::text).collect(),
+                expires_at: unix_now() + ANSWER_LIFETIME.as_secs() as i64,
+            });
+        }
         Ok(())
     }
 
@@ -246,6 +315,9 @@ impl Challenges {
         let mut map = self.http01.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(token).is_some_and(|a| a.account == scope.account) {
             map.remove(token);
+            if let Some(store) = self.store() {
+                store.remove(token);
+            }
         }
     }
 
@@ -491,6 +563,30 @@ sleep 30
     /// Regression (left open by stop 30): any component could publish an answer that the
     /// listener gave to any host, withdraw or replace another account's answers, and clear
     /// the whole board by flooding it.
+    #[test]
+    fn answers_kept_by_an_earlier_run_are_served_until_they_lapse() {
+        struct Nowhere;
+        impl AnswerStore for Nowhere {
+            fn save(&self, _: SavedAnswer) {}
+            fn remove(&self, _: &str) {}
+        }
+        let board = Challenges::default();
+        let saved = |token: &str, expires_at| SavedAnswer {
+            token: token.into(),
+            key_authorization: format!("{token}.thumb"),
+            account: "acme".into(),
+            names: vec!["www.example.com".into(), "127.0.0.1".into()],
+            expires_at,
+        };
+        board.set_store(Arc::new(Nowhere), vec![saved("live", unix_now() + 600), saved("lapsed", unix_now() - 1)]);
+        assert_eq!(board.http01_answer("live", "www.example.com").as_deref(), Some("live.thumb"));
+        assert_eq!(board.http01_answer("live", "127.0.0.1:80").as_deref(), Some("live.thumb"));
+        assert_eq!(board.http01_answer("live", "other.example.com"), None, "only for the order's names");
+        assert_eq!(board.http01_answer("lapsed", "www.example.com"), None);
+        board.withdraw_http01(&Scope::new("acme", ["www.example.com"]), "live");
+        assert_eq!(board.http01_answer("live", "www.example.com"), None);
+    }
+
     #[test]
     fn http01_answers_go_to_the_orders_names_and_belong_to_their_account() {
         let board = Challenges::default();

@@ -6,6 +6,7 @@
 //! never later as garbage.
 
 mod accounts;
+mod acme_answers;
 mod audit;
 mod backup;
 mod certificates;
@@ -33,6 +34,7 @@ use rusqlite::{Connection, Params, Row};
 use crate::vault::{MasterKey, VaultError};
 
 pub use accounts::{SecretOwner, Upsert, is_file_origin, taken_by};
+pub use acme_answers::InventoryAnswerStore;
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use backup::Backup;
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};

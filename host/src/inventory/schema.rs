@@ -351,6 +351,17 @@ const MIGRATIONS: &[&str] = &[
         WHERE d.outcome = 'failure'
           AND d.id = (SELECT max(id) FROM deployments l WHERE l.certificate_id = d.certificate_id AND l.target = d.target);
     "#,
+    // 14: ACME http-01 answers lived in `serve`'s memory: a restart while a CA was about to
+    //     validate answered 404, and the order failed. They are kept until withdrawn or lapsed.
+    r#"
+    CREATE TABLE acme_http01_answers (
+        token             TEXT PRIMARY KEY,
+        key_authorization TEXT NOT NULL,
+        account           TEXT NOT NULL,
+        names             TEXT NOT NULL,
+        expires_at        INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -432,7 +443,7 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        // Later migrations bring their own indexes (chains, 6, 7, 8, 13) and replace one (6).
+        // Later migrations bring their own indexes (chains, 6, 7, 8, 13, 14) and replace one (6).
         const LATER: [&str; 8] = [
             "deploy_retries_next",
             "orders_open_next_poll",
@@ -445,7 +456,11 @@ mod tests {
         ];
         let after: Vec<String> = indexes(&conn)
             .into_iter()
-            .filter(|i| !i.starts_with("sqlite_autoindex_chains") && !LATER.contains(&i.as_str()))
+            .filter(|i| {
+                !i.starts_with("sqlite_autoindex_chains")
+                    && !i.starts_with("sqlite_autoindex_acme_http01_answers")
+                    && !LATER.contains(&i.as_str())
+            })
             .collect();
         let dropped = [
             "audit_events_at",
