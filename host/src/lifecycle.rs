@@ -62,6 +62,30 @@ impl Default for RenewOptions {
     }
 }
 
+/// A certificate this process is revoking; let go on drop.
+struct Revoking(i64);
+
+impl Revoking {
+    fn in_flight() -> std::sync::MutexGuard<'static, std::collections::HashSet<i64>> {
+        static IN_FLIGHT: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<i64>>> =
+            std::sync::OnceLock::new();
+        IN_FLIGHT.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `None` while another revocation of `id` runs in this process.
+    fn claim(id: i64) -> Option<Self> {
+        // The set's lock is let go before a `Revoking` exists: its drop takes the lock again.
+        let claimed = Self::in_flight().insert(id);
+        claimed.then(|| Revoking(id))
+    }
+}
+
+impl Drop for Revoking {
+    fn drop(&mut self) {
+        Self::in_flight().remove(&self.0);
+    }
+}
+
 impl Pipeline<'_> {
     /// Renews (or reissues) certificate `id`: a new CSR with the same subject and SANs (or,
     /// renewing one issued from an uploaded CSR, that CSR again), an order linked to the
@@ -207,6 +231,11 @@ impl Pipeline<'_> {
         if cert.status == CertStatus::Revoked {
             return Err(refuse("it is already revoked".into()));
         }
+        // One revocation of a certificate at a time in this process: two at once both reached
+        // the CA, and the loser was told the CA failed (502) rather than that it was revoked
+        // (black-box review of stop 35).
+        let _revoking =
+            Revoking::claim(id).ok_or_else(|| refuse("a revocation of it is already in progress".into()))?;
         let account_name = cert.account.clone().ok_or_else(|| {
             refuse("it was not issued through a CA account (imported), so certhost cannot revoke it at the CA".into())
         })?;
@@ -240,6 +269,11 @@ impl Pipeline<'_> {
             Ok(()) => {
                 self.inventory.record_revoked(id, &reason_word, comment, self.actor)?;
                 Ok(())
+            }
+            // Another process revoked it while this call was at the CA (which then refused it
+            // as already revoked): the outcome the caller wants, said as such.
+            Err(_) if self.certificate(id).is_ok_and(|c| c.status == CertStatus::Revoked) => {
+                Err(refuse("it is already revoked".into()))
             }
             Err(e) => {
                 let message = args.redact(&e.to_string());
@@ -512,5 +546,21 @@ impl Pipeline<'_> {
             return Ok((name.to_owned(), def));
         }
         Ok((String::new(), ProfileDef { accounts: vec![account.to_owned()], ..ProfileDef::default() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Revoking;
+
+    /// A refused claim builds no `Revoking` whose drop would take the lock it is refused under
+    /// (the first version deadlocked the second revocation of a certificate, and every later one).
+    #[test]
+    fn a_certificate_is_revoked_by_one_call_at_a_time() {
+        let first = Revoking::claim(-7).expect("free");
+        assert!(Revoking::claim(-7).is_none(), "taken");
+        assert!(Revoking::claim(-8).is_some(), "another certificate");
+        drop(first);
+        assert!(Revoking::claim(-7).is_some(), "free again");
     }
 }

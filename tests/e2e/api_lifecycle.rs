@@ -809,3 +809,43 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
         json_of(api.post(&operator, &format!("/v1/certificates/{orphan}/deploy"), json!({})), StatusCode::CONFLICT);
     assert!(gone["detail"].as_str().expect("detail").contains("profile vanished no longer exists"), "{gone}");
 }
+
+/// Black-box review of stop 35: revocations of one certificate sent at once all reached the
+/// CA, and the losers were told the CA failed (502). One revokes; the others are told it is
+/// revoked or being revoked (409), and the CA is asked once.
+#[test]
+fn revocations_of_one_certificate_at_once_revoke_it_once() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n")]);
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let issued: Value = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"profile": "web", "cn": "twice.example.com"}))
+        .send()
+        .expect("issue")
+        .json()
+        .expect("json");
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let url = format!("{}/v1/certificates/{id}/revoke", server.base);
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = http().post(&url).bearer_auth(&token).json(&json!({"reason": "superseded"})).send();
+                    let r = r.expect("revoke");
+                    (r.status().as_u16(), r.text().unwrap_or_default())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("thread")).collect()
+    });
+    assert_eq!(statuses.iter().filter(|(s, _)| *s == 200).count(), 1, "{statuses:?}");
+    for (status, body) in statuses.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 409, "{body}");
+        assert!(body.contains("already revoked") || body.contains("already in progress"), "{body}");
+    }
+    let audit = server.app.json(&["audit", "--json", "--action", "certificate.revoke", "--object-id", &id.to_string()]);
+    assert_eq!(audit.as_array().expect("audit").len(), 1, "one revocation recorded: {audit}");
+}
