@@ -1464,3 +1464,27 @@ fn serve_tries_a_failed_deployment_again_until_it_succeeds() {
         .expect("notifications");
     assert_eq!(notified, 2, "one notification per target for the run of failures");
 }
+
+/// Black-box review of stop 35: an API client was answered a plain 201 when a deployment
+/// failed (the CLI exits 3). The answer carries the certificate's deployments and retries.
+#[test]
+fn an_api_issuance_says_which_deployments_failed() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let profile = format!("[[deploy]]\ncert = \"{}/cert.pem\"\npre_hook = \"exit 7\"\n", deploy.display());
+    let (config, _) = local_ca_lab(&app, &profile);
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let r = crate::helpers::http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "lab", "cn": "fails.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let body: serde_json::Value = r.json().expect("json");
+    let cert = &body["certificate"];
+    assert_eq!(cert["deployments"][0]["outcome"], "failure", "{body}");
+    assert!(cert["deployments"][0]["message"].as_str().unwrap_or("").contains("pre-deploy hook failed"), "{body}");
+    assert_eq!(cert["deploy_retries"][0]["failures"], 1, "{body}");
+}

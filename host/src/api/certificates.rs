@@ -230,16 +230,15 @@ pub struct IssueResponse<'a> {
     next_poll_at: Option<String>,
 }
 
-/// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval).
-fn outcome_response(outcome: &IssueOutcome) -> Result<Response, ApiError> {
+/// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval). An issued
+/// certificate comes with its deployments: a target that failed (exit 3 in the CLI) was
+/// invisible to an API client until it read the certificate again (black-box review of
+/// stop 35).
+async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Response, ApiError> {
     match outcome {
         IssueOutcome::Issued { order_id, certificate } => {
-            let body = IssueResponse {
-                disposition: "issued",
-                order_id: *order_id,
-                certificate: Some(CertView::new(certificate, now(), true)),
-                next_poll_at: None,
-            };
+            let view = CertView::new(certificate, now(), true).with_history(&*state.inventory.get().await?)?;
+            let body = IssueResponse { disposition: "issued", order_id: *order_id, certificate: Some(view), next_poll_at: None };
             Ok(super::located(StatusCode::CREATED, &format!("/v1/certificates/{}", certificate.id), Json(body)))
         }
         IssueOutcome::Pending { order_id, next_poll_at } => Ok(super::located(
@@ -293,7 +292,9 @@ async fn issue(
     };
     let actor = caller.actor();
     let config = caller.config;
+    let task_state = state.clone();
     let outcome = super::to_completion(async move {
+        let state = task_state;
         let mut inv = state.inventory.get_for_call().await?;
         inv.pin_config(config);
         let mut pipeline =
@@ -301,7 +302,7 @@ async fn issue(
         Ok(pipeline.issue(&request).await?)
     })
     .await?;
-    outcome_response(&outcome)
+    outcome_response(&state, &outcome).await
 }
 
 /// Body of renew and reissue: optionally another profile or CA account (migration).
@@ -400,7 +401,7 @@ async fn renew(
     caller.require(ISSUE, "renew certificates")?;
     let body: RenewBody = super::json::optional(&body)?;
     let outcome = renew_with(&state, &caller, &id, RenewKind::Renew, body, &BTreeMap::new()).await?;
-    outcome_response(&outcome?)
+    outcome_response(&state, &outcome?).await
 }
 
 #[utoipa::path(post, path = "/v1/certificates/{id}/reissue", tag = "certificates",
@@ -417,7 +418,7 @@ async fn reissue(
     caller.require(OPERATE, "reissue certificates")?;
     let body: RenewBody = super::json::optional(&body)?;
     let outcome = renew_with(&state, &caller, &id, RenewKind::Reissue, body, &BTreeMap::new()).await?;
-    outcome_response(&outcome?)
+    outcome_response(&state, &outcome?).await
 }
 
 /// Body of revoke.
