@@ -330,6 +330,12 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     let list = api.get(&admin, "/v1/tokens").text().expect("list");
     assert!(list.contains("\"ci\"") && !list.contains(&secret_token));
     assert_eq!(api.get(&secret_token, "/v1/certificates").status(), StatusCode::OK);
+    let far = api.post(&admin, "/v1/tokens", json!({"name": "far", "role": "requester", "expires_at": i64::MAX}));
+    assert_eq!(far.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(far.text().expect("body").contains("past the year 9999"));
+    let wide = api.get(&admin, "/v1/certificates?expiring_within_days=36501");
+    assert_eq!(wide.status(), StatusCode::BAD_REQUEST);
+    assert!(wide.text().expect("body").contains("expiring_within_days must be at most 36500"));
     let again = api.post(&admin, "/v1/tokens", json!({"name": "ci", "role": "requester"}));
     assert_eq!(again.status(), StatusCode::CONFLICT, "a live token's name is taken");
     assert_eq!(api.delete(&admin, "/v1/tokens/ci").status(), StatusCode::NO_CONTENT);

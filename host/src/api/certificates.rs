@@ -82,8 +82,12 @@ async fn list(
     let Query(q) = query?;
     let limit = super::page_limit(q.limit)?;
     let status = q.status.as_deref().map(str::parse::<CertStatus>).transpose()?;
+    // As documented: a larger value was quietly taken as 36500 (black-box review of stop 35).
+    if q.expiring_within_days.is_some_and(|d| d > 36_500) {
+        return Err(ApiError::BadRequest("expiring_within_days must be at most 36500".into()));
+    }
     let filter = ListFilter {
-        expiring_within_days: q.expiring_within_days.map(|d| d.min(36_500)),
+        expiring_within_days: q.expiring_within_days,
         status,
         search: q.search,
         issuer: q.issuer,
@@ -238,7 +242,12 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
     match outcome {
         IssueOutcome::Issued { order_id, certificate } => {
             let view = CertView::new(certificate, now(), true).with_history(&*state.inventory.get().await?)?;
-            let body = IssueResponse { disposition: "issued", order_id: *order_id, certificate: Some(view), next_poll_at: None };
+            let body = IssueResponse {
+                disposition: "issued",
+                order_id: *order_id,
+                certificate: Some(view),
+                next_poll_at: None,
+            };
             Ok(super::located(StatusCode::CREATED, &format!("/v1/certificates/{}", certificate.id), Json(body)))
         }
         IssueOutcome::Pending { order_id, next_poll_at } => Ok(super::located(

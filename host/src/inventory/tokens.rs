@@ -107,6 +107,10 @@ impl Inventory {
             )));
         }
         let now = self.now();
+        // Past the year 9999 no date format shows it (`token list` printed the raw number).
+        if expires_at.is_some_and(|at| at > 253_402_300_799) {
+            return Err(InventoryError::Invalid("the token's expiry is past the year 9999".into()));
+        }
         if let Some(at) = expires_at.filter(|at| *at <= now) {
             return Err(InventoryError::Invalid(format!(
                 "the token's expiry ({}) is not in the future",
