@@ -824,3 +824,21 @@ async fn a_denied_post_is_named_as_denied_and_a_port_outside_a_rule_is_named() {
          127.0.0.1:8443, or 127.0.0.1:* for any port)"
     );
 }
+
+/// Black-box review of stop 35: local-ca marked P-256 leaves for keyEncipherment, which an
+/// EC key cannot do (RFC 5480 forbids the bit). Only an RSA leaf carries it.
+#[test]
+fn local_ca_marks_only_rsa_leaves_for_key_encipherment() {
+    for (key_type, usage) in [("ec-p256", "Digital Signature\n"), ("rsa-2048", "Digital Signature, Key Encipherment\n")]
+    {
+        let app = crate::helpers::App::new();
+        let (config, _) = crate::helpers::local_ca_lab(&app, &format!("[key]\ntype = \"{key_type}\"\n"));
+        let c = config.to_str().expect("utf8");
+        app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "usage.example.com"]).ok();
+        let pem = app.path("leaf.pem");
+        std::fs::write(&pem, app.run(&["show", "1", "--pem"]).ok()).expect("pem");
+        let text = crate::helpers::sh("openssl", &["x509", "-in", pem.to_str().expect("utf8"), "-noout", "-text"]);
+        let line = text.split("X509v3 Key Usage: critical\n").nth(1).and_then(|t| t.lines().next()).unwrap_or_default();
+        assert_eq!(format!("{}\n", line.trim()), usage, "{key_type}: {text}");
+    }
+}

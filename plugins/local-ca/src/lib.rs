@@ -152,12 +152,15 @@ impl Connector for LocalCa {
                 w.next().write_tagged(yasna::Tag::context(3), |w| {
                     w.write_sequence(|w| {
                         extension(w.next(), &[2, 5, 29, 19], true, &yasna::construct_der(|w| w.write_sequence(|_| {})));
-                        // digitalSignature | keyEncipherment
+                        // digitalSignature, and keyEncipherment for an RSA key only: an EC key
+                        // cannot encipher, and RFC 5480 forbids the bit for it.
+                        let usage: (&[u8], usize) =
+                            if is_rsa_encryption(csr.spki) { (&[0xa0], 3) } else { (&[0x80], 1) };
                         extension(
                             w.next(),
                             &[2, 5, 29, 15],
                             true,
-                            &yasna::construct_der(|w| w.write_bitvec_bytes(&[0xa0], 3)),
+                            &yasna::construct_der(|w| w.write_bitvec_bytes(usage.0, usage.1)),
                         );
                         let eku = yasna::construct_der(|w| {
                             w.write_sequence(|w| {
@@ -223,3 +226,31 @@ impl Connector for LocalCa {
 }
 
 register_connector!(LocalCa);
+
+/// Whether a SubjectPublicKeyInfo's algorithm is rsaEncryption: its AlgorithmIdentifier, right
+/// after the outer SEQUENCE's header, is that OID with NULL parameters.
+fn is_rsa_encryption(spki: &[u8]) -> bool {
+    const RSA_ALGORITHM: &[u8] = &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    let header = match spki.get(1) {
+        Some(&len) if len & 0x80 != 0 => 2 + usize::from(len & 0x7f),
+        Some(_) => 2,
+        None => return false,
+    };
+    spki.get(header..).is_some_and(|rest| rest.starts_with(RSA_ALGORITHM))
+}
+
+#[cfg(test)]
+mod key_usage_tests {
+    use super::is_rsa_encryption;
+
+    #[test]
+    fn only_an_rsa_encryption_key_is_marked_for_key_encipherment() {
+        let mut rsa =
+            vec![0x30, 0x82, 0x01, 0x22, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        rsa.extend_from_slice(&[0x05, 0x00, 0x03, 0x82, 0x01, 0x0f, 0x00]);
+        assert!(is_rsa_encryption(&rsa));
+        let ec = [0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08];
+        assert!(!is_rsa_encryption(&ec));
+        assert!(!is_rsa_encryption(&[0x30]), "truncated");
+    }
+}
