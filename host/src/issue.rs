@@ -54,6 +54,9 @@ pub enum IssueOutcome {
         /// The stored row (its `id` is the inventory id), as the change that stored it wrote it:
         /// callers answering with it (the API's 201 body) need no second read.
         certificate: Box<CertificateRecord>,
+        /// Whether its profile deployed it: only then do answers read its deployments back
+        /// (a read per issuance otherwise, on the path issue 9 measures).
+        deployed: bool,
     },
     /// Waiting at the CA; polled at `next_poll_at`.
     Pending {
@@ -912,11 +915,15 @@ impl Pipeline<'_> {
                         // recorded, never a reason to lose the certificate. Nor to answer with
                         // an error: the certificate is stored, and a client that retried would
                         // get a second one.
-                        if let Some(profile) = profile.filter(|p| !p.deploy.is_empty()) {
-                            self.deploy_issued(&profile, &certificate).await;
-                        }
+                        let deployed = match profile.filter(|p| !p.deploy.is_empty()) {
+                            Some(profile) => {
+                                self.deploy_issued(&profile, &certificate).await;
+                                true
+                            }
+                            None => false,
+                        };
                         crate::metrics::issuance("issued");
-                        Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate) })
+                        Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate), deployed })
                     }
                     Err(error) => {
                         // The error may quote what the connector put in the certificate (a CN,

@@ -99,7 +99,7 @@ pub struct OrderStep {
 
 fn step(outcome: &IssueOutcome) -> OrderStep {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate } => OrderStep {
+        IssueOutcome::Issued { order_id, certificate, .. } => OrderStep {
             disposition: "issued",
             order_id: *order_id,
             certificate_id: Some(certificate.id),

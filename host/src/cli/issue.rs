@@ -115,7 +115,7 @@ pub fn report(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate: record } => {
+        IssueOutcome::Issued { order_id, certificate: record, .. } => {
             let certificate_id = record.id;
             // The certificate is stored whatever happens to its files: a failure is reported
             // after the outcome (JSON included), and not with the exit code a retrying
@@ -229,7 +229,7 @@ pub fn failed_deployment(inv: &Inventory, id: i64) -> anyhow::Result<Option<(Str
 /// certificate with its deployments.
 pub fn outcome_json(inv: &Inventory, outcome: &IssueOutcome) -> anyhow::Result<serde_json::Value> {
     Ok(match outcome {
-        IssueOutcome::Issued { order_id, certificate: record } => {
+        IssueOutcome::Issued { order_id, certificate: record, .. } => {
             let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
             serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view })
         }
