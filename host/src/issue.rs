@@ -42,6 +42,9 @@ pub struct IssueRequest {
     pub params: BTreeMap<String, String>,
     /// An uploaded CSR (PEM or DER) instead of a host-generated key.
     pub csr: Option<Vec<u8>>,
+    /// An API client's `Idempotency-Key` ([`crate::idempotency`]): a request with a key its
+    /// caller already used is answered with that request's order, not issued again.
+    pub idempotency_key: Option<String>,
 }
 
 /// Where an order stands after a pipeline step.
@@ -238,6 +241,22 @@ pub enum IssueError {
         /// Redacted reason.
         message: String,
     },
+    /// An `Idempotency-Key` the caller already used for another request.
+    #[error(
+        "this Idempotency-Key was used for a different request (order {order_id}); send a new key with a new request"
+    )]
+    IdempotencyMismatch {
+        /// The order that holds the key.
+        order_id: i64,
+    },
+    /// An `Idempotency-Key` whose order has no answer to give (yet).
+    #[error("this Idempotency-Key belongs to order {order_id}: {why}")]
+    IdempotencyHeld {
+        /// The order that holds the key.
+        order_id: i64,
+        /// Why its outcome cannot be given, and what to do.
+        why: String,
+    },
     /// The order is not in a state this step applies to.
     #[error("order {order_id} is {state}: {what}")]
     WrongState {
@@ -395,11 +414,28 @@ pub(crate) fn unix_now() -> i64 {
 impl Pipeline<'_> {
     /// Steps 1–7 for a new request.
     pub async fn issue(&mut self, req: &IssueRequest) -> Result<IssueOutcome, IssueError> {
+        self.issue_or_replay(req).await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`Pipeline::issue`], or — when the request's `Idempotency-Key` is held by an order of
+    /// this caller — that order's outcome, with `true`. The key is looked up once the request
+    /// is found valid, so a request the configuration now refuses is refused, not replayed.
+    pub async fn issue_or_replay(&mut self, req: &IssueRequest) -> Result<(IssueOutcome, bool), IssueError> {
         let (profile, _) = self
             .inventory
             .profile(&req.profile)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&req.profile)))?;
         let dynamic = check_dynamic(&req.profile, &profile, &req.params)?;
+        let idempotency = match &req.idempotency_key {
+            Some(key) => {
+                let digest = crate::idempotency::request_digest(req, &dynamic);
+                if let Some((order, stored)) = self.inventory.idempotent_order(self.actor, key)? {
+                    return crate::idempotency::replay(self.inventory, order, &stored, &digest).map(|o| (o, true));
+                }
+                Some(crate::inventory::Idempotency { key: key.clone(), request_sha256: digest })
+            }
+            None => None,
+        };
         let (csr_pem, key, common_name, sans) = match &req.csr {
             Some(bytes) => {
                 let parsed = parse_csr(bytes)?;
@@ -433,14 +469,15 @@ impl Pipeline<'_> {
             key,
             predecessor_id: None,
             awaiting_approval: profile.approval_required,
+            idempotency,
         };
         if profile.approval_required {
             let actor = self.actor.to_owned();
             let order = self.inventory.write(move |inv| inv.create_order(&new, &actor)).await?;
             crate::metrics::issuance("awaiting_approval");
-            return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
+            return Ok((IssueOutcome::AwaitingApproval { order_id: order.id }, false));
         }
-        self.submit_with(Submission::New(new), &profile, &dynamic, None).await
+        self.submit_with(Submission::New(new), &profile, &dynamic, None).await.map(|o| (o, false))
     }
 
     /// Records an operator's decision on an order — approving a held one, resending an

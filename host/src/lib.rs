@@ -37,6 +37,7 @@ pub mod csr;
 pub mod deploy;
 pub mod der;
 pub mod host_signatures;
+pub mod idempotency;
 pub mod import;
 pub mod inventory;
 pub mod issue;

@@ -211,6 +211,7 @@ impl Pipeline<'_> {
             key,
             predecessor_id: Some(cert.id),
             awaiting_approval: held,
+            idempotency: None,
         };
         if held {
             let actor = self.actor.to_owned();

@@ -13,6 +13,7 @@ mod cli_profiles;
 mod durability;
 mod examples;
 mod helpers;
+mod idempotency;
 mod issuance;
 mod leak_hunt;
 mod library;

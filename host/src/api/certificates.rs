@@ -234,6 +234,16 @@ pub struct IssueResponse<'a> {
     next_poll_at: Option<String>,
 }
 
+/// The request's `Idempotency-Key`, checked ([`crate::idempotency`]).
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(crate::idempotency::HEADER).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest("the Idempotency-Key header is given more than once".into()));
+    }
+    crate::idempotency::parse_key(value.as_bytes()).map(Some).map_err(ApiError::BadRequest)
+}
+
 /// Turns a pipeline outcome into 201 (issued) or 202 (pending, awaiting approval). A
 /// certificate its profile deployed comes with its deployments: a target that failed (exit 3
 /// in the CLI) was invisible to an API client until it read the certificate again
@@ -277,17 +287,23 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
     }
 }
 
+/// Issues a certificate. With an `Idempotency-Key`, a request sent again — after a 504, a
+/// dropped connection — is answered with the first one's order instead of issuing again.
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
-    responses((status = 201, description = "Issued", body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"))),
-        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"))),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters (a UUID, say). A request repeated with the same key by the same caller is answered with the first request's order (201 or 202, with `Idempotent-Replayed: true`) instead of issuing again; 409 while that order is still running or needs attention; 422 if the key was used for a different request. A failed or rejected order frees its key.")),
+    responses((status = 201, description = "Issued", body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
+        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "The server cannot serve the request now: its configuration stops it (a parameter's file or variable unreadable), the database is locked by another process, or a change could not be stored", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The request took longer than 120 s. A CA call it started goes on and its order records the outcome: send the request again with the same Idempotency-Key to get it", body = Problem, content_type = "application/problem+json")))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: Result<super::json::Body<IssueBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "request certificates")?;
+    let idempotency_key = idempotency_key(&headers)?;
     let super::json::Body(body) = body?;
     let sans = body
         .sans
@@ -302,6 +318,7 @@ async fn issue(
         subject: Default::default(),
         params: body.params,
         csr: body.csr.map(String::into_bytes),
+        idempotency_key,
     };
     let actor = caller.actor();
     let config = caller.config;
@@ -312,10 +329,17 @@ async fn issue(
         inv.pin_config(config);
         let mut pipeline =
             Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        Ok(pipeline.issue(&request).await?)
+        Ok(pipeline.issue_or_replay(&request).await?)
     })
     .await?;
-    outcome_response(&state, &outcome).await
+    let (outcome, replayed) = outcome;
+    let mut response = outcome_response(&state, &outcome).await?;
+    if replayed {
+        response
+            .headers_mut()
+            .insert(crate::idempotency::REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// Body of renew and reissue: optionally another profile or CA account (migration).

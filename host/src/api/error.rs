@@ -126,7 +126,7 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
         StatusCode::GATEWAY_TIMEOUT => format!(
-            "the request took longer than {} s; if it had started a CA call, that call goes on and its order (GET /v1/orders) records the outcome",
+            "the request took longer than {} s; if it had started a CA call, that call goes on and its order records the outcome: send an issue request again with the same Idempotency-Key to get it, or find the order in GET /v1/orders",
             super::REQUEST_TIMEOUT.as_secs()
         ),
         _ => {
@@ -201,7 +201,8 @@ impl From<IssueError> for ApiError {
             IssueError::WrongState { .. }
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
-            | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
+            | IssueError::NotDeployable { .. }
+            | IssueError::IdempotencyHeld { .. } => ApiError::Conflict(e.to_string()),
             IssueError::Failed { .. } | IssueError::CaCall { .. } | IssueError::NeedsAttention { .. } => {
                 ApiError::Upstream(e.to_string())
             }

@@ -92,6 +92,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         },
         params: args.params.resolve()?,
         csr,
+        idempotency_key: None,
     };
     let registry = super::registry(&env.data_dir, env);
     let outcome = super::runtime()?.block_on(async {

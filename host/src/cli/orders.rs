@@ -121,6 +121,8 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             if json {
                 output::json(&o)?;
             } else {
+                // The `Idempotency-Key` an API client sent, shown only when there is one.
+                let client_key = o.idempotency_key.clone().map(|k| ("Client key", k));
                 for (k, v) in [
                     ("ID", o.id.to_string()),
                     ("State", o.state.as_str().to_owned()),
@@ -138,7 +140,10 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                     ("Attempts", o.attempts.to_string()),
                     ("Next poll", o.next_poll_at.map(output::rfc3339).unwrap_or_else(|| "-".into())),
                     ("Message", o.error.clone().unwrap_or_else(|| "-".into())),
-                ] {
+                ]
+                .into_iter()
+                .chain(client_key)
+                {
                     println!("{:<13} {}", format!("{k}:"), output::terminal_safe(&v));
                 }
             }

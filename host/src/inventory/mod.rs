@@ -42,7 +42,7 @@ pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
 pub use group::GroupCommit;
 pub use master_key::{Rotated, open_data_dir};
-pub use orders::{NewOrder, Order, OrderState};
+pub use orders::{Idempotency, NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, Notification, ScheduledRenewal};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;

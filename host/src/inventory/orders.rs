@@ -120,6 +120,9 @@ pub struct Order {
     pub created_at: i64,
     /// Last change, Unix seconds.
     pub updated_at: i64,
+    /// The `Idempotency-Key` an API client sent with the request, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl Order {
@@ -158,10 +161,23 @@ pub struct NewOrder {
     pub predecessor_id: Option<i64>,
     /// Hold for approval.
     pub awaiting_approval: bool,
+    /// The client's key for this request, when it sent one ([`crate::idempotency`]).
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An API client's `Idempotency-Key` as kept with its order: while the order is open or
+/// issued, a request with the same key from the same caller is answered with this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The key, as the client sent it.
+    pub key: String,
+    /// Digest of the request it came with (sensitive values redacted before hashing): the
+    /// same key with another request is refused, not answered with this order.
+    pub request_sha256: String,
 }
 
 const COLUMNS: &str = "id, request_id, kind, state, profile, account, common_name, sans, csr_pem, params_json, ca_order_id, \
-     submitted, certificate_id, key_id, predecessor_id, requested_by, decided_by, error, next_poll_at, attempts, created_at, updated_at";
+     submitted, certificate_id, key_id, predecessor_id, requested_by, decided_by, error, next_poll_at, attempts, created_at, updated_at, idempotency_key";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     let state: String = r.get(3)?;
@@ -190,7 +206,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
         attempts: r.get(19)?,
         created_at: r.get(20)?,
         updated_at: r.get(21)?,
+        idempotency_key: r.get(22)?,
     })
+}
+
+/// The order holding caller `?1`'s key `?2`, through the partial index `orders_idempotency`
+/// (migration 15): the condition is the index's, so the planner can prove it applies.
+fn idempotent_order_sql() -> String {
+    format!(
+        "SELECT {COLUMNS}, request_sha256 FROM orders WHERE requested_by = ?1 AND idempotency_key = ?2
+           AND state <> 'failed' AND state <> 'rejected'"
+    )
 }
 
 /// The open (unfinished) order states as a condition, written exactly as the `WHERE` of the
@@ -231,6 +257,11 @@ fn list_sql(state: Option<OrderState>) -> String {
         None => "WHERE id < ?2".to_owned(),
     };
     format!("SELECT {COLUMNS} FROM orders {filter} ORDER BY id DESC LIMIT ?1")
+}
+
+/// See [`Inventory::idempotent_order`].
+fn held_key(conn: &rusqlite::Connection, actor: &str, key: &str) -> rusqlite::Result<Option<(Order, String)>> {
+    conn.query_row_cached(&idempotent_order_sql(), params![actor, key], |r| Ok((from_row(r)?, r.get(23)?))).optional()
 }
 
 /// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
@@ -293,14 +324,27 @@ impl Inventory {
                 )));
             }
         }
+        if let Some(idem) = &new.idempotency
+            && let Some((holder, _)) = held_key(&tx, actor, &idem.key)?
+        {
+            // Two requests with one key raced past the pipeline's look-up; the first to get
+            // here holds it (the unique index orders_idempotency is the backstop).
+            return Err(InventoryError::Conflict(format!(
+                "this Idempotency-Key belongs to order {}: it is still in progress; repeat the request once it is \
+                 done to get its outcome",
+                holder.id
+            )));
+        }
         let key_id = match &new.key {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
             None => None,
         };
+        let (idempotency_key, request_sha256) =
+            new.idempotency.as_ref().map(|i| (i.key.as_str(), i.request_sha256.as_str())).unzip();
         tx.execute_cached(
             "INSERT INTO orders (request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
-                 predecessor_id, requested_by, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                 predecessor_id, requested_by, created_at, updated_at, idempotency_key, request_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
             params![
                 request_id,
                 new.kind,
@@ -313,7 +357,9 @@ impl Inventory {
                 key_id,
                 new.predecessor_id,
                 actor,
-                now
+                now,
+                idempotency_key,
+                request_sha256
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -354,7 +400,14 @@ impl Inventory {
             attempts: 0,
             created_at: now,
             updated_at: now,
+            idempotency_key: idempotency_key.map(str::to_owned),
         })
+    }
+
+    /// The order that holds caller `actor`'s `Idempotency-Key` `key` — open or issued — with
+    /// the digest of the request that made it.
+    pub fn idempotent_order(&self, actor: &str, key: &str) -> Result<Option<(Order, String)>, InventoryError> {
+        Ok(held_key(&self.conn, actor, key)?)
     }
 
     /// The order that produced certificate `certificate_id` (its CA order id, requester).
@@ -833,6 +886,7 @@ mod tests {
                 key,
                 predecessor_id: None,
                 awaiting_approval: approval,
+                idempotency: None,
             };
             let created = inv.create_order(&new, "token:bot").expect("create");
             assert_eq!(Some(&created), inv.order(created.id).expect("read").as_ref());
@@ -885,6 +939,34 @@ mod tests {
         assert_eq!(inv.order(id).expect("read").expect("order").state, OrderState::Rejected);
     }
 
+    /// An `Idempotency-Key` is held per caller while its order is open or issued: a second
+    /// order with it is refused (two racing requests), a failed or rejected one frees it.
+    #[test]
+    fn an_idempotency_key_is_held_by_an_open_or_issued_order_of_its_caller() {
+        let (_dir, mut inv) = super::super::scratch();
+        let keyed = |key: &str, digest: &str| NewOrder {
+            idempotency: Some(Idempotency { key: key.into(), request_sha256: digest.into() }),
+            ..bare_order("issue", None)
+        };
+        let first = inv.create_order(&keyed("k1", "d1"), "token:bot").expect("create");
+        assert_eq!(first.idempotency_key.as_deref(), Some("k1"));
+        assert_eq!(Some(&first), inv.order(first.id).expect("read").as_ref());
+        let (held, digest) = inv.idempotent_order("token:bot", "k1").expect("look up").expect("held");
+        assert_eq!((held.id, digest.as_str()), (first.id, "d1"));
+        assert!(inv.idempotent_order("token:other", "k1").expect("look up").is_none(), "scoped to the caller");
+        let err = inv.create_order(&keyed("k1", "d1"), "token:bot").unwrap_err().to_string();
+        assert!(err.contains(&format!("belongs to order {}: it is still in progress", first.id)), "{err}");
+        inv.create_order(&keyed("k1", "d1"), "token:other").expect("another caller's key is its own");
+        inv.record_failed(first.id, "the CA is down", "token:bot").expect("fail");
+        assert!(inv.idempotent_order("token:bot", "k1").expect("look up").is_none(), "a failed order frees it");
+        let again = inv.create_order(&keyed("k1", "d1"), "token:bot").expect("the request runs again");
+        inv.record_rejected(again.id, "no", "token:bot").expect("reject");
+        let third = inv.create_order(&keyed("k1", "d1"), "token:bot").expect("a rejected order frees it too");
+        assert_eq!(inv.idempotent_order("token:bot", "k1").expect("look up").expect("held").0.id, third.id);
+        let plan = super::super::query_plan(&inv.conn, &idempotent_order_sql());
+        assert!(plan.contains("USING INDEX orders_idempotency"), "{plan}");
+    }
+
     /// An order of `kind` for `a.example.com` with no CSR or key, renewing `predecessor`.
     fn bare_order(kind: &str, predecessor: Option<i64>) -> NewOrder {
         NewOrder {
@@ -897,6 +979,7 @@ mod tests {
             key: None,
             predecessor_id: predecessor,
             awaiting_approval: false,
+            idempotency: None,
         }
     }
 
@@ -933,6 +1016,7 @@ mod tests {
                 key: Some(PrivateKey::generate(KeyType::EcP256).expect("key")),
                 predecessor_id: None,
                 awaiting_approval: false,
+                idempotency: None,
             };
             let id = inv.create_order(&new, "token:bot").expect("create").id;
             inv.begin_submit(id, "local", 60, "token:bot").expect("submit");
@@ -963,6 +1047,7 @@ mod hold_tests {
             key: None,
             predecessor_id: None,
             awaiting_approval: false,
+            idempotency: None,
         };
         inv.create_order(&new, crate::inventory::AUTO_RENEWAL_ACTOR).expect("order")
     }

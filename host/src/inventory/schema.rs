@@ -362,6 +362,17 @@ const MIGRATIONS: &[&str] = &[
         expires_at        INTEGER NOT NULL
     );
     "#,
+    // 15: an API client whose issue request timed out or lost its connection could not tell
+    //     whether a certificate was issued, and asking again issued a second one. A request
+    //     may carry an `Idempotency-Key`: it is kept with the order, with a digest of the
+    //     request, and held (one order per caller and key) while the order is open or issued;
+    //     a failed or rejected order issued nothing and frees its key.
+    r#"
+    ALTER TABLE orders ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE orders ADD COLUMN request_sha256 TEXT;
+    CREATE UNIQUE INDEX orders_idempotency ON orders(requested_by, idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND state <> 'failed' AND state <> 'rejected';
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -443,8 +454,9 @@ mod tests {
         .expect("row");
         let before = indexes(&conn);
         migrate(&mut conn).expect("migrate");
-        // Later migrations bring their own indexes (chains, 6, 7, 8, 13, 14) and replace one (6).
-        const LATER: [&str; 8] = [
+        // Later migrations bring their own indexes (chains, 6, 7, 8, 13, 14, 15) and replace one (6).
+        const LATER: [&str; 9] = [
+            "orders_idempotency",
             "deploy_retries_next",
             "orders_open_next_poll",
             "certificates_predecessor",
