@@ -243,12 +243,27 @@ impl AccountDef {
                 what: format!("timeout_seconds {t} must be 1-3600"),
             });
         }
+        // The range of the connector's kind: "8-8192" for a component, whose most is 1024,
+        // sent authors to values that then failed (black-box review of stop 36).
         if let Some(m) = self.memory_mib
-            && !(8..=8192).contains(&m)
+            && m < 8
+        {
+            let range = if self.is_python() {
+                format!("{MIN_PYTHON_MEMORY_MIB}-8192 for a Python script")
+            } else {
+                format!("8-{} for a WebAssembly component", crate::connector::wasm::MAX_MEMORY_MIB)
+            };
+            return Err(AccountError::BadLimit {
+                name: name.to_owned(),
+                what: format!("memory_mib {m} must be {range}"),
+            });
+        }
+        if let Some(m) = self.memory_mib
+            && m > 8192
         {
             return Err(AccountError::BadLimit {
                 name: name.to_owned(),
-                what: format!("memory_mib {m} must be 8-8192"),
+                what: format!("memory_mib {m} must be at most 8192"),
             });
         }
         if let Some(m) = self.memory_mib
@@ -356,5 +371,10 @@ mod tests {
         assert!(def("c.py", Some(79)).check("a").unwrap_err().to_string().contains("below the 80 MiB"));
         assert!(def("c.py", Some(80)).check("a").is_ok());
         assert!(def("c.wasm", Some(9000)).check("a").is_err());
+        // Too little is refused with the range of the connector's kind.
+        let err = def("c.wasm", Some(1)).check("a").unwrap_err().to_string();
+        assert_eq!(err, format!("account a: memory_mib 1 must be 8-{max} for a WebAssembly component"));
+        let err = def("c.py", Some(1)).check("a").unwrap_err().to_string();
+        assert_eq!(err, "account a: memory_mib 1 must be 80-8192 for a Python script");
     }
 }

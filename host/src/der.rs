@@ -210,6 +210,15 @@ pub fn pem_error_sentence(e: &pem::PemError) -> String {
         pem::PemError::MalformedFraming => {
             "a block is cut short: its BEGIN line has no matching END line, or lines are missing".into()
         }
+        // The crate's words ("invalid data: Invalid symbol 33, offset 9.") name its decoder,
+        // not the text (black-box review of stop 36).
+        pem::PemError::InvalidData(_) => {
+            "a block's content is not base64 (a character that does not belong, or a line cut short)".into()
+        }
+        pem::PemError::MismatchedTags(begin, end) => format!("a block begins as {begin:?} but ends as {end:?}"),
+        pem::PemError::MissingBeginTag => "a block has no BEGIN line".into(),
+        pem::PemError::MissingEndTag => "a block has no END line".into(),
+        pem::PemError::MissingData => "a block holds no data".into(),
         other => other.to_string(),
     }
 }

@@ -441,7 +441,7 @@ impl Pipeline<'_> {
                 let parsed = parse_csr(bytes)?;
                 check_matches_csr(req, &parsed)?;
                 profile.check_csr_names(&req.profile, parsed.common_name.as_deref(), &parsed.sans)?;
-                profile.check_uploaded_subject(&req.profile, "the CSR's", &parsed.subject_fields)?;
+                profile.check_csr_subject(&req.profile, &parsed.subject_fields)?;
                 profile.key.check_accepts(&req.profile, "the CSR's", parsed.key)?;
                 profile.check_deploys_without_key(&req.profile)?;
                 (parsed.pem.clone(), None, parsed.common_name, parsed.sans)

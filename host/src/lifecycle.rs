@@ -154,7 +154,7 @@ impl Pipeline<'_> {
                 // A profile it moves to holds it to everything, as a new upload.
                 if moved {
                     profile.check_csr_names(&profile_name, parsed.common_name.as_deref(), &parsed.sans)?;
-                    profile.check_uploaded_subject(&profile_name, "the CSR's", &parsed.subject_fields)?;
+                    profile.check_csr_subject(&profile_name, &parsed.subject_fields)?;
                     profile.key.check_accepts(&profile_name, "the CSR's", parsed.key)?;
                     profile.check_deploys_without_key(&profile_name)?;
                 } else {

@@ -212,7 +212,7 @@ impl From<ParamSpec> for ParamDef {
 pub enum ParamError {
     /// A sensitive parameter with a literal value in a definition.
     #[error(
-        "sensitive parameter {name} of {owner} must not have a literal value; use {{ env = \"VAR\" }}, {{ file = \"PATH\" }} or `certhost secret set`"
+        "sensitive parameter {name} of {owner} must not have a literal value; use {{ env = \"VAR\" }}, {{ file = \"PATH\" }} or a stored secret (`certhost secret set`; over the API, PUT …/params/{name}/secret)"
     )]
     LiteralSecret {
         /// Parameter.
@@ -224,7 +224,7 @@ pub enum ParamError {
     /// one: its literal value, or each request's value, would be stored and shown like any
     /// plain setting.
     #[error(
-        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic (on the command line: --sensitive-param {name} then `certhost secret set`, --sensitive-env {name}=VAR or --sensitive-file {name}=PATH)"
+        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic (on the command line: --sensitive-param {name} then `certhost secret set`, --sensitive-env {name}=VAR or --sensitive-file {name}=PATH; over the API: {{\"sensitive\": true}} then PUT …/params/{name}/secret)"
     )]
     DeclaredSensitive {
         /// Parameter.

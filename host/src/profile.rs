@@ -728,6 +728,36 @@ impl ProfileDef {
         Ok(())
     }
 
+    /// Checks an uploaded CSR's subject: as [`ProfileDef::check_uploaded_subject`], and each
+    /// field the profile fixes must be there. A CA signs the CSR's subject as it stands — the
+    /// host cannot add to a CSR its requester signed — so a CSR without the fixed O was issued
+    /// a certificate without it (black-box review of stop 35). Overridable fields may be left out.
+    pub fn check_csr_subject(&self, name: &str, s: &Subject) -> Result<(), PolicyError> {
+        self.check_uploaded_subject(name, "the CSR's", s)?;
+        let t = &self.subject;
+        let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+        for (field, fixed, missing) in [
+            (SubjectField::O, t.o.clone(), s.organization.is_empty()),
+            (SubjectField::Ou, t.ou.clone(), s.organizational_unit.is_empty()),
+            (SubjectField::L, one(&t.l), s.locality.is_none()),
+            (SubjectField::St, one(&t.st), s.state.is_none()),
+            (SubjectField::C, one(&t.c), s.country.is_none()),
+        ] {
+            if !fixed.is_empty() && missing && !t.overridable.contains(&field) {
+                let field = subject_field_name(field);
+                return Err(PolicyError::Request {
+                    profile: name.to_owned(),
+                    rule: format!(
+                        "the CSR's subject has no {field}, which the profile fixes as {:?}: a CA signs the CSR's \
+                         subject as it is, so put {field} in the CSR",
+                        fixed.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the names a CA put in a certificate against the profile's SAN rules: a CA may
     /// add names (some add `www.`), but none the profile would have refused in a request.
     /// `other_kinds` are SANs of kinds no rule covers (`CertificateInfo::other_sans`): never
@@ -994,6 +1024,15 @@ mod tests {
             let err = p.check_uploaded_subject("web", "the CSR's", &bad).unwrap_err().to_string();
             assert!(err.contains(&format!("the CSR's subject field {field} is not the profile's")), "{err}");
         }
+        // A CSR must carry what the profile fixes: the CA signs its subject as it is.
+        let err = p.check_csr_subject("web", &s(&|_| {})).unwrap_err().to_string();
+        assert!(err.contains("the CSR's subject has no O, which the profile fixes as \"Example\""), "{err}");
+        let fixed = s(&|x| (x.organization, x.country) = (vec!["Example".into()], Some("CH".into())));
+        assert_eq!(p.check_csr_subject("web", &fixed), Ok(()), "overridable fields (OU) may be left out");
+        let err = p.check_csr_subject("web", &s(&|x| x.organization = vec!["Example".into()])).unwrap_err();
+        assert!(err.to_string().contains("has no C, which the profile fixes as \"CH\""), "{err}");
+        let err = p.check_csr_subject("web", &s(&|x| x.organization = vec!["Bank Inc".into()])).unwrap_err();
+        assert!(err.to_string().contains("subject field O is not the profile's"), "{err}");
     }
 
     /// Regression: `before_days = 30` with 20-day (or ACME 6-day) certificates made every

@@ -62,6 +62,16 @@ pub enum VerificationError {
     /// The certificate is for another key than the CSR's.
     #[error("the returned certificate is for a different public key than the CSR's")]
     KeyMismatch,
+    /// The certificate for the CSR's key is in the bundle, but not first: a connector that
+    /// returned its CA before the leaf was told only "a different public key", which sent its
+    /// author looking at keys (black-box review of stop 36).
+    #[error(
+        "the certificate for the CSR's key is number {position} of those returned, not the first: return the leaf first, then its chain"
+    )]
+    LeafNotFirst {
+        /// Its place among everything returned, from 1.
+        position: usize,
+    },
     /// A requested name is missing from the certificate.
     #[error("the returned certificate does not cover the requested name {0}")]
     MissingName(String),
@@ -217,7 +227,11 @@ pub fn verify_issued(
     }
 
     if info.public_key_raw != expected.public_key_raw {
-        return Err(VerificationError::KeyMismatch);
+        let later = issuers.iter().position(|c| c.public_key().subject_public_key.data == expected.public_key_raw);
+        return Err(match later {
+            Some(i) => VerificationError::LeafNotFirst { position: i + 2 },
+            None => VerificationError::KeyMismatch,
+        });
     }
     for san in expected.sans {
         if !covers(&info, san) {

@@ -230,7 +230,7 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
     let ca = script_ca(&app);
     let mut accounts = String::new();
     let mut profiles = Vec::new();
-    for mode in ["wrong_key", "wrong_names", "extra_names", "other_name", "expired"] {
+    for mode in ["wrong_key", "ca_first", "wrong_names", "extra_names", "other_name", "expired"] {
         accounts.push_str(&scripted_account(mode, mode, &ca, ""));
         profiles.push((mode, format!("accounts = [\"{mode}\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n")));
     }
@@ -238,6 +238,8 @@ fn a_wrong_certificate_from_a_connector_is_refused_and_nothing_is_stored() {
     let conf = Conf::new(&app, &accounts, &profile_refs);
     for (mode, reason) in [
         ("wrong_key", "the returned certificate is for a different public key than the CSR's"),
+        // The leaf is there, after its CA: the order is named, not the keys (stop 36's review).
+        ("ca_first", "the certificate for the CSR's key is number 2 of those returned, not the first"),
         ("wrong_names", "the returned certificate does not cover the requested name DNS:www.example.com"),
         // Every requested name is there, but the CA added one the profile would have refused.
         (

@@ -1374,6 +1374,31 @@ fn an_imported_certificate_renewed_under_a_profile_gets_the_fields_it_fixes() {
     assert_eq!(renewed["subject"], "O=Lab Org, CN=bare.example.com", "{renewed}");
 }
 
+/// Black-box review of stop 35: a CSR without the O its profile fixes was issued a
+/// certificate without it (the CA signs the CSR's subject as it stands). It is refused,
+/// naming the field; with the field it is issued, and the certificate carries it.
+#[test]
+fn an_uploaded_csr_must_carry_the_subject_fields_its_profile_fixes() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "[subject]\no = [\"Lab Org\"]\n");
+    let c = s(&config);
+    let (key, bare, full) = (app.path("k.pem"), app.path("bare.csr"), app.path("full.csr"));
+    crate::helpers::openssl_csr(&key, &bare, "/CN=bare.example.com", &["subjectAltName=DNS:bare.example.com"]);
+    let r = app.run(&["--config", c, "issue", "--profile", "lab", "--csr", s(&bare)]);
+    let err = r.fails(1);
+    assert!(err.contains("the CSR's subject has no O, which the profile fixes as \"Lab Org\""), "{err}");
+    assert!(app.json(&["--config", c, "list", "--json"]).as_array().is_some_and(Vec::is_empty));
+    crate::helpers::openssl_csr(
+        &key,
+        &full,
+        "/O=Lab Org/CN=full.example.com",
+        &["subjectAltName=DNS:full.example.com"],
+    );
+    app.run(&["--config", c, "issue", "--profile", "lab", "--csr", s(&full)]).ok();
+    let issued = app.json(&["--config", c, "show", "1", "--json"]);
+    assert_eq!(issued["subject"], "O=Lab Org, CN=full.example.com", "{issued}");
+}
+
 /// Regression (review of stop 33): a reading command in the wrong directory or with a
 /// mistyped --data-dir made an empty inventory and a new master key there, and answered "no
 /// certificates match".

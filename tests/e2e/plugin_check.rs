@@ -207,6 +207,10 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
         assert!(manifest.contains(line), "{line} in {manifest}");
     }
     assert!(!manifest.contains("local-ca") && !manifest.contains("license"), "{manifest}");
+    // Built on its own, it is built as the shipped connectors are (stop 36's review).
+    assert!(manifest.contains("[profile.release.package.p256]\nopt-level = 3"), "{manifest}");
+    let config = std::fs::read_to_string(other.join("vault-pki/.cargo/config.toml")).expect("cargo config");
+    assert!(config.contains("target-feature=+wide-arithmetic"), "{config}");
     assert!(
         app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")])
             .fails(1)

@@ -644,7 +644,7 @@ async fn a_stderr_line_that_is_not_utf8_leaves_the_worker_s_stderr_working() {
     let err = c.certificate_request(&request(), &what("die")).await.expect_err("dies").to_string();
     // (The subprocess's line may arrive after the tail was taken for this call: not checked.)
     assert!(
-        err.contains("exited with code 3; stderr: ") && err.ends_with("latin1 \u{fffd}t\u{fffd}\nlast words"),
+        err.contains("exited with code 3; stderr: ") && err.ends_with("latin1 \u{fffd}t\u{fffd} / last words"),
         "{err}"
     );
 }
@@ -833,7 +833,7 @@ async fn logging_set_up_at_import_reaches_each_call_s_error() {
     assert_eq!(
         err,
         "script logging_at_import: raised RuntimeError: the CA refused; \
-         stderr: INFO requesting certificate for www.example.com\nERROR CA said: quota exceeded"
+         stderr: INFO requesting certificate for www.example.com / ERROR CA said: quota exceeded"
     );
 }
 
@@ -1076,6 +1076,21 @@ async fn a_script_written_for_avi_loads_and_issues_unmodified() {
     };
     let err = c.revoke(&revoke, &Args::new()).await.expect_err("False is a failure").to_string();
     assert_eq!(err, "script avi_style: revoke returned False: the CA did not revoke the certificate");
+}
+
+/// Black-box review of stop 36: Avi's Let's Encrypt script imports the Avi SDK (`avi.sdk`) and
+/// the controller's `avi.infrastructure.avi_logging`. With the SDK installed the stand-in for
+/// the second stood down ("No module named 'avi.infrastructure'"); it is now supplied inside
+/// an installed `avi` package too. The script reaches its CA with urllib, whose refused
+/// connection (URLError) was a plain failure: it is "unreachable", so the next account is tried.
+#[tokio::test]
+async fn avi_s_lets_encrypt_script_loads_beside_the_avi_sdk_and_a_refused_urllib_call_fails_over() {
+    let c = load("avi_sdk/letsencrypt_style.py", limits(20, 512)).await.expect("loads beside the SDK");
+    let mut args = Args::new();
+    args.insert("directory_url", "http://127.0.0.1:9/directory");
+    let err = c.certificate_request(&request(), &args).await.expect_err("the CA is down");
+    assert!(matches!(err, ConnectorError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("raised URLError"), "{err}");
 }
 
 /// Regression (review of stop 30): the worker was ended at a deadline with SIGTERM, which

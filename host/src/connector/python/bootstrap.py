@@ -2,6 +2,7 @@
 # The worker (Rust, pyo3) loads the script with `load`, then calls `call` once per request;
 # both return JSON text. Everything a script prints is captured per call; SystemExit and any
 # other exception become data, never the end of the worker.
+import importlib.machinery
 import importlib.util
 import io
 import json
@@ -344,9 +345,9 @@ class _LogHandler(logging.Handler):
 
 
 def _avi_root_logger(*_args, **_kwargs):
-    """`avi.infrastructure.avi_logging.get_root_logger(name, logfile_path, level)`: the Avi
-    controller's logger, whose records go to the call's log here; no file is written (a log
-    file in clear is where a script's secrets would land)."""
+    """`avi.infrastructure.avi_logging.get_root_logger(name, logfile_path, level)` (and
+    `get_logger`): the Avi controller's logger, whose records go to the call's log here; no
+    file is written (a log file in clear is where a script's secrets would land)."""
     logger = logging.getLogger("avi_script")
     if not any(isinstance(h, _LogHandler) for h in logger.handlers):
         logger.addHandler(_LogHandler())
@@ -355,22 +356,33 @@ def _avi_root_logger(*_args, **_kwargs):
     return logger
 
 
-def _avi_shim():
+class _AviStandIn:
     """Scripts written for Avi import `avi.infrastructure.avi_logging`, a module of the
-    controller that no package provides: unless a real `avi` package is installed, a small
-    stand-in is registered so that such scripts load unmodified."""
-    try:
-        if importlib.util.find_spec("avi") is not None:
-            return
-    except (ImportError, ValueError):
-        return
-    avi = types.ModuleType("avi")
-    infrastructure = types.ModuleType("avi.infrastructure")
-    avi_logging = types.ModuleType("avi.infrastructure.avi_logging")
-    avi_logging.get_root_logger = _avi_root_logger
-    avi.__path__, infrastructure.__path__ = [], []
-    avi.infrastructure, infrastructure.avi_logging = infrastructure, avi_logging
-    sys.modules.update({"avi": avi, "avi.infrastructure": infrastructure, "avi.infrastructure.avi_logging": avi_logging})
+    controller that no package provides. This finder, last on `sys.meta_path`, supplies it —
+    and the `avi` and `avi.infrastructure` packages around it — only where no installed package
+    does: with the Avi SDK (`pip install avisdk`, whose `avi` package has `sdk` but no
+    `infrastructure`) installed, Avi's own Let's Encrypt script imports both."""
+
+    NAMES = ("avi", "avi.infrastructure", "avi.infrastructure.avi_logging")
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.NAMES:
+            return None
+        return importlib.machinery.ModuleSpec(
+            fullname, self, is_package=fullname != "avi.infrastructure.avi_logging")
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if module.__name__ == "avi.infrastructure.avi_logging":
+            module.get_root_logger = _avi_root_logger
+            module.get_logger = _avi_root_logger
+
+
+def _avi_shim():
+    if not any(isinstance(f, _AviStandIn) for f in sys.meta_path):
+        sys.meta_path.append(_AviStandIn())
 
 
 class _Terminated(BaseException):
@@ -594,8 +606,15 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             message = str(e)
         except BaseException:
             message = "(the exception's str() failed)"
+        mro = [c.__name__ for c in type(e).__mro__]
+        reason = getattr(e, "reason", None)
+        if "URLError" in mro and "HTTPError" not in mro and isinstance(reason, BaseException):
+            # urllib wraps a refused connection, a timeout or a failed DNS look-up in URLError
+            # (Avi's Let's Encrypt script uses urllib): the CA was not reached, as with
+            # requests' ConnectionError, so the profile's next account is tried.
+            mro += [c.__name__ for c in type(reason).__mro__]
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
-                 "message": _redact(message)[:2000], "mro": [c.__name__ for c in type(e).__mro__]}
+                 "message": _redact(message)[:2000], "mro": mro}
     finally:
         _leave_if_forked()
         capture.__exit__()

@@ -474,16 +474,32 @@ fn out_of_turn(connector: String, during: &str) -> ConnectorError {
     }
 }
 
+/// The end of a script's stderr, for its error: the last three lines that say something,
+/// joined into one line and at most [`STDERR_IN_ERROR`] characters, cut at a word. The whole
+/// text, one line at a time, is in the log; a script logging through `logging.basicConfig`
+/// made the error a kilobyte of INFO lines that started mid-word, with raw line breaks in the
+/// API's `detail` (black-box review of stop 36).
 fn suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; stderr: {}",
-            stderr.chars().rev().take(1000).collect::<Vec<_>>().into_iter().rev().collect::<String>()
-        )
+    let mut lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).rev().take(3).collect();
+    lines.reverse();
+    if lines.is_empty() {
+        return String::new();
     }
+    let joined = lines.join(" / ");
+    let count = joined.chars().count();
+    let tail = if count <= STDERR_IN_ERROR {
+        joined
+    } else {
+        let cut: String = joined.chars().skip(count - STDERR_IN_ERROR).collect();
+        // Start at a word: what was cut off is in the log.
+        let start = cut.find(' ').map_or(0, |i| i + 1);
+        format!("…{}", &cut[start..])
+    };
+    format!("; stderr: {tail}")
 }
+
+/// The most of a script's stderr an error quotes.
+const STDERR_IN_ERROR: usize = 500;
 
 /// The `common_name` a script gets. Avi always has one, and scripts send it to their CA
 /// (`'common_name': common_name`); a request with SANs only passed "", which CAs refuse. The
@@ -701,5 +717,25 @@ impl Connector for PythonConnector {
         let action = serde_json::to_value(action).unwrap_or(Value::Null);
         let reply = self.invoke("update_order", vec![json!(ca_order_id), action, args_dict(args)], args, None).await?;
         self.disposition(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_quotes_the_last_lines_of_stderr_on_one_line_cut_at_a_word() {
+        assert_eq!(suffix(""), "");
+        assert_eq!(suffix("\n  \n"), "");
+        assert_eq!(suffix("one\n\ntwo\nthree\nfour\n"), "; stderr: two / three / four");
+        let chatty: String = (0..80).map(|i| format!("INFO step {i}: doing some work on the order\n")).collect();
+        let quoted = suffix(&format!("{chatty}ERROR the CA refused: quota exceeded\n"));
+        assert!(quoted.ends_with("INFO step 79: doing some work on the order / ERROR the CA refused: quota exceeded"));
+        assert!(!quoted.contains('\n'));
+        let long = format!("{} tail", "word ".repeat(200));
+        let quoted = suffix(&long);
+        assert!(quoted.starts_with("; stderr: …word ") && quoted.ends_with(" tail"), "{quoted}");
+        assert!(quoted.chars().count() <= "; stderr: …".len() + STDERR_IN_ERROR, "{quoted}");
     }
 }
