@@ -125,17 +125,7 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             };
             let missing: Vec<String> = d.parameters.iter().filter(not_given).map(how).collect();
             if missing.is_empty() {
-                out.push(line(
-                    "describe",
-                    true,
-                    format!(
-                        "{} {} declares {} parameter(s), operations: {}",
-                        d.name,
-                        d.version,
-                        d.parameters.len(),
-                        d.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
+                out.push(line("describe", true, describe_line(&d)));
             } else {
                 out.push(line(
                     "describe",
@@ -301,4 +291,28 @@ fn kind(d: &Disposition) -> &'static str {
         Disposition::Pending { .. } => "pending",
         Disposition::Rejected { .. } => "rejected",
     }
+}
+
+/// What a connector declares, in one line: its parameters by name (marked required or
+/// sensitive) and its optional operations. The count alone ("declares 4 parameter(s),
+/// operations: ") told an author nothing they could check (black-box review of stop 36).
+fn describe_line(d: &super::Description) -> String {
+    let params: Vec<String> = d
+        .parameters
+        .iter()
+        .map(|p| {
+            let marks: Vec<&str> = [(p.required, "required"), (p.sensitive, "sensitive")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, m)| *m)
+                .collect();
+            if marks.is_empty() { p.name.clone() } else { format!("{} ({})", p.name, marks.join(", ")) }
+        })
+        .collect();
+    let params =
+        if params.is_empty() { "no parameters".to_owned() } else { format!("parameters {}", params.join(", ")) };
+    let ops: Vec<&str> = d.operations.iter().map(|o| o.as_str()).collect();
+    let ops =
+        if ops.is_empty() { "no optional operations".to_owned() } else { format!("operations {}", ops.join(", ")) };
+    format!("{} {} declares {params}; {ops}", d.name, d.version)
 }
