@@ -179,6 +179,12 @@ fn probes_auth_and_errors_speak_problem_json() {
             .expect("bad json"),
         StatusCode::BAD_REQUEST,
     );
+    // Another content type is what is wrong: 415, as for a secret sent as a form.
+    let body = problem(
+        c.post(&url).bearer_auth(&admin).header("content-type", "text/plain").body("{}").send().expect("text"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    assert_eq!(body["detail"], "send the body as JSON (content-type: application/json)");
     let missing = problem(
         c.post(&url)
             .bearer_auth(&admin)

@@ -95,7 +95,8 @@ impl<'de> Visitor<'de> for Unique<'_> {
     }
 }
 
-/// A JSON request body, read as certhost words its errors: not JSON at all is 400; JSON of the
+/// A JSON request body, read as certhost words its errors: another content type is 415; not
+/// JSON at all is 400; JSON of the
 /// wrong shape is 422 naming the field's path — a value of the wrong type included, which
 /// axum's `Json` calls a syntax error for enums ("the request body is not valid JSON" for
 /// `{"reason": 5}`). Taken as `Result<Body<T>, ApiError>` so that a handler checks the
@@ -116,7 +117,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
             });
         if !json_type {
-            return Err(ApiError::BadRequest("send the body as JSON (content-type: application/json)".into()));
+            // 415, as the secret PUT answers a form body: the content type is what is wrong
+            // (it was a 400 here; review of stop 35).
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON (content-type: application/json)".into(),
+            ));
         }
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
