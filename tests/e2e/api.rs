@@ -157,6 +157,11 @@ fn probes_auth_and_errors_speak_problem_json() {
     );
     assert_eq!(body["detail"], "the query parameter limit must be a whole number in range");
     let body = problem(
+        c.get(format!("{url}?serial=zz")).bearer_auth(&admin).send().expect("bad serial"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(body["detail"], "serial \"zz\" is not a hexadecimal number");
+    let body = problem(
         c.get(format!("{}/v1/orders?cursor=99999999999999999999", server.base))
             .bearer_auth(&admin)
             .send()

@@ -176,7 +176,9 @@ impl From<InventoryError> for ApiError {
             InventoryError::NotFound(what) => ApiError::NotFound(what),
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
-            InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) => ApiError::BadRequest(e.to_string()),
+            InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) | InventoryError::InvalidFilter(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
             // The cause names files and internals: logged, not sent.
             InventoryError::Storage(why) => {

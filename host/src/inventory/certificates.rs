@@ -204,7 +204,7 @@ impl Inventory {
         let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
         let serial = filter.serial.as_deref().map(normal_serial);
         if let Some(bad) = serial.as_deref().filter(|s| !s.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(InventoryError::Invalid(format!(
+            return Err(InventoryError::InvalidFilter(format!(
                 "serial {:?} is not a hexadecimal number",
                 crate::view::echoed(bad)
             )));

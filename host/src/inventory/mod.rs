@@ -139,6 +139,10 @@ pub enum InventoryError {
         "{0:?} is neither a certificate id nor a SHA-1/SHA-256 thumbprint (or the first 16 or more hex digits of one)"
     )]
     BadLookup(String),
+    /// A list filter that cannot match anything as given (a serial that is not hex): the
+    /// caller's query is wrong, a 400 like an unknown status.
+    #[error("{0}")]
+    InvalidFilter(String),
     /// A status word that does not exist.
     #[error("unknown status {0:?} (expected active, superseded, revoked or expired)")]
     InvalidStatus(String),
