@@ -163,6 +163,22 @@ impl MasterKey {
         }
     }
 
+    /// `explicit` when given, else the data directory's key file when there is one; never
+    /// creates a key. What `certhost restore` opens a backup with: a new key would open
+    /// nothing, and the key file of a data directory whose inventory was lost is exactly the
+    /// one its backup needs (which `load_or_create` refuses to use on its own).
+    pub fn load_existing(data_dir: &Path, explicit: Option<&str>) -> Result<Option<Self>, VaultError> {
+        if let Some(text) = explicit {
+            return Self::from_base64(text).map(Some);
+        }
+        let path = data_dir.join(KEY_FILE);
+        match fs::metadata(&path) {
+            Ok(meta) => Self::read_file(&path, &meta).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(VaultError::KeyFile { path, reason: e.to_string() }),
+        }
+    }
+
     /// A key file's key; refused when other users may read it.
     fn read_file(path: &Path, meta: &fs::Metadata) -> Result<Self, VaultError> {
         let file_err = |reason: String| VaultError::KeyFile { path: path.to_owned(), reason };

@@ -143,9 +143,10 @@ fn a_backup_taken_while_serve_issues_restores_every_certificate_answered_before_
     assert_eq!(mode & 0o777, 0o600);
     assert!(!here.join("x.db").exists());
 
+    // Not over the inventory serve has open, even when asked to replace it.
+    let busy = server.app.run(&["restore", b, "--replace"]);
+    assert!(busy.fails(1).contains("another certhost process has it open"), "{}", busy.stderr);
     let restored = server.app.path("restored");
-    std::fs::create_dir(&restored).expect("mkdir");
-    std::fs::copy(&backup, restored.join("certhost.db")).expect("restore");
     let run = |key: &str, args: &[&str]| {
         Command::new(crate::helpers::certhost_bin())
             .args(args)
@@ -154,6 +155,13 @@ fn a_backup_taken_while_serve_issues_restores_every_certificate_answered_before_
             .output()
             .expect("run")
     };
+    let wrong = run(&crate::helpers::App::new().master_key, &["restore", b]);
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("nothing was restored") && err.contains("is sealed under another one"), "{err}");
+    assert!(!restored.join("certhost.db").exists());
+    let done = run(&server.app.master_key, &["restore", b]);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success() && out.contains(&format!("{counted} certificates")), "{out}");
     let list = run(&server.app.master_key, &["list", "--json", "--limit", "1000"]);
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");

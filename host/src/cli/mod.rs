@@ -79,6 +79,9 @@ pub enum Command {
     Audit(audit::Args),
     /// Write a consistent copy of the inventory to a new file (safe while serve runs).
     Backup(backup::Args),
+    /// Put a backup in place as the inventory, after checking it opens under the master key
+    /// (no other certhost process may be running on the data directory).
+    Restore(backup::RestoreArgs),
     /// Run the main job: the HTTP API, the order poller, the renewal scheduler, notifications and ACME challenge answers.
     Serve(serve::Args),
     /// API bearer tokens: create, list, revoke.
@@ -186,6 +189,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(args, &mut current_inventory(&data_dir, env)?, env),
         Command::Audit(args) => audit::run(args, &open_inventory(&data_dir, env)?),
         Command::Backup(args) => backup::run(args, &mut open_inventory(&data_dir, env)?, env),
+        Command::Restore(args) => backup::restore(args, &data_dir, env),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
         Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),

@@ -1,4 +1,5 @@
-//! `certhost backup`: a consistent copy of the inventory while it is in use.
+//! `certhost backup`: a consistent copy of the inventory while it is in use; `certhost
+//! restore`: such a copy put back as a data directory's inventory, checked first.
 //!
 //! Copying `certhost.db` alone misses every change still in its WAL (minutes of issuances
 //! under `serve`), and copying the files one after the other while a change lands can pair a
@@ -6,10 +7,11 @@
 //! new file: every change committed before it began, none after, without stopping writers.
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError, VAULT_CHECK};
+use super::{DB_FILE, Inventory, InventoryError, VAULT_CHECK, dir_lock, schema};
+use crate::vault::MasterKey;
 
 /// What a backup holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,7 @@ impl Inventory {
                 })
                 .map_err(|e| refuse(e.to_string()))
         });
-        let checked = written.and_then(|()| self.check_backup(target));
+        let checked = written.and_then(|()| check_copy(target, &self.vault, "the backup just written"));
         let backup = match checked {
             Ok(b) => b,
             Err(e) => {
@@ -78,33 +80,197 @@ impl Inventory {
         )?;
         Ok(backup)
     }
+}
 
-    /// Opens the copy as it stands (`immutable`: no WAL or lock files beside it) and checks
-    /// SQLite's structure and the master-key check value.
-    fn check_backup(&self, target: &Path) -> Result<Backup, InventoryError> {
-        let damaged = |reason: String| InventoryError::Corrupt(format!("the backup just written {reason}"));
-        let mut uri = url_path(target);
-        uri.insert_str(0, "file:");
-        uri.push_str("?immutable=1");
-        let conn = rusqlite::Connection::open_with_flags(
-            &uri,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+/// Opens a copy as it stands (`immutable`: no WAL or lock files beside it) and checks SQLite's
+/// structure, that this binary knows its schema, and the master-key check value. `what`
+/// names it in errors.
+fn check_copy(target: &Path, vault: &MasterKey, what: &str) -> Result<Backup, InventoryError> {
+    let damaged = |reason: String| InventoryError::Corrupt(format!("{what} {reason}"));
+    let mut uri = url_path(target);
+    uri.insert_str(0, "file:");
+    uri.push_str("?immutable=1");
+    let conn = rusqlite::Connection::open_with_flags(
+        &uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| damaged(format!("is not a certhost inventory ({e})")))?;
+    if check != "ok" {
+        return Err(damaged(format!("fails SQLite's check: {check}")));
+    }
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > schema::CURRENT_VERSION {
+        return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
+    }
+    let sealed: Vec<u8> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))
+        .map_err(|_| damaged("is not a certhost inventory (it has no master-key check value)".into()))?;
+    match vault.open(&sealed, b"vault_check") {
+        Ok(plain) if plain.as_slice() == VAULT_CHECK => {}
+        // Not damage: most likely a backup taken under another key (before a rotation).
+        _ => {
+            return Err(InventoryError::Invalid(format!(
+                "{what} does not open under the master key: it is sealed under another one"
+            )));
+        }
+    }
+    let count = |table: &str| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0));
+    Ok(Backup {
+        bytes: std::fs::metadata(target).map(|m| m.len()).unwrap_or(0),
+        certificates: count("certificates")?,
+        keys: count("keys")?,
+    })
+}
+
+/// What [`restore_from`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// What the restored inventory holds.
+    pub backup: Backup,
+    /// Where the inventory it replaced was set aside, when there was one.
+    pub replaced: Option<PathBuf>,
+}
+
+/// Puts backup `source` in place as the inventory of `data_dir`, under master key `key`.
+///
+/// The backup is checked first (whole, a schema this binary knows, opens under `key`), so a
+/// wrong file or key changes nothing. No other process may have the directory open (the
+/// exclusive hold a key rotation takes): a `serve` writing on would answer from the old
+/// database, or bury the restored one under its WAL. An inventory already there is refused
+/// unless `replace`, and then set aside as `certhost.db.replaced-UNIXTIME`, with its WAL
+/// under the matching name, so the two still open together. The copy is written beside the
+/// target, synced and renamed into place; then the inventory is opened (bringing its schema
+/// up to date) and the restore audited as `inventory.restore`.
+pub fn restore_from(
+    data_dir: &Path,
+    source: &Path,
+    key: MasterKey,
+    replace: bool,
+    actor: &str,
+) -> Result<Restored, InventoryError> {
+    let (backup, source, replaced, alone) = put_in_place(data_dir, source, &key, replace)
+        .map_err(|e| InventoryError::Invalid(format!("nothing was restored: {e}")))?;
+    let db = data_dir.join(DB_FILE);
+    let opened = Inventory::open(data_dir, key).and_then(|inv| {
+        audit::record(
+            &inv.conn,
+            inv.now(),
+            &NewAuditEvent {
+                actor,
+                action: "inventory.restore",
+                object_type: "inventory",
+                object_id: None,
+                outcome: "success",
+                detail: serde_json::json!({
+                    "file": source.display().to_string(),
+                    "certificates": backup.certificates,
+                    "keys": backup.keys,
+                    "replaced": replaced.as_ref().map(|p| p.display().to_string()),
+                }),
+            },
         )?;
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(damaged(format!("fails SQLite's check: {check}")));
+        Ok(inv)
+    });
+    drop(alone);
+    match opened {
+        Ok(_) => Ok(Restored { backup, replaced }),
+        Err(e) => Err(InventoryError::Invalid(format!(
+            "the backup is in place as {}, but opening it failed: {e}",
+            db.display()
+        ))),
+    }
+}
+
+/// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
+/// data directory is as it was (an inventory set aside is moved back). Returns the checked
+/// backup, its absolute path, where the old inventory went, and the exclusive hold.
+fn put_in_place(
+    data_dir: &Path,
+    source: &Path,
+    key: &MasterKey,
+    replace: bool,
+) -> Result<(Backup, PathBuf, Option<PathBuf>, std::sync::Arc<dir_lock::DirHold>), InventoryError> {
+    let refuse = |reason: String| InventoryError::Invalid(format!("{}: {reason}", source.display()));
+    let source = std::path::absolute(source).map_err(|e| refuse(e.to_string()))?;
+    if !source.is_file() {
+        return Err(refuse("it is not a file".into()));
+    }
+    // The copy is read and copied as one file: changes in a WAL beside it would be lost.
+    let mut wal = source.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        return Err(refuse(format!(
+            "it has a write-ahead log beside it ({}): it is a database in use or copied with its WAL, not a \
+             backup; take one with certhost backup",
+            Path::new(&wal).display()
+        )));
+    }
+    let backup = check_copy(&source, key, &format!("the backup {}", source.display()))?;
+    super::create_data_dir(data_dir)?;
+    let alone = dir_lock::hold_exclusive(data_dir)?;
+    let db = data_dir.join(DB_FILE);
+    let sidecar = |base: &Path, suffix: &str| {
+        let mut name = base.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let io =
+        |what: &str, path: &Path, e: std::io::Error| InventoryError::Storage(format!("{what} {}: {e}", path.display()));
+    let in_place = std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) || sidecar(&db, "-wal").exists();
+    // (from, to) of each file set aside, to move back if the copy fails.
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut replaced = None;
+    if in_place {
+        if !replace {
+            return Err(InventoryError::Invalid(format!(
+                "{} already holds an inventory; give --replace to set it aside (it is kept, renamed) and restore \
+                 over it",
+                data_dir.display()
+            )));
         }
-        let sealed: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))?;
-        match self.vault.open(&sealed, b"vault_check") {
-            Ok(plain) if plain.as_slice() == VAULT_CHECK => {}
-            _ => return Err(damaged("does not open under the master key".into())),
+        let aside = data_dir.join(format!("{DB_FILE}.replaced-{}", crate::issue::unix_now()));
+        for suffix in ["", "-wal"] {
+            let (from, to) = (sidecar(&db, suffix), sidecar(&aside, suffix));
+            if from.exists() {
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    move_back(&moved);
+                    return Err(io("cannot set aside", &from, e));
+                }
+                moved.push((from, to));
+            }
         }
-        let count = |table: &str| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0));
-        Ok(Backup {
-            bytes: std::fs::metadata(target).map(|m| m.len()).unwrap_or(0),
-            certificates: count("certificates")?,
-            keys: count("keys")?,
-        })
+        replaced = Some(aside);
+    }
+    let partial = data_dir.join(format!(".{DB_FILE}.restoring"));
+    let _ = std::fs::remove_file(&partial);
+    let copied = (|| {
+        let mut from = std::fs::File::open(&source)?;
+        let mut to = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()?;
+        // Only the WAL index of the old database is left: rebuilt by the next open.
+        match std::fs::remove_file(sidecar(&db, "-shm")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::rename(&partial, &db)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&partial);
+        move_back(&moved);
+        return Err(io("cannot copy the backup to", &db, e));
+    }
+    Ok((backup, source, replaced, alone))
+}
+
+/// Undoes the setting aside of an inventory, best effort (the error being reported is the
+/// one that stopped the restore).
+fn move_back(moved: &[(PathBuf, PathBuf)]) {
+    for (from, to) in moved.iter().rev() {
+        let _ = std::fs::rename(to, from);
     }
 }
 
@@ -146,5 +312,49 @@ mod tests {
         assert_eq!(again.private_key(id).expect("key").pkcs8_der(), key.pkcs8_der());
         let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
         assert_eq!(events[0].action, "inventory.backup");
+    }
+
+    #[test]
+    fn a_restore_checks_the_backup_first_and_keeps_the_inventory_it_replaces() {
+        let (dir, mut inv) = crate::inventory::scratch();
+        let key = PrivateKey::generate(KeyType::EcP256).expect("key");
+        let id = super::super::keys::insert(&inv.conn, &inv.vault, &key, 0).expect("insert");
+        let backup = dir.path().join("copy.db");
+        inv.backup_to(&backup, "test").expect("backup");
+        let vault = inv.vault.clone();
+        drop(inv);
+
+        // Into a new data directory, under the key it was taken under.
+        let target = tempfile::tempdir().expect("tempdir");
+        let data = target.path().join("data");
+        let wrong = restore_from(&data, &backup, MasterKey::generate(), false, "test").expect_err("wrong key");
+        assert!(wrong.to_string().starts_with("nothing was restored: the backup"), "{wrong}");
+        assert!(wrong.to_string().ends_with("does not open under the master key: it is sealed under another one"));
+        assert!(!data.join(DB_FILE).exists(), "nothing written");
+        let restored = restore_from(&data, &backup, vault.clone(), false, "test").expect("restore");
+        assert_eq!((restored.backup.keys, restored.replaced), (1, None));
+        let inv = Inventory::open(&data, vault.clone()).expect("opens");
+        assert_eq!(inv.private_key(id).expect("key").pkcs8_der(), key.pkcs8_der());
+        let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
+        assert_eq!(events[0].action, "inventory.restore");
+        let before = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit").len();
+
+        // Over it: refused without --replace; with it, the old one is kept under a new name —
+        // while this process holds it open, refused as any other holder is.
+        let err = restore_from(&data, &backup, vault.clone(), true, "test").expect_err("open here");
+        assert!(err.to_string().contains("already has it open"), "{err}");
+        drop(inv);
+        let err = restore_from(&data, &backup, vault.clone(), false, "test").expect_err("exists");
+        assert!(err.to_string().contains("already holds an inventory; give --replace"), "{err}");
+        let again = restore_from(&data, &backup, vault.clone(), true, "test").expect("replace");
+        let aside = again.replaced.expect("set aside");
+        let old = rusqlite::Connection::open(&aside).expect("open the replaced one");
+        let events: usize = old.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0)).expect("count");
+        assert_eq!(events, before, "the replaced inventory keeps its events (its WAL moved with it)");
+
+        // A live database (a WAL beside it) is not a backup.
+        std::fs::write(dir.path().join("copy.db-wal"), b"").expect("wal");
+        let err = restore_from(&data, &backup, vault, true, "test").expect_err("wal");
+        assert!(err.to_string().contains("has a write-ahead log beside it"), "{err}");
     }
 }

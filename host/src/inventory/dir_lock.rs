@@ -83,8 +83,8 @@ pub fn hold_shared(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
         }
         Err(TryLockError::WouldBlock) => Err(InventoryError::DataDir {
             path: data_dir.to_owned(),
-            reason: "its master key is being rotated (certhost master-key rotate is running); try again when it \
-                     has finished"
+            reason: "another certhost command has it to itself (certhost master-key rotate or certhost restore is \
+                     running); try again when it has finished"
                 .into(),
         }),
         Err(TryLockError::Error(e)) => Err(cannot(e)),

@@ -36,7 +36,7 @@ use crate::vault::{MasterKey, VaultError};
 pub use accounts::{SecretOwner, Upsert, is_file_origin, taken_by};
 pub use acme_answers::InventoryAnswerStore;
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
-pub use backup::Backup;
+pub use backup::{Backup, Restored, restore_from};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
