@@ -260,10 +260,11 @@ impl AccountDef {
         }
         if let Some(m) = self.memory_mib
             && m > 8192
+            && self.is_python()
         {
             return Err(AccountError::BadLimit {
                 name: name.to_owned(),
-                what: format!("memory_mib {m} must be at most 8192"),
+                what: format!("memory_mib {m} must be at most 8192 for a Python script"),
             });
         }
         if let Some(m) = self.memory_mib
@@ -370,7 +371,11 @@ mod tests {
         assert!(def("c.py", Some(4096)).check("a").is_ok());
         assert!(def("c.py", Some(79)).check("a").unwrap_err().to_string().contains("below the 80 MiB"));
         assert!(def("c.py", Some(80)).check("a").is_ok());
-        assert!(def("c.wasm", Some(9000)).check("a").is_err());
+        let err = def("c.wasm", Some(9000)).check("a").unwrap_err().to_string();
+        assert!(err.contains("above the 1024 MiB a WebAssembly connector may have"), "one range for components: {err}");
+        assert!(
+            def("c.py", Some(9000)).check("a").unwrap_err().to_string().contains("at most 8192 for a Python script")
+        );
         // Too little is refused with the range of the connector's kind.
         let err = def("c.wasm", Some(1)).check("a").unwrap_err().to_string();
         assert_eq!(err, format!("account a: memory_mib 1 must be 8-{max} for a WebAssembly component"));

@@ -12,8 +12,9 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::csr::San;
 use crate::inventory::{Inventory, Order, OrderState};
-use crate::issue::{DynamicParams, IssueError, IssueOutcome, IssueRequest, recorded_params};
+use crate::issue::{IssueError, IssueOutcome, IssueRequest};
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -40,11 +41,32 @@ pub fn parse_key(value: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(inner).into_owned())
 }
 
-/// Digest of what an issue request asks for, as recorded: sensitive parameter values are
-/// redacted before hashing (a digest of a short password is a way to guess it), so two
-/// requests that differ only in a sensitive value count as the same request.
-pub(crate) fn request_digest(req: &IssueRequest, dynamic: &DynamicParams) -> String {
-    let sans: Vec<String> = req.sans.iter().map(ToString::to_string).collect();
+/// Digest of what an issue request asks for. The values of `sensitive` parameters are left
+/// out (a digest of a short password is a way to guess it), so two requests that differ only
+/// in a sensitive value count as the same request. SANs are compared as a set, DNS names
+/// without regard to case, as the CA sees them.
+///
+/// Computed from the request alone, with `sensitive` from the profile for a new order and,
+/// for a repeated request, from the order's recorded parameters (sensitive values recorded
+/// as `***`): a repeat is answered before the profile is read, so a profile changed since
+/// (a parameter made required) does not hide the certificate the first request got.
+pub(crate) fn request_digest(req: &IssueRequest, sensitive: &dyn Fn(&str) -> bool) -> String {
+    let sans: std::collections::BTreeSet<String> = req
+        .sans
+        .iter()
+        .map(|san| match san {
+            San::Dns(name) => San::Dns(name.to_ascii_lowercase()).to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let params: serde_json::Map<String, serde_json::Value> = req
+        .params
+        .iter()
+        .map(|(name, value)| {
+            let shown = if sensitive(name) { MASK } else { value.as_str() };
+            (name.clone(), serde_json::Value::String(shown.to_owned()))
+        })
+        .collect();
     let csr_sha256 = req.csr.as_deref().map(|csr| hex::encode(Sha256::digest(csr)));
     let canonical = serde_json::json!({
         "profile": req.profile,
@@ -52,13 +74,23 @@ pub(crate) fn request_digest(req: &IssueRequest, dynamic: &DynamicParams) -> Str
         "sans": sans,
         "subject": req.subject,
         "csr_sha256": csr_sha256,
-        "params": recorded_params(dynamic),
+        "params": params,
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// How an order records a sensitive value (`issue::recorded_params`).
+const MASK: &str = "***";
+
+/// The digest of `req` as the request that made `order` was digested: with the parameters
+/// the order recorded as `***` taken as sensitive.
+pub(crate) fn digest_as_recorded(req: &IssueRequest, order: &Order) -> String {
+    request_digest(req, &|name| order.params.get(name).and_then(|v| v.as_str()) == Some(MASK))
+}
+
 /// The answer for a request whose key `order` holds: the order's outcome when it has one the
 /// first request would have been answered with, otherwise why it cannot be given yet.
+/// A replayed certificate is as it is now: revoked or renewed meanwhile, it says so.
 pub(crate) fn replay(
     inv: &Inventory,
     order: Order,
@@ -69,17 +101,18 @@ pub(crate) fn replay(
     if stored_digest != digest {
         return Err(IssueError::IdempotencyMismatch { order_id });
     }
-    let held = |why: String| Err(IssueError::IdempotencyHeld { order_id, why });
+    let held = |why: &str, retry: bool| Err(IssueError::IdempotencyHeld { order_id, why: why.to_owned(), retry });
     match order.state {
         OrderState::Issued => {
-            let Some(certificate_id) = order.certificate_id else {
-                return held("it issued a certificate that has since been deleted".into());
+            let found = match order.certificate_id {
+                Some(id) => inv.find(&id.to_string())?,
+                None => None,
             };
-            match inv.find(&certificate_id.to_string())? {
+            match found {
                 Some(certificate) => {
                     Ok(IssueOutcome::Issued { order_id, certificate: Box::new(certificate), deployed: true })
                 }
-                None => held(format!("it issued certificate {certificate_id}, which has since been deleted")),
+                None => Err(IssueError::IdempotencyGone { order_id, certificate_id: order.certificate_id }),
             }
         }
         OrderState::AwaitingApproval => Ok(IssueOutcome::AwaitingApproval { order_id }),
@@ -87,15 +120,14 @@ pub(crate) fn replay(
             order_id,
             next_poll_at: order.next_poll_at.unwrap_or_else(crate::issue::unix_now),
         }),
-        OrderState::Pending => {
-            held("it is still in progress; repeat the request once it is done to get its outcome".into())
-        }
-        OrderState::NeedsAttention => held(format!(
-            "its CA call was cut off, so it needs attention: an operator checks at the CA, then resubmits or \
-             declines it (certhost orders show {order_id})"
-        )),
+        OrderState::Pending => held("it is still in progress; repeat the request shortly to get its outcome", true),
+        OrderState::NeedsAttention => held(
+            "its CA call was cut off, so an operator checks at the CA, then resubmits or declines it (until then \
+             there is no outcome to give)",
+            false,
+        ),
         // Not held (the look-up skips them); answered as a conflict should one ever be read.
-        OrderState::Failed | OrderState::Rejected => held(format!("it is {}", order.state.as_str())),
+        OrderState::Failed | OrderState::Rejected => held("it ended without a certificate", false),
     }
 }
 
@@ -119,17 +151,60 @@ mod tests {
 
     #[test]
     fn the_digest_covers_what_is_asked_and_not_a_sensitive_value() {
-        let req = IssueRequest { profile: "web".into(), common_name: Some("a.example".into()), ..Default::default() };
-        let params = |secret: &str, plain: &str| -> DynamicParams {
-            [("pin".to_owned(), (secret.to_owned(), true)), ("team".to_owned(), (plain.to_owned(), false))].into()
+        let req = |pin: &str, team: &str| IssueRequest {
+            profile: "web".into(),
+            common_name: Some("a.example".into()),
+            params: [("pin".to_owned(), pin.to_owned()), ("team".to_owned(), team.to_owned())].into(),
+            ..Default::default()
         };
-        let base = request_digest(&req, &params("1234", "ops"));
-        assert_eq!(base, request_digest(&req, &params("9999", "ops")), "a sensitive value is not hashed");
-        assert_ne!(base, request_digest(&req, &params("1234", "dev")), "a plain value is");
-        let other_name = IssueRequest { common_name: Some("b.example".into()), ..req.clone() };
-        assert_ne!(base, request_digest(&other_name, &params("1234", "ops")));
-        let with_csr = IssueRequest { csr: Some(b"-----BEGIN CERTIFICATE REQUEST-----".to_vec()), ..req.clone() };
-        assert_ne!(base, request_digest(&with_csr, &params("1234", "ops")));
+        let pin = |name: &str| name == "pin";
+        let base = request_digest(&req("1234", "ops"), &pin);
+        assert_eq!(base, request_digest(&req("9999", "ops"), &pin), "a sensitive value is not hashed");
+        assert_ne!(base, request_digest(&req("1234", "dev"), &pin), "a plain value is");
+        let other_name = IssueRequest { common_name: Some("b.example".into()), ..req("1234", "ops") };
+        assert_ne!(base, request_digest(&other_name, &pin));
+        let with_csr =
+            IssueRequest { csr: Some(b"-----BEGIN CERTIFICATE REQUEST-----".to_vec()), ..req("1234", "ops") };
+        assert_ne!(base, request_digest(&with_csr, &pin));
         assert_eq!(base.len(), 64);
+        // SANs as a set, DNS names in any case.
+        let sans = |list: &[&str]| IssueRequest {
+            sans: list.iter().map(|s| s.parse().expect("san")).collect(),
+            ..req("1234", "ops")
+        };
+        assert_eq!(
+            request_digest(&sans(&["DNS:a.example", "IP:192.0.2.1"]), &pin),
+            request_digest(&sans(&["IP:192.0.2.1", "DNS:A.Example", "DNS:a.example"]), &pin)
+        );
+        assert_ne!(request_digest(&sans(&["DNS:a.example"]), &pin), request_digest(&sans(&["DNS:b.example"]), &pin));
+    }
+
+    #[test]
+    fn a_repeat_is_digested_with_the_sensitivity_its_order_recorded() {
+        let req = IssueRequest {
+            profile: "web".into(),
+            params: [("pin".to_owned(), "1234".to_owned()), ("team".to_owned(), "ops".to_owned())].into(),
+            ..Default::default()
+        };
+        let new = request_digest(&req, &|name| name == "pin");
+        let (_dir, mut inv) = crate::inventory::scratch();
+        let order = inv
+            .create_order(
+                &crate::inventory::NewOrder {
+                    kind: "issue".into(),
+                    profile: "web".into(),
+                    common_name: None,
+                    sans: vec![],
+                    csr_pem: String::new(),
+                    params: serde_json::json!({ "pin": "***", "team": "ops" }),
+                    key: None,
+                    predecessor_id: None,
+                    awaiting_approval: false,
+                    idempotency: None,
+                },
+                "token:bot",
+            )
+            .expect("order");
+        assert_eq!(digest_as_recorded(&req, &order), new);
     }
 }

@@ -256,6 +256,20 @@ pub enum IssueError {
         order_id: i64,
         /// Why its outcome cannot be given, and what to do.
         why: String,
+        /// Whether the same request later can get the outcome (the order is still running).
+        retry: bool,
+    },
+    /// An `Idempotency-Key` whose order issued a certificate that has since been deleted:
+    /// there is nothing to answer with, ever (a new key issues again).
+    #[error(
+        "this Idempotency-Key belongs to order {order_id}, whose certificate{} has since been deleted; send a new key to issue again",
+        certificate_id.map(|c| format!(" {c}")).unwrap_or_default()
+    )]
+    IdempotencyGone {
+        /// The order that holds the key.
+        order_id: i64,
+        /// The certificate it issued.
+        certificate_id: Option<i64>,
     },
     /// The order is not in a state this step applies to.
     #[error("order {order_id} is {state}: {what}")]
@@ -418,24 +432,51 @@ impl Pipeline<'_> {
     }
 
     /// [`Pipeline::issue`], or — when the request's `Idempotency-Key` is held by an order of
-    /// this caller — that order's outcome, with `true`. The key is looked up once the request
-    /// is found valid, so a request the configuration now refuses is refused, not replayed.
+    /// this caller — that order's outcome, with `true`. The key is looked up first, before
+    /// the profile is read: the first request's certificate is the answer even when the
+    /// profile has changed since (a parameter made required, say).
     pub async fn issue_or_replay(&mut self, req: &IssueRequest) -> Result<(IssueOutcome, bool), IssueError> {
+        let Some(key) = &req.idempotency_key else {
+            return self.issue_new(req, None).await.map(|o| (o, false));
+        };
+        if let Some(outcome) = self.replay_held(req, key).await? {
+            return Ok((outcome, true));
+        }
+        match self.issue_new(req, Some(key)).await {
+            // Another request with the key made its order since the look-up: it answers.
+            Err(IssueError::Inventory(InventoryError::KeyHeld(holder))) => match self.replay_held(req, key).await? {
+                Some(outcome) => Ok((outcome, true)),
+                None => Err(IssueError::Inventory(InventoryError::KeyHeld(holder))),
+            },
+            other => other.map(|o| (o, false)),
+        }
+    }
+
+    /// The outcome of the order that holds `key` for this caller, if one does. Read through
+    /// the group committer: the answer then waits for the sync that follows, so a replayed
+    /// 201 never names a certificate a crash could still take (its commit is visible to
+    /// other connections before it is synced; diff review of stop 36).
+    async fn replay_held(&mut self, req: &IssueRequest, key: &str) -> Result<Option<IssueOutcome>, IssueError> {
+        let (actor, key) = (self.actor.to_owned(), key.to_owned());
+        let held = self.inventory.write(move |inv| inv.idempotent_order(&actor, &key)).await?;
+        let Some((order, stored)) = held else { return Ok(None) };
+        let digest = crate::idempotency::digest_as_recorded(req, &order);
+        crate::idempotency::replay(self.inventory, order, &stored, &digest).map(Some)
+    }
+
+    /// Steps 1–7 for a request no order answers, its key (if any) kept with its order.
+    async fn issue_new(&mut self, req: &IssueRequest, key: Option<&String>) -> Result<IssueOutcome, IssueError> {
         let (profile, _) = self
             .inventory
             .profile(&req.profile)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&req.profile)))?;
         let dynamic = check_dynamic(&req.profile, &profile, &req.params)?;
-        let idempotency = match &req.idempotency_key {
-            Some(key) => {
-                let digest = crate::idempotency::request_digest(req, &dynamic);
-                if let Some((order, stored)) = self.inventory.idempotent_order(self.actor, key)? {
-                    return crate::idempotency::replay(self.inventory, order, &stored, &digest).map(|o| (o, true));
-                }
-                Some(crate::inventory::Idempotency { key: key.clone(), request_sha256: digest })
-            }
-            None => None,
-        };
+        let idempotency = key.map(|key| crate::inventory::Idempotency {
+            key: key.clone(),
+            request_sha256: crate::idempotency::request_digest(req, &|name| {
+                dynamic.get(name).is_some_and(|(_, sensitive)| *sensitive)
+            }),
+        });
         let (csr_pem, key, common_name, sans) = match &req.csr {
             Some(bytes) => {
                 let parsed = parse_csr(bytes)?;
@@ -475,9 +516,9 @@ impl Pipeline<'_> {
             let actor = self.actor.to_owned();
             let order = self.inventory.write(move |inv| inv.create_order(&new, &actor)).await?;
             crate::metrics::issuance("awaiting_approval");
-            return Ok((IssueOutcome::AwaitingApproval { order_id: order.id }, false));
+            return Ok(IssueOutcome::AwaitingApproval { order_id: order.id });
         }
-        self.submit_with(Submission::New(new), &profile, &dynamic, None).await.map(|o| (o, false))
+        self.submit_with(Submission::New(new), &profile, &dynamic, None).await
     }
 
     /// Records an operator's decision on an order — approving a held one, resending an

@@ -190,6 +190,19 @@ impl VerificationError {
     }
 }
 
+/// Where among everything returned — the certificate field's blocks, then the chain's — the
+/// certificate for the CSR's key is, counting from 1; read again from the texts (an error
+/// path), since the chain above has lost copies of the first block.
+fn leaf_position(expected: &Expected<'_>, certificate_pem: &str, chain_pems: &[String]) -> Option<usize> {
+    std::iter::once(certificate_pem)
+        .chain(chain_pems.iter().map(String::as_str))
+        .flat_map(|pem| cert::pem_certificates(pem).unwrap_or_default())
+        .position(|der| {
+            cert::parse(&der).is_ok_and(|c| c.public_key().subject_public_key.data == expected.public_key_raw)
+        })
+        .map(|i| i + 1)
+}
+
 /// Verifies a connector's `issued` result.
 ///
 /// `certificate_pem` may carry the chain after the leaf (Avi scripts return it that way);
@@ -227,9 +240,8 @@ pub fn verify_issued(
     }
 
     if info.public_key_raw != expected.public_key_raw {
-        let later = issuers.iter().position(|c| c.public_key().subject_public_key.data == expected.public_key_raw);
-        return Err(match later {
-            Some(i) => VerificationError::LeafNotFirst { position: i + 2 },
+        return Err(match leaf_position(expected, certificate_pem, chain_pems) {
+            Some(position) => VerificationError::LeafNotFirst { position },
             None => VerificationError::KeyMismatch,
         });
     }

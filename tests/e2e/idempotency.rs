@@ -71,6 +71,41 @@ fn an_issue_request_sent_again_with_its_key_is_answered_with_the_first_certifica
     let order = get(&server, &admin, &format!("/v1/orders/{}", first["order_id"]));
     assert_eq!(order["idempotency_key"], key, "{order}");
 
+    // Requests with one key at once: one certificate; the others are told to wait for it, or
+    // are answered with it.
+    let racing = json!({"profile": "lab", "cn": "race.example.com"});
+    let answers: Vec<(StatusCode, bool, serde_json::Value)> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..6).map(|_| s.spawn(|| issue(&server, &bot, Some("race-1"), &racing))).collect();
+        runs.into_iter().map(|r| r.join().expect("request")).collect()
+    });
+    let fresh: Vec<_> =
+        answers.iter().filter(|(status, replayed, _)| *status == StatusCode::CREATED && !replayed).collect();
+    assert_eq!(fresh.len(), 1, "{answers:?}");
+    for (status, replayed, body) in &answers {
+        match *status {
+            StatusCode::CREATED => assert_eq!(body["certificate"]["id"], fresh[0].2["certificate"]["id"], "{replayed}"),
+            StatusCode::CONFLICT => assert_eq!(body["order_id"], fresh[0].2["order_id"], "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    // A deleted certificate is gone for good: 410 naming the order, not a 409 to retry forever.
+    let id = first["certificate"]["id"].as_i64().expect("id");
+    let deleted =
+        http().delete(format!("{}/v1/certificates/{id}", server.base)).bearer_auth(&admin).send().expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let gone = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&bot)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .expect("issue");
+    assert_eq!(gone.status(), StatusCode::GONE);
+    assert_eq!(gone.headers()["location"], format!("/v1/orders/{}", first["order_id"]).as_str());
+    let gone: serde_json::Value = gone.json().expect("problem");
+    assert_eq!(gone["order_id"], first["order_id"], "{gone}");
+    assert!(gone["detail"].as_str().expect("detail").contains("has since been deleted; send a new key"), "{gone}");
+
     // Malformed keys are refused before anything happens, naming the header.
     let long = "k".repeat(256);
     for bad in ["", "two words", long.as_str()] {
@@ -87,6 +122,7 @@ fn an_issue_request_sent_again_with_its_key_is_answered_with_the_first_certifica
         .send()
         .expect("issue");
     assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    // One raced in, one deleted.
     assert_eq!(get(&server, &admin, "/v1/certificates")["items"].as_array().expect("items").len(), 3);
 }
 
@@ -141,8 +177,18 @@ fn a_key_whose_order_is_at_the_ca_waits_for_it_and_a_failed_order_frees_its_key(
         assert!(std::time::Instant::now() < deadline, "the first request's order never appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, _, in_flight) = issue(&server, &bot, Some("slow-1"), &slow);
-    assert_eq!(status, StatusCode::CONFLICT, "{in_flight}");
+    let held = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&bot)
+        .header("Idempotency-Key", "slow-1")
+        .json(&slow)
+        .send()
+        .expect("issue");
+    assert_eq!(held.status(), StatusCode::CONFLICT);
+    assert_eq!(held.headers()["retry-after"], "5", "still running: ask again");
+    let location = held.headers()["location"].to_str().expect("location").to_owned();
+    let in_flight: serde_json::Value = held.json().expect("problem");
+    assert_eq!(location, format!("/v1/orders/{}", in_flight["order_id"]));
     let detail = in_flight["detail"].as_str().expect("a 409 while the first request is at the CA");
     assert!(detail.contains("is still in progress"), "{detail}");
     let (status, issued) = first.join().expect("first request");

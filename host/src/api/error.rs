@@ -47,6 +47,27 @@ pub enum ApiError {
     /// 409: conflicts with current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409 for an `Idempotency-Key` whose order has no outcome to give yet: the order is named
+    /// (`Location`, and `order_id` in the body), and `Retry-After` says when to ask again
+    /// when asking again can help (the order is still running; not when an operator must act).
+    #[error("{detail}")]
+    KeyHeld {
+        /// The sentence.
+        detail: String,
+        /// The order holding the key.
+        order_id: i64,
+        /// Whether the same request later can get the outcome.
+        retry: bool,
+    },
+    /// 410: the order an `Idempotency-Key` names issued a certificate that was deleted since;
+    /// no repeat of the request will ever get it.
+    #[error("{detail}")]
+    Gone {
+        /// The sentence.
+        detail: String,
+        /// The order holding the key.
+        order_id: i64,
+    },
     /// 422: well-formed but refused (policy, parameters, verification, CA refusal).
     #[error("{0}")]
     Unprocessable(String),
@@ -73,7 +94,8 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::KeyHeld { .. } => StatusCode::CONFLICT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,7 +109,26 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        problem(self.status(), &self.to_string())
+        let mut resp = problem(self.status(), &self.to_string(), self.order_id());
+        if let Some(order_id) = self.order_id()
+            && let Ok(location) = axum::http::HeaderValue::from_str(&format!("/v1/orders/{order_id}"))
+        {
+            resp.headers_mut().insert(axum::http::header::LOCATION, location);
+        }
+        if let ApiError::KeyHeld { retry: true, .. } = self {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl ApiError {
+    /// The order an answer is about, where the client needs it to go on (an idempotency key's).
+    fn order_id(&self) -> Option<i64> {
+        match self {
+            ApiError::KeyHeld { order_id, .. } | ApiError::Gone { order_id, .. } => Some(*order_id),
+            _ => None,
+        }
     }
 }
 
@@ -97,15 +138,19 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// no more of anything a client sent that an error quotes.
 const MAX_DETAIL: usize = 8 * 1024;
 
-/// The problem+json response for `status`.
-fn problem(status: StatusCode, detail: &str) -> Response {
+/// The problem+json response for `status`, with the `order_id` extension member when an
+/// order is what the client must look at.
+fn problem(status: StatusCode, detail: &str, order_id: Option<i64>) -> Response {
     let detail = crate::connector::cut_at(detail.to_owned(), MAX_DETAIL);
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),
         "status": status.as_u16(),
         "detail": detail,
     });
+    if let Some(id) = order_id {
+        body["order_id"] = serde_json::json!(id);
+    }
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {
@@ -125,8 +170,10 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
     }
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
+        // The same on every endpoint (the advice to send an issue request again with its
+        // Idempotency-Key is in the issue endpoint's documentation).
         StatusCode::GATEWAY_TIMEOUT => format!(
-            "the request took longer than {} s; if it had started a CA call, that call goes on and its order records the outcome: send an issue request again with the same Idempotency-Key to get it, or find the order in GET /v1/orders",
+            "the request took longer than {} s; if it had started a CA call, that call goes on and its order (GET /v1/orders) records the outcome",
             super::REQUEST_TIMEOUT.as_secs()
         ),
         _ => {
@@ -139,7 +186,7 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
             }
         }
     };
-    problem(status, &detail)
+    problem(status, &detail, None)
 }
 
 /// A query string axum could not read, in certhost's words: axum's text ("Failed to
@@ -175,6 +222,7 @@ impl From<InventoryError> for ApiError {
             ),
             InventoryError::NotFound(what) => ApiError::NotFound(what),
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
+            InventoryError::KeyHeld(order_id) => ApiError::KeyHeld { detail: e.to_string(), order_id, retry: true },
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) | InventoryError::InvalidFilter(_) => {
                 ApiError::BadRequest(e.to_string())
@@ -203,8 +251,11 @@ impl From<IssueError> for ApiError {
             IssueError::WrongState { .. }
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
-            | IssueError::NotDeployable { .. }
-            | IssueError::IdempotencyHeld { .. } => ApiError::Conflict(e.to_string()),
+            | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
+            IssueError::IdempotencyHeld { order_id, retry, .. } => {
+                ApiError::KeyHeld { detail: e.to_string(), order_id, retry }
+            }
+            IssueError::IdempotencyGone { order_id, .. } => ApiError::Gone { detail: e.to_string(), order_id },
             IssueError::Failed { .. } | IssueError::CaCall { .. } | IssueError::NeedsAttention { .. } => {
                 ApiError::Upstream(e.to_string())
             }

@@ -113,6 +113,10 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong, in one sentence. Never a sensitive value.
     pub detail: String,
+    /// The order the answer is about, on a 409 or 410 for an `Idempotency-Key` (also in
+    /// `Location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<i64>,
 }
 
 /// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value with any

@@ -148,7 +148,7 @@ mod tests {
         let rotation = open_lock_file(dir.path()).expect("open");
         rotation.try_lock().expect("exclusive");
         let err = hold_shared(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("master key is being rotated"), "{err}");
+        assert!(err.contains("certhost master-key rotate or certhost restore is running"), "{err}");
         drop(rotation);
         let first = hold_shared(dir.path()).expect("shared once it is done");
         let second = hold_shared(dir.path()).expect("again");

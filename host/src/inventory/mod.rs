@@ -159,6 +159,10 @@ pub enum InventoryError {
     /// The change conflicts with the object's current state (e.g. a renewal already running).
     #[error("{0}")]
     Conflict(String),
+    /// A new order's `Idempotency-Key` is held by another order of the caller, made since the
+    /// request looked (two requests with one key at once): that order answers it.
+    #[error("this Idempotency-Key belongs to order {0}, made meanwhile by a request with the same key")]
+    KeyHeld(i64),
     /// Another process holds the database's write lock and did not let go.
     #[error(
         "the inventory database {path} is locked by another process (waited {} s); try again once it is done",

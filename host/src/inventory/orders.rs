@@ -210,12 +210,20 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
-/// The order holding caller `?1`'s key `?2`, through the partial index `orders_idempotency`
-/// (migration 15): the condition is the index's, so the planner can prove it applies.
+/// How long an issued order keeps its `Idempotency-Key` (Stripe keeps keys as long): a retry
+/// comes within minutes; a client that sends one key for every request (per host, per job)
+/// gets a new certificate the next day, not yesterday's again.
+pub const KEY_HELD_AFTER_ISSUE_S: i64 = 24 * 3600;
+
+/// The order holding caller `?1`'s key `?2` at time `?3` — an open one, or one issued less
+/// than [`KEY_HELD_AFTER_ISSUE_S`] before —, through the partial index `orders_idempotency`
+/// (migration 15; `idempotency_key = ?2` implies its condition). A failed or rejected order
+/// issued nothing and holds no key.
 fn idempotent_order_sql() -> String {
     format!(
         "SELECT {COLUMNS}, request_sha256 FROM orders WHERE requested_by = ?1 AND idempotency_key = ?2
-           AND state <> 'failed' AND state <> 'rejected'"
+           AND ({OPEN} OR (state = 'issued' AND updated_at > ?3 - {KEY_HELD_AFTER_ISSUE_S}))
+         ORDER BY id DESC LIMIT 1"
     )
 }
 
@@ -260,8 +268,14 @@ fn list_sql(state: Option<OrderState>) -> String {
 }
 
 /// See [`Inventory::idempotent_order`].
-fn held_key(conn: &rusqlite::Connection, actor: &str, key: &str) -> rusqlite::Result<Option<(Order, String)>> {
-    conn.query_row_cached(&idempotent_order_sql(), params![actor, key], |r| Ok((from_row(r)?, r.get(23)?))).optional()
+fn held_key(
+    conn: &rusqlite::Connection,
+    actor: &str,
+    key: &str,
+    now: i64,
+) -> rusqlite::Result<Option<(Order, String)>> {
+    conn.query_row_cached(&idempotent_order_sql(), params![actor, key, now], |r| Ok((from_row(r)?, r.get(23)?)))
+        .optional()
 }
 
 /// The id of certificate `predecessor_id`'s open (unfinished) renewal or reissue order.
@@ -324,16 +338,12 @@ impl Inventory {
                 )));
             }
         }
+        // Two requests with one key raced past the pipeline's look-up: the first to get here
+        // holds it. Decided in this IMMEDIATE transaction, where no other order can be made.
         if let Some(idem) = &new.idempotency
-            && let Some((holder, _)) = held_key(&tx, actor, &idem.key)?
+            && let Some((holder, _)) = held_key(&tx, actor, &idem.key, now)?
         {
-            // Two requests with one key raced past the pipeline's look-up; the first to get
-            // here holds it (the unique index orders_idempotency is the backstop).
-            return Err(InventoryError::Conflict(format!(
-                "this Idempotency-Key belongs to order {}: it is still in progress; repeat the request once it is \
-                 done to get its outcome",
-                holder.id
-            )));
+            return Err(InventoryError::KeyHeld(holder.id));
         }
         let key_id = match &new.key {
             Some(k) => Some(keys::insert(&tx, &self.vault, k, now)?),
@@ -404,10 +414,11 @@ impl Inventory {
         })
     }
 
-    /// The order that holds caller `actor`'s `Idempotency-Key` `key` — open or issued — with
-    /// the digest of the request that made it.
+    /// The order that holds caller `actor`'s `Idempotency-Key` `key` now — an open one, or one
+    /// issued in the last [`KEY_HELD_AFTER_ISSUE_S`] — with the digest of the request that
+    /// made it.
     pub fn idempotent_order(&self, actor: &str, key: &str) -> Result<Option<(Order, String)>, InventoryError> {
-        Ok(held_key(&self.conn, actor, key)?)
+        Ok(held_key(&self.conn, actor, key, self.now())?)
     }
 
     /// The order that produced certificate `certificate_id` (its CA order id, requester).
@@ -954,8 +965,8 @@ mod tests {
         let (held, digest) = inv.idempotent_order("token:bot", "k1").expect("look up").expect("held");
         assert_eq!((held.id, digest.as_str()), (first.id, "d1"));
         assert!(inv.idempotent_order("token:other", "k1").expect("look up").is_none(), "scoped to the caller");
-        let err = inv.create_order(&keyed("k1", "d1"), "token:bot").unwrap_err().to_string();
-        assert!(err.contains(&format!("belongs to order {}: it is still in progress", first.id)), "{err}");
+        let err = inv.create_order(&keyed("k1", "d1"), "token:bot").unwrap_err();
+        assert!(matches!(err, InventoryError::KeyHeld(id) if id == first.id), "{err}");
         inv.create_order(&keyed("k1", "d1"), "token:other").expect("another caller's key is its own");
         inv.record_failed(first.id, "the CA is down", "token:bot").expect("fail");
         assert!(inv.idempotent_order("token:bot", "k1").expect("look up").is_none(), "a failed order frees it");
@@ -963,6 +974,16 @@ mod tests {
         inv.record_rejected(again.id, "no", "token:bot").expect("reject");
         let third = inv.create_order(&keyed("k1", "d1"), "token:bot").expect("a rejected order frees it too");
         assert_eq!(inv.idempotent_order("token:bot", "k1").expect("look up").expect("held").0.id, third.id);
+        // An issued order keeps its key for a day, then frees it.
+        inv.conn
+            .execute("UPDATE orders SET state = 'issued', updated_at = 1000 WHERE id = ?1", [third.id])
+            .expect("issued");
+        inv.set_clock(Some(1000 + KEY_HELD_AFTER_ISSUE_S - 1));
+        assert!(inv.idempotent_order("token:bot", "k1").expect("look up").is_some(), "held for a day");
+        assert!(inv.create_order(&keyed("k1", "d1"), "token:bot").is_err());
+        inv.set_clock(Some(1000 + KEY_HELD_AFTER_ISSUE_S));
+        assert!(inv.idempotent_order("token:bot", "k1").expect("look up").is_none(), "then freed");
+        inv.create_order(&keyed("k1", "d1"), "token:bot").expect("a new request with the old key");
         let plan = super::super::query_plan(&inv.conn, &idempotent_order_sql());
         assert!(plan.contains("USING INDEX orders_idempotency"), "{plan}");
     }

@@ -365,13 +365,13 @@ const MIGRATIONS: &[&str] = &[
     // 15: an API client whose issue request timed out or lost its connection could not tell
     //     whether a certificate was issued, and asking again issued a second one. A request
     //     may carry an `Idempotency-Key`: it is kept with the order, with a digest of the
-    //     request, and held (one order per caller and key) while the order is open or issued;
-    //     a failed or rejected order issued nothing and frees its key.
+    //     request. Which order holds a key (an open one, or one issued in the last 24 hours)
+    //     depends on the time, so it is decided in the write transaction that creates an
+    //     order (`orders::held_key`), not by a unique index; this one finds the candidates.
     r#"
     ALTER TABLE orders ADD COLUMN idempotency_key TEXT;
     ALTER TABLE orders ADD COLUMN request_sha256 TEXT;
-    CREATE UNIQUE INDEX orders_idempotency ON orders(requested_by, idempotency_key)
-        WHERE idempotency_key IS NOT NULL AND state <> 'failed' AND state <> 'rejected';
+    CREATE INDEX orders_idempotency ON orders(requested_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
     "#,
 ];
 

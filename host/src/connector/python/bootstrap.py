@@ -2,6 +2,7 @@
 # The worker (Rust, pyo3) loads the script with `load`, then calls `call` once per request;
 # both return JSON text. Everything a script prints is captured per call; SystemExit and any
 # other exception become data, never the end of the worker.
+import errno
 import importlib.machinery
 import importlib.util
 import io
@@ -356,6 +357,12 @@ def _avi_root_logger(*_args, **_kwargs):
     return logger
 
 
+# Socket errors that mean the CA was not reached, whatever exception class carries them.
+# (A reset is not among them: the CA may have read the request. requests reports one as a
+# ConnectionError all the same, and that rule is older than this one.)
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
 class _AviStandIn:
     """Scripts written for Avi import `avi.infrastructure.avi_logging`, a module of the
     controller that no package provides. This finder, last on `sys.meta_path`, supplies it —
@@ -613,6 +620,10 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             # (Avi's Let's Encrypt script uses urllib): the CA was not reached, as with
             # requests' ConnectionError, so the profile's next account is tried.
             mro += [c.__name__ for c in type(reason).__mro__]
+        cause = reason if isinstance(reason, OSError) else e
+        if isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS:
+            # "No route to host" and "Network is unreachable" are plain OSErrors.
+            mro.append("ConnectionError")
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": mro}
     finally:
