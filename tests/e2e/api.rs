@@ -156,6 +156,14 @@ fn probes_auth_and_errors_speak_problem_json() {
         StatusCode::BAD_REQUEST,
     );
     assert_eq!(body["detail"], "the query parameter limit must be a whole number in range");
+    // Lists that take no parameters refuse one too (`?limit=0` answered every item).
+    for list in ["tokens", "accounts", "profiles"] {
+        let body = problem(
+            c.get(format!("{}/v1/{list}?limit=0", server.base)).bearer_auth(&admin).send().expect("list"),
+            StatusCode::BAD_REQUEST,
+        );
+        assert_eq!(body["detail"], "the query string has an unknown parameter `limit`: this list takes none");
+    }
     let body = problem(
         c.get(format!("{url}?serial=zz")).bearer_auth(&admin).send().expect("bad serial"),
         StatusCode::BAD_REQUEST,

@@ -227,10 +227,16 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     // Black-box review of stop 35: a field besides `value` was ignored (a typo'd body stored).
     let extra = json_of(
         api.put(&admin, "/v1/accounts/scripted/params/api_token/secret", json!({"value": secret, "extra": "x"})),
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
     );
     let detail = extra["detail"].as_str().expect("detail");
-    assert!(detail.contains(r#"the body must be {"value": "..."}"#) && !detail.contains(secret), "{extra}");
+    assert!(detail.contains("unknown field `extra`") && !detail.contains(secret), "{extra}");
+    // Read as every JSON body is (stop 36's review): an array is not `{"value": …}` by position.
+    let array = json_of(
+        api.put(&admin, "/v1/accounts/scripted/params/api_token/secret", json!([secret])),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(!array.to_string().contains(secret), "{array}");
     json_of(
         api.put(&admin, "/v1/accounts/scripted/params/mode/secret", json!({"value": "x"})),
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -36,8 +36,13 @@ pub struct AccountList {
 
 #[utoipa::path(get, operation_id = "list_accounts", path = "/v1/accounts", tag = "accounts",
     responses((status = 200, body = AccountList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<super::NoQuery, ApiError>,
+) -> Result<Json<AccountList>, ApiError> {
     caller.require(READ, "read accounts")?;
+    query?;
     let inv = state.inventory.get().await?;
     let items = inv.accounts()?.iter().map(|a| crate::view::account(&inv, a)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(AccountList { items }))

@@ -87,6 +87,30 @@ pub(crate) async fn to_completion<T: Send + 'static>(
     tokio::spawn(work).await.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?
 }
 
+/// A list endpoint that takes no query parameters (tokens, accounts, profiles) refuses one, as
+/// the paged lists refuse one they do not take: `?limit=0` answered 200 with every item, and a
+/// program believed it had asked for something (black-box review of stop 36). Taken as a
+/// `Result` so that the caller's role is checked first.
+pub(crate) struct NoQuery;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.uri.query().filter(|q| !q.is_empty()) {
+            None => Ok(NoQuery),
+            Some(query) => {
+                let first = query.split('&').next().unwrap_or_default();
+                let name = first.split('=').next().unwrap_or_default();
+                Err(ApiError::BadRequest(format!(
+                    "the query string has an unknown parameter `{}`: this list takes none",
+                    crate::view::echoed(name)
+                )))
+            }
+        }
+    }
+}
+
 /// Shared state of the server.
 #[derive(Clone)]
 pub struct AppState {
@@ -239,9 +263,14 @@ pub(crate) fn secret_value(
         ));
     }
     let value = if is_json(headers) {
-        serde_json::from_str::<SecretBody>(text)
-            .map_err(|_| ApiError::BadRequest("the body must be {\"value\": \"...\"} or the raw value".into()))?
-            .value
+        // Read as every other JSON body (an array was taken as `{"value": …}` by position, and
+        // a wrong shape was a 400 here but a 422 elsewhere; black-box review of stop 36). The
+        // errors name fields, never values.
+        let parsed = json::parse(text.as_bytes())?;
+        if !parsed.is_object() {
+            return Err(ApiError::Unprocessable("the request body must be a JSON object: {\"value\": \"...\"}".into()));
+        }
+        json::from_value::<SecretBody>(parsed).map_err(ApiError::Unprocessable)?.value
     } else {
         text.trim_end_matches(['\r', '\n']).to_owned()
     };

@@ -34,8 +34,13 @@ pub struct ProfileList {
 
 #[utoipa::path(get, operation_id = "list_profiles", path = "/v1/profiles", tag = "profiles",
     responses((status = 200, body = ProfileList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ProfileList>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<super::NoQuery, ApiError>,
+) -> Result<Json<ProfileList>, ApiError> {
     caller.require(READ, "read profiles")?;
+    query?;
     let inv = state.inventory.get().await?;
     let items =
         inv.profiles()?.iter().map(|(n, d, o)| crate::view::profile(&inv, n, d, o)).collect::<Result<Vec<_>, _>>()?;

@@ -26,8 +26,13 @@ pub struct TokenList {
 
 #[utoipa::path(get, operation_id = "list_tokens", path = "/v1/tokens", tag = "tokens",
     responses((status = 200, body = TokenList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<super::NoQuery, ApiError>,
+) -> Result<Json<TokenList>, ApiError> {
     caller.require(ADMIN, "manage tokens")?;
+    query?;
     let inv = state.inventory.get().await?;
     Ok(Json(TokenList { items: inv.tokens()? }))
 }
