@@ -457,6 +457,11 @@ impl Pipeline<'_> {
     /// 201 never names a certificate a crash could still take (its commit is visible to
     /// other connections before it is synced; diff review of stop 36).
     async fn replay_held(&mut self, req: &IssueRequest, key: &str) -> Result<Option<IssueOutcome>, IssueError> {
+        // Most keys are new: a read here says so without a round trip through the committer.
+        // One committed meanwhile is caught by `create_order`, and then read again below.
+        if self.inventory.idempotent_order(self.actor, key)?.is_none() {
+            return Ok(None);
+        }
         let (actor, key) = (self.actor.to_owned(), key.to_owned());
         let held = self.inventory.write(move |inv| inv.idempotent_order(&actor, &key)).await?;
         let Some((order, stored)) = held else { return Ok(None) };
