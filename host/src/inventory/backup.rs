@@ -135,14 +135,20 @@ pub struct Restored {
 
 /// Puts backup `source` in place as the inventory of `data_dir`, under master key `key`.
 ///
-/// The backup is checked first (whole, a schema this binary knows, opens under `key`), so a
-/// wrong file or key changes nothing. No other process may have the directory open (the
-/// exclusive hold a key rotation takes): a `serve` writing on would answer from the old
-/// database, or bury the restored one under its WAL. An inventory already there is refused
-/// unless `replace`, and then set aside as `certhost.db.replaced-UNIXTIME`, with its WAL
-/// under the matching name, so the two still open together. The copy is written beside the
-/// target, synced and renamed into place; then the inventory is opened (bringing its schema
-/// up to date) and the restore audited as `inventory.restore`.
+/// The backup is checked (whole, a schema this binary knows, opens under `key`), so a wrong
+/// file or key changes nothing. No other process may have the directory open (the exclusive
+/// hold a key rotation takes): a `serve` writing on would answer from the old database, or
+/// bury the restored one under its WAL. The steps keep a usable `certhost.db` in place at
+/// every moment (review of stop 36: the old one was moved away before a long copy):
+///
+/// 1. the copy is written beside the target (`.certhost.db.restoring`, 0600, the data
+///    directory's owner), synced, and checked again as it will be opened;
+/// 2. an inventory already there (refused unless `replace`) is folded into its main file
+///    (a WAL checkpoint) and hard-linked as `certhost.db.replaced-UNIXTIME[-N]`, a name never
+///    taken before — its WAL linked beside it under the matching name if one is left;
+/// 3. the copy is renamed over `certhost.db` (atomic), and the directory synced;
+/// 4. the inventory is opened (its schema brought up to date) and the restore audited as
+///    `inventory.restore`. Should that fail, the inventory set aside is put back.
 pub fn restore_from(
     data_dir: &Path,
     source: &Path,
@@ -173,19 +179,40 @@ pub fn restore_from(
         )?;
         Ok(inv)
     });
-    drop(alone);
-    match opened {
+    let result = match opened {
         Ok(_) => Ok(Restored { backup, replaced }),
-        Err(e) => Err(InventoryError::Invalid(format!(
-            "the backup is in place as {}, but opening it failed: {e}",
-            db.display()
-        ))),
-    }
+        Err(e) => {
+            // Still under the hold: the previous inventory goes back, or the directory is left
+            // as it was found.
+            let back = match &replaced {
+                Some(aside) => std::fs::rename(aside, &db)
+                    .and_then(|()| {
+                        let wal = sidecar(aside, "-wal");
+                        if wal.exists() { std::fs::rename(&wal, sidecar(&db, "-wal")) } else { Ok(()) }
+                    })
+                    .map(|()| "the previous inventory is back in place".to_owned()),
+                None => std::fs::remove_file(&db).map(|()| "nothing was left in place".to_owned()),
+            };
+            let _ = std::fs::remove_file(sidecar(&db, "-shm"));
+            let state =
+                back.unwrap_or_else(|b| format!("putting things back failed too ({b}): see {}", data_dir.display()));
+            Err(InventoryError::Invalid(format!("the restored copy did not open ({e}); {state}")))
+        }
+    };
+    drop(alone);
+    result
+}
+
+/// `base` with `suffix` appended to its file name (SQLite's `-wal` and `-shm`).
+fn sidecar(base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
-/// data directory is as it was (an inventory set aside is moved back). Returns the checked
-/// backup, its absolute path, where the old inventory went, and the exclusive hold.
+/// data directory's inventory is as it was. Returns the checked copy's counts, the backup's
+/// path, where the old inventory was linked, and the exclusive hold.
 fn put_in_place(
     data_dir: &Path,
     source: &Path,
@@ -193,85 +220,146 @@ fn put_in_place(
     replace: bool,
 ) -> Result<(Backup, PathBuf, Option<PathBuf>, std::sync::Arc<dir_lock::DirHold>), InventoryError> {
     let refuse = |reason: String| InventoryError::Invalid(format!("{}: {reason}", source.display()));
-    let source = std::path::absolute(source).map_err(|e| refuse(e.to_string()))?;
-    if !source.is_file() {
+    // The real file: a symbolic link's WAL, if any, lies beside its target (stop 36's review).
+    let source = std::fs::canonicalize(source).map_err(|e| refuse(e.to_string()))?;
+    let meta = std::fs::metadata(&source).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_file() {
         return Err(refuse("it is not a file".into()));
     }
     // The copy is read and copied as one file: changes in a WAL beside it would be lost.
-    let mut wal = source.as_os_str().to_owned();
-    wal.push("-wal");
-    if Path::new(&wal).exists() {
+    let wal = sidecar(&source, "-wal");
+    if wal.exists() {
         return Err(refuse(format!(
             "it has a write-ahead log beside it ({}): it is a database in use or copied with its WAL, not a \
              backup; take one with certhost backup",
-            Path::new(&wal).display()
+            wal.display()
         )));
     }
-    let backup = check_copy(&source, key, &format!("the backup {}", source.display()))?;
+    // A WAL-mode database linked under another name may have its WAL there (`certhost backup`
+    // writes rollback-mode files, which backup tools may hard-link freely).
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 && wal_mode(&source) {
+        return Err(refuse(
+            "it is a database in WAL mode with other names (hard links): its changes may be in a WAL beside one \
+             of them; take a backup with certhost backup"
+                .into(),
+        ));
+    }
+    check_copy(&source, key, &format!("the backup {}", source.display()))?;
     super::create_data_dir(data_dir)?;
     let alone = dir_lock::hold_exclusive(data_dir)?;
     let db = data_dir.join(DB_FILE);
-    let sidecar = |base: &Path, suffix: &str| {
-        let mut name = base.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
     let io =
         |what: &str, path: &Path, e: std::io::Error| InventoryError::Storage(format!("{what} {}: {e}", path.display()));
     let in_place = std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) || sidecar(&db, "-wal").exists();
-    // (from, to) of each file set aside, to move back if the copy fails.
-    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut replaced = None;
-    if in_place {
-        if !replace {
-            return Err(InventoryError::Invalid(format!(
-                "{} already holds an inventory; give --replace to set it aside (it is kept, renamed) and restore \
-                 over it",
-                data_dir.display()
-            )));
-        }
-        let aside = data_dir.join(format!("{DB_FILE}.replaced-{}", crate::issue::unix_now()));
-        for suffix in ["", "-wal"] {
-            let (from, to) = (sidecar(&db, suffix), sidecar(&aside, suffix));
-            if from.exists() {
-                if let Err(e) = std::fs::rename(&from, &to) {
-                    move_back(&moved);
-                    return Err(io("cannot set aside", &from, e));
-                }
-                moved.push((from, to));
-            }
-        }
-        replaced = Some(aside);
+    if in_place && !replace {
+        return Err(InventoryError::Invalid(format!(
+            "{} already holds an inventory; give --replace to set it aside (it is kept, renamed) and restore over it",
+            data_dir.display()
+        )));
     }
+    // 1. The copy, beside the target, checked as it will be opened.
     let partial = data_dir.join(format!(".{DB_FILE}.restoring"));
     let _ = std::fs::remove_file(&partial);
     let copied = (|| {
         let mut from = std::fs::File::open(&source)?;
         let mut to = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
         std::io::copy(&mut from, &mut to)?;
-        to.sync_all()?;
-        // Only the WAL index of the old database is left: rebuilt by the next open.
-        match std::fs::remove_file(sidecar(&db, "-shm")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        // The directory's owner: `sudo certhost restore` made a file the service could not open.
+        let dir = std::fs::metadata(data_dir)?;
+        let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&dir), std::os::unix::fs::MetadataExt::gid(&dir));
+        match std::os::unix::fs::fchown(&to, Some(uid), Some(gid)) {
+            // Not root: the file is this user's, as the directory must be for it to write there.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+        to.sync_all()
+    })();
+    let checked = copied
+        .map_err(|e| io("cannot copy the backup to", &partial, e))
+        .and_then(|()| check_copy(&partial, key, "the copy of the backup"));
+    let backup = match checked {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    // 2. The inventory in place, kept under a new name.
+    let replaced = if in_place {
+        match set_aside(&db) {
+            Ok(aside) => Some(aside),
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(io("cannot set aside the inventory", &db, e));
+            }
+        }
+    } else {
+        None
+    };
+    // 3. The copy in place. A WAL or index left of the old database would be read with it.
+    let swapped = (|| {
+        for suffix in ["-wal", "-shm"] {
+            match std::fs::remove_file(sidecar(&db, suffix)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         std::fs::rename(&partial, &db)?;
         std::fs::File::open(data_dir)?.sync_all()
     })();
-    if let Err(e) = copied {
+    if let Err(e) = swapped {
         let _ = std::fs::remove_file(&partial);
-        move_back(&moved);
-        return Err(io("cannot copy the backup to", &db, e));
+        let kept = replaced.as_ref().map(|a| format!(" (the inventory is also kept as {})", a.display()));
+        return Err(io(&format!("cannot put the copy in place{}:", kept.unwrap_or_default()), &db, e));
     }
     Ok((backup, source, replaced, alone))
 }
 
-/// Undoes the setting aside of an inventory, best effort (the error being reported is the
-/// one that stopped the restore).
-fn move_back(moved: &[(PathBuf, PathBuf)]) {
-    for (from, to) in moved.iter().rev() {
-        let _ = std::fs::rename(to, from);
+/// Folds the inventory `db`'s WAL into it and hard-links it (and a WAL left, if any) under a
+/// name no file has — `certhost.db.replaced-UNIXTIME`, then `-2`, `-3`, … —: two restores in
+/// one second overwrote the first one's kept inventory (stop 36's review). The original names
+/// stay in place until the copy is renamed over them.
+fn set_aside(db: &Path) -> std::io::Result<PathBuf> {
+    // Nobody else has it open (the exclusive hold): closing the last connection checkpoints
+    // the WAL and removes it. A database that does not open keeps its WAL, linked below.
+    if let Ok(conn) = rusqlite::Connection::open(db) {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.close();
     }
+    let stamp = crate::issue::unix_now();
+    for n in 1..1000 {
+        let name =
+            if n == 1 { format!("{DB_FILE}.replaced-{stamp}") } else { format!("{DB_FILE}.replaced-{stamp}-{n}") };
+        let aside = db.with_file_name(name);
+        if sidecar(&aside, "-wal").exists() {
+            continue;
+        }
+        match std::fs::hard_link(db, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        let wal = sidecar(db, "-wal");
+        if wal.exists()
+            && let Err(e) = std::fs::hard_link(&wal, sidecar(&aside, "-wal"))
+        {
+            let _ = std::fs::remove_file(&aside);
+            return Err(e);
+        }
+        if let Some(dir) = db.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        return Ok(aside);
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "no free name to keep it under"))
+}
+
+/// Whether a database file's header says WAL mode (bytes 18 and 19 are 2).
+fn wal_mode(path: &Path) -> bool {
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
 }
 
 /// `path` for a `file:` URI: every byte but unreserved ones and `/` percent-encoded.
@@ -350,10 +438,26 @@ mod tests {
         let aside = again.replaced.expect("set aside");
         let old = rusqlite::Connection::open(&aside).expect("open the replaced one");
         let events: usize = old.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0)).expect("count");
-        assert_eq!(events, before, "the replaced inventory keeps its events (its WAL moved with it)");
+        assert_eq!(events, before, "the replaced inventory keeps its events (its WAL folded in)");
+        drop(old);
+        // A second one in the same second keeps both (the first was overwritten).
+        let third = restore_from(&data, &backup, vault.clone(), true, "test").expect("replace again");
+        let second_aside = third.replaced.expect("set aside");
+        assert_ne!(second_aside, aside);
+        assert!(aside.exists() && second_aside.exists());
+        assert!(!data.join(format!(".{DB_FILE}.restoring")).exists(), "no partial copy left");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join(DB_FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Through a symbolic link, a live database's WAL is found beside its target.
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&backup, &link).expect("symlink");
+        std::fs::write(dir.path().join("copy.db-wal"), b"").expect("wal");
+        let err = restore_from(&data, &link, vault.clone(), true, "test").expect_err("wal");
+        assert!(err.to_string().contains("has a write-ahead log beside it"), "{err}");
 
         // A live database (a WAL beside it) is not a backup.
-        std::fs::write(dir.path().join("copy.db-wal"), b"").expect("wal");
         let err = restore_from(&data, &backup, vault, true, "test").expect_err("wal");
         assert!(err.to_string().contains("has a write-ahead log beside it"), "{err}");
     }

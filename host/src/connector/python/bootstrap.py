@@ -620,9 +620,10 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             # (Avi's Let's Encrypt script uses urllib): the CA was not reached, as with
             # requests' ConnectionError, so the profile's next account is tried.
             mro += [c.__name__ for c in type(reason).__mro__]
-        cause = reason if isinstance(reason, OSError) else e
-        if isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS:
-            # "No route to host" and "Network is unreachable" are plain OSErrors.
+        if ("URLError" in mro and isinstance(reason, OSError) and reason.errno in _UNREACHABLE_ERRNOS):
+            # urllib's connect failed with a plain OSError ("No route to host", "Network is
+            # unreachable"). Only there: the same errno on a bare OSError may come from reading
+            # the answer to a request the CA already has (stop 36's review).
             mro.append("ConnectionError")
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": mro}
