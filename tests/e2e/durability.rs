@@ -176,4 +176,12 @@ fn a_backup_taken_while_serve_issues_restores_every_certificate_answered_before_
     assert!(std::fs::read_to_string(out_dir.join("key.pem")).expect("key").contains("PRIVATE KEY"));
     let wrong = run(&crate::helpers::App::new().master_key, &["list"]);
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("master key does not match"));
+    // A key in the variable and another in master.key: a command run without the variable
+    // would not open what is restored, so nothing is (stop 36's review).
+    let other = crate::helpers::App::new().master_key;
+    std::fs::write(restored.join("master.key"), &other).expect("key file");
+    std::fs::set_permissions(restored.join("master.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let split = run(&server.app.master_key, &["restore", b, "--replace"]);
+    let err = String::from_utf8_lossy(&split.stderr);
+    assert!(err.contains("CERTHOST_MASTER_KEY and") && err.contains("hold different keys"), "{err}");
 }

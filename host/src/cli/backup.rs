@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use certhost::inventory::Inventory;
 use certhost::vault::{KEY_FILE, MasterKey};
 
@@ -39,31 +39,67 @@ pub struct RestoreArgs {
     /// The backup (a file `certhost backup` wrote). It must open under the data directory's
     /// master key (master.key, or CERTHOST_MASTER_KEY): the key it was taken under.
     file: PathBuf,
-    /// Restore over an inventory the data directory holds; it is kept, renamed
-    /// certhost.db.replaced-UNIXTIME (with its -wal).
+    /// Restore over an inventory the data directory holds; it is kept as
+    /// certhost.db.replaced-UNIXTIME (its WAL folded in first).
     #[arg(long)]
     replace: bool,
 }
 
 pub fn restore(args: RestoreArgs, data_dir: &Path, env: &super::Env) -> anyhow::Result<ExitCode> {
+    // The file first: with no key either, "no master key" sent the operator the wrong way.
+    if let Err(e) = std::fs::metadata(&args.file) {
+        bail!("nothing was restored: cannot read {}: {e}", args.file.display());
+    }
+    let key_file = data_dir.join(KEY_FILE);
     let key = MasterKey::load_existing(data_dir, env.master_key.as_deref())?.ok_or_else(|| {
         anyhow!(
             "no master key to open the backup with: put the key it was taken under in {} (mode 0600) or in \
              CERTHOST_MASTER_KEY, and run this again",
-            data_dir.join(KEY_FILE).display()
+            key_file.display()
         )
     })?;
-    let restored = certhost::inventory::restore_from(data_dir, &args.file, key, args.replace, &env.actor)?;
+    // A key in the variable and another in the file: commands run without the variable would
+    // use the file's and not open what is restored (stop 36's review).
+    if env.master_key.is_some()
+        && let Ok(Some(in_file)) = MasterKey::load_existing(data_dir, None)
+        && !in_file.same_as(&key)
+    {
+        bail!(
+            "nothing was restored: CERTHOST_MASTER_KEY and {} hold different keys, and a command run without the \
+             variable would use the file's; put the backup's key in the file (or remove the file and always set \
+             the variable), then restore",
+            key_file.display()
+        );
+    }
+    let used = if env.master_key.is_some() { "CERTHOST_MASTER_KEY".to_owned() } else { key_file.display().to_string() };
+    let restored =
+        certhost::inventory::restore_from(data_dir, &args.file, key, args.replace, &env.actor).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("is sealed under another one") {
+                anyhow!(
+                    "{text} (the key tried is {used}): give the key the backup was taken under; one from before a \
+                     master-key rotation needs the key from then"
+                )
+            } else {
+                anyhow::Error::new(e)
+            }
+        })?;
     println!(
-        "restored the inventory in {} from {}: {} certificates, {} private keys (checked: whole, and it opens under \
-         the master key)",
+        "restored the inventory in {} from {}: {}, {} (checked: whole, and it opens under the master key)",
         data_dir.display(),
         args.file.display(),
-        restored.backup.certificates,
-        restored.backup.keys
+        super::master_key::count(restored.backup.certificates as usize, "certificate", "certificates"),
+        super::master_key::count(restored.backup.keys as usize, "private key", "private keys"),
     );
     if let Some(aside) = &restored.replaced {
         println!("the inventory it replaced is kept as {}", aside.display());
+    }
+    if !restored.revived_tokens.is_empty() {
+        println!(
+            "warning: tokens revoked since the backup are active again: {}; revoke them again (certhost token revoke \
+             NAME). Other changes made since it (revocations, deletions) are not in it either",
+            restored.revived_tokens.join(", ")
+        );
     }
     println!("start certhost serve again: renewals that fell due meanwhile are picked up at once");
     Ok(ExitCode::SUCCESS)

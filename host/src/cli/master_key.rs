@@ -73,9 +73,27 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
              backups taken before this open only with the old key"
         );
     }
+    // Inventories `certhost restore --replace` kept here stay sealed under the old key, which
+    // nothing keeps (stop 36's review).
+    let kept: Vec<String> = std::fs::read_dir(data_dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("certhost.db.replaced-") && !n.ends_with("-wal"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !kept.is_empty() {
+        println!(
+            "note: {} kept by certhost restore ({}) stay sealed under the old key: delete them, or keep the old key \
+             with them",
+            count(kept.len(), "inventory", "inventories"),
+            kept.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -34,6 +34,16 @@ impl Inventory {
         // 'file:x.db'` wrote x.db, with the umask's mode (review of stop 35). The audit event
         // names the file wherever the command ran.
         let target = &std::path::absolute(target).map_err(|e| refuse(e.to_string()))?;
+        // Beside the master key and lost with the directory, it would be no backup (review of
+        // stop 36; the output itself says to keep the two apart).
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        if let (Some(dir), Some(parent)) = (self.path.parent(), target.parent())
+            && canonical(parent).starts_with(canonical(dir))
+        {
+            return Err(refuse(
+                "it is inside the data directory, beside the master key and lost with it; write it elsewhere".into(),
+            ));
+        }
         let path = target.to_str().ok_or_else(|| refuse("the path is not UTF-8".into()))?;
         // Made empty and private first (VACUUM INTO accepts an empty file): the copy holds
         // every sealed key, and the umask may be 022.
@@ -94,11 +104,16 @@ fn check_copy(target: &Path, vault: &MasterKey, what: &str) -> Result<Backup, In
         &uri,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| damaged(format!("is not a certhost inventory ({e})")))?;
+    let not_inventory = |why: String| InventoryError::Invalid(format!("{what} is not a certhost inventory ({why})"));
+    let check: String =
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| not_inventory(e.to_string()))?;
     if check != "ok" {
-        return Err(damaged(format!("fails SQLite's check: {check}")));
+        // SQLite lists every damaged page; the first says enough.
+        let first = check.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("***")).unwrap_or("");
+        return Err(damaged(format!(
+            "is damaged (SQLite's check: {}); use another backup",
+            crate::connector::cut_at(first.to_owned(), 200)
+        )));
     }
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > schema::CURRENT_VERSION {
@@ -106,7 +121,7 @@ fn check_copy(target: &Path, vault: &MasterKey, what: &str) -> Result<Backup, In
     }
     let sealed: Vec<u8> = conn
         .query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))
-        .map_err(|_| damaged("is not a certhost inventory (it has no master-key check value)".into()))?;
+        .map_err(|_| not_inventory("it has no master-key check value".into()))?;
     match vault.open(&sealed, b"vault_check") {
         Ok(plain) if plain.as_slice() == VAULT_CHECK => {}
         // Not damage: most likely a backup taken under another key (before a rotation).
@@ -131,6 +146,9 @@ pub struct Restored {
     pub backup: Backup,
     /// Where the inventory it replaced was set aside, when there was one.
     pub replaced: Option<PathBuf>,
+    /// Tokens revoked in the replaced inventory that the backup holds as active: a restore
+    /// brings them back to life, and the operator must hear of it (stop 36's review).
+    pub revived_tokens: Vec<String>,
 }
 
 /// Puts backup `source` in place as the inventory of `data_dir`, under master key `key`.
@@ -180,7 +198,10 @@ pub fn restore_from(
         Ok(inv)
     });
     let result = match opened {
-        Ok(_) => Ok(Restored { backup, replaced }),
+        Ok(inv) => {
+            let revived_tokens = replaced.as_deref().map(|aside| revived_tokens(aside, &inv)).unwrap_or_default();
+            Ok(Restored { backup, replaced, revived_tokens })
+        }
         Err(e) => {
             // Still under the hold: the previous inventory goes back, or the directory is left
             // as it was found.
@@ -201,6 +222,24 @@ pub fn restore_from(
     };
     drop(alone);
     result
+}
+
+/// Names of tokens revoked in the inventory set aside at `aside` and active in `restored`
+/// (best effort: a replaced inventory that does not open lists none).
+fn revived_tokens(aside: &Path, restored: &Inventory) -> Vec<String> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(old) = rusqlite::Connection::open_with_flags(aside, flags) else { return Vec::new() };
+    let revoked: std::collections::BTreeSet<String> = old
+        .prepare("SELECT name FROM tokens WHERE revoked_at IS NOT NULL")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_default();
+    restored
+        .tokens()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.revoked_at.is_none() && revoked.contains(&t.name))
+        .map(|t| t.name)
+        .collect()
 }
 
 /// `base` with `suffix` appended to its file name (SQLite's `-wal` and `-shm`).
@@ -248,9 +287,25 @@ fn put_in_place(
     super::create_data_dir(data_dir)?;
     let alone = dir_lock::hold_exclusive(data_dir)?;
     let db = data_dir.join(DB_FILE);
+    // A rotation cut short: the inventory in place may open only under the staged key, which
+    // the next rotation would throw away once this inventory is set aside (stop 36's review).
+    if data_dir.join(crate::vault::STAGED_KEY_FILE).exists() {
+        return Err(InventoryError::Invalid(format!(
+            "a master-key rotation was cut short in {} ({} is there): run any certhost command there first (it \
+             finishes the rotation), then restore",
+            data_dir.display(),
+            crate::vault::STAGED_KEY_FILE
+        )));
+    }
+    if std::fs::symlink_metadata(&db).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(InventoryError::Invalid(format!(
+            "{} is a symbolic link: restore into the data directory that holds the file it points to",
+            db.display()
+        )));
+    }
     let io =
         |what: &str, path: &Path, e: std::io::Error| InventoryError::Storage(format!("{what} {}: {e}", path.display()));
-    let in_place = std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) || sidecar(&db, "-wal").exists();
+    let in_place = std::fs::metadata(&db).is_ok_and(|m| m.len() > 0);
     if in_place && !replace {
         return Err(InventoryError::Invalid(format!(
             "{} already holds an inventory; give --replace to set it aside (it is kept, renamed) and restore over it",
@@ -296,8 +351,13 @@ fn put_in_place(
     } else {
         None
     };
-    // 3. The copy in place. A WAL or index left of the old database would be read with it.
+    // 3. The copy in place. A WAL or index left of the old database would be read with it; a
+    // WAL without a database is kept under a name of its own (it could be the rest of one).
     let swapped = (|| {
+        let stray = sidecar(&db, "-wal");
+        if !in_place && std::fs::metadata(&stray).is_ok_and(|m| m.len() > 0) {
+            std::fs::rename(&stray, data_dir.join(format!("{DB_FILE}-wal.orphaned-{}", crate::issue::unix_now())))?;
+        }
         for suffix in ["-wal", "-shm"] {
             match std::fs::remove_file(sidecar(&db, suffix)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -322,7 +382,8 @@ fn put_in_place(
 fn set_aside(db: &Path) -> std::io::Result<PathBuf> {
     // Nobody else has it open (the exclusive hold): closing the last connection checkpoints
     // the WAL and removes it. A database that does not open keeps its WAL, linked below.
-    if let Ok(conn) = rusqlite::Connection::open(db) {
+    let existing = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if let Ok(conn) = rusqlite::Connection::open_with_flags(db, existing) {
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         let _ = conn.close();
     }
@@ -385,7 +446,10 @@ mod tests {
         let (dir, mut inv) = crate::inventory::scratch();
         let key = PrivateKey::generate(KeyType::EcP256).expect("key");
         let id = super::super::keys::insert(&inv.conn, &inv.vault, &key, 0).expect("insert");
-        let target = dir.path().join("file:copy #1?é.db");
+        let inside = inv.backup_to(&dir.path().join("b.db"), "test").expect_err("beside the key");
+        assert!(inside.to_string().contains("inside the data directory"), "{inside}");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let target = elsewhere.path().join("file:copy #1?é.db");
         let backup = inv.backup_to(&target, "test").expect("backup");
         assert_eq!((backup.keys, backup.certificates), (1, 0));
         use std::os::unix::fs::PermissionsExt;
@@ -404,10 +468,12 @@ mod tests {
 
     #[test]
     fn a_restore_checks_the_backup_first_and_keeps_the_inventory_it_replaces() {
-        let (dir, mut inv) = crate::inventory::scratch();
+        let (_data, mut inv) = crate::inventory::scratch();
         let key = PrivateKey::generate(KeyType::EcP256).expect("key");
         let id = super::super::keys::insert(&inv.conn, &inv.vault, &key, 0).expect("insert");
+        let dir = tempfile::tempdir().expect("tempdir");
         let backup = dir.path().join("copy.db");
+        inv.create_token("ci", crate::inventory::Role::Operator, None, "test").expect("token");
         inv.backup_to(&backup, "test").expect("backup");
         let vault = inv.vault.clone();
         drop(inv);
@@ -434,11 +500,18 @@ mod tests {
         drop(inv);
         let err = restore_from(&data, &backup, vault.clone(), false, "test").expect_err("exists");
         assert!(err.to_string().contains("already holds an inventory; give --replace"), "{err}");
+        // A token revoked since the backup comes back: the restore says which.
+        Inventory::open(&data, vault.clone()).expect("open").revoke_token("ci", "test").expect("revoke");
         let again = restore_from(&data, &backup, vault.clone(), true, "test").expect("replace");
+        assert_eq!(again.revived_tokens, ["ci"]);
         let aside = again.replaced.expect("set aside");
         let old = rusqlite::Connection::open(&aside).expect("open the replaced one");
         let events: usize = old.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0)).expect("count");
-        assert_eq!(events, before, "the replaced inventory keeps its events (its WAL folded in)");
+        assert_eq!(
+            events,
+            before + 1,
+            "the replaced inventory keeps its events, the revocation too (its WAL folded in)"
+        );
         drop(old);
         // A second one in the same second keeps both (the first was overwritten).
         let third = restore_from(&data, &backup, vault.clone(), true, "test").expect("replace again");
@@ -449,6 +522,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(DB_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+
+        // Not while a key rotation is unfinished: the inventory in place may open only under
+        // the staged key, which the next rotation would throw away.
+        std::fs::write(data.join(crate::vault::STAGED_KEY_FILE), b"").expect("staged");
+        let err = restore_from(&data, &backup, vault.clone(), true, "test").expect_err("staged key");
+        assert!(err.to_string().contains("a master-key rotation was cut short"), "{err}");
+        std::fs::remove_file(data.join(crate::vault::STAGED_KEY_FILE)).expect("rm");
 
         // Through a symbolic link, a live database's WAL is found beside its target.
         let link = dir.path().join("link.db");
