@@ -89,7 +89,7 @@ const VAULT_CHECK: &[u8] = b"certhost vault check v1";
 #[non_exhaustive]
 pub enum InventoryError {
     /// SQLite failed.
-    #[error("database error: {0}")]
+    #[error("database error: {cause}{advice}", cause = .0, advice = damaged_advice(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// The data directory cannot be created or read.
     #[error("data directory {path}: {reason}")]
@@ -179,6 +179,20 @@ pub enum InventoryError {
 
 /// Longest `Inventory::open` waits for another process's write lock.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What to do about a damaged database, said where SQLite says only that it is damaged
+/// (black-box review of stop 36: every command answered "database disk image is malformed").
+fn damaged_advice(e: &rusqlite::Error) -> &'static str {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) =>
+        {
+            "; the inventory database is damaged: restore it from a backup (certhost restore FILE --replace keeps \
+             the damaged one aside)"
+        }
+        _ => "",
+    }
+}
 
 impl InventoryError {
     /// Whether SQLite gave up waiting for another connection's lock (`SQLITE_BUSY`/`LOCKED`):
@@ -463,4 +477,15 @@ pub(crate) fn scratch() -> (tempfile::TempDir, Inventory) {
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = Inventory::open(dir.path(), crate::vault::MasterKey::generate()).expect("open");
     (dir, inv)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_damaged_database_says_to_restore_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(super::DB_FILE), vec![0x5a; 8192]).expect("garbage");
+        let err = super::Inventory::open(dir.path(), crate::vault::MasterKey::generate()).expect_err("damaged");
+        assert!(err.to_string().contains("restore it from a backup (certhost restore FILE --replace"), "{err}");
+    }
 }
