@@ -52,8 +52,10 @@ pub struct CertView<'a> {
     /// SANs as `TYPE:value`.
     pub sans: Vec<String>,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub not_before: String,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub not_after: String,
     /// Days until notAfter.
     pub days_left: i64,
@@ -98,6 +100,7 @@ pub struct RevocationView {
     /// Who revoked it.
     pub by: String,
     /// When (RFC 3339).
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
@@ -111,6 +114,7 @@ pub struct DeploymentView {
     /// What happened.
     pub message: String,
     /// When (RFC 3339).
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
@@ -122,6 +126,7 @@ pub struct DeployRetryView {
     /// Failed attempts in a row.
     pub failures: i64,
     /// The next attempt (RFC 3339), while the certificate stays active.
+    #[schema(format = DateTime)]
     pub next_at: String,
 }
 

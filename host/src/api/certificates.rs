@@ -231,6 +231,7 @@ pub struct IssueResponse<'a> {
     certificate: Option<CertView<'a>>,
     /// When pending: the next poll (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     next_poll_at: Option<String>,
 }
 

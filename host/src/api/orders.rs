@@ -94,6 +94,7 @@ pub struct OrderStep {
     certificate_id: Option<i64>,
     /// When pending: the next poll (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     next_poll_at: Option<String>,
 }
 
