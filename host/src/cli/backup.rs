@@ -88,8 +88,8 @@ pub fn restore(args: RestoreArgs, data_dir: &Path, env: &super::Env) -> anyhow::
         "restored the inventory in {} from {}: {}, {} (checked: whole, and it opens under the master key)",
         data_dir.display(),
         args.file.display(),
-        super::master_key::count(restored.backup.certificates as usize, "certificate", "certificates"),
-        super::master_key::count(restored.backup.keys as usize, "private key", "private keys"),
+        super::output::count(restored.backup.certificates as usize, "certificate", "certificates"),
+        super::output::count(restored.backup.keys as usize, "private key", "private keys"),
     );
     if let Some(aside) = &restored.replaced {
         println!("the inventory it replaced is kept as {}", aside.display());

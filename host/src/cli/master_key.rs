@@ -54,13 +54,13 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
     }
     let dropped = match rotated.cache_dropped {
         0 => String::new(),
-        n => format!(" ({}, expired or unreadable, dropped)", count(n, "cache entry", "cache entries")),
+        n => format!(" ({}, expired or unreadable, dropped)", super::output::count(n, "cache entry", "cache entries")),
     };
     println!(
         "master key rotated: {}, {} and {} sealed under the new key{dropped}",
-        count(rotated.keys, "private key", "private keys"),
-        count(rotated.secrets, "secret", "secrets"),
-        count(rotated.cache_entries, "connector cache entry", "connector cache entries"),
+        super::output::count(rotated.keys, "private key", "private keys"),
+        super::output::count(rotated.secrets, "secret", "secrets"),
+        super::output::count(rotated.cache_entries, "connector cache entry", "connector cache entries"),
     );
     if in_file {
         println!(
@@ -87,13 +87,9 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
         println!(
             "note: {} kept by certhost restore ({}) stay sealed under the old key: delete them, or keep the old key \
              with them",
-            count(kept.len(), "inventory", "inventories"),
+            super::output::count(kept.len(), "inventory", "inventories"),
             kept.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -45,6 +45,11 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// `n` with the noun in the right number ("1 certificate", "2 certificates").
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Prints rows as an aligned table with a header. Cells are shown [`terminal_safe`].
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<Cow<'_, str>>> =

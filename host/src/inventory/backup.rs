@@ -204,7 +204,11 @@ pub fn restore_from(
         }
         Err(e) => {
             // Still under the hold: the previous inventory goes back, or the directory is left
-            // as it was found.
+            // as it was found. The restored copy's own WAL and index go first: left beside the
+            // inventory put back, they would be read as its own.
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(sidecar(&db, suffix));
+            }
             let back = match &replaced {
                 Some(aside) => std::fs::rename(aside, &db)
                     .and_then(|()| {
@@ -214,7 +218,6 @@ pub fn restore_from(
                     .map(|()| "the previous inventory is back in place".to_owned()),
                 None => std::fs::remove_file(&db).map(|()| "nothing was left in place".to_owned()),
             };
-            let _ = std::fs::remove_file(sidecar(&db, "-shm"));
             let state =
                 back.unwrap_or_else(|b| format!("putting things back failed too ({b}): see {}", data_dir.display()));
             Err(InventoryError::Invalid(format!("the restored copy did not open ({e}); {state}")))
