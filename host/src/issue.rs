@@ -295,6 +295,10 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
+/// The log target of "order held for an operator", which a CLI command that reports the hold
+/// as its own error switches off.
+pub const HELD_LOG_TARGET: &str = "certhost::held";
+
 /// An operator's decision that sends an order to its CA ([`Pipeline::decide`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -1041,7 +1045,7 @@ impl Pipeline<'_> {
     /// Holds an order for an operator (reason already redacted), logged: nothing else tells
     /// anyone until they list orders.
     async fn hold(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
-        tracing::warn!(order = order_id, "order held for an operator: {reason}");
+        tracing::warn!(target: HELD_LOG_TARGET, order = order_id, "order held for an operator: {reason}");
         let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
         self.inventory.write(move |inv| inv.hold_for_operator(order_id, &reason, &actor)).await?;
         crate::metrics::issuance("needs_attention");

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         eprintln!("error: internal error ({msg}); please report this as a bug");
     }));
     let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose);
+    cli::init_tracing(args.verbose, &args.command);
     let env =
         cli::Env { data_dir: args.data_dir.clone(), master_key, new_master_key, actor: format!("cli:{}", cli_user()) };
     match cli::run(args, &env) {

@@ -164,6 +164,28 @@ fn probes_auth_and_errors_speak_problem_json() {
         );
         assert_eq!(body["detail"], "the query string has an unknown parameter `limit`: this list takes none");
     }
+    // A change refuses one before doing anything: `?dry_run=true` issued a certificate.
+    let body = problem(
+        c.post(format!("{url}?dry_run=true"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"profile": "x", "cn": "a"}))
+            .send()
+            .expect("post with query"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(
+        body["detail"],
+        "the query string has an unknown parameter `dry_run`: a POST takes none, nothing was done"
+    );
+    let body = problem(
+        c.delete(format!("{}/v1/tokens/root?force=1", server.base)).bearer_auth(&admin).send().expect("delete"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(body["detail"].as_str().expect("detail").contains("`force`: a DELETE takes none"), "{body}");
+    assert_eq!(
+        c.get(format!("{}/v1/tokens", server.base)).bearer_auth(&admin).send().expect("still").status(),
+        StatusCode::OK
+    );
     let body = problem(
         c.get(format!("{url}?serial=zz")).bearer_auth(&admin).send().expect("bad serial"),
         StatusCode::BAD_REQUEST,

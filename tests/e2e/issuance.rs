@@ -452,10 +452,12 @@ fn a_timed_out_ca_call_holds_its_order_for_an_operator_instead_of_failing_it() {
         &scripted_account("hang", "block", &ca, "timeout_seconds = 2"),
         &[("hang", "accounts = [\"hang\"]\n")],
     );
-    let r = conf.run(&app, &["issue", "--profile", "hang", "--cn", "slow.example.com"]);
+    // Without `-v`: the hold is said once, as the error, not also as a log line before it.
+    let r = app.run(&["--config", &conf.path(), "issue", "--profile", "hang", "--cn", "slow.example.com"]);
     let err = r.fails(4); // held for an operator: not the 1 a wrapper retries on
     assert!(err.contains("order 1 needs attention: script scripted_ca: timed out after 2s"), "{err}");
     assert!(err.contains("the CA may have received the request") && err.contains("resubmit order 1"), "{err}");
+    assert_eq!(err.matches("timed out after 2s").count(), 1, "{err}");
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "needs_attention", "{order}");
     assert_eq!(order["attempts"], 1);

@@ -111,6 +111,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoQuery {
     }
 }
 
+/// A request that changes something (POST, PUT, DELETE) refuses a query string: none of them
+/// takes one, and `POST /v1/certificates?dry_run=true` issued a certificate while its caller
+/// believed it had only tried (API review of stop 36). Reads go through their own extractors.
+async fn refuse_query_on_change(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::Method;
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let Some(query) = request.uri().query().filter(|q| !q.is_empty() && !reads) {
+        let first = query.split('&').next().unwrap_or_default();
+        let name = first.split('=').next().unwrap_or_default();
+        return Err(ApiError::BadRequest(format!(
+            "the query string has an unknown parameter `{}`: a {} takes none, nothing was done",
+            crate::view::echoed(name),
+            request.method()
+        )));
+    }
+    Ok(next.run(request).await)
+}
+
 /// Shared state of the server.
 #[derive(Clone)]
 pub struct AppState {
@@ -165,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(renewals::router())
         .merge(tokens::router())
         .merge(openapi::router())
+        .route_layer(axum::middleware::from_fn(refuse_query_on_change))
         .fallback(|| async { ApiError::NotFound("endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

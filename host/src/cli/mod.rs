@@ -463,11 +463,20 @@ pub fn sentence(err: &anyhow::Error) -> String {
 }
 
 /// Logs go to stderr; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
-pub fn init_tracing(verbose: u8) {
+pub fn init_tracing(verbose: u8, command: &Command) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
+    };
+    // A command that answers with the held order's error itself does not also log it: the
+    // same sentence came twice, as a WARN line and as `error:` (plugin-author review, stop 36).
+    let reports_holds =
+        matches!(command, Command::Issue(_) | Command::Renew(_) | Command::Reissue(_) | Command::Orders(_));
+    let default = if reports_holds && verbose == 0 {
+        format!("{default},{}=off", certhost::issue::HELD_LOG_TARGET)
+    } else {
+        default.to_owned()
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

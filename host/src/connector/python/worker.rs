@@ -114,13 +114,18 @@ fn load_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     PyModule::from_code(py, &code, c"certhost_bootstrap.py", c"certhost_bootstrap")
 }
 
-/// Adds the venv site directories the host passes (see `process::SITE_DIRS_ENV`) to sys.path.
+/// Adds the venv site directories the host passes (see `process::SITE_DIRS_ENV`) to sys.path,
+/// and takes the variable out of the environment: the README says no `CERTHOST_*` variable
+/// reaches a script or what it starts (security review of stop 36).
 fn add_site_dirs(boot: &Bound<'_, PyModule>) -> PyResult<()> {
     let dirs = std::env::var(SITE_DIRS_ENV).unwrap_or_default();
     let dirs: Vec<&str> = dirs.split(':').filter(|d| !d.is_empty()).collect();
     if !dirs.is_empty() {
         boot.getattr("add_site_dirs")?.call1((dirs,))?;
     }
+    // Through Python's `os.environ`, which unsets it in the process too (`unsetenv`) and keeps
+    // its own copy in step; the interpreter is the only thread that reads the environment.
+    boot.py().import("os")?.getattr("environ")?.call_method1("pop", (SITE_DIRS_ENV, boot.py().None()))?;
     Ok(())
 }
 
