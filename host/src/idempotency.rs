@@ -79,8 +79,10 @@ pub(crate) fn request_digest(req: &IssueRequest, sensitive: &dyn Fn(&str) -> boo
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// How an order records a sensitive value (`issue::recorded_params`).
-const MASK: &str = "***";
+/// How an order records a sensitive value (`issue::recorded_params`); no plain dynamic
+/// parameter may have it as its value (`issue::check_dynamic`), so a recorded `***` is always
+/// a hidden one.
+pub(crate) const MASK: &str = "***";
 
 /// The digest of `req` as the request that made `order` was digested: with the parameters
 /// the order recorded as `***` taken as sensitive.
@@ -147,6 +149,26 @@ mod tests {
             let err = parse_key(bad).unwrap_err();
             assert!(err.starts_with("the Idempotency-Key header must be"), "{err}");
         }
+    }
+
+    /// A plain value of `***` would be recorded as a hidden one is, and a repeat with another
+    /// value would be taken for the same request: refused when asked.
+    #[test]
+    fn no_plain_parameter_may_have_the_value_that_stands_for_a_hidden_one() {
+        let profile: crate::profile::ProfileDef = toml::from_str(
+            "accounts = [\"a\"]\n[params]\npin = { dynamic = true, sensitive = true }\nteam = { dynamic = true }\n",
+        )
+        .expect("profile");
+        let given = |pin: &str, team: &str| -> std::collections::BTreeMap<String, String> {
+            [("pin".to_owned(), pin.to_owned()), ("team".to_owned(), team.to_owned())].into()
+        };
+        let err = crate::issue::check_dynamic("web", &profile, &given("1234", MASK)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter team value \"***\" is not allowed: it is how certhost shows a hidden value, so no plain parameter may have it"
+        );
+        let ok = crate::issue::check_dynamic("web", &profile, &given(MASK, "ops")).expect("a sensitive one may");
+        assert_eq!(ok["pin"], (MASK.to_owned(), true));
     }
 
     #[test]

@@ -317,7 +317,10 @@ pub(crate) fn recorded_params(dynamic: &BTreeMap<String, (String, bool)>) -> ser
         dynamic
             .iter()
             .map(|(k, (v, sensitive))| {
-                (k.clone(), serde_json::Value::String(if *sensitive { "***".into() } else { v.clone() }))
+                (
+                    k.clone(),
+                    serde_json::Value::String(if *sensitive { crate::idempotency::MASK.into() } else { v.clone() }),
+                )
             })
             .collect(),
     )
@@ -1152,7 +1155,9 @@ pub(crate) fn recorded_dynamic(order: Option<&Order>, profile: &ProfileDef) -> B
     params
         .iter()
         .filter(|(k, _)| profile.params.get(*k).is_some_and(|d| d.dynamic))
-        .filter_map(|(k, v)| v.as_str().filter(|s| *s != "***").map(|s| (k.clone(), (s.to_owned(), false))))
+        .filter_map(|(k, v)| {
+            v.as_str().filter(|s| *s != crate::idempotency::MASK).map(|s| (k.clone(), (s.to_owned(), false)))
+        })
         .collect()
 }
 
@@ -1196,6 +1201,17 @@ pub(crate) fn check_dynamic(
         match given.get(name) {
             Some(v) => {
                 def.check_value(name, v)?;
+                // An order records a sensitive value as `***`; a plain one that is `***` could
+                // not be told from it, by an operator reading the order or by a repeat of its
+                // `Idempotency-Key`, which would take it for hidden and replay a request that
+                // differs in it (review of stop 36).
+                if !def.sensitive && v == crate::idempotency::MASK {
+                    return Err(ParamError::NotAllowed {
+                        name: name.clone(),
+                        shown: format!("value {v:?} "),
+                        rule: "it is how certhost shows a hidden value, so no plain parameter may have it".into(),
+                    });
+                }
                 out.insert(name.clone(), (v.clone(), def.sensitive));
             }
             None if def.required => {
