@@ -156,13 +156,32 @@ pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Valu
 /// field names stay.
 fn shape_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    let expected = || text.split(", expected ").nth(1).unwrap_or("another value");
+    let expected = || plain_expected(text.split(", expected ").nth(1).unwrap_or("another value"));
     if text.starts_with("invalid type") || text.starts_with("invalid value") || text.starts_with("invalid length") {
         format!("a value has the wrong type or form (expected {})", expected())
     } else if text.starts_with("unknown variant") {
         format!("a value that is not allowed here (expected {})", expected())
+    } else if let Some(field) = text.strip_prefix("missing field ") {
+        // "missing field `profile`" (API review of stop 36): said as a sentence of ours.
+        format!("the field {field} is required")
     } else {
         text
+    }
+}
+
+/// What serde says it expected, in the words of a JSON document: Rust's type names (`u64`,
+/// `struct IssueBody`, `a sequence`) mean nothing to a client in another language (API review
+/// of stop 36).
+fn plain_expected(expected: &str) -> String {
+    match expected.trim_end_matches(char::is_whitespace) {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of zero or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "an object".into(),
+        "a boolean" => "true or false".into(),
+        other if other.starts_with("struct ") || other.starts_with("a map ") => "an object".into(),
+        other => other.to_owned(),
     }
 }
 
@@ -237,5 +256,12 @@ mod tests {
         assert!(e.starts_with("reason: ") && e.contains("KeyCompromise") && !e.contains("S3CRET"), "{e}");
         let e = from_value::<Revoke>(serde_json::json!({"reason": 5})).expect_err("type");
         assert!(e.starts_with("reason: a value has the wrong type"), "{e}");
+        // In a JSON document's words, not Rust's.
+        let e = from_value::<Def>(serde_json::json!({"timeout_seconds": -1, "params": {}})).expect_err("type");
+        assert_eq!(e, "timeout_seconds: a value has the wrong type or form (expected a whole number of zero or more)");
+        let e = from_value::<Def>(serde_json::json!({"timeout_seconds": 5})).expect_err("missing");
+        assert_eq!(e, "the field `params` is required");
+        let e = from_value::<Revoke>(serde_json::json!([])).expect_err("array");
+        assert!(!e.contains("struct"), "{e}");
     }
 }
