@@ -152,6 +152,28 @@ fn plugin_check_passes_allowed_hosts_and_extra_ca_pems_to_a_component() {
         &format!("url={url}"),
     ]);
     assert!(denied.stdout.contains("not among the CA account's allowed hosts"), "{}", denied.stdout);
+
+    // At RUST_LOG=trace, wasmtime's WASI HTTP bindings logged each host call's arguments: the
+    // path and query of a sensitive URL in clear (security review of stop 36).
+    let secret = "S3CRET-trace-4f1c9e";
+    let out = app
+        .command()
+        .args(["plugin", "check", hostile.to_str().expect("utf8"), "--param", "mode=http"])
+        .args([
+            "--sensitive-param-env",
+            "url=SECRET_URL",
+            "--allowed-host",
+            &format!("https://127.0.0.1:{}", server.port),
+        ])
+        .args(["--extra-ca-pem", ca_pem.to_str().expect("utf8")])
+        .env("SECRET_URL", format!("{url}?apikey={secret}"))
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("run certhost");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("fetched HTTP 200"), "the fetch was made: {stdout}{stderr}");
+    assert!(stderr.contains("DEBUG"), "the log was on: {stderr}");
+    assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
 }
 
 /// Copies a directory tree, skipping build output.

@@ -1158,6 +1158,43 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
     assert!(said.contains("seen: none"), "{said}");
 }
 
+/// Regression (security review of stop 36): a new worker's stderr was logged as it came, and
+/// the host gives a worker its values with its first call, after the import: a script printing
+/// at import what an earlier call left in the account's cache logged a password in clear. What
+/// an import writes is held until the first call and redacted with its values.
+#[test]
+fn what_a_script_prints_at_import_is_redacted_with_its_first_call_s_values() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.stash]\nconnector = \"{}\"\nparams.password = {{ sensitive = true, value = {{ env = \"STASH_PW\" }} }}\n",
+            fixture("hostile/prints_cache_at_import.py").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/stash.toml"), "accounts = [\"stash\"]\n").expect("profile");
+    let password = "pw-S3CRET-import-5e1a";
+    let run = || {
+        let out = app
+            .command()
+            .args(["--config", conf.join("certhost.toml").to_str().expect("utf8"), "-v"])
+            .args(["issue", "--profile", "stash", "--cn", "www.example.com"])
+            .env("STASH_PW", password)
+            .output()
+            .expect("run certhost");
+        assert_eq!(out.status.code(), Some(1));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let first = run();
+    assert!(first.contains("stashed") && !first.contains("import sees"), "{first}");
+    let second = run();
+    assert!(second.contains("stderr: import sees ***"), "the import's line is logged, redacted: {second}");
+    assert!(!second.contains(password), "{second}");
+}
+
 /// The worker ends with the host, however the host ends. It used to ask the kernel
 /// (PR_SET_PDEATHSIG), which acts when the *thread* that started the worker ends: in `serve`
 /// a tokio thread that retired took its workers with it, mid-call. The worker now watches

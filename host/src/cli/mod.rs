@@ -478,12 +478,24 @@ pub fn init_tracing(verbose: u8, command: &Command) {
     } else {
         default.to_owned()
     };
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| own_or_above_trace(meta.target(), *meta.level())));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Whether a log line or span at `level` from `target` may be written: certhost's own at any
+/// level, a library's only above TRACE. At TRACE, wasmtime's WASI HTTP bindings record every
+/// argument of a component's host calls, a request's path and query among them, where a CA's
+/// API key often goes, in clear; certhost's own lines are redacted (security review of stop 36).
+pub fn own_or_above_trace(target: &str, level: tracing::Level) -> bool {
+    level != tracing::Level::TRACE || target == "certhost" || target.starts_with("certhost::")
 }

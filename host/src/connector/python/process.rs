@@ -37,7 +37,7 @@ pub(super) struct WorkerProcess {
     stdout: ChildStdout,
     /// What to redact from what the worker writes to its stderr: every sensitive value it
     /// was ever given ([`Self::learn`]).
-    redactor: Arc<Mutex<Redactor>>,
+    stderr_log: Arc<Mutex<StderrLog>>,
     /// Every sensitive value sent to this worker. One worker serves every profile of its
     /// account for its whole life, and a script keeps what it likes (a module-level session
     /// holding one profile's password, a thread printing later): what it prints in any call
@@ -49,6 +49,68 @@ pub(super) struct WorkerProcess {
     stderr_tail: Arc<Mutex<String>>,
     /// The number of the last request sent; its reply must carry it.
     seq: u64,
+    /// `script NAME`, for its log lines.
+    label: String,
+}
+
+/// How a worker's stderr lines are logged: redacted of every value the worker was given. A
+/// new worker is given its first values with its first call, after its script was imported, so
+/// what the import writes is held until then (or until the worker ends without a call) and
+/// redacted with them: a script printing at import what an earlier worker's call left in the
+/// account's cache logged it in clear (security review of stop 36).
+#[derive(Default)]
+struct StderrLog {
+    /// `None` until the worker's first call (or its end).
+    rules: Option<Redactor>,
+    /// Lines written before that, with whether each was cut; at most [`MAX_HELD_LINES`].
+    held: Vec<(String, bool)>,
+    /// Lines dropped because that many were held already.
+    dropped: usize,
+}
+
+/// Most stderr lines of an import held for redaction; a script's warnings at import are a few.
+const MAX_HELD_LINES: usize = 256;
+
+impl StderrLog {
+    /// Logs `line` (or holds it) and returns it as an error may quote it: redacted once the
+    /// worker was given values; before, it was given none (an import's error quotes it as is).
+    fn line(&mut self, label: &str, line: String, cut: bool) -> String {
+        match &self.rules {
+            Some(rules) => log_stderr_line(label, rules, &line, cut),
+            None => {
+                if self.held.len() < MAX_HELD_LINES {
+                    self.held.push((line.clone(), cut));
+                } else {
+                    self.dropped += 1;
+                }
+                line
+            }
+        }
+    }
+
+    /// From now on lines are redacted with `rules` and logged at once; those held are logged now.
+    fn set_rules(&mut self, label: &str, rules: Redactor) {
+        for (line, cut) in std::mem::take(&mut self.held) {
+            log_stderr_line(label, &rules, &line, cut);
+        }
+        if self.dropped > 0 {
+            tracing::info!(plugin = %label, "stderr: ({} more lines written while importing the script were dropped)", self.dropped);
+            self.dropped = 0;
+        }
+        self.rules = Some(rules);
+    }
+}
+
+/// One stderr line in the log, redacted line by line: every line of a multi-line value is
+/// redacted on its own. Returns the line as logged.
+fn log_stderr_line(label: &str, rules: &Redactor, line: &str, cut: bool) -> String {
+    let line = if cut {
+        format!("{} [line cut at {} KiB]", rules.redact_cut(line), MAX_STDERR_LINE / 1024)
+    } else {
+        rules.redact(line)
+    };
+    tracing::info!(plugin = %label, "stderr: {}", crate::connector::redact::one_line(&line));
+    line
 }
 
 /// Why a request got no reply of its own.
@@ -142,19 +204,11 @@ impl WorkerProcess {
         else {
             return Err(std::io::Error::other("worker pipes missing"));
         };
-        let redactor: Arc<Mutex<Redactor>> = Arc::default();
+        let stderr_log: Arc<Mutex<StderrLog>> = Arc::default();
         let stderr_tail: Arc<Mutex<String>> = Arc::default();
-        let (sens, tail, label) = (redactor.clone(), stderr_tail.clone(), label.to_owned());
+        let (log, tail, log_label) = (stderr_log.clone(), stderr_tail.clone(), label.to_owned());
         tokio::spawn(drain_stderr(stderr, move |line, cut| {
-            let sens = sens.lock().unwrap_or_else(|p| p.into_inner());
-            // Line by line: every line of a multi-line value is redacted on its own.
-            let line = if cut {
-                format!("{} [line cut at {} KiB]", sens.redact_cut(&line), MAX_STDERR_LINE / 1024)
-            } else {
-                sens.redact(&line)
-            };
-            drop(sens);
-            tracing::info!(plugin = %label, "stderr: {}", crate::connector::redact::one_line(&line));
+            let line = log.lock().unwrap_or_else(|p| p.into_inner()).line(&log_label, line, cut);
             let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
             t.push_str(&line);
             t.push('\n');
@@ -164,7 +218,17 @@ impl WorkerProcess {
                 t.drain(..cut);
             }
         }));
-        Ok(Self { child, stdin, stdout, redactor, stderr_tail, seen: vec![], seen_rules: Redactor::default(), seq: 0 })
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            stderr_log,
+            stderr_tail,
+            seen: vec![],
+            seen_rules: Redactor::default(),
+            seq: 0,
+            label: label.to_owned(),
+        })
     }
 
     /// Whether learning `values` would take the worker past [`MAX_SEEN`] distinct sensitive
@@ -184,10 +248,12 @@ impl WorkerProcess {
                 self.seen.push(zeroize::Zeroizing::new((*v).to_owned()));
             }
         }
-        if self.seen.len() != before {
+        let mut log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
+        if self.seen.len() != before || log.rules.is_none() {
             self.seen_rules = Redactor::new(self.seen.iter().map(|s| s.as_str()));
-            *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = self.seen_rules.clone();
+            log.set_rules(&self.label, self.seen_rules.clone());
         }
+        drop(log);
         self.seen_rules.clone()
     }
 
@@ -223,6 +289,13 @@ impl WorkerProcess {
     /// script that did not leave the group — and to every descendant that did (a new session,
     /// a daemon), while the worker still holds them.
     fn kill_group(&self, signal: libc::c_int) {
+        // Ending without a call: what its import wrote is logged, with nothing to redact (the
+        // worker was given no value).
+        let mut log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.rules.is_none() {
+            log.set_rules(&self.label, self.seen_rules.clone());
+        }
+        drop(log);
         if let Some(pid) = self.child.id() {
             Descendants::of(pid as libc::pid_t).signal(signal);
             // The group the worker leads (`setpgid` at spawn); `ended` sees the worker exit
