@@ -873,6 +873,38 @@ async fn a_timed_out_call_ends_subprocesses_that_left_the_process_group() {
     }
 }
 
+/// Regression (security review of stop 36): a worker that ended itself (`os._exit`) left its
+/// script's new-session subprocesses to init, running on, and one holding a copy of the
+/// worker's pipe kept the host waiting for a reply until the deadline; a subprocess that forks
+/// and exits in a loop outran the one scan made at the deadline. The worker's keeper outlives
+/// the interpreter and ends all of them.
+#[tokio::test]
+async fn a_worker_that_ends_itself_or_a_forking_subprocess_leaves_nothing_running() {
+    let c = load("hostile/spawns_and_hangs.py", limits(2, 512)).await.expect("loads");
+    let dir = tempfile::tempdir().expect("tmp");
+    let call = |escape: &'static str| {
+        let pid_file = dir.path().join(format!("{escape}.pid"));
+        let mut args = Args::new();
+        args.insert("pid_file", pid_file.display().to_string());
+        args.insert("escape", escape);
+        (args, pid_file)
+    };
+    let (args, pid_file) = call("exit");
+    let err = c.certificate_request(&request(), &args).await.expect_err("the worker ends");
+    // Not "timed out after 2s": the end is seen when it happens.
+    assert_eq!(err.to_string(), "script spawns_and_hangs: the script's worker exited with code 0");
+    let pid = std::fs::read_to_string(&pid_file).expect("the subprocess started").trim().to_owned();
+    assert!(ends_within(&pid, Duration::from_secs(2)), "the subprocess {pid} outlived the worker");
+
+    let (args, pid_file) = call("hopper");
+    let err = c.certificate_request(&request(), &args).await.expect_err("times out");
+    assert_eq!(err.to_string(), "script spawns_and_hangs: timed out after 2s");
+    let last = std::fs::read_to_string(&pid_file).expect("the subprocess started").trim().to_owned();
+    assert!(ends_within(&last, Duration::from_secs(2)), "the forking subprocess {last} runs on");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid").trim(), last, "it forked on after the deadline");
+}
+
 /// Regression: a worker killed while idle (the OOM killer, an operator) failed the next call
 /// with "the script's worker was killed by signal 9" instead of being replaced.
 #[tokio::test]

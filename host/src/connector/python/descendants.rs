@@ -63,7 +63,7 @@ fn pin(pid: libc::pid_t, parent: libc::pid_t) -> Option<OwnedFd> {
 
 /// The parent pid in `/proc/PID/stat` (the field after the state, after the last `)`: the
 /// command name may hold spaces and parentheses).
-fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+pub(super) fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(") ")?;
     rest.split(' ').nth(1)?.parse().ok()

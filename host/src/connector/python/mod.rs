@@ -15,6 +15,7 @@
 
 mod cache;
 mod descendants;
+mod keeper;
 mod process;
 mod protocol;
 mod worker;

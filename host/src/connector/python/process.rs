@@ -184,9 +184,11 @@ impl WorkerProcess {
         cmd.env(SITE_DIRS_ENV, env!("CERTHOST_PYTHON_SITE_DIRS"));
         // SAFETY: prctl and setpgid are async-signal-safe. The first makes the worker a
         // subreaper, so a subprocess whose parent exits (a shell's daemon) stays its
-        // descendant instead of going to init; the second makes the worker the leader of a
-        // process group of its own, which the script's subprocesses join, so a kill reaches
-        // them too (`kill_group`; those that left the group are found as descendants).
+        // descendant instead of going to init; the worker splits at once into this process,
+        // the keeper, and the interpreter (`keeper.rs`), and the keeper, outliving the
+        // interpreter however it ends, kills whatever the script left. The second makes the
+        // keeper the leader of a process group of its own (`kill_group`; the interpreter and
+        // the script's subprocesses are reached as descendants).
         // The worker ends itself when the host dies (it watches its parent pid, given above):
         // PR_SET_PDEATHSIG fires when the *thread* that forked ends, and a tokio thread that
         // spawned a worker may retire while the host runs on, killing the worker mid-call.
@@ -342,7 +344,9 @@ impl WorkerProcess {
         // no scan finds them.
         let below = self.child.id().map(|pid| Descendants::of(pid as libc::pid_t)).unwrap_or_default();
         self.kill_group(libc::SIGTERM);
-        let _ = tokio::time::timeout(Duration::from_millis(500), exit_seen(&self.child)).await;
+        // The keeper gives the interpreter its half second (`keeper::TERM_GRACE`), then kills
+        // it and whatever else is left below it, and ends.
+        let _ = tokio::time::timeout(Duration::from_millis(1500), exit_seen(&self.child)).await;
         below.signal(libc::SIGKILL);
         self.kill_group(libc::SIGKILL);
         let _ = self.child.wait().await;

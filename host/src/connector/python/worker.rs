@@ -22,9 +22,16 @@ const BOOTSTRAP: &str = include_str!("bootstrap.py");
 /// Entry point of the hidden worker subcommand. `memory_bytes` caps the address space;
 /// `parent` is the host's pid, watched so that the worker ends with the host.
 pub fn main(memory_bytes: u64, parent: Option<u32>) -> ExitCode {
-    if let Some(parent) = parent {
-        watch_parent(parent);
-    }
+    // First, while this is the process's only thread: the keeper stays behind with every
+    // process the script starts; this goes on as the interpreter, and ends with the keeper.
+    let keeper = match super::keeper::split(parent) {
+        Ok(keeper) => keeper,
+        Err(e) => {
+            eprintln!("certhost python worker: cannot start its keeper: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    watch_parent(keeper);
     // The protocol gets private copies of stdin/stdout; fd 0 becomes /dev/null and fd 1 goes
     // to stderr, so nothing a script or its subprocesses print can corrupt the frames.
     let (proto_in, proto_out) = match private_pipes() {
@@ -87,16 +94,17 @@ pub fn main(memory_bytes: u64, parent: Option<u32>) -> ExitCode {
     })
 }
 
-/// Ends the worker and its process group (the script's subprocesses) once the host that
-/// started it is gone: its parent pid changes when the host dies, however it dies. Checked
-/// twice a second from a thread of its own, which runs whatever the script is doing.
+/// Ends the interpreter and its process group (the script's subprocesses) once its keeper is
+/// gone (the keeper watches the host the same way): its parent pid changes when the keeper
+/// dies, however it dies. Checked twice a second from a thread of its own, which runs whatever
+/// the script is doing.
 fn watch_parent(parent: u32) {
     let watch = move || {
         loop {
             // SAFETY: getppid cannot fail and has no preconditions.
             if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
-                // SAFETY: signals this process's own group, which the worker leads (setpgid
-                // before exec); SIGKILL ends this process too.
+                // SAFETY: signals this process's own group, which the interpreter leads
+                // (`keeper::split`); SIGKILL ends this process too.
                 unsafe { libc::kill(0, libc::SIGKILL) };
                 std::process::exit(70);
             }
