@@ -861,3 +861,28 @@ fn revocations_of_one_certificate_at_once_revoke_it_once() {
     let audit = server.app.json(&["audit", "--json", "--action", "certificate.revoke", "--object-id", &id.to_string()]);
     assert_eq!(audit.as_array().expect("audit").len(), 1, "one revocation recorded: {audit}");
 }
+
+/// Two reviews of stop 36: a certificate that failed the host's verification (here one for
+/// another key) was a 422, which tells a client its own request was wrong and not to send it
+/// again; the CA's answer was at fault, so it is a 502, as a failed call is.
+#[test]
+fn a_returned_certificate_that_fails_verification_is_the_ca_s_fault_502() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(&app, "ca", "wrong_key", "", &[("web", "accounts = [\"ca\"]\n")]);
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let resp = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"profile": "web", "cn": "mismatch.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(resp.status(), reqwest::StatusCode::BAD_GATEWAY);
+    let body: Value = resp.json().expect("problem");
+    assert_eq!(
+        body["detail"], "order 1 failed: the returned certificate is for a different public key than the CSR's",
+        "{body}"
+    );
+    let order = server.app.json(&["orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "failed", "{order}");
+}

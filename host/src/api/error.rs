@@ -68,7 +68,7 @@ pub enum ApiError {
         /// The order holding the key.
         order_id: i64,
     },
-    /// 422: well-formed but refused (policy, parameters, verification, CA refusal).
+    /// 422: well-formed but refused (policy, parameters, CA refusal).
     #[error("{0}")]
     Unprocessable(String),
     /// 503: the server cannot serve the request now, through no fault of the client: its own
@@ -256,9 +256,13 @@ impl From<IssueError> for ApiError {
                 ApiError::KeyHeld { detail: e.to_string(), order_id, retry }
             }
             IssueError::IdempotencyGone { order_id, .. } => ApiError::Gone { detail: e.to_string(), order_id },
-            IssueError::Failed { .. } | IssueError::CaCall { .. } | IssueError::NeedsAttention { .. } => {
-                ApiError::Upstream(e.to_string())
-            }
+            // A certificate that failed the host's verification is the CA's or its connector's
+            // fault, as a failed call is: 502, on which a client retries or fails over, not the
+            // 422 that says its own request was wrong (two reviews of stop 36).
+            IssueError::Failed { .. }
+            | IssueError::CaCall { .. }
+            | IssueError::NeedsAttention { .. }
+            | IssueError::Verification { .. } => ApiError::Upstream(e.to_string()),
             IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => {
                 ApiError::Unavailable(format!("the server cannot make this request: {e}"))
             }
