@@ -54,11 +54,26 @@ fn main() -> ExitCode {
 /// removes it from the environment, so that no process certhost starts — a dns-01 hook, a
 /// deploy hook, a script's subprocess, a Python worker — inherits the key to every secret in
 /// the inventory.
+///
+/// The value is also overwritten where the process started with it: removing a variable
+/// changes only the list libc keeps, and `/proc/PID/environ` shows the environment the process
+/// was started with, where root (which no undumpable flag stops) read the key (security review
+/// of stop 36).
 fn take_secret_variable(name: &str) -> Option<String> {
     let key = std::env::var(name).ok().filter(|v| !v.is_empty());
     // SAFETY: called by the first statements of `main`, before any thread exists: nothing can
-    // read the environment concurrently.
-    unsafe { std::env::remove_var(name) };
+    // read the environment concurrently. getenv returns the value inside the variable's
+    // NUL-terminated string (or null), which strlen measures and write_bytes overwrites
+    // within its own length, the terminator untouched.
+    unsafe {
+        if let Ok(c_name) = std::ffi::CString::new(name) {
+            let value = libc::getenv(c_name.as_ptr());
+            if !value.is_null() {
+                std::ptr::write_bytes(value, 0, libc::strlen(value));
+            }
+        }
+        std::env::remove_var(name);
+    }
     key
 }
 

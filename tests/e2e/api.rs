@@ -60,6 +60,19 @@ fn the_listener_refuses_what_it_should_before_reading_it_and_marks_every_answer_
     assert_eq!(c.get(format!("{}/healthz", server.base)).send().expect("still serving").status(), StatusCode::OK);
 }
 
+/// Security review of stop 36: the master key, taken out of the environment at start, was
+/// still in `/proc/PID/environ` (the environment the process started with), where root reads
+/// it whatever the process's undumpable flag says. Only root (or the same user, were it
+/// dumpable) can read that file; the test runs the check where it can.
+#[test]
+fn the_master_key_is_not_left_in_the_environment_the_server_started_with() {
+    let server = Server::start(App::new(), None);
+    let Ok(environ) = std::fs::read(format!("/proc/{}/environ", server.child.id())) else { return };
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.contains("CERTHOST_DATA_DIR="), "read the server's environment: {environ}");
+    assert!(!environ.contains(&server.app.master_key), "the master key is readable in /proc/PID/environ");
+}
+
 /// A token made to expire is accepted until then and refused after with a 401 that says it
 /// expired (not that it is unknown); one made through the API carries its expiry too.
 #[test]
