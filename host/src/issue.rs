@@ -120,6 +120,19 @@ pub enum IssueError {
     /// The profile refuses the request.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A held or interrupted order that its profile, changed since it was made, no longer
+    /// allows: sent anyway, the CA would sign a certificate the host then refuses to store.
+    #[error(
+        "order {order_id} is not sent: profile {profile} has changed since it was made and no longer allows it ({rule}); decline the order, or change the profile back"
+    )]
+    NoLongerAllowed {
+        /// Order.
+        order_id: i64,
+        /// Its profile.
+        profile: String,
+        /// The rule it now breaks.
+        rule: String,
+    },
     /// A parameter problem.
     #[error(transparent)]
     Param(#[from] ParamError),
@@ -598,6 +611,7 @@ impl Pipeline<'_> {
             .inventory
             .profile(&profile_name)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&profile_name)))?;
+        still_allowed(order, &profile_name, &profile)?;
         let mut merged: BTreeMap<String, String> =
             recorded_dynamic(Some(order), &profile).into_iter().map(|(k, (v, _))| (k, v)).collect();
         merged.extend(params.clone());
@@ -1144,6 +1158,24 @@ impl Pipeline<'_> {
 /// limit at its account's gate (`connector::gate`; a script's gate never waits), then run.
 pub(crate) fn backstop(timeout: Duration) -> Duration {
     timeout * (crate::connector::WORKER_WAIT_LIMITS + 1) + Duration::from_secs(5)
+}
+
+/// Refuses `order` (held for approval, or interrupted) when `profile`, changed since the order
+/// was made, no longer allows its CSR's names, subject or key: the CA would sign, and the host
+/// would then refuse the certificate it is not allowed to store, a certificate issued (logged,
+/// perhaps billed) that no one holds (operator review of stop 36).
+fn still_allowed(order: &Order, profile_name: &str, profile: &ProfileDef) -> Result<(), IssueError> {
+    let refused = |e: PolicyError| match e {
+        PolicyError::Request { rule, .. } => {
+            IssueError::NoLongerAllowed { order_id: order.id, profile: profile_name.to_owned(), rule }
+        }
+        other => IssueError::Policy(other),
+    };
+    let parsed = parse_csr(order.csr_pem.as_bytes())?;
+    profile.check_csr_names(profile_name, parsed.common_name.as_deref(), &parsed.sans).map_err(refused)?;
+    profile.check_csr_subject(profile_name, &parsed.subject_fields).map_err(refused)?;
+    profile.key.check_accepts(profile_name, "the order's", parsed.key).map_err(refused)?;
+    Ok(())
 }
 
 /// The request's non-sensitive dynamic parameters, recorded with `order`, for a later call

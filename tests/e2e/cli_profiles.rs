@@ -435,3 +435,32 @@ fn a_broken_configuration_file_still_lets_an_operator_look() {
     let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "x.example.com"]);
     assert!(r.fails(1).contains("certhost.toml"), "{}", r.stderr);
 }
+
+/// Operator review of stop 36: an order held for approval was sent to the CA as it was made,
+/// though its profile had changed since to refuse its names; the CA signed, and the host then
+/// threw the certificate away (not allowed to store it). The approval is refused before the
+/// CA is called, and the order stays held for a decline.
+#[test]
+fn approving_an_order_its_changed_profile_no_longer_allows_calls_no_ca() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "approval_required = true");
+    let c = config.to_str().expect("utf8");
+    let held = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "z.example.com"]);
+    assert!(held.ok().contains("awaits approval"), "{}", held.stdout);
+    let profile = config.parent().expect("conf").join("profiles/lab.toml");
+    fs::write(
+        &profile,
+        "accounts = [\"lab\"]\napproval_required = true\n[sans]\nallowed_types = [\"DNS\"]\ndns_suffixes = [\".example.org\"]\n",
+    )
+    .expect("profile");
+    let out = app.command().args(["--config", c, "orders", "approve", "1"]).env("USER", "bob").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("order 1 is not sent: profile lab has changed since it was made and no longer allows it"),
+        "{err}"
+    );
+    let order = app.json(&["--config", c, "orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "awaiting_approval", "{order}");
+    assert!(app.json(&["--config", c, "list", "--json"]).as_array().expect("list").is_empty());
+}

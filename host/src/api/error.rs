@@ -249,6 +249,7 @@ impl From<IssueError> for ApiError {
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
             IssueError::AccountNotListed { .. } => ApiError::NotAllowed(e.to_string()),
             IssueError::WrongState { .. }
+            | IssueError::NoLongerAllowed { .. }
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
             | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
