@@ -18,8 +18,9 @@ use crate::param::ParamError;
 use crate::profile::{NameRequest, ProfileDef};
 
 /// How to give a required sensitive dynamic parameter to a renewal: it was never stored.
-const SENSITIVE_HINT: &str =
-    " (it is sensitive, so certhost never stores it: the certificate must be renewed by hand with --param NAME=VALUE)";
+const SENSITIVE_HINT: &str = " (it is sensitive, so certhost never stores it: renew the certificate by hand with \
+     --param-env NAME=VAR or --param-file NAME=PATH, or over the API with it in \"params\"; --param would show it \
+     in the process list)";
 
 /// Renewal keeps the key when the profile says so; reissue always makes a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

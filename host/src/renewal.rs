@@ -42,12 +42,29 @@ pub struct RoundReport {
 
 /// One scheduler round on one connection.
 pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundReport, IssueError> {
+    round_until(p, lease_seconds, &|| false).await
+}
+
+/// [`round`], ended early once `stopping` says so: the renewals and deployments it claimed and
+/// has not begun are given back, due at once for the next start. A round renews one
+/// certificate after another, so one hanging CA held `serve`'s shutdown for each certificate
+/// it had claimed (up to 20 calls' deadlines; operator review of stop 36); now for the call
+/// in flight at most.
+pub async fn round_until(
+    p: &mut Pipeline<'_>,
+    lease_seconds: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
+) -> Result<RoundReport, IssueError> {
     let mut report = RoundReport { expired: p.inventory.mark_expired(ACTOR)?.len(), ..RoundReport::default() };
     // An automatic renewal cut off by a crash is sent again with the same request id: nobody
     // is there to decide, and the id lets an idempotent CA answer with what it issued.
     // Manual orders still wait for an operator.
     p.inventory.mark_interrupted(ACTOR)?;
     for order in p.inventory.orders(Some(OrderState::NeedsAttention), 0)? {
+        if stopping() {
+            // Still interrupted: the next start sends it.
+            break;
+        }
         // Interrupted only (never submitted as far as the host knows): one held for an
         // operator (`hold_for_operator`: the CA issued and storing failed) is not asked again.
         if order.requested_by == ACTOR && order.kind == "renew" && !order.submitted {
@@ -73,9 +90,22 @@ pub async fn round(p: &mut Pipeline<'_>, lease_seconds: i64) -> Result<RoundRepo
             }
         }
     }
-    retry_deployments(p, lease_seconds, &mut report).await?;
+    retry_deployments(p, lease_seconds, &mut report, stopping).await?;
+    if stopping() {
+        return Ok(report);
+    }
     let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
-    for id in claimed {
+    for (n, &id) in claimed.iter().enumerate() {
+        if stopping() {
+            for &unbegun in &claimed[n..] {
+                p.inventory.release_renewal(unbegun)?;
+            }
+            tracing::info!(
+                left = claimed.len() - n,
+                "renewal round stopped for shutdown; the rest are due at the next start"
+            );
+            break;
+        }
         // Renewed one after another: each claim is checked and extended just before its turn.
         let Some(held_until) = p.inventory.keep_renewal_claim(id, until, lease_seconds)? else {
             tracing::warn!(certificate = id, "not renewed by this round: its claim ran out while earlier ones renewed");
@@ -131,8 +161,13 @@ async fn retry_deployments(
     p: &mut Pipeline<'_>,
     lease_seconds: i64,
     report: &mut RoundReport,
+    stopping: &(dyn Fn() -> bool + Sync),
 ) -> Result<(), IssueError> {
     for (id, failed) in p.inventory.claim_deploy_retries(BATCH, lease_seconds)? {
+        if stopping() {
+            p.inventory.release_deploy_retries(id)?;
+            continue;
+        }
         match retry_deployment(p, id, &failed).await {
             Ok(Some(ok)) => report.redeployed.push((id, ok)),
             Ok(None) => {}
@@ -213,7 +248,9 @@ pub async fn run(
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
             Ok(mut inv) => {
                 let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
-                match round(&mut p, lease).await {
+                let watch = shutdown.clone();
+                let stopping = move || *watch.borrow();
+                match round_until(&mut p, lease, &stopping).await {
                     Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "renewal round failed"),

@@ -314,6 +314,56 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
     assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![]);
 }
 
+/// Operator review of stop 36: a round renewed every certificate it had claimed, one after
+/// another, before `serve` could stop, so a hanging CA held a shutdown for up to 20 calls'
+/// deadlines. Told to stop, a round ends after the renewal in flight and gives back the rest,
+/// due at once for the next round.
+#[test]
+fn a_round_told_to_stop_gives_back_the_renewals_it_has_not_begun() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use certhost::profile::ProfileDef;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
+    inv.create_profile("web", &profile, "api", "test").expect("profile");
+    let ca = test_ca("Stop CA");
+    let ids: Vec<i64> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let cn = format!("{name}.example");
+            let (key, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
+            let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
+            let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
+            let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+                panic!("insert")
+            };
+            inv.set_renew_after(id, Some(now() - 10)).expect("due");
+            id
+        })
+        .collect();
+    let registry = certhost::connector::Registry::new(crate::helpers::certhost_bin().into(), None);
+    let env = |_: &str| None;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // Asked before the renewals (1), before the first (2) and before the second (3): stop then.
+    let asked = AtomicUsize::new(0);
+    let stopping = || asked.fetch_add(1, Ordering::SeqCst) >= 2;
+    let mut p = certhost::issue::Pipeline {
+        inventory: &mut inv,
+        connectors: &registry,
+        env: &env,
+        actor: certhost::renewal::ACTOR,
+    };
+    let report = rt.block_on(certhost::renewal::round_until(&mut p, 600, &stopping)).expect("round");
+    assert_eq!(report.failed.len(), 1, "one renewal ran: {report:?}");
+    let rest: Vec<i64> = ids.iter().copied().filter(|id| !report.failed.contains(id)).collect();
+    // Given back unbegun: no attempt counted, and due now, not after the claim's lease.
+    let report = rt.block_on(certhost::renewal::round(&mut p, 600)).expect("round");
+    let mut again = report.failed.clone();
+    again.sort();
+    assert_eq!(again, rest, "the next round takes the two left: {report:?}");
+}
+
 /// `ca` signing `csr` as `name` with the extensions in `ext` and `extra` arguments; the PEM.
 fn openssl_signed(
     ca: &crate::helpers::OpensslCa,

@@ -334,7 +334,7 @@ fn automatic_and_manual_renewals_reuse_the_requests_dynamic_parameters_but_never
     })
     .unwrap_or_else(|| panic!("no failure recorded for the otp certificate; log: {}", server.log()));
     let error = entry["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("otp") && error.contains("must be renewed by hand"), "{entry}");
+    assert!(error.contains("otp") && error.contains("renew the certificate by hand"), "{entry}");
     assert!(!error.contains("493817") && !server.log().contains("493817"), "the sensitive value never shows");
     let audit = server.app.json(&["audit", "--json", "--action", "certificate.auto_renew", "--object-id", "2"]);
     assert_eq!(audit[0]["outcome"], "failure", "{audit}");
@@ -346,7 +346,11 @@ fn automatic_and_manual_renewals_reuse_the_requests_dynamic_parameters_but_never
     let order = server.app.json(&["orders", "show", &manual["order_id"].to_string(), "--json"]);
     assert_eq!(order["params"]["requester"], "alice", "{order}");
     let refused = server.app.run(&["--config", cfg, "renew", "2"]);
-    assert!(refused.fails(1).contains("must be renewed by hand with --param"), "{}", refused.stderr);
+    assert!(
+        refused.fails(1).contains("renew the certificate by hand with --param-env NAME=VAR or --param-file NAME=PATH"),
+        "{}",
+        refused.stderr
+    );
     server.app.run(&["--config", cfg, "renew", "2", "--param", "otp=551204"]).ok();
 }
 

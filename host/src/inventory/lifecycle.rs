@@ -364,6 +364,17 @@ impl Inventory {
         Ok(claimed)
     }
 
+    /// Gives back the claim on certificate `id`'s deployments to try again, unrun (the
+    /// scheduler is stopping): due now, not after the claim's lease.
+    pub fn release_deploy_retries(&mut self, id: i64) -> Result<(), InventoryError> {
+        let now = self.now();
+        self.conn.execute_cached(
+            "UPDATE deploy_retries SET next_at = ?2 WHERE certificate_id = ?1 AND next_at > ?2",
+            rusqlite::params![id, now],
+        )?;
+        Ok(())
+    }
+
     /// Stops retrying a deployment of certificate `id` (every target when `target` is `None`):
     /// the certificate is no longer active, or its profile no longer has the target.
     pub fn drop_deploy_retry(&mut self, id: i64, target: Option<&str>) -> Result<(), InventoryError> {
