@@ -152,6 +152,92 @@ impl DeployTarget {
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.hook_timeout_seconds.unwrap_or(60))
     }
+
+    /// This target for `cert`: `{cn}` in a path becomes the certificate's name
+    /// ([`file_name_for`]), so a profile that issues for many names gives each its own files.
+    /// Without it, every certificate of the profile is written to the same files, each over
+    /// the last (operator review of stop 36; see [`occupant`]).
+    pub fn for_certificate(&self, cert: &CertificateRecord) -> DeployTarget {
+        let name = file_name_for(cert);
+        let expand = |p: &Option<PathBuf>| {
+            p.as_ref().map(|p| match p.to_str() {
+                Some(text) if text.contains(CN_PLACEHOLDER) => PathBuf::from(text.replace(CN_PLACEHOLDER, &name)),
+                _ => p.clone(),
+            })
+        };
+        DeployTarget {
+            cert: expand(&self.cert),
+            chain: expand(&self.chain),
+            fullchain: expand(&self.fullchain),
+            key: expand(&self.key),
+            pkcs12: expand(&self.pkcs12),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a path of this target has `{cn}`: one set of files per name.
+    fn per_name(&self) -> bool {
+        [&self.cert, &self.chain, &self.fullchain, &self.key, &self.pkcs12]
+            .into_iter()
+            .flatten()
+            .any(|p| p.to_str().is_some_and(|t| t.contains(CN_PLACEHOLDER)))
+    }
+}
+
+/// The placeholder a deploy path may hold for the certificate's name.
+pub const CN_PLACEHOLDER: &str = "{cn}";
+
+/// The certificate's name as one file-name component: its CN, or without one its first SAN,
+/// with every character other than letters, digits, `.`, `-` and `_` (a wildcard's `*`, a
+/// `/`) as `_`, and a leading `.` (which `..` would be) made `_.`: never a path of its own.
+pub fn file_name_for(cert: &CertificateRecord) -> String {
+    let name = cert
+        .info
+        .common_name
+        .clone()
+        .or_else(|| {
+            cert.info.sans.first().map(|s| {
+                let text = s.to_string();
+                text.split_once(':').map_or(text.clone(), |(_, v)| v.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("certificate-{}", cert.id));
+    let mut out: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    if out.is_empty() || out.starts_with('.') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Another active certificate for other names that `target`'s files hold now, which this
+/// deployment would replace: a profile whose paths have no `{cn}` writes every certificate it
+/// issues to the same files, and the last one issued or renewed won, whatever name a server
+/// was meant to present (operator review of stop 36). Read from the leaf in the target's
+/// `cert` or `fullchain` file (what a server reads), looked up by its SHA-256 in the inventory;
+/// a file that is missing, unreadable, or holds a certificate certhost does not know is
+/// replaced as before. A certificate for the same CN or the same SANs (a renewal, a reissue,
+/// a second one for the name) replaces it as before.
+fn occupant(inv: &Inventory, cert: &CertificateRecord, target: &DeployTarget) -> Option<CertificateRecord> {
+    let file = target.cert.as_ref().or(target.fullchain.as_ref())?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let der = crate::cert::pem_certificates(&text).ok()?.into_iter().next()?;
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der));
+    let other = inv.find(&sha256).ok()??;
+    let same_cn = match (&other.info.common_name, &cert.info.common_name) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    };
+    let names = |c: &CertificateRecord| {
+        let mut v: Vec<String> = c.info.sans.iter().map(|s| s.to_string().to_ascii_lowercase()).collect();
+        v.sort();
+        v
+    };
+    let taken = other.id != cert.id
+        && other.status == crate::inventory::CertStatus::Active
+        && !same_cn
+        && names(&other) != names(cert);
+    taken.then_some(other)
 }
 
 /// The outcome of one target, as stored and shown.
@@ -190,17 +276,36 @@ pub async fn deploy(
     };
     let hidden = hidden_variables(inv, env);
     let mut reports = Vec::new();
-    for target in targets {
-        let (result, output) = match &key {
-            Err(e) if wants_key(target) => {
+    for template in targets {
+        let target = &template.for_certificate(cert);
+        let occupied = if template.per_name() { None } else { occupant(inv, cert, target) };
+        let (result, output) = match (&key, occupied) {
+            (_, Some(other)) => (
+                Err(DeployError::Invalid(format!(
+                    "refused: {} holds certificate #{} ({}), which is active and for other names; nothing was written. \
+                     A profile that issues for several names needs {CN_PLACEHOLDER} in its deploy paths (one set of files per name); \
+                     or revoke or delete #{} first",
+                    target.describe().trim_start_matches("files:"),
+                    other.id,
+                    other.info.common_name.as_deref().unwrap_or("no CN"),
+                    other.id
+                ))),
+                String::new(),
+            ),
+            (Err(e), None) if wants_key(target) => {
                 (Err(DeployError::Invalid(format!("the private key could not be read: {e}"))), String::new())
             }
             _ => deploy_one(key.as_ref().ok().and_then(Option::as_ref), cert, target, env, &hidden).await,
         };
+        // Recorded under the profile's own description (`{cn}` as written), which retries
+        // are matched with; the message says where the files went.
         let report = DeployReport {
-            target: target.describe(),
+            target: template.describe(),
             ok: result.is_ok(),
             message: match &result {
+                Ok(()) if template.per_name() => {
+                    format!("deployed to {}", target.describe().trim_start_matches("files:"))
+                }
                 Ok(()) => "deployed".into(),
                 Err(e) => e.to_string(),
             },

@@ -1517,3 +1517,43 @@ fn an_api_issuance_says_which_deployments_failed() {
     assert!(cert["deployments"][0]["message"].as_str().unwrap_or("").contains("pre-deploy hook failed"), "{body}");
     assert_eq!(cert["deploy_retries"][0]["failures"], 1, "{body}");
 }
+
+/// Operator review of stop 36: a profile's deploy paths are the same for every certificate it
+/// issues, so the second name issued overwrote the first's files, and `show` said both were
+/// deployed while the server presented only the last. A deployment over an active certificate
+/// for other names is refused, naming it; `{cn}` in a path gives each name its own files; a
+/// renewal (the same name) replaces its predecessor's files as before.
+#[test]
+fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten() {
+    let app = App::new();
+    let fixed = app.path("fixed");
+    let per_name = app.path("per-name");
+    let profile = format!(
+        "[[deploy]]\nfullchain = \"{f}/fullchain.pem\"\nkey = \"{f}/key.pem\"\n[[deploy]]\nfullchain = \"{p}/{{cn}}/fullchain.pem\"\n",
+        f = fixed.display(),
+        p = per_name.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "a.example.com"]).ok();
+    let a_pem = std::fs::read_to_string(fixed.join("fullchain.pem")).expect("a deployed");
+    let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "b.example.com"]);
+    let err = r.fails(3);
+    assert!(
+        err.contains("holds certificate #1 (a.example.com), which is active and for other names; nothing was written"),
+        "{err}"
+    );
+    assert!(err.contains("{cn}"), "{err}");
+    assert_eq!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain"), a_pem, "a's files stay");
+    // Each name has its own files under the `{cn}` target.
+    for (id, name) in [(1, "a.example.com"), (2, "b.example.com")] {
+        let pem = std::fs::read_to_string(per_name.join(name).join("fullchain.pem")).expect("per-name file");
+        let shown = app.json(&["show", &id.to_string(), "--json"]);
+        assert!(pem.starts_with(shown["pem"].as_str().expect("pem")), "{name}");
+    }
+    // A renewal of a is for the same name: it replaces a's files.
+    app.run(&["--config", c, "renew", "1"]).ok();
+    let renewed = app.json(&["show", "3", "--json"]);
+    let now = std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain");
+    assert!(now.starts_with(renewed["pem"].as_str().expect("pem")), "the renewal was deployed");
+}
