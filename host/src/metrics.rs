@@ -86,7 +86,7 @@ fn label(v: &str) -> String {
 
 /// The metrics in Prometheus text format; `expiry` are (bucket label, count) pairs of active
 /// certificates by days to expiry.
-pub fn render(expiry: &[(&str, u64)]) -> String {
+pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     let mut out = String::new();
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     out.push_str("# HELP certhost_issuances_total Issuance requests by outcome.\n");
@@ -106,11 +106,24 @@ pub fn render(expiry: &[(&str, u64)]) -> String {
     out.push_str("# TYPE certhost_inventory_committed_changes_total counter\n");
     let _ = writeln!(out, "certhost_inventory_committed_changes_total {}", reg.committed_changes);
     drop(reg);
-    out.push_str("# HELP certhost_certificates_expiring Active certificates by days until expiry.\n");
+    out.push_str(
+        "# HELP certhost_certificates_expiring Active certificates by days until expiry; expired: past notAfter, \
+         including those expired in the last 30 days or whose renewal is still retried.\n",
+    );
     out.push_str("# TYPE certhost_certificates_expiring gauge\n");
-    for (bucket, n) in expiry {
+    for (bucket, n) in &gauges.expiring {
         let _ = writeln!(out, "certhost_certificates_expiring{{days=\"{}\"}} {n}", label(bucket));
     }
+    out.push_str(
+        "# HELP certhost_orders_open Open orders by state (awaiting an approver, held for an operator, at the CA).\n",
+    );
+    out.push_str("# TYPE certhost_orders_open gauge\n");
+    for (state, n) in &gauges.orders_open {
+        let _ = writeln!(out, "certhost_orders_open{{state=\"{}\"}} {n}", label(state));
+    }
+    out.push_str("# HELP certhost_deploy_retries Certificates with a failed deployment waiting to be tried again.\n");
+    out.push_str("# TYPE certhost_deploy_retries gauge\n");
+    let _ = writeln!(out, "certhost_deploy_retries {}", gauges.deploy_retries);
     out
 }
 
@@ -123,7 +136,7 @@ mod tests {
         connector_call("t\"est", Duration::from_millis(3));
         connector_call("t\"est", Duration::from_secs(2));
         issuance("issued");
-        let text = render(&[("0-7", 2)]);
+        let text = render(&crate::inventory::InventoryGauges { expiring: vec![("0-7", 2)], ..Default::default() });
         assert!(
             text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"0.005\"} 1"),
             "{text}"
@@ -140,9 +153,9 @@ mod tests {
                 .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
                 .unwrap_or_else(|| panic!("no {series} in {text}"))
         };
-        let before = render(&[]);
+        let before = render(&Default::default());
         group_commit(3, Duration::from_micros(400));
-        let after = render(&[]);
+        let after = render(&Default::default());
         let fast = "certhost_inventory_commit_seconds_bucket{le=\"0.0005\"}";
         assert!(value(&after, fast) > value(&before, fast), "{after}");
         let changes = "certhost_inventory_committed_changes_total ";

@@ -146,6 +146,11 @@ fn an_approval_must_come_from_another_token_than_the_request() {
         .json()
         .expect("json");
     assert_eq!(still["state"], "awaiting_approval", "{still}");
+    // An approver's alert can count it (operator review of stop 36: /metrics showed nothing
+    // waiting for anyone).
+    let metrics = c.get(format!("{}/metrics", server.base)).send().expect("metrics").text().expect("text");
+    assert!(metrics.contains("certhost_orders_open{state=\"awaiting_approval\"} 1"), "{metrics}");
+    assert!(metrics.contains("certhost_deploy_retries 0"), "{metrics}");
     let ok: serde_json::Value = c
         .post(format!("{}/v1/orders/{order}/approve", server.base))
         .bearer_auth(&bob)

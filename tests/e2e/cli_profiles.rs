@@ -445,8 +445,15 @@ fn approving_an_order_its_changed_profile_no_longer_allows_calls_no_ca() {
     let app = App::new();
     let (config, _) = crate::helpers::local_ca_lab(&app, "approval_required = true");
     let c = config.to_str().expect("utf8");
-    let held = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "z.example.com"]);
-    assert!(held.ok().contains("awaits approval"), "{}", held.stdout);
+    // Asked for files that cannot be written yet: exit 5, not the 0 `issue --out D && reload` goes on
+    // with (operator review of stop 36).
+    let out = app.path("out");
+    std::fs::create_dir_all(&out).expect("out");
+    let o = out.to_str().expect("utf8");
+    let held = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "z.example.com", "--out", o]);
+    let err = held.fails(5);
+    assert!(held.stdout.contains("awaits approval"), "{}", held.stdout);
+    assert!(err.contains("order #1 has not issued yet; once it has, certhost show ID --out"), "{err}");
     let profile = config.parent().expect("conf").join("profiles/lab.toml");
     fs::write(
         &profile,

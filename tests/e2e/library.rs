@@ -364,6 +364,41 @@ fn a_round_told_to_stop_gives_back_the_renewals_it_has_not_begun() {
     assert_eq!(again, rest, "the next round takes the two left: {report:?}");
 }
 
+/// Operator review of stop 36: `/metrics` counted as expired only active certificates past
+/// notAfter, and the scheduler marks those `expired` within a round: the gauge read 0 while
+/// certificates had expired. It counts those expired in the last 30 days too, and older ones
+/// whose renewal is still retried; not one let expire long ago.
+#[test]
+fn the_expired_gauge_counts_certificates_the_scheduler_marked_expired() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let ca = test_ca("Gauge CA");
+    // Stored 70 days ago, when all were valid; the "retried" one's renewal failed then.
+    let then = now() - 70 * 86_400;
+    inv.set_clock(Some(then));
+    let mut ids = Vec::new();
+    for (name, to) in [("recent", -2), ("old", -60), ("retried", -61), ("live", 20)] {
+        let (key, csr) = request(name, vec![San::Dns(format!("{name}.example"))]).generate().expect("csr");
+        let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -90, to)).expect("pem").remove(0);
+        let InsertOutcome::Inserted(id) =
+            inv.insert_certificate(&imported(&der, &[], Some(&key)), "test").expect("insert")
+        else {
+            panic!("insert")
+        };
+        ids.push(id);
+    }
+    inv.set_renew_after(ids[2], Some(then - 10)).expect("due");
+    let (claimed, until) = inv.claim_due_renewals(600, 10).expect("claim");
+    assert_eq!(claimed, vec![ids[2]]);
+    inv.record_renewal_failure(ids[2], until, "the CA is down", "test").expect("failure").expect("recorded");
+    inv.set_clock(None);
+    let expiring = |inv: &Inventory| inv.gauges().expect("gauges").expiring;
+    assert_eq!(expiring(&inv)[0], ("expired", 3), "three active past notAfter");
+    assert_eq!(inv.mark_expired("test").expect("marked").len(), 3);
+    assert_eq!(expiring(&inv)[0], ("expired", 2), "the recent one and the retried one, not the old one");
+    assert_eq!(expiring(&inv)[2], ("7-30", 1), "{:?}", expiring(&inv));
+}
+
 /// `ca` signing `csr` as `name` with the extensions in `ext` and `extra` arguments; the PEM.
 fn openssl_signed(
     ca: &crate::helpers::OpensslCa,

@@ -88,7 +88,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         .get(|| async {
             let inv = state.inventory.get().await?;
             // Seconds from a cold cache at 1 M certificates: not on a runtime worker.
-            Ok(crate::blocking::off_the_runtime(|| inv.expiry_buckets())?)
+            Ok(crate::blocking::off_the_runtime(|| inv.gauges())?)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&pairs)))
@@ -106,7 +106,7 @@ const EXPIRY_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone, Default)]
 pub struct ExpiryGauges(Arc<Mutex<Option<(Instant, Buckets)>>>);
 
-type Buckets = Vec<(&'static str, u64)>;
+type Buckets = crate::inventory::InventoryGauges;
 
 impl ExpiryGauges {
     async fn get<F, Fut>(&self, count: F) -> Result<Buckets, ApiError>
@@ -138,12 +138,12 @@ mod tests {
         let counted = AtomicUsize::new(0);
         let count = || async {
             counted.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![("0-7", 3)])
+            Ok(Buckets { expiring: vec![("0-7", 3)], ..Buckets::default() })
         };
         let failing = || async { Err(ApiError::BadRequest("the database is away".into())) };
         assert!(gauges.get(failing).await.is_err());
-        assert_eq!(gauges.get(count).await.expect("counted"), [("0-7", 3)]);
-        assert_eq!(gauges.get(count).await.expect("cached"), [("0-7", 3)]);
+        assert_eq!(gauges.get(count).await.expect("counted").expiring, [("0-7", 3)]);
+        assert_eq!(gauges.get(count).await.expect("cached").expiring, [("0-7", 3)]);
         assert_eq!(counted.load(Ordering::SeqCst), 1, "the second scrape reused the first count");
         // Once the interval has passed, the next scrape counts again.
         if let Some((at, _)) = gauges.0.lock().await.as_mut() {

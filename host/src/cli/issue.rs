@@ -206,8 +206,25 @@ pub fn report(
             }
         }
     }
+    // Asked for files, and none could be written: `issue --out DIR && reload` went on to the
+    // reload with nothing there (operator review of stop 36).
+    if let (Some(dir), IssueOutcome::Pending { order_id, .. } | IssueOutcome::AwaitingApproval { order_id }) =
+        (out, outcome)
+    {
+        eprintln!(
+            "nothing was written to {}: order #{order_id} has not issued yet; once it has, certhost show ID --out {} writes the files",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(NOT_ISSUED_YET));
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The exit code of `issue --out DIR` (and the commands that share its report) when the order
+/// is pending at the CA or awaits approval: no certificate, so no files, yet not a failure
+/// to retry (1) nor one held for an operator (4).
+pub const NOT_ISSUED_YET: u8 = 5;
 
 /// The latest outcome of each of a certificate's deployment targets (newest first from the
 /// inventory): an older failure a later `certhost deploy` mended is not a command's failure.

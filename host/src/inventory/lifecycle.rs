@@ -36,6 +36,18 @@ const DEPLOY_RETRY_FIRST: i64 = 300;
 /// The longest wait between two tries of a failing deployment (6 hours).
 const DEPLOY_RETRY_MAX: i64 = 6 * 3600;
 
+/// The inventory's part of `/metrics` ([`Inventory::gauges`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryGauges {
+    /// Certificates by days until expiry; `expired`: active ones past notAfter, and expired
+    /// ones of the last 30 days or whose renewal is still retried.
+    pub expiring: Vec<(&'static str, u64)>,
+    /// Open orders by state: waiting for an approver, for an operator, at the CA.
+    pub orders_open: Vec<(&'static str, u64)>,
+    /// Certificates with a failed deployment waiting to be tried again.
+    pub deploy_retries: u64,
+}
+
 impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so).
     pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
@@ -253,9 +265,10 @@ impl Inventory {
             .ok_or_else(|| InventoryError::NotFound(format!("private key of certificate {id}")))
     }
 
-    /// Active certificates by days until expiry, for `/metrics`: each bucket is an index
-    /// range scan on (status, not_after).
-    pub fn expiry_buckets(&self) -> Result<Vec<(&'static str, u64)>, InventoryError> {
+    /// What `/metrics` reads from the inventory: certificates by days until expiry, open
+    /// orders by state, deployments waiting to be tried again. Each count is an index range
+    /// scan (the open orders' and the retried expired certificates' indexes are partial).
+    pub fn gauges(&self) -> Result<InventoryGauges, InventoryError> {
         const DAY: i64 = 86_400;
         let now = self.now();
         let ranges: [(&str, i64, i64); 5] = [
@@ -268,11 +281,41 @@ impl Inventory {
         let mut stmt = self.conn.prepare_cached(
             "SELECT COUNT(*) FROM certificates WHERE status = 'active' AND not_after >= ?1 AND not_after < ?2",
         )?;
-        let mut out = Vec::with_capacity(ranges.len());
+        let mut expiring = Vec::with_capacity(ranges.len());
         for (label, from, to) in ranges {
-            out.push((label, stmt.query_row(rusqlite::params![from, to], |r| r.get(0))?));
+            expiring.push((label, stmt.query_row(rusqlite::params![from, to], |r| r.get::<_, u64>(0))?));
         }
-        Ok(out)
+        // The scheduler marks a certificate past notAfter `expired` within a round, so counting
+        // active ones alone read 0 while certificates had expired with their renewals failing
+        // (operator review of stop 36). Counted too: those expired in the last 30 days, and
+        // older ones whose renewal is still retried; not every certificate ever let expire.
+        let recent: u64 = self.conn.query_row_cached(
+            "SELECT COUNT(*) FROM certificates WHERE status = 'expired' AND not_after >= ?1",
+            [now - 30 * DAY],
+            |r| r.get(0),
+        )?;
+        let retried: u64 = self.conn.query_row_cached(
+            // Through the small partial index of retried ones, not the range of every
+            // certificate that ever expired.
+            "SELECT COUNT(*) FROM certificates INDEXED BY certificates_due_expired
+              WHERE status = 'expired' AND renew_after IS NOT NULL AND renewal_attempts > 0 AND not_after < ?1",
+            [now - 30 * DAY],
+            |r| r.get(0),
+        )?;
+        expiring[0].1 += recent + retried;
+        let mut orders_open = vec![("awaiting_approval", 0), ("needs_attention", 0), ("pending", 0)];
+        let sql = format!("SELECT state, COUNT(*) FROM orders WHERE {} GROUP BY state", super::orders::OPEN);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
+            let (state, n) = row?;
+            if let Some(slot) = orders_open.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = n;
+            }
+        }
+        let deploy_retries: u64 =
+            self.conn
+                .query_row_cached("SELECT COUNT(DISTINCT certificate_id) FROM deploy_retries", [], |r| r.get(0))?;
+        Ok(InventoryGauges { expiring, orders_open, deploy_retries })
     }
 
     /// Where certificate `id` was last deployed successfully (target descriptions).
