@@ -73,6 +73,10 @@ pub struct CertView<'a> {
     pub account: Option<&'a str>,
     /// Predecessor id.
     pub predecessor_id: Option<i64>,
+    /// What replaced it (detail views of a renewed or reissued certificate only): of the
+    /// certificates that renewed it, and theirs in turn, the newest active one, else the newest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub successor_id: Option<i64>,
     /// Leaf PEM (detail views only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pem: Option<&'a str>,
@@ -144,6 +148,11 @@ impl CertView<'_> {
             .into_iter()
             .map(|(target, failures, next_at)| DeployRetryView { target, failures, next_at: rfc3339(next_at) })
             .collect();
+        // A superseded certificate named its predecessor, not what replaced it (operator review
+        // of stop 36); looked up through `certificates_predecessor`, only for a detail view.
+        if self.status != "active" {
+            self.successor_id = inv.successor(self.id)?;
+        }
         if self.status == "revoked" {
             self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {
                 reason,
@@ -179,6 +188,7 @@ impl<'a> CertView<'a> {
             profile: r.profile.as_deref(),
             account: r.account.as_deref(),
             predecessor_id: r.predecessor_id,
+            successor_id: None,
             pem: with_pem.then_some(r.pem.as_str()),
             chain_pem: with_pem.then_some(r.chain_pem.as_str()),
             deployments: Vec::new(),

@@ -400,7 +400,7 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
         .expect("a notification");
     assert_eq!(kind, "deploy_failed");
     assert!(
-        subject.contains("deploying certificate 1 to files:") && subject.contains("vetoed.pem failed"),
+        subject.contains("deploying certificate 1 (m.example.com) to files:") && subject.contains("vetoed.pem failed"),
         "{subject}"
     );
     let r = run(&["renew", "1", "--account", "lab2", "--json"]);
@@ -1090,8 +1090,10 @@ fn a_new_channel_does_not_receive_events_queued_before_it_was_configured() {
         |hooks: &[serde_json::Value]| hooks.iter().any(|h| h["kind"] == "revoked" && h["certificate_id"] == 2);
     wait_for(30, || Some(sinks.hooks()).filter(|h| revoked_new(h)))
         .unwrap_or_else(|| panic!("the new revocation was not sent; log: {}", server.log()));
-    wait_for(30, || Some(sinks.mails()).filter(|m| m.iter().any(|m| m.contains("certificate 2 was revoked"))))
-        .unwrap_or_else(|| panic!("the new revocation was not mailed; log: {}", server.log()));
+    wait_for(30, || {
+        Some(sinks.mails()).filter(|m| m.iter().any(|m| m.contains("certificate 2 (new.example.com) was revoked")))
+    })
+    .unwrap_or_else(|| panic!("the new revocation was not mailed; log: {}", server.log()));
     // A round later, still nothing about certificate 1.
     std::thread::sleep(Duration::from_secs(2));
     let old: Vec<_> = sinks.hooks().into_iter().filter(|h| h["certificate_id"] == 1).collect();
@@ -1554,6 +1556,9 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
     // A renewal of a is for the same name: it replaces a's files.
     app.run(&["--config", c, "renew", "1"]).ok();
     let renewed = app.json(&["show", "3", "--json"]);
+    // The superseded one names what replaced it.
+    assert_eq!(app.json(&["show", "1", "--json"])["successor_id"], 3);
+    assert!(app.run(&["show", "1"]).ok().contains("Successor:   3"));
     let now = std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain");
     assert!(now.starts_with(renewed["pem"].as_str().expect("pem")), "the renewal was deployed");
 }

@@ -100,8 +100,11 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                 let rows: Vec<Vec<String>> = orders
                     .iter()
                     .map(|o| {
+                        // The kind tells a scheduler's renewal from a new issue (operator
+                        // review of stop 36); the requester, who asked.
                         vec![
                             o.id.to_string(),
+                            o.kind.clone(),
                             o.state.as_str().to_owned(),
                             o.profile.clone().unwrap_or_default(),
                             o.account.clone().unwrap_or_else(|| "-".into()),
@@ -112,7 +115,10 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                         ]
                     })
                     .collect();
-                output::table(&["ID", "STATE", "PROFILE", "ACCOUNT", "CN", "CERT", "UPDATED", "MESSAGE"], &rows);
+                output::table(
+                    &["ID", "KIND", "STATE", "PROFILE", "ACCOUNT", "CN", "CERT", "UPDATED", "MESSAGE"],
+                    &rows,
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

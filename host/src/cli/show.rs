@@ -65,7 +65,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         ("SANs", sans),
         ("Serial", view.serial.to_owned()),
         ("Not before", view.not_before.clone()),
-        ("Not after", format!("{} ({} days left)", view.not_after, view.days_left)),
+        ("Not after", format!("{} ({})", view.not_after, days_left(view.days_left))),
         (
             "Key",
             format!(
@@ -82,6 +82,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         ("Profile", view.profile.unwrap_or("-").to_owned()),
         ("CA account", view.account.unwrap_or("-").to_owned()),
         ("Predecessor", view.predecessor_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+        ("Successor", view.successor_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
     ];
     for (k, v) in lines {
         println!("{:<12} {}", format!("{k}:"), output::terminal_safe(&v));
@@ -103,4 +104,17 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         println!("{:<12} {}", "Retrying:", output::terminal_safe(&line));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "12 days left", "expires today", "expired 3 days ago": an expired certificate showed
+/// "(-1 days left)" (operator review of stop 36).
+fn days_left(days: i64) -> String {
+    match days {
+        0 => "expires within a day".into(),
+        1 => "1 day left".into(),
+        d if d > 1 => format!("{d} days left"),
+        -1 => "expired within the last day".into(),
+        -2 => "expired 1 day ago".into(),
+        d => format!("expired {} days ago", -d - 1),
+    }
 }

@@ -53,13 +53,17 @@ impl Inventory {
     pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let n = tx.execute_cached(
-            "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1",
-            [id],
-        )?;
-        if n == 0 {
-            return Err(InventoryError::NotFound(format!("certificate {id}")));
-        }
+        // Its CN names it in the notification: "certificate 23 was revoked" alone sent the
+        // reader to look it up (operator review of stop 36).
+        let common_name: Option<String> = tx
+            .query_row_cached(
+                "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1
+                 RETURNING common_name",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?;
         audit::record(
             &tx,
             now,
@@ -70,7 +74,7 @@ impl Inventory {
             now,
             "revoked",
             Some(id),
-            &format!("certhost: certificate {id} was revoked ({reason})"),
+            &format!("certhost: certificate {id} ({}) was revoked ({reason})", common_name.unwrap_or_default()),
             &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
         )?;
         if reason == KEY_COMPROMISE {
@@ -362,12 +366,19 @@ impl Inventory {
             // holds is superseded, and nothing watches superseded certificates. Said once per
             // run of failures, not at every retry.
             if failures == 1 {
+                let common_name: Option<String> = tx
+                    .query_row_cached("SELECT common_name FROM certificates WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()?
+                    .flatten();
                 super::renewals::enqueue(
                     &tx,
                     now,
                     "deploy_failed",
                     Some(id),
-                    &format!("certhost: deploying certificate {id} to {target} failed"),
+                    &format!(
+                        "certhost: deploying certificate {id} ({}) to {target} failed",
+                        common_name.unwrap_or_default()
+                    ),
                     &serde_json::json!({ "target": target, "message": message }),
                 )?;
             }
