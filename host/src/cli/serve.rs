@@ -171,18 +171,27 @@ async fn reload_on_sighup(
     started_with: (certhost::config::ServerConfig, certhost::notify::NotifyConfig),
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    // After a failed reload, the next that succeeds says so at the default level: the log
+    // ended with the failure, and an operator who had fixed the file could not tell (operator
+    // review of stop 36).
+    let mut failed_before = false;
     while hup.recv().await.is_some() {
         let mut inv = match inventory.get().await {
             Ok(inv) => inv,
             Err(e) => {
                 tracing::error!(error = %e, "configuration reload failed: no database connection");
+                failed_before = true;
                 continue;
             }
         };
         match certhost::config::load(&mut inv, &path, "serve:reload", &*connectors, false).await {
             Ok(report) => {
                 super::log_report(&report, &path);
-                tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display());
+                if std::mem::take(&mut failed_before) {
+                    tracing::warn!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}; the earlier reload's failure is resolved", path.display());
+                } else {
+                    tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display());
+                }
                 if let Ok(now) = certhost::config::read_file(&path) {
                     for (section, changed) in
                         [("[server]", now.server != started_with.0), ("[notify]", now.notify != started_with.1)]
@@ -197,6 +206,7 @@ async fn reload_on_sighup(
                 }
             }
             Err(e) => {
+                failed_before = true;
                 tracing::error!(error = %e, "configuration reload failed; the previous configuration stays in force")
             }
         }
