@@ -471,3 +471,24 @@ fn approving_an_order_its_changed_profile_no_longer_allows_calls_no_ca() {
     assert_eq!(order["state"], "awaiting_approval", "{order}");
     assert!(app.json(&["--config", c, "list", "--json"]).as_array().expect("list").is_empty());
 }
+
+/// Operator review of stop 36: one profile file with a mistake (mid-edit) refused every
+/// command that changes anything, `revoke` of a compromised key among them. `revoke` and
+/// `orders decline` go on with the definitions last loaded, saying why; the rest still refuse.
+#[test]
+fn a_broken_profile_file_does_not_block_a_revocation() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n")]);
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "issue", "--profile", "web", "--cn", "k.example.com"]).ok();
+    let broken = config.parent().expect("conf").join("profiles/other.toml");
+    fs::write(&broken, "accounts = [\"ca\"]\n[sans]\nmax = \"many\"\n").expect("broken profile");
+    let refused = app.run(&["--config", c, "issue", "--profile", "web", "--cn", "l.example.com"]);
+    assert!(refused.fails(1).contains("other.toml"), "{}", refused.stderr);
+    let revoked = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]);
+    let out = revoked.ok();
+    assert!(revoked.stderr.contains("warning:") && revoked.stderr.contains("other.toml"), "{}", revoked.stderr);
+    assert!(revoked.stderr.contains("going on with the accounts and profiles as last loaded"), "{}", revoked.stderr);
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(app.json(&["show", "1", "--json"])["status"], "revoked");
+}

@@ -208,6 +208,9 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Orders(cmd) if cmd.reads_only() => {
             inspected(&data_dir, config.as_deref(), env, |inv| orders::run(cmd, inv, env))
         }
+        Command::Orders(cmd) if cmd.works_as_stored() => {
+            orders::run(cmd, &mut configured_or_stored(&data_dir, config.as_deref(), env)?, env)
+        }
         Command::Orders(cmd) => orders::run(cmd, &mut configured(env)?, env),
         Command::Renew(args) => {
             lifecycle::renew(args, certhost::lifecycle::RenewKind::Renew, &mut configured(env)?, env)
@@ -215,7 +218,9 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Reissue(args) => {
             lifecycle::renew(args, certhost::lifecycle::RenewKind::Reissue, &mut configured(env)?, env)
         }
-        Command::Revoke(args) => lifecycle::revoke(args, &mut configured(env)?, env),
+        Command::Revoke(args) => {
+            lifecycle::revoke(args, &mut configured_or_stored(&data_dir, config.as_deref(), env)?, env)
+        }
         Command::Delete(args) => lifecycle::delete(args, &mut open_inventory(&data_dir, env)?, env),
         Command::UpdateOrder(args) => lifecycle::update_order(args, &mut configured(env)?, env),
         Command::Renewals(args) => renewals::renewals(args, &open_inventory(&data_dir, env)?),
@@ -242,6 +247,22 @@ fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow:
         log_report(&report, &path);
     }
     Ok(inv)
+}
+
+/// [`open_configured`]'s inventory, or — when the configuration file does not load — the
+/// inventory as stored, with a warning: for the commands an emergency needs (`revoke` of a
+/// compromised key, `orders decline`), which one broken profile file blocked as it blocks
+/// every change (operator review of stop 36). They use the definitions last loaded, as a
+/// running `serve` does.
+fn configured_or_stored(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
+    match open_configured(data_dir, config, env) {
+        Ok(inv) => Ok(inv),
+        Err(e) if e.downcast_ref::<certhost::config::ConfigError>().is_some() => {
+            eprintln!("warning: {}; going on with the accounts and profiles as last loaded", sentence(&e));
+            open_inventory(data_dir, env)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs `look`, a command that only looks, on [`open_configured`]'s inventory — or, when the

@@ -85,6 +85,12 @@ impl Command {
     pub fn reads_only(&self) -> bool {
         matches!(self, Command::List { .. } | Command::Show { .. })
     }
+
+    /// Whether the command may run on the inventory as stored when the configuration file
+    /// does not load: a decline calls no CA and reads no definition.
+    pub fn works_as_stored(&self) -> bool {
+        matches!(self, Command::Decline { .. })
+    }
 }
 
 pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
