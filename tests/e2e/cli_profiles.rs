@@ -454,6 +454,12 @@ fn approving_an_order_its_changed_profile_no_longer_allows_calls_no_ca() {
     let err = held.fails(5);
     assert!(held.stdout.contains("awaits approval"), "{}", held.stdout);
     assert!(err.contains("order #1 has not issued yet; once it has, certhost show ID --out"), "{err}");
+    // Approvers are told (operator review of stop 36: they had to poll).
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let subject: String = db
+        .query_row("SELECT subject FROM notifications WHERE kind = 'awaiting_approval'", [], |r| r.get(0))
+        .expect("an awaiting_approval notification");
+    assert!(subject.starts_with("certhost: order 1 (z.example.com, profile lab) awaits approval"), "{subject}");
     let profile = config.parent().expect("conf").join("profiles/lab.toml");
     fs::write(
         &profile,

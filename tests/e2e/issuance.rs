@@ -461,6 +461,11 @@ fn a_timed_out_ca_call_holds_its_order_for_an_operator_instead_of_failing_it() {
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "needs_attention", "{order}");
     assert_eq!(order["attempts"], 1);
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let subject: String = db
+        .query_row("SELECT subject FROM notifications WHERE kind = 'needs_attention'", [], |r| r.get(0))
+        .expect("a needs_attention notification");
+    assert_eq!(subject, "certhost: order 1 (slow.example.com) is held for an operator");
     let audit = app.json(&["audit", "--json", "--object-type", "order", "--object-id", "1"]);
     assert!(audit.to_string().contains("order.needs_attention"), "{audit}");
     fs::write(conf.dir.join("certhost.toml"), scripted_account("hang", "good", &ca, "timeout_seconds = 2"))

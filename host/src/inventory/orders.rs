@@ -373,6 +373,21 @@ impl Inventory {
             ],
         )?;
         let id = tx.last_insert_rowid();
+        if new.awaiting_approval {
+            // Approvers had to poll for orders waiting on them (operator review of stop 36).
+            super::renewals::enqueue(
+                &tx,
+                now,
+                "awaiting_approval",
+                new.predecessor_id,
+                &format!(
+                    "certhost: order {id} ({}, profile {}) awaits approval by someone other than {actor}",
+                    new.common_name.as_deref().unwrap_or("no CN"),
+                    new.profile
+                ),
+                &serde_json::json!({ "order_id": id, "profile": new.profile, "kind": new.kind, "requested_by": actor }),
+            )?;
+        }
         audit::record(
             &tx,
             now,
@@ -692,12 +707,35 @@ impl Inventory {
     pub fn hold_for_operator(&mut self, id: i64, message: &str, actor: &str) -> Result<(), InventoryError> {
         let detail = serde_json::json!({ "reason": message });
         self.transition(id, actor, "order.needs_attention", "failure", detail, |tx, now| {
-            tx.execute_cached(
+            let n = tx.execute_cached(
                 "UPDATE orders SET state = 'needs_attention', submitted = 1, lease_until = NULL, next_poll_at = NULL,
                      error = ?2, updated_at = ?3
                  WHERE id = ?1 AND state = 'pending'",
                 params![id, message, now],
-            )
+            )?;
+            if n > 0 {
+                // Nothing else tells an operator, who had to list orders to find it (operator
+                // review of stop 36). The message is redacted already.
+                let (cn, predecessor): (Option<String>, Option<i64>) =
+                    tx.query_row_cached("SELECT common_name, predecessor_id FROM orders WHERE id = ?1", [id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
+                super::renewals::enqueue(
+                    tx,
+                    now,
+                    "needs_attention",
+                    predecessor,
+                    &format!("certhost: order {id} ({}) is held for an operator", cn.as_deref().unwrap_or("no CN")),
+                    &serde_json::json!({ "order_id": id, "reason": message }),
+                )
+                .map_err(|e| match e {
+                    InventoryError::Sqlite(e) => e,
+                    other => {
+                        rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string())))
+                    }
+                })?;
+            }
+            Ok(n)
         })
     }
 

@@ -40,7 +40,8 @@ pub struct ScheduledRenewal {
 pub struct Notification {
     /// Id.
     pub id: i64,
-    /// `renewal_failed`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`.
+    /// `renewal_failed`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`,
+    /// `deploy_failed`, `awaiting_approval`, `needs_attention`.
     pub kind: String,
     /// The certificate concerned.
     pub certificate_id: Option<i64>,
