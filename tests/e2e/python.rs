@@ -1227,6 +1227,36 @@ fn what_a_script_prints_at_import_is_redacted_with_its_first_call_s_values() {
     assert!(!second.contains(password), "{second}");
 }
 
+/// Operator review of stop 36: what a script printed to stdout before its call hung was lost
+/// with the reply nobody read; it is logged at the deadline, redacted.
+#[test]
+fn what_a_hung_script_printed_is_logged_at_its_deadline() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.hang]\nconnector = \"{}\"\ntimeout_seconds = 2\nparams.password = {{ sensitive = true, value = {{ env = \"HANG_PW\" }} }}\n",
+            fixture("prints_then_hangs.py").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/hang.toml"), "accounts = [\"hang\"]\n").expect("profile");
+    let out = app
+        .command()
+        .args(["--config", conf.join("certhost.toml").to_str().expect("utf8"), "-v"])
+        .args(["issue", "--profile", "hang", "--cn", "slow.example.com"])
+        .env("HANG_PW", "pw-S3CRET-hang-91c2")
+        .output()
+        .expect("run certhost");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(said.contains("stdout before the deadline: waiting for the CA to sign slow.example.com"), "{said}");
+    assert!(said.contains("stdout before the deadline: logging in to the CA as admin:***"), "{said}");
+    assert!(!said.contains("pw-S3CRET-hang-91c2"), "{said}");
+}
+
 /// The worker ends with the host, however the host ends. It used to ask the kernel
 /// (PR_SET_PDEATHSIG), which acts when the *thread* that started the worker ends: in `serve`
 /// a tokio thread that retired took its workers with it, mid-call. The worker now watches

@@ -403,6 +403,18 @@ def _on_sigterm(_signum, _frame):
     raise _Terminated("the host ended the call at its deadline")
 
 
+def _show_stdout_at_deadline(out):
+    """At the deadline the host reads no reply, and what the script printed to stdout went with
+    it: a call that hung left nothing to tell where (operator review of stop 36). Its last lines
+    go to the worker's stderr, which the host logs, redacted as all of it is."""
+    try:
+        for line in _redact(out.getvalue()).splitlines()[-50:]:
+            sys.__stderr__.write("stdout before the deadline: " + line + "\n")
+        sys.__stderr__.flush()
+    except BaseException:
+        pass
+
+
 def _leave_if_terminated(e):
     """Once the script's cleanup has run, the worker ends as SIGTERM would have ended it: the
     host is waiting for it to go, not for an answer."""
@@ -608,6 +620,8 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             err.write(str(code))
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
+        if isinstance(e, _Terminated):
+            _show_stdout_at_deadline(out)
         _leave_if_terminated(e)
         try:
             message = str(e)

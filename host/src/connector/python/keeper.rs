@@ -54,8 +54,9 @@ pub(super) fn split(host: Option<u32>) -> std::io::Result<u32> {
     keep(pid, host, &watched)
 }
 
-/// The keeper's life: wait for the interpreter to end (or for the host to go, or for a
-/// SIGTERM to pass on), then kill what is left and end as the interpreter did.
+/// The keeper's life: wait for the interpreter to end (or for the host to go, or for the
+/// deadline's SIGTERM, after which the interpreter has [`TERM_GRACE`]), then kill what is left
+/// and end as the interpreter did.
 fn keep(interpreter: libc::pid_t, host: Option<u32>, watched: &libc::sigset_t) -> ! {
     // The interpreter may not have moved to its group yet when the keeper first signals it:
     // set it from here too (whichever runs first; the second fails harmlessly). The keeper's
@@ -78,8 +79,10 @@ fn keep(interpreter: libc::pid_t, host: Option<u32>, watched: &libc::sigset_t) -
         let timeout = libc::timespec { tv_sec: 0, tv_nsec: wait.as_nanos() as libc::c_long };
         // SAFETY: a valid set and timeout; the siginfo is not needed (null).
         let signal = unsafe { libc::sigtimedwait(watched, std::ptr::null_mut(), &timeout) };
+        // The host signals the interpreter and every process below the keeper itself: passed
+        // on again, a second SIGTERM raised inside the script's `finally:` and cut its cleanup
+        // short (diff review of stop 37). The keeper only arms the kill at the grace's end.
         if signal == libc::SIGTERM && kill_at.is_none() && !killed {
-            signal_group(interpreter, libc::SIGTERM);
             kill_at = Some(Instant::now() + TERM_GRACE);
         }
         if let Some(status) = reap_until_interpreter(interpreter) {

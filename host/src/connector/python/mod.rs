@@ -146,7 +146,7 @@ impl PythonConnector {
             worker: tokio::sync::Mutex::new(None),
             cache,
         };
-        let (worker, described) = me.start().await?;
+        let (worker, described) = me.start(None).await?;
         me.declared = described.declared_sensitive();
         me.description = described;
         *me.worker.get_mut() = Some(worker);
@@ -157,12 +157,17 @@ impl PythonConnector {
         format!("script {}", self.name)
     }
 
-    /// Spawns a worker and loads the script into it.
-    async fn start(&self) -> Result<(WorkerProcess, Description), ConnectorError> {
+    /// Spawns a worker and loads the script into it. `values` are the call's sensitive values
+    /// when a call starts it (a worker replaced mid-use): what the import writes is redacted of
+    /// them from the start, not held (`process::StderrLog`).
+    async fn start(&self, values: Option<&[&str]>) -> Result<(WorkerProcess, Description), ConnectorError> {
         let label = self.err_label();
         let mut worker = WorkerProcess::spawn(&self.worker_exe, self.limits.memory_bytes, &label).map_err(|e| {
             ConnectorError::Internal { connector: label.clone(), message: format!("cannot start a Python worker: {e}") }
         })?;
+        if let Some(values) = values {
+            worker.learn(values);
+        }
         let snapshot = self.cache.entries().await;
         let epoch = snapshot.as_ref().and_then(|(epoch, _)| *epoch);
         let cache = cache::for_worker(snapshot.map(|(_, e)| e).unwrap_or_default());
@@ -252,9 +257,9 @@ impl PythonConnector {
             // given too many sensitive values to keep redacting is replaced too.
             Some(old) => {
                 old.kill().await;
-                self.start().await?.0
+                self.start(Some(&values)).await?.0
             }
-            None => self.start().await?.0,
+            None => self.start(Some(&values)).await?.0,
         };
         let redactor = worker.learn(&values);
         // Read before the call: what it sets is refused if the cache is emptied meanwhile.

@@ -88,6 +88,22 @@ impl StderrLog {
         }
     }
 
+    /// The worker ends without having been given a value (its import failed, it was replaced
+    /// before a call): the lines held cannot be redacted, since nothing tells what a secret
+    /// in them would be (a value an earlier worker left in the cache), so they are not logged
+    /// (diff review of stop 37); an import's error quotes its last lines, redacted by the caller.
+    fn drop_held(&mut self, label: &str) {
+        let held = self.held.len() + self.dropped;
+        if held > 0 {
+            tracing::info!(
+                plugin = %label,
+                "stderr: {held} line(s) written while importing the script are not logged: the worker ended before its first call, with no values to redact them with"
+            );
+        }
+        (self.held, self.dropped) = (Vec::new(), 0);
+        self.rules = Some(Redactor::default());
+    }
+
     /// From now on lines are redacted with `rules` and logged at once; those held are logged now.
     fn set_rules(&mut self, label: &str, rules: Redactor) {
         for (line, cut) in std::mem::take(&mut self.held) {
@@ -291,11 +307,10 @@ impl WorkerProcess {
     /// script that did not leave the group — and to every descendant that did (a new session,
     /// a daemon), while the worker still holds them.
     fn kill_group(&self, signal: libc::c_int) {
-        // Ending without a call: what its import wrote is logged, with nothing to redact (the
-        // worker was given no value).
+        // Ending without a call: what its import wrote is not logged (`drop_held`).
         let mut log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
         if log.rules.is_none() {
-            log.set_rules(&self.label, self.seen_rules.clone());
+            log.drop_held(&self.label);
         }
         drop(log);
         if let Some(pid) = self.child.id() {
@@ -461,6 +476,27 @@ mod tests {
         assert_eq!(lines[2], ("B".repeat(MAX_STDERR_LINE), false));
         // The cut falls inside the second ä: it is dropped whole.
         assert_eq!(lines[3], (format!("\u{e4}{}", "C".repeat(MAX_STDERR_LINE - 3)), true));
+    }
+
+    /// What an import writes is held until the first call's values can redact it; a worker
+    /// that ends before any call takes it with it, unlogged (diff review of stop 37: it was
+    /// logged in clear).
+    #[test]
+    fn an_import_s_lines_wait_for_values_and_are_dropped_without_them() {
+        let mut log = StderrLog::default();
+        assert_eq!(log.line("script t", "import sees pw-1".into(), false), "import sees pw-1");
+        assert_eq!(log.held.len(), 1, "held, not logged");
+        log.set_rules("script t", Redactor::new(["pw-1"]));
+        assert!(log.held.is_empty() && log.rules.is_some(), "logged once the values are known");
+        assert_eq!(log.line("script t", "later pw-1".into(), false), "later ***", "redacted at once from then on");
+
+        let mut unused = StderrLog::default();
+        for _ in 0..MAX_HELD_LINES + 3 {
+            unused.line("script t", "import sees pw-2".into(), false);
+        }
+        assert_eq!((unused.held.len(), unused.dropped), (MAX_HELD_LINES, 3));
+        unused.drop_held("script t");
+        assert!(unused.held.is_empty() && unused.dropped == 0 && unused.rules.is_some());
     }
 
     #[tokio::test]
