@@ -143,6 +143,20 @@ impl DeployTarget {
                 "pkcs12_password must not be a literal value; use { env = \"VAR\" } or { file = \"PATH\" }".into(),
             ));
         }
+        // Per name in one file and shared in another: every certificate's key (or leaf) would
+        // land in the shared one, beside files for its own name (diff review of stop 37). A
+        // chain may be shared: it is the CA's.
+        if self.per_name()
+            && let Some(p) = [&self.cert, &self.fullchain, &self.key, &self.pkcs12]
+                .into_iter()
+                .flatten()
+                .find(|p| !p.to_str().is_some_and(|t| t.contains(CN_PLACEHOLDER)))
+        {
+            return Err(DeployError::Invalid(format!(
+                "{} has no {CN_PLACEHOLDER} while another path of its target has: every certificate would be written to it; put {CN_PLACEHOLDER} in each of cert, fullchain, key and pkcs12 (chain may be shared)",
+                p.display()
+            )));
+        }
         if self.hook_timeout_seconds.is_some_and(|t| t == 0 || t > 3600) {
             return Err(DeployError::Invalid("hook_timeout_seconds must be 1-3600".into()));
         }
@@ -216,9 +230,15 @@ pub fn file_name_for(cert: &CertificateRecord) -> String {
 /// was meant to present (operator review of stop 36). Read from the leaf in the target's
 /// `cert` or `fullchain` file (what a server reads), looked up by its SHA-256 in the inventory;
 /// a file that is missing, unreadable, or holds a certificate certhost does not know is
-/// replaced as before. A certificate for the same CN or the same SANs (a renewal, a reissue,
-/// a second one for the name) replaces it as before.
-fn occupant(inv: &Inventory, cert: &CertificateRecord, target: &DeployTarget) -> Option<CertificateRecord> {
+/// replaced as before, and a target without a `cert` or `fullchain` file (a key or PKCS#12
+/// alone) is not checked. A certificate for the same CN or the same SANs (a renewal, a
+/// reissue, a second one for the name) replaces it as before. Checked for `{cn}` paths too:
+/// two names can give one file name (`a b` and `a_b`).
+fn occupant<'t>(
+    inv: &Inventory,
+    cert: &CertificateRecord,
+    target: &'t DeployTarget,
+) -> Option<(&'t Path, CertificateRecord)> {
     let file = target.cert.as_ref().or(target.fullchain.as_ref())?;
     let text = std::fs::read_to_string(file).ok()?;
     let der = crate::cert::pem_certificates(&text).ok()?.into_iter().next()?;
@@ -237,7 +257,7 @@ fn occupant(inv: &Inventory, cert: &CertificateRecord, target: &DeployTarget) ->
         && other.status == crate::inventory::CertStatus::Active
         && !same_cn
         && names(&other) != names(cert);
-    taken.then_some(other)
+    taken.then_some((file.as_path(), other))
 }
 
 /// The outcome of one target, as stored and shown.
@@ -252,7 +272,8 @@ pub struct DeployReport {
 }
 
 /// Deploys certificate `cert` to every target; each outcome is stored (deployments table)
-/// and audited. Hook output is redacted of `secrets` (e.g. the PKCS#12 password). Nothing
+/// and audited; `replace_others` (an operator's `deploy --force`) writes over files that hold
+/// another name's active certificate ([`occupant`]). Hook output is redacted of `secrets` (e.g. the PKCS#12 password). Nothing
 /// here is an error to the caller: the certificate is stored already, and each target's
 /// failure — the key unreadable included — is its report; an outcome that cannot be
 /// recorded is logged, and the other targets still deploy.
@@ -262,6 +283,7 @@ pub async fn deploy(
     targets: &[DeployTarget],
     env: EnvLookup<'_>,
     actor: &str,
+    replace_others: bool,
 ) -> Vec<DeployReport> {
     // Most profiles deploy nothing: no reads for them on the request path.
     if targets.is_empty() {
@@ -278,17 +300,17 @@ pub async fn deploy(
     let mut reports = Vec::new();
     for template in targets {
         let target = &template.for_certificate(cert);
-        let occupied = if template.per_name() { None } else { occupant(inv, cert, target) };
+        let occupied = if replace_others { None } else { occupant(inv, cert, target) };
         let (result, output) = match (&key, occupied) {
-            (_, Some(other)) => (
+            (_, Some((file, other))) => (
                 Err(DeployError::Invalid(format!(
                     "refused: {} holds certificate #{} ({}), which is active and for other names; nothing was written. \
                      A profile that issues for several names needs {CN_PLACEHOLDER} in its deploy paths (one set of files per name); \
-                     or revoke or delete #{} first",
-                    target.describe().trim_start_matches("files:"),
+                     or replace it anyway with certhost deploy {} --force",
+                    file.display(),
                     other.id,
                     other.info.common_name.as_deref().unwrap_or("no CN"),
-                    other.id
+                    cert.id
                 ))),
                 String::new(),
             ),
@@ -838,6 +860,26 @@ fn reentrant_lookup<T>(mut call: impl FnMut(&mut [u8]) -> (i32, Option<T>)) -> s
 mod tests {
     use super::*;
 
+    /// Diff review of stop 37: a target with `{cn}` in its fullchain but a fixed key path
+    /// wrote every name's key to one file, beside per-name certificates.
+    #[test]
+    fn a_target_puts_cn_in_every_per_certificate_path_or_none() {
+        let path = |p: &str| Some(PathBuf::from(p));
+        let mixed = DeployTarget { fullchain: path("/tls/{cn}.pem"), key: path("/tls/key.pem"), ..Default::default() };
+        let err = mixed.check().expect_err("mixed").to_string();
+        assert!(err.starts_with("/tls/key.pem has no {cn} while another path of its target has"), "{err}");
+        let shared_chain = DeployTarget {
+            fullchain: path("/tls/{cn}/fullchain.pem"),
+            key: path("/tls/{cn}/key.pem"),
+            chain: path("/tls/ca-chain.pem"),
+            ..Default::default()
+        };
+        shared_chain.check().expect("a chain may be shared");
+        DeployTarget { fullchain: path("/tls/web.pem"), key: path("/tls/web.key"), ..Default::default() }
+            .check()
+            .expect("fixed paths");
+    }
+
     #[test]
     fn private_key_blocks_are_removed_from_hook_output() {
         let out = "Key is valid\n-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\ndone\n\
@@ -972,7 +1014,7 @@ mod tests {
             DeployTarget { cert: Some(out.join("cert.pem")), ..DeployTarget::default() },
             DeployTarget { key: Some(out.join("key.pem")), ..DeployTarget::default() },
         ];
-        let reports = deploy(&mut inv, &cert, &targets, &|_| None, "test").await;
+        let reports = deploy(&mut inv, &cert, &targets, &|_| None, "test", false).await;
         assert!(reports[0].ok, "{:?}", reports[0]);
         assert!(out.join("cert.pem").exists());
         assert!(!reports[1].ok);

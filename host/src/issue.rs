@@ -123,7 +123,7 @@ pub enum IssueError {
     /// A held or interrupted order that its profile, changed since it was made, no longer
     /// allows: sent anyway, the CA would sign a certificate the host then refuses to store.
     #[error(
-        "order {order_id} is not sent: profile {profile} has changed since it was made and no longer allows it ({rule}); decline the order, or change the profile back"
+        "order {order_id} is not sent to the CA: profile {profile} has changed since it was made and no longer allows it ({rule})"
     )]
     NoLongerAllowed {
         /// Order.

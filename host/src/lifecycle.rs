@@ -368,12 +368,14 @@ impl Pipeline<'_> {
     /// Deploys a just-stored certificate to its profile's targets (its renewal time was
     /// stored with it: [`crate::issue::renewal_due`]).
     pub(crate) async fn deploy_issued(&mut self, profile: &ProfileDef, cert: &crate::inventory::CertificateRecord) {
-        crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor).await;
+        crate::deploy::deploy(self.inventory, cert, &profile.deploy, self.env, self.actor, false).await;
     }
 
     /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`). Only an
     /// active certificate unless `force`: putting a revoked, expired or superseded one back on
     /// a server is almost always a mistaken id, and it would replace the current one there.
+    /// `force` also writes over files that hold another name's active certificate, which an
+    /// automatic deployment refuses (`deploy::occupant`).
     pub async fn redeploy(&mut self, id: i64, force: bool) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
         let cert = self.certificate(id)?;
         if cert.status != crate::inventory::CertStatus::Active && !force {
@@ -393,7 +395,7 @@ impl Pipeline<'_> {
         if profile.deploy.is_empty() {
             return Err(IssueError::Certificate { id, reason: format!("profile {name} has no deployment targets") });
         }
-        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor).await)
+        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor, force).await)
     }
 
     /// One page of the CA's certificates through account `account`'s `list_certificates`.

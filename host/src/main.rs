@@ -1,7 +1,8 @@
 //! The `certhost` binary: parses arguments, reads the environment, sets up logging, and
 //! calls into the library. Exit codes: 0 ok, 1 operational error, 2 usage error, 3 issued and
 //! stored but not delivered (`cli::issue::DEPLOY_FAILED`), 4 held for an operator
-//! (`cli::HELD_FOR_OPERATOR`).
+//! (`cli::HELD_FOR_OPERATOR`), 5 `--out` given and nothing issued yet
+//! (`cli::issue::NOT_ISSUED_YET`).
 
 mod cli;
 

@@ -165,7 +165,7 @@ async fn retry_deployments(
 ) -> Result<(), IssueError> {
     for (id, failed) in p.inventory.claim_deploy_retries(BATCH, lease_seconds)? {
         if stopping() {
-            p.inventory.release_deploy_retries(id)?;
+            p.inventory.release_deploy_retries(id, &failed)?;
             continue;
         }
         match retry_deployment(p, id, &failed).await {
@@ -195,7 +195,7 @@ async fn retry_deployment(p: &mut Pipeline<'_>, id: i64, failed: &[String]) -> R
     if targets.is_empty() {
         return Ok(None);
     }
-    let reports = crate::deploy::deploy(p.inventory, &cert, &targets, p.env, ACTOR).await;
+    let reports = crate::deploy::deploy(p.inventory, &cert, &targets, p.env, ACTOR, false).await;
     // Renewed while this deployed: the successor's own deployment may have finished first, and
     // this one put the older certificate back. The successor goes out again, last.
     if let Some(now) = p.inventory.find(&id.to_string())?
@@ -213,7 +213,7 @@ async fn retry_deployment(p: &mut Pipeline<'_>, id: i64, failed: &[String]) -> R
             successor,
             "renewed while its deployment was retried: deploying the successor again"
         );
-        crate::deploy::deploy(p.inventory, &succ, &succ_profile.deploy, p.env, ACTOR).await;
+        crate::deploy::deploy(p.inventory, &succ, &succ_profile.deploy, p.env, ACTOR, false).await;
     }
     let ok = reports.iter().all(|r| r.ok);
     tracing::info!(certificate = id, ok, "failed deployment tried again");

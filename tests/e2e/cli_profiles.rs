@@ -470,7 +470,9 @@ fn approving_an_order_its_changed_profile_no_longer_allows_calls_no_ca() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("order 1 is not sent: profile lab has changed since it was made and no longer allows it"),
+        err.contains(
+            "order 1 is not sent to the CA: profile lab has changed since it was made and no longer allows it"
+        ),
         "{err}"
     );
     let order = app.json(&["--config", c, "orders", "show", "1", "--json"]);

@@ -515,6 +515,12 @@ fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend(
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "needs_attention", "{order}");
     assert_eq!(order["attempts"], 1, "never re-sent by itself");
+    // An operator is told (diff review of stop 37).
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let detail: String = db
+        .query_row("SELECT detail FROM notifications WHERE kind = 'needs_attention'", [], |r| r.get(0))
+        .expect("a needs_attention notification");
+    assert!(detail.contains("the CA call was interrupted"), "{detail}");
     // The operator fixes the account and explicitly resubmits (same request id).
     fs::write(conf.dir.join("certhost.toml"), scripted_account("hang", "good", &ca, "timeout_seconds = 2"))
         .expect("rewrite");

@@ -1545,14 +1545,37 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
         err.contains("holds certificate #1 (a.example.com), which is active and for other names; nothing was written"),
         "{err}"
     );
-    assert!(err.contains("{cn}"), "{err}");
+    assert!(err.contains("{cn}") && err.contains("certhost deploy 2 --force"), "{err}");
     assert_eq!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain"), a_pem, "a's files stay");
+    // A target mixing {cn} and a shared key path is refused when the profile is read.
+    let mixed = config.parent().expect("conf").join("profiles/mixed.toml");
+    std::fs::write(
+        &mixed,
+        format!(
+            "accounts = [\"lab\"]\n[[deploy]]\nfullchain = \"{p}/{{cn}}.pem\"\nkey = \"{p}/key.pem\"\n",
+            p = per_name.display()
+        ),
+    )
+    .expect("mixed profile");
+    let refused = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "x.example.com"]);
+    assert!(
+        refused.fails(1).contains("key.pem has no {cn} while another path of its target has"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::remove_file(&mixed).expect("rm");
     // Each name has its own files under the `{cn}` target.
     for (id, name) in [(1, "a.example.com"), (2, "b.example.com")] {
         let pem = std::fs::read_to_string(per_name.join(name).join("fullchain.pem")).expect("per-name file");
         let shown = app.json(&["show", &id.to_string(), "--json"]);
         assert!(pem.starts_with(shown["pem"].as_str().expect("pem")), "{name}");
     }
+    // An operator's `deploy --force` replaces them anyway.
+    let forced = app.run(&["--config", c, "deploy", "2", "--force"]);
+    assert!(forced.ok().contains("deployed"), "{}", forced.stdout);
+    let b_pem = app.json(&["show", "2", "--json"])["pem"].as_str().expect("pem").to_owned();
+    assert!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain").starts_with(&b_pem));
+    app.run(&["--config", c, "deploy", "1", "--force"]).ok();
     // A renewal of a is for the same name: it replaces a's files.
     app.run(&["--config", c, "renew", "1"]).ok();
     let renewed = app.json(&["show", "3", "--json"]);

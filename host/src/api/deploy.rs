@@ -20,8 +20,10 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
-    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal);
-    /// without it such a certificate is refused (409), naming its successor.
+    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal), and
+    /// over files that hold another name's active certificate; without it such a certificate
+    /// is refused (409), naming its successor, and such files are left as they are (the
+    /// target's report says why).
     #[serde(default)]
     force: bool,
 }

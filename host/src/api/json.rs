@@ -174,8 +174,10 @@ fn shape_error(e: &serde_json::Error) -> String {
 /// of stop 36).
 fn plain_expected(expected: &str) -> String {
     match expected.trim_end_matches(char::is_whitespace) {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of zero or more".into(),
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        // serde says the same for a value out of the type's range (`at_percent: 300` for a
+        // u8): "in range" covers both.
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of zero or more, in range".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number in range".into(),
         "f32" | "f64" => "a number".into(),
         "a sequence" => "an array".into(),
         "a map" => "an object".into(),
@@ -258,7 +260,10 @@ mod tests {
         assert!(e.starts_with("reason: a value has the wrong type"), "{e}");
         // In a JSON document's words, not Rust's.
         let e = from_value::<Def>(serde_json::json!({"timeout_seconds": -1, "params": {}})).expect_err("type");
-        assert_eq!(e, "timeout_seconds: a value has the wrong type or form (expected a whole number of zero or more)");
+        assert_eq!(
+            e,
+            "timeout_seconds: a value has the wrong type or form (expected a whole number of zero or more, in range)"
+        );
         let e = from_value::<Def>(serde_json::json!({"timeout_seconds": 5})).expect_err("missing");
         assert_eq!(e, "the field `params` is required");
         let e = from_value::<Revoke>(serde_json::json!([])).expect_err("array");

@@ -151,7 +151,11 @@ pub fn report(
                     );
                 }
                 for (target, outcome, message, _) in deployments.iter().rev() {
-                    let line = if outcome == "success" {
+                    // A `{cn}` target's message says where the files went; the target is the
+                    // profile's template.
+                    let line = if outcome == "success" && message.starts_with("deployed to ") {
+                        message.clone()
+                    } else if outcome == "success" {
                         format!("deployed to {target}")
                     } else {
                         format!("FAILED to deploy to {target}: {message}")

@@ -504,12 +504,22 @@ pub fn init_tracing(verbose: u8, command: &Command) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The outer filter lets through at most what the inner one does: its hint is the inner
+    // one's, so that `log` records and callsites above the level are still cut by the cheap
+    // static check (without a hint the maximum level became TRACE; diff review of stop 37).
+    let hint = <tracing_subscriber::EnvFilter as tracing_subscriber::layer::Filter<tracing_subscriber::Registry>>::max_level_hint(&filter);
+    let own_or_above_trace =
+        tracing_subscriber::filter::filter_fn(|meta| own_or_above_trace(meta.target(), *meta.level()));
+    let own_or_above_trace = match hint {
+        Some(hint) => own_or_above_trace.with_max_level_hint(hint),
+        None => own_or_above_trace,
+    };
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(filter)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| own_or_above_trace(meta.target(), *meta.level())));
+        .with_filter(own_or_above_trace);
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 

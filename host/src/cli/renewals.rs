@@ -99,7 +99,8 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
 pub struct DeployArgs {
     /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
-    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal).
+    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal), and
+    /// over files that hold another name's active certificate.
     #[arg(long)]
     force: bool,
 }

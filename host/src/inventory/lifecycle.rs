@@ -418,14 +418,17 @@ impl Inventory {
         Ok(claimed)
     }
 
-    /// Gives back the claim on certificate `id`'s deployments to try again, unrun (the
-    /// scheduler is stopping): due now, not after the claim's lease.
-    pub fn release_deploy_retries(&mut self, id: i64) -> Result<(), InventoryError> {
+    /// Gives back the claim on certificate `id`'s `targets` to deploy again, unrun (the
+    /// scheduler is stopping): due now, not after the claim's lease. Only those: another
+    /// target of it may still be in its backoff, or claimed by another scheduler.
+    pub fn release_deploy_retries(&mut self, id: i64, targets: &[String]) -> Result<(), InventoryError> {
         let now = self.now();
-        self.conn.execute_cached(
-            "UPDATE deploy_retries SET next_at = ?2 WHERE certificate_id = ?1 AND next_at > ?2",
-            rusqlite::params![id, now],
-        )?;
+        for target in targets {
+            self.conn.execute_cached(
+                "UPDATE deploy_retries SET next_at = ?3 WHERE certificate_id = ?1 AND target = ?2 AND next_at > ?3",
+                rusqlite::params![id, target, now],
+            )?;
+        }
         Ok(())
     }
 

@@ -227,6 +227,23 @@ fn idempotent_order_sql() -> String {
     )
 }
 
+/// Queues the `needs_attention` notification of order `id`, now held for an operator: nothing
+/// else tells one, who had to list orders to find it (operator review of stop 36). `reason` is
+/// redacted already.
+fn notify_held(tx: &rusqlite::Connection, now: i64, id: i64, reason: &str) -> rusqlite::Result<()> {
+    let (cn, predecessor): (Option<String>, Option<i64>) =
+        tx.query_row_cached("SELECT common_name, predecessor_id FROM orders WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let subject = format!("certhost: order {id} ({}) is held for an operator", cn.as_deref().unwrap_or("no CN"));
+    let detail = serde_json::json!({ "order_id": id, "reason": reason });
+    super::renewals::enqueue(tx, now, "needs_attention", predecessor, &subject, &detail).map_err(|e| match e {
+        InventoryError::Sqlite(e) => e,
+        // `enqueue` runs one statement: an SQLite error is all it returns.
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string()))),
+    })
+}
+
 /// The open (unfinished) order states as a condition, written exactly as the `WHERE` of the
 /// partial indexes `orders_open_next_poll` and `orders_one_open_renewal` (schema migration 6).
 /// SQLite uses a partial index only when it can prove a query's condition implies the index's,
@@ -714,26 +731,7 @@ impl Inventory {
                 params![id, message, now],
             )?;
             if n > 0 {
-                // Nothing else tells an operator, who had to list orders to find it (operator
-                // review of stop 36). The message is redacted already.
-                let (cn, predecessor): (Option<String>, Option<i64>) =
-                    tx.query_row_cached("SELECT common_name, predecessor_id FROM orders WHERE id = ?1", [id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?;
-                super::renewals::enqueue(
-                    tx,
-                    now,
-                    "needs_attention",
-                    predecessor,
-                    &format!("certhost: order {id} ({}) is held for an operator", cn.as_deref().unwrap_or("no CN")),
-                    &serde_json::json!({ "order_id": id, "reason": message }),
-                )
-                .map_err(|e| match e {
-                    InventoryError::Sqlite(e) => e,
-                    other => {
-                        rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string())))
-                    }
-                })?;
+                notify_held(tx, now, id, message)?;
             }
             Ok(n)
         })
@@ -754,8 +752,19 @@ impl Inventory {
             let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
                 // Still as found: an order another process resubmitted or answered since is
                 // left alone (review of stop 31).
-                tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it', updated_at = ?2
-                     WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now],)
+                let n = tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it', updated_at = ?2
+                     WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now],)?;
+                // An operator's, not the scheduler's, which resubmits its own at once (diff
+                // review of stop 37: the README promised a notification for every held order).
+                let operators: bool = tx.query_row_cached(
+                    "SELECT requested_by != ?2 FROM orders WHERE id = ?1",
+                    params![id, super::AUTO_RENEWAL_ACTOR],
+                    |r| r.get(0),
+                )?;
+                if n > 0 && operators {
+                    notify_held(tx, now, id, "the CA call was interrupted (the process stopped)")?;
+                }
+                Ok(n)
             });
             match marking {
                 Ok(()) => {
