@@ -1190,6 +1190,23 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
     assert!(said.contains("seen: none"), "{said}");
 }
 
+/// A configuration with one script account `name` (fixture `script`, `extra` settings) whose
+/// sensitive `password` comes from variable `var`, and a profile `name` on it; returns its path.
+fn password_script(app: &crate::helpers::App, name: &str, script: &str, extra: &str, var: &str) -> std::path::PathBuf {
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!(
+            "[accounts.{name}]\nconnector = \"{}\"\n{extra}params.password = {{ sensitive = true, value = {{ env = \"{var}\" }} }}\n",
+            fixture(script).display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(conf.join(format!("profiles/{name}.toml")), format!("accounts = [\"{name}\"]\n")).expect("profile");
+    conf.join("certhost.toml")
+}
+
 /// Regression (security review of stop 36): a new worker's stderr was logged as it came, and
 /// the host gives a worker its values with its first call, after the import: a script printing
 /// at import what an earlier call left in the account's cache logged a password in clear. What
@@ -1197,22 +1214,12 @@ fn a_script_sees_no_variable_a_secret_is_read_from_nor_certhost_s_own() {
 #[test]
 fn what_a_script_prints_at_import_is_redacted_with_its_first_call_s_values() {
     let app = crate::helpers::App::new();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            "[accounts.stash]\nconnector = \"{}\"\nparams.password = {{ sensitive = true, value = {{ env = \"STASH_PW\" }} }}\n",
-            fixture("hostile/prints_cache_at_import.py").display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(conf.join("profiles/stash.toml"), "accounts = [\"stash\"]\n").expect("profile");
+    let config = password_script(&app, "stash", "hostile/prints_cache_at_import.py", "", "STASH_PW");
     let password = "pw-S3CRET-import-5e1a";
     let run = || {
         let out = app
             .command()
-            .args(["--config", conf.join("certhost.toml").to_str().expect("utf8"), "-v"])
+            .args(["--config", config.to_str().expect("utf8"), "-v"])
             .args(["issue", "--profile", "stash", "--cn", "www.example.com"])
             .env("STASH_PW", password)
             .output()
@@ -1232,20 +1239,10 @@ fn what_a_script_prints_at_import_is_redacted_with_its_first_call_s_values() {
 #[test]
 fn what_a_hung_script_printed_is_logged_at_its_deadline() {
     let app = crate::helpers::App::new();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    std::fs::write(
-        conf.join("certhost.toml"),
-        format!(
-            "[accounts.hang]\nconnector = \"{}\"\ntimeout_seconds = 2\nparams.password = {{ sensitive = true, value = {{ env = \"HANG_PW\" }} }}\n",
-            fixture("prints_then_hangs.py").display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(conf.join("profiles/hang.toml"), "accounts = [\"hang\"]\n").expect("profile");
+    let config = password_script(&app, "hang", "prints_then_hangs.py", "timeout_seconds = 2\n", "HANG_PW");
     let out = app
         .command()
-        .args(["--config", conf.join("certhost.toml").to_str().expect("utf8"), "-v"])
+        .args(["--config", config.to_str().expect("utf8"), "-v"])
         .args(["issue", "--profile", "hang", "--cn", "slow.example.com"])
         .env("HANG_PW", "pw-S3CRET-hang-91c2")
         .output()
