@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewAuditEvent};
+use crate::inventory::{CertStatus, CertificateRecord, Inventory, InventoryError, NewAuditEvent};
 use crate::param::{EnvLookup, ValueSource, resolve};
 
 /// Captured hook output kept in the audit log, at most.
@@ -227,37 +227,42 @@ pub fn file_name_for(cert: &CertificateRecord) -> String {
 /// Another active certificate for other names that `target`'s files hold now, which this
 /// deployment would replace: a profile whose paths have no `{cn}` writes every certificate it
 /// issues to the same files, and the last one issued or renewed won, whatever name a server
-/// was meant to present (operator review of stop 36). Read from the leaf in the target's
-/// `cert` or `fullchain` file (what a server reads), looked up by its SHA-256 in the inventory;
-/// a file that is missing, unreadable, or holds a certificate certhost does not know is
-/// replaced as before, and a target without a `cert` or `fullchain` file (a key or PKCS#12
-/// alone) is not checked. A certificate for the same CN or the same SANs (a renewal, a
-/// reissue, a second one for the name) replaces it as before. Checked for `{cn}` paths too:
-/// two names can give one file name (`a b` and `a_b`).
+/// was meant to present (operator review of stop 36). Read from the leaf in each of the
+/// target's `cert` and `fullchain` files (what a server reads), looked up by its SHA-256 in
+/// the inventory; a leaf whose certificate was renewed stands for its active successor (the
+/// name still lives there while the successor's deployment is retried). A file that is
+/// missing, unreadable, or holds a certificate certhost does not know is replaced as before,
+/// and a target without a `cert` or `fullchain` file (a key or PKCS#12 alone) is not checked.
+/// A certificate sharing a name (CN or SAN) with the one in place — a renewal, a reissue, a
+/// second one for the name, one with a name added — replaces it as before. Checked for `{cn}`
+/// paths too: two names can give one file name (`a b` and `a_b`).
 fn occupant<'t>(
     inv: &Inventory,
     cert: &CertificateRecord,
     target: &'t DeployTarget,
 ) -> Option<(&'t Path, CertificateRecord)> {
-    let file = target.cert.as_ref().or(target.fullchain.as_ref())?;
-    let text = std::fs::read_to_string(file).ok()?;
-    let der = crate::cert::pem_certificates(&text).ok()?.into_iter().next()?;
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der));
-    let other = inv.find(&sha256).ok()??;
-    let same_cn = match (&other.info.common_name, &cert.info.common_name) {
-        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-        _ => false,
-    };
-    let names = |c: &CertificateRecord| {
-        let mut v: Vec<String> = c.info.sans.iter().map(|s| s.to_string().to_ascii_lowercase()).collect();
-        v.sort();
-        v
-    };
-    let taken = other.id != cert.id
-        && other.status == crate::inventory::CertStatus::Active
-        && !same_cn
-        && names(&other) != names(cert);
-    taken.then_some((file.as_path(), other))
+    let ours = names_of(cert);
+    [target.cert.as_ref(), target.fullchain.as_ref()].into_iter().flatten().find_map(|file| {
+        let text = std::fs::read_to_string(file).ok()?;
+        let der = crate::cert::pem_certificates(&text).ok()?.into_iter().next()?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der));
+        let mut other = inv.find(&sha256).ok()??;
+        if other.status != CertStatus::Active {
+            let successor = inv.successor(other.id).ok()??;
+            other = inv.find(&successor.to_string()).ok()??;
+        }
+        let taken = other.id != cert.id && other.status == CertStatus::Active && names_of(&other).is_disjoint(&ours);
+        taken.then_some((file.as_path(), other))
+    })
+}
+
+/// A certificate's names, CN and SANs' values, lowercased: what "for the same name" compares.
+fn names_of(cert: &CertificateRecord) -> std::collections::BTreeSet<String> {
+    let sans = cert.info.sans.iter().map(|s| {
+        let text = s.to_string();
+        text.split_once(':').map_or(text.clone(), |(_, v)| v.to_owned())
+    });
+    cert.info.common_name.iter().cloned().chain(sans).map(|n| n.to_ascii_lowercase()).collect()
 }
 
 /// The outcome of one target, as stored and shown.
@@ -272,7 +277,7 @@ pub struct DeployReport {
 }
 
 /// Deploys certificate `cert` to every target; each outcome is stored (deployments table)
-/// and audited; `replace_others` (an operator's `deploy --force`) writes over files that hold
+/// and audited; `replace_others` (an operator's `deploy --replace-others`) writes over files that hold
 /// another name's active certificate ([`occupant`]). Hook output is redacted of `secrets` (e.g. the PKCS#12 password). Nothing
 /// here is an error to the caller: the certificate is stored already, and each target's
 /// failure — the key unreadable included — is its report; an outcome that cannot be
@@ -306,7 +311,7 @@ pub async fn deploy(
                 Err(DeployError::Invalid(format!(
                     "refused: {} holds certificate #{} ({}), which is active and for other names; nothing was written. \
                      A profile that issues for several names needs {CN_PLACEHOLDER} in its deploy paths (one set of files per name); \
-                     or replace it anyway with certhost deploy {} --force",
+                     or replace it anyway with certhost deploy {} --replace-others",
                     file.display(),
                     other.id,
                     other.info.common_name.as_deref().unwrap_or("no CN"),

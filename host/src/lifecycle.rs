@@ -374,9 +374,16 @@ impl Pipeline<'_> {
     /// Deploys certificate `id` again to its profile's targets (`certhost deploy ID`). Only an
     /// active certificate unless `force`: putting a revoked, expired or superseded one back on
     /// a server is almost always a mistaken id, and it would replace the current one there.
-    /// `force` also writes over files that hold another name's active certificate, which an
-    /// automatic deployment refuses (`deploy::occupant`).
-    pub async fn redeploy(&mut self, id: i64, force: bool) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
+    /// `replace_others` writes over files that hold another name's active certificate, which
+    /// every deployment refuses otherwise (`deploy::occupant`); a flag of its own, so that a
+    /// client forcing inactive certificates out does not also overwrite other names' files
+    /// (diff review of stop 37).
+    pub async fn redeploy(
+        &mut self,
+        id: i64,
+        force: bool,
+        replace_others: bool,
+    ) -> Result<Vec<crate::deploy::DeployReport>, IssueError> {
         let cert = self.certificate(id)?;
         if cert.status != crate::inventory::CertStatus::Active && !force {
             let successor = self.inventory.successor(id)?;
@@ -395,7 +402,7 @@ impl Pipeline<'_> {
         if profile.deploy.is_empty() {
             return Err(IssueError::Certificate { id, reason: format!("profile {name} has no deployment targets") });
         }
-        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor, force).await)
+        Ok(crate::deploy::deploy(self.inventory, &cert, &profile.deploy, self.env, self.actor, replace_others).await)
     }
 
     /// One page of the CA's certificates through account `account`'s `list_certificates`.

@@ -784,6 +784,11 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
     let forced =
         json_of(api.post(&operator, &format!("/v1/certificates/{id}/deploy"), json!({"force": true})), StatusCode::OK);
     assert_eq!(forced["ok"], true, "{forced}");
+    let replaced = json_of(
+        api.post(&operator, &format!("/v1/certificates/{next}/deploy"), json!({"replace_others": true})),
+        StatusCode::OK,
+    );
+    assert_eq!(replaced["ok"], true, "{replaced}");
     json_of(api.post(&operator, "/v1/certificates/999/deploy", json!({})), StatusCode::NOT_FOUND);
     // The schedule: the active certificate renews automatically; the superseded one does not.
     json_of(api.get(&requester, "/v1/renewals"), StatusCode::FORBIDDEN);

@@ -1545,7 +1545,7 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
         err.contains("holds certificate #1 (a.example.com), which is active and for other names; nothing was written"),
         "{err}"
     );
-    assert!(err.contains("{cn}") && err.contains("certhost deploy 2 --force"), "{err}");
+    assert!(err.contains("{cn}") && err.contains("certhost deploy 2 --replace-others"), "{err}");
     assert_eq!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain"), a_pem, "a's files stay");
     // A target mixing {cn} and a shared key path is refused when the profile is read.
     let mixed = config.parent().expect("conf").join("profiles/mixed.toml");
@@ -1570,12 +1570,16 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
         let shown = app.json(&["show", &id.to_string(), "--json"]);
         assert!(pem.starts_with(shown["pem"].as_str().expect("pem")), "{name}");
     }
-    // An operator's `deploy --force` replaces them anyway.
+    // `--force` (for inactive certificates) does not replace another name's files; an
+    // operator's `deploy --replace-others` does.
     let forced = app.run(&["--config", c, "deploy", "2", "--force"]);
-    assert!(forced.ok().contains("deployed"), "{}", forced.stdout);
+    forced.fails(1);
+    assert!(forced.stdout.contains("nothing was written"), "{}", forced.stdout);
+    let replaced = app.run(&["--config", c, "deploy", "2", "--replace-others"]);
+    assert!(replaced.ok().contains("deployed"), "{}", replaced.stdout);
     let b_pem = app.json(&["show", "2", "--json"])["pem"].as_str().expect("pem").to_owned();
     assert!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain").starts_with(&b_pem));
-    app.run(&["--config", c, "deploy", "1", "--force"]).ok();
+    app.run(&["--config", c, "deploy", "1", "--replace-others"]).ok();
     // A renewal of a is for the same name: it replaces a's files.
     app.run(&["--config", c, "renew", "1"]).ok();
     let renewed = app.json(&["show", "3", "--json"]);
@@ -1584,4 +1588,15 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
     assert!(app.run(&["show", "1"]).ok().contains("Successor:   3"));
     let now = std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain");
     assert!(now.starts_with(renewed["pem"].as_str().expect("pem")), "the renewal was deployed");
+    // The superseded one put back in place (same name as its successor) stands for a.example.com:
+    // b is still refused there.
+    app.run(&["--config", c, "deploy", "1", "--force"]).ok();
+    let b = app.run(&["--config", c, "deploy", "2"]);
+    b.fails(1);
+    assert!(b.stdout.contains("holds certificate #3 (a.example.com)"), "{}", b.stdout);
+    // A certificate sharing a name (here a SAN without the CN) replaces it.
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "www.a.example.com", "--san", "DNS:a.example.com"])
+        .ok();
+    let shared_pem = app.json(&["show", "4", "--json"])["pem"].as_str().expect("pem").to_owned();
+    assert!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain").starts_with(&shared_pem));
 }

@@ -20,12 +20,14 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
-    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal), and
-    /// over files that hold another name's active certificate; without it such a certificate
-    /// is refused (409), naming its successor, and such files are left as they are (the
-    /// target's report says why).
+    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal);
+    /// without it such a certificate is refused (409), naming its successor.
     #[serde(default)]
     force: bool,
+    /// Write over files that hold another name's active certificate; without it such a
+    /// target is left as it is, and its report says why.
+    #[serde(default)]
+    replace_others: bool,
 }
 
 /// One target's outcome.
@@ -72,7 +74,7 @@ async fn deploy(
         // Hooks may take minutes: counted with the connector calls, never all of the pool.
         let mut inv = state.inventory.get_for_call().await?;
         let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
-        Ok(p.redeploy(cert_id, body.force).await?)
+        Ok(p.redeploy(cert_id, body.force, body.replace_others).await?)
     })
     .await?;
     let targets: Vec<DeployedTarget> =

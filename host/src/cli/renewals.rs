@@ -99,10 +99,12 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
 pub struct DeployArgs {
     /// Certificate id, SHA-1/SHA-256 thumbprint, or the thumbprint prefix `list` shows.
     id: String,
-    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal), and
-    /// over files that hold another name's active certificate.
+    /// Deploy it even when it is not active (revoked, expired, or replaced by a renewal).
     #[arg(long)]
     force: bool,
+    /// Write over files that hold another name's active certificate (refused otherwise).
+    #[arg(long)]
+    replace_others: bool,
 }
 
 /// Runs the profile's deployment targets again for one certificate.
@@ -112,7 +114,7 @@ pub fn deploy(args: DeployArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
     let reports = super::runtime()?
         .block_on(async {
             let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-            p.redeploy(id, args.force).await
+            p.redeploy(id, args.force, args.replace_others).await
         })
         .map_err(|e| match e {
             certhost::issue::IssueError::NotDeployable { .. } => {

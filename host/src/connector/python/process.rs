@@ -60,39 +60,63 @@ pub(super) struct WorkerProcess {
 /// account's cache logged it in clear (security review of stop 36).
 #[derive(Default)]
 struct StderrLog {
-    /// `None` until the worker's first call (or its end).
-    rules: Option<Redactor>,
-    /// Lines written before that, with whether each was cut; at most [`MAX_HELD_LINES`].
+    mode: LogMode,
+    /// Lines written before the first call, with whether each was cut; at most
+    /// [`MAX_HELD_LINES`].
     held: Vec<(String, bool)>,
     /// Lines dropped because that many were held already.
     dropped: usize,
+}
+
+/// Where a worker's stderr lines go, by how much is known of its values.
+#[derive(Default)]
+enum LogMode {
+    /// Before the worker's first call: lines are held.
+    #[default]
+    Holding,
+    /// From the first call: lines are redacted with the values and logged.
+    Logging(Redactor),
+    /// The worker ended without a call: nothing can redact its lines, so none is logged,
+    /// including those the reader drains after the end (diff review of stop 37: an empty
+    /// redactor logged them in clear).
+    Discarding,
 }
 
 /// Most stderr lines of an import held for redaction; a script's warnings at import are a few.
 const MAX_HELD_LINES: usize = 256;
 
 impl StderrLog {
-    /// Logs `line` (or holds it) and returns it as an error may quote it: redacted once the
-    /// worker was given values; before, it was given none (an import's error quotes it as is).
+    /// Logs `line` (or holds or discards it) and returns it as an error may quote it: redacted
+    /// once the worker was given values; before, it was given none (an import's error quotes
+    /// it, redacted by the caller).
     fn line(&mut self, label: &str, line: String, cut: bool) -> String {
-        match &self.rules {
-            Some(rules) => log_stderr_line(label, rules, &line, cut),
-            None => {
-                if self.held.len() < MAX_HELD_LINES {
-                    self.held.push((line.clone(), cut));
-                } else {
-                    self.dropped += 1;
-                }
+        match &self.mode {
+            LogMode::Logging(rules) => log_stderr_line(label, rules, &line, cut),
+            LogMode::Holding if self.held.len() < MAX_HELD_LINES => {
+                self.held.push((line.clone(), cut));
+                line
+            }
+            LogMode::Holding | LogMode::Discarding => {
+                self.dropped += 1;
                 line
             }
         }
     }
 
+    /// Whether the worker was given values yet.
+    fn has_rules(&self) -> bool {
+        matches!(self.mode, LogMode::Logging(_))
+    }
+
     /// The worker ends without having been given a value (its import failed, it was replaced
     /// before a call): the lines held cannot be redacted, since nothing tells what a secret
-    /// in them would be (a value an earlier worker left in the cache), so they are not logged
-    /// (diff review of stop 37); an import's error quotes its last lines, redacted by the caller.
+    /// in them would be (a value an earlier worker left in the cache), so they are not logged,
+    /// nor any it writes while it ends (diff review of stop 37); an import's error quotes its
+    /// last lines, redacted by the caller.
     fn drop_held(&mut self, label: &str) {
+        if !matches!(self.mode, LogMode::Holding) {
+            return;
+        }
         let held = self.held.len() + self.dropped;
         if held > 0 {
             tracing::info!(
@@ -101,7 +125,7 @@ impl StderrLog {
             );
         }
         (self.held, self.dropped) = (Vec::new(), 0);
-        self.rules = Some(Redactor::default());
+        self.mode = LogMode::Discarding;
     }
 
     /// From now on lines are redacted with `rules` and logged at once; those held are logged now.
@@ -113,7 +137,7 @@ impl StderrLog {
             tracing::info!(plugin = %label, "stderr: ({} more lines written while importing the script were dropped)", self.dropped);
             self.dropped = 0;
         }
-        self.rules = Some(rules);
+        self.mode = LogMode::Logging(rules);
     }
 }
 
@@ -267,7 +291,7 @@ impl WorkerProcess {
             }
         }
         let mut log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
-        if self.seen.len() != before || log.rules.is_none() {
+        if self.seen.len() != before || !log.has_rules() {
             self.seen_rules = Redactor::new(self.seen.iter().map(|s| s.as_str()));
             log.set_rules(&self.label, self.seen_rules.clone());
         }
@@ -308,11 +332,7 @@ impl WorkerProcess {
     /// a daemon), while the worker still holds them.
     fn kill_group(&self, signal: libc::c_int) {
         // Ending without a call: what its import wrote is not logged (`drop_held`).
-        let mut log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.rules.is_none() {
-            log.drop_held(&self.label);
-        }
-        drop(log);
+        self.stderr_log.lock().unwrap_or_else(|p| p.into_inner()).drop_held(&self.label);
         if let Some(pid) = self.child.id() {
             Descendants::of(pid as libc::pid_t).signal(signal);
             // The group the worker leads (`setpgid` at spawn); `ended` sees the worker exit
@@ -487,7 +507,7 @@ mod tests {
         assert_eq!(log.line("script t", "import sees pw-1".into(), false), "import sees pw-1");
         assert_eq!(log.held.len(), 1, "held, not logged");
         log.set_rules("script t", Redactor::new(["pw-1"]));
-        assert!(log.held.is_empty() && log.rules.is_some(), "logged once the values are known");
+        assert!(log.held.is_empty() && log.has_rules(), "logged once the values are known");
         assert_eq!(log.line("script t", "later pw-1".into(), false), "later ***", "redacted at once from then on");
 
         let mut unused = StderrLog::default();
@@ -496,7 +516,14 @@ mod tests {
         }
         assert_eq!((unused.held.len(), unused.dropped), (MAX_HELD_LINES, 3));
         unused.drop_held("script t");
-        assert!(unused.held.is_empty() && unused.dropped == 0 && unused.rules.is_some());
+        assert!(unused.held.is_empty() && unused.dropped == 0 && !unused.has_rules());
+        assert_eq!(unused.line("script t", "drained pw-2".into(), false), "drained pw-2", "quoted to the caller");
+        assert!(
+            unused.held.is_empty() && matches!(unused.mode, LogMode::Discarding),
+            "a line drained after the end is not logged"
+        );
+        log.drop_held("script t");
+        assert!(log.has_rules(), "a worker that had a call keeps logging while it ends");
     }
 
     #[tokio::test]
