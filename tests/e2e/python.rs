@@ -798,17 +798,23 @@ async fn a_script_that_forks_without_exiting_the_child_keeps_its_worker_answerin
 
 /// Regression (the host's side of the fork above): a reply written by another process on the
 /// worker's pipe was taken as the answer to the next call. Replies carry the request's number
-/// now; one out of turn replaces the worker, and the call after gets a fresh one.
+/// now; one out of turn replaces the worker, and the call after gets a fresh one. A stray
+/// reply that arrives while the worker is idle is seen before the next call, which a fresh
+/// worker answers.
 #[tokio::test]
 async fn a_reply_out_of_turn_replaces_the_worker_instead_of_answering_a_later_call() {
     let dir = tempfile::tempdir().expect("tmp");
     let child_pid = dir.path().join("child.pid");
     let c = load("hostile/forks_past_the_guard.py", limits(20, 512)).await.expect("loads");
-    let first = c.certificate_request(&request(), &call_args(1, true, &child_pid)).await.expect("answers");
+    // The child answers call 1 at once and goes on reading requests; the worker's own answer
+    // follows after two seconds, while call 2 (read by either, answered after four) waits.
+    let mut first_args = call_args(1, true, &child_pid);
+    first_args.insert("parent_sleep", "2");
+    let first = c.certificate_request(&request(), &first_args).await.expect("answers");
     assert_eq!(first, Disposition::Rejected { reason: "call 1".into() });
-    // The child answered call 1; the worker's own answer follows after half a second.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let err = c.certificate_request(&request(), &call_args(2, false, &child_pid)).await.expect_err("out of turn");
+    let mut second_args = call_args(2, false, &child_pid);
+    second_args.insert("sleep", "4");
+    let err = c.certificate_request(&request(), &second_args).await.expect_err("out of turn");
     assert_eq!(
         err.to_string(),
         "script forks_past_the_guard: the script's worker answered out of turn during the call of certificate_request \
@@ -818,6 +824,16 @@ async fn a_reply_out_of_turn_replaces_the_worker_instead_of_answering_a_later_ca
     assert!(ends_within(&pid, Duration::from_secs(2)), "the forked child {pid} outlived its worker");
     let third = c.certificate_request(&request(), &call_args(3, false, &child_pid)).await.expect("a fresh worker");
     assert_eq!(third, Disposition::Rejected { reason: "call 3".into() });
+
+    // The worker's own answer to call 4 comes while it is idle: call 5 goes to a new worker.
+    std::fs::remove_file(&child_pid).expect("rm");
+    let fourth = c.certificate_request(&request(), &call_args(4, true, &child_pid)).await.expect("answers");
+    assert_eq!(fourth, Disposition::Rejected { reason: "call 4".into() });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fifth = c.certificate_request(&request(), &call_args(5, false, &child_pid)).await.expect("a fresh worker");
+    assert_eq!(fifth, Disposition::Rejected { reason: "call 5".into() });
+    let pid = std::fs::read_to_string(&child_pid).expect("the child ran");
+    assert!(ends_within(&pid, Duration::from_secs(2)), "the forked child {pid} outlived its worker");
 }
 
 /// Regression: `logging.basicConfig` at import bound its handler to the stderr buffer of the

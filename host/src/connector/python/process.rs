@@ -322,9 +322,25 @@ impl WorkerProcess {
     }
 
     /// Whether the worker has ended since its last call (killed while idle: the OOM killer,
-    /// an operator): such a worker is replaced, not handed the next call.
+    /// an operator): such a worker is replaced, not handed the next call. The host's child is
+    /// the keeper, which outlives the interpreter by the milliseconds it takes to kill what
+    /// was left and exit; the interpreter's end shows at once on the reply pipe, which only it
+    /// holds (a call handed over in that window failed with "killed by signal 9").
     pub(super) fn has_exited(&self) -> bool {
-        ended_unreaped(&self.child)
+        if ended_unreaped(&self.child) {
+            return true;
+        }
+        match reply_pipe_state(&self.stdout) {
+            ReplyPipe::Quiet => false,
+            ReplyPipe::Ended => true,
+            ReplyPipe::Written => {
+                tracing::warn!(
+                    plugin = %self.label,
+                    "the script's worker wrote to its reply pipe between calls (a process the script forked?); it is replaced"
+                );
+                true
+            }
+        }
     }
 
     /// Sends `signal` to the worker's process group — the worker and every subprocess of its
@@ -412,6 +428,31 @@ fn ended_unreaped(child: &Child) -> bool {
     // is gone already.
     // SAFETY: si_pid reads the field waitid filled (or the zero it started as).
     r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// What an idle worker's reply pipe holds.
+enum ReplyPipe {
+    /// Nothing: the worker waits for a request.
+    Quiet,
+    /// The interpreter is gone (end of file, or an error).
+    Ended,
+    /// Bytes no request asked for: the next request would get no reply of its own.
+    Written,
+}
+
+fn reply_pipe_state(stdout: &ChildStdout) -> ReplyPipe {
+    use std::os::fd::AsRawFd;
+    let fd = stdout.as_raw_fd();
+    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd on a descriptor the ChildStdout owns, and a zero timeout.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    if ready <= 0 || poll.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+        return ReplyPipe::Quiet;
+    }
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes the count of unread bytes into the int it is given.
+    let counted = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) } == 0;
+    if counted && waiting > 0 { ReplyPipe::Written } else { ReplyPipe::Ended }
 }
 
 /// Returns once `child` has ended, without reaping it (see [`ended_unreaped`]).
