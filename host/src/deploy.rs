@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::csr::San;
 use crate::inventory::{CertStatus, CertificateRecord, Inventory, InventoryError, NewAuditEvent};
 use crate::param::{EnvLookup, ValueSource, resolve};
 
@@ -209,12 +210,7 @@ pub fn file_name_for(cert: &CertificateRecord) -> String {
         .info
         .common_name
         .clone()
-        .or_else(|| {
-            cert.info.sans.first().map(|s| {
-                let text = s.to_string();
-                text.split_once(':').map_or(text.clone(), |(_, v)| v.to_owned())
-            })
-        })
+        .or_else(|| cert.info.sans.first().map(San::value))
         .unwrap_or_else(|| format!("certificate-{}", cert.id));
     let mut out: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
@@ -258,10 +254,7 @@ fn occupant<'t>(
 
 /// A certificate's names, CN and SANs' values, lowercased: what "for the same name" compares.
 fn names_of(cert: &CertificateRecord) -> std::collections::BTreeSet<String> {
-    let sans = cert.info.sans.iter().map(|s| {
-        let text = s.to_string();
-        text.split_once(':').map_or(text.clone(), |(_, v)| v.to_owned())
-    });
+    let sans = cert.info.sans.iter().map(San::value);
     cert.info.common_name.iter().cloned().chain(sans).map(|n| n.to_ascii_lowercase()).collect()
 }
 

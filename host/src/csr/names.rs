@@ -98,6 +98,14 @@ impl San {
         })
     }
 
+    /// The name without its type, as a person or a file name uses it (`a.example.com`, `::1`).
+    pub fn value(&self) -> String {
+        match self {
+            San::Dns(v) | San::Email(v) | San::Uri(v) => v.clone(),
+            San::Ip(v) => v.to_string(),
+        }
+    }
+
     /// Checks the value against its type's syntax.
     pub fn validate(&self) -> Result<(), NameError> {
         match self {
