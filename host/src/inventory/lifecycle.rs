@@ -74,7 +74,10 @@ impl Inventory {
             now,
             "revoked",
             Some(id),
-            &format!("certhost: certificate {id} ({}) was revoked ({reason})", common_name.unwrap_or_default()),
+            &format!(
+                "certhost: certificate {id} ({}) was revoked ({reason})",
+                common_name.as_deref().unwrap_or("no CN")
+            ),
             &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
         )?;
         if reason == KEY_COMPROMISE {
@@ -377,7 +380,7 @@ impl Inventory {
                     Some(id),
                     &format!(
                         "certhost: deploying certificate {id} ({}) to {target} failed",
-                        common_name.unwrap_or_default()
+                        common_name.as_deref().unwrap_or("no CN")
                     ),
                     &serde_json::json!({ "target": target, "message": message }),
                 )?;
