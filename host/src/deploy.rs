@@ -202,6 +202,20 @@ impl DeployTarget {
 /// The placeholder a deploy path may hold for the certificate's name.
 pub const CN_PLACEHOLDER: &str = "{cn}";
 
+/// How a `{cn}` target's success message starts: the rest is where the files went, which
+/// the recorded target (the profile's template, matched by retries) does not say.
+const DEPLOYED_TO: &str = "deployed to ";
+
+/// Where a recorded deployment put the certificate, as `files:PATH`: the expanded path of a
+/// `{cn}` target (from its message), else the recorded target. What `/v1/renew`'s
+/// `deployed_to` and `issue`'s lines show: a template with `{cn}` in it names no file.
+pub fn deployed_where(target: &str, message: &str) -> String {
+    match message.strip_prefix(DEPLOYED_TO) {
+        Some(path) => format!("files:{path}"),
+        None => target.to_owned(),
+    }
+}
+
 /// The certificate's name as one file-name component: its CN, or without one its first SAN,
 /// with every character other than letters, digits, `.`, `-` and `_` (a wildcard's `*`, a
 /// `/`) as `_`, and a leading `.` (which `..` would be) made `_.`: never a path of its own.
@@ -324,7 +338,7 @@ pub async fn deploy(
             ok: result.is_ok(),
             message: match &result {
                 Ok(()) if template.per_name() => {
-                    format!("deployed to {}", target.describe().trim_start_matches("files:"))
+                    format!("{DEPLOYED_TO}{}", target.describe().trim_start_matches("files:"))
                 }
                 Ok(()) => "deployed".into(),
                 Err(e) => e.to_string(),

@@ -891,3 +891,31 @@ fn a_returned_certificate_that_fails_verification_is_the_ca_s_fault_502() {
     let order = server.app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "failed", "{order}");
 }
+
+/// Stop 37 left alone, fixed in stop 38: `/v1/renew`'s `deployed_to` showed a `{cn}` target as
+/// its template (`files:/tls/{cn}/fullchain.pem`), which names no file. It says where the
+/// renewed certificate's files went, as `issue` does.
+#[test]
+fn keyfactor_renew_says_where_a_cn_target_put_the_files() {
+    let app = App::new();
+    let tls = app.path("tls");
+    let profile = format!(
+        "[[deploy]]\nfullchain = \"{t}/{{cn}}/fullchain.pem\"\nkey = \"{t}/{{cn}}/key.pem\"\n",
+        t = tls.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let issued =
+        app.run(&["--config", config.to_str().expect("utf8"), "issue", "--profile", "lab", "--cn", "kf.example.com"]);
+    let expected = format!("files:{}/kf.example.com/fullchain.pem", tls.display());
+    assert!(issued.ok().contains(&format!("deployed to {expected}")), "{}", issued.stdout);
+    let server = Server::start(app, Some(&config));
+    let operator = server.token("ops", "operator");
+    let api = Api { server, c: http() };
+    let kf = json_of(api.post(&operator, "/v1/renew", json!({"lookup": {"type": "id", "value": "1"}})), StatusCode::OK);
+    assert_eq!(kf["disposition"], "issued", "{kf}");
+    assert_eq!(kf["deployed_to"], json!([expected]), "{kf}");
+    let renewed = std::fs::read_to_string(tls.join("kf.example.com/fullchain.pem")).expect("deployed");
+    let thumb = kf["thumbprint"].as_str().expect("thumbprint");
+    let shown = json_of(api.get(&operator, &format!("/v1/certificates/{thumb}")), StatusCode::OK);
+    assert!(renewed.starts_with(shown["pem"].as_str().expect("pem")), "the renewal's files are in place");
+}

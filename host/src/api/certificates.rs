@@ -567,7 +567,7 @@ pub struct RenewLookupResponse {
     disposition: &'static str,
     /// What happened, in one sentence.
     message: String,
-    /// Deployment targets the new certificate went to.
+    /// Where the new certificate was deployed, as `files:PATH` (a `{cn}` path expanded).
     deployed_to: Vec<String>,
 }
 
@@ -599,7 +599,12 @@ async fn renew_lookup(
     let response = match outcome {
         Ok(IssueOutcome::Issued { order_id, certificate, .. }) => {
             let certificate_id = certificate.id;
-            let deployed_to = state.inventory.get().await?.deployed_targets(certificate_id)?;
+            let mut deployed_to: Vec<String> = (state.inventory.get().await?.deployed_targets(certificate_id)?)
+                .iter()
+                .map(|(target, message)| crate::deploy::deployed_where(target, message))
+                .collect();
+            deployed_to.sort();
+            deployed_to.dedup();
             RenewLookupResponse {
                 thumbprint: Some(certificate.info.sha256.clone()),
                 order_id: Some(order_id),

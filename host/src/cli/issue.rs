@@ -151,12 +151,8 @@ pub fn report(
                     );
                 }
                 for (target, outcome, message, _) in deployments.iter().rev() {
-                    // A `{cn}` target's message says where the files went; the target is the
-                    // profile's template.
-                    let line = if outcome == "success" && message.starts_with("deployed to ") {
-                        message.clone()
-                    } else if outcome == "success" {
-                        format!("deployed to {target}")
+                    let line = if outcome == "success" {
+                        format!("deployed to {}", certhost::deploy::deployed_where(target, message))
                     } else {
                         format!("FAILED to deploy to {target}: {message}")
                     };

@@ -325,12 +325,13 @@ impl Inventory {
         Ok(InventoryGauges { expiring, orders_open, deploy_retries })
     }
 
-    /// Where certificate `id` was last deployed successfully (target descriptions).
-    pub fn deployed_targets(&self, id: i64) -> Result<Vec<String>, InventoryError> {
+    /// Certificate `id`'s successful deployments: each target as recorded, with its message
+    /// (which says where a `{cn}` target's files went; see `deploy::deployed_where`).
+    pub fn deployed_targets(&self, id: i64) -> Result<Vec<(String, String)>, InventoryError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT target FROM deployments WHERE certificate_id = ?1 AND outcome = 'success' ORDER BY target",
+            "SELECT DISTINCT target, detail FROM deployments WHERE certificate_id = ?1 AND outcome = 'success' ORDER BY target, detail",
         )?;
-        let rows = stmt.query_map([id], |r| r.get(0))?;
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
