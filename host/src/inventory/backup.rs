@@ -252,6 +252,32 @@ fn sidecar(base: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where [`restore_from`] writes its copy before the rename that puts it in place.
+fn partial_copy(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!(".{DB_FILE}.restoring"))
+}
+
+/// Removes the copy of a restore that was killed before its rename (a whole inventory's worth
+/// of disk, its keys still sealed): `certhost.db` was never touched, so the copy is of no use.
+/// Called by whoever opens the inventory under its shared hold, which no restore in another
+/// process can hold at the same time; a restore in this one opens the inventory only after
+/// its rename.
+pub(super) fn remove_abandoned_copy(data_dir: &Path) {
+    let partial = partial_copy(data_dir);
+    if std::fs::symlink_metadata(&partial).is_ok_and(|m| m.is_file()) {
+        match std::fs::remove_file(&partial) {
+            Ok(()) => tracing::warn!(
+                "removed {}: the copy of a restore that did not finish (the inventory in place was not changed)",
+                partial.display()
+            ),
+            Err(e) => tracing::warn!(
+                "{} is left of a restore that did not finish and cannot be removed: {e}",
+                partial.display()
+            ),
+        }
+    }
+}
+
 /// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
 /// data directory's inventory is as it was. Returns the checked copy's counts, the backup's
 /// path, where the old inventory was linked, and the exclusive hold.
@@ -316,7 +342,7 @@ fn put_in_place(
         )));
     }
     // 1. The copy, beside the target, checked as it will be opened.
-    let partial = data_dir.join(format!(".{DB_FILE}.restoring"));
+    let partial = partial_copy(data_dir);
     let _ = std::fs::remove_file(&partial);
     let copied = (|| {
         let mut from = std::fs::File::open(&source)?;
@@ -521,7 +547,11 @@ mod tests {
         let second_aside = third.replaced.expect("set aside");
         assert_ne!(second_aside, aside);
         assert!(aside.exists() && second_aside.exists());
-        assert!(!data.join(format!(".{DB_FILE}.restoring")).exists(), "no partial copy left");
+        assert!(!partial_copy(&data).exists(), "no partial copy left");
+        // The copy of a restore killed before its rename is removed by the next open.
+        std::fs::write(partial_copy(&data), b"half a database").expect("partial");
+        drop(Inventory::open(&data, vault.clone()).expect("opens"));
+        assert!(!partial_copy(&data).exists(), "the abandoned copy is gone");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(DB_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

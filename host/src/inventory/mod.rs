@@ -324,6 +324,7 @@ impl Inventory {
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
         create_data_dir(data_dir)?;
         let hold = dir_lock::hold_shared(data_dir)?;
+        backup::remove_abandoned_copy(data_dir);
         let path = data_dir.join(DB_FILE);
         // Several processes opening a new database at once can see "database is locked" while
         // one of them switches it to WAL mode, without SQLite's busy handler being consulted:
