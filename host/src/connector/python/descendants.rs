@@ -11,7 +11,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// signalled, and the handle still reaches a descendant once the worker itself has ended and
 /// its children have gone to init.
 #[derive(Default)]
-pub(super) struct Descendants(Vec<OwnedFd>);
+pub(super) struct Descendants(Vec<Handle>);
+
+/// One process below the worker.
+enum Handle {
+    /// Pinned: the kernel signals this process or none.
+    Pinned(OwnedFd),
+    /// Where pidfds are missing (a kernel before 5.3, a seccomp profile that denies
+    /// `pidfd_open`): the pid, signalled only while it is still `parent`'s child. Without it
+    /// the interpreter would get no SIGTERM at the deadline and its `finally:` would not run
+    /// (diff review of stop 37). A pid that ended and was reused by a new child of the same
+    /// parent is below the worker all the same.
+    Unpinned { pid: libc::pid_t, parent: libc::pid_t },
+}
 
 impl Descendants {
     /// Every live process below `root` (not `root` itself).
@@ -41,24 +53,37 @@ impl Descendants {
 
     /// Sends `signal` to each (those already ended are skipped by the kernel).
     pub(super) fn signal(&self, signal: libc::c_int) {
-        for fd in &self.0 {
-            // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo (NULL) and no flags.
-            unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0);
+        for handle in &self.0 {
+            match handle {
+                // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo (NULL) and no flags.
+                Handle::Pinned(fd) => unsafe {
+                    libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0);
+                },
+                Handle::Unpinned { pid, parent } => {
+                    if parent_of(*pid) == Some(*parent) {
+                        // SAFETY: kill(2) with a positive pid and a signal number; no memory involved.
+                        unsafe { libc::kill(*pid, signal) };
+                    }
+                }
             }
         }
     }
 }
 
 /// A pidfd for `pid`, if it is still `parent`'s child once the pidfd is open (the pid was not
-/// reused by an unrelated process between the scan and the open).
-fn pin(pid: libc::pid_t, parent: libc::pid_t) -> Option<OwnedFd> {
+/// reused by an unrelated process between the scan and the open); the pid itself where this
+/// kernel or its seccomp profile offers no pidfds.
+fn pin(pid: libc::pid_t, parent: libc::pid_t) -> Option<Handle> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    let Some(fd) = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0) else {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        return (matches!(errno, Some(libc::ENOSYS | libc::EPERM)) && parent_of(pid) == Some(parent))
+            .then_some(Handle::Unpinned { pid, parent });
+    };
     // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    (parent_of(pid) == Some(parent)).then_some(fd)
+    (parent_of(pid) == Some(parent)).then_some(Handle::Pinned(fd))
 }
 
 /// The parent pid in `/proc/PID/stat` (the field after the state, after the last `)`: the
@@ -88,6 +113,33 @@ mod tests {
         assert_eq!(found.0.len(), 1, "the sleep below sh");
         found.signal(libc::SIGKILL);
         // sh's `wait` returns once the sleep is killed, so sh ends by itself.
+        let status = sh.wait().expect("sh ends");
+        assert!(status.success(), "{status:?}");
+    }
+
+    /// Without pidfds the pid is signalled while it is still its parent's child, and not once
+    /// it is not (a pid the scan saw under another parent).
+    #[test]
+    fn an_unpinned_descendant_is_signalled_only_while_its_parent_is_the_one_seen() {
+        let mut sh = std::process::Command::new("sh").args(["-c", "sleep 4242 & wait"]).spawn().expect("sh runs");
+        let sh_pid = libc::pid_t::try_from(sh.id()).expect("pid fits");
+        let started = std::time::Instant::now();
+        let sleep_pid = loop {
+            let found = Descendants::of(sh_pid);
+            if let Some(Handle::Pinned(fd)) = found.0.first() {
+                // The pid behind the pidfd: the `Pid:` line of its fdinfo.
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).expect("fdinfo");
+                let pid = info.lines().find_map(|l| l.strip_prefix("Pid:")).expect("Pid line");
+                break pid.trim().parse::<libc::pid_t>().expect("pid");
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "the sleep never appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // Seen under another parent: left alone.
+        Descendants(vec![Handle::Unpinned { pid: sleep_pid, parent: 1 }]).signal(libc::SIGKILL);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(parent_of(sleep_pid), Some(sh_pid), "not signalled");
+        Descendants(vec![Handle::Unpinned { pid: sleep_pid, parent: sh_pid }]).signal(libc::SIGKILL);
         let status = sh.wait().expect("sh ends");
         assert!(status.success(), "{status:?}");
     }
