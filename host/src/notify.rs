@@ -1,5 +1,6 @@
-//! Notifications: a webhook (JSON with an HMAC-SHA256 signature header) and email over SMTP,
-//! for renewal failures, certificates expiring without auto-renew, and revocations.
+//! Notifications: a webhook (JSON with an HMAC-SHA256 signature header) and email over SMTP
+//! (plain text for a person), for renewal failures, failed deployments, certificates expiring
+//! without auto-renew, revocations and orders waiting on someone.
 //!
 //! Events are queued in the inventory (`notifications` table) in the same transaction as the
 //! change they report, and `certhost serve` delivers them, so a crash never loses one. Each
@@ -118,7 +119,79 @@ pub enum NotifyError {
     Config(String),
 }
 
-/// The JSON a webhook receives (and the text a mail carries).
+/// What a mail says about `n`, for a person: what happened, what to do about it, then the
+/// facts (the webhook's JSON, one per line). The body was the pretty-printed JSON before (stop
+/// 37 left it so): readable to a program, not to the operator it was sent to.
+fn mail_text(n: &Notification) -> String {
+    let order = n.detail.get("order_id").and_then(serde_json::Value::as_i64);
+    let cert = n.certificate_id;
+    let (what, next) = match n.kind.as_str() {
+        "renewal_failed" => (
+            "An automatic renewal failed.",
+            "certhost retries it with backoff; certhost renewals shows its last error and next attempt.".to_owned(),
+        ),
+        "expiring" => (
+            "This certificate expires soon and is not renewed automatically.",
+            cert.map(|c| format!("Renew it with certhost renew {c}, or let it expire.")).unwrap_or_default(),
+        ),
+        "expired" => ("This certificate has expired.", "certhost renewals shows how its renewal stands.".to_owned()),
+        "revoked" => ("This certificate was revoked.", String::new()),
+        "deploy_failed" => (
+            "Deploying this certificate failed.",
+            cert.map(|c| format!("certhost serve tries again with backoff; certhost deploy {c} tries now.")).unwrap_or_default(),
+        ),
+        "awaiting_approval" => (
+            "An order waits for approval by someone other than its requester.",
+            order
+                .map(|o| format!("Approve it with certhost orders approve {o}, or decline it with certhost orders decline {o} (or POST /v1/orders/{o}/approve)."))
+                .unwrap_or_default(),
+        ),
+        "needs_attention" => (
+            "An order is held for an operator: the CA may have acted on it.",
+            order
+                .map(|o| format!("Check at the CA, then send it again with certhost orders resubmit {o} or drop it with certhost orders decline {o}."))
+                .unwrap_or_default(),
+        ),
+        _ => ("", String::new()),
+    };
+    let mut text = format!("{}\n\n", clean(&n.subject));
+    for line in [what, next.as_str()].into_iter().filter(|l| !l.is_empty()) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push('\n');
+    if let Some(c) = cert {
+        text.push_str(&format!("certificate: {c} (certhost show {c}; GET /v1/certificates/{c})\n"));
+    }
+    if let Some(o) = order {
+        text.push_str(&format!("order: {o} (certhost orders show {o}; GET /v1/orders/{o})\n"));
+    }
+    if let Some(fields) = n.detail.as_object() {
+        for (name, value) in fields.iter().filter(|(name, _)| name.as_str() != "order_id") {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            // A multi-line value (a connector's error) stays under its name.
+            text.push_str(&format!("{name}: {}\n", clean(&value).replace('\n', "\n    ")));
+        }
+    }
+    text.push_str(&format!(
+        "queued: {}\n\nNotification {} ({}); a webhook receives the same as JSON.\n",
+        crate::view::rfc3339(n.created_at),
+        n.id,
+        n.kind
+    ));
+    text
+}
+
+/// `text` without control characters other than line ends and tabs (a connector's error may
+/// carry any byte).
+fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect()
+}
+
+/// The JSON a webhook receives.
 fn payload(n: &Notification) -> serde_json::Value {
     serde_json::json!({
         "id": n.id,
@@ -225,10 +298,9 @@ async fn send_email(e: &EmailConfig, n: &Notification, env: crate::param::EnvLoo
     for to in &e.to {
         message = message.to(to.parse().map_err(|x| err(format!("recipient {to}: {x}")))?);
     }
-    let text = serde_json::to_string_pretty(&payload(n)).unwrap_or_default();
     let message = message
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(format!("{}\n\n{text}\n", n.subject))
+        .body(mail_text(n))
         .map_err(|x| err(x.to_string()))?;
     let mut transport = match e.security {
         SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&e.smtp_host),
@@ -403,6 +475,43 @@ mod tests {
             "https://hooks.example.com:8443"
         );
         assert_eq!(super::origin("not a url SECRET"), "(the configured URL)");
+    }
+
+    /// Stop 37 left the mail body as the webhook's pretty-printed JSON; it says what happened
+    /// and what to do, then the facts.
+    #[test]
+    fn a_mail_says_what_happened_and_what_to_do() {
+        let n = crate::inventory::Notification {
+            id: 7,
+            kind: "awaiting_approval".into(),
+            certificate_id: None,
+            subject: "certhost: order 12 (www.example.com, profile web) awaits approval by someone other than token:a"
+                .into(),
+            detail: serde_json::json!({ "order_id": 12, "profile": "web", "requested_by": "token:a\u{1b}[2J" }),
+            created_at: 0,
+            attempts: 0,
+            webhook_sent: false,
+            email_sent: false,
+        };
+        let text = super::mail_text(&n);
+        assert!(text.starts_with("certhost: order 12 (www.example.com, profile web) awaits approval"), "{text}");
+        assert!(text.contains("certhost orders approve 12"), "{text}");
+        assert!(text.contains("order: 12 (certhost orders show 12; GET /v1/orders/12)\n"), "{text}");
+        assert!(text.contains("profile: web\n"), "{text}");
+        assert!(text.contains("requested_by: token:a\u{fffd}[2J\n"), "no control characters: {text}");
+        assert!(text.contains("queued: 1970-01-01T00:00:00Z\n"), "{text}");
+        assert!(!text.contains('{'), "no JSON: {text}");
+        let failed = crate::inventory::Notification {
+            kind: "renewal_failed".into(),
+            certificate_id: Some(3),
+            detail: serde_json::json!({ "error": "the CA said no\nsecond line", "attempt": 2 }),
+            ..n
+        };
+        let text = super::mail_text(&failed);
+        assert!(text.contains("An automatic renewal failed.\ncerthost retries it"), "{text}");
+        assert!(text.contains("certificate: 3 (certhost show 3; GET /v1/certificates/3)\n"), "{text}");
+        assert!(text.contains("error: the CA said no\n    second line\n"), "{text}");
+        assert!(text.contains("attempt: 2\n"), "{text}");
     }
 
     #[test]

@@ -529,6 +529,8 @@ to = ["ops@example.com"]
     let mail = files.iter().find(|f| f.starts_with("mail-")).expect("mail");
     let text = std::fs::read_to_string(sink.join(mail)).expect("mail");
     assert!(text.contains("ops@example.com") && text.contains("certhost: "), "{text}");
+    // Words for a person, not the webhook's JSON.
+    assert!(text.contains("certhost show ") && !text.contains("\"kind\""), "{text}");
     // The failure is visible with its attempt count and the retry time is backed off.
     let renewals = server.app.run(&["renewals", "--json"]);
     let v: serde_json::Value = serde_json::from_str(renewals.ok()).expect("json");

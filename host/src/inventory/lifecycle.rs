@@ -219,7 +219,7 @@ impl Inventory {
         for (id, cn, attempts, error, renews) in &rows {
             tx.execute_cached("UPDATE certificates SET status = 'expired' WHERE id = ?1", [id])?;
             audit::record(&tx, now, &cert_event(actor, "certificate.expired", *id, serde_json::json!({})))?;
-            let cn = cn.clone().unwrap_or_default();
+            let cn = cn.as_deref().unwrap_or("no CN");
             let message = if *attempts > 0 {
                 format!(
                     "certhost: certificate {id} ({cn}) expired; its automatic renewal is failing and is still retried"

@@ -142,7 +142,11 @@ pub(super) fn renewal_failure_in(
                  renewal_lease_until = NULL WHERE id = ?1",
         params![id, error, retry_at],
     )?;
-    let detail = serde_json::json!({ "error": error, "attempt": before + 1, "retry_at": retry_at });
+    let detail = serde_json::json!({
+        "error": error,
+        "attempt": before + 1,
+        "retry_at": crate::view::rfc3339(retry_at),
+    });
     audit::record(
         tx,
         now,
@@ -155,7 +159,7 @@ pub(super) fn renewal_failure_in(
             detail: detail.clone(),
         },
     )?;
-    let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.unwrap_or_default());
+    let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.as_deref().unwrap_or("no CN"));
     enqueue(tx, now, "renewal_failed", Some(id), &subject, &detail)?;
     Ok(Some(retry_at))
 }
@@ -397,7 +401,7 @@ impl Inventory {
         for (id, cn, not_after) in &rows {
             let subject = format!(
                 "certhost: certificate {id} ({}) expires on {} and does not renew automatically",
-                cn.clone().unwrap_or_default(),
+                cn.as_deref().unwrap_or("no CN"),
                 crate::view::rfc3339(*not_after)
             );
             enqueue(
