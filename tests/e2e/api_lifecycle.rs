@@ -710,6 +710,17 @@ fn small_answers_say_what_happened() {
         .send()
         .expect("put");
     assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Nor any other type, or none (API review of stop 38: `curl -F`'s multipart envelope, and
+    // a body without a type, were stored whole as the secret).
+    for content_type in [None, Some("multipart/form-data; boundary=x"), Some("application/xml")] {
+        let mut put = api.c.put(format!("{base}/v1/profiles/sec/params/stat/secret")).bearer_auth(&admin);
+        if let Some(t) = content_type {
+            put = put.header("content-type", t);
+        }
+        let refused = json_of(put.body("{\"value\": \"x\"}").send().expect("put"), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let detail = refused["detail"].as_str().expect("detail");
+        assert!(detail.contains("application/json") && detail.ends_with("nothing was stored"), "{detail}");
+    }
 
     let issued = json_of(
         api.post(&admin, "/v1/certificates", json!({"profile": "lab", "cn": "rv.example.com"})),
@@ -883,11 +894,14 @@ fn a_returned_certificate_that_fails_verification_is_the_ca_s_fault_502() {
         .send()
         .expect("issue");
     assert_eq!(resp.status(), reqwest::StatusCode::BAD_GATEWAY);
+    // The order is named as a 409's is (API review of stop 38: only in the sentence before).
+    assert_eq!(location(&resp).as_deref(), Some("/v1/orders/1"));
     let body: Value = resp.json().expect("problem");
     assert_eq!(
         body["detail"], "order 1 failed: the returned certificate is for a different public key than the CSR's",
         "{body}"
     );
+    assert_eq!(body["order_id"], 1, "{body}");
     let order = server.app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "failed", "{order}");
 }

@@ -82,6 +82,17 @@ pub enum ApiError {
     /// 500: a server fault; the cause is logged, not sent.
     #[error("internal server error")]
     Internal(String),
+    /// Any of the above about an order the request made or acted on (a CA that failed or
+    /// refused, an order held for an operator): the order is named as the 409 and 410 name
+    /// theirs, in `order_id` and `Location`, so a client need not read it out of the
+    /// sentence (API review of stop 38).
+    #[error("{error}")]
+    ForOrder {
+        /// What went wrong.
+        error: Box<ApiError>,
+        /// The order.
+        order_id: i64,
+    },
 }
 
 impl ApiError {
@@ -100,6 +111,7 @@ impl ApiError {
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ForOrder { error, .. } => error.status(),
         }
     }
 }
@@ -126,7 +138,9 @@ impl ApiError {
     /// The order an answer is about, where the client needs it to go on (an idempotency key's).
     fn order_id(&self) -> Option<i64> {
         match self {
-            ApiError::KeyHeld { order_id, .. } | ApiError::Gone { order_id, .. } => Some(*order_id),
+            ApiError::KeyHeld { order_id, .. }
+            | ApiError::Gone { order_id, .. }
+            | ApiError::ForOrder { order_id, .. } => Some(*order_id),
             _ => None,
         }
     }
@@ -141,7 +155,7 @@ const MAX_DETAIL: usize = 8 * 1024;
 /// The problem+json response for `status`, with the `order_id` extension member when an
 /// order is what the client must look at.
 fn problem(status: StatusCode, detail: &str, order_id: Option<i64>) -> Response {
-    let detail = crate::connector::cut_at(detail.to_owned(), MAX_DETAIL);
+    let detail = crate::connector::cut_at(shorten_long_words(detail), MAX_DETAIL);
     let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),
@@ -157,6 +171,37 @@ fn problem(status: StatusCode, detail: &str, order_id: Option<i64>) -> Response 
         resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
     }
     resp
+}
+
+/// A word (a run without spaces) longer than this in a `detail` is something the client sent,
+/// quoted back: a name in a path or a body, a content type. No word certhost writes, no URL
+/// a connector names, comes near it.
+const LONG_WORD: usize = 256;
+
+/// `detail` with each word longer than [`LONG_WORD`] cut to its first 64 characters and "…":
+/// a 10,000-character profile name in a path came back whole in its 404, and a 500,000-
+/// character token name as 8 KiB of it (API review of stop 38); the start is enough to
+/// recognise it.
+fn shorten_long_words(detail: &str) -> String {
+    if detail.len() <= LONG_WORD {
+        return detail.to_owned();
+    }
+    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL));
+    let mut rest = detail;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        if word.len() > LONG_WORD {
+            out.extend(word.chars().take(64));
+            out.push('…');
+        } else {
+            out.push_str(word);
+        }
+        let space_end = tail.find(|c: char| !c.is_whitespace()).unwrap_or(tail.len());
+        out.push_str(&tail[..space_end]);
+        rest = &tail[space_end..];
+    }
+    out
 }
 
 /// Turns the error answers certhost does not write itself into problem+json, as the OpenAPI
@@ -244,6 +289,25 @@ impl From<InventoryError> for ApiError {
 
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
+        let order_id = match &e {
+            IssueError::NoLongerAllowed { order_id, .. }
+            | IssueError::NoActiveAccount { order_id, .. }
+            | IssueError::Failed { order_id, .. }
+            | IssueError::NeedsAttention { order_id, .. }
+            | IssueError::Rejected { order_id, .. }
+            | IssueError::Verification { order_id, .. } => Some(*order_id),
+            _ => None,
+        };
+        let error = Self::from_issue(e);
+        match order_id {
+            Some(order_id) => ApiError::ForOrder { error: Box::new(error), order_id },
+            None => error,
+        }
+    }
+}
+
+impl ApiError {
+    fn from_issue(e: IssueError) -> Self {
         match e {
             IssueError::Inventory(inner) => inner.into(),
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
@@ -276,6 +340,17 @@ impl From<IssueError> for ApiError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_long_name_quoted_back_is_cut_to_its_start() {
+        let name = "p".repeat(10_000);
+        let detail = shorten_long_words(&format!("profile {name} not found"));
+        assert_eq!(detail, format!("profile {}… not found", "p".repeat(64)));
+        let short = "order 7 failed: the CA said no (https://ca.example.com/acme/order/123)";
+        assert_eq!(shorten_long_words(short), short);
+        let many = format!("{} {}", "a ".repeat(200), "é".repeat(300));
+        assert_eq!(shorten_long_words(&many), format!("{} {}…", "a ".repeat(200), "é".repeat(64)));
+    }
+
     /// Regression (review of stop 33): a full disk answered 422, as if the request were
     /// wrong, though nothing about it was; the server's own trouble is a 503.
     #[test]
@@ -287,6 +362,7 @@ mod tests {
         let held = ApiError::from(IssueError::NeedsAttention { order_id: 7, message: "timed out".into() });
         assert_eq!(held.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(held.to_string(), "order 7 needs attention: timed out");
+        assert_eq!(held.order_id(), Some(7), "named for the client, as a 409's order is");
         let refused = ApiError::from(InventoryError::Invalid("bad name".into()));
         assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "the request's fault stays 422");
     }

@@ -274,15 +274,19 @@ pub(crate) fn secret_value(
     body: &[u8],
 ) -> Result<zeroize::Zeroizing<String>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the secret is not UTF-8 text".into()))?;
-    // `curl -d` sends a form content type: its JSON would be stored as the secret itself.
-    let form = headers
+    // Only the two documented types: any other body — `curl -d`'s form type, `curl -F`'s
+    // multipart envelope, none at all — was stored whole as the secret, which is never shown
+    // again, so the mistake surfaced only as a CA refusing the credential (API review of
+    // stop 38).
+    let essence = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if form {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the secret as application/json ({\"value\": \"...\"}) or as text/plain (the raw value)".into(),
-        ));
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    if !is_json(headers) && essence.as_deref() != Some("text/plain") {
+        let sent = essence.map_or_else(|| "no content type".to_owned(), |e| format!("content type {e}"));
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the secret as application/json ({{\"value\": \"...\"}}) or as text/plain (the raw value), not with {sent}; nothing was stored"
+        )));
     }
     let value = if is_json(headers) {
         // Read as every other JSON body (an array was taken as `{"value": …}` by position, and
