@@ -323,7 +323,24 @@ pub async fn load(
             }
         }
     }
+    inv.set_config_file(&identity(config_path))?;
     Ok(report)
+}
+
+/// A configuration file as the inventory records it: absolute, links resolved.
+fn identity(config_path: &Path) -> PathBuf {
+    std::fs::canonicalize(config_path)
+        .or_else(|_| std::path::absolute(config_path))
+        .unwrap_or_else(|_| config_path.to_path_buf())
+}
+
+/// The other configuration file the inventory's file-defined accounts and profiles came
+/// from, when `config_path` is not it. Loading `config_path` would replace them all — what a
+/// `certhost orders list` run in another project's directory did, through the
+/// `./certhost.toml` it found there (author review of stop 38). The CLI reads a
+/// `./certhost.toml` it was not given only when this is `None`.
+pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Option<PathBuf>, InventoryError> {
+    Ok(inv.config_file()?.filter(|recorded| *recorded != identity(config_path)))
 }
 
 /// Checks a profile against the accounts it names: each exists, and no parameter name is

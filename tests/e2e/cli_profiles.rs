@@ -500,3 +500,50 @@ fn a_broken_profile_file_does_not_block_a_revocation() {
     assert!(out.contains("revoked"), "{out}");
     assert_eq!(app.json(&["show", "1", "--json"])["status"], "revoked");
 }
+
+/// Author review of stop 38: every command loads a `./certhost.toml` it finds, so
+/// `certhost orders list` run in another project's directory, against this data directory,
+/// replaced its accounts and profiles with that project's (and a running `serve` lost them
+/// at once). A `./certhost.toml` that is not the file they came from is left unread, with a
+/// warning; given with `--config`, it is loaded.
+#[test]
+fn a_certhost_toml_in_another_directory_does_not_replace_the_definitions_unasked() {
+    let app = App::new();
+    let local_ca = crate::wasm::component("local-ca");
+    for (project, account, profile) in [("a", "acct-a", "pa"), ("c", "other", "pc")] {
+        let dir = app.path(project);
+        fs::create_dir_all(dir.join("profiles")).expect("mkdir");
+        fs::write(
+            dir.join("certhost.toml"),
+            format!("[accounts.{account}]\nconnector = \"{}\"\n", local_ca.display()),
+        )
+        .expect("config");
+        fs::write(dir.join(format!("profiles/{profile}.toml")), format!("accounts = [\"{account}\"]\n"))
+            .expect("profile");
+    }
+    let in_dir = |project: &str, args: &[&str]| {
+        let out = app.command().args(args).current_dir(app.path(project)).output().expect("run");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (listed, _) = in_dir("a", &["profile", "list"]);
+    assert!(listed.contains("pa"), "{listed}");
+    // From c: c's file is not read, a's definitions stay, and the warning names both files.
+    let (orders, warning) = in_dir("c", &["orders", "list"]);
+    assert!(orders.contains("no orders"), "{orders}");
+    let a_file = fs::canonicalize(app.path("a/certhost.toml")).expect("a");
+    assert!(
+        warning.contains(&format!("{} is not read", app.path("c/certhost.toml").display()))
+            && warning.contains(&format!("come from {}", a_file.display()))
+            && warning.contains("give --config"),
+        "{warning}"
+    );
+    let (listed, _) = in_dir("c", &["profile", "list"]);
+    assert!(listed.contains("pa") && !listed.contains("pc"), "{listed}");
+    let deletes = app.json(&["audit", "--json", "--action", "profile.delete"]);
+    assert_eq!(deletes.as_array().map(Vec::len), Some(0), "{deletes}");
+    // Asked for by name, c's file is loaded and replaces a's definitions; then it is the one.
+    let (listed, _) = in_dir("c", &["--config", "certhost.toml", "profile", "list"]);
+    assert!(listed.contains("pc") && !listed.contains("pa"), "{listed}");
+    let (listed, warning) = in_dir("c", &["profile", "list"]);
+    assert!(listed.contains("pc") && warning.is_empty(), "{listed} {warning}");
+}

@@ -192,7 +192,11 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => backup::restore(args, &data_dir, env),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
-        Command::Serve(args) => serve::run(args, open_inventory(&data_dir, env)?, config_path(config.as_deref()), env),
+        Command::Serve(args) => {
+            let inv = open_inventory(&data_dir, env)?;
+            let config = config_in_use(config.as_deref(), &inv)?;
+            serve::run(args, inv, config, env)
+        }
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
         Command::Issue(args) => issue::run(args, &mut configured(env)?, env),
         Command::Account(cmd) if cmd.reads_only() => {
@@ -237,11 +241,37 @@ fn config_path(config: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// The configuration file to load into `inv`: [`config_path`], except a `./certhost.toml`
+/// that was not given (`--config`) and is not the file the inventory's file-defined accounts
+/// and profiles came from. Loaded, it would replace them all: a command run in another
+/// project's directory deleted this one's profiles, and a running `serve` lost them at once
+/// (author review of stop 38). It is left unread, with a warning naming both files; given
+/// with `--config`, it is loaded.
+pub(crate) fn config_in_use(config: Option<&Path>, inv: &Inventory) -> anyhow::Result<Option<PathBuf>> {
+    let Some(path) = config_path(config) else { return Ok(None) };
+    if config.is_some() {
+        return Ok(Some(path));
+    }
+    match certhost::config::loaded_from_elsewhere(inv, &path)? {
+        None => Ok(Some(path)),
+        Some(recorded) => {
+            let here = std::path::absolute(&path).unwrap_or(path);
+            eprintln!(
+                "warning: {} is not read: this data directory's accounts and profiles come from {}, and loading it would                  replace them; going on with them as last loaded (give --config {} to load it instead)",
+                output::terminal_safe(&here.display().to_string()),
+                output::terminal_safe(&recorded.display().to_string()),
+                output::terminal_safe(&here.display().to_string()),
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Opens the inventory and syncs the configuration file into it, checking the definitions
 /// that changed against their connectors.
 fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
-    if let Some(path) = config_path(config) {
+    if let Some(path) = config_in_use(config, &inv)? {
         let registry = registry(data_dir, env);
         let report = runtime()?.block_on(certhost::config::load(&mut inv, &path, &env.actor, &registry, false))?;
         log_report(&report, &path);

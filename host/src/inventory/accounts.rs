@@ -1,5 +1,8 @@
 //! CA account and profile rows, and sealed secrets. Every change is audited in its transaction.
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
 use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
@@ -63,6 +66,37 @@ enum Put<'a> {
 /// Whether `origin` is a configuration file's (an account in certhost.toml, a profile file).
 pub fn is_file_origin(origin: &str) -> bool {
     origin.starts_with("file")
+}
+
+impl Inventory {
+    /// The configuration file the file-defined accounts and profiles were last loaded from
+    /// (absolute), if any are: see `config::loaded_from_elsewhere`.
+    pub fn config_file(&self) -> Result<Option<PathBuf>, InventoryError> {
+        let file_defined: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE origin LIKE 'file%')
+                 OR EXISTS (SELECT 1 FROM profiles WHERE origin LIKE 'file%')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !file_defined {
+            return Ok(None);
+        }
+        let path: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0))
+            .optional()?;
+        Ok(path.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))))
+    }
+
+    /// Records `path` as the configuration file loaded last.
+    pub fn set_config_file(&self, path: &Path) -> Result<(), InventoryError> {
+        self.conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('config_file', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value
+             WHERE value IS NOT excluded.value",
+            [path.as_os_str().as_bytes()],
+        )?;
+        Ok(())
+    }
 }
 
 impl<'a> Put<'a> {
