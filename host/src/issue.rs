@@ -1212,6 +1212,9 @@ pub(crate) async fn call_with_deadline<T: Bounded>(
     }
 }
 
+/// Why an empty value of a required dynamic parameter is refused.
+const EMPTY_HINT: &str = " (it was given empty or blank, which is not a value)";
+
 /// Checks a request's dynamic parameters against the profile: unknown and fixed names are
 /// refused, required ones must be present, values must satisfy the rules.
 /// Returns name → (value, sensitive).
@@ -1230,7 +1233,20 @@ pub(crate) fn check_dynamic(
     }
     let mut out = BTreeMap::new();
     for (name, def) in profile.params.iter().filter(|(_, d)| d.dynamic) {
+        // A sensitive value on a command line shows in the process list (API review of stop
+        // 38: this hint said --param for them too).
+        let hint = if def.sensitive {
+            " (supply it with the request: --param-env NAME=VAR or --param-file NAME=PATH, or in \"params\" over the \
+             API; --param would show it in the process list)"
+        } else {
+            " (supply it with the request: --param NAME=VALUE, or in \"params\" over the API)"
+        };
         match given.get(name) {
+            // Empty or blank is no value (author review of stop 38: `--param ticket=` issued;
+            // the SDK's `optional_arg` and `plugin check` already took it for missing).
+            Some(v) if def.required && v.trim().is_empty() => {
+                return Err(ParamError::Missing { name: name.clone(), owner: owner.clone(), hint: EMPTY_HINT });
+            }
             Some(v) => {
                 def.check_value(name, v)?;
                 // An order records a sensitive value as `***`; a plain one that is `***` could
@@ -1247,11 +1263,7 @@ pub(crate) fn check_dynamic(
                 out.insert(name.clone(), (v.clone(), def.sensitive));
             }
             None if def.required => {
-                return Err(ParamError::Missing {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    hint: " (supply it with the request: --param NAME=VALUE, or in \"params\" over the API)",
-                });
+                return Err(ParamError::Missing { name: name.clone(), owner: owner.clone(), hint });
             }
             None => {}
         }

@@ -288,6 +288,17 @@ pub enum ParamError {
         /// Profile.
         profile: String,
     },
+    /// A required parameter nothing can supply.
+    #[error(
+        "parameter {name} of {owner} is required but nothing can give it a value: add dynamic = true for each request \
+         to supply it, or give it a value"
+    )]
+    NeverSupplied {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+    },
     /// A required parameter without a value.
     #[error("required parameter {name} of {owner} has no value{hint}")]
     Missing {
@@ -359,6 +370,13 @@ impl ParamDef {
         }
         if self.dynamic && self.value.is_some() {
             return Err(ParamError::DynamicWithValue { name: name.into(), owner: owner.into() });
+        }
+        // Nothing could ever give it a value: not a request (not dynamic), not `secret set`
+        // (not sensitive), not the definition. It was accepted, and every issuance failed
+        // with "has no value", or with "is fixed" when a request gave it (author review of
+        // stop 38).
+        if self.required && !self.dynamic && !self.sensitive && self.value.is_none() {
+            return Err(ParamError::NeverSupplied { name: name.into(), owner: owner.into() });
         }
         if let Some(re) = &self.regex {
             crate::pattern::check(re).map_err(|reason| ParamError::BadRegex {
@@ -745,6 +763,26 @@ mod tests {
         assert!(err.contains("must not have a literal value") && !err.contains("hunter2"));
         let dynamic = ParamDef { dynamic: true, value: Some(ValueSource::Literal("x".into())), ..ParamDef::default() };
         assert!(matches!(dynamic.check("d", "profile p"), Err(ParamError::DynamicWithValue { .. })));
+    }
+
+    /// Author review of stop 38: required, not dynamic, not sensitive, no value — nothing can
+    /// ever supply it. Sensitive, `certhost secret set` can; dynamic, each request.
+    #[test]
+    fn a_required_parameter_nothing_can_supply_is_refused() {
+        let orphan = ParamDef { required: true, ..ParamDef::default() };
+        let err = orphan.check("ticket", "profile web").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "parameter ticket of profile web is required but nothing can give it a value: add dynamic = true for each \
+             request to supply it, or give it a value"
+        );
+        for fine in [
+            ParamDef { required: true, sensitive: true, ..ParamDef::default() },
+            ParamDef { required: true, dynamic: true, ..ParamDef::default() },
+            ParamDef { required: true, value: Some(ValueSource::Literal("x".into())), ..ParamDef::default() },
+        ] {
+            fine.check("ticket", "profile web").expect("can be supplied");
+        }
     }
 
     #[test]

@@ -154,6 +154,15 @@ fn dynamic_parameters_are_checked_before_anything_is_ordered() {
         with_config(&app, &config, &a)
     };
     assert!(issue(&[]).fails(1).contains("required parameter requester of profile web has no value"));
+    // Empty or blank is no value (author review of stop 38: it issued).
+    for empty in ["requester=", "requester=  "] {
+        assert!(
+            issue(&["--param", empty]).fails(1).contains(
+                "required parameter requester of profile web has no value (it was given empty or blank, which is not a value)"
+            ),
+            "{empty}"
+        );
+    }
     assert!(
         issue(&["--param", "requester=alice", "--param", "team=other"])
             .fails(1)
@@ -513,11 +522,8 @@ fn a_certhost_toml_in_another_directory_does_not_replace_the_definitions_unasked
     for (project, account, profile) in [("a", "acct-a", "pa"), ("c", "other", "pc")] {
         let dir = app.path(project);
         fs::create_dir_all(dir.join("profiles")).expect("mkdir");
-        fs::write(
-            dir.join("certhost.toml"),
-            format!("[accounts.{account}]\nconnector = \"{}\"\n", local_ca.display()),
-        )
-        .expect("config");
+        fs::write(dir.join("certhost.toml"), format!("[accounts.{account}]\nconnector = \"{}\"\n", local_ca.display()))
+            .expect("config");
         fs::write(dir.join(format!("profiles/{profile}.toml")), format!("accounts = [\"{account}\"]\n"))
             .expect("profile");
     }

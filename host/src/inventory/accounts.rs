@@ -81,10 +81,8 @@ impl Inventory {
         if !file_defined {
             return Ok(None);
         }
-        let path: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0))
-            .optional()?;
+        let path: Option<Vec<u8>> =
+            self.conn.query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0)).optional()?;
         Ok(path.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))))
     }
 
