@@ -121,7 +121,11 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             limits(20, 512),
             "script sys_exit: exited with code 2; stderr: CA said: quota exceeded for www.example.com",
         ),
-        ("hostile/raises.py", limits(20, 512), "script raises: raised ValueError: the CA returned HTTP 500"),
+        (
+            "hostile/raises.py",
+            limits(20, 512),
+            "script raises: raised ValueError: the CA returned HTTP 500 (line 2 of raises.py, in certificate_request)",
+        ),
         ("hostile/returns_none.py", limits(20, 512), "script returns_none: returned None instead of a certificate"),
         (
             "hostile/returns_garbage.py",
@@ -147,7 +151,8 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
         (
             "hostile/prints_secret.py",
             limits(20, 512),
-            "script prints_secret: raised RuntimeError: auth failed with ***; stderr: debug: key=***",
+            "script prints_secret: raised RuntimeError: auth failed with *** (line 8 of prints_secret.py, in \
+             certificate_request); stderr: debug: key=***",
         ),
     ];
     for (name, l, expected) in cases {
@@ -848,8 +853,8 @@ async fn logging_set_up_at_import_reaches_each_call_s_error() {
     let err = c.certificate_request(&request(), &fail).await.expect_err("raises").to_string();
     assert_eq!(
         err,
-        "script logging_at_import: raised RuntimeError: the CA refused; \
-         stderr: INFO requesting certificate for www.example.com / ERROR CA said: quota exceeded"
+        "script logging_at_import: raised RuntimeError: the CA refused (line 13 of logging_at_import.py, in \
+         certificate_request); stderr: INFO requesting certificate for www.example.com / ERROR CA said: quota exceeded"
     );
 }
 
@@ -946,7 +951,10 @@ async fn a_sensitive_value_the_script_strips_is_still_redacted() {
     let mut args = Args::new();
     args.insert_sensitive("password", "CrLfSecret1\r");
     let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
-    assert_eq!(err, "script strips_secret: raised RuntimeError: login failed for ***");
+    assert_eq!(
+        err,
+        "script strips_secret: raised RuntimeError: login failed for *** (line 6 of strips_secret.py, in certificate_request)"
+    );
 }
 
 /// Regression: an edited script kept running its old code after a reload (the registry cached
@@ -1448,4 +1456,34 @@ async fn each_call_starts_with_the_cache_the_store_holds_then() {
     store.put("acct", None, &[Entry { key: "other".into(), value: "vvv".into(), expires_at_ms: None }]).expect("put");
     let r = cache_ops(&c, serde_json::json!([["get", "other"]])).await;
     assert_eq!(r, serde_json::json!([3]), "the next call sees it");
+}
+
+/// Author review of stop 38: an exception raised below `certificate_request` said only
+/// "raised KeyError: 'url'". The error names the script's own line and function that raised it
+/// (the innermost of its frames, not a library's), and the debug log has the whole traceback,
+/// redacted.
+#[tokio::test]
+async fn an_exception_names_the_script_s_line_and_the_debug_log_has_its_traceback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("deep_raise.py");
+    std::fs::write(
+        &script,
+        "import json\n\
+         def helper(args):\n    return json.loads(args['payload'])\n\
+         def certificate_request(csr, common_name, args_dict):\n    return helper(args_dict)\n",
+    )
+    .expect("script");
+    let c = PythonConnector::load(
+        &script,
+        Path::new(crate::helpers::certhost_bin()),
+        limits(20, 512),
+        AccountCache::in_memory("deep_raise"),
+    )
+    .await
+    .expect("loads");
+    let mut args = Args::new();
+    args.insert("payload", "{not json");
+    let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
+    assert!(err.starts_with("script deep_raise: raised JSONDecodeError: "), "{err}");
+    assert!(err.contains("(line 3 of deep_raise.py, in helper)"), "the script's frame, not json's: {err}");
 }

@@ -476,6 +476,7 @@ def _describe(module):
 
 
 def load(path, cache=None):
+    _state["path"] = path
     _cache_seed(cache)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     out, err = _Tail(), _Tail()
@@ -587,6 +588,25 @@ def _result(result):
     return type(result).__name__, _plain(result)
 
 
+def _add_traceback(reply, e):
+    """Where in the script the exception came from ("line 42 of ca.py, in certificate_request":
+    the innermost frame of the script's own file), and the whole traceback for the host's debug
+    log, both redacted. Without them an author saw only "raised KeyError: 'url'" (author review
+    of stop 38)."""
+    try:
+        script = _state.get("path")
+        frames = traceback.extract_tb(e.__traceback__)
+        own = [f for f in frames if f.filename == script]
+        if own:
+            f = own[-1]
+            reply["where"] = _redact(f"line {f.lineno} of {os.path.basename(script)}, in {f.name}")
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        reply["traceback"] = _redact(text)[-16384:]
+    except BaseException:
+        # A traceback is a help, never a second failure (an exception whose str() raises).
+        pass
+
+
 def call(function, argv_json, request_id, sensitive=None, cache_json=None):
     global _redact
     module = _state["module"]
@@ -641,6 +661,7 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             mro.append("ConnectionError")
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": mro}
+        _add_traceback(reply, e)
     finally:
         _leave_if_forked()
         capture.__exit__()

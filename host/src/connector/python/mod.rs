@@ -67,6 +67,12 @@ struct Reply {
     message: Option<String>,
     #[serde(default)]
     mro: Vec<String>,
+    /// Where in the script an exception came from: "line 42 of ca.py, in certificate_request".
+    #[serde(default, rename = "where")]
+    raised_at: Option<String>,
+    /// The exception's whole traceback, for the debug log.
+    #[serde(default)]
+    traceback: Option<String>,
     #[serde(default)]
     stdout: String,
     #[serde(default)]
@@ -337,9 +343,13 @@ impl PythonConnector {
             }
             "exception" => {
                 let ty = reply.mro.first().cloned().unwrap_or_else(|| "Exception".into());
+                if let Some(tb) = &reply.traceback {
+                    tracing::debug!(plugin = %label, "{function} raised:\n{}", redactor.redact(tb.trim_end()));
+                }
+                let at = reply.raised_at.as_deref().map(|at| format!(" ({})", redactor.redact(at))).unwrap_or_default();
                 // Redacted before `suffix` cuts the stderr to size.
                 let detail = format!(
-                    "raised {ty}: {}{}",
+                    "raised {ty}: {}{at}{}",
                     redactor.redact(reply.message.as_deref().unwrap_or_default()),
                     suffix(&redactor.redact(reply.stderr.trim()))
                 );
