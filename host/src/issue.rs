@@ -308,9 +308,10 @@ pub struct Pipeline<'a> {
     pub actor: &'a str,
 }
 
-/// The log target of "order held for an operator", which a CLI command that reports the hold
-/// as its own error switches off.
-pub const HELD_LOG_TARGET: &str = "certhost::held";
+/// The log target of an order's bad outcome — held for an operator, failed, rejected by the
+/// CA — which a CLI command that reports the outcome as its own error switches off; `serve`
+/// logs it at WARN.
+pub const OUTCOME_LOG_TARGET: &str = "certhost::outcome";
 
 /// An operator's decision that sends an order to its CA ([`Pipeline::decide`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1051,6 +1052,11 @@ impl Pipeline<'_> {
             }
             Disposition::Rejected { reason } => {
                 let reason = args.redact(&reason);
+                tracing::warn!(
+                    order = order.id,
+                    "order rejected by the CA: {}",
+                    crate::connector::redact::one_line(&reason)
+                );
                 let (id, actor, recorded) = (order.id, self.actor.to_owned(), reason.clone());
                 self.inventory.write(move |inv| inv.record_rejected(id, &recorded, &actor)).await?;
                 crate::metrics::issuance("rejected");
@@ -1062,7 +1068,7 @@ impl Pipeline<'_> {
     /// Holds an order for an operator (reason already redacted), logged: nothing else tells
     /// anyone until they list orders.
     async fn hold(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
-        tracing::warn!(target: HELD_LOG_TARGET, order = order_id, "order held for an operator: {reason}");
+        tracing::warn!(target: OUTCOME_LOG_TARGET, order = order_id, "order held for an operator: {reason}");
         let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
         self.inventory.write(move |inv| inv.hold_for_operator(order_id, &reason, &actor)).await?;
         crate::metrics::issuance("needs_attention");
@@ -1071,6 +1077,10 @@ impl Pipeline<'_> {
 
     /// Closes an order as `failed` (reason already redacted) and counts it in the metrics.
     pub(crate) async fn fail(&mut self, order_id: i64, reason: &str) -> Result<(), InventoryError> {
+        // Said in the log as a held order is: `serve` logged nothing when a connector broke,
+        // even at -vv (author review of stop 38). The reason is the order's, redacted already
+        // and shown to every role.
+        tracing::warn!(target: OUTCOME_LOG_TARGET, order = order_id, "order failed: {}", crate::connector::redact::one_line(reason));
         let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
         self.inventory.write(move |inv| inv.record_failed(order_id, &reason, &actor)).await?;
         crate::metrics::issuance("failed");

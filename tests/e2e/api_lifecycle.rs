@@ -902,6 +902,15 @@ fn a_returned_certificate_that_fails_verification_is_the_ca_s_fault_502() {
         "{body}"
     );
     assert_eq!(body["order_id"], 1, "{body}");
+    // `serve` says so in its log at the default level, as it does a held order (author review
+    // of stop 38: nothing, even at -vv).
+    let log = server.log();
+    assert!(
+        log.contains(
+            "order failed: the returned certificate was refused: the returned certificate is for a different public key"
+        ),
+        "{log}"
+    );
     let order = server.app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "failed", "{order}");
 }

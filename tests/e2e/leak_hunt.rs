@@ -368,8 +368,10 @@ fn python_forms(script: &str, secret: &str) -> Vec<String> {
 /// `transcript` (where the hunt looks for secrets); returns the exit code.
 fn run_into(transcript: &mut String, app: &App, config: &str, args: &[&str], stdin: Option<&str>) -> Option<i32> {
     let mut cmd = Command::new(certhost_bin());
+    // Every library's debug lines too, as RUST_LOG=debug gives them (-vv alone is certhost's).
     cmd.args(["--config", config, "-vv"])
         .args(args)
+        .env("RUST_LOG", "debug")
         .env("CERTHOST_DATA_DIR", app.data_dir())
         .env("CERTHOST_MASTER_KEY", &app.master_key)
         .stdin(Stdio::piped())

@@ -515,17 +515,23 @@ pub fn sentence(err: &anyhow::Error) -> String {
 
 /// Logs go to stderr; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
 pub fn init_tracing(verbose: u8, command: &Command) {
+    // At -vv, certhost's own debug lines, not every library's: creating one account with a
+    // component wrote 25,000 lines of Cranelift's compile timings (API review of stop 38).
+    // RUST_LOG reaches a library's.
     let default = match verbose {
         0 => "warn",
         1 => "info",
-        _ => "debug",
+        _ => "info,certhost=debug",
     };
-    // A command that answers with the held order's error itself does not also log it: the
-    // same sentence came twice, as a WARN line and as `error:` (plugin-author review, stop 36).
-    let reports_holds =
-        matches!(command, Command::Issue(_) | Command::Renew(_) | Command::Reissue(_) | Command::Orders(_));
+    // A command that answers with the order's error itself (held, failed, rejected) does not
+    // also log it: the same sentence came twice, as a WARN line and as `error:`
+    // (plugin-author review, stop 36).
+    let reports_holds = matches!(
+        command,
+        Command::Issue(_) | Command::Renew(_) | Command::Reissue(_) | Command::Orders(_) | Command::UpdateOrder(_)
+    );
     let default = if reports_holds && verbose == 0 {
-        format!("{default},{}=off", certhost::issue::HELD_LOG_TARGET)
+        format!("{default},{}=off", certhost::issue::OUTCOME_LOG_TARGET)
     } else {
         default.to_owned()
     };
