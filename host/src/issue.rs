@@ -1053,6 +1053,7 @@ impl Pipeline<'_> {
             Disposition::Rejected { reason } => {
                 let reason = args.redact(&reason);
                 tracing::warn!(
+                    target: OUTCOME_LOG_TARGET,
                     order = order.id,
                     "order rejected by the CA: {}",
                     crate::connector::redact::one_line(&reason)

@@ -225,6 +225,12 @@ pub fn verify_issued(
     for (i, pem) in chain_pems.iter().enumerate() {
         let found = cert::pem_certificates(pem)
             .map_err(|error| VerificationError::ChainUnparsable { position: i + 1, error })?;
+        // Text with no certificate in it was dropped and the rest stored as the chain
+        // (author review of stop 38: `"chain": "junk"` passed as a chain of none). An empty
+        // entry is a script saying "no chain".
+        if found.is_empty() && !pem.trim().is_empty() {
+            return Err(VerificationError::ChainUnparsable { position: i + 1, error: CertError::NoCertificate });
+        }
         chain.extend(found);
     }
     chain.retain(|c| *c != der);

@@ -436,9 +436,15 @@ impl PythonConnector {
                             .ok_or_else(|| bad("returned status issued without a PEM certificate".into()))?;
                         let chain = match map.get("chain") {
                             Some(Value::String(c)) => vec![c.clone()],
-                            Some(Value::Array(items)) => {
-                                items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-                            }
+                            Some(Value::Array(items)) => items
+                                .iter()
+                                .enumerate()
+                                .map(|(i, item)| {
+                                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                                        bad(format!("returned a chain whose item {} is not a PEM string", i + 1))
+                                    })
+                                })
+                                .collect::<Result<_, _>>()?,
                             _ => vec![],
                         };
                         Ok(Disposition::Issued {
