@@ -707,22 +707,25 @@ impl ProfileDef {
     /// ("the CSR's", "the certificate's").
     pub fn check_uploaded_subject(&self, name: &str, whose: &str, s: &Subject) -> Result<(), PolicyError> {
         let t = &self.subject;
-        for (field, as_fixed) in [
-            (SubjectField::O, s.organization.is_empty() || s.organization == t.o),
-            (SubjectField::Ou, s.organizational_unit.is_empty() || s.organizational_unit == t.ou),
-            (SubjectField::L, s.locality.is_none() || s.locality == t.l),
-            (SubjectField::St, s.state.is_none() || s.state == t.st),
-            (SubjectField::C, s.country.is_none() || s.country == t.c),
-            (SubjectField::Email, s.email.is_none()),
+        for (field, as_fixed, set_here) in [
+            (SubjectField::O, s.organization.is_empty() || s.organization == t.o, !t.o.is_empty()),
+            (SubjectField::Ou, s.organizational_unit.is_empty() || s.organizational_unit == t.ou, !t.ou.is_empty()),
+            (SubjectField::L, s.locality.is_none() || s.locality == t.l, t.l.is_some()),
+            (SubjectField::St, s.state.is_none() || s.state == t.st, t.st.is_some()),
+            (SubjectField::C, s.country.is_none() || s.country == t.c, t.c.is_some()),
+            (SubjectField::Email, s.email.is_none(), false),
         ] {
             if !as_fixed && !t.overridable.contains(&field) {
-                return Err(PolicyError::Request {
-                    profile: name.to_owned(),
-                    rule: format!(
-                        "{whose} subject field {} is not the profile's, which fixes it",
-                        subject_field_name(field)
-                    ),
-                });
+                let field = subject_field_name(field);
+                // A profile without the field said it "fixes it" (API review of stop 38).
+                let rule = if set_here {
+                    format!("{whose} subject field {field} is not the profile's, which fixes it")
+                } else {
+                    format!(
+                        "{whose} subject has field {field}, which the profile neither sets nor lists in [subject] overridable"
+                    )
+                };
+                return Err(PolicyError::Request { profile: name.to_owned(), rule });
             }
         }
         Ok(())
@@ -1018,11 +1021,25 @@ mod tests {
             (s(&|x| x.organization = vec!["Bank Inc".into()]), "O"),
             (s(&|x| x.organization = vec!["Example".into(), "Bank Inc".into()]), "O"),
             (s(&|x| x.country = Some("US".into())), "C"),
+        ] {
+            let err = p.check_uploaded_subject("web", "the CSR's", &bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("the CSR's subject field {field} is not the profile's, which fixes it")),
+                "{err}"
+            );
+        }
+        // A field the profile does not set is not one it "fixes" (API review of stop 38).
+        for (bad, field) in [
             (s(&|x| x.locality = Some("Zug".into())), "L"),
             (s(&|x| x.email = Some("a@example.com".into())), "emailAddress"),
         ] {
             let err = p.check_uploaded_subject("web", "the CSR's", &bad).unwrap_err().to_string();
-            assert!(err.contains(&format!("the CSR's subject field {field} is not the profile's")), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "the CSR's subject has field {field}, which the profile neither sets nor lists in [subject] overridable"
+                )),
+                "{err}"
+            );
         }
         // A CSR must carry what the profile fixes: the CA signs its subject as it is.
         let err = p.check_csr_subject("web", &s(&|_| {})).unwrap_err().to_string();

@@ -197,6 +197,10 @@ mod tests {
         tampered[pos] = b'x';
         assert!(matches!(parse_csr(&tampered), Err(CsrParseError::BadSignature(_))));
         assert!(matches!(parse_csr(b"\x04\x02ab"), Err(CsrParseError::NotACsr(_))));
+        // A PEM block with no DER inside is not "neither PEM nor DER" (API review of stop 38).
+        let hollow = b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+        let err = parse_csr(hollow).unwrap_err().to_string();
+        assert!(err.contains("its PEM block does not hold DER") && !err.contains("neither PEM"), "{err}");
         // A stored CSR that is not one is still an error, never a panic or an empty key.
         assert!(super::stored_csr_public_key(&csr.pem[..csr.pem.len() / 2]).is_err());
         assert!(matches!(super::stored_csr_public_key(""), Err(CsrParseError::Empty)));

@@ -311,7 +311,8 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(CsrParseError::Empty);
     }
-    let der = if let Some(start) = der::pem_start(input) {
+    let pem = der::pem_start(input);
+    let der = if let Some(start) = pem {
         let text = std::str::from_utf8(&input[start..]).map_err(|_| PemError::Malformed("not UTF-8 text".into()))?;
         der::single_pem_block(text, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])?
     } else {
@@ -321,6 +322,13 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrParseError> {
         Framing::Exact => {}
         Framing::Truncated => return Err(CsrParseError::Truncated),
         Framing::TrailingData(n) => return Err(CsrParseError::TrailingGarbage(n)),
+        // A PEM block with something else inside was "neither PEM (no -----BEGIN line)" (API
+        // review of stop 38).
+        Framing::NotASequence if pem.is_some() => {
+            return Err(CsrParseError::NotACsr(
+                "its PEM block does not hold DER (the decoded bytes do not start with a SEQUENCE)".into(),
+            ));
+        }
         Framing::NotASequence => {
             return Err(CsrParseError::NotACsr(
                 "it is neither PEM (no -----BEGIN line) nor DER (it does not start with a SEQUENCE)".into(),
