@@ -341,7 +341,8 @@ pub struct Account {
 /// Outcome of the last `account test`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TestResult {
-    /// When, Unix seconds.
+    /// When (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
     pub at: i64,
     /// Whether `test_connection` succeeded.
     pub ok: bool,

@@ -15,6 +15,51 @@ pub fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
+/// Unix seconds written as RFC 3339 (`#[serde(serialize_with = "crate::view::time_text")]`):
+/// every time certhost answers with, in the API and in `--json`, is one form. Orders, tokens,
+/// the audit log and the renewal schedule answered Unix seconds where certificates answered
+/// RFC 3339, and `next_poll_at` was each on two endpoints (API review of stop 38).
+pub fn time_text<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+/// [`time_text`] for a time that may be absent (`null`).
+pub fn time_text_opt<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A time a client sends: Unix seconds, or RFC 3339 text as certhost answers with.
+pub fn time_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a time: Unix seconds, or RFC 3339 like 2027-01-31T00:00:00Z")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v).map(Some).map_err(|_| E::custom("the time is too far in the future"))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map(|t| Some(t.unix_timestamp()))
+                .map_err(|_| E::custom("not a time: give Unix seconds, or RFC 3339 like 2027-01-31T00:00:00Z"))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
 /// Client input quoted back in an error, cut to 64 characters: a 900 KB "profile name" came
 /// back whole in the 404 that refused it (review of stop 33).
 pub fn echoed(input: &str) -> String {

@@ -809,7 +809,9 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
     assert_eq!(ids, [next], "{schedule}");
     assert_eq!(upcoming[0]["common_name"], "d.example.com");
     assert_eq!(upcoming[0]["attempts"], 0);
-    assert!(upcoming[0]["renew_after"].as_i64().expect("time") < upcoming[0]["not_after"].as_i64().expect("time"));
+    // RFC 3339 UTC: text order is time order.
+    let when = |f: &str| upcoming[0][f].as_str().expect("an RFC 3339 time").to_owned();
+    assert!(when("renew_after").ends_with('Z') && when("renew_after") < when("not_after"), "{schedule}");
     assert!(schedule["history"].as_array().expect("history").is_empty(), "no automatic renewal yet: {schedule}");
     json_of(api.get(&operator, "/v1/renewals?limit=0"), StatusCode::BAD_REQUEST);
     // A certificate whose profile was deleted since exists: 409 (its state), not 404.

@@ -46,9 +46,10 @@ pub struct NewToken {
     /// `admin`, `operator`, `requester` or `auditor`.
     #[schema(value_type = String)]
     role: Role,
-    /// When the token stops being accepted, Unix seconds (in the future); absent, it lasts
-    /// until revoked.
-    #[serde(default)]
+    /// When the token stops being accepted (in the future): RFC 3339, or Unix seconds; absent,
+    /// it lasts until revoked.
+    #[serde(default, deserialize_with = "crate::view::time_input")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<i64>,
 }
 
@@ -59,8 +60,9 @@ pub struct CreatedToken {
     name: String,
     /// Role.
     role: &'static str,
-    /// When it stops being accepted, Unix seconds; absent: until revoked.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// When it stops being accepted (RFC 3339); absent: until revoked.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::view::time_text_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<i64>,
     /// The bearer token.
     token: String,

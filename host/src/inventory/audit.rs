@@ -12,7 +12,9 @@ use super::{CachedSql, Inventory, InventoryError};
 pub struct AuditEvent {
     /// Sequence number.
     pub id: i64,
-    /// When, Unix seconds.
+    /// When (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// Who: `cli:<user>`, later API token names.
     pub actor: String,

@@ -112,13 +112,19 @@ pub struct Order {
     pub decided_by: Option<String>,
     /// Last error or rejection reason (redacted).
     pub error: Option<String>,
-    /// Next poll, Unix seconds.
+    /// Next poll (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_poll_at: Option<i64>,
     /// Submission and poll attempts.
     pub attempts: i64,
-    /// Created, Unix seconds.
+    /// Created (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-    /// Last change, Unix seconds.
+    /// Last change (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     /// The `Idempotency-Key` an API client sent with the request, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -25,9 +25,13 @@ pub struct ScheduledRenewal {
     pub common_name: Option<String>,
     /// Profile.
     pub profile: Option<String>,
-    /// Due, Unix seconds.
+    /// Due (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
+    #[schema(value_type = String, format = DateTime)]
     pub renew_after: i64,
-    /// notAfter, Unix seconds.
+    /// notAfter (RFC 3339 in JSON; Unix seconds here).
+    #[serde(serialize_with = "crate::view::time_text")]
+    #[schema(value_type = String, format = DateTime)]
     pub not_after: i64,
     /// Failed attempts so far.
     pub attempts: i64,
