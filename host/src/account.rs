@@ -144,10 +144,12 @@ pub async fn check_declared(
 ) -> Result<(), ParamError> {
     let Ok(description) = connector.describe().await else { return Ok(()) };
     // A typo (`validty_days`) is not refused — the shipped connectors' declarations are not
-    // exhaustive, and Avi scripts declare nothing — but said (review of stop 31).
+    // exhaustive, and Avi scripts declare nothing — but said (review of stop 31). Not of a
+    // dynamic parameter: one kept for the record with the order (the shipped demo profile's
+    // `requester`) warned on every command (author review of stop 38).
     if !description.parameters.is_empty() {
         let declared: Vec<&str> = description.parameters.iter().map(|p| p.name.as_str()).collect();
-        for name in params.keys().filter(|n| !declared.contains(&n.as_str())) {
+        for (name, _) in params.iter().filter(|(n, def)| !def.dynamic && !declared.contains(&n.as_str())) {
             tracing::warn!(
                 "parameter {name} of {owner} is not one connector {} declares ({}); it will likely be ignored",
                 description.name,

@@ -553,3 +553,25 @@ fn a_certhost_toml_in_another_directory_does_not_replace_the_definitions_unasked
     let (listed, warning) = in_dir("c", &["profile", "list"]);
     assert!(listed.contains("pc") && warning.is_empty(), "{listed} {warning}");
 }
+
+/// A parameter the connector does not declare is said (a typo like `validty_days`), but not a
+/// dynamic one kept for the record with the order: the shipped demo profile's `requester`
+/// warned on every command (author review of stop 38).
+#[test]
+fn an_undeclared_parameter_is_said_unless_it_is_dynamic() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "[params]\nrequester = { dynamic = true }\n");
+    let c = config.to_str().expect("utf8");
+    let quiet = app.run(&["--config", c, "profile", "list"]);
+    assert!(!quiet.ok().is_empty() && !quiet.stderr.contains("declares"), "{}", quiet.stderr);
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(&config, format!("{text}params.validty_days = \"7\"\n")).expect("typo");
+    let said = app.run(&["--config", c, "profile", "list"]);
+    said.ok();
+    assert!(
+        said.stderr.contains("parameter validty_days of account lab is not one connector local-ca declares"),
+        "{}",
+        said.stderr
+    );
+    assert!(!said.stderr.contains("parameter requester"), "{}", said.stderr);
+}
