@@ -206,6 +206,17 @@ impl AccountDef {
         name: &str,
         source: &dyn crate::connector::ConnectorSource,
     ) -> Result<(), AccountError> {
+        // A mistyped path in certhost.toml loaded without a word, and a reload said it
+        // succeeded; the first issuance failed (author review of stop 38). Said when the
+        // definition changes — not refused: a connector may be built after its account is
+        // written (`account create` refuses one it cannot load).
+        if !self.connector.exists() {
+            tracing::warn!(
+                "account {name}: connector {} does not exist; every call through it will fail until it does",
+                self.connector.display()
+            );
+            return Ok(());
+        }
         if !crate::param::has_plain_values(&self.params) {
             return Ok(());
         }

@@ -575,3 +575,22 @@ fn an_undeclared_parameter_is_said_unless_it_is_dynamic() {
     );
     assert!(!said.stderr.contains("parameter requester"), "{}", said.stderr);
 }
+
+/// Author review of stop 38: a mistyped connector path in certhost.toml loaded without a word;
+/// the first issuance failed. It is said when the file is loaded.
+#[test]
+fn a_connector_path_that_does_not_exist_is_said_when_the_file_loads() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let text = fs::read_to_string(&config).expect("config");
+    let local_ca = crate::wasm::component("local-ca").display().to_string();
+    fs::write(&config, text.replace(&local_ca, "/nowhere/local-caa.wasm")).expect("typo");
+    let said = app.run(&["--config", config.to_str().expect("utf8"), "profile", "list"]);
+    said.ok();
+    assert!(
+        said.stderr
+            .contains("account lab: connector /nowhere/local-caa.wasm does not exist; every call through it will fail"),
+        "{}",
+        said.stderr
+    );
+}
