@@ -521,7 +521,19 @@ impl ProfileDef {
             first
         });
         if sans.len() > self.sans.max {
-            return Err(refuse(format!("{} SANs requested; at most {} are allowed", sans.len(), self.sans.max)));
+            // The CN the profile adds as a SAN is counted: said, or 11 names sent came back as
+            // "12 SANs requested" (API review of stop 38).
+            let cn_added = self.sans.include_cn
+                && req
+                    .common_name
+                    .as_ref()
+                    .is_some_and(|cn| !req.sans.iter().any(|s| s.value().eq_ignore_ascii_case(cn)));
+            return Err(refuse(format!(
+                "{} SANs requested{}; at most {} are allowed",
+                sans.len(),
+                if cn_added { " (the CN, which the profile adds as a SAN, included)" } else { "" },
+                self.sans.max
+            )));
         }
         for san in &sans {
             san.validate().map_err(|e| refuse(e.to_string()))?;
@@ -841,7 +853,13 @@ mod tests {
             sans: (0..3).map(|i| San::Dns(format!("h{i}.example.com"))).collect(),
             ..Default::default()
         };
-        assert!(p.check_request("web", &too_many).unwrap_err().to_string().contains("4 SANs requested; at most 3"));
+        assert!(
+            p.check_request("web", &too_many)
+                .unwrap_err()
+                .to_string()
+                .contains("4 SANs requested (the CN, which the profile adds as a SAN, included); at most 3"),
+            "3 sent, and the CN"
+        );
         let ip = NameRequest {
             common_name: Some("a.example.com".into()),
             sans: vec![San::Email("x@example.com".into())],

@@ -205,7 +205,19 @@ fn probes_auth_and_errors_speak_problem_json() {
         c.get(format!("{url}?limit=ten")).bearer_auth(&admin).send().expect("bad limit"),
         StatusCode::BAD_REQUEST,
     );
-    assert_eq!(body["detail"], "the query parameter limit must be a whole number in range");
+    assert_eq!(body["detail"], "the query parameter limit must be a whole number from 1 to 1000");
+    // A parameter twice, and a cursor no page gave, in certhost's words (API review of stop 38).
+    for (query, said) in [
+        ("limit=1&limit=2", "the query parameter limit is given more than once"),
+        ("cursor=-5", "the query parameter cursor must be the next_cursor of an earlier page"),
+        ("cursor=0", "the query parameter cursor must be the next_cursor of an earlier page"),
+    ] {
+        let body = problem(
+            c.get(format!("{url}?{query}")).bearer_auth(&admin).send().expect("query"),
+            StatusCode::BAD_REQUEST,
+        );
+        assert_eq!(body["detail"], said, "{query}");
+    }
     // Lists that take no parameters refuse one too (`?limit=0` answered every item).
     for list in ["tokens", "accounts", "profiles"] {
         let body = problem(
@@ -248,7 +260,7 @@ fn probes_auth_and_errors_speak_problem_json() {
             .expect("big"),
         StatusCode::BAD_REQUEST,
     );
-    assert_eq!(body["detail"], "the query parameter cursor must be a whole number in range");
+    assert_eq!(body["detail"], "the query parameter cursor must be the next_cursor of an earlier page");
     // An order id past what an id can be is not found, as for certificates.
     let body = problem(
         c.get(format!("{}/v1/orders/99999999999999999999", server.base)).bearer_auth(&admin).send().expect("big id"),

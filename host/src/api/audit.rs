@@ -27,6 +27,7 @@ pub struct AuditQuery {
     /// Action prefix, e.g. `certificate.` or `order.issued`.
     action: Option<String>,
     /// `next_cursor` of the previous page: events older than that one.
+    #[param(minimum = 1)]
     cursor: Option<i64>,
     /// Page size, 1-1000 (default 100); anything else is refused.
     #[param(minimum = 1, maximum = 1000)]
@@ -59,7 +60,7 @@ async fn list(
         object_id: q.object_id,
         action_prefix: q.action,
         limit: limit + 1,
-        before_id: q.cursor,
+        before_id: super::page_cursor(q.cursor)?,
     })?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);

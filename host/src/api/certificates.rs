@@ -52,6 +52,7 @@ pub struct ListQuery {
     /// Serial number, hex (colons, case and leading zeros do not matter).
     serial: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     cursor: Option<i64>,
     /// Page size, 1-1000 (default 100); anything else is refused.
     #[param(minimum = 1, maximum = 1000)]
@@ -91,7 +92,7 @@ async fn list(
         status,
         search: q.search,
         issuer: q.issuer,
-        after_id: q.cursor,
+        after_id: super::page_cursor(q.cursor)?,
         serial: q.serial,
         limit: limit + 1,
     };

@@ -241,7 +241,15 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
         let text = e.body_text();
         let inner = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        // `limit=1&limit=2` said "duplicate field `limit`", serde's words (API review of stop 38).
+        let duplicate = |why: &str| {
+            why.strip_prefix("duplicate field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| format!("the query parameter {name} is given more than once"))
+        };
         let detail = match inner.split_once(": ") {
+            _ if duplicate(inner).is_some() => duplicate(inner).unwrap_or_default(),
+            Some((_, why)) if duplicate(why).is_some() => duplicate(why).unwrap_or_default(),
             Some((_, why)) if why.starts_with("unknown field") => {
                 format!("the query string has an {}", why.replacen("unknown field", "unknown parameter", 1))
             }
@@ -250,7 +258,15 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
                     .iter()
                     .any(|m| why.contains(m)) =>
             {
-                format!("the query parameter {name} must be a whole number in range")
+                // The range, where the parameter has one a client can be told (API review of
+                // stop 38: `limit=-1` said only "in range").
+                match name {
+                    "limit" => {
+                        format!("the query parameter limit must be a whole number from 1 to {}", super::MAX_PAGE)
+                    }
+                    "cursor" => "the query parameter cursor must be the next_cursor of an earlier page".to_owned(),
+                    _ => format!("the query parameter {name} must be a whole number in range"),
+                }
             }
             Some((name, why)) => format!("the query parameter {name} is not valid: {why}"),
             None => format!("the query string is not valid: {inner}"),

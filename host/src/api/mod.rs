@@ -56,6 +56,17 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// A list's `cursor`, which is the `next_cursor` of an earlier page: a positive id. `cursor=-5`
+/// answered an empty page, as if the list ended there (API review of stop 38).
+pub(crate) fn page_cursor(cursor: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match cursor {
+        Some(c) if c < 1 => {
+            Err(ApiError::BadRequest("the query parameter cursor must be the next_cursor of an earlier page".into()))
+        }
+        other => Ok(other),
+    }
+}
+
 /// A request that takes longer is answered 504 (connector calls have their own limits). A
 /// connector call it started goes on to its end ([`to_completion`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);

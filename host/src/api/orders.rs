@@ -30,6 +30,7 @@ pub struct OrdersQuery {
     /// `awaiting_approval`, `pending`, `issued`, `rejected`, `failed` or `needs_attention`.
     state: Option<String>,
     /// `next_cursor` of the previous page: orders older than that one.
+    #[param(minimum = 1)]
     cursor: Option<i64>,
     /// Page size, 1-1000 (default 100), newest first; anything else is refused.
     #[param(minimum = 1, maximum = 1000)]
@@ -63,7 +64,7 @@ async fn list(
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
     // One more than the page: whether it comes back says whether there is a next page.
-    let mut items = inv.orders_before(st, q.cursor, limit + 1)?;
+    let mut items = inv.orders_before(st, super::page_cursor(q.cursor)?, limit + 1)?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|o| o.id)
