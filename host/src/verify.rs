@@ -45,8 +45,9 @@ pub struct VerifiedCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerificationError {
-    /// Nothing that looks like a certificate came back.
-    #[error("the connector returned no certificate")]
+    /// Nothing that looks like a certificate came back (the words a script's non-PEM string
+    /// gets, so both runtimes say the same; author review of stop 38).
+    #[error("the connector returned no PEM certificate (no -----BEGIN CERTIFICATE----- block)")]
     NoCertificate,
     /// The leaf does not parse.
     #[error("the returned certificate does not parse: {0}")]

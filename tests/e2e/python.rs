@@ -1487,3 +1487,30 @@ async fn an_exception_names_the_script_s_line_and_the_debug_log_has_its_tracebac
     assert!(err.starts_with("script deep_raise: raised JSONDecodeError: "), "{err}");
     assert!(err.contains("(line 3 of deep_raise.py, in helper)"), "the script's frame, not json's: {err}");
 }
+
+/// Author review of stop 38: `{"status": "issued", "cert": …}` said only "without a PEM
+/// certificate"; the keys certhost does not read are named.
+#[tokio::test]
+async fn an_issued_answer_without_its_certificate_key_names_the_keys_it_had() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("wrong_key.py");
+    std::fs::write(
+        &script,
+        "def certificate_request(csr, common_name, args_dict):\n    return {'status': 'issued', 'cert': '-----BEGIN CERTIFICATE-----'}\n",
+    )
+    .expect("script");
+    let c = PythonConnector::load(
+        &script,
+        Path::new(crate::helpers::certhost_bin()),
+        limits(20, 512),
+        AccountCache::in_memory("wrong_key"),
+    )
+    .await
+    .expect("loads");
+    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("refused").to_string();
+    assert_eq!(
+        err,
+        "script wrong_key: returned status issued without a PEM certificate under \"certificate\" (it also had \"cert\", \
+         which certhost does not read)"
+    );
+}

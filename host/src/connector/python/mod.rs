@@ -433,7 +433,25 @@ impl PythonConnector {
                     Some("issued") => {
                         let certificate = s("certificate")
                             .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
-                            .ok_or_else(|| bad("returned status issued without a PEM certificate".into()))?;
+                            .ok_or_else(|| {
+                                // A key under another name (`cert`) was not named (author review
+                                // of stop 38).
+                                let known = ["status", "certificate", "chain", "order_id"];
+                                let others: Vec<String> = map
+                                    .keys()
+                                    .filter(|k| !known.contains(&k.as_str()))
+                                    .take(5)
+                                    .map(|k| format!("{:?}", k.chars().take(32).collect::<String>()))
+                                    .collect();
+                                let hint = if others.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" (it also had {}, which certhost does not read)", others.join(", "))
+                                };
+                                bad(format!(
+                                    "returned status issued without a PEM certificate under \"certificate\"{hint}"
+                                ))
+                            })?;
                         let chain = match map.get("chain") {
                             Some(Value::String(c)) => vec![c.clone()],
                             Some(Value::Array(items)) => items
