@@ -96,16 +96,16 @@ pub struct Fields {
     #[arg(long = "sensitive-param", value_name = "NAME")]
     sensitive: Vec<String>,
     /// Sensitive parameter read from an environment variable: NAME=VAR (repeatable).
-    #[arg(long = "sensitive-env", value_name = "NAME=VAR")]
+    #[arg(long = "sensitive-env", visible_alias = "sensitive-param-env", value_name = "NAME=VAR")]
     sensitive_env: Vec<String>,
     /// Sensitive parameter read from a file: NAME=PATH (repeatable).
-    #[arg(long = "sensitive-file", value_name = "NAME=PATH")]
+    #[arg(long = "sensitive-file", visible_alias = "sensitive-param-file", value_name = "NAME=PATH")]
     sensitive_file: Vec<String>,
     /// Outbound host the connector may reach (repeatable).
     #[arg(long = "allowed-host", value_name = "HOST")]
     allowed_hosts: Vec<String>,
     /// Extra trusted CA PEM file (repeatable).
-    #[arg(long = "extra-ca", value_name = "FILE")]
+    #[arg(long = "extra-ca", visible_alias = "extra-ca-pem", value_name = "FILE")]
     extra_ca: Vec<PathBuf>,
     /// Call deadline in seconds.
     #[arg(long)]

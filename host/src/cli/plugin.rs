@@ -46,10 +46,10 @@ pub enum Command {
         /// Sensitive parameter NAME=PATH read from a file (repeatable): a secret given this way
         /// never appears in the process list or the shell's history, as one on the command line
         /// does.
-        #[arg(long = "sensitive-param-file", value_name = "NAME=PATH")]
+        #[arg(long = "sensitive-param-file", visible_alias = "sensitive-file", value_name = "NAME=PATH")]
         sensitive_param_files: Vec<String>,
         /// Sensitive parameter NAME=VAR read from environment variable VAR (repeatable).
-        #[arg(long = "sensitive-param-env", value_name = "NAME=VAR")]
+        #[arg(long = "sensitive-param-env", visible_alias = "sensitive-env", value_name = "NAME=VAR")]
         sensitive_param_envs: Vec<String>,
         /// Call deadline in seconds.
         #[arg(long, default_value_t = 30)]
@@ -60,7 +60,7 @@ pub enum Command {
         allowed_hosts: Vec<String>,
         /// PEM file of a CA certificate a WASM connector's outbound TLS trusts besides the
         /// system roots (repeatable), as in a CA account's `extra_ca_pems`.
-        #[arg(long = "extra-ca-pem", value_name = "FILE")]
+        #[arg(long = "extra-ca-pem", visible_alias = "extra-ca", value_name = "FILE")]
         extra_ca_pems: Vec<PathBuf>,
         /// Memory cap per call in MiB, as an account's `memory_mib` (default: a component's
         /// 64, a script's 512).
