@@ -85,6 +85,13 @@ impl AllowedHost {
         host_ok && port_ok
     }
 
+    /// The scheme this rule names when it names this host under another one.
+    fn other_scheme_for(&self, scheme: &str, host: &str) -> Option<String> {
+        let named = self.scheme.as_deref().filter(|s| *s != scheme)?;
+        let any_scheme = Self { scheme: None, host: self.host.clone(), port: self.port };
+        any_scheme.matches_host(scheme, host).then(|| named.to_owned())
+    }
+
     /// Whether the rule names this scheme and host, whatever the port.
     fn matches_host(&self, scheme: &str, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
@@ -114,6 +121,16 @@ pub enum Refusal {
     Credentials {
         /// The host.
         host: String,
+    },
+    /// A host the account allows, but only under another scheme (`https://ca:8443` allowed,
+    /// `http://ca:8443` asked for; author review of stop 38).
+    Scheme {
+        /// The host.
+        host: String,
+        /// The scheme asked for.
+        scheme: String,
+        /// The scheme the rule names.
+        allowed: String,
     },
     /// A host the account allows, at a port none of its rules allows.
     Port {
@@ -215,6 +232,8 @@ impl WasiHttpHooks for HttpPolicy {
             // stop 30, and a CA on :8443 stopped working with nothing else changed).
             if self.allowed.iter().any(|a| a.matches_host(&scheme, &host)) {
                 let _ = self.refused.set(Refusal::Port { host: shown.clone(), port });
+            } else if let Some(allowed) = self.allowed.iter().find_map(|a| a.other_scheme_for(&scheme, &host)) {
+                let _ = self.refused.set(Refusal::Scheme { host: shown.clone(), scheme: scheme.clone(), allowed });
             }
             if self.log_refusal() {
                 tracing::warn!(connector = %self.label, %scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
@@ -353,6 +372,18 @@ fn forbidden_for_a_name(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Author review of stop 38: an http request to a host allowed only over https got the
+    /// generic denial; the rule's scheme is named.
+    #[test]
+    fn a_host_allowed_under_another_scheme_is_told_apart() {
+        let rule = AllowedHost::parse("https://127.0.0.1:8888").expect("rule");
+        assert_eq!(rule.other_scheme_for("http", "127.0.0.1"), Some("https".to_owned()));
+        assert_eq!(rule.other_scheme_for("https", "127.0.0.1"), None, "the same scheme");
+        assert_eq!(rule.other_scheme_for("http", "10.0.0.1"), None, "another host");
+        let bare = AllowedHost::parse("127.0.0.1:8888").expect("rule");
+        assert_eq!(bare.other_scheme_for("http", "127.0.0.1"), None, "no scheme named");
+    }
 
     /// Regression (review of stop 32): a denied request's host name went to the log as the
     /// guest wrote it, and a guest could put a secret in it.

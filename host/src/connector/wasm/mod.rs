@@ -271,6 +271,13 @@ impl WasmConnector {
                          in the Host header; send them in an Authorization header"
                     ),
                 },
+                http::Refusal::Scheme { host, scheme, allowed } => ConnectorError::Misconfigured {
+                    connector: label.clone(),
+                    message: format!(
+                        "the {scheme} request to {host} was denied: the account's allowed_hosts allow {host} only \
+                         over {allowed} (write a rule with {scheme}://, or one without a scheme for both)"
+                    ),
+                },
                 http::Refusal::Port { host, port } => ConnectorError::Misconfigured {
                     connector: label.clone(),
                     message: format!(
