@@ -354,7 +354,7 @@ pub struct Account {
 /// Outcome of the last `account test`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TestResult {
-    /// When (RFC 3339 in JSON; Unix seconds here).
+    /// When (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     pub at: i64,
     /// Whether `test_connection` succeeded.

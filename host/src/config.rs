@@ -327,11 +327,17 @@ pub async fn load(
     Ok(report)
 }
 
-/// A configuration file as the inventory records it: absolute, links resolved.
+/// A configuration file as the inventory records it: absolute, its links kept — a
+/// `current -> releases/N` link switched by a deployment is still the same file (diff review
+/// of stop 38: recorded resolved, every deployment made it "another file").
 fn identity(config_path: &Path) -> PathBuf {
-    std::fs::canonicalize(config_path)
-        .or_else(|_| std::path::absolute(config_path))
-        .unwrap_or_else(|_| config_path.to_path_buf())
+    std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf())
+}
+
+/// Whether `a` and `b` name one file: the same absolute path, or the same file once links
+/// are resolved (`./certhost.toml` run from inside the directory a link points to).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// The other configuration file the inventory's file-defined accounts and profiles came
@@ -340,7 +346,7 @@ fn identity(config_path: &Path) -> PathBuf {
 /// `./certhost.toml` it found there (author review of stop 38). The CLI reads a
 /// `./certhost.toml` it was not given only when this is `None`.
 pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Option<PathBuf>, InventoryError> {
-    Ok(inv.config_file()?.filter(|recorded| *recorded != identity(config_path)))
+    Ok(inv.config_file()?.filter(|recorded| !same_file(recorded, &identity(config_path))))
 }
 
 /// Checks a profile against the accounts it names: each exists, and no parameter name is

@@ -965,6 +965,13 @@ impl Pipeline<'_> {
                 });
                 match verified {
                     Ok(verified) => {
+                        if !verified.ignored_chain_entries.is_empty() {
+                            tracing::warn!(
+                                order = order.id,
+                                "the connector's chain entries {:?} held no certificate and were left out of the stored chain",
+                                verified.ignored_chain_entries
+                            );
+                        }
                         let due = profile
                             .as_ref()
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));

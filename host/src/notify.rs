@@ -167,7 +167,7 @@ fn mail_text(n: &Notification) -> String {
         text.push_str(&format!("order: {o} (certhost orders show {o}; GET /v1/orders/{o})\n"));
     }
     if let Some(fields) = n.detail.as_object() {
-        for (name, value) in fields.iter().filter(|(name, _)| name.as_str() != "order_id") {
+        for (name, value) in fields.iter().filter(|(name, value)| name.as_str() != "order_id" && !value.is_null()) {
             let value = match value {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),

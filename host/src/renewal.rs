@@ -138,7 +138,9 @@ pub async fn round_until(
             }
             Err(e) => {
                 match p.inventory.record_renewal_failure(id, held_until, &e.to_string(), ACTOR)? {
-                    Some(retry_at) => tracing::warn!(certificate = id, error = %e, retry_at, "renewal failed"),
+                    Some(retry_at) => {
+                        tracing::warn!(certificate = id, error = %e, retry_at = %crate::view::rfc3339(retry_at), "renewal failed")
+                    }
                     // The claim ran out during the call: closing the order recorded it.
                     None => {
                         tracing::warn!(certificate = id, error = %e, "renewal failed (recorded when its order closed)")

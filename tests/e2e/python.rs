@@ -30,13 +30,14 @@ fn limits(timeout_s: u64, memory_mib: u64) -> Limits {
 }
 
 async fn load(name: &str, limits: Limits) -> Result<PythonConnector, ConnectorError> {
-    PythonConnector::load(
-        &fixture(name),
-        Path::new(crate::helpers::certhost_bin()),
-        limits,
-        AccountCache::in_memory(name),
-    )
-    .await
+    load_path(&fixture(name), limits).await
+}
+
+/// A script written by the test, loaded as an account's connector.
+async fn load_path(script: &Path, limits: Limits) -> Result<PythonConnector, ConnectorError> {
+    let name = script.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_owned();
+    PythonConnector::load(script, Path::new(crate::helpers::certhost_bin()), limits, AccountCache::in_memory(&name))
+        .await
 }
 
 fn request() -> CertificateRequest {
@@ -343,14 +344,7 @@ async fn a_package_installed_the_readme_way_imports_inside_a_script() {
         ),
     )
     .expect("write");
-    let c = PythonConnector::load(
-        &script,
-        Path::new(crate::helpers::certhost_bin()),
-        limits(20, 512),
-        AccountCache::in_memory("s"),
-    )
-    .await
-    .expect("the script imports the package");
+    let c = load_path(&script, limits(20, 512)).await.expect("the script imports the package");
     let Disposition::Rejected { reason } = c.certificate_request(&request(), &Args::new()).await.expect("call") else {
         panic!("unexpected disposition")
     };
@@ -1473,14 +1467,7 @@ async fn an_exception_names_the_script_s_line_and_the_debug_log_has_its_tracebac
          def certificate_request(csr, common_name, args_dict):\n    return helper(args_dict)\n",
     )
     .expect("script");
-    let c = PythonConnector::load(
-        &script,
-        Path::new(crate::helpers::certhost_bin()),
-        limits(20, 512),
-        AccountCache::in_memory("deep_raise"),
-    )
-    .await
-    .expect("loads");
+    let c = load_path(&script, limits(20, 512)).await.expect("loads");
     let mut args = Args::new();
     args.insert("payload", "{not json");
     let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
@@ -1499,14 +1486,7 @@ async fn an_issued_answer_without_its_certificate_key_names_the_keys_it_had() {
         "def certificate_request(csr, common_name, args_dict):\n    return {'status': 'issued', 'cert': '-----BEGIN CERTIFICATE-----'}\n",
     )
     .expect("script");
-    let c = PythonConnector::load(
-        &script,
-        Path::new(crate::helpers::certhost_bin()),
-        limits(20, 512),
-        AccountCache::in_memory("wrong_key"),
-    )
-    .await
-    .expect("loads");
+    let c = load_path(&script, limits(20, 512)).await.expect("loads");
     let err = c.certificate_request(&request(), &Args::new()).await.expect_err("refused").to_string();
     assert_eq!(
         err,

@@ -118,7 +118,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
+        let inner = match &self {
+            ApiError::ForOrder { error, .. } => error.as_ref(),
+            other => other,
+        };
+        if let ApiError::Internal(cause) = inner {
             tracing::error!(%cause, "internal error");
         }
         let mut resp = problem(self.status(), &self.to_string(), self.order_id());

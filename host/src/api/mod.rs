@@ -169,8 +169,9 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong, in one sentence. Never a sensitive value.
     pub detail: String,
-    /// The order the answer is about, on a 409 or 410 for an `Idempotency-Key` (also in
-    /// `Location`).
+    /// The order the answer is about (also in `Location`): on a 409 or 410 for an
+    /// `Idempotency-Key`, and on any error about an order the request made or acted on (a
+    /// CA's failure or refusal, an order held for an operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<i64>,
 }

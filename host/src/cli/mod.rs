@@ -194,7 +194,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => plugin::run(cmd, env),
         Command::Serve(args) => {
             let inv = open_inventory(&data_dir, env)?;
-            let config = config_in_use(config.as_deref(), &inv)?;
+            let config = config_in_use(config.as_deref(), &inv, true)?;
             serve::run(args, inv, config, env)
         }
         Command::Token(cmd) => token::run(cmd, &mut open_inventory(&data_dir, env)?, env),
@@ -245,9 +245,15 @@ fn config_path(config: Option<&Path>) -> Option<PathBuf> {
 /// that was not given (`--config`) and is not the file the inventory's file-defined accounts
 /// and profiles came from. Loaded, it would replace them all: a command run in another
 /// project's directory deleted this one's profiles, and a running `serve` lost them at once
-/// (author review of stop 38). It is left unread, with a warning naming both files; given
-/// with `--config`, it is loaded.
-pub(crate) fn config_in_use(config: Option<&Path>, inv: &Inventory) -> anyhow::Result<Option<PathBuf>> {
+/// (author review of stop 38). A command leaves it unread, with a warning naming both files;
+/// `serve` (`for_serve`), whose `[server]` and `[notify]` come from the same file, refuses to
+/// start rather than run on defaults — another address, no TLS, no notifications (diff review
+/// of stop 38). Given with `--config`, it is loaded.
+pub(crate) fn config_in_use(
+    config: Option<&Path>,
+    inv: &Inventory,
+    for_serve: bool,
+) -> anyhow::Result<Option<PathBuf>> {
     let Some(path) = config_path(config) else { return Ok(None) };
     if config.is_some() {
         return Ok(Some(path));
@@ -255,12 +261,20 @@ pub(crate) fn config_in_use(config: Option<&Path>, inv: &Inventory) -> anyhow::R
     match certhost::config::loaded_from_elsewhere(inv, &path)? {
         None => Ok(Some(path)),
         Some(recorded) => {
-            let here = std::path::absolute(&path).unwrap_or(path);
+            let here =
+                output::terminal_safe(&std::path::absolute(&path).unwrap_or(path).display().to_string()).into_owned();
+            let recorded = output::terminal_safe(&recorded.display().to_string()).into_owned();
+            if for_serve {
+                anyhow::bail!(
+                    "{here} is not the configuration file this data directory's accounts and profiles come from \
+                     ({recorded}); give --config {recorded} to serve with that one, or --config {here} to load this \
+                     one in its place"
+                );
+            }
             eprintln!(
-                "warning: {} is not read: this data directory's accounts and profiles come from {}, and loading it would                  replace them; going on with them as last loaded (give --config {} to load it instead)",
-                output::terminal_safe(&here.display().to_string()),
-                output::terminal_safe(&recorded.display().to_string()),
-                output::terminal_safe(&here.display().to_string()),
+                "warning: {here} is not read: this data directory's accounts and profiles come from {recorded}, and \
+                 loading it would replace them; going on with them as last loaded (give --config {here} to load it \
+                 instead)"
             );
             Ok(None)
         }
@@ -271,7 +285,7 @@ pub(crate) fn config_in_use(config: Option<&Path>, inv: &Inventory) -> anyhow::R
 /// that changed against their connectors.
 fn open_configured(data_dir: &Path, config: Option<&Path>, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
-    if let Some(path) = config_in_use(config, &inv)? {
+    if let Some(path) = config_in_use(config, &inv, false)? {
         let registry = registry(data_dir, env);
         let report = runtime()?.block_on(certhost::config::load(&mut inv, &path, &env.actor, &registry, false))?;
         log_report(&report, &path);

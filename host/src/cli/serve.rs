@@ -184,6 +184,26 @@ async fn reload_on_sighup(
                 continue;
             }
         };
+        // Another command loaded another file with --config since: reloading this one would
+        // swap the definitions back behind its back (diff review of stop 38).
+        match certhost::config::loaded_from_elsewhere(&inv, &path) {
+            Ok(Some(other)) => {
+                failed_before = true;
+                tracing::error!(
+                    "configuration reload skipped: the accounts and profiles now come from {} (loaded by another command), \
+                     not {}; restart serve with --config naming the one to use",
+                    other.display(),
+                    path.display()
+                );
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                failed_before = true;
+                tracing::error!(error = %e, "configuration reload failed; the previous configuration stays in force");
+                continue;
+            }
+        }
         match certhost::config::load(&mut inv, &path, "serve:reload", &*connectors, false).await {
             Ok(report) => {
                 super::log_report(&report, &path);

@@ -156,11 +156,20 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                     true,
                     format!("issued serial {} by {}", v.info.serial, v.info.issuer),
                 ));
+                let ignored = match v.ignored_chain_entries.as_slice() {
+                    [] => String::new(),
+                    entries => format!(
+                        "; chain entr{} {} held no certificate and {} left out",
+                        if entries.len() == 1 { "y" } else { "ies" },
+                        entries.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+                        if entries.len() == 1 { "was" } else { "were" }
+                    ),
+                };
                 out.push(line(
                     "verification",
-                    true,
+                    v.ignored_chain_entries.is_empty(),
                     format!(
-                        "key matches the CSR, {} name(s) covered, chain of {} links, valid until {}",
+                        "key matches the CSR, {} name(s) covered, chain of {} links, valid until {}{ignored}",
                         params.sans.len() + 1,
                         v.chain.len(),
                         crate::view::rfc3339(v.info.not_after)

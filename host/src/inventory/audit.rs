@@ -12,7 +12,7 @@ use super::{CachedSql, Inventory, InventoryError};
 pub struct AuditEvent {
     /// Sequence number.
     pub id: i64,
-    /// When (RFC 3339 in JSON; Unix seconds here).
+    /// When (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub at: i64,

@@ -112,17 +112,17 @@ pub struct Order {
     pub decided_by: Option<String>,
     /// Last error or rejection reason (redacted).
     pub error: Option<String>,
-    /// Next poll (RFC 3339 in JSON; Unix seconds here).
+    /// Next poll (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_poll_at: Option<i64>,
     /// Submission and poll attempts.
     pub attempts: i64,
-    /// Created (RFC 3339 in JSON; Unix seconds here).
+    /// Created (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-    /// Last change (RFC 3339 in JSON; Unix seconds here).
+    /// Last change (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
@@ -1078,6 +1078,7 @@ mod tests {
             info: crate::cert::CertificateInfo::from_der(&der).expect("parses"),
             der,
             chain: vec![ca_der],
+            ignored_chain_entries: vec![],
         };
         let order = |inv: &mut Inventory| {
             let new = NewOrder {

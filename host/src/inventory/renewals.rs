@@ -25,11 +25,11 @@ pub struct ScheduledRenewal {
     pub common_name: Option<String>,
     /// Profile.
     pub profile: Option<String>,
-    /// Due (RFC 3339 in JSON; Unix seconds here).
+    /// Due (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub renew_after: i64,
-    /// notAfter (RFC 3339 in JSON; Unix seconds here).
+    /// notAfter (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub not_after: i64,

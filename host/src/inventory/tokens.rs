@@ -60,15 +60,15 @@ pub struct TokenInfo {
     pub name: String,
     /// Role.
     pub role: Role,
-    /// Created (RFC 3339 in JSON; Unix seconds here).
+    /// Created (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-    /// Revoked (RFC 3339 in JSON; Unix seconds here).
+    /// Revoked (RFC 3339).
     #[serde(serialize_with = "crate::view::time_text_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<i64>,
-    /// When it stops being accepted (RFC 3339 in JSON; Unix seconds here); never when absent.
+    /// When it stops being accepted (RFC 3339); never when absent.
     #[serde(serialize_with = "crate::view::time_text_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<i64>,

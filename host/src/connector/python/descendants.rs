@@ -78,7 +78,9 @@ fn pin(pid: libc::pid_t, parent: libc::pid_t) -> Option<Handle> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     let Some(fd) = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0) else {
         let errno = std::io::Error::last_os_error().raw_os_error();
-        return (matches!(errno, Some(libc::ENOSYS | libc::EPERM)) && parent_of(pid) == Some(parent))
+        // Gone already (ESRCH): nothing to signal. Any other failure — no pidfds here, or
+        // none left (EMFILE) — falls back to the pid rather than leave it unsignalled.
+        return (errno != Some(libc::ESRCH) && parent_of(pid) == Some(parent))
             .then_some(Handle::Unpinned { pid, parent });
     };
     // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.

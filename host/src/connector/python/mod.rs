@@ -441,7 +441,7 @@ impl PythonConnector {
                                     .keys()
                                     .filter(|k| !known.contains(&k.as_str()))
                                     .take(5)
-                                    .map(|k| format!("{:?}", k.chars().take(32).collect::<String>()))
+                                    .map(|k| format!("{:?}", redactor.redact(k).chars().take(32).collect::<String>()))
                                     .collect();
                                 let hint = if others.is_empty() {
                                     String::new()

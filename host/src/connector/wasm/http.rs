@@ -233,7 +233,9 @@ impl WasiHttpHooks for HttpPolicy {
             if self.allowed.iter().any(|a| a.matches_host(&scheme, &host)) {
                 let _ = self.refused.set(Refusal::Port { host: shown.clone(), port });
             } else if let Some(allowed) = self.allowed.iter().find_map(|a| a.other_scheme_for(&scheme, &host)) {
-                let _ = self.refused.set(Refusal::Scheme { host: shown.clone(), scheme: scheme.clone(), allowed });
+                // The guest chose the scheme as it chose the host: shown the same way.
+                let scheme = shown_host(&scheme, &self.sensitive);
+                let _ = self.refused.set(Refusal::Scheme { host: shown.clone(), scheme, allowed });
             }
             if self.log_refusal() {
                 tracing::warn!(connector = %self.label, %scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
