@@ -196,8 +196,7 @@ fn shorten_long_words(detail: &str) -> String {
         let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let (word, tail) = rest.split_at(word_end);
         if word.len() > LONG_WORD {
-            out.extend(word.chars().take(64));
-            out.push('…');
+            out.push_str(&crate::view::echoed(word));
         } else {
             out.push_str(word);
         }
@@ -268,7 +267,7 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
                     "limit" => {
                         format!("the query parameter limit must be a whole number from 1 to {}", super::MAX_PAGE)
                     }
-                    "cursor" => "the query parameter cursor must be the next_cursor of an earlier page".to_owned(),
+                    "cursor" => super::CURSOR_RULE.to_owned(),
                     _ => format!("the query parameter {name} must be a whole number in range"),
                 }
             }

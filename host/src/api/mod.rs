@@ -56,13 +56,14 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// What a list's `cursor` must be, said wherever one is refused.
+pub(crate) const CURSOR_RULE: &str = "the query parameter cursor must be the next_cursor of an earlier page";
+
 /// A list's `cursor`, which is the `next_cursor` of an earlier page: a positive id. `cursor=-5`
 /// answered an empty page, as if the list ended there (API review of stop 38).
 pub(crate) fn page_cursor(cursor: Option<i64>) -> Result<Option<i64>, ApiError> {
     match cursor {
-        Some(c) if c < 1 => {
-            Err(ApiError::BadRequest("the query parameter cursor must be the next_cursor of an earlier page".into()))
-        }
+        Some(c) if c < 1 => Err(ApiError::BadRequest(CURSOR_RULE.into())),
         other => Ok(other),
     }
 }
