@@ -86,8 +86,15 @@ impl Inventory {
         Ok(path.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))))
     }
 
-    /// Records `path` as the configuration file loaded last.
+    /// Records `path` as the configuration file loaded last. Read first: the same file again,
+    /// every command's case, writes nothing (a write would take the database's write lock for
+    /// `orders list`).
     pub fn set_config_file(&self, path: &Path) -> Result<(), InventoryError> {
+        let recorded: Option<Vec<u8>> =
+            self.conn.query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0)).optional()?;
+        if recorded.as_deref() == Some(path.as_os_str().as_bytes()) {
+            return Ok(());
+        }
         self.conn.execute(
             "INSERT INTO meta (name, value) VALUES ('config_file', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value
              WHERE value IS NOT excluded.value",
