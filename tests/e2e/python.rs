@@ -33,6 +33,16 @@ async fn load(name: &str, limits: Limits) -> Result<PythonConnector, ConnectorEr
     load_path(&fixture(name), limits).await
 }
 
+/// `source` written as NAME.py in a directory of its own (kept alive with the connector) and
+/// loaded, for a test whose script is a few lines.
+async fn load_source(name: &str, source: &str) -> (tempfile::TempDir, PythonConnector) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join(format!("{name}.py"));
+    std::fs::write(&script, source).expect("script");
+    let c = load_path(&script, limits(20, 512)).await.expect("loads");
+    (dir, c)
+}
+
 /// A script written by the test, loaded as an account's connector.
 async fn load_path(script: &Path, limits: Limits) -> Result<PythonConnector, ConnectorError> {
     let name = script.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_owned();
@@ -1458,16 +1468,13 @@ async fn each_call_starts_with_the_cache_the_store_holds_then() {
 /// redacted.
 #[tokio::test]
 async fn an_exception_names_the_script_s_line_and_the_debug_log_has_its_traceback() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("deep_raise.py");
-    std::fs::write(
-        &script,
+    let (_dir, c) = load_source(
+        "deep_raise",
         "import json\n\
          def helper(args):\n    return json.loads(args['payload'])\n\
          def certificate_request(csr, common_name, args_dict):\n    return helper(args_dict)\n",
     )
-    .expect("script");
-    let c = load_path(&script, limits(20, 512)).await.expect("loads");
+    .await;
     let mut args = Args::new();
     args.insert("payload", "{not json");
     let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
@@ -1479,14 +1486,11 @@ async fn an_exception_names_the_script_s_line_and_the_debug_log_has_its_tracebac
 /// certificate"; the keys certhost does not read are named.
 #[tokio::test]
 async fn an_issued_answer_without_its_certificate_key_names_the_keys_it_had() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("wrong_key.py");
-    std::fs::write(
-        &script,
+    let (_dir, c) = load_source(
+        "wrong_key",
         "def certificate_request(csr, common_name, args_dict):\n    return {'status': 'issued', 'cert': '-----BEGIN CERTIFICATE-----'}\n",
     )
-    .expect("script");
-    let c = load_path(&script, limits(20, 512)).await.expect("loads");
+    .await;
     let err = c.certificate_request(&request(), &Args::new()).await.expect_err("refused").to_string();
     assert_eq!(
         err,

@@ -96,8 +96,7 @@ impl Inventory {
             return Ok(());
         }
         self.conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('config_file', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value
-             WHERE value IS NOT excluded.value",
+            "INSERT INTO meta (name, value) VALUES ('config_file', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             [path.as_os_str().as_bytes()],
         )?;
         Ok(())
