@@ -225,7 +225,13 @@ impl MasterKey {
     pub fn staged_key_file(data_dir: &Path) -> Result<Option<Self>, VaultError> {
         let path = data_dir.join(STAGED_KEY_FILE);
         match fs::metadata(&path) {
-            Ok(meta) => Self::read_file(&path, &meta).map(Some),
+            // Renamed into place by another process between the look and the read (commands
+            // starting together after a crash race to finish the rotation; a CI run of stop 38
+            // failed on it): gone is "none", and the caller reads the key file again.
+            Ok(meta) => match Self::read_file(&path, &meta) {
+                Err(_) if !path.exists() => Ok(None),
+                read => read.map(Some),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(VaultError::KeyFile { path, reason: e.to_string() }),
         }
