@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::account::{Account, AccountStatus};
 use crate::connector::{
-    Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, RenewRequest,
+    Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, Operation,
+    RenewRequest,
 };
 use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
 use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};
@@ -702,6 +703,19 @@ impl Pipeline<'_> {
                 // The profile this request was checked against decides renewal and deployment
                 // (no second load); a stand-in for a deleted profile has no name and decides
                 // nothing, as when apply finds no stored profile.
+                // Nothing would ever ask for this order again: failed now, with what to do,
+                // rather than at the first poll with "poll is not implemented".
+                Ok(Disposition::Pending { ca_order_id, .. }) if !implements(&*connector, Operation::Poll).await => {
+                    let message = args.redact(&format!(
+                        "{} answered pending (CA order {}) but implements no poll, so certhost cannot collect the \
+                         certificate: give it a poll operation, or fetch the certificate at the CA and import it \
+                         (certhost import)",
+                        connector.label(),
+                        crate::view::echoed(&ca_order_id)
+                    ));
+                    self.fail(current.id, &message).await?;
+                    return Err(IssueError::Failed { order_id: current.id, message });
+                }
                 Ok(disposition) => {
                     let known = Some(profile).filter(|_| !profile_name.is_empty());
                     return self.apply(&current, disposition, &args, known, csr_key.as_deref()).await;
@@ -1287,4 +1301,10 @@ pub(crate) fn check_dynamic(
         }
     }
     Ok(out)
+}
+
+/// Whether `connector` says it implements `operation`; one that cannot say is given the
+/// benefit of the doubt (its call answers for itself).
+async fn implements(connector: &dyn Connector, operation: Operation) -> bool {
+    connector.describe().await.map_or(true, |d| d.operations.contains(&operation))
 }

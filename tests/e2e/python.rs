@@ -1053,6 +1053,37 @@ fn an_order_id_holding_a_sensitive_value_is_never_stored_and_an_issued_certifica
     }
 }
 
+/// Regression: a script that answered "pending" but defines no `poll` left an order pending
+/// that failed at its first poll with "poll is not implemented". It fails at once, naming the
+/// CA's order and what to do.
+#[test]
+fn a_pending_answer_from_a_script_without_poll_fails_at_once_naming_the_ca_order() {
+    let app = crate::helpers::App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = conf.join("waits.py");
+    std::fs::write(
+        &script,
+        "def certificate_request(csr, common_name, args_dict):\n    return {\"status\": \"pending\", \"order_id\": \"ca-4711\"}\n",
+    )
+    .expect("script");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.w]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(conf.join("profiles/w.toml"), "accounts = [\"w\"]\n").expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let r = app.run(&["--config", &config, "issue", "--profile", "w", "--cn", "w.example.com"]);
+    let err = r.fails(1);
+    assert!(
+        err.contains("script waits answered pending (CA order ca-4711) but implements no poll")
+            && err.contains("certhost import"),
+        "{err}"
+    );
+    let shown = app.run(&["--config", &config, "orders", "show", "1", "--json"]);
+    let order: serde_json::Value = serde_json::from_str(shown.ok()).expect("json");
+    assert_eq!(order["state"], "failed", "{order}");
+    assert_eq!(order["next_poll_at"], serde_json::Value::Null, "{order}");
+}
+
 /// Regression: `certhost.log("critical", …)`, the level name Python's `logging` uses, was logged
 /// at INFO, and an unknown level was quietly downgraded with no sign of it.
 #[test]
