@@ -49,8 +49,24 @@ pub struct NewToken {
     /// When the token stops being accepted (in the future): RFC 3339, or Unix seconds; absent,
     /// it lasts until revoked.
     #[serde(default, deserialize_with = "crate::view::time_input")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(schema_with = time_input_schema)]
     expires_at: Option<i64>,
+}
+
+/// What [`crate::view::time_input`] takes, said so to clients: the document claimed a date-time
+/// string only while Unix seconds were accepted too.
+fn time_input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "When the token stops being accepted (in the future): RFC 3339, or Unix seconds; absent or null, it lasts \
+             until revoked.",
+        ))
+        .build()
+        .into()
 }
 
 /// The created token: its secret appears here and nowhere else, ever.
