@@ -479,6 +479,21 @@ fn a_csr_asking_for_more_than_a_tls_leaf_or_hiding_its_requests_is_refused() {
         &[script.to_str().expect("utf8"), template.to_str().expect("utf8"), pairs, "CertificateTemplate=WebServer"],
     );
     app.json(&["inspect-csr", template.to_str().expect("utf8"), "--json"]);
+    // A SAN pair in a second attribute of the same OID is read as itself, not as the first
+    // (code review of stop 39: each attribute was judged by the first with its OID).
+    let second = dir.join("second.csr");
+    sh(
+        "python3",
+        &[
+            script.to_str().expect("utf8"),
+            second.to_str().expect("utf8"),
+            pairs,
+            "CertificateTemplate=WebServer",
+            "+",
+            "SAN=dns=evil.bank.test",
+        ],
+    );
+    assert!(refused(&second).contains("enrollmentNameValuePair (1.3.6.1.4.1.311.13.2.1) with a SAN pair"));
     // The same extensions in the standard attribute are still read (and CA:TRUE refused).
     let standard = dir.join("standard.csr");
     sh("python3", &[script.to_str().expect("utf8"), standard.to_str().expect("utf8"), "1.2.840.113549.1.9.14"]);

@@ -140,12 +140,16 @@ pub fn parse_csr(input: &[u8]) -> Result<ParsedCsr, CsrParseError> {
 fn requested_sans(csr: &X509CertificationRequest<'_>, der: &[u8]) -> Result<Vec<San>, CsrParseError> {
     use x509_parser::cri_attributes::ParsedCriAttribute;
     use x509_parser::oid_registry::{OID_PKCS9_EXTENSION_REQUEST, OID_X509_EXT_SUBJECT_ALT_NAME};
-    // x509-parser keeps only the header of an attribute it does not know: the values are
-    // read from the DER.
-    let raw = raw_attributes(der).unwrap_or_default();
-    for attribute in csr.certification_request_info.attributes() {
-        let value = raw.iter().find(|(oid, _)| *oid == attribute.oid.as_bytes()).map(|(_, set)| *set);
-        check_attribute(&attribute.oid, value.unwrap_or_default())?;
+    // x509-parser keeps only the header of an attribute it does not know: each attribute is
+    // checked as the DER has it. Looked up by OID instead, a second attribute with the same OID
+    // (an enrollmentNameValuePair `SAN:dns=…` after a harmless `CertificateTemplate:…`) was
+    // judged by the first one's value (code review of stop 39).
+    let parsed = csr.certification_request_info.attributes();
+    let raw = raw_attributes(der)
+        .filter(|raw| raw.len() == parsed.len())
+        .ok_or_else(|| CsrParseError::NotACsr("its attributes do not parse".into()))?;
+    for (oid, value) in raw {
+        check_attribute(&x509_parser::oid_registry::Oid::new(std::borrow::Cow::Borrowed(oid)), value)?;
     }
     let requests: Vec<_> =
         csr.certification_request_info.attributes().iter().filter(|a| a.oid == OID_PKCS9_EXTENSION_REQUEST).collect();
