@@ -1294,23 +1294,27 @@ fn what_a_script_prints_at_import_is_redacted_with_its_first_call_s_values() {
 }
 
 /// Operator review of stop 36: what a script printed to stdout before its call hung was lost
-/// with the reply nobody read; it is logged at the deadline, redacted.
+/// with the reply nobody read; it is logged at the deadline, redacted. Also when the script's
+/// cleanup outlasts the grace (Avi script review of stop 39: a ThreadPoolExecutor's exit
+/// joined a sleeping thread until the SIGKILL, and the lines went with it).
 #[test]
 fn what_a_hung_script_printed_is_logged_at_its_deadline() {
     let app = crate::helpers::App::new();
-    let config = password_script(&app, "hang", "prints_then_hangs.py", "timeout_seconds = 2\n", "HANG_PW");
-    let out = app
-        .command()
-        .args(["--config", config.to_str().expect("utf8"), "-v"])
-        .args(["issue", "--profile", "hang", "--cn", "slow.example.com"])
-        .env("HANG_PW", "pw-S3CRET-hang-91c2")
-        .output()
-        .expect("run certhost");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(4), "{said}");
-    assert!(said.contains("stdout before the deadline: waiting for the CA to sign slow.example.com"), "{said}");
-    assert!(said.contains("stdout before the deadline: logging in to the CA as admin:***"), "{said}");
-    assert!(!said.contains("pw-S3CRET-hang-91c2"), "{said}");
+    for (name, script) in [("hang", "prints_then_hangs.py"), ("pool", "prints_then_waits_on_a_thread.py")] {
+        let config = password_script(&app, name, script, "timeout_seconds = 2\n", "HANG_PW");
+        let out = app
+            .command()
+            .args(["--config", config.to_str().expect("utf8"), "-v"])
+            .args(["issue", "--profile", name, "--cn", "slow.example.com"])
+            .env("HANG_PW", "pw-S3CRET-hang-91c2")
+            .output()
+            .expect("run certhost");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(4), "{script}: {said}");
+        assert!(said.contains("stdout before the deadline: waiting for the CA to sign slow.example.com"), "{said}");
+        assert!(said.contains("stdout before the deadline: logging in to the CA as admin:***"), "{said}");
+        assert!(!said.contains("pw-S3CRET-hang-91c2"), "{said}");
+    }
 }
 
 /// The worker ends with the host, however the host ends. It used to ask the kernel

@@ -400,13 +400,20 @@ class _Terminated(BaseException):
 
 
 def _on_sigterm(_signum, _frame):
+    # Shown before the script's cleanup runs, not after: a cleanup that waits (a
+    # ThreadPoolExecutor's exit joining a thread in time.sleep) outlasts the grace, and the
+    # lines went with the SIGKILL (Avi script review of stop 39).
+    _show_stdout_at_deadline()
     raise _Terminated("the host ended the call at its deadline")
 
 
-def _show_stdout_at_deadline(out):
+def _show_stdout_at_deadline():
     """At the deadline the host reads no reply, and what the script printed to stdout went with
     it: a call that hung left nothing to tell where (operator review of stop 36). Its last lines
-    go to the worker's stderr, which the host logs, redacted as all of it is."""
+    go to the worker's stderr, which the host logs, redacted as all of it is. Once per call."""
+    out = _state.pop("out", None)
+    if out is None:
+        return
     try:
         for line in _redact(out.getvalue()).splitlines()[-50:]:
             sys.__stderr__.write("stdout before the deadline: " + line + "\n")
@@ -624,6 +631,7 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
     del _logs[:]
     _logged[0] = 0
     out, err = _Tail(), _Tee()
+    _state["out"] = out
     capture = _Capture(out, err).__enter__()
     try:
         result = fn(*argv)
@@ -641,7 +649,7 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
         if isinstance(e, _Terminated):
-            _show_stdout_at_deadline(out)
+            _show_stdout_at_deadline()
         _leave_if_terminated(e)
         try:
             message = str(e)
@@ -663,6 +671,7 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
                  "message": _redact(message)[:2000], "mro": mro}
         _add_traceback(reply, e)
     finally:
+        _state.pop("out", None)
         _leave_if_forked()
         capture.__exit__()
     # Redact the whole text first, then cut: a cut must never leave part of a secret.
