@@ -163,7 +163,7 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             "hostile/prints_secret.py",
             limits(20, 512),
             "script prints_secret: raised RuntimeError: auth failed with *** (line 8 of prints_secret.py, in \
-             certificate_request); stderr: debug: key=***",
+             certificate_request); stderr: debug: key=***; stdout ended: using key ***",
         ),
     ];
     for (name, l, expected) in cases {
@@ -504,7 +504,7 @@ async fn no_line_of_a_multi_line_sensitive_value_reaches_an_error_or_a_log() {
     let err = c.certificate_request(&request(), &args).await.expect_err("raises").to_string();
     assert_no_piece(&key, &err, "the error");
     assert!(err.starts_with("script leaks_multiline_secret: raised RuntimeError: xxx"), "{err}");
-    assert!(err.contains("***") && err.ends_with("zzz"), "{err}");
+    assert!(err.contains("***") && err.contains("zzz; stdout ended: …yyy") && err.ends_with("yyy"), "{err}");
 
     // The logs: through the binary with its own logging (-vv), as leak_hunt reads them (a
     // thread-local tracing subscriber in this shared test binary misses events at random).

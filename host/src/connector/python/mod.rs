@@ -222,11 +222,12 @@ impl PythonConnector {
         }
         if reply.kind != "ok" {
             worker.kill().await;
+            let said = reply.message.unwrap_or_default();
             let message = format!(
-                "cannot load {}: {}{}",
+                "cannot load {}: {said}{}{}",
                 self.path.display(),
-                reply.message.unwrap_or_default(),
-                suffix(reply.stderr.trim())
+                suffix(reply.stderr.trim()),
+                missing_module_hint(&said)
             );
             return Err(ConnectorError::Misconfigured { connector: label, message });
         }
@@ -338,7 +339,11 @@ impl PythonConnector {
                 }
                 Err(ConnectorError::Internal {
                     connector: label,
-                    message: format!("exited with code {code}{}", suffix(&stderr)),
+                    message: format!(
+                        "exited with code {code}{}{}",
+                        suffix(&stderr),
+                        stdout_suffix(&redactor.redact(&reply.stdout))
+                    ),
                 })
             }
             "exception" => {
@@ -349,9 +354,10 @@ impl PythonConnector {
                 let at = reply.raised_at.as_deref().map(|at| format!(" ({})", redactor.redact(at))).unwrap_or_default();
                 // Redacted before `suffix` cuts the stderr to size.
                 let detail = format!(
-                    "raised {ty}: {}{at}{}",
+                    "raised {ty}: {}{at}{}{}",
                     redactor.redact(reply.message.as_deref().unwrap_or_default()),
-                    suffix(&redactor.redact(reply.stderr.trim()))
+                    suffix(&redactor.redact(reply.stderr.trim())),
+                    stdout_suffix(&redactor.redact(&reply.stdout))
                 );
                 if reply.mro.iter().any(|c| c == "MemoryError") {
                     return Err(ConnectorError::MemoryExceeded {
@@ -518,27 +524,89 @@ fn out_of_turn(connector: String, during: &str) -> ConnectorError {
 /// text, one line at a time, is in the log; a script logging through `logging.basicConfig`
 /// made the error a kilobyte of INFO lines that started mid-word, with raw line breaks in the
 /// API's `detail` (black-box review of stop 36).
+///
+/// Python's warnings (`file.py:12: UserWarning: …` and the source line under it) are left out:
+/// a library's deprecation banner took all three lines and hid why the call failed (Avi script
+/// review of stop 39: the Avi SDK warns on every import).
 fn suffix(stderr: &str) -> String {
-    let mut lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).rev().take(3).collect();
-    lines.reverse();
-    if lines.is_empty() {
-        return String::new();
+    let mut kept = Vec::new();
+    let mut lines = stderr.lines().peekable();
+    while let Some(line) = lines.next() {
+        if is_python_warning(line) {
+            if lines.peek().is_some_and(|next| next.starts_with(' ')) {
+                lines.next();
+            }
+            continue;
+        }
+        kept.push(line);
     }
-    let joined = lines.join(" / ");
+    match last_lines(&kept, 3, STDERR_IN_ERROR) {
+        Some(tail) => format!("; stderr: {tail}"),
+        None => String::new(),
+    }
+}
+
+/// The last line a failed call printed to stdout, for its error: Avi scripts print how far
+/// they got there (`Order created! Verifying vs.example.com...`), and Avi's own error shows it.
+fn stdout_suffix(stdout: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    match last_lines(&lines, 1, STDOUT_IN_ERROR) {
+        Some(tail) => format!("; stdout ended: {tail}"),
+        None => String::new(),
+    }
+}
+
+/// The last `n` lines that say something, joined into one line of at most `max` characters,
+/// cut at a word: what was cut off is in the log.
+fn last_lines(lines: &[&str], n: usize, max: usize) -> Option<String> {
+    let mut last: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).rev().take(n).collect();
+    if last.is_empty() {
+        return None;
+    }
+    last.reverse();
+    let joined = last.join(" / ");
     let count = joined.chars().count();
-    let tail = if count <= STDERR_IN_ERROR {
-        joined
-    } else {
-        let cut: String = joined.chars().skip(count - STDERR_IN_ERROR).collect();
-        // Start at a word: what was cut off is in the log.
-        let start = cut.find(' ').map_or(0, |i| i + 1);
-        format!("…{}", &cut[start..])
-    };
-    format!("; stderr: {tail}")
+    if count <= max {
+        return Some(joined);
+    }
+    let cut: String = joined.chars().skip(count - max).collect();
+    let start = cut.find(' ').map_or(0, |i| i + 1);
+    Some(format!("…{}", &cut[start..]))
+}
+
+/// Whether `line` is the first line of a warning as Python's `warnings` module prints it:
+/// `PATH:LINE: CategoryWarning: message`.
+fn is_python_warning(line: &str) -> bool {
+    let Some((head, _)) = line.split_once("Warning: ") else { return false };
+    let Some((place, category)) = head.rsplit_once(": ") else { return false };
+    let Some((_, lineno)) = place.rsplit_once(':') else { return false };
+    !lineno.is_empty()
+        && lineno.bytes().all(|b| b.is_ascii_digit())
+        && category.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+/// For a script that imports a module not installed: where to install it. The error named the
+/// module (`avi.sdk`), not the package (`avisdk`), nor which of the machine's Pythons runs
+/// scripts (Avi script review of stop 39).
+fn missing_module_hint(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("ModuleNotFoundError: No module named '") else { return String::new() };
+    let Some(module) = rest.split('\'').next().filter(|m| !m.is_empty()) else { return String::new() };
+    let top = module.split('.').next().unwrap_or(module);
+    let python = env!("CERTHOST_PYTHON_EXECUTABLE");
+    match top {
+        // Avi's own scripts import the Avi SDK, published as avisdk.
+        "avi" => format!("; install the Avi SDK into the Python certhost runs scripts with: {python} -m pip install avisdk"),
+        _ => format!(
+            "; install the package that provides {top} into the Python certhost runs scripts with: {python} -m pip install PACKAGE"
+        ),
+    }
 }
 
 /// The most of a script's stderr an error quotes.
 const STDERR_IN_ERROR: usize = 500;
+
+/// The most of a script's stdout an error quotes.
+const STDOUT_IN_ERROR: usize = 200;
 
 /// The `common_name` a script gets. Avi always has one, and scripts send it to their CA
 /// (`'common_name': common_name`); a request with SANs only passed "", which CAs refuse. The
@@ -776,5 +844,26 @@ mod tests {
         let quoted = suffix(&long);
         assert!(quoted.starts_with("; stderr: …word ") && quoted.ends_with(" tail"), "{quoted}");
         assert!(quoted.chars().count() <= "; stderr: …".len() + STDERR_IN_ERROR, "{quoted}");
+    }
+
+    #[test]
+    fn a_missing_module_names_where_to_install_it() {
+        assert!(missing_module_hint("ModuleNotFoundError: No module named 'avi.sdk' (line 64)").ends_with("-m pip install avisdk"));
+        let other = missing_module_hint("ModuleNotFoundError: No module named 'yaml'");
+        assert!(other.contains("provides yaml into the Python certhost runs scripts with: /") && other.ends_with("PACKAGE"), "{other}");
+        assert_eq!(missing_module_hint("ImportError: cannot import name 'x'"), "");
+    }
+
+    #[test]
+    fn python_warnings_are_left_out_of_the_quoted_stderr_and_stdout_s_last_line_is_quoted() {
+        let stderr = "/usr/lib/python3/site-packages/avi/sdk/avi_api.py:40: UserWarning: Avi SDK 30 is old\n  \
+                      warnings.warn(warning_msg)\nthe CA said no\n/x.py:3: DeprecationWarning: gone\n";
+        assert_eq!(suffix(stderr), "; stderr: the CA said no");
+        assert_eq!(suffix("a.py:1: UserWarning: only this\n  warnings.warn(m)\n"), "");
+        assert_eq!(suffix("Warning: the CA is slow\n"), "; stderr: Warning: the CA is slow");
+        assert_eq!(stdout_suffix("Order created!\nVerifying vs.example.com...\n\n"), "; stdout ended: Verifying vs.example.com...");
+        assert_eq!(stdout_suffix(""), "");
+        let long = stdout_suffix(&format!("{} end", "word ".repeat(100)));
+        assert!(long.starts_with("; stdout ended: …word ") && long.chars().count() <= 220, "{long}");
     }
 }
