@@ -91,6 +91,41 @@ fn a_connector_returning_garbage_fails_the_check_with_exit_1() {
     }
 }
 
+/// Avi script review of stop 39: the check's CSR always carried an IP address, so a script for
+/// a CA that issues DNS names only (Avi's ACME scripts) could never pass. `--cn`/`--san` choose
+/// the names.
+#[test]
+fn plugin_check_asks_for_the_names_given_with_cn_and_san() {
+    let app = App::new();
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let script = crate::python::fixture("dns_only_ca.py");
+    let check = |names: &[&str]| {
+        let mut args = vec![
+            "plugin".to_owned(),
+            "check".to_owned(),
+            script.display().to_string(),
+            "--param".to_owned(),
+            format!("ca_cert={}", ca.join("ca.pem").display()),
+            "--param".to_owned(),
+            format!("ca_key={}", ca.join("ca.key").display()),
+        ];
+        args.extend(names.iter().map(|n| (*n).to_owned()));
+        app.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let r = check(&[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("FAIL certificate_request") && r.stdout.contains("IP address identifiers"), "{}", r.stdout);
+    let r = check(&["--cn", "dns-only.example.com", "--san", "DNS:www.dns-only.example.com"]);
+    let out = r.ok();
+    assert!(out.contains("PASS certificate_request") && out.contains("PASS verification"), "{out}");
+    // The certificate was verified against exactly these names: a CN, itself as a SAN, the SAN.
+    let r = check(&["--san", "DNS:only.example.com"]);
+    assert!(r.ok().contains("PASS verification"), "{}", r.stdout);
+    let r = app.run(&["plugin", "check", script.to_str().expect("utf8"), "--san", "DNS:bad name"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
 #[test]
 fn local_ca_wasm_passes_every_check_and_a_garbage_returning_component_fails() {
     let app = App::new();

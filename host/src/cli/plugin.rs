@@ -70,6 +70,14 @@ pub enum Command {
         /// `http_body_mib` (default 4).
         #[arg(long)]
         http_body_mib: Option<u64>,
+        /// CN of the test CSR, for a CA that issues only for its own domains (default
+        /// check.certhost.test).
+        #[arg(long)]
+        cn: Option<String>,
+        /// SubjectAltName of the test CSR (repeatable): DNS:x, IP:y, EMAIL:z, URI:u. Default:
+        /// the CN when it is a DNS name; without --cn, two DNS names and an IP.
+        #[arg(long = "san", value_name = "TYPE:VALUE")]
+        sans: Vec<certhost::csr::San>,
     },
 }
 
@@ -153,6 +161,8 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
             extra_ca_pems,
             memory_mib,
             http_body_mib,
+            cn,
+            sans,
         } => {
             // A worker for the script must not inherit the variables secrets come from.
             super::hide_value_sources(&sensitive_param_files, &sensitive_param_envs);
@@ -178,7 +188,20 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
                 memory_mib,
                 http_body_mib,
             };
-            check(def, given, secrets, env)
+            let names = match (cn, sans) {
+                (None, sans) if sans.is_empty() => check::CheckNames::default(),
+                (cn, mut sans) => {
+                    // SANs alone: the first DNS name is the CN too, as most CAs expect.
+                    let first_dns = sans.iter().find_map(|s| match s {
+                        certhost::csr::San::Dns(d) => Some(d.clone()),
+                        _ => None,
+                    });
+                    let common_name = cn.or(first_dns).unwrap_or_default();
+                    certhost::csr::include_cn_in_sans(&common_name, &mut sans);
+                    check::CheckNames { common_name, sans }
+                }
+            };
+            check(def, given, secrets, &names, env)
         }
     }
 }
@@ -337,6 +360,7 @@ fn check(
     def: AccountDef,
     given: std::collections::BTreeMap<String, String>,
     secrets: std::collections::BTreeMap<String, String>,
+    names: &check::CheckNames,
     env: &super::Env,
 ) -> anyhow::Result<ExitCode> {
     def.check("plugin-check")?;
@@ -353,7 +377,7 @@ fn check(
         for (k, v) in &secrets {
             args.insert_sensitive(k.clone(), v.clone());
         }
-        anyhow::Ok(check::run(&*connector, &args).await)
+        anyhow::Ok(check::run(&*connector, &args, names).await)
     })?;
     let mut all = true;
     for l in &lines {

@@ -1,6 +1,6 @@
 //! `certhost plugin check`: a conformance run for any connector, modelled on cert-manager's
 //! issuer conformance suite. It requests a certificate for a generated CSR with DNS and IP
-//! SANs, verifies the result exactly as the issuance pipeline does, and exercises every
+//! SANs (or the names given), verifies the result exactly as the issuance pipeline does, and exercises every
 //! optional operation the connector declares. Each check yields one pass/fail line.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,22 +32,47 @@ fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// The request the check sends: a P-256 key, a CN, two DNS names and an IP.
-fn check_request() -> Result<(CsrParams, CertificateRequest), String> {
+/// The names the check's CSR asks for. A CA that issues only for its own domains, or only DNS
+/// names (Avi's ACME scripts order the CSR's DNS names alone), is checked with names it can
+/// issue: `plugin check --cn/--san` (Avi script review of stop 39).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckNames {
+    /// The CSR's CN and the `common_name` the connector is given.
+    pub common_name: String,
+    /// The CSR's subjectAltNames.
+    pub sans: Vec<San>,
+}
+
+impl Default for CheckNames {
+    /// A CN, two DNS names and an IP (from the documentation range): every kind a TLS server
+    /// certificate commonly carries.
+    fn default() -> Self {
+        CheckNames {
+            common_name: "check.certhost.test".into(),
+            sans: vec![
+                San::Dns("check.certhost.test".into()),
+                San::Dns("www.check.certhost.test".into()),
+                San::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10))),
+            ],
+        }
+    }
+}
+
+/// The request the check sends: a P-256 key and `names`.
+fn check_request(names: &CheckNames) -> Result<(CsrParams, CertificateRequest), String> {
     let params = CsrParams {
-        subject: Subject { common_name: Some("check.certhost.test".into()), ..Subject::default() },
-        sans: vec![
-            San::Dns("check.certhost.test".into()),
-            San::Dns("www.check.certhost.test".into()),
-            San::Ip("192.0.2.10".parse().map_err(|_| "bad literal")?),
-        ],
+        subject: Subject {
+            common_name: Some(names.common_name.clone()).filter(|cn| !cn.is_empty()),
+            ..Subject::default()
+        },
+        sans: names.sans.clone(),
         key_type: KeyType::EcP256,
         hash: None,
     };
     let (_, csr) = params.generate().map_err(|e| e.to_string())?;
     let request = CertificateRequest {
         csr_pem: csr.pem,
-        common_name: "check.certhost.test".into(),
+        common_name: names.common_name.clone(),
         request_id: format!("plugin-check-{}", now()),
     };
     Ok((params, request))
@@ -108,7 +133,7 @@ async fn settle(
 }
 
 /// Runs every check against `connector` with `args`.
-pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
+pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> Vec<CheckLine> {
     let mut out = Vec::new();
     let description = match connector.describe().await {
         Ok(d) => {
@@ -140,7 +165,7 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
             return out;
         }
     };
-    let (params, request) = match check_request() {
+    let (params, request) = match check_request(names) {
         Ok(r) => r,
         Err(e) => {
             out.push(line("certificate_request", false, e));
@@ -223,7 +248,7 @@ pub async fn run(connector: &dyn Connector, args: &Args) -> Vec<CheckLine> {
                     Some(why) => Err(format!("{} unusable item(s) on the first page, e.g. {why}", p.unusable.len())),
                     None => Ok(format!("first page has {} item(s)", p.items.len())),
                 }),
-            Operation::Renew => match (&issued, check_request()) {
+            Operation::Renew => match (&issued, check_request(names)) {
                 (Some((v, order)), Ok((p2, r2))) => {
                     let req = RenewRequest {
                         prior_certificate_pem: crate::cert::to_pem(&v.der),
