@@ -214,7 +214,7 @@ impl Inventory {
         put: Put<'_>,
         actor: &str,
     ) -> Result<Upsert, InventoryError> {
-        let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(def).map_err(|e| InventoryError::Internal(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<(String, String)> = tx
@@ -429,7 +429,7 @@ impl Inventory {
         put: Put<'_>,
         actor: &str,
     ) -> Result<Upsert, InventoryError> {
-        let json = serde_json::to_string(def).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(def).map_err(|e| InventoryError::Internal(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let existing: Option<(String, String)> = tx

@@ -62,7 +62,7 @@ fn unseal(
     sealed: &[u8],
 ) -> Result<(String, String), InventoryError> {
     let plain = vault.open(sealed, &aad(account, digest, expires_at))?;
-    let damaged = || InventoryError::Invalid(format!("a cache entry of account {account} is damaged"));
+    let damaged = || InventoryError::Corrupt(format!("a cache entry of account {account} is damaged"));
     let (len, rest) = plain.split_first_chunk::<4>().ok_or_else(damaged)?;
     let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| damaged())?;
     if len > rest.len() {

@@ -133,7 +133,7 @@ impl GroupCommit {
                 .name(name.into())
                 .spawn(work)
                 .map(drop)
-                .map_err(|e| InventoryError::Invalid(format!("starting the inventory {name} thread failed: {e}")))
+                .map_err(|e| InventoryError::Internal(format!("starting the inventory {name} thread failed: {e}")))
         };
         let flag = Arc::clone(&poisoned);
         spawn("certhost-sync", Box::new(move || syncer(wal, to_syncer, flag)))?;

@@ -176,6 +176,11 @@ pub enum InventoryError {
     /// Stored data no longer parses.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The host itself failed (a thread that did not start, a pool shut down): not the
+    /// request's fault, so an API client gets a 500, not the 422 of [`InventoryError::Invalid`]
+    /// (code review of stop 39).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Longest `Inventory::open` waits for another process's write lock.

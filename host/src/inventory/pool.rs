@@ -83,7 +83,7 @@ impl InventoryPool {
         let call = Arc::clone(&self.inner.call_slots)
             .acquire_owned()
             .await
-            .map_err(|_| InventoryError::Invalid("the inventory pool is shut down".into()))?;
+            .map_err(|_| InventoryError::Internal("the inventory pool is shut down".into()))?;
         let mut inv = self.get().await?;
         inv._call_permit = Some(call);
         Ok(inv)
@@ -95,7 +95,7 @@ impl InventoryPool {
         let permit = Arc::clone(&self.inner.slots)
             .acquire_owned()
             .await
-            .map_err(|_| InventoryError::Invalid("the inventory pool is shut down".into()))?;
+            .map_err(|_| InventoryError::Internal("the inventory pool is shut down".into()))?;
         let idle = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         let inv = match idle {
             Some(inv) => inv,
@@ -105,7 +105,7 @@ impl InventoryPool {
                 // Opening touches the disk (pragmas, schema check): keep it off the async threads.
                 let mut inv = tokio::task::spawn_blocking(move || Inventory::open(&dir, vault))
                     .await
-                    .map_err(|e| InventoryError::Invalid(format!("opening a database connection failed: {e}")))??;
+                    .map_err(|e| InventoryError::Internal(format!("opening a database connection failed: {e}")))??;
                 inv.group = Some(self.inner.group.clone());
                 inv.config = Some(Arc::clone(&self.inner.config));
                 inv
