@@ -431,8 +431,10 @@ impl Challenges {
         let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let secrets = crate::param::registered_secret_values(&|name| env.as_ref().and_then(|env| env(name)));
         let redactor = super::redact::Redactor::new(secrets.iter().map(|v| v.as_str()));
-        for line in text.lines().take(50) {
-            tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(&redactor.redact(line)));
+        // Scrubbed whole, as a deploy hook's is: a key block spans lines (code review of stop 39).
+        let scrubbed = super::redact::without_key_material(&redactor.redact(&text));
+        for line in scrubbed.lines().take(50) {
+            tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(line));
         }
         if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
     }

@@ -474,9 +474,93 @@ fn push_unique(list: &mut Vec<String>, v: &str) {
     }
 }
 
+/// What a hook printed, without private key material it may have printed while checking the key
+/// it was given: PEM private key blocks and colon-separated hex dumps. Hook output goes to the
+/// log and the audit log, which keeps it forever.
+pub fn without_key_material(text: &str) -> String {
+    without_hex_dumps(&without_private_key_blocks(text))
+}
+
+/// `text` with every PEM private key block (any key, encrypted or not) replaced by a note.
+fn without_private_key_blocks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let header_end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
+        if !rest[start..header_end].contains("PRIVATE KEY-----") {
+            out.push_str(&rest[..header_end]);
+            rest = &rest[header_end..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        out.push_str("[private key removed]");
+        // To the end of the END line, or everything when the block is cut off.
+        rest = match rest[start..].find("-----END ") {
+            Some(i) => {
+                let end = start + i;
+                let line_end = rest[end..].find('\n').map_or(rest.len(), |j| end + j);
+                &rest[line_end..]
+            }
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with the lines of a colon-separated hex dump replaced: `openssl pkey -text` prints
+/// a private key's scalar (`priv:`), an RSA key's exponent and primes, this way, fifteen bytes
+/// a line. Public values printed alike go too; an audit log needs neither.
+fn without_hex_dumps(text: &str) -> String {
+    // Hex pairs joined by colons, at least `min` of them (a dump's last line may be short).
+    let pairs = |line: &str, min: usize| {
+        let t = line.trim().trim_end_matches(':');
+        t.len() >= min * 3 - 1 && t.split(':').all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+    };
+    if !text.lines().any(|l| pairs(l, 8)) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_dump = false;
+    for line in text.split_inclusive('\n') {
+        if pairs(line, if in_dump { 1 } else { 8 }) {
+            if !in_dump {
+                out.push_str("    [hex dump removed]\n");
+            }
+            in_dump = true;
+        } else {
+            in_dump = false;
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_key_blocks_are_removed_from_hook_output() {
+        let out = "Key is valid\n-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\ndone\n\
+                   -----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\nMHcC";
+        assert_eq!(
+            without_private_key_blocks(out),
+            "Key is valid\n[private key removed]\ndone\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n[private key removed]"
+        );
+    }
+
+    /// Regression (review of stop 32): `openssl pkey -text` in a hook put the private scalar
+    /// in the audit log as colon-separated hex.
+    #[test]
+    fn hex_dumps_are_removed_from_hook_output() {
+        let out = "Private-Key: (256 bit)\npriv:\n    21:5e:e9:52:78:cf:01:02:03:04:05:06:07:08:09:\n    0a:0b:0c:0d:0e:0f:10:11:12:13:14:15:16:17:18:\n    19:1a\nASN1 OID: prime256v1\n";
+        assert_eq!(
+            without_hex_dumps(out),
+            "Private-Key: (256 bit)\npriv:\n    [hex dump removed]\nASN1 OID: prime256v1\n"
+        );
+        assert_eq!(without_hex_dumps("reloaded at 12:30:45\n"), "reloaded at 12:30:45\n");
+    }
 
     #[test]
     fn outside_text_stays_one_log_line() {
