@@ -168,6 +168,34 @@ pub fn signed_by(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> b
     check_link(child, issuer).is_ok()
 }
 
+/// For each of `ders`, the index of its issuer among them: a certificate whose subject is its
+/// issuer name and whose key verifies its signature ([`signed_by`]), trying at most
+/// `max_same_name` certificates with that subject (a file of thousands of certificates with one
+/// name would otherwise cost a signature check per pair). `None` for a certificate that does
+/// not parse or whose issuer is not among them.
+pub fn issuer_indices(ders: &[Vec<u8>], max_same_name: usize) -> Vec<Option<usize>> {
+    let parsed: Vec<Option<X509Certificate<'_>>> = ders.iter().map(|der| parse(der).ok()).collect();
+    let mut by_subject: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+    for (i, c) in parsed.iter().enumerate() {
+        if let Some(c) = c {
+            by_subject.entry(c.subject().as_raw()).or_default().push(i);
+        }
+    }
+    parsed
+        .iter()
+        .enumerate()
+        .map(|(child, c)| {
+            let c = c.as_ref()?;
+            let candidates = by_subject.get(c.issuer().as_raw())?;
+            candidates
+                .iter()
+                .take(max_same_name)
+                .copied()
+                .find(|&parent| parent != child && parsed[parent].as_ref().is_some_and(|p| signed_by(c, p)))
+        })
+        .collect()
+}
+
 /// Why a certificate is not taken as issued by another ([`check_link`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkError {

@@ -278,27 +278,7 @@ struct Pool {
 
 impl Pool {
     fn new(ders: &[Vec<u8>]) -> Self {
-        let parsed: Vec<Option<x509_parser::certificate::X509Certificate<'_>>> =
-            ders.iter().map(|der| cert::parse(der).ok()).collect();
-        let mut by_subject: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
-        for (i, c) in parsed.iter().enumerate() {
-            if let Some(c) = c {
-                by_subject.entry(c.subject().as_raw()).or_default().push(i);
-            }
-        }
-        let issuer =
-            parsed
-                .iter()
-                .enumerate()
-                .map(|(child, c)| {
-                    let c = c.as_ref()?;
-                    let candidates = by_subject.get(c.issuer().as_raw())?;
-                    candidates.iter().take(MAX_SAME_NAME).copied().find(|&parent| {
-                        parent != child && parsed[parent].as_ref().is_some_and(|p| cert::signed_by(c, p))
-                    })
-                })
-                .collect();
-        Self { issuer }
+        Self { issuer: cert::issuer_indices(ders, MAX_SAME_NAME) }
     }
 
     /// The issuers above certificate `leaf`, nearest first. Two CA certificates that

@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::account::{Account, AccountStatus};
 use crate::connector::{
-    Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, Operation,
-    RenewRequest,
+    Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, Operation, RenewRequest,
 };
 use crate::csr::{CsrError, CsrParams, CsrParseError, San, Subject, parse_csr, stored_csr_public_key};
 use crate::inventory::{CertificateRecord, Inventory, InventoryError, NewOrder, Order, OrderState, SecretOwner};

@@ -8,6 +8,10 @@
 //! the results in, so tests can drive every piece with their own directories and keys.
 //!
 //! # Layout
+//! One line per module; ARCHITECTURE.md's code map says more of each.
+//! - [`account`]: a CA account's definition (connector, parameters, allowed hosts, limits).
+//! - [`profile`], [`param`], [`pattern`]: profiles, their parameters and their name patterns.
+//! - [`config`]: `certhost.toml` and `profiles/*.toml` read into checked definitions.
 //! - [`api`]: the HTTP API of `certhost serve` (axum), one file per resource.
 //! - [`poller`]: background polling of pending orders in `certhost serve`.
 //! - [`renewal`]: the renewal scheduler; [`deploy`]: deployment targets; [`notify`]: webhook and email.
@@ -18,13 +22,17 @@
 //! - [`host_signatures`]: signatures known to verify (made by the host, or chain links verified
 //!   before), which invariant 1 need not verify again.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secrets at rest.
-//! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, import.
-//! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
+//! - [`inventory`]: the SQLite database — certificates, keys, orders, audit events, accounts.
 //! - [`import`]: importing certificate files (bundles, directories, keys).
+//! - [`root_ca`]: minting a private root CA (for the local-ca connector and labs).
 //! - [`connector`]: the connector contract shared by both plugin runtimes.
 //! - [`issue`]: the issuance pipeline; [`lifecycle`]: renew, reissue, revoke, update-order.
+//! - [`idempotency`]: the `Idempotency-Key` of issue requests.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
+//! - [`view`]: the JSON shapes of the API and `--json`, times as RFC 3339.
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
+//! - `blocking`, `process_group` (private): blocking work off the async threads; ending a
+//!   hook with the processes it started.
 #![deny(missing_docs)]
 
 pub mod account;

@@ -33,7 +33,15 @@ fn main() -> ExitCode {
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(0);
         }
-        eprintln!("error: internal error ({msg}); please report this as a bug");
+        // The message may quote the text a panic was about (std's slicing panics do), which
+        // could hold a secret: shown only when asked for with RUST_BACKTRACE (code review of
+        // stop 39); where is enough for a report.
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("error: internal error{at} ({msg}); please report this as a bug");
+        } else {
+            eprintln!("error: internal error{at}; please report this as a bug (RUST_BACKTRACE=1 shows its message)");
+        }
     }));
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose, &args.command);

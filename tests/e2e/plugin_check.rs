@@ -115,7 +115,11 @@ fn plugin_check_asks_for_the_names_given_with_cn_and_san() {
     };
     let r = check(&[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("FAIL certificate_request") && r.stdout.contains("IP address identifiers"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL certificate_request") && r.stdout.contains("IP address identifiers"),
+        "{}",
+        r.stdout
+    );
     let r = check(&["--cn", "dns-only.example.com", "--san", "DNS:www.dns-only.example.com"]);
     let out = r.ok();
     assert!(out.contains("PASS certificate_request") && out.contains("PASS verification"), "{out}");

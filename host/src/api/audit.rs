@@ -62,11 +62,6 @@ async fn list(
         limit: limit + 1,
         before_id: super::page_cursor(q.cursor)?,
     })?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next_cursor = super::next_page(&mut items, limit, |e| e.id);
     Ok(Json(AuditList { items, next_cursor }))
 }

@@ -98,12 +98,7 @@ async fn list(
     };
     let inv = state.inventory.get().await?;
     let mut records = inv.list(&filter)?;
-    let next = if records.len() > limit as usize {
-        records.truncate(limit as usize);
-        records.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next = super::next_page(&mut records, limit, |r| r.id);
     let now = now();
     let items: Vec<CertView<'_>> = records.iter().map(|r| CertView::new(r, now, false)).collect();
     Ok(Json(CertificatePage { items, next_cursor: next }).into_response())

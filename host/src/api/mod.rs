@@ -68,6 +68,17 @@ pub(crate) fn page_cursor(cursor: Option<i64>) -> Result<Option<i64>, ApiError> 
     }
 }
 
+/// A page asked for with `limit + 1` items cut to `limit`, and the cursor of the next page: the
+/// id of the page's last item when the extra one came back, so there is more.
+pub(crate) fn next_page<T>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Option<i64> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(id)
+}
+
 /// A request that takes longer is answered 504 (connector calls have their own limits). A
 /// connector call it started goes on to its end ([`to_completion`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);

@@ -65,12 +65,7 @@ async fn list(
     let inv = state.inventory.get().await?;
     // One more than the page: whether it comes back says whether there is a next page.
     let mut items = inv.orders_before(st, super::page_cursor(q.cursor)?, limit + 1)?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|o| o.id)
-    } else {
-        None
-    };
+    let next_cursor = super::next_page(&mut items, limit, |o| o.id);
     Ok(Json(OrderList { items, next_cursor }))
 }
 

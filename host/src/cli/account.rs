@@ -126,19 +126,19 @@ impl Fields {
         if let Some(d) = self.description {
             def.description = d;
         }
-        for (k, v) in super::kv_pairs(&self.params)? {
+        for (k, v) in super::kv_pairs(("--param", "NAME=VALUE"), &self.params)? {
             def.params.insert(k, ParamDef { value: Some(ValueSource::Literal(v)), ..ParamDef::default() });
         }
         for k in self.sensitive {
             def.params.insert(k, ParamDef { sensitive: true, required: true, ..ParamDef::default() });
         }
-        for (k, var) in super::kv_pairs(&self.sensitive_env)? {
+        for (k, var) in super::kv_pairs(("--sensitive-env", "NAME=VAR"), &self.sensitive_env)? {
             def.params.insert(
                 k,
                 ParamDef { sensitive: true, value: Some(ValueSource::Env { env: var }), ..ParamDef::default() },
             );
         }
-        for (k, path) in super::kv_pairs(&self.sensitive_file)? {
+        for (k, path) in super::kv_pairs(("--sensitive-file", "NAME=PATH"), &self.sensitive_file)? {
             let file = std::path::absolute(PathBuf::from(path))?;
             def.params.insert(
                 k,

@@ -103,12 +103,12 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
     report(inv, &outcome, args.out.as_deref(), args.json)
 }
 
-/// Prints an outcome (shared with `orders poll/approve/resubmit`) and writes files when asked.
 /// The exit code of a command that issued and stored a certificate it could not deliver (a
 /// deployment target failed, or its `--out` files could not be written): neither success nor
 /// the operational error (1) after which a retry would issue again.
 pub const DEPLOY_FAILED: u8 = 3;
 
+/// Prints an outcome (shared with `orders poll/approve/resubmit`) and writes files when asked.
 pub fn report(
     inv: &Inventory,
     outcome: &IssueOutcome,

@@ -38,7 +38,8 @@ use clap::{Parser, Subcommand};
     after_help = "Exit codes: 0 ok; 1 error (one sentence on stderr); 2 usage error; 3 a certificate was issued \
                   and stored, but a deployment target or its --out files failed (do not issue again: certhost \
                   deploy ID, or certhost show ID --out DIR); 4 the order is held for an operator (its CA call \
-                  timed out, or what the CA issued could not be stored: do not retry; see certhost orders show ID)."
+                  timed out, or what the CA issued could not be stored: do not retry; see certhost orders show ID); 5 issue \
+                  --out was given and nothing is issued yet (the order is pending at its CA or awaits approval)."
 )]
 pub struct Cli {
     /// Data directory holding the inventory database and the master key file.
@@ -420,7 +421,11 @@ impl DynamicParams {
     /// Name → value, from all three forms; a name given twice is refused, and no value is
     /// ever echoed.
     pub fn resolve(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-        with_sources(kv_pairs(&self.params)?, &self.files, &self.envs)
+        with_sources(
+            kv_pairs(("--param", "NAME=VALUE"), &self.params)?,
+            ("--param-file", &self.files),
+            ("--param-env", &self.envs),
+        )
     }
 }
 
@@ -443,12 +448,12 @@ fn hide_value_sources(files: &[String], envs: &[String]) {
 /// path's content nor the variable's value is ever echoed.
 fn with_sources(
     mut values: std::collections::BTreeMap<String, String>,
-    files: &[String],
-    envs: &[String],
+    (files_flag, files): (&str, &[String]),
+    (envs_flag, envs): (&str, &[String]),
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     use certhost::param::{ValueSource, resolve};
     let mut stdin_read = false;
-    for (name, path) in kv_pairs(files)? {
+    for (name, path) in kv_pairs((files_flag, "NAME=PATH"), files)? {
         let value = if path == "-" {
             anyhow::ensure!(!stdin_read, "only one parameter can be read from standard input");
             stdin_read = true;
@@ -461,24 +466,31 @@ fn with_sources(
         };
         anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
     }
-    for (name, var) in kv_pairs(envs)? {
+    for (name, var) in kv_pairs((envs_flag, "NAME=VAR"), envs)? {
         let value = resolve(&ValueSource::Env { env: var }, &name, "the command line", &env_lookup)?;
         anyhow::ensure!(values.insert(name.clone(), value).is_none(), "parameter {name} is given twice");
     }
     Ok(values)
 }
 
-/// Parses `k=v` arguments into a map, refusing duplicates.
-fn kv_pairs(pairs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+/// Parses the `NAME=…` arguments of option `flag` into a map, refusing duplicates. The errors
+/// name the option and its form (`--param-file takes NAME=PATH`): "NAME=VALUE" was said of
+/// every option (code review of stop 39).
+fn kv_pairs(flag: Flag, pairs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let (option, form) = flag;
     let mut out = std::collections::BTreeMap::new();
     for p in pairs {
         // Never echo the argument: it may hold a sensitive value.
-        let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("an argument is not of the form NAME=VALUE"))?;
-        anyhow::ensure!(!k.is_empty(), "an argument NAME=VALUE has an empty name");
+        let (k, v) =
+            p.split_once('=').ok_or_else(|| anyhow::anyhow!("an argument of {option} is not of the form {form}"))?;
+        anyhow::ensure!(!k.is_empty(), "an argument of {option} ({form}) has an empty name");
         anyhow::ensure!(out.insert(k.to_owned(), v.to_owned()).is_none(), "parameter {k} is given twice");
     }
     Ok(out)
 }
+
+/// An option that takes `NAME=…` arguments, and the form it takes: for the errors.
+type Flag<'a> = (&'a str, &'a str);
 
 /// Opens the inventory with statuses brought up to date: certificates past notAfter become
 /// `expired` (audited), so `list --status active` never shows an expired one.

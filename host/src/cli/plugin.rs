@@ -104,7 +104,7 @@ fn standalone_build_settings() -> (String, String) {
     let from = |text: &str, header: &str| text.find(header).map_or(String::new(), |at| text[at..].to_owned());
     let target = from(config, "[target.wasm32-wasip2]");
     // Only that table: whatever follows it is the repository's own.
-    let target = match target[1..].find("\n[") {
+    let target = match target.get(1..).and_then(|rest| rest.find("\n[")) {
         Some(end) => target[..end + 2].to_owned(),
         None => target,
     };
@@ -166,11 +166,15 @@ pub fn run(cmd: Command, env: &super::Env) -> anyhow::Result<ExitCode> {
         } => {
             // A worker for the script must not inherit the variables secrets come from.
             super::hide_value_sources(&sensitive_param_files, &sensitive_param_envs);
-            let given = super::with_sources(super::kv_pairs(&params)?, &param_files, &[])?;
+            let given = super::with_sources(
+                super::kv_pairs(("--param", "NAME=VALUE"), &params)?,
+                ("--param-file", &param_files),
+                ("--param-env", &[]),
+            )?;
             let secrets = super::with_sources(
-                super::kv_pairs(&sensitive_params)?,
-                &sensitive_param_files,
-                &sensitive_param_envs,
+                super::kv_pairs(("--sensitive-param", "NAME=VALUE"), &sensitive_params)?,
+                ("--sensitive-param-file", &sensitive_param_files),
+                ("--sensitive-param-env", &sensitive_param_envs),
             )?;
             if let Some(name) = given.keys().find(|k| secrets.contains_key(*k)) {
                 anyhow::bail!("parameter {name} is given both as a plain and as a sensitive parameter");
@@ -329,8 +333,11 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
     if member {
         let text =
             std::fs::read_to_string(&workspace).with_context(|| format!("cannot read {}", workspace.display()))?;
-        // `workspace_packages` found it; the members are listed after it.
-        let at = text.find("members = [").map_or(text.len(), |pos| pos + "members = [".len());
+        // `workspace_packages` found it; the members are listed after it. Gone since (edited
+        // meanwhile), the file is left as it is rather than given a stray line at its end.
+        let at = text.find("members = [").map(|pos| pos + "members = [".len()).with_context(|| {
+            format!("{} no longer lists its members as `members = [`; add \"{name}\" there", workspace.display())
+        })?;
         let updated = format!("{}\"{name}\", {}", &text[..at], &text[at..]);
         std::fs::write(&workspace, updated).with_context(|| format!("cannot update {}", workspace.display()))?;
     }

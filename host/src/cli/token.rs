@@ -50,7 +50,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                     i64::try_from(secs)
                         .ok()
                         .and_then(|secs| output::now().checked_add(secs))
-                        .filter(|at| *at <= MAX_EXPIRY)
+                        .filter(|at| *at <= certhost::inventory::MAX_TOKEN_EXPIRY)
                         .ok_or_else(|| anyhow::anyhow!("--expires-in is too long: at most the year 9999"))?,
                 ),
                 None => None,
@@ -95,9 +95,6 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
     }
     Ok(ExitCode::SUCCESS)
 }
-
-/// 9999-12-31T23:59:59Z: the last time RFC 3339 can write with a four-digit year.
-const MAX_EXPIRY: i64 = 253_402_300_799;
 
 /// A token's lifetime in seconds, from a number and a unit: `30s`, `15m`, `12h`, `90d`, `52w`.
 fn parse_lifetime(text: &str) -> Result<u64, String> {

@@ -200,7 +200,9 @@ pub(crate) fn cut_at(mut text: String, max: usize) -> String {
     }
     let end = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
     text.truncate(end);
-    text.push_str(&format!(" [cut at {} KiB]", max / 1024));
+    // Under a KiB the size is said in bytes: " [cut at 0 KiB]" (code review of stop 39).
+    let size = if max < 1024 { format!("{max} bytes") } else { format!("{} KiB", max / 1024) };
+    text.push_str(&format!(" [cut at {size}]"));
     text
 }
 

@@ -47,7 +47,7 @@ pub use orders::{Idempotency, NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, Notification, ScheduledRenewal};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
-pub use tokens::{Role, TokenCheck, TokenInfo};
+pub use tokens::{MAX_EXPIRY as MAX_TOKEN_EXPIRY, Role, TokenCheck, TokenInfo};
 
 /// One-statement calls through the connection's prepared-statement cache.
 ///

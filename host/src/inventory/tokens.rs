@@ -9,6 +9,10 @@ use zeroize::Zeroizing;
 use super::audit::{self, NewAuditEvent};
 use super::{CachedSql, Inventory, InventoryError};
 
+/// 9999-12-31T23:59:59Z, the latest a token may expire: the last time RFC 3339 can write with a
+/// four-digit year (`token list` printed the raw number past it).
+pub const MAX_EXPIRY: i64 = 253_402_300_799;
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -114,7 +118,7 @@ impl Inventory {
         }
         let now = self.now();
         // Past the year 9999 no date format shows it (`token list` printed the raw number).
-        if expires_at.is_some_and(|at| at > 253_402_300_799) {
+        if expires_at.is_some_and(|at| at > MAX_EXPIRY) {
             return Err(InventoryError::Invalid("the token's expiry is past the year 9999".into()));
         }
         if let Some(at) = expires_at.filter(|at| *at <= now) {

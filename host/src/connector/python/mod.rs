@@ -595,7 +595,9 @@ fn missing_module_hint(message: &str) -> String {
     let python = env!("CERTHOST_PYTHON_EXECUTABLE");
     match top {
         // Avi's own scripts import the Avi SDK, published as avisdk.
-        "avi" => format!("; install the Avi SDK into the Python certhost runs scripts with: {python} -m pip install avisdk"),
+        "avi" => {
+            format!("; install the Avi SDK into the Python certhost runs scripts with: {python} -m pip install avisdk")
+        }
         _ => format!(
             "; install the package that provides {top} into the Python certhost runs scripts with: {python} -m pip install PACKAGE"
         ),
@@ -848,9 +850,15 @@ mod tests {
 
     #[test]
     fn a_missing_module_names_where_to_install_it() {
-        assert!(missing_module_hint("ModuleNotFoundError: No module named 'avi.sdk' (line 64)").ends_with("-m pip install avisdk"));
+        assert!(
+            missing_module_hint("ModuleNotFoundError: No module named 'avi.sdk' (line 64)")
+                .ends_with("-m pip install avisdk")
+        );
         let other = missing_module_hint("ModuleNotFoundError: No module named 'yaml'");
-        assert!(other.contains("provides yaml into the Python certhost runs scripts with: /") && other.ends_with("PACKAGE"), "{other}");
+        assert!(
+            other.contains("provides yaml into the Python certhost runs scripts with: /") && other.ends_with("PACKAGE"),
+            "{other}"
+        );
         assert_eq!(missing_module_hint("ImportError: cannot import name 'x'"), "");
     }
 
@@ -861,7 +869,10 @@ mod tests {
         assert_eq!(suffix(stderr), "; stderr: the CA said no");
         assert_eq!(suffix("a.py:1: UserWarning: only this\n  warnings.warn(m)\n"), "");
         assert_eq!(suffix("Warning: the CA is slow\n"), "; stderr: Warning: the CA is slow");
-        assert_eq!(stdout_suffix("Order created!\nVerifying vs.example.com...\n\n"), "; stdout ended: Verifying vs.example.com...");
+        assert_eq!(
+            stdout_suffix("Order created!\nVerifying vs.example.com...\n\n"),
+            "; stdout ended: Verifying vs.example.com..."
+        );
         assert_eq!(stdout_suffix(""), "");
         let long = stdout_suffix(&format!("{} end", "word ".repeat(100)));
         assert!(long.starts_with("; stdout ended: …word ") && long.chars().count() <= 220, "{long}");
