@@ -120,7 +120,7 @@ pub(crate) fn replay(
         OrderState::AwaitingApproval => Ok(IssueOutcome::AwaitingApproval { order_id }),
         OrderState::Pending if order.submitted && order.ca_order_id.is_some() => Ok(IssueOutcome::Pending {
             order_id,
-            next_poll_at: order.next_poll_at.unwrap_or_else(crate::issue::unix_now),
+            next_poll_at: order.next_poll_at.unwrap_or_else(crate::clock::unix_now),
         }),
         OrderState::Pending => held("it is still in progress; repeat the request shortly to get its outcome", true),
         OrderState::NeedsAttention => held(

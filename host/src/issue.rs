@@ -8,8 +8,9 @@
 //! 6. stored with its sealed key, order closed, audited;
 //! 7. `pending` results are polled later ([`Pipeline::poll`]).
 
+use crate::clock::unix_now;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::account::{Account, AccountStatus};
 use crate::connector::{
@@ -440,10 +441,6 @@ pub(crate) struct Renewal {
     pub prior_ca_order_id: Option<String>,
     /// The account that issued it: `renew` is only asked of that account.
     pub prior_account: Option<String>,
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Pipeline<'_> {

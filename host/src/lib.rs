@@ -11,6 +11,7 @@
 //! One line per module; ARCHITECTURE.md's code map says more of each.
 //! - [`account`]: a CA account's definition (connector, parameters, allowed hosts, limits).
 //! - [`profile`], [`param`], [`pattern`]: profiles, their parameters and their name patterns.
+//! - [`clock`]: the wall clock as the host stores it (Unix seconds).
 //! - [`config`]: `certhost.toml` and `profiles/*.toml` read into checked definitions.
 //! - [`api`]: the HTTP API of `certhost serve` (axum), one file per resource.
 //! - [`poller`]: background polling of pending orders in `certhost serve`.
@@ -39,6 +40,7 @@ pub mod account;
 pub mod api;
 mod blocking;
 pub mod cert;
+pub mod clock;
 pub mod config;
 pub mod connector;
 pub mod csr;

@@ -411,7 +411,7 @@ pub async fn deliver_pending(
         } else {
             let error = errors.join("; ");
             let wait = (60i64 << n.attempts.clamp(0, 6)).min(3600);
-            let retry_at = time::OffsetDateTime::now_utc().unix_timestamp() + wait;
+            let retry_at = crate::clock::unix_now() + wait;
             tracing::warn!(notification = id, %error, "notification not delivered; retrying in {wait}s");
             inv.mark_notification(id, Err((&error, retry_at)))?;
             failed += 1;

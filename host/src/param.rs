@@ -637,7 +637,7 @@ fn read_value_file(path: &std::path::Path) -> std::io::Result<String> {
     // tick, same size, leaving the stamp unchanged (kernels with coarse timestamps): it is
     // not remembered until it has been still for a second (git's "racy" entries). The change
     // time counts, not the modification time, which `touch -d`, `cp -p` or `tar` set back.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = crate::clock::unix_now();
     if stamp.ctime.0 < now - 1 {
         let mut values = FILE_VALUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if values.len() >= FILE_VALUES_MAX {

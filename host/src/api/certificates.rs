@@ -69,7 +69,7 @@ pub struct CertificatePage<'a> {
 }
 
 pub(super) fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::clock::unix_now()
 }
 
 #[utoipa::path(get, operation_id = "list_certificates", path = "/v1/certificates", tag = "certificates", params(ListQuery),

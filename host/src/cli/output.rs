@@ -9,7 +9,7 @@ pub use certhost::view::{CertView, days_until, rfc3339};
 
 /// Unix seconds now.
 pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    certhost::clock::unix_now()
 }
 
 /// `text` with its control characters (C0, DEL, C1) and Unicode bidirectional controls written

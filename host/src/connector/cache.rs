@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// At most this many entries per account, values of at most this many bytes, keys of at most
 /// this many bytes.
@@ -62,7 +61,7 @@ impl Entry {
 
 /// The wall clock in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+    crate::clock::unix_now_ms()
 }
 
 /// A store failed: the database could not be opened, read or written.

@@ -14,6 +14,7 @@
 //! account holds at most [`MAX_ANSWERS_PER_ACCOUNT`], and an answer nobody withdrew lapses
 //! after [`ANSWER_LIFETIME`].
 
+use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
@@ -124,10 +125,6 @@ struct Answer {
     /// The names of that call's order: whom the answer is given to.
     names: Arc<[Name]>,
     expires: Instant,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// How long a dns-01 hook may run.

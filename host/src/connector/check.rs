@@ -3,7 +3,7 @@
 //! SANs (or the names given), verifies the result exactly as the issuance pipeline does, and exercises every
 //! optional operation the connector declares. Each check yields one pass/fail line.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{
     Args, CertificateRequest, Connector, ConnectorError, Disposition, Operation, OrderAction, RenewRequest,
@@ -26,10 +26,6 @@ pub struct CheckLine {
 
 fn line(check: &str, passed: bool, detail: impl Into<String>) -> CheckLine {
     CheckLine { check: check.to_owned(), passed, detail: detail.into() }
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The names the check's CSR asks for. A CA that issues only for its own domains, or only DNS
@@ -73,7 +69,7 @@ fn check_request(names: &CheckNames) -> Result<(CsrParams, CertificateRequest), 
     let request = CertificateRequest {
         csr_pem: csr.pem,
         common_name: names.common_name.clone(),
-        request_id: format!("plugin-check-{}", now()),
+        request_id: format!("plugin-check-{}", crate::clock::unix_now()),
     };
     Ok((params, request))
 }
@@ -106,7 +102,7 @@ async fn settle(
                     public_key_raw: &csr.public_key_raw,
                     common_name: params.subject.common_name.as_deref(),
                     sans: &params.sans,
-                    now: now(),
+                    now: crate::clock::unix_now(),
                 };
                 return verify_issued(&expected, &certificate, &chain)
                     .map(|v| (v, ca_order_id))

@@ -385,7 +385,7 @@ fn put_in_place(
     let swapped = (|| {
         let stray = sidecar(&db, "-wal");
         if !in_place && std::fs::metadata(&stray).is_ok_and(|m| m.len() > 0) {
-            std::fs::rename(&stray, data_dir.join(format!("{DB_FILE}-wal.orphaned-{}", crate::issue::unix_now())))?;
+            std::fs::rename(&stray, data_dir.join(format!("{DB_FILE}-wal.orphaned-{}", crate::clock::unix_now())))?;
         }
         for suffix in ["-wal", "-shm"] {
             match std::fs::remove_file(sidecar(&db, suffix)) {
@@ -416,7 +416,7 @@ fn set_aside(db: &Path) -> std::io::Result<PathBuf> {
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         let _ = conn.close();
     }
-    let stamp = crate::issue::unix_now();
+    let stamp = crate::clock::unix_now();
     for n in 1..1000 {
         let name =
             if n == 1 { format!("{DB_FILE}.replaced-{stamp}") } else { format!("{DB_FILE}.replaced-{stamp}-{n}") };

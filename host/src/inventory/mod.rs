@@ -27,7 +27,6 @@ mod wal_vfs;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, Params, Row};
 
@@ -441,8 +440,7 @@ impl Inventory {
     }
 
     fn now(&self) -> i64 {
-        self.clock
-            .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
+        self.clock.unwrap_or_else(crate::clock::unix_now)
     }
 
     /// The first open seals a known value; later opens must be able to open it. Two

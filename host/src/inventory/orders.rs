@@ -324,9 +324,7 @@ impl Inventory {
     /// Writes a new order (and seals its key) before anything is sent to a CA.
     pub fn create_order(&mut self, new: &NewOrder, actor: &str) -> Result<Order, InventoryError> {
         let now = self.now();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = u64::try_from(crate::clock::unix_now_ms()).unwrap_or(0);
         let request_id = new_request_id(now_ms);
         let state = if new.awaiting_approval { OrderState::AwaitingApproval } else { OrderState::Pending };
         let sans: Vec<String> = new.sans.iter().map(ToString::to_string).collect();
