@@ -299,9 +299,11 @@ pub enum IssueError {
 
 /// Everything the pipeline needs, borrowed for one operation.
 pub struct Pipeline<'a> {
-    /// The inventory.
+    /// Where orders, certificates and definitions are read and written; borrowed mutably so
+    /// one operation's writes are not interleaved with another's on this connection.
     pub inventory: &'a mut Inventory,
-    /// Connector loader.
+    /// Where a CA account's connector comes from: loaded and cached by `serve`'s registry, or a
+    /// test's own.
     pub connectors: &'a dyn ConnectorSource,
     /// Environment lookup for `{ env = ... }` references (injected by the binary).
     pub env: EnvLookup<'a>,

@@ -170,7 +170,8 @@ impl fmt::Display for KeyAlgorithm {
     }
 }
 
-/// Signature hash algorithms.
+/// The hash a CSR is signed with, when the key type leaves a choice (RSA, ECDSA): a profile
+/// may require a stronger one than the key type's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlg {

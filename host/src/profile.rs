@@ -133,7 +133,8 @@ pub enum SubjectField {
     Email,
 }
 
-/// Subject defaults.
+/// The subject fields a profile fixes (O, OU, L, ST, C) and which of them a request may
+/// override: what a CSR may not change about who a certificate names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectTemplate {
@@ -157,7 +158,8 @@ pub struct SubjectTemplate {
     pub overridable: Vec<SubjectField>,
 }
 
-/// SAN types.
+/// The kinds of subjectAltName a profile may allow: a name kind the profile does not list is
+/// refused in a request and in what the CA returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SanType {
@@ -214,7 +216,8 @@ impl Default for SanPolicy {
     }
 }
 
-/// CN rules.
+/// What a CN may be: its length, a pattern, and whether it must also be a SAN; checked on the
+/// request and again on the certificate the CA returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CnPolicy {

@@ -75,7 +75,8 @@ pub fn days_until(t: i64, now: i64) -> i64 {
     (t - now).div_euclid(86_400)
 }
 
-/// A certificate.
+/// A certificate as the API and `--json` show it: the stored facts plus what is derived at
+/// read time (days left, deployments), one shape for both so scripts can use either.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CertView<'a> {
     /// Inventory id.

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use crate::inventory::InventoryError;
 use crate::issue::IssueError;
 
-/// An API failure.
+/// Every failure the API answers, each with its status: one place decides what a client is
+/// told (problem+json) and what is only logged.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {

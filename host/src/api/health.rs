@@ -23,7 +23,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
-/// Liveness.
+/// Liveness: the process answers. Readiness, which checks the database and the accounts, is
+/// `/readyz`'s.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// Always `ok`.

@@ -15,7 +15,8 @@ use crate::csr::San;
 use crate::key::PrivateKey;
 use crate::verify::VerifiedCertificate;
 
-/// Order states.
+/// Where an order is in its life: each state says who acts next (an approver, the CA, the
+/// poller, an operator) or that it is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
