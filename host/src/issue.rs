@@ -143,6 +143,15 @@ pub enum IssueError {
     /// The uploaded CSR is refused.
     #[error("uploaded CSR refused: {0}")]
     Upload(#[from] CsrParseError),
+    /// The key of an uploaded CSR was declared compromised: certifying it again would undo the
+    /// revocation (operator review of stop 39).
+    #[error(
+        "uploaded CSR refused: its key was revoked for keyCompromise (certificate {certificate_id}); make a new key and CSR"
+    )]
+    CompromisedKey {
+        /// The certificate whose revocation declared the key compromised.
+        certificate_id: i64,
+    },
     /// A name given beside an uploaded CSR is not the CSR's: the certificate would name what
     /// the CSR requests, not what the caller asked for.
     #[error(
@@ -505,6 +514,9 @@ impl Pipeline<'_> {
         let (csr_pem, key, common_name, sans) = match &req.csr {
             Some(bytes) => {
                 let parsed = parse_csr(bytes)?;
+                if let Some(certificate_id) = self.inventory.public_key_compromised(&parsed.public_key_raw)? {
+                    return Err(IssueError::CompromisedKey { certificate_id });
+                }
                 check_matches_csr(req, &parsed)?;
                 profile.check_csr_names(&req.profile, parsed.common_name.as_deref(), &parsed.sans)?;
                 profile.check_csr_subject(&req.profile, &parsed.subject_fields)?;
@@ -612,6 +624,14 @@ impl Pipeline<'_> {
             .profile(&profile_name)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&profile_name)))?;
         still_allowed(order, &profile_name, &profile)?;
+        // An order held for approval, or interrupted, whose uploaded key was declared
+        // compromised meanwhile is not sent (its key_id is set only when the host made it).
+        if order.key_id.is_none()
+            && let Ok(key) = stored_csr_public_key(&order.csr_pem)
+            && let Some(certificate_id) = self.inventory.public_key_compromised(&key)?
+        {
+            return Err(IssueError::CompromisedKey { certificate_id });
+        }
         let mut merged: BTreeMap<String, String> =
             recorded_dynamic(Some(order), &profile).into_iter().map(|(k, (v, _))| (k, v)).collect();
         merged.extend(params.clone());

@@ -517,7 +517,11 @@ impl Pipeline<'_> {
         let Some(order) = self.inventory.issuing_order(cert.id)?.filter(|o| o.key_id.is_none()) else {
             return Ok(None);
         };
-        if self.inventory.lineage_key_compromised(cert.id)? {
+        let compromised = match crate::csr::stored_csr_public_key(&order.csr_pem) {
+            Ok(key) => self.inventory.public_key_compromised(&key)?.is_some(),
+            Err(_) => false,
+        };
+        if compromised || self.inventory.lineage_key_compromised(cert.id)? {
             return Err(IssueError::Certificate {
                 id: cert.id,
                 reason:

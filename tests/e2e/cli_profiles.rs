@@ -510,6 +510,62 @@ fn a_broken_profile_file_does_not_block_a_revocation() {
     assert_eq!(app.json(&["show", "1", "--json"])["status"], "revoked");
 }
 
+/// Operator review of stop 39: revoking for keyCompromise protected only keys the host made.
+/// A key from an uploaded CSR went on being certified: another certificate on it kept its
+/// renewal time, it renewed on the same key, and the same CSR was accepted again.
+#[test]
+fn a_key_from_an_uploaded_csr_revoked_for_compromise_is_never_certified_again() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "",
+        &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 30\n")],
+    );
+    let c = config.to_str().expect("utf8");
+    let csr_dir = app.path("csr");
+    app.run(&["key-csr", "--key-type", "ec-p256", "--cn", "m.example.com", "--out", csr_dir.to_str().expect("utf8")])
+        .ok();
+    let csr = csr_dir.join("csr.pem");
+    let upload = || {
+        app.run(&[
+            "--config",
+            c,
+            "issue",
+            "--profile",
+            "web",
+            "--cn",
+            "m.example.com",
+            "--csr",
+            csr.to_str().expect("utf8"),
+        ])
+    };
+    assert!(upload().ok().contains("issued certificate #1"));
+    assert!(upload().ok().contains("issued certificate #2"));
+    let before = app.json(&["--config", c, "renewals", "--json"]);
+    app.run(&["--config", c, "revoke", "2", "--reason", "keyCompromise"]).ok();
+    // #1, on the same key, is due at once, and says why.
+    let after = app.json(&["--config", c, "renewals", "--json"]);
+    let due = |v: &serde_json::Value| {
+        v["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 1).map(|r| r["renew_after"].clone())
+    };
+    assert_ne!(due(&before), due(&after), "{after}");
+    let history = app.json(&["--config", c, "audit", "--object-type", "certificate", "--object-id", "1", "--json"]);
+    assert!(history.to_string().contains("certificate.key_compromised"), "{history}");
+    // Renewing #1 would send its CSR again: refused.
+    let r = app.run(&["--config", c, "renew", "1"]);
+    assert!(r.fails(1).contains("revoked for keyCompromise"), "{}", r.stderr);
+    // And so is the CSR uploaded anew.
+    let r = upload();
+    assert!(
+        r.fails(1).contains("its key was revoked for keyCompromise (certificate 2); make a new key and CSR"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(app.json(&["--config", c, "list", "--json"]).as_array().expect("list").len(), 2);
+}
+
 /// Author review of stop 38: every command loads a `./certhost.toml` it finds, so
 /// `certhost orders list` run in another project's directory, against this data directory,
 /// replaced its accounts and profiles with that project's (and a running `serve` lost them

@@ -456,9 +456,9 @@ pub(crate) fn insert_in(
     tx.execute_cached(
         "INSERT INTO certificates (id, pem, chain_id, serial, sha1, sha256, subject, issuer, common_name, sans,
              not_before, not_after, key_algorithm, key_bits, status, source, profile, account, key_id,
-             predecessor_id, created_at)
+             predecessor_id, created_at, public_sha256)
          VALUES (max(coalesce((SELECT last_deleted FROM certificate_ids WHERE id = 1), 0),
-                     (SELECT coalesce(max(id), 0) FROM certificates)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                     (SELECT coalesce(max(id), 0) FROM certificates)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
             pem,
             chain_id,
@@ -479,7 +479,8 @@ pub(crate) fn insert_in(
             new.account,
             key_id,
             new.predecessor_id,
-            now
+            now,
+            keys::public_sha256(&info.public_key_raw)
         ],
     )?;
     let id = tx.last_insert_rowid();

@@ -14,9 +14,15 @@ fn aad(public_sha256: &str) -> Vec<u8> {
     format!("certhost/key/v1/{public_sha256}").into_bytes()
 }
 
+/// How a public key is named in the inventory (`keys`, `certificates`, `compromised_keys`): the
+/// SHA-256 of its raw bits (a certificate's or CSR's subjectPublicKey), in hex.
+pub(crate) fn public_sha256(public_key_raw: &[u8]) -> String {
+    hex::encode(Sha256::digest(public_key_raw))
+}
+
 /// Stores `key` sealed, or returns the id of the identical key already stored.
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
-    let public_sha256 = hex::encode(Sha256::digest(key.public_key_raw()));
+    let public_sha256 = public_sha256(key.public_key_raw());
     if let Some(id) = conn
         .query_row_cached("SELECT id FROM keys WHERE public_sha256 = ?1", [&public_sha256], |r| r.get(0))
         .optional()?

@@ -30,6 +30,40 @@ fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::
 /// The RFC 5280 reason, as `revoke --reason` and the API name it.
 const KEY_COMPROMISE: &str = "keyCompromise";
 
+/// The public key digest of certificate `id`: stored since schema version 16, read from its
+/// PEM before. `None` for a certificate that no longer parses (nothing can match it).
+fn certificate_public_sha256(tx: &rusqlite::Connection, id: i64) -> Result<Option<String>, InventoryError> {
+    let (pem, stored): (String, Option<String>) =
+        tx.query_row_cached("SELECT pem, public_sha256 FROM certificates WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(stored.or_else(|| {
+        let der = crate::cert::pem_certificates(&pem).ok()?.into_iter().next()?;
+        crate::cert::CertificateInfo::from_der(&der).ok().map(|info| super::keys::public_sha256(&info.public_key_raw))
+    }))
+}
+
+/// Fills in `public_sha256` of the active certificates stored before schema version 16 that
+/// have no stored key to match by (uploaded CSRs, imports without a key), so a compromise finds
+/// them. Once per inventory in practice: the first keyCompromise revocation does it.
+fn backfill_public_sha256(tx: &rusqlite::Connection) -> Result<(), InventoryError> {
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, pem FROM certificates WHERE status = 'active' AND key_id IS NULL AND public_sha256 IS NULL",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, pem) in rows {
+        let Some(der) = crate::cert::pem_certificates(&pem).ok().and_then(|d| d.into_iter().next()) else { continue };
+        let Ok(info) = crate::cert::CertificateInfo::from_der(&der) else { continue };
+        tx.execute_cached(
+            "UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1",
+            params![id, super::keys::public_sha256(&info.public_key_raw)],
+        )?;
+    }
+    Ok(())
+}
+
 /// Seconds before a failed deployment is tried again the first time; each further failure
 /// doubles it, up to [`DEPLOY_RETRY_MAX`].
 const DEPLOY_RETRY_FIRST: i64 = 300;
@@ -81,14 +115,26 @@ impl Inventory {
             &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
         )?;
         if reason == KEY_COMPROMISE {
-            // Other certificates on the same key (a renewal that kept it) are as compromised:
-            // those renewed automatically are due now, and get a new key (`key_compromised`).
+            // The public key is recorded, whoever holds its private half: a key from an uploaded
+            // CSR was certified again after its compromise (operator review of stop 39).
+            let public = certificate_public_sha256(&tx, id)?;
+            if let Some(public) = &public {
+                tx.execute_cached(
+                    "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
+                    params![public, id, now],
+                )?;
+                backfill_public_sha256(&tx)?;
+            }
+            // Other certificates on the same key (a renewal that kept it, a CSR uploaded twice)
+            // are as compromised: those renewed automatically are due now, and get a new key
+            // (`key_compromised`) or are refused for their CSR's (`public_key_compromised`).
             let due: Vec<i64> = {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT id FROM certificates WHERE key_id = (SELECT key_id FROM certificates WHERE id = ?1)
-                     AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL",
+                    "SELECT id FROM certificates
+                     WHERE (key_id = (SELECT key_id FROM certificates WHERE id = ?1) OR public_sha256 = ?2)
+                       AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL",
                 )?;
-                stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?
+                stmt.query_map(params![id, public], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
             for other in due {
                 tx.execute_cached("UPDATE certificates SET renew_after = ?2 WHERE id = ?1", params![other, now])?;
@@ -123,16 +169,32 @@ impl Inventory {
 
     /// Whether the key `key_id` belongs to a certificate revoked for key compromise: such a key
     /// is never reused, whatever the profile says. Read from the audit log, which no one can
-    /// edit, so the mark cannot be lost with the certificate.
+    /// edit, so the mark cannot be lost with the certificate, and from `compromised_keys`,
+    /// which holds it whatever certificate it was on.
     pub fn key_compromised(&self, key_id: i64) -> Result<bool, InventoryError> {
         Ok(self.conn.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM certificates c JOIN audit_events a
                ON a.object_type = 'certificate' AND a.object_id = CAST(c.id AS TEXT)
              WHERE c.key_id = ?1 AND a.action = 'certificate.revoke'
-               AND json_extract(a.detail, '$.reason') = ?2)",
+               AND json_extract(a.detail, '$.reason') = ?2)
+             OR EXISTS (SELECT 1 FROM keys k JOIN compromised_keys ck ON ck.public_sha256 = k.public_sha256
+               WHERE k.id = ?1)",
             params![key_id, KEY_COMPROMISE],
             |r| r.get(0),
         )?)
+    }
+
+    /// The certificate revoked for keyCompromise that made the public key `public_key_raw` (a
+    /// CSR's) compromised, if one did: no CSR on it is certified again.
+    pub fn public_key_compromised(&self, public_key_raw: &[u8]) -> Result<Option<i64>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row_cached(
+                "SELECT certificate_id FROM compromised_keys WHERE public_sha256 = ?1",
+                [super::keys::public_sha256(public_key_raw)],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Whether certificate `id` or one it renewed (its predecessors, which an uploaded CSR's

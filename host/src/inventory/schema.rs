@@ -373,6 +373,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE orders ADD COLUMN request_sha256 TEXT;
     CREATE INDEX orders_idempotency ON orders(requested_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
     "#,
+    // 16: revoking for keyCompromise protected only keys the host made: a key from an uploaded
+    //     CSR went on being certified — another certificate on it was not made due, and the
+    //     same CSR was accepted again. A compromised public key is recorded by its digest;
+    //     each certificate keeps its own (certificates stored before this version have none
+    //     until a compromise revocation looks for them).
+    r#"
+    ALTER TABLE certificates ADD COLUMN public_sha256 TEXT;
+    CREATE TABLE compromised_keys (
+        public_sha256  TEXT PRIMARY KEY,
+        certificate_id INTEGER NOT NULL,
+        at             INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.
