@@ -162,6 +162,50 @@ fn an_expiring_token_works_until_its_time_and_is_then_refused_as_expired() {
     assert!(body["detail"].as_str().expect("detail").contains("give Unix seconds, or RFC 3339"), "{body}");
 }
 
+/// Operator review of stop 39: with the inventory's files taking no writes (made immutable,
+/// as a failing disk does), a request that stores answered 500, `/readyz` said ready while
+/// every renewal failed, and `list` and `renewals`, which only look, failed too.
+#[test]
+fn a_database_that_takes_no_writes_is_a_503_and_not_ready_and_commands_that_look_still_work() {
+    let server = Server::start(App::new(), None);
+    let admin = server.token("root", "admin");
+    let files: Vec<std::path::PathBuf> = ["certhost.db", "certhost.db-wal"]
+        .iter()
+        .map(|f| server.app.data_dir().join(f))
+        .filter(|p| p.exists())
+        .collect();
+    // chattr +i needs CAP_LINUX_IMMUTABLE (root) and a filesystem that keeps the flag.
+    let frozen = std::process::Command::new("chattr").arg("+i").args(&files).status().is_ok_and(|s| s.success());
+    if !frozen {
+        eprintln!("skipped: chattr +i is not available to this user or on this filesystem");
+        return;
+    }
+    struct Thaw(Vec<std::path::PathBuf>);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr").arg("-i").args(&self.0).status();
+        }
+    }
+    let thaw = Thaw(files);
+    let c = http();
+    let ready = c.get(format!("{}/readyz", server.base)).send().expect("readyz");
+    let body = problem(ready, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["detail"].as_str().expect("detail").contains("could not store"), "{body}");
+    let made = c
+        .post(format!("{}/v1/tokens", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "while-frozen", "role": "auditor"}))
+        .send()
+        .expect("token");
+    problem(made, StatusCode::SERVICE_UNAVAILABLE);
+    // Commands that only look still answer from what is stored.
+    server.app.run(&["list"]).ok();
+    server.app.run(&["renewals"]).ok();
+    drop(thaw);
+    // And serve takes writes again once the disk does.
+    assert_eq!(c.get(format!("{}/readyz", server.base)).send().expect("readyz").status(), StatusCode::OK);
+}
+
 #[test]
 fn probes_auth_and_errors_speak_problem_json() {
     let server = Server::start(App::new(), None);

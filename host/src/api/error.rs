@@ -294,8 +294,8 @@ impl From<InventoryError> for ApiError {
             }
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
             // The cause names files and internals: logged, not sent.
-            InventoryError::Storage(why) => {
-                tracing::error!("storing a change failed: {why}");
+            e if e.is_storage_failure() => {
+                tracing::error!("storing a change failed: {e}");
                 ApiError::Unavailable(
                     "the server could not store this change durably (a disk or database failure, logged on the server); \
                      retry once it is fixed"
@@ -385,5 +385,11 @@ mod tests {
         assert_eq!(held.order_id(), Some(7), "named for the client, as a 409's order is");
         let refused = ApiError::from(InventoryError::Invalid("bad name".into()));
         assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "the request's fault stays 422");
+        // Operator review of stop 39: a database file that takes no writes (read-only,
+        // immutable, an I/O error) answered 500.
+        for code in [rusqlite::ffi::SQLITE_READONLY, rusqlite::ffi::SQLITE_IOERR, rusqlite::ffi::SQLITE_FULL] {
+            let e = InventoryError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+            assert_eq!(ApiError::from(e).status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        }
     }
 }

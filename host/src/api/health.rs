@@ -1,4 +1,4 @@
-//! `/healthz` (the process answers), `/readyz` (the database answers; accounts' last tests,
+//! `/healthz` (the process answers), `/readyz` (the database answers and stores; accounts' last tests,
 //! named only to a caller with a token) and `/metrics` (Prometheus text). Unauthenticated,
 //! like every probe and scrape target.
 
@@ -36,7 +36,7 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers; how many active accounts failed their last test, and,
+/// Readiness: the database answers and stores a write; how many active accounts failed their last test, and,
 /// to a caller with a token, each account's status and last test.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
@@ -64,10 +64,11 @@ pub struct AccountReadiness {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
-    responses((status = 200, body = Ready), (status = 500, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Ready), (status = 503, description = "The database cannot be read or written (the cause is logged)", body = super::Problem, content_type = "application/problem+json"), (status = 500, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Json<Ready>, ApiError> {
-    let inv = state.inventory.get().await?;
+    let mut inv = state.inventory.get().await?;
     inv.ping()?;
+    inv.probe_write().await?;
     let accounts: Vec<AccountReadiness> = inv
         .accounts()?
         .iter()

@@ -496,7 +496,17 @@ type Flag<'a> = (&'a str, &'a str);
 /// `expired` (audited), so `list --status active` never shows an expired one.
 fn current_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
     let mut inv = open_inventory(data_dir, env)?;
-    inv.mark_expired(&env.actor)?;
+    // A command that only looks still shows what is stored when the disk takes no writes:
+    // `renewals` failed with "attempt to write a readonly database" exactly when an operator
+    // needed it (operator review of stop 39).
+    if let Err(e) = inv.mark_expired(&env.actor) {
+        if !e.is_storage_failure() {
+            return Err(e.into());
+        }
+        eprintln!(
+            "warning: the inventory cannot be written ({e}); certificates past notAfter may still show as active"
+        );
+    }
     Ok(inv)
 }
 

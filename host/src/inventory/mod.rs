@@ -207,6 +207,22 @@ impl InventoryError {
             || matches!(self, InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
     }
+
+    /// Whether the database files could not be read or written (an I/O error, a full disk, a
+    /// file made read-only or immutable): the server's trouble, not the request's. An API
+    /// client got a 500 for it (operator review of stop 39).
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, InventoryError::Storage(_))
+            || matches!(self, InventoryError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::PermissionDenied
+            ))
+    }
 }
 
 /// One open connection to the inventory. `certhost serve` keeps several in an
@@ -429,6 +445,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// A write that must reach the disk, for readiness probes: a database that answers reads
+    /// but cannot store (a full disk, a file made read-only) was reported ready while every
+    /// issuance and renewal failed (operator review of stop 39). One row of `meta`, rewritten.
+    pub async fn probe_write(&mut self) -> Result<(), InventoryError> {
+        self.write(|inv| {
+            let now = inv.now();
+            let tx = write_tx(&mut inv.conn)?;
+            tx.execute_cached(
+                "INSERT INTO meta (name, value) VALUES ('readyz_probe', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -446,10 +480,20 @@ impl Inventory {
     /// The first open seals a known value; later opens must be able to open it. Two
     /// processes opening a new database at once agree on whichever value was stored first.
     fn check_vault(&self) -> Result<(), InventoryError> {
-        let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
-        self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
-        let stored: Vec<u8> =
-            self.conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))?;
+        use rusqlite::OptionalExtension;
+        let read = || -> Result<Option<Vec<u8>>, InventoryError> {
+            Ok(self.conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0)).optional()?)
+        };
+        // Read first: an open that wrote every time failed on a database that takes no writes
+        // (a full disk), so even the commands that only look did (operator review of stop 39).
+        let stored = match read()? {
+            Some(stored) => stored,
+            None => {
+                let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
+                self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
+                read()?.ok_or_else(|| InventoryError::Corrupt("the master key check value was not stored".into()))?
+            }
+        };
         match self.vault.open(&stored, b"vault_check") {
             Ok(plain) if plain.as_slice() == VAULT_CHECK => Ok(()),
             _ => Err(InventoryError::WrongMasterKey),
