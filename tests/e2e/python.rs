@@ -112,7 +112,9 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
     let fixtures = fixture("hostile").display().to_string();
     let import_error = format!(
         "script import_error: misconfigured: cannot load {fixtures}/import_error.py: \
-         ModuleNotFoundError: No module named 'module_that_does_not_exist' (line 1)"
+         ModuleNotFoundError: No module named 'module_that_does_not_exist' (line 1); install the package that \
+         provides module_that_does_not_exist into the Python certhost runs scripts with: {} -m pip install PACKAGE",
+        env!("CERTHOST_PYTHON_EXECUTABLE")
     );
     let cases: Vec<(&str, Limits, &str)> = vec![
         ("hostile/infinite_loop.py", limits(2, 512), "script infinite_loop: timed out after 2s"),
