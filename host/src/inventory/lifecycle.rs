@@ -383,7 +383,15 @@ impl Inventory {
         }
         let deploy_retries: u64 =
             self.conn
-                .query_row_cached("SELECT COUNT(DISTINCT certificate_id) FROM deploy_retries", [], |r| r.get(0))?;
+                // Only active certificates' retries are ever tried; a superseded or expired one's
+                // row waits for its time only to be dropped, and counted it said a retry was due
+                // that never comes (operator review of stop 39).
+                .query_row_cached(
+                    "SELECT COUNT(DISTINCT r.certificate_id) FROM deploy_retries r
+                     JOIN certificates c ON c.id = r.certificate_id AND c.status = 'active'",
+                    [],
+                    |r| r.get(0),
+                )?;
         Ok(InventoryGauges { expiring, orders_open, deploy_retries })
     }
 
@@ -543,5 +551,29 @@ mod tests {
             // `SCAN CONSTANT ROW` is the one-row SELECT around the two counts.
             assert!(!plan.lines().any(|step| step.starts_with("SCAN") && step != "SCAN CONSTANT ROW"), "{sql}\n{plan}");
         }
+    }
+
+    /// Operator review of stop 39: `certhost_deploy_retries` counted superseded and expired
+    /// certificates, whose retries are never tried.
+    #[test]
+    fn only_active_certificates_count_as_deploy_retries() {
+        let (_dir, inv) = super::super::scratch();
+        for (id, status) in [(1, "active"), (2, "superseded"), (3, "expired")] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, sans, not_before,
+                         not_after, key_algorithm, key_bits, status, source, created_at)
+                     VALUES (?1, '', '01', ?2, ?2, 'CN=x', 'CN=ca', '[]', 0, 9999999999, 'ec', 256, ?3, 'issue', 0)",
+                    params![id, format!("{id:064}"), status],
+                )
+                .expect("certificate");
+            inv.conn
+                .execute(
+                    "INSERT INTO deploy_retries (certificate_id, target, failures, next_at) VALUES (?1, 'files', 1, 0)",
+                    [id],
+                )
+                .expect("retry");
+        }
+        assert_eq!(inv.gauges().expect("gauges").deploy_retries, 1);
     }
 }
