@@ -95,6 +95,21 @@ post_hook = "echo deployed $CERTHOST_CERT_ID $CERTHOST_COMMON_NAME >> {log}"
     let renewals = server.app.run(&["renewals"]);
     assert!(renewals.ok().contains("short.example.com"), "{}", renewals.stdout);
     assert!(!renewals.stderr.contains("note:"), "{}", renewals.stderr);
+    assert!(renewals.stdout.contains("renewed as #2\n") || renewals.stdout.trim_end().ends_with("renewed as #2"));
+    // A renewal whose deployment failed says so beside its success (operator review of stop
+    // 39): the retry is put far ahead, so the running serve leaves it alone.
+    let db = rusqlite::Connection::open(server.app.data_dir().join("certhost.db")).expect("db");
+    db.execute(
+        "INSERT INTO deploy_retries (certificate_id, target, failures, next_at) VALUES (2, 'files:elsewhere', 1, 4102444800)",
+        [],
+    )
+    .expect("a failed deployment");
+    let renewals = server.app.run(&["renewals"]);
+    assert!(
+        renewals.ok().contains("renewed as #2; its deployment failed and is retried (certhost show 2)"),
+        "{}",
+        renewals.stdout
+    );
 }
 
 #[test]

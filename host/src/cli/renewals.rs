@@ -83,7 +83,15 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
             .iter()
             .map(|e| {
                 let what = match e.detail.get("successor_id") {
-                    Some(s) => format!("renewed as #{s}"),
+                    // The renewal succeeded; its deployment may not have: "success" alone made
+                    // an operator believe the server had the new certificate (operator review
+                    // of stop 39).
+                    Some(s) => match s.as_i64().map(|id| inv.deploy_retries(id)) {
+                        Some(Ok(retries)) if !retries.is_empty() => {
+                            format!("renewed as #{s}; its deployment failed and is retried (certhost show {s})")
+                        }
+                        _ => format!("renewed as #{s}"),
+                    },
                     None => e.detail.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
                 };
                 vec![output::rfc3339(e.at), e.object_id.clone().unwrap_or_default(), e.outcome.clone(), what]
