@@ -1033,13 +1033,20 @@ impl Pipeline<'_> {
                                     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &verified.der);
                                 let message = format!(
                                     "the CA issued certificate serial {serial} (SHA-256 {sha256}), but storing it failed \
-                                     ({e}); its DER is in the log: import it (certhost import), then decline order {id}"
+                                     ({e}); its DER is in the log: import it (certhost import), then decline order {id} \
+                                     if it is still held"
                                 );
                                 tracing::error!(order = id, certificate_der_base64 = %der, "{message}");
                                 if let Err(held) = self.hold(id, &message).await {
+                                    // What happens next, said: the order stays pending, and
+                                    // once its lease runs out it counts as interrupted (an
+                                    // automatic renewal is then sent again), so "decline" may
+                                    // no longer apply (operator review of stop 39).
                                     tracing::error!(
                                         order = id,
-                                        "order could not be held for an operator either: {held}"
+                                        "order could not be held for an operator either ({held}): once its lease runs \
+                                         out it counts as interrupted, and an automatic renewal is sent to the CA again, \
+                                         which may issue a second certificate; keep one and revoke the other"
                                     );
                                 }
                                 return Err(IssueError::NeedsAttention { order_id: id, message });

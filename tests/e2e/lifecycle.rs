@@ -163,6 +163,13 @@ fn kill_9_during_an_automatic_renewal_leaves_exactly_one_successor() {
     let renewals: Vec<_> = orders.as_array().expect("orders").iter().filter(|o| o["predecessor_id"] == 1).collect();
     assert_eq!(renewals.len(), 1, "one renewal order, resubmitted, not a second order: {orders}");
     assert_eq!(renewals[0]["state"], "issued");
+    // Said as what happens: sent again by the scheduler, not "held for an operator" (operator
+    // review of stop 39: the log and the audit contradicted the resubmission).
+    let log = server.log();
+    assert!(log.contains("automatic renewal interrupted (the process stopped); the scheduler sends it again"), "{log}");
+    assert!(!log.contains("order held for an operator"), "{log}");
+    let audit = server.app.json(&["audit", "--json", "--action", "order.interrupted"]);
+    assert!(audit.to_string().contains("sent again by the scheduler with its request id"), "{audit}");
 }
 
 /// Parses an RFC 3339 time from the CLI's JSON into Unix seconds.

@@ -381,17 +381,17 @@ impl Inventory {
                 slot.1 = n;
             }
         }
-        let deploy_retries: u64 =
-            self.conn
-                // Only active certificates' retries are ever tried; a superseded or expired one's
-                // row waits for its time only to be dropped, and counted it said a retry was due
-                // that never comes (operator review of stop 39).
-                .query_row_cached(
-                    "SELECT COUNT(DISTINCT r.certificate_id) FROM deploy_retries r
+        let deploy_retries: u64 = self
+            .conn
+            // Only active certificates' retries are ever tried; a superseded or expired one's
+            // row waits for its time only to be dropped, and counted it said a retry was due
+            // that never comes (operator review of stop 39).
+            .query_row_cached(
+                "SELECT COUNT(DISTINCT r.certificate_id) FROM deploy_retries r
                      JOIN certificates c ON c.id = r.certificate_id AND c.status = 'active'",
-                    [],
-                    |r| r.get(0),
-                )?;
+                [],
+                |r| r.get(0),
+            )?;
         Ok(InventoryGauges { expiring, orders_open, deploy_retries })
     }
 

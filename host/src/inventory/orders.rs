@@ -754,7 +754,24 @@ impl Inventory {
         };
         let mut marked = Vec::with_capacity(ids.len());
         for id in ids {
-            let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": "the CA call was interrupted; not re-sent without an operator" }), |tx, now| {
+            // The scheduler's own renewals are sent again at once by the scheduler (with their
+            // request id); said as "not re-sent without an operator", the log and the audit
+            // contradicted the resubmission a line later (operator review of stop 39).
+            let automatic: bool = self
+                .conn
+                .query_row_cached(
+                    "SELECT requested_by = ?2 FROM orders WHERE id = ?1",
+                    params![id, super::AUTO_RENEWAL_ACTOR],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            let reason = if automatic {
+                "the CA call was interrupted; an automatic renewal, sent again by the scheduler with its request id"
+            } else {
+                "the CA call was interrupted; not re-sent without an operator"
+            };
+            let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": reason }), |tx, now| {
                 // Still as found: an order another process resubmitted or answered since is
                 // left alone (review of stop 31).
                 let n = tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it', updated_at = ?2
@@ -774,10 +791,17 @@ impl Inventory {
             match marking {
                 Ok(()) => {
                     // Logged: nothing else tells anyone until they list orders.
-                    tracing::warn!(
-                        order = id,
-                        "order held for an operator: its CA call was interrupted (the process stopped); the CA may have received it"
-                    );
+                    if automatic {
+                        tracing::warn!(
+                            order = id,
+                            "automatic renewal interrupted (the process stopped); the scheduler sends it again with its request id"
+                        );
+                    } else {
+                        tracing::warn!(
+                            order = id,
+                            "order held for an operator: its CA call was interrupted (the process stopped); the CA may have received it"
+                        );
+                    }
                     marked.push(id);
                 }
                 Err(InventoryError::Conflict(_)) => {}
