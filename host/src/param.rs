@@ -563,8 +563,21 @@ pub fn resolve(source: &ValueSource, name: &str, owner: &str, env: EnvLookup<'_>
         ValueSource::File { file } => read_value_file(file).map_err(|e| ParamError::Unresolvable {
             name: name.into(),
             owner: owner.into(),
-            reason: format!("cannot read {}: {}", file.display(), e.kind()),
+            reason: format!("cannot read {}: {}", file.display(), io_reason(&e)),
         }),
+    }
+}
+
+/// Why a value file could not be read, in the words `ls` or `cat` would use: the error's
+/// kind alone said "entity not found" (operator review of stop 39). Never the OS message
+/// with its "(os error 2)", and never anything of the file's content.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::InvalidData => "it is not UTF-8 text".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        kind => kind.to_string(),
     }
 }
 
