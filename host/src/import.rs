@@ -51,6 +51,10 @@ pub struct Imported {
     pub sha256: String,
     /// Whether its private key was stored with it.
     pub with_key: bool,
+    /// Its notAfter when that has passed: stored as `expired`, said so the import is not
+    /// taken for a working certificate (operator review of stop 39).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::view::time_text_opt")]
+    pub expired_at: Option<i64>,
 }
 
 /// One refusal.
@@ -180,7 +184,9 @@ pub fn import_paths(
             account: None,
             predecessor_id: None,
         };
-        let sha256 = CertificateInfo::from_der(&c.der).map(|i| i.sha256).unwrap_or_default();
+        let (sha256, not_after) =
+            CertificateInfo::from_der(&c.der).map(|i| (i.sha256, Some(i.not_after))).unwrap_or_default();
+        let expired_at = not_after.filter(|at| *at < crate::clock::unix_now());
         match inv.insert_certificate(&new, actor) {
             Ok(InsertOutcome::Inserted(id)) => report.imported.push(Imported {
                 source: c.source,
@@ -188,6 +194,7 @@ pub fn import_paths(
                 subject: c.subject,
                 sha256,
                 with_key: c.key.is_some(),
+                expired_at,
             }),
             Ok(InsertOutcome::Duplicate(id)) => report.duplicates.push(Imported {
                 source: c.source,
@@ -196,6 +203,7 @@ pub fn import_paths(
                 sha256,
                 // A key offered for a certificate stored without one is added to it.
                 with_key: c.key.is_some(),
+                expired_at,
             }),
             Err(InventoryError::KeyMismatch) => report.failed.push(Failed {
                 source: c.source,

@@ -392,6 +392,31 @@ fn an_expired_certificate_is_shown_expired_not_active() {
     assert_eq!(audit.as_array().map(Vec::len), Some(1));
 }
 
+/// Operator review of stop 39: a certificate that had already expired was imported without a
+/// word, as if it were one in use.
+#[test]
+fn importing_an_expired_certificate_says_it_expired() {
+    let app = App::new();
+    let cert = app.path("old.pem");
+    let script = "import datetime, sys\n\
+from cryptography import x509\n\
+from cryptography.hazmat.primitives import hashes, serialization\n\
+from cryptography.hazmat.primitives.asymmetric import ec\n\
+from cryptography.x509.oid import NameOID\n\
+key = ec.generate_private_key(ec.SECP256R1())\n\
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'old.example.com')])\n\
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())\n\
+    .serial_number(7).not_valid_before(datetime.datetime(2020, 1, 1)).not_valid_after(datetime.datetime(2020, 2, 1))\n\
+    .sign(key, hashes.SHA256()))\n\
+open(sys.argv[1], 'wb').write(cert.public_bytes(serialization.Encoding.PEM))\n";
+    sh("python3", &["-c", script, s(&cert)]);
+    let r = app.run(&["import", s(&cert)]);
+    assert!(r.ok().contains("imported  #1      CN=old.example.com; expired 2020-02-01T00:00:00Z"), "{}", r.stdout);
+    let report = app.json(&["import", s(&cert), "--json"]);
+    assert_eq!(report["duplicates"][0]["expired_at"], "2020-02-01T00:00:00Z", "{report}");
+    assert_eq!(app.json(&["show", "1", "--json"])["status"], "expired");
+}
+
 /// Regression: names from certificates reached the terminal raw, so an imported certificate
 /// whose CN held `ESC[2J`, a colour code or a carriage return cleared the screen or overwrote
 /// rows of `import`, `list` and `show`.

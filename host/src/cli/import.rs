@@ -29,7 +29,9 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         use super::output::terminal_safe as safe;
         for i in &report.imported {
             let key = if i.with_key { " with its private key" } else { "" };
-            println!("imported  #{:<6} {}{}  ({})", i.id, safe(&i.subject), key, safe(&i.source));
+            let expired =
+                i.expired_at.map(|at| format!("; expired {}", super::output::rfc3339(at))).unwrap_or_default();
+            println!("imported  #{:<6} {}{}{expired}  ({})", i.id, safe(&i.subject), key, safe(&i.source));
         }
         for d in &report.duplicates {
             let key = if d.with_key { "; its private key is stored" } else { "" };
