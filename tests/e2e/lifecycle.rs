@@ -690,6 +690,33 @@ fn hooks_never_see_nor_print_a_secret_read_from_the_environment() {
     }
 }
 
+/// Operator review of stop 39: a webhook secret or a PKCS#12 password `serve` could not read
+/// was noticed at the first notification or deployment, hours later. It says so at start.
+#[test]
+fn serve_says_at_start_which_secrets_it_cannot_read() {
+    let app = App::new();
+    let profile = format!(
+        "[[deploy]]\npkcs12 = \"{}/bundle.p12\"\npkcs12_password = {{ env = \"NO_P12_PW\" }}\n",
+        app.path("deployed").display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let text = std::fs::read_to_string(&config).expect("config")
+        + "[notify.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = { env = \"NO_WH_SECRET\" }\n";
+    std::fs::write(&config, text).expect("config");
+    let server = Server::start(app, Some(&config));
+    let log = server.log();
+    assert!(
+        log.contains("[notify.webhook] secret cannot be read now (environment variable NO_WH_SECRET is not set)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "profile lab's deploy target 1 pkcs12_password cannot be read now (environment variable NO_P12_PW"
+        ),
+        "{log}"
+    );
+}
+
 /// Regression: a hook that ran past its timeout was reported timed out, but only `sh` was
 /// killed and what it started ran on; and a hook that left a process in the background
 /// holding its output was waited for until the timeout, its output dropped.

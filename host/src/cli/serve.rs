@@ -107,6 +107,7 @@ pub fn run(
         // Once this run is sure to serve, before it can queue anything: a channel gets what
         // is queued from now on (and since it was first configured, if the last run had it).
         let since = inv.configure_channels(file.notify.webhook.is_some(), file.notify.email.is_some())?;
+        warn_unresolvable_secrets(&inv, &file.notify);
         let state = AppState {
             inventory: InventoryPool::new(inv, vault, DEFAULT_POOL_SIZE)?,
             connectors: Arc::new(registry),
@@ -262,5 +263,35 @@ mod tests {
     #[test]
     fn the_default_listen_address_parses() {
         assert!(super::DEFAULT_LISTEN.parse::<std::net::SocketAddr>().is_ok());
+    }
+}
+
+/// Says at start which secrets `serve` will need and cannot read now (a `{ env = … }` not set,
+/// a `{ file = … }` missing): each was noticed only at the first notification or PKCS#12
+/// deployment, hours later (operator review of stop 39). A warning, not a refusal: a file may
+/// yet appear. The values are never read into the message, only whether they resolve.
+fn warn_unresolvable_secrets(inv: &certhost::inventory::Inventory, notify: &certhost::notify::NotifyConfig) {
+    use certhost::param::resolve;
+    let mut sources: Vec<(String, &certhost::param::ValueSource)> = Vec::new();
+    if let Some(secret) = notify.webhook.as_ref().and_then(|w| w.secret.as_ref()) {
+        sources.push(("[notify.webhook] secret".into(), secret));
+    }
+    if let Some(password) = notify.email.as_ref().and_then(|e| e.password.as_ref()) {
+        sources.push(("[notify.email] password".into(), password));
+    }
+    let profiles = inv.profiles().unwrap_or_default();
+    for (name, def, _) in &profiles {
+        for (i, target) in def.deploy.iter().enumerate() {
+            if let Some(password) = &target.pkcs12_password {
+                sources.push((format!("profile {name}'s deploy target {} pkcs12_password", i + 1), password));
+            }
+        }
+    }
+    for (what, source) in sources {
+        if let Err(certhost::param::ParamError::Unresolvable { reason, .. }) =
+            resolve(source, "secret", &what, &super::env_lookup)
+        {
+            tracing::warn!("{what} cannot be read now ({reason}); what needs it fails until it can");
+        }
     }
 }
