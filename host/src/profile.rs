@@ -392,6 +392,27 @@ impl ProfileDef {
         Ok(())
     }
 
+    /// Why the deploy targets could leave a key beside a certificate it does not match, if they
+    /// could: a target is written as a whole (all its files or none), but a key in one target
+    /// and its certificate in another are not, and when one fails the other is already
+    /// written (operator review of stop 39). Allowed, and said when the profile changes.
+    pub fn split_key_and_certificate(&self) -> Option<String> {
+        let key_alone = self
+            .deploy
+            .iter()
+            .position(|t| t.key.is_some() && t.cert.is_none() && t.fullchain.is_none() && t.pkcs12.is_none())?;
+        let certificate_alone = self
+            .deploy
+            .iter()
+            .position(|t| t.key.is_none() && t.pkcs12.is_none() && (t.cert.is_some() || t.fullchain.is_some()))?;
+        Some(format!(
+            "deploy target {} writes the key and target {} the certificate: each target is written as a whole, but \
+             not the two together, so when one fails the other's file no longer matches; write both in one target",
+            key_alone + 1,
+            certificate_alone + 1
+        ))
+    }
+
     /// Checks the definition of profile `name` on its own (accounts checked by the caller).
     pub fn check(&self, name: &str) -> Result<(), PolicyError> {
         if !check_name(name) {
@@ -1119,5 +1140,19 @@ mod tests {
         let mut p = profile();
         p.cn.allowed = Some("(?x)[a-z]+ # lower case".into());
         assert!(p.check("x").unwrap_err().to_string().contains("the form it is matched in"));
+    }
+
+    #[test]
+    fn a_key_and_its_certificate_in_two_targets_is_said() {
+        let split: ProfileDef = toml::from_str(
+            "accounts = [\"a\"]\n[[deploy]]\nkey = \"/tls/k.pem\"\n[[deploy]]\nfullchain = \"/tls/f.pem\"\n",
+        )
+        .expect("profile");
+        let why = split.split_key_and_certificate().expect("said");
+        assert!(why.starts_with("deploy target 1 writes the key and target 2 the certificate"), "{why}");
+        let together: ProfileDef =
+            toml::from_str("accounts = [\"a\"]\n[[deploy]]\nkey = \"/tls/k.pem\"\nfullchain = \"/tls/f.pem\"\n")
+                .expect("profile");
+        assert_eq!(together.split_key_and_certificate(), None);
     }
 }
