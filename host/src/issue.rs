@@ -146,7 +146,7 @@ pub enum IssueError {
     /// The key of an uploaded CSR was declared compromised: certifying it again would undo the
     /// revocation (operator review of stop 39).
     #[error(
-        "uploaded CSR refused: its key was revoked for keyCompromise (certificate {certificate_id}); make a new key and CSR"
+        "the CSR's key was revoked for keyCompromise (certificate {certificate_id}), and no certificate is issued on it again: it needs a new key (a new CSR, or certhost reissue)"
     )]
     CompromisedKey {
         /// The certificate whose revocation declared the key compromised.
@@ -574,7 +574,20 @@ impl Pipeline<'_> {
         };
         // In any other state the decision itself is refused below, with the reason.
         if order.state == awaits {
-            self.resupplied(&order, params)?;
+            match self.resupplied(&order, params) {
+                Ok(_) => {}
+                // For good: left awaiting a decision that can never go through, the order
+                // stayed open (diff review of stop 39). It is closed as failed, with why.
+                Err(e @ IssueError::CompromisedKey { .. }) => {
+                    match decision {
+                        Decision::Approve => self.inventory.approve_order(order_id, self.actor)?,
+                        Decision::Resubmit => self.inventory.resubmit_order(order_id, self.actor)?,
+                    }
+                    self.fail(order_id, &e.to_string()).await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         match decision {
             Decision::Approve => self.inventory.approve_order(order_id, self.actor)?,
@@ -624,10 +637,10 @@ impl Pipeline<'_> {
             .profile(&profile_name)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&profile_name)))?;
         still_allowed(order, &profile_name, &profile)?;
-        // An order held for approval, or interrupted, whose uploaded key was declared
-        // compromised meanwhile is not sent (its key_id is set only when the host made it).
-        if order.key_id.is_none()
-            && let Ok(key) = stored_csr_public_key(&order.csr_pem)
+        // An order held for approval, or interrupted, whose key — uploaded, or kept by a renewal
+        // — was declared compromised meanwhile is not sent (diff review of stop 39: approving
+        // a held renewal certified its kept key after the revoke).
+        if let Ok(key) = stored_csr_public_key(&order.csr_pem)
             && let Some(certificate_id) = self.inventory.public_key_compromised(&key)?
         {
             return Err(IssueError::CompromisedKey { certificate_id });
@@ -731,6 +744,10 @@ impl Pipeline<'_> {
                         connector.label(),
                         crate::view::echoed(&ca_order_id)
                     ));
+                    // The CA's order id is kept on the order, where an operator looks for it.
+                    let (id, actor) = (current.id, self.actor.to_owned());
+                    let handle = ca_order_id.clone();
+                    self.inventory.write(move |inv| inv.record_pending(id, &handle, unix_now(), &actor)).await?;
                     self.fail(current.id, &message).await?;
                     return Err(IssueError::Failed { order_id: current.id, message });
                 }

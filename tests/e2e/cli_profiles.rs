@@ -559,10 +559,73 @@ fn a_key_from_an_uploaded_csr_revoked_for_compromise_is_never_certified_again() 
     // And so is the CSR uploaded anew.
     let r = upload();
     assert!(
-        r.fails(1).contains("its key was revoked for keyCompromise (certificate 2); make a new key and CSR"),
+        r.fails(1)
+            .contains("the CSR's key was revoked for keyCompromise (certificate 2), and no certificate is issued"),
         "{}",
         r.stderr
     );
+    assert_eq!(app.json(&["--config", c, "list", "--json"]).as_array().expect("list").len(), 2);
+}
+
+/// Diff review of stop 39: an order open when its key was revoked for keyCompromise still got
+/// a certificate — polled at the CA, it lived on the compromised key until its normal renewal
+/// time; approved, it was issued on it. The polled one is due at once; the held one is closed.
+#[test]
+fn orders_open_when_their_key_is_revoked_for_compromise_do_not_keep_it() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "",
+        &[
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 5\n"),
+            ("slow", "accounts = [\"slowca\"]\n[renewal]\nbefore_days = 5\n"),
+            ("held", "accounts = [\"ca\"]\napproval_required = true\n[renewal]\nbefore_days = 5\n"),
+        ],
+    );
+    // The same lab CA as a second account that answers "pending".
+    let text = fs::read_to_string(&config).expect("config");
+    let slow = text.replace("[accounts.ca]", "[accounts.slowca]").replace("mode = \"good\"", "mode = \"pending\"");
+    fs::write(&config, format!("{text}\n{slow}")).expect("config");
+    let c = config.to_str().expect("utf8");
+    let csr = app.path("csr");
+    app.run(&["key-csr", "--key-type", "ec-p256", "--cn", "o.example.com", "--out", csr.to_str().expect("utf8")]).ok();
+    let csr = csr.join("csr.pem");
+    let upload = |profile: &str| {
+        app.run(&[
+            "--config",
+            c,
+            "issue",
+            "--profile",
+            profile,
+            "--cn",
+            "o.example.com",
+            "--csr",
+            csr.to_str().expect("utf8"),
+        ])
+    };
+    assert!(upload("slow").ok().contains("pending at the CA"));
+    assert!(upload("held").ok().contains("awaits approval"));
+    assert!(upload("web").ok().contains("issued certificate #1"));
+    app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]).ok();
+    // Polled after the revoke: stored (the CA issued it), and due for renewal at once.
+    assert!(app.run(&["--config", c, "orders", "poll", "1"]).ok().contains("issued certificate #2"));
+    let renewals = app.json(&["--config", c, "renewals", "--json"]);
+    let due = renewals["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 2).expect("scheduled");
+    let at = time::OffsetDateTime::parse(
+        due["renew_after"].as_str().expect("time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("rfc3339");
+    assert!(at <= time::OffsetDateTime::now_utc() + time::Duration::minutes(1), "{due}");
+    // Approved after the revoke: refused, and the order closed with why.
+    let out = app.command().args(["--config", c, "orders", "approve", "2"]).env("USER", "bob").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("revoked for keyCompromise (certificate 1)"), "{err}");
+    let order = app.json(&["--config", c, "orders", "show", "2", "--json"]);
+    assert_eq!(order["state"], "failed", "{order}");
     assert_eq!(app.json(&["--config", c, "list", "--json"]).as_array().expect("list").len(), 2);
 }
 

@@ -1084,6 +1084,7 @@ fn a_pending_answer_from_a_script_without_poll_fails_at_once_naming_the_ca_order
     let order: serde_json::Value = serde_json::from_str(shown.ok()).expect("json");
     assert_eq!(order["state"], "failed", "{order}");
     assert_eq!(order["next_poll_at"], serde_json::Value::Null, "{order}");
+    assert_eq!(order["ca_order_id"], "ca-4711", "kept where an operator looks: {order}");
 }
 
 /// Regression: `certhost.log("critical", …)`, the level name Python's `logging` uses, was logged
@@ -1316,6 +1317,30 @@ fn what_a_hung_script_printed_is_logged_at_its_deadline() {
         assert!(said.contains("stdout before the deadline: waiting for the CA to sign slow.example.com"), "{said}");
         assert!(said.contains("stdout before the deadline: logging in to the CA as admin:***"), "{said}");
         assert!(!said.contains("pw-S3CRET-hang-91c2"), "{said}");
+    }
+}
+
+/// Diff review of stop 39: the worker keeps the last 128 KiB of what a call prints, cut
+/// mid-line when no line ends; the deadline's dump logged all of it, and with it the end of a
+/// password the cut had split.
+#[test]
+fn a_password_split_by_the_worker_s_cut_is_not_logged_at_the_deadline() {
+    let app = crate::helpers::App::new();
+    let password = "pw-S3CRET-split-0c7d-token-value";
+    let config = password_script(&app, "split", "hostile/long_line_then_hangs.py", "timeout_seconds = 2\n", "SPLIT_PW");
+    let out = app
+        .command()
+        .args(["--config", config.to_str().expect("utf8"), "-v"])
+        .args(["issue", "--profile", "split", "--cn", "split.example.com"])
+        .env("SPLIT_PW", password)
+        .output()
+        .expect("run certhost");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{}", &said[..said.len().min(2000)]);
+    assert!(said.contains("stdout before the deadline: "), "the dump ran");
+    for piece in password.as_bytes().windows(8) {
+        let piece = std::str::from_utf8(piece).expect("ascii");
+        assert!(!said.contains(piece), "{piece:?} of the password was logged");
     }
 }
 

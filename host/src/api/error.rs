@@ -294,11 +294,20 @@ impl From<InventoryError> for ApiError {
             }
             InventoryError::Invalid(_) | InventoryError::KeyMismatch => ApiError::Unprocessable(e.to_string()),
             // The cause names files and internals: logged, not sent.
-            e if e.is_storage_failure() => {
-                tracing::error!("storing a change failed: {e}");
+            InventoryError::Storage(why) => {
+                tracing::error!("storing a change failed: {why}");
                 ApiError::Unavailable(
                     "the server could not store this change durably (a disk or database failure, logged on the server); \
                      retry once it is fixed"
+                        .into(),
+                )
+            }
+            // A read fails alike: not "could not store" (diff review of stop 39).
+            e if e.is_storage_failure() => {
+                tracing::error!("the inventory database failed: {e}");
+                ApiError::Unavailable(
+                    "the server could not use its database (a disk or database failure, logged on the server); retry \
+                     once it is fixed"
                         .into(),
                 )
             }

@@ -66,9 +66,16 @@ pub struct AccountReadiness {
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses((status = 200, body = Ready), (status = 503, description = "The database cannot be read or written (the cause is logged)", body = super::Problem, content_type = "application/problem+json"), (status = 500, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Json<Ready>, ApiError> {
-    let mut inv = state.inventory.get().await?;
+    // The cause is logged by the probe; the answer says what it means. No pooled connection
+    // is held while it waits.
+    if state.inventory.probe_write().await.is_some() {
+        return Err(ApiError::Unavailable(
+            "the database cannot store changes (a full, read-only or failing disk; the cause is logged on the server)"
+                .into(),
+        ));
+    }
+    let inv = state.inventory.get().await?;
     inv.ping()?;
-    inv.probe_write().await?;
     let accounts: Vec<AccountReadiness> = inv
         .accounts()?
         .iter()

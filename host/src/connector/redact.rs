@@ -487,7 +487,8 @@ fn without_private_key_blocks(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let header_end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
-        if !rest[start..header_end].contains("PRIVATE KEY-----") {
+        let header = &rest[start..header_end];
+        if !header.contains("PRIVATE KEY-----") && !header.contains("PRIVATE KEY BLOCK-----") {
             out.push_str(&rest[..header_end]);
             rest = &rest[header_end..];
             continue;

@@ -370,6 +370,22 @@ pub(crate) fn insert_in(
     {
         return Err(InventoryError::KeyMismatch);
     }
+    // An imported certificate whose key the host already holds (made for an order whose
+    // certificate was fetched at the CA by hand) gets it: the key was stranded, sealed but
+    // linked to nothing (diff review of stop 39). Imports only: an issuance knows its key.
+    let known = match (known.key_id, new.key, new.source) {
+        (None, None, "import" | "ca-import") => Known {
+            key_id: tx
+                .query_row_cached(
+                    "SELECT id FROM keys WHERE public_sha256 = ?1",
+                    [keys::public_sha256(&info.public_key_raw)],
+                    |r| r.get(0),
+                )
+                .optional()?,
+            ..known
+        },
+        _ => known,
+    };
     if let Some((id, key_id, stored_chain, account)) = tx
         .query_row_cached(
             "SELECT id, key_id, chain_id, account FROM certificates WHERE sha256 = ?1",

@@ -131,7 +131,8 @@ impl Inventory {
             let due: Vec<i64> = {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id FROM certificates
-                     WHERE (key_id = (SELECT key_id FROM certificates WHERE id = ?1) OR public_sha256 = ?2)
+                     WHERE (key_id = (SELECT key_id FROM certificates WHERE id = ?1) OR public_sha256 = ?2
+                            OR key_id = (SELECT id FROM keys WHERE public_sha256 = ?2))
                        AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL",
                 )?;
                 stmt.query_map(params![id, public], |r| r.get(0))?.collect::<Result<_, _>>()?
@@ -180,6 +181,16 @@ impl Inventory {
              OR EXISTS (SELECT 1 FROM keys k JOIN compromised_keys ck ON ck.public_sha256 = k.public_sha256
                WHERE k.id = ?1)",
             params![key_id, KEY_COMPROMISE],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether stored certificate `id`'s public key is one revoked for keyCompromise.
+    pub fn stored_key_compromised(&self, id: i64) -> Result<bool, InventoryError> {
+        Ok(self.conn.query_row_cached(
+            "SELECT EXISTS (SELECT 1 FROM certificates c JOIN compromised_keys k ON k.public_sha256 = c.public_sha256
+             WHERE c.id = ?1)",
+            [id],
             |r| r.get(0),
         )?)
     }

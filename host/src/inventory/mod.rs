@@ -445,24 +445,6 @@ impl Inventory {
         Ok(())
     }
 
-    /// A write that must reach the disk, for readiness probes: a database that answers reads
-    /// but cannot store (a full disk, a file made read-only) was reported ready while every
-    /// issuance and renewal failed (operator review of stop 39). One row of `meta`, rewritten.
-    pub async fn probe_write(&mut self) -> Result<(), InventoryError> {
-        self.write(|inv| {
-            let now = inv.now();
-            let tx = write_tx(&mut inv.conn)?;
-            tx.execute_cached(
-                "INSERT INTO meta (name, value) VALUES ('readyz_probe', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [now],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path

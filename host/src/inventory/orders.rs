@@ -774,8 +774,13 @@ impl Inventory {
             let marking = self.transition(id, actor, "order.interrupted", "failure", serde_json::json!({ "reason": reason }), |tx, now| {
                 // Still as found: an order another process resubmitted or answered since is
                 // left alone (review of stop 31).
-                let n = tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = 'the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it', updated_at = ?2
-                     WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now],)?;
+                let error = if automatic {
+                    "the CA call was interrupted (the process stopped); an automatic renewal: the scheduler sends it again with its request id"
+                } else {
+                    "the CA call was interrupted (the process stopped); the CA may have received it: check there, then resubmit or decline it"
+                };
+                let n = tx.execute_cached("UPDATE orders SET state = 'needs_attention', lease_until = NULL, error = ?3, updated_at = ?2
+                     WHERE id = ?1 AND state = 'pending' AND submitted = 0 AND (lease_until IS NULL OR lease_until < ?2)", params![id, now, error],)?;
                 // An operator's, not the scheduler's, which resubmits its own at once (diff
                 // review of stop 37: the README promised a notification for every held order).
                 let operators: bool = tx.query_row_cached(

@@ -13,11 +13,16 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config_cache::ConfigCache;
-use super::{GroupCommit, Inventory, InventoryError};
+use super::{CachedSql, GroupCommit, Inventory, InventoryError};
 use crate::vault::MasterKey;
 
 /// Connections opened at most; a request beyond that waits for one to come back.
 pub const DEFAULT_POOL_SIZE: usize = 32;
+
+/// How long `/readyz` reuses its last write probe.
+const PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long `/readyz` waits for its write probe.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shared, cloneable handle to the pool.
 #[derive(Clone)]
@@ -34,6 +39,8 @@ struct Inner {
     call_slots: Arc<Semaphore>,
     group: GroupCommit,
     config: Arc<ConfigCache>,
+    /// The last write probe's time and whether the disk took it ([`InventoryPool::probe_write`]).
+    probed: tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
 
 impl std::fmt::Debug for InventoryPool {
@@ -69,8 +76,48 @@ impl InventoryPool {
                 call_slots: Arc::new(Semaphore::new((size * 3 / 4).max(1))),
                 group,
                 config,
+                probed: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Whether the database stores a write, for `/readyz`: `Some(why)` when the disk refused
+    /// it (full, read-only, failing). A database that answers reads but cannot store was
+    /// reported ready while every issuance and renewal failed (operator review of stop 39).
+    ///
+    /// One row of `meta` is rewritten through the committer, at most every
+    /// [`PROBE_TTL`] however often probes come, without holding a pooled connection, and
+    /// waited for at most [`PROBE_WAIT`]: a write lock held by another process (a long CLI
+    /// command) or a busy committer is not a failing disk, and probes must not starve
+    /// requests (diff review of stop 39).
+    pub async fn probe_write(&self) -> Option<String> {
+        let mut probed = self.inner.probed.lock().await;
+        if let Some((at, result)) = probed.as_ref()
+            && at.elapsed() < PROBE_TTL
+        {
+            return result.clone();
+        }
+        let write = self.inner.group.run(|inv| {
+            let now = inv.now();
+            let tx = super::write_tx(&mut inv.conn)?;
+            tx.execute_cached(
+                "INSERT INTO meta (name, value) VALUES ('readyz_probe', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        });
+        let result = match tokio::time::timeout(PROBE_WAIT, write).await {
+            Ok(Err(e)) if e.is_storage_failure() => Some(e.to_string()),
+            // Stored, still waiting, or refused for another reason (locked): not a failing disk.
+            _ => None,
+        };
+        if let Some(why) = &result {
+            tracing::error!("the readiness probe's write failed: {why}");
+        }
+        *probed = Some((std::time::Instant::now(), result.clone()));
+        result
     }
 
     /// Checks out a connection for a request that calls a connector while holding it (an

@@ -243,6 +243,16 @@ impl Inventory {
             (Some(at), Some(key)) if cert.predecessor_id.is_some() && self.key_compromised(key)? => {
                 Some(at.min(self.now()))
             }
+            // A key from an uploaded CSR, declared compromised while its order was at the CA
+            // (diff review of stop 39: polled afterwards, it lived on until its normal time).
+            (Some(at), _) if self.stored_key_compromised(cert.id)? => {
+                tracing::warn!(
+                    certificate = cert.id,
+                    "certificate issued on a key revoked for keyCompromise while its order was open; it is due for \
+                     renewal at once"
+                );
+                Some(at.min(self.now()))
+            }
             (at, _) => at,
         };
         self.set_renew_after(cert.id, at)

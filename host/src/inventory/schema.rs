@@ -415,9 +415,45 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
             return Ok(());
         };
         tx.execute_batch(sql)?;
+        if found + 1 == COMPROMISED_KEYS_VERSION {
+            record_past_compromises(&tx)?;
+        }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
+}
+
+/// The version that made `compromised_keys`.
+const COMPROMISED_KEYS_VERSION: u32 = 16;
+
+/// Fills `compromised_keys` from the keyCompromise revocations made before it existed: made
+/// empty, the table protected nothing revoked before an upgrade, and the very CSR an operator
+/// had declared compromised was certified again (diff review of stop 39). A digest SQL cannot
+/// compute, so this step of the migration is Rust: the stored key's, else the certificate's own.
+fn record_past_compromises(tx: &rusqlite::Transaction<'_>) -> Result<(), InventoryError> {
+    let revoked: Vec<(i64, String, Option<String>, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT c.id, c.pem, k.public_sha256, a.at FROM audit_events a
+             JOIN certificates c ON c.id = CAST(a.object_id AS INTEGER)
+             LEFT JOIN keys k ON k.id = c.key_id
+             WHERE a.object_type = 'certificate' AND a.action = 'certificate.revoke'
+               AND json_extract(a.detail, '$.reason') = 'keyCompromise'",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, pem, stored, at) in revoked {
+        let digest = stored.or_else(|| {
+            let der = crate::cert::pem_certificates(&pem).ok()?.into_iter().next()?;
+            crate::cert::CertificateInfo::from_der(&der).ok().map(|i| super::keys::public_sha256(&i.public_key_raw))
+        });
+        if let Some(digest) = digest {
+            tx.execute(
+                "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![digest, id, at],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -665,5 +701,41 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("rows");
         assert_eq!(retries, [(1, "files:/a".to_owned(), 1, 320)]);
+    }
+
+    /// Diff review of stop 39: the table of compromised keys was made empty, so a key revoked
+    /// for keyCompromise before the upgrade was certified again. Migration 16 records it.
+    #[test]
+    fn a_version_15_keycompromise_revocation_is_recorded_by_its_public_key() {
+        let mut conn = at_version(15);
+        let ca = crate::root_ca::create("Revoked Earlier", 10).expect("ca");
+        let der = crate::cert::pem_certificates(&ca.certificate_pem).expect("pem").remove(0);
+        let digest = super::super::keys::public_sha256(
+            &crate::cert::CertificateInfo::from_der(&der).expect("info").public_key_raw,
+        );
+        conn.execute(
+            "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                 key_algorithm, key_bits, status, source, created_at)
+             VALUES (3, ?1, '01', 'a', 'b', 'CN=x', 'CN=x', '[]', 0, 1, 'ec', 256, 'revoked', 'issue', 0)",
+            [&ca.certificate_pem],
+        )
+        .expect("certificate");
+        for (object, reason) in [("3", "keyCompromise"), ("3", "superseded"), ("9", "keyCompromise")] {
+            conn.execute(
+                "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
+                 VALUES (42, 'op', 'certificate.revoke', 'certificate', ?1, 'success', json_object('reason', ?2))",
+                [object, reason],
+            )
+            .expect("event");
+        }
+        migrate(&mut conn).expect("migrate");
+        let recorded: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT public_sha256, certificate_id, at FROM compromised_keys")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(recorded, [(digest, 3, 42)], "a deleted certificate's event has nothing to record");
     }
 }

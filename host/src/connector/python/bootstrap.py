@@ -415,7 +415,10 @@ def _show_stdout_at_deadline():
     if out is None:
         return
     try:
-        for line in _redact(out.getvalue()).splitlines()[-50:]:
+        # The reply's cut, with the same margin: _Tail's own cut of a line that never ends may
+        # split a value redaction must see whole, and 64 KiB on is past it (diff review of
+        # stop 39: the whole buffer showed the end of a token).
+        for line in _redact(out.getvalue())[-65536:].splitlines()[-50:]:
             sys.__stderr__.write("stdout before the deadline: " + line + "\n")
         sys.__stderr__.flush()
     except BaseException:

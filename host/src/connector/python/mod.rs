@@ -341,8 +341,8 @@ impl PythonConnector {
                     connector: label,
                     message: format!(
                         "exited with code {code}{}{}",
-                        suffix(&stderr),
-                        stdout_suffix(&redactor.redact(&reply.stdout))
+                        suffix(&super::redact::without_key_material(&stderr)),
+                        stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
                     ),
                 })
             }
@@ -356,8 +356,8 @@ impl PythonConnector {
                 let detail = format!(
                     "raised {ty}: {}{at}{}{}",
                     redactor.redact(reply.message.as_deref().unwrap_or_default()),
-                    suffix(&redactor.redact(reply.stderr.trim())),
-                    stdout_suffix(&redactor.redact(&reply.stdout))
+                    suffix(&super::redact::without_key_material(&redactor.redact(reply.stderr.trim()))),
+                    stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
                 );
                 if reply.mro.iter().any(|c| c == "MemoryError") {
                     return Err(ConnectorError::MemoryExceeded {
