@@ -55,6 +55,21 @@ pub async fn round_until(
     lease_seconds: i64,
     stopping: &(dyn Fn() -> bool + Sync),
 ) -> Result<RoundReport, IssueError> {
+    round_keeping(p, lease_seconds, stopping, &mut Vec::new()).await
+}
+
+/// [`round_until`] for a scheduler that runs round after round: `stranded` holds the claims
+/// (certificate, claim end) a round that failed midway (a database error) could not give
+/// back, and the next round gives them back first, each only while it is still that claim.
+/// They sat claimed for the whole lease, ten minutes, after the database recovered, and
+/// certificates expired meanwhile (operator review of stop 39).
+pub async fn round_keeping(
+    p: &mut Pipeline<'_>,
+    lease_seconds: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
+    stranded: &mut Vec<(i64, i64)>,
+) -> Result<RoundReport, IssueError> {
+    stranded.retain(|&(id, until)| p.inventory.release_renewal_claim(id, until).is_err());
     let mut report = RoundReport { expired: p.inventory.mark_expired(ACTOR)?.len(), ..RoundReport::default() };
     // An automatic renewal cut off by a crash is sent again with the same request id: nobody
     // is there to decide, and the id lets an idempotent CA answer with what it issued.
@@ -95,10 +110,14 @@ pub async fn round_until(
         return Ok(report);
     }
     let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
+    // Each leaves the list once it is dealt with; what an error cuts short stays in it.
+    stranded.extend(claimed.iter().map(|&id| (id, until)));
+    let settled = |stranded: &mut Vec<(i64, i64)>, id: i64| stranded.retain(|&(s, _)| s != id);
     for (n, &id) in claimed.iter().enumerate() {
         if stopping() {
             for &unbegun in &claimed[n..] {
                 p.inventory.release_renewal(unbegun)?;
+                settled(stranded, unbegun);
             }
             tracing::info!(
                 left = claimed.len() - n,
@@ -109,13 +128,18 @@ pub async fn round_until(
         // Renewed one after another: each claim is checked and extended just before its turn.
         let Some(held_until) = p.inventory.keep_renewal_claim(id, until, lease_seconds)? else {
             tracing::warn!(certificate = id, "not renewed by this round: its claim ran out while earlier ones renewed");
+            settled(stranded, id);
             continue;
         };
+        if let Some(entry) = stranded.iter_mut().find(|(s, _)| *s == id) {
+            entry.1 = held_until;
+        }
         if !auto_renews(p.inventory, id)? {
             // A schedule left behind (by an older version, or a profile changed while this
             // round ran) must not outlive `renewal.auto = false`: it is cleared, not retried.
             p.inventory.set_renew_after(id, None)?;
             p.inventory.release_renewal(id)?;
+            settled(stranded, id);
             tracing::info!(certificate = id, "not renewed: its profile no longer renews automatically");
             continue;
         }
@@ -149,6 +173,7 @@ pub async fn round_until(
                 report.failed.push(id);
             }
         }
+        settled(stranded, id);
     }
     Ok(report)
 }
@@ -245,6 +270,7 @@ pub async fn run(
     let lease = 600;
     let notifier =
         tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, since, interval, shutdown.clone()));
+    let mut stranded = Vec::new();
     loop {
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
@@ -252,7 +278,7 @@ pub async fn run(
                 let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
                 let watch = shutdown.clone();
                 let stopping = move || *watch.borrow();
-                match round_until(&mut p, lease, &stopping).await {
+                match round_keeping(&mut p, lease, &stopping, &mut stranded).await {
                     Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "renewal round failed"),

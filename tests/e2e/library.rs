@@ -371,6 +371,51 @@ fn a_round_told_to_stop_gives_back_the_renewals_it_has_not_begun() {
     assert_eq!(again, rest, "the next round takes the two left: {report:?}");
 }
 
+/// Operator review of stop 39: a round cut short by a database error left its claims, and the
+/// certificates waited out the whole lease (ten minutes) after the database recovered. The next
+/// round gives them back first — each only while it is still that round's claim.
+#[test]
+fn a_round_gives_back_the_claims_a_failed_round_left_and_only_those() {
+    use certhost::profile::ProfileDef;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
+    let profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
+    inv.create_profile("web", &profile, "api", "test").expect("profile");
+    let ca = test_ca("Stranded CA");
+    let ids: Vec<i64> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let cn = format!("{name}.example");
+            let (key, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
+            let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
+            let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
+            let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+                panic!("insert")
+            };
+            inv.set_renew_after(id, Some(now() - 10)).expect("due");
+            id
+        })
+        .collect();
+    // The failed round's claims, as the database kept them.
+    let (claimed, until) = inv.claim_due_renewals(600, 20).expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let registry = certhost::connector::Registry::new(crate::helpers::certhost_bin().into(), None);
+    let env = |_: &str| None;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut p = certhost::issue::Pipeline {
+        inventory: &mut inv,
+        connectors: &registry,
+        env: &env,
+        actor: certhost::renewal::ACTOR,
+    };
+    // The scheduler remembers the first as its own; the second's claim ends at another time
+    // (another scheduler's, say): left alone.
+    let mut stranded = vec![(ids[0], until), (ids[1], until + 1)];
+    let report = rt.block_on(certhost::renewal::round_keeping(&mut p, 600, &|| false, &mut stranded)).expect("round");
+    assert_eq!(report.failed, vec![ids[0]], "the first is renewed (and fails: no account) at once: {report:?}");
+    assert!(stranded.is_empty(), "{stranded:?}");
+}
+
 /// Operator review of stop 36: `/metrics` counted as expired only active certificates past
 /// notAfter, and the scheduler marks those `expired` within a round: the gauge read 0 while
 /// certificates had expired. It counts those expired in the last 30 days too, and older ones

@@ -357,6 +357,16 @@ impl Inventory {
         Ok(kept.then_some(until))
     }
 
+    /// Gives back the claim on certificate `id` that ends at `claimed_until`, only if it is still
+    /// that claim (one that ran out may have been taken by another scheduler since).
+    pub fn release_renewal_claim(&mut self, id: i64, claimed_until: i64) -> Result<(), InventoryError> {
+        self.conn.execute_cached(
+            "UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1 AND renewal_lease_until = ?2",
+            params![id, claimed_until],
+        )?;
+        Ok(())
+    }
+
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
     pub fn release_renewal(&mut self, id: i64) -> Result<(), InventoryError> {
         self.conn.execute_cached("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1", [id])?;
