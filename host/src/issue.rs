@@ -744,11 +744,18 @@ impl Pipeline<'_> {
                         connector.label(),
                         crate::view::echoed(&ca_order_id)
                     ));
-                    // The CA's order id is kept on the order, where an operator looks for it.
+                    // The CA's order id is kept on the order, where an operator looks for it; in
+                    // one change with the failure, so no poller ever sees the order pending.
                     let (id, actor) = (current.id, self.actor.to_owned());
-                    let handle = ca_order_id.clone();
-                    self.inventory.write(move |inv| inv.record_pending(id, &handle, unix_now(), &actor)).await?;
-                    self.fail(current.id, &message).await?;
+                    let (handle, reason) = (ca_order_id.clone(), message.clone());
+                    tracing::warn!(target: OUTCOME_LOG_TARGET, order = id, "order failed: {}", crate::connector::redact::one_line(&message));
+                    self.inventory
+                        .write(move |inv| {
+                            inv.record_pending(id, &handle, unix_now(), &actor)?;
+                            inv.record_failed(id, &reason, &actor)
+                        })
+                        .await?;
+                    crate::metrics::issuance("failed");
                     return Err(IssueError::Failed { order_id: current.id, message });
                 }
                 Ok(disposition) => {

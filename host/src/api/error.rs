@@ -302,6 +302,17 @@ impl From<InventoryError> for ApiError {
                         .into(),
                 )
             }
+            // A full disk is a write's failure, said as one.
+            InventoryError::Sqlite(rusqlite::Error::SqliteFailure(ref f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                tracing::error!("storing a change failed: {e}");
+                ApiError::Unavailable(
+                    "the server could not store this change durably (its disk is full, logged on the server); retry once \
+                     it is fixed"
+                        .into(),
+                )
+            }
             // A read fails alike: not "could not store" (diff review of stop 39).
             e if e.is_storage_failure() => {
                 tracing::error!("the inventory database failed: {e}");

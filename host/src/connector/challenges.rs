@@ -363,7 +363,7 @@ impl Challenges {
         for name in crate::param::hidden_from_children() {
             command.env_remove(name);
         }
-        let mut child = command
+        command
             .args([action, domain, value])
             // The same as variables: a value may start with `-` (one in 64 digests does), which
             // a hook parsing options would misread; one reading these never sees an option.
@@ -375,9 +375,20 @@ impl Challenges {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, killed whole at the deadline.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| failed(format!("it cannot be started ({e})")))?;
+            .process_group(0);
+        // A hook just written (a deployment putting it in place) can be "busy" for a moment
+        // while another thread's child still holds it open between its fork and exec: tried
+        // again briefly rather than failed.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.map_err(|e| failed(format!("it cannot be started ({e})")))?,
+            }
+        };
         // Read while it runs: a hook that writes more than a pipe holds (64 KiB) would block
         // until killed at the deadline if its output were read only after it exits.
         let readers: Vec<_> = [

@@ -370,15 +370,20 @@ pub(crate) fn insert_in(
     {
         return Err(InventoryError::KeyMismatch);
     }
-    // An imported certificate whose key the host already holds (made for an order whose
-    // certificate was fetched at the CA by hand) gets it: the key was stranded, sealed but
-    // linked to nothing (diff review of stop 39). Imports only: an issuance knows its key.
+    // An imported certificate whose key the host holds for an order and for no certificate
+    // (its certificate was fetched at the CA by hand) gets it: the key was stranded, sealed but
+    // linked to nothing (diff review of stop 39). Only such a key: one another certificate
+    // has would be handed to whatever names an import claims (a CA listing a certificate of
+    // its choosing), and one revoked for keyCompromise is never handed out again. Imports
+    // only: an issuance knows its key.
     let known = match (known.key_id, new.key, new.source) {
         (None, None, "import" | "ca-import") => Known {
             key_id: tx
                 .query_row_cached(
-                    "SELECT id FROM keys WHERE public_sha256 = ?1",
-                    [keys::public_sha256(&info.public_key_raw)],
+                    "SELECT k.id FROM keys k WHERE k.public_sha256 = ?1
+                       AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.key_id = k.id)
+                       AND NOT EXISTS (SELECT 1 FROM compromised_keys ck WHERE ck.public_sha256 = ?2)",
+                    params![keys::public_sha256(&info.public_key_raw), keys::identity_sha256(&info.public_key_raw)],
                     |r| r.get(0),
                 )
                 .optional()?,
@@ -496,7 +501,7 @@ pub(crate) fn insert_in(
             key_id,
             new.predecessor_id,
             now,
-            keys::public_sha256(&info.public_key_raw)
+            keys::identity_sha256(&info.public_key_raw)
         ],
     )?;
     let id = tx.last_insert_rowid();

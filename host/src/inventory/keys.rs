@@ -20,6 +20,30 @@ pub(crate) fn public_sha256(public_key_raw: &[u8]) -> String {
     hex::encode(Sha256::digest(public_key_raw))
 }
 
+/// How a public key is named where compromise is concerned (`certificates.public_sha256`,
+/// `compromised_keys`): [`public_sha256`], except that an RSA key is named by its modulus
+/// alone. Whoever holds a compromised RSA key's primes can sign a CSR with the same modulus
+/// and another public exponent, whose whole-key digest is new (review of stop 39).
+pub(crate) fn identity_sha256(public_key_raw: &[u8]) -> String {
+    // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }, and nothing after.
+    // An EC point starts 0x04 and an Ed25519 key has no such framing; should one ever parse,
+    // it is still named the same way every time, which is all that matching needs.
+    let modulus = crate::der::first_object(public_key_raw)
+        .filter(|(tag, _, rest)| *tag == 0x30 && rest.is_empty())
+        .and_then(|(_, body, _)| {
+            let (n_tag, n, after) = crate::der::first_object(body)?;
+            let (e_tag, _, end) = crate::der::first_object(after)?;
+            (n_tag == 0x02 && e_tag == 0x02 && end.is_empty()).then_some(n)
+        });
+    match modulus {
+        Some(n) => {
+            let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+            format!("rsa-n:{}", hex::encode(Sha256::digest(n)))
+        }
+        None => public_sha256(public_key_raw),
+    }
+}
+
 /// Stores `key` sealed, or returns the id of the identical key already stored.
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
     let public_sha256 = public_sha256(key.public_key_raw());
@@ -75,5 +99,32 @@ impl Inventory {
             .ok_or(InventoryError::NotFound(format!("key {key_id}")))?;
         let der = self.vault.open(&sealed, &aad(&public_sha256))?;
         PrivateKey::from_pkcs8_der(der.to_vec()).map_err(|e| InventoryError::Corrupt(format!("key {key_id}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa_public(n: &[u8], e: &[u8]) -> Vec<u8> {
+        let int = |v: &[u8]| [&[0x02, v.len() as u8][..], v].concat();
+        let body = [int(n), int(e)].concat();
+        [&[0x30, body.len() as u8][..], &body].concat()
+    }
+
+    /// Review of stop 39: an RSA key revoked for keyCompromise was certified again with the
+    /// same modulus and another exponent, whose whole-key digest was new.
+    #[test]
+    fn an_rsa_key_is_named_by_its_modulus_alone() {
+        let n: Vec<u8> = std::iter::once(0).chain((1..=64).map(|b: u8| b.wrapping_mul(37))).collect();
+        let (e3, e65537) = (rsa_public(&n, &[3]), rsa_public(&n, &[1, 0, 1]));
+        assert_ne!(public_sha256(&e3), public_sha256(&e65537));
+        assert_eq!(identity_sha256(&e3), identity_sha256(&e65537));
+        assert!(identity_sha256(&e3).starts_with("rsa-n:"));
+        let other = rsa_public(&n[1..n.len() - 1], &[3]);
+        assert_ne!(identity_sha256(&other), identity_sha256(&e3));
+        // An EC point is named by its whole digest.
+        let point = [&[4u8][..], &[7u8; 64]].concat();
+        assert_eq!(identity_sha256(&point), public_sha256(&point));
     }
 }

@@ -30,17 +30,18 @@ fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::
 /// The RFC 5280 reason, as `revoke --reason` and the API name it.
 const KEY_COMPROMISE: &str = "keyCompromise";
 
-/// The public key digest of certificate `id`: stored since schema version 16, read from its
-/// PEM before. `None` for a certificate that no longer parses (nothing can match it).
-fn certificate_public_sha256(tx: &rusqlite::Connection, id: i64) -> Result<Option<String>, InventoryError> {
-    let (pem, stored): (String, Option<String>) =
-        tx.query_row_cached("SELECT pem, public_sha256 FROM certificates WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    Ok(stored.or_else(|| {
-        let der = crate::cert::pem_certificates(&pem).ok()?.into_iter().next()?;
-        crate::cert::CertificateInfo::from_der(&der).ok().map(|info| super::keys::public_sha256(&info.public_key_raw))
-    }))
+/// The key digests of certificate `id`, read from its PEM: (its identity, as
+/// `certificates.public_sha256` and `compromised_keys` name it; its whole-key digest, as `keys`
+/// does). `None` for a certificate that no longer parses (nothing can match it).
+fn certificate_key_digests(tx: &rusqlite::Connection, id: i64) -> Result<Option<(String, String)>, InventoryError> {
+    let pem: String = tx.query_row_cached("SELECT pem FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
+    Ok(crate::cert::pem_certificates(&pem)
+        .ok()
+        .and_then(|d| d.into_iter().next())
+        .and_then(|der| crate::cert::CertificateInfo::from_der(&der).ok())
+        .map(|info| {
+            (super::keys::identity_sha256(&info.public_key_raw), super::keys::public_sha256(&info.public_key_raw))
+        }))
 }
 
 /// Fills in `public_sha256` of the active certificates stored before schema version 16 that
@@ -58,7 +59,7 @@ fn backfill_public_sha256(tx: &rusqlite::Connection) -> Result<(), InventoryErro
         let Ok(info) = crate::cert::CertificateInfo::from_der(&der) else { continue };
         tx.execute_cached(
             "UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1",
-            params![id, super::keys::public_sha256(&info.public_key_raw)],
+            params![id, super::keys::identity_sha256(&info.public_key_raw)],
         )?;
     }
     Ok(())
@@ -117,14 +118,15 @@ impl Inventory {
         if reason == KEY_COMPROMISE {
             // The public key is recorded, whoever holds its private half: a key from an uploaded
             // CSR was certified again after its compromise (operator review of stop 39).
-            let public = certificate_public_sha256(&tx, id)?;
-            if let Some(public) = &public {
+            let digests = certificate_key_digests(&tx, id)?;
+            if let Some((identity, _)) = &digests {
                 tx.execute_cached(
                     "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
-                    params![public, id, now],
+                    params![identity, id, now],
                 )?;
                 backfill_public_sha256(&tx)?;
             }
+            let (identity, whole) = digests.unzip();
             // Other certificates on the same key (a renewal that kept it, a CSR uploaded twice)
             // are as compromised: those renewed automatically are due now, and get a new key
             // (`key_compromised`) or are refused for their CSR's (`public_key_compromised`).
@@ -132,10 +134,10 @@ impl Inventory {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id FROM certificates
                      WHERE (key_id = (SELECT key_id FROM certificates WHERE id = ?1) OR public_sha256 = ?2
-                            OR key_id = (SELECT id FROM keys WHERE public_sha256 = ?2))
+                            OR key_id = (SELECT id FROM keys WHERE public_sha256 = ?3))
                        AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL",
                 )?;
-                stmt.query_map(params![id, public], |r| r.get(0))?.collect::<Result<_, _>>()?
+                stmt.query_map(params![id, identity, whole], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
             for other in due {
                 tx.execute_cached("UPDATE certificates SET renew_after = ?2 WHERE id = ?1", params![other, now])?;
@@ -176,10 +178,10 @@ impl Inventory {
         Ok(self.conn.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM certificates c JOIN audit_events a
                ON a.object_type = 'certificate' AND a.object_id = CAST(c.id AS TEXT)
-             WHERE c.key_id = ?1 AND a.action = 'certificate.revoke'
+             WHERE c.key_id = ?1 AND a.action = 'certificate.revoke' AND a.outcome = 'success'
                AND json_extract(a.detail, '$.reason') = ?2)
-             OR EXISTS (SELECT 1 FROM keys k JOIN compromised_keys ck ON ck.public_sha256 = k.public_sha256
-               WHERE k.id = ?1)",
+             OR EXISTS (SELECT 1 FROM certificates c JOIN compromised_keys ck ON ck.public_sha256 = c.public_sha256
+               WHERE c.key_id = ?1)",
             params![key_id, KEY_COMPROMISE],
             |r| r.get(0),
         )?)
@@ -202,7 +204,7 @@ impl Inventory {
             .conn
             .query_row_cached(
                 "SELECT certificate_id FROM compromised_keys WHERE public_sha256 = ?1",
-                [super::keys::public_sha256(public_key_raw)],
+                [super::keys::identity_sha256(public_key_raw)],
                 |r| r.get(0),
             )
             .optional()?)
@@ -217,7 +219,7 @@ impl Inventory {
             let Some(current) = next else { break };
             let compromised: bool = self.conn.query_row_cached(
                 "SELECT EXISTS (SELECT 1 FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
-                   AND action = 'certificate.revoke' AND json_extract(detail, '$.reason') = ?2)",
+                   AND action = 'certificate.revoke' AND outcome = 'success' AND json_extract(detail, '$.reason') = ?2)",
                 params![current.to_string(), KEY_COMPROMISE],
                 |r| r.get(0),
             )?;

@@ -24,6 +24,13 @@ const PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long `/readyz` waits for its write probe.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// `/readyz`'s write probe: the one in flight, and the last one's end and outcome.
+#[derive(Default)]
+struct Probe {
+    running: Option<(std::time::Instant, tokio::task::JoinHandle<Result<(), InventoryError>>)>,
+    last: Option<(std::time::Instant, Option<String>)>,
+}
+
 /// Shared, cloneable handle to the pool.
 #[derive(Clone)]
 pub struct InventoryPool {
@@ -39,8 +46,8 @@ struct Inner {
     call_slots: Arc<Semaphore>,
     group: GroupCommit,
     config: Arc<ConfigCache>,
-    /// The last write probe's time and whether the disk took it ([`InventoryPool::probe_write`]).
-    probed: tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>,
+    /// `/readyz`'s write probe ([`InventoryPool::probe_write`]).
+    probe: tokio::sync::Mutex<Probe>,
 }
 
 impl std::fmt::Debug for InventoryPool {
@@ -76,47 +83,72 @@ impl InventoryPool {
                 call_slots: Arc::new(Semaphore::new((size * 3 / 4).max(1))),
                 group,
                 config,
-                probed: tokio::sync::Mutex::new(None),
+                probe: tokio::sync::Mutex::new(Probe::default()),
             }),
         })
     }
 
     /// Whether the database stores a write, for `/readyz`: `Some(why)` when the disk refused
-    /// it (full, read-only, failing). A database that answers reads but cannot store was
-    /// reported ready while every issuance and renewal failed (operator review of stop 39).
+    /// it (full, read-only, failing) or a write has hung past [`PROBE_WAIT`] (a frozen disk). A
+    /// database that answers reads but cannot store was reported ready while every issuance
+    /// and renewal failed (operator review of stop 39).
     ///
-    /// One row of `meta` is rewritten through the committer, at most every
-    /// [`PROBE_TTL`] however often probes come, without holding a pooled connection, and
-    /// waited for at most [`PROBE_WAIT`]: a write lock held by another process (a long CLI
-    /// command) or a busy committer is not a failing disk, and probes must not starve
-    /// requests (diff review of stop 39).
+    /// One row of `meta` is rewritten through the committer, in a task of its own so that a
+    /// probe whose client goes away neither drops it nor starts another: at most one probe
+    /// write is in flight, and one is started at most every [`PROBE_TTL`] however often probes
+    /// come. No pooled connection is held while it is waited for. A write lock another process
+    /// holds (a long CLI command) counts as hung once it outlasts the wait: nothing can be
+    /// stored meanwhile, as issuance then finds too (review of stop 39).
     pub async fn probe_write(&self) -> Option<String> {
-        let mut probed = self.inner.probed.lock().await;
-        if let Some((at, result)) = probed.as_ref()
+        let mut probe = self.inner.probe.lock().await;
+        if let Some((started, write)) = probe.running.as_mut() {
+            if !write.is_finished() {
+                let waited = started.elapsed();
+                if waited >= PROBE_WAIT {
+                    return Some(format!("a write has not finished in {} s", waited.as_secs().max(1)));
+                }
+            }
+        }
+        if probe.running.is_none()
+            && let Some((at, result)) = probe.last.as_ref()
             && at.elapsed() < PROBE_TTL
         {
             return result.clone();
         }
-        let write = self.inner.group.run(|inv| {
-            let now = inv.now();
-            let tx = super::write_tx(&mut inv.conn)?;
-            tx.execute_cached(
-                "INSERT INTO meta (name, value) VALUES ('readyz_probe', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [now],
-            )?;
-            tx.commit()?;
-            Ok(())
-        });
-        let result = match tokio::time::timeout(PROBE_WAIT, write).await {
-            Ok(Err(e)) if e.is_storage_failure() => Some(e.to_string()),
-            // Stored, still waiting, or refused for another reason (locked): not a failing disk.
-            _ => None,
+        if probe.running.is_none() {
+            let group = self.inner.group.clone();
+            let write = tokio::spawn(async move {
+                group
+                    .run(|inv| {
+                        let now = inv.now();
+                        let tx = super::write_tx(&mut inv.conn)?;
+                        tx.execute_cached(
+                            "INSERT INTO meta (name, value) VALUES ('readyz_probe', ?1)
+                             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                            [now],
+                        )?;
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await
+            });
+            probe.running = Some((std::time::Instant::now(), write));
+        }
+        let Some((started, write)) = probe.running.as_mut() else { return None };
+        let left = PROBE_WAIT.saturating_sub(started.elapsed());
+        let result = match tokio::time::timeout(left, &mut *write).await {
+            // Still running: the next probe says so if it still is then.
+            Err(_) => return None,
+            Ok(Ok(Err(e))) if e.is_storage_failure() => Some(e.to_string()),
+            // Stored, refused for another reason (locked past the busy timeout), or the task
+            // ended abnormally: not a failing disk.
+            Ok(_) => None,
         };
+        probe.running = None;
         if let Some(why) = &result {
             tracing::error!("the readiness probe's write failed: {why}");
         }
-        *probed = Some((std::time::Instant::now(), result.clone()));
+        probe.last = Some((std::time::Instant::now(), result.clone()));
         result
     }
 

@@ -431,21 +431,22 @@ const COMPROMISED_KEYS_VERSION: u32 = 16;
 /// had declared compromised was certified again (diff review of stop 39). A digest SQL cannot
 /// compute, so this step of the migration is Rust: the stored key's, else the certificate's own.
 fn record_past_compromises(tx: &rusqlite::Transaction<'_>) -> Result<(), InventoryError> {
-    let revoked: Vec<(i64, String, Option<String>, i64)> = {
+    // Revocations that happened: a failed attempt (a connector without revoke) declared nothing.
+    let revoked: Vec<(i64, String, i64)> = {
         let mut stmt = tx.prepare(
-            "SELECT c.id, c.pem, k.public_sha256, a.at FROM audit_events a
+            "SELECT c.id, c.pem, a.at FROM audit_events a
              JOIN certificates c ON c.id = CAST(a.object_id AS INTEGER)
-             LEFT JOIN keys k ON k.id = c.key_id
-             WHERE a.object_type = 'certificate' AND a.action = 'certificate.revoke'
+             WHERE a.object_type = 'certificate' AND a.action = 'certificate.revoke' AND a.outcome = 'success'
                AND json_extract(a.detail, '$.reason') = 'keyCompromise'",
         )?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
     };
-    for (id, pem, stored, at) in revoked {
-        let digest = stored.or_else(|| {
-            let der = crate::cert::pem_certificates(&pem).ok()?.into_iter().next()?;
-            crate::cert::CertificateInfo::from_der(&der).ok().map(|i| super::keys::public_sha256(&i.public_key_raw))
-        });
+    for (id, pem, at) in revoked {
+        let digest = crate::cert::pem_certificates(&pem)
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .and_then(|der| crate::cert::CertificateInfo::from_der(&der).ok())
+            .map(|i| super::keys::identity_sha256(&i.public_key_raw));
         if let Some(digest) = digest {
             tx.execute(
                 "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
@@ -710,7 +711,7 @@ mod tests {
         let mut conn = at_version(15);
         let ca = crate::root_ca::create("Revoked Earlier", 10).expect("ca");
         let der = crate::cert::pem_certificates(&ca.certificate_pem).expect("pem").remove(0);
-        let digest = super::super::keys::public_sha256(
+        let digest = super::super::keys::identity_sha256(
             &crate::cert::CertificateInfo::from_der(&der).expect("info").public_key_raw,
         );
         conn.execute(
