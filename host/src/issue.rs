@@ -8,11 +8,11 @@
 //! 6. stored with its sealed key, order closed, audited;
 //! 7. `pending` results are polled later ([`Pipeline::poll`]).
 
-use crate::clock::unix_now;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::account::{Account, AccountStatus};
+use crate::clock::unix_now;
 use crate::connector::{
     Args, Bounded, CertificateRequest, Connector, ConnectorError, ConnectorSource, Disposition, Operation, RenewRequest,
 };
@@ -731,9 +731,6 @@ impl Pipeline<'_> {
             };
             crate::metrics::connector_call(connector.name(), started.elapsed());
             match result {
-                // The profile this request was checked against decides renewal and deployment
-                // (no second load); a stand-in for a deleted profile has no name and decides
-                // nothing, as when apply finds no stored profile.
                 // Nothing would ever ask for this order again: failed now, with what to do,
                 // rather than at the first poll with "poll is not implemented".
                 Ok(Disposition::Pending { ca_order_id, .. }) if !implements(&*connector, Operation::Poll).await => {
@@ -758,6 +755,9 @@ impl Pipeline<'_> {
                     crate::metrics::issuance("failed");
                     return Err(IssueError::Failed { order_id: current.id, message });
                 }
+                // The profile this request was checked against decides renewal and deployment
+                // (no second load); a stand-in for a deleted profile has no name and decides
+                // nothing, as when apply finds no stored profile.
                 Ok(disposition) => {
                     let known = Some(profile).filter(|_| !profile_name.is_empty());
                     return self.apply(&current, disposition, &args, known, csr_key.as_deref()).await;

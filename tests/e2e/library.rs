@@ -321,6 +321,26 @@ fn auto_false_stops_a_certificate_in_retry_backoff_and_the_scheduler_skips_it() 
     assert_eq!(inv.scheduled_renewals(10).expect("scheduled"), vec![]);
 }
 
+/// Certificates `NAME.example` of profile `web`, signed by a new CA named `ca_name`, each due
+/// for renewal now; their ids.
+fn due_in_web(inv: &mut Inventory, ca_name: &str, names: &[&str]) -> Vec<i64> {
+    let ca = test_ca(ca_name);
+    names
+        .iter()
+        .map(|name| {
+            let cn = format!("{name}.example");
+            let (key, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
+            let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
+            let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
+            let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
+                panic!("insert")
+            };
+            inv.set_renew_after(id, Some(now() - 10)).expect("due");
+            id
+        })
+        .collect()
+}
+
 /// Operator review of stop 36: a round renewed every certificate it had claimed, one after
 /// another, before `serve` could stop, so a hanging CA held a shutdown for up to 20 calls'
 /// deadlines. Told to stop, a round ends after the renewal in flight and gives back the rest,
@@ -334,21 +354,7 @@ fn a_round_told_to_stop_gives_back_the_renewals_it_has_not_begun() {
     let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
     let profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
     inv.create_profile("web", &profile, "api", "test").expect("profile");
-    let ca = test_ca("Stop CA");
-    let ids: Vec<i64> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let cn = format!("{name}.example");
-            let (key, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
-            let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
-            let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
-            let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
-                panic!("insert")
-            };
-            inv.set_renew_after(id, Some(now() - 10)).expect("due");
-            id
-        })
-        .collect();
+    let ids = due_in_web(&mut inv, "Stop CA", &["a", "b", "c"]);
     let registry = certhost::connector::Registry::new(crate::helpers::certhost_bin().into(), None);
     let env = |_: &str| None;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -381,21 +387,7 @@ fn a_round_gives_back_the_claims_a_failed_round_left_and_only_those() {
     let mut inv = Inventory::open(dir.path(), MasterKey::generate()).expect("open");
     let profile = ProfileDef { accounts: vec!["gone".into()], ..ProfileDef::default() };
     inv.create_profile("web", &profile, "api", "test").expect("profile");
-    let ca = test_ca("Stranded CA");
-    let ids: Vec<i64> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let cn = format!("{name}.example");
-            let (key, csr) = request(&cn, vec![San::Dns(cn.clone())]).generate().expect("csr");
-            let der = certhost::cert::pem_certificates(&sign(&ca, &csr.pem, -1, 30)).expect("pem").remove(0);
-            let new = NewCertificate { profile: Some("web"), ..imported(&der, &[], Some(&key)) };
-            let InsertOutcome::Inserted(id) = inv.insert_certificate(&new, "test").expect("insert") else {
-                panic!("insert")
-            };
-            inv.set_renew_after(id, Some(now() - 10)).expect("due");
-            id
-        })
-        .collect();
+    let ids = due_in_web(&mut inv, "Stranded CA", &["a", "b"]);
     // The failed round's claims, as the database kept them.
     let (claimed, until) = inv.claim_due_renewals(600, 20).expect("claim");
     assert_eq!(claimed.len(), 2);

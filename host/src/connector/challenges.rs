@@ -14,7 +14,6 @@
 //! account holds at most [`MAX_ANSWERS_PER_ACCOUNT`], and an answer nobody withdrew lapses
 //! after [`ANSWER_LIFETIME`].
 
-use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
@@ -24,6 +23,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::clock::unix_now;
 
 /// Why a challenge could not be published.
 #[derive(Debug, thiserror::Error)]
