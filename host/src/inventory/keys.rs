@@ -44,6 +44,15 @@ pub(crate) fn identity_sha256(public_key_raw: &[u8]) -> String {
     }
 }
 
+/// The key digests of a stored certificate's PEM: ([`identity_sha256`], [`public_sha256`]).
+/// `None` for one that no longer parses (nothing can match it). For the rows stored before
+/// schema 16 and the revocations made before it, which carry no digest of their own.
+pub(crate) fn certificate_pem_digests(pem: &str) -> Option<(String, String)> {
+    let der = crate::cert::pem_certificates(pem).ok()?.into_iter().next()?;
+    let raw = crate::cert::CertificateInfo::from_der(&der).ok()?.public_key_raw;
+    Some((identity_sha256(&raw), public_sha256(&raw)))
+}
+
 /// Stores `key` sealed, or returns the id of the identical key already stored.
 pub(crate) fn insert(conn: &Connection, vault: &MasterKey, key: &PrivateKey, now: i64) -> Result<i64, InventoryError> {
     let public_sha256 = public_sha256(key.public_key_raw());

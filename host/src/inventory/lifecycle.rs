@@ -35,13 +35,7 @@ const KEY_COMPROMISE: &str = "keyCompromise";
 /// does). `None` for a certificate that no longer parses (nothing can match it).
 fn certificate_key_digests(tx: &rusqlite::Connection, id: i64) -> Result<Option<(String, String)>, InventoryError> {
     let pem: String = tx.query_row_cached("SELECT pem FROM certificates WHERE id = ?1", [id], |r| r.get(0))?;
-    Ok(crate::cert::pem_certificates(&pem)
-        .ok()
-        .and_then(|d| d.into_iter().next())
-        .and_then(|der| crate::cert::CertificateInfo::from_der(&der).ok())
-        .map(|info| {
-            (super::keys::identity_sha256(&info.public_key_raw), super::keys::public_sha256(&info.public_key_raw))
-        }))
+    Ok(super::keys::certificate_pem_digests(&pem))
 }
 
 /// Fills in `public_sha256` of the active certificates stored before schema version 16 that
@@ -55,12 +49,8 @@ fn backfill_public_sha256(tx: &rusqlite::Connection) -> Result<(), InventoryErro
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
     };
     for (id, pem) in rows {
-        let Some(der) = crate::cert::pem_certificates(&pem).ok().and_then(|d| d.into_iter().next()) else { continue };
-        let Ok(info) = crate::cert::CertificateInfo::from_der(&der) else { continue };
-        tx.execute_cached(
-            "UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1",
-            params![id, super::keys::identity_sha256(&info.public_key_raw)],
-        )?;
+        let Some((identity, _)) = super::keys::certificate_pem_digests(&pem) else { continue };
+        tx.execute_cached("UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1", params![id, identity])?;
     }
     Ok(())
 }

@@ -442,11 +442,7 @@ fn record_past_compromises(tx: &rusqlite::Transaction<'_>) -> Result<(), Invento
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
     };
     for (id, pem, at) in revoked {
-        let digest = crate::cert::pem_certificates(&pem)
-            .ok()
-            .and_then(|d| d.into_iter().next())
-            .and_then(|der| crate::cert::CertificateInfo::from_der(&der).ok())
-            .map(|i| super::keys::identity_sha256(&i.public_key_raw));
+        let digest = super::keys::certificate_pem_digests(&pem).map(|(identity, _)| identity);
         if let Some(digest) = digest {
             tx.execute(
                 "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
