@@ -423,7 +423,7 @@ async fn deploy_one(
     let redact = |text: &str| crate::connector::redact::without_key_material(&redactor.redact(text));
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {
-        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout()).await;
+        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout());
         output.push_str(&redact(&out));
         if let Err(status) = status {
             return (Err(DeployError::PreHook { status }), cap(output));
@@ -434,7 +434,7 @@ async fn deploy_one(
         return (Err(e), cap(output));
     }
     if let Some(cmd) = &target.post_hook {
-        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout()).await;
+        let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout());
         output.push_str(&redact(&out));
         if let Err(status) = status {
             return (Err(DeployError::PostHook { status }), cap(output));
@@ -475,19 +475,16 @@ fn hook_env(cert: &CertificateRecord, t: &DeployTarget) -> Vec<(String, String)>
     vars
 }
 
-/// Runs `sh -c cmd` with a deadline; returns Ok or the failure ("exit status 3", "timed out
-/// after 60s") and the combined output. The hook leads a process group of its own, killed
-/// whole at the deadline (killing `sh` alone left what it started running). Its outcome is
-/// the shell's exit: a process it left in the background holding the output pipes (`reload &`)
-/// is not waited for beyond [`OUTPUT_GRACE`].
-async fn run_hook(
+/// Runs `sh -c cmd` with a deadline ([`crate::hook`]: its group killed whole at the deadline,
+/// a background process it left holding the pipes not waited for); returns Ok or the failure
+/// ("exit status 3", "timed out after 60s") and the combined output.
+fn run_hook(
     cmd: &str,
     vars: &[(String, String)],
     hidden: &[&str],
     timeout: Duration,
 ) -> (Result<(), String>, String) {
-    use tokio::io::AsyncReadExt;
-    let mut command = tokio::process::Command::new("sh");
+    let mut command = std::process::Command::new("sh");
     for name in hidden {
         command.env_remove(name);
     }
@@ -496,68 +493,21 @@ async fn run_hook(
         .arg(cmd)
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         // Hooks never see the master key.
-        .env_remove("CERTHOST_MASTER_KEY")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(c) => c,
+        .env_remove("CERTHOST_MASTER_KEY");
+    // Kept to what is stored, with room for the redaction to work on whole values.
+    let ran = crate::blocking::off_the_runtime(|| crate::hook::run(&mut command, timeout, 4 * HOOK_OUTPUT_MAX));
+    let done = match ran {
+        Ok(done) => done,
         Err(e) => return (Err(format!("cannot start sh: {e}")), String::new()),
     };
-    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut readers = Vec::new();
-    let pipes: [Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>; 2] = [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ];
-    for mut pipe in pipes.into_iter().flatten() {
-        let output = output.clone();
-        readers.push(tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
-                // Kept to what is stored, with room for the redaction to work on whole values.
-                if out.len() < 4 * HOOK_OUTPUT_MAX {
-                    out.extend_from_slice(&buf[..n]);
-                }
-            }
-        }));
-    }
-    let pid = child.id();
-    let status = tokio::time::timeout(timeout, child.wait()).await;
-    if status.is_err()
-        && let Some(pid) = pid
-    {
-        // The group the hook leads (`process_group(0)`), before it is reaped.
-        crate::process_group::signal_unreaped_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-    let _ = tokio::time::timeout(OUTPUT_GRACE, async {
-        for r in &mut readers {
-            let _ = r.await;
-        }
-    })
-    .await;
-    for r in readers {
-        r.abort();
-    }
-    let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    match status {
-        Err(_) => (Err(format!("timed out after {}s", timeout.as_secs())), text),
-        Ok(Err(e)) => (Err(e.to_string()), text),
-        Ok(Ok(st)) if st.success() => (Ok(()), text),
-        Ok(Ok(st)) => (Err(st.to_string()), text),
+    let text = String::from_utf8_lossy(&done.output).into_owned();
+    match done.ended {
+        crate::hook::Ended::TimedOut => (Err(format!("timed out after {}s", timeout.as_secs())), text),
+        crate::hook::Ended::WaitFailed(e) => (Err(e.to_string()), text),
+        crate::hook::Ended::Exited(st) if st.success() => (Ok(()), text),
+        crate::hook::Ended::Exited(st) => (Err(st.to_string()), text),
     }
 }
-
-/// How long a finished hook's output is still read, for what a background process it left
-/// keeps writing or holding open.
-const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 fn write_files(
     key: Option<&crate::key::PrivateKey>,

@@ -32,8 +32,9 @@
 //! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`view`]: the JSON shapes of the API and `--json`, times as RFC 3339.
 //! - [`der`], [`x509`]: strict framing checks and the x509-parser edge.
-//! - `blocking`, `process_group` (private): blocking work off the async threads; ending a
-//!   hook with the processes it started.
+//! - `blocking`, `hook`, `process_group` (private): blocking work off the async threads;
+//!   running a deploy or dns-01 hook to its end or deadline; ending a child with the
+//!   processes it started.
 #![deny(missing_docs)]
 
 pub mod account;
@@ -46,6 +47,7 @@ pub mod connector;
 pub mod csr;
 pub mod deploy;
 pub mod der;
+mod hook;
 pub mod host_signatures;
 pub mod idempotency;
 pub mod import;

@@ -15,11 +15,9 @@
 //! after [`ANSWER_LIFETIME`].
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -371,71 +369,24 @@ impl Challenges {
             .env("CERTHOST_DNS01_ACTION", action)
             .env("CERTHOST_DNS01_DOMAIN", domain)
             .env("CERTHOST_DNS01_VALUE", value)
-            .env_remove("CERTHOST_MASTER_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, killed whole at the deadline.
-            .process_group(0);
-        // A hook just written (a deployment putting it in place) can be "busy" for a moment
-        // while another thread's child still holds it open between its fork and exec: tried
-        // again briefly rather than failed.
-        let mut tries = 0;
-        let mut child = loop {
-            match command.spawn() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 5 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => break other.map_err(|e| failed(format!("it cannot be started ({e})")))?,
-            }
-        };
-        // Read while it runs: a hook that writes more than a pipe holds (64 KiB) would block
-        // until killed at the deadline if its output were read only after it exits.
-        let readers: Vec<_> = [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|pipe| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(read_capped(pipe));
-            });
-            rx
-        })
-        .collect();
-        let started = Instant::now();
+            .env_remove("CERTHOST_MASTER_KEY");
         let limit = within.min(HOOK_TIMEOUT);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() >= limit => {
-                    // The group the hook leads (`process_group(0)`), before it is reaped.
-                    crate::process_group::signal_unreaped_group(child.id(), libc::SIGKILL);
-                    let _ = child.wait();
-                    let why = if limit < HOOK_TIMEOUT {
-                        format!(
-                            "it ran past the connector call's deadline ({} s left when it started) and was killed",
-                            limit.as_secs()
-                        )
-                    } else {
-                        format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())
-                    };
-                    return Err(failed(why));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(failed(format!("waiting for it failed ({e})"))),
+        let done = crate::hook::run(&mut command, limit, HOOK_OUTPUT_KEPT)
+            .map_err(|e| failed(format!("it cannot be started ({e})")))?;
+        let status = match done.ended {
+            crate::hook::Ended::Exited(status) => status,
+            crate::hook::Ended::TimedOut if limit < HOOK_TIMEOUT => {
+                return Err(failed(format!(
+                    "it ran past the connector call's deadline ({} s left when it started) and was killed",
+                    limit.as_secs()
+                )));
             }
+            crate::hook::Ended::TimedOut => {
+                return Err(failed(format!("it ran longer than {} s and was killed", HOOK_TIMEOUT.as_secs())));
+            }
+            crate::hook::Ended::WaitFailed(e) => return Err(failed(format!("waiting for it failed ({e})"))),
         };
-        // A process the hook left in the background may hold the pipes: not waited for long.
-        let text: String = readers
-            .into_iter()
-            .map(|rx| {
-                String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()).into_owned()
-            })
-            .collect();
+        let text = String::from_utf8_lossy(&done.output);
         // Redacted as a deploy hook's output is: of what the hook could inherit or read.
         let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let secrets = crate::param::registered_secret_values(&|name| env.as_ref().and_then(|env| env(name)));
@@ -449,20 +400,8 @@ impl Challenges {
     }
 }
 
-/// Everything `pipe` yields until it closes, of which the first 64 KiB are kept.
-fn read_capped(mut pipe: Box<dyn Read + Send>) -> Vec<u8> {
-    const KEEP: usize = 64 * 1024;
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = pipe.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        let room = KEEP.saturating_sub(kept.len()).min(n);
-        kept.extend_from_slice(&buf[..room]);
-    }
-    kept
-}
+/// How much of a dns-01 hook's output is kept to be logged.
+const HOOK_OUTPUT_KEPT: usize = 128 * 1024;
 
 /// Longest dns-01 TXT value taken: a TXT string holds 255 bytes.
 const MAX_DNS01_VALUE: usize = 255;

@@ -1,0 +1,218 @@
+//! Runs an operator's hook command — a deployment's pre/post hook, the dns-01 hook — to its
+//! end or its deadline, with what it printed.
+//!
+//! The two kinds of hook used to have a runner each, and each learnt the same lessons
+//! separately: the hook leads a process group of its own, killed whole at the deadline
+//! (killing `sh` alone left what it started running); both pipes are read while it runs
+//! (a hook writing more than a pipe holds blocked until killed); a background process it
+//! left holding the pipes (`reload &`) is not waited for; an executable just written may be
+//! "busy" for a moment. One runner keeps those in one place. It is synchronous and reads
+//! with `poll(2)` on the calling thread: no reader thread is left behind on a pipe that a
+//! background process keeps open.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a finished hook's output is still read, for what a background process it left
+/// keeps writing or holding open.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a running hook is checked on when it prints nothing.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How a hook ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It exited (or was killed by a signal not ours) with this status.
+    Exited(ExitStatus),
+    /// It ran to the deadline; its process group was killed.
+    TimedOut,
+    /// Waiting for it failed; its process group was killed.
+    WaitFailed(std::io::Error),
+}
+
+/// A hook's end and its output: stdout and stderr as they arrived, the first `keep` bytes.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub ended: Ended,
+    pub output: Vec<u8>,
+}
+
+/// Starts `command` (stdin empty, stdout and stderr captured, in a process group of its
+/// own) and waits for it up to `limit`. An error is only a hook that could not be started.
+pub(crate) fn run(command: &mut Command, limit: Duration, keep: usize) -> std::io::Result<Finished> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = spawn(command)?;
+    let mut pipes: Vec<Box<dyn ReadFd>> = Vec::new();
+    if let Some(p) = child.stdout.take() {
+        pipes.push(Box::new(p));
+    }
+    if let Some(p) = child.stderr.take() {
+        pipes.push(Box::new(p));
+    }
+    for p in &pipes {
+        set_nonblocking(p.as_raw_fd());
+    }
+    let mut output = Vec::new();
+    let started = Instant::now();
+    let ended = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ended::Exited(status),
+            Ok(None) if started.elapsed() >= limit => {
+                kill(&mut child);
+                break Ended::TimedOut;
+            }
+            Ok(None) => read_ready(&mut pipes, &mut output, keep, TICK.min(limit.saturating_sub(started.elapsed()))),
+            Err(e) => {
+                kill(&mut child);
+                break Ended::WaitFailed(e);
+            }
+        }
+    };
+    let grace = Instant::now() + OUTPUT_GRACE;
+    while !pipes.is_empty() {
+        let left = grace.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        read_ready(&mut pipes, &mut output, keep, left.min(TICK));
+    }
+    // What is still open is closed here: a background process writing to it gets EPIPE.
+    Ok(Finished { ended, output })
+}
+
+/// A pipe end we read from.
+trait ReadFd: Read + AsRawFd {}
+impl<T: Read + AsRawFd> ReadFd for T {}
+
+/// Spawns, trying again briefly while the executable is "busy": a hook just written (a
+/// deployment putting it in place) can be, while another thread's child still holds it open
+/// between its fork and exec.
+fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(TICK);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Kills the group `child` leads, then reaps it.
+fn kill(child: &mut Child) {
+    // The group the hook leads (`process_group(0)`), before it is reaped.
+    crate::process_group::signal_unreaped_group(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// Waits up to `wait` for any pipe to have something, then reads everything that is there.
+/// A pipe that closed (or failed) is dropped from `pipes`; bytes past `keep` are read and
+/// thrown away, so the hook never blocks on a full pipe.
+fn read_ready(pipes: &mut Vec<Box<dyn ReadFd>>, output: &mut Vec<u8>, keep: usize, wait: Duration) {
+    let mut fds: Vec<libc::pollfd> =
+        pipes.iter().map(|p| libc::pollfd { fd: p.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the call's duration.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if ready <= 0 {
+        return;
+    }
+    let mut closed = Vec::new();
+    for (i, fd) in fds.iter().enumerate() {
+        if fd.revents == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipes[i].read(&mut buf) {
+                Ok(0) => {
+                    closed.push(i);
+                    break;
+                }
+                Ok(n) => {
+                    let room = keep.saturating_sub(output.len()).min(n);
+                    output.extend_from_slice(&buf[..room]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed.push(i);
+                    break;
+                }
+            }
+        }
+    }
+    for i in closed.into_iter().rev() {
+        pipes.remove(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn output_of_both_pipes_and_the_exit_status_are_kept() {
+        let done = run(&mut sh("echo out; echo err >&2; exit 3"), Duration::from_secs(10), 1000).expect("starts");
+        assert!(matches!(done.ended, Ended::Exited(s) if s.code() == Some(3)), "{:?}", done.ended);
+        let text = String::from_utf8_lossy(&done.output);
+        assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
+    }
+
+    #[test]
+    fn a_hook_printing_more_than_a_pipe_holds_finishes_and_is_cut_to_what_is_kept() {
+        // 1 MiB: sixteen pipes' worth, which would block a hook read only after it exits.
+        let done = run(&mut sh("head -c 1048576 /dev/zero | tr '\\0' x"), Duration::from_secs(20), 100).expect("starts");
+        assert!(matches!(done.ended, Ended::Exited(s) if s.success()), "{:?}", done.ended);
+        assert_eq!(done.output, vec![b'x'; 100]);
+    }
+
+    #[test]
+    fn at_the_deadline_the_whole_group_is_killed() {
+        let started = Instant::now();
+        let done = run(&mut sh("sleep 4243 & sleep 4243"), Duration::from_millis(300), 100).expect("starts");
+        assert!(matches!(done.ended, Ended::TimedOut), "{:?}", done.ended);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps runs");
+        let left = String::from_utf8_lossy(&ps.stdout).lines().filter(|l| l.trim() == "sleep 4243").count();
+        assert_eq!(left, 0, "a sleep of the killed group still runs");
+    }
+
+    #[test]
+    fn a_background_process_holding_the_pipes_is_not_waited_for() {
+        let started = Instant::now();
+        let done = run(&mut sh("echo before; sleep 4244 & exit 0"), Duration::from_secs(30), 100).expect("starts");
+        assert!(matches!(done.ended, Ended::Exited(s) if s.success()), "{:?}", done.ended);
+        assert_eq!(String::from_utf8_lossy(&done.output), "before\n");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        let _ = std::process::Command::new("pkill").args(["-f", "sleep 4244"]).status();
+    }
+
+    #[test]
+    fn a_hook_that_cannot_start_is_an_error() {
+        let err = run(&mut Command::new("/nonexistent/hook"), Duration::from_secs(1), 100).expect_err("no such file");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}
