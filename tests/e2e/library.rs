@@ -228,6 +228,43 @@ fn audit_events_cannot_be_edited_or_deleted() {
     assert!(conn.execute("DELETE FROM audit_events", []).unwrap_err().to_string().contains("append-only"));
 }
 
+/// Upgrade review of stop 39: a newer certhost migrated the inventory while an older `serve`
+/// still had it open, and that serve went on writing rows as its own schema had them (a
+/// keyCompromise revocation recorded nothing). A migration now waits for the directory to be
+/// its own, and refuses, leaving the schema as it was, while another process holds it.
+#[test]
+fn an_inventory_is_not_migrated_while_another_process_has_it_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = MasterKey::generate();
+    drop(Inventory::open(dir.path(), key.clone()).expect("create"));
+    let db = dir.path().join("certhost.db");
+    let version = || -> u32 {
+        rusqlite::Connection::open(&db).expect("db").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version")
+    };
+    let current = version();
+    // As an older certhost left it: one version behind (the last migration is safe to run again).
+    rusqlite::Connection::open(&db).expect("db").pragma_update(None, "user_version", current - 1).expect("older");
+    // An older serve's hold, as an open file of its own.
+    let older_serve = std::fs::File::open(dir.path().join("certhost.lock")).expect("lock file");
+    older_serve.try_lock_shared().expect("shared");
+    let started = std::time::Instant::now();
+    let err = Inventory::open(dir.path(), key.clone()).expect_err("not while another process has it").to_string();
+    assert!(
+        err.contains(&format!("needs upgrading from schema version {} to {current}", current - 1))
+            && err.contains("another certhost process has it open"),
+        "{err}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5), "it waited for the other process first");
+    assert_eq!(version(), current - 1, "nothing was migrated");
+    drop(older_serve);
+    let inv = Inventory::open(dir.path(), key.clone()).expect("migrates once the directory is free");
+    assert_eq!(version(), current);
+    // The hold is shared again: another process may open the directory meanwhile.
+    let other = std::fs::File::open(dir.path().join("certhost.lock")).expect("lock file");
+    other.try_lock_shared().expect("shared beside the migrated open");
+    drop(inv);
+}
+
 /// Regression (issue 9): concurrent issuance over HTTP failed one request in five with
 /// "database is locked" — a deferred transaction that reads (the duplicate check) and then
 /// writes cannot be upgraded after another connection committed, and SQLite does not wait for

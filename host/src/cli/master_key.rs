@@ -75,14 +75,7 @@ pub fn run(cmd: Command, data_dir: &Path, env: &super::Env) -> anyhow::Result<Ex
     }
     // Inventories `certhost restore --replace` kept here stay sealed under the old key, which
     // nothing keeps (stop 36's review).
-    let kept: Vec<String> = std::fs::read_dir(data_dir)
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("certhost.db.replaced-") && !n.ends_with("-wal"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let kept = certhost::inventory::set_aside_inventories(data_dir);
     if !kept.is_empty() {
         println!(
             "note: {} kept by certhost restore ({}) stay sealed under the old key: delete them, or keep the old key \

@@ -516,9 +516,21 @@ fn require_inventory(data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    // A restore killed between its renames (an older certhost's) left only the inventory it set
+    // aside: said, before "serve starts a new one" leads to an empty one beside it.
+    let aside = certhost::inventory::set_aside_inventories(data_dir);
+    let aside = match aside.last() {
+        Some(newest) => format!(
+            "; it holds {} certhost restore set aside ({}): `certhost restore {}` puts one back",
+            if aside.len() == 1 { "an inventory".to_owned() } else { format!("{} inventories", aside.len()) },
+            aside.join(", "),
+            shown.join(newest).display()
+        ),
+        None => String::new(),
+    };
     anyhow::bail!(
         "there is no inventory in {} (no {}): give the data directory with --data-dir or CERTHOST_DATA_DIR; \
-         issue, import or serve starts a new one",
+         issue, import or serve starts a new one{aside}",
         shown.display(),
         certhost::inventory::DB_FILE
     )

@@ -200,6 +200,9 @@ pub fn restore_from(
     let result = match opened {
         Ok(inv) => {
             let revived_tokens = replaced.as_deref().map(|aside| revived_tokens(aside, &inv)).unwrap_or_default();
+            if let Some(aside) = &replaced {
+                settle_aside(aside);
+            }
             Ok(Restored { backup, replaced, revived_tokens })
         }
         Err(e) => {
@@ -243,6 +246,19 @@ fn revived_tokens(aside: &Path, restored: &Inventory) -> Vec<String> {
         .filter(|t| t.revoked_at.is_none() && revoked.contains(&t.name))
         .map(|t| t.name)
         .collect()
+}
+
+/// Folds the WAL of the inventory set aside at `aside` into it and leaves it one file in
+/// rollback mode, as a backup is (best effort: it is whole either way). Left in WAL mode, its
+/// `-wal` and `-shm` stayed beside it, a rotation counted the index as an inventory, and
+/// `certhost restore` refused it as "a database in use" (upgrade review of stop 39). Nothing
+/// else has it open: it is set aside under the restore's exclusive hold.
+fn settle_aside(aside: &Path) {
+    let folded = rusqlite::Connection::open_with_flags(aside, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .and_then(|conn| conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get::<_, String>(0)));
+    if let Err(e) = folded {
+        tracing::warn!("the inventory set aside at {} keeps its write-ahead log beside it: {e}", aside.display());
+    }
 }
 
 /// `base` with `suffix` appended to its file name (SQLite's `-wal` and `-shm`).
@@ -404,6 +420,23 @@ fn put_in_place(
     Ok((backup, source, replaced, alone))
 }
 
+/// The inventories `certhost restore --replace` set aside in `data_dir`, by file name (their
+/// SQLite side files left out), sorted: what a rotation leaves sealed under the old key, and
+/// what a directory whose `certhost.db` is gone may still hold.
+pub fn set_aside_inventories(data_dir: &Path) -> Vec<String> {
+    let prefix = format!("{DB_FILE}.replaced-");
+    let mut names: Vec<String> = std::fs::read_dir(data_dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix) && !["-wal", "-shm", "-journal"].iter().any(|s| n.ends_with(s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Folds the inventory `db`'s WAL into it and hard-links it (and a WAL left, if any) under a
 /// name no file has — `certhost.db.replaced-UNIXTIME`, then `-2`, `-3`, … —: two restores in
 /// one second overwrote the first one's kept inventory (stop 36's review). The original names
@@ -534,6 +567,10 @@ mod tests {
         let again = restore_from(&data, &backup, vault.clone(), true, "test").expect("replace");
         assert_eq!(again.revived_tokens, ["ci"]);
         let aside = again.replaced.expect("set aside");
+        // One file, as a backup is: `certhost restore` takes it back, and a rotation's count
+        // of inventories sealed under the old key does not take its index for another.
+        assert!(!sidecar(&aside, "-wal").exists() && !sidecar(&aside, "-shm").exists(), "one file");
+        assert_eq!(set_aside_inventories(&data), [aside.file_name().expect("name").to_string_lossy()]);
         let old = rusqlite::Connection::open(&aside).expect("open the replaced one");
         let events: usize = old.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0)).expect("count");
         assert_eq!(

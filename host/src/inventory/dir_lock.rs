@@ -1,6 +1,7 @@
 //! Who has a data directory open: every process that has the inventory open holds a shared
 //! lock on `certhost.lock` for as long as any of its connections is open, and
-//! `certhost master-key rotate` takes it exclusively.
+//! `certhost master-key rotate`, `certhost restore` and a schema migration take it
+//! exclusively.
 //!
 //! A process keeps the master key it started with in memory, and seals with it whatever it
 //! stores: a key, a secret, a cache entry. Re-sealing the inventory under a new key while a
@@ -96,6 +97,16 @@ pub fn hold_shared(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
 /// shared lock it already held could not be turned into an exclusive one without letting go
 /// of it first).
 pub fn hold_exclusive(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
+    try_hold_exclusive(data_dir)?.ok_or_else(|| InventoryError::DataDir {
+        path: data_dir.to_owned(),
+        reason: "another certhost process has it open (certhost serve, or a command still running); stop it and run \
+                 this again"
+            .into(),
+    })
+}
+
+/// [`hold_exclusive`], with `None` while another process has the directory open.
+pub(super) fn try_hold_exclusive(data_dir: &Path) -> Result<Option<Arc<DirHold>>, InventoryError> {
     let id = identity(data_dir);
     let mut held = held();
     let refuse = |reason: String| InventoryError::DataDir { path: data_dir.to_owned(), reason };
@@ -107,14 +118,27 @@ pub fn hold_exclusive(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
         Ok(()) => {
             let hold = Arc::new(DirHold { _file: file });
             held.insert(id, Arc::downgrade(&hold));
-            Ok(hold)
+            Ok(Some(hold))
         }
-        Err(TryLockError::WouldBlock) => Err(refuse(
-            "another certhost process has it open (certhost serve, or a command still running); stop it and run \
-             this again"
-                .into(),
-        )),
+        Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(refuse(format!("cannot lock {LOCK_FILE}: {e}"))),
+    }
+}
+
+/// Whether this process has `data_dir` open (holds its lock, shared or not).
+pub(super) fn held_here(data_dir: &Path) -> bool {
+    held().contains_key(&identity(data_dir))
+}
+
+impl DirHold {
+    /// Lets other processes open the directory again, as a shared hold (an exclusive one taken
+    /// to migrate the schema, once it is done). Refused in the moment between the two locks
+    /// only when a rotation or restore takes the directory then.
+    pub(super) fn share(&self, data_dir: &Path) -> Result<(), InventoryError> {
+        self._file.try_lock_shared().map_err(|e| InventoryError::DataDir {
+            path: data_dir.to_owned(),
+            reason: format!("its lock could not be shared after the upgrade ({e}); run the command again"),
+        })
     }
 }
 

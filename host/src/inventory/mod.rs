@@ -35,7 +35,7 @@ use crate::vault::{MasterKey, VaultError};
 pub use accounts::{SecretOwner, Upsert, is_file_origin, taken_by};
 pub use acme_answers::InventoryAnswerStore;
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
-pub use backup::{Backup, Restored, restore_from};
+pub use backup::{Backup, Restored, restore_from, set_aside_inventories};
 pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
@@ -184,6 +184,20 @@ pub enum InventoryError {
 
 /// Longest `Inventory::open` waits for another process's write lock.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How long an open that must migrate the schema waits for other processes to close the
+/// directory (a `serve` finishing its requests as it stops) before it refuses.
+const MIGRATION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The schema version of the database at `path` as another connection would read it, or
+/// `None` when it cannot be read (no file yet: the open creates it). Read only while this
+/// process has no connection to it: closing one would drop the process's SQLite locks.
+fn schema_version_on_disk(path: &Path) -> Option<u32> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).ok()?;
+    conn.busy_timeout(std::time::Duration::from_secs(1)).ok()?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
+}
 
 /// What to do about a damaged database, said where SQLite says only that it is damaged
 /// (black-box review of stop 36: every command answered "database disk image is malformed").
@@ -343,7 +357,7 @@ impl Inventory {
     /// checking the master key.
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
         create_data_dir(data_dir)?;
-        let hold = dir_lock::hold_shared(data_dir)?;
+        let (hold, migrating) = Self::hold_for_open(data_dir)?;
         backup::remove_abandoned_copy(data_dir);
         let path = data_dir.join(DB_FILE);
         // Several processes opening a new database at once can see "database is locked" while
@@ -372,9 +386,45 @@ impl Inventory {
             }
         };
         make_private(&path);
+        if migrating {
+            hold.share(data_dir)?;
+        }
         let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None, _hold: hold };
         inv.check_vault()?;
         Ok(inv)
+    }
+
+    /// The directory hold an open takes: shared, except when the inventory on disk needs
+    /// migrating and this process does not have it open yet. Then exclusive, waited for up to
+    /// [`MIGRATION_PATIENCE`]: a process of an older certhost (a `serve` not yet restarted after
+    /// an upgrade) went on writing rows as its schema had them under the migrated one — a
+    /// keyCompromise revocation it made recorded nothing, and the key was certified again
+    /// (upgrade review of stop 39). Returns the hold and whether it is exclusive.
+    fn hold_for_open(data_dir: &Path) -> Result<(std::sync::Arc<dir_lock::DirHold>, bool), InventoryError> {
+        if dir_lock::held_here(data_dir) {
+            return Ok((dir_lock::hold_shared(data_dir)?, false));
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let found = match schema_version_on_disk(&data_dir.join(DB_FILE)) {
+                Some(v) if v > 0 && v < schema::CURRENT_VERSION => v,
+                _ => return Ok((dir_lock::hold_shared(data_dir)?, false)),
+            };
+            if let Some(hold) = dir_lock::try_hold_exclusive(data_dir)? {
+                return Ok((hold, true));
+            }
+            if started.elapsed() >= MIGRATION_PATIENCE {
+                return Err(InventoryError::DataDir {
+                    path: data_dir.to_owned(),
+                    reason: format!(
+                        "its inventory needs upgrading from schema version {found} to {}, and another certhost \
+                         process has it open (a serve of the older certhost?); stop it and run this again",
+                        schema::CURRENT_VERSION
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     fn connect(path: &Path) -> Result<Connection, InventoryError> {

@@ -377,7 +377,8 @@ const MIGRATIONS: &[&str] = &[
     //     CSR went on being certified — another certificate on it was not made due, and the
     //     same CSR was accepted again. A compromised public key is recorded by its digest;
     //     each certificate keeps its own (certificates stored before this version have none
-    //     until a compromise revocation looks for them).
+    //     until a compromise revocation looks for them). The compromises made before it are
+    //     recorded by 17's Rust step, which runs after it on every path.
     r#"
     ALTER TABLE certificates ADD COLUMN public_sha256 TEXT;
     CREATE TABLE compromised_keys (
@@ -386,6 +387,14 @@ const MIGRATIONS: &[&str] = &[
         at             INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 17: the build that first wrote version 16 (51a5454) recorded no compromise made before
+    //     it and named an RSA key by its whole key, which the next names by its modulus; an
+    //     inventory it migrated was version 16 all the same, so nothing ran again, and keys
+    //     revoked for keyCompromise were certified again (upgrade review). A compromise found
+    //     by a migration also left the other certificates on the key in service. All of it is
+    //     Rust (`settle_compromises`); the version is what makes it run once, and what makes
+    //     that build refuse an inventory it would misread.
+    "",
 ];
 
 /// The schema version this binary writes.
@@ -415,16 +424,98 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
             return Ok(());
         };
         tx.execute_batch(sql)?;
-        if found + 1 == COMPROMISED_KEYS_VERSION {
-            record_past_compromises(&tx)?;
+        if found + 1 == SETTLED_COMPROMISES_VERSION {
+            settle_compromises(&tx, crate::clock::unix_now())?;
         }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
 }
 
-/// The version that made `compromised_keys`.
-const COMPROMISED_KEYS_VERSION: u32 = 16;
+/// The version that names every compromised RSA key by its modulus, records the compromises
+/// a version-16 inventory may lack and acts on them.
+const SETTLED_COMPROMISES_VERSION: u32 = 17;
+
+/// Who the audit log says made a certificate due for a compromise a migration found.
+const UPGRADE_ACTOR: &str = "certhost upgrade";
+
+/// Brings the record of compromised keys to what revoking under this build would have made of
+/// it: RSA keys named by modulus ([`super::keys::identity_sha256`]) in certificate rows and in
+/// `compromised_keys`, every successful keyCompromise revocation recorded, and every other
+/// active certificate on a compromised key due at `now`, audited as a revocation today would
+/// audit it (`certificate.key_compromised`). Until then such a certificate stayed in service
+/// until its renewal came due, and its renewal then failed.
+fn settle_compromises(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<(), InventoryError> {
+    let identity = |pem: &str| super::keys::certificate_pem_digests(pem).map(|(identity, _)| identity);
+    // RSA rows 51a5454 digested whole (`rsa-n:` marks a name by modulus).
+    let stale: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, pem FROM certificates
+             WHERE key_algorithm = 'rsa' AND public_sha256 IS NOT NULL AND public_sha256 NOT LIKE 'rsa-n:%'",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, pem) in stale {
+        tx.execute("UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1", rusqlite::params![id, identity(&pem)])?;
+    }
+    let stale: Vec<(String, i64, i64, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT k.public_sha256, k.certificate_id, k.at, c.pem FROM compromised_keys k
+             JOIN certificates c ON c.id = k.certificate_id
+             WHERE c.key_algorithm = 'rsa' AND k.public_sha256 NOT LIKE 'rsa-n:%'",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+    };
+    for (old, certificate_id, at, pem) in stale {
+        if let Some(name) = identity(&pem) {
+            tx.execute("DELETE FROM compromised_keys WHERE public_sha256 = ?1", [&old])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![name, certificate_id, at],
+            )?;
+        }
+    }
+    record_past_compromises(tx)?;
+    let any: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM compromised_keys)", [], |r| r.get(0))?;
+    if !any {
+        // Nothing to look for: the rows below are parsed only in an inventory that needs it.
+        return Ok(());
+    }
+    let unnamed: Vec<(i64, String)> = {
+        let mut stmt =
+            tx.prepare("SELECT id, pem FROM certificates WHERE status = 'active' AND public_sha256 IS NULL")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, pem) in unnamed {
+        if let Some(name) = identity(&pem) {
+            tx.execute("UPDATE certificates SET public_sha256 = ?2 WHERE id = ?1", rusqlite::params![id, name])?;
+        }
+    }
+    let due: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare(
+            "UPDATE certificates SET renew_after = ?1
+             WHERE status = 'active' AND renew_after IS NOT NULL AND renew_after > ?1
+               AND public_sha256 IN (SELECT public_sha256 FROM compromised_keys)
+             RETURNING id, (SELECT certificate_id FROM compromised_keys k WHERE k.public_sha256 = certificates.public_sha256)",
+        )?;
+        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, revoked) in due {
+        super::audit::record(
+            tx,
+            now,
+            &super::audit::NewAuditEvent {
+                actor: UPGRADE_ACTOR,
+                action: "certificate.key_compromised",
+                object_type: "certificate",
+                object_id: Some(id.to_string()),
+                outcome: "success",
+                detail: serde_json::json!({ "revoked": revoked, "found_at": "upgrade" }),
+            },
+        )?;
+    }
+    Ok(())
+}
 
 /// Fills `compromised_keys` from the keyCompromise revocations made before it existed: made
 /// empty, the table protected nothing revoked before an upgrade, and the very CSR an operator
@@ -701,7 +792,7 @@ mod tests {
     }
 
     /// Diff review of stop 39: the table of compromised keys was made empty, so a key revoked
-    /// for keyCompromise before the upgrade was certified again. Migration 16 records it.
+    /// for keyCompromise before the upgrade was certified again. Migration 17 records it.
     #[test]
     fn a_version_15_keycompromise_revocation_is_recorded_by_its_public_key() {
         let mut conn = at_version(15);
@@ -734,5 +825,106 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("rows");
         assert_eq!(recorded, [(digest, 3, 42)], "a deleted certificate's event has nothing to record");
+    }
+
+    /// Two certificates on one new RSA key, as PEM.
+    fn two_rsa_certificates() -> (String, String, String) {
+        let key = crate::key::PrivateKey::generate(crate::key::KeyType::Rsa2048).expect("key");
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec());
+        let signer = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).expect("signer");
+        let pem = |cn: &str| {
+            let params = rcgen::CertificateParams::new(vec![cn.to_owned()]).expect("params");
+            crate::der::pem_encode("CERTIFICATE", params.self_signed(&signer).expect("cert").der())
+        };
+        let whole = super::super::keys::public_sha256(key.public_key_raw());
+        (pem("a.example"), pem("b.example"), whole)
+    }
+
+    fn insert_certificate(conn: &Connection, id: i64, pem: &str, status: &str, public_sha256: Option<&str>) {
+        conn.execute(
+            "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                 key_algorithm, key_bits, status, source, created_at, renew_after, public_sha256)
+             VALUES (?1, ?2, ?1, ?1, ?1, 'CN=x', 'CN=x', '[]', 0, 4000000000, 'rsa', 2048, ?3, 'issue', 0,
+                     3900000000, ?4)",
+            rusqlite::params![id, pem, status, public_sha256],
+        )
+        .expect("certificate");
+    }
+
+    fn revoke_event(conn: &Connection, id: i64) {
+        conn.execute(
+            "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
+             VALUES (42, 'op', 'certificate.revoke', 'certificate', ?1, 'success', json_object('reason', 'keyCompromise'))",
+            [id.to_string()],
+        )
+        .expect("event");
+    }
+
+    /// Upgrade review of stop 39: an inventory the first version-16 build migrated had recorded
+    /// no earlier compromise and named RSA keys whole; at version 16 nothing ran again, and the
+    /// compromised key was certified again. Migration 17 names the key by its modulus, records
+    /// the compromise and makes the key's other certificate due, audited.
+    #[test]
+    fn a_version_16_inventory_of_the_first_build_gets_its_compromises_recorded_and_acted_on() {
+        let (revoked, other, whole) = two_rsa_certificates();
+        let mut conn = at_version(16);
+        // Revoked before that build's upgrade: no row in compromised_keys.
+        insert_certificate(&conn, 1, &revoked, "revoked", None);
+        revoke_event(&conn, 1);
+        // Stored by that build: named by the whole key.
+        insert_certificate(&conn, 2, &other, "active", Some(&whole));
+        migrate(&mut conn).expect("migrate");
+        let identity = super::super::keys::certificate_pem_digests(&other).expect("digests").0;
+        assert!(identity.starts_with("rsa-n:"), "{identity}");
+        let recorded: Vec<(String, i64)> = conn
+            .prepare("SELECT public_sha256, certificate_id FROM compromised_keys")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(recorded, [(identity.clone(), 1)]);
+        let (name, renew_after): (String, i64) = conn
+            .query_row("SELECT public_sha256, renew_after FROM certificates WHERE id = 2", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row");
+        assert_eq!(name, identity);
+        assert!(renew_after <= crate::clock::unix_now(), "the other certificate on the key is due now");
+        let audited: (String, String) = conn
+            .query_row(
+                "SELECT actor, detail FROM audit_events WHERE action = 'certificate.key_compromised' AND object_id = '2'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("audited");
+        assert_eq!(audited.0, UPGRADE_ACTOR);
+        assert!(audited.1.contains(r#""revoked":1"#), "{}", audited.1);
+    }
+
+    /// The same build's own keyCompromise revocation recorded the RSA key whole: renamed by
+    /// its modulus from the revoked certificate, and an active certificate on it that build
+    /// stored with no name at all is found too.
+    #[test]
+    fn a_compromised_rsa_key_recorded_whole_is_renamed_by_its_modulus() {
+        let (revoked, other, whole) = two_rsa_certificates();
+        let mut conn = at_version(16);
+        insert_certificate(&conn, 1, &revoked, "revoked", Some(&whole));
+        conn.execute("INSERT INTO compromised_keys (public_sha256, certificate_id, at) VALUES (?1, 1, 42)", [&whole])
+            .expect("recorded whole");
+        insert_certificate(&conn, 2, &other, "active", None);
+        migrate(&mut conn).expect("migrate");
+        let names: Vec<String> = conn
+            .prepare("SELECT public_sha256 FROM compromised_keys")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with("rsa-n:"), "{names:?}");
+        let renew_after: i64 =
+            conn.query_row("SELECT renew_after FROM certificates WHERE id = 2", [], |r| r.get(0)).expect("row");
+        assert!(renew_after <= crate::clock::unix_now());
     }
 }
