@@ -568,7 +568,7 @@ fn a_bundle_in_any_order_imports_its_leaf_with_the_chain() {
 
 /// Regression: under a permissive umask, what certhost created was writable by every user —
 /// the compiled-component cache (native code serve runs with the master key in memory), the
-/// database, `key-csr --out` and `ca init --out` directories — and a data directory others
+/// database, `key-csr --out`, `ca init --out` and `issue`/`show --out` directories — and a data directory others
 /// could write to was used as it was.
 #[test]
 fn nothing_certhost_creates_is_writable_by_other_users_whatever_the_umask() {
@@ -589,7 +589,10 @@ fn nothing_certhost_creates_is_writable_by_other_users_whatever_the_umask() {
     };
     let keys = app.path("keys/nested");
     let ca = app.path("ca2");
-    umask0(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "umask.example.com"]);
+    let out = app.path("issued/nested");
+    let shown = app.path("shown");
+    umask0(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "umask.example.com", "--out", s(&out)]);
+    umask0(&["show", "1", "--out", s(&shown)]);
     umask0(&["key-csr", "--cn", "k.example.com", "--out", s(&keys)]);
     umask0(&["ca", "init", "--out", s(&ca)]);
     let mode = |p: &std::path::Path| fs::metadata(p).expect("exists").permissions().mode() & 0o777;
@@ -597,7 +600,19 @@ fn nothing_certhost_creates_is_writable_by_other_users_whatever_the_umask() {
     let cache = data.join("wasm-cache");
     let compiled: Vec<_> = fs::read_dir(&cache).expect("cache").map(|e| e.expect("entry").path()).collect();
     assert!(!compiled.is_empty(), "the component was cached");
-    let mut checked = vec![data.clone(), cache, data.join("certhost.db"), keys.clone(), app.path("keys"), ca];
+    // `--out` directories hold key.pem: another user who may write there can replace it (docs
+    // review of stop 40: issue, show and renew made them 0777).
+    let mut checked = vec![
+        data.clone(),
+        cache,
+        data.join("certhost.db"),
+        keys.clone(),
+        app.path("keys"),
+        ca,
+        out.clone(),
+        app.path("issued"),
+        shown,
+    ];
     checked.extend(compiled);
     for p in &checked {
         assert_eq!(mode(p) & 0o077, 0, "{} is mode {:o}", p.display(), mode(p));
