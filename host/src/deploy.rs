@@ -478,12 +478,7 @@ fn hook_env(cert: &CertificateRecord, t: &DeployTarget) -> Vec<(String, String)>
 /// Runs `sh -c cmd` with a deadline ([`crate::hook`]: its group killed whole at the deadline,
 /// a background process it left holding the pipes not waited for); returns Ok or the failure
 /// ("exit status 3", "timed out after 60s") and the combined output.
-fn run_hook(
-    cmd: &str,
-    vars: &[(String, String)],
-    hidden: &[&str],
-    timeout: Duration,
-) -> (Result<(), String>, String) {
+fn run_hook(cmd: &str, vars: &[(String, String)], hidden: &[&str], timeout: Duration) -> (Result<(), String>, String) {
     let mut command = std::process::Command::new("sh");
     for name in hidden {
         command.env_remove(name);

@@ -184,7 +184,8 @@ mod tests {
     #[test]
     fn a_hook_printing_more_than_a_pipe_holds_finishes_and_is_cut_to_what_is_kept() {
         // 1 MiB: sixteen pipes' worth, which would block a hook read only after it exits.
-        let done = run(&mut sh("head -c 1048576 /dev/zero | tr '\\0' x"), Duration::from_secs(20), 100).expect("starts");
+        let done =
+            run(&mut sh("head -c 1048576 /dev/zero | tr '\\0' x"), Duration::from_secs(20), 100).expect("starts");
         assert!(matches!(done.ended, Ended::Exited(s) if s.success()), "{:?}", done.ended);
         assert_eq!(done.output, vec![b'x'; 100]);
     }

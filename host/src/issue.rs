@@ -767,10 +767,11 @@ impl Pipeline<'_> {
                     last_error = Some(args.redact(&e.to_string()));
                     order = Submission::Written(current);
                 }
-                // The CA may have received a request whose call ran out of time: failed, it would
-                // be asked again by whoever retries. An automatic renewal fails as before, with
-                // its backoff: the scheduler would otherwise resubmit it every round.
-                Err(e @ ConnectorError::TimedOut { .. })
+                // The CA may have received a request whose call ran out of time, or whose
+                // connector died in it: failed, it would be asked again by whoever retries. An
+                // automatic renewal fails as before, with its backoff: the scheduler would
+                // otherwise resubmit it every round.
+                Err(e @ (ConnectorError::TimedOut { .. } | ConnectorError::Interrupted { .. }))
                     if current.requested_by != crate::inventory::AUTO_RENEWAL_ACTOR =>
                 {
                     let id = current.id;

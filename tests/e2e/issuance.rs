@@ -474,6 +474,28 @@ fn a_timed_out_ca_call_holds_its_order_for_an_operator_instead_of_failing_it() {
     assert!(r.ok().contains("issued certificate #1 (order #1)"), "{}", r.stderr);
 }
 
+/// Hostile-script review of stop 40: a script's worker that died during the call (a segfault
+/// after the CA had issued) closed the order failed and freed its Idempotency-Key, so a retry
+/// reached the CA again. The CA may have received it, as after a timeout: held.
+#[test]
+fn a_worker_that_dies_during_the_call_holds_its_order_as_a_timeout_does() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf =
+        Conf::new(&app, &scripted_account("crash", "segfault", &ca, ""), &[("crash", "accounts = [\"crash\"]\n")]);
+    let r = app.run(&["--config", &conf.path(), "issue", "--profile", "crash", "--cn", "crash.example.com"]);
+    let err = r.fails(4);
+    assert!(
+        err.contains(
+            "order 1 needs attention: script scripted_ca: the script's worker was killed by signal 11 during the call \
+             of certificate_request"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("the CA may have received the request") && err.contains("resubmit order 1"), "{err}");
+    assert_eq!(app.json(&["orders", "show", "1", "--json"])["state"], "needs_attention");
+}
+
 #[test]
 fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend() {
     let app = App::new();

@@ -239,7 +239,10 @@ fn an_inventory_is_not_migrated_while_another_process_has_it_open() {
     drop(Inventory::open(dir.path(), key.clone()).expect("create"));
     let db = dir.path().join("certhost.db");
     let version = || -> u32 {
-        rusqlite::Connection::open(&db).expect("db").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version")
+        rusqlite::Connection::open(&db)
+            .expect("db")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version")
     };
     let current = version();
     // As an older certhost left it: one version behind (the last migration is safe to run again).

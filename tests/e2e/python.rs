@@ -127,7 +127,7 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
         (
             "hostile/os_exit.py",
             limits(20, 512),
-            "script os_exit: the script's worker exited with code 3; stderr: about to vanish",
+            "script os_exit: the script's worker exited with code 3 during the call of certificate_request; stderr: about to vanish",
         ),
         (
             "hostile/sys_exit.py",
@@ -655,7 +655,8 @@ async fn a_stderr_line_that_is_not_utf8_leaves_the_worker_s_stderr_working() {
     let err = c.certificate_request(&request(), &what("die")).await.expect_err("dies").to_string();
     // (The subprocess's line may arrive after the tail was taken for this call: not checked.)
     assert!(
-        err.contains("exited with code 3; stderr: ") && err.ends_with("latin1 \u{fffd}t\u{fffd} / last words"),
+        err.contains("exited with code 3 during the call of certificate_request; stderr: ")
+            && err.ends_with("latin1 \u{fffd}t\u{fffd} / last words"),
         "{err}"
     );
 }
@@ -919,7 +920,10 @@ async fn a_worker_that_ends_itself_or_a_forking_subprocess_leaves_nothing_runnin
     let (args, pid_file) = call("exit");
     let err = c.certificate_request(&request(), &args).await.expect_err("the worker ends");
     // Not "timed out after 2s": the end is seen when it happens.
-    assert_eq!(err.to_string(), "script spawns_and_hangs: the script's worker exited with code 0");
+    assert_eq!(
+        err.to_string(),
+        "script spawns_and_hangs: the script's worker exited with code 0 during the call of certificate_request"
+    );
     let pid = std::fs::read_to_string(&pid_file).expect("the subprocess started").trim().to_owned();
     assert!(ends_within(&pid, Duration::from_secs(2)), "the subprocess {pid} outlived the worker");
 

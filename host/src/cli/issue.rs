@@ -315,7 +315,8 @@ pub fn prepare_out_dir(
     check_out_dir(dir, csr, overwrite, nothing)?;
     // 0700 whatever the umask, as key-csr's: it is about to hold a private key, and a directory
     // others may write to lets them replace it (docs review of stop 40: 0777 under umask 0).
-    super::key_csr::create_private_dir(dir).with_context(|| format!("--out {} cannot be created; {nothing}", dir.display()))?;
+    super::key_csr::create_private_dir(dir)
+        .with_context(|| format!("--out {} cannot be created; {nothing}", dir.display()))?;
     let probe = dir.join(format!(".certhost-write-test-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)

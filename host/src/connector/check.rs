@@ -282,6 +282,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                     Err(
                         e @ (ConnectorError::Unsupported { .. }
                         | ConnectorError::Internal { .. }
+                        | ConnectorError::Interrupted { .. }
                         | ConnectorError::TimedOut { .. }
                         | ConnectorError::MemoryExceeded { .. }),
                     ) => Err(e.to_string()),

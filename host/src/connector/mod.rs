@@ -585,6 +585,16 @@ pub enum ConnectorError {
         /// What went wrong.
         message: String,
     },
+    /// The connector ended abruptly during the call (a script's worker killed by a signal,
+    /// `os._exit`, the OOM killer): like a call past its deadline, it may have reached the CA
+    /// first, so what it asked for is not known to have failed.
+    #[error("{connector}: {message}")]
+    Interrupted {
+        /// Connector name.
+        connector: String,
+        /// How it ended.
+        message: String,
+    },
     /// The call ran past its deadline and was stopped.
     #[error("{connector}: timed out after {}s", .after.as_secs())]
     TimedOut {
@@ -613,6 +623,7 @@ impl ConnectorError {
             Misconfigured { connector, message } => Misconfigured { connector, message: cut_to_size(message) },
             Unsupported { connector, message } => Unsupported { connector, message: cut_to_size(message) },
             Internal { connector, message } => Internal { connector, message: cut_to_size(message) },
+            Interrupted { connector, message } => Interrupted { connector, message: cut_to_size(message) },
             other @ (TimedOut { .. } | MemoryExceeded { .. }) => other,
         }
     }

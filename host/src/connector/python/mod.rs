@@ -288,12 +288,15 @@ impl PythonConnector {
                 return Err(out_of_turn(label, &format!("the call of {function}")));
             }
             Ok(Err(RequestError::Pipe)) => {
-                // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a fresh one.
+                // The worker died mid-call (os._exit, a crash, an OOM kill): the next call gets a
+                // fresh one. The script may have reached the CA first, as a call past its deadline
+                // may: failed, the order let a retry ask the CA again (hostile-script review of
+                // stop 40: two certificates for one Idempotency-Key).
                 let how = worker.ended().await;
                 let tail = redactor.redact(&worker.take_stderr_tail());
-                return Err(ConnectorError::Internal {
+                return Err(ConnectorError::Interrupted {
                     connector: label,
-                    message: format!("the script's worker {how}{}", suffix(&tail)),
+                    message: format!("the script's worker {how} during the call of {function}{}", suffix(&tail)),
                 });
             }
             Err(_) => {
