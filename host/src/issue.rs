@@ -834,15 +834,18 @@ impl Pipeline<'_> {
                 Ok(current.id)
             }
             Submission::New(new) => {
-                let (reason, actor) = (reason.to_owned(), self.actor.to_owned());
+                let (stored, actor) = (reason.to_owned(), self.actor.to_owned());
                 let id = self
                     .inventory
                     .write(move |inv| {
                         let order = inv.create_order(&new, &actor)?;
-                        inv.record_failed(order.id, &reason, &actor)?;
+                        inv.record_failed(order.id, &stored, &actor)?;
                         Ok(order.id)
                     })
                     .await?;
+                // Logged as every other failed order is: a script broken by an edit failed every
+                // request while serve's log said nothing (hostile-script review of stop 40).
+                tracing::warn!(target: OUTCOME_LOG_TARGET, order = id, "order failed: {}", crate::connector::redact::one_line(reason));
                 crate::metrics::issuance("failed");
                 Ok(id)
             }

@@ -496,6 +496,24 @@ fn a_worker_that_dies_during_the_call_holds_its_order_as_a_timeout_does() {
     assert_eq!(app.json(&["orders", "show", "1", "--json"])["state"], "needs_attention");
 }
 
+/// Hostile-script review of stop 40: a script that does not load (a syntax error from an
+/// edit) failed every order without a line in the log, where every other failure logs one.
+#[test]
+fn a_script_that_does_not_load_fails_its_order_with_a_log_line() {
+    let app = App::new();
+    let script = app.path("broken.py");
+    fs::write(&script, "def certificate_request(csr, common_name, args_dict)\n    return ''\n").expect("script");
+    let conf = Conf::new(
+        &app,
+        &format!("[accounts.broken]\nconnector = \"{}\"\n", script.display()),
+        &[("broken", "accounts = [\"broken\"]\n")],
+    );
+    let r = conf.run(&app, &["issue", "--profile", "broken", "--cn", "a.example.com"]);
+    let err = r.fails(1);
+    let logged = err.lines().find(|l| l.contains("WARN") && l.contains("order failed:")).unwrap_or_default();
+    assert!(logged.contains("cannot load") && logged.contains("SyntaxError") && logged.contains("order=1"), "{err}");
+}
+
 #[test]
 fn killing_the_process_mid_call_leaves_an_order_for_the_operator_never_a_resend() {
     let app = App::new();
