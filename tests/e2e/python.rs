@@ -999,6 +999,34 @@ async fn an_edited_script_is_loaded_afresh_at_the_next_lookup() {
     );
 }
 
+/// Hostile-script review of stop 40: every caller queued behind a script whose import fails
+/// (or hangs) imported it again, one after another, each for up to its deadline. A failed load
+/// is answered from memory for a while — until the file or the account changes.
+#[tokio::test]
+async fn a_failed_load_is_not_tried_again_by_each_caller_until_the_file_changes() {
+    use certhost::connector::{ConnectorSource, Registry};
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("broken.py");
+    let imports = dir.path().join("imports");
+    let broken = format!(
+        "open({:?}, 'a').write('import\\n')\nraise RuntimeError('the CA library is missing')\n",
+        imports.display().to_string()
+    );
+    std::fs::write(&script, &broken).expect("script");
+    let registry = Registry::new(crate::helpers::certhost_bin().into(), None);
+    let account = crate::wasm::account(&script);
+    let first = registry.connector("broken", &account).await.err().expect("does not load").to_string();
+    assert!(first.contains("the CA library is missing"), "{first}");
+    for _ in 0..3 {
+        let again = registry.connector("broken", &account).await.err().expect("still does not load").to_string();
+        assert_eq!(again, first);
+    }
+    assert_eq!(std::fs::read_to_string(&imports).expect("imported").lines().count(), 1, "imported once");
+    std::fs::write(&script, format!("{broken}# edited\n")).expect("edit");
+    registry.connector("broken", &account).await.err().expect("the edit does not load either");
+    assert_eq!(std::fs::read_to_string(&imports).expect("imported").lines().count(), 2, "an edit is tried at once");
+}
+
 /// Regression: a pending CA order id holding a sensitive value was stored, shown and audited
 /// in the open. The pipeline refuses it, for both runtimes (`Bounded` in `connector`).
 #[test]

@@ -25,9 +25,18 @@ use super::{Connector, ConnectorError, ConnectorSource};
 use crate::account::AccountDef;
 use crate::param::FileStamp;
 
-/// One account's loaded connector, with the definition and the connector file's stamp it was
-/// loaded for.
-type Slot = Arc<Mutex<Option<(AccountDef, Option<FileStamp>, Arc<dyn Connector>)>>>;
+/// One account's loaded connector — or its failed load, with when it failed — with the
+/// definition and the connector file's stamp it was loaded for.
+type Slot = Arc<Mutex<Option<(AccountDef, Option<FileStamp>, Loaded)>>>;
+
+/// What the last load of an account's connector gave.
+type Loaded = Result<Arc<dyn Connector>, (std::time::Instant, ConnectorError)>;
+
+/// How long a failed load is answered from memory for the same definition and file: each
+/// caller queued behind a script whose import hangs tried the import again, one after another,
+/// each for its full deadline — five requests took 150 s (hostile-script review of stop 40).
+/// An edit of the file or the account is tried at once.
+const LOAD_FAILURE_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Loaded connectors keyed by account name.
 pub struct Registry {
@@ -135,12 +144,21 @@ impl ConnectorSource for Registry {
         let mut loaded = slot.lock().await;
         // Taken before the load: a change made during it is seen by the next lookup.
         let stamp = std::fs::metadata(&def.connector).ok().map(|m| FileStamp::of(&m));
-        if let Some((_, _, c)) = loaded.as_ref().filter(|(d, s, _)| d == def && *s == stamp) {
-            return Ok(Arc::clone(c));
+        match loaded.as_ref().filter(|(d, s, _)| d == def && *s == stamp).map(|(_, _, l)| l) {
+            Some(Ok(c)) => return Ok(Arc::clone(c)),
+            Some(Err((at, e))) if at.elapsed() < LOAD_FAILURE_KEPT => return Err(e.clone()),
+            _ => {}
         }
         // A script's import error can be as long as it likes: cut as the pipeline cuts calls'.
-        let c = self.load(name, def).await.map_err(ConnectorError::bounded)?;
-        *loaded = Some((def.clone(), stamp, Arc::clone(&c)));
-        Ok(c)
+        match self.load(name, def).await.map_err(ConnectorError::bounded) {
+            Ok(c) => {
+                *loaded = Some((def.clone(), stamp, Ok(Arc::clone(&c))));
+                Ok(c)
+            }
+            Err(e) => {
+                *loaded = Some((def.clone(), stamp, Err((std::time::Instant::now(), e.clone()))));
+                Err(e)
+            }
+        }
     }
 }

@@ -210,7 +210,16 @@ impl PythonConnector {
             }
             Err(_) => {
                 worker.kill().await;
-                return Err(ConnectorError::TimedOut { connector: label, after: load_deadline });
+                // Not "timed out after 30s", which reads as a CA call: no call was made.
+                return Err(ConnectorError::Misconfigured {
+                    connector: label,
+                    message: format!(
+                        "importing {} took longer than {} s (its module-level code: imports, network calls) and was \
+                         stopped; no CA call was made",
+                        self.path.display(),
+                        load_deadline.as_secs()
+                    ),
+                });
             }
         };
         let mut reply: Reply = serde_json::from_slice(&bytes).map_err(|e| ConnectorError::Internal {
