@@ -98,8 +98,14 @@ pub fn main(memory_bytes: u64, parent: Option<u32>) -> ExitCode {
 /// gone (the keeper watches the host the same way): its parent pid changes when the keeper
 /// dies, however it dies. Checked twice a second from a thread of its own, which runs whatever
 /// the script is doing.
+///
+/// Returns once the thread runs: Rust maps a thread's signal stack when the thread starts, and
+/// started after the memory limit it could fail to, aborting the worker at a small
+/// `memory_mib` ("failed to allocate an alternative stack"; hostile-script review of stop 40).
 fn watch_parent(parent: u32) {
+    let (started, running) = std::sync::mpsc::sync_channel::<()>(1);
     let watch = move || {
+        let _ = started.send(());
         loop {
             // SAFETY: getppid cannot fail and has no preconditions.
             if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
@@ -111,8 +117,11 @@ fn watch_parent(parent: u32) {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     };
-    if let Err(e) = std::thread::Builder::new().name("parent-watch".into()).stack_size(64 * 1024).spawn(watch) {
-        eprintln!("certhost python worker: cannot watch the host process: {e}");
+    match std::thread::Builder::new().name("parent-watch".into()).stack_size(64 * 1024).spawn(watch) {
+        Ok(_) => {
+            let _ = running.recv_timeout(std::time::Duration::from_secs(5));
+        }
+        Err(e) => eprintln!("certhost python worker: cannot watch the host process: {e}"),
     }
 }
 
