@@ -130,6 +130,12 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             "script os_exit: the script's worker exited with code 3 during the call of certificate_request; stderr: about to vanish",
         ),
         (
+            "hostile/fd2_then_exit.py",
+            limits(20, 512),
+            "script fd2_then_exit: exited with code 1; stderr: Could not open file or URI for loading CA private key / \
+             written to fd 2",
+        ),
+        (
             "hostile/sys_exit.py",
             limits(20, 512),
             "script sys_exit: exited with code 2; stderr: CA said: quota exceeded for www.example.com",

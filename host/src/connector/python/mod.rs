@@ -324,6 +324,15 @@ impl PythonConnector {
             }
         };
         let cached = self.keep_cache(&mut reply, epoch);
+        // What a failing script wrote to file descriptor 2 itself — `os.write(2, …)`, or a
+        // subprocess sharing its stderr (Avi scripts run `openssl`, then `sys.exit(1)`) —
+        // passes the capture of `sys.stderr`: quoted from the worker's own stderr when the
+        // capture is empty (hostile-script review of stop 40: only "exited with code 1").
+        if matches!(reply.kind.as_str(), "exit" | "exception") && reply.stderr.trim().is_empty() {
+            // The pipe's last lines were written before the reply; its reader may lag a moment.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            reply.stderr = worker.take_stderr_tail();
+        }
         // A worker that ran out of memory, or failed outside the script (its own capture),
         // is not trusted with the next call: what filled it may still be held.
         if reply.failed_worker() {
