@@ -242,6 +242,36 @@ async fn a_value_from_an_earlier_call_is_redacted_from_a_later_call_of_another_p
     assert!(!err.contains(SECRET), "{err}");
 }
 
+/// Hostile-script review of stop 40: the worker redacts every sensitive value it was given,
+/// whichever call gave it, so a script echoing its input ("unknown mode 4821") answered a
+/// requester's guess of another profile's short secret with `***`. A call whose input holds a
+/// value of another call gets a worker of its own, which redacts only its own values.
+#[tokio::test]
+async fn redaction_tells_no_requester_that_a_guess_is_another_calls_secret() {
+    let (_dir, c) = load_source(
+        "echo_mode",
+        "def certificate_request(csr, common_name, args_dict):\n    \
+         return {'status': 'rejected', 'reason': 'unknown mode ' + args_dict.get('mode', '')}\n",
+    )
+    .await;
+    let mut other_profile = Args::new();
+    other_profile.insert_sensitive("pin", "4821");
+    other_profile.insert("mode", "x");
+    c.certificate_request(&request(), &other_profile).await.expect("answers");
+    for guess in ["4820", "4821", "4822"] {
+        let mut requester = Args::new();
+        requester.insert("mode", guess);
+        let d = c.certificate_request(&request(), &requester).await.expect("answers");
+        assert_eq!(d, Disposition::Rejected { reason: format!("unknown mode {guess}") }, "{guess}");
+    }
+    // The call's own sensitive values stay redacted from its own output.
+    let mut own = Args::new();
+    own.insert_sensitive("pin", "4821");
+    own.insert("mode", "4821");
+    let d = c.certificate_request(&request(), &own).await.expect("answers");
+    assert_eq!(d, Disposition::Rejected { reason: "unknown mode ***".into() });
+}
+
 /// Regression (review of stop 32): a script that debug-logged the CA's answer in a loop made
 /// a reply past the host's 32 MiB limit, and the certificate the CA had issued was lost; what
 /// it printed was held whole in the worker. Log text is capped per call, printed text kept

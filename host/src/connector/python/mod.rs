@@ -53,6 +53,16 @@ pub struct PythonConnector {
     cache: AccountCache,
 }
 
+/// Every string in `value`, at any depth.
+fn strings_in<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
+}
+
 /// What `bootstrap.py` answers.
 #[derive(Debug, Default, Deserialize)]
 struct Reply {
@@ -267,10 +277,19 @@ impl PythonConnector {
         // This call's sensitive values, and values read from a `{ file }` or `{ env }`
         // reference, which are redacted from reports like them.
         let values: Vec<&str> = args.sensitive_values_for(&self.declared).chain(args.read_values()).collect();
+        let mut inputs = Vec::new();
+        for v in &argv {
+            strings_in(v, &mut inputs);
+        }
         let mut worker = match guard.take() {
-            Some(w) if !w.has_exited() && !w.would_overflow(&values) => w,
+            Some(w)
+                if !w.has_exited() && !w.would_overflow(&values) && !w.echoes_another_calls_value(&values, &inputs) =>
+            {
+                w
+            }
             // Killed while idle (the OOM killer, an operator): replaced, as after a crash. One
-            // given too many sensitive values to keep redacting is replaced too.
+            // given too many sensitive values to keep redacting is replaced too, and so is one
+            // whose redaction would tell this call's input is another call's secret.
             Some(old) => {
                 old.kill().await;
                 self.start(Some(&values)).await?.0
