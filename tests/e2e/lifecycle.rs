@@ -853,6 +853,19 @@ fn an_unwritable_out_directory_is_refused_first_and_a_late_failure_says_the_cert
     assert!(refused.contains("already holds cert.pem") && refused.contains("nothing was written"), "{refused}");
     let audit = app.json(&["audit", "--json", "--object-type", "certificate", "--object-id", "1"]);
     assert!(audit.to_string().contains("certificate.key_download"), "the key's export is audited: {audit}");
+
+    // renew --out replaces the files of the certificate it renews (or of one for the same
+    // names), never another certificate's without --overwrite (docs review of stop 40: renew
+    // wrote over another name's key.pem without a word).
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "other.example.com"]).ok();
+    let err = app.run(&["--config", c, "renew", "2", "--out", s(&again)]).fails(1).to_owned();
+    assert!(err.contains("already holds cert.pem") && err.contains("nothing was requested"), "{err}");
+    assert_eq!(std::fs::read_to_string(again.join("key.pem")).expect("kept"), key, "nothing was written");
+    app.run(&["--config", c, "renew", "1", "--out", s(&again)]).ok();
+    app.run(&["--config", c, "renew", "3", "--out", s(&again)]).ok();
+    let renewed = app.json(&["list", "--json"]);
+    assert_eq!(renewed.as_array().expect("list").len(), 4, "{renewed}");
+    app.run(&["--config", c, "renew", "2", "--out", s(&again), "--overwrite"]).ok();
 }
 
 /// Regression: a target's files were renamed into place one by one, so a failure at the key

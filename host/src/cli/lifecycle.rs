@@ -24,9 +24,13 @@ pub struct RenewArgs {
     #[command(flatten)]
     params: super::DynamicParams,
     /// Write cert.pem, chain.pem, fullchain.pem and key.pem (mode 0600) here, replacing the
-    /// files of the certificate it renews when they are there.
+    /// files of the certificate it renews (or of one for the same names) when they are there;
+    /// another certificate's files are refused without --overwrite.
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
+    /// With --out: replace the files there even when they are another certificate's.
+    #[arg(long, requires = "out")]
+    overwrite: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -89,10 +93,14 @@ fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
 
 /// `renew` or `reissue`.
 pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let id = lookup(inv, &args.id)?;
+    let record = inv.find(&args.id)?.with_context(|| format!("certificate {} not found", args.id))?;
+    let id = record.id;
     if let Some(dir) = &args.out {
-        // Where the renewed certificate's files usually are: replacing them is the point.
-        super::issue::prepare_out_dir(dir, None, true, "nothing was requested")?;
+        // Where the renewed certificate's files usually are: replacing them is the point. Those
+        // of another certificate are not (docs review of stop 40: renew wrote over another
+        // name's key.pem without a word, where issue --out refuses).
+        let own = holds_files_of(dir, &record);
+        super::issue::prepare_out_dir(dir, None, args.overwrite || own, "nothing was requested")?;
     }
     // Whoever runs the CLI holds the master key, an administrator: any account may be named.
     let opts = RenewOptions {
@@ -108,6 +116,18 @@ pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super:
         p.renew(id, &opts).await
     })?;
     super::issue::report(inv, &outcome, args.out.as_deref(), args.json)
+}
+
+/// Whether `dir`'s cert.pem is `record` itself, or a certificate for the same names (an
+/// earlier renewal written there).
+fn holds_files_of(dir: &std::path::Path, record: &certhost::inventory::CertificateRecord) -> bool {
+    let Ok(pem) = std::fs::read_to_string(dir.join("cert.pem")) else { return false };
+    let Some(der) = certhost::cert::pem_certificates(&pem).ok().and_then(|c| c.into_iter().next()) else {
+        return false;
+    };
+    let Ok(there) = certhost::cert::CertificateInfo::from_der(&der) else { return false };
+    there.sha256 == record.info.sha256
+        || (there.common_name == record.info.common_name && there.sans == record.info.sans)
 }
 
 /// `revoke`.
