@@ -237,7 +237,8 @@ async fn test(
 }
 
 #[utoipa::path(put, operation_id = "set_secret_account", path = "/v1/accounts/{name}/params/{param}/secret", tag = "accounts",
-    params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
+    params(("name" = String, Path), ("param" = String, Path)),
+    request_body(content((SecretBody = "application/json"), (String = "text/plain"))),
     responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(
     State(state): State<AppState>,

@@ -188,8 +188,8 @@ pub struct Problem {
     pub order_id: Option<i64>,
 }
 
-/// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value with any
-/// other content type (`text/plain`).
+/// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value as
+/// `text/plain` (one trailing line ending dropped); any other content type is refused (415).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretBody {

@@ -159,7 +159,8 @@ async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<
 }
 
 #[utoipa::path(put, operation_id = "set_secret_profile", path = "/v1/profiles/{name}/params/{param}/secret", tag = "profiles",
-    params(("name" = String, Path), ("param" = String, Path)), request_body = SecretBody,
+    params(("name" = String, Path), ("param" = String, Path)),
+    request_body(content((SecretBody = "application/json"), (String = "text/plain"))),
     responses((status = 204, description = "Stored encrypted; never readable again"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn set_secret(
     State(state): State<AppState>,
