@@ -4,8 +4,10 @@
 //! generates keys and CSRs, hands CSRs to connector plugins (WebAssembly components or Python
 //! scripts), verifies what comes back, and keeps an encrypted inventory. See ARCHITECTURE.md.
 //!
-//! The library never reads environment variables or binds ports: `main.rs` does, and hands
-//! the results in, so tests can drive every piece with their own directories and keys.
+//! The library binds no port and reads no configuration from the environment: `main.rs`
+//! does, and hands the results in, so tests can drive every piece with their own directories
+//! and keys. (The Python worker process reads its own site directories, and the WebAssembly
+//! runtime a profiler switch, `CERTHOST_WASM_PROFILER`.)
 //!
 //! # Layout
 //! One line per module; ARCHITECTURE.md's code map says more of each.

@@ -61,7 +61,8 @@ pub enum Command {
         /// Account name.
         name: String,
     },
-    /// Delete an account (refused while a profile or an open order uses it).
+    /// Delete an account (refused while a profile, an open order or an active certificate it
+    /// issued uses it).
     Delete {
         /// Account name.
         name: String,

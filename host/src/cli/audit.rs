@@ -9,7 +9,7 @@ use super::output;
 /// Arguments of `audit`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only events about this object type (certificate, order, account, profile, token).
+    /// Only events about this object type (certificate, order, account, profile, token, inventory).
     #[arg(long)]
     object_type: Option<String>,
     /// Only events about this object id.
