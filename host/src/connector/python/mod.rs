@@ -21,6 +21,7 @@ mod protocol;
 mod worker;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -47,10 +48,49 @@ pub struct PythonConnector {
     description: Description,
     /// [`Connector::declared_sensitive`], from `description`.
     declared: Vec<String>,
-    worker: tokio::sync::Mutex<Option<WorkerProcess>>,
+    /// The account's one worker, between calls. Shared with the task that stops it once idle
+    /// ([`stop_when_idle`]), which ends with the connector.
+    worker: Arc<tokio::sync::Mutex<Option<WorkerProcess>>>,
+    /// When the worker last finished a call (or was started), as `Instant` ticks since `epoch`.
+    used: Arc<std::sync::atomic::AtomicU64>,
     /// The account's `certhost.cache_*` entries: a worker gets them when it starts and with
     /// every call.
     cache: AccountCache,
+}
+
+/// How long a script's worker may sit unused before it is stopped; the next call starts a new
+/// one (as Avi runs a script afresh for each request). What a script left running in the
+/// background — a daemon, a session's thread — lived as long as the worker, and the worker of
+/// a deleted account as long as `serve` (hostile-script review of stop 40).
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Seconds since the process's first call of this, for [`PythonConnector::used`].
+fn ticks() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_secs()
+}
+
+/// Stops the worker in `slot` once it has been idle for [`IDLE_LIMIT`], checking every
+/// minute; ends when the connector does (the slot is gone). A worker in a call is left alone.
+fn stop_when_idle(slot: std::sync::Weak<tokio::sync::Mutex<Option<WorkerProcess>>>, used: Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    used.store(ticks(), Ordering::Relaxed);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            let Some(slot) = slot.upgrade() else { return };
+            if ticks().saturating_sub(used.load(Ordering::Relaxed)) < IDLE_LIMIT.as_secs() {
+                continue;
+            }
+            let idle = slot.try_lock().ok().and_then(|mut held| held.take());
+            drop(slot);
+            if let Some(worker) = idle {
+                tracing::debug!("a script worker idle for {} s is stopped", IDLE_LIMIT.as_secs());
+                worker.kill().await;
+            }
+        }
+    });
 }
 
 /// Every string in `value`, at any depth.
@@ -159,13 +199,15 @@ impl PythonConnector {
                 operations: vec![],
             },
             declared: vec![],
-            worker: tokio::sync::Mutex::new(None),
+            worker: Arc::default(),
+            used: Arc::default(),
             cache,
         };
         let (worker, described) = me.start(None).await?;
         me.declared = described.declared_sensitive();
         me.description = described;
-        *me.worker.get_mut() = Some(worker);
+        *me.worker.lock().await = Some(worker);
+        stop_when_idle(Arc::downgrade(&me.worker), Arc::clone(&me.used));
         Ok(me)
     }
 
@@ -359,6 +401,7 @@ impl PythonConnector {
         } else {
             *guard = Some(worker);
         }
+        self.used.store(ticks(), std::sync::atomic::Ordering::Relaxed);
         drop(guard);
         if cached {
             self.cache.flush().await;
