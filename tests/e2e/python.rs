@@ -130,6 +130,13 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             "script os_exit: the script's worker exited with code 3 during the call of certificate_request; stderr: about to vanish",
         ),
         (
+            "hostile/many_threads.py",
+            limits(20, 256),
+            "script many_threads: raised RuntimeError: can't start new thread (line 8 of many_threads.py, in \
+             certificate_request); the worker is capped at 256 MiB of address space (the account's memory_mib), each \
+             thread's stack included: raise memory_mib",
+        ),
+        (
             "hostile/fd2_then_exit.py",
             limits(20, 512),
             "script fd2_then_exit: exited with code 1; stderr: Could not open file or URI for loading CA private key / \

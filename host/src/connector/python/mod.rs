@@ -211,6 +211,21 @@ impl PythonConnector {
         Ok(me)
     }
 
+    /// What to change when the script ran out of memory in words that do not say so: a
+    /// MemoryError at import, a thread that could not start (each thread's stack counts against
+    /// the cap). Empty otherwise.
+    fn memory_hint(&self, said: &str) -> String {
+        if said.contains("MemoryError") || said.contains("can't start new thread") {
+            format!(
+                "; the worker is capped at {} MiB of address space (the account's memory_mib), each thread's stack \
+                 included: raise memory_mib",
+                self.limits.memory_bytes / (1024 * 1024)
+            )
+        } else {
+            String::new()
+        }
+    }
+
     fn err_label(&self) -> String {
         format!("script {}", self.name)
     }
@@ -285,10 +300,11 @@ impl PythonConnector {
             worker.kill().await;
             let said = reply.message.unwrap_or_default();
             let message = format!(
-                "cannot load {}: {said}{}{}",
+                "cannot load {}: {said}{}{}{}",
                 self.path.display(),
                 suffix(reply.stderr.trim()),
-                missing_module_hint(&said)
+                missing_module_hint(&said),
+                self.memory_hint(&said)
             );
             return Err(ConnectorError::Misconfigured { connector: label, message });
         }
@@ -435,6 +451,7 @@ impl PythonConnector {
                     tracing::debug!(plugin = %label, "{function} raised:\n{}", redactor.redact(tb.trim_end()));
                 }
                 let at = reply.raised_at.as_deref().map(|at| format!(" ({})", redactor.redact(at))).unwrap_or_default();
+                let at = format!("{at}{}", self.memory_hint(reply.message.as_deref().unwrap_or_default()));
                 // Redacted before `suffix` cuts the stderr to size.
                 let detail = format!(
                     "raised {ty}: {}{at}{}{}",
@@ -452,6 +469,11 @@ impl PythonConnector {
                     return Err(ConnectorError::Unreachable { connector: label, message: detail });
                 }
                 Err(ConnectorError::Internal { connector: label, message: detail })
+            }
+            // Out of memory outside the script's own code (its answer being serialised):
+            // "worker failure: MemoryError: " named nothing to change.
+            _ if reply.message.as_deref().is_some_and(|m| m.contains("MemoryError")) => {
+                Err(ConnectorError::MemoryExceeded { connector: label, limit_bytes: self.limits.memory_bytes })
             }
             _ => Err(ConnectorError::Internal {
                 connector: label,
