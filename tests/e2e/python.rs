@@ -130,6 +130,13 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             "script os_exit: the script's worker exited with code 3 during the call of certificate_request; stderr: about to vanish",
         ),
         (
+            // Its traceback took 12 s to read (a source line per frame), past the deadline.
+            "hostile/deep_recursion.py",
+            limits(10, 512),
+            "script deep_recursion: raised RecursionError: maximum recursion depth exceeded (line 8 of \
+             deep_recursion.py, in down)",
+        ),
+        (
             "hostile/many_threads.py",
             limits(20, 256),
             "script many_threads: raised RuntimeError: can't start new thread (line 8 of many_threads.py, in \

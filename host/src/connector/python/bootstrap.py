@@ -512,9 +512,8 @@ def load(path, cache=None):
         return _dumps({"kind": "error", "message": str(e)})
     except BaseException as e:
         _leave_if_terminated(e)
-        tb = traceback.extract_tb(e.__traceback__)
-        line = next((f.lineno for f in reversed(tb) if f.filename == path), None)
-        where = f" (line {line})" if line else ""
+        own = _innermost_in(e.__traceback__, path)
+        where = f" (line {own[0]})" if own else ""
         return _dumps({"kind": "error", "message": f"{type(e).__name__}: {e}{where}", "stderr": err.getvalue()})
     finally:
         _leave_if_forked()
@@ -598,6 +597,20 @@ def _result(result):
     return type(result).__name__, _plain(result)
 
 
+def _innermost_in(tb, filename):
+    """(line, function) of the innermost frame of `tb` in `filename`, or None. Walked without
+    reading source lines: `traceback.extract_tb` reads one per frame, and a script that raised
+    300,000 frames deep spent its deadline there, not in its own code (hostile-script review of
+    stop 40)."""
+    found = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == filename:
+            found = (tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    return found
+
+
 def _add_traceback(reply, e):
     """Where in the script the exception came from ("line 42 of ca.py, in certificate_request":
     the innermost frame of the script's own file), and the whole traceback for the host's debug
@@ -605,12 +618,11 @@ def _add_traceback(reply, e):
     of stop 38)."""
     try:
         script = _state.get("path")
-        frames = traceback.extract_tb(e.__traceback__)
-        own = [f for f in frames if f.filename == script]
+        own = _innermost_in(e.__traceback__, script)
         if own:
-            f = own[-1]
-            reply["where"] = _redact(f"line {f.lineno} of {os.path.basename(script)}, in {f.name}")
-        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            reply["where"] = _redact(f"line {own[0]} of {os.path.basename(script)}, in {own[1]}")
+        # The innermost 100 frames: what the log keeps is the last 16 KiB anyway.
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-100))
         reply["traceback"] = _redact(text)[-16384:]
     except BaseException:
         # A traceback is a help, never a second failure (an exception whose str() raises).
