@@ -184,6 +184,16 @@ pub enum IssueError {
         /// Redacted reason.
         message: String,
     },
+    /// Polling a pending order failed for now; it stays pending and is polled again later.
+    #[error("order {order_id} is still pending at the CA: polling it failed ({message}); it is polled again in {retry_in_s} s")]
+    PollFailed {
+        /// Order.
+        order_id: i64,
+        /// Redacted reason.
+        message: String,
+        /// Seconds until the next poll.
+        retry_in_s: i64,
+    },
     /// The CA call ended without an answer the host could act on — it timed out, or the CA
     /// issued and storing the certificate failed — so the order is held for an operator
     /// (`needs_attention`), neither failed nor sent again.
@@ -894,7 +904,8 @@ impl Pipeline<'_> {
                 let wait = (i64::from(POLL_MIN_S) << shift).min(i64::from(POLL_MAX_S));
                 let (reason, actor) = (msg.clone(), self.actor.to_owned());
                 self.inventory.write(move |inv| inv.record_retry(order_id, &reason, unix_now() + wait, &actor)).await?;
-                Err(IssueError::Failed { order_id, message: format!("{msg} (will poll again in {wait}s)") })
+                // Not "order N failed": it is still pending (hostile-script review of stop 40).
+                Err(IssueError::PollFailed { order_id, message: msg, retry_in_s: wait })
             }
         }
     }

@@ -333,6 +333,7 @@ impl From<IssueError> for ApiError {
             IssueError::NoLongerAllowed { order_id, .. }
             | IssueError::NoActiveAccount { order_id, .. }
             | IssueError::Failed { order_id, .. }
+            | IssueError::PollFailed { order_id, .. }
             | IssueError::NeedsAttention { order_id, .. }
             | IssueError::Rejected { order_id, .. }
             | IssueError::Verification { order_id, .. } => Some(*order_id),
@@ -365,6 +366,7 @@ impl ApiError {
             // fault, as a failed call is: 502, on which a client retries or fails over, not the
             // 422 that says its own request was wrong (two reviews of stop 36).
             IssueError::Failed { .. }
+            | IssueError::PollFailed { .. }
             | IssueError::CaCall { .. }
             | IssueError::NeedsAttention { .. }
             | IssueError::Verification { .. } => ApiError::Upstream(e.to_string()),

@@ -507,7 +507,8 @@ def load(path, cache=None):
         _state["module"] = module
         return _dumps({"kind": "ok", "value": _describe(module), "cache": _cache_report()})
     except SyntaxError as e:
-        return _dumps({"kind": "error", "message": f"SyntaxError: {e.msg} (line {e.lineno})"})
+        where = f" (line {e.lineno})" if e.lineno else ""
+        return _dumps({"kind": "error", "message": f"SyntaxError: {e.msg}{where}"})
     except _BadDeclaration as e:
         return _dumps({"kind": "error", "message": str(e)})
     except BaseException as e:

@@ -182,10 +182,12 @@ impl PythonConnector {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_owned();
         let label = format!("script {name}");
         if !path.is_file() {
-            return Err(ConnectorError::Misconfigured {
-                connector: label,
-                message: format!("{} does not exist", path.display()),
-            });
+            // A directory, a FIFO or a link to a device was "does not exist" too.
+            let what = match std::fs::metadata(path) {
+                Err(_) => "does not exist",
+                Ok(_) => "is not a regular file",
+            };
+            return Err(ConnectorError::Misconfigured { connector: label, message: format!("{} {what}", path.display()) });
         }
         let mut me = Self {
             name: name.clone(),
@@ -436,10 +438,12 @@ impl PythonConnector {
                 if code == 0 && matches!(function, "test_connection" | "revoke") {
                     return Ok(Reply { kind: "ok".into(), value: Value::Null, ..Reply::default() });
                 }
+                // A clean exit still answered nothing: said, or "exited with code 0" reads as success.
+                let nothing = if code == 0 { format!(" without returning from {function}") } else { String::new() };
                 Err(ConnectorError::Internal {
                     connector: label,
                     message: format!(
-                        "exited with code {code}{}{}",
+                        "exited with code {code}{nothing}{}{}",
                         suffix(&super::redact::without_key_material(&stderr)),
                         stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
                     ),
@@ -453,9 +457,11 @@ impl PythonConnector {
                 let at = reply.raised_at.as_deref().map(|at| format!(" ({})", redactor.redact(at))).unwrap_or_default();
                 let at = format!("{at}{}", self.memory_hint(reply.message.as_deref().unwrap_or_default()));
                 // Redacted before `suffix` cuts the stderr to size.
+                // "raised KeyboardInterrupt (line 3 …)", not "raised KeyboardInterrupt:  (line 3 …)".
+                let said = redactor.redact(reply.message.as_deref().unwrap_or_default());
+                let said = if said.trim().is_empty() { String::new() } else { format!(": {said}") };
                 let detail = format!(
-                    "raised {ty}: {}{at}{}{}",
-                    redactor.redact(reply.message.as_deref().unwrap_or_default()),
+                    "raised {ty}{said}{at}{}{}",
                     suffix(&super::redact::without_key_material(&redactor.redact(reply.stderr.trim()))),
                     stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
                 );
