@@ -164,7 +164,7 @@ impl DeployTarget {
         Ok(())
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs(self.hook_timeout_seconds.unwrap_or(60))
     }
 

@@ -1048,6 +1048,10 @@ impl Pipeline<'_> {
                             .and_then(|p| renewal_due(p, verified.info.not_before, verified.info.not_after));
                         let renew_after = due.map(|d| d.at);
                         let (id, actor) = (order.id, self.actor.to_owned());
+                        let targets = profile.as_ref().map(|p| p.deploy.as_slice()).unwrap_or_default();
+                        let owed: Vec<String> = targets.iter().map(crate::deploy::DeployTarget::describe).collect();
+                        // As long as the deployment may run: each target's two hooks, and a margin.
+                        let grace = targets.iter().map(|t| 2 * t.timeout().as_secs() as i64).sum::<i64>() + 300;
                         // Shared with the change, and kept here should storing it fail.
                         let verified = std::sync::Arc::new(verified);
                         let stored_one = std::sync::Arc::clone(&verified);
@@ -1058,6 +1062,7 @@ impl Pipeline<'_> {
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &stored_one, ca_order_id.as_deref(), &actor)?;
                                 inv.schedule_issued(&cert, renew_after)?;
+                                inv.owe_deployments(cert.id, &owed, grace)?;
                                 Ok(cert)
                             })
                             .await;

@@ -1560,6 +1560,61 @@ fn serve_tries_a_failed_deployment_again_until_it_succeeds() {
     assert_eq!(notified, 2, "one notification per target for the run of failures");
 }
 
+/// Chaos review of stop 40: a process killed while it deployed a certificate it had just
+/// stored left it undeployed for good — nothing recorded that a deployment was owed — and the
+/// consumer on the old certificate. The change that stores it records the deployment as owed;
+/// the scheduler deploys it when no outcome came.
+#[test]
+fn a_deployment_cut_short_by_a_crash_is_done_by_serve_afterwards() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let kill = app.path("kill-once");
+    std::fs::write(&kill, "").expect("flag");
+    // The hook's shell is certhost's child: the first time, it kills certhost mid-deployment.
+    let profile = format!(
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"if [ -e {k} ]; then rm {k}; kill -9 $PPID; sleep 5; fi\"\n",
+        d = deploy.display(),
+        k = kill.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    let c = s(&config);
+    let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "crash.example.com"]);
+    assert_eq!(r.code, -1, "killed by the hook: {}", r.stderr);
+    assert!(!deploy.join("cert.pem").exists(), "the crash came before the files");
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let owed: (String, i64) = db
+        .query_row("SELECT target, failures FROM deploy_retries WHERE certificate_id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("the deployment is owed");
+    assert_eq!(owed, (format!("files:{}/cert.pem", deploy.display()), 0));
+    // Not shown as a failure: none was seen.
+    assert!(!app.run(&["show", "1"]).ok().contains("Retrying:"));
+    db.execute("UPDATE deploy_retries SET next_at = 0", []).expect("the grace has passed");
+    let mut serve = app
+        .command()
+        .args(["--config", c, "serve", "--listen", "127.0.0.1:0", "--renewal-interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let started = Instant::now();
+    while !deploy.join("cert.pem").exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "serve never deployed it");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let cleared = || -> i64 {
+        db.query_row("SELECT count(*) FROM deploy_retries", [], |r| r.get(0)).expect("count")
+    };
+    while cleared() != 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the owed row stays");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(app.run(&["show", "1"]).ok().contains("Deployed:    success"));
+}
+
 /// Black-box review of stop 35: an API client was answered a plain 201 when a deployment
 /// failed (the CLI exits 3). The answer carries the certificate's deployments and retries.
 #[test]

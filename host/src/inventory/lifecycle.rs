@@ -391,7 +391,7 @@ impl Inventory {
             // that never comes (operator review of stop 39).
             .query_row_cached(
                 "SELECT COUNT(DISTINCT r.certificate_id) FROM deploy_retries r
-                     JOIN certificates c ON c.id = r.certificate_id AND c.status = 'active'",
+                     JOIN certificates c ON c.id = r.certificate_id AND c.status = 'active' WHERE r.failures > 0",
                 [],
                 |r| r.get(0),
             )?;
@@ -406,6 +406,25 @@ impl Inventory {
         )?;
         let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records, in the change that stores certificate `id`, that its profile's `targets` (as
+    /// [`crate::deploy::DeployTarget::describe`] names them) are owed a deployment: a row of
+    /// `deploy_retries` with no failure yet, due after `grace` seconds (longer than the
+    /// deployment may run: its hooks' timeouts). The deployment's
+    /// outcome clears it or counts its first failure; a process killed in between leaves it for
+    /// the scheduler, which deploys it. Before, a crash during the deployment left the new
+    /// certificate undeployed for good, the consumer on the old one (chaos review of stop 40).
+    pub fn owe_deployments(&self, id: i64, targets: &[String], grace: i64) -> Result<(), InventoryError> {
+        let now = self.now();
+        for target in targets {
+            self.conn.execute_cached(
+                "INSERT INTO deploy_retries (certificate_id, target, failures, next_at) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (certificate_id, target) DO NOTHING",
+                rusqlite::params![id, target, now + grace],
+            )?;
+        }
+        Ok(())
     }
 
     /// Records one deployment outcome with its audit event, in one transaction.
@@ -524,7 +543,7 @@ impl Inventory {
     pub fn deploy_retries(&self, id: i64) -> Result<Vec<(String, i64, i64)>, InventoryError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.target, r.failures, r.next_at FROM deploy_retries r JOIN certificates c ON c.id = r.certificate_id
-             WHERE r.certificate_id = ?1 AND c.status = 'active' ORDER BY r.target",
+             WHERE r.certificate_id = ?1 AND c.status = 'active' AND r.failures > 0 ORDER BY r.target",
         )?;
         let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
