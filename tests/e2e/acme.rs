@@ -425,6 +425,26 @@ fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
     assert!(ca_order.starts_with(&pebble.origin), "the CA order id is the ACME order URL: {o}");
 }
 
+/// ACME review of stop 40: an order the CA no longer knows (pebble restarted: a CA whose
+/// database was reset) answered every poll 404, which was retried as transient for good — a
+/// renewal stuck this way let its certificate expire. It is rejected, saying why.
+#[test]
+fn acme_an_order_the_ca_lost_is_rejected_at_the_next_poll() {
+    let app = App::new();
+    let mut pebble = Pebble::start_with(&app.path("pebble"), true, free_port(), false, true);
+    let config = configure(&app, &pebble, "params.wait_seconds = \"0\"", "");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "admin");
+    let (status, body) = post_issue(&server, &token, "lost.example.com", &[]);
+    assert_eq!(status, 202, "{body}\n{}", server.log());
+    let order = body["order_id"].as_i64().expect("order id");
+    pebble.restart();
+    let o = settled_order(&server, &token, order, 60);
+    assert_eq!(o["state"], "rejected", "{o}\n{}", server.log());
+    let error = o["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the ACME server no longer has order") && error.contains("request the certificate again"), "{o}");
+}
+
 /// Order `order` once it is no longer pending, read every half second at most `tries` times.
 fn settled_order(server: &Server, token: &str, order: i64, tries: u32) -> serde_json::Value {
     (0..tries)

@@ -163,6 +163,8 @@ impl Session {
                 continue;
             }
             let detail = problem["detail"].as_str().unwrap_or("no detail").to_owned();
+            // "(, HTTP 404)" said nothing: an answer without a problem document says so.
+            let kind = if kind.is_empty() { "no problem document".to_owned() } else { kind };
             return Err(AcmeError::Problem { status: response.status, kind, detail });
         }
     }

@@ -557,7 +557,18 @@ fn poll_order(order_url: &str, args: &[Param]) -> Result<Disposition, AcmeError>
     let deadline = Deadline::after_seconds(wait_seconds(args)?);
     let mut session = Session::open(&params)?;
     session.ensure_account(&params)?;
-    let (order, retry) = session.fetch(order_url)?;
+    let (order, retry) = match session.fetch(order_url) {
+        // The CA no longer knows the order (it was reset, or the order belongs to an account
+        // key that has changed): final. Retried as transient, the order stayed pending for good
+        // and a renewal stuck this way let its certificate expire (ACME review of stop 40).
+        Err(AcmeError::Problem { status: status @ (403 | 404), kind, detail }) => {
+            return Ok(Disposition::Rejected(format!(
+                "the ACME server no longer has order {order_url} for this account ({kind}, HTTP {status}: {detail}); \
+                 it was lost (a reset of the CA, or a changed account key): request the certificate again"
+            )));
+        }
+        other => other?,
+    };
     let cached = cache_get(&csr_cache_key(order_url)).filter(|b| !b.is_empty());
     let csr_der = match &cached {
         Some(b) => base64::engine::general_purpose::URL_SAFE_NO_PAD
