@@ -764,3 +764,26 @@ fn another_programs_database_is_refused_and_left_as_it_was() {
     assert_eq!(fs::read(&db).expect("read"), before, "the file is untouched");
     assert!(!app.data_dir().join("certhost.db-wal").exists(), "not switched to WAL mode");
 }
+
+/// Upgrade review of stop 39: the CLI's opens took the directory's shared hold first, so the
+/// exclusive one a schema migration asks for was already theirs: `certhost list` of a newer
+/// certhost migrated under an older `serve`. It waits, then refuses, and migrates once alone.
+#[test]
+fn the_cli_does_not_migrate_an_inventory_another_process_has_open() {
+    let app = App::new();
+    app.run(&["init"]).ok();
+    let db = app.data_dir().join("certhost.db");
+    let version = || -> u32 {
+        rusqlite::Connection::open(&db).expect("db").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("v")
+    };
+    let current = version();
+    rusqlite::Connection::open(&db).expect("db").pragma_update(None, "user_version", current - 1).expect("older");
+    let older_serve = fs::File::open(app.data_dir().join("certhost.lock")).expect("lock file");
+    older_serve.try_lock_shared().expect("shared");
+    let err = app.run(&["list"]).fails(1).to_owned();
+    assert!(err.contains("needs upgrading from schema version") && err.contains("another certhost process"), "{err}");
+    assert_eq!(version(), current - 1, "nothing was migrated");
+    drop(older_serve);
+    app.run(&["list"]).ok();
+    assert_eq!(version(), current);
+}

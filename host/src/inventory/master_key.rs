@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::audit::{self, NewAuditEvent};
-use super::{Inventory, InventoryError, VAULT_CHECK, accounts, connector_cache, dir_lock, keys};
+use super::{Inventory, InventoryError, VAULT_CHECK, accounts, connector_cache, keys};
 use crate::vault::MasterKey;
 
 /// What a rotation sealed again.
@@ -30,7 +30,7 @@ impl Inventory {
     /// Seals everything again under `new`, audited as `master_key.rotate`; this connection
     /// uses `new` from then on. Nothing changes when any stored key or secret does not open
     /// under the current key. The caller holds the data directory alone
-    /// ([`dir_lock::hold_exclusive`]) and puts `new` where the next process finds it.
+    /// ([`super::dir_lock::hold_exclusive`]) and puts `new` where the next process finds it.
     pub fn rotate_master_key(&mut self, new: &MasterKey, actor: &str) -> Result<Rotated, InventoryError> {
         if new.same_as(&self.vault) {
             return Err(InventoryError::Invalid("the new master key is the one the inventory is sealed under".into()));
@@ -77,7 +77,18 @@ impl Inventory {
 /// commit: the staged key is put in place.
 pub fn open_data_dir(data_dir: &Path, explicit: Option<&str>) -> Result<(Inventory, MasterKey), InventoryError> {
     super::create_data_dir(data_dir)?;
-    let _hold = dir_lock::hold_shared(data_dir)?;
+    // Exclusive while the schema needs migrating (`Inventory::hold_for_open`), shared again
+    // once it is done: the CLI's opens come through here, and a shared hold taken first made
+    // the migration's exclusive one a no-op.
+    let (hold, migrating) = Inventory::hold_for_open(data_dir)?;
+    let opened = open_with_key(data_dir, explicit);
+    if migrating && opened.is_ok() {
+        hold.share(data_dir)?;
+    }
+    opened
+}
+
+fn open_with_key(data_dir: &Path, explicit: Option<&str>) -> Result<(Inventory, MasterKey), InventoryError> {
     // Processes starting together after a crash race to finish the rotation: the one that
     // finds the staged key gone reads the key file again (review of stop 35: it failed with
     // "the master key does not match").

@@ -400,7 +400,7 @@ impl Inventory {
     /// an upgrade) went on writing rows as its schema had them under the migrated one — a
     /// keyCompromise revocation it made recorded nothing, and the key was certified again
     /// (upgrade review of stop 39). Returns the hold and whether it is exclusive.
-    fn hold_for_open(data_dir: &Path) -> Result<(std::sync::Arc<dir_lock::DirHold>, bool), InventoryError> {
+    pub(super) fn hold_for_open(data_dir: &Path) -> Result<(std::sync::Arc<dir_lock::DirHold>, bool), InventoryError> {
         if dir_lock::held_here(data_dir) {
             return Ok((dir_lock::hold_shared(data_dir)?, false));
         }
