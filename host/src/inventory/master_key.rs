@@ -117,7 +117,21 @@ fn open_with_key(data_dir: &Path, explicit: Option<&str>) -> Result<(Inventory, 
                 }
                 return Ok((inv, staged));
             }
-            other => return other.map(|inv| (inv, key)),
+            Ok(inv) => {
+                // The key file opens the inventory, so a staged key beside it is from a rotation
+                // killed before its commit: it opens nothing, and restore refused for good while
+                // it was there (chaos review of stop 40). Nothing else can be rotating: a
+                // rotation holds the directory alone, and this process holds it too.
+                let staged = data_dir.join(crate::vault::STAGED_KEY_FILE);
+                if explicit.is_none() && staged.exists() && std::fs::remove_file(&staged).is_ok() {
+                    tracing::warn!(
+                        "removed {}: a master-key rotation was cut short before its commit, and the key it staged opens nothing",
+                        crate::vault::STAGED_KEY_FILE
+                    );
+                }
+                return Ok((inv, key));
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -187,5 +201,16 @@ mod tests {
         let inv = Inventory::open(dir.path(), old).expect("still under the old key");
         inv.private_key(good).expect("unchanged");
         assert!(inv.secret(SecretOwner::Account, "acme", "token").expect("secret").is_some());
+    }
+
+    /// Chaos review of stop 40: a rotation killed before its commit left `master.key.new`,
+    /// which opens nothing, and `restore` refused for good while it was there.
+    #[test]
+    fn a_staged_key_from_a_rotation_killed_before_its_commit_is_removed_by_the_next_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        drop(open_data_dir(dir.path(), None).expect("create"));
+        MasterKey::generate().stage_key_file(dir.path()).expect("stale staged key");
+        let (_inv, _key) = open_data_dir(dir.path(), None).expect("opens under master.key");
+        assert!(!dir.path().join(crate::vault::STAGED_KEY_FILE).exists(), "the stale staged key is gone");
     }
 }
