@@ -247,12 +247,19 @@ async fn a_value_from_an_earlier_call_is_redacted_from_a_later_call_of_another_p
         c.certificate_request(&request(), &first).await.expect("first call"),
         Disposition::Rejected { reason: "logged in".into() }
     );
-    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("second call fails").to_string();
+    // Another profile given the same value (under another name) shares the worker: what the
+    // first call left is redacted from its error.
+    let mut second = Args::new();
+    second.insert_sensitive("profile_token", SECRET);
+    let err = c.certificate_request(&request(), &second).await.expect_err("second call fails").to_string();
     assert!(err.contains("stale session {'password': '***'}"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
     // The thread's late line went to the worker's stderr, redacted there too.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    // A call not given that value runs in a fresh worker (diff review of stop 40): the session,
+    // and the value in it, are not there at all.
     let err = c.certificate_request(&request(), &Args::new()).await.expect_err("third call fails").to_string();
+    assert!(err.contains("stale session {}"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
 }
 

@@ -93,16 +93,6 @@ fn stop_when_idle(slot: std::sync::Weak<tokio::sync::Mutex<Option<WorkerProcess>
     });
 }
 
-/// Every string in `value`, at any depth.
-fn strings_in<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::String(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
-        Value::Object(map) => map.values().for_each(|v| strings_in(v, out)),
-        _ => {}
-    }
-}
-
 /// What `bootstrap.py` answers.
 #[derive(Debug, Default, Deserialize)]
 struct Reply {
@@ -337,19 +327,12 @@ impl PythonConnector {
         // This call's sensitive values, and values read from a `{ file }` or `{ env }`
         // reference, which are redacted from reports like them.
         let values: Vec<&str> = args.sensitive_values_for(&self.declared).chain(args.read_values()).collect();
-        let mut inputs = Vec::new();
-        for v in &argv {
-            strings_in(v, &mut inputs);
-        }
         let mut worker = match guard.take() {
-            Some(w)
-                if !w.has_exited() && !w.would_overflow(&values) && !w.echoes_another_calls_value(&values, &inputs) =>
-            {
-                w
-            }
+            Some(w) if !w.has_exited() && !w.would_overflow(&values) && !w.holds_values_beyond(&values) => w,
             // Killed while idle (the OOM killer, an operator): replaced, as after a crash. One
             // given too many sensitive values to keep redacting is replaced too, and so is one
-            // whose redaction would tell this call's input is another call's secret.
+            // holding a value this call was not given, whose redaction could tell a requester
+            // their guess was another call's secret.
             Some(old) => {
                 old.kill().await;
                 self.start(Some(&values)).await?.0
@@ -408,9 +391,19 @@ impl PythonConnector {
         // passes the capture of `sys.stderr`: quoted from the worker's own stderr when the
         // capture is empty (hostile-script review of stop 40: only "exited with code 1").
         if matches!(reply.kind.as_str(), "exit" | "exception") && reply.stderr.trim().is_empty() {
-            // The pipe's last lines were written before the reply; its reader may lag a moment.
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            reply.stderr = worker.take_stderr_tail();
+            // The pipe's last lines were written before the reply; its reader may lag, more so
+            // under load: waited for up to a quarter second, and a moment more once lines come.
+            let mut tail = String::new();
+            for _ in 0..25 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let more = worker.take_stderr_tail();
+                if !more.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tail = format!("{more}\n{}", worker.take_stderr_tail());
+                    break;
+                }
+            }
+            reply.stderr = tail;
         }
         // A worker that ran out of memory, or failed outside the script (its own capture),
         // is not trusted with the next call: what filled it may still be held.

@@ -280,17 +280,15 @@ impl WorkerProcess {
         self.seen.len() + new > MAX_SEEN
     }
 
-    /// Whether a sensitive value another call gave this worker appears in `inputs` (what this
-    /// call sends the script: its CN, CSR and parameters), `own` being this call's sensitive
-    /// values. The worker redacts every value it was given from every call's output, so a
-    /// script that echoes its input ("unknown mode 4821") told a requester, by a `***`, that
-    /// a guess was another profile's secret (hostile-script review of stop 40); such a call gets
-    /// a fresh worker, which knows only its own values.
-    pub(super) fn echoes_another_calls_value(&self, own: &[&str], inputs: &[&str]) -> bool {
-        self.seen
-            .iter()
-            .filter(|s| !own.contains(&s.as_str()))
-            .any(|s| inputs.iter().any(|input| input.contains(s.as_str())))
+    /// Whether this worker was given a sensitive value that `own` (this call's) lacks. The
+    /// worker redacts every value it was given from every call's output, so a script that
+    /// echoes its input ("unknown mode 4821") told a requester, by a `***`, that a guess was
+    /// another profile's secret (hostile-script review of stop 40); such a call gets a fresh
+    /// worker, which knows only its own values. Decided from the values alone, never from the
+    /// call's input: a check of the input made the replacement's delay the tell, and missed
+    /// encoded guesses (diff review of stop 40).
+    pub(super) fn holds_values_beyond(&self, own: &[&str]) -> bool {
+        self.seen.iter().any(|s| !own.contains(&s.as_str()))
     }
 
     /// Adds this call's sensitive values to what the worker has been given, and returns the
