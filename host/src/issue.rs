@@ -185,7 +185,9 @@ pub enum IssueError {
         message: String,
     },
     /// Polling a pending order failed for now; it stays pending and is polled again later.
-    #[error("order {order_id} is still pending at the CA: polling it failed ({message}); it is polled again in {retry_in_s} s")]
+    #[error(
+        "order {order_id} is still pending at the CA: polling it failed ({message}); it is polled again in {retry_in_s} s"
+    )]
     PollFailed {
         /// Order.
         order_id: i64,

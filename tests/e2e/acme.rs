@@ -442,7 +442,10 @@ fn acme_an_order_the_ca_lost_is_rejected_at_the_next_poll() {
     let o = settled_order(&server, &token, order, 60);
     assert_eq!(o["state"], "rejected", "{o}\n{}", server.log());
     let error = o["error"].as_str().unwrap_or_default();
-    assert!(error.contains("the ACME server no longer has order") && error.contains("request the certificate again"), "{o}");
+    assert!(
+        error.contains("the ACME server no longer has order") && error.contains("request the certificate again"),
+        "{o}"
+    );
 }
 
 /// Order `order` once it is no longer pending, read every half second at most `tries` times.

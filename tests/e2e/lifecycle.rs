@@ -1603,9 +1603,7 @@ fn a_deployment_cut_short_by_a_crash_is_done_by_serve_afterwards() {
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "serve never deployed it");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let cleared = || -> i64 {
-        db.query_row("SELECT count(*) FROM deploy_retries", [], |r| r.get(0)).expect("count")
-    };
+    let cleared = || -> i64 { db.query_row("SELECT count(*) FROM deploy_retries", [], |r| r.get(0)).expect("count") };
     while cleared() != 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "the owed row stays");
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -72,7 +72,10 @@ fn ticks() -> u64 {
 
 /// Stops the worker in `slot` once it has been idle for [`IDLE_LIMIT`], checking every
 /// minute; ends when the connector does (the slot is gone). A worker in a call is left alone.
-fn stop_when_idle(slot: std::sync::Weak<tokio::sync::Mutex<Option<WorkerProcess>>>, used: Arc<std::sync::atomic::AtomicU64>) {
+fn stop_when_idle(
+    slot: std::sync::Weak<tokio::sync::Mutex<Option<WorkerProcess>>>,
+    used: Arc<std::sync::atomic::AtomicU64>,
+) {
     use std::sync::atomic::Ordering;
     used.store(ticks(), Ordering::Relaxed);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
@@ -177,7 +180,10 @@ impl PythonConnector {
                 Err(_) => "does not exist",
                 Ok(_) => "is not a regular file",
             };
-            return Err(ConnectorError::Misconfigured { connector: label, message: format!("{} {what}", path.display()) });
+            return Err(ConnectorError::Misconfigured {
+                connector: label,
+                message: format!("{} {what}", path.display()),
+            });
         }
         let mut me = Self {
             name: name.clone(),
