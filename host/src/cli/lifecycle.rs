@@ -87,13 +87,13 @@ fn parse_action(s: &str) -> Result<OrderAction, String> {
         .map_err(|_| "expected approve, decline, suspend or resume".to_owned())
 }
 
-fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<i64> {
-    Ok(inv.find(id)?.with_context(|| format!("certificate {id} not found"))?.id)
+fn lookup(inv: &Inventory, id: &str) -> anyhow::Result<certhost::inventory::CertificateRecord> {
+    inv.find(id)?.with_context(|| format!("certificate {id} not found"))
 }
 
 /// `renew` or `reissue`.
 pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let record = inv.find(&args.id)?.with_context(|| format!("certificate {} not found", args.id))?;
+    let record = lookup(inv, &args.id)?;
     let id = record.id;
     if let Some(dir) = &args.out {
         // Where the renewed certificate's files usually are: replacing them is the point. Those
@@ -132,7 +132,7 @@ fn holds_files_of(dir: &std::path::Path, record: &certhost::inventory::Certifica
 
 /// `revoke`.
 pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let id = lookup(inv, &args.id)?;
+    let id = lookup(inv, &args.id)?.id;
     let registry = super::registry(&env.data_dir, env);
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
@@ -144,7 +144,7 @@ pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow
 
 /// `delete`.
 pub fn delete(args: DeleteArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
-    let id = lookup(inv, &args.id)?;
+    let id = lookup(inv, &args.id)?.id;
     let active = inv.find(&id.to_string())?.filter(|c| c.status == certhost::inventory::CertStatus::Active);
     inv.delete_certificate(id, &env.actor)?;
     println!("certificate #{id} removed from the inventory (the CA was not contacted; its audit history stays)");
