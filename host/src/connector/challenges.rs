@@ -391,17 +391,31 @@ impl Challenges {
         let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let secrets = crate::param::registered_secret_values(&|name| env.as_ref().and_then(|env| env(name)));
         let redactor = super::redact::Redactor::new(secrets.iter().map(|v| v.as_str()));
-        // Scrubbed whole, as a deploy hook's is: a key block spans lines (code review of stop 39).
-        let scrubbed = super::redact::without_key_material(&redactor.redact(&text));
-        for line in scrubbed.lines().take(50) {
-            tracing::info!(hook = %hook.display(), action, domain, "{}", super::redact::one_line(line));
+        for line in logged_lines(&text, &redactor) {
+            tracing::info!(hook = %hook.display(), action, domain, "{line}");
         }
         if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
     }
 }
 
-/// How much of a dns-01 hook's output is kept to be logged.
+/// How much of a dns-01 hook's output is read and kept to be redacted.
 const HOOK_OUTPUT_KEPT: usize = 128 * 1024;
+
+/// How much of it is logged: a quarter of what was kept, so a secret the keeping cut in two
+/// (its head kept, its tail thrown away, and so not recognised by the redaction) is never in
+/// what is logged.
+const HOOK_OUTPUT_LOGGED: usize = HOOK_OUTPUT_KEPT / 4;
+
+/// The lines of a dns-01 hook's output that are logged: redacted whole, as a deploy hook's is
+/// (a key block spans lines), and only then cut to [`HOOK_OUTPUT_LOGGED`] and 50 lines.
+fn logged_lines(text: &str, redactor: &super::redact::Redactor) -> Vec<String> {
+    let scrubbed = super::redact::without_key_material(&redactor.redact(text));
+    let mut end = scrubbed.len().min(HOOK_OUTPUT_LOGGED);
+    while !scrubbed.is_char_boundary(end) {
+        end -= 1;
+    }
+    scrubbed[..end].lines().take(50).map(super::redact::one_line).collect()
+}
 
 /// Longest dns-01 TXT value taken: a TXT string holds 255 bytes.
 const MAX_DNS01_VALUE: usize = 255;
@@ -431,6 +445,22 @@ mod tests {
     /// A value is base64url and nothing else (no space, no shell or option syntax beyond a
     /// leading `-`, which a digest may have: the hook reads `CERTHOST_DNS01_VALUE` to be safe
     /// from it, review of stop 32).
+    #[test]
+    fn a_secret_cut_in_two_by_what_is_kept_is_not_logged() {
+        let secret = "S3cr3t-CANARY-7731-and-more";
+        let redactor = crate::connector::redact::Redactor::new([secret]);
+        // One long line whose end is the head of the secret, as the keeping would cut it.
+        let mut text = "x".repeat(HOOK_OUTPUT_KEPT - 10);
+        text.push_str(&secret[..10]);
+        text.push('\n');
+        let logged = logged_lines(&text, &redactor).concat();
+        assert!(logged.len() <= HOOK_OUTPUT_LOGGED, "{} bytes logged", logged.len());
+        assert!(!logged.contains("S3cr3t"), "the secret's head was logged");
+        // A whole secret inside what is logged is redacted.
+        let logged = logged_lines(&format!("token {secret} used\n"), &redactor).concat();
+        assert!(!logged.contains("S3cr3t") && logged.contains("token"), "{logged}");
+    }
+
     #[test]
     fn a_dns01_value_is_base64url_and_nothing_else() {
         let dir = tempfile::tempdir().expect("tmp");
