@@ -164,9 +164,12 @@ pub struct Restored {
 /// 2. an inventory already there (refused unless `replace`) is folded into its main file
 ///    (a WAL checkpoint) and hard-linked as `certhost.db.replaced-UNIXTIME[-N]`, a name never
 ///    taken before — its WAL linked beside it under the matching name if one is left;
-/// 3. the copy is renamed over `certhost.db` (atomic), and the directory synced;
-/// 4. the inventory is opened (its schema brought up to date) and the restore audited as
-///    `inventory.restore`. Should that fail, the inventory set aside is put back.
+/// 3. what is being restored is noted beside it (`.certhost.db.restore-pending`, synced), the
+///    copy is renamed over `certhost.db` (atomic), and the directory synced;
+/// 4. the inventory is opened (its schema brought up to date), and the open audits the restore
+///    as `inventory.restore` from the note ([`finish_restore`]) — as the next open does for a
+///    restore killed between its rename and its audit. Should the open fail, the inventory set
+///    aside is put back.
 pub fn restore_from(
     data_dir: &Path,
     source: &Path,
@@ -174,32 +177,13 @@ pub fn restore_from(
     replace: bool,
     actor: &str,
 ) -> Result<Restored, InventoryError> {
-    let (backup, source, replaced, alone) = put_in_place(data_dir, source, &key, replace)
+    let (backup, replaced, alone) = put_in_place(data_dir, source, &key, replace, actor)
         .map_err(|e| InventoryError::Invalid(format!("nothing was restored: {e}")))?;
     let db = data_dir.join(DB_FILE);
-    let opened = Inventory::open(data_dir, key).and_then(|inv| {
-        audit::record(
-            &inv.conn,
-            inv.now(),
-            &NewAuditEvent {
-                actor,
-                action: "inventory.restore",
-                object_type: "inventory",
-                object_id: None,
-                outcome: "success",
-                detail: serde_json::json!({
-                    "file": source.display().to_string(),
-                    "certificates": backup.certificates,
-                    "keys": backup.keys,
-                    "replaced": replaced.as_ref().map(|p| p.display().to_string()),
-                }),
-            },
-        )?;
-        Ok(inv)
-    });
+    // The open audits the restore from its note, and names the tokens it brought back.
+    let opened = Inventory::open_finishing_restore(data_dir, key);
     let result = match opened {
-        Ok(inv) => {
-            let revived_tokens = replaced.as_deref().map(|aside| revived_tokens(aside, &inv)).unwrap_or_default();
+        Ok((_inv, revived_tokens)) => {
             if let Some(aside) = &replaced {
                 settle_aside(aside);
             }
@@ -208,7 +192,8 @@ pub fn restore_from(
         Err(e) => {
             // Still under the hold: the previous inventory goes back, or the directory is left
             // as it was found. The restored copy's own WAL and index go first: left beside the
-            // inventory put back, they would be read as its own.
+            // inventory put back, they would be read as its own; the note goes with them.
+            let _ = std::fs::remove_file(pending_note(data_dir));
             for suffix in ["-wal", "-shm"] {
                 let _ = std::fs::remove_file(sidecar(&db, suffix));
             }
@@ -228,6 +213,95 @@ pub fn restore_from(
     };
     drop(alone);
     result
+}
+
+/// Where a restore notes what it puts in place, from just before its rename until the open
+/// after it has audited it.
+fn pending_note(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!(".{DB_FILE}.restore-pending"))
+}
+
+/// What [`pending_note`] holds: the restored copy's file identity (it keeps it through the
+/// rename, so the note tells a copy put in place from one that never was) and the event's
+/// detail.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingRestore {
+    device: u64,
+    inode: u64,
+    /// Names this restore in its event, so that two processes opening at once record it once.
+    id: String,
+    actor: String,
+    file: String,
+    certificates: i64,
+    keys: i64,
+    replaced: Option<String>,
+}
+
+/// Audits a restore whose copy is in place as `inventory.restore`, from its note, and removes
+/// the note; returns the tokens the restore brought back to life (revoked in the inventory it
+/// replaced), or `None` when there was no such restore. Run by every open: a restore killed
+/// between its rename and its audit left a different inventory in place with no event saying
+/// so, and nobody heard of the tokens it revived (chaos review of stop 40). A note whose copy
+/// is not in place (the restore was killed before its rename) is removed.
+pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Option<Vec<String>>, InventoryError> {
+    let note_path = pending_note(data_dir);
+    let text = match std::fs::read(&note_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", note_path.display());
+            return Ok(None);
+        }
+    };
+    let note: PendingRestore = match serde_json::from_slice(&text) {
+        Ok(note) => note,
+        Err(e) => {
+            tracing::warn!("removed {}: it is not a restore's note ({e})", note_path.display());
+            let _ = std::fs::remove_file(&note_path);
+            return Ok(None);
+        }
+    };
+    let in_place = std::fs::metadata(data_dir.join(DB_FILE)).is_ok_and(|m| {
+        std::os::unix::fs::MetadataExt::dev(&m) == note.device && std::os::unix::fs::MetadataExt::ino(&m) == note.inode
+    });
+    if !in_place {
+        let _ = std::fs::remove_file(&note_path);
+        return Ok(None);
+    }
+    let now = inv.now();
+    let tx = inv.conn.transaction()?;
+    let recorded: i64 = tx.query_row(
+        "SELECT count(*) FROM audit_events WHERE action = 'inventory.restore' AND json_extract(detail, '$.restore') = ?1",
+        [&note.id],
+        |r| r.get(0),
+    )?;
+    if recorded == 0 {
+        audit::record(
+            &tx,
+            now,
+            &NewAuditEvent {
+                actor: &note.actor,
+                action: "inventory.restore",
+                object_type: "inventory",
+                object_id: None,
+                outcome: "success",
+                detail: serde_json::json!({
+                    "file": note.file,
+                    "certificates": note.certificates,
+                    "keys": note.keys,
+                    "replaced": note.replaced,
+                    "restore": note.id,
+                }),
+            },
+        )?;
+    }
+    tx.commit()?;
+    let revived = note.replaced.as_deref().map(|aside| revived_tokens(Path::new(aside), inv)).unwrap_or_default();
+    if let Err(e) = std::fs::remove_file(&note_path) {
+        // Harmless: the next open finds the event recorded and tries again.
+        tracing::warn!("cannot remove {}: {e}", note_path.display());
+    }
+    Ok(Some(revived))
 }
 
 /// Names of tokens revoked in the inventory set aside at `aside` and active in `restored`
@@ -302,7 +376,8 @@ fn put_in_place(
     source: &Path,
     key: &MasterKey,
     replace: bool,
-) -> Result<(Backup, PathBuf, Option<PathBuf>, std::sync::Arc<dir_lock::DirHold>), InventoryError> {
+    actor: &str,
+) -> Result<(Backup, Option<PathBuf>, std::sync::Arc<dir_lock::DirHold>), InventoryError> {
     let refuse = |reason: String| InventoryError::Invalid(format!("{}: {reason}", source.display()));
     // The real file: a symbolic link's WAL, if any, lies beside its target (stop 36's review).
     let source = std::fs::canonicalize(source).map_err(|e| refuse(e.to_string()))?;
@@ -409,15 +484,41 @@ fn put_in_place(
                 _ => {}
             }
         }
+        // The note first: a restore killed after the rename is audited by the next open.
+        let copy = std::fs::metadata(&partial)?;
+        let (device, inode) = (std::os::unix::fs::MetadataExt::dev(&copy), std::os::unix::fs::MetadataExt::ino(&copy));
+        let note = PendingRestore {
+            device,
+            inode,
+            id: format!(
+                "{}-{inode}",
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+            ),
+            actor: actor.to_owned(),
+            file: source.display().to_string(),
+            certificates: backup.certificates,
+            keys: backup.keys,
+            replaced: replaced.as_ref().map(|p| p.display().to_string()),
+        };
+        let note = serde_json::to_vec(&note).map_err(std::io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(pending_note(data_dir))?;
+        std::io::Write::write_all(&mut file, &note)?;
+        file.sync_all()?;
         std::fs::rename(&partial, &db)?;
         std::fs::File::open(data_dir)?.sync_all()
     })();
     if let Err(e) = swapped {
         let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(pending_note(data_dir));
         let kept = replaced.as_ref().map(|a| format!(" (the inventory is also kept as {})", a.display()));
         return Err(io(&format!("cannot put the copy in place{}:", kept.unwrap_or_default()), &db, e));
     }
-    Ok((backup, source, replaced, alone))
+    Ok((backup, replaced, alone))
 }
 
 /// The inventories `certhost restore --replace` set aside in `data_dir`, by file name (their
@@ -589,6 +690,49 @@ mod tests {
         std::fs::write(partial_copy(&data), b"half a database").expect("partial");
         drop(Inventory::open(&data, vault.clone()).expect("opens"));
         assert!(!partial_copy(&data).exists(), "the abandoned copy is gone");
+        assert!(!pending_note(&data).exists(), "each restore's note is gone once it is audited");
+
+        // A restore killed after its rename: the next open audits it, once, and names the
+        // token it revived; a note whose copy never got in place is dropped without an event.
+        let restores = |inv: &Inventory| {
+            let filter =
+                crate::inventory::AuditFilter { action_prefix: Some("inventory.restore".into()), ..Default::default() };
+            inv.audit_events(&filter).expect("audit").len()
+        };
+        Inventory::open(&data, vault.clone()).expect("open").revoke_token("ci", "test").expect("revoke");
+        let (_, aside, hold) = put_in_place(&data, &backup, &vault, true, "killed").expect("in place");
+        drop(hold);
+        let note = std::fs::read(pending_note(&data)).expect("the note is there");
+        let (mut inv, revived) = Inventory::open_finishing_restore(&data, vault.clone()).expect("opens");
+        assert_eq!(revived, ["ci"], "the revived token is named");
+        let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
+        assert_eq!((events[0].action.as_str(), events[0].actor.as_str()), ("inventory.restore", "killed"));
+        assert_eq!(events[0].detail["replaced"], aside.expect("set aside").display().to_string());
+        assert!(!pending_note(&data).exists());
+        assert_eq!(restores(&inv), 1);
+        // Recorded once, however many opens find the note (one that could not remove it).
+        std::fs::write(pending_note(&data), &note).expect("note again");
+        assert_eq!(finish_restore(&mut inv, &data).expect("finish"), Some(vec!["ci".to_owned()]));
+        assert_eq!(restores(&inv), 1, "recorded once");
+        std::fs::write(pending_note(&data), b"not json").expect("garbage note");
+        assert_eq!(finish_restore(&mut inv, &data).expect("finish"), None);
+        assert!(!pending_note(&data).exists(), "a note that is not one is removed");
+        drop(inv);
+        let other = PendingRestore {
+            device: 0,
+            inode: 0,
+            id: "never-in-place".into(),
+            actor: "killed".into(),
+            file: "x".into(),
+            certificates: 0,
+            keys: 0,
+            replaced: None,
+        };
+        std::fs::write(pending_note(&data), serde_json::to_vec(&other).expect("json")).expect("note");
+        let inv = Inventory::open(&data, vault.clone()).expect("opens");
+        assert_eq!(restores(&inv), 1, "no event for a copy that never got in place");
+        assert!(!pending_note(&data).exists());
+        drop(inv);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(DB_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

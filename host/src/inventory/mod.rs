@@ -356,6 +356,20 @@ impl Inventory {
     /// Opens (creating when needed) the inventory in `data_dir`, migrating the schema and
     /// checking the master key.
     pub fn open(data_dir: &Path, vault: MasterKey) -> Result<Self, InventoryError> {
+        let (inv, revived) = Self::open_finishing_restore(data_dir, vault)?;
+        if !revived.is_empty() {
+            tracing::warn!(
+                tokens = %revived.join(", "),
+                "a restore was cut short after it put its copy in place (audited now): these tokens, revoked in the \
+                 inventory it replaced, are active again; revoke them again with certhost token revoke"
+            );
+        }
+        Ok(inv)
+    }
+
+    /// [`Inventory::open`], returning the tokens a restore whose copy is in place and not yet
+    /// audited brought back to life ([`backup::finish_restore`]).
+    fn open_finishing_restore(data_dir: &Path, vault: MasterKey) -> Result<(Self, Vec<String>), InventoryError> {
         create_data_dir(data_dir)?;
         let (hold, migrating) = Self::hold_for_open(data_dir)?;
         backup::remove_abandoned_copy(data_dir);
@@ -389,9 +403,10 @@ impl Inventory {
         if migrating {
             hold.share(data_dir)?;
         }
-        let inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None, _hold: hold };
+        let mut inv = Self { conn, vault, path, clock: None, group: None, config: None, config_pin: None, _hold: hold };
         inv.check_vault()?;
-        Ok(inv)
+        let revived = backup::finish_restore(&mut inv, data_dir)?.unwrap_or_default();
+        Ok((inv, revived))
     }
 
     /// The directory hold an open takes: shared, except when the inventory on disk needs
