@@ -353,6 +353,7 @@ fn partial_copy(data_dir: &Path) -> PathBuf {
 /// process can hold at the same time; a restore in this one opens the inventory only after
 /// its rename.
 pub(super) fn remove_abandoned_copy(data_dir: &Path) {
+    remove_stray_links(data_dir);
     let partial = partial_copy(data_dir);
     if std::fs::symlink_metadata(&partial).is_ok_and(|m| m.is_file()) {
         match std::fs::remove_file(&partial) {
@@ -364,6 +365,28 @@ pub(super) fn remove_abandoned_copy(data_dir: &Path) {
                 "{} is left of a restore that did not finish and cannot be removed: {e}",
                 partial.display()
             ),
+        }
+    }
+}
+
+/// Removes the names a restore killed between setting the inventory aside and its rename
+/// gave the live inventory: `certhost.db.replaced-T` is then a hard link to `certhost.db`
+/// itself (its `-wal` to the live WAL), which a rotation counted as an inventory sealed under
+/// the old key and a later restore of it refused as a database in WAL mode with other names.
+/// A name set aside by a restore that finished is another file: never the live one's inode.
+fn remove_stray_links(data_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(live) = std::fs::metadata(data_dir.join(DB_FILE)) else { return };
+    for name in set_aside_inventories(data_dir) {
+        let aside = data_dir.join(&name);
+        if std::fs::metadata(&aside).is_ok_and(|m| m.dev() == live.dev() && m.ino() == live.ino()) {
+            let _ = std::fs::remove_file(sidecar(&aside, "-wal"));
+            match std::fs::remove_file(&aside) {
+                Ok(()) => tracing::warn!(
+                    "removed {name}: a second name of the inventory itself, left by a restore that did not finish"
+                ),
+                Err(e) => tracing::warn!("{name} is a second name of the inventory itself and cannot be removed: {e}"),
+            }
         }
     }
 }
@@ -690,6 +713,13 @@ mod tests {
         std::fs::write(partial_copy(&data), b"half a database").expect("partial");
         drop(Inventory::open(&data, vault.clone()).expect("opens"));
         assert!(!partial_copy(&data).exists(), "the abandoned copy is gone");
+        // A restore killed between setting the inventory aside and its rename left the live
+        // inventory under a second name: the next open removes that name, not the others.
+        let before = set_aside_inventories(&data);
+        let stray = set_aside(&data.join(DB_FILE)).expect("linked");
+        drop(Inventory::open(&data, vault.clone()).expect("opens"));
+        assert!(!stray.exists(), "the second name is gone");
+        assert_eq!(set_aside_inventories(&data), before, "inventories really set aside stay");
         assert!(!pending_note(&data).exists(), "each restore's note is gone once it is audited");
 
         // A restore killed after its rename: the next open audits it, once, and names the
