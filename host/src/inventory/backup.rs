@@ -45,29 +45,55 @@ impl Inventory {
             ));
         }
         let path = target.to_str().ok_or_else(|| refuse("the path is not UTF-8".into()))?;
+        let exists = || refuse("it exists; give a path that does not".into());
+        if std::fs::symlink_metadata(target).is_ok() {
+            return Err(exists());
+        }
+        // Written under a name of its own beside the target, and given the target's name only
+        // once it is whole and checked: a backup killed half-way left a partial file under
+        // the requested name, to be taken for a backup (chaos review of stop 40).
+        let file_name = target.file_name().ok_or_else(|| refuse("it names no file".into()))?;
+        let partial = target.with_file_name(format!(".{}.partial-{}", file_name.to_string_lossy(), std::process::id()));
+        let partial_path = partial.to_str().ok_or_else(|| refuse("the path is not UTF-8".into()))?;
+        let _ = std::fs::remove_file(&partial);
         // Made empty and private first (VACUUM INTO accepts an empty file): the copy holds
         // every sealed key, and the umask may be 022.
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(target).map_err(|e| {
-            refuse(match e.kind() {
-                std::io::ErrorKind::AlreadyExists => "it exists; give a path that does not".into(),
-                _ => e.to_string(),
-            })
-        })?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| refuse(e.to_string()))?;
         drop(file);
-        let written = self.conn.execute("VACUUM INTO ?1", [path]).map_err(InventoryError::from).and_then(|_| {
-            std::fs::File::open(target)
-                .and_then(|f| f.sync_all())
-                .and_then(|()| match target.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    Some(dir) => std::fs::File::open(dir)?.sync_all(),
-                    None => std::fs::File::open(".")?.sync_all(),
-                })
-                .map_err(|e| refuse(e.to_string()))
+        let sync_dir = || match target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => std::fs::File::open(".")?.sync_all(),
+        };
+        let written =
+            self.conn.execute("VACUUM INTO ?1", [partial_path]).map_err(InventoryError::from).and_then(|_| {
+                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| refuse(e.to_string()))
+            });
+        let checked = written.and_then(|()| check_copy(&partial, &self.vault, "the backup just written"));
+        // Linked under the target's name, which fails if a file took it meanwhile: a backup
+        // never replaces a file. A file system without hard links gets a rename after a check.
+        let named = checked.and_then(|b| {
+            let linked = match std::fs::hard_link(&partial, target) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+                Err(_) if std::fs::symlink_metadata(target).is_err() => {
+                    std::fs::rename(&partial, target).map_err(|e| refuse(e.to_string()))
+                }
+                Err(e) => Err(refuse(e.to_string())),
+                Ok(()) => Ok(()),
+            };
+            linked?;
+            let _ = std::fs::remove_file(&partial);
+            sync_dir().map_err(|e| refuse(e.to_string()))?;
+            Ok(b)
         });
-        let checked = written.and_then(|()| check_copy(target, &self.vault, "the backup just written"));
-        let backup = match checked {
+        let backup = match named {
             Ok(b) => b,
             Err(e) => {
-                let _ = std::fs::remove_file(target);
+                let _ = std::fs::remove_file(&partial);
                 return Err(e);
             }
         };
@@ -642,6 +668,9 @@ mod tests {
         assert_eq!(std::fs::metadata(&target).expect("meta").permissions().mode() & 0o777, 0o600);
         let err = inv.backup_to(&target, "test").expect_err("exists");
         assert!(err.to_string().contains("it exists"), "{err}");
+        let names: Vec<_> =
+            std::fs::read_dir(elsewhere.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, [target.file_name().expect("name")], "only the backup: its partial copy is gone");
 
         // Restored as a data directory of its own, it opens with the same key.
         let restored = tempfile::tempdir().expect("tempdir");
