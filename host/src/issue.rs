@@ -1198,6 +1198,10 @@ impl Pipeline<'_> {
             (SecretOwner::Profile, profile_name, format!("profile {profile_name}"), &profile.params),
         ];
         let mut defined_by: BTreeMap<&str, String> = BTreeMap::new();
+        // The sensitive values the profile adds to the account's: they decide the call's cache
+        // scope (`connector::cache::scope_of`). A request's dynamic ones do not: a poll or a
+        // revocation, which has none, must find what the issuance cached.
+        let mut profile_secrets: Vec<(String, zeroize::Zeroizing<String>)> = Vec::new();
         for (kind, owner_name, owner, params) in &sources {
             for (name, def) in params.iter() {
                 if let Some(first) = defined_by.insert(name, owner.clone()) {
@@ -1218,6 +1222,9 @@ impl Pipeline<'_> {
                         // even when not marked sensitive (`Args::insert_read`).
                         let read = matches!(def.value, Some(ValueSource::Env { .. } | ValueSource::File { .. }));
                         if def.sensitive {
+                            if *kind == SecretOwner::Profile {
+                                profile_secrets.push((name.clone(), zeroize::Zeroizing::new(v.clone())));
+                            }
                             args.insert_sensitive(name.clone(), v)
                         } else if read {
                             args.insert_read(name.clone(), v)
@@ -1233,6 +1240,9 @@ impl Pipeline<'_> {
                 }
             }
         }
+        args.set_cache_scope(crate::connector::cache::scope_of(
+            profile_secrets.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        ));
         for (name, (value, sensitive)) in dynamic {
             if *sensitive {
                 args.insert_sensitive(name.clone(), value.clone())

@@ -638,3 +638,70 @@ print(json.dumps([v, html.escape(v), escape(v), quoteattr(v)[1:-1], go, json.dum
         }
     }
 }
+
+/// Regression (secrets review of stop 40): an account's connector cache was one for all its
+/// profiles, so what a call cached under one profile's secret — a token fetched with its
+/// credentials, or the secret itself — was read by the next profile's calls: a requester of
+/// profile `pb` saw profile `pa`'s secret in a rejection. Each profile with secrets of its own
+/// now has a scope of its own; profiles without share the account's, as before, and a later
+/// call of the same profile (a poll, a renewal) finds what its issuance cached.
+#[test]
+fn a_profiles_cached_secret_is_not_another_profiles() {
+    const PA_SECRET: &str = "pa-S3CRET-51505150";
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = conf.join("cache_echo.py");
+    std::fs::write(
+        &script,
+        r#"import certhost
+
+def certificate_request(csr, common_name, args):
+    if args["mode"] == "set":
+        certhost.cache_set("k", args.get("ptok", "none of its own"), 0)
+        raise Exception("stored")
+    raise Exception("got " + str(certhost.cache_get("k")))
+"#,
+    )
+    .expect("script");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.shared]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    let mode = "mode = { dynamic = true, required = true }\n";
+    let own = "ptok = { sensitive = true, required = true }\n";
+    for (name, params) in [("pa", format!("{mode}{own}")), ("pb", format!("{mode}{own}")), ("pc", mode.to_owned())] {
+        std::fs::write(
+            conf.join(format!("profiles/{name}.toml")),
+            format!("accounts = [\"shared\"]\n[params]\n{params}"),
+        )
+        .expect("profile");
+    }
+    let config = conf.join("certhost.toml").display().to_string();
+    let mut transcript = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>| run_into(&mut transcript, &app, &config, args, stdin);
+    assert_eq!(run(&["secret", "set", "--profile", "pa", "ptok"], Some(PA_SECRET)), Some(0));
+    assert_eq!(run(&["secret", "set", "--profile", "pb", "ptok"], Some("pb-other-secret-2468")), Some(0));
+    let issue = |profile: &str, mode: &str| {
+        let r = app.run(&[
+            "--config",
+            &config,
+            "issue",
+            "--profile",
+            profile,
+            "--cn",
+            "www.example.com",
+            "--param",
+            &format!("mode={mode}"),
+        ]);
+        format!("{}{}", r.stdout, r.stderr)
+    };
+    assert!(issue("pa", "set").contains("stored"));
+    assert!(issue("pc", "set").contains("stored"));
+    let pb = issue("pb", "get");
+    assert!(pb.contains("got None"), "profile pb sees nothing of pa's or the account's: {pb}");
+    let pc = issue("pc", "get");
+    assert!(pc.contains("got none of its own"), "profile pc has the account's scope: {pc}");
+    let pa = issue("pa", "get");
+    assert!(pa.contains("got ***"), "profile pa finds its own entry (redacted as its secret): {pa}");
+    let orders = app.run(&["orders", "list", "--json"]);
+    assert!(!orders.stdout.contains(PA_SECRET) && !transcript.contains(PA_SECRET), "{}", orders.stdout);
+}

@@ -30,6 +30,38 @@ pub const MAX_VALUE: usize = 64 * 1024;
 /// See [`MAX_ENTRIES`].
 pub const MAX_KEY: usize = 1024;
 
+/// How a stored key starts when it belongs to a scope ([`AccountCache::scoped`]): a NUL, the
+/// scope, a NUL. A connector's own keys may not start with a NUL.
+const SCOPE_MARK: char = '\0';
+
+/// Longest scope prefix: the mark, 32 hex digits, the mark.
+const MAX_SCOPE_PREFIX: usize = 34;
+
+/// A call's cache scope: a digest of the sensitive values its profile adds to the account's,
+/// `None` when it adds none (the account's own scope, where every cache entry lived before
+/// scopes). Profiles of one account with secrets of their own each see only their own
+/// entries: a token fetched with one profile's credentials was served to the next profile's
+/// calls, and a script echoing a cached value showed one profile's secret to another's
+/// requester (secrets review of stop 41). The digest never leaves the process but inside the
+/// sealed rows of the inventory.
+pub fn scope_of<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    use sha2::Digest;
+    let mut values: Vec<(&str, &str)> = values.into_iter().collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"certhost/cache-scope/v1\0");
+    for (name, value) in values {
+        for part in [name, value] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+    }
+    Some(hex::encode(&hash.finalize()[..16]))
+}
+
 /// One entry as a store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -53,9 +85,10 @@ impl Entry {
         self.expires_at_ms.is_some_and(|e| e <= now)
     }
 
-    /// Whether the rules refuse it outright (a key or value too large).
+    /// Whether the rules refuse it outright (a key or value too large; a stored key may carry
+    /// its scope's prefix beyond the connector's [`MAX_KEY`]).
     pub fn too_large(&self) -> bool {
-        self.value.len() > MAX_VALUE || self.key.len() > MAX_KEY
+        self.value.len() > MAX_VALUE || self.key.len() > MAX_KEY + MAX_SCOPE_PREFIX
     }
 }
 
@@ -157,6 +190,8 @@ impl CacheStore for MemoryStore {
 pub struct AccountCache {
     store: Arc<dyn CacheStore>,
     account: Arc<str>,
+    /// What this view's keys start with in the store: empty for the account's own scope.
+    prefix: Arc<str>,
     overlay: Arc<Mutex<Overlay>>,
     /// One flush at a time: two overlapping puts of one key could land in either order.
     flushing: Arc<tokio::sync::Mutex<()>>,
@@ -183,6 +218,8 @@ pub enum Set {
     Kept,
     /// A key or value over the limits.
     TooLarge,
+    /// A key starting with a NUL character, which marks a scope's keys.
+    Reserved,
     /// [`MAX_ENTRIES`] new keys already wait to be stored.
     Full,
 }
@@ -190,7 +227,28 @@ pub enum Set {
 impl AccountCache {
     /// `account`'s cache in `store`.
     pub fn new(store: Arc<dyn CacheStore>, account: &str) -> Self {
-        Self { store, account: account.into(), overlay: Arc::default(), flushing: Arc::default() }
+        Self { store, account: account.into(), prefix: "".into(), overlay: Arc::default(), flushing: Arc::default() }
+    }
+
+    /// The view of the cache a call with `scope` ([`scope_of`]) uses: the same entries, store
+    /// and overlay, with only the scope's keys seen and set. `None` is the account's own scope.
+    pub fn scoped(&self, scope: Option<&str>) -> Self {
+        let prefix = scope.map(|s| format!("{SCOPE_MARK}{s}{SCOPE_MARK}")).unwrap_or_default();
+        Self { prefix: prefix.into(), ..self.clone() }
+    }
+
+    /// The key `key` is stored under in this view.
+    fn stored(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The connector's key of stored key `key`, when it is in this view.
+    fn seen<'k>(&self, key: &'k str) -> Option<&'k str> {
+        if self.prefix.is_empty() {
+            (!key.starts_with(SCOPE_MARK)).then_some(key)
+        } else {
+            key.strip_prefix(&*self.prefix)
+        }
     }
 
     /// A cache of its own in memory, for a connector loaded without a registry.
@@ -206,6 +264,10 @@ impl AccountCache {
     /// The value of `key`; a store that cannot be read answers nothing (the connector then
     /// does what it does without one: fetches a new token), and says why in the log.
     pub fn get(&self, key: &str) -> Option<String> {
+        if key.starts_with(SCOPE_MARK) {
+            return None;
+        }
+        let key = &self.stored(key);
         if let Some((_, e, _)) = self.overlay().entries.get(key) {
             return (!e.expired(now_ms())).then(|| e.value.clone());
         }
@@ -227,10 +289,14 @@ impl AccountCache {
     /// Keeps `entry`, set by a call that began at `epoch`, for every call of the account to
     /// see, until [`AccountCache::flush`] stores it. At most [`MAX_ENTRIES`] keys wait at
     /// once: more could never all be stored, and would only grow host memory.
-    pub fn set(&self, entry: Entry, epoch: Option<i64>) -> Set {
-        if entry.too_large() {
+    pub fn set(&self, mut entry: Entry, epoch: Option<i64>) -> Set {
+        if entry.value.len() > MAX_VALUE || entry.key.len() > MAX_KEY {
             return Set::TooLarge;
         }
+        if entry.key.starts_with(SCOPE_MARK) {
+            return Set::Reserved;
+        }
+        entry.key = self.stored(&entry.key);
         let mut overlay = self.overlay();
         if overlay.entries.len() >= MAX_ENTRIES && !overlay.entries.contains_key(&entry.key) {
             return Set::Full;
@@ -269,7 +335,11 @@ impl AccountCache {
                 all.insert(e.key.clone(), e.clone());
             }
         }
-        let mut out: Vec<Entry> = all.into_values().collect();
+        // This view's entries only, under the connector's keys.
+        let mut out: Vec<Entry> = all
+            .into_values()
+            .filter_map(|e| self.seen(&e.key).map(str::to_owned).map(|key| Entry { key, ..e }))
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Some((epoch, out))
     }
@@ -339,7 +409,7 @@ mod tests {
             &[
                 entry("forever", "a", None),
                 entry("big", &"v".repeat(MAX_VALUE + 1), None),
-                entry(&"k".repeat(MAX_KEY + 1), "v", None),
+                entry(&"k".repeat(MAX_KEY + MAX_SCOPE_PREFIX + 1), "v", None),
                 entry("max", &"v".repeat(MAX_VALUE), None),
             ],
         )
@@ -356,6 +426,39 @@ mod tests {
         assert_eq!(s.get("a", "k0").expect("get"), None, "expired");
         assert_eq!(s.put("a", None, &[entry("late", "v", None)]).expect("put"), 0, "an expired entry makes room");
         assert!(s.get("a", "late").expect("get").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_scope_sees_and_sets_only_its_own_entries() {
+        let store = Arc::new(MemoryStore::default());
+        let account = AccountCache::new(store.clone(), "a");
+        let a = scope_of([("ptok", "profile-a-secret")]);
+        let b = scope_of([("ptok", "profile-b-secret")]);
+        assert_ne!(a, b);
+        assert_eq!(scope_of(std::iter::empty()), None, "no secrets of its own: the account's scope");
+        assert_eq!(scope_of([("x", "1"), ("y", "2")]), scope_of([("y", "2"), ("x", "1")]), "order does not count");
+        assert_ne!(scope_of([("x", "12")]), scope_of([("x1", "2")]), "names and values are apart");
+        let (in_a, in_b) = (account.scoped(a.as_deref()), account.scoped(b.as_deref()));
+        assert_eq!(in_a.set(entry("token", "of a", None), None), Set::Kept);
+        assert_eq!(account.set(entry("token", "of the account", None), None), Set::Kept);
+        assert_eq!(in_b.get("token"), None, "not another scope's, before it is stored");
+        assert_eq!(in_a.get("token").as_deref(), Some("of a"));
+        in_a.flush().await;
+        assert_eq!(in_b.get("token"), None, "nor after");
+        assert_eq!(in_a.get("token").as_deref(), Some("of a"));
+        assert_eq!(account.get("token").as_deref(), Some("of the account"));
+        let keys = |c: &AccountCache| {
+            let c = c.clone();
+            async move { c.entries().await.expect("entries").1.into_iter().map(|e| (e.key, e.value)).collect::<Vec<_>>() }
+        };
+        assert_eq!(keys(&in_a).await, [("token".to_owned(), "of a".to_owned())]);
+        assert_eq!(keys(&account).await, [("token".to_owned(), "of the account".to_owned())]);
+        assert!(keys(&in_b).await.is_empty());
+        // A connector cannot reach into a scope by naming its stored key.
+        assert_eq!(account.set(entry("\0x\0token", "v", None), None), Set::Reserved);
+        let stored = format!("\0{}\0token", a.as_deref().expect("scope"));
+        assert_eq!(account.get(&stored), None);
+        assert_eq!(in_a.set(entry(&"k".repeat(MAX_KEY), "v", None), None), Set::Kept, "a full-length key fits");
     }
 
     /// A store whose writes fail (a full disk, a lost master key).

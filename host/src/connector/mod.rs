@@ -41,6 +41,8 @@ pub struct Args {
     read: Vec<String>,
     /// The names of the order the call is made for, as its profile approved them.
     order_names: std::sync::Arc<[String]>,
+    /// The connector cache's scope of the call ([`cache::scope_of`]).
+    cache_scope: Option<String>,
 }
 
 /// Values are wiped when the args are dropped or a value is replaced: sensitive ones (a CA's
@@ -97,6 +99,18 @@ impl Args {
     /// publish ACME challenges for (`challenges::Scope`). A call without them publishes none.
     pub fn set_order_names(&mut self, names: Vec<String>) {
         self.order_names = names.into();
+    }
+
+    /// Gives the call the cache scope of the sensitive values its profile adds to the
+    /// account's ([`cache::scope_of`]): what the connector caches under one profile's
+    /// credentials is not another profile's.
+    pub fn set_cache_scope(&mut self, scope: Option<String>) {
+        self.cache_scope = scope;
+    }
+
+    /// The call's cache scope; `None` is the account's own.
+    pub fn cache_scope(&self) -> Option<&str> {
+        self.cache_scope.as_deref()
     }
 
     /// The names of the order this call is made for; empty outside an order.

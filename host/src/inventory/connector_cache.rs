@@ -47,7 +47,7 @@ fn aad(account: &str, digest: &[u8], expires_at: Option<i64>) -> Vec<u8> {
 /// Key length (4 bytes, little-endian), key, value.
 fn plaintext(key: &str, value: &str) -> Zeroizing<Vec<u8>> {
     let mut p = Zeroizing::new(Vec::with_capacity(4 + key.len() + value.len()));
-    // A key is at most MAX_KEY (1 KiB) bytes: its length fits in a u32.
+    // A key is at most MAX_KEY (1 KiB) bytes and a scope's prefix: its length fits in a u32.
     p.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
     p.extend_from_slice(key.as_bytes());
     p.extend_from_slice(value.as_bytes());

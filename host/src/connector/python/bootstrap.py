@@ -274,6 +274,9 @@ def _cache_set(key, value, ttl=0):
     if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY:
         _log("warn", "cache-set ignored: key or value too large")
         return
+    if key.startswith("\0"):
+        _log("warn", "cache-set ignored: a key may not start with a NUL character")
+        return
     if len(_cache) >= MAX_ENTRIES and key not in _cache:
         now = time.monotonic()
         for k in [k for k, (_, exp) in _cache.items() if exp is not None and exp <= now]:

@@ -291,7 +291,7 @@ impl PythonConnector {
             connector: label.clone(),
             message: format!("bad reply from the worker: {e}"),
         })?;
-        if self.keep_cache(&mut reply, epoch) {
+        if keep_cache(&self.cache, &mut reply, epoch) {
             self.cache.flush().await;
         }
         if reply.kind != "ok" {
@@ -346,8 +346,10 @@ impl PythonConnector {
             None => self.start(Some(&values)).await?.0,
         };
         let redactor = worker.learn(&values);
+        // The call's view of the account's cache (its profile's scope).
+        let scoped = self.cache.scoped(args.cache_scope());
         // Read before the call: what it sets is refused if the cache is emptied meanwhile.
-        let cache = self.cache.entries().await;
+        let cache = scoped.entries().await;
         let epoch = cache.as_ref().and_then(|(epoch, _)| *epoch);
         worker.take_stderr_tail();
         let req = Request::Call {
@@ -391,7 +393,7 @@ impl PythonConnector {
                 });
             }
         };
-        let cached = self.keep_cache(&mut reply, epoch);
+        let cached = keep_cache(&scoped, &mut reply, epoch);
         // What a failing script wrote to file descriptor 2 itself — `os.write(2, …)`, or a
         // subprocess sharing its stderr (Avi scripts run `openssl`, then `sys.exit(1)`) —
         // passes the capture of `sys.stderr`: quoted from the worker's own stderr when the
@@ -421,7 +423,7 @@ impl PythonConnector {
         self.used.store(ticks(), std::sync::atomic::Ordering::Relaxed);
         drop(guard);
         if cached {
-            self.cache.flush().await;
+            scoped.flush().await;
         }
         reply.redactor = redactor;
         let redactor = &reply.redactor;
@@ -485,18 +487,6 @@ impl PythonConnector {
                 message: redactor.redact(reply.message.as_deref().unwrap_or("the worker failed")),
             }),
         }
-    }
-
-    /// Keeps the cache entries the script set where the next call sees them, before the
-    /// worker is handed to it (that call starts with [`AccountCache::entries`]).
-    fn keep_cache(&self, reply: &mut Reply, epoch: Option<i64>) -> bool {
-        let set = std::mem::take(&mut reply.cache);
-        let any = !set.is_empty();
-        for e in cache::from_worker(set) {
-            // The worker applied the rules already: a refusal here repeats its warning.
-            let _ = self.cache.set(e, epoch);
-        }
-        any
     }
 
     /// Logs what the script printed and logged during the call, redacted.
@@ -937,6 +927,19 @@ impl Connector for PythonConnector {
         let reply = self.invoke("update_order", vec![json!(ca_order_id), action, args_dict(args)], args, None).await?;
         self.disposition(&reply)
     }
+}
+
+/// Keeps the cache entries the script set in `cache` (the call's view of it) where the next
+/// call sees them, before the worker is handed to it (that call starts with
+/// [`AccountCache::entries`]).
+fn keep_cache(cache: &AccountCache, reply: &mut Reply, epoch: Option<i64>) -> bool {
+    let set = std::mem::take(&mut reply.cache);
+    let any = !set.is_empty();
+    for e in cache::from_worker(set) {
+        // The worker applied the rules already: a refusal here repeats its warning.
+        let _ = cache.set(e, epoch);
+    }
+    any
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl Host for State {
                 return;
             }
             cache::Set::TooLarge => "key or value too large",
+            cache::Set::Reserved => "a key may not start with a NUL character",
             cache::Set::Full => "cache full",
         };
         if self.host_warning_allowed() {

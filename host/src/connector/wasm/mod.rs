@@ -215,7 +215,7 @@ impl WasmConnector {
             table: bounded_table(),
             logged: 0,
             limits: MemoryLimiter::new(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX)),
-            cache: self.cache.clone(),
+            cache: self.cache.scoped(args.cache_scope()),
             cache_set: false,
             cache_epoch: None,
             label: label.clone(),
