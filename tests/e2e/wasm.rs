@@ -803,6 +803,37 @@ async fn one_call_publishes_a_bounded_number_of_http01_answers() {
     assert!(err.ends_with("answer 300: at most 300 http-01 answers may be published in one call"), "{err}");
 }
 
+/// Regression (secrets review of stop 40): a challenge is public — an http-01 answer is served
+/// to anyone and kept in the inventory as it is, a dns-01 value goes to the hook's command
+/// line and into DNS — so one holding a sensitive value was a way out past the allowed hosts.
+#[tokio::test]
+async fn a_challenge_holding_a_sensitive_value_is_not_published() {
+    certhost::connector::challenges::Challenges::global().set_http01_served(true);
+    let c = WasmConnector::load(&component("hostile"), "exfil", limits(10, 64), &[], None).await.expect("loads");
+    let mut args = mode("publish-args");
+    args.set_order_names(vec!["www.example.com".into()]);
+    args.insert_sensitive("api_key", "S3cr3t-CANARY-7731");
+    for (token, ka, txt, refused) in [
+        ("S3cr3t-CANARY-7731", "ka", "v", "http-01"),
+        ("tok", "tok.S3cr3t-CANARY-7731", "v", "http-01"),
+        ("tok2", "ka", "UzNjcjN0LUNBTkFSWS03NzMx", "dns-01"),
+    ] {
+        args.insert("token", token);
+        args.insert("ka", ka);
+        args.insert("txt", txt);
+        let err = c.certificate_request(&request(), &args).await.expect_err("refused").to_string();
+        assert!(
+            err.ends_with(&format!("{refused}: the challenge holds the value of a sensitive parameter; it is not published (answers are public)")),
+            "{err}"
+        );
+        assert!(!err.contains("S3cr3t") && !err.contains("UzNjcjN0"), "{err}");
+    }
+    assert_eq!(
+        certhost::connector::challenges::Challenges::global().http01_answer("S3cr3t-CANARY-7731", "www.example.com"),
+        None
+    );
+}
+
 /// Regression (final review of stop 30): with the body sent after the request, a denied POST
 /// failed writing its body and read as "unreachable" (which fails over); and a rule without a
 /// port, which allowed every port before, denies a CA on :8443 — the refusal says why.

@@ -27,7 +27,20 @@ impl State {
     }
 }
 
+/// What a challenge holding a sensitive value gets: an http-01 answer is served to anyone
+/// who asks and kept in the inventory as it is, and a dns-01 value is handed to the hook on
+/// its command line and published in DNS — a way out of the sandbox past its allowed hosts
+/// (secrets review of stop 40).
+const REFUSED_CHALLENGE: &str =
+    "the challenge holds the value of a sensitive parameter; it is not published (answers are public)";
+
 impl State {
+    /// Whether `text` holds one of the call's sensitive values, in any form the redaction
+    /// knows.
+    fn holds_sensitive(&self, text: &str) -> bool {
+        self.redact(text) != text
+    }
+
     /// The account's cache epoch, read when the call first uses the cache — before a
     /// connector that finds no token fetches one — so what it then sets is refused if the
     /// cache was emptied meanwhile (new credentials).
@@ -125,6 +138,9 @@ macro_rules! challenges {
                         super::runtime::MAX_HTTP01_PER_CALL
                     ));
                 }
+                if self.holds_sensitive(&token) || self.holds_sensitive(&key_authorization) {
+                    return Err(REFUSED_CHALLENGE.into());
+                }
                 Challenges::global().publish_http01(&self.challenge_scope, &token, &key_authorization).map_err(|e| e.to_string())?;
                 // Logged once the board has checked it: a token is base64url, at most 256 characters.
                 tracing::debug!(token = %token, "http-01 answer published");
@@ -136,11 +152,17 @@ macro_rules! challenges {
             }
 
             fn dns01_present(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+                if self.holds_sensitive(&domain) || self.holds_sensitive(&txt_value) {
+                    return Err(REFUSED_CHALLENGE.into());
+                }
                 let within = self.deadline.saturating_duration_since(std::time::Instant::now());
                 crate::blocking::off_the_runtime(|| Challenges::global().dns01(&self.challenge_scope, "present", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }
 
             fn dns01_cleanup(&mut self, domain: String, txt_value: String) -> Result<(), String> {
+                if self.holds_sensitive(&domain) || self.holds_sensitive(&txt_value) {
+                    return Err(REFUSED_CHALLENGE.into());
+                }
                 let within = self.deadline.saturating_duration_since(std::time::Instant::now());
                 crate::blocking::off_the_runtime(|| Challenges::global().dns01(&self.challenge_scope, "cleanup", &domain, &txt_value, within).map_err(|e| e.to_string()))
             }

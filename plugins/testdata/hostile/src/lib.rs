@@ -151,6 +151,14 @@ impl Connector for Hostile {
                 }
                 Ok(Disposition::Rejected("all published".into()))
             }
+            "publish-args" => {
+                // Publishes an http-01 answer and a dns-01 value made of its arguments.
+                challenges::publish_http01(arg(&args, "token")?, arg(&args, "ka")?)
+                    .map_err(|e| ConnectorError::Internal(format!("http-01: {e}")))?;
+                challenges::dns01_present("www.example.com", arg(&args, "txt")?)
+                    .map_err(|e| ConnectorError::Internal(format!("dns-01: {e}")))?;
+                Ok(Disposition::Rejected("published".into()))
+            }
             "echo-secret" => Err(ConnectorError::Internal(format!("the CA refused key {}", arg(&args, "secret")?))),
             "panic" => panic!("connector bug: index out of range while parsing the CA answer"),
             other => Err(ConnectorError::Misconfigured(format!("unknown mode {other}"))),
