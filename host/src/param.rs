@@ -232,6 +232,17 @@ pub enum ParamError {
         /// `account X` / `profile Y`.
         owner: String,
     },
+    /// A sensitive parameter with a list of allowed values, which would be its values in the
+    /// clear.
+    #[error(
+        "sensitive parameter {name} of {owner} must not list allowed_values: the list is stored and shown like any setting, so it would show the values (use a regex for its form)"
+    )]
+    SensitiveAllowedValues {
+        /// Parameter.
+        name: String,
+        /// Owner.
+        owner: String,
+    },
     /// A dynamic parameter with a value.
     #[error("dynamic parameter {name} of {owner} must not have a value: each request supplies it")]
     DynamicWithValue {
@@ -370,6 +381,11 @@ impl ParamDef {
         }
         if self.dynamic && self.value.is_some() {
             return Err(ParamError::DynamicWithValue { name: name.into(), owner: owner.into() });
+        }
+        // Shown to every role by `profile show` and the API, and quoted by a refusal
+        // ("expected one of …"): the values in the clear (secrets review of stop 40).
+        if self.sensitive && !self.allowed_values.is_empty() {
+            return Err(ParamError::SensitiveAllowedValues { name: name.into(), owner: owner.into() });
         }
         // Nothing could ever give it a value: not a request (not dynamic), not `secret set`
         // (not sensitive), not the definition. It was accepted, and every issuance failed
@@ -776,6 +792,15 @@ mod tests {
         assert!(err.contains("must not have a literal value") && !err.contains("hunter2"));
         let dynamic = ParamDef { dynamic: true, value: Some(ValueSource::Literal("x".into())), ..ParamDef::default() };
         assert!(matches!(dynamic.check("d", "profile p"), Err(ParamError::DynamicWithValue { .. })));
+        let listed = ParamDef {
+            sensitive: true,
+            dynamic: true,
+            allowed_values: vec!["AllowedSecret-8080".into()],
+            ..ParamDef::default()
+        };
+        let err = listed.check("pin", "profile p").expect_err("a sensitive list");
+        assert!(!err.to_string().contains("AllowedSecret"), "{err}");
+        assert!(matches!(err, ParamError::SensitiveAllowedValues { .. }));
     }
 
     /// Author review of stop 38: required, not dynamic, not sensitive, no value — nothing can
