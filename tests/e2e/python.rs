@@ -1649,3 +1649,41 @@ async fn an_issued_answer_without_its_certificate_key_names_the_keys_it_had() {
          which certhost does not read)"
     );
 }
+
+/// Regression (author review of stop 40): requests' ReadTimeout — the request sent, its answer
+/// late — was "unreachable", so the profile failed over and the next CA issued a second
+/// certificate. A POST that timed out reading is held like a call past its deadline; a GET
+/// is still unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_answer_timed_out_is_not_unreachable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            held.push(stream);
+        }
+    });
+    let source = format!(
+        r#"import requests
+
+def certificate_request(csr, common_name, args):
+    url = "http://127.0.0.1:{port}/orders"
+    if args.get("method") == "GET":
+        requests.get(url, timeout=(5, 1))
+    else:
+        requests.post(url, data=csr, timeout=(5, 1))
+    return "never"
+"#
+    );
+    let (_dir, c) = load_source("slow_ca", &source).await;
+    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("no answer");
+    assert!(matches!(err, ConnectorError::Interrupted { .. }), "{err:?}");
+    assert!(err.to_string().ends_with("(the request was sent and no answer came in time)"), "{err}");
+    let mut get = Args::new();
+    get.insert("method", "GET");
+    let err = c.certificate_request(&request(), &get).await.expect_err("no answer");
+    assert!(err.is_failover(), "a GET that timed out is unreachable: {err:?}");
+}

@@ -613,6 +613,33 @@ async fn a_call_holds_at_most_sixteen_connections_at_once() {
     assert!((1..=16).contains(&n), "{n} connections were open at once");
 }
 
+/// Regression (author review of stop 40): a POST the CA did not answer in time read as
+/// "unreachable", so the profile failed over and the next CA issued too, while the first had
+/// the order. Unanswered, a request that may change something is `Interrupted` (the order is
+/// held for an operator); a GET is still unreachable.
+#[tokio::test]
+async fn an_unanswered_post_is_not_unreachable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Reads each request and never answers.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            held.push(stream);
+        }
+    });
+    let allowed = vec![format!("http://127.0.0.1:{port}")];
+    let c = WasmConnector::load(&component("hostile"), "slow-ca", limits(10, 64), &allowed, None).await.expect("loads");
+    let mut args = mode("post-impatient");
+    args.insert("url", format!("http://127.0.0.1:{port}/orders"));
+    let err = c.certificate_request(&request(), &args).await.expect_err("no answer");
+    assert!(matches!(err, certhost::connector::ConnectorError::Interrupted { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "connector hostile: its POST request to 127.0.0.1 was sent and no answer came in time");
+    assert!(!err.is_failover());
+}
+
 /// Resident memory of this process, in bytes.
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("status");

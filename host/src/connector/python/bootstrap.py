@@ -686,6 +686,13 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             # unreachable"). Only there: the same errno on a bare OSError may come from reading
             # the answer to a request the CA already has (stop 36's review).
             mro.append("ConnectionError")
+        if "ReadTimeout" in mro:
+            # requests' ReadTimeout: the request was sent and its answer did not come. One that
+            # may change something at the CA (a POST) may have been acted on, so it is not
+            # "unreachable", which would ask the next CA for a second certificate.
+            method = getattr(getattr(e, "request", None), "method", None)
+            if str(method or "POST").upper() not in ("GET", "HEAD", "OPTIONS"):
+                mro.append("certhost.NoAnswer")
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": mro}
         _add_traceback(reply, e)

@@ -472,6 +472,15 @@ impl PythonConnector {
                         limit_bytes: self.limits.memory_bytes,
                     });
                 }
+                // Sent and unanswered (`bootstrap.py` marks requests' ReadTimeout of a request
+                // other than GET): held as a timeout is, never failed over (author review of
+                // stop 40: the next CA issued a second certificate).
+                if reply.mro.iter().any(|c| c == "certhost.NoAnswer") {
+                    return Err(ConnectorError::Interrupted {
+                        connector: label,
+                        message: format!("{detail} (the request was sent and no answer came in time)"),
+                    });
+                }
                 if reply.mro.iter().any(|c| UNREACHABLE.contains(&c.as_str())) {
                     return Err(ConnectorError::Unreachable { connector: label, message: detail });
                 }

@@ -9,7 +9,8 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 /// Longest a connection may take to establish, whatever the guest asks.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the first byte and between bytes.
+/// Longest wait for the first byte and between bytes when the guest sets none and the call's
+/// deadline is shorter; a longer deadline raises it ([`HttpPolicy::read_cap`]).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests one call may have open at once; more wait for one to finish. Each holds a socket:
 /// without a cap, one call that opened thirty thousand to a host that never answers used up
@@ -153,6 +154,17 @@ pub enum Refusal {
         /// The first forbidden address it resolved to.
         address: IpAddr,
     },
+    /// A request that may change something at the CA (not GET, HEAD or OPTIONS) was sent and
+    /// its answer did not come in time: the CA may have acted on it, so the call is not
+    /// "unreachable", which fails over to the next CA and asks for a second certificate
+    /// (author review of stop 40: a POST cut at 30 s, whatever the account's timeout,
+    /// issued at both CAs).
+    NoAnswer {
+        /// The method.
+        method: String,
+        /// The host.
+        host: String,
+    },
 }
 
 /// The send hook of one call.
@@ -163,6 +175,10 @@ pub struct HttpPolicy {
     pub label: String,
     /// Cap on one response body.
     pub body_limit: u64,
+    /// Cap on the waits for a response's first byte and between its bytes: the call's
+    /// deadline, at least [`READ_TIMEOUT`]. A CA slower than 30 s under an account given
+    /// `timeout_seconds = 60` was cut at 30 s and failed over.
+    pub read_cap: Duration,
     /// TLS trust of the account (system roots + extra CA PEMs).
     pub tls: std::sync::Arc<rustls::ClientConfig>,
     /// Set when the host stopped a request for a reason of its own (a body past `body_limit`,
@@ -253,9 +269,12 @@ impl WasiHttpHooks for HttpPolicy {
         let opts = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: cap(opts.connect_timeout, CONNECT_TIMEOUT),
-            first_byte_timeout: cap(opts.first_byte_timeout, READ_TIMEOUT),
-            between_bytes_timeout: cap(opts.between_bytes_timeout, READ_TIMEOUT),
+            first_byte_timeout: cap(opts.first_byte_timeout, self.read_cap.max(READ_TIMEOUT)),
+            between_bytes_timeout: cap(opts.between_bytes_timeout, self.read_cap.max(READ_TIMEOUT)),
         };
+        // Whether the CA may act on it: an unanswered one is then no reason to fail over.
+        let changes = !matches!(request.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        let method = request.method().as_str().to_owned();
         let limit = self.body_limit;
         let tls = self.tls.clone();
         let refused = self.refused.clone();
@@ -287,6 +306,9 @@ impl WasiHttpHooks for HttpPolicy {
             {
                 let _ = refused.set(Refusal::UntrustedCertificate { host: host.clone(), reason: format!("{why:?}") });
             }
+            if changes && matches!(sent, Err(HttpError::ConnectionReadTimeout)) {
+                let _ = refused.set(Refusal::NoAnswer { method: method.clone(), host: shown_host(&host, &sensitive) });
+            }
             let (response, io) = sent?;
             let io: super::sender::IoFuture = Box::new(async move {
                 let done = Box::into_pin(io).await;
@@ -304,7 +326,13 @@ impl WasiHttpHooks for HttpPolicy {
                         }
                         // An error of the body itself (a timeout, a reset) passes through.
                         match e.downcast::<HttpError>() {
-                            Ok(inner) => *inner,
+                            Ok(inner) => {
+                                if changes && matches!(*inner, HttpError::ConnectionReadTimeout) {
+                                    let shown = shown_host(&host, &sensitive);
+                                    let _ = refused.set(Refusal::NoAnswer { method: method.clone(), host: shown });
+                                }
+                                *inner
+                            }
                             Err(other) => HttpError::InternalError(Some(other.to_string())),
                         }
                     })

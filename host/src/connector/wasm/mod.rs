@@ -205,6 +205,7 @@ impl WasmConnector {
                 allowed: self.allowed.clone(),
                 label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
+                read_cap: self.limits.timeout,
                 tls: self.tls.clone(),
                 refused: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
@@ -294,6 +295,10 @@ impl WasmConnector {
                         "the TLS certificate of {host} is not trusted ({reason}); if the CA serves a private \
                          certificate, add the certificate of the CA that issued it to the account's extra_ca_pems"
                     ),
+                },
+                http::Refusal::NoAnswer { method, host } => ConnectorError::Interrupted {
+                    connector: label.clone(),
+                    message: format!("its {method} request to {host} was sent and no answer came in time"),
                 },
                 http::Refusal::Address { host, address } => ConnectorError::Misconfigured {
                     connector: label.clone(),

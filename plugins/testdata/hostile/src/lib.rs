@@ -108,6 +108,32 @@ impl Connector for Hostile {
                 }
                 Ok(Disposition::Rejected(format!("{answered} answered, {failed} failed, {refused} refused")))
             }
+            "post-impatient" => {
+                // A POST that waits one second for its answer, then reads a timeout as the SDK
+                // does: "unreachable".
+                use wasi::http::{outgoing_handler, types};
+                let url = arg(&args, "url")?;
+                let rest = url.strip_prefix("http://").ok_or(ConnectorError::Misconfigured("url: http only".into()))?;
+                let (authority, path) =
+                    rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+                let req = types::OutgoingRequest::new(types::Fields::new());
+                let _ = req.set_method(&types::Method::Post);
+                let _ = req.set_authority(Some(authority));
+                let _ = req.set_path_with_query(Some(&path));
+                let _ = req.set_scheme(Some(&types::Scheme::Http));
+                let options = types::RequestOptions::new();
+                let _ = options.set_first_byte_timeout(Some(1_000_000_000));
+                let f = outgoing_handler::handle(req, Some(options))
+                    .map_err(|e| ConnectorError::Unreachable(format!("{e:?}")))?;
+                loop {
+                    match f.get() {
+                        Some(Ok(Ok(_))) => return Ok(Disposition::Rejected("answered".into())),
+                        Some(Ok(Err(e))) => return Err(ConnectorError::Unreachable(format!("{url}: {e:?}"))),
+                        Some(Err(())) => return Err(ConnectorError::Internal("taken".into())),
+                        None => f.subscribe().block(),
+                    }
+                }
+            }
             "fields-bomb" => {
                 let value = vec![b'v'; 120 * 1024];
                 let mut kept = Vec::new();
