@@ -301,6 +301,12 @@ fn probes_auth_and_errors_speak_problem_json() {
         StatusCode::BAD_REQUEST,
     );
     assert_eq!(body["detail"], "serial \"zz\" is not a hexadecimal number");
+    // Quoted as given, not as normalised.
+    let body = problem(
+        c.get(format!("{url}?serial=0xzz")).bearer_auth(&admin).send().expect("bad serial"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(body["detail"], "serial \"0xzz\" is not a hexadecimal number");
     let body = problem(
         c.get(format!("{}/v1/orders?cursor=99999999999999999999", server.base))
             .bearer_auth(&admin)
@@ -329,7 +335,38 @@ fn probes_auth_and_errors_speak_problem_json() {
         c.post(&url).bearer_auth(&admin).header("content-type", "text/plain").body("{}").send().expect("text"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
     );
-    assert_eq!(body["detail"], "send the body as JSON (content-type: application/json)");
+    assert_eq!(body["detail"], "send the body as JSON in UTF-8 (content-type: application/json)");
+    // Declared in another charset, it is not read as UTF-8.
+    problem(
+        c.post(&url)
+            .bearer_auth(&admin)
+            .header("content-type", "application/json; charset=latin1")
+            .body("{}")
+            .send()
+            .expect("latin1"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    // A body where one may be left out is held to the same rule (a text/plain one renewed a
+    // certificate); left out, any content type or none will do.
+    let body = problem(
+        c.post(format!("{}/v1/certificates/1/renew", server.base))
+            .bearer_auth(&admin)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .expect("text renew"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    assert_eq!(body["detail"], "send the body as JSON in UTF-8 (content-type: application/json)");
+    let body = problem(
+        c.post(format!("{}/v1/certificates/999999/renew", server.base))
+            .bearer_auth(&admin)
+            .header("content-type", "text/plain")
+            .send()
+            .expect("empty renew"),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(body["detail"], "certificate 999999 not found");
     let missing = problem(
         c.post(&url)
             .bearer_auth(&admin)

@@ -438,7 +438,7 @@ async fn renew(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUE, "renew certificates")?;
     let body: RenewBody = super::json::optional(&body)?;
@@ -455,7 +455,7 @@ async fn reissue(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Response, ApiError> {
     caller.require(OPERATE, "reissue certificates")?;
     let body: RenewBody = super::json::optional(&body)?;

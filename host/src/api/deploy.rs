@@ -58,7 +58,7 @@ async fn deploy(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Json<DeployResult>, ApiError> {
     caller.require(OPERATE, "deploy certificates")?;
     let body: DeployBody = super::json::optional(&body)?;

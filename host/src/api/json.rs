@@ -107,29 +107,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let json_type = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
-            });
-        if !json_type {
-            // 415, as the secret PUT answers a form body: the content type is what is wrong
-            // (it was a 400 here; review of stop 35).
-            return Err(ApiError::UnsupportedMediaType(
-                "send the body as JSON (content-type: application/json)".into(),
-            ));
+        let is_json = json_content_type(request.headers());
+        if !is_json {
+            return Err(not_json());
         }
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest("the request body could not be read".into())
-            }
-        })?;
+        let bytes = read_body(request, state).await?;
         let value = parse(&bytes)?;
         // Every body of this API is an object; serde would fill a struct from an array by
         // position and then say "expected struct IssueBody with 5 elements".
@@ -137,6 +119,61 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             return Err(ApiError::Unprocessable("the request body must be a JSON object".into()));
         }
         from_value(value).map(Body).map_err(ApiError::Unprocessable)
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/…+json`,
+/// in UTF-8 (RFC 8259) — a body declared in another charset is not read as UTF-8 (API review
+/// of stop 40: `charset=latin1` was).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let mime = parts.next().unwrap_or_default().trim();
+    let (kind, subtype) = mime.split_once('/').unwrap_or((mime, ""));
+    let json = kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"));
+    let utf8 = parts.all(|p| match p.split_once('=') {
+        Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
+            v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    json && utf8
+}
+
+/// 415, as the secret PUT answers a form body: the content type is what is wrong (it was a
+/// 400 here; review of stop 35).
+fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType("send the body as JSON in UTF-8 (content-type: application/json)".into())
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::BadRequest("the request body could not be read".into())
+        }
+    })
+}
+
+/// The body of a request whose body may be left out (renew, deploy, approve…): read whole,
+/// with whether it was declared JSON, for [`optional`] to answer for once the caller's role
+/// is checked.
+pub(crate) struct MaybeJson {
+    is_json: bool,
+    bytes: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for MaybeJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = json_content_type(request.headers());
+        Ok(MaybeJson { is_json, bytes: read_body(request, state).await? })
     }
 }
 
@@ -190,9 +227,19 @@ fn plain_expected(expected: &str) -> String {
 /// An optional JSON body: empty (or `null`) means the defaults; otherwise an object (serde
 /// would also fill a struct from an array by position, so `[true]` read as `{"force": true}`).
 /// Errors are problem+json like every other body error, values never echoed.
-pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
-    if text.trim().is_empty() || text.trim() == "null" {
+/// A body given must be declared JSON, as every other body must (API review of stop 40: a
+/// `text/plain` body renewed a certificate); an empty one may come with any content type or
+/// none (`curl -X POST`).
+pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &MaybeJson) -> Result<T, ApiError> {
+    if body.bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if !body.is_json {
+        return Err(not_json());
+    }
+    let text =
+        std::str::from_utf8(&body.bytes).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
+    if text.trim() == "null" {
         return Ok(T::default());
     }
     let value = parse(text.as_bytes())?;

@@ -156,7 +156,7 @@ async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "approve orders")?;
     let id = order_id(&id)?;
@@ -169,7 +169,7 @@ async fn decide(
     state: AppState,
     caller: &Caller,
     id: i64,
-    body: &[u8],
+    body: &super::json::MaybeJson,
     decision: Decision,
 ) -> Result<Json<OrderStep>, ApiError> {
     let actor = caller.actor();
@@ -195,7 +195,7 @@ async fn resubmit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Json<OrderStep>, ApiError> {
     caller.require(OPERATE, "resubmit orders")?;
     let id = order_id(&id)?;
@@ -218,7 +218,7 @@ async fn decline(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: super::json::MaybeJson,
 ) -> Result<Json<Order>, ApiError> {
     caller.require(OPERATE, "decline orders")?;
     let id = order_id(&id)?;

@@ -203,10 +203,11 @@ impl Inventory {
         let issuer = filter.issuer.as_ref().map(|s| format!("%{}%", like_escape(s)));
         let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
         let serial = filter.serial.as_deref().map(normal_serial);
-        if let Some(bad) = serial.as_deref().filter(|s| !s.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if serial.as_deref().is_some_and(|s| !s.bytes().all(|b| b.is_ascii_hexdigit())) {
+            // The text as given, not as normalised ("x732b" for "0x732b"; API review of stop 40).
             return Err(InventoryError::InvalidFilter(format!(
                 "serial {:?} is not a hexadecimal number",
-                crate::view::echoed(bad)
+                crate::view::echoed(filter.serial.as_deref().unwrap_or_default())
             )));
         }
         // Only the filters that are set go into the WHERE clause: a catch-all shape
@@ -325,6 +326,8 @@ impl Inventory {
 /// leading zeros (DER's sign byte, which OpenSSL leaves out and the stored form keeps).
 fn normal_serial(text: &str) -> String {
     let hex: String = text.chars().filter(|c| !matches!(c, ':' | ' ')).collect::<String>().to_ascii_lowercase();
+    // `0x…`, as Python's hex() and many tools print a serial.
+    let hex = hex.strip_prefix("0x").unwrap_or(&hex);
     hex.trim_start_matches('0').to_owned()
 }
 
