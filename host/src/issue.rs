@@ -48,6 +48,14 @@ pub struct IssueRequest {
     pub idempotency_key: Option<String>,
 }
 
+tokio::task_local! {
+    /// The order whose CA call a pipeline step began, for an API request that runs the step
+    /// in this scope (`api::to_completion`): a request that runs out of time names the order
+    /// in its 504, whose outcome it records (API review of stop 40: a client without an
+    /// Idempotency-Key could not match the timeout to its order).
+    pub static ORDER_SEEN: std::sync::Arc<std::sync::OnceLock<i64>>;
+}
+
 /// Where an order stands after a pipeline step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssueOutcome {
@@ -819,7 +827,7 @@ impl Pipeline<'_> {
     /// in the same change, so a request costs one sync before the CA call, not two.
     async fn begin_attempt(&mut self, order: Submission, account: &str, lease: i64) -> Result<Order, IssueError> {
         let (account, actor) = (account.to_owned(), self.actor.to_owned());
-        Ok(match order {
+        let order = match order {
             Submission::Written(current) => {
                 let id = current.id;
                 self.inventory.write(move |inv| inv.begin_submit(id, &account, lease, &actor)).await?;
@@ -834,7 +842,9 @@ impl Pipeline<'_> {
                     })
                     .await?
             }
-        })
+        };
+        let _ = ORDER_SEEN.try_with(|seen| seen.set(order.id));
+        Ok(order)
     }
 
     /// Fails an order before any CA answered; a new order is written failed, so the request

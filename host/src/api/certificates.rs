@@ -300,7 +300,7 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
         (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server cannot serve the request now: its configuration stops it (a parameter's file or variable unreadable), the database is locked by another process, or a change could not be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The request took longer than 120 s. A CA call it started goes on and its order records the outcome: send the request again with the same Idempotency-Key to get it", body = Problem, content_type = "application/problem+json")))]
+        (status = 504, description = "The request took longer than 120 s. A CA call it started goes on and its order records the outcome: the problem names that order (`order_id`, and `Location`), and the request sent again with the same Idempotency-Key gets it", body = Problem, content_type = "application/problem+json")))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,

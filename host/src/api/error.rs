@@ -80,6 +80,12 @@ pub enum ApiError {
     /// 502: the CA or its connector failed.
     #[error("{0}")]
     Upstream(String),
+    /// 504: the request ran past [`super::REQUEST_TIMEOUT`]; the work it began goes on.
+    #[error(
+        "the request took longer than {} s; if it had started a CA call, that call goes on and its order (GET /v1/orders) records the outcome",
+        super::REQUEST_TIMEOUT.as_secs()
+    )]
+    TimedOut,
     /// 500: a server fault; the cause is logged, not sent.
     #[error("internal server error")]
     Internal(String),
@@ -112,6 +118,7 @@ impl ApiError {
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ForOrder { error, .. } => error.status(),
         }
     }
@@ -221,10 +228,7 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge.to_string(),
         // The same on every endpoint (the advice to send an issue request again with its
         // Idempotency-Key is in the issue endpoint's documentation).
-        StatusCode::GATEWAY_TIMEOUT => format!(
-            "the request took longer than {} s; if it had started a CA call, that call goes on and its order (GET /v1/orders) records the outcome",
-            super::REQUEST_TIMEOUT.as_secs()
-        ),
+        StatusCode::GATEWAY_TIMEOUT => ApiError::TimedOut.to_string(),
         _ => {
             // axum's rejection texts are one short line; a longer body is not one of them.
             let text = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap_or_default();

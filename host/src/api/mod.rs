@@ -107,7 +107,24 @@ pub(crate) fn located(
 pub(crate) async fn to_completion<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work).await.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?
+    // Answered just before the timeout layer would, so the 504 names the order the work began
+    // (`issue::ORDER_SEEN`); the work goes on either way.
+    to_completion_within(work, REQUEST_TIMEOUT.saturating_sub(Duration::from_secs(2))).await
+}
+
+async fn to_completion_within<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    limit: Duration,
+) -> Result<T, ApiError> {
+    let seen = std::sync::Arc::new(std::sync::OnceLock::new());
+    let task = tokio::spawn(crate::issue::ORDER_SEEN.scope(seen.clone(), work));
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?,
+        Err(_) => Err(match seen.get() {
+            Some(&order_id) => ApiError::ForOrder { error: Box::new(ApiError::TimedOut), order_id },
+            None => ApiError::TimedOut,
+        }),
+    }
 }
 
 /// A list endpoint that takes no query parameters (tokens, accounts, profiles) refuses one, as
@@ -362,4 +379,28 @@ pub(crate) async fn put_secret(
     def.check_value(param, &value).map_err(refused)?;
     inv.set_secret(owner, name, param, &value, &caller.actor())?;
     Ok(axum::response::IntoResponse::into_response(axum::http::StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    /// A request that runs out of time names the order its work began, and the work goes on.
+    #[tokio::test]
+    async fn a_timeout_names_the_order_begun_and_the_work_goes_on() {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let work = async move {
+            let _ = crate::issue::ORDER_SEEN.try_with(|seen| seen.set(42));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = done_tx.send(());
+            Ok(())
+        };
+        let err = to_completion_within(work, Duration::from_millis(50)).await.expect_err("times out");
+        assert!(matches!(err, ApiError::ForOrder { order_id: 42, .. }), "{err:?}");
+        assert!(err.to_string().starts_with("the request took longer than 120 s"), "{err}");
+        done_rx.await.expect("the work finished after the answer");
+        let none =
+            to_completion_within(std::future::pending::<Result<(), ApiError>>(), Duration::from_millis(10)).await;
+        assert!(matches!(none, Err(ApiError::TimedOut)));
+    }
 }
