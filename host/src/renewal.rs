@@ -156,7 +156,7 @@ pub async fn round_keeping(
                 p.inventory.release_renewal(id)?;
                 report.pending.push(id);
             }
-            Err(IssueError::Inventory(InventoryError::Conflict(_))) => {
+            Err(IssueError::Inventory(InventoryError::Conflict(_) | InventoryError::RenewalOpen { .. })) => {
                 // A renewal of this certificate is already open (manual, or pending at the CA).
                 p.inventory.release_renewal(id)?;
             }

@@ -522,6 +522,12 @@ fn renewing_into_an_approval_profile_waits_and_a_requester_cannot_pick_an_unlist
     let o = json_of(api.get(&operator, &format!("/v1/orders/{order}")), StatusCode::OK);
     assert_eq!((o["state"].as_str(), o["profile"].as_str()), (Some("awaiting_approval"), Some("held")));
     assert_eq!(json_of(api.get(&requester, &format!("/v1/certificates/{id}")), StatusCode::OK)["status"], "active");
+    // Renewed again while that order is open: 409 naming it, as other conflicts about an order do.
+    let resp = api.post(&requester, &format!("/v1/certificates/{id}/renew"), json!({}));
+    assert_eq!(location(&resp), Some(format!("/v1/orders/{order}")));
+    let again = json_of(resp, StatusCode::CONFLICT);
+    assert_eq!(again["order_id"], order);
+    assert_eq!(again["detail"], format!("certificate {id} already has renewal order {order} in progress"));
     // The Keyfactor-style route holds it the same way.
     let other_id = issue("held2.example.com");
     let lookup = json_of(

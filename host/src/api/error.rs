@@ -293,6 +293,9 @@ impl From<InventoryError> for ApiError {
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::KeyHeld(order_id) => ApiError::KeyHeld { detail: e.to_string(), order_id, retry: true },
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            InventoryError::RenewalOpen { order, .. } => {
+                ApiError::ForOrder { error: Box::new(ApiError::Conflict(e.to_string())), order_id: order }
+            }
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) | InventoryError::InvalidFilter(_) => {
                 ApiError::BadRequest(e.to_string())
             }
@@ -340,7 +343,8 @@ impl From<IssueError> for ApiError {
             | IssueError::PollFailed { order_id, .. }
             | IssueError::NeedsAttention { order_id, .. }
             | IssueError::Rejected { order_id, .. }
-            | IssueError::Verification { order_id, .. } => Some(*order_id),
+            | IssueError::Verification { order_id, .. }
+            | IssueError::IdempotencyMismatch { order_id } => Some(*order_id),
             _ => None,
         };
         let error = Self::from_issue(e);

@@ -159,6 +159,16 @@ pub enum InventoryError {
     /// The change conflicts with the object's current state (e.g. a renewal already running).
     #[error("{0}")]
     Conflict(String),
+    /// A renewal of a certificate that has one open: that order answers for it, and an API
+    /// client is pointed to it (`order_id`, `Location`) as for the other conflicts about an
+    /// order (API review of stop 40).
+    #[error("certificate {certificate} already has renewal order {order} in progress")]
+    RenewalOpen {
+        /// The certificate.
+        certificate: i64,
+        /// Its open renewal order.
+        order: i64,
+    },
     /// A new order's `Idempotency-Key` is held by another order of the caller, made since the
     /// request looked (two requests with one key at once): that order answers it.
     #[error("this Idempotency-Key belongs to order {0}, made meanwhile by a request with the same key")]

@@ -355,9 +355,7 @@ impl Inventory {
                 Some(_) => {}
             }
             if let Some(open) = open_renewal(&tx, pred)? {
-                return Err(InventoryError::Conflict(format!(
-                    "certificate {pred} already has renewal order {open} in progress"
-                )));
+                return Err(InventoryError::RenewalOpen { certificate: pred, order: open });
             }
         }
         // Two requests with one key raced past the pipeline's look-up: the first to get here
