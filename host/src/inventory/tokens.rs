@@ -158,7 +158,11 @@ impl Inventory {
                 object_type: "token",
                 object_id: Some(name.into()),
                 outcome: "success",
-                detail: serde_json::json!({ "role": role.as_str(), "expires_at": expires_at }),
+                // RFC 3339, as every time an interface shows (API review of stop 40: Unix seconds).
+                detail: serde_json::json!({
+                    "role": role.as_str(),
+                    "expires_at": expires_at.map(crate::view::rfc3339),
+                }),
             },
         )?;
         tx.commit()?;
