@@ -215,6 +215,16 @@ fn a_key_whose_order_is_at_the_ca_waits_for_it_and_a_failed_order_frees_its_key(
     assert_eq!(pending_again["order_id"], pending["order_id"]);
     assert_eq!(pending_again["disposition"], "pending");
     assert!(pending_again["next_poll_at"].is_string(), "{pending_again}");
+    // The next poll as a header too, for a client's retry logic.
+    let resp = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&bot)
+        .header("Idempotency-Key", "later-1")
+        .json(&later)
+        .send()
+        .expect("issue");
+    let after: i64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=3600).contains(&after), "{after}");
     let orders = get(&server, &admin, "/v1/orders");
     assert_eq!(orders["items"].as_array().expect("orders").len(), 4, "slow once, down twice, later once: {orders}");
 }

@@ -269,16 +269,23 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
             };
             Ok(super::located(StatusCode::CREATED, &format!("/v1/certificates/{}", certificate.id), Json(body)))
         }
-        IssueOutcome::Pending { order_id, next_poll_at } => Ok(super::located(
-            StatusCode::ACCEPTED,
-            &format!("/v1/orders/{order_id}"),
-            Json(IssueResponse {
-                disposition: "pending",
-                order_id: *order_id,
-                certificate: None,
-                next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
-            }),
-        )),
+        IssueOutcome::Pending { order_id, next_poll_at } => {
+            let mut resp = super::located(
+                StatusCode::ACCEPTED,
+                &format!("/v1/orders/{order_id}"),
+                Json(IssueResponse {
+                    disposition: "pending",
+                    order_id: *order_id,
+                    certificate: None,
+                    next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
+                }),
+            );
+            // When the order is polled next, as a header a client's retry logic reads (RFC 9110
+            // §10.2.3; API review of stop 40: only in the body).
+            let seconds = (*next_poll_at - now()).max(1);
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+            Ok(resp)
+        }
         IssueOutcome::AwaitingApproval { order_id } => Ok(super::located(
             StatusCode::ACCEPTED,
             &format!("/v1/orders/{order_id}"),
@@ -297,7 +304,7 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters (a UUID per request, say; surrounding double quotes are not part of it). A request repeated with the same key by the same token is answered with the first request's order — 201 or 202, with `Idempotent-Replayed: true`, the certificate as it is now — instead of issuing again; 409 with `Location` of the order while it is still running (with `Retry-After`) or waits for an operator; 410 if its certificate was deleted; 422 if the key came with a different request. A key is held while its order is open and for 24 hours after it issued; a failed or rejected order frees it at once.")),
     responses((status = 201, description = "Issued", body = IssueResponse, headers(("Location" = String, description = "/v1/certificates/{id}"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
-        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
+        (status = 202, description = "Pending at the CA or awaiting approval", body = IssueResponse, headers(("Location" = String, description = "/v1/orders/{id}"), ("Retry-After" = String, description = "Pending: seconds until the order is polled next (`next_poll_at`)"), ("Idempotent-Replayed" = String, description = "`true` when the answer is an earlier request's (same Idempotency-Key)"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server cannot serve the request now: its configuration stops it (a parameter's file or variable unreadable), the database is locked by another process, or a change could not be stored", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The request took longer than 120 s. A CA call it started goes on and its order records the outcome: the problem names that order (`order_id`, and `Location`), and the request sent again with the same Idempotency-Key gets it", body = Problem, content_type = "application/problem+json")))]
