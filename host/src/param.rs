@@ -224,7 +224,7 @@ pub enum ParamError {
     /// one: its literal value, or each request's value, would be stored and shown like any
     /// plain setting.
     #[error(
-        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic (on the command line: --sensitive-param {name} then `certhost secret set`, --sensitive-env {name}=VAR or --sensitive-file {name}=PATH; over the API: {{\"sensitive\": true}} then PUT …/params/{name}/secret)"
+        "parameter {name} of {owner} is sensitive (its connector declares it so): mark it `sensitive = true` and give its value with {{ env = \"VAR\" }}, {{ file = \"PATH\" }}, `certhost secret set`, or with each request if it is dynamic (`account create`/`edit`: --sensitive-param {name} then `certhost secret set`, --sensitive-env {name}=VAR or --sensitive-file {name}=PATH; a profile file: {name} = {{ sensitive = true }}; over the API: {{\"sensitive\": true}} then PUT …/params/{name}/secret)"
     )]
     DeclaredSensitive {
         /// Parameter.

@@ -705,3 +705,39 @@ def certificate_request(csr, common_name, args):
     let orders = app.run(&["orders", "list", "--json"]);
     assert!(!orders.stdout.contains(PA_SECRET) && !transcript.contains(PA_SECRET), "{}", orders.stdout);
 }
+
+/// Regression (author review of stop 40): a script updated to declare a parameter sensitive
+/// that its account gives as a plain value went on being called with it — the value shown to
+/// every role by `account show` — until the account's definition was next edited. The load
+/// after the update refuses it, as `account create` would.
+#[test]
+fn a_connector_updated_to_declare_a_plain_value_sensitive_is_refused_at_its_load() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = conf.join("ca.py");
+    let body =
+        "\ndef certificate_request(csr, common_name, args):\n    raise Exception('called with ' + args['url'])\n";
+    std::fs::write(&script, format!("PARAMETERS = [{{\"name\": \"url\"}}]\n{body}")).expect("script");
+    std::fs::write(
+        conf.join("certhost.toml"),
+        format!("[accounts.ca]\nconnector = \"{}\"\nparams.url = \"http://ca.internal\"\n", script.display()),
+    )
+    .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"ca\"]\n").expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let issue = || app.run(&["--config", &config, "issue", "--profile", "web", "--cn", "www.example.com"]);
+    let before = issue();
+    assert!(before.stderr.contains("called with http://ca.internal"), "{}", before.stderr);
+    // The script's author now calls it sensitive; the file changes, the account does not.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&script, format!("PARAMETERS = [{{\"name\": \"url\", \"sensitive\": True}}]\n{body}"))
+        .expect("script");
+    let after = issue();
+    assert!(
+        after.stderr.contains("parameter url of account ca is sensitive (its connector declares it so)"),
+        "{}",
+        after.stderr
+    );
+    assert!(!after.stderr.contains("called with"), "the connector was not called: {}", after.stderr);
+}
