@@ -488,3 +488,38 @@ fn repo_copy(app: &App) -> (std::path::PathBuf, std::path::PathBuf) {
     let plugins = work.join("plugins");
     (work, plugins)
 }
+
+/// Regression (author review of stop 40): `plugin check` passed a pending order whose id held
+/// a sensitive value, polled it (sending the secret to the CA in the poll), and `certhost
+/// issue` then failed the same order: the check holds answers to the pipeline's rules.
+#[test]
+fn plugin_check_holds_an_order_id_to_the_rules_the_pipeline_does() {
+    let app = App::new();
+    let script = app.path("leaky_order.py");
+    std::fs::write(
+        &script,
+        r#"PARAMETERS = [{"name": "api_key", "sensitive": True}]
+
+def certificate_request(csr, common_name, args):
+    return {"status": "pending", "order_id": "ord-" + args["api_key"]}
+
+def poll(order_id, args):
+    raise Exception("polled " + order_id)
+"#,
+    )
+    .expect("script");
+    let r = app
+        .command()
+        .args(["plugin", "check", script.to_str().expect("utf8"), "--sensitive-param-env", "api_key=LEAKY_KEY"])
+        .env("LEAKY_KEY", "S3cr3t-ORDER-4242")
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL certificate_request")
+            && out.contains("returned an order id that holds the value of a sensitive parameter"),
+        "{out}"
+    );
+    assert!(!out.contains("polled") && !out.contains("S3cr3t"), "{out}");
+}
