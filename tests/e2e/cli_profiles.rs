@@ -745,3 +745,20 @@ fn a_connector_path_that_does_not_exist_is_said_when_the_file_loads() {
         said.stderr
     );
 }
+
+/// Listing a configuration file's accounts makes the inventory that holds them (and a master
+/// key): said once, since a mistyped --data-dir did it silently (author review of stop 40).
+#[test]
+fn listing_a_configuration_in_a_new_data_directory_says_it_made_an_inventory() {
+    let app = App::new();
+    let dir = app.path("conf");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("certhost.toml");
+    std::fs::write(&config, "[accounts.lab]\nconnector = \"/nonexistent/ca.wasm\"\n").expect("config");
+    let first = with_config(&app, &config, &["account", "list"]);
+    first.ok();
+    assert!(first.stderr.contains("note: there was no inventory in"), "{}", first.stderr);
+    let again = with_config(&app, &config, &["account", "list"]);
+    again.ok();
+    assert!(!again.stderr.contains("note:"), "{}", again.stderr);
+}

@@ -159,6 +159,17 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     if reads_only {
         require_inventory(&data_dir)?;
     }
+    // Listing a configuration file's accounts or profiles loads them into the inventory, so
+    // it makes one where there is none: said, since a mistyped --data-dir then holds a new
+    // master key nobody backed up (author review of stop 40: it was silent).
+    let lists_config = match &command {
+        Command::Account(cmd) => cmd.reads_only(),
+        Command::Profile(cmd) => cmd.reads_only(),
+        _ => false,
+    };
+    let announce = (lists_config && !data_dir.join(certhost::inventory::DB_FILE).exists())
+        .then(|| config_path(config.as_deref()))
+        .flatten();
     let dynamic = match &command {
         Command::Issue(args) => Some(args.dynamic_params()),
         Command::Renew(args) | Command::Reissue(args) => Some(args.dynamic_params()),
@@ -168,7 +179,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     if let Some(params) = dynamic {
         params.hide_sources();
     }
-    match command {
+    let result = match command {
         Command::Init => {
             let existed = data_dir.join(certhost::inventory::DB_FILE).is_file();
             open_inventory(&data_dir, env)?;
@@ -231,7 +242,20 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Renewals(args) => renewals::renewals(args, &open_inventory(&data_dir, env)?),
         Command::Deploy(args) => renewals::deploy(args, &mut configured(env)?, env),
         Command::ImportFromAccount(args) => renewals::import_from_account(args, &mut configured(env)?, env),
+    };
+    if let Some(file) = announce
+        && result.is_ok()
+        && data_dir.join(certhost::inventory::DB_FILE).exists()
+    {
+        let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+        eprintln!(
+            "note: there was no inventory in {}; a new one (with a new master key) now holds the definitions of {} — \
+             if that is not the data directory you meant, give it with --data-dir",
+            shown.display(),
+            file.display()
+        );
     }
+    result
 }
 
 /// The configuration file in use: the one given, or ./certhost.toml when present.
@@ -530,7 +554,7 @@ fn require_inventory(data_dir: &Path) -> anyhow::Result<()> {
     };
     anyhow::bail!(
         "there is no inventory in {} (no {}): give the data directory with --data-dir or CERTHOST_DATA_DIR; \
-         issue, import or serve starts a new one{aside}",
+         certhost init, issue, import or serve starts a new one{aside}",
         shown.display(),
         certhost::inventory::DB_FILE
     )
