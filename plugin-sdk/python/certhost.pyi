@@ -28,6 +28,7 @@ class Parameter(TypedDict, total=False):
     required: bool
     sensitive: bool
     default: str
+    dynamic: bool  # accepted, no effect: the profile decides what each request supplies
 
 # An order_id may be a str or an int (most CA APIs number their orders); an int reaches
 # poll/renew/update_order as its decimal text.
