@@ -277,7 +277,7 @@ pub enum IssueError {
         message: String,
     },
     /// The connector does not offer this operation.
-    #[error("{what} is not possible: {message}")]
+    #[error("cannot {what}: {message}")]
     NotSupported {
         /// The step.
         what: String,

@@ -171,8 +171,6 @@ pub enum Refusal {
 pub struct HttpPolicy {
     /// Rules of the CA account.
     pub allowed: Vec<AllowedHost>,
-    /// `connector NAME`, for logs.
-    pub label: String,
     /// Cap on one response body.
     pub body_limit: u64,
     /// Cap on the waits for a response's first byte and between its bytes: the call's
@@ -217,7 +215,7 @@ impl HttpPolicy {
     fn log_refusal(&mut self) -> bool {
         self.refusals_logged = self.refusals_logged.saturating_add(1);
         if self.refusals_logged == MAX_REFUSALS_LOGGED + 1 {
-            tracing::warn!(connector = %self.label, "the connector's further refused requests in this call are not logged");
+            tracing::warn!("the connector's further refused requests in this call are not logged");
         }
         self.refusals_logged <= MAX_REFUSALS_LOGGED
     }
@@ -254,13 +252,13 @@ impl WasiHttpHooks for HttpPolicy {
                 let _ = self.refused.set(Refusal::Scheme { host: shown.clone(), scheme, allowed });
             }
             if self.log_refusal() {
-                tracing::warn!(connector = %self.label, %scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
+                tracing::warn!(%scheme, host = %shown, port, "outbound request denied: host not in the CA account's allowed hosts");
             }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             if self.log_refusal() {
-                tracing::warn!(connector = %self.label, host = %shown, "outbound request refused: the URL carries credentials");
+                tracing::warn!(host = %shown, "outbound request refused: the URL carries credentials");
             }
             let _ = self.refused.set(Refusal::Credentials { host });
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
@@ -278,7 +276,6 @@ impl WasiHttpHooks for HttpPolicy {
         let limit = self.body_limit;
         let tls = self.tls.clone();
         let refused = self.refused.clone();
-        let label = self.label.clone();
         let in_flight = self.in_flight.clone();
         let sensitive = self.sensitive.clone();
         Box::new(async move {
@@ -291,7 +288,7 @@ impl WasiHttpHooks for HttpPolicy {
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Resolved::Forbidden(address))) => {
                     let shown = shown_host(&host, &sensitive);
-                    tracing::warn!(connector = %label, host = %shown, %address, "outbound request denied: the allowed host name resolves to a loopback or link-local address");
+                    tracing::warn!(host = %shown, %address, "outbound request denied: the allowed host name resolves to a loopback or link-local address");
                     let _ = refused.set(Refusal::Address { host, address });
                     return Err(HttpError::DestinationIpProhibited);
                 }
@@ -320,7 +317,7 @@ impl WasiHttpHooks for HttpPolicy {
                     .map_err(move |e| {
                         if e.is::<http_body_util::LengthLimitError>() {
                             let shown = shown_host(&host, &sensitive);
-                            tracing::warn!(connector = %label, host = %shown, limit, "response body exceeded the CA account's http_body_mib");
+                            tracing::warn!(host = %shown, limit, "response body exceeded the CA account's http_body_mib");
                             let _ = refused.set(Refusal::BodyCap { host: host.clone() });
                             return HttpError::HttpResponseBodySize(Some(limit));
                         }

@@ -203,7 +203,6 @@ impl WasmConnector {
             wasi,
             hooks: HttpPolicy {
                 allowed: self.allowed.clone(),
-                label: label.clone(),
                 body_limit: self.limits.http_body_bytes,
                 read_cap: self.limits.timeout,
                 tls: self.tls.clone(),
