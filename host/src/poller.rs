@@ -39,6 +39,10 @@ pub async fn run(
                                 Ok(crate::issue::IssueOutcome::AwaitingApproval { .. }) => {
                                     tracing::info!(order, "polled order: awaiting approval")
                                 }
+                                // A CA's refusal is the order's outcome, not a failed poll.
+                                Err(e @ crate::issue::IssueError::Rejected { .. }) => {
+                                    tracing::warn!(order, reason = %e, "polled order: rejected")
+                                }
                                 Err(e) => tracing::warn!(order, error = %e, "poll failed"),
                             }
                         }
