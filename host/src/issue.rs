@@ -704,7 +704,7 @@ impl Pipeline<'_> {
                     return Err(e);
                 }
             };
-            let connector = match self.connectors.connector(&account.name, &account.def).await {
+            let connector = match connector_of(self.connectors, &account).await {
                 Ok(c) => c,
                 Err(e) => {
                     let message = args.redact(&e.to_string());
@@ -941,8 +941,7 @@ impl Pipeline<'_> {
         let recorded = recorded_dynamic(Some(order), &profile);
         let mut args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
         args.set_order_names(order.names());
-        let connector =
-            self.connectors.connector(&account.name, &account.def).await.map_err(|e| args.redact(&e.to_string()))?;
+        let connector = connector_of(self.connectors, &account).await.map_err(|e| args.redact(&e.to_string()))?;
         let limits = account.def.limits();
         let started = std::time::Instant::now();
         let result = call_with_deadline(&*connector, limits.timeout, &args, connector.poll(ca_order_id, &args)).await;
@@ -978,7 +977,7 @@ impl Pipeline<'_> {
         let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
         let result = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
             Err(e) => AccountTest::Failed(e.to_string()),
-            Ok(args) => match self.connectors.connector(&account.name, &account.def).await {
+            Ok(args) => match connector_of(self.connectors, &account).await {
                 Err(e) => AccountTest::Failed(args.redact(&e.to_string())),
                 Ok(c) => {
                     match call_with_deadline(&*c, account.def.limits().timeout, &args, c.test_connection(&args)).await {
@@ -1272,6 +1271,27 @@ impl Pipeline<'_> {
         }
         Ok(args)
     }
+}
+
+/// The connector of `account` for a call. Refused when it declares sensitive a parameter the
+/// account gives as a plain value — as `account create` and `edit` refuse one — so a connector
+/// updated to declare it is not called with the value on show (author review of stop 40: it
+/// was, until the account was next edited).
+pub(crate) async fn connector_of(
+    connectors: &dyn ConnectorSource,
+    account: &Account,
+) -> Result<std::sync::Arc<dyn crate::connector::Connector>, ConnectorError> {
+    let connector = connectors.connector(&account.name, &account.def).await?;
+    crate::param::check_declared_sensitive(
+        &format!("account {}", account.name),
+        &account.def.params,
+        connector.declared_sensitive().iter().map(String::as_str),
+    )
+    .map_err(|e| ConnectorError::Misconfigured {
+        connector: format!("account {}", account.name),
+        message: e.to_string(),
+    })?;
+    Ok(connector)
 }
 
 /// A backstop deadline around a connector call; the runtimes enforce their own limits, this

@@ -708,10 +708,10 @@ def certificate_request(csr, common_name, args):
 
 /// Regression (author review of stop 40): a script updated to declare a parameter sensitive
 /// that its account gives as a plain value went on being called with it — the value shown to
-/// every role by `account show` — until the account's definition was next edited. The load
+/// every role by `account show` — until the account's definition was next edited. Every call
 /// after the update refuses it, as `account create` would.
 #[test]
-fn a_connector_updated_to_declare_a_plain_value_sensitive_is_refused_at_its_load() {
+fn a_connector_updated_to_declare_a_plain_value_sensitive_is_not_called_with_it() {
     let app = App::new();
     let conf = app.path("conf");
     std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");

@@ -97,16 +97,6 @@ impl Registry {
     /// The connector of account `name`, behind its gate.
     async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         let inner = self.load_ungated(name, def).await?;
-        // A connector updated to declare a parameter sensitive that the account gives as a
-        // plain value (shown to every role by `account show`): refused at its load, as
-        // `account create` and `edit` refuse it, not only once the definition is next edited
-        // (author review of stop 40: it went on being called, the value on show).
-        crate::param::check_declared_sensitive(
-            &format!("account {name}"),
-            &def.params,
-            inner.declared_sensitive().iter().map(String::as_str),
-        )
-        .map_err(|e| ConnectorError::Misconfigured { connector: format!("account {name}"), message: e.to_string() })?;
         Ok(Arc::new(Gated::new(inner, self.gate(name, def), def.limits().timeout)))
     }
 
