@@ -1667,11 +1667,24 @@ async fn a_post_whose_answer_timed_out_is_not_unreachable() {
         }
     });
     let source = format!(
-        r#"import requests
+        r#"import urllib.request
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 def certificate_request(csr, common_name, args):
     url = "http://127.0.0.1:{port}/orders"
-    if args.get("method") == "GET":
+    how = args.get("how", "requests")
+    method = args.get("method", "POST")
+    if how == "urllib":
+        data = None if method == "GET" else csr.encode()
+        urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=1)
+    elif how == "retrying":
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=Retry(total=1, read=1, allowed_methods=None)))
+        session.request(method, url, data=csr, timeout=(5, 1))
+    elif method == "GET":
         requests.get(url, timeout=(5, 1))
     else:
         requests.post(url, data=csr, timeout=(5, 1))
@@ -1679,11 +1692,23 @@ def certificate_request(csr, common_name, args):
 "#
     );
     let (_dir, c) = load_source("slow_ca", &source).await;
-    let err = c.certificate_request(&request(), &Args::new()).await.expect_err("no answer");
-    assert!(matches!(err, ConnectorError::Interrupted { .. }), "{err:?}");
-    assert!(err.to_string().ends_with("(the request was sent and no answer came in time)"), "{err}");
-    let mut get = Args::new();
-    get.insert("method", "GET");
-    let err = c.certificate_request(&request(), &get).await.expect_err("no answer");
-    assert!(err.is_failover(), "a GET that timed out is unreachable: {err:?}");
+    for how in ["requests", "urllib", "retrying"] {
+        let mut post = Args::new();
+        post.insert("how", how);
+        let err = c.certificate_request(&request(), &post).await.expect_err("no answer");
+        assert!(matches!(err, ConnectorError::Interrupted { .. }), "{how}: {err:?}");
+        assert!(err.to_string().ends_with("(the request was sent and no answer came in time)"), "{how}: {err}");
+        let mut get = Args::new();
+        get.insert("how", how);
+        get.insert("method", "GET");
+        let err = c.certificate_request(&request(), &get).await.expect_err("no answer");
+        assert!(err.is_failover(), "{how}: a GET that timed out is unreachable: {err:?}");
+    }
+    // A connect that times out never sent anything: unreachable, whatever the method.
+    let mut nowhere = Args::new();
+    nowhere.insert("how", "urllib");
+    let (_dir2, refused) =
+        load_source("nowhere_ca", &source.replace(&format!("127.0.0.1:{port}"), "10.255.255.1:9")).await;
+    let err = refused.certificate_request(&request(), &nowhere).await.expect_err("no route");
+    assert!(!matches!(err, ConnectorError::Interrupted { .. }), "{err:?}");
 }

@@ -366,6 +366,44 @@ def _avi_root_logger(*_args, **_kwargs):
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
+# http.client's functions that read an answer: a timeout raised inside one came after the
+# request was sent. urllib raises it bare (a TimeoutError), requests as ReadTimeout or, through
+# a Retry adapter or while reading the body, as a ConnectionError whose causes hold it.
+_READING_ANSWER = {"getresponse", "begin", "_read_status", "read", "readinto", "read1", "readline", "peek",
+                   "_safe_read", "_safe_readinto", "_read_chunked", "_readinto_chunked", "_get_chunk_left",
+                   "_read_next_chunk_size"}
+_TIMEOUTS = {"TimeoutError", "timeout", "ReadTimeout", "ReadTimeoutError"}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _sent_unanswered(e):
+    """Whether `e`, or an exception it was raised from, is a timeout inside http.client's
+    reading of the answer to a request other than GET, HEAD or OPTIONS: the CA may have acted
+    on it. A connect that timed out never reached http.client's reading, and fails over."""
+    seen = set()
+    timed_out, method = False, None
+    while e is not None and id(e) not in seen and len(seen) < 32:
+        seen.add(id(e))
+        if any(c.__name__ in _TIMEOUTS for c in type(e).__mro__):
+            timed_out = True
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            code = frame.f_code
+            if code.co_name in _READING_ANSWER and code.co_filename.replace("\\", "/").endswith("/http/client.py"):
+                found = getattr(frame.f_locals.get("self"), "_method", None)
+                if isinstance(found, str):
+                    method = found
+            tb = tb.tb_next
+        following = e.__cause__ or e.__context__
+        if following is None:
+            # urllib3's MaxRetryError holds the error it gave up on as `reason`.
+            reason = getattr(e, "reason", None)
+            following = reason if isinstance(reason, BaseException) else None
+        e = following
+    return timed_out and method is not None and method.upper() not in _SAFE_METHODS
+
+
 class _AviStandIn:
     """Scripts written for Avi import `avi.infrastructure.avi_logging`, a module of the
     controller that no package provides. This finder, last on `sys.meta_path`, supplies it —
@@ -686,13 +724,11 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
             # unreachable"). Only there: the same errno on a bare OSError may come from reading
             # the answer to a request the CA already has (stop 36's review).
             mro.append("ConnectionError")
-        if "ReadTimeout" in mro:
-            # requests' ReadTimeout: the request was sent and its answer did not come. One that
-            # may change something at the CA (a POST) may have been acted on, so it is not
-            # "unreachable", which would ask the next CA for a second certificate.
-            method = getattr(getattr(e, "request", None), "method", None)
-            if str(method or "POST").upper() not in ("GET", "HEAD", "OPTIONS"):
-                mro.append("certhost.NoAnswer")
+        if _sent_unanswered(e):
+            # Sent, and its answer did not come: a request that may change something at the CA
+            # (a POST) may have been acted on, so it is not "unreachable", which would ask the
+            # next CA for a second certificate.
+            mro.append("certhost.NoAnswer")
         reply = {"kind": "exception", "type": type(e).__name__, "module": type(e).__module__,
                  "message": _redact(message)[:2000], "mro": mro}
         _add_traceback(reply, e)
