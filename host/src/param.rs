@@ -432,7 +432,11 @@ impl ParamDef {
             return Err(ParamError::NotAllowed {
                 name: name.into(),
                 shown: shown(),
-                rule: format!("expected one of {}", self.allowed_values.join(", ")),
+                rule: if self.sensitive {
+                    "not one of its allowed values".into()
+                } else {
+                    format!("expected one of {}", self.allowed_values.join(", "))
+                },
             });
         }
         if let Some(re) = &self.regex
@@ -459,7 +463,8 @@ impl ParamDef {
             sensitive: self.sensitive,
             dynamic: self.dynamic,
             required: self.required,
-            allowed_values: self.allowed_values.clone(),
+            // A list stored before such lists were refused (`check`) would show the values.
+            allowed_values: if self.sensitive { Vec::new() } else { self.allowed_values.clone() },
             regex: self.regex.clone(),
         }
     }

@@ -136,7 +136,8 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
         && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"));
     let utf8 = parts.all(|p| match p.split_once('=') {
         Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
-            v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            // US-ASCII is UTF-8's subset; `utf8` is a common misspelling of its name.
+            ["utf-8", "utf8", "us-ascii"].iter().any(|c| v.trim().trim_matches('"').eq_ignore_ascii_case(c))
         }
         _ => true,
     });

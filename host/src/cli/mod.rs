@@ -244,7 +244,6 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::ImportFromAccount(args) => renewals::import_from_account(args, &mut configured(env)?, env),
     };
     if let Some(file) = announce
-        && result.is_ok()
         && data_dir.join(certhost::inventory::DB_FILE).exists()
     {
         let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());

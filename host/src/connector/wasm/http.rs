@@ -183,6 +183,10 @@ pub struct HttpPolicy {
     /// a name leading to a forbidden address), so the call can report that instead of the
     /// error code the guest saw (which SDKs read as "unreachable").
     pub refused: std::sync::Arc<std::sync::OnceLock<Refusal>>,
+    /// Set when a request that may change something at the CA went unanswered
+    /// ([`Refusal::NoAnswer`]): kept apart from `refused`, whose first refusal wins, since
+    /// it decides whether the call may fail over at all.
+    pub unanswered: std::sync::Arc<std::sync::OnceLock<Refusal>>,
     /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
     /// connection closes.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
@@ -276,6 +280,7 @@ impl WasiHttpHooks for HttpPolicy {
         let limit = self.body_limit;
         let tls = self.tls.clone();
         let refused = self.refused.clone();
+        let unanswered = self.unanswered.clone();
         let in_flight = self.in_flight.clone();
         let sensitive = self.sensitive.clone();
         Box::new(async move {
@@ -304,7 +309,8 @@ impl WasiHttpHooks for HttpPolicy {
                 let _ = refused.set(Refusal::UntrustedCertificate { host: host.clone(), reason: format!("{why:?}") });
             }
             if changes && matches!(sent, Err(HttpError::ConnectionReadTimeout)) {
-                let _ = refused.set(Refusal::NoAnswer { method: method.clone(), host: shown_host(&host, &sensitive) });
+                let _ =
+                    unanswered.set(Refusal::NoAnswer { method: method.clone(), host: shown_host(&host, &sensitive) });
             }
             let (response, io) = sent?;
             let io: super::sender::IoFuture = Box::new(async move {
@@ -326,7 +332,7 @@ impl WasiHttpHooks for HttpPolicy {
                             Ok(inner) => {
                                 if changes && matches!(*inner, HttpError::ConnectionReadTimeout) {
                                     let shown = shown_host(&host, &sensitive);
-                                    let _ = refused.set(Refusal::NoAnswer { method: method.clone(), host: shown });
+                                    let _ = unanswered.set(Refusal::NoAnswer { method: method.clone(), host: shown });
                                 }
                                 *inner
                             }

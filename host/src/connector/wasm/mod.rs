@@ -207,6 +207,7 @@ impl WasmConnector {
                 read_cap: self.limits.timeout,
                 tls: self.tls.clone(),
                 refused: Default::default(),
+                unanswered: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
                 refusals_logged: 0,
                 sensitive: sensitive.clone(),
@@ -256,7 +257,9 @@ impl WasmConnector {
         }
         let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
         let refusal = || {
-            store.data().hooks.refused.get().map(|refusal| match refusal {
+            let hooks = &store.data().hooks;
+            // An unanswered request first: whatever else the call met, the CA may have it.
+            hooks.unanswered.get().or_else(|| hooks.refused.get()).map(|refusal| match refusal {
                 http::Refusal::BodyCap { host } => ConnectorError::Internal {
                     connector: label.clone(),
                     message: format!(
