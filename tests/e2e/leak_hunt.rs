@@ -741,3 +741,45 @@ fn a_connector_updated_to_declare_a_plain_value_sensitive_is_not_called_with_it(
     );
     assert!(!after.stderr.contains("called with"), "the connector was not called: {}", after.stderr);
 }
+
+/// A profile's later calls for an order — the poll of one left pending — see what its
+/// issuance cached in the profile's scope (diff review of stop 40: untested).
+#[test]
+fn a_poll_finds_what_its_issuance_cached_in_the_profiles_scope() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = conf.join("pending_ca.py");
+    std::fs::write(
+        &script,
+        r#"import certhost
+
+def certificate_request(csr, common_name, args):
+    certhost.cache_set("order-7", "csr of order 7", 0)
+    return {"status": "pending", "order_id": "7", "retry_after": 5}
+
+def poll(order_id, args):
+    found = certhost.cache_get("order-" + order_id)
+    return {"status": "rejected", "reason": "poll found: " + str(found)}
+"#,
+    )
+    .expect("script");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.ca]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(
+        conf.join("profiles/own.toml"),
+        "accounts = [\"ca\"]\n[params]\nptok = { sensitive = true, required = true }\n",
+    )
+    .expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let mut transcript = String::new();
+    assert_eq!(
+        run_into(&mut transcript, &app, &config, &["secret", "set", "--profile", "own", "ptok"], Some("own-S3CRET-1")),
+        Some(0)
+    );
+    let issued = app.run(&["--config", &config, "issue", "--profile", "own", "--cn", "www.example.com"]);
+    assert!(issued.stdout.contains("pending"), "{}{}", issued.stdout, issued.stderr);
+    let polled = app.run(&["--config", &config, "orders", "poll", "1"]);
+    let text = format!("{}{}", polled.stdout, polled.stderr);
+    assert!(text.contains("poll found: csr of order 7"), "{text}");
+}

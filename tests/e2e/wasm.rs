@@ -900,3 +900,25 @@ fn local_ca_marks_only_rsa_leaves_for_key_encipherment() {
         assert_eq!(format!("{}\n", line.trim()), usage, "{key_type}: {text}");
     }
 }
+
+/// A component's cache is seen through the call's scope (`Args::set_cache_scope`, the
+/// sensitive values its profile adds): each scope counts on its own, the account's too.
+#[tokio::test]
+async fn a_components_cache_is_seen_through_the_calls_scope() {
+    let c = WasmConnector::load(&component("hostile"), "scoped", limits(10, 64), &[], None).await.expect("loads");
+    let call = |scope: Option<&str>| {
+        let mut args = mode("good-log");
+        args.set_cache_scope(scope.map(str::to_owned));
+        let c = &c;
+        async move { c.certificate_request(&request(), &args).await.expect("answers") }
+    };
+    let said = |d: Disposition| match d {
+        Disposition::Rejected { reason } => reason,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(said(call(Some("aaaa")).await), "call 1");
+    assert_eq!(said(call(Some("aaaa")).await), "call 2", "the same scope finds what it set");
+    assert_eq!(said(call(Some("bbbb")).await), "call 1", "another scope does not");
+    assert_eq!(said(call(None).await), "call 1", "nor does the account's");
+    assert_eq!(said(call(Some("aaaa")).await), "call 3");
+}
