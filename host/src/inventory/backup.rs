@@ -53,7 +53,9 @@ impl Inventory {
         // once it is whole and checked: a backup killed half-way left a partial file under
         // the requested name, to be taken for a backup (chaos review of stop 40).
         let file_name = target.file_name().ok_or_else(|| refuse("it names no file".into()))?;
-        let partial = target.with_file_name(format!(".{}.partial-{}", file_name.to_string_lossy(), std::process::id()));
+        let partial_prefix = format!(".{}.partial-", file_name.to_string_lossy());
+        remove_dead_partials(target, &partial_prefix);
+        let partial = target.with_file_name(format!("{partial_prefix}{}", std::process::id()));
         let partial_path = partial.to_str().ok_or_else(|| refuse("the path is not UTF-8".into()))?;
         let _ = std::fs::remove_file(&partial);
         // Made empty and private first (VACUUM INTO accepts an empty file): the copy holds
@@ -115,6 +117,28 @@ impl Inventory {
             },
         )?;
         Ok(backup)
+    }
+}
+
+/// Removes the partial copies of backups to `target` whose process is gone (killed before its
+/// copy was linked under the target's name): each is a whole inventory's worth of sealed keys
+/// under a hidden name nobody would look for (diff review of stop 40).
+fn remove_dead_partials(target: &Path, prefix: &str) {
+    let Some(dir) = target.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 sends nothing; it only asks whether the process exists.
+        let gone =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -668,6 +692,20 @@ mod tests {
         assert_eq!(std::fs::metadata(&target).expect("meta").permissions().mode() & 0o777, 0o600);
         let err = inv.backup_to(&target, "test").expect_err("exists");
         assert!(err.to_string().contains("it exists"), "{err}");
+        // The partial copy of a backup killed before it was linked is removed by the next
+        // backup to the same name; another name's is left alone.
+        let dead = elsewhere
+            .path()
+            .join(format!(".{}.partial-999999999", target.file_name().expect("name").to_string_lossy()));
+        std::fs::write(&dead, b"half a backup").expect("dead partial");
+        let other = elsewhere.path().join(".second.db.partial-999999999");
+        std::fs::write(&other, b"half").expect("dead partial");
+        let second = elsewhere.path().join("second.db");
+        inv.backup_to(&second, "test").expect("second backup");
+        std::fs::remove_file(&second).expect("rm");
+        assert!(!other.exists(), "the dead partial copy of second.db is gone");
+        assert!(dead.exists(), "another target's partial copies are not this backup's business");
+        std::fs::remove_file(&dead).expect("rm");
         let names: Vec<_> =
             std::fs::read_dir(elsewhere.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, [target.file_name().expect("name")], "only the backup: its partial copy is gone");
