@@ -706,6 +706,12 @@ fn small_answers_say_what_happened() {
     assert_eq!(raw.status(), StatusCode::NO_CONTENT, "{}", raw.text().unwrap_or_default());
     let as_json = api.put(&admin, "/v1/profiles/sec/params/stat/secret", json!({"value": "{also}"}));
     assert_eq!(as_json.status(), StatusCode::NO_CONTENT);
+    // An empty value is a body of the wrong form, 422 as every other one (it was 400).
+    let empty = json_of(
+        api.put(&admin, "/v1/profiles/sec/params/stat/secret", json!({"value": ""})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert_eq!(empty["detail"], "the secret value is empty");
     // `curl -d` without a content type sends a form type: refused, not stored as the secret.
     let form = api
         .c

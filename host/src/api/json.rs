@@ -125,7 +125,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 /// Whether the request says its body is JSON: `application/json` or `application/…+json`,
 /// in UTF-8 (RFC 8259) — a body declared in another charset is not read as UTF-8 (API review
 /// of stop 40: `charset=latin1` was).
-fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+pub(super) fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -301,11 +301,7 @@ pub async fn serve_acme_http01(listener: TcpListener) -> std::io::Result<()> {
 
 /// Whether a request's `Content-Type` is JSON (`application/json`, or any `…+json`).
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    json::json_content_type(headers)
 }
 
 /// The value of a secret PUT body: JSON `{"value": ...}` when sent as JSON, else the raw
@@ -342,7 +338,7 @@ pub(crate) fn secret_value(
         text.trim_end_matches(['\r', '\n']).to_owned()
     };
     if value.is_empty() {
-        return Err(ApiError::BadRequest("the secret value is empty".into()));
+        return Err(ApiError::Unprocessable("the secret value is empty".into()));
     }
     Ok(zeroize::Zeroizing::new(value))
 }
