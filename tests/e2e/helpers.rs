@@ -502,3 +502,19 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// A server on 127.0.0.1 that reads each request and never answers (a CA that took the order
+/// and went quiet); returns its port. It lives as long as the test process.
+pub fn unanswering_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            held.push(stream);
+        }
+    });
+    port
+}

@@ -1656,16 +1656,7 @@ async fn an_issued_answer_without_its_certificate_key_names_the_keys_it_had() {
 /// is still unreachable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_answer_timed_out_is_not_unreachable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = std::io::Read::read(&mut stream, &mut buf);
-            held.push(stream);
-        }
-    });
+    let port = crate::helpers::unanswering_server();
     let source = format!(
         r#"import urllib.request
 

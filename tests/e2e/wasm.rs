@@ -619,17 +619,7 @@ async fn a_call_holds_at_most_sixteen_connections_at_once() {
 /// held for an operator); a GET is still unreachable.
 #[tokio::test]
 async fn an_unanswered_post_is_not_unreachable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    // Reads each request and never answers.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = std::io::Read::read(&mut stream, &mut buf);
-            held.push(stream);
-        }
-    });
+    let port = crate::helpers::unanswering_server();
     let allowed = vec![format!("http://127.0.0.1:{port}")];
     let c = WasmConnector::load(&component("hostile"), "slow-ca", limits(10, 64), &allowed, None).await.expect("loads");
     let mut args = mode("post-impatient");
