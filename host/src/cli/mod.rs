@@ -247,9 +247,15 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         && data_dir.join(certhost::inventory::DB_FILE).exists()
     {
         let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+        // A key file is made only when CERTHOST_MASTER_KEY is not given.
+        let key = if env.master_key.is_none() && data_dir.join(certhost::vault::KEY_FILE).exists() {
+            " (with a new master key file)"
+        } else {
+            ""
+        };
         eprintln!(
-            "note: there was no inventory in {}; a new one (with a new master key) now holds the definitions of {} — \
-             if that is not the data directory you meant, give it with --data-dir",
+            "note: there was no inventory in {}; a new one{key} now holds the definitions of {} — if that is not \
+             the data directory you meant, give it with --data-dir",
             shown.display(),
             file.display()
         );
