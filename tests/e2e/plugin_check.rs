@@ -328,6 +328,8 @@ fn plugin_check_fails_a_poll_that_raised_or_never_ran() {
         r.stdout
     );
     assert!(!r.stdout.contains("PASS poll"), "{}", r.stdout);
+    // The pending order is named, as `issue` names it.
+    assert!(r.stdout.contains("FAIL certificate_request    pending as CA order 7, and poll failed: "), "{}", r.stdout);
 
     let r = app.run(&["plugin", "check", script, "--param", "refuse=1"]);
     assert_eq!(r.code, 1);

@@ -119,7 +119,10 @@ async fn settle(
                     Err(e) => {
                         let why = args.redact(&e.to_string());
                         polls.failed = Some(why.clone());
-                        return Err(format!("pending, and poll failed: {why}"));
+                        // The order id as `issue` names it (author review of stop 40), unless it
+                        // holds a secret (the pipeline would not keep it).
+                        let id = args.redact(&ca_order_id);
+                        return Err(format!("pending as CA order {id}, and poll failed: {why}"));
                     }
                 }
             }
