@@ -1346,11 +1346,7 @@ pub(crate) async fn call_with_deadline<T: Bounded>(
     fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
     match tokio::time::timeout(backstop(timeout), fut).await {
-        // Held to the sizes and rules of what the host stores, whichever runtime answered.
-        Ok(r) => {
-            let sensitive: Vec<&str> = args.sensitive_values_for(connector.declared_sensitive()).collect();
-            r.and_then(|v| v.bounded(&connector.label(), &sensitive)).map_err(ConnectorError::bounded)
-        }
+        Ok(r) => crate::connector::held(connector, args, r),
         Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),
     }
 }

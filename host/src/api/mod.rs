@@ -299,11 +299,6 @@ pub async fn serve_acme_http01(listener: TcpListener) -> std::io::Result<()> {
     listen::serve(listener, acme_challenge::router(), listen::connection_limit(), std::future::pending()).await
 }
 
-/// Whether a request's `Content-Type` is JSON (`application/json`, or any `…+json`).
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    json::json_content_type(headers)
-}
-
 /// The value of a secret PUT body: JSON `{"value": ...}` when sent as JSON, else the raw
 /// text. The content type decides, not the first character: a raw secret may start with `{`.
 pub(crate) fn secret_value(
@@ -319,13 +314,13 @@ pub(crate) fn secret_value(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
-    if !is_json(headers) && essence.as_deref() != Some("text/plain") {
+    if !json::json_content_type(headers) && essence.as_deref() != Some("text/plain") {
         let sent = essence.map_or_else(|| "no content type".to_owned(), |e| format!("content type {e}"));
         return Err(ApiError::UnsupportedMediaType(format!(
             "send the secret as application/json ({{\"value\": \"...\"}}) or as text/plain (the raw value), not with {sent}; nothing was stored"
         )));
     }
-    let value = if is_json(headers) {
+    let value = if json::json_content_type(headers) {
         // Read as every other JSON body (an array was taken as `{"value": …}` by position, and
         // a wrong shape was a 400 here but a 422 elsewhere; black-box review of stop 36). The
         // errors name fields, never values.

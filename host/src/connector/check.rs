@@ -111,7 +111,7 @@ async fn settle(
             Disposition::Rejected { reason } => return Err(format!("the CA rejected the request: {reason}")),
             Disposition::Pending { ca_order_id, retry_after_s } => {
                 tokio::time::sleep(Duration::from_secs(u64::from(retry_after_s.clamp(1, 5)))).await;
-                match held(connector, args, connector.poll(&ca_order_id, args).await) {
+                match super::held(connector, args, connector.poll(&ca_order_id, args).await) {
                     Ok(next) => {
                         polls.answered += 1;
                         d = next;
@@ -172,7 +172,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
         }
     };
     let mut polls = Polls::default();
-    let issued = match held(connector, args, connector.certificate_request(&request, args).await) {
+    let issued = match super::held(connector, args, connector.certificate_request(&request, args).await) {
         Ok(d) => match settle(connector, d, &params, &request.csr_pem, args, &mut polls).await {
             Ok((v, order)) => {
                 out.push(line(
@@ -218,7 +218,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
         }
         let result: Result<String, String> = match op {
             Operation::Poll => match &issued {
-                Some((_, Some(id))) => held(connector, args, connector.poll(id, args).await)
+                Some((_, Some(id))) => super::held(connector, args, connector.poll(id, args).await)
                     .map(|d| format!("poll of {id} answered {}", kind(&d)))
                     .map_err(|e| e.to_string()),
                 // Like revoke and renew: a poll that did not run is not a pass.
@@ -252,7 +252,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                         prior_ca_order_id: order.clone(),
                         request: r2.clone(),
                     };
-                    match held(connector, args, connector.renew(&req, args).await) {
+                    match super::held(connector, args, connector.renew(&req, args).await) {
                         Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args, &mut Polls::default())
                             .await
                             .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial)),
@@ -279,7 +279,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
             },
             Operation::UpdateOrder => match &issued {
                 Some((_, Some(id))) => {
-                    match held(connector, args, connector.update_order(id, OrderAction::Approve, args).await) {
+                    match super::held(connector, args, connector.update_order(id, OrderAction::Approve, args).await) {
                         Ok(d) => Ok(format!("approve answered {}", kind(&d))),
                         Err(
                             e @ (ConnectorError::Unsupported { .. }
@@ -349,16 +349,4 @@ fn describe_line(d: &super::Description) -> String {
     let ops =
         if ops.is_empty() { "no optional operations".to_owned() } else { format!("operations {}", ops.join(", ")) };
     format!("{} {} declares {params}; {ops}", d.name, d.version)
-}
-
-/// A connector's answer held to the rules the pipeline holds it to (`issue::call_with_deadline`):
-/// sizes, and no order id holding a sensitive value. The check passed an order id the host
-/// refuses, so an author learnt of it in production (author review of stop 40).
-fn held<T: super::Bounded>(
-    connector: &dyn Connector,
-    args: &Args,
-    answer: Result<T, ConnectorError>,
-) -> Result<T, ConnectorError> {
-    let sensitive: Vec<&str> = args.sensitive_values_for(connector.declared_sensitive()).collect();
-    answer.and_then(|v| v.bounded(&connector.label(), &sensitive)).map_err(ConnectorError::bounded)
 }

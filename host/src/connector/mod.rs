@@ -237,6 +237,19 @@ fn holds_sensitive(sensitive: &[&str], text: &str) -> bool {
         && redact::Redactor::new(sensitive.iter().copied()).redact(text) != text
 }
 
+/// A connector's answer held to the sizes and rules of what the host stores (no order id
+/// holding a sensitive value), whichever runtime answered: where the pipeline calls connectors
+/// (`issue::call_with_deadline`) and in `plugin check`, which passed an order id the host
+/// refuses, so an author learnt of it in production (author review of stop 40).
+pub(crate) fn held<T: Bounded>(
+    connector: &dyn Connector,
+    args: &Args,
+    answer: Result<T, ConnectorError>,
+) -> Result<T, ConnectorError> {
+    let sensitive: Vec<&str> = args.sensitive_values_for(connector.declared_sensitive()).collect();
+    answer.and_then(|v| v.bounded(&connector.label(), &sensitive)).map_err(ConnectorError::bounded)
+}
+
 impl Bounded for Disposition {
     fn bounded(self, connector: &str, sensitive: &[&str]) -> Result<Self, ConnectorError> {
         // An order id is a handle the CA is asked about again: a cut one would be a wrong one.
