@@ -704,7 +704,7 @@ impl Pipeline<'_> {
                     return Err(e);
                 }
             };
-            let connector = match connector_of(self.connectors, &account).await {
+            let connector = match connector_of(self.connectors, &account, &profile_name, &profile.params).await {
                 Ok(c) => c,
                 Err(e) => {
                     let message = args.redact(&e.to_string());
@@ -941,7 +941,9 @@ impl Pipeline<'_> {
         let recorded = recorded_dynamic(Some(order), &profile);
         let mut args = self.args_for(&account, &profile_name, &profile, &recorded).map_err(|e| e.to_string())?;
         args.set_order_names(order.names());
-        let connector = connector_of(self.connectors, &account).await.map_err(|e| args.redact(&e.to_string()))?;
+        let connector = connector_of(self.connectors, &account, &profile_name, &profile.params)
+            .await
+            .map_err(|e| args.redact(&e.to_string()))?;
         let limits = account.def.limits();
         let started = std::time::Instant::now();
         let result = call_with_deadline(&*connector, limits.timeout, &args, connector.poll(ca_order_id, &args)).await;
@@ -977,7 +979,7 @@ impl Pipeline<'_> {
         let profile = ProfileDef { accounts: vec![name.to_owned()], ..ProfileDef::default() };
         let result = match self.args_for(&account, "", &profile, &BTreeMap::new()) {
             Err(e) => AccountTest::Failed(e.to_string()),
-            Ok(args) => match connector_of(self.connectors, &account).await {
+            Ok(args) => match connector_of(self.connectors, &account, "", &profile.params).await {
                 Err(e) => AccountTest::Failed(args.redact(&e.to_string())),
                 Ok(c) => {
                     match call_with_deadline(&*c, account.def.limits().timeout, &args, c.test_connection(&args)).await {
@@ -1273,24 +1275,28 @@ impl Pipeline<'_> {
     }
 }
 
-/// The connector of `account` for a call. Refused when it declares sensitive a parameter the
-/// account gives as a plain value — as `account create` and `edit` refuse one — so a connector
-/// updated to declare it is not called with the value on show (author review of stop 40: it
-/// was, until the account was next edited).
+/// The connector of `account` for a call made with profile `profile_name`'s `params` (the
+/// default profile has none). Refused when it declares sensitive a parameter the account or
+/// the profile gives as a plain value — as `account create`/`edit` and `profile create`/`edit`
+/// refuse one — so a connector updated to declare it is not called with the value on show
+/// (author review of stop 40: it was, until the account was next edited; the profile's was
+/// still passed until stop 42).
 pub(crate) async fn connector_of(
     connectors: &dyn ConnectorSource,
     account: &Account,
+    profile_name: &str,
+    params: &crate::param::ParamMap,
 ) -> Result<std::sync::Arc<dyn crate::connector::Connector>, ConnectorError> {
     let connector = connectors.connector(&account.name, &account.def).await?;
-    crate::param::check_declared_sensitive(
-        &format!("account {}", account.name),
-        &account.def.params,
-        connector.declared_sensitive().iter().map(String::as_str),
-    )
-    .map_err(|e| ConnectorError::Misconfigured {
-        connector: format!("account {}", account.name),
-        message: e.to_string(),
-    })?;
+    let declared = connector.declared_sensitive();
+    let refused = |owner: String, params| {
+        crate::param::check_declared_sensitive(&owner, params, declared.iter().map(String::as_str))
+            .map_err(|e| ConnectorError::Misconfigured { connector: owner.clone(), message: e.to_string() })
+    };
+    refused(format!("account {}", account.name), &account.def.params)?;
+    if !profile_name.is_empty() {
+        refused(format!("profile {profile_name}"), params)?;
+    }
     Ok(connector)
 }
 

@@ -251,9 +251,12 @@ impl Pipeline<'_> {
         let (profile_name, profile) = self.profile_or_default(cert.profile.as_deref(), &account_name)?;
         let issuing = self.inventory.issuing_order(cert.id)?;
         let args = self.args_for(&account, &profile_name, &profile, &recorded_dynamic(issuing.as_ref(), &profile))?;
-        let connector = crate::issue::connector_of(self.connectors, &account).await.map_err(|e| {
-            IssueError::CaCall { what: format!("revoke certificate {id}"), message: args.redact(&e.to_string()) }
-        })?;
+        let connector = crate::issue::connector_of(self.connectors, &account, &profile_name, &profile.params)
+            .await
+            .map_err(|e| IssueError::CaCall {
+                what: format!("revoke certificate {id}"),
+                message: args.redact(&e.to_string()),
+            })?;
         let request = RevokeRequest {
             certificate_pem: cert.pem.clone(),
             serial: cert.info.serial.clone(),
@@ -320,7 +323,7 @@ impl Pipeline<'_> {
         let mut args = self.args_for(&account, &profile_name, &profile, &recorded_dynamic(Some(&order), &profile))?;
         args.set_order_names(order.names());
         let what = format!("update order {order_id}");
-        let connector = crate::issue::connector_of(self.connectors, &account)
+        let connector = crate::issue::connector_of(self.connectors, &account, &profile_name, &profile.params)
             .await
             .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
         let started = std::time::Instant::now();
@@ -417,7 +420,7 @@ impl Pipeline<'_> {
         let profile = ProfileDef { accounts: vec![account.to_owned()], ..ProfileDef::default() };
         let args = self.args_for(&acct, "", &profile, &BTreeMap::new())?;
         let what = format!("list the certificates of account {account}");
-        let connector = crate::issue::connector_of(self.connectors, &acct)
+        let connector = crate::issue::connector_of(self.connectors, &acct, "", &profile.params)
             .await
             .map_err(|e| IssueError::CaCall { what: what.clone(), message: args.redact(&e.to_string()) })?;
         let mut page = call_with_deadline(

@@ -742,6 +742,61 @@ fn a_connector_updated_to_declare_a_plain_value_sensitive_is_not_called_with_it(
     assert!(!after.stderr.contains("called with"), "the connector was not called: {}", after.stderr);
 }
 
+/// The same for a profile's plain value: a connector updated to declare sensitive a
+/// parameter a profile gives in the clear (a static value, or a dynamic one each request
+/// gives) is not called with it, whatever the profile file said when it was last checked
+/// (left alone in stop 41, done in stop 42).
+#[test]
+fn a_connector_updated_to_declare_a_profiles_plain_value_sensitive_is_not_called_with_it() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = conf.join("ca.py");
+    let body = "\ndef certificate_request(csr, common_name, args):\n    raise Exception('called with ' + args['team'] + '/' + args['ticket'])\n";
+    std::fs::write(&script, format!("PARAMETERS = [{{\"name\": \"team\"}}, {{\"name\": \"ticket\"}}]\n{body}"))
+        .expect("script");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.ca]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(
+        conf.join("profiles/web.toml"),
+        "accounts = [\"ca\"]\n[params]\nteam = \"blue\"\nticket = { dynamic = true }\n",
+    )
+    .expect("profile");
+    let config = conf.join("certhost.toml").display().to_string();
+    let issue = || {
+        app.run(&[
+            "--config",
+            &config,
+            "issue",
+            "--profile",
+            "web",
+            "--cn",
+            "www.example.com",
+            "--param",
+            "ticket=T-42",
+        ])
+    };
+    let before = issue();
+    assert!(before.stderr.contains("called with blue/T-42"), "{}", before.stderr);
+    for declared in ["team", "ticket"] {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let parameters = ["team", "ticket"].map(|n| {
+            let sensitive = if n == declared { ", \"sensitive\": True" } else { "" };
+            format!("{{\"name\": \"{n}\"{sensitive}}}")
+        });
+        std::fs::write(&script, format!("PARAMETERS = [{}]\n{body}", parameters.join(", "))).expect("script");
+        let after = issue();
+        assert!(
+            after
+                .stderr
+                .contains(&format!("parameter {declared} of profile web is sensitive (its connector declares it so)")),
+            "{declared}: {}",
+            after.stderr
+        );
+        assert!(!after.stderr.contains("called with"), "{declared}: the connector was not called: {}", after.stderr);
+    }
+}
+
 /// A profile's later calls for an order — the poll of one left pending — see what its
 /// issuance cached in the profile's scope (diff review of stop 40: untested).
 #[test]
