@@ -496,6 +496,18 @@ fn put_in_place(
             db.display()
         )));
     }
+    // A restore killed between its rename and its audit left its note for the next open; a
+    // second restore run first would overwrite the note, and the first restore's event would
+    // never be written (diff review of stop 41). The open audits it now, under this hold.
+    if pending_note(data_dir).exists() && db.exists() {
+        super::Inventory::open_finishing_restore(data_dir, key.clone()).map_err(|e| {
+            InventoryError::Invalid(format!(
+                "an earlier restore into {} is not yet audited, and the inventory it put in place did not open to \
+                 audit it ({e}); nothing was restored",
+                data_dir.display()
+            ))
+        })?;
+    }
     let io =
         |what: &str, path: &Path, e: std::io::Error| InventoryError::Storage(format!("{what} {}: {e}", path.display()));
     let in_place = std::fs::metadata(&db).is_ok_and(|m| m.len() > 0);
@@ -829,6 +841,25 @@ mod tests {
         let inv = Inventory::open(&data, vault.clone()).expect("opens");
         assert_eq!(restores(&inv), 1, "no event for a copy that never got in place");
         assert!(!pending_note(&data).exists());
+        drop(inv);
+        // A second restore before anything opened the inventory of one killed after its
+        // rename audits that one first, in the inventory it put in place (set aside now).
+        let (_, _, hold) = put_in_place(&data, &backup, &vault, true, "killed again").expect("in place");
+        drop(hold);
+        let second = restore_from(&data, &backup, vault.clone(), true, "second").expect("second restore");
+        let aside = rusqlite::Connection::open(second.replaced.expect("set aside")).expect("open the replaced one");
+        let actor: String = aside
+            .query_row(
+                "SELECT actor FROM audit_events WHERE action = 'inventory.restore' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the killed restore's event");
+        assert_eq!(actor, "killed again");
+        drop(aside);
+        let inv = Inventory::open(&data, vault.clone()).expect("opens");
+        let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
+        assert_eq!((events[0].action.as_str(), events[0].actor.as_str()), ("inventory.restore", "second"));
         drop(inv);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(DB_FILE)).expect("meta").permissions().mode();
