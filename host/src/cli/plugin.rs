@@ -386,17 +386,14 @@ fn check(
         }
         anyhow::Ok(check::run(&*connector, &args, names).await)
     })?;
-    let mut all = true;
+    let count = |v: check::Verdict| lines.iter().filter(|l| l.verdict == v).count();
     for l in &lines {
-        all &= l.passed;
-        println!("{} {:<22} {}", if l.passed { "PASS" } else { "FAIL" }, l.check, l.detail);
+        println!("{} {:<22} {}", l.verdict.as_str(), l.check, l.detail);
     }
-    println!(
-        "{}: {} passed, {} failed",
-        def.connector.display(),
-        lines.iter().filter(|l| l.passed).count(),
-        lines.iter().filter(|l| !l.passed).count()
-    );
+    let (skipped, failed) = (count(check::Verdict::Skip), count(check::Verdict::Fail));
+    let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
+    println!("{}: {} passed, {failed} failed{skipped}", def.connector.display(), count(check::Verdict::Pass));
+    let all = failed == 0;
     Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

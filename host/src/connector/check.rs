@@ -1,7 +1,7 @@
 //! `certhost plugin check`: a conformance run for any connector, modelled on cert-manager's
 //! issuer conformance suite. It requests a certificate for a generated CSR with DNS and IP
 //! SANs (or the names given), verifies the result exactly as the issuance pipeline does, and exercises every
-//! optional operation the connector declares. Each check yields one pass/fail line.
+//! optional operation the connector declares. Each check yields one PASS, FAIL or SKIP line.
 
 use std::time::Duration;
 
@@ -13,19 +13,51 @@ use crate::csr::{CsrParams, San, Subject};
 use crate::key::KeyType;
 use crate::verify::{Expected, VerifiedCertificate, verify_issued};
 
+/// How one check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It ran and did what the contract says.
+    Pass,
+    /// It ran and did not, or could not run because the connector misbehaved.
+    Fail,
+    /// A declared operation the run had nothing to try on: `poll` of a CA that issued at once,
+    /// or `revoke` after a `certificate_request` that already failed. Named, so an author sees
+    /// what went untested, but not a failure: a CI job for a CA that issues at once would
+    /// otherwise never pass (author review of stop 40).
+    Skip,
+}
+
+impl Verdict {
+    /// The word `plugin check` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        }
+    }
+}
+
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckLine {
     /// What was checked (`describe`, `certificate_request`, `revoke`, ...).
     pub check: String,
-    /// Whether it passed.
-    pub passed: bool,
+    /// How it ended.
+    pub verdict: Verdict,
     /// One sentence of detail (redacted).
     pub detail: String,
 }
 
 fn line(check: &str, passed: bool, detail: impl Into<String>) -> CheckLine {
-    CheckLine { check: check.to_owned(), passed, detail: detail.into() }
+    let verdict = if passed { Verdict::Pass } else { Verdict::Fail };
+    CheckLine { check: check.to_owned(), verdict, detail: detail.into() }
+}
+
+/// Why a declared operation was not tried (see [`Verdict::Skip`]).
+enum Untried {
+    Ran(Result<String, String>),
+    Skipped(String),
 }
 
 /// The names the check's CSR asks for. A CA that issues only for its own domains, or only DNS
@@ -216,35 +248,42 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
         if !declared(op) {
             continue;
         }
-        let result: Result<String, String> = match op {
+        let failed_request = "not exercised: certificate_request failed (above)";
+        let result = match op {
             Operation::Poll => match &issued {
-                Some((_, Some(id))) => super::held(connector, args, connector.poll(id, args).await)
-                    .map(|d| format!("poll of {id} answered {}", kind(&d)))
-                    .map_err(|e| e.to_string()),
-                // Like revoke and renew: a poll that did not run is not a pass.
+                Some((_, Some(id))) => Untried::Ran(
+                    super::held(connector, args, connector.poll(id, args).await)
+                        .map(|d| format!("poll of {id} answered {}", kind(&d)))
+                        .map_err(|e| e.to_string()),
+                ),
+                // A poll that did not run is not a pass.
                 _ => match (&polls, &issued) {
-                    (Polls { failed: Some(why), .. }, _) => Err(format!("failed while settling the request: {why}")),
+                    (Polls { failed: Some(why), .. }, _) => {
+                        Untried::Ran(Err(format!("failed while settling the request: {why}")))
+                    }
                     (Polls { answered: n @ 1.., .. }, _) => {
-                        Ok(format!("answered {n} poll(s) while settling the request"))
+                        Untried::Ran(Ok(format!("answered {n} poll(s) while settling the request")))
                     }
                     (_, Some(_)) => {
-                        Err("not exercised: the request was issued at once without a CA order id to poll".into())
+                        Untried::Skipped("not exercised: the CA issued at once, leaving no order to poll".into())
                     }
-                    (_, None) => Err("not exercised: certificate_request did not leave an order to poll".into()),
+                    (_, None) => Untried::Skipped(failed_request.into()),
                 },
             },
             Operation::TestConnection => {
-                connector.test_connection(args).await.map(|_| "ok".into()).map_err(|e| e.to_string())
+                Untried::Ran(connector.test_connection(args).await.map(|_| "ok".into()).map_err(|e| e.to_string()))
             }
-            Operation::ListCertificates => connector
-                .list_certificates(args, None)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|p| match p.unusable.first() {
-                    // An import would count these as failed: the author should hear of it here.
-                    Some(why) => Err(format!("{} unusable item(s) on the first page, e.g. {why}", p.unusable.len())),
-                    None => Ok(format!("first page has {} item(s)", p.items.len())),
-                }),
+            Operation::ListCertificates => {
+                Untried::Ran(connector.list_certificates(args, None).await.map_err(|e| e.to_string()).and_then(|p| {
+                    match p.unusable.first() {
+                        // An import would count these as failed: the author should hear of it here.
+                        Some(why) => {
+                            Err(format!("{} unusable item(s) on the first page, e.g. {why}", p.unusable.len()))
+                        }
+                        None => Ok(format!("first page has {} item(s)", p.items.len())),
+                    }
+                }))
+            }
             Operation::Renew => match (&issued, check_request(names)) {
                 (Some((v, order)), Ok((p2, r2))) => {
                     let req = RenewRequest {
@@ -252,14 +291,15 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                         prior_ca_order_id: order.clone(),
                         request: r2.clone(),
                     };
-                    match super::held(connector, args, connector.renew(&req, args).await) {
+                    Untried::Ran(match super::held(connector, args, connector.renew(&req, args).await) {
                         Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args, &mut Polls::default())
                             .await
                             .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial)),
                         Err(e) => Err(e.to_string()),
-                    }
+                    })
                 }
-                _ => Err("no issued certificate to renew".into()),
+                (Some(_), Err(e)) => Untried::Ran(Err(e)),
+                (None, _) => Untried::Skipped(failed_request.into()),
             },
             Operation::Revoke => match &issued {
                 Some((v, _)) => {
@@ -269,16 +309,18 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                         reason: RevocationReason::Superseded,
                         comment: "certhost plugin check".into(),
                     };
-                    connector
-                        .revoke(&req, args)
-                        .await
-                        .map(|_| format!("revoked serial {}", v.info.serial))
-                        .map_err(|e| e.to_string())
+                    Untried::Ran(
+                        connector
+                            .revoke(&req, args)
+                            .await
+                            .map(|_| format!("revoked serial {}", v.info.serial))
+                            .map_err(|e| e.to_string()),
+                    )
                 }
-                None => Err("no issued certificate to revoke".into()),
+                None => Untried::Skipped(failed_request.into()),
             },
             Operation::UpdateOrder => match &issued {
-                Some((_, Some(id))) => {
+                Some((_, Some(id))) => Untried::Ran(
                     match super::held(connector, args, connector.update_order(id, OrderAction::Approve, args).await) {
                         Ok(d) => Ok(format!("approve answered {}", kind(&d))),
                         Err(
@@ -289,15 +331,21 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                             | ConnectorError::MemoryExceeded { .. }),
                         ) => Err(e.to_string()),
                         Err(e) => Ok(format!("the CA answered: {e}")),
-                    }
+                    },
+                ),
+                Some((_, None)) => {
+                    Untried::Skipped("not exercised: the CA issued at once, leaving no order to update".into())
                 }
-                _ => Err("no CA order id to update".into()),
+                None => Untried::Skipped(failed_request.into()),
             },
         };
-        match result {
-            Ok(detail) => out.push(line(op.as_str(), true, args.redact(&detail))),
-            Err(detail) => out.push(line(op.as_str(), false, args.redact(&detail))),
-        }
+        out.push(match result {
+            Untried::Ran(Ok(detail)) => line(op.as_str(), true, args.redact(&detail)),
+            Untried::Ran(Err(detail)) => line(op.as_str(), false, args.redact(&detail)),
+            Untried::Skipped(detail) => {
+                CheckLine { check: op.as_str().to_owned(), verdict: Verdict::Skip, detail: args.redact(&detail) }
+            }
+        });
     }
     // Undeclared operations must answer "unsupported", not crash or hang.
     let probe = connector.test_connection(args).await;
