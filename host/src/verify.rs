@@ -174,6 +174,15 @@ pub enum VerificationError {
     /// A renewal answered with the certificate it renews.
     #[error("it is certificate {0}, the one being renewed: the CA issued nothing new")]
     NotRenewed(i64),
+    /// A certificate the inventory already holds out of service
+    /// ([`crate::inventory::InventoryError::NothingNew`]).
+    #[error("it is certificate {certificate}, already in the inventory as {status}: the CA issued nothing new")]
+    AlreadyStored {
+        /// The certificate.
+        certificate: i64,
+        /// Its status.
+        status: String,
+    },
     /// Already expired.
     #[error("the returned certificate expired at {}", rfc3339(*not_after))]
     Expired {

@@ -1717,3 +1717,66 @@ fn a_deploy_target_holding_another_names_active_certificate_is_not_overwritten()
     let shared_pem = app.json(&["show", "4", "--json"])["pem"].as_str().expect("pem").to_owned();
     assert!(std::fs::read_to_string(fixed.join("fullchain.pem")).expect("fullchain").starts_with(&shared_pem));
 }
+
+/// Hostile-connector review of stop 41: a renewal answered with a certificate the inventory
+/// already holds as superseded was stored as a success ("issued certificate #2"), retiring
+/// the certificate in service for one out of service — the name left with no active
+/// certificate and no renewal scheduled. It fails, naming the certificate, and the one in
+/// service stays so.
+#[test]
+fn a_renewal_answered_with_a_superseded_certificate_fails_and_keeps_the_one_in_service() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "",
+        &[(
+            "p",
+            "accounts = [\"ca\"]\n[sans]\ndns_suffixes = [\".example.com\"]\n[params]\nreturn_file = { dynamic = true }\n",
+        )],
+    );
+    // The scripted CA, except that it answers with the file `return_file` names when given.
+    let script = app.path("returns_a_file.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import sys\nsys.path.insert(0, {dir:?})\nimport scripted_ca\n\nPARAMETERS = scripted_ca.PARAMETERS + [{{\"name\": \"return_file\"}}]\n\n\
+             def certificate_request(csr, common_name, args):\n    if args.get(\"return_file\"):\n        return open(args[\"return_file\"]).read()\n    \
+             return scripted_ca.certificate_request(csr, common_name, args)\n",
+            dir = crate::python::fixture("").display().to_string()
+        ),
+    )
+    .expect("script");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let scripted = crate::python::fixture("scripted_ca.py").display().to_string();
+    std::fs::write(&config, text.replace(&scripted, &script.display().to_string())).expect("config");
+    let config = config.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        app.run(&all)
+    };
+    let keys = app.path("keys");
+    run(&["key-csr", "--cn", "www.example.com", "--out", keys.to_str().expect("utf8")]).ok();
+    let csr = keys.join("csr.pem");
+    for _ in 0..2 {
+        run(&["issue", "--profile", "p", "--cn", "www.example.com", "--csr", csr.to_str().expect("utf8")]).ok();
+    }
+    let first = app.path("first.pem");
+    std::fs::write(&first, run(&["show", "1", "--pem"]).ok()).expect("pem");
+    // Renewing 2 with certificate 1, in service: the CA deduplicated; 2 steps aside for 1.
+    run(&["renew", "2", "--param", &format!("return_file={}", first.display())]).ok();
+    let second = app.path("second.pem");
+    std::fs::write(&second, run(&["show", "2", "--pem"]).ok()).expect("pem");
+    // Renewing 1 with certificate 2, superseded: nothing new, refused.
+    let r = run(&["renew", "1", "--param", &format!("return_file={}", second.display())]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("it is certificate 2, already in the inventory as superseded: the CA issued nothing new"),
+        "{}",
+        r.stderr
+    );
+    let shown = run(&["show", "1"]).ok().to_owned();
+    assert!(shown.contains("active"), "certificate 1 is still in service: {shown}");
+}

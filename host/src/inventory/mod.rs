@@ -169,6 +169,17 @@ pub enum InventoryError {
         /// Its open renewal order.
         order: i64,
     },
+    /// A CA answered an order with a certificate the inventory already holds and no longer has
+    /// in service (superseded, revoked): storing it would close the order on it and, for a
+    /// renewal, retire the predecessor for it — leaving the name with no active certificate
+    /// and no renewal scheduled, reported as a success (hostile-connector review of stop 41).
+    #[error("it is certificate {certificate}, already in the inventory as {status}: the CA issued nothing new")]
+    NothingNew {
+        /// The certificate the CA answered with.
+        certificate: i64,
+        /// Its status.
+        status: String,
+    },
     /// A new order's `Idempotency-Key` is held by another order of the caller, made since the
     /// request looked (two requests with one key at once): that order answers it.
     #[error("this Idempotency-Key belongs to order {0}, made meanwhile by a request with the same key")]

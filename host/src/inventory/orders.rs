@@ -581,7 +581,16 @@ impl Inventory {
         let stored = super::certificates::insert_in(&tx, &self.vault, now, &new, known, actor)?;
         let cert_id = match &stored {
             Stored::New(record) => record.id,
-            Stored::Existing(id) => *id,
+            Stored::Existing(existing) => {
+                let status: String =
+                    tx.query_row_cached("SELECT status FROM certificates WHERE id = ?1", params![existing], |r| {
+                        r.get(0)
+                    })?;
+                if status != "active" {
+                    return Err(InventoryError::NothingNew { certificate: *existing, status });
+                }
+                *existing
+            }
         };
         let n = tx.execute_cached("UPDATE orders SET state = 'issued', certificate_id = ?2, ca_order_id = COALESCE(?3, ca_order_id), submitted = 1,
                  lease_until = NULL, next_poll_at = NULL, error = NULL, updated_at = ?4 WHERE id = ?1 AND state = 'pending'", params![id, cert_id, ca_order_id, now],)?;

@@ -4,7 +4,7 @@
 use crate::clock::unix_now;
 use crate::connector::{Args, Disposition};
 use crate::csr::{San, stored_csr_public_key};
-use crate::inventory::Order;
+use crate::inventory::{InventoryError, Order};
 use crate::profile::ProfileDef;
 use crate::verify::{Expected, VerificationError, verify_issued};
 
@@ -98,6 +98,11 @@ impl Pipeline<'_> {
                             .await;
                         let certificate = match stored {
                             Ok(certificate) => certificate,
+                            Err(InventoryError::NothingNew { certificate, status }) => {
+                                let error = VerificationError::AlreadyStored { certificate, status };
+                                self.fail(id, &format!("the returned certificate was refused: {error}")).await?;
+                                return Err(IssueError::Verification { order_id: id, error });
+                            }
                             Err(e) => {
                                 // The CA issued: the certificate is not dropped without a word
                                 // (a resubmit would pay for a second one). Its DER goes to the
