@@ -351,7 +351,7 @@ impl PythonConnector {
         // Read before the call: what it sets is refused if the cache is emptied meanwhile.
         let cache = scoped.entries().await;
         let epoch = cache.as_ref().and_then(|(epoch, _)| *epoch);
-        worker.take_stderr_tail();
+        worker.clear_stderr_tail();
         let req = Request::Call {
             function: function.to_owned(),
             argv,

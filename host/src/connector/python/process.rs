@@ -30,6 +30,16 @@ pub(super) const MAX_SEEN: usize = 64;
 /// Longest line of a worker's stderr the host keeps: the rest of a longer line is dropped.
 const MAX_STDERR_LINE: usize = 8 * 1024;
 
+/// Most of a worker's stderr logged per [`STDERR_LOG_WINDOW`]; lines beyond it are counted,
+/// not logged. A script's thread writing to fd 2 in a loop after its call returned filled the
+/// log at 21 MB/s under `-v` for the ten minutes its idle worker lives, and cost a core in
+/// redaction at any level (hostile-connector review of stop 41).
+const STDERR_LOG_BUDGET: usize = 1024 * 1024;
+/// The window [`STDERR_LOG_BUDGET`] is counted over.
+const STDERR_LOG_WINDOW: Duration = Duration::from_secs(60);
+/// How much of a worker's last stderr lines an error message quotes.
+const STDERR_TAIL: usize = 4096;
+
 /// A running worker.
 pub(super) struct WorkerProcess {
     child: Child,
@@ -46,7 +56,7 @@ pub(super) struct WorkerProcess {
     /// [`Self::seen`] as rules, rebuilt when a value is added.
     seen_rules: Redactor,
     /// The last few KiB of that stderr, for error messages.
-    stderr_tail: Arc<Mutex<String>>,
+    stderr_tail: Arc<Mutex<Tail>>,
     /// The number of the last request sent; its reply must carry it.
     seq: u64,
     /// `script NAME`, for its log lines.
@@ -66,6 +76,33 @@ struct StderrLog {
     held: Vec<(String, bool)>,
     /// Lines dropped because that many were held already.
     dropped: usize,
+    /// When the current [`STDERR_LOG_BUDGET`] window began, and what was logged in it.
+    window: Option<(std::time::Instant, usize)>,
+    /// Lines of the current window not logged: over its budget.
+    unlogged: usize,
+}
+
+/// A worker's last stderr lines as read (with whether each was cut), redacted only when an
+/// error quotes them ([`WorkerProcess::take_stderr_tail`]): redacting every line as it came
+/// cost a core under a flood. The worker's rules only grow, so the rules at quoting time
+/// cover every value the worker had been given when it wrote them.
+#[derive(Default)]
+struct Tail {
+    lines: std::collections::VecDeque<(String, bool)>,
+    bytes: usize,
+}
+
+impl Tail {
+    /// Keeps `line`, and of the older lines as many as still fit [`STDERR_TAIL`].
+    fn push(&mut self, line: String, cut: bool) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back((line, cut));
+        while self.lines.len() > 1 && self.bytes - self.lines.front().map_or(0, |(l, _)| l.len() + 1) >= STDERR_TAIL {
+            if let Some((old, _)) = self.lines.pop_front() {
+                self.bytes -= old.len() + 1;
+            }
+        }
+    }
 }
 
 /// Where a worker's stderr lines go, by how much is known of its values.
@@ -86,20 +123,51 @@ enum LogMode {
 const MAX_HELD_LINES: usize = 256;
 
 impl StderrLog {
-    /// Logs `line` (or holds or discards it) and returns it as an error may quote it: redacted
-    /// once the worker was given values; before, it was given none (an import's error quotes
-    /// it, redacted by the caller).
-    fn line(&mut self, label: &str, line: String, cut: bool) -> String {
+    /// Logs `line` (or holds or discards it), within the log's budget.
+    fn line(&mut self, label: &str, line: &str, cut: bool) {
+        if matches!(self.mode, LogMode::Logging(_))
+            && (!tracing::enabled!(tracing::Level::INFO) || !self.within_budget(label, line.len()))
+        {
+            return;
+        }
         match &self.mode {
-            LogMode::Logging(rules) => log_stderr_line(label, rules, &line, cut),
-            LogMode::Holding if self.held.len() < MAX_HELD_LINES => {
-                self.held.push((line.clone(), cut));
-                line
+            LogMode::Logging(rules) => log_stderr_line(label, rules, line, cut),
+            LogMode::Holding if self.held.len() < MAX_HELD_LINES => self.held.push((line.to_owned(), cut)),
+            LogMode::Holding | LogMode::Discarding => self.dropped += 1,
+        }
+    }
+
+    /// Whether `len` more bytes may be logged in the current window; the first line over it
+    /// says so, and the next window begins by counting what was left out.
+    fn within_budget(&mut self, label: &str, len: usize) -> bool {
+        let now = std::time::Instant::now();
+        let (start, logged) = self.window.get_or_insert((now, 0));
+        if now.duration_since(*start) >= STDERR_LOG_WINDOW {
+            if self.unlogged > 0 {
+                tracing::warn!(plugin = %label, "stderr: {} line(s) of the last minute were not logged (over {} KiB a minute)", self.unlogged, STDERR_LOG_BUDGET / 1024);
             }
-            LogMode::Holding | LogMode::Discarding => {
-                self.dropped += 1;
-                line
+            (*start, *logged, self.unlogged) = (now, 0, 0);
+        }
+        if *logged + len > STDERR_LOG_BUDGET {
+            if self.unlogged == 0 {
+                tracing::warn!(plugin = %label, "stderr: the script wrote over {} KiB within a minute; its further lines are not logged until the minute ends", STDERR_LOG_BUDGET / 1024);
             }
+            self.unlogged += 1;
+            return false;
+        }
+        *logged += len;
+        true
+    }
+
+    /// `line` as an error may quote it: redacted once the worker was given values; before,
+    /// it was given none (an import's error quotes it, redacted by the caller).
+    fn quoted(&self, line: &str, cut: bool) -> String {
+        match &self.mode {
+            LogMode::Logging(rules) => redacted_line(rules, line, cut),
+            LogMode::Holding | LogMode::Discarding if cut => {
+                format!("{line} [line cut at {} KiB]", MAX_STDERR_LINE / 1024)
+            }
+            LogMode::Holding | LogMode::Discarding => line.to_owned(),
         }
     }
 
@@ -143,14 +211,19 @@ impl StderrLog {
 
 /// One stderr line in the log, redacted line by line: every line of a multi-line value is
 /// redacted on its own. Returns the line as logged.
-fn log_stderr_line(label: &str, rules: &Redactor, line: &str, cut: bool) -> String {
-    let line = if cut {
+fn log_stderr_line(label: &str, rules: &Redactor, line: &str, cut: bool) {
+    let line = redacted_line(rules, line, cut);
+    tracing::info!(plugin = %label, "stderr: {}", crate::connector::redact::one_line(&line));
+}
+
+/// One stderr line redacted of `rules`' values; a cut one so that a value cut in two by the
+/// cut is not left half in view.
+fn redacted_line(rules: &Redactor, line: &str, cut: bool) -> String {
+    if cut {
         format!("{} [line cut at {} KiB]", rules.redact_cut(line), MAX_STDERR_LINE / 1024)
     } else {
         rules.redact(line)
-    };
-    tracing::info!(plugin = %label, "stderr: {}", crate::connector::redact::one_line(&line));
-    line
+    }
 }
 
 /// Why a request got no reply of its own.
@@ -247,18 +320,11 @@ impl WorkerProcess {
             return Err(std::io::Error::other("worker pipes missing"));
         };
         let stderr_log: Arc<Mutex<StderrLog>> = Arc::default();
-        let stderr_tail: Arc<Mutex<String>> = Arc::default();
+        let stderr_tail: Arc<Mutex<Tail>> = Arc::default();
         let (log, tail, log_label) = (stderr_log.clone(), stderr_tail.clone(), label.to_owned());
         tokio::spawn(drain_stderr(stderr, move |line, cut| {
-            let line = log.lock().unwrap_or_else(|p| p.into_inner()).line(&log_label, line, cut);
-            let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-            t.push_str(&line);
-            t.push('\n');
-            if t.len() > 4096 {
-                let cut = t.len() - 4096;
-                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
-                t.drain(..cut);
-            }
+            log.lock().unwrap_or_else(|p| p.into_inner()).line(&log_label, &line, cut);
+            tail.lock().unwrap_or_else(|p| p.into_inner()).push(line, cut);
         }));
         Ok(Self {
             child,
@@ -394,9 +460,26 @@ impl WorkerProcess {
         how
     }
 
-    /// The last lines the worker wrote to stderr since the previous take (already redacted).
+    /// The last lines the worker wrote to stderr since the previous take, at most
+    /// [`STDERR_TAIL`] bytes, redacted of every value the worker was given (none before its
+    /// first call: an import's error is redacted by its caller).
     pub(super) fn take_stderr_tail(&self) -> String {
-        std::mem::take(&mut *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner())).trim().to_owned()
+        let lines = std::mem::take(&mut *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner())).lines;
+        if lines.is_empty() {
+            return String::new();
+        }
+        let log = self.stderr_log.lock().unwrap_or_else(|p| p.into_inner());
+        let text: Vec<String> = lines.iter().map(|(line, cut)| log.quoted(line, *cut)).collect();
+        drop(log);
+        let text = text.join("\n");
+        let start = text.len().saturating_sub(STDERR_TAIL);
+        let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        text[start..].trim().to_owned()
+    }
+
+    /// Forgets the stderr lines read so far: a call's error quotes only its own.
+    pub(super) fn clear_stderr_tail(&self) {
+        *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()) = Tail::default();
     }
 
     /// SIGTERM to the worker's process group, then SIGKILL after a short grace: the script's
@@ -556,26 +639,61 @@ mod tests {
     #[test]
     fn an_import_s_lines_wait_for_values_and_are_dropped_without_them() {
         let mut log = StderrLog::default();
-        assert_eq!(log.line("script t", "import sees pw-1".into(), false), "import sees pw-1");
+        log.line("script t", "import sees pw-1", false);
+        assert_eq!(log.quoted("import sees pw-1", false), "import sees pw-1", "the caller redacts an import's");
         assert_eq!(log.held.len(), 1, "held, not logged");
         log.set_rules("script t", Redactor::new(["pw-1"]));
         assert!(log.held.is_empty() && log.has_rules(), "logged once the values are known");
-        assert_eq!(log.line("script t", "later pw-1".into(), false), "later ***", "redacted at once from then on");
+        assert_eq!(log.quoted("later pw-1", false), "later ***", "redacted from then on");
 
         let mut unused = StderrLog::default();
         for _ in 0..MAX_HELD_LINES + 3 {
-            unused.line("script t", "import sees pw-2".into(), false);
+            unused.line("script t", "import sees pw-2", false);
         }
         assert_eq!((unused.held.len(), unused.dropped), (MAX_HELD_LINES, 3));
         unused.drop_held("script t");
         assert!(unused.held.is_empty() && unused.dropped == 0 && !unused.has_rules());
-        assert_eq!(unused.line("script t", "drained pw-2".into(), false), "drained pw-2", "quoted to the caller");
+        unused.line("script t", "drained pw-2", false);
+        assert_eq!(unused.quoted("drained pw-2", false), "drained pw-2", "quoted to the caller");
         assert!(
             unused.held.is_empty() && matches!(unused.mode, LogMode::Discarding),
             "a line drained after the end is not logged"
         );
         log.drop_held("script t");
         assert!(log.has_rules(), "a worker that had a call keeps logging while it ends");
+    }
+
+    /// Hostile-connector review of stop 41: a flood of stderr was logged (and redacted) whole.
+    #[test]
+    fn a_flood_is_logged_up_to_its_budget_and_the_rest_counted() {
+        let mut log = StderrLog::default();
+        log.set_rules("script t", Redactor::new(["pw-1"]));
+        let line = "F".repeat(8000);
+        let within = (0..1000).filter(|_| log.within_budget("script t", line.len())).count();
+        assert_eq!(within, STDERR_LOG_BUDGET / 8000);
+        assert_eq!(log.unlogged, 1000 - within);
+        // A new window logs again, and starts its count afresh.
+        if let Some((start, _)) = log.window.as_mut() {
+            *start -= STDERR_LOG_WINDOW;
+        }
+        assert!(log.within_budget("script t", line.len()));
+        assert_eq!(log.unlogged, 0);
+    }
+
+    /// The tail keeps the last lines within its size, and is redacted when quoted.
+    #[test]
+    fn the_tail_keeps_the_last_lines_and_is_redacted_when_quoted() {
+        let mut tail = Tail::default();
+        for n in 0..1000 {
+            tail.push(format!("line {n} pw-1"), false);
+        }
+        assert!(tail.bytes < STDERR_TAIL + 32 && tail.bytes >= STDERR_TAIL, "{}", tail.bytes);
+        assert_eq!(tail.lines.back().map(|(l, _)| l.as_str()), Some("line 999 pw-1"));
+        tail.push("X".repeat(3 * STDERR_TAIL), true);
+        assert_eq!(tail.lines.len(), 1, "one long line is kept whole (cut when quoted)");
+        let mut log = StderrLog::default();
+        log.set_rules("script t", Redactor::new(["pw-1"]));
+        assert_eq!(log.quoted("line 1 pw-1", false), "line 1 ***");
     }
 
     #[tokio::test]
