@@ -807,10 +807,62 @@ impl ProfileDef {
         if let Some(kind) = other_kinds.first() {
             return Err(format!("it names {kind}, a kind of subjectAltName no profile rule allows"));
         }
+        // A request is held to `max`; a CA adding 50 names was not (hostile-connector review
+        // of stop 41).
+        if sans.len() > self.sans.max {
+            return Err(format!(
+                "it names {} subjectAltNames; the profile allows at most {}",
+                sans.len(),
+                self.sans.max
+            ));
+        }
         sans.iter().try_for_each(|san| {
             san.validate().map_err(|e| format!("its subjectAltName is malformed: {e}"))?;
             self.san_allowed(san)
         })
+    }
+
+    /// Whether a returned certificate's subject needs [`ProfileDef::check_issued_subject`]: the
+    /// profile fixes a field no request may override.
+    pub fn fixes_subject(&self) -> bool {
+        let t = &self.subject;
+        [
+            (!t.o.is_empty(), SubjectField::O),
+            (!t.ou.is_empty(), SubjectField::Ou),
+            (t.l.is_some(), SubjectField::L),
+            (t.st.is_some(), SubjectField::St),
+            (t.c.is_some(), SubjectField::C),
+        ]
+        .iter()
+        .any(|(fixed, field)| *fixed && !t.overridable.contains(field))
+    }
+
+    /// Checks the subject a CA put in a certificate: a field the profile fixes (and no request
+    /// may override) is the profile's value or absent — a CA may leave fields out, as public
+    /// ones leave out all but the CN, and may add fields the profile does not fix (an OV CA's
+    /// validated O), but not name another organization than the one the profile fixes
+    /// (hostile-connector review of stop 41: `O=Evil Corp` was stored under `o = ["Example
+    /// Ltd"]`).
+    pub fn check_issued_subject(&self, s: &Subject) -> Result<(), String> {
+        let t = &self.subject;
+        let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+        for (field, fixed, issued) in [
+            (SubjectField::O, t.o.clone(), s.organization.clone()),
+            (SubjectField::Ou, t.ou.clone(), s.organizational_unit.clone()),
+            (SubjectField::L, one(&t.l), one(&s.locality)),
+            (SubjectField::St, one(&t.st), one(&s.state)),
+            (SubjectField::C, one(&t.c), one(&s.country)),
+        ] {
+            if !fixed.is_empty() && !issued.is_empty() && issued != fixed && !t.overridable.contains(&field) {
+                return Err(format!(
+                    "its subject's {} is {:?}, not the profile's {:?}",
+                    subject_field_name(field),
+                    issued.join(", "),
+                    fixed.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the subject CN a CA put in a certificate against the profile's CN rules (length,

@@ -171,6 +171,10 @@ pub enum VerificationError {
         /// The rule the certificate breaks.
         rule: String,
     },
+    /// The certificate's subject or names hold a sensitive value of the call: stored, it
+    /// would be shown to every role, in every listing and download.
+    #[error("its {0} holds a sensitive value of the call, which would be stored and shown in the clear")]
+    HoldsSensitive(&'static str),
     /// A renewal answered with the certificate it renews.
     #[error("it is certificate {0}, the one being renewed: the CA issued nothing new")]
     NotRenewed(i64),

@@ -306,6 +306,48 @@ fn a_certificate_trusted_beyond_the_request_is_refused_and_nothing_is_stored() {
     every_order_failed_and_nothing_stored(&app);
 }
 
+/// Hostile-connector review of stop 41: the profile's rules held for the names a CA returned,
+/// not for the rest of what it put in the certificate — another organization than the one
+/// the profile fixes, 50 names more than its `max`, a secret of the call copied into an OU
+/// (stored, and shown to every role).
+#[test]
+fn a_certificate_breaking_the_profiles_subject_max_or_holding_a_secret_is_refused() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let token = app.path("token");
+    std::fs::write(&token, "tok-S3CRET-41\n").expect("token");
+    let cases = [
+        (
+            "other_o",
+            "[subject]\no = [\"Example Ltd\"]\n",
+            "its subject's O is \"Evil Corp\", not the profile's \"Example Ltd\"",
+        ),
+        ("many_names", "[sans]\nmax = 10\n", "it names 51 subjectAltNames; the profile allows at most 10"),
+        (
+            "ou_secret",
+            &format!(
+                "[params]\ntoken = {{ sensitive = true, value = {{ file = {:?} }} }}\n",
+                token.display().to_string()
+            ),
+            "the returned certificate was refused: its subject holds a sensitive value of the call",
+        ),
+    ];
+    let mut accounts = String::new();
+    let mut profiles = Vec::new();
+    for (mode, rules, _) in &cases {
+        accounts.push_str(&scripted_account(mode, mode, &ca, ""));
+        profiles.push((*mode, format!("accounts = [\"{mode}\"]\n{rules}")));
+    }
+    let profile_refs: Vec<(&str, &str)> = profiles.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let conf = Conf::new(&app, &accounts, &profile_refs);
+    for (mode, _, reason) in &cases {
+        refused_with(&app, &conf, mode, reason);
+    }
+    every_order_failed_and_nothing_stored(&app);
+    let orders = conf.run(&app, &["orders", "list", "--json"]);
+    assert!(!orders.stdout.contains("tok-S3CRET-41"), "{}", orders.stdout);
+}
+
 /// Issues `www.example.com` at profile `profile` and checks it is refused with `reason`.
 fn refused_with(app: &App, conf: &Conf, profile: &str, reason: &str) {
     let r = conf.run(app, &["issue", "--profile", profile, "--cn", "www.example.com"]);
