@@ -16,6 +16,10 @@ pub const CLOCK_SKEW: i64 = 300;
 /// The most chain certificates a connector may return. Real chains have one to three; a
 /// longer one is stored and deployed with every renewal, and checked link by link.
 pub const MAX_CHAIN: usize = 10;
+/// Largest certificate (leaf or chain) the host stores, in DER bytes: a thousand names fit in
+/// a tenth of it; a 20 MiB extension was stored, 28 MB of inventory an issuance
+/// (hostile-connector review of stop 41).
+pub const MAX_CERTIFICATE_DER: usize = 256 * 1024;
 
 /// What the host asked for, against which the returned certificate is checked.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +116,14 @@ pub enum VerificationError {
         position: usize,
         /// The algorithm's name.
         algorithm: String,
+    },
+    /// A certificate larger than any real one ([`MAX_CERTIFICATE_DER`]).
+    #[error("{which} is {} KiB; certhost stores certificates of at most {} KiB", .size / 1024, MAX_CERTIFICATE_DER / 1024)]
+    TooLarge {
+        /// "the returned certificate" or "chain certificate N".
+        which: String,
+        /// Its DER size.
+        size: usize,
     },
     /// More chain certificates than any real chain has.
     #[error("the chain has {0} certificates; certhost accepts at most {MAX_CHAIN}")]
@@ -237,6 +249,9 @@ pub fn verify_issued(
         return Err(VerificationError::NoCertificate);
     }
     let der = blocks.remove(0);
+    if der.len() > MAX_CERTIFICATE_DER {
+        return Err(VerificationError::TooLarge { which: "the returned certificate".into(), size: der.len() });
+    }
     // Each certificate is parsed once; the parsed forms borrow `der` and `chain`.
     let leaf = cert::parse(&der).map_err(VerificationError::Unparsable)?;
     let info = CertificateInfo::from_parsed(&der, &leaf).map_err(VerificationError::Unparsable)?;
@@ -254,6 +269,9 @@ pub fn verify_issued(
     chain.retain(|c| *c != der);
     if chain.len() > MAX_CHAIN {
         return Err(VerificationError::ChainTooLong(chain.len()));
+    }
+    if let Some((i, c)) = chain.iter().enumerate().find(|(_, c)| c.len() > MAX_CERTIFICATE_DER) {
+        return Err(VerificationError::TooLarge { which: format!("chain certificate {}", i + 1), size: c.len() });
     }
     let mut issuers = Vec::with_capacity(chain.len());
     for (i, c) in chain.iter().enumerate() {
@@ -422,6 +440,32 @@ mod tests {
         assert_eq!(
             check_common_name("evil.bank.test", Some("www.example.com"), &sans),
             Err(VerificationError::UnexpectedCommonName("evil.bank.test".into()))
+        );
+    }
+
+    /// Hostile-connector review of stop 41: a certificate carrying a 20 MiB extension was
+    /// stored. One over the limit is refused before it is parsed.
+    #[test]
+    fn a_certificate_larger_than_any_real_one_is_refused() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["big.example.com".to_owned()]).expect("params");
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 99999, 1],
+            vec![0x41; MAX_CERTIFICATE_DER],
+        )];
+        let pem = params.self_signed(&key).expect("signed").pem();
+        let expected = Expected {
+            public_key_raw: key.public_key_raw(),
+            common_name: None,
+            sans: &[San::Dns("big.example.com".into())],
+            now: crate::clock::unix_now(),
+        };
+        let err = verify_issued(&expected, &pem, &[]).expect_err("too large");
+        assert!(matches!(err, VerificationError::TooLarge { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("the returned certificate is 256 KiB; certhost stores certificates of at most 256 KiB"),
+            "{err}"
         );
     }
 

@@ -605,6 +605,38 @@ fn import_from_account_pages_through_the_ca_and_skips_what_is_already_there() {
     assert_eq!((again["imported"].as_i64(), again["duplicate"].as_i64()), (Some(0), Some(3)));
 }
 
+/// Hostile-connector review of stop 41: a list whose cursor never ends (or comes back the
+/// same) was followed to its end silently — 100,000 calls, then "0 imported … 0 failed" and
+/// success. It stops, says why, and fails.
+#[test]
+fn import_from_account_says_why_it_stopped_following_a_list_that_does_not_end() {
+    let app = App::new();
+    let script = app.path("endless.py");
+    std::fs::write(
+        &script,
+        "def certificate_request(csr, common_name, args):\n    raise RuntimeError('lists only')\n\n\
+         def list_certificates(args, cursor):\n    n = int(cursor or 0)\n    \
+         return {'items': [], 'next_cursor': str(n if args.get('same') else n + 1)}\n",
+    )
+    .expect("script");
+    let script = script.display().to_string();
+    app.run(&["account", "create", "endless", "--connector", &script]).ok();
+    app.run(&["account", "create", "same", "--connector", &script, "--param", "same=1"]).ok();
+    let r = app.run(&["import-from-account", "endless"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(
+            "stopped at page 100: the connector returned 100 empty pages in a row, each with a cursor to another"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = app.run(&["import-from-account", "same", "--json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert!(report["stopped"].as_str().is_some_and(|s| s.contains("returned the cursor it was given")), "{report}");
+}
+
 /// Regression: a post-hook that prints the key it checks (`openssl pkey -in
 /// "$CERTHOST_KEY_FILE" -check` prints it) put the private key into the append-only audit
 /// log, readable by the auditor role and never deletable.

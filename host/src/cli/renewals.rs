@@ -154,6 +154,12 @@ pub struct ImportFromAccountArgs {
     json: bool,
 }
 
+/// Most pages `import-from-account` follows; a list longer than this is taken for one that
+/// never ends.
+const MAX_IMPORT_PAGES: u32 = 100_000;
+/// Most empty pages in a row it follows, each pointing to another.
+const MAX_EMPTY_PAGES: u32 = 100;
+
 /// Pages through the connector's `list_certificates` and imports every certificate it
 /// returns, deduplicated by SHA-256 thumbprint (Entrust's "import existing orders").
 pub fn import_from_account(
@@ -167,12 +173,14 @@ pub fn import_from_account(
     let rt = super::runtime()?;
     let mut cursor: Option<String> = None;
     let mut pages = 0u32;
+    let (mut empty_in_a_row, mut stopped) = (0u32, None::<String>);
     loop {
         let page = rt.block_on(async {
             let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
             p.list_account_certificates(&args.account, cursor.as_deref()).await
         })?;
         pages += 1;
+        empty_in_a_row = if page.items.is_empty() && page.unusable.is_empty() { empty_in_a_row + 1 } else { 0 };
         failed.extend(page.unusable.iter().map(|why| format!("page {pages}: {why}")));
         for item in &page.items {
             let order = match &item.ca_order_id {
@@ -223,17 +231,41 @@ pub fn import_from_account(
         if progress {
             eprint!("\rpage {pages}: {imported} imported, {duplicate} already present, {} failed", failed.len());
         }
+        // A connector whose cursor never ends, or comes back the same, was followed
+        // silently: "0 imported … 0 failed" and success (hostile-connector review of stop 41).
         match page.next_cursor {
-            Some(next) if Some(&next) != cursor.as_ref() && pages < 100_000 => cursor = Some(next),
-            _ => break,
+            Some(next) if Some(&next) == cursor.as_ref() => {
+                stopped = Some(format!(
+                    "stopped at page {pages}: the connector returned the cursor it was given, which would list the \
+                     same page again"
+                ));
+                break;
+            }
+            Some(_) if empty_in_a_row >= MAX_EMPTY_PAGES => {
+                stopped = Some(format!(
+                    "stopped at page {pages}: the connector returned {MAX_EMPTY_PAGES} empty pages in a row, each with \
+                     a cursor to another"
+                ));
+                break;
+            }
+            Some(_) if pages >= MAX_IMPORT_PAGES => {
+                stopped = Some(format!("stopped after {MAX_IMPORT_PAGES} pages: the connector's list did not end"));
+                break;
+            }
+            Some(next) => cursor = Some(next),
+            None => break,
         }
     }
     if progress {
         eprintln!();
     }
+    if let Some(why) = &stopped {
+        eprintln!("warning: {}; what was listed before is imported", output::terminal_safe(why));
+    }
     if args.json {
         output::json(&serde_json::json!({
             "imported": imported, "duplicate": duplicate, "without_certificate": without_pem, "failed": failed,
+            "stopped": stopped,
         }))?;
     } else {
         println!(
@@ -245,5 +277,5 @@ pub fn import_from_account(
             println!("  {}", output::terminal_safe(&f.to_string()));
         }
     }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed.is_empty() && stopped.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
