@@ -161,6 +161,12 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
         ),
         ("hostile/returns_none.py", limits(20, 512), "script returns_none: returned None instead of a certificate"),
         (
+            "hostile/returns_deeply_nested.py",
+            limits(20, 512),
+            "script returns_deeply_nested: the script's answer cannot be sent to the host: it is nested deeper than \
+             Python's recursion limit",
+        ),
+        (
             "hostile/returns_garbage.py",
             limits(20, 512),
             "script returns_garbage: returned a value of type int instead of a certificate (a PEM string or a status dict)",

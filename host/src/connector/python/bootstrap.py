@@ -601,7 +601,7 @@ def _dumps(reply):
     of making the whole reply unreadable — and with it a certificate the CA already issued."""
     try:
         text = json.dumps(reply, ensure_ascii=False, allow_nan=False)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         text = json.dumps({"kind": "error", "message": f"the script's answer cannot be sent to the host: {e}"})
     return text.encode("utf-8", "replace").decode("utf-8")
 
@@ -692,8 +692,16 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
     capture = _Capture(out, err).__enter__()
     try:
         result = fn(*argv)
-        value_type, value = _result(result)
-        reply = {"kind": "ok", "type": value_type, "value": value}
+        try:
+            value_type, value = _result(result)
+        except RecursionError:
+            # The answer's conversion failed, not the script: said so (hostile-connector
+            # review of stop 41: "script raised RecursionError" sent its author looking in
+            # their own code).
+            reply = {"kind": "error", "message": "the script's answer cannot be sent to the host: it is nested "
+                                                 "deeper than Python's recursion limit"}
+        else:
+            reply = {"kind": "ok", "type": value_type, "value": value}
     except SystemExit as e:
         code = e.code
         if code is None or isinstance(code, int):
