@@ -1076,3 +1076,43 @@ fn idle_and_slow_clients_are_disconnected_and_others_are_served_meanwhile() {
     let fields: Vec<&str> = files.split_whitespace().collect();
     assert_eq!(fields[3], fields[4], "the soft limit on open files is raised to the hard one: {files}");
 }
+
+/// API review of stop 40: a poll that failed answered 502 without saying when the order is
+/// polled again by itself; a client polling it sooner only adds load on the CA.
+#[test]
+fn a_failed_poll_says_when_the_order_is_polled_again() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = crate::python::fixture("broken_poll.py");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let issued = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "web", "cn": "www.example.com"}))
+        .send()
+        .expect("issue");
+    let status = issued.status();
+    let order: serde_json::Value = issued.json().expect("json");
+    assert_eq!(status, 202, "{order}");
+    let id = order["order_id"].as_i64().expect("order id");
+    let polled = http()
+        .post(format!("{}/v1/orders/{id}/poll", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("poll");
+    assert_eq!(polled.status(), 502);
+    assert_eq!(polled.headers()["location"], format!("/v1/orders/{id}").as_str());
+    let after: i64 = polled.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=3600).contains(&after), "{after}");
+    let problem: serde_json::Value = polled.json().expect("problem");
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("polling it failed") && d.contains("poll is broken")),
+        "{problem}"
+    );
+}

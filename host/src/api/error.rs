@@ -99,6 +99,9 @@ pub enum ApiError {
         error: Box<ApiError>,
         /// The order.
         order_id: i64,
+        /// When the order is tried again by itself (a failed poll's next poll), for
+        /// `Retry-After`: a client polling it sooner only adds load on the CA.
+        retry_after_s: Option<i64>,
     },
 }
 
@@ -139,8 +142,15 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(axum::http::header::LOCATION, location);
         }
-        if let ApiError::KeyHeld { retry: true, .. } = self {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        match self {
+            ApiError::KeyHeld { retry: true, .. } => {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+            }
+            ApiError::ForOrder { retry_after_s: Some(seconds), .. } => {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds.max(1)));
+            }
+            _ => {}
         }
         resp
     }
@@ -293,9 +303,11 @@ impl From<InventoryError> for ApiError {
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::KeyHeld(order_id) => ApiError::KeyHeld { detail: e.to_string(), order_id, retry: true },
             InventoryError::InUse(_) | InventoryError::Conflict(_) => ApiError::Conflict(e.to_string()),
-            InventoryError::RenewalOpen { order, .. } => {
-                ApiError::ForOrder { error: Box::new(ApiError::Conflict(e.to_string())), order_id: order }
-            }
+            InventoryError::RenewalOpen { order, .. } => ApiError::ForOrder {
+                error: Box::new(ApiError::Conflict(e.to_string())),
+                order_id: order,
+                retry_after_s: None,
+            },
             InventoryError::BadLookup(_) | InventoryError::InvalidStatus(_) | InventoryError::InvalidFilter(_) => {
                 ApiError::BadRequest(e.to_string())
             }
@@ -347,9 +359,13 @@ impl From<IssueError> for ApiError {
             | IssueError::IdempotencyMismatch { order_id } => Some(*order_id),
             _ => None,
         };
+        let retry_after_s = match &e {
+            IssueError::PollFailed { retry_in_s, .. } => Some(*retry_in_s),
+            _ => None,
+        };
         let error = Self::from_issue(e);
         match order_id {
-            Some(order_id) => ApiError::ForOrder { error: Box::new(error), order_id },
+            Some(order_id) => ApiError::ForOrder { error: Box::new(error), order_id, retry_after_s },
             None => error,
         }
     }

@@ -121,7 +121,9 @@ async fn to_completion_within<T: Send + 'static>(
     match tokio::time::timeout(limit, task).await {
         Ok(joined) => joined.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?,
         Err(_) => Err(match seen.get() {
-            Some(&order_id) => ApiError::ForOrder { error: Box::new(ApiError::TimedOut), order_id },
+            Some(&order_id) => {
+                ApiError::ForOrder { error: Box::new(ApiError::TimedOut), order_id, retry_after_s: None }
+            }
             None => ApiError::TimedOut,
         }),
     }

@@ -119,7 +119,8 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
 
 #[utoipa::path(post, path = "/v1/orders/{id}/poll", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = OrderStep), (status = "4XX", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The CA or its connector failed", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The CA or its connector failed; a failed poll of an order still pending says in `Retry-After` when it is polled again by itself", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds until the order is polled again (a failed poll)"), ("Location" = String, description = "/v1/orders/{id}"))),
         (status = 503, description = "The server's configuration stops the request (a parameter's file or variable unreadable)", body = Problem, content_type = "application/problem+json")))]
 async fn poll(
     State(state): State<AppState>,
