@@ -1101,11 +1101,7 @@ fn a_failed_poll_says_when_the_order_is_polled_again() {
     let order: serde_json::Value = issued.json().expect("json");
     assert_eq!(status, 202, "{order}");
     let id = order["order_id"].as_i64().expect("order id");
-    let polled = http()
-        .post(format!("{}/v1/orders/{id}/poll", server.base))
-        .bearer_auth(&token)
-        .send()
-        .expect("poll");
+    let polled = http().post(format!("{}/v1/orders/{id}/poll", server.base)).bearer_auth(&token).send().expect("poll");
     assert_eq!(polled.status(), 502);
     assert_eq!(polled.headers()["location"], format!("/v1/orders/{id}").as_str());
     let after: i64 = polled.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
