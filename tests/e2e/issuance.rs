@@ -529,8 +529,8 @@ fn a_worker_that_dies_during_the_call_holds_its_order_as_a_timeout_does() {
     let err = r.fails(4);
     assert!(
         err.contains(
-            "order 1 needs attention: script scripted_ca: the script's worker was killed by signal 11 during the call \
-             of certificate_request"
+            "order 1 needs attention: script scripted_ca: the script's worker was killed by signal 11 (SIGSEGV: a \
+             crash in native code, a C extension the script uses) during the call of certificate_request"
         ),
         "{err}"
     );

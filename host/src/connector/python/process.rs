@@ -209,6 +209,20 @@ impl StderrLog {
     }
 }
 
+/// What a signal that ended a worker usually means, for the error an author reads: a bare
+/// number sent them guessing (hostile-connector review of stop 41: a script that closed its
+/// file descriptors got "killed by signal 6").
+fn signal_hint(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGABRT => {
+            " (SIGABRT: the interpreter aborted, as it does when a script closes its standard streams or a C extension fails an assertion)"
+        }
+        libc::SIGSEGV => " (SIGSEGV: a crash in native code, a C extension the script uses)",
+        libc::SIGKILL => " (SIGKILL: killed from outside, by the kernel's out-of-memory killer or an operator)",
+        _ => "",
+    }
+}
+
 /// One stderr line in the log, redacted line by line: every line of a multi-line value is
 /// redacted on its own. Returns the line as logged.
 fn log_stderr_line(label: &str, rules: &Redactor, line: &str, cut: bool) {
@@ -447,7 +461,7 @@ impl WorkerProcess {
         let how = match status {
             Ok(Ok(st)) => match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
                 (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}{}", signal_hint(sig)),
                 _ => "ended".to_owned(),
             },
             _ => {
