@@ -41,6 +41,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
         };
         eprintln!("note: only the first {limit} of the {which} are shown; --limit N shows more, --limit 0 all");
     }
+    let now = certhost::clock::unix_now();
     if args.json {
         let up: Vec<serde_json::Value> = upcoming
             .iter()
@@ -48,7 +49,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
                 serde_json::json!({
                     "id": r.id, "common_name": r.common_name, "profile": r.profile,
                     "renew_after": output::rfc3339(r.renew_after), "not_after": output::rfc3339(r.not_after),
-                    "attempts": r.attempts, "last_error": r.last_error,
+                    "expired": r.not_after <= now, "attempts": r.attempts, "last_error": r.last_error,
                 })
             })
             .collect();
@@ -66,7 +67,12 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
                     r.common_name.clone().unwrap_or_default(),
                     r.profile.clone().unwrap_or_default(),
                     output::rfc3339(r.renew_after),
-                    output::rfc3339(r.not_after),
+                    // The ones an operator looks for first (operator review of stop 41).
+                    if r.not_after <= now {
+                        format!("{} (expired)", output::rfc3339(r.not_after))
+                    } else {
+                        output::rfc3339(r.not_after)
+                    },
                     if r.attempts == 0 {
                         "-".into()
                     } else {

@@ -560,12 +560,15 @@ impl Inventory {
     /// renewal is still being retried too.
     pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
         let mut out = Vec::new();
+        // `?1` is now, as in `claim_sql` (operator review of stop 41: it was bound to the
+        // limit, so `--limit 0`, all, left out the expired ones the scheduler retries).
+        let now = self.now();
         for status in [ACTIVE, EXPIRED] {
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
-                 FROM certificates WHERE {status} AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?1"
+                 FROM certificates WHERE {status} AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?2"
             ))?;
-            let rows = stmt.query_map([limit], |r| {
+            let rows = stmt.query_map(params![now, limit], |r| {
                 Ok(ScheduledRenewal {
                     id: r.get(0)?,
                     common_name: r.get(1)?,
@@ -670,6 +673,12 @@ mod tests {
             queued[0].contains("certificate 1 (") && queued[0].contains("expired before its automatic renewal ran"),
             "{queued:?}"
         );
+        // Listed with every limit, "all" (u32::MAX) included (operator review of stop 41: the
+        // limit was bound where now belongs, so "all" left it out).
+        for limit in [1, 10, u32::MAX] {
+            let listed: Vec<i64> = inv.scheduled_renewals(limit).expect("list").iter().map(|r| r.id).collect();
+            assert_eq!(listed, vec![1], "limit {limit}");
+        }
         let (claimed, _) = inv.claim_due_renewals(600, 20).expect("claim");
         assert_eq!(claimed, vec![1], "renewed though no attempt failed; certificate 2 does not renew automatically");
     }
