@@ -195,6 +195,7 @@ fn clean(text: &str) -> String {
 fn payload(n: &Notification) -> serde_json::Value {
     serde_json::json!({
         "id": n.id,
+        "delivery_id": n.delivery_id,
         "kind": n.kind,
         "certificate_id": n.certificate_id,
         "subject": n.subject,
@@ -277,7 +278,7 @@ async fn send_webhook(
         .post(&w.url)
         .header("content-type", "application/json")
         .header("x-certhost-event", n.kind.as_str())
-        .header("x-certhost-delivery", n.id.to_string());
+        .header("x-certhost-delivery", n.delivery_id.as_str());
     if let Some(src) = &w.secret {
         let secret =
             crate::param::resolve(src, "secret", "the webhook", env).map_err(|e| NotifyError::Config(e.to_string()))?;
@@ -492,6 +493,7 @@ mod tests {
             attempts: 0,
             webhook_sent: false,
             email_sent: false,
+            delivery_id: "d".into(),
         };
         let text = super::mail_text(&n);
         assert!(text.starts_with("certhost: order 12 (www.example.com, profile web) awaits approval"), "{text}");

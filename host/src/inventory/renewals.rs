@@ -61,6 +61,9 @@ pub struct Notification {
     pub webhook_sent: bool,
     /// Already delivered by e-mail.
     pub email_sent: bool,
+    /// What tells this notification's deliveries from every other's (`X-Certhost-Delivery`):
+    /// random, since a restore hands out row ids again for other events.
+    pub delivery_id: String,
 }
 
 /// A notification channel, whose delivery is recorded on its own.
@@ -105,8 +108,8 @@ pub(crate) fn enqueue(
     detail: &serde_json::Value,
 ) -> Result<(), InventoryError> {
     tx.execute_cached(
-        "INSERT INTO notifications (kind, certificate_id, subject, detail, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO notifications (kind, certificate_id, subject, detail, created_at, next_attempt_at, delivery_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, lower(hex(randomblob(16))))",
         params![kind, certificate_id, subject, detail.to_string(), now],
     )?;
     Ok(())
@@ -450,7 +453,8 @@ impl Inventory {
         let tx = super::write_tx(&mut self.conn)?;
         let rows: Vec<Notification> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT id, kind, certificate_id, subject, detail, created_at, attempts, webhook_sent_at, email_sent_at
+                "SELECT id, kind, certificate_id, subject, detail, created_at, attempts, webhook_sent_at, email_sent_at,
+                        COALESCE(delivery_id, CAST(id AS TEXT))
                  FROM notifications WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
             )?;
             stmt.query_map(params![now, limit], |r| {
@@ -465,6 +469,7 @@ impl Inventory {
                     attempts: r.get(6)?,
                     webhook_sent: r.get::<_, Option<i64>>(7)?.is_some(),
                     email_sent: r.get::<_, Option<i64>>(8)?.is_some(),
+                    delivery_id: r.get(9)?,
                 })
             })?
             .collect::<Result<_, _>>()?
@@ -683,6 +688,29 @@ mod tests {
         assert_eq!(claimed, vec![1], "renewed though no attempt failed; certificate 2 does not renew automatically");
     }
 
+    /// Operator review of stop 41: deliveries were told apart by row id, which a restore hands
+    /// out again; each notification has a random delivery id, and one queued before the
+    /// column existed keeps its row id.
+    #[test]
+    fn a_notification_has_a_delivery_id_of_its_own() {
+        let (_dir, mut inv) = super::super::scratch();
+        inv.set_clock(Some(100));
+        for _ in 0..2 {
+            super::enqueue(&inv.conn, 100, "revoked", None, "s", &serde_json::json!({})).expect("queue");
+        }
+        inv.conn
+            .execute(
+                "INSERT INTO notifications (kind, subject, created_at, next_attempt_at) VALUES ('revoked', 's', 100, 100)",
+                [],
+            )
+            .expect("an older row");
+        let ids: Vec<String> =
+            inv.claim_notifications(60, 10).expect("claim").into_iter().map(|n| n.delivery_id).collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids[0].len() == 32 && ids[1].len() == 32 && ids[0] != ids[1], "{ids:?}");
+        assert_eq!(ids[2], "3", "an older row's delivery id is its row id");
+    }
+
     /// Regression: a round renewed its whole batch one after another on the lease taken at
     /// the start; once it ran out, another scheduler could claim a certificate still waiting
     /// its turn in the first round, and both renewed it.
@@ -739,6 +767,7 @@ mod tests {
             attempts: 0,
             webhook_sent: false,
             email_sent: false,
+            delivery_id: "d".into(),
         };
         assert!(both.wants(super::Channel::Email, &n(200)) && !both.wants(super::Channel::Email, &n(199)));
         assert!(!super::ChannelsSince::default().wants(super::Channel::Webhook, &n(1_000)), "not configured");

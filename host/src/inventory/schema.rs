@@ -395,6 +395,12 @@ const MIGRATIONS: &[&str] = &[
     //     Rust (`settle_compromises`); the version is what makes it run once, and what makes
     //     that build refuse an inventory it would misread.
     "",
+    // 18: a webhook told deliveries apart by the notification's row id, which a restore
+    //     hands out again for other events: a receiver that dropped repeats dropped those
+    //     (operator review of stop 41). A notification now carries a random delivery id of
+    //     its own; one queued before keeps its row id as its delivery id. Rust
+    //     (`add_delivery_ids`), so that running it again changes nothing.
+    "",
 ];
 
 /// The schema version this binary writes.
@@ -427,6 +433,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
         if found + 1 == SETTLED_COMPROMISES_VERSION {
             settle_compromises(&tx, crate::clock::unix_now())?;
         }
+        if found + 1 == DELIVERY_ID_VERSION {
+            add_delivery_ids(&tx)?;
+        }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
@@ -435,6 +444,22 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
 /// The version that names every compromised RSA key by its modulus, records the compromises
 /// a version-16 inventory may lack and acts on them.
 const SETTLED_COMPROMISES_VERSION: u32 = 17;
+
+/// The version whose notifications carry a delivery id of their own.
+const DELIVERY_ID_VERSION: u32 = 18;
+
+/// Adds `notifications.delivery_id`, unless it is there (a migration run again).
+fn add_delivery_ids(tx: &rusqlite::Transaction<'_>) -> Result<(), InventoryError> {
+    let there: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('notifications') WHERE name = 'delivery_id')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !there {
+        tx.execute_batch("ALTER TABLE notifications ADD COLUMN delivery_id TEXT;")?;
+    }
+    Ok(())
+}
 
 /// Who the audit log says made a certificate due for a compromise a migration found.
 const UPGRADE_ACTOR: &str = "certhost upgrade";
