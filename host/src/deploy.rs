@@ -81,16 +81,21 @@ pub enum DeployError {
     #[error("{0}")]
     Invalid(String),
     /// The pre-deploy hook said no.
-    #[error("pre-deploy hook failed ({status}); nothing was written")]
+    #[error("pre-deploy hook failed ({status}){said}; nothing was written")]
     PreHook {
         /// Exit status or "timed out after Ns".
         status: String,
+        /// `: "its last line of output"` (redacted), or empty: why it failed is in what it
+        /// said, which only the audit log held (operator review of stop 41).
+        said: String,
     },
     /// The post-deploy hook failed (the files are in place).
-    #[error("post-deploy hook failed ({status}); the files were written")]
+    #[error("post-deploy hook failed ({status}){said}; the files were written")]
     PostHook {
         /// Exit status or "timed out after Ns".
         status: String,
+        /// As [`DeployError::PreHook`]'s.
+        said: String,
     },
     /// Writing a file failed.
     #[error("{path}: {reason}")]
@@ -424,9 +429,10 @@ async fn deploy_one(
     let vars = hook_env(cert, target);
     if let Some(cmd) = &target.pre_hook {
         let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout());
-        output.push_str(&redact(&out));
+        let out = redact(&out);
+        output.push_str(&out);
         if let Err(status) = status {
-            return (Err(DeployError::PreHook { status }), cap(output));
+            return (Err(DeployError::PreHook { status, said: last_line(&out) }), cap(output));
         }
     }
     // Each file is fsynced, and its directory: milliseconds on a runtime worker otherwise.
@@ -435,12 +441,25 @@ async fn deploy_one(
     }
     if let Some(cmd) = &target.post_hook {
         let (status, out) = run_hook(cmd, &vars, &hidden_names, target.timeout());
-        output.push_str(&redact(&out));
+        let out = redact(&out);
+        output.push_str(&out);
         if let Err(status) = status {
-            return (Err(DeployError::PostHook { status }), cap(output));
+            return (Err(DeployError::PostHook { status, said: last_line(&out) }), cap(output));
         }
     }
     (Ok(()), cap(output))
+}
+
+/// A failed hook's last line of (redacted) output, quoted for its error: `: "nginx: [emerg] …"`,
+/// at most 200 characters, without control characters; empty when it printed nothing.
+fn last_line(out: &str) -> String {
+    match out.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => {
+            let line: String = line.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).take(200).collect();
+            format!(": {line:?}")
+        }
+        None => String::new(),
+    }
 }
 
 fn cap(mut s: String) -> String {
