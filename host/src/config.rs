@@ -343,6 +343,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
+/// Whether `recorded` (an inventory's [`Inventory::config_file`]) is the file at `config_path`.
+pub fn same_config(recorded: &Path, config_path: &Path) -> bool {
+    same_file(recorded, &identity(config_path))
+}
+
 /// The other configuration file the inventory's file-defined accounts and profiles came
 /// from, when `config_path` is not it. Loading `config_path` would replace them all — what a
 /// `certhost orders list` run in another project's directory did, through the

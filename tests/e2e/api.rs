@@ -1112,3 +1112,38 @@ fn a_failed_poll_says_when_the_order_is_polled_again() {
         "{problem}"
     );
 }
+
+/// Operator review of stop 41: one profile file with a typo kept `serve` from starting — and
+/// every renewal, deployment retry and notification with it — where a SIGHUP with the same
+/// typo keeps what was loaded. Once the file's definitions are stored, they are served, and
+/// the error is logged.
+#[test]
+fn serve_starts_on_the_definitions_last_loaded_when_a_profile_file_breaks() {
+    let app = App::new();
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = crate::python::fixture("scripted_ca.py");
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    let cfg = config.to_str().expect("utf8");
+    assert!(app.run(&["--config", cfg, "profile", "list"]).ok().contains("web"));
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\noops = = 1\n").expect("broken");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("reader", "auditor");
+    let profiles: serde_json::Value = http()
+        .get(format!("{}/v1/profiles", server.base))
+        .bearer_auth(&token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(profiles["items"][0]["name"], "web", "{profiles}");
+    let log = server.log();
+    assert!(
+        log.contains("configuration not loaded; serving the accounts and profiles as last loaded")
+            && log.contains("web.toml"),
+        "{log}"
+    );
+}

@@ -56,16 +56,26 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry = super::registry(&env.data_dir, env);
     let mut inv = inv;
-    if let Some(path) = &config {
-        // At start-up every definition is checked against its connector, also those an
-        // older version stored; the connectors loaded for it stay loaded for serving.
-        let report = rt.block_on(certhost::config::load(&mut inv, path, &env.actor, &registry, true))?;
-        super::log_report(&report, path);
-    }
     let file = match &config {
         Some(path) => certhost::config::read_file(path)?,
         None => certhost::config::ConfigFile::default(),
     };
+    if let Some(path) = &config {
+        // At start-up every definition is checked against its connector, also those an
+        // older version stored; the connectors loaded for it stay loaded for serving.
+        match rt.block_on(certhost::config::load(&mut inv, path, &env.actor, &registry, true)) {
+            Ok(report) => super::log_report(&report, path),
+            // A profile file with a typo stopped `serve` from starting — every renewal,
+            // deployment retry and notification with it — where a SIGHUP with the same typo
+            // keeps what was loaded (operator review of stop 41). Once this file's
+            // definitions are stored, they are served, and the error said at every level.
+            Err(e) if inv.config_file()?.is_some_and(|recorded| certhost::config::same_config(&recorded, path)) => {
+                let e = super::sentence(&anyhow::Error::from(e));
+                tracing::error!(error = %e, "configuration not loaded; serving the accounts and profiles as last loaded (fix the file, then send SIGHUP)");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let listen = match args.listen.or(file.server.listen) {
         Some(a) => a,
         // A constant that parses: checked by the unit test below.
