@@ -586,3 +586,48 @@ fn the_verifier_refuses_leaves_clients_read_as_more_and_signatures_that_prove_no
         "{err}"
     );
 }
+
+/// Operator review of stop 41: after a kill -9 mid-round, a restarted `serve` left the
+/// certificates the dead process had claimed (not yet sent to a CA) alone for the whole
+/// ten-minute lease, some expiring meanwhile. A `serve` that has the data directory to itself
+/// lets go of them; one that does not (another process has it open) leaves them.
+#[test]
+fn serve_lets_go_of_a_dead_processs_renewal_claims_only_when_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    drop(certhost::inventory::open_data_dir(dir.path(), None).expect("create"));
+    let db = dir.path().join("certhost.db");
+    let claim = |until: Option<i64>| {
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        conn.execute("DELETE FROM certificates", []).expect("clear");
+        conn.execute(
+            "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                 key_algorithm, key_bits, status, source, created_at, renew_after, renewal_lease_until)
+             VALUES ('leaf', '01', '01', '01', 'CN=a', 'CN=ca', '[]', 0, 4102444800, 'ec-p256', 256, 'active', 'issue', 0, 1, ?1)",
+            [until],
+        )
+        .expect("claimed certificate");
+    };
+    let lease = || -> Option<i64> {
+        rusqlite::Connection::open(&db)
+            .expect("db")
+            .query_row("SELECT renewal_lease_until FROM certificates", [], |r| r.get(0))
+            .expect("lease")
+    };
+    claim(Some(4_000_000_000));
+    // Another process has the directory open: its claims may be live.
+    let other = std::fs::File::open(dir.path().join("certhost.lock")).expect("lock file");
+    other.try_lock_shared().expect("shared");
+    let (inv, _, released) = certhost::inventory::open_data_dir_for_serve(dir.path(), None).expect("open");
+    assert_eq!(released, 0);
+    assert_eq!(lease(), Some(4_000_000_000));
+    drop(inv);
+    drop(other);
+    // Alone: every claim is a dead process's.
+    let (inv, _, released) = certhost::inventory::open_data_dir_for_serve(dir.path(), None).expect("open");
+    assert_eq!(released, 1);
+    assert_eq!(lease(), None);
+    // And the directory is shared again: another process opens it while this one serves.
+    let other = std::fs::File::open(dir.path().join("certhost.lock")).expect("lock file");
+    other.try_lock_shared().expect("shared while serving");
+    drop(inv);
+}

@@ -205,7 +205,15 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd, env),
         Command::Serve(args) => {
-            let inv = open_inventory(&data_dir, env)?;
+            let (inv, _key, released) =
+                certhost::inventory::open_data_dir_for_serve(&data_dir, env.master_key.as_deref())?;
+            let inv = hiding_secret_variables(inv);
+            if released > 0 {
+                tracing::warn!(
+                    "{released} renewal claim(s) of a process that ended without giving them back (killed?) let go of: \
+                     what was due is renewed now"
+                );
+            }
             let config = config_in_use(config.as_deref(), &inv, true)?;
             serve::run(args, inv, config, env)
         }
@@ -568,12 +576,16 @@ fn require_inventory(data_dir: &Path) -> anyhow::Result<()> {
 /// Opens the inventory with the master key from the environment or the key file.
 fn open_inventory(data_dir: &Path, env: &Env) -> anyhow::Result<Inventory> {
     let (inv, _key) = certhost::inventory::open_data_dir(data_dir, env.master_key.as_deref())?;
-    // Before any command can start a Python worker or a hook: none of them gets a variable a
-    // stored secret is read from, whichever account or profile it belongs to.
+    Ok(hiding_secret_variables(inv))
+}
+
+/// Before any command can start a Python worker or a hook: none of them gets a variable a
+/// stored secret is read from, whichever account or profile it belongs to.
+fn hiding_secret_variables(inv: Inventory) -> Inventory {
     if let Err(e) = inv.hide_secret_variables() {
         tracing::warn!("cannot read every stored definition for the variables its secrets come from: {e}");
     }
-    Ok(inv)
+    inv
 }
 
 /// The error chain as one line: "outer: inner: root".

@@ -88,6 +88,29 @@ pub fn open_data_dir(data_dir: &Path, explicit: Option<&str>) -> Result<(Invento
     opened
 }
 
+/// [`open_data_dir`] for `certhost serve`: when no other process has `data_dir` open, the
+/// renewal claims a process killed mid-round left (a ten-minute lease each) are let go of
+/// first — their owner is certainly gone — so the scheduler's first round renews at once
+/// what was due (operator review of stop 41: after a kill -9, certificates claimed but not yet
+/// sent waited out the lease, some expiring meanwhile). With another process there (a second
+/// `serve`, a command running), the leases are left to run out, as they must. Returns how
+/// many claims were let go of.
+pub fn open_data_dir_for_serve(
+    data_dir: &Path,
+    explicit: Option<&str>,
+) -> Result<(Inventory, MasterKey, usize), InventoryError> {
+    super::create_data_dir(data_dir)?;
+    let alone =
+        if super::dir_lock::held_here(data_dir) { None } else { super::dir_lock::try_hold_exclusive(data_dir)? };
+    let (mut inv, key) = open_data_dir(data_dir, explicit)?;
+    let mut released = 0;
+    if let Some(hold) = alone {
+        released = inv.release_every_renewal_claim()?;
+        hold.share(data_dir)?;
+    }
+    Ok((inv, key, released))
+}
+
 fn open_with_key(data_dir: &Path, explicit: Option<&str>) -> Result<(Inventory, MasterKey), InventoryError> {
     // Processes starting together after a crash race to finish the rotation: the one that
     // finds the staged key gone reads the key file again (review of stop 35: it failed with

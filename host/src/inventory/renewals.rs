@@ -370,6 +370,15 @@ impl Inventory {
         Ok(())
     }
 
+    /// Lets go of every certificate's renewal claim: only for a process that has the data
+    /// directory to itself, so that every claim is a dead process's
+    /// ([`super::open_data_dir_for_serve`]).
+    pub(super) fn release_every_renewal_claim(&mut self) -> Result<usize, InventoryError> {
+        Ok(self
+            .conn
+            .execute("UPDATE certificates SET renewal_lease_until = NULL WHERE renewal_lease_until IS NOT NULL", [])?)
+    }
+
     /// Gives a claim back without recording anything (e.g. a renewal already in progress).
     pub fn release_renewal(&mut self, id: i64) -> Result<(), InventoryError> {
         self.conn.execute_cached("UPDATE certificates SET renewal_lease_until = NULL WHERE id = ?1", [id])?;
