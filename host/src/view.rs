@@ -138,6 +138,28 @@ pub struct CertView<'a> {
     /// Why and when it was revoked (detail views of a revoked certificate only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationView>,
+    /// When it renews automatically, and how its renewal has gone (detail views of a
+    /// certificate with a renewal scheduled only): "why didn't it renew?" had no answer
+    /// outside `certhost renewals` (operator review of stop 41).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<RenewalView>,
+}
+
+/// A certificate's automatic renewal.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RenewalView {
+    /// When it is due (RFC 3339); past while a renewal is retried or under way.
+    #[schema(format = DateTime)]
+    pub renews_at: String,
+    /// Failed attempts in a row.
+    pub attempts: i64,
+    /// The last attempt's error (redacted), while attempts fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// An open renewal order (pending at the CA, awaiting approval, held for an operator),
+    /// which decides before another is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_order_id: Option<i64>,
 }
 
 /// The revocation of a certificate, as its audit event recorded it.
@@ -199,6 +221,9 @@ impl CertView<'_> {
         if self.status != "active" {
             self.successor_id = inv.successor(self.id)?;
         }
+        self.renewal = inv.renewal_state(self.id)?.map(|(renews_at, attempts, last_error, open_order_id)| {
+            RenewalView { renews_at: rfc3339(renews_at), attempts, last_error, open_order_id }
+        });
         if self.status == "revoked" {
             self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {
                 reason,
@@ -238,6 +263,7 @@ impl<'a> CertView<'a> {
             pem: with_pem.then_some(r.pem.as_str()),
             chain_pem: with_pem.then_some(r.chain_pem.as_str()),
             deployments: Vec::new(),
+            renewal: None,
             deploy_retries: Vec::new(),
             revocation: None,
         }

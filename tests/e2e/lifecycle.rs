@@ -282,6 +282,16 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     assert_eq!(entry["attempts"], 1, "{entry}");
     let error = entry["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("rejected") && error.contains("the CA's validation team said no"), "{entry}");
+    // The certificate's own view says it too (operator review of stop 41: only `renewals` did).
+    let shown = server.app.json(&["show", "1", "--json"]);
+    assert_eq!(shown["renewal"]["attempts"], 1, "{shown}");
+    assert!(shown["renewal"]["last_error"].as_str().is_some_and(|e| e.contains("said no")), "{shown}");
+    let text = server.app.run(&["show", "1"]);
+    assert!(
+        text.ok().contains("Renewal:") && text.stdout.contains("1 attempt(s) failed, the last: "),
+        "{}",
+        text.stdout
+    );
     // While the order was pending, and in the minute of backoff after, nothing else was sent.
     std::thread::sleep(Duration::from_secs(4));
     let orders = renewal_orders(&server.app);

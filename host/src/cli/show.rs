@@ -92,6 +92,20 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         let line = format!("{} at {} by {}{comment}", r.reason, r.at, r.by);
         println!("{:<12} {}", "Revoked:", output::terminal_safe(&line));
     }
+    if let Some(r) = &view.renewal {
+        let mut line = format!("renews at {}", r.renews_at);
+        if r.attempts > 0 {
+            line.push_str(&format!(
+                "; {} attempt(s) failed, the last: {}",
+                r.attempts,
+                r.last_error.as_deref().unwrap_or("-")
+            ));
+        }
+        if let Some(order) = r.open_order_id {
+            line.push_str(&format!("; renewal order {order} is open (certhost orders show {order})"));
+        }
+        println!("{:<12} {}", "Renewal:", output::terminal_safe(&line));
+    }
     for d in &view.deployments {
         let line = format!("{} {} at {} ({})", d.outcome, d.target, d.at, d.message);
         println!("{:<12} {}", "Deployed:", output::terminal_safe(&line));

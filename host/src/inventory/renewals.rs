@@ -370,6 +370,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// Certificate `id`'s automatic renewal, when one is scheduled: (due at, failed attempts
+    /// in a row, the last error, an open renewal order).
+    pub fn renewal_state(&self, id: i64) -> Result<Option<(i64, i64, Option<String>, Option<i64>)>, InventoryError> {
+        Ok(self
+            .conn
+            .query_row_cached(
+                &format!(
+                    "SELECT renew_after, renewal_attempts, renewal_error,
+                            (SELECT max(id) FROM orders WHERE predecessor_id = certificates.id AND {})
+                     FROM certificates WHERE id = ?1 AND renew_after IS NOT NULL",
+                    super::orders::OPEN
+                ),
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?)
+    }
+
     /// Lets go of every certificate's renewal claim: only for a process that has the data
     /// directory to itself, so that every claim is a dead process's
     /// ([`super::open_data_dir_for_serve`]).
