@@ -302,7 +302,7 @@ pub async fn load(
     }
     for (name, (_, def)) in &profiles {
         if inv.sync_file_profile(name, def, actor)? != Upsert::Unchanged {
-            if let Some(why) = def.split_key_and_certificate() {
+            for why in def.deploy_warnings() {
                 tracing::warn!("profile {name}: {why}");
             }
             report.profiles_changed.push(name.clone());

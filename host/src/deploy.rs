@@ -111,6 +111,18 @@ pub enum DeployError {
 }
 
 impl DeployTarget {
+    /// Why this target's `owner` or `group` would fail every deployment on this host (no
+    /// such user or group), if it would: said when the profile is loaded, not at each
+    /// deployment (operator review of stop 41: `owner = "www-dta"` was accepted). Not
+    /// refused: the user may be made after the profile (a package installed later).
+    pub fn unknown_owner(&self) -> Option<String> {
+        let owner = self.owner.as_deref().and_then(|o| user_id(o).err());
+        let group = self.group.as_deref().and_then(|g| group_id(g).err());
+        owner
+            .or(group)
+            .map(|e| format!("deploy target {}: {e}; each deployment to it fails until it exists", self.describe()))
+    }
+
     /// A short description for listings: `files:/etc/nginx/tls/web.pem`.
     pub fn describe(&self) -> String {
         let first = [&self.fullchain, &self.cert, &self.key, &self.pkcs12, &self.chain]

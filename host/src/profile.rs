@@ -392,6 +392,15 @@ impl ProfileDef {
         Ok(())
     }
 
+    /// What to say about this profile's deploy targets when it changes: a key and its
+    /// certificate in different targets, an owner or group this host does not have.
+    pub fn deploy_warnings(&self) -> Vec<String> {
+        self.split_key_and_certificate()
+            .into_iter()
+            .chain(self.deploy.iter().filter_map(|t| t.unknown_owner()))
+            .collect()
+    }
+
     /// Why the deploy targets could leave a key beside a certificate it does not match, if they
     /// could: a target is written as a whole (all its files or none), but a key in one target
     /// and its certificate in another are not, and when one fails the other is already

@@ -762,3 +762,30 @@ fn listing_a_configuration_in_a_new_data_directory_says_it_made_an_inventory() {
     again.ok();
     assert!(!again.stderr.contains("note:"), "{}", again.stderr);
 }
+
+/// Operator review of stop 41: a deploy target's `owner = "www-dta"` (a typo) was accepted,
+/// and every deployment then failed. Said when the profile is made; not refused, since the
+/// user may come later.
+#[test]
+fn a_deploy_owner_this_host_does_not_have_is_said_when_the_profile_is_made() {
+    let app = App::new();
+    app.run(&["account", "create", "lab", "--connector", crate::wasm::component("local-ca").to_str().expect("utf8")])
+        .ok();
+    let file = app.path("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "accounts = [\"lab\"]\n[[deploy]]\ncert = \"{}\"\nowner = \"no-such-user-4711\"\n",
+            app.path("out/cert.pem").display()
+        ),
+    )
+    .expect("profile");
+    let r = app.run(&["profile", "create", "web", "--file", file.to_str().expect("utf8")]);
+    assert!(r.ok().contains("profile web created"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("warning: profile web: deploy target files:")
+            && r.stderr.contains("owner no-such-user-4711 is not a user on this host; each deployment to it fails"),
+        "{}",
+        r.stderr
+    );
+}

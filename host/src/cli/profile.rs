@@ -102,6 +102,9 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             certhost::config::check_links(&name, &def, &accounts)?;
             let registry = super::registry(&env.data_dir, env);
             super::runtime()?.block_on(def.check_connectors(&name, &accounts, &registry))?;
+            for why in def.deploy_warnings() {
+                eprintln!("warning: profile {name}: {}", output::terminal_safe(&why));
+            }
             // Each write checks again in its own transaction: a profile made or deleted
             // meanwhile makes this fail instead of being silently replaced or made again.
             match inv.profile(&name)? {
