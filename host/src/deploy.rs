@@ -362,7 +362,9 @@ pub async fn deploy(
             },
         };
         if !report.ok {
-            tracing::warn!(certificate = cert.id, target = %report.target, "{}", crate::connector::redact::one_line(&report.message));
+            // An outcome: a command that reports it (issue, renew, deploy) does not log it as
+            // well — the same sentence came twice (operator review of stop 41); `serve` does.
+            tracing::warn!(target: crate::issue::OUTCOME_LOG_TARGET, certificate = cert.id, deploy_target = %report.target, "{}", crate::connector::redact::one_line(&report.message));
         }
         // Through the inventory's writer: in `serve`, the group committer, which every other
         // write there waits on too, instead of a transaction of its own competing for the lock.

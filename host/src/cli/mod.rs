@@ -617,7 +617,12 @@ pub fn init_tracing(verbose: u8, command: &Command) {
     // (plugin-author review, stop 36).
     let reports_holds = matches!(
         command,
-        Command::Issue(_) | Command::Renew(_) | Command::Reissue(_) | Command::Orders(_) | Command::UpdateOrder(_)
+        Command::Issue(_)
+            | Command::Renew(_)
+            | Command::Reissue(_)
+            | Command::Orders(_)
+            | Command::UpdateOrder(_)
+            | Command::Deploy(_)
     );
     let default = if reports_holds && verbose == 0 {
         format!("{default},{}=off", certhost::issue::OUTCOME_LOG_TARGET)
