@@ -358,6 +358,11 @@ pub async fn deploy(
                     format!("{DEPLOYED_TO}{}", target.describe().trim_start_matches("files:"))
                 }
                 Ok(()) => "deployed".into(),
+                // Which files a `{cn}` target's failure was about: the recorded target names
+                // none (operator review of stop 41).
+                Err(e) if template.per_name() => {
+                    format!("{} (for {}): {e}", target.describe().trim_start_matches("files:"), file_name_for(cert))
+                }
                 Err(e) => e.to_string(),
             },
         };
