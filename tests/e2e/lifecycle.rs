@@ -437,6 +437,14 @@ fn cli_renews_to_another_account_reissues_revokes_deletes_and_redeploys() {
     );
     let r = run(&["renew", "1", "--account", "lab2", "--json"]);
     r.fails(3);
+    // The successor's failed deployment names the certificate the files may still hold, and
+    // when it expires (operator review of stop 41).
+    let subject: String = db
+        .query_row("SELECT subject FROM notifications WHERE certificate_id = 2 AND kind = 'deploy_failed'", [], |r| {
+            r.get(0)
+        })
+        .expect("the successor's notification");
+    assert!(subject.contains("; the files may still hold certificate 1, which expires 20"), "{subject}");
     let renewed: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(renewed["certificate"]["account"], "lab2", "renewed at another CA account");
     assert!(renewed["certificate"]["deployments"].as_array().is_some_and(|d| d.len() == 2), "{renewed}");

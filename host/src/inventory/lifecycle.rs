@@ -60,6 +60,9 @@ fn backfill_public_sha256(tx: &rusqlite::Connection) -> Result<(), InventoryErro
 const DEPLOY_RETRY_FIRST: i64 = 300;
 /// The longest wait between two tries of a failing deployment (6 hours).
 const DEPLOY_RETRY_MAX: i64 = 6 * 3600;
+/// A run of failed deployments of one target is notified at its first failure and again at
+/// every this many.
+const DEPLOY_FAILED_REMINDER: i64 = 10;
 
 /// The inventory's part of `/metrics` ([`Inventory::gauges`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -428,6 +431,8 @@ impl Inventory {
     }
 
     /// Records one deployment outcome with its audit event, in one transaction.
+    ///
+    /// A failure is notified at the first of a run and every [`DEPLOY_FAILED_REMINDER`]th.
     pub fn record_deployment(
         &mut self,
         id: i64,
@@ -459,23 +464,51 @@ impl Inventory {
                 |r| r.get(0),
             )?;
             // A consumer left on the old certificate expires unnoticed otherwise: the one it
-            // holds is superseded, and nothing watches superseded certificates. Said once per
-            // run of failures, not at every retry.
-            if failures == 1 {
-                let common_name: Option<String> = tx
-                    .query_row_cached("SELECT common_name FROM certificates WHERE id = ?1", [id], |r| r.get(0))
+            // holds is superseded, and nothing watches superseded certificates. Said at the
+            // first failure of a run and again every tenth (about every two and a half days
+            // at the six-hour cap), naming the certificate the files may still hold and when
+            // it expires (operator review of stop 41: one mail at day 60, then silence until
+            // the server's certificate expired).
+            if failures % DEPLOY_FAILED_REMINDER == 1 {
+                let (common_name, predecessor): (Option<String>, Option<i64>) = tx
+                    .query_row_cached("SELECT common_name, predecessor_id FROM certificates WHERE id = ?1", [id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()?
-                    .flatten();
+                    .unwrap_or((None, None));
+                let held: Option<(i64, i64)> = match predecessor {
+                    Some(p) => tx
+                        .query_row_cached("SELECT id, not_after FROM certificates WHERE id = ?1", [p], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()?,
+                    None => None,
+                };
+                let still = held
+                    .map(|(p, not_after)| {
+                        format!(
+                            "; the files may still hold certificate {p}, which expires {}",
+                            crate::view::rfc3339(not_after)
+                        )
+                    })
+                    .unwrap_or_default();
                 super::renewals::enqueue(
                     &tx,
                     now,
                     "deploy_failed",
                     Some(id),
                     &format!(
-                        "certhost: deploying certificate {id} ({}) to {target} failed",
-                        common_name.as_deref().unwrap_or("no CN")
+                        "certhost: deploying certificate {id} ({}) to {target} failed{}{still}",
+                        common_name.as_deref().unwrap_or("no CN"),
+                        if failures > 1 { format!(" {failures} times in a row") } else { String::new() }
                     ),
-                    &serde_json::json!({ "target": target, "message": message }),
+                    &serde_json::json!({
+                        "target": target,
+                        "message": message,
+                        "failures": failures,
+                        "previous_certificate_id": held.map(|(p, _)| p),
+                        "previous_not_after": held.map(|(_, t)| crate::view::rfc3339(t)),
+                    }),
                 )?;
             }
         }
