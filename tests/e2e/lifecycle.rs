@@ -1624,17 +1624,29 @@ fn a_deployment_cut_short_by_a_crash_is_done_by_serve_afterwards() {
     let app = App::new();
     let deploy = app.path("deployed");
     let kill = app.path("kill-once");
+    let hook_pid = app.path("hook-pid");
     std::fs::write(&kill, "").expect("flag");
     // The hook's shell is certhost's child: the first time, it kills certhost mid-deployment.
     let profile = format!(
-        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"if [ -e {k} ]; then rm {k}; kill -9 $PPID; sleep 5; fi\"\n",
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"if [ -e {k} ]; then rm {k}; echo $$ > {p}; kill -9 $PPID; sleep 30; fi\"\n",
         d = deploy.display(),
-        k = kill.display()
+        k = kill.display(),
+        p = hook_pid.display()
     );
     let (config, _) = local_ca_lab(&app, &profile);
     let c = s(&config);
     let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "crash.example.com"]);
     assert_eq!(r.code, -1, "killed by the hook: {}", r.stderr);
+    // The hook dies with certhost (operator review of stop 41: it ran on, past its timeout,
+    // while the deployment was redone).
+    let pid = std::fs::read_to_string(&hook_pid).expect("hook pid").trim().to_owned();
+    let started = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the hook's shell outlived certhost");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(!deploy.join("cert.pem").exists(), "the crash came before the files");
     let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
     let owed: (String, i64) = db
