@@ -316,6 +316,31 @@ pub fn name_to_subject(name: &x509_parser::x509::X509Name<'_>) -> crate::csr::Su
     }
 }
 
+/// A returned certificate's O, OU, L, ST and C values, every one of each (in order), for the
+/// profile's fixed-field check ([`crate::profile::ProfileDef::check_issued_subject`]); a value
+/// that is not text is an error, not left out as [`name_to_subject`] leaves it (diff review of
+/// stop 41: a second O in a BMPString passed the check and was stored).
+pub fn issued_subject_values(der: &[u8]) -> Result<crate::profile::IssuedSubject, String> {
+    use x509_parser::oid_registry as oid;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let mut s = crate::profile::IssuedSubject::default();
+    for attr in cert.subject().iter().flat_map(|rdn| rdn.iter()) {
+        let kind = attr.attr_type();
+        let slot = match kind {
+            k if *k == oid::OID_X509_ORGANIZATION_NAME => &mut s.o,
+            k if *k == oid::OID_X509_ORGANIZATIONAL_UNIT => &mut s.ou,
+            k if *k == oid::OID_X509_LOCALITY_NAME => &mut s.l,
+            k if *k == oid::OID_X509_STATE_OR_PROVINCE_NAME => &mut s.st,
+            k if *k == oid::OID_X509_COUNTRY_NAME => &mut s.c,
+            _ => continue,
+        };
+        let value = attr.as_str().map_err(|_| format!("its subject attribute {kind} is not text"))?;
+        slot.push(value.to_owned());
+    }
+    Ok(s)
+}
+
 /// An uploaded CSR's subject as certhost's fields, or why it cannot be checked against a
 /// profile: an attribute certhost has no field for (a CA would copy it unchecked), a value
 /// that is not text, or a single-valued field given twice. The strict twin of

@@ -322,7 +322,11 @@ fn a_certificate_breaking_the_profiles_subject_max_or_holding_a_secret_is_refuse
             "[subject]\no = [\"Example Ltd\"]\n",
             "its subject's O is \"Evil Corp\", not the profile's \"Example Ltd\"",
         ),
-        ("many_names", "[sans]\nmax = 10\n", "it names 51 subjectAltNames; the profile allows at most 10"),
+        (
+            "many_names",
+            "[sans]\nmax = 10\n",
+            "its CA added 50 subjectAltNames to those requested; the profile allows at most 10",
+        ),
         (
             "ou_secret",
             &format!(
@@ -346,6 +350,27 @@ fn a_certificate_breaking_the_profiles_subject_max_or_holding_a_secret_is_refuse
     every_order_failed_and_nothing_stored(&app);
     let orders = conf.run(&app, &["orders", "list", "--json"]);
     assert!(!orders.stdout.contains("tok-S3CRET-41"), "{}", orders.stdout);
+}
+
+/// Diff review of stop 41: the secret check must not refuse what the request itself asked
+/// for — a short secret that is a word of the requested name (refusing every order, after
+/// the CA issued), nor a plain value read from a file that the subject carries.
+#[test]
+fn a_certificate_naming_only_what_was_asked_is_not_refused_for_a_secret_in_the_name() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let token = app.path("token");
+    std::fs::write(&token, "example\n").expect("token");
+    let org = app.path("org");
+    std::fs::write(&org, "Example Holdings Limited\n").expect("org");
+    let profile = format!(
+        "accounts = [\"good\"]\n[subject]\no = [\"Example Holdings Limited\"]\n[params]\ntoken = {{ sensitive = true, value = {{ file = {:?} }} }}\norg_name = {{ value = {{ file = {:?} }} }}\n",
+        token.display().to_string(),
+        org.display().to_string()
+    );
+    let conf = Conf::new(&app, &scripted_account("good", "good", &ca, ""), &[("p", &profile)]);
+    let r = conf.run(&app, &["issue", "--profile", "p", "--cn", "www.example.com"]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
 }
 
 /// Issues `www.example.com` at profile `profile` and checks it is refused with `reason`.

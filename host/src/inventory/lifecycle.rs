@@ -486,8 +486,9 @@ impl Inventory {
                 };
                 let still = held
                     .map(|(p, not_after)| {
+                        let when = if not_after <= now { "expired" } else { "expires" };
                         format!(
-                            "; the files may still hold certificate {p}, which expires {}",
+                            "; the files may still hold certificate {p}, which {when} {}",
                             crate::view::rfc3339(not_after)
                         )
                     })

@@ -370,8 +370,9 @@ impl Inventory {
         Ok(())
     }
 
-    /// Certificate `id`'s automatic renewal, when one is scheduled: (due at, failed attempts
-    /// in a row, the last error, an open renewal order).
+    /// Certificate `id`'s automatic renewal, when one is scheduled and the scheduler would
+    /// take it up (as `scheduled_renewals` lists them): (due at, failed attempts in a row, the
+    /// last error, an open renewal order).
     pub fn renewal_state(&self, id: i64) -> Result<Option<(i64, i64, Option<String>, Option<i64>)>, InventoryError> {
         Ok(self
             .conn
@@ -379,10 +380,10 @@ impl Inventory {
                 &format!(
                     "SELECT renew_after, renewal_attempts, renewal_error,
                             (SELECT max(id) FROM orders WHERE predecessor_id = certificates.id AND {})
-                     FROM certificates WHERE id = ?1 AND renew_after IS NOT NULL",
+                     FROM certificates WHERE id = ?2 AND renew_after IS NOT NULL AND (({ACTIVE}) OR ({EXPIRED}))",
                     super::orders::OPEN
                 ),
-                [id],
+                params![self.now(), id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?)

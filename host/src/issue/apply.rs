@@ -3,7 +3,7 @@
 
 use crate::clock::unix_now;
 use crate::connector::{Args, Disposition};
-use crate::csr::{San, stored_csr_public_key};
+use crate::csr::{San, parse_csr, stored_csr_public_key};
 use crate::inventory::{InventoryError, Order};
 use crate::profile::ProfileDef;
 use crate::verify::{Expected, VerificationError, verify_issued};
@@ -58,37 +58,39 @@ impl Pipeline<'_> {
                     if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
                         let not_allowed = |rule| VerificationError::NotAllowed { profile: name.to_owned(), rule };
                         p.check_issued_sans(&verified.info.sans, &verified.info.other_sans).map_err(not_allowed)?;
+                        p.check_issued_count(&verified.info.sans, &sans).map_err(not_allowed)?;
                         if let Some(cn) = verified.info.common_name.as_deref() {
                             p.check_issued_cn(cn).map_err(not_allowed)?;
                         }
                         if p.fixes_subject() {
-                            let subject = crate::cert::subject_fields(&verified.der)
-                                .map_err(|e| VerificationError::UncheckableSubject(e.to_string()))?;
+                            let subject = crate::x509::issued_subject_values(&verified.der)
+                                .map_err(VerificationError::UncheckableSubject)?;
                             p.check_issued_subject(&subject).map_err(not_allowed)?;
                         }
                     }
                     // A secret of the call in what is stored and shown to every role: a CA
                     // (or a script) that copied one into an OU or a name (hostile-connector
-                    // review of stop 41). Not in the names the request asked for: a short
-                    // secret that is a word of them would refuse every order, and a requester
-                    // learns nothing from their own names.
-                    if args.sensitive_values().next().is_some() {
-                        let rules = args.redactor_for(&[]);
+                    // review of stop 41). Checked in the subject as stored (every attribute,
+                    // whatever its string type) and the names; not when what the request
+                    // itself supplied — its CSR's subject, its CN and names — holds one: a
+                    // short secret that is a word of them would refuse every order, and a
+                    // refusal would tell a requester their guess was right (diff review).
+                    let secrets: Vec<&str> = args.sensitive_values().collect();
+                    if !secrets.is_empty() {
+                        let rules = crate::connector::redact::Redactor::new(secrets.iter().copied());
                         let holds = |text: &str| rules.redact(text) != text;
-                        let subject = crate::cert::subject_fields(&verified.der)
-                            .map_err(|e| VerificationError::UncheckableSubject(e.to_string()))?;
-                        let asked_cn = subject.common_name.as_deref().is_none_or(|cn| {
-                            order.common_name.as_deref() == Some(cn) || sans.iter().any(|s| s.to_string() == cn)
-                        });
-                        let fields = [&subject.organization, &subject.organizational_unit].into_iter().flatten();
-                        let single = [&subject.locality, &subject.state, &subject.country, &subject.email];
-                        if fields.chain(single.into_iter().flatten()).any(|v| holds(v))
-                            || (!asked_cn && subject.common_name.as_deref().is_some_and(holds))
-                        {
-                            return Err(VerificationError::HoldsSensitive("subject"));
-                        }
-                        if verified.info.sans.iter().any(|san| !sans.contains(san) && holds(&san.to_string())) {
-                            return Err(VerificationError::HoldsSensitive("subjectAltName list"));
+                        let csr_subject = parse_csr(order.csr_pem.as_bytes()).map(|c| c.subject).unwrap_or_default();
+                        let names: Vec<String> = sans.iter().map(San::to_string).collect();
+                        let asked = [csr_subject.as_str(), order.common_name.as_deref().unwrap_or_default()]
+                            .into_iter()
+                            .chain(names.iter().map(String::as_str));
+                        if !asked.into_iter().any(holds) {
+                            if holds(&verified.info.subject) {
+                                return Err(VerificationError::HoldsSensitive("subject"));
+                            }
+                            if verified.info.sans.iter().any(|san| holds(&san.to_string())) {
+                                return Err(VerificationError::HoldsSensitive("subjectAltName list"));
+                            }
                         }
                     }
                     Ok(verified)
