@@ -64,10 +64,6 @@ fn open_lock_file(data_dir: &Path) -> std::io::Result<File> {
 /// user made ran without one, and the rotation went ahead under it).
 pub fn hold_shared(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
     let id = identity(data_dir);
-    let mut held = held();
-    if let Some(hold) = held.get(&id).and_then(Weak::upgrade) {
-        return Ok(hold);
-    }
     let cannot = |e: std::io::Error| InventoryError::DataDir {
         path: data_dir.to_owned(),
         reason: format!(
@@ -75,22 +71,40 @@ pub fn hold_shared(data_dir: &Path) -> Result<Arc<DirHold>, InventoryError> {
              and runs as the user that owns the directory"
         ),
     };
-    let file = open_lock_file(data_dir).map_err(cannot)?;
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let hold = Arc::new(DirHold { _file: file });
-            held.insert(id, Arc::downgrade(&hold));
-            Ok(hold)
+    // Another process may have it alone for a moment (a `serve` starting up, a schema
+    // upgrade): waited for, briefly, rather than failing at once (diff review of stop 41).
+    let started = std::time::Instant::now();
+    loop {
+        {
+            let mut held = held();
+            if let Some(hold) = held.get(&id).and_then(Weak::upgrade) {
+                return Ok(hold);
+            }
+            let file = open_lock_file(data_dir).map_err(cannot)?;
+            match file.try_lock_shared() {
+                Ok(()) => {
+                    let hold = Arc::new(DirHold { _file: file });
+                    held.insert(id, Arc::downgrade(&hold));
+                    return Ok(hold);
+                }
+                Err(TryLockError::WouldBlock) if started.elapsed() < SHARED_PATIENCE => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(InventoryError::DataDir {
+                        path: data_dir.to_owned(),
+                        reason: "another certhost process has it to itself (certhost master-key rotate or certhost \
+                                 restore running, or a schema upgrade); try again when it has finished"
+                            .into(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(cannot(e)),
+            }
         }
-        Err(TryLockError::WouldBlock) => Err(InventoryError::DataDir {
-            path: data_dir.to_owned(),
-            reason: "another certhost command has it to itself (certhost master-key rotate or certhost restore is \
-                     running); try again when it has finished"
-                .into(),
-        }),
-        Err(TryLockError::Error(e)) => Err(cannot(e)),
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// How long [`hold_shared`] waits for a process that has the directory to itself.
+const SHARED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes `data_dir` for this process alone while the returned hold lives; the process's own
 /// connections opened meanwhile share it. Taken before this process opens the inventory (a
@@ -137,7 +151,7 @@ impl DirHold {
     pub(super) fn share(&self, data_dir: &Path) -> Result<(), InventoryError> {
         self._file.try_lock_shared().map_err(|e| InventoryError::DataDir {
             path: data_dir.to_owned(),
-            reason: format!("its lock could not be shared after the upgrade ({e}); run the command again"),
+            reason: format!("its lock could not be shared after opening it alone ({e}); run the command again"),
         })
     }
 }
@@ -171,9 +185,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let rotation = open_lock_file(dir.path()).expect("open");
         rotation.try_lock().expect("exclusive");
+        let started = std::time::Instant::now();
         let err = hold_shared(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("certhost master-key rotate or certhost restore is running"), "{err}");
-        drop(rotation);
+        assert!(err.contains("certhost master-key rotate or certhost restore running"), "{err}");
+        assert!(started.elapsed() >= SHARED_PATIENCE, "waited first");
+        // A hold let go of meanwhile (a serve starting up) is waited for.
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(rotation);
+        });
+        let waited = hold_shared(dir.path()).expect("shared once the other process shares");
+        holder.join().expect("holder");
+        drop(waited);
         let first = hold_shared(dir.path()).expect("shared once it is done");
         let second = hold_shared(dir.path()).expect("again");
         assert!(Arc::ptr_eq(&first, &second), "one open lock file per directory");
