@@ -1146,4 +1146,17 @@ fn serve_starts_on_the_definitions_last_loaded_when_a_profile_file_breaks() {
             && log.contains("web.toml"),
         "{log}"
     );
+    // Fixed and reloaded: said as the end of a failure (diff review of stop 41).
+    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\n").expect("fixed");
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    let mut resolved = false;
+    for _ in 0..50 {
+        if server.log().contains("the earlier reload's failure is resolved") {
+            resolved = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(resolved, "{}", server.log());
 }

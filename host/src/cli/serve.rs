@@ -60,6 +60,7 @@ pub fn run(
         Some(path) => certhost::config::read_file(path)?,
         None => certhost::config::ConfigFile::default(),
     };
+    let mut failed_at_start = false;
     if let Some(path) = &config {
         // At start-up every definition is checked against its connector, also those an
         // older version stored; the connectors loaded for it stay loaded for serving.
@@ -69,9 +70,16 @@ pub fn run(
             // deployment retry and notification with it — where a SIGHUP with the same typo
             // keeps what was loaded (operator review of stop 41). Once this file's
             // definitions are stored, they are served, and the error said at every level.
-            Err(e) if inv.config_file()?.is_some_and(|recorded| certhost::config::same_config(&recorded, path)) => {
+            // Only a profile file's error: an account's (a connector that no longer loads)
+            // or a name taken still stops `serve`, as a SIGHUP would not fix it (diff review).
+            Err(
+                e @ (certhost::config::ConfigError::Profile { .. }
+                | certhost::config::ConfigError::Parse { .. }
+                | certhost::config::ConfigError::Read { .. }),
+            ) if inv.config_file()?.is_some_and(|recorded| certhost::config::same_config(&recorded, path)) => {
                 let e = super::sentence(&anyhow::Error::from(e));
                 tracing::error!(error = %e, "configuration not loaded; serving the accounts and profiles as last loaded (fix the file, then send SIGHUP)");
+                failed_at_start = true;
             }
             Err(e) => return Err(e.into()),
         }
@@ -143,7 +151,13 @@ pub fn run(
         ));
         if let Some(path) = config {
             let started_with = (file.server.clone(), file.notify.clone());
-            tokio::spawn(reload_on_sighup(state.inventory.clone(), state.connectors.clone(), path, started_with));
+            tokio::spawn(reload_on_sighup(
+                state.inventory.clone(),
+                state.connectors.clone(),
+                path,
+                started_with,
+                failed_at_start,
+            ));
         }
         // Signal handlers are in place before anyone can learn the address and send one.
         let shutdown = shutdown_signal()?;
@@ -180,12 +194,13 @@ async fn reload_on_sighup(
     connectors: Arc<dyn certhost::connector::ConnectorSource>,
     path: std::path::PathBuf,
     started_with: (certhost::config::ServerConfig, certhost::notify::NotifyConfig),
+    failed_at_start: bool,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     // After a failed reload, the next that succeeds says so at the default level: the log
     // ended with the failure, and an operator who had fixed the file could not tell (operator
     // review of stop 36).
-    let mut failed_before = false;
+    let mut failed_before = failed_at_start;
     while hup.recv().await.is_some() {
         let mut inv = match inventory.get().await {
             Ok(inv) => inv,
