@@ -81,16 +81,16 @@ pub enum DeployError {
     #[error("{0}")]
     Invalid(String),
     /// The pre-deploy hook said no.
-    #[error("pre-deploy hook failed ({status}){said}; nothing was written")]
+    #[error("pre-deploy hook failed ({status}); nothing was written{said}")]
     PreHook {
         /// Exit status or "timed out after Ns".
         status: String,
-        /// `: "its last line of output"` (redacted), or empty: why it failed is in what it
-        /// said, which only the audit log held (operator review of stop 41).
+        /// Where what it printed is ([`output_hint`]), or empty: nothing said where to look
+        /// (operator review of stop 41).
         said: String,
     },
     /// The post-deploy hook failed (the files are in place).
-    #[error("post-deploy hook failed ({status}){said}; the files were written")]
+    #[error("post-deploy hook failed ({status}); the files were written{said}")]
     PostHook {
         /// Exit status or "timed out after Ns".
         status: String,
@@ -451,7 +451,7 @@ async fn deploy_one(
         let out = redact(&out);
         output.push_str(&out);
         if let Err(status) = status {
-            return (Err(DeployError::PreHook { status, said: last_line(&out) }), cap(output));
+            return (Err(DeployError::PreHook { status, said: output_hint(&out, cert) }), cap(output));
         }
     }
     // Each file is fsynced, and its directory: milliseconds on a runtime worker otherwise.
@@ -463,21 +463,24 @@ async fn deploy_one(
         let out = redact(&out);
         output.push_str(&out);
         if let Err(status) = status {
-            return (Err(DeployError::PostHook { status, said: last_line(&out) }), cap(output));
+            return (Err(DeployError::PostHook { status, said: output_hint(&out, cert) }), cap(output));
         }
     }
     (Ok(()), cap(output))
 }
 
-/// A failed hook's last line of (redacted) output, quoted for its error: `: "nginx: [emerg] …"`,
-/// at most 200 characters, without control characters; empty when it printed nothing.
-fn last_line(out: &str) -> String {
-    match out.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
-        Some(line) => {
-            let line: String = line.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).take(200).collect();
-            format!(": {line:?}")
-        }
-        None => String::new(),
+/// Where a failed hook's output is, for its error: the audit log, which only auditors read.
+/// Not the output itself (diff review of stop 41): the error is stored with the deployment,
+/// which every role that reads certificates sees, and a hook may print what certhost does
+/// not know to redact (`set -x` over a credential file). Empty when it printed nothing.
+fn output_hint(out: &str, cert: &CertificateRecord) -> String {
+    if out.trim().is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; what it printed is in the audit log (certhost audit --object-type certificate --object-id {})",
+            cert.id
+        )
     }
 }
 
