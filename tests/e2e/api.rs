@@ -512,25 +512,10 @@ fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn sighup_reloads_profiles_from_files() {
     let app = App::new();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    let script = crate::python::fixture("scripted_ca.py");
-    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
-        .expect("config");
-    std::fs::write(conf.join("profiles/first.toml"), "accounts = [\"a\"]\n").expect("profile");
-    let config = conf.join("certhost.toml");
+    let (conf, config) = one_script_account(&app, "scripted_ca.py", "first");
     let server = Server::start(app, Some(&config));
     let token = server.token("reader", "auditor");
-    let names = || -> Vec<String> {
-        let v: serde_json::Value = http()
-            .get(format!("{}/v1/profiles", server.base))
-            .bearer_auth(&token)
-            .send()
-            .expect("get")
-            .json()
-            .expect("json");
-        v["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect()
-    };
+    let names = || profile_names(&server, &token);
     assert_eq!(names(), ["first"]);
     std::fs::write(conf.join("profiles/second.toml"), "accounts = [\"a\"]\n").expect("profile");
     let pid = server.child.id().to_string();
@@ -1082,13 +1067,7 @@ fn idle_and_slow_clients_are_disconnected_and_others_are_served_meanwhile() {
 #[test]
 fn a_failed_poll_says_when_the_order_is_polled_again() {
     let app = App::new();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    let script = crate::python::fixture("broken_poll.py");
-    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
-        .expect("config");
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\n").expect("profile");
-    let config = conf.join("certhost.toml");
+    let (_, config) = one_script_account(&app, "broken_poll.py", "web");
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "operator");
     let issued = http()
@@ -1120,26 +1099,13 @@ fn a_failed_poll_says_when_the_order_is_polled_again() {
 #[test]
 fn serve_starts_on_the_definitions_last_loaded_when_a_profile_file_breaks() {
     let app = App::new();
-    let conf = app.path("conf");
-    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
-    let script = crate::python::fixture("scripted_ca.py");
-    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
-        .expect("config");
-    std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\n").expect("profile");
-    let config = conf.join("certhost.toml");
+    let (conf, config) = one_script_account(&app, "scripted_ca.py", "web");
     let cfg = config.to_str().expect("utf8");
     assert!(app.run(&["--config", cfg, "profile", "list"]).ok().contains("web"));
     std::fs::write(conf.join("profiles/web.toml"), "accounts = [\"a\"]\noops = = 1\n").expect("broken");
     let server = Server::start(app, Some(&config));
     let token = server.token("reader", "auditor");
-    let profiles: serde_json::Value = http()
-        .get(format!("{}/v1/profiles", server.base))
-        .bearer_auth(&token)
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
-    assert_eq!(profiles["items"][0]["name"], "web", "{profiles}");
+    assert_eq!(profile_names(&server, &token), ["web"]);
     let log = server.log();
     assert!(
         log.contains("configuration not loaded; serving the accounts and profiles as last loaded")
@@ -1159,4 +1125,29 @@ fn serve_starts_on_the_definitions_last_loaded_when_a_profile_file_breaks() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(resolved, "{}", server.log());
+}
+
+/// A configuration directory with account `a` on the test script `fixture` and profile
+/// `profile` on it: (the directory, its certhost.toml).
+fn one_script_account(app: &App, fixture: &str, profile: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let script = crate::python::fixture(fixture);
+    std::fs::write(conf.join("certhost.toml"), format!("[accounts.a]\nconnector = \"{}\"\n", script.display()))
+        .expect("config");
+    std::fs::write(conf.join(format!("profiles/{profile}.toml")), "accounts = [\"a\"]\n").expect("profile");
+    let config = conf.join("certhost.toml");
+    (conf, config)
+}
+
+/// The names `GET /v1/profiles` lists.
+fn profile_names(server: &Server, token: &str) -> Vec<String> {
+    let v: serde_json::Value = http()
+        .get(format!("{}/v1/profiles", server.base))
+        .bearer_auth(token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    v["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect()
 }
