@@ -55,44 +55,7 @@ impl Pipeline<'_> {
                     {
                         return Err(VerificationError::NotRenewed(*p));
                     }
-                    if let (Some(p), Some(name)) = (&profile, order.profile.as_deref()) {
-                        let not_allowed = |rule| VerificationError::NotAllowed { profile: name.to_owned(), rule };
-                        p.check_issued_sans(&verified.info.sans, &verified.info.other_sans).map_err(not_allowed)?;
-                        p.check_issued_count(&verified.info.sans, &sans).map_err(not_allowed)?;
-                        if let Some(cn) = verified.info.common_name.as_deref() {
-                            p.check_issued_cn(cn).map_err(not_allowed)?;
-                        }
-                        if p.fixes_subject() {
-                            let subject = crate::x509::issued_subject_values(&verified.der)
-                                .map_err(VerificationError::UncheckableSubject)?;
-                            p.check_issued_subject(&subject).map_err(not_allowed)?;
-                        }
-                    }
-                    // A secret of the call in what is stored and shown to every role: a CA
-                    // (or a script) that copied one into an OU or a name (hostile-connector
-                    // review of stop 41). Checked in the subject as stored (every attribute,
-                    // whatever its string type) and the names; not when what the request
-                    // itself supplied — its CSR's subject, its CN and names — holds one: a
-                    // short secret that is a word of them would refuse every order, and a
-                    // refusal would tell a requester their guess was right (diff review).
-                    let secrets: Vec<&str> = args.sensitive_values().collect();
-                    if !secrets.is_empty() {
-                        let rules = crate::connector::redact::Redactor::new(secrets.iter().copied());
-                        let holds = |text: &str| rules.redact(text) != text;
-                        let csr_subject = parse_csr(order.csr_pem.as_bytes()).map(|c| c.subject).unwrap_or_default();
-                        let names: Vec<String> = sans.iter().map(San::to_string).collect();
-                        let asked = [csr_subject.as_str(), order.common_name.as_deref().unwrap_or_default()]
-                            .into_iter()
-                            .chain(names.iter().map(String::as_str));
-                        if !asked.into_iter().any(holds) {
-                            if holds(&verified.info.subject) {
-                                return Err(VerificationError::HoldsSensitive("subject"));
-                            }
-                            if verified.info.sans.iter().any(|san| holds(&san.to_string())) {
-                                return Err(VerificationError::HoldsSensitive("subjectAltName list"));
-                            }
-                        }
-                    }
+                    beyond_the_request(order, profile.as_deref(), &sans, args, &verified)?;
                     Ok(verified)
                 });
                 match verified {
@@ -221,4 +184,56 @@ impl Pipeline<'_> {
             }
         }
     }
+}
+
+/// What a verified certificate may not carry beyond what its order asked for: names or a CN
+/// the order's profile would refuse, more names added than its `max`, fixed subject fields
+/// with other values, and — unless what the request itself supplied holds one — a sensitive
+/// value of the call in its subject or names.
+fn beyond_the_request(
+    order: &Order,
+    profile: Option<&ProfileDef>,
+    sans: &[San],
+    args: &Args,
+    verified: &crate::verify::VerifiedCertificate,
+) -> Result<(), VerificationError> {
+    if let (Some(p), Some(name)) = (profile, order.profile.as_deref()) {
+        let not_allowed = |rule| VerificationError::NotAllowed { profile: name.to_owned(), rule };
+        p.check_issued_sans(&verified.info.sans, &verified.info.other_sans).map_err(not_allowed)?;
+        p.check_issued_count(&verified.info.sans, sans).map_err(not_allowed)?;
+        if let Some(cn) = verified.info.common_name.as_deref() {
+            p.check_issued_cn(cn).map_err(not_allowed)?;
+        }
+        if p.fixes_subject() {
+            let subject =
+                crate::x509::issued_subject_values(&verified.der).map_err(VerificationError::UncheckableSubject)?;
+            p.check_issued_subject(&subject).map_err(not_allowed)?;
+        }
+    }
+    // A secret of the call in what is stored and shown to every role: a CA
+    // (or a script) that copied one into an OU or a name (hostile-connector
+    // review of stop 41). Checked in the subject as stored (every attribute,
+    // whatever its string type) and the names; not when what the request
+    // itself supplied — its CSR's subject, its CN and names — holds one: a
+    // short secret that is a word of them would refuse every order, and a
+    // refusal would tell a requester their guess was right (diff review).
+    let secrets: Vec<&str> = args.sensitive_values().collect();
+    if !secrets.is_empty() {
+        let rules = crate::connector::redact::Redactor::new(secrets.iter().copied());
+        let holds = |text: &str| rules.redact(text) != text;
+        let csr_subject = parse_csr(order.csr_pem.as_bytes()).map(|c| c.subject).unwrap_or_default();
+        let names: Vec<String> = sans.iter().map(San::to_string).collect();
+        let asked = [csr_subject.as_str(), order.common_name.as_deref().unwrap_or_default()]
+            .into_iter()
+            .chain(names.iter().map(String::as_str));
+        if !asked.into_iter().any(holds) {
+            if holds(&verified.info.subject) {
+                return Err(VerificationError::HoldsSensitive("subject"));
+            }
+            if verified.info.sans.iter().any(|san| holds(&san.to_string())) {
+                return Err(VerificationError::HoldsSensitive("subjectAltName list"));
+            }
+        }
+    }
+    Ok(())
 }
