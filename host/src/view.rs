@@ -221,8 +221,11 @@ impl CertView<'_> {
         if self.status != "active" {
             self.successor_id = inv.successor(self.id)?;
         }
-        self.renewal = inv.renewal_state(self.id)?.map(|(renews_at, attempts, last_error, open_order_id)| {
-            RenewalView { renews_at: rfc3339(renews_at), attempts, last_error, open_order_id }
+        self.renewal = inv.renewal_state(self.id)?.map(|r| RenewalView {
+            renews_at: rfc3339(r.renews_at),
+            attempts: r.attempts,
+            last_error: r.last_error,
+            open_order_id: r.open_order_id,
         });
         if self.status == "revoked" {
             self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {

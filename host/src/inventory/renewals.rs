@@ -98,6 +98,19 @@ impl ChannelsSince {
     }
 }
 
+/// A certificate's automatic renewal as it stands ([`Inventory::renewal_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalState {
+    /// When it is due (Unix seconds).
+    pub renews_at: i64,
+    /// Failed attempts in a row.
+    pub attempts: i64,
+    /// The last attempt's error, while attempts fail.
+    pub last_error: Option<String>,
+    /// An open renewal order, which decides before another is sent.
+    pub open_order_id: Option<i64>,
+}
+
 /// Queues a notification inside the caller's transaction.
 pub(crate) fn enqueue(
     tx: &rusqlite::Connection,
@@ -371,9 +384,8 @@ impl Inventory {
     }
 
     /// Certificate `id`'s automatic renewal, when one is scheduled and the scheduler would
-    /// take it up (as `scheduled_renewals` lists them): (due at, failed attempts in a row, the
-    /// last error, an open renewal order).
-    pub fn renewal_state(&self, id: i64) -> Result<Option<(i64, i64, Option<String>, Option<i64>)>, InventoryError> {
+    /// take it up (as `scheduled_renewals` lists them).
+    pub fn renewal_state(&self, id: i64) -> Result<Option<RenewalState>, InventoryError> {
         Ok(self
             .conn
             .query_row_cached(
@@ -384,7 +396,14 @@ impl Inventory {
                     super::orders::OPEN
                 ),
                 params![self.now(), id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok(RenewalState {
+                        renews_at: r.get(0)?,
+                        attempts: r.get(1)?,
+                        last_error: r.get(2)?,
+                        open_order_id: r.get(3)?,
+                    })
+                },
             )
             .optional()?)
     }
