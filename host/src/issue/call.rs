@@ -8,7 +8,7 @@ use crate::account::Account;
 use crate::connector::{Args, Bounded, Connector, ConnectorError, ConnectorSource, Operation};
 
 /// The connector of `account` for a call made with profile `profile_name`'s `params` (the
-/// default profile has none). Refused when it declares sensitive a parameter the account or
+/// default profile has none, so nothing of it is checked). Refused when it declares sensitive a parameter the account or
 /// the profile gives as a plain value — as `account create`/`edit` and `profile create`/`edit`
 /// refuse one — so a connector updated to declare it is not called with the value on show
 /// (author review of stop 40: it was, until the account was next edited; the profile's was
@@ -26,9 +26,7 @@ pub(crate) async fn connector_of(
             .map_err(|e| ConnectorError::Misconfigured { connector: owner.clone(), message: e.to_string() })
     };
     refused(format!("account {}", account.name), &account.def.params)?;
-    if !profile_name.is_empty() {
-        refused(format!("profile {profile_name}"), params)?;
-    }
+    refused(format!("profile {profile_name}"), params)?;
     Ok(connector)
 }
 
