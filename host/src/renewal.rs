@@ -8,9 +8,11 @@
 //!
 //! Durable by construction: what is due is read from the database every round.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::connector::ConnectorSource;
 use crate::inventory::{Inventory, InventoryError, InventoryPool, OrderState};
@@ -62,15 +64,36 @@ pub async fn round_until(
 /// (certificate, claim end) a round that failed midway (a database error) could not give
 /// back, and the next round gives them back first, each only while it is still that claim.
 /// They sat claimed for the whole lease, ten minutes, after the database recovered, and
-/// certificates expired meanwhile (operator review of stop 39).
+/// certificates expired meanwhile (operator review of stop 39). The batch is renewed one
+/// certificate after another on `p`'s connection; `serve` runs each profile's in a lane of
+/// its own instead ([`run`]).
 pub async fn round_keeping(
     p: &mut Pipeline<'_>,
     lease_seconds: i64,
     stopping: &(dyn Fn() -> bool + Sync),
     stranded: &mut Vec<(i64, i64)>,
 ) -> Result<RoundReport, IssueError> {
+    let mut report = RoundReport::default();
+    housekeeping(p, lease_seconds, stopping, stranded, &mut report).await?;
+    if stopping() {
+        return Ok(report);
+    }
+    let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
+    renew_batch(p, &claimed, until, lease_seconds, stopping, stranded, &mut report).await?;
+    Ok(report)
+}
+
+/// What a round does before it claims renewals: gives back stranded claims, marks expired
+/// certificates, resubmits interrupted automatic renewals and retries failed deployments.
+async fn housekeeping(
+    p: &mut Pipeline<'_>,
+    lease_seconds: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
+    stranded: &mut Vec<(i64, i64)>,
+    report: &mut RoundReport,
+) -> Result<(), IssueError> {
     stranded.retain(|&(id, until)| p.inventory.release_renewal_claim(id, until).is_err());
-    let mut report = RoundReport { expired: p.inventory.mark_expired(ACTOR)?.len(), ..RoundReport::default() };
+    report.expired = p.inventory.mark_expired(ACTOR)?.len();
     // An automatic renewal cut off by a crash is sent again with the same request id: nobody
     // is there to decide, and the id lets an idempotent CA answer with what it issued.
     // Manual orders still wait for an operator.
@@ -105,12 +128,20 @@ pub async fn round_keeping(
             }
         }
     }
-    retry_deployments(p, lease_seconds, &mut report, stopping).await?;
-    if stopping() {
-        return Ok(report);
-    }
-    let (claimed, until) = p.inventory.claim_due_renewals(lease_seconds, BATCH)?;
-    // Each leaves the list once it is dealt with; what an error cuts short stays in it.
+    retry_deployments(p, lease_seconds, report, stopping).await
+}
+
+/// Renews the `claimed` certificates (claims ending at `until`) one after another. `stranded`
+/// gets each claim first and loses it once it is dealt with: what an error cuts short stays.
+async fn renew_batch(
+    p: &mut Pipeline<'_>,
+    claimed: &[i64],
+    until: i64,
+    lease_seconds: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
+    stranded: &mut Vec<(i64, i64)>,
+    report: &mut RoundReport,
+) -> Result<(), IssueError> {
     stranded.extend(claimed.iter().map(|&id| (id, until)));
     let settled = |stranded: &mut Vec<(i64, i64)>, id: i64| stranded.retain(|&(s, _)| s != id);
     for (n, &id) in claimed.iter().enumerate() {
@@ -175,7 +206,7 @@ pub async fn round_keeping(
         }
         settled(stranded, id);
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Deploys again the targets whose last deployment failed, once their retry time has come
@@ -255,7 +286,12 @@ fn auto_renews(inv: &Inventory, id: i64) -> Result<bool, InventoryError> {
 }
 
 /// Runs rounds every `interval` until `shutdown` turns true, with notifications delivered
-/// beside it by `notify::run`.
+/// beside it by `notify::run`. Each round claims what is due and hands each profile's share
+/// to a lane of its own, up to [`LANES`] at once, and does not wait for them: a CA that hangs
+/// until its deadline (or a slow deploy hook) holds up its own profile's renewals, not every
+/// other profile's for the length of the batch (operator review of stop 41: one hung CA
+/// delayed every certificate of the round by 20 deadlines). A busy lane's profile is left out
+/// of the next claims until it ends.
 pub async fn run(
     inventory: InventoryPool,
     connectors: std::sync::Arc<dyn ConnectorSource>,
@@ -271,16 +307,20 @@ pub async fn run(
     let notifier =
         tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, since, interval, shutdown.clone()));
     let mut stranded = Vec::new();
+    let mut lanes: HashMap<String, JoinHandle<LaneEnd>> = HashMap::new();
     loop {
+        reap_lanes(&mut lanes, &mut stranded, false).await;
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
             Ok(mut inv) => {
                 let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
                 let watch = shutdown.clone();
                 let stopping = move || *watch.borrow();
-                match round_keeping(&mut p, lease, &stopping, &mut stranded).await {
-                    Ok(r) if r != RoundReport::default() => tracing::info!(?r, "renewal round"),
-                    Ok(_) => {}
+                let mut report = RoundReport::default();
+                let lanes_now = Lanes { pool: &inventory, connectors: &connectors, env: &env, shutdown: &shutdown };
+                match open_lanes(&mut p, &lanes_now, &mut lanes, lease, &stopping, &mut stranded, &mut report).await {
+                    Ok(()) if report != RoundReport::default() => tracing::info!(r = ?report, "renewal round"),
+                    Ok(()) => {}
                     Err(e) => tracing::error!(error = %e, "renewal round failed"),
                 }
             }
@@ -289,11 +329,130 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    // The notifier drops its sends in flight and gives their claims back.
+                    // Each lane ends after the call it has in flight and gives back the rest
+                    // of its claims; the notifier drops its sends in flight and gives their
+                    // claims back.
+                    reap_lanes(&mut lanes, &mut stranded, true).await;
                     let _ = notifier.await;
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Profiles renewing at once in `serve`, at most: each lane holds a database connection (of
+/// the pool's 32) and perhaps a connector worker for as long as it renews.
+const LANES: usize = 4;
+
+/// What a lane needs to start: owned copies go into its task.
+struct Lanes<'a> {
+    pool: &'a InventoryPool,
+    connectors: &'a std::sync::Arc<dyn ConnectorSource>,
+    env: &'a crate::param::SharedEnvLookup,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+/// How a lane ended: what it did, and the claims it could not give back (a database error).
+struct LaneEnd {
+    report: RoundReport,
+    stranded: Vec<(i64, i64)>,
+}
+
+/// One round of `serve`'s scheduler: [`housekeeping`] on `p`, then the due certificates of
+/// profiles with no lane running are claimed and each profile's share starts a lane. Claims
+/// beyond a free lane are given back at once (due again next round).
+async fn open_lanes(
+    p: &mut Pipeline<'_>,
+    with: &Lanes<'_>,
+    lanes: &mut HashMap<String, JoinHandle<LaneEnd>>,
+    lease_seconds: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
+    stranded: &mut Vec<(i64, i64)>,
+    report: &mut RoundReport,
+) -> Result<(), IssueError> {
+    housekeeping(p, lease_seconds, stopping, stranded, report).await?;
+    if stopping() || lanes.len() >= LANES {
+        return Ok(());
+    }
+    let busy: Vec<String> = lanes.keys().cloned().collect();
+    let (claimed, until) = p.inventory.claim_due_renewals_except(lease_seconds, BATCH, &busy)?;
+    // Until a lane owns them: a database error before then leaves them for the next round.
+    stranded.extend(claimed.iter().map(|c| (c.id, until)));
+    let mut shares: Vec<(String, Vec<i64>)> = Vec::new();
+    for c in claimed {
+        match shares.iter_mut().find(|(profile, _)| *profile == c.profile) {
+            Some((_, ids)) => ids.push(c.id),
+            None => shares.push((c.profile, vec![c.id])),
+        }
+    }
+    for (profile, ids) in shares {
+        if lanes.len() >= LANES {
+            for &id in &ids {
+                p.inventory.release_renewal_claim(id, until)?;
+                stranded.retain(|&(s, _)| s != id);
+            }
+            continue;
+        }
+        stranded.retain(|(s, _)| !ids.contains(s));
+        let task = lane(
+            with.pool.clone(),
+            with.connectors.clone(),
+            with.env.clone(),
+            ids,
+            until,
+            lease_seconds,
+            with.shutdown.clone(),
+        );
+        lanes.insert(profile, tokio::spawn(task));
+    }
+    Ok(())
+}
+
+/// Renews one profile's claimed certificates, one after another, on a connection of its own.
+async fn lane(
+    pool: InventoryPool,
+    connectors: std::sync::Arc<dyn ConnectorSource>,
+    env: crate::param::SharedEnvLookup,
+    ids: Vec<i64>,
+    until: i64,
+    lease_seconds: i64,
+    shutdown: watch::Receiver<bool>,
+) -> LaneEnd {
+    let mut end = LaneEnd { report: RoundReport::default(), stranded: Vec::new() };
+    let mut inv = match pool.get().await {
+        Ok(inv) => inv,
+        Err(e) => {
+            tracing::error!(error = %e, "renewals skipped: no database connection");
+            end.stranded = ids.iter().map(|&id| (id, until)).collect();
+            return end;
+        }
+    };
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
+    let stopping = move || *shutdown.borrow();
+    if let Err(e) = renew_batch(&mut p, &ids, until, lease_seconds, &stopping, &mut end.stranded, &mut end.report).await
+    {
+        tracing::error!(error = %e, "renewal round failed");
+    }
+    end
+}
+
+/// Takes the lanes that ended (`all`: waits for every lane), logs what each did and keeps
+/// the claims they could not give back for the next round to.
+async fn reap_lanes(lanes: &mut HashMap<String, JoinHandle<LaneEnd>>, stranded: &mut Vec<(i64, i64)>, all: bool) {
+    let ended: Vec<String> =
+        lanes.iter().filter(|(_, task)| all || task.is_finished()).map(|(p, _)| p.clone()).collect();
+    for profile in ended {
+        let Some(task) = lanes.remove(&profile) else { continue };
+        match task.await {
+            Ok(end) => {
+                if end.report != RoundReport::default() {
+                    tracing::info!(profile, r = ?end.report, "renewal round");
+                }
+                stranded.extend(end.stranded);
+            }
+            // Its claims run out with their lease.
+            Err(e) => tracing::error!(profile, error = %e, "a renewal lane ended abnormally"),
         }
     }
 }

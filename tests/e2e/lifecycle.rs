@@ -303,6 +303,66 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     assert_eq!(failures[0]["object_id"], "1");
 }
 
+/// Operator review of stop 41: a round renewed its batch one certificate after another, so a
+/// CA that hangs until its deadline held up every other profile's renewals for as long
+/// (twenty deadlines for a batch). Each profile now renews in a lane of its own; SIGTERM
+/// waits for a lane's call in flight, which records its outcome before serve exits.
+#[test]
+fn a_hung_ca_holds_up_only_its_own_profiles_renewals() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[
+            // Due a day before `web`'s certificate: first in the batch.
+            ("stuck", "accounts = [\"hung\"]\n[renewal]\nbefore_days = 8\n"),
+            ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n"),
+        ],
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    let hung = text.split("[server]").next().expect("the account").replace("[accounts.ca]", "[accounts.hung]");
+    std::fs::write(&config, format!("{text}\n{hung}timeout_seconds = 15\n")).expect("config");
+    for (profile, cn) in [("stuck", "stuck.example.com"), ("web", "web.example.com")] {
+        app.run(&["--config", s(&config), "issue", "--profile", profile, "--cn", cn]).ok();
+    }
+    // From now on the `hung` account's CA answers nothing until the call's deadline, and both
+    // certificates are due.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let (ca, hung) = text.split_once("[accounts.hung]").expect("two accounts");
+    let hung = hung.replace("params.mode = \"good\"", "params.mode = \"block\"");
+    std::fs::write(&config, format!("{}[accounts.hung]{hung}", ca.replace("params.days = \"-29,1\"", "")))
+        .expect("config");
+    let server = Server::start(app, Some(&config));
+    let started = Instant::now();
+    wait_for(60, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().any(|c| c["predecessor_id"] == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("web's certificate was not renewed; log: {}", server.log()));
+    let renewals = server.app.json(&["renewals", "--json"]);
+    let stuck = renewals["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 1).cloned();
+    assert!(
+        stuck.as_ref().is_some_and(|r| r["attempts"] == 0),
+        "renewed after {:?}, once the hung call had ended: {stuck:?}; log: {}",
+        started.elapsed(),
+        server.log()
+    );
+    let mut server = server;
+    crate::helpers::sh("kill", &["-TERM", &server.child.id().to_string()]);
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "{status}; log: {}", server.log());
+    let app = std::mem::replace(&mut server.app, App::new());
+    drop(server);
+    let renewals = app.json(&["renewals", "--json"]);
+    let stuck = renewals["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 1).cloned();
+    assert!(
+        stuck.as_ref().is_some_and(|r| r["attempts"] == 1 && r["last_error"].as_str().is_some_and(|e| !e.is_empty())),
+        "the call in flight at SIGTERM ended and was recorded: {stuck:?}"
+    );
+}
+
 /// The same when the order fails after pending: the certificate the CA finally sends is
 /// refused by verification, the order fails, and that counts against the renewal.
 #[test]
