@@ -124,6 +124,12 @@ pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     out.push_str("# HELP certhost_deploy_retries Certificates with a failed deployment waiting to be tried again.\n");
     out.push_str("# TYPE certhost_deploy_retries gauge\n");
     let _ = writeln!(out, "certhost_deploy_retries {}", gauges.deploy_retries);
+    out.push_str(
+        "# HELP certhost_renewals_failing Certificates whose automatic renewal failed its last attempt and is \
+         retried with backoff (expired ones still retried included).\n",
+    );
+    out.push_str("# TYPE certhost_renewals_failing gauge\n");
+    let _ = writeln!(out, "certhost_renewals_failing {}", gauges.renewals_failing);
     out
 }
 

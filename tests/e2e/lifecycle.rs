@@ -301,6 +301,10 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let failures: Vec<_> = audit.as_array().expect("audit").iter().filter(|e| e["outcome"] == "failure").collect();
     assert_eq!(failures.len(), 1, "{audit}");
     assert_eq!(failures[0]["object_id"], "1");
+    // And `/metrics` has a gauge to alert on (it said nothing before the certificate expired).
+    let metrics = crate::helpers::http().get(format!("{}/metrics", server.base)).send().expect("metrics");
+    let metrics = metrics.text().expect("text");
+    assert!(metrics.contains("\ncerthost_renewals_failing 1\n"), "{metrics}");
 }
 
 /// Operator review of stop 41: a round renewed its batch one certificate after another, so a

@@ -74,6 +74,9 @@ pub struct InventoryGauges {
     pub orders_open: Vec<(&'static str, u64)>,
     /// Certificates with a failed deployment waiting to be tried again.
     pub deploy_retries: u64,
+    /// Certificates whose automatic renewal failed its last attempt and is retried (expired
+    /// ones included): the number to alert on before `expiring` shows it.
+    pub renewals_failing: u64,
 }
 
 impl Inventory {
@@ -398,7 +401,21 @@ impl Inventory {
                 [],
                 |r| r.get(0),
             )?;
-        Ok(InventoryGauges { expiring, orders_open, deploy_retries })
+        // A failed attempt puts the next at most `RENEWAL_RETRY_MAX` ahead, so the failing
+        // renewals are in the first hours of each due index, not among the million scheduled
+        // for later.
+        let mut renewals_failing = 0;
+        for (index, status) in [("certificates_due", "active"), ("certificates_due_expired", "expired")] {
+            renewals_failing += self.conn.query_row_cached(
+                &format!(
+                    "SELECT COUNT(*) FROM certificates INDEXED BY {index}
+                      WHERE status = '{status}' AND renew_after IS NOT NULL AND renew_after <= ?1 AND renewal_attempts > 0"
+                ),
+                [now + super::renewals::RENEWAL_RETRY_MAX],
+                |r| r.get::<_, u64>(0),
+            )?;
+        }
+        Ok(InventoryGauges { expiring, orders_open, deploy_retries, renewals_failing })
     }
 
     /// Certificate `id`'s successful deployments: each target as recorded, with its message

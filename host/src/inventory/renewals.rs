@@ -137,6 +137,9 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
+/// The longest wait between two attempts of a failing renewal (6 hours). A failing renewal
+/// is therefore due within this much of now, which `Inventory::gauges` counts on.
+pub(super) const RENEWAL_RETRY_MAX: i64 = 6 * 3600;
 /// Below this many seconds before notAfter the backoff is no longer shortened to land first.
 const MIN_RETRY_BEFORE_EXPIRY: i64 = 60;
 
@@ -160,7 +163,7 @@ pub(super) fn renewal_failure_in(
         )
         .optional()?;
     let Some((cn, before, not_after)) = row else { return Ok(None) };
-    let mut retry_at = now + (60i64 << before.clamp(0, 9)).min(6 * 3600);
+    let mut retry_at = now + (60i64 << before.clamp(0, 9)).min(RENEWAL_RETRY_MAX);
     // A retry the backoff would put past notAfter comes half way there instead, while there
     // is time for one: the last chance to renew before expiry is not slept through.
     if retry_at >= not_after && not_after - now >= MIN_RETRY_BEFORE_EXPIRY {
@@ -822,6 +825,7 @@ mod tests {
         // A failure is recorded only under a claim still held (review of stop 31).
         assert_eq!(inv.record_renewal_failure(2, until, "x", "t").expect("record"), None);
         assert!(inv.record_renewal_failure(1, 2_100, "x", "t").expect("record").is_some());
+        assert_eq!(inv.gauges().expect("gauges").renewals_failing, 1, "certificate 1's renewal is failing");
     }
 
     /// `serve` renews each profile's certificates in a lane of their own: a busy lane's are
