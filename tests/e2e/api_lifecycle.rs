@@ -302,10 +302,30 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     );
     assert_eq!(issued["certificate"]["account"], "scripted");
     // Update, then the in-use rules: the account is used by the profile.
-    json_of(
+    let changed = json_of(
         api.put(&admin, "/v1/profiles/web", json!({"accounts": ["scripted"], "description": "changed"})),
         StatusCode::OK,
     );
+    assert!(changed.get("warnings").is_none(), "{changed}");
+    // What the CLI warns about a profile's deploy targets, the API says too (operator review
+    // of stop 41): allowed, and told.
+    let target = api.server.app.path("out/owned.pem");
+    let owned = json_of(
+        api.post(
+            &admin,
+            "/v1/profiles",
+            json!({"name": "owned", "accounts": ["scripted"], "deploy": [{"cert": target, "owner": "no-such-user-4711"}]}),
+        ),
+        StatusCode::CREATED,
+    );
+    let warnings = owned["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("owner no-such-user-4711 is not a user on this host"))),
+        "{owned}"
+    );
+    json_of(api.delete(&admin, "/v1/profiles/owned"), StatusCode::NO_CONTENT);
     json_of(api.delete(&admin, "/v1/accounts/scripted"), StatusCode::CONFLICT);
     // File-defined objects are changed in their files.
     json_of(api.delete(&admin, "/v1/profiles/lab"), StatusCode::CONFLICT);
