@@ -234,6 +234,37 @@ fn leaf_position(expected: &Expected<'_>, certificate_pem: &str, chain_pems: &[S
         .map(|i| i + 1)
 }
 
+/// Refuses a certificate whose subject (as stored: every attribute, whatever its string
+/// type) or names hold one of the call's `secrets`: it would be stored and shown to every
+/// role (a CA or a script that copied one into an OU or a name; hostile-connector review of
+/// stop 41). Not when what the request itself supplied — `asked`: its CSR's subject, its CN
+/// and names — holds one: a short secret that is a word of them would refuse every order,
+/// and a refusal would tell a requester their guess was right (diff review). The pipeline
+/// and `plugin check` both apply it.
+pub fn holds_no_secret<'a>(
+    secrets: impl Iterator<Item = &'a str>,
+    asked: impl Iterator<Item = &'a str>,
+    verified: &VerifiedCertificate,
+) -> Result<(), VerificationError> {
+    let secrets: Vec<&str> = secrets.collect();
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let rules = crate::connector::redact::Redactor::new(secrets.iter().copied());
+    let holds = |text: &str| rules.redact(text) != text;
+    let mut asked = asked;
+    if asked.any(holds) {
+        return Ok(());
+    }
+    if holds(&verified.info.subject) {
+        return Err(VerificationError::HoldsSensitive("subject"));
+    }
+    if verified.info.sans.iter().any(|san| holds(&san.to_string())) {
+        return Err(VerificationError::HoldsSensitive("subjectAltName list"));
+    }
+    Ok(())
+}
+
 /// Verifies a connector's `issued` result.
 ///
 /// `certificate_pem` may carry the chain after the leaf (Avi scripts return it that way);

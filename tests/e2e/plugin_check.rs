@@ -376,6 +376,37 @@ fn plugin_check_skips_a_poll_a_ca_that_issues_at_once_left_nothing_for() {
     assert!(out.contains(" failed, 1 skipped"), "{out}");
 }
 
+/// Left alone in stop 41: `plugin check` passed a CA that copies a secret of the call into
+/// the certificate's subject, which the pipeline refuses on every order. The check applies
+/// the same rule, and the secret is not printed.
+#[test]
+fn plugin_check_fails_a_certificate_that_carries_a_secret_of_the_call() {
+    let app = App::new();
+    let ca = app.path("ca");
+    app.run(&["ca", "init", "--out", ca.to_str().expect("utf8")]).ok();
+    let script = crate::python::fixture("scripted_ca.py");
+    std::fs::create_dir_all(app.path("state")).expect("state dir");
+    let secret = "tok-5d1e9a77c3";
+    let out = app
+        .command()
+        .args(["plugin", "check", script.to_str().expect("utf8"), "--param", "mode=ou_secret"])
+        .args(["--param", &format!("ca_cert={}", ca.join("ca.pem").display())])
+        .args(["--param", &format!("ca_key={}", ca.join("ca.key").display())])
+        .args(["--param", &format!("state_dir={}", app.path("state").display())])
+        .args(["--sensitive-param-env", "token=CA_TOKEN"])
+        .env("CA_TOKEN", secret)
+        .output()
+        .expect("run certhost");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("FAIL certificate_request")
+            && stdout.contains("its subject holds a sensitive value of the call, which would be stored"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
+}
+
 /// `plugin new --plugins-dir DIR` made a crate cargo refused when DIR lay inside another
 /// workspace's tree (certhost's own checkout: "current package believes it's in a workspace
 /// when it's not"); a crate outside a plugins workspace now declares a workspace of its own.

@@ -136,9 +136,15 @@ async fn settle(
                     sans: &params.sans,
                     now: crate::clock::unix_now(),
                 };
-                return verify_issued(&expected, &certificate, &chain)
-                    .map(|v| (v, ca_order_id))
-                    .map_err(|e| e.to_string());
+                let verified = verify_issued(&expected, &certificate, &chain).map_err(|e| e.to_string())?;
+                // The pipeline refuses a certificate carrying a secret of the call; so does
+                // the check, before an author ships a connector whose every order would fail.
+                let names: Vec<String> = params.sans.iter().map(San::to_string).collect();
+                let asked = [csr.subject.as_str(), params.subject.common_name.as_deref().unwrap_or_default()]
+                    .into_iter()
+                    .chain(names.iter().map(String::as_str));
+                crate::verify::holds_no_secret(args.sensitive_values(), asked, &verified).map_err(|e| e.to_string())?;
+                return Ok((verified, ca_order_id));
             }
             Disposition::Rejected { reason } => return Err(format!("the CA rejected the request: {reason}")),
             Disposition::Pending { ca_order_id, retry_after_s } => {
