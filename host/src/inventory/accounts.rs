@@ -335,12 +335,14 @@ impl Inventory {
             return Err(InventoryError::InUse(format!("account {name} is used by profile(s) {}", users.join(", "))));
         }
         // Revoking a certificate goes through the account that issued it (review of stop 31:
-        // once deleted, a compromised key's certificate could not be revoked). Read through
-        // the index on status; deleting an account is rare.
+        // once deleted, a compromised key's certificate could not be revoked). One pass over
+        // the table (`+status`): through the status index it was a row lookup for each active
+        // certificate, 3 s at 1 M when the account has none (the usual case); deleting an
+        // account is rare.
         let issued: Option<i64> = self
             .conn
             .query_row_cached(
-                "SELECT id FROM certificates WHERE status = 'active' AND account = ?1 LIMIT 1",
+                "SELECT id FROM certificates WHERE +status = 'active' AND account = ?1 LIMIT 1",
                 [name],
                 |r| r.get(0),
             )

@@ -218,8 +218,13 @@ impl Inventory {
         if horizon.is_some() {
             clauses.push("status = 'active' AND not_after >= ?2 AND not_after <= ?1");
         }
-        if filter.status.is_some() {
-            clauses.push("status = ?3");
+        // Most certificates are active or superseded: a page of those is found walking ids
+        // (`+status`), where the status index read and sorted every one of them (45 ms at
+        // 1 M for a page); a rare status (revoked, expired) is read through the index.
+        match filter.status {
+            Some(CertStatus::Active | CertStatus::Superseded) => clauses.push("+status = ?3"),
+            Some(CertStatus::Revoked | CertStatus::Expired) => clauses.push("status = ?3"),
+            None => {}
         }
         if search.is_some() {
             clauses.push("(common_name LIKE ?4 ESCAPE '\\' OR sans LIKE ?4 ESCAPE '\\')");
