@@ -130,6 +130,14 @@ fn mail_text(n: &Notification) -> String {
             "An automatic renewal failed.",
             "certhost retries it with backoff; certhost renewals shows its last error and next attempt.".to_owned(),
         ),
+        "renewal_recovered" => (
+            "This certificate's renewal, which had failed, succeeded: its successor is in service.",
+            n.detail
+                .get("successor_id")
+                .and_then(serde_json::Value::as_i64)
+                .map(|s| format!("certhost show {s} shows the new certificate."))
+                .unwrap_or_default(),
+        ),
         "expiring" => (
             "This certificate expires soon and is not renewed automatically.",
             cert.map(|c| format!("Renew it with certhost renew {c}, or let it expire.")).unwrap_or_default(),

@@ -367,6 +367,33 @@ fn a_hung_ca_holds_up_only_its_own_profiles_renewals() {
     );
 }
 
+/// Operator review of stop 41: a run of `renewal_failed` notifications ended in silence when
+/// a renewal finally went through. The renewal that ends it queues `renewal_recovered`.
+#[test]
+fn the_renewal_that_ends_a_run_of_failures_is_notified() {
+    let server = due_certificate_lab("mended.example.com", "pending_reject");
+    wait_for(40, || failed_renewal(&server.app))
+        .unwrap_or_else(|| panic!("no failure recorded; log: {}", server.log()));
+    // The CA is mended, and the operator renews at once instead of waiting out the backoff.
+    let config = server.app.path("conf/certhost.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("params.mode = \"pending_reject\"", "params.mode = \"good\""))
+        .expect("config");
+    server.app.run(&["--config", s(&config), "renew", "1"]).ok();
+    let db = rusqlite::Connection::open(server.app.data_dir().join("certhost.db")).expect("db");
+    let (subject, detail): (String, String) = db
+        .query_row(
+            "SELECT subject, detail FROM notifications WHERE kind = 'renewal_recovered' AND certificate_id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a renewal_recovered notification");
+    assert!(subject.contains("certificate 1 (mended.example.com) renewed after 1 failed attempt(s)"), "{subject}");
+    let detail: serde_json::Value = serde_json::from_str(&detail).expect("json");
+    assert_eq!(detail["failed_attempts"], 1, "{detail}");
+    assert!(detail["successor_id"].as_i64().is_some_and(|s| s > 1), "{detail}");
+}
+
 /// The same when the order fails after pending: the certificate the CA finally sends is
 /// refused by verification, the order fails, and that counts against the renewal.
 #[test]

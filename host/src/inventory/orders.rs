@@ -600,12 +600,26 @@ impl Inventory {
         // A renewal's predecessor steps aside in the same transaction: never two active
         // generations, never a superseded one without its successor.
         if let Some(pred) = order.predecessor_id.filter(|p| *p != cert_id) {
-            let n = tx.execute_cached(
-                "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
-                 WHERE id = ?1 AND status IN ('active', 'expired')",
-                params![pred],
-            )?;
-            if n > 0 {
+            let stepped_aside: Option<(i64, Option<String>)> = tx
+                .query_row_cached(
+                    "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
+                     WHERE id = ?1 AND status IN ('active', 'expired') RETURNING renewal_attempts, common_name",
+                    params![pred],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((failed, cn)) = stepped_aside {
+                // Whoever was told its automatic renewal failed is told it is over (operator
+                // review of stop 41: a run of `renewal_failed` mails ended in silence).
+                if failed > 0 {
+                    let subject = format!(
+                        "certhost: certificate {pred} ({}) renewed after {failed} failed attempt(s)",
+                        cn.as_deref().unwrap_or("no CN")
+                    );
+                    let detail =
+                        serde_json::json!({ "successor_id": cert_id, "order_id": id, "failed_attempts": failed });
+                    super::renewals::enqueue(&tx, now, "renewal_recovered", Some(pred), &subject, &detail)?;
+                }
                 audit::record(
                     &tx,
                     now,

@@ -44,7 +44,7 @@ pub struct ScheduledRenewal {
 pub struct Notification {
     /// Id.
     pub id: i64,
-    /// `renewal_failed`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`,
+    /// `renewal_failed`, `renewal_recovered`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`,
     /// `deploy_failed`, `awaiting_approval`, `needs_attention`.
     pub kind: String,
     /// The certificate concerned.
