@@ -74,7 +74,8 @@ pub async fn round_keeping(
     stranded: &mut Vec<(i64, i64)>,
 ) -> Result<RoundReport, IssueError> {
     let mut report = RoundReport::default();
-    housekeeping(p, lease_seconds, stopping, stranded, &mut report).await?;
+    tidy(p.inventory, stranded, &mut report)?;
+    chores(p, lease_seconds, stopping, &mut report).await?;
     if stopping() {
         return Ok(report);
     }
@@ -83,21 +84,26 @@ pub async fn round_keeping(
     Ok(report)
 }
 
-/// What a round does before it claims renewals: gives back stranded claims, marks expired
-/// certificates, resubmits interrupted automatic renewals and retries failed deployments.
-async fn housekeeping(
+/// What a round does first, quickly and without calling anyone: gives back stranded claims,
+/// marks expired certificates and interrupted orders.
+fn tidy(inv: &mut Inventory, stranded: &mut Vec<(i64, i64)>, report: &mut RoundReport) -> Result<(), IssueError> {
+    stranded.retain(|&(id, until)| inv.release_renewal_claim(id, until).is_err());
+    report.expired = inv.mark_expired(ACTOR)?.len();
+    inv.mark_interrupted(ACTOR)?;
+    Ok(())
+}
+
+/// What a round does that calls CAs and hooks: resubmits interrupted automatic renewals and
+/// retries failed deployments.
+async fn chores(
     p: &mut Pipeline<'_>,
     lease_seconds: i64,
     stopping: &(dyn Fn() -> bool + Sync),
-    stranded: &mut Vec<(i64, i64)>,
     report: &mut RoundReport,
 ) -> Result<(), IssueError> {
-    stranded.retain(|&(id, until)| p.inventory.release_renewal_claim(id, until).is_err());
-    report.expired = p.inventory.mark_expired(ACTOR)?.len();
     // An automatic renewal cut off by a crash is sent again with the same request id: nobody
     // is there to decide, and the id lets an idempotent CA answer with what it issued.
     // Manual orders still wait for an operator.
-    p.inventory.mark_interrupted(ACTOR)?;
     for order in p.inventory.orders(Some(OrderState::NeedsAttention), 0)? {
         if stopping() {
             // Still interrupted: the next start sends it.
@@ -288,10 +294,12 @@ fn auto_renews(inv: &Inventory, id: i64) -> Result<bool, InventoryError> {
 /// Runs rounds every `interval` until `shutdown` turns true, with notifications delivered
 /// beside it by `notify::run`. Each round claims what is due and hands each profile's share
 /// to a lane of its own, up to [`LANES`] at once, and does not wait for them: a CA that hangs
-/// until its deadline (or a slow deploy hook) holds up its own profile's renewals, not every
-/// other profile's for the length of the batch (operator review of stop 41: one hung CA
-/// delayed every certificate of the round by 20 deadlines). A busy lane's profile is left out
-/// of the next claims until it ends.
+/// until its deadline holds up its own profile's renewals, not every other profile's for the
+/// length of the batch (operator review of stop 41: one hung CA delayed every certificate of
+/// the round by 20 deadlines). A busy lane's profile is left out of the next claims until it
+/// ends, and the profiles served last round come after the others. The resubmissions and
+/// deployment retries run beside the lanes too, one set at a time, so a hook that runs for
+/// an hour holds up no renewal.
 pub async fn run(
     inventory: InventoryPool,
     connectors: std::sync::Arc<dyn ConnectorSource>,
@@ -306,19 +314,15 @@ pub async fn run(
     let lease = 600;
     let notifier =
         tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, since, interval, shutdown.clone()));
-    let mut stranded = Vec::new();
-    let mut lanes: HashMap<String, JoinHandle<LaneEnd>> = HashMap::new();
+    let with = Lanes { pool: inventory.clone(), connectors, env, shutdown: shutdown.clone(), lease_seconds: lease };
+    let mut state = Scheduler::default();
     loop {
-        reap_lanes(&mut lanes, &mut stranded, false).await;
+        state.reap(false).await;
         match inventory.get().await {
             Err(e) => tracing::error!(error = %e, "renewal round skipped: no database connection"),
             Ok(mut inv) => {
-                let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
-                let watch = shutdown.clone();
-                let stopping = move || *watch.borrow();
                 let mut report = RoundReport::default();
-                let lanes_now = Lanes { pool: &inventory, connectors: &connectors, env: &env, shutdown: &shutdown };
-                match open_lanes(&mut p, &lanes_now, &mut lanes, lease, &stopping, &mut stranded, &mut report).await {
+                match state.round(&mut inv, &with, &mut report) {
                     Ok(()) if report != RoundReport::default() => tracing::info!(r = ?report, "renewal round"),
                     Ok(()) => {}
                     Err(e) => tracing::error!(error = %e, "renewal round failed"),
@@ -330,9 +334,14 @@ pub async fn run(
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     // Each lane ends after the call it has in flight and gives back the rest
-                    // of its claims; the notifier drops its sends in flight and gives their
-                    // claims back.
-                    reap_lanes(&mut lanes, &mut stranded, true).await;
+                    // of its claims; what none could give back is given back here. The
+                    // notifier drops its sends in flight and gives their claims back.
+                    state.reap(true).await;
+                    if !state.stranded.is_empty()
+                        && let Ok(mut inv) = inventory.get().await
+                    {
+                        state.stranded.retain(|&(id, until)| inv.release_renewal_claim(id, until).is_err());
+                    }
                     let _ = notifier.await;
                     return;
                 }
@@ -341,16 +350,24 @@ pub async fn run(
     }
 }
 
-/// Profiles renewing at once in `serve`, at most: each lane holds a database connection (of
-/// the pool's 32) and perhaps a connector worker for as long as it renews.
+/// Profiles renewing at once in `serve`, at most. Each lane holds a database connection from
+/// the connector calls' share of the pool (`get_for_call`), as an API issuance does.
 const LANES: usize = 4;
 
-/// What a lane needs to start: owned copies go into its task.
-struct Lanes<'a> {
-    pool: &'a InventoryPool,
-    connectors: &'a std::sync::Arc<dyn ConnectorSource>,
-    env: &'a crate::param::SharedEnvLookup,
-    shutdown: &'a watch::Receiver<bool>,
+/// What a lane or the chores task needs to start: cloned into each task.
+struct Lanes {
+    pool: InventoryPool,
+    connectors: std::sync::Arc<dyn ConnectorSource>,
+    env: crate::param::SharedEnvLookup,
+    shutdown: watch::Receiver<bool>,
+    lease_seconds: i64,
+}
+
+/// A running lane: its task, and its claims (given back if the task dies).
+struct Lane {
+    task: JoinHandle<LaneEnd>,
+    ids: Vec<i64>,
+    until: i64,
 }
 
 /// How a lane ended: what it did, and the claims it could not give back (a database error).
@@ -359,68 +376,117 @@ struct LaneEnd {
     stranded: Vec<(i64, i64)>,
 }
 
-/// One round of `serve`'s scheduler: [`housekeeping`] on `p`, then the due certificates of
-/// profiles with no lane running are claimed and each profile's share starts a lane. Claims
-/// beyond a free lane are given back at once (due again next round).
-async fn open_lanes(
-    p: &mut Pipeline<'_>,
-    with: &Lanes<'_>,
-    lanes: &mut HashMap<String, JoinHandle<LaneEnd>>,
-    lease_seconds: i64,
-    stopping: &(dyn Fn() -> bool + Sync),
-    stranded: &mut Vec<(i64, i64)>,
-    report: &mut RoundReport,
-) -> Result<(), IssueError> {
-    housekeeping(p, lease_seconds, stopping, stranded, report).await?;
-    if stopping() || lanes.len() >= LANES {
-        return Ok(());
-    }
-    let busy: Vec<String> = lanes.keys().cloned().collect();
-    let (claimed, until) = p.inventory.claim_due_renewals_except(lease_seconds, BATCH, &busy)?;
-    // Until a lane owns them: a database error before then leaves them for the next round.
-    stranded.extend(claimed.iter().map(|c| (c.id, until)));
-    let mut shares: Vec<(String, Vec<i64>)> = Vec::new();
-    for c in claimed {
-        match shares.iter_mut().find(|(profile, _)| *profile == c.profile) {
-            Some((_, ids)) => ids.push(c.id),
-            None => shares.push((c.profile, vec![c.id])),
+/// The scheduler's state between rounds.
+#[derive(Default)]
+struct Scheduler {
+    lanes: HashMap<String, Lane>,
+    /// The profiles given a lane last round: they come after the others in the next claim,
+    /// so that a profile with a long backlog and a fast CA does not take every batch.
+    served_last: Vec<String>,
+    /// The resubmissions and deployment retries in flight, if any.
+    chores: Option<JoinHandle<()>>,
+    /// Claims (certificate, claim end) a round or lane could not give back.
+    stranded: Vec<(i64, i64)>,
+}
+
+impl Scheduler {
+    /// One round on `inv`: [`tidy`], the chores task when none runs, then the due
+    /// certificates of profiles with no lane running are claimed and each profile's share
+    /// starts a lane. Claims beyond a free lane are given back at once (due again next round).
+    fn round(&mut self, inv: &mut Inventory, with: &Lanes, report: &mut RoundReport) -> Result<(), IssueError> {
+        tidy(inv, &mut self.stranded, report)?;
+        if *with.shutdown.borrow() {
+            return Ok(());
         }
-    }
-    for (profile, ids) in shares {
-        if lanes.len() >= LANES {
-            for &id in &ids {
-                p.inventory.release_renewal_claim(id, until)?;
-                stranded.retain(|&(s, _)| s != id);
+        if self.chores.is_none() {
+            self.chores = Some(tokio::spawn(chores_task(with.clone_parts())));
+        }
+        if self.lanes.len() >= LANES {
+            return Ok(());
+        }
+        let busy: Vec<String> = self.lanes.keys().cloned().collect();
+        let mut later = busy.clone();
+        later.extend(self.served_last.iter().cloned());
+        let (mut claimed, until) = inv.claim_due_renewals_except(with.lease_seconds, BATCH, &later)?;
+        let room = BATCH.saturating_sub(claimed.len() as u32);
+        if room > 0 && !self.served_last.is_empty() {
+            // Those just claimed are leased now, so the second claim cannot take them again.
+            let (more, _) = inv.claim_due_renewals_except(with.lease_seconds, room, &busy)?;
+            claimed.extend(more);
+        }
+        // Until a lane owns them: a database error before then leaves them for the next round.
+        self.stranded.extend(claimed.iter().map(|c| (c.id, until)));
+        let mut shares: Vec<(String, Vec<i64>)> = Vec::new();
+        for c in claimed {
+            match shares.iter_mut().find(|(profile, _)| *profile == c.profile) {
+                Some((_, ids)) => ids.push(c.id),
+                None => shares.push((c.profile, vec![c.id])),
             }
-            continue;
         }
-        stranded.retain(|(s, _)| !ids.contains(s));
-        let task = lane(
-            with.pool.clone(),
-            with.connectors.clone(),
-            with.env.clone(),
-            ids,
-            until,
-            lease_seconds,
-            with.shutdown.clone(),
-        );
-        lanes.insert(profile, tokio::spawn(task));
+        self.served_last.clear();
+        for (profile, ids) in shares {
+            if self.lanes.len() >= LANES {
+                for &id in &ids {
+                    inv.release_renewal_claim(id, until)?;
+                    self.stranded.retain(|&(s, _)| s != id);
+                }
+                continue;
+            }
+            self.stranded.retain(|(s, _)| !ids.contains(s));
+            let task = tokio::spawn(lane(with.clone_parts(), ids.clone(), until));
+            self.served_last.push(profile.clone());
+            self.lanes.insert(profile, Lane { task, ids, until });
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Takes the lanes (and the chores task) that ended — `all`: waits for every one — logs
+    /// what each did and keeps the claims they could not give back for the next round.
+    async fn reap(&mut self, all: bool) {
+        let ended: Vec<String> =
+            self.lanes.iter().filter(|(_, lane)| all || lane.task.is_finished()).map(|(p, _)| p.clone()).collect();
+        for profile in ended {
+            let Some(lane) = self.lanes.remove(&profile) else { continue };
+            match lane.task.await {
+                Ok(end) => {
+                    if end.report != RoundReport::default() {
+                        tracing::info!(profile, r = ?end.report, "renewal round");
+                    }
+                    self.stranded.extend(end.stranded);
+                }
+                Err(e) => {
+                    // Its claims are given back by the next round, each only while it is
+                    // still that claim: the one in flight, extended, stays its lease's.
+                    tracing::error!(profile, error = %e, "a renewal lane ended abnormally");
+                    self.stranded.extend(lane.ids.iter().map(|&id| (id, lane.until)));
+                }
+            }
+        }
+        if let Some(task) = self.chores.take_if(|t| all || t.is_finished())
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the renewal scheduler's resubmissions and deployment retries ended abnormally");
+        }
+    }
+}
+
+impl Lanes {
+    /// Owned copies for a task.
+    fn clone_parts(&self) -> Lanes {
+        Lanes {
+            pool: self.pool.clone(),
+            connectors: self.connectors.clone(),
+            env: self.env.clone(),
+            shutdown: self.shutdown.clone(),
+            lease_seconds: self.lease_seconds,
+        }
+    }
 }
 
 /// Renews one profile's claimed certificates, one after another, on a connection of its own.
-async fn lane(
-    pool: InventoryPool,
-    connectors: std::sync::Arc<dyn ConnectorSource>,
-    env: crate::param::SharedEnvLookup,
-    ids: Vec<i64>,
-    until: i64,
-    lease_seconds: i64,
-    shutdown: watch::Receiver<bool>,
-) -> LaneEnd {
+async fn lane(with: Lanes, ids: Vec<i64>, until: i64) -> LaneEnd {
     let mut end = LaneEnd { report: RoundReport::default(), stranded: Vec::new() };
-    let mut inv = match pool.get().await {
+    let mut inv = match with.pool.get_for_call().await {
         Ok(inv) => inv,
         Err(e) => {
             tracing::error!(error = %e, "renewals skipped: no database connection");
@@ -428,31 +494,31 @@ async fn lane(
             return end;
         }
     };
-    let mut p = Pipeline { inventory: &mut inv, connectors: &*connectors, env: &*env, actor: ACTOR };
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*with.connectors, env: &*with.env, actor: ACTOR };
+    let shutdown = with.shutdown.clone();
     let stopping = move || *shutdown.borrow();
-    if let Err(e) = renew_batch(&mut p, &ids, until, lease_seconds, &stopping, &mut end.stranded, &mut end.report).await
-    {
+    let lease = with.lease_seconds;
+    if let Err(e) = renew_batch(&mut p, &ids, until, lease, &stopping, &mut end.stranded, &mut end.report).await {
         tracing::error!(error = %e, "renewal round failed");
     }
     end
 }
 
-/// Takes the lanes that ended (`all`: waits for every lane), logs what each did and keeps
-/// the claims they could not give back for the next round to.
-async fn reap_lanes(lanes: &mut HashMap<String, JoinHandle<LaneEnd>>, stranded: &mut Vec<(i64, i64)>, all: bool) {
-    let ended: Vec<String> =
-        lanes.iter().filter(|(_, task)| all || task.is_finished()).map(|(p, _)| p.clone()).collect();
-    for profile in ended {
-        let Some(task) = lanes.remove(&profile) else { continue };
-        match task.await {
-            Ok(end) => {
-                if end.report != RoundReport::default() {
-                    tracing::info!(profile, r = ?end.report, "renewal round");
-                }
-                stranded.extend(end.stranded);
-            }
-            // Its claims run out with their lease.
-            Err(e) => tracing::error!(profile, error = %e, "a renewal lane ended abnormally"),
+/// [`chores`] on a connection of its own, beside the lanes.
+async fn chores_task(with: Lanes) {
+    let mut inv = match with.pool.get_for_call().await {
+        Ok(inv) => inv,
+        Err(e) => {
+            return tracing::error!(error = %e, "resubmissions and deployment retries skipped: no database connection");
         }
+    };
+    let mut p = Pipeline { inventory: &mut inv, connectors: &*with.connectors, env: &*with.env, actor: ACTOR };
+    let shutdown = with.shutdown.clone();
+    let stopping = move || *shutdown.borrow();
+    let mut report = RoundReport::default();
+    match chores(&mut p, with.lease_seconds, &stopping, &mut report).await {
+        Ok(()) if report != RoundReport::default() => tracing::info!(r = ?report, "renewal round"),
+        Ok(()) => {}
+        Err(e) => tracing::error!(error = %e, "resubmissions and deployment retries failed"),
     }
 }

@@ -367,6 +367,54 @@ fn a_hung_ca_holds_up_only_its_own_profiles_renewals() {
     );
 }
 
+/// Diff review of stop 43: the scheduler retried failed deployments before it claimed any
+/// renewal, so a retried deployment whose hook ran long held up every renewal for as long.
+/// Retries run beside the renewal lanes.
+#[test]
+fn a_deployment_retry_with_a_slow_hook_holds_up_no_renewal() {
+    let app = App::new();
+    let (deployed, fail, hang) = (app.path("deployed"), app.path("fail"), app.path("hang"));
+    let (started, done) = (app.path("started"), app.path("done"));
+    let hook = format!(
+        "mkdir -p {d}; test ! -e {f} || exit 1; if [ -e {h} ]; then touch {started}; sleep 40; touch {done}; fi",
+        d = deployed.display(),
+        f = fail.display(),
+        h = hang.display(),
+        started = started.display(),
+        done = done.display()
+    );
+    let hooked = format!(
+        "accounts = [\"ca\"]\n[renewal]\nauto = false\n[[deploy]]\ncert = \"{}/cert.pem\"\npre_hook = {hook:?}\n",
+        deployed.display()
+    );
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"\n[server]\nrenewal_interval_seconds = 1",
+        &[("hooked", &hooked), ("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    std::fs::write(&fail, "").expect("flag");
+    app.run(&["--config", s(&config), "issue", "--profile", "hooked", "--cn", "hooked.example.com"]).fails(3);
+    app.run(&["--config", s(&config), "issue", "--profile", "web", "--cn", "web.example.com"]).ok();
+    // The deployment is retried at once, and its hook now takes 40 s; certificate 2 is due.
+    std::fs::remove_file(&fail).expect("flag");
+    std::fs::write(&hang, "").expect("flag");
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    assert_eq!(db.execute("UPDATE deploy_retries SET next_at = 0", []).expect("move time on"), 1);
+    drop(db);
+    let server = Server::start(app, Some(&config));
+    wait_for(60, || {
+        let list = server.app.json(&["list", "--json"]);
+        list.as_array()?.iter().any(|c| c["predecessor_id"] == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("web's certificate was not renewed; log: {}", server.log()));
+    assert!(!done.exists(), "renewed only once the retried deployment's hook had ended; log: {}", server.log());
+    wait_for(20, || started.exists().then_some(()))
+        .unwrap_or_else(|| panic!("the deployment was not retried; log: {}", server.log()));
+    assert!(!done.exists(), "{}", server.log());
+}
+
 /// Operator review of stop 41: a run of `renewal_failed` notifications ended in silence when
 /// a renewal finally went through. The renewal that ends it queues `renewal_recovered`.
 #[test]

@@ -136,7 +136,10 @@ async fn settle(
                     sans: &params.sans,
                     now: crate::clock::unix_now(),
                 };
-                let verified = verify_issued(&expected, &certificate, &chain).map_err(|e| e.to_string())?;
+                // Redacted: what a CA copied into a certificate (a CN, an issuer) is quoted by
+                // verification's errors and the success line, and may be a secret of the call.
+                let verified =
+                    verify_issued(&expected, &certificate, &chain).map_err(|e| args.redact(&e.to_string()))?;
                 // The pipeline refuses a certificate carrying a secret of the call; so does
                 // the check, before an author ships a connector whose every order would fail.
                 let names: Vec<String> = params.sans.iter().map(San::to_string).collect();
@@ -216,7 +219,7 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                 out.push(line(
                     "certificate_request",
                     true,
-                    format!("issued serial {} by {}", v.info.serial, v.info.issuer),
+                    args.redact(&format!("issued serial {} by {}", v.info.serial, v.info.issuer)),
                 ));
                 let ignored = match v.ignored_chain_entries.as_slice() {
                     [] => String::new(),

@@ -74,7 +74,7 @@ const SHARING_KEY_SQL: &str = "SELECT id FROM certificates
  SELECT id FROM certificates WHERE key_id = (SELECT id FROM keys WHERE public_sha256 = ?3)
     AND id != ?1 AND status = 'active' AND renew_after IS NOT NULL
  UNION
- SELECT id FROM certificates WHERE key_id IS NULL AND public_sha256 = ?2
+ SELECT id FROM certificates WHERE public_sha256 = ?2
     AND id != ?1 AND +status = 'active' AND renew_after IS NOT NULL";
 
 /// The certificates `/metrics` counts as waiting for a deployment retry.
@@ -155,8 +155,9 @@ impl Inventory {
             let due: Vec<i64> = {
                 // One SELECT per way of sharing the key: the OR of the three made SQLite walk
                 // every active certificate (2.6 s at 1 M, holding the write lock). The stored
-                // key's users come through `certificates_key`; the keyless ones (uploaded CSRs,
-                // imports) by their public key, in one pass over the table (`+status`).
+                // key's users come through `certificates_key`; the others on the public key
+                // (uploaded CSRs, imports, a stored key of another encoding) in one pass over
+                // the table (`+status`).
                 let mut stmt = tx.prepare_cached(SHARING_KEY_SQL)?;
                 stmt.query_map(params![id, identity, whole], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
