@@ -305,6 +305,10 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let metrics = crate::helpers::http().get(format!("{}/metrics", server.base)).send().expect("metrics");
     let metrics = metrics.text().expect("text");
     assert!(metrics.contains("\ncerthost_renewals_failing 1\n"), "{metrics}");
+    // And `renewals --failing` lists it alone.
+    let failing = server.app.json(&["renewals", "--failing", "--json"]);
+    let ids: Vec<_> = failing["upcoming"].as_array().expect("upcoming").iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, vec![serde_json::json!(1)], "{failing}");
 }
 
 /// Operator review of stop 41: a round renewed its batch one certificate after another, so a

@@ -24,6 +24,8 @@ pub struct RenewalsQuery {
     /// At most this many upcoming renewals and this many history events, 1-1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Only the upcoming renewals whose last attempt failed (retried with backoff).
+    failing: Option<bool>,
 }
 
 /// The schedule and the history of automatic renewals.
@@ -47,5 +49,7 @@ async fn list(
     let Query(q) = q?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    Ok(Json(Renewals { upcoming: inv.scheduled_renewals(limit)?, history: inv.auto_renewal_history(limit)? }))
+    let upcoming =
+        if q.failing.unwrap_or(false) { inv.failing_renewals(limit)? } else { inv.scheduled_renewals(limit)? };
+    Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)? }))
 }

@@ -16,6 +16,9 @@ pub struct RenewalsArgs {
     /// `orders list` and `audit`).
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    /// Only the renewals whose last attempt failed (retried with backoff).
+    #[arg(long)]
+    failing: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -27,7 +30,11 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
     let limit = if args.limit == 0 { u32::MAX } else { args.limit };
     // One more than shown, to say that there are more (black-box review of stop 35: fifty
     // rows of some hundred due, and no word that it was not all).
-    let mut upcoming = inv.scheduled_renewals(limit.saturating_add(1))?;
+    let mut upcoming = if args.failing {
+        inv.failing_renewals(limit.saturating_add(1))?
+    } else {
+        inv.scheduled_renewals(limit.saturating_add(1))?
+    };
     let mut history = inv.auto_renewal_history(limit.saturating_add(1))?;
     let cut = |len: usize| len > limit as usize;
     let (more_upcoming, more_history) = (cut(upcoming.len()), cut(history.len()));
@@ -57,7 +64,10 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     if upcoming.is_empty() {
-        println!("no automatic renewals scheduled");
+        println!(
+            "{}",
+            if args.failing { "no automatic renewal is failing" } else { "no automatic renewals scheduled" }
+        );
     } else {
         let rows: Vec<Vec<String>> = upcoming
             .iter()

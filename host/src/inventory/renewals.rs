@@ -656,6 +656,17 @@ impl Inventory {
     /// Upcoming and retrying renewals, soonest first: expired certificates whose automatic
     /// renewal is still being retried too.
     pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
+        self.renewals_listed(limit, "")
+    }
+
+    /// The renewals whose last attempt failed (retried with backoff), soonest retry first:
+    /// what a dashboard or an operator wants first in a storm of due certificates. Each is
+    /// due within [`RENEWAL_RETRY_MAX`] of now, so only that range of the due indexes is read.
+    pub fn failing_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
+        self.renewals_listed(limit, "AND renew_after <= ?1 + ?3 AND renewal_attempts > 0")
+    }
+
+    fn renewals_listed(&self, limit: u32, filter: &str) -> Result<Vec<ScheduledRenewal>, InventoryError> {
         let mut out = Vec::new();
         // `?1` is now, as in `claim_sql` (operator review of stop 41: it was bound to the
         // limit, so `--limit 0`, all, left out the expired ones the scheduler retries).
@@ -663,10 +674,15 @@ impl Inventory {
         for status in [ACTIVE, EXPIRED] {
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
-                 FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL ORDER BY renew_after LIMIT ?2",
+                 FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {filter}
+                 ORDER BY renew_after LIMIT ?2",
                 due_index(status)
             ))?;
-            let rows = stmt.query_map(params![now, limit], |r| {
+            let mut bound = params![now, limit, RENEWAL_RETRY_MAX].to_vec();
+            if filter.is_empty() {
+                bound.pop();
+            }
+            let rows = stmt.query_map(bound.as_slice(), |r| {
                 Ok(ScheduledRenewal {
                     id: r.get(0)?,
                     common_name: r.get(1)?,
@@ -826,6 +842,9 @@ mod tests {
         assert_eq!(inv.record_renewal_failure(2, until, "x", "t").expect("record"), None);
         assert!(inv.record_renewal_failure(1, 2_100, "x", "t").expect("record").is_some());
         assert_eq!(inv.gauges().expect("gauges").renewals_failing, 1, "certificate 1's renewal is failing");
+        let failing: Vec<i64> = inv.failing_renewals(10).expect("failing").iter().map(|r| r.id).collect();
+        assert_eq!(failing, vec![1]);
+        assert_eq!(inv.scheduled_renewals(10).expect("scheduled").len(), 2);
     }
 
     /// `serve` renews each profile's certificates in a lane of their own: a busy lane's are
