@@ -65,7 +65,7 @@ pub async fn round_until(
 /// back, and the next round gives them back first, each only while it is still that claim.
 /// They sat claimed for the whole lease, ten minutes, after the database recovered, and
 /// certificates expired meanwhile (operator review of stop 39). The batch is renewed one
-/// certificate after another on `p`'s connection; `serve` runs each profile's in a lane of
+/// certificate after another on `p`'s connection; `serve` runs each account's in a lane of
 /// its own instead ([`run`]).
 pub async fn round_keeping(
     p: &mut Pipeline<'_>,
@@ -292,12 +292,13 @@ fn auto_renews(inv: &Inventory, id: i64) -> Result<bool, InventoryError> {
 }
 
 /// Runs rounds every `interval` until `shutdown` turns true, with notifications delivered
-/// beside it by `notify::run`. Each round claims what is due and hands each profile's share
-/// to a lane of its own, up to [`LANES`] at once, and does not wait for them: a CA that hangs
-/// until its deadline holds up its own profile's renewals, not every other profile's for the
-/// length of the batch (operator review of stop 41: one hung CA delayed every certificate of
-/// the round by 20 deadlines). A busy lane's profile is left out of the next claims until it
-/// ends, and the profiles served last round come after the others. The resubmissions and
+/// beside it by `notify::run`. Each round claims what is due and hands each CA account's
+/// share (by the certificates' profiles' first account) to a lane of its own, up to [`LANES`]
+/// at once, and does not wait for them: a CA that hangs until its deadline holds up the
+/// renewals of its own profiles, not every other's for the length of the batch (operator
+/// review of stop 41: one hung CA delayed every certificate of the round by 20 deadlines). A
+/// busy lane's profiles are left out of the next claims until it ends, and those of the
+/// lanes started last round come after the others. The resubmissions and
 /// deployment retries run beside the lanes too, one set at a time, so a hook that runs for
 /// an hour holds up no renewal.
 pub async fn run(
@@ -350,7 +351,7 @@ pub async fn run(
     }
 }
 
-/// Profiles renewing at once in `serve`, at most. Each lane holds a database connection from
+/// CA accounts renewing at once in `serve`, at most. Each lane holds a database connection from
 /// the connector calls' share of the pool (`get_for_call`), as an API issuance does.
 const LANES: usize = 4;
 
@@ -379,9 +380,10 @@ struct LaneEnd {
 /// The scheduler's state between rounds.
 #[derive(Default)]
 struct Scheduler {
+    /// By CA account: the first account of the certificates' profile.
     lanes: HashMap<String, Lane>,
-    /// The profiles given a lane last round: they come after the others in the next claim,
-    /// so that a profile with a long backlog and a fast CA does not take every batch.
+    /// The lanes started last round: their profiles come after the others in the next claim,
+    /// so that an account with a long backlog and a fast CA does not take every batch.
     served_last: Vec<String>,
     /// The resubmissions and deployment retries in flight, if any.
     chores: Option<JoinHandle<()>>,
@@ -391,7 +393,7 @@ struct Scheduler {
 
 impl Scheduler {
     /// One round on `inv`: [`tidy`], the chores task when none runs, then the due
-    /// certificates of profiles with no lane running are claimed and each profile's share
+    /// certificates of profiles with no lane running are claimed and each account's share
     /// starts a lane. Claims beyond a free lane are given back at once (due again next round).
     fn round(&mut self, inv: &mut Inventory, with: &Lanes, report: &mut RoundReport) -> Result<(), IssueError> {
         tidy(inv, &mut self.stranded, report)?;
@@ -404,9 +406,27 @@ impl Scheduler {
         if self.lanes.len() >= LANES {
             return Ok(());
         }
-        let busy: Vec<String> = self.lanes.keys().cloned().collect();
+        // A lane is a CA account's (its profiles' first): profiles that share a hanging
+        // account share its one lane, and cannot take every lane (scale review of stop 43:
+        // six profiles on one hanging CA held all four, and the healthy ones waited).
+        let lane_of: HashMap<String, String> = inv
+            .profiles()?
+            .into_iter()
+            .map(|(name, def, _)| (name, def.accounts.first().cloned().unwrap_or_default()))
+            .collect();
+        let key = |profile: &str| lane_of.get(profile).cloned().unwrap_or_default();
+        let profiles_in = |lanes: &[&String]| -> Vec<String> {
+            let mut out: Vec<String> =
+                lane_of.iter().filter(|(_, lane)| lanes.contains(lane)).map(|(p, _)| p.clone()).collect();
+            if lanes.iter().any(|l| l.is_empty()) {
+                // The lane of certificates whose profile is gone (or names no account).
+                out.push(String::new());
+            }
+            out
+        };
+        let busy = profiles_in(&self.lanes.keys().collect::<Vec<_>>());
         let mut later = busy.clone();
-        later.extend(self.served_last.iter().cloned());
+        later.extend(profiles_in(&self.served_last.iter().collect::<Vec<_>>()));
         let (mut claimed, until) = inv.claim_due_renewals_except(with.lease_seconds, BATCH, &later)?;
         let room = BATCH.saturating_sub(claimed.len() as u32);
         if room > 0 && !self.served_last.is_empty() {
@@ -418,13 +438,14 @@ impl Scheduler {
         self.stranded.extend(claimed.iter().map(|c| (c.id, until)));
         let mut shares: Vec<(String, Vec<i64>)> = Vec::new();
         for c in claimed {
-            match shares.iter_mut().find(|(profile, _)| *profile == c.profile) {
+            let lane = key(&c.profile);
+            match shares.iter_mut().find(|(l, _)| *l == lane) {
                 Some((_, ids)) => ids.push(c.id),
-                None => shares.push((c.profile, vec![c.id])),
+                None => shares.push((lane, vec![c.id])),
             }
         }
         self.served_last.clear();
-        for (profile, ids) in shares {
+        for (lane_key, ids) in shares {
             if self.lanes.len() >= LANES {
                 for &id in &ids {
                     inv.release_renewal_claim(id, until)?;
@@ -434,8 +455,8 @@ impl Scheduler {
             }
             self.stranded.retain(|(s, _)| !ids.contains(s));
             let task = tokio::spawn(lane(with.clone_parts(), ids.clone(), until));
-            self.served_last.push(profile.clone());
-            self.lanes.insert(profile, Lane { task, ids, until });
+            self.served_last.push(lane_key.clone());
+            self.lanes.insert(lane_key, Lane { task, ids, until });
         }
         Ok(())
     }
@@ -450,14 +471,14 @@ impl Scheduler {
             match lane.task.await {
                 Ok(end) => {
                     if end.report != RoundReport::default() {
-                        tracing::info!(profile, r = ?end.report, "renewal round");
+                        tracing::info!(account = profile, r = ?end.report, "renewal round");
                     }
                     self.stranded.extend(end.stranded);
                 }
                 Err(e) => {
                     // Its claims are given back by the next round, each only while it is
                     // still that claim: the one in flight, extended, stays its lease's.
-                    tracing::error!(profile, error = %e, "a renewal lane ended abnormally");
+                    tracing::error!(account = profile, error = %e, "a renewal lane ended abnormally");
                     self.stranded.extend(lane.ids.iter().map(|&id| (id, lane.until)));
                 }
             }
@@ -483,7 +504,7 @@ impl Lanes {
     }
 }
 
-/// Renews one profile's claimed certificates, one after another, on a connection of its own.
+/// Renews one account's claimed certificates, one after another, on a connection of its own.
 async fn lane(with: Lanes, ids: Vec<i64>, until: i64) -> LaneEnd {
     let mut end = LaneEnd { report: RoundReport::default(), stranded: Vec::new() };
     let mut inv = match with.pool.get_for_call().await {
