@@ -409,8 +409,13 @@ impl Scheduler {
         // A lane is a CA account's (its profiles' first): profiles that share a hanging
         // account share its one lane, and cannot take every lane (scale review of stop 43:
         // six profiles on one hanging CA held all four, and the healthy ones waited).
-        let lane_of: HashMap<String, String> = inv
-            .profiles()?
+        // A stored profile that no longer reads (none should) puts every certificate in the
+        // one lane `""`: renewals one after another, as before lanes, rather than none.
+        let profiles = inv.profiles().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "renewals run in one lane: the profiles could not be read");
+            Vec::new()
+        });
+        let lane_of: HashMap<String, String> = profiles
             .into_iter()
             .map(|(name, def, _)| (name, def.accounts.first().cloned().unwrap_or_default()))
             .collect();
@@ -446,7 +451,9 @@ impl Scheduler {
         }
         self.served_last.clear();
         for (lane_key, ids) in shares {
-            if self.lanes.len() >= LANES {
+            // Beyond the lanes, or for a lane still running (a certificate whose profile is
+            // gone goes to lane `""` whatever its profile's name): due again next round.
+            if self.lanes.len() >= LANES || self.lanes.contains_key(&lane_key) {
                 for &id in &ids {
                     inv.release_renewal_claim(id, until)?;
                     self.stranded.retain(|&(s, _)| s != id);
