@@ -315,7 +315,8 @@ pub async fn run(
     let lease = 600;
     let notifier =
         tokio::spawn(crate::notify::run(inventory.clone(), env.clone(), notify, since, interval, shutdown.clone()));
-    let with = Lanes { pool: inventory.clone(), connectors, env, shutdown: shutdown.clone(), lease_seconds: lease };
+    let with =
+        TaskContext { pool: inventory.clone(), connectors, env, shutdown: shutdown.clone(), lease_seconds: lease };
     let mut state = Scheduler::default();
     loop {
         state.reap(false).await;
@@ -356,7 +357,8 @@ pub async fn run(
 const LANES: usize = 4;
 
 /// What a lane or the chores task needs to start: cloned into each task.
-struct Lanes {
+#[derive(Clone)]
+struct TaskContext {
     pool: InventoryPool,
     connectors: std::sync::Arc<dyn ConnectorSource>,
     env: crate::param::SharedEnvLookup,
@@ -395,13 +397,13 @@ impl Scheduler {
     /// One round on `inv`: [`tidy`], the chores task when none runs, then the due
     /// certificates of profiles with no lane running are claimed and each account's share
     /// starts a lane. Claims beyond a free lane are given back at once (due again next round).
-    fn round(&mut self, inv: &mut Inventory, with: &Lanes, report: &mut RoundReport) -> Result<(), IssueError> {
+    fn round(&mut self, inv: &mut Inventory, with: &TaskContext, report: &mut RoundReport) -> Result<(), IssueError> {
         tidy(inv, &mut self.stranded, report)?;
         if *with.shutdown.borrow() {
             return Ok(());
         }
         if self.chores.is_none() {
-            self.chores = Some(tokio::spawn(chores_task(with.clone_parts())));
+            self.chores = Some(tokio::spawn(chores_task(with.clone())));
         }
         if self.lanes.len() >= LANES {
             return Ok(());
@@ -461,7 +463,7 @@ impl Scheduler {
                 continue;
             }
             self.stranded.retain(|(s, _)| !ids.contains(s));
-            let task = tokio::spawn(lane(with.clone_parts(), ids.clone(), until));
+            let task = tokio::spawn(lane(with.clone(), ids.clone(), until));
             self.served_last.push(lane_key.clone());
             self.lanes.insert(lane_key, Lane { task, ids, until });
         }
@@ -473,19 +475,19 @@ impl Scheduler {
     async fn reap(&mut self, all: bool) {
         let ended: Vec<String> =
             self.lanes.iter().filter(|(_, lane)| all || lane.task.is_finished()).map(|(p, _)| p.clone()).collect();
-        for profile in ended {
-            let Some(lane) = self.lanes.remove(&profile) else { continue };
+        for account in ended {
+            let Some(lane) = self.lanes.remove(&account) else { continue };
             match lane.task.await {
                 Ok(end) => {
                     if end.report != RoundReport::default() {
-                        tracing::info!(account = profile, r = ?end.report, "renewal round");
+                        tracing::info!(account, r = ?end.report, "renewal round");
                     }
                     self.stranded.extend(end.stranded);
                 }
                 Err(e) => {
                     // Its claims are given back by the next round, each only while it is
                     // still that claim: the one in flight, extended, stays its lease's.
-                    tracing::error!(account = profile, error = %e, "a renewal lane ended abnormally");
+                    tracing::error!(account, error = %e, "a renewal lane ended abnormally");
                     self.stranded.extend(lane.ids.iter().map(|&id| (id, lane.until)));
                 }
             }
@@ -498,21 +500,8 @@ impl Scheduler {
     }
 }
 
-impl Lanes {
-    /// Owned copies for a task.
-    fn clone_parts(&self) -> Lanes {
-        Lanes {
-            pool: self.pool.clone(),
-            connectors: self.connectors.clone(),
-            env: self.env.clone(),
-            shutdown: self.shutdown.clone(),
-            lease_seconds: self.lease_seconds,
-        }
-    }
-}
-
 /// Renews one account's claimed certificates, one after another, on a connection of its own.
-async fn lane(with: Lanes, ids: Vec<i64>, until: i64) -> LaneEnd {
+async fn lane(with: TaskContext, ids: Vec<i64>, until: i64) -> LaneEnd {
     let mut end = LaneEnd { report: RoundReport::default(), stranded: Vec::new() };
     let mut inv = match with.pool.get_for_call().await {
         Ok(inv) => inv,
@@ -533,7 +522,7 @@ async fn lane(with: Lanes, ids: Vec<i64>, until: i64) -> LaneEnd {
 }
 
 /// [`chores`] on a connection of its own, beside the lanes.
-async fn chores_task(with: Lanes) {
+async fn chores_task(with: TaskContext) {
     let mut inv = match with.pool.get_for_call().await {
         Ok(inv) => inv,
         Err(e) => {

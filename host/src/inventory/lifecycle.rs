@@ -422,20 +422,7 @@ impl Inventory {
                 [],
                 |r| r.get(0),
             )?;
-        // A failed attempt puts the next at most `RENEWAL_RETRY_MAX` ahead, so the failing
-        // renewals are in the first hours of each due index, not among the million scheduled
-        // for later.
-        let mut renewals_failing = 0;
-        for (index, status) in [("certificates_due", "active"), ("certificates_due_expired", "expired")] {
-            renewals_failing += self.conn.query_row_cached(
-                &format!(
-                    "SELECT COUNT(*) FROM certificates INDEXED BY {index}
-                      WHERE status = '{status}' AND renew_after IS NOT NULL AND renew_after <= ?1 AND renewal_attempts > 0"
-                ),
-                [now + super::renewals::RENEWAL_RETRY_MAX],
-                |r| r.get::<_, u64>(0),
-            )?;
-        }
+        let renewals_failing = self.count_failing_renewals()?;
         Ok(InventoryGauges { expiring, orders_open, deploy_retries, renewals_failing })
     }
 

@@ -138,8 +138,8 @@ pub(crate) fn enqueue(
 }
 
 /// The longest wait between two attempts of a failing renewal (6 hours). A failing renewal
-/// is therefore due within this much of now, which `Inventory::gauges` counts on.
-pub(super) const RENEWAL_RETRY_MAX: i64 = 6 * 3600;
+/// is therefore due within this much of now, which [`failing`] counts on.
+const RENEWAL_RETRY_MAX: i64 = 6 * 3600;
 /// Below this many seconds before notAfter the backoff is no longer shortened to land first.
 const MIN_RETRY_BEFORE_EXPIRY: i64 = 60;
 
@@ -255,6 +255,13 @@ fn claim_sql(status: &str) -> String {
 /// fraction of a millisecond. The benchmark's fixture had statistics and never saw it.
 fn due_index(status: &str) -> &'static str {
     if status == ACTIVE { "certificates_due" } else { "certificates_due_expired" }
+}
+
+/// A renewal whose last attempt failed, with `?1` now: a failed attempt puts the next at most
+/// [`RENEWAL_RETRY_MAX`] ahead, so only the first hours of a due index are read, not the
+/// million certificates scheduled for later.
+fn failing() -> String {
+    format!("AND renewal_attempts > 0 AND renew_after <= ?1 + {RENEWAL_RETRY_MAX}")
 }
 
 /// Active certificates, for `claim_sql` and `scheduled_renewals`.
@@ -663,10 +670,27 @@ impl Inventory {
     }
 
     /// The renewals whose last attempt failed (retried with backoff), soonest retry first:
-    /// what a dashboard or an operator wants first in a storm of due certificates. Each is
-    /// due within [`RENEWAL_RETRY_MAX`] of now, so only that range of the due indexes is read.
+    /// what a dashboard or an operator wants first in a storm of due certificates.
     pub fn failing_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        self.renewals_listed(limit, "AND renew_after <= ?1 + ?3 AND renewal_attempts > 0")
+        self.renewals_listed(limit, &failing())
+    }
+
+    /// How many renewals are failing (as [`Inventory::failing_renewals`] lists them), for
+    /// `/metrics`.
+    pub(super) fn count_failing_renewals(&self) -> Result<u64, InventoryError> {
+        let mut n = 0;
+        for status in [ACTIVE, EXPIRED] {
+            n += self.conn.query_row_cached(
+                &format!(
+                    "SELECT COUNT(*) FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {}",
+                    due_index(status),
+                    failing()
+                ),
+                [self.now()],
+                |r| r.get::<_, u64>(0),
+            )?;
+        }
+        Ok(n)
     }
 
     fn renewals_listed(&self, limit: u32, filter: &str) -> Result<Vec<ScheduledRenewal>, InventoryError> {
@@ -681,11 +705,7 @@ impl Inventory {
                  ORDER BY renew_after LIMIT ?2",
                 due_index(status)
             ))?;
-            let mut bound = params![now, limit, RENEWAL_RETRY_MAX].to_vec();
-            if filter.is_empty() {
-                bound.pop();
-            }
-            let rows = stmt.query_map(bound.as_slice(), |r| {
+            let rows = stmt.query_map(params![now, limit], |r| {
                 Ok(ScheduledRenewal {
                     id: r.get(0)?,
                     common_name: r.get(1)?,
@@ -850,8 +870,8 @@ mod tests {
         assert_eq!(inv.scheduled_renewals(10).expect("scheduled").len(), 2);
     }
 
-    /// `serve` renews each profile's certificates in a lane of their own: a busy lane's are
-    /// left for later, the others are claimed with the lane they go to.
+    /// `serve` renews each CA account's certificates in a lane of their own: a busy lane's
+    /// profiles are left for later, the others are claimed with their profile.
     #[test]
     fn a_claim_leaves_out_the_busy_lanes_and_names_each_ones_profile() {
         let (_dir, mut inv) = super::super::scratch();
