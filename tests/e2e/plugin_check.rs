@@ -405,6 +405,16 @@ fn plugin_check_fails_a_certificate_that_carries_a_secret_of_the_call() {
         "{stdout}{stderr}"
     );
     assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
+    // The CA issued it all the same: the refused certificate is revoked, not left valid
+    // (diff review of stop 43).
+    assert!(stdout.contains("PASS revoke") && stdout.contains("revoked the refused certificate, serial "), "{stdout}");
+    let revoked: Vec<String> = std::fs::read_dir(app.path("state"))
+        .expect("state dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("revoked-"))
+        .collect();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(stdout.contains(&revoked[0]["revoked-".len()..]), "the serial revoked is the one said: {stdout}");
 }
 
 /// `plugin new --plugins-dir DIR` made a crate cargo refused when DIR lay inside another

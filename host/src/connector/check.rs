@@ -116,6 +116,10 @@ struct Polls {
     failed: Option<String>,
 }
 
+/// Why `settle` ended without a certificate, and the certificate the CA issued when it was
+/// the check that refused it (DER of its first PEM block): the CA holds it all the same.
+type Unsettled = (String, Option<Vec<u8>>);
+
 /// Follows a disposition through `poll` (when pending) to a verified certificate, counting
 /// the polls in `polls`.
 async fn settle(
@@ -125,8 +129,8 @@ async fn settle(
     csr_pem: &str,
     args: &Args,
     polls: &mut Polls,
-) -> Result<(VerifiedCertificate, Option<String>), String> {
-    let csr = crate::csr::parse_csr(csr_pem.as_bytes()).map_err(|e| e.to_string())?;
+) -> Result<(VerifiedCertificate, Option<String>), Unsettled> {
+    let csr = crate::csr::parse_csr(csr_pem.as_bytes()).map_err(|e| (e.to_string(), None))?;
     for _ in 0..20 {
         match d {
             Disposition::Issued { certificate, chain, ca_order_id } => {
@@ -136,20 +140,24 @@ async fn settle(
                     sans: &params.sans,
                     now: crate::clock::unix_now(),
                 };
+                let refused = |why: String| -> Unsettled {
+                    (why, crate::cert::pem_certificates(&certificate).ok().and_then(|ders| ders.into_iter().next()))
+                };
                 // Redacted: what a CA copied into a certificate (a CN, an issuer) is quoted by
                 // verification's errors and the success line, and may be a secret of the call.
                 let verified =
-                    verify_issued(&expected, &certificate, &chain).map_err(|e| args.redact(&e.to_string()))?;
+                    verify_issued(&expected, &certificate, &chain).map_err(|e| refused(args.redact(&e.to_string())))?;
                 // The pipeline refuses a certificate carrying a secret of the call; so does
                 // the check, before an author ships a connector whose every order would fail.
                 let names: Vec<String> = params.sans.iter().map(San::to_string).collect();
                 let asked = [csr.subject.as_str(), params.subject.common_name.as_deref().unwrap_or_default()]
                     .into_iter()
                     .chain(names.iter().map(String::as_str));
-                crate::verify::holds_no_secret(args.sensitive_values(), asked, &verified).map_err(|e| e.to_string())?;
+                crate::verify::holds_no_secret(args.sensitive_values(), asked, &verified)
+                    .map_err(|e| refused(e.to_string()))?;
                 return Ok((verified, ca_order_id));
             }
-            Disposition::Rejected { reason } => return Err(format!("the CA rejected the request: {reason}")),
+            Disposition::Rejected { reason } => return Err((format!("the CA rejected the request: {reason}"), None)),
             Disposition::Pending { ca_order_id, retry_after_s } => {
                 tokio::time::sleep(Duration::from_secs(u64::from(retry_after_s.clamp(1, 5)))).await;
                 match super::held(connector, args, connector.poll(&ca_order_id, args).await) {
@@ -163,13 +171,13 @@ async fn settle(
                         // The order id as `issue` names it (author review of stop 40), unless it
                         // holds a secret (the pipeline would not keep it).
                         let id = args.redact(&ca_order_id);
-                        return Err(format!("pending as CA order {id}, and poll failed: {why}"));
+                        return Err((format!("pending as CA order {id}, and poll failed: {why}"), None));
                     }
                 }
             }
         }
     }
-    Err("still pending after 20 polls".into())
+    Err(("still pending after 20 polls".into(), None))
 }
 
 /// Runs every check against `connector` with `args`.
@@ -213,6 +221,8 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
         }
     };
     let mut polls = Polls::default();
+    // A certificate the CA issued and the check refused: revoked below when it can be.
+    let mut refused: Option<Vec<u8>> = None;
     let issued = match super::held(connector, args, connector.certificate_request(&request, args).await) {
         Ok(d) => match settle(connector, d, &params, &request.csr_pem, args, &mut polls).await {
             Ok((v, order)) => {
@@ -242,8 +252,9 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                 ));
                 Some((v, order))
             }
-            Err(e) => {
+            Err((e, der)) => {
                 out.push(line("certificate_request", false, e));
+                refused = der;
                 None
             }
         },
@@ -303,7 +314,8 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                     Untried::Ran(match super::held(connector, args, connector.renew(&req, args).await) {
                         Ok(d) => settle(connector, d, &p2, &r2.csr_pem, args, &mut Polls::default())
                             .await
-                            .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial)),
+                            .map(|(nv, _)| format!("renewed as serial {}", nv.info.serial))
+                            .map_err(|(e, _)| e),
                         Err(e) => Err(e.to_string()),
                     })
                 }
@@ -326,7 +338,28 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                             .map_err(|e| e.to_string()),
                     )
                 }
-                None => Untried::Skipped(failed_request.into()),
+                // The CA issued a certificate the check refused (a secret in it, a wrong key):
+                // it is valid at the CA all the same, so it is revoked rather than left
+                // behind (diff review of stop 43).
+                None => match refused.as_deref().map(|der| (der, crate::cert::parse(der))) {
+                    Some((der, Ok(cert))) => {
+                        let serial = hex::encode(cert.raw_serial());
+                        let req = RevokeRequest {
+                            certificate_pem: crate::cert::to_pem(der),
+                            serial: serial.clone(),
+                            reason: RevocationReason::CessationOfOperation,
+                            comment: "certhost plugin check: the certificate was refused".into(),
+                        };
+                        Untried::Ran(
+                            connector
+                                .revoke(&req, args)
+                                .await
+                                .map(|_| format!("revoked the refused certificate, serial {serial}"))
+                                .map_err(|e| format!("revoking the refused certificate, serial {serial}: {e}")),
+                        )
+                    }
+                    _ => Untried::Skipped(failed_request.into()),
+                },
             },
             Operation::UpdateOrder => match &issued {
                 Some((_, Some(id))) => Untried::Ran(
