@@ -107,6 +107,7 @@ async fn create(
     // take long): requests that hold one must be few and short.
     let accounts = stored_accounts(&*state.inventory.get().await?)?;
     let def = checked(&state, &accounts, &body.name, body.definition).await?;
+    let warnings = deploy_warnings(&def).await;
     let mut inv = state.inventory.get().await?;
     // Create-only in one transaction: of two concurrent creations of one name, one gets 409.
     inv.create_profile(&body.name, &def, "api", &caller.actor()).map_err(|e| match e {
@@ -116,7 +117,7 @@ async fn create(
         )),
         other => other.into(),
     })?;
-    let view = with_warnings(crate::view::profile(&inv, &body.name, &def, "api")?, &body.name, &def);
+    let view = with_warnings(crate::view::profile(&inv, &body.name, &def, "api")?, &body.name, warnings);
     Ok(super::located(StatusCode::CREATED, &format!("/v1/profiles/{}", body.name), Json(view)))
 }
 
@@ -139,20 +140,20 @@ async fn update(
     };
     // No connection is held while connectors load for the checks.
     let def = checked(&state, &accounts, &name, body).await?;
+    let warnings = deploy_warnings(&def).await;
     let mut inv = state.inventory.get().await?;
     // Update-only, checked again in its transaction: a profile deleted during the checks
     // above stays deleted (404), and one made with the CLI keeps its origin.
     inv.update_profile(&name, &def, &caller.actor())?;
     let (def, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
-    Ok(Json(with_warnings(crate::view::profile(&inv, &name, &def, &origin)?, &name, &def)))
+    Ok(Json(with_warnings(crate::view::profile(&inv, &name, &def, &origin)?, &name, warnings)))
 }
 
 /// The profile's view as made or changed, with `warnings`: what the CLI and a reloaded file
 /// say about its deploy targets (a key and its certificate in different targets, an owner
 /// this host lacks), which an API client was not told (operator review of stop 41). Allowed
 /// changes, so not refused; logged as well.
-fn with_warnings(mut view: serde_json::Value, name: &str, def: &ProfileDef) -> serde_json::Value {
-    let warnings = def.deploy_warnings();
+fn with_warnings(mut view: serde_json::Value, name: &str, warnings: Vec<String>) -> serde_json::Value {
     for why in &warnings {
         tracing::warn!(profile = name, "{why}");
     }
@@ -162,6 +163,13 @@ fn with_warnings(mut view: serde_json::Value, name: &str, def: &ProfileDef) -> s
         obj.insert("warnings".into(), warnings.into());
     }
     view
+}
+
+/// [`ProfileDef::deploy_warnings`] off the async workers: looking up an owner or group asks
+/// the system's user database, which may be a directory server (review of stop 43).
+async fn deploy_warnings(def: &ProfileDef) -> Vec<String> {
+    let def = def.clone();
+    tokio::task::spawn_blocking(move || def.deploy_warnings()).await.unwrap_or_default()
 }
 
 #[utoipa::path(delete, operation_id = "delete_profile", path = "/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
