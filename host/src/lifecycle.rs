@@ -267,7 +267,7 @@ impl Pipeline<'_> {
         let result =
             call_with_deadline(&*connector, account.def.limits().timeout, &args, connector.revoke(&request, &args))
                 .await;
-        crate::metrics::connector_call(connector.name(), started.elapsed());
+        crate::metrics::connector_call(connector.name(), &account.name, "revoke", &result, started.elapsed());
         let reason_word =
             serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         match result {
@@ -334,7 +334,7 @@ impl Pipeline<'_> {
             connector.update_order(&ca_order_id, action, &args),
         )
         .await;
-        crate::metrics::connector_call(connector.name(), started.elapsed());
+        crate::metrics::connector_call(connector.name(), &account.name, "update_order", &result, started.elapsed());
         let action_word =
             serde_json::to_value(action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         match result {

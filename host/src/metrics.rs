@@ -1,5 +1,5 @@
 //! Process-wide counters for `/metrics` (Prometheus text format): issuances by outcome,
-//! connector call latency by connector, and the inventory's group commits (how many changes
+//! connector call latency by connector, account, operation and outcome, and the inventory's group commits (how many changes
 //! each sync carried and how long it took). Certificates by days-to-expiry are read from the
 //! inventory at scrape time, so they are always current and survive restarts.
 //!
@@ -46,7 +46,8 @@ impl Histogram {
 #[derive(Default)]
 struct Registry {
     issuances: BTreeMap<String, u64>,
-    calls: BTreeMap<String, Histogram>,
+    /// By (connector, account, operation, outcome).
+    calls: BTreeMap<[String; 4], Histogram>,
     commits: Histogram,
     committed_changes: u64,
 }
@@ -65,9 +66,14 @@ pub fn issuance(outcome: &str) {
     with(|r| *r.issuances.entry(outcome.to_owned()).or_default() += 1);
 }
 
-/// Records the latency of one connector call.
-pub fn connector_call(connector: &str, elapsed: Duration) {
-    with(|r| r.calls.entry(connector.to_owned()).or_default().observe(elapsed.as_secs_f64()));
+/// Records the latency of one connector call of `operation` (`request`, `renew`, `poll`,
+/// `revoke`, `update_order`) at `account`, by whether it answered (`ok`) or failed
+/// (`error`: unreachable, timed out, trapped). By account, not only by connector: one
+/// connector serves several accounts, and a hanging CA is an account (scale review of stop 43).
+pub fn connector_call<T, E>(connector: &str, account: &str, operation: &str, result: &Result<T, E>, elapsed: Duration) {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let key = [connector.to_owned(), account.to_owned(), operation.to_owned(), outcome.to_owned()];
+    with(|r| r.calls.entry(key).or_default().observe(elapsed.as_secs_f64()));
 }
 
 /// Records one group commit: `changes` requests' changes made durable by one sync in
@@ -94,10 +100,20 @@ pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     for (outcome, n) in &reg.issuances {
         let _ = writeln!(out, "certhost_issuances_total{{outcome=\"{}\"}} {n}", label(outcome));
     }
-    out.push_str("# HELP certhost_connector_call_seconds Latency of connector calls by connector.\n");
+    out.push_str(
+        "# HELP certhost_connector_call_seconds Latency of connector calls by connector, CA account, operation and \
+         outcome (ok: the connector answered, whatever the CA decided; error: it failed, timed out or trapped).\n",
+    );
     out.push_str("# TYPE certhost_connector_call_seconds histogram\n");
-    for (name, h) in &reg.calls {
-        h.render(&mut out, "certhost_connector_call_seconds", &format!("connector=\"{}\"", label(name)));
+    for ([connector, account, operation, outcome], h) in &reg.calls {
+        let labels = format!(
+            "connector=\"{}\",account=\"{}\",operation=\"{}\",outcome=\"{}\"",
+            label(connector),
+            label(account),
+            label(operation),
+            label(outcome)
+        );
+        h.render(&mut out, "certhost_connector_call_seconds", &labels);
     }
     out.push_str("# HELP certhost_inventory_commit_seconds Duration of inventory group commits (one sync each).\n");
     out.push_str("# TYPE certhost_inventory_commit_seconds histogram\n");
@@ -139,18 +155,17 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
-        connector_call("t\"est", Duration::from_millis(3));
-        connector_call("t\"est", Duration::from_secs(2));
+        connector_call("t\"est", "ca-a", "request", &Ok::<(), ()>(()), Duration::from_millis(3));
+        connector_call("t\"est", "ca-a", "request", &Ok::<(), ()>(()), Duration::from_secs(2));
+        connector_call("t\"est", "ca-b", "request", &Err::<(), ()>(()), Duration::from_secs(9));
         issuance("issued");
         let text = render(&crate::inventory::InventoryGauges { expiring: vec![("0-7", 2)], ..Default::default() });
-        assert!(
-            text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"0.005\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("certhost_connector_call_seconds_bucket{connector=\"t\\\"est\",le=\"+Inf\"} 2"),
-            "{text}"
-        );
+        let a = "connector=\"t\\\"est\",account=\"ca-a\",operation=\"request\",outcome=\"ok\"";
+        assert!(text.contains(&format!("certhost_connector_call_seconds_bucket{{{a},le=\"0.005\"}} 1")), "{text}");
+        assert!(text.contains(&format!("certhost_connector_call_seconds_bucket{{{a},le=\"+Inf\"}} 2")), "{text}");
+        // A second account of the same connector, failing, is a series of its own.
+        let b = "connector=\"t\\\"est\",account=\"ca-b\",operation=\"request\",outcome=\"error\"";
+        assert!(text.contains(&format!("certhost_connector_call_seconds_count{{{b}}} 1")), "{text}");
         assert!(text.contains("certhost_issuances_total{outcome=\"issued\"}"), "{text}");
         assert!(text.contains("certhost_certificates_expiring{days=\"0-7\"} 2"), "{text}");
         // Other tests in this process commit too (the registry is global): compare values.

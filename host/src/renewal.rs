@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::connector::ConnectorSource;
 use crate::inventory::{Inventory, InventoryError, InventoryPool, OrderState};
@@ -180,7 +181,8 @@ async fn renew_batch(
             tracing::info!(certificate = id, "not renewed: its profile no longer renews automatically");
             continue;
         }
-        match p.renew(id, &RenewOptions::default()).await {
+        let span = tracing::error_span!("renewal", certificate = id);
+        match p.renew(id, &RenewOptions::default()).instrument(span).await {
             Ok(IssueOutcome::Issued { certificate, .. }) => {
                 // Recorded in the renewal history by the transaction that stored it.
                 tracing::info!(certificate = id, successor = certificate.id, "renewed");
@@ -198,14 +200,28 @@ async fn renew_batch(
                 p.inventory.release_renewal(id)?;
             }
             Err(e) => {
-                match p.inventory.record_renewal_failure(id, held_until, &e.to_string(), ACTOR)? {
-                    Some(retry_at) => {
-                        tracing::warn!(certificate = id, error = %e, retry_at = %crate::view::rfc3339(retry_at), "renewal failed")
-                    }
+                let recorded = p.inventory.record_renewal_failure(id, held_until, &e.to_string(), ACTOR)?;
+                // A failed order's reason was logged with it, just before: named, not repeated
+                // (scale review of stop 43: three WARN lines with one error per attempt).
+                let (order, error) = match &e {
+                    IssueError::Failed { order_id, .. } => (Some(*order_id), None),
+                    other => (None, Some(other.to_string())),
+                };
+                match recorded {
+                    Some(retry_at) => tracing::warn!(
+                        certificate = id,
+                        order,
+                        error,
+                        retry_at = %crate::view::rfc3339(retry_at),
+                        "renewal failed"
+                    ),
                     // The claim ran out during the call: closing the order recorded it.
-                    None => {
-                        tracing::warn!(certificate = id, error = %e, "renewal failed (recorded when its order closed)")
-                    }
+                    None => tracing::warn!(
+                        certificate = id,
+                        order,
+                        error,
+                        "renewal failed (recorded when its order closed)"
+                    ),
                 }
                 report.failed.push(id);
             }
@@ -463,7 +479,10 @@ impl Scheduler {
                 continue;
             }
             self.stranded.retain(|(s, _)| !ids.contains(s));
-            let task = tokio::spawn(lane(with.clone(), ids.clone(), until));
+            // Every line a lane logs — a connector's timeout, an order's failure — names the
+            // CA account it renews for (scale review of stop 43: they named neither).
+            let span = tracing::error_span!("renewals", account = %lane_key);
+            let task = tokio::spawn(lane(with.clone(), ids.clone(), until).instrument(span));
             self.served_last.push(lane_key.clone());
             self.lanes.insert(lane_key, Lane { task, ids, until });
         }

@@ -187,7 +187,13 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     // Metrics count what happened.
     let metrics = api.c.get(format!("{}/metrics", api.server.base)).send().expect("metrics").text().expect("text");
     assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 4"), "{metrics}");
-    assert!(metrics.contains("certhost_connector_call_seconds_count{connector=\"local-ca\"}"), "{metrics}");
+    // By account, operation and outcome.
+    let calls = |operation: &str| {
+        format!(
+            "certhost_connector_call_seconds_count{{connector=\"local-ca\",account=\"lab\",operation=\"{operation}\",outcome=\"ok\"}}"
+        )
+    };
+    assert!(metrics.contains(&calls("request")), "{metrics}");
     assert!(metrics.contains("certhost_certificates_expiring{days=\"7-30\"}"), "{metrics}");
 }
 

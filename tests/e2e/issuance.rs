@@ -471,7 +471,11 @@ fn failover_skips_unreachable_and_inactive_accounts() {
     // With every account down or off, the order fails naming why.
     conf.run(&app, &["account", "deactivate", "backup"]).ok();
     let r = conf.run(&app, &["issue", "--profile", "ha", "--cn", "ha.example.com"]);
-    assert!(r.fails(1).contains("every CA account of profile ha was unreachable"), "{}", r.stderr);
+    assert!(
+        r.fails(1).contains("every CA account of profile ha was unreachable (last: account down: "),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

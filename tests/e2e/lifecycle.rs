@@ -376,6 +376,21 @@ fn a_hung_ca_holds_up_only_its_own_profiles_renewals() {
     crate::helpers::sh("kill", &["-TERM", &server.child.id().to_string()]);
     let status = server.child.wait().expect("wait");
     assert!(status.success(), "{status}; log: {}", server.log());
+    // Each line a lane logs names its CA account and the certificate (scale review of stop
+    // 43: a timeout's lines named neither), and the failure's reason is logged once.
+    let log = server.log();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("renewal failed")).collect();
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|l| l.contains("renewals{account=hung}") && l.contains("certificate=") && !l.contains("error=")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("renewals{account=hung}:renewal{certificate=") && l.contains("order failed:")),
+        "{log}"
+    );
     let app = std::mem::replace(&mut server.app, App::new());
     drop(server);
     // The call in flight ended and was recorded; those not begun were given back, not failed.

@@ -411,7 +411,7 @@ impl Pipeline<'_> {
         };
         let mut last_error: Option<String> = None;
         let mut tried = 0;
-        for account_name in &profile.accounts {
+        for (n, account_name) in profile.accounts.iter().enumerate() {
             let Some(account) = self.inventory.account(account_name)? else { continue };
             if account.def.status != AccountStatus::Active {
                 continue;
@@ -469,7 +469,12 @@ impl Pipeline<'_> {
                 }
                 None => fresh_request().await,
             };
-            crate::metrics::connector_call(connector.name(), started.elapsed());
+            let operation = if renewal.is_some_and(|r| r.prior_account.as_deref() == Some(account.name.as_str())) {
+                "renew"
+            } else {
+                "request"
+            };
+            crate::metrics::connector_call(connector.name(), &account.name, operation, &result, started.elapsed());
             match result {
                 // Nothing would ever ask for this order again: failed now, with what to do,
                 // rather than at the first poll with "poll is not implemented".
@@ -503,8 +508,13 @@ impl Pipeline<'_> {
                     return self.apply(&current, disposition, &args, known, csr_key.as_deref()).await;
                 }
                 Err(e) if e.is_failover() => {
-                    tracing::warn!(order = current.id, account = %account.name, error = %args.redact(&e.to_string()), "CA account unreachable; trying the next one");
-                    last_error = Some(args.redact(&e.to_string()));
+                    let error = args.redact(&e.to_string());
+                    // Said here only when another account is tried: the last one's error is
+                    // the order's reason, logged when it fails.
+                    if n + 1 < profile.accounts.len() {
+                        tracing::warn!(order = current.id, account = %account.name, %error, "CA account unreachable; trying the next one");
+                    }
+                    last_error = Some(format!("account {}: {error}", account.name));
                     order = Submission::Written(current);
                 }
                 // The CA may have received a request whose call ran out of time, or whose

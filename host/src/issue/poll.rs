@@ -96,7 +96,7 @@ impl Pipeline<'_> {
         let limits = account.def.limits();
         let started = std::time::Instant::now();
         let result = call_with_deadline(&*connector, limits.timeout, &args, connector.poll(ca_order_id, &args)).await;
-        crate::metrics::connector_call(connector.name(), started.elapsed());
+        crate::metrics::connector_call(connector.name(), &account.name, "poll", &result, started.elapsed());
         match result {
             Ok(d) => Ok(PollStep::Answer(d, args)),
             Err(e @ ConnectorError::Unsupported { .. }) => Ok(PollStep::Unsupported(args.redact(&e.to_string()))),
