@@ -128,7 +128,7 @@ fn mail_text(n: &Notification) -> String {
     let (what, next) = match n.kind.as_str() {
         "renewal_failed" => (
             "An automatic renewal failed.",
-            "certhost retries it with backoff; certhost renewals shows its last error and next attempt.".to_owned(),
+            "certhost retries it with backoff and says so again at most once a day while it fails; certhost renewals --failing shows its last error and next attempt.".to_owned(),
         ),
         "renewal_recovered" => (
             "This certificate's renewal, which had failed, succeeded: its successor is in service.",

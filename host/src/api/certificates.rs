@@ -51,6 +51,8 @@ pub struct ListQuery {
     issuer: Option<String>,
     /// Serial number, hex (colons, case and leading zeros do not matter).
     serial: Option<String>,
+    /// Only certificates of this profile (its exact name).
+    profile: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(minimum = 1)]
     cursor: Option<i64>,
@@ -94,6 +96,7 @@ async fn list(
         issuer: q.issuer,
         after_id: super::page_cursor(q.cursor)?,
         serial: q.serial,
+        profile: q.profile,
         limit: limit + 1,
     };
     let inv = state.inventory.get().await?;

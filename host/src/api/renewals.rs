@@ -26,6 +26,8 @@ pub struct RenewalsQuery {
     limit: Option<u32>,
     /// Only the upcoming renewals whose last attempt failed (retried with backoff).
     failing: Option<bool>,
+    /// Only the upcoming renewals of this profile (its exact name); the history is not filtered.
+    profile: Option<String>,
 }
 
 /// The schedule and the history of automatic renewals.
@@ -49,7 +51,6 @@ async fn list(
     let Query(q) = q?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    let upcoming =
-        if q.failing.unwrap_or(false) { inv.failing_renewals(limit)? } else { inv.scheduled_renewals(limit)? };
+    let upcoming = inv.listed_renewals(q.failing.unwrap_or(false), q.profile.as_deref(), limit)?;
     Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)? }))
 }

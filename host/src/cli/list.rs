@@ -25,6 +25,9 @@ pub struct Args {
     /// prints it: colons, case and leading zeros do not matter).
     #[arg(long, value_name = "HEX")]
     serial: Option<String>,
+    /// Only certificates of this profile (its exact name).
+    #[arg(long)]
+    profile: Option<String>,
     /// Show at most this many (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: u32,
@@ -44,6 +47,7 @@ pub fn run(args: Args, inv: &Inventory) -> anyhow::Result<ExitCode> {
         issuer: args.issuer,
         after_id: args.after,
         serial: args.serial,
+        profile: args.profile,
         limit: args.limit,
     };
     let records = inv.list(&filter)?;

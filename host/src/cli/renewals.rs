@@ -19,6 +19,9 @@ pub struct RenewalsArgs {
     /// Only the renewals whose last attempt failed (retried with backoff).
     #[arg(long)]
     failing: bool,
+    /// Only the upcoming renewals of this profile (the history is not filtered).
+    #[arg(long)]
+    profile: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -30,11 +33,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
     let limit = if args.limit == 0 { u32::MAX } else { args.limit };
     // One more than shown, to say that there are more (black-box review of stop 35: fifty
     // rows of some hundred due, and no word that it was not all).
-    let mut upcoming = if args.failing {
-        inv.failing_renewals(limit.saturating_add(1))?
-    } else {
-        inv.scheduled_renewals(limit.saturating_add(1))?
-    };
+    let mut upcoming = inv.listed_renewals(args.failing, args.profile.as_deref(), limit.saturating_add(1))?;
     let mut history = inv.auto_renewal_history(limit.saturating_add(1))?;
     let cut = |len: usize| len > limit as usize;
     let (more_upcoming, more_history) = (cut(upcoming.len()), cut(history.len()));
@@ -64,10 +63,12 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     if upcoming.is_empty() {
-        println!(
-            "{}",
-            if args.failing { "no automatic renewal is failing" } else { "no automatic renewals scheduled" }
-        );
+        let of = args.profile.as_deref().map(|p| format!(" of profile {p}")).unwrap_or_default();
+        if args.failing {
+            println!("no automatic renewal{of} is failing");
+        } else {
+            println!("no automatic renewals{of} scheduled");
+        }
     } else {
         let rows: Vec<Vec<String>> = upcoming
             .iter()

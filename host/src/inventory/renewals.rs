@@ -138,15 +138,18 @@ pub(crate) fn enqueue(
 }
 
 /// The longest wait between two attempts of a failing renewal (6 hours). A failing renewal
-/// is therefore due within this much of now, which [`failing`] counts on.
+/// is therefore due within this much of now, which [`failing_sql`] counts on.
 const RENEWAL_RETRY_MAX: i64 = 6 * 3600;
 /// Below this many seconds before notAfter the backoff is no longer shortened to land first.
 const MIN_RETRY_BEFORE_EXPIRY: i64 = 60;
+/// At most one `renewal_failed` per certificate in this many seconds, after a run's first.
+const RENEWAL_FAILED_REMINDER: i64 = 86_400;
 
 /// Records a failed automatic renewal of certificate `id` inside the caller's transaction:
 /// retry with exponential backoff (1 minute doubling to 6 hours, brought forward to half the
-/// time left when it would land after notAfter), count the attempt, audit,
-/// queue a `renewal_failed` notification. Returns the retry time; `None` when there is no
+/// time left when it would land after notAfter), count the attempt, audit, and
+/// queue a `renewal_failed` notification at the run's first failure and then at most once a
+/// day. Returns the retry time; `None` when there is no
 /// certificate `id`.
 pub(super) fn renewal_failure_in(
     tx: &rusqlite::Connection,
@@ -181,6 +184,7 @@ pub(super) fn renewal_failure_in(
         "attempt": before + 1,
         "retry_at": crate::view::rfc3339(retry_at),
         "profile": profile,
+        "not_after": crate::view::rfc3339(not_after),
     });
     audit::record(
         tx,
@@ -194,8 +198,28 @@ pub(super) fn renewal_failure_in(
             detail: detail.clone(),
         },
     )?;
-    let subject = format!("certhost: renewal of certificate {id} ({}) failed", cn.as_deref().unwrap_or("no CN"));
-    enqueue(tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+    // The first failure of a run is said at once; after it, at most one reminder a day
+    // (scale review of stop 43: one webhook per certificate per attempt, nine in a failing
+    // certificate's first six hours — 1,699 in 40 minutes for 720 certificates). The end of
+    // the run is said by `renewal_recovered`, an expiry meanwhile by `expired`.
+    let said_lately: bool = before > 0
+        && tx.query_row_cached(
+            "SELECT EXISTS (SELECT 1 FROM notifications
+                            WHERE certificate_id = ?1 AND kind = 'renewal_failed' AND created_at > ?2)",
+            params![id, now - RENEWAL_FAILED_REMINDER],
+            |r| r.get(0),
+        )?;
+    if !said_lately {
+        let attempts = before + 1;
+        let subject = format!(
+            "certhost: renewal of certificate {id} ({}) failed{}; it {} {}",
+            cn.as_deref().unwrap_or("no CN"),
+            if attempts > 1 { format!(" {attempts} times in a row") } else { String::new() },
+            if not_after <= now { "expired" } else { "expires" },
+            crate::view::rfc3339(not_after)
+        );
+        enqueue(tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+    }
     Ok(Some(retry_at))
 }
 
@@ -260,7 +284,7 @@ fn due_index(status: &str) -> &'static str {
 /// A renewal whose last attempt failed, with `?1` now: a failed attempt puts the next at most
 /// [`RENEWAL_RETRY_MAX`] ahead, so only the first hours of a due index are read, not the
 /// million certificates scheduled for later.
-fn failing() -> String {
+fn failing_sql() -> String {
     format!("AND renewal_attempts > 0 AND renew_after <= ?1 + {RENEWAL_RETRY_MAX}")
 }
 
@@ -666,13 +690,13 @@ impl Inventory {
     /// Upcoming and retrying renewals, soonest first: expired certificates whose automatic
     /// renewal is still being retried too.
     pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        self.renewals_listed(limit, "")
+        self.listed_renewals(false, None, limit)
     }
 
     /// The renewals whose last attempt failed (retried with backoff), soonest retry first:
     /// what a dashboard or an operator wants first in a storm of due certificates.
     pub fn failing_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        self.renewals_listed(limit, &failing())
+        self.listed_renewals(true, None, limit)
     }
 
     /// How many renewals are failing (as [`Inventory::failing_renewals`] lists them), for
@@ -684,7 +708,7 @@ impl Inventory {
                 &format!(
                     "SELECT COUNT(*) FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {}",
                     due_index(status),
-                    failing()
+                    failing_sql()
                 ),
                 [self.now()],
                 |r| r.get::<_, u64>(0),
@@ -693,11 +717,24 @@ impl Inventory {
         Ok(n)
     }
 
-    fn renewals_listed(&self, limit: u32, filter: &str) -> Result<Vec<ScheduledRenewal>, InventoryError> {
+    /// The scheduled renewals, soonest first: only the failing ones when `failing` (as
+    /// [`Inventory::failing_renewals`]), only `profile`'s when given — one team's view of a
+    /// storm, or of what its profile will renew next (scale review of stop 43).
+    pub fn listed_renewals(
+        &self,
+        failing: bool,
+        profile: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ScheduledRenewal>, InventoryError> {
         let mut out = Vec::new();
         // `?1` is now, as in `claim_sql` (operator review of stop 41: it was bound to the
         // limit, so `--limit 0`, all, left out the expired ones the scheduler retries).
         let now = self.now();
+        let filter = format!(
+            "{} {}",
+            if failing { failing_sql() } else { String::new() },
+            if profile.is_some() { "AND profile = ?3" } else { "" }
+        );
         for status in [ACTIVE, EXPIRED] {
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
@@ -705,7 +742,11 @@ impl Inventory {
                  ORDER BY renew_after LIMIT ?2",
                 due_index(status)
             ))?;
-            let rows = stmt.query_map(params![now, limit], |r| {
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &limit];
+            if let Some(profile) = &profile {
+                values.push(profile);
+            }
+            let rows = stmt.query_map(values.as_slice(), |r| {
                 Ok(ScheduledRenewal {
                     id: r.get(0)?,
                     common_name: r.get(1)?,
@@ -870,6 +911,70 @@ mod tests {
         assert_eq!(inv.scheduled_renewals(10).expect("scheduled").len(), 2);
     }
 
+    /// Scale review of stop 43: every failed attempt queued a `renewal_failed` (nine in a
+    /// failing certificate's first six hours). A run's first failure is said at once, then at
+    /// most once a day, with how many attempts failed and when the certificate expires; a
+    /// run that begins again after a success is said at once.
+    #[test]
+    fn a_failing_renewal_is_notified_at_its_first_failure_and_then_once_a_day() {
+        let (_dir, mut inv) = super::super::scratch();
+        inv.conn
+            .execute(
+                "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                     key_algorithm, key_bits, status, source, created_at, renew_after, common_name)
+                 VALUES ('leaf', '01', '01', '01', 'CN=a', 'CN=ca', '[]', 0, 1000000, 'ec-p256', 256, 'active', 'import', 0, 10, 'a')",
+                [],
+            )
+            .expect("certificate");
+        let fail_at = |inv: &mut super::super::Inventory, t: i64| {
+            inv.set_clock(Some(t));
+            let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
+            assert_eq!(ids, vec![1], "due at {t}");
+            inv.record_renewal_failure(1, until, "the CA said no", "t").expect("record").expect("held")
+        };
+        // Attempts at 100 s, then each at its retry time, until the day is up.
+        let mut t = 100;
+        let mut attempts = 0;
+        while t < 100 + 86_400 {
+            t = fail_at(&mut inv, t);
+            attempts += 1;
+        }
+        let subjects = |inv: &super::super::Inventory| -> Vec<String> {
+            inv.conn
+                .prepare("SELECT subject FROM notifications WHERE kind = 'renewal_failed' ORDER BY id")
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        assert!(attempts > 5, "{attempts} attempts in the day");
+        assert_eq!(subjects(&inv), ["certhost: renewal of certificate 1 (a) failed; it expires 1970-01-12T13:46:40Z"]);
+        // The first attempt more than a day after that notification is said, with the count.
+        fail_at(&mut inv, t);
+        let said = subjects(&inv);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(
+            said[1],
+            format!(
+                "certhost: renewal of certificate 1 (a) failed {} times in a row; it expires 1970-01-12T13:46:40Z",
+                attempts + 1
+            )
+        );
+        // Every attempt is still audited and counted.
+        let audited: i64 = inv
+            .conn
+            .query_row("SELECT count(*) FROM audit_events WHERE action = 'certificate.auto_renew'", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(audited, attempts + 1);
+        // A run begun afresh (the count back at 0) is said at once.
+        inv.conn.execute("UPDATE certificates SET renewal_attempts = 0", []).expect("reset");
+        let next = t + 60;
+        inv.conn.execute("UPDATE certificates SET renew_after = ?1", [next]).expect("due");
+        fail_at(&mut inv, next);
+        assert_eq!(subjects(&inv).len(), 3);
+    }
+
     /// `serve` renews each CA account's certificates in a lane of their own: a busy lane's
     /// profiles are left for later, the others are claimed with their profile.
     #[test]
@@ -886,6 +991,13 @@ mod tests {
                 .expect("certificate");
         }
         inv.set_clock(Some(1_000));
+        // One profile's renewals listed (`renewals --profile`), failing or not.
+        let of = |inv: &super::super::Inventory, failing, profile| -> Vec<i64> {
+            inv.listed_renewals(failing, profile, 10).expect("list").iter().map(|r| r.id).collect()
+        };
+        assert_eq!(of(&inv, false, Some("web")), [2]);
+        assert_eq!(of(&inv, false, None), [1, 2, 3]);
+        assert!(of(&inv, true, Some("web")).is_empty(), "none failing");
         let lane = |id: i64, profile: &str| super::ClaimedRenewal { id, profile: profile.into() };
         let (claimed, _) = inv.claim_due_renewals_except(600, 20, &["stuck".into()]).expect("claim");
         assert_eq!(claimed, vec![lane(2, "web"), lane(3, "")]);
