@@ -323,38 +323,30 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                 (None, _) => Untried::Skipped(failed_request.into()),
             },
             Operation::Revoke => match &issued {
-                Some((v, _)) => {
-                    let req = RevokeRequest {
-                        certificate_pem: crate::cert::to_pem(&v.der),
-                        serial: v.info.serial.clone(),
-                        reason: RevocationReason::Superseded,
-                        comment: "certhost plugin check".into(),
-                    };
-                    Untried::Ran(
-                        connector
-                            .revoke(&req, args)
-                            .await
-                            .map(|_| format!("revoked serial {}", v.info.serial))
-                            .map_err(|e| e.to_string()),
+                Some((v, _)) => Untried::Ran(
+                    revoke(
+                        connector,
+                        args,
+                        &v.der,
+                        &v.info.serial,
+                        RevocationReason::Superseded,
+                        "certhost plugin check",
                     )
-                }
+                    .await
+                    .map(|()| format!("revoked serial {}", v.info.serial))
+                    .map_err(|e| e.to_string()),
+                ),
                 // The CA issued a certificate the check refused (a secret in it, a wrong key):
                 // it is valid at the CA all the same, so it is revoked rather than left
                 // behind (diff review of stop 43).
                 None => match refused.as_deref().map(|der| (der, crate::cert::parse(der))) {
                     Some((der, Ok(cert))) => {
                         let serial = hex::encode(cert.raw_serial());
-                        let req = RevokeRequest {
-                            certificate_pem: crate::cert::to_pem(der),
-                            serial: serial.clone(),
-                            reason: RevocationReason::CessationOfOperation,
-                            comment: "certhost plugin check: the certificate was refused".into(),
-                        };
+                        let comment = "certhost plugin check: the certificate was refused";
                         Untried::Ran(
-                            connector
-                                .revoke(&req, args)
+                            revoke(connector, args, der, &serial, RevocationReason::CessationOfOperation, comment)
                                 .await
-                                .map(|_| format!("revoked the refused certificate, serial {serial}"))
+                                .map(|()| format!("revoked the refused certificate, serial {serial}"))
                                 .map_err(|e| format!("revoking the refused certificate, serial {serial}: {e}")),
                         )
                     }
@@ -407,6 +399,24 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
         ));
     }
     out
+}
+
+/// Revokes a certificate the check made, so that a run leaves nothing valid behind at the CA.
+async fn revoke(
+    connector: &dyn Connector,
+    args: &Args,
+    der: &[u8],
+    serial: &str,
+    reason: RevocationReason,
+    comment: &str,
+) -> Result<(), ConnectorError> {
+    let req = RevokeRequest {
+        certificate_pem: crate::cert::to_pem(der),
+        serial: serial.to_owned(),
+        reason,
+        comment: comment.to_owned(),
+    };
+    connector.revoke(&req, args).await
 }
 
 fn kind(d: &Disposition) -> &'static str {
