@@ -985,3 +985,56 @@ fn keyfactor_renew_says_where_a_cn_target_put_the_files() {
     let shown = json_of(api.get(&operator, &format!("/v1/certificates/{thumb}")), StatusCode::OK);
     assert!(renewed.starts_with(shown["pem"].as_str().expect("pem")), "the renewal's files are in place");
 }
+
+/// Left alone since stop 40, done in stop 45: failover tried a dead first account on every
+/// request, so each issuance and renewal of the profile paid its connect timeout first. An
+/// account found unreachable is tried after the profile's others for a while (10 s the first
+/// time), and first again once that has passed and its CA answers.
+#[test]
+fn an_unreachable_first_account_is_tried_last_for_a_while() {
+    let app = App::new();
+    let (config, _) =
+        crate::helpers::scripted_lab(&app, "down", "unreachable", "", &[("ha", "accounts = [\"down\", \"backup\"]\n")]);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let backup = text.replace("[accounts.down]", "[accounts.backup]").replace("\"unreachable\"", "\"good\"");
+    std::fs::write(&config, format!("{text}\n{backup}")).expect("config");
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let issue = |cn: &str| -> (Value, Value) {
+        let r = http()
+            .post(format!("{}/v1/certificates", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"profile": "ha", "cn": cn}))
+            .send()
+            .expect("issue");
+        assert_eq!(r.status(), StatusCode::CREATED, "log: {}", server.log());
+        let body: Value = r.json().expect("json");
+        let order = body["order_id"].as_i64().expect("order_id").to_string();
+        (body, server.app.json(&["orders", "show", &order, "--json"]))
+    };
+    let (first, order) = issue("one.example.com");
+    assert_eq!(first["certificate"]["account"], "backup", "{first}");
+    assert_eq!(order["attempts"], 2, "down, then backup: {order}");
+    assert!(
+        server.log().contains("trying the next one (it is tried after its profiles' other accounts for the next 10 s)"),
+        "{}",
+        server.log()
+    );
+    // Within the 10 s: straight to the backup, the dead account not even called.
+    let (second, order) = issue("two.example.com");
+    assert_eq!(second["certificate"]["account"], "backup", "{second}");
+    assert_eq!(order["attempts"], 1, "backup only: {order}");
+    // The CA is back; once the 10 s have passed the first account is first again.
+    std::fs::write(&config, format!("{}\n{backup}", text.replace("\"unreachable\"", "\"good\""))).expect("config");
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    let reloaded = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.log().contains("configuration reloaded from")
+    });
+    assert!(reloaded, "log: {}", server.log());
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let (third, order) = issue("three.example.com");
+    assert_eq!(third["certificate"]["account"], "down", "{third}");
+    assert_eq!(order["attempts"], 1, "{order}");
+}

@@ -8,6 +8,11 @@
 //! a [`Gate`]: at most [`Gate::limit`] of its calls run at once; a call beyond that waits
 //! while the account's calls are finishing, and is refused at once — as the CA being
 //! unreachable, so a profile fails over — when none of them has finished for [`STUCK_AFTER`].
+//!
+//! The gate also remembers when an account's CA could not be reached: for a while after, the
+//! pipeline tries that account after its profile's other accounts ([`Gate::tried_last`]), so
+//! a dead primary CA — a black-holed host costs each call its connect timeout — does not delay
+//! every issuance and renewal of its profiles before they fail over.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +42,21 @@ pub const SCRIPT_CALLS_PER_ACCOUNT: usize = 6;
 /// have been seen to take longer gets twice its slowest answered call, up to its deadline.
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
+/// How long an account whose CA was just found unreachable is tried after its profile's
+/// other accounts; doubled each time it is found unreachable again once that has passed, up
+/// to [`TRIED_LAST_AT_MOST`]. Short enough that a CA back from a blip is first again soon;
+/// a profile with a single account is unaffected (it has no other to try first).
+pub const TRIED_LAST_FOR: Duration = Duration::from_secs(10);
+
+/// The longest an unreachable account is tried last before it is tried first again.
+pub const TRIED_LAST_AT_MOST: Duration = Duration::from_secs(300);
+
+/// How long an account found unreachable for the `times`-th time in a row is tried last.
+fn tried_last_for(times: u32) -> Duration {
+    let doublings = times.saturating_sub(1).min(16);
+    TRIED_LAST_FOR.saturating_mul(1 << doublings).min(TRIED_LAST_AT_MOST)
+}
+
 /// One account's call slots.
 #[derive(Debug)]
 pub struct Gate {
@@ -56,6 +76,11 @@ struct Marks {
     progress: Instant,
     /// The longest call it answered: how long a healthy call of this CA may take.
     slowest: Duration,
+    /// Times in a row its CA was found unreachable, each after the last one's stretch of
+    /// being tried last had passed (calls failing together count once); 0 once it answers.
+    unreachable: u32,
+    /// Until when it is tried after its profile's other accounts.
+    tried_last_until: Option<Instant>,
 }
 
 /// A call slot, held for the call.
@@ -70,12 +95,34 @@ impl Pass {
     /// Ends the call with `result`: progress, unless the CA was not reached or the call ran
     /// out of time. Calls that time out one after another are no sign that the account moves:
     /// counted, a round of them every timeout kept the queue behind them alive.
+    ///
+    /// A CA found unreachable puts the account last in failover order for a while (a call
+    /// refused by the gate itself never got this far, and says nothing of the CA); an answer
+    /// from the CA (a certificate, a pending order, a rejection, a refusal of the credentials)
+    /// puts it back in its place.
     fn done<T>(self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
-        if !matches!(result, Err(ConnectorError::TimedOut { .. } | ConnectorError::Unreachable { .. })) {
-            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-            marks.progress = Instant::now();
-            marks.slowest = marks.slowest.max(self.started.elapsed());
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Err(ConnectorError::TimedOut { .. }) => {}
+            Err(ConnectorError::Unreachable { .. }) => {
+                let now = Instant::now();
+                if marks.tried_last_until.is_none_or(|until| until <= now) {
+                    marks.unreachable = marks.unreachable.saturating_add(1);
+                    marks.tried_last_until = Some(now + tried_last_for(marks.unreachable));
+                }
+            }
+            other => {
+                marks.progress = Instant::now();
+                marks.slowest = marks.slowest.max(self.started.elapsed());
+                // Only an answer from the CA says it is back: a connector's own failure
+                // (a bug, a crash, its memory limit) says nothing of the CA.
+                if matches!(other, Ok(_) | Err(ConnectorError::Unauthorized { .. })) {
+                    marks.unreachable = 0;
+                    marks.tried_last_until = None;
+                }
+            }
         }
+        drop(marks);
         result
     }
 }
@@ -84,7 +131,7 @@ impl Gate {
     /// A gate letting `limit` calls through at once; beyond that, a call waits when `queues`,
     /// else is refused at once.
     pub fn new(limit: usize, queues: bool) -> Self {
-        let marks = Marks { progress: Instant::now(), slowest: Duration::ZERO };
+        let marks = Marks { progress: Instant::now(), slowest: Duration::ZERO, unreachable: 0, tried_last_until: None };
         Self {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             limit: limit.max(1),
@@ -96,6 +143,14 @@ impl Gate {
     /// How many calls may be in flight at once.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// How much longer this account is tried after its profile's other accounts, because its
+    /// CA was found unreachable; `None` when it is tried in its place.
+    pub fn tried_last(&self) -> Option<Duration> {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let left = marks.tried_last_until?.saturating_duration_since(Instant::now());
+        Some(left).filter(|d| !d.is_zero())
     }
 
     fn pass(&self, permit: OwnedSemaphorePermit) -> Pass {
@@ -280,6 +335,50 @@ mod tests {
         };
         let (third, ()) = tokio::join!(gate.enter("connector c", long), freeing);
         third.expect("waited 8 s: within twice the slowest answer");
+    }
+
+    /// A CA found unreachable puts its account last for a while, longer each time it is found
+    /// so again; calls failing together count once, a refusal by the gate not at all, and an
+    /// answer puts the account back in its place.
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_ca_puts_its_account_last_for_a_growing_while_and_an_answer_ends_it() {
+        let gate = Gate::new(2, false);
+        let long = Duration::from_secs(60);
+        let unreachable =
+            || Err::<(), _>(ConnectorError::Unreachable { connector: "c".into(), message: "refused".into() });
+        assert_eq!(gate.tried_last(), None);
+        // Two calls in flight when the CA went away: one stretch of 10 s, not two.
+        let (a, b) = (gate.enter("c", long).await.expect("a"), gate.enter("c", long).await.expect("b"));
+        // The gate's own refusal (full) is no news of the CA.
+        let _ = gate.enter("c", long).await.expect_err("busy");
+        assert_eq!(gate.tried_last(), None);
+        let _ = a.done(unreachable());
+        let _ = b.done(unreachable());
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
+        // A timed-out call changes nothing either way.
+        let c = gate.enter("c", long).await.expect("c");
+        let _ = c.done::<()>(Err(ConnectorError::TimedOut { connector: "c".into(), after: long }));
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
+        tokio::time::sleep(TRIED_LAST_FOR).await;
+        assert_eq!(gate.tried_last(), None, "tried first again");
+        // Unreachable again: twice as long, then four times, up to the cap.
+        for times in [2, 4, 8, 16] {
+            let _ = gate.enter("c", long).await.expect("call").done(unreachable());
+            assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR * times));
+            tokio::time::sleep(TRIED_LAST_FOR * times).await;
+        }
+        let _ = gate.enter("c", long).await.expect("call").done(unreachable());
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_AT_MOST));
+        // A connector's own failure says nothing of the CA; any answer of the CA, a refusal of
+        // the credentials too, ends it and starts the count afresh.
+        let crashed = Err::<(), _>(ConnectorError::Internal { connector: "c".into(), message: "boom".into() });
+        let _ = gate.enter("c", long).await.expect("call").done(crashed);
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_AT_MOST));
+        let refused = Err::<(), _>(ConnectorError::Unauthorized { connector: "c".into(), message: "no".into() });
+        let _ = gate.enter("c", long).await.expect("call").done(refused);
+        assert_eq!(gate.tried_last(), None);
+        let _ = gate.enter("c", long).await.expect("call").done(unreachable());
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
     }
 
     /// A script account's calls beyond its limit are refused at once: its worker queues them.

@@ -776,6 +776,12 @@ pub trait ConnectorSource: Send + Sync {
         name: &str,
         def: &crate::account::AccountDef,
     ) -> Result<std::sync::Arc<dyn Connector>, ConnectorError>;
+
+    /// How much longer account `name` is tried after its profile's other accounts, because its
+    /// CA was found unreachable (see [`gate`]); `None` when it is tried in its place.
+    fn tried_last(&self, _name: &str) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

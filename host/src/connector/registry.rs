@@ -137,6 +137,12 @@ impl Registry {
 
 #[async_trait]
 impl ConnectorSource for Registry {
+    fn tried_last(&self, name: &str) -> Option<std::time::Duration> {
+        // As in `gate`: a lookup cannot leave the map half-updated.
+        let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.get(name)?.tried_last()
+    }
+
     async fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         let slot = self.slot(name);
         // Held across the load: a second caller for this account waits here and then finds

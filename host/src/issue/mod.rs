@@ -3,7 +3,8 @@
 //! 1. policy (profile rules, dynamic parameters);
 //! 2. key + CSR, or the uploaded CSR;
 //! 3. the order is written (`pending`, or `awaiting_approval`) before any CA call;
-//! 4. the profile's active CA accounts are tried in order, failing over on `unreachable`;
+//! 4. the profile's active CA accounts are tried in order, failing over on `unreachable` (one
+//!    just found unreachable is tried last for a while: `failover.rs`);
 //! 5. an `issued` result is verified (invariant 1);
 //! 6. stored with its sealed key, order closed, audited;
 //! 7. `pending` results are polled later ([`Pipeline::poll`]).
@@ -11,6 +12,7 @@
 mod apply;
 mod call;
 mod error;
+mod failover;
 mod poll;
 mod request;
 
@@ -411,10 +413,18 @@ impl Pipeline<'_> {
         };
         let mut last_error: Option<String> = None;
         let mut tried = 0;
-        for (n, account_name) in profile.accounts.iter().enumerate() {
+        let accounts = failover::failover_order(&profile.accounts, |name| self.connectors.tried_last(name));
+        for (n, &(account_name, tried_last)) in accounts.iter().enumerate() {
             let Some(account) = self.inventory.account(account_name)? else { continue };
             if account.def.status != AccountStatus::Active {
                 continue;
+            }
+            if let Some(left) = tried_last {
+                tracing::debug!(
+                    account = %account.name,
+                    "CA account tried after the profile's others for {} s more: its CA was unreachable",
+                    left.as_millis().div_ceil(1000)
+                );
             }
             tried += 1;
             let args = match self.args_for(&account, &profile_name, profile, dynamic) {
@@ -511,8 +521,19 @@ impl Pipeline<'_> {
                     let error = args.redact(&e.to_string());
                     // Said here only when another account is tried: the last one's error is
                     // the order's reason, logged when it fails.
-                    if n + 1 < profile.accounts.len() {
-                        tracing::warn!(order = current.id, account = %account.name, %error, "CA account unreachable; trying the next one");
+                    if n + 1 < accounts.len() {
+                        // Whether it now goes last for a while: said once, when it starts.
+                        let last_for = self.connectors.tried_last(&account.name).filter(|_| tried_last.is_none());
+                        match last_for {
+                            Some(d) => tracing::warn!(
+                                order = current.id, account = %account.name, %error,
+                                "CA account unreachable; trying the next one (it is tried after its profiles' other accounts for the next {} s)",
+                                d.as_millis().div_ceil(1000)
+                            ),
+                            None => {
+                                tracing::warn!(order = current.id, account = %account.name, %error, "CA account unreachable; trying the next one")
+                            }
+                        }
                     }
                     last_error = Some(format!("account {}: {error}", account.name));
                     order = Submission::Written(current);
