@@ -305,6 +305,8 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let metrics = crate::helpers::http().get(format!("{}/metrics", server.base)).send().expect("metrics");
     let metrics = metrics.text().expect("text");
     assert!(metrics.contains("\ncerthost_renewals_failing 1\n"), "{metrics}");
+    // Failing, so no longer in the backlog of renewals waiting for a first attempt.
+    assert!(metrics.contains("\ncerthost_renewals_due 0\n"), "{metrics}");
     // And `renewals --failing` lists it alone.
     let failing = server.app.json(&["renewals", "--failing", "--json"]);
     let ids: Vec<_> = failing["upcoming"].as_array().expect("upcoming").iter().map(|r| r["id"].clone()).collect();

@@ -103,6 +103,9 @@ pub struct InventoryGauges {
     /// Certificates whose automatic renewal failed its last attempt and is retried (expired
     /// ones included): the number to alert on before `expiring` shows it.
     pub renewals_failing: u64,
+    /// Certificates past their renewal time with no attempt failed yet (waiting for, or in,
+    /// their first attempt): the scheduler's backlog.
+    pub renewals_due: u64,
 }
 
 impl Inventory {
@@ -423,7 +426,8 @@ impl Inventory {
                 |r| r.get(0),
             )?;
         let renewals_failing = self.count_failing_renewals()?;
-        Ok(InventoryGauges { expiring, orders_open, deploy_retries, renewals_failing })
+        let renewals_due = self.count_due_renewals()?;
+        Ok(InventoryGauges { expiring, orders_open, deploy_retries, renewals_failing, renewals_due })
     }
 
     /// Certificate `id`'s successful deployments: each target as recorded, with its message

@@ -717,6 +717,28 @@ impl Inventory {
         Ok(n)
     }
 
+    /// How many certificates are past their renewal time with no attempt failed yet and no
+    /// renewal order open (waiting for an approver, say): waiting for their first attempt, or
+    /// in it — for `/metrics`, a backlog that grows when renewals fall behind, which neither
+    /// the failing count nor the expiry buckets show until certificates expire.
+    pub(super) fn count_due_renewals(&self) -> Result<u64, InventoryError> {
+        let mut n = 0;
+        for status in [ACTIVE, EXPIRED] {
+            n += self.conn.query_row_cached(
+                &format!(
+                    "SELECT COUNT(*) FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL
+                       AND renew_after <= ?1 AND renewal_attempts = 0
+                       AND NOT EXISTS (SELECT 1 FROM orders WHERE predecessor_id = certificates.id AND {})",
+                    due_index(status),
+                    super::orders::OPEN
+                ),
+                [self.now()],
+                |r| r.get::<_, u64>(0),
+            )?;
+        }
+        Ok(n)
+    }
+
     /// The scheduled renewals, soonest first: only the failing ones when `failing` (as
     /// [`Inventory::failing_renewals`]), only `profile`'s when given — one team's view of a
     /// storm, or of what its profile will renew next (scale review of stop 43).
@@ -891,9 +913,13 @@ mod tests {
                 )
                 .expect("certificate");
         }
+        inv.set_clock(Some(9));
+        assert_eq!(inv.gauges().expect("gauges").renewals_due, 0, "not due yet");
         inv.set_clock(Some(1_000));
+        assert_eq!(inv.gauges().expect("gauges").renewals_due, 2, "both due, neither tried");
         let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
         assert_eq!((ids, until), (vec![1, 2], 1_600));
+        assert_eq!(inv.gauges().expect("gauges").renewals_due, 2, "in their first attempt: still due");
         inv.set_clock(Some(1_500));
         assert_eq!(inv.keep_renewal_claim(1, until, 600).expect("keep"), Some(2_100), "still held");
         // Certificate 1 renewed for long: the batch's lease ran out, and another scheduler
@@ -906,6 +932,7 @@ mod tests {
         assert_eq!(inv.record_renewal_failure(2, until, "x", "t").expect("record"), None);
         assert!(inv.record_renewal_failure(1, 2_100, "x", "t").expect("record").is_some());
         assert_eq!(inv.gauges().expect("gauges").renewals_failing, 1, "certificate 1's renewal is failing");
+        assert_eq!(inv.gauges().expect("gauges").renewals_due, 1, "certificate 2 is still in its first attempt");
         let failing: Vec<i64> = inv.failing_renewals(10).expect("failing").iter().map(|r| r.id).collect();
         assert_eq!(failing, vec![1]);
         assert_eq!(inv.scheduled_renewals(10).expect("scheduled").len(), 2);
