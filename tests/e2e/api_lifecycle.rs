@@ -855,6 +855,23 @@ fn deploy_again_and_read_the_renewal_schedule_over_http() {
     assert!(when("renew_after").ends_with('Z') && when("renew_after") < when("not_after"), "{schedule}");
     assert!(schedule["history"].as_array().expect("history").is_empty(), "no automatic renewal yet: {schedule}");
     json_of(api.get(&operator, "/v1/renewals?limit=0"), StatusCode::BAD_REQUEST);
+    assert_eq!(schedule["next_cursor"], Value::Null, "one page: {schedule}");
+    // More than a page is paged through with `next_cursor` (it stopped at 1,000 before stop 45).
+    let other = json_of(
+        api.post(&operator, "/v1/certificates", json!({"profile": "lab", "cn": "e.example.com"})),
+        StatusCode::CREATED,
+    );
+    let other = other["certificate"]["id"].as_i64().expect("id");
+    let first = json_of(api.get(&operator, "/v1/renewals?limit=1"), StatusCode::OK);
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let second = json_of(api.get(&operator, &format!("/v1/renewals?limit=1&cursor={cursor}")), StatusCode::OK);
+    assert_eq!(second["next_cursor"], Value::Null, "{second}");
+    let mut paged: Vec<i64> =
+        [&first, &second].iter().map(|p| p["upcoming"][0]["id"].as_i64().expect("one each")).collect();
+    paged.sort_unstable();
+    assert_eq!(paged, [next, other], "{first} {second}");
+    let bad = json_of(api.get(&operator, "/v1/renewals?cursor=tomorrow"), StatusCode::BAD_REQUEST);
+    assert!(bad["detail"].as_str().expect("detail").contains("next_cursor of an earlier page"), "{bad}");
     // A certificate whose profile was deleted since exists: 409 (its state), not 404.
     let admin = api.server.token("root", "admin");
     let target = format!("{}/gone.pem", out.display());

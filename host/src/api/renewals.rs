@@ -28,6 +28,10 @@ pub struct RenewalsQuery {
     failing: Option<bool>,
     /// Only the upcoming renewals of this profile (its exact name); the history is not filtered.
     profile: Option<String>,
+    /// `next_cursor` of the previous page: the upcoming renewals after that page's (the
+    /// history is the newest events on every page; `/v1/audit?action=certificate.auto_renew`
+    /// pages through all of it).
+    cursor: Option<String>,
 }
 
 /// The schedule and the history of automatic renewals.
@@ -38,6 +42,24 @@ pub struct Renewals {
     /// `certificate.auto_renew` events, newest first: `detail.successor_id` on success,
     /// `detail.error` on failure.
     history: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next page of `upcoming`; null on the last one.
+    next_cursor: Option<String>,
+}
+
+/// A page's cursor: the last listed renewal's due time and certificate id, which order the
+/// schedule (many certificates fall due in the same second).
+fn cursor_of(r: &ScheduledRenewal) -> String {
+    format!("{}.{}", r.renew_after, r.id)
+}
+
+/// The `(renew_after, id)` a cursor names; anything but a `next_cursor` is refused.
+fn parse_cursor(cursor: Option<&str>) -> Result<Option<(i64, i64)>, ApiError> {
+    let Some(text) = cursor else { return Ok(None) };
+    let parsed = text.split_once('.').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.parse::<i64>().ok()?)));
+    match parsed {
+        Some((at, id)) if id >= 1 => Ok(Some((at, id))),
+        _ => Err(ApiError::BadRequest(super::CURSOR_RULE.into())),
+    }
 }
 
 #[utoipa::path(get, operation_id = "list_renewals", path = "/v1/renewals", tag = "certificates", params(RenewalsQuery),
@@ -51,6 +73,35 @@ async fn list(
     let Query(q) = q?;
     let limit = super::page_limit(q.limit)?;
     let inv = state.inventory.get().await?;
-    let upcoming = inv.listed_renewals(q.failing.unwrap_or(false), q.profile.as_deref(), limit)?;
-    Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)? }))
+    let after = parse_cursor(q.cursor.as_deref())?;
+    let mut upcoming =
+        inv.listed_renewals(q.failing.unwrap_or(false), q.profile.as_deref(), after, limit.saturating_add(1))?;
+    let next_cursor = (upcoming.len() > limit as usize).then(|| {
+        upcoming.truncate(limit as usize);
+        upcoming.last().map(cursor_of)
+    });
+    Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)?, next_cursor: next_cursor.flatten() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_is_a_listed_renewal_s_due_time_and_id_and_nothing_else() {
+        let r = ScheduledRenewal {
+            id: 42,
+            common_name: None,
+            profile: None,
+            renew_after: 1_700_000_000,
+            not_after: 1_800_000_000,
+            attempts: 0,
+            last_error: None,
+        };
+        assert_eq!(parse_cursor(Some(&cursor_of(&r))).expect("own cursor"), Some((1_700_000_000, 42)));
+        assert_eq!(parse_cursor(None).expect("none"), None);
+        for bad in ["", "42", "1700000000.", ".42", "1700000000.0", "a.b", "1.2.3", "1700000000.-4"] {
+            assert!(parse_cursor(Some(bad)).is_err(), "{bad:?} was taken");
+        }
+    }
 }

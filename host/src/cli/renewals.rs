@@ -33,7 +33,7 @@ pub fn renewals(args: RenewalsArgs, inv: &Inventory) -> anyhow::Result<ExitCode>
     let limit = if args.limit == 0 { u32::MAX } else { args.limit };
     // One more than shown, to say that there are more (black-box review of stop 35: fifty
     // rows of some hundred due, and no word that it was not all).
-    let mut upcoming = inv.listed_renewals(args.failing, args.profile.as_deref(), limit.saturating_add(1))?;
+    let mut upcoming = inv.listed_renewals(args.failing, args.profile.as_deref(), None, limit.saturating_add(1))?;
     let mut history = inv.auto_renewal_history(limit.saturating_add(1))?;
     let cut = |len: usize| len > limit as usize;
     let (more_upcoming, more_history) = (cut(upcoming.len()), cut(history.len()));

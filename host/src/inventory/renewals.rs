@@ -281,6 +281,23 @@ fn due_index(status: &str) -> &'static str {
     if status == ACTIVE { "certificates_due" } else { "certificates_due_expired" }
 }
 
+/// The listing of `status`'s scheduled renewals with the filters asked for, as named
+/// parameters (`:now`, `:limit`, `:profile`, `:after` and `:after_id`), each bound only when
+/// the statement has it.
+fn listed_sql(status: &str, failing: bool, profile: bool, after: bool) -> String {
+    format!(
+        "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
+         FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {} {} {}
+         ORDER BY renew_after, id LIMIT :limit",
+        due_index(status),
+        if failing { failing_sql() } else { String::new() },
+        if profile { "AND profile = :profile" } else { "" },
+        // A row value walks the due index from the cursor on (rowid is its last column).
+        if after { "AND (renew_after, id) > (:after, :after_id)" } else { "" }
+    )
+    .replace("?1", ":now")
+}
+
 /// A renewal whose last attempt failed, with `?1` now: a failed attempt puts the next at most
 /// [`RENEWAL_RETRY_MAX`] ahead, so only the first hours of a due index are read, not the
 /// million certificates scheduled for later.
@@ -690,13 +707,13 @@ impl Inventory {
     /// Upcoming and retrying renewals, soonest first: expired certificates whose automatic
     /// renewal is still being retried too.
     pub fn scheduled_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        self.listed_renewals(false, None, limit)
+        self.listed_renewals(false, None, None, limit)
     }
 
     /// The renewals whose last attempt failed (retried with backoff), soonest retry first:
     /// what a dashboard or an operator wants first in a storm of due certificates.
     pub fn failing_renewals(&self, limit: u32) -> Result<Vec<ScheduledRenewal>, InventoryError> {
-        self.listed_renewals(true, None, limit)
+        self.listed_renewals(true, None, None, limit)
     }
 
     /// How many renewals are failing (as [`Inventory::failing_renewals`] lists them), for
@@ -741,32 +758,33 @@ impl Inventory {
 
     /// The scheduled renewals, soonest first: only the failing ones when `failing` (as
     /// [`Inventory::failing_renewals`]), only `profile`'s when given — one team's view of a
-    /// storm, or of what its profile will renew next (scale review of stop 43).
+    /// storm, or of what its profile will renew next (scale review of stop 43) — and only
+    /// those after `after` (a listed renewal's `(renew_after, id)`), so an API client pages
+    /// through more than one page of them.
     pub fn listed_renewals(
         &self,
         failing: bool,
         profile: Option<&str>,
+        after: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<ScheduledRenewal>, InventoryError> {
         let mut out = Vec::new();
-        // `?1` is now, as in `claim_sql` (operator review of stop 41: it was bound to the
-        // limit, so `--limit 0`, all, left out the expired ones the scheduler retries).
+        // `:now` is now, as `?1` in `claim_sql` (operator review of stop 41: it was bound to
+        // the limit, so `--limit 0`, all, left out the expired ones the scheduler retries).
         let now = self.now();
-        let filter = format!(
-            "{} {}",
-            if failing { failing_sql() } else { String::new() },
-            if profile.is_some() { "AND profile = ?3" } else { "" }
-        );
         for status in [ACTIVE, EXPIRED] {
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
-                 FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {filter}
-                 ORDER BY renew_after LIMIT ?2",
-                due_index(status)
-            ))?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &limit];
+            let sql = listed_sql(status, failing, profile.is_some(), after.is_some());
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut values: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":limit", &limit)];
+            if sql.contains(":now") {
+                values.push((":now", &now));
+            }
             if let Some(profile) = &profile {
-                values.push(profile);
+                values.push((":profile", profile));
+            }
+            if let Some((renew_after, id)) = &after {
+                values.push((":after", renew_after));
+                values.push((":after_id", id));
             }
             let rows = stmt.query_map(values.as_slice(), |r| {
                 Ok(ScheduledRenewal {
@@ -781,7 +799,7 @@ impl Inventory {
             })?;
             out.extend(rows.collect::<Result<Vec<_>, _>>()?);
         }
-        out.sort_by_key(|r| r.renew_after);
+        out.sort_by_key(|r| (r.renew_after, r.id));
         out.truncate(limit as usize);
         Ok(out)
     }
@@ -1020,7 +1038,7 @@ mod tests {
         inv.set_clock(Some(1_000));
         // One profile's renewals listed (`renewals --profile`), failing or not.
         let of = |inv: &super::super::Inventory, failing, profile| -> Vec<i64> {
-            inv.listed_renewals(failing, profile, 10).expect("list").iter().map(|r| r.id).collect()
+            inv.listed_renewals(failing, profile, None, 10).expect("list").iter().map(|r| r.id).collect()
         };
         assert_eq!(of(&inv, false, Some("web")), [2]);
         assert_eq!(of(&inv, false, None), [1, 2, 3]);
@@ -1030,6 +1048,39 @@ mod tests {
         assert_eq!(claimed, vec![lane(2, "web"), lane(3, "")]);
         let (claimed, _) = inv.claim_due_renewals_except(600, 20, &[]).expect("claim");
         assert_eq!(claimed, vec![lane(1, "stuck")], "the busy lane's certificate was left due");
+    }
+
+    /// `GET /v1/renewals` pages through the schedule by `(renew_after, id)`: certificates due
+    /// in the same second are neither skipped nor listed twice, and expired ones still
+    /// retried fall in their place.
+    #[test]
+    fn the_schedule_pages_by_due_time_and_id() {
+        let (_dir, mut inv) = super::super::scratch();
+        let rows =
+            [("01", "active", 20, 0), ("02", "active", 10, 0), ("03", "expired", 10, 2), ("04", "active", 10, 0)];
+        for (n, status, at, attempts) in rows {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after, renewal_attempts)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 500, 'ec-p256', 256, ?2, 'import', 0, ?3, ?4)",
+                    rusqlite::params![n, status, at, attempts],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(1_000));
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = inv.listed_renewals(false, None, after, 2).expect("page");
+            seen.extend(page.iter().map(|r| r.id));
+            match page.last() {
+                Some(last) if page.len() == 2 => after = Some((last.renew_after, last.id)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, [2, 3, 4, 1]);
+        assert_eq!(inv.listed_renewals(false, None, Some((10, 3)), 10).expect("after 3").len(), 2);
     }
 
     /// A real inventory has no statistics (nothing runs ANALYZE), and without them SQLite
@@ -1045,6 +1096,12 @@ mod tests {
             assert!(plan.contains(&index) && !plan.contains("TEMP B-TREE"), "{plan}");
         }
         inv.scheduled_renewals(10).expect("the listing prepares with its index");
+        // A page after a cursor starts at the cursor in the index, sorted by it.
+        for status in [super::ACTIVE, super::EXPIRED] {
+            let plan = super::super::query_plan(&inv.conn, &super::listed_sql(status, true, true, true));
+            let index = format!("SEARCH certificates USING INDEX {} (", super::due_index(status));
+            assert!(plan.contains(&index) && !plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 
     #[test]
