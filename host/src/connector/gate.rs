@@ -101,6 +101,17 @@ impl Pass {
     /// from the CA (a certificate, a pending order, a rejection, a refusal of the credentials)
     /// puts it back in its place.
     fn done<T>(self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+        self.settle(result, true)
+    }
+
+    /// [`Pass::done`] for `test_connection`, whose "unauthorized" is no sure answer of the CA
+    /// (a script's `test_connection` returns False on any exception, a refused connection
+    /// too): only a passing test puts the account back in its place.
+    fn done_testing<T>(self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+        self.settle(result, false)
+    }
+
+    fn settle<T>(self, result: Result<T, ConnectorError>, unauthorized_answers: bool) -> Result<T, ConnectorError> {
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Err(ConnectorError::TimedOut { .. }) => {}
@@ -116,7 +127,12 @@ impl Pass {
                 marks.slowest = marks.slowest.max(self.started.elapsed());
                 // Only an answer from the CA says it is back: a connector's own failure
                 // (a bug, a crash, its memory limit) says nothing of the CA.
-                if matches!(other, Ok(_) | Err(ConnectorError::Unauthorized { .. })) {
+                let answered = match other {
+                    Ok(_) => true,
+                    Err(ConnectorError::Unauthorized { .. }) => unauthorized_answers,
+                    Err(_) => false,
+                };
+                if answered {
                     marks.unreachable = 0;
                     marks.tried_last_until = None;
                 }
@@ -151,6 +167,14 @@ impl Gate {
         let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         let left = marks.tried_last_until?.saturating_duration_since(Instant::now());
         Some(left).filter(|d| !d.is_zero())
+    }
+
+    /// Puts the account back in its place at once: its definition changed (a fixed URL, say),
+    /// so what was found of the old one says nothing of the new.
+    pub fn forget_unreachable(&self) {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks.unreachable = 0;
+        marks.tried_last_until = None;
     }
 
     fn pass(&self, permit: OwnedSemaphorePermit) -> Pass {
@@ -265,7 +289,7 @@ impl Connector for Gated {
 
     async fn test_connection(&self, args: &Args) -> Result<(), ConnectorError> {
         let pass = self.pass().await?;
-        pass.done(self.inner.test_connection(args).await)
+        pass.done_testing(self.inner.test_connection(args).await)
     }
 
     async fn list_certificates(&self, args: &Args, cursor: Option<&str>) -> Result<CertificatePage, ConnectorError> {
@@ -374,11 +398,17 @@ mod tests {
         let crashed = Err::<(), _>(ConnectorError::Internal { connector: "c".into(), message: "boom".into() });
         let _ = gate.enter("c", long).await.expect("call").done(crashed);
         assert_eq!(gate.tried_last(), Some(TRIED_LAST_AT_MOST));
-        let refused = Err::<(), _>(ConnectorError::Unauthorized { connector: "c".into(), message: "no".into() });
-        let _ = gate.enter("c", long).await.expect("call").done(refused);
+        let refused = || Err::<(), _>(ConnectorError::Unauthorized { connector: "c".into(), message: "no".into() });
+        // A failed test_connection is no such answer (a script returns False on any error).
+        let _ = gate.enter("c", long).await.expect("call").done_testing(refused());
+        assert_eq!(gate.tried_last(), Some(TRIED_LAST_AT_MOST));
+        let _ = gate.enter("c", long).await.expect("call").done(refused());
         assert_eq!(gate.tried_last(), None);
         let _ = gate.enter("c", long).await.expect("call").done(unreachable());
         assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
+        // An edited account starts afresh.
+        gate.forget_unreachable();
+        assert_eq!(gate.tried_last(), None);
     }
 
     /// A script account's calls beyond its limit are refused at once: its worker queues them.

@@ -777,9 +777,10 @@ pub trait ConnectorSource: Send + Sync {
         def: &crate::account::AccountDef,
     ) -> Result<std::sync::Arc<dyn Connector>, ConnectorError>;
 
-    /// How much longer account `name` is tried after its profile's other accounts, because its
-    /// CA was found unreachable (see [`gate`]); `None` when it is tried in its place.
-    fn tried_last(&self, _name: &str) -> Option<Duration> {
+    /// How much longer account `name`, defined as `def`, is tried after its profile's other
+    /// accounts because its CA was found unreachable (see [`gate`]); `None` when it is tried
+    /// in its place — as it is at once when its definition changed since.
+    fn tried_last(&self, _name: &str, _def: &crate::account::AccountDef) -> Option<Duration> {
         None
     }
 }

@@ -137,7 +137,17 @@ impl Registry {
 
 #[async_trait]
 impl ConnectorSource for Registry {
-    fn tried_last(&self, name: &str) -> Option<std::time::Duration> {
+    fn tried_last(&self, name: &str, def: &AccountDef) -> Option<std::time::Duration> {
+        // An account edited since its connector was loaded (a fixed URL, say) is tried in its
+        // place: the marks are of the old definition, and are dropped when the new one loads.
+        // A slot being loaded right now is taken as it was.
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        if let Some(slot) = slot
+            && let Ok(loaded) = slot.try_lock()
+            && loaded.as_ref().is_some_and(|(d, _, _)| d != def)
+        {
+            return None;
+        }
         // As in `gate`: a lookup cannot leave the map half-updated.
         let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         gates.get(name)?.tried_last()
@@ -154,6 +164,12 @@ impl ConnectorSource for Registry {
             Some(Ok(c)) => return Ok(Arc::clone(c)),
             Some(Err((at, e))) if at.elapsed() < LOAD_FAILURE_KEPT => return Err(e.clone()),
             _ => {}
+        }
+        if loaded.as_ref().is_some_and(|(d, _, _)| d != def)
+            && let Some(gate) = self.gates.lock().unwrap_or_else(|p| p.into_inner()).get(name)
+        {
+            // What was found unreachable was the old definition (see `tried_last`).
+            gate.forget_unreachable();
         }
         // A script's import error can be as long as it likes: cut as the pipeline cuts calls'.
         match self.load(name, def).await.map_err(ConnectorError::bounded) {

@@ -6,18 +6,22 @@
 
 use std::time::Duration;
 
-/// `accounts` in the order to try them, each with how much longer it is tried last (`None`:
-/// in its place). Stable: accounts tried last keep their order among themselves.
-pub(crate) fn failover_order<'a>(
-    accounts: &'a [String],
-    tried_last: impl Fn(&str) -> Option<Duration>,
-) -> Vec<(&'a str, Option<Duration>)> {
-    let mut order: Vec<(&str, Option<Duration>)> = if accounts.len() < 2 {
-        // Nobody else to try first: not even asked.
-        accounts.iter().map(|a| (a.as_str(), None)).collect()
-    } else {
-        accounts.iter().map(|a| (a.as_str(), tried_last(a))).collect()
-    };
+/// `accounts` (a profile's active ones, in its order) in the order to try them, each with how
+/// much longer it is tried last (`None`: in its place). Stable: accounts tried last keep their
+/// order among themselves.
+pub(crate) fn failover_order<A>(
+    accounts: Vec<A>,
+    tried_last: impl Fn(&A) -> Option<Duration>,
+) -> Vec<(A, Option<Duration>)> {
+    let alone = accounts.len() < 2;
+    let mut order: Vec<(A, Option<Duration>)> = accounts
+        .into_iter()
+        .map(|a| {
+            // Nobody else to try first: not even asked.
+            let last = if alone { None } else { tried_last(&a) };
+            (a, last)
+        })
+        .collect();
     order.sort_by_key(|(_, last)| last.is_some());
     order
 }
@@ -32,15 +36,14 @@ mod tests {
 
     #[test]
     fn an_account_found_unreachable_goes_last_and_the_rest_keep_their_order() {
-        let accounts: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-        let down = |n: &str| (n == "a" || n == "c").then_some(Duration::from_secs(10));
-        assert_eq!(names(&failover_order(&accounts, down)), ["b", "d", "a", "c"]);
-        assert_eq!(names(&failover_order(&accounts, |_| None)), ["a", "b", "c", "d"]);
+        let accounts = || vec!["a", "b", "c", "d"];
+        let down = |n: &&str| (*n == "a" || *n == "c").then_some(Duration::from_secs(10));
+        assert_eq!(names(&failover_order(accounts(), down)), ["b", "d", "a", "c"]);
+        assert_eq!(names(&failover_order(accounts(), |_| None)), ["a", "b", "c", "d"]);
         // All of them down: the profile's order.
-        let all = |_: &str| Some(Duration::from_secs(10));
-        assert_eq!(names(&failover_order(&accounts, all)), ["a", "b", "c", "d"]);
+        let all = |_: &&str| Some(Duration::from_secs(10));
+        assert_eq!(names(&failover_order(accounts(), all)), ["a", "b", "c", "d"]);
         // One account: tried in any case, and not reported as tried last.
-        let one = vec!["a".to_owned()];
-        assert_eq!(failover_order(&one, all), [("a", None)]);
+        assert_eq!(failover_order(vec!["a"], all), [("a", None)]);
     }
 }

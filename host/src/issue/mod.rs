@@ -412,13 +412,19 @@ impl Pipeline<'_> {
             Submission::Written(_) => None,
         };
         let mut last_error: Option<String> = None;
-        let mut tried = 0;
-        let accounts = failover::failover_order(&profile.accounts, |name| self.connectors.tried_last(name));
-        for (n, &(account_name, tried_last)) in accounts.iter().enumerate() {
-            let Some(account) = self.inventory.account(account_name)? else { continue };
-            if account.def.status != AccountStatus::Active {
-                continue;
+        // The active accounts, resolved first: whether another one follows, and which go
+        // last, is a question about them alone (an inactive one is never tried).
+        let mut active = Vec::with_capacity(profile.accounts.len());
+        for name in &profile.accounts {
+            if let Some(account) = self.inventory.account(name)?
+                && account.def.status == AccountStatus::Active
+            {
+                active.push(account);
             }
+        }
+        let accounts = failover::failover_order(active, |a| self.connectors.tried_last(&a.name, &a.def));
+        let tried = accounts.len();
+        for (n, (account, tried_last)) in accounts.iter().enumerate() {
             if let Some(left) = tried_last {
                 tracing::debug!(
                     account = %account.name,
@@ -426,7 +432,6 @@ impl Pipeline<'_> {
                     left.as_millis().div_ceil(1000)
                 );
             }
-            tried += 1;
             let args = match self.args_for(&account, &profile_name, profile, dynamic) {
                 Ok(a) => a,
                 Err(e) => {
@@ -522,9 +527,9 @@ impl Pipeline<'_> {
                     // Said here only when another account is tried: the last one's error is
                     // the order's reason, logged when it fails.
                     if n + 1 < accounts.len() {
-                        // Whether it now goes last for a while: said once, when it starts.
-                        let last_for = self.connectors.tried_last(&account.name).filter(|_| tried_last.is_none());
-                        match last_for {
+                        // Whether it goes last for a while now, as this failure made it or
+                        // one a moment before.
+                        match self.connectors.tried_last(&account.name, &account.def) {
                             Some(d) => tracing::warn!(
                                 order = current.id, account = %account.name, %error,
                                 "CA account unreachable; trying the next one (it is tried after its profiles' other accounts for the next {} s)",
