@@ -24,6 +24,7 @@ pub const ENDPOINTS: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/certificates/999999/revoke", &["admin", "operator"]),
     ("POST", "/v1/certificates/999999/deploy", &["admin", "operator"]),
     ("GET", "/v1/renewals", &["admin", "operator", "auditor"]),
+    ("POST", "/v1/renewals/retry", &["admin", "operator"]),
     ("POST", "/v1/renew", &["admin", "operator", "requester"]),
     ("GET", "/v1/accounts", &ROLES),
     ("POST", "/v1/accounts", &["admin"]),

@@ -311,6 +311,32 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let failing = server.app.json(&["renewals", "--failing", "--json"]);
     let ids: Vec<_> = failing["upcoming"].as_array().expect("upcoming").iter().map(|r| r["id"].clone()).collect();
     assert_eq!(ids, vec![serde_json::json!(1)], "{failing}");
+    // Once the CA is fixed, nobody waits out the backoff (up to six hours): retried now, it is
+    // sent in the next round (stop 45; the minute's backoff has most of its time left here).
+    let r = server.app.run(&["renewals", "retry", "1"]);
+    assert!(r.ok().contains("1 failing renewal(s) due now: #1"), "{} {}", r.stdout, r.stderr);
+    wait_for(20, || (renewal_orders(&server.app).len() == 2).then_some(()))
+        .unwrap_or_else(|| panic!("not sent again after the retry; log: {}", server.log()));
+    let retried = server.app.json(&["audit", "--json", "--action", "certificate.renewal_retry"]);
+    assert_eq!(retried.as_array().map(Vec::len), Some(1), "{retried}");
+    // The same over HTTP: a certificate that does not exist is a 404 and retries nothing; a
+    // profile with nothing failing retries nothing.
+    let token = server.token("ops", "operator");
+    let retry = |body: serde_json::Value| {
+        let r = crate::helpers::http()
+            .post(format!("{}/v1/renewals/retry", server.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .expect("retry");
+        (r.status().as_u16(), r.json::<serde_json::Value>().expect("json"))
+    };
+    let (status, body) = retry(serde_json::json!({"ids": [1, 999]}));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = retry(serde_json::json!({"profile": "nosuch"}));
+    assert_eq!((status, body), (200, serde_json::json!({"retried": [], "in_progress": []})));
+    let r = server.app.run(&["renewals", "retry", "--profile", "nosuch"]);
+    assert!(r.ok().contains("no automatic renewal of profile nosuch is failing"), "{}", r.stdout);
 }
 
 /// Operator review of stop 41: a round renewed its batch one certificate after another, so a

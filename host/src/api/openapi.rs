@@ -38,7 +38,7 @@ impl Modify for BearerAuth {
         super::certificates::delete, super::certificates::pem, super::certificates::chain,
         super::certificates::fullchain, super::certificates::key, super::certificates::renew,
         super::certificates::reissue, super::certificates::revoke, super::certificates::renew_lookup,
-        super::deploy::deploy, super::renewals::list,
+        super::deploy::deploy, super::renewals::list, super::renewals::retry,
         super::accounts::list, super::accounts::create, super::accounts::show, super::accounts::update,
         super::accounts::delete, super::accounts::activate, super::accounts::deactivate,
         super::accounts::test, super::accounts::set_secret,

@@ -2,18 +2,50 @@
 //! of `certhost renewals`, so a dashboard sees failing renewals without shell access.
 
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{AUDIT, Caller};
+use super::auth::{AUDIT, Caller, OPERATE};
 use super::{ApiError, AppState, Problem};
-use crate::inventory::{AuditEvent, ScheduledRenewal};
+use crate::inventory::{AuditEvent, RetriedRenewals, ScheduledRenewal};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/renewals", get(list))
+    Router::new().route("/v1/renewals", get(list)).route("/v1/renewals/retry", post(retry))
+}
+
+/// Which failing renewals to retry now.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    /// Certificate ids whose failing renewal to retry; each must be failing (404 for no such
+    /// certificate, 409 for one whose renewal is not failing, and then nothing is retried).
+    /// Absent: every failing renewal.
+    #[serde(default)]
+    ids: Option<Vec<i64>>,
+    /// Only this profile's failing renewals.
+    #[serde(default)]
+    profile: Option<String>,
+}
+
+/// Retries failing automatic renewals now instead of at the end of their backoff (up to six
+/// hours), once their CA or profile is fixed; `serve` attempts them in its next round. The
+/// attempt count stays, so one that fails again backs off as before.
+#[utoipa::path(post, operation_id = "retry_renewals", path = "/v1/renewals/retry", tag = "certificates",
+    request_body(content = Option<RetryBody>),
+    responses((status = 200, body = RetriedRenewals), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: super::json::MaybeJson,
+) -> Result<Json<RetriedRenewals>, ApiError> {
+    caller.require(OPERATE, "retry renewals")?;
+    let body = super::json::optional::<RetryBody>(&body)?;
+    let mut inv = state.inventory.get().await?;
+    let ids = body.ids.unwrap_or_default();
+    Ok(Json(inv.retry_failing_renewals(body.profile.as_deref(), &ids, &caller.actor())?))
 }
 
 /// How much of the schedule and the history.

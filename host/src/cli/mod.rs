@@ -121,7 +121,7 @@ pub enum Command {
     Delete(lifecycle::DeleteArgs),
     /// Approve, decline, suspend or resume an order at its CA (update_order).
     UpdateOrder(lifecycle::UpdateOrderArgs),
-    /// Upcoming automatic renewals (attempts, last error) and the auto-renewal history.
+    /// Upcoming automatic renewals (attempts, last error) and the auto-renewal history; `renewals retry` retries failing ones now.
     Renewals(renewals::RenewalsArgs),
     /// Deploy a certificate again to its profile's targets.
     Deploy(renewals::DeployArgs),
@@ -149,7 +149,8 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     // empty one (and a master key nobody backed up) in a mistyped --data-dir or the wrong
     // working directory, and answering "no certificates".
     let reads_only = match &command {
-        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Renewals(_) | Command::Backup(_) => true,
+        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Backup(_) => true,
+        Command::Renewals(args) => args.reads_only(),
         Command::Token(cmd) => cmd.reads_only(),
         Command::Orders(cmd) => cmd.reads_only(),
         Command::Account(cmd) => cmd.reads_only() && config_path(config.as_deref()).is_none(),
@@ -247,7 +248,12 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
         }
         Command::Delete(args) => lifecycle::delete(args, &mut open_inventory(&data_dir, env)?, env),
         Command::UpdateOrder(args) => lifecycle::update_order(args, &mut configured(env)?, env),
-        Command::Renewals(args) => renewals::renewals(args, &open_inventory(&data_dir, env)?),
+        Command::Renewals(args) => match args.take_action() {
+            (Some(renewals::RenewalsAction::Retry(retry)), _) => {
+                renewals::retry(retry, &mut open_inventory(&data_dir, env)?, &env.actor)
+            }
+            (None, args) => renewals::renewals(args, &open_inventory(&data_dir, env)?),
+        },
         Command::Deploy(args) => renewals::deploy(args, &mut configured(env)?, env),
         Command::ImportFromAccount(args) => renewals::import_from_account(args, &mut configured(env)?, env),
     };

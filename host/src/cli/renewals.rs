@@ -11,7 +11,11 @@ use super::output;
 
 /// Arguments of `renewals`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RenewalsArgs {
+    /// `retry`; without one, the schedule and history are shown.
+    #[command(subcommand)]
+    action: Option<RenewalsAction>,
     /// At most this many upcoming renewals and history entries (0 = all, as for `list`,
     /// `orders list` and `audit`).
     #[arg(long, default_value_t = 50)]
@@ -25,6 +29,65 @@ pub struct RenewalsArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// What `renewals` does besides showing the schedule.
+#[derive(Debug, clap::Subcommand)]
+pub enum RenewalsAction {
+    /// Retry failing automatic renewals now instead of at the end of their backoff (up to 6
+    /// hours), once their CA or profile is fixed: the certificates given, or every failing
+    /// renewal (of --profile). A running `serve` attempts them in its next round.
+    Retry(RetryArgs),
+}
+
+/// Arguments of `renewals retry`.
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// Certificate ids whose failing renewal to retry (each must be failing; none: all).
+    ids: Vec<i64>,
+    /// Only this profile's failing renewals.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Print JSON: {"retried": [ids], "in_progress": [ids]}.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RenewalsArgs {
+    /// Whether the command only reads the inventory.
+    pub fn reads_only(&self) -> bool {
+        self.action.is_none()
+    }
+
+    /// The action, taken out, and what is left to show the schedule with.
+    pub fn take_action(mut self) -> (Option<RenewalsAction>, Self) {
+        (self.action.take(), self)
+    }
+}
+
+/// `renewals retry`: failing renewals brought forward to now.
+pub fn retry(args: RetryArgs, inv: &mut Inventory, actor: &str) -> anyhow::Result<ExitCode> {
+    let done = inv.retry_failing_renewals(args.profile.as_deref(), &args.ids, actor)?;
+    if args.json {
+        output::json(&done)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = |ids: &[i64]| ids.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ");
+    if done.retried.is_empty() && done.in_progress.is_empty() {
+        let of = args.profile.as_deref().map(|p| format!(" of profile {p}")).unwrap_or_default();
+        println!("no automatic renewal{of} is failing: nothing to retry");
+    }
+    if !done.retried.is_empty() {
+        println!(
+            "{} failing renewal(s) due now: {} (certhost serve attempts them in its next round; certhost renewals --failing shows how they stand)",
+            done.retried.len(),
+            list(&done.retried)
+        );
+    }
+    if !done.in_progress.is_empty() {
+        println!("being attempted right now, left to that attempt: {}", list(&done.in_progress));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Upcoming renewals (with failed attempts and the last error) and the auto-renewal history.

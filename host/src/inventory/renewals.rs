@@ -39,6 +39,15 @@ pub struct ScheduledRenewal {
     pub last_error: Option<String>,
 }
 
+/// What [`Inventory::retry_failing_renewals`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RetriedRenewals {
+    /// Certificates whose renewal is now due: `serve` attempts them in its next round.
+    pub retried: Vec<i64>,
+    /// Certificates whose renewal is being attempted right now (left to that attempt).
+    pub in_progress: Vec<i64>,
+}
+
 /// A notification waiting for delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
@@ -756,6 +765,92 @@ impl Inventory {
         Ok(n)
     }
 
+    /// Brings the next attempt of failing automatic renewals forward to now, so that once
+    /// their CA or profile is fixed nobody waits out a backoff of up to six hours: the
+    /// certificates `ids` (each must be failing), or else every failing renewal — `profile`'s
+    /// only, when given. The attempt count stays (a renewal that fails again backs off as
+    /// before, and its notification run goes on). One being attempted right now is left to
+    /// that attempt. Returns the ids brought forward and the ids being attempted.
+    pub fn retry_failing_renewals(
+        &mut self,
+        profile: Option<&str>,
+        ids: &[i64],
+        actor: &str,
+    ) -> Result<RetriedRenewals, InventoryError> {
+        let now = self.now();
+        let failing: Vec<(i64, i64, bool)> = {
+            let mut rows = Vec::new();
+            for status in [ACTIVE, EXPIRED] {
+                let sql = format!(
+                    "SELECT id, renew_after, renewal_lease_until IS NOT NULL AND renewal_lease_until >= ?1
+                       FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {} {}",
+                    due_index(status),
+                    failing_sql(),
+                    if profile.is_some() { "AND profile = ?2" } else { "" }
+                );
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+                let found = match profile {
+                    Some(p) => stmt.query_map(params![now, p], row)?.collect::<Result<Vec<_>, _>>()?,
+                    None => stmt.query_map(params![now], row)?.collect::<Result<Vec<_>, _>>()?,
+                };
+                rows.extend(found);
+            }
+            rows
+        };
+        let wanted: Vec<(i64, i64, bool)> = if ids.is_empty() {
+            failing
+        } else {
+            let mut wanted = Vec::with_capacity(ids.len());
+            for &id in ids {
+                match failing.iter().find(|(f, _, _)| *f == id) {
+                    Some(row) => wanted.push(*row),
+                    None if !self.certificate_exists(id)? => {
+                        return Err(InventoryError::NotFound(format!("certificate {id}")));
+                    }
+                    None => {
+                        return Err(InventoryError::Conflict(format!(
+                            "certificate {id} has no failing automatic renewal to retry{} (certhost renewals --failing \
+                             lists them; certhost renew {id} renews a certificate now)",
+                            profile.map(|p| format!(" in profile {p}")).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            wanted
+        };
+        let tx = super::write_tx(&mut self.conn)?;
+        let mut out = RetriedRenewals::default();
+        for (id, was_due, in_flight) in wanted {
+            if in_flight {
+                out.in_progress.push(id);
+                continue;
+            }
+            tx.execute_cached("UPDATE certificates SET renew_after = ?2 WHERE id = ?1", params![id, now])?;
+            audit::record(
+                &tx,
+                now,
+                &NewAuditEvent {
+                    actor,
+                    action: "certificate.renewal_retry",
+                    object_type: "certificate",
+                    object_id: Some(id.to_string()),
+                    outcome: "success",
+                    detail: serde_json::json!({ "was_due": crate::view::rfc3339(was_due) }),
+                },
+            )?;
+            out.retried.push(id);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn certificate_exists(&self, id: i64) -> Result<bool, InventoryError> {
+        Ok(self
+            .conn
+            .query_row_cached("SELECT EXISTS (SELECT 1 FROM certificates WHERE id = ?1)", [id], |r| r.get(0))?)
+    }
+
     /// The scheduled renewals, soonest first: only the failing ones when `failing` (as
     /// [`Inventory::failing_renewals`]), only `profile`'s when given — one team's view of a
     /// storm, or of what its profile will renew next (scale review of stop 43) — and only
@@ -1048,6 +1143,55 @@ mod tests {
         assert_eq!(claimed, vec![lane(2, "web"), lane(3, "")]);
         let (claimed, _) = inv.claim_due_renewals_except(600, 20, &[]).expect("claim");
         assert_eq!(claimed, vec![lane(1, "stuck")], "the busy lane's certificate was left due");
+    }
+
+    /// After a CA is fixed, failing renewals are retried now instead of at the end of their
+    /// backoff: by id (each must be failing), by profile, or all; one in its attempt is left
+    /// to it.
+    #[test]
+    fn failing_renewals_are_brought_forward_by_id_profile_or_all() {
+        let (_dir, mut inv) = super::super::scratch();
+        for (n, profile) in [("01", "web"), ("02", "db"), ("03", "web")] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after, profile)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, 'active', 'import', 0, 10, ?2)",
+                    params![n, profile],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(1_000));
+        let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
+        assert_eq!(ids, [1, 2, 3]);
+        for id in [1, 2] {
+            inv.record_renewal_failure(id, until, "CA down", "t").expect("failure");
+        }
+        // Certificate 3 is in its first attempt, not failing; 99 does not exist.
+        let err = inv.retry_failing_renewals(None, &[3], "ops").expect_err("not failing");
+        assert!(err.to_string().contains("certificate 3 has no failing automatic renewal"), "{err}");
+        let err = inv.retry_failing_renewals(None, &[1, 99], "ops").expect_err("no such");
+        assert!(matches!(err, super::InventoryError::NotFound(_)), "{err}");
+        let due = |inv: &super::Inventory, id: i64| {
+            inv.listed_renewals(true, None, None, 10).expect("list").iter().find(|r| r.id == id).map(|r| r.renew_after)
+        };
+        assert_eq!(due(&inv, 1), Some(1_060), "a minute's backoff; nothing changed by the refusals");
+        let web = inv.retry_failing_renewals(Some("web"), &[], "ops").expect("web");
+        assert_eq!(web, super::RetriedRenewals { retried: vec![1], in_progress: vec![] });
+        assert_eq!((due(&inv, 1), due(&inv, 2)), (Some(1_000), Some(1_060)));
+        let attempts = inv.listed_renewals(true, None, None, 10).expect("list")[0].attempts;
+        assert_eq!(attempts, 1, "the count stays");
+        // Both claimed again by the scheduler: left to their attempt.
+        inv.set_clock(Some(1_100));
+        let (ids, _) = inv.claim_due_renewals(600, 20).expect("claim");
+        assert_eq!(ids, [1, 2]);
+        let all = inv.retry_failing_renewals(None, &[], "ops").expect("all");
+        assert_eq!(all, super::RetriedRenewals { retried: vec![], in_progress: vec![1, 2] });
+        let events: i64 = inv
+            .conn
+            .query_row("SELECT COUNT(*) FROM audit_events WHERE action = 'certificate.renewal_retry'", [], |r| r.get(0))
+            .expect("audit");
+        assert_eq!(events, 1);
     }
 
     /// `GET /v1/renewals` pages through the schedule by `(renew_after, id)`: certificates due
