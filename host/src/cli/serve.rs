@@ -283,14 +283,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_default_listen_address_parses() {
-        assert!(super::DEFAULT_LISTEN.parse::<std::net::SocketAddr>().is_ok());
-    }
-}
-
 /// Says at start which secrets `serve` will need and cannot read now (a `{ env = … }` not set,
 /// a `{ file = … }` missing): each was noticed only at the first notification or PKCS#12
 /// deployment, hours later (operator review of stop 39). A warning, not a refusal: a file may
@@ -318,5 +310,13 @@ fn warn_unresolvable_secrets(inv: &certhost::inventory::Inventory, notify: &cert
         {
             tracing::warn!("{what} cannot be read now ({reason}); what needs it fails until it can");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_listen_address_parses() {
+        assert!(super::DEFAULT_LISTEN.parse::<std::net::SocketAddr>().is_ok());
     }
 }

@@ -101,13 +101,11 @@ impl InventoryPool {
     /// stored meanwhile, as issuance then finds too (review of stop 39).
     pub async fn probe_write(&self) -> Option<String> {
         let mut probe = self.inner.probe.lock().await;
-        if let Some((started, write)) = probe.running.as_mut() {
-            if !write.is_finished() {
-                let waited = started.elapsed();
-                if waited >= PROBE_WAIT {
-                    return Some(format!("a write has not finished in {} s", waited.as_secs().max(1)));
-                }
-            }
+        if let Some((started, write)) = probe.running.as_mut()
+            && !write.is_finished()
+            && started.elapsed() >= PROBE_WAIT
+        {
+            return Some(format!("a write has not finished in {} s", started.elapsed().as_secs().max(1)));
         }
         if probe.running.is_none()
             && let Some((at, result)) = probe.last.as_ref()
@@ -134,7 +132,7 @@ impl InventoryPool {
             });
             probe.running = Some((std::time::Instant::now(), write));
         }
-        let Some((started, write)) = probe.running.as_mut() else { return None };
+        let (started, write) = probe.running.as_mut()?;
         let left = PROBE_WAIT.saturating_sub(started.elapsed());
         let result = match tokio::time::timeout(left, &mut *write).await {
             // Still running: the next probe says so if it still is then.

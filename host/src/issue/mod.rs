@@ -432,14 +432,14 @@ impl Pipeline<'_> {
                     left.as_millis().div_ceil(1000)
                 );
             }
-            let args = match self.args_for(&account, &profile_name, profile, dynamic) {
+            let args = match self.args_for(account, &profile_name, profile, dynamic) {
                 Ok(a) => a,
                 Err(e) => {
                     self.fail_submission(order, &e.to_string()).await?;
                     return Err(e);
                 }
             };
-            let connector = match connector_of(self.connectors, &account, &profile_name, &profile.params).await {
+            let connector = match connector_of(self.connectors, account, &profile_name, &profile.params).await {
                 Ok(c) => c,
                 Err(e) => {
                     let message = args.redact(&e.to_string());
