@@ -130,6 +130,17 @@ fn mail_text(n: &Notification) -> String {
             "An automatic renewal failed.",
             "certhost retries it with backoff and says so again at most once a day while it fails; certhost renewals --failing shows its last error and next attempt.".to_owned(),
         ),
+        "renewal_failed_digest" => (
+            "Automatic renewals of one profile are failing in numbers: a profile's first five failures in an hour are sent one by one, the rest are gathered here (certificate_ids).",
+            match n.detail.get("profile").and_then(serde_json::Value::as_str) {
+                Some(p) => format!("certhost renewals --failing --profile {p} lists them with their errors; certhost renewals retry --profile {p} retries them now once the cause is fixed."),
+                None => "certhost renewals --failing lists them with their errors; certhost renewals retry retries them now once the cause is fixed.".to_owned(),
+            },
+        ),
+        "renewal_recovered_digest" => (
+            "Certificates whose automatic renewal had failed renewed: a profile's first five in an hour are sent one by one, the rest are gathered here (certificate_ids).",
+            "certhost renewals shows the history.".to_owned(),
+        ),
         "renewal_recovered" => (
             "This certificate's renewal, which had failed, succeeded: its successor is in service.",
             n.detail
@@ -522,6 +533,15 @@ mod tests {
         assert!(text.contains("certificate: 3 (certhost show 3; GET /v1/certificates/3)\n"), "{text}");
         assert!(text.contains("error: the CA said no\n    second line\n"), "{text}");
         assert!(text.contains("attempt: 2\n"), "{text}");
+        let digest = crate::inventory::Notification {
+            kind: "renewal_failed_digest".into(),
+            certificate_id: None,
+            detail: serde_json::json!({ "profile": "web", "count": 2, "certificate_ids": [8, 9] }),
+            ..failed
+        };
+        let text = super::mail_text(&digest);
+        assert!(text.contains("certhost renewals retry --profile web"), "{text}");
+        assert!(text.contains("certificate_ids: [8,9]\n"), "{text}");
     }
 
     #[test]

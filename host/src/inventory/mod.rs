@@ -12,6 +12,7 @@ mod backup;
 mod certificates;
 mod config_cache;
 mod connector_cache;
+mod digest;
 pub mod dir_lock;
 mod group;
 mod keys;

@@ -600,15 +600,15 @@ impl Inventory {
         // A renewal's predecessor steps aside in the same transaction: never two active
         // generations, never a superseded one without its successor.
         if let Some(pred) = order.predecessor_id.filter(|p| *p != cert_id) {
-            let stepped_aside: Option<(i64, Option<String>)> = tx
+            let stepped_aside: Option<(i64, Option<String>, Option<String>)> = tx
                 .query_row_cached(
                     "UPDATE certificates SET status = 'superseded', renew_after = NULL, renewal_lease_until = NULL
-                     WHERE id = ?1 AND status IN ('active', 'expired') RETURNING renewal_attempts, common_name",
+                     WHERE id = ?1 AND status IN ('active', 'expired') RETURNING renewal_attempts, common_name, profile",
                     params![pred],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            if let Some((failed, cn)) = stepped_aside {
+            if let Some((failed, cn, profile)) = stepped_aside {
                 // Whoever was told its automatic renewal failed is told it is over (operator
                 // review of stop 41: a run of `renewal_failed` mails ended in silence).
                 if failed > 0 {
@@ -618,7 +618,16 @@ impl Inventory {
                     );
                     let detail =
                         serde_json::json!({ "successor_id": cert_id, "order_id": id, "failed_attempts": failed });
-                    super::renewals::enqueue(&tx, now, "renewal_recovered", Some(pred), &subject, &detail)?;
+                    // A CA back from an outage renews them all at once: bounded per profile.
+                    super::digest::enqueue_bounded(
+                        &tx,
+                        now,
+                        "renewal_recovered",
+                        pred,
+                        profile.as_deref(),
+                        &subject,
+                        &detail,
+                    )?;
                 }
                 audit::record(
                     &tx,

@@ -54,7 +54,8 @@ pub struct Notification {
     /// Id.
     pub id: i64,
     /// `renewal_failed`, `renewal_recovered`, `expiring`, `expired` (while its automatic renewal was failing), `revoked`,
-    /// `deploy_failed`, `awaiting_approval`, `needs_attention`.
+    /// `deploy_failed`, `awaiting_approval`, `needs_attention`; `renewal_failed_digest` and
+    /// `renewal_recovered_digest` (a profile's beyond the first five in an hour, gathered).
     pub kind: String,
     /// The certificate concerned.
     pub certificate_id: Option<i64>,
@@ -211,10 +212,12 @@ pub(super) fn renewal_failure_in(
     // (scale review of stop 43: one webhook per certificate per attempt, nine in a failing
     // certificate's first six hours — 1,699 in 40 minutes for 720 certificates). The end of
     // the run is said by `renewal_recovered`, an expiry meanwhile by `expired`.
+    // A failure folded into its profile's digest was said too (`digest.rs`).
     let said_lately: bool = before > 0
         && tx.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM notifications
-                            WHERE certificate_id = ?1 AND kind = 'renewal_failed' AND created_at > ?2)",
+                            WHERE certificate_id = ?1 AND kind = 'renewal_failed' AND created_at > ?2)
+                 OR EXISTS (SELECT 1 FROM renewal_failed_folded WHERE certificate_id = ?1 AND at > ?2)",
             params![id, now - RENEWAL_FAILED_REMINDER],
             |r| r.get(0),
         )?;
@@ -227,7 +230,15 @@ pub(super) fn renewal_failure_in(
             if not_after <= now { "expired" } else { "expires" },
             crate::view::rfc3339(not_after)
         );
-        enqueue(tx, now, "renewal_failed", Some(id), &subject, &detail)?;
+        let folded =
+            super::digest::enqueue_bounded(tx, now, "renewal_failed", id, profile.as_deref(), &subject, &detail)?;
+        if folded {
+            tx.execute_cached(
+                "INSERT INTO renewal_failed_folded (certificate_id, at) VALUES (?1, ?2)
+                 ON CONFLICT (certificate_id) DO UPDATE SET at = excluded.at",
+                params![id, now],
+            )?;
+        }
     }
     Ok(Some(retry_at))
 }

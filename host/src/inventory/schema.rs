@@ -401,6 +401,25 @@ const MIGRATIONS: &[&str] = &[
     //     its own; one queued before keeps its row id as its delivery id. Rust
     //     (`add_delivery_ids`), so that running it again changes nothing.
     "",
+    // 19: a CA outage sent one `renewal_failed` per certificate of its profiles, and its end
+    //     one `renewal_recovered` each (scale review of stop 43). Each kind is sent one by one
+    //     for a profile's first five in an hour and gathered into a digest after that
+    //     (`digest.rs`): the window per kind and profile, and the certificates whose failure
+    //     a digest said (the daily reminder counts it as said).
+    r#"
+    CREATE TABLE notification_windows (
+        kind       TEXT NOT NULL,
+        profile    TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        said       INTEGER NOT NULL,
+        digest_id  INTEGER,
+        PRIMARY KEY (kind, profile)
+    ) WITHOUT ROWID;
+    CREATE TABLE renewal_failed_folded (
+        certificate_id INTEGER PRIMARY KEY,
+        at             INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.
