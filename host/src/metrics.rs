@@ -147,8 +147,8 @@ pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     out.push_str("# TYPE certhost_renewals_failing gauge\n");
     let _ = writeln!(out, "certhost_renewals_failing {}", gauges.renewals_failing);
     out.push_str(
-        "# HELP certhost_renewals_due Certificates past their renewal time whose automatic renewal has not failed \
-         yet: waiting for, or in, its first attempt (the scheduler's backlog; one awaiting approval not counted).\n",
+        "# HELP certhost_renewals_due Certificates past their renewal time: waiting for or in an attempt, failing \
+         ones whose retry has come, and ones waiting at the CA or for approval (the scheduler's backlog).\n",
     );
     out.push_str("# TYPE certhost_renewals_due gauge\n");
     let _ = writeln!(out, "certhost_renewals_due {}", gauges.renewals_due);

@@ -334,7 +334,9 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let (status, body) = retry(serde_json::json!({"ids": [1, 999]}));
     assert_eq!(status, 404, "{body}");
     let (status, body) = retry(serde_json::json!({"profile": "nosuch"}));
-    assert_eq!((status, body), (200, serde_json::json!({"retried": [], "in_progress": []})));
+    assert_eq!((status, body), (200, serde_json::json!({"retried": [], "in_progress": [], "waiting": []})));
+    let (status, body) = retry(serde_json::json!({"ids": []}));
+    assert_eq!(status, 400, "an empty list is not 'all': {body}");
     let r = server.app.run(&["renewals", "retry", "--profile", "nosuch"]);
     assert!(r.ok().contains("no automatic renewal of profile nosuch is failing"), "{}", r.stdout);
 }

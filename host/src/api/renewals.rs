@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 pub struct RetryBody {
     /// Certificate ids whose failing renewal to retry; each must be failing (404 for no such
     /// certificate, 409 for one whose renewal is not failing, and then nothing is retried).
-    /// Absent: every failing renewal.
+    /// Absent: every failing renewal; empty: refused (400).
     #[serde(default)]
     ids: Option<Vec<i64>>,
     /// Only this profile's failing renewals.
@@ -44,7 +44,15 @@ async fn retry(
     caller.require(OPERATE, "retry renewals")?;
     let body = super::json::optional::<RetryBody>(&body)?;
     let mut inv = state.inventory.get().await?;
-    let ids = body.ids.unwrap_or_default();
+    // An empty list is no way of saying "all" (a client's computed list that came out empty).
+    let ids = match body.ids {
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::BadRequest(
+                "ids is empty: give the certificates whose failing renewal to retry, or leave ids out to retry every failing renewal".into(),
+            ));
+        }
+        ids => ids.unwrap_or_default(),
+    };
     Ok(Json(inv.retry_failing_renewals(body.profile.as_deref(), &ids, &caller.actor())?))
 }
 

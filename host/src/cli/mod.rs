@@ -149,8 +149,9 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<ExitCode> {
     // empty one (and a master key nobody backed up) in a mistyped --data-dir or the wrong
     // working directory, and answering "no certificates".
     let reads_only = match &command {
-        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Backup(_) => true,
-        Command::Renewals(args) => args.reads_only(),
+        // `renewals retry` writes, but only to an inventory that has failing renewals: a
+        // mistyped --data-dir must not make a new one to find none in (review of stop 45).
+        Command::List(_) | Command::Show(_) | Command::Audit(_) | Command::Backup(_) | Command::Renewals(_) => true,
         Command::Token(cmd) => cmd.reads_only(),
         Command::Orders(cmd) => cmd.reads_only(),
         Command::Account(cmd) => cmd.reads_only() && config_path(config.as_deref()).is_none(),

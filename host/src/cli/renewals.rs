@@ -48,17 +48,12 @@ pub struct RetryArgs {
     /// Only this profile's failing renewals.
     #[arg(long)]
     profile: Option<String>,
-    /// Print JSON: {"retried": [ids], "in_progress": [ids]}.
+    /// Print JSON: {"retried": [ids], "in_progress": [ids], "waiting": [ids]}.
     #[arg(long)]
     json: bool,
 }
 
 impl RenewalsArgs {
-    /// Whether the command only reads the inventory.
-    pub fn reads_only(&self) -> bool {
-        self.action.is_none()
-    }
-
     /// The action, taken out, and what is left to show the schedule with.
     pub fn take_action(mut self) -> (Option<RenewalsAction>, Self) {
         (self.action.take(), self)
@@ -73,7 +68,7 @@ pub fn retry(args: RetryArgs, inv: &mut Inventory, actor: &str) -> anyhow::Resul
         return Ok(ExitCode::SUCCESS);
     }
     let list = |ids: &[i64]| ids.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ");
-    if done.retried.is_empty() && done.in_progress.is_empty() {
+    if done.retried.is_empty() && done.in_progress.is_empty() && done.waiting.is_empty() {
         let of = args.profile.as_deref().map(|p| format!(" of profile {p}")).unwrap_or_default();
         println!("no automatic renewal{of} is failing: nothing to retry");
     }
@@ -86,6 +81,12 @@ pub fn retry(args: RetryArgs, inv: &mut Inventory, actor: &str) -> anyhow::Resul
     }
     if !done.in_progress.is_empty() {
         println!("being attempted right now, left to that attempt: {}", list(&done.in_progress));
+    }
+    if !done.waiting.is_empty() {
+        println!(
+            "waiting at the CA or for approval, left to their open renewal order (certhost orders list shows it): {}",
+            list(&done.waiting)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -103,8 +103,8 @@ pub struct InventoryGauges {
     /// Certificates whose automatic renewal failed its last attempt and is retried (expired
     /// ones included): the number to alert on before `expiring` shows it.
     pub renewals_failing: u64,
-    /// Certificates past their renewal time with no attempt failed yet (waiting for, or in,
-    /// their first attempt): the scheduler's backlog.
+    /// Certificates past their renewal time (waiting for or in an attempt, failing ones
+    /// whose retry has come, ones waiting at the CA): the scheduler's backlog.
     pub renewals_due: u64,
 }
 

@@ -405,9 +405,10 @@ const MIGRATIONS: &[&str] = &[
     //     one `renewal_recovered` each (scale review of stop 43). Each kind is sent one by one
     //     for a profile's first five in an hour and gathered into a digest after that
     //     (`digest.rs`): the window per kind and profile, and the certificates whose failure
-    //     a digest said (the daily reminder counts it as said).
+    //     a digest said (the daily reminder counts it as said). Safe to run again, as the
+    //     last migration must be (an inventory set one version back is upgraded again).
     r#"
-    CREATE TABLE notification_windows (
+    CREATE TABLE IF NOT EXISTS notification_windows (
         kind       TEXT NOT NULL,
         profile    TEXT NOT NULL,
         started_at INTEGER NOT NULL,
@@ -415,7 +416,7 @@ const MIGRATIONS: &[&str] = &[
         digest_id  INTEGER,
         PRIMARY KEY (kind, profile)
     ) WITHOUT ROWID;
-    CREATE TABLE renewal_failed_folded (
+    CREATE TABLE IF NOT EXISTS renewal_failed_folded (
         certificate_id INTEGER PRIMARY KEY,
         at             INTEGER NOT NULL
     );
