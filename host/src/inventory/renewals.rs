@@ -304,6 +304,10 @@ fn due_index(status: &str) -> &'static str {
     if status == ACTIVE { "certificates_due" } else { "certificates_due_expired" }
 }
 
+/// How many renewals are failing, from their own partial index.
+const FAILING_COUNT_SQL: &str = "SELECT COUNT(*) FROM certificates INDEXED BY certificates_failing
+     WHERE renewal_attempts > 0 AND renew_after IS NOT NULL";
+
 /// How many of `status`'s certificates are due by `?1`.
 fn due_count_sql(status: &str) -> String {
     format!(
@@ -762,21 +766,11 @@ impl Inventory {
     }
 
     /// How many renewals are failing (as [`Inventory::failing_renewals`] lists them), for
-    /// `/metrics`.
+    /// `/metrics`: counted from `certificates_failing` alone. Only active and expired
+    /// certificates keep a `renew_after` (superseding, revoking and switching renewal off
+    /// clear it), so the index holds exactly the failing ones.
     pub(super) fn count_failing_renewals(&self) -> Result<u64, InventoryError> {
-        let mut n = 0;
-        for status in [ACTIVE, EXPIRED] {
-            n += self.conn.query_row_cached(
-                &format!(
-                    "SELECT COUNT(*) FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {}",
-                    due_index(status),
-                    failing_sql()
-                ),
-                [self.now()],
-                |r| r.get::<_, u64>(0),
-            )?;
-        }
-        Ok(n)
+        Ok(self.conn.query_row_cached(FAILING_COUNT_SQL, [], |r| r.get::<_, u64>(0))?)
     }
 
     /// How many certificates are past their renewal time: waiting for an attempt or in one,
@@ -1317,6 +1311,8 @@ mod tests {
         // The backlog gauge counts from the active due index alone, rows unread.
         let plan = super::super::query_plan(&inv.conn, &super::due_count_sql(super::ACTIVE));
         assert!(plan.contains("USING COVERING INDEX certificates_due ("), "{plan}");
+        let plan = super::super::query_plan(&inv.conn, super::FAILING_COUNT_SQL);
+        assert!(plan.contains("USING COVERING INDEX certificates_failing"), "{plan}");
     }
 
     #[test]
