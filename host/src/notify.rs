@@ -134,7 +134,7 @@ fn mail_text(n: &Notification) -> String {
             "Automatic renewals of one profile are failing in numbers: a profile's first five failures in an hour are sent one by one, the rest are gathered here (certificate_ids).",
             match n.detail.get("profile").and_then(serde_json::Value::as_str) {
                 Some(p) => format!("certhost renewals --failing --profile {p} lists them with their errors; certhost renewals retry --profile {p} retries them now once the cause is fixed."),
-                None => "certhost renewals --failing lists them with their errors; certhost renewals retry retries them now once the cause is fixed.".to_owned(),
+                None => "certhost renewals --failing lists them with their errors; certhost renewals retry followed by their ids retries them now once the cause is fixed.".to_owned(),
             },
         ),
         "renewal_recovered_digest" => (

@@ -17,7 +17,7 @@ pub(super) const PER_WINDOW: i64 = 5;
 pub(super) const WINDOW: i64 = 3_600;
 /// How long a digest gathers before it is due: a storm's round is mostly over by then.
 pub(super) const GATHER: i64 = 300;
-/// Certificate ids a digest lists; its `count` goes on past them.
+/// Certificate ids one digest lists; the next fold starts another digest.
 const LISTED: usize = 500;
 
 /// Queues `kind` about certificate `id` of `profile` (`subject`, `detail`) inside the caller's
@@ -41,11 +41,13 @@ pub(super) fn enqueue_bounded(
         )
         .optional()?;
     match window {
-        Some((started, said, digest)) if now - started < WINDOW && said >= PER_WINDOW => {
+        // A clock stepped back (`now < started`) starts a new window rather than holding one
+        // open for the length of the step.
+        Some((started, said, digest)) if (started..started + WINDOW).contains(&now) && said >= PER_WINDOW => {
             fold(tx, now, kind, id, profile, detail, digest)?;
             Ok(true)
         }
-        Some((started, _, _)) if now - started < WINDOW => {
+        Some((started, _, _)) if (started..started + WINDOW).contains(&now) => {
             tx.execute_cached(
                 "UPDATE notification_windows SET said = said + 1 WHERE kind = ?1 AND profile = ?2",
                 params![kind, key],
@@ -77,18 +79,29 @@ fn fold(
     digest: Option<i64>,
 ) -> Result<(), InventoryError> {
     let digest_kind = format!("{kind}_digest");
-    // A claim moves `next_attempt_at` past `created_at + GATHER`, and cannot come before it.
+    // Still gathering: never tried, on no channel, not due yet, and due when it was made to be
+    // (a claim needs it due and then moves it by a lease, so it is not due then any more) —
+    // nor due later than a gathering digest can be (a clock stepped back starts a new one).
+    // A full list starts a new one too, so that every folded certificate is named.
     let gathering: Option<(i64, String)> = match digest {
         Some(digest) => tx
             .query_row_cached(
                 "SELECT id, detail FROM notifications
-                  WHERE id = ?1 AND sent_at IS NULL AND next_attempt_at > ?2 AND next_attempt_at = created_at + ?3",
+                  WHERE id = ?1 AND sent_at IS NULL AND attempts = 0 AND webhook_sent_at IS NULL
+                    AND email_sent_at IS NULL AND next_attempt_at = created_at + ?3
+                    AND next_attempt_at > ?2 AND next_attempt_at <= ?2 + ?3",
                 params![digest, now, GATHER],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?,
         None => None,
     };
+    let gathering = gathering.filter(|(_, d)| {
+        serde_json::from_str::<serde_json::Value>(d)
+            .ok()
+            .and_then(|d| d["certificate_ids"].as_array().map(Vec::len))
+            .is_some_and(|n| n < LISTED)
+    });
     let mut gathered = gathering
         .as_ref()
         .and_then(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
@@ -99,7 +112,6 @@ fn fold(
     let count = gathered["count"].as_i64().unwrap_or(0) + 1;
     gathered["count"] = count.into();
     if let Some(ids) = gathered["certificate_ids"].as_array_mut()
-        && ids.len() < LISTED
         && !ids.iter().any(|v| v.as_i64() == Some(id))
     {
         ids.push(id.into());
@@ -232,6 +244,18 @@ mod tests {
         inv.record_renewal_failure(11, 9_000, "CA down", "t").expect("failure");
         let last = notified(&inv).pop().expect("one more");
         assert_eq!((last.0.as_str(), last.1), ("renewal_failed", Some(11)));
+        // A clock stepped back starts a new window rather than folding for the step's length.
+        certificates(&inv, 1, "web");
+        inv.conn.execute("UPDATE certificates SET renewal_lease_until = 9000 WHERE id = 12", []).expect("claim");
+        for _ in 0..PER_WINDOW {
+            inv.conn
+                .execute("UPDATE notification_windows SET said = said + 10 WHERE kind = 'renewal_failed'", [])
+                .expect("window full");
+        }
+        inv.set_clock(Some(500));
+        inv.record_renewal_failure(12, 9_000, "CA down", "t").expect("failure");
+        let last = notified(&inv).pop().expect("one more");
+        assert_eq!((last.0.as_str(), last.1), ("renewal_failed", Some(12)));
         assert_eq!(PER_WINDOW, 5);
     }
 }
