@@ -96,19 +96,16 @@ fn fold(
             .optional()?,
         None => None,
     };
-    let gathering = gathering.filter(|(_, d)| {
-        serde_json::from_str::<serde_json::Value>(d)
-            .ok()
-            .and_then(|d| d["certificate_ids"].as_array().map(Vec::len))
-            .is_some_and(|n| n < LISTED)
-    });
-    let mut gathered = gathering
-        .as_ref()
-        .and_then(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| {
-            serde_json::json!({ "profile": profile, "count": 0, "certificate_ids": [], "since": crate::view::rfc3339(now) })
-        });
+    let gathering: Option<(i64, serde_json::Value)> = gathering
+        .and_then(|(digest, d)| Some((digest, serde_json::from_str::<serde_json::Value>(&d).ok()?)))
+        .filter(|(_, d)| d["certificate_ids"].as_array().is_some_and(|ids| ids.len() < LISTED));
+    let (digest, mut gathered) = match gathering {
+        Some((digest, gathered)) => (Some(digest), gathered),
+        None => (
+            None,
+            serde_json::json!({ "profile": profile, "count": 0, "certificate_ids": [], "since": crate::view::rfc3339(now) }),
+        ),
+    };
     let count = gathered["count"].as_i64().unwrap_or(0) + 1;
     gathered["count"] = count.into();
     if let Some(ids) = gathered["certificate_ids"].as_array_mut()
@@ -121,8 +118,8 @@ fn fold(
         gathered["last_error"] = error.clone();
     }
     let subject = digest_subject(kind, profile, count, &gathered["certificate_ids"]);
-    match gathering {
-        Some((digest, _)) => {
+    match digest {
+        Some(digest) => {
             tx.execute_cached(
                 "UPDATE notifications SET subject = ?2, detail = ?3 WHERE id = ?1",
                 params![digest, subject, gathered.to_string()],
