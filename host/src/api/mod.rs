@@ -69,8 +69,9 @@ pub(crate) fn page_cursor(cursor: Option<i64>) -> Result<Option<i64>, ApiError> 
 }
 
 /// A page asked for with `limit + 1` items cut to `limit`, and the cursor of the next page: the
-/// id of the page's last item when the extra one came back, so there is more.
-pub(crate) fn next_page<T>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Option<i64> {
+/// page's last item's (its id, or whatever orders the list) when the extra one came back, so
+/// there is more.
+pub(crate) fn next_page<T, C>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> C) -> Option<C> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if items.len() <= limit {
         return None;

@@ -116,11 +116,8 @@ async fn list(
     let after = parse_cursor(q.cursor.as_deref())?;
     let mut upcoming =
         inv.listed_renewals(q.failing.unwrap_or(false), q.profile.as_deref(), after, limit.saturating_add(1))?;
-    let next_cursor = (upcoming.len() > limit as usize).then(|| {
-        upcoming.truncate(limit as usize);
-        upcoming.last().map(cursor_of)
-    });
-    Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)?, next_cursor: next_cursor.flatten() }))
+    let next_cursor = super::next_page(&mut upcoming, limit, cursor_of);
+    Ok(Json(Renewals { upcoming, history: inv.auto_renewal_history(limit)?, next_cursor }))
 }
 
 #[cfg(test)]

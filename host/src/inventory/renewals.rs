@@ -803,25 +803,24 @@ impl Inventory {
         let tx = super::write_tx(&mut self.conn)?;
         // (id, renew_after, claimed now, renewal order open), read in the transaction that
         // changes them.
-        let mut failing: Vec<(i64, i64, bool, bool)> = Vec::new();
-        for status in [ACTIVE, EXPIRED] {
+        // From the failing renewals' own index (as `count_failing_renewals`): one walk over
+        // the few failing rows, not every due one.
+        let failing: Vec<(i64, i64, bool, bool)> = {
             let sql = format!(
                 "SELECT id, renew_after, renewal_lease_until IS NOT NULL AND renewal_lease_until >= ?1,
                         EXISTS (SELECT 1 FROM orders WHERE predecessor_id = certificates.id AND {})
-                   FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {} {}",
+                   FROM certificates INDEXED BY certificates_failing
+                  WHERE renewal_attempts > 0 AND renew_after IS NOT NULL {}",
                 super::orders::OPEN,
-                due_index(status),
-                failing_sql(),
                 if profile.is_some() { "AND profile = ?2" } else { "" }
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
-            let found = match profile {
+            match profile {
                 Some(p) => stmt.query_map(params![now, p], row)?.collect::<Result<Vec<_>, _>>()?,
                 None => stmt.query_map(params![now], row)?.collect::<Result<Vec<_>, _>>()?,
-            };
-            failing.extend(found);
-        }
+            }
+        };
         let wanted = if ids.is_empty() {
             failing
         } else {
