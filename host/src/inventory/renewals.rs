@@ -329,13 +329,15 @@ enum AfterCursor {
 
 /// The listing of `status`'s scheduled renewals with the filters asked for, as named
 /// parameters (`:now`, `:limit`, `:profile`, `:after` and `:after_id`), each bound only when
-/// the statement has it.
+/// the statement has it. The failing ones are read from their own index: along the due index
+/// a storm's listing read every certificate due now to find the few failing (as the gauge
+/// did before it counted from `certificates_failing`).
 fn listed_sql(status: &str, failing: bool, profile: bool, after: Option<AfterCursor>) -> String {
     format!(
         "SELECT id, common_name, profile, renew_after, not_after, renewal_attempts, renewal_error
          FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL {} {} {}
          ORDER BY renew_after, id LIMIT :limit",
-        due_index(status),
+        if failing { "certificates_failing" } else { due_index(status) },
         if failing { failing_sql() } else { String::new() },
         if profile { "AND profile = :profile" } else { "" },
         match after {
@@ -1300,10 +1302,20 @@ mod tests {
                 (super::AfterCursor::SameSecond, format!("INDEX {index} (renew_after=? AND rowid>?)")),
                 (super::AfterCursor::Later, format!("INDEX {index} (renew_after>?")),
             ] {
-                for (failing, profile) in [(false, false), (true, true)] {
+                for profile in [false, true] {
                     let plan =
-                        super::super::query_plan(&inv.conn, &super::listed_sql(status, failing, profile, Some(part)));
+                        super::super::query_plan(&inv.conn, &super::listed_sql(status, false, profile, Some(part)));
                     assert!(plan.contains(&seek) && !plan.contains("TEMP B-TREE"), "{part:?}: {plan}");
+                }
+            }
+        }
+        // The failing ones from their own index, with or without a cursor: a storm's due
+        // rows are not read to find them.
+        for status in [super::ACTIVE, super::EXPIRED] {
+            for part in [None, Some(super::AfterCursor::SameSecond), Some(super::AfterCursor::Later)] {
+                for profile in [false, true] {
+                    let plan = super::super::query_plan(&inv.conn, &super::listed_sql(status, true, profile, part));
+                    assert!(plan.contains("INDEX certificates_failing (renew_after"), "{part:?}: {plan}");
                 }
             }
         }
