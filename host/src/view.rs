@@ -302,6 +302,12 @@ pub struct AccountView {
     /// Last `test_connection` result.
     #[schema(value_type = Option<Object>)]
     pub last_test: Option<serde_json::Value>,
+    /// Seconds this account is still tried after its profiles' other active accounts,
+    /// because `serve` found its CA unreachable (absent: tried in its place). Only `serve`
+    /// knows it, so only the API shows it: an operator asking why a backup CA issues sees
+    /// that the first one is sidelined, and for how much longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tried_last_seconds: Option<u64>,
 }
 
 /// The view of an account, sensitive values replaced by `set` flags.
@@ -323,6 +329,7 @@ pub fn account(inv: &Inventory, a: &Account) -> Result<AccountView, InventoryErr
         memory_mib: a.def.limits().memory_bytes / (1024 * 1024),
         origin: a.origin.clone(),
         last_test: a.last_test.as_ref().and_then(|t| serde_json::to_value(t).ok()),
+        tried_last_seconds: None,
     })
 }
 

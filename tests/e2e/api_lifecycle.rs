@@ -1043,6 +1043,20 @@ fn an_unreachable_first_account_is_tried_last_for_a_while() {
     // Straight to the backup, the dead account not even called.
     assert_eq!(second["certificate"]["account"], "backup", "{second}");
     assert_eq!(order(&second)["attempts"], 1, "backup only");
+    // The API says which account is sidelined and for how long; the other is in its place.
+    let get = |path: &str| -> Value {
+        let r = http().get(format!("{}{path}", server.base)).bearer_auth(&token).send().expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        r.json().expect("json")
+    };
+    let down = get("/v1/accounts/down");
+    let left = down["tried_last_seconds"].as_u64().unwrap_or_else(|| panic!("{down}"));
+    assert!((1..=10).contains(&left), "{down}");
+    assert!(get("/v1/accounts/backup").get("tried_last_seconds").is_none());
+    let ready = get("/readyz");
+    let of = |name: &str| ready["accounts"].as_array().expect("accounts").iter().find(|a| a["name"] == name).cloned();
+    assert!(of("down").expect("down")["tried_last_seconds"].as_u64().is_some(), "{ready}");
+    assert!(of("backup").expect("backup").get("tried_last_seconds").is_none(), "{ready}");
     // The account is fixed (here: its CA answers again) and reloaded: first again at once.
     std::fs::write(&config, format!("{}\n{backup}", text.replace("\"unreachable\"", "\"good\""))).expect("config");
     let pid = server.child.id().to_string();
@@ -1052,6 +1066,7 @@ fn an_unreachable_first_account_is_tried_last_for_a_while() {
         server.log().contains("configuration reloaded from")
     });
     assert!(reloaded, "log: {}", server.log());
+    assert!(get("/v1/accounts/down").get("tried_last_seconds").is_none(), "in its place after the edit");
     let third = issue("three.example.com");
     assert_eq!(third["certificate"]["account"], "down", "{third}");
     assert_eq!(order(&third)["attempts"], 1);

@@ -44,7 +44,7 @@ async fn list(
     caller.require(READ, "read accounts")?;
     query?;
     let inv = state.inventory.get().await?;
-    let items = inv.accounts()?.iter().map(|a| crate::view::account(&inv, a)).collect::<Result<Vec<_>, _>>()?;
+    let items = inv.accounts()?.iter().map(|a| view(&state, &inv, a)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(AccountList { items }))
 }
 
@@ -58,7 +58,25 @@ async fn show(
     caller.require(READ, "read accounts")?;
     let inv = state.inventory.get().await?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-    Ok(Json(crate::view::account(&inv, &a)?))
+    Ok(Json(view(&state, &inv, &a)?))
+}
+
+/// The account's view with what only this process knows of it: whether its CA was found
+/// unreachable lately, so it is tried after its profiles' other accounts for a while.
+fn view(
+    state: &AppState,
+    inv: &crate::inventory::Inventory,
+    a: &crate::account::Account,
+) -> Result<AccountView, crate::inventory::InventoryError> {
+    let mut view = crate::view::account(inv, a)?;
+    view.tried_last_seconds = tried_last_seconds(state, a);
+    Ok(view)
+}
+
+/// Seconds `a` is still tried last, rounded up: a "0" would read as "tried in its place".
+pub(super) fn tried_last_seconds(state: &AppState, a: &crate::account::Account) -> Option<u64> {
+    let left = state.connectors.tried_last(&a.name, &a.def)?;
+    Some(left.as_secs() + u64::from(left.subsec_nanos() > 0))
 }
 
 /// A new account: its name and the fields of `[accounts.NAME]` in certhost.toml.

@@ -61,6 +61,10 @@ pub struct AccountReadiness {
     status: &'static str,
     /// Result of the last `test_connection` (null: never tested).
     last_test_ok: Option<bool>,
+    /// Seconds it is still tried after its profiles' other active accounts, because a
+    /// call found its CA unreachable (absent: tried in its place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tried_last_seconds: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
@@ -83,6 +87,7 @@ async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>)
             name: a.name.clone(),
             status: a.def.status.as_str(),
             last_test_ok: a.last_test.as_ref().map(|t| t.ok),
+            tried_last_seconds: super::accounts::tried_last_seconds(&state, a),
         })
         .collect();
     let accounts_failing = accounts.iter().filter(|a| a.status == "active" && a.last_test_ok == Some(false)).count();
