@@ -82,14 +82,19 @@ fn fold(
     // Still gathering: never tried, on no channel, not due yet, and due when it was made to be
     // (a claim needs it due and then moves it by a lease, so it is not due then any more) —
     // nor due later than a gathering digest can be (a clock stepped back starts a new one).
-    // A full list starts a new one too, so that every folded certificate is named.
+    // A full list starts a new one too, so that every folded certificate is named. So does a
+    // channel come on since it was made: a channel is sent what was queued after it came on
+    // (`ChannelsSince::wants`), and would never see the certificates folded into an older
+    // digest (a `since` ahead of now is a clock stepped back, and says nothing).
     let gathering: Option<(i64, String)> = match digest {
         Some(digest) => tx
             .query_row_cached(
                 "SELECT id, detail FROM notifications
                   WHERE id = ?1 AND sent_at IS NULL AND attempts = 0 AND webhook_sent_at IS NULL
                     AND email_sent_at IS NULL AND next_attempt_at = created_at + ?3
-                    AND next_attempt_at > ?2 AND next_attempt_at <= ?2 + ?3",
+                    AND next_attempt_at > ?2 AND next_attempt_at <= ?2 + ?3
+                    AND NOT EXISTS (SELECT 1 FROM meta WHERE name IN ('notify_webhook_since', 'notify_email_since')
+                                      AND CAST(value AS INTEGER) > created_at AND CAST(value AS INTEGER) <= ?2)",
                 params![digest, now, GATHER],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -254,5 +259,53 @@ mod tests {
         let last = notified(&inv).pop().expect("one more");
         assert_eq!((last.0.as_str(), last.1), ("renewal_failed", Some(12)));
         assert_eq!(PER_WINDOW, 5);
+    }
+
+    /// A channel that comes on (`serve` restarted with a webhook) while a digest gathers is
+    /// sent what is queued from then on: the failures folded after that go into a new digest
+    /// it is sent, not into the older one it never sees.
+    #[test]
+    fn a_channel_that_comes_on_while_a_digest_gathers_is_sent_the_failures_folded_after() {
+        let (_dir, mut inv) = super::super::scratch();
+        certificates(&inv, 8, "web");
+        inv.set_clock(Some(1_000));
+        assert_eq!(inv.configure_channels(false, true).expect("channels").email, Some(1_000));
+        let (ids, until) = inv.claim_due_renewals(600, 20).expect("claim");
+        for &id in &ids[..6] {
+            inv.record_renewal_failure(id, until, "CA down", "t").expect("failure");
+        }
+        // Certificate 6 is in a digest the webhook would never be sent.
+        inv.set_clock(Some(1_010));
+        let since = inv.configure_channels(true, true).expect("channels");
+        assert_eq!((since.webhook, since.email), (Some(1_010), Some(1_000)));
+        inv.set_clock(Some(1_020));
+        for &id in &ids[6..] {
+            inv.record_renewal_failure(id, until, "CA down", "t").expect("failure");
+        }
+        let digests: Vec<serde_json::Value> =
+            notified(&inv).into_iter().filter(|(k, _, _)| k == "renewal_failed_digest").map(|(_, _, d)| d).collect();
+        assert_eq!(digests.len(), 2, "{digests:?}");
+        assert_eq!(digests[0]["certificate_ids"], serde_json::json!([6]));
+        assert_eq!(digests[1]["certificate_ids"], serde_json::json!([7, 8]), "folded after the webhook came on");
+        // The webhook wants the second, e-mail both.
+        inv.set_clock(Some(1_020 + GATHER));
+        let due = inv.claim_notifications(60, 100).expect("claim");
+        let due: Vec<_> = due.iter().filter(|n| n.kind == "renewal_failed_digest").collect();
+        assert_eq!(due.len(), 2);
+        assert!(
+            !since.wants(super::super::renewals::Channel::Webhook, due[0])
+                && since.wants(super::super::renewals::Channel::Webhook, due[1])
+        );
+        assert!(due.iter().all(|n| since.wants(super::super::renewals::Channel::Email, n)));
+        // A channel's time ahead of now (a clock stepped back) does not split every fold.
+        inv.conn.execute("UPDATE meta SET value = 99999 WHERE name = 'notify_webhook_since'", []).expect("ahead");
+        certificates(&inv, 2, "web");
+        inv.set_clock(Some(1_400));
+        inv.conn.execute("UPDATE certificates SET renewal_lease_until = 9000 WHERE id IN (9, 10)", []).expect("claim");
+        for id in [9, 10] {
+            inv.record_renewal_failure(id, 9_000, "CA down", "t").expect("failure");
+        }
+        let last = notified(&inv).pop().expect("a digest");
+        assert_eq!(last.2["certificate_ids"], serde_json::json!([9, 10]), "one digest");
     }
 }
