@@ -308,6 +308,10 @@ pub struct AccountView {
     /// that the first one is sidelined, and for how much longer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tried_last_seconds: Option<u64>,
+    /// On an update only: what the change did that its author should know (orders pending at
+    /// the CA whose connector cache it emptied), as the CLI prints it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The view of an account, sensitive values replaced by `set` flags.
@@ -330,6 +334,7 @@ pub fn account(inv: &Inventory, a: &Account) -> Result<AccountView, InventoryErr
         origin: a.origin.clone(),
         last_test: a.last_test.as_ref().and_then(|t| serde_json::to_value(t).ok()),
         tried_last_seconds: None,
+        warnings: Vec::new(),
     })
 }
 

@@ -789,3 +789,66 @@ fn a_deploy_owner_this_host_does_not_have_is_said_when_the_profile_is_made() {
         r.stderr
     );
 }
+
+/// An order pending at the CA is finished with what the connector cached when it was placed
+/// (an ACME order's CSR and account key); an edit of the account empties that cache. The
+/// edit says which orders it left without it, and the audit log keeps them; an edit that
+/// keeps the cache (a description) says nothing.
+#[test]
+fn an_account_edit_that_empties_the_cache_names_the_orders_pending_at_the_ca() {
+    let app = App::new();
+    let script = app.path("pending_ca.py");
+    fs::write(
+        &script,
+        r#"import certhost
+
+PARAMETERS = [{"name": "url", "description": "the CA", "required": False}]
+
+def certificate_request(csr, common_name, args):
+    certhost.cache_set("order-7", "csr of order 7", 0)
+    return {"status": "pending", "order_id": "7", "retry_after": 5}
+
+def poll(order_id, args):
+    return {"status": "rejected", "reason": "poll found: " + str(certhost.cache_get("order-" + order_id))}
+"#,
+    )
+    .expect("script");
+    let s = script.to_str().expect("utf8");
+    app.run(&["account", "create", "ca", "--connector", s, "--param", "url=https://a.example"]).ok();
+    let profile = app.path("p.toml");
+    fs::write(&profile, "accounts = [\"ca\"]\n").expect("profile");
+    app.run(&["profile", "create", "p", "--file", profile.to_str().expect("utf8")]).ok();
+    let issued = app.run(&["issue", "--profile", "p", "--cn", "www.example.com"]);
+    assert!(issued.ok().contains("order #1 is pending at the CA"), "{}", issued.stdout);
+    let kept = app.run(&["account", "edit", "ca", "--description", "the lab CA"]);
+    assert!(!kept.ok().contains("warning") && !kept.stderr.contains("warning"), "{}", kept.stderr);
+    let edited = app.run(&["account", "edit", "ca", "--param", "url=https://b.example"]);
+    assert!(edited.ok().contains("account ca updated"), "{}", edited.stdout);
+    assert!(
+        edited.stderr.contains("warning: account ca's connector cache was emptied")
+            && edited.stderr.contains("while 1 of its orders were pending at its CA (1)")
+            && edited.stderr.contains("certhost orders decline ID"),
+        "{}",
+        edited.stderr
+    );
+    let audit = app.json(&["audit", "--action", "account.update", "--json"]);
+    assert!(audit.to_string().contains("\"pending_orders_without_cache\":[1]"), "{audit}");
+    // What the warning foretold: the poll finds nothing cached.
+    let polled = app.run(&["orders", "poll", "1"]);
+    assert!(format!("{}{}", polled.stdout, polled.stderr).contains("poll found: None"), "{}", polled.stderr);
+    // The API's update answers with the same warning.
+    app.run(&["issue", "--profile", "p", "--cn", "two.example.com"]).ok();
+    let server = crate::helpers::Server::start(app, None);
+    let token = server.token("admin", "admin");
+    let r = reqwest::blocking::Client::new()
+        .put(format!("{}/v1/accounts/ca", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"connector": s, "params": {"url": "https://c.example"}}))
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let view: serde_json::Value = r.json().expect("json");
+    let warnings = view["warnings"].as_array().unwrap_or_else(|| panic!("{view}"));
+    assert!(warnings[0].as_str().is_some_and(|w| w.contains("pending at its CA (2)")), "{view}");
+    assert!(server.log().contains("pending at its CA (2)"), "{}", server.log());
+}

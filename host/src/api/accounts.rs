@@ -130,7 +130,7 @@ async fn create(
 
 #[utoipa::path(put, operation_id = "update_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     request_body(content = Object, description = "The whole definition, as in certhost.toml"),
-    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Updated (with `warnings` when the change emptied the connector cache that orders pending at its CA need)", body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,9 +155,14 @@ async fn update(
     let mut inv = state.inventory.get().await?;
     // Update-only, checked again in its transaction: an account deleted (or taken over by a
     // file) during the connector check above stays so, and this answers 404 (or 409).
-    inv.update_account(&name, &def, &caller.actor())?;
+    let stranded = inv.update_account(&name, &def, &caller.actor())?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-    Ok(Json(crate::view::account(&inv, &a)?))
+    let mut view = crate::view::account(&inv, &a)?;
+    if let Some(warning) = crate::inventory::stranded_warning(&name, &stranded) {
+        tracing::warn!("{warning}");
+        view.warnings.push(warning);
+    }
+    Ok(Json(view))
 }
 
 /// Refuses a relative path in a definition sent to the API, which has no directory to

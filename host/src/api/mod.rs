@@ -371,7 +371,11 @@ pub(crate) async fn put_secret(
     let refused = |e: crate::param::ParamError| ApiError::Unprocessable(e.to_string());
     def.accepts_stored_secret(param, &format!("{what} {name}")).map_err(refused)?;
     def.check_value(param, &value).map_err(refused)?;
-    inv.set_secret(owner, name, param, &value, &caller.actor())?;
+    let stranded = inv.set_secret(owner, name, param, &value, &caller.actor())?;
+    // A 204 has no body to carry it: the server's log and the audit event do.
+    if let Some(warning) = crate::inventory::stranded_warning(name, &stranded) {
+        tracing::warn!("{warning}");
+    }
     Ok(axum::response::IntoResponse::into_response(axum::http::StatusCode::NO_CONTENT))
 }
 

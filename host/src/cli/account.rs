@@ -263,8 +263,11 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             }
             check_loads(&name, &a.def, env)?;
             // Update-only: an account deleted meanwhile is not made again.
-            inv.update_account(&name, &a.def, &env.actor)?;
+            let stranded = inv.update_account(&name, &a.def, &env.actor)?;
             println!("account {name} updated");
+            if let Some(warning) = certhost::inventory::stranded_warning(&name, &stranded) {
+                eprintln!("warning: {warning}");
+            }
         }
         Command::Activate { name } => {
             inv.set_account_status(&name, AccountStatus::Active, &env.actor)?;

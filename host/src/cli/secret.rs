@@ -46,7 +46,10 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
         bail!("no value given for {name}");
     }
     def.check_value(&name, &value)?;
-    inv.set_secret(kind, &owner, &name, &value, &env.actor)?;
+    let stranded = inv.set_secret(kind, &owner, &name, &value, &env.actor)?;
     println!("{owner_word} {owner}: {name} set (stored encrypted; it will never be shown)");
+    if let Some(warning) = certhost::inventory::stranded_warning(&owner, &stranded) {
+        eprintln!("warning: {warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -173,12 +173,42 @@ pub(super) fn reseal_secrets(
 }
 
 /// Empties `account`'s connector cache (`connector_cache.rs`): what its connector cached was
-/// fetched with credentials or for a CA that no longer apply.
-fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<()> {
+/// fetched with credentials or for a CA that no longer apply. Returns the account's orders
+/// pending at its CA while the cache held something: what the connector kept to finish them
+/// (an ACME order's CSR, the account key it was placed with) is gone with it, so the change
+/// that emptied it says so ([`stranded_warning`]) rather than leave the operator to find out
+/// at the next poll.
+fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<Vec<i64>> {
+    let stranded = tx
+        .prepare_cached(
+            "SELECT id FROM orders WHERE account = ?1 AND state = 'pending' AND submitted = 1
+                AND EXISTS (SELECT 1 FROM connector_cache WHERE account = ?1) ORDER BY id",
+        )?
+        .query_map([account], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
     tx.execute_cached("DELETE FROM connector_cache WHERE account = ?1", [account])?;
     // A new epoch: a call that read the old one stores nothing. Random, so an account deleted
     // and made again never repeats the epoch a late call of the old one holds.
-    tx.execute_cached("UPDATE accounts SET cache_epoch = random() WHERE name = ?1", [account]).map(|_| ())
+    tx.execute_cached("UPDATE accounts SET cache_epoch = random() WHERE name = ?1", [account])?;
+    Ok(stranded)
+}
+
+/// What an operator is told when a change of `account` emptied its connector cache while
+/// `orders` were pending at its CA (`None` when none were).
+pub fn stranded_warning(account: &str, orders: &[i64]) -> Option<String> {
+    if orders.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = orders.iter().take(10).map(ToString::to_string).collect();
+    let more = if orders.len() > listed.len() { ", …" } else { "" };
+    Some(format!(
+        "account {account}'s connector cache was emptied (its connector, parameters or a secret changed) while {} of its \
+         orders were pending at its CA ({}{more}): what the connector kept to finish them (an ACME order's CSR and \
+         account key) is gone, so they may fail when polled; decline such an order (certhost orders decline ID) and \
+         issue again",
+        orders.len(),
+        listed.join(", ")
+    ))
 }
 
 impl Inventory {
@@ -197,14 +227,22 @@ impl Inventory {
 
     /// Replaces an account made with the CLI or the API, keeping its origin: `NotFound` when it
     /// is gone (a deletion that won a race is not undone), `Conflict` when a file defines it.
-    pub fn update_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Upsert, InventoryError> {
-        self.put_account(name, def, Put::Update, actor)
+    /// Returns the orders pending at the account's CA whose connector cache the change
+    /// emptied ([`stranded_warning`]).
+    pub fn update_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Vec<i64>, InventoryError> {
+        self.put_account(name, def, Put::Update, actor).map(|(_, stranded)| stranded)
     }
 
     /// Creates or replaces an account a configuration file defines: `Conflict` when the name
     /// belongs to an account made with the CLI or the API, which a file never takes over.
+    /// Orders left without their connector's cache by the change are logged: a reload has no
+    /// one to answer.
     pub fn sync_file_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Upsert, InventoryError> {
-        self.put_account(name, def, Put::File, actor)
+        let (outcome, stranded) = self.put_account(name, def, Put::File, actor)?;
+        if let Some(warning) = stranded_warning(name, &stranded) {
+            tracing::warn!("{warning}");
+        }
+        Ok(outcome)
     }
 
     fn put_account(
@@ -213,7 +251,7 @@ impl Inventory {
         def: &AccountDef,
         put: Put<'_>,
         actor: &str,
-    ) -> Result<Upsert, InventoryError> {
+    ) -> Result<(Upsert, Vec<i64>), InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Internal(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
@@ -223,9 +261,10 @@ impl Inventory {
             })
             .optional()?;
         let origin = match put.decide("account", name, existing.as_ref().map(|(d, o)| (d == &json, o.as_str())))? {
-            None => return Ok(Upsert::Unchanged),
+            None => return Ok((Upsert::Unchanged, Vec::new())),
             Some(origin) => origin,
         };
+        let mut stranded = Vec::new();
         let outcome = if let Some((old_json, _)) = &existing {
             tx.execute_cached(
                 "UPDATE accounts SET definition = ?2, status = ?3, origin = ?4, updated_at = ?5 WHERE name = ?1",
@@ -236,7 +275,7 @@ impl Inventory {
             // description or status keeps it.
             let old: Option<AccountDef> = serde_json::from_str(old_json).ok();
             if old.is_none_or(|old| old.connector != def.connector || old.params != def.params) {
-                forget_cache(&tx, name)?;
+                stranded = forget_cache(&tx, name)?;
             }
             Upsert::Updated
         } else {
@@ -259,11 +298,15 @@ impl Inventory {
                 object_type: "account",
                 object_id: Some(name.into()),
                 outcome: "success",
-                detail: serde_json::json!({ "origin": origin, "connector": def.connector }),
+                detail: if stranded.is_empty() {
+                    serde_json::json!({ "origin": origin, "connector": def.connector })
+                } else {
+                    serde_json::json!({ "origin": origin, "connector": def.connector, "pending_orders_without_cache": stranded })
+                },
             },
         )?;
         tx.commit()?;
-        Ok(outcome)
+        Ok((outcome, stranded))
     }
 
     /// One account.
@@ -565,6 +608,8 @@ impl Inventory {
     }
 
     /// Seals and stores a sensitive parameter value. The audit event names the parameter only.
+    /// Returns the orders pending at an account's CA whose connector cache a new value
+    /// emptied ([`stranded_warning`]).
     pub fn set_secret(
         &mut self,
         kind: SecretOwner,
@@ -572,11 +617,12 @@ impl Inventory {
         name: &str,
         value: &str,
         actor: &str,
-    ) -> Result<(), InventoryError> {
+    ) -> Result<Vec<i64>, InventoryError> {
         let aad = secret_aad(kind, owner, name);
         let sealed = self.vault.seal(value.as_bytes(), &aad);
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
+        let mut stranded = Vec::new();
         if kind == SecretOwner::Account {
             // A new credential of an account makes what its connector cached with the old one
             // stale (a token); setting the same value again changes nothing. Read under the
@@ -591,7 +637,7 @@ impl Inventory {
             let same =
                 old.and_then(|o| self.vault.open(&o, &aad).ok()).is_some_and(|o| o.as_slice() == value.as_bytes());
             if !same {
-                forget_cache(&tx, owner)?;
+                stranded = forget_cache(&tx, owner)?;
             }
         }
         tx.execute_cached(
@@ -608,11 +654,15 @@ impl Inventory {
                 object_type: kind.as_str(),
                 object_id: Some(owner.into()),
                 outcome: "success",
-                detail: serde_json::json!({ "parameter": name }),
+                detail: if stranded.is_empty() {
+                    serde_json::json!({ "parameter": name })
+                } else {
+                    serde_json::json!({ "parameter": name, "pending_orders_without_cache": stranded })
+                },
             },
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(stranded)
     }
 
     /// A stored sensitive value, unsealed for the connector call that needs it.

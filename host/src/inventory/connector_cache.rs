@@ -448,4 +448,43 @@ mod tests {
         assert!(!cached(&store), "a deleted account's cache goes with it");
         assert!(store.put("acme", None, &[entry("late", "t", None)]).is_err(), "a late call stores nothing");
     }
+
+    /// An ACME order pending at the CA is finished with what the connector cached (its CSR,
+    /// the account key it was placed with): a change that empties the cache names such
+    /// orders, so the operator hears of it now and not at a failed poll.
+    #[test]
+    fn emptying_the_cache_names_the_orders_pending_at_the_ca() {
+        let (_dir, mut inv, store) = lab();
+        let order = |inv: &super::super::Inventory, request: &str, state: &str, submitted: i64| {
+            inv.conn
+                .execute(
+                    "INSERT INTO orders (request_id, kind, state, account, csr_pem, submitted, requested_by, created_at, updated_at)
+                     VALUES (?1, 'issue', ?2, 'acme', 'csr', ?3, 'test', 0, 0)",
+                    rusqlite::params![request, state, submitted],
+                )
+                .expect("order");
+            inv.conn.last_insert_rowid()
+        };
+        let at_ca = order(&inv, "a", "pending", 1);
+        order(&inv, "b", "pending", 0); // interrupted before the CA saw it: sent afresh
+        order(&inv, "c", "awaiting_approval", 0);
+        let b = |url: &str| def(&format!("connector = \"acme.wasm\"\nparams.url = \"{url}\""));
+        assert!(inv.update_account("acme", &b("https://b"), "test").expect("update").is_empty(), "nothing cached");
+        store.put("acme", None, &[entry("csr", "c", None)]).expect("put");
+        assert_eq!(inv.update_account("acme", &b("https://c"), "test").expect("update"), [at_ca]);
+        let warning = super::super::stranded_warning("acme", &[at_ca]).expect("warning");
+        assert!(warning.contains(&format!("pending at its CA ({at_ca})")), "{warning}");
+        let audited: String = inv
+            .conn
+            .query_row(
+                "SELECT detail FROM audit_events WHERE action = 'account.update' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("audit");
+        assert!(audited.contains(&format!("\"pending_orders_without_cache\":[{at_ca}]")), "{audited}");
+        store.put("acme", None, &[entry("csr", "c", None)]).expect("put");
+        assert_eq!(inv.set_secret(SecretOwner::Account, "acme", "key", "k", "test").expect("secret"), [at_ca]);
+        assert!(super::super::stranded_warning("acme", &[]).is_none());
+    }
 }
