@@ -65,6 +65,32 @@ pub(crate) fn record(conn: &Connection, at: i64, event: &NewAuditEvent<'_>) -> R
     Ok(conn.last_insert_rowid())
 }
 
+/// [`record`] with an id above `floor` as well as above every event's: the restore's event,
+/// which puts the ids of the inventory it replaced behind every later event, so that a reader
+/// following the log by id misses none of them.
+pub(crate) fn record_above(
+    conn: &Connection,
+    at: i64,
+    event: &NewAuditEvent<'_>,
+    floor: i64,
+) -> Result<i64, InventoryError> {
+    conn.execute_cached(
+        "INSERT INTO audit_events (id, at, actor, action, object_type, object_id, outcome, detail)
+         VALUES (max(?8, (SELECT coalesce(max(id), 0) FROM audit_events)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            at,
+            event.actor,
+            event.action,
+            event.object_type,
+            event.object_id,
+            event.outcome,
+            event.detail.to_string(),
+            floor
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Every object type the audit log records, so that an object id without a type is found
 /// through `audit_events_object` (a type missing here would be missed by that listing: the
 /// unit test below reads the types the code writes).

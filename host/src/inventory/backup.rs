@@ -319,14 +319,20 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
         return Ok(None);
     }
     let now = inv.now();
+    let floors = note.replaced.as_deref().map(|aside| IdFloors::of(Path::new(aside))).unwrap_or_default();
     let tx = inv.conn.transaction()?;
+    // Ids go on from where the replaced inventory's ended: the certificates, orders and events
+    // made after the backup are gone from here, not from the clients, receivers and hooks that
+    // were told their ids. Idempotent (a maximum), like the event below.
+    tx.execute("UPDATE certificate_ids SET last_deleted = max(last_deleted, ?1) WHERE id = 1", [floors.certificates])?;
+    tx.execute("UPDATE order_ids SET floor = max(floor, ?1) WHERE id = 1", [floors.orders])?;
     let recorded: i64 = tx.query_row(
         "SELECT count(*) FROM audit_events WHERE action = 'inventory.restore' AND json_extract(detail, '$.restore') = ?1",
         [&note.id],
         |r| r.get(0),
     )?;
     if recorded == 0 {
-        audit::record(
+        audit::record_above(
             &tx,
             now,
             &NewAuditEvent {
@@ -343,6 +349,7 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
                     "restore": note.id,
                 }),
             },
+            floors.audit_events,
         )?;
     }
     tx.commit()?;
@@ -352,6 +359,31 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
         tracing::warn!("cannot remove {}: {e}", note_path.display());
     }
     Ok(Some(revived))
+}
+
+/// The highest ids the inventory a restore replaced handed out, which the restored one's next
+/// ids go above.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdFloors {
+    certificates: i64,
+    orders: i64,
+    audit_events: i64,
+}
+
+impl IdFloors {
+    /// Read from the inventory set aside at `aside` (best effort: one that does not open, or
+    /// predates a table, raises nothing; the restore has already happened and is audited).
+    fn of(aside: &Path) -> Self {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let Ok(old) = rusqlite::Connection::open_with_flags(aside, flags) else { return Self::default() };
+        let max = |sql: &str| old.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten().unwrap_or(0);
+        Self {
+            certificates: max("SELECT coalesce(max(id), 0) FROM certificates")
+                .max(max("SELECT last_deleted FROM certificate_ids WHERE id = 1")),
+            orders: max("SELECT coalesce(max(id), 0) FROM orders").max(max("SELECT floor FROM order_ids WHERE id = 1")),
+            audit_events: max("SELECT coalesce(max(id), 0) FROM audit_events"),
+        }
+    }
 }
 
 /// Names of tokens revoked in the inventory set aside at `aside` and active in `restored`

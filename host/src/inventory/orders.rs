@@ -372,9 +372,12 @@ impl Inventory {
         let (idempotency_key, request_sha256) =
             new.idempotency.as_ref().map(|i| (i.key.as_str(), i.request_sha256.as_str())).unzip();
         tx.execute_cached(
-            "INSERT INTO orders (request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
+            // The id is chosen above the floor a restore raised (schema migration 20), so an
+            // order never takes the id of one made after the backup it restored.
+            "INSERT INTO orders (id, request_id, kind, state, profile, common_name, sans, csr_pem, params_json, key_id,
                  predecessor_id, requested_by, created_at, updated_at, idempotency_key, request_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
+             VALUES (max(coalesce((SELECT floor FROM order_ids WHERE id = 1), 0), (SELECT coalesce(max(id), 0) FROM orders)) + 1,
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
             params![
                 request_id,
                 new.kind,

@@ -426,6 +426,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS certificates_failing ON certificates(renew_after, renewal_attempts)
         WHERE renewal_attempts > 0 AND renew_after IS NOT NULL;
     "#,
+    // 20: a restore put an older inventory in place, and the next certificates, orders and
+    //     audit events took the ids of those made since the backup — ids API clients, webhook
+    //     receivers, deploy hooks and audit readers had already seen for others. The restore
+    //     raises each floor to the replaced inventory's (`backup::finish_restore`): certificates
+    //     have theirs (migration 9), orders get one here. Safe to run again.
+    r#"
+    CREATE TABLE IF NOT EXISTS order_ids (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        floor INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO order_ids (id, floor) VALUES (1, 0);
+    "#,
 ];
 
 /// The schema version this binary writes.
