@@ -49,20 +49,14 @@ pub struct NewAuditEvent<'a> {
 
 /// Appends one event using `conn` (a transaction, so it commits with the change it records).
 pub(crate) fn record(conn: &Connection, at: i64, event: &NewAuditEvent<'_>) -> Result<i64, InventoryError> {
-    conn.execute_cached(
+    insert(
+        conn,
         "INSERT INTO audit_events (at, actor, action, object_type, object_id, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            at,
-            event.actor,
-            event.action,
-            event.object_type,
-            event.object_id,
-            event.outcome,
-            event.detail.to_string()
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
+        at,
+        event,
+        None,
+    )
 }
 
 /// [`record`] with an id above `floor` as well as above every event's: the restore's event,
@@ -74,20 +68,28 @@ pub(crate) fn record_above(
     event: &NewAuditEvent<'_>,
     floor: i64,
 ) -> Result<i64, InventoryError> {
-    conn.execute_cached(
+    insert(
+        conn,
         "INSERT INTO audit_events (id, at, actor, action, object_type, object_id, outcome, detail)
          VALUES (max(?8, (SELECT coalesce(max(id), 0) FROM audit_events)) + 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            at,
-            event.actor,
-            event.action,
-            event.object_type,
-            event.object_id,
-            event.outcome,
-            event.detail.to_string(),
-            floor
-        ],
-    )?;
+        at,
+        event,
+        Some(floor),
+    )
+}
+
+/// Runs `sql` with the event's seven values, and `floor` as the eighth when given.
+fn insert(
+    conn: &Connection,
+    sql: &str,
+    at: i64,
+    event: &NewAuditEvent<'_>,
+    floor: Option<i64>,
+) -> Result<i64, InventoryError> {
+    let detail = event.detail.to_string();
+    let values =
+        params![at, event.actor, event.action, event.object_type, event.object_id, event.outcome, detail, floor];
+    conn.execute_cached(sql, &values[..if floor.is_some() { 8 } else { 7 }])?;
     Ok(conn.last_insert_rowid())
 }
 
