@@ -158,7 +158,8 @@ async fn update(
     let stranded = inv.update_account(&name, &def, &caller.actor())?;
     let a = inv.account(&name)?.ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
     let mut view = crate::view::account(&inv, &a)?;
-    if let Some(warning) = crate::inventory::stranded_warning(&name, &stranded) {
+    if let Some(warning) = crate::inventory::stranded_warning(crate::inventory::SecretOwner::Account, &name, &stranded)
+    {
         tracing::warn!("{warning}");
         view.warnings.push(warning);
     }

@@ -373,7 +373,7 @@ pub(crate) async fn put_secret(
     def.check_value(param, &value).map_err(refused)?;
     let stranded = inv.set_secret(owner, name, param, &value, &caller.actor())?;
     // A 204 has no body to carry it: the server's log and the audit event do.
-    if let Some(warning) = crate::inventory::stranded_warning(name, &stranded) {
+    if let Some(warning) = crate::inventory::stranded_warning(owner, name, &stranded) {
         tracing::warn!("{warning}");
     }
     Ok(axum::response::IntoResponse::into_response(axum::http::StatusCode::NO_CONTENT))

@@ -265,7 +265,9 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             // Update-only: an account deleted meanwhile is not made again.
             let stranded = inv.update_account(&name, &a.def, &env.actor)?;
             println!("account {name} updated");
-            if let Some(warning) = certhost::inventory::stranded_warning(&name, &stranded) {
+            if let Some(warning) =
+                certhost::inventory::stranded_warning(certhost::inventory::SecretOwner::Account, &name, &stranded)
+            {
                 eprintln!("warning: {warning}");
             }
         }

@@ -48,7 +48,7 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
     def.check_value(&name, &value)?;
     let stranded = inv.set_secret(kind, &owner, &name, &value, &env.actor)?;
     println!("{owner_word} {owner}: {name} set (stored encrypted; it will never be shown)");
-    if let Some(warning) = certhost::inventory::stranded_warning(&owner, &stranded) {
+    if let Some(warning) = certhost::inventory::stranded_warning(kind, &owner, &stranded) {
         eprintln!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)

@@ -172,20 +172,30 @@ pub(super) fn reseal_secrets(
     Ok(count)
 }
 
+/// The orders that may be at their CA — pending there, held for an operator (the CA may have
+/// acted on it), or in their first call right now — of `owner` (an account, or a profile: its
+/// sensitive values pick the part of its accounts' caches its calls see) whose account's
+/// connector has cached something: what it kept to finish them (an ACME order's CSR, the
+/// account key it was placed with) is what a change of that owner puts out of their reach.
+const STRANDABLE: &str = "(state = 'needs_attention' OR (state = 'pending' AND (submitted = 1 OR lease_until > ?2)))
+     AND EXISTS (SELECT 1 FROM connector_cache WHERE connector_cache.account = orders.account)";
+
+fn strandable(tx: &rusqlite::Connection, owner: SecretOwner, name: &str, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let column = match owner {
+        SecretOwner::Account => "account",
+        SecretOwner::Profile => "profile",
+    };
+    tx.prepare_cached(&format!("SELECT id FROM orders WHERE {column} = ?1 AND {STRANDABLE} ORDER BY id"))?
+        .query_map(params![name, now], |r| r.get(0))?
+        .collect()
+}
+
 /// Empties `account`'s connector cache (`connector_cache.rs`): what its connector cached was
 /// fetched with credentials or for a CA that no longer apply. Returns the account's orders
-/// pending at its CA while the cache held something: what the connector kept to finish them
-/// (an ACME order's CSR, the account key it was placed with) is gone with it, so the change
-/// that emptied it says so ([`stranded_warning`]) rather than leave the operator to find out
-/// at the next poll.
-fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<Vec<i64>> {
-    let stranded = tx
-        .prepare_cached(
-            "SELECT id FROM orders WHERE account = ?1 AND state = 'pending' AND submitted = 1
-                AND EXISTS (SELECT 1 FROM connector_cache WHERE account = ?1) ORDER BY id",
-        )?
-        .query_map([account], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
+/// that may be at its CA while the cache held something ([`strandable`]), so that the change
+/// says so ([`stranded_warning`]) rather than leave the operator to find out at a failed poll.
+fn forget_cache(tx: &rusqlite::Connection, account: &str, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let stranded = strandable(tx, SecretOwner::Account, account, now)?;
     tx.execute_cached("DELETE FROM connector_cache WHERE account = ?1", [account])?;
     // A new epoch: a call that read the old one stores nothing. Random, so an account deleted
     // and made again never repeats the epoch a late call of the old one holds.
@@ -193,19 +203,26 @@ fn forget_cache(tx: &rusqlite::Connection, account: &str) -> rusqlite::Result<Ve
     Ok(stranded)
 }
 
-/// What an operator is told when a change of `account` emptied its connector cache while
-/// `orders` were pending at its CA (`None` when none were).
-pub fn stranded_warning(account: &str, orders: &[i64]) -> Option<String> {
+/// What an operator is told when a change of `owner` `name` put what its connector cached out
+/// of the reach of `orders` that may be at the CA (`None` when there are none).
+pub fn stranded_warning(owner: SecretOwner, name: &str, orders: &[i64]) -> Option<String> {
     if orders.is_empty() {
         return None;
     }
     let listed: Vec<String> = orders.iter().take(10).map(ToString::to_string).collect();
     let more = if orders.len() > listed.len() { ", …" } else { "" };
+    let what = match owner {
+        SecretOwner::Account => {
+            format!("account {name}'s connector cache was emptied (its connector, parameters or a secret changed)")
+        }
+        SecretOwner::Profile => format!(
+            "profile {name}'s sensitive value changed, and with it the part of its accounts' connector caches its calls see"
+        ),
+    };
     Some(format!(
-        "account {account}'s connector cache was emptied (its connector, parameters or a secret changed) while {} of its \
-         orders were pending at its CA ({}{more}): what the connector kept to finish them (an ACME order's CSR and \
-         account key) is gone, so they may fail when polled; decline such an order (certhost orders decline ID) and \
-         issue again",
+        "{what} while {} of its orders may be at the CA ({}{more}): what the connector kept to finish them (an ACME \
+         order's CSR and account key) is out of their reach, so they may fail when polled or resubmitted; decline such \
+         an order (certhost orders decline ID) and issue again",
         orders.len(),
         listed.join(", ")
     ))
@@ -239,7 +256,7 @@ impl Inventory {
     /// one to answer.
     pub fn sync_file_account(&mut self, name: &str, def: &AccountDef, actor: &str) -> Result<Upsert, InventoryError> {
         let (outcome, stranded) = self.put_account(name, def, Put::File, actor)?;
-        if let Some(warning) = stranded_warning(name, &stranded) {
+        if let Some(warning) = stranded_warning(SecretOwner::Account, name, &stranded) {
             tracing::warn!("{warning}");
         }
         Ok(outcome)
@@ -275,7 +292,7 @@ impl Inventory {
             // description or status keeps it.
             let old: Option<AccountDef> = serde_json::from_str(old_json).ok();
             if old.is_none_or(|old| old.connector != def.connector || old.params != def.params) {
-                stranded = forget_cache(&tx, name)?;
+                stranded = forget_cache(&tx, name, now)?;
             }
             Upsert::Updated
         } else {
@@ -285,7 +302,7 @@ impl Inventory {
             )?;
             // A call of a deleted account of this name may have stored entries after its
             // deletion emptied the cache.
-            forget_cache(&tx, name)?;
+            forget_cache(&tx, name, now)?;
             Upsert::Created
         };
         let action = if outcome == Upsert::Created { "account.create" } else { "account.update" };
@@ -584,7 +601,7 @@ impl Inventory {
         let tx = super::write_tx(&mut self.conn)?;
         tx.execute_cached(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
         if kind == SecretOwner::Account {
-            forget_cache(&tx, name)?;
+            forget_cache(&tx, name, now)?;
         }
         tx.execute_cached(
             "DELETE FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2",
@@ -622,24 +639,23 @@ impl Inventory {
         let sealed = self.vault.seal(value.as_bytes(), &aad);
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        let mut stranded = Vec::new();
-        if kind == SecretOwner::Account {
-            // A new credential of an account makes what its connector cached with the old one
-            // stale (a token); setting the same value again changes nothing. Read under the
-            // write lock, so a value set meanwhile by another process counts.
-            let old: Option<Vec<u8>> = tx
-                .query_row_cached(
-                    "SELECT sealed FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
-                    params![kind.as_str(), owner, name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let same =
-                old.and_then(|o| self.vault.open(&o, &aad).ok()).is_some_and(|o| o.as_slice() == value.as_bytes());
-            if !same {
-                stranded = forget_cache(&tx, owner)?;
-            }
-        }
+        // A new credential of an account makes what its connector cached with the old one
+        // stale (a token); a profile's new value makes its calls see another part of the cache
+        // (`connector::cache::scope_of`). Setting the same value again changes nothing. Read
+        // under the write lock, so a value set meanwhile by another process counts.
+        let old: Option<Vec<u8>> = tx
+            .query_row_cached(
+                "SELECT sealed FROM secrets WHERE owner_kind = ?1 AND owner_name = ?2 AND name = ?3",
+                params![kind.as_str(), owner, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let same = old.and_then(|o| self.vault.open(&o, &aad).ok()).is_some_and(|o| o.as_slice() == value.as_bytes());
+        let stranded = match kind {
+            _ if same => Vec::new(),
+            SecretOwner::Account => forget_cache(&tx, owner, now)?,
+            SecretOwner::Profile => strandable(&tx, SecretOwner::Profile, owner, now)?,
+        };
         tx.execute_cached(
             "INSERT INTO secrets (owner_kind, owner_name, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (owner_kind, owner_name, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",

@@ -319,11 +319,12 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
         return Ok(None);
     }
     let now = inv.now();
-    let floors = note.replaced.as_deref().map(|aside| IdFloors::of(Path::new(aside))).unwrap_or_default();
     let tx = inv.conn.transaction()?;
     // Ids go on from where the replaced inventory's ended: the certificates, orders and events
     // made after the backup are gone from here, not from the clients, receivers and hooks that
-    // were told their ids. Idempotent (a maximum), like the event below.
+    // were told their ids. Idempotent (a maximum), like the event below; the floors leave
+    // with the first open that applies them.
+    let floors = IdFloors::pending(&tx);
     tx.execute("UPDATE certificate_ids SET last_deleted = max(last_deleted, ?1) WHERE id = 1", [floors.certificates])?;
     tx.execute("UPDATE order_ids SET floor = max(floor, ?1) WHERE id = 1", [floors.orders])?;
     let recorded: i64 = tx.query_row(
@@ -352,6 +353,7 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
             floors.audit_events,
         )?;
     }
+    tx.execute("DELETE FROM meta WHERE name = ?1", [IdFloors::META])?;
     tx.commit()?;
     let revived = note.replaced.as_deref().map(|aside| revived_tokens(Path::new(aside), inv)).unwrap_or_default();
     if let Err(e) = std::fs::remove_file(&note_path) {
@@ -361,28 +363,55 @@ pub(super) fn finish_restore(inv: &mut Inventory, data_dir: &Path) -> Result<Opt
     Ok(Some(revived))
 }
 
-/// The highest ids the inventory a restore replaced handed out, which the restored one's next
-/// ids go above.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdFloors {
-    certificates: i64,
-    orders: i64,
-    audit_events: i64,
+/// The highest ids the inventory a restore replaces has handed out, which the restored one's
+/// next ids go above. Read from the inventory in place before it is set aside (its path is
+/// certain then, and nothing else has it open), and written into the copy before the copy is
+/// renamed into place ([`IdFloors::META`]), so that the open that finishes the restore — its
+/// own or, after a kill, any later one — finds them in the inventory itself, and so do the
+/// migrations that open runs first (an older backup's migration 17 audits).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct IdFloors {
+    pub(super) certificates: i64,
+    pub(super) orders: i64,
+    pub(super) audit_events: i64,
 }
 
 impl IdFloors {
-    /// Read from the inventory set aside at `aside` (best effort: one that does not open, or
-    /// predates a table, raises nothing; the restore has already happened and is audited).
-    fn of(aside: &Path) -> Self {
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let Ok(old) = rusqlite::Connection::open_with_flags(aside, flags) else { return Self::default() };
-        let max = |sql: &str| old.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten().unwrap_or(0);
-        Self {
-            certificates: max("SELECT coalesce(max(id), 0) FROM certificates")
-                .max(max("SELECT last_deleted FROM certificate_ids WHERE id = 1")),
-            orders: max("SELECT coalesce(max(id), 0) FROM orders").max(max("SELECT floor FROM order_ids WHERE id = 1")),
-            audit_events: max("SELECT coalesce(max(id), 0) FROM audit_events"),
-        }
+    /// The `meta` row of a restored copy that holds the floors until its restore is finished.
+    const META: &'static str = "restore_id_floors";
+
+    /// Read from the inventory at `db`: every id it handed out, deleted certificates' included.
+    fn of(db: &Path) -> Result<Self, rusqlite::Error> {
+        let old = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        old.busy_timeout(std::time::Duration::from_secs(5))?;
+        let max = |sql: &str| old.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).map(Option::unwrap_or_default);
+        // A table an older inventory does not have yet raises nothing.
+        let absent = |r: Result<i64, rusqlite::Error>| match r {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.starts_with("no such table") => Ok(0),
+            other => other,
+        };
+        Ok(Self {
+            certificates: max("SELECT max(id) FROM certificates")?
+                .max(absent(max("SELECT last_deleted FROM certificate_ids WHERE id = 1"))?),
+            orders: max("SELECT max(id) FROM orders")?.max(absent(max("SELECT floor FROM order_ids WHERE id = 1"))?),
+            audit_events: max("SELECT max(id) FROM audit_events")?,
+        })
+    }
+
+    /// Writes the floors into the restored copy at `copy`.
+    fn write_into(&self, copy: &Path) -> Result<(), InventoryError> {
+        let conn = rusqlite::Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let json = serde_json::to_string(self).map_err(|e| InventoryError::Internal(e.to_string()))?;
+        conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)", rusqlite::params![Self::META, json])?;
+        Ok(())
+    }
+
+    /// The floors a restore left in this inventory (none: zeros).
+    pub(super) fn pending(conn: &rusqlite::Connection) -> Self {
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [Self::META], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -576,6 +605,27 @@ fn put_in_place(
             return Err(e);
         }
     };
+    // The ids the inventory in place handed out, which the copy's next ones go above. One that
+    // cannot be read (often why it is being replaced) is no reason not to restore.
+    let floors = if in_place {
+        IdFloors::of(&db).unwrap_or_else(|e| {
+            tracing::warn!(
+                "the ids {} handed out could not be read ({e}): the restored inventory may hand out again the ids of \
+                 certificates, orders and audit events made after the backup",
+                db.display()
+            );
+            IdFloors::default()
+        })
+    } else {
+        IdFloors::default()
+    };
+    if let Err(e) = floors.write_into(&partial) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(InventoryError::Storage(format!(
+            "cannot prepare the copy of the backup {}: {e}",
+            partial.display()
+        )));
+    }
     // 2. The inventory in place, kept under a new name.
     let replaced = if in_place {
         match set_aside(&db) {
@@ -840,7 +890,14 @@ mod tests {
                 crate::inventory::AuditFilter { action_prefix: Some("inventory.restore".into()), ..Default::default() };
             inv.audit_events(&filter).expect("audit").len()
         };
-        Inventory::open(&data, vault.clone()).expect("open").revoke_token("ci", "test").expect("revoke");
+        // The inventory it replaces has handed out certificate ids up to 40 and order ids up
+        // to 30 (deleted since, or made after the backup): the restored one goes on above them.
+        let mut live = Inventory::open(&data, vault.clone()).expect("open");
+        live.revoke_token("ci", "test").expect("revoke");
+        live.conn.execute("UPDATE certificate_ids SET last_deleted = 40", []).expect("certificate ids");
+        live.conn.execute("UPDATE order_ids SET floor = 30", []).expect("order ids");
+        let last_event: i64 = live.conn.query_row("SELECT max(id) FROM audit_events", [], |r| r.get(0)).expect("max");
+        drop(live);
         let (_, aside, hold) = put_in_place(&data, &backup, &vault, true, "killed").expect("in place");
         drop(hold);
         let note = std::fs::read(pending_note(&data)).expect("the note is there");
@@ -849,12 +906,25 @@ mod tests {
         let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
         assert_eq!((events[0].action.as_str(), events[0].actor.as_str()), ("inventory.restore", "killed"));
         assert_eq!(events[0].detail["replaced"], aside.expect("set aside").display().to_string());
+        assert!(events[0].id > last_event, "the restore's event follows the replaced log's {last_event}");
+        let floors = |inv: &Inventory| -> (i64, i64) {
+            inv.conn
+                .query_row(
+                    "SELECT (SELECT last_deleted FROM certificate_ids), (SELECT floor FROM order_ids)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("floors")
+        };
+        assert_eq!(floors(&inv), (40, 30));
+        assert_eq!(IdFloors::pending(&inv.conn), IdFloors::default(), "applied once, then gone");
         assert!(!pending_note(&data).exists());
         assert_eq!(restores(&inv), 1);
         // Recorded once, however many opens find the note (one that could not remove it).
         std::fs::write(pending_note(&data), &note).expect("note again");
         assert_eq!(finish_restore(&mut inv, &data).expect("finish"), Some(vec!["ci".to_owned()]));
         assert_eq!(restores(&inv), 1, "recorded once");
+        assert_eq!(floors(&inv), (40, 30), "the floors stay where they were raised");
         std::fs::write(pending_note(&data), b"not json").expect("garbage note");
         assert_eq!(finish_restore(&mut inv, &data).expect("finish"), None);
         assert!(!pending_note(&data).exists(), "a note that is not one is removed");

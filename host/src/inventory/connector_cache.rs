@@ -455,25 +455,30 @@ mod tests {
     #[test]
     fn emptying_the_cache_names_the_orders_pending_at_the_ca() {
         let (_dir, mut inv, store) = lab();
-        let order = |inv: &super::super::Inventory, request: &str, state: &str, submitted: i64| {
+        let order = |inv: &super::super::Inventory, request: &str, state: &str, submitted: i64, lease: Option<i64>| {
             inv.conn
                 .execute(
-                    "INSERT INTO orders (request_id, kind, state, account, csr_pem, submitted, requested_by, created_at, updated_at)
-                     VALUES (?1, 'issue', ?2, 'acme', 'csr', ?3, 'test', 0, 0)",
-                    rusqlite::params![request, state, submitted],
+                    "INSERT INTO orders (request_id, kind, state, account, profile, csr_pem, submitted, lease_until,
+                         requested_by, created_at, updated_at)
+                     VALUES (?1, 'issue', ?2, 'acme', 'web', 'csr', ?3, ?4, 'test', 0, 0)",
+                    rusqlite::params![request, state, submitted, lease],
                 )
                 .expect("order");
             inv.conn.last_insert_rowid()
         };
-        let at_ca = order(&inv, "a", "pending", 1);
-        order(&inv, "b", "pending", 0); // interrupted before the CA saw it: sent afresh
-        order(&inv, "c", "awaiting_approval", 0);
+        inv.set_clock(Some(1_000));
+        let at_ca = order(&inv, "a", "pending", 1, None);
+        order(&inv, "b", "pending", 0, Some(900)); // interrupted before the CA saw it: sent afresh
+        order(&inv, "c", "awaiting_approval", 0, None);
+        let held = order(&inv, "d", "needs_attention", 1, None); // the CA may have acted on it
+        let calling = order(&inv, "e", "pending", 0, Some(1_030)); // in its first call right now
         let b = |url: &str| def(&format!("connector = \"acme.wasm\"\nparams.url = \"{url}\""));
         assert!(inv.update_account("acme", &b("https://b"), "test").expect("update").is_empty(), "nothing cached");
         store.put("acme", None, &[entry("csr", "c", None)]).expect("put");
-        assert_eq!(inv.update_account("acme", &b("https://c"), "test").expect("update"), [at_ca]);
-        let warning = super::super::stranded_warning("acme", &[at_ca]).expect("warning");
-        assert!(warning.contains(&format!("pending at its CA ({at_ca})")), "{warning}");
+        let stranded = [at_ca, held, calling];
+        assert_eq!(inv.update_account("acme", &b("https://c"), "test").expect("update"), stranded);
+        let warning = super::super::stranded_warning(SecretOwner::Account, "acme", &[at_ca]).expect("warning");
+        assert!(warning.contains(&format!("may be at the CA ({at_ca})")), "{warning}");
         let audited: String = inv
             .conn
             .query_row(
@@ -482,9 +487,14 @@ mod tests {
                 |r| r.get(0),
             )
             .expect("audit");
-        assert!(audited.contains(&format!("\"pending_orders_without_cache\":[{at_ca}]")), "{audited}");
+        assert!(audited.contains(&format!("\"pending_orders_without_cache\":[{at_ca},{held},{calling}]")), "{audited}");
         store.put("acme", None, &[entry("csr", "c", None)]).expect("put");
-        assert_eq!(inv.set_secret(SecretOwner::Account, "acme", "key", "k", "test").expect("secret"), [at_ca]);
-        assert!(super::super::stranded_warning("acme", &[]).is_none());
+        assert_eq!(inv.set_secret(SecretOwner::Account, "acme", "key", "k", "test").expect("secret"), stranded);
+        // A profile's new value: its calls see another part of the cache, which stays.
+        store.put("acme", None, &[entry("csr", "c", None)]).expect("put");
+        assert_eq!(inv.set_secret(SecretOwner::Profile, "web", "ptok", "1", "test").expect("secret"), stranded);
+        assert!(inv.set_secret(SecretOwner::Profile, "web", "ptok", "1", "test").expect("same").is_empty());
+        assert!(inv.set_secret(SecretOwner::Profile, "other", "ptok", "1", "test").expect("other").is_empty());
+        assert!(super::super::stranded_warning(SecretOwner::Account, "acme", &[]).is_none());
     }
 }

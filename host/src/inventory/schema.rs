@@ -562,8 +562,10 @@ fn settle_compromises(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<(), In
         )?;
         stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
     };
+    // A restored backup's events go above those of the inventory it replaced (`backup.rs`).
+    let floor = super::backup::IdFloors::pending(tx).audit_events;
     for (id, revoked) in due {
-        super::audit::record(
+        super::audit::record_above(
             tx,
             now,
             &super::audit::NewAuditEvent {
@@ -574,6 +576,7 @@ fn settle_compromises(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<(), In
                 outcome: "success",
                 detail: serde_json::json!({ "revoked": revoked, "found_at": "upgrade" }),
             },
+            floor,
         )?;
     }
     Ok(())
