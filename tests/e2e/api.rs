@@ -961,6 +961,35 @@ fn a_command_run_beside_the_config_file_stores_paths_serve_can_read() {
     let refused = problem(issue("moved.example.com"), StatusCode::SERVICE_UNAVAILABLE);
     let detail = refused["detail"].as_str().expect("detail");
     assert!(detail.contains("parameter ca_certificate of account lab") && detail.contains("ca.pem"), "{detail}");
+    // And nothing of it is stored: no failed order holding a key, as a 503 promises.
+    assert!(detail.ends_with("(nothing was stored)") && refused.get("order_id").is_none(), "{refused}");
+    let orders = server.app.json(&["orders", "list", "--json"]);
+    assert_eq!(orders.as_array().map(Vec::len), Some(2), "{orders}");
+}
+
+/// New-user walkthrough of stop 46: a profile's `{ env = … }` not set where `serve` runs was
+/// found only by the first request. `serve` says so at start; a request is a 503 that stores
+/// nothing, and goes through once the configuration is fixed.
+#[test]
+fn serve_names_at_start_a_parameter_value_it_cannot_read() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(
+        &app,
+        "[params]\nticket = { sensitive = true, value = { env = \"CERTHOST_TEST_UNSET_TICKET\" } }\n",
+    );
+    let server = Server::start(app, Some(&config));
+    let said = "parameter ticket of profile lab cannot be read now (environment variable CERTHOST_TEST_UNSET_TICKET is not set)";
+    assert!(server.log().contains(said), "{}", server.log());
+    let admin = server.token("admin", "admin");
+    let r = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"profile": "lab", "cn": "a.example.com"}))
+        .send()
+        .expect("issue");
+    let refused = problem(r, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused["detail"].as_str().is_some_and(|d| d.contains("CERTHOST_TEST_UNSET_TICKET")), "{refused}");
+    assert_eq!(server.app.json(&["orders", "list", "--json"]), serde_json::json!([]));
 }
 
 /// Regression: serve's memory (the master key, unsealed secrets, private keys) could be

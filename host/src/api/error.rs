@@ -394,9 +394,10 @@ impl ApiError {
             | IssueError::CaCall { .. }
             | IssueError::NeedsAttention { .. }
             | IssueError::Verification { .. } => ApiError::Upstream(e.to_string()),
-            IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => {
-                ApiError::Unavailable(format!("the server cannot make this request: {e}"))
-            }
+            IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => ApiError::Unavailable(format!(
+                "the server cannot make this request until an operator fixes its configuration: {e} (nothing was \
+                     stored)"
+            )),
             other => ApiError::Unprocessable(other.to_string()),
         }
     }

@@ -285,8 +285,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// Says at start which secrets `serve` will need and cannot read now (a `{ env = … }` not set,
 /// a `{ file = … }` missing): each was noticed only at the first notification or PKCS#12
-/// deployment, hours later (operator review of stop 39). A warning, not a refusal: a file may
-/// yet appear. The values are never read into the message, only whether they resolve.
+/// deployment, hours later (operator review of stop 39), or — an account's or profile's
+/// parameter — at the first issuance, as a 503 (new-user walkthrough of stop 46). A warning,
+/// not a refusal: a file may yet appear. The values are never read into the message, only
+/// whether they resolve.
 fn warn_unresolvable_secrets(inv: &certhost::inventory::Inventory, notify: &certhost::notify::NotifyConfig) {
     use certhost::param::resolve;
     let mut sources: Vec<(String, &certhost::param::ValueSource)> = Vec::new();
@@ -297,10 +299,23 @@ fn warn_unresolvable_secrets(inv: &certhost::inventory::Inventory, notify: &cert
         sources.push(("[notify.email] password".into(), password));
     }
     let profiles = inv.profiles().unwrap_or_default();
+    let accounts = inv.accounts().unwrap_or_default();
     for (name, def, _) in &profiles {
         for (i, target) in def.deploy.iter().enumerate() {
             if let Some(password) = &target.pkcs12_password {
                 sources.push((format!("profile {name}'s deploy target {} pkcs12_password", i + 1), password));
+            }
+        }
+        for (param, p) in &def.params {
+            if let Some(value) = &p.value {
+                sources.push((format!("parameter {param} of profile {name}"), value));
+            }
+        }
+    }
+    for account in accounts.iter().filter(|a| a.def.status == certhost::account::AccountStatus::Active) {
+        for (param, p) in &account.def.params {
+            if let Some(value) = &p.value {
+                sources.push((format!("parameter {param} of account {}", account.name), value));
             }
         }
     }

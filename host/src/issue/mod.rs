@@ -434,6 +434,17 @@ impl Pipeline<'_> {
             }
             let args = match self.args_for(account, &profile_name, profile, dynamic) {
                 Ok(a) => a,
+                // Nothing written yet, and nothing to write: the request never reached a CA,
+                // and a value the server cannot read (`{ env }` not set where it runs) is the
+                // configuration's fault, not the request's — it goes through once that is
+                // fixed, as a 503 says (new-user walkthrough of stop 46: each try stored a
+                // failed order with a sealed key).
+                Err(e @ IssueError::Param(crate::param::ParamError::Unresolvable { .. }))
+                    if matches!(order, Submission::New(_)) =>
+                {
+                    tracing::warn!(target: OUTCOME_LOG_TARGET, "request refused, nothing stored: {e}");
+                    return Err(e);
+                }
                 Err(e) => {
                     self.fail_submission(order, &e.to_string()).await?;
                     return Err(e);
