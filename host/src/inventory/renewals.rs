@@ -802,6 +802,9 @@ impl Inventory {
         actor: &str,
     ) -> Result<RetriedRenewals, InventoryError> {
         let now = self.now();
+        if let Some(p) = profile {
+            self.profile_known(p)?;
+        }
         let tx = super::write_tx(&mut self.conn)?;
         // (id, renew_after, claimed now, renewal order open), read in the transaction that
         // changes them.
@@ -934,7 +937,22 @@ impl Inventory {
         }
         out.sort_by_key(|r| (r.renew_after, r.id));
         out.truncate(limit as usize);
+        if let Some(p) = profile.filter(|_| out.is_empty()) {
+            self.profile_known(p)?;
+        }
         Ok(out)
+    }
+
+    /// `NotFound` for a profile neither defined nor named by a certificate: a mistyped
+    /// `--profile` read as "nothing due, nothing failing" (new-user walkthrough of stop 46).
+    /// A certificate of a profile deleted since still counts, since its renewal is listed.
+    fn profile_known(&self, profile: &str) -> Result<(), InventoryError> {
+        let known: bool = self.conn.query_row_cached(
+            "SELECT EXISTS (SELECT 1 FROM profiles WHERE name = ?1) OR EXISTS (SELECT 1 FROM certificates WHERE profile = ?1)",
+            [profile],
+            |r| r.get(0),
+        )?;
+        if known { Ok(()) } else { Err(InventoryError::NotFound(format!("profile {}", crate::view::echoed(profile)))) }
     }
 }
 
@@ -1218,6 +1236,11 @@ mod tests {
             inv.listed_renewals(true, None, None, 10).expect("list").iter().find(|r| r.id == id).map(|r| r.renew_after)
         };
         assert_eq!(due(&inv, 1), Some(1_060), "a minute's backoff; nothing changed by the refusals");
+        // A mistyped profile is named, not taken for one with nothing failing.
+        let err = inv.retry_failing_renewals(Some("wbe"), &[], "ops").expect_err("no such profile");
+        assert_eq!(err.to_string(), "profile wbe not found");
+        let err = inv.listed_renewals(false, Some("wbe"), None, 10).expect_err("no such profile");
+        assert_eq!(err.to_string(), "profile wbe not found");
         let web = inv.retry_failing_renewals(Some("web"), &[], "ops").expect("web");
         assert_eq!(web, super::RetriedRenewals { retried: vec![1], ..Default::default() });
         assert_eq!((due(&inv, 1), due(&inv, 2)), (Some(1_000), Some(1_060)));
