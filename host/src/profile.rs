@@ -534,21 +534,11 @@ impl ProfileDef {
                 self.cn_allowed(cn, true).map_err(refuse)?;
             }
         }
-        // Subject overrides.
-        let allowed = |f: SubjectField| self.subject.overridable.contains(&f);
+        // Subject overrides: the rules an uploaded CSR's subject meets. A field the profile
+        // fixes may be given as its own value; one it neither sets nor lets a request give was
+        // refused as "fixed by the profile" (new-user walkthrough of stop 46).
         let s = &req.subject;
-        for (field, given) in [
-            (SubjectField::O, !s.organization.is_empty()),
-            (SubjectField::Ou, !s.organizational_unit.is_empty()),
-            (SubjectField::L, s.locality.is_some()),
-            (SubjectField::St, s.state.is_some()),
-            (SubjectField::C, s.country.is_some()),
-            (SubjectField::Email, s.email.is_some()),
-        ] {
-            if given && !allowed(field) {
-                return Err(refuse(format!("the subject field {} is fixed by the profile", subject_field_name(field))));
-            }
-        }
+        self.check_uploaded_subject(name, "the request's", s)?;
         let subject = self.fill_fixed_subject(&Subject { common_name: req.common_name.clone(), ..s.clone() });
         subject.validate().map_err(|e| refuse(e.to_string()))?;
         // SANs.
@@ -978,7 +968,19 @@ mod tests {
         assert!(p.check_request("web", &ip).unwrap_err().to_string().contains("type the profile does not allow"));
         let mut fixed = ok.clone();
         fixed.subject.organization = vec!["Other".into()];
-        assert!(p.check_request("web", &fixed).unwrap_err().to_string().contains("subject field O is fixed"));
+        let err = p.check_request("web", &fixed).unwrap_err().to_string();
+        assert!(err.contains("the request's subject field O is not the profile's, which fixes it"), "{err}");
+        // The fixed value itself may be given; a field the profile neither sets nor lets a
+        // request give is said to be that, not "fixed".
+        fixed.subject.organization = p.subject.o.clone();
+        assert_eq!(p.check_request("web", &fixed).expect("its own O").0.organization, p.subject.o);
+        let mut email = ok.clone();
+        email.subject.email = Some("pki@example.com".into());
+        let err = p.check_request("web", &email).unwrap_err().to_string();
+        assert!(
+            err.contains("the request's subject has field emailAddress, which the profile neither sets nor lists"),
+            "{err}"
+        );
         let mut ou = ok.clone();
         ou.subject.organizational_unit = vec!["Ops".into()];
         assert_eq!(p.check_request("web", &ou).expect("ou allowed").0.organizational_unit, vec!["Ops".to_owned()]);
