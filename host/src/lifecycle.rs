@@ -97,7 +97,14 @@ impl Pipeline<'_> {
         let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
         match (cert.status, opts.kind) {
             (CertStatus::Superseded, _) => {
-                return Err(refuse("it was superseded by a renewal; renew its successor instead"));
+                // Named, so the caller need not search for it (new-user walkthrough of stop 46).
+                let reason = match self.inventory.successor(id)? {
+                    Some(next) => {
+                        format!("it was superseded by a renewal; renew its successor, certificate {next}, instead")
+                    }
+                    None => "it was superseded by a renewal; renew its successor instead".to_owned(),
+                };
+                return Err(IssueError::Certificate { id, reason });
             }
             (CertStatus::Revoked, RenewKind::Renew) => {
                 return Err(refuse("it is revoked; reissue it (new key) instead of renewing it"));

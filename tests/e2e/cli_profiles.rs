@@ -407,6 +407,9 @@ fn a_profile_is_replaced_only_when_asked_and_not_deleted_under_its_certificates(
     // Renewed under another profile, it is free to go.
     app.run(&["--config", c, "renew", "1", "--profile", "lab"]).ok();
     assert!(app.run(&["--config", c, "profile", "delete", "held"]).ok().contains("profile held deleted"));
+    // Renewing it again names the certificate that superseded it.
+    let again = app.run(&["--config", c, "renew", "1"]);
+    assert!(again.fails(1).contains("renew its successor, certificate 2, instead"), "{}", again.stderr);
 }
 
 /// Regression (review of stop 33): a syntax error in certhost.toml stopped `account list`,
