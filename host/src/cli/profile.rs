@@ -91,6 +91,18 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
             }
         }
         Command::Create { name, file, replace } => {
+            // Refused by name before the definition is read and checked: its warnings were
+            // printed first, about a definition that was then not taken (new-user walkthrough
+            // of stop 46). The write checks again in its own transaction.
+            match inv.profile(&name)? {
+                Some((_, origin)) if certhost::inventory::is_file_origin(&origin) => {
+                    bail!("profile {name} comes from a profiles/ file; edit that file instead")
+                }
+                Some(_) if !replace => bail!(
+                    "profile {name} exists; nothing changed: give --replace to replace its definition (its certificates renew under the new one)"
+                ),
+                _ => {}
+            }
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut def: ProfileDef = toml::from_str(&text)
                 .map_err(|e| anyhow!("{}: {}", file.display(), certhost::config::toml_error(&text, &e)))?;

@@ -234,9 +234,9 @@ async fn reload_on_sighup(
             Ok(report) => {
                 super::log_report(&report, &path);
                 if std::mem::take(&mut failed_before) {
-                    tracing::warn!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}; the earlier reload's failure is resolved", path.display());
+                    tracing::warn!(accounts_changed = ?report.accounts_changed, profiles_changed = ?report.profiles_changed, "configuration reloaded from {}; the earlier reload's failure is resolved", path.display());
                 } else {
-                    tracing::info!(accounts = ?report.accounts_changed, profiles = ?report.profiles_changed, "configuration reloaded from {}", path.display());
+                    tracing::info!(accounts_changed = ?report.accounts_changed, profiles_changed = ?report.profiles_changed, "configuration reloaded from {}", path.display());
                 }
                 if let Ok(now) = certhost::config::read_file(&path) {
                     for (section, changed) in
