@@ -48,8 +48,16 @@ fn root() -> PathBuf {
     manifest_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The cargo of the pinned toolchain. When rustup chose it (rust-toolchain.toml), rustup's
+/// proxy with the inherited `RUSTUP_TOOLCHAIN` is that cargo; cargo's own `CARGO` named
+/// another toolchain's binary on a machine whose `stable` is the same release (new-user
+/// walkthrough of stop 46).
 fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let program = match std::env::var_os("RUSTUP_TOOLCHAIN") {
+        Some(_) => "cargo".into(),
+        None => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    };
+    let mut cmd = Command::new(program);
     cmd.current_dir(root());
     cmd
 }
