@@ -235,16 +235,8 @@ impl Pipeline<'_> {
     /// says it did is the certificate marked `revoked`. A connector without `revoke` changes
     /// nothing and says so.
     pub async fn revoke(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
-        let cert = self.certificate(id)?;
+        let (cert, _revoking) = self.begin_revocation(id)?;
         let refuse = |reason: String| IssueError::Certificate { id, reason };
-        if cert.status == CertStatus::Revoked {
-            return Err(refuse("it is already revoked".into()));
-        }
-        // One revocation of a certificate at a time in this process: two at once both reached
-        // the CA, and the loser was told the CA failed (502) rather than that it was revoked
-        // (black-box review of stop 35).
-        let _revoking =
-            Revoking::claim(id).ok_or_else(|| refuse("a revocation of it is already in progress".into()))?;
         let account_name = cert.account.clone().ok_or_else(|| {
             refuse("it was not issued through a CA account (imported), so certhost cannot revoke it at the CA".into())
         })?;
@@ -279,7 +271,7 @@ impl Pipeline<'_> {
             serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         match result {
             Ok(()) => {
-                self.inventory.record_revoked(id, &reason_word, comment, self.actor)?;
+                self.inventory.record_revoked(id, &reason_word, comment, self.actor, true)?;
                 Ok(())
             }
             // Another process revoked it while this call was at the CA (which then refused it
@@ -306,6 +298,34 @@ impl Pipeline<'_> {
                 })
             }
         }
+    }
+
+    /// Marks certificate `id` revoked in the inventory without asking its CA: for one whose
+    /// connector cannot revoke (the demo connectors), an imported one, or one revoked at the
+    /// CA by other means. What a revocation does here it does — no renewal, no deployment,
+    /// and for keyCompromise the key blocked and its other certificates made due — but the CA
+    /// still vouches for the certificate until it is revoked there (new-user walkthrough of
+    /// stop 46: such a certificate could not be marked at all).
+    pub fn revoke_locally(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
+        let (_, _revoking) = self.begin_revocation(id)?;
+        let reason_word =
+            serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        self.inventory.record_revoked(id, &reason_word, comment, self.actor, false)?;
+        Ok(())
+    }
+
+    /// Certificate `id`, not revoked yet, with this process's claim on revoking it.
+    fn begin_revocation(&mut self, id: i64) -> Result<(CertificateRecord, Revoking), IssueError> {
+        let cert = self.certificate(id)?;
+        let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
+        if cert.status == CertStatus::Revoked {
+            return Err(refuse("it is already revoked"));
+        }
+        // One revocation of a certificate at a time in this process: two at once both reached
+        // the CA, and the loser was told the CA failed (502) rather than that it was revoked
+        // (black-box review of stop 35).
+        let revoking = Revoking::claim(id).ok_or_else(|| refuse("a revocation of it is already in progress"))?;
+        Ok((cert, revoking))
     }
 
     /// Sends `action` for order `order_id` to its CA (`update_order`) and applies the CA's

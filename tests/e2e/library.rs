@@ -193,7 +193,7 @@ fn a_deleted_certificates_id_and_history_never_pass_to_a_new_certificate() {
     let ca = test_ca("Id CA");
     let first = store(&mut inv, &ca, "one.example");
     let newest = store(&mut inv, &ca, "two.example");
-    inv.record_revoked(newest, "keyCompromise", "", "test").expect("revoke");
+    inv.record_revoked(newest, "keyCompromise", "", "test", true).expect("revoke");
     inv.delete_certificate(newest, "test").expect("delete");
     let next = store(&mut inv, &ca, "three.example");
     assert!(next > newest && newest > first, "ids {first}, {newest} (deleted), then {next}");

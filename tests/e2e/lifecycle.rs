@@ -2059,3 +2059,73 @@ fn a_renewal_answered_with_a_superseded_certificate_fails_and_keeps_the_one_in_s
     let shown = run(&["show", "1"]).ok().to_owned();
     assert!(shown.contains("active"), "certificate 1 is still in service: {shown}");
 }
+
+/// New-user walkthrough of stop 46: a certificate whose connector cannot revoke (the shipped
+/// local-ca) could not even be marked revoked, so a compromised key stayed usable. With
+/// `--local-only` (API: `local_only`) it is marked revoked without asking the CA: audited as
+/// such, no longer renewed, and for keyCompromise its key is refused from then on.
+#[test]
+fn a_certificate_its_ca_cannot_revoke_is_marked_revoked_locally() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "");
+    let c = config.to_str().expect("utf8");
+    let out = app.path("issued");
+    let o = out.to_str().expect("utf8");
+    app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "leak.example.com", "--out", o]).ok();
+    let at_ca = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]);
+    assert!(at_ca.fails(1).contains("revoke is not implemented by this connector; nothing was changed"));
+    let local =
+        app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise", "--comment", "laptop", "--local-only"]);
+    assert!(local.ok().contains("marked revoked in the inventory; its CA was not asked"), "{}", local.stdout);
+    let shown = app.json(&["show", "1", "--json"]);
+    assert_eq!(
+        (&shown["status"], &shown["revocation"]["reason"]),
+        (&"revoked".into(), &"keyCompromise".into()),
+        "{shown}"
+    );
+    let audit = app.json(&["audit", "--json", "--action", "certificate.revoke"]);
+    let outcomes: Vec<(&str, bool)> = audit
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| (e["outcome"].as_str().unwrap_or(""), e["detail"]["at_ca"].as_bool().unwrap_or(true)))
+        .collect();
+    assert_eq!(outcomes, [("success", false), ("failure", true)], "{audit}");
+    // Its key is refused from now on, as after a revocation at the CA.
+    let csr = app.path("again.csr");
+    crate::helpers::sh(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{o}/key.pem"),
+            "-subj",
+            "/CN=again.example.com",
+            "-out",
+            csr.to_str().expect("utf8"),
+        ],
+    );
+    let reused = app.run(&["--config", c, "issue", "--profile", "lab", "--csr", csr.to_str().expect("utf8")]);
+    assert!(
+        reused.fails(1).contains("the CSR's key was revoked for keyCompromise (certificate 1)"),
+        "{}",
+        reused.stderr
+    );
+    let again = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise", "--local-only"]);
+    assert!(again.fails(1).contains("it is already revoked"), "{}", again.stderr);
+    // Over the API too.
+    let issued = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "api.example.com"]);
+    assert!(issued.ok().contains("issued certificate #2"), "{}", issued.stdout);
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("admin", "admin");
+    let r = crate::helpers::http()
+        .post(format!("{}/v1/certificates/2/revoke", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"reason": "cessationOfOperation", "local_only": true}))
+        .send()
+        .expect("revoke");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let view: serde_json::Value = r.json().expect("json");
+    assert_eq!(view["status"], "revoked", "{view}");
+}

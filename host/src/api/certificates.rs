@@ -484,6 +484,11 @@ pub struct RevokeBody {
     /// Free text for the CA and the audit log.
     #[serde(default)]
     comment: String,
+    /// Mark it revoked in the inventory only, without asking its CA (a connector that cannot
+    /// revoke, an imported certificate, one revoked at the CA by other means): no longer
+    /// renewed or deployed, its key blocked on keyCompromise, but still vouched for by the CA.
+    #[serde(default)]
+    local_only: bool,
 }
 
 #[utoipa::path(post, operation_id = "revoke_certificate", path = "/v1/certificates/{id}/revoke", tag = "certificates",
@@ -506,6 +511,9 @@ async fn revoke(
         let state = task_state;
         let mut inv = state.inventory.get_for_call().await?;
         let mut p = Pipeline { inventory: &mut inv, connectors: &*state.connectors, env: &*state.env, actor: &actor };
+        if body.local_only {
+            return Ok(p.revoke_locally(cert_id, body.reason, &body.comment)?);
+        }
         Ok(p.revoke(cert_id, body.reason, &body.comment).await?)
     })
     .await?;

@@ -55,6 +55,11 @@ pub struct RevokeArgs {
     /// Comment for the CA and the audit log.
     #[arg(long, default_value = "")]
     comment: String,
+    /// Mark it revoked in the inventory only, without asking its CA (a connector that cannot
+    /// revoke, an imported certificate, one revoked at the CA by other means): it is no longer
+    /// renewed or deployed, and keyCompromise blocks its key, but the CA still vouches for it.
+    #[arg(long)]
+    local_only: bool,
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -134,10 +139,13 @@ fn holds_files_of(dir: &std::path::Path, record: &certhost::inventory::Certifica
 pub fn revoke(args: RevokeArgs, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<ExitCode> {
     let id = lookup(inv, &args.id)?.id;
     let registry = super::registry(&env.data_dir, env);
-    super::runtime()?.block_on(async {
-        let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
-        p.revoke(id, args.reason, &args.comment).await
-    })?;
+    let mut p = Pipeline { inventory: inv, connectors: &registry, env: &super::env_lookup, actor: &env.actor };
+    if args.local_only {
+        p.revoke_locally(id, args.reason, &args.comment)?;
+        println!("certificate #{id} marked revoked in the inventory; its CA was not asked and still vouches for it");
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::runtime()?.block_on(p.revoke(id, args.reason, &args.comment))?;
     println!("certificate #{id} revoked at its CA and marked revoked");
     Ok(ExitCode::SUCCESS)
 }

@@ -109,8 +109,19 @@ pub struct InventoryGauges {
 }
 
 impl Inventory {
-    /// Records that the CA revoked certificate `id` (called after the connector said so).
-    pub fn record_revoked(&mut self, id: i64, reason: &str, comment: &str, actor: &str) -> Result<(), InventoryError> {
+    /// Records that the CA revoked certificate `id` (called after the connector said so), or —
+    /// `at_ca` false — that an operator marked it revoked without asking its CA (one whose
+    /// connector cannot revoke, an imported one, one revoked at the CA by other means): the
+    /// inventory stops renewing and deploying it, and a keyCompromise blocks its key either
+    /// way. The audit event and the notification say which it was.
+    pub fn record_revoked(
+        &mut self,
+        id: i64,
+        reason: &str,
+        comment: &str,
+        actor: &str,
+        at_ca: bool,
+    ) -> Result<(), InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         // Its CN names it in the notification: "certificate 23 was revoked" alone sent the
@@ -127,18 +138,21 @@ impl Inventory {
         audit::record(
             &tx,
             now,
-            &cert_event(actor, "certificate.revoke", id, serde_json::json!({ "reason": reason, "comment": comment })),
+            &cert_event(
+                actor,
+                "certificate.revoke",
+                id,
+                serde_json::json!({ "reason": reason, "comment": comment, "at_ca": at_ca }),
+            ),
         )?;
+        let how = if at_ca { "was revoked" } else { "was marked revoked in the inventory (its CA was not asked)" };
         super::renewals::enqueue(
             &tx,
             now,
             "revoked",
             Some(id),
-            &format!(
-                "certhost: certificate {id} ({}) was revoked ({reason})",
-                common_name.as_deref().unwrap_or("no CN")
-            ),
-            &serde_json::json!({ "reason": reason, "comment": comment, "by": actor }),
+            &format!("certhost: certificate {id} ({}) {how} ({reason})", common_name.as_deref().unwrap_or("no CN")),
+            &serde_json::json!({ "reason": reason, "comment": comment, "by": actor, "at_ca": at_ca }),
         )?;
         if reason == KEY_COMPROMISE {
             // The public key is recorded, whoever holds its private half: a key from an uploaded
