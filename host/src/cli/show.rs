@@ -23,7 +23,8 @@ pub struct Args {
     /// (mode 0600; recorded in the audit log as a key download) into DIR, as `issue --out` does.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["pem", "json"])]
     out: Option<std::path::PathBuf>,
-    /// Replace those files when DIR already holds them.
+    /// Replace those files when DIR already holds another certificate's (this certificate's
+    /// own files are written again without it).
     #[arg(long, requires = "out")]
     overwrite: bool,
 }
@@ -36,7 +37,10 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(dir) = &args.out {
-        super::issue::prepare_out_dir(dir, None, args.overwrite, "nothing was written")?;
+        // Its own files, exported before, are written again: refusing them asked for
+        // --overwrite to repeat an export (new-user walkthrough of stop 46).
+        let its_own = std::fs::read_to_string(dir.join("cert.pem")).is_ok_and(|pem| pem == r.pem);
+        super::issue::prepare_out_dir(dir, None, args.overwrite || its_own, "nothing was written")?;
         let key = match r.key_id {
             Some(_) => Some(inv.download_key(r.id, &env.actor)?),
             None => None,
