@@ -319,8 +319,8 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
         .unwrap_or_else(|| panic!("not sent again after the retry; log: {}", server.log()));
     let retried = server.app.json(&["audit", "--json", "--action", "certificate.renewal_retry"]);
     assert_eq!(retried.as_array().map(Vec::len), Some(1), "{retried}");
-    // The same over HTTP: a certificate that does not exist is a 404 and retries nothing; a
-    // profile with nothing failing retries nothing.
+    // The same over HTTP: a certificate that does not exist is a 404 and retries nothing, and
+    // so is a profile that does not (a typo read as "nothing failing").
     let token = server.token("ops", "operator");
     let retry = |body: serde_json::Value| {
         let r = crate::helpers::http()
@@ -334,11 +334,13 @@ fn a_renewal_rejected_after_pending_backs_off_and_is_not_sent_again_meanwhile() 
     let (status, body) = retry(serde_json::json!({"ids": [1, 999]}));
     assert_eq!(status, 404, "{body}");
     let (status, body) = retry(serde_json::json!({"profile": "nosuch"}));
-    assert_eq!((status, body), (200, serde_json::json!({"retried": [], "in_progress": [], "waiting": []})));
+    assert_eq!((status, &body["detail"]), (404, &serde_json::json!("profile nosuch not found")), "{body}");
     let (status, body) = retry(serde_json::json!({"ids": []}));
     assert_eq!(status, 400, "an empty list is not 'all': {body}");
     let r = server.app.run(&["renewals", "retry", "--profile", "nosuch"]);
-    assert!(r.ok().contains("no automatic renewal of profile nosuch is failing"), "{}", r.stdout);
+    assert!(r.fails(1).contains("profile nosuch not found"), "{}", r.stderr);
+    let r = server.app.run(&["renewals", "--profile", "nosuch"]);
+    assert!(r.fails(1).contains("profile nosuch not found"), "{}", r.stderr);
 }
 
 /// Operator review of stop 41: a round renewed its batch one certificate after another, so a
