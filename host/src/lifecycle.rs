@@ -235,7 +235,9 @@ impl Pipeline<'_> {
     /// says it did is the certificate marked `revoked`. A connector without `revoke` changes
     /// nothing and says so.
     pub async fn revoke(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
-        let (cert, _revoking) = self.begin_revocation(id)?;
+        let (cert, _revoking) = self.begin_revocation(id, true)?;
+        // Marked revoked in the inventory only, and now revoked at the CA.
+        let marked_before = cert.status == CertStatus::Revoked;
         let refuse = |reason: String| IssueError::Certificate { id, reason };
         let account_name = cert.account.clone().ok_or_else(|| {
             refuse("it was not issued through a CA account (imported), so certhost cannot revoke it at the CA".into())
@@ -276,7 +278,7 @@ impl Pipeline<'_> {
             }
             // Another process revoked it while this call was at the CA (which then refused it
             // as already revoked): the outcome the caller wants, said as such.
-            Err(_) if self.certificate(id).is_ok_and(|c| c.status == CertStatus::Revoked) => {
+            Err(_) if !marked_before && self.certificate(id).is_ok_and(|c| c.status == CertStatus::Revoked) => {
                 Err(refuse("it is already revoked".into()))
             }
             Err(e) => {
@@ -307,18 +309,21 @@ impl Pipeline<'_> {
     /// still vouches for the certificate until it is revoked there (new-user walkthrough of
     /// stop 46: such a certificate could not be marked at all).
     pub fn revoke_locally(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
-        let (_, _revoking) = self.begin_revocation(id)?;
+        let (_, _revoking) = self.begin_revocation(id, false)?;
         let reason_word =
             serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         self.inventory.record_revoked(id, &reason_word, comment, self.actor, false)?;
         Ok(())
     }
 
-    /// Certificate `id`, not revoked yet, with this process's claim on revoking it.
-    fn begin_revocation(&mut self, id: i64) -> Result<(CertificateRecord, Revoking), IssueError> {
+    /// Certificate `id`, not revoked yet — or, for a revocation `at_ca`, only marked revoked
+    /// in the inventory (the CA still vouches for it, and now revokes it) — with this
+    /// process's claim on revoking it.
+    fn begin_revocation(&mut self, id: i64, at_ca: bool) -> Result<(CertificateRecord, Revoking), IssueError> {
         let cert = self.certificate(id)?;
         let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
-        if cert.status == CertStatus::Revoked {
+        let marked_only = || self.inventory.revocation(id).map(|r| r.is_some_and(|(.., at_ca)| !at_ca));
+        if cert.status == CertStatus::Revoked && !(at_ca && marked_only()?) {
             return Err(refuse("it is already revoked"));
         }
         // One revocation of a certificate at a time in this process: two at once both reached

@@ -174,6 +174,9 @@ pub struct RevocationView {
     /// When (RFC 3339).
     #[schema(format = DateTime)]
     pub at: String,
+    /// Whether its CA revoked it; false when it was only marked revoked in the inventory
+    /// (`revoke --local-only`), and the CA still vouches for it.
+    pub at_ca: bool,
 }
 
 /// One deployment of a certificate.
@@ -228,11 +231,12 @@ impl CertView<'_> {
             open_order_id: r.open_order_id,
         });
         if self.status == "revoked" {
-            self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at)| RevocationView {
+            self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at, at_ca)| RevocationView {
                 reason,
                 comment,
                 by,
                 at: rfc3339(at),
+                at_ca,
             });
         }
         Ok(self)

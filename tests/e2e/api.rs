@@ -992,6 +992,41 @@ fn serve_names_at_start_a_parameter_value_it_cannot_read() {
     assert_eq!(server.app.json(&["orders", "list", "--json"]), serde_json::json!([]));
 }
 
+/// Review of stop 46: an approved order the server cannot send (a value it cannot read) was
+/// answered "nothing was stored" while the approval was recorded and the order failed. The
+/// 503 names the order it closed.
+#[test]
+fn an_approval_the_server_cannot_send_names_the_order_it_failed() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(
+        &app,
+        "approval_required = true\n[params]\nticket = { sensitive = true, value = { env = \"CERTHOST_TEST_UNSET_TICKET\" } }\n",
+    );
+    let server = Server::start(app, Some(&config));
+    let (alice, bob) = (server.token("alice", "operator"), server.token("bob", "operator"));
+    let held: serde_json::Value = http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"profile": "lab", "cn": "held.example.com"}))
+        .send()
+        .expect("issue")
+        .json()
+        .expect("json");
+    let order = held["order_id"].as_i64().unwrap_or_else(|| panic!("{held}"));
+    let r =
+        http().post(format!("{}/v1/orders/{order}/approve", server.base)).bearer_auth(&bob).send().expect("approve");
+    let refused = problem(r, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused["order_id"], order, "{refused}");
+    let detail = refused["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with(&format!("order {order} failed: the server cannot send it until an operator fixes"))
+            && detail.contains("CERTHOST_TEST_UNSET_TICKET")
+            && !detail.contains("nothing was stored"),
+        "{detail}"
+    );
+    assert_eq!(server.app.json(&["orders", "show", &order.to_string(), "--json"])["state"], "failed");
+}
+
 /// Regression: serve's memory (the master key, unsealed secrets, private keys) could be
 /// written to a core file. (It is also made undumpable, which hides `/proc/PID/mem` from other
 /// processes of its user; these tests run as root, which sees it anyway.)

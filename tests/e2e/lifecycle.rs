@@ -1118,8 +1118,21 @@ fn an_unwritable_out_directory_is_refused_first_and_a_late_failure_says_the_cert
     assert_eq!(mode & 0o777, 0o600);
     let key = std::fs::read_to_string(again.join("key.pem")).expect("key");
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
-    // Its own files again: written, as asked; another certificate's are refused (below).
+    // Its own files again: written, as asked; another certificate's are refused (below), and
+    // so is its certificate beside another key.
     app.run(&["show", "1", "--out", s(&again)]).ok();
+    let mixed = app.path("mixed");
+    app.run(&["show", "1", "--out", s(&mixed)]).ok();
+    crate::helpers::sh(
+        "openssl",
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", s(&mixed.join("other.pem"))],
+    );
+    crate::helpers::sh(
+        "openssl",
+        &["pkcs8", "-topk8", "-nocrypt", "-in", s(&mixed.join("other.pem")), "-out", s(&mixed.join("key.pem"))],
+    );
+    let refused = app.run(&["show", "1", "--out", s(&mixed)]).fails(1).to_owned();
+    assert!(refused.contains("already holds cert.pem"), "{refused}");
     let audit = app.json(&["audit", "--json", "--object-type", "certificate", "--object-id", "1"]);
     assert!(audit.to_string().contains("certificate.key_download"), "the key's export is audited: {audit}");
 
@@ -2118,6 +2131,11 @@ fn a_certificate_its_ca_cannot_revoke_is_marked_revoked_locally() {
     );
     let again = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise", "--local-only"]);
     assert!(again.fails(1).contains("it is already revoked"), "{}", again.stderr);
+    // Its view says the CA was not asked; a revocation at the CA is still tried (and here
+    // refused by the connector, said as such rather than "already revoked").
+    assert_eq!(app.json(&["show", "1", "--json"])["revocation"]["at_ca"], false);
+    let at_ca = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]);
+    assert!(at_ca.fails(1).contains("revoke is not implemented by this connector"), "{}", at_ca.stderr);
     // Over the API too.
     let issued = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "api.example.com"]);
     assert!(issued.ok().contains("issued certificate #2"), "{}", issued.stdout);

@@ -49,13 +49,18 @@ fn root() -> PathBuf {
 }
 
 /// The cargo of the pinned toolchain. When rustup chose it (rust-toolchain.toml), rustup's
-/// proxy with the inherited `RUSTUP_TOOLCHAIN` is that cargo; cargo's own `CARGO` named
-/// another toolchain's binary on a machine whose `stable` is the same release (new-user
-/// walkthrough of stop 46).
+/// own proxy (`$CARGO_HOME/bin/cargo`, not whatever `cargo` comes first on `PATH`) with the
+/// inherited `RUSTUP_TOOLCHAIN` is that cargo; cargo's own `CARGO` named another toolchain's
+/// binary on a machine whose `stable` is the same release (new-user walkthrough of stop 46).
 fn cargo() -> Command {
-    let program = match std::env::var_os("RUSTUP_TOOLCHAIN") {
-        Some(_) => "cargo".into(),
-        None => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    let proxy = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|home| home.join("bin").join("cargo"))
+        .filter(|p| p.is_file());
+    let program = match (std::env::var_os("RUSTUP_TOOLCHAIN"), proxy) {
+        (Some(_), Some(proxy)) => proxy,
+        _ => PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
     };
     let mut cmd = Command::new(program);
     cmd.current_dir(root());

@@ -356,6 +356,7 @@ impl From<IssueError> for ApiError {
             | IssueError::NeedsAttention { order_id, .. }
             | IssueError::Rejected { order_id, .. }
             | IssueError::Verification { order_id, .. }
+            | IssueError::Unconfigured { order_id, .. }
             | IssueError::IdempotencyMismatch { order_id } => Some(*order_id),
             _ => None,
         };
@@ -394,6 +395,7 @@ impl ApiError {
             | IssueError::CaCall { .. }
             | IssueError::NeedsAttention { .. }
             | IssueError::Verification { .. } => ApiError::Upstream(e.to_string()),
+            IssueError::Unconfigured { .. } => ApiError::Unavailable(e.to_string()),
             IssueError::Param(crate::param::ParamError::Unresolvable { .. }) => ApiError::Unavailable(format!(
                 "the server cannot make this request until an operator fixes its configuration: {e} (nothing was \
                      stored)"

@@ -238,6 +238,8 @@ async fn reload_on_sighup(
                 } else {
                     tracing::info!(accounts_changed = ?report.accounts_changed, profiles_changed = ?report.profiles_changed, "configuration reloaded from {}", path.display());
                 }
+                // A value a reload brought in is named now, as at start, not by a 503.
+                warn_unresolvable_secrets(&inv, &started_with.1);
                 if let Ok(now) = certhost::config::read_file(&path) {
                     for (section, changed) in
                         [("[server]", now.server != started_with.0), ("[notify]", now.notify != started_with.1)]

@@ -38,8 +38,20 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
     }
     if let Some(dir) = &args.out {
         // Its own files, exported before, are written again: refusing them asked for
-        // --overwrite to repeat an export (new-user walkthrough of stop 46).
-        let its_own = std::fs::read_to_string(dir.join("cert.pem")).is_ok_and(|pem| pem == r.pem);
+        // --overwrite to repeat an export (new-user walkthrough of stop 46). Its own means its
+        // certificate (public, so anyone's copy) and no key.pem of another key beside it.
+        // (A stored record leaves `info.public_key_raw` unset: read from the certificate.)
+        let public_key = certhost::cert::pem_certificates(&r.pem)
+            .ok()
+            .and_then(|ders| ders.into_iter().next())
+            .and_then(|der| certhost::cert::CertificateInfo::from_der(&der).ok())
+            .map(|info| info.public_key_raw);
+        let its_key = match std::fs::read_to_string(dir.join("key.pem")) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(text) => certhost::key::PrivateKey::from_pem(&text)
+                .is_ok_and(|k| public_key.as_deref() == Some(k.public_key_raw())),
+        };
+        let its_own = its_key && std::fs::read_to_string(dir.join("cert.pem")).is_ok_and(|pem| pem == r.pem);
         super::issue::prepare_out_dir(dir, None, args.overwrite || its_own, "nothing was written")?;
         let key = match r.key_id {
             Some(_) => Some(inv.download_key(r.id, &env.actor)?),

@@ -108,6 +108,18 @@ pub struct InventoryGauges {
     pub renewals_due: u64,
 }
 
+/// Whether certificate `id`'s latest revocation was marked in the inventory only.
+fn revoked_locally(tx: &rusqlite::Connection, id: i64) -> Result<bool, InventoryError> {
+    Ok(tx.query_row_cached(
+        "SELECT COALESCE((SELECT json_extract(detail, '$.at_ca') = 0 FROM audit_events
+                           WHERE object_type = 'certificate' AND object_id = ?1
+                             AND action = 'certificate.revoke' AND outcome = 'success'
+                           ORDER BY id DESC LIMIT 1), 0)",
+        [id.to_string()],
+        |r| r.get(0),
+    )?)
+}
+
 impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so), or —
     /// `at_ca` false — that an operator marked it revoked without asking its CA (one whose
@@ -126,15 +138,22 @@ impl Inventory {
         let tx = super::write_tx(&mut self.conn)?;
         // Its CN names it in the notification: "certificate 23 was revoked" alone sent the
         // reader to look it up (operator review of stop 36).
-        let common_name: Option<String> = tx
-            .query_row_cached(
-                "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1
-                 RETURNING common_name",
-                [id],
-                |r| r.get(0),
-            )
+        // Read in the transaction that changes it: another process may have revoked it since
+        // this one looked (one revocation per process at a time is all `Revoking` holds). A
+        // mark in the inventory alone gives way to the CA's revocation, never the reverse.
+        let status: String = tx
+            .query_row_cached("SELECT status FROM certificates WHERE id = ?1", [id], |r| r.get(0))
             .optional()?
             .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?;
+        if status == "revoked" && (!at_ca || !revoked_locally(&tx, id)?) {
+            return Err(InventoryError::Conflict(format!("certificate {id} is already revoked")));
+        }
+        let common_name: Option<String> = tx.query_row_cached(
+            "UPDATE certificates SET status = 'revoked', renew_after = NULL, renewal_lease_until = NULL WHERE id = ?1
+             RETURNING common_name",
+            [id],
+            |r| r.get(0),
+        )?;
         audit::record(
             &tx,
             now,
@@ -191,20 +210,21 @@ impl Inventory {
         Ok(())
     }
 
-    /// How certificate `id` was revoked: `(reason, comment, actor, at)` of its latest
-    /// `certificate.revoke` event. The row keeps only the status; the audit log, which no one
-    /// can edit, is the record of why, and a revoked certificate's view says it.
-    pub fn revocation(&self, id: i64) -> Result<Option<(String, String, String, i64)>, InventoryError> {
+    /// How certificate `id` was revoked: `(reason, comment, actor, at, at_ca)` of its latest
+    /// `certificate.revoke` event (`at_ca` false: marked in the inventory only; an event from
+    /// before the field was a CA's). The row keeps only the status; the audit log, which no
+    /// one can edit, is the record of why, and a revoked certificate's view says it.
+    pub fn revocation(&self, id: i64) -> Result<Option<(String, String, String, i64, bool)>, InventoryError> {
         Ok(self
             .conn
             .query_row_cached(
                 "SELECT COALESCE(json_extract(detail, '$.reason'), ''), COALESCE(json_extract(detail, '$.comment'), ''),
-                        actor, at
+                        actor, at, COALESCE(json_extract(detail, '$.at_ca'), 1)
                  FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
                    AND action = 'certificate.revoke' AND outcome = 'success'
                  ORDER BY id DESC LIMIT 1",
                 [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?)
     }
@@ -693,5 +713,29 @@ mod tests {
                 .expect("retry");
         }
         assert_eq!(inv.gauges().expect("gauges").deploy_retries, 1);
+    }
+
+    /// A revocation is recorded once, whichever process records it; a mark in the inventory
+    /// alone gives way to the CA's revocation, never the reverse.
+    #[test]
+    fn a_revocation_is_recorded_once_and_a_local_mark_gives_way_to_the_cas() {
+        let (_dir, mut inv) = super::super::scratch();
+        inv.conn
+            .execute(
+                "INSERT INTO certificates (id, pem, serial, sha1, sha256, subject, issuer, sans, not_before,
+                     not_after, key_algorithm, key_bits, status, source, created_at)
+                 VALUES (1, '', '01', 'a', 'a', 'CN=x', 'CN=ca', '[]', 0, 9999999999, 'ec', 256, 'active', 'issue', 0)",
+                [],
+            )
+            .expect("certificate");
+        inv.record_revoked(1, "superseded", "", "ops", false).expect("marked");
+        assert_eq!(inv.revocation(1).expect("read").map(|r| r.4), Some(false));
+        let again = inv.record_revoked(1, "superseded", "", "ops", false).expect_err("twice");
+        assert_eq!(again.to_string(), "certificate 1 is already revoked");
+        inv.record_revoked(1, "superseded", "", "ops", true).expect("at the CA after");
+        assert_eq!(inv.revocation(1).expect("read").map(|r| r.4), Some(true));
+        for at_ca in [true, false] {
+            assert!(inv.record_revoked(1, "superseded", "", "ops", at_ca).is_err(), "revoked at the CA: final");
+        }
     }
 }

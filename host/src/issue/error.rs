@@ -81,6 +81,16 @@ pub enum IssueError {
         /// Redacted reason.
         message: String,
     },
+    /// An order already written (approved, resubmitted) failed because the server cannot
+    /// read a parameter's value (`{ env }` not set where it runs, `{ file }` gone): the
+    /// configuration's fault, named as such, with the order it closed.
+    #[error("order {order_id} failed: the server cannot send it until an operator fixes its configuration: {source}")]
+    Unconfigured {
+        /// Order.
+        order_id: i64,
+        /// What could not be read.
+        source: crate::param::ParamError,
+    },
     /// Polling a pending order failed for now; it stays pending and is polled again later.
     #[error(
         "order {order_id} is still pending at the CA: polling it failed ({message}); it is polled again in {retry_in_s} s"

@@ -445,6 +445,11 @@ impl Pipeline<'_> {
                     tracing::warn!(target: OUTCOME_LOG_TARGET, "request refused, nothing stored: {e}");
                     return Err(e);
                 }
+                // An approved or resubmitted order is closed with why, and named.
+                Err(IssueError::Param(source @ crate::param::ParamError::Unresolvable { .. })) => {
+                    let order_id = self.fail_submission(order, &source.to_string()).await?;
+                    return Err(IssueError::Unconfigured { order_id, source });
+                }
                 Err(e) => {
                     self.fail_submission(order, &e.to_string()).await?;
                     return Err(e);
