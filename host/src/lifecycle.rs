@@ -322,7 +322,7 @@ impl Pipeline<'_> {
     fn begin_revocation(&mut self, id: i64, at_ca: bool) -> Result<(CertificateRecord, Revoking), IssueError> {
         let cert = self.certificate(id)?;
         let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
-        let marked_only = || self.inventory.revocation(id).map(|r| r.is_some_and(|(.., at_ca)| !at_ca));
+        let marked_only = || self.inventory.revocation(id).map(|r| r.is_some_and(|r| !r.at_ca));
         if cert.status == CertStatus::Revoked && !(at_ca && marked_only()?) {
             return Err(refuse("it is already revoked"));
         }

@@ -231,12 +231,12 @@ impl CertView<'_> {
             open_order_id: r.open_order_id,
         });
         if self.status == "revoked" {
-            self.revocation = inv.revocation(self.id)?.map(|(reason, comment, by, at, at_ca)| RevocationView {
-                reason,
-                comment,
-                by,
-                at: rfc3339(at),
-                at_ca,
+            self.revocation = inv.revocation(self.id)?.map(|r| RevocationView {
+                reason: r.reason,
+                comment: r.comment,
+                by: r.by,
+                at: rfc3339(r.at),
+                at_ca: r.at_ca,
             });
         }
         Ok(self)

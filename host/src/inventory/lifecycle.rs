@@ -108,6 +108,22 @@ pub struct InventoryGauges {
     pub renewals_due: u64,
 }
 
+/// A certificate's latest revocation ([`Inventory::revocation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The RFC 5280 reason.
+    pub reason: String,
+    /// The comment given with it.
+    pub comment: String,
+    /// Who revoked it.
+    pub by: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// False when it was only marked revoked in the inventory (an event from before the field
+    /// was a CA's revocation).
+    pub at_ca: bool,
+}
+
 /// Whether certificate `id`'s latest revocation was marked in the inventory only.
 fn revoked_locally(tx: &rusqlite::Connection, id: i64) -> Result<bool, InventoryError> {
     Ok(tx.query_row_cached(
@@ -210,11 +226,10 @@ impl Inventory {
         Ok(())
     }
 
-    /// How certificate `id` was revoked: `(reason, comment, actor, at, at_ca)` of its latest
-    /// `certificate.revoke` event (`at_ca` false: marked in the inventory only; an event from
-    /// before the field was a CA's). The row keeps only the status; the audit log, which no
-    /// one can edit, is the record of why, and a revoked certificate's view says it.
-    pub fn revocation(&self, id: i64) -> Result<Option<(String, String, String, i64, bool)>, InventoryError> {
+    /// How certificate `id` was revoked, from its latest `certificate.revoke` event. The row
+    /// keeps only the status; the audit log, which no one can edit, is the record of why, and
+    /// a revoked certificate's view says it.
+    pub fn revocation(&self, id: i64) -> Result<Option<Revocation>, InventoryError> {
         Ok(self
             .conn
             .query_row_cached(
@@ -224,7 +239,7 @@ impl Inventory {
                    AND action = 'certificate.revoke' AND outcome = 'success'
                  ORDER BY id DESC LIMIT 1",
                 [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok(Revocation { reason: r.get(0)?, comment: r.get(1)?, by: r.get(2)?, at: r.get(3)?, at_ca: r.get(4)? }),
             )
             .optional()?)
     }
@@ -729,11 +744,11 @@ mod tests {
             )
             .expect("certificate");
         inv.record_revoked(1, "superseded", "", "ops", false).expect("marked");
-        assert_eq!(inv.revocation(1).expect("read").map(|r| r.4), Some(false));
+        assert_eq!(inv.revocation(1).expect("read").map(|r| r.at_ca), Some(false));
         let again = inv.record_revoked(1, "superseded", "", "ops", false).expect_err("twice");
         assert_eq!(again.to_string(), "certificate 1 is already revoked");
         inv.record_revoked(1, "superseded", "", "ops", true).expect("at the CA after");
-        assert_eq!(inv.revocation(1).expect("read").map(|r| r.4), Some(true));
+        assert_eq!(inv.revocation(1).expect("read").map(|r| r.at_ca), Some(true));
         for at_ca in [true, false] {
             assert!(inv.record_revoked(1, "superseded", "", "ops", at_ca).is_err(), "revoked at the CA: final");
         }
