@@ -93,6 +93,22 @@ pub fn read_file(config_path: &Path) -> Result<ConfigFile, ConfigError> {
         absolutize(p, &base);
     }
     let notify = &config.notify;
+    // A URL that cannot be sent to was found only by the first notification, as a "builder
+    // error" retried every minute (day-2 walkthrough of stop 46). Not echoed: a receiver's
+    // URL may carry its token.
+    if let Some(w) = &notify.webhook {
+        let refuse = |why: String| ConfigError::Parse {
+            path: config_path.to_owned(),
+            reason: format!("[notify.webhook] url is not usable: {why}"),
+        };
+        match reqwest::Url::parse(&w.url) {
+            Err(e) => return Err(refuse(format!("{e} (an absolute https:// or http:// URL is expected)"))),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host().is_none() => {
+                return Err(refuse("an absolute https:// or http:// URL with a host is expected".into()));
+            }
+            Ok(_) => {}
+        }
+    }
     crate::param::hide_from_children(
         notify
             .webhook
@@ -451,6 +467,27 @@ fn absolutize_account(def: &mut AccountDef, base: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Day-2 walkthrough of stop 46: `url = "htp:/…"` was taken, and each notification then
+    /// failed as a "builder error". The file is refused, naming the key, not the URL (which
+    /// may carry the receiver's token).
+    #[test]
+    fn a_webhook_url_that_cannot_be_sent_to_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("certhost.toml");
+        for url in
+            ["htp:/127.0.0.1:18099/T0KEN", "ftp://example.com/T0KEN", "/hooks/T0KEN", "https://hooks.example.com/T0KEN"]
+        {
+            std::fs::write(&config, format!("[notify.webhook]\nurl = \"{url}\"\n")).expect("write");
+            match read_file(&config) {
+                Ok(_) => assert!(url.starts_with("https://"), "{url} taken"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains("[notify.webhook] url is not usable") && !e.contains("T0KEN"), "{e}");
+                }
+            }
+        }
+    }
 
     /// Regressions (review of stop 31): a `profile_dirs` entry that could not be read was
     /// skipped, so a typo removed every profile from the inventory; the same profile name in

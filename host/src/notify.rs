@@ -303,7 +303,19 @@ async fn send_webhook(
             crate::param::resolve(src, "secret", "the webhook", env).map_err(|e| NotifyError::Config(e.to_string()))?;
         req = req.header("x-certhost-signature", signature(secret.as_bytes(), body.as_bytes()));
     }
-    let resp = req.body(body).send().await.map_err(|e| err(e.without_url().to_string()))?;
+    // With its causes: "error sending request" alone did not say the connection was refused
+    // (day-2 walkthrough of stop 46). The URL is left out: it may carry the receiver's token.
+    let resp = req.body(body).send().await.map_err(|e| {
+        let e = e.without_url();
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why.push_str(": ");
+            why.push_str(&c.to_string());
+            cause = c.source();
+        }
+        err(why)
+    })?;
     if !resp.status().is_success() {
         return Err(err(format!("answered HTTP {}", resp.status().as_u16())));
     }
@@ -389,7 +401,11 @@ pub async fn deliver_pending(
         open.insert(n.id, (n, channels.len(), Vec::new()));
     }
     if before > 0 {
-        tracing::info!(count = before, "notifications queued before any channel was configured were not sent");
+        tracing::info!(
+            count = before,
+            "notifications queued before the first serve run with a channel configured were not sent (a channel gets \
+             what is queued from then on)"
+        );
     }
     let deadline = tokio::time::Instant::now() + ROUND_BUDGET;
     let config = std::sync::Arc::new(config.clone());
@@ -495,6 +511,33 @@ mod tests {
             "https://hooks.example.com:8443"
         );
         assert_eq!(super::origin("not a url SECRET"), "(the configured URL)");
+    }
+
+    /// Day-2 walkthrough of stop 46: a receiver that refused the connection was logged as
+    /// "error sending request". The causes are said; the URL's path is not.
+    #[tokio::test]
+    async fn a_refused_connection_is_said_with_its_cause() {
+        // A port just bound and let go: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let w = super::WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/hooks/T0KEN"),
+            secret: None,
+            extra_ca_pem: None,
+        };
+        let n = crate::inventory::Notification {
+            id: 1,
+            kind: "revoked".into(),
+            certificate_id: Some(1),
+            subject: "s".into(),
+            detail: serde_json::json!({}),
+            created_at: 0,
+            attempts: 0,
+            webhook_sent: false,
+            email_sent: false,
+            delivery_id: "d".into(),
+        };
+        let e = super::send_webhook(&w, &n, &|_| None).await.expect_err("nothing listens").to_string();
+        assert!(e.to_lowercase().contains("connection refused") && !e.contains("T0KEN"), "{e}");
     }
 
     /// Stop 37 left the mail body as the webhook's pretty-printed JSON; it says what happened
