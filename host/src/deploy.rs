@@ -123,6 +123,19 @@ impl DeployTarget {
             .map(|e| format!("deploy target {}: {e}; each deployment to it fails until it exists", self.describe()))
     }
 
+    /// A PKCS#12 file written without `pkcs12_password` has its key under an empty password:
+    /// allowed (some consumers want none), and said when the profile changes (day-2
+    /// walkthrough of stop 46: nothing said so).
+    pub fn unprotected_pkcs12(&self) -> Option<String> {
+        (self.pkcs12.is_some() && self.pkcs12_password.is_none()).then(|| {
+            format!(
+                "deploy target {} writes a PKCS#12 file without pkcs12_password: its private key is protected by an \
+                 empty password",
+                self.describe()
+            )
+        })
+    }
+
     /// A short description for listings: `files:/etc/nginx/tls/web.pem`.
     pub fn describe(&self) -> String {
         let first = [&self.fullchain, &self.cert, &self.key, &self.pkcs12, &self.chain]
@@ -541,7 +554,16 @@ fn run_hook(cmd: &str, vars: &[(String, String)], hidden: &[&str], timeout: Dura
         crate::hook::Ended::TimedOut => (Err(format!("timed out after {}s", timeout.as_secs())), text),
         crate::hook::Ended::WaitFailed(e) => (Err(e.to_string()), text),
         crate::hook::Ended::Exited(st) if st.success() => (Ok(()), text),
-        crate::hook::Ended::Exited(st) => (Err(st.to_string()), text),
+        // The shell's own codes for a command it could not run, said as such: "exit status:
+        // 127" sent the operator to the audit log (day-2 walkthrough of stop 46).
+        crate::hook::Ended::Exited(st) => {
+            let why = match st.code() {
+                Some(127) => ": the command was not found",
+                Some(126) => ": the command cannot be run (not executable)",
+                _ => "",
+            };
+            (Err(format!("{st}{why}")), text)
+        }
     }
 }
 
@@ -880,6 +902,20 @@ mod tests {
         let by_env: DeployTarget =
             toml::from_str("pkcs12 = \"/b.p12\"\npkcs12_password = { env = \"P12_PASSWORD\" }\n").expect("target");
         by_env.check().expect("a reference is fine");
+        assert_eq!(by_env.unprotected_pkcs12(), None);
+        // Without a password: allowed, and said.
+        let open: DeployTarget = toml::from_str("pkcs12 = \"/b.p12\"\n").expect("target");
+        open.check().expect("allowed");
+        assert!(open.unprotected_pkcs12().is_some_and(|w| w.contains("empty password")));
+    }
+
+    /// Day-2 walkthrough of stop 46: a hook that is not there failed as "exit status: 127".
+    #[test]
+    fn a_hook_command_that_is_not_there_is_said_to_be_so() {
+        let (status, _) = run_hook("/nonexistent/reload.sh --now", &[], &[], Duration::from_secs(10));
+        assert!(status.as_ref().is_err_and(|s| s.ends_with(": the command was not found")), "{status:?}");
+        let (status, _) = run_hook("exit 3", &[], &[], Duration::from_secs(10));
+        assert_eq!(status, Err("exit status: 3".to_owned()));
     }
 
     #[test]

@@ -414,6 +414,7 @@ impl ProfileDef {
         self.split_key_and_certificate()
             .into_iter()
             .chain(self.deploy.iter().filter_map(|t| t.unknown_owner()))
+            .chain(self.deploy.iter().filter_map(|t| t.unprotected_pkcs12()))
             .collect()
     }
 
