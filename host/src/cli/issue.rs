@@ -268,19 +268,13 @@ pub fn outcome_json(inv: &Inventory, outcome: &IssueOutcome) -> anyhow::Result<s
 /// an encrypted key beside its CSR), with or without `overwrite`.
 fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool, nothing: &str) -> anyhow::Result<()> {
     let csr_key = csr.and_then(|c| certhost::csr::parse_csr(c).ok()).map(|c| c.public_key_raw);
-    let key_path = dir.join("key.pem");
     if let Some(wanted) = &csr_key
-        && key_path.exists()
+        && key_file_holds(dir, wanted) == Some(false)
     {
-        let text = std::fs::read_to_string(&key_path).unwrap_or_default();
-        if let Ok(key) = certhost::key::PrivateKey::from_pem(&text)
-            && key.public_key_raw() != wanted.as_slice()
-        {
-            anyhow::bail!(
-                "{} holds another key than the CSR's, which would sit beside the new certificate; {nothing}: give --out another directory",
-                key_path.display()
-            );
-        }
+        anyhow::bail!(
+            "{} holds another key than the CSR's, which would sit beside the new certificate; {nothing}: give --out another directory",
+            dir.join("key.pem").display()
+        );
     }
     if overwrite {
         return Ok(());
@@ -297,6 +291,14 @@ fn check_out_dir(dir: &std::path::Path, csr: Option<&[u8]>, overwrite: bool, not
         );
     }
     Ok(())
+}
+
+/// Whether `dir/key.pem` is the private half of `public_key` (raw, as in a SubjectPublicKeyInfo):
+/// `None` when there is no such file, or none certhost can read as a key.
+pub fn key_file_holds(dir: &std::path::Path, public_key: &[u8]) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join("key.pem")).ok()?;
+    let key = certhost::key::PrivateKey::from_pem(&text).ok()?;
+    Some(key.public_key_raw() == public_key)
 }
 
 /// [`check_out_dir`], then makes sure files can be written there — creating the directory —

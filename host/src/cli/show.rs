@@ -46,10 +46,10 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
             .and_then(|ders| ders.into_iter().next())
             .and_then(|der| certhost::cert::CertificateInfo::from_der(&der).ok())
             .map(|info| info.public_key_raw);
-        let its_key = match std::fs::read_to_string(dir.join("key.pem")) {
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            Ok(text) => certhost::key::PrivateKey::from_pem(&text)
-                .is_ok_and(|k| public_key.as_deref() == Some(k.public_key_raw())),
+        let its_key = match &public_key {
+            _ if !dir.join("key.pem").exists() => true,
+            Some(public_key) => super::issue::key_file_holds(dir, public_key) == Some(true),
+            None => false,
         };
         let its_own = its_key && std::fs::read_to_string(dir.join("cert.pem")).is_ok_and(|pem| pem == r.pem);
         super::issue::prepare_out_dir(dir, None, args.overwrite || its_own, "nothing was written")?;

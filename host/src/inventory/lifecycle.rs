@@ -124,16 +124,23 @@ pub struct Revocation {
     pub at_ca: bool,
 }
 
-/// Whether certificate `id`'s latest revocation was marked in the inventory only.
-fn revoked_locally(tx: &rusqlite::Connection, id: i64) -> Result<bool, InventoryError> {
-    Ok(tx.query_row_cached(
-        "SELECT COALESCE((SELECT json_extract(detail, '$.at_ca') = 0 FROM audit_events
-                           WHERE object_type = 'certificate' AND object_id = ?1
-                             AND action = 'certificate.revoke' AND outcome = 'success'
-                           ORDER BY id DESC LIMIT 1), 0)",
-        [id.to_string()],
-        |r| r.get(0),
-    )?)
+/// Certificate `id`'s latest revocation, from its latest successful `certificate.revoke`
+/// event: what [`Inventory::revocation`] shows and what `record_revoked` checks in its
+/// transaction.
+fn latest_revocation(conn: &rusqlite::Connection, id: i64) -> Result<Option<Revocation>, InventoryError> {
+    Ok(conn
+        .query_row_cached(
+            "SELECT COALESCE(json_extract(detail, '$.reason'), ''), COALESCE(json_extract(detail, '$.comment'), ''),
+                    actor, at, COALESCE(json_extract(detail, '$.at_ca'), 1)
+             FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
+               AND action = 'certificate.revoke' AND outcome = 'success'
+             ORDER BY id DESC LIMIT 1",
+            [id.to_string()],
+            |r| {
+                Ok(Revocation { reason: r.get(0)?, comment: r.get(1)?, by: r.get(2)?, at: r.get(3)?, at_ca: r.get(4)? })
+            },
+        )
+        .optional()?)
 }
 
 impl Inventory {
@@ -161,7 +168,7 @@ impl Inventory {
             .query_row_cached("SELECT status FROM certificates WHERE id = ?1", [id], |r| r.get(0))
             .optional()?
             .ok_or_else(|| InventoryError::NotFound(format!("certificate {id}")))?;
-        if status == "revoked" && (!at_ca || !revoked_locally(&tx, id)?) {
+        if status == "revoked" && (!at_ca || latest_revocation(&tx, id)?.is_none_or(|r| r.at_ca)) {
             return Err(InventoryError::Conflict(format!("certificate {id} is already revoked")));
         }
         let common_name: Option<String> = tx.query_row_cached(
@@ -230,18 +237,7 @@ impl Inventory {
     /// keeps only the status; the audit log, which no one can edit, is the record of why, and
     /// a revoked certificate's view says it.
     pub fn revocation(&self, id: i64) -> Result<Option<Revocation>, InventoryError> {
-        Ok(self
-            .conn
-            .query_row_cached(
-                "SELECT COALESCE(json_extract(detail, '$.reason'), ''), COALESCE(json_extract(detail, '$.comment'), ''),
-                        actor, at, COALESCE(json_extract(detail, '$.at_ca'), 1)
-                 FROM audit_events WHERE object_type = 'certificate' AND object_id = ?1
-                   AND action = 'certificate.revoke' AND outcome = 'success'
-                 ORDER BY id DESC LIMIT 1",
-                [id.to_string()],
-                |r| Ok(Revocation { reason: r.get(0)?, comment: r.get(1)?, by: r.get(2)?, at: r.get(3)?, at_ca: r.get(4)? }),
-            )
-            .optional()?)
+        latest_revocation(&self.conn, id)
     }
 
     /// Whether the key `key_id` belongs to a certificate revoked for key compromise: such a key
