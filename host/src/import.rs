@@ -34,7 +34,8 @@ pub struct ImportReport {
     /// Files or certificates refused, with the reason.
     pub failed: Vec<Failed>,
     /// Files passed over on purpose (the `--key` file itself, key files that match no
-    /// certificate of this import), with the reason.
+    /// certificate of this import or of the inventory, or one already stored with its key),
+    /// with the reason.
     pub skipped: Vec<Failed>,
 }
 
@@ -139,6 +140,7 @@ pub fn import_paths(
             Err(reason) => report.failed.push(Failed { source: file.display().to_string(), reason }),
         }
     }
+    let mut unmatched_keys = Vec::new();
     for (source, key) in loose_keys {
         let mut used = false;
         for c in candidates.iter_mut().filter(|c| c.key.is_none() && c.public_key_raw == key.public_key_raw()) {
@@ -147,12 +149,7 @@ pub fn import_paths(
             used = true;
         }
         if !used {
-            report
-                .skipped
-                .push(Failed {
-                    source,
-                    reason: "a private key that matches no certificate of this import (to add it to a stored certificate, import that certificate's file with --key)".into(),
-                });
+            unmatched_keys.push((source, key));
         }
     }
     if let Some(key) = &given_key {
@@ -213,7 +210,64 @@ pub fn import_paths(
             Err(e) => return Err(e.into()),
         }
     }
+    add_keys_to_stored(inv, unmatched_keys, &mut report, actor)?;
     Ok(report)
+}
+
+/// Key files that match no certificate of this import are offered to the stored ones: a
+/// certificate stored without its key gets it, as re-importing its file with `--key` would
+/// do; one stored with it is named, so the key file is not taken for a stray (walkthrough of
+/// stop 46: it was called a key "matching no certificate").
+fn add_keys_to_stored(
+    inv: &mut Inventory,
+    keys: Vec<(String, PrivateKey)>,
+    report: &mut ImportReport,
+    actor: &str,
+) -> Result<(), ImportError> {
+    let raws: Vec<&[u8]> = keys.iter().map(|(_, k)| k.public_key_raw()).collect();
+    let holders = inv.certificates_on_keys(&raws)?;
+    for (source, key) in &keys {
+        let mut matched = false;
+        for holder in holders.iter().filter(|h| h.public_key_raw == key.public_key_raw()) {
+            matched = true;
+            if holder.has_key {
+                report.skipped.push(Failed {
+                    source: source.clone(),
+                    reason: format!("the private key of certificate #{}, already stored with it", holder.id),
+                });
+                continue;
+            }
+            let new = NewCertificate {
+                der: &holder.der,
+                chain: &[],
+                key: Some(key),
+                source: "import",
+                profile: None,
+                account: None,
+                predecessor_id: None,
+            };
+            let Ok(info) = CertificateInfo::from_der(&holder.der) else { continue };
+            match inv.insert_certificate(&new, actor) {
+                Ok(InsertOutcome::Duplicate(id) | InsertOutcome::Inserted(id)) => report.duplicates.push(Imported {
+                    source: source.clone(),
+                    id,
+                    subject: info.subject,
+                    sha256: info.sha256,
+                    with_key: true,
+                    expired_at: Some(info.not_after).filter(|at| *at < crate::clock::unix_now()),
+                }),
+                Err(InventoryError::Invalid(reason)) => report.failed.push(Failed { source: source.clone(), reason }),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !matched {
+            report.skipped.push(Failed {
+                source: source.clone(),
+                reason: "a private key that matches no certificate of this import or of the inventory".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Files under `path`, following links. `seen_dirs` holds every directory read so far by its

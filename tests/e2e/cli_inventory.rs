@@ -361,6 +361,28 @@ fn a_directory_with_key_files_beside_certificates_imports_keys_and_a_later_key_i
     let again: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
     assert_eq!(again["duplicates"][0]["with_key"], true, "{again}");
     assert_eq!(app.json(&["show", &api_id, "--json"])["has_private_key"], true);
+    // A key file alone is offered to the stored certificates (walkthrough of stop 46: it was
+    // called a key matching no certificate): one stored without its key gets it, one stored
+    // with it is named, and only a key of no certificate at all is a stray.
+    let (db, db_key) = ca.issue("db.example.com", 30);
+    let db_id = app.json(&["import", s(&db), "--json"])["imported"][0]["id"].to_string();
+    let r = app.run(&["import", s(&db_key), "--json"]);
+    let added: serde_json::Value = serde_json::from_str(r.ok()).expect("json");
+    assert_eq!(added["duplicates"][0]["id"].to_string(), db_id, "{added}");
+    assert_eq!(added["duplicates"][0]["with_key"], true, "{added}");
+    assert_eq!(app.json(&["show", &db_id, "--json"])["has_private_key"], true);
+    let audit = app.json(&["audit", "--json", "--object-id", &db_id]);
+    assert!(audit.as_array().expect("audit").iter().any(|e| e["action"] == "certificate.key_import"), "{audit}");
+    let r = app.run(&["import", s(&dir.join("web.key")), s(&dir.join("stray.key"))]);
+    let out = r.ok();
+    assert!(
+        out.contains(&format!("the private key of certificate #{}, already stored with it", web_row["id"])),
+        "{out}"
+    );
+    assert!(
+        out.contains("stray.key: a private key that matches no certificate of this import or of the inventory"),
+        "{out}"
+    );
 }
 
 #[test]

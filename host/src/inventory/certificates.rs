@@ -328,10 +328,55 @@ impl Inventory {
         }
     }
 
+    /// The stored certificates certifying any of `public_keys` (raw subjectPublicKey bits),
+    /// whatever their status: what an import says of a key file that matches none of its own
+    /// certificates (one stored without its key gets it). One scan for all the keys: the
+    /// column has no index, which every issuance would pay for to serve a rare import.
+    /// Certificates stored before schema 16 carry no digest and are parsed.
+    pub fn certificates_on_keys(&self, public_keys: &[&[u8]]) -> Result<Vec<KeyHolder>, InventoryError> {
+        let wanted: std::collections::HashSet<String> =
+            public_keys.iter().map(|raw| keys::identity_sha256(raw)).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, pem, key_id IS NOT NULL, public_sha256 FROM certificates ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let mut found = Vec::new();
+        while let Some(r) = rows.next()? {
+            let digest: Option<String> = r.get(3)?;
+            if digest.as_ref().is_some_and(|d| !wanted.contains(d)) {
+                continue;
+            }
+            let pem: String = r.get(1)?;
+            let Some(der) = cert::pem_certificates(&pem).ok().and_then(|d| d.into_iter().next()) else { continue };
+            let Ok(info) = CertificateInfo::from_der(&der) else { continue };
+            // The digest names an RSA key by its modulus; the key itself must be the same.
+            if public_keys.iter().any(|raw| *raw == info.public_key_raw.as_slice()) {
+                found.push(KeyHolder { id: r.get(0)?, der, has_key: r.get(2)?, public_key_raw: info.public_key_raw });
+            }
+        }
+        Ok(found)
+    }
+
     /// Number of certificates stored.
     pub fn count(&self) -> Result<u64, InventoryError> {
         Ok(self.conn.query_row_cached("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
     }
+}
+
+/// A stored certificate on a given public key ([`Inventory::certificates_on_keys`]).
+#[derive(Debug)]
+pub struct KeyHolder {
+    /// Its inventory id.
+    pub id: i64,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Whether its private key is stored with it.
+    pub has_key: bool,
+    /// The public key it certifies (raw subjectPublicKey bits).
+    pub public_key_raw: Vec<u8>,
 }
 
 /// A serial number as stored (lowercase hex) without what tools add or drop: colons and

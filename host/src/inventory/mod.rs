@@ -37,7 +37,7 @@ pub use accounts::{SecretOwner, Upsert, is_file_origin, stranded_warning, taken_
 pub use acme_answers::InventoryAnswerStore;
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use backup::{Backup, Restored, restore_from, set_aside_inventories};
-pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, ListFilter, NewCertificate};
+pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, KeyHolder, ListFilter, NewCertificate};
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
 pub use group::GroupCommit;
