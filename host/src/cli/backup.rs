@@ -93,6 +93,14 @@ pub fn restore(args: RestoreArgs, data_dir: &Path, env: &super::Env) -> anyhow::
     );
     if let Some(aside) = &restored.replaced {
         println!("the inventory it replaced is kept as {}", aside.display());
+        if restored.replaced_under_other_key {
+            println!(
+                "warning: {} is sealed under another master key than {used} (the one master.key or \
+                 CERTHOST_MASTER_KEY held before the backup's key was put back): keep that key, or that inventory's \
+                 private keys can never be read again",
+                aside.display()
+            );
+        }
     }
     if !restored.revived_tokens.is_empty() {
         println!(

@@ -169,13 +169,11 @@ fn check_copy(target: &Path, vault: &MasterKey, what: &str) -> Result<Backup, In
     if found > schema::CURRENT_VERSION {
         return Err(InventoryError::NewerSchema { found, supported: schema::CURRENT_VERSION });
     }
-    let sealed: Vec<u8> = conn
-        .query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0))
-        .map_err(|_| not_inventory("it has no master-key check value".into()))?;
-    match vault.open(&sealed, b"vault_check") {
-        Ok(plain) if plain.as_slice() == VAULT_CHECK => {}
+    match opens_under(&conn, vault) {
+        None => return Err(not_inventory("it has no master-key check value".into())),
+        Some(true) => {}
         // Not damage: most likely a backup taken under another key (before a rotation).
-        _ => {
+        Some(false) => {
             return Err(InventoryError::Invalid(format!(
                 "{what} does not open under the master key: it is sealed under another one"
             )));
@@ -189,6 +187,13 @@ fn check_copy(target: &Path, vault: &MasterKey, what: &str) -> Result<Backup, In
     })
 }
 
+/// Whether the inventory open on `conn` is sealed under `vault` (its check value opens);
+/// `None` when it has no check value to go on.
+fn opens_under(conn: &rusqlite::Connection, vault: &MasterKey) -> Option<bool> {
+    let sealed: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0)).ok()?;
+    Some(vault.open(&sealed, b"vault_check").is_ok_and(|plain| plain.as_slice() == VAULT_CHECK))
+}
+
 /// What [`restore_from`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
@@ -196,6 +201,11 @@ pub struct Restored {
     pub backup: Backup,
     /// Where the inventory it replaced was set aside, when there was one.
     pub replaced: Option<PathBuf>,
+    /// Whether that inventory is sealed under another master key than the one restored
+    /// under: a backup from before a rotation is restored with the old key put back, and the
+    /// key that opens the inventory set aside is then in no file certhost reads (walkthrough
+    /// of stop 46). The operator must keep it to ever read that inventory.
+    pub replaced_under_other_key: bool,
     /// Tokens revoked in the replaced inventory that the backup holds as active: a restore
     /// brings them back to life, and the operator must hear of it (stop 36's review).
     pub revived_tokens: Vec<String>,
@@ -227,8 +237,9 @@ pub fn restore_from(
     replace: bool,
     actor: &str,
 ) -> Result<Restored, InventoryError> {
-    let (backup, replaced, alone) = put_in_place(data_dir, source, &key, replace, actor)
-        .map_err(|e| InventoryError::Invalid(format!("nothing was restored: {e}")))?;
+    let InPlace { backup, replaced, replaced_under_other_key, alone } =
+        put_in_place(data_dir, source, &key, replace, actor)
+            .map_err(|e| InventoryError::Invalid(format!("nothing was restored: {e}")))?;
     let db = data_dir.join(DB_FILE);
     // The open audits the restore from its note, and names the tokens it brought back.
     let opened = Inventory::open_finishing_restore(data_dir, key);
@@ -237,7 +248,7 @@ pub fn restore_from(
             if let Some(aside) = &replaced {
                 settle_aside(aside);
             }
-            Ok(Restored { backup, replaced, revived_tokens })
+            Ok(Restored { backup, replaced, replaced_under_other_key, revived_tokens })
         }
         Err(e) => {
             // Still under the hold: the previous inventory goes back, or the directory is left
@@ -505,13 +516,21 @@ fn remove_stray_links(data_dir: &Path) {
 /// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
 /// data directory's inventory is as it was. Returns the checked copy's counts, the backup's
 /// path, where the old inventory was linked, and the exclusive hold.
+/// What [`put_in_place`] left, under the exclusive hold it returns.
+struct InPlace {
+    backup: Backup,
+    replaced: Option<PathBuf>,
+    replaced_under_other_key: bool,
+    alone: std::sync::Arc<dir_lock::DirHold>,
+}
+
 fn put_in_place(
     data_dir: &Path,
     source: &Path,
     key: &MasterKey,
     replace: bool,
     actor: &str,
-) -> Result<(Backup, Option<PathBuf>, std::sync::Arc<dir_lock::DirHold>), InventoryError> {
+) -> Result<InPlace, InventoryError> {
     let refuse = |reason: String| InventoryError::Invalid(format!("{}: {reason}", source.display()));
     // The real file: a symbolic link's WAL, if any, lies beside its target (stop 36's review).
     let source = std::fs::canonicalize(source).map_err(|e| refuse(e.to_string()))?;
@@ -619,6 +638,12 @@ fn put_in_place(
     } else {
         IdFloors::default()
     };
+    // Read here, where the inventory in place is known to be whole (a WAL beside it included).
+    let replaced_under_other_key = in_place
+        && rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()
+            .and_then(|conn| opens_under(&conn, key))
+            == Some(false);
     if let Err(e) = floors.write_into(&partial) {
         let _ = std::fs::remove_file(&partial);
         return Err(InventoryError::Storage(format!(
@@ -685,7 +710,7 @@ fn put_in_place(
         let kept = replaced.as_ref().map(|a| format!(" (the inventory is also kept as {})", a.display()));
         return Err(io(&format!("cannot put the copy in place{}:", kept.unwrap_or_default()), &db, e));
     }
-    Ok((backup, replaced, alone))
+    Ok(InPlace { backup, replaced, replaced_under_other_key, alone })
 }
 
 /// The inventories `certhost restore --replace` set aside in `data_dir`, by file name (their
@@ -882,6 +907,13 @@ mod tests {
         assert!(!stray.exists(), "the second name is gone");
         assert_eq!(set_aside_inventories(&data), before, "inventories really set aside stay");
         assert!(!pending_note(&data).exists(), "each restore's note is gone once it is audited");
+        assert!(!third.replaced_under_other_key, "the same key seals both");
+        // Over an inventory sealed under another key (the backup predates a rotation, its key
+        // put back for the restore): said, since that key now opens only what was set aside.
+        let rotated = tempfile::tempdir().expect("tempdir");
+        drop(Inventory::open(rotated.path(), MasterKey::generate()).expect("another key's inventory"));
+        let over = restore_from(rotated.path(), &backup, vault.clone(), true, "test").expect("replace");
+        assert!(over.replaced_under_other_key && over.replaced.is_some());
 
         // A restore killed after its rename: the next open audits it, once, and names the
         // token it revived; a note whose copy never got in place is dropped without an event.
@@ -898,7 +930,8 @@ mod tests {
         live.conn.execute("UPDATE order_ids SET floor = 30", []).expect("order ids");
         let last_event: i64 = live.conn.query_row("SELECT max(id) FROM audit_events", [], |r| r.get(0)).expect("max");
         drop(live);
-        let (_, aside, hold) = put_in_place(&data, &backup, &vault, true, "killed").expect("in place");
+        let InPlace { replaced: aside, alone: hold, .. } =
+            put_in_place(&data, &backup, &vault, true, "killed").expect("in place");
         drop(hold);
         let note = std::fs::read(pending_note(&data)).expect("the note is there");
         let (mut inv, revived) = Inventory::open_finishing_restore(&data, vault.clone()).expect("opens");
@@ -946,7 +979,7 @@ mod tests {
         drop(inv);
         // A second restore before anything opened the inventory of one killed after its
         // rename audits that one first, in the inventory it put in place (set aside now).
-        let (_, _, hold) = put_in_place(&data, &backup, &vault, true, "killed again").expect("in place");
+        let InPlace { alone: hold, .. } = put_in_place(&data, &backup, &vault, true, "killed again").expect("in place");
         drop(hold);
         let second = restore_from(&data, &backup, vault.clone(), true, "second").expect("second restore");
         let aside = rusqlite::Connection::open(second.replaced.expect("set aside")).expect("open the replaced one");
