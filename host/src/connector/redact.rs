@@ -36,6 +36,9 @@ pub(crate) struct Redactor {
     fragments: Vec<String>,
     /// Shorter lines of multi-line values: redacted when they are a whole line.
     short_lines: Vec<String>,
+    /// [`percent_pattern`]s of the values, as sent to a Python worker and compiled.
+    percent: Vec<String>,
+    percent_compiled: Vec<regex::Regex>,
 }
 
 impl Redactor {
@@ -55,6 +58,13 @@ impl Redactor {
                 push_unique(&mut me.whole, w);
                 for form in encoded_forms(w) {
                     push_unique(&mut me.whole, &form);
+                }
+                if let Some(pattern) = percent_pattern(w)
+                    && !me.percent.contains(&pattern)
+                    && let Ok(compiled) = regex::Regex::new(&pattern)
+                {
+                    me.percent.push(pattern);
+                    me.percent_compiled.push(compiled);
                 }
             }
             if v.contains('\n') {
@@ -88,6 +98,12 @@ impl Redactor {
         &self.whole
     }
 
+    /// The values' [`percent_pattern`]s (regular expressions): what a Python worker redacts
+    /// after the [`patterns`](Self::patterns).
+    pub(crate) fn percent_patterns(&self) -> &[String] {
+        &self.percent
+    }
+
     /// `text` with every sensitive value (and each of its encoded forms), and every line of a
     /// multi-line one, replaced by `***`.
     pub(crate) fn redact(&self, text: &str) -> String {
@@ -102,6 +118,13 @@ impl Redactor {
                 } else {
                     replace_standalone(&out, v)
                 };
+            }
+        }
+        if out.contains(['%', '+']) {
+            for pattern in &self.percent_compiled {
+                if let std::borrow::Cow::Owned(replaced) = pattern.replace_all(&out, "***") {
+                    out = replaced;
+                }
             }
         }
         if self.fragments.is_empty() && self.short_lines.is_empty() {
@@ -154,7 +177,7 @@ fn replace_standalone(text: &str, value: &str) -> String {
 
 impl Drop for Redactor {
     fn drop(&mut self) {
-        for list in [&mut self.values, &mut self.whole, &mut self.fragments, &mut self.short_lines] {
+        for list in [&mut self.values, &mut self.whole, &mut self.fragments, &mut self.short_lines, &mut self.percent] {
             list.iter_mut().for_each(zeroize::Zeroize::zeroize);
         }
     }
@@ -247,6 +270,10 @@ pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
             forms.push(percent_encoded(value, kept, plus, lower));
         }
     }
+    // What `requests` makes of a URL it is handed whole (`requote_uri`: reserved characters
+    // kept, a space and anything else escaped), and urllib3 of one's query (RFC 3986).
+    forms.push(percent_encoded(value, b"_.-~!#$%&'()*+,/:;=?@[]", false, false));
+    forms.push(percent_encoded(value, b"_.-~!$&'()*+,;=:@/?", false, false));
     // What a Rust component writes with `url`/`form_urlencoded` (WHATWG: `*` kept, `~`
     // escaped, space as `+`), and JavaScript's encodeURIComponent.
     forms.push(percent_encoded(value, b"*-._", true, false));
@@ -259,6 +286,61 @@ pub(crate) fn encoded_forms(value: &str) -> Vec<String> {
         }
     }
     unique
+}
+
+/// Longest value (in bytes) given a [`percent_pattern`]: a URL or form carries passwords and
+/// tokens, not keys, and the pattern grows eightfold with the value.
+const MAX_PERCENT_PATTERN: usize = 512;
+
+/// A regular expression for `value` percent-encoded by any encoder, whatever it keeps: each
+/// character other than an ASCII letter or digit as it is or as `%XX` of each of its UTF-8
+/// bytes (either case of hex), a space also as `+`. The listed [`encoded_forms`] name what
+/// common libraries write; this catches the rest (walkthrough of stop 46: a URL built by hand
+/// and given to `requests` kept `&` and escaped the space, a form none of them had). For values
+/// of [`MIN_ANYWHERE`] to [`MAX_PERCENT_PATTERN`] characters on one line, that have something to
+/// encode. The syntax is the subset Rust's `regex` and Python's `re` read alike: `\xHH` for
+/// ASCII punctuation, non-ASCII characters as they are, `(?:…|…)` and `[..]`.
+pub(crate) fn percent_pattern(value: &str) -> Option<String> {
+    if value.chars().count() < MIN_ANYWHERE
+        || value.len() > MAX_PERCENT_PATTERN
+        || value.contains(['\n', '\r'])
+        || value.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    let hex_digit = |out: &mut String, nibble: u8| {
+        let upper = char::from(b"0123456789ABCDEF"[usize::from(nibble)]);
+        if upper.is_ascii_digit() {
+            out.push(upper);
+        } else {
+            push_fmt(out, format_args!("[{upper}{}]", upper.to_ascii_lowercase()));
+        }
+    };
+    let mut out = String::with_capacity(value.len() * 16);
+    for c in value.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            continue;
+        }
+        out.push_str("(?:");
+        if c.is_ascii() {
+            push_fmt(&mut out, format_args!("\\x{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+        out.push('|');
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            out.push('%');
+            hex_digit(&mut out, b >> 4);
+            hex_digit(&mut out, b & 0xf);
+        }
+        if c == ' ' {
+            out.push_str("|\\+");
+        }
+        out.push(')');
+    }
+    Some(out)
 }
 
 /// Shortest value (in bytes) whose hex and base64 forms are redacted: a shorter one's base64
@@ -763,6 +845,26 @@ for v in json.load(sys.stdin):
             assert_eq!(r.redact(&format!("<p>invalid key {echo}</p>")), "<p>invalid key ***</p>", "{echo}");
             assert!(might_hold_any([secret], echo), "the cheap test missed {echo}");
         }
+    }
+
+    #[test]
+    fn a_value_percent_encoded_by_any_encoder_is_redacted() {
+        // The walkthrough's leak: `requests` re-quoting a URL built by hand keeps `&` and `+`
+        // and escapes a space; a mix of literal and escaped characters in either hex case.
+        let r = Redactor::new(["Tr0ub4dor&3 horse", "p@ss w0rd/+&=\u{c4}-xyz!Q9"]);
+        assert_eq!(r.redact("url: /x?token=Tr0ub4dor&3%20horse (x)"), "url: /x?token=*** (x)");
+        assert_eq!(r.redact("Tr0ub4dor%263+horse"), "***");
+        assert_eq!(r.redact("p@ss%20w0rd/+&=%c3%84-xyz!Q9 and p%40ss+w0rd%2F%2B%26%3D\u{c4}-xyz%21Q9"), "*** and ***");
+        // Letters and digits are never escaped by an encoder; nor matched escaped.
+        assert_eq!(r.redact("Tr%30ub4dor&3 horse"), "Tr%30ub4dor&3 horse");
+        // A short value or one with nothing to escape has no pattern (its forms cover it).
+        assert!(percent_pattern("a+b c").is_none() && percent_pattern("abcdefghij").is_none());
+        assert_eq!(Redactor::new(["a+b c"]).redact("x=a+b%20c;"), "x=***;");
+        // The pattern reads the same in Python's `re` (bootstrap.py compiles it there).
+        let p = percent_pattern("p@ss w0rd/+&=\u{c4}").expect("pattern");
+        assert!(p.is_ascii() || p.contains('\u{c4}'));
+        assert!(!p.contains("\\x{") && !p.contains("\\p"), "{p}");
+        assert_eq!(r.percent_patterns().len(), 2);
     }
 
     #[test]

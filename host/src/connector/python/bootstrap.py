@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -170,8 +171,16 @@ class _Redactor:
     The host sends each value with its encoded forms (repr, JSON, percent-encoded: computed
     once, in `redact.rs`); they are replaced like the values, longest first."""
 
-    def __init__(self, values):
+    def __init__(self, values, percent=None):
         self.whole, self.fragments, self.short = [], [], []
+        # Each value percent-encoded however an encoder chose (redact.rs's `percent_pattern`,
+        # in the syntax Python's re reads as Rust's regex does).
+        self.percent = []
+        for p in percent or []:
+            try:
+                self.percent.append(re.compile(p))
+            except (re.error, TypeError):
+                pass
         for v in values or []:
             if not isinstance(v, str) or not v:
                 continue
@@ -194,6 +203,9 @@ class _Redactor:
         for v in self.whole:
             if v in text:
                 text = text.replace(v, "***") if len(v) >= MIN_ANYWHERE else _replace_standalone(text, v)
+        if self.percent and ("%" in text or "+" in text):
+            for rx in self.percent:
+                text = rx.sub("***", text)
         for f in self.fragments:
             if f in text:
                 text = text.replace(f, "***")
@@ -671,7 +683,7 @@ def _add_traceback(reply, e):
         pass
 
 
-def call(function, argv_json, request_id, sensitive=None, cache_json=None):
+def call(function, argv_json, request_id, sensitive=None, cache_json=None, percent=None):
     global _redact
     module = _state["module"]
     fn = getattr(module, function, None)
@@ -684,7 +696,7 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None):
         _cache_changed.clear()
         _cache_seed(json.loads(cache_json))
     _state["request_id"] = request_id
-    _redact = _Redactor(sensitive)
+    _redact = _Redactor(sensitive, percent)
     del _logs[:]
     _logged[0] = 0
     out, err = _Tail(), _Tee()

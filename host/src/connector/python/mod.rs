@@ -357,6 +357,7 @@ impl PythonConnector {
             argv,
             request_id: request_id.map(str::to_owned),
             sensitive: redactor.patterns().to_vec(),
+            percent: redactor.percent_patterns().to_vec(),
             cache: cache.map(|(_, e)| cache::for_worker(e)),
         };
         let result = tokio::time::timeout(self.limits.timeout, worker.request(&req)).await;

@@ -49,6 +49,10 @@ pub enum Request {
         /// of that to size.
         #[serde(default)]
         sensitive: Vec<String>,
+        /// The values' percent-encoding patterns (`Redactor::percent_patterns`), redacted
+        /// after `sensitive`.
+        #[serde(default)]
+        percent: Vec<String>,
         /// The account's cache as the store holds it now, replacing the worker's copy: another
         /// process may have set entries, or emptied the cache (new credentials, the account
         /// deleted and made again), since the worker started.

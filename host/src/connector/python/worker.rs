@@ -155,10 +155,10 @@ fn dispatch(boot: &Bound<'_, PyModule>, req: Request) -> PyResult<String> {
                 json.getattr("loads")?.call1((serde_json::to_string(&cache).unwrap_or_else(|_| "[]".into()),))?;
             boot.getattr("load")?.call1((path, cache))?.extract()
         }
-        Request::Call { function, argv, request_id, sensitive, cache } => {
+        Request::Call { function, argv, request_id, sensitive, percent, cache } => {
             let argv = serde_json::Value::Array(argv).to_string();
             let cache = cache.map(|c| serde_json::to_string(&c).unwrap_or_else(|_| "[]".into()));
-            boot.getattr("call")?.call1((function, argv, request_id, sensitive, cache))?.extract()
+            boot.getattr("call")?.call1((function, argv, request_id, sensitive, cache, percent))?.extract()
         }
     }
 }
