@@ -353,7 +353,7 @@ impl Inventory {
             let Some(der) = cert::pem_certificates(&pem).ok().and_then(|d| d.into_iter().next()) else { continue };
             let Ok(info) = CertificateInfo::from_der(&der) else { continue };
             // The digest names an RSA key by its modulus; the key itself must be the same.
-            if public_keys.iter().any(|raw| *raw == info.public_key_raw.as_slice()) {
+            if public_keys.contains(&info.public_key_raw.as_slice()) {
                 found.push(KeyHolder { id: r.get(0)?, der, has_key: r.get(2)?, public_key_raw: info.public_key_raw });
             }
         }
