@@ -159,7 +159,11 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             limits(20, 512),
             "script raises: raised ValueError: the CA returned HTTP 500 (line 2 of raises.py, in certificate_request)",
         ),
-        ("hostile/returns_none.py", limits(20, 512), "script returns_none: returned None instead of a certificate"),
+        (
+            "hostile/returns_none.py",
+            limits(20, 512),
+            "script returns_none: returned None instead of a certificate; stdout ended: forgot to return",
+        ),
         (
             "hostile/returns_deeply_nested.py",
             limits(20, 512),
@@ -175,6 +179,12 @@ async fn hostile_scripts_each_get_a_clear_error_while_another_account_keeps_work
             "hostile/returns_not_pem.py",
             limits(20, 512),
             "script returns_not_pem: returned a string that is not a PEM certificate",
+        ),
+        (
+            "hostile/returns_empty_stdout.py",
+            limits(20, 512),
+            "script returns_empty_stdout: returned an empty string instead of a PEM certificate; stderr: x509: Could \
+             not open file or URI for loading CA key; stdout ended: signing www.example.com",
         ),
         (
             "hostile/returns_bytes_not_pem.py",
@@ -586,6 +596,34 @@ async fn no_line_of_a_multi_line_sensitive_value_reaches_an_error_or_a_log() {
     for logged in ["raised RuntimeError: xxx", "stdout: ***", "stderr: ***", "key: ***"] {
         assert!(transcript.contains(logged), "{logged:?} expected in {transcript}");
     }
+}
+
+/// Walkthrough of stop 46: a script printing past what the worker keeps had only its last
+/// lines logged, with nothing saying that more came before them.
+#[test]
+fn a_script_printing_past_what_is_kept_is_logged_with_how_much_came_before() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("chatty.py");
+    std::fs::write(
+        &script,
+        "def certificate_request(csr, common_name, args_dict):\n    for i in range(30000):\n        \
+         print('progress line', i)\n    return {'status': 'rejected', 'reason': 'done'}\n",
+    )
+    .expect("script");
+    let out = std::process::Command::new(crate::helpers::certhost_bin())
+        .args(["-vv", "plugin", "check"])
+        .arg(&script)
+        .env("CERTHOST_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("certhost");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let said = log.lines().find(|l| l.contains("stdout: the script printed")).expect("the cut is said");
+    // 30,000 lines of 19–24 characters, the last 64 KiB kept.
+    let dropped: u64 =
+        said.split("printed ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!((500_000..700_000).contains(&dropped), "{said}");
+    assert!(log.contains("stdout: progress line 29999"), "the last line is kept");
+    assert!(!log.contains("stdout: progress line 0\n"), "the first is not");
 }
 
 fn cache_args(ops: serde_json::Value) -> Args {

@@ -582,12 +582,19 @@ class _Tail(io.StringIO):
 
     KEEP = 128 * 1024
 
+    def __init__(self):
+        super().__init__()
+        # Characters cut off the front so far: the host says how much it was not shown.
+        self.dropped = 0
+
     def write(self, text):
         n = super().write(text)
         if self.tell() > 2 * self.KEEP:
-            tail = self.getvalue()[-self.KEEP:]
+            whole = self.getvalue()
+            tail = whole[-self.KEEP:]
             # From the next line on: the cut may have split a value redaction must see whole.
             tail = tail[tail.find("\n") + 1:]
+            self.dropped += len(whole) - len(tail)
             self.seek(0)
             self.truncate()
             super().write(tail)
@@ -757,7 +764,9 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None, perce
         _leave_if_forked()
         capture.__exit__()
     # Redact the whole text first, then cut: a cut must never leave part of a secret.
-    reply["stdout"] = _redact(out.getvalue())[-65536:]
+    stdout = _redact(out.getvalue())
+    reply["stdout"] = stdout[-65536:]
+    reply["stdout_dropped"] = out.dropped + max(0, len(stdout) - 65536)
     reply["stderr"] = _redact(err.getvalue())[-65536:]
     reply["logs"] = [[level, _redact(message)] for level, message in _logs]
     reply["cache"] = _cache_report()

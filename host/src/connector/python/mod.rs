@@ -118,6 +118,10 @@ struct Reply {
     traceback: Option<String>,
     #[serde(default)]
     stdout: String,
+    /// Characters the script printed before `stdout` in the call, which the worker did not
+    /// keep (it keeps the last 64 KiB).
+    #[serde(default)]
+    stdout_dropped: u64,
     #[serde(default)]
     stderr: String,
     #[serde(default)]
@@ -131,6 +135,20 @@ struct Reply {
 }
 
 impl Reply {
+    /// Whether `function` returned what [`PythonConnector::disposition`] can only refuse: no
+    /// status dict and no text with a certificate in it. Its error then quotes the stderr of
+    /// the process, as a failed call's does.
+    fn plainly_not_an_answer(&self, function: &str) -> bool {
+        if self.kind != "ok" || !matches!(function, "certificate_request" | "renew" | "poll" | "update_order") {
+            return false;
+        }
+        match &self.value {
+            Value::String(text) => !text.contains("-----BEGIN CERTIFICATE-----"),
+            Value::Object(map) => !map.contains_key("status"),
+            _ => true,
+        }
+    }
+
     /// Whether the worker, not only the call, failed: it ran out of memory (the script's
     /// exception or the worker's own capture), or answered a kind the protocol has no word
     /// for.
@@ -399,7 +417,9 @@ impl PythonConnector {
         // subprocess sharing its stderr (Avi scripts run `openssl`, then `sys.exit(1)`) —
         // passes the capture of `sys.stderr`: quoted from the worker's own stderr when the
         // capture is empty (hostile-script review of stop 40: only "exited with code 1").
-        if matches!(reply.kind.as_str(), "exit" | "exception") && reply.stderr.trim().is_empty() {
+        if (matches!(reply.kind.as_str(), "exit" | "exception") || reply.plainly_not_an_answer(function))
+            && reply.stderr.trim().is_empty()
+        {
             // The pipe's last lines were written before the reply; its reader may lag, more so
             // under load: waited for up to a quarter second, and a moment more once lines come.
             let mut tail = String::new();
@@ -504,6 +524,14 @@ impl PythonConnector {
         let label = self.err_label();
         // The whole text is redacted before it is split into lines.
         let stdout = reply.redactor.redact(&reply.stdout);
+        if reply.stdout_dropped > 0 {
+            // Said, or the log's first stdout line reads as where the script began.
+            tracing::info!(
+                plugin = %label,
+                "stdout: the script printed {} characters in this call before what follows (only the last 64 KiB are kept)",
+                reply.stdout_dropped
+            );
+        }
         for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
             let line = super::redact::one_line(line);
             tracing::info!(plugin = %label, "stdout: {line}");
@@ -530,7 +558,17 @@ impl PythonConnector {
     fn disposition(&self, reply: &Reply) -> Result<Disposition, ConnectorError> {
         let label = self.err_label();
         let redactor = &reply.redactor;
-        let bad = |what: String| ConnectorError::Internal { connector: label.clone(), message: redactor.redact(&what) };
+        // What the script wrote says why more often than the value: a script that returned an
+        // `openssl` run's empty output had its reason on stderr (walkthrough of stop 46).
+        let said = format!(
+            "{}{}",
+            suffix(&super::redact::without_key_material(&redactor.redact(reply.stderr.trim()))),
+            stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
+        );
+        let bad = |what: String| ConnectorError::Internal {
+            connector: label.clone(),
+            message: format!("{}{said}", redactor.redact(&what)),
+        };
         match (&reply.value, reply.value_type.as_deref()) {
             // bytes are PEM text as well (`response.content`); the worker decoded them as UTF-8.
             (Value::String(text), Some(ty @ ("str" | "bytes"))) => {
@@ -538,6 +576,8 @@ impl PythonConnector {
                     Ok(Disposition::Issued { certificate: text.clone(), chain: vec![], ca_order_id: None })
                 } else if ty == "bytes" {
                     Err(bad("returned bytes that are not a PEM certificate".into()))
+                } else if text.trim().is_empty() {
+                    Err(bad("returned an empty string instead of a PEM certificate".into()))
                 } else {
                     Err(bad("returned a string that is not a PEM certificate".into()))
                 }
