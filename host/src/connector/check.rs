@@ -234,7 +234,8 @@ pub async fn run(connector: &dyn Connector, args: &Args, names: &CheckNames) -> 
                 let ignored = match v.ignored_chain_entries.as_slice() {
                     [] => String::new(),
                     entries => format!(
-                        "; chain entr{} {} held no certificate and {} left out",
+                        "; chain entr{} {} held no certificate and {} left out (the host issues all the same, \
+                         with a warning: a connector should return certificates only)",
                         if entries.len() == 1 { "y" } else { "ies" },
                         entries.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
                         if entries.len() == 1 { "was" } else { "were" }

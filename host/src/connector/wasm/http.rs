@@ -187,6 +187,11 @@ pub struct HttpPolicy {
     /// ([`Refusal::NoAnswer`]): kept apart from `refused`, whose first refusal wins, since
     /// it decides whether the call may fail over at all.
     pub unanswered: std::sync::Arc<std::sync::OnceLock<Refusal>>,
+    /// Set once the call sends a request other than GET, HEAD or OPTIONS — one the CA may
+    /// act on. A call that runs out of time before any such request ordered nothing at the
+    /// CA, and fails rather than being held for an operator (walkthrough of stop 46: a
+    /// component's CPU loop was held as though the CA might have had its request).
+    pub changing_sent: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
     /// connection closes.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
@@ -281,6 +286,7 @@ impl WasiHttpHooks for HttpPolicy {
         let tls = self.tls.clone();
         let refused = self.refused.clone();
         let unanswered = self.unanswered.clone();
+        let changing_sent = self.changing_sent.clone();
         let in_flight = self.in_flight.clone();
         let sensitive = self.sensitive.clone();
         Box::new(async move {
@@ -299,6 +305,9 @@ impl WasiHttpHooks for HttpPolicy {
                 }
                 Ok(Ok(Resolved::To(addrs))) => addrs,
             };
+            if changes {
+                changing_sent.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let sent = super::sender::send(request, &addrs, options, tls).await;
             // A certificate the account does not trust reached the guest as a bare
             // "TlsProtocolError": keep rustls' reason, so the call can say what to fix.

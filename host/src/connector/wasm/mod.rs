@@ -208,6 +208,7 @@ impl WasmConnector {
                 tls: self.tls.clone(),
                 refused: Default::default(),
                 unanswered: Default::default(),
+                changing_sent: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
                 refusals_logged: 0,
                 sensitive: sensitive.clone(),
@@ -255,7 +256,21 @@ impl WasmConnector {
         if store.data().cache_set {
             self.cache.flush().await;
         }
-        let timed_out = || ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
+        let timed_out = || {
+            if store.data().hooks.changing_sent.load(std::sync::atomic::Ordering::Relaxed) {
+                return ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
+            }
+            // Nothing the CA could act on left the sandbox (the host sends every request): not
+            // held for an operator to check at the CA, as a call that sent a POST is.
+            ConnectorError::Internal {
+                connector: label.clone(),
+                message: format!(
+                    "timed out after {}s without sending the CA any request it could act on (none, or only \
+                     GET, HEAD or OPTIONS)",
+                    self.limits.timeout.as_secs()
+                ),
+            }
+        };
         let refusal = || {
             let hooks = &store.data().hooks;
             // An unanswered request first: whatever else the call met, the CA may have it.
