@@ -272,6 +272,9 @@ fn plugin_new_creates_a_connector_that_builds_and_passes_plugin_check_untouched(
     assert!(manifest.contains("[profile.release.package.p256]\nopt-level = 3"), "{manifest}");
     let config = std::fs::read_to_string(other.join("vault-pki/.cargo/config.toml")).expect("cargo config");
     assert!(config.contains("target-feature=+wide-arithmetic"), "{config}");
+    // And with the toolchain (and its wasm32-wasip2 target) certhost's connectors use.
+    let toolchain = std::fs::read_to_string(other.join("vault-pki/rust-toolchain.toml")).expect("toolchain file");
+    assert!(toolchain.contains("targets = [\"wasm32-wasip2\"]"), "{toolchain}");
     assert!(
         app.run(&["plugin", "new", "acme-lab", "--plugins-dir", plugins.to_str().expect("utf8")])
             .fails(1)

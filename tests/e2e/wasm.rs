@@ -620,6 +620,20 @@ async fn a_call_holds_at_most_sixteen_connections_at_once() {
     assert!((1..=16).contains(&n), "{n} connections were open at once");
 }
 
+/// Walkthrough of stop 46: the SDK refused a URL whose query held a space with "invalid path".
+#[tokio::test]
+async fn the_sdk_names_the_character_a_url_may_not_hold() {
+    let c = WasmConnector::load(&component("hostile"), "url", limits(5, 64), &[], None).await.expect("loads");
+    let mut args = mode("http");
+    args.insert("url", "http://127.0.0.1:1/x?token=a b");
+    let err = c.certificate_request(&request(), &args).await.expect_err("refused").to_string();
+    assert_eq!(
+        err,
+        "connector hostile: cannot build the request: the URL's path or query holds a space at byte 10, which a URL \
+         may not hold as it is; percent-encode it (%20)"
+    );
+}
+
 /// Walkthrough of stop 46: a call that ran out of time was held for an operator ("the CA may
 /// have received the request") when it had sent nothing the CA could act on — a CPU loop, a
 /// GET to a hanging host. Such a call fails; one whose POST is unanswered at the deadline is

@@ -329,6 +329,12 @@ fn new(name: &str, lang: &str, plugins_dir: &std::path::Path, sdk: &str) -> anyh
         std::fs::create_dir_all(dir.join(".cargo")).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(&config, standalone_build_settings().1)
             .with_context(|| format!("cannot write {}", config.display()))?;
+        // The toolchain certhost's connectors are built and tested with, the wasm32-wasip2
+        // target with it: rustup installs both on the first build, where a toolchain without
+        // the target failed with "can't find crate for `core`" (walkthrough of stop 46).
+        let toolchain = dir.join("rust-toolchain.toml");
+        std::fs::write(&toolchain, include_str!("../../../rust-toolchain.toml"))
+            .with_context(|| format!("cannot write {}", toolchain.display()))?;
     }
     if member {
         let text =

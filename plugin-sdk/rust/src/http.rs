@@ -67,8 +67,8 @@ pub fn request(
     let bad = |what: &str| ConnectorError::Internal(format!("cannot build the request: invalid {what}"));
     req.set_method(&method).map_err(|_| bad("method"))?;
     req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    req.set_authority(Some(authority)).map_err(|_| bad("authority"))?;
-    req.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
+    req.set_authority(Some(authority)).map_err(|_| unencoded("host", authority))?;
+    req.set_path_with_query(Some(path)).map_err(|_| unencoded("path or query", path))?;
     let outgoing = req.body().map_err(|_| bad("body"))?;
     // The request goes out first and its body after: the host buffers only two chunks of a
     // body until the request is sent, so a body written before `handle` blocked at the third
@@ -120,6 +120,25 @@ pub fn request(
         }
     }
     Ok(Response { status, headers, body })
+}
+
+/// The error for a URL part the host refused: names the first character a URL may not hold
+/// as it is, and how to write it (walkthrough of stop 46: "invalid path" sent an author looking
+/// at a URL whose query held a space). The URL itself is not repeated: it may carry a token.
+fn unencoded(part: &str, text: &str) -> ConnectorError {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    match text.char_indices().find(|(_, c)| !allowed(*c)) {
+        Some((at, c)) => {
+            let mut utf8 = [0u8; 4];
+            let encoded: String = c.encode_utf8(&mut utf8).bytes().map(|b| format!("%{b:02X}")).collect();
+            ConnectorError::Internal(format!(
+                "cannot build the request: the URL's {part} holds {} at byte {at}, which a URL may not hold as it is; \
+                 percent-encode it ({encoded})",
+                if c == ' ' { "a space".to_owned() } else { format!("{:?}", c) }
+            ))
+        }
+        None => ConnectorError::Internal(format!("cannot build the request: invalid {part} in the URL")),
+    }
 }
 
 fn map_error(url: &str, e: ErrorCode) -> ConnectorError {
