@@ -294,7 +294,10 @@ impl Pipeline<'_> {
                 Err(match e {
                     crate::connector::ConnectorError::Unsupported { .. } => IssueError::NotSupported {
                         what: format!("revoke certificate {id}"),
-                        message: format!("{message}; nothing was changed"),
+                        message: format!(
+                            "{message}; nothing was changed (to mark it revoked in the inventory only, revoke it with \
+                             --local-only, local_only in the API)"
+                        ),
                     },
                     _ => IssueError::CaCall { what: format!("revoke certificate {id}"), message },
                 })

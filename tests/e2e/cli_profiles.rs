@@ -173,6 +173,14 @@ fn dynamic_parameters_are_checked_before_anything_is_ordered() {
     );
     assert!(issue(&["--param", "requester=Alice1"]).fails(1).contains("must match [a-z]+"));
     let r = issue(&["--param", "requester=alice", "--param", "ticket_pin=not-allowed-to-leak"]);
+    // Walkthrough of stop 46: a sensitive value on the command line is said to be exposed.
+    assert!(
+        r.stderr.contains("warning: parameter ticket_pin is sensitive and was given with --param")
+            && !r.stderr.contains("not-allowed-to-leak"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("parameter requester is sensitive"), "{}", r.stderr);
     // Policy: names outside the profile's suffixes are refused before an order exists.
     let bad = with_config(
         &app,

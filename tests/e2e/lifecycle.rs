@@ -2090,7 +2090,10 @@ fn a_certificate_its_ca_cannot_revoke_is_marked_revoked_locally() {
     let o = out.to_str().expect("utf8");
     app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "leak.example.com", "--out", o]).ok();
     let at_ca = app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]);
-    assert!(at_ca.fails(1).contains("revoke is not implemented by this connector; nothing was changed"));
+    assert!(at_ca.fails(1).contains(
+        "revoke is not implemented by this connector; nothing was changed (to mark it revoked in the inventory only, \
+         revoke it with --local-only, local_only in the API)"
+    ));
     let local =
         app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise", "--comment", "laptop", "--local-only"]);
     assert!(local.ok().contains("marked revoked in the inventory; its CA was not asked"), "{}", local.stdout);

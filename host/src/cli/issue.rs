@@ -77,6 +77,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
     if let Some(dir) = &args.out {
         prepare_out_dir(dir, csr.as_deref(), args.overwrite, "nothing was issued")?;
     }
+    args.params.warn_sensitive_on_command_line(inv, Some(&args.profile));
     let request = IssueRequest {
         profile: args.profile.clone(),
         common_name: args.cn.clone(),

@@ -107,6 +107,7 @@ pub fn renew(args: RenewArgs, kind: RenewKind, inv: &mut Inventory, env: &super:
         let own = holds_files_of(dir, &record);
         super::issue::prepare_out_dir(dir, None, args.overwrite || own, "nothing was requested")?;
     }
+    args.params.warn_sensitive_on_command_line(inv, args.profile.as_deref().or(record.profile.as_deref()));
     // Whoever runs the CLI holds the master key, an administrator: any account may be named.
     let opts = RenewOptions {
         kind,

@@ -462,6 +462,23 @@ impl DynamicParams {
         hide_value_sources(&self.files, &self.envs);
     }
 
+    /// Warns on standard error about each value given with `--param` that profile `profile`
+    /// defines sensitive: it was in the process list, and is likely in the shell's history
+    /// (walkthrough of stop 46: accepted without a word). The value is used all the same: the
+    /// harm is done by the time the command reads it.
+    pub(super) fn warn_sensitive_on_command_line(&self, inv: &Inventory, profile: Option<&str>) {
+        let Some((def, _)) = profile.and_then(|name| inv.profile(name).ok().flatten()) else { return };
+        for name in self.params.iter().filter_map(|p| p.split_once('=')).map(|(name, _)| name) {
+            if def.params.get(name).is_some_and(|d| d.sensitive) {
+                eprintln!(
+                    "warning: parameter {name} is sensitive and was given with --param: its value was in the \
+                     process list and may be in your shell's history; give it with --param-env NAME=VAR or \
+                     --param-file NAME=PATH"
+                );
+            }
+        }
+    }
+
     /// Name → value, from all three forms; a name given twice is refused, and no value is
     /// ever echoed.
     pub fn resolve(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
