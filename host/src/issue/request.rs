@@ -119,6 +119,11 @@ pub(crate) fn recorded_dynamic(order: Option<&Order>, profile: &ProfileDef) -> B
         .collect()
 }
 
+/// The most a request's dynamic parameter may hold, in bytes: room for a PEM chain or an
+/// RSA key, not for a body a client sent by mistake, which was stored with the order and
+/// echoed in its errors and the log (walkthrough of stop 46: 900 KB accepted).
+pub(crate) const MAX_DYNAMIC_VALUE_BYTES: usize = 16 * 1024;
+
 /// Why an empty value of a required dynamic parameter is refused.
 const EMPTY_HINT: &str = " (it was given empty or blank, which is not a value)";
 
@@ -153,6 +158,16 @@ pub(crate) fn check_dynamic(
             // the SDK's `optional_arg` and `plugin check` already took it for missing).
             Some(v) if def.required && v.trim().is_empty() => {
                 return Err(ParamError::Missing { name: name.clone(), owner: owner.clone(), hint: EMPTY_HINT });
+            }
+            Some(v) if v.len() > MAX_DYNAMIC_VALUE_BYTES => {
+                return Err(ParamError::NotAllowed {
+                    name: name.clone(),
+                    shown: String::new(),
+                    rule: format!(
+                        "its value is {} bytes, more than the {MAX_DYNAMIC_VALUE_BYTES} a request's parameter may hold",
+                        v.len()
+                    ),
+                });
             }
             Some(v) => {
                 def.check_value(name, v)?;
