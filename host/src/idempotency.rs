@@ -170,7 +170,7 @@ mod tests {
         let ok = crate::issue::check_dynamic("web", &profile, &given(MASK, "ops")).expect("a sensitive one may");
         assert_eq!(ok["pin"], (MASK.to_owned(), true));
         // Nor a value past what a request's parameter may hold, sensitive or not, and unquoted.
-        let big = "a".repeat(crate::issue::MAX_DYNAMIC_VALUE_BYTES + 1);
+        let big = "a".repeat(16 * 1024 + 1);
         for (pin, team) in [(big.as_str(), "ops"), ("1234", big.as_str())] {
             let err = crate::issue::check_dynamic("web", &profile, &given(pin, team)).unwrap_err().to_string();
             assert!(

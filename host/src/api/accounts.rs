@@ -79,14 +79,14 @@ pub(super) fn tried_last_seconds(state: &AppState, a: &crate::account::Account) 
     Some(left.as_secs() + u64::from(left.subsec_nanos() > 0))
 }
 
-/// A new account: its name and the fields of `[accounts.NAME]` in certhost.toml.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A new account: its name and the fields of `[accounts.NAME]` in certhost.toml (described
+/// in the API's document by [`super::definitions::NewAccountDefinition`]).
+#[derive(Debug, Deserialize)]
 pub struct NewAccount {
     /// Unique name (letters, digits, `-`, `_`, `.`).
     name: String,
     /// The definition, as in certhost.toml (`connector`, `params`, `allowed_hosts`, ...).
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     definition: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -104,7 +104,7 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
     def.check_connector(name, &*state.connectors).await.map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-#[utoipa::path(post, operation_id = "create_account", path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
+#[utoipa::path(post, operation_id = "create_account", path = "/v1/accounts", tag = "accounts", request_body = super::definitions::NewAccountDefinition,
     responses((status = 201, body = AccountView, headers(("Location" = String, description = "/v1/accounts/{name}"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
@@ -129,7 +129,7 @@ async fn create(
 }
 
 #[utoipa::path(put, operation_id = "update_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
-    request_body(content = Object, description = "The whole definition, as in certhost.toml"),
+    request_body(content = super::definitions::AccountDefinition, description = "The whole definition, as in certhost.toml"),
     responses((status = 200, description = "Updated (with `warnings` when the change emptied the connector cache that orders pending at its CA need)", body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
     State(state): State<AppState>,

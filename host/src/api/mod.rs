@@ -9,6 +9,7 @@ mod acme_challenge;
 mod audit;
 mod auth;
 mod certificates;
+mod definitions;
 mod deploy;
 mod error;
 mod health;

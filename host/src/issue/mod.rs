@@ -20,9 +20,7 @@ use call::implements;
 pub(crate) use call::{backstop, call_with_deadline, connector_of};
 pub use error::IssueError;
 use request::still_allowed;
-pub(crate) use request::{
-    DynamicParams, MAX_DYNAMIC_VALUE_BYTES, check_dynamic, check_matches_csr, recorded_dynamic, recorded_params,
-};
+pub(crate) use request::{DynamicParams, check_dynamic, check_matches_csr, recorded_dynamic, recorded_params};
 
 use std::collections::BTreeMap;
 
