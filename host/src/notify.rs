@@ -142,7 +142,11 @@ fn mail_text(n: &Notification) -> String {
             "certhost renewals shows the history.".to_owned(),
         ),
         "renewal_recovered" => (
-            "This certificate's renewal, which had failed, succeeded: its successor is in service.",
+            if n.detail.get("failed_attempts").and_then(serde_json::Value::as_i64) == Some(0) {
+                "This certificate, which had expired, renewed: its successor is in service."
+            } else {
+                "This certificate's renewal, which had failed, succeeded: its successor is in service."
+            },
             n.detail
                 .get("successor_id")
                 .and_then(serde_json::Value::as_i64)

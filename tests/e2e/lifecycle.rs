@@ -478,6 +478,43 @@ fn a_deployment_retry_with_a_slow_hook_holds_up_no_renewal() {
     assert!(!done.exists(), "{}", server.log());
 }
 
+/// Day-2 walkthrough of stop 46: an `expired` notification was never followed by anything when
+/// the certificate then renewed at its first attempt (only a run of failures was closed).
+#[test]
+fn a_certificate_renewed_after_its_expiry_was_notified_is_notified_renewed() {
+    let app = App::new();
+    let (config, _) = scripted_lab(
+        &app,
+        "ca",
+        "good",
+        "params.days = \"-29,1\"",
+        &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
+    );
+    let cfg = s(&config);
+    app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "late.example.com"]).ok();
+    // Time passes beyond notAfter; the next command's look at the inventory finds it expired.
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    db.execute("UPDATE certificates SET not_after = not_after - 3 * 86400", []).expect("age");
+    drop(db);
+    app.run(&["--config", cfg, "list"]).ok();
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    let expired: String = db
+        .query_row("SELECT subject FROM notifications WHERE kind = 'expired' AND certificate_id = 1", [], |r| r.get(0))
+        .expect("an expired notification");
+    assert!(expired.contains("expired before its automatic renewal ran"), "{expired}");
+    app.run(&["--config", cfg, "renew", "1"]).ok();
+    let (subject, detail): (String, String) = db
+        .query_row(
+            "SELECT subject, detail FROM notifications WHERE kind = 'renewal_recovered' AND certificate_id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a renewal_recovered notification");
+    assert!(subject.contains("certificate 1 (late.example.com) renewed after it expired"), "{subject}");
+    let detail: serde_json::Value = serde_json::from_str(&detail).expect("json");
+    assert_eq!(detail["failed_attempts"], 0, "{detail}");
+}
+
 /// Operator review of stop 41: a run of `renewal_failed` notifications ended in silence when
 /// a renewal finally went through. The renewal that ends it queues `renewal_recovered`.
 #[test]

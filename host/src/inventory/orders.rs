@@ -613,12 +613,22 @@ impl Inventory {
                 .optional()?;
             if let Some((failed, cn, profile)) = stepped_aside {
                 // Whoever was told its automatic renewal failed is told it is over (operator
-                // review of stop 41: a run of `renewal_failed` mails ended in silence).
-                if failed > 0 {
-                    let subject = format!(
-                        "certhost: certificate {pred} ({}) renewed after {failed} failed attempt(s)",
-                        cn.as_deref().unwrap_or("no CN")
-                    );
+                // review of stop 41: a run of `renewal_failed` mails ended in silence); so is
+                // whoever was told it expired, when it renews at its first attempt (day-2
+                // walkthrough of stop 46: that `expired` was never followed by anything).
+                let told_expired = failed == 0
+                    && tx.query_row_cached(
+                        "SELECT EXISTS (SELECT 1 FROM notifications WHERE certificate_id = ?1 AND kind = 'expired')",
+                        [pred],
+                        |r| r.get::<_, bool>(0),
+                    )?;
+                if failed > 0 || told_expired {
+                    let cn = cn.as_deref().unwrap_or("no CN");
+                    let subject = if failed > 0 {
+                        format!("certhost: certificate {pred} ({cn}) renewed after {failed} failed attempt(s)")
+                    } else {
+                        format!("certhost: certificate {pred} ({cn}) renewed after it expired")
+                    };
                     let detail =
                         serde_json::json!({ "successor_id": cert_id, "order_id": id, "failed_attempts": failed });
                     // A CA back from an outage renews them all at once: bounded per profile.

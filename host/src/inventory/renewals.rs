@@ -642,6 +642,12 @@ impl Inventory {
     /// `lease_seconds`: their next attempt moves past the lease in the claiming transaction,
     /// so another `serve` on this data directory does not send them too. A process that dies
     /// while delivering leaves them due again when the lease runs out; none is lost.
+    ///
+    /// A certificate's notifications go out in the order they were queued: one waits while an
+    /// earlier one of its certificate is undelivered (backing off, or claimed). After a
+    /// receiver's outage a `renewal_recovered` came before the `renewal_failed` it closes,
+    /// which was still backing off (day-2 walkthrough of stop 46); a receiver keeping a
+    /// certificate's state from its events ended with the wrong one.
     pub fn claim_notifications(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<Notification>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
@@ -649,7 +655,10 @@ impl Inventory {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, kind, certificate_id, subject, detail, created_at, attempts, webhook_sent_at, email_sent_at,
                         COALESCE(delivery_id, CAST(id AS TEXT))
-                 FROM notifications WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+                 FROM notifications n WHERE sent_at IS NULL AND next_attempt_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM notifications e
+                                   WHERE e.certificate_id = n.certificate_id AND e.sent_at IS NULL AND e.id < n.id)
+                 ORDER BY next_attempt_at, id LIMIT ?2",
             )?;
             stmt.query_map(params![now, limit], |r| {
                 let detail: String = r.get(4)?;
@@ -993,6 +1002,32 @@ mod tests {
         inv.mark_notification(2, Ok(())).expect("mark");
         inv.release_notifications(&[2]).expect("release");
         assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
+    }
+
+    /// Day-2 walkthrough of stop 46: after a receiver's outage a certificate's later event
+    /// went out before the earlier one still backing off.
+    #[test]
+    fn a_certificates_notifications_go_out_in_the_order_they_were_queued() {
+        let (_dir, mut inv) = super::super::scratch();
+        let now = inv.now();
+        let json = serde_json::json!({});
+        super::enqueue(&inv.conn, now, "renewal_failed", Some(1), "failed", &json).expect("enqueue");
+        super::enqueue(&inv.conn, now, "renewal_failed", Some(2), "other", &json).expect("enqueue");
+        super::enqueue(&inv.conn, now, "renewal_recovered", Some(1), "recovered", &json).expect("enqueue");
+        super::enqueue(&inv.conn, now, "revoked", None, "no certificate", &json).expect("enqueue");
+        let ids = |v: Vec<super::Notification>| v.into_iter().map(|n| n.id).collect::<Vec<_>>();
+        // The first of certificate 1 is claimed; its second waits, as it does while the
+        // first backs off after a failed delivery.
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1, 2, 4]);
+        inv.mark_notification(1, Err(("receiver down", now - 1))).expect("failed");
+        inv.mark_notification(2, Ok(())).expect("sent");
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1]);
+        inv.mark_notification(1, Err(("receiver down", now + 3600))).expect("failed");
+        assert!(inv.claim_notifications(180, 10).expect("claim").is_empty(), "3 waits for 1's retry");
+        inv.mark_notification(1, Err(("receiver down", now - 1))).expect("due");
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1]);
+        inv.mark_notification(1, Ok(())).expect("sent");
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [3]);
     }
 
     /// Regression (review of stop 31): a certificate that expired before its automatic
