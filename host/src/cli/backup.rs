@@ -102,6 +102,20 @@ pub fn restore(args: RestoreArgs, data_dir: &Path, env: &super::Env) -> anyhow::
             );
         }
     }
+    let (missing, listed) = &restored.missing_from_backup;
+    if *missing > 0 {
+        let names: Vec<String> =
+            listed.iter().map(|(id, cn)| format!("#{id} {}", super::output::terminal_safe(cn))).collect();
+        let more = if *missing > listed.len() as u64 { ", …" } else { "" };
+        println!(
+            "warning: {} of the inventory it replaced {} not in the backup (issued, renewed or imported since): {}{more}; \
+             their records and keys are only in the inventory set aside: import each from where it is deployed \
+             (certhost import CERT --key KEY), or issue it again",
+            super::output::count(*missing as usize, "certificate", "certificates"),
+            if *missing == 1 { "is" } else { "are" },
+            names.join(", ")
+        );
+    }
     if !restored.revived_tokens.is_empty() {
         println!(
             "warning: tokens revoked since the backup are active again: {}; revoke them again (certhost token revoke \

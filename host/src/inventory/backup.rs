@@ -206,6 +206,11 @@ pub struct Restored {
     /// key that opens the inventory set aside is then in no file certhost reads (walkthrough
     /// of stop 46). The operator must keep it to ever read that inventory.
     pub replaced_under_other_key: bool,
+    /// Certificates the replaced inventory holds and the backup does not (issued, renewed or
+    /// imported since it was taken): how many, and the first [`MISSING_LISTED`] by id and
+    /// common name. Their records and keys are only in the inventory set aside now (day-2
+    /// walkthrough of stop 46: a restore said nothing of them).
+    pub missing_from_backup: (u64, Vec<(i64, String)>),
     /// Tokens revoked in the replaced inventory that the backup holds as active: a restore
     /// brings them back to life, and the operator must hear of it (stop 36's review).
     pub revived_tokens: Vec<String>,
@@ -237,7 +242,7 @@ pub fn restore_from(
     replace: bool,
     actor: &str,
 ) -> Result<Restored, InventoryError> {
-    let InPlace { backup, replaced, replaced_under_other_key, alone } =
+    let InPlace { backup, replaced, replaced_under_other_key, missing_from_backup, alone } =
         put_in_place(data_dir, source, &key, replace, actor)
             .map_err(|e| InventoryError::Invalid(format!("nothing was restored: {e}")))?;
     let db = data_dir.join(DB_FILE);
@@ -248,7 +253,7 @@ pub fn restore_from(
             if let Some(aside) = &replaced {
                 settle_aside(aside);
             }
-            Ok(Restored { backup, replaced, replaced_under_other_key, revived_tokens })
+            Ok(Restored { backup, replaced, replaced_under_other_key, missing_from_backup, revived_tokens })
         }
         Err(e) => {
             // Still under the hold: the previous inventory goes back, or the directory is left
@@ -513,17 +518,18 @@ fn remove_stray_links(data_dir: &Path) {
     }
 }
 
-/// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
-/// data directory's inventory is as it was. Returns the checked copy's counts, the backup's
-/// path, where the old inventory was linked, and the exclusive hold.
 /// What [`put_in_place`] left, under the exclusive hold it returns.
 struct InPlace {
     backup: Backup,
     replaced: Option<PathBuf>,
     replaced_under_other_key: bool,
+    missing_from_backup: (u64, Vec<(i64, String)>),
     alone: std::sync::Arc<dir_lock::DirHold>,
 }
 
+/// [`restore_from`] up to the rename that puts the copy in place: on any error before it the
+/// data directory's inventory is as it was. Returns the checked copy's counts, where the old
+/// inventory was linked and what it held that the backup does not, and the exclusive hold.
 fn put_in_place(
     data_dir: &Path,
     source: &Path,
@@ -644,6 +650,14 @@ fn put_in_place(
             .ok()
             .and_then(|conn| opens_under(&conn, key))
             == Some(false);
+    let missing_from_backup = if in_place {
+        missing_from(&partial, &db).unwrap_or_else(|e| {
+            tracing::warn!("which certificates of {} the backup lacks could not be read: {e}", db.display());
+            (0, Vec::new())
+        })
+    } else {
+        (0, Vec::new())
+    };
     if let Err(e) = floors.write_into(&partial) {
         let _ = std::fs::remove_file(&partial);
         return Err(InventoryError::Storage(format!(
@@ -710,7 +724,26 @@ fn put_in_place(
         let kept = replaced.as_ref().map(|a| format!(" (the inventory is also kept as {})", a.display()));
         return Err(io(&format!("cannot put the copy in place{}:", kept.unwrap_or_default()), &db, e));
     }
-    Ok(InPlace { backup, replaced, replaced_under_other_key, alone })
+    Ok(InPlace { backup, replaced, replaced_under_other_key, missing_from_backup, alone })
+}
+
+/// How many certificates [`Restored::missing_from_backup`] lists.
+pub const MISSING_LISTED: usize = 10;
+
+/// The certificates of the inventory at `live` that the copy at `copy` lacks (by SHA-256,
+/// the copy's unique index): their count and the first [`MISSING_LISTED`].
+fn missing_from(copy: &Path, live: &Path) -> Result<(u64, Vec<(i64, String)>), rusqlite::Error> {
+    let conn = rusqlite::Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    // Attached read-only, as the connection is opened.
+    conn.execute("ATTACH DATABASE ?1 AS live", [live.to_string_lossy()])?;
+    let missing =
+        "FROM live.certificates l WHERE NOT EXISTS (SELECT 1 FROM main.certificates c WHERE c.sha256 = l.sha256)";
+    let count: u64 = conn.query_row(&format!("SELECT count(*) {missing}"), [], |r| r.get(0))?;
+    let listed = conn
+        .prepare(&format!("SELECT l.id, COALESCE(l.common_name, l.subject) {missing} ORDER BY l.id LIMIT ?1"))?
+        .query_map([MISSING_LISTED as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok((count, listed))
 }
 
 /// The inventories `certhost restore --replace` set aside in `data_dir`, by file name (their
@@ -795,6 +828,7 @@ fn url_path(path: &Path) -> String {
 mod tests {
     use super::*;
     use crate::key::{KeyType, PrivateKey};
+    use rusqlite::params;
 
     #[test]
     fn a_backup_holds_what_was_committed_opens_under_the_key_and_never_replaces_a_file() {
@@ -836,6 +870,38 @@ mod tests {
         assert_eq!(again.private_key(id).expect("key").pkcs8_der(), key.pkcs8_der());
         let events = inv.audit_events(&crate::inventory::AuditFilter::default()).expect("audit");
         assert_eq!(events[0].action, "inventory.backup");
+    }
+
+    /// Day-2 walkthrough of stop 46: a restore over an inventory with certificates made since
+    /// the backup said nothing of them.
+    #[test]
+    fn a_restore_names_the_certificates_the_backup_lacks() {
+        let (data, inv) = crate::inventory::scratch();
+        let insert = |inv: &Inventory, n: &str, cn: &str| {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, common_name)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=x', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, 'active', 'issue', 0, ?2)",
+                    params![n, cn],
+                )
+                .expect("certificate");
+        };
+        insert(&inv, "01", "old.example.com");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backup = dir.path().join("copy.db");
+        let mut inv = inv;
+        inv.backup_to(&backup, "test").expect("backup");
+        for (n, cn) in [("02", "new.example.com"), ("03", "newer.example.com")] {
+            insert(&inv, n, cn);
+        }
+        let vault = inv.vault.clone();
+        drop(inv);
+        let restored = restore_from(data.path(), &backup, vault, true, "test").expect("restore");
+        assert_eq!(
+            restored.missing_from_backup,
+            (2, vec![(2, "new.example.com".to_owned()), (3, "newer.example.com".to_owned())])
+        );
     }
 
     #[test]
@@ -908,6 +974,7 @@ mod tests {
         assert_eq!(set_aside_inventories(&data), before, "inventories really set aside stay");
         assert!(!pending_note(&data).exists(), "each restore's note is gone once it is audited");
         assert!(!third.replaced_under_other_key, "the same key seals both");
+        assert_eq!(third.missing_from_backup, (0, Vec::new()), "the backup had no certificates, nor had this one");
         // Over an inventory sealed under another key (the backup predates a rotation, its key
         // put back for the restore): said, since that key now opens only what was set aside.
         let rotated = tempfile::tempdir().expect("tempdir");
