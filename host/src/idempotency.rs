@@ -172,7 +172,7 @@ mod tests {
         // Nor a value past what a request's parameter may hold, sensitive or not, and unquoted.
         let big = "a".repeat(16 * 1024 + 1);
         for (pin, team) in [(big.as_str(), "ops"), ("1234", big.as_str())] {
-            let err = crate::issue::check_dynamic("web", &profile, &given(pin, team)).unwrap_err().to_string();
+            let err = crate::issue::check_given_sizes(&given(pin, team)).unwrap_err().to_string();
             assert!(
                 err.ends_with(
                     "is not allowed: its value is 16385 bytes, more than the 16384 a request's parameter may hold"
@@ -181,6 +181,7 @@ mod tests {
             );
             assert!(!err.contains("aaaa"), "{err}");
         }
+        assert!(crate::issue::check_given_sizes(&given("1234", "ops")).is_ok());
     }
 
     #[test]

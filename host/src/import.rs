@@ -227,6 +227,17 @@ fn add_keys_to_stored(
     let raws: Vec<&[u8]> = keys.iter().map(|(_, k)| k.public_key_raw()).collect();
     let holders = inv.certificates_on_keys(&raws)?;
     for (source, key) in &keys {
+        // A key revoked for keyCompromise is never handed out again, as the stranded-key path
+        // of an import holds too (review of stop 46's diff).
+        if let Some(revoked) = inv.public_key_compromised(key.public_key_raw())? {
+            report.skipped.push(Failed {
+                source: source.clone(),
+                reason: format!(
+                    "a private key revoked for keyCompromise with certificate #{revoked}: it is not stored again"
+                ),
+            });
+            continue;
+        }
         let mut matched = false;
         for holder in holders.iter().filter(|h| h.public_key_raw == key.public_key_raw()) {
             matched = true;

@@ -140,6 +140,7 @@ impl Pipeline<'_> {
             }
             profile.accounts = vec![account.clone()];
         }
+        crate::issue::check_given_sizes(&opts.params)?;
         let params = self.renewal_params(&cert, &profile_name, &profile, &opts.params)?;
         let dynamic = check_dynamic(&profile_name, &profile, &params).map_err(|e| match e {
             // A sensitive value is never stored, so no renewal can reuse it: say what to do.

@@ -383,6 +383,17 @@ fn a_directory_with_key_files_beside_certificates_imports_keys_and_a_later_key_i
         out.contains("stray.key: a private key that matches no certificate of this import or of the inventory"),
         "{out}"
     );
+    // A key revoked for keyCompromise is not stored again by a loose key file.
+    let (old, old_key) = ca.issue("old.example.com", 30);
+    let old_id = app.json(&["import", s(&old), "--json"])["imported"][0]["id"].to_string();
+    app.run(&["revoke", &old_id, "--reason", "keyCompromise", "--local-only"]).ok();
+    let r = app.run(&["import", s(&old_key)]);
+    assert!(
+        r.ok().contains(&format!("a private key revoked for keyCompromise with certificate #{old_id}")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(app.json(&["show", &old_id, "--json"])["has_private_key"], false);
 }
 
 #[test]

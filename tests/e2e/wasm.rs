@@ -646,12 +646,12 @@ async fn a_timeout_holds_the_order_only_when_a_request_the_ca_could_act_on_was_s
     let mut get = mode("http");
     get.insert("url", format!("http://127.0.0.1:{port}/status"));
     let err = c.certificate_request(&request(), &get).await.expect_err("no answer");
-    assert!(matches!(err, certhost::connector::ConnectorError::Internal { .. }), "{err:?}");
+    assert!(matches!(err, certhost::connector::ConnectorError::TimedOut { nothing_sent: true, .. }), "{err:?}");
     assert!(err.to_string().contains("without sending the CA any request it could act on"), "{err}");
     let mut post = mode("post");
     post.insert("url", format!("http://127.0.0.1:{port}/orders"));
     let err = c.certificate_request(&request(), &post).await.expect_err("no answer");
-    assert!(matches!(err, certhost::connector::ConnectorError::TimedOut { .. }), "{err:?}");
+    assert!(matches!(err, certhost::connector::ConnectorError::TimedOut { nothing_sent: false, .. }), "{err:?}");
     assert_eq!(err.to_string(), "connector hostile: timed out after 3s");
 }
 

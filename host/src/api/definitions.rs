@@ -102,18 +102,21 @@ enum ParamDefinition {
 
 /// `{"env": "VAR"}`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct EnvReference {
     env: String,
 }
 
 /// `{"file": "/absolute/path"}`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct FileReference {
     file: String,
 }
 
 /// A parameter's whole definition.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ParamTable {
     /// The value: a literal, `{"env": …}` or `{"file": …}`; none for a dynamic parameter or a
     /// stored secret.
@@ -178,9 +181,13 @@ mod tests {
             "connector": "/x.wasm", "description": "d", "status": "inactive", "params": {},
             "allowed_hosts": [], "extra_ca_pems": [], "timeout_seconds": 5, "memory_mib": 5, "http_body_mib": 1
         });
-        let _: crate::account::AccountDef = serde_json::from_value(all.clone()).expect("parses");
-        for field in all.as_object().expect("object").keys() {
+        let parsed: crate::account::AccountDef = serde_json::from_value(all.clone()).expect("parses");
+        let back = serde_json::to_value(&parsed).expect("json");
+        for field in all.as_object().expect("object").keys().chain(back.as_object().expect("object").keys()) {
             assert!(schema["properties"].get(field).is_some(), "{field} is described");
         }
+        // A reference is not a table: only its one field (the parser refuses others too).
+        let table = serde_json::to_value(super::FileReference::schema()).expect("schema");
+        assert_eq!(table["additionalProperties"], false, "{table}");
     }
 }

@@ -233,6 +233,8 @@ fn submit(
     json: bool,
     decision: Decision,
 ) -> anyhow::Result<ExitCode> {
+    let profile = inv.order(id).ok().flatten().and_then(|o| o.profile);
+    params.warn_sensitive_on_command_line(inv, profile.as_deref());
     let params = params.resolve()?;
     super::runtime()?.block_on(async {
         let mut p = Pipeline { inventory: inv, connectors: registry, env: &super::env_lookup, actor: &env.actor };

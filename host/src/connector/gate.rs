@@ -335,7 +335,11 @@ mod tests {
         assert!(matches!(err, ConnectorError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("already has 2 calls in flight and none finished in the last 5 s"), "{err}");
         // A call that timed out is no progress; one that finished is.
-        let _ = b.done::<()>(Err(ConnectorError::TimedOut { connector: "connector c".into(), after: long }));
+        let _ = b.done::<()>(Err(ConnectorError::TimedOut {
+            connector: "connector c".into(),
+            after: long,
+            nothing_sent: false,
+        }));
         let b = gate.enter("connector c", long).await.expect("a free slot is taken at once");
         let err = gate.enter("connector c", long).await.expect_err("still stuck");
         assert!(matches!(err, ConnectorError::Unreachable { .. }), "{err}");
@@ -381,7 +385,7 @@ mod tests {
         assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
         // A timed-out call changes nothing either way.
         let c = gate.enter("c", long).await.expect("c");
-        let _ = c.done::<()>(Err(ConnectorError::TimedOut { connector: "c".into(), after: long }));
+        let _ = c.done::<()>(Err(ConnectorError::TimedOut { connector: "c".into(), after: long, nothing_sent: false }));
         assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
         tokio::time::sleep(TRIED_LAST_FOR).await;
         assert_eq!(gate.tried_last(), None, "tried first again");

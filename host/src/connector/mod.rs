@@ -623,12 +623,21 @@ pub enum ConnectorError {
         message: String,
     },
     /// The call ran past its deadline and was stopped.
-    #[error("{connector}: timed out after {}s", .after.as_secs())]
+    #[error(
+        "{connector}: timed out after {}s{}",
+        .after.as_secs(),
+        if *.nothing_sent { " without sending the CA any request it could act on (none, or only GET, HEAD or OPTIONS)" } else { "" }
+    )]
     TimedOut {
         /// Connector name.
         connector: String,
         /// The deadline that passed.
         after: Duration,
+        /// Known to have sent nothing the CA could act on: a component's call (the host sends
+        /// its every request) that made no request other than GET, HEAD or OPTIONS. Such a
+        /// timeout fails its order, where another is held for an operator, since the CA may
+        /// have the request (walkthrough of stop 46: a component's CPU loop was held).
+        nothing_sent: bool,
     },
     /// The plugin tried to use more memory than its limit allows.
     #[error("{connector}: exceeded its {} MiB memory limit (the account's memory_mib)", .limit_bytes / (1024 * 1024))]

@@ -36,9 +36,10 @@ pub(crate) struct Redactor {
     fragments: Vec<String>,
     /// Shorter lines of multi-line values: redacted when they are a whole line.
     short_lines: Vec<String>,
-    /// [`percent_pattern`]s of the values, as sent to a Python worker and compiled.
+    /// [`percent_pattern`]s of the values, as sent to a Python worker.
     percent: Vec<String>,
-    percent_compiled: Vec<regex::Regex>,
+    /// Those compiled, on the first text that could hold one (most redactions see none).
+    percent_compiled: std::sync::OnceLock<Vec<regex::Regex>>,
 }
 
 impl Redactor {
@@ -59,12 +60,8 @@ impl Redactor {
                 for form in encoded_forms(w) {
                     push_unique(&mut me.whole, &form);
                 }
-                if let Some(pattern) = percent_pattern(w)
-                    && !me.percent.contains(&pattern)
-                    && let Ok(compiled) = regex::Regex::new(&pattern)
-                {
-                    me.percent.push(pattern);
-                    me.percent_compiled.push(compiled);
+                if let Some(pattern) = percent_pattern(w).map(zeroize::Zeroizing::new) {
+                    push_unique(&mut me.percent, &pattern);
                 }
             }
             if v.contains('\n') {
@@ -120,8 +117,12 @@ impl Redactor {
                 };
             }
         }
-        if out.contains(['%', '+']) {
-            for pattern in &self.percent_compiled {
+        if !self.percent.is_empty() && out.contains(['%', '+']) {
+            // A pattern is built of escapes and literal characters only: it always compiles.
+            let compiled = self
+                .percent_compiled
+                .get_or_init(|| self.percent.iter().filter_map(|p| regex::Regex::new(p).ok()).collect());
+            for pattern in compiled {
                 if let std::borrow::Cow::Owned(replaced) = pattern.replace_all(&out, "***") {
                     out = replaced;
                 }
@@ -316,6 +317,8 @@ pub(crate) fn percent_pattern(value: &str) -> Option<String> {
             push_fmt(out, format_args!("[{upper}{}]", upper.to_ascii_lowercase()));
         }
     };
+    // Each byte of the value makes at most 16 characters of the pattern (`(?:\x2F|%2[Ff])`),
+    // so the text is never moved, and no copy of the value is left behind unwiped.
     let mut out = String::with_capacity(value.len() * 16);
     for c in value.chars() {
         if c.is_ascii_alphanumeric() {

@@ -50,7 +50,7 @@ pub(crate) async fn call_with_deadline<T: Bounded>(
 ) -> Result<T, ConnectorError> {
     match tokio::time::timeout(backstop(timeout), fut).await {
         Ok(r) => crate::connector::held(connector, args, r),
-        Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout }),
+        Err(_) => Err(ConnectorError::TimedOut { connector: connector.label(), after: timeout, nothing_sent: false }),
     }
 }
 

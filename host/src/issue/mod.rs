@@ -20,7 +20,9 @@ use call::implements;
 pub(crate) use call::{backstop, call_with_deadline, connector_of};
 pub use error::IssueError;
 use request::still_allowed;
-pub(crate) use request::{DynamicParams, check_dynamic, check_matches_csr, recorded_dynamic, recorded_params};
+pub(crate) use request::{
+    DynamicParams, check_dynamic, check_given_sizes, check_matches_csr, recorded_dynamic, recorded_params,
+};
 
 use std::collections::BTreeMap;
 
@@ -246,6 +248,7 @@ impl Pipeline<'_> {
             .inventory
             .profile(&req.profile)?
             .ok_or_else(|| IssueError::NoProfile(crate::view::echoed(&req.profile)))?;
+        check_given_sizes(&req.params)?;
         let dynamic = check_dynamic(&req.profile, &profile, &req.params)?;
         let idempotency = key.map(|key| crate::inventory::Idempotency {
             key: key.clone(),
@@ -387,6 +390,7 @@ impl Pipeline<'_> {
         {
             return Err(IssueError::CompromisedKey { certificate_id });
         }
+        check_given_sizes(params)?;
         let mut merged: BTreeMap<String, String> =
             recorded_dynamic(Some(order), &profile).into_iter().map(|(k, (v, _))| (k, v)).collect();
         merged.extend(params.clone());
@@ -563,9 +567,9 @@ impl Pipeline<'_> {
                 // connector died in it: failed, it would be asked again by whoever retries. An
                 // automatic renewal fails as before, with its backoff: the scheduler would
                 // otherwise resubmit it every round.
-                Err(e @ (ConnectorError::TimedOut { .. } | ConnectorError::Interrupted { .. }))
-                    if current.requested_by != crate::inventory::AUTO_RENEWAL_ACTOR =>
-                {
+                Err(
+                    e @ (ConnectorError::TimedOut { nothing_sent: false, .. } | ConnectorError::Interrupted { .. }),
+                ) if current.requested_by != crate::inventory::AUTO_RENEWAL_ACTOR => {
                     let id = current.id;
                     let message = format!(
                         "{}; the CA may have received the request, so the order is held, not failed: check at the CA, \

@@ -124,6 +124,23 @@ pub(crate) fn recorded_dynamic(order: Option<&Order>, profile: &ProfileDef) -> B
 /// echoed in its errors and the log (walkthrough of stop 46: 900 KB accepted).
 pub(crate) const MAX_DYNAMIC_VALUE_BYTES: usize = 16 * 1024;
 
+/// Refuses a value a request gives over [`MAX_DYNAMIC_VALUE_BYTES`]. Only what is given now:
+/// a value recorded by an earlier order (a renewal reuses it) was accepted then, and a renewal
+/// refused for it would fail for good (review of stop 46's diff).
+pub(crate) fn check_given_sizes(given: &BTreeMap<String, String>) -> Result<(), ParamError> {
+    match given.iter().find(|(_, v)| v.len() > MAX_DYNAMIC_VALUE_BYTES) {
+        Some((name, v)) => Err(ParamError::NotAllowed {
+            name: name.clone(),
+            shown: String::new(),
+            rule: format!(
+                "its value is {} bytes, more than the {MAX_DYNAMIC_VALUE_BYTES} a request's parameter may hold",
+                v.len()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Why an empty value of a required dynamic parameter is refused.
 const EMPTY_HINT: &str = " (it was given empty or blank, which is not a value)";
 
@@ -158,16 +175,6 @@ pub(crate) fn check_dynamic(
             // the SDK's `optional_arg` and `plugin check` already took it for missing).
             Some(v) if def.required && v.trim().is_empty() => {
                 return Err(ParamError::Missing { name: name.clone(), owner: owner.clone(), hint: EMPTY_HINT });
-            }
-            Some(v) if v.len() > MAX_DYNAMIC_VALUE_BYTES => {
-                return Err(ParamError::NotAllowed {
-                    name: name.clone(),
-                    shown: String::new(),
-                    rule: format!(
-                        "its value is {} bytes, more than the {MAX_DYNAMIC_VALUE_BYTES} a request's parameter may hold",
-                        v.len()
-                    ),
-                });
             }
             Some(v) => {
                 def.check_value(name, v)?;

@@ -122,19 +122,27 @@ pub fn request(
     Ok(Response { status, headers, body })
 }
 
-/// The error for a URL part the host refused: names the first character a URL may not hold
-/// as it is, and how to write it (walkthrough of stop 46: "invalid path" sent an author looking
-/// at a URL whose query held a space). The URL itself is not repeated: it may carry a token.
+/// The error for a URL part the request builder refused: names the first character a URL may
+/// not hold as it is, and how to write it (walkthrough of stop 46: "invalid path" sent an
+/// author looking at a URL whose query held a space). What no URL part takes (a space, a
+/// control character, a non-ASCII one) is named before what only RFC 3986 refuses, which the
+/// builder may accept.
 fn unencoded(part: &str, text: &str) -> ConnectorError {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
-    match text.char_indices().find(|(_, c)| !allowed(*c)) {
+    let never = |c: char| c.is_ascii_control() || c == ' ' || !c.is_ascii();
+    let rfc3986 = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    let found = text.char_indices().find(|(_, c)| never(*c)).or_else(|| text.char_indices().find(|(_, c)| !rfc3986(*c)));
+    match found {
+        Some((_, c)) if part == "host" && !c.is_ascii() => ConnectorError::Internal(
+            "cannot build the request: the URL's host has non-ASCII letters; give it in its IDNA (punycode, xn--…) form"
+                .into(),
+        ),
         Some((at, c)) => {
             let mut utf8 = [0u8; 4];
             let encoded: String = c.encode_utf8(&mut utf8).bytes().map(|b| format!("%{b:02X}")).collect();
             ConnectorError::Internal(format!(
                 "cannot build the request: the URL's {part} holds {} at byte {at}, which a URL may not hold as it is; \
                  percent-encode it ({encoded})",
-                if c == ' ' { "a space".to_owned() } else { format!("{:?}", c) }
+                if c == ' ' { "a space".to_owned() } else { format!("{c:?}") }
             ))
         }
         None => ConnectorError::Internal(format!("cannot build the request: invalid {part} in the URL")),

@@ -144,7 +144,16 @@ impl Reply {
         }
         match &self.value {
             Value::String(text) => !text.contains("-----BEGIN CERTIFICATE-----"),
-            Value::Object(map) => !map.contains_key("status"),
+            // What `disposition` refuses of a dict, roughly: it decides, this only waits.
+            Value::Object(map) => match map.get("status").and_then(Value::as_str) {
+                Some("issued") => !map
+                    .get("certificate")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.contains("-----BEGIN CERTIFICATE-----")),
+                Some("pending") => map.get("order_id").is_none_or(Value::is_null),
+                Some("rejected") => false,
+                _ => true,
+            },
             _ => true,
         }
     }
@@ -399,7 +408,11 @@ impl PythonConnector {
             }
             Err(_) => {
                 worker.kill().await;
-                return Err(ConnectorError::TimedOut { connector: label, after: self.limits.timeout });
+                return Err(ConnectorError::TimedOut {
+                    connector: label,
+                    after: self.limits.timeout,
+                    nothing_sent: false,
+                });
             }
         };
         let mut reply: Reply = match serde_json::from_slice(&bytes) {
@@ -560,14 +573,15 @@ impl PythonConnector {
         let redactor = &reply.redactor;
         // What the script wrote says why more often than the value: a script that returned an
         // `openssl` run's empty output had its reason on stderr (walkthrough of stop 46).
-        let said = format!(
-            "{}{}",
-            suffix(&super::redact::without_key_material(&redactor.redact(reply.stderr.trim()))),
-            stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
-        );
+        // Read only for a refusal: redacting 64 KiB of output twice costs every good call.
         let bad = |what: String| ConnectorError::Internal {
             connector: label.clone(),
-            message: format!("{}{said}", redactor.redact(&what)),
+            message: format!(
+                "{}{}{}",
+                redactor.redact(&what),
+                suffix(&super::redact::without_key_material(&redactor.redact(reply.stderr.trim()))),
+                stdout_suffix(&super::redact::without_key_material(&redactor.redact(&reply.stdout)))
+            ),
         };
         match (&reply.value, reply.value_type.as_deref()) {
             // bytes are PEM text as well (`response.content`); the worker decoded them as UTF-8.

@@ -167,6 +167,34 @@ pub enum Refusal {
     },
 }
 
+/// Whether one call sent a request the CA may act on (any but GET, HEAD and OPTIONS). A
+/// call that runs out of time before it did ordered nothing at the CA, and fails instead of
+/// being held for an operator (walkthrough of stop 46). Closed when the call times out, so no
+/// such request leaves after the call was judged to have sent none.
+#[derive(Debug, Default)]
+pub struct ChangeGate(std::sync::atomic::AtomicU8);
+
+impl ChangeGate {
+    const OPEN: u8 = 0;
+    const SENT: u8 = 1;
+    const CLOSED: u8 = 2;
+
+    /// Records a request the CA may act on, about to be sent; false once the call is closed.
+    pub fn send(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.0.compare_exchange(Self::OPEN, Self::SENT, SeqCst, SeqCst) {
+            Ok(_) => true,
+            Err(state) => state == Self::SENT,
+        }
+    }
+
+    /// Closes the call to such requests; true when it had sent none.
+    pub fn close(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.compare_exchange(Self::OPEN, Self::CLOSED, SeqCst, SeqCst).is_ok()
+    }
+}
+
 /// The send hook of one call.
 pub struct HttpPolicy {
     /// Rules of the CA account.
@@ -187,11 +215,9 @@ pub struct HttpPolicy {
     /// ([`Refusal::NoAnswer`]): kept apart from `refused`, whose first refusal wins, since
     /// it decides whether the call may fail over at all.
     pub unanswered: std::sync::Arc<std::sync::OnceLock<Refusal>>,
-    /// Set once the call sends a request other than GET, HEAD or OPTIONS — one the CA may
-    /// act on. A call that runs out of time before any such request ordered nothing at the
-    /// CA, and fails rather than being held for an operator (walkthrough of stop 46: a
-    /// component's CPU loop was held as though the CA might have had its request).
-    pub changing_sent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the call sent a request other than GET, HEAD or OPTIONS — one the CA may act
+    /// on ([`ChangeGate`]).
+    pub changes: std::sync::Arc<ChangeGate>,
     /// This call's [`MAX_REQUESTS_IN_FLIGHT`] permits; a request holds one until its
     /// connection closes.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
@@ -286,7 +312,7 @@ impl WasiHttpHooks for HttpPolicy {
         let tls = self.tls.clone();
         let refused = self.refused.clone();
         let unanswered = self.unanswered.clone();
-        let changing_sent = self.changing_sent.clone();
+        let gate = self.changes.clone();
         let in_flight = self.in_flight.clone();
         let sensitive = self.sensitive.clone();
         Box::new(async move {
@@ -305,8 +331,8 @@ impl WasiHttpHooks for HttpPolicy {
                 }
                 Ok(Ok(Resolved::To(addrs))) => addrs,
             };
-            if changes {
-                changing_sent.store(true, std::sync::atomic::Ordering::Relaxed);
+            if changes && !gate.send() {
+                return Err(HttpError::InternalError(Some("the call ran out of time".into())));
             }
             let sent = super::sender::send(request, &addrs, options, tls).await;
             // A certificate the account does not trust reached the guest as a bare
@@ -425,6 +451,19 @@ mod tests {
         assert_eq!(rule.other_scheme_for("http", "10.0.0.1"), None, "another host");
         let bare = AllowedHost::parse("127.0.0.1:8888").expect("rule");
         assert_eq!(bare.other_scheme_for("http", "127.0.0.1"), None, "no scheme named");
+    }
+
+    /// A call judged at its deadline to have sent nothing the CA could act on sends nothing
+    /// after: a send task still resolving its host is refused (review of stop 46's diff).
+    #[test]
+    fn a_call_closed_with_nothing_sent_sends_nothing_after() {
+        let quiet = ChangeGate::default();
+        assert!(quiet.close(), "nothing was sent");
+        assert!(!quiet.send(), "and nothing is sent once closed");
+        let busy = ChangeGate::default();
+        assert!(busy.send() && busy.send(), "sending while open, more than once");
+        assert!(!busy.close(), "a request was sent");
+        assert!(busy.send(), "closing a call that sent changes nothing for its other requests");
     }
 
     /// Regression (review of stop 32): a denied request's host name went to the log as the

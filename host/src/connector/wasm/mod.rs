@@ -208,7 +208,7 @@ impl WasmConnector {
                 tls: self.tls.clone(),
                 refused: Default::default(),
                 unanswered: Default::default(),
-                changing_sent: Default::default(),
+                changes: Default::default(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(http::MAX_REQUESTS_IN_FLIGHT)),
                 refusals_logged: 0,
                 sensitive: sensitive.clone(),
@@ -256,20 +256,13 @@ impl WasmConnector {
         if store.data().cache_set {
             self.cache.flush().await;
         }
-        let timed_out = || {
-            if store.data().hooks.changing_sent.load(std::sync::atomic::Ordering::Relaxed) {
-                return ConnectorError::TimedOut { connector: label.clone(), after: self.limits.timeout };
-            }
-            // Nothing the CA could act on left the sandbox (the host sends every request): not
-            // held for an operator to check at the CA, as a call that sent a POST is.
-            ConnectorError::Internal {
-                connector: label.clone(),
-                message: format!(
-                    "timed out after {}s without sending the CA any request it could act on (none, or only \
-                     GET, HEAD or OPTIONS)",
-                    self.limits.timeout.as_secs()
-                ),
-            }
+        // Closes the call to requests the CA could act on, and says whether it had sent one:
+        // a send task still resolving a name when the deadline came can send nothing after
+        // this (review of stop 46's diff: it could, after the flag was read).
+        let timed_out = || ConnectorError::TimedOut {
+            connector: label.clone(),
+            after: self.limits.timeout,
+            nothing_sent: store.data().hooks.changes.close(),
         };
         let refusal = || {
             let hooks = &store.data().hooks;
