@@ -213,6 +213,15 @@ fn after_a_restore_no_certificate_order_or_audit_id_is_handed_out_twice() {
     let before = max_event(&app);
     let restored = app.run(&["restore", b, "--replace"]);
     assert!(restored.ok().contains("restored"), "{}", restored.stdout);
+    // The certificates made since the backup are named, as gone from the restored inventory.
+    assert!(
+        restored.stdout.contains(
+            "warning: 3 certificates of the inventory it replaced are not in the backup (issued, renewed or imported \
+             since): #3 c.example.com, #4 d.example.com, #5 e.example.com;"
+        ),
+        "{}",
+        restored.stdout
+    );
     let events = app.json(&["audit", "--json", "--limit", "1000"]);
     let restore = events.as_array().expect("events").iter().find(|e| e["action"] == "inventory.restore").cloned();
     let restore_id = restore.as_ref().and_then(|e| e["id"].as_i64()).unwrap_or_else(|| panic!("{events}"));
