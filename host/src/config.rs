@@ -72,12 +72,29 @@ pub struct ServerConfig {
 /// files that line can hold a secret (`value = "…"` under a typo'd key); the error would carry
 /// it into the terminal and serve's log on a reload.
 pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim_end();
-    let Some(span) = error.span() else { return message.to_owned() };
+    let message = error.message().trim_end().replace('\n', "; ");
+    let Some(span) = error.span() else { return message };
     let before = text.get(..span.start).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {message}")
+    // A bare word as a value (`approval_required = nope`) reads to toml as a number gone wrong
+    // ("invalid float; expected `nan`"): said what it is, without echoing it (walkthrough of
+    // stop 46).
+    let word: String = text
+        .get(span.start..)
+        .unwrap_or_default()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    let bare = word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !matches!(word.as_str(), "true" | "false" | "inf" | "nan")
+        && before.trim_end().ends_with('=');
+    let hint = if bare {
+        " (a value without quotes: text needs them, \"…\"; a yes/no setting is true or false)"
+    } else {
+        ""
+    };
+    format!("line {line}, column {column}: {message}{hint}")
 }
 
 /// The whole of `certhost.toml`, paths made absolute (for `serve`'s own settings).
@@ -467,6 +484,21 @@ fn absolutize_account(def: &mut AccountDef, base: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walkthrough of stop 46: `approval_required = nope` was "invalid float; expected `nan`".
+    #[test]
+    fn a_value_without_quotes_is_said_to_lack_them_without_being_echoed() {
+        for text in ["accounts = [\"a\"]\napproval_required = nope\n", "[params]\ntoken = Zecret-value_1\n"] {
+            let e = toml::from_str::<toml::Table>(text).expect_err("refused");
+            let said = toml_error(text, &e);
+            assert!(said.contains("(a value without quotes: text needs them"), "{said}");
+            assert!(!said.contains("nope") && !said.contains("Zecret") && !said.contains('\n'), "{said}");
+        }
+        // Not said of other mistakes.
+        let text = "accounts = [\"a\"\n";
+        let e = toml::from_str::<toml::Table>(text).expect_err("refused");
+        assert!(!toml_error(text, &e).contains("without quotes"));
+    }
 
     /// Day-2 walkthrough of stop 46: `url = "htp:/…"` was taken, and each notification then
     /// failed as a "builder error". The file is refused, naming the key, not the URL (which
