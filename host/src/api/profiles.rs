@@ -140,11 +140,12 @@ async fn update(
     };
     // No connection is held while connectors load for the checks.
     let def = checked(&state, &accounts, &name, body).await?;
-    let warnings = deploy_warnings(&def).await;
+    let mut warnings = deploy_warnings(&def).await;
     let mut inv = state.inventory.get().await?;
     // Update-only, checked again in its transaction: a profile deleted during the checks
     // above stays deleted (404), and one made with the CLI keeps its origin.
-    inv.update_profile(&name, &def, &caller.actor())?;
+    let stranded = inv.update_profile(&name, &def, &caller.actor())?;
+    warnings.extend(crate::inventory::stranded_warning(crate::inventory::SecretOwner::Profile, &name, &stranded));
     let (def, origin) = inv.profile(&name)?.ok_or_else(|| ApiError::NotFound(format!("profile {name}")))?;
     Ok(Json(with_warnings(crate::view::profile(&inv, &name, &def, &origin)?, &name, warnings)))
 }

@@ -127,8 +127,15 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                     "profile {name} exists; nothing changed: give --replace to replace its definition (its certificates renew under the new one)"
                 ),
                 Some(_) => {
-                    inv.update_profile(&name, &def, &env.actor)?;
+                    let stranded = inv.update_profile(&name, &def, &env.actor)?;
                     println!("profile {name} replaced");
+                    if let Some(warning) = certhost::inventory::stranded_warning(
+                        certhost::inventory::SecretOwner::Profile,
+                        &name,
+                        &stranded,
+                    ) {
+                        eprintln!("warning: {warning}");
+                    }
                 }
                 None => {
                     inv.create_profile(&name, &def, "cli", &env.actor)?;

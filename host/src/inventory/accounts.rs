@@ -472,16 +472,29 @@ impl Inventory {
         self.put_profile(name, def, Put::Create { origin }, actor).map(|_| ())
     }
 
+    /// A profile's sensitive values given by reference (`{ env }`, `{ file }`), by name: its
+    /// calls' part of each account's connector cache follows its sensitive values, so a change
+    /// of reference (most often, of the value) moves them to another part, as `secret set` does.
+    fn sensitive_references(def: &ProfileDef) -> Vec<(&String, &Option<crate::param::ValueSource>)> {
+        def.params.iter().filter(|(_, d)| d.sensitive && !d.dynamic).map(|(n, d)| (n, &d.value)).collect()
+    }
+
     /// Replaces a profile made with the CLI or the API, keeping its origin: `NotFound` when it
     /// is gone (a deletion that won a race is not undone), `Conflict` when a file defines it.
-    pub fn update_profile(&mut self, name: &str, def: &ProfileDef, actor: &str) -> Result<Upsert, InventoryError> {
-        self.put_profile(name, def, Put::Update, actor)
+    /// Returns the orders that may be at the CA whose part of the connector cache the change
+    /// moved away from ([`stranded_warning`]).
+    pub fn update_profile(&mut self, name: &str, def: &ProfileDef, actor: &str) -> Result<Vec<i64>, InventoryError> {
+        self.put_profile(name, def, Put::Update, actor).map(|(_, stranded)| stranded)
     }
 
     /// Creates or replaces a profile a profile file defines: `Conflict` when the name belongs
     /// to a profile made with the CLI or the API, which a file never takes over.
     pub fn sync_file_profile(&mut self, name: &str, def: &ProfileDef, actor: &str) -> Result<Upsert, InventoryError> {
-        self.put_profile(name, def, Put::File, actor)
+        let (outcome, stranded) = self.put_profile(name, def, Put::File, actor)?;
+        if let Some(warning) = stranded_warning(SecretOwner::Profile, name, &stranded) {
+            tracing::warn!("{warning}");
+        }
+        Ok(outcome)
     }
 
     fn put_profile(
@@ -490,7 +503,7 @@ impl Inventory {
         def: &ProfileDef,
         put: Put<'_>,
         actor: &str,
-    ) -> Result<Upsert, InventoryError> {
+    ) -> Result<(Upsert, Vec<i64>), InventoryError> {
         let json = serde_json::to_string(def).map_err(|e| InventoryError::Internal(e.to_string()))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
@@ -500,9 +513,16 @@ impl Inventory {
             })
             .optional()?;
         let origin = match put.decide("profile", name, existing.as_ref().map(|(d, o)| (d == &json, o.as_str())))? {
-            None => return Ok(Upsert::Unchanged),
+            None => return Ok((Upsert::Unchanged, Vec::new())),
             Some(origin) => origin,
         };
+        // A sensitive reference changed: the orders that may be at the CA lose what their
+        // calls cached (operator walkthrough of stop 46: only `secret set` said so).
+        let moved = existing
+            .as_ref()
+            .and_then(|(old, _)| parse_profile(old, name).ok())
+            .is_some_and(|old| Self::sensitive_references(&old) != Self::sensitive_references(def));
+        let stranded = if moved { strandable(&tx, SecretOwner::Profile, name, now)? } else { Vec::new() };
         let outcome = if existing.is_some() {
             tx.execute_cached(
                 "UPDATE profiles SET definition = ?2, origin = ?3, updated_at = ?4 WHERE name = ?1",
@@ -526,13 +546,17 @@ impl Inventory {
                 object_type: "profile",
                 object_id: Some(name.into()),
                 outcome: "success",
-                detail: serde_json::json!({ "origin": origin }),
+                detail: if stranded.is_empty() {
+                    serde_json::json!({ "origin": origin })
+                } else {
+                    serde_json::json!({ "origin": origin, "pending_orders_without_cache": stranded })
+                },
             },
         )?;
         tx.commit()?;
         // A changed renewal policy moves the schedule of the profile's certificates.
         self.reschedule_profile(name, &def.renewal)?;
-        Ok(outcome)
+        Ok((outcome, stranded))
     }
 
     /// One profile and its origin.

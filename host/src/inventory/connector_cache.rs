@@ -496,5 +496,16 @@ mod tests {
         assert!(inv.set_secret(SecretOwner::Profile, "web", "ptok", "1", "test").expect("same").is_empty());
         assert!(inv.set_secret(SecretOwner::Profile, "other", "ptok", "1", "test").expect("other").is_empty());
         assert!(super::super::stranded_warning(SecretOwner::Account, "acme", &[]).is_none());
+        // A profile edit that changes a sensitive reference does what a new secret does; one
+        // that changes anything else does not (operator walkthrough of stop 46).
+        let profile = |env: &str, description: &str| -> crate::profile::ProfileDef {
+            toml::from_str(&format!(
+                "accounts = [\"acme\"]\ndescription = \"{description}\"\n[params]\nptok = {{ sensitive = true, value = {{ env = \"{env}\" }} }}\n"
+            ))
+            .expect("profile")
+        };
+        inv.create_profile("web", &profile("TOK_A", "one"), "cli", "test").expect("profile");
+        assert!(inv.update_profile("web", &profile("TOK_A", "two"), "test").expect("edit").is_empty());
+        assert_eq!(inv.update_profile("web", &profile("TOK_B", "two"), "test").expect("edit"), stranded);
     }
 }
