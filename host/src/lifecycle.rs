@@ -241,7 +241,11 @@ impl Pipeline<'_> {
         let marked_before = cert.status == CertStatus::Revoked;
         let refuse = |reason: String| IssueError::Certificate { id, reason };
         let account_name = cert.account.clone().ok_or_else(|| {
-            refuse("it was not issued through a CA account (imported), so certhost cannot revoke it at the CA".into())
+            refuse(
+                "it was not issued through a CA account (imported), so certhost cannot revoke it at the CA (to mark it \
+                 revoked in the inventory only, revoke it with --local-only, local_only in the API)"
+                    .into(),
+            )
         })?;
         let account = self
             .inventory

@@ -96,6 +96,7 @@ pub fn run(
     };
     let acme_http01 = args.acme_http01_listen.or(file.server.acme_http01_listen);
     let challenges = certhost::connector::challenges::Challenges::global();
+    challenges.set_serving();
     challenges.set_dns01_hook(args.dns01_hook.or(file.server.dns01_hook.clone()));
     challenges.set_env(Arc::new(super::env_lookup));
     rt.block_on(async move {

@@ -24,22 +24,39 @@ use std::time::{Duration, Instant};
 
 use crate::clock::unix_now;
 
+/// What a one-shot command says of a challenge it cannot answer.
+const ONLY_SERVE: &str = " in this command: only `certhost serve` answers ACME challenges (its http-01 listener, its \
+     dns-01 hook); issue through its API (POST /v1/certificates), or let its renewals do it";
+
 /// Why a challenge could not be published.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChallengeError {
     /// No http-01 listener runs in this process. (The ACME connector tells this and
     /// `NoDns01Hook` from a failed publication by how they begin: keep the first words.)
+    /// `outside_serve`: the process is a one-shot command, which never answers challenges,
+    /// whatever the configuration says (ACME walkthrough of stop 46: `issue` sent the operator
+    /// to set what was set).
     #[error(
-        "no http-01 challenge listener runs: start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen"
+        "no http-01 challenge listener runs{}",
+        if *outside_serve { ONLY_SERVE } else { ": start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen" }
     )]
-    NoHttp01Listener,
+    NoHttp01Listener {
+        /// Whether the call runs in a command other than `serve`.
+        outside_serve: bool,
+    },
     /// The token is not base64url.
     #[error("the http-01 token is not a base64url string of at most 256 characters")]
     BadToken,
-    /// No dns-01 hook is configured.
-    #[error("no dns-01 hook is configured: set [server] dns01_hook in certhost.toml")]
-    NoDns01Hook,
+    /// No dns-01 hook is configured (`outside_serve`: as for [`Self::NoHttp01Listener`]).
+    #[error(
+        "no dns-01 hook is configured{}",
+        if *outside_serve { ONLY_SERVE } else { ": set [server] dns01_hook in certhost.toml" }
+    )]
+    NoDns01Hook {
+        /// Whether the call runs in a command other than `serve`.
+        outside_serve: bool,
+    },
     /// The domain or value has characters a hook argument must not have.
     #[error("the dns-01 domain must be a DNS name and the value 1-255 base64url characters (RFC 8555 §8.4)")]
     BadDnsArgument,
@@ -110,6 +127,8 @@ pub struct Challenges {
     store: Mutex<Option<Arc<dyn AnswerStore>>>,
     http01: Mutex<HashMap<String, Answer>>,
     http01_served: AtomicBool,
+    /// Set by `serve`: another command never answers a challenge.
+    serving: AtomicBool,
     dns01_hook: Mutex<Option<PathBuf>>,
     /// Reads the variables secrets come from, to redact the hook's output of them (the
     /// library never reads the environment itself).
@@ -223,6 +242,15 @@ impl Challenges {
         BOARD.get_or_init(Challenges::default)
     }
 
+    /// Marks this process as `serve`, which answers challenges as configured.
+    pub fn set_serving(&self) {
+        self.serving.store(true, Ordering::SeqCst);
+    }
+
+    fn outside_serve(&self) -> bool {
+        !self.serving.load(Ordering::SeqCst)
+    }
+
     /// Marks the http-01 listener as running (set by `serve` once it is bound).
     pub fn set_http01_served(&self, on: bool) {
         self.http01_served.store(on, Ordering::SeqCst);
@@ -265,7 +293,7 @@ impl Challenges {
     /// until withdrawn or [`ANSWER_LIFETIME`] has passed.
     pub fn publish_http01(&self, scope: &Scope, token: &str, key_authorization: &str) -> Result<(), ChallengeError> {
         if !self.http01_served.load(Ordering::SeqCst) {
-            return Err(ChallengeError::NoHttp01Listener);
+            return Err(ChallengeError::NoHttp01Listener { outside_serve: self.outside_serve() });
         }
         if !is_b64url(token) || token.len() > 256 || key_authorization.len() > 1024 {
             return Err(ChallengeError::BadToken);
@@ -337,8 +365,12 @@ impl Challenges {
         value: &str,
         within: Duration,
     ) -> Result<(), ChallengeError> {
-        let hook =
-            self.dns01_hook.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ChallengeError::NoDns01Hook)?;
+        let hook = self
+            .dns01_hook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ChallengeError::NoDns01Hook { outside_serve: self.outside_serve() })?;
         let dns_ok = !domain.is_empty()
             && domain.len() <= 253
             && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '*')
@@ -441,6 +473,32 @@ mod tests {
 
     /// A dns-01 value as ACME makes it: 43 base64url characters.
     const VALUE: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+
+    /// ACME walkthrough of stop 46: a one-shot `issue` told the operator to configure a
+    /// listener or hook that was configured; only `serve` answers challenges, and says so.
+    #[test]
+    fn a_command_other_than_serve_says_only_serve_answers_challenges() {
+        let board = Challenges::default();
+        let http = board.publish_http01(&www(), "tok", "tok.ka").expect_err("no listener").to_string();
+        let dns =
+            board.dns01(&www(), "present", "www.example.com", VALUE, HOOK_TIMEOUT).expect_err("no hook").to_string();
+        for e in [&http, &dns] {
+            assert!(e.contains("in this command: only `certhost serve` answers ACME challenges"), "{e}");
+        }
+        // Each keeps its first words, which the ACME connector reads.
+        assert!(
+            http.starts_with("no http-01 challenge listener runs") && dns.starts_with("no dns-01 hook is configured")
+        );
+        board.set_serving();
+        let http = board.publish_http01(&www(), "tok", "tok.ka").expect_err("no listener").to_string();
+        assert!(
+            http.ends_with(": start `certhost serve` with [server] acme_http01_listen or --acme-http01-listen"),
+            "{http}"
+        );
+        let dns =
+            board.dns01(&www(), "present", "www.example.com", VALUE, HOOK_TIMEOUT).expect_err("no hook").to_string();
+        assert!(dns.ends_with(": set [server] dns01_hook in certhost.toml"), "{dns}");
+    }
 
     /// A value is base64url and nothing else (no space, no shell or option syntax beyond a
     /// leading `-`, which a digest may have: the hook reads `CERTHOST_DNS01_VALUE` to be safe

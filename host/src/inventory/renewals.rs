@@ -847,16 +847,25 @@ impl Inventory {
                     wanted.push(*row);
                     continue;
                 }
-                let exists: bool =
-                    tx.query_row_cached("SELECT EXISTS (SELECT 1 FROM certificates WHERE id = ?1)", [id], |r| {
-                        r.get(0)
-                    })?;
-                if !exists {
+                let has_profile: Option<bool> = tx
+                    .query_row_cached("SELECT profile IS NOT NULL FROM certificates WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()?;
+                let Some(has_profile) = has_profile else {
                     return Err(InventoryError::NotFound(format!("certificate {id}")));
-                }
+                };
+                // An imported one has no profile to renew under, so none is automatic: said,
+                // with how to give it one (ACME walkthrough of stop 46: `renew ID` then failed).
+                let renew = if has_profile {
+                    format!("certhost renew {id} renews a certificate now")
+                } else {
+                    format!(
+                        "it has no profile (imported), so it is not renewed automatically; certhost renew {id} --profile \
+                         NAME renews it under one, and its renewals are automatic from then on"
+                    )
+                };
                 return Err(InventoryError::Conflict(format!(
                     "certificate {id} has no failing automatic renewal to retry{} (certhost renewals --failing \
-                     lists them; certhost renew {id} renews a certificate now)",
+                     lists them; {renew})",
                     profile.map(|p| format!(" in profile {p}")).unwrap_or_default()
                 )));
             }
@@ -1267,6 +1276,16 @@ mod tests {
         assert!(err.to_string().contains("certificate 3 has no failing automatic renewal"), "{err}");
         let err = inv.retry_failing_renewals(None, &[1, 99], "ops").expect_err("no such");
         assert!(matches!(err, super::InventoryError::NotFound(_)), "{err}");
+        // One without a profile (imported) is said to renew only once given one.
+        inv.conn.execute("UPDATE certificates SET profile = NULL WHERE id = 3", []).expect("imported");
+        let err = inv.retry_failing_renewals(None, &[3], "ops").expect_err("not failing").to_string();
+        assert!(
+            err.contains(
+                "it has no profile (imported), so it is not renewed automatically; certhost renew 3 --profile NAME"
+            ),
+            "{err}"
+        );
+        inv.conn.execute("UPDATE certificates SET profile = 'web' WHERE id = 3", []).expect("back");
         let due = |inv: &super::Inventory, id: i64| {
             inv.listed_renewals(true, None, None, 10).expect("list").iter().find(|r| r.id == id).map(|r| r.renew_after)
         };
