@@ -631,10 +631,13 @@ pub fn init_tracing(verbose: u8, command: &Command) {
     // At -vv, certhost's own debug lines, not every library's: creating one account with a
     // component wrote 25,000 lines of Cranelift's compile timings (API review of stop 38).
     // RUST_LOG reaches a library's.
+    // wasmtime-wasi-http warns of each failed connection in Rust's debug form ("connect
+    // error: Os { code: 111, … }"); the connector's error says it in words (ACME walkthrough of
+    // stop 46), so only its errors pass unless RUST_LOG asks.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "info,certhost=debug",
+        0 => "warn,wasmtime_wasi_http=error",
+        1 => "info,wasmtime_wasi_http=error",
+        _ => "info,certhost=debug,wasmtime_wasi_http=error",
     };
     // A command that answers with the order's error itself (held, failed, rejected) does not
     // also log it: the same sentence came twice, as a WARN line and as `error:`

@@ -423,10 +423,22 @@ impl Challenges {
         let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let secrets = crate::param::registered_secret_values(&|name| env.as_ref().and_then(|env| env(name)));
         let redactor = super::redact::Redactor::new(secrets.iter().map(|v| v.as_str()));
-        for line in logged_lines(&text, &redactor) {
+        let lines = logged_lines(&text, &redactor);
+        for line in &lines {
             tracing::info!(hook = %hook.display(), action, domain, "{line}");
         }
-        if status.success() { Ok(()) } else { Err(failed(format!("it exited with {status}"))) }
+        if status.success() {
+            return Ok(());
+        }
+        // Its last words say why (`nsupdate: REFUSED`), where the order's error is read (ACME
+        // walkthrough of stop 46: they were only in the -v log).
+        let said = lines
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| format!(" (its last output: {})", crate::connector::cut_at(l.trim().to_owned(), 200)))
+            .unwrap_or_default();
+        Err(failed(format!("it exited with {status}{said}")))
     }
 }
 
@@ -473,6 +485,21 @@ mod tests {
 
     /// A dns-01 value as ACME makes it: 43 base64url characters.
     const VALUE: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+
+    /// ACME walkthrough of stop 46: a failing hook's reason was only in the -v log.
+    #[test]
+    fn a_failing_hooks_last_words_are_in_its_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let hook = dir.path().join("hook.sh");
+        std::fs::write(&hook, "#!/bin/sh\necho adding the record\necho 'nsupdate: REFUSED' >&2\nexit 2\n")
+            .expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let board = Challenges::default();
+        board.set_dns01_hook(Some(hook));
+        let err =
+            board.dns01(&www(), "present", "www.example.com", VALUE, HOOK_TIMEOUT).expect_err("fails").to_string();
+        assert!(err.ends_with("it exited with exit status: 2 (its last output: nsupdate: REFUSED)"), "{err}");
+    }
 
     /// ACME walkthrough of stop 46: a one-shot `issue` told the operator to configure a
     /// listener or hook that was configured; only `serve` answers challenges, and says so.

@@ -154,11 +154,26 @@ fn map_error(url: &str, e: ErrorCode) -> ConnectorError {
         ErrorCode::HttpRequestDenied => ConnectorError::Misconfigured(format!(
             "the host denied the request to {url}: it is not among the CA account's allowed hosts"
         )),
-        ErrorCode::ConnectionRefused
-        | ErrorCode::ConnectionTimeout
-        | ErrorCode::DnsTimeout
-        | ErrorCode::DestinationNotFound
-        | ErrorCode::DestinationUnavailable => ConnectorError::Unreachable(format!("{url}: {e:?}")),
-        other => ConnectorError::Unreachable(format!("{url}: {other:?}")),
+        other => ConnectorError::Unreachable(format!("{url}: {}", error_words(&other))),
+    }
+}
+
+/// What a failed request met, in words an operator reads in an order's error and a webhook
+/// (ACME walkthrough of stop 46: "ErrorCode::ConnectionRefused"); the rarer codes as WASI
+/// names them.
+fn error_words(e: &ErrorCode) -> String {
+    match e {
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::ConnectionTimeout => "the connection timed out".into(),
+        ErrorCode::ConnectionReadTimeout => "no answer came in time".into(),
+        ErrorCode::ConnectionTerminated => "the connection was closed before the answer".into(),
+        ErrorCode::DnsTimeout => "the DNS lookup timed out".into(),
+        ErrorCode::DnsError(_) => "the DNS lookup failed".into(),
+        ErrorCode::DestinationNotFound => "no such host (DNS)".into(),
+        ErrorCode::DestinationUnavailable => "the host is unavailable".into(),
+        ErrorCode::DestinationIpUnroutable => "no route to the host".into(),
+        ErrorCode::TlsProtocolError => "the TLS handshake failed".into(),
+        ErrorCode::TlsCertificateError => "the server's TLS certificate was refused".into(),
+        other => format!("{other:?}"),
     }
 }
