@@ -407,6 +407,29 @@ fn acme_an_account_the_ca_forgot_is_registered_again_without_a_restart_of_serve(
     assert!(server.log().contains("registering it again"), "{}", server.log());
 }
 
+/// ACME walkthrough of stop 46: `account test` said ok of an account the CA had forgotten,
+/// reading only the directory; it now asks the CA for the account, and registers it again.
+#[test]
+fn acme_account_test_asks_the_ca_for_the_account_it_cached() {
+    let app = App::new();
+    let mut pebble = Pebble::start(&app.path("pebble"), true, free_port(), false);
+    let config = configure(&app, &pebble, "", "");
+    let c = config.to_str().expect("utf8");
+    let first = app.run(&["--config", c, "account", "test", "pebble"]);
+    assert!(!first.ok().is_empty() && !first.stderr.contains("registering it again"), "{}", first.stderr);
+    pebble.restart();
+    let again = app.run(&["--config", c, "account", "test", "pebble"]);
+    again.ok();
+    assert!(
+        again.stderr.contains("the CA no longer knows the cached ACME account; registering it again"),
+        "{}",
+        again.stderr
+    );
+    // Registered again: the next test finds it as it is.
+    let third = app.run(&["--config", c, "account", "test", "pebble"]);
+    assert!(!third.ok().is_empty() && !third.stderr.contains("registering it again"), "{}", third.stderr);
+}
+
 #[test]
 fn acme_a_slow_ca_gives_a_pending_order_that_serves_poller_finishes() {
     let app = App::new();

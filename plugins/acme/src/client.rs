@@ -195,6 +195,33 @@ impl Session {
         self.register()
     }
 
+    /// Asks the CA for the account (POST-as-GET of its URL, §7.3.3), for `test_connection`:
+    /// a cached URL alone said "ok" of an account the CA had forgotten, and the next issuance
+    /// found that the CA now required external account binding (ACME walkthrough of stop 46).
+    /// One the CA no longer knows is registered again, which says what the CA requires; one it
+    /// deactivated or revoked is said.
+    pub fn verify_account(&mut self) -> Result<(), AcmeError> {
+        let kid = self.kid.clone().ok_or(AcmeError::NoAccount)?;
+        // Not through `post`'s own registering again, which would resend to the old URL.
+        let registration = self.registration.take();
+        let asked = self.post(&kid, None, false);
+        self.registration = registration;
+        match asked {
+            Ok(response) => match json_body(&response, &kid)?["status"].as_str() {
+                Some("valid") | None => Ok(()),
+                Some(status) => Err(AcmeError::Protocol(format!(
+                    "the CA says the cached ACME account is {status}: it can order nothing; use another account key"
+                ))),
+            },
+            Err(AcmeError::Problem { kind, .. }) if kind == "accountDoesNotExist" => {
+                log(Level::Warn, "the CA no longer knows the cached ACME account; registering it again");
+                self.kid = None;
+                self.register()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// new-account for this session's key; caches the account URL.
     fn register(&mut self) -> Result<(), AcmeError> {
         let Some(reg) = self.registration.take() else { return Err(AcmeError::NoAccount) };

@@ -668,6 +668,7 @@ impl Connector for Acme {
         let params = account_params(&args)?;
         let mut session = Session::open(&params)?;
         session.ensure_account(&params).map_err(AcmeError::account)?;
+        session.verify_account().map_err(AcmeError::account)?;
         Ok(())
     }
 }
