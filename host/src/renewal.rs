@@ -44,7 +44,7 @@ pub struct RoundReport {
 }
 
 /// The round in words for the log: what happened, by certificate id ("renewed 1, 5; failed
-/// 3"), not the struct's debug form.
+/// 3"; resubmitted orders by order id), not the struct's debug form.
 impl std::fmt::Display for RoundReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
@@ -56,7 +56,7 @@ impl std::fmt::Display for RoundReport {
             ("renewed", &self.renewed),
             ("pending", &self.pending),
             ("failed", &self.failed),
-            ("resubmitted", &self.resubmitted),
+            ("resubmitted orders", &self.resubmitted),
         ] {
             if !list.is_empty() {
                 parts.push(format!("{what} {}", ids(list)));

@@ -133,6 +133,10 @@ pub struct RenewalState {
     pub open_order_id: Option<i64>,
 }
 
+/// How long a certificate's notification waits behind an earlier undelivered one of its
+/// certificate ([`Inventory::claim_notifications`]), in seconds.
+const ORDER_WAIT: i64 = 86_400;
+
 /// Queues a notification inside the caller's transaction.
 pub(crate) fn enqueue(
     tx: &rusqlite::Connection,
@@ -647,7 +651,9 @@ impl Inventory {
     /// earlier one of its certificate is undelivered (backing off, or claimed). After a
     /// receiver's outage a `renewal_recovered` came before the `renewal_failed` it closes,
     /// which was still backing off (day-2 walkthrough of stop 46); a receiver keeping a
-    /// certificate's state from its events ended with the wrong one.
+    /// certificate's state from its events ended with the wrong one. It waits at most
+    /// [`ORDER_WAIT`] behind one: a receiver that refuses one event for good (a kind it does
+    /// not take) must not silence the certificate (review of stop 47's diff).
     pub fn claim_notifications(&mut self, lease_seconds: i64, limit: u32) -> Result<Vec<Notification>, InventoryError> {
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
@@ -656,11 +662,12 @@ impl Inventory {
                 "SELECT id, kind, certificate_id, subject, detail, created_at, attempts, webhook_sent_at, email_sent_at,
                         COALESCE(delivery_id, CAST(id AS TEXT))
                  FROM notifications n WHERE sent_at IS NULL AND next_attempt_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM notifications e
-                                   WHERE e.certificate_id = n.certificate_id AND e.sent_at IS NULL AND e.id < n.id)
+                   AND NOT EXISTS (SELECT 1 FROM notifications e INDEXED BY notifications_waiting
+                                   WHERE e.certificate_id = n.certificate_id AND e.sent_at IS NULL
+                                     AND e.certificate_id IS NOT NULL AND e.id < n.id AND e.created_at > ?1 - ?3)
                  ORDER BY next_attempt_at, id LIMIT ?2",
             )?;
-            stmt.query_map(params![now, limit], |r| {
+            stmt.query_map(params![now, limit, ORDER_WAIT], |r| {
                 let detail: String = r.get(4)?;
                 Ok(Notification {
                     id: r.get(0)?,
@@ -860,7 +867,7 @@ impl Inventory {
                 } else {
                     format!(
                         "it has no profile (imported), so it is not renewed automatically; certhost renew {id} --profile \
-                         NAME renews it under one, and its renewals are automatic from then on"
+                         NAME renews it under one, whose [renewal] settings then apply"
                     )
                 };
                 return Err(InventoryError::Conflict(format!(
@@ -1028,6 +1035,7 @@ mod tests {
         // The first of certificate 1 is claimed; its second waits, as it does while the
         // first backs off after a failed delivery.
         assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1, 2, 4]);
+        inv.mark_notification(4, Ok(())).expect("sent");
         inv.mark_notification(1, Err(("receiver down", now - 1))).expect("failed");
         inv.mark_notification(2, Ok(())).expect("sent");
         assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1]);
@@ -1037,6 +1045,26 @@ mod tests {
         assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [1]);
         inv.mark_notification(1, Ok(())).expect("sent");
         assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [3]);
+        inv.mark_notification(3, Ok(())).expect("sent");
+        // One refused for good holds the next for a day at most.
+        super::enqueue(&inv.conn, now, "renewal_failed", Some(5), "refused", &json).expect("enqueue");
+        super::enqueue(&inv.conn, now, "renewal_recovered", Some(5), "next", &json).expect("enqueue");
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [5]);
+        inv.mark_notification(5, Err(("422", now + 7 * 86_400))).expect("failed");
+        assert!(inv.claim_notifications(180, 10).expect("claim").is_empty());
+        inv.set_clock(Some(now + super::ORDER_WAIT + 1));
+        assert_eq!(ids(inv.claim_notifications(180, 10).expect("claim")), [6]);
+        // The waiting ones are found through their own index.
+        let plan: String = inv
+            .conn
+            .prepare("EXPLAIN QUERY PLAN SELECT 1 FROM notifications e INDEXED BY notifications_waiting WHERE e.certificate_id = 5 AND e.sent_at IS NULL AND e.certificate_id IS NOT NULL AND e.id < 9")
+            .expect("plan")
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("plan")
+            .join("; ");
+        assert!(plan.contains("notifications_waiting"), "{plan}");
     }
 
     /// Regression (review of stop 31): a certificate that expired before its automatic

@@ -195,24 +195,26 @@ impl Session {
         self.register()
     }
 
-    /// Asks the CA for the account (POST-as-GET of its URL, §7.3.3), for `test_connection`:
-    /// a cached URL alone said "ok" of an account the CA had forgotten, and the next issuance
-    /// found that the CA now required external account binding (ACME walkthrough of stop 46).
-    /// One the CA no longer knows is registered again, which says what the CA requires; one it
-    /// deactivated or revoked is said.
+    /// Asks the CA for the account, for `test_connection`: a cached URL alone said "ok" of an
+    /// account the CA had forgotten, and the next issuance found that the CA now required
+    /// external account binding (ACME walkthrough of stop 46). new-account with
+    /// `onlyReturnExisting` (§7.3.1, which every CA supports) finds it; one the CA no longer
+    /// knows is registered again, which says what the CA requires; one it deactivated is
+    /// refused by the CA, which says so.
     pub fn verify_account(&mut self) -> Result<(), AcmeError> {
-        let kid = self.kid.clone().ok_or(AcmeError::NoAccount)?;
-        // Not through `post`'s own registering again, which would resend to the old URL.
-        let registration = self.registration.take();
-        let asked = self.post(&kid, None, false);
-        self.registration = registration;
-        match asked {
-            Ok(response) => match json_body(&response, &kid)?["status"].as_str() {
-                Some("valid") | None => Ok(()),
-                Some(status) => Err(AcmeError::Protocol(format!(
-                    "the CA says the cached ACME account is {status}: it can order nothing; use another account key"
-                ))),
-            },
+        let url = self.url("newAccount")?;
+        match self.post(&url, Some(&json!({ "onlyReturnExisting": true })), true) {
+            Ok(response) => {
+                if let Some(kid) = header(&response, "location")
+                    && self.kid.as_deref() != Some(kid.as_str())
+                {
+                    if let Some(reg) = &self.registration {
+                        cache_set(&Self::kid_cache_key(&reg.directory_url, &self.key), &kid, 0);
+                    }
+                    self.kid = Some(kid);
+                }
+                Ok(())
+            }
             Err(AcmeError::Problem { kind, .. }) if kind == "accountDoesNotExist" => {
                 log(Level::Warn, "the CA no longer knows the cached ACME account; registering it again");
                 self.kid = None;
