@@ -486,7 +486,7 @@ mod tests {
     /// ACME walkthrough of stop 46: a failing hook's reason was only in the -v log, and its
     /// error did not say so (its words stay there: they may hold the hook's own credentials).
     #[test]
-    fn a_failing_hooks_last_words_are_in_its_error() {
+    fn a_failing_hooks_error_points_at_its_output_in_the_log() {
         let dir = tempfile::tempdir().expect("tmp");
         let hook = dir.path().join("hook.sh");
         std::fs::write(&hook, "#!/bin/sh\necho adding the record\necho 'nsupdate: REFUSED' >&2\nexit 2\n")
