@@ -239,7 +239,7 @@ fn add_keys_to_stored(
             continue;
         }
         let mut matched = false;
-        for holder in holders.iter().filter(|h| h.public_key_raw == key.public_key_raw()) {
+        for holder in holders.iter().filter(|h| h.info.public_key_raw == key.public_key_raw()) {
             matched = true;
             if holder.has_key {
                 report.skipped.push(Failed {
@@ -257,15 +257,14 @@ fn add_keys_to_stored(
                 account: None,
                 predecessor_id: None,
             };
-            let Ok(info) = CertificateInfo::from_der(&holder.der) else { continue };
             match inv.insert_certificate(&new, actor) {
                 Ok(InsertOutcome::Duplicate(id) | InsertOutcome::Inserted(id)) => report.duplicates.push(Imported {
                     source: source.clone(),
                     id,
-                    subject: info.subject,
-                    sha256: info.sha256,
+                    subject: holder.info.subject.clone(),
+                    sha256: holder.info.sha256.clone(),
                     with_key: true,
-                    expired_at: Some(info.not_after).filter(|at| *at < crate::clock::unix_now()),
+                    expired_at: Some(holder.info.not_after).filter(|at| *at < crate::clock::unix_now()),
                 }),
                 Err(InventoryError::Invalid(reason)) => report.failed.push(Failed { source: source.clone(), reason }),
                 Err(e) => return Err(e.into()),

@@ -87,6 +87,10 @@ impl Drop for Revoking {
     }
 }
 
+/// What a revocation the CA cannot make says to do instead (walkthroughs of stop 46).
+const LOCAL_ONLY_HINT: &str =
+    "(to mark it revoked in the inventory only, revoke it with --local-only, local_only in the API)";
+
 impl Pipeline<'_> {
     /// Renews (or reissues) certificate `id`: a new CSR with the same subject and SANs (or,
     /// renewing one issued from an uploaded CSR, that CSR again), an order linked to the
@@ -241,11 +245,10 @@ impl Pipeline<'_> {
         let marked_before = cert.status == CertStatus::Revoked;
         let refuse = |reason: String| IssueError::Certificate { id, reason };
         let account_name = cert.account.clone().ok_or_else(|| {
-            refuse(
-                "it was not issued through a CA account (imported), so certhost cannot revoke it at the CA (to mark it \
-                 revoked in the inventory only, revoke it with --local-only, local_only in the API)"
-                    .into(),
-            )
+            refuse(format!(
+                "it was not issued through a CA account (imported), so certhost cannot revoke it at the CA \
+                 {LOCAL_ONLY_HINT}"
+            ))
         })?;
         let account = self
             .inventory
@@ -299,10 +302,7 @@ impl Pipeline<'_> {
                 Err(match e {
                     crate::connector::ConnectorError::Unsupported { .. } => IssueError::NotSupported {
                         what: format!("revoke certificate {id}"),
-                        message: format!(
-                            "{message}; nothing was changed (to mark it revoked in the inventory only, revoke it with \
-                             --local-only, local_only in the API)"
-                        ),
+                        message: format!("{message}; nothing was changed {LOCAL_ONLY_HINT}"),
                     },
                     _ => IssueError::CaCall { what: format!("revoke certificate {id}"), message },
                 })

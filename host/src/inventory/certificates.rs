@@ -354,7 +354,7 @@ impl Inventory {
             let Ok(info) = CertificateInfo::from_der(&der) else { continue };
             // The digest names an RSA key by its modulus; the key itself must be the same.
             if public_keys.contains(&info.public_key_raw.as_slice()) {
-                found.push(KeyHolder { id: r.get(0)?, der, has_key: r.get(2)?, public_key_raw: info.public_key_raw });
+                found.push(KeyHolder { id: r.get(0)?, der, has_key: r.get(2)?, info });
             }
         }
         Ok(found)
@@ -375,8 +375,8 @@ pub struct KeyHolder {
     pub der: Vec<u8>,
     /// Whether its private key is stored with it.
     pub has_key: bool,
-    /// The public key it certifies (raw subjectPublicKey bits).
-    pub public_key_raw: Vec<u8>,
+    /// The certificate, parsed (its public key is the one asked for).
+    pub info: CertificateInfo,
 }
 
 /// A serial number as stored (lowercase hex) without what tools add or drop: colons and
