@@ -1215,3 +1215,58 @@ fn profile_names(server: &Server, token: &str) -> Vec<String> {
         .expect("json");
     v["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect()
 }
+
+/// `/readyz` counted an account as failing from a failed `account test` until the next test,
+/// however many certificates it issued meanwhile (ACME walkthrough of stop 47): a call that
+/// succeeded after the failed test now outweighs it, and a test failing after that counts
+/// again.
+#[test]
+fn readyz_counts_a_failed_test_only_until_a_call_of_the_account_succeeds() {
+    let app = App::new();
+    let (config, ca) = crate::helpers::scripted_lab(&app, "lab", "good", "", &[("web", "accounts = [\"lab\"]\n")]);
+    // The scripted CA with a connection test that fails while `down` is in its directory.
+    let fixture = crate::python::fixture("scripted_ca.py");
+    let script = app.path("tested_ca.py");
+    let text = std::fs::read_to_string(&fixture).expect("fixture")
+        + "\n\ndef test_connection(args_dict):\n    return not os.path.exists(os.path.join(args_dict[\"state_dir\"], \"down\"))\n";
+    std::fs::write(&script, text).expect("script");
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, toml.replace(&fixture.display().to_string(), &script.display().to_string()))
+        .expect("config");
+    std::fs::write(ca.join("down"), "").expect("down");
+    let cfg = config.to_str().expect("utf8").to_owned();
+    app.run(&["--config", &cfg, "account", "test", "lab"]).fails(1);
+    let server = Server::start(app, Some(&config));
+    let (probe, admin) = (server.token("probe", "auditor"), server.token("root", "admin"));
+    let c = http();
+    let ready = || -> serde_json::Value {
+        c.get(format!("{}/readyz", server.base)).bearer_auth(&probe).send().expect("readyz").json().expect("json")
+    };
+    let before = ready();
+    assert_eq!(before["accounts_failing"], 1, "{before}");
+    assert_eq!(before["accounts"][0]["failing"], true, "{before}");
+    assert!(before["accounts"][0].get("last_success_at").is_none(), "{before}");
+
+    // The CA is back; a certificate issued in a later second than the test.
+    std::fs::remove_file(ca.join("down")).expect("up");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let issued = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"profile": "web", "cn": "www.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(issued.status(), StatusCode::CREATED, "{}", server.log());
+    let after = ready();
+    assert_eq!(after["accounts_failing"], 0, "{after}");
+    let account = &after["accounts"][0];
+    assert_eq!((&account["failing"], &account["last_test_ok"]), (&serde_json::json!(false), &serde_json::json!(false)));
+    assert!(account["last_success_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{after}");
+
+    // A test failing after that success counts again.
+    std::fs::write(ca.join("down"), "").expect("down");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    server.app.run(&["--config", &cfg, "account", "test", "lab"]).fails(1);
+    let again = ready();
+    assert_eq!(again["accounts_failing"], 1, "{again}");
+}

@@ -44,7 +44,9 @@ pub struct Ready {
     status: &'static str,
     /// `ok`.
     database: &'static str,
-    /// Active accounts whose last `test_connection` failed.
+    /// Active accounts whose last `test_connection` failed, unless a call of theirs has
+    /// succeeded since (in this process): a test run while the CA was down must not keep the
+    /// service degraded once the account issues again.
     accounts_failing: usize,
     /// Accounts, only when the request carries a valid token: a probe needs no names, and
     /// anyone who can reach the port could read them.
@@ -61,6 +63,15 @@ pub struct AccountReadiness {
     status: &'static str,
     /// Result of the last `test_connection` (null: never tested).
     last_test_ok: Option<bool>,
+    /// When a call of this account other than a test last succeeded (RFC 3339; absent: none
+    /// since `serve` started or the account was edited): the CA issued, took an order or
+    /// refused one request.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::view::time_text_opt")]
+    #[schema(value_type = Option<String>)]
+    last_success_at: Option<i64>,
+    /// Whether it counts in `accounts_failing`: active, its last test failed, and no call
+    /// succeeded after that test.
+    failing: bool,
     /// Seconds it is still tried after its profiles' other active accounts, because a
     /// call found its CA unreachable (absent: tried in its place).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,14 +94,23 @@ async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>)
     let accounts: Vec<AccountReadiness> = inv
         .accounts()?
         .iter()
-        .map(|a| AccountReadiness {
-            name: a.name.clone(),
-            status: a.def.status.as_str(),
-            last_test_ok: a.last_test.as_ref().map(|t| t.ok),
-            tried_last_seconds: super::accounts::tried_last_seconds(&state, a),
+        .map(|a| {
+            let last_success_at = state.connectors.succeeded_at(&a.name, &a.def);
+            // Seconds on both sides: a success in the same second as a failed test may have
+            // come before it, so it does not outweigh it.
+            let failing = a.def.status == crate::account::AccountStatus::Active
+                && a.last_test.as_ref().is_some_and(|t| !t.ok && last_success_at.is_none_or(|s| s <= t.at));
+            AccountReadiness {
+                name: a.name.clone(),
+                status: a.def.status.as_str(),
+                last_test_ok: a.last_test.as_ref().map(|t| t.ok),
+                last_success_at,
+                failing,
+                tried_last_seconds: super::accounts::tried_last_seconds(&state, a),
+            }
         })
         .collect();
-    let accounts_failing = accounts.iter().filter(|a| a.status == "active" && a.last_test_ok == Some(false)).count();
+    let accounts_failing = accounts.iter().filter(|a| a.failing).count();
     Ok(Json(Ready { status: "ready", database: "ok", accounts_failing, accounts: caller.is_ok().then_some(accounts) }))
 }
 

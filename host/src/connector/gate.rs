@@ -81,6 +81,10 @@ struct Marks {
     unreachable: u32,
     /// Until when it is tried after its profile's other accounts.
     tried_last_until: Option<Instant>,
+    /// When (Unix seconds) a call other than a connection test last succeeded: the CA issued,
+    /// took an order or refused one request, which says the account works whatever its last
+    /// test said.
+    succeeded_at: Option<i64>,
 }
 
 /// A call slot, held for the call.
@@ -136,6 +140,11 @@ impl Pass {
                     marks.unreachable = 0;
                     marks.tried_last_until = None;
                 }
+                // A passing test is recorded as the test; an unauthorized answer says the
+                // account does not work.
+                if unauthorized_answers && other.is_ok() {
+                    marks.succeeded_at = Some(crate::clock::unix_now());
+                }
             }
         }
         drop(marks);
@@ -147,7 +156,13 @@ impl Gate {
     /// A gate letting `limit` calls through at once; beyond that, a call waits when `queues`,
     /// else is refused at once.
     pub fn new(limit: usize, queues: bool) -> Self {
-        let marks = Marks { progress: Instant::now(), slowest: Duration::ZERO, unreachable: 0, tried_last_until: None };
+        let marks = Marks {
+            progress: Instant::now(),
+            slowest: Duration::ZERO,
+            unreachable: 0,
+            tried_last_until: None,
+            succeeded_at: None,
+        };
         Self {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             limit: limit.max(1),
@@ -169,12 +184,19 @@ impl Gate {
         Some(left).filter(|d| !d.is_zero())
     }
 
-    /// Puts the account back in its place at once: its definition changed (a fixed URL, say),
-    /// so what was found of the old one says nothing of the new.
-    pub fn forget_unreachable(&self) {
+    /// When (Unix seconds) a call of this account other than a connection test last
+    /// succeeded, in this process.
+    pub fn succeeded_at(&self) -> Option<i64> {
+        self.marks.lock().unwrap_or_else(|p| p.into_inner()).succeeded_at
+    }
+
+    /// Forgets what calls found of the account: its definition changed (a fixed URL, say), so
+    /// what was found of the old one says nothing of the new. It is tried in its place at once.
+    pub fn forget_calls(&self) {
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         marks.unreachable = 0;
         marks.tried_last_until = None;
+        marks.succeeded_at = None;
     }
 
     fn pass(&self, permit: OwnedSemaphorePermit) -> Pass {
@@ -411,8 +433,31 @@ mod tests {
         let _ = gate.enter("c", long).await.expect("call").done(unreachable());
         assert_eq!(gate.tried_last(), Some(TRIED_LAST_FOR));
         // An edited account starts afresh.
-        gate.forget_unreachable();
+        gate.forget_calls();
         assert_eq!(gate.tried_last(), None);
+    }
+
+    /// What `/readyz` weighs against a failed test: a call that succeeded. Neither a passing
+    /// test (recorded as the test), nor a refusal of the credentials, nor a failure is one.
+    #[tokio::test]
+    async fn a_call_that_succeeded_is_remembered_and_a_test_or_failure_is_not() {
+        let gate = Gate::new(2, false);
+        let long = Duration::from_secs(60);
+        let refused = || Err::<(), _>(ConnectorError::Unauthorized { connector: "c".into(), message: "no".into() });
+        let _ = gate.enter("c", long).await.expect("call").done_testing(Ok(()));
+        let _ = gate.enter("c", long).await.expect("call").done(refused());
+        let _ = gate
+            .enter("c", long)
+            .await
+            .expect("call")
+            .done::<()>(Err(ConnectorError::Internal { connector: "c".into(), message: "boom".into() }));
+        assert_eq!(gate.succeeded_at(), None);
+        let before = crate::clock::unix_now();
+        let _ = gate.enter("c", long).await.expect("call").done(Ok(()));
+        let at = gate.succeeded_at().expect("a call succeeded");
+        assert!(at >= before && at <= crate::clock::unix_now(), "{at}");
+        gate.forget_calls();
+        assert_eq!(gate.succeeded_at(), None, "the edited account's calls start afresh");
     }
 
     /// A script account's calls beyond its limit are refused at once: its worker queues them.

@@ -792,6 +792,13 @@ pub trait ConnectorSource: Send + Sync {
     fn tried_last(&self, _name: &str, _def: &crate::account::AccountDef) -> Option<Duration> {
         None
     }
+
+    /// When (Unix seconds) a call of account `name`, defined as `def`, other than a connection
+    /// test last succeeded in this process; `None` when none did since it started or since
+    /// the definition changed. `/readyz` weighs it against the account's last test.
+    fn succeeded_at(&self, _name: &str, _def: &crate::account::AccountDef) -> Option<i64> {
+        None
+    }
 }
 
 #[cfg(test)]

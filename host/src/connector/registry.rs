@@ -94,6 +94,22 @@ impl Registry {
         Arc::clone(gate)
     }
 
+    /// The gate of account `name` when its marks are of definition `def`. An account edited
+    /// since its connector was loaded (a fixed URL, say) has none: the marks are of the old
+    /// definition, and are dropped when the new one loads. A slot being loaded right now is
+    /// taken as it was.
+    fn current_gate(&self, name: &str, def: &AccountDef) -> Option<Arc<Gate>> {
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        if let Some(slot) = slot
+            && let Ok(loaded) = slot.try_lock()
+            && loaded.as_ref().is_some_and(|(d, _, _)| d != def)
+        {
+            return None;
+        }
+        // As in `gate`: a lookup cannot leave the map half-updated.
+        self.gates.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
     /// The connector of account `name`, behind its gate.
     async fn load(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         let inner = self.load_ungated(name, def).await?;
@@ -138,19 +154,11 @@ impl Registry {
 #[async_trait]
 impl ConnectorSource for Registry {
     fn tried_last(&self, name: &str, def: &AccountDef) -> Option<std::time::Duration> {
-        // An account edited since its connector was loaded (a fixed URL, say) is tried in its
-        // place: the marks are of the old definition, and are dropped when the new one loads.
-        // A slot being loaded right now is taken as it was.
-        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        if let Some(slot) = slot
-            && let Ok(loaded) = slot.try_lock()
-            && loaded.as_ref().is_some_and(|(d, _, _)| d != def)
-        {
-            return None;
-        }
-        // As in `gate`: a lookup cannot leave the map half-updated.
-        let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        gates.get(name)?.tried_last()
+        self.current_gate(name, def)?.tried_last()
+    }
+
+    fn succeeded_at(&self, name: &str, def: &AccountDef) -> Option<i64> {
+        self.current_gate(name, def)?.succeeded_at()
     }
 
     async fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
@@ -168,8 +176,8 @@ impl ConnectorSource for Registry {
         if loaded.as_ref().is_some_and(|(d, _, _)| d != def)
             && let Some(gate) = self.gates.lock().unwrap_or_else(|p| p.into_inner()).get(name)
         {
-            // What was found unreachable was the old definition (see `tried_last`).
-            gate.forget_unreachable();
+            // What calls found was of the old definition (see `tried_last`).
+            gate.forget_calls();
         }
         // A script's import error can be as long as it likes: cut as the pipeline cuts calls'.
         match self.load(name, def).await.map_err(ConnectorError::bounded) {
