@@ -820,3 +820,23 @@ fn the_cli_does_not_migrate_an_inventory_another_process_has_open() {
     app.run(&["list"]).ok();
     assert_eq!(version(), current);
 }
+
+/// `show --out` (and `issue --out`) wrote an empty chain.pem without a word when no chain came
+/// with the certificate (plugin-author walkthrough of stop 47): a server given it as its CA
+/// file fails, and the operator could not tell why.
+#[test]
+fn an_empty_chain_pem_is_said_to_be_empty() {
+    let app = App::new();
+    let (cert, _key) = crate::helpers::localhost_tls(&app.path("tls"));
+    app.run(&["import", cert.to_str().expect("utf8")]).ok();
+    let out = app.path("out");
+    let shown = app.run(&["show", "1", "--out", out.to_str().expect("utf8")]);
+    assert!(
+        shown.ok().contains(
+            "wrote cert.pem, chain.pem (empty: no chain came with the certificate), fullchain.pem of certificate #1"
+        ),
+        "{}",
+        shown.stdout
+    );
+    assert_eq!(std::fs::read_to_string(out.join("chain.pem")).expect("chain"), "");
+}

@@ -145,11 +145,7 @@ pub fn report(
                 );
                 println!("  not after {}  sha256 {}", output::rfc3339(record.info.not_after), record.info.sha256);
                 if let Some((dir, Ok(()))) = &written {
-                    println!(
-                        "  wrote cert.pem, chain.pem, fullchain.pem{} to {}",
-                        if record.key_id.is_some() { ", key.pem" } else { "" },
-                        dir.display()
-                    );
+                    println!("  wrote {} to {}", written_files(record, record.key_id.is_some()), dir.display());
                 }
                 for (target, outcome, message, _) in deployments.iter().rev() {
                     let line = if outcome == "success" {
@@ -328,6 +324,13 @@ pub fn prepare_out_dir(
         .with_context(|| format!("--out {} cannot be written; {nothing}", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// The files [`write_files`] wrote, in words: an empty chain.pem is said to be empty, since a
+/// server configured with it as a CA file fails on it, and the operator should know why.
+pub fn written_files(record: &certhost::inventory::CertificateRecord, with_key: bool) -> String {
+    let chain = if record.chain_pem.trim().is_empty() { " (empty: no chain came with the certificate)" } else { "" };
+    format!("cert.pem, chain.pem{chain}, fullchain.pem{}", if with_key { ", key.pem" } else { "" })
 }
 
 /// Writes cert.pem, chain.pem, fullchain.pem and, with `key`, key.pem (0600) into `dir`.

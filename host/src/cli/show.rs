@@ -59,8 +59,8 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         };
         super::issue::write_files(key.as_ref(), &r, dir)?;
         println!(
-            "wrote cert.pem, chain.pem, fullchain.pem{} of certificate #{} to {}",
-            if key.is_some() { ", key.pem" } else { "" },
+            "wrote {} of certificate #{} to {}",
+            super::issue::written_files(&r, key.is_some()),
             r.id,
             dir.display()
         );
