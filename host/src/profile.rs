@@ -47,8 +47,9 @@ pub struct ProfileDef {
     /// Where certificates of this profile are deployed after issue, renew and reissue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deploy: Vec<crate::deploy::DeployTarget>,
-    /// Operators may download the private keys of this profile's certificates (admins always
-    /// may); every download is audited.
+    /// Operators may download the private keys of this profile's certificates, and requesters
+    /// those of the certificates they requested (admins always may); every download is
+    /// audited.
     #[serde(default)]
     pub key_download: bool,
 }

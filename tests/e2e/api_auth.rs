@@ -18,7 +18,7 @@ pub const ENDPOINTS: &[(&str, &str, &[&str])] = &[
     ("GET", "/v1/certificates/999999/pem", &ROLES),
     ("GET", "/v1/certificates/999999/chain", &ROLES),
     ("GET", "/v1/certificates/999999/fullchain", &ROLES),
-    ("GET", "/v1/certificates/999999/key", &["admin", "operator"]),
+    ("GET", "/v1/certificates/999999/key", &["admin", "operator", "requester"]),
     ("POST", "/v1/certificates/999999/renew", &["admin", "operator", "requester"]),
     ("POST", "/v1/certificates/999999/reissue", &["admin", "operator"]),
     ("POST", "/v1/certificates/999999/revoke", &["admin", "operator"]),

@@ -85,8 +85,10 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     let leaf = api.get(&requester, &format!("/v1/certificates/{id}/pem")).text().expect("pem");
     assert!(fullchain.starts_with(&leaf));
 
-    // The private key: requesters never, operators only where the profile allows, admins yes.
-    json_of(api.get(&requester, &format!("/v1/certificates/{id}/key")), StatusCode::FORBIDDEN);
+    // The private key: requesters and operators only where the profile allows (requesters only
+    // their own), admins yes.
+    let refused = json_of(api.get(&requester, &format!("/v1/certificates/{id}/key")), StatusCode::FORBIDDEN);
+    assert!(refused["detail"].as_str().expect("detail").contains("key_download"), "{refused}");
     let refused = json_of(api.get(&operator, &format!("/v1/certificates/{id}/key")), StatusCode::FORBIDDEN);
     assert!(refused["detail"].as_str().expect("detail").contains("key_download"), "{refused}");
     let key = api.get(&admin, &format!("/v1/certificates/{id}/key"));
@@ -102,6 +104,27 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     assert_eq!(key_pub, cert_pub, "the downloaded key is the certificate's");
     let audit = json_of(api.get(&admin, "/v1/audit?action=certificate.key_download"), StatusCode::OK);
     assert_eq!(audit["items"][0]["actor"], "token:root");
+    // A requester's host-made key was of no use to it (plugin-author walkthrough of stop 47):
+    // where the profile allows downloads, it downloads the keys of what it requested.
+    json_of(
+        api.post(&admin, "/v1/profiles", json!({"name": "dl", "accounts": ["lab"], "key_download": true})),
+        StatusCode::CREATED,
+    );
+    let own = json_of(
+        api.post(&requester, "/v1/certificates", json!({"profile": "dl", "cn": "dl.example.com"})),
+        StatusCode::CREATED,
+    );
+    let own = own["certificate"]["id"].as_i64().expect("id");
+    let key = api.get(&requester, &format!("/v1/certificates/{own}/key"));
+    assert_eq!(key.status(), StatusCode::OK);
+    assert!(key.text().expect("key").starts_with("-----BEGIN PRIVATE KEY-----"));
+    let refused = json_of(api.get(&other, &format!("/v1/certificates/{own}/key")), StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused["detail"], "role requester may not download the keys of certificates requested by someone else",
+        "{refused}"
+    );
+    let audit = json_of(api.get(&admin, "/v1/audit?action=certificate.key_download"), StatusCode::OK);
+    assert_eq!(audit["items"][0]["actor"], "token:alice");
 
     // Another requester may not renew alice's certificate; alice may.
     json_of(api.post(&other, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::FORBIDDEN);
@@ -186,7 +209,7 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
 
     // Metrics count what happened.
     let metrics = api.c.get(format!("{}/metrics", api.server.base)).send().expect("metrics").text().expect("text");
-    assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 4"), "{metrics}");
+    assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 5"), "{metrics}");
     // By account, operation and outcome.
     let calls = |operation: &str| {
         format!(

@@ -38,8 +38,9 @@ pub const ISSUE: &[Role] = &[Role::Admin, Role::Operator, Role::Requester];
 pub const OPERATE: &[Role] = &[Role::Admin, Role::Operator];
 /// Roles that may read the audit log.
 pub const AUDIT: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
-/// Roles that may ask for a private key (operators only where the profile allows).
-pub const KEY_DOWNLOAD: &[Role] = &[Role::Admin, Role::Operator];
+/// Roles that may ask for a private key (operators only where the profile allows, requesters
+/// only there and for what they requested themselves).
+pub const KEY_DOWNLOAD: &[Role] = &[Role::Admin, Role::Operator, Role::Requester];
 /// Administration: accounts, profiles, tokens, secrets.
 pub const ADMIN: &[Role] = &[Role::Admin];
 

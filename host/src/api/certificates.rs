@@ -161,8 +161,9 @@ async fn fullchain(
     download(state, caller, id, |r| format!("{}{}", r.pem, r.chain_pem)).await
 }
 
-/// The private key: admins always, operators where the certificate's profile allows
-/// (`key_download = true`). Every download is audited.
+/// The private key: admins always; operators, and a requester for the certificates it
+/// requested itself (a key the host made for it is of no use to it otherwise), where the
+/// certificate's profile allows (`key_download = true`). Every download is audited.
 #[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "PKCS#8 private key, PEM", content_type = "application/x-pem-file", body = String),
@@ -177,6 +178,12 @@ async fn key(
     let actor = caller.actor();
     let mut inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    if caller.role == Role::Requester && !requested_by(&inv, &caller, r.id)? {
+        return Err(ApiError::Forbidden {
+            role: "requester",
+            action: "download the keys of certificates requested by someone else",
+        });
+    }
     if caller.role != Role::Admin {
         let allowed = match r.profile.as_deref() {
             Some(p) => inv.profile(p)?.is_some_and(|(def, _)| def.key_download),
@@ -372,30 +379,33 @@ pub struct RenewBody {
     params: BTreeMap<String, String>,
 }
 
-/// A requester may renew only certificates it requested itself: the certificate, or one it
-/// succeeds (renewed automatically or by an operator, its order names someone else).
+/// A requester may renew only certificates it requested itself (see [`requested_by`]).
 async fn require_renewable_by(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     if caller.role != Role::Requester {
         return Ok(());
     }
     let inv = state.inventory.get().await?;
+    if requested_by(&inv, caller, id)? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden { role: "requester", action: "renew certificates requested by someone else" })
+    }
+}
+
+/// Whether `caller` requested certificate `id` itself: the certificate, or one it succeeds
+/// (renewed automatically or by an operator, its order names someone else).
+fn requested_by(inv: &crate::inventory::Inventory, caller: &Caller, id: i64) -> Result<bool, ApiError> {
     let actor = caller.actor();
-    let mut own = false;
     let mut next = Some(id);
     // Bounded: a lineage is a chain of renewals, but stored data is not trusted to end.
     for _ in 0..1000 {
         let Some(cert) = next else { break };
         if inv.issuing_order(cert)?.is_some_and(|o| o.requested_by == actor) {
-            own = true;
-            break;
+            return Ok(true);
         }
         next = inv.find(&cert.to_string())?.and_then(|c| c.predecessor_id);
     }
-    if own {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden { role: "requester", action: "renew certificates requested by someone else" })
-    }
+    Ok(false)
 }
 
 /// Renews certificate `id` (id or thumbprint) once the caller may. A caller's `metadata`
