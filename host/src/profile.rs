@@ -299,17 +299,27 @@ pub struct Due {
     pub fell_back: bool,
 }
 
+/// When a certificate's lifetime counts from for its renewal: its notBefore, or when it was
+/// stored if that is later. CAs backdate notBefore against clock skew (local-ca by 5 minutes,
+/// Let's Encrypt by an hour): counted from it, two thirds of a 2-minute certificate had
+/// passed before it was issued, and the scheduler renewed each successor the round it was
+/// stored, forever (API walkthrough of stop 48).
+pub fn lifetime_start(not_before: i64, stored_at: i64) -> i64 {
+    not_before.max(stored_at)
+}
+
 impl RenewalPolicy {
-    /// When a certificate valid from `not_before` to `not_after` is due for renewal (Unix
-    /// seconds), before jitter; `None` when auto-renew is off. A `before_*` longer than
-    /// two thirds of the lifetime gives way to the two-thirds rule (cert-manager does the
-    /// same when renewBefore exceeds the duration): a CA that issues shorter certificates
-    /// than the profile expected (ACME's six days against `before_days = 30`) must not
-    /// make the host renew in a loop.
-    pub fn due_at(&self, not_before: i64, not_after: i64) -> Option<Due> {
+    /// When a certificate whose lifetime counts from `start` ([`lifetime_start`]) and ends at
+    /// `not_after` is due for renewal (Unix seconds), before jitter; `None` when auto-renew is
+    /// off. A `before_*` longer than two thirds of the lifetime gives way to the two-thirds
+    /// rule (cert-manager does the same when renewBefore exceeds the duration): a CA that
+    /// issues shorter certificates than the profile expected (ACME's six days against
+    /// `before_days = 30`) must not make the host renew in a loop.
+    pub fn due_at(&self, start: i64, not_after: i64) -> Option<Due> {
         if !self.auto {
             return None;
         }
+        let not_before = start;
         let lifetime = (not_after - not_before).max(0);
         let two_thirds = not_before + lifetime * 2 / 3;
         let before = |seconds: i64| {
@@ -328,10 +338,12 @@ impl RenewalPolicy {
         })
     }
 
-    /// The most jitter (seconds, taken off the due time) for a lifetime: 1% of it, at most an
-    /// hour, so a fleet issued together does not renew in one burst.
-    pub fn max_jitter(not_before: i64, not_after: i64) -> i64 {
-        ((not_after - not_before).max(0) / 100).min(3600)
+    /// The most jitter (seconds, taken off the due time) for a lifetime counted from `start`:
+    /// 1% of it, at most an hour, so a fleet issued together does not renew in one burst —
+    /// and at most half the time from `start` to `due`, so `at_percent = 1` is not due the
+    /// moment the certificate is stored.
+    pub fn max_jitter(start: i64, not_after: i64, due: i64) -> i64 {
+        ((not_after - start).max(0) / 100).min(3600).min((due - start).max(0) / 2)
     }
 }
 
@@ -1211,6 +1223,28 @@ mod tests {
         assert_eq!(pct.due_at(nb, na), Some(Due { at: nb + 2 * day, fell_back: false }));
         assert_eq!(RenewalPolicy::default().due_at(nb, na), Some(Due { at: two_thirds, fell_back: false }));
         assert_eq!(RenewalPolicy { auto: false, ..policy(Some(30), None) }.due_at(nb, na), None);
+    }
+
+    /// Regression (API walkthrough of stop 48): local-ca backdates notBefore by 5 minutes, so
+    /// two thirds of a 2-minute certificate's lifetime counted from it had passed when it was
+    /// stored, and the scheduler renewed every successor the round it was stored. The lifetime
+    /// counts from when it was stored, and no jitter reaches back to that moment.
+    #[test]
+    fn a_backdated_not_before_does_not_make_a_short_certificate_due_when_stored() {
+        let stored = 1_000_000;
+        let (nb, na) = (stored - 300, stored + 120);
+        let start = lifetime_start(nb, stored);
+        assert_eq!(start, stored);
+        let due = RenewalPolicy::default().due_at(start, na).expect("due");
+        assert_eq!(due.at, stored + 80);
+        assert_eq!(RenewalPolicy::max_jitter(start, na, due.at), 1);
+        // A CA clock running ahead: its notBefore is later than the moment it was stored.
+        assert_eq!(lifetime_start(stored + 20, stored), stored + 20);
+        // at_percent = 1 of a day: jitter stays within half of the 864 s before it is due.
+        let day = stored + 86_400;
+        let pct = RenewalPolicy { at_percent: Some(1), ..RenewalPolicy::default() };
+        let due = pct.due_at(stored, day).expect("due").at;
+        assert_eq!((due, RenewalPolicy::max_jitter(stored, day, due)), (stored + 864, 432));
     }
 
     #[test]

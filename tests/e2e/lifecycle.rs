@@ -190,8 +190,10 @@ fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetim
     let (config, _) =
         scripted_lab(&app, "ca", "good", "", &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 60\n")]);
     let cfg = config.to_str().expect("utf8");
+    let t0 = issued_now();
     let issued = app.run(&["--config", cfg, "issue", "--profile", "web", "--cn", "storm.example.com"]);
     issued.ok();
+    let t1 = issued_now();
     assert!(
         issued.stderr.contains("renews at two thirds of its lifetime instead")
             && issued.stderr.contains("certificate=1"),
@@ -199,8 +201,10 @@ fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetim
         issued.stderr
     );
     let shown = app.json(&["show", "1", "--json"]);
-    let (not_before, not_after) = (unix(&shown["not_before"]), unix(&shown["not_after"]));
-    let two_thirds = not_before + (not_after - not_before) * 2 / 3;
+    let not_after = unix(&shown["not_after"]);
+    // The lifetime counts from when the certificate was stored (between t0 and t1), not from
+    // its backdated notBefore.
+    let (earliest, latest) = (t0 + (not_after - t0) * 2 / 3, t1 + (not_after - t1) * 2 / 3);
     let renews_at = |app: &App| {
         let v = app.json(&["renewals", "--json"]);
         unix(&v["upcoming"][0]["renew_after"])
@@ -214,7 +218,7 @@ fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetim
     assert!(cut.stderr.contains("only the first 1 of the upcoming renewals are shown"), "{}", cut.stderr);
     assert!(!app.run(&["renewals"]).stderr.contains("note:"));
     // Jitter takes at most an hour off.
-    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+    assert!((earliest - 3600..=latest).contains(&at), "renews at {at}, two thirds is {earliest}..{latest}");
     assert!(at > issued_now() + 18 * 86_400, "not due now: {at}");
 
     // A profile change recomputes the schedule by the same rule: 10 days is honoured...
@@ -229,7 +233,7 @@ fn a_before_days_longer_than_the_certificate_renews_at_two_thirds_of_its_lifetim
     reloaded.ok();
     assert!(reloaded.stderr.contains("renew at two thirds of their lifetime instead"), "{}", reloaded.stderr);
     let at = renews_at(&app);
-    assert!((two_thirds - 3600..=two_thirds).contains(&at), "renews at {at}, two thirds is {two_thirds}");
+    assert!((earliest - 3600..=latest).contains(&at), "renews at {at}, two thirds is {earliest}..{latest}");
 }
 
 fn issued_now() -> i64 {
@@ -2190,4 +2194,24 @@ fn a_certificate_its_ca_cannot_revoke_is_marked_revoked_locally() {
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let view: serde_json::Value = r.json().expect("json");
     assert_eq!(view["status"], "revoked", "{view}");
+}
+
+/// Regression (API walkthrough of stop 48): local-ca backdates notBefore by 5 minutes, so a
+/// 2-minute certificate was two thirds through its lifetime, counted from notBefore, when it
+/// was stored: `serve` renewed every successor the round it was stored, one a round, forever.
+#[test]
+fn a_short_certificate_with_a_backdated_not_before_is_not_due_when_stored() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "");
+    let text = std::fs::read_to_string(&config).expect("config") + "params.validity_seconds = \"120\"\n";
+    std::fs::write(&config, text).expect("config");
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "lab", "--cn", "short.example.com"]).ok();
+    let stored = issued_now();
+    let shown = app.json(&["show", "1", "--json"]);
+    assert!(unix(&shown["not_before"]) < stored - 200, "local-ca backdates notBefore: {shown}");
+    let v = app.json(&["renewals", "--json"]);
+    let at = unix(&v["upcoming"][0]["renew_after"]);
+    // Two thirds of the 120 s left from when it was stored, less at most 1 s of jitter.
+    assert!(at >= stored + 60, "renews at {at}, stored at {stored}: {v}");
 }

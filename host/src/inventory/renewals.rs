@@ -100,6 +100,28 @@ pub struct ChannelsSince {
     pub email: Option<i64>,
 }
 
+/// `profile::lifetime_start` in SQL: a certificate's lifetime counts for its renewal from the
+/// later of its notBefore and when it was stored.
+macro_rules! start_sql {
+    () => {
+        "MAX(not_before, created_at)"
+    };
+}
+
+/// `RenewalPolicy::due_at` in SQL, before jitter: `?2` is `before` (`?3` seconds before
+/// notAfter, falling back to two thirds of the lifetime when that reaches into its first
+/// third or before it began) or `percent` (`?3` percent of the lifetime).
+macro_rules! due_sql {
+    () => {
+        "(CASE ?2 WHEN 'before' THEN
+             CASE WHEN not_after - ?3 <= MAX(not_before, created_at)
+                    OR not_after - ?3 < MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) / 3
+                  THEN MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) * 2 / 3
+                  ELSE not_after - ?3 END
+          ELSE MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) * ?3 / 100 END)"
+    };
+}
+
 impl ChannelsSince {
     /// Whether notification `n` is due on `channel`: configured, and queued since.
     pub fn wants(&self, channel: Channel, n: &Notification) -> bool {
@@ -426,26 +448,37 @@ impl Inventory {
             (None, None, Some(p)) => ("percent", i64::from(p)),
             (None, None, None) => ("percent", 66),
         };
-        // `RenewalPolicy::due_at` in SQL, with its fall-back to two thirds of the lifetime when
-        // `before` reaches into the first third (or before the certificate began).
+        // `RenewalPolicy::due_at` in SQL, from `profile::lifetime_start` (the later of notBefore
+        // and when the certificate was stored), with its fall-back to two thirds of the
+        // lifetime when `before` reaches into the first third (or before it began), and
+        // `max_jitter`'s bounds.
         let n = self.conn.execute_cached(
-            "UPDATE certificates SET renew_after =
-                 CASE ?2 WHEN 'before' THEN
-                             CASE WHEN not_after - ?3 <= not_before
-                                    OR not_after - ?3 < not_before + (not_after - not_before) / 3
-                                  THEN not_before + (not_after - not_before) * 2 / 3
-                                  ELSE not_after - ?3 END
-                         ELSE not_before + (not_after - not_before) * ?3 / 100 END
-                 - (abs(random()) % (MIN((not_after - not_before) / 100, 3600) + 1))
-             WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
-               AND (renew_after IS NULL OR renew_after > ?4)",
+            concat!(
+                "UPDATE certificates SET renew_after = ",
+                due_sql!(),
+                " - (abs(random()) % (MAX(0, MIN((not_after - ",
+                start_sql!(),
+                ") / 100, 3600, (",
+                due_sql!(),
+                " - ",
+                start_sql!(),
+                ") / 2)) + 1))
+                 WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
+                   AND (renew_after IS NULL OR renew_after > ?4)"
+            ),
             params![name, mode, value, self.now()],
         )?;
         if mode == "before" {
-            let mut stmt = self.conn.prepare_cached(
+            let mut stmt = self.conn.prepare_cached(concat!(
                 "SELECT id FROM certificates WHERE profile = ?1 AND status = 'active' AND renewal_attempts = 0
-                   AND (not_after - ?2 <= not_before OR not_after - ?2 < not_before + (not_after - not_before) / 3)",
-            )?;
+                       AND (not_after - ?2 <= ",
+                start_sql!(),
+                " OR not_after - ?2 < ",
+                start_sql!(),
+                " + (not_after - ",
+                start_sql!(),
+                ") / 3)"
+            ))?;
             let ids: Vec<i64> = stmt.query_map(params![name, value], |r| r.get(0))?.collect::<Result<_, _>>()?;
             if !ids.is_empty() {
                 tracing::warn!(
@@ -1113,6 +1146,41 @@ mod tests {
         }
         let (claimed, _) = inv.claim_due_renewals(600, 20).expect("claim");
         assert_eq!(claimed, vec![1], "renewed though no attempt failed; certificate 2 does not renew automatically");
+    }
+
+    /// `reschedule_profile` counts a lifetime as `RenewalPolicy::due_at` does at issuance: from
+    /// when the certificate was stored when its notBefore is backdated (API walkthrough of
+    /// stop 48), with the fall-back and the jitter's bounds.
+    #[test]
+    fn a_profile_edit_schedules_from_when_a_backdated_certificate_was_stored() {
+        let (_dir, mut inv) = super::super::scratch();
+        // Stored at 1,000, notBefore backdated 300 s, 120 s left; stored at 0 with notBefore 10.
+        for (n, not_before, created_at, not_after) in [("01", 700, 1_000, 1_120), ("02", 10, 0, 1_010)] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after, profile)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', ?2, ?3, 'ec-p256', 256, 'active', 'issue', ?4, NULL, 'web')",
+                    params![n, not_before, not_after, created_at],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(1_000));
+        let renew_after = |inv: &super::super::Inventory, id: i64| -> i64 {
+            inv.conn.query_row("SELECT renew_after FROM certificates WHERE id = ?1", [id], |r| r.get(0)).expect("read")
+        };
+        let half = RenewalPolicy { at_percent: Some(50), ..RenewalPolicy::default() };
+        inv.reschedule_profile("web", &half).expect("reschedule");
+        // 50% of 120 s from 1,000, less at most 1 s of jitter (1% of the lifetime).
+        assert!((1_059..=1_060).contains(&renew_after(&inv, 1)), "{}", renew_after(&inv, 1));
+        // 50% of 1,000 s from notBefore 10, less at most 10 s.
+        assert!((500..=510).contains(&renew_after(&inv, 2)), "{}", renew_after(&inv, 2));
+        // A before_minutes reaching back past the first third falls back to two thirds, from
+        // when it was stored.
+        let before = RenewalPolicy { before_minutes: Some(10), ..RenewalPolicy::default() };
+        inv.conn.execute("UPDATE certificates SET renew_after = NULL", []).expect("clear");
+        inv.reschedule_profile("web", &before).expect("reschedule");
+        assert!((1_079..=1_080).contains(&renew_after(&inv, 1)), "{}", renew_after(&inv, 1));
     }
 
     /// Operator review of stop 41: deliveries were told apart by row id, which a restore hands

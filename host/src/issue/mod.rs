@@ -178,11 +178,12 @@ impl Submission {
     }
 }
 
-/// When a certificate of `profile` valid from `not_before` to `not_after` is due for
-/// renewal, with its jitter; `None` when the profile does not renew automatically.
+/// When a certificate of `profile` valid from `not_before` to `not_after`, stored now, is due
+/// for renewal, with its jitter; `None` when the profile does not renew automatically.
 pub(crate) fn renewal_due(profile: &ProfileDef, not_before: i64, not_after: i64) -> Option<crate::profile::Due> {
-    profile.renewal.due_at(not_before, not_after).map(|due| {
-        let max = crate::profile::RenewalPolicy::max_jitter(not_before, not_after);
+    let start = crate::profile::lifetime_start(not_before, unix_now());
+    profile.renewal.due_at(start, not_after).map(|due| {
+        let max = crate::profile::RenewalPolicy::max_jitter(start, not_after, due.at);
         crate::profile::Due { at: due.at - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=max), ..due }
     })
 }
