@@ -183,9 +183,10 @@ pub enum VerificationError {
         /// The rule the certificate breaks.
         rule: String,
     },
-    /// The certificate's subject or names hold a sensitive value of the call: stored, it
-    /// would be shown to every role, in every listing and download.
-    #[error("its {0} holds a sensitive value of the call, which would be stored and shown in the clear")]
+    /// The certificate (its subject, names, issuer or extensions) or its chain holds a
+    /// sensitive value of the call: stored, it would be shown to every role, in every listing
+    /// and download.
+    #[error("{0} holds a sensitive value of the call, which would be stored and shown in the clear")]
     HoldsSensitive(&'static str),
     /// A renewal answered with the certificate it renews.
     #[error("it is certificate {0}, the one being renewed: the CA issued nothing new")]
@@ -235,9 +236,9 @@ fn leaf_position(expected: &Expected<'_>, certificate_pem: &str, chain_pems: &[S
 }
 
 /// Refuses a certificate whose subject (as stored: every attribute, whatever its string
-/// type) or names hold one of the call's `secrets`: it would be stored and shown to every
-/// role (a CA or a script that copied one into an OU or a name; hostile-connector review of
-/// stop 41). Not when what the request itself supplied — `asked`: its CSR's subject, its CN
+/// type), names, issuer or other bytes, or whose chain, hold one of the call's `secrets`: it
+/// would be stored and shown to every role (a CA or a script that copied one into an OU, a
+/// name or an extension; hostile-connector review of stop 41). Not when what the request itself supplied — `asked`: its CSR's subject, its CN
 /// and names — holds one: a short secret that is a word of them would refuse every order,
 /// and a refusal would tell a requester their guess was right (diff review). The pipeline
 /// and `plugin check` both apply it.
@@ -257,10 +258,23 @@ pub fn holds_no_secret<'a>(
         return Ok(());
     }
     if holds(&verified.info.subject) {
-        return Err(VerificationError::HoldsSensitive("subject"));
+        return Err(VerificationError::HoldsSensitive("its subject"));
     }
     if verified.info.sans.iter().any(|san| holds(&san.to_string())) {
-        return Err(VerificationError::HoldsSensitive("subjectAltName list"));
+        return Err(VerificationError::HoldsSensitive("its subjectAltName list"));
+    }
+    if holds(&verified.info.issuer) {
+        return Err(VerificationError::HoldsSensitive("its issuer"));
+    }
+    // Anywhere else in what is stored and served: an extension (a comment, a policy's CPS URI,
+    // an AIA URL) or a chain certificate's names (red-team walkthrough of stop 48: a script
+    // named its intermediate after the API key, and every role read it as the issuer). Text
+    // fields hold their value's bytes as they are, so the DER read as text finds them.
+    if holds(&String::from_utf8_lossy(&verified.der)) {
+        return Err(VerificationError::HoldsSensitive("one of its extensions"));
+    }
+    if verified.chain.iter().any(|der| holds(&String::from_utf8_lossy(der))) {
+        return Err(VerificationError::HoldsSensitive("its chain"));
     }
     Ok(())
 }

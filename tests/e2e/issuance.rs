@@ -335,6 +335,24 @@ fn a_certificate_breaking_the_profiles_subject_max_or_holding_a_secret_is_refuse
             ),
             "the returned certificate was refused: its subject holds a sensitive value of the call",
         ),
+        // Red-team walkthrough of stop 48: outside the subject and names, the issuer and every
+        // role read it in listings and downloads.
+        (
+            "issuer_secret",
+            &format!(
+                "[params]\ntoken = {{ sensitive = true, value = {{ file = {:?} }} }}\n",
+                token.display().to_string()
+            ),
+            "the returned certificate was refused: its issuer holds a sensitive value of the call",
+        ),
+        (
+            "comment_secret",
+            &format!(
+                "[params]\ntoken = {{ sensitive = true, value = {{ file = {:?} }} }}\n",
+                token.display().to_string()
+            ),
+            "the returned certificate was refused: one of its extensions holds a sensitive value of the call",
+        ),
     ];
     let mut accounts = String::new();
     let mut profiles = Vec::new();
