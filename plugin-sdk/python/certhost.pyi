@@ -81,7 +81,9 @@ def log(level: str, message: str) -> None:
 # - ttl is in whole seconds (a fraction is rounded up); 0 (or None) means no expiry;
 # - a value over 64 KiB or a key over 1 KiB (UTF-8 bytes) is not stored (a warning is logged);
 # - at most 256 entries: setting a new key when full first drops expired entries, and is
-#   ignored (with a warning) if the cache is still full. Existing keys can always be replaced.
+#   ignored (with a warning) if the cache is still full. Existing keys can always be replaced;
+# - a key or value holding a sensitive value the request gave (a dynamic parameter, such as a
+#   PIN) is not stored (a warning is logged): other requests' calls would read it.
 
 def cache_get(key: str) -> Optional[str]:
     """A value cached for this CA account, or None when absent or expired."""

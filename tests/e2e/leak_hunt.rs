@@ -842,3 +842,46 @@ def poll(order_id, args):
     let text = format!("{}{}", polled.stdout, polled.stderr);
     assert!(text.contains("poll found: csr of order 7"), "{text}");
 }
+
+/// Regression (red-team walkthrough of stop 48): a script cached one requester's sensitive
+/// dynamic value (`certhost.cache_set("last_pin", pin)`), and the next request's call read it
+/// back into its error — shown to that requester, stored in its order and the audit log —
+/// since that call's redaction knew only its own PIN. A call now caches nothing holding a
+/// sensitive value its request gave.
+#[test]
+fn one_requests_sensitive_value_is_not_cached_for_the_next_request() {
+    let app = App::new();
+    let script = app.path("pins.py");
+    std::fs::write(
+        &script,
+        "import certhost\n\n\ndef certificate_request(csr, common_name, args_dict):\n    \
+         if args_dict[\"op\"] == \"put\":\n        certhost.cache_set(\"last_pin\", \"pin \" + args_dict[\"pin\"], 0)\n        \
+         raise Exception(\"stored\")\n    raise Exception(\"cached value: %s\" % certhost.cache_get(\"last_pin\"))\n",
+    )
+    .expect("script");
+    let conf = app.path("conf");
+    std::fs::create_dir_all(conf.join("profiles")).expect("mkdir");
+    let config = conf.join("certhost.toml");
+    std::fs::write(&config, format!("[accounts.pins]\nconnector = \"{}\"\n", script.display())).expect("config");
+    std::fs::write(
+        conf.join("profiles/p.toml"),
+        "accounts = [\"pins\"]\n[params]\npin = { dynamic = true, sensitive = true }\nop = { dynamic = true }\n",
+    )
+    .expect("profile");
+    let config_arg = config.display().to_string();
+    let mut transcript = String::new();
+    let issue = |transcript: &mut String, op: &str, pin: &str| {
+        let params = [format!("op={op}"), format!("pin={pin}")];
+        let args = ["issue", "--profile", "p", "--cn", "www.example.com", "--param", &params[0], "--param", &params[1]];
+        run_into(transcript, &app, &config_arg, &args, None)
+    };
+    issue(&mut transcript, "put", DYNAMIC_SECRET);
+    let mut second = String::new();
+    issue(&mut second, "get", "pin-of-another-requester-0000");
+    assert!(second.contains("cached value: None"), "the second call ran and found nothing: {second}");
+    transcript.push_str(&second);
+    run_into(&mut transcript, &app, &config_arg, &["orders", "list", "--json"], None);
+    run_into(&mut transcript, &app, &config_arg, &["audit", "--json"], None);
+    assert!(transcript.contains("certhost.cache_set ignored"), "the refusal is logged: {transcript}");
+    assert!(!transcript.contains(DYNAMIC_SECRET), "{transcript}");
+}

@@ -195,6 +195,9 @@ pub struct AccountCache {
     overlay: Arc<Mutex<Overlay>>,
     /// One flush at a time: two overlapping puts of one key could land in either order.
     flushing: Arc<tokio::sync::Mutex<()>>,
+    /// Values this view refuses to keep in a key or value, in any form the redaction knows:
+    /// the sensitive values a call's request gave itself ([`AccountCache::for_call`]).
+    unshared: Arc<[zeroize::Zeroizing<String>]>,
 }
 
 /// Entries set and not yet stored, each with the order it was set in and the epoch of the
@@ -222,12 +225,48 @@ pub enum Set {
     Reserved,
     /// [`MAX_ENTRIES`] new keys already wait to be stored.
     Full,
+    /// The key or value holds a sensitive value the call's request gave itself.
+    RequestSecret,
+}
+
+impl Set {
+    /// Why a set was not kept, for the log; `None` when it was.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            Set::Kept => None,
+            Set::TooLarge => Some("key or value too large"),
+            Set::Reserved => Some("a key may not start with a NUL character"),
+            Set::Full => Some("cache full"),
+            Set::RequestSecret => Some(
+                "the key or value holds a sensitive value the request gave, which the calls of other requests would read",
+            ),
+        }
+    }
 }
 
 impl AccountCache {
     /// `account`'s cache in `store`.
     pub fn new(store: Arc<dyn CacheStore>, account: &str) -> Self {
-        Self { store, account: account.into(), prefix: "".into(), overlay: Arc::default(), flushing: Arc::default() }
+        Self {
+            store,
+            account: account.into(),
+            prefix: "".into(),
+            overlay: Arc::default(),
+            flushing: Arc::default(),
+            unshared: Arc::new([]),
+        }
+    }
+
+    /// The view of the cache a call with `args` uses: its scope ([`AccountCache::scoped`]),
+    /// refusing to keep what holds a sensitive value its request gave itself. A scope covers
+    /// the account's and the profile's secrets, which every call of the scope carries and
+    /// redacts; a request's own (a dynamic PIN) is another request's secret, which that
+    /// request's redaction does not know: cached, a script echoing the cached value showed
+    /// one requester's PIN to the next (red-team walkthrough of stop 48).
+    pub fn for_call(&self, args: &super::Args) -> Self {
+        let unshared: Vec<zeroize::Zeroizing<String>> =
+            args.request_sensitive_values().map(|v| zeroize::Zeroizing::new(v.to_owned())).collect();
+        Self { unshared: unshared.into(), ..self.scoped(args.cache_scope()) }
     }
 
     /// The view of the cache a call with `scope` ([`scope_of`]) uses: the same entries, store
@@ -295,6 +334,12 @@ impl AccountCache {
         }
         if entry.key.starts_with(SCOPE_MARK) {
             return Set::Reserved;
+        }
+        if !self.unshared.is_empty() {
+            let rules = super::redact::Redactor::new(self.unshared.iter().map(|v| v.as_str()));
+            if rules.redact(&entry.key) != entry.key || rules.redact(&entry.value) != entry.value {
+                return Set::RequestSecret;
+            }
         }
         entry.key = self.stored(&entry.key);
         let mut overlay = self.overlay();
@@ -459,6 +504,29 @@ mod tests {
         let stored = format!("\0{}\0token", a.as_deref().expect("scope"));
         assert_eq!(account.get(&stored), None);
         assert_eq!(in_a.set(entry(&"k".repeat(MAX_KEY), "v", None), None), Set::Kept, "a full-length key fits");
+    }
+
+    /// Red-team walkthrough of stop 48: a script cached one requester's PIN (a sensitive
+    /// dynamic parameter) and the next requester's call read it back into its error, which
+    /// that call's redaction did not know to hide.
+    #[test]
+    fn a_call_keeps_nothing_holding_a_secret_its_request_gave() {
+        let account = AccountCache::in_memory("a");
+        let mut args = crate::connector::Args::new();
+        args.insert_sensitive("api_key", "account-key-0123");
+        args.insert_request_sensitive("pin", "Alice-PIN-1111aaaa");
+        let call = account.for_call(&args);
+        assert_eq!(call.set(entry("last_pin", "Alice-PIN-1111aaaa", None), None), Set::RequestSecret);
+        assert_eq!(call.set(entry("pin:Alice-PIN-1111aaaa", "1", None), None), Set::RequestSecret, "in a key too");
+        // In any form the redaction knows.
+        assert_eq!(call.set(entry("q", "pin=Alice-PIN-1111aaaa%20", None), None), Set::RequestSecret);
+        assert_eq!(call.set(entry("b64", "QWxpY2UtUElOLTExMTFhYWFh", None), None), Set::RequestSecret);
+        assert!(Set::RequestSecret.refusal().expect("refused").contains("other requests"));
+        // What the scope's calls all carry, and anything else, is kept.
+        assert_eq!(call.set(entry("token", "account-key-0123", None), None), Set::Kept);
+        assert_eq!(call.set(entry("nonce", "n-42", None), None), Set::Kept);
+        assert_eq!(account.for_call(&crate::connector::Args::new()).get("nonce").as_deref(), Some("n-42"));
+        assert_eq!(account.get("last_pin"), None);
     }
 
     /// A store whose writes fail (a full disk, a lost master key).

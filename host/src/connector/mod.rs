@@ -43,6 +43,9 @@ pub struct Args {
     order_names: std::sync::Arc<[String]>,
     /// The connector cache's scope of the call ([`cache::scope_of`]).
     cache_scope: Option<String>,
+    /// Sensitive parameters the request itself gave (dynamic ones): no cache scope covers
+    /// them, so the cache keeps nothing that holds one ([`cache::AccountCache::for_call`]).
+    request_sensitive: Vec<String>,
 }
 
 /// Values are wiped when the args are dropped or a value is replaced: sensitive ones (a CA's
@@ -72,6 +75,23 @@ impl Args {
             self.sensitive.push(name.clone());
         }
         self.replace(name, value.into());
+    }
+
+    /// Adds a sensitive parameter the request itself gave (a dynamic one): as
+    /// [`Self::insert_sensitive`], and never cached for other calls to read (another
+    /// request's call, whose redaction does not know this value, would show it; red-team
+    /// walkthrough of stop 48).
+    pub fn insert_request_sensitive(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        if !self.request_sensitive.contains(&name) {
+            self.request_sensitive.push(name.clone());
+        }
+        self.insert_sensitive(name, value);
+    }
+
+    /// The values of [`Self::insert_request_sensitive`] parameters.
+    pub fn request_sensitive_values(&self) -> impl Iterator<Item = &str> {
+        self.request_sensitive.iter().filter_map(|n| self.values.get(n)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Adds a parameter read from a file or variable but not marked sensitive. The reference

@@ -765,7 +765,7 @@ impl Pipeline<'_> {
         ));
         for (name, (value, sensitive)) in dynamic {
             if *sensitive {
-                args.insert_sensitive(name.clone(), value.clone())
+                args.insert_request_sensitive(name.clone(), value.clone())
             } else {
                 args.insert(name.clone(), value.clone())
             }

@@ -374,7 +374,7 @@ impl PythonConnector {
         };
         let redactor = worker.learn(&values);
         // The call's view of the account's cache (its profile's scope).
-        let scoped = self.cache.scoped(args.cache_scope());
+        let scoped = self.cache.for_call(args);
         // Read before the call: what it sets is refused if the cache is emptied meanwhile.
         let cache = scoped.entries().await;
         let epoch = cache.as_ref().and_then(|(epoch, _)| *epoch);
@@ -1000,8 +1000,12 @@ fn keep_cache(cache: &AccountCache, reply: &mut Reply, epoch: Option<i64>) -> bo
     let set = std::mem::take(&mut reply.cache);
     let any = !set.is_empty();
     for e in cache::from_worker(set) {
-        // The worker applied the rules already: a refusal here repeats its warning.
-        let _ = cache.set(e, epoch);
+        // The worker applied the rules already, but for the request's own secrets, which it
+        // does not know apart: only that refusal is news.
+        let set = cache.set(e, epoch);
+        if set == super::cache::Set::RequestSecret {
+            tracing::warn!("certhost.cache_set ignored: {}", set.refusal().unwrap_or_default());
+        }
     }
     any
 }

@@ -84,14 +84,10 @@ impl Host for State {
 
     fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
         let epoch = self.cache_epoch();
-        let why = match self.cache.set(cache::Entry::with_ttl(key, value, u64::from(ttl_seconds)), epoch) {
-            cache::Set::Kept => {
-                self.cache_set = true;
-                return;
-            }
-            cache::Set::TooLarge => "key or value too large",
-            cache::Set::Reserved => "a key may not start with a NUL character",
-            cache::Set::Full => "cache full",
+        let Some(why) = self.cache.set(cache::Entry::with_ttl(key, value, u64::from(ttl_seconds)), epoch).refusal()
+        else {
+            self.cache_set = true;
+            return;
         };
         if self.host_warning_allowed() {
             tracing::warn!(connector = %self.label, "cache-set ignored: {why}");

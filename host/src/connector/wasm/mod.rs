@@ -217,7 +217,7 @@ impl WasmConnector {
             table: bounded_table(),
             logged: 0,
             limits: MemoryLimiter::new(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX)),
-            cache: self.cache.scoped(args.cache_scope()),
+            cache: self.cache.for_call(args),
             cache_set: false,
             cache_epoch: None,
             label: label.clone(),
