@@ -111,9 +111,12 @@ pub(crate) fn replay(
                 None => None,
             };
             match found {
-                Some(certificate) => {
-                    Ok(IssueOutcome::Issued { order_id, certificate: Box::new(certificate), deployed: true })
-                }
+                Some(certificate) => Ok(IssueOutcome::Issued {
+                    order_id,
+                    certificate: Box::new(certificate),
+                    deployed: true,
+                    on_compromised_key: false,
+                }),
                 None => Err(IssueError::IdempotencyGone { order_id, certificate_id: order.certificate_id }),
             }
         }

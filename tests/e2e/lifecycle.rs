@@ -2215,3 +2215,44 @@ fn a_short_certificate_with_a_backdated_not_before_is_not_due_when_stored() {
     // Two thirds of the 120 s left from when it was stored, less at most 1 s of jitter.
     assert!(at >= stored + 60, "renews at {at}, stored at {stored}: {v}");
 }
+
+/// Regression (red-team walkthrough of stop 48): a renewal keeping its key was at the CA when
+/// the certificate was revoked for keyCompromise; its successor on the compromised key was
+/// answered as a success (201, exit 0) and deployed. It is stored (the CA issued it), audited
+/// as on a compromised key and due at once, but not deployed, and the command says not to use
+/// it.
+#[test]
+fn a_renewal_the_ca_issued_on_a_key_revoked_meanwhile_is_not_deployed_or_handed_out() {
+    let app = App::new();
+    let out = app.path("deployed");
+    let profile = format!(
+        "accounts = [\"ca\"]\n[renewal]\nregenerate_key = false\n[[deploy]]\nfullchain = \"{}/fullchain.pem\"\n",
+        out.display()
+    );
+    // `slow`: the CA takes 3 s to sign, long enough to revoke in.
+    let (config, _) = scripted_lab(&app, "ca", "slow", "", &[("keep", &profile)]);
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "keep", "--cn", "race.example.com"]).ok();
+    let first = std::fs::read_to_string(out.join("fullchain.pem")).expect("deployed");
+    let mut renew = app.command();
+    renew.args(["--config", cfg, "renew", "1"]);
+    let renewing = std::thread::spawn(move || renew.output().expect("renew"));
+    std::thread::sleep(Duration::from_millis(1200));
+    app.run(&["--config", cfg, "revoke", "1", "--reason", "keyCompromise"]).ok();
+    let renewed = crate::helpers::Run::from(renewing.join().expect("renew thread"));
+    assert_eq!(renewed.code, 3, "stored, not handed out: {} {}", renewed.stdout, renewed.stderr);
+    assert!(
+        renewed
+            .stderr
+            .contains("the CA issued certificate 2 on a key revoked for keyCompromise while the order was at the CA")
+            && renewed.stderr.contains("do not use it"),
+        "{}",
+        renewed.stderr
+    );
+    assert_eq!(std::fs::read_to_string(out.join("fullchain.pem")).expect("deployed"), first, "not deployed");
+    let audit = app.run(&["audit", "--json"]);
+    assert!(audit.ok().contains("issued_on_compromised_key"), "{}", audit.stdout);
+    let v = app.json(&["renewals", "--json"]);
+    assert_eq!(v["upcoming"][0]["id"], 2, "{v}");
+    assert!(unix(&v["upcoming"][0]["renew_after"]) <= issued_now(), "due at once: {v}");
+}

@@ -266,7 +266,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyKey {
 /// 7% of an issuance's CPU when done for every one (`bench/ab.sh`, stop 35).
 async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Response, ApiError> {
     match outcome {
-        IssueOutcome::Issued { order_id, certificate, deployed } => {
+        IssueOutcome::Issued { order_id, certificate, on_compromised_key: true, .. } => {
+            Err(IssueError::IssuedOnCompromisedKey { order_id: *order_id, certificate_id: certificate.id }.into())
+        }
+        IssueOutcome::Issued { order_id, certificate, deployed, .. } => {
             let mut view = CertView::new(certificate, now(), true);
             if *deployed {
                 view = view.with_history(&*state.inventory.get().await?)?;
@@ -621,6 +624,9 @@ async fn renew_lookup(
     let renew_body = RenewBody { profile: body.profile, account: body.account, params: BTreeMap::new() };
     let outcome = renew_with(&state, &caller, &id, RenewKind::Renew, renew_body, &body.metadata).await?;
     let response = match outcome {
+        Ok(IssueOutcome::Issued { order_id, certificate, on_compromised_key: true, .. }) => {
+            return Err(IssueError::IssuedOnCompromisedKey { order_id, certificate_id: certificate.id }.into());
+        }
         Ok(IssueOutcome::Issued { order_id, certificate, .. }) => {
             let certificate_id = certificate.id;
             let mut deployed_to: Vec<String> = (state.inventory.get().await?.deployed_targets(certificate_id)?)

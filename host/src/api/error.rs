@@ -357,6 +357,7 @@ impl From<IssueError> for ApiError {
             | IssueError::Rejected { order_id, .. }
             | IssueError::Verification { order_id, .. }
             | IssueError::Unconfigured { order_id, .. }
+            | IssueError::IssuedOnCompromisedKey { order_id, .. }
             | IssueError::IdempotencyMismatch { order_id } => Some(*order_id),
             _ => None,
         };
@@ -382,6 +383,7 @@ impl ApiError {
             | IssueError::NoLongerAllowed { .. }
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
+            | IssueError::IssuedOnCompromisedKey { .. }
             | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
             IssueError::IdempotencyHeld { order_id, retry, .. } => {
                 ApiError::KeyHeld { detail: e.to_string(), order_id, retry }

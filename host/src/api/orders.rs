@@ -94,8 +94,15 @@ pub struct OrderStep {
     next_poll_at: Option<String>,
 }
 
-fn step(outcome: &IssueOutcome) -> OrderStep {
-    match outcome {
+fn step(outcome: &IssueOutcome) -> Result<OrderStep, ApiError> {
+    Ok(match outcome {
+        IssueOutcome::Issued { order_id, certificate, on_compromised_key: true, .. } => {
+            return Err(crate::issue::IssueError::IssuedOnCompromisedKey {
+                order_id: *order_id,
+                certificate_id: certificate.id,
+            }
+            .into());
+        }
         IssueOutcome::Issued { order_id, certificate, .. } => OrderStep {
             disposition: "issued",
             order_id: *order_id,
@@ -114,7 +121,7 @@ fn step(outcome: &IssueOutcome) -> OrderStep {
             certificate_id: None,
             next_poll_at: None,
         },
-    }
+    })
 }
 
 #[utoipa::path(post, path = "/v1/orders/{id}/poll", tag = "orders", params(("id" = i64, Path)),
@@ -136,7 +143,7 @@ async fn poll(
         Ok(p.poll(id).await?)
     })
     .await?;
-    Ok(Json(step(&outcome)))
+    Ok(Json(step(&outcome)?))
 }
 
 /// Body of approve: sensitive dynamic parameters again (they are never stored).
@@ -181,7 +188,7 @@ async fn decide(
         Ok(p.decide(id, decision, &params).await?)
     })
     .await?;
-    Ok(Json(step(&outcome)))
+    Ok(Json(step(&outcome)?))
 }
 
 #[utoipa::path(post, path = "/v1/orders/{id}/resubmit", tag = "orders", params(("id" = i64, Path)),

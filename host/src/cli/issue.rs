@@ -117,6 +117,15 @@ pub fn report(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     match outcome {
+        IssueOutcome::Issued { order_id, certificate, on_compromised_key: true, .. } => {
+            // Stored, so not 1 (a retry would renew again); no files are written for it.
+            let e = certhost::issue::IssueError::IssuedOnCompromisedKey {
+                order_id: *order_id,
+                certificate_id: certificate.id,
+            };
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(DEPLOY_FAILED));
+        }
         IssueOutcome::Issued { order_id, certificate: record, .. } => {
             let certificate_id = record.id;
             // The certificate is stored whatever happens to its files: a failure is reported

@@ -399,32 +399,48 @@ impl Inventory {
         Ok(())
     }
 
-    /// Schedules a certificate just issued at `renew_after`, or at once when it is a renewal
-    /// on a key revoked for keyCompromise since the renewal began (review of stop 31: a
-    /// renewal keeping its key was at the CA while the revoke happened, and its successor
-    /// lived on the compromised key until its normal time).
+    /// Schedules a certificate just issued at `renew_after`, or at once when it is on a key
+    /// revoked for keyCompromise since its order began (review of stop 31: a renewal keeping
+    /// its key was at the CA while the revoke happened, and its successor lived on the
+    /// compromised key until its normal time; diff review of stop 39: a key from an uploaded
+    /// CSR, polled afterwards). Returns whether it is on such a key — audited as
+    /// `certificate.key_compromised`, as the key's other certificates are when it is revoked
+    /// —, so that it is not deployed and its requester is told (red-team walkthrough of stop
+    /// 48: the 201 handed it out).
     pub fn schedule_issued(
         &mut self,
         cert: &CertificateRecord,
         renew_after: Option<i64>,
-    ) -> Result<(), InventoryError> {
-        let at = match (renew_after, cert.key_id) {
-            (Some(at), Some(key)) if cert.predecessor_id.is_some() && self.key_compromised(key)? => {
-                Some(at.min(self.now()))
-            }
-            // A key from an uploaded CSR, declared compromised while its order was at the CA
-            // (diff review of stop 39: polled afterwards, it lived on until its normal time).
-            (Some(at), _) if self.stored_key_compromised(cert.id)? => {
-                tracing::warn!(
-                    certificate = cert.id,
-                    "certificate issued on a key revoked for keyCompromise while its order was open; it is due for \
-                     renewal at once"
-                );
-                Some(at.min(self.now()))
-            }
-            (at, _) => at,
+        actor: &str,
+    ) -> Result<bool, InventoryError> {
+        let compromised = match cert.key_id {
+            Some(key) if cert.predecessor_id.is_some() && self.key_compromised(key)? => true,
+            _ => self.stored_key_compromised(cert.id)?,
         };
-        self.set_renew_after(cert.id, at)
+        if !compromised {
+            self.set_renew_after(cert.id, renew_after)?;
+            return Ok(false);
+        }
+        tracing::warn!(
+            certificate = cert.id,
+            "certificate issued on a key revoked for keyCompromise while its order was at the CA; it is not deployed, \
+             and it renews on a new key at once"
+        );
+        let now = self.now();
+        self.set_renew_after(cert.id, renew_after.map(|at| at.min(now)))?;
+        audit::record(
+            &self.conn,
+            now,
+            &NewAuditEvent {
+                actor,
+                action: "certificate.key_compromised",
+                object_type: "certificate",
+                object_id: Some(cert.id.to_string()),
+                outcome: "success",
+                detail: serde_json::json!({ "issued_on_compromised_key": true }),
+            },
+        )?;
+        Ok(true)
     }
 
     /// Recomputes the schedule of profile `name`'s active certificates after its renewal

@@ -85,13 +85,16 @@ impl Pipeline<'_> {
                             .inventory
                             .write(move |inv| {
                                 let cert = inv.record_issued(id, &stored_one, ca_order_id.as_deref(), &actor)?;
-                                inv.schedule_issued(&cert, renew_after)?;
-                                inv.owe_deployments(cert.id, &owed, grace)?;
-                                Ok(cert)
+                                // Not deployed on a key revoked for keyCompromise meanwhile.
+                                let compromised = inv.schedule_issued(&cert, renew_after, &actor)?;
+                                if !compromised {
+                                    inv.owe_deployments(cert.id, &owed, grace)?;
+                                }
+                                Ok((cert, compromised))
                             })
                             .await;
-                        let certificate = match stored {
-                            Ok(certificate) => certificate,
+                        let (certificate, on_compromised_key) = match stored {
+                            Ok(stored) => stored,
                             Err(InventoryError::NothingNew { certificate, status }) => {
                                 let error = VerificationError::AlreadyStored { certificate, status };
                                 self.fail(id, &format!("the returned certificate was refused: {error}")).await?;
@@ -139,7 +142,7 @@ impl Pipeline<'_> {
                         // recorded, never a reason to lose the certificate. Nor to answer with
                         // an error: the certificate is stored, and a client that retried would
                         // get a second one.
-                        let deployed = match profile.filter(|p| !p.deploy.is_empty()) {
+                        let deployed = match profile.filter(|p| !p.deploy.is_empty() && !on_compromised_key) {
                             Some(profile) => {
                                 self.deploy_issued(&profile, &certificate).await;
                                 true
@@ -147,7 +150,12 @@ impl Pipeline<'_> {
                             None => false,
                         };
                         crate::metrics::issuance("issued");
-                        Ok(IssueOutcome::Issued { order_id: order.id, certificate: Box::new(certificate), deployed })
+                        Ok(IssueOutcome::Issued {
+                            order_id: order.id,
+                            certificate: Box::new(certificate),
+                            deployed,
+                            on_compromised_key,
+                        })
                     }
                     Err(error) => {
                         // The error may quote what the connector put in the certificate (a CN,

@@ -49,6 +49,19 @@ pub enum IssueError {
         /// The certificate whose revocation declared the key compromised.
         certificate_id: i64,
     },
+    /// The CA issued a certificate on a key revoked for keyCompromise while the order was at
+    /// the CA (a renewal keeping its key, racing the revocation): stored, since the CA issued
+    /// it, but answered as an error so that nobody puts it in service (red-team walkthrough of
+    /// stop 48: the 201 handed it out and its profile deployed it).
+    #[error(
+        "order {order_id}: the CA issued certificate {certificate_id} on a key revoked for keyCompromise while the order was at the CA; it is stored but not deployed, and it renews on a new key at once — do not use it (certhost reissue {certificate_id} makes its replacement now)"
+    )]
+    IssuedOnCompromisedKey {
+        /// The order.
+        order_id: i64,
+        /// The certificate stored.
+        certificate_id: i64,
+    },
     /// A name given beside an uploaded CSR is not the CSR's: the certificate would name what
     /// the CSR requests, not what the caller asked for.
     #[error(

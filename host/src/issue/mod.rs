@@ -83,6 +83,10 @@ pub enum IssueOutcome {
         /// Whether its profile deployed it: only then do answers read its deployments back
         /// (a read per issuance otherwise, on the path issue 9 measures).
         deployed: bool,
+        /// Its key was revoked for keyCompromise while the order was at the CA: it is stored
+        /// (the CA issued it) and due for renewal on a new key at once, but not deployed, and
+        /// an interactive caller is answered with an error, not with it.
+        on_compromised_key: bool,
     },
     /// Waiting at the CA; polled at `next_poll_at`.
     Pending {
