@@ -729,7 +729,9 @@ def call(function, argv_json, request_id, sensitive=None, cache_json=None, perce
             code = int(code or 0)
             reply = {"kind": "exit", "code": code if -(2**31) <= code < 2**31 else 1}
         else:
-            err.write(str(code))
+            # With its newline, as the interpreter prints it at exit: a line left open
+            # would run into what the next call writes.
+            err.write(str(code) + "\n")
             reply = {"kind": "exit", "code": 1}
     except BaseException as e:
         if isinstance(e, _Terminated):

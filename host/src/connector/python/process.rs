@@ -57,6 +57,9 @@ pub(super) struct WorkerProcess {
     seen_rules: Redactor,
     /// The last few KiB of that stderr, for error messages.
     stderr_tail: Arc<Mutex<Tail>>,
+    /// Counts [`Self::clear_stderr_tail`]s: a line the reader began before the last one is an
+    /// earlier call's, and is logged but kept out of this call's tail.
+    stderr_call: Arc<std::sync::atomic::AtomicU64>,
     /// The number of the last request sent; its reply must carry it.
     seq: u64,
     /// `script NAME`, for its log lines.
@@ -335,10 +338,13 @@ impl WorkerProcess {
         };
         let stderr_log: Arc<Mutex<StderrLog>> = Arc::default();
         let stderr_tail: Arc<Mutex<Tail>> = Arc::default();
+        let stderr_call: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let (log, tail, log_label) = (stderr_log.clone(), stderr_tail.clone(), label.to_owned());
-        tokio::spawn(drain_stderr(stderr, move |line, cut| {
+        tokio::spawn(drain_stderr(stderr, Arc::clone(&stderr_call), move |line, cut, this_call| {
             log.lock().unwrap_or_else(|p| p.into_inner()).line(&log_label, &line, cut);
-            tail.lock().unwrap_or_else(|p| p.into_inner()).push(line, cut);
+            if this_call {
+                tail.lock().unwrap_or_else(|p| p.into_inner()).push(line, cut);
+            }
         }));
         Ok(Self {
             child,
@@ -346,6 +352,7 @@ impl WorkerProcess {
             stdout,
             stderr_log,
             stderr_tail,
+            stderr_call,
             seen: vec![],
             seen_rules: Redactor::default(),
             seq: 0,
@@ -491,9 +498,13 @@ impl WorkerProcess {
         text[start..].trim().to_owned()
     }
 
-    /// Forgets the stderr lines read so far: a call's error quotes only its own.
+    /// Forgets the stderr lines read so far: a call's error quotes only its own — a line an
+    /// earlier call left without its newline too (red-team walkthrough of stop 48: one
+    /// requester's unfinished line was quoted in the next requester's error).
     pub(super) fn clear_stderr_tail(&self) {
-        *self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()) = Tail::default();
+        let mut tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
+        self.stderr_call.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *tail = Tail::default();
     }
 
     /// SIGTERM to the worker's process group, then SIGKILL after a short grace: the script's
@@ -571,17 +582,25 @@ async fn exit_seen(child: &Child) {
 }
 
 /// Reads a worker's stderr until it closes and hands each line to `on_line`, with whether it
-/// was cut. Text that is not UTF-8 is decoded lossily. A line is kept up to
+/// was cut and whether it is the current call's: a line begun before `call` last changed
+/// ([`WorkerProcess::clear_stderr_tail`]) is an earlier call's, handed on as it stands when
+/// the next bytes come. Text that is not UTF-8 is decoded lossily. A line is kept up to
 /// [`MAX_STDERR_LINE`] bytes: a longer one is handed on cut there and the rest of it is read
 /// and dropped, so a script writing without newlines cannot grow the host's memory.
 ///
 /// It never stops before the end of the stream: a worker whose stderr reader stopped would
 /// get EPIPE on its next write, and its subprocesses would die of SIGPIPE.
-async fn drain_stderr(stderr: impl AsyncRead + Unpin, mut on_line: impl FnMut(String, bool)) {
+async fn drain_stderr(
+    stderr: impl AsyncRead + Unpin,
+    call: Arc<std::sync::atomic::AtomicU64>,
+    mut on_line: impl FnMut(String, bool, bool),
+) {
     let mut reader = BufReader::new(stderr);
     let mut line: Vec<u8> = Vec::new();
     // The current line was cut and handed on: drop the rest of it.
     let mut cut = false;
+    // The call the current line began in.
+    let mut began = call.load(std::sync::atomic::Ordering::SeqCst);
     loop {
         let buf = match reader.fill_buf().await {
             Ok([]) => break,
@@ -589,6 +608,15 @@ async fn drain_stderr(stderr: impl AsyncRead + Unpin, mut on_line: impl FnMut(St
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        let now = call.load(std::sync::atomic::Ordering::SeqCst);
+        if now != began {
+            if !line.is_empty() && !cut {
+                on_line(String::from_utf8_lossy(&line).into_owned(), false, false);
+            }
+            line.clear();
+            cut = false;
+            began = now;
+        }
         let end = buf.iter().position(|&b| b == b'\n');
         let chunk = &buf[..end.unwrap_or(buf.len())];
         if !cut {
@@ -601,21 +629,22 @@ async fn drain_stderr(stderr: impl AsyncRead + Unpin, mut on_line: impl FnMut(St
                 if let Some(e) = incomplete {
                     line.truncate(e.valid_up_to());
                 }
-                on_line(String::from_utf8_lossy(&line).into_owned(), true);
+                on_line(String::from_utf8_lossy(&line).into_owned(), true, true);
             }
         }
         let used = chunk.len() + usize::from(end.is_some());
         reader.consume(used);
         if end.is_some() {
             if !cut {
-                on_line(String::from_utf8_lossy(&line).into_owned(), false);
+                on_line(String::from_utf8_lossy(&line).into_owned(), false, true);
             }
             line.clear();
             cut = false;
         }
     }
     if !line.is_empty() && !cut {
-        on_line(String::from_utf8_lossy(&line).into_owned(), false);
+        let this_call = call.load(std::sync::atomic::Ordering::SeqCst) == began;
+        on_line(String::from_utf8_lossy(&line).into_owned(), false, this_call);
     }
 }
 
@@ -625,8 +654,34 @@ mod tests {
 
     async fn lines_of(input: &[u8]) -> Vec<(String, bool)> {
         let mut lines = vec![];
-        drain_stderr(input, |line, cut| lines.push((line, cut))).await;
+        drain_stderr(input, Arc::default(), |line, cut, this_call| {
+            assert!(this_call);
+            lines.push((line, cut))
+        })
+        .await;
         lines
+    }
+
+    /// Red-team walkthrough of stop 48: a line one call left without its newline was quoted,
+    /// joined to the next call's first line, in the next call's error.
+    #[tokio::test]
+    async fn a_line_an_earlier_call_left_unfinished_is_not_the_next_calls() {
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let call: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&lines);
+        let drained = tokio::spawn(drain_stderr(reader, Arc::clone(&call), move |line, _, this_call| {
+            seen.lock().expect("lines").push((line, this_call))
+        }));
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(b"PRIVATE-from-earlier-call").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        call.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        writer.write_all(b"error of THIS call\n").await.expect("write");
+        drop(writer);
+        drained.await.expect("drained");
+        let lines = lines.lock().expect("lines").clone();
+        assert_eq!(lines, [("PRIVATE-from-earlier-call".to_owned(), false), ("error of THIS call".to_owned(), true)]);
     }
 
     #[tokio::test]
