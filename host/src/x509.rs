@@ -445,6 +445,29 @@ mod tests {
     }
 }
 
+/// The kinds of `name`'s attributes other than CN, O, OU, L, ST and C, named as
+/// [`dn_string`] names them (`Email`, `serialNumber`, or the OID).
+pub fn other_subject_kinds(name: &x509_parser::x509::X509Name<'_>) -> Vec<String> {
+    use x509_parser::oid_registry as oid;
+    let modelled = [
+        oid::OID_X509_COMMON_NAME,
+        oid::OID_X509_ORGANIZATION_NAME,
+        oid::OID_X509_ORGANIZATIONAL_UNIT,
+        oid::OID_X509_LOCALITY_NAME,
+        oid::OID_X509_STATE_OR_PROVINCE_NAME,
+        oid::OID_X509_COUNTRY_NAME,
+    ];
+    let registry = x509_parser::objects::oid_registry();
+    name.iter()
+        .flat_map(|rdn| rdn.iter())
+        .map(|attr| attr.attr_type())
+        .filter(|kind| !modelled.contains(kind))
+        .map(|kind| {
+            x509_parser::objects::oid2abbrev(kind, registry).map(str::to_owned).unwrap_or_else(|_| kind.to_id_string())
+        })
+        .collect()
+}
+
 /// A distinguished name as text, in the order and with the separators x509-parser prints
 /// (`CN=a, O=b`, `+` within an RDN), each value escaped per RFC 4514 so that a value cannot
 /// pose as more attributes: a CN of `x, O=Evil Corp` reads `CN=x\, O=Evil Corp`.

@@ -287,6 +287,11 @@ fn a_certificate_trusted_beyond_the_request_is_refused_and_nothing_is_stored() {
             "chain certificate 1 signs the certificate before it but is not a CA (basicConstraints does not say CA:TRUE)",
         ),
         ("expired_issuer", "chain certificate 1 is not valid now: it expired at 20"),
+        // Red-team walkthrough of stop 48: identities no profile rule covers, added by the CA.
+        (
+            "email_subject",
+            "its subject has field emailAddress, which the request did not carry and no profile rule covers",
+        ),
         (
             "sha512",
             "the chain cannot be checked: certificate 0 (0 is the returned one) is signed with ecdsa-with-SHA512 with an ec-p256 key, which certhost cannot verify",
@@ -389,6 +394,23 @@ fn a_certificate_naming_only_what_was_asked_is_not_refused_for_a_secret_in_the_n
     let conf = Conf::new(&app, &scripted_account("good", "good", &ca, ""), &[("p", &profile)]);
     let r = conf.run(&app, &["issue", "--profile", "p", "--cn", "www.example.com"]);
     assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+}
+
+/// A subject emailAddress the CA copied from the request is the request's: not refused as
+/// an identity the CA added (red-team walkthrough of stop 48).
+#[test]
+fn a_subject_email_the_request_carried_is_not_refused_as_added() {
+    let app = App::new();
+    let ca = script_ca(&app);
+    let conf = Conf::new(
+        &app,
+        &scripted_account("good", "good", &ca, ""),
+        &[("p", "accounts = [\"good\"]\n[subject]\noverridable = [\"email\"]\n")],
+    );
+    let r = conf.run(&app, &["issue", "--profile", "p", "--cn", "www.example.com", "--email", "ops@example.com"]);
+    assert!(r.ok().contains("issued certificate #1"), "{}", r.stderr);
+    let shown = app.json(&["show", "1", "--json"]);
+    assert!(shown["subject"].as_str().expect("subject").contains("ops@example.com"), "{shown}");
 }
 
 /// Issues `www.example.com` at profile `profile` and checks it is refused with `reason`.
