@@ -195,18 +195,26 @@ impl std::fmt::Debug for Redactor {
 /// control characters other than a tab escaped (`\n`, `\r`, `\u{1b}`), so it can neither
 /// start a line that reads as the host's nor drive a terminal.
 pub(crate) fn one_line(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
+    if !text.chars().any(escaped_in_a_line) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() && c != '\t' {
+        if escaped_in_a_line(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// What [`one_line`] escapes: control characters but the tab, and the bidirectional formatting
+/// characters that reorder what a terminal shows of a log line (the "Trojan Source" set, as
+/// the CLI's `terminal_safe` escapes it; red-team walkthrough of stop 48).
+fn escaped_in_a_line(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Whether `text` could hold any of `values` in a form [`Redactor::redact`] replaces — a cheap
@@ -625,6 +633,16 @@ fn without_hex_dumps(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log line cannot start another, nor be shown reordered (red-team walkthrough of stop
+    /// 48: U+202E passed into serve's log as it was).
+    #[test]
+    fn one_line_escapes_line_breaks_and_reordering_characters() {
+        assert_eq!(one_line("plain\ttext"), "plain\ttext");
+        assert_eq!(one_line("a\r\nERROR certhost: forged"), "a\\r\\nERROR certhost: forged");
+        assert_eq!(one_line("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        assert_eq!(one_line("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
+    }
 
     #[test]
     fn private_key_blocks_are_removed_from_hook_output() {

@@ -487,7 +487,15 @@ impl PythonConnector {
             "exception" => {
                 let ty = reply.mro.first().cloned().unwrap_or_else(|| "Exception".into());
                 if let Some(tb) = &reply.traceback {
-                    tracing::debug!(plugin = %label, "{function} raised:\n{}", redactor.redact(tb.trim_end()));
+                    // Each line indented and escaped: an exception's message holding "\r\n"
+                    // and a log line's start posed as a line of serve's own (red-team
+                    // walkthrough of stop 48).
+                    let tb: Vec<String> = redactor
+                        .redact(tb.trim_end())
+                        .lines()
+                        .map(|line| format!("    | {}", super::redact::one_line(line)))
+                        .collect();
+                    tracing::debug!(plugin = %label, "{function} raised:\n{}", tb.join("\n"));
                 }
                 let at = reply.raised_at.as_deref().map(|at| format!(" ({})", redactor.redact(at))).unwrap_or_default();
                 let at = format!("{at}{}", self.memory_hint(reply.message.as_deref().unwrap_or_default()));
