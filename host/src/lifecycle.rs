@@ -240,6 +240,8 @@ impl Pipeline<'_> {
     /// says it did is the certificate marked `revoked`. A connector without `revoke` changes
     /// nothing and says so.
     pub async fn revoke(&mut self, id: i64, reason: RevocationReason, comment: &str) -> Result<(), IssueError> {
+        // Before the CA is asked: the comment goes there too.
+        crate::inventory::check_note("comment", comment)?;
         let (cert, _revoking) = self.begin_revocation(id, true)?;
         // Marked revoked in the inventory only, and now revoked at the CA.
         let marked_before = cert.status == CertStatus::Revoked;

@@ -461,6 +461,15 @@ impl ProfileDef {
             return Err(PolicyError::NoAccounts(name.to_owned()));
         }
         let def_err = |rule: String| PolicyError::Definition { profile: name.to_owned(), rule };
+        // Failover order lists each account once: a second mention would be tried again after
+        // the others had failed (red-team walkthrough of stop 48).
+        if let Some((i, again)) = self.accounts.iter().enumerate().find(|(i, a)| self.accounts[..*i].contains(a)) {
+            return Err(def_err(format!(
+                "accounts lists {again} twice (positions {} and {})",
+                1 + self.accounts[..i].iter().position(|a| a == again).unwrap_or(0),
+                i + 1
+            )));
+        }
         let owner = format!("profile {name}");
         for (pname, def) in &self.params {
             def.check(pname, &owner)?;
@@ -1250,6 +1259,9 @@ mod tests {
     #[test]
     fn definitions_are_checked() {
         let mut p = profile();
+        let accounts = std::mem::replace(&mut p.accounts, vec!["a".into(), "b".into(), "a".into()]);
+        assert!(p.check("x").unwrap_err().to_string().contains("accounts lists a twice (positions 1 and 3)"));
+        p.accounts = accounts;
         p.renewal.before_days = Some(121);
         assert!(p.check("x").unwrap_err().to_string().contains("before_days 121 must be 1-120"));
         let mut p = profile();

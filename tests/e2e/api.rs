@@ -1270,3 +1270,43 @@ fn readyz_counts_a_failed_test_only_until_a_call_of_the_account_succeeds() {
     let again = ready();
     assert_eq!(again["accounts_failing"], 1, "{again}");
 }
+
+/// Red-team walkthrough of stop 48: a 900 KB revocation comment was stored, listed and sent
+/// in webhooks, and a search holding a NUL matched every certificate (SQLite's LIKE ends the
+/// pattern there).
+#[test]
+fn an_overlong_comment_and_a_nul_in_a_search_are_refused() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let c = http();
+    let issued: serde_json::Value = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"profile": "lab", "cn": "www.example.com"}))
+        .send()
+        .expect("issue")
+        .json()
+        .expect("json");
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let refused = c
+        .post(format!("{}/v1/certificates/{id}/revoke", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"reason": "superseded", "comment": "x".repeat(2000), "local_only": true}))
+        .send()
+        .expect("revoke");
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = refused.json().expect("json");
+    assert_eq!(body["detail"], "the comment is 2000 bytes long; at most 1024 are taken (nothing was changed)");
+    let shown = server.app.json(&["show", &id.to_string(), "--json"]);
+    assert_eq!(shown["status"], "active", "{shown}");
+    let search = c
+        .get(format!("{}/v1/certificates?search=%00zzzz", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .expect("search");
+    assert_eq!(search.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = search.json().expect("json");
+    assert_eq!(body["detail"], "search may not hold a NUL character", "{body}");
+}

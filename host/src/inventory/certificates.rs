@@ -247,6 +247,13 @@ impl Inventory {
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, InventoryError> {
         let now = self.now();
         let horizon = filter.expiring_within_days.map(|d| now + i64::from(d) * 86_400);
+        // SQLite's LIKE ends a pattern at a NUL: `%00zzzz` matched every certificate
+        // (red-team walkthrough of stop 48). No stored text holds one.
+        for (name, text) in [("search", &filter.search), ("issuer", &filter.issuer)] {
+            if text.as_ref().is_some_and(|t| t.contains('\0')) {
+                return Err(InventoryError::InvalidFilter(format!("{name} may not hold a NUL character")));
+            }
+        }
         let search = filter.search.as_ref().map(|s| format!("%{}%", like_escape(s)));
         let issuer = filter.issuer.as_ref().map(|s| format!("%{}%", like_escape(s)));
         let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };

@@ -16,6 +16,22 @@ const KEY_USERS_SQL: &str = "SELECT (SELECT COUNT(*) FROM certificates WHERE key
 const FORGET_KEY_SQL: &str = "UPDATE orders SET key_id = NULL WHERE key_id = ?1";
 const DELETE_KEY_SQL: &str = "DELETE FROM keys WHERE id = ?1";
 
+/// Longest note a person gives with a change (a revocation's comment, a decline's reason),
+/// in bytes: it is stored in the audit log, shown in every listing and sent with webhooks,
+/// and a 900 KB comment was (red-team walkthrough of stop 48).
+pub const MAX_NOTE: usize = 1024;
+
+/// Refuses a note longer than [`MAX_NOTE`], before anything is changed or sent to a CA.
+pub fn check_note(what: &str, note: &str) -> Result<(), InventoryError> {
+    if note.len() > MAX_NOTE {
+        return Err(InventoryError::Invalid(format!(
+            "the {what} is {} bytes long; at most {MAX_NOTE} are taken (nothing was changed)",
+            note.len()
+        )));
+    }
+    Ok(())
+}
+
 fn cert_event<'a>(actor: &'a str, action: &'a str, id: i64, detail: serde_json::Value) -> NewAuditEvent<'a> {
     NewAuditEvent {
         actor,
@@ -157,6 +173,7 @@ impl Inventory {
         actor: &str,
         at_ca: bool,
     ) -> Result<(), InventoryError> {
+        check_note("comment", comment)?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         // Its CN names it in the notification: "certificate 23 was revoked" alone sent the

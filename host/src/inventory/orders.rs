@@ -722,6 +722,7 @@ impl Inventory {
     /// host then stops polling (a CA that never answers kept it open for ever, and with it
     /// its certificate's renewals). Not one whose CA call or poll is in flight.
     pub fn decline_order(&mut self, id: i64, reason: &str, actor: &str) -> Result<(), InventoryError> {
+        super::lifecycle::check_note("reason", reason)?;
         let order = self.order(id)?.ok_or_else(|| InventoryError::NotFound(format!("order {id}")))?;
         let at_ca = order.state == OrderState::Pending && order.submitted;
         if !(matches!(order.state, OrderState::AwaitingApproval | OrderState::NeedsAttention) || at_ca) {
