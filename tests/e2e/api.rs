@@ -1301,11 +1301,8 @@ fn an_overlong_comment_and_a_nul_in_a_search_are_refused() {
     assert_eq!(body["detail"], "the comment is 2000 bytes long; at most 1024 are taken (nothing was changed)");
     let shown = server.app.json(&["show", &id.to_string(), "--json"]);
     assert_eq!(shown["status"], "active", "{shown}");
-    let search = c
-        .get(format!("{}/v1/certificates?search=%00zzzz", server.base))
-        .bearer_auth(&admin)
-        .send()
-        .expect("search");
+    let search =
+        c.get(format!("{}/v1/certificates?search=%00zzzz", server.base)).bearer_auth(&admin).send().expect("search");
     assert_eq!(search.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = search.json().expect("json");
     assert_eq!(body["detail"], "search may not hold a NUL character", "{body}");

@@ -64,6 +64,9 @@ fn the_verifier_accepts_a_correct_certificate_and_refuses_each_kind_of_wrong_one
     // Avi style: the chain appended to the certificate text, with a duplicate of the leaf.
     let ok = verify_issued(&expected, &format!("{good}{}", ca.pem), std::slice::from_ref(&good)).expect("valid");
     assert_eq!(ok.chain.len(), 1, "leaf duplicate dropped");
+    // A chain certificate given twice is kept once (red-team walkthrough of stop 48).
+    let ok = verify_issued(&expected, &good, &[ca.pem.clone(), ca.pem.clone()]).expect("valid");
+    assert_eq!(ok.chain.len(), 1, "chain duplicate dropped");
     // A chain entry with no certificate in it is noted, not silently dropped (author review of
     // stop 38), nor refused (the CA has issued: diff review of stop 38); an empty one is "no
     // chain".
