@@ -570,6 +570,16 @@ impl ProfileDef {
             && let Some(cn) = &req.common_name
         {
             crate::csr::include_cn_in_sans(cn, &mut sans);
+            // An IP address as the CN becomes an IP SAN where the profile allows those: TLS
+            // clients read only SANs, and `cn = "192.0.2.5"` issued a certificate naming no
+            // address (API walkthrough of stop 48). Where it does not, the CN stays alone, as
+            // before.
+            if let Ok(ip) = cn.parse::<std::net::IpAddr>() {
+                let san = San::Ip(ip);
+                if !sans.contains(&san) && self.san_allowed(&san).is_ok() {
+                    sans.insert(0, san);
+                }
+            }
         }
         // A name given twice is put in the CSR once (DNS names compare without case).
         let mut seen: Vec<String> = Vec::with_capacity(sans.len());
@@ -963,6 +973,10 @@ mod tests {
         let (subject, sans) = p.check_request("web", &ok).expect("ok");
         assert_eq!(subject.organization, vec!["Example".to_owned()]);
         assert_eq!(sans, vec![San::Dns("www.example.com".into())], "CN added as SAN");
+        // An IP address CN as an IP SAN (API walkthrough of stop 48: it named no address).
+        let by_ip = NameRequest { common_name: Some("192.0.2.5".into()), ..Default::default() };
+        let (_, sans) = p.check_request("web", &by_ip).expect("ok");
+        assert_eq!(sans, vec![San::Ip("192.0.2.5".parse().expect("ip"))]);
 
         let outside = NameRequest { common_name: Some("www.evil.com".into()), ..Default::default() };
         assert!(

@@ -2256,3 +2256,15 @@ fn a_renewal_the_ca_issued_on_a_key_revoked_meanwhile_is_not_deployed_or_handed_
     assert_eq!(v["upcoming"][0]["id"], 2, "{v}");
     assert!(unix(&v["upcoming"][0]["renew_after"]) <= issued_now(), "due at once: {v}");
 }
+
+/// API walkthrough of stop 48: an IP address as the CN issued a certificate with no
+/// subjectAltName, which TLS clients refuse; it is put among the SANs as an IP address.
+#[test]
+fn an_ip_address_cn_is_issued_as_an_ip_san() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "");
+    let cfg = config.to_str().expect("utf8");
+    app.run(&["--config", cfg, "issue", "--profile", "lab", "--cn", "192.0.2.5"]).ok();
+    let shown = app.json(&["show", "1", "--json"]);
+    assert_eq!(shown["sans"], serde_json::json!(["IP:192.0.2.5"]), "{shown}");
+}
