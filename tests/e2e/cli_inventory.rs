@@ -46,6 +46,9 @@ fn import_with_key_then_list_show_and_audit() {
     let sha256 = item["sha256"].as_str().expect("sha256");
     assert!(app.run(&["list"]).ok().contains(&sha256[..16]));
     assert_eq!(app.json(&["show", &sha256[..16], "--json"])["id"], item["id"]);
+    // A SHA-1 prefix as well (API walkthrough of stop 48: it found nothing).
+    let sha1 = item["sha1"].as_str().expect("sha1");
+    assert_eq!(app.json(&["show", &sha1[..20], "--json"])["id"], item["id"]);
     // (Fifteen digits that happen to be all decimal read as an id, which does not exist.)
     let short = app.run(&["show", &sha256[..15]]);
     assert!(short.fails(1).contains("neither a certificate id nor") || short.stderr.contains("no certificate with id"));

@@ -297,7 +297,7 @@ impl Inventory {
     }
 
     /// Finds one certificate by inventory id, SHA-1 or SHA-256 thumbprint (hex, colons and
-    /// case ignored), or a SHA-256 prefix of at least [`MIN_PREFIX`] hex digits — what `list`
+    /// case ignored), or a SHA-256 or SHA-1 prefix of at least [`MIN_PREFIX`] hex digits — what `list`
     /// shows — when exactly one certificate has it.
     pub fn find(&self, id_or_thumbprint: &str) -> Result<Option<CertificateRecord>, InventoryError> {
         let needle: String =
@@ -320,18 +320,33 @@ impl Inventory {
         Ok(self.conn.query_row_cached(&sql, [&needle], from_row).optional()?)
     }
 
-    /// The one certificate whose SHA-256 starts with `prefix` (lowercase hex), read as a range
-    /// of the unique index; two or more is an error naming the prefix, never a guess.
+    /// The one certificate whose SHA-256 — or, shorter than one, SHA-1 — starts with `prefix`
+    /// (lowercase hex), each read as a range of its index; two or more is an error naming the
+    /// prefix, never a guess. (A SHA-1 prefix found nothing, though the refusal of a bad
+    /// lookup offers "the first 16 or more hex digits" of either: API walkthrough of stop 48.)
     fn find_by_prefix(&self, prefix: &str) -> Result<Option<CertificateRecord>, InventoryError> {
         // 'g' sorts after every hex digit: [prefix, prefix + "g") is every hash with the prefix.
         let end = format!("{prefix}g");
-        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE sha256 >= ?1 AND sha256 < ?2 ORDER BY id LIMIT 2");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut found = stmt.query_map([prefix, end.as_str()], from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut found: Vec<CertificateRecord> = Vec::new();
+        for column in ["sha256", "sha1"] {
+            if column == "sha1" && prefix.len() >= 40 {
+                break;
+            }
+            let sql = format!(
+                "SELECT {COLUMNS} FROM certificates WHERE {column} >= ?1 AND {column} < ?2 ORDER BY id LIMIT 2"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            for record in stmt.query_map([prefix, end.as_str()], from_row)? {
+                let record = record?;
+                if !found.iter().any(|f| f.id == record.id) {
+                    found.push(record);
+                }
+            }
+        }
         match found.len() {
             0 | 1 => Ok(found.pop()),
             _ => Err(InventoryError::Invalid(format!(
-                "SHA-256 prefix {prefix} matches more than one certificate; give more of the thumbprint"
+                "thumbprint prefix {prefix} matches more than one certificate; give more of the thumbprint"
             ))),
         }
     }
