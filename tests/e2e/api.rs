@@ -272,7 +272,7 @@ fn probes_auth_and_errors_speak_problem_json() {
             c.get(format!("{}/v1/{list}?limit=0", server.base)).bearer_auth(&admin).send().expect("list"),
             StatusCode::BAD_REQUEST,
         );
-        assert_eq!(body["detail"], "the query string has an unknown parameter `limit`: this list takes none");
+        assert_eq!(body["detail"], "the query string has an unknown parameter `limit`: this request takes none");
     }
     // A change refuses one before doing anything: `?dry_run=true` issued a certificate.
     let body = problem(
@@ -1273,7 +1273,7 @@ fn readyz_counts_a_failed_test_only_until_a_call_of_the_account_succeeds() {
 
 /// Red-team walkthrough of stop 48: a 900 KB revocation comment was stored, listed and sent
 /// in webhooks, and a search holding a NUL matched every certificate (SQLite's LIKE ends the
-/// pattern there).
+/// pattern there); a download ignored a query it does not take.
 #[test]
 fn an_overlong_comment_and_a_nul_in_a_search_are_refused() {
     let app = App::new();
@@ -1306,4 +1306,10 @@ fn an_overlong_comment_and_a_nul_in_a_search_are_refused() {
     assert_eq!(search.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = search.json().expect("json");
     assert_eq!(body["detail"], "search may not hold a NUL character", "{body}");
+    // A download answered PEM to `?format=der` (API walkthrough of stop 48).
+    let der =
+        c.get(format!("{}/v1/certificates/{id}/pem?format=der", server.base)).bearer_auth(&admin).send().expect("pem");
+    assert_eq!(der.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = der.json().expect("json");
+    assert_eq!(body["detail"], "the query string has an unknown parameter `format`: this request takes none");
 }

@@ -53,6 +53,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
+    _: super::NoQuery,
     Path(name): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     caller.require(READ, "read accounts")?;

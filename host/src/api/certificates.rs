@@ -115,7 +115,12 @@ async fn find(state: &AppState, id: &str) -> Result<CertificateRecord, ApiError>
 #[utoipa::path(get, operation_id = "show_certificate", path = "/v1/certificates/{id}", tag = "certificates",
     params(("id" = String, Path, description = "Inventory id, or SHA-1 / SHA-256 thumbprint (hex)")),
     responses((status = 200, body = CertView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: super::NoQuery,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     caller.require(READ, "read certificates")?;
     let inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
@@ -137,7 +142,12 @@ async fn download(
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "The leaf certificate", content_type = "application/pem-certificate-chain", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn pem(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn pem(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: super::NoQuery,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.pem.clone()).await
 }
 
@@ -145,7 +155,12 @@ async fn pem(State(state): State<AppState>, caller: Caller, Path(id): Path<Strin
     params(("id" = String, Path, description = "Id or thumbprint")),
     responses((status = 200, description = "The chain without the leaf", content_type = "application/pem-certificate-chain", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn chain(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn chain(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: super::NoQuery,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     download(state, caller, id, |r| r.chain_pem.clone()).await
 }
 
@@ -156,6 +171,7 @@ async fn chain(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
 async fn fullchain(
     State(state): State<AppState>,
     caller: Caller,
+    _: super::NoQuery,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     download(state, caller, id, |r| format!("{}{}", r.pem, r.chain_pem)).await
@@ -171,6 +187,7 @@ async fn fullchain(
 async fn key(
     State(state): State<AppState>,
     caller: Caller,
+    _: super::NoQuery,
     method: axum::http::Method,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -131,10 +131,12 @@ async fn to_completion_within<T: Send + 'static>(
     }
 }
 
-/// A list endpoint that takes no query parameters (tokens, accounts, profiles) refuses one, as
-/// the paged lists refuse one they do not take: `?limit=0` answered 200 with every item, and a
-/// program believed it had asked for something (black-box review of stop 36). Taken as a
-/// `Result` so that the caller's role is checked first.
+/// A read that takes no query parameters (the lists of tokens, accounts and profiles; one
+/// certificate, its downloads, one order, account or profile) refuses one, as the paged lists
+/// refuse one they do not take: `?limit=0` answered 200 with every item, and a program
+/// believed it had asked for something (black-box review of stop 36); `…/pem?format=der`
+/// answered PEM (API walkthrough of stop 48). A list takes it as a `Result` so that the
+/// caller's role is checked first; a single read after its `Caller`.
 pub(crate) struct NoQuery;
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoQuery {
@@ -147,7 +149,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoQuery {
                 let first = query.split('&').next().unwrap_or_default();
                 let name = first.split('=').next().unwrap_or_default();
                 Err(ApiError::BadRequest(format!(
-                    "the query string has an unknown parameter `{}`: this list takes none",
+                    "the query string has an unknown parameter `{}`: this request takes none",
                     crate::view::echoed(name)
                 )))
             }

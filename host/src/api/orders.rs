@@ -71,7 +71,12 @@ async fn list(
 
 #[utoipa::path(get, operation_id = "show_order", path = "/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = Order), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: super::NoQuery,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
     caller.require(READ, "read orders")?;
     let id = order_id(&id)?;
     let inv = state.inventory.get().await?;

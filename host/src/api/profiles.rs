@@ -52,6 +52,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
+    _: super::NoQuery,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READ, "read profiles")?;
