@@ -312,8 +312,9 @@ pub struct AccountView {
     /// that the first one is sidelined, and for how much longer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tried_last_seconds: Option<u64>,
-    /// On an update only: what the change did that its author should know (orders pending at
-    /// the CA whose connector cache it emptied), as the CLI prints it.
+    /// On a creation or update only: what the change did that its author should know (orders
+    /// pending at the CA whose connector cache it emptied, as the CLI prints it; `{ env }` and
+    /// `{ file }` values serve cannot read now).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

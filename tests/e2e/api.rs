@@ -1313,3 +1313,32 @@ fn an_overlong_comment_and_a_nul_in_a_search_are_refused() {
     let body: serde_json::Value = der.json().expect("json");
     assert_eq!(body["detail"], "the query string has an unknown parameter `format`: this request takes none");
 }
+
+/// API walkthrough of stop 48: an account created with a `{ env }` value serve cannot read
+/// answered 201 without a word, and every call of it failed later.
+#[test]
+fn an_account_naming_what_serve_cannot_read_is_created_with_a_warning() {
+    let server = Server::start(App::new(), None);
+    let admin = server.token("root", "admin");
+    let script = crate::python::fixture("scripted_ca.py");
+    let made = http()
+        .post(format!("{}/v1/accounts", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "name": "unset",
+            "connector": script,
+            "params": {"mode": "good", "token": {"env": "CERTHOST_E2E_NEVER_SET"}},
+        }))
+        .send()
+        .expect("create");
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let view: serde_json::Value = made.json().expect("json");
+    let warnings = view["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{view}");
+    assert!(
+        warnings[0].as_str().expect("text").contains(
+            "parameter token of account unset: environment variable CERTHOST_E2E_NEVER_SET is not set: every call of this account fails"
+        ),
+        "{view}"
+    );
+}

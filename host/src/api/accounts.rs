@@ -106,7 +106,7 @@ async fn checked(state: &AppState, name: &str, def: &AccountDef) -> Result<(), A
 }
 
 #[utoipa::path(post, operation_id = "create_account", path = "/v1/accounts", tag = "accounts", request_body = super::definitions::NewAccountDefinition,
-    responses((status = 201, body = AccountView, headers(("Location" = String, description = "/v1/accounts/{name}"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created (with `warnings` naming `{ env }` and `{ file }` values serve cannot read now)", body = AccountView, headers(("Location" = String, description = "/v1/accounts/{name}"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,12 +126,29 @@ async fn create(
         other => other.into(),
     })?;
     let a = inv.account(&body.name)?.ok_or_else(|| ApiError::Internal("created account vanished".into()))?;
-    Ok(super::located(StatusCode::CREATED, &format!("/v1/accounts/{}", a.name), Json(crate::view::account(&inv, &a)?)))
+    let mut view = crate::view::account(&inv, &a)?;
+    view.warnings = unreadable_references(&state, &a.name, &a.def);
+    Ok(super::located(StatusCode::CREATED, &format!("/v1/accounts/{}", a.name), Json(view)))
+}
+
+/// What the definition's `{ env }` and `{ file }` values name that `serve` cannot read now, as
+/// warnings: the account is stored (the variable may be set before the next start), but each
+/// of its calls fails until it can be read, and a 201 without a word hid that (API
+/// walkthrough of stop 48). Only the reference and the reason are said, never a value.
+fn unreadable_references(state: &AppState, name: &str, def: &AccountDef) -> Vec<String> {
+    let owner = format!("account {name}");
+    def.params
+        .iter()
+        .filter_map(|(param, d)| d.value.as_ref().map(|v| (param, v)))
+        .filter(|(_, v)| !matches!(v, crate::param::ValueSource::Literal(_)))
+        .filter_map(|(param, v)| crate::param::resolve(v, param, &owner, &*state.env).err())
+        .map(|e| format!("{e}: every call of this account fails until serve can read it"))
+        .collect()
 }
 
 #[utoipa::path(put, operation_id = "update_account", path = "/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)),
     request_body(content = super::definitions::AccountDefinition, description = "The whole definition, as in certhost.toml"),
-    responses((status = 200, description = "Updated (with `warnings` when the change emptied the connector cache that orders pending at its CA need)", body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Updated (with `warnings` when the change emptied the connector cache that orders pending at its CA need, or names `{ env }` and `{ file }` values serve cannot read now)", body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -164,6 +181,7 @@ async fn update(
         tracing::warn!("{warning}");
         view.warnings.push(warning);
     }
+    view.warnings.extend(unreadable_references(&state, &name, &a.def));
     Ok(Json(view))
 }
 
