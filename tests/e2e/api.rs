@@ -1342,3 +1342,27 @@ fn an_account_naming_what_serve_cannot_read_is_created_with_a_warning() {
         "{view}"
     );
 }
+
+/// API walkthrough of stop 48: the subject fields the CLI gives with `--ou` and the like could
+/// reach the API only inside a CSR (`ou` was an unknown field).
+#[test]
+fn an_issue_request_gives_subject_fields_the_profile_lets_it_give() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "[subject]\nou = [\"Web\"]\noverridable = [\"ou\"]\n");
+    let server = Server::start(app, Some(&config));
+    let admin = server.token("root", "admin");
+    let post = |body: serde_json::Value| {
+        http().post(format!("{}/v1/certificates", server.base)).bearer_auth(&admin).json(&body).send().expect("issue")
+    };
+    let issued = post(serde_json::json!({"profile": "lab", "cn": "ou.example.com", "subject": {"ou": ["Payments"]}}));
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let view: serde_json::Value = issued.json().expect("json");
+    assert!(view["certificate"]["subject"].as_str().expect("subject").contains("OU=Payments"), "{view}");
+    // A field the profile does not let a request give is refused, naming it.
+    let refused = post(serde_json::json!({"profile": "lab", "cn": "o.example.com", "subject": {"o": ["Evil Corp"]}}));
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = refused.json().expect("json");
+    assert!(body["detail"].as_str().expect("detail").contains("O"), "{body}");
+    let unknown = post(serde_json::json!({"profile": "lab", "cn": "x.example.com", "subject": {"cn": "x"}}));
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

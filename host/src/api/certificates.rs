@@ -235,6 +235,12 @@ pub struct IssueBody {
     /// SANs as `TYPE:value` (`DNS:www.example.com`, `IP:192.0.2.1`).
     #[serde(default)]
     sans: Vec<String>,
+    /// Subject fields besides the CN, as the CLI's `--o`, `--ou`, `--l`, `--st`, `--c` and
+    /// `--email` give them: each only where the profile lets a request give it (`[subject]
+    /// overridable`), or as the value the profile fixes (API walkthrough of stop 48: a
+    /// program could give them only inside a CSR).
+    #[serde(default)]
+    subject: SubjectBody,
     /// Dynamic parameters of the profile.
     #[serde(default)]
     params: BTreeMap<String, String>,
@@ -329,6 +335,40 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
     }
 }
 
+/// The subject fields an issue request may give besides the CN.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectBody {
+    /// Organizations (O).
+    #[serde(default)]
+    o: Vec<String>,
+    /// Organizational units (OU).
+    #[serde(default)]
+    ou: Vec<String>,
+    /// Locality (L).
+    l: Option<String>,
+    /// State or province (ST).
+    st: Option<String>,
+    /// Two-letter country code (C).
+    c: Option<String>,
+    /// emailAddress.
+    email: Option<String>,
+}
+
+impl From<SubjectBody> for crate::csr::Subject {
+    fn from(s: SubjectBody) -> Self {
+        Self {
+            common_name: None,
+            organization: s.o,
+            organizational_unit: s.ou,
+            locality: s.l,
+            state: s.st,
+            country: s.c,
+            email: s.email,
+        }
+    }
+}
+
 /// Issues a certificate. With an `Idempotency-Key`, a request sent again — after a 504, a
 /// dropped connection — is answered with the first one's order instead of issuing again.
 #[utoipa::path(post, path = "/v1/certificates", tag = "certificates", request_body = IssueBody,
@@ -357,7 +397,7 @@ async fn issue(
         profile: body.profile,
         common_name: body.cn,
         sans,
-        subject: Default::default(),
+        subject: body.subject.into(),
         params: body.params,
         csr: body.csr.map(String::into_bytes),
         idempotency_key,
