@@ -44,11 +44,10 @@ pub struct CertificateInfo {
     /// rule allows them, so an issued certificate carrying one is refused. Not stored.
     #[serde(skip)]
     pub other_sans: Vec<String>,
-    /// Subject attributes other than CN, O, OU, L, ST and C (`Email`, `serialNumber`, an
-    /// OID), by kind as the stored subject names them: identities the profile's subject rules do not cover, so an issued
-    /// certificate may carry one only where its request did. Not stored.
+    /// The subject's emailAddress values: an identity the profile's subject rules do not
+    /// cover, so an issued certificate may carry one only where its request did. Not stored.
     #[serde(skip)]
-    pub other_subject: Vec<String>,
+    pub subject_emails: Vec<String>,
 }
 
 /// Why bytes are not a usable certificate.
@@ -112,7 +111,7 @@ impl CertificateInfo {
             is_ca,
             public_key_raw: cert.public_key().subject_public_key.data.to_vec(),
             other_sans,
-            other_subject: crate::x509::other_subject_kinds(cert.subject()),
+            subject_emails: crate::x509::subject_emails(cert.subject()),
         })
     }
 }

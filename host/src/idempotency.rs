@@ -111,12 +111,18 @@ pub(crate) fn replay(
                 None => None,
             };
             match found {
-                Some(certificate) => Ok(IssueOutcome::Issued {
-                    order_id,
-                    certificate: Box::new(certificate),
-                    deployed: true,
-                    on_compromised_key: false,
-                }),
+                Some(certificate) => {
+                    // A repeat must not hand out what the first answer refused (review of stop
+                    // 48): an active certificate on a key revoked for keyCompromise.
+                    let on_compromised_key = certificate.status == crate::inventory::CertStatus::Active
+                        && inv.stored_key_compromised(certificate.id)?;
+                    Ok(IssueOutcome::Issued {
+                        order_id,
+                        certificate: Box::new(certificate),
+                        deployed: true,
+                        on_compromised_key,
+                    })
+                }
                 None => Err(IssueError::IdempotencyGone { order_id, certificate_id: order.certificate_id }),
             }
         }

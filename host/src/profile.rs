@@ -299,13 +299,20 @@ pub struct Due {
     pub fell_back: bool,
 }
 
+/// How far before it was stored a certificate's notBefore is taken as backdated by its CA
+/// ([`lifetime_start`]); a certificate stored later than this after its notBefore (an order
+/// polled after an outage) counts its lifetime from notBefore plus this.
+pub const MAX_BACKDATE: i64 = 86_400;
+
 /// When a certificate's lifetime counts from for its renewal: its notBefore, or when it was
-/// stored if that is later. CAs backdate notBefore against clock skew (local-ca by 5 minutes,
-/// Let's Encrypt by an hour): counted from it, two thirds of a 2-minute certificate had
-/// passed before it was issued, and the scheduler renewed each successor the round it was
-/// stored, forever (API walkthrough of stop 48).
+/// stored if that is later, by [`MAX_BACKDATE`] at most. CAs backdate notBefore against clock
+/// skew (local-ca by 5 minutes, Let's Encrypt by an hour): counted from it, two thirds of a
+/// 2-minute certificate had passed before it was issued, and the scheduler renewed each
+/// successor the round it was stored, forever (API walkthrough of stop 48). The bound keeps a
+/// certificate stored days late (its order polled after an outage) due when its notBefore
+/// says, rather than pushed towards its end (diff review of stop 48).
 pub fn lifetime_start(not_before: i64, stored_at: i64) -> i64 {
-    not_before.max(stored_at)
+    not_before.max(stored_at.min(not_before.saturating_add(MAX_BACKDATE)))
 }
 
 impl RenewalPolicy {
@@ -461,15 +468,6 @@ impl ProfileDef {
             return Err(PolicyError::NoAccounts(name.to_owned()));
         }
         let def_err = |rule: String| PolicyError::Definition { profile: name.to_owned(), rule };
-        // Failover order lists each account once: a second mention would be tried again after
-        // the others had failed (red-team walkthrough of stop 48).
-        if let Some((i, again)) = self.accounts.iter().enumerate().find(|(i, a)| self.accounts[..*i].contains(a)) {
-            return Err(def_err(format!(
-                "accounts lists {again} twice (positions {} and {})",
-                1 + self.accounts[..i].iter().position(|a| a == again).unwrap_or(0),
-                i + 1
-            )));
-        }
         let owner = format!("profile {name}");
         for (pname, def) in &self.params {
             def.check(pname, &owner)?;
@@ -1263,6 +1261,12 @@ mod tests {
         assert_eq!(RenewalPolicy::max_jitter(start, na, due.at), 1);
         // A CA clock running ahead: its notBefore is later than the moment it was stored.
         assert_eq!(lifetime_start(stored + 20, stored), stored + 20);
+        // Stored six days after its notBefore (polled after an outage): a day of backdating at
+        // most, so a 7-day certificate with before_days = 2 is due at once, as before.
+        let nb = stored - 6 * 86_400;
+        assert_eq!(lifetime_start(nb, stored), nb + MAX_BACKDATE);
+        let two_days = RenewalPolicy { before_days: Some(2), ..RenewalPolicy::default() };
+        assert_eq!(two_days.due_at(lifetime_start(nb, stored), nb + 7 * 86_400).expect("due").at, nb + 5 * 86_400);
         // at_percent = 1 of a day: jitter stays within half of the 864 s before it is due.
         let day = stored + 86_400;
         let pct = RenewalPolicy { at_percent: Some(1), ..RenewalPolicy::default() };
@@ -1273,9 +1277,6 @@ mod tests {
     #[test]
     fn definitions_are_checked() {
         let mut p = profile();
-        let accounts = std::mem::replace(&mut p.accounts, vec!["a".into(), "b".into(), "a".into()]);
-        assert!(p.check("x").unwrap_err().to_string().contains("accounts lists a twice (positions 1 and 3)"));
-        p.accounts = accounts;
         p.renewal.before_days = Some(121);
         assert!(p.check("x").unwrap_err().to_string().contains("before_days 121 must be 1-120"));
         let mut p = profile();

@@ -445,25 +445,15 @@ mod tests {
     }
 }
 
-/// The kinds of `name`'s attributes other than CN, O, OU, L, ST and C, named as
-/// [`dn_string`] names them (`Email`, `serialNumber`, or the OID).
-pub fn other_subject_kinds(name: &x509_parser::x509::X509Name<'_>) -> Vec<String> {
-    use x509_parser::oid_registry as oid;
-    let modelled = [
-        oid::OID_X509_COMMON_NAME,
-        oid::OID_X509_ORGANIZATION_NAME,
-        oid::OID_X509_ORGANIZATIONAL_UNIT,
-        oid::OID_X509_LOCALITY_NAME,
-        oid::OID_X509_STATE_OR_PROVINCE_NAME,
-        oid::OID_X509_COUNTRY_NAME,
-    ];
-    let registry = x509_parser::objects::oid_registry();
+/// The emailAddress values of `name` (a value that is not text as its hex, never equal to
+/// a request's).
+pub fn subject_emails(name: &x509_parser::x509::X509Name<'_>) -> Vec<String> {
     name.iter()
         .flat_map(|rdn| rdn.iter())
-        .map(|attr| attr.attr_type())
-        .filter(|kind| !modelled.contains(kind))
-        .map(|kind| {
-            x509_parser::objects::oid2abbrev(kind, registry).map(str::to_owned).unwrap_or_else(|_| kind.to_id_string())
+        .filter(|attr| *attr.attr_type() == x509_parser::oid_registry::OID_PKCS9_EMAIL_ADDRESS)
+        .map(|attr| match attr.as_str() {
+            Ok(text) => text.to_owned(),
+            Err(_) => format!("#{}", hex::encode_upper(attr.attr_value().as_bytes())),
         })
         .collect()
 }

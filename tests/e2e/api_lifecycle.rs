@@ -125,6 +125,12 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
     );
     let audit = json_of(api.get(&admin, "/v1/audit?action=certificate.key_download"), StatusCode::OK);
     assert_eq!(audit["items"][0]["actor"], "token:alice");
+    // Its successor, renewed by an operator, is still what she requested.
+    let renewed =
+        json_of(api.post(&operator, &format!("/v1/certificates/{own}/renew"), json!({})), StatusCode::CREATED);
+    let successor = renewed["certificate"]["id"].as_i64().expect("id");
+    assert_eq!(api.get(&requester, &format!("/v1/certificates/{successor}/key")).status(), StatusCode::OK);
+    json_of(api.get(&other, &format!("/v1/certificates/{successor}/key")), StatusCode::FORBIDDEN);
 
     // Another requester may not renew alice's certificate; alice may.
     json_of(api.post(&other, &format!("/v1/certificates/{id}/renew"), json!({})), StatusCode::FORBIDDEN);
@@ -209,7 +215,7 @@ fn issue_download_renew_reissue_revoke_and_delete_over_http_on_local_ca() {
 
     // Metrics count what happened.
     let metrics = api.c.get(format!("{}/metrics", api.server.base)).send().expect("metrics").text().expect("text");
-    assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 5"), "{metrics}");
+    assert!(metrics.contains("certhost_issuances_total{outcome=\"issued\"} 6"), "{metrics}");
     // By account, operation and outcome.
     let calls = |operation: &str| {
         format!(

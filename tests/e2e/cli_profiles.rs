@@ -620,8 +620,10 @@ fn orders_open_when_their_key_is_revoked_for_compromise_do_not_keep_it() {
     assert!(upload("held").ok().contains("awaits approval"));
     assert!(upload("web").ok().contains("issued certificate #1"));
     app.run(&["--config", c, "revoke", "1", "--reason", "keyCompromise"]).ok();
-    // Polled after the revoke: stored (the CA issued it), and due for renewal at once.
-    assert!(app.run(&["--config", c, "orders", "poll", "1"]).ok().contains("issued certificate #2"));
+    // Polled after the revoke: stored (the CA issued it), due for renewal at once, and not
+    // handed out as issued (red-team walkthrough of stop 48).
+    let polled = app.run(&["--config", c, "orders", "poll", "1"]);
+    assert!(polled.fails(3).contains("certificate 2 is on a key revoked for keyCompromise"), "{}", polled.stderr);
     let renewals = app.json(&["--config", c, "renewals", "--json"]);
     let due = renewals["upcoming"].as_array().expect("upcoming").iter().find(|r| r["id"] == 2).expect("scheduled");
     let at = time::OffsetDateTime::parse(

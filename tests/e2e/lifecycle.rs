@@ -1593,7 +1593,9 @@ fn a_certificate_whose_renewal_fails_until_it_expires_is_still_retried_and_repor
         "ca",
         "good",
         &format!(
-            "params.days = \"-1,0.0008\"\n{}[server]\nrenewal_interval_seconds = 1\n",
+            // Backdated two days: more than a CA's backdating (`profile::MAX_BACKDATE`), so its
+            // lifetime counts from a day after notBefore and the renewal is due at once.
+            "params.days = \"-2,0.0008\"\n{}[server]\nrenewal_interval_seconds = 1\n",
             sinks.notify_toml(sinks.smtp_port)
         ),
         &[("web", "accounts = [\"ca\"]\n[renewal]\nbefore_days = 7\n")],
@@ -2242,10 +2244,9 @@ fn a_renewal_the_ca_issued_on_a_key_revoked_meanwhile_is_not_deployed_or_handed_
     let renewed = crate::helpers::Run::from(renewing.join().expect("renew thread"));
     assert_eq!(renewed.code, 3, "stored, not handed out: {} {}", renewed.stdout, renewed.stderr);
     assert!(
-        renewed
-            .stderr
-            .contains("the CA issued certificate 2 on a key revoked for keyCompromise while the order was at the CA")
-            && renewed.stderr.contains("do not use it"),
+        renewed.stderr.contains(
+            "certificate 2 is on a key revoked for keyCompromise (the CA issued it while the order was at the CA"
+        ) && renewed.stderr.contains("do not use it"),
         "{}",
         renewed.stderr
     );

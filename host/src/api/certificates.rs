@@ -187,11 +187,12 @@ async fn fullchain(
 async fn key(
     State(state): State<AppState>,
     caller: Caller,
-    _: super::NoQuery,
+    query: Result<super::NoQuery, ApiError>,
     method: axum::http::Method,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(KEY_DOWNLOAD, "download private keys")?;
+    query?;
     let actor = caller.actor();
     let mut inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;

@@ -253,6 +253,13 @@ pub fn failed_deployment(inv: &Inventory, id: i64) -> anyhow::Result<Option<(Str
 /// certificate with its deployments.
 pub fn outcome_json(inv: &Inventory, outcome: &IssueOutcome) -> anyhow::Result<serde_json::Value> {
     Ok(match outcome {
+        IssueOutcome::Issued { order_id, certificate, on_compromised_key: true, .. } => {
+            let e = certhost::issue::IssueError::IssuedOnCompromisedKey {
+                order_id: *order_id,
+                certificate_id: certificate.id,
+            };
+            serde_json::json!({ "order_id": order_id, "certificate_id": certificate.id, "error": e.to_string() })
+        }
         IssueOutcome::Issued { order_id, certificate: record, .. } => {
             let view = output::CertView::new(record, output::now(), true).with_history(inv)?;
             serde_json::json!({ "disposition": "issued", "order_id": order_id, "certificate": view })

@@ -178,9 +178,12 @@ pub fn run(cmd: Command, inv: &mut Inventory, env: &super::Env) -> anyhow::Resul
                         match r {
                             Ok(o) if json => {
                                 let mut item = super::issue::outcome_json(p.inventory, o)?;
-                                if let certhost::issue::IssueOutcome::Issued { certificate, .. } = o {
-                                    deploy_failed |=
-                                        super::issue::failed_deployment(p.inventory, certificate.id)?.is_some();
+                                if let certhost::issue::IssueOutcome::Issued {
+                                    certificate, on_compromised_key, ..
+                                } = o
+                                {
+                                    deploy_failed |= *on_compromised_key
+                                        || super::issue::failed_deployment(p.inventory, certificate.id)?.is_some();
                                 }
                                 item["order_id"] = (*id).into();
                                 items.push(item);

@@ -22,7 +22,7 @@ pub(super) const MIN_FRAGMENT: usize = 8;
 /// alone — no letter or digit right before or after. Replaced everywhere, a one-letter secret
 /// turned every word holding it into `l***ak: rais***d` and so gave itself away to anyone
 /// reading the audit log; a 2–7 character one nearly as plainly.
-pub(super) const MIN_ANYWHERE: usize = 8;
+pub(crate) const MIN_ANYWHERE: usize = 8;
 
 /// The redaction rules for one call's sensitive values. Its copies of the values are wiped
 /// when it is dropped, as `Args` wipes its own.

@@ -215,7 +215,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
             is_ca: false,
             public_key_raw: Vec::new(),
             other_sans: Vec::new(),
-            other_subject: Vec::new(),
+            subject_emails: Vec::new(),
         },
         pem,
         chain_pem: r.get(3)?,

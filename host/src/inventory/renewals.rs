@@ -101,10 +101,11 @@ pub struct ChannelsSince {
 }
 
 /// `profile::lifetime_start` in SQL: a certificate's lifetime counts for its renewal from the
-/// later of its notBefore and when it was stored.
+/// later of its notBefore and when it was stored, at most `profile::MAX_BACKDATE` (a day)
+/// after its notBefore.
 macro_rules! start_sql {
     () => {
-        "MAX(not_before, created_at)"
+        "MAX(not_before, MIN(created_at, not_before + 86400))"
     };
 }
 
@@ -114,11 +115,11 @@ macro_rules! start_sql {
 macro_rules! due_sql {
     () => {
         "(CASE ?2 WHEN 'before' THEN
-             CASE WHEN not_after - ?3 <= MAX(not_before, created_at)
-                    OR not_after - ?3 < MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) / 3
-                  THEN MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) * 2 / 3
+             CASE WHEN not_after - ?3 <= MAX(not_before, MIN(created_at, not_before + 86400))
+                    OR not_after - ?3 < MAX(not_before, MIN(created_at, not_before + 86400)) + (not_after - MAX(not_before, MIN(created_at, not_before + 86400))) / 3
+                  THEN MAX(not_before, MIN(created_at, not_before + 86400)) + (not_after - MAX(not_before, MIN(created_at, not_before + 86400))) * 2 / 3
                   ELSE not_after - ?3 END
-          ELSE MAX(not_before, created_at) + (not_after - MAX(not_before, created_at)) * ?3 / 100 END)"
+          ELSE MAX(not_before, MIN(created_at, not_before + 86400)) + (not_after - MAX(not_before, MIN(created_at, not_before + 86400))) * ?3 / 100 END)"
     };
 }
 
@@ -424,7 +425,7 @@ impl Inventory {
         tracing::warn!(
             certificate = cert.id,
             "certificate issued on a key revoked for keyCompromise while its order was at the CA; it is not deployed, \
-             and it renews on a new key at once"
+             and it is due for renewal at once where its profile renews automatically"
         );
         let now = self.now();
         self.set_renew_after(cert.id, renew_after.map(|at| at.min(now)))?;
@@ -1193,6 +1194,8 @@ mod tests {
         assert!((500..=510).contains(&renew_after(&inv, 2)), "{}", renew_after(&inv, 2));
         // A before_minutes reaching back past the first third falls back to two thirds, from
         // when it was stored.
+        // The SQL's bound on backdating is the Rust one.
+        assert!(start_sql!().contains(&crate::profile::MAX_BACKDATE.to_string()));
         let before = RenewalPolicy { before_minutes: Some(10), ..RenewalPolicy::default() };
         inv.conn.execute("UPDATE certificates SET renew_after = NULL", []).expect("clear");
         inv.reschedule_profile("web", &before).expect("reschedule");

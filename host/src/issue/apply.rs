@@ -212,17 +212,21 @@ fn beyond_the_request(
         if let Some(cn) = verified.info.common_name.as_deref() {
             p.check_issued_cn(cn).map_err(not_allowed)?;
         }
-        // An identity the profile's rules do not cover (an emailAddress its [sans] rules
-        // would refuse as a name, a serialNumber) only where the request carried it too
-        // (red-team walkthrough of stop 48: both were stored as the CA put them in). Its CSR
-        // is read again only then.
-        if !verified.info.other_subject.is_empty() {
-            let asked = parse_csr(order.csr_pem.as_bytes()).map(|c| c.subject).unwrap_or_default();
-            if let Some(kind) = verified.info.other_subject.iter().find(|kind| !asked.contains(&format!("{kind}="))) {
-                // x509-parser's abbreviation, as stored subjects show it; the profile's word.
-                let kind = if kind == "Email" { "emailAddress" } else { kind.as_str() };
+        // A subject emailAddress — an identity S/MIME clients read, which the profile's
+        // [sans] rules would refuse as a name — only as the request carried it (red-team
+        // walkthrough of stop 48: a CA's `root@evil.example` was stored). Other attributes a
+        // CA adds (streetAddress, postalCode, an EV certificate's serialNumber and
+        // jurisdiction) are the CA's to add. The CSR is read again only then.
+        if !verified.info.subject_emails.is_empty() {
+            let asked = parse_csr(order.csr_pem.as_bytes()).ok().and_then(|c| c.subject_fields.email);
+            if let Some(email) = verified
+                .info
+                .subject_emails
+                .iter()
+                .find(|email| !asked.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email)))
+            {
                 return Err(not_allowed(format!(
-                    "its subject has field {kind}, which the request did not carry and no profile rule covers"
+                    "its subject has emailAddress {email:?}, which the request did not carry"
                 )));
             }
         }

@@ -49,12 +49,13 @@ pub enum IssueError {
         /// The certificate whose revocation declared the key compromised.
         certificate_id: i64,
     },
-    /// The CA issued a certificate on a key revoked for keyCompromise while the order was at
-    /// the CA (a renewal keeping its key, racing the revocation): stored, since the CA issued
-    /// it, but answered as an error so that nobody puts it in service (red-team walkthrough of
-    /// stop 48: the 201 handed it out and its profile deployed it).
+    /// The certificate an order got is on a key revoked for keyCompromise: the CA issued it
+    /// while the order was at the CA (a renewal keeping its key, racing the revocation), or —
+    /// answering a repeated request — the key was revoked since. Stored, since the CA issued
+    /// it, but answered as an error so that nobody puts it in service (red-team walkthrough
+    /// of stop 48: the 201 handed it out and its profile deployed it).
     #[error(
-        "order {order_id}: the CA issued certificate {certificate_id} on a key revoked for keyCompromise while the order was at the CA; it is stored but not deployed, and it renews on a new key at once — do not use it (certhost reissue {certificate_id} makes its replacement now)"
+        "order {order_id}: certificate {certificate_id} is on a key revoked for keyCompromise (the CA issued it while the order was at the CA, or the key was revoked since) — do not use it: certhost reissue {certificate_id} replaces it on a new key (a profile that renews automatically does so at once)"
     )]
     IssuedOnCompromisedKey {
         /// The order.

@@ -84,8 +84,8 @@ pub enum IssueOutcome {
         /// (a read per issuance otherwise, on the path issue 9 measures).
         deployed: bool,
         /// Its key was revoked for keyCompromise while the order was at the CA: it is stored
-        /// (the CA issued it) and due for renewal on a new key at once, but not deployed, and
-        /// an interactive caller is answered with an error, not with it.
+        /// (the CA issued it), not deployed, due for renewal at once where its profile renews
+        /// automatically, and an interactive caller is answered with an error, not with it.
         on_compromised_key: bool,
     },
     /// Waiting at the CA; polled at `next_poll_at`.

@@ -340,10 +340,14 @@ impl WorkerProcess {
         let stderr_tail: Arc<Mutex<Tail>> = Arc::default();
         let stderr_call: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let (log, tail, log_label) = (stderr_log.clone(), stderr_tail.clone(), label.to_owned());
-        tokio::spawn(drain_stderr(stderr, Arc::clone(&stderr_call), move |line, cut, this_call| {
+        let call = Arc::clone(&stderr_call);
+        tokio::spawn(drain_stderr(stderr, Arc::clone(&stderr_call), move |line, cut, began| {
             log.lock().unwrap_or_else(|p| p.into_inner()).line(&log_label, &line, cut);
-            if this_call {
-                tail.lock().unwrap_or_else(|p| p.into_inner()).push(line, cut);
+            // Checked under the tail's lock, which `clear_stderr_tail` holds while it moves on
+            // to the next call: a line begun in the call just cleared never lands in the next.
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if call.load(std::sync::atomic::Ordering::SeqCst) == began {
+                tail.push(line, cut);
             }
         }));
         Ok(Self {
@@ -582,9 +586,11 @@ async fn exit_seen(child: &Child) {
 }
 
 /// Reads a worker's stderr until it closes and hands each line to `on_line`, with whether it
-/// was cut and whether it is the current call's: a line begun before `call` last changed
-/// ([`WorkerProcess::clear_stderr_tail`]) is an earlier call's, handed on as it stands when
-/// the next bytes come. Text that is not UTF-8 is decoded lossily. A line is kept up to
+/// was cut and the value `call` had when the line began ([`WorkerProcess::clear_stderr_tail`]
+/// moves it on at each call): a line begun in an earlier call is handed on as it stands when
+/// the next bytes come, and its caller keeps it out of the current call's tail. Bytes an
+/// earlier call wrote that the pipe still holds when the next call starts are read as the
+/// next call's: only the worker could mark where a call's output ends. Text that is not UTF-8 is decoded lossily. A line is kept up to
 /// [`MAX_STDERR_LINE`] bytes: a longer one is handed on cut there and the rest of it is read
 /// and dropped, so a script writing without newlines cannot grow the host's memory.
 ///
@@ -593,7 +599,7 @@ async fn exit_seen(child: &Child) {
 async fn drain_stderr(
     stderr: impl AsyncRead + Unpin,
     call: Arc<std::sync::atomic::AtomicU64>,
-    mut on_line: impl FnMut(String, bool, bool),
+    mut on_line: impl FnMut(String, bool, u64),
 ) {
     let mut reader = BufReader::new(stderr);
     let mut line: Vec<u8> = Vec::new();
@@ -611,7 +617,7 @@ async fn drain_stderr(
         let now = call.load(std::sync::atomic::Ordering::SeqCst);
         if now != began {
             if !line.is_empty() && !cut {
-                on_line(String::from_utf8_lossy(&line).into_owned(), false, false);
+                on_line(String::from_utf8_lossy(&line).into_owned(), false, began);
             }
             line.clear();
             cut = false;
@@ -629,22 +635,21 @@ async fn drain_stderr(
                 if let Some(e) = incomplete {
                     line.truncate(e.valid_up_to());
                 }
-                on_line(String::from_utf8_lossy(&line).into_owned(), true, true);
+                on_line(String::from_utf8_lossy(&line).into_owned(), true, began);
             }
         }
         let used = chunk.len() + usize::from(end.is_some());
         reader.consume(used);
         if end.is_some() {
             if !cut {
-                on_line(String::from_utf8_lossy(&line).into_owned(), false, true);
+                on_line(String::from_utf8_lossy(&line).into_owned(), false, began);
             }
             line.clear();
             cut = false;
         }
     }
     if !line.is_empty() && !cut {
-        let this_call = call.load(std::sync::atomic::Ordering::SeqCst) == began;
-        on_line(String::from_utf8_lossy(&line).into_owned(), false, this_call);
+        on_line(String::from_utf8_lossy(&line).into_owned(), false, began);
     }
 }
 
@@ -654,8 +659,8 @@ mod tests {
 
     async fn lines_of(input: &[u8]) -> Vec<(String, bool)> {
         let mut lines = vec![];
-        drain_stderr(input, Arc::default(), |line, cut, this_call| {
-            assert!(this_call);
+        drain_stderr(input, Arc::default(), |line, cut, began| {
+            assert_eq!(began, 0);
             lines.push((line, cut))
         })
         .await;
@@ -670,8 +675,8 @@ mod tests {
         let call: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&lines);
-        let drained = tokio::spawn(drain_stderr(reader, Arc::clone(&call), move |line, _, this_call| {
-            seen.lock().expect("lines").push((line, this_call))
+        let drained = tokio::spawn(drain_stderr(reader, Arc::clone(&call), move |line, _, began| {
+            seen.lock().expect("lines").push((line, began))
         }));
         use tokio::io::AsyncWriteExt;
         writer.write_all(b"PRIVATE-from-earlier-call").await.expect("write");
@@ -681,7 +686,7 @@ mod tests {
         drop(writer);
         drained.await.expect("drained");
         let lines = lines.lock().expect("lines").clone();
-        assert_eq!(lines, [("PRIVATE-from-earlier-call".to_owned(), false), ("error of THIS call".to_owned(), true)]);
+        assert_eq!(lines, [("PRIVATE-from-earlier-call".to_owned(), 0), ("error of THIS call".to_owned(), 1)]);
     }
 
     #[tokio::test]
