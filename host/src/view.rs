@@ -15,6 +15,14 @@ pub fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
+/// Whether `c` is one of the bidirectional formatting characters that reorder what a terminal
+/// or a log viewer shows (the "Trojan Source" set: ALM, LRM, RLM, LRE…RLO, LRI…PDI): a name
+/// holding U+202E shows `www.example.com` for one that is not. The CLI's human output and the
+/// log's one-line form both escape these, beside control characters.
+pub fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Unix seconds written as RFC 3339 (`#[serde(serialize_with = "crate::view::time_text")]`):
 /// every time certhost answers with, in the API and in `--json`, is one form. Orders, tokens,
 /// the audit log and the renewal schedule answered Unix seconds where certificates answered

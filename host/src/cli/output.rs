@@ -39,10 +39,9 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
 }
 
 /// Control characters and the bidirectional formatting characters that reorder what a terminal
-/// shows (the "Trojan Source" set: LRM, RLM, ALM, LRE…RLO, LRI…PDI).
+/// shows.
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || certhost::view::reorders_text(c)
 }
 
 /// `n` with the noun in the right number ("1 certificate", "2 certificates").

@@ -210,11 +210,9 @@ pub(crate) fn one_line(text: &str) -> String {
 }
 
 /// What [`one_line`] escapes: control characters but the tab, and the bidirectional formatting
-/// characters that reorder what a terminal shows of a log line (the "Trojan Source" set, as
-/// the CLI's `terminal_safe` escapes it; red-team walkthrough of stop 48).
+/// characters that reorder what a terminal shows of a log line (red-team walkthrough of stop 48).
 fn escaped_in_a_line(c: char) -> bool {
-    (c.is_control() && c != '\t')
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\t') || crate::view::reorders_text(c)
 }
 
 /// Whether `text` could hold any of `values` in a form [`Redactor::redact`] replaces — a cheap
