@@ -10,6 +10,7 @@ fn problem(resp: reqwest::blocking::Response, status: StatusCode) -> serde_json:
     let body: serde_json::Value = resp.json().expect("problem json");
     assert_eq!(body["status"], status.as_u16());
     assert!(body["title"].is_string() && body["detail"].is_string());
+    assert!(body["code"].as_str().is_some_and(|c| !c.is_empty()), "every problem carries a code: {body}");
     body
 }
 
@@ -1365,4 +1366,134 @@ fn an_issue_request_gives_subject_fields_the_profile_lets_it_give() {
     assert!(body["detail"].as_str().expect("detail").contains("O"), "{body}");
     let unknown = post(serde_json::json!({"profile": "lab", "cn": "x.example.com", "subject": {"cn": "x"}}));
     assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// API-client walkthrough of stop 48: an error carried only a sentence, so a program had to
+/// match words to tell a CA's refusal from a CA that was down. Every problem now carries a
+/// `code` from one documented list; each below is met through the real server, the real
+/// script connector and the real CA it signs with.
+#[test]
+fn every_error_names_its_kind_in_a_code_a_program_can_branch_on() {
+    let app = App::new();
+    let (config, ca) = crate::helpers::scripted_lab(
+        &app,
+        "good",
+        "good",
+        "",
+        &[("web", "accounts = [\"good\"]\n[cn]\nallowed = \"[a-z.]+[.]example[.]com\"\n")],
+    );
+    let server = Server::start(app, Some(&config));
+    let c = http();
+    let admin = server.token("root", "admin");
+    let script = crate::python::fixture("scripted_ca.py");
+    let post = |path: &str, body: serde_json::Value| {
+        c.post(format!("{}{path}", server.base)).bearer_auth(&admin).json(&body).send().expect("post")
+    };
+    // One account per way a CA goes wrong, each with its own profile.
+    for mode in ["wrong_key", "unreachable"] {
+        let params = serde_json::json!({
+            "mode": mode,
+            "ca_cert": format!("{}/ca.pem", ca.display()),
+            "ca_key": format!("{}/ca.key", ca.display()),
+        });
+        let made = post("/v1/accounts", serde_json::json!({"name": mode, "connector": script, "params": params}));
+        assert_eq!(made.status(), StatusCode::CREATED, "{}", made.text().unwrap_or_default());
+        let made = post("/v1/profiles", serde_json::json!({"name": mode, "accounts": [mode]}));
+        assert_eq!(made.status(), StatusCode::CREATED, "{}", made.text().unwrap_or_default());
+    }
+    let code = |resp: reqwest::blocking::Response, status: StatusCode| -> String {
+        let body = problem(resp, status);
+        body["code"].as_str().unwrap_or_default().to_owned()
+    };
+    let issue = |body: serde_json::Value| post("/v1/certificates", body);
+
+    assert_eq!(
+        code(c.get(format!("{}/v1/certificates", server.base)).send().expect("get"), StatusCode::UNAUTHORIZED),
+        "unauthorized"
+    );
+    assert_eq!(
+        code(issue(serde_json::json!({"profile": "nope", "cn": "a.example.com"})), StatusCode::NOT_FOUND),
+        "not_found"
+    );
+    assert_eq!(
+        code(issue(serde_json::json!({"profile": "web", "cn": "www.example.org"})), StatusCode::UNPROCESSABLE_ENTITY),
+        "policy_refused"
+    );
+    assert_eq!(
+        code(
+            issue(serde_json::json!({"profile": "web", "cn": "a.example.com", "params": {"colour": "red"}})),
+            StatusCode::UNPROCESSABLE_ENTITY
+        ),
+        "invalid_parameter"
+    );
+    assert_eq!(
+        code(
+            issue(
+                serde_json::json!({"profile": "web", "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY
+        ),
+        "invalid_csr"
+    );
+    assert_eq!(
+        code(
+            c.patch(format!("{}/v1/certificates", server.base)).bearer_auth(&admin).send().expect("patch"),
+            StatusCode::METHOD_NOT_ALLOWED
+        ),
+        "method_not_allowed"
+    );
+    assert_eq!(
+        code(
+            c.post(format!("{}/v1/certificates", server.base))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body("{not json")
+                .send()
+                .expect("bad json"),
+            StatusCode::BAD_REQUEST
+        ),
+        "bad_request"
+    );
+    let keyed = |key: &str, cn: &str| {
+        c.post(format!("{}/v1/certificates", server.base))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"profile": "web", "cn": cn}))
+            .send()
+            .expect("keyed")
+    };
+    assert_eq!(keyed("k-1", "a.example.com").status(), StatusCode::CREATED);
+    assert_eq!(code(keyed("k-1", "b.example.com"), StatusCode::UNPROCESSABLE_ENTITY), "idempotency_key_reused");
+    // The CA's faults: a certificate on another key fails verification, a CA that cannot be
+    // reached fails the call; both name the order.
+    let resp = issue(serde_json::json!({"profile": "wrong_key", "cn": "a.example.com"}));
+    let body = problem(resp, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["code"], "verification_failed", "{body}");
+    assert!(body["order_id"].is_i64(), "{body}");
+    let body =
+        problem(issue(serde_json::json!({"profile": "unreachable", "cn": "a.example.com"})), StatusCode::BAD_GATEWAY);
+    assert_eq!(body["code"], "ca_failed", "{body}");
+    // Revoking twice: a conflict with what is stored.
+    let cert: serde_json::Value =
+        issue(serde_json::json!({"profile": "web", "cn": "r.example.com"})).json().expect("json");
+    let revoke = || {
+        c.post(format!("{}/v1/certificates/{}/revoke", server.base, cert["certificate"]["id"]))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"reason": "superseded"}))
+            .send()
+            .expect("revoke")
+    };
+    assert_eq!(revoke().status(), StatusCode::OK);
+    assert_eq!(code(revoke(), StatusCode::CONFLICT), "conflict");
+
+    // The list is in the OpenAPI document, as an enum a generated client can use.
+    let doc: serde_json::Value =
+        c.get(format!("{}/v1/openapi.json", server.base)).send().expect("openapi").json().expect("json");
+    let codes = doc["components"]["schemas"]["ProblemCode"]["enum"].as_array().cloned().unwrap_or_default();
+    for seen in ["unauthorized", "policy_refused", "verification_failed", "ca_failed", "idempotency_key_reused"] {
+        assert!(codes.iter().any(|c| c == seen), "{seen} in {codes:?}");
+    }
+    assert!(
+        doc["components"]["schemas"]["Problem"]["required"].as_array().is_some_and(|r| r.iter().any(|f| f == "code"))
+    );
 }

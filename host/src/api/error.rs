@@ -8,6 +8,111 @@ use axum::response::{IntoResponse, Response};
 use crate::inventory::InventoryError;
 use crate::issue::IssueError;
 
+/// What went wrong, for a program: the `code` member of every problem document. A client
+/// branches on it rather than on the sentence in `detail`, which may be reworded; a code is
+/// never renamed or reused (new ones may be added, so a client treats an unknown one by its
+/// status). A retry may help only where the code says so below; with an `Idempotency-Key`,
+/// retrying an issue request never issues twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProblemCode {
+    /// 401: no bearer token, an unknown or a revoked one.
+    Unauthorized,
+    /// 401: the token expired; an admin makes a new one.
+    TokenExpired,
+    /// 403: the token's role may not do this, or not with what the request names.
+    Forbidden,
+    /// 404: what the path names does not exist.
+    NotFound,
+    /// 400: the request is malformed (body, query string, path, header).
+    BadRequest,
+    /// 413: the body is over the size limit.
+    BodyTooLarge,
+    /// 415: the body's content type is not one the endpoint reads.
+    UnsupportedMediaType,
+    /// 405: the path does not take that method.
+    MethodNotAllowed,
+    /// 409: the request conflicts with what is stored (a name taken, a certificate already
+    /// revoked, a renewal already open).
+    Conflict,
+    /// 409: an order is not in a state this step applies to (approving an order already sent).
+    WrongState,
+    /// 422: the profile's rules refuse the request (a name, a key type, a lifetime); 409: they
+    /// no longer allow an order made before the profile changed.
+    PolicyRefused,
+    /// 422: a parameter is unknown, missing, or not a value its definition allows.
+    InvalidParameter,
+    /// 422: an uploaded CSR is malformed, its signature fails, or it names other than the
+    /// request; or the host could not build one.
+    InvalidCsr,
+    /// 422: the CSR's key was revoked for keyCompromise; a new key is needed.
+    CompromisedKey,
+    /// 422: the request is well-formed but cannot be done (anything 422 not named above).
+    InvalidRequest,
+    /// 422: the profile has no active CA account to send the order to.
+    NoActiveAccount,
+    /// 422: the connector does not offer this operation (revocation, say).
+    NotSupported,
+    /// 422: the CA refused the order; sending it again will not help.
+    CaRejected,
+    /// 502: the CA or its connector failed (unreachable, an error, a trap); a retry may help.
+    CaFailed,
+    /// 502: polling an order pending at the CA failed; the order stays pending and is polled
+    /// again (`Retry-After`).
+    PollFailed,
+    /// 502: the certificate the CA returned failed the host's verification; nothing stored.
+    VerificationFailed,
+    /// 502: the CA call ended without an answer the host can act on (timed out, or issued and
+    /// not stored); the order is held for an operator, and a retry will not help.
+    NeedsAttention,
+    /// 409: the CA issued the certificate on a key revoked for keyCompromise meanwhile: it is
+    /// stored but must not be used.
+    IssuedOnCompromisedKey,
+    /// 409: the `Idempotency-Key`'s order has no outcome to give yet (`Retry-After` when a
+    /// retry can get it).
+    IdempotencyKeyHeld,
+    /// 410: the `Idempotency-Key`'s certificate was deleted; a new key issues again.
+    IdempotencyKeyGone,
+    /// 422: the `Idempotency-Key` was used for a different request.
+    IdempotencyKeyReused,
+    /// 503: the server's configuration stops it (a `{ env }` or `{ file }` value it cannot
+    /// read); an operator must act.
+    ConfigurationUnreadable,
+    /// 503: another process holds the database's lock; a retry shortly may help.
+    DatabaseBusy,
+    /// 503: the disk or database failed (full, read-only, an I/O error); a retry once an
+    /// operator fixed it.
+    StorageFailed,
+    /// 503: the server cannot serve this now (anything 503 not named above).
+    Unavailable,
+    /// 504: the request ran past the server's time limit; work it began goes on.
+    TimedOut,
+    /// 500: a server fault, logged on the server.
+    Internal,
+}
+
+impl ProblemCode {
+    /// The code of an error answer certhost did not write itself (axum's rejections, the
+    /// timeout layer's), by its status.
+    fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => ProblemCode::Unauthorized,
+            StatusCode::FORBIDDEN => ProblemCode::Forbidden,
+            StatusCode::NOT_FOUND => ProblemCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ProblemCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::BodyTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
+            StatusCode::CONFLICT => ProblemCode::Conflict,
+            StatusCode::UNPROCESSABLE_ENTITY => ProblemCode::InvalidRequest,
+            StatusCode::SERVICE_UNAVAILABLE => ProblemCode::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => ProblemCode::TimedOut,
+            s if s.is_client_error() => ProblemCode::BadRequest,
+            _ => ProblemCode::Internal,
+        }
+    }
+}
+
 /// Every failure the API answers, each with its status: one place decides what a client is
 /// told (problem+json) and what is only logged.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +194,15 @@ pub enum ApiError {
     /// 500: a server fault; the cause is logged, not sent.
     #[error("internal server error")]
     Internal(String),
+    /// Any of the above with a [`ProblemCode`] finer than its variant's (a CA's refusal among
+    /// the 422s, a failed verification among the 502s).
+    #[error("{error}")]
+    Coded {
+        /// What went wrong.
+        error: Box<ApiError>,
+        /// Its code.
+        code: ProblemCode,
+    },
     /// Any of the above about an order the request made or acted on (a CA that failed or
     /// refused, an order held for an operator): the order is named as the 409 and 410 name
     /// theirs, in `order_id` and `Location`, so a client need not read it out of the
@@ -122,21 +236,54 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::ForOrder { error, .. } => error.status(),
+            ApiError::ForOrder { error, .. } | ApiError::Coded { error, .. } => error.status(),
+        }
+    }
+
+    /// The `code` member: the finest one given, else the variant's.
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            ApiError::Unauthorized => ProblemCode::Unauthorized,
+            ApiError::TokenExpired(_) => ProblemCode::TokenExpired,
+            ApiError::Forbidden { .. } | ApiError::NotAllowed(_) => ProblemCode::Forbidden,
+            ApiError::NotFound(_) => ProblemCode::NotFound,
+            ApiError::BadRequest(_) => ProblemCode::BadRequest,
+            ApiError::TooLarge => ProblemCode::BodyTooLarge,
+            ApiError::MethodNotAllowed => ProblemCode::MethodNotAllowed,
+            ApiError::UnsupportedMediaType(_) => ProblemCode::UnsupportedMediaType,
+            ApiError::Conflict(_) => ProblemCode::Conflict,
+            ApiError::KeyHeld { .. } => ProblemCode::IdempotencyKeyHeld,
+            ApiError::Gone { .. } => ProblemCode::IdempotencyKeyGone,
+            ApiError::Unprocessable(_) => ProblemCode::InvalidRequest,
+            ApiError::Upstream(_) => ProblemCode::CaFailed,
+            ApiError::Unavailable(_) => ProblemCode::Unavailable,
+            ApiError::Internal(_) => ProblemCode::Internal,
+            ApiError::TimedOut => ProblemCode::TimedOut,
+            ApiError::Coded { code, .. } => *code,
+            ApiError::ForOrder { error, .. } => error.code(),
+        }
+    }
+
+    /// This error with a finer code than its variant's.
+    fn coded(self, code: ProblemCode) -> Self {
+        ApiError::Coded { error: Box::new(self), code }
+    }
+
+    /// The error under its wrappers (an order named, a finer code).
+    fn innermost(&self) -> &ApiError {
+        match self {
+            ApiError::ForOrder { error, .. } | ApiError::Coded { error, .. } => error.innermost(),
+            other => other,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let inner = match &self {
-            ApiError::ForOrder { error, .. } => error.as_ref(),
-            other => other,
-        };
-        if let ApiError::Internal(cause) = inner {
+        if let ApiError::Internal(cause) = self.innermost() {
             tracing::error!(%cause, "internal error");
         }
-        let mut resp = problem(self.status(), &self.to_string(), self.order_id());
+        let mut resp = problem(self.status(), self.code(), &self.to_string(), self.order_id());
         if let Some(order_id) = self.order_id()
             && let Ok(location) = axum::http::HeaderValue::from_str(&format!("/v1/orders/{order_id}"))
         {
@@ -174,15 +321,16 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// no more of anything a client sent that an error quotes.
 const MAX_DETAIL: usize = 8 * 1024;
 
-/// The problem+json response for `status`, with the `order_id` extension member when an
-/// order is what the client must look at.
-fn problem(status: StatusCode, detail: &str, order_id: Option<i64>) -> Response {
+/// The problem+json response for `status`, with the `code` extension member, and `order_id`
+/// when an order is what the client must look at.
+fn problem(status: StatusCode, code: ProblemCode, detail: &str, order_id: Option<i64>) -> Response {
     let detail = crate::connector::cut_at(shorten_long_words(detail), MAX_DETAIL);
     let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),
         "status": status.as_u16(),
         "detail": detail,
+        "code": code,
     });
     if let Some(id) = order_id {
         body["order_id"] = serde_json::json!(id);
@@ -249,7 +397,7 @@ pub(crate) async fn plain_errors_as_problems(resp: Response) -> Response {
             }
         }
     };
-    problem(status, &detail, None)
+    problem(status, ProblemCode::for_status(status), &detail, None)
 }
 
 /// A query string axum could not read, in certhost's words: axum's text ("Failed to
@@ -298,7 +446,8 @@ impl From<InventoryError> for ApiError {
         match e {
             e if e.is_busy() => ApiError::Unavailable(
                 "the inventory database is locked by another process (a backup, a long command); retry shortly".into(),
-            ),
+            )
+            .coded(ProblemCode::DatabaseBusy),
             InventoryError::NotFound(what) => ApiError::NotFound(what),
             InventoryError::NotAllowed(why) => ApiError::NotAllowed(why),
             InventoryError::KeyHeld(order_id) => ApiError::KeyHeld { detail: e.to_string(), order_id, retry: true },
@@ -320,6 +469,7 @@ impl From<InventoryError> for ApiError {
                      retry once it is fixed"
                         .into(),
                 )
+                .coded(ProblemCode::StorageFailed)
             }
             // A full disk is a write's failure, said as one.
             InventoryError::Sqlite(rusqlite::Error::SqliteFailure(ref f, _))
@@ -331,6 +481,7 @@ impl From<InventoryError> for ApiError {
                      it is fixed"
                         .into(),
                 )
+                .coded(ProblemCode::StorageFailed)
             }
             // A read fails alike: not "could not store" (diff review of stop 39).
             e if e.is_storage_failure() => {
@@ -340,6 +491,7 @@ impl From<InventoryError> for ApiError {
                      once it is fixed"
                         .into(),
                 )
+                .coded(ProblemCode::StorageFailed)
             }
             other => ApiError::Internal(other.to_string()),
         }
@@ -375,6 +527,15 @@ impl From<IssueError> for ApiError {
 
 impl ApiError {
     fn from_issue(e: IssueError) -> Self {
+        let code = issue_code(&e);
+        let error = Self::from_issue_status(e);
+        match code {
+            Some(code) => error.coded(code),
+            None => error,
+        }
+    }
+
+    fn from_issue_status(e: IssueError) -> Self {
         match e {
             IssueError::Inventory(inner) => inner.into(),
             IssueError::NoProfile(name) => ApiError::NotFound(format!("profile {name}")),
@@ -405,6 +566,31 @@ impl ApiError {
             other => ApiError::Unprocessable(other.to_string()),
         }
     }
+}
+
+/// The finer code of an issuance error, where its status's variant says less (an
+/// inventory error carries its own).
+fn issue_code(e: &IssueError) -> Option<ProblemCode> {
+    use crate::param::ParamError;
+    Some(match e {
+        IssueError::Policy(_) | IssueError::NoLongerAllowed { .. } => ProblemCode::PolicyRefused,
+        IssueError::Param(ParamError::Unresolvable { .. }) | IssueError::Unconfigured { .. } => {
+            ProblemCode::ConfigurationUnreadable
+        }
+        IssueError::Param(_) => ProblemCode::InvalidParameter,
+        IssueError::Csr(_) | IssueError::Upload(_) | IssueError::CsrMismatch { .. } => ProblemCode::InvalidCsr,
+        IssueError::CompromisedKey { .. } => ProblemCode::CompromisedKey,
+        IssueError::IssuedOnCompromisedKey { .. } => ProblemCode::IssuedOnCompromisedKey,
+        IssueError::NoActiveAccount { .. } => ProblemCode::NoActiveAccount,
+        IssueError::Rejected { .. } => ProblemCode::CaRejected,
+        IssueError::PollFailed { .. } => ProblemCode::PollFailed,
+        IssueError::Verification { .. } => ProblemCode::VerificationFailed,
+        IssueError::NeedsAttention { .. } => ProblemCode::NeedsAttention,
+        IssueError::NotSupported { .. } => ProblemCode::NotSupported,
+        IssueError::IdempotencyMismatch { .. } => ProblemCode::IdempotencyKeyReused,
+        IssueError::WrongState { .. } => ProblemCode::WrongState,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

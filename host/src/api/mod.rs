@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use utoipa::ToSchema;
 
 pub use auth::Caller;
-pub use error::ApiError;
+pub use error::{ApiError, ProblemCode};
 pub use health::ExpiryGauges;
 pub use openapi::document as openapi_document;
 pub use tls::{TlsError, TlsListener, TlsReloader};
@@ -195,7 +195,7 @@ pub struct AppState {
 /// An RFC 9457 problem document, as every error response carries it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
-    /// Always `about:blank`: the status says it all.
+    /// Always `about:blank`: the status and `code` say what kind of problem it is.
     #[serde(rename = "type")]
     pub kind: String,
     /// The status's reason phrase.
@@ -204,6 +204,8 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong, in one sentence. Never a sensitive value.
     pub detail: String,
+    /// What was wrong, for a program to branch on (`detail` may be reworded, a code is not).
+    pub code: ProblemCode,
     /// The order the answer is about (also in `Location`): on a 409 or 410 for an
     /// `Idempotency-Key`, and on any error about an order the request made or acted on (a
     /// CA's failure or refusal, an order held for an operator).
