@@ -12,7 +12,7 @@ use crate::connector::Limits;
 use crate::param::{ParamDef, ParamError, ParamMap, ParamSpec};
 
 /// Whether an account may be called.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountStatus {
     /// Used by issuance.

@@ -90,6 +90,7 @@ pub struct CertView<'a> {
     /// Inventory id.
     pub id: i64,
     /// Status.
+    #[schema(value_type = crate::inventory::CertStatus)]
     pub status: &'static str,
     /// CN.
     pub common_name: Option<&'a str>,
@@ -291,6 +292,7 @@ pub struct AccountView {
     /// Name.
     pub name: String,
     /// `active` or `inactive`.
+    #[schema(value_type = crate::account::AccountStatus)]
     pub status: &'static str,
     /// Connector file.
     #[schema(value_type = String)]

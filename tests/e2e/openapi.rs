@@ -42,6 +42,42 @@ fn the_openapi_document_lists_every_endpoint() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), all, "an operationId is used twice: {ids:?}");
+
+    // Every word a field takes from a fixed set is an enum a generated client can check
+    // (API walkthrough of stop 48: statuses, dispositions and reasons were bare strings).
+    let schemas = &doc["components"]["schemas"];
+    let words = |schema: &str| -> Vec<String> {
+        schemas[schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema}: {}", schemas[schema]))
+            .iter()
+            .filter_map(|w| w.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(words("CertStatus"), ["active", "superseded", "revoked", "expired"]);
+    assert_eq!(words("IssueDisposition"), ["issued", "pending", "awaiting_approval"]);
+    assert_eq!(words("RenewDisposition"), ["issued", "pending", "failed"]);
+    assert_eq!(words("AccountStatus"), ["active", "inactive"]);
+    assert_eq!(words("Role"), ["admin", "operator", "requester", "auditor"]);
+    assert!(words("RevocationReason").iter().any(|w| w == "cACompromise"));
+    assert!(words("OrderState").iter().any(|w| w == "needs_attention"));
+    let refers = |schema: &str, field: &str, to: &str| {
+        let text = schemas[schema]["properties"][field].to_string();
+        assert!(text.contains(&format!("#/components/schemas/{to}")), "{schema}.{field}: {text}");
+    };
+    refers("CertView", "status", "CertStatus");
+    refers("IssueResponse", "disposition", "IssueDisposition");
+    refers("OrderStep", "disposition", "IssueDisposition");
+    refers("AccountView", "status", "AccountStatus");
+    refers("RevokeBody", "reason", "RevocationReason");
+    refers("NewToken", "role", "Role");
+    refers("CreatedToken", "role", "Role");
+    let status_param = doc["paths"]["/v1/certificates"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "status"))
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    assert!(status_param.contains("CertStatus"), "{status_param}");
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub struct ListQuery {
     #[param(maximum = 36500)]
     expiring_within_days: Option<u32>,
     /// `active`, `superseded`, `revoked` or `expired`.
+    #[param(value_type = Option<crate::inventory::CertStatus>)]
     status: Option<String>,
     /// Substring of the CN or a SAN.
     search: Option<String>,
@@ -253,7 +254,7 @@ pub struct IssueBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssueResponse<'a> {
     /// `issued`, `pending` or `awaiting_approval`.
-    disposition: &'static str,
+    disposition: super::IssueDisposition,
     /// The order.
     order_id: i64,
     /// The certificate, when issued.
@@ -299,7 +300,7 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
                 view = view.with_history(&*state.inventory.get().await?)?;
             }
             let body = IssueResponse {
-                disposition: "issued",
+                disposition: super::IssueDisposition::Issued,
                 order_id: *order_id,
                 certificate: Some(view),
                 next_poll_at: None,
@@ -311,7 +312,7 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
                 StatusCode::ACCEPTED,
                 &format!("/v1/orders/{order_id}"),
                 Json(IssueResponse {
-                    disposition: "pending",
+                    disposition: super::IssueDisposition::Pending,
                     order_id: *order_id,
                     certificate: None,
                     next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
@@ -327,7 +328,7 @@ async fn outcome_response(state: &AppState, outcome: &IssueOutcome) -> Result<Re
             StatusCode::ACCEPTED,
             &format!("/v1/orders/{order_id}"),
             Json(IssueResponse {
-                disposition: "awaiting_approval",
+                disposition: super::IssueDisposition::AwaitingApproval,
                 order_id: *order_id,
                 certificate: None,
                 next_poll_at: None,
@@ -550,7 +551,6 @@ async fn reissue(
 pub struct RevokeBody {
     /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
     /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
-    #[schema(value_type = String)]
     reason: RevocationReason,
     /// Free text for the CA and the audit log.
     #[serde(default)]
@@ -641,6 +641,18 @@ pub struct RenewLookupBody {
     metadata: BTreeMap<String, serde_json::Value>,
 }
 
+/// How a `/v1/renew` ended (the Keyfactor-style shape: a CA's failure is a 200 saying so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewDisposition {
+    /// The new certificate was issued and stored.
+    Issued,
+    /// The order waits at the CA or for an approval.
+    Pending,
+    /// The CA step failed; `message` says why.
+    Failed,
+}
+
 /// Result of `/v1/renew`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RenewLookupResponse {
@@ -648,8 +660,8 @@ pub struct RenewLookupResponse {
     thumbprint: Option<String>,
     /// The renewal order (null when none was created).
     order_id: Option<i64>,
-    /// `issued`, `pending` or `failed`.
-    disposition: &'static str,
+    /// `issued`, `pending` (at the CA, or awaiting approval) or `failed`.
+    disposition: RenewDisposition,
     /// What happened, in one sentence.
     message: String,
     /// Where the new certificate was deployed, as `files:PATH` (a `{cn}` path expanded).
@@ -696,7 +708,7 @@ async fn renew_lookup(
             RenewLookupResponse {
                 thumbprint: Some(certificate.info.sha256.clone()),
                 order_id: Some(order_id),
-                disposition: "issued",
+                disposition: RenewDisposition::Issued,
                 message: format!("certificate {certificate_id} issued; certificate {id} superseded"),
                 deployed_to,
             }
@@ -704,14 +716,14 @@ async fn renew_lookup(
         Ok(IssueOutcome::Pending { order_id, .. }) => RenewLookupResponse {
             thumbprint: None,
             order_id: Some(order_id),
-            disposition: "pending",
+            disposition: RenewDisposition::Pending,
             message: format!("order {order_id} is pending; poll GET /v1/orders/{order_id}"),
             deployed_to: vec![],
         },
         Ok(IssueOutcome::AwaitingApproval { order_id }) => RenewLookupResponse {
             thumbprint: None,
             order_id: Some(order_id),
-            disposition: "pending",
+            disposition: RenewDisposition::Pending,
             message: format!("order {order_id} awaits approval by another person; see GET /v1/orders/{order_id}"),
             deployed_to: vec![],
         },
@@ -728,7 +740,7 @@ async fn renew_lookup(
                 Some(order_id) => RenewLookupResponse {
                     thumbprint: None,
                     order_id: Some(order_id),
-                    disposition: "failed",
+                    disposition: RenewDisposition::Failed,
                     message: e.to_string(),
                     deployed_to: vec![],
                 },

@@ -192,6 +192,19 @@ pub struct AppState {
     pub expiry_gauges: ExpiryGauges,
 }
 
+/// Where an issue request or an order step left the order: the certificate is in the answer,
+/// the CA has it (poll the order, or wait: serve polls it), or a person must approve it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueDisposition {
+    /// The certificate was issued and stored.
+    Issued,
+    /// The order waits at the CA.
+    Pending,
+    /// The order waits for another person's approval.
+    AwaitingApproval,
+}
+
 /// An RFC 9457 problem document, as every error response carries it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Problem {

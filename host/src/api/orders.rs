@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct OrdersQuery {
     /// `awaiting_approval`, `pending`, `issued`, `rejected`, `failed` or `needs_attention`.
+    #[param(value_type = Option<OrderState>)]
     state: Option<String>,
     /// `next_cursor` of the previous page: orders older than that one.
     #[param(minimum = 1)]
@@ -87,7 +88,7 @@ async fn show(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderStep {
     /// `issued`, `pending` or `awaiting_approval`.
-    disposition: &'static str,
+    disposition: super::IssueDisposition,
     /// The order.
     order_id: i64,
     /// The stored certificate, when issued.
@@ -109,19 +110,19 @@ fn step(outcome: &IssueOutcome) -> Result<OrderStep, ApiError> {
             .into());
         }
         IssueOutcome::Issued { order_id, certificate, .. } => OrderStep {
-            disposition: "issued",
+            disposition: super::IssueDisposition::Issued,
             order_id: *order_id,
             certificate_id: Some(certificate.id),
             next_poll_at: None,
         },
         IssueOutcome::Pending { order_id, next_poll_at } => OrderStep {
-            disposition: "pending",
+            disposition: super::IssueDisposition::Pending,
             order_id: *order_id,
             certificate_id: None,
             next_poll_at: Some(crate::view::rfc3339(*next_poll_at)),
         },
         IssueOutcome::AwaitingApproval { order_id } => OrderStep {
-            disposition: "awaiting_approval",
+            disposition: super::IssueDisposition::AwaitingApproval,
             order_id: *order_id,
             certificate_id: None,
             next_poll_at: None,

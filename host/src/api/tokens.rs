@@ -44,7 +44,6 @@ pub struct NewToken {
     /// Unique name (shown in the audit log as `token:NAME`).
     name: String,
     /// `admin`, `operator`, `requester` or `auditor`.
-    #[schema(value_type = String)]
     role: Role,
     /// When the token stops being accepted (in the future): RFC 3339, or Unix seconds; absent,
     /// it lasts until revoked.
@@ -81,6 +80,7 @@ pub struct CreatedToken {
     /// Name.
     name: String,
     /// Role.
+    #[schema(value_type = Role)]
     role: &'static str,
     /// When it stops being accepted (RFC 3339); absent: until revoked.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::view::time_text_opt")]

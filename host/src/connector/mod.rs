@@ -500,7 +500,7 @@ pub struct ListedCertificate {
 }
 
 /// RFC 5280 CRLReason values accepted by `revoke`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RevocationReason {
     /// unspecified (0)

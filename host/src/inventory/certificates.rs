@@ -10,7 +10,7 @@ use crate::csr::San;
 use crate::key::{KeyAlgorithm, PrivateKey};
 
 /// Lifecycle status of an inventory certificate (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CertStatus {
     /// In use.
