@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::account::{AccountDef, AccountError};
-use crate::inventory::{Inventory, InventoryError, Upsert, is_file_origin, taken_by};
+use crate::inventory::{ConfigRecord, Inventory, InventoryError, Upsert, is_file_origin, taken_by};
 use crate::param::ValueSource;
 use crate::profile::{PolicyError, ProfileDef};
 
@@ -381,13 +381,53 @@ pub fn same_config(recorded: &Path, config_path: &Path) -> bool {
     same_file(recorded, &identity(config_path))
 }
 
-/// The other configuration file the inventory's file-defined accounts and profiles came
-/// from, when `config_path` is not it. Loading `config_path` would replace them all — what a
-/// `certhost orders list` run in another project's directory did, through the
-/// `./certhost.toml` it found there (author review of stop 38). The CLI reads a
-/// `./certhost.toml` it was not given only when this is `None`.
-pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Option<PathBuf>, InventoryError> {
-    Ok(inv.config_file()?.filter(|recorded| !same_file(recorded, &identity(config_path))))
+/// Why `config_path` is not the file an inventory's file-defined accounts and profiles come
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Elsewhere {
+    /// They come from this other file.
+    Recorded(PathBuf),
+    /// A certhost from before the file was recorded loaded them, and `config_path` lacks
+    /// these of them (`account NAME`, `profile NAME`): loading it would delete them.
+    Unrecorded {
+        /// What the file does not define.
+        missing: Vec<String>,
+    },
+}
+
+/// How an inventory's file-defined accounts and profiles stand to `config_path`, when it is
+/// not their file. Loading it would replace them all — what a `certhost orders list` run in
+/// another project's directory did, through the `./certhost.toml` it found there (author
+/// review of stop 38). The CLI reads a `./certhost.toml` it was not given only when this is
+/// `None`. Where the file is not recorded (an inventory an older certhost made), a file that
+/// defines every one of them by name is taken as theirs — a `serve` run beside its own
+/// configuration keeps starting after the upgrade —, and one that lacks any is not: the first
+/// command run beside the shipped demo configuration after an upgrade deleted an operator's
+/// profiles and a stored secret (upgrade walkthrough of stop 49). A file that does not read
+/// is left to the load, which refuses it before writing anything.
+pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Option<Elsewhere>, InventoryError> {
+    match inv.config_record()? {
+        ConfigRecord::NoFileDefinitions => Ok(None),
+        ConfigRecord::File(recorded) => {
+            Ok((!same_file(&recorded, &identity(config_path))).then_some(Elsewhere::Recorded(recorded)))
+        }
+        ConfigRecord::Unrecorded => {
+            let Ok((accounts, profiles)) = read(config_path) else { return Ok(None) };
+            let mut missing: Vec<String> = inv
+                .accounts()?
+                .into_iter()
+                .filter(|a| is_file_origin(&a.origin) && !accounts.contains_key(&a.name))
+                .map(|a| format!("account {}", a.name))
+                .collect();
+            missing.extend(
+                inv.profiles()?
+                    .into_iter()
+                    .filter(|(name, _, origin)| is_file_origin(origin) && !profiles.contains_key(name))
+                    .map(|(name, _, _)| format!("profile {name}")),
+            );
+            Ok((!missing.is_empty()).then_some(Elsewhere::Unrecorded { missing }))
+        }
+    }
 }
 
 /// Checks a profile against the accounts it names: each exists, and no parameter name is

@@ -761,6 +761,67 @@ fn a_connector_path_that_does_not_exist_is_said_when_the_file_loads() {
 
 /// Listing a configuration file's accounts makes the inventory that holds them (and a master
 /// key): said once, since a mistyped --data-dir did it silently (author review of stop 40).
+/// Upgrade walkthrough of stop 49: an inventory a certhost from before the configuration
+/// file was recorded had loaded (schema 15 and older record none) took the first
+/// `./certhost.toml` a command found after the upgrade as its own — the shipped demo one,
+/// run from the release checkout — and deleted the operator's profiles, an account and its
+/// stored secret. Unrecorded, a file is taken as theirs only when it defines every one of
+/// them; one that lacks any is left unread (`serve` refuses it), and `--config` says which.
+#[test]
+fn an_upgraded_inventory_that_never_recorded_its_file_is_not_taken_over_by_another() {
+    let app = App::new();
+    let local_ca = crate::wasm::component("local-ca");
+    for (project, accounts, profiles) in
+        [("ops", &["ca", "spare"][..], &["web", "spare"][..]), ("demo", &["demo"][..], &["demo"][..])]
+    {
+        let dir = app.path(project);
+        fs::create_dir_all(dir.join("profiles")).expect("mkdir");
+        let config: String =
+            accounts.iter().map(|a| format!("[accounts.{a}]\nconnector = \"{}\"\n", local_ca.display())).collect();
+        fs::write(dir.join("certhost.toml"), config).expect("config");
+        for p in profiles {
+            fs::write(dir.join(format!("profiles/{p}.toml")), format!("accounts = [\"{}\"]\n", accounts[0]))
+                .expect("profile");
+        }
+    }
+    let in_dir = |project: &str, args: &[&str]| {
+        let out = app.command().args(args).current_dir(app.path(project)).output().expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (_, listed, _) = in_dir("ops", &["profile", "list"]);
+    assert!(listed.contains("web") && listed.contains("spare"), "{listed}");
+    // What an older certhost left: the definitions, and no record of their file.
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    db.execute("DELETE FROM meta WHERE name = 'config_file'", []).expect("forget the file");
+    drop(db);
+
+    // The demo file lacks them: not read, nothing deleted, the missing ones named.
+    let (_, listed, warning) = in_dir("demo", &["profile", "list"]);
+    assert!(listed.contains("web") && listed.contains("spare") && !listed.contains("demo"), "{listed}");
+    assert!(
+        warning.contains(&format!("{} is not read", app.path("demo/certhost.toml").display()))
+            && warning.contains("loaded by an earlier certhost")
+            && warning.contains("does not define account ca, account spare, profile spare, profile web"),
+        "{warning}"
+    );
+    let (started, _, said) = in_dir("demo", &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!started && said.contains("loading it would delete them") && said.contains("give --config"), "{said}");
+    let deletes = app.json(&["audit", "--json", "--action", "profile.delete"]);
+    assert_eq!(deletes.as_array().map(Vec::len), Some(0), "{deletes}");
+    let deletes = app.json(&["audit", "--json", "--action", "account.delete"]);
+    assert_eq!(deletes.as_array().map(Vec::len), Some(0), "{deletes}");
+
+    // Their own file, found beside a command, defines them all: taken, and recorded.
+    let (_, listed, warning) = in_dir("ops", &["profile", "list"]);
+    assert!(listed.contains("web") && warning.is_empty(), "{listed} {warning}");
+    let (_, _, warning) = in_dir("demo", &["profile", "list"]);
+    assert!(warning.contains(&format!("come from {}", app.path("ops/certhost.toml").display())), "{warning}");
+}
+
 #[test]
 fn listing_a_configuration_in_a_new_data_directory_says_it_made_an_inventory() {
     let app = App::new();

@@ -305,7 +305,33 @@ pub(crate) fn config_in_use(
     }
     match certhost::config::loaded_from_elsewhere(inv, &path)? {
         None => Ok(Some(path)),
-        Some(recorded) => {
+        Some(certhost::config::Elsewhere::Unrecorded { missing }) => {
+            let here =
+                output::terminal_safe(&std::path::absolute(&path).unwrap_or(path).display().to_string()).into_owned();
+            let shown = missing.iter().take(5).map(|m| output::terminal_safe(m).into_owned()).collect::<Vec<_>>();
+            let more = if missing.len() > shown.len() {
+                format!(" and {} more", missing.len() - shown.len())
+            } else {
+                String::new()
+            };
+            let why = format!(
+                "this data directory's accounts and profiles were loaded by an earlier certhost, which did not record \
+                 from which file, and {here} does not define {}{more}: loading it would delete them",
+                shown.join(", ")
+            );
+            if for_serve {
+                anyhow::bail!(
+                    "{why}; give --config naming the file they come from (it is recorded from then on), or --config \
+                     {here} to load this one in their place"
+                );
+            }
+            eprintln!(
+                "warning: {here} is not read: {why}; going on with them as last loaded (give --config naming their \
+                 file once, and it is recorded)"
+            );
+            Ok(None)
+        }
+        Some(certhost::config::Elsewhere::Recorded(recorded)) => {
             let here =
                 output::terminal_safe(&std::path::absolute(&path).unwrap_or(path).display().to_string()).into_owned();
             let recorded = output::terminal_safe(&recorded.display().to_string()).into_owned();

@@ -216,10 +216,13 @@ async fn reload_on_sighup(
         match certhost::config::loaded_from_elsewhere(&inv, &path) {
             Ok(Some(other)) => {
                 failed_before = true;
+                let other = match other {
+                    certhost::config::Elsewhere::Recorded(other) => other.display().to_string(),
+                    certhost::config::Elsewhere::Unrecorded { .. } => "a file no certhost recorded".to_owned(),
+                };
                 tracing::error!(
-                    "configuration reload skipped: the accounts and profiles now come from {} (loaded by another command), \
-                     not {}; restart serve with --config naming the one to use",
-                    other.display(),
+                    "configuration reload skipped: the accounts and profiles now come from {other} (loaded by another \
+                     command), not {}; restart serve with --config naming the one to use",
                     path.display()
                 );
                 continue;

@@ -68,10 +68,30 @@ pub fn is_file_origin(origin: &str) -> bool {
     origin.starts_with("file")
 }
 
+/// Where an inventory's file-defined accounts and profiles came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigRecord {
+    /// None is file-defined: any configuration file may be loaded.
+    NoFileDefinitions,
+    /// This file (absolute), loaded last.
+    File(PathBuf),
+    /// Some are, but the file is not recorded: an inventory a certhost from before the record
+    /// loaded them into (upgrade walkthrough of stop 49).
+    Unrecorded,
+}
+
 impl Inventory {
     /// The configuration file the file-defined accounts and profiles were last loaded from
-    /// (absolute), if any are: see `config::loaded_from_elsewhere`.
+    /// (absolute), if any are and it is recorded: see `config::loaded_from_elsewhere`.
     pub fn config_file(&self) -> Result<Option<PathBuf>, InventoryError> {
+        Ok(match self.config_record()? {
+            ConfigRecord::File(path) => Some(path),
+            ConfigRecord::NoFileDefinitions | ConfigRecord::Unrecorded => None,
+        })
+    }
+
+    /// Where the file-defined accounts and profiles came from, as far as the inventory knows.
+    pub fn config_record(&self) -> Result<ConfigRecord, InventoryError> {
         let file_defined: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE origin LIKE 'file%')
                  OR EXISTS (SELECT 1 FROM profiles WHERE origin LIKE 'file%')",
@@ -79,11 +99,14 @@ impl Inventory {
             |r| r.get(0),
         )?;
         if !file_defined {
-            return Ok(None);
+            return Ok(ConfigRecord::NoFileDefinitions);
         }
         let path: Option<Vec<u8>> =
             self.conn.query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0)).optional()?;
-        Ok(path.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))))
+        Ok(match path {
+            Some(p) => ConfigRecord::File(PathBuf::from(std::ffi::OsString::from_vec(p))),
+            None => ConfigRecord::Unrecorded,
+        })
     }
 
     /// Records `path` as the configuration file loaded last. Read first: the same file again,

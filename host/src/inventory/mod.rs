@@ -33,7 +33,7 @@ use rusqlite::{Connection, Params, Row};
 
 use crate::vault::{MasterKey, VaultError};
 
-pub use accounts::{SecretOwner, Upsert, is_file_origin, stranded_warning, taken_by};
+pub use accounts::{ConfigRecord, SecretOwner, Upsert, is_file_origin, stranded_warning, taken_by};
 pub use acme_answers::InventoryAnswerStore;
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use backup::{Backup, Restored, restore_from, set_aside_inventories};
