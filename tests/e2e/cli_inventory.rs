@@ -824,6 +824,44 @@ fn the_cli_does_not_migrate_an_inventory_another_process_has_open() {
     assert_eq!(version(), current);
 }
 
+/// Upgrade walkthrough of stop 49: a run with the wrong master key migrated the schema before
+/// the key was found wrong — the older certhost went back to could no longer open the
+/// inventory —, and an upgrade said nothing anywhere. The key is checked first, and the
+/// upgrade is said once and audited.
+#[test]
+fn an_upgrade_checks_the_master_key_first_and_says_and_audits_what_it_did() {
+    let app = App::new();
+    app.run(&["init"]).ok();
+    let db = app.data_dir().join("certhost.db");
+    let version = || -> u32 {
+        rusqlite::Connection::open(&db).expect("db").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("v")
+    };
+    let current = version();
+    rusqlite::Connection::open(&db).expect("db").pragma_update(None, "user_version", current - 1).expect("older");
+    use base64::Engine as _;
+    let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let err = app.run_with_key(&["list"], Some(&wrong)).fails(1).to_owned();
+    assert!(err.contains("the master key does not match this data directory"), "{err}");
+    assert_eq!(version(), current - 1, "nothing was migrated with the wrong key");
+
+    let listed = app.run(&["list"]);
+    listed.ok();
+    assert!(
+        listed.stderr.contains(&format!("from schema version {} to {current}", current - 1))
+            && listed.stderr.contains("an older certhost cannot open it now"),
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(version(), current);
+    let events = app.json(&["audit", "--json", "--action", "inventory.upgrade"]);
+    let event = &events.as_array().expect("events")[0];
+    assert_eq!(event["actor"], "certhost upgrade", "{events}");
+    assert_eq!(event["detail"]["from_schema"], current - 1, "{events}");
+    let again = app.run(&["list"]);
+    again.ok();
+    assert!(!again.stderr.contains("upgraded"), "said once: {}", again.stderr);
+}
+
 /// `show --out` (and `issue --out`) wrote an empty chain.pem without a word when no chain came
 /// with the certificate (plugin-author walkthrough of stop 47): a server given it as its CA
 /// file fails, and the operator could not tell why.

@@ -406,7 +406,7 @@ impl Inventory {
         // try wait out the busy timeout: give up after OPEN_PATIENCE in all, naming the file.
         let started = std::time::Instant::now();
         let conn = loop {
-            match Self::connect(&path) {
+            match Self::connect(&path, &vault) {
                 Err(e) if e.is_busy() && started.elapsed() < OPEN_PATIENCE => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
@@ -467,7 +467,7 @@ impl Inventory {
         }
     }
 
-    fn connect(path: &Path) -> Result<Connection, InventoryError> {
+    fn connect(path: &Path, vault: &MasterKey) -> Result<Connection, InventoryError> {
         // Through the VFS that writes a commit's WAL frames at once (see `wal_vfs`); the default
         // one if it could not be registered.
         let mut conn = if wal_vfs::available() {
@@ -508,7 +508,21 @@ impl Inventory {
         // The statements of an issuance are a few dozen; parsed once per connection, not once
         // per request (SQL parsing was 7% of the committer's time, 9% of the request path's).
         conn.set_prepared_statement_cache_capacity(128);
-        schema::migrate(&mut conn)?;
+        // The master key is checked before an upgrade: a run with the wrong key migrated the
+        // schema, and the older certhost the operator went back to could no longer open it
+        // (upgrade walkthrough of stop 49). `check_vault` checks again, and seals the check
+        // value into a new inventory.
+        if found > 0 && found < schema::CURRENT_VERSION && vault_check(&conn, vault)? == Some(false) {
+            return Err(InventoryError::WrongMasterKey);
+        }
+        if let Some(from) = schema::migrate(&mut conn)? {
+            tracing::warn!(
+                "upgraded the inventory {} from schema version {from} to {} (audited as inventory.upgrade): an older \
+                 certhost cannot open it now; a backup taken before the upgrade is the way back",
+                path.display(),
+                schema::CURRENT_VERSION
+            );
+        }
         Ok(conn)
     }
 
@@ -558,19 +572,25 @@ impl Inventory {
         };
         // Read first: an open that wrote every time failed on a database that takes no writes
         // (a full disk), so even the commands that only look did (operator review of stop 39).
-        let stored = match read()? {
-            Some(stored) => stored,
-            None => {
-                let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
-                self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
-                read()?.ok_or_else(|| InventoryError::Corrupt("the master key check value was not stored".into()))?
-            }
-        };
-        match self.vault.open(&stored, b"vault_check") {
-            Ok(plain) if plain.as_slice() == VAULT_CHECK => Ok(()),
-            _ => Err(InventoryError::WrongMasterKey),
+        if read()?.is_none() {
+            let sealed = self.vault.seal(VAULT_CHECK, b"vault_check");
+            self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('vault_check', ?1)", [sealed])?;
+        }
+        match vault_check(&self.conn, &self.vault)? {
+            Some(true) => Ok(()),
+            Some(false) => Err(InventoryError::WrongMasterKey),
+            None => Err(InventoryError::Corrupt("the master key check value was not stored".into())),
         }
     }
+}
+
+/// Whether `vault` opens the check value `conn`'s inventory sealed at its first open; `None`
+/// when there is none yet.
+fn vault_check(conn: &Connection, vault: &MasterKey) -> Result<Option<bool>, InventoryError> {
+    use rusqlite::OptionalExtension;
+    let stored: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM meta WHERE name = 'vault_check'", [], |r| r.get(0)).optional()?;
+    Ok(stored.map(|stored| matches!(vault.open(&stored, b"vault_check"), Ok(plain) if plain.as_slice() == VAULT_CHECK)))
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.

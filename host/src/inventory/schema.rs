@@ -450,8 +450,12 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the schema up to [`CURRENT_VERSION`], one transaction per migration.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
+/// Brings the schema up to [`CURRENT_VERSION`], one transaction per migration. Returns the
+/// version an existing inventory was upgraded from, if it was: the last migration's
+/// transaction audits it (`inventory.upgrade`), for an older certhost cannot open it since
+/// (upgrade walkthrough of stop 49: schema 15 became 21 without a word anywhere).
+pub(super) fn migrate(conn: &mut Connection) -> Result<Option<u32>, InventoryError> {
+    let mut upgraded_from = None;
     loop {
         // An IMMEDIATE transaction takes the write lock before reading the version, so two
         // processes opening a new database at once cannot both apply the same migration.
@@ -471,14 +475,35 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), InventoryError> {
             }
         }
         let Some(sql) = MIGRATIONS.get(found as usize) else {
-            return Ok(());
+            return Ok(upgraded_from);
         };
+        if found > 0 {
+            upgraded_from.get_or_insert(found);
+        }
         tx.execute_batch(sql)?;
         if found + 1 == SETTLED_COMPROMISES_VERSION {
             settle_compromises(&tx, crate::clock::unix_now())?;
         }
         if found + 1 == DELIVERY_ID_VERSION {
             add_delivery_ids(&tx)?;
+        }
+        if let Some(from) = upgraded_from
+            && found + 1 == CURRENT_VERSION
+        {
+            let floor = super::backup::IdFloors::pending(&tx).audit_events;
+            super::audit::record_above(
+                &tx,
+                crate::clock::unix_now(),
+                &super::audit::NewAuditEvent {
+                    actor: UPGRADE_ACTOR,
+                    action: "inventory.upgrade",
+                    object_type: "inventory",
+                    object_id: None,
+                    outcome: "success",
+                    detail: serde_json::json!({ "from_schema": from, "to_schema": CURRENT_VERSION }),
+                },
+                floor,
+            )?;
         }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
@@ -697,7 +722,15 @@ mod tests {
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version, CURRENT_VERSION);
         let rows: i64 = conn.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0)).expect("count");
-        assert_eq!(rows, 1);
+        assert_eq!(rows, 2, "the row kept, and the upgrade's own");
+        let (actor, detail): (String, String) = conn
+            .query_row("SELECT actor, detail FROM audit_events WHERE action = 'inventory.upgrade'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the upgrade is audited");
+        assert_eq!(actor, UPGRADE_ACTOR);
+        assert_eq!(detail, format!(r#"{{"from_schema":2,"to_schema":{CURRENT_VERSION}}}"#));
+        assert_eq!(migrate(&mut conn).expect("again"), None, "an inventory up to date is not upgraded");
     }
 
     #[test]
