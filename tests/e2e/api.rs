@@ -1272,6 +1272,60 @@ fn readyz_counts_a_failed_test_only_until_a_call_of_the_account_succeeds() {
     assert_eq!(again["accounts_failing"], 1, "{again}");
 }
 
+/// Upgrade walkthrough of stop 49: an account whose connector file had moved failed every
+/// issuance while `/readyz` said ready with no account failing. A connector that does not
+/// load counts as failing, with why, until the file is back.
+#[test]
+fn readyz_counts_an_account_whose_connector_does_not_load() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(&app, "lab", "good", "", &[("web", "accounts = [\"lab\"]\n")]);
+    let fixture = crate::python::fixture("scripted_ca.py");
+    let script = app.path("moved_ca.py");
+    std::fs::copy(&fixture, &script).expect("script");
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, toml.replace(&fixture.display().to_string(), &script.display().to_string()))
+        .expect("config");
+    let server = Server::start(app, Some(&config));
+    let (probe, admin) = (server.token("probe", "auditor"), server.token("root", "admin"));
+    let c = http();
+    let ready = || -> serde_json::Value {
+        c.get(format!("{}/readyz", server.base)).bearer_auth(&probe).send().expect("readyz").json().expect("json")
+    };
+    let issue = || {
+        c.post(format!("{}/v1/certificates", server.base))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"profile": "web", "cn": "www.example.com"}))
+            .send()
+            .expect("issue")
+            .status()
+    };
+    assert_eq!(issue(), StatusCode::CREATED, "{}", server.log());
+    assert_eq!(ready()["accounts_failing"], 0);
+
+    std::fs::rename(&script, app_path_aside(&script)).expect("move");
+    assert_eq!(issue(), StatusCode::BAD_GATEWAY);
+    let down = ready();
+    assert_eq!(down["accounts_failing"], 1, "{down}");
+    let account = &down["accounts"][0];
+    assert_eq!(account["failing"], true, "{down}");
+    assert!(account["connector_error"].as_str().is_some_and(|e| e.contains("moved_ca.py")), "{down}");
+    // Without a token: the count, no names or paths.
+    let anonymous: serde_json::Value =
+        c.get(format!("{}/readyz", server.base)).send().expect("readyz").json().expect("json");
+    assert_eq!(anonymous["accounts_failing"], 1, "{anonymous}");
+    assert!(!anonymous.to_string().contains("moved_ca"), "{anonymous}");
+
+    // The file back: the next look sees it changed, and the next call loads it.
+    std::fs::rename(app_path_aside(&script), &script).expect("back");
+    let back = ready();
+    assert_eq!(back["accounts_failing"], 0, "{back}");
+    assert_eq!(issue(), StatusCode::CREATED, "{}", server.log());
+}
+
+fn app_path_aside(path: &std::path::Path) -> std::path::PathBuf {
+    path.with_extension("py.aside")
+}
+
 /// Red-team walkthrough of stop 48: a 900 KB revocation comment was stored, listed and sent
 /// in webhooks, and a search holding a NUL matched every certificate (SQLite's LIKE ends the
 /// pattern there); a download ignored a query it does not take.

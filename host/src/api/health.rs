@@ -44,9 +44,9 @@ pub struct Ready {
     status: &'static str,
     /// `ok`.
     database: &'static str,
-    /// Active accounts whose last `test_connection` failed, unless a call of theirs has
-    /// succeeded since (in this process): a test run while the CA was down must not keep the
-    /// service degraded once the account issues again.
+    /// Active accounts whose connector does not load, or whose last `test_connection` failed,
+    /// unless a call of theirs has succeeded since (in this process): a test run while the CA
+    /// was down must not keep the service degraded once the account issues again.
     accounts_failing: usize,
     /// Accounts, only when the request carries a valid token: a probe needs no names, and
     /// anyone who can reach the port could read them.
@@ -69,8 +69,12 @@ pub struct AccountReadiness {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::view::time_text_opt")]
     #[schema(value_type = Option<String>)]
     last_success_at: Option<i64>,
-    /// Whether it counts in `accounts_failing`: active, its last test failed, and no call
-    /// succeeded after that test.
+    /// Why its connector does not load (a file missing or broken), as found at the last try;
+    /// absent when it loads or was not tried since `serve` started or the file changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connector_error: Option<String>,
+    /// Whether it counts in `accounts_failing`: active, and its connector does not load or its
+    /// last test failed with no call succeeding after that test.
     failing: bool,
     /// Seconds it is still tried after its profiles' other active accounts, because a
     /// call found its CA unreachable (absent: tried in its place).
@@ -98,13 +102,16 @@ async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>)
             let last_success_at = state.connectors.succeeded_at(&a.name, &a.def);
             // Seconds on both sides: a success in the same second as a failed test may have
             // come before it, so it does not outweigh it.
+            let connector_error = state.connectors.load_failure(&a.name, &a.def);
             let failing = a.def.status == crate::account::AccountStatus::Active
-                && a.last_test.as_ref().is_some_and(|t| !t.ok && last_success_at.is_none_or(|s| s <= t.at));
+                && (connector_error.is_some()
+                    || a.last_test.as_ref().is_some_and(|t| !t.ok && last_success_at.is_none_or(|s| s <= t.at)));
             AccountReadiness {
                 name: a.name.clone(),
                 status: a.def.status.as_str(),
                 last_test_ok: a.last_test.as_ref().map(|t| t.ok),
                 last_success_at,
+                connector_error,
                 failing,
                 tried_last_seconds: super::accounts::tried_last_seconds(&state, a),
             }

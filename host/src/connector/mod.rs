@@ -819,6 +819,15 @@ pub trait ConnectorSource: Send + Sync {
     fn succeeded_at(&self, _name: &str, _def: &crate::account::AccountDef) -> Option<i64> {
         None
     }
+
+    /// Why the connector of account `name`, defined as `def`, did not load when last tried,
+    /// while neither the definition nor the connector file changed since; `None` when it
+    /// loaded or was not tried. `/readyz` counts such an account failing: a connector file
+    /// moved by an upgrade failed every issuance while `/readyz` said all was well (upgrade
+    /// walkthrough of stop 49).
+    fn load_failure(&self, _name: &str, _def: &crate::account::AccountDef) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,15 @@ impl ConnectorSource for Registry {
         self.current_gate(name, def)?.succeeded_at()
     }
 
+    fn load_failure(&self, name: &str, def: &AccountDef) -> Option<String> {
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()?;
+        // A slot being loaded right now says nothing yet.
+        let loaded = slot.try_lock().ok()?;
+        let (loaded_def, loaded_stamp, Err((_, error))) = loaded.as_ref()? else { return None };
+        let stamp = std::fs::metadata(&def.connector).ok().map(|m| FileStamp::of(&m));
+        (loaded_def == def && *loaded_stamp == stamp).then(|| error.to_string())
+    }
+
     async fn connector(&self, name: &str, def: &AccountDef) -> Result<Arc<dyn Connector>, ConnectorError> {
         let slot = self.slot(name);
         // Held across the load: a second caller for this account waits here and then finds
