@@ -615,7 +615,13 @@ fn write_files(
     Ok(())
 }
 
-fn pkcs12(cert: &CertificateRecord, key: &crate::key::PrivateKey, password: &str) -> Result<Vec<u8>, DeployError> {
+/// A PKCS#12 file holding `cert`'s key, the certificate and its chain, protected by
+/// `password`: what a deployment target of `format = "pkcs12"` writes, and the API's download.
+pub(crate) fn pkcs12(
+    cert: &CertificateRecord,
+    key: &crate::key::PrivateKey,
+    password: &str,
+) -> Result<Vec<u8>, DeployError> {
     let invalid = |e: p12_keystore::error::Error| DeployError::Invalid(format!("cannot build the PKCS#12 file: {e}"));
     let mut certs = Vec::new();
     for der in crate::cert::pem_certificates(&format!("{}{}", cert.pem, cert.chain_pem))

@@ -1551,3 +1551,86 @@ fn every_error_names_its_kind_in_a_code_a_program_can_branch_on() {
         doc["components"]["schemas"]["Problem"]["required"].as_array().is_some_and(|r| r.iter().any(|f| f == "code"))
     );
 }
+
+/// API walkthrough of stop 48: the API gave a certificate only as PEM and a key only as
+/// PKCS#8 PEM, where Windows, Java and many appliances import DER and PKCS#12. The DER is
+/// the stored leaf's; the PKCS#12 file opens with openssl under its password and holds the
+/// key of the certificate, is allowed to whom the key download is, and audited as one.
+#[test]
+fn a_certificate_downloads_as_der_and_with_its_key_as_pkcs12() {
+    let app = App::new();
+    let (config, ca) = crate::helpers::local_ca_lab(&app, "key_download = true\n");
+    let server = Server::start(app, Some(&config));
+    let c = http();
+    let (admin, auditor) = (server.token("root", "admin"), server.token("look", "auditor"));
+    let issued: serde_json::Value = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"profile": "lab", "cn": "p12.example.com"}))
+        .send()
+        .expect("issue")
+        .json()
+        .expect("json");
+    let id = issued["certificate"]["id"].as_i64().expect("id");
+    let base = format!("{}/v1/certificates/{id}", server.base);
+
+    let der = c.get(format!("{base}/der")).bearer_auth(&auditor).send().expect("der");
+    assert_eq!(der.status(), StatusCode::OK);
+    assert_eq!(der.headers()["content-type"], "application/pkix-cert");
+    let der = der.bytes().expect("bytes");
+    let der_file = server.app.path("leaf.der");
+    std::fs::write(&der_file, &der).expect("write");
+    let pem = c.get(format!("{base}/pem")).bearer_auth(&auditor).send().expect("pem").text().expect("text");
+    let from_der = crate::helpers::sh("openssl", &["x509", "-inform", "DER", "-in", der_file.to_str().expect("utf8")]);
+    assert_eq!(from_der.trim(), pem.trim(), "the DER is the stored leaf");
+
+    let password = "p12-S3CRET-pass";
+    let p12 = c
+        .post(format!("{base}/pkcs12"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"password": password}))
+        .send()
+        .expect("pkcs12");
+    assert_eq!(p12.status(), StatusCode::OK);
+    assert_eq!(p12.headers()["content-type"], "application/pkcs12");
+    let p12_file = server.app.path("bundle.p12");
+    std::fs::write(&p12_file, p12.bytes().expect("bytes")).expect("write");
+    let p12_path = p12_file.to_str().expect("utf8");
+    let pass = format!("pass:{password}");
+    let key = crate::helpers::sh("openssl", &["pkcs12", "-in", p12_path, "-passin", &pass, "-nocerts", "-nodes"]);
+    let certs = crate::helpers::sh("openssl", &["pkcs12", "-in", p12_path, "-passin", &pass, "-nokeys"]);
+    assert!(certs.contains(pem.trim()), "the leaf is in it: {certs}");
+    let ca_pem = std::fs::read_to_string(ca.join("ca.pem")).expect("ca");
+    assert!(certs.contains(ca_pem.trim()), "and its chain: {certs}");
+    let key_file = server.app.path("key.pem");
+    std::fs::write(&key_file, &key).expect("key");
+    let cert_file = server.app.path("leaf.pem");
+    std::fs::write(&cert_file, &pem).expect("leaf");
+    let public = |args: &[&str]| crate::helpers::sh("openssl", args);
+    assert_eq!(
+        public(&["pkey", "-in", key_file.to_str().expect("utf8"), "-pubout"]),
+        public(&["x509", "-in", cert_file.to_str().expect("utf8"), "-noout", "-pubkey"]),
+        "the key is the certificate's"
+    );
+    let wrong = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in", p12_path, "-passin", "pass:wrong", "-nokeys"])
+        .output()
+        .expect("openssl");
+    assert!(!wrong.status.success(), "another password does not open it");
+
+    // Refused: a role without key downloads, a password too short to protect anything.
+    let refused = |token: &str, body: serde_json::Value| {
+        let resp = c.post(format!("{base}/pkcs12")).bearer_auth(token).json(&body).send().expect("pkcs12");
+        let status = resp.status();
+        (status, resp.text().unwrap_or_default())
+    };
+    assert_eq!(refused(&auditor, serde_json::json!({"password": password})).0, StatusCode::FORBIDDEN);
+    let (status, said) = refused(&admin, serde_json::json!({"password": "abc"}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(said.contains("4 to 1024 characters") && !said.contains("abc\""), "{said}");
+    let downloads = server.app.json(&["audit", "--json", "--action", "certificate.key_download"]);
+    let downloads = downloads.as_array().expect("events");
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert_eq!(downloads[0]["detail"]["format"], "pkcs12");
+    assert!(!server.log().contains(password), "the password is in no log line");
+}

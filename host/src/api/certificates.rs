@@ -28,7 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/certificates/{id}/pem", get(pem))
         .route("/v1/certificates/{id}/chain", get(chain))
         .route("/v1/certificates/{id}/fullchain", get(fullchain))
+        .route("/v1/certificates/{id}/der", get(der))
         .route("/v1/certificates/{id}/key", get(key))
+        .route("/v1/certificates/{id}/pkcs12", post(pkcs12))
         .route("/v1/certificates/{id}/renew", post(renew))
         .route("/v1/certificates/{id}/reissue", post(reissue))
         .route("/v1/certificates/{id}/revoke", post(revoke))
@@ -178,26 +180,31 @@ async fn fullchain(
     download(state, caller, id, |r| format!("{}{}", r.pem, r.chain_pem)).await
 }
 
-/// The private key: admins always; operators, and a requester for the certificates it
-/// requested itself (a key the host made for it is of no use to it otherwise), where the
-/// certificate's profile allows (`key_download = true`). Every download is audited.
-#[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
+#[utoipa::path(get, path = "/v1/certificates/{id}/der", tag = "certificates",
     params(("id" = String, Path, description = "Id or thumbprint")),
-    responses((status = 200, description = "PKCS#8 private key, PEM", content_type = "application/x-pem-file", body = String),
+    responses((status = 200, description = "The leaf certificate, DER (what Windows, Java keytool and many appliances import)", content_type = "application/pkix-cert", body = String),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn key(
+async fn der(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<super::NoQuery, ApiError>,
-    method: axum::http::Method,
+    _: super::NoQuery,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(KEY_DOWNLOAD, "download private keys")?;
-    query?;
-    let actor = caller.actor();
-    let mut inv = state.inventory.get().await?;
-    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
-    if caller.role == Role::Requester && !requested_by(&inv, &caller, r.id)? {
+    caller.require(READ, "read certificates")?;
+    let r = find(&state, &id).await?;
+    let der = crate::cert::pem_certificates(&r.pem)
+        .ok()
+        .and_then(|ders| ders.into_iter().next())
+        .ok_or_else(|| ApiError::Internal(format!("certificate {} is stored without a readable PEM", r.id)))?;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-cert")], der).into_response())
+}
+
+/// Whether `caller` may take certificate `r`'s private key out of the inventory: admins
+/// always; operators, and a requester for the certificates it requested itself (a key the host
+/// made for it is of no use to it otherwise), where the certificate's profile allows
+/// (`key_download = true`).
+fn may_download_key(inv: &crate::inventory::Inventory, caller: &Caller, r: &CertificateRecord) -> Result<(), ApiError> {
+    if caller.role == Role::Requester && !requested_by(inv, caller, r.id)? {
         return Err(ApiError::Forbidden {
             role: "requester",
             action: "download the keys of certificates requested by someone else",
@@ -215,14 +222,74 @@ async fn key(
             });
         }
     }
+    Ok(())
+}
+
+/// The private key: to whom [`may_download_key`] allows. Every download is audited.
+#[utoipa::path(get, path = "/v1/certificates/{id}/key", tag = "certificates",
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "PKCS#8 private key, PEM", content_type = "application/x-pem-file", body = String),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn key(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<super::NoQuery, ApiError>,
+    method: axum::http::Method,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(KEY_DOWNLOAD, "download private keys")?;
+    query?;
+    let actor = caller.actor();
+    let mut inv = state.inventory.get().await?;
+    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    may_download_key(&inv, &caller, &r)?;
     // axum answers HEAD with the GET handler and drops the body: no key leaves, so none is
     // opened and no download is recorded; the status is the one a GET would get.
     if method == axum::http::Method::HEAD {
         inv.check_key_stored(r.id)?;
         return Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], "").into_response());
     }
-    let key = inv.download_key(r.id, &actor)?;
+    let key = inv.download_key(r.id, &actor, crate::inventory::KeyFormat::Pem)?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], key.to_pem().to_string()).into_response())
+}
+
+/// Body of a PKCS#12 download.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs12Body {
+    /// The password protecting the file (4 to 1024 characters); never stored or logged.
+    password: String,
+}
+
+/// The private key with its certificate and chain as one password-protected PKCS#12 file
+/// (`.pfx`/`.p12`), the form Windows, Java and many appliances import: to whom the key
+/// download is allowed, audited as one (`format: pkcs12`). A POST, so the password travels
+/// in the body, never in a URL a proxy logs.
+#[utoipa::path(post, path = "/v1/certificates/{id}/pkcs12", tag = "certificates", request_body = Pkcs12Body,
+    params(("id" = String, Path, description = "Id or thumbprint")),
+    responses((status = 200, description = "PKCS#12 file: the key, the certificate and its chain", content_type = "application/pkcs12", body = String),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn pkcs12(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: super::NoQuery,
+    Path(id): Path<String>,
+    body: Result<super::json::Body<Pkcs12Body>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(KEY_DOWNLOAD, "download private keys")?;
+    let super::json::Body(body) = body?;
+    let length = body.password.chars().count();
+    if !(4..=1024).contains(&length) {
+        return Err(ApiError::Unprocessable(format!(
+            "password: a PKCS#12 password must be 4 to 1024 characters (this one has {length})"
+        )));
+    }
+    let mut inv = state.inventory.get().await?;
+    let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
+    may_download_key(&inv, &caller, &r)?;
+    let key = inv.download_key(r.id, &caller.actor(), crate::inventory::KeyFormat::Pkcs12)?;
+    let file = crate::deploy::pkcs12(&r, &key, &body.password).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/pkcs12")], file).into_response())
 }
 
 /// Body of an issue request.

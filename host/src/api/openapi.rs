@@ -36,7 +36,7 @@ impl Modify for BearerAuth {
         super::health::healthz, super::health::readyz, super::health::metrics,
         super::certificates::list, super::certificates::issue, super::certificates::show,
         super::certificates::delete, super::certificates::pem, super::certificates::chain,
-        super::certificates::fullchain, super::certificates::key, super::certificates::renew,
+        super::certificates::fullchain, super::certificates::der, super::certificates::key, super::certificates::pkcs12, super::certificates::renew,
         super::certificates::reissue, super::certificates::revoke, super::certificates::renew_lookup,
         super::deploy::deploy, super::renewals::list, super::renewals::retry,
         super::accounts::list, super::accounts::create, super::accounts::show, super::accounts::update,

@@ -159,6 +159,15 @@ fn latest_revocation(conn: &rusqlite::Connection, id: i64) -> Result<Option<Revo
         .optional()?)
 }
 
+/// The form a private key leaves the inventory in, as its download's audit event records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// PKCS#8 PEM, alone.
+    Pem,
+    /// Inside a password-protected PKCS#12 file with its certificate and chain.
+    Pkcs12,
+}
+
 impl Inventory {
     /// Records that the CA revoked certificate `id` (called after the connector said so), or —
     /// `at_ca` false — that an operator marked it revoked without asking its CA (one whose
@@ -402,12 +411,16 @@ impl Inventory {
 
     /// The private key of certificate `id`, decrypted for download; the access is audited
     /// before the key is returned.
-    pub fn download_key(&mut self, id: i64, actor: &str) -> Result<PrivateKey, InventoryError> {
+    pub fn download_key(&mut self, id: i64, actor: &str, format: KeyFormat) -> Result<PrivateKey, InventoryError> {
         let key_id = self.stored_key_id(id)?;
         let key = self.private_key(key_id)?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
-        audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, serde_json::json!({})))?;
+        let detail = match format {
+            KeyFormat::Pem => serde_json::json!({}),
+            KeyFormat::Pkcs12 => serde_json::json!({ "format": "pkcs12" }),
+        };
+        audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, detail))?;
         tx.commit()?;
         Ok(key)
     }

@@ -41,7 +41,7 @@ pub use certificates::{CertStatus, CertificateRecord, InsertOutcome, KeyHolder, 
 pub use config_cache::ConfigView;
 pub use connector_cache::InventoryCacheStore;
 pub use group::GroupCommit;
-pub use lifecycle::{InventoryGauges, MAX_NOTE, Revocation, check_note};
+pub use lifecycle::{InventoryGauges, KeyFormat, MAX_NOTE, Revocation, check_note};
 pub use master_key::{Rotated, open_data_dir, open_data_dir_for_serve};
 pub use orders::{Idempotency, NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
