@@ -109,6 +109,8 @@ struct Committed {
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Job>,
+    /// The last change the disk or database refused (full, read-only, failing), and why.
+    last_storage_failure: Arc<std::sync::Mutex<Option<(Instant, String)>>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -138,7 +140,16 @@ impl GroupCommit {
         let flag = Arc::clone(&poisoned);
         spawn("certhost-sync", Box::new(move || syncer(wal, to_syncer, flag)))?;
         spawn("certhost-commit", Box::new(move || committer(inv, jobs, to_sync, poisoned)))?;
-        Ok(Self { queue })
+        Ok(Self { queue, last_storage_failure: Arc::default() })
+    }
+
+    /// Why the last change the disk or database refused failed, if one did within `window`:
+    /// `/readyz`'s probe rewrites one small row, which a full disk can still take into the
+    /// write-ahead log's allocated pages while every issuance fails (day-two walkthrough of
+    /// stop 49: 674 answers of 503 "disk is full" beside a ready `/readyz`).
+    pub(crate) fn storage_failure_within(&self, window: std::time::Duration) -> Option<String> {
+        let last = self.last_storage_failure.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().filter(|(at, _)| at.elapsed() < window).map(|(_, why)| why.clone())
     }
 
     /// Runs `change` in the next group and returns its result once the group is synced.
@@ -152,7 +163,16 @@ impl GroupCommit {
         let (tell, told) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(Queued { change, result: None, tell });
         self.queue.send(job).map_err(|_| InventoryError::Storage("the inventory committer has stopped".into()))?;
-        told.await.map_err(|_| InventoryError::Storage("the inventory committer dropped a change".into()))?
+        let result =
+            told.await.map_err(|_| InventoryError::Storage("the inventory committer dropped a change".into()))?;
+        if let Err(e) = &result
+            && e.is_storage_failure()
+        {
+            // A poisoned lock held one assignment at most: the value is whole.
+            *self.last_storage_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((Instant::now(), e.to_string()));
+        }
+        result
     }
 }
 

@@ -28,6 +28,12 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// walkthrough of stop 48), and a write that still completes is no failing disk — one second
 /// made `/readyz` answer 503 "cannot store changes" during the schemathesis run in CI.
 const PROBE_HUNG: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a change the disk refused keeps `/readyz` unready: past it, with no change
+/// refused since, the disk is taken to have room again.
+const REFUSED_RECENTLY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Free space on the database's file system under which `/readyz` calls the disk full: one
+/// issuance writes tens of KiB (its WAL pages), a renewal round far more.
+const DISK_LOW: u64 = 1024 * 1024;
 
 /// `/readyz`'s write probe: the one in flight, and the last one's end and outcome.
 #[derive(Default)]
@@ -105,6 +111,14 @@ impl InventoryPool {
     /// holds (a long CLI command) counts as hung once it outlasts [`PROBE_HUNG`]: nothing can be
     /// stored meanwhile, as issuance then finds too (review of stop 39).
     pub async fn probe_write(&self) -> Option<String> {
+        if let Some(why) = self.inner.group.storage_failure_within(REFUSED_RECENTLY) {
+            return Some(format!("a change was refused in the last {} s: {why}", REFUSED_RECENTLY.as_secs()));
+        }
+        if let Some(left) = disk_left(&self.inner.data_dir)
+            && left < DISK_LOW
+        {
+            return Some(format!("the database's disk has {left} bytes left"));
+        }
         let mut probe = self.inner.probe.lock().await;
         if let Some((started, write)) = probe.running.as_mut()
             && !write.is_finished()
@@ -219,5 +233,60 @@ impl Drop for PooledInventory {
             inv.config_pin = None;
             idle.push(inv);
         }
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir` (`statvfs`);
+/// `None` when it cannot be asked.
+fn disk_left(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stat` a buffer of the right type, which
+    // statvfs fills in full when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Day-two walkthrough of stop 49: on a full disk every issuance answered 503 while
+    /// `/readyz` said ready — its probe rewrites one small row, which the write-ahead log's
+    /// allocated pages could still take. A change the disk refused makes the probe say so for
+    /// [`REFUSED_RECENTLY`]; a change refused for another reason (a request's fault) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_the_disk_refused_makes_the_probe_unready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::generate();
+        let first = Inventory::open(dir.path(), key.clone()).expect("open");
+        let pool = InventoryPool::new(first, key, 4).expect("pool");
+        assert_eq!(pool.probe_write().await, None);
+        assert!(disk_left(dir.path()).is_some_and(|left| left > 0), "statvfs answers for the data directory");
+
+        let mut inv = pool.get().await.expect("connection");
+        let refused =
+            inv.write(|_| -> Result<(), InventoryError> { Err(InventoryError::Invalid("bad name".into())) }).await;
+        assert!(refused.is_err());
+        assert_eq!(pool.probe_write().await, None, "a request's own fault is no disk's");
+
+        let full = inv
+            .write(|_| -> Result<(), InventoryError> {
+                Err(InventoryError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    None,
+                )))
+            })
+            .await;
+        assert!(full.is_err_and(|e| e.is_storage_failure()));
+        let why = pool.probe_write().await.expect("unready after the disk refused a change");
+        assert!(why.starts_with("a change was refused in the last 30 s") && why.contains("full"), "{why}");
+        let later = pool.inner.group.storage_failure_within(std::time::Duration::ZERO);
+        assert_eq!(later, None, "it counts only within its window");
     }
 }
