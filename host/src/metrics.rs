@@ -50,6 +50,8 @@ struct Registry {
     calls: BTreeMap<[String; 4], Histogram>,
     commits: Histogram,
     committed_changes: u64,
+    /// notAfter (Unix seconds) of the certificate `serve` answers HTTPS with, when it does.
+    tls_not_after: Option<i64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
@@ -58,6 +60,13 @@ fn with(f: impl FnOnce(&mut Registry)) {
     // A poisoned lock only means another thread panicked while counting: keep counting.
     let mut guard = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     f(&mut guard);
+}
+
+/// Records the notAfter of the certificate `serve`'s HTTPS listener now answers with: its own
+/// certificate expiring is an outage no inventory gauge shows when it was not issued here
+/// (day-two walkthrough of stop 49).
+pub fn tls_not_after(not_after: i64) {
+    with(|r| r.tls_not_after = Some(not_after));
 }
 
 /// Counts one finished issuance request by outcome (`issued`, `pending`, `awaiting_approval`,
@@ -121,6 +130,14 @@ pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     out.push_str("# HELP certhost_inventory_committed_changes_total Changes made durable by group commits.\n");
     out.push_str("# TYPE certhost_inventory_committed_changes_total counter\n");
     let _ = writeln!(out, "certhost_inventory_committed_changes_total {}", reg.committed_changes);
+    if let Some(not_after) = reg.tls_not_after {
+        out.push_str(
+            "# HELP certhost_tls_certificate_expiry_timestamp_seconds notAfter of the certificate serve answers HTTPS \
+             with (Unix seconds); alert on it minus time().\n",
+        );
+        out.push_str("# TYPE certhost_tls_certificate_expiry_timestamp_seconds gauge\n");
+        let _ = writeln!(out, "certhost_tls_certificate_expiry_timestamp_seconds {not_after}");
+    }
     drop(reg);
     out.push_str(
         "# HELP certhost_certificates_expiring Active certificates by days until expiry; expired: past notAfter, \

@@ -460,6 +460,36 @@ fn serve_speaks_https_when_given_a_certificate() {
     }
     let kept = trusting(&new_cert).get(format!("{}/healthz", server.base)).send().expect("the kept certificate");
     assert_eq!(kept.status(), StatusCode::OK);
+    // An expired certificate is refused while the one in use is valid (day-two walkthrough
+    // of stop 49: put in service with an INFO line, and every client failed).
+    let key_pair = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(60);
+    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    let expired = params.self_signed(&key_pair).expect("self-signed");
+    std::fs::write(&cert, expired.pem()).expect("expired cert");
+    std::fs::write(&key, key_pair.serialize_pem()).expect("its key");
+    crate::helpers::sh("kill", &["-HUP", &server.child.id().to_string()]);
+    while !server.log().contains("the certificate expired at") {
+        assert!(std::time::Instant::now() < deadline, "no refused TLS reload: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(server.log().contains("the one in use (valid until"), "{}", server.log());
+    let kept = trusting(&new_cert).get(format!("{}/healthz", server.base)).send().expect("still the valid one");
+    assert_eq!(kept.status(), StatusCode::OK);
+    // Its notAfter is a gauge a monitor alerts on.
+    let metrics =
+        trusting(&new_cert).get(format!("{}/metrics", server.base)).send().expect("metrics").text().expect("text");
+    let not_after =
+        crate::helpers::sh("openssl", &["x509", "-in", new_cert.to_str().expect("utf8"), "-noout", "-enddate"]);
+    let not_after = time::PrimitiveDateTime::parse(
+        not_after.trim().trim_start_matches("notAfter=").trim_end_matches(" GMT"),
+        &time::macros::format_description!("[month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"),
+    )
+    .expect("openssl's date")
+    .assume_utc()
+    .unix_timestamp();
+    assert!(metrics.contains(&format!("certhost_tls_certificate_expiry_timestamp_seconds {not_after}\n")), "{metrics}");
 }
 
 #[test]

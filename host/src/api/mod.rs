@@ -36,7 +36,7 @@ pub use auth::Caller;
 pub use error::{ApiError, ProblemCode};
 pub use health::ExpiryGauges;
 pub use openapi::document as openapi_document;
-pub use tls::{TlsError, TlsListener, TlsReloader};
+pub use tls::{TlsError, TlsListener, TlsReloader, Validity};
 
 use crate::connector::ConnectorSource;
 use crate::inventory::InventoryPool;

@@ -42,6 +42,40 @@ pub enum TlsError {
     /// rustls refused the certificate and key.
     #[error("the TLS certificate and key do not work together: {0}")]
     Config(String),
+    /// A reload found a certificate no client accepts now, while the one in use still is
+    /// valid: clients would all fail until the next reload (day-two walkthrough of stop 49:
+    /// an expired certificate was put in service with an INFO line).
+    #[error("{path}: the certificate {why}; the one in use (valid until {in_use_until}) stays")]
+    NotValidNow {
+        /// The certificate file.
+        path: PathBuf,
+        /// `expired at …` or `is not valid until …`.
+        why: String,
+        /// The certificate in use's notAfter (RFC 3339).
+        in_use_until: String,
+    },
+}
+
+/// A TLS certificate's validity, Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// Why a client refuses the certificate at `now`, or `None` when it is valid then.
+    pub fn refused_at(&self, now: i64) -> Option<String> {
+        if now > self.not_after {
+            Some(format!("expired at {}", crate::view::rfc3339(self.not_after)))
+        } else if now < self.not_before {
+            Some(format!("is not valid until {}", crate::view::rfc3339(self.not_before)))
+        } else {
+            None
+        }
+    }
 }
 
 /// A TCP listener that hands out finished TLS streams.
@@ -56,28 +90,49 @@ pub struct TlsListener {
 #[derive(Clone)]
 pub struct TlsReloader {
     files: Arc<(PathBuf, PathBuf)>,
-    acceptor: Arc<std::sync::RwLock<TlsAcceptor>>,
+    acceptor: Arc<std::sync::RwLock<(TlsAcceptor, Validity)>>,
 }
 
 impl TlsReloader {
-    /// Reads the files again; on an error the certificate in use stays.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let acceptor = acceptor(&self.files.0, &self.files.1)?;
-        *self.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-        Ok(())
+    /// Reads the files again and returns the new certificate's validity; on an error the
+    /// certificate in use stays. A certificate expired or not yet valid is refused while the
+    /// one in use is valid (taken, when that one is not valid either: it cannot be worse).
+    pub fn reload(&self) -> Result<Validity, TlsError> {
+        let (acceptor, validity) = acceptor(&self.files.0, &self.files.1)?;
+        let now = crate::clock::unix_now();
+        let in_use = self.validity();
+        if let Some(why) = validity.refused_at(now)
+            && in_use.refused_at(now).is_none()
+        {
+            return Err(TlsError::NotValidNow {
+                path: self.files.0.clone(),
+                why,
+                in_use_until: crate::view::rfc3339(in_use.not_after),
+            });
+        }
+        *self.acceptor.write().unwrap_or_else(|p| p.into_inner()) = (acceptor, validity);
+        crate::metrics::tls_not_after(validity.not_after);
+        Ok(validity)
+    }
+
+    /// The validity of the certificate in use.
+    pub fn validity(&self) -> Validity {
+        self.acceptor.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
     fn current(&self) -> TlsAcceptor {
-        self.acceptor.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.acceptor.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
 }
 
 impl TlsListener {
     /// Serves TLS on `listener` with the certificate chain and private key in the PEM files.
     pub fn new(listener: TcpListener, cert_pem: &Path, key_pem: &Path) -> Result<Self, TlsError> {
+        let (first, validity) = acceptor(cert_pem, key_pem)?;
+        crate::metrics::tls_not_after(validity.not_after);
         let reloader = TlsReloader {
             files: Arc::new((cert_pem.to_owned(), key_pem.to_owned())),
-            acceptor: Arc::new(std::sync::RwLock::new(acceptor(cert_pem, key_pem)?)),
+            acceptor: Arc::new(std::sync::RwLock::new((first, validity))),
         };
         let local = listener.local_addr().map_err(|e| TlsError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
@@ -92,8 +147,9 @@ impl TlsListener {
     }
 }
 
-/// A TLS acceptor for the certificate chain and private key in the PEM files.
-fn acceptor(cert_pem: &Path, key_pem: &Path) -> Result<TlsAcceptor, TlsError> {
+/// A TLS acceptor for the certificate chain and private key in the PEM files, and the leaf's
+/// validity.
+fn acceptor(cert_pem: &Path, key_pem: &Path) -> Result<(TlsAcceptor, Validity), TlsError> {
     let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_owned(), reason };
     let cert_text = std::fs::read(cert_pem).map_err(|e| file_err(cert_pem, e.to_string()))?;
     let certs: Vec<rustls_pki_types::CertificateDer<'static>> = pem::parse_many(&cert_text)
@@ -102,9 +158,16 @@ fn acceptor(cert_pem: &Path, key_pem: &Path) -> Result<TlsAcceptor, TlsError> {
         .filter(|p| p.tag() == "CERTIFICATE")
         .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()))
         .collect();
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(file_err(cert_pem, "no CERTIFICATE block".into()));
-    }
+    };
+    let validity = {
+        use x509_parser::prelude::FromDer;
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(leaf)
+            .map_err(|e| file_err(cert_pem, format!("its first certificate cannot be read: {e}")))?;
+        let (not_before, not_after) = crate::cert::validity(&parsed);
+        Validity { not_before, not_after }
+    };
     let key_text = std::fs::read(key_pem).map_err(|e| file_err(key_pem, e.to_string()))?;
     let key = crate::key::PrivateKey::from_pem(&String::from_utf8_lossy(&key_text))
         .map_err(|e| file_err(key_pem, e.to_string()))?;
@@ -115,7 +178,7 @@ fn acceptor(cert_pem: &Path, key_pem: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((TlsAcceptor::from(Arc::new(config)), validity))
 }
 
 async fn accept_loop(

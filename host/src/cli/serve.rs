@@ -165,6 +165,13 @@ pub fn run(
         match tls {
             Some((cert, key)) => {
                 let listener = api::TlsListener::new(listener, &cert, &key)?;
+                let validity = listener.reloader().validity();
+                if let Some(why) = validity.refused_at(certhost::clock::unix_now()) {
+                    tracing::warn!(
+                        "the TLS certificate {} {why}: clients refuse it until it is replaced (then send SIGHUP)",
+                        cert.display()
+                    );
+                }
                 let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
                     .context("cannot handle SIGHUP")?;
                 tokio::spawn(reload_tls_on_sighup(hup, listener.reloader()));
@@ -270,7 +277,16 @@ async fn reload_on_sighup(
 async fn reload_tls_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: api::TlsReloader) {
     while hup.recv().await.is_some() {
         match reloader.reload() {
-            Ok(()) => tracing::info!("TLS certificate and key read again; new connections use them"),
+            Ok(validity) => match validity.refused_at(certhost::clock::unix_now()) {
+                Some(why) => tracing::warn!(
+                    "TLS certificate and key read again; new connections use them, though the certificate {why} (so did \
+                     the one it replaced)"
+                ),
+                None => tracing::info!(
+                    valid_until = %certhost::view::rfc3339(validity.not_after),
+                    "TLS certificate and key read again; new connections use them"
+                ),
+            },
             Err(e) => tracing::error!(error = %e, "TLS reload failed; the certificate in use stays"),
         }
     }
