@@ -47,10 +47,10 @@ pub struct DeployTarget {
     /// Leaf followed by the chain, PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fullchain: Option<PathBuf>,
-    /// Private key, PKCS#8 PEM, mode 0600.
+    /// Private key, PKCS#8 PEM, mode 0600 (0640 with `group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
-    /// Key and chain as PKCS#12, mode 0600.
+    /// Key and chain as PKCS#12, mode 0600 (0640 with `group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs12: Option<PathBuf>,
     /// PKCS#12 password: `{ env = "VAR" }` or `{ file = "PATH" }` (empty when absent).
@@ -59,7 +59,10 @@ pub struct DeployTarget {
     /// Owner (user name) of the written files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// Group (name) of the written files.
+    /// Group (name) of the written files; the key and PKCS#12 files are then readable by it
+    /// (0640), which is what naming a group is for — the services of Debian's `ssl-cert`
+    /// group read keys so. A key written 0600 for a group could not be read by it, and a
+    /// `chmod` by hand was undone by the next renewal (day-two walkthrough of stop 49).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Shell command run before writing; a non-zero exit stops this target.
@@ -581,6 +584,7 @@ fn write_files(
     }
     let owner = t.owner.as_deref().map(user_id).transpose()?;
     let group = t.group.as_deref().map(group_id).transpose()?;
+    let key_mode = if group.is_some() { 0o640 } else { 0o600 };
     let mut files: Vec<(&Path, Vec<u8>, u32)> = Vec::new();
     if let Some(p) = &t.cert {
         files.push((p, cert.pem.clone().into_bytes(), 0o644));
@@ -592,10 +596,10 @@ fn write_files(
         files.push((p, format!("{}{}", cert.pem, cert.chain_pem).into_bytes(), 0o644));
     }
     if let (Some(p), Some(k)) = (&t.key, key) {
-        files.push((p, k.to_pem().as_bytes().to_vec(), 0o600));
+        files.push((p, k.to_pem().as_bytes().to_vec(), key_mode));
     }
     if let (Some(p), Some(k)) = (&t.pkcs12, key) {
-        files.push((p, pkcs12(cert, k, password)?, 0o600));
+        files.push((p, pkcs12(cert, k, password)?, key_mode));
     }
     // Every file is written and synced before any replaces its predecessor: a target that
     // fails half-way (a full disk at the key) leaves the old set in place, never a new

@@ -2269,3 +2269,30 @@ fn an_ip_address_cn_is_issued_as_an_ip_san() {
     let shown = app.json(&["show", "1", "--json"]);
     assert_eq!(shown["sans"], serde_json::json!(["IP:192.0.2.5"]), "{shown}");
 }
+
+/// Day-two walkthrough of stop 49: a target naming a `group` and no owner wrote its key 0600,
+/// which that group cannot read — the services of Debian's `ssl-cert` group read keys so —,
+/// and a `chmod` by hand was undone by the next renewal. With a group the key and the
+/// PKCS#12 file are 0640; without, 0600 as before.
+#[test]
+fn a_target_naming_a_group_writes_keys_that_group_can_read() {
+    use std::os::unix::fs::MetadataExt;
+    let app = App::new();
+    let (shared, private) = (app.path("shared"), app.path("private"));
+    let profile = format!(
+        "[[deploy]]\nkey = \"{s}/key.pem\"\npkcs12 = \"{s}/bundle.p12\"\nfullchain = \"{s}/fullchain.pem\"\ngroup = \"daemon\"\n\
+         [[deploy]]\nkey = \"{p}/key.pem\"\nfullchain = \"{p}/fullchain.pem\"\n",
+        s = shared.display(),
+        p = private.display()
+    );
+    let (config, _) = local_ca_lab(&app, &profile);
+    app.run(&["--config", s(&config), "issue", "--profile", "lab", "--cn", "grp.example.com"]).ok();
+    let daemon_gid = crate::helpers::sh("getent", &["group", "daemon"]);
+    let daemon_gid: u32 = daemon_gid.split(':').nth(2).and_then(|g| g.trim().parse().ok()).expect("daemon's gid");
+    for (file, mode) in [("key.pem", 0o640), ("bundle.p12", 0o640), ("fullchain.pem", 0o644)] {
+        let meta = std::fs::metadata(shared.join(file)).expect(file);
+        assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (mode, daemon_gid), "{file}");
+    }
+    let meta = std::fs::metadata(private.join("key.pem")).expect("key");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "no group: the key stays the owner's");
+}
