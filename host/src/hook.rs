@@ -45,23 +45,35 @@ pub(crate) struct Finished {
 /// own) and waits for it up to `limit`. An error is only a hook that could not be started.
 pub(crate) fn run(command: &mut Command, limit: Duration, keep: usize) -> std::io::Result<Finished> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    // Killed with the thread that waits for it (this one, until it ends): a hook of a process
-    // killed -9 ran on past its timeout, under init, while the deployment it was part of was
-    // redone (operator review of stop 41). What the hook itself starts and leaves running is
-    // not covered; its group is, at the deadline, while certhost lives.
+    // Ended, with all it runs, when certhost ends: a hook of a process killed -9 ran on past
+    // its timeout, under init, while the deployment it was part of was redone (operator review
+    // of stop 41). The process certhost starts is a watcher, leading the group: it forks the
+    // hook itself and, should certhost die, kills the whole group — the hook's shell, the
+    // script it runs, and what that started (day-two walkthrough of stop 49: only the
+    // `sh -c` died, and the script it ran went on). Otherwise it ends as the hook ends, with
+    // its status, so to `run` it is the hook.
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the child between fork and exec, and calls only
-    // async-signal-safe functions (prctl, getppid, _exit), allocating nothing.
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (fork, prctl, getppid, waitpid, nanosleep, killpg, close,
+    // signal, kill, _exit), allocating nothing.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before the prctl: no signal would come.
+            // The parent died before this child began: nothing would end the hook.
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
-            Ok(())
+            let hook = libc::fork();
+            if hook < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if hook == 0 {
+                // The hook: goes on to exec, killed should its watcher be.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            watch(hook, parent)
         });
     }
     let mut child = spawn(command)?;
@@ -101,6 +113,43 @@ pub(crate) fn run(command: &mut Command, limit: Duration, keep: usize) -> std::i
     }
     // What is still open is closed here: a background process writing to it gets EPIPE.
     Ok(Finished { ended, output })
+}
+
+/// The watcher's life (see [`run`]): holding none of the descriptors the hook inherited —
+/// least of all the one `spawn` waits on for the exec's outcome, which would have it wait for
+/// the hook's end —, it waits for `hook`, ending as it ended, and kills its whole group when
+/// `parent` is gone. Runs between fork and exec: async-signal-safe calls only, no allocation.
+fn watch(hook: libc::pid_t, parent: libc::pid_t) -> ! {
+    // SAFETY: only async-signal-safe calls on integers and a stack `timespec`; see `run`.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+            for fd in 0..4096 {
+                libc::close(fd);
+            }
+        }
+        let pause = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
+        loop {
+            let mut status = 0;
+            let waited = libc::waitpid(hook, &mut status, libc::WNOHANG);
+            if waited == hook {
+                if libc::WIFSIGNALED(status) {
+                    let signal = libc::WTERMSIG(status);
+                    libc::signal(signal, libc::SIG_DFL);
+                    libc::kill(libc::getpid(), signal);
+                    libc::_exit(128 + signal);
+                }
+                libc::_exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 1 });
+            }
+            if waited < 0 {
+                libc::_exit(1);
+            }
+            if libc::getppid() != parent {
+                // certhost is gone: the hook, what it runs, and this watcher end together.
+                libc::killpg(0, libc::SIGKILL);
+            }
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
 }
 
 /// A pipe end we read from.

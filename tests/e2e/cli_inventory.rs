@@ -831,7 +831,9 @@ fn the_cli_does_not_migrate_an_inventory_another_process_has_open() {
 #[test]
 fn an_upgrade_checks_the_master_key_first_and_says_and_audits_what_it_did() {
     let app = App::new();
-    app.run(&["init"]).ok();
+    let made = app.run(&["init"]);
+    made.ok();
+    assert!(!made.stderr.contains("upgraded"), "a new inventory is no upgrade: {}", made.stderr);
     let db = app.data_dir().join("certhost.db");
     let version = || -> u32 {
         rusqlite::Connection::open(&db).expect("db").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("v")

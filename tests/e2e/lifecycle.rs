@@ -1897,27 +1897,44 @@ fn a_deployment_cut_short_by_a_crash_is_done_by_serve_afterwards() {
     let deploy = app.path("deployed");
     let kill = app.path("kill-once");
     let hook_pid = app.path("hook-pid");
+    let script_pid = app.path("script-pid");
     std::fs::write(&kill, "").expect("flag");
-    // The hook's shell is certhost's child: the first time, it kills certhost mid-deployment.
+    // The hook's shell runs under a watcher certhost started, which leads the hook's process
+    // group: the first time, the script the hook runs in the foreground kills certhost (the
+    // group leader's parent) mid-deployment and sleeps on.
+    let script = app.path("crash.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "leader=$(ps -o pgid= -p $$ | tr -d ' ')\ncerthost=$(ps -o ppid= -p $leader | tr -d ' ')\n\
+             echo $$ > {g}\nkill -9 $certhost\nexec sleep 30\n",
+            g = script_pid.display()
+        ),
+    )
+    .expect("script");
     let profile = format!(
-        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"if [ -e {k} ]; then rm {k}; echo $$ > {p}; kill -9 $PPID; sleep 30; fi\"\n",
+        "[[deploy]]\ncert = \"{d}/cert.pem\"\npre_hook = \"if [ -e {k} ]; then rm {k}; echo $$ > {p}; sh {s}; fi\"\n",
         d = deploy.display(),
         k = kill.display(),
-        p = hook_pid.display()
+        p = hook_pid.display(),
+        s = script.display()
     );
     let (config, _) = local_ca_lab(&app, &profile);
     let c = s(&config);
     let r = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "crash.example.com"]);
     assert_eq!(r.code, -1, "killed by the hook: {}", r.stderr);
     // The hook dies with certhost (operator review of stop 41: it ran on, past its timeout,
-    // while the deployment was redone).
-    let pid = std::fs::read_to_string(&hook_pid).expect("hook pid").trim().to_owned();
+    // while the deployment was redone), and so does the script it runs (day-two walkthrough of
+    // stop 49: only the shell died).
     let started = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the hook's shell outlived certhost");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    for (what, file) in [("shell", &hook_pid), ("script", &script_pid)] {
+        let pid = std::fs::read_to_string(file).expect("pid").trim().to_owned();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the hook's {what} outlived certhost");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     assert!(!deploy.join("cert.pem").exists(), "the crash came before the files");
     let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");

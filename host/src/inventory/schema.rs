@@ -455,7 +455,7 @@ pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 /// transaction audits it (`inventory.upgrade`), for an older certhost cannot open it since
 /// (upgrade walkthrough of stop 49: schema 15 became 21 without a word anywhere).
 pub(super) fn migrate(conn: &mut Connection) -> Result<Option<u32>, InventoryError> {
-    let mut upgraded_from = None;
+    let (mut opened_at, mut upgraded_from) = (None, None);
     loop {
         // An IMMEDIATE transaction takes the write lock before reading the version, so two
         // processes opening a new database at once cannot both apply the same migration.
@@ -477,7 +477,8 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<Option<u32>, InventoryErr
         let Some(sql) = MIGRATIONS.get(found as usize) else {
             return Ok(upgraded_from);
         };
-        if found > 0 {
+        // The version found before the first migration of this open: 0 is a new inventory.
+        if *opened_at.get_or_insert(found) > 0 {
             upgraded_from.get_or_insert(found);
         }
         tx.execute_batch(sql)?;
