@@ -838,3 +838,37 @@ fn a_profile_s_validity_days_wins_over_its_account_s_default() {
     let lifetime = days(to) - days(from);
     assert!((3..=4).contains(&lifetime), "{from} .. {to}: the account's 7 days won");
 }
+
+/// Day-two walkthrough of stop 49: on a full disk, a certificate the CA issued could not be
+/// stored, and the answer said the order was held for an operator — "decline it if it is
+/// still held" — while every command found it pending and in flight: marking it held had
+/// failed too. The answer says so, and what the order shows until its lease runs out.
+#[test]
+fn a_certificate_that_cannot_be_stored_says_when_its_order_could_not_be_held_either() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "profile", "list"]).ok();
+    // The database refuses the certificate's row and the order's hold, as a full disk would.
+    let db = rusqlite::Connection::open(app.data_dir().join("certhost.db")).expect("db");
+    db.execute_batch(
+        "CREATE TRIGGER refuse_certificates BEFORE INSERT ON certificates BEGIN SELECT RAISE(ABORT, 'no room'); END;
+         CREATE TRIGGER refuse_holds BEFORE UPDATE ON orders WHEN NEW.state = 'needs_attention'
+             BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+    )
+    .expect("triggers");
+    drop(db);
+    let run = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "full.example.com"]);
+    run.fails(4);
+    // The answer, after the log's lines.
+    let err = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default().to_owned();
+    assert!(err.contains("but storing it failed") && err.contains("certhost import"), "{err}");
+    assert!(
+        err.contains("the order could not be marked as held either")
+            && err.contains("shows as pending until its CA call's lease runs out")
+            && !err.contains("if it is still held"),
+        "{err}"
+    );
+    let order = app.json(&["orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "pending", "as the answer says: {order}");
+}

@@ -107,13 +107,22 @@ impl Pipeline<'_> {
                                 let (serial, sha256) = (&verified.info.serial, &verified.info.sha256);
                                 let der =
                                     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &verified.der);
-                                let message = format!(
+                                let stored_failed = format!(
                                     "the CA issued certificate serial {serial} (SHA-256 {sha256}), but storing it failed \
-                                     ({e}); its DER is in the log: import it (certhost import), then decline order {id} \
-                                     if it is still held"
+                                     ({e}); its DER is in the log: import it (certhost import)"
                                 );
+                                let mut message =
+                                    format!("{stored_failed}, then decline order {id} if it is still held");
                                 tracing::error!(order = id, certificate_der_base64 = %der, "{message}");
                                 if let Err(held) = self.hold(id, &message).await {
+                                    // The answer says so too: it said "held" while every
+                                    // command found the order pending and in flight (day-two
+                                    // walkthrough of stop 49, a full disk).
+                                    message = format!(
+                                        "{stored_failed}; the order could not be marked as held either ({held}): it \
+                                         shows as pending until its CA call's lease runs out (a minute or two), then as \
+                                         needs_attention, when it can be declined"
+                                    );
                                     // What happens next, said: the order stays pending, and
                                     // once its lease runs out it counts as interrupted (an
                                     // automatic renewal is then sent again), so "decline" may
