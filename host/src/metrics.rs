@@ -101,7 +101,7 @@ fn label(v: &str) -> String {
 
 /// The metrics in Prometheus text format; `expiry` are (bucket label, count) pairs of active
 /// certificates by days to expiry.
-pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
+pub fn render(gauges: &crate::inventory::InventoryGauges, accounts_failing: usize) -> String {
     let mut out = String::new();
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     out.push_str("# HELP certhost_issuances_total Issuance requests by outcome.\n");
@@ -169,6 +169,23 @@ pub fn render(gauges: &crate::inventory::InventoryGauges) -> String {
     );
     out.push_str("# TYPE certhost_renewals_due gauge\n");
     let _ = writeln!(out, "certhost_renewals_due {}", gauges.renewals_due);
+    out.push_str(
+        "# HELP certhost_notifications_undelivered Notifications not yet delivered to every configured channel.\n",
+    );
+    out.push_str("# TYPE certhost_notifications_undelivered gauge\n");
+    let _ = writeln!(out, "certhost_notifications_undelivered {}", gauges.notifications_undelivered);
+    out.push_str(
+        "# HELP certhost_notifications_failing Undelivered notifications a channel refused at least once (its receiver \
+         down or refusing); they are retried with backoff.\n",
+    );
+    out.push_str("# TYPE certhost_notifications_failing gauge\n");
+    let _ = writeln!(out, "certhost_notifications_failing {}", gauges.notifications_failing);
+    out.push_str(
+        "# HELP certhost_accounts_failing Active CA accounts whose connector does not load, or whose last test failed \
+         with no call succeeding since (as /readyz counts them).\n",
+    );
+    out.push_str("# TYPE certhost_accounts_failing gauge\n");
+    let _ = writeln!(out, "certhost_accounts_failing {accounts_failing}");
     out
 }
 
@@ -182,7 +199,7 @@ mod tests {
         connector_call("t\"est", "ca-a", "request", &Ok::<(), ()>(()), Duration::from_secs(2));
         connector_call("t\"est", "ca-b", "request", &Err::<(), ()>(()), Duration::from_secs(9));
         issuance("issued");
-        let text = render(&crate::inventory::InventoryGauges { expiring: vec![("0-7", 2)], ..Default::default() });
+        let text = render(&crate::inventory::InventoryGauges { expiring: vec![("0-7", 2)], ..Default::default() }, 0);
         let a = "connector=\"t\\\"est\",account=\"ca-a\",operation=\"request\",outcome=\"ok\"";
         assert!(text.contains(&format!("certhost_connector_call_seconds_bucket{{{a},le=\"0.005\"}} 1")), "{text}");
         assert!(text.contains(&format!("certhost_connector_call_seconds_bucket{{{a},le=\"+Inf\"}} 2")), "{text}");
@@ -197,9 +214,9 @@ mod tests {
                 .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
                 .unwrap_or_else(|| panic!("no {series} in {text}"))
         };
-        let before = render(&Default::default());
+        let before = render(&Default::default(), 0);
         group_commit(3, Duration::from_micros(400));
-        let after = render(&Default::default());
+        let after = render(&Default::default(), 0);
         let fast = "certhost_inventory_commit_seconds_bucket{le=\"0.0005\"}";
         assert!(value(&after, fast) > value(&before, fast), "{after}");
         let changes = "certhost_inventory_committed_changes_total ";

@@ -1434,6 +1434,15 @@ fn a_failing_webhook_does_not_keep_the_mail_from_being_sent() {
         .unwrap_or_else(|| panic!("no mail while the webhook fails; log: {}", server.log()));
     assert!(mails[0].contains("m1.example.com"), "{mails:?}");
     assert!(sinks.hooks().is_empty(), "the webhook refused every event");
+    // A monitor sees the receiver refusing (day-two walkthrough of stop 49: only a WARN line
+    // per retry said so).
+    let metrics = wait_for(30, || {
+        let text = crate::helpers::http().get(format!("{}/metrics", server.base)).send().ok()?.text().ok()?;
+        text.contains("\ncerthost_notifications_failing 1\n").then_some(text)
+    })
+    .unwrap_or_else(|| panic!("no failing notification in /metrics; log: {}", server.log()));
+    assert!(metrics.contains("\ncerthost_notifications_undelivered 1\n"), "{metrics}");
+    assert!(metrics.contains("\ncerthost_accounts_failing 0\n"), "{metrics}");
 }
 
 /// Regression: a failing SMTP relay made the webhook receive the same event again on every

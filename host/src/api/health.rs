@@ -95,14 +95,21 @@ async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>)
     }
     let inv = state.inventory.get().await?;
     inv.ping()?;
-    let accounts: Vec<AccountReadiness> = inv
+    let accounts = readiness(&state, &inv)?;
+    let accounts_failing = accounts.iter().filter(|a| a.failing).count();
+    Ok(Json(Ready { status: "ready", database: "ok", accounts_failing, accounts: caller.is_ok().then_some(accounts) }))
+}
+
+/// Each account's readiness, as `/readyz` shows it and `/metrics` counts it.
+fn readiness(state: &AppState, inv: &crate::inventory::Inventory) -> Result<Vec<AccountReadiness>, ApiError> {
+    Ok(inv
         .accounts()?
         .iter()
         .map(|a| {
             let last_success_at = state.connectors.succeeded_at(&a.name, &a.def);
+            let connector_error = state.connectors.load_failure(&a.name, &a.def);
             // Seconds on both sides: a success in the same second as a failed test may have
             // come before it, so it does not outweigh it.
-            let connector_error = state.connectors.load_failure(&a.name, &a.def);
             let failing = a.def.status == crate::account::AccountStatus::Active
                 && (connector_error.is_some()
                     || a.last_test.as_ref().is_some_and(|t| !t.ok && last_success_at.is_none_or(|s| s <= t.at)));
@@ -113,12 +120,10 @@ async fn readyz(State(state): State<AppState>, caller: Result<Caller, ApiError>)
                 last_success_at,
                 connector_error,
                 failing,
-                tried_last_seconds: super::accounts::tried_last_seconds(&state, a),
+                tried_last_seconds: super::accounts::tried_last_seconds(state, a),
             }
         })
-        .collect();
-    let accounts_failing = accounts.iter().filter(|a| a.failing).count();
-    Ok(Json(Ready { status: "ready", database: "ok", accounts_failing, accounts: caller.is_ok().then_some(accounts) }))
+        .collect())
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
@@ -132,7 +137,11 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             Ok(crate::blocking::off_the_runtime(|| inv.gauges())?)
         })
         .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&pairs)))
+    let accounts_failing = {
+        let inv = state.inventory.get().await?;
+        readiness(&state, &inv)?.iter().filter(|a| a.failing).count()
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&pairs, accounts_failing)))
 }
 
 /// How long `/metrics` answers with the expiry buckets it last counted. They are counts of

@@ -122,6 +122,12 @@ pub struct InventoryGauges {
     /// Certificates past their renewal time (waiting for or in an attempt, failing ones
     /// whose retry has come, ones waiting at the CA): the scheduler's backlog.
     pub renewals_due: u64,
+    /// Notifications not yet delivered to every channel, and of those the ones tried and
+    /// refused at least once (a receiver down or refusing): during an outage of the receiver
+    /// this was only a WARN line per retry (day-two walkthrough of stop 49).
+    pub notifications_undelivered: u64,
+    /// See `notifications_undelivered`.
+    pub notifications_failing: u64,
 }
 
 /// A certificate's latest revocation ([`Inventory::revocation`]).
@@ -502,7 +508,22 @@ impl Inventory {
             )?;
         let renewals_failing = self.count_failing_renewals()?;
         let renewals_due = self.count_due_renewals()?;
-        Ok(InventoryGauges { expiring, orders_open, deploy_retries, renewals_failing, renewals_due })
+        // Through the partial index of undelivered ones: delivered notifications are never read.
+        let (notifications_undelivered, notifications_failing): (u64, u64) = self.conn.query_row_cached(
+            "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0) FROM notifications INDEXED BY notifications_unsent
+              WHERE sent_at IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(InventoryGauges {
+            expiring,
+            orders_open,
+            deploy_retries,
+            renewals_failing,
+            renewals_due,
+            notifications_undelivered,
+            notifications_failing,
+        })
     }
 
     /// Certificate `id`'s successful deployments: each target as recorded, with its message
