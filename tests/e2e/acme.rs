@@ -84,7 +84,8 @@ impl Pebble {
 
     fn wait_ready(&mut self) {
         let (port, mport) = self.ports;
-        for _ in 0..100 {
+        // Up to 30 s: a pebble restarted while the suite loads both cores took longer than 10.
+        for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok()
             {

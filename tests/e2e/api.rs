@@ -203,8 +203,9 @@ fn a_database_that_takes_no_writes_is_a_503_and_not_ready_and_commands_that_look
     server.app.run(&["list"]).ok();
     server.app.run(&["renewals"]).ok();
     drop(thaw);
-    // And serve takes writes again once the disk does (the probe's result is kept 5 s).
-    let ready_again = (0..40).any(|_| {
+    // And serve takes writes again once the disk does (the probe's result is kept 5 s, a
+    // change the disk refused counts 10 s).
+    let ready_again = (0..80).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(250));
         c.get(format!("{}/readyz", server.base)).send().expect("readyz").status() == StatusCode::OK
     });

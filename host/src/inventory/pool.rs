@@ -29,8 +29,9 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// made `/readyz` answer 503 "cannot store changes" during the schemathesis run in CI.
 const PROBE_HUNG: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a change the disk refused keeps `/readyz` unready: past it, with no change
-/// refused since, the disk is taken to have room again.
-const REFUSED_RECENTLY: std::time::Duration = std::time::Duration::from_secs(30);
+/// refused since, the disk is taken to have room again. Two probe intervals of a typical
+/// monitor: while the disk refuses, the traffic that fails keeps it unready.
+const REFUSED_RECENTLY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Free space on the database's file system under which `/readyz` calls the disk full: one
 /// issuance writes tens of KiB (its WAL pages), a renewal round far more.
 const DISK_LOW: u64 = 1024 * 1024;
@@ -285,7 +286,7 @@ mod tests {
             .await;
         assert!(full.is_err_and(|e| e.is_storage_failure()));
         let why = pool.probe_write().await.expect("unready after the disk refused a change");
-        assert!(why.starts_with("a change was refused in the last 30 s") && why.contains("full"), "{why}");
+        assert!(why.starts_with("a change was refused in the last 10 s") && why.contains("full"), "{why}");
         let later = pool.inner.group.storage_failure_within(std::time::Duration::ZERO);
         assert_eq!(later, None, "it counts only within its window");
     }
