@@ -2,8 +2,8 @@
 //! runs after issue, renew and reissue, and again on `certhost deploy ID`.
 //!
 //! A `files` target writes cert, chain, fullchain, key (PEM) and optionally PKCS#12, each
-//! atomically (temporary file, fsync, rename, fsync of the directory), the key with mode 0600,
-//! with an optional owner and group; a pre-deploy hook may veto (the certificate stays stored)
+//! atomically (temporary file, fsync, rename, fsync of the directory), the key with mode 0600
+//! (0640 with a group, which is then meant to read it), with an optional owner and group; a pre-deploy hook may veto (the certificate stays stored)
 //! and a post-deploy hook reloads the consumer (`systemctl reload nginx`). Hooks run under
 //! `sh -c` with a timeout and `CERTHOST_*` variables naming the files; their output goes to
 //! the audit log, redacted.

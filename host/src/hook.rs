@@ -68,8 +68,13 @@ pub(crate) fn run(command: &mut Command, limit: Duration, keep: usize) -> std::i
             }
             if hook == 0 {
                 // The hook: goes on to exec, killed should its watcher be.
+                let watcher = libc::getppid();
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The watcher died before the prctl: no signal would come.
+                if libc::getppid() != watcher {
+                    libc::_exit(1);
                 }
                 return Ok(());
             }
@@ -120,12 +125,34 @@ pub(crate) fn run(command: &mut Command, limit: Duration, keep: usize) -> std::i
 /// the hook's end —, it waits for `hook`, ending as it ended, and kills its whole group when
 /// `parent` is gone. Runs between fork and exec: async-signal-safe calls only, no allocation.
 fn watch(hook: libc::pid_t, parent: libc::pid_t) -> ! {
-    // SAFETY: only async-signal-safe calls on integers and a stack `timespec`; see `run`.
+    // SAFETY: only async-signal-safe calls on integers, a stack `rlimit`, `timespec` and
+    // `sigaction`, and a static name; see `run`.
     unsafe {
         if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            for fd in 0..4096 {
+            // A kernel before 5.9, or a filter refusing it: every descriptor the process may
+            // hold (serve raises its limit for connections far above the usual 1024).
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let last = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as libc::c_int
+            } else {
+                1 << 16
+            };
+            for fd in 0..last {
                 libc::close(fd);
             }
+        }
+        WATCHED_PARENT.store(parent, std::sync::atomic::Ordering::Relaxed);
+        // Seen as what it is in `ps` and `top` (it is a copy of certhost that never execs).
+        libc::prctl(libc::PR_SET_NAME, c"certhost-hook".as_ptr());
+        // A hook that signals its parent — `kill -HUP $PPID` to have serve read its renewed
+        // TLS certificate — meant certhost, its parent before the watcher: passed on. (The
+        // handlers certhost had write to descriptors closed above.)
+        let mut pass_on: libc::sigaction = std::mem::zeroed();
+        pass_on.sa_sigaction = pass_to_parent as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut pass_on.sa_mask);
+        pass_on.sa_flags = libc::SA_RESTART;
+        for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2] {
+            libc::sigaction(signal, &pass_on, std::ptr::null_mut());
         }
         let pause = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
         loop {
@@ -148,6 +175,24 @@ fn watch(hook: libc::pid_t, parent: libc::pid_t) -> ! {
                 libc::killpg(0, libc::SIGKILL);
             }
             libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The certhost a watcher watches for (set in the watcher, a copy of certhost's memory that
+/// no other thread shares).
+static WATCHED_PARENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The watcher's handler of the signals a hook may send its parent: sends them on to
+/// certhost (see [`watch`]) while it is still the watcher's parent — never to whatever
+/// process inherited the watcher once certhost is gone. Async-signal-safe: an atomic load
+/// and two system calls.
+extern "C" fn pass_to_parent(signal: libc::c_int) {
+    let parent = WATCHED_PARENT.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: getppid and kill take and return integers only.
+    unsafe {
+        if parent > 1 && libc::getppid() == parent {
+            libc::kill(parent, signal);
         }
     }
 }

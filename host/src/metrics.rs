@@ -52,6 +52,8 @@ struct Registry {
     committed_changes: u64,
     /// notAfter (Unix seconds) of the certificate `serve` answers HTTPS with, when it does.
     tls_not_after: Option<i64>,
+    /// Whether `serve` delivers notifications (a channel is configured).
+    notifications: bool,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
@@ -67,6 +69,12 @@ fn with(f: impl FnOnce(&mut Registry)) {
 /// (day-two walkthrough of stop 49).
 pub fn tls_not_after(not_after: i64) {
     with(|r| r.tls_not_after = Some(not_after));
+}
+
+/// Records whether notifications are delivered: without a channel they are queued and never
+/// sent, so the undelivered count would only grow (review of stop 49).
+pub fn notifications_configured(on: bool) {
+    with(|r| r.notifications = on);
 }
 
 /// Counts one finished issuance request by outcome (`issued`, `pending`, `awaiting_approval`,
@@ -138,6 +146,7 @@ pub fn render(gauges: &crate::inventory::InventoryGauges, accounts_failing: usiz
         out.push_str("# TYPE certhost_tls_certificate_expiry_timestamp_seconds gauge\n");
         let _ = writeln!(out, "certhost_tls_certificate_expiry_timestamp_seconds {not_after}");
     }
+    let notifications = reg.notifications;
     drop(reg);
     out.push_str(
         "# HELP certhost_certificates_expiring Active certificates by days until expiry; expired: past notAfter, \
@@ -169,17 +178,19 @@ pub fn render(gauges: &crate::inventory::InventoryGauges, accounts_failing: usiz
     );
     out.push_str("# TYPE certhost_renewals_due gauge\n");
     let _ = writeln!(out, "certhost_renewals_due {}", gauges.renewals_due);
-    out.push_str(
-        "# HELP certhost_notifications_undelivered Notifications not yet delivered to every configured channel.\n",
-    );
-    out.push_str("# TYPE certhost_notifications_undelivered gauge\n");
-    let _ = writeln!(out, "certhost_notifications_undelivered {}", gauges.notifications_undelivered);
-    out.push_str(
-        "# HELP certhost_notifications_failing Undelivered notifications a channel refused at least once (its receiver \
-         down or refusing); they are retried with backoff.\n",
-    );
-    out.push_str("# TYPE certhost_notifications_failing gauge\n");
-    let _ = writeln!(out, "certhost_notifications_failing {}", gauges.notifications_failing);
+    if notifications {
+        out.push_str(
+            "# HELP certhost_notifications_undelivered Notifications not yet delivered to every configured channel.\n",
+        );
+        out.push_str("# TYPE certhost_notifications_undelivered gauge\n");
+        let _ = writeln!(out, "certhost_notifications_undelivered {}", gauges.notifications_undelivered);
+        out.push_str(
+            "# HELP certhost_notifications_failing Undelivered notifications a channel refused at least once (its \
+             receiver down or refusing); they are retried with backoff.\n",
+        );
+        out.push_str("# TYPE certhost_notifications_failing gauge\n");
+        let _ = writeln!(out, "certhost_notifications_failing {}", gauges.notifications_failing);
+    }
     out.push_str(
         "# HELP certhost_accounts_failing Active CA accounts whose connector does not load, or whose last test failed \
          with no call succeeding since (as /readyz counts them).\n",

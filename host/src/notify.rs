@@ -476,6 +476,7 @@ pub async fn run(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    crate::metrics::notifications_configured(config.enabled());
     loop {
         if *shutdown.borrow() {
             return;

@@ -1309,6 +1309,7 @@ fn readyz_counts_an_account_whose_connector_does_not_load() {
     assert_eq!(down["accounts_failing"], 1, "{down}");
     let metrics = c.get(format!("{}/metrics", server.base)).send().expect("metrics").text().expect("text");
     assert!(metrics.contains("\ncerthost_accounts_failing 1\n"), "{metrics}");
+    assert!(!metrics.contains("certhost_notifications_undelivered"), "no channel, no delivery to count: {metrics}");
     let account = &down["accounts"][0];
     assert_eq!(account["failing"], true, "{down}");
     assert!(account["connector_error"].as_str().is_some_and(|e| e.contains("moved_ca.py")), "{down}");

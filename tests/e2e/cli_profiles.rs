@@ -759,8 +759,6 @@ fn a_connector_path_that_does_not_exist_is_said_when_the_file_loads() {
     );
 }
 
-/// Listing a configuration file's accounts makes the inventory that holds them (and a master
-/// key): said once, since a mistyped --data-dir did it silently (author review of stop 40).
 /// Upgrade walkthrough of stop 49: an inventory a certhost from before the configuration
 /// file was recorded had loaded (schema 15 and older record none) took the first
 /// `./certhost.toml` a command found after the upgrade as its own — the shipped demo one,
@@ -822,6 +820,8 @@ fn an_upgraded_inventory_that_never_recorded_its_file_is_not_taken_over_by_anoth
     assert!(warning.contains(&format!("come from {}", app.path("ops/certhost.toml").display())), "{warning}");
 }
 
+/// Listing a configuration file's accounts makes the inventory that holds them (and a master
+/// key): said once, since a mistyped --data-dir did it silently (author review of stop 40).
 #[test]
 fn listing_a_configuration_in_a_new_data_directory_says_it_made_an_inventory() {
     let app = App::new();

@@ -2322,3 +2322,26 @@ fn a_target_naming_a_group_writes_keys_that_group_can_read() {
     let meta = std::fs::metadata(private.join("key.pem")).expect("key");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "no group: the key stays the owner's");
 }
+
+/// Review of stop 49: a hook runs under a watcher, so its `$PPID` is no longer certhost; a
+/// post-hook doing `kill -HUP $PPID` — serve reading its own renewed TLS certificate, or its
+/// configuration — signalled the watcher, and nothing happened. The watcher passes it on.
+#[test]
+fn a_hook_signalling_its_parent_reaches_serve() {
+    let app = App::new();
+    let deploy = app.path("deployed");
+    let profile =
+        format!("[[deploy]]\ncert = \"{d}/cert.pem\"\npost_hook = \"kill -HUP $PPID\"\n", d = deploy.display());
+    let (config, _) = local_ca_lab(&app, &profile);
+    let server = Server::start(app, Some(&config));
+    let token = server.token("ops", "operator");
+    let issued = crate::helpers::http()
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "lab", "cn": "hup.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(issued.status(), reqwest::StatusCode::CREATED, "{}", server.log());
+    let reloaded = wait_for(20, || server.log().contains("configuration reloaded").then_some(()));
+    assert!(reloaded.is_some(), "the hook's SIGHUP did not reach serve: {}", server.log());
+}

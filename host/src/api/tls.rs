@@ -65,12 +65,18 @@ pub struct Validity {
     pub not_after: i64,
 }
 
+/// How far ahead a renewed certificate's notBefore may be and still be taken at a reload: a CA
+/// whose clock runs a little ahead, with no backdating, issues certificates valid seconds from
+/// now, and one refused would stay out of service until the next SIGHUP (review of stop 49).
+pub const NOT_BEFORE_SKEW: i64 = 300;
+
 impl Validity {
-    /// Why a client refuses the certificate at `now`, or `None` when it is valid then.
+    /// Why a client refuses the certificate at `now`, or `None` when it is valid then (or
+    /// within [`NOT_BEFORE_SKEW`] of its notBefore).
     pub fn refused_at(&self, now: i64) -> Option<String> {
         if now > self.not_after {
             Some(format!("expired at {}", crate::view::rfc3339(self.not_after)))
-        } else if now < self.not_before {
+        } else if now + NOT_BEFORE_SKEW < self.not_before {
             Some(format!("is not valid until {}", crate::view::rfc3339(self.not_before)))
         } else {
             None

@@ -60,6 +60,8 @@ struct Inner {
     config: Arc<ConfigCache>,
     /// `/readyz`'s write probe ([`InventoryPool::probe_write`]).
     probe: tokio::sync::Mutex<Probe>,
+    /// Whether the probe's last answer was an early "not ready" already logged.
+    unready_logged: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for InventoryPool {
@@ -96,6 +98,7 @@ impl InventoryPool {
                 group,
                 config,
                 probe: tokio::sync::Mutex::new(Probe::default()),
+                unready_logged: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -112,13 +115,19 @@ impl InventoryPool {
     /// holds (a long CLI command) counts as hung once it outlasts [`PROBE_HUNG`]: nothing can be
     /// stored meanwhile, as issuance then finds too (review of stop 39).
     pub async fn probe_write(&self) -> Option<String> {
-        if let Some(why) = self.inner.group.storage_failure_within(REFUSED_RECENTLY) {
-            return Some(format!("a change was refused in the last {} s: {why}", REFUSED_RECENTLY.as_secs()));
-        }
-        if let Some(left) = disk_left(&self.inner.data_dir)
-            && left < DISK_LOW
-        {
-            return Some(format!("the database's disk has {left} bytes left"));
+        let early = match self.inner.group.storage_failure_within(REFUSED_RECENTLY) {
+            Some(why) => Some(format!("a change was refused in the last {} s: {why}", REFUSED_RECENTLY.as_secs())),
+            None => disk_left(&self.inner.data_dir)
+                .filter(|left| *left < DISK_LOW)
+                .map(|left| format!("the database's disk has {left} bytes left")),
+        };
+        // Logged once as it begins, as `/readyz`'s answer says the cause is.
+        let was_unready = self.inner.unready_logged.swap(early.is_some(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(why) = early {
+            if !was_unready {
+                tracing::error!("not ready: {why}");
+            }
+            return Some(why);
         }
         let mut probe = self.inner.probe.lock().await;
         if let Some((started, write)) = probe.running.as_mut()
@@ -250,7 +259,11 @@ fn disk_left(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it wrote the whole struct.
     let stat = unsafe { stat.assume_init() };
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    // Root may write into the blocks reserved for it (5% of an ext4 file system): counting
+    // only the others' share called a disk full that still took every write.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let blocks = if unsafe { libc::geteuid() } == 0 { stat.f_bfree } else { stat.f_bavail };
+    Some(blocks.saturating_mul(stat.f_frsize))
 }
 
 #[cfg(test)]
