@@ -249,7 +249,7 @@ async fn key(
         inv.check_key_stored(r.id)?;
         return Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], "").into_response());
     }
-    let key = inv.download_key(r.id, &actor, crate::inventory::KeyFormat::Pem)?;
+    let key = inv.download_key(r.id, &actor)?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], key.to_pem().to_string()).into_response())
 }
 
@@ -287,8 +287,9 @@ async fn pkcs12(
     let mut inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
     may_download_key(&inv, &caller, &r)?;
-    let key = inv.download_key(r.id, &caller.actor(), crate::inventory::KeyFormat::Pkcs12)?;
-    let file = crate::deploy::pkcs12(&r, &key, &body.password).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let file = inv.download_key_as(r.id, &caller.actor(), crate::inventory::KeyFormat::Pkcs12, |key| {
+        crate::deploy::pkcs12(&r, &key, &body.password).map_err(|e| e.to_string())
+    })?;
     Ok(([(header::CONTENT_TYPE, "application/pkcs12")], file).into_response())
 }
 

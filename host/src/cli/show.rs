@@ -54,7 +54,7 @@ pub fn run(args: Args, inv: &mut Inventory, env: &super::Env) -> anyhow::Result<
         let its_own = its_key && std::fs::read_to_string(dir.join("cert.pem")).is_ok_and(|pem| pem == r.pem);
         super::issue::prepare_out_dir(dir, None, args.overwrite || its_own, "nothing was written")?;
         let key = match r.key_id {
-            Some(_) => Some(inv.download_key(r.id, &env.actor, certhost::inventory::KeyFormat::Pem)?),
+            Some(_) => Some(inv.download_key(r.id, &env.actor)?),
             None => None,
         };
         super::issue::write_files(key.as_ref(), &r, dir)?;

@@ -417,9 +417,25 @@ impl Inventory {
 
     /// The private key of certificate `id`, decrypted for download; the access is audited
     /// before the key is returned.
-    pub fn download_key(&mut self, id: i64, actor: &str, format: KeyFormat) -> Result<PrivateKey, InventoryError> {
+    pub fn download_key(&mut self, id: i64, actor: &str) -> Result<PrivateKey, InventoryError> {
+        self.download_key_as(id, actor, KeyFormat::Pem, Ok)
+    }
+
+    /// The private key of certificate `id`, decrypted and handed to `package` (which builds
+    /// the file it leaves in: a PKCS#12 bundle); the download is audited, in `format`, once
+    /// the file is built — a bundle that could not be built was not downloaded (review of
+    /// stop 49) — and before it is returned.
+    pub fn download_key_as<T>(
+        &mut self,
+        id: i64,
+        actor: &str,
+        format: KeyFormat,
+        package: impl FnOnce(PrivateKey) -> Result<T, String>,
+    ) -> Result<T, InventoryError> {
         let key_id = self.stored_key_id(id)?;
         let key = self.private_key(key_id)?;
+        let file =
+            package(key).map_err(|why| InventoryError::Internal(format!("the key could not be packaged: {why}")))?;
         let now = self.now();
         let tx = super::write_tx(&mut self.conn)?;
         let detail = match format {
@@ -428,7 +444,7 @@ impl Inventory {
         };
         audit::record(&tx, now, &cert_event(actor, "certificate.key_download", id, detail))?;
         tx.commit()?;
-        Ok(key)
+        Ok(file)
     }
 
     /// Whether certificate `id` has a stored private key (`NotFound` as `download_key` says
