@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         }
     }));
     let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose, &args.command);
+    cli::init_tracing(args.verbose, args.log_format, &args.command);
     let env =
         cli::Env { data_dir: args.data_dir.clone(), master_key, new_master_key, actor: format!("cli:{}", cli_user()) };
     match cli::run(args, &env) {

@@ -1638,3 +1638,49 @@ fn a_certificate_downloads_as_der_and_with_its_key_as_pkcs12() {
     assert_eq!(downloads[0]["detail"]["format"], "pkcs12");
     assert!(!server.log().contains(password), "the password is in no log line");
 }
+
+/// A program's report of a failed call names its request id (the answer's `X-Request-Id`, a
+/// problem's `request_id`), and the server's log lines about that request carry it; with
+/// `--log-format json` every line is one JSON object a log shipper can read.
+#[test]
+fn every_answer_names_its_request_id_and_json_log_lines_carry_it() {
+    let app = App::new();
+    let (config, _) = crate::helpers::scripted_lab(&app, "lab", "good", "", &[("web", "accounts = [\"lab\"]\n")]);
+    let server = Server::start_with_env(app, Some(&config), &[("CERTHOST_LOG_FORMAT", "json")]);
+    let admin = server.token("root", "admin");
+    let c = http();
+    let issued = c
+        .post(format!("{}/v1/certificates", server.base))
+        .bearer_auth(&admin)
+        .header("X-Request-Id", "e2e-req-7")
+        .json(&serde_json::json!({"profile": "web", "cn": "www.example.com"}))
+        .send()
+        .expect("issue");
+    assert_eq!(issued.status(), StatusCode::CREATED, "{}", server.log());
+    assert_eq!(issued.headers()["x-request-id"], "e2e-req-7");
+
+    // No id sent, or one that could break a log line: a new one, in the header and the problem.
+    for sent in [None, Some("two words\"")] {
+        let mut request = c.get(format!("{}/v1/certificates/987654", server.base)).bearer_auth(&admin);
+        if let Some(id) = sent {
+            request = request.header("X-Request-Id", id);
+        }
+        let resp = request.send().expect("missing");
+        let header = resp.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        let body = problem(resp, StatusCode::NOT_FOUND);
+        assert_eq!(body["request_id"], header, "{body}");
+        assert!(header.len() == 32 && header.bytes().all(|b| b.is_ascii_hexdigit()), "{header}");
+    }
+
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()), "{log}");
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"] == "e2e-req-7" && l["message"].is_string()),
+        "no line about the issuance carries its request id: {log}"
+    );
+}

@@ -335,6 +335,9 @@ fn problem(status: StatusCode, code: ProblemCode, detail: &str, order_id: Option
     if let Some(id) = order_id {
         body["order_id"] = serde_json::json!(id);
     }
+    if let Some(id) = super::request_id::current() {
+        body["request_id"] = serde_json::json!(id);
+    }
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {

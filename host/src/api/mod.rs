@@ -19,6 +19,7 @@ mod openapi;
 mod orders;
 mod profiles;
 mod renewals;
+mod request_id;
 mod tls;
 mod tokens;
 
@@ -119,6 +120,8 @@ async fn to_completion_within<T: Send + 'static>(
     limit: Duration,
 ) -> Result<T, ApiError> {
     let seen = std::sync::Arc::new(std::sync::OnceLock::new());
+    // In the request's span: the connector's log lines are about this request.
+    let work = tracing::Instrument::instrument(work, tracing::Span::current());
     let task = tokio::spawn(crate::issue::ORDER_SEEN.scope(seen.clone(), work));
     match tokio::time::timeout(limit, task).await {
         Ok(joined) => joined.map_err(|e| ApiError::Internal(format!("the request's task ended: {e}")))?,
@@ -224,6 +227,10 @@ pub struct Problem {
     /// CA's failure or refusal, an order held for an operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<i64>,
+    /// The request's id, as in the answer's `X-Request-Id` (the caller's own, or a new one):
+    /// the log lines about this request carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Body of a secret PUT: `{"value": "..."}` as `application/json`, or the raw value as
@@ -259,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(error::plain_errors_as_problems))
         .layer(axum::middleware::map_response(response_headers))
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
         .with_state(state)
 }
 

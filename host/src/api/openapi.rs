@@ -27,10 +27,38 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every answer carries `X-Request-Id` (see `request_id`); said once here rather than on each
+/// handler's annotation, where one would be forgotten.
+struct RequestIdHeader;
+
+impl Modify for RequestIdHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let header = utoipa::openapi::header::HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "The request's id: the request's own `X-Request-Id` when it is 1–128 characters of \
+                 letters, digits and `-_.:/+=@~`, otherwise a new one. Log lines about the request carry it.",
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response.headers.insert("X-Request-Id".to_owned(), header.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "certhost", description = "Certificate lifecycle host: CA accounts, profiles, certificates, orders, audit."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RequestIdHeader),
     security(("bearer" = [])),
     paths(
         super::health::healthz, super::health::readyz, super::health::metrics,

@@ -51,8 +51,22 @@ pub struct Cli {
     /// Log more (repeat for debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How log lines are written to stderr: `text` (for people) or `json` (one object per
+    /// line, for a log shipper; an API request's lines carry its `request_id` under `span`).
+    #[arg(long, global = true, env = "CERTHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The form of the log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, for a person or journald.
+    Text,
+    /// One JSON object per event (`timestamp`, `level`, `message` and the event's fields, the
+    /// request's `span`), for a log shipper that would otherwise guess at the text.
+    Json,
 }
 
 /// The exit code of a command whose order is held for an operator (`needs_attention`: its CA
@@ -653,7 +667,7 @@ pub fn sentence(err: &anyhow::Error) -> String {
 }
 
 /// Logs go to stderr; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
-pub fn init_tracing(verbose: u8, command: &Command) {
+pub fn init_tracing(verbose: u8, format: LogFormat, command: &Command) {
     // At -vv, certhost's own debug lines, not every library's: creating one account with a
     // component wrote 25,000 lines of Cranelift's compile timings (API review of stop 38).
     // RUST_LOG reaches a library's.
@@ -697,12 +711,24 @@ pub fn init_tracing(verbose: u8, command: &Command) {
         Some(hint) => own_or_above_trace.with_max_level_hint(hint),
         None => own_or_above_trace,
     };
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .with_filter(filter)
-        .with_filter(own_or_above_trace);
+    let lines: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .boxed(),
+        // The event's fields at the top (`message` beside them), the span it happened in
+        // under `span`; the list of outer spans would repeat it (certhost nests none).
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .boxed(),
+    };
+    let layer = lines.with_filter(filter).with_filter(own_or_above_trace);
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
