@@ -289,7 +289,7 @@ impl Pipeline<'_> {
             // Another process revoked it while this call was at the CA (which then refused it
             // as already revoked): the outcome the caller wants, said as such.
             Err(_) if !marked_before && self.certificate(id).is_ok_and(|c| c.status == CertStatus::Revoked) => {
-                Err(refuse("it is already revoked".into()))
+                Err(IssueError::AlreadyRevoked { id })
             }
             Err(e) => {
                 let message = args.redact(&e.to_string());
@@ -334,7 +334,7 @@ impl Pipeline<'_> {
         let refuse = |reason: &str| IssueError::Certificate { id, reason: reason.to_owned() };
         let marked_only = || self.inventory.revocation(id).map(|r| r.is_some_and(|r| !r.at_ca));
         if cert.status == CertStatus::Revoked && !(at_ca && marked_only()?) {
-            return Err(refuse("it is already revoked"));
+            return Err(IssueError::AlreadyRevoked { id });
         }
         // One revocation of a certificate at a time in this process: two at once both reached
         // the CA, and the loser was told the CA failed (502) rather than that it was revoked

@@ -992,7 +992,16 @@ fn revocations_of_one_certificate_at_once_revoke_it_once() {
     for (status, body) in statuses.iter().filter(|(s, _)| *s != 200) {
         assert_eq!(*status, 409, "{body}");
         assert!(body.contains("already revoked") || body.contains("already in progress"), "{body}");
+        // A revoke that lost to the other is told it is done, in a code a program can read.
+        if body.contains("already revoked") {
+            assert!(body.contains("\"code\":\"already_revoked\""), "{body}");
+        }
     }
+    let again =
+        http().post(&url).bearer_auth(&token).json(&json!({"reason": "superseded"})).send().expect("revoke again");
+    assert_eq!(again.status().as_u16(), 409);
+    let again: serde_json::Value = again.json().expect("problem");
+    assert_eq!(again["code"], "already_revoked", "{again}");
     let audit = server.app.json(&["audit", "--json", "--action", "certificate.revoke", "--object-id", &id.to_string()]);
     assert_eq!(audit.as_array().expect("audit").len(), 1, "one revocation recorded: {audit}");
 }

@@ -33,9 +33,11 @@ pub enum ProblemCode {
     UnsupportedMediaType,
     /// 405: the path does not take that method.
     MethodNotAllowed,
-    /// 409: the request conflicts with what is stored (a name taken, a certificate already
-    /// revoked, a renewal already open).
+    /// 409: the request conflicts with what is stored (a name taken, a renewal already open).
     Conflict,
+    /// 409: the certificate is revoked already (a revoke sent again after a lost answer: what
+    /// it asked for is done).
+    AlreadyRevoked,
     /// 409: an order is not in a state this step applies to (approving an order already sent).
     WrongState,
     /// 422: the profile's rules refuse the request (a name, a key type, a lifetime); 409: they
@@ -547,6 +549,7 @@ impl ApiError {
             | IssueError::NoLongerAllowed { .. }
             | IssueError::Inactive { .. }
             | IssueError::Certificate { .. }
+            | IssueError::AlreadyRevoked { .. }
             | IssueError::IssuedOnCompromisedKey { .. }
             | IssueError::NotDeployable { .. } => ApiError::Conflict(e.to_string()),
             IssueError::IdempotencyHeld { order_id, retry, .. } => {
@@ -592,6 +595,7 @@ fn issue_code(e: &IssueError) -> Option<ProblemCode> {
         IssueError::NotSupported { .. } => ProblemCode::NotSupported,
         IssueError::IdempotencyMismatch { .. } => ProblemCode::IdempotencyKeyReused,
         IssueError::WrongState { .. } => ProblemCode::WrongState,
+        IssueError::AlreadyRevoked { .. } => ProblemCode::AlreadyRevoked,
         _ => return None,
     })
 }

@@ -149,6 +149,13 @@ pub enum IssueError {
         /// Account.
         account: String,
     },
+    /// A revocation of a certificate that is revoked already: the outcome a retried revoke
+    /// wanted, told apart from other refusals so a client can take it as done.
+    #[error("certificate {id}: it is already revoked")]
+    AlreadyRevoked {
+        /// Certificate id.
+        id: i64,
+    },
     /// The certificate cannot take this lifecycle step.
     #[error("certificate {id}: {reason}")]
     Certificate {
