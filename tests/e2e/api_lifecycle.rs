@@ -1139,3 +1139,63 @@ fn an_unreachable_first_account_is_tried_last_for_a_while() {
     assert_eq!(third["certificate"]["account"], "down", "{third}");
     assert_eq!(order(&third)["attempts"], 1);
 }
+
+/// Red team of stop 50: a requester renewed its certificate of a profile without key
+/// downloads into one with them, keeping the key, and downloaded the key the first profile
+/// kept from it (still in service on the servers that profile deploys to). Every profile the
+/// key was certified under must allow it; and a key revoked for keyCompromise is handed out
+/// to no one but an admin.
+#[test]
+fn a_key_is_downloaded_only_where_every_profile_it_served_allows_it() {
+    let app = App::new();
+    let (config, _) = local_ca_lab(&app, "");
+    let server = Server::start(app, Some(&config));
+    let (admin, requester) = (server.token("root", "admin"), server.token("alice", "requester"));
+    let api = Api { server, c: http() };
+    json_of(
+        api.post(
+            &admin,
+            "/v1/profiles",
+            json!({"name": "keep", "accounts": ["lab"], "key_download": true, "renewal": {"regenerate_key": false}}),
+        ),
+        StatusCode::CREATED,
+    );
+    let first = json_of(
+        api.post(&requester, "/v1/certificates", json!({"profile": "lab", "cn": "pinned.example.com"})),
+        StatusCode::CREATED,
+    );
+    let first = first["certificate"]["id"].as_i64().expect("id");
+    json_of(api.get(&requester, &format!("/v1/certificates/{first}/key")), StatusCode::FORBIDDEN);
+    let moved = json_of(
+        api.post(&requester, &format!("/v1/certificates/{first}/renew"), json!({"profile": "keep"})),
+        StatusCode::CREATED,
+    );
+    let moved = moved["certificate"]["id"].as_i64().expect("id");
+    let refused = json_of(api.get(&requester, &format!("/v1/certificates/{moved}/key")), StatusCode::FORBIDDEN);
+    assert!(refused["detail"].as_str().expect("detail").contains("also certified under profile lab"), "{refused}");
+    let refused = api.post(&requester, &format!("/v1/certificates/{moved}/pkcs12"), json!({"password": "long enough"}));
+    json_of(refused, StatusCode::FORBIDDEN);
+    let admins = api.get(&admin, &format!("/v1/certificates/{moved}/key"));
+    assert_eq!(admins.status(), StatusCode::OK);
+    let first_key = api.get(&admin, &format!("/v1/certificates/{first}/key")).text().expect("key");
+    assert_eq!(admins.text().expect("key"), first_key, "the renewal kept the key");
+
+    // A key of its own under `keep` downloads, until it is revoked for keyCompromise.
+    let own = json_of(
+        api.post(&requester, "/v1/certificates", json!({"profile": "keep", "cn": "own.example.com"})),
+        StatusCode::CREATED,
+    );
+    let own = own["certificate"]["id"].as_i64().expect("id");
+    assert_eq!(api.get(&requester, &format!("/v1/certificates/{own}/key")).status(), StatusCode::OK);
+    json_of(
+        api.post(
+            &admin,
+            &format!("/v1/certificates/{own}/revoke"),
+            json!({"reason": "keyCompromise", "local_only": true}),
+        ),
+        StatusCode::OK,
+    );
+    let refused = json_of(api.get(&requester, &format!("/v1/certificates/{own}/key")), StatusCode::CONFLICT);
+    assert_eq!(refused["code"], "compromised_key", "{refused}");
+    assert_eq!(api.get(&admin, &format!("/v1/certificates/{own}/key")).status(), StatusCode::OK);
+}

@@ -210,17 +210,41 @@ fn may_download_key(inv: &crate::inventory::Inventory, caller: &Caller, r: &Cert
             action: "download the keys of certificates requested by someone else",
         });
     }
-    if caller.role != Role::Admin {
-        let allowed = match r.profile.as_deref() {
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    let Some(key_id) = r.key_id else {
+        // No key stored: the download answers that it is not found.
+        return Ok(());
+    };
+    // Every profile the key was certified under must allow it, not only this certificate's:
+    // a key renewed into a profile that allows downloads, keeping the key, was handed out
+    // though the profile it was made under forbids it (red team of stop 50).
+    let mut profiles = inv.profiles_on_key(key_id)?;
+    profiles.push(r.profile.clone());
+    for profile in &profiles {
+        let allowed = match profile.as_deref() {
             Some(p) => inv.profile(p)?.is_some_and(|(def, _)| def.key_download),
             None => false,
         };
         if !allowed {
-            return Err(ApiError::Forbidden {
-                role: caller.role.as_str(),
-                action: "download this key (its profile does not set key_download = true)",
-            });
+            let action = match profile {
+                Some(p) if r.profile.as_ref() != Some(p) => format!(
+                    "download this key (it was also certified under profile {p}, which does not set key_download = true)"
+                ),
+                _ => "download this key (its profile does not set key_download = true)".to_owned(),
+            };
+            return Err(ApiError::NotAllowed(format!("role {} may not {action}", caller.role.as_str())));
         }
+    }
+    if inv.key_compromised(key_id)? {
+        return Err(ApiError::Coded {
+            error: Box::new(ApiError::Conflict(format!(
+                "the key of certificate {} was revoked for keyCompromise: it is not handed out (an admin may still download it)",
+                r.id
+            ))),
+            code: super::ProblemCode::CompromisedKey,
+        });
     }
     Ok(())
 }

@@ -48,7 +48,8 @@ pub enum ProblemCode {
     /// 422: an uploaded CSR is malformed, its signature fails, or it names other than the
     /// request; or the host could not build one.
     InvalidCsr,
-    /// 422: the CSR's key was revoked for keyCompromise; a new key is needed.
+    /// 422: the CSR's key was revoked for keyCompromise; a new key is needed. 409 on a key
+    /// download: such a key is handed out to no one but an admin.
     CompromisedKey,
     /// 422: the request is well-formed but cannot be done (anything 422 not named above).
     InvalidRequest,

@@ -383,6 +383,15 @@ impl Inventory {
         Ok(found)
     }
 
+    /// The profiles of every certificate on stored key `key_id` (`None` for one without a
+    /// profile): a key kept through a renewal into another profile is still the first
+    /// profile's too, and whether it may be handed out is every one of theirs to say.
+    pub fn profiles_on_key(&self, key_id: i64) -> Result<Vec<Option<String>>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT profile FROM certificates WHERE key_id = ?1")?;
+        let rows = stmt.query_map([key_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Number of certificates stored.
     pub fn count(&self) -> Result<u64, InventoryError> {
         Ok(self.conn.query_row_cached("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))?)
