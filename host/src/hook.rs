@@ -145,14 +145,20 @@ fn watch(hook: libc::pid_t, parent: libc::pid_t) -> ! {
         // Seen as what it is in `ps` and `top` (it is a copy of certhost that never execs).
         libc::prctl(libc::PR_SET_NAME, c"certhost-hook".as_ptr());
         // A hook that signals its parent — `kill -HUP $PPID` to have serve read its renewed
-        // TLS certificate — meant certhost, its parent before the watcher: passed on. (The
-        // handlers certhost had write to descriptors closed above.)
+        // TLS certificate — meant certhost, its parent before the watcher: SIGHUP, certhost's
+        // reload, is passed on. (The handlers certhost had write to descriptors closed above.)
         let mut pass_on: libc::sigaction = std::mem::zeroed();
         pass_on.sa_sigaction = pass_to_parent as *const () as libc::sighandler_t;
         libc::sigemptyset(&mut pass_on.sa_mask);
         pass_on.sa_flags = libc::SA_RESTART;
-        for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2] {
-            libc::sigaction(signal, &pass_on, std::ptr::null_mut());
+        libc::sigaction(libc::SIGHUP, &pass_on, std::ptr::null_mut());
+        // Nothing else is: the watcher leads the hook's group, so a hook cleaning up its group
+        // (`trap 'kill 0' EXIT`), or an operator stopping a stuck hook (`kill -TERM -PGID`),
+        // signals it too, and passed on TERM stopped serve (exit 0, which `Restart=on-failure`
+        // leaves down) and USR1 killed it (red team of stop 50). The watcher ignores them and
+        // ends as the hook ends, by the same signal if it was one.
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2] {
+            libc::signal(signal, libc::SIG_IGN);
         }
         let pause = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
         loop {
@@ -183,7 +189,7 @@ fn watch(hook: libc::pid_t, parent: libc::pid_t) -> ! {
 /// no other thread shares).
 static WATCHED_PARENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// The watcher's handler of the signals a hook may send its parent: sends them on to
+/// The watcher's handler of the SIGHUP a hook may send its parent: sends it on to
 /// certhost (see [`watch`]) while it is still the watcher's parent — never to whatever
 /// process inherited the watcher once certhost is gone. Async-signal-safe: an atomic load
 /// and two system calls.

@@ -2326,12 +2326,15 @@ fn a_target_naming_a_group_writes_keys_that_group_can_read() {
 /// Review of stop 49: a hook runs under a watcher, so its `$PPID` is no longer certhost; a
 /// post-hook doing `kill -HUP $PPID` — serve reading its own renewed TLS certificate, or its
 /// configuration — signalled the watcher, and nothing happened. The watcher passes it on.
+/// Red team of stop 50: it passed TERM, INT, USR1 and USR2 on too, so a hook cleaning up its
+/// process group (`trap 'kill 0' EXIT`) stopped serve, and USR1 killed it: only HUP goes on.
 #[test]
 fn a_hook_signalling_its_parent_reaches_serve() {
     let app = App::new();
     let deploy = app.path("deployed");
-    let profile =
-        format!("[[deploy]]\ncert = \"{d}/cert.pem\"\npost_hook = \"kill -HUP $PPID\"\n", d = deploy.display());
+    let hook =
+        "kill -HUP $PPID; for s in USR1 USR2 INT TERM; do kill -$s $PPID; done; trap 'kill 0' EXIT; sleep 1 & true";
+    let profile = format!("[[deploy]]\ncert = \"{d}/cert.pem\"\npost_hook = \"{hook}\"\n", d = deploy.display());
     let (config, _) = local_ca_lab(&app, &profile);
     let server = Server::start(app, Some(&config));
     let token = server.token("ops", "operator");
@@ -2344,4 +2347,14 @@ fn a_hook_signalling_its_parent_reaches_serve() {
     assert_eq!(issued.status(), reqwest::StatusCode::CREATED, "{}", server.log());
     let reloaded = wait_for(20, || server.log().contains("configuration reloaded").then_some(()));
     assert!(reloaded.is_some(), "the hook's SIGHUP did not reach serve: {}", server.log());
+    let deployed = wait_for(20, || {
+        let shown = server.app.json(&["show", "--json", "1"]);
+        shown["deployments"].as_array().is_some_and(|d| !d.is_empty()).then_some(())
+    });
+    assert!(deployed.is_some(), "the deployment was recorded: {}", server.log());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut server = server;
+    assert!(server.child.try_wait().expect("wait").is_none(), "serve is still running: {}", server.log());
+    let alive = crate::helpers::http().get(format!("{}/healthz", server.base)).send().expect("healthz");
+    assert_eq!(alive.status(), reqwest::StatusCode::OK);
 }
