@@ -619,6 +619,22 @@ fn write_files(
     Ok(())
 }
 
+/// Why `password` cannot protect a PKCS#12 file, if it cannot: the file holds it as a
+/// BMPString, so only characters up to U+FFFF (an emoji failed as an internal error), and
+/// OpenSSL reads it up to a NUL (four NULs opened the file with an empty password; red team
+/// of stop 50), so no control characters. Never quotes it. The API also bounds its length.
+pub(crate) fn pkcs12_password_problem(password: &str) -> Option<&'static str> {
+    if password.chars().any(char::is_control) {
+        return Some("a PKCS#12 password may not hold control characters (NUL, a line break, a tab)");
+    }
+    if password.chars().any(|c| u32::from(c) > 0xFFFF) {
+        return Some(
+            "a PKCS#12 password may hold only characters up to U+FFFF (no emoji): the file stores it as a BMPString",
+        );
+    }
+    None
+}
+
 /// A PKCS#12 file holding `cert`'s key, the certificate and its chain, protected by
 /// `password`: what a deployment target of `format = "pkcs12"` writes, and the API's download.
 pub(crate) fn pkcs12(
@@ -626,6 +642,9 @@ pub(crate) fn pkcs12(
     key: &crate::key::PrivateKey,
     password: &str,
 ) -> Result<Vec<u8>, DeployError> {
+    if let Some(why) = pkcs12_password_problem(password) {
+        return Err(DeployError::Invalid(why.to_owned()));
+    }
     let invalid = |e: p12_keystore::error::Error| DeployError::Invalid(format!("cannot build the PKCS#12 file: {e}"));
     let mut certs = Vec::new();
     for der in crate::cert::pem_certificates(&format!("{}{}", cert.pem, cert.chain_pem))

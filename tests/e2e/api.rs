@@ -1632,9 +1632,19 @@ fn a_certificate_downloads_as_der_and_with_its_key_as_pkcs12() {
     let (status, said) = refused(&admin, serde_json::json!({"password": "abc"}));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(said.contains("4 to 1024 characters") && !said.contains("abc\""), "{said}");
+    // Red team of stop 50: four NULs made a file an empty password opened; an emoji a 500.
+    for (password, says) in
+        [("\0\0\0\0", "control characters"), ("a\0\0\0", "control characters"), ("😀😀😀😀", "U+FFFF")]
+    {
+        let (status, said) = refused(&admin, serde_json::json!({ "password": password }));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{said}");
+        assert!(said.contains(says) && said.contains("\"code\":\"invalid_parameter\""), "{said}");
+    }
+    let (status, _) = refused(&admin, serde_json::json!({"password": "pässwörd-€"}));
+    assert_eq!(status, StatusCode::OK, "characters of the BMP are fine");
     let downloads = server.app.json(&["audit", "--json", "--action", "certificate.key_download"]);
     let downloads = downloads.as_array().expect("events");
-    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert_eq!(downloads.len(), 2, "{downloads:?}");
     assert_eq!(downloads[0]["detail"]["format"], "pkcs12");
     assert!(!server.log().contains(password), "the password is in no log line");
 }

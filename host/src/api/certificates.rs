@@ -281,7 +281,8 @@ async fn key(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pkcs12Body {
-    /// The password protecting the file (4 to 1024 characters); never stored or logged.
+    /// The password protecting the file (4 to 1024 characters up to U+FFFF, no control
+    /// characters); never stored or logged.
     password: String,
 }
 
@@ -303,10 +304,16 @@ async fn pkcs12(
     caller.require(KEY_DOWNLOAD, "download private keys")?;
     let super::json::Body(body) = body?;
     let length = body.password.chars().count();
-    if !(4..=1024).contains(&length) {
-        return Err(ApiError::Unprocessable(format!(
-            "password: a PKCS#12 password must be 4 to 1024 characters (this one has {length})"
-        )));
+    let problem = if (4..=1024).contains(&length) {
+        crate::deploy::pkcs12_password_problem(&body.password).map(str::to_owned)
+    } else {
+        Some(format!("a PKCS#12 password must be 4 to 1024 characters (this one has {length})"))
+    };
+    if let Some(why) = problem {
+        return Err(ApiError::Coded {
+            error: Box::new(ApiError::Unprocessable(format!("password: {why}"))),
+            code: super::ProblemCode::InvalidParameter,
+        });
     }
     let mut inv = state.inventory.get().await?;
     let r = inv.find(&id)?.ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))?;
