@@ -393,6 +393,14 @@ pub enum Elsewhere {
         /// What the file does not define.
         missing: Vec<String>,
     },
+    /// No file defined any of them: they were made with the CLI or the API (this many), so a
+    /// file found in the working directory is none of theirs (red team of stop 50: another
+    /// user's `certhost.toml` in the directory a command ran in was taken on, its accounts
+    /// added and its connector script run).
+    MadeWithoutFile {
+        /// How many accounts and profiles there are.
+        count: usize,
+    },
 }
 
 /// How an inventory's file-defined accounts and profiles stand to `config_path`, when it is
@@ -407,7 +415,15 @@ pub enum Elsewhere {
 /// is left to the load, which refuses it before writing anything.
 pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Option<Elsewhere>, InventoryError> {
     match inv.config_record()? {
-        ConfigRecord::NoFileDefinitions => Ok(None),
+        ConfigRecord::NoFileDefinitions => {
+            // The file loaded before (one of `[server]` settings, the accounts made with the
+            // API) is theirs as much as ever.
+            if inv.recorded_config_file()?.is_some_and(|r| same_file(&r, &identity(config_path))) {
+                return Ok(None);
+            }
+            let count = inv.accounts()?.len() + inv.profiles()?.len();
+            Ok((count > 0).then_some(Elsewhere::MadeWithoutFile { count }))
+        }
         ConfigRecord::File(recorded) => {
             Ok((!same_file(&recorded, &identity(config_path))).then_some(Elsewhere::Recorded(recorded)))
         }
@@ -428,6 +444,26 @@ pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Opti
             Ok((!missing.is_empty()).then_some(Elsewhere::Unrecorded { missing }))
         }
     }
+}
+
+/// Why a configuration file found in the working directory, not given with `--config`, is
+/// not taken on as an inventory's: it belongs to another user than the one running certhost
+/// (or root), or anyone may write it. Such a file names connectors — scripts certhost runs as
+/// its user, who can read the master key — so running a command in another user's directory
+/// would run their code (red team of stop 50; git refuses a repository it does not own for
+/// the same reason). A file that cannot be read is left to the load, which says why.
+pub fn found_file_untrusted(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Some(format!("it belongs to user id {}, neither you nor root", meta.uid()));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Some("anyone may write it".to_owned());
+    }
+    None
 }
 
 /// Checks a profile against the accounts it names: each exists, and no parameter name is

@@ -926,3 +926,69 @@ def poll(order_id, args):
     assert!(warnings[0].as_str().is_some_and(|w| w.contains("may be at the CA (2)")), "{view}");
     assert!(server.log().contains("may be at the CA (2)"), "{}", server.log());
 }
+
+/// Red team of stop 50: a `certhost.toml` found in the directory a command ran in was taken
+/// on by an inventory whose accounts and profiles were made with the CLI — its accounts
+/// added, itself recorded as the inventory's file, its connector script run —, and one
+/// another user wrote would have run their code as the operator. A found file is taken on
+/// only by an inventory with nothing of its own yet and only when it is the user's (or
+/// root's) and not writable by anyone; `--config` still loads any.
+#[test]
+fn a_found_certhost_toml_is_not_taken_on_by_an_inventory_made_without_one_or_when_anyone_could_write_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = App::new();
+    let dir = app.path("stranger");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let ran = app.path("ran");
+    let script = dir.join("evil.py");
+    fs::write(
+        &script,
+        format!(
+            "open({:?}, 'w').write('ran')\ndef certificate_request(csr, common_name, args_dict):\n    return ''\n",
+            ran.display().to_string()
+        ),
+    )
+    .expect("script");
+    fs::write(dir.join("certhost.toml"), "[accounts.evil]\nconnector = \"evil.py\"\n").expect("config");
+    let in_dir = |args: &[&str]| {
+        let out = app.command().args(args).current_dir(&dir).output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Anyone may write it: not read even by a new inventory.
+    fs::set_permissions(dir.join("certhost.toml"), fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, listed, said) = in_dir(&["account", "list"]);
+    assert!(
+        said.contains("is not read: anyone may write it") && said.contains("give --config"),
+        "{code:?} {listed} {said}"
+    );
+    assert!(!listed.contains("evil") && !ran.exists(), "{listed}");
+    let serve = in_dir(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(serve.0, Some(1), "serve refuses to start without the file it found: {}", serve.2);
+    fs::set_permissions(dir.join("certhost.toml"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    // SAFETY: geteuid takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(dir.join("certhost.toml"), Some(65534), None).expect("chown");
+        let (_, listed, said) = in_dir(&["account", "list"]);
+        assert!(said.contains("belongs to user id 65534, neither you nor root"), "{said}");
+        assert!(!listed.contains("evil") && !ran.exists(), "{listed}");
+        std::os::unix::fs::chown(dir.join("certhost.toml"), Some(0), None).expect("chown");
+    }
+
+    // An inventory whose accounts were made with the CLI: the found file is not read.
+    let local_ca = crate::wasm::component("local-ca");
+    app.run(&["account", "create", "own", "--connector", local_ca.to_str().expect("utf8")]).ok();
+    let (_, listed, said) = in_dir(&["account", "list"]);
+    assert!(
+        said.contains("were made with the CLI or the API, not loaded from a file") && said.contains("give --config"),
+        "{said}"
+    );
+    assert!(listed.contains("own") && !listed.contains("evil") && !ran.exists(), "{listed}");
+    // Asked for by name, it is loaded (and its script runs: the operator chose it).
+    let (_, listed, _) = in_dir(&["--config", "certhost.toml", "account", "list"]);
+    assert!(listed.contains("evil") && listed.contains("own"), "{listed}");
+}

@@ -317,8 +317,39 @@ pub(crate) fn config_in_use(
     if config.is_some() {
         return Ok(Some(path));
     }
+    let here = || {
+        output::terminal_safe(&std::path::absolute(&path).unwrap_or(path.clone()).display().to_string()).into_owned()
+    };
+    // A file taken on for the first time (none is recorded) must be the user's own.
+    let recorded = matches!(inv.config_record()?, certhost::inventory::ConfigRecord::File(_));
+    if !recorded && let Some(why) = certhost::config::found_file_untrusted(&path) {
+        let here = here();
+        if for_serve {
+            anyhow::bail!("{here} is not read: {why}; give --config {here} if it is the file to serve with");
+        }
+        eprintln!("warning: {here} is not read: {why}; give --config {here} if it is the file to use");
+        return Ok(None);
+    }
     match certhost::config::loaded_from_elsewhere(inv, &path)? {
         None => Ok(Some(path)),
+        Some(certhost::config::Elsewhere::MadeWithoutFile { count }) => {
+            let here = here();
+            let why = format!(
+                "this data directory's {count} accounts and profiles were made with the CLI or the API, not loaded \
+                 from a file"
+            );
+            if for_serve {
+                anyhow::bail!(
+                    "{here} is not read: {why}; give --config {here} to load it beside them (it is recorded from then \
+                     on)"
+                );
+            }
+            eprintln!(
+                "warning: {here} is not read: {why}; going on with them (give --config {here} once to load it beside \
+                 them, and it is recorded)"
+            );
+            Ok(None)
+        }
         Some(certhost::config::Elsewhere::Unrecorded { missing }) => {
             let here =
                 output::terminal_safe(&std::path::absolute(&path).unwrap_or(path).display().to_string()).into_owned();

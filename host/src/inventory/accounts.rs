@@ -109,6 +109,14 @@ impl Inventory {
         })
     }
 
+    /// The configuration file loaded last, as recorded, whether or not it defined anything (a
+    /// file of `[server]` settings beside accounts made with the API is one).
+    pub fn recorded_config_file(&self) -> Result<Option<PathBuf>, InventoryError> {
+        let path: Option<Vec<u8>> =
+            self.conn.query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0)).optional()?;
+        Ok(path.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))))
+    }
+
     /// Records `path` as the configuration file loaded last. Read first: the same file again,
     /// every command's case, writes nothing (a write would take the database's write lock for
     /// `orders list`).
