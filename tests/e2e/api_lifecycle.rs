@@ -1198,4 +1198,17 @@ fn a_key_is_downloaded_only_where_every_profile_it_served_allows_it() {
     let refused = json_of(api.get(&requester, &format!("/v1/certificates/{own}/key")), StatusCode::CONFLICT);
     assert_eq!(refused["code"], "compromised_key", "{refused}");
     assert_eq!(api.get(&admin, &format!("/v1/certificates/{own}/key")).status(), StatusCode::OK);
+
+    // A certificate on an uploaded CSR has no key here, which its 404 tells apart from a
+    // certificate that does not exist.
+    let (key, csr) = (api.server.app.path("up.key"), api.server.app.path("up.csr"));
+    crate::helpers::openssl_csr(&key, &csr, "/CN=upload.example.com", &["subjectAltName=DNS:upload.example.com"]);
+    let csr = std::fs::read_to_string(&csr).expect("csr");
+    let uploaded =
+        json_of(api.post(&requester, "/v1/certificates", json!({"profile": "keep", "csr": csr})), StatusCode::CREATED);
+    let uploaded = uploaded["certificate"]["id"].as_i64().expect("id");
+    let none = json_of(api.get(&requester, &format!("/v1/certificates/{uploaded}/key")), StatusCode::NOT_FOUND);
+    assert_eq!(none["code"], "key_not_stored", "{none}");
+    let unknown = json_of(api.get(&requester, "/v1/certificates/987654/key"), StatusCode::NOT_FOUND);
+    assert_eq!(unknown["code"], "not_found", "{unknown}");
 }

@@ -210,13 +210,20 @@ fn may_download_key(inv: &crate::inventory::Inventory, caller: &Caller, r: &Cert
             action: "download the keys of certificates requested by someone else",
         });
     }
+    let Some(key_id) = r.key_id else {
+        // Told apart from a certificate that does not exist (red team of stop 50).
+        return Err(ApiError::Coded {
+            error: Box::new(ApiError::NotFound(format!(
+                "private key of certificate {} (certhost holds none: it was issued on an uploaded CSR or imported \
+                 without its key)",
+                r.id
+            ))),
+            code: super::ProblemCode::KeyNotStored,
+        });
+    };
     if caller.role == Role::Admin {
         return Ok(());
     }
-    let Some(key_id) = r.key_id else {
-        // No key stored: the download answers that it is not found.
-        return Ok(());
-    };
     // Every profile the key was certified under must allow it, not only this certificate's:
     // a key renewed into a profile that allows downloads, keeping the key, was handed out
     // though the profile it was made under forbids it (red team of stop 50).

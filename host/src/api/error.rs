@@ -25,6 +25,9 @@ pub enum ProblemCode {
     Forbidden,
     /// 404: what the path names does not exist.
     NotFound,
+    /// 404: the certificate exists, but certhost holds no private key for it (issued on an
+    /// uploaded CSR, or imported without its key).
+    KeyNotStored,
     /// 400: the request is malformed (body, query string, path, header).
     BadRequest,
     /// 413: the body is over the size limit.
