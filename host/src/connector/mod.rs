@@ -46,15 +46,7 @@ pub struct Args {
     /// Sensitive parameters the request itself gave (dynamic ones): no cache scope covers
     /// them, so the cache keeps nothing that holds one ([`cache::AccountCache::for_call`]).
     request_sensitive: Vec<String>,
-    /// Non-sensitive parameters the request itself gave (dynamic ones): hidden from the
-    /// errors the host reports as a secret is ([`Self::redact`]), so that an error cannot tell
-    /// a caller whether what it sent was a secret.
-    request_given: Vec<String>,
 }
-
-/// Shortest value a request gives that [`Args::redact`] hides: `30`, `yes` and `no` stay
-/// readable; a secret shorter than this is none.
-pub const MIN_GIVEN_REDACTED: usize = 4;
 
 /// Values are wiped when the args are dropped or a value is replaced: sensitive ones (a CA's
 /// private key, an API password) are resolved for each call and should not outlive it in
@@ -95,19 +87,6 @@ impl Args {
             self.request_sensitive.push(name.clone());
         }
         self.insert_sensitive(name, value);
-    }
-
-    /// Adds a non-sensitive parameter the request itself gave (a dynamic one). A connector's
-    /// error that quotes it back shows `***` in its place, whatever it is: otherwise a value
-    /// that equals (or holds) one of the call's secrets came back redacted and any other came
-    /// back as sent, which told a requester whether its guess of an account's password was
-    /// right, one order per guess (red team of stop 50). The caller knows what it sent.
-    pub fn insert_request(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
-        if !self.request_given.contains(&name) {
-            self.request_given.push(name.clone());
-        }
-        self.replace(name, value.into());
     }
 
     /// The values of [`Self::insert_request_sensitive`] parameters.
@@ -205,30 +184,7 @@ impl Args {
     /// `connector::redact`: its encoded forms (repr, JSON, percent-encoded) too, and the lines
     /// of a multi-line value. Values read from a reference ([`Self::insert_read`]) as well.
     pub fn redact(&self, text: &str) -> String {
-        let secrets = redact::Redactor::new(self.sensitive_values().chain(self.read_values()));
-        let redacted = secrets.redact(text);
-        let given: Vec<&str> = self
-            .request_given
-            .iter()
-            .filter_map(|n| self.values.get(n))
-            .map(String::as_str)
-            .filter(|v| v.chars().count() >= MIN_GIVEN_REDACTED)
-            .collect();
-        if given.is_empty() {
-            return redacted;
-        }
-        // Each given value as sent, and as the secrets' rules left it where it holds one
-        // (`x***x` for a value that wraps a secret): a Python worker redacts the secrets
-        // before the host sees its error, so only that form is left in the text.
-        let forms: Vec<zeroize::Zeroizing<String>> = given
-            .iter()
-            .flat_map(|v| {
-                let inner = secrets.redact(v);
-                std::iter::once((*v).to_owned()).chain((inner != *v).then_some(inner))
-            })
-            .map(zeroize::Zeroizing::new)
-            .collect();
-        redact::Redactor::new(forms.iter().map(|f| f.as_str())).redact(&redacted)
+        redact::Redactor::new(self.sensitive_values().chain(self.read_values())).redact(text)
     }
 
     /// Values of [`Self::insert_read`] parameters long enough to be worth redacting.
@@ -918,32 +874,6 @@ mod tests {
         assert!(!format!("{args:?}").contains("s3cr3t-value"));
         assert!(format!("{args:?}").contains("https://ca.example"));
         assert_eq!(args.redact("auth s3cr3t-value failed"), "auth *** failed");
-    }
-
-    /// Red team of stop 50: a value the request gave came back as sent in a connector's error
-    /// unless it was (or held) a secret of the call, which told the caller its guess was
-    /// right. Every form of a guess — wrong, right, wrapping the secret, redacted by a worker
-    /// before the host saw it — now reads the same.
-    #[test]
-    fn an_error_quoting_what_the_request_gave_tells_nothing_of_the_secrets() {
-        let secret = "Tok3n-Bravo-SECRET-5520";
-        let said = |note: &str, worker_redacted: bool| {
-            let mut args = Args::new();
-            args.insert_sensitive("token", secret);
-            args.insert_request("note", note);
-            args.insert_request("mode", "yes");
-            let mut text = format!("CA said: bad note={note} (mode yes)");
-            if worker_redacted {
-                text = redact::Redactor::new([secret]).redact(&text);
-            }
-            args.redact(&text)
-        };
-        let wrong = said("guess-wrong-123", false);
-        assert_eq!(wrong, "CA said: bad note=*** (mode yes)", "short values stay readable");
-        for guess in [secret.to_owned(), format!("x{secret}x"), secret.to_lowercase()] {
-            assert_eq!(said(&guess, false), wrong, "{guess}");
-            assert_eq!(said(&guess, true), wrong, "{guess}, redacted by the worker first");
-        }
     }
 
     /// Review of stop 31: a value read from a reference is kept out of reported errors when

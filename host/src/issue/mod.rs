@@ -771,7 +771,7 @@ impl Pipeline<'_> {
             if *sensitive {
                 args.insert_request_sensitive(name.clone(), value.clone())
             } else {
-                args.insert_request(name.clone(), value.clone())
+                args.insert(name.clone(), value.clone())
             }
         }
         // The profile's requested validity reaches the connector as `validity_days`: over the
