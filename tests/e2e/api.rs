@@ -1542,7 +1542,7 @@ fn every_error_names_its_kind_in_a_code_a_program_can_branch_on() {
             .expect("revoke")
     };
     assert_eq!(revoke().status(), StatusCode::OK);
-    assert_eq!(code(revoke(), StatusCode::CONFLICT), "conflict");
+    assert_eq!(code(revoke(), StatusCode::CONFLICT), "already_revoked");
 
     // The list is in the OpenAPI document, as an enum a generated client can use.
     let doc: serde_json::Value =

@@ -287,6 +287,7 @@ fn accounts_profiles_secrets_and_tokens_are_managed_over_http() {
     );
     let detail = refused["detail"].as_str().expect("detail");
     assert!(detail.contains("must match") && !detail.contains("not-a-pin-S3CRET"), "{refused}");
+    assert_eq!(refused["code"], "invalid_parameter", "as an issue request's parameter is: {refused}");
     assert_eq!(
         api.put(&admin, "/v1/accounts/scripted/params/pin/secret", json!({"value": "1234"})).status(),
         StatusCode::NO_CONTENT

@@ -394,7 +394,12 @@ pub(crate) async fn put_secret(
         }
     };
     let def = def.ok_or_else(|| ApiError::NotFound(format!("parameter {param} of {what} {name}")))?;
-    let refused = |e: crate::param::ParamError| ApiError::Unprocessable(e.to_string());
+    // The code an issue request's parameter refusal has (red team of stop 50: the same regex
+    // refusal was `invalid_request` here).
+    let refused = |e: crate::param::ParamError| ApiError::Coded {
+        error: Box::new(ApiError::Unprocessable(e.to_string())),
+        code: ProblemCode::InvalidParameter,
+    };
     def.accepts_stored_secret(param, &format!("{what} {name}")).map_err(refused)?;
     def.check_value(param, &value).map_err(refused)?;
     let stranded = inv.set_secret(owner, name, param, &value, &caller.actor())?;
