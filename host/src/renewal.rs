@@ -487,7 +487,8 @@ impl Scheduler {
         let room = BATCH.saturating_sub(claimed.len() as u32);
         if room > 0 && !self.served_last.is_empty() {
             // Those just claimed are leased now, so the second claim cannot take them again.
-            let (more, _) = inv.claim_due_renewals_except(with.lease_seconds, room, &busy)?;
+            // It ends with the first: `until` names the claims of both.
+            let (more, _) = inv.claim_due_renewals_until(until, room, crate::inventory::ClaimScope::Except(&busy))?;
             claimed.extend(more);
         }
         // Until a lane owns them: a database error before then leaves them for the next round.
@@ -515,7 +516,10 @@ impl Scheduler {
             // Every line a lane logs — a connector's timeout, an order's failure — names the
             // CA account it renews for (scale review of stop 43: they named neither).
             let span = tracing::error_span!("renewals", account = %lane_key);
-            let task = tokio::spawn(lane(with.clone(), ids.clone(), until).instrument(span));
+            // A lane renews the rest of its account's due certificates after its batch (not
+            // for the lane of certificates whose profile is gone: none names them).
+            let own = if lane_key.is_empty() { Vec::new() } else { profiles_in(&[&lane_key]) };
+            let task = tokio::spawn(lane(with.clone(), ids.clone(), until, own).instrument(span));
             self.served_last.push(lane_key.clone());
             self.lanes.insert(lane_key, Lane { task, ids, until });
         }
@@ -562,8 +566,17 @@ impl Scheduler {
     }
 }
 
-/// Renews one account's claimed certificates, one after another, on a connection of its own.
-async fn lane(with: TaskContext, ids: Vec<i64>, until: i64) -> LaneEnd {
+/// How long a lane goes on claiming its account's next due certificates once its batch is
+/// done. A lane renewed its batch of 20 and ended, and the next came a round later: 40
+/// renewals a minute per account however fast the CA, so a storm of 6,000 certificates due
+/// at once expired by the thousand (scale walkthrough of stop 50). Bounded, so that with more
+/// accounts than lanes the others get theirs within a few minutes.
+const LANE_SPAN: Duration = Duration::from_secs(120);
+
+/// Renews one account's claimed certificates, one after another, on a connection of its own;
+/// then, for up to [`LANE_SPAN`], the next due ones of `own` (its account's profiles), a
+/// batch at a time, until none is due.
+async fn lane(with: TaskContext, ids: Vec<i64>, until: i64, own: Vec<String>) -> LaneEnd {
     let mut end = LaneEnd { report: RoundReport::default(), stranded: Vec::new() };
     let mut inv = match with.pool.get_for_call().await {
         Ok(inv) => inv,
@@ -577,8 +590,29 @@ async fn lane(with: TaskContext, ids: Vec<i64>, until: i64) -> LaneEnd {
     let shutdown = with.shutdown.clone();
     let stopping = move || *shutdown.borrow();
     let lease = with.lease_seconds;
-    if let Err(e) = renew_batch(&mut p, &ids, until, lease, &stopping, &mut end.stranded, &mut end.report).await {
-        tracing::error!(error = %e, "renewal round failed");
+    let started = std::time::Instant::now();
+    let (mut ids, mut until) = (ids, until);
+    loop {
+        if let Err(e) = renew_batch(&mut p, &ids, until, lease, &stopping, &mut end.stranded, &mut end.report).await {
+            tracing::error!(error = %e, "renewal round failed");
+            break;
+        }
+        if own.is_empty() || stopping() || started.elapsed() >= LANE_SPAN {
+            break;
+        }
+        let next_until = crate::clock::unix_now() + lease;
+        match p.inventory.claim_due_renewals_until(next_until, BATCH, crate::inventory::ClaimScope::Only(&own)) {
+            Ok((next, _)) if next.is_empty() => break,
+            Ok((next, _)) => {
+                // `renew_batch` holds them in `stranded` until each is dealt with.
+                ids = next.into_iter().map(|c| c.id).collect();
+                until = next_until;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "renewal round failed: the next due certificates could not be claimed");
+                break;
+            }
+        }
     }
     end
 }

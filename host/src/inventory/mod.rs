@@ -46,8 +46,8 @@ pub use master_key::{Rotated, open_data_dir, open_data_dir_for_serve};
 pub use orders::{Idempotency, NewOrder, Order, OrderState};
 pub use pool::{DEFAULT_POOL_SIZE, InventoryPool, PooledInventory};
 pub use renewals::{
-    AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, ClaimedRenewal, Notification, RenewalState, RetriedRenewals,
-    ScheduledRenewal,
+    AUTO_RENEWAL_ACTOR, Channel, ChannelsSince, ClaimScope, ClaimedRenewal, Notification, RenewalState,
+    RetriedRenewals, ScheduledRenewal,
 };
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use tokens::{MAX_EXPIRY as MAX_TOKEN_EXPIRY, Role, TokenCheck, TokenInfo};

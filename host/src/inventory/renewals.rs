@@ -310,11 +310,21 @@ pub(super) fn closed_renewal_failed_in(
 /// partial index in `renew_after` order (as one compound SELECT, neither did). `?3` is a JSON
 /// array of the profiles left out (their lanes are busy; a certificate without a profile is
 /// in the lane `""`).
-fn claim_sql(status: &str) -> String {
+/// Which profiles' certificates a claim takes.
+#[derive(Debug, Clone, Copy)]
+pub enum ClaimScope<'a> {
+    /// Any but these (lanes still busy).
+    Except(&'a [String]),
+    /// Only these (a lane's own).
+    Only(&'a [String]),
+}
+
+fn claim_sql(status: &str, only: bool) -> String {
+    let which = if only { "IN" } else { "NOT IN" };
     format!(
         "SELECT id, renew_after, profile FROM certificates INDEXED BY {} WHERE {status} AND renew_after IS NOT NULL AND renew_after <= ?1
            AND (renewal_lease_until IS NULL OR renewal_lease_until < ?1)
-           AND coalesce(profile, '') NOT IN (SELECT value FROM json_each(?3))
+           AND coalesce(profile, '') {which} (SELECT value FROM json_each(?3))
            AND NOT EXISTS (SELECT 1 FROM orders WHERE predecessor_id = certificates.id AND {})
          ORDER BY renew_after LIMIT ?2",
         due_index(status),
@@ -449,12 +459,16 @@ impl Inventory {
     /// stay due: a key revoked for keyCompromise makes its other certificates due at once, and
     /// a profile edit postponed that by weeks — review of stop 31). Turning `auto` off
     /// clears every schedule, retries included, with their attempt count and error: the
-    /// operator said stop, and a later `auto = true` starts them afresh.
+    /// operator said stop, and a later `auto = true` starts them afresh. Expired ones still
+    /// being retried too: left due, they stayed in the renewal queue and its metrics, and
+    /// the scheduler spent its rounds clearing them one by one while other profiles' came
+    /// due and expired (scale walkthrough of stop 50).
     pub fn reschedule_profile(&mut self, name: &str, policy: &RenewalPolicy) -> Result<usize, InventoryError> {
         if !policy.auto {
             return Ok(self.conn.execute_cached(
                 "UPDATE certificates SET renew_after = NULL, renewal_attempts = 0, renewal_error = NULL
-                 WHERE profile = ?1 AND status = 'active' AND (renew_after IS NOT NULL OR renewal_attempts > 0)",
+                 WHERE profile = ?1 AND status IN ('active', 'expired')
+                   AND (renew_after IS NOT NULL OR renewal_attempts > 0)",
                 [name],
             )?);
         }
@@ -528,12 +542,31 @@ impl Inventory {
         limit: u32,
         busy: &[String],
     ) -> Result<(Vec<ClaimedRenewal>, i64), InventoryError> {
+        let until = self.now() + lease_seconds;
+        self.claim_due_renewals_until(until, limit, ClaimScope::Except(busy))
+    }
+
+    /// Claims up to `limit` due certificates of `profiles` until `until`: a second claim of a
+    /// round, or a lane's next batch, made to end with the first, so that one claim end
+    /// names them all. A claim a second later ended a second later, and every check of it
+    /// against the first's end said it had run out: its certificates sat claimed, renewed by
+    /// no one, for the whole lease (scale walkthrough of stop 50).
+    pub fn claim_due_renewals_until(
+        &mut self,
+        until: i64,
+        limit: u32,
+        profiles: ClaimScope<'_>,
+    ) -> Result<(Vec<ClaimedRenewal>, i64), InventoryError> {
         let now = self.now();
-        let busy = serde_json::Value::from(busy.to_vec()).to_string();
+        let (only, names) = match profiles {
+            ClaimScope::Except(names) => (false, names),
+            ClaimScope::Only(names) => (true, names),
+        };
+        let busy = serde_json::Value::from(names.to_vec()).to_string();
         let tx = super::write_tx(&mut self.conn)?;
         let mut due: Vec<(ClaimedRenewal, i64)> = Vec::new();
         for status in [ACTIVE, EXPIRED] {
-            let mut stmt = tx.prepare_cached(&claim_sql(status))?;
+            let mut stmt = tx.prepare_cached(&claim_sql(status, only))?;
             let rows = stmt.query_map(params![now, limit, busy], |r| {
                 Ok((
                     ClaimedRenewal { id: r.get(0)?, profile: r.get::<_, Option<String>>(2)?.unwrap_or_default() },
@@ -545,13 +578,10 @@ impl Inventory {
         due.sort_by_key(|(_, at)| *at);
         let claimed: Vec<ClaimedRenewal> = due.into_iter().take(limit as usize).map(|(c, _)| c).collect();
         for c in &claimed {
-            tx.execute_cached(
-                "UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1",
-                params![c.id, now + lease_seconds],
-            )?;
+            tx.execute_cached("UPDATE certificates SET renewal_lease_until = ?2 WHERE id = ?1", params![c.id, until])?;
         }
         tx.commit()?;
-        Ok((claimed, now + lease_seconds))
+        Ok((claimed, until))
     }
 
     /// Before renewing certificate `id` of a batch, checks that the claim `claim_due_renewals`
@@ -1041,7 +1071,7 @@ mod tests {
     #[test]
     fn the_claim_finds_open_renewals_through_their_index() {
         let (_dir, inv) = super::super::scratch();
-        let plan = super::super::query_plan(&inv.conn, &super::claim_sql(super::ACTIVE));
+        let plan = super::super::query_plan(&inv.conn, &super::claim_sql(super::ACTIVE, false));
         assert!(plan.contains("INDEX orders_one_open_renewal "), "{plan}");
     }
 
@@ -1115,6 +1145,38 @@ mod tests {
             .expect("plan")
             .join("; ");
         assert!(plan.contains("notifications_waiting"), "{plan}");
+    }
+
+    /// Scale walkthrough of stop 50: turning `auto` off left the profile's expired
+    /// certificates still being retried due, in the queue and the metrics for ever; and a
+    /// second claim a second after the first ended a second later, so every check against the
+    /// first's end said it had run out. Both claims now end together.
+    #[test]
+    fn auto_off_clears_expired_retries_and_claims_of_one_round_end_together() {
+        let (_dir, mut inv) = super::super::scratch();
+        for (n, status, profile) in [("01", "expired", "web"), ("02", "active", "web"), ("03", "active", "api")] {
+            inv.conn
+                .execute(
+                    "INSERT INTO certificates (pem, serial, sha1, sha256, subject, issuer, sans, not_before, not_after,
+                         key_algorithm, key_bits, status, source, created_at, renew_after, renewal_attempts, profile)
+                     VALUES ('leaf', ?1, ?1, ?1, 'CN=a', 'CN=ca', '[]', 0, 100000, 'ec-p256', 256, ?2, 'issue', 0, 50000, 1, ?3)",
+                    params![n, status, profile],
+                )
+                .expect("certificate");
+        }
+        inv.set_clock(Some(60_000));
+        let off = RenewalPolicy { auto: false, ..RenewalPolicy::default() };
+        assert_eq!(inv.reschedule_profile("web", &off).expect("reschedule"), 2, "the expired one too");
+        inv.conn.execute("UPDATE certificates SET renew_after = 50000 WHERE id = 1", []).expect("due again");
+        inv.conn.execute("UPDATE certificates SET profile = 'api' WHERE id = 1", []).expect("other profile");
+        let (first, until) = inv.claim_due_renewals_until(60_600, 1, super::ClaimScope::Except(&[])).expect("claim");
+        inv.set_clock(Some(60_001));
+        let (second, until2) =
+            inv.claim_due_renewals_until(until, 5, super::ClaimScope::Only(&["api".to_owned()])).expect("claim");
+        assert_eq!((first.len(), second.len(), until2), (1, 1, until));
+        for c in first.iter().chain(&second) {
+            assert!(inv.keep_renewal_claim(c.id, until, 600).expect("keep").is_some(), "{}", c.id);
+        }
     }
 
     /// Regression (review of stop 31): a certificate that expired before its automatic
@@ -1481,7 +1543,7 @@ mod tests {
     fn the_due_renewal_queries_walk_the_due_index_without_statistics() {
         let (_dir, inv) = super::super::scratch();
         for status in [super::ACTIVE, super::EXPIRED] {
-            let plan = super::super::query_plan(&inv.conn, &super::claim_sql(status));
+            let plan = super::super::query_plan(&inv.conn, &super::claim_sql(status, false));
             let index = format!("SEARCH certificates USING INDEX {} (renew_after", super::due_index(status));
             assert!(plan.contains(&index) && !plan.contains("TEMP B-TREE"), "{plan}");
         }
