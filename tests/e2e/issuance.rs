@@ -872,3 +872,26 @@ fn a_certificate_that_cannot_be_stored_says_when_its_order_could_not_be_held_eit
     let order = app.json(&["orders", "show", "1", "--json"]);
     assert_eq!(order["state"], "pending", "as the answer says: {order}");
 }
+
+/// Scale walkthrough of stop 50: an order that failed before any CA saw it (its profile had
+/// no active account) still sealed the key made for it, which nothing could ever use — one
+/// more per renewal attempt. The failed order is kept, its key is not.
+#[test]
+fn an_order_no_ca_saw_keeps_no_key() {
+    let app = App::new();
+    let (config, _) = crate::helpers::local_ca_lab(&app, "");
+    let c = config.to_str().expect("utf8");
+    app.run(&["--config", c, "account", "deactivate", "lab"]).ok();
+    let failed = app.run(&["--config", c, "issue", "--profile", "lab", "--cn", "www.example.com"]);
+    assert!(failed.fails(1).contains("no active CA account"), "{}", failed.stderr);
+    let order = app.json(&["--config", c, "orders", "show", "1", "--json"]);
+    assert_eq!(order["state"], "failed", "{order}");
+    let backup = app.path("inventory.backup");
+    let said = app.run(&["--config", c, "backup", backup.to_str().expect("utf8")]);
+    assert!(
+        said.ok().contains("0 certificates, 0 private keys") || said.stderr.contains("0 certificates, 0 private keys"),
+        "{} {}",
+        said.stdout,
+        said.stderr
+    );
+}

@@ -636,7 +636,12 @@ impl Pipeline<'_> {
                 self.fail(current.id, reason).await?;
                 Ok(current.id)
             }
-            Submission::New(new) => {
+            Submission::New(mut new) => {
+                // No CA saw this order, so no certificate can ever come for its key: it is
+                // not stored (scale walkthrough of stop 50: every renewal attempt of a profile
+                // with no active account sealed a new key that nothing would use). An order a
+                // CA saw keeps its key, for a certificate fetched there by hand and imported.
+                new.key = None;
                 let (stored, actor) = (reason.to_owned(), self.actor.to_owned());
                 let id = self
                     .inventory
