@@ -466,6 +466,19 @@ pub fn found_file_untrusted(path: &Path) -> Option<String> {
     None
 }
 
+/// Why a found `./certhost.toml` that is a symbolic link is not taken on: the link belongs to
+/// another user than the one running certhost (or root). Paths in the file are read from the
+/// link's directory, so a stranger's link to a file the inventory trusts would load the
+/// stranger's profiles beside it.
+pub fn found_link_untrusted(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_symlink())?;
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    (meta.uid() != me && meta.uid() != 0)
+        .then(|| format!("it is a link that belongs to user id {}, neither you nor root", meta.uid()))
+}
+
 /// Checks a profile against the accounts it names: each exists, and no parameter name is
 /// defined by both the profile and one of its accounts.
 pub fn check_links(name: &str, def: &ProfileDef, accounts: &BTreeMap<String, AccountDef>) -> Result<(), PolicyError> {

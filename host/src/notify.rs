@@ -362,8 +362,8 @@ async fn send_email(e: &EmailConfig, n: &Notification, env: crate::param::EnvLoo
     Ok(())
 }
 
-/// Notifications claimed at a time; a round goes on to the next batch while each is dealt
-/// with whole, for up to [`ROUND_BUDGET`] or the round interval.
+/// Notifications claimed at a time; a round goes on to the next batch while each is
+/// delivered whole, for up to [`ROUND_BUDGET`] or the round interval.
 const BATCH: u32 = 100;
 /// Sent at once: a slow receiver holds a few of them, not the round.
 const CONCURRENCY: usize = 8;
@@ -495,7 +495,9 @@ pub async fn run(
                     let started = tokio::time::Instant::now();
                     loop {
                         match deliver_pending(&mut inv, &config, &since, env.clone(), &mut shutdown).await {
-                            Ok((sent, failed)) if sent + failed >= BATCH as usize => {}
+                            // A batch that failed any stops the round: a receiver that
+                            // refuses at once would otherwise be tried with the whole backlog.
+                            Ok((sent, 0)) if sent >= BATCH as usize => {}
                             Ok(_) => break,
                             Err(e) => {
                                 tracing::error!(error = %e, "delivering notifications failed");

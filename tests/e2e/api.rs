@@ -1690,7 +1690,10 @@ fn every_answer_names_its_request_id_and_json_log_lines_carry_it() {
         .collect();
     assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()), "{log}");
     assert!(
-        lines.iter().any(|l| l["span"]["request_id"] == "e2e-req-7" && l["message"].is_string()),
+        lines.iter().any(|l| {
+            let spans = l["spans"].as_array().cloned().unwrap_or_default();
+            spans.iter().any(|s| s["request_id"] == "e2e-req-7") && l["message"].is_string()
+        }),
         "no line about the issuance carries its request id: {log}"
     );
 }

@@ -1180,6 +1180,10 @@ fn a_key_is_downloaded_only_where_every_profile_it_served_allows_it() {
     assert_eq!(admins.status(), StatusCode::OK);
     let first_key = api.get(&admin, &format!("/v1/certificates/{first}/key")).text().expect("key");
     assert_eq!(admins.text().expect("key"), first_key, "the renewal kept the key");
+    // Nor once the first certificate is deleted (diff review of stop 50): its order remembers.
+    assert_eq!(api.delete(&admin, &format!("/v1/certificates/{first}")).status(), StatusCode::NO_CONTENT);
+    let refused = json_of(api.get(&requester, &format!("/v1/certificates/{moved}/key")), StatusCode::FORBIDDEN);
+    assert!(refused["detail"].as_str().expect("detail").contains("also certified under profile lab"), "{refused}");
 
     // A key of its own under `keep` downloads, until it is revoked for keyCompromise.
     let own = json_of(

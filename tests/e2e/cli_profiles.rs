@@ -977,6 +977,16 @@ fn a_found_certhost_toml_is_not_taken_on_by_an_inventory_made_without_one_or_whe
         assert!(said.contains("belongs to user id 65534, neither you nor root"), "{said}");
         assert!(!listed.contains("evil") && !ran.exists(), "{listed}");
         std::os::unix::fs::chown(dir.join("certhost.toml"), Some(0), None).expect("chown");
+        // A stranger's link to a file is the stranger's: paths in it are read from the link's
+        // directory (diff review of stop 50).
+        let linked = app.path("linked");
+        fs::create_dir_all(&linked).expect("mkdir");
+        std::os::unix::fs::symlink(dir.join("certhost.toml"), linked.join("certhost.toml")).expect("link");
+        std::os::unix::fs::lchown(linked.join("certhost.toml"), Some(65534), None).expect("lchown");
+        let out = app.command().args(["account", "list"]).current_dir(&linked).output().expect("run");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("is a link that belongs to user id 65534"), "{said}");
+        assert!(!ran.exists());
     }
 
     // An inventory whose accounts were made with the CLI: the found file is not read.

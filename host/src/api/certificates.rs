@@ -226,23 +226,25 @@ fn may_download_key(inv: &crate::inventory::Inventory, caller: &Caller, r: &Cert
     }
     // Every profile the key was certified under must allow it, not only this certificate's:
     // a key renewed into a profile that allows downloads, keeping the key, was handed out
-    // though the profile it was made under forbids it (red team of stop 50).
+    // though the profile it was made under forbids it (red team of stop 50). A certificate
+    // without a profile (an import) allows none; the key's other imports say nothing.
+    let own = r.profile.clone().ok_or_else(|| {
+        ApiError::NotAllowed(format!(
+            "role {} may not download this key (the certificate has no profile, so no key_download = true)",
+            caller.role.as_str()
+        ))
+    })?;
     let mut profiles = inv.profiles_on_key(key_id)?;
-    profiles.push(r.profile.clone());
+    profiles.retain(|p| *p != own);
+    profiles.insert(0, own.clone());
     for profile in &profiles {
-        let allowed = match profile.as_deref() {
-            Some(p) => inv.profile(p)?.is_some_and(|(def, _)| def.key_download),
-            None => false,
+        let why = match inv.profile(profile)? {
+            Some((def, _)) if def.key_download => continue,
+            Some(_) if *profile == own => "its profile does not set key_download = true".to_owned(),
+            Some(_) => format!("it was also certified under profile {profile}, which does not set key_download = true"),
+            None => format!("it was certified under profile {profile}, which no longer exists"),
         };
-        if !allowed {
-            let action = match profile {
-                Some(p) if r.profile.as_ref() != Some(p) => format!(
-                    "download this key (it was also certified under profile {p}, which does not set key_download = true)"
-                ),
-                _ => "download this key (its profile does not set key_download = true)".to_owned(),
-            };
-            return Err(ApiError::NotAllowed(format!("role {} may not {action}", caller.role.as_str())));
-        }
+        return Err(ApiError::NotAllowed(format!("role {} may not download this key ({why})", caller.role.as_str())));
     }
     if inv.key_compromised(key_id)? {
         return Err(ApiError::Coded {
@@ -311,10 +313,12 @@ async fn pkcs12(
     caller.require(KEY_DOWNLOAD, "download private keys")?;
     let super::json::Body(body) = body?;
     let length = body.password.chars().count();
-    let problem = if (4..=1024).contains(&length) {
-        crate::deploy::pkcs12_password_problem(&body.password).map(str::to_owned)
-    } else {
+    let problem = if !(4..=1024).contains(&length) {
         Some(format!("a PKCS#12 password must be 4 to 1024 characters (this one has {length})"))
+    } else if body.password.chars().any(char::is_control) {
+        Some("a PKCS#12 password may not hold control characters (NUL, a line break, a tab)".to_owned())
+    } else {
+        crate::deploy::pkcs12_password_problem(&body.password).map(str::to_owned)
     };
     if let Some(why) = problem {
         return Err(ApiError::Coded {

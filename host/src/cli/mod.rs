@@ -52,7 +52,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// How log lines are written to stderr: `text` (for people) or `json` (one object per
-    /// line, for a log shipper; an API request's lines carry its `request_id` under `span`).
+    /// line, for a log shipper; an API request's lines carry its `request_id` under `spans`).
     #[arg(long, global = true, env = "CERTHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -65,7 +65,7 @@ pub enum LogFormat {
     /// One line of text per event, for a person or journald.
     Text,
     /// One JSON object per event (`timestamp`, `level`, `message` and the event's fields, the
-    /// request's `span`), for a log shipper that would otherwise guess at the text.
+    /// `spans` it happened in), for a log shipper that would otherwise guess at the text.
     Json,
 }
 
@@ -320,9 +320,14 @@ pub(crate) fn config_in_use(
     let here = || {
         output::terminal_safe(&std::path::absolute(&path).unwrap_or(path.clone()).display().to_string()).into_owned()
     };
-    // A file taken on for the first time (none is recorded) must be the user's own.
-    let recorded = matches!(inv.config_record()?, certhost::inventory::ConfigRecord::File(_));
-    if !recorded && let Some(why) = certhost::config::found_file_untrusted(&path) {
+    // A file taken on for the first time must be the user's own; the one recorded before was
+    // taken on already (a service user's serve beside an operator's file keeps starting). A
+    // link is the user's own in any case: one in a stranger's directory to the recorded file
+    // read that directory's profiles (diff review of stop 50).
+    let recorded = inv.recorded_config_file()?.is_some_and(|r| certhost::config::same_config(&r, &path));
+    let untrusted = certhost::config::found_link_untrusted(&path)
+        .or_else(|| if recorded { None } else { certhost::config::found_file_untrusted(&path) });
+    if let Some(why) = untrusted {
         let here = here();
         if for_serve {
             anyhow::bail!("{here} is not read: {why}; give --config {here} if it is the file to serve with");
@@ -748,13 +753,14 @@ pub fn init_tracing(verbose: u8, format: LogFormat, command: &Command) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
-        // The event's fields at the top (`message` beside them), the span it happened in
-        // under `span`; the list of outer spans would repeat it (certhost nests none).
+        // The event's fields at the top (`message` beside them), the spans it happened in
+        // under `spans`, outermost first: a connector call's span sits inside the request's,
+        // and the innermost alone lost the request id (diff review of stop 50).
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_current_span(false)
+            .with_span_list(true)
             .with_writer(std::io::stderr)
             .with_target(false)
             .boxed(),

@@ -226,7 +226,9 @@ async fn reload_on_sighup(
                 let other = match other {
                     certhost::config::Elsewhere::Recorded(other) => other.display().to_string(),
                     certhost::config::Elsewhere::Unrecorded { .. } => "a file no certhost recorded".to_owned(),
-                    certhost::config::Elsewhere::MadeWithoutFile { .. } => "the CLI or the API".to_owned(),
+                    certhost::config::Elsewhere::MadeWithoutFile { .. } => {
+                        "the CLI or the API, beside another file a command loaded".to_owned()
+                    }
                 };
                 tracing::error!(
                     "configuration reload skipped: the accounts and profiles now come from {other} (loaded by another \

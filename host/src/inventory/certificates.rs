@@ -383,11 +383,15 @@ impl Inventory {
         Ok(found)
     }
 
-    /// The profiles of every certificate on stored key `key_id` (`None` for one without a
-    /// profile): a key kept through a renewal into another profile is still the first
+    /// The profiles stored key `key_id` was requested or certified under — its certificates'
+    /// and its orders' (which outlive a deleted certificate), those without a profile (an
+    /// import) left out: a key kept through a renewal into another profile is still the first
     /// profile's too, and whether it may be handed out is every one of theirs to say.
-    pub fn profiles_on_key(&self, key_id: i64) -> Result<Vec<Option<String>>, InventoryError> {
-        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT profile FROM certificates WHERE key_id = ?1")?;
+    pub fn profiles_on_key(&self, key_id: i64) -> Result<Vec<String>, InventoryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT profile FROM certificates WHERE key_id = ?1 AND profile IS NOT NULL
+             UNION SELECT profile FROM orders WHERE key_id = ?1 AND profile IS NOT NULL AND profile <> ''",
+        )?;
         let rows = stmt.query_map([key_id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
