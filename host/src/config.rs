@@ -455,9 +455,7 @@ pub fn loaded_from_elsewhere(inv: &Inventory, config_path: &Path) -> Result<Opti
 pub fn found_file_untrusted(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    // SAFETY: geteuid takes nothing and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me && meta.uid() != 0 {
+    if !mine_or_roots(meta.uid()) {
         return Some(format!("it belongs to user id {}, neither you nor root", meta.uid()));
     }
     if meta.mode() & 0o002 != 0 {
@@ -473,10 +471,14 @@ pub fn found_file_untrusted(path: &Path) -> Option<String> {
 pub fn found_link_untrusted(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_symlink())?;
-    // SAFETY: geteuid takes nothing and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    (meta.uid() != me && meta.uid() != 0)
+    (!mine_or_roots(meta.uid()))
         .then(|| format!("it is a link that belongs to user id {}, neither you nor root", meta.uid()))
+}
+
+/// Whether `uid` is the user running certhost or root: whose found files may be read.
+fn mine_or_roots(uid: u32) -> bool {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    uid == 0 || uid == unsafe { libc::geteuid() }
 }
 
 /// Checks a profile against the accounts it names: each exists, and no parameter name is

@@ -101,10 +101,8 @@ impl Inventory {
         if !file_defined {
             return Ok(ConfigRecord::NoFileDefinitions);
         }
-        let path: Option<Vec<u8>> =
-            self.conn.query_row("SELECT value FROM meta WHERE name = 'config_file'", [], |r| r.get(0)).optional()?;
-        Ok(match path {
-            Some(p) => ConfigRecord::File(PathBuf::from(std::ffi::OsString::from_vec(p))),
+        Ok(match self.recorded_config_file()? {
+            Some(path) => ConfigRecord::File(path),
             None => ConfigRecord::Unrecorded,
         })
     }
